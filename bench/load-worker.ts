@@ -1,0 +1,98 @@
+/**
+ * Load generator for the signal-to-halt benchmark: hosts COUNT SDK clients (one stream and one
+ * run each) in this process and prints each client's `halt.settled` event as a JSON line with
+ * its wall-clock time. Started by bench/run.ts; not meant to be run by hand.
+ *
+ * With TRACE=1 it also prints, once per halt flip, the span over which its clients applied the
+ * flip's delta, the largest event-loop delay meanwhile, the GC pauses that started in it and
+ * the CPU time it used in the 300 ms from its first apply (applies, reports, keep-alives).
+ *
+ * TRANSPORT picks the SDK transport (`node` for nodeHttpTransport, `fetch` for fetchTransport);
+ * each client gets its own instance, as a worker process would.
+ *
+ * Lines are written once per event-loop turn, not once per settle: `record` runs inside the
+ * SDK's halt path, and a synchronous pipe write per worker would bill the benchmark's own I/O
+ * to the workers applied after it. The instants printed are the SDK's, taken at the settle.
+ */
+import { PerformanceObserver, monitorEventLoopDelay } from 'node:perf_hooks';
+import { connect, fetchTransport, nodeHttpTransport, type Client, type Transport } from '@killpath/sdk';
+
+const count = Number(process.env.COUNT);
+const base = Number(process.env.BASE ?? 0);
+const transport = (): Transport => (process.env.TRANSPORT === 'fetch' ? fetchTransport() : nodeHttpTransport());
+
+let lines: string[] = [];
+function emit(line: string): void {
+  if (lines.length === 0) setImmediate(flush);
+  lines.push(line);
+}
+function flush(): void {
+  const text = lines.join('');
+  lines = [];
+  process.stdout.write(text);
+}
+
+const TRACE = process.env.TRACE === '1';
+const eld = TRACE ? monitorEventLoopDelay({ resolution: 1 }) : null;
+eld?.enable();
+const gcs: { start: number; ms: number }[] = [];
+if (TRACE) {
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gcs.push({ start: e.startTime, ms: e.duration });
+  }).observe({ entryTypes: ['gc'] });
+}
+let flip: { rev: number; first: number; last: number; cpu: NodeJS.CpuUsage } | null = null;
+/** Notes a halt flip's delta applied at monotonic `at`; the trace line goes out 300 ms after the first. */
+function traced(rev: number, at: number): void {
+  if (flip === null || flip.rev !== rev) {
+    flip = { rev, first: at, last: at, cpu: process.cpuUsage() };
+    eld?.reset();
+    gcs.length = 0;
+    setTimeout(() => {
+      const f = flip!;
+      const inFlip = gcs.filter((g) => g.start >= f.first - 1 && g.start <= f.last);
+      emit(
+        `${JSON.stringify({
+          k: 'trace',
+          rev: f.rev,
+          proc: base / 10_000,
+          count,
+          firstObserve: performance.timeOrigin + f.first,
+          lastObserve: performance.timeOrigin + f.last,
+          eldMaxMs: eld!.max / 1e6,
+          gcCount: inFlip.length,
+          gcMs: inFlip.reduce((a, g) => a + g.ms, 0),
+          cpuMs: ((u) => (u.user + u.system) / 1000)(process.cpuUsage(f.cpu)),
+        })}\n`,
+      );
+    }, 300);
+  } else {
+    flip.last = at;
+  }
+}
+
+const clients: Client[] = [];
+for (let i = 0; i < count; i++) {
+  const n = base + i;
+  const client = connect({
+    url: process.env.KILLPATH_URL!,
+    token: process.env.KILLPATH_TOKEN!,
+    tenant: 'bench',
+    agent: 'bot',
+    heartbeatMs: 60_000,
+    transport: transport(),
+    sink: {
+      record(e) {
+        if (TRACE && e.type === 'rev.applied' && e.source === 'delta' && e.issued.length > 0) traced(e.rev, e.at);
+        if (e.type === 'halt.settled') {
+          emit(`${JSON.stringify({ k: 'settled', worker: n, rev: e.rev, directiveId: e.directiveId, wall: performance.timeOrigin + e.at })}\n`);
+        }
+      },
+    },
+  });
+  client.startRun({ runId: `bench-${n}` });
+  clients.push(client);
+}
+await Promise.all(clients.map((c) => c.ready));
+process.stdout.write(`${JSON.stringify({ k: 'ready', count })}\n`);
+process.once('SIGTERM', () => void Promise.all(clients.map((c) => c.close())).then(() => process.exit(0)));

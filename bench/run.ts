@@ -1,0 +1,262 @@
+/**
+ * `npm run bench`: prints signal-to-halt with 10 and 1,000 connected workers and the gate's
+ * cost per check. Figures are printed, never asserted (see DESIGN.md, latency terms).
+ *
+ * The control plane runs in this process (so the flip's commit time is known exactly); the
+ * workers are SDK clients in separate processes, one stream each.
+ * signal-to-halt = flip (commit) → the worker settled (applied the rev, nothing covered in
+ * flight, refusing new effects), both as wall-clock instants on this machine.
+ * time-to-report = flip → the control plane received the worker's halted report (adds the
+ * report's trip back).
+ *
+ * Each size is measured with two fleet layouts, both printed:
+ * - `co-hosted`: every worker in a load-generator process of up to 250 clients (at most 4
+ *   processes; BENCH_PROCS overrides), the layout of the first version of this benchmark.
+ * - `1/process`: workers run one per process, as real workers do; where that many processes
+ *   do not fit the machine (more than 16 workers) only 8 do, as probes, and the rest are
+ *   co-hosted as above, so the probes see the whole fleet's load. Both groups are printed.
+ *
+ * Environment: BENCH_WORKERS (sizes, default 10,1000), BENCH_REPS (flips per size and layout,
+ * default 5), BENCH_LAYOUT (both | co-hosted | 1/process, default both), BENCH_PROCS,
+ * BENCH_TRANSPORT (node | fetch, default node: the SDK's nodeHttpTransport), BENCH_PIN=1 (Linux:
+ * the control plane on the first core, every worker process on the others, as if they were on
+ * other machines), BENCH_TRACE=1 (per flip: the fan-out, each process's apply span, event-loop
+ * delay, GC and CPU).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { startServer, type HaltedEvent } from '@killpath/server';
+import { ApiClient, percentile, ms, table } from '@killpath/cli';
+import type { Directive } from '@killpath/protocol';
+
+const REPS = Number(process.env.BENCH_REPS ?? 5);
+const sizes = (process.env.BENCH_WORKERS ?? '10,1000').split(',').map(Number);
+const TRANSPORT = process.env.BENCH_TRANSPORT === 'fetch' ? 'fetch' : 'node';
+const TRACE = process.env.BENCH_TRACE === '1';
+const LAYOUTS = (process.env.BENCH_LAYOUT ?? 'both') === 'both' ? ['co-hosted', '1/process'] : [process.env.BENCH_LAYOUT!];
+const CORES = cpus().length;
+const PIN = process.env.BENCH_PIN === '1' && process.platform === 'linux' && CORES > 1;
+const PER_PROCESS = 250;
+/** Up to this many workers, the 1/process layout runs every worker in its own process. */
+const ALL_SOLO_UP_TO = 16;
+const PROBES = 8;
+const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
+const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
+const wallNow = () => performance.timeOrigin + performance.now();
+
+/** One worker process's account of one flip (BENCH_TRACE=1). */
+interface ProcTrace {
+  rev: number;
+  proc: number;
+  count: number;
+  /** Wall-clock instants of the first and last delta applied for the flip. */
+  firstObserve: number;
+  lastObserve: number;
+  /** Largest event-loop delay while the flip was applied, ms. */
+  eldMaxMs: number;
+  /** GC pauses that started while the flip was applied: count and total ms. */
+  gcCount: number;
+  gcMs: number;
+  /** CPU time used in the 300 ms from the first apply, ms. */
+  cpuMs: number;
+}
+
+interface Fanout {
+  rev: number;
+  start: number;
+  end: number;
+  flushed: number;
+}
+
+/** Runs REPS flips against one fleet; returns the table rows. */
+async function measure(workers: number, layout: string): Promise<string[][]> {
+  const dir = mkdtempSync(join(tmpdir(), 'killpath-bench-'));
+  const server = await startServer({ dataDir: dir, port: 0, logLevel: 'warn' });
+  const cp = server.controlPlane;
+  const api = new ApiClient(server.url, server.createdAdminToken!);
+  const { token } = await api.post<{ token: string }>('/v1/tokens', { role: 'agent', tenant: 'bench', agent: 'bot' });
+  const solo = layout === 'co-hosted' ? 0 : workers <= ALL_SOLO_UP_TO ? workers : Math.min(PROBES, workers);
+  const hosted = workers - solo;
+  const procs = hosted === 0 ? 0 : Number(process.env.BENCH_PROCS ?? Math.min(4, Math.max(1, Math.ceil(hosted / PER_PROCESS))));
+  // Worker numbers: load generator p hosts p*10000…; solo worker s is 1_000_000+s.
+  const isSolo = (worker: number) => worker >= 1_000_000;
+  const settled: { rev: number; wall: number; worker: number }[] = [];
+  const reports: HaltedEvent[] = [];
+  const traces: ProcTrace[] = [];
+  cp.onHalted((e) => reports.push(e));
+
+  // The fan-out loop queues one write per stream; Node sends them (one syscall each) in
+  // process.nextTick callbacks right after it, all before the next setImmediate.
+  let fanout: Fanout | null = null;
+  if (TRACE) {
+    const publish = cp.hub.publish.bind(cp.hub);
+    cp.hub.publish = (rev, change) => {
+      const start = wallNow();
+      publish(rev, change);
+      const f = { rev, start, end: wallNow(), flushed: Number.NaN };
+      fanout = f;
+      setImmediate(() => (f.flushed = wallNow()));
+    };
+  }
+
+  const children: ChildProcess[] = [];
+  const readies: Promise<void>[] = [];
+  const spawnLoad = (count: number, base: number) => {
+    const args = [here('./load-worker.ts')];
+    const child = spawn(PIN ? 'taskset' : process.execPath, PIN ? ['-c', `1-${CORES - 1}`, process.execPath, ...args] : args, {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: {
+        ...process.env,
+        KILLPATH_URL: server.url,
+        KILLPATH_TOKEN: token,
+        COUNT: String(count),
+        BASE: String(base),
+        TRANSPORT,
+        TRACE: TRACE ? '1' : '0',
+      },
+    });
+    children.push(child);
+    readies.push(
+      new Promise((ok) =>
+        createInterface({ input: child.stdout! }).on('line', (line) => {
+          const m = JSON.parse(line) as { k: string; rev: number; wall: number; worker: number };
+          if (m.k === 'ready') ok();
+          else if (m.k === 'settled') settled.push({ rev: m.rev, wall: m.wall, worker: m.worker });
+          else if (m.k === 'trace') traces.push(m as unknown as ProcTrace);
+        }),
+      ),
+    );
+  };
+  for (let p = 0; p < procs; p++) spawnLoad(Math.floor(hosted / procs) + (p < hosted % procs ? 1 : 0), p * 10_000);
+  for (let s = 0; s < solo; s++) spawnLoad(1, 1_000_000 + s);
+  await Promise.all(readies);
+  await sleep(500);
+
+  const stopHosted: number[] = [];
+  const stopSolo: number[] = [];
+  const report: number[] = [];
+  const traceLines: string[] = [];
+  for (let r = 0; r < REPS; r++) {
+    settled.length = 0;
+    reports.length = 0;
+    traces.length = 0;
+    const cpu0 = process.cpuUsage();
+    const { directive } = await api.post<{ directive: Directive }>('/v1/directives', {
+      level: 'halt',
+      scope: 'tenant:bench',
+      reason: `bench rep ${r}`,
+      justification: 'benchmark',
+    });
+    const flipWall = performance.timeOrigin + cp.flipTime(directive.rev)!;
+    const until = Date.now() + 15_000;
+    while ((settled.length < workers || reports.length < workers) && Date.now() < until) await sleep(10);
+    const cpu = process.cpuUsage(cpu0);
+    for (const s of settled) if (s.rev === directive.rev) (isSolo(s.worker) ? stopSolo : stopHosted).push(s.wall - flipWall);
+    for (const e of reports) if (e.rev === directive.rev && e.timeToStopMs !== null) report.push(e.timeToStopMs);
+    if (TRACE) {
+      while (traces.length < procs + solo && Date.now() < until) await sleep(10);
+      traceLines.push(traceFlip(`${workers} workers ${layout}`, r, flipWall, fanout, traces, settled, reports, directive.rev, (cpu.user + cpu.system) / 1000));
+    }
+    const { directive: cleared } = await api.post<{ directive: Directive }>(`/v1/directives/${directive.id}/resume`, { justification: 'benchmark' });
+    // Let the fleet ack the resume before the next flip, so that no flip is measured on a
+    // machine still busy with the previous one's acks.
+    const clearedRev = cleared.clearedRev!;
+    const ackedBy = Date.now() + 15_000;
+    while (cp.fleet.list('bench', clearedRev).some((w) => w.connected && w.ackedRev < clearedRev) && Date.now() < ackedBy) await sleep(10);
+    await sleep(300);
+  }
+  for (const c of children) c.kill('SIGTERM');
+  await Promise.all(children.map((c) => new Promise((ok) => c.once('exit', ok))));
+  await server.close();
+  rmSync(dir, { recursive: true, force: true });
+  if (TRACE) console.log(`\n${traceLines.join('\n')}`);
+
+  const row = (name: string, where: string, v: number[], expected: number) => [
+    `${workers}`,
+    name,
+    where,
+    `${v.length}/${expected}`,
+    ms(percentile(v, 50)),
+    ms(percentile(v, 99)),
+    ms(v.length ? Math.max(...v) : Number.NaN),
+  ];
+  const inProcs = `${hosted} in ${procs} process${procs > 1 ? 'es' : ''}`;
+  if (solo === 0) {
+    return [row('signal-to-halt', `co-hosted: ${inProcs}`, stopHosted, workers * REPS), row('time-to-report', `co-hosted: ${inProcs}`, report, workers * REPS)];
+  }
+  if (hosted === 0) {
+    return [row('signal-to-halt', `1/process: ${solo} processes`, stopSolo, workers * REPS), row('time-to-report', `1/process: ${solo} processes`, report, workers * REPS)];
+  }
+  return [
+    row('signal-to-halt', `1/process: ${solo} probes, beside…`, stopSolo, solo * REPS),
+    row('signal-to-halt', `  …${inProcs}`, stopHosted, hosted * REPS),
+    row('time-to-report', '  all of them', report, workers * REPS),
+  ];
+}
+
+/** One flip's timeline, relative to the flip (BENCH_TRACE=1). */
+function traceFlip(
+  what: string,
+  rep: number,
+  flip: number,
+  fanout: Fanout | null,
+  traces: ProcTrace[],
+  settled: { rev: number; wall: number }[],
+  reports: HaltedEvent[],
+  rev: number,
+  serverCpuMs: number,
+): string {
+  const f = (v: number) => `${v.toFixed(1)}`;
+  const last = Math.max(...settled.filter((s) => s.rev === rev).map((s) => s.wall)) - flip;
+  const fan = fanout !== null && fanout.rev === rev ? `loop ${f(fanout.start - flip)}–${f(fanout.end - flip)} ms, writes sent by ${f(fanout.flushed - flip)} ms` : '?';
+  const out = [
+    `${what}, flip ${rep}: fan-out ${fan}, last settle ${f(last)} ms, last report ${f(Math.max(...reports.map((e) => e.timeToStopMs ?? 0)))} ms; control plane and bench used ${f(serverCpuMs)} ms cpu until then`,
+  ];
+  for (const t of traces.filter((x) => x.count > 1).sort((a, b) => a.proc - b.proc)) {
+    out.push(
+      `  proc ${t.proc} (${t.count}): applied ${f(t.firstObserve - flip)}–${f(t.lastObserve - flip)} ms, event-loop delay max ${f(t.eldMaxMs)} ms, gc ${t.gcCount}× ${f(t.gcMs)} ms, cpu ${f(t.cpuMs)} ms`,
+    );
+  }
+  const solo = traces.filter((t) => t.count === 1);
+  if (solo.length > 0) {
+    const applied = solo.map((t) => t.firstObserve - flip);
+    out.push(
+      `  ${solo.length} × 1/process: applied ${f(Math.min(...applied))}–${f(Math.max(...applied))} ms, event-loop delay max ${f(Math.max(...solo.map((t) => t.eldMaxMs)))} ms, gc ${solo.reduce((a, t) => a + t.gcCount, 0)}×`,
+    );
+  }
+  return out.join('\n');
+}
+
+// Every thread of this process (GC, libuv pool) on core 0; the workers get the others.
+if (PIN) spawnSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
+console.log(
+  `killpath bench: ${REPS} flips per size and layout, node ${process.version}, ${process.arch}, ${CORES} cores, transport ${TRANSPORT}${PIN ? ', control plane pinned to core 0, workers to the others' : ''}\n`,
+);
+const rows: string[][] = [];
+for (const n of sizes) {
+  for (const layout of LAYOUTS) {
+    process.stdout.write(`  ${n} workers, ${layout} … `);
+    rows.push(...(await measure(n, layout)));
+    console.log('done');
+  }
+}
+console.log(`\n${table(['workers', 'measure', 'layout', 'samples', 'p50', 'p99', 'max'], rows)}\n`);
+console.log(`Notes:
+- Every process here (control plane, load generators, one-per-process workers) shares the same
+  ${CORES} cores${PIN ? ' (control plane on one, workers on the rest)' : ''}: a flip's fan-out, the workers' applies and
+  their halted reports (several times the CPU of the applies) compete for them.
+- A co-hosted worker also waits for the clients applied before it in its process and for the
+  halted reports they send meanwhile: an artifact of the load generators, since real workers
+  run one per process. The 1/process rows are what such a worker sees under the same load.
+- BENCH_TRACE=1 prints where each flip's time went.
+`);
+
+console.log('gate check cost:');
+await new Promise<void>((ok) => {
+  const g = spawn(process.execPath, [here('./gate.ts')], { stdio: 'inherit' });
+  g.once('exit', () => ok());
+});

@@ -1,0 +1,68 @@
+import { startServer, type LogLevel } from '@killpath/server';
+import { KillpathError } from '@killpath/protocol';
+import { intFlag, parse } from '../args.ts';
+
+export const SERVE_HELP = `killpath serve [options]
+
+Starts the control plane on the embedded SQLite store.
+
+  --data-dir DIR       database, admin token, server.json (default ./.killpath)
+  --host HOST          address to listen on (default 127.0.0.1)
+  --port PORT          port (default 7070; 0 picks a free one)
+  --keepalive-ms MS    keep-alive interval on worker streams (default 1000)
+  --log-level LEVEL    debug | info | warn | error (default info)
+  --cool-off MS        cool-off of irreversible effects before their confirmation (default 2000)
+  --cool-off-for CAP=MS  per-capability cool-off, repeatable (e.g. wire_transfer=10000)
+
+On first start it creates an admin token, prints it once and writes <data-dir>/admin.token (0600).`;
+
+/** `killpath serve`: runs until SIGINT/SIGTERM. */
+export async function serve(args: string[]): Promise<number> {
+  const { values } = parse(args, {
+    'data-dir': { type: 'string' },
+    host: { type: 'string' },
+    port: { type: 'string' },
+    'keepalive-ms': { type: 'string' },
+    'log-level': { type: 'string' },
+    'cool-off': { type: 'string' },
+    'cool-off-for': { type: 'string', multiple: true },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (values.help) {
+    console.log(SERVE_HELP);
+    return 0;
+  }
+  const logLevel = (values['log-level'] ?? 'info') as LogLevel;
+  if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new KillpathError('invalid_request', '--log-level must be debug, info, warn or error');
+  const port = intFlag('port', values.port, 7070);
+  if (port > 65535) throw new KillpathError('invalid_request', '--port must be at most 65535');
+  const keepaliveMs = intFlag('keepalive-ms', values['keepalive-ms'], 1000);
+  if (keepaliveMs < 50) throw new KillpathError('invalid_request', '--keepalive-ms must be at least 50');
+  const byCapability: Record<string, number> = {};
+  for (const pair of values['cool-off-for'] ?? []) {
+    const m = /^([A-Za-z0-9._:@-]{1,128})=(\d+)$/.exec(pair);
+    if (!m) throw new KillpathError('invalid_request', `--cool-off-for takes CAPABILITY=MS, got "${pair}"`);
+    byCapability[m[1]!] = Number(m[2]);
+  }
+  const coolOff = { defaultMs: intFlag('cool-off', values['cool-off'], 2000), byCapability };
+  let server;
+  try {
+    server = await startServer({ dataDir: values['data-dir'], host: values.host, port, keepaliveMs, logLevel, coolOff });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') throw new KillpathError('invalid_request', `port ${port} is already in use (try --port 0 or another port)`);
+    if (code === 'EACCES' || code === 'EADDRNOTAVAIL') throw new KillpathError('invalid_request', `cannot listen on ${values.host ?? '127.0.0.1'}:${port} (${code})`);
+    throw err;
+  }
+  console.log(`killpath control plane listening on ${server.url} (data dir ${server.dataDir})`);
+  if (server.createdAdminToken) {
+    console.log(`admin token (shown once, also written to ${server.dataDir}/admin.token):\n  ${server.createdAdminToken}`);
+  }
+  await new Promise<void>((ok) => {
+    const stop = () => ok();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  await server.close();
+  return 0;
+}

@@ -1,0 +1,204 @@
+import type { AuditRecord, Directive } from '@killpath/protocol';
+import type { ApiClient } from '../api.ts';
+import { percentile } from '../output.ts';
+import type { AgentEvent, AgentProcess, FleetHarness } from './harness.ts';
+
+/** One flip to perform: the directive body and which (agent, run, capability) it covers. */
+export interface FlipSpec {
+  label: string;
+  body: {
+    level: 'halt' | 'kill';
+    scope: string;
+    capabilities?: string[];
+    reason: string;
+    justification: string;
+    breakGlass?: string;
+    tenant?: string;
+  };
+  covers(agent: AgentProcess, runId: string, capability: string): boolean;
+}
+
+/** What one covered worker did around the flip. */
+export interface WorkerOutcome {
+  pid: number;
+  tenant: string;
+  agent: string;
+  workerId: string | null;
+  /**
+   * signal-to-halt: flip (commit) to the worker settling (covered in-flight effects settled,
+   * new ones refused), from the worker's `halt.settled` event; null when it never settled.
+   */
+  timeToStopMs: number | null;
+  /** Flip to the control plane receiving the worker's halted report (adds the report's trip); null: no report. */
+  timeToReportMs: number | null;
+  /** Covered effects that started after this worker applied the flip's rev (must be 0). */
+  startedAfterObserve: number;
+  /** Covered effects that started after the flip's commit, by class (bounded by observe time). */
+  startedAfterFlip: Record<string, number>;
+  /** Whether the in-flight slow tool was aborted (null when the slow tool is not covered). */
+  slowAborted: boolean | null;
+  /** Run-bound timers (intervals, retries) of covered runs that fired after observe (must be 0). */
+  timersAfterObserve: number;
+  /** Queued tasks of covered runs started after observe outside a drain (must be 0). */
+  tasksAfterObserve: number;
+}
+
+/** Everything measured about one flip. */
+export interface FlipOutcome {
+  label: string;
+  directive: Directive;
+  covered: WorkerOutcome[];
+  /** Covered workers that sent no settle report within the wait. */
+  missingReports: number;
+  signalToHalt: { p50: number; p99: number; max: number };
+  startedAfterObserve: number;
+  startedAfterFlip: Record<string, number>;
+  slowAborted: { aborted: number; of: number };
+  /** Run-bound timers of covered runs that fired after their worker observed the flip (must be 0). */
+  timersAfterObserve: number;
+  /** Queued tasks of covered runs started after observe (must be 0 in discard mode). */
+  tasksAfterObserve: number;
+  /**
+   * Write and irreversible permits granted for covered effects at or after the flip's rev,
+   * counted from the control plane's own audit records (must be 0: guarantee 1).
+   */
+  permitsAfterFlip: number;
+  /** Workers outside the scope, and how many of them landed effects after the flip. */
+  uncovered: { workers: number; working: number };
+  resumedRev: number | null;
+}
+
+const SLOW_TOOL = 'export_report';
+
+/** The capabilities the demo agent uses. */
+export const DEMO_CAPABILITIES = ['search', 'crm.update', SLOW_TOOL, 'sync', 'outbox.send', 'wire_transfer'] as const;
+
+function coveredWorker(a: AgentProcess, spec: FlipSpec, capability: string): boolean {
+  return a.runs.some((r) => spec.covers(a, r.runId, capability));
+}
+
+async function auditHead(api: ApiClient): Promise<number> {
+  const r = await api.get<{ records: AuditRecord[] }>('/v1/audit?order=desc&limit=1');
+  return r.records[0]?.seq ?? 0;
+}
+
+const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
+
+/**
+ * Issues a directive, waits for every covered worker's settle report (up to `waitMs`) and for
+ * `windowMs` after the flip, measures what each worker did around it, then resumes it and
+ * waits until every worker has applied the resume.
+ *
+ * `flipWall` optionally maps the directive's rev to the wall-clock time of its commit (precise
+ * when the control plane runs in this process); otherwise `issuedAt` (ms precision) is used.
+ */
+export async function flipAndMeasure(
+  api: ApiClient,
+  fleet: FleetHarness,
+  spec: FlipSpec,
+  opts: { windowMs?: number; waitMs?: number; flipWall?: (rev: number) => number | undefined; resume?: boolean } = {},
+): Promise<FlipOutcome> {
+  const windowMs = opts.windowMs ?? 800;
+  const waitMs = opts.waitMs ?? 10_000;
+  const cursor = await auditHead(api);
+  const { directive } = await api.post<{ directive: Directive }>('/v1/directives', spec.body);
+  const flipWall = opts.flipWall?.(directive.rev) ?? Date.parse(directive.issuedAt);
+  const started = Date.now();
+
+  const coveredAgents = fleet.agents.filter((a) => DEMO_CAPABILITIES.some((c) => coveredWorker(a, spec, c)));
+  const wanted = new Set(coveredAgents.map((a) => a.workerId));
+  const reports = new Map<string, number | null>();
+  let after = cursor;
+  while (Date.now() - started < waitMs) {
+    const recs = (await api.get<{ records: AuditRecord[] }>(`/v1/audit?after=${after}&limit=5000&type=session.halted`)).records;
+    for (const r of recs) {
+      after = r.seq;
+      if (r.type === 'session.halted' && r.data.directiveId === directive.id) {
+        reports.set(String(r.data.workerId), (r.data.timeToStopMs as number | null) ?? null);
+      }
+    }
+    if ([...wanted].every((w) => w !== null && reports.has(w)) && Date.now() - started >= windowMs) break;
+    await sleep(50);
+  }
+
+  const covered: WorkerOutcome[] = [];
+  let uncoveredWorking = 0;
+  for (const a of fleet.agents) {
+    if (!coveredAgents.includes(a)) {
+      if (a.events.some((e) => e.type === 'effect.landed' && e.wall > flipWall)) uncoveredWorking++;
+      continue;
+    }
+    const observe = a.events.find((e) => e.type === 'rev.applied' && (e.rev ?? 0) >= directive.rev);
+    // Timers and queued tasks belong to the run as a whole: only a stop of the whole run (no
+    // capability narrowing) must cancel them; a frozen tool leaves them running.
+    const wholeRun = spec.body.capabilities === undefined;
+    const runCovered = (runId: unknown) => wholeRun && typeof runId === 'string' && DEMO_CAPABILITIES.some((c) => spec.covers(a, runId, c));
+    const isCovered = (e: AgentEvent) => e.runId !== undefined && e.capability !== undefined && spec.covers(a, e.runId, e.capability);
+    const starts = a.events.filter((e) => e.type === 'effect.started' && isCovered(e));
+    const startedAfterFlip: Record<string, number> = {};
+    for (const e of starts) if (e.wall > flipWall) startedAfterFlip[e.class ?? '?'] = (startedAfterFlip[e.class ?? '?'] ?? 0) + 1;
+    const slowCovered = coveredWorker(a, spec, SLOW_TOOL);
+    const settled = a.events.find((e) => e.type === 'halt.settled' && e.directiveId === directive.id);
+    covered.push({
+      pid: a.pid,
+      tenant: a.spec.tenant,
+      agent: a.spec.agent,
+      workerId: a.workerId,
+      timeToStopMs: settled === undefined ? null : settled.wall - flipWall,
+      timeToReportMs: a.workerId === null ? null : (reports.get(a.workerId) ?? null),
+      // A worker that never applied the flip is charged with every covered start after the flip.
+      startedAfterObserve: starts.filter((e) => (observe === undefined ? e.wall > flipWall : e.at > observe.at)).length,
+      startedAfterFlip,
+      slowAborted: slowCovered
+        ? a.events.some((e) => e.type === 'effect.aborted' && e.capability === SLOW_TOOL && e.directiveId === directive.id)
+        : null,
+      timersAfterObserve: a.events.filter((e) => e.type === 'timer.fired' && runCovered(e.runId) && (observe === undefined || e.at > observe.at)).length,
+      tasksAfterObserve: a.events.filter((e) => e.type === 'task.started' && !e.draining && runCovered(e.runId) && (observe === undefined || e.at > observe.at)).length,
+    });
+  }
+  const times = covered.map((w) => w.timeToStopMs).filter((t): t is number => t !== null);
+  const sum: Record<string, number> = {};
+  for (const w of covered) for (const [k, v] of Object.entries(w.startedAfterFlip)) sum[k] = (sum[k] ?? 0) + v;
+  const slow = covered.filter((w) => w.slowAborted !== null);
+
+  // Guarantee 1 from the store's own records: intents granted at or after the flip's rev.
+  const byWorker = new Map(fleet.agents.map((a) => [`worker:${a.workerId}`, a]));
+  let permitsAfterFlip = 0;
+  for (let from = cursor; ; ) {
+    const recs = (await api.get<{ records: AuditRecord[] }>(`/v1/audit?after=${from}&limit=5000&type=effect.intent`)).records;
+    for (const r of recs) {
+      const a = byWorker.get(r.actor);
+      if (r.type === 'effect.intent' && a && (r.data.rev as number) >= directive.rev && spec.covers(a, String(r.data.runId), String(r.data.capability))) permitsAfterFlip++;
+    }
+    if (recs.length < 5000) break;
+    from = recs.at(-1)!.seq;
+  }
+
+  let resumedRev: number | null = null;
+  if (opts.resume !== false) {
+    const r = await api.post<{ directive: Directive }>(`/v1/directives/${directive.id}/resume`, {
+      justification: `demo: ${spec.label} measured, resuming`,
+      ...(spec.body.breakGlass ? { breakGlass: spec.body.breakGlass } : {}),
+    });
+    resumedRev = r.directive.clearedRev;
+    const until = Date.now() + waitMs;
+    while (Date.now() < until && !fleet.agents.every((a) => a.events.some((e) => e.type === 'rev.applied' && (e.rev ?? 0) >= resumedRev!))) {
+      await sleep(25);
+    }
+  }
+  return {
+    label: spec.label,
+    directive,
+    covered,
+    missingReports: covered.filter((w) => w.timeToReportMs === null || w.timeToStopMs === null).length,
+    signalToHalt: { p50: percentile(times, 50), p99: percentile(times, 99), max: times.length ? Math.max(...times) : Number.NaN },
+    startedAfterObserve: covered.reduce((n, w) => n + w.startedAfterObserve, 0),
+    startedAfterFlip: sum,
+    slowAborted: { aborted: slow.filter((w) => w.slowAborted).length, of: slow.length },
+    timersAfterObserve: covered.reduce((n, w) => n + w.timersAfterObserve, 0),
+    tasksAfterObserve: covered.reduce((n, w) => n + w.tasksAfterObserve, 0),
+    permitsAfterFlip,
+    uncovered: { workers: fleet.agents.length - coveredAgents.length, working: uncoveredWorking },
+    resumedRev,
+  };
+}

@@ -1,0 +1,10 @@
+export { main } from './main.ts';
+export { ApiClient } from './api.ts';
+export { resolveConnection, clientFor } from './config.ts';
+export type { Connection } from './config.ts';
+export { percentile, ms, table } from './output.ts';
+export { FleetHarness, demoAgentScript } from './fleet/harness.ts';
+export type { AgentSpec, AgentEvent, AgentProcess, HarnessOptions } from './fleet/harness.ts';
+export { flipAndMeasure, DEMO_CAPABILITIES } from './fleet/flip.ts';
+export type { FlipSpec, FlipOutcome, WorkerOutcome } from './fleet/flip.ts';
+export { DEMO_FLEET, demoFlips, flipTable, flipViolations } from './commands/demo.ts';

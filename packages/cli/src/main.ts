@@ -1,0 +1,72 @@
+import { KillpathError } from '@killpath/protocol';
+import { AUDIT_HELP, audit } from './commands/audit.ts';
+import { KILL_HELP, RESUME_HELP, kill, resume } from './commands/directives.ts';
+import { SERVE_HELP, serve } from './commands/serve.ts';
+import { STATUS_HELP, status } from './commands/status.ts';
+import { TOKEN_HELP, token } from './commands/token.ts';
+import { DEMO_HELP, demo } from './commands/demo.ts';
+import { COMPENSATIONS_HELP, JOURNAL_HELP, compensations, journal } from './commands/journal.ts';
+
+const HELP = `killpath — the kill path for fleets of autonomous AI agents
+
+Usage: killpath <command> [options]        (killpath <command> --help for details)
+
+  serve            start the control plane (embedded SQLite)
+  demo             start a control plane and a demo fleet, walk every scope, verify the audit chain
+  kill             halt (or --hard kill) agents at one scope: --run, --agent, --tenant, --feature, --global
+  resume ID        clear a directive, with a justification
+  status           fleet and active directives
+  audit verify     check the hash-chained audit log
+  audit tail       print recent audit records
+  token create     mint a token for a role and tenant
+  journal RUN      a run's side-effect ledger: intended versus landed, cancelled timers, discarded tasks
+  compensations    landed writes of halted runs with their compensation descriptors
+
+Where the control plane is: --url and --token, else KILLPATH_URL and KILLPATH_TOKEN,
+else ./.killpath/server.json and ./.killpath/admin.token (written by killpath serve).`;
+
+const COMMANDS: Record<string, { run: (args: string[]) => Promise<number>; help: string }> = {
+  serve: { run: serve, help: SERVE_HELP },
+  demo: { run: demo, help: DEMO_HELP },
+  kill: { run: kill, help: KILL_HELP },
+  resume: { run: resume, help: RESUME_HELP },
+  status: { run: status, help: STATUS_HELP },
+  audit: { run: audit, help: AUDIT_HELP },
+  token: { run: token, help: TOKEN_HELP },
+  journal: { run: journal, help: JOURNAL_HELP },
+  compensations: { run: compensations, help: COMPENSATIONS_HELP },
+};
+
+/**
+ * Runs the CLI with `argv` (without node and script) and returns the exit code: 0 on success,
+ * 1 when a check fails (e.g. a broken audit chain), 2 for a usage or request error. Errors are
+ * one clear line on stderr, never a stack trace (set KILLPATH_DEBUG=1 for one).
+ */
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...args] = argv;
+  if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
+    const topic = name === 'help' ? args[0] : undefined;
+    console.log(topic && COMMANDS[topic] ? COMMANDS[topic].help : HELP);
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version' || name === '-v') {
+    console.log('killpath 0.1.0');
+    return 0;
+  }
+  const cmd = COMMANDS[name];
+  if (!cmd) {
+    console.error(`killpath: unknown command "${name}" (see killpath --help)`);
+    return 2;
+  }
+  try {
+    return await cmd.run(args);
+  } catch (err) {
+    if (process.env.KILLPATH_DEBUG) console.error(err);
+    if (err instanceof KillpathError) {
+      console.error(`killpath ${name}: ${err.message}${err.code === 'invalid_request' || err.code === 'unavailable' ? '' : ` (${err.code})`}`);
+      return 2;
+    }
+    console.error(`killpath ${name}: ${(err as Error).message ?? String(err)}`);
+    return 2;
+  }
+}

@@ -1,0 +1,45 @@
+export { LEVELS, levelRank, isStopLevel, EFFECT_CLASSES, ROLES } from './levels.ts';
+export type { Level, EffectClass, Role } from './levels.ts';
+export {
+  parseScope,
+  formatScope,
+  coversRun,
+  coversEffect,
+  scopeTenant,
+  isIdentifier,
+} from './scope.ts';
+export type { Scope, RunIdentity, Coverage } from './scope.ts';
+export { ERROR_CODES, HTTP_STATUS, KillpathError, toWire, isWireError } from './errors.ts';
+export type { ErrorCode, WireError } from './errors.ts';
+export { PROTOCOL_VERSION } from './wire.ts';
+export type {
+  DrainMode,
+  MemoryMode,
+  Rate,
+  Directive,
+  Switchboard,
+  SnapshotMessage,
+  DeltaMessage,
+  KeepaliveMessage,
+  StreamMessage,
+  RunReport,
+  HeartbeatReport,
+  AckReport,
+  HaltedReport,
+  RunRegistration,
+  Principal,
+  FleetWorker,
+  AuditRecord,
+  AuditVerdict,
+} from './wire.ts';
+export type {
+  PermitRequest,
+  EffectStatus,
+  Permit,
+  PermitResponse,
+  PermitOutcome,
+  JournalEvent,
+  JournalBatch,
+  ResumeRequest,
+  LedgerEntry,
+} from './journal.ts';

@@ -1,0 +1,124 @@
+import { KillpathError } from './errors.ts';
+
+/**
+ * What a directive covers, as a tagged union. The string form (see {@link formatScope}) is
+ * `global`, `tenant:T`, `agent:T/A`, `run:R` or `feature:F`.
+ */
+export type Scope =
+  | { kind: 'global' }
+  | { kind: 'tenant'; tenant: string }
+  | { kind: 'agent'; tenant: string; agent: string }
+  | { kind: 'run'; run: string }
+  | { kind: 'feature'; feature: string };
+
+/** Identifiers: letters, digits and `._:@-`, 1 to 128 characters, no `/`. */
+const ID = /^[A-Za-z0-9._:@-]{1,128}$/;
+
+/** True when `s` is a valid tenant, agent, run, feature or capability identifier. */
+export function isIdentifier(s: string): boolean {
+  return ID.test(s);
+}
+
+/**
+ * Parses the string form of a scope.
+ * @throws KillpathError with code `invalid_request` when the text is not a scope.
+ */
+export function parseScope(text: string): Scope {
+  if (text === 'global') return { kind: 'global' };
+  const colon = text.indexOf(':');
+  const kind = colon < 0 ? text : text.slice(0, colon);
+  const rest = colon < 0 ? '' : text.slice(colon + 1);
+  const bad = (why: string): never => {
+    throw new KillpathError('invalid_request', `invalid scope "${text}": ${why}`);
+  };
+  switch (kind) {
+    case 'tenant':
+      if (!ID.test(rest)) bad('expected tenant:T');
+      return { kind: 'tenant', tenant: rest };
+    case 'agent': {
+      const slash = rest.indexOf('/');
+      const tenant = rest.slice(0, slash);
+      const agent = rest.slice(slash + 1);
+      if (slash < 0 || !ID.test(tenant) || !ID.test(agent)) bad('expected agent:T/A');
+      return { kind: 'agent', tenant, agent };
+    }
+    case 'run':
+      if (!ID.test(rest)) bad('expected run:R');
+      return { kind: 'run', run: rest };
+    case 'feature':
+      if (!ID.test(rest)) bad('expected feature:F');
+      return { kind: 'feature', feature: rest };
+    default:
+      return bad('expected global, tenant:T, agent:T/A, run:R or feature:F');
+  }
+}
+
+/** The string form of a scope; `parseScope(formatScope(s))` round-trips. */
+export function formatScope(scope: Scope): string {
+  switch (scope.kind) {
+    case 'global':
+      return 'global';
+    case 'tenant':
+      return `tenant:${scope.tenant}`;
+    case 'agent':
+      return `agent:${scope.tenant}/${scope.agent}`;
+    case 'run':
+      return `run:${scope.run}`;
+    case 'feature':
+      return `feature:${scope.feature}`;
+  }
+}
+
+/**
+ * Who a run is: its place in the ownership tree, its ancestry and the features it declared.
+ * `lineage` lists the run's ancestors, root first, and travels with the run across processes.
+ */
+export interface RunIdentity {
+  tenant: string;
+  agent: string;
+  runId: string;
+  lineage: readonly string[];
+  features: readonly string[];
+}
+
+/**
+ * The part of a directive that decides what it covers. `tenant` restricts a `feature` or
+ * `run` scope to one tenant (null: every tenant, only an admin may issue that).
+ */
+export interface Coverage {
+  scope: Scope;
+  tenant: string | null;
+  capabilities: readonly string[] | null;
+}
+
+/** True when the directive covers the run at all (any capability). */
+export function coversRun(c: Coverage, run: RunIdentity): boolean {
+  if (c.tenant !== null && c.tenant !== run.tenant) return false;
+  const s = c.scope;
+  switch (s.kind) {
+    case 'global':
+      return true;
+    case 'tenant':
+      return s.tenant === run.tenant;
+    case 'agent':
+      return s.tenant === run.tenant && s.agent === run.agent;
+    case 'run':
+      return s.run === run.runId || run.lineage.includes(s.run);
+    case 'feature':
+      return run.features.includes(s.feature);
+  }
+}
+
+/** True when the directive covers this capability of the run. */
+export function coversEffect(c: Coverage, run: RunIdentity, capability: string): boolean {
+  if (!coversRun(c, run)) return false;
+  return c.capabilities === null || c.capabilities.includes(capability);
+}
+
+/**
+ * The tenant a scope belongs to, when the scope itself names one (tenant and agent scopes).
+ * Run and feature scopes carry their tenant separately; global has none.
+ */
+export function scopeTenant(scope: Scope): string | null {
+  return scope.kind === 'tenant' || scope.kind === 'agent' ? scope.tenant : null;
+}

@@ -1,0 +1,481 @@
+import { randomUUID } from 'node:crypto';
+import { KillpathError, isIdentifier } from '@killpath/protocol';
+import type { HeartbeatReport, ResumeRequest, RunIdentity, RunReport, StreamMessage } from '@killpath/protocol';
+import { systemClock } from './clock.ts';
+import type { Clock } from './clock.ts';
+import { resolveOptions } from './connect-options.ts';
+import type { ConnectOptions } from './connect-options.ts';
+import { ControlCalls, asResumeAnswer, refusal } from './control-calls.ts';
+import { fetchTransport } from './fetch-transport.ts';
+import { OPEN_TABLE, compileTable, stopVerdict } from './gate.ts';
+import type { RunTable } from './gate.ts';
+import { HaltTracker } from './halt-tracker.ts';
+import { errorCode, errorMessage, nullSink } from './journal.ts';
+import type { JournalSink, SdkEvent } from './journal.ts';
+import { Lease } from './lease.ts';
+import { Mirror } from './mirror.ts';
+import type { MirrorChange } from './mirror.ts';
+import { Queue } from './queue.ts';
+import type { QueueHost, QueueOptions, TaskHandler } from './queue.ts';
+import { Reporter } from './reporter.ts';
+import { Run, RunState, abortWrites, closeRunTable } from './run.ts';
+import type { RunHandle, RunHost, StartRunOptions } from './run.ts';
+import type { MemoryCommitter } from './staged-memory.ts';
+import { fanOutExpiry, fanOutStops } from './stop-fanout.ts';
+import type { QueueControl } from './stop-fanout.ts';
+import { StreamLoop } from './stream-loop.ts';
+import { STALE } from './verdict.ts';
+
+/** Options for {@link Client.resumeRun}. */
+export interface ResumeRunOptions {
+  /** The run's parent, when it is a child run (its lineage is sent to the control plane). */
+  parent?: RunHandle;
+  /** Where this run's staged memory writes are committed; default the client's `memory` option. */
+  memory?: MemoryCommitter;
+}
+
+/**
+ * Connects a worker to the control plane. Returns at once: the client opens the stream in the
+ * background and every check denies `stale` until the first snapshot is applied (await
+ * {@link Client.ready} to wait for it).
+ * @throws KillpathError `invalid_request` for a malformed url, tenant, agent, feature or timing
+ */
+export function connect(options: ConnectOptions): Client {
+  return new Client(options);
+}
+
+/**
+ * A connected worker: the push stream, the local mirror of the switchboard, the lease, the
+ * heartbeat and the runs it hosts. Create it with {@link connect}; stop it with {@link Client.close}.
+ */
+export class Client {
+  /** This worker's id. */
+  readonly workerId: string;
+  /**
+   * Resolves when the first snapshot is applied. Rejects with a `KillpathError` when the stream
+   * is refused for good (`unauthenticated`, `forbidden`) or the client is closed first
+   * (`unavailable`). An unobserved rejection is not reported as unhandled.
+   */
+  readonly ready: Promise<void>;
+  private readonly tenant: string;
+  private readonly agent: string;
+  private readonly features: readonly string[];
+  private readonly heartbeatMs: number;
+  private readonly clock: Clock;
+  private readonly sink: JournalSink;
+  private readonly lease: Lease;
+  private readonly mirror = new Mirror();
+  private readonly runs = new Map<string, RunState>();
+  private readonly reporter: Reporter;
+  private readonly loop: StreamLoop;
+  private readonly halts: HaltTracker;
+  private readonly host: RunHost;
+  private readonly calls: ControlCalls;
+  private readonly committer: MemoryCommitter | null;
+  private readonly queues = new Map<string, QueueControl>();
+  private readonly queueHost: QueueHost;
+  private readonly workerIdentity: RunIdentity;
+  /** The gate table of tasks without a run (the worker's own identity). */
+  private workerTable: RunTable = OPEN_TABLE;
+  private readonly createdAt: number;
+  private settleReady: ((err: Error | null) => void) | null;
+  private streamLive = false;
+  private closing: Promise<void> | null = null;
+  private heartbeatTimer: unknown = null;
+  private effectSeq = 0;
+
+  /** @internal Use {@link connect}. */
+  constructor(options: ConnectOptions) {
+    const settings = resolveOptions(options);
+    this.workerId = settings.workerId;
+    this.tenant = settings.tenant;
+    this.agent = settings.agent;
+    this.features = settings.features;
+    this.heartbeatMs = settings.heartbeatMs;
+    this.clock = options.clock ?? systemClock;
+    this.sink = options.sink ?? nullSink;
+    this.createdAt = this.clock.now();
+    this.lease = new Lease(this.clock, settings.leaseMs, () => this.expire());
+    const headers = Object.freeze({ authorization: `Bearer ${options.token}` });
+    const transport = options.transport ?? fetchTransport();
+    this.reporter = new Reporter(transport, settings.base, this.workerId, headers, this.clock, this.sink);
+    this.calls = new ControlCalls(transport, settings.base, headers);
+    this.committer = options.memory ?? null;
+    // A run id no `run:` scope can name (identifiers have no '/'): only global, tenant, agent and feature scopes cover it.
+    this.workerIdentity = Object.freeze({
+      tenant: this.tenant,
+      agent: this.agent,
+      runId: `worker/${this.workerId}`,
+      lineage: Object.freeze([]),
+      features: this.features,
+    });
+    this.halts = new HaltTracker({
+      now: () => this.clock.now(),
+      settled: (report) => {
+        this.reporter.halted(report);
+        this.record({ type: 'halt.settled', ...report, at: this.clock.now() });
+      },
+    });
+    this.host = {
+      clock: this.clock,
+      lease: this.lease,
+      workerId: this.workerId,
+      calls: this.calls,
+      record: (event) => this.record(event),
+      journal: (event) => this.reporter.journal(event),
+      outcome: (permitId, outcome) => this.reporter.outcome(permitId, outcome),
+      nextEffectId: () => ++this.effectSeq,
+      startRun: (opts) => this.startRun(opts),
+      endRun: (state) => this.endRun(state),
+      runDrained: (state) => this.runDrained(state),
+    };
+    this.queueHost = {
+      clock: this.clock,
+      lease: this.lease,
+      record: (event) => this.record(event),
+      journal: (event) => this.reporter.journal(event),
+      ownerOf: (run) => this.ownerOf(run),
+      workerIdentity: this.workerIdentity,
+      workerTable: () => this.workerTable,
+    };
+
+    let settle: (err: Error | null) => void = () => {};
+    this.ready = new Promise<void>((resolve, reject) => {
+      settle = (err) => (err === null ? resolve() : reject(err));
+    });
+    // Mark handled: a caller that never awaits `ready` must not crash the process on a refusal.
+    this.ready.catch(() => {});
+    this.settleReady = settle;
+
+    this.loop = new StreamLoop(transport, settings.streamUrl, headers, this.clock, {
+      onMessage: (msg, fresh) => this.onMessage(msg, fresh),
+      onDrop: () => {
+        this.streamLive = false;
+      },
+      onError: (err, retryInMs) => this.streamError(err, false, retryInMs),
+      onFatal: (err) => this.fatal(err),
+    });
+    this.loop.start();
+    this.armHeartbeat();
+  }
+
+  /** Rev of the local mirror; 0 before the first snapshot. */
+  get rev(): number {
+    return this.mirror.rev;
+  }
+
+  /** True while a stream is open and has delivered its snapshot. */
+  get connected(): boolean {
+    return this.streamLive && this.closing === null;
+  }
+
+  /** Milliseconds until the gate closes for lack of contact; 0 when it is closed. */
+  leaseRemainingMs(): number {
+    return this.lease.remainingMs();
+  }
+
+  /**
+   * Starts a run on this worker and registers it with the control plane (fire-and-forget; a
+   * failure is journaled as `report.failed`). The run's lineage is the parent's lineage plus the
+   * parent's id, so a `run:R` directive covers every descendant of R, across processes.
+   * @throws KillpathError `invalid_request` for a bad id or a closed client, `conflict` for a run id already on this worker
+   */
+  startRun(options: StartRunOptions = {}): Run {
+    const runId = options.runId ?? randomUUID();
+    const lineage = this.newRunLineage(runId, options.parent ?? null);
+    const run = this.createRun(runId, lineage, options.memory);
+    this.reporter.registerRun({
+      runId,
+      parentRunId: run.parentRunId,
+      lineage: [...lineage],
+      features: [...this.features],
+      workerId: this.workerId,
+    });
+    return run;
+  }
+
+  /**
+   * Brings back a run that existed before (after a worker restart, a redeploy, a replay from a
+   * checkpoint): the control plane decides (`POST /v1/runs/{id}/resume`), never a cached state.
+   * Resolves with the run, its lineage as the control plane recorded it; rejects with `halted`
+   * when the run or a scope above it is halted (the control plane audits `resume.refused`) and
+   * no run is created, with `unavailable` when the control plane cannot be reached. Effects of
+   * the resumed run that reuse idempotency keys are replays: one that landed is not run again.
+   * @throws nothing synchronously; `invalid_request` for a bad id or a closed client and
+   * `conflict` for a run id already on this worker are rejections too
+   */
+  async resumeRun(runId: string, options: ResumeRunOptions = {}): Promise<Run> {
+    const lineage = this.newRunLineage(runId, options.parent ?? null);
+    const body: ResumeRequest = { workerId: this.workerId, lineage: [...lineage], features: [...this.features] };
+    let answer: unknown;
+    try {
+      answer = await this.calls.resume(runId, body);
+    } catch (err) {
+      const refused = refusal(err, `resume of run ${runId}`);
+      this.record({ type: 'resume.refused', runId, code: refused.code, message: refused.message, at: this.clock.now() });
+      throw refused;
+    }
+    const resumed = asResumeAnswer(answer);
+    if (resumed === null || resumed.runId !== runId || !resumed.lineage.every(isIdentifier)) {
+      throw new KillpathError('internal', `resume of run ${runId}: malformed answer from the control plane`);
+    }
+    // Checked again: the client may have closed, or the id been taken, during the round trip.
+    this.newRunLineage(runId, null);
+    const serverLineage = Object.freeze([...resumed.lineage]);
+    this.record({ type: 'run.resumed', runId, lineage: serverLineage, at: this.clock.now() });
+    return this.createRun(runId, serverLineage, options.memory);
+  }
+
+  /**
+   * Creates a task queue bound to the kill path (see {@link Queue}): tasks belong to a run (or
+   * to the worker), start only while its gate is open, and a covering halt discards or drains
+   * them as its directive says, each journaled.
+   * @throws KillpathError `invalid_request` for a bad name, bad options or a closed client,
+   * `conflict` for a name already used on this client
+   */
+  queue<T>(name: string, handler: TaskHandler<T>, options: QueueOptions<T> = {}): Queue<T> {
+    if (this.closing !== null) throw new KillpathError('invalid_request', 'client is closed');
+    if (!isIdentifier(name)) throw new KillpathError('invalid_request', `invalid queue name "${name}"`);
+    if (this.queues.has(name)) throw new KillpathError('conflict', `queue ${name} already exists on this client`);
+    const queue = new Queue<T>(this.queueHost, name, handler, options);
+    this.queues.set(name, queue);
+    return queue;
+  }
+
+  /**
+   * Stops the stream, the lease timer and the heartbeat so the process can exit; pending
+   * reports are dropped. The gate closes: every later check denies `stale`, and an effect still
+   * waiting for its permit never runs. Run timers are cancelled and queued tasks discarded (in
+   * the sink only: the journal is closed too). In-flight effect functions are left to finish.
+   * Idempotent.
+   */
+  close(): Promise<void> {
+    if (this.closing !== null) return this.closing;
+    this.lease.stop();
+    if (this.heartbeatTimer !== null) this.clock.clearTimeout(this.heartbeatTimer);
+    this.heartbeatTimer = null;
+    this.reporter.close();
+    // Nothing bound to a run fires after close (the gate is closed anyway; this lets go of the timers).
+    for (const state of this.runs.values()) state.timers.cancelAll(STALE);
+    for (const queue of this.queues.values()) queue.close();
+    this.failReady(new KillpathError('unavailable', 'client closed before the first snapshot'));
+    this.closing = this.loop.close();
+    return this.closing;
+  }
+
+  private onMessage(msg: StreamMessage, fresh: boolean): 'ok' | 'resync' {
+    if (this.closing !== null) return 'ok';
+    switch (msg.type) {
+      case 'snapshot':
+        if (fresh) {
+          this.streamLive = true;
+          this.record({ type: 'stream.connected', rev: msg.rev, at: this.clock.now() });
+        }
+        this.applied(this.mirror.replace(msg));
+        return 'ok';
+      case 'delta':
+        if (fresh) return this.resync(`delta at rev ${msg.rev} before the snapshot`);
+        if (msg.rev !== this.mirror.rev + 1) {
+          return this.resync(`rev gap: expected ${this.mirror.rev + 1}, got ${msg.rev}`);
+        }
+        this.applied(this.mirror.applyDelta(msg));
+        return 'ok';
+      case 'keepalive':
+        // Before the snapshot there is nothing to compare with, and no lease to renew.
+        if (fresh) return 'ok';
+        if (msg.rev !== this.mirror.rev) return this.resync(`keepalive at rev ${msg.rev}, mirror at ${this.mirror.rev}`);
+        if (this.clock.now() >= this.lease.deadline) {
+          // Contact is back after the gate closed: queued tasks may start again.
+          this.lease.renew();
+          this.wakeQueues();
+        } else {
+          this.lease.renew();
+        }
+        return 'ok';
+      default:
+        return 'ok';
+    }
+  }
+
+  /**
+   * Everything that follows a mirror change, synchronously: gate tables, journal, aborts, what
+   * the new stop directives stop (timers, staged memory, queues), halt tracking, ack.
+   */
+  private applied(change: MirrorChange): void {
+    this.lease.renew();
+    const recompile = change.source === 'snapshot' || change.issued.length > 0 || change.cleared.length > 0;
+    if (recompile) {
+      for (const state of this.runs.values()) state.table = compileTable(this.mirror.entries, state.coverage);
+      this.workerTable = compileTable(this.mirror.entries, this.workerIdentity);
+    }
+    const at = this.clock.now();
+    this.record({
+      type: 'rev.applied',
+      rev: change.rev,
+      source: change.source,
+      issued: change.issued.map((e) => e.directive.id),
+      cleared: change.cleared,
+      at,
+    });
+    if (recompile) {
+      for (const state of this.runs.values()) {
+        abortWrites(state, this.host, (effect) => stopVerdict(state.table, effect.capability));
+      }
+      fanOutStops(change.issued, change.rev, at, this.runs.values(), this.queues.values(), this.halts);
+    }
+    this.wakeQueues();
+    this.reporter.ack(change.rev);
+    if (this.settleReady !== null) {
+      this.settleReady(null);
+      this.settleReady = null;
+    }
+  }
+
+  /** The mirror is known to be behind: close the gate now and reconnect for a fresh snapshot. */
+  private resync(reason: string): 'resync' {
+    this.lease.suspend();
+    this.streamLive = false;
+    this.record({ type: 'stream.resync', reason, at: this.clock.now() });
+    return 'resync';
+  }
+
+  /** Lease ran out: every run is treated as halted and its in-flight writes are aborted. */
+  private expire(): void {
+    let writes = 0;
+    for (const state of this.runs.values()) {
+      for (const effect of state.inFlight) if (effect.cls !== 'read' && effect.abortedBy === null) writes += 1;
+    }
+    this.record({
+      type: 'lease.expired',
+      sinceContactMs: this.lease.sinceContactMs(this.createdAt),
+      aborted: writes,
+      at: this.clock.now(),
+    });
+    for (const state of this.runs.values()) abortWrites(state, this.host, () => STALE);
+    fanOutExpiry(STALE, this.runs.values(), this.queues.values());
+  }
+
+  private streamError(err: unknown, fatal: boolean, retryInMs: number | null): void {
+    this.record({
+      type: 'stream.error',
+      message: errorMessage(err),
+      code: errorCode(err),
+      fatal,
+      retryInMs,
+      at: this.clock.now(),
+    });
+  }
+
+  /** The stream was refused for good: surface it, stop heartbeats, keep failing closed. */
+  private fatal(err: unknown): void {
+    this.lease.suspend();
+    if (this.heartbeatTimer !== null) this.clock.clearTimeout(this.heartbeatTimer);
+    this.heartbeatTimer = null;
+    this.streamError(err, true, null);
+    this.failReady(
+      err instanceof KillpathError ? err : new KillpathError(errorCode(err) ?? 'internal', errorMessage(err), { cause: err }),
+    );
+  }
+
+  private failReady(err: Error): void {
+    if (this.settleReady === null) return;
+    this.settleReady(err);
+    this.settleReady = null;
+  }
+
+  private endRun(state: RunState): void {
+    this.record({ type: 'run.ended', runId: state.coverage.runId, at: this.clock.now() });
+    for (const queue of this.queues.values()) queue.runEnded(state);
+    if (state.inFlight.size === 0) this.runDrained(state);
+  }
+
+  /**
+   * The lineage of a new run, after checking that it may be created here.
+   * @throws KillpathError `invalid_request` (closed client, bad id or parent), `conflict` (id taken)
+   */
+  private newRunLineage(runId: string, parent: RunHandle | null): readonly string[] {
+    if (this.closing !== null) throw new KillpathError('invalid_request', 'client is closed');
+    if (!isIdentifier(runId)) throw new KillpathError('invalid_request', `invalid run id "${runId}"`);
+    if (this.runs.has(runId)) throw new KillpathError('conflict', `run ${runId} already exists on this worker`);
+    if (parent !== null && ![parent.runId, ...parent.lineage].every(isIdentifier)) {
+      throw new KillpathError('invalid_request', 'invalid parent run handle');
+    }
+    return Object.freeze(parent === null ? [] : [...parent.lineage, parent.runId]);
+  }
+
+  /** Adds a run to this worker; its gate follows the mirror from its first check. */
+  private createRun(runId: string, lineage: readonly string[], memory: MemoryCommitter | undefined): Run {
+    const coverage: RunIdentity = Object.freeze({
+      tenant: this.tenant,
+      agent: this.agent,
+      runId,
+      lineage,
+      features: this.features,
+    });
+    const state = new RunState(coverage, lineage.at(-1) ?? null, this.host, memory ?? this.committer);
+    state.table = compileTable(this.mirror.entries, coverage);
+    this.runs.set(runId, state);
+    const run = new Run(this.host, state);
+    this.record({ type: 'run.started', runId, parentRunId: state.parentRunId, lineage, at: this.clock.now() });
+    return run;
+  }
+
+  /** The state behind a run of this worker (a `Run` or its id). */
+  private ownerOf(ref: Run | string): RunState {
+    const runId = typeof ref === 'string' ? ref : ref.runId;
+    const state = this.runs.get(runId);
+    if (state === undefined || (typeof ref !== 'string' && state.run !== ref)) {
+      throw new KillpathError('invalid_request', `run ${runId} is not on this worker`);
+    }
+    return state;
+  }
+
+  private wakeQueues(): void {
+    for (const queue of this.queues.values()) queue.wake();
+  }
+
+  private runDrained(state: RunState): void {
+    if (this.runs.get(state.coverage.runId) === state) this.runs.delete(state.coverage.runId);
+    closeRunTable(state);
+  }
+
+  private armHeartbeat(): void {
+    this.heartbeatTimer = this.clock.setTimeout(() => {
+      this.heartbeatTimer = null;
+      if (this.closing !== null) return;
+      this.reporter.heartbeat(this.heartbeatReport());
+      this.reporter.retryFailed();
+      this.armHeartbeat();
+    }, this.heartbeatMs);
+  }
+
+  private heartbeatReport(): HeartbeatReport {
+    const runs: RunReport[] = [];
+    for (const state of this.runs.values()) {
+      runs.push({
+        runId: state.coverage.runId,
+        parentRunId: state.parentRunId,
+        lineage: [...state.coverage.lineage],
+        state: state.table.level ?? 'running',
+        effects: state.effects,
+        denied: state.denied,
+        inFlight: state.inFlight.size,
+      });
+    }
+    return {
+      rev: this.mirror.rev,
+      features: [...this.features],
+      runs,
+      pid: process.pid,
+      sinceContactMs: Math.round(this.lease.sinceContactMs(this.createdAt)),
+    };
+  }
+
+  private record(event: SdkEvent): void {
+    try {
+      this.sink.record(event);
+    } catch {
+      // A failing sink must never break the gate or an effect.
+    }
+  }
+}

@@ -1,0 +1,41 @@
+/**
+ * The SDK's only source of time: a monotonic clock and one-shot timers. The SDK never reads wall
+ * time, so a wall-clock jump can neither extend nor cut a lease. Tests inject a manual clock
+ * (see `ManualClock` in `@killpath/sdk/testing`).
+ */
+export interface Clock {
+  /** Monotonic milliseconds since an arbitrary origin. */
+  now(): number;
+  /** Calls `fn` once, `ms` milliseconds from now. Returns a handle for {@link Clock.clearTimeout}. */
+  setTimeout(fn: () => void, ms: number): unknown;
+  /** Cancels a timer set by {@link Clock.setTimeout}; unknown or spent handles are ignored. */
+  clearTimeout(handle: unknown): void;
+  /**
+   * Wall-clock milliseconds since the epoch, used only to label journal records for humans
+   * (e.g. when a cancelled timer would have fired); never for a lease or a deadline. Default
+   * `Date.now()`.
+   */
+  wallNow?(): number;
+}
+
+/** The clock's wall time, or `Date.now()` when it has none. */
+export function wallNow(clock: Clock): number {
+  return clock.wallNow?.() ?? Date.now();
+}
+
+/**
+ * The default clock: `performance.now()` and Node timers. Timers are `unref()`'d so that a
+ * connected client never keeps the process alive on its own.
+ */
+export const systemClock: Clock = Object.freeze({
+  now: (): number => performance.now(),
+  setTimeout: (fn: () => void, ms: number): unknown => {
+    const handle = setTimeout(fn, ms);
+    handle.unref();
+    return handle;
+  },
+  clearTimeout: (handle: unknown): void => {
+    clearTimeout(handle as ReturnType<typeof setTimeout>);
+  },
+  wallNow: (): number => Date.now(),
+});

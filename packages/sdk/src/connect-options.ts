@@ -1,0 +1,101 @@
+import { randomUUID } from 'node:crypto';
+import { KillpathError, isIdentifier } from '@killpath/protocol';
+import type { Clock } from './clock.ts';
+import type { JournalSink } from './journal.ts';
+import type { MemoryCommitter } from './staged-memory.ts';
+import type { Transport } from './transport.ts';
+
+/** Options for {@link connect}. */
+export interface ConnectOptions {
+  /** Control plane base URL, e.g. `http://127.0.0.1:7070`. */
+  url: string;
+  /** An `agent` token for this tenant and agent; sent as `Authorization: Bearer <token>`. */
+  token: string;
+  /** The tenant this worker belongs to (an identifier). */
+  tenant: string;
+  /** The agent this worker runs (an identifier). */
+  agent: string;
+  /** Features the runs of this worker use (`feature:F` directives cover them). Default none. */
+  features?: readonly string[];
+  /** Lease length in ms: with no stream message for this long, every run is halted. Default 3 000. */
+  leaseMs?: number;
+  /** Heartbeat period in ms. Default 5 000. */
+  heartbeatMs?: number;
+  /** Monotonic clock and timers. Default {@link systemClock}. */
+  clock?: Clock;
+  /** Default {@link fetchTransport}. */
+  transport?: Transport;
+  /** Where SDK events go. Default: dropped. */
+  sink?: JournalSink;
+  /** This worker's id; default `crypto.randomUUID()`. */
+  workerId?: string;
+  /** Where runs commit staged memory writes (`run.stage`, `run.commitStep`); a run may bring its own. Default none. */
+  memory?: MemoryCommitter;
+}
+
+/** Validated connect options with defaults applied. Internal. */
+export interface ResolvedOptions {
+  /** The control plane URL without a trailing slash. */
+  base: string;
+  /** The full push stream URL with its query. */
+  streamUrl: string;
+  workerId: string;
+  tenant: string;
+  agent: string;
+  features: readonly string[];
+  leaseMs: number;
+  heartbeatMs: number;
+}
+
+/**
+ * Validates {@link ConnectOptions} and applies the defaults (lease 3 000 ms, heartbeat
+ * 5 000 ms, random worker id). Internal.
+ * @throws KillpathError `invalid_request` for a malformed url, identifier or timing
+ */
+export function resolveOptions(options: ConnectOptions): ResolvedOptions {
+  const base = checkUrl(options.url);
+  for (const [what, id] of [['tenant', options.tenant], ['agent', options.agent]] as const) {
+    if (!isIdentifier(id)) throw new KillpathError('invalid_request', `invalid ${what} "${id}"`);
+  }
+  const features = Object.freeze([...(options.features ?? [])]);
+  for (const f of features) {
+    if (!isIdentifier(f)) throw new KillpathError('invalid_request', `invalid feature "${f}"`);
+  }
+  const workerId = options.workerId ?? randomUUID();
+  if (!isIdentifier(workerId)) throw new KillpathError('invalid_request', `invalid workerId "${workerId}"`);
+  return {
+    base,
+    streamUrl: streamUrl(base, workerId, options.tenant, options.agent, features),
+    workerId,
+    tenant: options.tenant,
+    agent: options.agent,
+    features,
+    leaseMs: positive('leaseMs', options.leaseMs ?? 3_000),
+    heartbeatMs: positive('heartbeatMs', options.heartbeatMs ?? 5_000),
+  };
+}
+
+function checkUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new Error('not http(s)');
+  } catch (err) {
+    throw new KillpathError('invalid_request', `invalid control plane url "${url}"`, { cause: err });
+  }
+  return url.replace(/\/+$/, '');
+}
+
+function positive(name: string, ms: number): number {
+  if (!Number.isFinite(ms) || ms <= 0) throw new KillpathError('invalid_request', `${name} must be a positive number of ms`);
+  return ms;
+}
+
+/** `features` is left out when empty, so the server never sees an empty feature name. */
+function streamUrl(base: string, workerId: string, tenant: string, agent: string, features: readonly string[]): string {
+  const url = new URL(`${base}/v1/stream`);
+  url.searchParams.set('worker', workerId);
+  url.searchParams.set('tenant', tenant);
+  url.searchParams.set('agent', agent);
+  if (features.length > 0) url.searchParams.set('features', features.join(','));
+  return url.toString();
+}

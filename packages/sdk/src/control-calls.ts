@@ -1,0 +1,158 @@
+import { createHash } from 'node:crypto';
+import { KillpathError } from '@killpath/protocol';
+import type { ErrorCode, Permit, PermitRequest, PermitResponse, ResumeRequest } from '@killpath/protocol';
+import { errorCode, errorMessage } from './journal.ts';
+import type { Transport } from './transport.ts';
+
+/**
+ * The control-plane requests whose answer the SDK waits for: permits, their confirmation, and
+ * resume. Each call is made once; a failure is never retried here (the caller's retry policy
+ * decides), and {@link refusal} turns it into a `KillpathError` the caller can branch on.
+ */
+export class ControlCalls {
+  private readonly transport: Transport;
+  private readonly base: string;
+  private readonly headers: Record<string, string>;
+
+  /** @param base the control plane URL without a trailing slash */
+  constructor(transport: Transport, base: string, headers: Record<string, string>) {
+    this.transport = transport;
+    this.base = base;
+    this.headers = headers;
+  }
+
+  /** `POST /v1/permits`: the intent record of one effect, answered by a permit or a refusal. */
+  requestPermit(request: PermitRequest): Promise<unknown> {
+    return this.post(`${this.base}/v1/permits`, request);
+  }
+
+  /** `POST /v1/permits/{id}/confirm`: ends an irreversible effect's cool-off. */
+  confirmPermit(permitId: string): Promise<unknown> {
+    return this.post(`${this.base}/v1/permits/${encodeURIComponent(permitId)}/confirm`, {});
+  }
+
+  /** `POST /v1/runs/{id}/resume`: may this run come back? */
+  resume(runId: string, request: ResumeRequest): Promise<unknown> {
+    return this.post(`${this.base}/v1/runs/${encodeURIComponent(runId)}/resume`, request);
+  }
+
+  private post(url: string, body: unknown): Promise<unknown> {
+    try {
+      return this.transport.post(url, this.headers, body);
+    } catch (err) {
+      // A transport that throws synchronously is treated like one that rejects.
+      return Promise.reject(err);
+    }
+  }
+}
+
+/** Codes meaning "the control plane could not answer", as opposed to "it said no". */
+const UNREACHABLE = new Set<ErrorCode | null>(['unavailable', 'internal', 'stale', null]);
+
+/**
+ * The `KillpathError` for a failed control-plane call. A `halted` refusal keeps the covering
+ * directive in `details: { reason, directiveId, rev }`; an unreachable or failing control plane
+ * (network error, timeout, 5xx) becomes `unavailable`; any other wire code is kept.
+ * @param what what was asked, for the message (e.g. `permit for "crm.update" of run r1`)
+ */
+export function refusal(err: unknown, what: string): KillpathError {
+  const code = errorCode(err);
+  if (code === 'halted') {
+    const d = wireDetails(err);
+    return new KillpathError('halted', `${what} refused: halted by directive ${d.directiveId ?? '?'}`, {
+      cause: err,
+      details: { reason: d.reason ?? 'halted', directiveId: d.directiveId, rev: d.rev },
+    });
+  }
+  if (UNREACHABLE.has(code)) {
+    return new KillpathError('unavailable', `${what}: control plane unavailable (${errorMessage(err)})`, { cause: err });
+  }
+  return new KillpathError(code ?? 'internal', `${what} refused: ${errorMessage(err)}`, {
+    cause: err,
+    details: err instanceof KillpathError ? err.details : undefined,
+  });
+}
+
+/**
+ * The refusal's details, from either a `KillpathError` made from the wire error's details
+ * directly or the default transport's `{ status, details }` wrapping.
+ */
+function wireDetails(err: unknown): { directiveId: string | null; rev: number | null; reason: string | null } {
+  let d: unknown = err instanceof KillpathError ? err.details : null;
+  if (isRecord(d) && isRecord(d.details)) d = d.details;
+  if (!isRecord(d)) return { directiveId: null, rev: null, reason: null };
+  return {
+    directiveId: typeof d.directiveId === 'string' ? d.directiveId : null,
+    rev: typeof d.rev === 'number' ? d.rev : null,
+    reason: d.reason === 'halted' || d.reason === 'killed' ? d.reason : null,
+  };
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** The answer of a permit or confirm request when it has the wire shape, else `null`. */
+export function asPermitResponse(body: unknown): PermitResponse | null {
+  if (!isRecord(body) || !isRecord(body.permit)) return null;
+  const p = body.permit;
+  if (typeof p.id !== 'string' || typeof p.status !== 'string' || typeof p.rev !== 'number') return null;
+  return {
+    permit: {
+      ...(p as unknown as Permit),
+      coolOffMs: typeof p.coolOffMs === 'number' && Number.isFinite(p.coolOffMs) ? Math.max(0, p.coolOffMs) : 0,
+    },
+    replay: body.replay === true,
+    ...('result' in body ? { result: body.result } : {}),
+  };
+}
+
+/** The answer of `POST /v1/runs/{id}/resume` when it has the wire shape, else `null`. */
+export function asResumeAnswer(body: unknown): { runId: string; lineage: string[] } | null {
+  if (!isRecord(body) || typeof body.runId !== 'string' || !Array.isArray(body.lineage)) return null;
+  const lineage = body.lineage as unknown[];
+  if (!lineage.every((id): id is string => typeof id === 'string')) return null;
+  return { runId: body.runId, lineage };
+}
+
+/**
+ * SHA-256 (hex) of the JSON of `args` with every object's keys sorted, so that two calls with
+ * the same arguments in a different key order get the same digest. Arrays keep their order;
+ * values JSON drops (`undefined`, functions) are dropped.
+ * @throws KillpathError `invalid_request` when `args` cannot be serialised (a cycle, a BigInt)
+ */
+export function argsDigest(args: unknown): string {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(args, (_key, value: unknown) => (isRecord(value) ? sortedKeys(value) : value));
+  } catch (err) {
+    throw new KillpathError('invalid_request', `effect args are not serialisable: ${errorMessage(err)}`, { cause: err });
+  }
+  return createHash('sha256').update(json ?? 'null').digest('hex');
+}
+
+function sortedKeys(value: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(value).sort()) {
+    // defineProperty: a "__proto__" key stays data, never a prototype.
+    Object.defineProperty(out, key, { value: value[key], enumerable: true, writable: true, configurable: true });
+  }
+  return out;
+}
+
+/** 64 KiB: the largest effect result or task payload the SDK puts on the wire. */
+export const MAX_JSON_BYTES = 64 * 1024;
+
+/**
+ * A JSON copy of `value` when it serialises to at most `maxBytes` (UTF-8), else `undefined`:
+ * what goes on the wire is then known to stringify, whatever `toJSON` or getters do later.
+ */
+export function jsonCopy(value: unknown, maxBytes = MAX_JSON_BYTES): unknown {
+  try {
+    const json = JSON.stringify(value);
+    if (json === undefined || Buffer.byteLength(json) > maxBytes) return undefined;
+    return JSON.parse(json) as unknown;
+  } catch {
+    return undefined;
+  }
+}

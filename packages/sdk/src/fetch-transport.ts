@@ -1,0 +1,89 @@
+import { createParser } from 'eventsource-parser';
+import { KillpathError } from '@killpath/protocol';
+import type { StreamMessage } from '@killpath/protocol';
+import type { Transport } from './transport.ts';
+import { refusal, toStreamMessage } from './wire-answers.ts';
+
+/** Options for {@link fetchTransport}. */
+export interface FetchTransportOptions {
+  /** Time limit for one report POST, in ms. Default 10 000. */
+  postTimeoutMs?: number;
+}
+
+/**
+ * The default transport: `fetch` for reports and for the server-sent-events stream, parsed with
+ * `eventsource-parser`. Each SSE event's `data` is the JSON of one `StreamMessage`; its `event`
+ * name is used as `type` when the JSON has none. Events of unknown types are skipped (newer
+ * servers may add some); malformed JSON ends the stream with an `invalid_request` error so the
+ * client reconnects.
+ */
+export function fetchTransport(options: FetchTransportOptions = {}): Transport {
+  const postTimeoutMs = options.postTimeoutMs ?? 10_000;
+  return {
+    openStream: (url, headers, signal) => readStream(url, headers, signal),
+    post: async (url, headers, body) => {
+      const res = await fetch(url, {
+        method: 'POST',
+        headers: { ...headers, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(postTimeoutMs),
+      });
+      if (!res.ok) throw await errorFrom(res);
+      // Reading the body also drains it, so the connection can be reused.
+      const text = await res.text();
+      return text === '' ? undefined : (JSON.parse(text) as unknown);
+    },
+  };
+}
+
+async function* readStream(
+  url: string,
+  headers: Record<string, string>,
+  signal: AbortSignal,
+): AsyncGenerator<StreamMessage> {
+  const res = await fetch(url, { headers: { ...headers, accept: 'text/event-stream' }, signal });
+  if (!res.ok) throw await errorFrom(res);
+  if (res.body === null) throw new KillpathError('unavailable', 'stream answer has no body');
+  const queue: StreamMessage[] = [];
+  let bad: unknown = null;
+  const parser = createParser({
+    onEvent: (event) => {
+      if (bad !== null) return;
+      try {
+        const msg = toStreamMessage(event.event, event.data);
+        if (msg !== null) queue.push(msg);
+      } catch (err) {
+        bad = err;
+      }
+    },
+  });
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  try {
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      parser.feed(decoder.decode(value, { stream: true }));
+      // Yield what this chunk completed before reporting a later bad event, in order.
+      let next = queue.shift();
+      while (next !== undefined) {
+        yield next;
+        next = queue.shift();
+      }
+      if (bad !== null) throw bad;
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+}
+
+/** A KillpathError from a non-2xx answer: the wire error's code when the body has one, else by status. */
+async function errorFrom(res: Response): Promise<KillpathError> {
+  let body: unknown = null;
+  try {
+    body = await res.json();
+  } catch {
+    // Not JSON: fall back to the status.
+  }
+  return refusal(res.status, body, res.url);
+}

@@ -1,0 +1,18 @@
+export { connect } from './client.ts';
+export type { Client, ResumeRunOptions } from './client.ts';
+export type { ConnectOptions } from './connect-options.ts';
+export type { Run, RunHandle, StartRunOptions, EffectSpec, EffectOptions, EffectFn } from './run.ts';
+export type { RunTimer, RetryOptions } from './run-timers.ts';
+export type { Queue, QueueOptions, PushOptions, TaskContext, TaskHandler } from './queue.ts';
+export type { MemoryCommitter, MemoryCommitContext } from './staged-memory.ts';
+export { ALLOW, STALE } from './verdict.ts';
+export type { Verdict, AllowVerdict, DenyVerdict, DenyReason } from './verdict.ts';
+export { systemClock } from './clock.ts';
+export type { Clock } from './clock.ts';
+export { fetchTransport } from './fetch-transport.ts';
+export type { FetchTransportOptions } from './fetch-transport.ts';
+export { nodeHttpTransport } from './node-http-transport.ts';
+export type { NodeHttpTransportOptions } from './node-http-transport.ts';
+export type { Transport } from './transport.ts';
+export { nullSink } from './journal.ts';
+export type { JournalSink, SdkEvent, ReportKind, TimerKind } from './journal.ts';

@@ -1,0 +1,76 @@
+import type { Clock } from './clock.ts';
+
+/**
+ * The worker's lease on its mirror: contact with the control plane (any stream message) renews
+ * it for `leaseMs` on the monotonic clock. The gate reads {@link Lease.deadline} directly.
+ *
+ * Two deadlines: `deadline` closes the gate (new effects denied `stale`) and may be pulled in
+ * early by {@link Lease.suspend} when the mirror is known to be behind; the contact deadline
+ * (last contact + `leaseMs`) is when the lease expires and in-flight writes are aborted.
+ */
+export class Lease {
+  /** The gate is open while `clock.now() < deadline`; `-Infinity` until the first contact. */
+  deadline = Number.NEGATIVE_INFINITY;
+  /** Clock time of the last contact, or `null` before any. */
+  lastContact: number | null = null;
+  private contactDeadline = Number.NEGATIVE_INFINITY;
+  private timer: unknown = null;
+  private live = false;
+  private readonly clock: Clock;
+  private readonly leaseMs: number;
+  private readonly onExpire: () => void;
+
+  /** @param onExpire called once each time a live lease runs out (not after {@link Lease.stop}) */
+  constructor(clock: Clock, leaseMs: number, onExpire: () => void) {
+    this.clock = clock;
+    this.leaseMs = leaseMs;
+    this.onExpire = onExpire;
+  }
+
+  /** Records contact now: both deadlines move to `now + leaseMs`. */
+  renew(): void {
+    const now = this.clock.now();
+    this.lastContact = now;
+    this.contactDeadline = now + this.leaseMs;
+    this.deadline = this.contactDeadline;
+    this.live = true;
+    // One pending timer at most: when it fires early (the lease was renewed), it re-arms.
+    this.timer ??= this.clock.setTimeout(this.fire, this.leaseMs);
+  }
+
+  /** Closes the gate now without expiring the lease: in-flight effects keep running until the contact deadline. */
+  suspend(): void {
+    this.deadline = Number.NEGATIVE_INFINITY;
+  }
+
+  /** Closes the gate for good and cancels the timer; `onExpire` is not called. */
+  stop(): void {
+    this.deadline = Number.NEGATIVE_INFINITY;
+    this.live = false;
+    if (this.timer !== null) this.clock.clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  /** Milliseconds until the gate closes, 0 when it is closed. */
+  remainingMs(): number {
+    return Math.max(0, this.deadline - this.clock.now());
+  }
+
+  /** Milliseconds since the last contact, or since `origin` when there was none. */
+  sinceContactMs(origin: number): number {
+    return this.clock.now() - (this.lastContact ?? origin);
+  }
+
+  private readonly fire = (): void => {
+    this.timer = null;
+    const now = this.clock.now();
+    if (now < this.contactDeadline) {
+      this.timer = this.clock.setTimeout(this.fire, this.contactDeadline - now);
+      return;
+    }
+    this.deadline = Number.NEGATIVE_INFINITY;
+    if (!this.live) return;
+    this.live = false;
+    this.onExpire();
+  };
+}

@@ -1,0 +1,352 @@
+import { EFFECT_CLASSES, KillpathError } from '@killpath/protocol';
+import type { EffectClass, JournalEvent, PermitOutcome, PermitRequest, RunIdentity } from '@killpath/protocol';
+import type { Clock } from './clock.ts';
+import { argsDigest } from './control-calls.ts';
+import type { ControlCalls } from './control-calls.ts';
+import { abortEffect, startEffect } from './effect-runner.ts';
+import type { EffectContext, EffectFn } from './effect-runner.ts';
+import { OPEN_TABLE } from './gate.ts';
+import type { RunTable } from './gate.ts';
+import { InFlightEffect } from './in-flight.ts';
+import type { SdkEvent } from './journal.ts';
+import type { Lease } from './lease.ts';
+import { RunTimers } from './run-timers.ts';
+import type { RetryOptions, RunTimer } from './run-timers.ts';
+import { StagedMemory } from './staged-memory.ts';
+import type { MemoryCommitter } from './staged-memory.ts';
+import { ALLOW, STALE, haltedError } from './verdict.ts';
+import type { DenyVerdict, Verdict } from './verdict.ts';
+
+export type { EffectFn } from './effect-runner.ts';
+
+/**
+ * What another process needs to start a child of this run: the run id and its ancestors, root
+ * first. JSON-safe; pass it as `parent` to `client.startRun` there.
+ */
+export interface RunHandle {
+  readonly runId: string;
+  readonly lineage: readonly string[];
+}
+
+/** Options for `client.startRun`. */
+export interface StartRunOptions {
+  /** The run id; default `crypto.randomUUID()`. Must be an identifier (`[A-Za-z0-9._:@-]{1,128}`). */
+  runId?: string;
+  /** The parent run, possibly from another process; its lineage plus its id become this run's lineage. */
+  parent?: RunHandle;
+  /** Where this run's staged memory writes are committed; default the client's `memory` option. */
+  memory?: MemoryCommitter;
+}
+
+/** One effect, described. */
+export interface EffectOptions {
+  /** The capability (tool, `llm`, `memory.write`, …) a directive may narrow to. */
+  capability: string;
+  /**
+   * `read` effects use the local gate only and complete in flight on a halt. `write` (the
+   * default, the safe one) and `irreversible` effects also need a permit from the control plane
+   * and are aborted in flight; an irreversible one waits out the permit's cool-off first.
+   */
+  class?: EffectClass;
+  /**
+   * Same key, same run: the same permit, and the effect never runs twice, across worker
+   * restarts too. Without one, every call is a new effect.
+   */
+  idempotencyKey?: string;
+  /** The effect's arguments; only their SHA-256 (sorted-key JSON) is sent, as `argsDigest`. */
+  args?: unknown;
+  /** How to undo the effect if it lands and the run is later halted: free-form JSON for the operator. */
+  compensate?: Record<string, unknown>;
+}
+
+/** An effect's capability name (class `write`), or its {@link EffectOptions}. */
+export type EffectSpec = string | EffectOptions;
+
+/** What a run needs from its client. Internal. */
+export interface RunHost {
+  readonly clock: Clock;
+  readonly lease: Lease;
+  readonly workerId: string;
+  readonly calls: ControlCalls;
+  record(event: SdkEvent): void;
+  /** Journals to the control plane (`POST /v1/journal`, batched, never thrown). */
+  journal(event: JournalEvent): void;
+  /** Reports a permitted effect's outcome (fire-and-forget, retried). */
+  outcome(permitId: string, outcome: PermitOutcome): void;
+  nextEffectId(): number;
+  startRun(options: StartRunOptions): Run;
+  endRun(state: RunState): void;
+  runDrained(state: RunState): void;
+}
+
+/** The client's bookkeeping for one run. Internal. */
+export class RunState {
+  readonly coverage: RunIdentity;
+  readonly parentRunId: string | null;
+  /** Recompiled by the client on every mirror change. */
+  table: RunTable = OPEN_TABLE;
+  readonly inFlight = new Set<InFlightEffect>();
+  effects = 0;
+  denied = 0;
+  ended = false;
+  readonly timers: RunTimers;
+  readonly memory: StagedMemory;
+  /** The run's public handle, set right after it is created. */
+  run: Run | null = null;
+
+  constructor(coverage: RunIdentity, parentRunId: string | null, host: RunHost, committer: MemoryCommitter | null) {
+    this.coverage = coverage;
+    this.parentRunId = parentRunId;
+    this.timers = new RunTimers(host, this);
+    this.memory = new StagedMemory(host, this, committer);
+  }
+}
+
+/** The table of a run that left its worker: every check denies `stale`. */
+const CLOSED_TABLE: RunTable = Object.freeze({ all: STALE, caps: null, level: null });
+
+/**
+ * One run (session) hosted by this worker. `check` is the gate; `effect` wraps anything that
+ * leaves the process; timers, retries and staged memory are bound to the run, so a halt stops
+ * them too. Runs come from `client.startRun`, `client.resumeRun` or `run.startChild`.
+ */
+export class Run {
+  /** This run's id. */
+  readonly runId: string;
+  /** The parent run's id, or `null` for a root run. */
+  readonly parentRunId: string | null;
+  /** What to pass as `parent` to start a child of this run in another process. */
+  readonly identity: RunHandle;
+  private readonly state: RunState;
+  private readonly host: RunHost;
+  private readonly clock: Clock;
+  private readonly lease: Lease;
+  private readonly ctx: EffectContext;
+
+  /** @internal Use `client.startRun`. */
+  constructor(host: RunHost, state: RunState) {
+    this.host = host;
+    this.state = state;
+    this.clock = host.clock;
+    this.lease = host.lease;
+    this.runId = state.coverage.runId;
+    this.parentRunId = state.parentRunId;
+    this.identity = Object.freeze({ runId: this.runId, lineage: state.coverage.lineage });
+    this.ctx = { host, state, check: (capability) => this.check(capability) };
+    state.run = this;
+  }
+
+  /** True once {@link Run.end} was called. */
+  get ended(): boolean {
+    return this.state.ended;
+  }
+
+  /**
+   * The gate: may this run take an effect of `capability` now? Synchronous, reads only memory.
+   * Denies `stale` before the first snapshot, when the lease ran out, after a detected rev gap
+   * (until the resync) and after the client closed; otherwise denies `killed` or `halted` for
+   * the highest covering stop directive (kill dominates halt), else allows. The returned
+   * verdicts are shared and frozen.
+   */
+  check(capability: string): Verdict {
+    if (this.clock.now() >= this.lease.deadline) return STALE;
+    const table = this.state.table;
+    if (table.caps !== null) {
+      const narrowed = table.caps.get(capability);
+      if (narrowed !== undefined) return narrowed;
+    }
+    return table.all ?? ALLOW;
+  }
+
+  /**
+   * Runs one effect. The gate decides first, synchronously: a deny rejects with a
+   * `KillpathError` of code `halted` (details `{ reason, directiveId }`) and `fn` is never called.
+   *
+   * A `read` then calls `fn` at once. A `write` or `irreversible` effect first asks the control
+   * plane for a permit (the permit request is the journal's intent record) and calls `fn` only
+   * once it is granted, its cool-off (irreversible) waited out and confirmed, and the gate is
+   * still open. Refusals reject without calling `fn`: `halted` (a covering halt or kill at the
+   * control plane, details `{ reason, directiveId, rev }`), `conflict` (an idempotency key whose
+   * earlier effect has no outcome: at most once), `unavailable` (the control plane could not be
+   * reached: not retried here, the caller's retry policy decides). A replay of an idempotency
+   * key whose effect already landed resolves with that effect's result (`undefined` when it was
+   * not JSON or over 64 KiB) without calling `fn`. The outcome (`landed` with the JSON result,
+   * `failed`, `aborted`) is reported to the control plane when `fn` settles.
+   *
+   * `fn` gets the effect's own `AbortSignal`, which exists from the start: when a covering halt
+   * or kill is observed, or the lease expires, a `write` or `irreversible` effect is aborted (in
+   * its permit round trip, its cool-off or its function): the signal fires with a `halted`
+   * error and the returned promise rejects with it at once, even if `fn` ignores the signal.
+   * `read` effects are left to complete. The effect counts as in flight until `fn` settles.
+   * @throws nothing synchronously; every failure is a rejection (`invalid_request` after `end()`
+   * or for a malformed spec)
+   */
+  effect<T>(spec: EffectSpec, fn: EffectFn<T>): Promise<T> {
+    let options: EffectOptions & { class: EffectClass };
+    try {
+      options = resolveSpec(spec);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const { capability, class: cls } = options;
+    const state = this.state;
+    if (state.ended) {
+      return Promise.reject(new KillpathError('invalid_request', `run ${this.runId} has ended`));
+    }
+    const verdict = this.check(capability);
+    if (verdict.kind === 'deny') {
+      state.denied += 1;
+      this.host.record({
+        type: 'effect.denied',
+        runId: this.runId,
+        capability,
+        class: cls,
+        reason: verdict.reason,
+        directiveId: verdict.directive?.id ?? null,
+        at: this.clock.now(),
+      });
+      return Promise.reject(haltedError(verdict, this.runId, capability, 'denied'));
+    }
+    let request: PermitRequest | null = null;
+    if (cls !== 'read') {
+      try {
+        request = this.permitRequest(options, cls);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
+    const effect = new InFlightEffect(this.host.nextEffectId(), this.runId, capability, cls, this.clock.now());
+    state.inFlight.add(effect);
+    state.effects += 1;
+    return startEffect(this.ctx, effect, fn, request);
+  }
+
+  /**
+   * Calls `fn` once, `ms` from now (on the client's clock), unless the run is stopped first: a
+   * covering halt or kill, lease expiry or the end of the run cancels it (journaled as
+   * `timer.cancelled`), and a timer that falls due while the run is stopped is cancelled instead
+   * of run. A rejection or throw of `fn` is journaled as `timer.failed`, never unhandled.
+   * @throws KillpathError `halted` when a halt or kill covers the run now, `invalid_request`
+   * after `end()` or for a negative `ms`
+   */
+  setTimeout(fn: () => unknown, ms: number, label?: string): RunTimer {
+    return this.state.timers.add('timeout', fn, ms, label ?? null);
+  }
+
+  /** Like {@link Run.setTimeout}, every `ms` until cancelled. */
+  setInterval(fn: () => unknown, ms: number, label?: string): RunTimer {
+    return this.state.timers.add('interval', fn, ms, label ?? null);
+  }
+
+  /**
+   * Calls `fn(attempt)` (attempt 1, 2, …) until it resolves or `attempts` are spent, waiting
+   * `initialMs × factor^(n-1)` (at most `maxMs`) on a run-bound timer between attempts. Stops
+   * at once, rejecting with the last error, on `halted` (and by default on `conflict`,
+   * `invalid_request`, `unauthenticated`, `forbidden`). A halt, lease expiry or the end of the
+   * run during a wait cancels it: journaled as `timer.cancelled` and rejected with `halted`
+   * (or `invalid_request` after `end()`).
+   */
+  retry<T>(fn: (attempt: number) => T | PromiseLike<T>, options: RetryOptions): Promise<T> {
+    return this.state.timers.retry(fn, options);
+  }
+
+  /**
+   * Stages a memory write for the current step; {@link Run.commitStep} commits the step's
+   * staged entries as one `memory.write` effect. A halt reverts what is staged (journaled as
+   * `memory.reverted`), unless its directive says `memory: 'commit'`. Later stages of a key win.
+   * @throws KillpathError `invalid_request` without a memory committer or after `end()`,
+   * `halted` when a halt or kill covers the run now
+   */
+  stage(key: string, value: unknown): void {
+    this.state.memory.stage(key, value);
+  }
+
+  /** The entries staged in the current step, in staging order (a copy). */
+  get staged(): ReadonlyMap<string, unknown> {
+    return this.state.memory.snapshot();
+  }
+
+  /**
+   * Commits the staged entries as one `write` effect of capability `memory.write` (with a
+   * permit), through the memory committer. Resolves at once when nothing is staged. When the
+   * commit is refused or the committer fails, the entries stay staged for another try (later
+   * stages of a key win); when a halt aborts it, the halt's memory mode decides.
+   */
+  commitStep(): Promise<void> {
+    return this.state.memory.commit(this);
+  }
+
+  /** Starts a child run on this worker, with this run as its parent. */
+  startChild(options: { runId?: string; memory?: MemoryCommitter } = {}): Run {
+    return this.host.startRun({ ...options, parent: this.identity });
+  }
+
+  /**
+   * Removes the run from the worker. New effects are refused (`invalid_request`); timers are
+   * cancelled, staged memory reverted, queued tasks discarded (each journaled); in-flight
+   * effects stay covered by halts until they settle, then the run leaves and every check denies
+   * `stale`.
+   */
+  end(): void {
+    if (this.state.ended) return;
+    this.state.ended = true;
+    this.state.timers.cancelAll(null);
+    this.state.memory.revert(null);
+    this.host.endRun(this.state);
+  }
+
+  private permitRequest(options: EffectOptions, cls: Exclude<EffectClass, 'read'>): PermitRequest {
+    const c = this.state.coverage;
+    return {
+      workerId: this.host.workerId,
+      runId: this.runId,
+      lineage: [...c.lineage],
+      features: [...c.features],
+      capability: options.capability,
+      class: cls,
+      idempotencyKey: options.idempotencyKey ?? null,
+      argsDigest: options.args === undefined ? null : argsDigest(options.args),
+      compensate: options.compensate ?? null,
+    };
+  }
+}
+
+function resolveSpec(spec: EffectSpec): EffectOptions & { class: EffectClass } {
+  if (typeof spec === 'string') return { capability: spec, class: 'write' };
+  const bad = (why: string): never => {
+    throw new KillpathError('invalid_request', `invalid effect: ${why}`);
+  };
+  if (typeof spec !== 'object' || spec === null || typeof spec.capability !== 'string') return bad('capability must be a string');
+  const cls = spec.class ?? 'write';
+  if (!EFFECT_CLASSES.includes(cls)) bad(`unknown class "${String(cls)}"`);
+  const key = spec.idempotencyKey;
+  if (key !== undefined && (typeof key !== 'string' || key === '')) bad('idempotencyKey must be a non-empty string');
+  const comp = spec.compensate;
+  if (comp !== undefined && (typeof comp !== 'object' || comp === null || Array.isArray(comp))) bad('compensate must be an object');
+  return { ...spec, class: cls };
+}
+
+/** Closes a drained run's gate for good. Internal. */
+export function closeRunTable(state: RunState): void {
+  state.table = CLOSED_TABLE;
+}
+
+/**
+ * Aborts the run's in-flight `write`/`irreversible` effects for which `verdictOf` returns a
+ * verdict, wherever they are (permit round trip, cool-off, function); `read` effects are left
+ * to complete. Returns how many were aborted now. Internal.
+ */
+export function abortWrites(
+  state: RunState,
+  host: Pick<RunHost, 'record' | 'clock'>,
+  verdictOf: (effect: InFlightEffect) => DenyVerdict | null,
+): number {
+  let aborted = 0;
+  // Copy first: abort listeners run synchronously in user code.
+  for (const effect of [...state.inFlight]) {
+    if (effect.cls === 'read' || effect.abortedBy !== null) continue;
+    const verdict = verdictOf(effect);
+    if (verdict !== null && abortEffect(host, effect, verdict)) aborted += 1;
+  }
+  return aborted;
+}

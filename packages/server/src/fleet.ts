@@ -1,0 +1,114 @@
+import { levelRank, type FleetWorker, type HeartbeatReport, type Level, type RunReport } from '@killpath/protocol';
+
+interface WorkerEntry {
+  workerId: string;
+  tenant: string;
+  agent: string;
+  features: string[];
+  connected: boolean;
+  pid: number | null;
+  ackedRev: number;
+  lastContact: number | null;
+  runs: RunReport[];
+}
+
+/**
+ * The control plane's live view of its workers: who is connected, what they run, what rev
+ * they have acknowledged and when they last reported. In memory: after a restart workers
+ * reconnect and repopulate it within one heartbeat.
+ */
+export class Fleet {
+  readonly #workers = new Map<string, WorkerEntry>();
+  readonly #now: () => number;
+  /** A worker silent for longer than this is shown as `stale`. */
+  readonly staleAfterMs: number;
+
+  constructor(now: () => number = () => performance.now(), staleAfterMs = 15_000) {
+    this.#now = now;
+    this.staleAfterMs = staleAfterMs;
+  }
+
+  /** The worker's tenant and agent if known. */
+  identity(workerId: string): { tenant: string; agent: string } | null {
+    const w = this.#workers.get(workerId);
+    return w ? { tenant: w.tenant, agent: w.agent } : null;
+  }
+
+  #entry(workerId: string, tenant: string, agent: string): WorkerEntry {
+    let w = this.#workers.get(workerId);
+    if (!w) {
+      w = { workerId, tenant, agent, features: [], connected: false, pid: null, ackedRev: 0, lastContact: null, runs: [] };
+      this.#workers.set(workerId, w);
+    }
+    return w;
+  }
+
+  /** A worker opened its stream. */
+  connected(workerId: string, tenant: string, agent: string, features: string[]): void {
+    const w = this.#entry(workerId, tenant, agent);
+    w.connected = true;
+    w.features = features;
+    w.lastContact = this.#now();
+  }
+
+  /** A worker's stream closed. */
+  disconnected(workerId: string): void {
+    const w = this.#workers.get(workerId);
+    if (w) w.connected = false;
+  }
+
+  /** Records a heartbeat. */
+  heartbeat(workerId: string, tenant: string, agent: string, hb: HeartbeatReport): void {
+    const w = this.#entry(workerId, tenant, agent);
+    w.pid = hb.pid;
+    w.features = hb.features;
+    w.runs = hb.runs;
+    w.ackedRev = Math.max(w.ackedRev, hb.rev);
+    w.lastContact = this.#now();
+  }
+
+  /** Records an ack of `rev`. */
+  ack(workerId: string, rev: number): void {
+    const w = this.#workers.get(workerId);
+    if (!w) return;
+    w.ackedRev = Math.max(w.ackedRev, rev);
+    w.lastContact = this.#now();
+  }
+
+  /** Forgets workers that have been disconnected and silent for `ms`. */
+  prune(ms: number): void {
+    const now = this.#now();
+    for (const [id, w] of this.#workers) {
+      if (!w.connected && (w.lastContact === null || now - w.lastContact > ms)) this.#workers.delete(id);
+    }
+  }
+
+  /** Workers visible to `tenant` (all when undefined). */
+  list(tenant: string | undefined, currentRev: number): FleetWorker[] {
+    const now = this.#now();
+    const out: FleetWorker[] = [];
+    for (const w of this.#workers.values()) {
+      if (tenant !== undefined && w.tenant !== tenant) continue;
+      const ago = w.lastContact === null ? null : Math.round(now - w.lastContact);
+      let top: Level | null = null;
+      for (const r of w.runs) {
+        if (r.state !== 'running' && (top === null || levelRank(r.state) > levelRank(top))) top = r.state;
+      }
+      const stale = !w.connected && (ago === null || ago > this.staleAfterMs);
+      out.push({
+        workerId: w.workerId,
+        tenant: w.tenant,
+        agent: w.agent,
+        features: w.features,
+        connected: w.connected,
+        pid: w.pid,
+        observedRev: Math.min(w.ackedRev, currentRev),
+        ackedRev: w.ackedRev,
+        lastHeartbeatAgoMs: ago,
+        state: stale ? 'stale' : (top ?? 'running'),
+        runs: w.runs,
+      });
+    }
+    return out.sort((a, b) => a.tenant.localeCompare(b.tenant) || a.agent.localeCompare(b.agent) || a.workerId.localeCompare(b.workerId));
+  }
+}

@@ -1,0 +1,195 @@
+import { Hono, type Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { KillpathError, toWire } from '@killpath/protocol';
+import { canSee, requireHuman, tenantFilter } from '../auth/policy.ts';
+import { mintToken, type Authenticator } from '../auth/tokens.ts';
+import type { ControlPlane } from '../control-plane.ts';
+import type { Logger } from '../log.ts';
+import { AckBody, AgentKillBody, HaltedBody, HeartbeatBody, IssueDirectiveBody, ResumeBody, RunBody, TokenBody } from './schemas.ts';
+import { openStream } from './stream-route.ts';
+import { effectsRoutes } from './effects-routes.ts';
+import { body, requireWorker, wireError, type Env } from './common.ts';
+
+/** Largest request body accepted, in bytes. */
+export const BODY_LIMIT = 64 * 1024;
+
+/**
+ * The HTTP API. Every route but `/healthz` is authenticated; roles and tenants are enforced
+ * per route; errors use the one wire shape; unknown fields are rejected.
+ */
+export function createApp(cp: ControlPlane, auth: Authenticator, log: Logger): Hono<Env> {
+  const app = new Hono<Env>();
+
+  app.onError((err, c) => {
+    if (err instanceof KillpathError) return wireError(c, err);
+    log.error('unhandled error', { err: err instanceof Error ? err.stack : String(err), path: c.req.path });
+    return c.json(toWire(err), 500);
+  });
+  app.notFound((c) => wireError(c, new KillpathError('not_found', `no route for ${c.req.method} ${c.req.path}`)));
+
+  app.use(async (c, next) => {
+    await next();
+    cp.metrics.requests.inc({ method: c.req.method, status: String(c.res.status) });
+  });
+  const tooLarge = (c: Context) => wireError(c, new KillpathError('payload_too_large', `request body exceeds ${BODY_LIMIT} bytes`));
+  const limit = bodyLimit({ maxSize: BODY_LIMIT, onError: tooLarge });
+  app.use((c, next) => {
+    // Worker reports (a fleet's worth per flip) declare their length: check it on the Node request,
+    // without building the WHATWG Request that hono's bodyLimit reads, which is most of a report's cost.
+    const headers = c.env?.incoming?.headers;
+    if (headers?.['content-length'] !== undefined && headers['transfer-encoding'] === undefined && c.req.path.startsWith('/v1/workers/')) {
+      return Number(headers['content-length']) > BODY_LIMIT ? Promise.resolve(tooLarge(c)) : next();
+    }
+    return limit(c, next);
+  });
+
+  app.get('/healthz', (c) => c.json({ ok: true, rev: cp.hub.rev, streams: cp.hub.size }));
+
+  app.use('/v1/*', async (c, next) => {
+    c.set('principal', await auth.authenticate(c.req.header('authorization')));
+    await next();
+  });
+  app.use('/metrics', async (c, next) => {
+    requireHuman(await auth.authenticate(c.req.header('authorization')));
+    await next();
+  });
+
+  app.get('/metrics', async (c) => {
+    c.header('content-type', cp.metrics.registry.contentType);
+    return c.body(await cp.metrics.registry.metrics());
+  });
+
+  app.get('/v1/whoami', (c) => c.json(c.get('principal')));
+
+  app.post('/v1/directives', async (c) => {
+    const b = await body(c, IssueDirectiveBody);
+    const r = await cp.issue(c.get('principal'), b, { idempotencyKey: c.req.header('idempotency-key'), via: 'api' });
+    return c.json({ directive: r.directive, created: r.created, converged: r.converged }, r.created ? 201 : 200);
+  });
+
+  app.post('/v1/agents/:tenant/:agent/kill', async (c) => {
+    const b = await body(c, AgentKillBody);
+    const scope = `agent:${c.req.param('tenant')}/${c.req.param('agent')}`;
+    const r = await cp.issue(
+      c.get('principal'),
+      { level: 'kill', scope, reason: b.reason ?? 'operator kill', justification: b.justification, graceMs: b.graceMs },
+      { idempotencyKey: c.req.header('idempotency-key'), via: 'api.agent-kill' },
+    );
+    return c.json({ directive: r.directive, created: r.created, converged: r.converged }, r.created ? 201 : 200);
+  });
+
+  app.get('/v1/directives', async (c) => {
+    const p = c.get('principal');
+    requireHuman(p);
+    const q = c.req.query('active') ?? 'true';
+    if (!['true', 'false', 'all'].includes(q)) throw new KillpathError('invalid_request', 'active must be true, false or all');
+    const limit = Number(c.req.query('limit') ?? 500);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 5000) throw new KillpathError('invalid_request', 'limit must be an integer from 1 to 5000');
+    const directives = await cp.store.listDirectives({
+      active: q === 'all' ? undefined : q === 'true',
+      tenant: tenantFilter(p),
+      limit,
+    });
+    return c.json({ rev: cp.hub.rev, directives });
+  });
+
+  app.get('/v1/directives/:id', async (c) => {
+    const p = c.get('principal');
+    requireHuman(p);
+    const d = await cp.store.getDirective(c.req.param('id'));
+    if (!d || !canSee(p, d.tenant)) throw new KillpathError('not_found', `directive ${c.req.param('id')} not found`);
+    return c.json({ directive: d });
+  });
+
+  app.post('/v1/directives/:id/resume', async (c) => {
+    const b = await body(c, ResumeBody);
+    const d = await cp.resume(c.get('principal'), c.req.param('id'), b);
+    return c.json({ directive: d });
+  });
+
+  app.get('/v1/fleet', (c) => {
+    const p = c.get('principal');
+    requireHuman(p);
+    return c.json({ rev: cp.hub.rev, workers: cp.fleet.list(tenantFilter(p), cp.hub.rev) });
+  });
+
+  app.get('/v1/runs/:id', async (c) => {
+    const p = c.get('principal');
+    requireHuman(p);
+    const run = await cp.store.getRun(c.req.param('id'));
+    if (!run || !canSee(p, run.tenant)) throw new KillpathError('not_found', `run ${c.req.param('id')} not found`);
+    return c.json({ run });
+  });
+
+  app.post('/v1/runs', async (c) => {
+    const p = c.get('principal');
+    const b = await body(c, RunBody);
+    const who = requireWorker(cp, p, b.workerId);
+    const run = await cp.store.registerRun({ ...b, tenant: who.tenant, agent: who.agent, startedAt: new Date().toISOString() });
+    if (run.tenant !== who.tenant) throw new KillpathError('conflict', `run id ${b.runId} is taken`);
+    return c.json({ runId: run.runId, lineage: run.lineage }, 201);
+  });
+
+  app.get('/v1/stream', (c) => openStream(c, cp, log));
+
+  app.post('/v1/workers/:id/heartbeat', async (c) => {
+    const b = await body(c, HeartbeatBody);
+    const id = c.req.param('id');
+    const who = requireWorker(cp, c.get('principal'), id);
+    cp.fleet.heartbeat(id, who.tenant, who.agent, b);
+    return c.body(null, 204);
+  });
+
+  app.post('/v1/workers/:id/ack', async (c) => {
+    const b = await body(c, AckBody);
+    const id = c.req.param('id');
+    requireWorker(cp, c.get('principal'), id);
+    cp.fleet.ack(id, b.rev);
+    return c.body(null, 204);
+  });
+
+  app.post('/v1/workers/:id/halted', async (c) => {
+    const b = await body(c, HaltedBody);
+    const id = c.req.param('id');
+    const who = requireWorker(cp, c.get('principal'), id);
+    cp.halted(id, who, b);
+    return c.body(null, 204);
+  });
+
+  app.get('/v1/audit', async (c) => {
+    const p = c.get('principal');
+    requireHuman(p);
+    const after = Number(c.req.query('after') ?? 0);
+    const limit = Number(c.req.query('limit') ?? 200);
+    if (!Number.isInteger(after) || after < 0) throw new KillpathError('invalid_request', 'after must be a non-negative integer');
+    if (!Number.isInteger(limit) || limit < 1 || limit > 5000) throw new KillpathError('invalid_request', 'limit must be an integer from 1 to 5000');
+    const order = c.req.query('order') ?? 'asc';
+    if (order !== 'asc' && order !== 'desc') throw new KillpathError('invalid_request', 'order must be asc or desc');
+    const desc = order === 'desc';
+    const typeText = c.req.query('type');
+    const types = typeText === undefined ? undefined : typeText.split(',');
+    if (types !== undefined && !types.every((t) => /^[a-z_.]{1,64}$/.test(t))) throw new KillpathError('invalid_request', 'type must be a comma-separated list of event names');
+    await cp.flushAudit();
+    const records = await cp.store.listAudit({ afterSeq: after, limit, tenant: tenantFilter(p), desc, ...(types ? { types } : {}) });
+    return c.json({ records });
+  });
+
+  app.get('/v1/audit/verify', async (c) => {
+    requireHuman(c.get('principal'));
+    await cp.flushAudit();
+    return c.json(await cp.store.verifyAudit());
+  });
+
+  effectsRoutes(app, cp);
+
+  app.post('/v1/tokens', async (c) => {
+    const p = c.get('principal');
+    if (p.role !== 'admin') throw new KillpathError('forbidden', 'only admins mint tokens');
+    const b = await body(c, TokenBody);
+    const { secret, record } = await mintToken(cp.store, b, p.name);
+    return c.json({ token: secret, ...record }, 201);
+  });
+
+  return app;
+}
+

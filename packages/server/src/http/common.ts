@@ -1,0 +1,43 @@
+import type { Context } from 'hono';
+import type { HttpBindings } from '@hono/node-server';
+import type { z } from 'zod';
+import { HTTP_STATUS, KillpathError, toWire, type Principal } from '@killpath/protocol';
+import type { ControlPlane } from '../control-plane.ts';
+
+/** Hono environment of every route: Node bindings and the authenticated principal. */
+export type Env = { Bindings: HttpBindings; Variables: { principal: Principal } };
+
+/** Answers with the wire error shape and the code's HTTP status. */
+export function wireError(c: Context, err: KillpathError): Response {
+  return c.json(toWire(err), HTTP_STATUS[err.code] as 400);
+}
+
+/** Parses and validates a JSON body; bad JSON or a schema violation is a 400 with details. */
+export async function body<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {
+  let raw: unknown;
+  try {
+    raw = await c.req.json();
+  } catch {
+    throw new KillpathError('invalid_request', 'request body must be a JSON object');
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    const details = parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message }));
+    const first = details[0];
+    throw new KillpathError('invalid_request', `invalid request body${first ? `: ${first.path || '(root)'}: ${first.message}` : ''}`, { details });
+  }
+  return parsed.data;
+}
+
+/** A worker route's caller must be the agent the worker belongs to (or an admin). */
+export function requireWorker(cp: ControlPlane, p: Principal, workerId: string): { tenant: string; agent: string } {
+  const who = cp.fleet.identity(workerId);
+  const mine = (t: string, a: string) => p.role === 'admin' || (p.role === 'agent' && p.tenant === t && (p.agent === null || p.agent === a));
+  if (who) {
+    if (!mine(who.tenant, who.agent)) throw new KillpathError('not_found', `worker ${workerId} not found`);
+    return who;
+  }
+  if (p.role !== 'agent' || p.agent === null) throw new KillpathError('not_found', `worker ${workerId} not found (open its stream first)`);
+  return { tenant: p.tenant, agent: p.agent };
+}
+

@@ -1,0 +1,134 @@
+import { z } from 'zod';
+import { LEVELS, ROLES, isIdentifier } from '@killpath/protocol';
+
+const id = z.string().refine(isIdentifier, 'must be 1-128 characters of letters, digits and ._:@-');
+const text = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .refine((s) => s.trim().length > 0, 'must not be empty');
+
+/** Body of `POST /v1/directives`. Unknown fields are rejected. */
+export const IssueDirectiveBody = z.strictObject({
+  level: z.enum(LEVELS),
+  scope: z.string().max(300),
+  capabilities: z.array(id).min(1).max(64).optional(),
+  reason: text(500),
+  justification: text(4000),
+  graceMs: z.number().int().min(0).max(3_600_000).optional(),
+  drain: z.enum(['discard', 'drain']).optional(),
+  memory: z.enum(['revert', 'commit']).optional(),
+  rate: z.strictObject({ perSecond: z.number().positive().max(1e6), per: z.enum(['run', 'agent']) }).optional(),
+  breakGlass: text(4000).optional(),
+  tenant: id.optional(),
+});
+export type IssueDirectiveBody = z.infer<typeof IssueDirectiveBody>;
+
+/** Body of `POST /v1/agents/{tenant}/{agent}/kill`. */
+export const AgentKillBody = z.strictObject({
+  reason: text(500).optional(),
+  justification: text(4000),
+  graceMs: z.number().int().min(0).max(3_600_000).optional(),
+});
+
+/** Body of `POST /v1/directives/{id}/resume`. */
+export const ResumeBody = z.strictObject({
+  justification: text(4000),
+  breakGlass: text(4000).optional(),
+});
+
+/** Body of `POST /v1/tokens`. */
+export const TokenBody = z.strictObject({
+  role: z.enum(ROLES),
+  tenant: z.union([id, z.literal('*')]),
+  agent: id.optional(),
+  name: text(200).optional(),
+});
+
+const runReport = z.strictObject({
+  runId: id,
+  parentRunId: id.nullable(),
+  lineage: z.array(id).max(256),
+  state: z.union([z.literal('running'), z.enum(LEVELS)]),
+  effects: z.number().int().min(0),
+  denied: z.number().int().min(0),
+  inFlight: z.number().int().min(0),
+});
+
+/** Body of `POST /v1/workers/{id}/heartbeat`. */
+export const HeartbeatBody = z.strictObject({
+  rev: z.number().int().min(0),
+  features: z.array(id).max(256),
+  runs: z.array(runReport).max(10_000),
+  pid: z.number().int().min(0),
+  sinceContactMs: z.number().min(0),
+});
+
+/** Body of `POST /v1/workers/{id}/ack`. */
+export const AckBody = z.strictObject({ rev: z.number().int().min(0) });
+
+/** Body of `POST /v1/workers/{id}/halted`. */
+export const HaltedBody = z.strictObject({
+  rev: z.number().int().min(0),
+  directiveId: z.string().max(200),
+  runs: z.array(id).max(10_000),
+  aborted: z.number().int().min(0),
+  completed: z.number().int().min(0),
+  observeToSettleMs: z.number().min(0),
+});
+
+/** Body of `POST /v1/runs`. */
+export const RunBody = z.strictObject({
+  runId: id,
+  parentRunId: id.nullable(),
+  lineage: z.array(id).max(256),
+  features: z.array(id).max(256),
+  workerId: id,
+});
+
+const json = z.record(z.string(), z.unknown());
+
+/** Body of `POST /v1/permits`. */
+export const PermitBody = z.strictObject({
+  workerId: id,
+  runId: id,
+  lineage: z.array(id).max(256),
+  features: z.array(id).max(256),
+  capability: id,
+  class: z.enum(['write', 'irreversible']),
+  idempotencyKey: z.string().min(1).max(256).nullable(),
+  argsDigest: z.string().regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 hex digest').nullable(),
+  compensate: json.nullable(),
+});
+
+/** Body of `POST /v1/permits/{id}/outcome`. */
+export const OutcomeBody = z.strictObject({
+  status: z.enum(['landed', 'failed', 'aborted']),
+  result: z.unknown().optional(),
+  error: z.string().max(4000).optional(),
+  afterAbort: z.boolean().optional(),
+});
+
+const journalEvent = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('timer.cancelled'), runId: id, timer: z.enum(['timeout', 'interval', 'retry']), label: z.string().max(200).nullable(), dueAt: z.string().max(40), directiveId: z.string().max(200).nullable() }),
+  z.strictObject({ type: z.literal('queue.discarded'), runId: id.nullable(), queue: z.string().max(200), taskId: z.string().max(200), payload: z.unknown(), directiveId: z.string().max(200).nullable() }),
+  z.strictObject({ type: z.literal('queue.drained'), runId: id.nullable(), queue: z.string().max(200), taskId: z.string().max(200), outcome: z.enum(['completed', 'failed']), directiveId: z.string().max(200).nullable() }),
+  z.strictObject({ type: z.literal('memory.reverted'), runId: id, keys: z.array(z.string().max(500)).max(10_000), directiveId: z.string().max(200).nullable() }),
+  z.strictObject({ type: z.literal('memory.committed'), runId: id, keys: z.array(z.string().max(500)).max(10_000), directiveId: z.string().max(200).nullable() }),
+  z.strictObject({
+    type: z.literal('in_flight_tool_calls.status'),
+    runId: id,
+    effectId: z.string().max(200),
+    permitId: z.string().max(200).nullable(),
+    capability: id,
+    class: z.enum(['read', 'write', 'irreversible']),
+    status: z.enum(['completed', 'aborted', 'failed']),
+    directiveId: z.string().max(200).nullable(),
+  }),
+]);
+
+/** Body of `POST /v1/journal`. */
+export const JournalBody = z.strictObject({ workerId: id, events: z.array(journalEvent).max(5000) });
+
+/** Body of `POST /v1/runs/{id}/resume`. */
+export const ResumeRunBody = z.strictObject({ workerId: id, lineage: z.array(id).max(256), features: z.array(id).max(256) });

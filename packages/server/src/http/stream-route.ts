@@ -1,0 +1,82 @@
+import type { Context } from 'hono';
+import type { HttpBindings } from '@hono/node-server';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+import { KillpathError, isIdentifier, type Principal } from '@killpath/protocol';
+import type { ControlPlane } from '../control-plane.ts';
+import type { Logger } from '../log.ts';
+import type { StreamSink } from '../stream/hub.ts';
+
+/** A stream whose unsent bytes exceed this is dropped (the worker reconnects for a fresh snapshot). */
+const MAX_BACKLOG = 1 << 20;
+
+/**
+ * `GET /v1/stream?worker=W&tenant=T&agent=A&features=f1,f2`: the push stream for one worker
+ * (server-sent events). Only an agent token of that tenant (and agent, if the token names one)
+ * or an admin may open it. Writes go straight to the Node response: the delta for a flip is
+ * written to every stream synchronously after the commit.
+ */
+export async function openStream(c: Context<{ Bindings: HttpBindings; Variables: { principal: Principal } }>, cp: ControlPlane, log: Logger): Promise<Response> {
+  const p = c.get('principal');
+  const workerId = c.req.query('worker') ?? '';
+  const tenant = c.req.query('tenant') ?? '';
+  const agent = c.req.query('agent') ?? '';
+  const featuresText = c.req.query('features') ?? '';
+  const features = featuresText === '' ? [] : featuresText.split(',');
+  for (const [name, v] of [['worker', workerId], ['tenant', tenant], ['agent', agent]] as const) {
+    if (!isIdentifier(v)) throw new KillpathError('invalid_request', `query parameter ${name} must be an identifier`);
+  }
+  if (!features.every(isIdentifier)) throw new KillpathError('invalid_request', 'features must be a comma-separated list of identifiers');
+  const allowed = p.role === 'admin' || (p.role === 'agent' && p.tenant === tenant && (p.agent === null || p.agent === agent));
+  if (!allowed) {
+    if (p.role === 'agent') throw new KillpathError('forbidden', `this agent token may not open a stream for ${tenant}/${agent}`);
+    throw new KillpathError('forbidden', 'only agent tokens open worker streams');
+  }
+  const known = cp.fleet.identity(workerId);
+  if (known && (known.tenant !== tenant || known.agent !== agent)) {
+    throw new KillpathError('conflict', `worker id ${workerId} belongs to another agent`);
+  }
+
+  const res = c.env.outgoing;
+  const req = c.env.incoming;
+  req.socket.setNoDelay(true);
+  req.socket.setKeepAlive(true, 10_000);
+  res.writeHead(200, {
+    'content-type': 'text/event-stream',
+    'cache-control': 'no-store',
+    connection: 'keep-alive',
+    'x-accel-buffering': 'no',
+  });
+  let open = true;
+  const sink: StreamSink = {
+    workerId,
+    tenant,
+    write(text) {
+      if (!open) return true;
+      res.write(text);
+      return res.writableLength < MAX_BACKLOG;
+    },
+    close() {
+      if (!open) return;
+      open = false;
+      res.end();
+    },
+  };
+  const done = () => {
+    open = false;
+    cp.hub.detach(sink);
+    cp.fleet.disconnected(workerId);
+    cp.metrics.streams.set(cp.hub.size);
+    log.debug('stream closed', { workerId, tenant, agent });
+  };
+  res.on('close', done);
+  cp.fleet.connected(workerId, tenant, agent, features);
+  try {
+    await cp.hub.attach(sink, () => cp.store.switchboard());
+  } catch (err) {
+    log.error('stream snapshot failed', { workerId, err: String(err) });
+    sink.close();
+  }
+  cp.metrics.streams.set(cp.hub.size);
+  log.debug('stream opened', { workerId, tenant, agent, features });
+  return RESPONSE_ALREADY_SENT;
+}

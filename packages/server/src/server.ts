@@ -1,0 +1,107 @@
+import { mkdirSync, writeFileSync, rmSync, chmodSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { serve, type ServerType } from '@hono/node-server';
+import { Authenticator, mintToken } from './auth/tokens.ts';
+import { ControlPlane } from './control-plane.ts';
+import { Fleet } from './fleet.ts';
+import { createApp } from './http/app.ts';
+import { createLogger, type Logger, type LogLevel } from './log.ts';
+import { Metrics } from './metrics.ts';
+import { SqliteStore } from './store/sqlite-store.ts';
+import type { Store } from './store/store.ts';
+import { StreamHub } from './stream/hub.ts';
+import type { CoolOffPolicy } from './permits.ts';
+
+/** Options of {@link startServer}. */
+export interface ServerOptions {
+  /** Where the database, admin token and server.json live. Default `./.killpath`. */
+  dataDir?: string;
+  /** Default `127.0.0.1`. */
+  host?: string;
+  /** Default 7070; 0 picks a free port. */
+  port?: number;
+  /** Keep-alive interval on worker streams in ms. Default 1000. */
+  keepaliveMs?: number;
+  logLevel?: LogLevel;
+  logger?: Logger;
+  /** Cool-off of irreversible effects (default 2000 ms for every capability). */
+  coolOff?: CoolOffPolicy;
+  /** Use this store instead of SQLite in `dataDir` (tests, other backends). */
+  store?: Store;
+}
+
+/** A running control plane. */
+export interface RunningServer {
+  url: string;
+  port: number;
+  dataDir: string;
+  /** The admin token, only when this start created it (first start on an empty data dir). */
+  createdAdminToken: string | null;
+  controlPlane: ControlPlane;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the control plane: opens (or creates) the store, mints and writes the admin token on
+ * first start (`<dataDir>/admin.token`, mode 0600), serves the API and the worker streams,
+ * and writes `<dataDir>/server.json` with its URL so the CLI finds it.
+ */
+export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
+  const dataDir = resolve(opts.dataDir ?? '.killpath');
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const log = opts.logger ?? createLogger(opts.logLevel ?? 'info');
+  const store = opts.store ?? new SqliteStore(join(dataDir, 'killpath.db'));
+  const metrics = new Metrics();
+  const rev = await store.rev();
+  metrics.rev.set(rev);
+  const hub = new StreamHub(opts.keepaliveMs ?? 1000, rev);
+  const fleet = new Fleet();
+  const cp = new ControlPlane({ store, hub, fleet, metrics, log, ...(opts.coolOff ? { coolOff: opts.coolOff } : {}) });
+  const auth = new Authenticator(store);
+
+  let createdAdminToken: string | null = null;
+  if ((await store.countTokens()) === 0) {
+    const { secret } = await mintToken(store, { role: 'admin', tenant: '*', name: 'bootstrap-admin' }, 'killpath:bootstrap');
+    const file = join(dataDir, 'admin.token');
+    writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+    chmodSync(file, 0o600);
+    createdAdminToken = secret;
+  }
+
+  const app = createApp(cp, auth, log);
+  const host = opts.host ?? '127.0.0.1';
+  const server: ServerType = await new Promise((ok, fail) => {
+    const s = serve({ fetch: app.fetch, port: opts.port ?? 7070, hostname: host }, () => ok(s));
+    s.once('error', fail);
+  });
+  const port = (server.address() as AddressInfo).port;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  writeFileSync(join(dataDir, 'server.json'), `${JSON.stringify({ url, pid: process.pid }, null, 2)}\n`);
+  const pruner = setInterval(() => fleet.prune(10 * 60_000), 60_000);
+  pruner.unref();
+  log.info('control plane listening', { url, dataDir, rev });
+
+  let closed = false;
+  return {
+    url,
+    port,
+    dataDir,
+    createdAdminToken,
+    controlPlane: cp,
+    async close() {
+      if (closed) return;
+      closed = true;
+      clearInterval(pruner);
+      hub.close();
+      await new Promise<void>((ok) => {
+        server.close(() => ok());
+        if ('closeAllConnections' in server) server.closeAllConnections();
+      });
+      await cp.flushAudit();
+      await store.close();
+      rmSync(join(dataDir, 'server.json'), { force: true });
+      log.info('control plane stopped', { url });
+    },
+  };
+}

@@ -1,0 +1,329 @@
+import type { DatabaseSync } from 'node:sqlite';
+import { randomUUID } from 'node:crypto';
+import {
+  coversEffect,
+  coversRun,
+  isStopLevel,
+  levelRank,
+  type Directive,
+  type EffectStatus,
+  type JournalEvent,
+  type LedgerEntry,
+  type PermitOutcome,
+  type RunIdentity,
+} from '@killpath/protocol';
+import type { AuditEvent } from '../audit/chain.ts';
+import type { CompensationEntry, JournalRow, PermitDecision, PermitGrant, RunRecord } from './store.ts';
+
+/** Tables of the effect journal (schema version 2). */
+export const EFFECTS_SCHEMA = `
+CREATE TABLE IF NOT EXISTS permits (
+  id TEXT PRIMARY KEY,
+  rev INTEGER NOT NULL,
+  run_id TEXT NOT NULL,
+  tenant TEXT NOT NULL,
+  agent TEXT NOT NULL,
+  worker_id TEXT NOT NULL,
+  capability TEXT NOT NULL,
+  class TEXT NOT NULL,
+  idempotency_key TEXT,
+  args_digest TEXT,
+  compensate TEXT,
+  status TEXT NOT NULL,
+  cool_off_ms INTEGER NOT NULL DEFAULT 0,
+  confirm_after TEXT,
+  lineage TEXT NOT NULL,
+  features TEXT NOT NULL,
+  result TEXT,
+  error TEXT,
+  after_abort INTEGER NOT NULL DEFAULT 0,
+  intended_at TEXT NOT NULL,
+  settled_at TEXT,
+  UNIQUE (run_id, idempotency_key)
+);
+CREATE INDEX IF NOT EXISTS permits_run ON permits (run_id);
+CREATE TABLE IF NOT EXISTS journal (
+  seq INTEGER PRIMARY KEY,
+  run_id TEXT,
+  tenant TEXT NOT NULL,
+  worker_id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  at TEXT NOT NULL,
+  data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS journal_run ON journal (run_id);
+CREATE TABLE IF NOT EXISTS halted_runs (
+  run_id TEXT NOT NULL,
+  directive_id TEXT NOT NULL,
+  at TEXT NOT NULL,
+  PRIMARY KEY (run_id, directive_id)
+);
+`;
+
+/** What the effect functions need from the store: its connection, transactions, audit and switchboard. */
+export interface EffectsContext {
+  db: DatabaseSync;
+  tx<T>(fn: () => T): T;
+  audit(events: AuditEvent[]): void;
+  rev(): number;
+  activeDirectives(): Directive[];
+}
+
+interface PermitRow {
+  id: string;
+  rev: number;
+  run_id: string;
+  tenant: string;
+  agent: string;
+  worker_id: string;
+  capability: string;
+  class: 'write' | 'irreversible';
+  idempotency_key: string | null;
+  args_digest: string | null;
+  compensate: string | null;
+  status: EffectStatus;
+  cool_off_ms: number;
+  confirm_after: string | null;
+  lineage: string;
+  features: string;
+  result: string | null;
+  error: string | null;
+  after_abort: number;
+  intended_at: string;
+  settled_at: string | null;
+}
+
+function toLedger(r: PermitRow): LedgerEntry {
+  return {
+    permitId: r.id,
+    runId: r.run_id,
+    capability: r.capability,
+    class: r.class,
+    idempotencyKey: r.idempotency_key,
+    argsDigest: r.args_digest,
+    status: r.status,
+    compensate: r.compensate === null ? null : (JSON.parse(r.compensate) as Record<string, unknown>),
+    intendedAt: r.intended_at,
+    settledAt: r.settled_at,
+    afterAbort: r.after_abort === 1,
+    error: r.error,
+  };
+}
+
+function response(r: PermitRow, replay: boolean) {
+  return {
+    permit: {
+      id: r.id,
+      rev: r.rev,
+      runId: r.run_id,
+      capability: r.capability,
+      class: r.class,
+      idempotencyKey: r.idempotency_key,
+      status: r.status,
+      confirmAfter: r.confirm_after,
+      coolOffMs: r.cool_off_ms,
+    },
+    replay,
+    ...(replay && r.status === 'landed' && r.result !== null ? { result: JSON.parse(r.result) as unknown } : {}),
+  };
+}
+
+/** The highest-level active stop directive covering this capability of the run, if any. */
+export function coveringStop(directives: Directive[], run: RunIdentity, capability: string | null): Directive | null {
+  let top: Directive | null = null;
+  for (const d of directives) {
+    if (!isStopLevel(d.level)) continue;
+    const hit = capability === null ? coversRun(d, run) && d.capabilities === null : coversEffect(d, run, capability);
+    if (hit && (top === null || levelRank(d.level) > levelRank(top.level))) top = d;
+  }
+  return top;
+}
+
+const identity = (r: { tenant: string; agent: string; runId: string; lineage: readonly string[]; features: readonly string[] }): RunIdentity => ({
+  tenant: r.tenant,
+  agent: r.agent,
+  runId: r.runId,
+  lineage: r.lineage,
+  features: r.features,
+});
+
+/** See {@link Store.grantPermits}. */
+export function grantPermits(ctx: EffectsContext, requests: PermitGrant[]): PermitDecision[] {
+  return ctx.tx(() => {
+    const rev = ctx.rev();
+    const active = ctx.activeDirectives();
+    const byKey = ctx.db.prepare('SELECT * FROM permits WHERE run_id = ? AND idempotency_key = ?');
+    const insert = ctx.db.prepare(`INSERT INTO permits (id, rev, run_id, tenant, agent, worker_id, capability, class, idempotency_key,
+      args_digest, compensate, status, cool_off_ms, confirm_after, lineage, features, intended_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    const byId = ctx.db.prepare('SELECT * FROM permits WHERE id = ?');
+    const out: PermitDecision[] = [];
+    const events: AuditEvent[] = [];
+    for (const q of requests) {
+      if (q.idempotencyKey !== null) {
+        const prior = byKey.get(q.runId, q.idempotencyKey) as PermitRow | undefined;
+        if (prior) {
+          if (prior.tenant !== q.tenant) {
+            out.push({ kind: 'conflict', message: `run ${q.runId} belongs to another tenant` });
+          } else if (prior.status === 'landed') {
+            out.push({ kind: 'granted', response: response(prior, true) });
+          } else if (prior.status === 'granted' || prior.status === 'cooling_off' || prior.status === 'in_doubt') {
+            // The effect may have run: at most once means refuse until someone reconciles.
+            ctx.db.prepare(`UPDATE permits SET status = 'in_doubt' WHERE id = ? AND status = 'granted'`).run(prior.id);
+            out.push({ kind: 'conflict', message: `effect ${q.idempotencyKey} of run ${q.runId} was started before without an outcome (in doubt); reconcile it from the journal` });
+          } else {
+            out.push({ kind: 'conflict', message: `effect ${q.idempotencyKey} of run ${q.runId} already ended ${prior.status}; use a new idempotency key to try again` });
+          }
+          continue;
+        }
+      }
+      const stop = coveringStop(active, identity(q), q.capability);
+      if (stop) {
+        out.push({ kind: 'halted', directive: stop, rev });
+        continue;
+      }
+      const id = `p_${randomUUID()}`;
+      const now = new Date();
+      const cooling = q.class === 'irreversible' && q.coolOffMs > 0;
+      insert.run(
+        id,
+        rev,
+        q.runId,
+        q.tenant,
+        q.agent,
+        q.workerId,
+        q.capability,
+        q.class,
+        q.idempotencyKey,
+        q.argsDigest,
+        q.compensate === null ? null : JSON.stringify(q.compensate),
+        cooling ? 'cooling_off' : 'granted',
+        cooling ? q.coolOffMs : 0,
+        cooling ? new Date(now.getTime() + q.coolOffMs).toISOString() : null,
+        JSON.stringify(q.lineage),
+        JSON.stringify(q.features),
+        now.toISOString(),
+      );
+      const row = byId.get(id) as unknown as PermitRow;
+      out.push({ kind: 'granted', response: response(row, false) });
+      events.push({
+        type: 'effect.intent',
+        actor: `worker:${q.workerId}`,
+        tenant: q.tenant,
+        data: { permitId: id, rev, runId: q.runId, agent: q.agent, capability: q.capability, class: q.class, idempotencyKey: q.idempotencyKey, argsDigest: q.argsDigest, coolOffMs: cooling ? q.coolOffMs : 0 },
+      });
+    }
+    ctx.audit(events);
+    return out;
+  });
+}
+
+/** See {@link Store.confirmPermit}. */
+export function confirmPermit(ctx: EffectsContext, id: string, tenant: string, now: Date): PermitDecision {
+  return ctx.tx(() => {
+    const row = ctx.db.prepare('SELECT * FROM permits WHERE id = ? AND tenant = ?').get(id, tenant) as PermitRow | undefined;
+    if (!row) return { kind: 'not_found' };
+    if (row.status !== 'cooling_off') return { kind: 'conflict', message: `permit ${id} is ${row.status}, not cooling off` };
+    if (row.confirm_after !== null && now.getTime() < Date.parse(row.confirm_after)) {
+      return { kind: 'conflict', message: `permit ${id} is cooling off until ${row.confirm_after}` };
+    }
+    const run = { tenant: row.tenant, agent: row.agent, runId: row.run_id, lineage: JSON.parse(row.lineage) as string[], features: JSON.parse(row.features) as string[] };
+    const stop = coveringStop(ctx.activeDirectives(), run, row.capability);
+    if (stop) {
+      ctx.db.prepare(`UPDATE permits SET status = 'cancelled', settled_at = ?, error = ? WHERE id = ?`).run(now.toISOString(), `halted during cool-off by ${stop.id}`, id);
+      ctx.audit([{ type: 'effect.aborted', actor: `worker:${row.worker_id}`, tenant: row.tenant, data: { permitId: id, runId: row.run_id, capability: row.capability, class: row.class, reason: 'halted during cool-off', directiveId: stop.id } }]);
+      return { kind: 'halted', directive: stop, rev: ctx.rev() };
+    }
+    ctx.db.prepare(`UPDATE permits SET status = 'granted', rev = ? WHERE id = ?`).run(ctx.rev(), id);
+    return { kind: 'granted', response: response({ ...row, status: 'granted', rev: ctx.rev() }, false) };
+  });
+}
+
+const OUTCOME_EVENT = { landed: 'effect.landed', failed: 'effect.failed', aborted: 'effect.aborted' } as const;
+
+/** See {@link Store.settlePermit}. */
+export function settlePermit(ctx: EffectsContext, id: string, tenant: string, outcome: PermitOutcome): LedgerEntry | null {
+  return ctx.tx(() => {
+    const row = ctx.db.prepare('SELECT * FROM permits WHERE id = ? AND tenant = ?').get(id, tenant) as PermitRow | undefined;
+    if (!row) return null;
+    const open = row.status === 'granted' || row.status === 'in_doubt' || (row.status === 'cooling_off' && outcome.status === 'aborted');
+    if (!open) return toLedger(row); // already settled: the first outcome wins
+    const now = new Date().toISOString();
+    const result = outcome.status === 'landed' && outcome.result !== undefined ? JSON.stringify(outcome.result) : null;
+    ctx.db
+      .prepare('UPDATE permits SET status = ?, result = ?, error = ?, after_abort = ?, settled_at = ? WHERE id = ?')
+      .run(outcome.status, result, outcome.error ?? null, outcome.afterAbort ? 1 : 0, now, id);
+    ctx.audit([
+      {
+        type: OUTCOME_EVENT[outcome.status],
+        actor: `worker:${row.worker_id}`,
+        tenant: row.tenant,
+        data: { permitId: id, runId: row.run_id, capability: row.capability, class: row.class, idempotencyKey: row.idempotency_key, afterAbort: outcome.afterAbort ?? false, ...(outcome.error ? { error: outcome.error } : {}) },
+      },
+    ]);
+    return toLedger(ctx.db.prepare('SELECT * FROM permits WHERE id = ?').get(id) as unknown as PermitRow);
+  });
+}
+
+/** See {@link Store.appendJournal}. */
+export function appendJournal(ctx: EffectsContext, tenant: string, workerId: string, events: JournalEvent[]): void {
+  if (events.length === 0) return;
+  ctx.tx(() => {
+    const insert = ctx.db.prepare('INSERT INTO journal (run_id, tenant, worker_id, type, at, data) VALUES (?, ?, ?, ?, ?, ?)');
+    const at = new Date().toISOString();
+    for (const e of events) insert.run(e.runId ?? null, tenant, workerId, e.type, at, JSON.stringify(e));
+    ctx.audit(events.map((e) => ({ type: e.type, actor: `worker:${workerId}`, tenant, data: { ...e } })));
+  });
+}
+
+/** See {@link Store.checkResume}. */
+export function checkResume(ctx: EffectsContext, run: RunRecord, actor: string): Directive | null {
+  return ctx.tx(() => {
+    const stop = coveringStop(ctx.activeDirectives(), identity(run), null);
+    if (stop) {
+      ctx.audit([{ type: 'resume.refused', actor, tenant: run.tenant, data: { runId: run.runId, agent: run.agent, directiveId: stop.id, level: stop.level, scope: stop.scopeText } }]);
+    }
+    return stop;
+  });
+}
+
+/** See {@link Store.recordHalted}. */
+export function recordHalted(ctx: EffectsContext, entries: { runId: string; directiveId: string; at: string }[]): void {
+  if (entries.length === 0) return;
+  ctx.tx(() => {
+    const insert = ctx.db.prepare('INSERT OR IGNORE INTO halted_runs (run_id, directive_id, at) VALUES (?, ?, ?)');
+    for (const e of entries) insert.run(e.runId, e.directiveId, e.at);
+  });
+}
+
+/** See {@link Store.ledger}. */
+export function ledger(ctx: EffectsContext, runId: string): { effects: LedgerEntry[]; events: JournalRow[] } {
+  const effects = (ctx.db.prepare('SELECT * FROM permits WHERE run_id = ? ORDER BY intended_at, id').all(runId) as unknown as PermitRow[]).map(toLedger);
+  const events = (ctx.db.prepare('SELECT * FROM journal WHERE run_id = ? ORDER BY seq').all(runId) as unknown as { seq: number; run_id: string | null; worker_id: string; type: string; at: string; data: string }[]).map(
+    (r) => ({ seq: r.seq, runId: r.run_id, workerId: r.worker_id, type: r.type, at: r.at, data: JSON.parse(r.data) as Record<string, unknown> }),
+  );
+  return { effects, events };
+}
+
+/** See {@link Store.compensations}. */
+export function compensations(ctx: EffectsContext, q: { tenant?: string; runId?: string; limit?: number }): CompensationEntry[] {
+  const where = [`p.status = 'landed'`, 'p.compensate IS NOT NULL'];
+  const params: (string | number)[] = [];
+  if (q.tenant !== undefined) {
+    where.push('p.tenant = ?');
+    params.push(q.tenant);
+  }
+  if (q.runId !== undefined) {
+    where.push('p.run_id = ?');
+    params.push(q.runId);
+  }
+  params.push(q.limit ?? 1000);
+  const rows = ctx.db
+    .prepare(
+      `SELECT p.*, h.directive_id AS halted_by, h.at AS halted_at FROM permits p
+       JOIN (SELECT run_id, MIN(at) AS at, MIN(directive_id) AS directive_id FROM halted_runs GROUP BY run_id) h ON h.run_id = p.run_id
+       WHERE ${where.join(' AND ')} ORDER BY p.tenant, p.run_id, p.intended_at LIMIT ?`,
+    )
+    .all(...params) as unknown as (PermitRow & { halted_by: string; halted_at: string })[];
+  return rows.map((r) => ({ ...toLedger(r), tenant: r.tenant, agent: r.agent, haltedBy: r.halted_by, haltedAt: r.halted_at }));
+}

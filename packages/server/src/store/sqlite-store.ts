@@ -1,0 +1,462 @@
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { randomUUID } from 'node:crypto';
+import { formatScope, parseScope, type AuditRecord, type AuditVerdict, type Directive } from '@killpath/protocol';
+import { chainRecord, verifyChain, type AuditEvent } from '../audit/chain.ts';
+import * as effects from './sqlite-effects.ts';
+import type { JournalEvent, LedgerEntry, PermitOutcome } from '@killpath/protocol';
+import type {
+  AuditQuery,
+  CompensationEntry,
+  JournalRow,
+  PermitDecision,
+  PermitGrant,
+  DirectiveInput,
+  DirectiveQuery,
+  IssueResult,
+  RunRecord,
+  Store,
+  TokenRecord,
+} from './store.ts';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('rev', '0'), ('schema', '1');
+CREATE TABLE IF NOT EXISTS directives (
+  id TEXT PRIMARY KEY,
+  rev INTEGER NOT NULL,
+  level TEXT NOT NULL,
+  scope TEXT NOT NULL,
+  tenant TEXT,
+  capabilities TEXT,
+  rate TEXT,
+  grace_ms INTEGER NOT NULL,
+  drain TEXT NOT NULL,
+  memory TEXT NOT NULL DEFAULT 'revert',
+  reason TEXT NOT NULL,
+  justification TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  idempotency_key TEXT UNIQUE,
+  issued_at TEXT NOT NULL,
+  cleared_at TEXT,
+  cleared_rev INTEGER
+);
+CREATE INDEX IF NOT EXISTS directives_active ON directives (cleared_rev) WHERE cleared_rev IS NULL;
+CREATE TABLE IF NOT EXISTS tokens (
+  id TEXT PRIMARY KEY,
+  secret_hash TEXT NOT NULL UNIQUE,
+  name TEXT NOT NULL,
+  role TEXT NOT NULL,
+  tenant TEXT NOT NULL,
+  agent TEXT,
+  created_at TEXT NOT NULL,
+  revoked_at TEXT
+);
+CREATE TABLE IF NOT EXISTS runs (
+  run_id TEXT PRIMARY KEY,
+  tenant TEXT NOT NULL,
+  agent TEXT NOT NULL,
+  parent_run_id TEXT,
+  lineage TEXT NOT NULL,
+  features TEXT NOT NULL,
+  worker_id TEXT NOT NULL,
+  started_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+  seq INTEGER PRIMARY KEY,
+  ts TEXT NOT NULL,
+  type TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  tenant TEXT,
+  data TEXT NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL
+);
+`;
+
+interface DirectiveRow {
+  id: string;
+  rev: number;
+  level: string;
+  scope: string;
+  tenant: string | null;
+  capabilities: string | null;
+  rate: string | null;
+  grace_ms: number;
+  drain: string;
+  memory: string;
+  reason: string;
+  justification: string;
+  actor: string;
+  issued_at: string;
+  cleared_at: string | null;
+  cleared_rev: number | null;
+}
+
+interface AuditRow {
+  seq: number;
+  ts: string;
+  type: string;
+  actor: string;
+  tenant: string | null;
+  data: string;
+  prev_hash: string;
+  hash: string;
+}
+
+function toDirective(r: DirectiveRow): Directive {
+  const scope = parseScope(r.scope);
+  return {
+    id: r.id,
+    rev: r.rev,
+    level: r.level as Directive['level'],
+    scope,
+    scopeText: r.scope,
+    tenant: r.tenant,
+    capabilities: r.capabilities === null ? null : (JSON.parse(r.capabilities) as string[]),
+    rate: r.rate === null ? null : (JSON.parse(r.rate) as Directive['rate']),
+    graceMs: r.grace_ms,
+    drain: r.drain as Directive['drain'],
+    memory: r.memory as Directive['memory'],
+    reason: r.reason,
+    justification: r.justification,
+    actor: r.actor,
+    issuedAt: r.issued_at,
+    clearedAt: r.cleared_at,
+    clearedRev: r.cleared_rev,
+  };
+}
+
+/**
+ * Parses a record's stored data. Text that no longer parses (altered on disk) is kept as
+ * `{ unparseable }`, so the record still lists and fails verification by hash instead of throwing.
+ */
+function parseData(text: string): Record<string, unknown> {
+  try {
+    const v: unknown = JSON.parse(text);
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : { unparseable: text };
+  } catch {
+    return { unparseable: text };
+  }
+}
+
+function toAudit(r: AuditRow): AuditRecord {
+  return {
+    seq: r.seq,
+    ts: r.ts,
+    type: r.type,
+    actor: r.actor,
+    tenant: r.tenant,
+    data: parseData(r.data),
+    prevHash: r.prev_hash,
+    hash: r.hash,
+  };
+}
+
+/** Content that makes two directives "the same" for convergence. */
+function contentKey(d: {
+  level: string;
+  scopeText: string;
+  tenant: string | null;
+  capabilities: readonly string[] | null;
+  rate: unknown;
+  graceMs: number;
+  drain: string;
+  memory: string;
+}): string {
+  return JSON.stringify([
+    d.level,
+    d.scopeText,
+    d.tenant,
+    d.capabilities === null ? null : [...d.capabilities].sort(),
+    d.rate,
+    d.graceMs,
+    d.drain,
+    d.memory,
+  ]);
+}
+
+/**
+ * The embedded store on Node's built-in `node:sqlite`: WAL, `synchronous=FULL`, one file.
+ * SQLite allows one writer at a time and this process is that writer, so every transaction is
+ * serialisable; `BEGIN IMMEDIATE` takes the write lock up front.
+ */
+export class SqliteStore implements Store {
+  readonly #db: DatabaseSync;
+  readonly #stmts: Record<string, StatementSync>;
+
+  /** Opens (creating if needed) the database at `path`; `:memory:` for tests. */
+  constructor(path: string) {
+    this.#db = new DatabaseSync(path);
+    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;');
+    this.#db.exec(SCHEMA);
+    this.#migrate();
+    const p = (sql: string) => this.#db.prepare(sql);
+    this.#stmts = {
+      rev: p(`SELECT value FROM meta WHERE key = 'rev'`),
+      bumpRev: p(`UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'rev' RETURNING value`),
+      active: p(`SELECT * FROM directives WHERE cleared_rev IS NULL ORDER BY rev`),
+      byId: p(`SELECT * FROM directives WHERE id = ?`),
+      byKey: p(`SELECT * FROM directives WHERE idempotency_key = ?`),
+      insertDirective: p(`INSERT INTO directives
+        (id, rev, level, scope, tenant, capabilities, rate, grace_ms, drain, memory, reason, justification, actor, idempotency_key, issued_at)
+        VALUES ($id, $rev, $level, $scope, $tenant, $capabilities, $rate, $grace_ms, $drain, $memory, $reason, $justification, $actor, $idempotency_key, $issued_at)`),
+      clear: p(`UPDATE directives SET cleared_at = ?, cleared_rev = ? WHERE id = ? AND cleared_rev IS NULL`),
+      insertToken: p(`INSERT INTO tokens (id, secret_hash, name, role, tenant, agent, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+      tokenByHash: p(`SELECT * FROM tokens WHERE secret_hash = ? AND revoked_at IS NULL`),
+      countTokens: p(`SELECT COUNT(*) AS n FROM tokens`),
+      insertRun: p(`INSERT OR IGNORE INTO runs (run_id, tenant, agent, parent_run_id, lineage, features, worker_id, started_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+      runById: p(`SELECT * FROM runs WHERE run_id = ?`),
+      auditHead: p(`SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`),
+      insertAudit: p(`INSERT INTO audit (seq, ts, type, actor, tenant, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+      auditAll: p(`SELECT * FROM audit ORDER BY seq`),
+    };
+  }
+
+  /**
+   * Brings an older database up to this version. Version 1 had no `memory` column on
+   * directives and no effect journal; both are added in place, old rows keep their meaning.
+   */
+  #migrate(): void {
+    const cols = this.#db.prepare('PRAGMA table_info(directives)').all() as { name: string }[];
+    if (!cols.some((c) => c.name === 'memory')) this.#db.exec(`ALTER TABLE directives ADD COLUMN memory TEXT NOT NULL DEFAULT 'revert'`);
+    this.#db.exec(effects.EFFECTS_SCHEMA);
+    this.#db.exec(`UPDATE meta SET value = '2' WHERE key = 'schema'`);
+  }
+
+  /** The context the effect-journal functions run in (same connection, transactions and chain). */
+  get #ctx(): effects.EffectsContext {
+    return {
+      db: this.#db,
+      tx: (fn) => this.#tx(fn),
+      audit: (events) => void this.#appendAudit(events),
+      rev: () => this.#rev(),
+      activeDirectives: () => (this.#stmts.active!.all() as unknown as DirectiveRow[]).map(toDirective),
+    };
+  }
+
+  async grantPermits(requests: PermitGrant[]): Promise<PermitDecision[]> {
+    return effects.grantPermits(this.#ctx, requests);
+  }
+
+  async confirmPermit(id: string, tenant: string, now: Date): Promise<PermitDecision> {
+    return effects.confirmPermit(this.#ctx, id, tenant, now);
+  }
+
+  async settlePermit(id: string, tenant: string, outcome: PermitOutcome): Promise<LedgerEntry | null> {
+    return effects.settlePermit(this.#ctx, id, tenant, outcome);
+  }
+
+  async appendJournal(tenant: string, workerId: string, events: JournalEvent[]): Promise<void> {
+    effects.appendJournal(this.#ctx, tenant, workerId, events);
+  }
+
+  async checkResume(run: RunRecord, actor: string): Promise<Directive | null> {
+    return effects.checkResume(this.#ctx, run, actor);
+  }
+
+  async recordHalted(entries: { runId: string; directiveId: string; at: string }[]): Promise<void> {
+    effects.recordHalted(this.#ctx, entries);
+  }
+
+  async ledger(runId: string): Promise<{ effects: LedgerEntry[]; events: JournalRow[] }> {
+    return effects.ledger(this.#ctx, runId);
+  }
+
+  async compensations(q: { tenant?: string; runId?: string; limit?: number }): Promise<CompensationEntry[]> {
+    return effects.compensations(this.#ctx, q);
+  }
+
+  /** Runs `fn` inside `BEGIN IMMEDIATE … COMMIT`, rolling back on any throw. */
+  #tx<T>(fn: () => T): T {
+    this.#db.exec('BEGIN IMMEDIATE');
+    try {
+      const out = fn();
+      this.#db.exec('COMMIT');
+      return out;
+    } catch (err) {
+      this.#db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+
+  #rev(): number {
+    return Number((this.#stmts.rev!.get() as { value: string }).value);
+  }
+
+  #appendAudit(events: AuditEvent[]): AuditRecord[] {
+    let head = (this.#stmts.auditHead!.get() as { seq: number; hash: string } | undefined) ?? null;
+    const out: AuditRecord[] = [];
+    for (const e of events) {
+      const rec = chainRecord(head, e, new Date().toISOString());
+      this.#stmts.insertAudit!.run(rec.seq, rec.ts, rec.type, rec.actor, rec.tenant, JSON.stringify(rec.data), rec.prevHash, rec.hash);
+      out.push(rec);
+      head = rec;
+    }
+    return out;
+  }
+
+  async rev(): Promise<number> {
+    return this.#rev();
+  }
+
+  async switchboard(): Promise<{ rev: number; directives: Directive[] }> {
+    return this.#tx(() => ({
+      rev: this.#rev(),
+      directives: (this.#stmts.active!.all() as unknown as DirectiveRow[]).map(toDirective),
+    }));
+  }
+
+  async issueDirective(input: DirectiveInput, audit: (r: IssueResult) => AuditEvent[]): Promise<IssueResult> {
+    return this.#tx(() => {
+      let result: IssueResult | null = null;
+      if (input.idempotencyKey !== null) {
+        const prior = this.#stmts.byKey!.get(input.idempotencyKey) as DirectiveRow | undefined;
+        if (prior) result = { directive: toDirective(prior), created: false, converged: 'idempotency_key' };
+      }
+      const scopeText = formatScope(input.scope);
+      if (result === null) {
+        const key = contentKey({ ...input, scopeText });
+        const active = (this.#stmts.active!.all() as unknown as DirectiveRow[]).map(toDirective);
+        const same = active.find((d) => contentKey(d) === key);
+        if (same) result = { directive: same, created: false, converged: 'identical' };
+      }
+      if (result === null) {
+        const rev = Number((this.#stmts.bumpRev!.get() as { value: string }).value);
+        const id = `d_${randomUUID()}`;
+        this.#stmts.insertDirective!.run({
+          $id: id,
+          $rev: rev,
+          $level: input.level,
+          $scope: scopeText,
+          $tenant: input.tenant,
+          $capabilities: input.capabilities === null ? null : JSON.stringify([...input.capabilities].sort()),
+          $rate: input.rate === null ? null : JSON.stringify(input.rate),
+          $grace_ms: input.graceMs,
+          $drain: input.drain,
+          $memory: input.memory,
+          $reason: input.reason,
+          $justification: input.justification,
+          $actor: input.actor,
+          $idempotency_key: input.idempotencyKey,
+          $issued_at: new Date().toISOString(),
+        });
+        result = { directive: toDirective(this.#stmts.byId!.get(id) as unknown as DirectiveRow), created: true, converged: null };
+      }
+      this.#appendAudit(audit(result));
+      return result;
+    });
+  }
+
+  async clearDirective(id: string, audit: (d: Directive) => AuditEvent[]): Promise<Directive | null> {
+    return this.#tx(() => {
+      const row = this.#stmts.byId!.get(id) as DirectiveRow | undefined;
+      if (!row || row.cleared_rev !== null) return null;
+      const rev = Number((this.#stmts.bumpRev!.get() as { value: string }).value);
+      this.#stmts.clear!.run(new Date().toISOString(), rev, id);
+      const d = toDirective(this.#stmts.byId!.get(id) as unknown as DirectiveRow);
+      this.#appendAudit(audit(d));
+      return d;
+    });
+  }
+
+  async getDirective(id: string): Promise<Directive | null> {
+    const row = this.#stmts.byId!.get(id) as DirectiveRow | undefined;
+    return row ? toDirective(row) : null;
+  }
+
+  async listDirectives(q: DirectiveQuery): Promise<Directive[]> {
+    const where: string[] = [];
+    const params: (string | number)[] = [];
+    if (q.active === true) where.push('cleared_rev IS NULL');
+    if (q.active === false) where.push('cleared_rev IS NOT NULL');
+    if (q.tenant !== undefined) {
+      where.push('(tenant IS NULL OR tenant = ?)');
+      params.push(q.tenant);
+    }
+    const sql = `SELECT * FROM directives ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY rev DESC LIMIT ?`;
+    params.push(q.limit ?? 500);
+    return (this.#db.prepare(sql).all(...params) as unknown as DirectiveRow[]).map(toDirective);
+  }
+
+  async createToken(t: Omit<TokenRecord, 'createdAt' | 'revokedAt'>, secretHash: string, audit: AuditEvent[]): Promise<TokenRecord> {
+    return this.#tx(() => {
+      const createdAt = new Date().toISOString();
+      this.#stmts.insertToken!.run(t.id, secretHash, t.name, t.role, t.tenant, t.agent, createdAt);
+      this.#appendAudit(audit);
+      return { ...t, createdAt, revokedAt: null };
+    });
+  }
+
+  async findToken(secretHash: string): Promise<TokenRecord | null> {
+    const r = this.#stmts.tokenByHash!.get(secretHash) as
+      | { id: string; name: string; role: TokenRecord['role']; tenant: string; agent: string | null; created_at: string; revoked_at: string | null }
+      | undefined;
+    if (!r) return null;
+    return { id: r.id, name: r.name, role: r.role, tenant: r.tenant, agent: r.agent, createdAt: r.created_at, revokedAt: r.revoked_at };
+  }
+
+  async countTokens(): Promise<number> {
+    return Number((this.#stmts.countTokens!.get() as { n: number }).n);
+  }
+
+  async registerRun(r: RunRecord): Promise<RunRecord> {
+    this.#stmts.insertRun!.run(r.runId, r.tenant, r.agent, r.parentRunId, JSON.stringify(r.lineage), JSON.stringify(r.features), r.workerId, r.startedAt);
+    return (await this.getRun(r.runId))!;
+  }
+
+  async getRun(runId: string): Promise<RunRecord | null> {
+    const r = this.#stmts.runById!.get(runId) as
+      | { run_id: string; tenant: string; agent: string; parent_run_id: string | null; lineage: string; features: string; worker_id: string; started_at: string }
+      | undefined;
+    if (!r) return null;
+    return {
+      runId: r.run_id,
+      tenant: r.tenant,
+      agent: r.agent,
+      parentRunId: r.parent_run_id,
+      lineage: JSON.parse(r.lineage) as string[],
+      features: JSON.parse(r.features) as string[],
+      workerId: r.worker_id,
+      startedAt: r.started_at,
+    };
+  }
+
+  async appendAudit(events: AuditEvent[]): Promise<AuditRecord[]> {
+    if (events.length === 0) return [];
+    return this.#tx(() => this.#appendAudit(events));
+  }
+
+  async listAudit(q: AuditQuery): Promise<AuditRecord[]> {
+    const where: string[] = ['seq > ?'];
+    const params: (string | number)[] = [q.afterSeq ?? 0];
+    if (q.tenant !== undefined) {
+      where.push('(tenant IS NULL OR tenant = ?)');
+      params.push(q.tenant);
+    }
+    if (q.types !== undefined && q.types.length > 0) {
+      where.push(`type IN (${q.types.map(() => '?').join(', ')})`);
+      params.push(...q.types);
+    }
+    params.push(q.limit ?? 200);
+    const sql = `SELECT * FROM audit WHERE ${where.join(' AND ')} ORDER BY seq ${q.desc ? 'DESC' : 'ASC'} LIMIT ?`;
+    return (this.#db.prepare(sql).all(...params) as unknown as AuditRow[]).map(toAudit);
+  }
+
+  async verifyAudit(): Promise<AuditVerdict> {
+    const rows = this.#stmts.auditAll!.iterate() as Iterable<AuditRow>;
+    function* records(): Iterable<AuditRecord> {
+      for (const r of rows) yield toAudit(r);
+    }
+    return verifyChain(records());
+  }
+
+  /** Test seam: raw SQL against the database (used to tamper with records in tests). */
+  unsafeExec(sql: string): void {
+    this.#db.exec(sql);
+  }
+
+  async close(): Promise<void> {
+    if (this.#db.isOpen) this.#db.close();
+  }
+}

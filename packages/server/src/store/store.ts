@@ -1,0 +1,173 @@
+import type { AuditRecord, AuditVerdict, Directive, Role } from '@killpath/protocol';
+import type { JournalEvent, LedgerEntry, PermitOutcome, PermitRequest, PermitResponse } from '@killpath/protocol';
+import type { AuditEvent } from '../audit/chain.ts';
+
+/** A permit request as the store receives it: the worker's request plus who it is. */
+export interface PermitGrant extends PermitRequest {
+  tenant: string;
+  agent: string;
+  /** Cool-off of an irreversible effect, in ms (0 for writes). */
+  coolOffMs: number;
+}
+
+/** The store's answer to one permit request. */
+export type PermitDecision =
+  | { kind: 'granted'; response: PermitResponse }
+  | { kind: 'halted'; directive: Directive; rev: number }
+  | { kind: 'conflict'; message: string }
+  | { kind: 'not_found' };
+
+/** One landed write with its compensation, for the operator's list after a halt. */
+export interface CompensationEntry extends LedgerEntry {
+  tenant: string;
+  agent: string;
+  haltedBy: string;
+  haltedAt: string;
+}
+
+/** A journal row (timers, queues, memory, in-flight statuses) of one run. */
+export interface JournalRow {
+  seq: number;
+  runId: string | null;
+  workerId: string;
+  type: string;
+  at: string;
+  data: Record<string, unknown>;
+}
+
+/** A stored API token (the secret itself is never stored, only its SHA-256). */
+export interface TokenRecord {
+  id: string;
+  name: string;
+  role: Role;
+  /** `*` for every tenant. */
+  tenant: string;
+  agent: string | null;
+  createdAt: string;
+  revokedAt: string | null;
+}
+
+/** What it takes to put a directive on the switchboard: its content, before it has an id and a rev. */
+export type DirectiveInput = Pick<
+  Directive,
+  'level' | 'scope' | 'tenant' | 'rate' | 'graceMs' | 'drain' | 'memory' | 'reason' | 'justification' | 'actor'
+> & {
+  capabilities: string[] | null;
+  /** Scoped to the issuing principal, so two tenants' keys never collide. */
+  idempotencyKey: string | null;
+};
+
+/** Result of issuing: the directive, and whether this call created it (false: a retry or an identical re-issue). */
+export interface IssueResult {
+  directive: Directive;
+  created: boolean;
+  /** Why no new directive was created: the same idempotency key, or the same content already active. */
+  converged: 'idempotency_key' | 'identical' | null;
+}
+
+/** A run known to the control plane (registered by its worker). */
+export interface RunRecord {
+  runId: string;
+  tenant: string;
+  agent: string;
+  parentRunId: string | null;
+  lineage: string[];
+  features: string[];
+  workerId: string;
+  startedAt: string;
+}
+
+/** Filter for listing directives. */
+export interface DirectiveQuery {
+  /** Only active (true), only cleared (false), or both (undefined). */
+  active?: boolean;
+  /** Only directives visible to this tenant (its own plus tenant-less ones); undefined for all. */
+  tenant?: string;
+  limit?: number;
+}
+
+/** Filter for reading the audit log. */
+export interface AuditQuery {
+  afterSeq?: number;
+  limit?: number;
+  tenant?: string;
+  /** Newest first when true. */
+  desc?: boolean;
+  /** Only records of these types. */
+  types?: string[];
+}
+
+/**
+ * The control plane's durable state. Every backend (SQLite now, PostgreSQL later) passes the
+ * same contract suite (`test/store-contract.ts`). Rules every backend keeps:
+ *
+ * - `rev` comes from one sequence per store and grows by exactly one per switchboard change.
+ * - Issuing or clearing a directive and its audit records commit in one durable transaction.
+ * - Directive commits are serialisable with anything later checked against the switchboard
+ *   (permits): a reader that starts after a commit returns sees it.
+ * - The audit chain is append-only; each record hashes the previous one.
+ */
+export interface Store {
+  /** Current switchboard revision. */
+  rev(): Promise<number>;
+  /** The active directives and the rev they are valid at, read in one transaction. */
+  switchboard(): Promise<{ rev: number; directives: Directive[] }>;
+
+  /**
+   * Puts a directive on the switchboard at a new rev, unless it converges: the same
+   * idempotency key returns the directive it created before; an active directive with the
+   * same level, scope, tenant, capabilities, rate, grace, drain and memory mode is returned as is (a
+   * re-issue with a shorter grace is a new directive, so the shorter grace takes effect). `audit(directive,
+   * result)` gives the events to append in the same transaction.
+   */
+  issueDirective(input: DirectiveInput, audit: (r: IssueResult) => AuditEvent[]): Promise<IssueResult>;
+  /** Clears an active directive at a new rev; null when it does not exist or is already cleared. */
+  clearDirective(id: string, audit: (d: Directive) => AuditEvent[]): Promise<Directive | null>;
+  getDirective(id: string): Promise<Directive | null>;
+  listDirectives(q: DirectiveQuery): Promise<Directive[]>;
+
+  /** Stores a new token by the SHA-256 of its secret. */
+  createToken(t: Omit<TokenRecord, 'createdAt' | 'revokedAt'>, secretHash: string, audit: AuditEvent[]): Promise<TokenRecord>;
+  findToken(secretHash: string): Promise<TokenRecord | null>;
+  countTokens(): Promise<number>;
+
+  /** Registers (or re-registers) a run; the first registration wins for tenant, agent and lineage. */
+  registerRun(r: RunRecord): Promise<RunRecord>;
+  getRun(runId: string): Promise<RunRecord | null>;
+
+  /**
+   * Decides a batch of permit requests in ONE serialised transaction against the switchboard
+   * as committed at that moment: a request whose run and capability are covered by an active
+   * halt or kill is refused; an idempotency key already used by the run returns its permit
+   * (refused as `conflict` when that effect has no outcome: at most once). Each grant writes
+   * the intent (`effect.intent` in the audit chain) before the effect can run. This is what
+   * guarantee 1 rests on: a backend must make the grant and the switchboard read one
+   * serialisable unit with directive commits (PostgreSQL: the same transaction, locking the
+   * rev row `FOR SHARE`).
+   */
+  grantPermits(requests: PermitGrant[]): Promise<PermitDecision[]>;
+  /** Confirms an irreversible permit after its cool-off, checking the switchboard again. */
+  confirmPermit(id: string, tenant: string, now: Date): Promise<PermitDecision>;
+  /** Records an effect's outcome; null when the permit does not exist for this tenant. */
+  settlePermit(id: string, tenant: string, outcome: PermitOutcome): Promise<LedgerEntry | null>;
+  /** Journals run events from a worker (and their audit records) in one transaction. */
+  appendJournal(tenant: string, workerId: string, events: JournalEvent[]): Promise<void>;
+  /**
+   * Whether a run may resume: the covering active stop directive, or null. A refusal is
+   * audited (`resume.refused`) in the same transaction.
+   */
+  checkResume(run: RunRecord, actor: string): Promise<Directive | null>;
+  /** Runs a worker reported halted (from `session.halted`), for the compensation list. */
+  recordHalted(entries: { runId: string; directiveId: string; at: string }[]): Promise<void>;
+  /** A run's ledger: every permitted effect (intended versus landed) and its journal events. */
+  ledger(runId: string): Promise<{ effects: LedgerEntry[]; events: JournalRow[] }>;
+  /** Landed writes with a compensation descriptor, of runs that were halted. */
+  compensations(q: { tenant?: string; runId?: string; limit?: number }): Promise<CompensationEntry[]>;
+
+  /** Appends events to the audit chain in one transaction. */
+  appendAudit(events: AuditEvent[]): Promise<AuditRecord[]>;
+  listAudit(q: AuditQuery): Promise<AuditRecord[]>;
+  verifyAudit(): Promise<AuditVerdict>;
+
+  close(): Promise<void>;
+}

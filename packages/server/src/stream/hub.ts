@@ -1,0 +1,125 @@
+import type { Directive, SnapshotMessage } from '@killpath/protocol';
+import { PROTOCOL_VERSION } from '@killpath/protocol';
+
+/** One worker's open stream, as the hub sees it. */
+export interface StreamSink {
+  readonly workerId: string;
+  readonly tenant: string;
+  /** Writes raw SSE text; returns false when the connection is backlogged past its limit. */
+  write(text: string): boolean;
+  close(): void;
+}
+
+function frame(type: string, data: unknown): string {
+  return `event: ${type}\ndata: ${JSON.stringify(data)}\n\n`;
+}
+
+/**
+ * Fans the switchboard out to every connected worker stream: a snapshot on attach, one delta
+ * per rev, keep-alives carrying the current rev. Every rev bump reaches every stream (a
+ * directive of another tenant travels as a bare rev step), so a worker can detect gaps.
+ *
+ * Attach is race-free: a sink is registered before its snapshot is read, deltas arriving
+ * meanwhile are buffered and replayed past the snapshot's rev.
+ */
+export class StreamHub {
+  readonly #live = new Set<StreamSink>();
+  readonly #pending = new Map<StreamSink, { rev: number; issued?: Directive; cleared?: Directive }[]>();
+  readonly #timer: NodeJS.Timeout;
+  readonly #keepaliveMs: number;
+  #rev = 0;
+
+  /** @param keepaliveMs interval of keep-alives; workers' leases must be several times longer. */
+  constructor(keepaliveMs: number, initialRev: number) {
+    this.#keepaliveMs = keepaliveMs;
+    this.#rev = initialRev;
+    this.#timer = setInterval(() => this.#keepalive(), keepaliveMs);
+    this.#timer.unref();
+  }
+
+  /** Streams currently receiving deltas. */
+  get size(): number {
+    return this.#live.size;
+  }
+
+  /** The last rev published. */
+  get rev(): number {
+    return this.#rev;
+  }
+
+  /**
+   * Registers a sink and sends it its snapshot. `read` loads the switchboard; it runs after the
+   * sink is registered so no commit can fall between the snapshot and the first delta.
+   */
+  async attach(sink: StreamSink, read: () => Promise<{ rev: number; directives: Directive[] }>): Promise<void> {
+    this.#pending.set(sink, []);
+    let board: { rev: number; directives: Directive[] };
+    try {
+      board = await read();
+    } catch (err) {
+      this.#pending.delete(sink);
+      throw err;
+    }
+    const buffered = this.#pending.get(sink);
+    if (buffered === undefined) return; // detached while reading
+    this.#pending.delete(sink);
+    const visible = board.directives.filter((d) => d.tenant === null || d.tenant === sink.tenant);
+    const snap: SnapshotMessage = { type: 'snapshot', v: PROTOCOL_VERSION, rev: board.rev, directives: visible, keepaliveMs: this.#keepaliveMs };
+    sink.write(frame('snapshot', snap));
+    for (const step of buffered) if (step.rev > board.rev) this.#send(sink, step.rev, step.issued, step.cleared);
+    this.#live.add(sink);
+  }
+
+  /** Removes a sink (its connection closed). */
+  detach(sink: StreamSink): void {
+    this.#live.delete(sink);
+    this.#pending.delete(sink);
+  }
+
+  /** Publishes one rev step to every stream, synchronously. Call right after the commit. */
+  publish(rev: number, change: { issued?: Directive; cleared?: Directive }): void {
+    if (rev > this.#rev) this.#rev = rev;
+    for (const buf of this.#pending.values()) buf.push({ rev, ...change });
+    // Serialise each distinct frame once, not once per stream.
+    const d = change.issued ?? change.cleared;
+    const full = frame('delta', {
+      type: 'delta',
+      rev,
+      ...(change.issued ? { issued: change.issued } : {}),
+      ...(change.cleared ? { cleared: change.cleared.id } : {}),
+    });
+    const bare = d && d.tenant !== null ? frame('delta', { type: 'delta', rev }) : full;
+    for (const sink of this.#live) {
+      const text = d === undefined || d.tenant === null || d.tenant === sink.tenant ? full : bare;
+      if (!sink.write(text)) this.#drop(sink);
+    }
+  }
+
+  #send(sink: StreamSink, rev: number, issued?: Directive, cleared?: Directive): void {
+    const d = issued ?? cleared;
+    const visible = d === undefined || d.tenant === null || d.tenant === sink.tenant;
+    const msg = visible
+      ? { type: 'delta', rev, ...(issued ? { issued } : {}), ...(cleared ? { cleared: cleared.id } : {}) }
+      : { type: 'delta', rev };
+    if (!sink.write(frame('delta', msg))) this.#drop(sink);
+  }
+
+  #keepalive(): void {
+    const text = frame('keepalive', { type: 'keepalive', rev: this.#rev });
+    for (const sink of this.#live) if (!sink.write(text)) this.#drop(sink);
+  }
+
+  #drop(sink: StreamSink): void {
+    // A backlogged stream is worse than none: the worker's lease runs out and it reconnects for a fresh snapshot.
+    this.detach(sink);
+    sink.close();
+  }
+
+  /** Closes every stream and stops keep-alives. */
+  close(): void {
+    clearInterval(this.#timer);
+    for (const sink of [...this.#live, ...this.#pending.keys()]) sink.close();
+    this.#live.clear();
+    this.#pending.clear();
+  }
+}

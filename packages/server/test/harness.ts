@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import { isWireError, type ErrorCode, type Role } from '@killpath/protocol';
+import { Authenticator, mintToken } from '../src/auth/tokens.ts';
+import { ControlPlane } from '../src/control-plane.ts';
+import { Fleet } from '../src/fleet.ts';
+import { createApp } from '../src/http/app.ts';
+import { createLogger } from '../src/log.ts';
+import { Metrics } from '../src/metrics.ts';
+import { SqliteStore } from '../src/store/sqlite-store.ts';
+import { StreamHub } from '../src/stream/hub.ts';
+
+/** A control plane on an in-memory store with its Hono app, driven without sockets. */
+export interface Harness {
+  store: SqliteStore;
+  cp: ControlPlane;
+  app: ReturnType<typeof createApp>;
+  /** Mints a token and returns its secret. */
+  token(role: Role, tenant: string, agent?: string): Promise<string>;
+  /** `app.request` with an optional bearer token and JSON body (a string body is sent as is). */
+  req(method: string, path: string, opts?: { token?: string | null; body?: unknown; headers?: Record<string, string> }): Promise<Response>;
+  close(): Promise<void>;
+}
+
+/** Builds the same wiring as `startServer`, minus the socket and the data dir. */
+export async function harness(): Promise<Harness> {
+  const store = new SqliteStore(':memory:');
+  const metrics = new Metrics();
+  const hub = new StreamHub(60_000, await store.rev());
+  const fleet = new Fleet();
+  const log = createLogger('silent');
+  const cp = new ControlPlane({ store, hub, fleet, metrics, log });
+  const app = createApp(cp, new Authenticator(store), log);
+  return {
+    store,
+    cp,
+    app,
+    async token(role, tenant, agent) {
+      return (await mintToken(store, agent === undefined ? { role, tenant } : { role, tenant, agent }, 'test')).secret;
+    },
+    async req(method, path, opts = {}) {
+      const headers: Record<string, string> = { ...opts.headers };
+      if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+      let body: string | undefined;
+      if (opts.body !== undefined) {
+        body = typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
+        headers['content-type'] ??= 'application/json';
+      }
+      return app.request(path, { method, headers, ...(body === undefined ? {} : { body }) });
+    },
+    async close() {
+      hub.close();
+      await cp.flushAudit();
+      await store.close();
+    },
+  };
+}
+
+/** Asserts a wire error: the status, the one error shape, and the code. Returns the message. */
+export async function expectWireError(res: Response, status: number, code: ErrorCode, what = ''): Promise<string> {
+  const text = await res.text();
+  assert.equal(res.status, status, `${what}: status (body ${text.slice(0, 300)})`);
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    assert.fail(`${what}: body is not JSON: ${text.slice(0, 300)}`);
+  }
+  assert.ok(isWireError(body), `${what}: not the wire error shape: ${text.slice(0, 300)}`);
+  const e = (body as { error: Record<string, unknown> }).error;
+  assert.equal(e.code, code, `${what}: code (message ${String(e.message)})`);
+  assert.equal(typeof e.message, 'string', `${what}: message is a string`);
+  assert.ok((e.message as string).length > 0, `${what}: message is not empty`);
+  for (const k of Object.keys(e)) assert.ok(['code', 'message', 'details'].includes(k), `${what}: unexpected error field ${k}`);
+  return e.message as string;
+}
+
+/** A valid heartbeat body. */
+export function heartbeatBody(): Record<string, unknown> {
+  return { rev: 0, features: [], runs: [], pid: 1234, sinceContactMs: 5 };
+}

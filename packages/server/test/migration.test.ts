@@ -1,0 +1,46 @@
+/**
+ * Old on-disk formats are fixtures, never regenerated: `fixtures/schema-v1.db` was written by
+ * the store as of schema version 1 (no `memory` column, no effect journal). Readers must keep
+ * accepting it.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SqliteStore } from '../src/store/sqlite-store.ts';
+import { grant } from './effects-contract.ts';
+
+const FIXTURE = fileURLToPath(new URL('./fixtures/schema-v1.db', import.meta.url));
+
+test('a schema-v1 database opens, keeps its switchboard, audit chain and tokens, and gains the effect journal', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'killpath-v1-'));
+  const path = join(dir, 'killpath.db');
+  copyFileSync(FIXTURE, path);
+  const s = new SqliteStore(path);
+  try {
+    assert.equal(await s.rev(), 3, 'two issues and one clear');
+    const board = await s.switchboard();
+    assert.equal(board.directives.length, 1);
+    const kill = board.directives[0]!;
+    assert.equal(kill.level, 'kill');
+    assert.equal(kill.scopeText, 'run:r-old');
+    assert.deepEqual(kill.capabilities, ['wire_transfer']);
+    assert.equal(kill.memory, 'revert', 'the new column defaults for old rows');
+    assert.equal((await s.listDirectives({ active: false })).length, 1);
+    const verdict = await s.verifyAudit();
+    assert.ok(verdict.ok, 'the old chain still verifies');
+    assert.equal(verdict.records, 3);
+    assert.equal(await s.countTokens(), 1);
+    // The journal works on the migrated file, and the old kill still refuses its tool.
+    const [d] = await s.grantPermits([grant({ runId: 'r-old', capability: 'wire_transfer' })]);
+    assert.equal(d?.kind, 'halted');
+    const [ok] = await s.grantPermits([grant({ runId: 'r-old', capability: 'search.write' })]);
+    assert.equal(ok?.kind, 'granted');
+    assert.ok((await s.verifyAudit()).ok, 'new records chain onto the old ones');
+  } finally {
+    await s.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

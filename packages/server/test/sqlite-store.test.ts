@@ -1,0 +1,142 @@
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { DatabaseSync } from 'node:sqlite';
+import { hashSecret, mintToken } from '../src/auth/tokens.ts';
+import { SqliteStore } from '../src/store/sqlite-store.ts';
+import { directiveInput, storeContract } from './store-contract.ts';
+import { effectsContract } from './effects-contract.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'killpath-sqlite-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+let files = 0;
+const freshPath = () => join(dir, `store-${++files}.db`);
+
+storeContract('SqliteStore(:memory:)', async () => new SqliteStore(':memory:'));
+storeContract('SqliteStore(file)', async () => new SqliteStore(freshPath()));
+effectsContract('SqliteStore(:memory:)', async () => new SqliteStore(':memory:'));
+effectsContract('SqliteStore(file)', async () => new SqliteStore(freshPath()));
+
+const audit = (type: string) => () => [{ type, actor: 'alice', tenant: 'acme', data: { n: 1 } }];
+
+describe('SqliteStore on disk', () => {
+  test('a reopened store keeps rev, directives, tokens and a verifying audit chain', async () => {
+    const path = freshPath();
+    const s1 = new SqliteStore(path);
+    const a = await s1.issueDirective(directiveInput({ scope: 'tenant:acme' }), audit('directive.issued'));
+    const b = await s1.issueDirective(directiveInput({ scope: 'global', tenant: null, level: 'kill' }), audit('directive.issued'));
+    await s1.issueDirective(directiveInput({ scope: 'agent:acme/bot', idempotencyKey: 'tok:k1' }), audit('directive.issued'));
+    await s1.clearDirective(a.directive.id, audit('directive.cleared'));
+    const { secret } = await mintToken(s1, { role: 'operator', tenant: 'acme' }, 'test');
+    await s1.registerRun({ runId: 'r1', tenant: 'acme', agent: 'bot', parentRunId: null, lineage: [], features: [], workerId: 'w1', startedAt: '2025-06-01T00:00:00.000Z' });
+    const before = {
+      rev: await s1.rev(),
+      board: await s1.switchboard(),
+      all: await s1.listDirectives({}),
+      audit: await s1.listAudit({ limit: 1000 }),
+      verdict: await s1.verifyAudit(),
+    };
+    assert.equal(before.rev, 4);
+    assert.equal(before.verdict.ok, true);
+    await s1.close();
+
+    const s2 = new SqliteStore(path);
+    try {
+      assert.equal(await s2.rev(), before.rev);
+      assert.deepEqual(await s2.switchboard(), before.board);
+      assert.deepEqual(await s2.listDirectives({}), before.all);
+      assert.deepEqual(await s2.listAudit({ limit: 1000 }), before.audit);
+      assert.deepEqual(await s2.verifyAudit(), before.verdict);
+      assert.equal((await s2.findToken(hashSecret(secret)))?.tenant, 'acme');
+      assert.equal((await s2.getRun('r1'))?.agent, 'bot');
+      // The idempotency key survives too, and the next commit continues both sequences.
+      const retry = await s2.issueDirective(directiveInput({ scope: 'agent:acme/bot', idempotencyKey: 'tok:k1' }), audit('operator_action'));
+      assert.equal(retry.created, false);
+      const next = await s2.issueDirective(directiveInput({ scope: 'tenant:globex' }), audit('directive.issued'));
+      assert.equal(next.directive.rev, before.rev + 1);
+      assert.ok((await s2.getDirective(b.directive.id))?.clearedRev === null);
+      const v = await s2.verifyAudit();
+      assert.equal(v.ok, true);
+      assert.equal(v.records, before.audit.length + 2);
+    } finally {
+      await s2.close();
+    }
+  });
+
+  test('committed directives and audit survive a SIGKILL of the writing process', async () => {
+    const path = freshPath();
+    const child = `
+      import { writeSync } from 'node:fs';
+      const { SqliteStore } = await import(process.env.KP_STORE_URL);
+      const store = new SqliteStore(process.env.KP_DB);
+      const input = (scope, over = {}) => ({ level: 'halt', scope, tenant: 'acme', capabilities: null, rate: null, graceMs: 0,
+        drain: 'discard', memory: 'revert', reason: 'r', justification: 'j', actor: 'alice', idempotencyKey: null, ...over });
+      const ev = (type) => () => [{ type, actor: 'alice', tenant: 'acme', data: { type } }];
+      const a = await store.issueDirective(input({ kind: 'tenant', tenant: 'acme' }), ev('directive.issued'));
+      await store.issueDirective(input({ kind: 'agent', tenant: 'acme', agent: 'bot' }, { level: 'kill' }), ev('directive.issued'));
+      await store.issueDirective(input({ kind: 'global' }, { tenant: null }), ev('directive.issued'));
+      await store.clearDirective(a.directive.id, ev('directive.cleared'));
+      await store.createToken({ id: 't_1', name: 'ops', role: 'operator', tenant: 'acme', agent: null }, 'f'.repeat(64), []);
+      const board = await store.switchboard();
+      const verdict = await store.verifyAudit();
+      writeSync(1, JSON.stringify({ rev: await store.rev(), ids: board.directives.map((d) => d.id).sort(), verdict }));
+      process.kill(process.pid, 'SIGKILL');
+    `;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', child], {
+      env: { ...process.env, KP_DB: path, KP_STORE_URL: pathToFileURL(join(import.meta.dirname, '../src/store/sqlite-store.ts')).href },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    assert.equal(r.signal, 'SIGKILL', `child did not die by SIGKILL: status ${r.status}, stderr ${r.stderr}`);
+    const seen = JSON.parse(r.stdout) as { rev: number; ids: string[]; verdict: { ok: boolean; records: number; head: string } };
+    assert.equal(seen.rev, 4);
+    assert.equal(seen.ids.length, 2);
+    // The process never closed the database: the commits are in the WAL, not yet checkpointed.
+    assert.ok(existsSync(`${path}-wal`), 'the write-ahead log is left behind');
+
+    const store = new SqliteStore(path);
+    try {
+      assert.equal(await store.rev(), seen.rev);
+      const board = await store.switchboard();
+      assert.equal(board.rev, seen.rev);
+      assert.deepEqual(board.directives.map((d) => d.id).sort(), seen.ids);
+      assert.deepEqual(await store.verifyAudit(), seen.verdict);
+      assert.equal(seen.verdict.records, 4);
+      assert.equal((await store.findToken('f'.repeat(64)))?.id, 't_1');
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('the database is in WAL mode', async () => {
+    const path = freshPath();
+    const store = new SqliteStore(path);
+    const raw = new DatabaseSync(path, { readOnly: true });
+    try {
+      assert.deepEqual({ ...(raw.prepare('PRAGMA journal_mode').get() as object) }, { journal_mode: 'wal' });
+    } finally {
+      raw.close();
+      await store.close();
+    }
+  });
+
+  test('a token secret is never written to disk, only its SHA-256', async () => {
+    const path = freshPath();
+    const store = new SqliteStore(path);
+    const { secret, record } = await mintToken(store, { role: 'agent', tenant: 'acme', agent: 'bot' }, 'test');
+    await store.close();
+    const raw = new DatabaseSync(path, { readOnly: true });
+    try {
+      const row = raw.prepare('SELECT * FROM tokens WHERE id = ?').get(record.id) as Record<string, unknown>;
+      assert.equal(row.secret_hash, hashSecret(secret));
+      for (const [col, v] of Object.entries(row)) assert.ok(!String(v).includes(secret.slice(3)), `column ${col} holds the secret`);
+    } finally {
+      raw.close();
+    }
+    assert.equal(readFileSync(path).includes(secret.slice(3)), false, 'the secret appears in the database file');
+  });
+});

@@ -1,0 +1,579 @@
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { formatScope, parseScope, type AuditRecord, type Directive } from '@killpath/protocol';
+import type { AuditEvent } from '../src/audit/chain.ts';
+import type { DirectiveInput, IssueResult, RunRecord, Store } from '../src/store/store.ts';
+
+/** A directive input with sensible defaults: a halt of tenant acme. */
+export function directiveInput(over: Partial<Omit<DirectiveInput, 'scope'>> & { scope?: string } = {}): DirectiveInput {
+  const { scope, ...rest } = over;
+  const parsed = parseScope(scope ?? 'tenant:acme');
+  return {
+    level: 'halt',
+    tenant: parsed.kind === 'tenant' || parsed.kind === 'agent' ? parsed.tenant : 'acme',
+    capabilities: null,
+    rate: null,
+    graceMs: 5000,
+    drain: 'discard',
+    memory: 'revert',
+    reason: 'runaway spend',
+    justification: 'INC-1',
+    actor: 'alice',
+    idempotencyKey: null,
+    ...rest,
+    scope: parsed,
+  };
+}
+
+/** The audit events a control plane would append for an issue (two for a new directive, one for a convergence). */
+function issueAudit(r: IssueResult): AuditEvent[] {
+  const d = r.directive;
+  const action: AuditEvent = { type: 'operator_action', actor: d.actor, tenant: d.tenant, data: { action: 'directive.issue', directiveId: d.id, converged: r.converged } };
+  return r.created ? [action, { type: 'directive.issued', actor: d.actor, tenant: d.tenant, data: { directive: d } }] : [action];
+}
+
+function clearAudit(d: Directive): AuditEvent[] {
+  return [{ type: 'directive.cleared', actor: 'bob', tenant: d.tenant, data: { directiveId: d.id, rev: d.clearedRev } }];
+}
+
+function runRecord(over: Partial<RunRecord> = {}): RunRecord {
+  return {
+    runId: 'r1',
+    tenant: 'acme',
+    agent: 'bot',
+    parentRunId: 'r0',
+    lineage: ['r0'],
+    features: ['new-planner'],
+    workerId: 'w1',
+    startedAt: '2025-06-01T12:00:00.000Z',
+    ...over,
+  };
+}
+
+const sortedIds = (ds: readonly { id: string }[]) => ds.map((d) => d.id).sort();
+
+/**
+ * Registers the behaviour every {@link Store} backend must keep (SQLite always, PostgreSQL
+ * against a real server). `make` returns a fresh, empty store; each test closes its own.
+ */
+export function storeContract(name: string, make: () => Promise<Store>): void {
+  describe(`Store contract: ${name}`, () => {
+    let store: Store;
+    beforeEach(async () => {
+      store = await make();
+    });
+    afterEach(async () => {
+      await store.close();
+    });
+
+    const issue = (over: Parameters<typeof directiveInput>[0] = {}) => store.issueDirective(directiveInput(over), issueAudit);
+    const auditCount = async () => (await store.listAudit({ limit: 100_000 })).length;
+
+    describe('revisions and the switchboard', () => {
+      test('a fresh store is empty at rev 0', async () => {
+        assert.equal(await store.rev(), 0);
+        assert.deepEqual(await store.switchboard(), { rev: 0, directives: [] });
+        assert.deepEqual(await store.listDirectives({}), []);
+        assert.deepEqual(await store.listAudit({}), []);
+        assert.equal(await store.countTokens(), 0);
+        assert.deepEqual(await store.verifyAudit(), { ok: true, records: 0, head: '0'.repeat(64) });
+      });
+
+      test('rev grows by exactly one per issue and per clear', async () => {
+        const a = await issue({ scope: 'tenant:acme' });
+        assert.equal(a.directive.rev, 1);
+        assert.equal(await store.rev(), 1);
+        const b = await issue({ scope: 'agent:acme/bot' });
+        assert.equal(b.directive.rev, 2);
+        assert.equal(await store.rev(), 2);
+        const cleared = await store.clearDirective(a.directive.id, clearAudit);
+        assert.equal(cleared?.clearedRev, 3);
+        assert.equal(await store.rev(), 3);
+        const c = await issue({ scope: 'run:r1' });
+        assert.equal(c.directive.rev, 4);
+        assert.equal(await store.rev(), 4);
+      });
+
+      test('an issued directive keeps every field', async () => {
+        const r = await issue({
+          scope: 'feature:new-planner',
+          tenant: 'acme',
+          level: 'kill',
+          capabilities: ['wire_transfer', 'memory.write'],
+          rate: { perSecond: 2.5, per: 'agent' },
+          graceMs: 1234,
+          drain: 'drain',
+          reason: 'spending ünïcödé "quoted"',
+          justification: "it's INC-2",
+          actor: 'carol',
+        });
+        assert.equal(r.created, true);
+        assert.equal(r.converged, null);
+        const d = r.directive;
+        assert.equal(typeof d.id, 'string');
+        assert.ok(d.id.length > 0);
+        assert.equal(d.rev, 1);
+        assert.equal(d.level, 'kill');
+        assert.deepEqual(d.scope, { kind: 'feature', feature: 'new-planner' });
+        assert.equal(d.scopeText, 'feature:new-planner');
+        assert.equal(d.tenant, 'acme');
+        assert.deepEqual([...(d.capabilities ?? [])].sort(), ['memory.write', 'wire_transfer']);
+        assert.deepEqual(d.rate, { perSecond: 2.5, per: 'agent' });
+        assert.equal(d.graceMs, 1234);
+        assert.equal(d.drain, 'drain');
+        assert.equal(d.reason, 'spending ünïcödé "quoted"');
+        assert.equal(d.justification, "it's INC-2");
+        assert.equal(d.actor, 'carol');
+        assert.ok(!Number.isNaN(Date.parse(d.issuedAt)), `issuedAt ${d.issuedAt}`);
+        assert.equal(d.clearedAt, null);
+        assert.equal(d.clearedRev, null);
+        assert.deepEqual(await store.getDirective(d.id), d);
+      });
+
+      test('every scope kind and a tenant-less directive round-trip', async () => {
+        for (const [scope, tenant] of [
+          ['global', null],
+          ['tenant:acme', 'acme'],
+          ['agent:acme/bot', 'acme'],
+          ['run:r1', 'acme'],
+          ['run:r2', null],
+          ['feature:f', 'globex'],
+        ] as const) {
+          const { directive: d } = await issue({ scope, tenant });
+          assert.equal(formatScope(d.scope), scope);
+          assert.equal(d.scopeText, scope);
+          assert.equal(d.tenant, tenant);
+          assert.deepEqual(await store.getDirective(d.id), d);
+        }
+      });
+
+      test('getDirective of an unknown id is null', async () => {
+        assert.equal(await store.getDirective('d_nope'), null);
+      });
+
+      test('the switchboard holds the active directives at its rev', async () => {
+        const a = await issue({ scope: 'tenant:acme' });
+        const b = await issue({ scope: 'tenant:globex' });
+        const c = await issue({ scope: 'global', tenant: null });
+        await store.clearDirective(b.directive.id, clearAudit);
+        const board = await store.switchboard();
+        assert.equal(board.rev, 4);
+        assert.deepEqual(sortedIds(board.directives), sortedIds([a.directive, c.directive]));
+        for (const d of board.directives) {
+          assert.ok(d.rev <= board.rev);
+          assert.equal(d.clearedRev, null);
+          assert.deepEqual(d, await store.getDirective(d.id));
+        }
+      });
+
+      test('concurrent issues get distinct, consecutive revs', async () => {
+        const n = 20;
+        const results = await Promise.all(Array.from({ length: n }, (_, i) => issue({ scope: `run:r${i}` })));
+        assert.ok(results.every((r) => r.created));
+        assert.deepEqual(
+          results.map((r) => r.directive.rev).sort((x, y) => x - y),
+          Array.from({ length: n }, (_, i) => i + 1),
+        );
+        assert.equal(await store.rev(), n);
+        assert.equal((await store.switchboard()).directives.length, n);
+        assert.equal((await store.verifyAudit()).ok, true);
+      });
+    });
+
+    describe('convergence (guarantee 7)', () => {
+      test('the same idempotency key returns the same directive without a new rev', async () => {
+        const first = await issue({ idempotencyKey: 'tok1:k1' });
+        const before = await auditCount();
+        const again = await issue({ idempotencyKey: 'tok1:k1' });
+        assert.equal(again.created, false);
+        assert.equal(again.converged, 'idempotency_key');
+        assert.deepEqual(again.directive, first.directive);
+        assert.equal(await store.rev(), 1);
+        assert.equal((await store.listDirectives({})).length, 1);
+        // The retry's own audit events (here one operator_action) are still recorded.
+        assert.equal(await auditCount(), before + 1);
+      });
+
+      test('the idempotency key wins over different content', async () => {
+        const first = await issue({ idempotencyKey: 'tok1:k1', scope: 'tenant:acme' });
+        const again = await issue({ idempotencyKey: 'tok1:k1', scope: 'tenant:globex', level: 'kill' });
+        assert.equal(again.created, false);
+        assert.equal(again.converged, 'idempotency_key');
+        assert.equal(again.directive.id, first.directive.id);
+        assert.equal(again.directive.scopeText, 'tenant:acme');
+        assert.equal(await store.rev(), 1);
+      });
+
+      test('a late retry of a resumed directive does not put it back', async () => {
+        const first = await issue({ idempotencyKey: 'tok1:k1' });
+        await store.clearDirective(first.directive.id, clearAudit);
+        const retry = await issue({ idempotencyKey: 'tok1:k1' });
+        assert.equal(retry.created, false);
+        assert.equal(retry.directive.id, first.directive.id);
+        assert.equal(retry.directive.clearedRev, 2);
+        assert.equal(await store.rev(), 2);
+        assert.deepEqual((await store.switchboard()).directives, []);
+      });
+
+      test('different idempotency keys with different content create different directives', async () => {
+        const a = await issue({ idempotencyKey: 'tok1:k1', scope: 'tenant:acme' });
+        const b = await issue({ idempotencyKey: 'tok1:k2', scope: 'tenant:globex' });
+        assert.equal(b.created, true);
+        assert.notEqual(a.directive.id, b.directive.id);
+        assert.equal(await store.rev(), 2);
+      });
+
+      test('an identical re-issue converges to the active directive', async () => {
+        const first = await issue({ capabilities: ['b', 'a'], rate: { perSecond: 1, per: 'run' } });
+        const before = await auditCount();
+        const again = await issue({
+          capabilities: ['a', 'b'],
+          rate: { perSecond: 1, per: 'run' },
+          // Who asks and why does not make it a different order.
+          reason: 'another reason',
+          justification: 'another ticket',
+          actor: 'dave',
+          idempotencyKey: 'tok2:other-key',
+        });
+        assert.equal(again.created, false);
+        assert.equal(again.converged, 'identical');
+        assert.deepEqual(again.directive, first.directive);
+        assert.equal(await store.rev(), 1);
+        assert.equal(await auditCount(), before + 1);
+      });
+
+      // Pairs of directives that differ in exactly one field that makes them different orders.
+      type Over = Parameters<typeof directiveInput>[0];
+      const DIFFERENT: [string, Over, Over][] = [
+        ['capabilities', { capabilities: ['llm'] }, { capabilities: ['wire_transfer'] }],
+        ['one more capability', { capabilities: ['llm'] }, { capabilities: ['llm', 'http'] }],
+        ['capabilities null or a list', { capabilities: null }, { capabilities: ['llm'] }],
+        ['level', { level: 'halt' }, { level: 'kill' }],
+        ['scope', { scope: 'tenant:acme' }, { scope: 'agent:acme/bot' }],
+        ['tenant', { scope: 'feature:f', tenant: 'acme' }, { scope: 'feature:f', tenant: 'globex' }],
+        ['tenant or none', { scope: 'run:r1', tenant: 'acme' }, { scope: 'run:r1', tenant: null }],
+        ['rate', { rate: { perSecond: 1, per: 'run' } }, { rate: { perSecond: 2, per: 'run' } }],
+        ['rate per', { rate: { perSecond: 1, per: 'run' } }, { rate: { perSecond: 1, per: 'agent' } }],
+        ['graceMs', { graceMs: 5000 }, { graceMs: 0 }],
+        ['drain', { drain: 'discard' }, { drain: 'drain' }],
+      ];
+      for (const [what, a, b] of DIFFERENT) {
+        test(`directives differing in ${what} do not converge`, async () => {
+          const first = await issue(a);
+          const other = await issue(b);
+          assert.equal(other.created, true);
+          assert.equal(other.converged, null);
+          assert.notEqual(other.directive.id, first.directive.id);
+          assert.equal(other.directive.rev, 2);
+          assert.equal(await store.rev(), 2);
+          assert.equal((await store.switchboard()).directives.length, 2);
+          // Each still converges with itself.
+          assert.equal((await issue(a)).directive.id, first.directive.id);
+          assert.equal((await issue(b)).directive.id, other.directive.id);
+          assert.equal(await store.rev(), 2);
+        });
+      }
+
+      test('a cleared directive does not absorb an identical re-issue', async () => {
+        const first = await issue();
+        await store.clearDirective(first.directive.id, clearAudit);
+        const again = await issue();
+        assert.equal(again.created, true);
+        assert.equal(again.converged, null);
+        assert.notEqual(again.directive.id, first.directive.id);
+        assert.equal(again.directive.rev, 3);
+      });
+
+      test('concurrent identical issues converge to one directive', async () => {
+        const results = await Promise.all(Array.from({ length: 10 }, () => issue({ idempotencyKey: 'tok1:same' })));
+        assert.equal(results.filter((r) => r.created).length, 1);
+        assert.equal(new Set(results.map((r) => r.directive.id)).size, 1);
+        assert.equal(await store.rev(), 1);
+      });
+    });
+
+    describe('clearing', () => {
+      test('clear marks the directive cleared and takes it off the switchboard', async () => {
+        const { directive } = await issue();
+        const cleared = await store.clearDirective(directive.id, clearAudit);
+        assert.ok(cleared);
+        assert.equal(cleared.id, directive.id);
+        assert.equal(cleared.rev, directive.rev);
+        assert.equal(cleared.clearedRev, 2);
+        assert.ok(cleared.clearedAt !== null && !Number.isNaN(Date.parse(cleared.clearedAt)));
+        assert.deepEqual(await store.getDirective(directive.id), cleared);
+        assert.deepEqual(await store.switchboard(), { rev: 2, directives: [] });
+      });
+
+      test('clear of an unknown id is null and changes nothing', async () => {
+        await issue();
+        const before = await auditCount();
+        let called = false;
+        const r = await store.clearDirective('d_nope', (d) => {
+          called = true;
+          return clearAudit(d);
+        });
+        assert.equal(r, null);
+        assert.equal(called, false);
+        assert.equal(await store.rev(), 1);
+        assert.equal(await auditCount(), before);
+      });
+
+      test('clear of a cleared directive is null and bumps rev only once', async () => {
+        const { directive } = await issue();
+        assert.ok(await store.clearDirective(directive.id, clearAudit));
+        const before = await auditCount();
+        assert.equal(await store.clearDirective(directive.id, clearAudit), null);
+        assert.equal(await store.rev(), 2);
+        assert.equal(await auditCount(), before);
+        assert.equal((await store.getDirective(directive.id))?.clearedRev, 2);
+      });
+
+      test('concurrent clears of one directive: exactly one wins', async () => {
+        const { directive } = await issue();
+        const results = await Promise.all(Array.from({ length: 5 }, () => store.clearDirective(directive.id, clearAudit)));
+        assert.equal(results.filter((r) => r !== null).length, 1);
+        assert.equal(await store.rev(), 2);
+      });
+    });
+
+    describe('audit in the same transaction (guarantee 9)', () => {
+      test('issue appends the callback events after the commit, seeing the committed directive', async () => {
+        let seen: IssueResult | null = null;
+        const r = await store.issueDirective(directiveInput(), (res) => {
+          seen = res;
+          return issueAudit(res);
+        });
+        assert.deepEqual(seen, r);
+        const records = await store.listAudit({});
+        assert.deepEqual(
+          records.map((x) => x.type),
+          ['operator_action', 'directive.issued'],
+        );
+        assert.deepEqual((records[1]!.data as { directive: Directive }).directive, r.directive);
+        assert.equal(records[0]!.tenant, 'acme');
+      });
+
+      test('a throwing audit callback rolls the issue back', async () => {
+        await issue({ scope: 'tenant:globex' });
+        const before = { rev: await store.rev(), directives: await store.listDirectives({}), audit: await store.listAudit({}) };
+        await assert.rejects(
+          store.issueDirective(directiveInput(), () => {
+            throw new Error('audit down');
+          }),
+          /audit down/,
+        );
+        assert.equal(await store.rev(), before.rev);
+        assert.deepEqual(await store.listDirectives({}), before.directives);
+        assert.deepEqual(await store.listAudit({}), before.audit);
+        // No rev was burned: the next commit takes the very next rev.
+        const next = await issue();
+        assert.equal(next.directive.rev, before.rev + 1);
+        assert.equal((await store.verifyAudit()).ok, true);
+      });
+
+      test('a throwing audit callback on a converging issue changes nothing', async () => {
+        await issue({ idempotencyKey: 'tok1:k' });
+        const audit = await store.listAudit({});
+        await assert.rejects(
+          store.issueDirective(directiveInput({ idempotencyKey: 'tok1:k' }), () => {
+            throw new Error('audit down');
+          }),
+          /audit down/,
+        );
+        assert.equal(await store.rev(), 1);
+        assert.deepEqual(await store.listAudit({}), audit);
+      });
+
+      test('a throwing audit callback rolls the clear back', async () => {
+        const { directive } = await issue();
+        const audit = await store.listAudit({});
+        await assert.rejects(
+          store.clearDirective(directive.id, () => {
+            throw new Error('audit down');
+          }),
+          /audit down/,
+        );
+        assert.equal(await store.rev(), 1);
+        assert.deepEqual(await store.getDirective(directive.id), directive);
+        assert.deepEqual((await store.switchboard()).directives, [directive]);
+        assert.deepEqual(await store.listAudit({}), audit);
+        // And it can still be cleared, at the next rev.
+        assert.equal((await store.clearDirective(directive.id, clearAudit))?.clearedRev, 2);
+      });
+
+      test('an audit event that cannot be hashed rolls the token back', async () => {
+        const bad: AuditEvent = { type: 'operator_action', actor: 'x', tenant: null, data: { n: 1n } };
+        await assert.rejects(store.createToken({ id: 't_1', name: 'n', role: 'viewer', tenant: 'acme', agent: null }, 'h1', [bad]));
+        assert.equal(await store.findToken('h1'), null);
+        assert.equal(await store.countTokens(), 0);
+        assert.deepEqual(await store.listAudit({}), []);
+      });
+    });
+
+    describe('tokens', () => {
+      test('a token is found by the hash of its secret, and only by it', async () => {
+        const rec = await store.createToken({ id: 't_1', name: 'ops', role: 'operator', tenant: 'acme', agent: null }, 'a'.repeat(64), [
+          { type: 'operator_action', actor: 'admin', tenant: 'acme', data: { action: 'token.create', tokenId: 't_1' } },
+        ]);
+        assert.deepEqual({ ...rec, createdAt: 'x' }, { id: 't_1', name: 'ops', role: 'operator', tenant: 'acme', agent: null, createdAt: 'x', revokedAt: null });
+        assert.ok(!Number.isNaN(Date.parse(rec.createdAt)));
+        assert.deepEqual(await store.findToken('a'.repeat(64)), rec);
+        assert.equal(await store.findToken('b'.repeat(64)), null);
+        assert.equal(await store.findToken(''), null);
+        assert.equal(await store.countTokens(), 1);
+        const audit = await store.listAudit({});
+        assert.equal(audit.length, 1);
+        assert.equal(audit[0]!.data.action, 'token.create');
+      });
+
+      test('agent and admin tokens keep their agent and tenant', async () => {
+        const agent = await store.createToken({ id: 't_a', name: 'bot', role: 'agent', tenant: 'acme', agent: 'bot' }, 'c'.repeat(64), []);
+        const admin = await store.createToken({ id: 't_b', name: 'root', role: 'admin', tenant: '*', agent: null }, 'd'.repeat(64), []);
+        assert.deepEqual(await store.findToken('c'.repeat(64)), agent);
+        assert.deepEqual(await store.findToken('d'.repeat(64)), admin);
+        assert.equal(await store.countTokens(), 2);
+      });
+
+      test('two tokens cannot share a secret hash', async () => {
+        await store.createToken({ id: 't_1', name: 'a', role: 'viewer', tenant: 'acme', agent: null }, 'e'.repeat(64), []);
+        await assert.rejects(store.createToken({ id: 't_2', name: 'b', role: 'admin', tenant: '*', agent: null }, 'e'.repeat(64), []));
+        assert.equal((await store.findToken('e'.repeat(64)))?.id, 't_1');
+        assert.equal(await store.countTokens(), 1);
+      });
+    });
+
+    describe('runs', () => {
+      test('a registered run is returned and found', async () => {
+        const r = runRecord();
+        assert.deepEqual(await store.registerRun(r), r);
+        assert.deepEqual(await store.getRun('r1'), r);
+        assert.equal(await store.getRun('r2'), null);
+      });
+
+      test('the first registration wins for tenant, agent and lineage', async () => {
+        const first = runRecord();
+        await store.registerRun(first);
+        const second = await store.registerRun(runRecord({ tenant: 'globex', agent: 'evil', parentRunId: null, lineage: [], features: [], workerId: 'w9' }));
+        for (const got of [second, await store.getRun('r1')]) {
+          assert.ok(got);
+          assert.equal(got.tenant, 'acme');
+          assert.equal(got.agent, 'bot');
+          assert.equal(got.parentRunId, 'r0');
+          assert.deepEqual(got.lineage, ['r0']);
+        }
+      });
+    });
+
+    describe('listings', () => {
+      async function threeTenants(): Promise<{ acme: Directive; globex: Directive; all: Directive; clearedAcme: Directive }> {
+        const acme = (await issue({ scope: 'tenant:acme' })).directive;
+        const globex = (await issue({ scope: 'tenant:globex' })).directive;
+        const all = (await issue({ scope: 'global', tenant: null })).directive;
+        const clearedAcme = (await issue({ scope: 'agent:acme/bot' })).directive;
+        await store.clearDirective(clearedAcme.id, clearAudit);
+        return { acme, globex, all, clearedAcme: (await store.getDirective(clearedAcme.id))! };
+      }
+
+      test('listDirectives filters by tenant, including tenant-less directives', async () => {
+        const d = await threeTenants();
+        assert.deepEqual(sortedIds(await store.listDirectives({ tenant: 'acme' })), sortedIds([d.acme, d.all, d.clearedAcme]));
+        assert.deepEqual(sortedIds(await store.listDirectives({ tenant: 'globex' })), sortedIds([d.globex, d.all]));
+        assert.deepEqual(sortedIds(await store.listDirectives({ tenant: 'initech' })), sortedIds([d.all]));
+        assert.deepEqual(sortedIds(await store.listDirectives({})), sortedIds([d.acme, d.globex, d.all, d.clearedAcme]));
+      });
+
+      test('listDirectives filters active and cleared', async () => {
+        const d = await threeTenants();
+        assert.deepEqual(sortedIds(await store.listDirectives({ active: true })), sortedIds([d.acme, d.globex, d.all]));
+        assert.deepEqual(await store.listDirectives({ active: false }), [d.clearedAcme]);
+        assert.deepEqual(await store.listDirectives({ active: false, tenant: 'globex' }), []);
+        assert.deepEqual(sortedIds(await store.listDirectives({ active: true, tenant: 'acme' })), sortedIds([d.acme, d.all]));
+      });
+
+      test('listDirectives is newest first, so a limit keeps the latest', async () => {
+        const d = await threeTenants();
+        assert.deepEqual(
+          (await store.listDirectives({})).map((x) => x.id),
+          [d.clearedAcme, d.all, d.globex, d.acme].map((x) => x.id),
+        );
+        assert.deepEqual(
+          (await store.listDirectives({ limit: 2 })).map((x) => x.id),
+          [d.clearedAcme.id, d.all.id],
+        );
+      });
+
+      async function tenAuditRecords(): Promise<AuditRecord[]> {
+        const events: AuditEvent[] = Array.from({ length: 10 }, (_, i) => ({
+          type: 'operator_action',
+          actor: `a${i + 1}`,
+          tenant: [null, 'acme', 'globex'][i % 3]!,
+          data: { i: i + 1 },
+        }));
+        const appended = await store.appendAudit(events.slice(0, 4));
+        appended.push(...(await store.appendAudit(events.slice(4))));
+        return appended;
+      }
+
+      test('appendAudit continues one chain across calls', async () => {
+        const recs = await tenAuditRecords();
+        assert.deepEqual(
+          recs.map((r) => r.seq),
+          [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+        );
+        for (let i = 1; i < recs.length; i++) assert.equal(recs[i]!.prevHash, recs[i - 1]!.hash);
+        assert.deepEqual(await store.listAudit({}), recs);
+        assert.deepEqual(await store.verifyAudit(), { ok: true, records: 10, head: recs[9]!.hash });
+        assert.deepEqual(await store.appendAudit([]), []);
+        assert.equal(await auditCount(), 10);
+      });
+
+      test('listAudit pages with afterSeq and limit, oldest first', async () => {
+        await tenAuditRecords();
+        const seqs = async (q: Parameters<Store['listAudit']>[0]) => (await store.listAudit(q)).map((r) => r.seq);
+        assert.deepEqual(await seqs({}), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        assert.deepEqual(await seqs({ afterSeq: 3, limit: 4 }), [4, 5, 6, 7]);
+        assert.deepEqual(await seqs({ afterSeq: 8 }), [9, 10]);
+        assert.deepEqual(await seqs({ afterSeq: 10 }), []);
+        assert.deepEqual(await seqs({ limit: 1 }), [1]);
+      });
+
+      test('listAudit desc returns the newest first', async () => {
+        await tenAuditRecords();
+        const seqs = async (q: Parameters<Store['listAudit']>[0]) => (await store.listAudit(q)).map((r) => r.seq);
+        assert.deepEqual(await seqs({ desc: true, limit: 3 }), [10, 9, 8]);
+        assert.deepEqual(await seqs({ desc: true, afterSeq: 7 }), [10, 9, 8]);
+        assert.deepEqual(await seqs({ desc: false, limit: 2 }), [1, 2]);
+      });
+
+      test('listAudit filters by tenant, including tenant-less records', async () => {
+        const recs = await tenAuditRecords();
+        const acme = await store.listAudit({ tenant: 'acme' });
+        assert.deepEqual(
+          acme.map((r) => r.seq),
+          recs.filter((r) => r.tenant === null || r.tenant === 'acme').map((r) => r.seq),
+        );
+        assert.ok(acme.every((r) => r.tenant !== 'globex'));
+        assert.ok(acme.some((r) => r.tenant === 'acme') && acme.some((r) => r.tenant === null));
+        assert.deepEqual(
+          (await store.listAudit({ tenant: 'globex', desc: true, limit: 3 })).map((r) => r.seq),
+          [10, 9, 7],
+        );
+        assert.deepEqual(
+          (await store.listAudit({ tenant: 'initech' })).map((r) => r.tenant),
+          [null, null, null, null],
+        );
+      });
+
+      test('audit records keep their data exactly', async () => {
+        const data = { s: 'ünïcödé "q" \\ \n', n: 1.5, neg: -3, b: false, nil: null, arr: [1, [2, { x: 'y' }]], obj: { z: 1, a: 2 } };
+        const [rec] = await store.appendAudit([{ type: 'drill.recorded', actor: 'drill', tenant: 'acme', data }]);
+        const [read] = await store.listAudit({});
+        assert.deepEqual(read, rec);
+        assert.deepEqual(read!.data, data);
+        assert.equal(read!.type, 'drill.recorded');
+        assert.equal((await store.verifyAudit()).ok, true);
+      });
+    });
+  });
+}

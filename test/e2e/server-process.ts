@@ -1,0 +1,55 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+/** The `killpath` command of this checkout. */
+export const KILLPATH_BIN = fileURLToPath(new URL('../../packages/cli/bin/killpath.js', import.meta.url));
+
+/** A control plane running as its own OS process (`killpath serve`). */
+export interface ServerProcess {
+  url: string;
+  port: number;
+  adminToken: string;
+  child: ChildProcess;
+  /** SIGKILL, no cleanup: a crash. */
+  crash(): Promise<void>;
+  /** SIGTERM and wait. */
+  stop(): Promise<void>;
+}
+
+/** Starts `killpath serve` on `dataDir` (port 0 picks a free one) and waits until it listens. */
+export async function startServerProcess(dataDir: string, port = 0, extra: string[] = []): Promise<ServerProcess> {
+  const child = spawn(process.execPath, [KILLPATH_BIN, 'serve', '--data-dir', dataDir, '--port', String(port), '--log-level', 'warn', ...extra], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<void>((ok) => child.once('exit', () => ok()));
+  const stderr: string[] = [];
+  createInterface({ input: child.stderr! }).on('line', (l) => stderr.push(l));
+  const url = await new Promise<string>((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error(`killpath serve did not start: ${stderr.join('\n')}`)), 20_000);
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      const m = /listening on (\S+)/.exec(line);
+      if (m) {
+        clearTimeout(timer);
+        ok(m[1]!);
+      }
+    });
+    child.once('exit', (code) => fail(new Error(`killpath serve exited with ${code}: ${stderr.join('\n')}`)));
+  });
+  return {
+    url,
+    port: Number(new URL(url).port),
+    adminToken: readFileSync(join(dataDir, 'admin.token'), 'utf8').trim(),
+    child,
+    async crash() {
+      child.kill('SIGKILL');
+      await exited;
+    },
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
