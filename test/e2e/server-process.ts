@@ -26,7 +26,10 @@ export async function startServerProcess(dataDir: string, port = 0, extra: strin
   });
   const exited = new Promise<void>((ok) => child.once('exit', () => ok()));
   const stderr: string[] = [];
-  createInterface({ input: child.stderr! }).on('line', (l) => stderr.push(l));
+  createInterface({ input: child.stderr! }).on('line', (l) => {
+    stderr.push(l);
+    if (process.env.KILLPATH_E2E_SERVER_LOG) console.error(`# server: ${l}`);
+  });
   const url = await new Promise<string>((ok, fail) => {
     const timer = setTimeout(() => fail(new Error(`killpath serve did not start: ${stderr.join('\n')}`)), 20_000);
     createInterface({ input: child.stdout! }).on('line', (line) => {
@@ -38,6 +41,7 @@ export async function startServerProcess(dataDir: string, port = 0, extra: strin
     });
     child.once('exit', (code) => fail(new Error(`killpath serve exited with ${code}: ${stderr.join('\n')}`)));
   });
+  if (process.env.KILLPATH_E2E_SERVER_LOG) console.error(`# server url ${url}`);
   return {
     url,
     port: Number(new URL(url).port),

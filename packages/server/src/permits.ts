@@ -50,6 +50,7 @@ export class PermitDesk {
   readonly #coolOff: CoolOffPolicy;
   #queue: Pending[] = [];
   #scheduled = false;
+  #flushing: Promise<void> = Promise.resolve();
 
   constructor(store: Store, log: Logger, coolOff: CoolOffPolicy) {
     this.#store = store;
@@ -72,7 +73,7 @@ export class PermitDesk {
       this.#queue.push({ grant, resolve, reject });
       if (!this.#scheduled) {
         this.#scheduled = true;
-        setImmediate(() => void this.#flush());
+        this.#flushing = new Promise<void>((done) => setImmediate(() => void this.#flush().finally(done)));
       }
     });
     if (decision.kind !== 'granted') throw refusal(decision);
@@ -90,6 +91,11 @@ export class PermitDesk {
       this.#log.error('permit batch failed', { err: String(err), size: batch.length });
       for (const p of batch) p.reject(new KillpathError('unavailable', 'the permit store failed; the effect must not run', { cause: err }));
     }
+  }
+
+  /** Resolves once every permit request queued so far is decided (called on shutdown, before the store closes). */
+  async drain(): Promise<void> {
+    await this.#flushing;
   }
 
   /** Confirms an irreversible permit after its cool-off (checked against the switchboard again). */

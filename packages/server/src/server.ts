@@ -98,6 +98,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
         server.close(() => ok());
         if ('closeAllConnections' in server) server.closeAllConnections();
       });
+      await cp.permits.drain();
       await cp.flushAudit();
       await store.close();
       rmSync(join(dataDir, 'server.json'), { force: true });

@@ -9,7 +9,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { hashSecret, mintToken } from '../src/auth/tokens.ts';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
 import { directiveInput, storeContract } from './store-contract.ts';
-import { effectsContract } from './effects-contract.ts';
+import { effectsContract, grant } from './effects-contract.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'killpath-sqlite-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -22,6 +22,55 @@ effectsContract('SqliteStore(:memory:)', async () => new SqliteStore(':memory:')
 effectsContract('SqliteStore(file)', async () => new SqliteStore(freshPath()));
 
 const audit = (type: string) => () => [{ type, actor: 'alice', tenant: 'acme', data: { n: 1 } }];
+
+describe('SqliteStore group commit', () => {
+  test('writes queued in one turn commit together, in order: a halt queued first refuses the permit queued after it', async () => {
+    const s = new SqliteStore(freshPath());
+    const [issued, decisions] = await Promise.all([
+      s.issueDirective(directiveInput({ scope: 'tenant:acme' }), audit('directive.issued')),
+      s.grantPermits([grant({ tenant: 'acme' })]),
+    ]);
+    assert.equal(decisions[0]!.kind, 'halted');
+    const [permit] = await s.grantPermits([grant({ tenant: 'globex', runId: 'g1' })]);
+    assert.equal(permit!.kind, 'granted');
+    assert.equal((await s.switchboard()).directives[0]!.id, issued.directive.id);
+    const verdict = await s.verifyAudit();
+    assert.equal(verdict.ok, true);
+    assert.equal(verdict.records, 2);
+    await s.close();
+  });
+
+  test('one failing write in a batch rolls back alone; the others commit and the chain verifies', async () => {
+    const s = new SqliteStore(freshPath());
+    const boom = () => {
+      throw new Error('audit builder failed');
+    };
+    const results = await Promise.allSettled([
+      s.issueDirective(directiveInput({ scope: 'tenant:acme' }), audit('directive.issued')),
+      s.issueDirective(directiveInput({ scope: 'tenant:globex' }), boom),
+      s.issueDirective(directiveInput({ scope: 'tenant:initech' }), audit('directive.issued')),
+    ]);
+    assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
+    const board = await s.switchboard();
+    assert.deepEqual(board.directives.map((d) => d.scopeText), ['tenant:acme', 'tenant:initech']);
+    assert.equal(board.rev, 2, 'the failed write took no rev');
+    const verdict = await s.verifyAudit();
+    assert.equal(verdict.ok, true);
+    assert.equal(verdict.records, 2);
+    await s.close();
+  });
+
+  test('close commits writes still queued for the next group commit', async () => {
+    const path = freshPath();
+    const s = new SqliteStore(path);
+    const pending = s.appendAudit([{ type: 'note', actor: 'alice', tenant: null, data: {} }]);
+    await s.close();
+    assert.equal((await pending).length, 1);
+    const reopened = new SqliteStore(path);
+    assert.equal((await reopened.listAudit({})).length, 1);
+    await reopened.close();
+  });
+});
 
 describe('SqliteStore on disk', () => {
   test('a reopened store keeps rev, directives, tokens and a verifying audit chain', async () => {

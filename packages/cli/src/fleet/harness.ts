@@ -1,8 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { setPriority } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { KillpathError } from '@killpath/protocol';
 import type { ApiClient } from '../api.ts';
+
+/** Niceness of the agent processes a harness starts (see {@link FleetHarness.start}). */
+const AGENT_NICENESS = 10;
 
 /** One agent process to start: its identity, the run ids it hosts and the features it declares. */
 export interface AgentSpec {
@@ -101,6 +105,16 @@ export class FleetHarness {
           ...spec.env,
         },
       });
+      // The fleet shares this machine with its control plane, which a real deployment runs on
+      // hosts of its own: agents run at a lower CPU priority so that dozens of busy agents cannot
+      // starve the control plane and the operator's requests behind their own traffic.
+      if (child.pid !== undefined) {
+        try {
+          setPriority(child.pid, AGENT_NICENESS);
+        } catch {
+          // Not permitted here: the fleet runs at normal priority.
+        }
+      }
       const proc: AgentProcess = {
         spec,
         child,

@@ -13,6 +13,9 @@ import { body, requireWorker, wireError, type Env } from './common.ts';
 /** Largest request body accepted, in bytes. */
 export const BODY_LIMIT = 64 * 1024;
 
+/** A request that takes longer than this, in ms, is logged as slow. */
+const SLOW_REQUEST_MS = 1000;
+
 /**
  * The HTTP API. Every route but `/healthz` is authenticated; roles and tenants are enforced
  * per route; errors use the one wire shape; unknown fields are rejected.
@@ -28,8 +31,11 @@ export function createApp(cp: ControlPlane, auth: Authenticator, log: Logger): H
   app.notFound((c) => wireError(c, new KillpathError('not_found', `no route for ${c.req.method} ${c.req.path}`)));
 
   app.use(async (c, next) => {
+    const started = performance.now();
     await next();
     cp.metrics.requests.inc({ method: c.req.method, status: String(c.res.status) });
+    const ms = performance.now() - started;
+    if (ms > SLOW_REQUEST_MS) log.warn('slow request', { method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(ms) });
   });
   const tooLarge = (c: Context) => wireError(c, new KillpathError('payload_too_large', `request body exceeds ${BODY_LIMIT} bytes`));
   const limit = bodyLimit({ maxSize: BODY_LIMIT, onError: tooLarge });

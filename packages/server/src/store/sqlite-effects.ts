@@ -63,7 +63,7 @@ CREATE TABLE IF NOT EXISTS halted_runs (
 /** What the effect functions need from the store: its connection, transactions, audit and switchboard. */
 export interface EffectsContext {
   db: DatabaseSync;
-  tx<T>(fn: () => T): T;
+  tx<T>(fn: () => T): Promise<T>;
   audit(events: AuditEvent[]): void;
   rev(): number;
   activeDirectives(): Directive[];
@@ -148,7 +148,7 @@ const identity = (r: { tenant: string; agent: string; runId: string; lineage: re
 });
 
 /** See {@link Store.grantPermits}. */
-export function grantPermits(ctx: EffectsContext, requests: PermitGrant[]): PermitDecision[] {
+export function grantPermits(ctx: EffectsContext, requests: PermitGrant[]): Promise<PermitDecision[]> {
   return ctx.tx(() => {
     const rev = ctx.rev();
     const active = ctx.activeDirectives();
@@ -219,7 +219,7 @@ export function grantPermits(ctx: EffectsContext, requests: PermitGrant[]): Perm
 }
 
 /** See {@link Store.confirmPermit}. */
-export function confirmPermit(ctx: EffectsContext, id: string, tenant: string, now: Date): PermitDecision {
+export function confirmPermit(ctx: EffectsContext, id: string, tenant: string, now: Date): Promise<PermitDecision> {
   return ctx.tx(() => {
     const row = ctx.db.prepare('SELECT * FROM permits WHERE id = ? AND tenant = ?').get(id, tenant) as PermitRow | undefined;
     if (!row) return { kind: 'not_found' };
@@ -242,7 +242,7 @@ export function confirmPermit(ctx: EffectsContext, id: string, tenant: string, n
 const OUTCOME_EVENT = { landed: 'effect.landed', failed: 'effect.failed', aborted: 'effect.aborted' } as const;
 
 /** See {@link Store.settlePermit}. */
-export function settlePermit(ctx: EffectsContext, id: string, tenant: string, outcome: PermitOutcome): LedgerEntry | null {
+export function settlePermit(ctx: EffectsContext, id: string, tenant: string, outcome: PermitOutcome): Promise<LedgerEntry | null> {
   return ctx.tx(() => {
     const row = ctx.db.prepare('SELECT * FROM permits WHERE id = ? AND tenant = ?').get(id, tenant) as PermitRow | undefined;
     if (!row) return null;
@@ -266,9 +266,9 @@ export function settlePermit(ctx: EffectsContext, id: string, tenant: string, ou
 }
 
 /** See {@link Store.appendJournal}. */
-export function appendJournal(ctx: EffectsContext, tenant: string, workerId: string, events: JournalEvent[]): void {
-  if (events.length === 0) return;
-  ctx.tx(() => {
+export function appendJournal(ctx: EffectsContext, tenant: string, workerId: string, events: JournalEvent[]): Promise<void> {
+  if (events.length === 0) return Promise.resolve();
+  return ctx.tx(() => {
     const insert = ctx.db.prepare('INSERT INTO journal (run_id, tenant, worker_id, type, at, data) VALUES (?, ?, ?, ?, ?, ?)');
     const at = new Date().toISOString();
     for (const e of events) insert.run(e.runId ?? null, tenant, workerId, e.type, at, JSON.stringify(e));
@@ -277,7 +277,7 @@ export function appendJournal(ctx: EffectsContext, tenant: string, workerId: str
 }
 
 /** See {@link Store.checkResume}. */
-export function checkResume(ctx: EffectsContext, run: RunRecord, actor: string): Directive | null {
+export function checkResume(ctx: EffectsContext, run: RunRecord, actor: string): Promise<Directive | null> {
   return ctx.tx(() => {
     const stop = coveringStop(ctx.activeDirectives(), identity(run), null);
     if (stop) {
@@ -288,9 +288,9 @@ export function checkResume(ctx: EffectsContext, run: RunRecord, actor: string):
 }
 
 /** See {@link Store.recordHalted}. */
-export function recordHalted(ctx: EffectsContext, entries: { runId: string; directiveId: string; at: string }[]): void {
-  if (entries.length === 0) return;
-  ctx.tx(() => {
+export function recordHalted(ctx: EffectsContext, entries: { runId: string; directiveId: string; at: string }[]): Promise<void> {
+  if (entries.length === 0) return Promise.resolve();
+  return ctx.tx(() => {
     const insert = ctx.db.prepare('INSERT OR IGNORE INTO halted_runs (run_id, directive_id, at) VALUES (?, ?, ?)');
     for (const e of entries) insert.run(e.runId, e.directiveId, e.at);
   });

@@ -248,7 +248,7 @@ export class SqliteStore implements Store {
   }
 
   async appendJournal(tenant: string, workerId: string, events: JournalEvent[]): Promise<void> {
-    effects.appendJournal(this.#ctx, tenant, workerId, events);
+    await effects.appendJournal(this.#ctx, tenant, workerId, events);
   }
 
   async checkResume(run: RunRecord, actor: string): Promise<Directive | null> {
@@ -256,7 +256,7 @@ export class SqliteStore implements Store {
   }
 
   async recordHalted(entries: { runId: string; directiveId: string; at: string }[]): Promise<void> {
-    effects.recordHalted(this.#ctx, entries);
+    await effects.recordHalted(this.#ctx, entries);
   }
 
   async ledger(runId: string): Promise<{ effects: LedgerEntry[]; events: JournalRow[] }> {
@@ -267,18 +267,56 @@ export class SqliteStore implements Store {
     return effects.compensations(this.#ctx, q);
   }
 
-  /** Runs `fn` inside `BEGIN IMMEDIATE … COMMIT`, rolling back on any throw. */
-  #tx<T>(fn: () => T): T {
-    this.#db.exec('BEGIN IMMEDIATE');
-    try {
-      const out = fn();
-      this.#db.exec('COMMIT');
-      return out;
-    } catch (err) {
-      this.#db.exec('ROLLBACK');
-      throw err;
-    }
+  /**
+   * Runs `fn` in a write transaction, with group commit: every `fn` queued during one turn of the
+   * event loop runs, in order, inside one `BEGIN IMMEDIATE … COMMIT` (one fsync for the lot), each
+   * inside its own savepoint so a throw rolls back that one alone. The promise settles after the
+   * commit, so nobody is answered before their write is durable. Order is kept: a directive
+   * queued before a permit grant is visible to it (guarantee 1).
+   */
+  #tx<T>(fn: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.#queued.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      if (this.#queued.length === 1) setImmediate(this.#flush);
+    });
   }
+
+  #queued: { fn: () => unknown; resolve: (v: unknown) => void; reject: (err: unknown) => void }[] = [];
+
+  readonly #flush = (): void => {
+    const batch = this.#queued;
+    if (batch.length === 0) return;
+    this.#queued = [];
+    const results: ({ ok: true; value: unknown } | { ok: false; err: unknown })[] = [];
+    try {
+      this.#db.exec('BEGIN IMMEDIATE');
+    } catch (err) {
+      for (const op of batch) op.reject(err);
+      return;
+    }
+    try {
+      for (const op of batch) {
+        this.#db.exec('SAVEPOINT op');
+        try {
+          results.push({ ok: true, value: op.fn() });
+          this.#db.exec('RELEASE op');
+        } catch (err) {
+          this.#db.exec('ROLLBACK TO op; RELEASE op');
+          results.push({ ok: false, err });
+        }
+      }
+      this.#db.exec('COMMIT');
+    } catch (err) {
+      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+      for (const op of batch) op.reject(err);
+      return;
+    }
+    batch.forEach((op, i) => {
+      const r = results[i]!;
+      if (r.ok) op.resolve(r.value);
+      else op.reject(r.err);
+    });
+  };
 
   #rev(): number {
     return Number((this.#stmts.rev!.get() as { value: string }).value);
@@ -401,7 +439,9 @@ export class SqliteStore implements Store {
   }
 
   async registerRun(r: RunRecord): Promise<RunRecord> {
-    this.#stmts.insertRun!.run(r.runId, r.tenant, r.agent, r.parentRunId, JSON.stringify(r.lineage), JSON.stringify(r.features), r.workerId, r.startedAt);
+    await this.#tx(() =>
+      this.#stmts.insertRun!.run(r.runId, r.tenant, r.agent, r.parentRunId, JSON.stringify(r.lineage), JSON.stringify(r.features), r.workerId, r.startedAt),
+    );
     return (await this.getRun(r.runId))!;
   }
 
@@ -457,6 +497,9 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
-    if (this.#db.isOpen) this.#db.close();
+    if (!this.#db.isOpen) return;
+    // Writes already queued for the next group commit are committed, not dropped.
+    if (this.#queued.length > 0) this.#flush();
+    this.#db.close();
   }
 }
