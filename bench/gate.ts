@@ -19,6 +19,8 @@ function directive(id: string, rev: number, level: Level, scope: string, capabil
     tenant: 't1',
     capabilities,
     rate: null,
+    escalation: [],
+    escalatedFrom: null,
     graceMs: 0,
     drain: 'discard',
     memory: 'revert',

@@ -1,5 +1,5 @@
-export { LEVELS, levelRank, isStopLevel, EFFECT_CLASSES, ROLES } from './levels.ts';
-export type { Level, EffectClass, Role } from './levels.ts';
+export { LEVELS, levelRank, isStopLevel, stepLevel, refusalReason, EFFECT_CLASSES, ROLES } from './levels.ts';
+export type { Level, EffectClass, Role, RefusalReason } from './levels.ts';
 export {
   parseScope,
   formatScope,
@@ -16,7 +16,11 @@ export type {
   DrainMode,
   MemoryMode,
   Rate,
+  EscalationStep,
   Directive,
+  WorkerFlags,
+  LauncherOrders,
+  LauncherMessage,
   Switchboard,
   SnapshotMessage,
   DeltaMessage,

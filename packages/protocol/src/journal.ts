@@ -81,6 +81,12 @@ export type JournalEvent =
   | { type: 'queue.drained'; runId: string | null; queue: string; taskId: string; outcome: 'completed' | 'failed'; directiveId: string | null }
   | { type: 'memory.reverted'; runId: string; keys: string[]; directiveId: string | null }
   | { type: 'memory.committed'; runId: string; keys: string[]; directiveId: string | null }
+  /**
+   * An effect refused by a degrade or an isolate (an authorisation denial): journaled once per
+   * run, capability and directive, so a degraded agent is visible from outside; later attempts
+   * are counted in the run's `denied`.
+   */
+  | { type: 'effect.denied'; runId: string; capability: string; class: 'read' | 'write' | 'irreversible'; reason: 'revoked' | 'read_only' | 'isolated'; directiveId: string | null }
   | {
       type: 'in_flight_tool_calls.status';
       runId: string;

@@ -17,6 +17,35 @@ export function isStopLevel(level: Level): boolean {
   return level === 'halt' || level === 'kill';
 }
 
+/** The next level up or down the ladder from `level`, or `null` past either end. */
+export function stepLevel(level: Level, direction: 'up' | 'down'): Level | null {
+  return LEVELS[LEVELS.indexOf(level) + (direction === 'up' ? 1 : -1)] ?? null;
+}
+
+/**
+ * Why an effect is refused, by the directive that refuses it: `halted`/`killed` (a stop, run-wide
+ * or one frozen tool), `isolated`, `revoked` (a degrade naming the capability), `read_only` (a
+ * degrade of the whole scope: writes refused, reads flow). `stale` is the SDK's own: no fresh
+ * switchboard.
+ */
+export type RefusalReason = 'halted' | 'killed' | 'isolated' | 'revoked' | 'read_only' | 'stale';
+
+/** The refusal reason a directive of `level` gives (narrowed: it names capabilities); `null` for a throttle, which only delays. */
+export function refusalReason(level: Level, narrowed: boolean): RefusalReason | null {
+  switch (level) {
+    case 'kill':
+      return 'killed';
+    case 'halt':
+      return 'halted';
+    case 'isolate':
+      return 'isolated';
+    case 'degrade':
+      return narrowed ? 'revoked' : 'read_only';
+    case 'throttle':
+      return null;
+  }
+}
+
 /** The class of an effect, which decides how a halt treats it in flight and whether it needs a permit. */
 export const EFFECT_CLASSES = ['read', 'write', 'irreversible'] as const;
 

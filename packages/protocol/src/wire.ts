@@ -16,6 +16,17 @@ export interface Rate {
   per: 'run' | 'agent';
 }
 
+/**
+ * One automatic step up the ladder carried by a directive: if, `afterMs` after the directive's
+ * commit, it is still active and not every covered worker has acknowledged it (reported halted
+ * for `halt`/`kill`, acked its rev otherwise), the control plane issues `level` at the same
+ * scope on its own (`directive.escalated`).
+ */
+export interface EscalationStep {
+  level: Level;
+  afterMs: number;
+}
+
 /** One active order on the switchboard, as pushed to workers and returned by the API. */
 export interface Directive extends Coverage {
   id: string;
@@ -25,6 +36,10 @@ export interface Directive extends Coverage {
   /** The string form of `scope`, for humans and logs. */
   scopeText: string;
   rate: Rate | null;
+  /** Automatic steps up the ladder (see {@link EscalationStep}); a halt always carries a kill step. */
+  escalation: EscalationStep[];
+  /** The directive this one was escalated or stepped from, or `null`. */
+  escalatedFrom: string | null;
   graceMs: number;
   drain: DrainMode;
   /** What a halt does to memory writes staged in the current step: revert (default) or commit. */
@@ -66,6 +81,8 @@ export interface DeltaMessage {
   issued?: Directive;
   /** Id of a directive cleared at this rev. */
   cleared?: string;
+  /** Ids of directives the issued one replaces, cleared at the same rev (a re-dialled throttle, a step on the ladder). */
+  replaced?: string[];
 }
 
 /** Sent every `keepaliveMs` with the current rev; renews the worker's lease. */
@@ -97,6 +114,8 @@ export interface HeartbeatReport {
   pid: number;
   /** Milliseconds since the worker last heard from the control plane (monotonic). */
   sinceContactMs: number;
+  /** Id of the launcher that started this worker (`KILLPATH_LAUNCHER_ID`), if any. */
+  launcher?: string;
 }
 
 /** A worker applied `rev` to its mirror (`POST /v1/workers/{id}/ack`). */
@@ -151,7 +170,23 @@ export interface FleetWorker {
   ackedRev: number;
   lastHeartbeatAgoMs: number | null;
   state: 'running' | Level | 'stale';
+  /**
+   * What the switchboard does to this worker's runs, computed by the control plane from its own
+   * directives (not from the worker's word): a degraded agent never shows as healthy.
+   */
+  flags: WorkerFlags;
+  /** Id of the launcher (`killpath run`) that started this worker, or `null`. */
+  launcher: string | null;
   runs: RunReport[];
+}
+
+/** Ladder levels below halt that are in force on a worker's runs. */
+export interface WorkerFlags {
+  /** The lowest rate of the throttles covering any of its runs, or `null`. */
+  throttled: Rate | null;
+  /** Capabilities revoked by a degrade, or `['*']` for read-only; empty when not degraded. */
+  degraded: string[];
+  isolated: boolean;
 }
 
 /** One record of the hash-chained audit log. */
@@ -170,3 +205,23 @@ export interface AuditRecord {
 export type AuditVerdict =
   | { ok: true; records: number; head: string }
   | { ok: false; records: number; firstBad: number; reason: string };
+
+/**
+ * What the control plane orders a launcher (`killpath run`) to enforce on the agent process it
+ * started, sent on the launcher's own stream (`GET /v1/launchers/stream`) on connect and on every
+ * change. Each field is the highest directive of that kind covering the launcher's identity or a
+ * run its agent hosts, or `null`.
+ */
+export interface LauncherOrders {
+  type: 'orders';
+  rev: number;
+  /** End the agent's process group: SIGTERM, then SIGKILL after the launcher's grace. */
+  kill: Directive | null;
+  /** Cut the agent off from everything external (egress proxy, network namespace). */
+  isolate: Directive | null;
+  /** The agent is halted: the launcher must not restart it. */
+  halt: Directive | null;
+}
+
+/** Everything a launcher stream carries. */
+export type LauncherMessage = LauncherOrders | KeepaliveMessage;

@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { KillpathError, isIdentifier } from '@killpath/protocol';
-import type { HeartbeatReport, ResumeRequest, RunIdentity, RunReport, StreamMessage } from '@killpath/protocol';
+import type { Directive, HeartbeatReport, ResumeRequest, RunIdentity, RunReport, StreamMessage } from '@killpath/protocol';
 import { systemClock } from './clock.ts';
 import type { Clock } from './clock.ts';
 import { resolveOptions } from './connect-options.ts';
 import type { ConnectOptions } from './connect-options.ts';
 import { ControlCalls, asResumeAnswer, refusal } from './control-calls.ts';
 import { fetchTransport } from './fetch-transport.ts';
-import { OPEN_TABLE, compileTable, stopVerdict } from './gate.ts';
+import { OPEN_TABLE, compileTable, tableVerdict } from './gate.ts';
 import type { RunTable } from './gate.ts';
 import { HaltTracker } from './halt-tracker.ts';
 import { errorCode, errorMessage, nullSink } from './journal.ts';
@@ -82,6 +82,10 @@ export class Client {
   private streamLive = false;
   private closing: Promise<void> | null = null;
   private heartbeatTimer: unknown = null;
+  private readonly launcherId: string | null;
+  /** Next free slot (clock ms) per throttle bucket: `a:<directive>` per agent, `r:<run>:<directive>` per run. */
+  private readonly throttleSlots = new Map<string, number>();
+  private sentFirstHeartbeat = false;
   private effectSeq = 0;
 
   /** @internal Use {@link connect}. */
@@ -92,6 +96,7 @@ export class Client {
     this.agent = settings.agent;
     this.features = settings.features;
     this.heartbeatMs = settings.heartbeatMs;
+    this.launcherId = settings.launcherId;
     this.clock = options.clock ?? systemClock;
     this.sink = options.sink ?? nullSink;
     this.createdAt = this.clock.now();
@@ -128,6 +133,7 @@ export class Client {
       startRun: (opts) => this.startRun(opts),
       endRun: (state) => this.endRun(state),
       runDrained: (state) => this.runDrained(state),
+      throttleSlot: (state, throttle) => this.throttleSlot(state, throttle),
     };
     this.queueHost = {
       clock: this.clock,
@@ -272,6 +278,11 @@ export class Client {
           this.record({ type: 'stream.connected', rev: msg.rev, at: this.clock.now() });
         }
         this.applied(this.mirror.replace(msg));
+        if (!this.sentFirstHeartbeat) {
+          // At once on first contact: the fleet view (and a launcher's orders) learn this worker's runs now, not a heartbeat later.
+          this.sentFirstHeartbeat = true;
+          this.reporter.heartbeat(this.heartbeatReport());
+        }
         return 'ok';
       case 'delta':
         if (fresh) return this.resync(`delta at rev ${msg.rev} before the snapshot`);
@@ -319,7 +330,7 @@ export class Client {
     });
     if (recompile) {
       for (const state of this.runs.values()) {
-        abortWrites(state, this.host, (effect) => stopVerdict(state.table, effect.capability));
+        abortWrites(state, this.host, (effect) => tableVerdict(state.table, effect.capability, effect.cls));
       }
       fanOutStops(change.issued, change.rev, at, this.runs.values(), this.queues.values(), this.halts);
     }
@@ -468,7 +479,29 @@ export class Client {
       runs,
       pid: process.pid,
       sinceContactMs: Math.round(this.lease.sinceContactMs(this.createdAt)),
+      ...(this.launcherId === null ? {} : { launcher: this.launcherId }),
     };
+  }
+
+  /**
+   * Reserves the next slot of `throttle` for an effect of `state`'s run: slots are spaced
+   * `1000 / perSecond` ms apart (a token bucket of depth one, so the rate holds from the first
+   * effect, without a burst), per run or shared by this worker's runs of the agent. Returns the
+   * wait in ms. A re-dialled throttle is a new directive, so its slots start afresh.
+   */
+  private throttleSlot(state: RunState, throttle: Directive): number {
+    const rate = throttle.rate;
+    if (rate === null || !(rate.perSecond > 0)) return 0;
+    const key = rate.per === 'agent' ? `a:${throttle.id}` : `r:${state.coverage.runId}:${throttle.id}`;
+    const now = this.clock.now();
+    const slot = Math.max(now, this.throttleSlots.get(key) ?? now);
+    this.throttleSlots.set(key, slot + 1000 / rate.perSecond);
+    if (this.throttleSlots.size > 10_000) this.pruneSlots(now);
+    return slot - now;
+  }
+
+  private pruneSlots(now: number): void {
+    for (const [key, next] of this.throttleSlots) if (next < now) this.throttleSlots.delete(key);
   }
 
   private record(event: SdkEvent): void {

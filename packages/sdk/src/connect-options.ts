@@ -31,6 +31,12 @@ export interface ConnectOptions {
   workerId?: string;
   /** Where runs commit staged memory writes (`run.stage`, `run.commitStep`); a run may bring its own. Default none. */
   memory?: MemoryCommitter;
+  /**
+   * Id of the launcher (`killpath run`) that started this process, reported in heartbeats so the
+   * control plane can order that launcher to kill or isolate it. Default: the
+   * `KILLPATH_LAUNCHER_ID` environment variable, which the launcher sets.
+   */
+  launcherId?: string;
 }
 
 /** Validated connect options with defaults applied. Internal. */
@@ -45,6 +51,7 @@ export interface ResolvedOptions {
   features: readonly string[];
   leaseMs: number;
   heartbeatMs: number;
+  launcherId: string | null;
 }
 
 /**
@@ -61,6 +68,8 @@ export function resolveOptions(options: ConnectOptions): ResolvedOptions {
   for (const f of features) {
     if (!isIdentifier(f)) throw new KillpathError('invalid_request', `invalid feature "${f}"`);
   }
+  const launcherId = options.launcherId ?? (typeof process === 'object' ? process.env.KILLPATH_LAUNCHER_ID : undefined) ?? null;
+  if (launcherId !== null && !isIdentifier(launcherId)) throw new KillpathError('invalid_request', `invalid launcherId "${launcherId}"`);
   const workerId = options.workerId ?? randomUUID();
   if (!isIdentifier(workerId)) throw new KillpathError('invalid_request', `invalid workerId "${workerId}"`);
   return {
@@ -72,6 +81,7 @@ export function resolveOptions(options: ConnectOptions): ResolvedOptions {
     features,
     leaseMs: positive('leaseMs', options.leaseMs ?? 3_000),
     heartbeatMs: positive('heartbeatMs', options.heartbeatMs ?? 5_000),
+    launcherId,
   };
 }
 

@@ -1,5 +1,5 @@
 import { KillpathError } from '@killpath/protocol';
-import type { EffectStatus, ErrorCode, JournalEvent, PermitRequest } from '@killpath/protocol';
+import type { EffectClass, EffectStatus, ErrorCode, JournalEvent, PermitRequest } from '@killpath/protocol';
 import { asPermitResponse, jsonCopy, refusal } from './control-calls.ts';
 import type { InFlightEffect } from './in-flight.ts';
 import { errorMessage } from './journal.ts';
@@ -15,7 +15,7 @@ export interface EffectContext {
   readonly host: RunHost;
   readonly state: RunState;
   /** The run's gate. */
-  check(capability: string): Verdict;
+  check(capability: string, cls: EffectClass): Verdict;
 }
 
 /** How often a confirmation answered `conflict` (too early: the control plane's clock is ahead) is tried in all. */
@@ -24,16 +24,44 @@ const CONFIRM_ATTEMPTS = 3;
 const CONFIRM_RETRY_MS = 250;
 
 /**
- * Runs one effect the gate has allowed and that is already in its run's in-flight set. Reads
- * call `fn` at once. Writes and irreversible effects first ask for a permit (`request`), wait
- * out an irreversible effect's cool-off and confirm it, and call `fn` only with a `granted`
- * permit and an open gate; the outcome goes back to the control plane. Internal.
+ * Runs one effect the gate has allowed and that is already in its run's in-flight set. Under a
+ * throttle it first waits `waitMs` for its slot (in flight, abortable; the gate is asked again
+ * when the slot comes). Reads then call `fn`. Writes and irreversible effects first ask for a
+ * permit (`request`), wait out an irreversible effect's cool-off and confirm it, and call `fn`
+ * only with a `granted` permit and an open gate; the outcome goes back to the control plane.
+ * Internal.
  */
-export function startEffect<T>(ctx: EffectContext, effect: InFlightEffect, fn: EffectFn<T>, request: PermitRequest | null): Promise<T> {
+export function startEffect<T>(ctx: EffectContext, effect: InFlightEffect, fn: EffectFn<T>, request: PermitRequest | null, waitMs = 0): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     effect.rejectCaller = reject;
-    if (request === null) callFn(ctx, effect, fn, resolve, reject);
-    else new PermittedEffect(ctx, effect, fn, request, resolve, reject).start();
+    const go = (): void => {
+      if (request === null) callFn(ctx, effect, fn, resolve, reject);
+      else new PermittedEffect(ctx, effect, fn, request, resolve, reject).start();
+    };
+    if (waitMs <= 0) {
+      go();
+      return;
+    }
+    effect.phase = 'throttled';
+    const onAbort = (): void => {
+      if (effect.coolTimer !== null) ctx.host.clock.clearTimeout(effect.coolTimer);
+      effect.coolTimer = null;
+      // One microtask later, so that halt tracking, which runs right after the aborts, still counts it.
+      queueMicrotask(() => leave(ctx, effect, 'aborted'));
+    };
+    effect.controller.signal.addEventListener('abort', onAbort, { once: true });
+    effect.coolTimer = ctx.host.clock.setTimeout(() => {
+      effect.coolTimer = null;
+      effect.controller.signal.removeEventListener('abort', onAbort);
+      const verdict = ctx.check(effect.capability, effect.cls);
+      if (verdict.kind === 'deny') {
+        abortEffect(ctx.host, effect, verdict);
+        leave(ctx, effect, 'aborted');
+        return;
+      }
+      effect.phase = effect.cls === 'read' ? 'running' : 'permit';
+      go();
+    }, waitMs);
   });
 }
 
@@ -228,7 +256,7 @@ class PermittedEffect<T> {
 
   /** Last gate check, synchronously, then `fn`: a flip observed during the round trip stops it here. */
   private run(): void {
-    const verdict = this.ctx.check(this.effect.capability);
+    const verdict = this.ctx.check(this.effect.capability, this.effect.cls);
     if (verdict.kind === 'deny') {
       abortEffect(this.ctx.host, this.effect, verdict);
       return;
@@ -254,7 +282,7 @@ class PermittedEffect<T> {
     const effect = this.effect;
     const permit = effect.permit;
     if (effect.abortedBy !== null || permit === null) return;
-    const verdict = this.ctx.check(effect.capability);
+    const verdict = this.ctx.check(effect.capability, effect.cls);
     if (verdict.kind === 'deny') {
       abortEffect(this.ctx.host, effect, verdict);
       return;

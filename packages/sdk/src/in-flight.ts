@@ -2,12 +2,13 @@ import type { EffectClass, Permit } from '@killpath/protocol';
 import type { DenyVerdict } from './verdict.ts';
 
 /**
- * Where an effect is in its life. Reads start `running`. Writes and irreversible effects start
- * at `permit` (the permit request is in flight), may pass through `cooling` (an irreversible
- * effect's cool-off timer) and `confirming`, and are `running` only once their function is
- * called. `done` once it left its run.
+ * Where an effect is in its life. Under a throttle any effect may first be `throttled` (waiting
+ * for its slot). Reads start `running`. Writes and irreversible effects start at `permit` (the
+ * permit request is in flight), may pass through `cooling` (an irreversible effect's cool-off
+ * timer) and `confirming`, and are `running` only once their function is called. `done` once it
+ * left its run.
  */
-export type EffectPhase = 'permit' | 'cooling' | 'confirming' | 'running' | 'done';
+export type EffectPhase = 'throttled' | 'permit' | 'cooling' | 'confirming' | 'running' | 'done';
 
 /**
  * One effect between its start (the gate allowed it) and its end. Each has its own
@@ -32,7 +33,7 @@ export class InFlightEffect {
   onSettle: (() => void)[] | null = null;
   /** The permit, once the control plane granted one. */
   permit: Permit | null = null;
-  /** The cool-off (or confirm retry) timer while `cooling`. */
+  /** The cool-off (or confirm retry) timer while `cooling`, or the throttle slot timer while `throttled`. */
   coolTimer: unknown = null;
   /**
    * The stop directive that found this effect in flight (`null`: lease expiry), so that its final

@@ -57,6 +57,7 @@ export class Mirror {
     const issued: MirrorEntry[] = [];
     const cleared: string[] = [];
     if (msg.cleared !== undefined && this.byId.delete(msg.cleared)) cleared.push(msg.cleared);
+    for (const id of msg.replaced ?? []) if (this.byId.delete(id)) cleared.push(id);
     if (msg.issued !== undefined) {
       const known = this.byId.has(msg.issued.id);
       const entry = toEntry(msg.issued);

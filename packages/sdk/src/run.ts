@@ -1,5 +1,5 @@
 import { EFFECT_CLASSES, KillpathError } from '@killpath/protocol';
-import type { EffectClass, JournalEvent, PermitOutcome, PermitRequest, RunIdentity } from '@killpath/protocol';
+import type { Directive, EffectClass, JournalEvent, PermitOutcome, PermitRequest, RunIdentity } from '@killpath/protocol';
 import type { Clock } from './clock.ts';
 import { argsDigest } from './control-calls.ts';
 import type { ControlCalls } from './control-calls.ts';
@@ -77,6 +77,11 @@ export interface RunHost {
   startRun(options: StartRunOptions): Run;
   endRun(state: RunState): void;
   runDrained(state: RunState): void;
+  /**
+   * Reserves the next slot under a throttle for an effect of this run: how long the effect must
+   * wait, in ms (0 to go now). Internal.
+   */
+  throttleSlot(state: RunState, throttle: Directive): number;
 }
 
 /** The client's bookkeeping for one run. Internal. */
@@ -89,6 +94,8 @@ export class RunState {
   effects = 0;
   denied = 0;
   ended = false;
+  /** `capability|directiveId` of degrade/isolate denials already journaled. */
+  readonly deniedReported = new Set<string>();
   readonly timers: RunTimers;
   readonly memory: StagedMemory;
   /** The run's public handle, set right after it is created. */
@@ -103,7 +110,7 @@ export class RunState {
 }
 
 /** The table of a run that left its worker: every check denies `stale`. */
-const CLOSED_TABLE: RunTable = Object.freeze({ all: STALE, caps: null, level: null });
+const CLOSED_TABLE: RunTable = Object.freeze({ all: STALE, block: STALE, readOnly: null, caps: null, throttle: null, level: null });
 
 /**
  * One run (session) hosted by this worker. `check` is the gate; `effect` wraps anything that
@@ -132,7 +139,7 @@ export class Run {
     this.runId = state.coverage.runId;
     this.parentRunId = state.parentRunId;
     this.identity = Object.freeze({ runId: this.runId, lineage: state.coverage.lineage });
-    this.ctx = { host, state, check: (capability) => this.check(capability) };
+    this.ctx = { host, state, check: (capability, cls) => this.check(capability, cls) };
     state.run = this;
   }
 
@@ -142,20 +149,24 @@ export class Run {
   }
 
   /**
-   * The gate: may this run take an effect of `capability` now? Synchronous, reads only memory.
-   * Denies `stale` before the first snapshot, when the lease ran out, after a detected rev gap
-   * (until the resync) and after the client closed; otherwise denies `killed` or `halted` for
-   * the highest covering stop directive (kill dominates halt), else allows. The returned
-   * verdicts are shared and frozen.
+   * The gate: may this run take an effect of `capability` and class `cls` (default `write`, the
+   * safe assumption) now? Synchronous, reads only memory. Denies `stale` before the first
+   * snapshot, when the lease ran out, after a detected rev gap (until the resync) and after the
+   * client closed; otherwise the highest covering directive decides: `killed`, `halted`,
+   * `isolated` (every effect), `revoked` (a degrade naming the capability, reads too),
+   * `read_only` (a degrade of the whole scope: writes and irreversible effects only), else
+   * allows. A throttle never denies: `effect` waits for the slot. The returned verdicts are
+   * shared and frozen.
    */
-  check(capability: string): Verdict {
+  check(capability: string, cls: EffectClass = 'write'): Verdict {
     if (this.clock.now() >= this.lease.deadline) return STALE;
     const table = this.state.table;
     if (table.caps !== null) {
       const narrowed = table.caps.get(capability);
       if (narrowed !== undefined) return narrowed;
     }
-    return table.all ?? ALLOW;
+    if (table.block !== null) return table.block;
+    return cls !== 'read' && table.readOnly !== null ? table.readOnly : ALLOW;
   }
 
   /**
@@ -193,9 +204,10 @@ export class Run {
     if (state.ended) {
       return Promise.reject(new KillpathError('invalid_request', `run ${this.runId} has ended`));
     }
-    const verdict = this.check(capability);
+    const verdict = this.check(capability, cls);
     if (verdict.kind === 'deny') {
       state.denied += 1;
+      this.reportDenied(capability, cls, verdict);
       this.host.record({
         type: 'effect.denied',
         runId: this.runId,
@@ -218,7 +230,18 @@ export class Run {
     const effect = new InFlightEffect(this.host.nextEffectId(), this.runId, capability, cls, this.clock.now());
     state.inFlight.add(effect);
     state.effects += 1;
-    return startEffect(this.ctx, effect, fn, request);
+    const waitMs = state.table.throttle === null ? 0 : this.host.throttleSlot(state, state.table.throttle);
+    return startEffect(this.ctx, effect, fn, request, waitMs);
+  }
+
+  /** A degrade or isolate refused an effect: journaled once per capability and directive (an authorisation denial). */
+  private reportDenied(capability: string, cls: EffectClass, verdict: DenyVerdict): void {
+    const reason = verdict.reason;
+    if (reason !== 'revoked' && reason !== 'read_only' && reason !== 'isolated') return;
+    const key = `${capability}|${verdict.directive?.id ?? ''}`;
+    if (this.state.deniedReported.has(key)) return;
+    this.state.deniedReported.add(key);
+    this.host.journal({ type: 'effect.denied', runId: this.runId, capability, class: cls, reason, directiveId: verdict.directive?.id ?? null });
   }
 
   /**
@@ -333,8 +356,9 @@ export function closeRunTable(state: RunState): void {
 
 /**
  * Aborts the run's in-flight `write`/`irreversible` effects for which `verdictOf` returns a
- * verdict, wherever they are (permit round trip, cool-off, function); `read` effects are left
- * to complete. Returns how many were aborted now. Internal.
+ * verdict, wherever they are (throttle wait, permit round trip, cool-off, function); `read`
+ * effects are left to complete unless still waiting for a throttle slot. Returns how many were
+ * aborted now. Internal.
  */
 export function abortWrites(
   state: RunState,
@@ -344,7 +368,8 @@ export function abortWrites(
   let aborted = 0;
   // Copy first: abort listeners run synchronously in user code.
   for (const effect of [...state.inFlight]) {
-    if (effect.cls === 'read' || effect.abortedBy !== null) continue;
+    // A read waiting for its throttle slot has not started: it is refused like a new one.
+    if ((effect.cls === 'read' && effect.phase !== 'throttled') || effect.abortedBy !== null) continue;
     const verdict = verdictOf(effect);
     if (verdict !== null && abortEffect(host, effect, verdict)) aborted += 1;
   }

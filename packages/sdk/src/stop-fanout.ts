@@ -1,4 +1,4 @@
-import { coversRun, levelRank } from '@killpath/protocol';
+import { coversRun, isStopLevel, levelRank } from '@killpath/protocol';
 import type { HaltTracker } from './halt-tracker.ts';
 import type { MirrorEntry } from './mirror.ts';
 import type { Queue } from './queue.ts';
@@ -26,7 +26,7 @@ export function fanOutStops(
   halts: HaltTracker,
 ): void {
   const stops = issued
-    .filter((e): e is MirrorEntry & { verdict: DenyVerdict } => e.verdict !== null)
+    .filter((e): e is MirrorEntry & { verdict: DenyVerdict } => e.verdict !== null && isStopLevel(e.directive.level))
     .sort((a, b) => levelRank(b.directive.level) - levelRank(a.directive.level));
   if (stops.length === 0) return;
   const runList = [...runs];

@@ -1,8 +1,11 @@
-import { KillpathError } from '@killpath/protocol';
-import type { Directive } from '@killpath/protocol';
+import { KillpathError, refusalReason } from '@killpath/protocol';
+import type { Directive, RefusalReason } from '@killpath/protocol';
 
-/** Why the gate refused: a covering `halt`, a covering `kill`, or no fresh switchboard (fail closed). */
-export type DenyReason = 'halted' | 'killed' | 'stale';
+/**
+ * Why the gate refused: a covering `halt` or `kill`, an `isolate`, a degrade that `revoked` the
+ * capability or made the run `read_only`, or no fresh switchboard (`stale`: fail closed).
+ */
+export type DenyReason = RefusalReason;
 
 /** The gate lets the effect through. */
 export interface AllowVerdict {
@@ -26,14 +29,14 @@ export const ALLOW: AllowVerdict = Object.freeze({ kind: 'allow' });
 export const STALE: DenyVerdict = Object.freeze({ kind: 'deny', reason: 'stale', directive: null });
 
 /**
- * The frozen deny verdict a directive produces in the gate, or `null` when its level does not
- * stop effects. Only `halt` and `kill` deny for now: `throttle`, `degrade` and `isolate` are in
- * the schema but not enforced by the SDK gate yet (isolate is the launcher's egress proxy).
+ * The frozen deny verdict a directive produces in the gate, or `null` for a throttle, which
+ * delays effects instead of refusing them. An `isolate` refuses every effect here too (the
+ * launcher also cuts the process off, whatever the agent does); a `degrade` refuses the named
+ * capabilities, or every `write`/`irreversible` effect when it names none (see the gate table).
  */
 export function verdictFor(directive: Directive): DenyVerdict | null {
-  if (directive.level === 'kill') return Object.freeze({ kind: 'deny', reason: 'killed', directive });
-  if (directive.level === 'halt') return Object.freeze({ kind: 'deny', reason: 'halted', directive });
-  return null;
+  const reason = refusalReason(directive.level, directive.capabilities !== null);
+  return reason === null ? null : Object.freeze({ kind: 'deny', reason, directive });
 }
 
 /**
@@ -50,7 +53,7 @@ export function haltedError(
   const why =
     verdict.reason === 'stale'
       ? 'no fresh switchboard (lease expired or not yet synchronised)'
-      : `${verdict.reason} by directive ${directiveId ?? '?'}`;
+      : `${verdict.reason.replace('_', '-')} by directive ${directiveId ?? '?'}`;
   return new KillpathError('halted', `effect "${capability}" of run ${runId} ${what}: ${why}`, {
     details: { reason: verdict.reason, directiveId },
   });

@@ -1,5 +1,5 @@
 import { formatScope, parseScope } from '@killpath/protocol';
-import type { DeltaMessage, Directive, DrainMode, KeepaliveMessage, Level, MemoryMode, SnapshotMessage } from '@killpath/protocol';
+import type { DeltaMessage, Directive, DrainMode, KeepaliveMessage, Level, MemoryMode, Rate, SnapshotMessage } from '@killpath/protocol';
 import { connect } from '../src/index.ts';
 import type { Client, ConnectOptions, Verdict } from '../src/index.ts';
 import { FakeControlPlane, FakeTransport, ManualClock, MemorySink } from '../src/testing.ts';
@@ -10,7 +10,7 @@ export function directive(
   id: string,
   level: Level,
   scope: string,
-  extra: { rev?: number; capabilities?: string[]; tenant?: string | null; drain?: DrainMode; graceMs?: number; memory?: MemoryMode } = {},
+  extra: { rev?: number; capabilities?: string[]; tenant?: string | null; drain?: DrainMode; graceMs?: number; memory?: MemoryMode; rate?: Rate } = {},
 ): Directive {
   const parsed = parseScope(scope);
   return {
@@ -21,7 +21,9 @@ export function directive(
     scopeText: formatScope(parsed),
     tenant: extra.tenant === undefined ? 't1' : extra.tenant,
     capabilities: extra.capabilities ?? null,
-    rate: null,
+    rate: extra.rate ?? null,
+    escalation: [],
+    escalatedFrom: null,
     graceMs: extra.graceMs ?? 0,
     drain: extra.drain ?? 'discard',
     memory: extra.memory ?? 'revert',

@@ -1,8 +1,13 @@
 import {
   KillpathError,
+  LEVELS,
+  formatScope,
   isStopLevel,
   parseScope,
+  stepLevel,
   type Directive,
+  type EscalationStep,
+  type FleetWorker,
   type HaltedReport,
   type Principal,
   type Scope,
@@ -14,11 +19,12 @@ import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { StreamHub } from './stream/hub.ts';
 import type { IssueResult, Store } from './store/store.ts';
-import type { IssueDirectiveBody } from './http/schemas.ts';
+import type { IssueDirectiveBody, LauncherEventBody, StepBody } from './http/schemas.ts';
+import { DEFAULT_AUTOMATION, DEFAULT_ESCALATION_SLACK_MS, checkLevel, issuedByHuman, sameTarget, type AutomationPolicy } from './ladder.ts';
+import { LauncherHub } from './launchers.ts';
+import type { Alert, AlertSink } from './notify.ts';
+import type { DirectiveInput } from './store/store.ts';
 import { DEFAULT_COOL_OFF_MS, PermitDesk, type CoolOffPolicy } from './permits.ts';
-
-/** Levels the control plane enforces today; the rest of the ladder is accepted by the schema only. */
-export const ENFORCED_LEVELS = new Set(['halt', 'kill']);
 
 /** Default grace for a halt, in ms. */
 export const DEFAULT_GRACE_MS = 5_000;
@@ -56,14 +62,80 @@ export class ControlPlane {
   readonly #halted = new Set<HaltedListener>();
   #pendingAudit: AuditEvent[] = [];
   #flushTimer: NodeJS.Timeout | null = null;
+  /** Launchers' own streams: kill and isolate orders for the processes they started. */
+  readonly launchers: LauncherHub;
+  /** Where alerts go (log, webhooks). */
+  readonly alerts: AlertSink;
+  readonly automation: AutomationPolicy;
+  readonly #slackMs: number;
+  /** The switchboard in memory, kept in step with every commit of this process. */
+  readonly #active = new Map<string, Directive>();
+  /** Pending escalation steps per directive. */
+  readonly #escalations = new Map<string, NodeJS.Timeout[]>();
+  /** Workers that reported `halted` per directive id (for escalation). */
+  readonly #haltReports = new Map<string, Set<string>>();
 
-  constructor(deps: { store: Store; hub: StreamHub; fleet: Fleet; metrics: Metrics; log: Logger; coolOff?: CoolOffPolicy }) {
+  constructor(deps: {
+    store: Store;
+    hub: StreamHub;
+    fleet: Fleet;
+    metrics: Metrics;
+    log: Logger;
+    coolOff?: CoolOffPolicy;
+    alerts?: AlertSink;
+    automation?: AutomationPolicy;
+    /** Extra time after a halt's grace before its kill step (default {@link DEFAULT_ESCALATION_SLACK_MS}). */
+    escalationSlackMs?: number;
+    keepaliveMs?: number;
+  }) {
     this.store = deps.store;
     this.permits = new PermitDesk(deps.store, deps.log, deps.coolOff ?? { defaultMs: DEFAULT_COOL_OFF_MS, byCapability: {} });
     this.hub = deps.hub;
     this.fleet = deps.fleet;
     this.metrics = deps.metrics;
     this.#log = deps.log;
+    this.alerts = deps.alerts ?? { notify: (a) => deps.log.warn(`alert: ${a.summary}`, { alert: a.kind, directiveId: a.directiveId }) };
+    this.automation = deps.automation ?? DEFAULT_AUTOMATION;
+    this.#slackMs = deps.escalationSlackMs ?? DEFAULT_ESCALATION_SLACK_MS;
+    this.launchers = new LauncherHub(deps.keepaliveMs ?? 1000, (id) => this.fleet.runsOfLauncher(id));
+  }
+
+  /** Loads the switchboard into memory and re-arms the escalation steps of active directives (after a restart). */
+  async start(): Promise<void> {
+    const board = await this.store.switchboard();
+    for (const d of board.directives) {
+      this.#active.set(d.id, d);
+      this.#armEscalation(d);
+    }
+  }
+
+  /** Cancels escalation timers and closes launcher streams. */
+  stop(): void {
+    for (const timers of this.#escalations.values()) for (const t of timers) clearTimeout(t);
+    this.#escalations.clear();
+    this.launchers.close();
+  }
+
+  /** Alerts raised recently (when the sink keeps them), newest last. */
+  recentAlerts(): Alert[] {
+    const recent = (this.alerts as { recent?: Alert[] }).recent;
+    return recent ? [...recent] : [];
+  }
+
+  /** Active directives, in rev order (from memory). */
+  active(): Directive[] {
+    return [...this.#active.values()].sort((a, b) => a.rev - b.rev);
+  }
+
+  /** The fleet view for `tenant` (all when undefined), with the flags the switchboard puts on each worker. */
+  fleetView(tenant: string | undefined): FleetWorker[] {
+    return this.fleet.list(tenant, this.hub.rev, this.active());
+  }
+
+  /** A worker heartbeat arrived: if a launcher started it, its orders may change with its runs. */
+  workerSeen(workerId: string): void {
+    const launcher = this.fleet.launcherOf(workerId);
+    if (launcher !== null) this.launchers.reconcile(this.hub.rev, this.active(), launcher);
   }
 
   /** Monotonic commit time of `rev`, if remembered. */
@@ -130,36 +202,216 @@ export class ControlPlane {
   async issue(p: Principal, body: IssueDirectiveBody, opts: { idempotencyKey?: string | undefined; via: string }): Promise<IssueResult> {
     if (p.role === 'agent' || p.role === 'viewer') throw new KillpathError('forbidden', `role ${p.role} may not issue directives`);
     const scope = parseScope(body.scope);
-    if (!ENFORCED_LEVELS.has(body.level)) {
-      throw new KillpathError('unsupported_level', `level "${body.level}" is on the ladder but not enforced by this version; use halt or kill`);
-    }
+    const graceMs = body.graceMs ?? (body.level === 'kill' ? 0 : DEFAULT_GRACE_MS);
+    const escalation = checkLevel(body, graceMs, this.#slackMs);
     const tenant = await this.#confine(p, scope, body);
-    const result = await this.store.issueDirective(
+    return this.#commit(
       {
         level: body.level,
         scope,
         tenant,
         capabilities: body.capabilities ?? null,
         rate: body.rate ?? null,
-        graceMs: body.graceMs ?? (body.level === 'kill' ? 0 : DEFAULT_GRACE_MS),
+        escalation,
+        escalatedFrom: null,
+        graceMs,
         drain: body.drain ?? 'discard',
         memory: body.memory ?? 'revert',
         reason: body.reason,
         justification: body.justification,
         actor: p.name,
         idempotencyKey: opts.idempotencyKey ? `${p.tokenId}:${opts.idempotencyKey}` : null,
+        // Issuing a throttle at a scope that already has one re-dials it.
+        replaces: body.level === 'throttle' ? (active) => active.filter((d) => d.level === 'throttle' && sameTarget(d, { scopeText: formatScope(scope), capabilities: body.capabilities ?? null })).map((d) => d.id) : undefined,
       },
       (r) => this.#issueAudit(p, r, body, opts.via),
+      'operator',
     );
-    if (result.created) {
-      const d = result.directive;
-      this.#rememberFlip(d.rev);
-      this.hub.publish(d.rev, { issued: d });
-      this.metrics.directives.inc({ level: d.level });
-      this.metrics.auditRecords.inc(isStopLevel(d.level) ? 3 : 2);
-      this.#log.info('directive issued', { id: d.id, rev: d.rev, directiveLevel: d.level, scope: d.scopeText, capabilities: d.capabilities, actor: d.actor });
+  }
+
+  /**
+   * Commits a directive and makes it take effect: push to workers, launcher orders, escalation
+   * timers, alerts for levels below halt that change what an agent may do.
+   */
+  async #commit(input: DirectiveInput, audit: (r: IssueResult) => AuditEvent[], trigger: string): Promise<IssueResult> {
+    const result = await this.store.issueDirective(input, audit);
+    if (!result.created) return result;
+    const d = result.directive;
+    this.#rememberFlip(d.rev);
+    for (const old of result.replaced) this.#forget(old.id);
+    this.#active.set(d.id, d);
+    this.hub.publish(d.rev, { issued: d, replaced: result.replaced });
+    this.launchers.reconcile(d.rev, this.active());
+    this.#armEscalation(d);
+    this.metrics.directives.inc({ level: d.level });
+    this.metrics.auditRecords.inc(audit(result).length);
+    this.#log.info('directive issued', { id: d.id, rev: d.rev, directiveLevel: d.level, scope: d.scopeText, capabilities: d.capabilities, actor: d.actor, replaced: result.replaced.map((r) => r.id) });
+    if (d.level === 'degrade') {
+      const what = d.capabilities === null ? 'read-only (every write and irreversible effect refused)' : `capabilities ${d.capabilities.join(', ')} revoked`;
+      this.alerts.notify({ kind: 'degraded', summary: `${d.scopeText} degraded: ${what}; reason: ${d.reason}`, tenant: d.tenant, directiveId: d.id, details: { scope: d.scopeText, capabilities: d.capabilities, actor: d.actor, trigger } });
+    }
+    if (d.level === 'isolate') {
+      this.alerts.notify({ kind: 'isolated', summary: `${d.scopeText} isolated: nothing leaves its launchers; reason: ${d.reason}`, tenant: d.tenant, directiveId: d.id, details: { scope: d.scopeText, actor: d.actor, trigger } });
     }
     return result;
+  }
+
+  /** Drops a directive that is no longer active from memory and cancels its escalation. */
+  #forget(id: string): void {
+    this.#active.delete(id);
+    for (const t of this.#escalations.get(id) ?? []) clearTimeout(t);
+    this.#escalations.delete(id);
+    this.#haltReports.delete(id);
+  }
+
+  /**
+   * Steps a directive one level up or down the ladder: a new directive at the same scope and
+   * capabilities replaces it at one rev. Stepping down to throttle needs a rate; stepping a
+   * capability-narrowed directive up to isolate is refused (isolate is agent-wide).
+   */
+  async step(p: Principal, id: string, body: StepBody): Promise<IssueResult> {
+    if (p.role === 'agent' || p.role === 'viewer') throw new KillpathError('forbidden', `role ${p.role} may not step directives`);
+    const from = await this.store.getDirective(id);
+    if (!from || !canSee(p, from.tenant)) throw new KillpathError('not_found', `directive ${id} not found`);
+    requireAct(p, from.tenant, `directive ${id}`);
+    if (from.clearedRev !== null) throw new KillpathError('conflict', `directive ${id} was cleared at rev ${from.clearedRev}`);
+    if (from.tenant === null && !body.breakGlass) {
+      throw new KillpathError('break_glass_required', 'stepping a directive spanning every tenant needs a breakGlass attestation');
+    }
+    const level = stepLevel(from.level, body.direction);
+    if (level === null) {
+      throw new KillpathError('conflict', body.direction === 'up' ? `${id} is a kill already: the top of the ladder` : `${id} is a throttle: the bottom of the ladder; resume it to clear it`);
+    }
+    const rate = level === 'throttle' ? (body.rate ?? from.rate ?? undefined) : undefined;
+    const graceMs = level === 'kill' ? 0 : from.graceMs;
+    const escalation = checkLevel({ level, rate, capabilities: from.capabilities === null ? undefined : [...from.capabilities], escalation: from.escalation.filter((s) => isAbove(s, level)) }, graceMs, this.#slackMs);
+    const justification = body.justification;
+    return this.#commit(
+      {
+        level,
+        scope: from.scope,
+        tenant: from.tenant,
+        capabilities: from.capabilities === null ? null : [...from.capabilities],
+        rate: rate ?? null,
+        escalation,
+        escalatedFrom: from.id,
+        graceMs,
+        drain: from.drain,
+        memory: from.memory,
+        reason: from.reason,
+        justification,
+        actor: p.name,
+        idempotencyKey: null,
+        replaces: () => [from.id],
+      },
+      (r) => {
+        const d = r.directive;
+        const events: AuditEvent[] = [
+          { type: 'operator_action', actor: p.name, tenant: d.tenant, data: { action: `directive.step_${body.direction}`, role: p.role, tokenId: p.tokenId, from: from.id, fromLevel: from.level, directiveId: d.id, level, justification, ...(body.breakGlass ? { breakGlass: body.breakGlass } : {}) } },
+          { type: 'directive.issued', actor: p.name, tenant: d.tenant, data: { directive: d } },
+          { type: 'directive.cleared', actor: p.name, tenant: d.tenant, data: { directiveId: from.id, rev: d.rev, scope: from.scopeText, level: from.level, replacedBy: d.id, justification } },
+        ];
+        if (isStopLevel(level)) events.push(firedEvent(d, p.name, 'operator'));
+        return events;
+      },
+      'operator',
+    );
+  }
+
+  /** Arms the escalation steps of an active directive, measured from its commit (wall clock, so they survive restarts). */
+  #armEscalation(d: Directive): void {
+    const steps = d.level === 'halt' && !d.escalation.some((s) => s.level === 'kill') ? [...d.escalation, { level: 'kill' as const, afterMs: d.graceMs + this.#slackMs }] : d.escalation;
+    if (steps.length === 0) return;
+    const timers = steps.map((step) => {
+      const due = Date.parse(d.issuedAt) + step.afterMs - Date.now();
+      const t = setTimeout(() => void this.#escalate(d, step).catch((err: unknown) => this.#log.error('escalation failed', { directiveId: d.id, err: String(err) })), Math.max(0, due));
+      t.unref();
+      return t;
+    });
+    this.#escalations.set(d.id, timers);
+  }
+
+  /**
+   * One escalation step falls due: if the directive is still active and some covered worker has
+   * not acknowledged it (reported halted for a stop, acked the rev otherwise), issue the step's
+   * level at the same scope, replacing it (`directive.escalated`). A step of an automatic
+   * directive that the automation policy reserves for people is held and alerted instead.
+   */
+  async #escalate(d: Directive, step: EscalationStep): Promise<void> {
+    if (!this.#active.has(d.id)) return;
+    const reported = this.#haltReports.get(d.id) ?? new Set<string>();
+    const laggards = this.fleet
+      .coveredBy(d)
+      .filter((w) => (isStopLevel(d.level) ? !reported.has(w.workerId) : w.ackedRev < d.rev))
+      .map((w) => w.workerId);
+    if (laggards.length === 0) {
+      this.#log.info('escalation not needed: every covered worker acknowledged', { directiveId: d.id, level: step.level });
+      return;
+    }
+    const guaranteed = d.level === 'halt' && step.level === 'kill';
+    if (!guaranteed && !(await this.#humanOrigin(d)) && this.automation[step.level] === 'human') {
+      await this.store.appendAudit([{ type: 'escalation.held', actor: `escalation:${d.id}`, tenant: d.tenant, data: { directiveId: d.id, level: step.level, laggards, reason: `automatic ${step.level} needs a human (automation policy)` } }]);
+      this.alerts.notify({ kind: 'escalation.held', summary: `${d.scopeText}: ${step.level} needed after ${step.afterMs} ms (${laggards.length} worker(s) did not acknowledge ${d.level}) but it needs a human`, tenant: d.tenant, directiveId: d.id, details: { level: step.level, laggards } });
+      return;
+    }
+    const actor = `escalation:${d.id}`;
+    const why = `${laggards.length} worker(s) did not acknowledge ${d.level} ${d.id} within ${step.afterMs} ms`;
+    const result = await this.#commit(
+      {
+        level: step.level,
+        scope: d.scope,
+        tenant: d.tenant,
+        capabilities: step.level === 'isolate' || d.capabilities === null ? null : [...d.capabilities],
+        rate: null,
+        escalation: d.escalation.filter((s) => isAbove(s, step.level)),
+        escalatedFrom: d.id,
+        graceMs: step.level === 'kill' ? 0 : d.graceMs,
+        drain: d.drain,
+        memory: d.memory,
+        reason: d.reason,
+        justification: `automatic escalation: ${why}`,
+        actor,
+        idempotencyKey: `escalation:${d.id}:${step.level}`,
+        replaces: () => [d.id],
+      },
+      (r) => {
+        const e = r.directive;
+        const events: AuditEvent[] = [
+          { type: 'directive.escalated', actor, tenant: e.tenant, data: { from: d.id, fromLevel: d.level, directiveId: e.id, level: e.level, afterMs: step.afterMs, laggards, scope: e.scopeText } },
+          { type: 'directive.issued', actor, tenant: e.tenant, data: { directive: e } },
+          { type: 'directive.cleared', actor, tenant: e.tenant, data: { directiveId: d.id, rev: e.rev, scope: d.scopeText, level: d.level, replacedBy: e.id } },
+        ];
+        if (isStopLevel(e.level)) events.push(firedEvent(e, actor, 'escalation'));
+        return events;
+      },
+      'escalation',
+    );
+    if (result.created) {
+      this.alerts.notify({ kind: 'escalated', summary: `${d.scopeText}: ${d.level} escalated to ${step.level}: ${why}`, tenant: d.tenant, directiveId: result.directive.id, details: { from: d.id, laggards } });
+    }
+  }
+
+  /** True when the chain of escalations `d` ends in (started from) a directive a person issued, who thereby approved its steps. */
+  async #humanOrigin(d: Directive): Promise<boolean> {
+    let at: Directive | null = d;
+    for (let hops = 0; at !== null && hops < 16; hops++) {
+      if (issuedByHuman(at)) return true;
+      at = at.escalatedFrom === null ? null : await this.store.getDirective(at.escalatedFrom);
+    }
+    return false;
+  }
+
+  /** Audits what a launcher did to its agent process (kill, isolate, exit, refused restart). */
+  async launcherEvents(p: Principal, launcherId: string, body: LauncherEventBody): Promise<void> {
+    if (p.role !== 'agent' && p.role !== 'admin') throw new KillpathError('forbidden', 'only agent tokens report launcher events');
+    const tenant = p.tenant === '*' ? null : p.tenant;
+    await this.store.appendAudit(body.events.map((e) => ({ type: e.type, actor: `launcher:${launcherId}`, tenant, data: { launcherId, agent: p.agent, ...e } })));
+    this.metrics.auditRecords.inc(body.events.length);
+    for (const e of body.events) {
+      if (e.type === 'process.killed') {
+        this.alerts.notify({ kind: 'process.killed', summary: `launcher ${launcherId} ended its agent process ${e.pid ?? '?'} with ${e.signal ?? '?'} in ${Math.round(e.ms ?? 0)} ms`, tenant, directiveId: e.directiveId ?? null, details: { launcherId, ...e } });
+      }
+    }
   }
 
   #issueAudit(p: Principal, r: IssueResult, body: IssueDirectiveBody, via: string): AuditEvent[] {
@@ -185,14 +437,10 @@ export class ControlPlane {
     };
     if (!r.created) return [action];
     const events: AuditEvent[] = [action, { type: 'directive.issued', actor: p.name, tenant: d.tenant, data: { directive: d } }];
-    if (isStopLevel(d.level)) {
-      events.push({
-        type: 'kill_switch.fired',
-        actor: p.name,
-        tenant: d.tenant,
-        data: { directiveId: d.id, rev: d.rev, level: d.level, scope: d.scopeText, capabilities: d.capabilities, trigger: 'operator', reason: d.reason },
-      });
+    for (const old of r.replaced) {
+      events.push({ type: 'directive.cleared', actor: p.name, tenant: old.tenant, data: { directiveId: old.id, rev: d.rev, scope: old.scopeText, level: old.level, replacedBy: d.id, justification: body.justification } });
     }
+    if (isStopLevel(d.level)) events.push(firedEvent(d, p.name, 'operator'));
     return events;
   }
 
@@ -224,7 +472,9 @@ export class ControlPlane {
     ]);
     if (!cleared) throw new KillpathError('conflict', `directive ${id} was cleared concurrently`);
     this.#rememberFlip(cleared.clearedRev!);
+    this.#forget(cleared.id);
     this.hub.publish(cleared.clearedRev!, { cleared });
+    this.launchers.reconcile(cleared.clearedRev!, this.active());
     this.metrics.cleared.inc();
     this.metrics.auditRecords.inc(2);
     this.#log.info('directive cleared', { id, rev: cleared.clearedRev, actor: p.name });
@@ -242,6 +492,11 @@ export class ControlPlane {
     const timeToStopMs = flip === undefined ? null : performance.now() - flip;
     if (timeToStopMs !== null) this.metrics.signalToHalt.observe(timeToStopMs / 1000);
     const event: HaltedEvent = { ...report, workerId, tenant: who.tenant, agent: who.agent, timeToStopMs };
+    if (this.#active.has(report.directiveId)) {
+      let set = this.#haltReports.get(report.directiveId);
+      if (set === undefined) this.#haltReports.set(report.directiveId, (set = new Set()));
+      set.add(workerId);
+    }
     for (const fn of this.#halted) {
       try {
         fn(event);
@@ -294,4 +549,17 @@ export class ControlPlane {
       this.#pendingAudit.unshift(...batch);
     }
   }
+}
+
+function firedEvent(d: Directive, actor: string, trigger: string): AuditEvent {
+  return {
+    type: 'kill_switch.fired',
+    actor,
+    tenant: d.tenant,
+    data: { directiveId: d.id, rev: d.rev, level: d.level, scope: d.scopeText, capabilities: d.capabilities, trigger, reason: d.reason },
+  };
+}
+
+function isAbove(step: EscalationStep, level: Directive['level']): boolean {
+  return LEVELS.indexOf(step.level) > LEVELS.indexOf(level);
 }

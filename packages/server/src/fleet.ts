@@ -1,4 +1,5 @@
-import { levelRank, type FleetWorker, type HeartbeatReport, type Level, type RunReport } from '@killpath/protocol';
+import { coversRun, levelRank, type Directive, type FleetWorker, type HeartbeatReport, type Level, type RunIdentity, type RunReport } from '@killpath/protocol';
+import { flagsFor } from './ladder.ts';
 
 interface WorkerEntry {
   workerId: string;
@@ -10,6 +11,7 @@ interface WorkerEntry {
   ackedRev: number;
   lastContact: number | null;
   runs: RunReport[];
+  launcher: string | null;
 }
 
 /**
@@ -37,7 +39,7 @@ export class Fleet {
   #entry(workerId: string, tenant: string, agent: string): WorkerEntry {
     let w = this.#workers.get(workerId);
     if (!w) {
-      w = { workerId, tenant, agent, features: [], connected: false, pid: null, ackedRev: 0, lastContact: null, runs: [] };
+      w = { workerId, tenant, agent, features: [], connected: false, pid: null, ackedRev: 0, lastContact: null, runs: [], launcher: null };
       this.#workers.set(workerId, w);
     }
     return w;
@@ -63,6 +65,7 @@ export class Fleet {
     w.pid = hb.pid;
     w.features = hb.features;
     w.runs = hb.runs;
+    if (hb.launcher !== undefined) w.launcher = hb.launcher;
     w.ackedRev = Math.max(w.ackedRev, hb.rev);
     w.lastContact = this.#now();
   }
@@ -83,8 +86,34 @@ export class Fleet {
     }
   }
 
-  /** Workers visible to `tenant` (all when undefined). */
-  list(tenant: string | undefined, currentRev: number): FleetWorker[] {
+  /** Run identities of the workers a launcher started (for its orders). */
+  runsOfLauncher(launcherId: string): RunIdentity[] {
+    const out: RunIdentity[] = [];
+    for (const w of this.#workers.values()) if (w.launcher === launcherId) out.push(...identities(w));
+    return out;
+  }
+
+  /** The launcher that started `workerId`, if known. */
+  launcherOf(workerId: string): string | null {
+    return this.#workers.get(workerId)?.launcher ?? null;
+  }
+
+  /**
+   * Workers heard from within `staleAfterMs` (connected or not: a worker whose event loop is
+   * stuck still owes its report) that host a run `d` covers, with their acked rev.
+   */
+  coveredBy(d: Directive): { workerId: string; ackedRev: number; launcher: string | null }[] {
+    const now = this.#now();
+    const out: { workerId: string; ackedRev: number; launcher: string | null }[] = [];
+    for (const w of this.#workers.values()) {
+      const recent = w.connected || (w.lastContact !== null && now - w.lastContact <= this.staleAfterMs);
+      if (recent && identities(w).some((r) => coversRun(d, r))) out.push({ workerId: w.workerId, ackedRev: w.ackedRev, launcher: w.launcher });
+    }
+    return out;
+  }
+
+  /** Workers visible to `tenant` (all when undefined), with the flags `active` directives put on them. */
+  list(tenant: string | undefined, currentRev: number, active: readonly Directive[] = []): FleetWorker[] {
     const now = this.#now();
     const out: FleetWorker[] = [];
     for (const w of this.#workers.values()) {
@@ -106,9 +135,15 @@ export class Fleet {
         ackedRev: w.ackedRev,
         lastHeartbeatAgoMs: ago,
         state: stale ? 'stale' : (top ?? 'running'),
+        flags: flagsFor(active, identities(w)),
+        launcher: w.launcher,
         runs: w.runs,
       });
     }
     return out.sort((a, b) => a.tenant.localeCompare(b.tenant) || a.agent.localeCompare(b.agent) || a.workerId.localeCompare(b.workerId));
   }
+}
+
+function identities(w: WorkerEntry): RunIdentity[] {
+  return w.runs.map((r) => ({ tenant: w.tenant, agent: w.agent, runId: r.runId, lineage: r.lineage, features: w.features }));
 }

@@ -1,6 +1,10 @@
 export { startServer } from './server.ts';
 export type { ServerOptions, RunningServer } from './server.ts';
-export { ControlPlane, ENFORCED_LEVELS, DEFAULT_GRACE_MS } from './control-plane.ts';
+export { ControlPlane, DEFAULT_GRACE_MS } from './control-plane.ts';
+export { Notifier } from './notify.ts';
+export type { Alert, AlertKind, AlertSink, NotifierOptions } from './notify.ts';
+export { DEFAULT_AUTOMATION, DEFAULT_ESCALATION_SLACK_MS, automationFrom } from './ladder.ts';
+export type { AutomationPolicy } from './ladder.ts';
 export type { HaltedEvent, HaltedListener } from './control-plane.ts';
 export { createApp, BODY_LIMIT } from './http/app.ts';
 export { SqliteStore } from './store/sqlite-store.ts';

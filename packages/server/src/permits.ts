@@ -1,4 +1,4 @@
-import { KillpathError, type JournalBatch, type LedgerEntry, type PermitOutcome, type PermitRequest, type PermitResponse, type Principal, type ResumeRequest } from '@killpath/protocol';
+import { KillpathError, refusalReason, type JournalBatch, type LedgerEntry, type PermitOutcome, type PermitRequest, type PermitResponse, type Principal, type ResumeRequest } from '@killpath/protocol';
 import type { Logger } from './log.ts';
 import type { PermitDecision, PermitGrant, RunRecord, Store } from './store/store.ts';
 
@@ -27,7 +27,7 @@ function refusal(d: PermitDecision): KillpathError {
   switch (d.kind) {
     case 'halted':
       return new KillpathError('halted', `${d.directive.level} ${d.directive.scopeText} (${d.directive.id}) covers this effect`, {
-        details: { directiveId: d.directive.id, level: d.directive.level, reason: d.directive.level === 'kill' ? 'killed' : 'halted', rev: d.rev },
+        details: { directiveId: d.directive.id, level: d.directive.level, reason: refusalReason(d.directive.level, d.directive.capabilities !== null), rev: d.rev },
       });
     case 'conflict':
       return new KillpathError('conflict', d.message);

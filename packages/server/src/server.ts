@@ -12,6 +12,8 @@ import { SqliteStore } from './store/sqlite-store.ts';
 import type { Store } from './store/store.ts';
 import { StreamHub } from './stream/hub.ts';
 import type { CoolOffPolicy } from './permits.ts';
+import type { AutomationPolicy } from './ladder.ts';
+import { Notifier } from './notify.ts';
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -29,6 +31,12 @@ export interface ServerOptions {
   coolOff?: CoolOffPolicy;
   /** Use this store instead of SQLite in `dataDir` (tests, other backends). */
   store?: Store;
+  /** Webhook URLs alerts are POSTed to (degrade, isolate, escalations, process kills), with retries. */
+  notifyWebhooks?: string[];
+  /** Which ladder steps may be taken automatically (default: throttle, degrade, halt). */
+  automation?: AutomationPolicy;
+  /** Extra time after a halt's grace before its automatic kill, in ms (default 1000). */
+  escalationSlackMs?: number;
 }
 
 /** A running control plane. */
@@ -57,7 +65,20 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   metrics.rev.set(rev);
   const hub = new StreamHub(opts.keepaliveMs ?? 1000, rev);
   const fleet = new Fleet();
-  const cp = new ControlPlane({ store, hub, fleet, metrics, log, ...(opts.coolOff ? { coolOff: opts.coolOff } : {}) });
+  const notifier = new Notifier({ webhooks: opts.notifyWebhooks ?? [], log });
+  const cp = new ControlPlane({
+    store,
+    hub,
+    fleet,
+    metrics,
+    log,
+    alerts: notifier,
+    keepaliveMs: opts.keepaliveMs ?? 1000,
+    ...(opts.coolOff ? { coolOff: opts.coolOff } : {}),
+    ...(opts.automation ? { automation: opts.automation } : {}),
+    ...(opts.escalationSlackMs !== undefined ? { escalationSlackMs: opts.escalationSlackMs } : {}),
+  });
+  await cp.start();
   const auth = new Authenticator(store);
 
   let createdAdminToken: string | null = null;
@@ -94,12 +115,14 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
       closed = true;
       clearInterval(pruner);
       hub.close();
+      cp.stop();
       await new Promise<void>((ok) => {
         server.close(() => ok());
         if ('closeAllConnections' in server) server.closeAllConnections();
       });
       await cp.permits.drain();
       await cp.flushAudit();
+      await notifier.drain();
       await store.close();
       rmSync(join(dataDir, 'server.json'), { force: true });
       log.info('control plane stopped', { url });

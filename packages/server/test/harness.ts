@@ -8,6 +8,8 @@ import { createLogger } from '../src/log.ts';
 import { Metrics } from '../src/metrics.ts';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
 import { StreamHub } from '../src/stream/hub.ts';
+import type { AutomationPolicy } from '../src/ladder.ts';
+import type { AlertSink } from '../src/notify.ts';
 
 /** A control plane on an in-memory store with its Hono app, driven without sockets. */
 export interface Harness {
@@ -15,27 +17,28 @@ export interface Harness {
   cp: ControlPlane;
   app: ReturnType<typeof createApp>;
   /** Mints a token and returns its secret. */
-  token(role: Role, tenant: string, agent?: string): Promise<string>;
+  token(role: Role, tenant: string, agent?: string, name?: string): Promise<string>;
   /** `app.request` with an optional bearer token and JSON body (a string body is sent as is). */
   req(method: string, path: string, opts?: { token?: string | null; body?: unknown; headers?: Record<string, string> }): Promise<Response>;
   close(): Promise<void>;
 }
 
 /** Builds the same wiring as `startServer`, minus the socket and the data dir. */
-export async function harness(): Promise<Harness> {
+export async function harness(opts: { alerts?: AlertSink; escalationSlackMs?: number; automation?: AutomationPolicy } = {}): Promise<Harness> {
   const store = new SqliteStore(':memory:');
   const metrics = new Metrics();
   const hub = new StreamHub(60_000, await store.rev());
   const fleet = new Fleet();
   const log = createLogger('silent');
-  const cp = new ControlPlane({ store, hub, fleet, metrics, log });
+  const cp = new ControlPlane({ store, hub, fleet, metrics, log, keepaliveMs: 60_000, ...opts });
+  await cp.start();
   const app = createApp(cp, new Authenticator(store), log);
   return {
     store,
     cp,
     app,
-    async token(role, tenant, agent) {
-      return (await mintToken(store, agent === undefined ? { role, tenant } : { role, tenant, agent }, 'test')).secret;
+    async token(role, tenant, agent, name) {
+      return (await mintToken(store, { role, tenant, ...(agent === undefined ? {} : { agent }), ...(name === undefined ? {} : { name }) }, 'test')).secret;
     },
     async req(method, path, opts = {}) {
       const headers: Record<string, string> = { ...opts.headers };
@@ -49,6 +52,7 @@ export async function harness(): Promise<Harness> {
     },
     async close() {
       hub.close();
+      cp.stop();
       await cp.flushAudit();
       await store.close();
     },

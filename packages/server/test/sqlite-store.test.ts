@@ -122,7 +122,7 @@ describe('SqliteStore on disk', () => {
       import { writeSync } from 'node:fs';
       const { SqliteStore } = await import(process.env.KP_STORE_URL);
       const store = new SqliteStore(process.env.KP_DB);
-      const input = (scope, over = {}) => ({ level: 'halt', scope, tenant: 'acme', capabilities: null, rate: null, graceMs: 0,
+      const input = (scope, over = {}) => ({ level: 'halt', scope, tenant: 'acme', capabilities: null, rate: null, escalation: [], escalatedFrom: null, graceMs: 0,
         drain: 'discard', memory: 'revert', reason: 'r', justification: 'j', actor: 'alice', idempotencyKey: null, ...over });
       const ev = (type) => () => [{ type, actor: 'alice', tenant: 'acme', data: { type } }];
       const a = await store.issueDirective(input({ kind: 'tenant', tenant: 'acme' }), ev('directive.issued'));

@@ -13,6 +13,8 @@ export function directiveInput(over: Partial<Omit<DirectiveInput, 'scope'>> & { 
     tenant: parsed.kind === 'tenant' || parsed.kind === 'agent' ? parsed.tenant : 'acme',
     capabilities: null,
     rate: null,
+    escalation: [],
+    escalatedFrom: null,
     graceMs: 5000,
     drain: 'discard',
     memory: 'revert',

@@ -31,6 +31,8 @@ const TOKEN = { role: 'operator', tenant: 'acme' };
 const RUN = { runId: 'r1', parentRunId: null, lineage: [], features: [], workerId: 'w1' };
 const RUN_REPORT = { runId: 'r1', parentRunId: null, lineage: [], state: 'running', effects: 0, denied: 0, inFlight: 0 };
 const ACK = { rev: 1 };
+const STEP = { direction: 'up', justification: 'not stopping fast enough' };
+const LAUNCHER_EVENTS = { events: [{ type: 'process.killed', directiveId: 'd_1', pid: 42, signal: 'SIGKILL', ms: 2010 }] };
 const HALTED = { rev: 1, directiveId: 'd_1', runs: ['r1'], aborted: 0, completed: 0, observeToSettleMs: 1.5 };
 
 const big = (n: number) => 'x'.repeat(n);
@@ -53,6 +55,8 @@ const ROUTES: Record<string, Route> = {
   heartbeat: { path: () => '/v1/workers/w1/heartbeat', who: 'agent', valid: heartbeatBody(), ok: 204 },
   ack: { path: () => '/v1/workers/w1/ack', who: 'agent', valid: ACK, ok: 204 },
   halted: { path: () => '/v1/workers/w1/halted', who: 'agent', valid: HALTED, ok: 204 },
+  step: { path: (f) => `/v1/directives/${f.directiveId}/step`, who: 'admin', valid: STEP, ok: 201 },
+  launcherEvents: { path: () => '/v1/launchers/l1/events', who: 'agent', valid: LAUNCHER_EVENTS, ok: 204 },
 };
 type RouteName = keyof typeof ROUTES;
 
@@ -155,9 +159,27 @@ const CASES: Case[] = [
   bad('issue', 'empty breakGlass', { breakGlass: '' }),
   bad('issue', 'bad tenant', { tenant: 'acme corp' }),
   bad('issue', 'tenant contradicting the scope', { scope: 'tenant:acme', tenant: 'globex' }),
-  { name: 'throttle (on the ladder, not enforced)', route: 'issue', body: { level: 'throttle', rate: { perSecond: 1, per: 'run' } }, status: 422, code: 'unsupported_level' },
-  { name: 'degrade (not enforced)', route: 'issue', body: { level: 'degrade', capabilities: ['llm'] }, status: 422, code: 'unsupported_level' },
-  { name: 'isolate (not enforced)', route: 'issue', body: { level: 'isolate' }, status: 422, code: 'unsupported_level' },
+  bad('issue', 'a throttle without a rate', { level: 'throttle' }),
+  bad('issue', 'a rate on a halt', { rate: { perSecond: 1, per: 'run' } }),
+  bad('issue', 'an isolate narrowed to capabilities', { level: 'isolate', capabilities: ['llm'] }),
+  bad('issue', 'an escalation step below the level', { level: 'kill', escalation: [{ level: 'halt', afterMs: 10 }] }),
+  bad('issue', 'an escalation step of an unknown level', { escalation: [{ level: 'nuke', afterMs: 10 }] }),
+  bad('issue', 'a negative escalation delay', { escalation: [{ level: 'kill', afterMs: -1 }] }),
+  bad('issue', 'five escalation steps', { level: 'throttle', rate: { perSecond: 1, per: 'run' }, escalation: Array.from({ length: 5 }, () => ({ level: 'kill', afterMs: 1 })) }),
+
+  // POST /v1/directives/:id/step
+  bad('step', 'a sideways step', { direction: 'left' }),
+  bad('step', 'no justification', { justification: undefined }),
+  bad('step', 'a blank justification', { justification: '   ' }),
+  { name: 'a step of an unknown directive', route: 'step', body: {}, path: () => '/v1/directives/d_nope/step', status: 404, code: 'not_found' },
+  { name: 'a step up from kill', route: 'step', body: {}, setup: async (f) => void (await f.h.req('POST', `/v1/directives/${f.directiveId}/step`, { token: f.admin, body: STEP })), path: (f) => `/v1/directives/${f.directiveId}/step`, status: 409, code: 'conflict' },
+
+  // POST /v1/launchers/:id/events
+  bad('launcherEvents', 'no events', { events: [] }),
+  bad('launcherEvents', 'an unknown event type', { events: [{ type: 'process.exploded' }] }),
+  bad('launcherEvents', 'a negative pid', { events: [{ type: 'process.killed', pid: -1 }] }),
+  bad('launcherEvents', 'an event with an unknown field', { events: [{ type: 'process.killed', extra: 1 }] }),
+  bad('launcherEvents', 'a bad launcher id', {}, { path: () => '/v1/launchers/l%201/events' }),
 
   // POST /v1/agents/:tenant/:agent/kill
   bad('kill', 'missing justification', { justification: undefined }),

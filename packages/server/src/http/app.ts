@@ -1,13 +1,15 @@
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { KillpathError, toWire } from '@killpath/protocol';
+import { KillpathError, isIdentifier, toWire } from '@killpath/protocol';
 import { canSee, requireHuman, tenantFilter } from '../auth/policy.ts';
 import { mintToken, type Authenticator } from '../auth/tokens.ts';
 import type { ControlPlane } from '../control-plane.ts';
 import type { Logger } from '../log.ts';
-import { AckBody, AgentKillBody, HaltedBody, HeartbeatBody, IssueDirectiveBody, ResumeBody, RunBody, TokenBody } from './schemas.ts';
+import { AckBody, AgentKillBody, HaltedBody, HeartbeatBody, IssueDirectiveBody, LauncherEventBody, ResumeBody, RunBody, StepBody, TokenBody } from './schemas.ts';
+import { openLauncherStream } from './launcher-route.ts';
 import { openStream } from './stream-route.ts';
 import { effectsRoutes } from './effects-routes.ts';
+import { consoleRoutes } from './console-route.ts';
 import { body, requireWorker, wireError, type Env } from './common.ts';
 
 /** Largest request body accepted, in bytes. */
@@ -50,6 +52,7 @@ export function createApp(cp: ControlPlane, auth: Authenticator, log: Logger): H
   });
 
   app.get('/healthz', (c) => c.json({ ok: true, rev: cp.hub.rev, streams: cp.hub.size }));
+  consoleRoutes(app);
 
   app.use('/v1/*', async (c, next) => {
     c.set('principal', await auth.authenticate(c.req.header('authorization')));
@@ -113,10 +116,33 @@ export function createApp(cp: ControlPlane, auth: Authenticator, log: Logger): H
     return c.json({ directive: d });
   });
 
+  app.post('/v1/directives/:id/step', async (c) => {
+    const b = await body(c, StepBody);
+    const r = await cp.step(c.get('principal'), c.req.param('id'), b);
+    return c.json({ directive: r.directive, replaced: r.replaced.map((d) => d.id) }, 201);
+  });
+
+  app.get('/v1/launchers/stream', (c) => openLauncherStream(c, cp, log));
+
+  app.post('/v1/launchers/:id/events', async (c) => {
+    const b = await body(c, LauncherEventBody);
+    const id = c.req.param('id');
+    if (!isIdentifier(id)) throw new KillpathError('invalid_request', 'launcher id must be an identifier');
+    await cp.launcherEvents(c.get('principal'), id, b);
+    return c.body(null, 204);
+  });
+
+  app.get('/v1/alerts', (c) => {
+    const p = c.get('principal');
+    requireHuman(p);
+    const tenant = tenantFilter(p);
+    return c.json({ alerts: cp.recentAlerts().filter((a) => tenant === undefined || a.tenant === null || a.tenant === tenant) });
+  });
+
   app.get('/v1/fleet', (c) => {
     const p = c.get('principal');
     requireHuman(p);
-    return c.json({ rev: cp.hub.rev, workers: cp.fleet.list(tenantFilter(p), cp.hub.rev) });
+    return c.json({ rev: cp.hub.rev, workers: cp.fleetView(tenantFilter(p)) });
   });
 
   app.get('/v1/runs/:id', async (c) => {
@@ -143,6 +169,7 @@ export function createApp(cp: ControlPlane, auth: Authenticator, log: Logger): H
     const id = c.req.param('id');
     const who = requireWorker(cp, c.get('principal'), id);
     cp.fleet.heartbeat(id, who.tenant, who.agent, b);
+    cp.workerSeen(id);
     return c.body(null, 204);
   });
 

@@ -19,6 +19,7 @@ export const IssueDirectiveBody = z.strictObject({
   drain: z.enum(['discard', 'drain']).optional(),
   memory: z.enum(['revert', 'commit']).optional(),
   rate: z.strictObject({ perSecond: z.number().positive().max(1e6), per: z.enum(['run', 'agent']) }).optional(),
+  escalation: z.array(z.strictObject({ level: z.enum(LEVELS), afterMs: z.number().int().min(0).max(86_400_000) })).max(4).optional(),
   breakGlass: text(4000).optional(),
   tenant: id.optional(),
 });
@@ -36,6 +37,36 @@ export const ResumeBody = z.strictObject({
   justification: text(4000),
   breakGlass: text(4000).optional(),
 });
+
+/** Body of `POST /v1/directives/{id}/step`: one level up or down the ladder, replacing the directive. */
+export const StepBody = z.strictObject({
+  direction: z.enum(['up', 'down']),
+  justification: text(4000),
+  rate: z.strictObject({ perSecond: z.number().positive().max(1e6), per: z.enum(['run', 'agent']) }).optional(),
+  breakGlass: text(4000).optional(),
+});
+export type StepBody = z.infer<typeof StepBody>;
+
+/** Body of `POST /v1/launchers/{id}/events`: what a launcher did to its agent process, for the audit log. */
+export const LauncherEventBody = z.strictObject({
+  events: z
+    .array(
+      z.strictObject({
+        type: z.enum(['process.started', 'process.killed', 'process.exited', 'process.isolated', 'process.released', 'process.restart_refused', 'egress.refused']),
+        directiveId: z.string().max(200).nullable().optional(),
+        pid: z.number().int().min(0).optional(),
+        signal: z.string().max(20).nullable().optional(),
+        code: z.number().int().nullable().optional(),
+        ms: z.number().min(0).optional(),
+        cut: z.number().int().min(0).optional(),
+        destination: z.string().max(300).optional(),
+        detail: z.string().max(2000).optional(),
+      }),
+    )
+    .min(1)
+    .max(100),
+});
+export type LauncherEventBody = z.infer<typeof LauncherEventBody>;
 
 /** Body of `POST /v1/tokens`. */
 export const TokenBody = z.strictObject({
@@ -62,6 +93,7 @@ export const HeartbeatBody = z.strictObject({
   runs: z.array(runReport).max(10_000),
   pid: z.number().int().min(0),
   sinceContactMs: z.number().min(0),
+  launcher: id.optional(),
 });
 
 /** Body of `POST /v1/workers/{id}/ack`. */
@@ -115,6 +147,14 @@ const journalEvent = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('queue.drained'), runId: id.nullable(), queue: z.string().max(200), taskId: z.string().max(200), outcome: z.enum(['completed', 'failed']), directiveId: z.string().max(200).nullable() }),
   z.strictObject({ type: z.literal('memory.reverted'), runId: id, keys: z.array(z.string().max(500)).max(10_000), directiveId: z.string().max(200).nullable() }),
   z.strictObject({ type: z.literal('memory.committed'), runId: id, keys: z.array(z.string().max(500)).max(10_000), directiveId: z.string().max(200).nullable() }),
+  z.strictObject({
+    type: z.literal('effect.denied'),
+    runId: id,
+    capability: id,
+    class: z.enum(['read', 'write', 'irreversible']),
+    reason: z.enum(['revoked', 'read_only', 'isolated']),
+    directiveId: z.string().max(200).nullable(),
+  }),
   z.strictObject({
     type: z.literal('in_flight_tool_calls.status'),
     runId: id,

@@ -139,6 +139,21 @@ export function coveringStop(directives: Directive[], run: RunIdentity, capabili
   return top;
 }
 
+/**
+ * The directive refusing a `write`/`irreversible` effect of `capability` in `run`: the highest of
+ * a covering stop (run-wide or narrowed to the capability), a covering isolate, a degrade that
+ * makes the run read-only or revokes the capability.
+ */
+export function coveringRefusal(directives: Directive[], run: RunIdentity, capability: string): Directive | null {
+  let top: Directive | null = null;
+  for (const d of directives) {
+    if (d.level === 'throttle') continue;
+    const hit = d.level === 'isolate' || (d.level === 'degrade' && d.capabilities === null) ? coversRun(d, run) : coversEffect(d, run, capability);
+    if (hit && (top === null || levelRank(d.level) > levelRank(top.level))) top = d;
+  }
+  return top;
+}
+
 const identity = (r: { tenant: string; agent: string; runId: string; lineage: readonly string[]; features: readonly string[] }): RunIdentity => ({
   tenant: r.tenant,
   agent: r.agent,
@@ -177,7 +192,7 @@ export function grantPermits(ctx: EffectsContext, requests: PermitGrant[]): Prom
           continue;
         }
       }
-      const stop = coveringStop(active, identity(q), q.capability);
+      const stop = coveringRefusal(active, identity(q), q.capability);
       if (stop) {
         out.push({ kind: 'halted', directive: stop, rev });
         continue;
@@ -228,7 +243,7 @@ export function confirmPermit(ctx: EffectsContext, id: string, tenant: string, n
       return { kind: 'conflict', message: `permit ${id} is cooling off until ${row.confirm_after}` };
     }
     const run = { tenant: row.tenant, agent: row.agent, runId: row.run_id, lineage: JSON.parse(row.lineage) as string[], features: JSON.parse(row.features) as string[] };
-    const stop = coveringStop(ctx.activeDirectives(), run, row.capability);
+    const stop = coveringRefusal(ctx.activeDirectives(), run, row.capability);
     if (stop) {
       ctx.db.prepare(`UPDATE permits SET status = 'cancelled', settled_at = ?, error = ? WHERE id = ?`).run(now.toISOString(), `halted during cool-off by ${stop.id}`, id);
       ctx.audit([{ type: 'effect.aborted', actor: `worker:${row.worker_id}`, tenant: row.tenant, data: { permitId: id, runId: row.run_id, capability: row.capability, class: row.class, reason: 'halted during cool-off', directiveId: stop.id } }]);

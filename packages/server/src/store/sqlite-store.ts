@@ -38,7 +38,9 @@ CREATE TABLE IF NOT EXISTS directives (
   idempotency_key TEXT UNIQUE,
   issued_at TEXT NOT NULL,
   cleared_at TEXT,
-  cleared_rev INTEGER
+  cleared_rev INTEGER,
+  escalation TEXT NOT NULL DEFAULT '[]',
+  escalated_from TEXT
 );
 CREATE INDEX IF NOT EXISTS directives_active ON directives (cleared_rev) WHERE cleared_rev IS NULL;
 CREATE TABLE IF NOT EXISTS tokens (
@@ -90,6 +92,8 @@ interface DirectiveRow {
   issued_at: string;
   cleared_at: string | null;
   cleared_rev: number | null;
+  escalation: string;
+  escalated_from: string | null;
 }
 
 interface AuditRow {
@@ -114,6 +118,8 @@ function toDirective(r: DirectiveRow): Directive {
     tenant: r.tenant,
     capabilities: r.capabilities === null ? null : (JSON.parse(r.capabilities) as string[]),
     rate: r.rate === null ? null : (JSON.parse(r.rate) as Directive['rate']),
+    escalation: JSON.parse(r.escalation) as Directive['escalation'],
+    escalatedFrom: r.escalated_from,
     graceMs: r.grace_ms,
     drain: r.drain as Directive['drain'],
     memory: r.memory as Directive['memory'],
@@ -162,8 +168,10 @@ function contentKey(d: {
   graceMs: number;
   drain: string;
   memory: string;
+  escalation: unknown;
 }): string {
   return JSON.stringify([
+    d.escalation,
     d.level,
     d.scopeText,
     d.tenant,
@@ -198,8 +206,8 @@ export class SqliteStore implements Store {
       byId: p(`SELECT * FROM directives WHERE id = ?`),
       byKey: p(`SELECT * FROM directives WHERE idempotency_key = ?`),
       insertDirective: p(`INSERT INTO directives
-        (id, rev, level, scope, tenant, capabilities, rate, grace_ms, drain, memory, reason, justification, actor, idempotency_key, issued_at)
-        VALUES ($id, $rev, $level, $scope, $tenant, $capabilities, $rate, $grace_ms, $drain, $memory, $reason, $justification, $actor, $idempotency_key, $issued_at)`),
+        (id, rev, level, scope, tenant, capabilities, rate, grace_ms, drain, memory, reason, justification, actor, idempotency_key, issued_at, escalation, escalated_from)
+        VALUES ($id, $rev, $level, $scope, $tenant, $capabilities, $rate, $grace_ms, $drain, $memory, $reason, $justification, $actor, $idempotency_key, $issued_at, $escalation, $escalated_from)`),
       clear: p(`UPDATE directives SET cleared_at = ?, cleared_rev = ? WHERE id = ? AND cleared_rev IS NULL`),
       insertToken: p(`INSERT INTO tokens (id, secret_hash, name, role, tenant, agent, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`),
       tokenByHash: p(`SELECT * FROM tokens WHERE secret_hash = ? AND revoked_at IS NULL`),
@@ -215,13 +223,17 @@ export class SqliteStore implements Store {
 
   /**
    * Brings an older database up to this version. Version 1 had no `memory` column on
-   * directives and no effect journal; both are added in place, old rows keep their meaning.
+   * directives and no effect journal; version 2 had no `escalation`/`escalated_from` columns.
+   * Each is added in place; old rows keep their meaning (no escalation steps of their own).
    */
   #migrate(): void {
     const cols = this.#db.prepare('PRAGMA table_info(directives)').all() as { name: string }[];
     if (!cols.some((c) => c.name === 'memory')) this.#db.exec(`ALTER TABLE directives ADD COLUMN memory TEXT NOT NULL DEFAULT 'revert'`);
+    if (!cols.some((c) => c.name === 'escalation')) {
+      this.#db.exec(`ALTER TABLE directives ADD COLUMN escalation TEXT NOT NULL DEFAULT '[]'; ALTER TABLE directives ADD COLUMN escalated_from TEXT`);
+    }
     this.#db.exec(effects.EFFECTS_SCHEMA);
-    this.#db.exec(`UPDATE meta SET value = '2' WHERE key = 'schema'`);
+    this.#db.exec(`UPDATE meta SET value = '3' WHERE key = 'schema'`);
   }
 
   /** The context the effect-journal functions run in (same connection, transactions and chain). */
@@ -350,14 +362,14 @@ export class SqliteStore implements Store {
       let result: IssueResult | null = null;
       if (input.idempotencyKey !== null) {
         const prior = this.#stmts.byKey!.get(input.idempotencyKey) as DirectiveRow | undefined;
-        if (prior) result = { directive: toDirective(prior), created: false, converged: 'idempotency_key' };
+        if (prior) result = { directive: toDirective(prior), created: false, converged: 'idempotency_key', replaced: [] };
       }
       const scopeText = formatScope(input.scope);
+      const active = (this.#stmts.active!.all() as unknown as DirectiveRow[]).map(toDirective);
       if (result === null) {
         const key = contentKey({ ...input, scopeText });
-        const active = (this.#stmts.active!.all() as unknown as DirectiveRow[]).map(toDirective);
         const same = active.find((d) => contentKey(d) === key);
-        if (same) result = { directive: same, created: false, converged: 'identical' };
+        if (same) result = { directive: same, created: false, converged: 'identical', replaced: [] };
       }
       if (result === null) {
         const rev = Number((this.#stmts.bumpRev!.get() as { value: string }).value);
@@ -378,8 +390,17 @@ export class SqliteStore implements Store {
           $actor: input.actor,
           $idempotency_key: input.idempotencyKey,
           $issued_at: new Date().toISOString(),
+          $escalation: JSON.stringify(input.escalation),
+          $escalated_from: input.escalatedFrom,
         });
-        result = { directive: toDirective(this.#stmts.byId!.get(id) as unknown as DirectiveRow), created: true, converged: null };
+        const replaced: Directive[] = [];
+        const ids = new Set(input.replaces?.(active) ?? []);
+        for (const old of active) {
+          if (!ids.has(old.id)) continue;
+          this.#stmts.clear!.run(new Date().toISOString(), rev, old.id);
+          replaced.push(toDirective(this.#stmts.byId!.get(old.id) as unknown as DirectiveRow));
+        }
+        result = { directive: toDirective(this.#stmts.byId!.get(id) as unknown as DirectiveRow), created: true, converged: null, replaced };
       }
       this.#appendAudit(audit(result));
       return result;

@@ -50,9 +50,14 @@ export interface TokenRecord {
 /** What it takes to put a directive on the switchboard: its content, before it has an id and a rev. */
 export type DirectiveInput = Pick<
   Directive,
-  'level' | 'scope' | 'tenant' | 'rate' | 'graceMs' | 'drain' | 'memory' | 'reason' | 'justification' | 'actor'
+  'level' | 'scope' | 'tenant' | 'rate' | 'graceMs' | 'drain' | 'memory' | 'reason' | 'justification' | 'actor' | 'escalation' | 'escalatedFrom'
 > & {
   capabilities: string[] | null;
+  /**
+   * Picks, inside the issuing transaction, active directives the new one replaces: they are
+   * cleared at the new directive's rev (a throttle re-dialled, a step up or down the ladder).
+   */
+  replaces?: (active: readonly Directive[]) => string[];
   /** Scoped to the issuing principal, so two tenants' keys never collide. */
   idempotencyKey: string | null;
 };
@@ -63,6 +68,8 @@ export interface IssueResult {
   created: boolean;
   /** Why no new directive was created: the same idempotency key, or the same content already active. */
   converged: 'idempotency_key' | 'identical' | null;
+  /** Directives cleared at the same rev because the new one replaces them (see `DirectiveInput.replaces`). */
+  replaced: Directive[];
 }
 
 /** A run known to the control plane (registered by its worker). */

@@ -1,4 +1,4 @@
-import type { Directive, SnapshotMessage } from '@killpath/protocol';
+import type { DeltaMessage, Directive, SnapshotMessage } from '@killpath/protocol';
 import { PROTOCOL_VERSION } from '@killpath/protocol';
 
 /** One worker's open stream, as the hub sees it. */
@@ -24,7 +24,7 @@ function frame(type: string, data: unknown): string {
  */
 export class StreamHub {
   readonly #live = new Set<StreamSink>();
-  readonly #pending = new Map<StreamSink, { rev: number; issued?: Directive; cleared?: Directive }[]>();
+  readonly #pending = new Map<StreamSink, ({ rev: number } & Change)[]>();
   readonly #timer: NodeJS.Timeout;
   readonly #keepaliveMs: number;
   #rev = 0;
@@ -66,7 +66,7 @@ export class StreamHub {
     const visible = board.directives.filter((d) => d.tenant === null || d.tenant === sink.tenant);
     const snap: SnapshotMessage = { type: 'snapshot', v: PROTOCOL_VERSION, rev: board.rev, directives: visible, keepaliveMs: this.#keepaliveMs };
     sink.write(frame('snapshot', snap));
-    for (const step of buffered) if (step.rev > board.rev) this.#send(sink, step.rev, step.issued, step.cleared);
+    for (const step of buffered) if (step.rev > board.rev) this.#send(sink, step.rev, step);
     this.#live.add(sink);
   }
 
@@ -77,17 +77,12 @@ export class StreamHub {
   }
 
   /** Publishes one rev step to every stream, synchronously. Call right after the commit. */
-  publish(rev: number, change: { issued?: Directive; cleared?: Directive }): void {
+  publish(rev: number, change: Change): void {
     if (rev > this.#rev) this.#rev = rev;
     for (const buf of this.#pending.values()) buf.push({ rev, ...change });
     // Serialise each distinct frame once, not once per stream.
     const d = change.issued ?? change.cleared;
-    const full = frame('delta', {
-      type: 'delta',
-      rev,
-      ...(change.issued ? { issued: change.issued } : {}),
-      ...(change.cleared ? { cleared: change.cleared.id } : {}),
-    });
+    const full = frame('delta', deltaOf(rev, change));
     const bare = d && d.tenant !== null ? frame('delta', { type: 'delta', rev }) : full;
     for (const sink of this.#live) {
       const text = d === undefined || d.tenant === null || d.tenant === sink.tenant ? full : bare;
@@ -95,12 +90,10 @@ export class StreamHub {
     }
   }
 
-  #send(sink: StreamSink, rev: number, issued?: Directive, cleared?: Directive): void {
-    const d = issued ?? cleared;
+  #send(sink: StreamSink, rev: number, change: Change): void {
+    const d = change.issued ?? change.cleared;
     const visible = d === undefined || d.tenant === null || d.tenant === sink.tenant;
-    const msg = visible
-      ? { type: 'delta', rev, ...(issued ? { issued } : {}), ...(cleared ? { cleared: cleared.id } : {}) }
-      : { type: 'delta', rev };
+    const msg = visible ? deltaOf(rev, change) : { type: 'delta', rev };
     if (!sink.write(frame('delta', msg))) this.#drop(sink);
   }
 
@@ -122,4 +115,21 @@ export class StreamHub {
     this.#live.clear();
     this.#pending.clear();
   }
+}
+
+/** One switchboard change: a directive issued (possibly replacing others at the same rev) or cleared. */
+export interface Change {
+  issued?: Directive;
+  cleared?: Directive;
+  replaced?: Directive[];
+}
+
+function deltaOf(rev: number, change: Change): DeltaMessage {
+  return {
+    type: 'delta',
+    rev,
+    ...(change.issued ? { issued: change.issued } : {}),
+    ...(change.cleared ? { cleared: change.cleared.id } : {}),
+    ...(change.replaced && change.replaced.length > 0 ? { replaced: change.replaced.map((r) => r.id) } : {}),
+  };
 }

@@ -1,0 +1,237 @@
+/**
+ * The dialogs that change the switchboard: issue a directive at a target (any ladder level,
+ * optionally narrowed to some tools) and resume a directive. Each asks for a justification;
+ * a global one also for a break-glass attestation. A refusal from the control plane is shown
+ * as it came.
+ */
+import { LEVELS, type Directive, type Level } from '@killpath/protocol';
+import type { ComponentChildren } from 'preact';
+import { useContext, useRef, useState } from 'preact/hooks';
+import { ApiError } from './api.ts';
+import { SessionContext } from './context.ts';
+import { LEVEL_HELP, directiveBody, emptyForm, errorText, needsBreakGlass, resumeBody, takesGrace, targetLabel, targetScope, type ActionForm, type FormErrors, type Target } from './model.ts';
+import { Modal } from './modal.tsx';
+
+/** Props of a field with its label, hint and error wired for assistive technology. */
+interface FieldProps {
+  id: string;
+  label: string;
+  hint?: string;
+  error?: string | undefined;
+  children: (aria: { id: string; 'aria-invalid': boolean; 'aria-describedby'?: string }) => ComponentChildren;
+}
+
+function Field({ id, label, hint, error, children }: FieldProps) {
+  const described = [hint ? `${id}-hint` : '', error ? `${id}-error` : ''].filter(Boolean).join(' ');
+  return (
+    <div class={`field${error ? ' invalid' : ''}`}>
+      <label for={id}>{label}</label>
+      {hint && (
+        <p id={`${id}-hint`} class="hint">
+          {hint}
+        </p>
+      )}
+      {children({ id, 'aria-invalid': Boolean(error), ...(described ? { 'aria-describedby': described } : {}) })}
+      {error && (
+        <p id={`${id}-error`} class="field-error">
+          {error}
+        </p>
+      )}
+    </div>
+  );
+}
+
+const text = (e: Event) => (e.currentTarget as HTMLInputElement).value;
+
+/** Props of {@link ActionDialog}. */
+export interface ActionDialogProps {
+  target: Target;
+  level: Level;
+  onClose(): void;
+  onIssued(d: Directive, created: boolean): void;
+}
+
+/** Issues a directive at a target. */
+export function ActionDialog({ target, level, onClose, onIssued }: ActionDialogProps) {
+  const session = useContext(SessionContext)!;
+  const [form, setForm] = useState<ActionForm>(() => emptyForm(level));
+  const [errors, setErrors] = useState<FormErrors>({});
+  const [failure, setFailure] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const justificationRef = useRef<HTMLTextAreaElement>(null);
+  const formRef = useRef<HTMLFormElement>(null);
+  const set = (patch: Partial<ActionForm>) => setForm((f) => ({ ...f, ...patch }));
+  const global = needsBreakGlass(target);
+
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    if (busy) return;
+    setFailure(null);
+    const r = directiveBody(target, form);
+    if (!r.ok) {
+      setErrors(r.errors);
+      // Focus the first field in error, in the form's order.
+      queueMicrotask(() => formRef.current?.querySelector<HTMLElement>('[aria-invalid="true"]')?.focus());
+      return;
+    }
+    setErrors({});
+    setBusy(true);
+    try {
+      const res = await session.api.post<{ directive: Directive; created: boolean }>('/v1/directives', r.body);
+      onIssued(res.directive, res.created);
+    } catch (err) {
+      setFailure(`The control plane refused: ${errorText(err instanceof ApiError ? err : { message: String(err) })}`);
+      setBusy(false);
+    }
+  };
+
+  const title = `${form.level[0]!.toUpperCase()}${form.level.slice(1)} ${targetLabel(target)}`;
+  return (
+    <Modal title={title} titleId="action-title" onClose={onClose} initialFocus={justificationRef}>
+      <p class="scope-line">
+        Scope <code>{targetScope(target)}</code>
+      </p>
+      <form ref={formRef} noValidate onSubmit={submit}>
+        <fieldset class="levels">
+          <legend>Level</legend>
+          {LEVELS.map((l) => (
+            <label key={l} class="radio">
+              <input type="radio" name="level" value={l} checked={form.level === l} onChange={() => set({ level: l })} />
+              <span class="level-name">{l}</span> <span class="hint">{LEVEL_HELP[l]}</span>
+            </label>
+          ))}
+        </fieldset>
+        <Field id="f-capabilities" label="Only these tools (optional)" hint="Capabilities separated by commas, e.g. crm.update; empty for every effect." error={errors.capabilities}>
+          {(a) => <input {...a} type="text" autocomplete="off" spellcheck={false} value={form.capabilities} onInput={(e) => set({ capabilities: text(e) })} />}
+        </Field>
+        {form.level === 'throttle' && (
+          <div class="row">
+            <Field id="f-rate" label="Effects per second" error={errors.perSecond}>
+              {(a) => <input {...a} type="number" min="0" step="any" inputMode="decimal" value={form.perSecond} onInput={(e) => set({ perSecond: text(e) })} />}
+            </Field>
+            <Field id="f-per" label="Counted per">
+              {(a) => (
+                <select {...a} value={form.per} onChange={(e) => set({ per: text(e) as 'run' | 'agent' })}>
+                  <option value="run">run</option>
+                  <option value="agent">agent</option>
+                </select>
+              )}
+            </Field>
+          </div>
+        )}
+        {takesGrace(form.level) && (
+          <div class="row">
+            <Field id="f-grace" label="Grace (ms, optional)" hint="Time covered work may take to finish before it is aborted." error={errors.graceMs}>
+              {(a) => <input {...a} type="number" min="0" step="1" inputMode="numeric" value={form.graceMs} onInput={(e) => set({ graceMs: text(e) })} />}
+            </Field>
+            {form.level === 'halt' && (
+              <Field id="f-drain" label="Queued tasks">
+                {(a) => (
+                  <select {...a} value={form.drain} onChange={(e) => set({ drain: text(e) as 'discard' | 'drain' })}>
+                    <option value="discard">discard</option>
+                    <option value="drain">drain within the grace</option>
+                  </select>
+                )}
+              </Field>
+            )}
+          </div>
+        )}
+        <Field id="f-reason" label="Reason (optional)" hint="A short label, e.g. runaway loop." error={errors.reason}>
+          {(a) => <input {...a} type="text" autocomplete="off" maxLength={500} value={form.reason} onInput={(e) => set({ reason: text(e) })} />}
+        </Field>
+        <Field id="f-justification" label="Justification (required)" hint="Why, for the audit log: incident, ticket, who decided." error={errors.justification}>
+          {(a) => <textarea {...a} ref={justificationRef} required rows={3} maxLength={4000} value={form.justification} onInput={(e) => set({ justification: text(e) })} />}
+        </Field>
+        {global && (
+          <Field id="f-breakglass" label="Break-glass attestation (required)" hint="This stops every tenant. State who authorised it and why nothing narrower will do." error={errors.breakGlass}>
+            {(a) => <textarea {...a} required rows={2} maxLength={4000} value={form.breakGlass} onInput={(e) => set({ breakGlass: text(e) })} />}
+          </Field>
+        )}
+        {failure && (
+          <p class="failure" role="alert">
+            {failure}
+          </p>
+        )}
+        <div class="buttons">
+          <button type="button" onClick={onClose}>
+            Cancel
+          </button>
+          <button type="submit" class={form.level === 'kill' || form.level === 'halt' ? 'danger' : 'primary'} disabled={busy}>
+            {busy ? 'Sending…' : `Issue ${form.level}`}
+          </button>
+        </div>
+      </form>
+    </Modal>
+  );
+}
+
+/** Props of {@link ResumeDialog}. */
+export interface ResumeDialogProps {
+  directive: Directive;
+  onClose(): void;
+  onResumed(d: Directive): void;
+}
+
+/** Resumes (clears) an active directive. */
+export function ResumeDialog({ directive, onClose, onResumed }: ResumeDialogProps) {
+  const session = useContext(SessionContext)!;
+  const [justification, setJustification] = useState('');
+  const [breakGlass, setBreakGlass] = useState('');
+  const [errors, setErrors] = useState<{ justification?: string; breakGlass?: string }>({});
+  const [failure, setFailure] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const ref = useRef<HTMLTextAreaElement>(null);
+  const formRef = useRef<HTMLFormElement>(null);
+
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    if (busy) return;
+    setFailure(null);
+    const r = resumeBody(directive, justification, breakGlass);
+    if (!r.ok) {
+      setErrors(r.errors);
+      queueMicrotask(() => formRef.current?.querySelector<HTMLElement>('[aria-invalid="true"]')?.focus());
+      return;
+    }
+    setErrors({});
+    setBusy(true);
+    try {
+      const res = await session.api.post<{ directive: Directive }>(`/v1/directives/${encodeURIComponent(directive.id)}/resume`, r.body);
+      onResumed(res.directive);
+    } catch (err) {
+      setFailure(`The control plane refused: ${errorText(err instanceof ApiError ? err : { message: String(err) })}`);
+      setBusy(false);
+    }
+  };
+
+  return (
+    <Modal title={`Resume ${directive.level} on ${directive.scopeText}`} titleId="resume-title" onClose={onClose} initialFocus={ref}>
+      <p class="scope-line">
+        Directive <code>{directive.id}</code>, issued by {directive.actor}: {directive.reason}
+      </p>
+      <form ref={formRef} noValidate onSubmit={submit}>
+        <Field id="r-justification" label="Justification (required)" hint="Why it is safe to resume, for the audit log." error={errors.justification}>
+          {(a) => <textarea {...a} ref={ref} required rows={3} maxLength={4000} value={justification} onInput={(e) => setJustification(text(e))} />}
+        </Field>
+        {needsBreakGlass(directive) && (
+          <Field id="r-breakglass" label="Break-glass attestation (required)" error={errors.breakGlass}>
+            {(a) => <textarea {...a} required rows={2} maxLength={4000} value={breakGlass} onInput={(e) => setBreakGlass(text(e))} />}
+          </Field>
+        )}
+        {failure && (
+          <p class="failure" role="alert">
+            {failure}
+          </p>
+        )}
+        <div class="buttons">
+          <button type="button" onClick={onClose}>
+            Cancel
+          </button>
+          <button type="submit" class="primary" disabled={busy}>
+            {busy ? 'Sending…' : 'Resume'}
+          </button>
+        </div>
+      </form>
+    </Modal>
+  );
+}

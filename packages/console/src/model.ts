@@ -1,0 +1,350 @@
+/**
+ * What the console shows and offers, as plain functions of the API's answers: who may act on
+ * what, the scope string of each target, the directive a dialog sends, the fleet as a tree.
+ * No DOM here, so all of it is unit-tested under Node.
+ */
+import { LEVELS, coversRun, levelRank, type Directive, type Level, type Principal, type Rate, type RunReport } from '@killpath/protocol';
+
+/**
+ * Ladder levels below halt in force on a worker. The control plane reports these as computed
+ * from its own directives; both the boolean and the detailed form are accepted.
+ */
+export interface WorkerFlagsView {
+  throttled?: boolean | Rate | null;
+  degraded?: boolean | string[] | null;
+  isolated?: boolean | null;
+}
+
+/** One worker of `GET /v1/fleet`, with the fields newer control planes add kept optional. */
+export interface FleetWorkerView {
+  workerId: string;
+  tenant: string;
+  agent: string;
+  features: string[];
+  connected: boolean;
+  pid: number | null;
+  observedRev: number;
+  lastHeartbeatAgoMs: number | null;
+  state: 'running' | Level | 'stale';
+  runs: RunReport[];
+  flags?: WorkerFlagsView | null;
+  launcher?: string | null;
+}
+
+/** Something the operator can act on. A tool is any target narrowed to some capabilities. */
+export type Target =
+  | { kind: 'global' }
+  | { kind: 'tenant'; tenant: string }
+  | { kind: 'agent'; tenant: string; agent: string }
+  | { kind: 'run'; tenant: string; run: string }
+  | { kind: 'feature'; tenant: string; feature: string };
+
+/** The scope string of `POST /v1/directives` for a target. */
+export function targetScope(t: Target): string {
+  switch (t.kind) {
+    case 'global':
+      return 'global';
+    case 'tenant':
+      return `tenant:${t.tenant}`;
+    case 'agent':
+      return `agent:${t.tenant}/${t.agent}`;
+    case 'run':
+      return `run:${t.run}`;
+    case 'feature':
+      return `feature:${t.feature}`;
+  }
+}
+
+/** The tenant a target belongs to; null for global (every tenant). */
+export function targetTenant(t: Target): string | null {
+  return t.kind === 'global' ? null : t.tenant;
+}
+
+/** Words for a target, as in "Kill run ticket-1" or "Halt agent acme/support-bot". */
+export function targetLabel(t: Target): string {
+  switch (t.kind) {
+    case 'global':
+      return 'every tenant (global)';
+    case 'tenant':
+      return `tenant ${t.tenant}`;
+    case 'agent':
+      return `agent ${t.tenant}/${t.agent}`;
+    case 'run':
+      return `run ${t.run}`;
+    case 'feature':
+      return `feature ${t.feature} in tenant ${t.tenant}`;
+  }
+}
+
+/** True when the principal may issue or clear directives confined to `tenant` (null: every tenant). Mirrors the server's policy. */
+export function canAct(p: Principal, tenant: string | null): boolean {
+  if (p.role === 'admin') return true;
+  return p.role === 'operator' && tenant !== null && tenant === p.tenant;
+}
+
+/** The ladder levels the principal is offered at a target: none for viewers and for other tenants. */
+export function levelsOffered(p: Principal, t: Target): Level[] {
+  return canAct(p, targetTenant(t)) ? [...LEVELS] : [];
+}
+
+/** True when acting on the target needs a break-glass attestation (it spans every tenant). */
+export function needsBreakGlass(t: Target | Directive): boolean {
+  return 'kind' in t ? t.kind === 'global' : t.tenant === null;
+}
+
+/** True when the principal is offered a resume of this directive. */
+export function canResume(p: Principal, d: Directive): boolean {
+  return d.clearedAt === null && canAct(p, d.tenant);
+}
+
+/** One line about each level, shown beside its choice in the action dialog. */
+export const LEVEL_HELP: Record<Level, string> = {
+  throttle: 'limit effects to a rate',
+  degrade: 'revoke capabilities (read-only when no tools are named)',
+  isolate: 'cut the agent off from the outside (egress)',
+  halt: 'stop: refuse new effects, abort writes in flight, after an optional grace',
+  kill: 'stop now and end the process',
+};
+
+/** What the action dialog holds; every field as typed. */
+export interface ActionForm {
+  level: Level;
+  /** Comma- or space-separated capabilities; empty for every effect. */
+  capabilities: string;
+  reason: string;
+  justification: string;
+  /** Milliseconds, empty for the server's default. */
+  graceMs: string;
+  drain: 'discard' | 'drain';
+  perSecond: string;
+  per: 'run' | 'agent';
+  breakGlass: string;
+}
+
+/** A fresh form for a level. */
+export function emptyForm(level: Level): ActionForm {
+  return { level, capabilities: '', reason: '', justification: '', graceMs: '', drain: 'discard', perSecond: '', per: 'run', breakGlass: '' };
+}
+
+/** Body of `POST /v1/directives` as the console sends it. */
+export interface IssueBody {
+  level: Level;
+  scope: string;
+  reason: string;
+  justification: string;
+  capabilities?: string[];
+  graceMs?: number;
+  drain?: 'discard' | 'drain';
+  rate?: Rate;
+  breakGlass?: string;
+  tenant?: string;
+}
+
+/** Field-by-field problems of a form. */
+export type FormErrors = Partial<Record<keyof ActionForm, string>>;
+
+const IDENT = /^[A-Za-z0-9._:@-]{1,128}$/;
+
+/** True when the level takes a grace period (the halts). */
+export function takesGrace(level: Level): boolean {
+  return level === 'halt' || level === 'kill';
+}
+
+/**
+ * Turns a form into a request body, or says what is wrong with it. A justification is always
+ * required; so is a break-glass attestation for a global target.
+ */
+export function directiveBody(t: Target, f: ActionForm): { ok: true; body: IssueBody } | { ok: false; errors: FormErrors } {
+  const errors: FormErrors = {};
+  const justification = f.justification.trim();
+  if (justification === '') errors.justification = 'A justification is required.';
+  else if (justification.length > 4000) errors.justification = 'The justification must be at most 4000 characters.';
+  if (f.reason.trim().length > 500) errors.reason = 'The reason must be at most 500 characters.';
+  const caps = f.capabilities.split(/[\s,]+/).filter((s) => s !== '');
+  const badCap = caps.find((c) => !IDENT.test(c));
+  if (badCap !== undefined) errors.capabilities = `"${badCap}" is not a capability name (letters, digits and ._:@-).`;
+  let graceMs: number | undefined;
+  if (takesGrace(f.level) && f.graceMs.trim() !== '') {
+    graceMs = Number(f.graceMs);
+    if (!Number.isInteger(graceMs) || graceMs < 0 || graceMs > 3_600_000) errors.graceMs = 'The grace must be a whole number of milliseconds from 0 to 3600000.';
+  }
+  let rate: Rate | undefined;
+  if (f.level === 'throttle') {
+    const perSecond = Number(f.perSecond);
+    if (f.perSecond.trim() === '' || !Number.isFinite(perSecond) || perSecond <= 0 || perSecond > 1e6) errors.perSecond = 'A throttle needs a rate above 0 effects per second.';
+    else rate = { perSecond, per: f.per };
+  }
+  const breakGlass = f.breakGlass.trim();
+  if (needsBreakGlass(t) && breakGlass === '') errors.breakGlass = 'A break-glass attestation is required for a global directive.';
+  if (Object.keys(errors).length > 0) return { ok: false, errors };
+  const scope = targetScope(t);
+  const body: IssueBody = {
+    level: f.level,
+    scope,
+    reason: f.reason.trim() || `${f.level} ${scope} from the web console`,
+    justification,
+  };
+  if (caps.length > 0) body.capabilities = caps;
+  if (graceMs !== undefined) body.graceMs = graceMs;
+  if (f.level === 'halt') body.drain = f.drain;
+  if (rate) body.rate = rate;
+  if (needsBreakGlass(t)) body.breakGlass = breakGlass;
+  // Run and feature scopes carry their tenant beside the scope: confine them to the one shown.
+  if (t.kind === 'run' || t.kind === 'feature') body.tenant = t.tenant;
+  return { ok: true, body };
+}
+
+/** Body of `POST /v1/directives/{id}/resume`, or what is wrong with the form. */
+export function resumeBody(d: Directive, justification: string, breakGlass: string): { ok: true; body: { justification: string; breakGlass?: string } } | { ok: false; errors: { justification?: string; breakGlass?: string } } {
+  const errors: { justification?: string; breakGlass?: string } = {};
+  if (justification.trim() === '') errors.justification = 'A justification is required.';
+  if (needsBreakGlass(d) && breakGlass.trim() === '') errors.breakGlass = 'A break-glass attestation is required to resume a global directive.';
+  if (Object.keys(errors).length > 0) return { ok: false, errors };
+  return { ok: true, body: { justification: justification.trim(), ...(needsBreakGlass(d) ? { breakGlass: breakGlass.trim() } : {}) } };
+}
+
+/** Words for a run's or worker's state: stop levels read as halted. */
+export function stateLabel(state: 'running' | Level | 'stale'): string {
+  switch (state) {
+    case 'running':
+      return 'running';
+    case 'stale':
+      return 'stale (no contact)';
+    case 'halt':
+      return 'halted';
+    case 'kill':
+      return 'halted (kill)';
+    case 'throttle':
+      return 'throttled';
+    case 'degrade':
+      return 'degraded';
+    case 'isolate':
+      return 'isolated';
+  }
+}
+
+/** Short words for a worker's flags (throttled, degraded, isolated), empty when none. */
+export function flagLabels(flags: WorkerFlagsView | null | undefined): string[] {
+  if (!flags) return [];
+  const out: string[] = [];
+  const t = flags.throttled;
+  if (t === true) out.push('throttled');
+  else if (t && typeof t === 'object') out.push(`throttled ${t.perSecond}/s per ${t.per}`);
+  const d = flags.degraded;
+  if (d === true) out.push('degraded');
+  else if (Array.isArray(d) && d.length > 0) out.push(d.includes('*') ? 'degraded (read-only)' : `degraded (${d.join(', ')})`);
+  if (flags.isolated === true) out.push('isolated');
+  return out;
+}
+
+/** The strongest active directive covering a run, as the control plane's switchboard says (not the worker). */
+export function orderedLevel(directives: readonly Directive[], w: FleetWorkerView, r: RunReport): Directive | null {
+  const run = { tenant: w.tenant, agent: w.agent, runId: r.runId, lineage: r.lineage, features: w.features };
+  let top: Directive | null = null;
+  for (const d of directives) {
+    if (d.clearedAt !== null || !coversRun(d, run)) continue;
+    if (top === null || levelRank(d.level) > levelRank(top.level)) top = d;
+  }
+  return top;
+}
+
+/** One run in an agent's tree, depth-first, children under their parent. */
+export interface RunRow {
+  run: RunReport;
+  worker: FleetWorkerView;
+  depth: number;
+  /** The parent lives outside this agent (another agent or process not shown here). */
+  parentElsewhere: boolean;
+}
+
+/** One agent of a tenant: its workers and its runs as a tree. */
+export interface AgentNode {
+  tenant: string;
+  agent: string;
+  workers: FleetWorkerView[];
+  runs: RunRow[];
+}
+
+/** One tenant: its agents and the features its workers declare. */
+export interface TenantNode {
+  tenant: string;
+  agents: AgentNode[];
+  features: string[];
+}
+
+/**
+ * Groups the fleet into tenants, agents and run trees, sorted by name. `alsoTenants` adds
+ * tenants with no worker (the operator's own, tenants named by directives).
+ */
+export function fleetTree(workers: readonly FleetWorkerView[], alsoTenants: readonly string[] = []): TenantNode[] {
+  const tenants = new Map<string, Map<string, FleetWorkerView[]>>();
+  for (const t of alsoTenants) tenants.set(t, new Map());
+  for (const w of workers) {
+    let agents = tenants.get(w.tenant);
+    if (!agents) tenants.set(w.tenant, (agents = new Map()));
+    let list = agents.get(w.agent);
+    if (!list) agents.set(w.agent, (list = []));
+    list.push(w);
+  }
+  const byName = (a: string, b: string) => a.localeCompare(b);
+  return [...tenants.keys()].sort(byName).map((tenant) => {
+    const agents = tenants.get(tenant)!;
+    const features = new Set<string>();
+    const nodes = [...agents.keys()].sort(byName).map((agent) => {
+      const ws = agents.get(agent)!;
+      for (const w of ws) for (const f of w.features) features.add(f);
+      return { tenant, agent, workers: ws, runs: runTree(ws) };
+    });
+    return { tenant, agents: nodes, features: [...features].sort(byName) };
+  });
+}
+
+function runTree(workers: readonly FleetWorkerView[]): RunRow[] {
+  const all: { run: RunReport; worker: FleetWorkerView }[] = [];
+  for (const w of workers) for (const r of w.runs) all.push({ run: r, worker: w });
+  all.sort((a, b) => a.run.runId.localeCompare(b.run.runId));
+  const ids = new Set(all.map((x) => x.run.runId));
+  const children = new Map<string, typeof all>();
+  const roots: typeof all = [];
+  for (const x of all) {
+    const parent = x.run.parentRunId;
+    if (parent !== null && ids.has(parent) && parent !== x.run.runId) {
+      let list = children.get(parent);
+      if (!list) children.set(parent, (list = []));
+      list.push(x);
+    } else roots.push(x);
+  }
+  const out: RunRow[] = [];
+  const seen = new Set<string>();
+  const walk = (x: (typeof all)[number], depth: number) => {
+    if (seen.has(x.run.runId)) return;
+    seen.add(x.run.runId);
+    out.push({ run: x.run, worker: x.worker, depth, parentElsewhere: depth === 0 && x.run.parentRunId !== null });
+    for (const c of children.get(x.run.runId) ?? []) walk(c, depth + 1);
+  };
+  for (const r of roots) walk(r, 0);
+  // Runs caught in a parent cycle (a bad report) are still shown.
+  for (const x of all) walk(x, 0);
+  return out;
+}
+
+/** Milliseconds as "0.4 s ago", "12 s ago", "3 min ago"; "never" for null. */
+export function agoText(ms: number | null): string {
+  if (ms === null) return 'never';
+  if (ms < 10_000) return `${(ms / 1000).toFixed(1)} s ago`;
+  if (ms < 120_000) return `${Math.round(ms / 1000)} s ago`;
+  return `${Math.round(ms / 60_000)} min ago`;
+}
+
+/** Effects per second for display: "—" when unknown. */
+export function rateText(rate: number | null): string {
+  if (rate === null) return '—';
+  if (rate === 0) return '0/s';
+  return rate < 10 ? `${rate.toFixed(1)}/s` : `${Math.round(rate)}/s`;
+}
+
+/** An API error as one plain sentence for the page. */
+export function errorText(err: { status?: number; code?: string; message?: string }): string {
+  const code = err.code ? ` (${err.code}${err.status ? `, HTTP ${err.status}` : ''})` : err.status ? ` (HTTP ${err.status})` : '';
+  return `${err.message ?? 'request failed'}${code}`;
+}

@@ -1,0 +1,180 @@
+/** The views beside the fleet: directive history, the audit log with its verification, compensations. */
+import type { AuditRecord, AuditVerdict, Directive } from '@killpath/protocol';
+import { useContext, useState } from 'preact/hooks';
+import { SessionContext } from './context.ts';
+import { DirectivesTable } from './directives-table.tsx';
+import { errorText } from './model.ts';
+import { usePoll } from './use-poll.ts';
+
+function LoadError({ error }: { error: { status?: number; code?: string; message?: string } | null }) {
+  return error ? (
+    <p class="failure" role="alert">
+      Could not load: {errorText(error)}
+    </p>
+  ) : null;
+}
+
+/** Active directives and their history. */
+export function DirectivesView({ refreshKey }: { refreshKey: number }) {
+  const { api } = useContext(SessionContext)!;
+  const [state] = usePoll(() => api.get<{ directives: Directive[] }>('/v1/directives?active=all&limit=200'), 1000, [api, refreshKey]);
+  const all = state.data?.directives ?? [];
+  const active = all.filter((d) => d.clearedAt === null);
+  const history = all.filter((d) => d.clearedAt !== null);
+  return (
+    <div>
+      <LoadError error={state.error} />
+      {!state.data && !state.error && <p class="empty">Loading…</p>}
+      {state.data && <DirectivesTable directives={active} caption="Active directives" full />}
+      {state.data && <DirectivesTable directives={history} caption="Cleared directives (latest 200 in all)" full />}
+    </div>
+  );
+}
+
+function summary(r: AuditRecord): string {
+  const s = JSON.stringify(r.data);
+  return s.length > 240 ? `${s.slice(0, 240)}…` : s;
+}
+
+/** The audit log, newest first, with the chain's verification status. */
+export function AuditView() {
+  const { api } = useContext(SessionContext)!;
+  const [types, setTypes] = useState('');
+  const [applied, setApplied] = useState('');
+  const query = `/v1/audit?order=desc&limit=200${applied ? `&type=${encodeURIComponent(applied)}` : ''}`;
+  const [records] = usePoll(() => api.get<{ records: AuditRecord[] }>(query), 2000, [api, query]);
+  const [verdict, verifyNow] = usePoll(() => api.get<AuditVerdict>('/v1/audit/verify'), 10_000, [api]);
+  const v = verdict.data;
+  return (
+    <div>
+      <section class={`verify ${v ? (v.ok ? 'ok' : 'broken') : ''}`} aria-labelledby="verify-h">
+        <h3 id="verify-h">Chain verification</h3>
+        <p role={v?.ok === false ? 'alert' : undefined}>
+          {!v && !verdict.error && 'Verifying…'}
+          {v?.ok === true && `Verified: ${v.records} records, the chain is intact (head ${v.head.slice(0, 16)}…).`}
+          {v && v.ok === false && `BROKEN: record #${v.firstBad} of ${v.records} fails verification: ${v.reason}.`}
+        </p>
+        <LoadError error={verdict.error} />
+        <button type="button" onClick={verifyNow}>
+          Verify again
+        </button>
+      </section>
+      <form
+        class="filter"
+        onSubmit={(e) => {
+          e.preventDefault();
+          setApplied(types.trim().replace(/\s+/g, ''));
+        }}
+      >
+        <label for="audit-types">Event types (comma-separated, empty for all)</label>
+        <input id="audit-types" type="text" spellcheck={false} value={types} placeholder="directive.issued,directive.cleared" onInput={(e) => setTypes((e.currentTarget as HTMLInputElement).value)} />
+        <button type="submit">Filter</button>
+      </form>
+      <LoadError error={records.error} />
+      {records.data && (
+        <div class="table-wrap">
+          <table class="audit">
+            <caption>Audit records, newest first (latest 200)</caption>
+            <thead>
+              <tr>
+                <th scope="col">#</th>
+                <th scope="col">Time</th>
+                <th scope="col">Type</th>
+                <th scope="col">Actor</th>
+                <th scope="col">Tenant</th>
+                <th scope="col">Data</th>
+              </tr>
+            </thead>
+            <tbody>
+              {records.data.records.map((r) => (
+                <tr key={r.seq}>
+                  <td>{r.seq}</td>
+                  <td>
+                    <time dateTime={r.ts}>{new Date(r.ts).toLocaleString()}</time>
+                  </td>
+                  <td>
+                    <code>{r.type}</code>
+                  </td>
+                  <td>{r.actor}</td>
+                  <td>{r.tenant ?? 'all'}</td>
+                  <td class="data">
+                    <code>{summary(r)}</code>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </div>
+  );
+}
+
+/** One row of `GET /v1/compensations`. */
+interface Compensation {
+  permitId: string;
+  runId: string;
+  tenant: string;
+  agent: string;
+  capability: string;
+  class: string;
+  status: string;
+  compensate: Record<string, unknown> | null;
+  intendedAt: string;
+  settledAt: string | null;
+  haltedBy: string;
+  haltedAt: string;
+}
+
+/** Effects that landed in runs later halted, with the compensation each declared. */
+export function CompensationsView() {
+  const { api } = useContext(SessionContext)!;
+  const [state] = usePoll(() => api.get<{ compensations: Compensation[] }>('/v1/compensations'), 2000, [api]);
+  const list = state.data?.compensations ?? [];
+  return (
+    <div>
+      <p class="hint">Effects that left before a halt. killpath records them; running the compensation is your code's job.</p>
+      <LoadError error={state.error} />
+      {state.data && list.length === 0 && <p class="empty">No compensations: no halted run had landed effects.</p>}
+      {list.length > 0 && (
+        <div class="table-wrap">
+          <table class="compensations">
+            <caption>Compensations after halts</caption>
+            <thead>
+              <tr>
+                <th scope="col">Run</th>
+                <th scope="col">Agent</th>
+                <th scope="col">Effect</th>
+                <th scope="col">Status</th>
+                <th scope="col">Compensation</th>
+                <th scope="col">Halted by</th>
+              </tr>
+            </thead>
+            <tbody>
+              {list.map((c) => (
+                <tr key={c.permitId}>
+                  <td>
+                    <code>{c.runId}</code>
+                  </td>
+                  <td>
+                    {c.tenant}/{c.agent}
+                  </td>
+                  <td>
+                    <code>{c.capability}</code> <span class="detail">{c.class}</span>
+                  </td>
+                  <td>{c.status}</td>
+                  <td class="data">
+                    <code>{c.compensate ? JSON.stringify(c.compensate) : '—'}</code>
+                  </td>
+                  <td>
+                    <code>{c.haltedBy}</code> <span class="detail">{new Date(c.haltedAt).toLocaleString()}</span>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </div>
+  );
+}

@@ -1,0 +1,201 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { LEVELS, type Directive, type Principal } from '@killpath/protocol';
+import {
+  canAct,
+  canResume,
+  directiveBody,
+  emptyForm,
+  errorText,
+  flagLabels,
+  fleetTree,
+  levelsOffered,
+  orderedLevel,
+  resumeBody,
+  stateLabel,
+  targetScope,
+  type FleetWorkerView,
+  type Target,
+} from '../src/model.ts';
+
+const who = (role: Principal['role'], tenant: string): Principal => ({ tokenId: 't', name: `${role}-${tenant}`, role, tenant, agent: null });
+const viewer = who('viewer', 'acme');
+const operator = who('operator', 'acme');
+const admin = who('admin', '*');
+
+const targets: Target[] = [
+  { kind: 'global' },
+  { kind: 'tenant', tenant: 'acme' },
+  { kind: 'agent', tenant: 'acme', agent: 'bot' },
+  { kind: 'run', tenant: 'acme', run: 'r-1' },
+  { kind: 'feature', tenant: 'acme', feature: 'new-planner' },
+];
+
+test('scope strings follow the protocol grammar', () => {
+  assert.deepEqual(targets.map(targetScope), ['global', 'tenant:acme', 'agent:acme/bot', 'run:r-1', 'feature:new-planner']);
+});
+
+test('a viewer is offered nothing anywhere', () => {
+  for (const t of targets) assert.deepEqual(levelsOffered(viewer, t), []);
+});
+
+test('an operator is offered every level in its own tenant, nothing in another, never global', () => {
+  for (const t of targets.slice(1)) assert.deepEqual(levelsOffered(operator, t), [...LEVELS]);
+  assert.deepEqual(levelsOffered(operator, { kind: 'global' }), []);
+  assert.deepEqual(levelsOffered(operator, { kind: 'agent', tenant: 'globex', agent: 'bot' }), []);
+  assert.deepEqual(levelsOffered(operator, { kind: 'run', tenant: 'globex', run: 'r-9' }), []);
+  assert.equal(canAct(who('agent', 'acme'), 'acme'), false);
+});
+
+test('an admin is offered every level everywhere, global included', () => {
+  for (const t of targets) assert.deepEqual(levelsOffered(admin, t), [...LEVELS]);
+});
+
+test('a justification is required; the body carries the scope, the tenant and the level fields', () => {
+  const run: Target = { kind: 'run', tenant: 'acme', run: 'r-1' };
+  const missing = directiveBody(run, { ...emptyForm('kill'), justification: '   ' });
+  assert.equal(missing.ok, false);
+  assert.ok(!missing.ok && missing.errors.justification);
+
+  const ok = directiveBody(run, { ...emptyForm('halt'), justification: ' incident 42 ', graceMs: '2000', drain: 'drain', capabilities: 'crm.update, search' });
+  assert.ok(ok.ok);
+  assert.deepEqual(ok.body, {
+    level: 'halt',
+    scope: 'run:r-1',
+    reason: 'halt run:r-1 from the web console',
+    justification: 'incident 42',
+    capabilities: ['crm.update', 'search'],
+    graceMs: 2000,
+    drain: 'drain',
+    tenant: 'acme',
+  });
+});
+
+test('throttle needs a rate; bad grace and capability names are refused before sending', () => {
+  const agent: Target = { kind: 'agent', tenant: 'acme', agent: 'bot' };
+  const base = { ...emptyForm('throttle'), justification: 'too many calls' };
+  const noRate = directiveBody(agent, base);
+  assert.ok(!noRate.ok && noRate.errors.perSecond);
+  const rated = directiveBody(agent, { ...base, perSecond: '2.5', per: 'agent' });
+  assert.ok(rated.ok);
+  assert.deepEqual(rated.body.rate, { perSecond: 2.5, per: 'agent' });
+  assert.equal(rated.body.graceMs, undefined);
+  assert.equal(rated.body.tenant, undefined, 'agent scopes name their tenant already');
+  const badGrace = directiveBody(agent, { ...emptyForm('kill'), justification: 'x', graceMs: '-1' });
+  assert.ok(!badGrace.ok && badGrace.errors.graceMs);
+  const badCap = directiveBody(agent, { ...emptyForm('degrade'), justification: 'x', capabilities: 'crm/update' });
+  assert.ok(!badCap.ok && badCap.errors.capabilities);
+});
+
+test('global needs a break-glass attestation, and so does resuming a global directive', () => {
+  const g = directiveBody({ kind: 'global' }, { ...emptyForm('halt'), justification: 'provider outage' });
+  assert.ok(!g.ok && g.errors.breakGlass);
+  const ok = directiveBody({ kind: 'global' }, { ...emptyForm('halt'), justification: 'provider outage', breakGlass: 'CTO approved, INC-7' });
+  assert.ok(ok.ok && ok.body.breakGlass === 'CTO approved, INC-7');
+
+  const d = directive({ tenant: null, scopeText: 'global', scope: { kind: 'global' } });
+  assert.ok(!resumeBody(d, 'fixed', '').ok);
+  const r = resumeBody(d, 'fixed', 'CTO approved');
+  assert.ok(r.ok && r.body.breakGlass === 'CTO approved');
+  assert.deepEqual(resumeBody(directive({}), ' fixed ', '').ok && resumeBody(directive({}), ' fixed ', ''), { ok: true, body: { justification: 'fixed' } });
+  assert.ok(!resumeBody(directive({}), '', '').ok);
+});
+
+test('resume is offered on active directives of tenants the principal acts in', () => {
+  assert.equal(canResume(operator, directive({})), true);
+  assert.equal(canResume(viewer, directive({})), false);
+  assert.equal(canResume(operator, directive({ tenant: 'globex' })), false);
+  assert.equal(canResume(operator, directive({ tenant: null })), false);
+  assert.equal(canResume(admin, directive({ tenant: null })), true);
+  assert.equal(canResume(admin, directive({ clearedAt: '2026-01-01T00:00:00Z' })), false);
+});
+
+test('the fleet groups into tenants and agents, with child runs under their parent', () => {
+  const tree = fleetTree(
+    [
+      worker({ workerId: 'w2', agent: 'b', runs: [run('x', null)] }),
+      worker({ workerId: 'w1', agent: 'a', features: ['f1'], runs: [run('r-1.child', 'r-1', ['r-1']), run('r-1', null), run('orphan', 'elsewhere', ['elsewhere'])] }),
+      worker({ workerId: 'w3', tenant: 'globex', agent: 'a', runs: [] }),
+    ],
+    ['zeta'],
+  );
+  assert.deepEqual(tree.map((t) => t.tenant), ['acme', 'globex', 'zeta']);
+  assert.deepEqual(tree[0]!.agents.map((a) => a.agent), ['a', 'b']);
+  assert.deepEqual(tree[0]!.features, ['f1']);
+  assert.deepEqual(
+    tree[0]!.agents[0]!.runs.map((r) => [r.run.runId, r.depth, r.parentElsewhere]),
+    [
+      ['orphan', 0, true],
+      ['r-1', 0, false],
+      ['r-1.child', 1, false],
+    ],
+  );
+  assert.deepEqual(tree[2]!.agents, []);
+});
+
+test('a run cycle in a bad report does not hide runs', () => {
+  const tree = fleetTree([worker({ runs: [run('p', 'q'), run('q', 'p')] })]);
+  assert.deepEqual(tree[0]!.agents[0]!.runs.map((r) => r.run.runId).sort(), ['p', 'q']);
+});
+
+test('the ordered level is the strongest active directive covering the run, descendants included', () => {
+  const w = worker({ features: ['f1'] });
+  const child = run('r-1.child', 'r-1', ['r-1']);
+  const ds = [
+    directive({ id: 'd1', level: 'throttle', scope: { kind: 'agent', tenant: 'acme', agent: 'a' }, scopeText: 'agent:acme/a' }),
+    directive({ id: 'd2', level: 'halt', scope: { kind: 'run', run: 'r-1' }, scopeText: 'run:r-1' }),
+    directive({ id: 'd3', level: 'kill', scope: { kind: 'run', run: 'other' }, scopeText: 'run:other' }),
+  ];
+  assert.equal(orderedLevel(ds, w, child)?.id, 'd2');
+  assert.equal(orderedLevel(ds, w, run('r-2', null))?.id, 'd1');
+  assert.equal(orderedLevel([], w, child), null);
+});
+
+test('states and flags read as words', () => {
+  assert.equal(stateLabel('halt'), 'halted');
+  assert.match(stateLabel('kill'), /^halted/);
+  assert.equal(stateLabel('running'), 'running');
+  assert.deepEqual(flagLabels(undefined), []);
+  assert.deepEqual(flagLabels({ throttled: true, degraded: true, isolated: true }), ['throttled', 'degraded', 'isolated']);
+  assert.deepEqual(flagLabels({ throttled: { perSecond: 5, per: 'run' }, degraded: ['*'], isolated: false }), ['throttled 5/s per run', 'degraded (read-only)']);
+  assert.deepEqual(flagLabels({ throttled: null, degraded: ['crm.update'], isolated: false }), ['degraded (crm.update)']);
+});
+
+test('an API error reads as one sentence with its code', () => {
+  assert.equal(
+    errorText({ status: 422, code: 'unsupported_level', message: 'level "throttle" is not enforced' }),
+    'level "throttle" is not enforced (unsupported_level, HTTP 422)',
+  );
+  assert.equal(errorText({ message: 'x' }), 'x');
+});
+
+function worker(over: Partial<FleetWorkerView>): FleetWorkerView {
+  return { workerId: 'w', tenant: 'acme', agent: 'a', features: [], connected: true, pid: 1, observedRev: 1, lastHeartbeatAgoMs: 10, state: 'running', runs: [], ...over };
+}
+
+function run(runId: string, parentRunId: string | null, lineage: string[] = []) {
+  return { runId, parentRunId, lineage, state: 'running' as const, effects: 0, denied: 0, inFlight: 0 };
+}
+
+function directive(over: Partial<Directive>): Directive {
+  return {
+    id: 'd',
+    rev: 1,
+    level: 'halt',
+    scope: { kind: 'tenant', tenant: 'acme' },
+    scopeText: 'tenant:acme',
+    tenant: 'acme',
+    capabilities: null,
+    rate: null,
+    graceMs: 0,
+    drain: 'discard',
+    memory: 'revert',
+    reason: 'r',
+    justification: 'j',
+    actor: 'ops',
+    issuedAt: '2026-01-01T00:00:00Z',
+    clearedAt: null,
+    clearedRev: null,
+    ...over,
+  } as Directive;
+}

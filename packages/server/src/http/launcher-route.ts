@@ -1,0 +1,65 @@
+import type { Context } from 'hono';
+import type { HttpBindings } from '@hono/node-server';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+import { KillpathError, isIdentifier, type Principal } from '@killpath/protocol';
+import type { ControlPlane } from '../control-plane.ts';
+import type { LauncherSink } from '../launchers.ts';
+import type { Logger } from '../log.ts';
+
+/** A launcher stream whose unsent bytes exceed this is dropped (the launcher reconnects). */
+const MAX_BACKLOG = 1 << 20;
+
+/**
+ * `GET /v1/launchers/stream?launcher=L&tenant=T&agent=A[&run=R][&features=f1,f2]`: a launcher's
+ * own stream (server-sent events), independent of its agent's: `orders` on connect and whenever
+ * the kill, isolate or halt covering its agent changes, keep-alives in between. Opened with the
+ * agent token of that tenant and agent (the launcher hands the same token to its agent), or an
+ * admin token.
+ */
+export function openLauncherStream(c: Context<{ Bindings: HttpBindings; Variables: { principal: Principal } }>, cp: ControlPlane, log: Logger): Response {
+  const p = c.get('principal');
+  const launcherId = c.req.query('launcher') ?? '';
+  const tenant = c.req.query('tenant') ?? '';
+  const agent = c.req.query('agent') ?? '';
+  const run = c.req.query('run');
+  const featuresText = c.req.query('features') ?? '';
+  const features = featuresText === '' ? [] : featuresText.split(',');
+  for (const [name, v] of [['launcher', launcherId], ['tenant', tenant], ['agent', agent]] as const) {
+    if (!isIdentifier(v)) throw new KillpathError('invalid_request', `query parameter ${name} must be an identifier`);
+  }
+  if (run !== undefined && !isIdentifier(run)) throw new KillpathError('invalid_request', 'query parameter run must be an identifier');
+  if (!features.every(isIdentifier)) throw new KillpathError('invalid_request', 'features must be a comma-separated list of identifiers');
+  const allowed = p.role === 'admin' || (p.role === 'agent' && p.tenant === tenant && (p.agent === null || p.agent === agent));
+  if (!allowed) throw new KillpathError('forbidden', `this token may not open a launcher stream for ${tenant}/${agent}`);
+
+  const res = c.env.outgoing;
+  c.env.incoming.socket.setNoDelay(true);
+  c.env.incoming.socket.setKeepAlive(true, 10_000);
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+  let open = true;
+  const sink: LauncherSink = {
+    launcherId,
+    tenant,
+    agent,
+    runId: run ?? null,
+    features,
+    write(text) {
+      if (!open) return true;
+      res.write(text);
+      return res.writableLength < MAX_BACKLOG;
+    },
+    close() {
+      if (!open) return;
+      open = false;
+      res.end();
+    },
+  };
+  res.on('close', () => {
+    open = false;
+    cp.launchers.detach(sink);
+    log.info('launcher stream closed', { launcherId, tenant, agent });
+  });
+  cp.launchers.attach(sink, cp.hub.rev, cp.active());
+  log.info('launcher stream opened', { launcherId, tenant, agent, run: run ?? null });
+  return RESPONSE_ALREADY_SENT;
+}

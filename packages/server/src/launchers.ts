@@ -1,0 +1,105 @@
+import type { Directive, LauncherOrders, RunIdentity } from '@killpath/protocol';
+import { covering } from './ladder.ts';
+
+/** One connected launcher (`killpath run`), as the hub sees it. */
+export interface LauncherSink {
+  readonly launcherId: string;
+  readonly tenant: string;
+  readonly agent: string;
+  /** The run it was started for (`--run`), or `null`. */
+  readonly runId: string | null;
+  readonly features: readonly string[];
+  /** Writes raw SSE text; returns false when the connection is backlogged. */
+  write(text: string): boolean;
+  close(): void;
+}
+
+function frame(type: string, data: unknown): string {
+  return `event: ${type}\ndata: ${JSON.stringify(data)}\n\n`;
+}
+
+/**
+ * Tells each launcher what to enforce on the agent process it started. A launcher is covered by
+ * a run-wide (not capability-narrowed) directive when the directive covers the launcher's own
+ * identity (tenant, agent, `--run`, features) or any run its agent's workers report (so
+ * `run:R` reaches the launcher whose agent hosts R or one of R's ancestors' descendants). Orders
+ * are recomputed on every switchboard change and on every heartbeat of a launched worker, and
+ * sent only when they change; a launcher gets its current orders when it connects.
+ */
+export class LauncherHub {
+  readonly #sinks = new Map<LauncherSink, string>();
+  readonly #timer: NodeJS.Timeout;
+  readonly #runsOf: (launcherId: string) => RunIdentity[];
+  #rev = 0;
+
+  /** @param runsOf runs reported by the workers this launcher started (from the fleet) */
+  constructor(keepaliveMs: number, runsOf: (launcherId: string) => RunIdentity[]) {
+    this.#runsOf = runsOf;
+    this.#timer = setInterval(() => {
+      const text = frame('keepalive', { type: 'keepalive', rev: this.#rev });
+      for (const sink of this.#sinks.keys()) if (!sink.write(text)) this.detach(sink);
+    }, keepaliveMs);
+    this.#timer.unref();
+  }
+
+  /** Connected launchers. */
+  get size(): number {
+    return this.#sinks.size;
+  }
+
+  /** Ids of the connected launchers. */
+  ids(): string[] {
+    return [...this.#sinks.keys()].map((s) => s.launcherId);
+  }
+
+  attach(sink: LauncherSink, rev: number, active: readonly Directive[]): void {
+    this.#sinks.set(sink, '');
+    this.#send(sink, rev, active, true);
+  }
+
+  detach(sink: LauncherSink): void {
+    this.#sinks.delete(sink);
+  }
+
+  /** Recomputes every launcher's orders (after a switchboard change), or only `launcherId`'s. */
+  reconcile(rev: number, active: readonly Directive[], launcherId?: string): void {
+    this.#rev = Math.max(this.#rev, rev);
+    for (const sink of this.#sinks.keys()) {
+      if (launcherId === undefined || sink.launcherId === launcherId) this.#send(sink, rev, active, false);
+    }
+  }
+
+  /** The orders `sink` should enforce now. */
+  orders(sink: Pick<LauncherSink, 'launcherId' | 'tenant' | 'agent' | 'runId' | 'features'>, rev: number, active: readonly Directive[]): LauncherOrders {
+    const own: RunIdentity = {
+      tenant: sink.tenant,
+      agent: sink.agent,
+      // Without --run, the launcher's own identity must not match any run scope.
+      runId: sink.runId ?? `launcher:${sink.launcherId}`,
+      lineage: [],
+      features: [...sink.features],
+    };
+    const runs = [own, ...this.#runsOf(sink.launcherId)];
+    return {
+      type: 'orders',
+      rev,
+      kill: covering(active, runs, ['kill']),
+      isolate: covering(active, runs, ['isolate']),
+      halt: covering(active, runs, ['halt']),
+    };
+  }
+
+  close(): void {
+    clearInterval(this.#timer);
+    for (const sink of this.#sinks.keys()) sink.close();
+    this.#sinks.clear();
+  }
+
+  #send(sink: LauncherSink, rev: number, active: readonly Directive[], always: boolean): void {
+    const o = this.orders(sink, rev, active);
+    const key = `${o.kill?.id ?? ''}|${o.isolate?.id ?? ''}|${o.halt?.id ?? ''}`;
+    if (!always && this.#sinks.get(sink) === key) return;
+    this.#sinks.set(sink, key);
+    if (!sink.write(frame('orders', o))) this.detach(sink);
+  }
+}

@@ -1,0 +1,238 @@
+/**
+ * End to end, real processes and a real browser: the web console (issue 7). A control plane
+ * (`killpath serve`), live demo agents of two tenants, and Debian's Chromium driven headless by
+ * playwright-core. An operator of acme signs in, sees acme only, is asked for a justification,
+ * kills a run and sees it halted while the agent's own effects are refused; a viewer gets no
+ * buttons; the page says when the control plane goes away. A screenshot of the fleet view is
+ * saved to test-artifacts/console-fleet.png.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { ApiClient, FleetHarness } from '@killpath/cli';
+import type { Directive } from '@killpath/protocol';
+import { startServerProcess, type ServerProcess } from './server-process.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+/** Flags without which Chromium hangs or phones home on a closed network. */
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const MISSING = `${CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium); the console tests never download a browser`;
+const ARTIFACTS = fileURLToPath(new URL('../../test-artifacts/', import.meta.url));
+const ENV = { DEMO_PERIOD_MS: '40', KILLPATH_HEARTBEAT_MS: '300', KILLPATH_LEASE_MS: '3000' };
+/** The issue's bound for a change to show in the page without reloading, in ms (plus a report's interval). */
+const LIVE_MS = 1000 + Number(ENV.KILLPATH_HEARTBEAT_MS);
+
+const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
+
+/** Waits until `fn` returns a truthy value; fails with `what` after `timeoutMs`. */
+async function until<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 5000): Promise<NonNullable<T>> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+const missing = !existsSync(CHROMIUM);
+
+describe('web console (real browser, real processes)', { skip: missing && process.env.CI !== 'true' ? MISSING : false, timeout: 120_000 }, () => {
+  let dir: string;
+  let server: ServerProcess;
+  let api: ApiClient;
+  let fleet: FleetHarness;
+  let browser: Browser;
+  const tokens: Record<'operator' | 'viewer', string> = { operator: '', viewer: '' };
+  const contexts: BrowserContext[] = [];
+
+  before(async () => {
+    if (missing) throw new Error(MISSING);
+    dir = mkdtempSync(join(tmpdir(), 'killpath-e2e-console-'));
+    server = await startServerProcess(dir, 0, ['--keepalive-ms', '300']);
+    api = new ApiClient(server.url, server.adminToken);
+    tokens.operator = (await api.post<{ token: string }>('/v1/tokens', { role: 'operator', tenant: 'acme', name: 'ops-acme' })).token;
+    tokens.viewer = (await api.post<{ token: string }>('/v1/tokens', { role: 'viewer', tenant: 'acme', name: 'viewer-acme' })).token;
+    fleet = await FleetHarness.start({
+      api,
+      agents: [
+        { tenant: 'acme', agent: 'support-bot', runs: ['run-1'], features: ['new-planner'] },
+        { tenant: 'globex', agent: 'billing-bot', runs: ['gx-1'] },
+      ],
+      env: ENV,
+    });
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 });
+  });
+
+  after(async () => {
+    for (const c of contexts) await c.close().catch(() => {});
+    await browser?.close().catch(() => {});
+    await fleet?.stop();
+    await server?.stop().catch(() => {});
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A fresh tab (own sessionStorage) signed in with `token`; page errors and CSP refusals are collected. */
+  async function signIn(token: string): Promise<{ page: Page; errors: string[]; answers: Promise<string>[] }> {
+    const context = await browser.newContext({ viewport: { width: 1366, height: 860 } });
+    contexts.push(context);
+    const page = await context.newPage();
+    const errors: string[] = [];
+    const answers: Promise<string>[] = [];
+    page.on('response', (r) => {
+      if (new URL(r.url()).pathname.startsWith('/v1/')) answers.push(r.text().catch(() => ''));
+    });
+    page.on('pageerror', (e) => errors.push(e.message));
+    page.on('console', (m) => {
+      // Chromium logs every 4xx answer; those the test provokes are checked where they happen.
+      if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) errors.push(m.text());
+    });
+    const res = await page.goto(`${server.url}/`);
+    assert.equal(res?.status(), 200, 'the console is served by the control plane (built by npm install)');
+    assert.match(res?.headers()['content-security-policy'] ?? '', /script-src 'self'/);
+    await page.getByLabel('Access token').fill(token);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: 'Tenant acme' }).waitFor({ timeout: 10_000 });
+    return { page, errors, answers };
+  }
+
+  const runRow = (page: Page, runId: string) => page.locator(`tr[data-run="${runId}"]`);
+  const active = async () => (await api.get<{ directives: Directive[] }>('/v1/directives?active=true')).directives;
+
+  test('an operator of acme sees acme only, must justify, kills a live run, sees it halted; the agent refuses its effects', async () => {
+    const { page, errors, answers } = await signIn(tokens.operator);
+    await runRow(page, 'run-1').waitFor();
+    await runRow(page, 'run-1.child').waitFor();
+    assert.equal(await page.locator('tr[data-run="run-1.child"].depth-1').count(), 1, 'the child run is shown under its parent');
+    assert.match(await page.locator('header').innerText(), /ops-acme · operator · tenant acme/);
+
+    // Tenant B is invisible: not in the page, not in anything the API gave the page.
+    await sleep(600);
+    const text = await page.locator('body').innerText();
+    const fetched = (await Promise.all(answers)).join('\n');
+    assert.ok(answers.length > 2 && fetched.includes('run-1'), 'the page polled the API');
+    for (const other of ['globex', 'billing-bot', 'gx-1']) {
+      assert.ok(!text.includes(other), `an acme operator does not see ${other}`);
+      assert.ok(!fetched.includes(other), `the API did not give an acme operator ${other}`);
+    }
+    assert.equal(await page.getByRole('button', { name: /globex/ }).count(), 0);
+
+    // Keyboard: Enter opens the dialog, Escape closes it, focus goes back to the button.
+    await page.getByRole('button', { name: 'Halt run run-1', exact: true }).focus();
+    await page.keyboard.press('Enter');
+    const halt = page.getByRole('dialog', { name: 'Halt run run-1' });
+    await halt.waitFor();
+    await page.keyboard.press('Escape');
+    await halt.waitFor({ state: 'hidden' });
+    assert.equal(await page.locator(':focus').getAttribute('aria-label'), 'Halt run run-1');
+
+    // A justification is required: the dialog refuses to send without one.
+    await page.getByRole('button', { name: 'Kill run run-1', exact: true }).click();
+    const dialog = page.getByRole('dialog', { name: 'Kill run run-1' });
+    await dialog.waitFor();
+    assert.equal(await page.locator(':focus').getAttribute('id'), 'f-justification', 'focus starts on the justification');
+    await dialog.getByRole('button', { name: 'Issue kill' }).click();
+    await dialog.getByText('A justification is required.').waitFor();
+    assert.equal(await dialog.getByLabel('Justification (required)').getAttribute('aria-invalid'), 'true');
+    await sleep(300);
+    assert.deepEqual(await active(), [], 'nothing was issued without a justification');
+
+    // Kill, with a justification; the agent process stays alive (no launcher), so its gate must refuse.
+    const agent = fleet.agents.find((a) => a.spec.agent === 'support-bot')!;
+    await dialog.getByLabel('Justification (required)').fill('e2e: runaway loop on run-1, INC-7');
+    const pressed = Date.now();
+    await dialog.getByRole('button', { name: 'Issue kill' }).click();
+    await dialog.waitFor({ state: 'hidden' });
+    await page.getByText(/kill issued on run:run-1/).waitFor();
+    assert.equal(await page.locator(':focus').getAttribute('aria-label'), 'Kill run run-1', 'focus returns to the button');
+
+    const d = (await active()).find((x) => x.scopeText === 'run:run-1');
+    assert.ok(d, 'the kill is on the switchboard');
+    assert.equal(d.level, 'kill');
+    assert.equal(d.justification, 'e2e: runaway loop on run-1, INC-7');
+    assert.equal(d.actor, 'ops-acme');
+
+    await until('run-1 shown halted', async () => /halted/.test(await runRow(page, 'run-1').innerText()), LIVE_MS + 2000);
+    const shownMs = Date.now() - pressed;
+    await until('run-1.child shown halted', async () => /halted/.test(await runRow(page, 'run-1.child').innerText()), LIVE_MS);
+    assert.match(await runRow(page, 'run-1').innerText(), /kill by ops-acme/, 'the switchboard column names the directive');
+
+    const denied = await until('an effect.denied naming the kill', () => agent.events.find((e) => e.type === 'effect.denied' && e.runId === 'run-1' && e.directiveId === d.id));
+    assert.ok(denied);
+    const observed = agent.events.find((e) => e.type === 'rev.applied' && (e.rev ?? 0) >= d.rev);
+    assert.ok(observed, 'the agent observed the kill');
+    const late = agent.events.filter((e) => e.type === 'effect.started' && (e.runId === 'run-1' || e.runId === 'run-1.child') && e.at > observed.at);
+    assert.deepEqual(late, [], 'no effect of the killed run started after the agent observed the kill');
+    process.kill(agent.pid, 0); // still alive: the refusal is the agent's gate, not a dead process
+    console.error(`# kill pressed → run shown halted in ${shownMs} ms`);
+
+    // The effect rate, computed in the page from successive counts, falls to 0 once reports show no new effect.
+    await until('run-1 shown at 0 effects/s', async () => (await runRow(page, 'run-1').locator('td').nth(2).innerText()).trim() === '0/s', 5000);
+
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: join(ARTIFACTS, 'console-fleet.png'), fullPage: true });
+
+    // Resume from the page, with a justification.
+    await page.getByRole('button', { name: 'Resume kill on run:run-1' }).click();
+    const resume = page.getByRole('dialog', { name: 'Resume kill on run:run-1' });
+    await resume.getByLabel('Justification (required)').fill('e2e: loop fixed');
+    await resume.getByRole('button', { name: 'Resume' }).click();
+    await resume.waitFor({ state: 'hidden' });
+    await until('the kill cleared', async () => (await active()).length === 0);
+    await until('run-1 running again', async () => /running/.test(await runRow(page, 'run-1').innerText()), LIVE_MS + 2000);
+
+    // A refusal from the control plane is shown plainly in the dialog: here the directive was
+    // resumed by someone else while the dialog was open.
+    const other = (await api.post<{ directive: Directive }>('/v1/directives', { level: 'halt', scope: 'agent:acme/support-bot', reason: 'e2e', justification: 'e2e' })).directive;
+    await page.getByRole('button', { name: 'Resume halt on agent:acme/support-bot' }).click();
+    const tooLate = page.getByRole('dialog', { name: 'Resume halt on agent:acme/support-bot' });
+    await tooLate.getByLabel('Justification (required)').fill('e2e: too late');
+    await api.post(`/v1/directives/${other.id}/resume`, { justification: 'cleared elsewhere' });
+    await tooLate.getByRole('button', { name: 'Resume' }).click();
+    const refusal = await tooLate.getByRole('alert').innerText();
+    assert.match(refusal, /The control plane refused: .*already cleared.*\(conflict, HTTP 409\)/);
+    await tooLate.getByRole('button', { name: 'Cancel' }).click();
+    await tooLate.waitFor({ state: 'hidden' });
+
+    // The other views are there and load.
+    await page.getByRole('link', { name: 'Audit log' }).click();
+    await page.getByText(/Verified: \d+ records, the chain is intact/).waitFor();
+    await page.getByRole('link', { name: 'Directives' }).click();
+    await page.getByRole('table', { name: /Cleared directives/ }).getByText('e2e: runaway loop on run-1, INC-7').waitFor();
+    await page.getByRole('link', { name: 'Compensations' }).click();
+    await page.getByText(/Effects that left before a halt/).waitFor();
+
+    // A reload keeps the session (the token is in the tab's sessionStorage)...
+    await page.reload();
+    await page.getByRole('heading', { name: 'Compensations', level: 2 }).waitFor();
+    assert.match(await page.locator('header').innerText(), /Signed in as ops-acme/);
+    // ...and sign-out forgets it.
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByLabel('Access token').waitFor();
+    assert.equal(await page.evaluate('sessionStorage.length + localStorage.length'), 0);
+    assert.deepEqual(errors, [], 'no script error or CSP refusal in the page');
+  });
+
+  test('a viewer sees the fleet and no button that acts', async () => {
+    const { page, errors } = await signIn(tokens.viewer);
+    await runRow(page, 'run-1').waitFor();
+    await sleep(600);
+    assert.match(await page.locator('header').innerText(), /viewer · tenant acme \(read-only\)/);
+    for (const name of [/^Kill/, /^Halt/, /^More actions/, /^Resume/]) {
+      assert.equal(await page.getByRole('button', { name }).count(), 0, `no ${name} button for a viewer`);
+    }
+    assert.equal(await page.getByRole('button', { name: 'Sign out' }).count(), 1);
+    assert.deepEqual(errors, []);
+  });
+
+  test('the page says when the control plane is unreachable', async () => {
+    const { page } = await signIn(tokens.operator);
+    await page.getByText(/^Live · updated/).waitFor();
+    await server.crash();
+    await page.getByText(/Control plane unreachable since/).waitFor({ timeout: 5000 });
+  });
+});
