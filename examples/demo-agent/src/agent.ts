@@ -18,7 +18,7 @@
  * fired or was dequeued after the worker observed a flip.
  *
  * Configuration (environment): KILLPATH_URL, KILLPATH_TOKEN, KILLPATH_TENANT, KILLPATH_AGENT,
- * KILLPATH_FEATURES (comma list), DEMO_RUNS (comma list of run ids), DEMO_PERIOD_MS (default
+ * KILLPATH_FEATURES (comma list), DEMO_RUNS (comma list of run ids; default KILLPATH_RUN_ID, set by `killpath run --run`), DEMO_PERIOD_MS (default
  * 40), DEMO_SLOW_MS (default 3000), DEMO_OUTBOX_MS (how long sending one outbox task takes, default 2), KILLPATH_LEASE_MS (default 3000), DEMO_PARENT_RUN and
  * DEMO_RESUME=1 (resume the runs through the control plane instead of starting them),
  * DEMO_IRREVERSIBLE=1 (also keep an irreversible wire_transfer in its cool-off), DEMO_PARENT_RUN and
@@ -141,7 +141,7 @@ async function transferLoop(run: Run): Promise<void> {
   }
 }
 
-const runIds = env('DEMO_RUNS').split(',');
+const runIds = env('DEMO_RUNS', process.env.KILLPATH_RUN_ID).split(',');
 const parentRun = process.env.DEMO_PARENT_RUN ?? '';
 const parent = parentRun === '' ? undefined : { runId: parentRun, lineage: (process.env.DEMO_PARENT_LINEAGE ?? '').split(',').filter(Boolean) };
 // DEMO_RESUME=1 is the path of a durable agent restarted after a crash or a redeploy: it asks

@@ -1,6 +1,7 @@
 import { KillpathError } from '@killpath/protocol';
 import { AUDIT_HELP, audit } from './commands/audit.ts';
-import { KILL_HELP, RESUME_HELP, kill, resume } from './commands/directives.ts';
+import { KILL_HELP, RESUME_HELP, STEP_HELP, kill, resume, step } from './commands/directives.ts';
+import { RUN_HELP, run } from './commands/run.ts';
 import { SERVE_HELP, serve } from './commands/serve.ts';
 import { STATUS_HELP, status } from './commands/status.ts';
 import { TOKEN_HELP, token } from './commands/token.ts';
@@ -13,8 +14,11 @@ Usage: killpath <command> [options]        (killpath <command> --help for detail
 
   serve            start the control plane (embedded SQLite)
   demo             start a control plane and a demo fleet, walk every scope, verify the audit chain
-  kill             halt (or --hard kill) agents at one scope: --run, --agent, --tenant, --feature, --global
+  kill             stop agents at one scope (--run, --agent, --tenant, --feature, --global) at any
+                   level: --level throttle|degrade|isolate|halt|kill (--hard = kill)
+  step ID up|down  move a directive one level up or down the ladder
   resume ID        clear a directive, with a justification
+  run -- CMD       launch an agent under a launcher that enforces kill and isolate on its process
   status           fleet and active directives
   audit verify     check the hash-chained audit log
   audit tail       print recent audit records
@@ -30,6 +34,8 @@ const COMMANDS: Record<string, { run: (args: string[]) => Promise<number>; help:
   demo: { run: demo, help: DEMO_HELP },
   kill: { run: kill, help: KILL_HELP },
   resume: { run: resume, help: RESUME_HELP },
+  step: { run: step, help: STEP_HELP },
+  run: { run, help: RUN_HELP },
   status: { run: status, help: STATUS_HELP },
   audit: { run: audit, help: AUDIT_HELP },
   token: { run: token, help: TOKEN_HELP },

@@ -488,6 +488,9 @@ export class ControlPlane {
    */
   halted(workerId: string, who: { tenant: string; agent: string }, report: HaltedReport): HaltedEvent {
     this.fleet.ack(workerId, report.rev);
+    const stop = this.#active.get(report.directiveId);
+    // A frozen tool leaves the run running: it counts as degraded, as the worker itself reports it.
+    if (stop !== undefined) this.fleet.markRuns(workerId, report.runs, stop.capabilities === null ? stop.level : 'degrade');
     const flip = this.#flips.get(report.rev);
     const timeToStopMs = flip === undefined ? null : performance.now() - flip;
     if (timeToStopMs !== null) this.metrics.signalToHalt.observe(timeToStopMs / 1000);

@@ -86,6 +86,27 @@ export class Fleet {
     }
   }
 
+  /**
+   * A worker registered a run (`POST /v1/runs`): the fleet knows it before the next heartbeat, so
+   * a worker that hangs right after starting a run still counts as covered by a halt of it.
+   */
+  addRun(workerId: string, run: { runId: string; parentRunId: string | null; lineage: string[] }): void {
+    const w = this.#workers.get(workerId);
+    if (!w || w.runs.some((r) => r.runId === run.runId)) return;
+    w.runs = [...w.runs, { runId: run.runId, parentRunId: run.parentRunId, lineage: run.lineage, state: 'running', effects: 0, denied: 0, inFlight: 0 }];
+  }
+
+  /**
+   * A worker reported `runs` settled under a directive of `level`: the fleet shows them so at
+   * once, without waiting for the next heartbeat (which then reports the worker's own view).
+   */
+  markRuns(workerId: string, runs: readonly string[], level: Level): void {
+    const w = this.#workers.get(workerId);
+    if (!w) return;
+    const ids = new Set(runs);
+    w.runs = w.runs.map((r) => (ids.has(r.runId) && (r.state === 'running' || levelRank(r.state) < levelRank(level)) ? { ...r, state: level } : r));
+  }
+
   /** Run identities of the workers a launcher started (for its orders). */
   runsOfLauncher(launcherId: string): RunIdentity[] {
     const out: RunIdentity[] = [];

@@ -1,4 +1,4 @@
-import { KillpathError, type Directive } from '@killpath/protocol';
+import { KillpathError, LEVELS, type Directive, type EscalationStep, type Level, type Rate } from '@killpath/protocol';
 import { CONNECTION_OPTIONS, intFlag, parse } from '../args.ts';
 import { clientFor } from '../config.ts';
 
@@ -12,15 +12,26 @@ Stops agents at one scope. Pick exactly one scope:
   --global                everything (admin token and --break-glass required)
 
 Options:
-  --tool NAME             freeze only this capability (repeatable); reads of other tools keep flowing
+  --level LEVEL           throttle | degrade | isolate | halt (default) | kill
+  --hard                  same as --level kill: no grace, the launcher ends the process group
+  --rate N[/run|/agent]   throttle: effects per second, per run (default) or per agent, e.g. --rate 5/agent
+  --tool NAME             narrow to this capability (repeatable): freeze one tool (halt/kill) or
+                          revoke it (degrade); a degrade without --tool makes the scope read-only
+  --escalate LEVEL@MS     if not acknowledged within MS, step up to LEVEL (repeatable), e.g. kill@30000;
+                          a halt always escalates to kill after its grace (+1 s)
   --reason TEXT           why (required)
   --justification TEXT    operator's justification for the audit log (default: the reason)
-  --hard                  level kill instead of halt (no grace; process kill once the launcher runs it)
   --grace MS              grace period of a halt in ms (default 5000)
   --break-glass TEXT      attestation for directives spanning every tenant
   --idempotency-key KEY   a retry with the same key returns the same directive
   --json                  print the directive as JSON
   --url URL --token TOKEN --data-dir DIR   where the control plane is (see killpath help)`;
+
+export const STEP_HELP = `killpath step <directive-id> up|down --reason TEXT [--rate N[/run|/agent]] [--break-glass TEXT] [--json]
+
+Moves a directive one level up or down the ladder (throttle < degrade < isolate < halt < kill):
+a new directive at the same scope replaces it at one rev. Stepping down to throttle needs --rate
+unless the directive had one.`;
 
 export const RESUME_HELP = `killpath resume <directive-id> --reason TEXT [--break-glass TEXT] [--json]
 
@@ -28,7 +39,9 @@ Clears a directive at a new rev. The justification is recorded in the audit log.
 
 function describe(d: Directive): string {
   const caps = d.capabilities ? ` tools=${d.capabilities.join(',')}` : '';
-  return `${d.level} ${d.scopeText}${caps} (id ${d.id}, rev ${d.rev})`;
+  const rate = d.rate ? ` rate=${d.rate.perSecond}/s per ${d.rate.per}` : '';
+  const esc = d.escalation.length > 0 ? ` escalates ${d.escalation.map((e) => `${e.level}@${e.afterMs}ms`).join(', ')}` : '';
+  return `${d.level} ${d.scopeText}${caps}${rate} (id ${d.id}, rev ${d.rev})${esc}`;
 }
 
 /** `killpath kill`. */
@@ -41,6 +54,9 @@ export async function kill(args: string[]): Promise<number> {
     feature: { type: 'string' },
     global: { type: 'boolean' },
     tool: { type: 'string', multiple: true },
+    level: { type: 'string' },
+    rate: { type: 'string' },
+    escalate: { type: 'string', multiple: true },
     reason: { type: 'string' },
     justification: { type: 'string' },
     hard: { type: 'boolean' },
@@ -65,8 +81,14 @@ export async function kill(args: string[]): Promise<number> {
   else if (values.global) scope = 'global';
   else scope = `tenant:${values.tenant}`;
   if (!values.reason || values.reason.trim() === '') throw new KillpathError('invalid_request', '--reason is required: say why, it goes on the audit record');
+  if (values.hard && values.level !== undefined && values.level !== 'kill') throw new KillpathError('invalid_request', '--hard means --level kill');
+  const level = values.hard ? 'kill' : (values.level ?? 'halt');
+  if (!(LEVELS as readonly string[]).includes(level)) throw new KillpathError('invalid_request', `--level must be one of ${LEVELS.join(', ')}`);
+  if (level === 'throttle' && values.rate === undefined) throw new KillpathError('invalid_request', 'a throttle needs --rate N[/run|/agent], e.g. --rate 5');
   const body = {
-    level: values.hard ? 'kill' : 'halt',
+    level,
+    ...(values.rate !== undefined ? { rate: rateFlag(values.rate) } : {}),
+    ...(values.escalate ? { escalation: values.escalate.map(escalateFlag) } : {}),
     scope,
     reason: values.reason,
     justification: values.justification ?? values.reason,
@@ -81,6 +103,45 @@ export async function kill(args: string[]): Promise<number> {
   if (values.json) console.log(JSON.stringify(r, null, 2));
   else if (r.created) console.log(`issued ${describe(r.directive)}`);
   else console.log(`already in force (${r.converged === 'idempotency_key' ? 'same idempotency key' : 'identical directive'}): ${describe(r.directive)}`);
+  return 0;
+}
+
+/** Parses `--rate 5`, `--rate 2.5/run`, `--rate 10/agent`. */
+export function rateFlag(text: string): Rate {
+  const m = /^(\d+(?:\.\d+)?)(?:\/(run|agent))?$/.exec(text.trim());
+  const perSecond = m ? Number(m[1]) : Number.NaN;
+  if (!m || !(perSecond > 0)) throw new KillpathError('invalid_request', `--rate takes effects per second, optionally /run or /agent (e.g. 5, 0.5/run, 20/agent), not "${text}"`);
+  return { perSecond, per: (m[2] as Rate['per'] | undefined) ?? 'run' };
+}
+
+/** Parses `--escalate kill@30000` (ms) or `kill@30s`. */
+export function escalateFlag(text: string): EscalationStep {
+  const m = /^([a-z]+)@(\d+)(ms|s)?$/.exec(text.trim());
+  if (!m || !(LEVELS as readonly string[]).includes(m[1]!)) {
+    throw new KillpathError('invalid_request', `--escalate takes LEVEL@MS (e.g. kill@30000 or kill@30s) with a level of ${LEVELS.join(', ')}, not "${text}"`);
+  }
+  return { level: m[1] as Level, afterMs: Number(m[2]) * (m[3] === 's' ? 1000 : 1) };
+}
+
+/** `killpath step`. */
+export async function step(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, { ...CONNECTION_OPTIONS, reason: { type: 'string' }, rate: { type: 'string' }, 'break-glass': { type: 'string' }, json: { type: 'boolean' } }, true);
+  if (values.help) {
+    console.log(STEP_HELP);
+    return 0;
+  }
+  const [id, direction] = positionals;
+  if (positionals.length !== 2 || (direction !== 'up' && direction !== 'down')) throw new KillpathError('invalid_request', 'usage: killpath step <directive-id> up|down --reason TEXT');
+  if (!values.reason || values.reason.trim() === '') throw new KillpathError('invalid_request', '--reason is required: every step is audited');
+  const api = clientFor(values);
+  const r = await api.post<{ directive: Directive; replaced: string[] }>(`/v1/directives/${encodeURIComponent(id!)}/step`, {
+    direction,
+    justification: values.reason,
+    ...(values.rate !== undefined ? { rate: rateFlag(values.rate) } : {}),
+    ...(values['break-glass'] ? { breakGlass: values['break-glass'] } : {}),
+  });
+  if (values.json) console.log(JSON.stringify(r, null, 2));
+  else console.log(`stepped ${direction}: ${describe(r.directive)}, replacing ${r.replaced.join(', ')}`);
   return 0;
 }
 

@@ -1,4 +1,4 @@
-import { startServer, type LogLevel } from '@killpath/server';
+import { automationFrom, startServer, type LogLevel } from '@killpath/server';
 import { KillpathError } from '@killpath/protocol';
 import { intFlag, parse } from '../args.ts';
 
@@ -13,6 +13,11 @@ Starts the control plane on the embedded SQLite store.
   --log-level LEVEL    debug | info | warn | error (default info)
   --cool-off MS        cool-off of irreversible effects before their confirmation (default 2000)
   --cool-off-for CAP=MS  per-capability cool-off, repeatable (e.g. wire_transfer=10000)
+  --notify-webhook URL alerts (degrade, isolate, escalations, process kills) are POSTed here as
+                       JSON, retried with backoff; repeatable. Alerts always go to the log too.
+  --auto-levels LIST   ladder levels automatic triggers may take on their own (default
+                       throttle,degrade,halt); the others are held for a human unless critical
+  --escalation-slack MS  time after a halt's grace before its automatic kill (default 1000)
 
 On first start it creates an admin token, prints it once and writes <data-dir>/admin.token (0600).`;
 
@@ -26,6 +31,9 @@ export async function serve(args: string[]): Promise<number> {
     'log-level': { type: 'string' },
     'cool-off': { type: 'string' },
     'cool-off-for': { type: 'string', multiple: true },
+    'notify-webhook': { type: 'string', multiple: true },
+    'auto-levels': { type: 'string' },
+    'escalation-slack': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -45,9 +53,25 @@ export async function serve(args: string[]): Promise<number> {
     byCapability[m[1]!] = Number(m[2]);
   }
   const coolOff = { defaultMs: intFlag('cool-off', values['cool-off'], 2000), byCapability };
+  const notifyWebhooks = values['notify-webhook'] ?? [];
+  for (const url of notifyWebhooks) {
+    if (!/^https?:\/\/[^\s]+$/.test(url) || !URL.canParse(url)) throw new KillpathError('invalid_request', `--notify-webhook takes an http(s) URL, not "${url}"`);
+  }
+  const automation = values['auto-levels'] === undefined ? undefined : automationFrom(values['auto-levels']);
+  const escalationSlackMs = intFlag('escalation-slack', values['escalation-slack'], 1000);
   let server;
   try {
-    server = await startServer({ dataDir: values['data-dir'], host: values.host, port, keepaliveMs, logLevel, coolOff });
+    server = await startServer({
+      dataDir: values['data-dir'],
+      host: values.host,
+      port,
+      keepaliveMs,
+      logLevel,
+      coolOff,
+      notifyWebhooks,
+      escalationSlackMs,
+      ...(automation ? { automation } : {}),
+    });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE') throw new KillpathError('invalid_request', `port ${port} is already in use (try --port 0 or another port)`);

@@ -159,6 +159,8 @@ export function createApp(cp: ControlPlane, auth: Authenticator, log: Logger): H
     const who = requireWorker(cp, p, b.workerId);
     const run = await cp.store.registerRun({ ...b, tenant: who.tenant, agent: who.agent, startedAt: new Date().toISOString() });
     if (run.tenant !== who.tenant) throw new KillpathError('conflict', `run id ${b.runId} is taken`);
+    cp.fleet.addRun(b.workerId, { runId: run.runId, parentRunId: b.parentRunId, lineage: run.lineage });
+    cp.workerSeen(b.workerId);
     return c.json({ runId: run.runId, lineage: run.lineage }, 201);
   });
 

@@ -1,0 +1,112 @@
+import { KillpathError, isIdentifier, type Principal } from '@killpath/protocol';
+import { CONNECTION_OPTIONS, intFlag, parse } from '../args.ts';
+import { resolveConnection } from '../config.ts';
+import { ApiClient } from '../api.ts';
+import { Launcher } from '../launcher/launcher.ts';
+import { netnsSupported } from '../launcher/netns.ts';
+
+export const RUN_HELP = `killpath run --tenant T --agent A [options] -- <command…>
+
+Launches an agent under a launcher that the agent does not control. The launcher starts the
+command in its own process group with its identity and token in the environment
+(KILLPATH_URL, KILLPATH_TOKEN, KILLPATH_TENANT, KILLPATH_AGENT, KILLPATH_RUN_ID,
+KILLPATH_LAUNCHER_ID) and its egress through a proxy (HTTP_PROXY/HTTPS_PROXY), holds its own
+stream to the control plane, and enforces:
+  kill     SIGTERM to the agent's process group, SIGKILL after --kill-grace (CPU-bound or not)
+  isolate  the proxy refuses new connections and cuts open ones (with --netns: also at the
+           network layer, whatever the agent does with proxy variables)
+  halt     the agent is never restarted while a halt or kill covers it
+
+Options:
+  --tenant T, --agent A   the agent's identity (required)
+  --run R                 the run this process hosts (run:R directives reach it directly)
+  --features F1,F2        features the agent declares
+  --netns                 run the agent in its own network namespace (Linux, root): its only way
+                          out is the launcher
+  --restart on-failure    restart the agent when it exits non-zero, unless halted or killed
+  --kill-grace MS         SIGTERM → SIGKILL grace (default 2000)
+  --launcher-id ID        default launch-<uuid>
+  --url URL --token TOKEN --data-dir DIR   where the control plane is; the token is an agent token
+                          of T/A (an admin token mints one for the agent)
+
+Exit codes: the agent's own; 3 when killed or not (re)started because of the switchboard;
+69 when the control plane could not be reached before the start (nothing is started).`;
+
+/** `killpath run`: runs until the agent exits or is killed. */
+export async function run(args: string[]): Promise<number> {
+  const { values, positionals } = parse(
+    args,
+    {
+      ...CONNECTION_OPTIONS,
+      tenant: { type: 'string' },
+      agent: { type: 'string' },
+      run: { type: 'string' },
+      features: { type: 'string' },
+      netns: { type: 'boolean' },
+      restart: { type: 'string' },
+      'kill-grace': { type: 'string' },
+      'launcher-id': { type: 'string' },
+    },
+    true,
+  );
+  if (values.help) {
+    console.log(RUN_HELP);
+    return 0;
+  }
+  const { tenant, agent } = values;
+  if (!tenant || !agent) throw new KillpathError('invalid_request', '--tenant and --agent are required (see killpath run --help)');
+  for (const [name, v] of [['tenant', tenant], ['agent', agent], ['run', values.run], ['launcher-id', values['launcher-id']]] as const) {
+    if (v !== undefined && !isIdentifier(v)) throw new KillpathError('invalid_request', `--${name} must be 1-128 letters, digits or ._:@-`);
+  }
+  const features = values.features ? values.features.split(',').filter((f) => f !== '') : [];
+  if (!features.every(isIdentifier)) throw new KillpathError('invalid_request', '--features takes a comma-separated list of identifiers');
+  const [command, ...commandArgs] = positionals;
+  if (command === undefined) throw new KillpathError('invalid_request', 'no command: killpath run --tenant T --agent A -- <command…>');
+  const restart = values.restart ?? 'never';
+  if (restart !== 'never' && restart !== 'on-failure') throw new KillpathError('invalid_request', '--restart takes never or on-failure');
+  if (values.netns) {
+    const ok = netnsSupported();
+    if (!ok.ok) throw new KillpathError('invalid_request', `--netns is not available here: ${ok.why}`);
+  }
+  const conn = resolveConnection(values);
+  const token = await agentToken(new ApiClient(conn.url, conn.token), conn.token, tenant, agent);
+  const launcher = new Launcher({
+    url: conn.url,
+    token,
+    tenant,
+    agent,
+    runId: values.run ?? null,
+    features,
+    command,
+    args: commandArgs,
+    netns: values.netns ?? false,
+    restart,
+    killGraceMs: intFlag('kill-grace', values['kill-grace'], 2000),
+    ...(values['launcher-id'] ? { launcherId: values['launcher-id'] } : {}),
+  });
+  const onSignal = () => void launcher.stop();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    return await launcher.run();
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+/** The agent token to hand to the agent: the given one when it is an agent token of T/A; an admin token mints one. */
+async function agentToken(api: ApiClient, given: string, tenant: string, agent: string): Promise<string> {
+  const me = await api.get<Principal>('/v1/whoami');
+  if (me.role === 'agent') {
+    if (me.tenant !== tenant || (me.agent !== null && me.agent !== agent)) {
+      throw new KillpathError('forbidden', `this agent token belongs to ${me.tenant}/${me.agent ?? '*'}, not ${tenant}/${agent}`);
+    }
+    return given;
+  }
+  if (me.role === 'admin') {
+    const r = await api.post<{ token: string }>('/v1/tokens', { role: 'agent', tenant, agent, name: `launcher:${tenant}/${agent}` });
+    return r.token;
+  }
+  throw new KillpathError('forbidden', `killpath run needs an agent token of ${tenant}/${agent} (or an admin token to mint one), not a ${me.role} token`);
+}

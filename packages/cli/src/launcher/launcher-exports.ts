@@ -1,0 +1,9 @@
+/** What the CLI package exports of the launcher (the mechanisms are in ./index.ts, owned with them). */
+export { Launcher, EXIT_STOPPED, EXIT_UNREACHABLE } from './launcher.ts';
+export type { LauncherOptions } from './launcher.ts';
+export { OrdersLink, reportLauncherEvents } from './orders-link.ts';
+export type { OrdersLinkOptions } from './orders-link.ts';
+export { netnsSupported, listNetns, AgentNetns } from './netns.ts';
+export { LocalProcessBackend } from './process-backend.ts';
+export type { ProcessBackend, AgentHandle, LaunchSpec, TerminateResult } from './process-backend.ts';
+export { EgressProxy } from './egress-proxy.ts';
