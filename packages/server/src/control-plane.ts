@@ -266,8 +266,8 @@ export class ControlPlane {
 
   /**
    * Steps a directive one level up or down the ladder: a new directive at the same scope and
-   * capabilities replaces it at one rev. Stepping down to throttle needs a rate; stepping a
-   * capability-narrowed directive up to isolate is refused (isolate is agent-wide).
+   * capabilities replaces it at one rev. Stepping down to throttle needs a rate; a
+   * capability-narrowed directive steps over isolate (which is agent-wide): degrade ⇄ halt.
    */
   async step(p: Principal, id: string, body: StepBody): Promise<IssueResult> {
     if (p.role === 'agent' || p.role === 'viewer') throw new KillpathError('forbidden', `role ${p.role} may not step directives`);
@@ -278,7 +278,9 @@ export class ControlPlane {
     if (from.tenant === null && !body.breakGlass) {
       throw new KillpathError('break_glass_required', 'stepping a directive spanning every tenant needs a breakGlass attestation');
     }
-    const level = stepLevel(from.level, body.direction);
+    let level = stepLevel(from.level, body.direction);
+    // Isolate is agent-wide: a directive narrowed to capabilities steps over it (degrade ⇄ halt of those tools).
+    if (level === 'isolate' && from.capabilities !== null) level = stepLevel(level, body.direction);
     if (level === null) {
       throw new KillpathError('conflict', body.direction === 'up' ? `${id} is a kill already: the top of the ladder` : `${id} is a throttle: the bottom of the ladder; resume it to clear it`);
     }
@@ -320,7 +322,8 @@ export class ControlPlane {
 
   /** Arms the escalation steps of an active directive, measured from its commit (wall clock, so they survive restarts). */
   #armEscalation(d: Directive): void {
-    const steps = d.level === 'halt' && !d.escalation.some((s) => s.level === 'kill') ? [...d.escalation, { level: 'kill' as const, afterMs: d.graceMs + this.#slackMs }] : d.escalation;
+    const wide = d.level === 'halt' && d.capabilities === null;
+    const steps = wide && !d.escalation.some((s) => s.level === 'kill') ? [...d.escalation, { level: 'kill' as const, afterMs: d.graceMs + this.#slackMs }] : d.escalation;
     if (steps.length === 0) return;
     const timers = steps.map((step) => {
       const due = Date.parse(d.issuedAt) + step.afterMs - Date.now();

@@ -53,7 +53,7 @@ export function issuedByHuman(d: Pick<Directive, 'actor'>): boolean {
  * Checks the level-specific parts of a directive body and returns its escalation steps: a
  * throttle needs a rate and only a throttle may carry one; an isolate cuts the whole agent off
  * and cannot be narrowed to capabilities; each escalation step must be above the level. A halt
- * without a kill step gets one at `graceMs + slackMs` (guarantee 8).
+ * without a kill step and not narrowed to capabilities gets one at `graceMs + slackMs` (guarantee 8).
  * @throws KillpathError `invalid_request`
  */
 export function checkLevel(
@@ -76,7 +76,8 @@ export function checkLevel(
       throw new KillpathError('invalid_request', `an escalation step must go up the ladder: ${s.level} is not above ${body.level}`);
     }
   }
-  if (body.level === 'halt' && !steps.some((s) => s.level === 'kill')) steps.push({ level: 'kill', afterMs: graceMs + slackMs });
+  // A frozen tool is not a stopped agent: only a run-wide halt carries the kill of guarantee 8.
+  if (body.level === 'halt' && body.capabilities === undefined && !steps.some((s) => s.level === 'kill')) steps.push({ level: 'kill', afterMs: graceMs + slackMs });
   return steps.sort((a, b) => a.afterMs - b.afterMs);
 }
 

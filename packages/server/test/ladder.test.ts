@@ -131,6 +131,17 @@ describe('the ladder at the control plane', () => {
     await h.close();
   });
 
+  test('a directive narrowed to tools steps over isolate, and a frozen tool carries no automatic kill', async () => {
+    const h = await harness();
+    const op = await h.token('operator', 'acme');
+    const revoke = await issue(h, op, { level: 'degrade', scope: 'agent:acme/bot', capabilities: ['wire_transfer'] });
+    const res = await h.req('POST', `/v1/directives/${revoke.id}/step`, { token: op, body: { direction: 'up', justification: 'still wiring money' } });
+    assert.equal(res.status, 201);
+    const frozen = ((await res.json()) as { directive: Directive }).directive;
+    assert.deepEqual([frozen.level, frozen.capabilities, frozen.escalation], ['halt', ['wire_transfer'], []]);
+    await h.close();
+  });
+
   test('a halt no covered worker acknowledges escalates to kill after its grace, audited; one every worker acknowledged does not', async () => {
     const alerts = new Alerts();
     const h = await harness({ alerts, escalationSlackMs: 20 });

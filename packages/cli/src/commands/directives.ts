@@ -31,7 +31,7 @@ export const STEP_HELP = `killpath step <directive-id> up|down --reason TEXT [--
 
 Moves a directive one level up or down the ladder (throttle < degrade < isolate < halt < kill):
 a new directive at the same scope replaces it at one rev. Stepping down to throttle needs --rate
-unless the directive had one.`;
+unless the directive had one. A directive narrowed to tools steps over isolate (degrade ⇄ halt).`;
 
 export const RESUME_HELP = `killpath resume <directive-id> --reason TEXT [--break-glass TEXT] [--json]
 

@@ -1,13 +1,11 @@
 import type { Context } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+import { openSse } from './stream-route.ts';
 import { KillpathError, isIdentifier, type Principal } from '@killpath/protocol';
 import type { ControlPlane } from '../control-plane.ts';
 import type { LauncherSink } from '../launchers.ts';
 import type { Logger } from '../log.ts';
-
-/** A launcher stream whose unsent bytes exceed this is dropped (the launcher reconnects). */
-const MAX_BACKLOG = 1 << 20;
 
 /**
  * `GET /v1/launchers/stream?launcher=L&tenant=T&agent=A[&run=R][&features=f1,f2]`: a launcher's
@@ -32,30 +30,9 @@ export function openLauncherStream(c: Context<{ Bindings: HttpBindings; Variable
   const allowed = p.role === 'admin' || (p.role === 'agent' && p.tenant === tenant && (p.agent === null || p.agent === agent));
   if (!allowed) throw new KillpathError('forbidden', `this token may not open a launcher stream for ${tenant}/${agent}`);
 
-  const res = c.env.outgoing;
-  c.env.incoming.socket.setNoDelay(true);
-  c.env.incoming.socket.setKeepAlive(true, 10_000);
-  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
-  let open = true;
-  const sink: LauncherSink = {
-    launcherId,
-    tenant,
-    agent,
-    runId: run ?? null,
-    features,
-    write(text) {
-      if (!open) return true;
-      res.write(text);
-      return res.writableLength < MAX_BACKLOG;
-    },
-    close() {
-      if (!open) return;
-      open = false;
-      res.end();
-    },
-  };
-  res.on('close', () => {
-    open = false;
+  const channel = openSse(c.env);
+  const sink: LauncherSink = { launcherId, tenant, agent, runId: run ?? null, features, write: channel.write, close: channel.close };
+  channel.onClose(() => {
     cp.launchers.detach(sink);
     log.info('launcher stream closed', { launcherId, tenant, agent });
   });

@@ -36,39 +36,15 @@ export async function openStream(c: Context<{ Bindings: HttpBindings; Variables:
     throw new KillpathError('conflict', `worker id ${workerId} belongs to another agent`);
   }
 
-  const res = c.env.outgoing;
-  const req = c.env.incoming;
-  req.socket.setNoDelay(true);
-  req.socket.setKeepAlive(true, 10_000);
-  res.writeHead(200, {
-    'content-type': 'text/event-stream',
-    'cache-control': 'no-store',
-    connection: 'keep-alive',
-    'x-accel-buffering': 'no',
-  });
-  let open = true;
-  const sink: StreamSink = {
-    workerId,
-    tenant,
-    write(text) {
-      if (!open) return true;
-      res.write(text);
-      return res.writableLength < MAX_BACKLOG;
-    },
-    close() {
-      if (!open) return;
-      open = false;
-      res.end();
-    },
-  };
+  const channel = openSse(c.env);
+  const sink: StreamSink = { workerId, tenant, write: channel.write, close: channel.close };
   const done = () => {
-    open = false;
     cp.hub.detach(sink);
     cp.fleet.disconnected(workerId);
     cp.metrics.streams.set(cp.hub.size);
     log.debug('stream closed', { workerId, tenant, agent });
   };
-  res.on('close', done);
+  channel.onClose(done);
   cp.fleet.connected(workerId, tenant, agent, features);
   try {
     await cp.hub.attach(sink, () => cp.store.switchboard());
@@ -79,4 +55,35 @@ export async function openStream(c: Context<{ Bindings: HttpBindings; Variables:
   cp.metrics.streams.set(cp.hub.size);
   log.debug('stream opened', { workerId, tenant, agent, features });
   return RESPONSE_ALREADY_SENT;
+}
+
+/**
+ * Opens a server-sent-events response on the Node socket (no delay, keep-alive) and returns its
+ * writer: `write` returns false once unsent bytes exceed the backlog limit (the caller drops the
+ * stream), `close` ends it, `onClose` runs once when the connection goes.
+ */
+export function openSse(env: HttpBindings): { write(text: string): boolean; close(): void; onClose(fn: () => void): void } {
+  const res = env.outgoing;
+  env.incoming.socket.setNoDelay(true);
+  env.incoming.socket.setKeepAlive(true, 10_000);
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+  let open = true;
+  res.on('close', () => {
+    open = false;
+  });
+  return {
+    write(text) {
+      if (!open) return true;
+      res.write(text);
+      return res.writableLength < MAX_BACKLOG;
+    },
+    close() {
+      if (!open) return;
+      open = false;
+      res.end();
+    },
+    onClose(fn) {
+      res.on('close', fn);
+    },
+  };
 }
