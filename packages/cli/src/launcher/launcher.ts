@@ -73,6 +73,7 @@ export class Launcher {
   #refusedLogged = new Set<string>();
   #stopping = false;
   readonly #reports = new Set<Promise<void>>();
+  readonly #seen = new Set<string>();
 
   constructor(opts: LauncherOptions) {
     this.id = opts.launcherId ?? `launch-${randomUUID()}`;
@@ -138,6 +139,9 @@ export class Launcher {
       return EXIT_STOPPED;
     }
     await this.#startEgress();
+    // An isolation already in force applies before the agent's first byte can leave.
+    this.#apply(this.#link.last ?? orders);
+    await this.#isolating;
     let restarts = 0;
     for (;;) {
       const child = this.#spawn();
@@ -234,6 +238,7 @@ export class Launcher {
       });
     }
     const iso = orders.isolate;
+    if (this.#proxy === null) return; // not started yet: applied right after the egress starts
     if (iso !== null && this.#isolatedBy === null) {
       this.#isolatedBy = iso;
       this.#isolating = this.#isolating.then(() => this.#isolate(iso));
@@ -261,12 +266,22 @@ export class Launcher {
     this.#report([{ type: 'process.released', directiveId: d.id, pid: this.#child?.pid ?? 0 }]);
   }
 
-  /** Every egress attempt is logged; the first refusal per destination and isolation is audited. */
+  /**
+   * Egress is logged once per new destination (the proxy counts every attempt; the totals are
+   * logged when the launcher ends) and every refusal is logged; the first refusal per
+   * destination and isolation is audited.
+   */
   #egress(e: EgressEvent): void {
     if (e.phase !== 'start') return;
-    this.#say(e.allowed ? 'info' : 'warn', e.allowed ? 'egress' : 'egress refused', { kind: e.kind, destination: `${e.host}:${e.port}`, reason: e.reason });
-    if (e.allowed) return;
     const key = `${e.host}:${e.port}`;
+    if (e.allowed) {
+      if (!this.#seen.has(key)) {
+        this.#seen.add(key);
+        this.#say('info', 'egress to a new destination', { kind: e.kind, destination: key });
+      }
+      return;
+    }
+    this.#say('warn', 'egress refused', { kind: e.kind, destination: key, reason: e.reason });
     if (this.#refusedLogged.has(key)) return;
     this.#refusedLogged.add(key);
     this.#report([{ type: 'egress.refused', directiveId: this.#isolatedBy?.id ?? null, destination: key, detail: e.reason ?? 'isolated' }]);
@@ -286,6 +301,7 @@ export class Launcher {
     // Unconditionally: an agent that exited on its own may have left children or daemons behind.
     if (this.#child !== null) await this.#child.terminate(this.#o.killGraceMs);
     await this.#isolating.catch(() => {});
+    if (this.#proxy !== null) this.#say('info', 'egress destinations reached', { destinations: Object.fromEntries(this.#proxy.destinations()) });
     await this.#ns?.destroy().catch(() => {});
     await this.#bridge?.close().catch(() => {});
     await this.#proxy?.close().catch(() => {});
