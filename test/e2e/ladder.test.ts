@@ -200,6 +200,18 @@ describe('the ladder on real processes', { timeout: 240_000 }, () => {
     await resume(kill2.id);
   });
 
+  test('--restart on-failure restarts a crashed agent, but never one the switchboard halts', async () => {
+    const l = go({ tenant: 'acme', agent: 'crash-bot', run: 'c-1', extra: ['--restart', 'on-failure'], env: { LADDER_MODE: 'crash', LADDER_CRASH_MS: '400' } });
+    await l.waitOut((e) => e.k === 'ready', 20_000, 'the first start');
+    await l.waitOut((e) => e.k === 'ready' && l.out.filter((x) => x.k === 'ready').length >= 2, 20_000, 'a restart after the crash');
+    const halt = await issue({ level: 'halt', scope: 'run:c-1', tenant: 'acme', graceMs: 5000 });
+    assert.equal(await l.exited, 3, 'the launcher ends instead of restarting a halted agent');
+    assert.equal(l.out.filter((e) => e.k === 'ready').length, 2, 'no start after the halt');
+    const refused = (await auditOf('process.restart_refused')).find((r) => r.data.directiveId === halt.id);
+    assert.ok(refused, 'the refused restart is on the record');
+    await resume(halt.id);
+  });
+
   test('a halt the agent cannot acknowledge (event loop blocked) escalates to kill after its grace, and the launcher ends it', async () => {
     const l = go({ tenant: 'acme', agent: 'hung-bot', run: 'h-1', env: { LADDER_MODE: 'hang' } });
     const ready = await l.waitOut((e) => e.k === 'ready', 20_000, 'the agent');
