@@ -8,14 +8,18 @@ import { intFlag, parse } from '../args.ts';
 import { FleetHarness, type AgentSpec } from '../fleet/harness.ts';
 import { flipAndMeasure, type FlipOutcome, type FlipSpec } from '../fleet/flip.ts';
 import { ms, table } from '../output.ts';
+import { demoLadder } from './demo-ladder.ts';
 
 export const DEMO_HELP = `killpath demo [--window MS] [--keep]
 
 Starts a control plane on a free port (SQLite in a temporary data dir) and a fleet of demo
 agents as real OS processes (three tenants, several agents and runs, each doing reads and
 writes, one slow tool call always in flight). Then it flips each scope in turn (one tool, one
-run, one agent, one tenant, one feature, global), measures, and resumes. It ends with the
-audit chain verified, stops every process, and exits 0 when every invariant held.
+run, one agent, one tenant, one feature, global), measures, and resumes. Then the rest of the
+ladder: a throttle (effect rate per run against the dialled rate), a degrade revoking one tool
+(reads flow, the tool is refused, an alert is raised), and a hard kill of an agent started
+under the launcher (killpath run): its process group is gone. It ends with the audit chain
+verified, stops every process, and exits 0 when every invariant held.
 
   --window MS   how long to watch after each flip (default 800)
   --keep        keep the temporary data dir and print where it is`;
@@ -109,7 +113,8 @@ export async function demo(args: string[]): Promise<number> {
   }
   const windowMs = intFlag('window', values.window, 800);
   const dataDir = mkdtempSync(join(tmpdir(), 'killpath-demo-'));
-  const server = await startServer({ dataDir, port: 0, logLevel: 'warn' });
+  // Alerts (warn) are printed by the ladder part itself; the log shows only errors.
+  const server = await startServer({ dataDir, port: 0, logLevel: 'error' });
   const api = new ApiClient(server.url, server.createdAdminToken!);
   const cp = server.controlPlane;
   let fleet: FleetHarness | null = null;
@@ -139,9 +144,15 @@ export async function demo(args: string[]): Promise<number> {
     console.log(`\n${flipTable(outcomes)}\n`);
     console.log('after observe: covered effects started after the worker applied the flip (must be 0)');
     console.log('after flip: covered effects started between the commit and the worker applying it (reads/writes)\n');
+    console.log('the rest of the ladder:');
+    const ladder = await demoLadder(api, server.createdAdminToken!, fleet);
+    const alerts = server.controlPlane.recentAlerts();
+    ladder.lines.push(`alerts raised: ${alerts.map((a) => a.kind).join(', ') || 'none'}`);
+    for (const line of ladder.lines) console.log(`  ${line}`);
+    console.log('');
     const verdict = await api.get<AuditVerdict>('/v1/audit/verify');
     console.log(verdict.ok ? `audit chain verified: ${verdict.records} records` : `audit chain BROKEN at #${verdict.firstBad}: ${verdict.reason}`);
-    const broken = outcomes.flatMap(flipViolations);
+    const broken = [...outcomes.flatMap(flipViolations), ...ladder.broken];
     if (!verdict.ok) broken.push('audit chain does not verify');
     await stopAll();
     if (broken.length > 0) {
