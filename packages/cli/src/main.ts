@@ -7,6 +7,8 @@ import { STATUS_HELP, status } from './commands/status.ts';
 import { TOKEN_HELP, token } from './commands/token.ts';
 import { DEMO_HELP, demo } from './commands/demo.ts';
 import { COMPENSATIONS_HELP, JOURNAL_HELP, compensations, journal } from './commands/journal.ts';
+import { POLICY_HELP, policy } from './commands/policy.ts';
+import { WATCHDOG_HELP, watchdog } from './commands/watchdog.ts';
 
 const HELP = `killpath — the kill path for fleets of autonomous AI agents
 
@@ -25,6 +27,8 @@ Usage: killpath <command> [options]        (killpath <command> --help for detail
   token create     mint a token for a role and tenant
   journal RUN      a run's side-effect ledger: intended versus landed, cancelled timers, discarded tasks
   compensations    landed writes of halted runs with their compensation descriptors
+  policy           the supervisor's rules: show, apply FILE, history, rollback N, test FILE --events
+  watchdog         run the deadman's watchdog as its own process (admin token)
 
 Where the control plane is: --url and --token, else KILLPATH_URL and KILLPATH_TOKEN,
 else ./.killpath/server.json and ./.killpath/admin.token (written by killpath serve).`;
@@ -41,6 +45,8 @@ const COMMANDS: Record<string, { run: (args: string[]) => Promise<number>; help:
   token: { run: token, help: TOKEN_HELP },
   journal: { run: journal, help: JOURNAL_HELP },
   compensations: { run: compensations, help: COMPENSATIONS_HELP },
+  policy: { run: policy, help: POLICY_HELP },
+  watchdog: { run: watchdog, help: WATCHDOG_HELP },
 };
 
 /**

@@ -47,3 +47,4 @@ export type {
   ResumeRequest,
   LedgerEntry,
 } from './journal.ts';
+export type { LocalRule, LocalHalt, RunTelemetry, TelemetryBatch, RunLimits, WorkerSettings } from './telemetry.ts';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { KillpathError, isIdentifier } from '@killpath/protocol';
-import type { Directive, HeartbeatReport, ResumeRequest, RunIdentity, RunReport, StreamMessage } from '@killpath/protocol';
-import { systemClock } from './clock.ts';
+import { KillpathError, coversRun, isIdentifier } from '@killpath/protocol';
+import type { Directive, HeartbeatReport, LocalRule, ResumeRequest, RunIdentity, RunLimits, RunReport, StreamMessage } from '@killpath/protocol';
+import { systemClock, wallNow } from './clock.ts';
 import type { Clock } from './clock.ts';
 import { resolveOptions } from './connect-options.ts';
 import type { ConnectOptions } from './connect-options.ts';
@@ -14,7 +14,7 @@ import { errorCode, errorMessage, nullSink } from './journal.ts';
 import type { JournalSink, SdkEvent } from './journal.ts';
 import { Lease } from './lease.ts';
 import { Mirror } from './mirror.ts';
-import type { MirrorChange } from './mirror.ts';
+import type { MirrorChange, MirrorEntry } from './mirror.ts';
 import { Queue } from './queue.ts';
 import type { QueueHost, QueueOptions, TaskHandler } from './queue.ts';
 import { Reporter } from './reporter.ts';
@@ -24,7 +24,9 @@ import type { MemoryCommitter } from './staged-memory.ts';
 import { fanOutExpiry, fanOutStops } from './stop-fanout.ts';
 import type { QueueControl } from './stop-fanout.ts';
 import { StreamLoop } from './stream-loop.ts';
-import { STALE } from './verdict.ts';
+import { STALE, verdictFor } from './verdict.ts';
+import type { MemorySchema } from './memory-schema.ts';
+import { Telemetry, asWorkerSettings, stricter } from './telemetry.ts';
 
 /** Options for {@link Client.resumeRun}. */
 export interface ResumeRunOptions {
@@ -32,6 +34,10 @@ export interface ResumeRunOptions {
   parent?: RunHandle;
   /** Where this run's staged memory writes are committed; default the client's `memory` option. */
   memory?: MemoryCommitter;
+  /** The capabilities the run is granted (see `StartRunOptions.capabilities`). Default all. */
+  capabilities?: readonly string[];
+  /** The schema the run's memory writes must follow; default the client's `memorySchema` option. */
+  memorySchema?: MemorySchema;
 }
 
 /**
@@ -60,7 +66,17 @@ export class Client {
   private readonly tenant: string;
   private readonly agent: string;
   private readonly features: readonly string[];
-  private readonly heartbeatMs: number;
+  /** The heartbeat period in force: the smaller of the connect option and the control plane's answer. */
+  private heartbeatMs: number;
+  private readonly ownHeartbeatMs: number;
+  /** The connect option's run limits, and those in force (the stricter of it and the control plane's). */
+  private readonly ownLimits: RunLimits;
+  private limits: RunLimits;
+  private readonly telemetry: Telemetry | null;
+  private readonly memorySchema: MemorySchema | null;
+  /** Halts the SDK put on runs by itself (local limits), compiled into gate tables next to the mirror's. */
+  private localStops: readonly MirrorEntry[] = [];
+  private tableCache: { mirror: readonly MirrorEntry[]; all: readonly MirrorEntry[] } | null = null;
   private readonly clock: Clock;
   private readonly sink: JournalSink;
   private readonly lease: Lease;
@@ -96,6 +112,10 @@ export class Client {
     this.agent = settings.agent;
     this.features = settings.features;
     this.heartbeatMs = settings.heartbeatMs;
+    this.ownHeartbeatMs = settings.heartbeatMs;
+    this.ownLimits = settings.limits;
+    this.limits = settings.limits;
+    this.memorySchema = options.memorySchema ?? null;
     this.launcherId = settings.launcherId;
     this.clock = options.clock ?? systemClock;
     this.sink = options.sink ?? nullSink;
@@ -105,6 +125,7 @@ export class Client {
     const transport = options.transport ?? fetchTransport();
     this.reporter = new Reporter(transport, settings.base, this.workerId, headers, this.clock, this.sink);
     this.calls = new ControlCalls(transport, settings.base, headers);
+    this.telemetry = settings.telemetryMs > 0 ? new Telemetry(transport, settings.base, headers, this.workerId, this.clock, this.sink, settings.telemetryMs) : null;
     this.committer = options.memory ?? null;
     // A run id no `run:` scope can name (identifiers have no '/'): only global, tenant, agent and feature scopes cover it.
     this.workerIdentity = Object.freeze({
@@ -134,6 +155,9 @@ export class Client {
       endRun: (state) => this.endRun(state),
       runDrained: (state) => this.runDrained(state),
       throttleSlot: (state, throttle) => this.throttleSlot(state, throttle),
+      counted: (state) => this.telemetry?.mark(state),
+      localLimits: () => this.limits,
+      haltLocally: (state, rule, value, limit) => this.haltLocally(state, rule, value, limit),
     };
     this.queueHost = {
       clock: this.clock,
@@ -189,7 +213,7 @@ export class Client {
   startRun(options: StartRunOptions = {}): Run {
     const runId = options.runId ?? randomUUID();
     const lineage = this.newRunLineage(runId, options.parent ?? null);
-    const run = this.createRun(runId, lineage, options.memory);
+    const run = this.createRun(runId, lineage, options);
     this.reporter.registerRun({
       runId,
       parentRunId: run.parentRunId,
@@ -229,7 +253,7 @@ export class Client {
     this.newRunLineage(runId, null);
     const serverLineage = Object.freeze([...resumed.lineage]);
     this.record({ type: 'run.resumed', runId, lineage: serverLineage, at: this.clock.now() });
-    return this.createRun(runId, serverLineage, options.memory);
+    return this.createRun(runId, serverLineage, options);
   }
 
   /**
@@ -261,6 +285,9 @@ export class Client {
     if (this.heartbeatTimer !== null) this.clock.clearTimeout(this.heartbeatTimer);
     this.heartbeatTimer = null;
     this.reporter.close();
+    // The last counters go out (fire-and-forget); nothing is sent after that.
+    this.telemetry?.flush();
+    this.telemetry?.close();
     // Nothing bound to a run fires after close (the gate is closed anyway; this lets go of the timers).
     for (const state of this.runs.values()) state.timers.cancelAll(STALE);
     for (const queue of this.queues.values()) queue.close();
@@ -281,7 +308,7 @@ export class Client {
         if (!this.sentFirstHeartbeat) {
           // At once on first contact: the fleet view (and a launcher's orders) learn this worker's runs now, not a heartbeat later.
           this.sentFirstHeartbeat = true;
-          this.reporter.heartbeat(this.heartbeatReport());
+          this.reporter.heartbeat(this.heartbeatReport(), this.onSettings);
         }
         return 'ok';
       case 'delta':
@@ -316,7 +343,8 @@ export class Client {
     this.lease.renew();
     const recompile = change.source === 'snapshot' || change.issued.length > 0 || change.cleared.length > 0;
     if (recompile) {
-      for (const state of this.runs.values()) state.table = compileTable(this.mirror.entries, state.coverage);
+      const entries = this.tableEntries();
+      for (const state of this.runs.values()) state.table = compileTable(entries, state.coverage);
       this.workerTable = compileTable(this.mirror.entries, this.workerIdentity);
     }
     const at = this.clock.now();
@@ -415,7 +443,11 @@ export class Client {
   }
 
   /** Adds a run to this worker; its gate follows the mirror from its first check. */
-  private createRun(runId: string, lineage: readonly string[], memory: MemoryCommitter | undefined): Run {
+  private createRun(runId: string, lineage: readonly string[], options: { memory?: MemoryCommitter; capabilities?: readonly string[]; memorySchema?: MemorySchema }): Run {
+    const memory = options.memory;
+    if (options.capabilities !== undefined && !(Array.isArray(options.capabilities) && options.capabilities.every((c) => typeof c === 'string'))) {
+      throw new KillpathError('invalid_request', 'capabilities must be an array of capability names');
+    }
     const coverage: RunIdentity = Object.freeze({
       tenant: this.tenant,
       agent: this.agent,
@@ -424,7 +456,9 @@ export class Client {
       features: this.features,
     });
     const state = new RunState(coverage, lineage.at(-1) ?? null, this.host, memory ?? this.committer);
-    state.table = compileTable(this.mirror.entries, coverage);
+    state.granted = options.capabilities === undefined ? null : new Set(options.capabilities);
+    state.memorySchema = options.memorySchema ?? this.memorySchema;
+    state.table = compileTable(this.tableEntries(), coverage);
     this.runs.set(runId, state);
     const run = new Run(this.host, state);
     this.record({ type: 'run.started', runId, parentRunId: state.parentRunId, lineage, at: this.clock.now() });
@@ -448,13 +482,98 @@ export class Client {
   private runDrained(state: RunState): void {
     if (this.runs.get(state.coverage.runId) === state) this.runs.delete(state.coverage.runId);
     closeRunTable(state);
+    if (this.localStops.length > 0) {
+      // A local halt is kept while a run it covers (the run or a descendant) is on this worker.
+      const kept = this.localStops.filter((e) => [...this.runs.values()].some((s) => coversRun(e.directive, s.coverage)));
+      if (kept.length !== this.localStops.length) {
+        this.localStops = kept;
+        this.tableCache = null;
+      }
+    }
   }
+
+  /** The directives gate tables are compiled from: the mirror's, plus the local halts. */
+  private tableEntries(): readonly MirrorEntry[] {
+    if (this.localStops.length === 0) return this.mirror.entries;
+    const c = this.tableCache;
+    if (c !== null && c.mirror === this.mirror.entries) return c.all;
+    const all = Object.freeze([...this.mirror.entries, ...this.localStops]);
+    this.tableCache = { mirror: this.mirror.entries, all };
+    return all;
+  }
+
+  /**
+   * A run crossed a local limit: the SDK halts it (and its descendants on this worker) by
+   * itself, exactly as a halt from the control plane would (gate, in-flight writes, timers,
+   * staged memory, queues, halted report), under a local directive `local:<rule>:<run>` that
+   * only this worker knows and that no resume clears. Journaled `run.halted_locally`; the
+   * control plane hears of it with the next telemetry batch, sent at once.
+   */
+  private haltLocally(state: RunState, rule: LocalRule, value: number, limit: number): void {
+    if (state.counters.localHalt !== null || this.closing !== null) return;
+    state.counters.localHalt = { rule, value, limit };
+    const runId = state.coverage.runId;
+    const directive: Directive = Object.freeze({
+      id: `local:${rule}:${runId}`,
+      rev: this.mirror.rev,
+      level: 'halt',
+      scope: Object.freeze({ kind: 'run', run: runId }),
+      scopeText: `run:${runId}`,
+      tenant: this.tenant,
+      capabilities: null,
+      rate: null,
+      escalation: [],
+      escalatedFrom: null,
+      graceMs: 0,
+      drain: 'discard',
+      memory: 'revert',
+      reason: `local rule ${rule}: ${value} > ${limit}`,
+      justification: 'halted by the SDK itself: the run crossed a local limit',
+      actor: `local:${rule}`,
+      issuedAt: new Date(wallNow(this.clock)).toISOString(),
+      clearedAt: null,
+      clearedRev: null,
+    } satisfies Directive) as Directive;
+    const entry: MirrorEntry = Object.freeze({ directive, verdict: verdictFor(directive) });
+    this.localStops = [...this.localStops, entry];
+    this.tableCache = null;
+    const at = this.clock.now();
+    this.record({ type: 'run.halted_locally', runId, rule, value, limit, directiveId: directive.id, at });
+    const entries = this.tableEntries();
+    for (const s of this.runs.values()) {
+      if (!coversRun(directive, s.coverage)) continue;
+      s.table = compileTable(entries, s.coverage);
+      abortWrites(s, this.host, (effect) => tableVerdict(s.table, effect.capability, effect.cls));
+    }
+    fanOutStops([entry], this.mirror.rev, at, this.runs.values(), this.queues.values(), this.halts);
+    this.telemetry?.mark(state);
+    this.telemetry?.flush();
+  }
+
+  /** The control plane answered a heartbeat with this worker's settings. */
+  private readonly onSettings = (body: unknown): void => {
+    const s = asWorkerSettings(body);
+    if (s === null || this.closing !== null) return;
+    const heartbeatMs = Math.min(this.ownHeartbeatMs, s.heartbeatMs);
+    const limits = stricter(this.ownLimits, s.limits);
+    const changed = heartbeatMs !== this.heartbeatMs || limits.maxSteps !== this.limits.maxSteps || limits.maxCostUsd !== this.limits.maxCostUsd;
+    if (!changed) return;
+    const sooner = heartbeatMs < this.heartbeatMs;
+    this.heartbeatMs = heartbeatMs;
+    this.limits = limits;
+    this.record({ type: 'settings.applied', heartbeatMs, limits, at: this.clock.now() });
+    if (sooner && this.heartbeatTimer !== null) {
+      // Beat at the new pace from now on, not after the old period.
+      this.clock.clearTimeout(this.heartbeatTimer);
+      this.armHeartbeat();
+    }
+  };
 
   private armHeartbeat(): void {
     this.heartbeatTimer = this.clock.setTimeout(() => {
       this.heartbeatTimer = null;
       if (this.closing !== null) return;
-      this.reporter.heartbeat(this.heartbeatReport());
+      this.reporter.heartbeat(this.heartbeatReport(), this.onSettings);
       this.reporter.retryFailed();
       this.armHeartbeat();
     }, this.heartbeatMs);

@@ -3,6 +3,7 @@ import { KillpathError, isIdentifier } from '@killpath/protocol';
 import type { Clock } from './clock.ts';
 import type { JournalSink } from './journal.ts';
 import type { MemoryCommitter } from './staged-memory.ts';
+import type { MemorySchema } from './memory-schema.ts';
 import type { Transport } from './transport.ts';
 
 /** Options for {@link connect}. */
@@ -19,8 +20,23 @@ export interface ConnectOptions {
   features?: readonly string[];
   /** Lease length in ms: with no stream message for this long, every run is halted. Default 3 000. */
   leaseMs?: number;
-  /** Heartbeat period in ms. Default 5 000. */
+  /**
+   * Heartbeat period in ms. Default 5 000. The control plane answers each heartbeat with the
+   * interval its deadman expects for this agent; the worker beats at the smaller of the two.
+   */
   heartbeatMs?: number;
+  /**
+   * Run limits this worker enforces by itself, without the control plane (and so also while it
+   * is unreachable): a run whose `run.step()` count exceeds `maxSteps`, or whose
+   * `run.recordCost` total exceeds `maxCostUsd`, is halted locally at once. The control plane's
+   * policy may set stricter ones (they arrive with heartbeat answers); the stricter wins.
+   * Default: none of its own.
+   */
+  limits?: { maxSteps?: number; maxCostUsd?: number };
+  /** The schema memory writes of this agent's runs must follow (`run.stage`); a run may bring its own. Default none. */
+  memorySchema?: MemorySchema;
+  /** How often changed run counters are sent to the control plane (`POST /v1/telemetry`), in ms; 0 turns telemetry off. Default 250. */
+  telemetryMs?: number;
   /** Monotonic clock and timers. Default {@link systemClock}. */
   clock?: Clock;
   /** Default {@link fetchTransport}. */
@@ -52,6 +68,8 @@ export interface ResolvedOptions {
   leaseMs: number;
   heartbeatMs: number;
   launcherId: string | null;
+  limits: { maxSteps: number | null; maxCostUsd: number | null };
+  telemetryMs: number;
 }
 
 /**
@@ -82,6 +100,8 @@ export function resolveOptions(options: ConnectOptions): ResolvedOptions {
     leaseMs: positive('leaseMs', options.leaseMs ?? 3_000),
     heartbeatMs: positive('heartbeatMs', options.heartbeatMs ?? 5_000),
     launcherId,
+    limits: { maxSteps: limit('limits.maxSteps', options.limits?.maxSteps), maxCostUsd: limit('limits.maxCostUsd', options.limits?.maxCostUsd) },
+    telemetryMs: options.telemetryMs === 0 ? 0 : positive('telemetryMs', options.telemetryMs ?? 250),
   };
 }
 
@@ -93,6 +113,12 @@ function checkUrl(url: string): string {
     throw new KillpathError('invalid_request', `invalid control plane url "${url}"`, { cause: err });
   }
   return url.replace(/\/+$/, '');
+}
+
+function limit(name: string, v: number | undefined): number | null {
+  if (v === undefined) return null;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new KillpathError('invalid_request', `${name} must be a non-negative number`);
+  return v;
 }
 
 function positive(name: string, ms: number): number {

@@ -122,6 +122,12 @@ function fnSettled(ctx: EffectContext, effect: InFlightEffect, valueOrError: unk
   const base = { effectId: effect.id, runId: effect.runId, capability: effect.capability, class: effect.cls, at };
   const durationMs = at - effect.startedAt;
   const afterAbort = effect.abortedBy !== null;
+  if (!afterAbort) {
+    // A tool call that ran; one that failed on its own (not aborted by a halt) is a tool error.
+    ctx.state.counters.toolCalls += 1;
+    if (failed) ctx.state.counters.toolErrors += 1;
+    host.counted(ctx.state);
+  }
   if (failed) host.record({ ...base, type: 'effect.failed', durationMs, afterAbort, message: errorMessage(valueOrError) });
   else host.record({ ...base, type: 'effect.landed', durationMs, afterAbort });
   if (effect.permit !== null) {

@@ -16,3 +16,7 @@ export type { NodeHttpTransportOptions } from './node-http-transport.ts';
 export type { Transport } from './transport.ts';
 export { nullSink } from './journal.ts';
 export type { JournalSink, SdkEvent, ReportKind, TimerKind } from './journal.ts';
+export { memoryViolation } from './memory-schema.ts';
+export type { MemorySchema, JsonSchema, JsonType } from './memory-schema.ts';
+export type { RunCountersSnapshot } from './telemetry.ts';
+export { NOT_GRANTED } from './verdict.ts';

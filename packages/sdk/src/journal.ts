@@ -1,4 +1,4 @@
-import type { EffectClass, EffectStatus, ErrorCode } from '@killpath/protocol';
+import type { EffectClass, EffectStatus, ErrorCode, LocalRule, RunLimits } from '@killpath/protocol';
 import type { DenyReason } from './verdict.ts';
 
 /** Fields shared by every event about one effect. `effectId` is unique per client; `at` is `clock.now()`. */
@@ -11,7 +11,7 @@ interface EffectEventFields {
 }
 
 /** Which report a failed POST carried. */
-export type ReportKind = 'ack' | 'halted' | 'heartbeat' | 'run' | 'journal' | 'outcome';
+export type ReportKind = 'ack' | 'halted' | 'heartbeat' | 'run' | 'journal' | 'outcome' | 'telemetry';
 
 /** Which kind of run-bound timer an event is about (`retry`: the wait between two attempts). */
 export type TimerKind = 'timeout' | 'interval' | 'retry';
@@ -54,6 +54,10 @@ export type TimerKind = 'timeout' | 'interval' | 'retry';
  *   directive ordered it (`memory: 'commit'`), or dropped (halt, lease expiry, run end).
  * - `run.resumed` / `resume.refused`: the control plane allowed `client.resumeRun`, or refused it (`halted`) or
  *   could not be reached (`unavailable`).
+ * - `run.halted_locally`: the run crossed a local limit (`loop_length`: steps, `cost_cap`: USD) and the SDK
+ *   halted it by itself, without the control plane (a local directive `directiveId`, `local:<rule>:<run>`).
+ * - `memory.rejected`: `run.stage` refused a write that violates the memory schema (a schema violation).
+ * - `settings.applied`: the control plane's heartbeat answer changed the heartbeat interval or the run limits in force.
  */
 export type SdkEvent =
   | { type: 'rev.applied'; rev: number; source: 'snapshot' | 'delta'; issued: string[]; cleared: string[]; at: number }
@@ -130,7 +134,10 @@ export type SdkEvent =
   | { type: 'memory.committed'; runId: string; keys: string[]; directiveId: string | null; at: number }
   | { type: 'memory.reverted'; runId: string; keys: string[]; directiveId: string | null; at: number }
   | { type: 'run.resumed'; runId: string; lineage: readonly string[]; at: number }
-  | { type: 'resume.refused'; runId: string; code: ErrorCode; message: string; at: number };
+  | { type: 'resume.refused'; runId: string; code: ErrorCode; message: string; at: number }
+  | { type: 'run.halted_locally'; runId: string; rule: LocalRule; value: number; limit: number; directiveId: string; at: number }
+  | { type: 'memory.rejected'; runId: string; key: string; reason: string; at: number }
+  | { type: 'settings.applied'; heartbeatMs: number; limits: RunLimits; at: number };
 
 /**
  * Where the SDK journals its events. `record` is called synchronously on the hot path (right

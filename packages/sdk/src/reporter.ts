@@ -111,9 +111,9 @@ export class Reporter {
     this.sendRetried({ kind: 'outcome', url, body: outcome, attempts: 1 });
   }
 
-  /** Sends a heartbeat. */
-  heartbeat(report: HeartbeatReport): void {
-    this.send('heartbeat', `${this.workerPath}/heartbeat`, report);
+  /** Sends a heartbeat; `onAnswer` gets the control plane's answer (its settings for this worker). */
+  heartbeat(report: HeartbeatReport, onAnswer?: (body: unknown) => void): void {
+    this.send('heartbeat', `${this.workerPath}/heartbeat`, report, undefined, onAnswer);
   }
 
   /** Registers a run so operators can target it by id. */
@@ -142,7 +142,7 @@ export class Reporter {
     });
   }
 
-  private send(kind: ReportKind, url: string, body: unknown, onFail?: (code: string | null) => void): void {
+  private send(kind: ReportKind, url: string, body: unknown, onFail?: (code: string | null) => void, onOk?: (answer: unknown) => void): void {
     if (this.closed) return;
     const fail = (err: unknown): void => {
       const code = errorCode(err);
@@ -154,7 +154,17 @@ export class Reporter {
       if (!this.closed) onFail?.(code);
     };
     try {
-      this.transport.post(url, this.headers, body).catch(fail);
+      const p = this.transport.post(url, this.headers, body);
+      if (onOk === undefined) p.catch(fail);
+      else
+        p.then((answer) => {
+          if (this.closed) return;
+          try {
+            onOk(answer);
+          } catch {
+            // The answer is advice; a bad one must not break reporting.
+          }
+        }, fail);
     } catch (err) {
       fail(err);
     }

@@ -1,5 +1,5 @@
 import { EFFECT_CLASSES, KillpathError } from '@killpath/protocol';
-import type { Directive, EffectClass, JournalEvent, PermitOutcome, PermitRequest, RunIdentity } from '@killpath/protocol';
+import type { Directive, EffectClass, JournalEvent, LocalRule, PermitOutcome, PermitRequest, RunIdentity, RunLimits } from '@killpath/protocol';
 import type { Clock } from './clock.ts';
 import { argsDigest } from './control-calls.ts';
 import type { ControlCalls } from './control-calls.ts';
@@ -14,7 +14,10 @@ import { RunTimers } from './run-timers.ts';
 import type { RetryOptions, RunTimer } from './run-timers.ts';
 import { StagedMemory } from './staged-memory.ts';
 import type { MemoryCommitter } from './staged-memory.ts';
-import { ALLOW, STALE, haltedError } from './verdict.ts';
+import type { MemorySchema } from './memory-schema.ts';
+import { RunCounters, snapshot } from './telemetry.ts';
+import type { RunCountersSnapshot } from './telemetry.ts';
+import { ALLOW, NOT_GRANTED, STALE, haltedError } from './verdict.ts';
 import type { DenyVerdict, Verdict } from './verdict.ts';
 
 export type { EffectFn } from './effect-runner.ts';
@@ -36,6 +39,14 @@ export interface StartRunOptions {
   parent?: RunHandle;
   /** Where this run's staged memory writes are committed; default the client's `memory` option. */
   memory?: MemoryCommitter;
+  /**
+   * The capabilities this run is granted. An effect of any other is refused before it starts
+   * (reason `revoked`, no directive) and counted as an authorisation denial. Default: every
+   * capability (only directives restrict).
+   */
+  capabilities?: readonly string[];
+  /** The schema this run's memory writes must follow; default the client's `memorySchema` option. */
+  memorySchema?: MemorySchema;
 }
 
 /** One effect, described. */
@@ -82,6 +93,12 @@ export interface RunHost {
    * wait, in ms (0 to go now). Internal.
    */
   throttleSlot(state: RunState, throttle: Directive): number;
+  /** The run's counters changed: send them with the next telemetry batch. */
+  counted(state: RunState): void;
+  /** The run limits in force now (the stricter of the connect option and the control plane's). */
+  localLimits(): RunLimits;
+  /** Halts the run (and its descendants on this worker) by itself: a local limit was crossed. */
+  haltLocally(state: RunState, rule: LocalRule, value: number, limit: number): void;
 }
 
 /** The client's bookkeeping for one run. Internal. */
@@ -100,6 +117,12 @@ export class RunState {
   readonly memory: StagedMemory;
   /** The run's public handle, set right after it is created. */
   run: Run | null = null;
+  /** Telemetry counters (steps, cost, tool errors, denials, schema violations, anomalies). */
+  readonly counters = new RunCounters();
+  /** Capabilities granted to the run, or `null` for all. */
+  granted: ReadonlySet<string> | null = null;
+  /** The schema memory writes must follow, or `null`. */
+  memorySchema: MemorySchema | null = null;
 
   constructor(coverage: RunIdentity, parentRunId: string | null, host: RunHost, committer: MemoryCommitter | null) {
     this.coverage = coverage;
@@ -166,7 +189,64 @@ export class Run {
       if (narrowed !== undefined) return narrowed;
     }
     if (table.block !== null) return table.block;
+    if (this.state.granted !== null && !this.state.granted.has(capability)) return NOT_GRANTED;
     return cls !== 'read' && table.readOnly !== null ? table.readOnly : ALLOW;
+  }
+
+  /**
+   * Counts one step of the run's loop (a planner turn, a model call) and returns the count. When
+   * the count exceeds the run's `maxSteps` limit, the SDK halts the run by itself, at once and
+   * without the control plane (`run.halted_locally`, rule `loop_length`): its next effect is
+   * refused. The count also goes to the control plane's supervisor with the next telemetry batch.
+   * Cheap: a counter and a flag.
+   */
+  step(): number {
+    const state = this.state;
+    const n = ++state.counters.steps;
+    this.host.counted(state);
+    const max = this.host.localLimits().maxSteps;
+    if (max !== null && n > max) this.host.haltLocally(state, 'loop_length', n, max);
+    return n;
+  }
+
+  /**
+   * Adds to the run's spend: `tokens` and `usd` (both default 0). When the total exceeds the run's
+   * `maxCostUsd` limit, the SDK halts the run by itself (rule `cost_cap`), as {@link Run.step} does.
+   * @throws KillpathError `invalid_request` for a negative or non-finite amount
+   */
+  recordCost(cost: { tokens?: number; usd?: number }): void {
+    const tokens = cost.tokens ?? 0;
+    const usd = cost.usd ?? 0;
+    if (!(Number.isFinite(tokens) && tokens >= 0 && Number.isFinite(usd) && usd >= 0)) {
+      throw new KillpathError('invalid_request', 'recordCost takes non-negative finite tokens and usd');
+    }
+    const c = this.state.counters;
+    c.tokens += tokens;
+    c.costUsd += usd;
+    this.host.counted(this.state);
+    const max = this.host.localLimits().maxCostUsd;
+    if (max !== null && c.costUsd > max) this.host.haltLocally(this.state, 'cost_cap', c.costUsd, max);
+  }
+
+  /**
+   * Flags an anomaly found by your own detector (a distribution shift in planner text, an odd
+   * tool sequence): `score` (conventionally 0 to 1) and a short `detail`. The control plane's
+   * policy decides what a score means (`run.anomaly_score`, `run.anomalies`).
+   * @throws KillpathError `invalid_request` for a non-finite score
+   */
+  flagAnomaly(score: number, detail?: string): void {
+    if (typeof score !== 'number' || !Number.isFinite(score)) throw new KillpathError('invalid_request', 'flagAnomaly takes a finite score');
+    const c = this.state.counters;
+    c.anomalies += 1;
+    if (score > c.anomalyScore) c.anomalyScore = score;
+    c.anomalyDetail = typeof detail === 'string' ? detail.slice(0, 1000) : null;
+    this.host.counted(this.state);
+  }
+
+  /** The run's telemetry counters so far on this worker (a copy). */
+  get counters(): RunCountersSnapshot {
+    const { runId: _runId, ...rest } = snapshot(this.runId, this.state.counters);
+    return rest;
   }
 
   /**
@@ -207,6 +287,12 @@ export class Run {
     const verdict = this.check(capability, cls);
     if (verdict.kind === 'deny') {
       state.denied += 1;
+      const r = verdict.reason;
+      if (r === 'revoked' || r === 'read_only' || r === 'isolated') {
+        state.counters.authDenials += 1;
+        if (verdict.directive !== null) state.counters.revokedDenials += 1;
+        this.host.counted(state);
+      }
       this.reportDenied(capability, cls, verdict);
       this.host.record({
         type: 'effect.denied',
@@ -277,8 +363,11 @@ export class Run {
    * Stages a memory write for the current step; {@link Run.commitStep} commits the step's
    * staged entries as one `memory.write` effect. A halt reverts what is staged (journaled as
    * `memory.reverted`), unless its directive says `memory: 'commit'`. Later stages of a key win.
-   * @throws KillpathError `invalid_request` without a memory committer or after `end()`,
-   * `halted` when a halt or kill covers the run now
+   * With a memory schema (`memorySchema` on connect or startRun), a write that violates it is
+   * not staged: it is counted as a schema violation (the supervisor's `memory_schema` rule) and
+   * journaled `memory.rejected`.
+   * @throws KillpathError `invalid_request` without a memory committer, after `end()` or for a
+   * schema violation (details `{ key, reason }`), `halted` when a halt or kill covers the run now
    */
   stage(key: string, value: unknown): void {
     this.state.memory.stage(key, value);

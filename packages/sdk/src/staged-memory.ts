@@ -3,6 +3,7 @@ import type { Directive } from '@killpath/protocol';
 import { errorCode } from './journal.ts';
 import type { Run, RunHost, RunState } from './run.ts';
 import { haltedError } from './verdict.ts';
+import { memoryViolation } from './memory-schema.ts';
 
 /** Why the committer is called: the run's own `commitStep`, or a halt whose directive ordered the commit. */
 export type MemoryCommitContext = { reason: 'step'; directiveId: null } | { reason: 'directive'; directiveId: string };
@@ -59,6 +60,17 @@ export class StagedMemory {
     if (this.state.ended) throw new KillpathError('invalid_request', `run ${this.state.coverage.runId} has ended`);
     const stop = this.state.table.all;
     if (stop !== null) throw haltedError(stop, this.state.coverage.runId, CAPABILITY, 'denied');
+    const schema = this.state.memorySchema;
+    if (schema !== null) {
+      const why = memoryViolation(schema, key, value);
+      if (why !== null) {
+        const runId = this.state.coverage.runId;
+        this.state.counters.schemaViolations += 1;
+        this.host.counted(this.state);
+        this.host.record({ type: 'memory.rejected', runId, key, reason: why, at: this.host.clock.now() });
+        throw new KillpathError('invalid_request', `memory write "${key}" of run ${runId} violates the memory schema: ${why}`, { details: { key, reason: why } });
+      }
+    }
     // Re-staging a key moves it last, so staging order is the order of the latest writes.
     this.staged.delete(key);
     this.staged.set(key, value);

@@ -29,6 +29,12 @@ export const ALLOW: AllowVerdict = Object.freeze({ kind: 'allow' });
 export const STALE: DenyVerdict = Object.freeze({ kind: 'deny', reason: 'stale', directive: null });
 
 /**
+ * The deny verdict of an effect whose capability is not among those granted to its run
+ * (`startRun({ capabilities })`): reason `revoked`, no directive. An authorisation denial.
+ */
+export const NOT_GRANTED: DenyVerdict = Object.freeze({ kind: 'deny', reason: 'revoked', directive: null });
+
+/**
  * The frozen deny verdict a directive produces in the gate, or `null` for a throttle, which
  * delays effects instead of refusing them. An `isolate` refuses every effect here too (the
  * launcher also cuts the process off, whatever the agent does); a `degrade` refuses the named
@@ -53,7 +59,9 @@ export function haltedError(
   const why =
     verdict.reason === 'stale'
       ? 'no fresh switchboard (lease expired or not yet synchronised)'
-      : `${verdict.reason.replace('_', '-')} by directive ${directiveId ?? '?'}`;
+      : verdict === NOT_GRANTED
+        ? 'the capability is not granted to this run'
+        : `${verdict.reason.replace('_', '-')} by directive ${directiveId ?? '?'}`;
   return new KillpathError('halted', `effect "${capability}" of run ${runId} ${what}: ${why}`, {
     details: { reason: verdict.reason, directiveId },
   });

@@ -38,6 +38,18 @@ export interface HaltedEvent extends HaltedReport {
   timeToStopMs: number | null;
 }
 
+/**
+ * An automatic trigger behind a directive (a supervisor rule, the deadman): it replaces the
+ * `operator_action` record, and `kill_switch.fired` names it (`trigger`, `rule`, details).
+ */
+export interface AutomaticTrigger {
+  kind: 'supervisor' | 'deadman';
+  /** The policy rule that fired (supervisor). */
+  rule?: string;
+  /** What crossed the line, for the record (values, policy version, worker). */
+  details?: Record<string, unknown>;
+}
+
 /** Listener for settle reports (demo, drills and benchmarks use it in process). */
 export type HaltedListener = (e: HaltedEvent) => void;
 
@@ -197,9 +209,11 @@ export class ControlPlane {
   /**
    * Issues a directive: validates scope and rights, commits it (with its audit records) at a
    * new rev, then pushes the delta to every stream. Retries with the same idempotency key and
-   * identical re-issues converge to the existing directive without a new rev.
+   * identical re-issues converge to the existing directive without a new rev. With `trigger`
+   * (an automatic trigger acting through a synthetic principal) the audit names the trigger
+   * instead of recording an operator action, and a convergence is not recorded at all.
    */
-  async issue(p: Principal, body: IssueDirectiveBody, opts: { idempotencyKey?: string | undefined; via: string }): Promise<IssueResult> {
+  async issue(p: Principal, body: IssueDirectiveBody, opts: { idempotencyKey?: string | undefined; via: string; trigger?: AutomaticTrigger }): Promise<IssueResult> {
     if (p.role === 'agent' || p.role === 'viewer') throw new KillpathError('forbidden', `role ${p.role} may not issue directives`);
     const scope = parseScope(body.scope);
     const graceMs = body.graceMs ?? (body.level === 'kill' ? 0 : DEFAULT_GRACE_MS);
@@ -224,8 +238,8 @@ export class ControlPlane {
         // Issuing a throttle at a scope that already has one re-dials it.
         replaces: body.level === 'throttle' ? (active) => active.filter((d) => d.level === 'throttle' && sameTarget(d, { scopeText: formatScope(scope), capabilities: body.capabilities ?? null })).map((d) => d.id) : undefined,
       },
-      (r) => this.#issueAudit(p, r, body, opts.via),
-      'operator',
+      (r) => this.#issueAudit(p, r, body, opts.via, opts.trigger),
+      opts.trigger?.kind ?? 'operator',
     );
   }
 
@@ -417,8 +431,18 @@ export class ControlPlane {
     }
   }
 
-  #issueAudit(p: Principal, r: IssueResult, body: IssueDirectiveBody, via: string): AuditEvent[] {
+  #issueAudit(p: Principal, r: IssueResult, body: IssueDirectiveBody, via: string, trigger?: AutomaticTrigger): AuditEvent[] {
     const d = r.directive;
+    if (trigger !== undefined) {
+      if (!r.created) return [];
+      const events: AuditEvent[] = [{ type: 'directive.issued', actor: p.name, tenant: d.tenant, data: { directive: d } }];
+      for (const old of r.replaced) {
+        events.push({ type: 'directive.cleared', actor: p.name, tenant: old.tenant, data: { directiveId: old.id, rev: d.rev, scope: old.scopeText, level: old.level, replacedBy: d.id, justification: body.justification } });
+      }
+      // Every level: an automatic trip is the asynchronous path firing, whatever rung it took.
+      events.push(firedEvent(d, p.name, trigger.kind, { ...(trigger.rule !== undefined ? { rule: trigger.rule } : {}), ...trigger.details }));
+      return events;
+    }
     const action: AuditEvent = {
       type: 'operator_action',
       actor: p.name,
@@ -557,12 +581,12 @@ export class ControlPlane {
   }
 }
 
-function firedEvent(d: Directive, actor: string, trigger: string): AuditEvent {
+function firedEvent(d: Directive, actor: string, trigger: string, extra: Record<string, unknown> = {}): AuditEvent {
   return {
     type: 'kill_switch.fired',
     actor,
     tenant: d.tenant,
-    data: { directiveId: d.id, rev: d.rev, level: d.level, scope: d.scopeText, capabilities: d.capabilities, trigger, reason: d.reason },
+    data: { ...extra, directiveId: d.id, rev: d.rev, level: d.level, scope: d.scopeText, capabilities: d.capabilities, trigger, reason: d.reason },
   };
 }
 

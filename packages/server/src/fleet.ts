@@ -114,6 +114,15 @@ export class Fleet {
     return out;
   }
 
+  /**
+   * What the deadman needs of a worker: identity, whether its stream is open, the runs it hosts
+   * (registered ones included), its pid and launcher; `null` when unknown.
+   */
+  watchInfo(workerId: string): { tenant: string; agent: string; connected: boolean; pid: number | null; launcher: string | null; runs: string[] } | null {
+    const w = this.#workers.get(workerId);
+    return w ? { tenant: w.tenant, agent: w.agent, connected: w.connected, pid: w.pid, launcher: w.launcher, runs: w.runs.map((r) => r.runId) } : null;
+  }
+
   /** The launcher that started `workerId`, if known. */
   launcherOf(workerId: string): string | null {
     return this.#workers.get(workerId)?.launcher ?? null;

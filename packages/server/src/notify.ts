@@ -10,7 +10,11 @@ export type AlertKind =
   | 'kill_switch.fired'
   | 'deadman.triggered'
   | 'watchdog.absent'
-  | 'supervisor.absent';
+  | 'watchdog.recovered'
+  | 'supervisor.absent'
+  | 'supervisor.recovered'
+  | 'control_plane.unreachable'
+  | 'policy.changed';
 
 /** One alert, as posted to a webhook (JSON body) and written to the log. */
 export interface Alert {

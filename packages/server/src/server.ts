@@ -14,6 +14,8 @@ import { StreamHub } from './stream/hub.ts';
 import type { CoolOffPolicy } from './permits.ts';
 import type { AutomationPolicy } from './ladder.ts';
 import { Notifier } from './notify.ts';
+import { Triggers } from './triggers.ts';
+import type { Fire } from './supervisor/supervisor.ts';
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -37,6 +39,18 @@ export interface ServerOptions {
   automation?: AutomationPolicy;
   /** Extra time after a halt's grace before its automatic kill, in ms (default 1000). */
   escalationSlackMs?: number;
+  /** A policy file (YAML) made the active version at start unless it already is. */
+  policy?: { path: string; source: string };
+  /** Run the policy supervisor (default true). */
+  supervisor?: boolean;
+  /** Run the deadman's watchdog in this process (default true); false expects `killpath watchdog`. */
+  watchdog?: boolean;
+  /** Supervisor or watchdog silent for longer than this is reported absent, in ms (default 5000). */
+  absentAfterMs?: number;
+  /** Append every telemetry run update to this file as JSON lines (replay with `killpath policy test`). */
+  recordTelemetry?: string;
+  /** Called for every rule fire and shadow fire (benchmarks). */
+  onFire?: (f: Fire) => void;
 }
 
 /** A running control plane. */
@@ -47,6 +61,8 @@ export interface RunningServer {
   /** The admin token, only when this start created it (first start on an empty data dir). */
   createdAdminToken: string | null;
   controlPlane: ControlPlane;
+  /** The policy, supervisor, deadman and watchdog. */
+  triggers: Triggers;
   close(): Promise<void>;
 }
 
@@ -90,7 +106,15 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     createdAdminToken = secret;
   }
 
-  const app = createApp(cp, auth, log);
+  const triggers = await Triggers.start(cp, log, {
+    ...(opts.supervisor === false ? { supervisor: false } : {}),
+    ...(opts.watchdog === false ? { watchdog: false } : {}),
+    ...(opts.policy ? { policyFile: opts.policy } : {}),
+    ...(opts.absentAfterMs !== undefined ? { absentAfterMs: opts.absentAfterMs } : {}),
+    ...(opts.recordTelemetry ? { recordTelemetry: opts.recordTelemetry } : {}),
+    ...(opts.onFire ? { onFire: opts.onFire } : {}),
+  });
+  const app = createApp(cp, auth, log, triggers);
   const host = opts.host ?? '127.0.0.1';
   const server: ServerType = await new Promise((ok, fail) => {
     const s = serve({ fetch: app.fetch, port: opts.port ?? 7070, hostname: host }, () => ok(s));
@@ -110,10 +134,12 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     dataDir,
     createdAdminToken,
     controlPlane: cp,
+    triggers,
     async close() {
       if (closed) return;
       closed = true;
       clearInterval(pruner);
+      await triggers.close();
       hub.close();
       cp.stop();
       await new Promise<void>((ok) => {

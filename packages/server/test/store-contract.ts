@@ -577,5 +577,22 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
         assert.equal((await store.verifyAudit()).ok, true);
       });
     });
+
+    describe('policy versions', () => {
+      test('versions number from 1, the latest is active, each commits with its audit records, history lists newest first', async () => {
+        assert.equal(await store.getPolicy(), null, 'a fresh store has no policy');
+        const v1 = await store.putPolicy({ source: 'rules: []\n', digest: 'd1', actor: 'alice', comment: null, rollbackOf: null }, (v) => [{ type: 'policy.changed', actor: 'alice', tenant: null, data: { version: v.version } }]);
+        const v2 = await store.putPolicy({ source: 'rules: [] # 2\n', digest: 'd2', actor: 'bob', comment: 'tighter', rollbackOf: null }, (v) => [{ type: 'policy.changed', actor: 'bob', tenant: null, data: { version: v.version } }]);
+        const v3 = await store.putPolicy({ source: v1.source, digest: 'd1', actor: 'carol', comment: 'back', rollbackOf: 1 }, () => []);
+        assert.deepEqual([v1.version, v2.version, v3.version], [1, 2, 3]);
+        assert.deepEqual(await store.getPolicy(), v3);
+        assert.deepEqual(await store.getPolicy(2), v2);
+        assert.equal(await store.getPolicy(9), null);
+        const { source: _source, ...meta } = v3;
+        assert.deepEqual((await store.listPolicies(2))[0], meta);
+        assert.deepEqual((await store.listPolicies(10)).map((v) => v.version), [3, 2, 1]);
+        assert.deepEqual((await store.listAudit({ types: ['policy.changed'] })).map((r) => r.data.version), [1, 2]);
+      });
+    });
   });
 }

@@ -1,4 +1,5 @@
-import { automationFrom, startServer, type LogLevel } from '@killpath/server';
+import { readFileSync } from 'node:fs';
+import { automationFrom, parsePolicy, startServer, type LogLevel } from '@killpath/server';
 import { KillpathError } from '@killpath/protocol';
 import { intFlag, parse } from '../args.ts';
 
@@ -18,6 +19,14 @@ Starts the control plane on the embedded SQLite store.
   --auto-levels LIST   ladder levels automatic triggers may take on their own (default
                        throttle,degrade,halt); the others are held for a human unless critical
   --escalation-slack MS  time after a halt's grace before its automatic kill (default 1000)
+  --policy FILE        make this policy (YAML) the active version at start, unless it already is
+                       (see killpath policy --help; a fresh data dir starts with the default policy)
+  --no-supervisor      do not evaluate policy rules (the watchdog raises supervisor.absent)
+  --no-watchdog        no deadman watchdog in this process: run killpath watchdog elsewhere
+                       (the supervisor raises watchdog.absent until one beats)
+  --absent-after MS    supervisor or watchdog silent this long is reported absent (default 5000)
+  --record-telemetry FILE  append every run update received to FILE as JSON lines
+                       (replay them with killpath policy test --events FILE)
 
 On first start it creates an admin token, prints it once and writes <data-dir>/admin.token (0600).`;
 
@@ -34,6 +43,11 @@ export async function serve(args: string[]): Promise<number> {
     'notify-webhook': { type: 'string', multiple: true },
     'auto-levels': { type: 'string' },
     'escalation-slack': { type: 'string' },
+    policy: { type: 'string' },
+    'no-supervisor': { type: 'boolean' },
+    'no-watchdog': { type: 'boolean' },
+    'absent-after': { type: 'string' },
+    'record-telemetry': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -59,6 +73,20 @@ export async function serve(args: string[]): Promise<number> {
   }
   const automation = values['auto-levels'] === undefined ? undefined : automationFrom(values['auto-levels']);
   const escalationSlackMs = intFlag('escalation-slack', values['escalation-slack'], 1000);
+  let policy: { path: string; source: string } | undefined;
+  if (values.policy !== undefined) {
+    let source: string;
+    try {
+      source = readFileSync(values.policy, 'utf8');
+    } catch (err) {
+      throw new KillpathError('invalid_request', `cannot read --policy ${values.policy}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    const r = parsePolicy(source);
+    if (!r.ok) throw new KillpathError('invalid_request', `--policy ${values.policy} is not a valid policy: ${r.problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`);
+    policy = { path: values.policy, source };
+  }
+  const absentAfterMs = intFlag('absent-after', values['absent-after'], 5000);
+  if (absentAfterMs < 100) throw new KillpathError('invalid_request', '--absent-after must be at least 100');
   let server;
   try {
     server = await startServer({
@@ -71,6 +99,11 @@ export async function serve(args: string[]): Promise<number> {
       notifyWebhooks,
       escalationSlackMs,
       ...(automation ? { automation } : {}),
+      ...(policy ? { policy } : {}),
+      ...(values['no-supervisor'] ? { supervisor: false } : {}),
+      ...(values['no-watchdog'] ? { watchdog: false } : {}),
+      absentAfterMs,
+      ...(values['record-telemetry'] ? { recordTelemetry: values['record-telemetry'] } : {}),
     });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;

@@ -10,6 +10,8 @@ import { openLauncherStream } from './launcher-route.ts';
 import { openStream } from './stream-route.ts';
 import { effectsRoutes } from './effects-routes.ts';
 import { consoleRoutes } from './console-route.ts';
+import { triggerRoutes } from './trigger-routes.ts';
+import type { Triggers } from '../triggers.ts';
 import { body, requireWorker, wireError, type Env } from './common.ts';
 
 /** Largest request body accepted, in bytes. */
@@ -20,9 +22,11 @@ const SLOW_REQUEST_MS = 1000;
 
 /**
  * The HTTP API. Every route but `/healthz` is authenticated; roles and tenants are enforced
- * per route; errors use the one wire shape; unknown fields are rejected.
+ * per route; errors use the one wire shape; unknown fields are rejected. With `triggers`, the
+ * telemetry, policy and watchdog routes exist and heartbeats are answered with the worker's
+ * settings (200); without, heartbeats answer 204.
  */
-export function createApp(cp: ControlPlane, auth: Authenticator, log: Logger): Hono<Env> {
+export function createApp(cp: ControlPlane, auth: Authenticator, log: Logger, triggers?: Triggers): Hono<Env> {
   const app = new Hono<Env>();
 
   app.onError((err, c) => {
@@ -172,7 +176,7 @@ export function createApp(cp: ControlPlane, auth: Authenticator, log: Logger): H
     const who = requireWorker(cp, c.get('principal'), id);
     cp.fleet.heartbeat(id, who.tenant, who.agent, b);
     cp.workerSeen(id);
-    return c.body(null, 204);
+    return triggers ? c.json(triggers.heartbeat(id, who)) : c.body(null, 204);
   });
 
   app.post('/v1/workers/:id/ack', async (c) => {
@@ -216,6 +220,7 @@ export function createApp(cp: ControlPlane, auth: Authenticator, log: Logger): H
   });
 
   effectsRoutes(app, cp);
+  if (triggers) triggerRoutes(app, cp, triggers);
 
   app.post('/v1/tokens', async (c) => {
     const p = c.get('principal');

@@ -13,6 +13,7 @@ import type {
   DirectiveInput,
   DirectiveQuery,
   IssueResult,
+  PolicyVersion,
   RunRecord,
   Store,
   TokenRecord,
@@ -74,6 +75,33 @@ CREATE TABLE IF NOT EXISTS audit (
   hash TEXT NOT NULL
 );
 `;
+
+/** Schema version 4: the supervisor's policy versions (append-only; the latest is active). */
+const POLICY_SCHEMA = `
+CREATE TABLE IF NOT EXISTS policies (
+  version INTEGER PRIMARY KEY,
+  source TEXT NOT NULL,
+  digest TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  comment TEXT,
+  rollback_of INTEGER,
+  created_at TEXT NOT NULL
+);
+`;
+
+interface PolicyRow {
+  version: number;
+  source: string;
+  digest: string;
+  actor: string;
+  comment: string | null;
+  rollback_of: number | null;
+  created_at: string;
+}
+
+function toPolicy(r: PolicyRow): PolicyVersion {
+  return { version: Number(r.version), source: r.source, digest: r.digest, actor: r.actor, comment: r.comment, rollbackOf: r.rollback_of, createdAt: r.created_at };
+}
 
 interface DirectiveRow {
   id: string;
@@ -225,6 +253,7 @@ export class SqliteStore implements Store {
    * Brings an older database up to this version. Version 1 had no `memory` column on
    * directives and no effect journal; version 2 had no `escalation`/`escalated_from` columns.
    * Each is added in place; old rows keep their meaning (no escalation steps of their own).
+   * Version 3 had no policy table (version 4 adds it; an empty table means the default policy).
    */
   #migrate(): void {
     const cols = this.#db.prepare('PRAGMA table_info(directives)').all() as { name: string }[];
@@ -233,7 +262,8 @@ export class SqliteStore implements Store {
       this.#db.exec(`ALTER TABLE directives ADD COLUMN escalation TEXT NOT NULL DEFAULT '[]'; ALTER TABLE directives ADD COLUMN escalated_from TEXT`);
     }
     this.#db.exec(effects.EFFECTS_SCHEMA);
-    this.#db.exec(`UPDATE meta SET value = '3' WHERE key = 'schema'`);
+    this.#db.exec(POLICY_SCHEMA);
+    this.#db.exec(`UPDATE meta SET value = '4' WHERE key = 'schema'`);
   }
 
   /** The context the effect-journal functions run in (same connection, transactions and chain). */
@@ -510,6 +540,31 @@ export class SqliteStore implements Store {
       for (const r of rows) yield toAudit(r);
     }
     return verifyChain(records());
+  }
+
+  async putPolicy(p: Omit<PolicyVersion, 'version' | 'createdAt'>, audit: (v: PolicyVersion) => AuditEvent[]): Promise<PolicyVersion> {
+    return this.#tx(() => {
+      const createdAt = new Date().toISOString();
+      const row = this.#db
+        .prepare(`INSERT INTO policies (version, source, digest, actor, comment, rollback_of, created_at)
+          VALUES ((SELECT COALESCE(MAX(version), 0) + 1 FROM policies), ?, ?, ?, ?, ?, ?) RETURNING version`)
+        .get(p.source, p.digest, p.actor, p.comment, p.rollbackOf, createdAt) as { version: number };
+      const v: PolicyVersion = { ...p, version: Number(row.version), createdAt };
+      this.#appendAudit(audit(v));
+      return v;
+    });
+  }
+
+  async getPolicy(version?: number): Promise<PolicyVersion | null> {
+    const r = (version === undefined
+      ? this.#db.prepare('SELECT * FROM policies ORDER BY version DESC LIMIT 1').get()
+      : this.#db.prepare('SELECT * FROM policies WHERE version = ?').get(version)) as PolicyRow | undefined;
+    return r ? toPolicy(r) : null;
+  }
+
+  async listPolicies(limit: number): Promise<Omit<PolicyVersion, 'source'>[]> {
+    const rows = this.#db.prepare('SELECT version, digest, actor, comment, rollback_of, created_at FROM policies ORDER BY version DESC LIMIT ?').all(limit) as unknown as Omit<PolicyRow, 'source'>[];
+    return rows.map((r) => ({ version: Number(r.version), digest: r.digest, actor: r.actor, comment: r.comment, rollbackOf: r.rollback_of, createdAt: r.created_at }));
   }
 
   /** Test seam: raw SQL against the database (used to tamper with records in tests). */

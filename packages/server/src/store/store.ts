@@ -84,6 +84,22 @@ export interface RunRecord {
   startedAt: string;
 }
 
+/** One stored version of the supervisor's policy (rules, run limits, deadman settings). */
+export interface PolicyVersion {
+  /** 1, 2, …: the latest version is the active one. */
+  version: number;
+  /** The policy text (YAML) as applied. */
+  source: string;
+  /** SHA-256 of `source`. */
+  digest: string;
+  /** Who applied it (a token's name). */
+  actor: string;
+  comment: string | null;
+  /** The version this one restored, when it is a rollback. */
+  rollbackOf: number | null;
+  createdAt: string;
+}
+
 /** Filter for listing directives. */
 export interface DirectiveQuery {
   /** Only active (true), only cleared (false), or both (undefined). */
@@ -170,6 +186,17 @@ export interface Store {
   ledger(runId: string): Promise<{ effects: LedgerEntry[]; events: JournalRow[] }>;
   /** Landed writes with a compensation descriptor, of runs that were halted. */
   compensations(q: { tenant?: string; runId?: string; limit?: number }): Promise<CompensationEntry[]>;
+
+  /**
+   * Stores a new policy version, which is the active one from then on, with its audit records
+   * (`policy.changed`) in one transaction. History is append-only: a rollback stores a new
+   * version with an earlier version's text.
+   */
+  putPolicy(p: Omit<PolicyVersion, 'version' | 'createdAt'>, audit: (v: PolicyVersion) => AuditEvent[]): Promise<PolicyVersion>;
+  /** A policy version, or the active (latest) one when `version` is undefined; null when there is none. */
+  getPolicy(version?: number): Promise<PolicyVersion | null>;
+  /** Policy versions, newest first, without their text. */
+  listPolicies(limit: number): Promise<Omit<PolicyVersion, 'source'>[]>;
 
   /** Appends events to the audit chain in one transaction. */
   appendAudit(events: AuditEvent[]): Promise<AuditRecord[]>;

@@ -1,0 +1,138 @@
+import type { Hono } from 'hono';
+import { z } from 'zod';
+import { KillpathError, isIdentifier, type Principal } from '@killpath/protocol';
+import { requireHuman } from '../auth/policy.ts';
+import type { ControlPlane } from '../control-plane.ts';
+import { parsePolicy } from '../policy/policy.ts';
+import type { Triggers } from '../triggers.ts';
+import { body, requireWorker, type Env } from './common.ts';
+
+const id = z.string().refine(isIdentifier, 'must be 1-128 characters of letters, digits and ._:@-');
+const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+/** Body of `POST /v1/telemetry`. Unknown fields are rejected. */
+export const TelemetryBody = z.strictObject({
+  workerId: id,
+  runs: z
+    .array(
+      z.strictObject({
+        runId: id,
+        steps: count,
+        tokens: z.number().min(0).max(Number.MAX_SAFE_INTEGER),
+        costUsd: z.number().min(0).max(1e12),
+        toolCalls: count,
+        toolErrors: count,
+        authDenials: count,
+        revokedDenials: count.optional(),
+        schemaViolations: count,
+        anomalies: count,
+        anomalyScore: z.number().min(-1e9).max(1e9),
+        anomalyDetail: z.string().max(1000).nullable(),
+        localHalt: z.strictObject({ rule: z.enum(['loop_length', 'cost_cap']), value: z.number(), limit: z.number() }).nullable(),
+      }),
+    )
+    .max(1000),
+});
+
+/** Body of `POST /v1/policy`. */
+export const PolicyApplyBody = z.strictObject({
+  source: z.string().min(1).max(48 * 1024),
+  comment: z.string().max(2000).optional(),
+  dryRun: z.boolean().optional(),
+});
+
+/** Body of `POST /v1/policy/rollback`. */
+export const PolicyRollbackBody = z.strictObject({ version: z.number().int().min(1), comment: z.string().min(1).max(2000) });
+
+const watchdogId = z.string().regex(/^[A-Za-z0-9._:@-]{1,64}$/, 'a watchdog id is 1-64 letters, digits or ._:@-');
+
+/** Body of `POST /v1/watchdog/beat`. */
+export const WatchdogBeatBody = z.strictObject({ watchdog: watchdogId });
+/** Body of `POST /v1/watchdog/trip`. */
+export const WatchdogTripBody = z.strictObject({ watchdog: watchdogId, workerId: id });
+/** Body of `POST /v1/watchdog/alerts`. */
+export const WatchdogAlertBody = z.strictObject({ watchdog: watchdogId, kind: z.enum(['supervisor.absent', 'supervisor.recovered']), ageMs: z.number().min(0) });
+
+function requireAdmin(p: Principal, what: string): void {
+  if (p.role !== 'admin') throw new KillpathError('forbidden', `only admins ${what}`);
+}
+
+/**
+ * Routes of the automatic triggers: telemetry in, the policy (show, history, apply, rollback),
+ * the supervisor's status, and the external watchdog's endpoints (beat, watched workers, trip,
+ * absence alerts). The policy spans every tenant, so it is an admin's; so is the watchdog.
+ */
+export function triggerRoutes(app: Hono<Env>, cp: ControlPlane, t: Triggers): void {
+  app.post('/v1/telemetry', async (c) => {
+    const b = await body(c, TelemetryBody);
+    const who = requireWorker(cp, c.get('principal'), b.workerId);
+    t.telemetry({ workerId: b.workerId, tenant: who.tenant, agent: who.agent }, b);
+    return c.body(null, 204);
+  });
+
+  app.get('/v1/policy', async (c) => {
+    requireAdmin(c.get('principal'), 'read the policy');
+    const q = c.req.query('version');
+    if (q !== undefined && !/^\d{1,9}$/.test(q)) throw new KillpathError('invalid_request', 'version must be a positive integer');
+    const v = q === undefined ? t.policy.current : await t.policy.get(Number(q));
+    if (v === null) throw new KillpathError('not_found', `policy version ${q} not found`);
+    const isActive = v.version === t.policy.current.version;
+    const parsed = isActive ? { ok: true as const, policy: t.policy.active.policy } : parsePolicy(v.source);
+    return c.json({
+      ...v,
+      active: isActive,
+      rules: (parsed.ok ? parsed.policy.rules : []).map((r) => ({ name: r.name, description: r.description, when: r.when, action: r.action, mode: r.mode, notify: r.notify, critical: r.critical })),
+    });
+  });
+
+  app.get('/v1/policy/history', async (c) => {
+    requireAdmin(c.get('principal'), 'read the policy');
+    const limit = Number(c.req.query('limit') ?? 50);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new KillpathError('invalid_request', 'limit must be an integer from 1 to 1000');
+    return c.json({ active: t.policy.current.version, versions: await t.policy.history(limit) });
+  });
+
+  app.post('/v1/policy', async (c) => {
+    const p = c.get('principal');
+    requireAdmin(p, 'change the policy');
+    const b = await body(c, PolicyApplyBody);
+    const r = await t.policy.apply(p, b.source, { comment: b.comment ?? null, dryRun: b.dryRun ?? false });
+    return c.json(r, r.created ? 201 : 200);
+  });
+
+  app.post('/v1/policy/rollback', async (c) => {
+    const p = c.get('principal');
+    requireAdmin(p, 'change the policy');
+    const b = await body(c, PolicyRollbackBody);
+    return c.json(await t.policy.rollback(p, b.version, b.comment), 201);
+  });
+
+  app.get('/v1/supervisor', (c) => {
+    requireHuman(c.get('principal'));
+    return c.json(t.status());
+  });
+
+  app.post('/v1/watchdog/beat', async (c) => {
+    requireAdmin(c.get('principal'), 'run a watchdog');
+    const b = await body(c, WatchdogBeatBody);
+    return c.json(t.watchdogBeat(b.watchdog));
+  });
+
+  app.get('/v1/watchdog/workers', (c) => {
+    requireAdmin(c.get('principal'), 'run a watchdog');
+    return c.json({ workers: t.deadman.watched() });
+  });
+
+  app.post('/v1/watchdog/trip', async (c) => {
+    requireAdmin(c.get('principal'), 'run a watchdog');
+    const b = await body(c, WatchdogTripBody);
+    return c.json(await t.deadman.trip(b.workerId, b.watchdog));
+  });
+
+  app.post('/v1/watchdog/alerts', async (c) => {
+    requireAdmin(c.get('principal'), 'run a watchdog');
+    const b = await body(c, WatchdogAlertBody);
+    await t.absence(b.kind, b.ageMs, `watchdog:${b.watchdog}`);
+    return c.body(null, 204);
+  });
+}

@@ -1,0 +1,182 @@
+import { createWriteStream, type WriteStream } from 'node:fs';
+import type { TelemetryBatch, WorkerSettings } from '@killpath/protocol';
+import type { ControlPlane } from './control-plane.ts';
+import type { Logger } from './log.ts';
+import { PolicyDesk } from './policy/policy-desk.ts';
+import { Supervisor, type Fire } from './supervisor/supervisor.ts';
+import { DeadmanDesk } from './watchdog/deadman.ts';
+import { AbsenceWatch, Liveness, type Component } from './watchdog/liveness.ts';
+import { Watchdog } from './watchdog/watchdog.ts';
+
+/** Options of {@link Triggers}. */
+export interface TriggerOptions {
+  /** Run the policy supervisor in this process (default true). */
+  supervisor?: boolean;
+  /** Run the deadman's watchdog in this process (default true); false expects `killpath watchdog` elsewhere. */
+  watchdog?: boolean;
+  /** A policy file to make active at start (`killpath serve --policy`). */
+  policyFile?: { path: string; source: string };
+  /** Supervisor or watchdog silent for longer than this is absent, in ms (default 5000). */
+  absentAfterMs?: number;
+  /** The in-process watchdog's tick, in ms (default: a tenth of the shortest deadman interval, 20 to 250). */
+  watchdogTickMs?: number;
+  /** Append every run update received to this file as JSON lines (for `killpath policy test --events`). */
+  recordTelemetry?: string;
+  /** Called for every fire and shadow fire (benchmarks, tests). */
+  onFire?: (f: Fire) => void;
+}
+
+/** How often the in-process supervisor beats, in ms. */
+const SUPERVISOR_BEAT_MS = 500;
+
+/**
+ * The automatic triggers of a control plane, wired together: the policy (versions), the
+ * supervisor (telemetry → rules → directives), the deadman (heartbeats → trips) with its
+ * in-process watchdog, and the mutual watch: the watchdog raises `supervisor.absent`, the
+ * supervisor raises `watchdog.absent` (the external watchdog beats through the API). With the
+ * supervisor off, telemetry is accepted and dropped (local halts are still audited) and
+ * everything synchronous works as before.
+ */
+export class Triggers {
+  readonly policy: PolicyDesk;
+  readonly supervisor: Supervisor | null;
+  readonly deadman: DeadmanDesk;
+  readonly liveness = new Liveness();
+  readonly watchdog: Watchdog | null;
+  readonly absentAfterMs: number;
+  readonly #cp: ControlPlane;
+  readonly #log: Logger;
+  readonly #watchdogWatch: AbsenceWatch;
+  readonly #beatTimer: NodeJS.Timeout | null;
+  readonly #record: WriteStream | null;
+  readonly #localHalts = new Set<string>();
+
+  private constructor(cp: ControlPlane, log: Logger, policy: PolicyDesk, opts: TriggerOptions) {
+    this.#cp = cp;
+    this.#log = log;
+    this.policy = policy;
+    this.absentAfterMs = opts.absentAfterMs ?? 5000;
+    this.deadman = new DeadmanDesk(cp, log, () => this.policy.active.policy);
+    this.supervisor =
+      opts.supervisor === false
+        ? null
+        : new Supervisor({ cp, log, policy: () => this.policy.active, ...(opts.onFire ? { onFire: opts.onFire } : {}) });
+    this.#watchdogWatch = new AbsenceWatch(
+      this.absentAfterMs,
+      (age) => void this.absence('watchdog.absent', age, 'supervisor'),
+      (age) => void this.absence('watchdog.recovered', age, 'supervisor'),
+    );
+    if (this.supervisor !== null) {
+      this.liveness.beat('supervisor', 'serve');
+      this.#beatTimer = setInterval(() => {
+        this.liveness.beat('supervisor', 'serve');
+        this.#watchdogWatch.check(this.liveness.age('watchdog').ms);
+      }, SUPERVISOR_BEAT_MS);
+      this.#beatTimer.unref();
+    } else {
+      this.#beatTimer = null;
+      log.warn('supervisor disabled: policy rules are not evaluated (operators, the API and the deadman still work)');
+    }
+    this.watchdog = opts.watchdog === false ? null : new Watchdog({ port: this.#inProcessPort(), log, absentAfterMs: this.absentAfterMs, tickMs: opts.watchdogTickMs ?? this.#tickFor() });
+    if (this.watchdog === null) log.info('in-process watchdog disabled: expecting `killpath watchdog` to beat through the API');
+    this.#record = opts.recordTelemetry ? createWriteStream(opts.recordTelemetry, { flags: 'a' }) : null;
+  }
+
+  /** Opens the policy and starts the supervisor and the in-process watchdog. */
+  static async start(cp: ControlPlane, log: Logger, opts: TriggerOptions = {}): Promise<Triggers> {
+    const policy = await PolicyDesk.open(cp.store, cp.alerts, log, opts.policyFile);
+    const t = new Triggers(cp, log, policy, opts);
+    t.watchdog?.start();
+    return t;
+  }
+
+  /** Stops the loops and waits for directives and records in flight. */
+  async close(): Promise<void> {
+    if (this.#beatTimer !== null) clearInterval(this.#beatTimer);
+    await this.watchdog?.stop();
+    await this.supervisor?.drain();
+    await new Promise<void>((ok) => (this.#record ? this.#record.end(ok) : ok()));
+  }
+
+  /** A telemetry batch from a worker of `tenant`/`agent`. */
+  telemetry(who: { workerId: string; tenant: string; agent: string }, batch: TelemetryBatch): void {
+    if (this.#record !== null) {
+      const at = new Date().toISOString();
+      for (const r of batch.runs) this.#record.write(`${JSON.stringify({ at, tenant: who.tenant, agent: who.agent, workerId: who.workerId, ...r })}\n`);
+    }
+    for (const r of batch.runs) if (r.localHalt !== null) this.#localHalt(who, r.runId, r.localHalt);
+    this.supervisor?.ingest(who, batch.runs);
+  }
+
+  /** A heartbeat: recorded for the deadman; answered with the worker's settings. */
+  heartbeat(workerId: string, who: { tenant: string; agent: string }): WorkerSettings {
+    return this.deadman.heartbeat(workerId, who);
+  }
+
+  /** The external watchdog beat: it is alive; it learns the supervisor's silence. */
+  watchdogBeat(id: string): { supervisorAgoMs: number | null; absentAfterMs: number } {
+    this.liveness.beat('watchdog', id);
+    this.#watchdogWatch.check(0);
+    return { supervisorAgoMs: this.liveness.age('supervisor').ms, absentAfterMs: this.absentAfterMs };
+  }
+
+  /** Raises an absence (or a return) of the supervisor or the watchdog: audited and alerted. */
+  async absence(kind: 'supervisor.absent' | 'supervisor.recovered' | 'watchdog.absent' | 'watchdog.recovered', ageMs: number, by: string): Promise<void> {
+    const component: Component = kind.startsWith('supervisor') ? 'supervisor' : 'watchdog';
+    const age = this.liveness.age(component);
+    const absent = kind.endsWith('absent');
+    const summary = absent
+      ? component === 'supervisor'
+        ? `supervisor absent: no beat for ${Math.round(ageMs)} ms${age.seen ? '' : ' (never started)'}; policy rules are not evaluated. Operators' kills (CLI, API, console) and the deadman still work.`
+        : `watchdog absent: no beat for ${Math.round(ageMs)} ms${age.seen ? '' : ' (never started)'}; hung agents are not detected by the deadman. Start one: killpath watchdog --url … --token …`
+      : `${component} back after ${Math.round(ageMs)} ms`;
+    this.#cp.alerts.notify({ kind, summary, tenant: null, directiveId: null, details: { component, lastBeatAgoMs: Math.round(ageMs), absentAfterMs: this.absentAfterMs, by } });
+    try {
+      await this.#cp.store.appendAudit([{ type: kind, actor: `${by}`, tenant: null, data: { component, lastBeatAgoMs: Math.round(ageMs), absentAfterMs: this.absentAfterMs, lastId: age.id, by } }]);
+      this.#cp.metrics.auditRecords.inc();
+    } catch (err) {
+      this.#log.error('could not audit an absence', { kind, err: String(err) });
+    }
+  }
+
+  /** Status for `GET /v1/supervisor`. */
+  status(): Record<string, unknown> {
+    const sup = this.liveness.age('supervisor');
+    const dog = this.liveness.age('watchdog');
+    return {
+      policy: { version: this.policy.current.version, digest: this.policy.current.digest, appliedBy: this.policy.current.actor, appliedAt: this.policy.current.createdAt },
+      supervisor: { running: this.supervisor !== null, lastBeatAgoMs: sup.seen ? Math.round(sup.ms) : null, ...(this.supervisor?.status() ?? {}) },
+      watchdog: { inProcess: this.watchdog !== null, lastBeatAgoMs: dog.seen ? Math.round(dog.ms) : null, lastId: dog.id, absent: this.#watchdogWatch.absent },
+      absentAfterMs: this.absentAfterMs,
+    };
+  }
+
+  #localHalt(who: { workerId: string; tenant: string; agent: string }, runId: string, h: NonNullable<TelemetryBatch['runs'][number]['localHalt']>): void {
+    const key = `${who.tenant}\u0000${runId}\u0000${who.workerId}`;
+    if (this.#localHalts.has(key)) return;
+    if (this.#localHalts.size > 100_000) this.#localHalts.clear();
+    this.#localHalts.add(key);
+    void this.#cp.store
+      .appendAudit([{ type: 'local_rule.fired', actor: `worker:${who.workerId}`, tenant: who.tenant, data: { runId, agent: who.agent, workerId: who.workerId, ...h } }])
+      .then(() => this.#cp.metrics.auditRecords.inc())
+      .catch((err: unknown) => this.#log.error('could not audit a local halt', { err: String(err) }));
+  }
+
+  #tickFor(): () => number {
+    return () => Math.min(250, Math.max(20, Math.round(this.policy.active.policy.minIntervalMs / 10)));
+  }
+
+  #inProcessPort() {
+    return {
+      workers: async () => this.deadman.watched(),
+      trip: async (workerId: string) => {
+        await this.deadman.trip(workerId, 'serve');
+      },
+      beat: async () => {
+        this.liveness.beat('watchdog', 'serve');
+        return { supervisorAgoMs: this.liveness.age('supervisor').ms };
+      },
+      absence: (kind: 'supervisor.absent' | 'supervisor.recovered', ageMs: number) => this.absence(kind, ageMs, 'watchdog:serve'),
+    };
+  }
+}
