@@ -358,7 +358,7 @@ export class ControlPlane {
     if (!this.#active.has(d.id)) return;
     const reported = this.#haltReports.get(d.id) ?? new Set<string>();
     const laggards = this.fleet
-      .coveredBy(d)
+      .coveredBy(d, this.#flips.get(d.rev))
       .filter((w) => (isStopLevel(d.level) ? !reported.has(w.workerId) : w.ackedRev < d.rev))
       .map((w) => w.workerId);
     if (laggards.length === 0) {

@@ -129,15 +129,16 @@ export class Fleet {
   }
 
   /**
-   * Workers heard from within `staleAfterMs` (connected or not: a worker whose event loop is
-   * stuck still owes its report) that host a run `d` covers, with their acked rev.
+   * Workers that host a run `d` covers and owe it an acknowledgement: connected ones (a worker
+   * whose event loop is stuck still holds its stream), and ones heard from at or after `since`
+   * (the flip, on this fleet's clock) that have disconnected since. A worker that was already
+   * gone at the flip cannot answer and is not counted (its lease fails it closed).
    */
-  coveredBy(d: Directive): { workerId: string; ackedRev: number; launcher: string | null }[] {
-    const now = this.#now();
+  coveredBy(d: Directive, since?: number): { workerId: string; ackedRev: number; launcher: string | null }[] {
     const out: { workerId: string; ackedRev: number; launcher: string | null }[] = [];
     for (const w of this.#workers.values()) {
-      const recent = w.connected || (w.lastContact !== null && now - w.lastContact <= this.staleAfterMs);
-      if (recent && identities(w).some((r) => coversRun(d, r))) out.push({ workerId: w.workerId, ackedRev: w.ackedRev, launcher: w.launcher });
+      const owes = w.connected || (since !== undefined && w.lastContact !== null && w.lastContact >= since);
+      if (owes && identities(w).some((r) => coversRun(d, r))) out.push({ workerId: w.workerId, ackedRev: w.ackedRev, launcher: w.launcher });
     }
     return out;
   }
