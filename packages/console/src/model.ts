@@ -3,33 +3,10 @@
  * what, the scope string of each target, the directive a dialog sends, the fleet as a tree.
  * No DOM here, so all of it is unit-tested under Node.
  */
-import { LEVELS, coversRun, levelRank, type Directive, type Level, type Principal, type Rate, type RunReport } from '@killpath/protocol';
+import { LEVELS, coversRun, flagWords, levelRank, type Directive, type FleetWorker, type Level, type Principal, type Rate, type RunReport, type WorkerFlags } from '@killpath/protocol';
 
-/**
- * Ladder levels below halt in force on a worker. The control plane reports these as computed
- * from its own directives; both the boolean and the detailed form are accepted.
- */
-export interface WorkerFlagsView {
-  throttled?: boolean | Rate | null;
-  degraded?: boolean | string[] | null;
-  isolated?: boolean | null;
-}
-
-/** One worker of `GET /v1/fleet`, with the fields newer control planes add kept optional. */
-export interface FleetWorkerView {
-  workerId: string;
-  tenant: string;
-  agent: string;
-  features: string[];
-  connected: boolean;
-  pid: number | null;
-  observedRev: number;
-  lastHeartbeatAgoMs: number | null;
-  state: 'running' | Level | 'stale';
-  runs: RunReport[];
-  flags?: WorkerFlagsView | null;
-  launcher?: string | null;
-}
+/** One worker of `GET /v1/fleet`. */
+export type FleetWorkerView = FleetWorker;
 
 /** Something the operator can act on. A tool is any target narrowed to some capabilities. */
 export type Target =
@@ -224,17 +201,8 @@ export function stateLabel(state: 'running' | Level | 'stale'): string {
 }
 
 /** Short words for a worker's flags (throttled, degraded, isolated), empty when none. */
-export function flagLabels(flags: WorkerFlagsView | null | undefined): string[] {
-  if (!flags) return [];
-  const out: string[] = [];
-  const t = flags.throttled;
-  if (t === true) out.push('throttled');
-  else if (t && typeof t === 'object') out.push(`throttled ${t.perSecond}/s per ${t.per}`);
-  const d = flags.degraded;
-  if (d === true) out.push('degraded');
-  else if (Array.isArray(d) && d.length > 0) out.push(d.includes('*') ? 'degraded (read-only)' : `degraded (${d.join(', ')})`);
-  if (flags.isolated === true) out.push('isolated');
-  return out;
+export function flagLabels(flags: WorkerFlags | null | undefined): string[] {
+  return flags ? flagWords(flags) : [];
 }
 
 /** The strongest active directive covering a run, as the control plane's switchboard says (not the worker). */

@@ -156,7 +156,7 @@ test('states and flags read as words', () => {
   assert.match(stateLabel('kill'), /^halted/);
   assert.equal(stateLabel('running'), 'running');
   assert.deepEqual(flagLabels(undefined), []);
-  assert.deepEqual(flagLabels({ throttled: true, degraded: true, isolated: true }), ['throttled', 'degraded', 'isolated']);
+  assert.deepEqual(flagLabels({ throttled: { perSecond: 2, per: 'agent' }, degraded: ['a', 'b'], isolated: true }), ['throttled 2/s per agent', 'degraded (a, b)', 'isolated']);
   assert.deepEqual(flagLabels({ throttled: { perSecond: 5, per: 'run' }, degraded: ['*'], isolated: false }), ['throttled 5/s per run', 'degraded (read-only)']);
   assert.deepEqual(flagLabels({ throttled: null, degraded: ['crm.update'], isolated: false }), ['degraded (crm.update)']);
 });
@@ -170,7 +170,22 @@ test('an API error reads as one sentence with its code', () => {
 });
 
 function worker(over: Partial<FleetWorkerView>): FleetWorkerView {
-  return { workerId: 'w', tenant: 'acme', agent: 'a', features: [], connected: true, pid: 1, observedRev: 1, lastHeartbeatAgoMs: 10, state: 'running', runs: [], ...over };
+  return {
+    workerId: 'w',
+    tenant: 'acme',
+    agent: 'a',
+    features: [],
+    connected: true,
+    pid: 1,
+    observedRev: 1,
+    ackedRev: 1,
+    lastHeartbeatAgoMs: 10,
+    state: 'running',
+    flags: { throttled: null, degraded: [], isolated: false },
+    launcher: null,
+    runs: [],
+    ...over,
+  };
 }
 
 function run(runId: string, parentRunId: string | null, lineage: string[] = []) {

@@ -130,8 +130,7 @@ export class ControlPlane {
 
   /** Alerts raised recently (when the sink keeps them), newest last. */
   recentAlerts(): Alert[] {
-    const recent = (this.alerts as { recent?: Alert[] }).recent;
-    return recent ? [...recent] : [];
+    return [...(this.alerts.recent ?? [])];
   }
 
   /** Active directives, in rev order (from memory). */
@@ -248,7 +247,12 @@ export class ControlPlane {
    * timers, alerts for levels below halt that change what an agent may do.
    */
   async #commit(input: DirectiveInput, audit: (r: IssueResult) => AuditEvent[], trigger: string): Promise<IssueResult> {
-    const result = await this.store.issueDirective(input, audit);
+    let appended = 0;
+    const result = await this.store.issueDirective(input, (r) => {
+      const events = audit(r);
+      appended = events.length;
+      return events;
+    });
     if (!result.created) return result;
     const d = result.directive;
     this.#rememberFlip(d.rev);
@@ -258,7 +262,7 @@ export class ControlPlane {
     this.launchers.reconcile(d.rev, this.active());
     this.#armEscalation(d);
     this.metrics.directives.inc({ level: d.level });
-    this.metrics.auditRecords.inc(audit(result).length);
+    this.metrics.auditRecords.inc(appended);
     this.#log.info('directive issued', { id: d.id, rev: d.rev, directiveLevel: d.level, scope: d.scopeText, capabilities: d.capabilities, actor: d.actor, replaced: result.replaced.map((r) => r.id) });
     if (d.level === 'degrade') {
       const what = d.capabilities === null ? 'read-only (every write and irreversible effect refused)' : `capabilities ${d.capabilities.join(', ')} revoked`;

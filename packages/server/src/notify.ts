@@ -31,6 +31,8 @@ export interface Alert {
 /** Where alerts go. */
 export interface AlertSink {
   notify(alert: Omit<Alert, 'at'>): void;
+  /** Alerts raised recently, newest last, when the sink keeps them. */
+  readonly recent?: readonly Alert[];
 }
 
 /** Options of {@link Notifier}. */

@@ -1,4 +1,4 @@
-import type { Directive, FleetWorker } from '@killpath/protocol';
+import { flagWords, type Directive, type FleetWorker } from '@killpath/protocol';
 import { CONNECTION_OPTIONS, parse } from '../args.ts';
 import { clientFor } from '../config.ts';
 import { table } from '../output.ts';
@@ -35,7 +35,7 @@ export async function status(args: string[]): Promise<number> {
           w.workerId.slice(0, 12),
           w.pid,
           w.connected ? w.state : `${w.state} (disconnected)`,
-          flagText(w.flags),
+          flagWords(w.flags).join(', ') || null,
           w.observedRev,
           w.lastHeartbeatAgoMs === null ? null : `${(w.lastHeartbeatAgoMs / 1000).toFixed(1)}s ago`,
           w.runs.map((r) => `${r.runId}${r.state === 'running' ? '' : `[${r.state}]`}`).join(' ') || null,
@@ -55,12 +55,3 @@ export async function status(args: string[]): Promise<number> {
   return 0;
 }
 
-/** `throttled 2/s per run, degraded crm.update, isolated`, or null when nothing below halt is in force. */
-function flagText(f: FleetWorker['flags'] | undefined): string | null {
-  if (!f) return null;
-  const parts: string[] = [];
-  if (f.throttled) parts.push(`throttled ${f.throttled.perSecond}/s per ${f.throttled.per}`);
-  if (f.degraded.length > 0) parts.push(f.degraded.includes('*') ? 'read-only' : `revoked ${f.degraded.join(',')}`);
-  if (f.isolated) parts.push('isolated');
-  return parts.length > 0 ? parts.join(', ') : null;
-}
