@@ -4,7 +4,7 @@
  * playwright-core. An operator of acme signs in, sees acme only, is asked for a justification,
  * kills a run and sees it halted while the agent's own effects are refused; a viewer gets no
  * buttons; the page says when the control plane goes away. A screenshot of the fleet view is
- * saved to test-artifacts/console-fleet.png.
+ * saved to test-artifacts/console-fleet.png, one of the Drills view to test-artifacts/console-drills.png.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { ApiClient, FleetHarness } from '@killpath/cli';
-import type { Directive } from '@killpath/protocol';
+import type { Directive, RehearsalRecord, ScenarioResult } from '@killpath/protocol';
 import { startServerProcess, type ServerProcess } from './server-process.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -227,6 +227,73 @@ describe('web console (real browser, real processes)', { skip: missing && proces
     }
     assert.equal(await page.getByRole('button', { name: 'Sign out' }).count(), 1);
     assert.deepEqual(errors, []);
+  });
+
+  test('the Drills view lists the due agents first, then a rehearsal recorded through the API, and opens its scenarios', async () => {
+    const scenario = (over: Partial<ScenarioResult>): ScenarioResult => ({
+      id: 'S1',
+      title: 'cost runaway',
+      path: 'asynchronous',
+      status: 'pass',
+      startedAt: new Date(Date.now() - 50_000).toISOString(),
+      durationMs: 1200,
+      target: { signalToHaltMs: 1000, haltToRecoveryMs: null },
+      signalToHalt: { n: 2, p50: 30, p99: 45, max: 45, samples: [30, 45] },
+      haltToRecoveryMs: null,
+      effectsAfterFlip: { read: 1, write: 0, irreversible: 0 },
+      effectsAfterObserve: 0,
+      queue: null,
+      journal: { intents: 2, landed: 1, failed: 0, aborted: 1, inDoubt: 0, open: 0, lost: 0, compensations: 1 },
+      checks: [{ name: 'no write after the flip', ok: true, kind: 'invariant', detail: '0 writes after the flip' }],
+      paths: [],
+      timeline: [{ t: -3, class: 'write', outcome: 'started' }],
+      notes: [],
+      remediation: null,
+      ...over,
+    });
+    const { drill } = await api.post<{ drill: RehearsalRecord }>('/v1/drills', {
+      spec: { name: 'e2e-spec', digest: 'sha256:e2e0', agents: [{ tenant: 'acme', agent: 'support-bot', level: 4, cadenceDays: 30 }] },
+      mode: 'remote',
+      compact: false,
+      startedAt: new Date(Date.now() - 60_000).toISOString(),
+      finishedAt: new Date().toISOString(),
+      result: 'fail',
+      scenarios: [
+        scenario({}),
+        scenario({
+          id: 'S3',
+          title: 'tool misuse',
+          status: 'fail',
+          signalToHalt: { n: 2, p50: 900, p99: 2100, max: 2100, samples: [900, 2100] },
+          checks: [{ name: 'signal-to-halt within target', ok: false, kind: 'target', detail: 'p99 2100 ms > 1000 ms' }],
+          remediation: 'e2e: shorten the heartbeat of support-bot',
+        }),
+      ],
+    });
+    const { page, errors } = await signIn(tokens.operator);
+    await page.getByRole('link', { name: 'Drills' }).click();
+    const dueRow = page.locator('tr[data-agent="acme/support-bot"]');
+    await dueRow.waitFor();
+    assert.match(await dueRow.innerText(), /Due[\s\S]*The last drill failed[\s\S]*FAIL/, 'a failed drill makes the agent due');
+    assert.deepEqual(await page.locator('main h3').allInnerTexts(), ['Drill due', 'Rehearsal history'], 'the due list comes first');
+    const historyRow = page.locator(`tr[data-drill="${drill.id}"]`);
+    await historyRow.waitFor();
+    const row = await historyRow.innerText();
+    assert.match(row, /e2e-spec[\s\S]*acme\/support-bot[\s\S]*remote[\s\S]*FAIL[\s\S]*S1[\s\S]*S3[\s\S]*2\.10 s \(S3\), target 1\.00 s/);
+    assert.equal(await historyRow.locator('li.status-fail').textContent(), 'S3 failed', 'each scenario is a badge saying its status');
+    assert.ok(!(await page.locator('main').innerText()).includes('globex'), 'an acme operator sees no other tenant');
+
+    await historyRow.getByRole('button', { name: `Open drill ${drill.id}` }).click();
+    const scenarios = page.getByRole('table', { name: 'Scenarios' });
+    await scenarios.getByText('e2e: shorten the heartbeat of support-bot').waitFor();
+    assert.match(await scenarios.locator('tr[data-scenario="S3"]').innerText(), /failed[\s\S]*≤ 1\.00 s[\s\S]*900 ms \/ 2\.10 s/);
+    const checks = page.getByRole('table', { name: 'Checks, failed first' });
+    assert.match(await checks.locator('tbody tr').first().innerText(), /S3[\s\S]*signal-to-halt within target[\s\S]*NO[\s\S]*p99 2100 ms > 1000 ms/);
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: join(ARTIFACTS, 'console-drills.png'), fullPage: true });
+    await page.getByRole('button', { name: 'Close' }).click();
+    await scenarios.waitFor({ state: 'hidden' });
+    assert.deepEqual(errors, [], 'no script error or CSP refusal in the page');
   });
 
   test('the page says when the control plane is unreachable', async () => {

@@ -9,6 +9,9 @@ import { DEMO_HELP, demo } from './commands/demo.ts';
 import { COMPENSATIONS_HELP, JOURNAL_HELP, compensations, journal } from './commands/journal.ts';
 import { POLICY_HELP, policy } from './commands/policy.ts';
 import { WATCHDOG_HELP, watchdog } from './commands/watchdog.ts';
+import { SPEC_HELP, spec } from './commands/spec.ts';
+import { RUNBOOK_HELP, runbook } from './commands/runbook.ts';
+import { DRILL_HELP, drill } from './commands/drill.ts';
 
 const HELP = `killpath — the kill path for fleets of autonomous AI agents
 
@@ -19,7 +22,7 @@ Usage: killpath <command> [options]        (killpath <command> --help for detail
   kill             stop agents at one scope (--run, --agent, --tenant, --feature, --global) at any
                    level: --level throttle|degrade|isolate|halt|kill (--hard = kill)
   step ID up|down  move a directive one level up or down the ladder
-  resume ID        clear a directive, with a justification
+  resume ID        clear a directive, with a justification (or every one at a scope: --agent T/A, …)
   run -- CMD       launch an agent under a launcher that enforces kill and isolate on its process
   status           fleet and active directives
   audit verify     check the hash-chained audit log
@@ -29,6 +32,9 @@ Usage: killpath <command> [options]        (killpath <command> --help for detail
   compensations    landed writes of halted runs with their compensation descriptors
   policy           the supervisor's rules: show, apply FILE, history, rollback N, test FILE --events
   watchdog         run the deadman's watchdog as its own process (admin token)
+  spec             the kill-switch specification: init [FILE], check FILE, policy FILE
+  runbook          render the on-call runbook from a spec: --spec FILE [--agent T/A] [--out FILE]
+  drill            rehearse S1–S8, every scope and level on real processes; history, due, show
 
 Where the control plane is: --url and --token, else KILLPATH_URL and KILLPATH_TOKEN,
 else ./.killpath/server.json and ./.killpath/admin.token (written by killpath serve).`;
@@ -47,6 +53,9 @@ const COMMANDS: Record<string, { run: (args: string[]) => Promise<number>; help:
   compensations: { run: compensations, help: COMPENSATIONS_HELP },
   policy: { run: policy, help: POLICY_HELP },
   watchdog: { run: watchdog, help: WATCHDOG_HELP },
+  spec: { run: spec, help: SPEC_HELP },
+  runbook: { run: runbook, help: RUNBOOK_HELP },
+  drill: { run: drill, help: DRILL_HELP },
 };
 
 /**

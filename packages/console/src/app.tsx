@@ -11,6 +11,7 @@ import { FleetView } from './fleet-view.tsx';
 import { LIVE_INTERVAL_MS, liveLoader, type LiveData } from './live.ts';
 import { errorText, targetScope, type Target } from './model.ts';
 import { AuditView, CompensationsView, DirectivesView } from './other-views.tsx';
+import { DrillsView } from './drills-view.tsx';
 import type { PollState } from './poll.ts';
 import { clearToken, loadToken, saveToken } from './session.ts';
 import { usePoll } from './use-poll.ts';
@@ -183,6 +184,7 @@ function Console({ api, principal, onSignOut }: { api: Api; principal: Principal
         {view === 'directives' && <DirectivesView refreshKey={refreshKey} />}
         {view === 'audit' && <AuditView />}
         {view === 'compensations' && <CompensationsView />}
+        {view === 'drills' && <DrillsView />}
       </main>
       {dialog?.kind === 'action' && (
         <ActionDialog

@@ -1,12 +1,12 @@
 /**
  * The console's views. Each appears once the capability behind it exists on the control
- * plane; a new one (drill history, policy rules) is one entry here and one component in
+ * plane; a new one (policy rules, say) is one entry here and one component in
  * `app.tsx`'s table.
  */
 import type { Principal } from '@killpath/protocol';
 
 /** Identifiers of the views, also their URL fragments (`#fleet`). */
-export type ViewId = 'fleet' | 'directives' | 'audit' | 'compensations';
+export type ViewId = 'fleet' | 'directives' | 'audit' | 'compensations' | 'drills';
 
 /** One view in the navigation. */
 export interface ViewSpec {
@@ -24,6 +24,7 @@ export const VIEWS: readonly ViewSpec[] = [
   { id: 'directives', label: 'Directives', available: human },
   { id: 'audit', label: 'Audit log', available: human },
   { id: 'compensations', label: 'Compensations', available: human },
+  { id: 'drills', label: 'Drills', available: human },
 ];
 
 /** The views a principal sees. */

@@ -49,3 +49,19 @@ export type {
   LedgerEntry,
 } from './journal.ts';
 export type { LocalRule, LocalHalt, RunTelemetry, TelemetryBatch, RunLimits, WorkerSettings } from './telemetry.ts';
+export type {
+  ScenarioStatus,
+  CheckKind,
+  DrillCheck,
+  LatencySummary,
+  EffectCounts,
+  PathState,
+  TimelinePoint,
+  JournalCheck,
+  ScenarioResult,
+  DrilledAgent,
+  RehearsalInput,
+  RehearsalRecord,
+  DueReason,
+  DrillDue,
+} from './drill.ts';

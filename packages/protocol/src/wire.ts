@@ -116,6 +116,13 @@ export interface HeartbeatReport {
   sinceContactMs: number;
   /** Id of the launcher that started this worker (`KILLPATH_LAUNCHER_ID`), if any. */
   launcher?: string;
+  /**
+   * Capabilities granted to or used by this worker's runs since it started (declared with
+   * `startRun({ capabilities })`, or checked and attempted, denied ones included): sorted,
+   * deduplicated, identifiers only. The control plane keeps each agent's capability surface
+   * from it, and a new capability makes the agent due for a drill. Omitted when empty.
+   */
+  capabilities?: string[];
 }
 
 /** A worker applied `rev` to its mirror (`POST /v1/workers/{id}/ack`). */

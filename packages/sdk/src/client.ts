@@ -18,7 +18,7 @@ import type { MirrorChange, MirrorEntry } from './mirror.ts';
 import { Queue } from './queue.ts';
 import type { QueueHost, QueueOptions, TaskHandler } from './queue.ts';
 import { Reporter } from './reporter.ts';
-import { Run, RunState, abortWrites, closeRunTable } from './run.ts';
+import { MAX_SURFACE, Run, RunState, abortWrites, closeRunTable } from './run.ts';
 import type { RunHandle, RunHost, StartRunOptions } from './run.ts';
 import type { MemoryCommitter } from './staged-memory.ts';
 import { fanOutExpiry, fanOutStops } from './stop-fanout.ts';
@@ -103,6 +103,10 @@ export class Client {
   private readonly throttleSlots = new Map<string, number>();
   private sentFirstHeartbeat = false;
   private effectSeq = 0;
+  /** Capabilities this worker's runs declared or checked (see `RunHost.capabilities`). */
+  private readonly capabilities = new Set<string>();
+  /** The heartbeat's `capabilities`, recomputed when the set grew. */
+  private surfaceList: { size: number; list: string[] } = { size: 0, list: [] };
 
   /** @internal Use {@link connect}. */
   constructor(options: ConnectOptions) {
@@ -145,6 +149,7 @@ export class Client {
     this.host = {
       clock: this.clock,
       lease: this.lease,
+      capabilities: this.capabilities,
       workerId: this.workerId,
       calls: this.calls,
       record: (event) => this.record(event),
@@ -457,6 +462,7 @@ export class Client {
     });
     const state = new RunState(coverage, lineage.at(-1) ?? null, this.host, memory ?? this.committer);
     state.granted = options.capabilities === undefined ? null : new Set(options.capabilities);
+    for (const c of options.capabilities ?? []) if (this.capabilities.size < MAX_SURFACE) this.capabilities.add(c);
     state.memorySchema = options.memorySchema ?? this.memorySchema;
     state.table = compileTable(this.tableEntries(), coverage);
     this.runs.set(runId, state);
@@ -599,7 +605,17 @@ export class Client {
       pid: process.pid,
       sinceContactMs: Math.round(this.lease.sinceContactMs(this.createdAt)),
       ...(this.launcherId === null ? {} : { launcher: this.launcherId }),
+      ...(this.capabilities.size === 0 ? {} : { capabilities: this.surface() }),
     };
+  }
+
+  /** The capability surface for a heartbeat: identifiers only (the control plane takes no other), sorted. */
+  private surface(): string[] {
+    const set = this.capabilities;
+    if (this.surfaceList.size !== set.size) {
+      this.surfaceList = { size: set.size, list: [...set].filter((c) => typeof c === 'string' && isIdentifier(c)).sort() };
+    }
+    return [...this.surfaceList.list];
   }
 
   /**

@@ -73,9 +73,17 @@ export interface EffectOptions {
 /** An effect's capability name (class `write`), or its {@link EffectOptions}. */
 export type EffectSpec = string | EffectOptions;
 
+/** Most capability names a worker keeps for its heartbeats (a bound against names made up per call). */
+export const MAX_SURFACE = 1024;
+
 /** What a run needs from its client. Internal. */
 export interface RunHost {
   readonly clock: Clock;
+  /**
+   * Capability names this worker's runs declared or checked since it started, sent with each
+   * heartbeat (the agent's capability surface). At most {@link MAX_SURFACE}.
+   */
+  readonly capabilities: Set<string>;
   readonly lease: Lease;
   readonly workerId: string;
   readonly calls: ControlCalls;
@@ -152,6 +160,7 @@ export class Run {
   private readonly clock: Clock;
   private readonly lease: Lease;
   private readonly ctx: EffectContext;
+  private readonly surface: Set<string>;
 
   /** @internal Use `client.startRun`. */
   constructor(host: RunHost, state: RunState) {
@@ -159,6 +168,7 @@ export class Run {
     this.state = state;
     this.clock = host.clock;
     this.lease = host.lease;
+    this.surface = host.capabilities;
     this.runId = state.coverage.runId;
     this.parentRunId = state.parentRunId;
     this.identity = Object.freeze({ runId: this.runId, lineage: state.coverage.lineage });
@@ -179,9 +189,11 @@ export class Run {
    * `isolated` (every effect), `revoked` (a degrade naming the capability, reads too),
    * `read_only` (a degrade of the whole scope: writes and irreversible effects only), else
    * allows. A throttle never denies: `effect` waits for the slot. The returned verdicts are
-   * shared and frozen.
+   * shared and frozen. The capability joins the worker's capability surface (heartbeats).
    */
   check(capability: string, cls: EffectClass = 'write'): Verdict {
+    // Checked or attempted, allowed or not: part of what this agent can reach for.
+    if (this.surface.size < MAX_SURFACE) this.surface.add(capability);
     if (this.clock.now() >= this.lease.deadline) return STALE;
     const table = this.state.table;
     if (table.caps !== null) {

@@ -82,6 +82,8 @@ test('heartbeats report rev, features, runs with their state and counts, and tim
     ],
     pid: process.pid,
     sinceContactMs: 5_000,
+    // Every capability the runs checked, the refused one included.
+    capabilities: ['llm', 'memory.write'],
   };
   assert.deepEqual(beats[0]?.body, expected);
   clock.advance(5_000);

@@ -25,6 +25,7 @@ import { LauncherHub } from './launchers.ts';
 import type { Alert, AlertSink } from './notify.ts';
 import type { DirectiveInput } from './store/store.ts';
 import { DEFAULT_COOL_OFF_MS, PermitDesk, type CoolOffPolicy } from './permits.ts';
+import { SurfaceDesk } from './surface.ts';
 
 /** Default grace for a halt, in ms. */
 export const DEFAULT_GRACE_MS = 5_000;
@@ -69,6 +70,8 @@ export class ControlPlane {
   readonly metrics: Metrics;
   /** Permits, outcomes, journal events and resume checks of effects. */
   readonly permits: PermitDesk;
+  /** Agents' capability surfaces, learnt from heartbeats (what makes an agent due for a drill). */
+  readonly surface: SurfaceDesk;
   readonly #log: Logger;
   readonly #flips = new Map<number, number>();
   readonly #halted = new Set<HaltedListener>();
@@ -102,6 +105,7 @@ export class ControlPlane {
   }) {
     this.store = deps.store;
     this.permits = new PermitDesk(deps.store, deps.log, deps.coolOff ?? { defaultMs: DEFAULT_COOL_OFF_MS, byCapability: {} });
+    this.surface = new SurfaceDesk(deps.store, deps.log);
     this.hub = deps.hub;
     this.fleet = deps.fleet;
     this.metrics = deps.metrics;
@@ -147,6 +151,19 @@ export class ControlPlane {
   workerSeen(workerId: string): void {
     const launcher = this.fleet.launcherOf(workerId);
     if (launcher !== null) this.launchers.reconcile(this.hub.rev, this.active(), launcher);
+  }
+
+  /**
+   * A worker heartbeat carried its capability set: when it grew, the agent's new capabilities
+   * are stored and audited (`agent.surface_changed`). Returns the new ones; never throws.
+   */
+  async surfaceSeen(workerId: string, who: { tenant: string; agent: string }, capabilities: readonly string[] | undefined): Promise<string[]> {
+    const added = await this.surface.heartbeat(workerId, who, capabilities);
+    if (added.length > 0) {
+      this.metrics.auditRecords.inc();
+      this.#log.info('agent capability surface changed', { tenant: who.tenant, agent: who.agent, added, workerId });
+    }
+    return added;
   }
 
   /** Monotonic commit time of `rev`, if remembered. */
@@ -431,6 +448,12 @@ export class ControlPlane {
     for (const e of body.events) {
       if (e.type === 'process.killed') {
         this.alerts.notify({ kind: 'process.killed', summary: `launcher ${launcherId} ended its agent process ${e.pid ?? '?'} with ${e.signal ?? '?'} in ${Math.round(e.ms ?? 0)} ms`, tenant, directiveId: e.directiveId ?? null, details: { launcherId, ...e } });
+      }
+      if (e.type === 'process.killed' || e.type === 'process.exited') {
+        // No hanging state: what the dead process had in flight gets an outcome now (in doubt).
+        const workers = this.fleet.workersOfLauncher(launcherId);
+        const changed = await this.store.markInDoubt(workers, `agent process ${e.pid ?? '?'} ended (${e.type === 'process.killed' ? `killed by ${e.signal ?? '?'}` : 'exited'}) with the effect in flight`);
+        this.metrics.auditRecords.inc(changed.length);
       }
     }
   }

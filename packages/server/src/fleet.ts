@@ -123,6 +123,13 @@ export class Fleet {
     return w ? { tenant: w.tenant, agent: w.agent, connected: w.connected, pid: w.pid, launcher: w.launcher, runs: w.runs.map((r) => r.runId) } : null;
   }
 
+  /** Ids of the workers a launcher started. */
+  workersOfLauncher(launcherId: string): string[] {
+    const out: string[] = [];
+    for (const w of this.#workers.values()) if (w.launcher === launcherId) out.push(w.workerId);
+    return out;
+  }
+
   /** The launcher that started `workerId`, if known. */
   launcherOf(workerId: string): string | null {
     return this.#workers.get(workerId)?.launcher ?? null;

@@ -1,8 +1,9 @@
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { KillpathError, type AuditRecord, type Directive, type ErrorCode, type FleetWorker, type Principal, type Role } from '@killpath/protocol';
+import { KillpathError, type AuditRecord, type Directive, type ErrorCode, type FleetWorker, type Principal, type RehearsalRecord, type Role } from '@killpath/protocol';
 import { canAct, canSee, requireAct, requireHuman, tenantFilter } from '../src/auth/policy.ts';
 import { expectWireError, harness, heartbeatBody, type Harness } from './harness.ts';
+import { rehearsalInput } from './store-contract.ts';
 
 const PRINCIPALS = ['admin', 'opA', 'opB', 'viewerA', 'agentA', 'none', 'garbage'] as const;
 type Who = (typeof PRINCIPALS)[number];
@@ -16,6 +17,8 @@ interface World {
   dB: Directive;
   /** An active global halt, issued by the admin with a break-glass attestation. */
   dGlobal: Directive;
+  /** A rehearsal record of A/bot, recorded by the admin. */
+  drillA: RehearsalRecord;
 }
 
 async function world(): Promise<World> {
@@ -41,7 +44,15 @@ async function world(): Promise<World> {
   const dGlobal = await issue('global', { breakGlass: 'SEV1', capabilities: ['wire_transfer'] });
   h.cp.fleet.connected('wA', 'A', 'bot', []);
   h.cp.fleet.connected('wB', 'B', 'bot', []);
-  return { h, tokens, dA, dB, dGlobal };
+  const recorded = await h.req('POST', '/v1/drills', { token: admin, body: drillBody('A') });
+  assert.equal(recorded.status, 201, await recorded.clone().text());
+  const drillA = ((await recorded.json()) as { drill: RehearsalRecord }).drill;
+  return { h, tokens, dA, dB, dGlobal, drillA };
+}
+
+/** A rehearsal of `bot` in each of `tenants`. */
+function drillBody(...tenants: string[]) {
+  return rehearsalInput({ spec: { name: 'spec', digest: 'd1', agents: tenants.map((tenant) => ({ tenant, agent: 'bot', level: 4, cadenceDays: 30 })) } });
 }
 
 interface Route {
@@ -110,6 +121,11 @@ const MATRIX: Row[] = [
   [{ name: 'GET /v1/audit/verify', method: 'GET', path: () => '/v1/audit/verify' }, { admin: 200, opA: 200, opB: 200, viewerA: 200, agentA: FB }],
   [{ name: 'POST /v1/tokens', method: 'POST', path: () => '/v1/tokens', body: { role: 'viewer', tenant: 'A' } }, { admin: 201, opA: FB, opB: FB, viewerA: FB, agentA: FB }],
   [{ name: 'GET /metrics', method: 'GET', path: () => '/metrics' }, { admin: 200, opA: 200, opB: 200, viewerA: 200, agentA: FB }],
+  [{ name: 'POST /v1/drills (A/bot)', method: 'POST', path: () => '/v1/drills', body: drillBody('A') }, { admin: 201, opA: 201, opB: NF, viewerA: FB, agentA: FB }],
+  [{ name: 'POST /v1/drills (A/bot and B/bot)', method: 'POST', path: () => '/v1/drills', body: drillBody('A', 'B') }, { admin: 201, opA: NF, opB: NF, viewerA: FB, agentA: FB }],
+  [{ name: 'GET /v1/drills', method: 'GET', path: () => '/v1/drills?limit=10' }, { admin: 200, opA: 200, opB: 200, viewerA: 200, agentA: FB }],
+  [{ name: "GET /v1/drills/:id (A's)", method: 'GET', path: (w) => `/v1/drills/${w.drillA.id}` }, { admin: 200, opA: 200, opB: NF, viewerA: 200, agentA: FB }],
+  [{ name: 'GET /v1/drills/due', method: 'GET', path: () => '/v1/drills/due' }, { admin: 200, opA: 200, opB: 200, viewerA: 200, agentA: FB }],
   [{ name: 'GET /v1/whoami', method: 'GET', path: () => '/v1/whoami' }, { admin: 200, opA: 200, opB: 200, viewerA: 200, agentA: 200 }],
   [
     { name: 'POST /v1/workers/:id/heartbeat (worker of A/bot)', method: 'POST', path: () => '/v1/workers/wA/heartbeat', body: heartbeatBody() },

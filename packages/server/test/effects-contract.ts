@@ -75,6 +75,29 @@ export function effectsContract(name: string, make: () => Promise<Store>): void 
       assert.ok(refused?.kind === 'halted' && refused.directive.id === directive.id);
     }));
 
+    test('when a worker\u2019s process ends, its granted effects become in doubt and cooling-off ones cancelled; a late outcome still wins', withStore(async (s) => {
+      const ds = await s.grantPermits([
+        grant({ workerId: 'w1', idempotencyKey: 'k1', compensate: { action: 'crm.revert' } }),
+        grant({ workerId: 'w1', capability: 'wire_transfer', class: 'irreversible', coolOffMs: 60_000 }),
+        grant({ workerId: 'w2', runId: 'r2' }),
+      ]);
+      const ids = ds.map((d) => (d.kind === 'granted' ? d.response.permit.id : ''));
+      assert.equal(ds[1]?.kind === 'granted' && ds[1].response.permit.status, 'cooling_off');
+      await s.recordHalted([{ runId: 'r1', directiveId: 'd1', at: new Date().toISOString() }]);
+      const changed = await s.markInDoubt(['w1'], 'agent process 42 ended (killed by SIGKILL) with the effect in flight');
+      assert.deepEqual(changed.map((e) => [e.permitId, e.status]), [[ids[0], 'in_doubt'], [ids[1], 'cancelled']]);
+      assert.deepEqual(await s.markInDoubt(['w1'], 'again'), [], 'nothing left to mark');
+      const ledger = await s.ledger('r2');
+      assert.equal(ledger.effects[0]?.status, 'granted', 'another worker is untouched');
+      const audit = (await s.listAudit({ limit: 100 })).filter((r) => r.type === 'effect.in_doubt' || r.type === 'effect.cancelled');
+      assert.deepEqual(audit.map((r) => [r.type, r.data.permitId]), [['effect.in_doubt', ids[0]], ['effect.cancelled', ids[1]]]);
+      assert.match(String(audit[0]?.data.reason), /SIGKILL/);
+      // An in-doubt write with a compensation is on the list to check.
+      assert.deepEqual((await s.compensations({ runId: 'r1' })).map((c) => [c.permitId, c.status]), [[ids[0], 'in_doubt']]);
+      const late = await s.settlePermit(ids[0]!, 'acme', { status: 'landed' });
+      assert.equal(late?.status, 'landed', 'the worker’s own outcome, arriving late, wins');
+    }));
+
     test('a capability-narrowed halt refuses only that capability', withStore(async (s) => {
       await s.issueDirective(directiveInput({ scope: 'agent:acme/bot', capabilities: ['wire_transfer'] }), () => []);
       const ds = await s.grantPermits([grant({ capability: 'wire_transfer' }), grant({ capability: 'crm.update' })]);

@@ -1,7 +1,7 @@
 /**
  * Old on-disk formats are fixtures, never regenerated: `fixtures/schema-v1.db` was written by
- * the store as of schema version 1 (no `memory` column, no effect journal). Readers must keep
- * accepting it.
+ * the store as of schema version 1 (no `memory` column, no effect journal), `fixtures/schema-v4.db`
+ * as of version 4 (no rehearsal records, no capability surfaces). Readers must keep accepting them.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,9 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
+import { DatabaseSync } from 'node:sqlite';
 import { grant } from './effects-contract.ts';
+import { rehearsalInput } from './store-contract.ts';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/schema-v1.db', import.meta.url));
+const FIXTURE_V4 = fileURLToPath(new URL('./fixtures/schema-v4.db', import.meta.url));
 
 test('a schema-v1 database opens, keeps its switchboard, audit chain and tokens, and gains the effect journal', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'killpath-v1-'));
@@ -41,6 +44,39 @@ test('a schema-v1 database opens, keeps its switchboard, audit chain and tokens,
     assert.ok((await s.verifyAudit()).ok, 'new records chain onto the old ones');
   } finally {
     await s.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a schema-v4 database opens as version 5: its state is kept, drills and capability surfaces start empty', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'killpath-v4-'));
+  const path = join(dir, 'killpath.db');
+  copyFileSync(FIXTURE_V4, path);
+  const s = new SqliteStore(path);
+  try {
+    assert.equal(await s.rev(), 3, 'two issues and one clear');
+    const board = await s.switchboard();
+    assert.deepEqual(board.directives.map((d) => [d.level, d.scopeText, d.capabilities]), [['kill', 'agent:acme/bot', ['wire_transfer']]]);
+    assert.equal((await s.getPolicy())?.comment, 'v1');
+    assert.equal((await s.getRun('r-old'))?.agent, 'bot');
+    const verdict = await s.verifyAudit();
+    assert.ok(verdict.ok, 'the old chain still verifies');
+    assert.equal(verdict.records, 4);
+    // New tables, empty; the agent with a run is known, without capabilities.
+    assert.deepEqual(await s.listDrills({ limit: 10 }), []);
+    assert.deepEqual(await s.agentSurfaces(), [{ tenant: 'acme', agent: 'bot', capabilities: [] }]);
+    const r = await s.recordDrill(rehearsalInput(), 'alice', (x) => [{ type: 'drill.recorded', actor: 'alice', tenant: 'acme', data: { drillId: x.id } }]);
+    assert.equal(r.auditSeq, 5, 'the record chains onto the old ones');
+    assert.deepEqual(await s.noteCapabilities('acme', 'bot', ['llm'], new Date('2025-06-01T00:00:00.000Z')), ['llm']);
+    assert.ok((await s.verifyAudit()).ok);
+  } finally {
+    await s.close();
+  }
+  const raw = new DatabaseSync(path, { readOnly: true });
+  try {
+    assert.deepEqual({ ...(raw.prepare(`SELECT value FROM meta WHERE key = 'schema'`).get() as object) }, { value: '5' });
+  } finally {
+    raw.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });

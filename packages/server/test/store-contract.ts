@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { formatScope, parseScope, type AuditRecord, type Directive } from '@killpath/protocol';
+import { formatScope, parseScope, type AuditRecord, type Directive, type RehearsalInput, type RehearsalRecord, type ScenarioResult } from '@killpath/protocol';
 import type { AuditEvent } from '../src/audit/chain.ts';
 import type { DirectiveInput, IssueResult, RunRecord, Store } from '../src/store/store.ts';
 
@@ -33,6 +33,53 @@ function issueAudit(r: IssueResult): AuditEvent[] {
   const action: AuditEvent = { type: 'operator_action', actor: d.actor, tenant: d.tenant, data: { action: 'directive.issue', directiveId: d.id, converged: r.converged } };
   return r.created ? [action, { type: 'directive.issued', actor: d.actor, tenant: d.tenant, data: { directive: d } }] : [action];
 }
+
+/** One scenario's result with sensible defaults: S1 passed, with a timeline. */
+export function scenarioResult(over: Partial<ScenarioResult> = {}): ScenarioResult {
+  return {
+    id: 'S1',
+    title: 'cost runaway',
+    path: 'asynchronous',
+    status: 'pass',
+    startedAt: '2025-06-01T10:00:01.000Z',
+    durationMs: 1500,
+    target: { signalToHaltMs: 1000, haltToRecoveryMs: null },
+    signalToHalt: { n: 3, p50: 12.5, p99: 40, max: 41, samples: [12.5, 11, 41] },
+    haltToRecoveryMs: null,
+    effectsAfterFlip: { read: 1, write: 0, irreversible: 0 },
+    effectsAfterObserve: 0,
+    queue: null,
+    journal: { intents: 4, landed: 3, failed: 0, aborted: 1, inDoubt: 0, open: 0, lost: 0, compensations: 2 },
+    checks: [{ name: 'no write after the flip', ok: true, kind: 'invariant', detail: '0 writes after the flip' }],
+    paths: [],
+    timeline: [
+      { t: -5, class: 'write', outcome: 'started' },
+      { t: 3, class: 'write', outcome: 'refused' },
+    ],
+    notes: [],
+    remediation: null,
+    ...over,
+  };
+}
+
+/** A rehearsal as `killpath drill` posts it: acme/bot at level 4, passed. */
+export function rehearsalInput(over: Partial<RehearsalInput> = {}): RehearsalInput {
+  return {
+    spec: { name: 'acme-spec', digest: 'sha256:aaaa', agents: [{ tenant: 'acme', agent: 'bot', level: 4, cadenceDays: 30 }] },
+    mode: 'local',
+    compact: false,
+    startedAt: '2025-06-01T10:00:00.000Z',
+    finishedAt: '2025-06-01T10:05:00.000Z',
+    result: 'pass',
+    scenarios: [scenarioResult(), scenarioResult({ id: 'S7', title: 'control plane down', path: 'deadman', status: 'degraded', paths: [{ path: 'deadman', state: 'worked', detail: 'tripped in 2 s' }] })],
+    ...over,
+  };
+}
+
+const drillAudit = (r: Omit<RehearsalRecord, 'auditSeq'>): AuditEvent[] => [
+  { type: 'operator_action', actor: 'alice', tenant: 'acme', data: { action: 'drill.record', drillId: r.id } },
+  { type: 'drill.recorded', actor: 'alice', tenant: 'acme', data: { drillId: r.id, result: r.result } },
+];
 
 function clearAudit(d: Directive): AuditEvent[] {
   return [{ type: 'directive.cleared', actor: 'bob', tenant: d.tenant, data: { directiveId: d.id, rev: d.clearedRev } }];
@@ -592,6 +639,136 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
         assert.deepEqual((await store.listPolicies(2))[0], meta);
         assert.deepEqual((await store.listPolicies(10)).map((v) => v.version), [3, 2, 1]);
         assert.deepEqual((await store.listAudit({ types: ['policy.changed'] })).map((r) => r.data.version), [1, 2]);
+      });
+    });
+
+    describe('rehearsal records', () => {
+      test('a record keeps every field but the timelines, commits with its audit records, and auditSeq names drill.recorded', async () => {
+        await store.appendAudit([{ type: 'operator_action', actor: 'x', tenant: null, data: {} }]);
+        const input = rehearsalInput();
+        const r = await store.recordDrill(input, 'alice', drillAudit);
+        assert.match(r.id, /^dr_/);
+        assert.equal(r.recordedBy, 'alice');
+        assert.ok(!Number.isNaN(Date.parse(r.recordedAt)));
+        assert.equal(r.auditSeq, 3, 'the second of the two records appended after seq 1');
+        const { timeline: _t, ...stored } = input.scenarios[0]!;
+        assert.deepEqual(r.scenarios[0], stored);
+        assert.ok(r.scenarios.every((s) => !('timeline' in s)), 'timelines are not stored');
+        assert.deepEqual({ ...r, scenarios: [] }, { ...input, scenarios: [], id: r.id, recordedAt: r.recordedAt, recordedBy: 'alice', auditSeq: 3 });
+        assert.deepEqual(await store.getDrill(r.id), r);
+        assert.equal(await store.getDrill('dr_nope'), null);
+        const audit = await store.listAudit({ types: ['drill.recorded'] });
+        assert.equal(audit.length, 1);
+        assert.equal(audit[0]!.seq, r.auditSeq);
+        assert.equal(audit[0]!.data.drillId, r.id);
+        assert.equal((await store.verifyAudit()).ok, true);
+      });
+
+      test('a throwing audit callback stores no record', async () => {
+        await assert.rejects(
+          store.recordDrill(rehearsalInput(), 'alice', () => {
+            throw new Error('audit down');
+          }),
+          /audit down/,
+        );
+        assert.deepEqual(await store.listDrills({ limit: 10 }), []);
+        assert.deepEqual(await store.lastDrills(), []);
+        assert.deepEqual(await store.listAudit({}), []);
+      });
+
+      test('listDrills is newest first, pages with before, and filters by tenant and agent (any agent of the spec)', async () => {
+        const acme = await store.recordDrill(rehearsalInput(), 'alice', drillAudit);
+        const both = await store.recordDrill(
+          rehearsalInput({ spec: { name: 'shared', digest: 'd2', agents: [{ tenant: 'globex', agent: 'billing', level: 3, cadenceDays: 90 }, { tenant: 'acme', agent: 'other', level: 5, cadenceDays: 30 }] } }),
+          'root',
+          drillAudit,
+        );
+        const globex = await store.recordDrill(rehearsalInput({ spec: { name: 'g', digest: 'd3', agents: [{ tenant: 'globex', agent: 'billing', level: 3, cadenceDays: 90 }] } }), 'root', drillAudit);
+        const ids = (rs: RehearsalRecord[]) => rs.map((r) => r.id);
+        assert.deepEqual(ids(await store.listDrills({ limit: 10 })), [globex.id, both.id, acme.id]);
+        assert.deepEqual(ids(await store.listDrills({ limit: 2 })), [globex.id, both.id]);
+        assert.deepEqual(ids(await store.listDrills({ limit: 10, before: both.id })), [acme.id]);
+        assert.deepEqual(ids(await store.listDrills({ limit: 10, before: 'dr_unknown' })), []);
+        assert.deepEqual(ids(await store.listDrills({ limit: 10, tenant: 'acme' })), [both.id, acme.id]);
+        assert.deepEqual(ids(await store.listDrills({ limit: 10, tenant: 'globex' })), [globex.id, both.id]);
+        assert.deepEqual(ids(await store.listDrills({ limit: 10, tenant: 'initech' })), []);
+        assert.deepEqual(ids(await store.listDrills({ limit: 10, agent: { tenant: 'acme', agent: 'bot' } })), [acme.id]);
+        assert.deepEqual(ids(await store.listDrills({ limit: 10, agent: { tenant: 'acme', agent: 'billing' } })), [], 'tenant and agent match in one spec entry');
+        assert.deepEqual(ids(await store.listDrills({ limit: 10, tenant: 'acme', agent: { tenant: 'acme', agent: 'other' } })), [both.id]);
+      });
+
+      test('lastDrills names, per agent, the rehearsal that finished last, with its spec entry', async () => {
+        const late = await store.recordDrill(rehearsalInput({ finishedAt: '2025-06-03T00:00:00.000Z', result: 'fail' }), 'alice', drillAudit);
+        // Stored later, but it finished earlier: it is not the last drill of acme/bot.
+        await store.recordDrill(rehearsalInput({ finishedAt: '2025-06-02T00:00:00.000Z' }), 'alice', drillAudit);
+        const g = await store.recordDrill(
+          rehearsalInput({ finishedAt: '2025-06-01T12:00:00.000Z', spec: { name: 'g', digest: 'dg', agents: [{ tenant: 'globex', agent: 'billing', level: 3, cadenceDays: 90 }] } }),
+          'root',
+          drillAudit,
+        );
+        const all = (await store.lastDrills()).sort((a, b) => a.tenant.localeCompare(b.tenant));
+        assert.deepEqual(all, [
+          { tenant: 'acme', agent: 'bot', level: 4, cadenceDays: 30, drillId: late.id, finishedAt: '2025-06-03T00:00:00.000Z', result: 'fail', specDigest: 'sha256:aaaa' },
+          { tenant: 'globex', agent: 'billing', level: 3, cadenceDays: 90, drillId: g.id, finishedAt: '2025-06-01T12:00:00.000Z', result: 'pass', specDigest: 'dg' },
+        ]);
+        assert.deepEqual((await store.lastDrills('globex')).map((l) => l.drillId), [g.id]);
+        assert.deepEqual(await store.lastDrills('initech'), []);
+      });
+    });
+
+    describe('capability surfaces', () => {
+      const at = (s: string) => new Date(`2025-06-0${s}T00:00:00.000Z`);
+
+      test('noteCapabilities returns only new capabilities, keeps the first time, audits in the same transaction', async () => {
+        const audited: string[][] = [];
+        const audit = (added: string[]): AuditEvent[] => {
+          audited.push(added);
+          return [{ type: 'agent.surface_changed', actor: 'worker:w1', tenant: 'acme', data: { tenant: 'acme', agent: 'bot', added } }];
+        };
+        assert.deepEqual(await store.noteCapabilities('acme', 'bot', ['llm', 'crm.update', 'llm'], at('1'), audit), ['crm.update', 'llm']);
+        assert.deepEqual(await store.noteCapabilities('acme', 'bot', ['llm', 'crm.update'], at('2'), audit), []);
+        assert.deepEqual(await store.noteCapabilities('acme', 'bot', ['llm', 'wire_transfer'], at('3'), audit), ['wire_transfer']);
+        assert.deepEqual(await store.noteCapabilities('acme', 'bot', [], at('4')), []);
+        assert.deepEqual(audited, [['crm.update', 'llm'], ['wire_transfer']], 'nothing audited when nothing is new');
+        const records = await store.listAudit({ types: ['agent.surface_changed'] });
+        assert.deepEqual(records.map((r) => r.data.added), [['crm.update', 'llm'], ['wire_transfer']]);
+        assert.deepEqual(await store.agentSurfaces(), [
+          {
+            tenant: 'acme',
+            agent: 'bot',
+            capabilities: [
+              { capability: 'crm.update', firstSeenAt: at('1').toISOString() },
+              { capability: 'llm', firstSeenAt: at('1').toISOString() },
+              { capability: 'wire_transfer', firstSeenAt: at('3').toISOString() },
+            ],
+          },
+        ]);
+      });
+
+      test('a throwing audit callback stores no capability', async () => {
+        await assert.rejects(
+          store.noteCapabilities('acme', 'bot', ['llm'], at('1'), () => {
+            throw new Error('audit down');
+          }),
+          /audit down/,
+        );
+        assert.deepEqual(await store.agentSurfaces(), []);
+        assert.deepEqual(await store.noteCapabilities('acme', 'bot', ['llm'], at('2')), ['llm'], 'still new afterwards');
+      });
+
+      test('agentSurfaces lists agents with runs or capabilities, per tenant, sorted', async () => {
+        await store.registerRun(runRecord({ runId: 'r1', tenant: 'globex', agent: 'billing' }));
+        await store.registerRun(runRecord({ runId: 'r2', tenant: 'acme', agent: 'bot' }));
+        await store.registerRun(runRecord({ runId: 'r3', tenant: 'acme', agent: 'bot' }));
+        await store.noteCapabilities('acme', 'bot', ['llm'], at('1'));
+        await store.noteCapabilities('acme', 'archivist', ['memory.write'], at('2'));
+        assert.deepEqual(await store.agentSurfaces(), [
+          { tenant: 'acme', agent: 'archivist', capabilities: [{ capability: 'memory.write', firstSeenAt: at('2').toISOString() }] },
+          { tenant: 'acme', agent: 'bot', capabilities: [{ capability: 'llm', firstSeenAt: at('1').toISOString() }] },
+          { tenant: 'globex', agent: 'billing', capabilities: [] },
+        ]);
+        assert.deepEqual((await store.agentSurfaces('globex')).map((s) => s.agent), ['billing']);
+        assert.deepEqual(await store.agentSurfaces('initech'), []);
       });
     });
   });

@@ -2,7 +2,9 @@ import { afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ErrorCode } from '@killpath/protocol';
 import { BODY_LIMIT } from '../src/http/app.ts';
+import { DRILL_BODY_LIMIT } from '../src/http/drill-routes.ts';
 import { expectWireError, harness, heartbeatBody, type Harness } from './harness.ts';
+import { rehearsalInput, scenarioResult } from './store-contract.ts';
 
 /** Each case gets a fresh control plane with these in it. */
 interface Fixture {
@@ -34,6 +36,11 @@ const ACK = { rev: 1 };
 const STEP = { direction: 'up', justification: 'not stopping fast enough' };
 const LAUNCHER_EVENTS = { events: [{ type: 'process.killed', directiveId: 'd_1', pid: 42, signal: 'SIGKILL', ms: 2010 }] };
 const HALTED = { rev: 1, directiveId: 'd_1', runs: ['r1'], aborted: 0, completed: 0, observeToSettleMs: 1.5 };
+const DRILL = rehearsalInput() as unknown as Record<string, unknown>;
+const SPEC = rehearsalInput().spec;
+const AGENT = SPEC.agents[0]!;
+/** The drill body with its one scenario changed. */
+const scenario = (over: Record<string, unknown>) => ({ scenarios: [{ ...scenarioResult(), ...over }] });
 
 const big = (n: number) => 'x'.repeat(n);
 const id129 = 'a'.repeat(129);
@@ -44,6 +51,8 @@ interface Route {
   valid: Record<string, unknown>;
   /** Status of the valid body, as a control. */
   ok: number;
+  /** The route's body limit, when it is not {@link BODY_LIMIT}. */
+  limit?: number;
 }
 
 const ROUTES: Record<string, Route> = {
@@ -57,6 +66,7 @@ const ROUTES: Record<string, Route> = {
   halted: { path: () => '/v1/workers/w1/halted', who: 'agent', valid: HALTED, ok: 204 },
   step: { path: (f) => `/v1/directives/${f.directiveId}/step`, who: 'admin', valid: STEP, ok: 201 },
   launcherEvents: { path: () => '/v1/launchers/l1/events', who: 'agent', valid: LAUNCHER_EVENTS, ok: 204 },
+  drill: { path: () => '/v1/drills', who: 'admin', valid: DRILL, ok: 201, limit: DRILL_BODY_LIMIT },
 };
 type RouteName = keyof typeof ROUTES;
 
@@ -88,32 +98,35 @@ const bad = (route: RouteName, name: string, body: Case['body'], extra: Partial<
 });
 
 /** Bodies that no POST route accepts. */
-const EVERY_ROUTE = (Object.keys(ROUTES) as RouteName[]).flatMap((route): Case[] => [
-  bad(route, 'invalid JSON', '{"justification": '),
-  bad(route, 'empty body', ''),
-  bad(route, 'JSON array', '[]'),
-  bad(route, 'JSON string', '"halt"'),
-  bad(route, 'JSON null', 'null'),
-  bad(route, 'JSON number', '42'),
-  bad(route, 'empty object', '{}'),
-  bad(route, 'unknown field', { extra: 1 }),
-  bad(route, 'prototype pollution field', '{"__proto__": {"admin": true}}'),
-  {
-    name: `body over ${BODY_LIMIT} bytes (streamed)`,
-    route,
-    body: { justification: big(BODY_LIMIT + 1) },
-    status: 413,
-    code: 'payload_too_large',
-  },
-  {
-    name: 'body over the limit (content-length)',
-    route,
-    body: { justification: big(BODY_LIMIT + 1) },
-    headers: { 'content-length': String(BODY_LIMIT + 20) },
-    status: 413,
-    code: 'payload_too_large',
-  },
-]);
+const EVERY_ROUTE = (Object.keys(ROUTES) as RouteName[]).flatMap((route): Case[] => {
+  const limit = ROUTES[route]!.limit ?? BODY_LIMIT;
+  return [
+    bad(route, 'invalid JSON', '{"justification": '),
+    bad(route, 'empty body', ''),
+    bad(route, 'JSON array', '[]'),
+    bad(route, 'JSON string', '"halt"'),
+    bad(route, 'JSON null', 'null'),
+    bad(route, 'JSON number', '42'),
+    bad(route, 'empty object', '{}'),
+    bad(route, 'unknown field', { extra: 1 }),
+    bad(route, 'prototype pollution field', '{"__proto__": {"admin": true}}'),
+    {
+      name: `body over ${limit} bytes (streamed)`,
+      route,
+      body: { justification: big(limit + 1) },
+      status: 413,
+      code: 'payload_too_large',
+    },
+    {
+      name: 'body over the limit (content-length)',
+      route,
+      body: { justification: big(limit + 1) },
+      headers: { 'content-length': String(limit + 20) },
+      status: 413,
+      code: 'payload_too_large',
+    },
+  ];
+});
 
 const CASES: Case[] = [
   ...EVERY_ROUTE,
@@ -235,6 +248,40 @@ const CASES: Case[] = [
   bad('heartbeat', 'a run in an unknown state', { runs: [{ ...RUN_REPORT, state: 'paused' }] }),
   bad('heartbeat', 'a run with negative effects', { runs: [{ ...RUN_REPORT, effects: -1 }] }),
   bad('heartbeat', 'a run report with an unknown field', { runs: [{ ...RUN_REPORT, extra: true }] }),
+  bad('heartbeat', 'a capability with a space', { capabilities: ['wire transfer'] }),
+  bad('heartbeat', 'capabilities as a string', { capabilities: 'llm' }),
+  bad('heartbeat', 'over 4096 capabilities', { capabilities: Array.from({ length: 4097 }, (_, i) => `c${i}`) }),
+
+  // POST /v1/drills
+  bad('drill', 'missing spec', { spec: undefined }),
+  bad('drill', 'a spec without agents', { spec: { ...SPEC, agents: [] } }),
+  bad('drill', 'a spec with an unknown field', { spec: { ...SPEC, owner: 'x' } }),
+  bad('drill', 'an empty spec name', { spec: { ...SPEC, name: '' } }),
+  bad('drill', 'a digest with a space', { spec: { ...SPEC, digest: 'sha256 aa' } }),
+  bad('drill', 'an agent with a bad tenant', { spec: { ...SPEC, agents: [{ ...AGENT, tenant: 'ac me' }] } }),
+  bad('drill', 'an agent listed twice', { spec: { ...SPEC, agents: [AGENT, AGENT] } }),
+  bad('drill', 'autonomy level 0', { spec: { ...SPEC, agents: [{ ...AGENT, level: 0 }] } }),
+  bad('drill', 'autonomy level 4.5', { spec: { ...SPEC, agents: [{ ...AGENT, level: 4.5 }] } }),
+  bad('drill', 'a zero cadence', { spec: { ...SPEC, agents: [{ ...AGENT, cadenceDays: 0 }] } }),
+  bad('drill', 'a cadence as a string', { spec: { ...SPEC, agents: [{ ...AGENT, cadenceDays: '30' }] } }),
+  bad('drill', 'a bad mode', { mode: 'cloud' }),
+  bad('drill', 'compact as a string', { compact: 'yes' }),
+  bad('drill', 'a bad result', { result: 'maybe' }),
+  bad('drill', 'startedAt not a time', { startedAt: 'yesterday' }),
+  bad('drill', 'finishedAt before startedAt', { startedAt: '2025-06-02T00:00:00.000Z' }),
+  bad('drill', 'scenarios as an object', { scenarios: {} }),
+  bad('drill', 'over 200 scenarios', { scenarios: Array.from({ length: 201 }, () => scenarioResult({ timeline: [] })) }),
+  bad('drill', 'a scenario id with a space', scenario({ id: 'S 1' })),
+  bad('drill', 'a scenario in an unknown status', scenario({ status: 'flaky' })),
+  bad('drill', 'a scenario with an unknown field', scenario({ owner: 'x' })),
+  bad('drill', 'a negative duration', scenario({ durationMs: -1 })),
+  bad('drill', 'latency samples as a string', scenario({ signalToHalt: { n: 1, p50: 1, p99: 1, max: 1, samples: '1' } })),
+  bad('drill', 'a negative p99', scenario({ signalToHalt: { n: 1, p50: 1, p99: -1, max: 1, samples: [1] } })),
+  bad('drill', 'a check of an unknown kind', scenario({ checks: [{ name: 'x', ok: true, kind: 'vibe', detail: '' }] })),
+  bad('drill', 'a path in an unknown state', scenario({ paths: [{ path: 'deadman', state: 'fine', detail: '' }] })),
+  bad('drill', 'a timeline point of an unknown class', scenario({ timeline: [{ t: 0, class: 'delete', outcome: 'started' }] })),
+  bad('drill', 'remediation over 16000 characters', scenario({ remediation: big(16_001) })),
+  bad('drill', 'a journal with a negative count', scenario({ journal: { intents: -1, landed: 0, failed: 0, aborted: 0, inDoubt: 0, open: 0, lost: 0, compensations: 0 } })),
 
   // POST /v1/workers/:id/ack
   bad('ack', 'rev as a string', { rev: '1' }),
@@ -321,6 +368,19 @@ const QUERIES: QueryCase[] = [
   { path: '/v1/directives?limit=5001', status: 400, code: 'invalid_request' },
   { path: '/v1/directives?limit=1.5', status: 400, code: 'invalid_request' },
   { path: '/v1/directives?limit=x', status: 400, code: 'invalid_request' },
+  { path: '/v1/drills?limit=0', status: 400, code: 'invalid_request' },
+  { path: '/v1/drills?limit=501', status: 400, code: 'invalid_request' },
+  { path: '/v1/drills?limit=', status: 400, code: 'invalid_request' },
+  { path: '/v1/drills?limit=1.5', status: 400, code: 'invalid_request' },
+  { path: '/v1/drills?agent=acme', status: 400, code: 'invalid_request' },
+  { path: '/v1/drills?agent=acme/bot/x', status: 400, code: 'invalid_request' },
+  { path: '/v1/drills?agent=ac%20me/bot', status: 400, code: 'invalid_request' },
+  { path: '/v1/drills?agent=/bot', status: 400, code: 'invalid_request' },
+  { path: '/v1/drills?before=a%20b', status: 400, code: 'invalid_request' },
+  { path: '/v1/drills/due?specDigest=', status: 400, code: 'invalid_request' },
+  { path: '/v1/drills/due?specDigest=a%20b', status: 400, code: 'invalid_request' },
+  { path: `/v1/drills/due?specDigest=${big(201)}`, status: 400, code: 'invalid_request' },
+  { path: '/v1/drills/dr_nope', status: 404, code: 'not_found' },
 ];
 
 describe('GET query parameters', () => {
@@ -345,6 +405,10 @@ describe('GET query parameters', () => {
     '/v1/directives?active=all&limit=1',
     '/v1/directives?active=false&limit=5000',
     '/v1/directives?active=true',
+    '/v1/drills',
+    '/v1/drills?agent=acme/bot&limit=500&before=dr_x',
+    '/v1/drills/due',
+    '/v1/drills/due?specDigest=sha256:0123abcd',
   ]) {
     test(`${path} → 200 (control)`, async () => {
       const res = await f.h.req('GET', path, { token: f.admin });

@@ -34,8 +34,19 @@ a new directive at the same scope replaces it at one rev. Stepping down to throt
 unless the directive had one. A directive narrowed to tools steps over isolate (degrade ⇄ halt).`;
 
 export const RESUME_HELP = `killpath resume <directive-id> --reason TEXT [--break-glass TEXT] [--json]
+killpath resume <scope> --reason TEXT [--break-glass TEXT] [--json]
 
-Clears a directive at a new rev. The justification is recorded in the audit log.`;
+Clears a directive at a new rev. The justification is recorded in the audit log.
+
+The second form clears every active directive whose scope is exactly the one given (a halt, a
+kill, a frozen tool, a throttle there), each at its own rev, and prints what it cleared; it
+exits 1 when none is active at that scope. Directives at other scopes that still cover the
+same runs (e.g. a tenant halt over an agent) stay in force: killpath status lists them.
+  --run RUN_ID            run:RUN_ID
+  --agent TENANT/AGENT    agent:TENANT/AGENT
+  --tenant TENANT         tenant:TENANT (with --feature: that feature inside the tenant)
+  --feature FEATURE       feature:FEATURE (of every tenant you can see, unless --tenant)
+  --global                global (admin token and --break-glass required)`;
 
 function describe(d: Directive): string {
   const caps = d.capabilities ? ` tools=${d.capabilities.join(',')}` : '';
@@ -145,21 +156,77 @@ export async function step(args: string[]): Promise<number> {
   return 0;
 }
 
-/** `killpath resume`. */
+/** `killpath resume`: by directive id, or every active directive at one exact scope. */
 export async function resume(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { ...CONNECTION_OPTIONS, reason: { type: 'string' }, 'break-glass': { type: 'string' }, json: { type: 'boolean' } }, true);
+  const { values, positionals } = parse(
+    args,
+    {
+      ...CONNECTION_OPTIONS,
+      reason: { type: 'string' },
+      'break-glass': { type: 'string' },
+      json: { type: 'boolean' },
+      run: { type: 'string' },
+      agent: { type: 'string' },
+      tenant: { type: 'string' },
+      feature: { type: 'string' },
+      global: { type: 'boolean' },
+    },
+    true,
+  );
   if (values.help) {
     console.log(RESUME_HELP);
     return 0;
   }
-  if (positionals.length !== 1) throw new KillpathError('invalid_request', 'usage: killpath resume <directive-id> --reason TEXT');
+  const byScope = resumeScope(values);
+  if (byScope === null && positionals.length !== 1) throw new KillpathError('invalid_request', 'usage: killpath resume <directive-id> --reason TEXT, or killpath resume --run R | --agent T/A | --tenant T [--feature F] | --feature F | --global --reason TEXT');
+  if (byScope !== null && positionals.length > 0) throw new KillpathError('invalid_request', 'give a directive id or a scope (--run, --agent, --tenant, --feature, --global), not both');
   if (!values.reason || values.reason.trim() === '') throw new KillpathError('invalid_request', '--reason is required: resuming is a justified, audited act');
   const api = clientFor(values);
-  const r = await api.post<{ directive: Directive }>(`/v1/directives/${encodeURIComponent(positionals[0]!)}/resume`, {
-    justification: values.reason,
-    ...(values['break-glass'] ? { breakGlass: values['break-glass'] } : {}),
-  });
-  if (values.json) console.log(JSON.stringify(r, null, 2));
-  else console.log(`cleared ${describe(r.directive)} at rev ${r.directive.clearedRev}`);
+  const body = { justification: values.reason, ...(values['break-glass'] ? { breakGlass: values['break-glass'] } : {}) };
+  if (byScope === null) {
+    const r = await api.post<{ directive: Directive }>(`/v1/directives/${encodeURIComponent(positionals[0]!)}/resume`, body);
+    if (values.json) console.log(JSON.stringify(r, null, 2));
+    else console.log(`cleared ${describe(r.directive)} at rev ${r.directive.clearedRev}`);
+    return 0;
+  }
+  const { directives } = await api.get<{ directives: Directive[] }>('/v1/directives?active=true&limit=5000');
+  const matching = directives.filter((d) => d.scopeText === byScope.scopeText && (byScope.tenant === undefined || d.tenant === byScope.tenant));
+  const label = `${byScope.scopeText}${byScope.tenant !== undefined && byScope.scopeText.startsWith('feature:') ? ` in tenant ${byScope.tenant}` : ''}`;
+  if (matching.length === 0) {
+    if (values.json) console.log(JSON.stringify({ cleared: [] }, null, 2));
+    else console.error(`no active directive at ${label}: nothing to resume (killpath status lists the active ones and their scopes)`);
+    return 1;
+  }
+  const cleared: Directive[] = [];
+  for (const d of matching) {
+    try {
+      cleared.push((await api.post<{ directive: Directive }>(`/v1/directives/${encodeURIComponent(d.id)}/resume`, body)).directive);
+    } catch (err) {
+      // Cleared meanwhile (an escalation replaced it, another operator resumed it): nothing left to do for it.
+      if (err instanceof KillpathError && (err.code === 'conflict' || err.code === 'not_found')) continue;
+      throw err;
+    }
+  }
+  if (values.json) console.log(JSON.stringify({ cleared }, null, 2));
+  else {
+    for (const d of cleared) console.log(`cleared ${describe(d)} at rev ${d.clearedRev}`);
+    console.log(`${cleared.length} directive${cleared.length === 1 ? '' : 's'} cleared at ${label}`);
+  }
   return 0;
+}
+
+/** The exact scope a `resume --run/--agent/--tenant/--feature/--global` names, or null for the id form. */
+function resumeScope(v: { run?: string | undefined; agent?: string | undefined; tenant?: string | undefined; feature?: string | undefined; global?: boolean | undefined }): { scopeText: string; tenant?: string } | null {
+  const picked = [v.run && 'run', v.agent && 'agent', v.feature && 'feature', v.global && 'global', v.tenant && !v.feature && 'tenant'].filter(Boolean);
+  if (picked.length === 0) return null;
+  if (picked.length > 1) throw new KillpathError('invalid_request', 'pick exactly one scope: --run, --agent, --tenant, --feature or --global (see killpath resume --help)');
+  if (v.global && v.tenant) throw new KillpathError('invalid_request', '--global and --tenant exclude each other');
+  if (v.run) return { scopeText: `run:${v.run}` };
+  if (v.agent) {
+    if (!v.agent.includes('/')) throw new KillpathError('invalid_request', '--agent takes TENANT/AGENT, e.g. --agent acme/support-bot');
+    return { scopeText: `agent:${v.agent}` };
+  }
+  if (v.feature) return { scopeText: `feature:${v.feature}`, ...(v.tenant ? { tenant: v.tenant } : {}) };
+  if (v.global) return { scopeText: 'global' };
+  return { scopeText: `tenant:${v.tenant}` };
 }

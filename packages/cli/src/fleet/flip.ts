@@ -1,4 +1,4 @@
-import type { AuditRecord, Directive } from '@killpath/protocol';
+import type { AuditRecord, Directive, Level, Rate } from '@killpath/protocol';
 import type { ApiClient } from '../api.ts';
 import { percentile } from '../output.ts';
 import type { AgentEvent, AgentProcess, FleetHarness } from './harness.ts';
@@ -7,8 +7,10 @@ import type { AgentEvent, AgentProcess, FleetHarness } from './harness.ts';
 export interface FlipSpec {
   label: string;
   body: {
-    level: 'halt' | 'kill';
+    level: Level;
     scope: string;
+    rate?: Rate;
+    graceMs?: number;
     capabilities?: string[];
     reason: string;
     justification: string;
@@ -77,54 +79,64 @@ function coveredWorker(a: AgentProcess, spec: FlipSpec, capability: string): boo
   return a.runs.some((r) => spec.covers(a, r.runId, capability));
 }
 
-async function auditHead(api: ApiClient): Promise<number> {
+const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
+
+/** The audit chain's last seq: a cursor to read what a flip caused. */
+export async function auditHead(api: ApiClient): Promise<number> {
   const r = await api.get<{ records: AuditRecord[] }>('/v1/audit?order=desc&limit=1');
   return r.records[0]?.seq ?? 0;
 }
 
-const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
+/** The fleet's agents a flip covers (any of their runs, any demo capability). */
+export function coveredAgents(fleet: FleetHarness, spec: FlipSpec): AgentProcess[] {
+  return fleet.agents.filter((a) => DEMO_CAPABILITIES.some((c) => coveredWorker(a, spec, c)));
+}
 
 /**
- * Issues a directive, waits for every covered worker's settle report (up to `waitMs`) and for
- * `windowMs` after the flip, measures what each worker did around it, then resumes it and
- * waits until every worker has applied the resume.
- *
- * `flipWall` optionally maps the directive's rev to the wall-clock time of its commit (precise
- * when the control plane runs in this process); otherwise `issuedAt` (ms precision) is used.
+ * Waits until every covered worker of every flip has reported halted (`session.halted`, read
+ * from the audit after `cursor`) and at least `windowMs` passed since `started`, or `waitMs`
+ * passed. Returns each directive's reports: worker id → worker-measured time to stop.
  */
-export async function flipAndMeasure(
+export async function awaitHaltReports(
   api: ApiClient,
   fleet: FleetHarness,
-  spec: FlipSpec,
-  opts: { windowMs?: number; waitMs?: number; flipWall?: (rev: number) => number | undefined; resume?: boolean } = {},
-): Promise<FlipOutcome> {
-  const windowMs = opts.windowMs ?? 800;
-  const waitMs = opts.waitMs ?? 10_000;
-  const cursor = await auditHead(api);
-  const { directive } = await api.post<{ directive: Directive }>('/v1/directives', spec.body);
-  const flipWall = opts.flipWall?.(directive.rev) ?? Date.parse(directive.issuedAt);
-  const started = Date.now();
-
-  const coveredAgents = fleet.agents.filter((a) => DEMO_CAPABILITIES.some((c) => coveredWorker(a, spec, c)));
-  const wanted = new Set(coveredAgents.map((a) => a.workerId));
-  const reports = new Map<string, number | null>();
-  let after = cursor;
-  while (Date.now() - started < waitMs) {
+  flips: { spec: FlipSpec; directive: Directive }[],
+  opts: { cursor: number; started: number; waitMs: number; windowMs: number },
+): Promise<Map<string, Map<string, number | null>>> {
+  const reports = new Map(flips.map((f) => [f.directive.id, new Map<string, number | null>()]));
+  const wanted = flips.map((f) => ({ id: f.directive.id, workers: coveredAgents(fleet, f.spec).map((a) => a.workerId) }));
+  let after = opts.cursor;
+  while (Date.now() - opts.started < opts.waitMs) {
     const recs = (await api.get<{ records: AuditRecord[] }>(`/v1/audit?after=${after}&limit=5000&type=session.halted`)).records;
     for (const r of recs) {
       after = r.seq;
-      if (r.type === 'session.halted' && r.data.directiveId === directive.id) {
-        reports.set(String(r.data.workerId), (r.data.timeToStopMs as number | null) ?? null);
-      }
+      reports.get(String(r.data.directiveId))?.set(String(r.data.workerId), (r.data.timeToStopMs as number | null) ?? null);
     }
-    if ([...wanted].every((w) => w !== null && reports.has(w)) && Date.now() - started >= windowMs) break;
+    const all = wanted.every((w) => w.workers.every((id) => id !== null && reports.get(w.id)!.has(id)));
+    if (all && Date.now() - opts.started >= opts.windowMs) break;
     await sleep(50);
   }
+  return reports;
+}
 
+/**
+ * Measures what every covered worker did around one flip (from the agents' event lines and the
+ * control plane's audit), without resuming it. `flipWall` is the commit's wall-clock time.
+ */
+export async function measureFlip(
+  api: ApiClient,
+  fleet: FleetHarness,
+  spec: FlipSpec,
+  directive: Directive,
+  flipWall: number,
+  cursor: number,
+  reports: Map<string, number | null>,
+): Promise<FlipOutcome> {
+  const covAgents = coveredAgents(fleet, spec);
   const covered: WorkerOutcome[] = [];
   let uncoveredWorking = 0;
   for (const a of fleet.agents) {
-    if (!coveredAgents.includes(a)) {
+    if (!covAgents.includes(a)) {
       if (a.events.some((e) => e.type === 'effect.landed' && e.wall > flipWall)) uncoveredWorking++;
       continue;
     }
@@ -137,7 +149,7 @@ export async function flipAndMeasure(
     const starts = a.events.filter((e) => e.type === 'effect.started' && isCovered(e));
     const startedAfterFlip: Record<string, number> = {};
     for (const e of starts) if (e.wall > flipWall) startedAfterFlip[e.class ?? '?'] = (startedAfterFlip[e.class ?? '?'] ?? 0) + 1;
-    const slowCovered = coveredWorker(a, spec, SLOW_TOOL);
+    const slowCovered = coveredWorker(a, spec, SLOW_TOOL) && a.events.some((e) => e.type === 'effect.started' && e.capability === SLOW_TOOL);
     const settled = a.events.find((e) => e.type === 'halt.settled' && e.directiveId === directive.id);
     covered.push({
       pid: a.pid,
@@ -173,19 +185,6 @@ export async function flipAndMeasure(
     if (recs.length < 5000) break;
     from = recs.at(-1)!.seq;
   }
-
-  let resumedRev: number | null = null;
-  if (opts.resume !== false) {
-    const r = await api.post<{ directive: Directive }>(`/v1/directives/${directive.id}/resume`, {
-      justification: `demo: ${spec.label} measured, resuming`,
-      ...(spec.body.breakGlass ? { breakGlass: spec.body.breakGlass } : {}),
-    });
-    resumedRev = r.directive.clearedRev;
-    const until = Date.now() + waitMs;
-    while (Date.now() < until && !fleet.agents.every((a) => a.events.some((e) => e.type === 'rev.applied' && (e.rev ?? 0) >= resumedRev!))) {
-      await sleep(25);
-    }
-  }
   return {
     label: spec.label,
     directive,
@@ -198,7 +197,46 @@ export async function flipAndMeasure(
     timersAfterObserve: covered.reduce((n, w) => n + w.timersAfterObserve, 0),
     tasksAfterObserve: covered.reduce((n, w) => n + w.tasksAfterObserve, 0),
     permitsAfterFlip,
-    uncovered: { workers: fleet.agents.length - coveredAgents.length, working: uncoveredWorking },
-    resumedRev,
+    uncovered: { workers: fleet.agents.length - covAgents.length, working: uncoveredWorking },
+    resumedRev: null,
   };
+}
+
+/** Clears a flip's directive and waits (up to `waitMs`) until every agent has applied the clearing rev. */
+export async function resumeFlip(api: ApiClient, fleet: FleetHarness, spec: FlipSpec, directive: Directive, waitMs: number, why: string): Promise<number | null> {
+  const r = await api.post<{ directive: Directive }>(`/v1/directives/${directive.id}/resume`, {
+    justification: why,
+    ...(spec.body.breakGlass ? { breakGlass: spec.body.breakGlass } : {}),
+  });
+  const resumedRev = r.directive.clearedRev;
+  const until = Date.now() + waitMs;
+  while (Date.now() < until && !fleet.agents.every((a) => a.child.exitCode !== null || a.events.some((e) => e.type === 'rev.applied' && (e.rev ?? 0) >= resumedRev!))) {
+    await sleep(25);
+  }
+  return resumedRev;
+}
+
+/**
+ * Issues a directive, waits for every covered worker's settle report (up to `waitMs`) and for
+ * `windowMs` after the flip, measures what each worker did around it, then resumes it and
+ * waits until every worker has applied the resume.
+ *
+ * `flipWall` optionally maps the directive's rev to the wall-clock time of its commit (precise
+ * when the control plane runs in this process); otherwise `issuedAt` (ms precision) is used.
+ */
+export async function flipAndMeasure(
+  api: ApiClient,
+  fleet: FleetHarness,
+  spec: FlipSpec,
+  opts: { windowMs?: number; waitMs?: number; flipWall?: (rev: number) => number | undefined; resume?: boolean } = {},
+): Promise<FlipOutcome> {
+  const windowMs = opts.windowMs ?? 800;
+  const waitMs = opts.waitMs ?? 10_000;
+  const cursor = await auditHead(api);
+  const { directive } = await api.post<{ directive: Directive }>('/v1/directives', spec.body);
+  const flipWall = opts.flipWall?.(directive.rev) ?? Date.parse(directive.issuedAt);
+  const reports = await awaitHaltReports(api, fleet, [{ spec, directive }], { cursor, started: Date.now(), waitMs, windowMs });
+  const outcome = await measureFlip(api, fleet, spec, directive, flipWall, cursor, reports.get(directive.id)!);
+  if (opts.resume !== false) outcome.resumedRev = await resumeFlip(api, fleet, spec, directive, waitMs, `demo: ${spec.label} measured, resuming`);
+  return outcome;
 }

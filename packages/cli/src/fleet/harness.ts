@@ -43,6 +43,8 @@ export interface AgentProcess {
   /** Run ids whose resume the control plane refused (agents started with DEMO_RESUME=1). */
   refused: string[];
   events: AgentEvent[];
+  /** Every other JSON line it printed (a scenario agent's own observations), with their `wall`. */
+  lines: Record<string, unknown>[];
   exited: Promise<number | null>;
   stderr: string[];
 }
@@ -55,6 +57,8 @@ export interface HarnessOptions {
   env?: Record<string, string>;
   /** Agent entry script; default the demo agent. */
   script?: string;
+  /** The control plane URL the agents use, when not `api.url` (e.g. through a relay). */
+  agentUrl?: string;
   /** How long to wait for every agent to be connected, in ms. Default 20000. */
   readyTimeoutMs?: number;
 }
@@ -95,7 +99,7 @@ export class FleetHarness {
         stdio: ['ignore', 'pipe', 'pipe'],
         env: {
           ...process.env,
-          KILLPATH_URL: opts.api.url,
+          KILLPATH_URL: opts.agentUrl ?? opts.api.url,
           KILLPATH_TOKEN: tokens.get(`${spec.tenant}/${spec.agent}`)!,
           KILLPATH_TENANT: spec.tenant,
           KILLPATH_AGENT: spec.agent,
@@ -123,6 +127,7 @@ export class FleetHarness {
         runs: [],
         refused: [],
         events: [],
+        lines: [],
         stderr: [],
         exited: new Promise((ok) => child.once('exit', (code) => ok(code))),
       };
@@ -135,14 +140,16 @@ export class FleetHarness {
         }),
       );
       createInterface({ input: child.stdout! }).on('line', (line) => {
-        let msg: { k?: string; workerId?: string; refused?: string[]; runs?: { runId: string; lineage: string[] }[] };
+        let msg: { k?: string; workerId?: string; refused?: string[]; runs?: { runId: string; lineage: string[] }[] } | null;
         try {
           msg = JSON.parse(line) as typeof msg;
         } catch {
           return;
         }
+        if (typeof msg !== 'object' || msg === null) return;
         if (msg.k === 'ev') proc.events.push(msg as AgentEvent);
-        else if (msg.k === 'ready') {
+        else if (msg.k !== 'ready') proc.lines.push(msg);
+        else {
           proc.workerId = msg.workerId ?? null;
           proc.runs = msg.runs ?? [];
           proc.refused = msg.refused ?? [];

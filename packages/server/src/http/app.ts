@@ -11,6 +11,7 @@ import { openStream } from './stream-route.ts';
 import { effectsRoutes } from './effects-routes.ts';
 import { consoleRoutes } from './console-route.ts';
 import { triggerRoutes } from './trigger-routes.ts';
+import { DRILL_BODY_LIMIT, drillRoutes } from './drill-routes.ts';
 import type { Triggers } from '../triggers.ts';
 import { body, requireWorker, wireError, type Env } from './common.ts';
 
@@ -45,6 +46,10 @@ export function createApp(cp: ControlPlane, auth: Authenticator, log: Logger, tr
   });
   const tooLarge = (c: Context) => wireError(c, new KillpathError('payload_too_large', `request body exceeds ${BODY_LIMIT} bytes`));
   const limit = bodyLimit({ maxSize: BODY_LIMIT, onError: tooLarge });
+  const drillLimit = bodyLimit({
+    maxSize: DRILL_BODY_LIMIT,
+    onError: (c) => wireError(c, new KillpathError('payload_too_large', `a rehearsal record exceeds ${DRILL_BODY_LIMIT} bytes (send fewer latency samples or timeline points)`)),
+  });
   app.use((c, next) => {
     // Worker reports (a fleet's worth per flip) declare their length: check it on the Node request,
     // without building the WHATWG Request that hono's bodyLimit reads, which is most of a report's cost.
@@ -52,6 +57,8 @@ export function createApp(cp: ControlPlane, auth: Authenticator, log: Logger, tr
     if (headers?.['content-length'] !== undefined && headers['transfer-encoding'] === undefined && c.req.path.startsWith('/v1/workers/')) {
       return Number(headers['content-length']) > BODY_LIMIT ? Promise.resolve(tooLarge(c)) : next();
     }
+    // Rehearsal records carry latency samples of a whole fleet: they get a larger limit of their own.
+    if (c.req.path === '/v1/drills') return drillLimit(c, next);
     return limit(c, next);
   });
 
@@ -176,6 +183,7 @@ export function createApp(cp: ControlPlane, auth: Authenticator, log: Logger, tr
     const who = requireWorker(cp, c.get('principal'), id);
     cp.fleet.heartbeat(id, who.tenant, who.agent, b);
     cp.workerSeen(id);
+    await cp.surfaceSeen(id, who, b.capabilities);
     return triggers ? c.json(triggers.heartbeat(id, who)) : c.body(null, 204);
   });
 
@@ -220,6 +228,7 @@ export function createApp(cp: ControlPlane, auth: Authenticator, log: Logger, tr
   });
 
   effectsRoutes(app, cp);
+  drillRoutes(app, cp);
   if (triggers) triggerRoutes(app, cp, triggers);
 
   app.post('/v1/tokens', async (c) => {

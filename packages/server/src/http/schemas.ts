@@ -94,6 +94,7 @@ export const HeartbeatBody = z.strictObject({
   pid: z.number().int().min(0),
   sinceContactMs: z.number().min(0),
   launcher: id.optional(),
+  capabilities: z.array(id).max(4096).optional(),
 });
 
 /** Body of `POST /v1/workers/{id}/ack`. */

@@ -280,6 +280,30 @@ export function settlePermit(ctx: EffectsContext, id: string, tenant: string, ou
   });
 }
 
+/** See {@link Store.markInDoubt}. */
+export function markInDoubt(ctx: EffectsContext, workerIds: string[], reason: string): Promise<LedgerEntry[]> {
+  if (workerIds.length === 0) return Promise.resolve([]);
+  return ctx.tx(() => {
+    const marks = workerIds.map(() => '?').join(', ');
+    const rows = ctx.db.prepare(`SELECT * FROM permits WHERE worker_id IN (${marks}) AND status IN ('granted', 'cooling_off')`).all(...workerIds) as unknown as PermitRow[];
+    if (rows.length === 0) return [];
+    const now = new Date().toISOString();
+    // A granted effect may have run: nobody knows. A cooling-off one was never confirmed, so it never ran.
+    const inDoubt = ctx.db.prepare(`UPDATE permits SET status = 'in_doubt', error = ?, settled_at = ? WHERE id = ? AND status = 'granted'`);
+    const cancelled = ctx.db.prepare(`UPDATE permits SET status = 'cancelled', error = ?, settled_at = ? WHERE id = ? AND status = 'cooling_off'`);
+    for (const r of rows) (r.status === 'granted' ? inDoubt : cancelled).run(reason, now, r.id);
+    ctx.audit(
+      rows.map((r) => ({
+        type: r.status === 'granted' ? 'effect.in_doubt' : 'effect.cancelled',
+        actor: `worker:${r.worker_id}`,
+        tenant: r.tenant,
+        data: { permitId: r.id, runId: r.run_id, capability: r.capability, class: r.class, idempotencyKey: r.idempotency_key, reason },
+      })),
+    );
+    return rows.map((r) => toLedger(ctx.db.prepare('SELECT * FROM permits WHERE id = ?').get(r.id) as unknown as PermitRow));
+  });
+}
+
 /** See {@link Store.appendJournal}. */
 export function appendJournal(ctx: EffectsContext, tenant: string, workerId: string, events: JournalEvent[]): Promise<void> {
   if (events.length === 0) return Promise.resolve();
@@ -322,7 +346,8 @@ export function ledger(ctx: EffectsContext, runId: string): { effects: LedgerEnt
 
 /** See {@link Store.compensations}. */
 export function compensations(ctx: EffectsContext, q: { tenant?: string; runId?: string; limit?: number }): CompensationEntry[] {
-  const where = [`p.status = 'landed'`, 'p.compensate IS NOT NULL'];
+  // In doubt: the process ended mid-write, so the write may have landed; it is listed to check.
+  const where = [`p.status IN ('landed', 'in_doubt')`, 'p.compensate IS NOT NULL'];
   const params: (string | number)[] = [];
   if (q.tenant !== undefined) {
     where.push('p.tenant = ?');

@@ -3,9 +3,13 @@ import { randomUUID } from 'node:crypto';
 import { formatScope, parseScope, type AuditRecord, type AuditVerdict, type Directive } from '@killpath/protocol';
 import { chainRecord, verifyChain, type AuditEvent } from '../audit/chain.ts';
 import * as effects from './sqlite-effects.ts';
-import type { JournalEvent, LedgerEntry, PermitOutcome } from '@killpath/protocol';
+import * as drills from './sqlite-drills.ts';
+import type { JournalEvent, LedgerEntry, PermitOutcome, RehearsalInput, RehearsalRecord } from '@killpath/protocol';
 import type {
+  AgentSurface,
   AuditQuery,
+  DrillQuery,
+  LastDrill,
   CompensationEntry,
   JournalRow,
   PermitDecision,
@@ -254,6 +258,7 @@ export class SqliteStore implements Store {
    * directives and no effect journal; version 2 had no `escalation`/`escalated_from` columns.
    * Each is added in place; old rows keep their meaning (no escalation steps of their own).
    * Version 3 had no policy table (version 4 adds it; an empty table means the default policy).
+   * Version 4 had no rehearsal records nor capability surfaces (version 5 adds both tables, empty).
    */
   #migrate(): void {
     const cols = this.#db.prepare('PRAGMA table_info(directives)').all() as { name: string }[];
@@ -263,7 +268,8 @@ export class SqliteStore implements Store {
     }
     this.#db.exec(effects.EFFECTS_SCHEMA);
     this.#db.exec(POLICY_SCHEMA);
-    this.#db.exec(`UPDATE meta SET value = '4' WHERE key = 'schema'`);
+    this.#db.exec(drills.DRILLS_SCHEMA);
+    this.#db.exec(`UPDATE meta SET value = '5' WHERE key = 'schema'`);
   }
 
   /** The context the effect-journal functions run in (same connection, transactions and chain). */
@@ -275,6 +281,35 @@ export class SqliteStore implements Store {
       rev: () => this.#rev(),
       activeDirectives: () => (this.#stmts.active!.all() as unknown as DirectiveRow[]).map(toDirective),
     };
+  }
+
+  /** The context the drill and surface functions run in. */
+  get #drillCtx(): drills.DrillsContext {
+    return { db: this.#db, tx: (fn) => this.#tx(fn), audit: (events) => this.#appendAudit(events) };
+  }
+
+  async recordDrill(input: RehearsalInput, recordedBy: string, audit: (r: Omit<RehearsalRecord, 'auditSeq'>) => AuditEvent[]): Promise<RehearsalRecord> {
+    return drills.recordDrill(this.#drillCtx, input, recordedBy, audit);
+  }
+
+  async listDrills(q: DrillQuery): Promise<RehearsalRecord[]> {
+    return drills.listDrills(this.#drillCtx, q);
+  }
+
+  async getDrill(id: string): Promise<RehearsalRecord | null> {
+    return drills.getDrill(this.#drillCtx, id);
+  }
+
+  async lastDrills(tenant?: string): Promise<LastDrill[]> {
+    return drills.lastDrills(this.#drillCtx, tenant);
+  }
+
+  async noteCapabilities(tenant: string, agent: string, caps: readonly string[], at: Date, audit?: (added: string[]) => AuditEvent[]): Promise<string[]> {
+    return drills.noteCapabilities(this.#drillCtx, tenant, agent, caps, at, audit);
+  }
+
+  async agentSurfaces(tenant?: string): Promise<AgentSurface[]> {
+    return drills.agentSurfaces(this.#drillCtx, tenant);
   }
 
   async grantPermits(requests: PermitGrant[]): Promise<PermitDecision[]> {
@@ -303,6 +338,10 @@ export class SqliteStore implements Store {
 
   async ledger(runId: string): Promise<{ effects: LedgerEntry[]; events: JournalRow[] }> {
     return effects.ledger(this.#ctx, runId);
+  }
+
+  async markInDoubt(workerIds: string[], reason: string): Promise<LedgerEntry[]> {
+    return effects.markInDoubt(this.#ctx, workerIds, reason);
   }
 
   async compensations(q: { tenant?: string; runId?: string; limit?: number }): Promise<CompensationEntry[]> {

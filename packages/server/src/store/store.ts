@@ -1,5 +1,6 @@
 import type { AuditRecord, AuditVerdict, Directive, Role } from '@killpath/protocol';
 import type { JournalEvent, LedgerEntry, PermitOutcome, PermitRequest, PermitResponse } from '@killpath/protocol';
+import type { DrilledAgent, RehearsalInput, RehearsalRecord } from '@killpath/protocol';
 import type { AuditEvent } from '../audit/chain.ts';
 
 /** A permit request as the store receives it: the worker's request plus who it is. */
@@ -100,6 +101,44 @@ export interface PolicyVersion {
   createdAt: string;
 }
 
+/** Filter for listing rehearsal records. */
+export interface DrillQuery {
+  /** Only records whose spec covers an agent of this tenant; undefined for all. */
+  tenant?: string;
+  /** Only records whose spec covers this agent. */
+  agent?: { tenant: string; agent: string };
+  limit: number;
+  /** Only records stored before the record with this id (the next page); none when it is unknown. */
+  before?: string;
+}
+
+/** The latest rehearsal of one agent (by `finishedAt`), as the due list needs it. */
+export interface LastDrill {
+  tenant: string;
+  agent: string;
+  /** The agent's entry in that rehearsal's spec. */
+  level: DrilledAgent['level'];
+  cadenceDays: number;
+  drillId: string;
+  finishedAt: string;
+  result: RehearsalRecord['result'];
+  specDigest: string;
+}
+
+/** A capability the control plane has seen an agent's workers declare or use, and since when. */
+export interface SurfaceEntry {
+  capability: string;
+  firstSeenAt: string;
+}
+
+/** One agent the control plane knows (registered runs or noted capabilities) and its capability surface. */
+export interface AgentSurface {
+  tenant: string;
+  agent: string;
+  /** Sorted by name; empty for an agent known only by its runs. */
+  capabilities: SurfaceEntry[];
+}
+
 /** Filter for listing directives. */
 export interface DirectiveQuery {
   /** Only active (true), only cleared (false), or both (undefined). */
@@ -173,6 +212,14 @@ export interface Store {
   confirmPermit(id: string, tenant: string, now: Date): Promise<PermitDecision>;
   /** Records an effect's outcome; null when the permit does not exist for this tenant. */
   settlePermit(id: string, tenant: string, outcome: PermitOutcome): Promise<LedgerEntry | null>;
+  /**
+   * The processes of these workers ended (their launcher saw them exit or killed them): their
+   * granted effects without an outcome become `in_doubt` (they may have landed; listed with the
+   * compensations to check) and cooling-off ones `cancelled` (never confirmed, never run), each
+   * audited (`effect.in_doubt`, `effect.cancelled`) in the same transaction. An outcome the
+   * worker reports later still wins. Returns the entries changed.
+   */
+  markInDoubt(workerIds: string[], reason: string): Promise<LedgerEntry[]>;
   /** Journals run events from a worker (and their audit records) in one transaction. */
   appendJournal(tenant: string, workerId: string, events: JournalEvent[]): Promise<void>;
   /**
@@ -197,6 +244,32 @@ export interface Store {
   getPolicy(version?: number): Promise<PolicyVersion | null>;
   /** Policy versions, newest first, without their text. */
   listPolicies(limit: number): Promise<Omit<PolicyVersion, 'source'>[]>;
+
+  /**
+   * Stores a rehearsal record with its audit records (`drill.recorded`) in one transaction.
+   * Scenario timelines are dropped (they belong to reports, not the record). `auditSeq` is the
+   * seq of the `drill.recorded` record `audit` returned (else of its first record; 0 for none).
+   */
+  recordDrill(input: RehearsalInput, recordedBy: string, audit: (r: Omit<RehearsalRecord, 'auditSeq'>) => AuditEvent[]): Promise<RehearsalRecord>;
+  /** Rehearsal records, the most recently stored first. */
+  listDrills(q: DrillQuery): Promise<RehearsalRecord[]>;
+  getDrill(id: string): Promise<RehearsalRecord | null>;
+  /**
+   * For each agent some rehearsal covered (of `tenant`, or every tenant when undefined), the
+   * latest such rehearsal by `finishedAt` (ties: the later stored).
+   */
+  lastDrills(tenant?: string): Promise<LastDrill[]>;
+  /**
+   * Adds capabilities to an agent's surface, first seen at `at`; those already known keep their
+   * first time. Returns the newly added ones, sorted. When some are new, `audit(added)` gives the
+   * events appended in the same transaction (`agent.surface_changed`).
+   */
+  noteCapabilities(tenant: string, agent: string, caps: readonly string[], at: Date, audit?: (added: string[]) => AuditEvent[]): Promise<string[]>;
+  /**
+   * Every agent the store knows, of `tenant` or every tenant: agents with registered runs or
+   * noted capabilities, each with its capability surface. Sorted by tenant, then agent.
+   */
+  agentSurfaces(tenant?: string): Promise<AgentSurface[]>;
 
   /** Appends events to the audit chain in one transaction. */
   appendAudit(events: AuditEvent[]): Promise<AuditRecord[]>;

@@ -1,0 +1,302 @@
+/**
+ * The on-call runbook of seed 002 (step 6), rendered from a kill-switch spec: for the engineer
+ * at 02:00 who has never seen the agent. Six sections: what it does, how to kill it (console,
+ * API, CLI, with exact commands), what will happen, how to know it worked, how to recover,
+ * when to escalate.
+ *
+ * Every runnable command sits alone in a ```sh block and reads `$KILLPATH_URL`,
+ * `$KILLPATH_TOKEN` (and `$RUN_ID`) from the environment, so it can be pasted as is, and the
+ * end-to-end test runs every block in order; anything to read or adapt, not to run, is in a
+ * ```text block.
+ */
+import type { KillSwitchSpec, SpecAgent, SpecTool } from './types.ts';
+
+/** Options of {@link renderRunbook}. */
+export interface RunbookOptions {
+  /** The spec file as the reader named it (shown in the "generated from" line). */
+  source: string;
+  /** The spec's digest (`parseSpec`). */
+  digest: string;
+  /** `TENANT/AGENT`: a runbook for this agent only; absent: one for every agent of the spec. */
+  agent?: string | undefined;
+}
+
+/** The spec's entry for `TENANT/AGENT`, or undefined when the spec does not cover it. */
+export function findAgent(spec: KillSwitchSpec, key: string): SpecAgent | undefined {
+  return spec.agents.find((a) => `${a.tenant}/${a.agent}` === key);
+}
+
+const seconds = (ms: number) => (ms % 60_000 === 0 && ms >= 60_000 ? `${ms / 60_000} min` : ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`);
+const code = (s: string) => `\`${s}\``;
+const sh = (cmd: string) => `\`\`\`sh\n${cmd}\n\`\`\``;
+const txt = (body: string) => `\`\`\`text\n${body}\n\`\`\``;
+const list = (items: string[]) => (items.length === 0 ? 'nothing listed' : items.join(', '));
+
+/** Where `T/A` appears in commands: literal for one agent, shell variables for a fleet. */
+interface Target {
+  tenant: string;
+  agent: string;
+  /** `acme/support-bot` or `$TENANT/$AGENT`. */
+  key: string;
+  /** Quoted for the shell when it holds variables. */
+  arg: string;
+  tenantArg: string;
+}
+
+function targetOf(agent: SpecAgent | null): Target {
+  if (agent === null) return { tenant: '$TENANT', agent: '$AGENT', key: '$TENANT/$AGENT', arg: '"$TENANT/$AGENT"', tenantArg: '"$TENANT"' };
+  return { tenant: agent.tenant, agent: agent.agent, key: `${agent.tenant}/${agent.agent}`, arg: `${agent.tenant}/${agent.agent}`, tenantArg: agent.tenant };
+}
+
+function inFlightWord(spec: KillSwitchSpec, cls: SpecTool['class']): string {
+  const f = spec.sideEffects.inFlight;
+  if (cls === 'read') return f.read === 'complete' ? 'completes' : 'aborted';
+  if (cls === 'write') return f.write === 'abort' ? 'aborted' : 'completes';
+  return f.irreversible === 'cool-off' ? 'cancelled in its cool-off' : 'aborted';
+}
+
+function toolTable(spec: KillSwitchSpec, tools: SpecTool[]): string {
+  if (tools.length === 0) return 'No tools: the agent only reasons and answers.';
+  const rows = tools.map((t) => `| ${code(t.name)} | ${t.class} | ${t.description ?? '—'}${t.compensation ? `; undo: ${code(t.compensation)}` : ''} | ${inFlightWord(spec, t.class)} |`);
+  return ['| tool | class | what it does | in flight at a halt |', '|---|---|---|---|', ...rows].join('\n');
+}
+
+function setup(spec: KillSwitchSpec, agent: SpecAgent | null): string {
+  const who = agent === null ? "the agent's tenant" : `tenant ${code(agent.tenant)}`;
+  const vars = [`export KILLPATH_URL=${spec.controlPlane.url}`, `export KILLPATH_TOKEN=<your operator token>`];
+  if (agent === null) vars.push('export TENANT=<tenant> AGENT=<agent>        # the agent, from the table in section 1');
+  return [
+    '## 0. Before any command',
+    '',
+    `Every command reads the control plane's address and your token from the environment. Set them once in your shell; the token is an operator token of ${who} (or an admin token). If you have none, the platform on-call mints one with ${code(`npx killpath token create --role operator --tenant ${agent?.tenant ?? 'TENANT'}`)}.`,
+    '',
+    txt(vars.join('\n')),
+    '',
+    `Then look at the fleet: find the agent's row${agent === null ? '' : ` (${code(`${agent.tenant}`)} / ${code(agent.agent)})`} and, in its ${code('runs')} column, the run (session) that is misbehaving.`,
+    '',
+    sh('npx killpath status'),
+    '',
+    'Set `RUN_ID` to that run; the commands below use it:',
+    '',
+    txt('export RUN_ID=<run id from the runs column of killpath status>'),
+  ].join('\n');
+}
+
+function whatItDoes(spec: KillSwitchSpec, agent: SpecAgent | null): string {
+  const out = [`## 1. What ${agent === null ? 'these agents do' : 'this agent does'}`, ''];
+  const target = (a: SpecAgent) => seconds(spec.latency.signalToHaltMs[a.level]);
+  if (agent !== null) {
+    out.push(agent.description, '');
+    out.push(
+      '| | |',
+      '|---|---|',
+      `| identity | ${code(`${agent.tenant}/${agent.agent}`)} (scope ${code(`agent:${agent.tenant}/${agent.agent}`)})${agent.features.length ? `, features ${agent.features.map(code).join(', ')}` : ''} |`,
+      `| autonomy level | ${agent.level} |`,
+      `| must stop within | ${target(agent)} of the switch (signal-to-halt) |`,
+      `| replacement within | ${seconds(spec.latency.haltToRecoveryMs)} of the halt (halt-to-recovery) |`,
+      `| long-term memory | ${agent.memory ? `yes: staged writes are ${spec.sideEffects.memory === 'revert' ? 'reverted' : 'committed'} at a halt` : 'no'} |`,
+      '',
+      toolTable(spec, agent.tools),
+    );
+    return out.join('\n');
+  }
+  out.push(
+    `The spec ${code(spec.name)} covers ${spec.agents.length} agents. Set ${code('TENANT')} and ${code('AGENT')} (section 0) to the one you are paged for.`,
+    '',
+    '| agent | level | must stop within | features | what it does |',
+    '|---|---|---|---|---|',
+    ...spec.agents.map((a) => `| ${code(`${a.tenant}/${a.agent}`)} | ${a.level} | ${target(a)} | ${a.features.length ? a.features.map(code).join(', ') : '—'} | ${a.description} |`),
+    '',
+    `A replacement session must be able to start within ${seconds(spec.latency.haltToRecoveryMs)} of a halt (halt-to-recovery).`,
+  );
+  const groups = new Map<string, SpecAgent[]>();
+  for (const a of spec.agents) {
+    const k = JSON.stringify(a.tools);
+    groups.set(k, [...(groups.get(k) ?? []), a]);
+  }
+  for (const agents of groups.values()) {
+    out.push('', `Tools of ${agents.length === spec.agents.length ? 'every agent' : agents.map((a) => code(`${a.tenant}/${a.agent}`)).join(', ')}:`, '', toolTable(spec, agents[0]!.tools));
+  }
+  return out.join('\n');
+}
+
+function howToKill(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target): string {
+  const m = spec.mechanism;
+  const paths = spec.triggers.synchronous;
+  const reason = `paged: ${t.key} misbehaving, halted per runbook`;
+  const out = [
+    '## 2. How to kill it',
+    '',
+    `Use any one path; each puts your identity and reason on the audit record (${code('operator_action')}). Say what you saw in the reason. A halt stops every run of the agent; the run-only and one-tool variants below leave the rest working.`,
+  ];
+  if (paths.includes('console')) {
+    out.push(
+      '',
+      `**Console.** Open ${spec.controlPlane.consoleUrl} and sign in with your operator token. In the fleet view, find ${agent === null ? "the agent's tenant and, under it, the agent" : `tenant ${code(t.tenant)}, agent ${code(t.agent)}`}, and press **Halt** on the agent's row (**Kill** for a hard stop; a run's row has the same buttons for that run only). Type the justification and confirm. A viewer token shows no buttons.`,
+    );
+  }
+  if (paths.includes('api')) {
+    const body = { level: 'halt', scope: `agent:${t.key}`, reason, justification: `${reason} (on-call, via the API)`, graceMs: m.haltGraceMs, drain: spec.sideEffects.queue, memory: spec.sideEffects.memory };
+    const head = `curl -sS -X POST "$KILLPATH_URL/v1/directives" -H "authorization: Bearer $KILLPATH_TOKEN" -H 'content-type: application/json' \\\n`;
+    const cmd = agent === null ? `${head}  --data-binary @- <<EOF\n${JSON.stringify(body)}\nEOF` : `${head}  -d '${JSON.stringify(body)}'`;
+    out.push('', `**API.** ${code('POST /v1/directives')} with your token (a directive spanning every tenant also needs a ${code('breakGlass')} attestation and an admin token):`, '', sh(cmd));
+  }
+  if (paths.includes('cli')) {
+    const levels = spec.scope.levels;
+    out.push('', '**CLI.** The whole agent, every run:', '', sh(`npx killpath kill --agent ${t.arg} --grace ${m.haltGraceMs} --reason "${reason}"`));
+    if (levels.includes('run')) out.push('', 'Only the one run (and its child runs); the agent\'s other sessions keep working:', '', sh(`npx killpath kill --run "$RUN_ID" --reason "paged: run $RUN_ID of ${t.key} misbehaving, halted per runbook"`));
+    const risky = (agent?.tools ?? spec.agents.flatMap((a) => a.tools)).find((x) => x.class === 'irreversible') ?? (agent?.tools ?? spec.agents.flatMap((a) => a.tools)).find((x) => x.class === 'write');
+    if (levels.includes('capability') && risky) {
+      out.push('', `Only one tool (here ${code(risky.name)}), keeping the agent's other tools working:`, '', sh(`npx killpath kill --agent ${t.arg} --tool ${risky.name} --reason "paged: ${risky.name} of ${t.key} misbehaving, frozen per runbook"`));
+    }
+    const hard = m.fallback === 'process-signal' ? ` Under the launcher (${code('killpath run')}) the process group gets SIGTERM, then SIGKILL after ${seconds(m.killGraceMs)}.` : '';
+    out.push('', `Hard kill, when a halt did not stop it: no grace.${hard}`, '', sh(`npx killpath kill --agent ${t.arg} --hard --reason "paged: halt did not stop ${t.key}, killing per runbook"`));
+    if (levels.includes('tenant') || levels.includes('global')) {
+      const wider = [];
+      if (levels.includes('tenant')) wider.push(`npx killpath kill --tenant ${t.tenantArg} --reason "..."     # every agent of the tenant`);
+      if (levels.includes('global')) wider.push('npx killpath kill --global --break-glass "incident N, approved by ..." --reason "..."   # everything (admin token)');
+      out.push('', 'Wider blast radius: only after the escalation in section 6 agrees.', '', txt(wider.join('\n')));
+    }
+  }
+  return out.join('\n');
+}
+
+function whatHappens(spec: KillSwitchSpec, agent: SpecAgent | null): string {
+  const se = spec.sideEffects;
+  const m = spec.mechanism;
+  const tools = agent?.tools ?? [...new Map(spec.agents.flatMap((a) => a.tools).map((x) => [x.name, x])).values()];
+  const named = (cls: SpecTool['class']) => tools.filter((x) => x.class === cls).map((x) => code(x.name)).join(', ');
+  const bullets: string[] = [
+    'Every worker of the agent observes the directive within milliseconds over its stream; from then its gate refuses every new effect before it starts.',
+  ];
+  if (named('read')) bullets.push(`Reads in flight (${named('read')}) ${se.inFlight.read === 'complete' ? 'complete: they change nothing' : 'are aborted'}.`);
+  if (named('write')) bullets.push(`Writes in flight (${named('write')}) ${se.inFlight.write === 'abort' ? 'are aborted; a write that had already landed keeps its compensation on the list (section 5)' : 'complete'}. Each call caught in flight is journaled (${code('in_flight_tool_calls.status')}).`);
+  if (named('irreversible')) bullets.push(`Irreversible calls (${named('irreversible')}) ${se.inFlight.irreversible === 'cool-off' ? `still in their cool-off are cancelled (${code('effect.aborted')}, "halted during cool-off"); one released before the halt has left and can only be compensated` : 'in flight are aborted; one already released has left and can only be compensated'}.`);
+  bullets.push(`Queued tasks of the run (its outbox and other queues) are ${se.queue === 'discard' ? `discarded (${code('queue.discarded')})` : `drained within the ${seconds(m.haltGraceMs)} grace (${code('queue.drained')}), the rest discarded`}; timers and retries bound to the run are cancelled (${code('timer.cancelled')}). Nothing set before the halt fires after it.`);
+  const memory = agent === null ? spec.agents.some((a) => a.memory) : agent.memory;
+  bullets.push(memory ? `Memory writes staged in the current step are ${se.memory === 'revert' ? `reverted (${code('memory.reverted')})` : `committed (${code('memory.committed')})`}.` : 'It writes no long-term memory, so there is no memory to revert.');
+  const fallback = m.fallback === 'process-signal' ? ` Under the launcher (${code('killpath run')}) the kill ends the process group: SIGTERM, then SIGKILL after ${seconds(m.killGraceMs)}.` : m.fallback === 'network-isolation' ? ' The fallback is network isolation of the launched process.' : ' There is no process-level fallback.';
+  bullets.push(`A worker that has not reported halted within the ${seconds(m.haltGraceMs)} grace is escalated to a kill.${fallback}`);
+  const target = agent === null ? 'within its target in section 1' : `within ${seconds(spec.latency.signalToHaltMs[agent.level])}`;
+  bullets.push(`Expected: every run halted ${target}. The halt survives restarts and redeploys: a restarted worker cannot resume a halted run (${code('resume.refused')}) until the directive is resumed (section 5).`);
+  bullets.push(`Kept for review: ${list(se.preserve)}. Dropped: ${list(se.purge)}.`);
+  return ['## 3. What will happen', '', ...bullets.map((b) => `- ${b}`)].join('\n');
+}
+
+function howToKnow(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target): string {
+  const events = [...new Set(['operator_action', 'directive.issued', ...spec.sideEffects.auditEvents])];
+  const target = agent === null ? 'the target in section 1' : seconds(spec.latency.signalToHaltMs[agent.level]);
+  return [
+    '## 4. How to know it worked',
+    '',
+    `The agent's runs show ${code('[halt]')} (or ${code('[kill]')}) in the ${code('runs')} column, and your directive is listed under "active directives" with scope ${code(`agent:${t.key}`)} (or ${code('run:$RUN_ID')}):`,
+    '',
+    sh('npx killpath status'),
+    '',
+    `The audit log has, in this order: your ${code('operator_action')} and the ${code('directive.issued')}, ${code('kill_switch.fired')}, then one ${code('session.halted')} per worker with its ${code('timeToStopMs')} (at most ${target}), and the record of what was caught in flight (${events.filter((e) => !['operator_action', 'directive.issued', 'kill_switch.fired', 'session.halted'].includes(e)).map(code).join(', ')}):`,
+    '',
+    sh(`npx killpath audit tail -n 40 --type ${events.join(',')}`),
+    '',
+    'The record itself is intact (exit 1 names the first bad record):',
+    '',
+    sh('npx killpath audit verify'),
+    '',
+    `Dashboards: the console's fleet view (${spec.controlPlane.consoleUrl}) shows the agent's workers and runs as halted and the directive in "Active directives"; the signal-to-halt histogram is in the metrics:`,
+    '',
+    sh(`curl -sS "$KILLPATH_URL/metrics" -H "authorization: Bearer $KILLPATH_TOKEN" | grep '^killpath_signal_to_halt_seconds'`),
+    '',
+    `**Not stopped?** No ${code('session.halted')} within ${target}, or effects still landing: issue the hard kill (section 2) and escalate (section 6, first question).`,
+  ].join('\n');
+}
+
+function howToRecover(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target): string {
+  const out = [
+    '## 5. How to recover',
+    '',
+    `First see what landed before the halt. Writes of halted runs that carry a compensation (${list([...new Set((agent?.tools ?? spec.agents.flatMap((a) => a.tools)).filter((x) => x.compensation).map((x) => `${code(x.name)} → ${code(x.compensation!)}`))])}) are listed for you to work through; killpath records them, running them is the agent owner's job:`,
+    '',
+    sh(`npx killpath compensations --tenant ${t.tenantArg}`),
+    '',
+    "The run's own ledger: every write it intended and what became of it, cancelled timers, discarded tasks:",
+    '',
+    sh('npx killpath journal "$RUN_ID"'),
+    '',
+    `Once the cause is fixed, resume: this clears every active directive at exactly that scope, is audited with your reason, and exits 1 when nothing is active there. Resume the scope you killed at:`,
+    '',
+    sh(`npx killpath resume --agent ${t.arg} --reason "cause fixed, resumed per runbook"`),
+    '',
+  ];
+  if (spec.scope.levels.includes('run')) out.push(sh('npx killpath resume --run "$RUN_ID" --reason "cause fixed, resumed per runbook"'), '');
+  out.push(
+    `A run whose process is still up carries on once nothing covers it. Where the process is gone (a kill under the launcher, a crash), start a replacement session under the launcher, which holds its own line to the control plane and enforces a kill on the process. It runs in the foreground until the agent exits; for this command ${code('KILLPATH_TOKEN')} must be an admin token or an agent token of the agent. Within ${seconds(spec.latency.haltToRecoveryMs)} of the halt, ${code('npx killpath status')} should show the new run working.`,
+    '',
+  );
+  const features = (a: SpecAgent) => (a.features.length ? ` --features ${a.features.join(',')}` : '');
+  if (agent !== null) {
+    const cmd = `npx killpath run --tenant ${agent.tenant} --agent ${agent.agent} --run "$RUN_ID-replacement"${features(agent)} -- `;
+    out.push(agent.command ? sh(`${cmd}${agent.command}`) : txt(`${cmd}<the command that starts ${agent.tenant}/${agent.agent}; the spec does not say>`));
+  } else {
+    const commands = [...new Set(spec.agents.map((a) => a.command ?? null))];
+    const withFeatures = spec.agents.filter((a) => a.features.length > 0);
+    const note = withFeatures.length ? ` Add ${withFeatures.map((a) => `${code(`--features ${a.features.join(',')}`)} for ${code(`${a.tenant}/${a.agent}`)}`).join(', ')}.` : '';
+    const cmd = 'npx killpath run --tenant "$TENANT" --agent "$AGENT" --run "$RUN_ID-replacement" -- ';
+    if (commands.length === 1 && commands[0] !== null) out.push(sh(`${cmd}${commands[0]}`), ...(note ? ['', note.trim()] : []));
+    else out.push(txt([`${cmd}<command>`, '', ...spec.agents.map((a) => `${a.tenant}/${a.agent}: ${a.command ?? '(the spec does not say)'}${features(a)}`)].join('\n')));
+  }
+  return out.join('\n');
+}
+
+function whenToEscalate(spec: KillSwitchSpec, t: Target): string {
+  const out = ['## 6. When to escalate', ''];
+  if (spec.escalation.length === 0) {
+    out.push('The spec names no one to call: page the owner of the agent through your usual incident process.');
+    return out.join('\n');
+  }
+  out.push(`Ask every question in order and page everyone whose answer is yes, the first one first. Tell them the agent (${code(t.key)}), the directive id (${code('npx killpath status')}) and when you stopped it.`, '');
+  const tree = spec.escalation.map((e, i) => `Q${i + 1}  ${e.when}?\n      yes -> ${e.contact}`);
+  tree.push('All no: no escalation. Record the directive id, what you saw and what you did in the incident ticket.');
+  out.push(txt(tree.join('\n')));
+  return out.join('\n');
+}
+
+/**
+ * Renders the runbook (Markdown) for one agent of the spec, or for all of them with shared
+ * sections once and the per-agent specifics in tables. Deterministic: the same spec gives the
+ * same text.
+ * @throws Error when `opts.agent` names an agent the spec does not cover (check with {@link findAgent})
+ */
+export function renderRunbook(spec: KillSwitchSpec, opts: RunbookOptions): string {
+  const agent = opts.agent === undefined ? null : (findAgent(spec, opts.agent) ?? null);
+  if (opts.agent !== undefined && agent === null) throw new Error(`the spec ${spec.name} does not cover ${opts.agent}`);
+  const t = targetOf(agent);
+  const title = agent === null ? `# Runbook: ${spec.name} — how to stop its agents` : `# Runbook: ${t.key} — how to stop it`;
+  const generated = `killpath runbook --spec ${opts.source}${agent === null ? '' : ` --agent ${t.key}`}`;
+  const intro = [
+    title,
+    '',
+    `<!-- Generated by \`${generated}\` from the kill-switch spec "${spec.name}" (digest ${opts.digest.slice(0, 12)}). Do not edit by hand: change the spec, regenerate, and have the new version reviewed with the agent. -->`,
+    '',
+    `For the on-call engineer who has never seen ${agent === null ? 'these agents' : 'this agent'}. If ${agent === null ? 'one' : 'it'} is misbehaving now, do section 0, then section 2. Commands in ${code('sh')} blocks can be pasted as they are; ${code('text')} blocks are to read or adapt.`,
+  ].join('\n');
+  return `${[intro, setup(spec, agent), whatItDoes(spec, agent), howToKill(spec, agent, t), whatHappens(spec, agent), howToKnow(spec, agent, t), howToRecover(spec, agent, t), whenToEscalate(spec, t)].join('\n\n')}\n`;
+}
+
+/** The fenced code blocks of a Markdown text, in order, with their info string (`sh`, `text`) and the section heading above them. */
+export function codeBlocks(markdown: string): { lang: string; code: string; section: string }[] {
+  const out: { lang: string; code: string; section: string }[] = [];
+  let section = '';
+  let open: { lang: string; lines: string[] } | null = null;
+  for (const line of markdown.split('\n')) {
+    if (open !== null) {
+      if (line === '```') {
+        out.push({ lang: open.lang, code: open.lines.join('\n'), section });
+        open = null;
+      } else open.lines.push(line);
+      continue;
+    }
+    const fence = /^```(\S*)$/.exec(line);
+    if (fence) open = { lang: fence[1]!, lines: [] };
+    else if (line.startsWith('## ')) section = line.slice(3);
+  }
+  return out;
+}

@@ -1,0 +1,307 @@
+/**
+ * The Drills view: which agents are due for a rehearsal and why (first), then the rehearsal
+ * records, newest first; opening one shows its scenario table with checks and remediation.
+ */
+import type { DrillDue, RehearsalRecord } from '@killpath/protocol';
+import { useContext, useEffect, useRef, useState } from 'preact/hooks';
+import type { ApiError } from './api.ts';
+import { SessionContext } from './context.ts';
+import { STATUS_LABEL, checkRows, dueOrder, dueSummary, effectsText, journalText, msText, reasonLabel, scenarioCounts, whenText, worstSignalToHalt, worstText } from './drills-model.ts';
+import { errorText } from './model.ts';
+import { usePoll } from './use-poll.ts';
+
+/** How often the due list and the history are reloaded, in ms (they change with drills and heartbeats, rarely). */
+const DRILLS_POLL_MS = 5000;
+
+function LoadError({ error }: { error: { status?: number; code?: string; message?: string } | null }) {
+  return error ? (
+    <p class="failure" role="alert">
+      Could not load: {errorText(error)}
+    </p>
+  ) : null;
+}
+
+function ResultBadge({ result }: { result: 'pass' | 'fail' }) {
+  return <span class={`badge result-${result}`}>{result === 'pass' ? 'PASS' : 'FAIL'}</span>;
+}
+
+function DueTable({ agents, onOpen }: { agents: readonly DrillDue[]; onOpen(id: string): void }) {
+  if (agents.length === 0) return null;
+  return (
+    <div class="table-wrap">
+      <table class="due">
+        <caption>Rehearsal status per agent, due first</caption>
+        <thead>
+          <tr>
+            <th scope="col">Agent</th>
+            <th scope="col">Due</th>
+            <th scope="col">Why</th>
+            <th scope="col">Last drill</th>
+            <th scope="col">Next due</th>
+            <th scope="col">Capabilities seen</th>
+          </tr>
+        </thead>
+        <tbody>
+          {dueOrder(agents).map((a) => (
+            <tr key={`${a.tenant}/${a.agent}`} data-agent={`${a.tenant}/${a.agent}`}>
+              <th scope="row">
+                {a.tenant}/{a.agent}
+              </th>
+              <td>{a.due ? <span class="badge due-yes">Due</span> : <span class="badge due-no">Not due</span>}</td>
+              <td class="prose">
+                {a.reasons.length === 0 ? (
+                  <span class="detail">Drilled within its cadence ({a.cadenceDays} days)</span>
+                ) : (
+                  <ul class="reasons">
+                    {a.reasons.map((r) => (
+                      <li key={r.kind}>{reasonLabel(r)}</li>
+                    ))}
+                  </ul>
+                )}
+              </td>
+              <td>
+                {a.lastDrill === null ? (
+                  <span class="detail">never</span>
+                ) : (
+                  <>
+                    <ResultBadge result={a.lastDrill.result} /> <time dateTime={a.lastDrill.at}>{whenText(a.lastDrill.at)}</time>{' '}
+                    <button type="button" class="link" aria-label={`Open drill ${a.lastDrill.id}`} onClick={() => onOpen(a.lastDrill!.id)}>
+                      open
+                    </button>
+                  </>
+                )}
+              </td>
+              <td>{a.nextDueAt === null ? <span class="detail">now</span> : <time dateTime={a.nextDueAt}>{whenText(a.nextDueAt)}</time>}</td>
+              <td class="prose">{a.surface.length === 0 ? <span class="detail">none reported</span> : <code>{a.surface.join(', ')}</code>}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+function HistoryTable({ drills, onOpen }: { drills: readonly RehearsalRecord[]; onOpen(id: string): void }) {
+  if (drills.length === 0) return <p class="empty">No rehearsal recorded yet. Run one with <code>killpath drill</code>.</p>;
+  return (
+    <div class="table-wrap">
+      <table class="drills">
+        <caption>Rehearsal records, newest first (latest 50)</caption>
+        <thead>
+          <tr>
+            <th scope="col">Finished</th>
+            <th scope="col">Spec</th>
+            <th scope="col">Agents</th>
+            <th scope="col">Mode</th>
+            <th scope="col">Result</th>
+            <th scope="col">Scenarios</th>
+            <th scope="col">Worst signal-to-halt p99</th>
+            <th scope="col">
+              <span class="visually-hidden">Actions</span>
+            </th>
+          </tr>
+        </thead>
+        <tbody>
+          {drills.map((d) => {
+            const c = scenarioCounts(d.scenarios);
+            const worst = worstSignalToHalt(d.scenarios);
+            return (
+              <tr key={d.id} data-drill={d.id}>
+                <td>
+                  <time dateTime={d.finishedAt}>{whenText(d.finishedAt)}</time>
+                </td>
+                <td>
+                  {d.spec.name} <code class="detail">{d.spec.digest.slice(0, 19)}</code>
+                </td>
+                <td>{d.spec.agents.map((a) => `${a.tenant}/${a.agent}`).join(', ')}</td>
+                <td>
+                  {d.mode}
+                  {d.compact && <span class="detail"> compact</span>}
+                </td>
+                <td>
+                  <ResultBadge result={d.result} />
+                </td>
+                <td>
+                  <ul class="scenario-badges" aria-label={`${c.pass} passed, ${c.fail} failed, ${c.degraded} degraded, ${c.skipped} skipped`}>
+                    {d.scenarios.map((s) => (
+                      <li key={s.id} class={`badge status-${s.status}`} title={`${s.id} ${s.title}: ${STATUS_LABEL[s.status]}`}>
+                        {s.id}
+                        <span class="visually-hidden"> {STATUS_LABEL[s.status]}</span>
+                      </li>
+                    ))}
+                  </ul>
+                </td>
+                <td class={worst?.over ? 'bad' : undefined}>
+                  {worstText(worst)}
+                  {worst?.over && <span class="detail"> (over target)</span>}
+                </td>
+                <td>
+                  <button type="button" aria-label={`Open drill ${d.id}`} onClick={() => onOpen(d.id)}>
+                    Open
+                  </button>
+                </td>
+              </tr>
+            );
+          })}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+/** One record: its scenarios with expected and actual latency, effects, journal, remediation; then its checks. */
+function DrillRecord({ id, onClose }: { id: string; onClose(): void }) {
+  const { api } = useContext(SessionContext)!;
+  const [record, setRecord] = useState<RehearsalRecord | null>(null);
+  const [error, setError] = useState<ApiError | null>(null);
+  const heading = useRef<HTMLHeadingElement>(null);
+  useEffect(() => {
+    let live = true;
+    setRecord(null);
+    setError(null);
+    api
+      .get<{ drill: RehearsalRecord }>(`/v1/drills/${encodeURIComponent(id)}`)
+      .then((r) => live && setRecord(r.drill))
+      .catch((err: unknown) => live && setError(err as ApiError));
+    heading.current?.focus();
+    return () => {
+      live = false;
+    };
+  }, [api, id]);
+  const checks = record ? checkRows(record) : [];
+  return (
+    <section class="drill-record" aria-labelledby="drill-h">
+      <div class="scope-head">
+        <h3 id="drill-h" tabIndex={-1} ref={heading}>
+          Drill <code>{id}</code>
+        </h3>
+        {record && <ResultBadge result={record.result} />}
+        <button type="button" class="close" onClick={onClose}>
+          Close
+        </button>
+      </div>
+      <LoadError error={error} />
+      {!record && !error && <p class="empty">Loading…</p>}
+      {record && (
+        <>
+          <p class="detail">
+            Spec {record.spec.name} <code>{record.spec.digest}</code>, {record.mode}
+            {record.compact ? ' (compact)' : ''}, {whenText(record.startedAt)} to {whenText(record.finishedAt)}, recorded by {record.recordedBy} (audit record #{record.auditSeq}).
+            Agents: {record.spec.agents.map((a) => `${a.tenant}/${a.agent} (level ${a.level}, every ${a.cadenceDays} days)`).join(', ')}.
+          </p>
+          <div class="table-wrap">
+            <table class="scenarios">
+              <caption>Scenarios</caption>
+              <thead>
+                <tr>
+                  <th scope="col">Scenario</th>
+                  <th scope="col">Status</th>
+                  <th scope="col">Expected signal-to-halt</th>
+                  <th scope="col">Actual p50 / p99</th>
+                  <th scope="col">Effects after the flip</th>
+                  <th scope="col">Journal</th>
+                  <th scope="col">Remediation</th>
+                </tr>
+              </thead>
+              <tbody>
+                {record.scenarios.map((s) => (
+                  <tr key={s.id} data-scenario={s.id}>
+                    <th scope="row">
+                      {s.id} {s.title}
+                      <span class="detail"> {s.path}</span>
+                    </th>
+                    <td>
+                      <span class={`badge status-${s.status}`}>{STATUS_LABEL[s.status]}</span>
+                    </td>
+                    <td>{s.target.signalToHaltMs === null ? '—' : `≤ ${msText(s.target.signalToHaltMs)}`}</td>
+                    <td>{s.signalToHalt === null ? '—' : `${msText(s.signalToHalt.p50)} / ${msText(s.signalToHalt.p99)} (n=${s.signalToHalt.n})`}</td>
+                    <td>{effectsText(s)}</td>
+                    <td>{journalText(s)}</td>
+                    <td class="prose">
+                      {s.remediation ?? '—'}
+                      {s.paths.length > 0 && (
+                        <ul class="reasons">
+                          {s.paths.map((p) => (
+                            <li key={p.path}>
+                              {p.path}: {p.state}
+                              {p.detail && <span class="detail"> ({p.detail})</span>}
+                            </li>
+                          ))}
+                        </ul>
+                      )}
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+          {checks.length > 0 && (
+            <div class="table-wrap">
+              <table class="checks">
+                <caption>Checks, failed first</caption>
+                <thead>
+                  <tr>
+                    <th scope="col">Scenario</th>
+                    <th scope="col">Check</th>
+                    <th scope="col">Kind</th>
+                    <th scope="col">Held</th>
+                    <th scope="col">Measured</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {checks.map((c, i) => (
+                    <tr key={i} class={c.ok ? undefined : 'bad'}>
+                      <td>{c.scenario}</td>
+                      <td>{c.name}</td>
+                      <td>{c.kind}</td>
+                      <td>{c.ok ? 'yes' : 'NO'}</td>
+                      <td class="prose">{c.detail}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          )}
+        </>
+      )}
+    </section>
+  );
+}
+
+/** The due list, the rehearsal history and, when one is opened, a record's scenarios. */
+export function DrillsView() {
+  const { api } = useContext(SessionContext)!;
+  const [due] = usePoll(() => api.get<{ agents: DrillDue[] }>('/v1/drills/due'), DRILLS_POLL_MS, [api]);
+  const [history] = usePoll(() => api.get<{ drills: RehearsalRecord[] }>('/v1/drills?limit=50'), DRILLS_POLL_MS, [api]);
+  const [open, setOpen] = useState<string | null>(null);
+  const agents = due.data?.agents ?? [];
+  return (
+    <div class="drills-view">
+      <section aria-labelledby="due-h">
+        <h3 id="due-h">Drill due</h3>
+        <p class="hint">
+          Due when capabilities appeared since the last drill, its spec changed, it failed, or its cadence (monthly for level 4–5, quarterly for level 3) has passed.
+        </p>
+        <LoadError error={due.error} />
+        {!due.data && !due.error && <p class="empty">Loading…</p>}
+        {due.data && <p class="summary">{dueSummary(agents)}</p>}
+        <DueTable agents={agents} onOpen={setOpen} />
+      </section>
+      <section aria-labelledby="history-h">
+        <h3 id="history-h">Rehearsal history</h3>
+        <LoadError error={history.error} />
+        {!history.data && !history.error && <p class="empty">Loading…</p>}
+        {history.data && <HistoryTable drills={history.data.drills} onOpen={setOpen} />}
+      </section>
+      {open !== null && (
+        <DrillRecord
+          id={open}
+          onClose={() => {
+            setOpen(null);
+            document.getElementById('main')?.focus();
+          }}
+        />
+      )}
+    </div>
+  );
+}
