@@ -18,6 +18,7 @@ import { SPEC_TEMPLATE } from '../../src/spec/template.ts';
 import { codeBlocks, renderRunbook } from '../../src/spec/runbook.ts';
 import { spec as specCommand } from '../../src/commands/spec.ts';
 import { runbook as runbookCommand } from '../../src/commands/runbook.ts';
+import { main } from '../../src/main.ts';
 
 const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
 const DEMO_SPEC = 'examples/demo-fleet.spec.yaml';
@@ -467,6 +468,24 @@ describe('the CLI', () => {
     const invalid = await capture(t, () => runbookCommand(['--spec', bad]));
     assert.equal(invalid.code, 1);
     assert.match(invalid.err, /bad\.yaml:1: agents: missing/);
+  });
+
+  test('through main: registered commands, exit 0 / 1 / 2 and one clear line for a refusal', async (t) => {
+    const dir = temp(t);
+    const file = join(dir, 'k.yaml');
+    assert.equal((await capture(t, () => main(['spec', 'init', file]))).code, 0);
+    const refused = await capture(t, () => main(['spec', 'init', file]));
+    assert.equal(refused.code, 2, 'a usage refusal exits 2');
+    assert.equal(refused.err, `killpath spec: ${file} already exists; not overwriting it (pass --force to replace it with the template)\n`);
+    assert.equal((await capture(t, () => main(['spec', 'check', file]))).code, 0);
+    writeFileSync(file, 'name: x\n');
+    assert.equal((await capture(t, () => main(['spec', 'check', file]))).code, 1, 'an invalid spec exits 1');
+    const rb = await capture(t, () => main(['runbook', '--spec', join(ROOT, DEMO_SPEC), '--agent', 'acme/billing-bot']));
+    assert.equal(rb.code, 0);
+    assert.match(rb.out, /^# Runbook: acme\/billing-bot — how to stop it/);
+    const help = await capture(t, () => main(['--help']));
+    assert.match(help.out, /^ {2}spec {13}the kill-switch specification/m);
+    assert.match(help.out, /^ {2}runbook {10}render the on-call runbook/m);
   });
 
   function demo() {
