@@ -106,7 +106,11 @@ export interface ScenarioResult {
   signalToHalt: LatencySummary | null;
   /** halt-to-recovery: resume commit → first permitted effect of the replacement run. */
   haltToRecoveryMs: number | null;
-  /** Covered effects that started after the flip's commit, by class (reads bounded by observe). */
+  /**
+   * Covered effects after the flip's commit, by class: reads that started after it (bounded by
+   * the worker's observe time), writes and irreversible effects *permitted* after it (guarantee 1:
+   * must be 0; from the control plane's own audit where a flip is involved).
+   */
   effectsAfterFlip: EffectCounts | null;
   /** Covered effects that started after the worker observed the flip (must be 0). */
   effectsAfterObserve: number | null;

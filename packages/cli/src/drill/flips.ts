@@ -39,6 +39,7 @@ export async function flipBurst(ctx: DrillContext, fleet: FleetHarness, specs: F
   const flips = specs.map((spec, i) => ({ spec, directive: directives[i]! }));
   const reports = await awaitHaltReports(env.api, fleet, flips, { cursor, started: Date.now(), waitMs: Math.max(10_000, ctx.windowMs + 5000), windowMs: ctx.windowMs });
   const windowEnd = Date.now();
+  const firstFlip = Math.min(...directives.map((d) => env.flipWall(d)));
   const outcomes = await Promise.all(flips.map((f) => measureFlip(env.api, fleet, f.spec, f.directive, env.flipWall(f.directive), cursor, reports.get(f.directive.id)!)));
 
   const events = tagged(fleet.agents);
@@ -74,11 +75,10 @@ export async function flipBurst(ctx: DrillContext, fleet: FleetHarness, specs: F
   // Resume, then watch the covered runs come back.
   const cleared = await Promise.all(directives.map((d) => env.resume(d, 'drill: measured, resuming')));
   const resumeWalls = cleared.map((d) => env.clearWall(d));
-  const recover = async () =>
-    flips.map((f, i) => {
-      const cov = coversOf(f.spec);
-      return recoveryMs(events.length === 0 ? [] : tagged(fleet.agents).filter(cov), () => true, resumeWalls[i]!);
-    });
+  const recover = async () => {
+    const now = tagged(fleet.agents);
+    return flips.map((f, i) => recoveryMs(now.filter(coversOf(f.spec)), () => true, resumeWalls[i]!));
+  };
   const recovered = await until(10_000, async () => {
     const r = await recover();
     return r.every((v) => v !== null) && r;
@@ -88,18 +88,27 @@ export async function flipBurst(ctx: DrillContext, fleet: FleetHarness, specs: F
   await sleep(300); // outcomes of the effects in flight at the resume reach the ledger
   const coveredRuns = [...new Set(fleet.agents.flatMap((a) => a.runs.filter((r) => specs.some((s) => s.covers(a, r.runId, 'crm.update') || s.covers(a, r.runId, 'export_report'))).map((r) => r.runId)))];
   const anyCovers = (run: string, cap: string) => fleet.agents.some((a) => a.runs.some((r) => r.runId === run) && specs.some((sp) => sp.covers(a, run, cap)));
-  const journal = await journalCheck(env.api, coveredRuns, tagged(fleet.agents), Math.min(...resumeWalls), anyCovers);
+  const journal = await journalCheck(env.api, coveredRuns, tagged(fleet.agents), Math.min(...resumeWalls), anyCovers, firstFlip - 2000);
 
   const workers = outcomes.flatMap((o) => o.covered);
   const covAgents = fleet.agents.filter((a) => workers.some((w) => w.pid === a.pid));
   const sth = summarize(workers.map((w) => w.timeToStopMs).filter((t): t is number => t !== null));
+  // Effects after the flip as DESIGN counts them: reads that started after the commit (bounded by
+  // observe), writes and irreversible ones *permitted* after it (guarantee 1: must be 0). A write
+  // permitted before the flip whose answer was still travelling may start after it; it is aborted
+  // when its worker observes the flip, and is counted in the notes.
   const after: EffectCounts = { read: 0, write: 0, irreversible: 0 };
-  for (const o of outcomes) for (const [k, v] of Object.entries(o.startedAfterFlip)) if (k in after) after[k as keyof EffectCounts] += v;
+  let inFlightAcross = 0;
+  for (const o of outcomes) {
+    after.read += o.startedAfterFlip.read ?? 0;
+    after.write += o.permitsAfterFlipByClass.write;
+    after.irreversible += o.permitsAfterFlipByClass.irreversible;
+    inFlightAcross += (o.startedAfterFlip.write ?? 0) + (o.startedAfterFlip.irreversible ?? 0);
+  }
   const sum = (f: (o: FlipOutcome) => number) => outcomes.reduce((n, o) => n + f(o), 0);
   const targetMs = targetOf(ctx, covAgents);
   const slow = { aborted: sum((o) => o.slowAborted.aborted), of: sum((o) => o.slowAborted.of) };
   // Workers no flip of the burst covers must keep working.
-  const firstFlip = Math.min(...directives.map((d) => env.flipWall(d)));
   const outside = fleet.agents.filter((a) => !covAgents.includes(a));
   const uncovered = { workers: outside.length, working: outside.filter((a) => a.events.some((e) => e.type === 'effect.landed' && e.wall > firstFlip)).length };
   const checks = [
@@ -128,7 +137,10 @@ export async function flipBurst(ctx: DrillContext, fleet: FleetHarness, specs: F
     checks,
     timeline: points,
     targetMs,
-    notes: [`${directives.length} directive(s): ${directives.map((d: Directive) => `${d.level} ${d.scopeText}${d.capabilities ? ` tools=${d.capabilities.join(',')}` : ''}`).join('; ')}`],
+    notes: [
+      `${inFlightAcross} covered write(s) permitted before the flip started while their permit's answer was travelling (after the commit, before their worker observed it); each is aborted on observe`,
+      `${directives.length} directive(s): ${directives.map((d: Directive) => `${d.level} ${d.scopeText}${d.capabilities ? ` tools=${d.capabilities.join(',')}` : ''}`).join('; ')}`,
+    ],
   };
 }
 
@@ -152,7 +164,9 @@ const S1: Scenario = {
         const root = a.runs[0]!.runId;
         return { label: `run ${root}`, body: { level: 'halt', scope: `run:${root}`, ...why(ctx, `S1 halt run ${root} mid-run`) }, covers: (p, run) => runAndChildren(p, run, root) } satisfies FlipSpec;
       });
-    const m = await flipBurst(ctx, fleet, specs, { audit: ['operator_action', 'kill_switch.fired', 'session.halted', 'in_flight_tool_calls.status'] });
+    // The audit events the spec promises that an operator's halt of a run mid-call records (those naming the directive).
+    const expected = ['operator_action', 'kill_switch.fired', 'session.halted', 'in_flight_tool_calls.status', 'timer.cancelled', 'queue.discarded'].filter((t) => t === 'operator_action' || ctx.spec.sideEffects.auditEvents.includes(t));
+    const m = await flipBurst(ctx, fleet, specs, { audit: expected });
     return m;
   },
 };

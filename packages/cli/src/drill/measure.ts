@@ -1,4 +1,4 @@
-import type { DrillCheck, EffectCounts, JournalCheck, LatencySummary, LedgerEntry, ScenarioResult, TimelinePoint } from '@killpath/protocol';
+import type { AuditRecord, DrillCheck, EffectCounts, JournalCheck, LatencySummary, LedgerEntry, ScenarioResult, TimelinePoint } from '@killpath/protocol';
 import type { ApiClient } from '../api.ts';
 import type { AgentEvent } from '../fleet/harness.ts';
 import { percentile } from '../output.ts';
@@ -100,9 +100,9 @@ interface RunJournal {
  * Reads the ledger of the covered runs after recovery and compares it with what their agents
  * saw: intents up to `untilWall` with no outcome are `open` (hanging state); effects the agents
  * saw land whose permit is not `landed` in the ledger are `lost`. Only effects `covers` accepts
- * count (a frozen tool's flip leaves the run's other calls running).
+ * count (a frozen tool's flip leaves the run's other calls running), intended from `sinceWall` on.
  */
-export async function journalCheck(api: ApiClient, runIds: string[], events: EventLine[], untilWall: number, covers: Covers = () => true): Promise<JournalCheck> {
+export async function journalCheck(api: ApiClient, runIds: string[], events: EventLine[], untilWall: number, covers: Covers = () => true, sinceWall = 0): Promise<JournalCheck> {
   const j: JournalCheck = { intents: 0, landed: 0, failed: 0, aborted: 0, inDoubt: 0, open: 0, lost: 0, compensations: 0 };
   const status = new Map<string, string>();
   for (const runId of runIds) {
@@ -114,7 +114,8 @@ export async function journalCheck(api: ApiClient, runIds: string[], events: Eve
     }
     for (const e of r.effects) {
       status.set(e.permitId, e.status);
-      if (Date.parse(e.intendedAt) > untilWall || !covers(e.runId, e.capability)) continue;
+      const t = Date.parse(e.intendedAt);
+      if (t > untilWall || t < sinceWall || !covers(e.runId, e.capability)) continue;
       j.intents += 1;
       if (e.status === 'landed') j.landed += 1;
       else if (e.status === 'failed') j.failed += 1;
@@ -127,7 +128,7 @@ export async function journalCheck(api: ApiClient, runIds: string[], events: Eve
   const permitOf = new Map<string, string>();
   for (const e of events) if (e.type === 'permit.granted') permitOf.set(`${String(e.pid ?? '')}:${String(e.effectId)}`, String(e.permitId));
   for (const e of events) {
-    if (e.type !== 'effect.landed' || e.class === 'read' || typeof e.wall !== 'number' || e.wall > untilWall) continue;
+    if (e.type !== 'effect.landed' || e.class === 'read' || typeof e.wall !== 'number' || e.wall > untilWall || e.wall < sinceWall) continue;
     const permit = permitOf.get(`${String(e.pid ?? '')}:${String(e.effectId)}`);
     if (permit !== undefined && status.get(permit) !== 'landed' && runIds.includes(String(e.runId)) && covers(String(e.runId), String(e.capability))) j.lost += 1;
   }
@@ -141,6 +142,20 @@ export async function journalCheck(api: ApiClient, runIds: string[], events: Eve
     }
   }
   return j;
+}
+
+/**
+ * Write and irreversible permits for these runs granted at or after `rev`, from the control
+ * plane's audit after `cursor` (guarantee 1: must be 0 after a covering stop).
+ */
+export async function permitsAfter(api: ApiClient, runIds: string[], rev: number, cursor: number): Promise<{ write: number; irreversible: number }> {
+  const out = { write: 0, irreversible: 0 };
+  for (let from = cursor; ; ) {
+    const recs = (await api.get<{ records: AuditRecord[] }>(`/v1/audit?after=${from}&limit=5000&type=effect.intent`)).records;
+    for (const r of recs) if ((r.data.rev as number) >= rev && runIds.includes(String(r.data.runId))) out[r.data.class === 'irreversible' ? 'irreversible' : 'write'] += 1;
+    if (recs.length < 5000) return out;
+    from = recs.at(-1)!.seq;
+  }
 }
 
 /** Events of several agents merged, each tagged with its process id (effect ids are per worker). */

@@ -1,9 +1,10 @@
 import type { AuditRecord, Directive } from '@killpath/protocol';
 import { demoAgentScript } from '../fleet/harness.ts';
+import { auditHead } from '../fleet/flip.ts';
 import { alive, type Launched } from '../fleet/launch.ts';
 import type { DrillContext, Measured, Scenario } from './context.ts';
 import { DRILL_AGENT, type DrillAgent } from './env.ts';
-import { check, journalCheck, journalChecks, recoveryMs, sleep, startedAfter, summarize, targetChecks, timeline, until, type EventLine } from './measure.ts';
+import { check, journalCheck, journalChecks, permitsAfter, recoveryMs, sleep, startedAfter, summarize, targetChecks, timeline, until, type EventLine } from './measure.ts';
 
 const why = (ctx: DrillContext, what: string) => ({ reason: `drill: ${what}`, justification: `killpath drill ${ctx.env.prefix}: ${what}` });
 
@@ -69,6 +70,7 @@ const ISOLATE: Scenario = {
     const run = `${ctx.env.prefix}-iso`;
     const { l, pid } = await launched(ctx, agent, run, 'demo', {});
     await sleep(500);
+    const cursor = await auditHead(ctx.env.api);
     const d = await ctx.env.issue({ level: 'isolate', scope: `run:${run}`, tenant: agent.tenant, ...why(ctx, 'isolate one run') });
     const flip = ctx.env.flipWall(d);
     const isolated = await until(5000, async () => (await ctx.env.audit('process.isolated')).find((r: AuditRecord) => r.data.directiveId === d.id));
@@ -85,15 +87,17 @@ const ISOLATE: Scenario = {
     const journal = await journalCheck(ctx.env.api, [run, `${run}.child`], (l.out as EventLine[]).map((e) => ({ ...e, pid })), resumeWall);
     const stillAlive = alive(pid);
     await l.stop();
+    const permits = await permitsAfter(ctx.env.api, [run, `${run}.child`], d.rev, cursor);
     return {
       signalToHalt: summarize(observe ? [obsWall - flip] : []),
       haltToRecoveryMs: rec,
-      effectsAfterFlip: startedAfter(out, covered, flip),
+      effectsAfterFlip: { read: startedAfter(out, covered, flip).read, ...permits },
       effectsAfterObserve: after,
       journal,
       checks: [
         check('worker applied it', 'invariant', observe !== undefined, observe ? `applied ${Math.round(obsWall - flip)} ms after the flip` : 'never applied'),
         check('no effect after observe', 'invariant', after === 0, `${after} effect(s) of the run started after the worker applied the isolate`),
+        check('no write permit after the flip', 'invariant', permits.write + permits.irreversible === 0, `${permits.write + permits.irreversible} write/irreversible permit(s) granted at or after the isolate's rev`),
         check('launcher cut egress', 'expectation', isolated !== null, isolated ? `process.isolated ${Date.parse(isolated.ts) - Math.round(flip)} ms after the flip` : 'no process.isolated record'),
         check('timers keep running', 'expectation', timers > 0, `${timers} run-bound timer(s) fired while isolated (an isolate cuts effects, not the process)`),
         check('the process lives', 'expectation', stillAlive, stillAlive ? 'the agent process was kept for inspection' : 'the agent process is gone'),
@@ -112,6 +116,7 @@ async function killUnderLauncher(ctx: DrillContext, agent: DrillAgent, run: stri
   const { l, pid, workerId } = await launched(ctx, agent, run, kind, env);
   if (ready) await ready(l);
   else await sleep(500);
+  const cursor = await auditHead(ctx.env.api);
   const d = await ctx.env.issue({ level: 'kill', scope: `run:${run}`, tenant: agent.tenant, ...why(ctx, `kill run ${run}`) });
   const flip = ctx.env.flipWall(d);
   const code = await exitWithin(l, ctx.spec.mechanism.killGraceMs + 10_000);
@@ -127,17 +132,19 @@ async function killUnderLauncher(ctx: DrillContext, agent: DrillAgent, run: stri
   await sleep(300);
   const journal = await journalCheck(ctx.env.api, [run, `${run}.child`], out.map((e) => ({ ...e, pid })), Date.now());
   const rec = await replacement(ctx, agent, run, `${run}-r`);
+  const permits = await permitsAfter(ctx.env.api, [run, `${run}.child`], d.rev, cursor);
   return {
     l,
     signalToHalt: summarize([settled ? (settled.wall as number) - flip : gone]),
     haltToRecoveryMs: rec.ms,
-    effectsAfterFlip: startedAfter(out, covered, flip),
+    effectsAfterFlip: { read: startedAfter(out, covered, flip).read, ...permits },
     effectsAfterObserve: after,
     journal,
     checks: [
       check('process gone', 'invariant', code !== 'timeout' && !survivors, code === 'timeout' ? 'the launcher did not exit' : `launcher exited ${code}; agent process ${survivors ? 'STILL ALIVE' : 'gone'} ${Math.round(gone)} ms after the flip`),
       check('launcher audited the kill', 'expectation', killed !== null, killed ? `process.killed by ${String(killed.data.signal)}` : 'no process.killed record'),
       check('no effect after observe', 'invariant', after === 0, `${after} effect(s) started after the worker applied the kill`),
+      check('no write permit after the flip', 'invariant', permits.write + permits.irreversible === 0, `${permits.write + permits.irreversible} write/irreversible permit(s) granted at or after the kill's rev`),
       ...journalChecks(journal),
       ...targetChecks(summarize([gone]), agent.targetMs, rec.ms, ctx.spec.latency.haltToRecoveryMs),
     ],
@@ -216,7 +223,7 @@ const S5: Scenario = {
       ],
       notes: [
         `hang → deadman trip ${trip ? Math.round(tripWall - (hanging.wall as number)) : '-'} ms; signal-to-halt here is trip → process gone (the trip is the signal)`,
-        ctx.compact ? `compact drill: deadman ${ctx.deadman.thresholdMs} ms for ${agent.tenant}/${agent.agent} instead of the spec's ${ctx.spec.triggers.deadman.intervalMs * ctx.spec.triggers.deadman.missed} ms` : `deadman ${ctx.deadman.thresholdMs} ms as the spec sets`,
+        ctx.compact && ctx.env.mode === 'local' ? `compact drill: deadman ${ctx.deadman.thresholdMs} ms for ${agent.tenant}/${agent.agent} instead of the spec's ${ctx.spec.triggers.deadman.intervalMs * ctx.spec.triggers.deadman.missed} ms` : `deadman ${ctx.deadman.thresholdMs} ms as the spec sets`,
       ],
       targetMs: agent.targetMs,
     };

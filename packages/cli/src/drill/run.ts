@@ -152,8 +152,10 @@ export async function runDrill(o: DrillRunOptions): Promise<DrillRun> {
   const t0 = performance.now();
   const startedAt = new Date();
   const deadmanAgent = o.spec.agents.at(-1)!;
-  const deadman = o.compact ? { intervalMs: 1000, missed: 3 } : o.spec.triggers.deadman;
-  const policy = drillPolicy(o.spec, o.compact ? `${deadmanAgent.tenant}/${deadmanAgent.agent}` : null, deadman);
+  // A compact local drill tightens one agent's deadman; a remote one runs the deployment's policy.
+  const fast = o.compact && o.url === null;
+  const deadman = fast ? { intervalMs: 1000, missed: 3 } : o.spec.triggers.deadman;
+  const policy = drillPolicy(o.spec, fast ? `${deadmanAgent.tenant}/${deadmanAgent.agent}` : null, deadman);
   const env = await DrillEnv.open({ spec: o.spec, url: o.url, token: o.token, tenant: o.tenant, policy, absentAfterMs: o.compact ? 1000 : 5000, keep: o.keep });
   let fleet: FleetHarness | null = null;
   const ctx: DrillContext = {
@@ -170,7 +172,7 @@ export async function runDrill(o: DrillRunOptions): Promise<DrillRun> {
       if (fleet === null) {
         const specs = mainFleetSpecs(ctx);
         o.progress(`starting the shared fleet: ${specs.length} agent processes`);
-        fleet = await env.fleet(specs, { DEMO_PERIOD_MS: '20', DEMO_SLOW_MS: '4000', DEMO_OUTBOX_MS: '25' });
+        fleet = await env.fleet(specs, { DEMO_PERIOD_MS: '20', DEMO_SLOW_MS: '4000' });
         await new Promise((ok) => setTimeout(ok, 800));
       }
       return fleet;

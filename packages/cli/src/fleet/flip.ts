@@ -65,6 +65,8 @@ export interface FlipOutcome {
    * counted from the control plane's own audit records (must be 0: guarantee 1).
    */
   permitsAfterFlip: number;
+  /** The same, by class. */
+  permitsAfterFlipByClass: { write: number; irreversible: number };
   /** Workers outside the scope, and how many of them landed effects after the flip. */
   uncovered: { workers: number; working: number };
   resumedRev: number | null;
@@ -176,11 +178,15 @@ export async function measureFlip(
   // Guarantee 1 from the store's own records: intents granted at or after the flip's rev.
   const byWorker = new Map(fleet.agents.map((a) => [`worker:${a.workerId}`, a]));
   let permitsAfterFlip = 0;
+  const permitsAfterFlipByClass = { write: 0, irreversible: 0 };
   for (let from = cursor; ; ) {
     const recs = (await api.get<{ records: AuditRecord[] }>(`/v1/audit?after=${from}&limit=5000&type=effect.intent`)).records;
     for (const r of recs) {
       const a = byWorker.get(r.actor);
-      if (r.type === 'effect.intent' && a && (r.data.rev as number) >= directive.rev && spec.covers(a, String(r.data.runId), String(r.data.capability))) permitsAfterFlip++;
+      if (r.type === 'effect.intent' && a && (r.data.rev as number) >= directive.rev && spec.covers(a, String(r.data.runId), String(r.data.capability))) {
+        permitsAfterFlip++;
+        permitsAfterFlipByClass[r.data.class === 'irreversible' ? 'irreversible' : 'write']++;
+      }
     }
     if (recs.length < 5000) break;
     from = recs.at(-1)!.seq;
@@ -197,6 +203,7 @@ export async function measureFlip(
     timersAfterObserve: covered.reduce((n, w) => n + w.timersAfterObserve, 0),
     tasksAfterObserve: covered.reduce((n, w) => n + w.tasksAfterObserve, 0),
     permitsAfterFlip,
+    permitsAfterFlipByClass,
     uncovered: { workers: fleet.agents.length - covAgents.length, working: uncoveredWorking },
     resumedRev: null,
   };

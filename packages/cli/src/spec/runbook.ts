@@ -184,7 +184,8 @@ function whatHappens(spec: KillSwitchSpec, agent: SpecAgent | null): string {
 }
 
 function howToKnow(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target): string {
-  const events = [...new Set(['operator_action', 'directive.issued', ...spec.sideEffects.auditEvents])];
+  // An operator's directive is audited as operator_action + kill_switch.fired (directive.issued is an automatic trigger's).
+  const events = [...new Set(['operator_action', 'kill_switch.fired', ...spec.sideEffects.auditEvents.filter((e) => e !== 'directive.issued')])];
   const target = agent === null ? 'the target in section 1' : seconds(spec.latency.signalToHaltMs[agent.level]);
   return [
     '## 4. How to know it worked',
@@ -193,7 +194,7 @@ function howToKnow(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target): st
     '',
     sh('npx killpath status'),
     '',
-    `The audit log has, in this order: your ${code('operator_action')} and the ${code('directive.issued')}, ${code('kill_switch.fired')}, then one ${code('session.halted')} per worker with its ${code('timeToStopMs')} (at most ${target}), and the record of what was caught in flight (${events.filter((e) => !['operator_action', 'directive.issued', 'kill_switch.fired', 'session.halted'].includes(e)).map(code).join(', ')}):`,
+    `The audit log has, in this order: your ${code('operator_action')} and ${code('kill_switch.fired')} (trigger operator), then one ${code('session.halted')} per worker with its ${code('timeToStopMs')} (at most ${target}), and the record of what was caught in flight (${events.filter((e) => !['operator_action', 'kill_switch.fired', 'session.halted'].includes(e)).map(code).join(', ')}):`,
     '',
     sh(`npx killpath audit tail -n 40 --type ${events.join(',')}`),
     '',
