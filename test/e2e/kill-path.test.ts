@@ -17,6 +17,12 @@ import { startServerProcess, type ServerProcess } from './server-process.ts';
 const LEASE_MS = 1500;
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
+/** What a worker that failed an assertion was doing: exit, stderr, its last events. */
+function whyNot(a: FleetHarness['agents'][number]): string {
+  const last = a.events.slice(-4).map((e) => `${e.type}@${Math.round(e.wall)}`).join(', ');
+  return `runs ${a.runs.map((r) => r.runId).join(',')}; exit ${a.child.exitCode ?? a.child.signalCode ?? 'none'}; stderr: ${a.stderr.slice(-3).join(' | ') || '-'}; last events: ${last}`;
+}
+
 /** 22 processes: the demo's seven agents three times over, plus a child run hosted by another process. */
 function bigFleet(): AgentSpec[] {
   const out: AgentSpec[] = [];
@@ -113,7 +119,7 @@ describe('kill path end to end (real processes)', { timeout: 240_000 }, () => {
     }
     const others = fleet.agents.filter((a) => a.spec.tenant !== 'initech');
     for (const a of others) {
-      assert.ok(a.events.some((e) => e.type === 'effect.landed' && e.wall > restartedAt), `${a.spec.tenant} worker ${a.pid} works again after the restart`);
+      assert.ok(a.events.some((e) => e.type === 'effect.landed' && e.wall > restartedAt), `${a.spec.tenant} worker ${a.pid} works again after the restart (${whyNot(a)})`);
     }
     await api.post(`/v1/directives/${directive.id}/resume`, { justification: 'e2e: crash survival checked' });
   });
@@ -132,7 +138,7 @@ describe('kill path end to end (real processes)', { timeout: 240_000 }, () => {
     const noticed: number[] = [];
     for (const a of fleet.agents) {
       const expired = expiredOf(a);
-      assert.ok(expired, `worker ${a.pid} noticed its lease expired`);
+      assert.ok(expired, `worker ${a.pid} noticed its lease expired (${whyNot(a)})`);
       noticed.push(expired.wall - killedAt);
       const late = a.events.filter((e) => e.type === 'effect.started' && e.wall > limit);
       assert.equal(late.length, 0, `worker ${a.pid} started no effect later than lease + 1 s after the control plane died`);

@@ -119,6 +119,19 @@ export class ControlPlane {
   /** Loads the switchboard into memory and re-arms the escalation steps of active directives (after a restart). */
   async start(): Promise<void> {
     const board = await this.store.switchboard();
+    // Workers that reported halted to an earlier run of the control plane have acknowledged: an
+    // escalation re-armed after a restart must not take them for laggards.
+    if (board.directives.length > 0) {
+      const active = new Set(board.directives.map((d) => d.id));
+      const reports = await this.store.listAudit({ types: ['session.halted'], desc: true, limit: 10_000 });
+      for (const r of reports) {
+        const id = String(r.data.directiveId);
+        if (!active.has(id)) continue;
+        let set = this.#haltReports.get(id);
+        if (set === undefined) this.#haltReports.set(id, (set = new Set()));
+        set.add(String(r.data.workerId));
+      }
+    }
     for (const d of board.directives) {
       this.#active.set(d.id, d);
       this.#armEscalation(d);

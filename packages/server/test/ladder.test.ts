@@ -9,6 +9,10 @@ import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { AuditRecord, Directive, LauncherOrders } from '@killpath/protocol';
 import { createLogger } from '../src/log.ts';
+import { ControlPlane } from '../src/control-plane.ts';
+import { Fleet } from '../src/fleet.ts';
+import { Metrics } from '../src/metrics.ts';
+import { StreamHub } from '../src/stream/hub.ts';
 import { Notifier, type Alert, type AlertSink } from '../src/notify.ts';
 import { expectWireError, harness, type Harness } from './harness.ts';
 
@@ -170,6 +174,27 @@ describe('the ladder at the control plane', () => {
     const fired = (await audit(h, 'kill_switch.fired')).filter((r) => r.data.trigger === 'escalation');
     assert.equal(fired.length, 1);
     assert.ok(alerts.got.some((a) => a.kind === 'escalated'));
+    await h.close();
+  });
+
+  test('after a restart, a re-armed escalation counts the halted reports made before it: no kill for a worker that acknowledged', async () => {
+    const h = await harness({ escalationSlackMs: 300 });
+    const op = await h.token('operator', 'acme');
+    worker(h, 'w1', ['r1']);
+    const d = await issue(h, op, { level: 'halt', scope: 'run:r1', graceMs: 100 });
+    h.cp.halted('w1', { tenant: 'acme', agent: 'bot' }, { rev: d.rev, directiveId: d.id, runs: ['r1'], aborted: 0, completed: 0, observeToSettleMs: 1 });
+    await h.cp.flushAudit();
+    h.cp.stop();
+    // A new control plane on the same store: the worker reconnects, its report went to the old one.
+    const cp = new ControlPlane({ store: h.store, hub: new StreamHub(60_000, await h.store.rev()), fleet: new Fleet(), metrics: new Metrics(), log: createLogger('silent'), keepaliveMs: 60_000, escalationSlackMs: 300 });
+    await cp.start();
+    cp.fleet.connected('w1', 'acme', 'bot', []);
+    cp.fleet.heartbeat('w1', 'acme', 'bot', { rev: d.rev, features: [], pid: 1, sinceContactMs: 0, runs: [{ runId: 'r1', parentRunId: null, lineage: [], state: 'halt', effects: 0, denied: 0, inFlight: 0 }] });
+    await sleep(700);
+    await cp.flushAudit();
+    assert.equal((await h.store.listAudit({ types: ['directive.escalated'], limit: 10 })).length, 0, 'no escalation');
+    assert.ok((await h.store.switchboard()).directives.some((x) => x.id === d.id && x.level === 'halt'), 'the halt stays a halt');
+    cp.stop();
     await h.close();
   });
 

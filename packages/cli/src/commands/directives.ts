@@ -22,6 +22,8 @@ Options:
   --reason TEXT           why (required)
   --justification TEXT    operator's justification for the audit log (default: the reason)
   --grace MS              grace period of a halt in ms (default 5000)
+  --drain                 let queued tasks of halted runs finish inside the grace (default: discard them)
+  --commit-memory         commit staged memory writes of halted runs (default: revert them)
   --break-glass TEXT      attestation for directives spanning every tenant
   --idempotency-key KEY   a retry with the same key returns the same directive
   --json                  print the directive as JSON
@@ -72,6 +74,8 @@ export async function kill(args: string[]): Promise<number> {
     justification: { type: 'string' },
     hard: { type: 'boolean' },
     grace: { type: 'string' },
+    drain: { type: 'boolean' },
+    'commit-memory': { type: 'boolean' },
     'break-glass': { type: 'string' },
     'idempotency-key': { type: 'string' },
     json: { type: 'boolean' },
@@ -105,6 +109,8 @@ export async function kill(args: string[]): Promise<number> {
     justification: values.justification ?? values.reason,
     ...(values.tool ? { capabilities: values.tool } : {}),
     ...(values.grace !== undefined ? { graceMs: intFlag('grace', values.grace, 0) } : {}),
+    ...(values.drain ? { drain: 'drain' } : {}),
+    ...(values['commit-memory'] ? { memory: 'commit' } : {}),
     ...(values['break-glass'] ? { breakGlass: values['break-glass'] } : {}),
     ...(values.feature && values.tenant ? { tenant: values.tenant } : {}),
   };

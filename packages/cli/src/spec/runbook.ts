@@ -143,8 +143,10 @@ function howToKill(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target): st
   }
   if (paths.includes('cli')) {
     const levels = spec.scope.levels;
-    out.push('', '**CLI.** The whole agent, every run:', '', sh(`npx killpath kill --agent ${t.arg} --grace ${m.haltGraceMs} --reason "${reason}"`));
-    if (levels.includes('run')) out.push('', 'Only the one run (and its child runs); the agent\'s other sessions keep working:', '', sh(`npx killpath kill --run "$RUN_ID" --reason "paged: run $RUN_ID of ${t.key} misbehaving, halted per runbook"`));
+    // The spec's side-effect policy, where it is not the default (discard the queue, revert memory).
+    const policy = `${spec.sideEffects.queue === 'drain' ? ' --drain' : ''}${spec.sideEffects.memory === 'commit' ? ' --commit-memory' : ''}`;
+    out.push('', '**CLI.** The whole agent, every run:', '', sh(`npx killpath kill --agent ${t.arg} --grace ${m.haltGraceMs}${policy} --reason "${reason}"`));
+    if (levels.includes('run')) out.push('', 'Only the one run (and its child runs); the agent\'s other sessions keep working:', '', sh(`npx killpath kill --run "$RUN_ID"${policy} --reason "paged: run $RUN_ID of ${t.key} misbehaving, halted per runbook"`));
     const risky = (agent?.tools ?? spec.agents.flatMap((a) => a.tools)).find((x) => x.class === 'irreversible') ?? (agent?.tools ?? spec.agents.flatMap((a) => a.tools)).find((x) => x.class === 'write');
     if (levels.includes('capability') && risky) {
       out.push('', `Only one tool (here ${code(risky.name)}), keeping the agent's other tools working:`, '', sh(`npx killpath kill --agent ${t.arg} --tool ${risky.name} --reason "paged: ${risky.name} of ${t.key} misbehaving, frozen per runbook"`));
