@@ -87,7 +87,7 @@ const ISOLATE: Scenario = {
     const journal = await journalCheck(ctx.env.api, [run, `${run}.child`], (l.out as EventLine[]).map((e) => ({ ...e, pid })), resumeWall);
     const stillAlive = alive(pid);
     await l.stop();
-    const permits = await permitsAfter(ctx.env.api, [run, `${run}.child`], d.rev, cursor);
+    const permits = await permitsAfter(ctx.env.api, [run, `${run}.child`], d.rev, cursor, cleared.clearedRev);
     return {
       signalToHalt: summarize(observe ? [obsWall - flip] : []),
       haltToRecoveryMs: rec,
@@ -131,8 +131,8 @@ async function killUnderLauncher(ctx: DrillContext, agent: DrillAgent, run: stri
   const after = observe ? out.filter((e) => e.type === 'effect.started' && covered(String(e.runId)) && (e.at as number) > (observe.at as number)).length : 0;
   await sleep(300);
   const journal = await journalCheck(ctx.env.api, [run, `${run}.child`], out.map((e) => ({ ...e, pid })), Date.now());
-  const rec = await replacement(ctx, agent, run, `${run}-r`);
   const permits = await permitsAfter(ctx.env.api, [run, `${run}.child`], d.rev, cursor);
+  const rec = await replacement(ctx, agent, run, `${run}-r`);
   return {
     l,
     signalToHalt: summarize([settled ? (settled.wall as number) - flip : gone]),
