@@ -2,7 +2,7 @@ import type { Directive, EffectCounts } from '@killpath/protocol';
 import type { AgentProcess, AgentSpec, FleetHarness } from '../fleet/harness.ts';
 import { auditHead, awaitHaltReports, measureFlip, type FlipOutcome, type FlipSpec } from '../fleet/flip.ts';
 import type { DrillContext, Measured, Scenario } from './context.ts';
-import { check, journalCheck, journalChecks, queueState, recoveryMs, sleep, startedAfter, summarize, tagged, targetChecks, timeline, until, type EventLine } from './measure.ts';
+import { check, journalCheck, journalChecks, permitsAfter, queueState, recoveryMs, sleep, startedAfter, summarize, tagged, targetChecks, timeline, until, type EventLine } from './measure.ts';
 
 /**
  * The shared demo fleet: one process per agent of the spec (two in a full drill), each hosting
@@ -261,6 +261,7 @@ const DEGRADE: Scenario = {
     const fleet = await ctx.mainFleet();
     const procs = agentProcs(fleet, 4, ctx);
     const a = procs[0]!.spec;
+    const cursor = await auditHead(ctx.env.api);
     const d = await ctx.env.issue({ level: 'degrade', scope: `agent:${a.tenant}/${a.agent}`, capabilities: ['crm.update'], ...why(ctx, 'revoke crm.update') });
     const flip = ctx.env.flipWall(d);
     await sleep(Math.min(ctx.windowMs, 3000) + 500);
@@ -277,6 +278,8 @@ const DEGRADE: Scenario = {
     const alert = (await ctx.env.alerts()).find((x) => x.directiveId === d.id);
     const denied = (await ctx.env.audit('effect.denied')).filter((r) => r.data.directiveId === d.id);
     const cleared = await ctx.env.resume(d, 'drill: degrade measured');
+    const runs = procs.flatMap((p) => p.runs.map((r) => r.runId));
+    const permits = await permitsAfter(ctx.env.api, runs, d.rev, cursor, cleared.clearedRev, 'crm.update');
     const resumeWall = ctx.env.clearWall(cleared);
     const events = tagged(procs);
     const rec = await until(5000, () => recoveryMs(tagged(procs), (_r, cap) => cap === 'crm.update', resumeWall));
@@ -284,10 +287,11 @@ const DEGRADE: Scenario = {
       signalToHalt: summarize(observed),
       haltToRecoveryMs: rec,
       effectsAfterObserve: writesAfter,
-      effectsAfterFlip: startedAfter(events, (_r, cap) => cap === 'crm.update', flip),
+      effectsAfterFlip: { read: startedAfter(events, (_r, cap) => cap === 'crm.update', flip).read, ...permits },
       checks: [
         check('every worker applied it', 'invariant', observed.length === procs.length, `${observed.length}/${procs.length} worker(s) applied the degrade`),
         check('no revoked call after observe', 'invariant', writesAfter === 0, `${writesAfter} crm.update call(s) started after the worker applied the degrade`),
+        check('no permit for the revoked tool after the flip', 'invariant', permits.write + permits.irreversible === 0, `${permits.write + permits.irreversible} crm.update permit(s) granted while the degrade was in force`),
         check('reads keep flowing', 'expectation', readsAfter > 0, `${readsAfter} search read(s) landed after it`),
         check('operator alerted', 'expectation', alert !== undefined, alert ? `alert "${alert.kind}": ${alert.summary}` : 'no alert for the degrade'),
         check('denial journaled', 'expectation', denied.length > 0, `${denied.length} effect.denied record(s) naming the directive`),

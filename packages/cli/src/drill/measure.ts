@@ -145,15 +145,15 @@ export async function journalCheck(api: ApiClient, runIds: string[], events: Eve
 }
 
 /**
- * Write and irreversible permits for these runs granted at or after `rev` and before `untilRev`
+ * Write and irreversible permits for these runs (null: any) and capability (null: any) granted at or after `rev` and before `untilRev`
  * (the resume, when there was one), from the control plane's audit after `cursor` (guarantee 1:
  * must be 0 while a covering stop is in force).
  */
-export async function permitsAfter(api: ApiClient, runIds: string[], rev: number, cursor: number, untilRev: number | null = null): Promise<{ write: number; irreversible: number }> {
+export async function permitsAfter(api: ApiClient, runIds: string[] | null, rev: number, cursor: number, untilRev: number | null = null, capability: string | null = null): Promise<{ write: number; irreversible: number }> {
   const out = { write: 0, irreversible: 0 };
   for (let from = cursor; ; ) {
     const recs = (await api.get<{ records: AuditRecord[] }>(`/v1/audit?after=${from}&limit=5000&type=effect.intent`)).records;
-    for (const r of recs) if ((r.data.rev as number) >= rev && (untilRev === null || (r.data.rev as number) < untilRev) && runIds.includes(String(r.data.runId))) out[r.data.class === 'irreversible' ? 'irreversible' : 'write'] += 1;
+    for (const r of recs) if ((r.data.rev as number) >= rev && (untilRev === null || (r.data.rev as number) < untilRev) && (runIds === null || runIds.includes(String(r.data.runId))) && (capability === null || r.data.capability === capability)) out[r.data.class === 'irreversible' ? 'irreversible' : 'write'] += 1;
     if (recs.length < 5000) return out;
     from = recs.at(-1)!.seq;
   }

@@ -178,6 +178,10 @@ export async function runDrill(o: DrillRunOptions): Promise<DrillRun> {
       return fleet;
     },
   };
+  // Agent processes run in process groups of their own: an interrupted drill stops them itself.
+  const onSignal = () => void env.close().finally(() => process.exit(130));
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   const results: ScenarioResult[] = [];
   let record: RehearsalRecord | null = null;
   let recordError: string | null = null;
@@ -231,6 +235,8 @@ export async function runDrill(o: DrillRunOptions): Promise<DrillRun> {
       dataDir: o.keep ? env.dataDir : null,
     };
   } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
     await env.close();
   }
 }
