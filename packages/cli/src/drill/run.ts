@@ -38,7 +38,7 @@ export function pickScenarios(list: string | undefined): Scenario[] {
     if (group) for (const s of group) wanted.add(s.id);
     else {
       const hit = SCENARIOS.find((s) => s.id.toLowerCase() === name || s.id.toLowerCase() === `scope:${name}` || s.id.toLowerCase() === `level:${name}`);
-      if (!hit) throw new Error(`unknown scenario "${raw}"; known: ${SCENARIOS.map((s) => s.id).join(', ')}, or the groups all, S, scopes, levels`);
+      if (!hit) throw new Error(`unknown scenario "${raw}"; known: ${SCENARIOS.map((s) => s.id).sort((x, y) => reportOrder(x) - reportOrder(y)).join(', ')}, or the groups all, S, scopes, levels`);
       wanted.add(hit.id);
     }
   }
