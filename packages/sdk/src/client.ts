@@ -182,6 +182,7 @@ export class Client {
     this.ready.catch(() => {});
     this.settleReady = settle;
 
+    // A stream silent for two leases (no keep-alive even) is dead: drop it and reconnect.
     this.loop = new StreamLoop(transport, settings.streamUrl, headers, this.clock, {
       onMessage: (msg, fresh) => this.onMessage(msg, fresh),
       onDrop: () => {
@@ -189,7 +190,7 @@ export class Client {
       },
       onError: (err, retryInMs) => this.streamError(err, false, retryInMs),
       onFatal: (err) => this.fatal(err),
-    });
+    }, Math.max(2 * settings.leaseMs, 5000));
     this.loop.start();
     this.armHeartbeat();
   }

@@ -1,4 +1,5 @@
 import type { StreamMessage } from '@killpath/protocol';
+import { KillpathError } from '@killpath/protocol';
 import { Backoff } from './backoff.ts';
 import type { Clock } from './clock.ts';
 import { errorCode } from './journal.ts';
@@ -25,7 +26,10 @@ const FATAL = new Set(['unauthenticated', 'forbidden']);
 /**
  * Keeps one push stream open: reads it, and on an error, an end or a resync request reconnects
  * after an exponential backoff (100 ms doubling to 5 s, ±20 %), reset by each snapshot. One
- * `AbortController` per connection, aborted when the connection is dropped.
+ * `AbortController` per connection, aborted when the connection is dropped, and when nothing
+ * (not even a keep-alive) arrived for `idleMs`: a connection that hangs (a request answered by
+ * nobody, a half-open socket after the control plane went away) is dropped and retried rather
+ * than waited on forever.
  */
 export class StreamLoop {
   private readonly transport: Transport;
@@ -38,8 +42,10 @@ export class StreamLoop {
   private current: AbortController | null = null;
   private sleeping: { handle: unknown; wake: () => void } | null = null;
   private done: Promise<void> = Promise.resolve();
+  private readonly idleMs: number;
 
-  constructor(transport: Transport, url: string, headers: Record<string, string>, clock: Clock, hooks: StreamLoopHooks) {
+  constructor(transport: Transport, url: string, headers: Record<string, string>, clock: Clock, hooks: StreamLoopHooks, idleMs = Number.POSITIVE_INFINITY) {
+    this.idleMs = idleMs;
     this.transport = transport;
     this.url = url;
     this.headers = headers;
@@ -77,10 +83,18 @@ export class StreamLoop {
       const controller = new AbortController();
       this.current = controller;
       let failure: unknown = null;
+      let idle: unknown = null;
+      const arm = (): void => {
+        if (!Number.isFinite(this.idleMs)) return;
+        if (idle !== null) this.clock.clearTimeout(idle);
+        idle = this.clock.setTimeout(() => controller.abort(new KillpathError('unavailable', `stream silent for ${this.idleMs} ms`)), this.idleMs);
+      };
+      arm();
       try {
         let fresh = true;
         let resync = false;
         for await (const msg of this.transport.openStream(this.url, this.headers, controller.signal)) {
+          arm();
           if (this.closed) break;
           if (this.hooks.onMessage(msg, fresh) === 'resync') {
             resync = true;
@@ -95,6 +109,9 @@ export class StreamLoop {
       } catch (err) {
         failure = err;
       } finally {
+        if (idle !== null) this.clock.clearTimeout(idle);
+        // A silent stream's abort reason is the failure to report (fetch may throw a bare AbortError).
+        if (controller.signal.aborted && failure !== null && !this.closed && controller.signal.reason instanceof KillpathError) failure = controller.signal.reason;
         controller.abort();
         this.current = null;
         this.hooks.onDrop();

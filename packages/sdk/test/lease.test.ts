@@ -178,3 +178,24 @@ test('close() before the first snapshot rejects ready with unavailable', async (
   await assert.rejects(client.ready, (err) => (err as KillpathError).code === 'unavailable');
   await closed;
 });
+
+test('a stream silent for two leases (no keep-alive even) is dropped and a new one opened; its snapshot reopens the gate', async () => {
+  const { client, stream, clock, sink, transport } = await harness({ leaseMs: 3_000 });
+  const run = client.startRun({ runId: 'r1' });
+  await stream.push(snapshot(1));
+  // The control plane went away and the connection hangs: nothing arrives, nothing fails.
+  clock.advance(5_999);
+  assert.equal(stream.closed, false, 'one lease of silence: the stream is kept (a pause may end)');
+  assert.equal(reasonOf(run.check('llm')), 'stale', 'the lease expired: the gate is closed meanwhile');
+  clock.advance(1);
+  await drain();
+  assert.equal(stream.closed, true, 'two leases of silence: the stream is dropped');
+  const error = sink.ofType('stream.error').at(-1);
+  assert.match(error?.message ?? '', /stream silent for 6000 ms/);
+  assert.equal(error?.fatal, false);
+  clock.advance(error?.retryInMs ?? 0);
+  const next = await transport.nextStream();
+  await next.push(snapshot(1));
+  assert.equal(run.check('llm').kind, 'allow', 'reconnected: the gate opens');
+  await client.close();
+});
