@@ -19,7 +19,7 @@ import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApiClient, FleetHarness } from '@killpath/cli';
 import type { AuditRecord, Directive, FleetWorker } from '@killpath/protocol';
-import { KILLPATH_BIN, startServerProcess, type ServerProcess } from './server-process.ts';
+import { runCli, startServerProcess, until, type CliResult, type ServerProcess } from './server-process.ts';
 import { alive } from './launch.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -28,11 +28,7 @@ const RUN_ID = 'acme-sup-1';
 const REPLACEMENT = `${RUN_ID}-replacement`;
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Result = CliResult;
 
 /** Runs `bash -euo pipefail -c code` from the repository root, without blocking this process (the agent's pipes are read here). */
 function bash(code: string, env: NodeJS.ProcessEnv, timeoutMs = 60_000): Promise<Result> {
@@ -51,31 +47,13 @@ function bash(code: string, env: NodeJS.ProcessEnv, timeoutMs = 60_000): Promise
 }
 
 /** The CLI of this checkout, directly (for the checks around the runbook, not the runbook itself). */
-function cli(args: string[], env: NodeJS.ProcessEnv): Promise<Result> {
-  return new Promise((ok) => {
-    const p = spawn(process.execPath, [KILLPATH_BIN, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    p.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    p.once('exit', (code) => ok({ code, stdout, stderr }));
-  });
-}
+const cli = (args: string[], env: NodeJS.ProcessEnv): Promise<Result> => runCli(args, { env, cwd: ROOT });
 
 /** The fenced blocks of a Markdown document, in order, as a reader sees them. */
 function fencedBlocks(md: string): { lang: string; code: string }[] {
   return [...md.matchAll(/^```(\w*)\n([\s\S]*?)\n```$/gm)].map((m) => ({ lang: m[1]!, code: m[2]! }));
 }
 
-async function until<T>(what: string, ms: number, probe: () => T | undefined | null | false | Promise<T | undefined | null | false>): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 describe('the runbook of acme/support-bot, run as written (real processes)', { timeout: 240_000 }, () => {
   let dir: string;

@@ -57,3 +57,33 @@ export async function startServerProcess(dataDir: string, port = 0, extra: strin
     },
   };
 }
+
+/** What a CLI run printed, and its exit code. */
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the `killpath` command of this checkout as its own process, without blocking this one. */
+export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<CliResult> {
+  return new Promise((ok) => {
+    const p = spawn(process.execPath, [KILLPATH_BIN, ...args], { ...(opts.cwd ? { cwd: opts.cwd } : {}), ...(opts.env ? { env: opts.env } : {}), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    p.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    p.once('exit', (code) => ok({ code, stdout, stderr }));
+  });
+}
+
+/** Polls `probe` every 25 ms until it returns something truthy; throws naming `what` after `ms`. */
+export async function until<T>(what: string, ms: number, probe: () => T | undefined | null | false | Promise<T | undefined | null | false>): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((ok) => setTimeout(ok, 25));
+  }
+}

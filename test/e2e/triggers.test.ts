@@ -19,11 +19,10 @@ import { createInterface } from 'node:readline';
 import { ApiClient, percentile } from '@killpath/cli';
 import { DEFAULT_POLICY } from '@killpath/server';
 import type { AuditRecord, Directive } from '@killpath/protocol';
-import { KILLPATH_BIN, startServerProcess, type ServerProcess } from './server-process.ts';
+import { KILLPATH_BIN, runCli, startServerProcess, until, type ServerProcess } from './server-process.ts';
 import { alive, launch, type Launched, type Line } from './launch.ts';
 
 const AGENT = fileURLToPath(new URL('./fixtures/trigger-agent.ts', import.meta.url));
-const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
 interface Alert {
   kind: string;
@@ -35,26 +34,7 @@ interface Alert {
 }
 
 /** Runs the CLI without blocking this process (the webhook receiver lives here). */
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((ok) => {
-    const p = spawn(process.execPath, [KILLPATH_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    p.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    p.once('exit', (code) => ok({ code, stdout, stderr }));
-  });
-}
-
-async function until<T>(what: string, ms: number, probe: () => T | undefined | null | false | Promise<T | undefined | null | false>): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(25);
-  }
-}
+const cli = (args: string[]) => runCli(args);
 
 describe('automatic triggers on real processes', { timeout: 120_000 }, () => {
   let dir: string;

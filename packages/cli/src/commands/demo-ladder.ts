@@ -1,9 +1,8 @@
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import type { AuditRecord, Directive } from '@killpath/protocol';
 import type { ApiClient } from '../api.ts';
 import type { FleetHarness } from '../fleet/harness.ts';
 import { demoAgentScript } from '../fleet/harness.ts';
+import { launch, type Launched } from '../fleet/launch.ts';
 
 /** What the ladder part of the demo measured, and the invariants it broke. */
 export interface LadderOutcome {
@@ -69,34 +68,16 @@ export async function demoLadder(api: ApiClient, token: string, fleet: FleetHarn
     else lines.push(`kill of run launched-1 under killpath run: process group ended by ${String(rec.data.signal)} ${gone} ms after the commit`);
     await resume(kill);
   } finally {
-    launched.stop();
+    await launched.stop();
   }
   return { lines, broken };
 }
 
-/** Starts one demo agent under `killpath run` (run `launched-1` of acme/support-bot), output discarded. */
-async function launchDemoAgent(url: string, token: string): Promise<{ exited: Promise<number | null>; stop(): void }> {
-  const bin = fileURLToPath(new URL('../../bin/killpath.js', import.meta.url));
-  const child = spawn(
-    process.execPath,
-    [bin, 'run', '--url', url, '--token', token, '--tenant', 'acme', '--agent', 'support-bot', '--run', 'launched-1', '--', process.execPath, demoAgentScript()],
-    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, DEMO_PERIOD_MS: '50' } },
-  );
-  const exited = new Promise<number | null>((ok) => child.once('exit', (c) => ok(c)));
+/** Starts one demo agent under `killpath run` (run `launched-1` of acme/support-bot, the launcher's default kill grace) and waits until it runs. */
+async function launchDemoAgent(url: string, token: string): Promise<Launched> {
+  const l = launch({ url, token, tenant: 'acme', agent: 'support-bot', run: 'launched-1', agentScript: demoAgentScript(), extra: ['--kill-grace', '2000'], env: { DEMO_PERIOD_MS: '50' } });
   // Ready once the launcher logged the start and the agent had a moment to connect.
-  await new Promise<void>((ok) => {
-    let buf = '';
-    const onData = (chunk: Buffer) => {
-      buf += chunk.toString();
-      if (buf.includes('"agent started"')) {
-        child.stderr!.off('data', onData);
-        ok();
-      }
-    };
-    child.stderr!.on('data', onData);
-    void exited.then(() => ok());
-  });
-  child.stderr!.resume();
+  await Promise.race([l.waitLog((e) => e.msg === 'agent started', 30_000, 'the launched demo agent').catch(() => undefined), l.exited]);
   await sleep(1000);
-  return { exited, stop: () => void (child.exitCode === null && child.kill('SIGTERM')) };
+  return l;
 }

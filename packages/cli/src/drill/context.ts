@@ -51,3 +51,6 @@ export interface Scenario {
   path: string;
   run(ctx: DrillContext): Promise<Measured>;
 }
+
+/** The reason and justification of a directive a drill issues: both name the drill. */
+export const why = (ctx: DrillContext, what: string) => ({ reason: `drill: ${what}`, justification: `killpath drill ${ctx.env.prefix}: ${what}` });

@@ -1,11 +1,10 @@
 import type { PathState } from '@killpath/protocol';
 import { activeOn } from './processes.ts';
-import type { DrillContext, Measured, Scenario } from './context.ts';
+import { why, type Measured, type Scenario } from './context.ts';
 import { check, sleep, summarize, timeline, until, type EventLine } from './measure.ts';
 import { PartitionRelay } from './relay.ts';
 import { allLines, fired, line, planAgent } from './triggers.ts';
 
-const why = (ctx: DrillContext, what: string) => ({ reason: `drill: ${what}`, justification: `killpath drill ${ctx.env.prefix}: ${what}` });
 
 const S7: Scenario = {
   id: 'S7',

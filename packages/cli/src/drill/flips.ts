@@ -1,7 +1,7 @@
 import type { Directive, EffectCounts } from '@killpath/protocol';
 import type { AgentProcess, AgentSpec, FleetHarness } from '../fleet/harness.ts';
 import { auditHead, awaitHaltReports, measureFlip, type FlipOutcome, type FlipSpec } from '../fleet/flip.ts';
-import type { DrillContext, Measured, Scenario } from './context.ts';
+import { why, type DrillContext, type Measured, type Scenario } from './context.ts';
 import { check, journalCheck, journalChecks, permitsAfter, queueState, recoveryMs, sleep, startedAfter, summarize, tagged, targetChecks, timeline, until, type EventLine } from './measure.ts';
 
 /**
@@ -16,7 +16,6 @@ export function mainFleetSpecs(ctx: Pick<DrillContext, 'env' | 'compact'>): Agen
   );
 }
 
-const why = (ctx: DrillContext, what: string) => ({ reason: `drill: ${what}`, justification: `killpath drill ${ctx.env.prefix}: ${what}` });
 
 /** The run and its descendants. */
 const runAndChildren = (a: AgentProcess, run: string, root: string) => a.runs.some((r) => r.runId === run && (r.runId === root || r.lineage.includes(root)));

@@ -1,5 +1,6 @@
-import type { AuditRecord, DrillCheck, EffectCounts, JournalCheck, LatencySummary, LedgerEntry, ScenarioResult, TimelinePoint } from '@killpath/protocol';
+import type { DrillCheck, EffectCounts, JournalCheck, LatencySummary, LedgerEntry, ScenarioResult, TimelinePoint } from '@killpath/protocol';
 import type { ApiClient } from '../api.ts';
+import { permitsWhere } from '../fleet/flip.ts';
 import type { AgentEvent } from '../fleet/harness.ts';
 import { percentile } from '../output.ts';
 
@@ -149,14 +150,11 @@ export async function journalCheck(api: ApiClient, runIds: string[], events: Eve
  * (the resume, when there was one), from the control plane's audit after `cursor` (guarantee 1:
  * must be 0 while a covering stop is in force).
  */
-export async function permitsAfter(api: ApiClient, runIds: string[] | null, rev: number, cursor: number, untilRev: number | null = null, capability: string | null = null): Promise<{ write: number; irreversible: number }> {
-  const out = { write: 0, irreversible: 0 };
-  for (let from = cursor; ; ) {
-    const recs = (await api.get<{ records: AuditRecord[] }>(`/v1/audit?after=${from}&limit=5000&type=effect.intent`)).records;
-    for (const r of recs) if ((r.data.rev as number) >= rev && (untilRev === null || (r.data.rev as number) < untilRev) && (runIds === null || runIds.includes(String(r.data.runId))) && (capability === null || r.data.capability === capability)) out[r.data.class === 'irreversible' ? 'irreversible' : 'write'] += 1;
-    if (recs.length < 5000) return out;
-    from = recs.at(-1)!.seq;
-  }
+export function permitsAfter(api: ApiClient, runIds: string[] | null, rev: number, cursor: number, untilRev: number | null = null, capability: string | null = null): Promise<{ write: number; irreversible: number }> {
+  return permitsWhere(api, cursor, (r) => {
+    const at = r.data.rev as number;
+    return at >= rev && (untilRev === null || at < untilRev) && (runIds === null || runIds.includes(String(r.data.runId))) && (capability === null || r.data.capability === capability);
+  });
 }
 
 /** Events of several agents merged, each tagged with its process id (effect ids are per worker). */

@@ -2,11 +2,10 @@ import type { AuditRecord, Directive } from '@killpath/protocol';
 import { demoAgentScript } from '../fleet/harness.ts';
 import { auditHead } from '../fleet/flip.ts';
 import { alive, type Launched } from '../fleet/launch.ts';
-import type { DrillContext, Measured, Scenario } from './context.ts';
+import { why, type DrillContext, type Measured, type Scenario } from './context.ts';
 import { DRILL_AGENT, type DrillAgent } from './env.ts';
 import { check, journalCheck, journalChecks, permitsAfter, recoveryMs, sleep, startedAfter, summarize, targetChecks, timeline, until, type EventLine } from './measure.ts';
 
-const why = (ctx: DrillContext, what: string) => ({ reason: `drill: ${what}`, justification: `killpath drill ${ctx.env.prefix}: ${what}` });
 
 /** Starts an agent under `killpath run` and waits for its ready line. */
 async function launched(ctx: DrillContext, agent: DrillAgent, run: string, kind: 'demo' | 'drill', env: Record<string, string>): Promise<{ l: Launched; pid: number; workerId: string }> {

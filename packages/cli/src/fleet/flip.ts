@@ -89,6 +89,20 @@ export async function auditHead(api: ApiClient): Promise<number> {
   return r.records[0]?.seq ?? 0;
 }
 
+/**
+ * Write and irreversible permits the control plane granted after audit seq `cursor` (its
+ * `effect.intent` records) that `accept` takes, by class.
+ */
+export async function permitsWhere(api: ApiClient, cursor: number, accept: (r: AuditRecord) => boolean): Promise<{ write: number; irreversible: number }> {
+  const out = { write: 0, irreversible: 0 };
+  for (let from = cursor; ; ) {
+    const recs = (await api.get<{ records: AuditRecord[] }>(`/v1/audit?after=${from}&limit=5000&type=effect.intent`)).records;
+    for (const r of recs) if (r.type === 'effect.intent' && accept(r)) out[r.data.class === 'irreversible' ? 'irreversible' : 'write'] += 1;
+    if (recs.length < 5000) return out;
+    from = recs.at(-1)!.seq;
+  }
+}
+
 /** The fleet's agents a flip covers (any of their runs, any demo capability). */
 export function coveredAgents(fleet: FleetHarness, spec: FlipSpec): AgentProcess[] {
   return fleet.agents.filter((a) => DEMO_CAPABILITIES.some((c) => coveredWorker(a, spec, c)));
@@ -177,20 +191,11 @@ export async function measureFlip(
 
   // Guarantee 1 from the store's own records: intents granted at or after the flip's rev.
   const byWorker = new Map(fleet.agents.map((a) => [`worker:${a.workerId}`, a]));
-  let permitsAfterFlip = 0;
-  const permitsAfterFlipByClass = { write: 0, irreversible: 0 };
-  for (let from = cursor; ; ) {
-    const recs = (await api.get<{ records: AuditRecord[] }>(`/v1/audit?after=${from}&limit=5000&type=effect.intent`)).records;
-    for (const r of recs) {
-      const a = byWorker.get(r.actor);
-      if (r.type === 'effect.intent' && a && (r.data.rev as number) >= directive.rev && spec.covers(a, String(r.data.runId), String(r.data.capability))) {
-        permitsAfterFlip++;
-        permitsAfterFlipByClass[r.data.class === 'irreversible' ? 'irreversible' : 'write']++;
-      }
-    }
-    if (recs.length < 5000) break;
-    from = recs.at(-1)!.seq;
-  }
+  const permitsAfterFlipByClass = await permitsWhere(api, cursor, (r) => {
+    const a = byWorker.get(r.actor);
+    return a !== undefined && (r.data.rev as number) >= directive.rev && spec.covers(a, String(r.data.runId), String(r.data.capability));
+  });
+  const permitsAfterFlip = permitsAfterFlipByClass.write + permitsAfterFlipByClass.irreversible;
   return {
     label: spec.label,
     directive,
