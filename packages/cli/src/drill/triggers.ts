@@ -45,7 +45,7 @@ function limitScenario(id: 'S2' | 'S3', rule: 'cost_cap' | 'loop_length'): Scena
       const local = p.events.find((e) => e.type === 'run.halted_locally');
       const crossWall = (cross?.wall as number | undefined) ?? Number.NaN;
       const after = cross ? startedAfter(p.events as EventLine[], () => true, crossWall) : null;
-      const commit = rec ? Date.parse(rec.ts) - crossWall : null;
+      const commit = rec ? Math.round(Date.parse(rec.ts) - crossWall) : null;
       const expected = rule === 'loop_length' ? `step ${Number(cross?.limit) + 1}` : `spend over ${String(cross?.limit)} USD`;
       return {
         signalToHalt: summarize(local && denied ? [(denied.wall as number) - local.wall] : []),
