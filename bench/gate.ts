@@ -8,7 +8,13 @@ import { FakeTransport } from '../packages/sdk/src/testing.ts';
 
 const ITERATIONS = Number(process.env.GATE_ITERATIONS ?? 10_000_000);
 
-function directive(id: string, rev: number, level: Level, scope: string, capabilities: string[] | null = null): Directive {
+function directive(
+  id: string,
+  rev: number,
+  level: Level,
+  scope: string,
+  capabilities: string[] | null = null,
+): Directive {
   const parsed = parseScope(scope);
   return {
     id,
@@ -42,11 +48,21 @@ function measure(label: string, run: Run, capability: string, expect: Verdict['k
   const start = process.hrtime.bigint();
   for (let i = 0; i < ITERATIONS; i++) if (run.check(capability).kind === 'deny') sink++;
   const ns = Number(process.hrtime.bigint() - start) / ITERATIONS;
-  console.log(`${label.padEnd(44)} ${ns.toFixed(1).padStart(6)} ns/op  (${ITERATIONS.toLocaleString('en')} checks)`);
+  console.log(
+    `${label.padEnd(44)} ${ns.toFixed(1).padStart(6)} ns/op  (${ITERATIONS.toLocaleString('en')} checks)`,
+  );
 }
 
 const transport = new FakeTransport();
-const client = connect({ url: 'http://bench.invalid', token: 'x', tenant: 't1', agent: 'a1', transport, leaseMs: 600_000, heartbeatMs: 600_000 });
+const client = connect({
+  url: 'http://bench.invalid',
+  token: 'x',
+  tenant: 't1',
+  agent: 'a1',
+  transport,
+  leaseMs: 600_000,
+  heartbeatMs: 600_000,
+});
 const stream = await transport.nextStream();
 const directives = [
   directive('d1', 1, 'throttle', 'agent:t1/a1'),

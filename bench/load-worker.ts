@@ -19,7 +19,8 @@ import { connect, fetchTransport, nodeHttpTransport, type Client, type Transport
 
 const count = Number(process.env.COUNT);
 const base = Number(process.env.BASE ?? 0);
-const transport = (): Transport => (process.env.TRANSPORT === 'fetch' ? fetchTransport() : nodeHttpTransport());
+const transport = (): Transport =>
+  process.env.TRANSPORT === 'fetch' ? fetchTransport() : nodeHttpTransport();
 
 let lines: string[] = [];
 function emit(line: string): void {
@@ -83,9 +84,12 @@ for (let i = 0; i < count; i++) {
     transport: transport(),
     sink: {
       record(e) {
-        if (TRACE && e.type === 'rev.applied' && e.source === 'delta' && e.issued.length > 0) traced(e.rev, e.at);
+        if (TRACE && e.type === 'rev.applied' && e.source === 'delta' && e.issued.length > 0)
+          traced(e.rev, e.at);
         if (e.type === 'halt.settled') {
-          emit(`${JSON.stringify({ k: 'settled', worker: n, rev: e.rev, directiveId: e.directiveId, wall: performance.timeOrigin + e.at })}\n`);
+          emit(
+            `${JSON.stringify({ k: 'settled', worker: n, rev: e.rev, directiveId: e.directiveId, wall: performance.timeOrigin + e.at })}\n`,
+          );
         }
       },
     },

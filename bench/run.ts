@@ -37,7 +37,8 @@ const REPS = Number(process.env.BENCH_REPS ?? 5);
 const sizes = (process.env.BENCH_WORKERS ?? '10,1000').split(',').map(Number);
 const TRANSPORT = process.env.BENCH_TRANSPORT === 'fetch' ? 'fetch' : 'node';
 const TRACE = process.env.BENCH_TRACE === '1';
-const LAYOUTS = (process.env.BENCH_LAYOUT ?? 'both') === 'both' ? ['co-hosted', '1/process'] : [process.env.BENCH_LAYOUT!];
+const LAYOUTS =
+  (process.env.BENCH_LAYOUT ?? 'both') === 'both' ? ['co-hosted', '1/process'] : [process.env.BENCH_LAYOUT!];
 const CORES = cpus().length;
 const PIN = process.env.BENCH_PIN === '1' && process.platform === 'linux' && CORES > 1;
 const PER_PROCESS = 250;
@@ -78,10 +79,17 @@ async function measure(workers: number, layout: string): Promise<string[][]> {
   const server = await startServer({ dataDir: dir, port: 0, logLevel: 'warn' });
   const cp = server.controlPlane;
   const api = new ApiClient(server.url, server.createdAdminToken!);
-  const { token } = await api.post<{ token: string }>('/v1/tokens', { role: 'agent', tenant: 'bench', agent: 'bot' });
+  const { token } = await api.post<{ token: string }>('/v1/tokens', {
+    role: 'agent',
+    tenant: 'bench',
+    agent: 'bot',
+  });
   const solo = layout === 'co-hosted' ? 0 : workers <= ALL_SOLO_UP_TO ? workers : Math.min(PROBES, workers);
   const hosted = workers - solo;
-  const procs = hosted === 0 ? 0 : Number(process.env.BENCH_PROCS ?? Math.min(4, Math.max(1, Math.ceil(hosted / PER_PROCESS))));
+  const procs =
+    hosted === 0
+      ? 0
+      : Number(process.env.BENCH_PROCS ?? Math.min(4, Math.max(1, Math.ceil(hosted / PER_PROCESS))));
   // Worker numbers: load generator p hosts p*10000…; solo worker s is 1_000_000+s.
   const isSolo = (worker: number) => worker >= 1_000_000;
   const settled: { rev: number; wall: number; worker: number }[] = [];
@@ -107,18 +115,22 @@ async function measure(workers: number, layout: string): Promise<string[][]> {
   const readies: Promise<void>[] = [];
   const spawnLoad = (count: number, base: number) => {
     const args = [here('./load-worker.ts')];
-    const child = spawn(PIN ? 'taskset' : process.execPath, PIN ? ['-c', `1-${CORES - 1}`, process.execPath, ...args] : args, {
-      stdio: ['ignore', 'pipe', 'inherit'],
-      env: {
-        ...process.env,
-        KILLPATH_URL: server.url,
-        KILLPATH_TOKEN: token,
-        COUNT: String(count),
-        BASE: String(base),
-        TRANSPORT,
-        TRACE: TRACE ? '1' : '0',
+    const child = spawn(
+      PIN ? 'taskset' : process.execPath,
+      PIN ? ['-c', `1-${CORES - 1}`, process.execPath, ...args] : args,
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+        env: {
+          ...process.env,
+          KILLPATH_URL: server.url,
+          KILLPATH_TOKEN: token,
+          COUNT: String(count),
+          BASE: String(base),
+          TRANSPORT,
+          TRACE: TRACE ? '1' : '0',
+        },
       },
-    });
+    );
     children.push(child);
     readies.push(
       new Promise((ok) =>
@@ -131,7 +143,8 @@ async function measure(workers: number, layout: string): Promise<string[][]> {
       ),
     );
   };
-  for (let p = 0; p < procs; p++) spawnLoad(Math.floor(hosted / procs) + (p < hosted % procs ? 1 : 0), p * 10_000);
+  for (let p = 0; p < procs; p++)
+    spawnLoad(Math.floor(hosted / procs) + (p < hosted % procs ? 1 : 0), p * 10_000);
   for (let s = 0; s < solo; s++) spawnLoad(1, 1_000_000 + s);
   await Promise.all(readies);
   await sleep(500);
@@ -155,18 +168,39 @@ async function measure(workers: number, layout: string): Promise<string[][]> {
     const until = Date.now() + 15_000;
     while ((settled.length < workers || reports.length < workers) && Date.now() < until) await sleep(10);
     const cpu = process.cpuUsage(cpu0);
-    for (const s of settled) if (s.rev === directive.rev) (isSolo(s.worker) ? stopSolo : stopHosted).push(s.wall - flipWall);
-    for (const e of reports) if (e.rev === directive.rev && e.timeToStopMs !== null) report.push(e.timeToStopMs);
+    for (const s of settled)
+      if (s.rev === directive.rev) (isSolo(s.worker) ? stopSolo : stopHosted).push(s.wall - flipWall);
+    for (const e of reports)
+      if (e.rev === directive.rev && e.timeToStopMs !== null) report.push(e.timeToStopMs);
     if (TRACE) {
       while (traces.length < procs + solo && Date.now() < until) await sleep(10);
-      traceLines.push(traceFlip(`${workers} workers ${layout}`, r, flipWall, fanout, traces, settled, reports, directive.rev, (cpu.user + cpu.system) / 1000));
+      traceLines.push(
+        traceFlip(
+          `${workers} workers ${layout}`,
+          r,
+          flipWall,
+          fanout,
+          traces,
+          settled,
+          reports,
+          directive.rev,
+          (cpu.user + cpu.system) / 1000,
+        ),
+      );
     }
-    const { directive: cleared } = await api.post<{ directive: Directive }>(`/v1/directives/${directive.id}/resume`, { justification: 'benchmark' });
+    const { directive: cleared } = await api.post<{ directive: Directive }>(
+      `/v1/directives/${directive.id}/resume`,
+      { justification: 'benchmark' },
+    );
     // Let the fleet ack the resume before the next flip, so that no flip is measured on a
     // machine still busy with the previous one's acks.
     const clearedRev = cleared.clearedRev!;
     const ackedBy = Date.now() + 15_000;
-    while (cp.fleet.list('bench', clearedRev).some((w) => w.connected && w.ackedRev < clearedRev) && Date.now() < ackedBy) await sleep(10);
+    while (
+      cp.fleet.list('bench', clearedRev).some((w) => w.connected && w.ackedRev < clearedRev) &&
+      Date.now() < ackedBy
+    )
+      await sleep(10);
     await sleep(300);
   }
   for (const c of children) c.kill('SIGTERM');
@@ -186,10 +220,16 @@ async function measure(workers: number, layout: string): Promise<string[][]> {
   ];
   const inProcs = `${hosted} in ${procs} process${procs > 1 ? 'es' : ''}`;
   if (solo === 0) {
-    return [row('signal-to-halt', `co-hosted: ${inProcs}`, stopHosted, workers * REPS), row('time-to-report', `co-hosted: ${inProcs}`, report, workers * REPS)];
+    return [
+      row('signal-to-halt', `co-hosted: ${inProcs}`, stopHosted, workers * REPS),
+      row('time-to-report', `co-hosted: ${inProcs}`, report, workers * REPS),
+    ];
   }
   if (hosted === 0) {
-    return [row('signal-to-halt', `1/process: ${solo} processes`, stopSolo, workers * REPS), row('time-to-report', `1/process: ${solo} processes`, report, workers * REPS)];
+    return [
+      row('signal-to-halt', `1/process: ${solo} processes`, stopSolo, workers * REPS),
+      row('time-to-report', `1/process: ${solo} processes`, report, workers * REPS),
+    ];
   }
   return [
     row('signal-to-halt', `1/process: ${solo} probes, beside…`, stopSolo, solo * REPS),
@@ -212,7 +252,10 @@ function traceFlip(
 ): string {
   const f = (v: number) => `${v.toFixed(1)}`;
   const last = Math.max(...settled.filter((s) => s.rev === rev).map((s) => s.wall)) - flip;
-  const fan = fanout !== null && fanout.rev === rev ? `loop ${f(fanout.start - flip)}–${f(fanout.end - flip)} ms, writes sent by ${f(fanout.flushed - flip)} ms` : '?';
+  const fan =
+    fanout !== null && fanout.rev === rev
+      ? `loop ${f(fanout.start - flip)}–${f(fanout.end - flip)} ms, writes sent by ${f(fanout.flushed - flip)} ms`
+      : '?';
   const out = [
     `${what}, flip ${rep}: fan-out ${fan}, last settle ${f(last)} ms, last report ${f(Math.max(...reports.map((e) => e.timeToStopMs ?? 0)))} ms; control plane and bench used ${f(serverCpuMs)} ms cpu until then`,
   ];

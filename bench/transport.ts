@@ -48,7 +48,9 @@ if (process.argv[2] === 'server') {
     }
     req.socket.setNoDelay(true);
     res.writeHead(200, { 'content-type': 'text/event-stream' });
-    res.write(`event: snapshot\ndata: ${JSON.stringify({ type: 'snapshot', v: 1, rev: 0, directives: [], keepaliveMs: 1000 })}\n\n`);
+    res.write(
+      `event: snapshot\ndata: ${JSON.stringify({ type: 'snapshot', v: 1, rev: 0, directives: [], keepaliveMs: 1000 })}\n\n`,
+    );
     streams.push(res);
   });
   server.listen(0, '127.0.0.1', () => process.send!({ port: (server.address() as AddressInfo).port }));
@@ -60,13 +62,24 @@ if (process.argv[2] === 'server') {
   });
 } else {
   const child = fork(new URL(import.meta.url).pathname, ['server']);
-  const { port } = await new Promise<{ port: number }>((ok) => child.once('message', ok as (m: unknown) => void));
+  const { port } = await new Promise<{ port: number }>((ok) =>
+    child.once('message', ok as (m: unknown) => void),
+  );
   const base = `http://127.0.0.1:${port}`;
   const headers = { authorization: 'Bearer kp_bench000000000000000000000000000000000000000' };
-  const report = { rev: 12, directiveId: 'd_2c4f0e8a-91b3-4d7e-a0c5-6f1e2d3c4b5a', runs: ['bench-1'], aborted: 0, completed: 0, observeToSettleMs: 0.01 };
+  const report = {
+    rev: 12,
+    directiveId: 'd_2c4f0e8a-91b3-4d7e-a0c5-6f1e2d3c4b5a',
+    runs: ['bench-1'],
+    aborted: 0,
+    completed: 0,
+    observeToSettleMs: 0.01,
+  };
   console.log(`transport cost, ${N} workers in this process, node ${process.version}\n`);
   for (const name of (process.env.TRANSPORTS ?? 'fetch,node').split(',')) {
-    const transports: Transport[] = Array.from({ length: N }, () => (name === 'node' ? nodeHttpTransport() : fetchTransport()));
+    const transports: Transport[] = Array.from({ length: N }, () =>
+      name === 'node' ? nodeHttpTransport() : fetchTransport(),
+    );
     const abort = new AbortController();
     let got = 0;
     let allIn: (() => void) | null = null;

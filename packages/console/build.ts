@@ -27,5 +27,6 @@ await build({
   legalComments: 'none',
   logLevel: 'warning',
 });
-for (const file of ['index.html', 'app.css', 'icon.svg']) copyFileSync(new URL(`static/${file}`, import.meta.url), new URL(`dist/${file}`, import.meta.url));
+for (const file of ['index.html', 'app.css', 'icon.svg'])
+  copyFileSync(new URL(`static/${file}`, import.meta.url), new URL(`dist/${file}`, import.meta.url));
 console.log(`killpath console built into ${dist}`);

@@ -10,7 +10,14 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ApiClient, DEMO_FLEET, FleetHarness, demoFlips, flipAndMeasure, type AgentSpec } from '@killpath/cli';
+import {
+  ApiClient,
+  DEMO_FLEET,
+  FleetHarness,
+  demoFlips,
+  flipAndMeasure,
+  type AgentSpec,
+} from '@killpath/cli';
 import type { Directive } from '@killpath/protocol';
 import { startServerProcess, type ServerProcess } from './server-process.ts';
 
@@ -19,11 +26,17 @@ const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
 /** What a worker that failed an assertion was doing: exit, stderr, its last events. */
 function whyNot(a: FleetHarness['agents'][number]): string {
-  const last = a.events.slice(-3).map((e) => `${e.type}@${Math.round(e.wall)}${e.reason ? `(${String(e.reason)})` : ''}`).join(', ');
+  const last = a.events
+    .slice(-3)
+    .map((e) => `${e.type}@${Math.round(e.wall)}${e.reason ? `(${String(e.reason)})` : ''}`)
+    .join(', ');
   const link = a.events
     .filter((e) => e.type.startsWith('stream.') || e.type.startsWith('lease.') || e.type === 'report.failed')
     .slice(-6)
-    .map((e) => `${e.type}@${Math.round(e.wall)} ${JSON.stringify(Object.fromEntries(Object.entries(e).filter(([k]) => !['k', 'type', 'wall', 'at'].includes(k))))}`)
+    .map(
+      (e) =>
+        `${e.type}@${Math.round(e.wall)} ${JSON.stringify(Object.fromEntries(Object.entries(e).filter(([k]) => !['k', 'type', 'wall', 'at'].includes(k))))}`,
+    )
     .join(' | ');
   return `runs ${a.runs.map((r) => r.runId).join(',')}; exit ${a.child.exitCode ?? a.child.signalCode ?? 'none'}; stderr: ${a.stderr.slice(-3).join(' | ') || '-'}; last events: ${last}; its link: ${link}`;
 }
@@ -35,7 +48,12 @@ function bigFleet(): AgentSpec[] {
     for (const a of DEMO_FLEET) out.push({ ...a, runs: a.runs.map((r) => (i === 0 ? r : `${r}-x${i}`)) });
   }
   // A child of acme-sup-1 hosted by another process: halting the parent must stop it too.
-  out.push({ tenant: 'acme', agent: 'support-bot', runs: ['remote-child-1'], env: { DEMO_PARENT_RUN: 'acme-sup-1' } });
+  out.push({
+    tenant: 'acme',
+    agent: 'support-bot',
+    runs: ['remote-child-1'],
+    env: { DEMO_PARENT_RUN: 'acme-sup-1' },
+  });
   return out;
 }
 
@@ -52,7 +70,13 @@ describe('kill path end to end (real processes)', { timeout: 240_000 }, () => {
     fleet = await FleetHarness.start({
       api,
       agents: bigFleet(),
-      env: { DEMO_PERIOD_MS: '100', DEMO_SLOW_MS: '5000', DEMO_IRREVERSIBLE: '1', KILLPATH_LEASE_MS: String(LEASE_MS), KILLPATH_HEARTBEAT_MS: '1000' },
+      env: {
+        DEMO_PERIOD_MS: '100',
+        DEMO_SLOW_MS: '5000',
+        DEMO_IRREVERSIBLE: '1',
+        KILLPATH_LEASE_MS: String(LEASE_MS),
+        KILLPATH_HEARTBEAT_MS: '1000',
+      },
       readyTimeoutMs: 60_000,
     });
     assert.equal(fleet.agents.length, 22);
@@ -70,30 +94,65 @@ describe('kill path end to end (real processes)', { timeout: 240_000 }, () => {
       const before = fleet.eventCount();
       // The flip's grace is long enough that a worker slow to settle on a loaded machine is reported
       // missing here, not escalated to a kill that would replace the directive under the test.
-      const o = await flipAndMeasure(api, fleet, { ...spec, body: { ...spec.body, graceMs: 30_000 } }, { windowMs: 600 });
+      const o = await flipAndMeasure(
+        api,
+        fleet,
+        { ...spec, body: { ...spec.body, graceMs: 30_000 } },
+        { windowMs: 600 },
+      );
       assert.ok(o.covered.length > 0, 'the scope covers some worker');
-      const missing = o.covered.filter((w) => w.timeToReportMs === null || w.timeToStopMs === null).map((w) => whyNot(fleet.agents.find((x) => x.pid === w.pid)!));
-      assert.equal(o.missingReports, 0, `every covered worker reported halted; missing: ${missing.join(' || ')}`);
+      const missing = o.covered
+        .filter((w) => w.timeToReportMs === null || w.timeToStopMs === null)
+        .map((w) => whyNot(fleet.agents.find((x) => x.pid === w.pid)!));
+      assert.equal(
+        o.missingReports,
+        0,
+        `every covered worker reported halted; missing: ${missing.join(' || ')}`,
+      );
       assert.equal(o.startedAfterObserve, 0, 'no covered effect started after its worker observed the flip');
-      assert.equal(o.slowAborted.aborted, o.slowAborted.of, 'the in-flight slow tool was aborted on every covered worker');
+      assert.equal(
+        o.slowAborted.aborted,
+        o.slowAborted.of,
+        'the in-flight slow tool was aborted on every covered worker',
+      );
       assert.equal(o.uncovered.working, o.uncovered.workers, 'every uncovered worker kept landing effects');
-      assert.equal(o.permitsAfterFlip, 0, 'the store granted no write permit for a covered effect after the flip (guarantee 1)');
-      assert.equal(o.timersAfterObserve, 0, 'no timer or retry of a covered run fired after its worker observed the flip');
+      assert.equal(
+        o.permitsAfterFlip,
+        0,
+        'the store granted no write permit for a covered effect after the flip (guarantee 1)',
+      );
+      assert.equal(
+        o.timersAfterObserve,
+        0,
+        'no timer or retry of a covered run fired after its worker observed the flip',
+      );
       assert.equal(o.tasksAfterObserve, 0, 'no queued task of a covered run started after observe (discard)');
       if (spec.body.scope === 'run:acme-sup-1') {
-        assert.ok(o.covered.some((w) => fleet.agents.find((a) => a.pid === w.pid)?.spec.runs.includes('remote-child-1')), 'the child run in another process was halted with its parent');
+        assert.ok(
+          o.covered.some((w) =>
+            fleet.agents.find((a) => a.pid === w.pid)?.spec.runs.includes('remote-child-1'),
+          ),
+          'the child run in another process was halted with its parent',
+        );
       }
       // Every covered worker actively refused covered effects after the flip.
       for (const w of o.covered) {
         const a = fleet.agents.find((x) => x.pid === w.pid)!;
-        const denied = a.events.slice(before[fleet.agents.indexOf(a)]).filter((e) => e.type === 'effect.denied' && e.directiveId === o.directive.id);
+        const denied = a.events
+          .slice(before[fleet.agents.indexOf(a)])
+          .filter((e) => e.type === 'effect.denied' && e.directiveId === o.directive.id);
         assert.ok(denied.length > 0, `worker ${w.pid} (${w.tenant}/${w.agent}) denied covered effects`);
       }
       if (spec.body.capabilities) {
         // A frozen tool leaves the agent's other tools working.
         for (const w of o.covered) {
           const a = fleet.agents.find((x) => x.pid === w.pid)!;
-          const reads = a.events.filter((e) => e.type === 'effect.landed' && e.capability === 'search' && e.wall > Date.parse(o.directive.issuedAt) + 100);
+          const reads = a.events.filter(
+            (e) =>
+              e.type === 'effect.landed' &&
+              e.capability === 'search' &&
+              e.wall > Date.parse(o.directive.issuedAt) + 100,
+          );
           assert.ok(reads.length > 0, `reads kept flowing on ${w.pid} while crm.update was frozen`);
         }
       }
@@ -112,22 +171,38 @@ describe('kill path end to end (real processes)', { timeout: 240_000 }, () => {
     server = await startServerProcess(dir, server.port, ['--keepalive-ms', '300', '--cool-off', '400']);
     api = new ApiClient(server.url, server.adminToken);
     const active = await api.get<{ directives: Directive[] }>('/v1/directives?active=true');
-    assert.ok(active.directives.some((d) => d.id === directive.id), 'the halt is still on the switchboard after restart');
+    assert.ok(
+      active.directives.some((d) => d.id === directive.id),
+      'the halt is still on the switchboard after restart',
+    );
     // Workers reconnect (lease may have lapsed meanwhile) and get the halt again from the snapshot.
     const initech = fleet.agents.filter((a) => a.spec.tenant === 'initech');
     const restartedAt = Date.now();
     const deadline = restartedAt + 15_000;
-    while (Date.now() < deadline && !initech.every((a) => a.events.some((e) => e.type === 'stream.connected' && e.wall > restartedAt - 50))) await sleep(100);
+    while (
+      Date.now() < deadline &&
+      !initech.every((a) => a.events.some((e) => e.type === 'stream.connected' && e.wall > restartedAt - 50))
+    )
+      await sleep(100);
     await sleep(500);
     for (const a of initech) {
       const reconnect = a.events.find((e) => e.type === 'stream.connected' && e.wall > restartedAt - 50);
       assert.ok(reconnect, `initech worker ${a.pid} reconnected (${whyNot(a)})`);
-      const landedAfter = a.events.filter((e) => e.type === 'effect.started' && e.wall > Date.parse(directive.issuedAt) + 1000);
-      assert.equal(landedAfter.length, 0, `initech worker ${a.pid} started no effect after the halt, across the crash`);
+      const landedAfter = a.events.filter(
+        (e) => e.type === 'effect.started' && e.wall > Date.parse(directive.issuedAt) + 1000,
+      );
+      assert.equal(
+        landedAfter.length,
+        0,
+        `initech worker ${a.pid} started no effect after the halt, across the crash`,
+      );
     }
     const others = fleet.agents.filter((a) => a.spec.tenant !== 'initech');
     for (const a of others) {
-      assert.ok(a.events.some((e) => e.type === 'effect.landed' && e.wall > restartedAt), `${a.spec.tenant} worker ${a.pid} works again after the restart (${whyNot(a)})`);
+      assert.ok(
+        a.events.some((e) => e.type === 'effect.landed' && e.wall > restartedAt),
+        `${a.spec.tenant} worker ${a.pid} works again after the restart (${whyNot(a)})`,
+      );
     }
     await api.post(`/v1/directives/${directive.id}/resume`, { justification: 'e2e: crash survival checked' });
   });
@@ -138,7 +213,8 @@ describe('kill path end to end (real processes)', { timeout: 240_000 }, () => {
     await server.crash();
     // Wait for every worker's lease.expired line (a loaded machine may deliver them late); the
     // invariant is about what the workers did, judged from their own timestamps.
-    const expiredOf = (a: (typeof fleet.agents)[number]) => a.events.find((e) => e.type === 'lease.expired' && e.wall > killedAt);
+    const expiredOf = (a: (typeof fleet.agents)[number]) =>
+      a.events.find((e) => e.type === 'lease.expired' && e.wall > killedAt);
     const deadline = Date.now() + LEASE_MS + 15_000;
     while (Date.now() < deadline && !fleet.agents.every((a) => expiredOf(a) !== undefined)) await sleep(100);
     await sleep(300);
@@ -149,13 +225,22 @@ describe('kill path end to end (real processes)', { timeout: 240_000 }, () => {
       assert.ok(expired, `worker ${a.pid} noticed its lease expired (${whyNot(a)})`);
       noticed.push(expired.wall - killedAt);
       const late = a.events.filter((e) => e.type === 'effect.started' && e.wall > limit);
-      assert.equal(late.length, 0, `worker ${a.pid} started no effect later than lease + 1 s after the control plane died`);
+      assert.equal(
+        late.length,
+        0,
+        `worker ${a.pid} started no effect later than lease + 1 s after the control plane died`,
+      );
       const afterExpiry = a.events.filter((e) => e.type === 'effect.started' && e.wall > expired.wall);
       assert.equal(afterExpiry.length, 0, `worker ${a.pid} started no effect after its lease expired`);
-      assert.ok(a.events.some((e) => e.type === 'effect.denied' && e.reason === 'stale' && e.wall > killedAt), `worker ${a.pid} denied with reason stale`);
+      assert.ok(
+        a.events.some((e) => e.type === 'effect.denied' && e.reason === 'stale' && e.wall > killedAt),
+        `worker ${a.pid} denied with reason stale`,
+      );
     }
     noticed.sort((x, y) => x - y);
-    console.log(`# lease ${LEASE_MS} ms: workers noticed the lost control plane ${noticed[0]}–${noticed.at(-1)} ms after the crash`);
+    console.log(
+      `# lease ${LEASE_MS} ms: workers noticed the lost control plane ${noticed[0]}–${noticed.at(-1)} ms after the crash`,
+    );
     server = await startServerProcess(dir, server.port, ['--keepalive-ms', '300']);
   });
 });

@@ -30,12 +30,23 @@ describe('the ladder on real processes', { timeout: 240_000 }, () => {
   let targetPort = 0;
   const launched: Launched[] = [];
 
-  const issue = async (body: Record<string, unknown>) => (await api.post<{ directive: Directive }>('/v1/directives', { ...WHY, ...body })).directive;
+  const issue = async (body: Record<string, unknown>) =>
+    (await api.post<{ directive: Directive }>('/v1/directives', { ...WHY, ...body })).directive;
   const resume = (id: string) => api.post(`/v1/directives/${id}/resume`, { justification: 'e2e: done' });
-  const auditOf = async (type: string) => (await api.get<{ records: AuditRecord[] }>(`/v1/audit?type=${type}&limit=5000`)).records;
+  const auditOf = async (type: string) =>
+    (await api.get<{ records: AuditRecord[] }>(`/v1/audit?type=${type}&limit=5000`)).records;
   const started = (l: Launched, cap: string, from: number, to: number) =>
-    l.out.filter((e) => e.k === 'ev' && e.type === 'effect.started' && e.capability === cap && (e.wall as number) >= from && (e.wall as number) < to).length;
-  const go = (opts: Parameters<typeof launch>[0] extends infer O ? Omit<O & object, 'url' | 'token'> : never) => {
+    l.out.filter(
+      (e) =>
+        e.k === 'ev' &&
+        e.type === 'effect.started' &&
+        e.capability === cap &&
+        (e.wall as number) >= from &&
+        (e.wall as number) < to,
+    ).length;
+  const go = (
+    opts: Parameters<typeof launch>[0] extends infer O ? Omit<O & object, 'url' | 'token'> : never,
+  ) => {
     const l = launch({ url: server.url, token: server.adminToken, ...opts });
     launched.push(l);
     return l;
@@ -56,7 +67,14 @@ describe('the ladder on real processes', { timeout: 240_000 }, () => {
     await new Promise<void>((ok) => target.listen(0, '127.0.0.1', ok));
     targetPort = (target.address() as AddressInfo).port;
     const hookUrl = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook`;
-    server = await startServerProcess(dir, 0, ['--keepalive-ms', '300', '--notify-webhook', hookUrl, '--escalation-slack', '300']);
+    server = await startServerProcess(dir, 0, [
+      '--keepalive-ms',
+      '300',
+      '--notify-webhook',
+      hookUrl,
+      '--escalation-slack',
+      '300',
+    ]);
     api = new ApiClient(server.url, server.adminToken);
   });
 
@@ -74,71 +92,147 @@ describe('the ladder on real processes', { timeout: 240_000 }, () => {
     await sleep(300);
     assert.ok(started(l, 'search', Date.now() - 300, Date.now()) > 30, 'unthrottled, the agent loops fast');
     for (const perSecond of [10, 25]) {
-      const d = await issue({ level: 'throttle', scope: 'run:t-1', tenant: 'acme', rate: { perSecond, per: 'run' } });
+      const d = await issue({
+        level: 'throttle',
+        scope: 'run:t-1',
+        tenant: 'acme',
+        rate: { perSecond, per: 'run' },
+      });
       const from = Date.parse(d.issuedAt) + 500;
       await sleep(500 + 3000 + 100);
       const n = started(l, 'search', from, from + 3000);
       const rate = n / 3;
-      console.log(`# throttle ${perSecond}/s: measured ${rate.toFixed(2)}/s over 3 s (${((rate / perSecond - 1) * 100).toFixed(1)}%)`);
+      console.log(
+        `# throttle ${perSecond}/s: measured ${rate.toFixed(2)}/s over 3 s (${((rate / perSecond - 1) * 100).toFixed(1)}%)`,
+      );
       assert.ok(Math.abs(rate - perSecond) <= perSecond * 0.1, `rate ${rate}/s within 10% of ${perSecond}/s`);
     }
     const fleet = await api.get<{ workers: FleetWorker[] }>('/v1/fleet');
     const w = fleet.workers.find((x) => x.agent === 'throttle-bot');
-    assert.deepEqual(w?.flags.throttled, { perSecond: 25, per: 'run' }, 'the fleet shows the worker throttled at the dialled rate');
-    const active = (await api.get<{ directives: Directive[] }>('/v1/directives?active=true')).directives.filter((d) => d.level === 'throttle');
+    assert.deepEqual(
+      w?.flags.throttled,
+      { perSecond: 25, per: 'run' },
+      'the fleet shows the worker throttled at the dialled rate',
+    );
+    const active = (
+      await api.get<{ directives: Directive[] }>('/v1/directives?active=true')
+    ).directives.filter((d) => d.level === 'throttle');
     assert.equal(active.length, 1, 're-dialling replaced the first throttle');
     await resume(active[0]!.id);
     await l.stop();
   });
 
   test('degrade: the revoked tool is refused while reads flow, and the alert reaches the webhook', async () => {
-    const l = go({ tenant: 'acme', agent: 'degrade-bot', run: 'g-1', env: { LADDER_MODE: 'loop', LADDER_WRITES: '1' } });
+    const l = go({
+      tenant: 'acme',
+      agent: 'degrade-bot',
+      run: 'g-1',
+      env: { LADDER_MODE: 'loop', LADDER_WRITES: '1' },
+    });
     await l.waitOut((e) => e.k === 'ready', 20_000, 'the agent to connect');
-    await l.waitOut((e) => e.type === 'effect.landed' && e.capability === 'crm.update', 10_000, 'a write to land');
-    const d = await issue({ level: 'degrade', scope: 'agent:acme/degrade-bot', capabilities: ['crm.update'] });
-    const observed = await l.waitOut((e) => e.type === 'rev.applied' && (e.rev as number) >= d.rev, 10_000, 'the agent to observe the degrade');
+    await l.waitOut(
+      (e) => e.type === 'effect.landed' && e.capability === 'crm.update',
+      10_000,
+      'a write to land',
+    );
+    const d = await issue({
+      level: 'degrade',
+      scope: 'agent:acme/degrade-bot',
+      capabilities: ['crm.update'],
+    });
+    const observed = await l.waitOut(
+      (e) => e.type === 'rev.applied' && (e.rev as number) >= d.rev,
+      10_000,
+      'the agent to observe the degrade',
+    );
     await sleep(1500);
     const after = (e: Line) => (e.wall as number) > (observed.wall as number);
-    assert.equal(l.out.filter((e) => e.type === 'effect.started' && e.capability === 'crm.update' && after(e)).length, 0, 'no write of the revoked tool started after observe');
-    const denied = l.out.filter((e) => e.type === 'effect.denied' && e.capability === 'crm.update' && after(e));
+    assert.equal(
+      l.out.filter((e) => e.type === 'effect.started' && e.capability === 'crm.update' && after(e)).length,
+      0,
+      'no write of the revoked tool started after observe',
+    );
+    const denied = l.out.filter(
+      (e) => e.type === 'effect.denied' && e.capability === 'crm.update' && after(e),
+    );
     assert.ok(denied.length > 0, 'writes of the revoked tool were refused');
     assert.ok(denied.every((e) => e.reason === 'revoked'));
-    assert.ok(l.out.filter((e) => e.type === 'effect.landed' && e.capability === 'search' && after(e)).length > 10, 'reads kept flowing');
+    assert.ok(
+      l.out.filter((e) => e.type === 'effect.landed' && e.capability === 'search' && after(e)).length > 10,
+      'reads kept flowing',
+    );
     const deadline = Date.now() + 10_000;
-    while (Date.now() < deadline && !alerts.some((a) => a.kind === 'degraded' && a.directiveId === d.id)) await sleep(50);
-    assert.ok(alerts.some((a) => a.kind === 'degraded' && a.directiveId === d.id), 'the degrade alert reached the webhook');
+    while (Date.now() < deadline && !alerts.some((a) => a.kind === 'degraded' && a.directiveId === d.id))
+      await sleep(50);
+    assert.ok(
+      alerts.some((a) => a.kind === 'degraded' && a.directiveId === d.id),
+      'the degrade alert reached the webhook',
+    );
     const journaled = await auditOf('effect.denied');
-    assert.ok(journaled.some((r) => r.data.capability === 'crm.update' && r.data.reason === 'revoked'), 'the denial is reported to the control plane');
+    assert.ok(
+      journaled.some((r) => r.data.capability === 'crm.update' && r.data.reason === 'revoked'),
+      'the denial is reported to the control plane',
+    );
     const fleet = await api.get<{ workers: FleetWorker[] }>('/v1/fleet');
-    assert.deepEqual(fleet.workers.find((x) => x.agent === 'degrade-bot')?.flags.degraded, ['crm.update'], 'the fleet shows the worker degraded');
+    assert.deepEqual(
+      fleet.workers.find((x) => x.agent === 'degrade-bot')?.flags.degraded,
+      ['crm.update'],
+      'the fleet shows the worker degraded',
+    );
     await resume(d.id);
     await l.stop();
   });
 
   test('isolate: through the proxy the agent reaches a local server, then not at all, then again once released', async () => {
-    const l = go({ tenant: 'acme', agent: 'iso-bot', run: 'i-1', env: { LADDER_MODE: 'egress', LADDER_TARGET: `http://127.0.0.1:${targetPort}/` } });
+    const l = go({
+      tenant: 'acme',
+      agent: 'iso-bot',
+      run: 'i-1',
+      env: { LADDER_MODE: 'egress', LADDER_TARGET: `http://127.0.0.1:${targetPort}/` },
+    });
     await l.waitOut((e) => e.k === 'egress' && e.ok === true, 20_000, 'egress through the proxy');
     const d = await issue({ level: 'isolate', scope: 'agent:acme/iso-bot' });
-    const isolated = await l.waitLog((e) => e.msg?.startsWith('agent isolated') === true, 10_000, 'the launcher to isolate');
+    const isolated = await l.waitLog(
+      (e) => e.msg?.startsWith('agent isolated') === true,
+      10_000,
+      'the launcher to isolate',
+    );
     const refused = await l.waitLog((e) => e.msg === 'egress refused', 10_000, 'a refused egress');
-    console.log(`# isolate latency: directive commit → launcher isolated ${Date.parse(isolated.ts!) - Date.parse(d.issuedAt)} ms, → first refused connection ${Date.parse(refused.ts!) - Date.parse(d.issuedAt)} ms`);
+    console.log(
+      `# isolate latency: directive commit → launcher isolated ${Date.parse(isolated.ts!) - Date.parse(d.issuedAt)} ms, → first refused connection ${Date.parse(refused.ts!) - Date.parse(d.issuedAt)} ms`,
+    );
     await sleep(600);
     const since = Date.parse(isolated.ts!);
-    assert.equal(l.out.filter((e) => e.k === 'egress' && e.ok === true && (e.wall as number) > since + 50).length, 0, 'nothing reached the outside after the isolation');
-    assert.ok(l.out.some((e) => e.k === 'egress' && e.ok === false && (e.wall as number) > since), 'the agent kept trying (it is still alive)');
-    assert.ok((await auditOf('process.isolated')).some((r) => r.data.directiveId === d.id), 'the isolation is audited');
+    assert.equal(
+      l.out.filter((e) => e.k === 'egress' && e.ok === true && (e.wall as number) > since + 50).length,
+      0,
+      'nothing reached the outside after the isolation',
+    );
+    assert.ok(
+      l.out.some((e) => e.k === 'egress' && e.ok === false && (e.wall as number) > since),
+      'the agent kept trying (it is still alive)',
+    );
+    assert.ok(
+      (await auditOf('process.isolated')).some((r) => r.data.directiveId === d.id),
+      'the isolation is audited',
+    );
     assert.ok(alerts.some((a) => a.kind === 'isolated' && a.directiveId === d.id));
     await resume(d.id);
     await l.waitLog((e) => e.msg?.startsWith('isolation lifted') === true, 10_000, 'the release');
     const releasedAt = Date.now();
-    await l.waitOut((e) => e.k === 'egress' && e.ok === true && (e.wall as number) > releasedAt, 10_000, 'egress again after the release');
+    await l.waitOut(
+      (e) => e.k === 'egress' && e.ok === true && (e.wall as number) > releasedAt,
+      10_000,
+      'egress again after the release',
+    );
     await l.stop();
   });
 
   test('isolate in a network namespace: cut at the network layer, whatever the agent does with proxy variables', async (t) => {
     const ok = netnsSupported();
     if (!ok.ok) {
-      if (process.env.CI === 'true') assert.fail(`--netns needs root and iproute2 (CI runs as root): ${ok.why}`);
+      if (process.env.CI === 'true')
+        assert.fail(`--netns needs root and iproute2 (CI runs as root): ${ok.why}`);
       t.skip(`--netns not available here: ${ok.why}`);
       return;
     }
@@ -147,17 +241,42 @@ describe('the ladder on real processes', { timeout: 240_000 }, () => {
       agent: 'ns-bot',
       run: 'n-1',
       netns: true,
-      env: { LADDER_MODE: 'egress', LADDER_TARGET: `http://127.0.0.1:${targetPort}/`, LADDER_DIRECT: `127.0.0.1:${targetPort}` },
+      env: {
+        LADDER_MODE: 'egress',
+        LADDER_TARGET: `http://127.0.0.1:${targetPort}/`,
+        LADDER_DIRECT: `127.0.0.1:${targetPort}`,
+      },
     });
-    await l.waitOut((e) => e.k === 'egress' && e.via === 'proxy' && e.ok === true, 20_000, 'egress through the launcher');
+    await l.waitOut(
+      (e) => e.k === 'egress' && e.via === 'proxy' && e.ok === true,
+      20_000,
+      'egress through the launcher',
+    );
     await sleep(300);
-    assert.equal(l.out.filter((e) => e.k === 'egress' && e.via === 'direct' && e.ok === true).length, 0, 'a direct connection never gets out of the namespace');
+    assert.equal(
+      l.out.filter((e) => e.k === 'egress' && e.via === 'direct' && e.ok === true).length,
+      0,
+      'a direct connection never gets out of the namespace',
+    );
     const d = await issue({ level: 'isolate', scope: 'run:n-1', tenant: 'acme' });
-    const isolated = await l.waitLog((e) => e.msg?.startsWith('agent isolated') === true, 10_000, 'the launcher to isolate');
+    const isolated = await l.waitLog(
+      (e) => e.msg?.startsWith('agent isolated') === true,
+      10_000,
+      'the launcher to isolate',
+    );
     await sleep(800);
     const since = Date.parse(isolated.ts!);
-    assert.equal(l.out.filter((e) => e.k === 'egress' && e.ok === true && (e.wall as number) > since + 50).length, 0, 'nothing reached the outside after the cut');
-    assert.ok(l.out.some((e) => e.k === 'egress' && e.via === 'proxy' && e.ok === false && (e.wall as number) > since), 'the agent is cut off, still alive');
+    assert.equal(
+      l.out.filter((e) => e.k === 'egress' && e.ok === true && (e.wall as number) > since + 50).length,
+      0,
+      'nothing reached the outside after the cut',
+    );
+    assert.ok(
+      l.out.some(
+        (e) => e.k === 'egress' && e.via === 'proxy' && e.ok === false && (e.wall as number) > since,
+      ),
+      'the agent is cut off, still alive',
+    );
     // The agent's own link to the control plane runs through the namespace's relay and survives the cut.
     const fleet = await api.get<{ workers: FleetWorker[] }>('/v1/fleet');
     const w = fleet.workers.find((x) => x.agent === 'ns-bot');
@@ -181,7 +300,9 @@ describe('the ladder on real processes', { timeout: 240_000 }, () => {
     const rec = (await auditOf('process.killed')).find((r) => r.data.directiveId === kill.id);
     assert.ok(rec, 'the kill is audited by the launcher');
     assert.equal(rec.data.signal, 'SIGKILL');
-    console.log(`# kill, CPU-bound agent ignoring SIGTERM (grace 500 ms): directive → process group gone ${gone - Date.parse(kill.issuedAt)} ms (launcher: ${Math.round(rec.data.ms as number)} ms from order to gone)`);
+    console.log(
+      `# kill, CPU-bound agent ignoring SIGTERM (grace 500 ms): directive → process group gone ${gone - Date.parse(kill.issuedAt)} ms (launcher: ${Math.round(rec.data.ms as number)} ms from order to gone)`,
+    );
 
     const coop = go({ tenant: 'acme', agent: 'coop-bot', run: 'k-2', env: { LADDER_MODE: 'loop' } });
     const coopReady = await coop.waitOut((e) => e.k === 'ready', 20_000, 'the cooperative agent');
@@ -191,7 +312,9 @@ describe('the ladder on real processes', { timeout: 240_000 }, () => {
     assert.equal(alive(coopReady.pid as number), false);
     const rec2 = (await auditOf('process.killed')).find((r) => r.data.directiveId === kill2.id);
     assert.equal(rec2?.data.signal, 'SIGTERM', 'a cooperative agent ends on SIGTERM, before the grace');
-    console.log(`# kill, cooperative agent: directive → process gone ${gone2 - Date.parse(kill2.issuedAt)} ms (launcher: ${Math.round(rec2?.data.ms as number)} ms)`);
+    console.log(
+      `# kill, cooperative agent: directive → process gone ${gone2 - Date.parse(kill2.issuedAt)} ms (launcher: ${Math.round(rec2?.data.ms as number)} ms)`,
+    );
     // The launcher refuses to start an agent the switchboard kills.
     const again = go({ tenant: 'acme', agent: 'coop-bot', run: 'k-2', env: { LADDER_MODE: 'loop' } });
     assert.equal(await again.exited, 3, 'not started while killed');
@@ -201,9 +324,19 @@ describe('the ladder on real processes', { timeout: 240_000 }, () => {
   });
 
   test('--restart on-failure restarts a crashed agent, but never one the switchboard halts', async () => {
-    const l = go({ tenant: 'acme', agent: 'crash-bot', run: 'c-1', extra: ['--restart', 'on-failure'], env: { LADDER_MODE: 'crash', LADDER_CRASH_MS: '400' } });
+    const l = go({
+      tenant: 'acme',
+      agent: 'crash-bot',
+      run: 'c-1',
+      extra: ['--restart', 'on-failure'],
+      env: { LADDER_MODE: 'crash', LADDER_CRASH_MS: '400' },
+    });
     await l.waitOut((e) => e.k === 'ready', 20_000, 'the first start');
-    await l.waitOut((e) => e.k === 'ready' && l.out.filter((x) => x.k === 'ready').length >= 2, 20_000, 'a restart after the crash');
+    await l.waitOut(
+      (e) => e.k === 'ready' && l.out.filter((x) => x.k === 'ready').length >= 2,
+      20_000,
+      'a restart after the crash',
+    );
     const halt = await issue({ level: 'halt', scope: 'run:c-1', tenant: 'acme', graceMs: 5000 });
     assert.equal(await l.exited, 3, 'the launcher ends instead of restarting a halted agent');
     assert.equal(l.out.filter((e) => e.k === 'ready').length, 2, 'no start after the halt');
@@ -224,7 +357,9 @@ describe('the ladder on real processes', { timeout: 240_000 }, () => {
     assert.ok(esc, 'directive.escalated is on the record');
     assert.equal(esc.data.level, 'kill');
     assert.ok((esc.data.laggards as string[]).includes(ready.workerId as string), 'the hung worker is named');
-    console.log(`# halt without ack (grace 500 ms + slack 300 ms): halt → process gone ${gone - Date.parse(halt.issuedAt)} ms`);
+    console.log(
+      `# halt without ack (grace 500 ms + slack 300 ms): halt → process gone ${gone - Date.parse(halt.issuedAt)} ms`,
+    );
     await resume(esc.data.directiveId as string);
   });
 });

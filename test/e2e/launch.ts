@@ -8,6 +8,8 @@ export type { Launched, Line } from '@killpath/cli';
 export const LADDER_AGENT = fileURLToPath(new URL('./fixtures/ladder-agent.ts', import.meta.url));
 
 /** Starts `killpath run … -- node <agent>` (default the ladder agent) with `env` for the agent. */
-export function launch(opts: Omit<Parameters<typeof launchAgent>[0], 'agentScript'> & { agentScript?: string }): Launched {
+export function launch(
+  opts: Omit<Parameters<typeof launchAgent>[0], 'agentScript'> & { agentScript?: string },
+): Launched {
   return launchAgent({ ...opts, agentScript: opts.agentScript ?? LADDER_AGENT });
 }

@@ -33,7 +33,11 @@ type Result = CliResult;
 /** Runs `bash -euo pipefail -c code` from the repository root, without blocking this process (the agent's pipes are read here). */
 function bash(code: string, env: NodeJS.ProcessEnv, timeoutMs = 60_000): Promise<Result> {
   return new Promise((ok) => {
-    const p = spawn('bash', ['-euo', 'pipefail', '-c', code], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn('bash', ['-euo', 'pipefail', '-c', code], {
+      cwd: ROOT,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -54,7 +58,6 @@ function fencedBlocks(md: string): { lang: string; code: string }[] {
   return [...md.matchAll(/^```(\w*)\n([\s\S]*?)\n```$/gm)].map((m) => ({ lang: m[1]!, code: m[2]! }));
 }
 
-
 describe('the runbook of acme/support-bot, run as written (real processes)', { timeout: 240_000 }, () => {
   let dir: string;
   let server: ServerProcess;
@@ -66,9 +69,12 @@ describe('the runbook of acme/support-bot, run as written (real processes)', { t
   const background: number[] = [];
   const agentPids: number[] = [];
 
-  const active = async () => (await api.get<{ directives: Directive[] }>('/v1/directives?active=true')).directives;
-  const audit = async (type: string, after = 0) => (await api.get<{ records: AuditRecord[] }>(`/v1/audit?type=${type}&after=${after}&limit=5000`)).records;
-  const lastSeq = async () => (await api.get<{ records: AuditRecord[] }>('/v1/audit?order=desc&limit=1')).records[0]?.seq ?? 0;
+  const active = async () =>
+    (await api.get<{ directives: Directive[] }>('/v1/directives?active=true')).directives;
+  const audit = async (type: string, after = 0) =>
+    (await api.get<{ records: AuditRecord[] }>(`/v1/audit?type=${type}&after=${after}&limit=5000`)).records;
+  const lastSeq = async () =>
+    (await api.get<{ records: AuditRecord[] }>('/v1/audit?order=desc&limit=1')).records[0]?.seq ?? 0;
   const workers = async () => (await api.get<{ workers: FleetWorker[] }>('/v1/fleet')).workers;
 
   before(async () => {
@@ -119,8 +125,14 @@ describe('the runbook of acme/support-bot, run as written (real processes)', { t
     runbook = r.stdout;
     assert.match(runbook, /^# Runbook: acme\/support-bot — how to stop it/);
     const blocks = fencedBlocks(runbook);
-    assert.ok(blocks.every((b) => b.lang === 'sh' || b.lang === 'text'), `only sh and text blocks: ${blocks.map((b) => b.lang).join(', ')}`);
-    assert.ok(blocks.some((b) => b.lang === 'text' && b.code.includes('export RUN_ID=')), 'the runbook tells how to set RUN_ID');
+    assert.ok(
+      blocks.every((b) => b.lang === 'sh' || b.lang === 'text'),
+      `only sh and text blocks: ${blocks.map((b) => b.lang).join(', ')}`,
+    );
+    assert.ok(
+      blocks.some((b) => b.lang === 'text' && b.code.includes('export RUN_ID=')),
+      'the runbook tells how to set RUN_ID',
+    );
   });
 
   test('every sh block, in order, exits 0 and does what the runbook says', async () => {
@@ -141,10 +153,17 @@ describe('the runbook of acme/support-bot, run as written (real processes)', { t
         check: async (r) => {
           statusRuns += 1;
           assert.match(r.stdout, /acme\s+support-bot/, 'the agent has a row');
-          if (statusRuns === 1) assert.match(r.stdout, new RegExp(`\\b${RUN_ID}\\b(?!\\[)`), 'section 0: the run is listed, running');
+          if (statusRuns === 1)
+            assert.match(
+              r.stdout,
+              new RegExp(`\\b${RUN_ID}\\b(?!\\[)`),
+              'section 0: the run is listed, running',
+            );
           else {
             // Section 4: halted runs and the directives at both scopes.
-            await until('the run shown halted', 10_000, async () => /\bacme-sup-1\[(halt|kill)\]/.test((await bash('npx killpath status', env)).stdout));
+            await until('the run shown halted', 10_000, async () =>
+              /\bacme-sup-1\[(halt|kill)\]/.test((await bash('npx killpath status', env)).stdout),
+            );
             assert.match(r.stdout, /agent:acme\/support-bot/);
             assert.match(r.stdout, /run:acme-sup-1/);
           }
@@ -158,17 +177,29 @@ describe('the runbook of acme/support-bot, run as written (real processes)', { t
           assert.equal(d.level, 'halt');
           assert.equal(d.scopeText, 'agent:acme/support-bot');
           haltedAt = Date.now();
-          const halted = await until('session.halted for the API halt', 10_000, async () => (await audit('session.halted')).find((x) => x.data.directiveId === d.id && (x.data.runs as string[]).includes(RUN_ID)));
-          console.log(`# API halt: session.halted after ${String(halted.data.timeToStopMs)} ms (target 2000 ms)`);
+          const halted = await until('session.halted for the API halt', 10_000, async () =>
+            (await audit('session.halted')).find(
+              (x) => x.data.directiveId === d.id && (x.data.runs as string[]).includes(RUN_ID),
+            ),
+          );
+          console.log(
+            `# API halt: session.halted after ${String(halted.data.timeToStopMs)} ms (target 2000 ms)`,
+          );
           const ops = await audit('operator_action');
-          assert.ok(ops.some((x) => x.data.directiveId === d.id && x.data.via === 'api'), 'operator_action recorded for the API path');
+          assert.ok(
+            ops.some((x) => x.data.directiveId === d.id && x.data.via === 'api'),
+            'operator_action recorded for the API path',
+          );
         },
       },
       {
         name: 'cli agent halt',
         match: /^npx killpath kill --agent acme\/support-bot --grace/,
         check: async (r) => {
-          assert.match(r.stdout, /^(issued|already in force \(identical directive\):) halt agent:acme\/support-bot/);
+          assert.match(
+            r.stdout,
+            /^(issued|already in force \(identical directive\):) halt agent:acme\/support-bot/,
+          );
         },
       },
       {
@@ -182,7 +213,8 @@ describe('the runbook of acme/support-bot, run as written (real processes)', { t
       {
         name: 'cli tool freeze',
         match: /^npx killpath kill --agent acme\/support-bot --tool wire_transfer/,
-        check: async (r) => assert.match(r.stdout, /^issued halt agent:acme\/support-bot tools=wire_transfer/),
+        check: async (r) =>
+          assert.match(r.stdout, /^issued halt agent:acme\/support-bot tools=wire_transfer/),
       },
       {
         name: 'cli hard kill',
@@ -191,7 +223,9 @@ describe('the runbook of acme/support-bot, run as written (real processes)', { t
           assert.match(r.stdout, /^issued kill agent:acme\/support-bot /);
           const before = fleet.agents[0]!.events.length;
           await sleep(500);
-          const started = fleet.agents[0]!.events.slice(before).filter((e) => e.type === 'effect.started' && e.runId === RUN_ID);
+          const started = fleet.agents[0]!.events.slice(before).filter(
+            (e) => e.type === 'effect.started' && e.runId === RUN_ID,
+          );
           assert.equal(started.length, 0, 'the agent starts nothing while halted');
         },
       },
@@ -199,16 +233,31 @@ describe('the runbook of acme/support-bot, run as written (real processes)', { t
         name: 'audit tail',
         match: /^npx killpath audit tail /,
         check: async (r) => {
-          for (const t of ['operator_action', 'kill_switch.fired', 'session.halted']) assert.match(r.stdout, new RegExp(` ${t.replace('.', '\\.')} `), `the audit tail shows ${t}`);
+          for (const t of ['operator_action', 'kill_switch.fired', 'session.halted'])
+            assert.match(r.stdout, new RegExp(` ${t.replace('.', '\\.')} `), `the audit tail shows ${t}`);
           assert.doesNotMatch(r.stdout, / effect\.landed /, 'filtered to the events the runbook names');
         },
       },
-      { name: 'audit verify', match: /^npx killpath audit verify$/, check: async (r) => assert.match(r.stdout, /^audit chain ok: \d+ records/) },
-      { name: 'metrics', match: /\/metrics"/, check: async (r) => assert.match(r.stdout, /^killpath_signal_to_halt_seconds_count(\{[^}]*\})? [1-9]\d*$/m) },
+      {
+        name: 'audit verify',
+        match: /^npx killpath audit verify$/,
+        check: async (r) => assert.match(r.stdout, /^audit chain ok: \d+ records/),
+      },
+      {
+        name: 'metrics',
+        match: /\/metrics"/,
+        check: async (r) =>
+          assert.match(r.stdout, /^killpath_signal_to_halt_seconds_count(\{[^}]*\})? [1-9]\d*$/m),
+      },
       {
         name: 'compensations',
         match: /^npx killpath compensations --tenant acme$/,
-        check: async (r) => assert.match(r.stdout, /acme\s+support-bot\s+acme-sup-1\s+crm\.update .*"action":"crm\.revert"/, 'the landed CRM writes of the halted run, with crm.revert'),
+        check: async (r) =>
+          assert.match(
+            r.stdout,
+            /acme\s+support-bot\s+acme-sup-1\s+crm\.update .*"action":"crm\.revert"/,
+            'the landed CRM writes of the halted run, with crm.revert',
+          ),
       },
       {
         name: 'journal',
@@ -226,8 +275,14 @@ describe('the runbook of acme/support-bot, run as written (real processes)', { t
           assert.match(r.stdout, /^cleared halt agent:acme\/support-bot tools=wire_transfer /m);
           assert.match(r.stdout, /^\d+ directives cleared at agent:acme\/support-bot$/m);
           const left = await active();
-          assert.ok(!left.some((d) => d.scopeText === 'agent:acme/support-bot'), 'nothing left at the agent scope');
-          assert.ok(left.some((d) => d.scopeText === `run:${RUN_ID}`), 'the run halt is another scope: still in force');
+          assert.ok(
+            !left.some((d) => d.scopeText === 'agent:acme/support-bot'),
+            'nothing left at the agent scope',
+          );
+          assert.ok(
+            left.some((d) => d.scopeText === `run:${RUN_ID}`),
+            'the run halt is another scope: still in force',
+          );
         },
       },
       {
@@ -238,23 +293,40 @@ describe('the runbook of acme/support-bot, run as written (real processes)', { t
           assert.deepEqual(await active(), [], 'no directive left');
           resumeSeq = await lastSeq();
           const since = fleet.agents[0]!.events.length;
-          const landed = await until('the agent to land a write again', 15_000, () => fleet.agents[0]!.events.slice(since).find((e) => e.type === 'effect.landed' && e.runId === RUN_ID && e.class === 'write'));
+          const landed = await until('the agent to land a write again', 15_000, () =>
+            fleet.agents[0]!.events.slice(since).find(
+              (e) => e.type === 'effect.landed' && e.runId === RUN_ID && e.class === 'write',
+            ),
+          );
           console.log(`# the halted run works again after resume (${String(landed.capability)} landed)`);
         },
       },
       {
         name: 'replacement session',
-        match: /^npx killpath run --tenant acme --agent support-bot --run "\$RUN_ID-replacement" --features new-planner -- node examples\/demo-agent\/dist\/agent\.js$/,
+        match:
+          /^npx killpath run --tenant acme --agent support-bot --run "\$RUN_ID-replacement" --features new-planner -- node examples\/demo-agent\/dist\/agent\.js$/,
         check: async () => {
           // Ran in the background (below): the new run registers and lands writes, then it is stopped.
-          const w = await until('the replacement run in the fleet', 30_000, async () => (await workers()).find((x) => x.runs.some((run) => run.runId === REPLACEMENT) && x.pid !== null));
+          const w = await until('the replacement run in the fleet', 30_000, async () =>
+            (await workers()).find((x) => x.runs.some((run) => run.runId === REPLACEMENT) && x.pid !== null),
+          );
           replacementPid = w.pid;
           agentPids.push(w.pid!);
           assert.deepEqual(w.features, ['new-planner']);
-          const started = await until('the launcher to report the process started', 15_000, async () => (await audit('process.started', resumeSeq)).find((x) => x.data.pid === w.pid));
-          assert.match(String(started.data.detail), /examples\/demo-agent\/dist\/agent\.js$/, 'started under the launcher with the runbook\'s command');
-          await until('a write of the replacement run landed', 30_000, async () => (await audit('effect.landed', resumeSeq)).find((x) => x.data.runId === REPLACEMENT));
-          console.log(`# first halt to the replacement run's first landed write: ${((Date.now() - haltedAt) / 1000).toFixed(1)} s (halt-to-recovery target 300 s)`);
+          const started = await until('the launcher to report the process started', 15_000, async () =>
+            (await audit('process.started', resumeSeq)).find((x) => x.data.pid === w.pid),
+          );
+          assert.match(
+            String(started.data.detail),
+            /examples\/demo-agent\/dist\/agent\.js$/,
+            "started under the launcher with the runbook's command",
+          );
+          await until('a write of the replacement run landed', 30_000, async () =>
+            (await audit('effect.landed', resumeSeq)).find((x) => x.data.runId === REPLACEMENT),
+          );
+          console.log(
+            `# first halt to the replacement run's first landed write: ${((Date.now() - haltedAt) / 1000).toFixed(1)} s (halt-to-recovery target 300 s)`,
+          );
         },
       },
     ];
@@ -267,7 +339,12 @@ describe('the runbook of acme/support-bot, run as written (real processes)', { t
         // Its output goes to a file: an orphaned agent holding a pipe of this process would keep the test from ending.
         const logFile = join(dir, 'replacement.log');
         const fd = openSync(logFile, 'w');
-        const p = spawn('bash', ['-euo', 'pipefail', '-c', b.code], { cwd: ROOT, env, stdio: ['ignore', fd, fd], detached: true });
+        const p = spawn('bash', ['-euo', 'pipefail', '-c', b.code], {
+          cwd: ROOT,
+          env,
+          stdio: ['ignore', fd, fd],
+          detached: true,
+        });
         closeSync(fd);
         const stderr = () => readFileSync(logFile, 'utf8').split('\n').slice(-20).join('\n');
         const exited = new Promise<number | null>((ok) => p.once('exit', (code) => ok(code)));
@@ -285,10 +362,20 @@ describe('the runbook of acme/support-bot, run as written (real processes)', { t
         }
         // Stopped like a foreground command: SIGTERM to its process group; the launcher ends its agent.
         process.kill(-p.pid!, 'SIGTERM');
-        await until('the replacement session to end, its agent with it', 15_000, () => (p.exitCode !== null || p.signalCode !== null) && (replacementPid === null || !alive(replacementPid)));
+        await until(
+          'the replacement session to end, its agent with it',
+          15_000,
+          () =>
+            (p.exitCode !== null || p.signalCode !== null) &&
+            (replacementPid === null || !alive(replacementPid)),
+        );
       } else {
         const r = await bash(b.code, env);
-        assert.equal(r.code, 0, `sh block ${i + 1} exits 0:\n${b.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+        assert.equal(
+          r.code,
+          0,
+          `sh block ${i + 1} exits 0:\n${b.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`,
+        );
         await what.check(r);
       }
       checked.add(what.name);
@@ -315,12 +402,24 @@ describe('the runbook of acme/support-bot, run as written (real processes)', { t
     assert.equal(byId.code, 0, byId.stderr);
     assert.match(byId.stdout, new RegExp(`^cleared halt agent:acme/support-bot \\(id ${id}, `));
 
-    assert.equal((await cli(['kill', '--feature', 'new-planner', '--tenant', 'acme', '--reason', 'feature'], env)).code, 0);
-    const other = await cli(['resume', '--tenant', 'globex', '--feature', 'new-planner', '--reason', 'wrong tenant'], env);
+    assert.equal(
+      (await cli(['kill', '--feature', 'new-planner', '--tenant', 'acme', '--reason', 'feature'], env)).code,
+      0,
+    );
+    const other = await cli(
+      ['resume', '--tenant', 'globex', '--feature', 'new-planner', '--reason', 'wrong tenant'],
+      env,
+    );
     assert.equal(other.code, 1, 'a feature directive of another tenant is not this one');
-    const feature = await cli(['resume', '--tenant', 'acme', '--feature', 'new-planner', '--reason', 'feature', '--json'], env);
+    const feature = await cli(
+      ['resume', '--tenant', 'acme', '--feature', 'new-planner', '--reason', 'feature', '--json'],
+      env,
+    );
     assert.equal(feature.code, 0, feature.stderr);
-    assert.deepEqual((JSON.parse(feature.stdout) as { cleared: Directive[] }).cleared.map((d) => [d.scopeText, d.tenant]), [['feature:new-planner', 'acme']]);
+    assert.deepEqual(
+      (JSON.parse(feature.stdout) as { cleared: Directive[] }).cleared.map((d) => [d.scopeText, d.tenant]),
+      [['feature:new-planner', 'acme']],
+    );
     assert.deepEqual(await active(), []);
 
     const both = await cli(['resume', id, '--agent', AGENT, '--reason', 'x'], env);

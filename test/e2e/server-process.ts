@@ -20,10 +20,18 @@ export interface ServerProcess {
 }
 
 /** Starts `killpath serve` on `dataDir` (port 0 picks a free one) and waits until it listens. */
-export async function startServerProcess(dataDir: string, port = 0, extra: string[] = []): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [KILLPATH_BIN, 'serve', '--data-dir', dataDir, '--port', String(port), '--log-level', 'warn', ...extra], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+export async function startServerProcess(
+  dataDir: string,
+  port = 0,
+  extra: string[] = [],
+): Promise<ServerProcess> {
+  const child = spawn(
+    process.execPath,
+    [KILLPATH_BIN, 'serve', '--data-dir', dataDir, '--port', String(port), '--log-level', 'warn', ...extra],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const exited = new Promise<void>((ok) => child.once('exit', () => ok()));
   const stderr: string[] = [];
   createInterface({ input: child.stderr! }).on('line', (l) => {
@@ -31,7 +39,10 @@ export async function startServerProcess(dataDir: string, port = 0, extra: strin
     if (process.env.KILLPATH_E2E_SERVER_LOG) console.error(`# server: ${l}`);
   });
   const url = await new Promise<string>((ok, fail) => {
-    const timer = setTimeout(() => fail(new Error(`killpath serve did not start: ${stderr.join('\n')}`)), 20_000);
+    const timer = setTimeout(
+      () => fail(new Error(`killpath serve did not start: ${stderr.join('\n')}`)),
+      20_000,
+    );
     createInterface({ input: child.stdout! }).on('line', (line) => {
       const m = /listening on (\S+)/.exec(line);
       if (m) {
@@ -66,9 +77,16 @@ export interface CliResult {
 }
 
 /** Runs the `killpath` command of this checkout as its own process, without blocking this one. */
-export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<CliResult> {
+export function runCli(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Promise<CliResult> {
   return new Promise((ok) => {
-    const p = spawn(process.execPath, [KILLPATH_BIN, ...args], { ...(opts.cwd ? { cwd: opts.cwd } : {}), ...(opts.env ? { env: opts.env } : {}), stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [KILLPATH_BIN, ...args], {
+      ...(opts.cwd ? { cwd: opts.cwd } : {}),
+      ...(opts.env ? { env: opts.env } : {}),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -78,7 +96,11 @@ export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: st
 }
 
 /** Polls `probe` every 25 ms until it returns something truthy; throws naming `what` after `ms`. */
-export async function until<T>(what: string, ms: number, probe: () => T | undefined | null | false | Promise<T | undefined | null | false>): Promise<T> {
+export async function until<T>(
+  what: string,
+  ms: number,
+  probe: () => T | undefined | null | false | Promise<T | undefined | null | false>,
+): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
     const v = await probe();

@@ -45,9 +45,14 @@ describe('automatic triggers on real processes', { timeout: 120_000 }, () => {
   let dog: ChildProcess | null = null;
   const alerts: Alert[] = [];
   const launched: Launched[] = [];
-  const auditOf = async (a: ApiClient, type: string) => (await a.get<{ records: AuditRecord[] }>(`/v1/audit?type=${type}&limit=5000`)).records;
-  const alertOf = (kind: string, pred: (a: Alert) => boolean = () => true, ms = 10_000) => until(`a ${kind} alert at the webhook`, ms, () => alerts.find((a) => a.kind === kind && pred(a)));
-  const go = (s: ServerProcess, opts: { tenant: string; agent: string; run?: string; env: Record<string, string> }) => {
+  const auditOf = async (a: ApiClient, type: string) =>
+    (await a.get<{ records: AuditRecord[] }>(`/v1/audit?type=${type}&limit=5000`)).records;
+  const alertOf = (kind: string, pred: (a: Alert) => boolean = () => true, ms = 10_000) =>
+    until(`a ${kind} alert at the webhook`, ms, () => alerts.find((a) => a.kind === kind && pred(a)));
+  const go = (
+    s: ServerProcess,
+    opts: { tenant: string; agent: string; run?: string; env: Record<string, string> },
+  ) => {
     const l = launch({ url: s.url, token: s.adminToken, agentScript: AGENT, ...opts });
     launched.push(l);
     return l;
@@ -59,17 +64,50 @@ describe('automatic triggers on real processes', { timeout: 120_000 }, () => {
       let body = '';
       req.on('data', (c: Buffer) => (body += c.toString()));
       req.on('end', () => {
-        alerts.push({ ...(JSON.parse(body) as Omit<Alert, 'path' | 'receivedAt'>), path: req.url ?? '', receivedAt: Date.now() });
+        alerts.push({
+          ...(JSON.parse(body) as Omit<Alert, 'path' | 'receivedAt'>),
+          path: req.url ?? '',
+          receivedAt: Date.now(),
+        });
         res.writeHead(204).end();
       });
     });
     await new Promise<void>((ok) => hook.listen(0, '127.0.0.1', ok));
     hookUrl = `http://127.0.0.1:${(hook.address() as AddressInfo).port}`;
     // The control plane with its supervisor, and the watchdog as its own process.
-    server = await startServerProcess(join(dir, 'a'), 0, ['--keepalive-ms', '300', '--notify-webhook', `${hookUrl}/a`, '--no-watchdog', '--absent-after', '1500']);
+    server = await startServerProcess(join(dir, 'a'), 0, [
+      '--keepalive-ms',
+      '300',
+      '--notify-webhook',
+      `${hookUrl}/a`,
+      '--no-watchdog',
+      '--absent-after',
+      '1500',
+    ]);
     api = new ApiClient(server.url, server.adminToken);
-    const minted = await api.post<{ token: string }>('/v1/tokens', { role: 'admin', tenant: '*', name: 'watchdog:e2e' });
-    dog = spawn(process.execPath, [KILLPATH_BIN, 'watchdog', '--url', server.url, '--token', minted.token, '--id', 'wd-e2e', '--tick', '50', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const minted = await api.post<{ token: string }>('/v1/tokens', {
+      role: 'admin',
+      tenant: '*',
+      name: 'watchdog:e2e',
+    });
+    dog = spawn(
+      process.execPath,
+      [
+        KILLPATH_BIN,
+        'watchdog',
+        '--url',
+        server.url,
+        '--token',
+        minted.token,
+        '--id',
+        'wd-e2e',
+        '--tick',
+        '50',
+        '--log-level',
+        'warn',
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     await new Promise<void>((ok, fail) => {
       createInterface({ input: dog!.stdout! }).on('line', (l) => l.includes('watching') && ok());
       dog!.once('exit', (code) => fail(new Error(`killpath watchdog exited with ${code}`)));
@@ -85,7 +123,13 @@ describe('automatic triggers on real processes', { timeout: 120_000 }, () => {
   });
 
   let rules: Launched;
-  const RULE_RUNS: Record<string, string> = { loop_length: 'r-loop', cost_cap: 'r-cost', tool_error_rate: 'r-errors', auth_denial: 'r-denial', memory_schema: 'r-schema' };
+  const RULE_RUNS: Record<string, string> = {
+    loop_length: 'r-loop',
+    cost_cap: 'r-cost',
+    tool_error_rate: 'r-errors',
+    auth_denial: 'r-denial',
+    memory_schema: 'r-schema',
+  };
 
   test('each default rule trips on a real agent process, kill_switch.fired names it, and the operator is notified at the webhook', async () => {
     rules = go(server, { tenant: 'acme', agent: 'rules-bot', env: { TRIGGER_MODE: 'rules' } });
@@ -100,7 +144,8 @@ describe('automatic triggers on real processes', { timeout: 120_000 }, () => {
       assert.equal(rec.data.scope, `run:${runId}`, `${rule} halts its run`);
       assert.equal(rec.data.level, 'halt');
       assert.equal(rec.actor, `supervisor:${rule}`, 'the audit names the rule as the actor');
-      const d = (await api.get<{ directive: Directive }>(`/v1/directives/${rec.data.directiveId as string}`)).directive;
+      const d = (await api.get<{ directive: Directive }>(`/v1/directives/${rec.data.directiveId as string}`))
+        .directive;
       assert.equal(d.clearedRev, null, 'the directive is in force');
       const cross = rules.out.find((e) => e.k === 'cross' && e.run === runId)!;
       assert.ok(cross, `${runId} crossed its line`);
@@ -122,25 +167,54 @@ describe('automatic triggers on real processes', { timeout: 120_000 }, () => {
     // Loop length: no step past the limit issued a tool call (the local rule stopped it first).
     const loopCross = rules.out.find((e) => e.k === 'cross' && e.run === 'r-loop')!;
     assert.equal(loopCross.steps, 201, 'the loop was stopped at its 201st step, before its tool call');
-    const status = await api.get<{ supervisor: { rules: Record<string, { fired: number }> } }>('/v1/supervisor');
-    for (const rule of Object.keys(RULE_RUNS)) assert.equal(status.supervisor.rules[rule]?.fired, 1, `${rule} fired once`);
-    console.log(`# trigger latency, crossing event in the agent → directive commit (batching 250 ms + HTTP + evaluation + commit), n=${latencies.length}: p50 ${percentile(latencies, 50)} ms, max ${Math.max(...latencies)} ms (wall clocks of one machine; per rule: ${Object.keys(RULE_RUNS).map((r, i) => `${r} ${latencies[i]}`).join(', ')})`);
+    const status = await api.get<{ supervisor: { rules: Record<string, { fired: number }> } }>(
+      '/v1/supervisor',
+    );
+    for (const rule of Object.keys(RULE_RUNS))
+      assert.equal(status.supervisor.rules[rule]?.fired, 1, `${rule} fired once`);
+    console.log(
+      `# trigger latency, crossing event in the agent → directive commit (batching 250 ms + HTTP + evaluation + commit), n=${latencies.length}: p50 ${percentile(latencies, 50)} ms, max ${Math.max(...latencies)} ms (wall clocks of one machine; per rule: ${Object.keys(
+        RULE_RUNS,
+      )
+        .map((r, i) => `${r} ${latencies[i]}`)
+        .join(', ')})`,
+    );
   });
 
   test('a shadow rule records what it would have done, and fires nothing', async () => {
     const done = await rules.waitOut((e) => e.k === 'anomaly-done', 10_000, 'the anomaly run');
-    const shadow = await until('policy.shadow_fired', 5_000, async () => (await auditOf(api, 'policy.shadow_fired')).find((r) => r.data.rule === 'anomaly'));
+    const shadow = await until('policy.shadow_fired', 5_000, async () =>
+      (await auditOf(api, 'policy.shadow_fired')).find((r) => r.data.rule === 'anomaly'),
+    );
     assert.equal(shadow.data.run, 'r-anomaly');
     assert.deepEqual(shadow.data.wouldIssue, { level: 'halt', scope: 'run:r-anomaly' });
-    assert.equal((await auditOf(api, 'kill_switch.fired')).filter((r) => r.data.rule === 'anomaly').length, 0, 'no kill_switch.fired for a shadow rule');
+    assert.equal(
+      (await auditOf(api, 'kill_switch.fired')).filter((r) => r.data.rule === 'anomaly').length,
+      0,
+      'no kill_switch.fired for a shadow rule',
+    );
     const active = (await api.get<{ directives: Directive[] }>('/v1/directives?active=true')).directives;
-    assert.equal(active.filter((d) => d.scopeText === 'run:r-anomaly').length, 0, 'no directive for the shadowed run');
-    assert.ok((done.allowed as number) > 20, `the run kept working after the flag (${String(done.allowed)} effects allowed)`);
-    assert.equal(alerts.filter((a) => a.kind === 'kill_switch.fired' && a.details.rule === 'anomaly').length, 0, 'no notification');
+    assert.equal(
+      active.filter((d) => d.scopeText === 'run:r-anomaly').length,
+      0,
+      'no directive for the shadowed run',
+    );
+    assert.ok(
+      (done.allowed as number) > 20,
+      `the run kept working after the flag (${String(done.allowed)} effects allowed)`,
+    );
+    assert.equal(
+      alerts.filter((a) => a.kind === 'kill_switch.fired' && a.details.rule === 'anomaly').length,
+      0,
+      'no notification',
+    );
     await rules.stop();
   });
 
-  const hungPolicy = DEFAULT_POLICY.replace('  # agents:\n  #   acme/fast-loop: { intervalMs: 1000, missed: 3 }', '  agents:\n    acme/hung-bot: { intervalMs: 300, missed: 3, killAfterMs: 0 }');
+  const hungPolicy = DEFAULT_POLICY.replace(
+    '  # agents:\n  #   acme/fast-loop: { intervalMs: 1000, missed: 3 }',
+    '  agents:\n    acme/hung-bot: { intervalMs: 300, missed: 3, killAfterMs: 0 }',
+  );
 
   test('a policy change is audited with its diff and author, and rolled back', async () => {
     assert.notEqual(hungPolicy, DEFAULT_POLICY);
@@ -156,9 +230,16 @@ describe('automatic triggers on real processes', { timeout: 120_000 }, () => {
     assert.equal(changed.data.previous, v1.version);
     assert.equal(changed.actor, 'bootstrap-admin', 'who made the change');
     assert.equal(changed.data.comment, 'tight deadman for hung-bot');
-    assert.match(changed.data.diff as string, /\+ {4}acme\/hung-bot: \{ intervalMs: 300/, 'the diff is on the record');
+    assert.match(
+      changed.data.diff as string,
+      /\+ {4}acme\/hung-bot: \{ intervalMs: 300/,
+      'the diff is on the record',
+    );
     const bad = join(dir, 'bad.yaml');
-    writeFileSync(bad, DEFAULT_POLICY.replace('run.steps > limits.max_steps', 'run.stepz > limits.max_steps'));
+    writeFileSync(
+      bad,
+      DEFAULT_POLICY.replace('run.steps > limits.max_steps', 'run.stepz > limits.max_steps'),
+    );
     const refused = await cli(['policy', 'apply', bad, ...conn]);
     assert.equal(refused.code, 2, 'an invalid policy is refused');
     assert.match(refused.stderr, /rules\[1\]\.when: No such key: stepz/);
@@ -167,18 +248,35 @@ describe('automatic triggers on real processes', { timeout: 120_000 }, () => {
     const rolled = (await auditOf(api, 'policy.changed')).at(-1)!;
     assert.equal(rolled.data.version, 3);
     assert.equal(rolled.data.rollbackOf, 1);
-    assert.equal((await api.get<{ digest: string }>('/v1/policy')).digest, v1.digest, 'the active text is version 1 again');
-    const hist = JSON.parse((await cli(['policy', 'history', '--json', ...conn])).stdout) as { active: number; versions: { version: number }[] };
-    assert.deepEqual(hist.versions.map((v) => v.version), [3, 2, 1]);
+    assert.equal(
+      (await api.get<{ digest: string }>('/v1/policy')).digest,
+      v1.digest,
+      'the active text is version 1 again',
+    );
+    const hist = JSON.parse((await cli(['policy', 'history', '--json', ...conn])).stdout) as {
+      active: number;
+      versions: { version: number }[];
+    };
+    assert.deepEqual(
+      hist.versions.map((v) => v.version),
+      [3, 2, 1],
+    );
     assert.equal(hist.active, 3);
-    assert.equal((await cli(['policy', 'apply', file, '--comment', 'again, for the deadman test', ...conn])).code, 0);
+    assert.equal(
+      (await cli(['policy', 'apply', file, '--comment', 'again, for the deadman test', ...conn])).code,
+      0,
+    );
     assert.equal((await api.get<{ version: number }>('/v1/policy')).version, 4);
   });
 
   test('a hung agent (event loop blocked) trips the deadman and its launcher kills the process', async () => {
     const l = go(server, { tenant: 'acme', agent: 'hung-bot', run: 'h-1', env: { TRIGGER_MODE: 'hang' } });
     const ready = await l.waitOut((e) => e.k === 'ready', 20_000, 'the agent');
-    await l.waitOut((e) => e.type === 'settings.applied' && e.heartbeatMs === 300, 5_000, 'the agent to adopt the 300 ms heartbeat');
+    await l.waitOut(
+      (e) => e.type === 'settings.applied' && e.heartbeatMs === 300,
+      5_000,
+      'the agent to adopt the 300 ms heartbeat',
+    );
     const hanging = await l.waitOut((e) => e.k === 'hanging', 5_000, 'the agent to hang');
     assert.equal(await l.exited, 3, 'killpath run exits 3: killed by the switchboard');
     const gone = Date.now();
@@ -201,11 +299,17 @@ describe('automatic triggers on real processes', { timeout: 120_000 }, () => {
   test('the supervisor raises watchdog.absent when the watchdog process stops', async () => {
     const stoppedAt = Date.now();
     dog!.kill('SIGKILL');
-    const alert = await alertOf('watchdog.absent', (a) => a.receivedAt >= stoppedAt && a.path === '/a', 6_000);
+    const alert = await alertOf(
+      'watchdog.absent',
+      (a) => a.receivedAt >= stoppedAt && a.path === '/a',
+      6_000,
+    );
     assert.match(alert.summary, /hung agents are not detected/);
     const rec = (await auditOf(api, 'watchdog.absent')).at(-1)!;
     assert.equal(rec.data.lastId, 'wd-e2e');
-    console.log(`# watchdog stopped → watchdog.absent at the webhook ${alert.receivedAt - stoppedAt} ms (absent after 1500 ms)`);
+    console.log(
+      `# watchdog stopped → watchdog.absent at the webhook ${alert.receivedAt - stoppedAt} ms (absent after 1500 ms)`,
+    );
   });
 
   describe('a second control plane, with its supervisor stopped', () => {
@@ -215,7 +319,15 @@ describe('automatic triggers on real processes', { timeout: 120_000 }, () => {
 
     before(async () => {
       startedAt = Date.now();
-      b = await startServerProcess(join(dir, 'b'), 0, ['--keepalive-ms', '300', '--notify-webhook', `${hookUrl}/b`, '--no-supervisor', '--absent-after', '1000']);
+      b = await startServerProcess(join(dir, 'b'), 0, [
+        '--keepalive-ms',
+        '300',
+        '--notify-webhook',
+        `${hookUrl}/b`,
+        '--no-supervisor',
+        '--absent-after',
+        '1000',
+      ]);
       apiB = new ApiClient(b.url, b.adminToken);
     });
 
@@ -226,22 +338,52 @@ describe('automatic triggers on real processes', { timeout: 120_000 }, () => {
     test('the watchdog raises supervisor.absent, and a CLI kill still halts the run', async () => {
       const alert = await alertOf('supervisor.absent', (a) => a.path === '/b', 8_000);
       assert.match(alert.summary, /policy rules are not evaluated/);
-      console.log(`# supervisor down from the start → supervisor.absent at the webhook ${alert.receivedAt - startedAt} ms after the server was spawned (absent after 1000 ms)`);
+      console.log(
+        `# supervisor down from the start → supervisor.absent at the webhook ${alert.receivedAt - startedAt} ms after the server was spawned (absent after 1000 ms)`,
+      );
       const l = go(b, { tenant: 'acme', agent: 'calm-bot', run: 's-1', env: { TRIGGER_MODE: 'steps' } });
       await l.waitOut((e) => e.k === 'step' && (e.n as number) >= 10, 20_000, 'the agent to work');
-      const r = await cli(['kill', '--run', 's-1', '--reason', 'e2e: supervisor is down', '--json', '--url', b.url, '--token', b.adminToken]);
+      const r = await cli([
+        'kill',
+        '--run',
+        's-1',
+        '--reason',
+        'e2e: supervisor is down',
+        '--json',
+        '--url',
+        b.url,
+        '--token',
+        b.adminToken,
+      ]);
       assert.equal(r.code, 0, r.stderr);
       const d = (JSON.parse(r.stdout) as { directive: Directive }).directive;
-      const denied = await l.waitOut((e) => e.k === 'denied' && e.directiveId === d.id, 10_000, 'the run to be halted');
+      const denied = await l.waitOut(
+        (e) => e.k === 'denied' && e.directiveId === d.id,
+        10_000,
+        'the run to be halted',
+      );
       assert.equal(denied.reason, 'halted');
-      const settled = await until('session.halted', 5_000, async () => (await auditOf(apiB, 'session.halted')).find((x) => x.data.directiveId === d.id));
-      console.log(`# supervisor down: CLI kill → worker settled ${Math.round(settled.data.timeToStopMs as number)} ms`);
-      assert.equal((await auditOf(apiB, 'kill_switch.fired')).filter((x) => x.data.trigger === 'supervisor').length, 0, 'no rule fired: the supervisor is down');
+      const settled = await until('session.halted', 5_000, async () =>
+        (await auditOf(apiB, 'session.halted')).find((x) => x.data.directiveId === d.id),
+      );
+      console.log(
+        `# supervisor down: CLI kill → worker settled ${Math.round(settled.data.timeToStopMs as number)} ms`,
+      );
+      assert.equal(
+        (await auditOf(apiB, 'kill_switch.fired')).filter((x) => x.data.trigger === 'supervisor').length,
+        0,
+        'no rule fired: the supervisor is down',
+      );
       await l.stop();
     });
 
     test('with the control plane unreachable, the local loop-length rule still halts the run', async () => {
-      const l = go(b, { tenant: 'acme', agent: 'loop-bot', run: 'p-1', env: { TRIGGER_MODE: 'steps', TRIGGER_PAUSE_MS: '5', TRIGGER_LEASE_MS: '60000' } });
+      const l = go(b, {
+        tenant: 'acme',
+        agent: 'loop-bot',
+        run: 'p-1',
+        env: { TRIGGER_MODE: 'steps', TRIGGER_PAUSE_MS: '5', TRIGGER_LEASE_MS: '60000' },
+      });
       await l.waitOut((e) => e.type === 'settings.applied', 20_000, 'the run limits from the control plane');
       await l.waitOut((e) => e.k === 'step' && (e.n as number) >= 30, 20_000, 'the agent to work');
       await b.crash();
@@ -255,13 +397,27 @@ describe('automatic triggers on real processes', { timeout: 120_000 }, () => {
       assert.equal(denied.n, 201, 'the step past the limit issued no tool call');
       assert.equal(denied.reason, 'halted');
       assert.equal(denied.directiveId, 'local:loop_length:p-1');
-      assert.ok(!l.out.some((e: Line) => e.k === 'denied' && e.reason === 'stale'), 'the lease had not expired: the local rule halted it');
+      assert.ok(
+        !l.out.some((e: Line) => e.k === 'denied' && e.reason === 'stale'),
+        'the lease had not expired: the local rule halted it',
+      );
       // Back up on the same address: the worker reconnects and the local halt reaches the record.
-      b = await startServerProcess(join(dir, 'b'), b.port, ['--keepalive-ms', '300', '--no-supervisor', '--absent-after', '1000']);
+      b = await startServerProcess(join(dir, 'b'), b.port, [
+        '--keepalive-ms',
+        '300',
+        '--no-supervisor',
+        '--absent-after',
+        '1000',
+      ]);
       apiB = new ApiClient(b.url, b.adminToken);
-      const rec = await until('local_rule.fired', 15_000, async () => (await auditOf(apiB, 'local_rule.fired')).find((x) => x.data.runId === 'p-1'));
+      const rec = await until('local_rule.fired', 15_000, async () =>
+        (await auditOf(apiB, 'local_rule.fired')).find((x) => x.data.runId === 'p-1'),
+      );
       assert.equal(rec.data.rule, 'loop_length');
-      assert.ok(l.out.filter((e) => e.k === 'denied').every((e) => e.directiveId === 'local:loop_length:p-1'), 'still halted locally after reconnecting');
+      assert.ok(
+        l.out.filter((e) => e.k === 'denied').every((e) => e.directiveId === 'local:loop_length:p-1'),
+        'still halted locally after reconnecting',
+      );
       await l.stop();
     });
   });

@@ -67,8 +67,9 @@ let stopping = false;
 /** Outgoing messages: one task per period and run; a halt of the run drops its queued ones (journaled). */
 const outbox = client.queue<{ runId: string; seq: number }>('outbox', async (task, { run }) => {
   if (run === null) return;
-  await run.effect({ capability: 'outbox.send', class: 'write', idempotencyKey: `${task.runId}:outbox:${task.seq}` }, (signal) =>
-    work(outboxMs, signal),
+  await run.effect(
+    { capability: 'outbox.send', class: 'write', idempotencyKey: `${task.runId}:outbox:${task.seq}` },
+    (signal) => work(outboxMs, signal),
   );
 });
 
@@ -118,7 +119,10 @@ async function loop(run: Run): Promise<void> {
 async function slowLoop(run: Run): Promise<void> {
   while (!stopping) {
     try {
-      await run.effect({ capability: 'export_report', class: 'write', args: { report: 'weekly' } }, (signal) => work(slowMs, signal));
+      await run.effect(
+        { capability: 'export_report', class: 'write', args: { report: 'weekly' } },
+        (signal) => work(slowMs, signal),
+      );
     } catch {
       await sleep(period);
     }
@@ -132,7 +136,12 @@ async function transferLoop(run: Run): Promise<void> {
     n += 1;
     try {
       await run.effect(
-        { capability: 'wire_transfer', class: 'irreversible', idempotencyKey: `${run.runId}:transfer:${n}`, compensate: { action: 'recall_transfer', n } },
+        {
+          capability: 'wire_transfer',
+          class: 'irreversible',
+          idempotencyKey: `${run.runId}:transfer:${n}`,
+          compensate: { action: 'recall_transfer', n },
+        },
         (signal) => work(2, signal),
       );
     } catch {
@@ -143,13 +152,17 @@ async function transferLoop(run: Run): Promise<void> {
 
 const runIds = env('DEMO_RUNS', process.env.KILLPATH_RUN_ID).split(',');
 const parentRun = process.env.DEMO_PARENT_RUN ?? '';
-const parent = parentRun === '' ? undefined : { runId: parentRun, lineage: (process.env.DEMO_PARENT_LINEAGE ?? '').split(',').filter(Boolean) };
+const parent =
+  parentRun === ''
+    ? undefined
+    : { runId: parentRun, lineage: (process.env.DEMO_PARENT_LINEAGE ?? '').split(',').filter(Boolean) };
 // DEMO_RESUME=1 is the path of a durable agent restarted after a crash or a redeploy: it asks
 // the control plane to resume each run, and a run that is halted stays stopped.
 const resuming = process.env.DEMO_RESUME === '1';
 const runs: Run[] = [];
 if (!resuming) {
-  for (const [i, runId] of runIds.entries()) runs.push(client.startRun({ runId, ...(i === 0 && parent !== undefined ? { parent } : {}) }));
+  for (const [i, runId] of runIds.entries())
+    runs.push(client.startRun({ runId, ...(i === 0 && parent !== undefined ? { parent } : {}) }));
   runs.push(runs[0]!.startChild({ runId: `${runIds[0]}.child` }));
 }
 
@@ -169,7 +182,13 @@ if (resuming) {
     }
   }
 }
-out({ k: 'ready', workerId: client.workerId, pid: process.pid, refused, runs: runs.map((r) => ({ runId: r.identity.runId, lineage: r.identity.lineage })) });
+out({
+  k: 'ready',
+  workerId: client.workerId,
+  pid: process.pid,
+  refused,
+  runs: runs.map((r) => ({ runId: r.identity.runId, lineage: r.identity.lineage })),
+});
 
 const loops = runs.map(loop);
 if (runs[0] !== undefined) loops.push(slowLoop(runs[0]));

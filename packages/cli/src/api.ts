@@ -14,7 +14,12 @@ export class ApiClient {
    * Sends a request and returns the parsed JSON body (undefined for 204).
    * @throws KillpathError with the wire error's code, or `unavailable` when the server cannot be reached.
    */
-  async request<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
+  async request<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<T> {
     let res: Response;
     try {
       res = await fetch(`${this.url}${path}`, {
@@ -28,7 +33,11 @@ export class ApiClient {
         signal: AbortSignal.timeout(15_000),
       });
     } catch (err) {
-      throw new KillpathError('unavailable', `cannot reach the control plane at ${this.url} (${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message})`, { cause: err });
+      throw new KillpathError(
+        'unavailable',
+        `cannot reach the control plane at ${this.url} (${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message})`,
+        { cause: err },
+      );
     }
     if (res.status === 204) return undefined as T;
     const text = await res.text();
@@ -36,10 +45,16 @@ export class ApiClient {
     try {
       json = text === '' ? undefined : JSON.parse(text);
     } catch {
-      throw new KillpathError('internal', `unexpected answer from ${this.url}${path} (HTTP ${res.status}, not JSON)`);
+      throw new KillpathError(
+        'internal',
+        `unexpected answer from ${this.url}${path} (HTTP ${res.status}, not JSON)`,
+      );
     }
     if (!res.ok) {
-      if (isWireError(json)) throw new KillpathError(json.error.code as ErrorCode, json.error.message, { details: json.error.details });
+      if (isWireError(json))
+        throw new KillpathError(json.error.code as ErrorCode, json.error.message, {
+          details: json.error.details,
+        });
       throw new KillpathError('internal', `HTTP ${res.status} from ${path}`);
     }
     return json as T;

@@ -10,11 +10,18 @@ export const CONNECTION_OPTIONS = {
 } as const satisfies ParseArgsConfig['options'];
 
 /** `parseArgs` in strict mode, with its errors turned into one clear `invalid_request` line. */
-export function parse<const O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O, allowPositionals = false) {
+export function parse<const O extends NonNullable<ParseArgsConfig['options']>>(
+  args: string[],
+  options: O,
+  allowPositionals = false,
+) {
   try {
     return parseArgs({ args, options, allowPositionals, strict: true });
   } catch (err) {
-    throw new KillpathError('invalid_request', (err as Error).message.replace(/\. To specify a positional argument.*$/s, ''));
+    throw new KillpathError(
+      'invalid_request',
+      (err as Error).message.replace(/\. To specify a positional argument.*$/s, ''),
+    );
   }
 }
 
@@ -22,6 +29,7 @@ export function parse<const O extends NonNullable<ParseArgsConfig['options']>>(a
 export function intFlag(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new KillpathError('invalid_request', `--${name} must be a non-negative integer, got "${value}"`);
+  if (!Number.isInteger(n) || n < 0)
+    throw new KillpathError('invalid_request', `--${name} must be a non-negative integer, got "${value}"`);
   return n;
 }

@@ -18,7 +18,10 @@ function readIf(path: string): string | null {
  * and `<dataDir>/admin.token` (default data dir `./.killpath`).
  * @throws KillpathError `invalid_request` naming what is missing and how to provide it.
  */
-export function resolveConnection(flags: { url?: string | undefined; token?: string | undefined; 'data-dir'?: string | undefined }, env = process.env): Connection {
+export function resolveConnection(
+  flags: { url?: string | undefined; token?: string | undefined; 'data-dir'?: string | undefined },
+  env = process.env,
+): Connection {
   const dataDir = resolve(flags['data-dir'] ?? env.KILLPATH_DATA_DIR ?? '.killpath');
   let url = flags.url ?? env.KILLPATH_URL ?? null;
   if (url === null) {
@@ -33,10 +36,16 @@ export function resolveConnection(flags: { url?: string | undefined; token?: str
   }
   const token = flags.token ?? env.KILLPATH_TOKEN ?? readIf(join(dataDir, 'admin.token'));
   if (url === null) {
-    throw new KillpathError('invalid_request', `no control plane URL: pass --url, set KILLPATH_URL, or run where ${dataDir}/server.json exists (killpath serve writes it)`);
+    throw new KillpathError(
+      'invalid_request',
+      `no control plane URL: pass --url, set KILLPATH_URL, or run where ${dataDir}/server.json exists (killpath serve writes it)`,
+    );
   }
   if (!token) {
-    throw new KillpathError('invalid_request', `no token: pass --token, set KILLPATH_TOKEN, or run where ${dataDir}/admin.token exists`);
+    throw new KillpathError(
+      'invalid_request',
+      `no token: pass --token, set KILLPATH_TOKEN, or run where ${dataDir}/admin.token exists`,
+    );
   }
   try {
     new URL(url);

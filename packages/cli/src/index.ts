@@ -8,8 +8,23 @@ export type { AgentSpec, AgentEvent, AgentProcess, HarnessOptions } from './flee
 export { flipAndMeasure, DEMO_CAPABILITIES } from './fleet/flip.ts';
 export type { FlipSpec, FlipOutcome, WorkerOutcome } from './fleet/flip.ts';
 export { DEMO_FLEET, demoFlips, flipTable, flipViolations } from './commands/demo.ts';
-export { Launcher, EXIT_STOPPED, EXIT_UNREACHABLE, netnsSupported, listNetns, LocalProcessBackend, EgressProxy, AgentNetns } from './launcher/launcher-exports.ts';
-export type { LauncherOptions, ProcessBackend, AgentHandle, LaunchSpec, TerminateResult } from './launcher/launcher-exports.ts';
+export {
+  Launcher,
+  EXIT_STOPPED,
+  EXIT_UNREACHABLE,
+  netnsSupported,
+  listNetns,
+  LocalProcessBackend,
+  EgressProxy,
+  AgentNetns,
+} from './launcher/launcher-exports.ts';
+export type {
+  LauncherOptions,
+  ProcessBackend,
+  AgentHandle,
+  LaunchSpec,
+  TerminateResult,
+} from './launcher/launcher-exports.ts';
 export { launch, alive, KILLPATH_CLI } from './fleet/launch.ts';
 export type { Launched, Line } from './fleet/launch.ts';
 export { renderReport } from './drill/report.ts';

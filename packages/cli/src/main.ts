@@ -84,7 +84,9 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (process.env.KILLPATH_DEBUG) console.error(err);
     if (err instanceof KillpathError) {
-      console.error(`killpath ${name}: ${err.message}${err.code === 'invalid_request' || err.code === 'unavailable' ? '' : ` (${err.code})`}`);
+      console.error(
+        `killpath ${name}: ${err.message}${err.code === 'invalid_request' || err.code === 'unavailable' ? '' : ` (${err.code})`}`,
+      );
       return 2;
     }
     console.error(`killpath ${name}: ${(err as Error).message ?? String(err)}`);

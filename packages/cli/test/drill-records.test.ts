@@ -7,10 +7,23 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { KillpathError, type DrillDue, type RehearsalInput, type RehearsalRecord, type ScenarioResult } from '@killpath/protocol';
+import {
+  KillpathError,
+  type DrillDue,
+  type RehearsalInput,
+  type RehearsalRecord,
+  type ScenarioResult,
+} from '@killpath/protocol';
 import { startServer, type RunningServer } from '@killpath/server';
 import { ApiClient } from '../src/api.ts';
-import { drillDue, drillHistory, drillShow, latencyVsTarget, statusCounts, worstSignalToHalt } from '../src/commands/drill-records.ts';
+import {
+  drillDue,
+  drillHistory,
+  drillShow,
+  latencyVsTarget,
+  statusCounts,
+  worstSignalToHalt,
+} from '../src/commands/drill-records.ts';
 
 function scenario(over: Partial<ScenarioResult>): ScenarioResult {
   return {
@@ -36,7 +49,11 @@ function scenario(over: Partial<ScenarioResult>): ScenarioResult {
 }
 
 const REHEARSAL: RehearsalInput = {
-  spec: { name: 'acme-spec', digest: 'sha256:1111', agents: [{ tenant: 'acme', agent: 'bot', level: 4, cadenceDays: 30 }] },
+  spec: {
+    name: 'acme-spec',
+    digest: 'sha256:1111',
+    agents: [{ tenant: 'acme', agent: 'bot', level: 4, cadenceDays: 30 }],
+  },
   mode: 'local',
   compact: false,
   startedAt: '2025-06-01T10:00:00.000Z',
@@ -49,15 +66,28 @@ const REHEARSAL: RehearsalInput = {
       title: 'tool misuse',
       status: 'fail',
       signalToHalt: { n: 2, p50: 900, p99: 2100, max: 2100, samples: [900, 2100] },
-      checks: [{ name: 'signal-to-halt within target', ok: false, kind: 'target', detail: 'p99 2100 ms > 1000 ms' }],
+      checks: [
+        { name: 'signal-to-halt within target', ok: false, kind: 'target', detail: 'p99 2100 ms > 1000 ms' },
+      ],
       remediation: 'shorten the heartbeat interval of acme/bot',
     }),
-    scenario({ id: 'S7', title: 'control plane down', path: 'deadman', status: 'degraded', signalToHalt: null, paths: [{ path: 'deadman', state: 'worked', detail: 'tripped in 2 s' }] }),
+    scenario({
+      id: 'S7',
+      title: 'control plane down',
+      path: 'deadman',
+      status: 'degraded',
+      signalToHalt: null,
+      paths: [{ path: 'deadman', state: 'worked', detail: 'tripped in 2 s' }],
+    }),
   ],
 };
 
 /** Runs a command with console.log captured; returns its exit status and what it printed. */
-async function run(t: TestContext, fn: (args: string[]) => Promise<number>, args: string[]): Promise<{ code: number; out: string }> {
+async function run(
+  t: TestContext,
+  fn: (args: string[]) => Promise<number>,
+  args: string[],
+): Promise<{ code: number; out: string }> {
   const lines: string[] = [];
   const log = t.mock.method(console, 'log', (...a: unknown[]) => void lines.push(a.map(String).join(' ')));
   try {
@@ -75,7 +105,13 @@ describe('killpath drill history, due and show', () => {
   let api: ApiClient;
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'killpath-cli-drills-'));
-    server = await startServer({ dataDir: dir, port: 0, logLevel: 'silent', supervisor: false, watchdog: false });
+    server = await startServer({
+      dataDir: dir,
+      port: 0,
+      logLevel: 'silent',
+      supervisor: false,
+      watchdog: false,
+    });
     conn = ['--url', server.url, '--token', server.createdAdminToken!];
     api = new ApiClient(server.url, server.createdAdminToken!);
   });
@@ -102,31 +138,61 @@ describe('killpath drill history, due and show', () => {
     const json = await run(t, drillDue, [...conn, '--json']);
     assert.equal(json.code, 1);
     const agents = JSON.parse(json.out) as DrillDue[];
-    assert.deepEqual(agents[0]!.reasons.map((r) => r.kind), ['failed', 'cadence']);
+    assert.deepEqual(
+      agents[0]!.reasons.map((r) => r.kind),
+      ['failed', 'cadence'],
+    );
 
     const history = await run(t, drillHistory, [...conn, '--agent', 'acme/bot', '-n', '5']);
     assert.equal(history.code, 0);
     const row = history.out.split('\n').find((l) => l.startsWith(drill.id));
     assert.ok(row, history.out);
-    assert.match(row, /acme-spec sha256:1111\s+acme\/bot\s+local\s+FAIL\s+1\/1\/1\/0\s+2\.10 s > 1\.00 s \(S3\)/);
-    assert.equal((await run(t, drillHistory, [...conn, '--agent', 'acme/other'])).out, 'no rehearsal records');
+    assert.match(
+      row,
+      /acme-spec sha256:1111\s+acme\/bot\s+local\s+FAIL\s+1\/1\/1\/0\s+2\.10 s > 1\.00 s \(S3\)/,
+    );
+    assert.equal(
+      (await run(t, drillHistory, [...conn, '--agent', 'acme/other'])).out,
+      'no rehearsal records',
+    );
 
     const show = await run(t, drillShow, [...conn, drill.id]);
     assert.equal(show.code, 0);
     assert.match(show.out, /# drill dr_\S+: FAIL \(1 passed, 1 failed, 1 degraded, 0 skipped\)/);
-    assert.match(show.out, /S3 tool misuse\s+FAIL\s+≤ 1\.00 s\s+900\.0 ms \/ 2\.10 s \(n=2\)\s+w0 i0 r1, 0 after observe\s+3 intents: 2 landed, 1 aborted, 0 failed, 0 in doubt, 0 open, 0 lost\s+shorten the heartbeat interval of acme\/bot/);
-    assert.match(show.out, /failed checks:\n.*\nS3\s+target\s+signal-to-halt within target\s+p99 2100 ms > 1000 ms/);
+    assert.match(
+      show.out,
+      /S3 tool misuse\s+FAIL\s+≤ 1\.00 s\s+900\.0 ms \/ 2\.10 s \(n=2\)\s+w0 i0 r1, 0 after observe\s+3 intents: 2 landed, 1 aborted, 0 failed, 0 in doubt, 0 open, 0 lost\s+shorten the heartbeat interval of acme\/bot/,
+    );
+    assert.match(
+      show.out,
+      /failed checks:\n.*\nS3\s+target\s+signal-to-halt within target\s+p99 2100 ms > 1000 ms/,
+    );
     assert.match(show.out, /S7\s+deadman\s+worked\s+tripped in 2 s/);
     const shown = JSON.parse((await run(t, drillShow, [...conn, drill.id, '--json'])).out) as RehearsalRecord;
     assert.deepEqual(shown, drill);
   });
 
   test('bad arguments are refused before any request; an unknown record is not_found', async (t) => {
-    await assert.rejects(drillHistory([...conn, '--agent', 'acme']), (e: unknown) => e instanceof KillpathError && e.code === 'invalid_request');
-    await assert.rejects(drillHistory([...conn, '--limit', '0']), (e: unknown) => e instanceof KillpathError && e.code === 'invalid_request');
-    await assert.rejects(drillDue([...conn, '--spec-digest', 'a b']), (e: unknown) => e instanceof KillpathError && e.code === 'invalid_request');
-    await assert.rejects(drillShow(conn), (e: unknown) => e instanceof KillpathError && e.code === 'invalid_request');
-    await assert.rejects(drillShow([...conn, 'dr_nope']), (e: unknown) => e instanceof KillpathError && e.code === 'not_found');
+    await assert.rejects(
+      drillHistory([...conn, '--agent', 'acme']),
+      (e: unknown) => e instanceof KillpathError && e.code === 'invalid_request',
+    );
+    await assert.rejects(
+      drillHistory([...conn, '--limit', '0']),
+      (e: unknown) => e instanceof KillpathError && e.code === 'invalid_request',
+    );
+    await assert.rejects(
+      drillDue([...conn, '--spec-digest', 'a b']),
+      (e: unknown) => e instanceof KillpathError && e.code === 'invalid_request',
+    );
+    await assert.rejects(
+      drillShow(conn),
+      (e: unknown) => e instanceof KillpathError && e.code === 'invalid_request',
+    );
+    await assert.rejects(
+      drillShow([...conn, 'dr_nope']),
+      (e: unknown) => e instanceof KillpathError && e.code === 'not_found',
+    );
     assert.equal((await run(t, drillDue, ['--help'])).code, 0);
   });
 });

@@ -9,7 +9,20 @@ import type { ComponentChildren } from 'preact';
 import { useContext, useRef, useState } from 'preact/hooks';
 import { ApiError } from './api.ts';
 import { SessionContext } from './context.ts';
-import { LEVEL_HELP, directiveBody, emptyForm, errorText, needsBreakGlass, resumeBody, takesGrace, targetLabel, targetScope, type ActionForm, type FormErrors, type Target } from './model.ts';
+import {
+  LEVEL_HELP,
+  directiveBody,
+  emptyForm,
+  errorText,
+  needsBreakGlass,
+  resumeBody,
+  takesGrace,
+  targetLabel,
+  targetScope,
+  type ActionForm,
+  type FormErrors,
+  type Target,
+} from './model.ts';
 import { Modal } from './modal.tsx';
 
 /** Props of a field with its label, hint and error wired for assistive technology. */
@@ -31,7 +44,11 @@ function Field({ id, label, hint, error, children }: FieldProps) {
           {hint}
         </p>
       )}
-      {children({ id, 'aria-invalid': Boolean(error), ...(described ? { 'aria-describedby': described } : {}) })}
+      {children({
+        id,
+        'aria-invalid': Boolean(error),
+        ...(described ? { 'aria-describedby': described } : {}),
+      })}
       {error && (
         <p id={`${id}-error`} class="field-error">
           {error}
@@ -77,10 +94,15 @@ export function ActionDialog({ target, level, onClose, onIssued }: ActionDialogP
     setErrors({});
     setBusy(true);
     try {
-      const res = await session.api.post<{ directive: Directive; created: boolean }>('/v1/directives', r.body);
+      const res = await session.api.post<{ directive: Directive; created: boolean }>(
+        '/v1/directives',
+        r.body,
+      );
       onIssued(res.directive, res.created);
     } catch (err) {
-      setFailure(`The control plane refused: ${errorText(err instanceof ApiError ? err : { message: String(err) })}`);
+      setFailure(
+        `The control plane refused: ${errorText(err instanceof ApiError ? err : { message: String(err) })}`,
+      );
       setBusy(false);
     }
   };
@@ -96,18 +118,48 @@ export function ActionDialog({ target, level, onClose, onIssued }: ActionDialogP
           <legend>Level</legend>
           {LEVELS.map((l) => (
             <label key={l} class="radio">
-              <input type="radio" name="level" value={l} checked={form.level === l} onChange={() => set({ level: l })} />
+              <input
+                type="radio"
+                name="level"
+                value={l}
+                checked={form.level === l}
+                onChange={() => set({ level: l })}
+              />
               <span class="level-name">{l}</span> <span class="hint">{LEVEL_HELP[l]}</span>
             </label>
           ))}
         </fieldset>
-        <Field id="f-capabilities" label="Only these tools (optional)" hint="Capabilities separated by commas, e.g. crm.update; empty for every effect." error={errors.capabilities}>
-          {(a) => <input {...a} type="text" autocomplete="off" spellcheck={false} value={form.capabilities} onInput={(e) => set({ capabilities: text(e) })} />}
+        <Field
+          id="f-capabilities"
+          label="Only these tools (optional)"
+          hint="Capabilities separated by commas, e.g. crm.update; empty for every effect."
+          error={errors.capabilities}
+        >
+          {(a) => (
+            <input
+              {...a}
+              type="text"
+              autocomplete="off"
+              spellcheck={false}
+              value={form.capabilities}
+              onInput={(e) => set({ capabilities: text(e) })}
+            />
+          )}
         </Field>
         {form.level === 'throttle' && (
           <div class="row">
             <Field id="f-rate" label="Effects per second" error={errors.perSecond}>
-              {(a) => <input {...a} type="number" min="0" step="any" inputMode="decimal" value={form.perSecond} onInput={(e) => set({ perSecond: text(e) })} />}
+              {(a) => (
+                <input
+                  {...a}
+                  type="number"
+                  min="0"
+                  step="any"
+                  inputMode="decimal"
+                  value={form.perSecond}
+                  onInput={(e) => set({ perSecond: text(e) })}
+                />
+              )}
             </Field>
             <Field id="f-per" label="Counted per">
               {(a) => (
@@ -121,13 +173,32 @@ export function ActionDialog({ target, level, onClose, onIssued }: ActionDialogP
         )}
         {takesGrace(form.level) && (
           <div class="row">
-            <Field id="f-grace" label="Grace (ms, optional)" hint="Time covered work may take to finish before it is aborted." error={errors.graceMs}>
-              {(a) => <input {...a} type="number" min="0" step="1" inputMode="numeric" value={form.graceMs} onInput={(e) => set({ graceMs: text(e) })} />}
+            <Field
+              id="f-grace"
+              label="Grace (ms, optional)"
+              hint="Time covered work may take to finish before it is aborted."
+              error={errors.graceMs}
+            >
+              {(a) => (
+                <input
+                  {...a}
+                  type="number"
+                  min="0"
+                  step="1"
+                  inputMode="numeric"
+                  value={form.graceMs}
+                  onInput={(e) => set({ graceMs: text(e) })}
+                />
+              )}
             </Field>
             {form.level === 'halt' && (
               <Field id="f-drain" label="Queued tasks">
                 {(a) => (
-                  <select {...a} value={form.drain} onChange={(e) => set({ drain: text(e) as 'discard' | 'drain' })}>
+                  <select
+                    {...a}
+                    value={form.drain}
+                    onChange={(e) => set({ drain: text(e) as 'discard' | 'drain' })}
+                  >
                     <option value="discard">discard</option>
                     <option value="drain">drain within the grace</option>
                   </select>
@@ -136,15 +207,58 @@ export function ActionDialog({ target, level, onClose, onIssued }: ActionDialogP
             )}
           </div>
         )}
-        <Field id="f-reason" label="Reason (optional)" hint="A short label, e.g. runaway loop." error={errors.reason}>
-          {(a) => <input {...a} type="text" autocomplete="off" maxLength={500} value={form.reason} onInput={(e) => set({ reason: text(e) })} />}
+        <Field
+          id="f-reason"
+          label="Reason (optional)"
+          hint="A short label, e.g. runaway loop."
+          error={errors.reason}
+        >
+          {(a) => (
+            <input
+              {...a}
+              type="text"
+              autocomplete="off"
+              maxLength={500}
+              value={form.reason}
+              onInput={(e) => set({ reason: text(e) })}
+            />
+          )}
         </Field>
-        <Field id="f-justification" label="Justification (required)" hint="Why, for the audit log: incident, ticket, who decided." error={errors.justification}>
-          {(a) => <textarea {...a} ref={justificationRef} required rows={3} maxLength={4000} value={form.justification} onInput={(e) => set({ justification: text(e) })} />}
+        <Field
+          id="f-justification"
+          label="Justification (required)"
+          hint="Why, for the audit log: incident, ticket, who decided."
+          error={errors.justification}
+        >
+          {(a) => (
+            <textarea
+              {...a}
+              ref={justificationRef}
+              required
+              rows={3}
+              maxLength={4000}
+              value={form.justification}
+              onInput={(e) => set({ justification: text(e) })}
+            />
+          )}
         </Field>
         {global && (
-          <Field id="f-breakglass" label="Break-glass attestation (required)" hint="This stops every tenant. State who authorised it and why nothing narrower will do." error={errors.breakGlass}>
-            {(a) => <textarea {...a} required rows={2} maxLength={4000} value={form.breakGlass} onInput={(e) => set({ breakGlass: text(e) })} />}
+          <Field
+            id="f-breakglass"
+            label="Break-glass attestation (required)"
+            hint="This stops every tenant. State who authorised it and why nothing narrower will do."
+            error={errors.breakGlass}
+          >
+            {(a) => (
+              <textarea
+                {...a}
+                required
+                rows={2}
+                maxLength={4000}
+                value={form.breakGlass}
+                onInput={(e) => set({ breakGlass: text(e) })}
+              />
+            )}
           </Field>
         )}
         {failure && (
@@ -156,7 +270,11 @@ export function ActionDialog({ target, level, onClose, onIssued }: ActionDialogP
           <button type="button" onClick={onClose}>
             Cancel
           </button>
-          <button type="submit" class={form.level === 'kill' || form.level === 'halt' ? 'danger' : 'primary'} disabled={busy}>
+          <button
+            type="submit"
+            class={form.level === 'kill' || form.level === 'halt' ? 'danger' : 'primary'}
+            disabled={busy}
+          >
             {busy ? 'Sending…' : `Issue ${form.level}`}
           </button>
         </div>
@@ -196,26 +314,60 @@ export function ResumeDialog({ directive, onClose, onResumed }: ResumeDialogProp
     setErrors({});
     setBusy(true);
     try {
-      const res = await session.api.post<{ directive: Directive }>(`/v1/directives/${encodeURIComponent(directive.id)}/resume`, r.body);
+      const res = await session.api.post<{ directive: Directive }>(
+        `/v1/directives/${encodeURIComponent(directive.id)}/resume`,
+        r.body,
+      );
       onResumed(res.directive);
     } catch (err) {
-      setFailure(`The control plane refused: ${errorText(err instanceof ApiError ? err : { message: String(err) })}`);
+      setFailure(
+        `The control plane refused: ${errorText(err instanceof ApiError ? err : { message: String(err) })}`,
+      );
       setBusy(false);
     }
   };
 
   return (
-    <Modal title={`Resume ${directive.level} on ${directive.scopeText}`} titleId="resume-title" onClose={onClose} initialFocus={ref}>
+    <Modal
+      title={`Resume ${directive.level} on ${directive.scopeText}`}
+      titleId="resume-title"
+      onClose={onClose}
+      initialFocus={ref}
+    >
       <p class="scope-line">
         Directive <code>{directive.id}</code>, issued by {directive.actor}: {directive.reason}
       </p>
       <form ref={formRef} noValidate onSubmit={submit}>
-        <Field id="r-justification" label="Justification (required)" hint="Why it is safe to resume, for the audit log." error={errors.justification}>
-          {(a) => <textarea {...a} ref={ref} required rows={3} maxLength={4000} value={justification} onInput={(e) => setJustification(text(e))} />}
+        <Field
+          id="r-justification"
+          label="Justification (required)"
+          hint="Why it is safe to resume, for the audit log."
+          error={errors.justification}
+        >
+          {(a) => (
+            <textarea
+              {...a}
+              ref={ref}
+              required
+              rows={3}
+              maxLength={4000}
+              value={justification}
+              onInput={(e) => setJustification(text(e))}
+            />
+          )}
         </Field>
         {needsBreakGlass(directive) && (
           <Field id="r-breakglass" label="Break-glass attestation (required)" error={errors.breakGlass}>
-            {(a) => <textarea {...a} required rows={2} maxLength={4000} value={breakGlass} onInput={(e) => setBreakGlass(text(e))} />}
+            {(a) => (
+              <textarea
+                {...a}
+                required
+                rows={2}
+                maxLength={4000}
+                value={breakGlass}
+                onInput={(e) => setBreakGlass(text(e))}
+              />
+            )}
           </Field>
         )}
         {failure && (

@@ -10,13 +10,27 @@ export function Actions({ target }: { target: Target }) {
   const label = targetLabel(target);
   return (
     <div class="actions" role="group" aria-label={`Actions on ${label}`}>
-      <button type="button" class="danger" aria-label={`Kill ${label}`} onClick={() => session.openAction(target, 'kill')}>
+      <button
+        type="button"
+        class="danger"
+        aria-label={`Kill ${label}`}
+        onClick={() => session.openAction(target, 'kill')}
+      >
         Kill
       </button>
-      <button type="button" class="warn" aria-label={`Halt ${label}`} onClick={() => session.openAction(target, 'halt')}>
+      <button
+        type="button"
+        class="warn"
+        aria-label={`Halt ${label}`}
+        onClick={() => session.openAction(target, 'halt')}
+      >
         Halt
       </button>
-      <button type="button" aria-label={`More actions on ${label} (throttle, degrade, isolate, one tool)`} onClick={() => session.openAction(target, 'throttle')}>
+      <button
+        type="button"
+        aria-label={`More actions on ${label} (throttle, degrade, isolate, one tool)`}
+        onClick={() => session.openAction(target, 'throttle')}
+      >
         More…
       </button>
     </div>

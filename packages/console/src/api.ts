@@ -19,7 +19,10 @@ export class ApiError extends Error {
 }
 
 /** The part of `fetch` the client needs (a seam for tests). */
-export type FetchLike = (url: string, init: { method: string; headers: Record<string, string>; body?: string; signal?: AbortSignal }) => Promise<{
+export type FetchLike = (
+  url: string,
+  init: { method: string; headers: Record<string, string>; body?: string; signal?: AbortSignal },
+) => Promise<{
   ok: boolean;
   status: number;
   text(): Promise<string>;
@@ -55,19 +58,31 @@ export class Api {
         signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
       });
     } catch (err) {
-      throw new ApiError(0, 'unreachable', `cannot reach the control plane (${err instanceof Error ? err.message : String(err)})`);
+      throw new ApiError(
+        0,
+        'unreachable',
+        `cannot reach the control plane (${err instanceof Error ? err.message : String(err)})`,
+      );
     }
     const text = await res.text().catch(() => '');
     let json: unknown;
     try {
       json = text === '' ? undefined : JSON.parse(text);
     } catch {
-      if (res.status >= 500) throw new ApiError(res.status, 'unreachable', `the control plane answered HTTP ${res.status}`);
+      if (res.status >= 500)
+        throw new ApiError(res.status, 'unreachable', `the control plane answered HTTP ${res.status}`);
       throw new ApiError(res.status, 'bad_answer', `unexpected answer (HTTP ${res.status}, not JSON)`);
     }
     if (!res.ok) {
-      const e = (json as { error?: { code?: unknown; message?: unknown; details?: unknown } } | undefined)?.error;
-      if (e && typeof e.code === 'string') throw new ApiError(res.status, e.code, typeof e.message === 'string' ? e.message : e.code, e.details ?? null);
+      const e = (json as { error?: { code?: unknown; message?: unknown; details?: unknown } } | undefined)
+        ?.error;
+      if (e && typeof e.code === 'string')
+        throw new ApiError(
+          res.status,
+          e.code,
+          typeof e.message === 'string' ? e.message : e.code,
+          e.details ?? null,
+        );
       throw new ApiError(res.status, res.status >= 500 ? 'unreachable' : 'http_error', `HTTP ${res.status}`);
     }
     return json as T;

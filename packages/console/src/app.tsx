@@ -20,9 +20,16 @@ import { viewFromHash, viewsFor, type ViewId } from './views.ts';
 const browserFetch: FetchLike = (url, init) => fetch(url, init);
 const clock = (t: number | null) => (t === null ? '' : new Date(t).toLocaleTimeString());
 
-type Dialog = { kind: 'action'; target: Target; level: Level } | { kind: 'resume'; directive: Directive } | null;
+type Dialog =
+  { kind: 'action'; target: Target; level: Level } | { kind: 'resume'; directive: Directive } | null;
 
-function SignIn({ onSignedIn, message }: { onSignedIn(token: string, p: Principal): void; message: string | null }) {
+function SignIn({
+  onSignedIn,
+  message,
+}: {
+  onSignedIn(token: string, p: Principal): void;
+  message: string | null;
+}) {
   const [token, setToken] = useState('');
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
@@ -43,7 +50,11 @@ function SignIn({ onSignedIn, message }: { onSignedIn(token: string, p: Principa
       }
       onSignedIn(t, p);
     } catch (err) {
-      setError(isUnauthorized(err) ? 'That token was not accepted (unknown, revoked or mistyped).' : `Sign-in failed: ${errorText(err as ApiError)}`);
+      setError(
+        isUnauthorized(err)
+          ? 'That token was not accepted (unknown, revoked or mistyped).'
+          : `Sign-in failed: ${errorText(err as ApiError)}`,
+      );
     } finally {
       setBusy(false);
     }
@@ -59,8 +70,8 @@ function SignIn({ onSignedIn, message }: { onSignedIn(token: string, p: Principa
       <form onSubmit={submit} noValidate>
         <label for="token">Access token</label>
         <p id="token-hint" class="hint">
-          A viewer, operator or admin token (<code>killpath token create --role operator --tenant acme</code>). It stays in this tab only and is
-          forgotten on sign-out.
+          A viewer, operator or admin token (<code>killpath token create --role operator --tenant acme</code>
+          ). It stays in this tab only and is forgotten on sign-out.
         </p>
         <input
           id="token"
@@ -90,9 +101,7 @@ function ConnectionStatus({ live }: { live: PollState<LiveData> }) {
   if (live.ok) {
     return (
       // Not a live region: it changes every poll and would be read out twice a second.
-      <p class="conn ok">
-        Live · updated {clock(live.lastOkAt)}
-      </p>
+      <p class="conn ok">Live · updated {clock(live.lastOkAt)}</p>
     );
   }
   if (live.failingSince === null) return <p class="conn">Connecting…</p>;
@@ -104,7 +113,15 @@ function ConnectionStatus({ live }: { live: PollState<LiveData> }) {
   );
 }
 
-function Console({ api, principal, onSignOut }: { api: Api; principal: Principal; onSignOut(message: string | null): void }) {
+function Console({
+  api,
+  principal,
+  onSignOut,
+}: {
+  api: Api;
+  principal: Principal;
+  onSignOut(message: string | null): void;
+}) {
   const [view, setView] = useState<ViewId>(() => viewFromHash(location.hash, principal));
   const [dialog, setDialog] = useState<Dialog>(null);
   const [notice, setNotice] = useState<string | null>(null);
@@ -119,7 +136,8 @@ function Console({ api, principal, onSignOut }: { api: Api; principal: Principal
   }, [principal]);
 
   useEffect(() => {
-    if (isUnauthorized(live.error)) onSignOut('The control plane no longer accepts this token (revoked or expired). Sign in again.');
+    if (isUnauthorized(live.error))
+      onSignOut('The control plane no longer accepts this token (revoked or expired). Sign in again.');
   }, [live.error]);
 
   const session: Session = useMemo(
@@ -192,12 +210,20 @@ function Console({ api, principal, onSignOut }: { api: Api; principal: Principal
           level={dialog.level}
           onClose={() => setDialog(null)}
           onIssued={(d, created) =>
-            changed(created ? `${d.level} issued on ${d.scopeText}: directive ${d.id} at rev ${d.rev}.` : `Already in force: the same ${d.level} on ${targetScope(dialog.target)} is directive ${d.id}.`)
+            changed(
+              created
+                ? `${d.level} issued on ${d.scopeText}: directive ${d.id} at rev ${d.rev}.`
+                : `Already in force: the same ${d.level} on ${targetScope(dialog.target)} is directive ${d.id}.`,
+            )
           }
         />
       )}
       {dialog?.kind === 'resume' && (
-        <ResumeDialog directive={dialog.directive} onClose={() => setDialog(null)} onResumed={(d) => changed(`Resumed: ${d.level} on ${d.scopeText} (directive ${d.id}) is cleared.`)} />
+        <ResumeDialog
+          directive={dialog.directive}
+          onClose={() => setDialog(null)}
+          onResumed={(d) => changed(`Resumed: ${d.level} on ${d.scopeText} (directive ${d.id}) is cleared.`)}
+        />
       )}
     </SessionContext.Provider>
   );
@@ -217,7 +243,11 @@ export function App() {
       .then((p) => setAuth({ token, principal: p }))
       .catch((err: unknown) => {
         if (isUnauthorized(err)) clearToken(sessionStorage);
-        setMessage(isUnauthorized(err) ? 'The saved token is no longer accepted. Sign in again.' : `Could not reach the control plane: ${errorText(err as ApiError)}`);
+        setMessage(
+          isUnauthorized(err)
+            ? 'The saved token is no longer accepted. Sign in again.'
+            : `Could not reach the control plane: ${errorText(err as ApiError)}`,
+        );
       })
       .finally(() => setRestoring(false));
   }, []);

@@ -38,15 +38,26 @@ export function DirectivesTable({ directives, caption, full = false }: Directive
         </thead>
         <tbody>
           {directives.map((d) => (
-            <tr key={d.id} data-directive={d.id} class={d.clearedAt === null ? `level-${d.level}` : 'cleared'}>
+            <tr
+              key={d.id}
+              data-directive={d.id}
+              class={d.clearedAt === null ? `level-${d.level}` : 'cleared'}
+            >
               <td>
                 <span class={`badge level-${d.level}`}>{d.level}</span>
-                {d.rate && <span class="detail"> {d.rate.perSecond}/s per {d.rate.per}</span>}
+                {d.rate && (
+                  <span class="detail">
+                    {' '}
+                    {d.rate.perSecond}/s per {d.rate.per}
+                  </span>
+                )}
                 {takesGrace(d.level) && d.graceMs > 0 && <span class="detail"> grace {d.graceMs} ms</span>}
               </td>
               <td>
                 <code>{d.scopeText}</code>
-                {d.tenant !== null && d.scope.kind !== 'tenant' && d.scope.kind !== 'agent' && <span class="detail"> in {d.tenant}</span>}
+                {d.tenant !== null && d.scope.kind !== 'tenant' && d.scope.kind !== 'agent' && (
+                  <span class="detail"> in {d.tenant}</span>
+                )}
               </td>
               <td>{d.capabilities ? d.capabilities.join(', ') : 'all'}</td>
               <td>
@@ -58,7 +69,11 @@ export function DirectivesTable({ directives, caption, full = false }: Directive
               {full && <td>{d.clearedAt === null ? 'active' : `cleared ${time(d.clearedAt)}`}</td>}
               <td>
                 {canResume(session.principal, d) && (
-                  <button type="button" aria-label={`Resume ${d.level} on ${d.scopeText}`} onClick={() => session.openResume(d)}>
+                  <button
+                    type="button"
+                    aria-label={`Resume ${d.level} on ${d.scopeText}`}
+                    onClick={() => session.openResume(d)}
+                  >
                     Resume…
                   </button>
                 )}

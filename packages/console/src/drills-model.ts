@@ -3,18 +3,29 @@
  * the due list in words, scenario counts, the worst signal-to-halt against its target. No DOM
  * here, so all of it is unit-tested under Node.
  */
-import type { DrillDue, DueReason, RehearsalRecord, ScenarioResult, ScenarioStatus } from '@killpath/protocol';
+import type {
+  DrillDue,
+  DueReason,
+  RehearsalRecord,
+  ScenarioResult,
+  ScenarioStatus,
+} from '@killpath/protocol';
 
 /** The due list as shown: agents due first, then by tenant and agent. */
 export function dueOrder(agents: readonly DrillDue[]): DrillDue[] {
-  return [...agents].sort((a, b) => Number(b.due) - Number(a.due) || a.tenant.localeCompare(b.tenant) || a.agent.localeCompare(b.agent));
+  return [...agents].sort(
+    (a, b) =>
+      Number(b.due) - Number(a.due) || a.tenant.localeCompare(b.tenant) || a.agent.localeCompare(b.agent),
+  );
 }
 
 /** "2 of 5 agents are due for a drill." */
 export function dueSummary(agents: readonly DrillDue[]): string {
   const due = agents.filter((a) => a.due).length;
-  if (agents.length === 0) return 'No agents known yet: none registered a run, reported its capabilities or was drilled.';
-  if (due === 0) return `None of ${agents.length} agent${agents.length === 1 ? ' is' : 's are'} due for a drill.`;
+  if (agents.length === 0)
+    return 'No agents known yet: none registered a run, reported its capabilities or was drilled.';
+  if (due === 0)
+    return `None of ${agents.length} agent${agents.length === 1 ? ' is' : 's are'} due for a drill.`;
   return `${due} of ${agents.length} agent${agents.length === 1 ? ' is' : 's are'} due for a drill.`;
 }
 
@@ -43,14 +54,21 @@ export function reasonLabel(r: DueReason): string {
 }
 
 /** Scenarios counted by status. */
-export function scenarioCounts(scenarios: readonly Pick<ScenarioResult, 'status'>[]): Record<ScenarioStatus, number> {
+export function scenarioCounts(
+  scenarios: readonly Pick<ScenarioResult, 'status'>[],
+): Record<ScenarioStatus, number> {
   const out: Record<ScenarioStatus, number> = { pass: 0, fail: 0, degraded: 0, skipped: 0 };
   for (const s of scenarios) out[s.status] += 1;
   return out;
 }
 
 /** Words for a scenario status. */
-export const STATUS_LABEL: Record<ScenarioStatus, string> = { pass: 'passed', fail: 'failed', degraded: 'degraded as designed', skipped: 'skipped' };
+export const STATUS_LABEL: Record<ScenarioStatus, string> = {
+  pass: 'passed',
+  fail: 'failed',
+  degraded: 'degraded as designed',
+  skipped: 'skipped',
+};
 
 /** Milliseconds for display: "0.42 ms", "41 ms", "2.1 s"; "—" when unknown. */
 export function msText(v: number | null | undefined): string {
@@ -101,12 +119,18 @@ export function effectsText(s: ScenarioResult): string {
 export function journalText(s: ScenarioResult): string {
   const j = s.journal;
   if (j === null) return '—';
-  const trouble = [j.open > 0 ? `${j.open} open` : '', j.lost > 0 ? `${j.lost} lost` : ''].filter(Boolean).join(', ');
+  const trouble = [j.open > 0 ? `${j.open} open` : '', j.lost > 0 ? `${j.lost} lost` : '']
+    .filter(Boolean)
+    .join(', ');
   return `${j.intents} intents: ${j.landed} landed, ${j.aborted} aborted, ${j.failed} failed${j.inDoubt > 0 ? `, ${j.inDoubt} in doubt` : ''}${trouble ? `; ${trouble}` : ''}${j.compensations > 0 ? `; ${j.compensations} to compensate` : ''}`;
 }
 
 /** A record's checks, failed ones first, each with its scenario. */
-export function checkRows(r: RehearsalRecord): { scenario: string; name: string; kind: string; ok: boolean; detail: string }[] {
-  const rows = r.scenarios.flatMap((s) => s.checks.map((c) => ({ scenario: s.id, name: c.name, kind: c.kind, ok: c.ok, detail: c.detail })));
+export function checkRows(
+  r: RehearsalRecord,
+): { scenario: string; name: string; kind: string; ok: boolean; detail: string }[] {
+  const rows = r.scenarios.flatMap((s) =>
+    s.checks.map((c) => ({ scenario: s.id, name: c.name, kind: c.kind, ok: c.ok, detail: c.detail })),
+  );
   return rows.sort((a, b) => Number(a.ok) - Number(b.ok));
 }

@@ -6,7 +6,20 @@ import type { DrillDue, RehearsalRecord } from '@killpath/protocol';
 import { useContext, useEffect, useRef, useState } from 'preact/hooks';
 import type { ApiError } from './api.ts';
 import { SessionContext } from './context.ts';
-import { STATUS_LABEL, checkRows, dueOrder, dueSummary, effectsText, journalText, msText, reasonLabel, scenarioCounts, whenText, worstSignalToHalt, worstText } from './drills-model.ts';
+import {
+  STATUS_LABEL,
+  checkRows,
+  dueOrder,
+  dueSummary,
+  effectsText,
+  journalText,
+  msText,
+  reasonLabel,
+  scenarioCounts,
+  whenText,
+  worstSignalToHalt,
+  worstText,
+} from './drills-model.ts';
 import { errorText } from './model.ts';
 import { usePoll } from './use-poll.ts';
 
@@ -47,7 +60,9 @@ function DueTable({ agents, onOpen }: { agents: readonly DrillDue[]; onOpen(id: 
               <th scope="row">
                 {a.tenant}/{a.agent}
               </th>
-              <td>{a.due ? <span class="badge due-yes">Due</span> : <span class="badge due-no">Not due</span>}</td>
+              <td>
+                {a.due ? <span class="badge due-yes">Due</span> : <span class="badge due-no">Not due</span>}
+              </td>
               <td class="prose">
                 {a.reasons.length === 0 ? (
                   <span class="detail">Drilled within its cadence ({a.cadenceDays} days)</span>
@@ -64,15 +79,33 @@ function DueTable({ agents, onOpen }: { agents: readonly DrillDue[]; onOpen(id: 
                   <span class="detail">never</span>
                 ) : (
                   <>
-                    <ResultBadge result={a.lastDrill.result} /> <time dateTime={a.lastDrill.at}>{whenText(a.lastDrill.at)}</time>{' '}
-                    <button type="button" class="link" aria-label={`Open drill ${a.lastDrill.id}`} onClick={() => onOpen(a.lastDrill!.id)}>
+                    <ResultBadge result={a.lastDrill.result} />{' '}
+                    <time dateTime={a.lastDrill.at}>{whenText(a.lastDrill.at)}</time>{' '}
+                    <button
+                      type="button"
+                      class="link"
+                      aria-label={`Open drill ${a.lastDrill.id}`}
+                      onClick={() => onOpen(a.lastDrill!.id)}
+                    >
                       open
                     </button>
                   </>
                 )}
               </td>
-              <td>{a.nextDueAt === null ? <span class="detail">now</span> : <time dateTime={a.nextDueAt}>{whenText(a.nextDueAt)}</time>}</td>
-              <td class="prose">{a.surface.length === 0 ? <span class="detail">none reported</span> : <code>{a.surface.join(', ')}</code>}</td>
+              <td>
+                {a.nextDueAt === null ? (
+                  <span class="detail">now</span>
+                ) : (
+                  <time dateTime={a.nextDueAt}>{whenText(a.nextDueAt)}</time>
+                )}
+              </td>
+              <td class="prose">
+                {a.surface.length === 0 ? (
+                  <span class="detail">none reported</span>
+                ) : (
+                  <code>{a.surface.join(', ')}</code>
+                )}
+              </td>
             </tr>
           ))}
         </tbody>
@@ -82,7 +115,12 @@ function DueTable({ agents, onOpen }: { agents: readonly DrillDue[]; onOpen(id: 
 }
 
 function HistoryTable({ drills, onOpen }: { drills: readonly RehearsalRecord[]; onOpen(id: string): void }) {
-  if (drills.length === 0) return <p class="empty">No rehearsal recorded yet. Run one with <code>killpath drill</code>.</p>;
+  if (drills.length === 0)
+    return (
+      <p class="empty">
+        No rehearsal recorded yet. Run one with <code>killpath drill</code>.
+      </p>
+    );
   return (
     <div class="table-wrap">
       <table class="drills">
@@ -122,9 +160,16 @@ function HistoryTable({ drills, onOpen }: { drills: readonly RehearsalRecord[]; 
                   <ResultBadge result={d.result} />
                 </td>
                 <td>
-                  <ul class="scenario-badges" aria-label={`${c.pass} passed, ${c.fail} failed, ${c.degraded} degraded, ${c.skipped} skipped`}>
+                  <ul
+                    class="scenario-badges"
+                    aria-label={`${c.pass} passed, ${c.fail} failed, ${c.degraded} degraded, ${c.skipped} skipped`}
+                  >
                     {d.scenarios.map((s) => (
-                      <li key={s.id} class={`badge status-${s.status}`} title={`${s.id} ${s.title}: ${STATUS_LABEL[s.status]}`}>
+                      <li
+                        key={s.id}
+                        class={`badge status-${s.status}`}
+                        title={`${s.id} ${s.title}: ${STATUS_LABEL[s.status]}`}
+                      >
                         {s.id}
                         <span class="visually-hidden"> {STATUS_LABEL[s.status]}</span>
                       </li>
@@ -186,8 +231,13 @@ function DrillRecord({ id, onClose }: { id: string; onClose(): void }) {
         <>
           <p class="detail">
             Spec {record.spec.name} <code>{record.spec.digest}</code>, {record.mode}
-            {record.compact ? ' (compact)' : ''}, {whenText(record.startedAt)} to {whenText(record.finishedAt)}, recorded by {record.recordedBy} (audit record #{record.auditSeq}).
-            Agents: {record.spec.agents.map((a) => `${a.tenant}/${a.agent} (level ${a.level}, every ${a.cadenceDays} days)`).join(', ')}.
+            {record.compact ? ' (compact)' : ''}, {whenText(record.startedAt)} to{' '}
+            {whenText(record.finishedAt)}, recorded by {record.recordedBy} (audit record #{record.auditSeq}).
+            Agents:{' '}
+            {record.spec.agents
+              .map((a) => `${a.tenant}/${a.agent} (level ${a.level}, every ${a.cadenceDays} days)`)
+              .join(', ')}
+            .
           </p>
           <div class="table-wrap">
             <table class="scenarios">
@@ -214,7 +264,11 @@ function DrillRecord({ id, onClose }: { id: string; onClose(): void }) {
                       <span class={`badge status-${s.status}`}>{STATUS_LABEL[s.status]}</span>
                     </td>
                     <td>{s.target.signalToHaltMs === null ? '—' : `≤ ${msText(s.target.signalToHaltMs)}`}</td>
-                    <td>{s.signalToHalt === null ? '—' : `${msText(s.signalToHalt.p50)} / ${msText(s.signalToHalt.p99)} (n=${s.signalToHalt.n})`}</td>
+                    <td>
+                      {s.signalToHalt === null
+                        ? '—'
+                        : `${msText(s.signalToHalt.p50)} / ${msText(s.signalToHalt.p99)} (n=${s.signalToHalt.n})`}
+                    </td>
                     <td>{effectsText(s)}</td>
                     <td>{journalText(s)}</td>
                     <td class="prose">
@@ -272,7 +326,11 @@ function DrillRecord({ id, onClose }: { id: string; onClose(): void }) {
 export function DrillsView() {
   const { api } = useContext(SessionContext)!;
   const [due] = usePoll(() => api.get<{ agents: DrillDue[] }>('/v1/drills/due'), DRILLS_POLL_MS, [api]);
-  const [history] = usePoll(() => api.get<{ drills: RehearsalRecord[] }>('/v1/drills?limit=50'), DRILLS_POLL_MS, [api]);
+  const [history] = usePoll(
+    () => api.get<{ drills: RehearsalRecord[] }>('/v1/drills?limit=50'),
+    DRILLS_POLL_MS,
+    [api],
+  );
   const [open, setOpen] = useState<string | null>(null);
   const agents = due.data?.agents ?? [];
   return (
@@ -280,7 +338,8 @@ export function DrillsView() {
       <section aria-labelledby="due-h">
         <h3 id="due-h">Drill due</h3>
         <p class="hint">
-          Due when capabilities appeared since the last drill, its spec changed, it failed, or its cadence (monthly for level 4–5, quarterly for level 3) has passed.
+          Due when capabilities appeared since the last drill, its spec changed, it failed, or its cadence
+          (monthly for level 4–5, quarterly for level 3) has passed.
         </p>
         <LoadError error={due.error} />
         {!due.data && !due.error && <p class="empty">Loading…</p>}

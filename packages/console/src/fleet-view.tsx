@@ -8,7 +8,17 @@ import { Actions } from './actions.tsx';
 import { SessionContext } from './context.ts';
 import { DirectivesTable } from './directives-table.tsx';
 import { runKey, type LiveData } from './live.ts';
-import { agoText, flagLabels, fleetTree, orderedLevel, rateText, stateLabel, type AgentNode, type FleetWorkerView, type TenantNode } from './model.ts';
+import {
+  agoText,
+  flagLabels,
+  fleetTree,
+  orderedLevel,
+  rateText,
+  stateLabel,
+  type AgentNode,
+  type FleetWorkerView,
+  type TenantNode,
+} from './model.ts';
 import { sumRates } from './rate.ts';
 
 const slug = (s: string) => s.replace(/[^A-Za-z0-9_-]/g, '_');
@@ -56,7 +66,15 @@ function WorkersTable({ node, data }: { node: AgentNode; data: LiveData }) {
                 </td>
                 <td>{agoText(w.lastHeartbeatAgoMs)}</td>
                 <td>{rateText(data.rates.get(w.workerId) ?? null)}</td>
-                <td>{flags.length === 0 ? '—' : flags.map((f) => <span key={f} class="badge flag">{f}</span>)}</td>
+                <td>
+                  {flags.length === 0
+                    ? '—'
+                    : flags.map((f) => (
+                        <span key={f} class="badge flag">
+                          {f}
+                        </span>
+                      ))}
+                </td>
                 <td>{w.launcher ? <code>{w.launcher}</code> : '—'}</td>
               </tr>
             );
@@ -93,7 +111,11 @@ function RunsTable({ node, data }: { node: AgentNode; data: LiveData }) {
           {node.runs.map(({ run, worker, depth, parentElsewhere }) => {
             const ordered: Directive | null = orderedLevel(data.directives, worker, run);
             return (
-              <tr key={`${worker.workerId}/${run.runId}`} data-run={run.runId} class={`depth-${Math.min(depth, 4)}`}>
+              <tr
+                key={`${worker.workerId}/${run.runId}`}
+                data-run={run.runId}
+                class={`depth-${Math.min(depth, 4)}`}
+              >
                 <th scope="row">
                   {depth > 0 && (
                     <span class="child-mark" aria-hidden="true">
@@ -107,10 +129,16 @@ function RunsTable({ node, data }: { node: AgentNode; data: LiveData }) {
                 <td>
                   <StateBadge state={run.state} />
                 </td>
-                <td>{ordered ? <span class={`badge level-${ordered.level}`}>
+                <td>
+                  {ordered ? (
+                    <span class={`badge level-${ordered.level}`}>
                       {ordered.level}
                       {ordered.capabilities ? ` (${ordered.capabilities.join(', ')})` : ''} by {ordered.actor}
-                    </span> : '—'}</td>
+                    </span>
+                  ) : (
+                    '—'
+                  )}
+                </td>
                 <td>{rateText(data.rates.get(runKey(worker.workerId, run.runId)) ?? null)}</td>
                 <td>{run.effects}</td>
                 <td>{run.denied}</td>
@@ -154,7 +182,8 @@ function TenantSection({ node, data }: { node: TenantNode; data: LiveData }) {
       <div class="scope-head">
         <h3 id={id}>Tenant {node.tenant}</h3>
         <span class="detail">
-          {node.agents.length} agent{node.agents.length === 1 ? '' : 's'} · {workers.filter((w) => w.connected).length} of {workers.length} workers connected · {rateText(rate)}
+          {node.agents.length} agent{node.agents.length === 1 ? '' : 's'} ·{' '}
+          {workers.filter((w) => w.connected).length} of {workers.length} workers connected · {rateText(rate)}
         </span>
         <Actions target={{ kind: 'tenant', tenant: node.tenant }} />
       </div>
@@ -200,7 +229,8 @@ export function FleetView({ data }: FleetViewProps) {
   return (
     <div class="fleet">
       <p class="summary">
-        Switchboard rev <strong>{data.rev}</strong> · {data.workers.length} workers ({connected} connected) · {data.directives.length} active directive
+        Switchboard rev <strong>{data.rev}</strong> · {data.workers.length} workers ({connected} connected) ·{' '}
+        {data.directives.length} active directive
         {data.directives.length === 1 ? '' : 's'}
       </p>
       {session.principal.role === 'admin' && (

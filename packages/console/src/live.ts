@@ -50,6 +50,12 @@ export function liveLoader(api: Api, now: () => number = () => Date.now()): () =
       rates.set(w.workerId, sum);
     }
     meter.retain(keep);
-    return { rev: Math.max(fleet.rev, active.rev), workers: fleet.workers, directives: active.directives, rates, fetchedAt };
+    return {
+      rev: Math.max(fleet.rev, active.rev),
+      workers: fleet.workers,
+      directives: active.directives,
+      rates,
+      fetchedAt,
+    };
   };
 }

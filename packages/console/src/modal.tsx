@@ -27,7 +27,8 @@ export function Modal({ title, titleId, onClose, initialFocus, children }: Modal
     const onNativeClose = () => closeRef.current();
     dialog.addEventListener('close', onNativeClose);
     dialog.showModal();
-    const first = initialFocus?.current ?? dialog.querySelector<HTMLElement>('input, textarea, select, button');
+    const first =
+      initialFocus?.current ?? dialog.querySelector<HTMLElement>('input, textarea, select, button');
     first?.focus();
     return () => {
       dialog.removeEventListener('close', onNativeClose);

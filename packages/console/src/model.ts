@@ -3,7 +3,19 @@
  * what, the scope string of each target, the directive a dialog sends, the fleet as a tree.
  * No DOM here, so all of it is unit-tested under Node.
  */
-import { LEVELS, coversRun, flagWords, levelRank, type Directive, type FleetWorker, type Level, type Principal, type Rate, type RunReport, type WorkerFlags } from '@killpath/protocol';
+import {
+  LEVELS,
+  coversRun,
+  flagWords,
+  levelRank,
+  type Directive,
+  type FleetWorker,
+  type Level,
+  type Principal,
+  type Rate,
+  type RunReport,
+  type WorkerFlags,
+} from '@killpath/protocol';
 
 /** One worker of `GET /v1/fleet`. */
 export type FleetWorkerView = FleetWorker;
@@ -100,7 +112,17 @@ export interface ActionForm {
 
 /** A fresh form for a level. */
 export function emptyForm(level: Level): ActionForm {
-  return { level, capabilities: '', reason: '', justification: '', graceMs: '', drain: 'discard', perSecond: '', per: 'run', breakGlass: '' };
+  return {
+    level,
+    capabilities: '',
+    reason: '',
+    justification: '',
+    graceMs: '',
+    drain: 'discard',
+    perSecond: '',
+    per: 'run',
+    breakGlass: '',
+  };
 }
 
 /** Body of `POST /v1/directives` as the console sends it. */
@@ -131,28 +153,36 @@ export function takesGrace(level: Level): boolean {
  * Turns a form into a request body, or says what is wrong with it. A justification is always
  * required; so is a break-glass attestation for a global target.
  */
-export function directiveBody(t: Target, f: ActionForm): { ok: true; body: IssueBody } | { ok: false; errors: FormErrors } {
+export function directiveBody(
+  t: Target,
+  f: ActionForm,
+): { ok: true; body: IssueBody } | { ok: false; errors: FormErrors } {
   const errors: FormErrors = {};
   const justification = f.justification.trim();
   if (justification === '') errors.justification = 'A justification is required.';
-  else if (justification.length > 4000) errors.justification = 'The justification must be at most 4000 characters.';
+  else if (justification.length > 4000)
+    errors.justification = 'The justification must be at most 4000 characters.';
   if (f.reason.trim().length > 500) errors.reason = 'The reason must be at most 500 characters.';
   const caps = f.capabilities.split(/[\s,]+/).filter((s) => s !== '');
   const badCap = caps.find((c) => !IDENT.test(c));
-  if (badCap !== undefined) errors.capabilities = `"${badCap}" is not a capability name (letters, digits and ._:@-).`;
+  if (badCap !== undefined)
+    errors.capabilities = `"${badCap}" is not a capability name (letters, digits and ._:@-).`;
   let graceMs: number | undefined;
   if (takesGrace(f.level) && f.graceMs.trim() !== '') {
     graceMs = Number(f.graceMs);
-    if (!Number.isInteger(graceMs) || graceMs < 0 || graceMs > 3_600_000) errors.graceMs = 'The grace must be a whole number of milliseconds from 0 to 3600000.';
+    if (!Number.isInteger(graceMs) || graceMs < 0 || graceMs > 3_600_000)
+      errors.graceMs = 'The grace must be a whole number of milliseconds from 0 to 3600000.';
   }
   let rate: Rate | undefined;
   if (f.level === 'throttle') {
     const perSecond = Number(f.perSecond);
-    if (f.perSecond.trim() === '' || !Number.isFinite(perSecond) || perSecond <= 0 || perSecond > 1e6) errors.perSecond = 'A throttle needs a rate above 0 effects per second.';
+    if (f.perSecond.trim() === '' || !Number.isFinite(perSecond) || perSecond <= 0 || perSecond > 1e6)
+      errors.perSecond = 'A throttle needs a rate above 0 effects per second.';
     else rate = { perSecond, per: f.per };
   }
   const breakGlass = f.breakGlass.trim();
-  if (needsBreakGlass(t) && breakGlass === '') errors.breakGlass = 'A break-glass attestation is required for a global directive.';
+  if (needsBreakGlass(t) && breakGlass === '')
+    errors.breakGlass = 'A break-glass attestation is required for a global directive.';
   if (Object.keys(errors).length > 0) return { ok: false, errors };
   const scope = targetScope(t);
   const body: IssueBody = {
@@ -172,12 +202,25 @@ export function directiveBody(t: Target, f: ActionForm): { ok: true; body: Issue
 }
 
 /** Body of `POST /v1/directives/{id}/resume`, or what is wrong with the form. */
-export function resumeBody(d: Directive, justification: string, breakGlass: string): { ok: true; body: { justification: string; breakGlass?: string } } | { ok: false; errors: { justification?: string; breakGlass?: string } } {
+export function resumeBody(
+  d: Directive,
+  justification: string,
+  breakGlass: string,
+):
+  | { ok: true; body: { justification: string; breakGlass?: string } }
+  | { ok: false; errors: { justification?: string; breakGlass?: string } } {
   const errors: { justification?: string; breakGlass?: string } = {};
   if (justification.trim() === '') errors.justification = 'A justification is required.';
-  if (needsBreakGlass(d) && breakGlass.trim() === '') errors.breakGlass = 'A break-glass attestation is required to resume a global directive.';
+  if (needsBreakGlass(d) && breakGlass.trim() === '')
+    errors.breakGlass = 'A break-glass attestation is required to resume a global directive.';
   if (Object.keys(errors).length > 0) return { ok: false, errors };
-  return { ok: true, body: { justification: justification.trim(), ...(needsBreakGlass(d) ? { breakGlass: breakGlass.trim() } : {}) } };
+  return {
+    ok: true,
+    body: {
+      justification: justification.trim(),
+      ...(needsBreakGlass(d) ? { breakGlass: breakGlass.trim() } : {}),
+    },
+  };
 }
 
 /** Words for a run's or worker's state: stop levels read as halted. */
@@ -206,7 +249,11 @@ export function flagLabels(flags: WorkerFlags | null | undefined): string[] {
 }
 
 /** The strongest active directive covering a run, as the control plane's switchboard says (not the worker). */
-export function orderedLevel(directives: readonly Directive[], w: FleetWorkerView, r: RunReport): Directive | null {
+export function orderedLevel(
+  directives: readonly Directive[],
+  w: FleetWorkerView,
+  r: RunReport,
+): Directive | null {
   const run = { tenant: w.tenant, agent: w.agent, runId: r.runId, lineage: r.lineage, features: w.features };
   let top: Directive | null = null;
   for (const d of directives) {
@@ -244,7 +291,10 @@ export interface TenantNode {
  * Groups the fleet into tenants, agents and run trees, sorted by name. `alsoTenants` adds
  * tenants with no worker (the operator's own, tenants named by directives).
  */
-export function fleetTree(workers: readonly FleetWorkerView[], alsoTenants: readonly string[] = []): TenantNode[] {
+export function fleetTree(
+  workers: readonly FleetWorkerView[],
+  alsoTenants: readonly string[] = [],
+): TenantNode[] {
   const tenants = new Map<string, Map<string, FleetWorkerView[]>>();
   for (const t of alsoTenants) tenants.set(t, new Map());
   for (const w of workers) {
@@ -287,7 +337,12 @@ function runTree(workers: readonly FleetWorkerView[]): RunRow[] {
   const walk = (x: (typeof all)[number], depth: number) => {
     if (seen.has(x.run.runId)) return;
     seen.add(x.run.runId);
-    out.push({ run: x.run, worker: x.worker, depth, parentElsewhere: depth === 0 && x.run.parentRunId !== null });
+    out.push({
+      run: x.run,
+      worker: x.worker,
+      depth,
+      parentElsewhere: depth === 0 && x.run.parentRunId !== null,
+    });
     for (const c of children.get(x.run.runId) ?? []) walk(c, depth + 1);
   };
   for (const r of roots) walk(r, 0);
@@ -313,6 +368,10 @@ export function rateText(rate: number | null): string {
 
 /** An API error as one plain sentence for the page. */
 export function errorText(err: { status?: number; code?: string; message?: string }): string {
-  const code = err.code ? ` (${err.code}${err.status ? `, HTTP ${err.status}` : ''})` : err.status ? ` (HTTP ${err.status})` : '';
+  const code = err.code
+    ? ` (${err.code}${err.status ? `, HTTP ${err.status}` : ''})`
+    : err.status
+      ? ` (HTTP ${err.status})`
+      : '';
   return `${err.message ?? 'request failed'}${code}`;
 }

@@ -17,7 +17,11 @@ function LoadError({ error }: { error: { status?: number; code?: string; message
 /** Active directives and their history. */
 export function DirectivesView({ refreshKey }: { refreshKey: number }) {
   const { api } = useContext(SessionContext)!;
-  const [state] = usePoll(() => api.get<{ directives: Directive[] }>('/v1/directives?active=all&limit=200'), 1000, [api, refreshKey]);
+  const [state] = usePoll(
+    () => api.get<{ directives: Directive[] }>('/v1/directives?active=all&limit=200'),
+    1000,
+    [api, refreshKey],
+  );
   const all = state.data?.directives ?? [];
   const active = all.filter((d) => d.clearedAt === null);
   const history = all.filter((d) => d.clearedAt !== null);
@@ -26,7 +30,9 @@ export function DirectivesView({ refreshKey }: { refreshKey: number }) {
       <LoadError error={state.error} />
       {!state.data && !state.error && <p class="empty">Loading…</p>}
       {state.data && <DirectivesTable directives={active} caption="Active directives" full />}
-      {state.data && <DirectivesTable directives={history} caption="Cleared directives (latest 200 in all)" full />}
+      {state.data && (
+        <DirectivesTable directives={history} caption="Cleared directives (latest 200 in all)" full />
+      )}
     </div>
   );
 }
@@ -51,8 +57,11 @@ export function AuditView() {
         <h3 id="verify-h">Chain verification</h3>
         <p role={v?.ok === false ? 'alert' : undefined}>
           {!v && !verdict.error && 'Verifying…'}
-          {v?.ok === true && `Verified: ${v.records} records, the chain is intact (head ${v.head.slice(0, 16)}…).`}
-          {v && v.ok === false && `BROKEN: record #${v.firstBad} of ${v.records} fails verification: ${v.reason}.`}
+          {v?.ok === true &&
+            `Verified: ${v.records} records, the chain is intact (head ${v.head.slice(0, 16)}…).`}
+          {v &&
+            v.ok === false &&
+            `BROKEN: record #${v.firstBad} of ${v.records} fails verification: ${v.reason}.`}
         </p>
         <LoadError error={verdict.error} />
         <button type="button" onClick={verifyNow}>
@@ -67,7 +76,14 @@ export function AuditView() {
         }}
       >
         <label for="audit-types">Event types (comma-separated, empty for all)</label>
-        <input id="audit-types" type="text" spellcheck={false} value={types} placeholder="directive.issued,directive.cleared" onInput={(e) => setTypes((e.currentTarget as HTMLInputElement).value)} />
+        <input
+          id="audit-types"
+          type="text"
+          spellcheck={false}
+          value={types}
+          placeholder="directive.issued,directive.cleared"
+          onInput={(e) => setTypes((e.currentTarget as HTMLInputElement).value)}
+        />
         <button type="submit">Filter</button>
       </form>
       <LoadError error={records.error} />
@@ -133,9 +149,13 @@ export function CompensationsView() {
   const list = state.data?.compensations ?? [];
   return (
     <div>
-      <p class="hint">Effects that left before a halt. killpath records them; running the compensation is your code's job.</p>
+      <p class="hint">
+        Effects that left before a halt. killpath records them; running the compensation is your code's job.
+      </p>
       <LoadError error={state.error} />
-      {state.data && list.length === 0 && <p class="empty">No compensations: no halted run had landed effects.</p>}
+      {state.data && list.length === 0 && (
+        <p class="empty">No compensations: no halted run had landed effects.</p>
+      )}
       {list.length > 0 && (
         <div class="table-wrap">
           <table class="compensations">
@@ -167,7 +187,8 @@ export function CompensationsView() {
                     <code>{c.compensate ? JSON.stringify(c.compensate) : '—'}</code>
                   </td>
                   <td>
-                    <code>{c.haltedBy}</code> <span class="detail">{new Date(c.haltedAt).toLocaleString()}</span>
+                    <code>{c.haltedBy}</code>{' '}
+                    <span class="detail">{new Date(c.haltedAt).toLocaleString()}</span>
                   </td>
                 </tr>
               ))}

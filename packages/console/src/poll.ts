@@ -89,8 +89,16 @@ export class Poller<T> {
       this.#state = { data, ok: true, error: null, lastOkAt: this.#now(), failingSince: null };
     } catch (err) {
       if (this.#stopped) return;
-      const error = err instanceof ApiError ? err : new ApiError(0, 'internal', err instanceof Error ? err.message : String(err));
-      this.#state = { ...this.#state, ok: false, error, failingSince: this.#state.failingSince ?? this.#now() };
+      const error =
+        err instanceof ApiError
+          ? err
+          : new ApiError(0, 'internal', err instanceof Error ? err.message : String(err));
+      this.#state = {
+        ...this.#state,
+        ok: false,
+        error,
+        failingSince: this.#state.failingSince ?? this.#now(),
+      };
     } finally {
       this.#running = false;
     }

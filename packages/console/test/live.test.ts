@@ -70,7 +70,10 @@ test('the poller never overlaps loads, reports failures with the time they began
   now = 3000;
   pending.shift()!();
   await flush();
-  assert.deepEqual({ ok: states.at(-1)!.ok, failingSince: states.at(-1)!.failingSince, lastOkAt: states.at(-1)!.lastOkAt }, { ok: true, failingSince: null, lastOkAt: 3000 });
+  assert.deepEqual(
+    { ok: states.at(-1)!.ok, failingSince: states.at(-1)!.failingSince, lastOkAt: states.at(-1)!.lastOkAt },
+    { ok: true, failingSince: null, lastOkAt: 3000 },
+  );
   p.stop();
   const before = loads;
   void p.refresh();
@@ -102,8 +105,16 @@ test('the API client sends the token as Bearer and turns wire errors and network
   const seen: { url: string; auth: string | undefined; body: string | undefined }[] = [];
   const answers: (() => Promise<{ ok: boolean; status: number; text(): Promise<string> }>)[] = [
     async () => ({ ok: true, status: 200, text: async () => '{"role":"viewer"}' }),
-    async () => ({ ok: false, status: 422, text: async () => '{"error":{"code":"unsupported_level","message":"not yet","details":null}}' }),
-    async () => ({ ok: false, status: 401, text: async () => '{"error":{"code":"unauthorized","message":"bad token","details":null}}' }),
+    async () => ({
+      ok: false,
+      status: 422,
+      text: async () => '{"error":{"code":"unsupported_level","message":"not yet","details":null}}',
+    }),
+    async () => ({
+      ok: false,
+      status: 401,
+      text: async () => '{"error":{"code":"unauthorized","message":"bad token","details":null}}',
+    }),
     async () => {
       throw new TypeError('fetch failed');
     },
@@ -116,7 +127,10 @@ test('the API client sends the token as Bearer and turns wire errors and network
   assert.deepEqual(await api.get('/v1/whoami'), { role: 'viewer' });
   assert.equal(seen[0]!.auth, 'Bearer sekret');
   assert.equal(seen[0]!.url, 'http://cp/v1/whoami');
-  await assert.rejects(api.post('/v1/directives', { level: 'throttle' }), (e: ApiError) => e.code === 'unsupported_level' && e.status === 422);
+  await assert.rejects(
+    api.post('/v1/directives', { level: 'throttle' }),
+    (e: ApiError) => e.code === 'unsupported_level' && e.status === 422,
+  );
   assert.equal(seen[1]!.body, '{"level":"throttle"}');
   await assert.rejects(api.get('/v1/fleet'), (e: unknown) => isUnauthorized(e));
   await assert.rejects(api.get('/v1/fleet'), (e: ApiError) => e.code === 'unreachable' && e.status === 0);
@@ -127,7 +141,33 @@ test('the live loader fetches fleet and active directives and computes rates per
   let now = 0;
   const f: FetchLike = async (url) => {
     const body = url.startsWith('/v1/fleet')
-      ? { rev: 3, workers: [{ workerId: 'w1', tenant: 'acme', agent: 'a', features: [], connected: true, pid: 1, observedRev: 3, lastHeartbeatAgoMs: 0, state: 'running', runs: [{ runId: 'r', parentRunId: null, lineage: [], state: 'running', effects, denied: 0, inFlight: 0 }] }] }
+      ? {
+          rev: 3,
+          workers: [
+            {
+              workerId: 'w1',
+              tenant: 'acme',
+              agent: 'a',
+              features: [],
+              connected: true,
+              pid: 1,
+              observedRev: 3,
+              lastHeartbeatAgoMs: 0,
+              state: 'running',
+              runs: [
+                {
+                  runId: 'r',
+                  parentRunId: null,
+                  lineage: [],
+                  state: 'running',
+                  effects,
+                  denied: 0,
+                  inFlight: 0,
+                },
+              ],
+            },
+          ],
+        }
       : { rev: 4, directives: [] };
     return { ok: true, status: 200, text: async () => JSON.stringify(body) };
   };
@@ -144,7 +184,11 @@ test('the live loader fetches fleet and active directives and computes rates per
 
 test('the token lives under one sessionStorage key and sign-out removes it', () => {
   const m = new Map<string, string>();
-  const store = { getItem: (k: string) => m.get(k) ?? null, setItem: (k: string, v: string) => void m.set(k, v), removeItem: (k: string) => void m.delete(k) };
+  const store = {
+    getItem: (k: string) => m.get(k) ?? null,
+    setItem: (k: string, v: string) => void m.set(k, v),
+    removeItem: (k: string) => void m.delete(k),
+  };
   assert.equal(loadToken(store), null);
   assert.equal(saveToken(store, ' abc\n'), 'abc');
   assert.equal(m.get(TOKEN_KEY), 'abc');
@@ -155,7 +199,10 @@ test('the token lives under one sessionStorage key and sign-out removes it', () 
 
 test('views: every human role sees them all, an unknown fragment falls back to the fleet', () => {
   const p = { tokenId: 't', name: 'n', role: 'viewer' as const, tenant: 'acme', agent: null };
-  assert.deepEqual(viewsFor(p).map((v) => v.id), VIEWS.map((v) => v.id));
+  assert.deepEqual(
+    viewsFor(p).map((v) => v.id),
+    VIEWS.map((v) => v.id),
+  );
   assert.equal(viewFromHash('#audit', p), 'audit');
   assert.equal(viewFromHash('#nope', p), 'fleet');
   assert.equal(viewFromHash('', p), 'fleet');

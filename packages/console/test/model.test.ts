@@ -18,7 +18,13 @@ import {
   type Target,
 } from '../src/model.ts';
 
-const who = (role: Principal['role'], tenant: string): Principal => ({ tokenId: 't', name: `${role}-${tenant}`, role, tenant, agent: null });
+const who = (role: Principal['role'], tenant: string): Principal => ({
+  tokenId: 't',
+  name: `${role}-${tenant}`,
+  role,
+  tenant,
+  agent: null,
+});
 const viewer = who('viewer', 'acme');
 const operator = who('operator', 'acme');
 const admin = who('admin', '*');
@@ -32,7 +38,13 @@ const targets: Target[] = [
 ];
 
 test('scope strings follow the protocol grammar', () => {
-  assert.deepEqual(targets.map(targetScope), ['global', 'tenant:acme', 'agent:acme/bot', 'run:r-1', 'feature:new-planner']);
+  assert.deepEqual(targets.map(targetScope), [
+    'global',
+    'tenant:acme',
+    'agent:acme/bot',
+    'run:r-1',
+    'feature:new-planner',
+  ]);
 });
 
 test('a viewer is offered nothing anywhere', () => {
@@ -57,7 +69,13 @@ test('a justification is required; the body carries the scope, the tenant and th
   assert.equal(missing.ok, false);
   assert.ok(!missing.ok && missing.errors.justification);
 
-  const ok = directiveBody(run, { ...emptyForm('halt'), justification: ' incident 42 ', graceMs: '2000', drain: 'drain', capabilities: 'crm.update, search' });
+  const ok = directiveBody(run, {
+    ...emptyForm('halt'),
+    justification: ' incident 42 ',
+    graceMs: '2000',
+    drain: 'drain',
+    capabilities: 'crm.update, search',
+  });
   assert.ok(ok.ok);
   assert.deepEqual(ok.body, {
     level: 'halt',
@@ -83,21 +101,31 @@ test('throttle needs a rate; bad grace and capability names are refused before s
   assert.equal(rated.body.tenant, undefined, 'agent scopes name their tenant already');
   const badGrace = directiveBody(agent, { ...emptyForm('kill'), justification: 'x', graceMs: '-1' });
   assert.ok(!badGrace.ok && badGrace.errors.graceMs);
-  const badCap = directiveBody(agent, { ...emptyForm('degrade'), justification: 'x', capabilities: 'crm/update' });
+  const badCap = directiveBody(agent, {
+    ...emptyForm('degrade'),
+    justification: 'x',
+    capabilities: 'crm/update',
+  });
   assert.ok(!badCap.ok && badCap.errors.capabilities);
 });
 
 test('global needs a break-glass attestation, and so does resuming a global directive', () => {
   const g = directiveBody({ kind: 'global' }, { ...emptyForm('halt'), justification: 'provider outage' });
   assert.ok(!g.ok && g.errors.breakGlass);
-  const ok = directiveBody({ kind: 'global' }, { ...emptyForm('halt'), justification: 'provider outage', breakGlass: 'CTO approved, INC-7' });
+  const ok = directiveBody(
+    { kind: 'global' },
+    { ...emptyForm('halt'), justification: 'provider outage', breakGlass: 'CTO approved, INC-7' },
+  );
   assert.ok(ok.ok && ok.body.breakGlass === 'CTO approved, INC-7');
 
   const d = directive({ tenant: null, scopeText: 'global', scope: { kind: 'global' } });
   assert.ok(!resumeBody(d, 'fixed', '').ok);
   const r = resumeBody(d, 'fixed', 'CTO approved');
   assert.ok(r.ok && r.body.breakGlass === 'CTO approved');
-  assert.deepEqual(resumeBody(directive({}), ' fixed ', '').ok && resumeBody(directive({}), ' fixed ', ''), { ok: true, body: { justification: 'fixed' } });
+  assert.deepEqual(resumeBody(directive({}), ' fixed ', '').ok && resumeBody(directive({}), ' fixed ', ''), {
+    ok: true,
+    body: { justification: 'fixed' },
+  });
   assert.ok(!resumeBody(directive({}), '', '').ok);
 });
 
@@ -114,13 +142,24 @@ test('the fleet groups into tenants and agents, with child runs under their pare
   const tree = fleetTree(
     [
       worker({ workerId: 'w2', agent: 'b', runs: [run('x', null)] }),
-      worker({ workerId: 'w1', agent: 'a', features: ['f1'], runs: [run('r-1.child', 'r-1', ['r-1']), run('r-1', null), run('orphan', 'elsewhere', ['elsewhere'])] }),
+      worker({
+        workerId: 'w1',
+        agent: 'a',
+        features: ['f1'],
+        runs: [run('r-1.child', 'r-1', ['r-1']), run('r-1', null), run('orphan', 'elsewhere', ['elsewhere'])],
+      }),
       worker({ workerId: 'w3', tenant: 'globex', agent: 'a', runs: [] }),
     ],
     ['zeta'],
   );
-  assert.deepEqual(tree.map((t) => t.tenant), ['acme', 'globex', 'zeta']);
-  assert.deepEqual(tree[0]!.agents.map((a) => a.agent), ['a', 'b']);
+  assert.deepEqual(
+    tree.map((t) => t.tenant),
+    ['acme', 'globex', 'zeta'],
+  );
+  assert.deepEqual(
+    tree[0]!.agents.map((a) => a.agent),
+    ['a', 'b'],
+  );
   assert.deepEqual(tree[0]!.features, ['f1']);
   assert.deepEqual(
     tree[0]!.agents[0]!.runs.map((r) => [r.run.runId, r.depth, r.parentElsewhere]),
@@ -142,7 +181,12 @@ test('the ordered level is the strongest active directive covering the run, desc
   const w = worker({ features: ['f1'] });
   const child = run('r-1.child', 'r-1', ['r-1']);
   const ds = [
-    directive({ id: 'd1', level: 'throttle', scope: { kind: 'agent', tenant: 'acme', agent: 'a' }, scopeText: 'agent:acme/a' }),
+    directive({
+      id: 'd1',
+      level: 'throttle',
+      scope: { kind: 'agent', tenant: 'acme', agent: 'a' },
+      scopeText: 'agent:acme/a',
+    }),
     directive({ id: 'd2', level: 'halt', scope: { kind: 'run', run: 'r-1' }, scopeText: 'run:r-1' }),
     directive({ id: 'd3', level: 'kill', scope: { kind: 'run', run: 'other' }, scopeText: 'run:other' }),
   ];
@@ -156,9 +200,17 @@ test('states and flags read as words', () => {
   assert.match(stateLabel('kill'), /^halted/);
   assert.equal(stateLabel('running'), 'running');
   assert.deepEqual(flagLabels(undefined), []);
-  assert.deepEqual(flagLabels({ throttled: { perSecond: 2, per: 'agent' }, degraded: ['a', 'b'], isolated: true }), ['throttled 2/s per agent', 'degraded (a, b)', 'isolated']);
-  assert.deepEqual(flagLabels({ throttled: { perSecond: 5, per: 'run' }, degraded: ['*'], isolated: false }), ['throttled 5/s per run', 'degraded (read-only)']);
-  assert.deepEqual(flagLabels({ throttled: null, degraded: ['crm.update'], isolated: false }), ['degraded (crm.update)']);
+  assert.deepEqual(
+    flagLabels({ throttled: { perSecond: 2, per: 'agent' }, degraded: ['a', 'b'], isolated: true }),
+    ['throttled 2/s per agent', 'degraded (a, b)', 'isolated'],
+  );
+  assert.deepEqual(
+    flagLabels({ throttled: { perSecond: 5, per: 'run' }, degraded: ['*'], isolated: false }),
+    ['throttled 5/s per run', 'degraded (read-only)'],
+  );
+  assert.deepEqual(flagLabels({ throttled: null, degraded: ['crm.update'], isolated: false }), [
+    'degraded (crm.update)',
+  ]);
 });
 
 test('an API error reads as one sentence with its code', () => {

@@ -8,7 +8,10 @@ import type { WorkerFlags } from './wire.ts';
 export function flagWords(flags: WorkerFlags): string[] {
   const out: string[] = [];
   if (flags.throttled) out.push(`throttled ${flags.throttled.perSecond}/s per ${flags.throttled.per}`);
-  if (flags.degraded.length > 0) out.push(flags.degraded.includes('*') ? 'degraded (read-only)' : `degraded (${flags.degraded.join(', ')})`);
+  if (flags.degraded.length > 0)
+    out.push(
+      flags.degraded.includes('*') ? 'degraded (read-only)' : `degraded (${flags.degraded.join(', ')})`,
+    );
   if (flags.isolated) out.push('isolated');
   return out;
 }

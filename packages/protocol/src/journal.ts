@@ -23,13 +23,7 @@ export interface PermitRequest {
 
 /** Final or current state of a permitted effect. */
 export type EffectStatus =
-  | 'granted'
-  | 'cooling_off'
-  | 'landed'
-  | 'failed'
-  | 'aborted'
-  | 'cancelled'
-  | 'in_doubt';
+  'granted' | 'cooling_off' | 'landed' | 'failed' | 'aborted' | 'cancelled' | 'in_doubt';
 
 /** A granted (or cooling-off) permit. */
 export interface Permit {
@@ -76,9 +70,30 @@ export interface PermitOutcome {
 
 /** A run-scoped event the SDK journals to the control plane (`POST /v1/journal`). */
 export type JournalEvent =
-  | { type: 'timer.cancelled'; runId: string; timer: 'timeout' | 'interval' | 'retry'; label: string | null; dueAt: string; directiveId: string | null }
-  | { type: 'queue.discarded'; runId: string | null; queue: string; taskId: string; payload: unknown; directiveId: string | null }
-  | { type: 'queue.drained'; runId: string | null; queue: string; taskId: string; outcome: 'completed' | 'failed'; directiveId: string | null }
+  | {
+      type: 'timer.cancelled';
+      runId: string;
+      timer: 'timeout' | 'interval' | 'retry';
+      label: string | null;
+      dueAt: string;
+      directiveId: string | null;
+    }
+  | {
+      type: 'queue.discarded';
+      runId: string | null;
+      queue: string;
+      taskId: string;
+      payload: unknown;
+      directiveId: string | null;
+    }
+  | {
+      type: 'queue.drained';
+      runId: string | null;
+      queue: string;
+      taskId: string;
+      outcome: 'completed' | 'failed';
+      directiveId: string | null;
+    }
   | { type: 'memory.reverted'; runId: string; keys: string[]; directiveId: string | null }
   | { type: 'memory.committed'; runId: string; keys: string[]; directiveId: string | null }
   /**
@@ -86,7 +101,14 @@ export type JournalEvent =
    * run, capability and directive, so a degraded agent is visible from outside; later attempts
    * are counted in the run's `denied`.
    */
-  | { type: 'effect.denied'; runId: string; capability: string; class: 'read' | 'write' | 'irreversible'; reason: 'revoked' | 'read_only' | 'isolated'; directiveId: string | null }
+  | {
+      type: 'effect.denied';
+      runId: string;
+      capability: string;
+      class: 'read' | 'write' | 'irreversible';
+      reason: 'revoked' | 'read_only' | 'isolated';
+      directiveId: string | null;
+    }
   | {
       type: 'in_flight_tool_calls.status';
       runId: string;

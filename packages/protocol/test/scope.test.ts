@@ -118,7 +118,13 @@ describe('scopeTenant', () => {
 //                     └─ sibling
 //   acme/other: elsewhere (features: new-planner)
 //   globex/bot: a run whose id collides with acme's `root`
-function run(tenant: string, agent: string, runId: string, lineage: string[] = [], features: string[] = []): RunIdentity {
+function run(
+  tenant: string,
+  agent: string,
+  runId: string,
+  lineage: string[] = [],
+  features: string[] = [],
+): RunIdentity {
   return { tenant, agent, runId, lineage, features };
 }
 const root = run('acme', 'bot', 'root', [], ['new-planner']);
@@ -136,28 +142,68 @@ function cov(scope: string, tenant: string | null = null, capabilities: string[]
 
 /** Which runs each coverage covers; every run not listed must not be covered. */
 const COVERAGE: { name: string; c: Coverage; covers: RunName[] }[] = [
-  { name: 'global', c: cov('global'), covers: ['root', 'child', 'grandchild', 'sibling', 'elsewhere', 'foreign'] },
-  { name: 'global confined to acme', c: cov('global', 'acme'), covers: ['root', 'child', 'grandchild', 'sibling', 'elsewhere'] },
-  { name: 'tenant:acme', c: cov('tenant:acme', 'acme'), covers: ['root', 'child', 'grandchild', 'sibling', 'elsewhere'] },
+  {
+    name: 'global',
+    c: cov('global'),
+    covers: ['root', 'child', 'grandchild', 'sibling', 'elsewhere', 'foreign'],
+  },
+  {
+    name: 'global confined to acme',
+    c: cov('global', 'acme'),
+    covers: ['root', 'child', 'grandchild', 'sibling', 'elsewhere'],
+  },
+  {
+    name: 'tenant:acme',
+    c: cov('tenant:acme', 'acme'),
+    covers: ['root', 'child', 'grandchild', 'sibling', 'elsewhere'],
+  },
   { name: 'tenant:globex', c: cov('tenant:globex', 'globex'), covers: ['foreign'] },
-  { name: 'tenant:acme without a tenant field', c: cov('tenant:acme'), covers: ['root', 'child', 'grandchild', 'sibling', 'elsewhere'] },
-  { name: 'agent:acme/bot', c: cov('agent:acme/bot', 'acme'), covers: ['root', 'child', 'grandchild', 'sibling'] },
+  {
+    name: 'tenant:acme without a tenant field',
+    c: cov('tenant:acme'),
+    covers: ['root', 'child', 'grandchild', 'sibling', 'elsewhere'],
+  },
+  {
+    name: 'agent:acme/bot',
+    c: cov('agent:acme/bot', 'acme'),
+    covers: ['root', 'child', 'grandchild', 'sibling'],
+  },
   { name: 'agent:acme/other', c: cov('agent:acme/other', 'acme'), covers: ['elsewhere'] },
   { name: 'agent:globex/bot', c: cov('agent:globex/bot', 'globex'), covers: ['foreign'] },
   { name: 'agent:acme/nobody', c: cov('agent:acme/nobody', 'acme'), covers: [] },
   // A run scope covers the run and its descendants, never its ancestors or siblings.
-  { name: 'run:root confined to acme', c: cov('run:root', 'acme'), covers: ['root', 'child', 'grandchild', 'sibling'] },
+  {
+    name: 'run:root confined to acme',
+    c: cov('run:root', 'acme'),
+    covers: ['root', 'child', 'grandchild', 'sibling'],
+  },
   { name: 'run:child confined to acme', c: cov('run:child', 'acme'), covers: ['child', 'grandchild'] },
   { name: 'run:grandchild confined to acme', c: cov('run:grandchild', 'acme'), covers: ['grandchild'] },
   { name: 'run:sibling confined to acme', c: cov('run:sibling', 'acme'), covers: ['sibling'] },
   // Without a tenant field a run id matches in every tenant (admin-only directives).
-  { name: 'run:root for every tenant', c: cov('run:root'), covers: ['root', 'child', 'grandchild', 'sibling', 'foreign'] },
+  {
+    name: 'run:root for every tenant',
+    c: cov('run:root'),
+    covers: ['root', 'child', 'grandchild', 'sibling', 'foreign'],
+  },
   { name: 'run:root confined to globex', c: cov('run:root', 'globex'), covers: ['foreign'] },
   { name: 'run:unknown', c: cov('run:unknown', 'acme'), covers: [] },
   // Features are orthogonal to the tree; the tenant field confines them.
-  { name: 'feature:new-planner for every tenant', c: cov('feature:new-planner'), covers: ['root', 'elsewhere', 'foreign'] },
-  { name: 'feature:new-planner confined to acme', c: cov('feature:new-planner', 'acme'), covers: ['root', 'elsewhere'] },
-  { name: 'feature:new-planner confined to globex', c: cov('feature:new-planner', 'globex'), covers: ['foreign'] },
+  {
+    name: 'feature:new-planner for every tenant',
+    c: cov('feature:new-planner'),
+    covers: ['root', 'elsewhere', 'foreign'],
+  },
+  {
+    name: 'feature:new-planner confined to acme',
+    c: cov('feature:new-planner', 'acme'),
+    covers: ['root', 'elsewhere'],
+  },
+  {
+    name: 'feature:new-planner confined to globex',
+    c: cov('feature:new-planner', 'globex'),
+    covers: ['foreign'],
+  },
   { name: 'feature:new-planner confined to initech', c: cov('feature:new-planner', 'initech'), covers: [] },
   { name: 'feature:other', c: cov('feature:other'), covers: [] },
 ];

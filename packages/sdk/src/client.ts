@@ -1,6 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { KillpathError, coversRun, isIdentifier } from '@killpath/protocol';
-import type { Directive, HeartbeatReport, LocalRule, ResumeRequest, RunIdentity, RunLimits, RunReport, StreamMessage } from '@killpath/protocol';
+import type {
+  Directive,
+  HeartbeatReport,
+  LocalRule,
+  ResumeRequest,
+  RunIdentity,
+  RunLimits,
+  RunReport,
+  StreamMessage,
+} from '@killpath/protocol';
 import { systemClock, wallNow } from './clock.ts';
 import type { Clock } from './clock.ts';
 import { resolveOptions } from './connect-options.ts';
@@ -129,7 +138,18 @@ export class Client {
     const transport = options.transport ?? fetchTransport();
     this.reporter = new Reporter(transport, settings.base, this.workerId, headers, this.clock, this.sink);
     this.calls = new ControlCalls(transport, settings.base, headers);
-    this.telemetry = settings.telemetryMs > 0 ? new Telemetry(transport, settings.base, headers, this.workerId, this.clock, this.sink, settings.telemetryMs) : null;
+    this.telemetry =
+      settings.telemetryMs > 0
+        ? new Telemetry(
+            transport,
+            settings.base,
+            headers,
+            this.workerId,
+            this.clock,
+            this.sink,
+            settings.telemetryMs,
+          )
+        : null;
     this.committer = options.memory ?? null;
     // A run id no `run:` scope can name (identifiers have no '/'): only global, tenant, agent and feature scopes cover it.
     this.workerIdentity = Object.freeze({
@@ -183,14 +203,21 @@ export class Client {
     this.settleReady = settle;
 
     // A stream silent for two leases (no keep-alive even) is dead: drop it and reconnect.
-    this.loop = new StreamLoop(transport, settings.streamUrl, headers, this.clock, {
-      onMessage: (msg, fresh) => this.onMessage(msg, fresh),
-      onDrop: () => {
-        this.streamLive = false;
+    this.loop = new StreamLoop(
+      transport,
+      settings.streamUrl,
+      headers,
+      this.clock,
+      {
+        onMessage: (msg, fresh) => this.onMessage(msg, fresh),
+        onDrop: () => {
+          this.streamLive = false;
+        },
+        onError: (err, retryInMs) => this.streamError(err, false, retryInMs),
+        onFatal: (err) => this.fatal(err),
       },
-      onError: (err, retryInMs) => this.streamError(err, false, retryInMs),
-      onFatal: (err) => this.fatal(err),
-    }, Math.max(2 * settings.leaseMs, 5000));
+      Math.max(2 * settings.leaseMs, 5000),
+    );
     this.loop.start();
     this.armHeartbeat();
   }
@@ -242,13 +269,23 @@ export class Client {
    */
   async resumeRun(runId: string, options: ResumeRunOptions = {}): Promise<Run> {
     const lineage = this.newRunLineage(runId, options.parent ?? null);
-    const body: ResumeRequest = { workerId: this.workerId, lineage: [...lineage], features: [...this.features] };
+    const body: ResumeRequest = {
+      workerId: this.workerId,
+      lineage: [...lineage],
+      features: [...this.features],
+    };
     let answer: unknown;
     try {
       answer = await this.calls.resume(runId, body);
     } catch (err) {
       const refused = refusal(err, `resume of run ${runId}`);
-      this.record({ type: 'resume.refused', runId, code: refused.code, message: refused.message, at: this.clock.now() });
+      this.record({
+        type: 'resume.refused',
+        runId,
+        code: refused.code,
+        message: refused.message,
+        at: this.clock.now(),
+      });
       throw refused;
     }
     const resumed = asResumeAnswer(answer);
@@ -272,7 +309,8 @@ export class Client {
   queue<T>(name: string, handler: TaskHandler<T>, options: QueueOptions<T> = {}): Queue<T> {
     if (this.closing !== null) throw new KillpathError('invalid_request', 'client is closed');
     if (!isIdentifier(name)) throw new KillpathError('invalid_request', `invalid queue name "${name}"`);
-    if (this.queues.has(name)) throw new KillpathError('conflict', `queue ${name} already exists on this client`);
+    if (this.queues.has(name))
+      throw new KillpathError('conflict', `queue ${name} already exists on this client`);
     const queue = new Queue<T>(this.queueHost, name, handler, options);
     this.queues.set(name, queue);
     return queue;
@@ -327,7 +365,8 @@ export class Client {
       case 'keepalive':
         // Before the snapshot there is nothing to compare with, and no lease to renew.
         if (fresh) return 'ok';
-        if (msg.rev !== this.mirror.rev) return this.resync(`keepalive at rev ${msg.rev}, mirror at ${this.mirror.rev}`);
+        if (msg.rev !== this.mirror.rev)
+          return this.resync(`keepalive at rev ${msg.rev}, mirror at ${this.mirror.rev}`);
         if (this.clock.now() >= this.lease.deadline) {
           // Contact is back after the gate closed: queued tasks may start again.
           this.lease.renew();
@@ -388,7 +427,8 @@ export class Client {
   private expire(): void {
     let writes = 0;
     for (const state of this.runs.values()) {
-      for (const effect of state.inFlight) if (effect.cls !== 'read' && effect.abortedBy === null) writes += 1;
+      for (const effect of state.inFlight)
+        if (effect.cls !== 'read' && effect.abortedBy === null) writes += 1;
     }
     this.record({
       type: 'lease.expired',
@@ -418,7 +458,9 @@ export class Client {
     this.heartbeatTimer = null;
     this.streamError(err, true, null);
     this.failReady(
-      err instanceof KillpathError ? err : new KillpathError(errorCode(err) ?? 'internal', errorMessage(err), { cause: err }),
+      err instanceof KillpathError
+        ? err
+        : new KillpathError(errorCode(err) ?? 'internal', errorMessage(err), { cause: err }),
     );
   }
 
@@ -441,7 +483,8 @@ export class Client {
   private newRunLineage(runId: string, parent: RunHandle | null): readonly string[] {
     if (this.closing !== null) throw new KillpathError('invalid_request', 'client is closed');
     if (!isIdentifier(runId)) throw new KillpathError('invalid_request', `invalid run id "${runId}"`);
-    if (this.runs.has(runId)) throw new KillpathError('conflict', `run ${runId} already exists on this worker`);
+    if (this.runs.has(runId))
+      throw new KillpathError('conflict', `run ${runId} already exists on this worker`);
     if (parent !== null && ![parent.runId, ...parent.lineage].every(isIdentifier)) {
       throw new KillpathError('invalid_request', 'invalid parent run handle');
     }
@@ -449,9 +492,16 @@ export class Client {
   }
 
   /** Adds a run to this worker; its gate follows the mirror from its first check. */
-  private createRun(runId: string, lineage: readonly string[], options: { memory?: MemoryCommitter; capabilities?: readonly string[]; memorySchema?: MemorySchema }): Run {
+  private createRun(
+    runId: string,
+    lineage: readonly string[],
+    options: { memory?: MemoryCommitter; capabilities?: readonly string[]; memorySchema?: MemorySchema },
+  ): Run {
     const memory = options.memory;
-    if (options.capabilities !== undefined && !(Array.isArray(options.capabilities) && options.capabilities.every((c) => typeof c === 'string'))) {
+    if (
+      options.capabilities !== undefined &&
+      !(Array.isArray(options.capabilities) && options.capabilities.every((c) => typeof c === 'string'))
+    ) {
       throw new KillpathError('invalid_request', 'capabilities must be an array of capability names');
     }
     const coverage: RunIdentity = Object.freeze({
@@ -463,12 +513,19 @@ export class Client {
     });
     const state = new RunState(coverage, lineage.at(-1) ?? null, this.host, memory ?? this.committer);
     state.granted = options.capabilities === undefined ? null : new Set(options.capabilities);
-    for (const c of options.capabilities ?? []) if (this.capabilities.size < MAX_SURFACE) this.capabilities.add(c);
+    for (const c of options.capabilities ?? [])
+      if (this.capabilities.size < MAX_SURFACE) this.capabilities.add(c);
     state.memorySchema = options.memorySchema ?? this.memorySchema;
     state.table = compileTable(this.tableEntries(), coverage);
     this.runs.set(runId, state);
     const run = new Run(this.host, state);
-    this.record({ type: 'run.started', runId, parentRunId: state.parentRunId, lineage, at: this.clock.now() });
+    this.record({
+      type: 'run.started',
+      runId,
+      parentRunId: state.parentRunId,
+      lineage,
+      at: this.clock.now(),
+    });
     return run;
   }
 
@@ -491,7 +548,9 @@ export class Client {
     closeRunTable(state);
     if (this.localStops.length > 0) {
       // A local halt is kept while a run it covers (the run or a descendant) is on this worker.
-      const kept = this.localStops.filter((e) => [...this.runs.values()].some((s) => coversRun(e.directive, s.coverage)));
+      const kept = this.localStops.filter((e) =>
+        [...this.runs.values()].some((s) => coversRun(e.directive, s.coverage)),
+      );
       if (kept.length !== this.localStops.length) {
         this.localStops = kept;
         this.tableCache = null;
@@ -563,7 +622,10 @@ export class Client {
     if (s === null || this.closing !== null) return;
     const heartbeatMs = Math.min(this.ownHeartbeatMs, s.heartbeatMs);
     const limits = stricter(this.ownLimits, s.limits);
-    const changed = heartbeatMs !== this.heartbeatMs || limits.maxSteps !== this.limits.maxSteps || limits.maxCostUsd !== this.limits.maxCostUsd;
+    const changed =
+      heartbeatMs !== this.heartbeatMs ||
+      limits.maxSteps !== this.limits.maxSteps ||
+      limits.maxCostUsd !== this.limits.maxCostUsd;
     if (!changed) return;
     const sooner = heartbeatMs < this.heartbeatMs;
     this.heartbeatMs = heartbeatMs;
@@ -614,7 +676,10 @@ export class Client {
   private surface(): string[] {
     const set = this.capabilities;
     if (this.surfaceList.size !== set.size) {
-      this.surfaceList = { size: set.size, list: [...set].filter((c) => typeof c === 'string' && isIdentifier(c)).sort() };
+      this.surfaceList = {
+        size: set.size,
+        list: [...set].filter((c) => typeof c === 'string' && isIdentifier(c)).sort(),
+      };
     }
     return [...this.surfaceList.list];
   }

@@ -79,15 +79,22 @@ export interface ResolvedOptions {
  */
 export function resolveOptions(options: ConnectOptions): ResolvedOptions {
   const base = checkUrl(options.url);
-  for (const [what, id] of [['tenant', options.tenant], ['agent', options.agent]] as const) {
+  for (const [what, id] of [
+    ['tenant', options.tenant],
+    ['agent', options.agent],
+  ] as const) {
     if (!isIdentifier(id)) throw new KillpathError('invalid_request', `invalid ${what} "${id}"`);
   }
   const features = Object.freeze([...(options.features ?? [])]);
   for (const f of features) {
     if (!isIdentifier(f)) throw new KillpathError('invalid_request', `invalid feature "${f}"`);
   }
-  const launcherId = options.launcherId ?? (typeof process === 'object' ? process.env.KILLPATH_LAUNCHER_ID : undefined) ?? null;
-  if (launcherId !== null && !isIdentifier(launcherId)) throw new KillpathError('invalid_request', `invalid launcherId "${launcherId}"`);
+  const launcherId =
+    options.launcherId ??
+    (typeof process === 'object' ? process.env.KILLPATH_LAUNCHER_ID : undefined) ??
+    null;
+  if (launcherId !== null && !isIdentifier(launcherId))
+    throw new KillpathError('invalid_request', `invalid launcherId "${launcherId}"`);
   const workerId = options.workerId ?? randomUUID();
   if (!isIdentifier(workerId)) throw new KillpathError('invalid_request', `invalid workerId "${workerId}"`);
   return {
@@ -100,7 +107,10 @@ export function resolveOptions(options: ConnectOptions): ResolvedOptions {
     leaseMs: positive('leaseMs', options.leaseMs ?? 3_000),
     heartbeatMs: positive('heartbeatMs', options.heartbeatMs ?? 5_000),
     launcherId,
-    limits: { maxSteps: limit('limits.maxSteps', options.limits?.maxSteps), maxCostUsd: limit('limits.maxCostUsd', options.limits?.maxCostUsd) },
+    limits: {
+      maxSteps: limit('limits.maxSteps', options.limits?.maxSteps),
+      maxCostUsd: limit('limits.maxCostUsd', options.limits?.maxCostUsd),
+    },
     telemetryMs: options.telemetryMs === 0 ? 0 : positive('telemetryMs', options.telemetryMs ?? 250),
   };
 }
@@ -117,17 +127,25 @@ function checkUrl(url: string): string {
 
 function limit(name: string, v: number | undefined): number | null {
   if (v === undefined) return null;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new KillpathError('invalid_request', `${name} must be a non-negative number`);
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0)
+    throw new KillpathError('invalid_request', `${name} must be a non-negative number`);
   return v;
 }
 
 function positive(name: string, ms: number): number {
-  if (!Number.isFinite(ms) || ms <= 0) throw new KillpathError('invalid_request', `${name} must be a positive number of ms`);
+  if (!Number.isFinite(ms) || ms <= 0)
+    throw new KillpathError('invalid_request', `${name} must be a positive number of ms`);
   return ms;
 }
 
 /** `features` is left out when empty, so the server never sees an empty feature name. */
-function streamUrl(base: string, workerId: string, tenant: string, agent: string, features: readonly string[]): string {
+function streamUrl(
+  base: string,
+  workerId: string,
+  tenant: string,
+  agent: string,
+  features: readonly string[],
+): string {
   const url = new URL(`${base}/v1/stream`);
   url.searchParams.set('worker', workerId);
   url.searchParams.set('tenant', tenant);

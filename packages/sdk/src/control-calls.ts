@@ -65,7 +65,9 @@ export function refusal(err: unknown, what: string): KillpathError {
     });
   }
   if (UNREACHABLE.has(code)) {
-    return new KillpathError('unavailable', `${what}: control plane unavailable (${errorMessage(err)})`, { cause: err });
+    return new KillpathError('unavailable', `${what}: control plane unavailable (${errorMessage(err)})`, {
+      cause: err,
+    });
   }
   return new KillpathError(code ?? 'internal', `${what} refused: ${errorMessage(err)}`, {
     cause: err,
@@ -77,7 +79,11 @@ export function refusal(err: unknown, what: string): KillpathError {
  * The refusal's details, from either a `KillpathError` made from the wire error's details
  * directly or the default transport's `{ status, details }` wrapping.
  */
-function wireDetails(err: unknown): { directiveId: string | null; rev: number | null; reason: string | null } {
+function wireDetails(err: unknown): {
+  directiveId: string | null;
+  rev: number | null;
+  reason: string | null;
+} {
   let d: unknown = err instanceof KillpathError ? err.details : null;
   if (isRecord(d) && isRecord(d.details)) d = d.details;
   if (!isRecord(d)) return { directiveId: null, rev: null, reason: null };
@@ -100,7 +106,8 @@ export function asPermitResponse(body: unknown): PermitResponse | null {
   return {
     permit: {
       ...(p as unknown as Permit),
-      coolOffMs: typeof p.coolOffMs === 'number' && Number.isFinite(p.coolOffMs) ? Math.max(0, p.coolOffMs) : 0,
+      coolOffMs:
+        typeof p.coolOffMs === 'number' && Number.isFinite(p.coolOffMs) ? Math.max(0, p.coolOffMs) : 0,
     },
     replay: body.replay === true,
     ...('result' in body ? { result: body.result } : {}),
@@ -126,16 +133,25 @@ export function argsDigest(args: unknown): string {
   try {
     json = JSON.stringify(args, (_key, value: unknown) => (isRecord(value) ? sortedKeys(value) : value));
   } catch (err) {
-    throw new KillpathError('invalid_request', `effect args are not serialisable: ${errorMessage(err)}`, { cause: err });
+    throw new KillpathError('invalid_request', `effect args are not serialisable: ${errorMessage(err)}`, {
+      cause: err,
+    });
   }
-  return createHash('sha256').update(json ?? 'null').digest('hex');
+  return createHash('sha256')
+    .update(json ?? 'null')
+    .digest('hex');
 }
 
 function sortedKeys(value: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(value).sort()) {
     // defineProperty: a "__proto__" key stays data, never a prototype.
-    Object.defineProperty(out, key, { value: value[key], enumerable: true, writable: true, configurable: true });
+    Object.defineProperty(out, key, {
+      value: value[key],
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
   }
   return out;
 }

@@ -31,7 +31,13 @@ const CONFIRM_RETRY_MS = 250;
  * only with a `granted` permit and an open gate; the outcome goes back to the control plane.
  * Internal.
  */
-export function startEffect<T>(ctx: EffectContext, effect: InFlightEffect, fn: EffectFn<T>, request: PermitRequest | null, waitMs = 0): Promise<T> {
+export function startEffect<T>(
+  ctx: EffectContext,
+  effect: InFlightEffect,
+  fn: EffectFn<T>,
+  request: PermitRequest | null,
+  waitMs = 0,
+): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     effect.rejectCaller = reject;
     const go = (): void => {
@@ -69,7 +75,11 @@ export function startEffect<T>(ctx: EffectContext, effect: InFlightEffect, fn: E
  * Aborts one in-flight effect with `verdict` and journals `effect.aborted`. False when it was
  * already aborted. Internal.
  */
-export function abortEffect(host: Pick<RunHost, 'record' | 'clock'>, effect: InFlightEffect, verdict: DenyVerdict): boolean {
+export function abortEffect(
+  host: Pick<RunHost, 'record' | 'clock'>,
+  effect: InFlightEffect,
+  verdict: DenyVerdict,
+): boolean {
   if (!effect.abort(verdict, haltedError(verdict, effect.runId, effect.capability, 'aborted'))) return false;
   host.record({
     type: 'effect.aborted',
@@ -85,7 +95,13 @@ export function abortEffect(host: Pick<RunHost, 'record' | 'clock'>, effect: InF
 }
 
 /** `effect.started` right before `fn`, then `fn` with the effect's signal; its settling ends the effect. */
-function callFn<T>(ctx: EffectContext, effect: InFlightEffect, fn: EffectFn<T>, resolve: (v: T) => void, reject: (e: unknown) => void): void {
+function callFn<T>(
+  ctx: EffectContext,
+  effect: InFlightEffect,
+  fn: EffectFn<T>,
+  resolve: (v: T) => void,
+  reject: (e: unknown) => void,
+): void {
   effect.phase = 'running';
   ctx.host.record({
     type: 'effect.started',
@@ -119,7 +135,13 @@ function callFn<T>(ctx: EffectContext, effect: InFlightEffect, fn: EffectFn<T>, 
 function fnSettled(ctx: EffectContext, effect: InFlightEffect, valueOrError: unknown, failed: boolean): void {
   const { host } = ctx;
   const at = host.clock.now();
-  const base = { effectId: effect.id, runId: effect.runId, capability: effect.capability, class: effect.cls, at };
+  const base = {
+    effectId: effect.id,
+    runId: effect.runId,
+    capability: effect.capability,
+    class: effect.cls,
+    at,
+  };
   const durationMs = at - effect.startedAt;
   const afterAbort = effect.abortedBy !== null;
   if (!afterAbort) {
@@ -128,15 +150,30 @@ function fnSettled(ctx: EffectContext, effect: InFlightEffect, valueOrError: unk
     if (failed) ctx.state.counters.toolErrors += 1;
     host.counted(ctx.state);
   }
-  if (failed) host.record({ ...base, type: 'effect.failed', durationMs, afterAbort, message: errorMessage(valueOrError) });
+  if (failed)
+    host.record({
+      ...base,
+      type: 'effect.failed',
+      durationMs,
+      afterAbort,
+      message: errorMessage(valueOrError),
+    });
   else host.record({ ...base, type: 'effect.landed', durationMs, afterAbort });
   if (effect.permit !== null) {
     if (!failed) {
       // A result that is not JSON or larger than 64 KiB is left out; a replay then returns undefined.
       const result = jsonCopy(valueOrError);
-      host.outcome(effect.permit.id, { status: 'landed', afterAbort, ...(result === undefined ? {} : { result }) });
+      host.outcome(effect.permit.id, {
+        status: 'landed',
+        afterAbort,
+        ...(result === undefined ? {} : { result }),
+      });
     } else {
-      host.outcome(effect.permit.id, { status: afterAbort ? 'aborted' : 'failed', error: errorMessage(valueOrError), afterAbort });
+      host.outcome(effect.permit.id, {
+        status: afterAbort ? 'aborted' : 'failed',
+        error: errorMessage(valueOrError),
+        afterAbort,
+      });
     }
   }
   leave(ctx, effect, failed ? (afterAbort ? 'aborted' : 'failed') : 'completed');
@@ -211,7 +248,8 @@ class PermittedEffect<T> {
       this.ctx.host.clock.clearTimeout(effect.coolTimer);
       effect.coolTimer = null;
     }
-    if (effect.permit !== null) this.ctx.host.outcome(effect.permit.id, { status: 'aborted', afterAbort: false });
+    if (effect.permit !== null)
+      this.ctx.host.outcome(effect.permit.id, { status: 'aborted', afterAbort: false });
     // One microtask later, so that halt tracking, which runs right after the aborts, still counts it.
     queueMicrotask(() => leave(this.ctx, effect, 'aborted'));
   };
@@ -219,7 +257,8 @@ class PermittedEffect<T> {
   private readonly onPermit = (body: unknown): void => {
     const effect = this.effect;
     const answer = asPermitResponse(body);
-    if (answer !== null) this.recordGranted(answer.permit.id, answer.permit.rev, answer.permit.status, answer.replay);
+    if (answer !== null)
+      this.recordGranted(answer.permit.id, answer.permit.rev, answer.permit.status, answer.replay);
     if (effect.abortedBy !== null) {
       // Granted, but a flip was observed meanwhile: never start it, and close the permit.
       const status = answer?.permit.status;
@@ -229,7 +268,10 @@ class PermittedEffect<T> {
       return;
     }
     if (answer === null) {
-      this.refuse('permit', new KillpathError('internal', `${this.what}: malformed answer from the control plane`));
+      this.refuse(
+        'permit',
+        new KillpathError('internal', `${this.what}: malformed answer from the control plane`),
+      );
       return;
     }
     effect.permit = answer.permit;
@@ -248,9 +290,13 @@ class PermittedEffect<T> {
       default:
         this.refuse(
           'permit',
-          new KillpathError('conflict', `${this.what}: permit ${answer.permit.id} is ${answer.permit.status}; the effect does not run again`, {
-            details: { permitId: answer.permit.id, status: answer.permit.status },
-          }),
+          new KillpathError(
+            'conflict',
+            `${this.what}: permit ${answer.permit.id} is ${answer.permit.status}; the effect does not run again`,
+            {
+              details: { permitId: answer.permit.id, status: answer.permit.status },
+            },
+          ),
         );
     }
   };
@@ -300,7 +346,13 @@ class PermittedEffect<T> {
         const answer = asPermitResponse(body);
         if (answer === null || answer.permit.status !== 'granted') {
           this.ctx.host.outcome(permit.id, { status: 'aborted', afterAbort: false });
-          this.refuse('confirm', new KillpathError('conflict', `${this.what}: confirmation not granted (${answer?.permit.status ?? 'malformed answer'})`));
+          this.refuse(
+            'confirm',
+            new KillpathError(
+              'conflict',
+              `${this.what}: confirmation not granted (${answer?.permit.status ?? 'malformed answer'})`,
+            ),
+          );
           return;
         }
         this.record('permit.confirmed', permit.id);
@@ -314,7 +366,8 @@ class PermittedEffect<T> {
           return;
         }
         // On `halted` the control plane cancelled the permit itself; otherwise close it.
-        if (refused.code !== 'halted') this.ctx.host.outcome(permit.id, { status: 'aborted', afterAbort: false });
+        if (refused.code !== 'halted')
+          this.ctx.host.outcome(permit.id, { status: 'aborted', afterAbort: false });
         this.refuse('confirm', refused);
       },
     );
@@ -360,6 +413,14 @@ class PermittedEffect<T> {
 
   private record(type: 'permit.confirmed', permitId: string): void {
     const e = this.effect;
-    this.ctx.host.record({ type, effectId: e.id, runId: e.runId, capability: e.capability, class: e.cls, permitId, at: this.ctx.host.clock.now() });
+    this.ctx.host.record({
+      type,
+      effectId: e.id,
+      runId: e.runId,
+      capability: e.capability,
+      class: e.cls,
+      permitId,
+      at: this.ctx.host.clock.now(),
+    });
   }
 }

@@ -1,5 +1,13 @@
 import { KillpathError } from '@killpath/protocol';
-import type { JournalBatch, JournalEvent, Permit, PermitOutcome, PermitRequest, PermitResponse, ResumeRequest } from '@killpath/protocol';
+import type {
+  JournalBatch,
+  JournalEvent,
+  Permit,
+  PermitOutcome,
+  PermitRequest,
+  PermitResponse,
+  ResumeRequest,
+} from '@killpath/protocol';
 import type { Clock } from './clock.ts';
 import { wallNow } from './clock.ts';
 import type { FakePost, FakeTransport } from './testing.ts';
@@ -82,7 +90,10 @@ export class FakeControlPlane {
   outcomes(): { permitId: string; outcome: PermitOutcome }[] {
     return this.transport.posts
       .filter((p) => p.url.endsWith('/outcome'))
-      .map((p) => ({ permitId: decodeURIComponent(p.url.split('/').at(-2) ?? ''), outcome: p.body as PermitOutcome }));
+      .map((p) => ({
+        permitId: decodeURIComponent(p.url.split('/').at(-2) ?? ''),
+        outcome: p.body as PermitOutcome,
+      }));
   }
 
   /** Permit requests received, in order. */
@@ -123,12 +134,17 @@ export class FakeControlPlane {
     const earlier = keyed === null ? undefined : this.permits.get(this.byKey.get(keyed) ?? '');
     if (earlier !== undefined) {
       if (earlier.outcome === null) {
-        throw new KillpathError('conflict', `idempotency key ${req.idempotencyKey ?? ''}: earlier effect has no outcome`);
+        throw new KillpathError(
+          'conflict',
+          `idempotency key ${req.idempotencyKey ?? ''}: earlier effect has no outcome`,
+        );
       }
       return {
         permit: { ...earlier.permit, status: earlier.outcome.status },
         replay: true,
-        ...(earlier.outcome.status === 'landed' && 'result' in earlier.outcome ? { result: earlier.outcome.result } : {}),
+        ...(earlier.outcome.status === 'landed' && 'result' in earlier.outcome
+          ? { result: earlier.outcome.result }
+          : {}),
       };
     }
     this.seq += 1;
@@ -159,7 +175,8 @@ export class FakeControlPlane {
       p.permit = { ...p.permit, status: 'cancelled' };
       throw err;
     }
-    if (this.clock.now() < p.grantedAt + p.permit.coolOffMs) throw new KillpathError('conflict', `permit ${id} is cooling off`);
+    if (this.clock.now() < p.grantedAt + p.permit.coolOffMs)
+      throw new KillpathError('conflict', `permit ${id} is cooling off`);
     p.permit = { ...p.permit, status: 'granted' };
     return { permit: { ...p.permit }, replay: false };
   }
@@ -184,7 +201,9 @@ export class FakeControlPlane {
     for (const id of [runId, ...lineage]) {
       const directiveId = this.halted.get(id);
       if (directiveId !== undefined) {
-        throw new KillpathError('halted', `run ${runId} is halted by ${directiveId}`, { details: { directiveId, rev: this.rev } });
+        throw new KillpathError('halted', `run ${runId} is halted by ${directiveId}`, {
+          details: { directiveId, rev: this.rev },
+        });
       }
     }
   }

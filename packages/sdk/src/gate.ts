@@ -27,7 +27,14 @@ export interface RunTable {
 }
 
 /** The table of a run no directive covers. */
-export const OPEN_TABLE: RunTable = Object.freeze({ all: null, block: null, readOnly: null, caps: null, throttle: null, level: null });
+export const OPEN_TABLE: RunTable = Object.freeze({
+  all: null,
+  block: null,
+  readOnly: null,
+  caps: null,
+  throttle: null,
+  level: null,
+});
 
 const DEGRADE = levelRank('degrade');
 
@@ -50,7 +57,8 @@ export function compileTable(entries: readonly MirrorEntry[], run: RunIdentity):
     const r = levelRank(d.level);
     rank = Math.max(rank, d.capabilities === null ? r : Math.min(r, DEGRADE));
     if (d.level === 'throttle') {
-      if (d.rate !== null && (throttle === null || d.rate.perSecond < (throttle.rate?.perSecond ?? Infinity))) throttle = d;
+      if (d.rate !== null && (throttle === null || d.rate.perSecond < (throttle.rate?.perSecond ?? Infinity)))
+        throttle = d;
       continue;
     }
     if (entry.verdict === null) continue;
@@ -79,7 +87,8 @@ export function compileTable(entries: readonly MirrorEntry[], run: RunIdentity):
       narrowed.set(cap, entry.verdict);
     }
   }
-  if (block === null && readOnly === null && narrowed === null && throttle === null && rank === 0) return OPEN_TABLE;
+  if (block === null && readOnly === null && narrowed === null && throttle === null && rank === 0)
+    return OPEN_TABLE;
   return Object.freeze({
     all: all?.verdict ?? null,
     block: block?.verdict ?? null,
@@ -106,7 +115,10 @@ export function tableVerdict(table: RunTable, capability: string, cls: EffectCla
  * a capability-narrowed halt freezes effects of that capability, not the run, and the levels
  * below halt leave the run running.
  */
-export function runStop(table: RunTable, host: { readonly clock: Clock; readonly lease: { readonly deadline: number } }): DenyVerdict | null {
+export function runStop(
+  table: RunTable,
+  host: { readonly clock: Clock; readonly lease: { readonly deadline: number } },
+): DenyVerdict | null {
   if (host.clock.now() >= host.lease.deadline) return STALE;
   return table.all;
 }

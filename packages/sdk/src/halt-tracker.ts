@@ -50,7 +50,13 @@ export class HaltTracking {
   private sealed = false;
   private done = false;
 
-  constructor(host: HaltTrackerHost, directive: Directive, verdict: DenyVerdict, rev: number, observedAt: number) {
+  constructor(
+    host: HaltTrackerHost,
+    directive: Directive,
+    verdict: DenyVerdict,
+    rev: number,
+    observedAt: number,
+  ) {
     this.host = host;
     this.directive = directive;
     this.verdict = verdict;

@@ -60,9 +60,23 @@ export type TimerKind = 'timeout' | 'interval' | 'retry';
  * - `settings.applied`: the control plane's heartbeat answer changed the heartbeat interval or the run limits in force.
  */
 export type SdkEvent =
-  | { type: 'rev.applied'; rev: number; source: 'snapshot' | 'delta'; issued: string[]; cleared: string[]; at: number }
+  | {
+      type: 'rev.applied';
+      rev: number;
+      source: 'snapshot' | 'delta';
+      issued: string[];
+      cleared: string[];
+      at: number;
+    }
   | { type: 'stream.connected'; rev: number; at: number }
-  | { type: 'stream.error'; message: string; code: ErrorCode | null; fatal: boolean; retryInMs: number | null; at: number }
+  | {
+      type: 'stream.error';
+      message: string;
+      code: ErrorCode | null;
+      fatal: boolean;
+      retryInMs: number | null;
+      at: number;
+    }
   | { type: 'stream.resync'; reason: string; at: number }
   | { type: 'lease.expired'; sinceContactMs: number; aborted: number; at: number }
   | { type: 'run.started'; runId: string; parentRunId: string | null; lineage: readonly string[]; at: number }
@@ -91,7 +105,13 @@ export type SdkEvent =
       at: number;
     }
   | { type: 'report.failed'; report: ReportKind; message: string; code: ErrorCode | null; at: number }
-  | (EffectEventFields & { type: 'permit.granted'; permitId: string; rev: number; status: EffectStatus; replay: boolean })
+  | (EffectEventFields & {
+      type: 'permit.granted';
+      permitId: string;
+      rev: number;
+      status: EffectStatus;
+      replay: boolean;
+    })
   | (EffectEventFields & { type: 'permit.confirmed'; permitId: string })
   | (EffectEventFields & {
       type: 'permit.refused';
@@ -110,8 +130,22 @@ export type SdkEvent =
       directiveId: string | null;
       at: number;
     }
-  | { type: 'timer.failed'; runId: string; timer: TimerKind; label: string | null; message: string; at: number }
-  | { type: 'task.started'; runId: string | null; queue: string; taskId: string; draining: boolean; at: number }
+  | {
+      type: 'timer.failed';
+      runId: string;
+      timer: TimerKind;
+      label: string | null;
+      message: string;
+      at: number;
+    }
+  | {
+      type: 'task.started';
+      runId: string | null;
+      queue: string;
+      taskId: string;
+      draining: boolean;
+      at: number;
+    }
   | {
       type: 'task.settled';
       runId: string | null;
@@ -121,7 +155,14 @@ export type SdkEvent =
       message: string | null;
       at: number;
     }
-  | { type: 'queue.discarded'; runId: string | null; queue: string; taskId: string; directiveId: string | null; at: number }
+  | {
+      type: 'queue.discarded';
+      runId: string | null;
+      queue: string;
+      taskId: string;
+      directiveId: string | null;
+      at: number;
+    }
   | {
       type: 'queue.drained';
       runId: string | null;
@@ -135,7 +176,15 @@ export type SdkEvent =
   | { type: 'memory.reverted'; runId: string; keys: string[]; directiveId: string | null; at: number }
   | { type: 'run.resumed'; runId: string; lineage: readonly string[]; at: number }
   | { type: 'resume.refused'; runId: string; code: ErrorCode; message: string; at: number }
-  | { type: 'run.halted_locally'; runId: string; rule: LocalRule; value: number; limit: number; directiveId: string; at: number }
+  | {
+      type: 'run.halted_locally';
+      runId: string;
+      rule: LocalRule;
+      value: number;
+      limit: number;
+      directiveId: string;
+      at: number;
+    }
   | { type: 'memory.rejected'; runId: string; key: string; reason: string; at: number }
   | { type: 'settings.applied'; heartbeatMs: number; limits: RunLimits; at: number };
 

@@ -31,7 +31,9 @@ export type JsonType = 'string' | 'number' | 'integer' | 'boolean' | 'object' | 
  * {@link JsonSchema}, where a key ending in `*` matches every key with that prefix and a key
  * matching no entry is a violation (the schema names every key the agent may write).
  */
-export type MemorySchema = ((key: string, value: unknown) => boolean | string | null | undefined) | Readonly<Record<string, JsonSchema>>;
+export type MemorySchema =
+  | ((key: string, value: unknown) => boolean | string | null | undefined)
+  | Readonly<Record<string, JsonSchema>>;
 
 /** Why `value` under `key` violates `schema`, or `null` when it does not. */
 export function memoryViolation(schema: MemorySchema, key: string, value: unknown): string | null {
@@ -80,16 +82,24 @@ function check(s: JsonSchema, v: unknown, at: string): string | null {
   const t = typeOf(v);
   if (s.type !== undefined) {
     const types = Array.isArray(s.type) ? s.type : [s.type];
-    const ok = types.some((want) => want === t || (want === 'integer' && t === 'number' && Number.isInteger(v)) || (want === 'number' && t === 'number'));
+    const ok = types.some(
+      (want) =>
+        want === t ||
+        (want === 'integer' && t === 'number' && Number.isInteger(v)) ||
+        (want === 'number' && t === 'number'),
+    );
     if (!ok) return `${at}: expected ${types.join(' or ')}, got ${t}`;
   }
-  if (s.const !== undefined && JSON.stringify(s.const) !== JSON.stringify(v)) return `${at}: must be ${JSON.stringify(s.const)}`;
-  if (s.enum !== undefined && !s.enum.some((e) => JSON.stringify(e) === JSON.stringify(v))) return `${at}: must be one of ${JSON.stringify(s.enum)}`;
+  if (s.const !== undefined && JSON.stringify(s.const) !== JSON.stringify(v))
+    return `${at}: must be ${JSON.stringify(s.const)}`;
+  if (s.enum !== undefined && !s.enum.some((e) => JSON.stringify(e) === JSON.stringify(v)))
+    return `${at}: must be one of ${JSON.stringify(s.enum)}`;
   if (t === 'string') {
     const str = v as string;
     if (s.minLength !== undefined && str.length < s.minLength) return `${at}: shorter than ${s.minLength}`;
     if (s.maxLength !== undefined && str.length > s.maxLength) return `${at}: longer than ${s.maxLength}`;
-    if (s.pattern !== undefined && !new RegExp(s.pattern, 'u').test(str)) return `${at}: does not match ${s.pattern}`;
+    if (s.pattern !== undefined && !new RegExp(s.pattern, 'u').test(str))
+      return `${at}: does not match ${s.pattern}`;
   }
   if (t === 'number') {
     const n = v as number;

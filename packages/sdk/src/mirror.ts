@@ -70,9 +70,7 @@ export class Mirror {
   }
 
   private relist(): void {
-    this.list = Object.freeze(
-      [...this.byId.values()].sort((a, b) => a.directive.rev - b.directive.rev),
-    );
+    this.list = Object.freeze([...this.byId.values()].sort((a, b) => a.directive.rev - b.directive.rev));
   }
 }
 

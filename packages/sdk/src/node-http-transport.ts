@@ -85,9 +85,22 @@ function target(url: string): Target {
 }
 
 /** Starts a request; `agents` null means a dedicated connection. */
-function send(url: string, method: string, headers: OutgoingHttpHeaders, agents: Agents | null): ClientRequest {
+function send(
+  url: string,
+  method: string,
+  headers: OutgoingHttpHeaders,
+  agents: Agents | null,
+): ClientRequest {
   const { secure, hostname, port, path } = target(url);
-  if (secure) return httpsRequest({ hostname, port, path, method, headers, agent: agents === null ? false : agents.https });
+  if (secure)
+    return httpsRequest({
+      hostname,
+      port,
+      path,
+      method,
+      headers,
+      agent: agents === null ? false : agents.https,
+    });
   return httpRequest({ hostname, port, path, method, headers, agent: agents === null ? false : agents.http });
 }
 
@@ -122,7 +135,13 @@ function refusalFrom(res: IncomingMessage, url: string): Promise<KillpathError> 
   });
 }
 
-function post(url: string, headers: Record<string, string>, body: unknown, timeoutMs: number, agents: Agents): Promise<unknown> {
+function post(
+  url: string,
+  headers: Record<string, string>,
+  body: unknown,
+  timeoutMs: number,
+  agents: Agents,
+): Promise<unknown> {
   return new Promise<unknown>((resolve, reject) => {
     const payload = Buffer.from(JSON.stringify(body), 'utf8');
     let settled = false;
@@ -132,7 +151,12 @@ function post(url: string, headers: Record<string, string>, body: unknown, timeo
       clearTimeout(timer);
       reject(unreachable(`POST ${url}`, err));
     };
-    const req = send(url, 'POST', { ...headers, 'content-type': 'application/json', 'content-length': payload.length }, agents);
+    const req = send(
+      url,
+      'POST',
+      { ...headers, 'content-type': 'application/json', 'content-length': payload.length },
+      agents,
+    );
     const timer = setTimeout(() => {
       req.destroy(new KillpathError('unavailable', `POST ${url} timed out after ${timeoutMs} ms`));
     }, timeoutMs);

@@ -105,8 +105,10 @@ export class Queue<T> {
   /** @internal Use `client.queue`. */
   constructor(host: QueueHost, name: string, handler: TaskHandler<T>, options: QueueOptions<T>) {
     const concurrency = options.concurrency ?? 1;
-    if (!Number.isInteger(concurrency) || concurrency < 1) throw new KillpathError('invalid_request', 'queue concurrency must be an integer >= 1');
-    if (typeof handler !== 'function') throw new KillpathError('invalid_request', 'queue handler must be a function');
+    if (!Number.isInteger(concurrency) || concurrency < 1)
+      throw new KillpathError('invalid_request', 'queue concurrency must be an integer >= 1');
+    if (typeof handler !== 'function')
+      throw new KillpathError('invalid_request', 'queue handler must be a function');
     this.host = host;
     this.name = name;
     this.handler = handler;
@@ -135,11 +137,13 @@ export class Queue<T> {
     if (this.closed) throw new KillpathError('invalid_request', `queue ${this.name} is closed`);
     const ref = options.run ?? options.runId ?? this.runOf?.(task) ?? null;
     const owner = ref === null ? null : this.host.ownerOf(ref);
-    if (owner?.ended === true) throw new KillpathError('invalid_request', `run ${owner.coverage.runId} has ended`);
+    if (owner?.ended === true)
+      throw new KillpathError('invalid_request', `run ${owner.coverage.runId} has ended`);
     const stop = (owner?.table ?? this.host.workerTable()).all;
     if (stop !== null) throw haltedError(stop, this.runIdOf(owner), `queue ${this.name}`, 'denied');
     const id = options.id ?? randomUUID();
-    if (typeof id !== 'string' || id === '') throw new KillpathError('invalid_request', 'a task id must be a non-empty string');
+    if (typeof id !== 'string' || id === '')
+      throw new KillpathError('invalid_request', 'a task id must be a non-empty string');
     if (this.ids.has(id)) throw new KillpathError('conflict', `task ${id} is already in queue ${this.name}`);
     this.ids.add(id);
     this.pending.push({ id, payload: task, owner, drain: null, controller: null });
@@ -164,7 +168,13 @@ export class Queue<T> {
       for (const t of running) this.abortTask(t, tracking.verdict);
       return;
     }
-    const mark: DrainMark = { directiveId: d.id, verdict: tracking.verdict, outstanding: 0, release: null, timer: null };
+    const mark: DrainMark = {
+      directiveId: d.id,
+      verdict: tracking.verdict,
+      outstanding: 0,
+      release: null,
+      timer: null,
+    };
     for (const t of [...queued, ...running]) {
       if (t.drain !== null) continue;
       t.drain = mark;
@@ -250,10 +260,22 @@ export class Queue<T> {
     t.controller = controller;
     this.active.add(t);
     const draining = t.drain !== null;
-    this.host.record({ type: 'task.started', runId: this.runIdOrNull(t), queue: this.name, taskId: t.id, draining, at: this.host.clock.now() });
+    this.host.record({
+      type: 'task.started',
+      runId: this.runIdOrNull(t),
+      queue: this.name,
+      taskId: t.id,
+      draining,
+      at: this.host.clock.now(),
+    });
     let out: void | PromiseLike<void>;
     try {
-      out = this.handler(t.payload, { signal: controller.signal, run: t.owner?.run ?? null, taskId: t.id, draining });
+      out = this.handler(t.payload, {
+        signal: controller.signal,
+        run: t.owner?.run ?? null,
+        taskId: t.id,
+        draining,
+      });
     } catch (err) {
       out = Promise.reject(err);
     }
@@ -271,8 +293,23 @@ export class Queue<T> {
     this.host.record({ type: 'task.settled', runId, queue: this.name, taskId: t.id, outcome, message, at });
     const mark = t.drain;
     if (mark !== null) {
-      this.host.journal({ type: 'queue.drained', runId, queue: this.name, taskId: t.id, outcome, directiveId: mark.directiveId });
-      this.host.record({ type: 'queue.drained', runId, queue: this.name, taskId: t.id, outcome, directiveId: mark.directiveId, at });
+      this.host.journal({
+        type: 'queue.drained',
+        runId,
+        queue: this.name,
+        taskId: t.id,
+        outcome,
+        directiveId: mark.directiveId,
+      });
+      this.host.record({
+        type: 'queue.drained',
+        runId,
+        queue: this.name,
+        taskId: t.id,
+        outcome,
+        directiveId: mark.directiveId,
+        at,
+      });
       this.markLeft(mark);
     }
     this.schedulePump();
@@ -309,8 +346,22 @@ export class Queue<T> {
   private discarded(t: Task<T>, directiveId: string | null): void {
     this.ids.delete(t.id);
     const runId = this.runIdOrNull(t);
-    this.host.journal({ type: 'queue.discarded', runId, queue: this.name, taskId: t.id, payload: jsonCopy(t.payload) ?? null, directiveId });
-    this.host.record({ type: 'queue.discarded', runId, queue: this.name, taskId: t.id, directiveId, at: this.host.clock.now() });
+    this.host.journal({
+      type: 'queue.discarded',
+      runId,
+      queue: this.name,
+      taskId: t.id,
+      payload: jsonCopy(t.payload) ?? null,
+      directiveId,
+    });
+    this.host.record({
+      type: 'queue.discarded',
+      runId,
+      queue: this.name,
+      taskId: t.id,
+      directiveId,
+      at: this.host.clock.now(),
+    });
     const mark = t.drain;
     t.drain = null;
     if (mark !== null) this.markLeft(mark);

@@ -49,7 +49,14 @@ export class Reporter {
   private closed = false;
 
   /** @param base the control plane URL without a trailing slash */
-  constructor(transport: Transport, base: string, workerId: string, headers: Record<string, string>, clock: Clock, sink: JournalSink) {
+  constructor(
+    transport: Transport,
+    base: string,
+    workerId: string,
+    headers: Record<string, string>,
+    clock: Clock,
+    sink: JournalSink,
+  ) {
     this.transport = transport;
     this.base = base;
     this.workerId = workerId;
@@ -81,7 +88,9 @@ export class Reporter {
    */
   halted(report: HaltedReport): void {
     if (this.ackRev !== null && this.ackRev <= report.rev) this.ackRev = null;
-    setImmediate(() => this.sendRetried({ kind: 'halted', url: `${this.workerPath}/halted`, body: report, attempts: 1 }));
+    setImmediate(() =>
+      this.sendRetried({ kind: 'halted', url: `${this.workerPath}/halted`, body: report, attempts: 1 }),
+    );
   }
 
   /**
@@ -142,12 +151,24 @@ export class Reporter {
     });
   }
 
-  private send(kind: ReportKind, url: string, body: unknown, onFail?: (code: string | null) => void, onOk?: (answer: unknown) => void): void {
+  private send(
+    kind: ReportKind,
+    url: string,
+    body: unknown,
+    onFail?: (code: string | null) => void,
+    onOk?: (answer: unknown) => void,
+  ): void {
     if (this.closed) return;
     const fail = (err: unknown): void => {
       const code = errorCode(err);
       try {
-        this.sink.record({ type: 'report.failed', report: kind, message: errorMessage(err), code, at: this.clock.now() });
+        this.sink.record({
+          type: 'report.failed',
+          report: kind,
+          message: errorMessage(err),
+          code,
+          at: this.clock.now(),
+        });
       } catch {
         // A throwing sink must not turn a failed report into an unhandled rejection.
       }

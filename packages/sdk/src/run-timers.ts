@@ -94,13 +94,23 @@ export class RunTimers {
   }
 
   add(kind: 'timeout' | 'interval', fn: () => unknown, ms: number, label: string | null): RunTimer {
-    if (typeof fn !== 'function') throw new KillpathError('invalid_request', 'timer callback must be a function');
+    if (typeof fn !== 'function')
+      throw new KillpathError('invalid_request', 'timer callback must be a function');
     if (!Number.isFinite(ms) || ms < 0 || (kind === 'interval' && ms <= 0)) {
-      throw new KillpathError('invalid_request', `${kind} needs a ${kind === 'interval' ? 'positive' : 'non-negative'} number of ms`);
+      throw new KillpathError(
+        'invalid_request',
+        `${kind} needs a ${kind === 'interval' ? 'positive' : 'non-negative'} number of ms`,
+      );
     }
     this.refuseIfStopped(label ?? kind);
     const fire = (): void => {
-      this.host.record({ type: 'timer.fired', runId: this.state.coverage.runId, timer: kind, label, at: this.host.clock.now() });
+      this.host.record({
+        type: 'timer.fired',
+        runId: this.state.coverage.runId,
+        timer: kind,
+        label,
+        at: this.host.clock.now(),
+      });
       this.invoke(fn, kind, label);
     };
     const entry = new Entry(this, kind, label, fire, kind === 'interval' ? ms : null, null);
@@ -147,7 +157,13 @@ export class RunTimers {
             'retry',
             label,
             () => {
-              this.host.record({ type: 'timer.fired', runId: this.state.coverage.runId, timer: 'retry', label, at: this.host.clock.now() });
+              this.host.record({
+                type: 'timer.fired',
+                runId: this.state.coverage.runId,
+                timer: 'retry',
+                label,
+                at: this.host.clock.now(),
+              });
               attempt(n + 1);
             },
             null,
@@ -208,14 +224,36 @@ export class RunTimers {
     const dueAt = new Date(wallNow(this.host.clock) + Math.max(0, entry.due - now)).toISOString();
     const runId = this.state.coverage.runId;
     const directiveId = verdict?.directive?.id ?? null;
-    this.host.journal({ type: 'timer.cancelled', runId, timer: entry.kind, label: entry.label, dueAt, directiveId });
-    this.host.record({ type: 'timer.cancelled', runId, timer: entry.kind, label: entry.label, dueAt, directiveId, at: now });
+    this.host.journal({
+      type: 'timer.cancelled',
+      runId,
+      timer: entry.kind,
+      label: entry.label,
+      dueAt,
+      directiveId,
+    });
+    this.host.record({
+      type: 'timer.cancelled',
+      runId,
+      timer: entry.kind,
+      label: entry.label,
+      dueAt,
+      directiveId,
+      at: now,
+    });
     entry.onCancel?.(verdict);
   }
 
   private invoke(fn: () => unknown, kind: TimerKind, label: string | null): void {
     const failed = (err: unknown): void => {
-      this.host.record({ type: 'timer.failed', runId: this.state.coverage.runId, timer: kind, label, message: errorMessage(err), at: this.host.clock.now() });
+      this.host.record({
+        type: 'timer.failed',
+        runId: this.state.coverage.runId,
+        timer: kind,
+        label,
+        message: errorMessage(err),
+        at: this.host.clock.now(),
+      });
     };
     try {
       const out = fn();
@@ -226,7 +264,8 @@ export class RunTimers {
   }
 
   private refuseIfStopped(what: string): void {
-    if (this.state.ended) throw new KillpathError('invalid_request', `run ${this.state.coverage.runId} has ended`);
+    if (this.state.ended)
+      throw new KillpathError('invalid_request', `run ${this.state.coverage.runId} has ended`);
     // Only a directive refuses here: before the first snapshot the timer waits, and is cancelled if it falls due stale.
     const stop = this.state.table.all;
     if (stop !== null) throw haltedError(stop, this.state.coverage.runId, what, 'denied');
@@ -239,12 +278,18 @@ export class RunTimers {
   }
 
   private cancelError(verdict: DenyVerdict | null, what: string): KillpathError {
-    if (verdict === null) return new KillpathError('invalid_request', `run ${this.state.coverage.runId} has ended`);
+    if (verdict === null)
+      return new KillpathError('invalid_request', `run ${this.state.coverage.runId} has ended`);
     return haltedError(verdict, this.state.coverage.runId, what, 'aborted');
   }
 }
 
-function retryPlan(options: RetryOptions): { attempts: number; initialMs: number; factor: number; maxMs: number } {
+function retryPlan(options: RetryOptions): {
+  attempts: number;
+  initialMs: number;
+  factor: number;
+  maxMs: number;
+} {
   const bad = (why: string): never => {
     throw new KillpathError('invalid_request', `invalid retry options: ${why}`);
   };
@@ -261,7 +306,11 @@ function retryPlan(options: RetryOptions): { attempts: number; initialMs: number
   return { attempts, initialMs, factor, maxMs };
 }
 
-function safeRetryOn(retryOn: (err: unknown, attempt: number) => boolean, err: unknown, attempt: number): boolean {
+function safeRetryOn(
+  retryOn: (err: unknown, attempt: number) => boolean,
+  err: unknown,
+  attempt: number,
+): boolean {
   try {
     return retryOn(err, attempt);
   } catch {
@@ -270,5 +319,9 @@ function safeRetryOn(retryOn: (err: unknown, attempt: number) => boolean, err: u
 }
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {
-  return (typeof v === 'object' || typeof v === 'function') && v !== null && typeof (v as { then?: unknown }).then === 'function';
+  return (
+    (typeof v === 'object' || typeof v === 'function') &&
+    v !== null &&
+    typeof (v as { then?: unknown }).then === 'function'
+  );
 }

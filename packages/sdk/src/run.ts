@@ -1,5 +1,14 @@
 import { EFFECT_CLASSES, KillpathError } from '@killpath/protocol';
-import type { Directive, EffectClass, JournalEvent, LocalRule, PermitOutcome, PermitRequest, RunIdentity, RunLimits } from '@killpath/protocol';
+import type {
+  Directive,
+  EffectClass,
+  JournalEvent,
+  LocalRule,
+  PermitOutcome,
+  PermitRequest,
+  RunIdentity,
+  RunLimits,
+} from '@killpath/protocol';
 import type { Clock } from './clock.ts';
 import { argsDigest } from './control-calls.ts';
 import type { ControlCalls } from './control-calls.ts';
@@ -132,7 +141,12 @@ export class RunState {
   /** The schema memory writes must follow, or `null`. */
   memorySchema: MemorySchema | null = null;
 
-  constructor(coverage: RunIdentity, parentRunId: string | null, host: RunHost, committer: MemoryCommitter | null) {
+  constructor(
+    coverage: RunIdentity,
+    parentRunId: string | null,
+    host: RunHost,
+    committer: MemoryCommitter | null,
+  ) {
     this.coverage = coverage;
     this.parentRunId = parentRunId;
     this.timers = new RunTimers(host, this);
@@ -141,7 +155,14 @@ export class RunState {
 }
 
 /** The table of a run that left its worker: every check denies `stale`. */
-const CLOSED_TABLE: RunTable = Object.freeze({ all: STALE, block: STALE, readOnly: null, caps: null, throttle: null, level: null });
+const CLOSED_TABLE: RunTable = Object.freeze({
+  all: STALE,
+  block: STALE,
+  readOnly: null,
+  caps: null,
+  throttle: null,
+  level: null,
+});
 
 /**
  * One run (session) hosted by this worker. `check` is the gate; `effect` wraps anything that
@@ -247,7 +268,8 @@ export class Run {
    * @throws KillpathError `invalid_request` for a non-finite score
    */
   flagAnomaly(score: number, detail?: string): void {
-    if (typeof score !== 'number' || !Number.isFinite(score)) throw new KillpathError('invalid_request', 'flagAnomaly takes a finite score');
+    if (typeof score !== 'number' || !Number.isFinite(score))
+      throw new KillpathError('invalid_request', 'flagAnomaly takes a finite score');
     const c = this.state.counters;
     c.anomalies += 1;
     if (score > c.anomalyScore) c.anomalyScore = score;
@@ -325,7 +347,13 @@ export class Run {
         return Promise.reject(err);
       }
     }
-    const effect = new InFlightEffect(this.host.nextEffectId(), this.runId, capability, cls, this.clock.now());
+    const effect = new InFlightEffect(
+      this.host.nextEffectId(),
+      this.runId,
+      capability,
+      cls,
+      this.clock.now(),
+    );
     state.inFlight.add(effect);
     state.effects += 1;
     const waitMs = state.table.throttle === null ? 0 : this.host.throttleSlot(state, state.table.throttle);
@@ -339,7 +367,14 @@ export class Run {
     const key = `${capability}|${verdict.directive?.id ?? ''}`;
     if (this.state.deniedReported.has(key)) return;
     this.state.deniedReported.add(key);
-    this.host.journal({ type: 'effect.denied', runId: this.runId, capability, class: cls, reason, directiveId: verdict.directive?.id ?? null });
+    this.host.journal({
+      type: 'effect.denied',
+      runId: this.runId,
+      capability,
+      class: cls,
+      reason,
+      directiveId: verdict.directive?.id ?? null,
+    });
   }
 
   /**
@@ -440,13 +475,16 @@ function resolveSpec(spec: EffectSpec): EffectOptions & { class: EffectClass } {
   const bad = (why: string): never => {
     throw new KillpathError('invalid_request', `invalid effect: ${why}`);
   };
-  if (typeof spec !== 'object' || spec === null || typeof spec.capability !== 'string') return bad('capability must be a string');
+  if (typeof spec !== 'object' || spec === null || typeof spec.capability !== 'string')
+    return bad('capability must be a string');
   const cls = spec.class ?? 'write';
   if (!EFFECT_CLASSES.includes(cls)) bad(`unknown class "${String(cls)}"`);
   const key = spec.idempotencyKey;
-  if (key !== undefined && (typeof key !== 'string' || key === '')) bad('idempotencyKey must be a non-empty string');
+  if (key !== undefined && (typeof key !== 'string' || key === ''))
+    bad('idempotencyKey must be a non-empty string');
   const comp = spec.compensate;
-  if (comp !== undefined && (typeof comp !== 'object' || comp === null || Array.isArray(comp))) bad('compensate must be an object');
+  if (comp !== undefined && (typeof comp !== 'object' || comp === null || Array.isArray(comp)))
+    bad('compensate must be an object');
   return { ...spec, class: cls };
 }
 

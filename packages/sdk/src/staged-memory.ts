@@ -6,7 +6,8 @@ import { haltedError } from './verdict.ts';
 import { memoryViolation } from './memory-schema.ts';
 
 /** Why the committer is called: the run's own `commitStep`, or a halt whose directive ordered the commit. */
-export type MemoryCommitContext = { reason: 'step'; directiveId: null } | { reason: 'directive'; directiveId: string };
+export type MemoryCommitContext =
+  { reason: 'step'; directiveId: null } | { reason: 'directive'; directiveId: string };
 
 /**
  * Where staged memory writes go (your vector store, KV, database). Pass it as `memory` to
@@ -22,7 +23,12 @@ export interface MemoryCommitter {
    * control plane would refuse one for a halted run; the directive itself is the authority),
    * once, and `signal` does not abort.
    */
-  commit(runId: string, entries: ReadonlyMap<string, unknown>, signal: AbortSignal, context: MemoryCommitContext): void | PromiseLike<void>;
+  commit(
+    runId: string,
+    entries: ReadonlyMap<string, unknown>,
+    signal: AbortSignal,
+    context: MemoryCommitContext,
+  ): void | PromiseLike<void>;
 }
 
 /** The capability a step commit runs as. */
@@ -55,9 +61,15 @@ export class StagedMemory {
   }
 
   stage(key: string, value: unknown): void {
-    if (this.committer === null) throw new KillpathError('invalid_request', 'no memory committer: pass `memory` to connect() or startRun()');
-    if (typeof key !== 'string' || key === '') throw new KillpathError('invalid_request', 'a staged key must be a non-empty string');
-    if (this.state.ended) throw new KillpathError('invalid_request', `run ${this.state.coverage.runId} has ended`);
+    if (this.committer === null)
+      throw new KillpathError(
+        'invalid_request',
+        'no memory committer: pass `memory` to connect() or startRun()',
+      );
+    if (typeof key !== 'string' || key === '')
+      throw new KillpathError('invalid_request', 'a staged key must be a non-empty string');
+    if (this.state.ended)
+      throw new KillpathError('invalid_request', `run ${this.state.coverage.runId} has ended`);
     const stop = this.state.table.all;
     if (stop !== null) throw haltedError(stop, this.state.coverage.runId, CAPABILITY, 'denied');
     const schema = this.state.memorySchema;
@@ -68,7 +80,11 @@ export class StagedMemory {
         this.state.counters.schemaViolations += 1;
         this.host.counted(this.state);
         this.host.record({ type: 'memory.rejected', runId, key, reason: why, at: this.host.clock.now() });
-        throw new KillpathError('invalid_request', `memory write "${key}" of run ${runId} violates the memory schema: ${why}`, { details: { key, reason: why } });
+        throw new KillpathError(
+          'invalid_request',
+          `memory write "${key}" of run ${runId} violates the memory schema: ${why}`,
+          { details: { key, reason: why } },
+        );
       }
     }
     // Re-staging a key moves it last, so staging order is the order of the latest writes.
@@ -82,12 +98,20 @@ export class StagedMemory {
 
   commit(run: Run): Promise<void> {
     const committer = this.committer;
-    if (committer === null) return Promise.reject(new KillpathError('invalid_request', 'no memory committer: pass `memory` to connect() or startRun()'));
-    if (this.committing !== null) return Promise.reject(new KillpathError('invalid_request', 'a commitStep of this run is already in flight'));
+    if (committer === null)
+      return Promise.reject(
+        new KillpathError('invalid_request', 'no memory committer: pass `memory` to connect() or startRun()'),
+      );
+    if (this.committing !== null)
+      return Promise.reject(
+        new KillpathError('invalid_request', 'a commitStep of this run is already in flight'),
+      );
     if (this.staged.size === 0) {
       // Nothing staged; a stopped run still says so (a halt may just have reverted the step).
       const verdict = run.check(CAPABILITY);
-      return verdict.kind === 'deny' ? Promise.reject(haltedError(verdict, run.runId, CAPABILITY, 'denied')) : Promise.resolve();
+      return verdict.kind === 'deny'
+        ? Promise.reject(haltedError(verdict, run.runId, CAPABILITY, 'denied'))
+        : Promise.resolve();
     }
     const c: Commit = { entries: this.staged, started: false, taken: false };
     this.staged = new Map();
@@ -172,7 +196,11 @@ export class StagedMemory {
     this.staged = merged;
   }
 
-  private journal(type: 'memory.reverted' | 'memory.committed', entries: Map<string, unknown>, directiveId: string | null): void {
+  private journal(
+    type: 'memory.reverted' | 'memory.committed',
+    entries: Map<string, unknown>,
+    directiveId: string | null,
+  ): void {
     const runId = this.state.coverage.runId;
     const keys = [...entries.keys()];
     this.host.journal({ type, runId, keys, directiveId });

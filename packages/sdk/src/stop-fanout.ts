@@ -26,7 +26,10 @@ export function fanOutStops(
   halts: HaltTracker,
 ): void {
   const stops = issued
-    .filter((e): e is MirrorEntry & { verdict: DenyVerdict } => e.verdict !== null && isStopLevel(e.directive.level))
+    .filter(
+      (e): e is MirrorEntry & { verdict: DenyVerdict } =>
+        e.verdict !== null && isStopLevel(e.directive.level),
+    )
     .sort((a, b) => levelRank(b.directive.level) - levelRank(a.directive.level));
   if (stops.length === 0) return;
   const runList = [...runs];
@@ -52,7 +55,11 @@ export function fanOutStops(
  * here every in-flight effect is marked so its final status is journaled, timers and retry
  * waits are cancelled, staged memory reverted and queues discarded. Internal.
  */
-export function fanOutExpiry(verdict: DenyVerdict, runs: Iterable<RunState>, queues: Iterable<QueueControl>): void {
+export function fanOutExpiry(
+  verdict: DenyVerdict,
+  runs: Iterable<RunState>,
+  queues: Iterable<QueueControl>,
+): void {
   for (const state of runs) {
     for (const effect of state.inFlight) effect.coveredBy ??= null;
     state.timers.cancelAll(verdict);

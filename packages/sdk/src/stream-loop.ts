@@ -44,7 +44,14 @@ export class StreamLoop {
   private done: Promise<void> = Promise.resolve();
   private readonly idleMs: number;
 
-  constructor(transport: Transport, url: string, headers: Record<string, string>, clock: Clock, hooks: StreamLoopHooks, idleMs = Number.POSITIVE_INFINITY) {
+  constructor(
+    transport: Transport,
+    url: string,
+    headers: Record<string, string>,
+    clock: Clock,
+    hooks: StreamLoopHooks,
+    idleMs = Number.POSITIVE_INFINITY,
+  ) {
     this.idleMs = idleMs;
     this.transport = transport;
     this.url = url;
@@ -87,7 +94,10 @@ export class StreamLoop {
       const arm = (): void => {
         if (!Number.isFinite(this.idleMs)) return;
         if (idle !== null) this.clock.clearTimeout(idle);
-        idle = this.clock.setTimeout(() => controller.abort(new KillpathError('unavailable', `stream silent for ${this.idleMs} ms`)), this.idleMs);
+        idle = this.clock.setTimeout(
+          () => controller.abort(new KillpathError('unavailable', `stream silent for ${this.idleMs} ms`)),
+          this.idleMs,
+        );
       };
       arm();
       try {
@@ -111,7 +121,13 @@ export class StreamLoop {
       } finally {
         if (idle !== null) this.clock.clearTimeout(idle);
         // A silent stream's abort reason is the failure to report (fetch may throw a bare AbortError).
-        if (controller.signal.aborted && failure !== null && !this.closed && controller.signal.reason instanceof KillpathError) failure = controller.signal.reason;
+        if (
+          controller.signal.aborted &&
+          failure !== null &&
+          !this.closed &&
+          controller.signal.reason instanceof KillpathError
+        )
+          failure = controller.signal.reason;
         controller.abort();
         this.current = null;
         this.hooks.onDrop();

@@ -58,7 +58,15 @@ export class Telemetry {
   private closed = false;
 
   /** @param base the control plane URL without a trailing slash */
-  constructor(transport: Transport, base: string, headers: Record<string, string>, workerId: string, clock: Clock, sink: JournalSink, periodMs: number) {
+  constructor(
+    transport: Transport,
+    base: string,
+    headers: Record<string, string>,
+    workerId: string,
+    clock: Clock,
+    sink: JournalSink,
+    periodMs: number,
+  ) {
     this.transport = transport;
     this.url = `${base}/v1/telemetry`;
     this.headers = headers;
@@ -104,7 +112,13 @@ export class Telemetry {
         this.inFlight = false;
         this.failures += 1;
         try {
-          this.sink.record({ type: 'report.failed', report: 'telemetry', message: errorMessage(err), code: errorCode(err), at: this.clock.now() });
+          this.sink.record({
+            type: 'report.failed',
+            report: 'telemetry',
+            message: errorMessage(err),
+            code: errorCode(err),
+            at: this.clock.now(),
+          });
         } catch {
           // A throwing sink must not break telemetry.
         }
@@ -156,10 +170,20 @@ export function snapshot(runId: string, c: RunCounters): RunTelemetry {
 export function asWorkerSettings(body: unknown): WorkerSettings | null {
   if (typeof body !== 'object' || body === null) return null;
   const b = body as { heartbeatMs?: unknown; limits?: unknown };
-  if (typeof b.heartbeatMs !== 'number' || !(b.heartbeatMs > 0) || typeof b.limits !== 'object' || b.limits === null) return null;
+  if (
+    typeof b.heartbeatMs !== 'number' ||
+    !(b.heartbeatMs > 0) ||
+    typeof b.limits !== 'object' ||
+    b.limits === null
+  )
+    return null;
   const l = b.limits as { maxSteps?: unknown; maxCostUsd?: unknown };
-  const limit = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : null);
-  return { heartbeatMs: b.heartbeatMs, limits: { maxSteps: limit(l.maxSteps), maxCostUsd: limit(l.maxCostUsd) } };
+  const limit = (v: unknown): number | null =>
+    typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : null;
+  return {
+    heartbeatMs: b.heartbeatMs,
+    limits: { maxSteps: limit(l.maxSteps), maxCostUsd: limit(l.maxCostUsd) },
+  };
 }
 
 /** The stricter of two limits (`null`: none). */

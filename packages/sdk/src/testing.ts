@@ -244,7 +244,11 @@ export class FakeTransport implements Transport {
   private waiting: (() => void)[] = [];
 
   /** Records and returns a new {@link FakeStream}; wakes a pending {@link FakeTransport.nextStream}. */
-  openStream(url: string, headers: Record<string, string>, signal: AbortSignal): AsyncIterable<StreamMessage> {
+  openStream(
+    url: string,
+    headers: Record<string, string>,
+    signal: AbortSignal,
+  ): AsyncIterable<StreamMessage> {
     const stream = new FakeStream(url, headers, signal);
     this.streams.push(stream);
     for (const wake of this.waiting.splice(0)) wake();

@@ -140,7 +140,10 @@ test('lease expiry aborts in-flight writes and leaves reads running', async () =
   const run = client.startRun({ runId: 'r1' });
   await stream.push(snapshot(1));
   const read = deferred<number>();
-  const writing = run.effect({ capability: 'payments', class: 'irreversible' }, () => new Promise<void>(() => {}));
+  const writing = run.effect(
+    { capability: 'payments', class: 'irreversible' },
+    () => new Promise<void>(() => {}),
+  );
   const reading = run.effect({ capability: 'search', class: 'read' }, () => read.promise);
   clock.advance(3_000);
   await assert.rejects(writing, (err) => {
@@ -168,7 +171,14 @@ test('effect.started is journaled synchronously right before fn, with the defaul
     return 42;
   });
   assert.equal(result, 42);
-  assert.deepEqual(lastSeen, { type: 'effect.started', effectId: 1, runId: 'r1', capability: 'llm', class: 'write', at: 1_000 });
+  assert.deepEqual(lastSeen, {
+    type: 'effect.started',
+    effectId: 1,
+    runId: 'r1',
+    capability: 'llm',
+    class: 'write',
+    at: 1_000,
+  });
   assert.equal(sink.ofType('effect.landed')[0]?.afterAbort, false);
   await client.close();
 });
@@ -183,8 +193,14 @@ test('a failing fn rejects with its own error and is journaled as failed', async
     }),
     /boom/,
   );
-  await assert.rejects(run.effect('llm', () => Promise.reject(new Error('later boom'))), /later boom/);
-  assert.deepEqual(sink.ofType('effect.failed').map((e) => e.message), ['boom', 'later boom']);
+  await assert.rejects(
+    run.effect('llm', () => Promise.reject(new Error('later boom'))),
+    /later boom/,
+  );
+  assert.deepEqual(
+    sink.ofType('effect.failed').map((e) => e.message),
+    ['boom', 'later boom'],
+  );
   await client.close();
 });
 
@@ -195,7 +211,10 @@ test('an ended run refuses new effects, keeps covering in-flight ones, then clos
   const write = deferred<void>();
   const writing = run.effect('memory.write', () => write.promise);
   run.end();
-  await assert.rejects(run.effect('llm', () => 1), (err) => codeOf(err) === 'invalid_request');
+  await assert.rejects(
+    run.effect('llm', () => 1),
+    (err) => codeOf(err) === 'invalid_request',
+  );
   await stream.push(issue(2, directive('h1', 'halt', 'run:r1')));
   await assert.rejects(writing, (err) => codeOf(err) === 'halted');
   write.resolve();

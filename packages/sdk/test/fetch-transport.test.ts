@@ -6,7 +6,6 @@ import { connect, fetchTransport } from '../src/index.ts';
 import { codeOf, deferred, snapshot } from './fixtures.ts';
 import { serve, sse, stop } from './http-fixtures.ts';
 
-
 test('openStream parses SSE split across chunks, takes the type from the event name, skips unknown events', async () => {
   let seenHeaders: IncomingMessage['headers'] = {};
   const { url, server } = await serve((req, res) => {
@@ -24,10 +23,18 @@ test('openStream parses SSE split across chunks, takes the type from the event n
   });
   const got: StreamMessage[] = [];
   const controller = new AbortController();
-  for await (const msg of fetchTransport().openStream(`${url}/v1/stream`, { authorization: 'Bearer x' }, controller.signal)) {
+  for await (const msg of fetchTransport().openStream(
+    `${url}/v1/stream`,
+    { authorization: 'Bearer x' },
+    controller.signal,
+  )) {
     got.push(msg);
   }
-  assert.deepEqual(got, [snapshot(3), { type: 'delta', rev: 4, cleared: 'd1' }, { type: 'keepalive', rev: 4 }]);
+  assert.deepEqual(got, [
+    snapshot(3),
+    { type: 'delta', rev: 4, cleared: 'd1' },
+    { type: 'keepalive', rev: 4 },
+  ]);
   assert.equal(seenHeaders.authorization, 'Bearer x');
   assert.equal(seenHeaders.accept, 'text/event-stream');
   await stop(server);
@@ -48,7 +55,10 @@ test('openStream turns refusals into KillpathErrors with the wire code, or one f
       // Never reached.
     }
   };
-  await assert.rejects(open('/wire'), (err) => codeOf(err) === 'unauthenticated' && /bad token/.test((err as Error).message));
+  await assert.rejects(
+    open('/wire'),
+    (err) => codeOf(err) === 'unauthenticated' && /bad token/.test((err as Error).message),
+  );
   await assert.rejects(open('/plain'), (err) => codeOf(err) === 'forbidden');
   await stop(server);
 });
@@ -68,9 +78,19 @@ test('openStream ends with invalid_request on malformed JSON', async () => {
 });
 
 test('post sends JSON with the headers, resolves on 204 and rejects with the wire code otherwise', async () => {
-  const seen: { url: string | undefined; type: string | undefined; auth: string | undefined; body: unknown }[] = [];
+  const seen: {
+    url: string | undefined;
+    type: string | undefined;
+    auth: string | undefined;
+    body: unknown;
+  }[] = [];
   const { url, server } = await serve((req, res, body) => {
-    seen.push({ url: req.url, type: req.headers['content-type'], auth: req.headers.authorization, body: JSON.parse(body) });
+    seen.push({
+      url: req.url,
+      type: req.headers['content-type'],
+      auth: req.headers.authorization,
+      body: JSON.parse(body),
+    });
     if (req.url === '/ok') {
       res.writeHead(204);
       res.end();

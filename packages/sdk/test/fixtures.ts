@@ -1,5 +1,14 @@
 import { formatScope, parseScope } from '@killpath/protocol';
-import type { DeltaMessage, Directive, DrainMode, KeepaliveMessage, Level, MemoryMode, Rate, SnapshotMessage } from '@killpath/protocol';
+import type {
+  DeltaMessage,
+  Directive,
+  DrainMode,
+  KeepaliveMessage,
+  Level,
+  MemoryMode,
+  Rate,
+  SnapshotMessage,
+} from '@killpath/protocol';
 import { connect } from '../src/index.ts';
 import type { Client, ConnectOptions, Verdict } from '../src/index.ts';
 import { FakeControlPlane, FakeTransport, ManualClock, MemorySink } from '../src/testing.ts';
@@ -10,7 +19,15 @@ export function directive(
   id: string,
   level: Level,
   scope: string,
-  extra: { rev?: number; capabilities?: string[]; tenant?: string | null; drain?: DrainMode; graceMs?: number; memory?: MemoryMode; rate?: Rate } = {},
+  extra: {
+    rev?: number;
+    capabilities?: string[];
+    tenant?: string | null;
+    drain?: DrainMode;
+    graceMs?: number;
+    memory?: MemoryMode;
+    rate?: Rate;
+  } = {},
 ): Directive {
   const parsed = parseScope(scope);
   return {
@@ -84,7 +101,11 @@ export async function harness(options: Partial<ConnectOptions> = {}): Promise<Ha
 }
 
 /** A promise settled from outside, for effect functions the test finishes by hand. */
-export function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void; reject: (e: unknown) => void } {
+export function deferred<T>(): {
+  promise: Promise<T>;
+  resolve: (v: T) => void;
+  reject: (e: unknown) => void;
+} {
   let resolve: (v: T) => void = () => {};
   let reject: (e: unknown) => void = () => {};
   const promise = new Promise<T>((res, rej) => {

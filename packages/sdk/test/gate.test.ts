@@ -28,7 +28,9 @@ test('a run scope covers the run and its descendants across processes, not its s
 test('a capability-narrowed directive denies only that capability', async () => {
   const { client, stream } = await harness();
   const run = client.startRun({ runId: 'r1' });
-  await stream.push(snapshot(1, [directive('d1', 'halt', 'agent:t1/a1', { capabilities: ['wire_transfer'] })]));
+  await stream.push(
+    snapshot(1, [directive('d1', 'halt', 'agent:t1/a1', { capabilities: ['wire_transfer'] })]),
+  );
   assert.equal(reasonOf(run.check('wire_transfer')), 'halted');
   assert.equal(reasonOf(run.check('llm')), 'allow');
   await client.close();
@@ -134,8 +136,14 @@ test('before the first snapshot an effect is denied stale', async () => {
 test('startRun rejects malformed and duplicate run ids', async () => {
   const { client } = await harness();
   client.startRun({ runId: 'r1' });
-  assert.throws(() => client.startRun({ runId: 'r1' }), (err) => codeOf(err) === 'conflict');
-  assert.throws(() => client.startRun({ runId: 'has/slash' }), (err) => codeOf(err) === 'invalid_request');
+  assert.throws(
+    () => client.startRun({ runId: 'r1' }),
+    (err) => codeOf(err) === 'conflict',
+  );
+  assert.throws(
+    () => client.startRun({ runId: 'has/slash' }),
+    (err) => codeOf(err) === 'invalid_request',
+  );
   const generated = client.startRun();
   assert.match(generated.runId, /^[0-9a-f-]{36}$/);
   await client.close();

@@ -11,7 +11,9 @@ import { drain } from '../src/testing.ts';
 test('a degrade naming capabilities revokes them for every class; other capabilities flow', async () => {
   const { client, stream, transport } = await harness();
   const run = client.startRun({ runId: 'r1' });
-  await stream.push(snapshot(1, [directive('g1', 'degrade', 'agent:t1/a1', { capabilities: ['wire_transfer'] })]));
+  await stream.push(
+    snapshot(1, [directive('g1', 'degrade', 'agent:t1/a1', { capabilities: ['wire_transfer'] })]),
+  );
   assert.equal(reasonOf(run.check('wire_transfer')), 'revoked');
   assert.equal(reasonOf(run.check('wire_transfer', 'read')), 'revoked');
   assert.equal(reasonOf(run.check('search', 'read')), 'allow');
@@ -21,7 +23,8 @@ test('a degrade naming capabilities revokes them for every class; other capabili
     run.effect('wire_transfer', () => {
       called = true;
     }),
-    (err) => codeOf(err) === 'halted' && (err as { details?: { reason?: string } }).details?.reason === 'revoked',
+    (err) =>
+      codeOf(err) === 'halted' && (err as { details?: { reason?: string } }).details?.reason === 'revoked',
   );
   await run.effect({ capability: 'wire_transfer', class: 'read' }, () => 1).catch(() => {});
   assert.equal(called, false);
@@ -32,7 +35,16 @@ test('a degrade naming capabilities revokes them for every class; other capabili
     .postsTo('/v1/journal')
     .flatMap((p) => (p.body as JournalBatch).events)
     .filter((e) => e.type === 'effect.denied');
-  assert.deepEqual(denied, [{ type: 'effect.denied', runId: 'r1', capability: 'wire_transfer', class: 'write', reason: 'revoked', directiveId: 'g1' }]);
+  assert.deepEqual(denied, [
+    {
+      type: 'effect.denied',
+      runId: 'r1',
+      capability: 'wire_transfer',
+      class: 'write',
+      reason: 'revoked',
+      directiveId: 'g1',
+    },
+  ]);
   await client.close();
 });
 
@@ -74,7 +86,12 @@ test('isolate refuses every effect; a kill still dominates it; timers keep runni
 test('a narrowed halt on one tool outranks a run-wide degrade; a run-wide halt outranks a revoked tool', async () => {
   const { client, stream } = await harness();
   const run = client.startRun({ runId: 'r1' });
-  await stream.push(snapshot(1, [directive('g1', 'degrade', 'agent:t1/a1'), directive('h1', 'halt', 'agent:t1/a1', { capabilities: ['llm'] })]));
+  await stream.push(
+    snapshot(1, [
+      directive('g1', 'degrade', 'agent:t1/a1'),
+      directive('h1', 'halt', 'agent:t1/a1', { capabilities: ['llm'] }),
+    ]),
+  );
   assert.equal(reasonOf(run.check('llm', 'read')), 'halted');
   assert.equal(reasonOf(run.check('crm.update')), 'read_only');
   await stream.push(issue(2, directive('h2', 'halt', 'run:r1')));
@@ -86,9 +103,16 @@ test('a throttle spaces effect starts at 1000/rate ms per run, from the first ef
   const { client, stream, clock, sink } = await harness({ leaseMs: 60_000 });
   const a = client.startRun({ runId: 'a' });
   const b = client.startRun({ runId: 'b' });
-  await stream.push(snapshot(1, [directive('t1', 'throttle', 'agent:t1/a1', { rate: { perSecond: 10, per: 'run' } })]));
+  await stream.push(
+    snapshot(1, [directive('t1', 'throttle', 'agent:t1/a1', { rate: { perSecond: 10, per: 'run' } })]),
+  );
   const t0 = clock.now();
-  const done = [...Array.from({ length: 4 }, () => a.effect({ capability: 'search', class: 'read' }, () => clock.now() - t0)), b.effect({ capability: 'search', class: 'read' }, () => clock.now() - t0)];
+  const done = [
+    ...Array.from({ length: 4 }, () =>
+      a.effect({ capability: 'search', class: 'read' }, () => clock.now() - t0),
+    ),
+    b.effect({ capability: 'search', class: 'read' }, () => clock.now() - t0),
+  ];
   for (let i = 0; i < 4; i++) clock.advance(100);
   assert.deepEqual(await Promise.all(done), [0, 100, 200, 300, 0]);
   assert.equal(sink.ofType('effect.started').length, 5);
@@ -99,15 +123,31 @@ test('a throttle per agent is shared by the runs of this worker; re-dialling rep
   const { client, stream, clock } = await harness({ leaseMs: 60_000 });
   const a = client.startRun({ runId: 'a' });
   const b = client.startRun({ runId: 'b' });
-  await stream.push(snapshot(1, [directive('t1', 'throttle', 'agent:t1/a1', { rate: { perSecond: 5, per: 'agent' } })]));
+  await stream.push(
+    snapshot(1, [directive('t1', 'throttle', 'agent:t1/a1', { rate: { perSecond: 5, per: 'agent' } })]),
+  );
   const t0 = clock.now();
-  const first = [a.effect({ capability: 'x', class: 'read' }, () => clock.now() - t0), b.effect({ capability: 'x', class: 'read' }, () => clock.now() - t0)];
+  const first = [
+    a.effect({ capability: 'x', class: 'read' }, () => clock.now() - t0),
+    b.effect({ capability: 'x', class: 'read' }, () => clock.now() - t0),
+  ];
   clock.advance(200);
   assert.deepEqual(await Promise.all(first), [0, 200]);
   // The operator dials it up: a new throttle replaces the old one at the same rev.
-  await stream.push({ type: 'delta', rev: 2, issued: { ...directive('t2', 'throttle', 'agent:t1/a1', { rate: { perSecond: 50, per: 'agent' } }), rev: 2 }, replaced: ['t1'] });
+  await stream.push({
+    type: 'delta',
+    rev: 2,
+    issued: {
+      ...directive('t2', 'throttle', 'agent:t1/a1', { rate: { perSecond: 50, per: 'agent' } }),
+      rev: 2,
+    },
+    replaced: ['t1'],
+  });
   const t1 = clock.now();
-  const next = [a.effect({ capability: 'x', class: 'read' }, () => clock.now() - t1), b.effect({ capability: 'x', class: 'read' }, () => clock.now() - t1)];
+  const next = [
+    a.effect({ capability: 'x', class: 'read' }, () => clock.now() - t1),
+    b.effect({ capability: 'x', class: 'read' }, () => clock.now() - t1),
+  ];
   clock.advance(20);
   assert.deepEqual(await Promise.all(next), [0, 20]);
   await client.close();
@@ -116,7 +156,9 @@ test('a throttle per agent is shared by the runs of this worker; re-dialling rep
 test('a halt refuses effects still waiting for their throttle slot, reads too, and they never start', async () => {
   const { client, stream, clock, sink } = await harness({ leaseMs: 60_000 });
   const run = client.startRun({ runId: 'r1' });
-  await stream.push(snapshot(1, [directive('t1', 'throttle', 'run:r1', { rate: { perSecond: 1, per: 'run' } })]));
+  await stream.push(
+    snapshot(1, [directive('t1', 'throttle', 'run:r1', { rate: { perSecond: 1, per: 'run' } })]),
+  );
   const first = run.effect({ capability: 'search', class: 'read' }, () => 'now');
   const waitingRead = run.effect({ capability: 'search', class: 'read' }, () => 'later');
   const waitingWrite = run.effect('crm.update', () => 'later');

@@ -114,7 +114,10 @@ test('revs applied in one turn are acked once, with the latest', async () => {
   );
   await stream.push(issue(4, directive('d1', 'throttle', 'agent:t1/a1')));
   await drain();
-  assert.deepEqual(transport.postsTo('/ack').map((p) => p.body), [{ rev: 3 }, { rev: 4 }]);
+  assert.deepEqual(
+    transport.postsTo('/ack').map((p) => p.body),
+    [{ rev: 3 }, { rev: 4 }],
+  );
   await client.close();
 });
 

@@ -13,7 +13,10 @@ interface Commit {
 }
 
 /** A committer that records each commit and answers with `answer()` (default: done). */
-function store(answer: () => void | Promise<void> = () => {}): { committer: MemoryCommitter; commits: Commit[] } {
+function store(answer: () => void | Promise<void> = () => {}): {
+  committer: MemoryCommitter;
+  commits: Commit[];
+} {
   const commits: Commit[] = [];
   return {
     commits,
@@ -27,10 +30,12 @@ function store(answer: () => void | Promise<void> = () => {}): { committer: Memo
 }
 
 const memoryEvents = (journal: readonly { type: string }[]): unknown[] =>
-  journal.filter((e) => e.type.startsWith('memory.')).map((e) => {
-    const m = e as { type: string; runId: string; keys: string[]; directiveId: string | null };
-    return [m.type, m.runId, m.keys, m.directiveId];
-  });
+  journal
+    .filter((e) => e.type.startsWith('memory.'))
+    .map((e) => {
+      const m = e as { type: string; runId: string; keys: string[]; directiveId: string | null };
+      return [m.type, m.runId, m.keys, m.directiveId];
+    });
 
 test('commitStep commits the staged entries as one memory.write effect with a permit', async () => {
   const { committer, commits } = store();
@@ -40,9 +45,18 @@ test('commitStep commits the staged entries as one memory.write effect with a pe
   run.stage('a', 0);
   run.stage('b', { x: 1 });
   run.stage('a', 1);
-  assert.deepEqual([...run.staged], [['b', { x: 1 }], ['a', 1]]);
+  assert.deepEqual(
+    [...run.staged],
+    [
+      ['b', { x: 1 }],
+      ['a', 1],
+    ],
+  );
   await run.commitStep();
-  assert.deepEqual(commits.map((c) => [c.runId, c.entries, c.context]), [['r1', { b: { x: 1 }, a: 1 }, { reason: 'step', directiveId: null }]]);
+  assert.deepEqual(
+    commits.map((c) => [c.runId, c.entries, c.context]),
+    [['r1', { b: { x: 1 }, a: 1 }, { reason: 'step', directiveId: null }]],
+  );
   const [request] = cp.requests();
   assert.equal(request?.capability, 'memory.write');
   assert.equal(request?.class, 'write');
@@ -63,7 +77,10 @@ test('a halt mid-step reverts what was staged, journaled with the keys; the comm
   run.stage('notes', ['x']);
   await stream.push(issue(2, directive('h1', 'halt', 'run:r1')));
   assert.equal(run.staged.size, 0, 'reverted on observe');
-  assert.throws(() => run.stage('more', 1), (err) => codeOf(err) === 'halted');
+  assert.throws(
+    () => run.stage('more', 1),
+    (err) => codeOf(err) === 'halted',
+  );
   await assert.rejects(run.commitStep(), (err) => codeOf(err) === 'halted');
   await drain();
   assert.deepEqual(commits, []);
@@ -137,10 +154,22 @@ test('when the committer fails or the permit is refused, the entries stay staged
   const first = run.commitStep();
   run.stage('b', 2);
   await assert.rejects(first, /store down/);
-  assert.deepEqual([...run.staged], [['a', 1], ['b', 2]]);
+  assert.deepEqual(
+    [...run.staged],
+    [
+      ['a', 1],
+      ['b', 2],
+    ],
+  );
   cp.unreachable = true;
   await assert.rejects(run.commitStep(), (err) => codeOf(err) === 'unavailable');
-  assert.deepEqual([...run.staged], [['a', 1], ['b', 2]]);
+  assert.deepEqual(
+    [...run.staged],
+    [
+      ['a', 1],
+      ['b', 2],
+    ],
+  );
   cp.unreachable = false;
   fail = false;
   await run.commitStep();
@@ -152,7 +181,10 @@ test('when the committer fails or the permit is refused, the entries stay staged
 test('staging needs a committer; a run may bring its own; lease expiry and the end of the run revert', async () => {
   const { client, stream, cp, clock } = await harness({ leaseMs: 1_000, heartbeatMs: 60_000 });
   const plain = client.startRun({ runId: 'plain' });
-  assert.throws(() => plain.stage('k', 1), (err) => codeOf(err) === 'invalid_request');
+  assert.throws(
+    () => plain.stage('k', 1),
+    (err) => codeOf(err) === 'invalid_request',
+  );
   await assert.rejects(plain.commitStep(), (err) => codeOf(err) === 'invalid_request');
   const { committer } = store();
   const a = client.startRun({ runId: 'a', memory: committer });

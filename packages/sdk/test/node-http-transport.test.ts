@@ -7,8 +7,10 @@ import { SseParser } from '../src/sse-parser.ts';
 import { codeOf, deferred, snapshot } from './fixtures.ts';
 import { serve, sse, stop } from './http-fixtures.ts';
 
-
-async function readAll(iterable: AsyncIterable<StreamMessage>, got: StreamMessage[] = []): Promise<StreamMessage[]> {
+async function readAll(
+  iterable: AsyncIterable<StreamMessage>,
+  got: StreamMessage[] = [],
+): Promise<StreamMessage[]> {
   for await (const msg of iterable) got.push(msg);
   return got;
 }
@@ -34,7 +36,11 @@ test('the SSE parser gives the same events wherever the text is cut, for LF, CRL
   for (const text of bodies) {
     assert.deepEqual(parse([text]), expected);
     for (let i = 0; i <= text.length; i++) {
-      assert.deepEqual(parse([text.slice(0, i), text.slice(i)]), expected, `cut at ${i} of ${JSON.stringify(text)}`);
+      assert.deepEqual(
+        parse([text.slice(0, i), text.slice(i)]),
+        expected,
+        `cut at ${i} of ${JSON.stringify(text)}`,
+      );
     }
     // One character at a time.
     assert.deepEqual(parse([...text]), expected);
@@ -77,8 +83,18 @@ test('openStream parses SSE split across chunks, takes the type from the event n
     res.write(bytes.subarray(37, cut));
     res.end(bytes.subarray(cut));
   });
-  const got = await readAll(nodeHttpTransport().openStream(`${url}/v1/stream?worker=w1`, { authorization: 'Bearer x' }, new AbortController().signal));
-  assert.deepEqual(got, [snapshot(3), { type: 'delta', rev: 4, cleared: 'd1é' }, { type: 'keepalive', rev: 4 }]);
+  const got = await readAll(
+    nodeHttpTransport().openStream(
+      `${url}/v1/stream?worker=w1`,
+      { authorization: 'Bearer x' },
+      new AbortController().signal,
+    ),
+  );
+  assert.deepEqual(got, [
+    snapshot(3),
+    { type: 'delta', rev: 4, cleared: 'd1é' },
+    { type: 'keepalive', rev: 4 },
+  ]);
   assert.equal(seenHeaders.authorization, 'Bearer x');
   assert.equal(seenHeaders.accept, 'text/event-stream');
   await stop(server);
@@ -113,8 +129,12 @@ test('openStream turns refusals into KillpathErrors with the wire code, or one f
       res.end('nope');
     }
   });
-  const open = (path: string) => readAll(nodeHttpTransport().openStream(`${url}${path}`, {}, new AbortController().signal));
-  await assert.rejects(open('/wire'), (err) => codeOf(err) === 'unauthenticated' && /bad token/.test((err as Error).message));
+  const open = (path: string) =>
+    readAll(nodeHttpTransport().openStream(`${url}${path}`, {}, new AbortController().signal));
+  await assert.rejects(
+    open('/wire'),
+    (err) => codeOf(err) === 'unauthenticated' && /bad token/.test((err as Error).message),
+  );
   await assert.rejects(open('/plain'), (err) => codeOf(err) === 'forbidden');
   await assert.rejects(open('/down'), (err) => codeOf(err) === 'unavailable');
   await stop(server);
@@ -127,7 +147,10 @@ test('openStream yields the events before a malformed one, then ends with invali
     res.end('event: delta\ndata: {oops\n\n');
   });
   const got: StreamMessage[] = [];
-  await assert.rejects(readAll(nodeHttpTransport().openStream(url, {}, new AbortController().signal), got), (err) => codeOf(err) === 'invalid_request');
+  await assert.rejects(
+    readAll(nodeHttpTransport().openStream(url, {}, new AbortController().signal), got),
+    (err) => codeOf(err) === 'invalid_request',
+  );
   assert.deepEqual(got, [snapshot(1)]);
   await stop(server);
 });
@@ -137,7 +160,10 @@ test('openStream rejects data without an integer rev', async () => {
     res.writeHead(200, { 'content-type': 'text/event-stream' });
     res.end(sse('delta', { type: 'delta', rev: 'seven' }));
   });
-  await assert.rejects(readAll(nodeHttpTransport().openStream(url, {}, new AbortController().signal)), (err) => codeOf(err) === 'invalid_request');
+  await assert.rejects(
+    readAll(nodeHttpTransport().openStream(url, {}, new AbortController().signal)),
+    (err) => codeOf(err) === 'invalid_request',
+  );
   await stop(server);
 });
 
@@ -145,7 +171,10 @@ test('openStream: an unreachable control plane, a lost connection and a silent s
   // Nothing listens on a port just released.
   const { url: deadUrl, server: dead } = await serve(() => {});
   await stop(dead);
-  await assert.rejects(readAll(nodeHttpTransport().openStream(deadUrl, {}, new AbortController().signal)), (err) => codeOf(err) === 'unavailable');
+  await assert.rejects(
+    readAll(nodeHttpTransport().openStream(deadUrl, {}, new AbortController().signal)),
+    (err) => codeOf(err) === 'unavailable',
+  );
 
   const { url, server } = await serve((req, res) => {
     res.writeHead(200, { 'content-type': 'text/event-stream' });
@@ -153,11 +182,17 @@ test('openStream: an unreachable control plane, a lost connection and a silent s
     if (req.url === '/cut') setImmediate(() => req.socket.destroy());
   });
   const got: StreamMessage[] = [];
-  await assert.rejects(readAll(nodeHttpTransport().openStream(`${url}/cut`, {}, new AbortController().signal), got), (err) => codeOf(err) === 'unavailable');
+  await assert.rejects(
+    readAll(nodeHttpTransport().openStream(`${url}/cut`, {}, new AbortController().signal), got),
+    (err) => codeOf(err) === 'unavailable',
+  );
   assert.deepEqual(got, [snapshot(2)]);
 
   const silent = nodeHttpTransport({ streamIdleTimeoutMs: 50 });
-  await assert.rejects(readAll(silent.openStream(`${url}/quiet`, {}, new AbortController().signal)), (err) => codeOf(err) === 'unavailable' && /silent/.test((err as Error).message));
+  await assert.rejects(
+    readAll(silent.openStream(`${url}/quiet`, {}, new AbortController().signal)),
+    (err) => codeOf(err) === 'unavailable' && /silent/.test((err as Error).message),
+  );
   await stop(server);
 });
 
@@ -190,7 +225,10 @@ test('aborting the signal ends the iteration, before and after the answer', asyn
 
   const already = new AbortController();
   already.abort();
-  await assert.rejects(readAll(transport.openStream(url, {}, already.signal)), (err) => (err as Error).name === 'AbortError');
+  await assert.rejects(
+    readAll(transport.openStream(url, {}, already.signal)),
+    (err) => (err as Error).name === 'AbortError',
+  );
   await stop(server);
 });
 
@@ -210,9 +248,19 @@ test('breaking out of the iteration closes the connection', async () => {
 });
 
 test('post sends JSON with the headers, resolves with the JSON answer (undefined for none) and rejects with the wire code', async () => {
-  const seen: { url: string | undefined; type: string | undefined; auth: string | undefined; body: unknown }[] = [];
+  const seen: {
+    url: string | undefined;
+    type: string | undefined;
+    auth: string | undefined;
+    body: unknown;
+  }[] = [];
   const { url, server } = await serve((req, res, body) => {
-    seen.push({ url: req.url, type: req.headers['content-type'], auth: req.headers.authorization, body: JSON.parse(body) });
+    seen.push({
+      url: req.url,
+      type: req.headers['content-type'],
+      auth: req.headers.authorization,
+      body: JSON.parse(body),
+    });
     if (req.url === '/ok') {
       res.writeHead(204);
       res.end();
@@ -232,10 +280,15 @@ test('post sends JSON with the headers, resolves with the JSON answer (undefined
   });
   const transport = nodeHttpTransport();
   assert.equal(await transport.post(`${url}/ok`, { authorization: 'Bearer y' }, { rev: 1 }), undefined);
-  assert.deepEqual(await transport.post(`${url}/answer`, {}, { rev: 2, name: 'é' }), { permit: { id: 'p1' } });
+  assert.deepEqual(await transport.post(`${url}/answer`, {}, { rev: 2, name: 'é' }), {
+    permit: { id: 'p1' },
+  });
   await assert.rejects(
     transport.post(`${url}/clash`, {}, { rev: 3 }),
-    (err) => codeOf(err) === 'conflict' && /taken/.test((err as Error).message) && (err as { details?: { details?: unknown } }).details?.details !== undefined,
+    (err) =>
+      codeOf(err) === 'conflict' &&
+      /taken/.test((err as Error).message) &&
+      (err as { details?: { details?: unknown } }).details?.details !== undefined,
   );
   await assert.rejects(transport.post(`${url}/boom`, {}, {}), (err) => codeOf(err) === 'unavailable');
   await assert.rejects(transport.post(`${url}/garbled`, {}, {}), (err) => codeOf(err) === 'unavailable');
@@ -247,12 +300,18 @@ test('post sends JSON with the headers, resolves with the JSON answer (undefined
 test('post: an unreachable control plane and a time-out are unavailable', async () => {
   const { url: deadUrl, server: dead } = await serve(() => {});
   await stop(dead);
-  await assert.rejects(nodeHttpTransport().post(`${deadUrl}/v1/x`, {}, {}), (err) => codeOf(err) === 'unavailable');
+  await assert.rejects(
+    nodeHttpTransport().post(`${deadUrl}/v1/x`, {}, {}),
+    (err) => codeOf(err) === 'unavailable',
+  );
 
   const { url, server } = await serve(() => {
     // Never answers.
   });
-  await assert.rejects(nodeHttpTransport({ postTimeoutMs: 50 }).post(`${url}/v1/x`, {}, {}), (err) => codeOf(err) === 'unavailable' && /timed out/.test((err as Error).message));
+  await assert.rejects(
+    nodeHttpTransport({ postTimeoutMs: 50 }).post(`${url}/v1/x`, {}, {}),
+    (err) => codeOf(err) === 'unavailable' && /timed out/.test((err as Error).message),
+  );
   await stop(server);
 });
 
@@ -283,7 +342,14 @@ test('a client over real HTTP with nodeHttpTransport gets ready, acks, and close
     res.writeHead(204);
     res.end();
   });
-  const client = connect({ url, token: 'tok', tenant: 't1', agent: 'a1', workerId: 'w-node', transport: nodeHttpTransport() });
+  const client = connect({
+    url,
+    token: 'tok',
+    tenant: 't1',
+    agent: 'a1',
+    workerId: 'w-node',
+    transport: nodeHttpTransport(),
+  });
   await client.ready;
   const run = client.startRun({ runId: 'r1' });
   assert.equal(run.check('llm').kind, 'allow');

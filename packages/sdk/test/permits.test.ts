@@ -18,7 +18,13 @@ test('a read uses the local gate only; a write asks for a permit first, then run
 
   let permitsWhenFnRan = -1;
   const result = await run.effect(
-    { capability: 'crm.update', class: 'write', idempotencyKey: 'r1:1', args: { b: 2, a: [1, { d: 4, c: 3 }] }, compensate: { action: 'crm.revert', record: 7 } },
+    {
+      capability: 'crm.update',
+      class: 'write',
+      idempotencyKey: 'r1:1',
+      args: { b: 2, a: [1, { d: 4, c: 3 }] },
+      compensate: { action: 'crm.revert', record: 7 },
+    },
     () => {
       permitsWhenFnRan = transport.postsTo('/v1/permits').length;
       return { ok: true };
@@ -42,7 +48,9 @@ test('a read uses the local gate only; a write asks for a permit first, then run
   assert.deepEqual(posts[0]?.body, expected);
   assert.equal(posts[0]?.url, 'http://cp.test/v1/permits');
   assert.equal(posts[0]?.headers.authorization, 'Bearer tok-1');
-  assert.deepEqual(cp.outcomes(), [{ permitId: 'p1', outcome: { status: 'landed', afterAbort: false, result: { ok: true } } }]);
+  assert.deepEqual(cp.outcomes(), [
+    { permitId: 'p1', outcome: { status: 'landed', afterAbort: false, result: { ok: true } } },
+  ]);
   const granted = sink.ofType('permit.granted');
   assert.deepEqual(
     granted.map((e) => [e.permitId, e.status, e.replay, e.capability]),
@@ -66,12 +74,24 @@ test('argsDigest ignores key order and follows values; a write without args or k
   assert.equal(first?.argsDigest, second?.argsDigest);
   assert.notEqual(first?.argsDigest, third?.argsDigest);
   assert.match(first?.argsDigest ?? '', /^[0-9a-f]{64}$/);
-  assert.deepEqual([bare?.argsDigest, bare?.idempotencyKey, bare?.compensate, bare?.class], [null, null, null, 'write']);
+  assert.deepEqual(
+    [bare?.argsDigest, bare?.idempotencyKey, bare?.compensate, bare?.class],
+    [null, null, null, 'write'],
+  );
   const cyclic: Record<string, unknown> = {};
   cyclic.self = cyclic;
-  await assert.rejects(run.effect({ capability: 'x', args: cyclic }, () => 0), (err) => codeOf(err) === 'invalid_request');
-  await assert.rejects(run.effect({ capability: 'x', idempotencyKey: '' }, () => 0), (err) => codeOf(err) === 'invalid_request');
-  await assert.rejects(run.effect({ capability: 'x', class: 'bogus' as 'read' }, () => 0), (err) => codeOf(err) === 'invalid_request');
+  await assert.rejects(
+    run.effect({ capability: 'x', args: cyclic }, () => 0),
+    (err) => codeOf(err) === 'invalid_request',
+  );
+  await assert.rejects(
+    run.effect({ capability: 'x', idempotencyKey: '' }, () => 0),
+    (err) => codeOf(err) === 'invalid_request',
+  );
+  await assert.rejects(
+    run.effect({ capability: 'x', class: 'bogus' as 'read' }, () => 0),
+    (err) => codeOf(err) === 'invalid_request',
+  );
   await client.close();
 });
 
@@ -98,7 +118,11 @@ test('a halted refusal from the control plane rejects with halted and never runs
     sink.ofType('permit.refused').map((e) => [e.stage, e.code, e.directiveId]),
     [['permit', 'halted', 'h-remote']],
   );
-  assert.equal(run.check('crm.update').kind, 'allow', 'the local gate is unchanged until the flip is observed');
+  assert.equal(
+    run.check('crm.update').kind,
+    'allow',
+    'the local gate is unchanged until the flip is observed',
+  );
   await client.close();
 });
 
@@ -107,12 +131,17 @@ test('the halted refusal of the default transport (details wrapped with the stat
   const run = client.startRun({ runId: 'r1' });
   await stream.push(snapshot(1));
   transport.onPost = () => {
-    throw new KillpathError('halted', 'halted', { details: { status: 409, details: { directiveId: 'd9', rev: 12 } } });
+    throw new KillpathError('halted', 'halted', {
+      details: { status: 409, details: { directiveId: 'd9', rev: 12 } },
+    });
   };
-  await assert.rejects(run.effect('crm.update', () => 1), (err) => {
-    assert.deepEqual((err as KillpathError).details, { reason: 'halted', directiveId: 'd9', rev: 12 });
-    return true;
-  });
+  await assert.rejects(
+    run.effect('crm.update', () => 1),
+    (err) => {
+      assert.deepEqual((err as KillpathError).details, { reason: 'halted', directiveId: 'd9', rev: 12 });
+      return true;
+    },
+  );
   await client.close();
 });
 
@@ -135,14 +164,23 @@ test('with the control plane unreachable a write is refused at once with unavail
   transport.onPost = () => {
     throw new KillpathError('internal', 'boom');
   };
-  await assert.rejects(run.effect('crm.update', () => 1), (err) => codeOf(err) === 'unavailable');
+  await assert.rejects(
+    run.effect('crm.update', () => 1),
+    (err) => codeOf(err) === 'unavailable',
+  );
   const post = transport.post;
   transport.post = () => {
     throw new Error('socket closed');
   };
-  await assert.rejects(run.effect('crm.update', () => 1), (err) => codeOf(err) === 'unavailable');
+  await assert.rejects(
+    run.effect('crm.update', () => 1),
+    (err) => codeOf(err) === 'unavailable',
+  );
   transport.post = post;
-  assert.equal(await run.effect({ capability: 'search', class: 'read' }, () => 'still reading'), 'still reading');
+  assert.equal(
+    await run.effect({ capability: 'search', class: 'read' }, () => 'still reading'),
+    'still reading',
+  );
   assert.equal(run.check('search').kind, 'allow');
   await client.close();
 });
@@ -161,13 +199,24 @@ test('a replayed idempotency key whose effect landed returns its result without 
 
   // A new worker process, the same run id and key.
   const sink = new MemorySink();
-  const again = connect({ url: 'http://cp.test', token: 'tok-1', tenant: 't1', agent: 'a1', workerId: 'w2', clock, transport, sink });
+  const again = connect({
+    url: 'http://cp.test',
+    token: 'tok-1',
+    tenant: 't1',
+    agent: 'a1',
+    workerId: 'w2',
+    clock,
+    transport,
+    sink,
+  });
   const stream2 = await transport.nextStream();
   await stream2.push(snapshot(1));
-  const replayed = await again.startRun({ runId: 'r1' }).effect({ capability: 'crm.update', idempotencyKey: 'k1' }, () => {
-    calls += 1;
-    return { record: 8 };
-  });
+  const replayed = await again
+    .startRun({ runId: 'r1' })
+    .effect({ capability: 'crm.update', idempotencyKey: 'k1' }, () => {
+      calls += 1;
+      return { record: 8 };
+    });
   assert.deepEqual(replayed, { record: 7 });
   assert.equal(calls, 1, 'never run twice');
   assert.deepEqual(
@@ -197,8 +246,17 @@ test('a replayed key whose effect has no outcome is refused conflict (at most on
   hanging.resolve();
   await inFlight;
 
-  await assert.rejects(run.effect({ capability: 'crm.update', idempotencyKey: 'k2' }, () => Promise.reject(new Error('tool down'))), /tool down/);
-  assert.deepEqual(cp.outcomes().at(-1)?.outcome, { status: 'failed', error: 'tool down', afterAbort: false });
+  await assert.rejects(
+    run.effect({ capability: 'crm.update', idempotencyKey: 'k2' }, () =>
+      Promise.reject(new Error('tool down')),
+    ),
+    /tool down/,
+  );
+  assert.deepEqual(cp.outcomes().at(-1)?.outcome, {
+    status: 'failed',
+    error: 'tool down',
+    afterAbort: false,
+  });
   await assert.rejects(
     run.effect({ capability: 'crm.update', idempotencyKey: 'k2' }, () => {
       called = true;
@@ -235,17 +293,35 @@ test('a halt observed while the permit request is in flight aborts the effect; f
     [{ rev: 2, directiveId: 'h1', runs: ['r1'], aborted: 1, completed: 0, observeToSettleMs: 0 }],
     'nothing of the effect can run any more: the halt is settled without waiting for the permit',
   );
-  assert.deepEqual(sink.ofType('effect.aborted').map((e) => e.directiveId), ['h1']);
+  assert.deepEqual(
+    sink.ofType('effect.aborted').map((e) => e.directiveId),
+    ['h1'],
+  );
 
   release();
   await drain();
   assert.equal(called, false);
   assert.equal(seen, null);
   assert.equal(sink.ofType('effect.started').length, 0);
-  assert.deepEqual(cp.outcomes(), [{ permitId: 'p1', outcome: { status: 'aborted', afterAbort: false } }], 'the granted permit is closed');
+  assert.deepEqual(
+    cp.outcomes(),
+    [{ permitId: 'p1', outcome: { status: 'aborted', afterAbort: false } }],
+    'the granted permit is closed',
+  );
   assert.deepEqual(
     cp.journal.filter((e) => e.type === 'in_flight_tool_calls.status'),
-    [{ type: 'in_flight_tool_calls.status', runId: 'r1', effectId: 'w1:1', permitId: null, capability: 'crm.update', class: 'write', status: 'aborted', directiveId: 'h1' }],
+    [
+      {
+        type: 'in_flight_tool_calls.status',
+        runId: 'r1',
+        effectId: 'w1:1',
+        permitId: null,
+        capability: 'crm.update',
+        class: 'write',
+        status: 'aborted',
+        directiveId: 'h1',
+      },
+    ],
   );
   await client.close();
 });
@@ -272,7 +348,9 @@ test('outcomes: failed with the message; aborted or landed after an abort carry 
   await stream.push(issue(2, directive('h1', 'halt', 'agent:t1/a1')));
   lands.resolve('landed anyway');
   await drain();
-  const byPermit = new Map(cp.outcomes().map((o) => [cp.permits.get(o.permitId)?.request.capability, o.outcome]));
+  const byPermit = new Map(
+    cp.outcomes().map((o) => [cp.permits.get(o.permitId)?.request.capability, o.outcome]),
+  );
   assert.deepEqual(byPermit.get('big'), { status: 'landed', afterAbort: false });
   assert.deepEqual(byPermit.get('bigint'), { status: 'landed', afterAbort: false });
   assert.equal((byPermit.get('fits')?.result as string).length, 1000);
@@ -280,8 +358,13 @@ test('outcomes: failed with the message; aborted or landed after an abort carry 
   assert.equal(byPermit.get('a')?.afterAbort, true);
   assert.match(byPermit.get('a')?.error ?? '', /aborted: halted by directive h1/);
   assert.deepEqual(byPermit.get('b'), { status: 'landed', afterAbort: true, result: 'landed anyway' });
-  const statuses = cp.journal.filter((e) => e.type === 'in_flight_tool_calls.status').map((e) => [e.capability, e.status]);
-  assert.deepEqual(statuses.sort(), [['a', 'aborted'], ['b', 'completed']]);
+  const statuses = cp.journal
+    .filter((e) => e.type === 'in_flight_tool_calls.status')
+    .map((e) => [e.capability, e.status]);
+  assert.deepEqual(statuses.sort(), [
+    ['a', 'aborted'],
+    ['b', 'completed'],
+  ]);
   await client.close();
 });
 
@@ -303,7 +386,9 @@ test('in-flight statuses of one halt are journaled in one batch: aborted writes 
   assert.equal(batches.length, 1, 'coalesced per event-loop turn');
   assert.equal(batches[0]?.workerId, 'w1');
   assert.deepEqual(
-    batches[0]?.events.map((e) => (e.type === 'in_flight_tool_calls.status' ? [e.capability, e.class, e.status, e.directiveId] : e.type)),
+    batches[0]?.events.map((e) =>
+      e.type === 'in_flight_tool_calls.status' ? [e.capability, e.class, e.status, e.directiveId] : e.type,
+    ),
     [
       ['search', 'read', 'completed', 'h1'],
       ['crm.update', 'write', 'aborted', 'h1'],
@@ -331,7 +416,10 @@ test('an irreversible effect waits out the cool-off on the clock, re-checks the 
   clock.advance(1);
   assert.equal(await paying, 'paid');
   assert.equal(ranAt, 6_000);
-  assert.deepEqual(transport.postsTo('/confirm').map((p) => p.url), ['http://cp.test/v1/permits/p1/confirm']);
+  assert.deepEqual(
+    transport.postsTo('/confirm').map((p) => p.url),
+    ['http://cp.test/v1/permits/p1/confirm'],
+  );
   assert.equal(sink.ofType('permit.confirmed').length, 1);
   assert.equal(cp.outcomes()[0]?.outcome.status, 'landed');
   await client.close();
@@ -361,9 +449,14 @@ test('a halt during the cool-off cancels it: halted, never confirmed, never run,
   await drain();
   assert.equal(transport.postsTo('/confirm').length, 0);
   assert.equal(called, false);
-  assert.deepEqual(cp.outcomes().map((o) => o.outcome), [{ status: 'aborted', afterAbort: false }]);
   assert.deepEqual(
-    cp.journal.map((e) => (e.type === 'in_flight_tool_calls.status' ? [e.type, e.status, e.directiveId] : e.type)),
+    cp.outcomes().map((o) => o.outcome),
+    [{ status: 'aborted', afterAbort: false }],
+  );
+  assert.deepEqual(
+    cp.journal.map((e) =>
+      e.type === 'in_flight_tool_calls.status' ? [e.type, e.status, e.directiveId] : e.type,
+    ),
     [['in_flight_tool_calls.status', 'aborted', 'h1']],
   );
   assert.equal(sink.ofType('halt.settled')[0]?.aborted, 1);
@@ -382,7 +475,10 @@ test('a confirmation refused halted (the flip was not observed here yet) rejects
   await drain();
   cp.halt('r1', 'h-remote');
   clock.advance(100);
-  await assert.rejects(paying, (err) => codeOf(err) === 'halted' && (err as KillpathError).details !== undefined);
+  await assert.rejects(
+    paying,
+    (err) => codeOf(err) === 'halted' && (err as KillpathError).details !== undefined,
+  );
   assert.equal(called, false);
   assert.deepEqual(
     sink.ofType('permit.refused').map((e) => [e.stage, e.code, e.directiveId]),
@@ -453,11 +549,20 @@ test('the gate is checked again right before fn: a resync during the permit roun
   // A rev gap: the gate closes (stale) at once, but nothing is aborted (the lease has not expired).
   await stream.push({ type: 'delta', rev: 7 });
   release();
-  await assert.rejects(writing, (err) => codeOf(err) === 'halted' && (err as KillpathError).details !== undefined);
+  await assert.rejects(
+    writing,
+    (err) => codeOf(err) === 'halted' && (err as KillpathError).details !== undefined,
+  );
   assert.equal(called, false);
-  assert.deepEqual(sink.ofType('effect.aborted').map((e) => e.reason), ['stale']);
+  assert.deepEqual(
+    sink.ofType('effect.aborted').map((e) => e.reason),
+    ['stale'],
+  );
   await drain();
-  assert.deepEqual(cp.outcomes().map((o) => o.outcome.status), ['aborted']);
+  assert.deepEqual(
+    cp.outcomes().map((o) => o.outcome.status),
+    ['aborted'],
+  );
   await client.close();
 });
 

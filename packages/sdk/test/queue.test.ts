@@ -12,7 +12,11 @@ interface Job {
 /** A handler whose tasks the test finishes by hand. */
 function manualHandler(): {
   handler: (task: Job, ctx: TaskContext) => Promise<void>;
-  started: { n: number; ctx: TaskContext; done: { resolve: (v: void) => void; reject: (e: unknown) => void } }[];
+  started: {
+    n: number;
+    ctx: TaskContext;
+    done: { resolve: (v: void) => void; reject: (e: unknown) => void };
+  }[];
 } {
   const started: ReturnType<typeof manualHandler>['started'] = [];
   return {
@@ -26,7 +30,9 @@ function manualHandler(): {
 }
 
 const discarded = (journal: JournalEvent[]): unknown[] =>
-  journal.filter((e) => e.type === 'queue.discarded').map((e) => (e.type === 'queue.discarded' ? [e.runId, e.taskId, e.payload, e.directiveId] : null));
+  journal
+    .filter((e) => e.type === 'queue.discarded')
+    .map((e) => (e.type === 'queue.discarded' ? [e.runId, e.taskId, e.payload, e.directiveId] : null));
 
 test('a queue runs tasks in order, at its concurrency, with the run in the context', async () => {
   const { client, stream, sink } = await harness();
@@ -36,14 +42,20 @@ test('a queue runs tasks in order, at its concurrency, with the run in the conte
   const q = client.queue('outbox', handler, { concurrency: 2 });
   for (let n = 1; n <= 3; n++) q.push({ n }, { run, id: `t${n}` });
   await drain();
-  assert.deepEqual(started.map((s) => s.n), [1, 2]);
+  assert.deepEqual(
+    started.map((s) => s.n),
+    [1, 2],
+  );
   assert.equal(started[0]?.ctx.run, run);
   assert.equal(started[0]?.ctx.taskId, 't1');
   assert.equal(started[0]?.ctx.draining, false);
   assert.equal(q.size, 1);
   started[0]?.done.resolve();
   await drain();
-  assert.deepEqual(started.map((s) => s.n), [1, 2, 3]);
+  assert.deepEqual(
+    started.map((s) => s.n),
+    [1, 2, 3],
+  );
   started[1]?.done.reject(new Error('smtp down'));
   await drain();
   assert.deepEqual(
@@ -53,9 +65,18 @@ test('a queue runs tasks in order, at its concurrency, with the run in the conte
       ['t2', 'failed', 'smtp down'],
     ],
   );
-  assert.throws(() => q.push({ n: 9 }, { run, id: 't3' }), (err) => codeOf(err) === 'conflict');
-  assert.throws(() => q.push({ n: 9 }, { runId: 'nope' }), (err) => codeOf(err) === 'invalid_request');
-  assert.throws(() => client.queue('outbox', handler), (err) => codeOf(err) === 'conflict');
+  assert.throws(
+    () => q.push({ n: 9 }, { run, id: 't3' }),
+    (err) => codeOf(err) === 'conflict',
+  );
+  assert.throws(
+    () => q.push({ n: 9 }, { runId: 'nope' }),
+    (err) => codeOf(err) === 'invalid_request',
+  );
+  assert.throws(
+    () => client.queue('outbox', handler),
+    (err) => codeOf(err) === 'conflict',
+  );
   await client.close();
 });
 
@@ -85,7 +106,10 @@ test('discard (the default): a covering halt drops queued tasks of covered runs 
   q.push({ n: 11 }, { id: 'c' });
   q.push({ n: 3 }, { id: 'd' });
   await drain();
-  assert.deepEqual(started.map((s) => s.n), [1]);
+  assert.deepEqual(
+    started.map((s) => s.n),
+    [1],
+  );
   const runningSignal = started[0]?.ctx.signal;
 
   await stream.push(issue(2, directive('h1', 'halt', 'run:r1')));
@@ -95,22 +119,38 @@ test('discard (the default): a covering halt drops queued tasks of covered runs 
   const observeIndex = sink.events.findIndex((e) => e.type === 'rev.applied' && e.rev === 2);
   started[0]?.done.resolve();
   await drain();
-  assert.deepEqual(started.map((s) => s.n), [1, 11], "r2's task runs");
-  const startedAfter = sink.events.slice(observeIndex).filter((e) => e.type === 'task.started' && e.runId === 'r1');
+  assert.deepEqual(
+    started.map((s) => s.n),
+    [1, 11],
+    "r2's task runs",
+  );
+  const startedAfter = sink.events
+    .slice(observeIndex)
+    .filter((e) => e.type === 'task.started' && e.runId === 'r1');
   assert.deepEqual(startedAfter, [], 'no task of the halted run started after observe');
   assert.deepEqual(discarded(cp.journal), [
     ['r1', 'b', { n: 2 }, 'h1'],
     ['r1', 'd', { n: 3 }, 'h1'],
   ]);
-  assert.deepEqual(sink.ofType('queue.discarded').map((e) => e.taskId), ['b', 'd']);
+  assert.deepEqual(
+    sink.ofType('queue.discarded').map((e) => e.taskId),
+    ['b', 'd'],
+  );
   assert.equal(transport.postsTo('/halted').length, 1);
-  assert.throws(() => q.push({ n: 4 }, { run: r1 }), (err) => codeOf(err) === 'halted', 'nothing is queued for a halted run');
+  assert.throws(
+    () => q.push({ n: 4 }, { run: r1 }),
+    (err) => codeOf(err) === 'halted',
+    'nothing is queued for a halted run',
+  );
   assert.equal(q.push({ n: 12 }, { run: r2 }).length > 0, true);
   await client.close();
 });
 
 test('drain: queued tasks run inside the grace (draining), the rest is discarded when it runs out; the report waits for it', async () => {
-  const { client, stream, cp, clock, transport, sink } = await harness({ leaseMs: 60_000, heartbeatMs: 60_000 });
+  const { client, stream, cp, clock, transport, sink } = await harness({
+    leaseMs: 60_000,
+    heartbeatMs: 60_000,
+  });
   const run = client.startRun({ runId: 'r1' });
   await stream.push(snapshot(1));
   const { handler, started } = manualHandler();
@@ -128,7 +168,10 @@ test('drain: queued tasks run inside the grace (draining), the rest is discarded
   assert.equal(started.length, 2);
   assert.equal(started[1]?.ctx.draining, true, 'the handler knows it runs under a drain');
   // An effect from a drained task is still refused: no write after the flip.
-  await assert.rejects(run.effect('smtp.send', () => 1), (err) => codeOf(err) === 'halted');
+  await assert.rejects(
+    run.effect('smtp.send', () => 1),
+    (err) => codeOf(err) === 'halted',
+  );
   started[1]?.done.reject(new Error('nacked'));
   await drain();
   assert.equal(transport.postsTo('/halted').length, 0, 'the report waits for the drain');
@@ -137,13 +180,19 @@ test('drain: queued tasks run inside the grace (draining), the rest is discarded
   const third = started[2];
   assert.equal(third?.ctx.signal.aborted, false);
   clock.advance(1);
-  assert.equal(third?.ctx.signal.aborted, true, 'a drained task still running when the grace ends is aborted');
+  assert.equal(
+    third?.ctx.signal.aborted,
+    true,
+    'a drained task still running when the grace ends is aborted',
+  );
   await drain();
   assert.equal(transport.postsTo('/halted').length, 1, 'sent when the grace ran out');
   third?.done.resolve();
   await drain();
   assert.deepEqual(
-    cp.journal.filter((e) => e.type === 'queue.drained').map((e) => (e.type === 'queue.drained' ? [e.taskId, e.outcome, e.directiveId] : null)),
+    cp.journal
+      .filter((e) => e.type === 'queue.drained')
+      .map((e) => (e.type === 'queue.drained' ? [e.taskId, e.outcome, e.directiveId] : null)),
     [
       ['a', 'completed', 'h1'],
       ['b', 'failed', 'h1'],
@@ -212,7 +261,10 @@ test('a task without a run is covered by agent, tenant, global and feature scope
     reports.find((r) => r.directiveId === 'h2'),
     { rev: 3, directiveId: 'h2', runs: ['r1'], aborted: 0, completed: 0, observeToSettleMs: 0 },
   );
-  assert.throws(() => q.push({ n: 3 }), (err) => codeOf(err) === 'halted');
+  assert.throws(
+    () => q.push({ n: 3 }),
+    (err) => codeOf(err) === 'halted',
+  );
   await client.close();
 });
 
@@ -251,6 +303,9 @@ test('tasks pushed while the lease is expired start once contact is back', async
   assert.equal(started.length, 0, 'nothing starts without a fresh switchboard');
   await stream.push({ type: 'keepalive', rev: 1 });
   await drain();
-  assert.deepEqual(started.map((s) => s.n), [1]);
+  assert.deepEqual(
+    started.map((s) => s.n),
+    [1],
+  );
   await client.close();
 });

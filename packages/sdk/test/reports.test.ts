@@ -15,8 +15,16 @@ test('startRun registers the run fire-and-forget', async () => {
   assert.deepEqual(
     transport.postsTo('/v1/runs').map((p) => [p.url, p.headers.authorization, p.body]),
     [
-      ['http://cp.test/v1/runs', 'Bearer tok-1', { runId: 'root', parentRunId: null, lineage: [], features: ['beta'], workerId: 'w1' }],
-      ['http://cp.test/v1/runs', 'Bearer tok-1', { runId: 'kid', parentRunId: 'root', lineage: ['root'], features: ['beta'], workerId: 'w1' }],
+      [
+        'http://cp.test/v1/runs',
+        'Bearer tok-1',
+        { runId: 'root', parentRunId: null, lineage: [], features: ['beta'], workerId: 'w1' },
+      ],
+      [
+        'http://cp.test/v1/runs',
+        'Bearer tok-1',
+        { runId: 'kid', parentRunId: 'root', lineage: ['root'], features: ['beta'], workerId: 'w1' },
+      ],
     ],
   );
   await client.close();
@@ -57,10 +65,16 @@ test('failed reports go to the sink, never throw and never reject unhandled', as
 });
 
 test('heartbeats report rev, features, runs with their state and counts, and time since contact', async () => {
-  const { client, transport, stream, clock } = await harness({ heartbeatMs: 5_000, leaseMs: 60_000, features: ['beta'] });
+  const { client, transport, stream, clock } = await harness({
+    heartbeatMs: 5_000,
+    leaseMs: 60_000,
+    features: ['beta'],
+  });
   const run = client.startRun({ runId: 'r1' });
   const child = run.startChild({ runId: 'r2' });
-  await stream.push(snapshot(1, [directive('h1', 'halt', 'run:r2'), directive('t1', 'throttle', 'agent:t1/a1')]));
+  await stream.push(
+    snapshot(1, [directive('h1', 'halt', 'run:r2'), directive('t1', 'throttle', 'agent:t1/a1')]),
+  );
   await run.effect('llm', () => 1);
   const pending = deferred<void>();
   const running = run.effect('memory.write', () => pending.promise);

@@ -9,7 +9,8 @@ import type { HeartbeatReport } from '@killpath/protocol';
 import { MAX_SURFACE } from '../src/run.ts';
 import { directive, harness, snapshot } from './fixtures.ts';
 
-const lastBeat = (t: { postsTo(s: string): { body: unknown }[] }) => t.postsTo('/heartbeat').at(-1)?.body as HeartbeatReport | undefined;
+const lastBeat = (t: { postsTo(s: string): { body: unknown }[] }) =>
+  t.postsTo('/heartbeat').at(-1)?.body as HeartbeatReport | undefined;
 
 test('a worker whose runs took no effect sends no capabilities', async () => {
   const { client, transport, stream } = await harness({ heartbeatMs: 1_000, leaseMs: 60_000 });
@@ -22,8 +23,14 @@ test('a worker whose runs took no effect sends no capabilities', async () => {
 test('declared, checked, attempted and denied capabilities are reported, sorted and once each, and the set only grows', async () => {
   const { client, transport, stream, clock } = await harness({ heartbeatMs: 1_000, leaseMs: 60_000 });
   const run = client.startRun({ runId: 'r1', capabilities: ['search', 'llm'] });
-  await stream.push(snapshot(1, [directive('d1', 'degrade', 'agent:t1/a1', { capabilities: ['wire_transfer'] })]));
-  assert.deepEqual(lastBeat(transport)?.capabilities, ['llm', 'search'], 'the first heartbeat carries the declared ones');
+  await stream.push(
+    snapshot(1, [directive('d1', 'degrade', 'agent:t1/a1', { capabilities: ['wire_transfer'] })]),
+  );
+  assert.deepEqual(
+    lastBeat(transport)?.capabilities,
+    ['llm', 'search'],
+    'the first heartbeat carries the declared ones',
+  );
 
   await run.effect({ capability: 'llm', class: 'read' }, () => 1);
   // Revoked by the directive, and not granted to the run: both still part of what it reached for.
@@ -40,7 +47,13 @@ test('declared, checked, attempted and denied capabilities are reported, sorted 
   const other = client.startRun({ runId: 'r2' });
   other.check('http');
   clock.advance(1_000);
-  assert.deepEqual(lastBeat(transport)?.capabilities, ['crm.update', 'http', 'llm', 'search', 'wire_transfer']);
+  assert.deepEqual(lastBeat(transport)?.capabilities, [
+    'crm.update',
+    'http',
+    'llm',
+    'search',
+    'wire_transfer',
+  ]);
   await client.close();
 });
 

@@ -12,19 +12,29 @@ import { drain } from '../src/testing.ts';
 import { codeOf, directive, harness, issue, snapshot } from './fixtures.ts';
 
 const batches = (posts: { body: unknown }[]) => posts.map((p) => p.body as TelemetryBatch);
-const lastOf = (posts: { body: unknown }[], runId: string): RunTelemetry | undefined => batches(posts).flatMap((b) => b.runs).filter((r) => r.runId === runId).at(-1);
+const lastOf = (posts: { body: unknown }[], runId: string): RunTelemetry | undefined =>
+  batches(posts)
+    .flatMap((b) => b.runs)
+    .filter((r) => r.runId === runId)
+    .at(-1);
 
 test('counters are batched every telemetryMs as per-run totals; nothing is sent while nothing changed', async () => {
-  const { client, stream, clock, transport } = await harness({ leaseMs: 60_000, heartbeatMs: 60_000, telemetryMs: 250 });
+  const { client, stream, clock, transport } = await harness({
+    leaseMs: 60_000,
+    heartbeatMs: 60_000,
+    telemetryMs: 250,
+  });
   await stream.push(snapshot(1));
   const run = client.startRun({ runId: 'r1' });
   run.step();
   run.step();
   run.recordCost({ tokens: 1200, usd: 0.25 });
   await run.effect({ capability: 'search', class: 'read' }, () => 'ok');
-  await run.effect({ capability: 'search', class: 'read' }, () => {
-    throw new Error('tool broke');
-  }).catch(() => {});
+  await run
+    .effect({ capability: 'search', class: 'read' }, () => {
+      throw new Error('tool broke');
+    })
+    .catch(() => {});
   run.flagAnomaly(0.4, 'odd plan');
   run.flagAnomaly(0.2);
   assert.equal(transport.postsTo('/v1/telemetry').length, 0, 'batched, not sent per event');
@@ -34,7 +44,23 @@ test('counters are batched every telemetryMs as per-run totals; nothing is sent 
   assert.equal(posts.length, 1);
   assert.deepEqual(batches(posts)[0], {
     workerId: 'w1',
-    runs: [{ runId: 'r1', steps: 2, tokens: 1200, costUsd: 0.25, toolCalls: 2, toolErrors: 1, authDenials: 0, revokedDenials: 0, schemaViolations: 0, anomalies: 2, anomalyScore: 0.4, anomalyDetail: null, localHalt: null }],
+    runs: [
+      {
+        runId: 'r1',
+        steps: 2,
+        tokens: 1200,
+        costUsd: 0.25,
+        toolCalls: 2,
+        toolErrors: 1,
+        authDenials: 0,
+        revokedDenials: 0,
+        schemaViolations: 0,
+        anomalies: 2,
+        anomalyScore: 0.4,
+        anomalyDetail: null,
+        localHalt: null,
+      },
+    ],
   });
   clock.advance(1000);
   await drain();
@@ -48,12 +74,17 @@ test('counters are batched every telemetryMs as per-run totals; nothing is sent 
 });
 
 test('a batch that failed is not lost: the runs go out again, with their newer totals, after a backoff', async () => {
-  const { client, stream, clock, transport, cp } = await harness({ leaseMs: 60_000, heartbeatMs: 60_000, telemetryMs: 100 });
+  const { client, stream, clock, transport, cp } = await harness({
+    leaseMs: 60_000,
+    heartbeatMs: 60_000,
+    telemetryMs: 100,
+  });
   await stream.push(snapshot(1));
   const run = client.startRun({ runId: 'r1' });
   const answer = transport.onPost;
   let down = true;
-  transport.onPost = (p) => (down && p.url.endsWith('/v1/telemetry') ? Promise.reject(new TypeError('fetch failed')) : answer(p));
+  transport.onPost = (p) =>
+    down && p.url.endsWith('/v1/telemetry') ? Promise.reject(new TypeError('fetch failed')) : answer(p);
   run.step();
   clock.advance(100);
   await drain();
@@ -80,11 +111,17 @@ test('an effect refused because its capability is not granted is an authorisatio
   assert.equal(run.check('search', 'read').kind, 'allow');
   const v = run.check('wire_transfer', 'irreversible');
   assert.equal(v.kind === 'deny' && v.reason, 'revoked');
-  await assert.rejects(run.effect({ capability: 'wire_transfer', class: 'irreversible' }, () => 'sent'), (err: KillpathError) => err.code === 'halted' && /not granted to this run/.test(err.message));
+  await assert.rejects(
+    run.effect({ capability: 'wire_transfer', class: 'irreversible' }, () => 'sent'),
+    (err: KillpathError) => err.code === 'halted' && /not granted to this run/.test(err.message),
+  );
   await run.effect({ capability: 'search', class: 'read' }, () => 'ok');
   assert.equal(run.counters.authDenials, 1);
   await stream.push(issue(2, directive('g1', 'degrade', 'run:r1', { capabilities: ['search'] })));
-  await assert.rejects(run.effect({ capability: 'search', class: 'read' }, () => 'ok'), (err) => codeOf(err) === 'halted');
+  await assert.rejects(
+    run.effect({ capability: 'search', class: 'read' }, () => 'ok'),
+    (err) => codeOf(err) === 'halted',
+  );
   assert.equal(run.counters.authDenials, 2, 'revoked by a degrade');
   assert.equal(run.counters.revokedDenials, 1, 'of which one a directive in force explains');
   clock.advance(250);
@@ -98,7 +135,15 @@ test('a memory write that violates the schema is refused and counted; the functi
     leaseMs: 60_000,
     heartbeatMs: 60_000,
     memory: { commit: () => {} },
-    memorySchema: { 'profile:*': { type: 'object', required: ['name'], properties: { name: { type: 'string', maxLength: 10 } }, additionalProperties: false }, count: { type: 'integer', minimum: 0 } },
+    memorySchema: {
+      'profile:*': {
+        type: 'object',
+        required: ['name'],
+        properties: { name: { type: 'string', maxLength: 10 } },
+        additionalProperties: false,
+      },
+      count: { type: 'integer', minimum: 0 },
+    },
   });
   await stream.push(snapshot(1));
   const run = client.startRun({ runId: 'r1' });
@@ -110,17 +155,28 @@ test('a memory write that violates the schema is refused and counted; the functi
     ['count', 1.5, /expected integer/],
     ['secrets', 'x', /no schema for key "secrets"/],
   ];
-  for (const [key, value, why] of bad) assert.throws(() => run.stage(key, value), (err: KillpathError) => err.code === 'invalid_request' && why.test(err.message));
+  for (const [key, value, why] of bad)
+    assert.throws(
+      () => run.stage(key, value),
+      (err: KillpathError) => err.code === 'invalid_request' && why.test(err.message),
+    );
   assert.equal(run.counters.schemaViolations, 4);
   assert.deepEqual([...run.staged.keys()], ['profile:1', 'count'], 'violations are not staged');
-  const other = client.startRun({ runId: 'r2', memorySchema: (key) => (key.startsWith('tmp:') ? 'tmp keys are not memory' : true) });
+  const other = client.startRun({
+    runId: 'r2',
+    memorySchema: (key) => (key.startsWith('tmp:') ? 'tmp keys are not memory' : true),
+  });
   other.stage('a', 1);
   assert.throws(() => other.stage('tmp:1', 1), /tmp keys are not memory/);
   await client.close();
 });
 
 test('loop length: the step past maxSteps halts the run locally, at once, before its tool call; journaled and reported', async () => {
-  const { client, stream, clock, transport, sink } = await harness({ leaseMs: 60_000, heartbeatMs: 60_000, limits: { maxSteps: 3 } });
+  const { client, stream, clock, transport, sink } = await harness({
+    leaseMs: 60_000,
+    heartbeatMs: 60_000,
+    limits: { maxSteps: 3 },
+  });
   await stream.push(snapshot(1));
   const run = client.startRun({ runId: 'r1' });
   const child = run.startChild({ runId: 'r1-child' });
@@ -133,12 +189,32 @@ test('loop length: the step past maxSteps halts the run locally, at once, before
   assert.equal(v.kind === 'deny' && v.directive?.id, 'local:loop_length:r1');
   assert.equal(child.check('search', 'read').kind, 'deny', 'its child runs too');
   assert.equal(other.check('search', 'read').kind, 'allow', 'other runs go on');
-  await assert.rejects(run.effect('crm.update', () => 1), (err) => codeOf(err) === 'halted');
+  await assert.rejects(
+    run.effect('crm.update', () => 1),
+    (err) => codeOf(err) === 'halted',
+  );
   const ev = sink.events.find((e) => e.type === 'run.halted_locally');
-  assert.deepEqual(ev && { ...ev, at: 0 }, { type: 'run.halted_locally', runId: 'r1', rule: 'loop_length', value: 4, limit: 3, directiveId: 'local:loop_length:r1', at: 0 });
+  assert.deepEqual(ev && { ...ev, at: 0 }, {
+    type: 'run.halted_locally',
+    runId: 'r1',
+    rule: 'loop_length',
+    value: 4,
+    limit: 3,
+    directiveId: 'local:loop_length:r1',
+    at: 0,
+  });
   await drain();
-  assert.deepEqual(lastOf(transport.postsTo('/v1/telemetry'), 'r1')?.localHalt, { rule: 'loop_length', value: 4, limit: 3 }, 'sent at once');
-  assert.ok(transport.postsTo('/halted').some((p) => (p.body as { directiveId: string }).directiveId === 'local:loop_length:r1'), 'a halted report for the local halt');
+  assert.deepEqual(
+    lastOf(transport.postsTo('/v1/telemetry'), 'r1')?.localHalt,
+    { rule: 'loop_length', value: 4, limit: 3 },
+    'sent at once',
+  );
+  assert.ok(
+    transport
+      .postsTo('/halted')
+      .some((p) => (p.body as { directiveId: string }).directiveId === 'local:loop_length:r1'),
+    'a halted report for the local halt',
+  );
   // A snapshot from the control plane does not lift it: no resume clears a local halt.
   await stream.push(snapshot(2));
   assert.equal(run.check('search', 'read').kind, 'deny');
@@ -147,35 +223,59 @@ test('loop length: the step past maxSteps halts the run locally, at once, before
 });
 
 test('cost cap: spend past maxCostUsd halts the run locally, also while the control plane is unreachable', async () => {
-  const { client, stream, transport, cp } = await harness({ leaseMs: 60_000, heartbeatMs: 60_000, limits: { maxCostUsd: 1 } });
+  const { client, stream, transport, cp } = await harness({
+    leaseMs: 60_000,
+    heartbeatMs: 60_000,
+    limits: { maxCostUsd: 1 },
+  });
   await stream.push(snapshot(1));
   cp.unreachable = true;
   const answer = transport.onPost;
-  transport.onPost = (p) => (p.url.endsWith('/v1/telemetry') ? Promise.reject(new TypeError('fetch failed')) : answer(p));
+  transport.onPost = (p) =>
+    p.url.endsWith('/v1/telemetry') ? Promise.reject(new TypeError('fetch failed')) : answer(p);
   const run = client.startRun({ runId: 'r1' });
   run.recordCost({ usd: 0.6 });
   assert.equal(run.check('llm').kind, 'allow');
   run.recordCost({ usd: 0.6, tokens: 10 });
   const v = run.check('llm');
   assert.equal(v.kind === 'deny' && v.directive?.id, 'local:cost_cap:r1');
-  assert.throws(() => run.recordCost({ usd: -1 }), (err) => codeOf(err) === 'invalid_request');
-  assert.throws(() => run.flagAnomaly(Number.NaN), (err) => codeOf(err) === 'invalid_request');
+  assert.throws(
+    () => run.recordCost({ usd: -1 }),
+    (err) => codeOf(err) === 'invalid_request',
+  );
+  assert.throws(
+    () => run.flagAnomaly(Number.NaN),
+    (err) => codeOf(err) === 'invalid_request',
+  );
   await client.close();
 });
 
 test('heartbeat answers set the pace and the limits: the stricter of the connect options and the control plane wins', async () => {
-  const { client, stream, clock, transport, sink } = await harness({ leaseMs: 60_000, heartbeatMs: 5_000, limits: { maxSteps: 100 } });
+  const { client, stream, clock, transport, sink } = await harness({
+    leaseMs: 60_000,
+    heartbeatMs: 5_000,
+    limits: { maxSteps: 100 },
+  });
   const answer = transport.onPost;
   const settings: WorkerSettings = { heartbeatMs: 300, limits: { maxSteps: 500, maxCostUsd: 2 } };
   transport.onPost = (p) => (p.url.endsWith('/heartbeat') ? settings : answer(p));
   await stream.push(snapshot(1));
   await drain();
   const applied = sink.events.find((e) => e.type === 'settings.applied');
-  assert.deepEqual(applied && { ...applied, at: 0 }, { type: 'settings.applied', heartbeatMs: 300, limits: { maxSteps: 100, maxCostUsd: 2 }, at: 0 });
+  assert.deepEqual(applied && { ...applied, at: 0 }, {
+    type: 'settings.applied',
+    heartbeatMs: 300,
+    limits: { maxSteps: 100, maxCostUsd: 2 },
+    at: 0,
+  });
   const before = transport.postsTo('/heartbeat').length;
   clock.advance(300);
   await drain();
-  assert.equal(transport.postsTo('/heartbeat').length, before + 1, 'beats at the deadman’s interval from now on');
+  assert.equal(
+    transport.postsTo('/heartbeat').length,
+    before + 1,
+    'beats at the deadman’s interval from now on',
+  );
   clock.advance(300);
   await drain();
   assert.equal(transport.postsTo('/heartbeat').length, before + 2);
@@ -186,7 +286,11 @@ test('heartbeat answers set the pace and the limits: the stricter of the connect
 });
 
 test('telemetryMs 0 turns telemetry off; bad limits are refused at connect', async () => {
-  const { client, stream, clock, transport } = await harness({ leaseMs: 60_000, heartbeatMs: 60_000, telemetryMs: 0 });
+  const { client, stream, clock, transport } = await harness({
+    leaseMs: 60_000,
+    heartbeatMs: 60_000,
+    telemetryMs: 0,
+  });
   await stream.push(snapshot(1));
   client.startRun({ runId: 'r1' }).step();
   clock.advance(1000);

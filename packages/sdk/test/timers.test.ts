@@ -63,11 +63,29 @@ test('a covering halt cancels every timer of the run synchronously on observe, e
   assert.deepEqual(
     cp.journal.filter((e) => e.type === 'timer.cancelled'),
     [
-      { type: 'timer.cancelled', runId: 'r1', timer: 'timeout', label: 'reminder', dueAt: wallAt(2_000), directiveId: 'h1' },
-      { type: 'timer.cancelled', runId: 'r1', timer: 'interval', label: 'sync', dueAt: wallAt(1_600), directiveId: 'h1' },
+      {
+        type: 'timer.cancelled',
+        runId: 'r1',
+        timer: 'timeout',
+        label: 'reminder',
+        dueAt: wallAt(2_000),
+        directiveId: 'h1',
+      },
+      {
+        type: 'timer.cancelled',
+        runId: 'r1',
+        timer: 'interval',
+        label: 'sync',
+        dueAt: wallAt(1_600),
+        directiveId: 'h1',
+      },
     ],
   );
-  assert.throws(() => run.setTimeout(() => {}, 1), (err) => codeOf(err) === 'halted', 'a halted run sets no new timers');
+  assert.throws(
+    () => run.setTimeout(() => {}, 1),
+    (err) => codeOf(err) === 'halted',
+    'a halted run sets no new timers',
+  );
   await client.close();
 });
 
@@ -108,7 +126,10 @@ test('lease expiry and the end of the run cancel timers, journaled without a dir
   let fired = 0;
   b.setTimeout(() => fired++, 50, 'b-timer');
   b.end();
-  assert.throws(() => b.setTimeout(() => {}, 1), (err) => codeOf(err) === 'invalid_request');
+  assert.throws(
+    () => b.setTimeout(() => {}, 1),
+    (err) => codeOf(err) === 'invalid_request',
+  );
   a.setInterval(() => fired++, 600, 'a-timer');
   clock.advance(1_000);
   assert.equal(fired, 1, 'a-timer fired once at 600; b-timer never');
@@ -138,7 +159,10 @@ test('a timer callback that throws or rejects is journaled as timer.failed, neve
     run.setTimeout(() => Promise.reject(new Error('async boom')), 2);
     clock.advance(2);
     await drain();
-    assert.deepEqual(sink.ofType('timer.failed').map((e) => e.message), ['sync boom', 'async boom']);
+    assert.deepEqual(
+      sink.ofType('timer.failed').map((e) => e.message),
+      ['sync boom', 'async boom'],
+    );
     assert.deepEqual(unhandled, []);
   } finally {
     process.off('unhandledRejection', onUnhandled);
@@ -172,16 +196,22 @@ test('retry calls fn afresh with exponential waits on the clock, capped at maxMs
   await drain();
   assert.equal(calls.length, 3, 'the third wait is capped at maxMs, not 900');
   let value: unknown = null;
-  result.then((v) => (value = v), () => {});
+  result.then(
+    (v) => (value = v),
+    () => {},
+  );
   clock.advance(1);
   await drain();
   assert.equal(value, 'ok on 4');
   assert.deepEqual(calls, [1_000, 1_100, 1_400, 1_900]);
-  assert.deepEqual(sink.ofType('timer.fired').map((e) => [e.timer, e.label]), [
-    ['retry', 'sync'],
-    ['retry', 'sync'],
-    ['retry', 'sync'],
-  ]);
+  assert.deepEqual(
+    sink.ofType('timer.fired').map((e) => [e.timer, e.label]),
+    [
+      ['retry', 'sync'],
+      ['retry', 'sync'],
+      ['retry', 'sync'],
+    ],
+  );
   await client.close();
 });
 
@@ -228,7 +258,10 @@ test('retry stops at once on halted, and gives up after attempts with the last e
     (err) => codeOf(err) === 'conflict',
   );
   assert.equal(c, 1, 'at-most-once refusals are not retried by default');
-  await assert.rejects(run.retry(() => 1, { attempts: 0, backoff: { initialMs: 1 } }), (err) => codeOf(err) === 'invalid_request');
+  await assert.rejects(
+    run.retry(() => 1, { attempts: 0, backoff: { initialMs: 1 } }),
+    (err) => codeOf(err) === 'invalid_request',
+  );
   await client.close();
 });
 
@@ -262,7 +295,16 @@ test('a halt during a retry wait cancels it: journaled, rejected with halted, fn
   assert.equal(n, 1, 'no attempt after the flip');
   assert.deepEqual(
     cp.journal.filter((e) => e.type === 'timer.cancelled'),
-    [{ type: 'timer.cancelled', runId: 'r1', timer: 'retry', label: 'crm', dueAt: wallAt(2_000), directiveId: 'h1' }],
+    [
+      {
+        type: 'timer.cancelled',
+        runId: 'r1',
+        timer: 'retry',
+        label: 'crm',
+        dueAt: wallAt(2_000),
+        directiveId: 'h1',
+      },
+    ],
   );
   assert.equal(sink.ofType('timer.fired').length, 0);
   await client.close();

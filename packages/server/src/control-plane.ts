@@ -20,7 +20,14 @@ import type { Metrics } from './metrics.ts';
 import type { StreamHub } from './stream/hub.ts';
 import type { IssueResult, Store } from './store/store.ts';
 import type { IssueDirectiveBody, LauncherEventBody, StepBody } from './http/schemas.ts';
-import { DEFAULT_AUTOMATION, DEFAULT_ESCALATION_SLACK_MS, checkLevel, issuedByHuman, sameTarget, type AutomationPolicy } from './ladder.ts';
+import {
+  DEFAULT_AUTOMATION,
+  DEFAULT_ESCALATION_SLACK_MS,
+  checkLevel,
+  issuedByHuman,
+  sameTarget,
+  type AutomationPolicy,
+} from './ladder.ts';
 import { LauncherHub } from './launchers.ts';
 import type { Alert, AlertSink } from './notify.ts';
 import type { DirectiveInput } from './store/store.ts';
@@ -104,13 +111,19 @@ export class ControlPlane {
     keepaliveMs?: number;
   }) {
     this.store = deps.store;
-    this.permits = new PermitDesk(deps.store, deps.log, deps.coolOff ?? { defaultMs: DEFAULT_COOL_OFF_MS, byCapability: {} });
+    this.permits = new PermitDesk(
+      deps.store,
+      deps.log,
+      deps.coolOff ?? { defaultMs: DEFAULT_COOL_OFF_MS, byCapability: {} },
+    );
     this.surface = new SurfaceDesk(deps.store, deps.log);
     this.hub = deps.hub;
     this.fleet = deps.fleet;
     this.metrics = deps.metrics;
     this.#log = deps.log;
-    this.alerts = deps.alerts ?? { notify: (a) => deps.log.warn(`alert: ${a.summary}`, { alert: a.kind, directiveId: a.directiveId }) };
+    this.alerts = deps.alerts ?? {
+      notify: (a) => deps.log.warn(`alert: ${a.summary}`, { alert: a.kind, directiveId: a.directiveId }),
+    };
     this.automation = deps.automation ?? DEFAULT_AUTOMATION;
     this.#slackMs = deps.escalationSlackMs ?? DEFAULT_ESCALATION_SLACK_MS;
     this.launchers = new LauncherHub(deps.keepaliveMs ?? 1000, (id) => this.fleet.runsOfLauncher(id));
@@ -170,11 +183,20 @@ export class ControlPlane {
    * A worker heartbeat carried its capability set: when it grew, the agent's new capabilities
    * are stored and audited (`agent.surface_changed`). Returns the new ones; never throws.
    */
-  async surfaceSeen(workerId: string, who: { tenant: string; agent: string }, capabilities: readonly string[] | undefined): Promise<string[]> {
+  async surfaceSeen(
+    workerId: string,
+    who: { tenant: string; agent: string },
+    capabilities: readonly string[] | undefined,
+  ): Promise<string[]> {
     const added = await this.surface.heartbeat(workerId, who, capabilities);
     if (added.length > 0) {
       this.metrics.auditRecords.inc();
-      this.#log.info('agent capability surface changed', { tenant: who.tenant, agent: who.agent, added, workerId });
+      this.#log.info('agent capability surface changed', {
+        tenant: who.tenant,
+        agent: who.agent,
+        added,
+        workerId,
+      });
     }
     return added;
   }
@@ -200,7 +222,11 @@ export class ControlPlane {
    * Decides which tenant a new directive is confined to and checks the principal may issue
    * it there. Directives spanning every tenant need an admin and a break-glass attestation.
    */
-  async #confine(p: Principal, scope: Scope, body: { tenant?: string | undefined; breakGlass?: string | undefined }): Promise<string | null> {
+  async #confine(
+    p: Principal,
+    scope: Scope,
+    body: { tenant?: string | undefined; breakGlass?: string | undefined },
+  ): Promise<string | null> {
     let tenant: string | null;
     switch (scope.kind) {
       case 'global':
@@ -226,11 +252,17 @@ export class ControlPlane {
         break;
     }
     if (body.tenant !== undefined && tenant !== body.tenant) {
-      throw new KillpathError('invalid_request', `scope ${scope.kind} belongs to tenant ${tenant ?? '(all)'}, not ${body.tenant}`);
+      throw new KillpathError(
+        'invalid_request',
+        `scope ${scope.kind} belongs to tenant ${tenant ?? '(all)'}, not ${body.tenant}`,
+      );
     }
     requireAct(p, tenant, tenant === null ? 'every tenant' : `tenant ${tenant}`);
     if (tenant === null && !body.breakGlass) {
-      throw new KillpathError('break_glass_required', 'a directive spanning every tenant needs an admin token and a breakGlass attestation');
+      throw new KillpathError(
+        'break_glass_required',
+        'a directive spanning every tenant needs an admin token and a breakGlass attestation',
+      );
     }
     return tenant;
   }
@@ -242,8 +274,13 @@ export class ControlPlane {
    * (an automatic trigger acting through a synthetic principal) the audit names the trigger
    * instead of recording an operator action, and a convergence is not recorded at all.
    */
-  async issue(p: Principal, body: IssueDirectiveBody, opts: { idempotencyKey?: string | undefined; via: string; trigger?: AutomaticTrigger }): Promise<IssueResult> {
-    if (p.role === 'agent' || p.role === 'viewer') throw new KillpathError('forbidden', `role ${p.role} may not issue directives`);
+  async issue(
+    p: Principal,
+    body: IssueDirectiveBody,
+    opts: { idempotencyKey?: string | undefined; via: string; trigger?: AutomaticTrigger },
+  ): Promise<IssueResult> {
+    if (p.role === 'agent' || p.role === 'viewer')
+      throw new KillpathError('forbidden', `role ${p.role} may not issue directives`);
     const scope = parseScope(body.scope);
     const graceMs = body.graceMs ?? (body.level === 'kill' ? 0 : DEFAULT_GRACE_MS);
     const escalation = checkLevel(body, graceMs, this.#slackMs);
@@ -265,7 +302,20 @@ export class ControlPlane {
         actor: p.name,
         idempotencyKey: opts.idempotencyKey ? `${p.tokenId}:${opts.idempotencyKey}` : null,
         // Issuing a throttle at a scope that already has one re-dials it.
-        replaces: body.level === 'throttle' ? (active) => active.filter((d) => d.level === 'throttle' && sameTarget(d, { scopeText: formatScope(scope), capabilities: body.capabilities ?? null })).map((d) => d.id) : undefined,
+        replaces:
+          body.level === 'throttle'
+            ? (active) =>
+                active
+                  .filter(
+                    (d) =>
+                      d.level === 'throttle' &&
+                      sameTarget(d, {
+                        scopeText: formatScope(scope),
+                        capabilities: body.capabilities ?? null,
+                      }),
+                  )
+                  .map((d) => d.id)
+            : undefined,
       },
       (r) => this.#issueAudit(p, r, body, opts.via, opts.trigger),
       opts.trigger?.kind ?? 'operator',
@@ -276,7 +326,11 @@ export class ControlPlane {
    * Commits a directive and makes it take effect: push to workers, launcher orders, escalation
    * timers, alerts for levels below halt that change what an agent may do.
    */
-  async #commit(input: DirectiveInput, audit: (r: IssueResult) => AuditEvent[], trigger: string): Promise<IssueResult> {
+  async #commit(
+    input: DirectiveInput,
+    audit: (r: IssueResult) => AuditEvent[],
+    trigger: string,
+  ): Promise<IssueResult> {
     let appended = 0;
     const result = await this.store.issueDirective(input, (r) => {
       const events = audit(r);
@@ -293,13 +347,36 @@ export class ControlPlane {
     this.#armEscalation(d);
     this.metrics.directives.inc({ level: d.level });
     this.metrics.auditRecords.inc(appended);
-    this.#log.info('directive issued', { id: d.id, rev: d.rev, directiveLevel: d.level, scope: d.scopeText, capabilities: d.capabilities, actor: d.actor, replaced: result.replaced.map((r) => r.id) });
+    this.#log.info('directive issued', {
+      id: d.id,
+      rev: d.rev,
+      directiveLevel: d.level,
+      scope: d.scopeText,
+      capabilities: d.capabilities,
+      actor: d.actor,
+      replaced: result.replaced.map((r) => r.id),
+    });
     if (d.level === 'degrade') {
-      const what = d.capabilities === null ? 'read-only (every write and irreversible effect refused)' : `capabilities ${d.capabilities.join(', ')} revoked`;
-      this.alerts.notify({ kind: 'degraded', summary: `${d.scopeText} degraded: ${what}; reason: ${d.reason}`, tenant: d.tenant, directiveId: d.id, details: { scope: d.scopeText, capabilities: d.capabilities, actor: d.actor, trigger } });
+      const what =
+        d.capabilities === null
+          ? 'read-only (every write and irreversible effect refused)'
+          : `capabilities ${d.capabilities.join(', ')} revoked`;
+      this.alerts.notify({
+        kind: 'degraded',
+        summary: `${d.scopeText} degraded: ${what}; reason: ${d.reason}`,
+        tenant: d.tenant,
+        directiveId: d.id,
+        details: { scope: d.scopeText, capabilities: d.capabilities, actor: d.actor, trigger },
+      });
     }
     if (d.level === 'isolate') {
-      this.alerts.notify({ kind: 'isolated', summary: `${d.scopeText} isolated: nothing leaves its launchers; reason: ${d.reason}`, tenant: d.tenant, directiveId: d.id, details: { scope: d.scopeText, actor: d.actor, trigger } });
+      this.alerts.notify({
+        kind: 'isolated',
+        summary: `${d.scopeText} isolated: nothing leaves its launchers; reason: ${d.reason}`,
+        tenant: d.tenant,
+        directiveId: d.id,
+        details: { scope: d.scopeText, actor: d.actor, trigger },
+      });
     }
     return result;
   }
@@ -318,23 +395,42 @@ export class ControlPlane {
    * capability-narrowed directive steps over isolate (which is agent-wide): degrade ⇄ halt.
    */
   async step(p: Principal, id: string, body: StepBody): Promise<IssueResult> {
-    if (p.role === 'agent' || p.role === 'viewer') throw new KillpathError('forbidden', `role ${p.role} may not step directives`);
+    if (p.role === 'agent' || p.role === 'viewer')
+      throw new KillpathError('forbidden', `role ${p.role} may not step directives`);
     const from = await this.store.getDirective(id);
     if (!from || !canSee(p, from.tenant)) throw new KillpathError('not_found', `directive ${id} not found`);
     requireAct(p, from.tenant, `directive ${id}`);
-    if (from.clearedRev !== null) throw new KillpathError('conflict', `directive ${id} was cleared at rev ${from.clearedRev}`);
+    if (from.clearedRev !== null)
+      throw new KillpathError('conflict', `directive ${id} was cleared at rev ${from.clearedRev}`);
     if (from.tenant === null && !body.breakGlass) {
-      throw new KillpathError('break_glass_required', 'stepping a directive spanning every tenant needs a breakGlass attestation');
+      throw new KillpathError(
+        'break_glass_required',
+        'stepping a directive spanning every tenant needs a breakGlass attestation',
+      );
     }
     let level = stepLevel(from.level, body.direction);
     // Isolate is agent-wide: a directive narrowed to capabilities steps over it (degrade ⇄ halt of those tools).
     if (level === 'isolate' && from.capabilities !== null) level = stepLevel(level, body.direction);
     if (level === null) {
-      throw new KillpathError('conflict', body.direction === 'up' ? `${id} is a kill already: the top of the ladder` : `${id} is a throttle: the bottom of the ladder; resume it to clear it`);
+      throw new KillpathError(
+        'conflict',
+        body.direction === 'up'
+          ? `${id} is a kill already: the top of the ladder`
+          : `${id} is a throttle: the bottom of the ladder; resume it to clear it`,
+      );
     }
     const rate = level === 'throttle' ? (body.rate ?? from.rate ?? undefined) : undefined;
     const graceMs = level === 'kill' ? 0 : from.graceMs;
-    const escalation = checkLevel({ level, rate, capabilities: from.capabilities === null ? undefined : [...from.capabilities], escalation: from.escalation.filter((s) => isAbove(s, level)) }, graceMs, this.#slackMs);
+    const escalation = checkLevel(
+      {
+        level,
+        rate,
+        capabilities: from.capabilities === null ? undefined : [...from.capabilities],
+        escalation: from.escalation.filter((s) => isAbove(s, level)),
+      },
+      graceMs,
+      this.#slackMs,
+    );
     const justification = body.justification;
     return this.#commit(
       {
@@ -357,9 +453,36 @@ export class ControlPlane {
       (r) => {
         const d = r.directive;
         const events: AuditEvent[] = [
-          { type: 'operator_action', actor: p.name, tenant: d.tenant, data: { action: `directive.step_${body.direction}`, role: p.role, tokenId: p.tokenId, from: from.id, fromLevel: from.level, directiveId: d.id, level, justification, ...(body.breakGlass ? { breakGlass: body.breakGlass } : {}) } },
+          {
+            type: 'operator_action',
+            actor: p.name,
+            tenant: d.tenant,
+            data: {
+              action: `directive.step_${body.direction}`,
+              role: p.role,
+              tokenId: p.tokenId,
+              from: from.id,
+              fromLevel: from.level,
+              directiveId: d.id,
+              level,
+              justification,
+              ...(body.breakGlass ? { breakGlass: body.breakGlass } : {}),
+            },
+          },
           { type: 'directive.issued', actor: p.name, tenant: d.tenant, data: { directive: d } },
-          { type: 'directive.cleared', actor: p.name, tenant: d.tenant, data: { directiveId: from.id, rev: d.rev, scope: from.scopeText, level: from.level, replacedBy: d.id, justification } },
+          {
+            type: 'directive.cleared',
+            actor: p.name,
+            tenant: d.tenant,
+            data: {
+              directiveId: from.id,
+              rev: d.rev,
+              scope: from.scopeText,
+              level: from.level,
+              replacedBy: d.id,
+              justification,
+            },
+          },
         ];
         if (isStopLevel(level)) events.push(firedEvent(d, p.name, 'operator'));
         return events;
@@ -371,11 +494,20 @@ export class ControlPlane {
   /** Arms the escalation steps of an active directive, measured from its commit (wall clock, so they survive restarts). */
   #armEscalation(d: Directive): void {
     const wide = d.level === 'halt' && d.capabilities === null;
-    const steps = wide && !d.escalation.some((s) => s.level === 'kill') ? [...d.escalation, { level: 'kill' as const, afterMs: d.graceMs + this.#slackMs }] : d.escalation;
+    const steps =
+      wide && !d.escalation.some((s) => s.level === 'kill')
+        ? [...d.escalation, { level: 'kill' as const, afterMs: d.graceMs + this.#slackMs }]
+        : d.escalation;
     if (steps.length === 0) return;
     const timers = steps.map((step) => {
       const due = Date.parse(d.issuedAt) + step.afterMs - Date.now();
-      const t = setTimeout(() => void this.#escalate(d, step).catch((err: unknown) => this.#log.error('escalation failed', { directiveId: d.id, err: String(err) })), Math.max(0, due));
+      const t = setTimeout(
+        () =>
+          void this.#escalate(d, step).catch((err: unknown) =>
+            this.#log.error('escalation failed', { directiveId: d.id, err: String(err) }),
+          ),
+        Math.max(0, due),
+      );
       t.unref();
       return t;
     });
@@ -396,13 +528,34 @@ export class ControlPlane {
       .filter((w) => (isStopLevel(d.level) ? !reported.has(w.workerId) : w.ackedRev < d.rev))
       .map((w) => w.workerId);
     if (laggards.length === 0) {
-      this.#log.info('escalation not needed: every covered worker acknowledged', { directiveId: d.id, level: step.level });
+      this.#log.info('escalation not needed: every covered worker acknowledged', {
+        directiveId: d.id,
+        level: step.level,
+      });
       return;
     }
     const guaranteed = d.level === 'halt' && step.level === 'kill';
     if (!guaranteed && !(await this.#humanOrigin(d)) && this.automation[step.level] === 'human') {
-      await this.store.appendAudit([{ type: 'escalation.held', actor: `escalation:${d.id}`, tenant: d.tenant, data: { directiveId: d.id, level: step.level, laggards, reason: `automatic ${step.level} needs a human (automation policy)` } }]);
-      this.alerts.notify({ kind: 'escalation.held', summary: `${d.scopeText}: ${step.level} needed after ${step.afterMs} ms (${laggards.length} worker(s) did not acknowledge ${d.level}) but it needs a human`, tenant: d.tenant, directiveId: d.id, details: { level: step.level, laggards } });
+      await this.store.appendAudit([
+        {
+          type: 'escalation.held',
+          actor: `escalation:${d.id}`,
+          tenant: d.tenant,
+          data: {
+            directiveId: d.id,
+            level: step.level,
+            laggards,
+            reason: `automatic ${step.level} needs a human (automation policy)`,
+          },
+        },
+      ]);
+      this.alerts.notify({
+        kind: 'escalation.held',
+        summary: `${d.scopeText}: ${step.level} needed after ${step.afterMs} ms (${laggards.length} worker(s) did not acknowledge ${d.level}) but it needs a human`,
+        tenant: d.tenant,
+        directiveId: d.id,
+        details: { level: step.level, laggards },
+      });
       return;
     }
     const actor = `escalation:${d.id}`;
@@ -428,9 +581,27 @@ export class ControlPlane {
       (r) => {
         const e = r.directive;
         const events: AuditEvent[] = [
-          { type: 'directive.escalated', actor, tenant: e.tenant, data: { from: d.id, fromLevel: d.level, directiveId: e.id, level: e.level, afterMs: step.afterMs, laggards, scope: e.scopeText } },
+          {
+            type: 'directive.escalated',
+            actor,
+            tenant: e.tenant,
+            data: {
+              from: d.id,
+              fromLevel: d.level,
+              directiveId: e.id,
+              level: e.level,
+              afterMs: step.afterMs,
+              laggards,
+              scope: e.scopeText,
+            },
+          },
           { type: 'directive.issued', actor, tenant: e.tenant, data: { directive: e } },
-          { type: 'directive.cleared', actor, tenant: e.tenant, data: { directiveId: d.id, rev: e.rev, scope: d.scopeText, level: d.level, replacedBy: e.id } },
+          {
+            type: 'directive.cleared',
+            actor,
+            tenant: e.tenant,
+            data: { directiveId: d.id, rev: e.rev, scope: d.scopeText, level: d.level, replacedBy: e.id },
+          },
         ];
         if (isStopLevel(e.level)) events.push(firedEvent(e, actor, 'escalation'));
         return events;
@@ -438,7 +609,13 @@ export class ControlPlane {
       'escalation',
     );
     if (result.created) {
-      this.alerts.notify({ kind: 'escalated', summary: `${d.scopeText}: ${d.level} escalated to ${step.level}: ${why}`, tenant: d.tenant, directiveId: result.directive.id, details: { from: d.id, laggards } });
+      this.alerts.notify({
+        kind: 'escalated',
+        summary: `${d.scopeText}: ${d.level} escalated to ${step.level}: ${why}`,
+        tenant: d.tenant,
+        directiveId: result.directive.id,
+        details: { from: d.id, laggards },
+      });
     }
   }
 
@@ -454,33 +631,75 @@ export class ControlPlane {
 
   /** Audits what a launcher did to its agent process (kill, isolate, exit, refused restart). */
   async launcherEvents(p: Principal, launcherId: string, body: LauncherEventBody): Promise<void> {
-    if (p.role !== 'agent' && p.role !== 'admin') throw new KillpathError('forbidden', 'only agent tokens report launcher events');
+    if (p.role !== 'agent' && p.role !== 'admin')
+      throw new KillpathError('forbidden', 'only agent tokens report launcher events');
     const tenant = p.tenant === '*' ? null : p.tenant;
-    await this.store.appendAudit(body.events.map((e) => ({ type: e.type, actor: `launcher:${launcherId}`, tenant, data: { launcherId, agent: p.agent, ...e } })));
+    await this.store.appendAudit(
+      body.events.map((e) => ({
+        type: e.type,
+        actor: `launcher:${launcherId}`,
+        tenant,
+        data: { launcherId, agent: p.agent, ...e },
+      })),
+    );
     this.metrics.auditRecords.inc(body.events.length);
     for (const e of body.events) {
       if (e.type === 'process.killed') {
-        this.alerts.notify({ kind: 'process.killed', summary: `launcher ${launcherId} ended its agent process ${e.pid ?? '?'} with ${e.signal ?? '?'} in ${Math.round(e.ms ?? 0)} ms`, tenant, directiveId: e.directiveId ?? null, details: { launcherId, ...e } });
+        this.alerts.notify({
+          kind: 'process.killed',
+          summary: `launcher ${launcherId} ended its agent process ${e.pid ?? '?'} with ${e.signal ?? '?'} in ${Math.round(e.ms ?? 0)} ms`,
+          tenant,
+          directiveId: e.directiveId ?? null,
+          details: { launcherId, ...e },
+        });
       }
       if (e.type === 'process.killed' || e.type === 'process.exited') {
         // No hanging state: what the dead process had in flight gets an outcome now (in doubt).
         const workers = this.fleet.workersOfLauncher(launcherId);
-        const changed = await this.store.markInDoubt(workers, `agent process ${e.pid ?? '?'} ended (${e.type === 'process.killed' ? `killed by ${e.signal ?? '?'}` : 'exited'}) with the effect in flight`);
+        const changed = await this.store.markInDoubt(
+          workers,
+          `agent process ${e.pid ?? '?'} ended (${e.type === 'process.killed' ? `killed by ${e.signal ?? '?'}` : 'exited'}) with the effect in flight`,
+        );
         this.metrics.auditRecords.inc(changed.length);
       }
     }
   }
 
-  #issueAudit(p: Principal, r: IssueResult, body: IssueDirectiveBody, via: string, trigger?: AutomaticTrigger): AuditEvent[] {
+  #issueAudit(
+    p: Principal,
+    r: IssueResult,
+    body: IssueDirectiveBody,
+    via: string,
+    trigger?: AutomaticTrigger,
+  ): AuditEvent[] {
     const d = r.directive;
     if (trigger !== undefined) {
       if (!r.created) return [];
-      const events: AuditEvent[] = [{ type: 'directive.issued', actor: p.name, tenant: d.tenant, data: { directive: d } }];
+      const events: AuditEvent[] = [
+        { type: 'directive.issued', actor: p.name, tenant: d.tenant, data: { directive: d } },
+      ];
       for (const old of r.replaced) {
-        events.push({ type: 'directive.cleared', actor: p.name, tenant: old.tenant, data: { directiveId: old.id, rev: d.rev, scope: old.scopeText, level: old.level, replacedBy: d.id, justification: body.justification } });
+        events.push({
+          type: 'directive.cleared',
+          actor: p.name,
+          tenant: old.tenant,
+          data: {
+            directiveId: old.id,
+            rev: d.rev,
+            scope: old.scopeText,
+            level: old.level,
+            replacedBy: d.id,
+            justification: body.justification,
+          },
+        });
       }
       // Every level: an automatic trip is the asynchronous path firing, whatever rung it took.
-      events.push(firedEvent(d, p.name, trigger.kind, { ...(trigger.rule !== undefined ? { rule: trigger.rule } : {}), ...trigger.details }));
+      events.push(
+        firedEvent(d, p.name, trigger.kind, {
+          ...(trigger.rule !== undefined ? { rule: trigger.rule } : {}),
+          ...trigger.details,
+        }),
+      );
       return events;
     }
     const action: AuditEvent = {
@@ -503,23 +722,51 @@ export class ControlPlane {
       },
     };
     if (!r.created) return [action];
-    const events: AuditEvent[] = [action, { type: 'directive.issued', actor: p.name, tenant: d.tenant, data: { directive: d } }];
+    const events: AuditEvent[] = [
+      action,
+      { type: 'directive.issued', actor: p.name, tenant: d.tenant, data: { directive: d } },
+    ];
     for (const old of r.replaced) {
-      events.push({ type: 'directive.cleared', actor: p.name, tenant: old.tenant, data: { directiveId: old.id, rev: d.rev, scope: old.scopeText, level: old.level, replacedBy: d.id, justification: body.justification } });
+      events.push({
+        type: 'directive.cleared',
+        actor: p.name,
+        tenant: old.tenant,
+        data: {
+          directiveId: old.id,
+          rev: d.rev,
+          scope: old.scopeText,
+          level: old.level,
+          replacedBy: d.id,
+          justification: body.justification,
+        },
+      });
     }
     if (isStopLevel(d.level)) events.push(firedEvent(d, p.name, 'operator'));
     return events;
   }
 
   /** Clears a directive at a new rev (resume): an explicit, justified, audited act. */
-  async resume(p: Principal, id: string, body: { justification: string; breakGlass?: string | undefined }): Promise<Directive> {
-    if (p.role === 'agent' || p.role === 'viewer') throw new KillpathError('forbidden', `role ${p.role} may not resume directives`);
+  async resume(
+    p: Principal,
+    id: string,
+    body: { justification: string; breakGlass?: string | undefined },
+  ): Promise<Directive> {
+    if (p.role === 'agent' || p.role === 'viewer')
+      throw new KillpathError('forbidden', `role ${p.role} may not resume directives`);
     const existing = await this.store.getDirective(id);
-    if (!existing || !canSee(p, existing.tenant)) throw new KillpathError('not_found', `directive ${id} not found`);
+    if (!existing || !canSee(p, existing.tenant))
+      throw new KillpathError('not_found', `directive ${id} not found`);
     requireAct(p, existing.tenant, `directive ${id}`);
-    if (existing.clearedRev !== null) throw new KillpathError('conflict', `directive ${id} was already cleared at rev ${existing.clearedRev}`);
+    if (existing.clearedRev !== null)
+      throw new KillpathError(
+        'conflict',
+        `directive ${id} was already cleared at rev ${existing.clearedRev}`,
+      );
     if (existing.tenant === null && !body.breakGlass) {
-      throw new KillpathError('break_glass_required', 'resuming a directive spanning every tenant needs a breakGlass attestation');
+      throw new KillpathError(
+        'break_glass_required',
+        'resuming a directive spanning every tenant needs a breakGlass attestation',
+      );
     }
     const cleared = await this.store.clearDirective(id, (d) => [
       {
@@ -535,7 +782,18 @@ export class ControlPlane {
           ...(body.breakGlass ? { breakGlass: body.breakGlass } : {}),
         },
       },
-      { type: 'directive.cleared', actor: p.name, tenant: d.tenant, data: { directiveId: d.id, rev: d.clearedRev, scope: d.scopeText, level: d.level, justification: body.justification } },
+      {
+        type: 'directive.cleared',
+        actor: p.name,
+        tenant: d.tenant,
+        data: {
+          directiveId: d.id,
+          rev: d.clearedRev,
+          scope: d.scopeText,
+          level: d.level,
+          justification: body.justification,
+        },
+      },
     ]);
     if (!cleared) throw new KillpathError('conflict', `directive ${id} was cleared concurrently`);
     this.#rememberFlip(cleared.clearedRev!);
@@ -557,7 +815,8 @@ export class ControlPlane {
     this.fleet.ack(workerId, report.rev);
     const stop = this.#active.get(report.directiveId);
     // A frozen tool leaves the run running: it counts as degraded, as the worker itself reports it.
-    if (stop !== undefined) this.fleet.markRuns(workerId, report.runs, stop.capabilities === null ? stop.level : 'degrade');
+    if (stop !== undefined)
+      this.fleet.markRuns(workerId, report.runs, stop.capabilities === null ? stop.level : 'degrade');
     const flip = this.#flips.get(report.rev);
     const timeToStopMs = flip === undefined ? null : performance.now() - flip;
     if (timeToStopMs !== null) this.metrics.signalToHalt.observe(timeToStopMs / 1000);
@@ -612,7 +871,13 @@ export class ControlPlane {
       this.metrics.auditRecords.inc(batch.length);
       const halted = batch.filter((e) => e.type === 'session.halted');
       await this.store.recordHalted(
-        halted.flatMap((e) => (e.data.runs as string[]).map((runId) => ({ runId, directiveId: String(e.data.directiveId), at: new Date().toISOString() }))),
+        halted.flatMap((e) =>
+          (e.data.runs as string[]).map((runId) => ({
+            runId,
+            directiveId: String(e.data.directiveId),
+            at: new Date().toISOString(),
+          })),
+        ),
       );
     } catch (err) {
       this.#log.error('audit batch failed', { err: String(err), events: batch.length });
@@ -621,12 +886,26 @@ export class ControlPlane {
   }
 }
 
-function firedEvent(d: Directive, actor: string, trigger: string, extra: Record<string, unknown> = {}): AuditEvent {
+function firedEvent(
+  d: Directive,
+  actor: string,
+  trigger: string,
+  extra: Record<string, unknown> = {},
+): AuditEvent {
   return {
     type: 'kill_switch.fired',
     actor,
     tenant: d.tenant,
-    data: { ...extra, directiveId: d.id, rev: d.rev, level: d.level, scope: d.scopeText, capabilities: d.capabilities, trigger, reason: d.reason },
+    data: {
+      ...extra,
+      directiveId: d.id,
+      rev: d.rev,
+      level: d.level,
+      scope: d.scopeText,
+      capabilities: d.capabilities,
+      trigger,
+      reason: d.reason,
+    },
   };
 }
 

@@ -36,7 +36,10 @@ const short = (digest: string) => (digest.length > 16 ? `${digest.slice(0, 16)}â
  * `cadenceDays` has passed), `never` (no rehearsal covers it). An agent is due when it has any.
  */
 export function drillsDue(input: DueInput): DrillDue[] {
-  const agents = new Map<string, { tenant: string; agent: string; surface: AgentSurface | null; last: LastDrill | null }>();
+  const agents = new Map<
+    string,
+    { tenant: string; agent: string; surface: AgentSurface | null; last: LastDrill | null }
+  >();
   const entry = (tenant: string, agent: string) => {
     const key = `${tenant}/${agent}`;
     let e = agents.get(key);
@@ -57,16 +60,33 @@ export function drillsDue(input: DueInput): DrillDue[] {
     } else {
       const finished = Date.parse(last.finishedAt);
       const added = caps.filter((c) => Date.parse(c.firstSeenAt) > finished).map((c) => c.capability);
-      if (added.length > 0) reasons.push({ kind: 'surface_changed', detail: `new capabilities since the last drill: ${added.join(', ')}`, added });
+      if (added.length > 0)
+        reasons.push({
+          kind: 'surface_changed',
+          detail: `new capabilities since the last drill: ${added.join(', ')}`,
+          added,
+        });
       if (input.specDigest !== undefined && input.specDigest !== last.specDigest) {
-        reasons.push({ kind: 'spec_changed', detail: `the spec changed: last drilled with ${short(last.specDigest)}, now ${short(input.specDigest)}` });
+        reasons.push({
+          kind: 'spec_changed',
+          detail: `the spec changed: last drilled with ${short(last.specDigest)}, now ${short(input.specDigest)}`,
+        });
       }
-      if (last.result === 'fail') reasons.push({ kind: 'failed', detail: `the last drill (${last.drillId}, ${last.finishedAt}) failed`, drillId: last.drillId });
+      if (last.result === 'fail')
+        reasons.push({
+          kind: 'failed',
+          detail: `the last drill (${last.drillId}, ${last.finishedAt}) failed`,
+          drillId: last.drillId,
+        });
       const due = finished + cadenceDays * DAY_MS;
       nextDueAt = new Date(due).toISOString();
       if (input.now > due) {
         const days = Math.floor((input.now - finished) / DAY_MS);
-        reasons.push({ kind: 'cadence', detail: `last drilled ${days} days ago; the cadence is ${cadenceDays} days`, dueSince: nextDueAt });
+        reasons.push({
+          kind: 'cadence',
+          detail: `last drilled ${days} days ago; the cadence is ${cadenceDays} days`,
+          dueSince: nextDueAt,
+        });
       }
     }
     out.push({
@@ -80,7 +100,9 @@ export function drillsDue(input: DueInput): DrillDue[] {
       surface: caps.map((c) => c.capability),
     });
   }
-  return out.sort((a, b) => (a.tenant < b.tenant ? -1 : a.tenant > b.tenant ? 1 : a.agent < b.agent ? -1 : a.agent > b.agent ? 1 : 0));
+  return out.sort((a, b) =>
+    a.tenant < b.tenant ? -1 : a.tenant > b.tenant ? 1 : a.agent < b.agent ? -1 : a.agent > b.agent ? 1 : 0,
+  );
 }
 
 /**
@@ -101,7 +123,9 @@ export function drillRecordedEvents(r: Omit<RehearsalRecord, 'auditSeq'>, actor:
       mode: r.mode,
       compact: r.compact,
       scenarios: r.scenarios.map((s) => ({ id: s.id, status: s.status })),
-      agents: r.spec.agents.filter((a) => a.tenant === tenant).map((a) => ({ tenant: a.tenant, agent: a.agent, level: a.level, cadenceDays: a.cadenceDays })),
+      agents: r.spec.agents
+        .filter((a) => a.tenant === tenant)
+        .map((a) => ({ tenant: a.tenant, agent: a.agent, level: a.level, cadenceDays: a.cadenceDays })),
     },
   }));
 }

@@ -1,4 +1,13 @@
-import { coversRun, levelRank, type Directive, type FleetWorker, type HeartbeatReport, type Level, type RunIdentity, type RunReport } from '@killpath/protocol';
+import {
+  coversRun,
+  levelRank,
+  type Directive,
+  type FleetWorker,
+  type HeartbeatReport,
+  type Level,
+  type RunIdentity,
+  type RunReport,
+} from '@killpath/protocol';
 import { flagsFor } from './ladder.ts';
 
 interface WorkerEntry {
@@ -39,7 +48,18 @@ export class Fleet {
   #entry(workerId: string, tenant: string, agent: string): WorkerEntry {
     let w = this.#workers.get(workerId);
     if (!w) {
-      w = { workerId, tenant, agent, features: [], connected: false, pid: null, ackedRev: 0, lastContact: null, runs: [], launcher: null };
+      w = {
+        workerId,
+        tenant,
+        agent,
+        features: [],
+        connected: false,
+        pid: null,
+        ackedRev: 0,
+        lastContact: null,
+        runs: [],
+        launcher: null,
+      };
       this.#workers.set(workerId, w);
     }
     return w;
@@ -93,7 +113,18 @@ export class Fleet {
   addRun(workerId: string, run: { runId: string; parentRunId: string | null; lineage: string[] }): void {
     const w = this.#workers.get(workerId);
     if (!w || w.runs.some((r) => r.runId === run.runId)) return;
-    w.runs = [...w.runs, { runId: run.runId, parentRunId: run.parentRunId, lineage: run.lineage, state: 'running', effects: 0, denied: 0, inFlight: 0 }];
+    w.runs = [
+      ...w.runs,
+      {
+        runId: run.runId,
+        parentRunId: run.parentRunId,
+        lineage: run.lineage,
+        state: 'running',
+        effects: 0,
+        denied: 0,
+        inFlight: 0,
+      },
+    ];
   }
 
   /**
@@ -104,7 +135,11 @@ export class Fleet {
     const w = this.#workers.get(workerId);
     if (!w) return;
     const ids = new Set(runs);
-    w.runs = w.runs.map((r) => (ids.has(r.runId) && (r.state === 'running' || levelRank(r.state) < levelRank(level)) ? { ...r, state: level } : r));
+    w.runs = w.runs.map((r) =>
+      ids.has(r.runId) && (r.state === 'running' || levelRank(r.state) < levelRank(level))
+        ? { ...r, state: level }
+        : r,
+    );
   }
 
   /** Run identities of the workers a launcher started (for its orders). */
@@ -118,9 +153,25 @@ export class Fleet {
    * What the deadman needs of a worker: identity, whether its stream is open, the runs it hosts
    * (registered ones included), its pid and launcher; `null` when unknown.
    */
-  watchInfo(workerId: string): { tenant: string; agent: string; connected: boolean; pid: number | null; launcher: string | null; runs: string[] } | null {
+  watchInfo(workerId: string): {
+    tenant: string;
+    agent: string;
+    connected: boolean;
+    pid: number | null;
+    launcher: string | null;
+    runs: string[];
+  } | null {
     const w = this.#workers.get(workerId);
-    return w ? { tenant: w.tenant, agent: w.agent, connected: w.connected, pid: w.pid, launcher: w.launcher, runs: w.runs.map((r) => r.runId) } : null;
+    return w
+      ? {
+          tenant: w.tenant,
+          agent: w.agent,
+          connected: w.connected,
+          pid: w.pid,
+          launcher: w.launcher,
+          runs: w.runs.map((r) => r.runId),
+        }
+      : null;
   }
 
   /** Ids of the workers a launcher started. */
@@ -145,7 +196,8 @@ export class Fleet {
     const out: { workerId: string; ackedRev: number; launcher: string | null }[] = [];
     for (const w of this.#workers.values()) {
       const owes = w.connected || (since !== undefined && w.lastContact !== null && w.lastContact >= since);
-      if (owes && identities(w).some((r) => coversRun(d, r))) out.push({ workerId: w.workerId, ackedRev: w.ackedRev, launcher: w.launcher });
+      if (owes && identities(w).some((r) => coversRun(d, r)))
+        out.push({ workerId: w.workerId, ackedRev: w.ackedRev, launcher: w.launcher });
     }
     return out;
   }
@@ -178,10 +230,21 @@ export class Fleet {
         runs: w.runs,
       });
     }
-    return out.sort((a, b) => a.tenant.localeCompare(b.tenant) || a.agent.localeCompare(b.agent) || a.workerId.localeCompare(b.workerId));
+    return out.sort(
+      (a, b) =>
+        a.tenant.localeCompare(b.tenant) ||
+        a.agent.localeCompare(b.agent) ||
+        a.workerId.localeCompare(b.workerId),
+    );
   }
 }
 
 function identities(w: WorkerEntry): RunIdentity[] {
-  return w.runs.map((r) => ({ tenant: w.tenant, agent: w.agent, runId: r.runId, lineage: r.lineage, features: w.features }));
+  return w.runs.map((r) => ({
+    tenant: w.tenant,
+    agent: w.agent,
+    runId: r.runId,
+    lineage: r.lineage,
+    features: w.features,
+  }));
 }

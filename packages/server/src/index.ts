@@ -8,7 +8,15 @@ export type { AutomationPolicy } from './ladder.ts';
 export type { HaltedEvent, HaltedListener } from './control-plane.ts';
 export { createApp, BODY_LIMIT } from './http/app.ts';
 export { SqliteStore } from './store/sqlite-store.ts';
-export type { Store, TokenRecord, DirectiveInput, IssueResult, RunRecord, DirectiveQuery, AuditQuery } from './store/store.ts';
+export type {
+  Store,
+  TokenRecord,
+  DirectiveInput,
+  IssueResult,
+  RunRecord,
+  DirectiveQuery,
+  AuditQuery,
+} from './store/store.ts';
 export { hashRecord, chainRecord, verifyChain, GENESIS_HASH } from './audit/chain.ts';
 export type { AuditEvent } from './audit/chain.ts';
 export { Authenticator, mintToken, hashSecret } from './auth/tokens.ts';
@@ -28,7 +36,13 @@ export type { TriggerOptions } from './triggers.ts';
 export { PolicyDesk } from './policy/policy-desk.ts';
 export type { ApplyResult } from './policy/policy-desk.ts';
 export { parsePolicy, compilePolicy, DEFAULT_DEADMAN, MAX_POLICY_BYTES } from './policy/policy.ts';
-export type { CompiledPolicy, CompiledRule, RuleAction, DeadmanSettings, PolicyProblem } from './policy/policy.ts';
+export type {
+  CompiledPolicy,
+  CompiledRule,
+  RuleAction,
+  DeadmanSettings,
+  PolicyProblem,
+} from './policy/policy.ts';
 export { DEFAULT_POLICY } from './policy/default-policy.ts';
 export { lineDiff, ruleChanges } from './policy/diff.ts';
 export { Supervisor, allowedLevel } from './supervisor/supervisor.ts';

@@ -25,7 +25,13 @@ export const DEFAULT_ESCALATION_SLACK_MS = 1000;
 export type AutomationPolicy = Record<Level, 'auto' | 'human'>;
 
 /** Throttle automatic; degrade automatic (and every degrade alerts); isolate and kill need a human. */
-export const DEFAULT_AUTOMATION: AutomationPolicy = Object.freeze({ throttle: 'auto', degrade: 'auto', isolate: 'human', halt: 'auto', kill: 'human' });
+export const DEFAULT_AUTOMATION: AutomationPolicy = Object.freeze({
+  throttle: 'auto',
+  degrade: 'auto',
+  isolate: 'human',
+  halt: 'auto',
+  kill: 'human',
+});
 
 /** Parses `--auto-levels throttle,degrade,halt` into a policy (listed levels auto, the rest human). */
 export function automationFrom(list: string): AutomationPolicy {
@@ -34,7 +40,11 @@ export function automationFrom(list: string): AutomationPolicy {
     .map((s) => s.trim())
     .filter((s) => s !== '');
   for (const n of names) {
-    if (!(LEVELS as readonly string[]).includes(n)) throw new KillpathError('invalid_request', `unknown level "${n}" in the automation list (levels: ${LEVELS.join(', ')})`);
+    if (!(LEVELS as readonly string[]).includes(n))
+      throw new KillpathError(
+        'invalid_request',
+        `unknown level "${n}" in the automation list (levels: ${LEVELS.join(', ')})`,
+      );
   }
   const out = {} as AutomationPolicy;
   for (const l of LEVELS) out[l] = names.includes(l) ? 'auto' : 'human';
@@ -57,32 +67,50 @@ export function issuedByHuman(d: Pick<Directive, 'actor'>): boolean {
  * @throws KillpathError `invalid_request`
  */
 export function checkLevel(
-  body: { level: Level; rate?: Rate | undefined; capabilities?: string[] | undefined; escalation?: EscalationStep[] | undefined },
+  body: {
+    level: Level;
+    rate?: Rate | undefined;
+    capabilities?: string[] | undefined;
+    escalation?: EscalationStep[] | undefined;
+  },
   graceMs: number,
   slackMs: number,
 ): EscalationStep[] {
   if (body.level === 'throttle' && body.rate === undefined) {
-    throw new KillpathError('invalid_request', 'a throttle needs a rate: { "perSecond": N, "per": "run" | "agent" }');
+    throw new KillpathError(
+      'invalid_request',
+      'a throttle needs a rate: { "perSecond": N, "per": "run" | "agent" }',
+    );
   }
   if (body.level !== 'throttle' && body.rate !== undefined) {
     throw new KillpathError('invalid_request', `only a throttle carries a rate, not ${body.level}`);
   }
   if (body.level === 'isolate' && body.capabilities !== undefined) {
-    throw new KillpathError('invalid_request', 'isolate cuts the whole agent off and cannot be narrowed to capabilities; to revoke tools, use degrade with capabilities');
+    throw new KillpathError(
+      'invalid_request',
+      'isolate cuts the whole agent off and cannot be narrowed to capabilities; to revoke tools, use degrade with capabilities',
+    );
   }
   const steps = [...(body.escalation ?? [])];
   for (const s of steps) {
     if (levelRank(s.level) <= levelRank(body.level)) {
-      throw new KillpathError('invalid_request', `an escalation step must go up the ladder: ${s.level} is not above ${body.level}`);
+      throw new KillpathError(
+        'invalid_request',
+        `an escalation step must go up the ladder: ${s.level} is not above ${body.level}`,
+      );
     }
   }
   // A frozen tool is not a stopped agent: only a run-wide halt carries the kill of guarantee 8.
-  if (body.level === 'halt' && body.capabilities === undefined && !steps.some((s) => s.level === 'kill')) steps.push({ level: 'kill', afterMs: graceMs + slackMs });
+  if (body.level === 'halt' && body.capabilities === undefined && !steps.some((s) => s.level === 'kill'))
+    steps.push({ level: 'kill', afterMs: graceMs + slackMs });
   return steps.sort((a, b) => a.afterMs - b.afterMs);
 }
 
 /** True when `a` and `b` have the same scope and capabilities (a throttle re-dial replaces, a step replaces). */
-export function sameTarget(a: Pick<Directive, 'scopeText' | 'capabilities'>, b: Pick<Directive, 'scopeText' | 'capabilities'>): boolean {
+export function sameTarget(
+  a: Pick<Directive, 'scopeText' | 'capabilities'>,
+  b: Pick<Directive, 'scopeText' | 'capabilities'>,
+): boolean {
   const key = (c: readonly string[] | null) => (c === null ? '' : [...c].sort().join(','));
   return a.scopeText === b.scopeText && key(a.capabilities) === key(b.capabilities);
 }
@@ -98,7 +126,12 @@ export function flagsFor(active: readonly Directive[], runs: readonly RunIdentit
   let isolated = false;
   for (const d of active) {
     if (!runs.some((r) => coversRun(d, r))) continue;
-    if (d.level === 'throttle' && d.rate !== null && (throttled === null || d.rate.perSecond < throttled.perSecond)) throttled = d.rate;
+    if (
+      d.level === 'throttle' &&
+      d.rate !== null &&
+      (throttled === null || d.rate.perSecond < throttled.perSecond)
+    )
+      throttled = d.rate;
     if (d.level === 'degrade' || (isStopLevel(d.level) && d.capabilities !== null)) {
       for (const c of d.capabilities ?? ['*']) degraded.add(c);
     }
@@ -108,12 +141,21 @@ export function flagsFor(active: readonly Directive[], runs: readonly RunIdentit
 }
 
 /** The run-wide (not capability-narrowed) directive of `level` covering any of `runs` with the highest rank, earliest first. */
-export function covering(active: readonly Directive[], runs: readonly RunIdentity[], levels: readonly Level[]): Directive | null {
+export function covering(
+  active: readonly Directive[],
+  runs: readonly RunIdentity[],
+  levels: readonly Level[],
+): Directive | null {
   let best: Directive | null = null;
   for (const d of active) {
     if (d.capabilities !== null || !levels.includes(d.level)) continue;
     if (!runs.some((r) => coversRun(d, r))) continue;
-    if (best === null || levelRank(d.level) > levelRank(best.level) || (d.level === best.level && d.rev < best.rev)) best = d;
+    if (
+      best === null ||
+      levelRank(d.level) > levelRank(best.level) ||
+      (d.level === best.level && d.rev < best.rev)
+    )
+      best = d;
   }
   return best;
 }

@@ -70,7 +70,11 @@ export class LauncherHub {
   }
 
   /** The orders `sink` should enforce now. */
-  orders(sink: Pick<LauncherSink, 'launcherId' | 'tenant' | 'agent' | 'runId' | 'features'>, rev: number, active: readonly Directive[]): LauncherOrders {
+  orders(
+    sink: Pick<LauncherSink, 'launcherId' | 'tenant' | 'agent' | 'runId' | 'features'>,
+    rev: number,
+    active: readonly Directive[],
+  ): LauncherOrders {
     const own: RunIdentity = {
       tenant: sink.tenant,
       agent: sink.agent,

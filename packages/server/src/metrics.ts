@@ -3,15 +3,27 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 /** The control plane's Prometheus metrics, on a registry of its own (no global singleton). */
 export class Metrics {
   readonly registry = new Registry();
-  readonly rev = new Gauge({ name: 'killpath_rev', help: 'Current switchboard revision', registers: [this.registry] });
-  readonly streams = new Gauge({ name: 'killpath_stream_connections', help: 'Connected worker streams', registers: [this.registry] });
+  readonly rev = new Gauge({
+    name: 'killpath_rev',
+    help: 'Current switchboard revision',
+    registers: [this.registry],
+  });
+  readonly streams = new Gauge({
+    name: 'killpath_stream_connections',
+    help: 'Connected worker streams',
+    registers: [this.registry],
+  });
   readonly directives = new Counter({
     name: 'killpath_directives_issued_total',
     help: 'Directives committed, by level',
     labelNames: ['level'] as const,
     registers: [this.registry],
   });
-  readonly cleared = new Counter({ name: 'killpath_directives_cleared_total', help: 'Directives cleared (resumed)', registers: [this.registry] });
+  readonly cleared = new Counter({
+    name: 'killpath_directives_cleared_total',
+    help: 'Directives cleared (resumed)',
+    registers: [this.registry],
+  });
   readonly signalToHalt = new Histogram({
     name: 'killpath_signal_to_halt_seconds',
     help: 'Flip (directive commit) to a worker reporting its covered effects settled, measured at the control plane',
@@ -24,7 +36,11 @@ export class Metrics {
     labelNames: ['method', 'status'] as const,
     registers: [this.registry],
   });
-  readonly auditRecords = new Counter({ name: 'killpath_audit_records_total', help: 'Audit records appended', registers: [this.registry] });
+  readonly auditRecords = new Counter({
+    name: 'killpath_audit_records_total',
+    help: 'Audit records appended',
+    registers: [this.registry],
+  });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });

@@ -67,7 +67,8 @@ export class Notifier implements AlertSink {
   constructor(opts: NotifierOptions) {
     for (const url of opts.webhooks) {
       const u = new URL(url);
-      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new TypeError(`webhook ${url} is not http(s)`);
+      if (u.protocol !== 'http:' && u.protocol !== 'https:')
+        throw new TypeError(`webhook ${url} is not http(s)`);
     }
     this.#webhooks = opts.webhooks;
     this.#attempts = opts.attempts ?? 5;
@@ -80,7 +81,12 @@ export class Notifier implements AlertSink {
     const alert: Alert = { ...a, at: new Date().toISOString() };
     this.recent.push(alert);
     if (this.recent.length > 200) this.recent.shift();
-    this.#log.warn(`alert: ${alert.summary}`, { alert: alert.kind, tenant: alert.tenant, directiveId: alert.directiveId, ...alert.details });
+    this.#log.warn(`alert: ${alert.summary}`, {
+      alert: alert.kind,
+      tenant: alert.tenant,
+      directiveId: alert.directiveId,
+      ...alert.details,
+    });
     for (const url of this.#webhooks) {
       const p = this.#deliver(url, alert).finally(() => this.#pending.delete(p));
       this.#pending.add(p);
@@ -99,7 +105,11 @@ export class Notifier implements AlertSink {
       try {
         const res = await fetch(url, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', 'x-killpath-alert': alert.kind, 'x-killpath-attempt': String(attempt) },
+          headers: {
+            'content-type': 'application/json',
+            'x-killpath-alert': alert.kind,
+            'x-killpath-attempt': String(attempt),
+          },
           body,
           signal: AbortSignal.timeout(this.#timeoutMs),
         });
@@ -111,8 +121,14 @@ export class Notifier implements AlertSink {
       } catch (err) {
         last = err instanceof Error ? err.message : String(err);
       }
-      if (attempt < this.#attempts) await new Promise((ok) => setTimeout(ok, this.#backoffMs * 2 ** (attempt - 1)));
+      if (attempt < this.#attempts)
+        await new Promise((ok) => setTimeout(ok, this.#backoffMs * 2 ** (attempt - 1)));
     }
-    this.#log.error('alert delivery failed', { webhook: url, alert: alert.kind, directiveId: alert.directiveId, last });
+    this.#log.error('alert delivery failed', {
+      webhook: url,
+      alert: alert.kind,
+      directiveId: alert.directiveId,
+      last,
+    });
   }
 }

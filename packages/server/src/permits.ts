@@ -1,4 +1,14 @@
-import { KillpathError, refusalReason, type JournalBatch, type LedgerEntry, type PermitOutcome, type PermitRequest, type PermitResponse, type Principal, type ResumeRequest } from '@killpath/protocol';
+import {
+  KillpathError,
+  refusalReason,
+  type JournalBatch,
+  type LedgerEntry,
+  type PermitOutcome,
+  type PermitRequest,
+  type PermitResponse,
+  type Principal,
+  type ResumeRequest,
+} from '@killpath/protocol';
 import type { Logger } from './log.ts';
 import type { PermitDecision, PermitGrant, RunRecord, Store } from './store/store.ts';
 
@@ -26,9 +36,18 @@ export interface WorkerIdentity {
 function refusal(d: PermitDecision): KillpathError {
   switch (d.kind) {
     case 'halted':
-      return new KillpathError('halted', `${d.directive.level} ${d.directive.scopeText} (${d.directive.id}) covers this effect`, {
-        details: { directiveId: d.directive.id, level: d.directive.level, reason: refusalReason(d.directive.level, d.directive.capabilities !== null), rev: d.rev },
-      });
+      return new KillpathError(
+        'halted',
+        `${d.directive.level} ${d.directive.scopeText} (${d.directive.id}) covers this effect`,
+        {
+          details: {
+            directiveId: d.directive.id,
+            level: d.directive.level,
+            reason: refusalReason(d.directive.level, d.directive.capabilities !== null),
+            rev: d.rev,
+          },
+        },
+      );
     case 'conflict':
       return new KillpathError('conflict', d.message);
     case 'not_found':
@@ -67,8 +86,16 @@ export class PermitDesk {
    * Decides one permit request.
    * @throws KillpathError `halted` (covered by a halt or kill), `conflict` (an idempotency key whose effect is in doubt or ended).
    */
-  async request(who: WorkerIdentity, req: PermitRequest): Promise<{ response: PermitResponse; created: boolean }> {
-    const grant: PermitGrant = { ...req, tenant: who.tenant, agent: who.agent, coolOffMs: req.class === 'irreversible' ? this.coolOffFor(req.capability) : 0 };
+  async request(
+    who: WorkerIdentity,
+    req: PermitRequest,
+  ): Promise<{ response: PermitResponse; created: boolean }> {
+    const grant: PermitGrant = {
+      ...req,
+      tenant: who.tenant,
+      agent: who.agent,
+      coolOffMs: req.class === 'irreversible' ? this.coolOffFor(req.capability) : 0,
+    };
     const decision = await new Promise<PermitDecision>((resolve, reject) => {
       this.#queue.push({ grant, resolve, reject });
       if (!this.#scheduled) {
@@ -89,7 +116,12 @@ export class PermitDesk {
       batch.forEach((p, i) => p.resolve(decisions[i]!));
     } catch (err) {
       this.#log.error('permit batch failed', { err: String(err), size: batch.length });
-      for (const p of batch) p.reject(new KillpathError('unavailable', 'the permit store failed; the effect must not run', { cause: err }));
+      for (const p of batch)
+        p.reject(
+          new KillpathError('unavailable', 'the permit store failed; the effect must not run', {
+            cause: err,
+          }),
+        );
     }
   }
 
@@ -136,9 +168,13 @@ export class PermitDesk {
     if (run.tenant !== who.tenant) throw new KillpathError('not_found', `run ${runId} not found`);
     const stop = await this.#store.checkResume({ ...run, features: req.features }, p.name);
     if (stop) {
-      throw new KillpathError('halted', `run ${runId} is under ${stop.level} ${stop.scopeText} (${stop.id}); resume it explicitly first`, {
-        details: { directiveId: stop.id, level: stop.level },
-      });
+      throw new KillpathError(
+        'halted',
+        `run ${runId} is under ${stop.level} ${stop.scopeText} (${stop.id}); resume it explicitly first`,
+        {
+          details: { directiveId: stop.id, level: stop.level },
+        },
+      );
     }
     return run;
   }

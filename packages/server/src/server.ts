@@ -99,7 +99,11 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
 
   let createdAdminToken: string | null = null;
   if ((await store.countTokens()) === 0) {
-    const { secret } = await mintToken(store, { role: 'admin', tenant: '*', name: 'bootstrap-admin' }, 'killpath:bootstrap');
+    const { secret } = await mintToken(
+      store,
+      { role: 'admin', tenant: '*', name: 'bootstrap-admin' },
+      'killpath:bootstrap',
+    );
     const file = join(dataDir, 'admin.token');
     writeFileSync(file, `${secret}\n`, { mode: 0o600 });
     chmodSync(file, 0o600);

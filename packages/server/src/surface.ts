@@ -29,7 +29,11 @@ export class SurfaceDesk {
    * when the worker's set did not grow). A store failure is logged, never thrown, and retried
    * with the worker's next heartbeat.
    */
-  async heartbeat(workerId: string, who: { tenant: string; agent: string }, capabilities: readonly string[] | undefined): Promise<string[]> {
+  async heartbeat(
+    workerId: string,
+    who: { tenant: string; agent: string },
+    capabilities: readonly string[] | undefined,
+  ): Promise<string[]> {
     if (capabilities === undefined || capabilities.length <= (this.#sent.get(workerId) ?? 0)) return [];
     // Set before the write, so a heartbeat arriving meanwhile does not write the same set again.
     this.#sent.delete(workerId);
@@ -37,11 +41,21 @@ export class SurfaceDesk {
     if (this.#sent.size > MAX_WORKERS) this.#sent.delete(this.#sent.keys().next().value!);
     try {
       return await this.#store.noteCapabilities(who.tenant, who.agent, capabilities, this.#now(), (added) => [
-        { type: 'agent.surface_changed', actor: `worker:${workerId}`, tenant: who.tenant, data: { tenant: who.tenant, agent: who.agent, added, workerId } },
+        {
+          type: 'agent.surface_changed',
+          actor: `worker:${workerId}`,
+          tenant: who.tenant,
+          data: { tenant: who.tenant, agent: who.agent, added, workerId },
+        },
       ]);
     } catch (err) {
       this.#sent.delete(workerId);
-      this.#log.error('could not store a capability surface', { workerId, tenant: who.tenant, agent: who.agent, err: String(err) });
+      this.#log.error('could not store a capability surface', {
+        workerId,
+        tenant: who.tenant,
+        agent: who.agent,
+        err: String(err),
+      });
       return [];
     }
   }

@@ -60,7 +60,12 @@ export class Triggers {
     this.supervisor =
       opts.supervisor === false
         ? null
-        : new Supervisor({ cp, log, policy: () => this.policy.active, ...(opts.onFire ? { onFire: opts.onFire } : {}) });
+        : new Supervisor({
+            cp,
+            log,
+            policy: () => this.policy.active,
+            ...(opts.onFire ? { onFire: opts.onFire } : {}),
+          });
     this.#watchdogWatch = new AbsenceWatch(
       this.absentAfterMs,
       (age) => void this.absence('watchdog.absent', age, 'supervisor'),
@@ -75,10 +80,21 @@ export class Triggers {
       this.#beatTimer.unref();
     } else {
       this.#beatTimer = null;
-      log.warn('supervisor disabled: policy rules are not evaluated (operators, the API and the deadman still work)');
+      log.warn(
+        'supervisor disabled: policy rules are not evaluated (operators, the API and the deadman still work)',
+      );
     }
-    this.watchdog = opts.watchdog === false ? null : new Watchdog({ port: this.#inProcessPort(), log, absentAfterMs: this.absentAfterMs, tickMs: opts.watchdogTickMs ?? this.#tickFor() });
-    if (this.watchdog === null) log.info('in-process watchdog disabled: expecting `killpath watchdog` to beat through the API');
+    this.watchdog =
+      opts.watchdog === false
+        ? null
+        : new Watchdog({
+            port: this.#inProcessPort(),
+            log,
+            absentAfterMs: this.absentAfterMs,
+            tickMs: opts.watchdogTickMs ?? this.#tickFor(),
+          });
+    if (this.watchdog === null)
+      log.info('in-process watchdog disabled: expecting `killpath watchdog` to beat through the API');
     this.#record = opts.recordTelemetry ? createWriteStream(opts.recordTelemetry, { flags: 'a' }) : null;
   }
 
@@ -102,7 +118,10 @@ export class Triggers {
   telemetry(who: { workerId: string; tenant: string; agent: string }, batch: TelemetryBatch): void {
     if (this.#record !== null) {
       const at = new Date().toISOString();
-      for (const r of batch.runs) this.#record.write(`${JSON.stringify({ at, tenant: who.tenant, agent: who.agent, workerId: who.workerId, ...r })}\n`);
+      for (const r of batch.runs)
+        this.#record.write(
+          `${JSON.stringify({ at, tenant: who.tenant, agent: who.agent, workerId: who.workerId, ...r })}\n`,
+        );
     }
     for (const r of batch.runs) if (r.localHalt !== null) this.#localHalt(who, r.runId, r.localHalt);
     this.supervisor?.ingest(who, batch.runs);
@@ -121,7 +140,11 @@ export class Triggers {
   }
 
   /** Raises an absence (or a return) of the supervisor or the watchdog: audited and alerted. */
-  async absence(kind: 'supervisor.absent' | 'supervisor.recovered' | 'watchdog.absent' | 'watchdog.recovered', ageMs: number, by: string): Promise<void> {
+  async absence(
+    kind: 'supervisor.absent' | 'supervisor.recovered' | 'watchdog.absent' | 'watchdog.recovered',
+    ageMs: number,
+    by: string,
+  ): Promise<void> {
     const component: Component = kind.startsWith('supervisor') ? 'supervisor' : 'watchdog';
     const age = this.liveness.age(component);
     const absent = kind.endsWith('absent');
@@ -130,9 +153,28 @@ export class Triggers {
         ? `supervisor absent: no beat for ${Math.round(ageMs)} ms${age.seen ? '' : ' (never started)'}; policy rules are not evaluated. Operators' kills (CLI, API, console) and the deadman still work.`
         : `watchdog absent: no beat for ${Math.round(ageMs)} ms${age.seen ? '' : ' (never started)'}; hung agents are not detected by the deadman. Start one: killpath watchdog --url … --token …`
       : `${component} back after ${Math.round(ageMs)} ms`;
-    this.#cp.alerts.notify({ kind, summary, tenant: null, directiveId: null, details: { component, lastBeatAgoMs: Math.round(ageMs), absentAfterMs: this.absentAfterMs, by } });
+    this.#cp.alerts.notify({
+      kind,
+      summary,
+      tenant: null,
+      directiveId: null,
+      details: { component, lastBeatAgoMs: Math.round(ageMs), absentAfterMs: this.absentAfterMs, by },
+    });
     try {
-      await this.#cp.store.appendAudit([{ type: kind, actor: `${by}`, tenant: null, data: { component, lastBeatAgoMs: Math.round(ageMs), absentAfterMs: this.absentAfterMs, lastId: age.id, by } }]);
+      await this.#cp.store.appendAudit([
+        {
+          type: kind,
+          actor: `${by}`,
+          tenant: null,
+          data: {
+            component,
+            lastBeatAgoMs: Math.round(ageMs),
+            absentAfterMs: this.absentAfterMs,
+            lastId: age.id,
+            by,
+          },
+        },
+      ]);
       this.#cp.metrics.auditRecords.inc();
     } catch (err) {
       this.#log.error('could not audit an absence', { kind, err: String(err) });
@@ -144,20 +186,45 @@ export class Triggers {
     const sup = this.liveness.age('supervisor');
     const dog = this.liveness.age('watchdog');
     return {
-      policy: { version: this.policy.current.version, digest: this.policy.current.digest, appliedBy: this.policy.current.actor, appliedAt: this.policy.current.createdAt },
-      supervisor: { running: this.supervisor !== null, lastBeatAgoMs: sup.seen ? Math.round(sup.ms) : null, ...(this.supervisor?.status() ?? {}) },
-      watchdog: { inProcess: this.watchdog !== null, lastBeatAgoMs: dog.seen ? Math.round(dog.ms) : null, lastId: dog.id, absent: this.#watchdogWatch.absent },
+      policy: {
+        version: this.policy.current.version,
+        digest: this.policy.current.digest,
+        appliedBy: this.policy.current.actor,
+        appliedAt: this.policy.current.createdAt,
+      },
+      supervisor: {
+        running: this.supervisor !== null,
+        lastBeatAgoMs: sup.seen ? Math.round(sup.ms) : null,
+        ...(this.supervisor?.status() ?? {}),
+      },
+      watchdog: {
+        inProcess: this.watchdog !== null,
+        lastBeatAgoMs: dog.seen ? Math.round(dog.ms) : null,
+        lastId: dog.id,
+        absent: this.#watchdogWatch.absent,
+      },
       absentAfterMs: this.absentAfterMs,
     };
   }
 
-  #localHalt(who: { workerId: string; tenant: string; agent: string }, runId: string, h: NonNullable<TelemetryBatch['runs'][number]['localHalt']>): void {
+  #localHalt(
+    who: { workerId: string; tenant: string; agent: string },
+    runId: string,
+    h: NonNullable<TelemetryBatch['runs'][number]['localHalt']>,
+  ): void {
     const key = `${who.tenant}\u0000${runId}\u0000${who.workerId}`;
     if (this.#localHalts.has(key)) return;
     if (this.#localHalts.size > 100_000) this.#localHalts.clear();
     this.#localHalts.add(key);
     void this.#cp.store
-      .appendAudit([{ type: 'local_rule.fired', actor: `worker:${who.workerId}`, tenant: who.tenant, data: { runId, agent: who.agent, workerId: who.workerId, ...h } }])
+      .appendAudit([
+        {
+          type: 'local_rule.fired',
+          actor: `worker:${who.workerId}`,
+          tenant: who.tenant,
+          data: { runId, agent: who.agent, workerId: who.workerId, ...h },
+        },
+      ])
       .then(() => this.#cp.metrics.auditRecords.inc())
       .catch((err: unknown) => this.#log.error('could not audit a local halt', { err: String(err) }));
   }
@@ -176,7 +243,8 @@ export class Triggers {
         this.liveness.beat('watchdog', 'serve');
         return { supervisorAgoMs: this.liveness.age('supervisor').ms };
       },
-      absence: (kind: 'supervisor.absent' | 'supervisor.recovered', ageMs: number) => this.absence(kind, ageMs, 'watchdog:serve'),
+      absence: (kind: 'supervisor.absent' | 'supervisor.recovered', ageMs: number) =>
+        this.absence(kind, ageMs, 'watchdog:serve'),
     };
   }
 }

@@ -12,7 +12,12 @@ import { harness } from './harness.ts';
 const TS = '2025-06-01T12:00:00.000Z';
 
 function event(i: number, tenant: string | null = 'acme'): AuditEvent {
-  return { type: 'operator_action', actor: `alice-${i}`, tenant, data: { action: 'test', i, nested: { list: [1, 'two', null, true] } } };
+  return {
+    type: 'operator_action',
+    actor: `alice-${i}`,
+    tenant,
+    data: { action: 'test', i, nested: { list: [1, 'two', null, true] } },
+  };
 }
 
 function pureChain(n: number): AuditRecord[] {
@@ -190,13 +195,24 @@ describe('verifyChain', () => {
 // The chain as the SQLite store keeps it, tampered with in place
 
 /** The contract's directive input, with a justification whose apostrophe exercises canonical JSON. */
-const input = (over: Parameters<typeof directiveInput>[0] = {}) => directiveInput({ justification: "ticket INC-1: it's spending", ...over });
+const input = (over: Parameters<typeof directiveInput>[0] = {}) =>
+  directiveInput({ justification: "ticket INC-1: it's spending", ...over });
 
 function issueEvents(d: Directive): AuditEvent[] {
   return [
-    { type: 'operator_action', actor: d.actor, tenant: d.tenant, data: { action: 'directive.issue', directiveId: d.id, justification: d.justification } },
+    {
+      type: 'operator_action',
+      actor: d.actor,
+      tenant: d.tenant,
+      data: { action: 'directive.issue', directiveId: d.id, justification: d.justification },
+    },
     { type: 'directive.issued', actor: d.actor, tenant: d.tenant, data: { directive: d } },
-    { type: 'kill_switch.fired', actor: d.actor, tenant: d.tenant, data: { directiveId: d.id, rev: d.rev, level: d.level } },
+    {
+      type: 'kill_switch.fired',
+      actor: d.actor,
+      tenant: d.tenant,
+      data: { directiveId: d.id, rev: d.rev, level: d.level },
+    },
   ];
 }
 
@@ -209,11 +225,26 @@ async function builtStore(): Promise<{ store: SqliteStore; records: AuditRecord[
     (r) => issueEvents(r.directive),
   );
   await store.appendAudit([
-    { type: 'session.halted', actor: 'worker:w1', tenant: 'acme', data: { workerId: 'w1', runs: ['r1', 'r2'], timeToStopMs: 1.25 } },
-    { type: 'watchdog.absent', actor: 'supervisor', tenant: null, data: { sinceMs: 1500, note: 'ünïcödé "quoted" \\ back' } },
+    {
+      type: 'session.halted',
+      actor: 'worker:w1',
+      tenant: 'acme',
+      data: { workerId: 'w1', runs: ['r1', 'r2'], timeToStopMs: 1.25 },
+    },
+    {
+      type: 'watchdog.absent',
+      actor: 'supervisor',
+      tenant: null,
+      data: { sinceMs: 1500, note: 'ünïcödé "quoted" \\ back' },
+    },
   ]);
   await store.clearDirective(a.directive.id, (d) => [
-    { type: 'directive.cleared', actor: 'bob', tenant: d.tenant, data: { directiveId: d.id, rev: d.clearedRev } },
+    {
+      type: 'directive.cleared',
+      actor: 'bob',
+      tenant: d.tenant,
+      data: { directiveId: d.id, rev: d.clearedRev },
+    },
   ]);
   const records = await store.listAudit({ limit: 1000 });
   return { store, records };
@@ -265,18 +296,34 @@ const TAMPERS: Tamper[] = [
   { field: 'seq (renumbered)', set: (r) => `seq = ${-r.seq}`, expect: (r) => -r.seq },
   // A seq moved past the end leaves a hole: like a deletion, the record after the gap is named
   // (for the last record, the record itself under its new seq).
-  { field: 'seq (moved)', set: (r) => `seq = ${r.seq + 1000}`, expect: (r, n) => (r.seq < n ? r.seq + 1 : r.seq + 1000) },
+  {
+    field: 'seq (moved)',
+    set: (r) => `seq = ${r.seq + 1000}`,
+    expect: (r, n) => (r.seq < n ? r.seq + 1 : r.seq + 1000),
+  },
   { field: 'ts', set: (r) => `ts = ${sql(flipChar(r.ts, r.ts.length - 2))}`, expect: (r) => r.seq },
   { field: 'type', set: (r) => `type = ${sql(flipChar(r.type, r.type.length - 1))}`, expect: (r) => r.seq },
-  { field: 'actor', set: (r) => `actor = ${sql(flipChar(r.actor, r.actor.length - 1))}`, expect: (r) => r.seq },
+  {
+    field: 'actor',
+    set: (r) => `actor = ${sql(flipChar(r.actor, r.actor.length - 1))}`,
+    expect: (r) => r.seq,
+  },
   {
     field: 'tenant (value)',
     set: (r) => `tenant = ${sql(r.tenant === null ? 'acme' : flipChar(r.tenant, r.tenant.length - 1))}`,
     expect: (r) => r.seq,
   },
-  { field: 'tenant (nulled)', set: (r) => (r.tenant === null ? null : 'tenant = NULL'), expect: (r) => r.seq },
+  {
+    field: 'tenant (nulled)',
+    set: (r) => (r.tenant === null ? null : 'tenant = NULL'),
+    expect: (r) => r.seq,
+  },
   { field: 'tenant (empty)', set: () => `tenant = ''`, expect: (r) => r.seq },
-  { field: 'data (one character)', set: (r) => `data = ${sql(flipInsideJsonString(JSON.stringify(r.data)))}`, expect: (r) => r.seq },
+  {
+    field: 'data (one character)',
+    set: (r) => `data = ${sql(flipInsideJsonString(JSON.stringify(r.data)))}`,
+    expect: (r) => r.seq,
+  },
   {
     field: 'data (a key added)',
     set: (r) => `data = ${sql(JSON.stringify({ ...r.data, approvedBy: 'mallory' }))}`,
@@ -305,7 +352,11 @@ describe('audit chain in the SQLite store', () => {
         records.map((_, i) => i + 1),
       );
       assert.ok(records.some((r) => r.tenant === null) && records.some((r) => r.tenant !== null));
-      assert.deepEqual(await store.verifyAudit(), { ok: true, records: records.length, head: records.at(-1)!.hash });
+      assert.deepEqual(await store.verifyAudit(), {
+        ok: true,
+        records: records.length,
+        head: records.at(-1)!.hash,
+      });
     } finally {
       await store.close();
     }
@@ -388,7 +439,9 @@ describe('audit chain in the SQLite store', () => {
     test(`data of record ${seq} no longer valid JSON is named, not thrown`, async () => {
       const { store } = await builtStore();
       try {
-        store.unsafeExec(`UPDATE audit SET data = substr(data, 1, length(data) - 1) || ']' WHERE seq = ${seq}`);
+        store.unsafeExec(
+          `UPDATE audit SET data = substr(data, 1, length(data) - 1) || ']' WHERE seq = ${seq}`,
+        );
         let v: AuditVerdict;
         try {
           v = await store.verifyAudit();
@@ -406,7 +459,10 @@ describe('audit chain in the SQLite store', () => {
     const h = await harness();
     try {
       const admin = await h.token('admin', '*');
-      const res = await h.req('POST', '/v1/agents/acme/bot/kill', { token: admin, body: { justification: 'INC-1' } });
+      const res = await h.req('POST', '/v1/agents/acme/bot/kill', {
+        token: admin,
+        body: { justification: 'INC-1' },
+      });
       assert.equal(res.status, 201);
       h.store.unsafeExec(`UPDATE audit SET data = '{"action":' WHERE seq = 2`);
       const verdict = await h.req('GET', '/v1/audit/verify', { token: admin });
@@ -422,7 +478,11 @@ describe('audit chain in the SQLite store', () => {
     const h = await harness();
     try {
       const admin = await h.token('admin', '*');
-      assert.equal((await h.req('POST', '/v1/agents/acme/bot/kill', { token: admin, body: { justification: 'INC-1' } })).status, 201);
+      assert.equal(
+        (await h.req('POST', '/v1/agents/acme/bot/kill', { token: admin, body: { justification: 'INC-1' } }))
+          .status,
+        201,
+      );
       const ok = (await (await h.req('GET', '/v1/audit/verify', { token: admin })).json()) as AuditVerdict;
       assert.equal(ok.ok, true);
       assert.equal(ok.records, 4);

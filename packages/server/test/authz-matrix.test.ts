@@ -1,6 +1,15 @@
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { KillpathError, type AuditRecord, type Directive, type ErrorCode, type FleetWorker, type Principal, type RehearsalRecord, type Role } from '@killpath/protocol';
+import {
+  KillpathError,
+  type AuditRecord,
+  type Directive,
+  type ErrorCode,
+  type FleetWorker,
+  type Principal,
+  type RehearsalRecord,
+  type Role,
+} from '@killpath/protocol';
 import { canAct, canSee, requireAct, requireHuman, tenantFilter } from '../src/auth/policy.ts';
 import { expectWireError, harness, heartbeatBody, type Harness } from './harness.ts';
 import { rehearsalInput } from './store-contract.ts';
@@ -35,7 +44,10 @@ async function world(): Promise<World> {
     garbage: 'kp_not-a-real-token',
   };
   const issue = async (scope: string, extra: Record<string, unknown> = {}) => {
-    const res = await h.req('POST', '/v1/directives', { token: admin, body: { level: 'halt', scope, reason: 'r', justification: 'j', ...extra } });
+    const res = await h.req('POST', '/v1/directives', {
+      token: admin,
+      body: { level: 'halt', scope, reason: 'r', justification: 'j', ...extra },
+    });
     assert.equal(res.status, 201, await res.clone().text());
     return ((await res.json()) as { directive: Directive }).directive;
   };
@@ -52,7 +64,13 @@ async function world(): Promise<World> {
 
 /** A rehearsal of `bot` in each of `tenants`. */
 function drillBody(...tenants: string[]) {
-  return rehearsalInput({ spec: { name: 'spec', digest: 'd1', agents: tenants.map((tenant) => ({ tenant, agent: 'bot', level: 4, cadenceDays: 30 })) } });
+  return rehearsalInput({
+    spec: {
+      name: 'spec',
+      digest: 'd1',
+      agents: tenants.map((tenant) => ({ tenant, agent: 'bot', level: 4, cadenceDays: 30 })),
+    },
+  });
 }
 
 interface Route {
@@ -66,43 +84,120 @@ type Cell = number | [number, ErrorCode];
 /** Expected outcome for the five authenticated principals; no or a garbage token is 401 on every route but /healthz. */
 type Row = [Route, Record<Exclude<Who, 'none' | 'garbage'>, Cell>];
 
-const issueBody = (scope: string, extra: Record<string, unknown> = {}) => ({ level: 'halt', scope, reason: 'r', justification: 'INC-7', ...extra });
+const issueBody = (scope: string, extra: Record<string, unknown> = {}) => ({
+  level: 'halt',
+  scope,
+  reason: 'r',
+  justification: 'INC-7',
+  ...extra,
+});
 const NF: Cell = [404, 'not_found'];
 const FB: Cell = [403, 'forbidden'];
 const BG: Cell = [403, 'break_glass_required'];
 
 const MATRIX: Row[] = [
-  [{ name: 'GET /v1/directives', method: 'GET', path: () => '/v1/directives' }, { admin: 200, opA: 200, opB: 200, viewerA: 200, agentA: FB }],
-  [{ name: "GET /v1/directives/:id (A's)", method: 'GET', path: (w) => `/v1/directives/${w.dA.id}` }, { admin: 200, opA: 200, opB: NF, viewerA: 200, agentA: FB }],
-  [{ name: "GET /v1/directives/:id (B's)", method: 'GET', path: (w) => `/v1/directives/${w.dB.id}` }, { admin: 200, opA: NF, opB: 200, viewerA: NF, agentA: FB }],
-  [{ name: 'POST /v1/directives tenant:A', method: 'POST', path: () => '/v1/directives', body: issueBody('tenant:A', { level: 'kill' }) }, { admin: 201, opA: 201, opB: NF, viewerA: FB, agentA: FB }],
-  [{ name: 'POST /v1/directives tenant:B', method: 'POST', path: () => '/v1/directives', body: issueBody('tenant:B', { level: 'kill' }) }, { admin: 201, opA: NF, opB: 201, viewerA: FB, agentA: FB }],
-  [{ name: 'POST /v1/directives agent:A/bot', method: 'POST', path: () => '/v1/directives', body: issueBody('agent:A/bot') }, { admin: 201, opA: 201, opB: NF, viewerA: FB, agentA: FB }],
   [
-    { name: 'POST /v1/directives global with breakGlass', method: 'POST', path: () => '/v1/directives', body: issueBody('global', { breakGlass: 'SEV1: fleet-wide spend' }) },
-    { admin: 201, opA: FB, opB: FB, viewerA: FB, agentA: FB },
-  ],
-  [{ name: 'POST /v1/directives global without breakGlass', method: 'POST', path: () => '/v1/directives', body: issueBody('global') }, { admin: BG, opA: FB, opB: FB, viewerA: FB, agentA: FB }],
-  [
-    // Without a tenant, a feature scope is confined to the issuer's tenant; an admin's spans every tenant.
-    { name: 'POST /v1/directives feature:F without tenant', method: 'POST', path: () => '/v1/directives', body: issueBody('feature:F') },
-    { admin: BG, opA: 201, opB: 201, viewerA: FB, agentA: FB },
+    { name: 'GET /v1/directives', method: 'GET', path: () => '/v1/directives' },
+    { admin: 200, opA: 200, opB: 200, viewerA: 200, agentA: FB },
   ],
   [
-    { name: 'POST /v1/directives feature:F for tenant B', method: 'POST', path: () => '/v1/directives', body: issueBody('feature:F', { tenant: 'B' }) },
+    { name: "GET /v1/directives/:id (A's)", method: 'GET', path: (w) => `/v1/directives/${w.dA.id}` },
+    { admin: 200, opA: 200, opB: NF, viewerA: 200, agentA: FB },
+  ],
+  [
+    { name: "GET /v1/directives/:id (B's)", method: 'GET', path: (w) => `/v1/directives/${w.dB.id}` },
+    { admin: 200, opA: NF, opB: 200, viewerA: NF, agentA: FB },
+  ],
+  [
+    {
+      name: 'POST /v1/directives tenant:A',
+      method: 'POST',
+      path: () => '/v1/directives',
+      body: issueBody('tenant:A', { level: 'kill' }),
+    },
+    { admin: 201, opA: 201, opB: NF, viewerA: FB, agentA: FB },
+  ],
+  [
+    {
+      name: 'POST /v1/directives tenant:B',
+      method: 'POST',
+      path: () => '/v1/directives',
+      body: issueBody('tenant:B', { level: 'kill' }),
+    },
     { admin: 201, opA: NF, opB: 201, viewerA: FB, agentA: FB },
   ],
   [
-    { name: "POST /v1/directives/:id/resume (A's)", method: 'POST', path: (w) => `/v1/directives/${w.dA.id}/resume`, body: { justification: 'fixed' } },
+    {
+      name: 'POST /v1/directives agent:A/bot',
+      method: 'POST',
+      path: () => '/v1/directives',
+      body: issueBody('agent:A/bot'),
+    },
+    { admin: 201, opA: 201, opB: NF, viewerA: FB, agentA: FB },
+  ],
+  [
+    {
+      name: 'POST /v1/directives global with breakGlass',
+      method: 'POST',
+      path: () => '/v1/directives',
+      body: issueBody('global', { breakGlass: 'SEV1: fleet-wide spend' }),
+    },
+    { admin: 201, opA: FB, opB: FB, viewerA: FB, agentA: FB },
+  ],
+  [
+    {
+      name: 'POST /v1/directives global without breakGlass',
+      method: 'POST',
+      path: () => '/v1/directives',
+      body: issueBody('global'),
+    },
+    { admin: BG, opA: FB, opB: FB, viewerA: FB, agentA: FB },
+  ],
+  [
+    // Without a tenant, a feature scope is confined to the issuer's tenant; an admin's spans every tenant.
+    {
+      name: 'POST /v1/directives feature:F without tenant',
+      method: 'POST',
+      path: () => '/v1/directives',
+      body: issueBody('feature:F'),
+    },
+    { admin: BG, opA: 201, opB: 201, viewerA: FB, agentA: FB },
+  ],
+  [
+    {
+      name: 'POST /v1/directives feature:F for tenant B',
+      method: 'POST',
+      path: () => '/v1/directives',
+      body: issueBody('feature:F', { tenant: 'B' }),
+    },
+    { admin: 201, opA: NF, opB: 201, viewerA: FB, agentA: FB },
+  ],
+  [
+    {
+      name: "POST /v1/directives/:id/resume (A's)",
+      method: 'POST',
+      path: (w) => `/v1/directives/${w.dA.id}/resume`,
+      body: { justification: 'fixed' },
+    },
     { admin: 200, opA: 200, opB: NF, viewerA: FB, agentA: FB },
   ],
   [
-    { name: "POST /v1/directives/:id/resume (B's)", method: 'POST', path: (w) => `/v1/directives/${w.dB.id}/resume`, body: { justification: 'fixed' } },
+    {
+      name: "POST /v1/directives/:id/resume (B's)",
+      method: 'POST',
+      path: (w) => `/v1/directives/${w.dB.id}/resume`,
+      body: { justification: 'fixed' },
+    },
     { admin: 200, opA: NF, opB: 200, viewerA: FB, agentA: FB },
   ],
   [
     // Clearing a directive that spans every tenant is as much a break-glass act as issuing one.
-    { name: 'POST /v1/directives/:id/resume (global) without breakGlass', method: 'POST', path: (w) => `/v1/directives/${w.dGlobal.id}/resume`, body: { justification: 'fixed' } },
+    {
+      name: 'POST /v1/directives/:id/resume (global) without breakGlass',
+      method: 'POST',
+      path: (w) => `/v1/directives/${w.dGlobal.id}/resume`,
+      body: { justification: 'fixed' },
+    },
     { admin: BG, opA: FB, opB: FB, viewerA: FB, agentA: FB },
   ],
   [
@@ -114,33 +209,112 @@ const MATRIX: Row[] = [
     },
     { admin: 200, opA: FB, opB: FB, viewerA: FB, agentA: FB },
   ],
-  [{ name: 'POST /v1/agents/A/bot/kill', method: 'POST', path: () => '/v1/agents/A/bot/kill', body: { justification: 'INC-7' } }, { admin: 201, opA: 201, opB: NF, viewerA: FB, agentA: FB }],
-  [{ name: 'POST /v1/agents/B/bot/kill', method: 'POST', path: () => '/v1/agents/B/bot/kill', body: { justification: 'INC-7' } }, { admin: 201, opA: NF, opB: 201, viewerA: FB, agentA: FB }],
-  [{ name: 'GET /v1/fleet', method: 'GET', path: () => '/v1/fleet' }, { admin: 200, opA: 200, opB: 200, viewerA: 200, agentA: FB }],
-  [{ name: 'GET /v1/audit', method: 'GET', path: () => '/v1/audit' }, { admin: 200, opA: 200, opB: 200, viewerA: 200, agentA: FB }],
-  [{ name: 'GET /v1/audit/verify', method: 'GET', path: () => '/v1/audit/verify' }, { admin: 200, opA: 200, opB: 200, viewerA: 200, agentA: FB }],
-  [{ name: 'POST /v1/tokens', method: 'POST', path: () => '/v1/tokens', body: { role: 'viewer', tenant: 'A' } }, { admin: 201, opA: FB, opB: FB, viewerA: FB, agentA: FB }],
-  [{ name: 'GET /metrics', method: 'GET', path: () => '/metrics' }, { admin: 200, opA: 200, opB: 200, viewerA: 200, agentA: FB }],
-  [{ name: 'POST /v1/drills (A/bot)', method: 'POST', path: () => '/v1/drills', body: drillBody('A') }, { admin: 201, opA: 201, opB: NF, viewerA: FB, agentA: FB }],
-  [{ name: 'POST /v1/drills (A/bot and B/bot)', method: 'POST', path: () => '/v1/drills', body: drillBody('A', 'B') }, { admin: 201, opA: NF, opB: NF, viewerA: FB, agentA: FB }],
-  [{ name: 'GET /v1/drills', method: 'GET', path: () => '/v1/drills?limit=10' }, { admin: 200, opA: 200, opB: 200, viewerA: 200, agentA: FB }],
-  [{ name: "GET /v1/drills/:id (A's)", method: 'GET', path: (w) => `/v1/drills/${w.drillA.id}` }, { admin: 200, opA: 200, opB: NF, viewerA: 200, agentA: FB }],
-  [{ name: 'GET /v1/drills/due', method: 'GET', path: () => '/v1/drills/due' }, { admin: 200, opA: 200, opB: 200, viewerA: 200, agentA: FB }],
-  [{ name: 'GET /v1/whoami', method: 'GET', path: () => '/v1/whoami' }, { admin: 200, opA: 200, opB: 200, viewerA: 200, agentA: 200 }],
   [
-    { name: 'POST /v1/workers/:id/heartbeat (worker of A/bot)', method: 'POST', path: () => '/v1/workers/wA/heartbeat', body: heartbeatBody() },
+    {
+      name: 'POST /v1/agents/A/bot/kill',
+      method: 'POST',
+      path: () => '/v1/agents/A/bot/kill',
+      body: { justification: 'INC-7' },
+    },
+    { admin: 201, opA: 201, opB: NF, viewerA: FB, agentA: FB },
+  ],
+  [
+    {
+      name: 'POST /v1/agents/B/bot/kill',
+      method: 'POST',
+      path: () => '/v1/agents/B/bot/kill',
+      body: { justification: 'INC-7' },
+    },
+    { admin: 201, opA: NF, opB: 201, viewerA: FB, agentA: FB },
+  ],
+  [
+    { name: 'GET /v1/fleet', method: 'GET', path: () => '/v1/fleet' },
+    { admin: 200, opA: 200, opB: 200, viewerA: 200, agentA: FB },
+  ],
+  [
+    { name: 'GET /v1/audit', method: 'GET', path: () => '/v1/audit' },
+    { admin: 200, opA: 200, opB: 200, viewerA: 200, agentA: FB },
+  ],
+  [
+    { name: 'GET /v1/audit/verify', method: 'GET', path: () => '/v1/audit/verify' },
+    { admin: 200, opA: 200, opB: 200, viewerA: 200, agentA: FB },
+  ],
+  [
+    {
+      name: 'POST /v1/tokens',
+      method: 'POST',
+      path: () => '/v1/tokens',
+      body: { role: 'viewer', tenant: 'A' },
+    },
+    { admin: 201, opA: FB, opB: FB, viewerA: FB, agentA: FB },
+  ],
+  [
+    { name: 'GET /metrics', method: 'GET', path: () => '/metrics' },
+    { admin: 200, opA: 200, opB: 200, viewerA: 200, agentA: FB },
+  ],
+  [
+    { name: 'POST /v1/drills (A/bot)', method: 'POST', path: () => '/v1/drills', body: drillBody('A') },
+    { admin: 201, opA: 201, opB: NF, viewerA: FB, agentA: FB },
+  ],
+  [
+    {
+      name: 'POST /v1/drills (A/bot and B/bot)',
+      method: 'POST',
+      path: () => '/v1/drills',
+      body: drillBody('A', 'B'),
+    },
+    { admin: 201, opA: NF, opB: NF, viewerA: FB, agentA: FB },
+  ],
+  [
+    { name: 'GET /v1/drills', method: 'GET', path: () => '/v1/drills?limit=10' },
+    { admin: 200, opA: 200, opB: 200, viewerA: 200, agentA: FB },
+  ],
+  [
+    { name: "GET /v1/drills/:id (A's)", method: 'GET', path: (w) => `/v1/drills/${w.drillA.id}` },
+    { admin: 200, opA: 200, opB: NF, viewerA: 200, agentA: FB },
+  ],
+  [
+    { name: 'GET /v1/drills/due', method: 'GET', path: () => '/v1/drills/due' },
+    { admin: 200, opA: 200, opB: 200, viewerA: 200, agentA: FB },
+  ],
+  [
+    { name: 'GET /v1/whoami', method: 'GET', path: () => '/v1/whoami' },
+    { admin: 200, opA: 200, opB: 200, viewerA: 200, agentA: 200 },
+  ],
+  [
+    {
+      name: 'POST /v1/workers/:id/heartbeat (worker of A/bot)',
+      method: 'POST',
+      path: () => '/v1/workers/wA/heartbeat',
+      body: heartbeatBody(),
+    },
     { admin: 204, opA: NF, opB: NF, viewerA: NF, agentA: 204 },
   ],
   [
-    { name: 'POST /v1/workers/:id/heartbeat (worker of B/bot)', method: 'POST', path: () => '/v1/workers/wB/heartbeat', body: heartbeatBody() },
+    {
+      name: 'POST /v1/workers/:id/heartbeat (worker of B/bot)',
+      method: 'POST',
+      path: () => '/v1/workers/wB/heartbeat',
+      body: heartbeatBody(),
+    },
     { admin: 204, opA: NF, opB: NF, viewerA: NF, agentA: NF },
   ],
   [
-    { name: 'POST /v1/workers/:id/ack (worker of B/bot)', method: 'POST', path: () => '/v1/workers/wB/ack', body: { rev: 1 } },
+    {
+      name: 'POST /v1/workers/:id/ack (worker of B/bot)',
+      method: 'POST',
+      path: () => '/v1/workers/wB/ack',
+      body: { rev: 1 },
+    },
     { admin: 204, opA: NF, opB: NF, viewerA: NF, agentA: NF },
   ],
   [
-    { name: 'POST /v1/runs (on a worker of B/bot)', method: 'POST', path: () => '/v1/runs', body: { runId: 'r1', parentRunId: null, lineage: [], features: [], workerId: 'wB' } },
+    {
+      name: 'POST /v1/runs (on a worker of B/bot)',
+      method: 'POST',
+      path: () => '/v1/runs',
+      body: { runId: 'r1', parentRunId: null, lineage: [], features: [], workerId: 'wB' },
+    },
     { admin: 201, opA: NF, opB: NF, viewerA: NF, agentA: NF },
   ],
 ];
@@ -196,7 +370,14 @@ describe('authorization matrix: role × tenant × route', () => {
   });
 
   test('a malformed Authorization header is 401', async () => {
-    for (const authorization of ['', 'Bearer', 'Bearer ', 'Basic YWRtaW46YWRtaW4=', `bearer ${w.tokens.admin}`, w.tokens.admin!]) {
+    for (const authorization of [
+      '',
+      'Bearer',
+      'Bearer ',
+      'Basic YWRtaW46YWRtaW4=',
+      `bearer ${w.tokens.admin}`,
+      w.tokens.admin!,
+    ]) {
       const res = await w.h.req('GET', '/v1/directives', { headers: { authorization } });
       await expectWireError(res, 401, 'unauthenticated', JSON.stringify(authorization));
     }
@@ -238,10 +419,22 @@ describe('what each principal is acting as', () => {
   });
 
   test('a break-glass attestation on a resume is on the record', async () => {
-    const res = await w.h.req('POST', `/v1/directives/${w.dGlobal.id}/resume`, { token: w.tokens.admin, body: { justification: 'over', breakGlass: 'SEV1 over' } });
+    const res = await w.h.req('POST', `/v1/directives/${w.dGlobal.id}/resume`, {
+      token: w.tokens.admin,
+      body: { justification: 'over', breakGlass: 'SEV1 over' },
+    });
     assert.equal(res.status, 200, await res.clone().text());
-    const records = ((await (await w.h.req('GET', '/v1/audit?order=desc&limit=10', { token: w.tokens.admin })).json()) as { records: AuditRecord[] }).records;
-    const action = records.find((r) => r.type === 'operator_action' && r.data.action === 'directive.resume' && r.data.directiveId === w.dGlobal.id);
+    const records = (
+      (await (await w.h.req('GET', '/v1/audit?order=desc&limit=10', { token: w.tokens.admin })).json()) as {
+        records: AuditRecord[];
+      }
+    ).records;
+    const action = records.find(
+      (r) =>
+        r.type === 'operator_action' &&
+        r.data.action === 'directive.resume' &&
+        r.data.directiveId === w.dGlobal.id,
+    );
     assert.ok(action, 'operator_action recorded');
     assert.equal(action.data.justification, 'over');
     assert.equal(action.data.breakGlass, 'SEV1 over');
@@ -251,34 +444,59 @@ describe('what each principal is acting as', () => {
     const d = await post('opA', '/v1/agents/A/bot/kill', { justification: 'INC-7' });
     assert.equal(d.level, 'kill');
     assert.equal(d.tenant, 'A');
-    const who = (await (await w.h.req('GET', '/v1/whoami', { token: w.tokens.opA })).json()) as { name: string; role: string; tenant: string };
+    const who = (await (await w.h.req('GET', '/v1/whoami', { token: w.tokens.opA })).json()) as {
+      name: string;
+      role: string;
+      tenant: string;
+    };
     assert.equal(who.role, 'operator');
     assert.equal(who.tenant, 'A');
     assert.equal(d.actor, who.name);
   });
 
   test('only an admin mints tokens, and the minted token works with the requested rights', async () => {
-    const res = await w.h.req('POST', '/v1/tokens', { token: w.tokens.admin, body: { role: 'viewer', tenant: 'B' } });
+    const res = await w.h.req('POST', '/v1/tokens', {
+      token: w.tokens.admin,
+      body: { role: 'viewer', tenant: 'B' },
+    });
     assert.equal(res.status, 201);
     const minted = (await res.json()) as { token: string; role: string; tenant: string };
     assert.equal(minted.role, 'viewer');
     assert.equal(minted.tenant, 'B');
     const seen = await w.h.req('GET', `/v1/directives/${w.dB.id}`, { token: minted.token });
     assert.equal(seen.status, 200);
-    await expectWireError(await w.h.req('GET', `/v1/directives/${w.dA.id}`, { token: minted.token }), 404, 'not_found');
+    await expectWireError(
+      await w.h.req('GET', `/v1/directives/${w.dA.id}`, { token: minted.token }),
+      404,
+      'not_found',
+    );
   });
 
   test("an agent's reports to its own worker land in the fleet view", async () => {
-    const res = await w.h.req('POST', '/v1/workers/wA/heartbeat', { token: w.tokens.agentA, body: { ...heartbeatBody(), pid: 4242 } });
+    const res = await w.h.req('POST', '/v1/workers/wA/heartbeat', {
+      token: w.tokens.agentA,
+      body: { ...heartbeatBody(), pid: 4242 },
+    });
     assert.equal(res.status, 204);
-    const fleet = (await (await w.h.req('GET', '/v1/fleet', { token: w.tokens.admin })).json()) as { workers: FleetWorker[] };
+    const fleet = (await (await w.h.req('GET', '/v1/fleet', { token: w.tokens.admin })).json()) as {
+      workers: FleetWorker[];
+    };
     assert.equal(fleet.workers.find((x) => x.workerId === 'wA')?.pid, 4242);
     assert.equal(fleet.workers.find((x) => x.workerId === 'wB')?.pid, null);
   });
 
   test("a refused report from another agent does not touch that worker's state", async () => {
-    await expectWireError(await w.h.req('POST', '/v1/workers/wB/heartbeat', { token: w.tokens.agentA, body: { ...heartbeatBody(), pid: 666 } }), 404, 'not_found');
-    const fleet = (await (await w.h.req('GET', '/v1/fleet', { token: w.tokens.admin })).json()) as { workers: FleetWorker[] };
+    await expectWireError(
+      await w.h.req('POST', '/v1/workers/wB/heartbeat', {
+        token: w.tokens.agentA,
+        body: { ...heartbeatBody(), pid: 666 },
+      }),
+      404,
+      'not_found',
+    );
+    const fleet = (await (await w.h.req('GET', '/v1/fleet', { token: w.tokens.admin })).json()) as {
+      workers: FleetWorker[];
+    };
     const wB = fleet.workers.find((x) => x.workerId === 'wB');
     assert.ok(wB);
     assert.equal(wB.pid, null);
@@ -293,18 +511,57 @@ describe('listings never show another tenant', () => {
   beforeEach(async () => {
     w = await world();
     const admin = w.tokens.admin!;
-    const g = await w.h.req('POST', '/v1/directives', { token: admin, body: issueBody('global', { breakGlass: 'SEV1', level: 'kill' }) });
+    const g = await w.h.req('POST', '/v1/directives', {
+      token: admin,
+      body: issueBody('global', { breakGlass: 'SEV1', level: 'kill' }),
+    });
     global = ((await g.json()) as { directive: Directive }).directive;
     // More of tenant B on the record: an operator's kill, a resume, a token, a settle report.
-    const k = await w.h.req('POST', '/v1/agents/B/bot/kill', { token: w.tokens.opB, body: { justification: 'B only' } });
+    const k = await w.h.req('POST', '/v1/agents/B/bot/kill', {
+      token: w.tokens.opB,
+      body: { justification: 'B only' },
+    });
     clearedB = ((await k.json()) as { directive: Directive }).directive;
-    assert.equal((await w.h.req('POST', `/v1/directives/${clearedB.id}/resume`, { token: w.tokens.opB, body: { justification: 'B only' } })).status, 200);
-    assert.equal((await w.h.req('POST', '/v1/tokens', { token: admin, body: { role: 'viewer', tenant: 'B' } })).status, 201);
-    const halted = { rev: w.dB.rev, directiveId: w.dB.id, runs: [], aborted: 1, completed: 0, observeToSettleMs: 2 };
-    assert.equal((await w.h.req('POST', '/v1/workers/wB/halted', { token: w.tokens.agentB, body: halted })).status, 204);
+    assert.equal(
+      (
+        await w.h.req('POST', `/v1/directives/${clearedB.id}/resume`, {
+          token: w.tokens.opB,
+          body: { justification: 'B only' },
+        })
+      ).status,
+      200,
+    );
+    assert.equal(
+      (await w.h.req('POST', '/v1/tokens', { token: admin, body: { role: 'viewer', tenant: 'B' } })).status,
+      201,
+    );
+    const halted = {
+      rev: w.dB.rev,
+      directiveId: w.dB.id,
+      runs: [],
+      aborted: 1,
+      completed: 0,
+      observeToSettleMs: 2,
+    };
+    assert.equal(
+      (await w.h.req('POST', '/v1/workers/wB/halted', { token: w.tokens.agentB, body: halted })).status,
+      204,
+    );
     // And of tenant A.
-    assert.equal((await w.h.req('POST', '/v1/agents/A/bot/kill', { token: w.tokens.opA, body: { justification: 'A only' } })).status, 201);
-    assert.equal((await w.h.req('POST', '/v1/workers/wA/heartbeat', { token: w.tokens.agentA, body: heartbeatBody() })).status, 204);
+    assert.equal(
+      (
+        await w.h.req('POST', '/v1/agents/A/bot/kill', {
+          token: w.tokens.opA,
+          body: { justification: 'A only' },
+        })
+      ).status,
+      201,
+    );
+    assert.equal(
+      (await w.h.req('POST', '/v1/workers/wA/heartbeat', { token: w.tokens.agentA, body: heartbeatBody() }))
+        .status,
+      204,
+    );
   });
   afterEach(async () => {
     await w.h.close();
@@ -333,8 +590,14 @@ describe('listings never show another tenant', () => {
         const foreign = theirs === 'A' ? w.dA : w.dB;
         assert.ok(!text.includes(foreign.id), `${active}: mentions ${theirs}'s directive`);
         if (active !== 'false') {
-          assert.ok(ds.some((d) => d.id === (mine === 'A' ? w.dA : w.dB).id), `${active}: own directive listed`);
-          assert.ok(ds.some((d) => d.id === global.id), `${active}: global directive listed`);
+          assert.ok(
+            ds.some((d) => d.id === (mine === 'A' ? w.dA : w.dB).id),
+            `${active}: own directive listed`,
+          );
+          assert.ok(
+            ds.some((d) => d.id === global.id),
+            `${active}: global directive listed`,
+          );
         }
       }
     });
@@ -347,7 +610,10 @@ describe('listings never show another tenant', () => {
         records.every((r) => r.tenant === mine || r.tenant === null),
         records.map((r) => `${r.seq}:${r.tenant}`).join(),
       );
-      assert.ok(records.some((r) => r.tenant === mine), 'own records listed');
+      assert.ok(
+        records.some((r) => r.tenant === mine),
+        'own records listed',
+      );
       const foreign = theirs === 'A' ? [w.dA.id] : [w.dB.id, clearedB.id, 'wB'];
       for (const s of foreign) assert.ok(!text.includes(s), `mentions ${s}`);
       // Paging from the newest end does not reach around the filter either.
@@ -366,7 +632,8 @@ describe('listings never show another tenant', () => {
   }
 
   test('the admin sees every tenant', async () => {
-    const ds = ((await get('admin', '/v1/directives?active=all')).body as { directives: Directive[] }).directives;
+    const ds = ((await get('admin', '/v1/directives?active=all')).body as { directives: Directive[] })
+      .directives;
     assert.deepEqual(new Set(ds.map((d) => d.tenant)), new Set(['A', 'B', null]));
     const records = ((await get('admin', '/v1/audit?limit=5000')).body as { records: AuditRecord[] }).records;
     assert.deepEqual(new Set(records.map((r) => r.tenant)), new Set(['A', 'B', null]));
@@ -380,7 +647,13 @@ describe('listings never show another tenant', () => {
 });
 
 describe('policy functions', () => {
-  const p = (role: Role, tenant: string): Principal => ({ tokenId: 't', name: 'n', role, tenant, agent: role === 'agent' ? 'bot' : null });
+  const p = (role: Role, tenant: string): Principal => ({
+    tokenId: 't',
+    name: 'n',
+    role,
+    tenant,
+    agent: role === 'agent' ? 'bot' : null,
+  });
   const admin = p('admin', '*');
   const opA = p('operator', 'A');
   const viewerA = p('viewer', 'A');
@@ -398,7 +671,8 @@ describe('policy functions', () => {
       [agentA, 'A', false],
       [agentA, null, false],
     ];
-    for (const [who, tenant, want] of rows) assert.equal(canSee(who, tenant), want, `${who.role}:${who.tenant} sees ${tenant}`);
+    for (const [who, tenant, want] of rows)
+      assert.equal(canSee(who, tenant), want, `${who.role}:${who.tenant} sees ${tenant}`);
   });
 
   test('canAct: admins everywhere, operators in their own tenant only, never tenant-less', () => {
@@ -411,7 +685,8 @@ describe('policy functions', () => {
       [viewerA, 'A', false],
       [agentA, 'A', false],
     ];
-    for (const [who, tenant, want] of rows) assert.equal(canAct(who, tenant), want, `${who.role}:${who.tenant} acts on ${tenant}`);
+    for (const [who, tenant, want] of rows)
+      assert.equal(canAct(who, tenant), want, `${who.role}:${who.tenant} acts on ${tenant}`);
   });
 
   test('requireAct: 404 for what the principal cannot see, 403 for what it sees but may not touch', () => {
@@ -424,15 +699,42 @@ describe('policy functions', () => {
         return err.code;
       }
     };
-    assert.equal(code(() => requireAct(opA, 'A', 'x')), null);
-    assert.equal(code(() => requireAct(opA, 'B', 'x')), 'not_found');
-    assert.equal(code(() => requireAct(opA, null, 'x')), 'forbidden');
-    assert.equal(code(() => requireAct(viewerA, 'A', 'x')), 'forbidden');
-    assert.equal(code(() => requireAct(viewerA, 'B', 'x')), 'not_found');
-    assert.equal(code(() => requireAct(agentA, 'A', 'x')), 'not_found');
-    assert.equal(code(() => requireAct(admin, null, 'x')), null);
-    assert.equal(code(() => requireHuman(agentA)), 'forbidden');
-    assert.equal(code(() => requireHuman(viewerA)), null);
+    assert.equal(
+      code(() => requireAct(opA, 'A', 'x')),
+      null,
+    );
+    assert.equal(
+      code(() => requireAct(opA, 'B', 'x')),
+      'not_found',
+    );
+    assert.equal(
+      code(() => requireAct(opA, null, 'x')),
+      'forbidden',
+    );
+    assert.equal(
+      code(() => requireAct(viewerA, 'A', 'x')),
+      'forbidden',
+    );
+    assert.equal(
+      code(() => requireAct(viewerA, 'B', 'x')),
+      'not_found',
+    );
+    assert.equal(
+      code(() => requireAct(agentA, 'A', 'x')),
+      'not_found',
+    );
+    assert.equal(
+      code(() => requireAct(admin, null, 'x')),
+      null,
+    );
+    assert.equal(
+      code(() => requireHuman(agentA)),
+      'forbidden',
+    );
+    assert.equal(
+      code(() => requireHuman(viewerA)),
+      null,
+    );
   });
 
   test('tenantFilter: none for admins, the own tenant for everyone else', () => {

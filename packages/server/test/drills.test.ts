@@ -14,18 +14,38 @@ const T0 = Date.parse('2025-06-01T00:00:00.000Z');
 const iso = (ms: number) => new Date(ms).toISOString();
 
 function last(over: Partial<LastDrill> = {}): LastDrill {
-  return { tenant: 'acme', agent: 'bot', level: 4, cadenceDays: 30, drillId: 'dr_1', finishedAt: iso(T0), result: 'pass', specDigest: 'sha256:aaaa', ...over };
+  return {
+    tenant: 'acme',
+    agent: 'bot',
+    level: 4,
+    cadenceDays: 30,
+    drillId: 'dr_1',
+    finishedAt: iso(T0),
+    result: 'pass',
+    specDigest: 'sha256:aaaa',
+    ...over,
+  };
 }
 
 function surface(caps: [string, number][], over: Partial<AgentSurface> = {}): AgentSurface {
-  return { tenant: 'acme', agent: 'bot', capabilities: caps.map(([capability, at]) => ({ capability, firstSeenAt: iso(at) })), ...over };
+  return {
+    tenant: 'acme',
+    agent: 'bot',
+    capabilities: caps.map(([capability, at]) => ({ capability, firstSeenAt: iso(at) })),
+    ...over,
+  };
 }
 
 const kinds = (d: DrillDue) => d.reasons.map((r) => r.kind);
 
 describe('drillsDue (pure)', () => {
   test('an agent drilled recently, passed, same spec and surface: not due; next due after its cadence', () => {
-    const [d] = drillsDue({ surfaces: [surface([['llm', T0 - DAY]])], last: [last()], specDigest: 'sha256:aaaa', now: T0 + 29 * DAY });
+    const [d] = drillsDue({
+      surfaces: [surface([['llm', T0 - DAY]])],
+      last: [last()],
+      specDigest: 'sha256:aaaa',
+      now: T0 + 29 * DAY,
+    });
     assert.deepEqual(d, {
       tenant: 'acme',
       agent: 'bot',
@@ -57,35 +77,69 @@ describe('drillsDue (pure)', () => {
     const at = (now: number) => drillsDue({ surfaces: [], last: [last()], now })[0]!;
     assert.equal(at(T0 + 30 * DAY).due, false, 'exactly at the due time is not late yet');
     const d = at(T0 + 30 * DAY + 1);
-    assert.deepEqual(d.reasons, [{ kind: 'cadence', detail: 'last drilled 30 days ago; the cadence is 30 days', dueSince: iso(T0 + 30 * DAY) }]);
+    assert.deepEqual(d.reasons, [
+      {
+        kind: 'cadence',
+        detail: 'last drilled 30 days ago; the cadence is 30 days',
+        dueSince: iso(T0 + 30 * DAY),
+      },
+    ]);
   });
 
   test('a capability first seen after the last drill finished is a surface change, listed in added', () => {
-    const [d] = drillsDue({ surfaces: [surface([['llm', T0 - DAY], ['wire_transfer', T0 + 1000], ['crm.update', T0 + 2000]])], last: [last()], now: T0 + DAY });
+    const [d] = drillsDue({
+      surfaces: [
+        surface([
+          ['llm', T0 - DAY],
+          ['wire_transfer', T0 + 1000],
+          ['crm.update', T0 + 2000],
+        ]),
+      ],
+      last: [last()],
+      now: T0 + DAY,
+    });
     assert.deepEqual(kinds(d!), ['surface_changed']);
-    assert.deepEqual(d!.reasons[0], { kind: 'surface_changed', detail: 'new capabilities since the last drill: wire_transfer, crm.update', added: ['wire_transfer', 'crm.update'] });
+    assert.deepEqual(d!.reasons[0], {
+      kind: 'surface_changed',
+      detail: 'new capabilities since the last drill: wire_transfer, crm.update',
+      added: ['wire_transfer', 'crm.update'],
+    });
     assert.deepEqual(d!.surface, ['llm', 'wire_transfer', 'crm.update']);
   });
 
   test('a different spec digest is a change only when one is given', () => {
-    assert.deepEqual(kinds(drillsDue({ surfaces: [], last: [last()], specDigest: 'sha256:bbbb', now: T0 })[0]!), ['spec_changed']);
+    assert.deepEqual(
+      kinds(drillsDue({ surfaces: [], last: [last()], specDigest: 'sha256:bbbb', now: T0 })[0]!),
+      ['spec_changed'],
+    );
     assert.deepEqual(kinds(drillsDue({ surfaces: [], last: [last()], now: T0 })[0]!), []);
   });
 
   test('a failed last drill is due, naming it', () => {
     const [d] = drillsDue({ surfaces: [], last: [last({ result: 'fail', drillId: 'dr_bad' })], now: T0 });
-    assert.deepEqual(d!.reasons, [{ kind: 'failed', detail: `the last drill (dr_bad, ${iso(T0)}) failed`, drillId: 'dr_bad' }]);
+    assert.deepEqual(d!.reasons, [
+      { kind: 'failed', detail: `the last drill (dr_bad, ${iso(T0)}) failed`, drillId: 'dr_bad' },
+    ]);
     assert.deepEqual(d!.lastDrill, { id: 'dr_bad', at: iso(T0), result: 'fail' });
   });
 
   test('reasons come most pressing first: change events, then a failure, then cadence', () => {
-    const [d] = drillsDue({ surfaces: [surface([['http', T0 + 5]])], last: [last({ result: 'fail' })], specDigest: 'other', now: T0 + 365 * DAY });
+    const [d] = drillsDue({
+      surfaces: [surface([['http', T0 + 5]])],
+      last: [last({ result: 'fail' })],
+      specDigest: 'other',
+      now: T0 + 365 * DAY,
+    });
     assert.deepEqual(kinds(d!), ['surface_changed', 'spec_changed', 'failed', 'cadence']);
   });
 
   test('agents come from runs, surfaces and records alike, once each, sorted by tenant then agent', () => {
     const due = drillsDue({
-      surfaces: [surface([], { tenant: 'globex', agent: 'billing' }), surface([['llm', T0]], { agent: 'zed' }), surface([])],
+      surfaces: [
+        surface([], { tenant: 'globex', agent: 'billing' }),
+        surface([['llm', T0]], { agent: 'zed' }),
+        surface([]),
+      ],
       last: [last(), last({ tenant: 'acme', agent: 'archivist' })],
       now: T0,
     });
@@ -99,9 +153,21 @@ describe('drillsDue (pure)', () => {
 describe('drill.recorded events', () => {
   test('one per tenant the spec covers, each naming only its own agents', async () => {
     const input = rehearsalInput({
-      spec: { name: 's', digest: 'd', agents: [{ tenant: 'globex', agent: 'billing', level: 3, cadenceDays: 90 }, { tenant: 'acme', agent: 'bot', level: 4, cadenceDays: 30 }] },
+      spec: {
+        name: 's',
+        digest: 'd',
+        agents: [
+          { tenant: 'globex', agent: 'billing', level: 3, cadenceDays: 90 },
+          { tenant: 'acme', agent: 'bot', level: 4, cadenceDays: 30 },
+        ],
+      },
     });
-    const r: Omit<RehearsalRecord, 'auditSeq'> = { ...input, id: 'dr_1', recordedAt: iso(T0), recordedBy: 'root' };
+    const r: Omit<RehearsalRecord, 'auditSeq'> = {
+      ...input,
+      id: 'dr_1',
+      recordedAt: iso(T0),
+      recordedBy: 'root',
+    };
     const events = drillRecordedEvents(r, 'root');
     assert.deepEqual(
       events.map((e) => [e.type, e.tenant, (e.data.agents as { agent: string }[]).map((a) => a.agent)]),
@@ -124,7 +190,10 @@ describe('drill.recorded events', () => {
       agents: [{ tenant: 'acme', agent: 'bot', level: 4, cadenceDays: 30 }],
     });
     const scoped = scopedRecord({ ...r, auditSeq: 1 }, 'globex');
-    assert.deepEqual(scoped.spec.agents.map((a) => a.agent), ['billing']);
+    assert.deepEqual(
+      scoped.spec.agents.map((a) => a.agent),
+      ['billing'],
+    );
   });
 });
 
@@ -145,11 +214,19 @@ describe('SurfaceDesk: the store is written only when a worker reports a larger 
     assert.deepEqual(await desk.heartbeat('w1', who, undefined), []);
     assert.deepEqual(await desk.heartbeat('w1', who, ['llm']), ['llm']);
     assert.deepEqual(await desk.heartbeat('w1', who, ['llm']), []);
-    assert.deepEqual(await desk.heartbeat('w2', who, ['llm']), [], 'another worker: written, nothing new to the agent');
+    assert.deepEqual(
+      await desk.heartbeat('w2', who, ['llm']),
+      [],
+      'another worker: written, nothing new to the agent',
+    );
     fail = true;
     assert.deepEqual(await desk.heartbeat('w1', who, ['crm.update', 'llm']), []);
     fail = false;
-    assert.deepEqual(await desk.heartbeat('w1', who, ['crm.update', 'llm']), ['crm.update'], 'retried after the failure');
+    assert.deepEqual(
+      await desk.heartbeat('w1', who, ['crm.update', 'llm']),
+      ['crm.update'],
+      'retried after the failure',
+    );
     assert.deepEqual(await desk.heartbeat('w1', who, ['crm.update', 'llm']), []);
     assert.deepEqual(calls, [['llm'], ['llm'], ['crm.update', 'llm'], ['crm.update', 'llm']]);
     const audit = await store.listAudit({ types: ['agent.surface_changed'] });
@@ -203,33 +280,67 @@ describe('drill routes', () => {
     assert.equal(records[0]!.actor, 'ops-acme');
     assert.equal(records[0]!.tenant, 'acme');
     assert.deepEqual((await get<{ drill: RehearsalRecord }>(admin, `/v1/drills/${drill.id}`)).drill, drill);
-    assert.deepEqual((await get<{ drills: RehearsalRecord[] }>(opA, '/v1/drills?agent=acme/bot&limit=5')).drills, [drill]);
+    assert.deepEqual(
+      (await get<{ drills: RehearsalRecord[] }>(opA, '/v1/drills?agent=acme/bot&limit=5')).drills,
+      [drill],
+    );
   });
 
   test('a tenant-scoped reader sees records covering its tenant, with only its own agents', async () => {
     const shared = await post(
       admin,
-      rehearsalInput({ spec: { name: 'fleet', digest: 'd', agents: [{ tenant: 'acme', agent: 'bot', level: 4, cadenceDays: 30 }, { tenant: 'globex', agent: 'billing', level: 3, cadenceDays: 90 }] } }),
+      rehearsalInput({
+        spec: {
+          name: 'fleet',
+          digest: 'd',
+          agents: [
+            { tenant: 'acme', agent: 'bot', level: 4, cadenceDays: 30 },
+            { tenant: 'globex', agent: 'billing', level: 3, cadenceDays: 90 },
+          ],
+        },
+      }),
     );
     const acmeOnly = await post(opA, rehearsalInput());
     const seenByB = (await get<{ drills: RehearsalRecord[] }>(viewerB, '/v1/drills')).drills;
-    assert.deepEqual(seenByB.map((d) => d.id), [shared.id]);
-    assert.deepEqual(seenByB[0]!.spec.agents.map((a) => a.agent), ['billing']);
-    await expectWireError(await h.req('GET', `/v1/drills/${acmeOnly.id}`, { token: viewerB }), 404, 'not_found');
-    assert.deepEqual((await get<{ drills: RehearsalRecord[] }>(viewerB, '/v1/drills?agent=acme/bot')).drills, []);
+    assert.deepEqual(
+      seenByB.map((d) => d.id),
+      [shared.id],
+    );
+    assert.deepEqual(
+      seenByB[0]!.spec.agents.map((a) => a.agent),
+      ['billing'],
+    );
+    await expectWireError(
+      await h.req('GET', `/v1/drills/${acmeOnly.id}`, { token: viewerB }),
+      404,
+      'not_found',
+    );
+    assert.deepEqual(
+      (await get<{ drills: RehearsalRecord[] }>(viewerB, '/v1/drills?agent=acme/bot')).drills,
+      [],
+    );
     const text = await (await h.req('GET', '/v1/audit?limit=1000', { token: viewerB })).text();
-    assert.ok(!text.includes('"bot"') && !text.includes(acmeOnly.id), 'the audit log of globex names no acme agent nor record');
+    assert.ok(
+      !text.includes('"bot"') && !text.includes(acmeOnly.id),
+      'the audit log of globex names no acme agent nor record',
+    );
     assert.equal((await get<{ drills: RehearsalRecord[] }>(admin, '/v1/drills')).drills.length, 2);
   });
 
   test('due: an agent seen in heartbeats is due (never); after a passing drill it is not; a new capability makes it due again', async () => {
     const beat = async (capabilities: string[]) => {
-      const res = await h.req('POST', '/v1/workers/w1/heartbeat', { token: agent, body: { ...heartbeatBody(), capabilities } });
+      const res = await h.req('POST', '/v1/workers/w1/heartbeat', {
+        token: agent,
+        body: { ...heartbeatBody(), capabilities },
+      });
       assert.equal(res.status, 204, await res.clone().text());
     };
     const due = async (q = '') => (await get<{ agents: DrillDue[] }>(opA, `/v1/drills/due${q}`)).agents;
     await beat(['crm.update', 'llm']);
-    assert.deepEqual((await due()).map((d) => [d.agent, kinds(d), d.surface]), [['bot', ['never'], ['crm.update', 'llm']]]);
+    assert.deepEqual(
+      (await due()).map((d) => [d.agent, kinds(d), d.surface]),
+      [['bot', ['never'], ['crm.update', 'llm']]],
+    );
     // The drill finished when the surface was first seen: nothing is newer than the drill.
     const seenAt = (await h.store.agentSurfaces('acme'))[0]!.capabilities[0]!.firstSeenAt;
     const drill = await post(opA, rehearsalInput({ startedAt: seenAt, finishedAt: seenAt }));
@@ -243,10 +354,17 @@ describe('drill routes', () => {
     }
     await beat(['crm.update', 'llm', 'wire_transfer']);
     const [after] = await due();
-    assert.deepEqual(after!.reasons.map((r) => r.kind), ['surface_changed']);
+    assert.deepEqual(
+      after!.reasons.map((r) => r.kind),
+      ['surface_changed'],
+    );
     assert.deepEqual((after!.reasons[0] as { added: string[] }).added, ['wire_transfer']);
-    const changes = (await get<{ records: AuditRecord[] }>(admin, '/v1/audit?type=agent.surface_changed')).records;
-    assert.deepEqual(changes.map((r) => r.data.added), [['crm.update', 'llm'], ['wire_transfer']]);
+    const changes = (await get<{ records: AuditRecord[] }>(admin, '/v1/audit?type=agent.surface_changed'))
+      .records;
+    assert.deepEqual(
+      changes.map((r) => r.data.added),
+      [['crm.update', 'llm'], ['wire_transfer']],
+    );
     // Another tenant's principal does not see acme's agents at all.
     assert.deepEqual((await get<{ agents: DrillDue[] }>(viewerB, '/v1/drills/due')).agents, []);
   });

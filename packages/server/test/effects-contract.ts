@@ -49,162 +49,267 @@ export function effectsContract(name: string, make: () => Promise<Store>): void 
       }
     };
 
-    test('a permit is granted at the current rev and its intent is on the audit chain', withStore(async (s) => {
-      const [d] = await s.grantPermits([grant()]);
-      assert.equal(d?.kind, 'granted');
-      if (d?.kind !== 'granted') return;
-      assert.equal(d.response.permit.rev, await s.rev());
-      assert.equal(d.response.permit.status, 'granted');
-      assert.equal(d.response.replay, false);
-      const intents = (await s.listAudit({ limit: 100 })).filter((r) => r.type === 'effect.intent');
-      assert.equal(intents.length, 1);
-      assert.equal(intents[0]?.data.permitId, d.response.permit.id);
-    }));
+    test(
+      'a permit is granted at the current rev and its intent is on the audit chain',
+      withStore(async (s) => {
+        const [d] = await s.grantPermits([grant()]);
+        assert.equal(d?.kind, 'granted');
+        if (d?.kind !== 'granted') return;
+        assert.equal(d.response.permit.rev, await s.rev());
+        assert.equal(d.response.permit.status, 'granted');
+        assert.equal(d.response.replay, false);
+        const intents = (await s.listAudit({ limit: 100 })).filter((r) => r.type === 'effect.intent');
+        assert.equal(intents.length, 1);
+        assert.equal(intents[0]?.data.permitId, d.response.permit.id);
+      }),
+    );
 
-    test('no permit for a covered run is granted after a halt commits; other runs and tools still get theirs', withStore(async (s) => {
-      const before = await s.grantPermits([grant({ runId: 'r1' })]);
-      assert.equal(before[0]?.kind, 'granted');
-      const { directive } = await s.issueDirective(directiveInput({ scope: 'run:r1' }), () => []);
-      const after = await s.grantPermits([
-        grant({ runId: 'r1' }),
-        grant({ runId: 'r1.child', lineage: ['r1'] }),
-        grant({ runId: 'r2' }),
-      ]);
-      assert.deepEqual(after.map((d) => d.kind), ['halted', 'halted', 'granted']);
-      const refused = after[0];
-      assert.ok(refused?.kind === 'halted' && refused.directive.id === directive.id);
-    }));
+    test(
+      'no permit for a covered run is granted after a halt commits; other runs and tools still get theirs',
+      withStore(async (s) => {
+        const before = await s.grantPermits([grant({ runId: 'r1' })]);
+        assert.equal(before[0]?.kind, 'granted');
+        const { directive } = await s.issueDirective(directiveInput({ scope: 'run:r1' }), () => []);
+        const after = await s.grantPermits([
+          grant({ runId: 'r1' }),
+          grant({ runId: 'r1.child', lineage: ['r1'] }),
+          grant({ runId: 'r2' }),
+        ]);
+        assert.deepEqual(
+          after.map((d) => d.kind),
+          ['halted', 'halted', 'granted'],
+        );
+        const refused = after[0];
+        assert.ok(refused?.kind === 'halted' && refused.directive.id === directive.id);
+      }),
+    );
 
-    test('when a worker\u2019s process ends, its granted effects become in doubt and cooling-off ones cancelled; a late outcome still wins', withStore(async (s) => {
-      const ds = await s.grantPermits([
-        grant({ workerId: 'w1', idempotencyKey: 'k1', compensate: { action: 'crm.revert' } }),
-        grant({ workerId: 'w1', capability: 'wire_transfer', class: 'irreversible', coolOffMs: 60_000 }),
-        grant({ workerId: 'w2', runId: 'r2' }),
-      ]);
-      const ids = ds.map((d) => (d.kind === 'granted' ? d.response.permit.id : ''));
-      assert.equal(ds[1]?.kind === 'granted' && ds[1].response.permit.status, 'cooling_off');
-      await s.recordHalted([{ runId: 'r1', directiveId: 'd1', at: new Date().toISOString() }]);
-      const changed = await s.markInDoubt(['w1'], 'agent process 42 ended (killed by SIGKILL) with the effect in flight');
-      assert.deepEqual(changed.map((e) => [e.permitId, e.status]), [[ids[0], 'in_doubt'], [ids[1], 'cancelled']]);
-      assert.deepEqual(await s.markInDoubt(['w1'], 'again'), [], 'nothing left to mark');
-      const ledger = await s.ledger('r2');
-      assert.equal(ledger.effects[0]?.status, 'granted', 'another worker is untouched');
-      const audit = (await s.listAudit({ limit: 100 })).filter((r) => r.type === 'effect.in_doubt' || r.type === 'effect.cancelled');
-      assert.deepEqual(audit.map((r) => [r.type, r.data.permitId]), [['effect.in_doubt', ids[0]], ['effect.cancelled', ids[1]]]);
-      assert.match(String(audit[0]?.data.reason), /SIGKILL/);
-      // An in-doubt write with a compensation is on the list to check.
-      assert.deepEqual((await s.compensations({ runId: 'r1' })).map((c) => [c.permitId, c.status]), [[ids[0], 'in_doubt']]);
-      const late = await s.settlePermit(ids[0]!, 'acme', { status: 'landed' });
-      assert.equal(late?.status, 'landed', 'the worker’s own outcome, arriving late, wins');
-    }));
+    test(
+      'when a worker\u2019s process ends, its granted effects become in doubt and cooling-off ones cancelled; a late outcome still wins',
+      withStore(async (s) => {
+        const ds = await s.grantPermits([
+          grant({ workerId: 'w1', idempotencyKey: 'k1', compensate: { action: 'crm.revert' } }),
+          grant({ workerId: 'w1', capability: 'wire_transfer', class: 'irreversible', coolOffMs: 60_000 }),
+          grant({ workerId: 'w2', runId: 'r2' }),
+        ]);
+        const ids = ds.map((d) => (d.kind === 'granted' ? d.response.permit.id : ''));
+        assert.equal(ds[1]?.kind === 'granted' && ds[1].response.permit.status, 'cooling_off');
+        await s.recordHalted([{ runId: 'r1', directiveId: 'd1', at: new Date().toISOString() }]);
+        const changed = await s.markInDoubt(
+          ['w1'],
+          'agent process 42 ended (killed by SIGKILL) with the effect in flight',
+        );
+        assert.deepEqual(
+          changed.map((e) => [e.permitId, e.status]),
+          [
+            [ids[0], 'in_doubt'],
+            [ids[1], 'cancelled'],
+          ],
+        );
+        assert.deepEqual(await s.markInDoubt(['w1'], 'again'), [], 'nothing left to mark');
+        const ledger = await s.ledger('r2');
+        assert.equal(ledger.effects[0]?.status, 'granted', 'another worker is untouched');
+        const audit = (await s.listAudit({ limit: 100 })).filter(
+          (r) => r.type === 'effect.in_doubt' || r.type === 'effect.cancelled',
+        );
+        assert.deepEqual(
+          audit.map((r) => [r.type, r.data.permitId]),
+          [
+            ['effect.in_doubt', ids[0]],
+            ['effect.cancelled', ids[1]],
+          ],
+        );
+        assert.match(String(audit[0]?.data.reason), /SIGKILL/);
+        // An in-doubt write with a compensation is on the list to check.
+        assert.deepEqual(
+          (await s.compensations({ runId: 'r1' })).map((c) => [c.permitId, c.status]),
+          [[ids[0], 'in_doubt']],
+        );
+        const late = await s.settlePermit(ids[0]!, 'acme', { status: 'landed' });
+        assert.equal(late?.status, 'landed', 'the worker’s own outcome, arriving late, wins');
+      }),
+    );
 
-    test('a capability-narrowed halt refuses only that capability', withStore(async (s) => {
-      await s.issueDirective(directiveInput({ scope: 'agent:acme/bot', capabilities: ['wire_transfer'] }), () => []);
-      const ds = await s.grantPermits([grant({ capability: 'wire_transfer' }), grant({ capability: 'crm.update' })]);
-      assert.deepEqual(ds.map((d) => d.kind), ['halted', 'granted']);
-    }));
+    test(
+      'a capability-narrowed halt refuses only that capability',
+      withStore(async (s) => {
+        await s.issueDirective(
+          directiveInput({ scope: 'agent:acme/bot', capabilities: ['wire_transfer'] }),
+          () => [],
+        );
+        const ds = await s.grantPermits([
+          grant({ capability: 'wire_transfer' }),
+          grant({ capability: 'crm.update' }),
+        ]);
+        assert.deepEqual(
+          ds.map((d) => d.kind),
+          ['halted', 'granted'],
+        );
+      }),
+    );
 
-    test('another tenant\'s halt does not refuse; a cleared halt no longer refuses', withStore(async (s) => {
-      await s.issueDirective(directiveInput({ scope: 'tenant:globex', tenant: 'globex' }), () => []);
-      const { directive } = await s.issueDirective(directiveInput({ scope: 'tenant:acme' }), () => []);
-      assert.equal((await s.grantPermits([grant()]))[0]?.kind, 'halted');
-      await s.clearDirective(directive.id, () => []);
-      assert.equal((await s.grantPermits([grant()]))[0]?.kind, 'granted');
-    }));
+    test(
+      "another tenant's halt does not refuse; a cleared halt no longer refuses",
+      withStore(async (s) => {
+        await s.issueDirective(directiveInput({ scope: 'tenant:globex', tenant: 'globex' }), () => []);
+        const { directive } = await s.issueDirective(directiveInput({ scope: 'tenant:acme' }), () => []);
+        assert.equal((await s.grantPermits([grant()]))[0]?.kind, 'halted');
+        await s.clearDirective(directive.id, () => []);
+        assert.equal((await s.grantPermits([grant()]))[0]?.kind, 'granted');
+      }),
+    );
 
-    test('the same idempotency key returns the landed result and never a second permit', withStore(async (s) => {
-      const [first] = await s.grantPermits([grant({ idempotencyKey: 'k1' })]);
-      assert.ok(first?.kind === 'granted');
-      await s.settlePermit(first.response.permit.id, 'acme', { status: 'landed', result: { id: 42 } });
-      const [again] = await s.grantPermits([grant({ idempotencyKey: 'k1' })]);
-      assert.ok(again?.kind === 'granted');
-      assert.equal(again.response.replay, true);
-      assert.equal(again.response.permit.id, first.response.permit.id);
-      assert.deepEqual(again.response.result, { id: 42 });
-      const { effects } = await s.ledger('r1');
-      assert.equal(effects.length, 1);
-    }));
+    test(
+      'the same idempotency key returns the landed result and never a second permit',
+      withStore(async (s) => {
+        const [first] = await s.grantPermits([grant({ idempotencyKey: 'k1' })]);
+        assert.ok(first?.kind === 'granted');
+        await s.settlePermit(first.response.permit.id, 'acme', { status: 'landed', result: { id: 42 } });
+        const [again] = await s.grantPermits([grant({ idempotencyKey: 'k1' })]);
+        assert.ok(again?.kind === 'granted');
+        assert.equal(again.response.replay, true);
+        assert.equal(again.response.permit.id, first.response.permit.id);
+        assert.deepEqual(again.response.result, { id: 42 });
+        const { effects } = await s.ledger('r1');
+        assert.equal(effects.length, 1);
+      }),
+    );
 
-    test('a key whose effect has no outcome is refused as in doubt (at most once)', withStore(async (s) => {
-      const [first] = await s.grantPermits([grant({ idempotencyKey: 'k2' })]);
-      assert.ok(first?.kind === 'granted');
-      const [again] = await s.grantPermits([grant({ idempotencyKey: 'k2' })]);
-      assert.equal(again?.kind, 'conflict');
-      assert.equal((await s.ledger('r1')).effects[0]?.status, 'in_doubt');
-    }));
+    test(
+      'a key whose effect has no outcome is refused as in doubt (at most once)',
+      withStore(async (s) => {
+        const [first] = await s.grantPermits([grant({ idempotencyKey: 'k2' })]);
+        assert.ok(first?.kind === 'granted');
+        const [again] = await s.grantPermits([grant({ idempotencyKey: 'k2' })]);
+        assert.equal(again?.kind, 'conflict');
+        assert.equal((await s.ledger('r1')).effects[0]?.status, 'in_doubt');
+      }),
+    );
 
-    test('a key reused by another run is independent', withStore(async (s) => {
-      const ds = await s.grantPermits([grant({ idempotencyKey: 'k' }), grant({ runId: 'r2', idempotencyKey: 'k' })]);
-      assert.deepEqual(ds.map((d) => d.kind), ['granted', 'granted']);
-    }));
+    test(
+      'a key reused by another run is independent',
+      withStore(async (s) => {
+        const ds = await s.grantPermits([
+          grant({ idempotencyKey: 'k' }),
+          grant({ runId: 'r2', idempotencyKey: 'k' }),
+        ]);
+        assert.deepEqual(
+          ds.map((d) => d.kind),
+          ['granted', 'granted'],
+        );
+      }),
+    );
 
-    test('an irreversible permit cools off, then confirms; a halt during the cool-off cancels it', withStore(async (s) => {
-      const [a, b] = await s.grantPermits([grant({ class: 'irreversible', capability: 'wire_transfer', coolOffMs: 2000 }), grant({ runId: 'r2', class: 'irreversible', capability: 'wire_transfer', coolOffMs: 2000 })]);
-      assert.ok(a?.kind === 'granted' && b?.kind === 'granted');
-      assert.equal(a.response.permit.status, 'cooling_off');
-      const early = await s.confirmPermit(a.response.permit.id, 'acme', new Date());
-      assert.equal(early.kind, 'conflict', 'too early');
-      const later = new Date(Date.now() + 2500);
-      const ok = await s.confirmPermit(a.response.permit.id, 'acme', later);
-      assert.ok(ok.kind === 'granted' && ok.response.permit.status === 'granted');
-      await s.issueDirective(directiveInput({ scope: 'run:r2' }), () => []);
-      const cancelled = await s.confirmPermit(b.response.permit.id, 'acme', later);
-      assert.equal(cancelled.kind, 'halted');
-      assert.equal((await s.ledger('r2')).effects[0]?.status, 'cancelled');
-      assert.equal((await s.confirmPermit(b.response.permit.id, 'globex', later)).kind, 'not_found', 'another tenant cannot see it');
-    }));
+    test(
+      'an irreversible permit cools off, then confirms; a halt during the cool-off cancels it',
+      withStore(async (s) => {
+        const [a, b] = await s.grantPermits([
+          grant({ class: 'irreversible', capability: 'wire_transfer', coolOffMs: 2000 }),
+          grant({ runId: 'r2', class: 'irreversible', capability: 'wire_transfer', coolOffMs: 2000 }),
+        ]);
+        assert.ok(a?.kind === 'granted' && b?.kind === 'granted');
+        assert.equal(a.response.permit.status, 'cooling_off');
+        const early = await s.confirmPermit(a.response.permit.id, 'acme', new Date());
+        assert.equal(early.kind, 'conflict', 'too early');
+        const later = new Date(Date.now() + 2500);
+        const ok = await s.confirmPermit(a.response.permit.id, 'acme', later);
+        assert.ok(ok.kind === 'granted' && ok.response.permit.status === 'granted');
+        await s.issueDirective(directiveInput({ scope: 'run:r2' }), () => []);
+        const cancelled = await s.confirmPermit(b.response.permit.id, 'acme', later);
+        assert.equal(cancelled.kind, 'halted');
+        assert.equal((await s.ledger('r2')).effects[0]?.status, 'cancelled');
+        assert.equal(
+          (await s.confirmPermit(b.response.permit.id, 'globex', later)).kind,
+          'not_found',
+          'another tenant cannot see it',
+        );
+      }),
+    );
 
-    test('outcomes settle once, stay tenant-scoped, and land on the audit chain', withStore(async (s) => {
-      const [d] = await s.grantPermits([grant({ compensate: { action: 'crm.revert', record: 7 } })]);
-      assert.ok(d?.kind === 'granted');
-      assert.equal(await s.settlePermit(d.response.permit.id, 'globex', { status: 'landed' }), null);
-      const e = await s.settlePermit(d.response.permit.id, 'acme', { status: 'landed' });
-      assert.equal(e?.status, 'landed');
-      const again = await s.settlePermit(d.response.permit.id, 'acme', { status: 'failed', error: 'late' });
-      assert.equal(again?.status, 'landed', 'first outcome wins');
-      const types = (await s.listAudit({ limit: 100 })).map((r) => r.type);
-      assert.deepEqual(types.filter((t) => t.startsWith('effect.')), ['effect.intent', 'effect.landed']);
-      assert.ok((await s.verifyAudit()).ok);
-    }));
+    test(
+      'outcomes settle once, stay tenant-scoped, and land on the audit chain',
+      withStore(async (s) => {
+        const [d] = await s.grantPermits([grant({ compensate: { action: 'crm.revert', record: 7 } })]);
+        assert.ok(d?.kind === 'granted');
+        assert.equal(await s.settlePermit(d.response.permit.id, 'globex', { status: 'landed' }), null);
+        const e = await s.settlePermit(d.response.permit.id, 'acme', { status: 'landed' });
+        assert.equal(e?.status, 'landed');
+        const again = await s.settlePermit(d.response.permit.id, 'acme', { status: 'failed', error: 'late' });
+        assert.equal(again?.status, 'landed', 'first outcome wins');
+        const types = (await s.listAudit({ limit: 100 })).map((r) => r.type);
+        assert.deepEqual(
+          types.filter((t) => t.startsWith('effect.')),
+          ['effect.intent', 'effect.landed'],
+        );
+        assert.ok((await s.verifyAudit()).ok);
+      }),
+    );
 
-    test('compensations list landed writes with a descriptor of halted runs only', withStore(async (s) => {
-      const ds = await s.grantPermits([
-        grant({ runId: 'r1', compensate: { action: 'refund', amount: 5 } }),
-        grant({ runId: 'r1', capability: 'log.write' }),
-        grant({ runId: 'r2', compensate: { action: 'refund', amount: 9 } }),
-      ]);
-      for (const d of ds) if (d.kind === 'granted') await s.settlePermit(d.response.permit.id, 'acme', { status: 'landed' });
-      assert.equal((await s.compensations({})).length, 0, 'no run halted yet');
-      await s.recordHalted([{ runId: 'r1', directiveId: 'd1', at: new Date().toISOString() }]);
-      const list = await s.compensations({ tenant: 'acme' });
-      assert.equal(list.length, 1);
-      assert.deepEqual(list[0]?.compensate, { action: 'refund', amount: 5 });
-      assert.equal(list[0]?.haltedBy, 'd1');
-      assert.equal((await s.compensations({ tenant: 'globex' })).length, 0);
-    }));
+    test(
+      'compensations list landed writes with a descriptor of halted runs only',
+      withStore(async (s) => {
+        const ds = await s.grantPermits([
+          grant({ runId: 'r1', compensate: { action: 'refund', amount: 5 } }),
+          grant({ runId: 'r1', capability: 'log.write' }),
+          grant({ runId: 'r2', compensate: { action: 'refund', amount: 9 } }),
+        ]);
+        for (const d of ds)
+          if (d.kind === 'granted') await s.settlePermit(d.response.permit.id, 'acme', { status: 'landed' });
+        assert.equal((await s.compensations({})).length, 0, 'no run halted yet');
+        await s.recordHalted([{ runId: 'r1', directiveId: 'd1', at: new Date().toISOString() }]);
+        const list = await s.compensations({ tenant: 'acme' });
+        assert.equal(list.length, 1);
+        assert.deepEqual(list[0]?.compensate, { action: 'refund', amount: 5 });
+        assert.equal(list[0]?.haltedBy, 'd1');
+        assert.equal((await s.compensations({ tenant: 'globex' })).length, 0);
+      }),
+    );
 
-    test('journal events are kept per run and audited', withStore(async (s) => {
-      await s.appendJournal('acme', 'w1', [
-        { type: 'timer.cancelled', runId: 'r1', timer: 'retry', label: 'sync', dueAt: new Date().toISOString(), directiveId: 'd1' },
-        { type: 'queue.discarded', runId: 'r1', queue: 'outbox', taskId: 't1', payload: { to: 'x' }, directiveId: 'd1' },
-      ]);
-      const { events } = await s.ledger('r1');
-      assert.deepEqual(events.map((e) => e.type), ['timer.cancelled', 'queue.discarded']);
-      assert.deepEqual(events[1]?.data.payload, { to: 'x' });
-      assert.ok((await s.listAudit({ limit: 100 })).some((r) => r.type === 'queue.discarded'));
-    }));
+    test(
+      'journal events are kept per run and audited',
+      withStore(async (s) => {
+        await s.appendJournal('acme', 'w1', [
+          {
+            type: 'timer.cancelled',
+            runId: 'r1',
+            timer: 'retry',
+            label: 'sync',
+            dueAt: new Date().toISOString(),
+            directiveId: 'd1',
+          },
+          {
+            type: 'queue.discarded',
+            runId: 'r1',
+            queue: 'outbox',
+            taskId: 't1',
+            payload: { to: 'x' },
+            directiveId: 'd1',
+          },
+        ]);
+        const { events } = await s.ledger('r1');
+        assert.deepEqual(
+          events.map((e) => e.type),
+          ['timer.cancelled', 'queue.discarded'],
+        );
+        assert.deepEqual(events[1]?.data.payload, { to: 'x' });
+        assert.ok((await s.listAudit({ limit: 100 })).some((r) => r.type === 'queue.discarded'));
+      }),
+    );
 
-    test('resume is refused under a halted scope (audited) and allowed otherwise', withStore(async (s) => {
-      await s.issueDirective(directiveInput({ scope: 'run:parent' }), () => []);
-      assert.equal(await s.checkResume(run({ runId: 'other' }), 'worker:w1'), null);
-      const stop = await s.checkResume(run({ runId: 'kid', lineage: ['parent'] }), 'worker:w1');
-      assert.ok(stop);
-      const refused = (await s.listAudit({ limit: 100 })).filter((r) => r.type === 'resume.refused');
-      assert.equal(refused.length, 1);
-      assert.equal(refused[0]?.data.runId, 'kid');
-      // A capability-narrowed halt does not stop the run as a whole.
-      await s.issueDirective(directiveInput({ scope: 'agent:acme/bot', capabilities: ['x'] }), () => []);
-      assert.equal(await s.checkResume(run({ runId: 'other' }), 'worker:w1'), null);
-    }));
+    test(
+      'resume is refused under a halted scope (audited) and allowed otherwise',
+      withStore(async (s) => {
+        await s.issueDirective(directiveInput({ scope: 'run:parent' }), () => []);
+        assert.equal(await s.checkResume(run({ runId: 'other' }), 'worker:w1'), null);
+        const stop = await s.checkResume(run({ runId: 'kid', lineage: ['parent'] }), 'worker:w1');
+        assert.ok(stop);
+        const refused = (await s.listAudit({ limit: 100 })).filter((r) => r.type === 'resume.refused');
+        assert.equal(refused.length, 1);
+        assert.equal(refused[0]?.data.runId, 'kid');
+        // A capability-narrowed halt does not stop the run as a whole.
+        await s.issueDirective(directiveInput({ scope: 'agent:acme/bot', capabilities: ['x'] }), () => []);
+        assert.equal(await s.checkResume(run({ runId: 'other' }), 'worker:w1'), null);
+      }),
+    );
   });
 }

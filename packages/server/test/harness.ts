@@ -19,12 +19,18 @@ export interface Harness {
   /** Mints a token and returns its secret. */
   token(role: Role, tenant: string, agent?: string, name?: string): Promise<string>;
   /** `app.request` with an optional bearer token and JSON body (a string body is sent as is). */
-  req(method: string, path: string, opts?: { token?: string | null; body?: unknown; headers?: Record<string, string> }): Promise<Response>;
+  req(
+    method: string,
+    path: string,
+    opts?: { token?: string | null; body?: unknown; headers?: Record<string, string> },
+  ): Promise<Response>;
   close(): Promise<void>;
 }
 
 /** Builds the same wiring as `startServer`, minus the socket and the data dir. */
-export async function harness(opts: { alerts?: AlertSink; escalationSlackMs?: number; automation?: AutomationPolicy } = {}): Promise<Harness> {
+export async function harness(
+  opts: { alerts?: AlertSink; escalationSlackMs?: number; automation?: AutomationPolicy } = {},
+): Promise<Harness> {
   const store = new SqliteStore(':memory:');
   const metrics = new Metrics();
   const hub = new StreamHub(60_000, await store.rev());
@@ -38,7 +44,18 @@ export async function harness(opts: { alerts?: AlertSink; escalationSlackMs?: nu
     cp,
     app,
     async token(role, tenant, agent, name) {
-      return (await mintToken(store, { role, tenant, ...(agent === undefined ? {} : { agent }), ...(name === undefined ? {} : { name }) }, 'test')).secret;
+      return (
+        await mintToken(
+          store,
+          {
+            role,
+            tenant,
+            ...(agent === undefined ? {} : { agent }),
+            ...(name === undefined ? {} : { name }),
+          },
+          'test',
+        )
+      ).secret;
     },
     async req(method, path, opts = {}) {
       const headers: Record<string, string> = { ...opts.headers };
@@ -60,7 +77,12 @@ export async function harness(opts: { alerts?: AlertSink; escalationSlackMs?: nu
 }
 
 /** Asserts a wire error: the status, the one error shape, and the code. Returns the message. */
-export async function expectWireError(res: Response, status: number, code: ErrorCode, what = ''): Promise<string> {
+export async function expectWireError(
+  res: Response,
+  status: number,
+  code: ErrorCode,
+  what = '',
+): Promise<string> {
   const text = await res.text();
   assert.equal(res.status, status, `${what}: status (body ${text.slice(0, 300)})`);
   let body: unknown;
@@ -74,7 +96,8 @@ export async function expectWireError(res: Response, status: number, code: Error
   assert.equal(e.code, code, `${what}: code (message ${String(e.message)})`);
   assert.equal(typeof e.message, 'string', `${what}: message is a string`);
   assert.ok((e.message as string).length > 0, `${what}: message is not empty`);
-  for (const k of Object.keys(e)) assert.ok(['code', 'message', 'details'].includes(k), `${what}: unexpected error field ${k}`);
+  for (const k of Object.keys(e))
+    assert.ok(['code', 'message', 'details'].includes(k), `${what}: unexpected error field ${k}`);
   return e.message as string;
 }
 

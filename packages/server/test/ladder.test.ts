@@ -46,7 +46,15 @@ function worker(h: Harness, id: string, runs: string[], launcher?: string): void
     features: [],
     pid: 1,
     sinceContactMs: 0,
-    runs: runs.map((runId) => ({ runId, parentRunId: null, lineage: [], state: 'running', effects: 0, denied: 0, inFlight: 0 })),
+    runs: runs.map((runId) => ({
+      runId,
+      parentRunId: null,
+      lineage: [],
+      state: 'running',
+      effects: 0,
+      denied: 0,
+      inFlight: 0,
+    })),
     ...(launcher ? { launcher } : {}),
   });
 }
@@ -67,12 +75,28 @@ describe('the ladder at the control plane', () => {
   test('a throttle re-dialled at the same scope replaces the old one at one rev; another scope keeps its own', async () => {
     const h = await harness();
     const admin = await h.token('admin', '*');
-    const slow = await issue(h, admin, { level: 'throttle', scope: 'agent:acme/bot', rate: { perSecond: 2, per: 'run' } });
-    const other = await issue(h, admin, { level: 'throttle', scope: 'agent:acme/other', rate: { perSecond: 2, per: 'run' } });
-    const fast = await issue(h, admin, { level: 'throttle', scope: 'agent:acme/bot', rate: { perSecond: 20, per: 'agent' } });
+    const slow = await issue(h, admin, {
+      level: 'throttle',
+      scope: 'agent:acme/bot',
+      rate: { perSecond: 2, per: 'run' },
+    });
+    const other = await issue(h, admin, {
+      level: 'throttle',
+      scope: 'agent:acme/other',
+      rate: { perSecond: 2, per: 'run' },
+    });
+    const fast = await issue(h, admin, {
+      level: 'throttle',
+      scope: 'agent:acme/bot',
+      rate: { perSecond: 20, per: 'agent' },
+    });
     const board = await h.store.switchboard();
     assert.deepEqual(board.directives.map((d) => d.id).sort(), [other.id, fast.id].sort());
-    assert.equal((await h.store.getDirective(slow.id))?.clearedRev, fast.rev, 'the old rate was cleared at the new one’s rev');
+    assert.equal(
+      (await h.store.getDirective(slow.id))?.clearedRev,
+      fast.rev,
+      'the old rate was cleared at the new one’s rev',
+    );
     const cleared = await audit(h, 'directive.cleared');
     assert.equal(cleared.length, 1);
     assert.equal(cleared[0]!.data.replacedBy, fast.id);
@@ -85,15 +109,25 @@ describe('the ladder at the control plane', () => {
     const admin = await h.token('admin', '*');
     const agent = await h.token('agent', 'acme', 'bot');
     worker(h, 'w1', ['r1', 'r2', 'r3']);
-    await issue(h, admin, { level: 'degrade', scope: 'run:r1', capabilities: ['wire_transfer'], tenant: 'acme' });
+    await issue(h, admin, {
+      level: 'degrade',
+      scope: 'run:r1',
+      capabilities: ['wire_transfer'],
+      tenant: 'acme',
+    });
     await issue(h, admin, { level: 'degrade', scope: 'run:r2', tenant: 'acme' });
     await issue(h, admin, { level: 'isolate', scope: 'run:r3', tenant: 'acme' });
     const ask = (body: Record<string, unknown>) => h.req('POST', '/v1/permits', { token: agent, body });
-    const reasonOf = async (res: Response) => ((await res.json()) as { error: { details: { reason: string } } }).error.details.reason;
+    const reasonOf = async (res: Response) =>
+      ((await res.json()) as { error: { details: { reason: string } } }).error.details.reason;
     let res = await ask(grant('r1', 'wire_transfer'));
     assert.equal(res.status, 409);
     assert.equal(await reasonOf(res), 'revoked');
-    assert.equal((await ask(grant('r1', 'crm.update'))).status, 201, 'another capability of the degraded run is granted');
+    assert.equal(
+      (await ask(grant('r1', 'crm.update'))).status,
+      201,
+      'another capability of the degraded run is granted',
+    );
     res = await ask(grant('r2', 'crm.update'));
     assert.equal(await reasonOf(res), 'read_only');
     res = await ask(grant('r3', 'crm.update', 'irreversible'));
@@ -114,32 +148,73 @@ describe('the ladder at the control plane', () => {
     const h = await harness();
     const op = await h.token('operator', 'acme');
     const halt = await issue(h, op, { level: 'halt', scope: 'agent:acme/bot' });
-    let res = await h.req('POST', `/v1/directives/${halt.id}/step`, { token: op, body: { direction: 'up', justification: 'not stopping' } });
+    let res = await h.req('POST', `/v1/directives/${halt.id}/step`, {
+      token: op,
+      body: { direction: 'up', justification: 'not stopping' },
+    });
     assert.equal(res.status, 201);
     const kill = ((await res.json()) as { directive: Directive }).directive;
     assert.equal(kill.level, 'kill');
     assert.equal(kill.escalatedFrom, halt.id);
-    await expectWireError(await h.req('POST', `/v1/directives/${kill.id}/step`, { token: op, body: { direction: 'up', justification: 'x' } }), 409, 'conflict');
+    await expectWireError(
+      await h.req('POST', `/v1/directives/${kill.id}/step`, {
+        token: op,
+        body: { direction: 'up', justification: 'x' },
+      }),
+      409,
+      'conflict',
+    );
     const degrade = await issue(h, op, { level: 'degrade', scope: 'agent:acme/other' });
-    await expectWireError(await h.req('POST', `/v1/directives/${degrade.id}/step`, { token: op, body: { direction: 'down', justification: 'x' } }), 400, 'invalid_request');
-    res = await h.req('POST', `/v1/directives/${degrade.id}/step`, { token: op, body: { direction: 'down', justification: 'calmer', rate: { perSecond: 3, per: 'run' } } });
+    await expectWireError(
+      await h.req('POST', `/v1/directives/${degrade.id}/step`, {
+        token: op,
+        body: { direction: 'down', justification: 'x' },
+      }),
+      400,
+      'invalid_request',
+    );
+    res = await h.req('POST', `/v1/directives/${degrade.id}/step`, {
+      token: op,
+      body: { direction: 'down', justification: 'calmer', rate: { perSecond: 3, per: 'run' } },
+    });
     assert.equal(res.status, 201);
     const throttle = ((await res.json()) as { directive: Directive }).directive;
     assert.deepEqual([throttle.level, throttle.rate], ['throttle', { perSecond: 3, per: 'run' }]);
-    await expectWireError(await h.req('POST', `/v1/directives/${throttle.id}/step`, { token: op, body: { direction: 'down', justification: 'x' } }), 409, 'conflict');
+    await expectWireError(
+      await h.req('POST', `/v1/directives/${throttle.id}/step`, {
+        token: op,
+        body: { direction: 'down', justification: 'x' },
+      }),
+      409,
+      'conflict',
+    );
     const active = (await h.store.switchboard()).directives.map((d) => d.id).sort();
     assert.deepEqual(active, [kill.id, throttle.id].sort());
     // Another tenant's operator cannot see it to step it.
     const globex = await h.token('operator', 'globex');
-    await expectWireError(await h.req('POST', `/v1/directives/${kill.id}/step`, { token: globex, body: { direction: 'down', justification: 'x' } }), 404, 'not_found');
+    await expectWireError(
+      await h.req('POST', `/v1/directives/${kill.id}/step`, {
+        token: globex,
+        body: { direction: 'down', justification: 'x' },
+      }),
+      404,
+      'not_found',
+    );
     await h.close();
   });
 
   test('a directive narrowed to tools steps over isolate, and a frozen tool carries no automatic kill', async () => {
     const h = await harness();
     const op = await h.token('operator', 'acme');
-    const revoke = await issue(h, op, { level: 'degrade', scope: 'agent:acme/bot', capabilities: ['wire_transfer'] });
-    const res = await h.req('POST', `/v1/directives/${revoke.id}/step`, { token: op, body: { direction: 'up', justification: 'still wiring money' } });
+    const revoke = await issue(h, op, {
+      level: 'degrade',
+      scope: 'agent:acme/bot',
+      capabilities: ['wire_transfer'],
+    });
+    const res = await h.req('POST', `/v1/directives/${revoke.id}/step`, {
+      token: op,
+      body: { direction: 'up', justification: 'still wiring money' },
+    });
     assert.equal(res.status, 201);
     const frozen = ((await res.json()) as { directive: Directive }).directive;
     assert.deepEqual([frozen.level, frozen.capabilities, frozen.escalation], ['halt', ['wire_transfer'], []]);
@@ -155,7 +230,18 @@ describe('the ladder at the control plane', () => {
     const quiet = await issue(h, op, { level: 'halt', scope: 'run:r1', graceMs: 30 });
     const answered = await issue(h, op, { level: 'halt', scope: 'run:r2', graceMs: 30 });
     assert.deepEqual(quiet.escalation, [{ level: 'kill', afterMs: 50 }], 'a halt carries its kill step');
-    h.cp.halted('w2', { tenant: 'acme', agent: 'bot' }, { rev: answered.rev, directiveId: answered.id, runs: ['r2'], aborted: 0, completed: 0, observeToSettleMs: 1 });
+    h.cp.halted(
+      'w2',
+      { tenant: 'acme', agent: 'bot' },
+      {
+        rev: answered.rev,
+        directiveId: answered.id,
+        runs: ['r2'],
+        aborted: 0,
+        completed: 0,
+        observeToSettleMs: 1,
+      },
+    );
     const deadline = Date.now() + 5000;
     while (Date.now() < deadline && (await audit(h, 'directive.escalated')).length === 0) await sleep(10);
     await sleep(100);
@@ -169,7 +255,10 @@ describe('the ladder at the control plane', () => {
     assert.equal(kill.scopeText, 'run:r1');
     assert.equal(kill.escalatedFrom, quiet.id);
     assert.match(kill.actor, /^escalation:/);
-    assert.ok(board.some((d) => d.id === answered.id), 'the acknowledged halt stays a halt');
+    assert.ok(
+      board.some((d) => d.id === answered.id),
+      'the acknowledged halt stays a halt',
+    );
     assert.ok(!board.some((d) => d.id === quiet.id), 'the escalated halt was replaced');
     const fired = (await audit(h, 'kill_switch.fired')).filter((r) => r.data.trigger === 'escalation');
     assert.equal(fired.length, 1);
@@ -182,18 +271,45 @@ describe('the ladder at the control plane', () => {
     const op = await h.token('operator', 'acme');
     worker(h, 'w1', ['r1']);
     const d = await issue(h, op, { level: 'halt', scope: 'run:r1', graceMs: 100 });
-    h.cp.halted('w1', { tenant: 'acme', agent: 'bot' }, { rev: d.rev, directiveId: d.id, runs: ['r1'], aborted: 0, completed: 0, observeToSettleMs: 1 });
+    h.cp.halted(
+      'w1',
+      { tenant: 'acme', agent: 'bot' },
+      { rev: d.rev, directiveId: d.id, runs: ['r1'], aborted: 0, completed: 0, observeToSettleMs: 1 },
+    );
     await h.cp.flushAudit();
     h.cp.stop();
     // A new control plane on the same store: the worker reconnects, its report went to the old one.
-    const cp = new ControlPlane({ store: h.store, hub: new StreamHub(60_000, await h.store.rev()), fleet: new Fleet(), metrics: new Metrics(), log: createLogger('silent'), keepaliveMs: 60_000, escalationSlackMs: 300 });
+    const cp = new ControlPlane({
+      store: h.store,
+      hub: new StreamHub(60_000, await h.store.rev()),
+      fleet: new Fleet(),
+      metrics: new Metrics(),
+      log: createLogger('silent'),
+      keepaliveMs: 60_000,
+      escalationSlackMs: 300,
+    });
     await cp.start();
     cp.fleet.connected('w1', 'acme', 'bot', []);
-    cp.fleet.heartbeat('w1', 'acme', 'bot', { rev: d.rev, features: [], pid: 1, sinceContactMs: 0, runs: [{ runId: 'r1', parentRunId: null, lineage: [], state: 'halt', effects: 0, denied: 0, inFlight: 0 }] });
+    cp.fleet.heartbeat('w1', 'acme', 'bot', {
+      rev: d.rev,
+      features: [],
+      pid: 1,
+      sinceContactMs: 0,
+      runs: [
+        { runId: 'r1', parentRunId: null, lineage: [], state: 'halt', effects: 0, denied: 0, inFlight: 0 },
+      ],
+    });
     await sleep(700);
     await cp.flushAudit();
-    assert.equal((await h.store.listAudit({ types: ['directive.escalated'], limit: 10 })).length, 0, 'no escalation');
-    assert.ok((await h.store.switchboard()).directives.some((x) => x.id === d.id && x.level === 'halt'), 'the halt stays a halt');
+    assert.equal(
+      (await h.store.listAudit({ types: ['directive.escalated'], limit: 10 })).length,
+      0,
+      'no escalation',
+    );
+    assert.ok(
+      (await h.store.switchboard()).directives.some((x) => x.id === d.id && x.level === 'halt'),
+      'the halt stays a halt',
+    );
     cp.stop();
     await h.close();
   });
@@ -203,13 +319,21 @@ describe('the ladder at the control plane', () => {
     const h = await harness({ alerts });
     const supervisor = await h.token('operator', 'acme', undefined, 'supervisor:cost-cap');
     worker(h, 'w1', ['r1']);
-    const degrade = await issue(h, supervisor, { level: 'degrade', scope: 'run:r1', escalation: [{ level: 'isolate', afterMs: 20 }] });
+    const degrade = await issue(h, supervisor, {
+      level: 'degrade',
+      scope: 'run:r1',
+      escalation: [{ level: 'isolate', afterMs: 20 }],
+    });
     const deadline = Date.now() + 5000;
     while (Date.now() < deadline && (await audit(h, 'escalation.held')).length === 0) await sleep(10);
     const held = await audit(h, 'escalation.held');
     assert.equal(held.length, 1);
     assert.equal(held[0]!.data.level, 'isolate');
-    assert.deepEqual((await h.store.switchboard()).directives.map((d) => d.id), [degrade.id], 'nothing was escalated');
+    assert.deepEqual(
+      (await h.store.switchboard()).directives.map((d) => d.id),
+      [degrade.id],
+      'nothing was escalated',
+    );
     assert.ok(alerts.got.some((a) => a.kind === 'escalation.held'));
     await h.close();
   });
@@ -240,7 +364,10 @@ describe('the ladder at the control plane', () => {
     assert.equal(orders.length, 2, 'a tool freeze is not the launcher’s business');
     const kill = await issue(h, op, { level: 'kill', scope: 'run:r9', tenant: 'acme' });
     assert.equal(orders.at(-1)!.kill?.id, kill.id, 'a kill of a run the agent hosts reaches its launcher');
-    const res = await h.req('POST', `/v1/directives/${iso.id}/resume`, { token: op, body: { justification: 'ok' } });
+    const res = await h.req('POST', `/v1/directives/${iso.id}/resume`, {
+      token: op,
+      body: { justification: 'ok' },
+    });
     assert.equal(res.status, 200);
     assert.equal(orders.at(-1)!.isolate, null);
     await h.close();
@@ -259,7 +386,10 @@ describe('the notification sink', () => {
         res.writeHead(503).end();
         return;
       }
-      received.push({ attempt: req.headers['x-killpath-attempt'] as string | undefined, body: JSON.parse(text) as Alert });
+      received.push({
+        attempt: req.headers['x-killpath-attempt'] as string | undefined,
+        body: JSON.parse(text) as Alert,
+      });
       res.writeHead(204).end();
     });
   });
@@ -268,8 +398,19 @@ describe('the notification sink', () => {
   test('an alert reaches the webhook after retries, and a dead webhook gives up without throwing', async () => {
     await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
-    const n = new Notifier({ webhooks: [url, 'http://127.0.0.1:1/nothing-listens'], attempts: 3, backoffMs: 5, log: createLogger('silent') });
-    n.notify({ kind: 'degraded', summary: 'acme/bot degraded', tenant: 'acme', directiveId: 'd_1', details: { scope: 'agent:acme/bot' } });
+    const n = new Notifier({
+      webhooks: [url, 'http://127.0.0.1:1/nothing-listens'],
+      attempts: 3,
+      backoffMs: 5,
+      log: createLogger('silent'),
+    });
+    n.notify({
+      kind: 'degraded',
+      summary: 'acme/bot degraded',
+      tenant: 'acme',
+      directiveId: 'd_1',
+      details: { scope: 'agent:acme/bot' },
+    });
     await n.drain();
     assert.equal(received.length, 1);
     assert.equal(received[0]!.attempt, '3', 'delivered on the third attempt after two 503s');
@@ -279,6 +420,9 @@ describe('the notification sink', () => {
   });
 
   test('a webhook that is not http(s) is refused at start', () => {
-    assert.throws(() => new Notifier({ webhooks: ['file:///etc/passwd'], log: createLogger('silent') }), /not http/);
+    assert.throws(
+      () => new Notifier({ webhooks: ['file:///etc/passwd'], log: createLogger('silent') }),
+      /not http/,
+    );
   });
 });

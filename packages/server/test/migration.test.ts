@@ -56,7 +56,10 @@ test('a schema-v4 database opens as version 5: its state is kept, drills and cap
   try {
     assert.equal(await s.rev(), 3, 'two issues and one clear');
     const board = await s.switchboard();
-    assert.deepEqual(board.directives.map((d) => [d.level, d.scopeText, d.capabilities]), [['kill', 'agent:acme/bot', ['wire_transfer']]]);
+    assert.deepEqual(
+      board.directives.map((d) => [d.level, d.scopeText, d.capabilities]),
+      [['kill', 'agent:acme/bot', ['wire_transfer']]],
+    );
     assert.equal((await s.getPolicy())?.comment, 'v1');
     assert.equal((await s.getRun('r-old'))?.agent, 'bot');
     const verdict = await s.verifyAudit();
@@ -65,16 +68,23 @@ test('a schema-v4 database opens as version 5: its state is kept, drills and cap
     // New tables, empty; the agent with a run is known, without capabilities.
     assert.deepEqual(await s.listDrills({ limit: 10 }), []);
     assert.deepEqual(await s.agentSurfaces(), [{ tenant: 'acme', agent: 'bot', capabilities: [] }]);
-    const r = await s.recordDrill(rehearsalInput(), 'alice', (x) => [{ type: 'drill.recorded', actor: 'alice', tenant: 'acme', data: { drillId: x.id } }]);
+    const r = await s.recordDrill(rehearsalInput(), 'alice', (x) => [
+      { type: 'drill.recorded', actor: 'alice', tenant: 'acme', data: { drillId: x.id } },
+    ]);
     assert.equal(r.auditSeq, 5, 'the record chains onto the old ones');
-    assert.deepEqual(await s.noteCapabilities('acme', 'bot', ['llm'], new Date('2025-06-01T00:00:00.000Z')), ['llm']);
+    assert.deepEqual(await s.noteCapabilities('acme', 'bot', ['llm'], new Date('2025-06-01T00:00:00.000Z')), [
+      'llm',
+    ]);
     assert.ok((await s.verifyAudit()).ok);
   } finally {
     await s.close();
   }
   const raw = new DatabaseSync(path, { readOnly: true });
   try {
-    assert.deepEqual({ ...(raw.prepare(`SELECT value FROM meta WHERE key = 'schema'`).get() as object) }, { value: '5' });
+    assert.deepEqual(
+      { ...(raw.prepare(`SELECT value FROM meta WHERE key = 'schema'`).get() as object) },
+      { value: '5' },
+    );
   } finally {
     raw.close();
     rmSync(dir, { recursive: true, force: true });

@@ -25,7 +25,13 @@ test('guarantee 1 under concurrency: no write permit is granted for a covered ru
       if (wave === 10) {
         const res = await h.req('POST', '/v1/directives', {
           token: admin,
-          body: { level: 'halt', scope: 'run:r1', tenant: 'acme', reason: 'test', justification: 'guarantee 1' },
+          body: {
+            level: 'halt',
+            scope: 'run:r1',
+            tenant: 'acme',
+            reason: 'test',
+            justification: 'guarantee 1',
+          },
         });
         assert.equal(res.status, 201);
         haltRev = ((await res.json()) as { directive: { rev: number } }).directive.rev;
@@ -33,14 +39,26 @@ test('guarantee 1 under concurrency: no write permit is granted for a covered ru
       await new Promise((ok) => setImmediate(ok));
     }
     const answers = await Promise.all(pending);
-    assert.ok(answers.every((r) => r.status === 201 || r.status === 409), 'every answer is a grant or a refusal');
+    assert.ok(
+      answers.every((r) => r.status === 201 || r.status === 409),
+      'every answer is a grant or a refusal',
+    );
     // From the store's own records: every granted permit of r1 was checked against a rev before the halt.
     const r1 = (await h.store.ledger('r1')).effects as LedgerEntry[];
     const r2 = (await h.store.ledger('r2')).effects as LedgerEntry[];
     assert.ok(r1.length > 0, 'some r1 permits were granted before the halt');
     assert.ok(r1.length < 200, 'r1 permits after the halt were refused');
-    const revs = await Promise.all(r1.map(async (e) => (await h.store.listAudit({ limit: 5000 })).find((a) => a.data.permitId === e.permitId)?.data.rev as number));
-    assert.ok(revs.every((rev) => rev < haltRev), `every r1 grant is from before rev ${haltRev}`);
+    const revs = await Promise.all(
+      r1.map(
+        async (e) =>
+          (await h.store.listAudit({ limit: 5000 })).find((a) => a.data.permitId === e.permitId)?.data
+            .rev as number,
+      ),
+    );
+    assert.ok(
+      revs.every((rev) => rev < haltRev),
+      `every r1 grant is from before rev ${haltRev}`,
+    );
     assert.equal(r2.length, 200, 'the uncovered run got every permit');
   } finally {
     await h.close();
@@ -54,40 +72,107 @@ test('a refusal names the covering directive; outcome, journal and ledger round-
     const agent = await h.token('agent', 'acme', 'bot');
     const operatorB = await h.token('operator', 'globex');
     h.cp.fleet.connected('w1', 'acme', 'bot', []);
-    await h.cp.store.registerRun({ runId: 'r1', tenant: 'acme', agent: 'bot', parentRunId: null, lineage: [], features: [], workerId: 'w1', startedAt: new Date().toISOString() });
-    const g = await h.req('POST', '/v1/permits', { token: agent, body: permit({ idempotencyKey: 'k1', compensate: { action: 'crm.revert' } }) });
+    await h.cp.store.registerRun({
+      runId: 'r1',
+      tenant: 'acme',
+      agent: 'bot',
+      parentRunId: null,
+      lineage: [],
+      features: [],
+      workerId: 'w1',
+      startedAt: new Date().toISOString(),
+    });
+    const g = await h.req('POST', '/v1/permits', {
+      token: agent,
+      body: permit({ idempotencyKey: 'k1', compensate: { action: 'crm.revert' } }),
+    });
     assert.equal(g.status, 201);
     const { permit: p } = (await g.json()) as { permit: { id: string } };
-    assert.equal((await h.req('POST', `/v1/permits/${p.id}/outcome`, { token: agent, body: { status: 'landed', result: { ok: true } } })).status, 204);
-    const replay = await h.req('POST', '/v1/permits', { token: agent, body: permit({ idempotencyKey: 'k1' }) });
+    assert.equal(
+      (
+        await h.req('POST', `/v1/permits/${p.id}/outcome`, {
+          token: agent,
+          body: { status: 'landed', result: { ok: true } },
+        })
+      ).status,
+      204,
+    );
+    const replay = await h.req('POST', '/v1/permits', {
+      token: agent,
+      body: permit({ idempotencyKey: 'k1' }),
+    });
     assert.equal(replay.status, 200);
     assert.deepEqual(((await replay.json()) as { result: unknown }).result, { ok: true });
     const j = await h.req('POST', '/v1/journal', {
       token: agent,
-      body: { workerId: 'w1', events: [{ type: 'timer.cancelled', runId: 'r1', timer: 'timeout', label: 'poll', dueAt: new Date().toISOString(), directiveId: null }] },
+      body: {
+        workerId: 'w1',
+        events: [
+          {
+            type: 'timer.cancelled',
+            runId: 'r1',
+            timer: 'timeout',
+            label: 'poll',
+            dueAt: new Date().toISOString(),
+            directiveId: null,
+          },
+        ],
+      },
     });
     assert.equal(j.status, 204);
-    const res = await h.req('POST', '/v1/directives', { token: admin, body: { level: 'kill', scope: 'run:r1', reason: 'x', justification: 'y' } });
+    const res = await h.req('POST', '/v1/directives', {
+      token: admin,
+      body: { level: 'kill', scope: 'run:r1', reason: 'x', justification: 'y' },
+    });
     const directiveId = ((await res.json()) as { directive: { id: string } }).directive.id;
     const refused = await h.req('POST', '/v1/permits', { token: agent, body: permit() });
     const body = (await refused.clone().json()) as { error: { details: { directiveId: string } } };
     await expectWireError(refused, 409, 'halted');
     assert.equal(body.error.details.directiveId, directiveId);
-    const resume = await h.req('POST', '/v1/runs/r1/resume', { token: agent, body: { workerId: 'w1', lineage: [], features: [] } });
+    const resume = await h.req('POST', '/v1/runs/r1/resume', {
+      token: agent,
+      body: { workerId: 'w1', lineage: [], features: [] },
+    });
     await expectWireError(resume, 409, 'halted');
     const ledger = await h.req('GET', '/v1/runs/r1/journal', { token: admin });
-    const l = (await ledger.json()) as { summary: { intended: number; landed: number }; events: { type: string }[] };
+    const l = (await ledger.json()) as {
+      summary: { intended: number; landed: number };
+      events: { type: string }[];
+    };
     assert.equal(l.summary.intended, 1);
     assert.equal(l.summary.landed, 1);
-    assert.deepEqual(l.events.map((e) => e.type), ['timer.cancelled']);
+    assert.deepEqual(
+      l.events.map((e) => e.type),
+      ['timer.cancelled'],
+    );
     await expectWireError(await h.req('GET', '/v1/runs/r1/journal', { token: operatorB }), 404, 'not_found');
     await expectWireError(await h.req('GET', '/v1/runs/r1/journal', { token: agent }), 403, 'forbidden');
-    await expectWireError(await h.req('GET', '/v1/compensations?tenant=acme', { token: operatorB }), 404, 'not_found');
+    await expectWireError(
+      await h.req('GET', '/v1/compensations?tenant=acme', { token: operatorB }),
+      404,
+      'not_found',
+    );
     h.cp.fleet.connected('w9', 'acme', 'other-bot', []);
-    await expectWireError(await h.req('POST', '/v1/permits', { token: agent, body: permit({ workerId: 'w9' }) }), 404, 'not_found');
-    await expectWireError(await h.req('POST', '/v1/permits', { token: agent, body: { ...permit(), class: 'read' } }), 400, 'invalid_request');
-    await expectWireError(await h.req('POST', `/v1/permits/${p.id}/outcome`, { token: operatorB, body: { status: 'landed' } }), 403, 'forbidden');
-    await expectWireError(await h.req('POST', '/v1/permits/p_nope/outcome', { token: agent, body: { status: 'landed' } }), 404, 'not_found');
+    await expectWireError(
+      await h.req('POST', '/v1/permits', { token: agent, body: permit({ workerId: 'w9' }) }),
+      404,
+      'not_found',
+    );
+    await expectWireError(
+      await h.req('POST', '/v1/permits', { token: agent, body: { ...permit(), class: 'read' } }),
+      400,
+      'invalid_request',
+    );
+    await expectWireError(
+      await h.req('POST', `/v1/permits/${p.id}/outcome`, { token: operatorB, body: { status: 'landed' } }),
+      403,
+      'forbidden',
+    );
+    await expectWireError(
+      await h.req('POST', '/v1/permits/p_nope/outcome', { token: agent, body: { status: 'landed' } }),
+      404,
+      'not_found',
+    );
   } finally {
     await h.close();
   }

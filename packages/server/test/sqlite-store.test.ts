@@ -50,9 +50,15 @@ describe('SqliteStore group commit', () => {
       s.issueDirective(directiveInput({ scope: 'tenant:globex' }), boom),
       s.issueDirective(directiveInput({ scope: 'tenant:initech' }), audit('directive.issued')),
     ]);
-    assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
+    assert.deepEqual(
+      results.map((r) => r.status),
+      ['fulfilled', 'rejected', 'fulfilled'],
+    );
     const board = await s.switchboard();
-    assert.deepEqual(board.directives.map((d) => d.scopeText), ['tenant:acme', 'tenant:initech']);
+    assert.deepEqual(
+      board.directives.map((d) => d.scopeText),
+      ['tenant:acme', 'tenant:initech'],
+    );
     assert.equal(board.rev, 2, 'the failed write took no rev');
     const verdict = await s.verifyAudit();
     assert.equal(verdict.ok, true);
@@ -77,11 +83,26 @@ describe('SqliteStore on disk', () => {
     const path = freshPath();
     const s1 = new SqliteStore(path);
     const a = await s1.issueDirective(directiveInput({ scope: 'tenant:acme' }), audit('directive.issued'));
-    const b = await s1.issueDirective(directiveInput({ scope: 'global', tenant: null, level: 'kill' }), audit('directive.issued'));
-    await s1.issueDirective(directiveInput({ scope: 'agent:acme/bot', idempotencyKey: 'tok:k1' }), audit('directive.issued'));
+    const b = await s1.issueDirective(
+      directiveInput({ scope: 'global', tenant: null, level: 'kill' }),
+      audit('directive.issued'),
+    );
+    await s1.issueDirective(
+      directiveInput({ scope: 'agent:acme/bot', idempotencyKey: 'tok:k1' }),
+      audit('directive.issued'),
+    );
     await s1.clearDirective(a.directive.id, audit('directive.cleared'));
     const { secret } = await mintToken(s1, { role: 'operator', tenant: 'acme' }, 'test');
-    await s1.registerRun({ runId: 'r1', tenant: 'acme', agent: 'bot', parentRunId: null, lineage: [], features: [], workerId: 'w1', startedAt: '2025-06-01T00:00:00.000Z' });
+    await s1.registerRun({
+      runId: 'r1',
+      tenant: 'acme',
+      agent: 'bot',
+      parentRunId: null,
+      lineage: [],
+      features: [],
+      workerId: 'w1',
+      startedAt: '2025-06-01T00:00:00.000Z',
+    });
     const before = {
       rev: await s1.rev(),
       board: await s1.switchboard(),
@@ -103,9 +124,15 @@ describe('SqliteStore on disk', () => {
       assert.equal((await s2.findToken(hashSecret(secret)))?.tenant, 'acme');
       assert.equal((await s2.getRun('r1'))?.agent, 'bot');
       // The idempotency key survives too, and the next commit continues both sequences.
-      const retry = await s2.issueDirective(directiveInput({ scope: 'agent:acme/bot', idempotencyKey: 'tok:k1' }), audit('operator_action'));
+      const retry = await s2.issueDirective(
+        directiveInput({ scope: 'agent:acme/bot', idempotencyKey: 'tok:k1' }),
+        audit('operator_action'),
+      );
       assert.equal(retry.created, false);
-      const next = await s2.issueDirective(directiveInput({ scope: 'tenant:globex' }), audit('directive.issued'));
+      const next = await s2.issueDirective(
+        directiveInput({ scope: 'tenant:globex' }),
+        audit('directive.issued'),
+      );
       assert.equal(next.directive.rev, before.rev + 1);
       assert.ok((await s2.getDirective(b.directive.id))?.clearedRev === null);
       const v = await s2.verifyAudit();
@@ -136,12 +163,20 @@ describe('SqliteStore on disk', () => {
       process.kill(process.pid, 'SIGKILL');
     `;
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', child], {
-      env: { ...process.env, KP_DB: path, KP_STORE_URL: pathToFileURL(join(import.meta.dirname, '../src/store/sqlite-store.ts')).href },
+      env: {
+        ...process.env,
+        KP_DB: path,
+        KP_STORE_URL: pathToFileURL(join(import.meta.dirname, '../src/store/sqlite-store.ts')).href,
+      },
       encoding: 'utf8',
       timeout: 30_000,
     });
     assert.equal(r.signal, 'SIGKILL', `child did not die by SIGKILL: status ${r.status}, stderr ${r.stderr}`);
-    const seen = JSON.parse(r.stdout) as { rev: number; ids: string[]; verdict: { ok: boolean; records: number; head: string } };
+    const seen = JSON.parse(r.stdout) as {
+      rev: number;
+      ids: string[];
+      verdict: { ok: boolean; records: number; head: string };
+    };
     assert.equal(seen.rev, 4);
     assert.equal(seen.ids.length, 2);
     // The process never closed the database: the commits are in the WAL, not yet checkpointed.
@@ -176,16 +211,25 @@ describe('SqliteStore on disk', () => {
   test('a token secret is never written to disk, only its SHA-256', async () => {
     const path = freshPath();
     const store = new SqliteStore(path);
-    const { secret, record } = await mintToken(store, { role: 'agent', tenant: 'acme', agent: 'bot' }, 'test');
+    const { secret, record } = await mintToken(
+      store,
+      { role: 'agent', tenant: 'acme', agent: 'bot' },
+      'test',
+    );
     await store.close();
     const raw = new DatabaseSync(path, { readOnly: true });
     try {
       const row = raw.prepare('SELECT * FROM tokens WHERE id = ?').get(record.id) as Record<string, unknown>;
       assert.equal(row.secret_hash, hashSecret(secret));
-      for (const [col, v] of Object.entries(row)) assert.ok(!String(v).includes(secret.slice(3)), `column ${col} holds the secret`);
+      for (const [col, v] of Object.entries(row))
+        assert.ok(!String(v).includes(secret.slice(3)), `column ${col} holds the secret`);
     } finally {
       raw.close();
     }
-    assert.equal(readFileSync(path).includes(secret.slice(3)), false, 'the secret appears in the database file');
+    assert.equal(
+      readFileSync(path).includes(secret.slice(3)),
+      false,
+      'the secret appears in the database file',
+    );
   });
 });

@@ -1,11 +1,21 @@
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { formatScope, parseScope, type AuditRecord, type Directive, type RehearsalInput, type RehearsalRecord, type ScenarioResult } from '@killpath/protocol';
+import {
+  formatScope,
+  parseScope,
+  type AuditRecord,
+  type Directive,
+  type RehearsalInput,
+  type RehearsalRecord,
+  type ScenarioResult,
+} from '@killpath/protocol';
 import type { AuditEvent } from '../src/audit/chain.ts';
 import type { DirectiveInput, IssueResult, RunRecord, Store } from '../src/store/store.ts';
 
 /** A directive input with sensible defaults: a halt of tenant acme. */
-export function directiveInput(over: Partial<Omit<DirectiveInput, 'scope'>> & { scope?: string } = {}): DirectiveInput {
+export function directiveInput(
+  over: Partial<Omit<DirectiveInput, 'scope'>> & { scope?: string } = {},
+): DirectiveInput {
   const { scope, ...rest } = over;
   const parsed = parseScope(scope ?? 'tenant:acme');
   return {
@@ -30,8 +40,15 @@ export function directiveInput(over: Partial<Omit<DirectiveInput, 'scope'>> & { 
 /** The audit events a control plane would append for an issue (two for a new directive, one for a convergence). */
 function issueAudit(r: IssueResult): AuditEvent[] {
   const d = r.directive;
-  const action: AuditEvent = { type: 'operator_action', actor: d.actor, tenant: d.tenant, data: { action: 'directive.issue', directiveId: d.id, converged: r.converged } };
-  return r.created ? [action, { type: 'directive.issued', actor: d.actor, tenant: d.tenant, data: { directive: d } }] : [action];
+  const action: AuditEvent = {
+    type: 'operator_action',
+    actor: d.actor,
+    tenant: d.tenant,
+    data: { action: 'directive.issue', directiveId: d.id, converged: r.converged },
+  };
+  return r.created
+    ? [action, { type: 'directive.issued', actor: d.actor, tenant: d.tenant, data: { directive: d } }]
+    : [action];
 }
 
 /** One scenario's result with sensible defaults: S1 passed, with a timeline. */
@@ -50,7 +67,9 @@ export function scenarioResult(over: Partial<ScenarioResult> = {}): ScenarioResu
     effectsAfterObserve: 0,
     queue: null,
     journal: { intents: 4, landed: 3, failed: 0, aborted: 1, inDoubt: 0, open: 0, lost: 0, compensations: 2 },
-    checks: [{ name: 'no write after the flip', ok: true, kind: 'invariant', detail: '0 writes after the flip' }],
+    checks: [
+      { name: 'no write after the flip', ok: true, kind: 'invariant', detail: '0 writes after the flip' },
+    ],
     paths: [],
     timeline: [
       { t: -5, class: 'write', outcome: 'started' },
@@ -65,24 +84,49 @@ export function scenarioResult(over: Partial<ScenarioResult> = {}): ScenarioResu
 /** A rehearsal as `killpath drill` posts it: acme/bot at level 4, passed. */
 export function rehearsalInput(over: Partial<RehearsalInput> = {}): RehearsalInput {
   return {
-    spec: { name: 'acme-spec', digest: 'sha256:aaaa', agents: [{ tenant: 'acme', agent: 'bot', level: 4, cadenceDays: 30 }] },
+    spec: {
+      name: 'acme-spec',
+      digest: 'sha256:aaaa',
+      agents: [{ tenant: 'acme', agent: 'bot', level: 4, cadenceDays: 30 }],
+    },
     mode: 'local',
     compact: false,
     startedAt: '2025-06-01T10:00:00.000Z',
     finishedAt: '2025-06-01T10:05:00.000Z',
     result: 'pass',
-    scenarios: [scenarioResult(), scenarioResult({ id: 'S7', title: 'control plane down', path: 'deadman', status: 'degraded', paths: [{ path: 'deadman', state: 'worked', detail: 'tripped in 2 s' }] })],
+    scenarios: [
+      scenarioResult(),
+      scenarioResult({
+        id: 'S7',
+        title: 'control plane down',
+        path: 'deadman',
+        status: 'degraded',
+        paths: [{ path: 'deadman', state: 'worked', detail: 'tripped in 2 s' }],
+      }),
+    ],
     ...over,
   };
 }
 
 const drillAudit = (r: Omit<RehearsalRecord, 'auditSeq'>): AuditEvent[] => [
-  { type: 'operator_action', actor: 'alice', tenant: 'acme', data: { action: 'drill.record', drillId: r.id } },
+  {
+    type: 'operator_action',
+    actor: 'alice',
+    tenant: 'acme',
+    data: { action: 'drill.record', drillId: r.id },
+  },
   { type: 'drill.recorded', actor: 'alice', tenant: 'acme', data: { drillId: r.id, result: r.result } },
 ];
 
 function clearAudit(d: Directive): AuditEvent[] {
-  return [{ type: 'directive.cleared', actor: 'bob', tenant: d.tenant, data: { directiveId: d.id, rev: d.clearedRev } }];
+  return [
+    {
+      type: 'directive.cleared',
+      actor: 'bob',
+      tenant: d.tenant,
+      data: { directiveId: d.id, rev: d.clearedRev },
+    },
+  ];
 }
 
 function runRecord(over: Partial<RunRecord> = {}): RunRecord {
@@ -115,7 +159,8 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
       await store.close();
     });
 
-    const issue = (over: Parameters<typeof directiveInput>[0] = {}) => store.issueDirective(directiveInput(over), issueAudit);
+    const issue = (over: Parameters<typeof directiveInput>[0] = {}) =>
+      store.issueDirective(directiveInput(over), issueAudit);
     const auditCount = async () => (await store.listAudit({ limit: 100_000 })).length;
 
     describe('revisions and the switchboard', () => {
@@ -334,7 +379,9 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
       });
 
       test('concurrent identical issues converge to one directive', async () => {
-        const results = await Promise.all(Array.from({ length: 10 }, () => issue({ idempotencyKey: 'tok1:same' })));
+        const results = await Promise.all(
+          Array.from({ length: 10 }, () => issue({ idempotencyKey: 'tok1:same' })),
+        );
         assert.equal(results.filter((r) => r.created).length, 1);
         assert.equal(new Set(results.map((r) => r.directive.id)).size, 1);
         assert.equal(await store.rev(), 1);
@@ -380,7 +427,9 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
 
       test('concurrent clears of one directive: exactly one wins', async () => {
         const { directive } = await issue();
-        const results = await Promise.all(Array.from({ length: 5 }, () => store.clearDirective(directive.id, clearAudit)));
+        const results = await Promise.all(
+          Array.from({ length: 5 }, () => store.clearDirective(directive.id, clearAudit)),
+        );
         assert.equal(results.filter((r) => r !== null).length, 1);
         assert.equal(await store.rev(), 2);
       });
@@ -405,7 +454,11 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
 
       test('a throwing audit callback rolls the issue back', async () => {
         await issue({ scope: 'tenant:globex' });
-        const before = { rev: await store.rev(), directives: await store.listDirectives({}), audit: await store.listAudit({}) };
+        const before = {
+          rev: await store.rev(),
+          directives: await store.listDirectives({}),
+          audit: await store.listAudit({}),
+        };
         await assert.rejects(
           store.issueDirective(directiveInput(), () => {
             throw new Error('audit down');
@@ -453,7 +506,11 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
 
       test('an audit event that cannot be hashed rolls the token back', async () => {
         const bad: AuditEvent = { type: 'operator_action', actor: 'x', tenant: null, data: { n: 1n } };
-        await assert.rejects(store.createToken({ id: 't_1', name: 'n', role: 'viewer', tenant: 'acme', agent: null }, 'h1', [bad]));
+        await assert.rejects(
+          store.createToken({ id: 't_1', name: 'n', role: 'viewer', tenant: 'acme', agent: null }, 'h1', [
+            bad,
+          ]),
+        );
         assert.equal(await store.findToken('h1'), null);
         assert.equal(await store.countTokens(), 0);
         assert.deepEqual(await store.listAudit({}), []);
@@ -462,10 +519,30 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
 
     describe('tokens', () => {
       test('a token is found by the hash of its secret, and only by it', async () => {
-        const rec = await store.createToken({ id: 't_1', name: 'ops', role: 'operator', tenant: 'acme', agent: null }, 'a'.repeat(64), [
-          { type: 'operator_action', actor: 'admin', tenant: 'acme', data: { action: 'token.create', tokenId: 't_1' } },
-        ]);
-        assert.deepEqual({ ...rec, createdAt: 'x' }, { id: 't_1', name: 'ops', role: 'operator', tenant: 'acme', agent: null, createdAt: 'x', revokedAt: null });
+        const rec = await store.createToken(
+          { id: 't_1', name: 'ops', role: 'operator', tenant: 'acme', agent: null },
+          'a'.repeat(64),
+          [
+            {
+              type: 'operator_action',
+              actor: 'admin',
+              tenant: 'acme',
+              data: { action: 'token.create', tokenId: 't_1' },
+            },
+          ],
+        );
+        assert.deepEqual(
+          { ...rec, createdAt: 'x' },
+          {
+            id: 't_1',
+            name: 'ops',
+            role: 'operator',
+            tenant: 'acme',
+            agent: null,
+            createdAt: 'x',
+            revokedAt: null,
+          },
+        );
         assert.ok(!Number.isNaN(Date.parse(rec.createdAt)));
         assert.deepEqual(await store.findToken('a'.repeat(64)), rec);
         assert.equal(await store.findToken('b'.repeat(64)), null);
@@ -477,16 +554,34 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
       });
 
       test('agent and admin tokens keep their agent and tenant', async () => {
-        const agent = await store.createToken({ id: 't_a', name: 'bot', role: 'agent', tenant: 'acme', agent: 'bot' }, 'c'.repeat(64), []);
-        const admin = await store.createToken({ id: 't_b', name: 'root', role: 'admin', tenant: '*', agent: null }, 'd'.repeat(64), []);
+        const agent = await store.createToken(
+          { id: 't_a', name: 'bot', role: 'agent', tenant: 'acme', agent: 'bot' },
+          'c'.repeat(64),
+          [],
+        );
+        const admin = await store.createToken(
+          { id: 't_b', name: 'root', role: 'admin', tenant: '*', agent: null },
+          'd'.repeat(64),
+          [],
+        );
         assert.deepEqual(await store.findToken('c'.repeat(64)), agent);
         assert.deepEqual(await store.findToken('d'.repeat(64)), admin);
         assert.equal(await store.countTokens(), 2);
       });
 
       test('two tokens cannot share a secret hash', async () => {
-        await store.createToken({ id: 't_1', name: 'a', role: 'viewer', tenant: 'acme', agent: null }, 'e'.repeat(64), []);
-        await assert.rejects(store.createToken({ id: 't_2', name: 'b', role: 'admin', tenant: '*', agent: null }, 'e'.repeat(64), []));
+        await store.createToken(
+          { id: 't_1', name: 'a', role: 'viewer', tenant: 'acme', agent: null },
+          'e'.repeat(64),
+          [],
+        );
+        await assert.rejects(
+          store.createToken(
+            { id: 't_2', name: 'b', role: 'admin', tenant: '*', agent: null },
+            'e'.repeat(64),
+            [],
+          ),
+        );
         assert.equal((await store.findToken('e'.repeat(64)))?.id, 't_1');
         assert.equal(await store.countTokens(), 1);
       });
@@ -503,7 +598,16 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
       test('the first registration wins for tenant, agent and lineage', async () => {
         const first = runRecord();
         await store.registerRun(first);
-        const second = await store.registerRun(runRecord({ tenant: 'globex', agent: 'evil', parentRunId: null, lineage: [], features: [], workerId: 'w9' }));
+        const second = await store.registerRun(
+          runRecord({
+            tenant: 'globex',
+            agent: 'evil',
+            parentRunId: null,
+            lineage: [],
+            features: [],
+            workerId: 'w9',
+          }),
+        );
         for (const got of [second, await store.getRun('r1')]) {
           assert.ok(got);
           assert.equal(got.tenant, 'acme');
@@ -515,7 +619,12 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
     });
 
     describe('listings', () => {
-      async function threeTenants(): Promise<{ acme: Directive; globex: Directive; all: Directive; clearedAcme: Directive }> {
+      async function threeTenants(): Promise<{
+        acme: Directive;
+        globex: Directive;
+        all: Directive;
+        clearedAcme: Directive;
+      }> {
         const acme = (await issue({ scope: 'tenant:acme' })).directive;
         const globex = (await issue({ scope: 'tenant:globex' })).directive;
         const all = (await issue({ scope: 'global', tenant: null })).directive;
@@ -526,18 +635,33 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
 
       test('listDirectives filters by tenant, including tenant-less directives', async () => {
         const d = await threeTenants();
-        assert.deepEqual(sortedIds(await store.listDirectives({ tenant: 'acme' })), sortedIds([d.acme, d.all, d.clearedAcme]));
-        assert.deepEqual(sortedIds(await store.listDirectives({ tenant: 'globex' })), sortedIds([d.globex, d.all]));
+        assert.deepEqual(
+          sortedIds(await store.listDirectives({ tenant: 'acme' })),
+          sortedIds([d.acme, d.all, d.clearedAcme]),
+        );
+        assert.deepEqual(
+          sortedIds(await store.listDirectives({ tenant: 'globex' })),
+          sortedIds([d.globex, d.all]),
+        );
         assert.deepEqual(sortedIds(await store.listDirectives({ tenant: 'initech' })), sortedIds([d.all]));
-        assert.deepEqual(sortedIds(await store.listDirectives({})), sortedIds([d.acme, d.globex, d.all, d.clearedAcme]));
+        assert.deepEqual(
+          sortedIds(await store.listDirectives({})),
+          sortedIds([d.acme, d.globex, d.all, d.clearedAcme]),
+        );
       });
 
       test('listDirectives filters active and cleared', async () => {
         const d = await threeTenants();
-        assert.deepEqual(sortedIds(await store.listDirectives({ active: true })), sortedIds([d.acme, d.globex, d.all]));
+        assert.deepEqual(
+          sortedIds(await store.listDirectives({ active: true })),
+          sortedIds([d.acme, d.globex, d.all]),
+        );
         assert.deepEqual(await store.listDirectives({ active: false }), [d.clearedAcme]);
         assert.deepEqual(await store.listDirectives({ active: false, tenant: 'globex' }), []);
-        assert.deepEqual(sortedIds(await store.listDirectives({ active: true, tenant: 'acme' })), sortedIds([d.acme, d.all]));
+        assert.deepEqual(
+          sortedIds(await store.listDirectives({ active: true, tenant: 'acme' })),
+          sortedIds([d.acme, d.all]),
+        );
       });
 
       test('listDirectives is newest first, so a limit keeps the latest', async () => {
@@ -579,7 +703,8 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
 
       test('listAudit pages with afterSeq and limit, oldest first', async () => {
         await tenAuditRecords();
-        const seqs = async (q: Parameters<Store['listAudit']>[0]) => (await store.listAudit(q)).map((r) => r.seq);
+        const seqs = async (q: Parameters<Store['listAudit']>[0]) =>
+          (await store.listAudit(q)).map((r) => r.seq);
         assert.deepEqual(await seqs({}), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
         assert.deepEqual(await seqs({ afterSeq: 3, limit: 4 }), [4, 5, 6, 7]);
         assert.deepEqual(await seqs({ afterSeq: 8 }), [9, 10]);
@@ -589,7 +714,8 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
 
       test('listAudit desc returns the newest first', async () => {
         await tenAuditRecords();
-        const seqs = async (q: Parameters<Store['listAudit']>[0]) => (await store.listAudit(q)).map((r) => r.seq);
+        const seqs = async (q: Parameters<Store['listAudit']>[0]) =>
+          (await store.listAudit(q)).map((r) => r.seq);
         assert.deepEqual(await seqs({ desc: true, limit: 3 }), [10, 9, 8]);
         assert.deepEqual(await seqs({ desc: true, afterSeq: 7 }), [10, 9, 8]);
         assert.deepEqual(await seqs({ desc: false, limit: 2 }), [1, 2]);
@@ -615,8 +741,18 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
       });
 
       test('audit records keep their data exactly', async () => {
-        const data = { s: 'ünïcödé "q" \\ \n', n: 1.5, neg: -3, b: false, nil: null, arr: [1, [2, { x: 'y' }]], obj: { z: 1, a: 2 } };
-        const [rec] = await store.appendAudit([{ type: 'drill.recorded', actor: 'drill', tenant: 'acme', data }]);
+        const data = {
+          s: 'ünïcödé "q" \\ \n',
+          n: 1.5,
+          neg: -3,
+          b: false,
+          nil: null,
+          arr: [1, [2, { x: 'y' }]],
+          obj: { z: 1, a: 2 },
+        };
+        const [rec] = await store.appendAudit([
+          { type: 'drill.recorded', actor: 'drill', tenant: 'acme', data },
+        ]);
         const [read] = await store.listAudit({});
         assert.deepEqual(read, rec);
         assert.deepEqual(read!.data, data);
@@ -628,17 +764,32 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
     describe('policy versions', () => {
       test('versions number from 1, the latest is active, each commits with its audit records, history lists newest first', async () => {
         assert.equal(await store.getPolicy(), null, 'a fresh store has no policy');
-        const v1 = await store.putPolicy({ source: 'rules: []\n', digest: 'd1', actor: 'alice', comment: null, rollbackOf: null }, (v) => [{ type: 'policy.changed', actor: 'alice', tenant: null, data: { version: v.version } }]);
-        const v2 = await store.putPolicy({ source: 'rules: [] # 2\n', digest: 'd2', actor: 'bob', comment: 'tighter', rollbackOf: null }, (v) => [{ type: 'policy.changed', actor: 'bob', tenant: null, data: { version: v.version } }]);
-        const v3 = await store.putPolicy({ source: v1.source, digest: 'd1', actor: 'carol', comment: 'back', rollbackOf: 1 }, () => []);
+        const v1 = await store.putPolicy(
+          { source: 'rules: []\n', digest: 'd1', actor: 'alice', comment: null, rollbackOf: null },
+          (v) => [{ type: 'policy.changed', actor: 'alice', tenant: null, data: { version: v.version } }],
+        );
+        const v2 = await store.putPolicy(
+          { source: 'rules: [] # 2\n', digest: 'd2', actor: 'bob', comment: 'tighter', rollbackOf: null },
+          (v) => [{ type: 'policy.changed', actor: 'bob', tenant: null, data: { version: v.version } }],
+        );
+        const v3 = await store.putPolicy(
+          { source: v1.source, digest: 'd1', actor: 'carol', comment: 'back', rollbackOf: 1 },
+          () => [],
+        );
         assert.deepEqual([v1.version, v2.version, v3.version], [1, 2, 3]);
         assert.deepEqual(await store.getPolicy(), v3);
         assert.deepEqual(await store.getPolicy(2), v2);
         assert.equal(await store.getPolicy(9), null);
         const { source: _source, ...meta } = v3;
         assert.deepEqual((await store.listPolicies(2))[0], meta);
-        assert.deepEqual((await store.listPolicies(10)).map((v) => v.version), [3, 2, 1]);
-        assert.deepEqual((await store.listAudit({ types: ['policy.changed'] })).map((r) => r.data.version), [1, 2]);
+        assert.deepEqual(
+          (await store.listPolicies(10)).map((v) => v.version),
+          [3, 2, 1],
+        );
+        assert.deepEqual(
+          (await store.listAudit({ types: ['policy.changed'] })).map((r) => r.data.version),
+          [1, 2],
+        );
       });
     });
 
@@ -653,8 +804,14 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
         assert.equal(r.auditSeq, 3, 'the second of the two records appended after seq 1');
         const { timeline: _t, ...stored } = input.scenarios[0]!;
         assert.deepEqual(r.scenarios[0], stored);
-        assert.ok(r.scenarios.every((s) => !('timeline' in s)), 'timelines are not stored');
-        assert.deepEqual({ ...r, scenarios: [] }, { ...input, scenarios: [], id: r.id, recordedAt: r.recordedAt, recordedBy: 'alice', auditSeq: 3 });
+        assert.ok(
+          r.scenarios.every((s) => !('timeline' in s)),
+          'timelines are not stored',
+        );
+        assert.deepEqual(
+          { ...r, scenarios: [] },
+          { ...input, scenarios: [], id: r.id, recordedAt: r.recordedAt, recordedBy: 'alice', auditSeq: 3 },
+        );
         assert.deepEqual(await store.getDrill(r.id), r);
         assert.equal(await store.getDrill('dr_nope'), null);
         const audit = await store.listAudit({ types: ['drill.recorded'] });
@@ -679,11 +836,30 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
       test('listDrills is newest first, pages with before, and filters by tenant and agent (any agent of the spec)', async () => {
         const acme = await store.recordDrill(rehearsalInput(), 'alice', drillAudit);
         const both = await store.recordDrill(
-          rehearsalInput({ spec: { name: 'shared', digest: 'd2', agents: [{ tenant: 'globex', agent: 'billing', level: 3, cadenceDays: 90 }, { tenant: 'acme', agent: 'other', level: 5, cadenceDays: 30 }] } }),
+          rehearsalInput({
+            spec: {
+              name: 'shared',
+              digest: 'd2',
+              agents: [
+                { tenant: 'globex', agent: 'billing', level: 3, cadenceDays: 90 },
+                { tenant: 'acme', agent: 'other', level: 5, cadenceDays: 30 },
+              ],
+            },
+          }),
           'root',
           drillAudit,
         );
-        const globex = await store.recordDrill(rehearsalInput({ spec: { name: 'g', digest: 'd3', agents: [{ tenant: 'globex', agent: 'billing', level: 3, cadenceDays: 90 }] } }), 'root', drillAudit);
+        const globex = await store.recordDrill(
+          rehearsalInput({
+            spec: {
+              name: 'g',
+              digest: 'd3',
+              agents: [{ tenant: 'globex', agent: 'billing', level: 3, cadenceDays: 90 }],
+            },
+          }),
+          'root',
+          drillAudit,
+        );
         const ids = (rs: RehearsalRecord[]) => rs.map((r) => r.id);
         assert.deepEqual(ids(await store.listDrills({ limit: 10 })), [globex.id, both.id, acme.id]);
         assert.deepEqual(ids(await store.listDrills({ limit: 2 })), [globex.id, both.id]);
@@ -692,26 +868,74 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
         assert.deepEqual(ids(await store.listDrills({ limit: 10, tenant: 'acme' })), [both.id, acme.id]);
         assert.deepEqual(ids(await store.listDrills({ limit: 10, tenant: 'globex' })), [globex.id, both.id]);
         assert.deepEqual(ids(await store.listDrills({ limit: 10, tenant: 'initech' })), []);
-        assert.deepEqual(ids(await store.listDrills({ limit: 10, agent: { tenant: 'acme', agent: 'bot' } })), [acme.id]);
-        assert.deepEqual(ids(await store.listDrills({ limit: 10, agent: { tenant: 'acme', agent: 'billing' } })), [], 'tenant and agent match in one spec entry');
-        assert.deepEqual(ids(await store.listDrills({ limit: 10, tenant: 'acme', agent: { tenant: 'acme', agent: 'other' } })), [both.id]);
+        assert.deepEqual(
+          ids(await store.listDrills({ limit: 10, agent: { tenant: 'acme', agent: 'bot' } })),
+          [acme.id],
+        );
+        assert.deepEqual(
+          ids(await store.listDrills({ limit: 10, agent: { tenant: 'acme', agent: 'billing' } })),
+          [],
+          'tenant and agent match in one spec entry',
+        );
+        assert.deepEqual(
+          ids(
+            await store.listDrills({ limit: 10, tenant: 'acme', agent: { tenant: 'acme', agent: 'other' } }),
+          ),
+          [both.id],
+        );
       });
 
       test('lastDrills names, per agent, the rehearsal that finished last, with its spec entry', async () => {
-        const late = await store.recordDrill(rehearsalInput({ finishedAt: '2025-06-03T00:00:00.000Z', result: 'fail' }), 'alice', drillAudit);
+        const late = await store.recordDrill(
+          rehearsalInput({ finishedAt: '2025-06-03T00:00:00.000Z', result: 'fail' }),
+          'alice',
+          drillAudit,
+        );
         // Stored later, but it finished earlier: it is not the last drill of acme/bot.
-        await store.recordDrill(rehearsalInput({ finishedAt: '2025-06-02T00:00:00.000Z' }), 'alice', drillAudit);
+        await store.recordDrill(
+          rehearsalInput({ finishedAt: '2025-06-02T00:00:00.000Z' }),
+          'alice',
+          drillAudit,
+        );
         const g = await store.recordDrill(
-          rehearsalInput({ finishedAt: '2025-06-01T12:00:00.000Z', spec: { name: 'g', digest: 'dg', agents: [{ tenant: 'globex', agent: 'billing', level: 3, cadenceDays: 90 }] } }),
+          rehearsalInput({
+            finishedAt: '2025-06-01T12:00:00.000Z',
+            spec: {
+              name: 'g',
+              digest: 'dg',
+              agents: [{ tenant: 'globex', agent: 'billing', level: 3, cadenceDays: 90 }],
+            },
+          }),
           'root',
           drillAudit,
         );
         const all = (await store.lastDrills()).sort((a, b) => a.tenant.localeCompare(b.tenant));
         assert.deepEqual(all, [
-          { tenant: 'acme', agent: 'bot', level: 4, cadenceDays: 30, drillId: late.id, finishedAt: '2025-06-03T00:00:00.000Z', result: 'fail', specDigest: 'sha256:aaaa' },
-          { tenant: 'globex', agent: 'billing', level: 3, cadenceDays: 90, drillId: g.id, finishedAt: '2025-06-01T12:00:00.000Z', result: 'pass', specDigest: 'dg' },
+          {
+            tenant: 'acme',
+            agent: 'bot',
+            level: 4,
+            cadenceDays: 30,
+            drillId: late.id,
+            finishedAt: '2025-06-03T00:00:00.000Z',
+            result: 'fail',
+            specDigest: 'sha256:aaaa',
+          },
+          {
+            tenant: 'globex',
+            agent: 'billing',
+            level: 3,
+            cadenceDays: 90,
+            drillId: g.id,
+            finishedAt: '2025-06-01T12:00:00.000Z',
+            result: 'pass',
+            specDigest: 'dg',
+          },
         ]);
-        assert.deepEqual((await store.lastDrills('globex')).map((l) => l.drillId), [g.id]);
+        assert.deepEqual(
+          (await store.lastDrills('globex')).map((l) => l.drillId),
+          [g.id],
+        );
         assert.deepEqual(await store.lastDrills('initech'), []);
       });
     });
@@ -723,15 +947,38 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
         const audited: string[][] = [];
         const audit = (added: string[]): AuditEvent[] => {
           audited.push(added);
-          return [{ type: 'agent.surface_changed', actor: 'worker:w1', tenant: 'acme', data: { tenant: 'acme', agent: 'bot', added } }];
+          return [
+            {
+              type: 'agent.surface_changed',
+              actor: 'worker:w1',
+              tenant: 'acme',
+              data: { tenant: 'acme', agent: 'bot', added },
+            },
+          ];
         };
-        assert.deepEqual(await store.noteCapabilities('acme', 'bot', ['llm', 'crm.update', 'llm'], at('1'), audit), ['crm.update', 'llm']);
-        assert.deepEqual(await store.noteCapabilities('acme', 'bot', ['llm', 'crm.update'], at('2'), audit), []);
-        assert.deepEqual(await store.noteCapabilities('acme', 'bot', ['llm', 'wire_transfer'], at('3'), audit), ['wire_transfer']);
+        assert.deepEqual(
+          await store.noteCapabilities('acme', 'bot', ['llm', 'crm.update', 'llm'], at('1'), audit),
+          ['crm.update', 'llm'],
+        );
+        assert.deepEqual(
+          await store.noteCapabilities('acme', 'bot', ['llm', 'crm.update'], at('2'), audit),
+          [],
+        );
+        assert.deepEqual(
+          await store.noteCapabilities('acme', 'bot', ['llm', 'wire_transfer'], at('3'), audit),
+          ['wire_transfer'],
+        );
         assert.deepEqual(await store.noteCapabilities('acme', 'bot', [], at('4')), []);
-        assert.deepEqual(audited, [['crm.update', 'llm'], ['wire_transfer']], 'nothing audited when nothing is new');
+        assert.deepEqual(
+          audited,
+          [['crm.update', 'llm'], ['wire_transfer']],
+          'nothing audited when nothing is new',
+        );
         const records = await store.listAudit({ types: ['agent.surface_changed'] });
-        assert.deepEqual(records.map((r) => r.data.added), [['crm.update', 'llm'], ['wire_transfer']]);
+        assert.deepEqual(
+          records.map((r) => r.data.added),
+          [['crm.update', 'llm'], ['wire_transfer']],
+        );
         assert.deepEqual(await store.agentSurfaces(), [
           {
             tenant: 'acme',
@@ -753,7 +1000,11 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
           /audit down/,
         );
         assert.deepEqual(await store.agentSurfaces(), []);
-        assert.deepEqual(await store.noteCapabilities('acme', 'bot', ['llm'], at('2')), ['llm'], 'still new afterwards');
+        assert.deepEqual(
+          await store.noteCapabilities('acme', 'bot', ['llm'], at('2')),
+          ['llm'],
+          'still new afterwards',
+        );
       });
 
       test('agentSurfaces lists agents with runs or capabilities, per tenant, sorted', async () => {
@@ -763,11 +1014,22 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
         await store.noteCapabilities('acme', 'bot', ['llm'], at('1'));
         await store.noteCapabilities('acme', 'archivist', ['memory.write'], at('2'));
         assert.deepEqual(await store.agentSurfaces(), [
-          { tenant: 'acme', agent: 'archivist', capabilities: [{ capability: 'memory.write', firstSeenAt: at('2').toISOString() }] },
-          { tenant: 'acme', agent: 'bot', capabilities: [{ capability: 'llm', firstSeenAt: at('1').toISOString() }] },
+          {
+            tenant: 'acme',
+            agent: 'archivist',
+            capabilities: [{ capability: 'memory.write', firstSeenAt: at('2').toISOString() }],
+          },
+          {
+            tenant: 'acme',
+            agent: 'bot',
+            capabilities: [{ capability: 'llm', firstSeenAt: at('1').toISOString() }],
+          },
           { tenant: 'globex', agent: 'billing', capabilities: [] },
         ]);
-        assert.deepEqual((await store.agentSurfaces('globex')).map((s) => s.agent), ['billing']);
+        assert.deepEqual(
+          (await store.agentSurfaces('globex')).map((s) => s.agent),
+          ['billing'],
+        );
         assert.deepEqual(await store.agentSurfaces('initech'), []);
       });
     });

@@ -6,7 +6,13 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { AuditRecord, Directive, HeartbeatReport, RunTelemetry, WorkerSettings } from '@killpath/protocol';
+import type {
+  AuditRecord,
+  Directive,
+  HeartbeatReport,
+  RunTelemetry,
+  WorkerSettings,
+} from '@killpath/protocol';
 import { Authenticator } from '../src/auth/tokens.ts';
 import { createApp } from '../src/http/app.ts';
 import { createLogger } from '../src/log.ts';
@@ -47,7 +53,14 @@ async function rig(opts: TriggerOptions = {}): Promise<Rig> {
   const admin = await h.token('admin', '*');
   const agent = await h.token('agent', 'acme', 'bot');
   const call = async (method: string, path: string, token: string, body?: unknown) =>
-    app2.request(path, { method, headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+    app2.request(path, {
+      method,
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
   return {
     ...h,
     t,
@@ -87,7 +100,19 @@ const run = (runId: string, over: Partial<RunTelemetry> = {}): RunTelemetry => (
 /** A connected worker w1 of acme/bot hosting `runs` (its stream opened and its first heartbeat in). */
 function worker(r: Rig, runs: string[], id = 'w1', launcher?: string): void {
   r.cp.fleet.connected(id, 'acme', 'bot', []);
-  r.cp.fleet.heartbeat(id, 'acme', 'bot', { ...(heartbeatBody() as unknown as HeartbeatReport), runs: runs.map((runId) => ({ runId, parentRunId: null, lineage: [], state: 'running', effects: 0, denied: 0, inFlight: 0 })), ...(launcher ? { launcher } : {}) });
+  r.cp.fleet.heartbeat(id, 'acme', 'bot', {
+    ...(heartbeatBody() as unknown as HeartbeatReport),
+    runs: runs.map((runId) => ({
+      runId,
+      parentRunId: null,
+      lineage: [],
+      state: 'running',
+      effects: 0,
+      denied: 0,
+      inFlight: 0,
+    })),
+    ...(launcher ? { launcher } : {}),
+  });
 }
 
 async function send(r: Rig, runs: RunTelemetry[]): Promise<void> {
@@ -100,58 +125,135 @@ describe('telemetry and policy routes', () => {
   test('telemetry is validated strictly and only a worker of the agent may send it; heartbeats answer with the worker settings', async () => {
     const r = await rig();
     worker(r, ['r1']);
-    await expectWireError(await r.call('POST', '/v1/telemetry', r.agent, { workerId: 'w1', runs: [{ ...run('r1'), extra: 1 }] }), 400, 'invalid_request', 'unknown field');
-    await expectWireError(await r.call('POST', '/v1/telemetry', r.agent, { workerId: 'w1', runs: [run('r1', { steps: -1 })] }), 400, 'invalid_request', 'negative count');
-    await expectWireError(await r.call('POST', '/v1/telemetry', r.agent, { workerId: 'w1', runs: [run('r1', { localHalt: { rule: 'boredom', value: 1, limit: 0 } as never })] }), 400, 'invalid_request', 'unknown local rule');
-    await expectWireError(await r.call('POST', '/v1/telemetry', r.agent, 'not json'), 400, 'invalid_request', 'not JSON');
+    await expectWireError(
+      await r.call('POST', '/v1/telemetry', r.agent, { workerId: 'w1', runs: [{ ...run('r1'), extra: 1 }] }),
+      400,
+      'invalid_request',
+      'unknown field',
+    );
+    await expectWireError(
+      await r.call('POST', '/v1/telemetry', r.agent, { workerId: 'w1', runs: [run('r1', { steps: -1 })] }),
+      400,
+      'invalid_request',
+      'negative count',
+    );
+    await expectWireError(
+      await r.call('POST', '/v1/telemetry', r.agent, {
+        workerId: 'w1',
+        runs: [run('r1', { localHalt: { rule: 'boredom', value: 1, limit: 0 } as never })],
+      }),
+      400,
+      'invalid_request',
+      'unknown local rule',
+    );
+    await expectWireError(
+      await r.call('POST', '/v1/telemetry', r.agent, 'not json'),
+      400,
+      'invalid_request',
+      'not JSON',
+    );
     const other = await r.token('agent', 'acme', 'other');
-    await expectWireError(await r.call('POST', '/v1/telemetry', other, { workerId: 'w1', runs: [] }), 404, 'not_found', "another agent's worker");
+    await expectWireError(
+      await r.call('POST', '/v1/telemetry', other, { workerId: 'w1', runs: [] }),
+      404,
+      'not_found',
+      "another agent's worker",
+    );
     const hb = await r.call('POST', '/v1/workers/w1/heartbeat', r.agent, heartbeatBody());
     assert.equal(hb.status, 200);
-    assert.deepEqual((await hb.json()) as WorkerSettings, { heartbeatMs: 5000, limits: { maxSteps: 200, maxCostUsd: 5 } });
+    assert.deepEqual((await hb.json()) as WorkerSettings, {
+      heartbeatMs: 5000,
+      limits: { maxSteps: 200, maxCostUsd: 5 },
+    });
     await r.done();
   });
 
   test('the policy is an admin’s: show, apply (validated, audited with diff and author), dry run, history, rollback', async () => {
     const r = await rig();
     const operator = await r.token('operator', 'acme', undefined, 'olga');
-    await expectWireError(await r.call('GET', '/v1/policy', operator), 403, 'forbidden', 'operators do not read the policy');
-    await expectWireError(await r.call('POST', '/v1/policy', operator, { source: DEFAULT_POLICY }), 403, 'forbidden', 'nor change it');
-    const shown = (await (await r.call('GET', '/v1/policy', r.admin)).json()) as { version: number; actor: string; rules: unknown[] };
+    await expectWireError(
+      await r.call('GET', '/v1/policy', operator),
+      403,
+      'forbidden',
+      'operators do not read the policy',
+    );
+    await expectWireError(
+      await r.call('POST', '/v1/policy', operator, { source: DEFAULT_POLICY }),
+      403,
+      'forbidden',
+      'nor change it',
+    );
+    const shown = (await (await r.call('GET', '/v1/policy', r.admin)).json()) as {
+      version: number;
+      actor: string;
+      rules: unknown[];
+    };
     assert.equal(shown.version, 1);
     assert.equal(shown.actor, 'killpath:default');
     assert.equal(shown.rules.length, 6);
-    const bad = await r.call('POST', '/v1/policy', r.admin, { source: 'rules:\n  - { name: a, when: "run.nope", action: { level: halt } }' });
+    const bad = await r.call('POST', '/v1/policy', r.admin, {
+      source: 'rules:\n  - { name: a, when: "run.nope", action: { level: halt } }',
+    });
     assert.equal(bad.status, 400);
     const badBody = (await bad.json()) as { error: { details: { path: string }[] } };
     assert.equal(badBody.error.details[0]!.path, 'rules[0].when');
     const tighter = DEFAULT_POLICY.replace('maxSteps: 200', 'maxSteps: 50');
-    const dry = (await (await r.call('POST', '/v1/policy', r.admin, { source: tighter, dryRun: true })).json()) as { dryRun: boolean; version: number; diff: string };
+    const dry = (await (
+      await r.call('POST', '/v1/policy', r.admin, { source: tighter, dryRun: true })
+    ).json()) as { dryRun: boolean; version: number; diff: string };
     assert.equal(dry.dryRun, true);
     assert.equal(dry.version, 1);
     assert.match(dry.diff, /- {2}default: \{ maxSteps: 200/);
-    const applied = await r.call('POST', '/v1/policy', r.admin, { source: tighter, comment: 'INC-9: loops too long' });
+    const applied = await r.call('POST', '/v1/policy', r.admin, {
+      source: tighter,
+      comment: 'INC-9: loops too long',
+    });
     assert.equal(applied.status, 201);
     assert.equal(((await applied.json()) as { version: number }).version, 2);
     const same = await r.call('POST', '/v1/policy', r.admin, { source: tighter });
     assert.equal(same.status, 200, 'an identical text stores nothing');
     assert.equal(((await same.json()) as { unchanged: boolean }).unchanged, true);
-    const hb = (await (await r.call('POST', '/v1/workers/w9/heartbeat', r.agent, heartbeatBody())).json()) as WorkerSettings;
+    const hb = (await (
+      await r.call('POST', '/v1/workers/w9/heartbeat', r.agent, heartbeatBody())
+    ).json()) as WorkerSettings;
     assert.equal(hb.limits.maxSteps, 50, 'workers get the new limits with their next heartbeat');
     const back = await r.call('POST', '/v1/policy/rollback', r.admin, { version: 1, comment: 'undo' });
     assert.equal(back.status, 201);
-    await expectWireError(await r.call('POST', '/v1/policy/rollback', r.admin, { version: 1, comment: 'again' }), 409, 'conflict', 'already that text');
-    await expectWireError(await r.call('POST', '/v1/policy/rollback', r.admin, { version: 99, comment: 'x' }), 404, 'not_found', 'unknown version');
+    await expectWireError(
+      await r.call('POST', '/v1/policy/rollback', r.admin, { version: 1, comment: 'again' }),
+      409,
+      'conflict',
+      'already that text',
+    );
+    await expectWireError(
+      await r.call('POST', '/v1/policy/rollback', r.admin, { version: 99, comment: 'x' }),
+      404,
+      'not_found',
+      'unknown version',
+    );
     const changes = await r.audit('policy.changed');
-    assert.deepEqual(changes.map((c) => [c.data.version, c.data.rollbackOf]), [[1, null], [2, null], [3, 1]]);
+    assert.deepEqual(
+      changes.map((c) => [c.data.version, c.data.rollbackOf]),
+      [
+        [1, null],
+        [2, null],
+        [3, 1],
+      ],
+    );
     assert.equal(changes[0]!.actor, 'killpath:default');
     assert.match(changes[1]!.actor, /^admin:\*:/, 'the admin who applied it');
     assert.equal(changes[1]!.data.role, 'admin');
     assert.equal(changes[1]!.data.comment, 'INC-9: loops too long');
     assert.match(changes[1]!.data.diff as string, /\+ {2}default: \{ maxSteps: 50/);
-    const history = (await (await r.call('GET', '/v1/policy/history', r.admin)).json()) as { active: number; versions: { version: number }[] };
+    const history = (await (await r.call('GET', '/v1/policy/history', r.admin)).json()) as {
+      active: number;
+      versions: { version: number }[];
+    };
     assert.equal(history.active, 3);
-    assert.deepEqual(history.versions.map((v) => v.version), [3, 2, 1]);
+    assert.deepEqual(
+      history.versions.map((v) => v.version),
+      [3, 2, 1],
+    );
     assert.equal((await r.store.getPolicy())!.digest, (await r.store.getPolicy(1))!.digest);
     assert.ok(r.alerts.got.some((a) => a.kind === 'policy.changed'));
     await r.done();
@@ -175,17 +277,25 @@ describe('the supervisor through the control plane', () => {
     assert.equal(fired[0]!.data.trigger, 'supervisor');
     assert.equal(fired[0]!.data.rule, 'loop_length');
     assert.equal((fired[0]!.data.values as Record<string, number>).steps, 201);
-    assert.equal((await r.audit('operator_action')).filter((a) => a.data.action === 'directive.issue').length, 0, 'no operator acted');
+    assert.equal(
+      (await r.audit('operator_action')).filter((a) => a.data.action === 'directive.issue').length,
+      0,
+      'no operator acted',
+    );
     const alert = r.alerts.got.find((a) => a.kind === 'kill_switch.fired')!;
     assert.equal(alert.directiveId, d.id);
     assert.equal(alert.details.rule, 'loop_length');
     // Still over the line: no second fire while the condition stays true, even after a resume.
     await send(r, [run('r1', { steps: 260 })]);
-    const res = await r.call('POST', `/v1/directives/${d.id}/resume`, r.admin, { justification: 'reviewed, let it run' });
+    const res = await r.call('POST', `/v1/directives/${d.id}/resume`, r.admin, {
+      justification: 'reviewed, let it run',
+    });
     assert.equal(res.status, 200);
     await send(r, [run('r1', { steps: 300 })]);
     assert.equal(r.cp.active().length, 0, 'a resume holds while the condition never went false');
-    const status = (await (await r.call('GET', '/v1/supervisor', r.admin)).json()) as { supervisor: { rules: Record<string, { fired: number }> } };
+    const status = (await (await r.call('GET', '/v1/supervisor', r.admin)).json()) as {
+      supervisor: { rules: Record<string, { fired: number }> };
+    };
     assert.equal(status.supervisor.rules.loop_length!.fired, 1);
     await r.done();
   });
@@ -194,7 +304,10 @@ describe('the supervisor through the control plane', () => {
     const r = await rig();
     worker(r, ['r1', 'r2']);
     await send(r, [run('r1', { authDenials: 4, revokedDenials: 4 }), run('r2', { authDenials: 1 })]);
-    assert.deepEqual(r.cp.active().map((d) => d.scopeText), ['run:r2']);
+    assert.deepEqual(
+      r.cp.active().map((d) => d.scopeText),
+      ['run:r2'],
+    );
     await r.done();
   });
 
@@ -251,28 +364,58 @@ describe('the deadman desk', () => {
   test('watches connected workers with runs; trips only past missed × interval; halts each run with a kill step; once per outage', async () => {
     const r = await rig();
     let now = 0;
-    const policy = compilePolicy(DEFAULT_POLICY.replace('default: { intervalMs: 5000, missed: 3, killAfterMs: 0 }', 'default: { intervalMs: 1000, missed: 3, killAfterMs: 250 }'));
-    const desk = new DeadmanDesk(r.cp, log, () => policy, () => now);
+    const policy = compilePolicy(
+      DEFAULT_POLICY.replace(
+        'default: { intervalMs: 5000, missed: 3, killAfterMs: 0 }',
+        'default: { intervalMs: 1000, missed: 3, killAfterMs: 250 }',
+      ),
+    );
+    const desk = new DeadmanDesk(
+      r.cp,
+      log,
+      () => policy,
+      () => now,
+    );
     worker(r, ['r1', 'r2'], 'w1', 'launch-1');
     worker(r, [], 'idle');
-    assert.deepEqual(desk.heartbeat('w1', { tenant: 'acme', agent: 'bot' }), { heartbeatMs: 1000, limits: { maxSteps: 200, maxCostUsd: 5 } });
+    assert.deepEqual(desk.heartbeat('w1', { tenant: 'acme', agent: 'bot' }), {
+      heartbeatMs: 1000,
+      limits: { maxSteps: 200, maxCostUsd: 5 },
+    });
     desk.heartbeat('idle', { tenant: 'acme', agent: 'bot' });
-    assert.deepEqual(desk.watched().map((w) => w.workerId), ['w1'], 'a worker without runs is not watched');
+    assert.deepEqual(
+      desk.watched().map((w) => w.workerId),
+      ['w1'],
+      'a worker without runs is not watched',
+    );
     now = 3000;
-    await assert.rejects(desk.trip('w1', 'test'), (err: Error & { code?: string }) => err.code === 'conflict');
+    await assert.rejects(
+      desk.trip('w1', 'test'),
+      (err: Error & { code?: string }) => err.code === 'conflict',
+    );
     now = 3001;
     const trip = await desk.trip('w1', 'test');
     assert.equal(trip.directives.length, 2);
     const halts = r.cp.active().filter((d) => d.actor === 'deadman:w1');
     assert.deepEqual(halts.map((d) => d.scopeText).sort(), ['run:r1', 'run:r2']);
-    assert.ok(halts.every((d) => d.level === 'halt' && d.graceMs === 0 && d.escalation.some((s) => s.level === 'kill' && s.afterMs === 250)));
+    assert.ok(
+      halts.every(
+        (d) =>
+          d.level === 'halt' &&
+          d.graceMs === 0 &&
+          d.escalation.some((s) => s.level === 'kill' && s.afterMs === 250),
+      ),
+    );
     const rec = (await r.audit('deadman.triggered'))[0]!;
     assert.equal(rec.data.heartbeatAgoMs, 3001);
     assert.equal(rec.data.thresholdMs, 3000);
     assert.equal(rec.actor, 'watchdog:test');
     assert.equal((await r.audit('kill_switch.fired')).filter((f) => f.data.trigger === 'deadman').length, 2);
     const alert = r.alerts.got.find((a) => a.kind === 'deadman.triggered')!;
-    assert.match(alert.summary, /launcher launch-1 is ordered to kill the process unless it reports halted within 250 ms/);
+    assert.match(
+      alert.summary,
+      /launcher launch-1 is ordered to kill the process unless it reports halted within 250 ms/,
+    );
     assert.equal((await desk.trip('w1', 'test')).already, true, 'once per outage');
     desk.heartbeat('w1', { tenant: 'acme', agent: 'bot' });
     assert.equal(desk.watched()[0]!.tripped, false, 'a heartbeat re-arms it');
@@ -285,7 +428,12 @@ describe('the deadman desk', () => {
     const r = await rig();
     const now = 0;
     let policy = compilePolicy(DEFAULT_POLICY);
-    const desk = new DeadmanDesk(r.cp, log, () => policy, () => now);
+    const desk = new DeadmanDesk(
+      r.cp,
+      log,
+      () => policy,
+      () => now,
+    );
     worker(r, ['r1']);
     desk.heartbeat('w1', { tenant: 'acme', agent: 'bot' });
     policy = compilePolicy(DEFAULT_POLICY.replace('intervalMs: 5000', 'intervalMs: 500'));
@@ -299,7 +447,11 @@ describe('the deadman desk', () => {
 describe('supervisor and watchdog watch each other', () => {
   test('an absence is raised once per outage and its end once', () => {
     const seen: string[] = [];
-    const w = new AbsenceWatch(100, (age) => seen.push(`absent ${age}`), (age) => seen.push(`back ${age}`));
+    const w = new AbsenceWatch(
+      100,
+      (age) => seen.push(`absent ${age}`),
+      (age) => seen.push(`back ${age}`),
+    );
     for (const age of [10, 90, 150, 300, 20, 30, 101]) w.check(age);
     assert.deepEqual(seen, ['absent 150', 'back 20', 'absent 101']);
   });
@@ -307,13 +459,21 @@ describe('supervisor and watchdog watch each other', () => {
   test('without a watchdog the supervisor raises watchdog.absent; a beat through the API ends it', async () => {
     const r = await rig({ absentAfterMs: 150 });
     await sleep(800);
-    assert.ok(r.alerts.got.some((a) => a.kind === 'watchdog.absent'), JSON.stringify(r.alerts.got.map((a) => a.kind)));
+    assert.ok(
+      r.alerts.got.some((a) => a.kind === 'watchdog.absent'),
+      JSON.stringify(r.alerts.got.map((a) => a.kind)),
+    );
     const res = await r.call('POST', '/v1/watchdog/beat', r.admin, { watchdog: 'ops-1' });
     assert.equal(res.status, 200);
     assert.ok(((await res.json()) as { supervisorAgoMs: number }).supervisorAgoMs < 600);
     assert.ok(r.alerts.got.some((a) => a.kind === 'watchdog.recovered'));
     assert.equal((await r.audit('watchdog.absent')).length, 1);
-    await expectWireError(await r.call('POST', '/v1/watchdog/beat', r.agent, { watchdog: 'x' }), 403, 'forbidden', 'agents do not run watchdogs');
+    await expectWireError(
+      await r.call('POST', '/v1/watchdog/beat', r.agent, { watchdog: 'x' }),
+      403,
+      'forbidden',
+      'agents do not run watchdogs',
+    );
     await r.done();
   });
 

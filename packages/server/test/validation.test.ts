@@ -20,7 +20,10 @@ async function fixture(): Promise<Fixture> {
   const admin = await h.token('admin', '*');
   const agent = await h.token('agent', 'acme', 'bot');
   h.cp.fleet.connected('w1', 'acme', 'bot', []);
-  const res = await h.req('POST', '/v1/directives', { token: admin, body: { level: 'halt', scope: 'tenant:globex', reason: 'r', justification: 'j' } });
+  const res = await h.req('POST', '/v1/directives', {
+    token: admin,
+    body: { level: 'halt', scope: 'tenant:globex', reason: 'r', justification: 'j' },
+  });
   assert.equal(res.status, 201);
   const { directive } = (await res.json()) as { directive: { id: string } };
   return { h, admin, agent, directiveId: directive.id };
@@ -31,10 +34,20 @@ const KILL = { justification: 'INC-1' };
 const RESUME = { justification: 'fixed in INC-1' };
 const TOKEN = { role: 'operator', tenant: 'acme' };
 const RUN = { runId: 'r1', parentRunId: null, lineage: [], features: [], workerId: 'w1' };
-const RUN_REPORT = { runId: 'r1', parentRunId: null, lineage: [], state: 'running', effects: 0, denied: 0, inFlight: 0 };
+const RUN_REPORT = {
+  runId: 'r1',
+  parentRunId: null,
+  lineage: [],
+  state: 'running',
+  effects: 0,
+  denied: 0,
+  inFlight: 0,
+};
 const ACK = { rev: 1 };
 const STEP = { direction: 'up', justification: 'not stopping fast enough' };
-const LAUNCHER_EVENTS = { events: [{ type: 'process.killed', directiveId: 'd_1', pid: 42, signal: 'SIGKILL', ms: 2010 }] };
+const LAUNCHER_EVENTS = {
+  events: [{ type: 'process.killed', directiveId: 'd_1', pid: 42, signal: 'SIGKILL', ms: 2010 }],
+};
 const HALTED = { rev: 1, directiveId: 'd_1', runs: ['r1'], aborted: 0, completed: 0, observeToSettleMs: 1.5 };
 const DRILL = rehearsalInput() as unknown as Record<string, unknown>;
 const SPEC = rehearsalInput().spec;
@@ -175,17 +188,40 @@ const CASES: Case[] = [
   bad('issue', 'a throttle without a rate', { level: 'throttle' }),
   bad('issue', 'a rate on a halt', { rate: { perSecond: 1, per: 'run' } }),
   bad('issue', 'an isolate narrowed to capabilities', { level: 'isolate', capabilities: ['llm'] }),
-  bad('issue', 'an escalation step below the level', { level: 'kill', escalation: [{ level: 'halt', afterMs: 10 }] }),
+  bad('issue', 'an escalation step below the level', {
+    level: 'kill',
+    escalation: [{ level: 'halt', afterMs: 10 }],
+  }),
   bad('issue', 'an escalation step of an unknown level', { escalation: [{ level: 'nuke', afterMs: 10 }] }),
   bad('issue', 'a negative escalation delay', { escalation: [{ level: 'kill', afterMs: -1 }] }),
-  bad('issue', 'five escalation steps', { level: 'throttle', rate: { perSecond: 1, per: 'run' }, escalation: Array.from({ length: 5 }, () => ({ level: 'kill', afterMs: 1 })) }),
+  bad('issue', 'five escalation steps', {
+    level: 'throttle',
+    rate: { perSecond: 1, per: 'run' },
+    escalation: Array.from({ length: 5 }, () => ({ level: 'kill', afterMs: 1 })),
+  }),
 
   // POST /v1/directives/:id/step
   bad('step', 'a sideways step', { direction: 'left' }),
   bad('step', 'no justification', { justification: undefined }),
   bad('step', 'a blank justification', { justification: '   ' }),
-  { name: 'a step of an unknown directive', route: 'step', body: {}, path: () => '/v1/directives/d_nope/step', status: 404, code: 'not_found' },
-  { name: 'a step up from kill', route: 'step', body: {}, setup: async (f) => void (await f.h.req('POST', `/v1/directives/${f.directiveId}/step`, { token: f.admin, body: STEP })), path: (f) => `/v1/directives/${f.directiveId}/step`, status: 409, code: 'conflict' },
+  {
+    name: 'a step of an unknown directive',
+    route: 'step',
+    body: {},
+    path: () => '/v1/directives/d_nope/step',
+    status: 404,
+    code: 'not_found',
+  },
+  {
+    name: 'a step up from kill',
+    route: 'step',
+    body: {},
+    setup: async (f) =>
+      void (await f.h.req('POST', `/v1/directives/${f.directiveId}/step`, { token: f.admin, body: STEP })),
+    path: (f) => `/v1/directives/${f.directiveId}/step`,
+    status: 409,
+    code: 'conflict',
+  },
 
   // POST /v1/launchers/:id/events
   bad('launcherEvents', 'no events', { events: [] }),
@@ -209,7 +245,14 @@ const CASES: Case[] = [
   bad('resume', 'empty justification', { justification: '' }),
   bad('resume', 'whitespace justification', { justification: '\n' }),
   bad('resume', 'empty breakGlass', { breakGlass: ' ' }),
-  { name: 'an unknown directive', route: 'resume', body: {}, path: () => '/v1/directives/d_nope/resume', status: 404, code: 'not_found' },
+  {
+    name: 'an unknown directive',
+    route: 'resume',
+    body: {},
+    path: () => '/v1/directives/d_nope/resume',
+    status: 404,
+    code: 'not_found',
+  },
   {
     name: 'a directive already resumed',
     route: 'resume',
@@ -217,7 +260,10 @@ const CASES: Case[] = [
     status: 409,
     code: 'conflict',
     setup: async (f) => {
-      const res = await f.h.req('POST', `/v1/directives/${f.directiveId}/resume`, { token: f.admin, body: RESUME });
+      const res = await f.h.req('POST', `/v1/directives/${f.directiveId}/resume`, {
+        token: f.admin,
+        body: RESUME,
+      });
       assert.equal(res.status, 200, 'the first resume succeeds');
     },
   },
@@ -250,7 +296,9 @@ const CASES: Case[] = [
   bad('heartbeat', 'a run report with an unknown field', { runs: [{ ...RUN_REPORT, extra: true }] }),
   bad('heartbeat', 'a capability with a space', { capabilities: ['wire transfer'] }),
   bad('heartbeat', 'capabilities as a string', { capabilities: 'llm' }),
-  bad('heartbeat', 'over 4096 capabilities', { capabilities: Array.from({ length: 4097 }, (_, i) => `c${i}`) }),
+  bad('heartbeat', 'over 4096 capabilities', {
+    capabilities: Array.from({ length: 4097 }, (_, i) => `c${i}`),
+  }),
 
   // POST /v1/drills
   bad('drill', 'missing spec', { spec: undefined }),
@@ -270,18 +318,51 @@ const CASES: Case[] = [
   bad('drill', 'startedAt not a time', { startedAt: 'yesterday' }),
   bad('drill', 'finishedAt before startedAt', { startedAt: '2025-06-02T00:00:00.000Z' }),
   bad('drill', 'scenarios as an object', { scenarios: {} }),
-  bad('drill', 'over 200 scenarios', { scenarios: Array.from({ length: 201 }, () => scenarioResult({ timeline: [] })) }),
+  bad('drill', 'over 200 scenarios', {
+    scenarios: Array.from({ length: 201 }, () => scenarioResult({ timeline: [] })),
+  }),
   bad('drill', 'a scenario id with a space', scenario({ id: 'S 1' })),
   bad('drill', 'a scenario in an unknown status', scenario({ status: 'flaky' })),
   bad('drill', 'a scenario with an unknown field', scenario({ owner: 'x' })),
   bad('drill', 'a negative duration', scenario({ durationMs: -1 })),
-  bad('drill', 'latency samples as a string', scenario({ signalToHalt: { n: 1, p50: 1, p99: 1, max: 1, samples: '1' } })),
+  bad(
+    'drill',
+    'latency samples as a string',
+    scenario({ signalToHalt: { n: 1, p50: 1, p99: 1, max: 1, samples: '1' } }),
+  ),
   bad('drill', 'a negative p99', scenario({ signalToHalt: { n: 1, p50: 1, p99: -1, max: 1, samples: [1] } })),
-  bad('drill', 'a check of an unknown kind', scenario({ checks: [{ name: 'x', ok: true, kind: 'vibe', detail: '' }] })),
-  bad('drill', 'a path in an unknown state', scenario({ paths: [{ path: 'deadman', state: 'fine', detail: '' }] })),
-  bad('drill', 'a timeline point of an unknown class', scenario({ timeline: [{ t: 0, class: 'delete', outcome: 'started' }] })),
+  bad(
+    'drill',
+    'a check of an unknown kind',
+    scenario({ checks: [{ name: 'x', ok: true, kind: 'vibe', detail: '' }] }),
+  ),
+  bad(
+    'drill',
+    'a path in an unknown state',
+    scenario({ paths: [{ path: 'deadman', state: 'fine', detail: '' }] }),
+  ),
+  bad(
+    'drill',
+    'a timeline point of an unknown class',
+    scenario({ timeline: [{ t: 0, class: 'delete', outcome: 'started' }] }),
+  ),
   bad('drill', 'remediation over 16000 characters', scenario({ remediation: big(16_001) })),
-  bad('drill', 'a journal with a negative count', scenario({ journal: { intents: -1, landed: 0, failed: 0, aborted: 0, inDoubt: 0, open: 0, lost: 0, compensations: 0 } })),
+  bad(
+    'drill',
+    'a journal with a negative count',
+    scenario({
+      journal: {
+        intents: -1,
+        landed: 0,
+        failed: 0,
+        aborted: 0,
+        inDoubt: 0,
+        open: 0,
+        lost: 0,
+        compensations: 0,
+      },
+    }),
+  ),
 
   // POST /v1/workers/:id/ack
   bad('ack', 'rev as a string', { rev: '1' }),
@@ -318,7 +399,11 @@ describe('POST bodies: 4xx with the wire error shape, never 5xx, nothing committ
       const rev = await f.h.store.rev();
       const audit = (await f.h.store.listAudit({ limit: 5000 })).length;
       const body = typeof c.body === 'string' ? c.body : JSON.stringify(merge(r.valid, c.body));
-      const res = await f.h.req('POST', (c.path ?? r.path)(f), { token: f[r.who], body, ...(c.headers ? { headers: c.headers } : {}) });
+      const res = await f.h.req('POST', (c.path ?? r.path)(f), {
+        token: f[r.who],
+        body,
+        ...(c.headers ? { headers: c.headers } : {}),
+      });
       assert.ok(res.status >= 400 && res.status < 500, `status ${res.status} is 4xx`);
       await expectWireError(res, c.status, c.code, c.name);
       assert.equal(await f.h.store.rev(), rev, 'no rev bump');
@@ -332,12 +417,18 @@ describe('POST bodies: 4xx with the wire error shape, never 5xx, nothing committ
     assert.equal(res.status, 400);
     const body = (await res.json()) as { error: { details: { path: string; message: string }[] } };
     assert.ok(Array.isArray(body.error.details));
-    assert.ok(body.error.details.some((d) => d.path === 'graceMs'), JSON.stringify(body.error.details));
+    assert.ok(
+      body.error.details.some((d) => d.path === 'graceMs'),
+      JSON.stringify(body.error.details),
+    );
   });
 
   test('a body just under the limit is not refused for its size', async () => {
     const justification = big(BODY_LIMIT - 200);
-    const res = await f.h.req('POST', '/v1/agents/acme/bot/kill', { token: f.admin, body: { justification } });
+    const res = await f.h.req('POST', '/v1/agents/acme/bot/kill', {
+      token: f.admin,
+      body: { justification },
+    });
     // 400 (justification over 4000 characters), not 413: the size check let it through.
     await expectWireError(res, 400, 'invalid_request');
   });
@@ -417,14 +508,24 @@ describe('GET query parameters', () => {
   }
 
   test('audit paging honours after, limit and order', async () => {
-    const all = ((await (await f.h.req('GET', '/v1/audit', { token: f.admin })).json()) as { records: { seq: number }[] }).records.map((r) => r.seq);
+    const all = (
+      (await (await f.h.req('GET', '/v1/audit', { token: f.admin })).json()) as { records: { seq: number }[] }
+    ).records.map((r) => r.seq);
     assert.ok(all.length >= 4, `${all.length} records`);
-    const page = ((await (await f.h.req('GET', '/v1/audit?after=1&limit=2', { token: f.admin })).json()) as { records: { seq: number }[] }).records;
+    const page = (
+      (await (await f.h.req('GET', '/v1/audit?after=1&limit=2', { token: f.admin })).json()) as {
+        records: { seq: number }[];
+      }
+    ).records;
     assert.deepEqual(
       page.map((r) => r.seq),
       [2, 3],
     );
-    const desc = ((await (await f.h.req('GET', '/v1/audit?order=desc&limit=1', { token: f.admin })).json()) as { records: { seq: number }[] }).records;
+    const desc = (
+      (await (await f.h.req('GET', '/v1/audit?order=desc&limit=1', { token: f.admin })).json()) as {
+        records: { seq: number }[];
+      }
+    ).records;
     assert.deepEqual(
       desc.map((r) => r.seq),
       [all.at(-1)],
@@ -453,7 +554,7 @@ describe('routes and methods that do not exist', () => {
   }
 });
 
-describe('failures that are not the caller\'s fault', () => {
+describe("failures that are not the caller's fault", () => {
   test('are 500 internal in the wire shape, without the local error text', async () => {
     const f = await fixture();
     try {

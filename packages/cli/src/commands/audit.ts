@@ -19,7 +19,13 @@ function line(r: AuditRecord): string {
 /** `killpath audit verify|tail`. */
 export async function audit(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
-  const { values } = parse(rest, { ...CONNECTION_OPTIONS, json: { type: 'boolean' }, n: { type: 'string', short: 'n' }, follow: { type: 'boolean', short: 'f' }, type: { type: 'string' } });
+  const { values } = parse(rest, {
+    ...CONNECTION_OPTIONS,
+    json: { type: 'boolean' },
+    n: { type: 'string', short: 'n' },
+    follow: { type: 'boolean', short: 'f' },
+    type: { type: 'string' },
+  });
   const only = values.type ? `&type=${encodeURIComponent(values.type)}` : '';
   if (values.help || sub === undefined || sub === '--help' || sub === '-h') {
     console.log(AUDIT_HELP);
@@ -35,12 +41,17 @@ export async function audit(args: string[]): Promise<number> {
   }
   if (sub === 'tail') {
     const n = intFlag('n', values.n, 20);
-    let records = (await api.get<{ records: AuditRecord[] }>(`/v1/audit?order=desc&limit=${Math.max(1, Math.min(n, 5000))}${only}`)).records.reverse();
+    let records = (
+      await api.get<{ records: AuditRecord[] }>(
+        `/v1/audit?order=desc&limit=${Math.max(1, Math.min(n, 5000))}${only}`,
+      )
+    ).records.reverse();
     let after = records.at(-1)?.seq ?? 0;
     for (const r of records) console.log(values.json ? JSON.stringify(r) : line(r));
     while (values.follow) {
       await new Promise((ok) => setTimeout(ok, 500));
-      records = (await api.get<{ records: AuditRecord[] }>(`/v1/audit?after=${after}&limit=1000${only}`)).records;
+      records = (await api.get<{ records: AuditRecord[] }>(`/v1/audit?after=${after}&limit=1000${only}`))
+        .records;
       for (const r of records) console.log(values.json ? JSON.stringify(r) : line(r));
       after = records.at(-1)?.seq ?? after;
     }

@@ -35,20 +35,30 @@ export const DEMO_FLEET: AgentSpec[] = [
   { tenant: 'initech', agent: 'sales-bot', runs: ['initech-sales-1'], features: ['new-planner'] },
 ];
 
-const why = (what: string) => ({ reason: `demo: ${what}`, justification: `killpath demo walks every scope (${what})` });
+const why = (what: string) => ({
+  reason: `demo: ${what}`,
+  justification: `killpath demo walks every scope (${what})`,
+});
 
 /** One flip per scope, smallest hammer first. */
 export function demoFlips(): FlipSpec[] {
   return [
     {
       label: 'tool crm.update of acme/billing-bot',
-      body: { level: 'halt', scope: 'agent:acme/billing-bot', capabilities: ['crm.update'], ...why('freeze one tool') },
-      covers: (a, _run, cap) => a.spec.tenant === 'acme' && a.spec.agent === 'billing-bot' && cap === 'crm.update',
+      body: {
+        level: 'halt',
+        scope: 'agent:acme/billing-bot',
+        capabilities: ['crm.update'],
+        ...why('freeze one tool'),
+      },
+      covers: (a, _run, cap) =>
+        a.spec.tenant === 'acme' && a.spec.agent === 'billing-bot' && cap === 'crm.update',
     },
     {
       label: 'run acme-sup-1 (and its child)',
       body: { level: 'halt', scope: 'run:acme-sup-1', ...why('halt one run') },
-      covers: (a, run) => a.runs.some((r) => r.runId === run && (r.runId === 'acme-sup-1' || r.lineage.includes('acme-sup-1'))),
+      covers: (a, run) =>
+        a.runs.some((r) => r.runId === run && (r.runId === 'acme-sup-1' || r.lineage.includes('acme-sup-1'))),
     },
     {
       label: 'agent globex/research-bot',
@@ -62,12 +72,22 @@ export function demoFlips(): FlipSpec[] {
     },
     {
       label: 'feature new-planner in globex',
-      body: { level: 'halt', scope: 'feature:new-planner', tenant: 'globex', ...why('halt one feature in one tenant') },
+      body: {
+        level: 'halt',
+        scope: 'feature:new-planner',
+        tenant: 'globex',
+        ...why('halt one feature in one tenant'),
+      },
       covers: (a) => a.spec.tenant === 'globex' && (a.spec.features ?? []).includes('new-planner'),
     },
     {
       label: 'global',
-      body: { level: 'kill', scope: 'global', breakGlass: 'demo: rehearsing the stop-the-world button', ...why('stop the world') },
+      body: {
+        level: 'kill',
+        scope: 'global',
+        breakGlass: 'demo: rehearsing the stop-the-world button',
+        ...why('stop the world'),
+      },
       covers: () => true,
     },
   ];
@@ -76,7 +96,17 @@ export function demoFlips(): FlipSpec[] {
 /** Renders flip outcomes as the demo's summary table. */
 export function flipTable(outcomes: FlipOutcome[]): string {
   return table(
-    ['scope', 'covered', 'signal-to-halt p50 / p99 / max', 'after observe', 'after flip (r/w)', 'permits after flip', 'timers/tasks after', 'slow tool aborted', 'uncovered working'],
+    [
+      'scope',
+      'covered',
+      'signal-to-halt p50 / p99 / max',
+      'after observe',
+      'after flip (r/w)',
+      'permits after flip',
+      'timers/tasks after',
+      'slow tool aborted',
+      'uncovered working',
+    ],
     outcomes.map((o) => [
       o.label,
       `${o.covered.length - o.missingReports}/${o.covered.length}`,
@@ -94,19 +124,35 @@ export function flipTable(outcomes: FlipOutcome[]): string {
 /** The invariants a flip must keep; returns what broke (empty when all held). */
 export function flipViolations(o: FlipOutcome): string[] {
   const v: string[] = [];
-  if (o.startedAfterObserve > 0) v.push(`${o.label}: ${o.startedAfterObserve} covered effect(s) started after the worker observed the flip`);
-  if (o.permitsAfterFlip > 0) v.push(`${o.label}: ${o.permitsAfterFlip} write permit(s) granted after the flip (guarantee 1)`);
-  if (o.timersAfterObserve > 0) v.push(`${o.label}: ${o.timersAfterObserve} timer(s) of covered runs fired after the flip was observed`);
-  if (o.tasksAfterObserve > 0) v.push(`${o.label}: ${o.tasksAfterObserve} queued task(s) of covered runs started after the flip was observed`);
+  if (o.startedAfterObserve > 0)
+    v.push(
+      `${o.label}: ${o.startedAfterObserve} covered effect(s) started after the worker observed the flip`,
+    );
+  if (o.permitsAfterFlip > 0)
+    v.push(`${o.label}: ${o.permitsAfterFlip} write permit(s) granted after the flip (guarantee 1)`);
+  if (o.timersAfterObserve > 0)
+    v.push(`${o.label}: ${o.timersAfterObserve} timer(s) of covered runs fired after the flip was observed`);
+  if (o.tasksAfterObserve > 0)
+    v.push(
+      `${o.label}: ${o.tasksAfterObserve} queued task(s) of covered runs started after the flip was observed`,
+    );
   if (o.missingReports > 0) v.push(`${o.label}: ${o.missingReports} covered worker(s) never reported halted`);
-  if (o.slowAborted.aborted < o.slowAborted.of) v.push(`${o.label}: the in-flight slow tool was not aborted on ${o.slowAborted.of - o.slowAborted.aborted} worker(s)`);
-  if (o.uncovered.working < o.uncovered.workers) v.push(`${o.label}: ${o.uncovered.workers - o.uncovered.working} uncovered worker(s) stopped working`);
+  if (o.slowAborted.aborted < o.slowAborted.of)
+    v.push(
+      `${o.label}: the in-flight slow tool was not aborted on ${o.slowAborted.of - o.slowAborted.aborted} worker(s)`,
+    );
+  if (o.uncovered.working < o.uncovered.workers)
+    v.push(`${o.label}: ${o.uncovered.workers - o.uncovered.working} uncovered worker(s) stopped working`);
   return v;
 }
 
 /** `killpath demo`. */
 export async function demo(args: string[]): Promise<number> {
-  const { values } = parse(args, { window: { type: 'string' }, keep: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } });
+  const { values } = parse(args, {
+    window: { type: 'string' },
+    keep: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  });
   if (values.help) {
     console.log(DEMO_HELP);
     return 0;
@@ -128,22 +174,33 @@ export async function demo(args: string[]): Promise<number> {
   try {
     console.log(`killpath demo: control plane on ${server.url} (data dir ${dataDir})`);
     process.stdout.write(`starting ${DEMO_FLEET.length} agent processes … `);
-    fleet = await FleetHarness.start({ api, agents: DEMO_FLEET, env: { DEMO_PERIOD_MS: '20', DEMO_SLOW_MS: '4000' } });
+    fleet = await FleetHarness.start({
+      api,
+      agents: DEMO_FLEET,
+      env: { DEMO_PERIOD_MS: '20', DEMO_SLOW_MS: '4000' },
+    });
     console.log(`connected (pids ${fleet.agents.map((a) => a.pid).join(', ')})`);
     await new Promise((ok) => setTimeout(ok, 500));
     const outcomes: FlipOutcome[] = [];
     for (const spec of demoFlips()) {
       process.stdout.write(`  flip ${spec.body.level} ${spec.label} … `);
-      const o = await flipAndMeasure(api, fleet, spec, { windowMs, flipWall: (rev) => {
-        const t = cp.flipTime(rev);
-        return t === undefined ? undefined : performance.timeOrigin + t;
-      } });
+      const o = await flipAndMeasure(api, fleet, spec, {
+        windowMs,
+        flipWall: (rev) => {
+          const t = cp.flipTime(rev);
+          return t === undefined ? undefined : performance.timeOrigin + t;
+        },
+      });
       outcomes.push(o);
-      console.log(`${o.covered.length} worker(s) halted, p99 ${ms(o.signalToHalt.p99)}, resumed at rev ${o.resumedRev}`);
+      console.log(
+        `${o.covered.length} worker(s) halted, p99 ${ms(o.signalToHalt.p99)}, resumed at rev ${o.resumedRev}`,
+      );
     }
     console.log(`\n${flipTable(outcomes)}\n`);
     console.log('after observe: covered effects started after the worker applied the flip (must be 0)');
-    console.log('after flip: covered effects started between the commit and the worker applying it (reads/writes)\n');
+    console.log(
+      'after flip: covered effects started between the commit and the worker applying it (reads/writes)\n',
+    );
     console.log('the rest of the ladder:');
     const ladder = await demoLadder(api, server.createdAdminToken!, fleet);
     const alerts = server.controlPlane.recentAlerts();
@@ -151,7 +208,11 @@ export async function demo(args: string[]): Promise<number> {
     for (const line of ladder.lines) console.log(`  ${line}`);
     console.log('');
     const verdict = await api.get<AuditVerdict>('/v1/audit/verify');
-    console.log(verdict.ok ? `audit chain verified: ${verdict.records} records` : `audit chain BROKEN at #${verdict.firstBad}: ${verdict.reason}`);
+    console.log(
+      verdict.ok
+        ? `audit chain verified: ${verdict.records} records`
+        : `audit chain BROKEN at #${verdict.firstBad}: ${verdict.reason}`,
+    );
     const broken = [...outcomes.flatMap(flipViolations), ...ladder.broken];
     if (!verdict.ok) broken.push('audit chain does not verify');
     await stopAll();

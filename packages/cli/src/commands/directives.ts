@@ -1,4 +1,11 @@
-import { KillpathError, LEVELS, type Directive, type EscalationStep, type Level, type Rate } from '@killpath/protocol';
+import {
+  KillpathError,
+  LEVELS,
+  type Directive,
+  type EscalationStep,
+  type Level,
+  type Rate,
+} from '@killpath/protocol';
 import { CONNECTION_OPTIONS, intFlag, parse } from '../args.ts';
 import { clientFor } from '../config.ts';
 
@@ -53,7 +60,10 @@ same runs (e.g. a tenant halt over an agent) stay in force: killpath status list
 function describe(d: Directive): string {
   const caps = d.capabilities ? ` tools=${d.capabilities.join(',')}` : '';
   const rate = d.rate ? ` rate=${d.rate.perSecond}/s per ${d.rate.per}` : '';
-  const esc = d.escalation.length > 0 ? ` escalates ${d.escalation.map((e) => `${e.level}@${e.afterMs}ms`).join(', ')}` : '';
+  const esc =
+    d.escalation.length > 0
+      ? ` escalates ${d.escalation.map((e) => `${e.level}@${e.afterMs}ms`).join(', ')}`
+      : '';
   return `${d.level} ${d.scopeText}${caps}${rate} (id ${d.id}, rev ${d.rev})${esc}`;
 }
 
@@ -84,22 +94,38 @@ export async function kill(args: string[]): Promise<number> {
     console.log(KILL_HELP);
     return 0;
   }
-  const picked = [values.run && 'run', values.agent && 'agent', values.feature && 'feature', values.global && 'global', values.tenant && !values.feature && 'tenant'].filter(Boolean);
-  if (picked.length !== 1) throw new KillpathError('invalid_request', 'pick exactly one scope: --run, --agent, --tenant, --feature or --global (see killpath kill --help)');
-  if (values.global && values.tenant) throw new KillpathError('invalid_request', '--global and --tenant exclude each other');
+  const picked = [
+    values.run && 'run',
+    values.agent && 'agent',
+    values.feature && 'feature',
+    values.global && 'global',
+    values.tenant && !values.feature && 'tenant',
+  ].filter(Boolean);
+  if (picked.length !== 1)
+    throw new KillpathError(
+      'invalid_request',
+      'pick exactly one scope: --run, --agent, --tenant, --feature or --global (see killpath kill --help)',
+    );
+  if (values.global && values.tenant)
+    throw new KillpathError('invalid_request', '--global and --tenant exclude each other');
   let scope: string;
   if (values.run) scope = `run:${values.run}`;
   else if (values.agent) {
-    if (!values.agent.includes('/')) throw new KillpathError('invalid_request', '--agent takes TENANT/AGENT, e.g. --agent acme/support-bot');
+    if (!values.agent.includes('/'))
+      throw new KillpathError('invalid_request', '--agent takes TENANT/AGENT, e.g. --agent acme/support-bot');
     scope = `agent:${values.agent}`;
   } else if (values.feature) scope = `feature:${values.feature}`;
   else if (values.global) scope = 'global';
   else scope = `tenant:${values.tenant}`;
-  if (!values.reason || values.reason.trim() === '') throw new KillpathError('invalid_request', '--reason is required: say why, it goes on the audit record');
-  if (values.hard && values.level !== undefined && values.level !== 'kill') throw new KillpathError('invalid_request', '--hard means --level kill');
+  if (!values.reason || values.reason.trim() === '')
+    throw new KillpathError('invalid_request', '--reason is required: say why, it goes on the audit record');
+  if (values.hard && values.level !== undefined && values.level !== 'kill')
+    throw new KillpathError('invalid_request', '--hard means --level kill');
   const level = values.hard ? 'kill' : (values.level ?? 'halt');
-  if (!(LEVELS as readonly string[]).includes(level)) throw new KillpathError('invalid_request', `--level must be one of ${LEVELS.join(', ')}`);
-  if (level === 'throttle' && values.rate === undefined) throw new KillpathError('invalid_request', 'a throttle needs --rate N[/run|/agent], e.g. --rate 5');
+  if (!(LEVELS as readonly string[]).includes(level))
+    throw new KillpathError('invalid_request', `--level must be one of ${LEVELS.join(', ')}`);
+  if (level === 'throttle' && values.rate === undefined)
+    throw new KillpathError('invalid_request', 'a throttle needs --rate N[/run|/agent], e.g. --rate 5');
   const body = {
     level,
     ...(values.rate !== undefined ? { rate: rateFlag(values.rate) } : {}),
@@ -115,11 +141,20 @@ export async function kill(args: string[]): Promise<number> {
     ...(values.feature && values.tenant ? { tenant: values.tenant } : {}),
   };
   const api = clientFor(values);
-  const headers: Record<string, string> = values['idempotency-key'] ? { 'idempotency-key': values['idempotency-key'] } : {};
-  const r = await api.post<{ directive: Directive; created: boolean; converged: string | null }>('/v1/directives', body, headers);
+  const headers: Record<string, string> = values['idempotency-key']
+    ? { 'idempotency-key': values['idempotency-key'] }
+    : {};
+  const r = await api.post<{ directive: Directive; created: boolean; converged: string | null }>(
+    '/v1/directives',
+    body,
+    headers,
+  );
   if (values.json) console.log(JSON.stringify(r, null, 2));
   else if (r.created) console.log(`issued ${describe(r.directive)}`);
-  else console.log(`already in force (${r.converged === 'idempotency_key' ? 'same idempotency key' : 'identical directive'}): ${describe(r.directive)}`);
+  else
+    console.log(
+      `already in force (${r.converged === 'idempotency_key' ? 'same idempotency key' : 'identical directive'}): ${describe(r.directive)}`,
+    );
   return 0;
 }
 
@@ -127,7 +162,11 @@ export async function kill(args: string[]): Promise<number> {
 export function rateFlag(text: string): Rate {
   const m = /^(\d+(?:\.\d+)?)(?:\/(run|agent))?$/.exec(text.trim());
   const perSecond = m ? Number(m[1]) : Number.NaN;
-  if (!m || !(perSecond > 0)) throw new KillpathError('invalid_request', `--rate takes effects per second, optionally /run or /agent (e.g. 5, 0.5/run, 20/agent), not "${text}"`);
+  if (!m || !(perSecond > 0))
+    throw new KillpathError(
+      'invalid_request',
+      `--rate takes effects per second, optionally /run or /agent (e.g. 5, 0.5/run, 20/agent), not "${text}"`,
+    );
   return { perSecond, per: (m[2] as Rate['per'] | undefined) ?? 'run' };
 }
 
@@ -135,28 +174,46 @@ export function rateFlag(text: string): Rate {
 export function escalateFlag(text: string): EscalationStep {
   const m = /^([a-z]+)@(\d+)(ms|s)?$/.exec(text.trim());
   if (!m || !(LEVELS as readonly string[]).includes(m[1]!)) {
-    throw new KillpathError('invalid_request', `--escalate takes LEVEL@MS (e.g. kill@30000 or kill@30s) with a level of ${LEVELS.join(', ')}, not "${text}"`);
+    throw new KillpathError(
+      'invalid_request',
+      `--escalate takes LEVEL@MS (e.g. kill@30000 or kill@30s) with a level of ${LEVELS.join(', ')}, not "${text}"`,
+    );
   }
   return { level: m[1] as Level, afterMs: Number(m[2]) * (m[3] === 's' ? 1000 : 1) };
 }
 
 /** `killpath step`. */
 export async function step(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { ...CONNECTION_OPTIONS, reason: { type: 'string' }, rate: { type: 'string' }, 'break-glass': { type: 'string' }, json: { type: 'boolean' } }, true);
+  const { values, positionals } = parse(
+    args,
+    {
+      ...CONNECTION_OPTIONS,
+      reason: { type: 'string' },
+      rate: { type: 'string' },
+      'break-glass': { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    true,
+  );
   if (values.help) {
     console.log(STEP_HELP);
     return 0;
   }
   const [id, direction] = positionals;
-  if (positionals.length !== 2 || (direction !== 'up' && direction !== 'down')) throw new KillpathError('invalid_request', 'usage: killpath step <directive-id> up|down --reason TEXT');
-  if (!values.reason || values.reason.trim() === '') throw new KillpathError('invalid_request', '--reason is required: every step is audited');
+  if (positionals.length !== 2 || (direction !== 'up' && direction !== 'down'))
+    throw new KillpathError('invalid_request', 'usage: killpath step <directive-id> up|down --reason TEXT');
+  if (!values.reason || values.reason.trim() === '')
+    throw new KillpathError('invalid_request', '--reason is required: every step is audited');
   const api = clientFor(values);
-  const r = await api.post<{ directive: Directive; replaced: string[] }>(`/v1/directives/${encodeURIComponent(id!)}/step`, {
-    direction,
-    justification: values.reason,
-    ...(values.rate !== undefined ? { rate: rateFlag(values.rate) } : {}),
-    ...(values['break-glass'] ? { breakGlass: values['break-glass'] } : {}),
-  });
+  const r = await api.post<{ directive: Directive; replaced: string[] }>(
+    `/v1/directives/${encodeURIComponent(id!)}/step`,
+    {
+      direction,
+      justification: values.reason,
+      ...(values.rate !== undefined ? { rate: rateFlag(values.rate) } : {}),
+      ...(values['break-glass'] ? { breakGlass: values['break-glass'] } : {}),
+    },
+  );
   if (values.json) console.log(JSON.stringify(r, null, 2));
   else console.log(`stepped ${direction}: ${describe(r.directive)}, replacing ${r.replaced.join(', ')}`);
   return 0;
@@ -184,29 +241,52 @@ export async function resume(args: string[]): Promise<number> {
     return 0;
   }
   const byScope = resumeScope(values);
-  if (byScope === null && positionals.length !== 1) throw new KillpathError('invalid_request', 'usage: killpath resume <directive-id> --reason TEXT, or killpath resume --run R | --agent T/A | --tenant T [--feature F] | --feature F | --global --reason TEXT');
-  if (byScope !== null && positionals.length > 0) throw new KillpathError('invalid_request', 'give a directive id or a scope (--run, --agent, --tenant, --feature, --global), not both');
-  if (!values.reason || values.reason.trim() === '') throw new KillpathError('invalid_request', '--reason is required: resuming is a justified, audited act');
+  if (byScope === null && positionals.length !== 1)
+    throw new KillpathError(
+      'invalid_request',
+      'usage: killpath resume <directive-id> --reason TEXT, or killpath resume --run R | --agent T/A | --tenant T [--feature F] | --feature F | --global --reason TEXT',
+    );
+  if (byScope !== null && positionals.length > 0)
+    throw new KillpathError(
+      'invalid_request',
+      'give a directive id or a scope (--run, --agent, --tenant, --feature, --global), not both',
+    );
+  if (!values.reason || values.reason.trim() === '')
+    throw new KillpathError('invalid_request', '--reason is required: resuming is a justified, audited act');
   const api = clientFor(values);
-  const body = { justification: values.reason, ...(values['break-glass'] ? { breakGlass: values['break-glass'] } : {}) };
+  const body = {
+    justification: values.reason,
+    ...(values['break-glass'] ? { breakGlass: values['break-glass'] } : {}),
+  };
   if (byScope === null) {
-    const r = await api.post<{ directive: Directive }>(`/v1/directives/${encodeURIComponent(positionals[0]!)}/resume`, body);
+    const r = await api.post<{ directive: Directive }>(
+      `/v1/directives/${encodeURIComponent(positionals[0]!)}/resume`,
+      body,
+    );
     if (values.json) console.log(JSON.stringify(r, null, 2));
     else console.log(`cleared ${describe(r.directive)} at rev ${r.directive.clearedRev}`);
     return 0;
   }
   const { directives } = await api.get<{ directives: Directive[] }>('/v1/directives?active=true&limit=5000');
-  const matching = directives.filter((d) => d.scopeText === byScope.scopeText && (byScope.tenant === undefined || d.tenant === byScope.tenant));
+  const matching = directives.filter(
+    (d) => d.scopeText === byScope.scopeText && (byScope.tenant === undefined || d.tenant === byScope.tenant),
+  );
   const label = `${byScope.scopeText}${byScope.tenant !== undefined && byScope.scopeText.startsWith('feature:') ? ` in tenant ${byScope.tenant}` : ''}`;
   if (matching.length === 0) {
     if (values.json) console.log(JSON.stringify({ cleared: [] }, null, 2));
-    else console.error(`no active directive at ${label}: nothing to resume (killpath status lists the active ones and their scopes)`);
+    else
+      console.error(
+        `no active directive at ${label}: nothing to resume (killpath status lists the active ones and their scopes)`,
+      );
     return 1;
   }
   const cleared: Directive[] = [];
   for (const d of matching) {
     try {
-      cleared.push((await api.post<{ directive: Directive }>(`/v1/directives/${encodeURIComponent(d.id)}/resume`, body)).directive);
+      cleared.push(
+        (await api.post<{ directive: Directive }>(`/v1/directives/${encodeURIComponent(d.id)}/resume`, body))
+          .directive,
+      );
     } catch (err) {
       // Cleared meanwhile (an escalation replaced it, another operator resumed it): nothing left to do for it.
       if (err instanceof KillpathError && (err.code === 'conflict' || err.code === 'not_found')) continue;
@@ -222,14 +302,32 @@ export async function resume(args: string[]): Promise<number> {
 }
 
 /** The exact scope a `resume --run/--agent/--tenant/--feature/--global` names, or null for the id form. */
-function resumeScope(v: { run?: string | undefined; agent?: string | undefined; tenant?: string | undefined; feature?: string | undefined; global?: boolean | undefined }): { scopeText: string; tenant?: string } | null {
-  const picked = [v.run && 'run', v.agent && 'agent', v.feature && 'feature', v.global && 'global', v.tenant && !v.feature && 'tenant'].filter(Boolean);
+function resumeScope(v: {
+  run?: string | undefined;
+  agent?: string | undefined;
+  tenant?: string | undefined;
+  feature?: string | undefined;
+  global?: boolean | undefined;
+}): { scopeText: string; tenant?: string } | null {
+  const picked = [
+    v.run && 'run',
+    v.agent && 'agent',
+    v.feature && 'feature',
+    v.global && 'global',
+    v.tenant && !v.feature && 'tenant',
+  ].filter(Boolean);
   if (picked.length === 0) return null;
-  if (picked.length > 1) throw new KillpathError('invalid_request', 'pick exactly one scope: --run, --agent, --tenant, --feature or --global (see killpath resume --help)');
-  if (v.global && v.tenant) throw new KillpathError('invalid_request', '--global and --tenant exclude each other');
+  if (picked.length > 1)
+    throw new KillpathError(
+      'invalid_request',
+      'pick exactly one scope: --run, --agent, --tenant, --feature or --global (see killpath resume --help)',
+    );
+  if (v.global && v.tenant)
+    throw new KillpathError('invalid_request', '--global and --tenant exclude each other');
   if (v.run) return { scopeText: `run:${v.run}` };
   if (v.agent) {
-    if (!v.agent.includes('/')) throw new KillpathError('invalid_request', '--agent takes TENANT/AGENT, e.g. --agent acme/support-bot');
+    if (!v.agent.includes('/'))
+      throw new KillpathError('invalid_request', '--agent takes TENANT/AGENT, e.g. --agent acme/support-bot');
     return { scopeText: `agent:${v.agent}` };
   }
   if (v.feature) return { scopeText: `feature:${v.feature}`, ...(v.tenant ? { tenant: v.tenant } : {}) };

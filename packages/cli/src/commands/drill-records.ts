@@ -1,4 +1,11 @@
-import { KillpathError, isIdentifier, type DrillDue, type DueReason, type RehearsalRecord, type ScenarioResult } from '@killpath/protocol';
+import {
+  KillpathError,
+  isIdentifier,
+  type DrillDue,
+  type DueReason,
+  type RehearsalRecord,
+  type ScenarioResult,
+} from '@killpath/protocol';
 import { CONNECTION_OPTIONS, intFlag, parse } from '../args.ts';
 import { clientFor } from '../config.ts';
 import { ms, table } from '../output.ts';
@@ -26,18 +33,23 @@ effects after the flip, the side-effect journal, failed checks and the remediati
 ${CONNECTION}`;
 
 /** Scenarios of a record counted by status. */
-export function statusCounts(scenarios: readonly Pick<ScenarioResult, 'status'>[]): Record<ScenarioResult['status'], number> {
+export function statusCounts(
+  scenarios: readonly Pick<ScenarioResult, 'status'>[],
+): Record<ScenarioResult['status'], number> {
   const out = { pass: 0, fail: 0, degraded: 0, skipped: 0 };
   for (const s of scenarios) out[s.status] += 1;
   return out;
 }
 
 /** The scenario with the highest signal-to-halt p99, with its target; null when none was measured. */
-export function worstSignalToHalt(scenarios: readonly ScenarioResult[]): { scenario: string; p99: number; target: number | null } | null {
+export function worstSignalToHalt(
+  scenarios: readonly ScenarioResult[],
+): { scenario: string; p99: number; target: number | null } | null {
   let worst: { scenario: string; p99: number; target: number | null } | null = null;
   for (const s of scenarios) {
     if (s.signalToHalt === null || s.signalToHalt.n === 0) continue;
-    if (worst === null || s.signalToHalt.p99 > worst.p99) worst = { scenario: s.id, p99: s.signalToHalt.p99, target: s.target.signalToHaltMs };
+    if (worst === null || s.signalToHalt.p99 > worst.p99)
+      worst = { scenario: s.id, p99: s.signalToHalt.p99, target: s.target.signalToHaltMs };
   }
   return worst;
 }
@@ -72,14 +84,20 @@ function help(values: { help?: boolean | undefined }, text: string): boolean {
 
 /** `killpath drill history`. */
 export async function drillHistory(args: string[]): Promise<number> {
-  const { values } = parse(args, { ...CONNECTION_OPTIONS, agent: { type: 'string' }, limit: { type: 'string', short: 'n' }, json: { type: 'boolean' } });
+  const { values } = parse(args, {
+    ...CONNECTION_OPTIONS,
+    agent: { type: 'string' },
+    limit: { type: 'string', short: 'n' },
+    json: { type: 'boolean' },
+  });
   if (help(values, DRILL_HISTORY_HELP)) return 0;
   const limit = intFlag('limit', values.limit, 20);
   if (limit < 1 || limit > 500) throw new KillpathError('invalid_request', '--limit must be from 1 to 500');
   const q = new URLSearchParams({ limit: String(limit) });
   if (values.agent !== undefined) {
     const parts = values.agent.split('/');
-    if (parts.length !== 2 || !parts.every(isIdentifier)) throw new KillpathError('invalid_request', `--agent must be TENANT/AGENT, got "${values.agent}"`);
+    if (parts.length !== 2 || !parts.every(isIdentifier))
+      throw new KillpathError('invalid_request', `--agent must be TENANT/AGENT, got "${values.agent}"`);
     q.set('agent', values.agent);
   }
   const { drills } = await clientFor(values).get<{ drills: RehearsalRecord[] }>(`/v1/drills?${q.toString()}`);
@@ -93,7 +111,16 @@ export async function drillHistory(args: string[]): Promise<number> {
   }
   console.log(
     table(
-      ['id', 'finished', 'spec', 'agents', 'mode', 'result', 'pass/fail/degr/skip', 'worst signal-to-halt p99'],
+      [
+        'id',
+        'finished',
+        'spec',
+        'agents',
+        'mode',
+        'result',
+        'pass/fail/degr/skip',
+        'worst signal-to-halt p99',
+      ],
       drills.map((d) => {
         const c = statusCounts(d.scenarios);
         return [
@@ -114,11 +141,21 @@ export async function drillHistory(args: string[]): Promise<number> {
 
 /** `killpath drill due`: exit 1 when any agent is due. */
 export async function drillDue(args: string[]): Promise<number> {
-  const { values } = parse(args, { ...CONNECTION_OPTIONS, 'spec-digest': { type: 'string' }, json: { type: 'boolean' } });
+  const { values } = parse(args, {
+    ...CONNECTION_OPTIONS,
+    'spec-digest': { type: 'string' },
+    json: { type: 'boolean' },
+  });
   if (help(values, DRILL_DUE_HELP)) return 0;
   const digest = values['spec-digest'];
-  if (digest !== undefined && !/^[A-Za-z0-9:._+/=-]{1,200}$/.test(digest)) throw new KillpathError('invalid_request', '--spec-digest must be 1-200 characters of letters, digits and :._+/=-');
-  const { agents } = await clientFor(values).get<{ agents: DrillDue[] }>(`/v1/drills/due${digest === undefined ? '' : `?specDigest=${encodeURIComponent(digest)}`}`);
+  if (digest !== undefined && !/^[A-Za-z0-9:._+/=-]{1,200}$/.test(digest))
+    throw new KillpathError(
+      'invalid_request',
+      '--spec-digest must be 1-200 characters of letters, digits and :._+/=-',
+    );
+  const { agents } = await clientFor(values).get<{ agents: DrillDue[] }>(
+    `/v1/drills/due${digest === undefined ? '' : `?specDigest=${encodeURIComponent(digest)}`}`,
+  );
   const due = agents.filter((a) => a.due);
   if (values.json) {
     console.log(JSON.stringify(agents, null, 2));
@@ -135,7 +172,9 @@ export async function drillDue(args: string[]): Promise<number> {
         `${a.tenant}/${a.agent}`,
         a.due ? 'YES' : 'no',
         a.reasons.length === 0 ? '-' : a.reasons.map(reasonWords).join('; '),
-        a.lastDrill === null ? 'never' : `${a.lastDrill.id} ${a.lastDrill.at} ${a.lastDrill.result.toUpperCase()}`,
+        a.lastDrill === null
+          ? 'never'
+          : `${a.lastDrill.id} ${a.lastDrill.at} ${a.lastDrill.result.toUpperCase()}`,
         a.nextDueAt ?? '-',
       ]),
     ),
@@ -161,32 +200,53 @@ function journalText(s: ScenarioResult): string {
 export async function drillShow(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, { ...CONNECTION_OPTIONS, json: { type: 'boolean' } }, true);
   if (help(values, DRILL_SHOW_HELP)) return 0;
-  if (positionals.length !== 1 || !isIdentifier(positionals[0]!)) throw new KillpathError('invalid_request', 'usage: killpath drill show ID');
-  const { drill: d } = await clientFor(values).get<{ drill: RehearsalRecord }>(`/v1/drills/${encodeURIComponent(positionals[0]!)}`);
+  if (positionals.length !== 1 || !isIdentifier(positionals[0]!))
+    throw new KillpathError('invalid_request', 'usage: killpath drill show ID');
+  const { drill: d } = await clientFor(values).get<{ drill: RehearsalRecord }>(
+    `/v1/drills/${encodeURIComponent(positionals[0]!)}`,
+  );
   if (values.json) {
     console.log(JSON.stringify(d, null, 2));
     return 0;
   }
   const c = statusCounts(d.scenarios);
-  console.log(`# drill ${d.id}: ${d.result.toUpperCase()} (${c.pass} passed, ${c.fail} failed, ${c.degraded} degraded, ${c.skipped} skipped)`);
-  console.log(`# spec ${d.spec.name} ${d.spec.digest}, ${d.mode}${d.compact ? ' compact' : ''}, ${d.startedAt} → ${d.finishedAt}, recorded by ${d.recordedBy} (audit #${d.auditSeq})`);
-  console.log(`# agents: ${d.spec.agents.map((a) => `${a.tenant}/${a.agent} (level ${a.level}, every ${a.cadenceDays} days)`).join(', ')}`);
+  console.log(
+    `# drill ${d.id}: ${d.result.toUpperCase()} (${c.pass} passed, ${c.fail} failed, ${c.degraded} degraded, ${c.skipped} skipped)`,
+  );
+  console.log(
+    `# spec ${d.spec.name} ${d.spec.digest}, ${d.mode}${d.compact ? ' compact' : ''}, ${d.startedAt} → ${d.finishedAt}, recorded by ${d.recordedBy} (audit #${d.auditSeq})`,
+  );
+  console.log(
+    `# agents: ${d.spec.agents.map((a) => `${a.tenant}/${a.agent} (level ${a.level}, every ${a.cadenceDays} days)`).join(', ')}`,
+  );
   console.log('');
   console.log(
     table(
-      ['scenario', 'status', 'expected signal-to-halt', 'actual p50 / p99', 'effects after flip', 'journal', 'remediation'],
+      [
+        'scenario',
+        'status',
+        'expected signal-to-halt',
+        'actual p50 / p99',
+        'effects after flip',
+        'journal',
+        'remediation',
+      ],
       d.scenarios.map((s) => [
         `${s.id} ${s.title}`,
         s.status.toUpperCase(),
         s.target.signalToHaltMs === null ? '-' : `≤ ${ms(s.target.signalToHaltMs)}`,
-        s.signalToHalt === null ? '-' : `${ms(s.signalToHalt.p50)} / ${ms(s.signalToHalt.p99)} (n=${s.signalToHalt.n})`,
+        s.signalToHalt === null
+          ? '-'
+          : `${ms(s.signalToHalt.p50)} / ${ms(s.signalToHalt.p99)} (n=${s.signalToHalt.n})`,
         effectsText(s),
         journalText(s),
         s.remediation ?? '-',
       ]),
     ),
   );
-  const failed = d.scenarios.flatMap((s) => s.checks.filter((k) => !k.ok).map((k) => [s.id, k.kind, k.name, k.detail]));
+  const failed = d.scenarios.flatMap((s) =>
+    s.checks.filter((k) => !k.ok).map((k) => [s.id, k.kind, k.name, k.detail]),
+  );
   if (failed.length > 0) {
     console.log('\nfailed checks:');
     console.log(table(['scenario', 'kind', 'check', 'detail'], failed));

@@ -7,7 +7,14 @@ import { brokenInvariants, pickScenarios, runDrill, SCENARIOS, type DrillRun } f
 import { ms, table } from '../output.ts';
 import { loadSpec, parseSpec } from '../spec/spec.ts';
 import { SPEC_TEMPLATE } from '../spec/template.ts';
-import { DRILL_DUE_HELP, DRILL_HISTORY_HELP, DRILL_SHOW_HELP, drillDue, drillHistory, drillShow } from './drill-records.ts';
+import {
+  DRILL_DUE_HELP,
+  DRILL_HISTORY_HELP,
+  DRILL_SHOW_HELP,
+  drillDue,
+  drillHistory,
+  drillShow,
+} from './drill-records.ts';
 
 export const DRILL_HELP = `killpath drill [options]                 rehearse the kill path on real processes
 killpath drill history | due | show ID   the rehearsal records (see killpath drill history --help)
@@ -38,22 +45,40 @@ Options:
 
 Exit: 0 when the rehearsal passed (--ci: when no invariant broke), 1 otherwise, 2 on bad input.`;
 
-const statusWord = (s: ScenarioResult['status']) => ({ pass: 'pass', fail: 'FAIL', degraded: 'degraded', skipped: 'skipped' })[s];
+const statusWord = (s: ScenarioResult['status']) =>
+  ({ pass: 'pass', fail: 'FAIL', degraded: 'degraded', skipped: 'skipped' })[s];
 
 /** The terminal summary: one row per scenario. */
 export function summaryTable(scenarios: ScenarioResult[]): string {
   return table(
-    ['scenario', 'status', 'signal-to-halt p50 / p99 / max', 'target', 'halt-to-recovery', 'after flip r/w/i', 'after observe', 'queue flip→window', 'journal intents/landed/aborted/doubt/open/lost', 'comp.'],
+    [
+      'scenario',
+      'status',
+      'signal-to-halt p50 / p99 / max',
+      'target',
+      'halt-to-recovery',
+      'after flip r/w/i',
+      'after observe',
+      'queue flip→window',
+      'journal intents/landed/aborted/doubt/open/lost',
+      'comp.',
+    ],
     scenarios.map((s) => [
       `${s.id} ${s.title.length > 44 ? `${s.title.slice(0, 43)}…` : s.title}`,
       statusWord(s.status),
-      s.signalToHalt ? `${ms(s.signalToHalt.p50)} / ${ms(s.signalToHalt.p99)} / ${ms(s.signalToHalt.max)} (n=${s.signalToHalt.n})` : null,
+      s.signalToHalt
+        ? `${ms(s.signalToHalt.p50)} / ${ms(s.signalToHalt.p99)} / ${ms(s.signalToHalt.max)} (n=${s.signalToHalt.n})`
+        : null,
       s.target.signalToHaltMs === null ? null : `≤ ${ms(s.target.signalToHaltMs)}`,
       s.haltToRecoveryMs === null ? null : ms(s.haltToRecoveryMs),
-      s.effectsAfterFlip ? `${s.effectsAfterFlip.read}/${s.effectsAfterFlip.write}/${s.effectsAfterFlip.irreversible}` : null,
+      s.effectsAfterFlip
+        ? `${s.effectsAfterFlip.read}/${s.effectsAfterFlip.write}/${s.effectsAfterFlip.irreversible}`
+        : null,
       s.effectsAfterObserve,
       s.queue ? `${s.queue.atFlip} → ${s.queue.afterWindow}` : null,
-      s.journal ? `${s.journal.intents}/${s.journal.landed}/${s.journal.aborted}/${s.journal.inDoubt}/${s.journal.open}/${s.journal.lost}` : null,
+      s.journal
+        ? `${s.journal.intents}/${s.journal.landed}/${s.journal.aborted}/${s.journal.inDoubt}/${s.journal.open}/${s.journal.lost}`
+        : null,
       s.journal ? s.journal.compensations : null,
     ]),
   );
@@ -106,15 +131,25 @@ export async function drill(args: string[]): Promise<number> {
     console.log([DRILL_HELP, '', DRILL_HISTORY_HELP, '', DRILL_DUE_HELP, '', DRILL_SHOW_HELP].join('\n'));
     return 0;
   }
-  if (positionals.length > 0) throw new KillpathError('invalid_request', `unknown drill subcommand "${positionals[0]}" (history, due, show; or options only to run a drill)`);
-  if (values.tenant && !values.url) throw new KillpathError('invalid_request', '--tenant picks the staging tenant of a deployment: use it with --url');
+  if (positionals.length > 0)
+    throw new KillpathError(
+      'invalid_request',
+      `unknown drill subcommand "${positionals[0]}" (history, due, show; or options only to run a drill)`,
+    );
+  if (values.tenant && !values.url)
+    throw new KillpathError(
+      'invalid_request',
+      '--tenant picks the staging tenant of a deployment: use it with --url',
+    );
   let scenarios;
   try {
     scenarios = pickScenarios(values.scenarios);
   } catch (err) {
     throw new KillpathError('invalid_request', (err as Error).message);
   }
-  const { spec, digest, warnings } = values.spec ? loadSpec(values.spec) : parseSpec(SPEC_TEMPLATE, 'the demo fleet spec');
+  const { spec, digest, warnings } = values.spec
+    ? loadSpec(values.spec)
+    : parseSpec(SPEC_TEMPLATE, 'the demo fleet spec');
   const compact = values.ci === true;
   const windowMs = intFlag('window', values.window, compact ? 1000 : spec.rehearsal.windowMs);
   let url: string | null = null;
@@ -126,7 +161,9 @@ export async function drill(args: string[]): Promise<number> {
   }
   const say = (text: string) => (values.json ? process.stderr : process.stdout).write(`${text}\n`);
   for (const w of warnings) say(`spec warning: ${w}`);
-  say(`killpath drill: ${spec.name} (${spec.agents.length} agents, spec ${digest.slice(0, 12)}), ${scenarios.length} of ${SCENARIOS.length} scenarios, ${compact ? 'compact (CI)' : 'full'}, window ${ms(windowMs)}`);
+  say(
+    `killpath drill: ${spec.name} (${spec.agents.length} agents, spec ${digest.slice(0, 12)}), ${scenarios.length} of ${SCENARIOS.length} scenarios, ${compact ? 'compact (CI)' : 'full'}, window ${ms(windowMs)}`,
+  );
   const run = await runDrill({
     spec,
     digest,
@@ -141,16 +178,41 @@ export async function drill(args: string[]): Promise<number> {
     progress: (t) => say(`  ${t}`),
   });
   if (values.report) {
-    writeFileSync(values.report, renderReport({ title: `killpath drill: ${spec.name}`, rehearsal: run.rehearsal, wallMs: run.wallMs, machine: run.machine, recordId: run.record?.id ?? null, controlPlaneUrl: run.controlPlaneUrl }));
+    writeFileSync(
+      values.report,
+      renderReport({
+        title: `killpath drill: ${spec.name}`,
+        rehearsal: run.rehearsal,
+        wallMs: run.wallMs,
+        machine: run.machine,
+        recordId: run.record?.id ?? null,
+        controlPlaneUrl: run.controlPlaneUrl,
+      }),
+    );
   }
   const broken = brokenInvariants(run.rehearsal);
   if (values.json) {
-    console.log(JSON.stringify({ ...run.rehearsal, wallMs: run.wallMs, machine: run.machine, recordId: run.record?.id ?? null, recordError: run.recordError, auditVerified: run.auditVerified?.ok ?? null, brokenInvariants: broken }, null, 2));
+    console.log(
+      JSON.stringify(
+        {
+          ...run.rehearsal,
+          wallMs: run.wallMs,
+          machine: run.machine,
+          recordId: run.record?.id ?? null,
+          recordError: run.recordError,
+          auditVerified: run.auditVerified?.ok ?? null,
+          brokenInvariants: broken,
+        },
+        null,
+        2,
+      ),
+    );
   } else {
     printSummary(run, values.report ?? null);
   }
   if (compact) {
-    if (broken.length > 0 && !values.json) console.log(`\nFAILED: ${broken.length} broken invariant(s):\n  ${broken.join('\n  ')}`);
+    if (broken.length > 0 && !values.json)
+      console.log(`\nFAILED: ${broken.length} broken invariant(s):\n  ${broken.join('\n  ')}`);
     return broken.length > 0 || run.auditVerified?.ok === false ? 1 : 0;
   }
   return run.rehearsal.result === 'pass' && run.auditVerified?.ok !== false ? 0 : 1;
@@ -162,10 +224,23 @@ function printSummary(run: DrillRun, report: string | null): void {
   const more = details(r.scenarios);
   if (more.length > 0) console.log(`${more.join('\n')}\n`);
   const count = (s: ScenarioResult['status']) => r.scenarios.filter((x) => x.status === s).length;
-  console.log(`${r.result === 'pass' ? 'PASS' : 'FAIL'}: ${count('pass')} passed, ${count('degraded')} degraded as designed, ${count('fail')} failed, ${count('skipped')} skipped; wall time ${ms(run.wallMs)} (${run.machine})`);
-  if (run.record) console.log(`rehearsal record ${run.record.id} stored at ${run.controlPlaneUrl} (drill.recorded, audit #${run.record.auditSeq})`);
+  console.log(
+    `${r.result === 'pass' ? 'PASS' : 'FAIL'}: ${count('pass')} passed, ${count('degraded')} degraded as designed, ${count('fail')} failed, ${count('skipped')} skipped; wall time ${ms(run.wallMs)} (${run.machine})`,
+  );
+  if (run.record)
+    console.log(
+      `rehearsal record ${run.record.id} stored at ${run.controlPlaneUrl} (drill.recorded, audit #${run.record.auditSeq})`,
+    );
   else console.log(`rehearsal record NOT stored: ${run.recordError}`);
-  if (run.auditVerified) console.log(run.auditVerified.ok ? `audit chain verified: ${run.auditVerified.records} records` : `audit chain BROKEN at #${run.auditVerified.firstBad}: ${run.auditVerified.reason}`);
-  if (run.dataDir) console.log(`data dir kept: ${run.dataDir} (killpath drill history --data-dir ${run.dataDir} needs a killpath serve on it)`);
+  if (run.auditVerified)
+    console.log(
+      run.auditVerified.ok
+        ? `audit chain verified: ${run.auditVerified.records} records`
+        : `audit chain BROKEN at #${run.auditVerified.firstBad}: ${run.auditVerified.reason}`,
+    );
+  if (run.dataDir)
+    console.log(
+      `data dir kept: ${run.dataDir} (killpath drill history --data-dir ${run.dataDir} needs a killpath serve on it)`,
+    );
   if (report) console.log(`report: ${report}`);
 }

@@ -23,7 +23,8 @@ export async function journal(args: string[]): Promise<number> {
     console.log(JOURNAL_HELP);
     return 0;
   }
-  if (positionals.length !== 1) throw new KillpathError('invalid_request', 'usage: killpath journal <run-id>');
+  if (positionals.length !== 1)
+    throw new KillpathError('invalid_request', 'usage: killpath journal <run-id>');
   const api = clientFor(values);
   const r = await api.get<{
     run: { runId: string; tenant: string; agent: string; lineage: string[] };
@@ -35,23 +36,55 @@ export async function journal(args: string[]): Promise<number> {
     console.log(JSON.stringify(r, null, 2));
     return 0;
   }
-  console.log(`run ${r.run.runId} of ${r.run.tenant}/${r.run.agent}${r.run.lineage.length ? ` (child of ${r.run.lineage.join(' > ')})` : ''}`);
-  console.log(Object.entries(r.summary).map(([k, v]) => `${k} ${v}`).join(', '));
+  console.log(
+    `run ${r.run.runId} of ${r.run.tenant}/${r.run.agent}${r.run.lineage.length ? ` (child of ${r.run.lineage.join(' > ')})` : ''}`,
+  );
+  console.log(
+    Object.entries(r.summary)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', '),
+  );
   if (r.effects.length > 0) {
-    console.log(`\n${table(
-      ['intended', 'capability', 'class', 'status', 'idempotency key', 'settled', 'compensation'],
-      r.effects.map((e) => [when(e.intendedAt), e.capability, e.class, e.status + (e.afterAbort ? ' (after abort)' : ''), e.idempotencyKey, when(e.settledAt), e.compensate ? JSON.stringify(e.compensate) : null]),
-    )}`);
+    console.log(
+      `\n${table(
+        ['intended', 'capability', 'class', 'status', 'idempotency key', 'settled', 'compensation'],
+        r.effects.map((e) => [
+          when(e.intendedAt),
+          e.capability,
+          e.class,
+          e.status + (e.afterAbort ? ' (after abort)' : ''),
+          e.idempotencyKey,
+          when(e.settledAt),
+          e.compensate ? JSON.stringify(e.compensate) : null,
+        ]),
+      )}`,
+    );
   }
   if (r.events.length > 0) {
-    console.log(`\n${table(['at', 'event', 'detail'], r.events.map((e) => [when(e.at), e.type, JSON.stringify(Object.fromEntries(Object.entries(e.data).filter(([k]) => k !== 'type' && k !== 'runId')))]))}`);
+    console.log(
+      `\n${table(
+        ['at', 'event', 'detail'],
+        r.events.map((e) => [
+          when(e.at),
+          e.type,
+          JSON.stringify(
+            Object.fromEntries(Object.entries(e.data).filter(([k]) => k !== 'type' && k !== 'runId')),
+          ),
+        ]),
+      )}`,
+    );
   }
   return 0;
 }
 
 /** `killpath compensations`. */
 export async function compensations(args: string[]): Promise<number> {
-  const { values } = parse(args, { ...CONNECTION_OPTIONS, tenant: { type: 'string' }, run: { type: 'string' }, json: { type: 'boolean' } });
+  const { values } = parse(args, {
+    ...CONNECTION_OPTIONS,
+    tenant: { type: 'string' },
+    run: { type: 'string' },
+    json: { type: 'boolean' },
+  });
   if (values.help) {
     console.log(COMPENSATIONS_HELP);
     return 0;
@@ -60,7 +93,9 @@ export async function compensations(args: string[]): Promise<number> {
   if (values.tenant) q.set('tenant', values.tenant);
   if (values.run) q.set('run', values.run);
   const api = clientFor(values);
-  const r = await api.get<{ compensations: (LedgerEntry & { tenant: string; agent: string; haltedBy: string; haltedAt: string })[] }>(`/v1/compensations${q.size ? `?${q}` : ''}`);
+  const r = await api.get<{
+    compensations: (LedgerEntry & { tenant: string; agent: string; haltedBy: string; haltedAt: string })[];
+  }>(`/v1/compensations${q.size ? `?${q}` : ''}`);
   if (values.json) {
     console.log(JSON.stringify(r, null, 2));
     return 0;
@@ -69,9 +104,20 @@ export async function compensations(args: string[]): Promise<number> {
     console.log('no landed writes with a compensation descriptor in halted runs');
     return 0;
   }
-  console.log(table(
-    ['tenant', 'agent', 'run', 'capability', 'landed', 'idempotency key', 'compensation', 'halted by'],
-    r.compensations.map((e) => [e.tenant, e.agent, e.runId, e.capability, when(e.settledAt), e.idempotencyKey, JSON.stringify(e.compensate), e.haltedBy]),
-  ));
+  console.log(
+    table(
+      ['tenant', 'agent', 'run', 'capability', 'landed', 'idempotency key', 'compensation', 'halted by'],
+      r.compensations.map((e) => [
+        e.tenant,
+        e.agent,
+        e.runId,
+        e.capability,
+        when(e.settledAt),
+        e.idempotencyKey,
+        JSON.stringify(e.compensate),
+        e.haltedBy,
+      ]),
+    ),
+  );
   return 0;
 }

@@ -54,16 +54,26 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   }
   const { tenant, agent } = values;
-  if (!tenant || !agent) throw new KillpathError('invalid_request', '--tenant and --agent are required (see killpath run --help)');
-  for (const [name, v] of [['tenant', tenant], ['agent', agent], ['run', values.run], ['launcher-id', values['launcher-id']]] as const) {
-    if (v !== undefined && !isIdentifier(v)) throw new KillpathError('invalid_request', `--${name} must be 1-128 letters, digits or ._:@-`);
+  if (!tenant || !agent)
+    throw new KillpathError('invalid_request', '--tenant and --agent are required (see killpath run --help)');
+  for (const [name, v] of [
+    ['tenant', tenant],
+    ['agent', agent],
+    ['run', values.run],
+    ['launcher-id', values['launcher-id']],
+  ] as const) {
+    if (v !== undefined && !isIdentifier(v))
+      throw new KillpathError('invalid_request', `--${name} must be 1-128 letters, digits or ._:@-`);
   }
   const features = values.features ? values.features.split(',').filter((f) => f !== '') : [];
-  if (!features.every(isIdentifier)) throw new KillpathError('invalid_request', '--features takes a comma-separated list of identifiers');
+  if (!features.every(isIdentifier))
+    throw new KillpathError('invalid_request', '--features takes a comma-separated list of identifiers');
   const [command, ...commandArgs] = positionals;
-  if (command === undefined) throw new KillpathError('invalid_request', 'no command: killpath run --tenant T --agent A -- <command…>');
+  if (command === undefined)
+    throw new KillpathError('invalid_request', 'no command: killpath run --tenant T --agent A -- <command…>');
   const restart = values.restart ?? 'never';
-  if (restart !== 'never' && restart !== 'on-failure') throw new KillpathError('invalid_request', '--restart takes never or on-failure');
+  if (restart !== 'never' && restart !== 'on-failure')
+    throw new KillpathError('invalid_request', '--restart takes never or on-failure');
   if (values.netns) {
     const ok = netnsSupported();
     if (!ok.ok) throw new KillpathError('invalid_request', `--netns is not available here: ${ok.why}`);
@@ -100,13 +110,24 @@ async function agentToken(api: ApiClient, given: string, tenant: string, agent: 
   const me = await api.get<Principal>('/v1/whoami');
   if (me.role === 'agent') {
     if (me.tenant !== tenant || (me.agent !== null && me.agent !== agent)) {
-      throw new KillpathError('forbidden', `this agent token belongs to ${me.tenant}/${me.agent ?? '*'}, not ${tenant}/${agent}`);
+      throw new KillpathError(
+        'forbidden',
+        `this agent token belongs to ${me.tenant}/${me.agent ?? '*'}, not ${tenant}/${agent}`,
+      );
     }
     return given;
   }
   if (me.role === 'admin') {
-    const r = await api.post<{ token: string }>('/v1/tokens', { role: 'agent', tenant, agent, name: `launcher:${tenant}/${agent}` });
+    const r = await api.post<{ token: string }>('/v1/tokens', {
+      role: 'agent',
+      tenant,
+      agent,
+      name: `launcher:${tenant}/${agent}`,
+    });
     return r.token;
   }
-  throw new KillpathError('forbidden', `killpath run needs an agent token of ${tenant}/${agent} (or an admin token to mint one), not a ${me.role} token`);
+  throw new KillpathError(
+    'forbidden',
+    `killpath run needs an agent token of ${tenant}/${agent} (or an admin token to mint one), not a ${me.role} token`,
+  );
 }

@@ -20,17 +20,29 @@ Exit 1 when the spec is not valid (every error printed as FILE:LINE: path: messa
 
 /** `killpath runbook`. */
 export async function runbook(args: string[]): Promise<number> {
-  const { values } = parse(args, { spec: { type: 'string' }, agent: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } });
+  const { values } = parse(args, {
+    spec: { type: 'string' },
+    agent: { type: 'string' },
+    out: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  });
   if (values.help) {
     console.log(RUNBOOK_HELP);
     return 0;
   }
-  if (!values.spec) throw new KillpathError('invalid_request', 'usage: killpath runbook --spec FILE [--agent TENANT/AGENT] [--out RUNBOOK.md]');
+  if (!values.spec)
+    throw new KillpathError(
+      'invalid_request',
+      'usage: killpath runbook --spec FILE [--agent TENANT/AGENT] [--out RUNBOOK.md]',
+    );
   const loaded = loadSpecOrReport(values.spec, 'runbook');
   if (loaded === null) return 1;
   const { spec, digest } = loaded;
   if (values.agent !== undefined && !findAgent(spec, values.agent)) {
-    throw new KillpathError('invalid_request', `--agent ${values.agent}: ${values.spec} does not cover it (its agents: ${spec.agents.map((a) => `${a.tenant}/${a.agent}`).join(', ')})`);
+    throw new KillpathError(
+      'invalid_request',
+      `--agent ${values.agent}: ${values.spec} does not cover it (its agents: ${spec.agents.map((a) => `${a.tenant}/${a.agent}`).join(', ')})`,
+    );
   }
   const text = renderRunbook(spec, { source: values.spec, digest, agent: values.agent });
   if (values.out === undefined) {
@@ -40,7 +52,10 @@ export async function runbook(args: string[]): Promise<number> {
   try {
     writeFileSync(values.out, text);
   } catch (err) {
-    throw new KillpathError('invalid_request', `cannot write ${values.out}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new KillpathError(
+      'invalid_request',
+      `cannot write ${values.out}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
   }
   console.log(`wrote ${values.out} (${text.split('\n').length - 1} lines) from ${values.spec}`);
   return 0;

@@ -55,7 +55,8 @@ export async function serve(args: string[]): Promise<number> {
     return 0;
   }
   const logLevel = (values['log-level'] ?? 'info') as LogLevel;
-  if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new KillpathError('invalid_request', '--log-level must be debug, info, warn or error');
+  if (!['debug', 'info', 'warn', 'error'].includes(logLevel))
+    throw new KillpathError('invalid_request', '--log-level must be debug, info, warn or error');
   const port = intFlag('port', values.port, 7070);
   if (port > 65535) throw new KillpathError('invalid_request', '--port must be at most 65535');
   const keepaliveMs = intFlag('keepalive-ms', values['keepalive-ms'], 1000);
@@ -69,7 +70,8 @@ export async function serve(args: string[]): Promise<number> {
   const coolOff = { defaultMs: intFlag('cool-off', values['cool-off'], 2000), byCapability };
   const notifyWebhooks = values['notify-webhook'] ?? [];
   for (const url of notifyWebhooks) {
-    if (!/^https?:\/\/[^\s]+$/.test(url) || !URL.canParse(url)) throw new KillpathError('invalid_request', `--notify-webhook takes an http(s) URL, not "${url}"`);
+    if (!/^https?:\/\/[^\s]+$/.test(url) || !URL.canParse(url))
+      throw new KillpathError('invalid_request', `--notify-webhook takes an http(s) URL, not "${url}"`);
   }
   const automation = values['auto-levels'] === undefined ? undefined : automationFrom(values['auto-levels']);
   const escalationSlackMs = intFlag('escalation-slack', values['escalation-slack'], 1000);
@@ -79,10 +81,17 @@ export async function serve(args: string[]): Promise<number> {
     try {
       source = readFileSync(values.policy, 'utf8');
     } catch (err) {
-      throw new KillpathError('invalid_request', `cannot read --policy ${values.policy}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw new KillpathError(
+        'invalid_request',
+        `cannot read --policy ${values.policy}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      );
     }
     const r = parsePolicy(source);
-    if (!r.ok) throw new KillpathError('invalid_request', `--policy ${values.policy} is not a valid policy: ${r.problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`);
+    if (!r.ok)
+      throw new KillpathError(
+        'invalid_request',
+        `--policy ${values.policy} is not a valid policy: ${r.problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`,
+      );
     policy = { path: values.policy, source };
   }
   const absentAfterMs = intFlag('absent-after', values['absent-after'], 5000);
@@ -107,13 +116,23 @@ export async function serve(args: string[]): Promise<number> {
     });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EADDRINUSE') throw new KillpathError('invalid_request', `port ${port} is already in use (try --port 0 or another port)`);
-    if (code === 'EACCES' || code === 'EADDRNOTAVAIL') throw new KillpathError('invalid_request', `cannot listen on ${values.host ?? '127.0.0.1'}:${port} (${code})`);
+    if (code === 'EADDRINUSE')
+      throw new KillpathError(
+        'invalid_request',
+        `port ${port} is already in use (try --port 0 or another port)`,
+      );
+    if (code === 'EACCES' || code === 'EADDRNOTAVAIL')
+      throw new KillpathError(
+        'invalid_request',
+        `cannot listen on ${values.host ?? '127.0.0.1'}:${port} (${code})`,
+      );
     throw err;
   }
   console.log(`killpath control plane listening on ${server.url} (data dir ${server.dataDir})`);
   if (server.createdAdminToken) {
-    console.log(`admin token (shown once, also written to ${server.dataDir}/admin.token):\n  ${server.createdAdminToken}`);
+    console.log(
+      `admin token (shown once, also written to ${server.dataDir}/admin.token):\n  ${server.createdAdminToken}`,
+    );
   }
   await new Promise<void>((ok) => {
     const stop = () => ok();

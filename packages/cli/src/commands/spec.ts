@@ -50,44 +50,79 @@ export function loadSpecOrReport(file: string, command: string): LoadedSpec | nu
     return loadSpec(file);
   } catch (err) {
     if (!(err instanceof SpecError)) throw err;
-    console.error(`killpath ${command}: ${file} is not a valid kill-switch spec (${err.errors.length} error${err.errors.length === 1 ? '' : 's'}):`);
-    for (const e of err.errors) console.error(`${file}:${e.line === null ? '' : `${e.line}:`} ${e.path}: ${e.message}`);
+    console.error(
+      `killpath ${command}: ${file} is not a valid kill-switch spec (${err.errors.length} error${err.errors.length === 1 ? '' : 's'}):`,
+    );
+    for (const e of err.errors)
+      console.error(`${file}:${e.line === null ? '' : `${e.line}:`} ${e.path}: ${e.message}`);
     return null;
   }
 }
 
 async function init(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { force: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, true);
+  const { values, positionals } = parse(
+    args,
+    { force: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    true,
+  );
   if (values.help) {
     console.log(SPEC_HELP);
     return 0;
   }
-  if (positionals.length > 1) throw new KillpathError('invalid_request', 'usage: killpath spec init [FILE] [--force]');
+  if (positionals.length > 1)
+    throw new KillpathError('invalid_request', 'usage: killpath spec init [FILE] [--force]');
   const file = positionals[0] ?? DEFAULT_SPEC_FILE;
   if (existsSync(file) && !values.force) {
-    throw new KillpathError('invalid_request', `${file} already exists; not overwriting it (pass --force to replace it with the template)`);
+    throw new KillpathError(
+      'invalid_request',
+      `${file} already exists; not overwriting it (pass --force to replace it with the template)`,
+    );
   }
   try {
     writeFileSync(file, SPEC_TEMPLATE);
   } catch (err) {
-    throw new KillpathError('invalid_request', `cannot write ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new KillpathError(
+      'invalid_request',
+      `cannot write ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
   }
-  console.log(`wrote ${file}: a kill-switch spec for the demo fleet; edit it for your agents, then run killpath spec check ${file}`);
+  console.log(
+    `wrote ${file}: a kill-switch spec for the demo fleet; edit it for your agents, then run killpath spec check ${file}`,
+  );
   return 0;
 }
 
 async function check(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, true);
+  const { values, positionals } = parse(
+    args,
+    { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    true,
+  );
   if (values.help) {
     console.log(SPEC_HELP);
     return 0;
   }
-  if (positionals.length !== 1) throw new KillpathError('invalid_request', 'usage: killpath spec check FILE [--json]');
+  if (positionals.length !== 1)
+    throw new KillpathError('invalid_request', 'usage: killpath spec check FILE [--json]');
   const file = positionals[0]!;
   if (values.json) {
     try {
       const r = loadSpec(file);
-      console.log(JSON.stringify({ ok: true, file, name: r.spec.name, agents: r.spec.agents.length, digest: r.digest, warnings: r.warnings, spec: r.spec }, null, 2));
+      console.log(
+        JSON.stringify(
+          {
+            ok: true,
+            file,
+            name: r.spec.name,
+            agents: r.spec.agents.length,
+            digest: r.digest,
+            warnings: r.warnings,
+            spec: r.spec,
+          },
+          null,
+          2,
+        ),
+      );
       return 0;
     } catch (err) {
       if (!(err instanceof SpecError)) throw err;
@@ -97,7 +132,9 @@ async function check(args: string[]): Promise<number> {
   }
   const r = loadSpecOrReport(file, 'spec check');
   if (r === null) return 1;
-  console.log(`ok: ${r.spec.name}, ${r.spec.agents.length} agent${r.spec.agents.length === 1 ? '' : 's'}, digest ${r.digest}`);
+  console.log(
+    `ok: ${r.spec.name}, ${r.spec.agents.length} agent${r.spec.agents.length === 1 ? '' : 's'}, digest ${r.digest}`,
+  );
   for (const w of r.warnings) console.log(`warning: ${w}`);
   return 0;
 }
@@ -108,7 +145,8 @@ async function policy(args: string[]): Promise<number> {
     console.log(SPEC_HELP);
     return 0;
   }
-  if (positionals.length !== 1) throw new KillpathError('invalid_request', 'usage: killpath spec policy FILE');
+  if (positionals.length !== 1)
+    throw new KillpathError('invalid_request', 'usage: killpath spec policy FILE');
   const r = loadSpecOrReport(positionals[0]!, 'spec policy');
   if (r === null) return 1;
   process.stdout.write(policyFromSpec(r.spec));

@@ -20,7 +20,9 @@ export async function status(args: string[]): Promise<number> {
     api.get<{ rev: number; directives: Directive[] }>('/v1/directives?active=true'),
   ]);
   if (values.json) {
-    console.log(JSON.stringify({ rev: fleet.rev, workers: fleet.workers, directives: dirs.directives }, null, 2));
+    console.log(
+      JSON.stringify({ rev: fleet.rev, workers: fleet.workers, directives: dirs.directives }, null, 2),
+    );
     return 0;
   }
   console.log(`control plane ${api.url}  rev ${fleet.rev}\n`);
@@ -48,10 +50,17 @@ export async function status(args: string[]): Promise<number> {
     console.log(
       table(
         ['id', 'rev', 'level', 'scope', 'tools', 'actor', 'reason'],
-        dirs.directives.map((d) => [d.id, d.rev, d.level, d.scopeText, d.capabilities?.join(',') ?? null, d.actor, d.reason]),
+        dirs.directives.map((d) => [
+          d.id,
+          d.rev,
+          d.level,
+          d.scopeText,
+          d.capabilities?.join(',') ?? null,
+          d.actor,
+          d.reason,
+        ]),
       ),
     );
   }
   return 0;
 }
-

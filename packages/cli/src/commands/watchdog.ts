@@ -39,21 +39,31 @@ export async function watchdog(args: string[]): Promise<number> {
     return 0;
   }
   const id = values.id ?? `watchdog-${process.pid}`;
-  if (!/^[A-Za-z0-9._:@-]{1,64}$/.test(id)) throw new KillpathError('invalid_request', '--id must be 1-64 letters, digits or ._:@-');
+  if (!/^[A-Za-z0-9._:@-]{1,64}$/.test(id))
+    throw new KillpathError('invalid_request', '--id must be 1-64 letters, digits or ._:@-');
   const tickMs = intFlag('tick', values.tick, 250);
   if (tickMs < 10) throw new KillpathError('invalid_request', '--tick must be at least 10');
   const logLevel = (values['log-level'] ?? 'info') as LogLevel;
-  if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new KillpathError('invalid_request', '--log-level must be debug, info, warn or error');
+  if (!['debug', 'info', 'warn', 'error'].includes(logLevel))
+    throw new KillpathError('invalid_request', '--log-level must be debug, info, warn or error');
   const webhooks = values['notify-webhook'] ?? [];
   for (const url of webhooks) {
-    if (!/^https?:\/\/[^\s]+$/.test(url) || !URL.canParse(url)) throw new KillpathError('invalid_request', `--notify-webhook takes an http(s) URL, not "${url}"`);
+    if (!/^https?:\/\/[^\s]+$/.test(url) || !URL.canParse(url))
+      throw new KillpathError('invalid_request', `--notify-webhook takes an http(s) URL, not "${url}"`);
   }
   const conn = resolveConnection(values);
   const log = createLogger(logLevel);
   const me = await new ApiClient(conn.url, conn.token).get<{ role: string; name: string }>('/v1/whoami');
-  if (me.role !== 'admin') throw new KillpathError('forbidden', `the watchdog needs an admin token, not a ${me.role} token`);
-  const beat = await new ApiClient(conn.url, conn.token).post<{ absentAfterMs: number }>('/v1/watchdog/beat', { watchdog: id });
-  const absentAfterMs = values['absent-after'] === undefined ? beat.absentAfterMs : intFlag('absent-after', values['absent-after'], 5000);
+  if (me.role !== 'admin')
+    throw new KillpathError('forbidden', `the watchdog needs an admin token, not a ${me.role} token`);
+  const beat = await new ApiClient(conn.url, conn.token).post<{ absentAfterMs: number }>(
+    '/v1/watchdog/beat',
+    { watchdog: id },
+  );
+  const absentAfterMs =
+    values['absent-after'] === undefined
+      ? beat.absentAfterMs
+      : intFlag('absent-after', values['absent-after'], 5000);
   const notifier = new Notifier({ webhooks, log });
   const dog = new Watchdog({
     port: httpWatchdogPort({ url: conn.url, token: conn.token, id }),

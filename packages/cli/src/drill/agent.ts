@@ -27,7 +27,8 @@ import { connect, type Run, type SdkEvent } from '@killpath/sdk';
 
 const wallOf = (at: number) => performance.timeOrigin + at;
 /** Prints one line; `wall` on the same clock as the SDK events' (time origin + monotonic). */
-const out = (line: object) => process.stdout.write(`${JSON.stringify({ wall: wallOf(performance.now()), ...line })}\n`);
+const out = (line: object) =>
+  process.stdout.write(`${JSON.stringify({ wall: wallOf(performance.now()), ...line })}\n`);
 const pause = Number(process.env.DRILL_PAUSE_MS ?? '20');
 const slowMs = Number(process.env.DRILL_SLOW_MS ?? '5000');
 
@@ -62,7 +63,10 @@ const client = connect({
 
 const refusal = (err: unknown) => {
   const d = (err as { details?: { reason?: string; directiveId?: string } }).details;
-  return { reason: d?.reason ?? (err as { code?: string }).code ?? null, directiveId: d?.directiveId ?? null };
+  return {
+    reason: d?.reason ?? (err as { code?: string }).code ?? null,
+    directiveId: d?.directiveId ?? null,
+  };
 };
 
 const read = (run: Run) => run.effect({ capability: 'search', class: 'read' }, () => sleep(2));
@@ -73,7 +77,16 @@ async function work(run: Run): Promise<void> {
     run.step();
     try {
       await read(run);
-      if (n % 5 === 0) await run.effect({ capability: 'crm.update', class: 'write', idempotencyKey: `${run.runId}:${n}`, compensate: { action: 'crm.revert', n } }, () => sleep(3));
+      if (n % 5 === 0)
+        await run.effect(
+          {
+            capability: 'crm.update',
+            class: 'write',
+            idempotencyKey: `${run.runId}:${n}`,
+            compensate: { action: 'crm.revert', n },
+          },
+          () => sleep(3),
+        );
       last = '';
     } catch (err) {
       const r = refusal(err);
@@ -101,7 +114,13 @@ async function untilRefused(run: Run, each: (n: number) => boolean): Promise<voi
   // The step that crossed issued no tool call; the next attempt shows how the run is refused.
   try {
     await read(run);
-    out({ k: 'denied', run: run.runId, reason: null, directiveId: null, message: 'the read after the crossing was allowed' });
+    out({
+      k: 'denied',
+      run: run.runId,
+      reason: null,
+      directiveId: null,
+      message: 'the read after the crossing was allowed',
+    });
   } catch (err) {
     out({ k: 'denied', run: run.runId, ...refusal(err) });
   }
@@ -157,21 +176,40 @@ async function midcall(run: Run): Promise<void> {
   };
   const slow = (cls: 'read' | 'write', capability: string) =>
     run
-      .effect({ capability, class: cls, ...(cls === 'write' ? { idempotencyKey: `${run.runId}:${capability}`, compensate: { action: 'crm.revert' } } : {}) }, async (signal) => {
-        mark();
-        await sleep(slowMs, undefined, { signal });
-        return 'done';
-      })
+      .effect(
+        {
+          capability,
+          class: cls,
+          ...(cls === 'write'
+            ? { idempotencyKey: `${run.runId}:${capability}`, compensate: { action: 'crm.revert' } }
+            : {}),
+        },
+        async (signal) => {
+          mark();
+          await sleep(slowMs, undefined, { signal });
+          return 'done';
+        },
+      )
       .then(
         () => out({ k: 'settled', run: run.runId, capability, outcome: 'completed' }),
-        (err: unknown) => out({ k: 'settled', run: run.runId, capability, outcome: 'refused', ...refusal(err) }),
+        (err: unknown) =>
+          out({ k: 'settled', run: run.runId, capability, outcome: 'refused', ...refusal(err) }),
       );
   await Promise.all([slow('read', 'search'), slow('write', 'crm.update')]);
 }
 
 await client.ready;
-const runs = plan.map((p) => ({ ...p, run: client.startRun({ runId: p.runId, ...(p.role === 'denial' ? { capabilities: ['search'] } : {}) }) }));
-out({ k: 'ready', workerId: client.workerId, pid: process.pid, refused: [], runs: runs.map((r) => ({ runId: r.runId, lineage: [] })) });
+const runs = plan.map((p) => ({
+  ...p,
+  run: client.startRun({ runId: p.runId, ...(p.role === 'denial' ? { capabilities: ['search'] } : {}) }),
+}));
+out({
+  k: 'ready',
+  workerId: client.workerId,
+  pid: process.pid,
+  refused: [],
+  runs: runs.map((r) => ({ runId: r.runId, lineage: [] })),
+});
 // The first heartbeat's answer brings the run limits and the deadman's interval.
 const settled = Date.now() + 3000;
 while (heartbeatMs === 0 && Date.now() < settled) await sleep(10);

@@ -1,4 +1,12 @@
-import type { DrillCheck, JournalCheck, LatencySummary, PathState, ScenarioResult, TimelinePoint, EffectCounts } from '@killpath/protocol';
+import type {
+  DrillCheck,
+  JournalCheck,
+  LatencySummary,
+  PathState,
+  ScenarioResult,
+  TimelinePoint,
+  EffectCounts,
+} from '@killpath/protocol';
 import type { FleetHarness } from '../fleet/harness.ts';
 import type { KillSwitchSpec } from '../spec/types.ts';
 import type { DrillAgent, DrillEnv } from './env.ts';
@@ -53,4 +61,7 @@ export interface Scenario {
 }
 
 /** The reason and justification of a directive a drill issues: both name the drill. */
-export const why = (ctx: DrillContext, what: string) => ({ reason: `drill: ${what}`, justification: `killpath drill ${ctx.env.prefix}: ${what}` });
+export const why = (ctx: DrillContext, what: string) => ({
+  reason: `drill: ${what}`,
+  justification: `killpath drill ${ctx.env.prefix}: ${what}`,
+});

@@ -11,7 +11,9 @@ import { launch, type Launched } from '../fleet/launch.ts';
 import type { KillSwitchSpec, SpecAgent } from '../spec/types.ts';
 
 /** The drill's scenario agent (see ./agent.ts). */
-export const DRILL_AGENT = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './agent.ts' : './agent.js', import.meta.url));
+export const DRILL_AGENT = fileURLToPath(
+  new URL(import.meta.url.endsWith('.ts') ? './agent.ts' : './agent.js', import.meta.url),
+);
 
 /** How a drill runs: against its own control plane or an existing deployment. */
 export interface DrillEnvOptions {
@@ -54,7 +56,15 @@ export class DrillEnv {
   readonly #launched: Launched[] = [];
   readonly #servers: RunningServer[] = [];
 
-  private constructor(init: { mode: 'local' | 'remote'; api: ApiClient; token: string; server: RunningServer | null; agents: DrillAgent[]; dataDir: string | null; keep: boolean }) {
+  private constructor(init: {
+    mode: 'local' | 'remote';
+    api: ApiClient;
+    token: string;
+    server: RunningServer | null;
+    agents: DrillAgent[];
+    dataDir: string | null;
+    keep: boolean;
+  }) {
     this.mode = init.mode;
     this.api = init.api;
     this.token = init.token;
@@ -66,11 +76,23 @@ export class DrillEnv {
   }
 
   static async open(opts: DrillEnvOptions): Promise<DrillEnv> {
-    const agents = opts.spec.agents.map((a) => ({ ...a, tenant: opts.tenant ?? a.tenant, targetMs: opts.spec.latency.signalToHaltMs[a.level] }));
+    const agents = opts.spec.agents.map((a) => ({
+      ...a,
+      tenant: opts.tenant ?? a.tenant,
+      targetMs: opts.spec.latency.signalToHaltMs[a.level],
+    }));
     if (opts.url !== null) {
       if (opts.token === null) throw new Error('a remote drill needs --token (or KILLPATH_TOKEN)');
       const api = new ApiClient(opts.url, opts.token);
-      return new DrillEnv({ mode: 'remote', api, token: opts.token, server: null, agents, dataDir: null, keep: false });
+      return new DrillEnv({
+        mode: 'remote',
+        api,
+        token: opts.token,
+        server: null,
+        agents,
+        dataDir: null,
+        keep: false,
+      });
     }
     const dataDir = mkdtempSync(join(tmpdir(), 'killpath-drill-'));
     const server = await startServer({
@@ -82,7 +104,15 @@ export class DrillEnv {
       escalationSlackMs: 1000,
     });
     const token = server.createdAdminToken!;
-    return new DrillEnv({ mode: 'local', api: new ApiClient(server.url, token), token, server, agents, dataDir, keep: opts.keep });
+    return new DrillEnv({
+      mode: 'local',
+      api: new ApiClient(server.url, token),
+      token,
+      server,
+      agents,
+      dataDir,
+      keep: opts.keep,
+    });
   }
 
   get url(): string {
@@ -117,7 +147,11 @@ export class DrillEnv {
 
   /** Audit records of one type (newest 5000), optionally after a seq. */
   async audit(type: string, after = 0, api: ApiClient = this.api): Promise<AuditRecord[]> {
-    return (await api.get<{ records: AuditRecord[] }>(`/v1/audit?type=${encodeURIComponent(type)}&after=${after}&limit=5000`)).records;
+    return (
+      await api.get<{ records: AuditRecord[] }>(
+        `/v1/audit?type=${encodeURIComponent(type)}&after=${after}&limit=5000`,
+      )
+    ).records;
   }
 
   /** Issues a directive as an operator would (console button, API, CLI: the same endpoint). */
@@ -127,11 +161,20 @@ export class DrillEnv {
 
   /** Clears a directive; resolves with it cleared. */
   async resume(d: Directive, why: string, api: ApiClient = this.api): Promise<Directive> {
-    return (await api.post<{ directive: Directive }>(`/v1/directives/${d.id}/resume`, { justification: why, ...(d.scopeText === 'global' ? { breakGlass: why } : {}) })).directive;
+    return (
+      await api.post<{ directive: Directive }>(`/v1/directives/${d.id}/resume`, {
+        justification: why,
+        ...(d.scopeText === 'global' ? { breakGlass: why } : {}),
+      })
+    ).directive;
   }
 
   /** Starts agent processes (tracked: stopped by `close`). */
-  async fleet(agents: AgentSpec[], env: Record<string, string>, opts: { script?: string; agentUrl?: string; api?: ApiClient } = {}): Promise<FleetHarness> {
+  async fleet(
+    agents: AgentSpec[],
+    env: Record<string, string>,
+    opts: { script?: string; agentUrl?: string; api?: ApiClient } = {},
+  ): Promise<FleetHarness> {
     const fleet = await FleetHarness.start({
       api: opts.api ?? this.api,
       ...(opts.agentUrl ? { agentUrl: opts.agentUrl } : {}),
@@ -145,7 +188,15 @@ export class DrillEnv {
   }
 
   /** Starts an agent under `killpath run` (tracked: stopped by `close`). */
-  launch(opts: { tenant: string; agent: string; run: string; env: Record<string, string>; script: string; killGraceMs: number; url?: string }): Launched {
+  launch(opts: {
+    tenant: string;
+    agent: string;
+    run: string;
+    env: Record<string, string>;
+    script: string;
+    killGraceMs: number;
+    url?: string;
+  }): Launched {
     const l = launch({
       url: opts.url ?? this.url,
       token: this.token,
@@ -164,7 +215,11 @@ export class DrillEnv {
    * A second control plane on its own data dir (S7: one whose supervisor is down), with the
    * same policy; local drills only. Stopped by `close`.
    */
-  async auxServer(opts: { supervisor: boolean; policy: string; absentAfterMs: number }): Promise<{ server: RunningServer; api: ApiClient }> {
+  async auxServer(opts: {
+    supervisor: boolean;
+    policy: string;
+    absentAfterMs: number;
+  }): Promise<{ server: RunningServer; api: ApiClient }> {
     if (this.#dataDir === null) throw new Error('a second control plane needs a local drill');
     const server = await startServer({
       dataDir: join(this.#dataDir, `aux-${this.#servers.length + 1}`),

@@ -1,4 +1,12 @@
-import type { DrillCheck, EffectCounts, JournalCheck, LatencySummary, LedgerEntry, ScenarioResult, TimelinePoint } from '@killpath/protocol';
+import type {
+  DrillCheck,
+  EffectCounts,
+  JournalCheck,
+  LatencySummary,
+  LedgerEntry,
+  ScenarioResult,
+  TimelinePoint,
+} from '@killpath/protocol';
 import type { ApiClient } from '../api.ts';
 import { permitsWhere } from '../fleet/flip.ts';
 import type { AgentEvent } from '../fleet/harness.ts';
@@ -24,11 +32,30 @@ export type EventLine = Record<string, unknown> & { wall?: number; k?: string; t
  * Effect events of the runs `covered` accepts, from `fromMs` before the flip to `toMs` after
  * it, as timeline points relative to the flip.
  */
-export function timeline(events: EventLine[], covered: Covers, flipWall: number, fromMs: number, toMs: number): TimelinePoint[] {
+export function timeline(
+  events: EventLine[],
+  covered: Covers,
+  flipWall: number,
+  fromMs: number,
+  toMs: number,
+): TimelinePoint[] {
   const points: TimelinePoint[] = [];
   for (const e of events) {
-    if (e.k !== 'ev' || typeof e.runId !== 'string' || !covered(e.runId, String(e.capability)) || typeof e.wall !== 'number') continue;
-    const outcome = e.type === 'effect.started' ? 'started' : e.type === 'effect.denied' || e.type === 'permit.refused' ? 'refused' : e.type === 'effect.aborted' ? 'aborted' : null;
+    if (
+      e.k !== 'ev' ||
+      typeof e.runId !== 'string' ||
+      !covered(e.runId, String(e.capability)) ||
+      typeof e.wall !== 'number'
+    )
+      continue;
+    const outcome =
+      e.type === 'effect.started'
+        ? 'started'
+        : e.type === 'effect.denied' || e.type === 'permit.refused'
+          ? 'refused'
+          : e.type === 'effect.aborted'
+            ? 'aborted'
+            : null;
     if (outcome === null) continue;
     const t = e.wall - flipWall;
     if (t < fromMs || t > toMs) continue;
@@ -60,7 +87,13 @@ export function startedAfter(events: EventLine[], covered: Covers, wall: number)
  * covered run after it; null when none started within the events seen.
  */
 export function recoveryMs(events: EventLine[], covered: Covers, resumeWall: number): number | null {
-  const first = events.find((e) => e.type === 'effect.started' && typeof e.wall === 'number' && e.wall > resumeWall && covered(String(e.runId), String(e.capability)));
+  const first = events.find(
+    (e) =>
+      e.type === 'effect.started' &&
+      typeof e.wall === 'number' &&
+      e.wall > resumeWall &&
+      covered(String(e.runId), String(e.capability)),
+  );
   return first === undefined ? null : Math.round(((first.wall as number) - resumeWall) * 10) / 10;
 }
 
@@ -69,7 +102,14 @@ export function recoveryMs(events: EventLine[], covered: Covers, resumeWall: num
  * the flip discarded plus those in flight then), tasks that started after the worker observed
  * it outside a drain or were still running at the window's end, and the discarded ones.
  */
-export function queueState(events: EventLine[], covered: (runId: string) => boolean, directiveId: string, flipWall: number, observeWall: number, windowEnd: number): ScenarioResult['queue'] {
+export function queueState(
+  events: EventLine[],
+  covered: (runId: string) => boolean,
+  directiveId: string,
+  flipWall: number,
+  observeWall: number,
+  windowEnd: number,
+): ScenarioResult['queue'] {
   const started = new Map<string, number>();
   const settledAt = new Map<string, number>();
   let discarded = 0;
@@ -103,8 +143,24 @@ interface RunJournal {
  * saw land whose permit is not `landed` in the ledger are `lost`. Only effects `covers` accepts
  * count (a frozen tool's flip leaves the run's other calls running), intended from `sinceWall` on.
  */
-export async function journalCheck(api: ApiClient, runIds: string[], events: EventLine[], untilWall: number, covers: Covers = () => true, sinceWall = 0): Promise<JournalCheck> {
-  const j: JournalCheck = { intents: 0, landed: 0, failed: 0, aborted: 0, inDoubt: 0, open: 0, lost: 0, compensations: 0 };
+export async function journalCheck(
+  api: ApiClient,
+  runIds: string[],
+  events: EventLine[],
+  untilWall: number,
+  covers: Covers = () => true,
+  sinceWall = 0,
+): Promise<JournalCheck> {
+  const j: JournalCheck = {
+    intents: 0,
+    landed: 0,
+    failed: 0,
+    aborted: 0,
+    inDoubt: 0,
+    open: 0,
+    lost: 0,
+    compensations: 0,
+  };
   const status = new Map<string, string>();
   for (const runId of runIds) {
     let r: RunJournal;
@@ -121,23 +177,41 @@ export async function journalCheck(api: ApiClient, runIds: string[], events: Eve
       if (e.status === 'landed') j.landed += 1;
       else if (e.status === 'failed') j.failed += 1;
       else if (e.status === 'aborted' || e.status === 'cancelled') j.aborted += 1;
-      else if (e.status === 'in_doubt') j.inDoubt += 1; // its process ended mid-effect: listed to check
+      else if (e.status === 'in_doubt')
+        j.inDoubt += 1; // its process ended mid-effect: listed to check
       else j.open += 1; // granted, cooling_off: nothing says what became of it
     }
   }
   // What the agents saw land, by their own permit ids.
   const permitOf = new Map<string, string>();
-  for (const e of events) if (e.type === 'permit.granted') permitOf.set(`${String(e.pid ?? '')}:${String(e.effectId)}`, String(e.permitId));
+  for (const e of events)
+    if (e.type === 'permit.granted')
+      permitOf.set(`${String(e.pid ?? '')}:${String(e.effectId)}`, String(e.permitId));
   for (const e of events) {
-    if (e.type !== 'effect.landed' || e.class === 'read' || typeof e.wall !== 'number' || e.wall > untilWall || e.wall < sinceWall) continue;
+    if (
+      e.type !== 'effect.landed' ||
+      e.class === 'read' ||
+      typeof e.wall !== 'number' ||
+      e.wall > untilWall ||
+      e.wall < sinceWall
+    )
+      continue;
     const permit = permitOf.get(`${String(e.pid ?? '')}:${String(e.effectId)}`);
-    if (permit !== undefined && status.get(permit) !== 'landed' && runIds.includes(String(e.runId)) && covers(String(e.runId), String(e.capability))) j.lost += 1;
+    if (
+      permit !== undefined &&
+      status.get(permit) !== 'landed' &&
+      runIds.includes(String(e.runId)) &&
+      covers(String(e.runId), String(e.capability))
+    )
+      j.lost += 1;
   }
   const q = new URLSearchParams();
   for (const runId of runIds) {
     q.set('run', runId);
     try {
-      j.compensations += (await api.get<{ compensations: unknown[] }>(`/v1/compensations?${q}`)).compensations.length;
+      j.compensations += (
+        await api.get<{ compensations: unknown[] }>(`/v1/compensations?${q}`)
+      ).compensations.length;
     } catch {
       // no compensations for this run
     }
@@ -150,10 +224,22 @@ export async function journalCheck(api: ApiClient, runIds: string[], events: Eve
  * (the resume, when there was one), from the control plane's audit after `cursor` (guarantee 1:
  * must be 0 while a covering stop is in force).
  */
-export function permitsAfter(api: ApiClient, runIds: string[] | null, rev: number, cursor: number, untilRev: number | null = null, capability: string | null = null): Promise<{ write: number; irreversible: number }> {
+export function permitsAfter(
+  api: ApiClient,
+  runIds: string[] | null,
+  rev: number,
+  cursor: number,
+  untilRev: number | null = null,
+  capability: string | null = null,
+): Promise<{ write: number; irreversible: number }> {
   return permitsWhere(api, cursor, (r) => {
     const at = r.data.rev as number;
-    return at >= rev && (untilRev === null || at < untilRev) && (runIds === null || runIds.includes(String(r.data.runId))) && (capability === null || r.data.capability === capability);
+    return (
+      at >= rev &&
+      (untilRev === null || at < untilRev) &&
+      (runIds === null || runIds.includes(String(r.data.runId))) &&
+      (capability === null || r.data.capability === capability)
+    );
   });
 }
 
@@ -171,19 +257,50 @@ export function check(name: string, kind: DrillCheck['kind'], ok: boolean, detai
 export function journalChecks(j: JournalCheck | null): DrillCheck[] {
   if (j === null) return [];
   return [
-    check('no hanging intent', 'invariant', j.open === 0, `${j.intents} intents up to recovery: ${j.landed} landed, ${j.aborted} aborted or cancelled, ${j.failed} failed, ${j.inDoubt} in doubt (their process ended mid-write: listed with the compensations), ${j.open} without an outcome`),
-    check('no lost journal entry', 'invariant', j.lost === 0, j.lost === 0 ? 'every write the agents saw land is landed in the ledger' : `${j.lost} write(s) the agents saw land are not landed in the ledger`),
+    check(
+      'no hanging intent',
+      'invariant',
+      j.open === 0,
+      `${j.intents} intents up to recovery: ${j.landed} landed, ${j.aborted} aborted or cancelled, ${j.failed} failed, ${j.inDoubt} in doubt (their process ended mid-write: listed with the compensations), ${j.open} without an outcome`,
+    ),
+    check(
+      'no lost journal entry',
+      'invariant',
+      j.lost === 0,
+      j.lost === 0
+        ? 'every write the agents saw land is landed in the ledger'
+        : `${j.lost} write(s) the agents saw land are not landed in the ledger`,
+    ),
   ];
 }
 
 /** signal-to-halt and halt-to-recovery against the spec's targets. */
-export function targetChecks(sth: LatencySummary | null, targetMs: number | null, recovery: number | null, recoveryTarget: number | null): DrillCheck[] {
+export function targetChecks(
+  sth: LatencySummary | null,
+  targetMs: number | null,
+  recovery: number | null,
+  recoveryTarget: number | null,
+): DrillCheck[] {
   const out: DrillCheck[] = [];
   if (sth !== null && targetMs !== null) {
-    out.push(check('signal-to-halt within target', 'target', sth.max <= targetMs, `max ${sth.max} ms over ${sth.n} worker(s) (p50 ${sth.p50}, p99 ${sth.p99}); target ${targetMs} ms`));
+    out.push(
+      check(
+        'signal-to-halt within target',
+        'target',
+        sth.max <= targetMs,
+        `max ${sth.max} ms over ${sth.n} worker(s) (p50 ${sth.p50}, p99 ${sth.p99}); target ${targetMs} ms`,
+      ),
+    );
   }
   if (recovery !== null && recoveryTarget !== null) {
-    out.push(check('halt-to-recovery within target', 'target', recovery <= recoveryTarget, `${recovery} ms; target ${recoveryTarget} ms`));
+    out.push(
+      check(
+        'halt-to-recovery within target',
+        'target',
+        recovery <= recoveryTarget,
+        `${recovery} ms; target ${recoveryTarget} ms`,
+      ),
+    );
   }
   return out;
 }
@@ -191,7 +308,10 @@ export function targetChecks(sth: LatencySummary | null, targetMs: number | null
 export const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
 /** Polls `probe` every 25 ms until it returns something truthy, or null after `ms`. */
-export async function until<T>(ms: number, probe: () => T | undefined | null | false | Promise<T | undefined | null | false>): Promise<T | null> {
+export async function until<T>(
+  ms: number,
+  probe: () => T | undefined | null | false | Promise<T | undefined | null | false>,
+): Promise<T | null> {
   const deadline = Date.now() + ms;
   for (;;) {
     const v = await probe();

@@ -4,7 +4,13 @@
  * every fetch), readable on screen and in print. Charts are inline SVG from `svg-charts.ts`.
  * Every string taken from the input is escaped.
  */
-import type { DrillCheck, PathState, RehearsalInput, ScenarioResult, ScenarioStatus } from '@killpath/protocol';
+import type {
+  DrillCheck,
+  PathState,
+  RehearsalInput,
+  ScenarioResult,
+  ScenarioStatus,
+} from '@killpath/protocol';
 import { ms } from '../output.ts';
 import { COLORS, effectsTimelineChart, esc, latencyStripChart, type LatencyRow } from './svg-charts.ts';
 
@@ -24,8 +30,18 @@ export interface DrillReportInput {
   controlPlaneUrl: string;
 }
 
-const STATUS_TEXT: Record<ScenarioStatus, string> = { pass: '✓ pass', fail: '✗ fail', degraded: '◐ degraded', skipped: '– skipped' };
-const PATH_TEXT: Record<PathState['state'], string> = { worked: '✓ worked', degraded: '◐ degraded', unreachable: '✗ unreachable', 'not exercised': '– not exercised' };
+const STATUS_TEXT: Record<ScenarioStatus, string> = {
+  pass: '✓ pass',
+  fail: '✗ fail',
+  degraded: '◐ degraded',
+  skipped: '– skipped',
+};
+const PATH_TEXT: Record<PathState['state'], string> = {
+  worked: '✓ worked',
+  degraded: '◐ degraded',
+  unreachable: '✗ unreachable',
+  'not exercised': '– not exercised',
+};
 
 const CSS = `
 :root{color-scheme:light}
@@ -93,18 +109,28 @@ function header(input: DrillReportInput): string {
     .map((st) => [st, r.scenarios.filter((s) => s.status === st).length] as const)
     .filter(([, c]) => c > 0)
     .map(([st, c]) => `${c} ${st === 'pass' ? 'passed' : st === 'fail' ? 'failed' : st}`);
-  const agents = r.spec.agents.map((a) => `${esc(a.tenant)}/${esc(a.agent)} (level ${esc(a.level)}, every ${esc(a.cadenceDays)} d)`);
+  const agents = r.spec.agents.map(
+    (a) => `${esc(a.tenant)}/${esc(a.agent)} (level ${esc(a.level)}, every ${esc(a.cadenceDays)} d)`,
+  );
   const rows: [string, string][] = [
     ['spec', `${esc(r.spec.name)} <code>${esc(r.spec.digest)}</code>`],
     ['agents', agents.length ? agents.join(', ') : '<span class="muted">none listed</span>'],
-    ['mode', `${esc(r.mode)} (${r.mode === 'local' ? 'the drill started its own control plane' : 'against a deployment'})`],
+    [
+      'mode',
+      `${esc(r.mode)} (${r.mode === 'local' ? 'the drill started its own control plane' : 'against a deployment'})`,
+    ],
     ['battery', r.compact ? 'compact (CI: judged on invariants only)' : 'full'],
     ['started', esc(r.startedAt)],
     ['finished', esc(r.finishedAt)],
     ['wall time', esc(ms(input.wallMs))],
     ['machine', esc(input.machine)],
     ['control plane', `<code>${esc(input.controlPlaneUrl)}</code>`],
-    ['record', input.recordId === null ? '<span class="muted">not stored</span>' : `<code>${esc(input.recordId)}</code>`],
+    [
+      'record',
+      input.recordId === null
+        ? '<span class="muted">not stored</span>'
+        : `<code>${esc(input.recordId)}</code>`,
+    ],
     ['scenarios', `${r.scenarios.length}: ${counts.join(', ') || 'none'}`],
   ];
   const result = r.result === 'pass' ? 'pass' : 'fail';
@@ -117,12 +143,21 @@ function header(input: DrillReportInput): string {
 function latencyRow(s: ScenarioResult): LatencyRow | null {
   const l = s.signalToHalt;
   if (!l || l.samples.length === 0) return null;
-  return { label: s.id, title: s.title, samples: l.samples, p50: l.p50, p99: l.p99, target: s.target.signalToHaltMs };
+  return {
+    label: s.id,
+    title: s.title,
+    samples: l.samples,
+    p50: l.p50,
+    p99: l.p99,
+    target: s.target.signalToHaltMs,
+  };
 }
 
 function overview(scenarios: ScenarioResult[]): string {
   const rows = scenarios.map(latencyRow).filter((x): x is LatencyRow => x !== null);
-  const without = scenarios.filter((s) => latencyRow(s) === null).map((s) => `${esc(s.id)} (${s.status === 'skipped' ? 'skipped' : 'no samples'})`);
+  const without = scenarios
+    .filter((s) => latencyRow(s) === null)
+    .map((s) => `${esc(s.id)} (${s.status === 'skipped' ? 'skipped' : 'no samples'})`);
   const chart = latencyStripChart('chart-latency-overview', rows, { caption: 'signal-to-halt per scenario' });
   return (
     `<h2>Signal-to-halt</h2><figure>` +
@@ -159,13 +194,20 @@ function summary(scenarios: ScenarioResult[], ids: string[]): string {
     const tS = s.target.signalToHaltMs;
     const tR = s.target.haltToRecoveryMs;
     const over = l && tS !== null && l.n > 0 && l.p99 > tS;
-    const sth = l && l.n > 0 ? `<span class="${over ? 'bad' : ''}">${num(l.p50)} / ${num(l.p99)} / ${num(l.max)} ms</span><br><span class="muted">n=${l.n}</span>${over ? ' <span class="bad">p99 over target</span>' : ''}` : '-';
+    const sth =
+      l && l.n > 0
+        ? `<span class="${over ? 'bad' : ''}">${num(l.p50)} / ${num(l.p99)} / ${num(l.max)} ms</span><br><span class="muted">n=${l.n}</span>${over ? ' <span class="bad">p99 over target</span>' : ''}`
+        : '-';
     const recOver = s.haltToRecoveryMs !== null && tR !== null && s.haltToRecoveryMs > tR;
     const e = s.effectsAfterFlip;
     const eff = e ? `${e.read} / ${cnt(e.write)} / ${cnt(e.irreversible)}` : '-';
-    const q = s.queue ? `${s.queue.atFlip} → ${cnt(s.queue.afterWindow)}${s.queue.discarded ? ` <span class="muted">(${s.queue.discarded} discarded)</span>` : ''}` : '-';
+    const q = s.queue
+      ? `${s.queue.atFlip} → ${cnt(s.queue.afterWindow)}${s.queue.discarded ? ` <span class="muted">(${s.queue.discarded} discarded)</span>` : ''}`
+      : '-';
     const j = s.journal;
-    const jt = j ? `${j.intents} / ${j.landed} / ${j.aborted} / ${j.inDoubt} / ${cnt(j.open)} / ${cnt(j.lost)}` : '-';
+    const jt = j
+      ? `${j.intents} / ${j.landed} / ${j.aborted} / ${j.inDoubt} / ${cnt(j.open)} / ${cnt(j.lost)}`
+      : '-';
     return (
       `<tr class="row-${s.status}"><td class="id"><a href="#${ids[i]}"><code>${esc(s.id)}</code></a></td><td>${esc(s.title)}</td><td>${esc(s.path)}</td><td>${badge(s.status)}</td>` +
       `<td class="num">${sth}${target(tS)}</td>` +
@@ -202,8 +244,16 @@ function checksTable(checks: DrillCheck[]): string {
 }
 
 function pathsTable(paths: PathState[]): string {
-  const cls: Record<PathState['state'], ScenarioStatus> = { worked: 'pass', degraded: 'degraded', unreachable: 'fail', 'not exercised': 'skipped' };
-  const rows = paths.map((p) => `<tr><td>${esc(p.path)}</td><td><span class="badge ${cls[p.state]}">${PATH_TEXT[p.state]}</span></td><td>${esc(p.detail)}</td></tr>`);
+  const cls: Record<PathState['state'], ScenarioStatus> = {
+    worked: 'pass',
+    degraded: 'degraded',
+    unreachable: 'fail',
+    'not exercised': 'skipped',
+  };
+  const rows = paths.map(
+    (p) =>
+      `<tr><td>${esc(p.path)}</td><td><span class="badge ${cls[p.state]}">${PATH_TEXT[p.state]}</span></td><td>${esc(p.detail)}</td></tr>`,
+  );
   return `<h4>Paths</h4><table class="paths"><thead><tr><th>path</th><th>state</th><th>detail</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
 }
 
@@ -215,23 +265,40 @@ function measurements(s: ScenarioResult): string {
       `journal: ${j.intents} intents, ${j.landed} landed, ${j.failed} failed, ${j.aborted} aborted, ${j.inDoubt} in doubt, ${cnt(j.open)} open, ${cnt(j.lost)} lost; ${j.compensations} compensation${j.compensations === 1 ? '' : 's'} to work through`,
     );
   }
-  if (s.queue) items.push(`queue: ${s.queue.atFlip} waiting at the flip, ${cnt(s.queue.afterWindow)} after the window, ${s.queue.discarded} discarded`);
-  if (s.haltToRecoveryMs !== null) items.push(`halt-to-recovery: ${esc(ms(s.haltToRecoveryMs))}${s.target.haltToRecoveryMs !== null ? ` (target ≤ ${esc(ms(s.target.haltToRecoveryMs))})` : ''}`);
+  if (s.queue)
+    items.push(
+      `queue: ${s.queue.atFlip} waiting at the flip, ${cnt(s.queue.afterWindow)} after the window, ${s.queue.discarded} discarded`,
+    );
+  if (s.haltToRecoveryMs !== null)
+    items.push(
+      `halt-to-recovery: ${esc(ms(s.haltToRecoveryMs))}${s.target.haltToRecoveryMs !== null ? ` (target ≤ ${esc(ms(s.target.haltToRecoveryMs))})` : ''}`,
+    );
   return items.length ? `<ul class="measurements">${items.map((i) => `<li>${i}</li>`).join('')}</ul>` : '';
 }
 
 function scenarioSection(s: ScenarioResult, id: string): string {
   const row = latencyRow(s);
   const skipped = s.status === 'skipped';
-  const latency = row ? latencyStripChart(`${id}-latency`, [row], { caption: `${s.id}: signal-to-halt` }) : null;
-  const timeline = s.timeline && s.timeline.length ? effectsTimelineChart(`${id}-timeline`, s.timeline, { caption: `${s.id}: effects over time around the flip` }) : null;
+  const latency = row
+    ? latencyStripChart(`${id}-latency`, [row], { caption: `${s.id}: signal-to-halt` })
+    : null;
+  const timeline =
+    s.timeline && s.timeline.length
+      ? effectsTimelineChart(`${id}-timeline`, s.timeline, {
+          caption: `${s.id}: effects over time around the flip`,
+        })
+      : null;
   const why = skipped ? 'scenario skipped' : 'not measured in this scenario';
   const parts = [
     `<h3><code>${esc(s.id)}</code> ${esc(s.title)} ${badge(s.status)}</h3>`,
     `<p class="muted">path: ${esc(s.path)} · started ${esc(s.startedAt)} · took ${esc(ms(s.durationMs))}</p>`,
   ];
-  if (s.remediation !== null) parts.push(`<div class="remediation" role="note"><strong>Remediation:</strong> ${esc(s.remediation)}</div>`);
-  if (s.notes.length) parts.push(`<h4>Notes</h4><ul class="notes">${s.notes.map((n) => `<li>${esc(n)}</li>`).join('')}</ul>`);
+  if (s.remediation !== null)
+    parts.push(
+      `<div class="remediation" role="note"><strong>Remediation:</strong> ${esc(s.remediation)}</div>`,
+    );
+  if (s.notes.length)
+    parts.push(`<h4>Notes</h4><ul class="notes">${s.notes.map((n) => `<li>${esc(n)}</li>`).join('')}</ul>`);
   if (skipped && s.checks.length === 0 && !latency && !timeline && s.paths.length === 0) {
     parts.push(nodata('No data: the scenario was skipped (no checks, samples or timeline).'));
     return wrap(s, id, parts);
@@ -239,11 +306,18 @@ function scenarioSection(s: ScenarioResult, id: string): string {
   parts.push(`<h4>Checks</h4>${checksTable(s.checks)}`);
   if (s.paths.length) parts.push(pathsTable(s.paths));
   parts.push(measurements(s));
-  parts.push(`<h4>Signal-to-halt</h4><figure>${latency ?? nodata(`No signal-to-halt samples: ${why}.`)}</figure>`);
-  if (row) parts.push(`<details><summary>${row.samples.length} samples (ms)</summary><p class="mono">${row.samples.map((v) => num(v)).join(', ')}</p></details>`);
+  parts.push(
+    `<h4>Signal-to-halt</h4><figure>${latency ?? nodata(`No signal-to-halt samples: ${why}.`)}</figure>`,
+  );
+  if (row)
+    parts.push(
+      `<details><summary>${row.samples.length} samples (ms)</summary><p class="mono">${row.samples.map((v) => num(v)).join(', ')}</p></details>`,
+    );
   parts.push(
     `<h4>Effects around the flip</h4><figure>${timeline ?? nodata(`No effect timeline: ${why}.`)}` +
-      (timeline ? `<figcaption>Effects that started, by class, above the line; refused (<span style="color:${COLORS.refused}">grey</span>) and aborted (<span style="color:${COLORS.aborted}">pink</span>) below it.</figcaption>` : '') +
+      (timeline
+        ? `<figcaption>Effects that started, by class, above the line; refused (<span style="color:${COLORS.refused}">grey</span>) and aborted (<span style="color:${COLORS.aborted}">pink</span>) below it.</figcaption>`
+        : '') +
       `</figure>`,
   );
   return wrap(s, id, parts);

@@ -38,7 +38,12 @@ export function niceStep(raw: number): number {
 }
 
 /** Ticks covering [lo, hi] with about `count` steps, on multiples of a nice step. */
-function linearTicks(lo: number, hi: number, count: number, minStep = 0): { lo: number; hi: number; ticks: number[] } {
+function linearTicks(
+  lo: number,
+  hi: number,
+  count: number,
+  minStep = 0,
+): { lo: number; hi: number; ticks: number[] } {
   let step = Math.max(minStep, niceStep((hi - lo) / Math.max(1, count) || 1));
   if (minStep >= 1) step = Math.ceil(step);
   const a = Math.floor(lo / step) * step;
@@ -53,13 +58,16 @@ function legend(x: number, y: number, items: { swatch: string; label: string }[]
   let cx = x;
   const out: string[] = [];
   for (const it of items) {
-    out.push(`<g transform="translate(${n(cx)},${n(y)})">${it.swatch}<text x="16" y="4" class="lg">${esc(it.label)}</text></g>`);
+    out.push(
+      `<g transform="translate(${n(cx)},${n(y)})">${it.swatch}<text x="16" y="4" class="lg">${esc(it.label)}</text></g>`,
+    );
     cx += 28 + it.label.length * 6.4;
   }
   return `<g class="legend">${out.join('')}</g>`;
 }
 
-const rect = (fill: string, extra = '') => `<rect x="0" y="-5" width="12" height="10" fill="${fill}"${extra}/>`;
+const rect = (fill: string, extra = '') =>
+  `<rect x="0" y="-5" width="12" height="10" fill="${fill}"${extra}/>`;
 
 /** Opens an accessible SVG: `<title>` and `<desc>` referenced by aria-labelledby. */
 function open(id: string, width: number, height: number, title: string, desc: string): string {
@@ -100,7 +108,11 @@ export const COLORS = {
  * vertical line. The axis is logarithmic when the values span more than a factor of 30. Returns
  * null when no row has a finite sample.
  */
-export function latencyStripChart(id: string, rows: LatencyRow[], opts: { width?: number; caption?: string } = {}): string | null {
+export function latencyStripChart(
+  id: string,
+  rows: LatencyRow[],
+  opts: { width?: number; caption?: string } = {},
+): string | null {
   const clean = rows
     .map((r) => ({ ...r, samples: r.samples.filter((v) => Number.isFinite(v) && v >= 0) }))
     .filter((r) => r.samples.length > 0);
@@ -112,7 +124,9 @@ export function latencyStripChart(id: string, rows: LatencyRow[], opts: { width?
   const rowH = 30;
   const bottom = 46;
   const height = top + rowH * clean.length + bottom;
-  const values = clean.flatMap((r) => [...r.samples, r.p50, r.p99, ...(r.target !== null ? [r.target] : [])]).filter((v) => Number.isFinite(v) && v >= 0);
+  const values = clean
+    .flatMap((r) => [...r.samples, r.p50, r.p99, ...(r.target !== null ? [r.target] : [])])
+    .filter((v) => Number.isFinite(v) && v >= 0);
   const vmax = Math.max(...values);
   const positive = values.filter((v) => v > 0);
   const vmin = positive.length ? Math.min(...positive) : 0;
@@ -126,45 +140,76 @@ export function latencyStripChart(id: string, rows: LatencyRow[], opts: { width?
     const span = Math.max(1, b - a);
     x = (v) => left + ((Math.log10(Math.max(v, 10 ** a)) - a) / span) * plotW;
     ticks = [];
-    for (let k = a; k <= b; k++) for (const m of span > 4 ? [1] : [1, 2, 5]) if (m * 10 ** k <= 10 ** b) ticks.push(m * 10 ** k);
+    for (let k = a; k <= b; k++)
+      for (const m of span > 4 ? [1] : [1, 2, 5]) if (m * 10 ** k <= 10 ** b) ticks.push(m * 10 ** k);
   } else {
     const t = linearTicks(0, (vmax || 1) * 1.04, 6);
     x = (v) => left + (v / t.hi) * plotW;
     ticks = t.ticks;
   }
-  const out: string[] = [open(id, width, height, opts.caption ?? 'signal-to-halt per scenario', describeRows(clean, log))];
+  const out: string[] = [
+    open(id, width, height, opts.caption ?? 'signal-to-halt per scenario', describeRows(clean, log)),
+  ];
   out.push(
     legend(left, 14, [
-      { swatch: `<circle cx="6" cy="0" r="3.5" fill="${COLORS.sample}" fill-opacity="0.6"/>`, label: 'sample (one worker)' },
+      {
+        swatch: `<circle cx="6" cy="0" r="3.5" fill="${COLORS.sample}" fill-opacity="0.6"/>`,
+        label: 'sample (one worker)',
+      },
       { swatch: `<rect x="4" y="-7" width="3" height="14" fill="#111"/>`, label: 'p50' },
-      { swatch: `<rect x="4" y="-7" width="3" height="14" fill="#fff" stroke="#111" stroke-width="1.2"/>`, label: 'p99' },
-      { swatch: `<line x1="6" y1="-7" x2="6" y2="7" stroke="${COLORS.target}" stroke-width="2" stroke-dasharray="3 2"/>`, label: 'target' },
+      {
+        swatch: `<rect x="4" y="-7" width="3" height="14" fill="#fff" stroke="#111" stroke-width="1.2"/>`,
+        label: 'p99',
+      },
+      {
+        swatch: `<line x1="6" y1="-7" x2="6" y2="7" stroke="${COLORS.target}" stroke-width="2" stroke-dasharray="3 2"/>`,
+        label: 'target',
+      },
     ]),
   );
   const plotBottom = top + rowH * clean.length;
   for (const v of ticks) {
     out.push(`<line x1="${n(x(v))}" y1="${n(top)}" x2="${n(x(v))}" y2="${n(plotBottom)}" class="grid"/>`);
-    out.push(`<text x="${n(x(v))}" y="${n(plotBottom + 14)}" class="tick" text-anchor="middle">${esc(tickMs(v))}</text>`);
+    out.push(
+      `<text x="${n(x(v))}" y="${n(plotBottom + 14)}" class="tick" text-anchor="middle">${esc(tickMs(v))}</text>`,
+    );
   }
-  out.push(`<line x1="${n(left)}" y1="${n(plotBottom)}" x2="${n(width - right)}" y2="${n(plotBottom)}" class="axis"/>`);
-  out.push(`<text x="${n(left + plotW / 2)}" y="${n(height - 8)}" class="axlabel" text-anchor="middle">signal-to-halt, flip → worker settled (ms${log ? ', log scale' : ''})</text>`);
+  out.push(
+    `<line x1="${n(left)}" y1="${n(plotBottom)}" x2="${n(width - right)}" y2="${n(plotBottom)}" class="axis"/>`,
+  );
+  out.push(
+    `<text x="${n(left + plotW / 2)}" y="${n(height - 8)}" class="axlabel" text-anchor="middle">signal-to-halt, flip → worker settled (ms${log ? ', log scale' : ''})</text>`,
+  );
   clean.forEach((r, i) => {
     const cy = top + rowH * i + rowH / 2;
     const lo = Math.min(...r.samples);
     const hi = Math.max(...r.samples);
     const tip = `${r.label} ${r.title}: n=${r.samples.length}, p50 ${tickMs(r.p50)}, p99 ${tickMs(r.p99)}, max ${tickMs(hi)}${r.target !== null ? `, target ${tickMs(r.target)}` : ', no target'}`;
     out.push(`<g class="row"><title>${esc(tip)}</title>`);
-    if (i % 2 === 0) out.push(`<rect x="${n(left)}" y="${n(cy - rowH / 2)}" width="${n(plotW)}" height="${n(rowH)}" fill="#f4f6f8"/>`);
-    out.push(`<text x="${n(left - 8)}" y="${n(cy + 4)}" class="rowlabel" text-anchor="end">${esc(clip(r.label, 18))}</text>`);
-    out.push(`<line x1="${n(x(lo))}" y1="${n(cy)}" x2="${n(x(hi))}" y2="${n(cy)}" stroke="#555" stroke-width="1"/>`);
+    if (i % 2 === 0)
+      out.push(
+        `<rect x="${n(left)}" y="${n(cy - rowH / 2)}" width="${n(plotW)}" height="${n(rowH)}" fill="#f4f6f8"/>`,
+      );
+    out.push(
+      `<text x="${n(left - 8)}" y="${n(cy + 4)}" class="rowlabel" text-anchor="end">${esc(clip(r.label, 18))}</text>`,
+    );
+    out.push(
+      `<line x1="${n(x(lo))}" y1="${n(cy)}" x2="${n(x(hi))}" y2="${n(cy)}" stroke="#555" stroke-width="1"/>`,
+    );
     r.samples.forEach((v, j) => {
       const jitter = (((j * 7919) % 11) / 10 - 0.5) * (rowH * 0.5);
-      out.push(`<circle cx="${n(x(v))}" cy="${n(cy + jitter)}" r="3" fill="${COLORS.sample}" fill-opacity="0.55"/>`);
+      out.push(
+        `<circle cx="${n(x(v))}" cy="${n(cy + jitter)}" r="3" fill="${COLORS.sample}" fill-opacity="0.55"/>`,
+      );
     });
     out.push(`<rect x="${n(x(r.p50) - 1.5)}" y="${n(cy - 10)}" width="3" height="20" fill="#111"/>`);
-    out.push(`<rect x="${n(x(r.p99) - 1.5)}" y="${n(cy - 10)}" width="3" height="20" fill="#fff" stroke="#111" stroke-width="1.2"/>`);
+    out.push(
+      `<rect x="${n(x(r.p99) - 1.5)}" y="${n(cy - 10)}" width="3" height="20" fill="#fff" stroke="#111" stroke-width="1.2"/>`,
+    );
     if (r.target !== null && Number.isFinite(r.target)) {
-      out.push(`<line x1="${n(x(r.target))}" y1="${n(cy - rowH / 2 + 1)}" x2="${n(x(r.target))}" y2="${n(cy + rowH / 2 - 1)}" stroke="${COLORS.target}" stroke-width="2" stroke-dasharray="3 2"/>`);
+      out.push(
+        `<line x1="${n(x(r.target))}" y1="${n(cy - rowH / 2 + 1)}" x2="${n(x(r.target))}" y2="${n(cy + rowH / 2 - 1)}" stroke="${COLORS.target}" stroke-width="2" stroke-dasharray="3 2"/>`,
+      );
     }
     out.push('</g>');
   });
@@ -173,7 +218,10 @@ export function latencyStripChart(id: string, rows: LatencyRow[], opts: { width?
 }
 
 function describeRows(rows: LatencyRow[], log: boolean): string {
-  const parts = rows.map((r) => `${r.label}: ${r.samples.length} samples, p50 ${tickMs(r.p50)}, p99 ${tickMs(r.p99)}${r.target !== null ? `, target ${tickMs(r.target)}` : ''}`);
+  const parts = rows.map(
+    (r) =>
+      `${r.label}: ${r.samples.length} samples, p50 ${tickMs(r.p50)}, p99 ${tickMs(r.p99)}${r.target !== null ? `, target ${tickMs(r.target)}` : ''}`,
+  );
   return `Strip plot on a ${log ? 'logarithmic' : 'linear'} ms axis. ${parts.join('; ')}.`;
 }
 
@@ -195,7 +243,11 @@ export function binWidth(spanMs: number): number {
  * stacked by class above the zero line; refused and aborted effects stacked below it; a vertical
  * line at t = 0 labelled "flip". Returns null when there is no finite point.
  */
-export function effectsTimelineChart(id: string, points: TimelinePoint[], opts: { width?: number; caption?: string } = {}): string | null {
+export function effectsTimelineChart(
+  id: string,
+  points: TimelinePoint[],
+  opts: { width?: number; caption?: string } = {},
+): string | null {
   const pts = points.filter((p) => Number.isFinite(p.t));
   if (pts.length === 0) return null;
   const width = opts.width ?? 900;
@@ -249,11 +301,18 @@ export function effectsTimelineChart(id: string, points: TimelinePoint[], opts: 
   // Grid and y ticks: counts above the zero line (started) and below it (refused, aborted).
   const yt = new Set<string>();
   for (const v of yTicks.ticks) {
-    for (const [count, show] of [[v, upTop > 0 && v <= upTop], [-v, downBottom > 0 && v <= downBottom && v > 0]] as const) {
+    for (const [count, show] of [
+      [v, upTop > 0 && v <= upTop],
+      [-v, downBottom > 0 && v <= downBottom && v > 0],
+    ] as const) {
       if (!show || yt.has(String(count))) continue;
       yt.add(String(count));
-      out.push(`<line x1="${n(left)}" y1="${n(y(count))}" x2="${n(width - right)}" y2="${n(y(count))}" class="grid"/>`);
-      out.push(`<text x="${n(left - 6)}" y="${n(y(count) + 4)}" class="tick" text-anchor="end">${esc(Math.abs(count))}</text>`);
+      out.push(
+        `<line x1="${n(left)}" y1="${n(y(count))}" x2="${n(width - right)}" y2="${n(y(count))}" class="grid"/>`,
+      );
+      out.push(
+        `<text x="${n(left - 6)}" y="${n(y(count) + 4)}" class="tick" text-anchor="end">${esc(Math.abs(count))}</text>`,
+      );
     }
   }
   for (const [b, c] of bins) {
@@ -264,13 +323,17 @@ export function effectsTimelineChart(id: string, points: TimelinePoint[], opts: 
     let acc = 0;
     for (const k of UP) {
       if (c[k] === 0) continue;
-      parts.push(`<rect x="${n(bx)}" y="${n(y(acc + c[k]))}" width="${n(bw)}" height="${n(c[k] * perUnit)}" fill="${COLORS[k]}"/>`);
+      parts.push(
+        `<rect x="${n(bx)}" y="${n(y(acc + c[k]))}" width="${n(bw)}" height="${n(c[k] * perUnit)}" fill="${COLORS[k]}"/>`,
+      );
       acc += c[k];
     }
     acc = 0;
     for (const k of DOWN) {
       if (c[k] === 0) continue;
-      parts.push(`<rect x="${n(bx)}" y="${n(y(-acc))}" width="${n(bw)}" height="${n(c[k] * perUnit)}" fill="${COLORS[k]}"/>`);
+      parts.push(
+        `<rect x="${n(bx)}" y="${n(y(-acc))}" width="${n(bw)}" height="${n(c[k] * perUnit)}" fill="${COLORS[k]}"/>`,
+      );
       acc += c[k];
     }
     if (parts.length) out.push(`<g class="bin"><title>${esc(tip)}</title>${parts.join('')}</g>`);
@@ -280,13 +343,23 @@ export function effectsTimelineChart(id: string, points: TimelinePoint[], opts: 
   const xt = linearTicks(t0, t1, 8);
   for (const v of xt.ticks) {
     if (v < t0 || v > t1) continue;
-    out.push(`<line x1="${n(x(v))}" y1="${n(top + plotH)}" x2="${n(x(v))}" y2="${n(top + plotH + 4)}" class="axis"/>`);
-    out.push(`<text x="${n(x(v))}" y="${n(top + plotH + 16)}" class="tick" text-anchor="middle">${esc(tickMs(v))}</text>`);
+    out.push(
+      `<line x1="${n(x(v))}" y1="${n(top + plotH)}" x2="${n(x(v))}" y2="${n(top + plotH + 4)}" class="axis"/>`,
+    );
+    out.push(
+      `<text x="${n(x(v))}" y="${n(top + plotH + 16)}" class="tick" text-anchor="middle">${esc(tickMs(v))}</text>`,
+    );
   }
-  out.push(`<line x1="${n(x(0))}" y1="${n(top - 6)}" x2="${n(x(0))}" y2="${n(top + plotH)}" stroke="#111" stroke-width="1.5" stroke-dasharray="5 3"/>`);
+  out.push(
+    `<line x1="${n(x(0))}" y1="${n(top - 6)}" x2="${n(x(0))}" y2="${n(top + plotH)}" stroke="#111" stroke-width="1.5" stroke-dasharray="5 3"/>`,
+  );
   out.push(`<text x="${n(x(0) + 4)}" y="${n(top - 6)}" class="flip">flip</text>`);
-  out.push(`<text x="${n(left + plotW / 2)}" y="${n(height - 8)}" class="axlabel" text-anchor="middle">time relative to the flip (${esc(tickMs(bin))} bins)</text>`);
-  out.push(`<text transform="translate(14,${n(top + plotH / 2)}) rotate(-90)" class="axlabel" text-anchor="middle">effects per bin</text>`);
+  out.push(
+    `<text x="${n(left + plotW / 2)}" y="${n(height - 8)}" class="axlabel" text-anchor="middle">time relative to the flip (${esc(tickMs(bin))} bins)</text>`,
+  );
+  out.push(
+    `<text transform="translate(14,${n(top + plotH / 2)}) rotate(-90)" class="axlabel" text-anchor="middle">effects per bin</text>`,
+  );
   out.push('</svg>');
   return out.join('');
 }

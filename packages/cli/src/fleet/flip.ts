@@ -75,7 +75,14 @@ export interface FlipOutcome {
 const SLOW_TOOL = 'export_report';
 
 /** The capabilities the demo agent uses. */
-export const DEMO_CAPABILITIES = ['search', 'crm.update', SLOW_TOOL, 'sync', 'outbox.send', 'wire_transfer'] as const;
+export const DEMO_CAPABILITIES = [
+  'search',
+  'crm.update',
+  SLOW_TOOL,
+  'sync',
+  'outbox.send',
+  'wire_transfer',
+] as const;
 
 function coveredWorker(a: AgentProcess, spec: FlipSpec, capability: string): boolean {
   return a.runs.some((r) => spec.covers(a, r.runId, capability));
@@ -93,11 +100,19 @@ export async function auditHead(api: ApiClient): Promise<number> {
  * Write and irreversible permits the control plane granted after audit seq `cursor` (its
  * `effect.intent` records) that `accept` takes, by class.
  */
-export async function permitsWhere(api: ApiClient, cursor: number, accept: (r: AuditRecord) => boolean): Promise<{ write: number; irreversible: number }> {
+export async function permitsWhere(
+  api: ApiClient,
+  cursor: number,
+  accept: (r: AuditRecord) => boolean,
+): Promise<{ write: number; irreversible: number }> {
   const out = { write: 0, irreversible: 0 };
-  for (let from = cursor; ; ) {
-    const recs = (await api.get<{ records: AuditRecord[] }>(`/v1/audit?after=${from}&limit=5000&type=effect.intent`)).records;
-    for (const r of recs) if (r.type === 'effect.intent' && accept(r)) out[r.data.class === 'irreversible' ? 'irreversible' : 'write'] += 1;
+  for (let from = cursor; ;) {
+    const recs = (
+      await api.get<{ records: AuditRecord[] }>(`/v1/audit?after=${from}&limit=5000&type=effect.intent`)
+    ).records;
+    for (const r of recs)
+      if (r.type === 'effect.intent' && accept(r))
+        out[r.data.class === 'irreversible' ? 'irreversible' : 'write'] += 1;
     if (recs.length < 5000) return out;
     from = recs.at(-1)!.seq;
   }
@@ -120,13 +135,20 @@ export async function awaitHaltReports(
   opts: { cursor: number; started: number; waitMs: number; windowMs: number },
 ): Promise<Map<string, Map<string, number | null>>> {
   const reports = new Map(flips.map((f) => [f.directive.id, new Map<string, number | null>()]));
-  const wanted = flips.map((f) => ({ id: f.directive.id, workers: coveredAgents(fleet, f.spec).map((a) => a.workerId) }));
+  const wanted = flips.map((f) => ({
+    id: f.directive.id,
+    workers: coveredAgents(fleet, f.spec).map((a) => a.workerId),
+  }));
   let after = opts.cursor;
   while (Date.now() - opts.started < opts.waitMs) {
-    const recs = (await api.get<{ records: AuditRecord[] }>(`/v1/audit?after=${after}&limit=5000&type=session.halted`)).records;
+    const recs = (
+      await api.get<{ records: AuditRecord[] }>(`/v1/audit?after=${after}&limit=5000&type=session.halted`)
+    ).records;
     for (const r of recs) {
       after = r.seq;
-      reports.get(String(r.data.directiveId))?.set(String(r.data.workerId), (r.data.timeToStopMs as number | null) ?? null);
+      reports
+        .get(String(r.data.directiveId))
+        ?.set(String(r.data.workerId), (r.data.timeToStopMs as number | null) ?? null);
     }
     const all = wanted.every((w) => w.workers.every((id) => id !== null && reports.get(w.id)!.has(id)));
     if (all && Date.now() - opts.started >= opts.windowMs) break;
@@ -160,12 +182,17 @@ export async function measureFlip(
     // Timers and queued tasks belong to the run as a whole: only a stop of the whole run (no
     // capability narrowing) must cancel them; a frozen tool leaves them running.
     const wholeRun = spec.body.capabilities === undefined;
-    const runCovered = (runId: unknown) => wholeRun && typeof runId === 'string' && DEMO_CAPABILITIES.some((c) => spec.covers(a, runId, c));
-    const isCovered = (e: AgentEvent) => e.runId !== undefined && e.capability !== undefined && spec.covers(a, e.runId, e.capability);
+    const runCovered = (runId: unknown) =>
+      wholeRun && typeof runId === 'string' && DEMO_CAPABILITIES.some((c) => spec.covers(a, runId, c));
+    const isCovered = (e: AgentEvent) =>
+      e.runId !== undefined && e.capability !== undefined && spec.covers(a, e.runId, e.capability);
     const starts = a.events.filter((e) => e.type === 'effect.started' && isCovered(e));
     const startedAfterFlip: Record<string, number> = {};
-    for (const e of starts) if (e.wall > flipWall) startedAfterFlip[e.class ?? '?'] = (startedAfterFlip[e.class ?? '?'] ?? 0) + 1;
-    const slowCovered = coveredWorker(a, spec, SLOW_TOOL) && a.events.some((e) => e.type === 'effect.started' && e.capability === SLOW_TOOL);
+    for (const e of starts)
+      if (e.wall > flipWall) startedAfterFlip[e.class ?? '?'] = (startedAfterFlip[e.class ?? '?'] ?? 0) + 1;
+    const slowCovered =
+      coveredWorker(a, spec, SLOW_TOOL) &&
+      a.events.some((e) => e.type === 'effect.started' && e.capability === SLOW_TOOL);
     const settled = a.events.find((e) => e.type === 'halt.settled' && e.directiveId === directive.id);
     covered.push({
       pid: a.pid,
@@ -175,25 +202,44 @@ export async function measureFlip(
       timeToStopMs: settled === undefined ? null : settled.wall - flipWall,
       timeToReportMs: a.workerId === null ? null : (reports.get(a.workerId) ?? null),
       // A worker that never applied the flip is charged with every covered start after the flip.
-      startedAfterObserve: starts.filter((e) => (observe === undefined ? e.wall > flipWall : e.at > observe.at)).length,
+      startedAfterObserve: starts.filter((e) =>
+        observe === undefined ? e.wall > flipWall : e.at > observe.at,
+      ).length,
       startedAfterFlip,
       slowAborted: slowCovered
-        ? a.events.some((e) => e.type === 'effect.aborted' && e.capability === SLOW_TOOL && e.directiveId === directive.id)
+        ? a.events.some(
+            (e) =>
+              e.type === 'effect.aborted' && e.capability === SLOW_TOOL && e.directiveId === directive.id,
+          )
         : null,
-      timersAfterObserve: a.events.filter((e) => e.type === 'timer.fired' && runCovered(e.runId) && (observe === undefined || e.at > observe.at)).length,
-      tasksAfterObserve: a.events.filter((e) => e.type === 'task.started' && !e.draining && runCovered(e.runId) && (observe === undefined || e.at > observe.at)).length,
+      timersAfterObserve: a.events.filter(
+        (e) =>
+          e.type === 'timer.fired' && runCovered(e.runId) && (observe === undefined || e.at > observe.at),
+      ).length,
+      tasksAfterObserve: a.events.filter(
+        (e) =>
+          e.type === 'task.started' &&
+          !e.draining &&
+          runCovered(e.runId) &&
+          (observe === undefined || e.at > observe.at),
+      ).length,
     });
   }
   const times = covered.map((w) => w.timeToStopMs).filter((t): t is number => t !== null);
   const sum: Record<string, number> = {};
-  for (const w of covered) for (const [k, v] of Object.entries(w.startedAfterFlip)) sum[k] = (sum[k] ?? 0) + v;
+  for (const w of covered)
+    for (const [k, v] of Object.entries(w.startedAfterFlip)) sum[k] = (sum[k] ?? 0) + v;
   const slow = covered.filter((w) => w.slowAborted !== null);
 
   // Guarantee 1 from the store's own records: intents granted at or after the flip's rev.
   const byWorker = new Map(fleet.agents.map((a) => [`worker:${a.workerId}`, a]));
   const permitsAfterFlipByClass = await permitsWhere(api, cursor, (r) => {
     const a = byWorker.get(r.actor);
-    return a !== undefined && (r.data.rev as number) >= directive.rev && spec.covers(a, String(r.data.runId), String(r.data.capability));
+    return (
+      a !== undefined &&
+      (r.data.rev as number) >= directive.rev &&
+      spec.covers(a, String(r.data.runId), String(r.data.capability))
+    );
   });
   const permitsAfterFlip = permitsAfterFlipByClass.write + permitsAfterFlipByClass.irreversible;
   return {
@@ -201,7 +247,11 @@ export async function measureFlip(
     directive,
     covered,
     missingReports: covered.filter((w) => w.timeToReportMs === null || w.timeToStopMs === null).length,
-    signalToHalt: { p50: percentile(times, 50), p99: percentile(times, 99), max: times.length ? Math.max(...times) : Number.NaN },
+    signalToHalt: {
+      p50: percentile(times, 50),
+      p99: percentile(times, 99),
+      max: times.length ? Math.max(...times) : Number.NaN,
+    },
     startedAfterObserve: covered.reduce((n, w) => n + w.startedAfterObserve, 0),
     startedAfterFlip: sum,
     slowAborted: { aborted: slow.filter((w) => w.slowAborted).length, of: slow.length },
@@ -215,14 +265,28 @@ export async function measureFlip(
 }
 
 /** Clears a flip's directive and waits (up to `waitMs`) until every agent has applied the clearing rev. */
-export async function resumeFlip(api: ApiClient, fleet: FleetHarness, spec: FlipSpec, directive: Directive, waitMs: number, why: string): Promise<number | null> {
+export async function resumeFlip(
+  api: ApiClient,
+  fleet: FleetHarness,
+  spec: FlipSpec,
+  directive: Directive,
+  waitMs: number,
+  why: string,
+): Promise<number | null> {
   const r = await api.post<{ directive: Directive }>(`/v1/directives/${directive.id}/resume`, {
     justification: why,
     ...(spec.body.breakGlass ? { breakGlass: spec.body.breakGlass } : {}),
   });
   const resumedRev = r.directive.clearedRev;
   const until = Date.now() + waitMs;
-  while (Date.now() < until && !fleet.agents.every((a) => a.child.exitCode !== null || a.events.some((e) => e.type === 'rev.applied' && (e.rev ?? 0) >= resumedRev!))) {
+  while (
+    Date.now() < until &&
+    !fleet.agents.every(
+      (a) =>
+        a.child.exitCode !== null ||
+        a.events.some((e) => e.type === 'rev.applied' && (e.rev ?? 0) >= resumedRev!),
+    )
+  ) {
     await sleep(25);
   }
   return resumedRev;
@@ -240,15 +304,41 @@ export async function flipAndMeasure(
   api: ApiClient,
   fleet: FleetHarness,
   spec: FlipSpec,
-  opts: { windowMs?: number; waitMs?: number; flipWall?: (rev: number) => number | undefined; resume?: boolean } = {},
+  opts: {
+    windowMs?: number;
+    waitMs?: number;
+    flipWall?: (rev: number) => number | undefined;
+    resume?: boolean;
+  } = {},
 ): Promise<FlipOutcome> {
   const windowMs = opts.windowMs ?? 800;
   const waitMs = opts.waitMs ?? 10_000;
   const cursor = await auditHead(api);
   const { directive } = await api.post<{ directive: Directive }>('/v1/directives', spec.body);
   const flipWall = opts.flipWall?.(directive.rev) ?? Date.parse(directive.issuedAt);
-  const reports = await awaitHaltReports(api, fleet, [{ spec, directive }], { cursor, started: Date.now(), waitMs, windowMs });
-  const outcome = await measureFlip(api, fleet, spec, directive, flipWall, cursor, reports.get(directive.id)!);
-  if (opts.resume !== false) outcome.resumedRev = await resumeFlip(api, fleet, spec, directive, waitMs, `demo: ${spec.label} measured, resuming`);
+  const reports = await awaitHaltReports(api, fleet, [{ spec, directive }], {
+    cursor,
+    started: Date.now(),
+    waitMs,
+    windowMs,
+  });
+  const outcome = await measureFlip(
+    api,
+    fleet,
+    spec,
+    directive,
+    flipWall,
+    cursor,
+    reports.get(directive.id)!,
+  );
+  if (opts.resume !== false)
+    outcome.resumedRev = await resumeFlip(
+      api,
+      fleet,
+      spec,
+      directive,
+      waitMs,
+      `demo: ${spec.label} measured, resuming`,
+    );
   return outcome;
 }

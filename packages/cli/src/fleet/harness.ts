@@ -75,7 +75,6 @@ export function demoAgentScript(): string {
  */
 export class FleetHarness {
   readonly agents: AgentProcess[];
-  
 
   private constructor(agents: AgentProcess[]) {
     this.agents = agents;
@@ -88,7 +87,12 @@ export class FleetHarness {
     for (const a of opts.agents) {
       const key = `${a.tenant}/${a.agent}`;
       if (tokens.has(key)) continue;
-      const r = await opts.api.post<{ token: string }>('/v1/tokens', { role: 'agent', tenant: a.tenant, agent: a.agent, name: `agent:${key}` });
+      const r = await opts.api.post<{ token: string }>('/v1/tokens', {
+        role: 'agent',
+        tenant: a.tenant,
+        agent: a.agent,
+        name: `agent:${key}`,
+      });
       tokens.set(key, r.token);
     }
     const procs: AgentProcess[] = [];
@@ -140,7 +144,12 @@ export class FleetHarness {
         }),
       );
       createInterface({ input: child.stdout! }).on('line', (line) => {
-        let msg: { k?: string; workerId?: string; refused?: string[]; runs?: { runId: string; lineage: string[] }[] } | null;
+        let msg: {
+          k?: string;
+          workerId?: string;
+          refused?: string[];
+          runs?: { runId: string; lineage: string[] }[];
+        } | null;
         try {
           msg = JSON.parse(line) as typeof msg;
         } catch {
@@ -159,7 +168,13 @@ export class FleetHarness {
       createInterface({ input: child.stderr! }).on('line', (line) => {
         if (proc.stderr.length < 200) proc.stderr.push(line);
       });
-      void proc.exited.then((code) => failReady(new Error(`agent ${spec.tenant}/${spec.agent} (pid ${proc.pid}) exited with ${code} before it was ready: ${proc.stderr.join(' | ')}`)));
+      void proc.exited.then((code) =>
+        failReady(
+          new Error(
+            `agent ${spec.tenant}/${spec.agent} (pid ${proc.pid}) exited with ${code} before it was ready: ${proc.stderr.join(' | ')}`,
+          ),
+        ),
+      );
       procs.push(proc);
     }
     const harness = new FleetHarness(procs);
@@ -169,7 +184,10 @@ export class FleetHarness {
       await Promise.race([
         Promise.all(readies),
         new Promise((_, fail) => {
-          timer = setTimeout(() => fail(new KillpathError('unavailable', `agents not ready after ${timeout} ms`)), timeout);
+          timer = setTimeout(
+            () => fail(new KillpathError('unavailable', `agents not ready after ${timeout} ms`)),
+            timeout,
+          );
         }),
       ]);
     } catch (err) {

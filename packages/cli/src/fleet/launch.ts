@@ -7,7 +7,13 @@ import { fileURLToPath } from 'node:url';
 export const KILLPATH_CLI = fileURLToPath(new URL('../../bin/killpath.js', import.meta.url));
 
 /** One JSON line from the agent (stdout) or the launcher (stderr). */
-export type Line = Record<string, unknown> & { wall?: number; ts?: string; k?: string; type?: string; msg?: string };
+export type Line = Record<string, unknown> & {
+  wall?: number;
+  ts?: string;
+  k?: string;
+  type?: string;
+  msg?: string;
+};
 
 /** A `killpath run` process and everything it and its agent printed. */
 export interface Launched {
@@ -36,12 +42,21 @@ function collect(stream: NodeJS.ReadableStream, into: Line[], raw: string[]): vo
   });
 }
 
-async function waitFor(lines: Line[], raw: string[], pred: (l: Line) => boolean, ms: number, what: string): Promise<Line> {
+async function waitFor(
+  lines: Line[],
+  raw: string[],
+  pred: (l: Line) => boolean,
+  ms: number,
+  what: string,
+): Promise<Line> {
   const deadline = Date.now() + ms;
   for (;;) {
     const hit = lines.find(pred);
     if (hit) return hit;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}; last lines:\n${raw.slice(-15).join('\n')}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${ms} ms waiting for ${what}; last lines:\n${raw.slice(-15).join('\n')}`,
+      );
     await new Promise((ok) => setTimeout(ok, 25));
   }
 }
@@ -50,12 +65,37 @@ async function waitFor(lines: Line[], raw: string[], pred: (l: Line) => boolean,
  * Starts `killpath run … -- node <agentScript>` (kill grace 500 ms unless `extra` sets one),
  * with `env` for the launcher and its agent, and collects both one's JSON lines.
  */
-export function launch(opts: { url: string; token: string; tenant: string; agent: string; agentScript: string; run?: string; netns?: boolean; extra?: string[]; env?: Record<string, string> }): Launched {
-  const args = [KILLPATH_CLI, 'run', '--url', opts.url, '--token', opts.token, '--tenant', opts.tenant, '--agent', opts.agent, ...(opts.extra?.includes('--kill-grace') ? [] : ['--kill-grace', '500'])];
+export function launch(opts: {
+  url: string;
+  token: string;
+  tenant: string;
+  agent: string;
+  agentScript: string;
+  run?: string;
+  netns?: boolean;
+  extra?: string[];
+  env?: Record<string, string>;
+}): Launched {
+  const args = [
+    KILLPATH_CLI,
+    'run',
+    '--url',
+    opts.url,
+    '--token',
+    opts.token,
+    '--tenant',
+    opts.tenant,
+    '--agent',
+    opts.agent,
+    ...(opts.extra?.includes('--kill-grace') ? [] : ['--kill-grace', '500']),
+  ];
   if (opts.run) args.push('--run', opts.run);
   if (opts.netns) args.push('--netns');
   args.push(...(opts.extra ?? []), '--', process.execPath, opts.agentScript);
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
+  const proc = spawn(process.execPath, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...opts.env },
+  });
   const out: Line[] = [];
   const log: Line[] = [];
   const raw: string[] = [];

@@ -1,4 +1,11 @@
-import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  request as httpRequest,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import { connect, isIPv6, type Socket } from 'node:net';
 import { rmSync } from 'node:fs';
 import { prepareUnixPath } from './netns.ts';
@@ -59,7 +66,17 @@ interface Flow {
 }
 
 // Hop-by-hop headers (RFC 9110 §7.6.1) are for one connection, never forwarded.
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
 
 function endToEndHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
   const listed = new Set(
@@ -80,7 +97,8 @@ function key(host: string, port: number): string {
 
 /** `host:port` or `[v6]:port` of a CONNECT request line, or null when malformed. */
 function parseAuthority(authority: string): { host: string; port: number } | null {
-  const m = /^\[([0-9a-fA-F:.]+)\]:(\d{1,5})$/.exec(authority) ?? /^([A-Za-z0-9.\-_]+):(\d{1,5})$/.exec(authority);
+  const m =
+    /^\[([0-9a-fA-F:.]+)\]:(\d{1,5})$/.exec(authority) ?? /^([A-Za-z0-9.\-_]+):(\d{1,5})$/.exec(authority);
   if (!m) return null;
   const port = Number(m[2]);
   if (port < 1 || port > 65_535) return null;
@@ -91,7 +109,8 @@ function statusLine(code: number, text: string, body: string): string {
   return `HTTP/1.1 ${code} ${text}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
 }
 
-const ISOLATED_BODY = 'killpath: egress isolated by the control plane; this agent may not reach the network\n';
+const ISOLATED_BODY =
+  'killpath: egress isolated by the control plane; this agent may not reach the network\n';
 
 /**
  * The launcher's HTTP forward proxy: the isolation point for the agent's egress. Plain HTTP
@@ -133,9 +152,12 @@ export class EgressProxy {
       // No overall request deadline: a long upload through the proxy is the agent's business.
       const server = createServer({ requestTimeout: 0 });
       server.on('request', (req, res) => proxy.#onRequest(req, res));
-      server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => proxy.#onConnect(req, socket, head));
+      server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) =>
+        proxy.#onConnect(req, socket, head),
+      );
       server.on('clientError', (_err, socket) => {
-        if (socket.writable) socket.end(statusLine(400, 'Bad Request', 'killpath egress proxy: malformed request\n'));
+        if (socket.writable)
+          socket.end(statusLine(400, 'Bad Request', 'killpath egress proxy: malformed request\n'));
         else socket.destroy();
       });
       proxy.#servers.push(server);
@@ -345,7 +367,14 @@ export class EgressProxy {
     });
     upstream.once('error', (err: NodeJS.ErrnoException) => {
       reason ??= `upstream: ${err.code ?? err.message}`;
-      if (!established) socket.end(statusLine(502, 'Bad Gateway', `killpath egress proxy: cannot reach ${key(host, port)}: ${err.code ?? err.message}\n`));
+      if (!established)
+        socket.end(
+          statusLine(
+            502,
+            'Bad Gateway',
+            `killpath egress proxy: cannot reach ${key(host, port)}: ${err.code ?? err.message}\n`,
+          ),
+        );
     });
     let ended = false;
     const end = () => {

@@ -3,9 +3,26 @@
  * network namespaces (isolate at the network layer, Linux with root).
  */
 export { LAUNCH_ID_ENV, LocalProcessBackend } from './process-backend.ts';
-export type { AgentHandle, ExitInfo, LaunchSpec, LocalProcessBackendOptions, ProcessBackend, TerminateResult } from './process-backend.ts';
+export type {
+  AgentHandle,
+  ExitInfo,
+  LaunchSpec,
+  LocalProcessBackendOptions,
+  ProcessBackend,
+  TerminateResult,
+} from './process-backend.ts';
 export { EgressProxy } from './egress-proxy.ts';
 export type { EgressEvent, EgressProxyOptions } from './egress-proxy.ts';
-export { AgentNetns, NETNS_PREFIX, ipBinary, listNetns, netnsExecArgv, netnsRelayScript, netnsSupported, prepareUnixPath, unixTcpBridge } from './netns.ts';
+export {
+  AgentNetns,
+  NETNS_PREFIX,
+  ipBinary,
+  listNetns,
+  netnsExecArgv,
+  netnsRelayScript,
+  netnsSupported,
+  prepareUnixPath,
+  unixTcpBridge,
+} from './netns.ts';
 export type { AgentNetnsOptions } from './netns.ts';
 export type { RelayForward } from './netns-relay.ts';

@@ -6,7 +6,12 @@ import type { Directive, LauncherOrders } from '@killpath/protocol';
 import { EgressProxy, type EgressEvent } from './egress-proxy.ts';
 import { AgentNetns, unixTcpBridge } from './netns.ts';
 import { OrdersLink, reportLauncherEvents } from './orders-link.ts';
-import { LocalProcessBackend, type AgentHandle, type ExitInfo, type ProcessBackend } from './process-backend.ts';
+import {
+  LocalProcessBackend,
+  type AgentHandle,
+  type ExitInfo,
+  type ProcessBackend,
+} from './process-backend.ts';
 
 /** Exit code of `killpath run` when the agent was killed, or not (re)started, by the switchboard. */
 export const EXIT_STOPPED = 3;
@@ -57,7 +62,9 @@ export interface LauncherOptions {
  */
 export class Launcher {
   readonly id: string;
-  readonly #o: Required<Omit<LauncherOptions, 'launcherId' | 'backend' | 'log' | 'env'>> & { env: NodeJS.ProcessEnv };
+  readonly #o: Required<Omit<LauncherOptions, 'launcherId' | 'backend' | 'log' | 'env'>> & {
+    env: NodeJS.ProcessEnv;
+  };
   readonly #backend: ProcessBackend;
   readonly #log: (line: string) => void;
   #link: OrdersLink | null = null;
@@ -122,20 +129,31 @@ export class Launcher {
       runId: o.runId,
       features: o.features,
       onOrders: (orders) => this.#apply(orders),
-      onState: (state, detail) => this.#say(state === 'connected' ? 'info' : 'warn', `control plane ${state}`, { detail }),
+      onState: (state, detail) =>
+        this.#say(state === 'connected' ? 'info' : 'warn', `control plane ${state}`, { detail }),
     });
     this.#link.start();
     let orders: LauncherOrders;
     try {
       orders = await this.#link.first(o.startTimeoutMs);
     } catch (err) {
-      this.#say('error', 'control plane unreachable: the agent is not started (fail closed)', { err: (err as Error).message });
+      this.#say('error', 'control plane unreachable: the agent is not started (fail closed)', {
+        err: (err as Error).message,
+      });
       return EXIT_UNREACHABLE;
     }
     const stop = orders.kill ?? orders.halt;
     if (stop !== null) {
-      this.#say('error', `not starting: ${stop.level} ${stop.scopeText} (${stop.id}) covers this agent`, { directiveId: stop.id });
-      this.#report([{ type: 'process.restart_refused', directiveId: stop.id, detail: `start refused: ${stop.level} ${stop.scopeText}` }]);
+      this.#say('error', `not starting: ${stop.level} ${stop.scopeText} (${stop.id}) covers this agent`, {
+        directiveId: stop.id,
+      });
+      this.#report([
+        {
+          type: 'process.restart_refused',
+          directiveId: stop.id,
+          detail: `start refused: ${stop.level} ${stop.scopeText}`,
+        },
+      ]);
       return EXIT_STOPPED;
     }
     await this.#startEgress();
@@ -155,8 +173,18 @@ export class Launcher {
       const now = this.#link.last;
       const covering = now?.kill ?? now?.halt ?? null;
       if (covering !== null) {
-        this.#say('warn', `not restarting: ${covering.level} ${covering.scopeText} (${covering.id}) covers this agent`, { directiveId: covering.id });
-        this.#report([{ type: 'process.restart_refused', directiveId: covering.id, detail: `restart refused after exit ${exit.code ?? exit.signal}` }]);
+        this.#say(
+          'warn',
+          `not restarting: ${covering.level} ${covering.scopeText} (${covering.id}) covers this agent`,
+          { directiveId: covering.id },
+        );
+        this.#report([
+          {
+            type: 'process.restart_refused',
+            directiveId: covering.id,
+            detail: `restart refused after exit ${exit.code ?? exit.signal}`,
+          },
+        ]);
         return EXIT_STOPPED;
       }
       const wait = Math.min(30_000, 500 * 2 ** Math.min(restarts++, 6));
@@ -165,7 +193,10 @@ export class Launcher {
       const again = this.#link.last;
       if (again?.kill || again?.halt || this.#stopping) {
         const d = (again?.kill ?? again?.halt)!;
-        if (d) this.#report([{ type: 'process.restart_refused', directiveId: d.id, detail: 'halted while waiting to restart' }]);
+        if (d)
+          this.#report([
+            { type: 'process.restart_refused', directiveId: d.id, detail: 'halted while waiting to restart' },
+          ]);
         return EXIT_STOPPED;
       }
     }
@@ -176,7 +207,8 @@ export class Launcher {
     const cp = new URL(this.#o.url);
     const cpHost = cp.hostname.replace(/^\[|\]$/g, '');
     const cpPort = Number(cp.port || (cp.protocol === 'https:' ? 443 : 80));
-    const allow = (host: string, port: number) => port === cpPort && (host === cpHost || (isLoopback(host) && isLoopback(cpHost)));
+    const allow = (host: string, port: number) =>
+      port === cpPort && (host === cpHost || (isLoopback(host) && isLoopback(cpHost)));
     const onEvent = (e: EgressEvent) => this.#egress(e);
     if (!this.#o.netns) {
       this.#proxy = await EgressProxy.start({ host: '127.0.0.1', port: 0, onEvent, allow });
@@ -187,8 +219,17 @@ export class Launcher {
     const cpPath = join(this.#dir, 'control-plane.sock');
     this.#proxy = await EgressProxy.start({ unixPath: proxyPath, onEvent, allow });
     this.#bridge = await unixTcpBridge(cpPath, { host: cpHost, port: cpPort });
-    this.#ns = await AgentNetns.create({ forwards: [{ port: 0, unixPath: proxyPath }, { port: 0, unixPath: cpPath }] });
-    this.#say('info', 'network namespace ready', { netns: this.#ns.name, proxyPort: this.#ns.ports[0], controlPlanePort: this.#ns.ports[1] });
+    this.#ns = await AgentNetns.create({
+      forwards: [
+        { port: 0, unixPath: proxyPath },
+        { port: 0, unixPath: cpPath },
+      ],
+    });
+    this.#say('info', 'network namespace ready', {
+      netns: this.#ns.name,
+      proxyPort: this.#ns.ports[0],
+      controlPlanePort: this.#ns.ports[1],
+    });
   }
 
   #spawn(): AgentHandle {
@@ -215,10 +256,23 @@ export class Launcher {
       // Node ≥ 24 (and 22.21) route fetch and http through HTTP(S)_PROXY only when asked to.
       NODE_USE_ENV_PROXY: '1',
     };
-    const child = this.#backend.start({ command: o.command, args: o.args, env, stdio: 'inherit', netns: ns?.name ?? null });
+    const child = this.#backend.start({
+      command: o.command,
+      args: o.args,
+      env,
+      stdio: 'inherit',
+      netns: ns?.name ?? null,
+    });
     this.#child = child;
-    this.#say('info', 'agent started', { pid: child.pid, command: o.command, netns: ns?.name ?? null, proxy });
-    this.#report([{ type: 'process.started', pid: child.pid, detail: [o.command, ...o.args].join(' ').slice(0, 2000) }]);
+    this.#say('info', 'agent started', {
+      pid: child.pid,
+      command: o.command,
+      netns: ns?.name ?? null,
+      proxy,
+    });
+    this.#report([
+      { type: 'process.started', pid: child.pid, detail: [o.command, ...o.args].join(' ').slice(0, 2000) },
+    ]);
     // Orders that arrived while it was starting apply now.
     const last = this.#link?.last;
     if (last) this.#apply(last);
@@ -231,10 +285,27 @@ export class Launcher {
       const d = orders.kill;
       const child = this.#child;
       this.#killedBy = d;
-      this.#say('warn', `killing the agent: ${d.level} ${d.scopeText} (${d.id})`, { pid: child.pid, graceMs: this.#o.killGraceMs });
+      this.#say('warn', `killing the agent: ${d.level} ${d.scopeText} (${d.id})`, {
+        pid: child.pid,
+        graceMs: this.#o.killGraceMs,
+      });
       this.#killing = child.terminate(this.#o.killGraceMs).then((r) => {
-        this.#say('warn', 'agent process group ended', { pid: child.pid, signal: r.signal, ms: Math.round(r.ms), survivors: r.survivors });
-        this.#report([{ type: 'process.killed', directiveId: d.id, pid: child.pid, signal: r.signal, ms: r.ms, ...(r.survivors.length > 0 ? { detail: `survivors: ${r.survivors.join(',')}` } : {}) }]);
+        this.#say('warn', 'agent process group ended', {
+          pid: child.pid,
+          signal: r.signal,
+          ms: Math.round(r.ms),
+          survivors: r.survivors,
+        });
+        this.#report([
+          {
+            type: 'process.killed',
+            directiveId: d.id,
+            pid: child.pid,
+            signal: r.signal,
+            ms: r.ms,
+            ...(r.survivors.length > 0 ? { detail: `survivors: ${r.survivors.join(',')}` } : {}),
+          },
+        ]);
       });
     }
     const iso = orders.isolate;
@@ -254,7 +325,11 @@ export class Launcher {
     const cut = this.#proxy?.isolate() ?? 0;
     if (this.#ns !== null) await this.#ns.cut([0]);
     const ms = performance.now() - started;
-    this.#say('warn', `agent isolated: ${d.scopeText} (${d.id})`, { cut, ms: Math.round(ms * 1000) / 1000, netns: this.#ns?.name ?? null });
+    this.#say('warn', `agent isolated: ${d.scopeText} (${d.id})`, {
+      cut,
+      ms: Math.round(ms * 1000) / 1000,
+      netns: this.#ns?.name ?? null,
+    });
     this.#report([{ type: 'process.isolated', directiveId: d.id, pid: this.#child?.pid ?? 0, cut, ms }]);
   }
 
@@ -284,11 +359,20 @@ export class Launcher {
     this.#say('warn', 'egress refused', { kind: e.kind, destination: key, reason: e.reason });
     if (this.#refusedLogged.has(key)) return;
     this.#refusedLogged.add(key);
-    this.#report([{ type: 'egress.refused', directiveId: this.#isolatedBy?.id ?? null, destination: key, detail: e.reason ?? 'isolated' }]);
+    this.#report([
+      {
+        type: 'egress.refused',
+        directiveId: this.#isolatedBy?.id ?? null,
+        destination: key,
+        detail: e.reason ?? 'isolated',
+      },
+    ]);
   }
 
   #report(events: Record<string, unknown>[]): void {
-    const p = reportLauncherEvents(this.#o.url, this.#o.token, this.id, events, (message) => this.#say('error', message, {})).finally(() => this.#reports.delete(p));
+    const p = reportLauncherEvents(this.#o.url, this.#o.token, this.id, events, (message) =>
+      this.#say('error', message, {}),
+    ).finally(() => this.#reports.delete(p));
     this.#reports.add(p);
   }
 
@@ -301,13 +385,19 @@ export class Launcher {
     // Unconditionally: an agent that exited on its own may have left children or daemons behind.
     if (this.#child !== null) await this.#child.terminate(this.#o.killGraceMs);
     await this.#isolating.catch(() => {});
-    if (this.#proxy !== null) this.#say('info', 'egress destinations reached', { destinations: Object.fromEntries(this.#proxy.destinations()) });
+    if (this.#proxy !== null)
+      this.#say('info', 'egress destinations reached', {
+        destinations: Object.fromEntries(this.#proxy.destinations()),
+      });
     await this.#ns?.destroy().catch(() => {});
     await this.#bridge?.close().catch(() => {});
     await this.#proxy?.close().catch(() => {});
     if (this.#dir !== null) rmSync(this.#dir, { recursive: true, force: true });
     // What the launcher did must reach the audit log before it exits (bounded: reports retry on their own).
-    await Promise.race([Promise.allSettled([...this.#reports]), new Promise((ok) => setTimeout(ok, 5000).unref())]);
+    await Promise.race([
+      Promise.allSettled([...this.#reports]),
+      new Promise((ok) => setTimeout(ok, 5000).unref()),
+    ]);
   }
 }
 

@@ -38,11 +38,14 @@ interface ForwardState {
 /** Validates the forwards argument; throws a plain Error (the relay reports it as `error …`). */
 export function parseForwards(json: string | undefined): RelayForward[] {
   const value: unknown = JSON.parse(json ?? 'null');
-  if (!Array.isArray(value) || value.length === 0) throw new Error('expected a non-empty JSON array of forwards');
+  if (!Array.isArray(value) || value.length === 0)
+    throw new Error('expected a non-empty JSON array of forwards');
   return value.map((item: unknown, i) => {
     const { port, unixPath } = (item ?? {}) as { port?: unknown; unixPath?: unknown };
-    if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65_535) throw new Error(`forward ${i}: bad port`);
-    if (typeof unixPath !== 'string' || !unixPath.startsWith('/')) throw new Error(`forward ${i}: unixPath must be absolute`);
+    if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65_535)
+      throw new Error(`forward ${i}: bad port`);
+    if (typeof unixPath !== 'string' || !unixPath.startsWith('/'))
+      throw new Error(`forward ${i}: unixPath must be absolute`);
     return { port, unixPath };
   });
 }
@@ -103,7 +106,11 @@ function command(states: ForwardState[], line: string): string {
  * Runs the relay until `input` ends: listens on every forward, writes `ready …` to `output`,
  * then obeys commands. Resolves when it has shut down.
  */
-export async function runRelay(forwards: RelayForward[], input: NodeJS.ReadableStream, output: NodeJS.WritableStream): Promise<void> {
+export async function runRelay(
+  forwards: RelayForward[],
+  input: NodeJS.ReadableStream,
+  output: NodeJS.WritableStream,
+): Promise<void> {
   const states: ForwardState[] = forwards.map((forward) => {
     const state: ForwardState = { forward, server: createServer(), cut: false, open: new Set() };
     state.server.on('connection', (socket) => pipeConnection(state, socket));

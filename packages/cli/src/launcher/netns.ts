@@ -37,7 +37,8 @@ export function ipBinary(): string | null {
 
 function requireIp(): string {
   const ip = ipBinary();
-  if (!ip) throw new KillpathError('unavailable', 'network namespaces need iproute2 (`ip`), which is not installed');
+  if (!ip)
+    throw new KillpathError('unavailable', 'network namespaces need iproute2 (`ip`), which is not installed');
   return ip;
 }
 
@@ -51,13 +52,18 @@ export function netnsExecArgv(name: string, command: string, args: string[]): st
  * and a probe namespace can be created (and is deleted again). Takes a few ms.
  */
 export function netnsSupported(): { ok: true } | { ok: false; why: string } {
-  if (process.platform !== 'linux') return { ok: false, why: `network namespaces are Linux-only (this is ${process.platform})` };
+  if (process.platform !== 'linux')
+    return { ok: false, why: `network namespaces are Linux-only (this is ${process.platform})` };
   if (process.getuid?.() !== 0) return { ok: false, why: 'network namespaces need root' };
   const ip = ipBinary();
   if (!ip) return { ok: false, why: 'network namespaces need iproute2 (`ip`), which is not installed' };
   const probe = `${NETNS_PREFIX}probe-${randomBytes(4).toString('hex')}`;
   const add = spawnSync(ip, ['netns', 'add', probe], { encoding: 'utf8', timeout: 5_000 });
-  if (add.status !== 0) return { ok: false, why: `cannot create a network namespace: ${(add.stderr || String(add.error)).trim()}` };
+  if (add.status !== 0)
+    return {
+      ok: false,
+      why: `cannot create a network namespace: ${(add.stderr || String(add.error)).trim()}`,
+    };
   spawnSync(ip, ['netns', 'del', probe], { timeout: 5_000 });
   return { ok: true };
 }
@@ -88,9 +94,13 @@ function run(file: string, args: string[]): Promise<string> {
  * anything that is not a socket is refused, never deleted.
  */
 export async function prepareUnixPath(path: string): Promise<void> {
-  if (!isAbsolute(path)) throw new KillpathError('invalid_request', `unix socket path must be absolute: ${path}`);
+  if (!isAbsolute(path))
+    throw new KillpathError('invalid_request', `unix socket path must be absolute: ${path}`);
   if (Buffer.byteLength(path) > MAX_UNIX_PATH_BYTES) {
-    throw new KillpathError('invalid_request', `unix socket path is longer than ${MAX_UNIX_PATH_BYTES} bytes: ${path}`);
+    throw new KillpathError(
+      'invalid_request',
+      `unix socket path is longer than ${MAX_UNIX_PATH_BYTES} bytes: ${path}`,
+    );
   }
   let stat;
   try {
@@ -98,7 +108,8 @@ export async function prepareUnixPath(path: string): Promise<void> {
   } catch {
     return;
   }
-  if (!stat.isSocket()) throw new KillpathError('invalid_request', `refusing to replace a file that is not a socket: ${path}`);
+  if (!stat.isSocket())
+    throw new KillpathError('invalid_request', `refusing to replace a file that is not a socket: ${path}`);
   const live = await new Promise<boolean>((resolve) => {
     const probe = connect({ path });
     probe.once('connect', () => {
@@ -113,7 +124,9 @@ export async function prepareUnixPath(path: string): Promise<void> {
 
 /** The relay script, next to this module: `.ts` when running from source, `.js` from dist. */
 export function netnsRelayScript(): string {
-  return fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './netns-relay.ts' : './netns-relay.js', import.meta.url));
+  return fileURLToPath(
+    new URL(import.meta.url.endsWith('.ts') ? './netns-relay.ts' : './netns-relay.js', import.meta.url),
+  );
 }
 
 /** Options of {@link AgentNetns.create}. */
@@ -149,7 +162,13 @@ export class AgentNetns {
   #relayAlive = true;
   #destroyed: Promise<void> | null = null;
 
-  private constructor(name: string, ip: string, ports: number[], relay: ChildProcess, relayExited: Promise<void>) {
+  private constructor(
+    name: string,
+    ip: string,
+    ports: number[],
+    relay: ChildProcess,
+    relayExited: Promise<void>,
+  ) {
     this.name = name;
     this.#ip = ip;
     this.ports = ports;
@@ -171,16 +190,23 @@ export class AgentNetns {
     if (!/^[A-Za-z0-9_.-]{1,32}$/.test(name) || name.startsWith('.')) {
       throw new KillpathError('invalid_request', `bad network namespace name: ${JSON.stringify(name)}`);
     }
-    if (opts.forwards.length === 0) throw new KillpathError('invalid_request', 'a namespace needs at least one forward');
+    if (opts.forwards.length === 0)
+      throw new KillpathError('invalid_request', 'a namespace needs at least one forward');
     for (const f of opts.forwards) {
-      if (!Number.isInteger(f.port) || f.port < 0 || f.port > 65_535) throw new KillpathError('invalid_request', `bad forward port: ${f.port}`);
-      if (!isAbsolute(f.unixPath)) throw new KillpathError('invalid_request', `forward unixPath must be absolute: ${f.unixPath}`);
+      if (!Number.isInteger(f.port) || f.port < 0 || f.port > 65_535)
+        throw new KillpathError('invalid_request', `bad forward port: ${f.port}`);
+      if (!isAbsolute(f.unixPath))
+        throw new KillpathError('invalid_request', `forward unixPath must be absolute: ${f.unixPath}`);
     }
     const ip = requireIp();
     try {
       await run(ip, ['netns', 'add', name]);
     } catch (err) {
-      throw new KillpathError('unavailable', `cannot create network namespace ${name}: ${(err as Error).message}`, { cause: err });
+      throw new KillpathError(
+        'unavailable',
+        `cannot create network namespace ${name}: ${(err as Error).message}`,
+        { cause: err },
+      );
     }
     let relay: ChildProcess | null = null;
     try {
@@ -199,7 +225,10 @@ export class AgentNetns {
         if (stderr.join('').length < 4_000) stderr.push(chunk);
       });
       const ports = await new Promise<number[]>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error('relay did not start in time')), opts.readyTimeoutMs ?? 5_000);
+        const timer = setTimeout(
+          () => reject(new Error('relay did not start in time')),
+          opts.readyTimeoutMs ?? 5_000,
+        );
         const fail = (why: string) => {
           clearTimeout(timer);
           reject(new Error(why));
@@ -217,7 +246,11 @@ export class AgentNetns {
     } catch (err) {
       relay?.kill('SIGKILL');
       await run(ip, ['netns', 'del', name]).catch(() => {});
-      throw new KillpathError('unavailable', `cannot set up network namespace ${name}: ${(err as Error).message}`, { cause: err });
+      throw new KillpathError(
+        'unavailable',
+        `cannot set up network namespace ${name}: ${(err as Error).message}`,
+        { cause: err },
+      );
     }
   }
 
@@ -257,7 +290,10 @@ export class AgentNetns {
   destroy(): Promise<void> {
     this.#destroyed ??= (async () => {
       this.#relay.stdin?.end();
-      const stopped = await Promise.race([this.#relayExited.then(() => true), sleep(1_000).then(() => false)]);
+      const stopped = await Promise.race([
+        this.#relayExited.then(() => true),
+        sleep(1_000).then(() => false),
+      ]);
       if (!stopped) {
         this.#relay.kill('SIGKILL');
         await this.#relayExited;
@@ -301,7 +337,10 @@ export class AgentNetns {
     this.#pending.delete(id);
     if (line === `${id} ok`) return;
     if (line === null && okIfGone && !this.#relayAlive) return;
-    throw new KillpathError('unavailable', `relay of ${this.name} did not confirm ${verb}: ${line ?? 'no reply'}`);
+    throw new KillpathError(
+      'unavailable',
+      `relay of ${this.name} did not confirm ${verb}: ${line ?? 'no reply'}`,
+    );
   }
 }
 
@@ -312,7 +351,10 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
  * TCP `target` (e.g. the control plane, so an agent in a namespace keeps its connection).
  * `close()` stops listening, destroys open connections and removes the socket file.
  */
-export async function unixTcpBridge(unixPath: string, target: { host: string; port: number }): Promise<{ close(): Promise<void> }> {
+export async function unixTcpBridge(
+  unixPath: string,
+  target: { host: string; port: number },
+): Promise<{ close(): Promise<void> }> {
   await prepareUnixPath(unixPath);
   const open = new Set<Socket>();
   const server = createServer((inside) => {

@@ -55,7 +55,10 @@ export class OrdersLink {
   first(timeoutMs: number): Promise<LauncherOrders> {
     if (this.#last !== null) return Promise.resolve(this.#last);
     return new Promise((ok, fail) => {
-      const timer = setTimeout(() => fail(new Error(`no orders from the control plane within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(
+        () => fail(new Error(`no orders from the control plane within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       this.#waiters.push((o) => {
         clearTimeout(timer);
         ok(o);
@@ -92,7 +95,10 @@ export class OrdersLink {
     if (o.features.length > 0) u.searchParams.set('features', o.features.join(','));
     const abort = new AbortController();
     this.#abort = abort;
-    const res = await fetch(u, { headers: { authorization: `Bearer ${o.token}`, accept: 'text/event-stream' }, signal: abort.signal });
+    const res = await fetch(u, {
+      headers: { authorization: `Bearer ${o.token}`, accept: 'text/event-stream' },
+      signal: abort.signal,
+    });
     if (!res.ok || res.body === null) {
       const text = await res.text().catch(() => '');
       throw new Error(`launcher stream refused: HTTP ${res.status} ${text.slice(0, 300)}`);

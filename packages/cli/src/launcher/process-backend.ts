@@ -120,7 +120,9 @@ export class LocalProcessBackend implements ProcessBackend {
 
   start(spec: LaunchSpec): AgentHandle {
     const launchId = randomUUID();
-    const [command, ...args] = spec.netns ? netnsExecArgv(spec.netns, spec.command, spec.args) : [spec.command, ...spec.args];
+    const [command, ...args] = spec.netns
+      ? netnsExecArgv(spec.netns, spec.command, spec.args)
+      : [spec.command, ...spec.args];
     const child = spawn(command as string, args, {
       detached: true,
       env: { ...spec.env, [LAUNCH_ID_ENV]: launchId },
@@ -130,7 +132,10 @@ export class LocalProcessBackend implements ProcessBackend {
     // Without a listener a spawn failure would be an uncaught 'error' event.
     child.on('error', () => {});
     if (child.pid === undefined) {
-      throw new KillpathError('invalid_request', `cannot start ${JSON.stringify(spec.command)}: not found or not executable`);
+      throw new KillpathError(
+        'invalid_request',
+        `cannot start ${JSON.stringify(spec.command)}: not found or not executable`,
+      );
     }
     const exited = new Promise<ExitInfo>((resolve) => {
       child.once('exit', (code, signal) => resolve({ code, signal }));
@@ -290,7 +295,8 @@ class LocalAgentHandle implements AgentHandle {
       live.set(row.pid, row);
       queue.push(row.pid);
     };
-    for (const row of table) if (row.pgrp === this.pid || (deep && hasMarker(row.pid, this.#marker))) add(row);
+    for (const row of table)
+      if (row.pgrp === this.pid || (deep && hasMarker(row.pid, this.#marker))) add(row);
     for (const [pid, start] of this.#known) {
       const row = byPid.get(pid);
       if (row?.start === start) add(row);

@@ -26,7 +26,8 @@ export function findAgent(spec: KillSwitchSpec, key: string): SpecAgent | undefi
   return spec.agents.find((a) => `${a.tenant}/${a.agent}` === key);
 }
 
-const seconds = (ms: number) => (ms % 60_000 === 0 && ms >= 60_000 ? `${ms / 60_000} min` : ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`);
+const seconds = (ms: number) =>
+  ms % 60_000 === 0 && ms >= 60_000 ? `${ms / 60_000} min` : ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
 const code = (s: string) => `\`${s}\``;
 const sh = (cmd: string) => `\`\`\`sh\n${cmd}\n\`\`\``;
 const txt = (body: string) => `\`\`\`text\n${body}\n\`\`\``;
@@ -44,8 +45,21 @@ interface Target {
 }
 
 function targetOf(agent: SpecAgent | null): Target {
-  if (agent === null) return { tenant: '$TENANT', agent: '$AGENT', key: '$TENANT/$AGENT', arg: '"$TENANT/$AGENT"', tenantArg: '"$TENANT"' };
-  return { tenant: agent.tenant, agent: agent.agent, key: `${agent.tenant}/${agent.agent}`, arg: `${agent.tenant}/${agent.agent}`, tenantArg: agent.tenant };
+  if (agent === null)
+    return {
+      tenant: '$TENANT',
+      agent: '$AGENT',
+      key: '$TENANT/$AGENT',
+      arg: '"$TENANT/$AGENT"',
+      tenantArg: '"$TENANT"',
+    };
+  return {
+    tenant: agent.tenant,
+    agent: agent.agent,
+    key: `${agent.tenant}/${agent.agent}`,
+    arg: `${agent.tenant}/${agent.agent}`,
+    tenantArg: agent.tenant,
+  };
 }
 
 function inFlightWord(spec: KillSwitchSpec, cls: SpecTool['class']): string {
@@ -57,14 +71,21 @@ function inFlightWord(spec: KillSwitchSpec, cls: SpecTool['class']): string {
 
 function toolTable(spec: KillSwitchSpec, tools: SpecTool[]): string {
   if (tools.length === 0) return 'No tools: the agent only reasons and answers.';
-  const rows = tools.map((t) => `| ${code(t.name)} | ${t.class} | ${t.description ?? '—'}${t.compensation ? `; undo: ${code(t.compensation)}` : ''} | ${inFlightWord(spec, t.class)} |`);
+  const rows = tools.map(
+    (t) =>
+      `| ${code(t.name)} | ${t.class} | ${t.description ?? '—'}${t.compensation ? `; undo: ${code(t.compensation)}` : ''} | ${inFlightWord(spec, t.class)} |`,
+  );
   return ['| tool | class | what it does | in flight at a halt |', '|---|---|---|---|', ...rows].join('\n');
 }
 
 function setup(spec: KillSwitchSpec, agent: SpecAgent | null): string {
   const who = agent === null ? "the agent's tenant" : `tenant ${code(agent.tenant)}`;
-  const vars = [`export KILLPATH_URL=${spec.controlPlane.url}`, `export KILLPATH_TOKEN=<your operator token>`];
-  if (agent === null) vars.push('export TENANT=<tenant> AGENT=<agent>        # the agent, from the table in section 1');
+  const vars = [
+    `export KILLPATH_URL=${spec.controlPlane.url}`,
+    `export KILLPATH_TOKEN=<your operator token>`,
+  ];
+  if (agent === null)
+    vars.push('export TENANT=<tenant> AGENT=<agent>        # the agent, from the table in section 1');
   return [
     '## 0. Before any command',
     '',
@@ -105,7 +126,10 @@ function whatItDoes(spec: KillSwitchSpec, agent: SpecAgent | null): string {
     '',
     '| agent | level | must stop within | features | what it does |',
     '|---|---|---|---|---|',
-    ...spec.agents.map((a) => `| ${code(`${a.tenant}/${a.agent}`)} | ${a.level} | ${target(a)} | ${a.features.length ? a.features.map(code).join(', ') : '—'} | ${a.description} |`),
+    ...spec.agents.map(
+      (a) =>
+        `| ${code(`${a.tenant}/${a.agent}`)} | ${a.level} | ${target(a)} | ${a.features.length ? a.features.map(code).join(', ') : '—'} | ${a.description} |`,
+    ),
     '',
     `A replacement session must be able to start within ${seconds(spec.latency.haltToRecoveryMs)} of a halt (halt-to-recovery).`,
   );
@@ -115,7 +139,12 @@ function whatItDoes(spec: KillSwitchSpec, agent: SpecAgent | null): string {
     groups.set(k, [...(groups.get(k) ?? []), a]);
   }
   for (const agents of groups.values()) {
-    out.push('', `Tools of ${agents.length === spec.agents.length ? 'every agent' : agents.map((a) => code(`${a.tenant}/${a.agent}`)).join(', ')}:`, '', toolTable(spec, agents[0]!.tools));
+    out.push(
+      '',
+      `Tools of ${agents.length === spec.agents.length ? 'every agent' : agents.map((a) => code(`${a.tenant}/${a.agent}`)).join(', ')}:`,
+      '',
+      toolTable(spec, agents[0]!.tools),
+    );
   }
   return out.join('\n');
 }
@@ -136,28 +165,87 @@ function howToKill(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target): st
     );
   }
   if (paths.includes('api')) {
-    const body = { level: 'halt', scope: `agent:${t.key}`, reason, justification: `${reason} (on-call, via the API)`, graceMs: m.haltGraceMs, drain: spec.sideEffects.queue, memory: spec.sideEffects.memory };
+    const body = {
+      level: 'halt',
+      scope: `agent:${t.key}`,
+      reason,
+      justification: `${reason} (on-call, via the API)`,
+      graceMs: m.haltGraceMs,
+      drain: spec.sideEffects.queue,
+      memory: spec.sideEffects.memory,
+    };
     const head = `curl -sS -X POST "$KILLPATH_URL/v1/directives" -H "authorization: Bearer $KILLPATH_TOKEN" -H 'content-type: application/json' \\\n`;
-    const cmd = agent === null ? `${head}  --data-binary @- <<EOF\n${JSON.stringify(body)}\nEOF` : `${head}  -d '${JSON.stringify(body)}'`;
-    out.push('', `**API.** ${code('POST /v1/directives')} with your token (a directive spanning every tenant also needs a ${code('breakGlass')} attestation and an admin token):`, '', sh(cmd));
+    const cmd =
+      agent === null
+        ? `${head}  --data-binary @- <<EOF\n${JSON.stringify(body)}\nEOF`
+        : `${head}  -d '${JSON.stringify(body)}'`;
+    out.push(
+      '',
+      `**API.** ${code('POST /v1/directives')} with your token (a directive spanning every tenant also needs a ${code('breakGlass')} attestation and an admin token):`,
+      '',
+      sh(cmd),
+    );
   }
   if (paths.includes('cli')) {
     const levels = spec.scope.levels;
     // The spec's side-effect policy, where it is not the default (discard the queue, revert memory).
     const policy = `${spec.sideEffects.queue === 'drain' ? ' --drain' : ''}${spec.sideEffects.memory === 'commit' ? ' --commit-memory' : ''}`;
-    out.push('', '**CLI.** The whole agent, every run:', '', sh(`npx killpath kill --agent ${t.arg} --grace ${m.haltGraceMs}${policy} --reason "${reason}"`));
-    if (levels.includes('run')) out.push('', 'Only the one run (and its child runs); the agent\'s other sessions keep working:', '', sh(`npx killpath kill --run "$RUN_ID"${policy} --reason "paged: run $RUN_ID of ${t.key} misbehaving, halted per runbook"`));
-    const risky = (agent?.tools ?? spec.agents.flatMap((a) => a.tools)).find((x) => x.class === 'irreversible') ?? (agent?.tools ?? spec.agents.flatMap((a) => a.tools)).find((x) => x.class === 'write');
+    out.push(
+      '',
+      '**CLI.** The whole agent, every run:',
+      '',
+      sh(`npx killpath kill --agent ${t.arg} --grace ${m.haltGraceMs}${policy} --reason "${reason}"`),
+    );
+    if (levels.includes('run'))
+      out.push(
+        '',
+        "Only the one run (and its child runs); the agent's other sessions keep working:",
+        '',
+        sh(
+          `npx killpath kill --run "$RUN_ID"${policy} --reason "paged: run $RUN_ID of ${t.key} misbehaving, halted per runbook"`,
+        ),
+      );
+    const risky =
+      (agent?.tools ?? spec.agents.flatMap((a) => a.tools)).find((x) => x.class === 'irreversible') ??
+      (agent?.tools ?? spec.agents.flatMap((a) => a.tools)).find((x) => x.class === 'write');
     if (levels.includes('capability') && risky) {
-      out.push('', `Only one tool (here ${code(risky.name)}), keeping the agent's other tools working:`, '', sh(`npx killpath kill --agent ${t.arg} --tool ${risky.name} --reason "paged: ${risky.name} of ${t.key} misbehaving, frozen per runbook"`));
+      out.push(
+        '',
+        `Only one tool (here ${code(risky.name)}), keeping the agent's other tools working:`,
+        '',
+        sh(
+          `npx killpath kill --agent ${t.arg} --tool ${risky.name} --reason "paged: ${risky.name} of ${t.key} misbehaving, frozen per runbook"`,
+        ),
+      );
     }
-    const hard = m.fallback === 'process-signal' ? ` Under the launcher (${code('killpath run')}) the process group gets SIGTERM, then SIGKILL after ${seconds(m.killGraceMs)}.` : '';
-    out.push('', `Hard kill, when a halt did not stop it: no grace.${hard}`, '', sh(`npx killpath kill --agent ${t.arg} --hard --reason "paged: halt did not stop ${t.key}, killing per runbook"`));
+    const hard =
+      m.fallback === 'process-signal'
+        ? ` Under the launcher (${code('killpath run')}) the process group gets SIGTERM, then SIGKILL after ${seconds(m.killGraceMs)}.`
+        : '';
+    out.push(
+      '',
+      `Hard kill, when a halt did not stop it: no grace.${hard}`,
+      '',
+      sh(
+        `npx killpath kill --agent ${t.arg} --hard --reason "paged: halt did not stop ${t.key}, killing per runbook"`,
+      ),
+    );
     if (levels.includes('tenant') || levels.includes('global')) {
       const wider = [];
-      if (levels.includes('tenant')) wider.push(`npx killpath kill --tenant ${t.tenantArg} --reason "..."     # every agent of the tenant`);
-      if (levels.includes('global')) wider.push('npx killpath kill --global --break-glass "incident N, approved by ..." --reason "..."   # everything (admin token)');
-      out.push('', 'Wider blast radius: only after the escalation in section 6 agrees.', '', txt(wider.join('\n')));
+      if (levels.includes('tenant'))
+        wider.push(
+          `npx killpath kill --tenant ${t.tenantArg} --reason "..."     # every agent of the tenant`,
+        );
+      if (levels.includes('global'))
+        wider.push(
+          'npx killpath kill --global --break-glass "incident N, approved by ..." --reason "..."   # everything (admin token)',
+        );
+      out.push(
+        '',
+        'Wider blast radius: only after the escalation in section 6 agrees.',
+        '',
+        txt(wider.join('\n')),
+      );
     }
   }
   return out.join('\n');
@@ -166,29 +254,69 @@ function howToKill(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target): st
 function whatHappens(spec: KillSwitchSpec, agent: SpecAgent | null): string {
   const se = spec.sideEffects;
   const m = spec.mechanism;
-  const tools = agent?.tools ?? [...new Map(spec.agents.flatMap((a) => a.tools).map((x) => [x.name, x])).values()];
-  const named = (cls: SpecTool['class']) => tools.filter((x) => x.class === cls).map((x) => code(x.name)).join(', ');
+  const tools = agent?.tools ?? [
+    ...new Map(spec.agents.flatMap((a) => a.tools).map((x) => [x.name, x])).values(),
+  ];
+  const named = (cls: SpecTool['class']) =>
+    tools
+      .filter((x) => x.class === cls)
+      .map((x) => code(x.name))
+      .join(', ');
   const bullets: string[] = [
     'Every worker of the agent observes the directive within milliseconds over its stream; from then its gate refuses every new effect before it starts.',
   ];
-  if (named('read')) bullets.push(`Reads in flight (${named('read')}) ${se.inFlight.read === 'complete' ? 'complete: they change nothing' : 'are aborted'}.`);
-  if (named('write')) bullets.push(`Writes in flight (${named('write')}) ${se.inFlight.write === 'abort' ? 'are aborted; a write that had already landed keeps its compensation on the list (section 5)' : 'complete'}. Each call caught in flight is journaled (${code('in_flight_tool_calls.status')}).`);
-  if (named('irreversible')) bullets.push(`Irreversible calls (${named('irreversible')}) ${se.inFlight.irreversible === 'cool-off' ? `still in their cool-off are cancelled (${code('effect.aborted')}, "halted during cool-off"); one released before the halt has left and can only be compensated` : 'in flight are aborted; one already released has left and can only be compensated'}.`);
-  bullets.push(`Queued tasks of the run (its outbox and other queues) are ${se.queue === 'discard' ? `discarded (${code('queue.discarded')})` : `drained within the ${seconds(m.haltGraceMs)} grace (${code('queue.drained')}), the rest discarded`}; timers and retries bound to the run are cancelled (${code('timer.cancelled')}). Nothing set before the halt fires after it.`);
+  if (named('read'))
+    bullets.push(
+      `Reads in flight (${named('read')}) ${se.inFlight.read === 'complete' ? 'complete: they change nothing' : 'are aborted'}.`,
+    );
+  if (named('write'))
+    bullets.push(
+      `Writes in flight (${named('write')}) ${se.inFlight.write === 'abort' ? 'are aborted; a write that had already landed keeps its compensation on the list (section 5)' : 'complete'}. Each call caught in flight is journaled (${code('in_flight_tool_calls.status')}).`,
+    );
+  if (named('irreversible'))
+    bullets.push(
+      `Irreversible calls (${named('irreversible')}) ${se.inFlight.irreversible === 'cool-off' ? `still in their cool-off are cancelled (${code('effect.aborted')}, "halted during cool-off"); one released before the halt has left and can only be compensated` : 'in flight are aborted; one already released has left and can only be compensated'}.`,
+    );
+  bullets.push(
+    `Queued tasks of the run (its outbox and other queues) are ${se.queue === 'discard' ? `discarded (${code('queue.discarded')})` : `drained within the ${seconds(m.haltGraceMs)} grace (${code('queue.drained')}), the rest discarded`}; timers and retries bound to the run are cancelled (${code('timer.cancelled')}). Nothing set before the halt fires after it.`,
+  );
   const memory = agent === null ? spec.agents.some((a) => a.memory) : agent.memory;
-  bullets.push(memory ? `Memory writes staged in the current step are ${se.memory === 'revert' ? `reverted (${code('memory.reverted')})` : `committed (${code('memory.committed')})`}.` : 'It writes no long-term memory, so there is no memory to revert.');
-  const fallback = m.fallback === 'process-signal' ? ` Under the launcher (${code('killpath run')}) the kill ends the process group: SIGTERM, then SIGKILL after ${seconds(m.killGraceMs)}.` : m.fallback === 'network-isolation' ? ' The fallback is network isolation of the launched process.' : ' There is no process-level fallback.';
-  bullets.push(`A worker that has not reported halted within the ${seconds(m.haltGraceMs)} grace is escalated to a kill.${fallback}`);
-  const target = agent === null ? 'within its target in section 1' : `within ${seconds(spec.latency.signalToHaltMs[agent.level])}`;
-  bullets.push(`Expected: every run halted ${target}. The halt survives restarts and redeploys: a restarted worker cannot resume a halted run (${code('resume.refused')}) until the directive is resumed (section 5).`);
+  bullets.push(
+    memory
+      ? `Memory writes staged in the current step are ${se.memory === 'revert' ? `reverted (${code('memory.reverted')})` : `committed (${code('memory.committed')})`}.`
+      : 'It writes no long-term memory, so there is no memory to revert.',
+  );
+  const fallback =
+    m.fallback === 'process-signal'
+      ? ` Under the launcher (${code('killpath run')}) the kill ends the process group: SIGTERM, then SIGKILL after ${seconds(m.killGraceMs)}.`
+      : m.fallback === 'network-isolation'
+        ? ' The fallback is network isolation of the launched process.'
+        : ' There is no process-level fallback.';
+  bullets.push(
+    `A worker that has not reported halted within the ${seconds(m.haltGraceMs)} grace is escalated to a kill.${fallback}`,
+  );
+  const target =
+    agent === null
+      ? 'within its target in section 1'
+      : `within ${seconds(spec.latency.signalToHaltMs[agent.level])}`;
+  bullets.push(
+    `Expected: every run halted ${target}. The halt survives restarts and redeploys: a restarted worker cannot resume a halted run (${code('resume.refused')}) until the directive is resumed (section 5).`,
+  );
   bullets.push(`Kept for review: ${list(se.preserve)}. Dropped: ${list(se.purge)}.`);
   return ['## 3. What will happen', '', ...bullets.map((b) => `- ${b}`)].join('\n');
 }
 
 function howToKnow(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target): string {
   // An operator's directive is audited as operator_action + kill_switch.fired (directive.issued is an automatic trigger's).
-  const events = [...new Set(['operator_action', 'kill_switch.fired', ...spec.sideEffects.auditEvents.filter((e) => e !== 'directive.issued')])];
-  const target = agent === null ? 'the target in section 1' : seconds(spec.latency.signalToHaltMs[agent.level]);
+  const events = [
+    ...new Set([
+      'operator_action',
+      'kill_switch.fired',
+      ...spec.sideEffects.auditEvents.filter((e) => e !== 'directive.issued'),
+    ]),
+  ];
+  const target =
+    agent === null ? 'the target in section 1' : seconds(spec.latency.signalToHaltMs[agent.level]);
   return [
     '## 4. How to know it worked',
     '',
@@ -196,7 +324,10 @@ function howToKnow(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target): st
     '',
     sh('npx killpath status'),
     '',
-    `The audit log has, in this order: your ${code('operator_action')} and ${code('kill_switch.fired')} (trigger operator), then one ${code('session.halted')} per worker with its ${code('timeToStopMs')} (at most ${target}), and the record of what was caught in flight (${events.filter((e) => !['operator_action', 'kill_switch.fired', 'session.halted'].includes(e)).map(code).join(', ')}):`,
+    `The audit log has, in this order: your ${code('operator_action')} and ${code('kill_switch.fired')} (trigger operator), then one ${code('session.halted')} per worker with its ${code('timeToStopMs')} (at most ${target}), and the record of what was caught in flight (${events
+      .filter((e) => !['operator_action', 'kill_switch.fired', 'session.halted'].includes(e))
+      .map(code)
+      .join(', ')}):`,
     '',
     sh(`npx killpath audit tail -n 40 --type ${events.join(',')}`),
     '',
@@ -206,7 +337,9 @@ function howToKnow(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target): st
     '',
     `Dashboards: the console's fleet view (${spec.controlPlane.consoleUrl}) shows the agent's workers and runs as halted and the directive in "Active directives"; the signal-to-halt histogram is in the metrics:`,
     '',
-    sh(`curl -sS "$KILLPATH_URL/metrics" -H "authorization: Bearer $KILLPATH_TOKEN" | grep '^killpath_signal_to_halt_seconds'`),
+    sh(
+      `curl -sS "$KILLPATH_URL/metrics" -H "authorization: Bearer $KILLPATH_TOKEN" | grep '^killpath_signal_to_halt_seconds'`,
+    ),
     '',
     `**Not stopped?** No ${code('session.halted')} within ${target}, or effects still landing: issue the hard kill (section 2) and escalate (section 6, first question).`,
   ].join('\n');
@@ -229,7 +362,8 @@ function howToRecover(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target):
     sh(`npx killpath resume --agent ${t.arg} --reason "cause fixed, resumed per runbook"`),
     '',
   ];
-  if (spec.scope.levels.includes('run')) out.push(sh('npx killpath resume --run "$RUN_ID" --reason "cause fixed, resumed per runbook"'), '');
+  if (spec.scope.levels.includes('run'))
+    out.push(sh('npx killpath resume --run "$RUN_ID" --reason "cause fixed, resumed per runbook"'), '');
   out.push(
     `A run whose process is still up carries on once nothing covers it. Where the process is gone (a kill under the launcher, a crash), start a replacement session under the launcher, which holds its own line to the control plane and enforces a kill on the process. It runs in the foreground until the agent exits; for this command ${code('KILLPATH_TOKEN')} must be an admin token or an agent token of the agent. Within ${seconds(spec.latency.haltToRecoveryMs)} of the halt, ${code('npx killpath status')} should show the new run working.`,
     '',
@@ -237,14 +371,32 @@ function howToRecover(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target):
   const features = (a: SpecAgent) => (a.features.length ? ` --features ${a.features.join(',')}` : '');
   if (agent !== null) {
     const cmd = `npx killpath run --tenant ${agent.tenant} --agent ${agent.agent} --run "$RUN_ID-replacement"${features(agent)} -- `;
-    out.push(agent.command ? sh(`${cmd}${agent.command}`) : txt(`${cmd}<the command that starts ${agent.tenant}/${agent.agent}; the spec does not say>`));
+    out.push(
+      agent.command
+        ? sh(`${cmd}${agent.command}`)
+        : txt(`${cmd}<the command that starts ${agent.tenant}/${agent.agent}; the spec does not say>`),
+    );
   } else {
     const commands = [...new Set(spec.agents.map((a) => a.command ?? null))];
     const withFeatures = spec.agents.filter((a) => a.features.length > 0);
-    const note = withFeatures.length ? ` Add ${withFeatures.map((a) => `${code(`--features ${a.features.join(',')}`)} for ${code(`${a.tenant}/${a.agent}`)}`).join(', ')}.` : '';
+    const note = withFeatures.length
+      ? ` Add ${withFeatures.map((a) => `${code(`--features ${a.features.join(',')}`)} for ${code(`${a.tenant}/${a.agent}`)}`).join(', ')}.`
+      : '';
     const cmd = 'npx killpath run --tenant "$TENANT" --agent "$AGENT" --run "$RUN_ID-replacement" -- ';
-    if (commands.length === 1 && commands[0] !== null) out.push(sh(`${cmd}${commands[0]}`), ...(note ? ['', note.trim()] : []));
-    else out.push(txt([`${cmd}<command>`, '', ...spec.agents.map((a) => `${a.tenant}/${a.agent}: ${a.command ?? '(the spec does not say)'}${features(a)}`)].join('\n')));
+    if (commands.length === 1 && commands[0] !== null)
+      out.push(sh(`${cmd}${commands[0]}`), ...(note ? ['', note.trim()] : []));
+    else
+      out.push(
+        txt(
+          [
+            `${cmd}<command>`,
+            '',
+            ...spec.agents.map(
+              (a) => `${a.tenant}/${a.agent}: ${a.command ?? '(the spec does not say)'}${features(a)}`,
+            ),
+          ].join('\n'),
+        ),
+      );
   }
   return out.join('\n');
 }
@@ -252,12 +404,19 @@ function howToRecover(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target):
 function whenToEscalate(spec: KillSwitchSpec, t: Target): string {
   const out = ['## 6. When to escalate', ''];
   if (spec.escalation.length === 0) {
-    out.push('The spec names no one to call: page the owner of the agent through your usual incident process.');
+    out.push(
+      'The spec names no one to call: page the owner of the agent through your usual incident process.',
+    );
     return out.join('\n');
   }
-  out.push(`Ask every question in order and page everyone whose answer is yes, the first one first. Tell them the agent (${code(t.key)}), the directive id (${code('npx killpath status')}) and when you stopped it.`, '');
+  out.push(
+    `Ask every question in order and page everyone whose answer is yes, the first one first. Tell them the agent (${code(t.key)}), the directive id (${code('npx killpath status')}) and when you stopped it.`,
+    '',
+  );
   const tree = spec.escalation.map((e, i) => `Q${i + 1}  ${e.when}?\n      yes -> ${e.contact}`);
-  tree.push('All no: no escalation. Record the directive id, what you saw and what you did in the incident ticket.');
+  tree.push(
+    'All no: no escalation. Record the directive id, what you saw and what you did in the incident ticket.',
+  );
   out.push(txt(tree.join('\n')));
   return out.join('\n');
 }
@@ -270,9 +429,13 @@ function whenToEscalate(spec: KillSwitchSpec, t: Target): string {
  */
 export function renderRunbook(spec: KillSwitchSpec, opts: RunbookOptions): string {
   const agent = opts.agent === undefined ? null : (findAgent(spec, opts.agent) ?? null);
-  if (opts.agent !== undefined && agent === null) throw new Error(`the spec ${spec.name} does not cover ${opts.agent}`);
+  if (opts.agent !== undefined && agent === null)
+    throw new Error(`the spec ${spec.name} does not cover ${opts.agent}`);
   const t = targetOf(agent);
-  const title = agent === null ? `# Runbook: ${spec.name} — how to stop its agents` : `# Runbook: ${t.key} — how to stop it`;
+  const title =
+    agent === null
+      ? `# Runbook: ${spec.name} — how to stop its agents`
+      : `# Runbook: ${t.key} — how to stop it`;
   const generated = `killpath runbook --spec ${opts.source}${agent === null ? '' : ` --agent ${t.key}`}`;
   const intro = [
     title,

@@ -11,7 +11,13 @@ import { readFileSync } from 'node:fs';
 import { LineCounter, isAlias, isMap, isSeq, parseDocument, type Document } from 'yaml';
 import { z } from 'zod';
 import { KillpathError, isIdentifier } from '@killpath/protocol';
-import { SPEC_SCOPES, SPEC_TRIGGERS, type KillSwitchSpec, type SpecTrigger, type SpecTriggerSetting } from './types.ts';
+import {
+  SPEC_SCOPES,
+  SPEC_TRIGGERS,
+  type KillSwitchSpec,
+  type SpecTrigger,
+  type SpecTriggerSetting,
+} from './types.ts';
 
 /** One problem in a spec: where (`agents[1].level`), on which line of the file (1-based), and what. */
 export interface SpecProblem {
@@ -27,8 +33,14 @@ export class SpecError extends KillpathError {
 
   constructor(errors: SpecProblem[], file: string | null = null) {
     const first = errors[0];
-    const where = first ? `${first.line === null ? '' : `line ${first.line}: `}${first.path}: ${first.message}` : 'no details';
-    super('invalid_request', `${file ?? 'the spec'} is not a valid kill-switch spec: ${where}${errors.length > 1 ? ` (and ${errors.length - 1} more)` : ''}`, { details: errors });
+    const where = first
+      ? `${first.line === null ? '' : `line ${first.line}: `}${first.path}: ${first.message}`
+      : 'no details';
+    super(
+      'invalid_request',
+      `${file ?? 'the spec'} is not a valid kill-switch spec: ${where}${errors.length > 1 ? ` (and ${errors.length - 1} more)` : ''}`,
+      { details: errors },
+    );
     this.errors = errors;
     this.file = file;
   }
@@ -43,10 +55,30 @@ export interface LoadedSpec {
 
 /** Audit events a spec may require (the design's event names and the journal's). */
 export const SPEC_AUDIT_EVENTS = [
-  'operator_action', 'kill_switch.fired', 'directive.issued', 'directive.cleared', 'directive.escalated', 'session.halted',
-  'in_flight_tool_calls.status', 'effect.intent', 'effect.landed', 'effect.aborted', 'effect.compensated', 'effect.denied',
-  'timer.cancelled', 'queue.discarded', 'queue.drained', 'memory.reverted', 'memory.committed', 'deadman.triggered',
-  'watchdog.absent', 'supervisor.absent', 'policy.changed', 'drill.recorded', 'resume.refused', 'process.killed',
+  'operator_action',
+  'kill_switch.fired',
+  'directive.issued',
+  'directive.cleared',
+  'directive.escalated',
+  'session.halted',
+  'in_flight_tool_calls.status',
+  'effect.intent',
+  'effect.landed',
+  'effect.aborted',
+  'effect.compensated',
+  'effect.denied',
+  'timer.cancelled',
+  'queue.discarded',
+  'queue.drained',
+  'memory.reverted',
+  'memory.committed',
+  'deadman.triggered',
+  'watchdog.absent',
+  'supervisor.absent',
+  'policy.changed',
+  'drill.recorded',
+  'resume.refused',
+  'process.killed',
 ] as const;
 
 /** The three events seed 002 names as the minimum record of a halt. */
@@ -69,86 +101,284 @@ interface FieldDoc {
 
 const TRIGGER_WHY = 'the supervisor halts a run that crosses it, and the operator is notified after the fact';
 const FIELDS: Record<string, FieldDoc> = {
-  '': { allowed: 'a mapping with name, agents and the six sections', why: 'see "killpath spec init" for a commented example' },
-  version: { allowed: '1', why: 'the only spec format so far; a later format will be told apart by this number' },
+  '': {
+    allowed: 'a mapping with name, agents and the six sections',
+    why: 'see "killpath spec init" for a commented example',
+  },
+  version: {
+    allowed: '1',
+    why: 'the only spec format so far; a later format will be told apart by this number',
+  },
   name: { allowed: 'a non-empty name', why: 'it titles the runbook and every drill record' },
-  controlPlane: { allowed: 'a mapping with url and consoleUrl', why: "the runbook's commands and console link point there" },
-  'controlPlane.url': { allowed: 'an http(s) URL', why: 'the runbook tells the on-call engineer to set KILLPATH_URL to it' },
-  'controlPlane.consoleUrl': { allowed: 'an http(s) URL (default: url + "/")', why: 'the runbook sends the on-call engineer to the console there' },
-  agents: { allowed: 'a list of at least one agent', why: 'a kill switch is specified per agent: its level sets its targets and cadence' },
-  'agents[]': { allowed: 'a mapping with tenant, agent, level, description and tools', why: 'each entry is one agent the switch must stop' },
-  'agents[].tenant': { allowed: '1-128 letters, digits or ._:@- (no /)', why: 'scopes name the agent as agent:TENANT/AGENT, so it must be a valid identifier' },
-  'agents[].agent': { allowed: '1-128 letters, digits or ._:@- (no /)', why: 'scopes name the agent as agent:TENANT/AGENT, so it must be a valid identifier' },
-  'agents[].level': { allowed: '3, 4 or 5', why: "the autonomy level sets the agent's signal-to-halt target and its rehearsal cadence" },
-  'agents[].description': { allowed: 'one paragraph of text', why: 'it is the first thing the 02:00 on-call engineer, who has never seen this agent, reads' },
-  'agents[].tools': { allowed: 'a list of tools (name, class)', why: 'the class of each tool decides what a halt does to a call in flight' },
-  'agents[].tools[]': { allowed: 'a mapping with name and class (and compensation, description)', why: 'each entry is one tool the agent may call' },
-  'agents[].tools[].name': { allowed: '1-128 letters, digits or ._:@-', why: 'it is the capability name the gate checks and a tool freeze names' },
-  'agents[].tools[].class': { allowed: 'read, write or irreversible', why: 'reads may complete, writes are aborted, irreversible calls are cancelled in their cool-off' },
-  'agents[].tools[].compensation': { allowed: 'the name of the action that undoes a landed write, or null', why: 'killpath compensations lists it for the operator after a halt' },
-  'agents[].tools[].description': { allowed: 'one line of text, or null', why: 'the runbook lists what each tool does' },
-  'agents[].memory': { allowed: 'true or false', why: 'an agent writing long-term memory has staged writes a halt reverts or commits' },
-  'agents[].features': { allowed: 'a list of feature names (identifiers)', why: 'a feature-scoped halt stops the runs declaring them' },
+  controlPlane: {
+    allowed: 'a mapping with url and consoleUrl',
+    why: "the runbook's commands and console link point there",
+  },
+  'controlPlane.url': {
+    allowed: 'an http(s) URL',
+    why: 'the runbook tells the on-call engineer to set KILLPATH_URL to it',
+  },
+  'controlPlane.consoleUrl': {
+    allowed: 'an http(s) URL (default: url + "/")',
+    why: 'the runbook sends the on-call engineer to the console there',
+  },
+  agents: {
+    allowed: 'a list of at least one agent',
+    why: 'a kill switch is specified per agent: its level sets its targets and cadence',
+  },
+  'agents[]': {
+    allowed: 'a mapping with tenant, agent, level, description and tools',
+    why: 'each entry is one agent the switch must stop',
+  },
+  'agents[].tenant': {
+    allowed: '1-128 letters, digits or ._:@- (no /)',
+    why: 'scopes name the agent as agent:TENANT/AGENT, so it must be a valid identifier',
+  },
+  'agents[].agent': {
+    allowed: '1-128 letters, digits or ._:@- (no /)',
+    why: 'scopes name the agent as agent:TENANT/AGENT, so it must be a valid identifier',
+  },
+  'agents[].level': {
+    allowed: '3, 4 or 5',
+    why: "the autonomy level sets the agent's signal-to-halt target and its rehearsal cadence",
+  },
+  'agents[].description': {
+    allowed: 'one paragraph of text',
+    why: 'it is the first thing the 02:00 on-call engineer, who has never seen this agent, reads',
+  },
+  'agents[].tools': {
+    allowed: 'a list of tools (name, class)',
+    why: 'the class of each tool decides what a halt does to a call in flight',
+  },
+  'agents[].tools[]': {
+    allowed: 'a mapping with name and class (and compensation, description)',
+    why: 'each entry is one tool the agent may call',
+  },
+  'agents[].tools[].name': {
+    allowed: '1-128 letters, digits or ._:@-',
+    why: 'it is the capability name the gate checks and a tool freeze names',
+  },
+  'agents[].tools[].class': {
+    allowed: 'read, write or irreversible',
+    why: 'reads may complete, writes are aborted, irreversible calls are cancelled in their cool-off',
+  },
+  'agents[].tools[].compensation': {
+    allowed: 'the name of the action that undoes a landed write, or null',
+    why: 'killpath compensations lists it for the operator after a halt',
+  },
+  'agents[].tools[].description': {
+    allowed: 'one line of text, or null',
+    why: 'the runbook lists what each tool does',
+  },
+  'agents[].memory': {
+    allowed: 'true or false',
+    why: 'an agent writing long-term memory has staged writes a halt reverts or commits',
+  },
+  'agents[].features': {
+    allowed: 'a list of feature names (identifiers)',
+    why: 'a feature-scoped halt stops the runs declaring them',
+  },
   'agents[].features[]': { allowed: '1-128 letters, digits or ._:@-', why: 'feature:F scopes name it' },
-  'agents[].command': { allowed: 'the command that starts one session, e.g. node dist/agent.js', why: "the runbook's replacement-session step runs it under killpath run" },
+  'agents[].command': {
+    allowed: 'the command that starts one session, e.g. node dist/agent.js',
+    why: "the runbook's replacement-session step runs it under killpath run",
+  },
   scope: { allowed: 'a mapping with levels', why: 'component 1: what the switch can halt' },
-  'scope.levels': { allowed: `a list of ${SPEC_SCOPES.join(', ')} that includes run and agent`, why: 'seed 002 requires at least per-session (run) and per-agent scopes' },
+  'scope.levels': {
+    allowed: `a list of ${SPEC_SCOPES.join(', ')} that includes run and agent`,
+    why: 'seed 002 requires at least per-session (run) and per-agent scopes',
+  },
   'scope.levels[]': { allowed: SPEC_SCOPES.join(', '), why: 'these are the scopes the switch can act at' },
-  triggers: { allowed: 'a mapping with synchronous, asynchronous and deadman', why: 'component 2: who or what can throw the switch' },
-  'triggers.synchronous': { allowed: 'a list of console, api, cli', why: 'the operator paths the runbook documents (seed 002 asks for all three)' },
-  'triggers.synchronous[]': { allowed: 'console, api or cli', why: 'these are the operator paths killpath offers' },
-  'triggers.asynchronous': { allowed: `a mapping with any of ${SPEC_TRIGGERS.join(', ')}`, why: 'the runtime rules the supervisor evaluates' },
+  triggers: {
+    allowed: 'a mapping with synchronous, asynchronous and deadman',
+    why: 'component 2: who or what can throw the switch',
+  },
+  'triggers.synchronous': {
+    allowed: 'a list of console, api, cli',
+    why: 'the operator paths the runbook documents (seed 002 asks for all three)',
+  },
+  'triggers.synchronous[]': {
+    allowed: 'console, api or cli',
+    why: 'these are the operator paths killpath offers',
+  },
+  'triggers.asynchronous': {
+    allowed: `a mapping with any of ${SPEC_TRIGGERS.join(', ')}`,
+    why: 'the runtime rules the supervisor evaluates',
+  },
   'triggers.asynchronous.cost_cap': { allowed: 'a mapping with enabled, threshold, mode', why: TRIGGER_WHY },
-  'triggers.asynchronous.cost_cap.threshold': { allowed: 'US dollars spent by a run, more than 0', why: TRIGGER_WHY },
-  'triggers.asynchronous.loop_length': { allowed: 'a mapping with enabled, threshold, mode', why: TRIGGER_WHY },
-  'triggers.asynchronous.loop_length.threshold': { allowed: 'a whole number of steps, at least 1', why: TRIGGER_WHY },
-  'triggers.asynchronous.tool_error_rate': { allowed: 'a mapping with enabled, threshold, windowSeconds, mode', why: TRIGGER_WHY },
-  'triggers.asynchronous.tool_error_rate.threshold': { allowed: 'a share of failed tool calls, more than 0 and at most 1', why: TRIGGER_WHY },
-  'triggers.asynchronous.tool_error_rate.windowSeconds': { allowed: 'a whole number of seconds from 1 to 3600', why: 'the error rate is measured over this sliding window' },
-  'triggers.asynchronous.auth_denial': { allowed: 'a mapping with enabled, threshold, mode', why: TRIGGER_WHY },
-  'triggers.asynchronous.auth_denial.threshold': { allowed: 'a whole number of denials, at least 1 (1 = the first)', why: 'seed 002 halts on the first unauthorised tool call' },
-  'triggers.asynchronous.memory_schema': { allowed: 'a mapping with enabled, threshold, mode', why: TRIGGER_WHY },
-  'triggers.asynchronous.memory_schema.threshold': { allowed: 'a whole number of violations, at least 1 (1 = the first)', why: 'seed 002 halts on the first memory-write schema violation' },
+  'triggers.asynchronous.cost_cap.threshold': {
+    allowed: 'US dollars spent by a run, more than 0',
+    why: TRIGGER_WHY,
+  },
+  'triggers.asynchronous.loop_length': {
+    allowed: 'a mapping with enabled, threshold, mode',
+    why: TRIGGER_WHY,
+  },
+  'triggers.asynchronous.loop_length.threshold': {
+    allowed: 'a whole number of steps, at least 1',
+    why: TRIGGER_WHY,
+  },
+  'triggers.asynchronous.tool_error_rate': {
+    allowed: 'a mapping with enabled, threshold, windowSeconds, mode',
+    why: TRIGGER_WHY,
+  },
+  'triggers.asynchronous.tool_error_rate.threshold': {
+    allowed: 'a share of failed tool calls, more than 0 and at most 1',
+    why: TRIGGER_WHY,
+  },
+  'triggers.asynchronous.tool_error_rate.windowSeconds': {
+    allowed: 'a whole number of seconds from 1 to 3600',
+    why: 'the error rate is measured over this sliding window',
+  },
+  'triggers.asynchronous.auth_denial': {
+    allowed: 'a mapping with enabled, threshold, mode',
+    why: TRIGGER_WHY,
+  },
+  'triggers.asynchronous.auth_denial.threshold': {
+    allowed: 'a whole number of denials, at least 1 (1 = the first)',
+    why: 'seed 002 halts on the first unauthorised tool call',
+  },
+  'triggers.asynchronous.memory_schema': {
+    allowed: 'a mapping with enabled, threshold, mode',
+    why: TRIGGER_WHY,
+  },
+  'triggers.asynchronous.memory_schema.threshold': {
+    allowed: 'a whole number of violations, at least 1 (1 = the first)',
+    why: 'seed 002 halts on the first memory-write schema violation',
+  },
   'triggers.asynchronous.anomaly': { allowed: 'a mapping with enabled, threshold, mode', why: TRIGGER_WHY },
-  'triggers.asynchronous.anomaly.threshold': { allowed: 'a detector score, more than 0 and at most 1', why: TRIGGER_WHY },
-  'triggers.asynchronous.*.enabled': { allowed: 'true or false', why: 'false leaves the rule out of the policy' },
-  'triggers.asynchronous.*.mode': { allowed: 'enforce or shadow', why: 'shadow only records what the rule would have done (a canary)' },
-  'triggers.deadman': { allowed: 'a mapping with intervalMs and missed', why: 'the watchdog halts and kills a worker whose heartbeats stop, a hung one included' },
-  'triggers.deadman.intervalMs': { allowed: 'a whole number of ms from 100 to 3600000', why: 'heartbeats come this often; faster ones load the control plane for nothing' },
-  'triggers.deadman.missed': { allowed: 'a whole number from 1 to 1000', why: 'this many missed heartbeats in a row trip the deadman' },
-  mechanism: { allowed: 'a mapping with primary, fallback, killGraceMs, isolation, haltGraceMs', why: 'component 3: how the halt is carried out' },
-  'mechanism.primary': { allowed: 'cooperative', why: "killpath's first mechanism is the SDK's gate before every effect" },
-  'mechanism.fallback': { allowed: 'process-signal, network-isolation or none', why: 'seed 002: production agents pair the cooperative halt with a process-level fallback' },
-  'mechanism.killGraceMs': { allowed: 'a whole number of ms from 0 to 600000', why: "the launcher's SIGTERM to SIGKILL grace" },
-  'mechanism.isolation': { allowed: 'proxy, netns or none', why: "how a launched agent's egress is cut by an isolate" },
-  'mechanism.haltGraceMs': { allowed: 'a whole number of ms from 0 to 3600000', why: 'queued tasks may drain inside it, and a worker not halted by then is killed' },
-  latency: { allowed: 'a mapping with signalToHaltMs and haltToRecoveryMs', why: 'component 4: the targets the drill measures against' },
-  'latency.signalToHaltMs': { allowed: 'a mapping with keys 3, 4, 5', why: 'each autonomy level has its own signal-to-halt target' },
-  'latency.signalToHaltMs.*': { allowed: 'a whole number of ms, more than 0', why: 'the drill fails a rehearsal slower than this' },
-  'latency.haltToRecoveryMs': { allowed: 'a whole number of ms, more than 0', why: 'how soon a replacement session must be able to start after a halt' },
-  sideEffects: { allowed: 'a mapping with inFlight, memory, queue, preserve, purge, auditEvents', why: 'component 5: what a halt leaves behind' },
-  'sideEffects.inFlight': { allowed: 'a mapping with read, write, irreversible', why: 'what a halt does to calls in flight, per class' },
-  'sideEffects.inFlight.read': { allowed: 'complete or abort', why: 'idempotent reads may be allowed to finish' },
-  'sideEffects.inFlight.write': { allowed: 'abort or complete', why: 'a write in flight is aborted and its compensation listed' },
-  'sideEffects.inFlight.irreversible': { allowed: 'cool-off or abort', why: 'seed 002: irreversible tools pass a cool-off a halt can cancel' },
-  'sideEffects.memory': { allowed: 'revert or commit', why: 'what happens to memory writes staged in the current step' },
+  'triggers.asynchronous.anomaly.threshold': {
+    allowed: 'a detector score, more than 0 and at most 1',
+    why: TRIGGER_WHY,
+  },
+  'triggers.asynchronous.*.enabled': {
+    allowed: 'true or false',
+    why: 'false leaves the rule out of the policy',
+  },
+  'triggers.asynchronous.*.mode': {
+    allowed: 'enforce or shadow',
+    why: 'shadow only records what the rule would have done (a canary)',
+  },
+  'triggers.deadman': {
+    allowed: 'a mapping with intervalMs and missed',
+    why: 'the watchdog halts and kills a worker whose heartbeats stop, a hung one included',
+  },
+  'triggers.deadman.intervalMs': {
+    allowed: 'a whole number of ms from 100 to 3600000',
+    why: 'heartbeats come this often; faster ones load the control plane for nothing',
+  },
+  'triggers.deadman.missed': {
+    allowed: 'a whole number from 1 to 1000',
+    why: 'this many missed heartbeats in a row trip the deadman',
+  },
+  mechanism: {
+    allowed: 'a mapping with primary, fallback, killGraceMs, isolation, haltGraceMs',
+    why: 'component 3: how the halt is carried out',
+  },
+  'mechanism.primary': {
+    allowed: 'cooperative',
+    why: "killpath's first mechanism is the SDK's gate before every effect",
+  },
+  'mechanism.fallback': {
+    allowed: 'process-signal, network-isolation or none',
+    why: 'seed 002: production agents pair the cooperative halt with a process-level fallback',
+  },
+  'mechanism.killGraceMs': {
+    allowed: 'a whole number of ms from 0 to 600000',
+    why: "the launcher's SIGTERM to SIGKILL grace",
+  },
+  'mechanism.isolation': {
+    allowed: 'proxy, netns or none',
+    why: "how a launched agent's egress is cut by an isolate",
+  },
+  'mechanism.haltGraceMs': {
+    allowed: 'a whole number of ms from 0 to 3600000',
+    why: 'queued tasks may drain inside it, and a worker not halted by then is killed',
+  },
+  latency: {
+    allowed: 'a mapping with signalToHaltMs and haltToRecoveryMs',
+    why: 'component 4: the targets the drill measures against',
+  },
+  'latency.signalToHaltMs': {
+    allowed: 'a mapping with keys 3, 4, 5',
+    why: 'each autonomy level has its own signal-to-halt target',
+  },
+  'latency.signalToHaltMs.*': {
+    allowed: 'a whole number of ms, more than 0',
+    why: 'the drill fails a rehearsal slower than this',
+  },
+  'latency.haltToRecoveryMs': {
+    allowed: 'a whole number of ms, more than 0',
+    why: 'how soon a replacement session must be able to start after a halt',
+  },
+  sideEffects: {
+    allowed: 'a mapping with inFlight, memory, queue, preserve, purge, auditEvents',
+    why: 'component 5: what a halt leaves behind',
+  },
+  'sideEffects.inFlight': {
+    allowed: 'a mapping with read, write, irreversible',
+    why: 'what a halt does to calls in flight, per class',
+  },
+  'sideEffects.inFlight.read': {
+    allowed: 'complete or abort',
+    why: 'idempotent reads may be allowed to finish',
+  },
+  'sideEffects.inFlight.write': {
+    allowed: 'abort or complete',
+    why: 'a write in flight is aborted and its compensation listed',
+  },
+  'sideEffects.inFlight.irreversible': {
+    allowed: 'cool-off or abort',
+    why: 'seed 002: irreversible tools pass a cool-off a halt can cancel',
+  },
+  'sideEffects.memory': {
+    allowed: 'revert or commit',
+    why: 'what happens to memory writes staged in the current step',
+  },
   'sideEffects.queue': { allowed: 'discard or drain', why: 'what happens to tasks queued for a halted run' },
   'sideEffects.preserve': { allowed: 'a list of text', why: 'what is kept for post-incident review' },
   'sideEffects.preserve[]': { allowed: 'text', why: 'what is kept for post-incident review' },
   'sideEffects.purge': { allowed: 'a list of text', why: 'what a halt drops' },
   'sideEffects.purge[]': { allowed: 'text', why: 'what a halt drops' },
-  'sideEffects.auditEvents': { allowed: `a list of event names including ${REQUIRED_EVENTS.join(', ')}`, why: 'the drill checks every one of them is emitted' },
-  'sideEffects.auditEvents[]': { allowed: 'an audit event name such as session.halted', why: 'the drill looks for it in the audit log' },
-  rehearsal: { allowed: 'a mapping with cadenceDays, onChange, windowMs', why: 'component 6: a switch that is never fired is not a switch' },
-  'rehearsal.cadenceDays': { allowed: 'a mapping with keys 3, 4, 5', why: 'each autonomy level has its own rehearsal cadence' },
-  'rehearsal.cadenceDays.*': { allowed: 'a whole number of days, at least 1', why: 'a rehearsal is due this many days after the last one' },
-  'rehearsal.onChange': { allowed: 'a list of tools, autonomy, memory', why: 'a material change makes a rehearsal due at once' },
-  'rehearsal.onChange[]': { allowed: 'tools, autonomy or memory', why: 'the material changes seed 002 names' },
-  'rehearsal.windowMs': { allowed: 'a whole number of ms from 100 to 3600000', why: 'how long the drill watches after each flip' },
+  'sideEffects.auditEvents': {
+    allowed: `a list of event names including ${REQUIRED_EVENTS.join(', ')}`,
+    why: 'the drill checks every one of them is emitted',
+  },
+  'sideEffects.auditEvents[]': {
+    allowed: 'an audit event name such as session.halted',
+    why: 'the drill looks for it in the audit log',
+  },
+  rehearsal: {
+    allowed: 'a mapping with cadenceDays, onChange, windowMs',
+    why: 'component 6: a switch that is never fired is not a switch',
+  },
+  'rehearsal.cadenceDays': {
+    allowed: 'a mapping with keys 3, 4, 5',
+    why: 'each autonomy level has its own rehearsal cadence',
+  },
+  'rehearsal.cadenceDays.*': {
+    allowed: 'a whole number of days, at least 1',
+    why: 'a rehearsal is due this many days after the last one',
+  },
+  'rehearsal.onChange': {
+    allowed: 'a list of tools, autonomy, memory',
+    why: 'a material change makes a rehearsal due at once',
+  },
+  'rehearsal.onChange[]': {
+    allowed: 'tools, autonomy or memory',
+    why: 'the material changes seed 002 names',
+  },
+  'rehearsal.windowMs': {
+    allowed: 'a whole number of ms from 100 to 3600000',
+    why: 'how long the drill watches after each flip',
+  },
   escalation: { allowed: 'a list of { when, contact }', why: "the runbook's decision tree of who to call" },
   'escalation[]': { allowed: 'a mapping with when and contact', why: 'one branch of the decision tree' },
   'escalation[].when': { allowed: 'a non-empty condition', why: 'the on-call engineer asks it in order' },
-  'escalation[].contact': { allowed: 'a non-empty role and how to reach it', why: 'who to page when the condition holds' },
+  'escalation[].contact': {
+    allowed: 'a non-empty role and how to reach it',
+    why: 'who to page when the condition holds',
+  },
 };
 
 const text = z.string().trim().min(1);
@@ -182,19 +412,34 @@ const Agent = z.strictObject({
 
 function trigger(name: SpecTrigger, threshold: z.ZodNumber) {
   const d = TRIGGER_DEFAULTS[name];
-  const base = { enabled: z.boolean().default(d.enabled), threshold: threshold.default(d.threshold), mode: z.enum(['enforce', 'shadow']).default(d.mode) };
-  const shape = name === 'tool_error_rate' ? z.strictObject({ ...base, windowSeconds: z.number().int().min(1).max(3600).default(d.windowSeconds!) }) : z.strictObject(base);
+  const base = {
+    enabled: z.boolean().default(d.enabled),
+    threshold: threshold.default(d.threshold),
+    mode: z.enum(['enforce', 'shadow']).default(d.mode),
+  };
+  const shape =
+    name === 'tool_error_rate'
+      ? z.strictObject({
+          ...base,
+          windowSeconds: z.number().int().min(1).max(3600).default(d.windowSeconds!),
+        })
+      : z.strictObject(base);
   return shape.prefault({}).transform((t): SpecTriggerSetting => ({ windowSeconds: null, ...t }));
 }
 
-const perLevel = (schema: z.ZodNumber, d: [number, number, number]) => z.strictObject({ 3: schema.default(d[0]), 4: schema.default(d[1]), 5: schema.default(d[2]) }).prefault({});
+const perLevel = (schema: z.ZodNumber, d: [number, number, number]) =>
+  z.strictObject({ 3: schema.default(d[0]), 4: schema.default(d[1]), 5: schema.default(d[2]) }).prefault({});
 
 const Spec = z.strictObject({
   version: z.literal(1).default(1),
   name: text,
-  controlPlane: z.strictObject({ url: url.default('http://127.0.0.1:7070'), consoleUrl: url.optional() }).prefault({}),
+  controlPlane: z
+    .strictObject({ url: url.default('http://127.0.0.1:7070'), consoleUrl: url.optional() })
+    .prefault({}),
   agents: z.array(Agent).min(1),
-  scope: z.strictObject({ levels: z.array(z.enum(SPEC_SCOPES)).default(['capability', 'run', 'agent', 'tenant']) }).prefault({}),
+  scope: z
+    .strictObject({ levels: z.array(z.enum(SPEC_SCOPES)).default(['capability', 'run', 'agent', 'tenant']) })
+    .prefault({}),
   triggers: z
     .strictObject({
       synchronous: z.array(z.enum(['console', 'api', 'cli'])).default(['console', 'api', 'cli']),
@@ -208,7 +453,12 @@ const Spec = z.strictObject({
           anomaly: trigger('anomaly', z.number().positive().max(1)),
         })
         .prefault({}),
-      deadman: z.strictObject({ intervalMs: wholeMs(100, 3_600_000).default(5000), missed: z.number().int().min(1).max(1000).default(3) }).prefault({}),
+      deadman: z
+        .strictObject({
+          intervalMs: wholeMs(100, 3_600_000).default(5000),
+          missed: z.number().int().min(1).max(1000).default(3),
+        })
+        .prefault({}),
     })
     .prefault({}),
   mechanism: z
@@ -221,7 +471,10 @@ const Spec = z.strictObject({
     })
     .prefault({}),
   latency: z
-    .strictObject({ signalToHaltMs: perLevel(z.number().int().positive(), [5000, 2000, 1000]), haltToRecoveryMs: z.number().int().positive().default(300_000) })
+    .strictObject({
+      signalToHaltMs: perLevel(z.number().int().positive(), [5000, 2000, 1000]),
+      haltToRecoveryMs: z.number().int().positive().default(300_000),
+    })
     .prefault({}),
   sideEffects: z
     .strictObject({
@@ -236,7 +489,9 @@ const Spec = z.strictObject({
       queue: z.enum(['discard', 'drain']).default('discard'),
       preserve: z.array(text).default(['audit log', 'run journal', 'compensations list']),
       purge: z.array(text).default([]),
-      auditEvents: z.array(z.string()).default(['operator_action', 'directive.issued', ...REQUIRED_EVENTS, 'effect.aborted']),
+      auditEvents: z
+        .array(z.string())
+        .default(['operator_action', 'directive.issued', ...REQUIRED_EVENTS, 'effect.aborted']),
     })
     .prefault({}),
   rehearsal: z
@@ -250,12 +505,23 @@ const Spec = z.strictObject({
 });
 
 type Segment = string | number;
-const show = (path: readonly Segment[]) => path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${p}`)).join('');
-const generic = (path: readonly Segment[]) => path.map((p) => (typeof p === 'number' ? '[]' : `.${p}`)).join('').replace(/^\./, '').replace(/\.\[\]/g, '[]');
+const show = (path: readonly Segment[]) =>
+  path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${p}`)).join('');
+const generic = (path: readonly Segment[]) =>
+  path
+    .map((p) => (typeof p === 'number' ? '[]' : `.${p}`))
+    .join('')
+    .replace(/^\./, '')
+    .replace(/\.\[\]/g, '[]');
 
 function docFor(path: readonly Segment[]): FieldDoc | undefined {
   const g = generic(path);
-  return FIELDS[g] ?? FIELDS[g.replace(/^(triggers\.asynchronous|latency\.signalToHaltMs|rehearsal\.cadenceDays)\.[^.]+/, '$1.*')];
+  return (
+    FIELDS[g] ??
+    FIELDS[
+      g.replace(/^(triggers\.asynchronous|latency\.signalToHaltMs|rehearsal\.cadenceDays)\.[^.]+/, '$1.*')
+    ]
+  );
 }
 
 /** Keys allowed in the mapping at `path`, from the field table. */
@@ -269,7 +535,8 @@ function keysAt(path: readonly Segment[]): string[] {
       if (rest !== '*' && rest !== '') keys.add(rest);
     }
   }
-  if (/^triggers\.asynchronous\.[a-z_]+$/.test(g)) for (const k of ['enabled', 'threshold', 'mode']) keys.add(k);
+  if (/^triggers\.asynchronous\.[a-z_]+$/.test(g))
+    for (const k of ['enabled', 'threshold', 'mode']) keys.add(k);
   if (g !== 'triggers.asynchronous.tool_error_rate') keys.delete('windowSeconds');
   if (g === 'latency.signalToHaltMs' || g === 'rehearsal.cadenceDays') return ['3', '4', '5'];
   return [...keys];
@@ -297,12 +564,15 @@ export function didYouMean(word: string, candidates: readonly string[]): string 
     const d = c.toLowerCase() === word.toLowerCase() ? 0 : distance(word, c);
     if (d < bestD) [best, bestD] = [c, d];
   }
-  return best !== null && bestD <= Math.max(2, Math.floor(word.length / 3)) ? ` (did you mean "${best}"?)` : '';
+  return best !== null && bestD <= Math.max(2, Math.floor(word.length / 3))
+    ? ` (did you mean "${best}"?)`
+    : '';
 }
 
 function valueAt(raw: unknown, path: readonly Segment[]): unknown {
   let v = raw;
-  for (const p of path) v = typeof v === 'object' && v !== null ? (v as Record<string, unknown>)[String(p)] : undefined;
+  for (const p of path)
+    v = typeof v === 'object' && v !== null ? (v as Record<string, unknown>)[String(p)] : undefined;
   return v;
 }
 
@@ -326,7 +596,9 @@ function lineOf(doc: Document, lc: LineCounter, path: readonly Segment[]): numbe
   for (const seg of path) {
     if (isAlias(node)) node = node.resolve(doc);
     if (isMap(node)) {
-      const pair = node.items.find((p) => String((p.key as { value?: unknown } | null)?.value ?? p.key) === String(seg));
+      const pair = node.items.find(
+        (p) => String((p.key as { value?: unknown } | null)?.value ?? p.key) === String(seg),
+      );
       if (!pair) break;
       at(pair.key);
       node = pair.value;
@@ -345,12 +617,19 @@ function issueMessage(issue: z.core.$ZodIssue, raw: unknown): string {
   const allowed = doc?.allowed ?? issue.message;
   const why = doc ? `; ${doc.why}` : '';
   if (value === undefined) return `missing: must be ${allowed}${why}`;
-  const hint = issue.code === 'invalid_value' && typeof value === 'string' ? didYouMean(value, issue.values.map(String)) : '';
+  const hint =
+    issue.code === 'invalid_value' && typeof value === 'string'
+      ? didYouMean(value, issue.values.map(String))
+      : '';
   return `got ${describe(value)}${hint}: must be ${allowed}${why}`;
 }
 
 /** Maps every zod issue to plain-words problems (one per unknown key). */
-function schemaProblems(issues: z.core.$ZodIssue[], raw: unknown, line: (p: readonly Segment[]) => number | null): SpecProblem[] {
+function schemaProblems(
+  issues: z.core.$ZodIssue[],
+  raw: unknown,
+  line: (p: readonly Segment[]) => number | null,
+): SpecProblem[] {
   const out: SpecProblem[] = [];
   for (const issue of issues) {
     const path = issue.path as Segment[];
@@ -358,13 +637,21 @@ function schemaProblems(issues: z.core.$ZodIssue[], raw: unknown, line: (p: read
       const allowed = keysAt(path);
       for (const key of issue.keys) {
         const at = [...path, key];
-        out.push({ path: show(at), line: line(at), message: `unknown key "${key}"${didYouMean(key, allowed)}; allowed here: ${allowed.join(', ')}. A misspelt key would silently leave its default in force` });
+        out.push({
+          path: show(at),
+          line: line(at),
+          message: `unknown key "${key}"${didYouMean(key, allowed)}; allowed here: ${allowed.join(', ')}. A misspelt key would silently leave its default in force`,
+        });
       }
       continue;
     }
     // A union of literals (the level) reports one issue per branch: say it once.
     if (issue.code === 'invalid_union') {
-      out.push({ path: show(path), line: line(path), message: issueMessage({ ...issue, code: 'custom' } as z.core.$ZodIssue, raw) });
+      out.push({
+        path: show(path),
+        line: line(path),
+        message: issueMessage({ ...issue, code: 'custom' } as z.core.$ZodIssue, raw),
+      });
       continue;
     }
     out.push({ path: show(path) || '(file)', line: line(path), message: issueMessage(issue, raw) });
@@ -377,10 +664,14 @@ function schemaProblems(issues: z.core.$ZodIssue[], raw: unknown, line: (p: read
  * (a value of the wrong type is skipped, an absent one takes its default), so that they run,
  * and their errors are reported, alongside the schema's own.
  */
-function crossChecks(raw: unknown, line: (p: readonly Segment[]) => number | null): { errors: SpecProblem[]; warnings: string[] } {
+function crossChecks(
+  raw: unknown,
+  line: (p: readonly Segment[]) => number | null,
+): { errors: SpecProblem[]; warnings: string[] } {
   const errors: SpecProblem[] = [];
   const warnings: string[] = [];
-  const err = (path: Segment[], message: string) => errors.push({ path: show(path), line: line(path), message });
+  const err = (path: Segment[], message: string) =>
+    errors.push({ path: show(path), line: line(path), message });
   const warn = (path: Segment[], message: string) => {
     const l = valueAt(raw, path) === undefined ? null : line(path);
     warnings.push(`${show(path)}${l === null ? '' : ` (line ${l})`}: ${message}`);
@@ -388,7 +679,11 @@ function crossChecks(raw: unknown, line: (p: readonly Segment[]) => number | nul
   const get = (path: Segment[]) => valueAt(raw, path);
   const list = (path: Segment[], fallback: readonly string[]): string[] => {
     const v = get(path);
-    return v === undefined ? [...fallback] : Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+    return v === undefined
+      ? [...fallback]
+      : Array.isArray(v)
+        ? v.filter((x): x is string => typeof x === 'string')
+        : [];
   };
   const str = (path: Segment[], fallback: string | null = null) => {
     const v = get(path);
@@ -403,7 +698,11 @@ function crossChecks(raw: unknown, line: (p: readonly Segment[]) => number | nul
     const key = `${tenant}/${agent}`;
     if (tenant !== null && agent !== null) {
       const first = seen.get(key);
-      if (first !== undefined) err(['agents', i], `${key} is listed twice (also agents[${first}]): one entry per agent, so that its targets, cadence and runbook are unambiguous`);
+      if (first !== undefined)
+        err(
+          ['agents', i],
+          `${key} is listed twice (also agents[${first}]): one entry per agent, so that its targets, cadence and runbook are unambiguous`,
+        );
       else seen.set(key, i);
     }
     const tools = get(['agents', i, 'tools']);
@@ -413,19 +712,38 @@ function crossChecks(raw: unknown, line: (p: readonly Segment[]) => number | nul
       const name = str([...at, 'name']);
       if (name === null) return;
       const prior = names.get(name);
-      if (prior !== undefined) err([...at, 'name'], `tool "${name}" of ${key} is listed twice (also tools[${prior}]): each tool has one class, which decides what a halt does to it`);
+      if (prior !== undefined)
+        err(
+          [...at, 'name'],
+          `tool "${name}" of ${key} is listed twice (also tools[${prior}]): each tool has one class, which decides what a halt does to it`,
+        );
       else names.set(name, j);
       const cls = str([...at, 'class']);
       if (cls === 'irreversible' && irreversibleMode !== null && irreversibleMode !== 'cool-off') {
-        warn(at, `${key}'s ${name} is irreversible but sideEffects.inFlight.irreversible is ${irreversibleMode}: a halt cannot call back an action already taken; seed 002 puts irreversible tools behind a cool-off (a second signal after a timed delay)`);
+        warn(
+          at,
+          `${key}'s ${name} is irreversible but sideEffects.inFlight.irreversible is ${irreversibleMode}: a halt cannot call back an action already taken; seed 002 puts irreversible tools behind a cool-off (a second signal after a timed delay)`,
+        );
       }
-      if (cls === 'read' && typeof get([...at, 'compensation']) === 'string') warn([...at, 'compensation'], `${name} is a read: there is nothing to compensate, and the compensation is never listed`);
+      if (cls === 'read' && typeof get([...at, 'compensation']) === 'string')
+        warn(
+          [...at, 'compensation'],
+          `${name} is a read: there is nothing to compensate, and the compensation is never listed`,
+        );
     });
   });
   const levels = list(['scope', 'levels'], ['capability', 'run', 'agent', 'tenant']);
   const missing = ['run', 'agent'].filter((l) => !levels.includes(l));
-  if (missing.length > 0) err(['scope', 'levels'], `must include run and agent (missing ${missing.join(' and ')}): seed 002 requires at least per-session and per-agent scopes`);
-  for (const path of [['scope', 'levels'], ['triggers', 'synchronous'], ['rehearsal', 'onChange']]) {
+  if (missing.length > 0)
+    err(
+      ['scope', 'levels'],
+      `must include run and agent (missing ${missing.join(' and ')}): seed 002 requires at least per-session and per-agent scopes`,
+    );
+  for (const path of [
+    ['scope', 'levels'],
+    ['triggers', 'synchronous'],
+    ['rehearsal', 'onChange'],
+  ]) {
     const l = list(path, []);
     const d = l.find((v, i) => l.indexOf(v) !== i);
     if (d !== undefined) err(path, `"${d}" is listed twice: each entry once`);
@@ -435,24 +753,50 @@ function crossChecks(raw: unknown, line: (p: readonly Segment[]) => number | nul
     return v === undefined ? fallback : typeof v === 'number' && v > 0 ? v : null;
   };
   const [t3, t4, t5] = [target(3, 5000), target(4, 2000), target(5, 1000)];
-  if (t5 !== null && t4 !== null && t5 > t4) err(['latency', 'signalToHaltMs', '5'], `level 5 target ${t5} ms is looser than level 4's ${t4} ms: the more autonomous the agent, the faster it must stop (5 <= 4 <= 3)`);
-  if (t4 !== null && t3 !== null && t4 > t3) err(['latency', 'signalToHaltMs', '4'], `level 4 target ${t4} ms is looser than level 3's ${t3} ms: the more autonomous the agent, the faster it must stop (5 <= 4 <= 3)`);
+  if (t5 !== null && t4 !== null && t5 > t4)
+    err(
+      ['latency', 'signalToHaltMs', '5'],
+      `level 5 target ${t5} ms is looser than level 4's ${t4} ms: the more autonomous the agent, the faster it must stop (5 <= 4 <= 3)`,
+    );
+  if (t4 !== null && t3 !== null && t4 > t3)
+    err(
+      ['latency', 'signalToHaltMs', '4'],
+      `level 4 target ${t4} ms is looser than level 3's ${t3} ms: the more autonomous the agent, the faster it must stop (5 <= 4 <= 3)`,
+    );
   const events = get(['sideEffects', 'auditEvents']);
   if (Array.isArray(events)) {
     events.forEach((e, i) => {
       // A non-string is the schema's to report.
       if (typeof e === 'string' && !(SPEC_AUDIT_EVENTS as readonly string[]).includes(e)) {
-        err(['sideEffects', 'auditEvents', i], `unknown audit event "${e}"${didYouMean(e, SPEC_AUDIT_EVENTS)}: the drill could never find it in the audit log; known events: ${SPEC_AUDIT_EVENTS.join(', ')}`);
+        err(
+          ['sideEffects', 'auditEvents', i],
+          `unknown audit event "${e}"${didYouMean(e, SPEC_AUDIT_EVENTS)}: the drill could never find it in the audit log; known events: ${SPEC_AUDIT_EVENTS.join(', ')}`,
+        );
       }
     });
     const absent = REQUIRED_EVENTS.filter((e) => !events.includes(e));
-    if (absent.length > 0) err(['sideEffects', 'auditEvents'], `must include ${absent.join(', ')}: seed 002 names kill_switch.fired, session.halted and in_flight_tool_calls.status as the record every halt leaves`);
+    if (absent.length > 0)
+      err(
+        ['sideEffects', 'auditEvents'],
+        `must include ${absent.join(', ')}: seed 002 names kill_switch.fired, session.halted and in_flight_tool_calls.status as the record every halt leaves`,
+      );
   }
-  if (get(['mechanism', 'fallback']) === 'none') warn(['mechanism', 'fallback'], 'no fallback: an agent stuck in a long call or ignoring its gate cannot be stopped; seed 002 pairs the cooperative halt with a process signal or container kill');
-  const paths = ['console', 'api', 'cli'].filter((p) => !list(['triggers', 'synchronous'], ['console', 'api', 'cli']).includes(p));
-  if (paths.length > 0) warn(['triggers', 'synchronous'], `without ${paths.join(', ')}: seed 002 asks for all three operator paths, and the runbook leaves out the missing ones`);
+  if (get(['mechanism', 'fallback']) === 'none')
+    warn(
+      ['mechanism', 'fallback'],
+      'no fallback: an agent stuck in a long call or ignoring its gate cannot be stopped; seed 002 pairs the cooperative halt with a process signal or container kill',
+    );
+  const paths = ['console', 'api', 'cli'].filter(
+    (p) => !list(['triggers', 'synchronous'], ['console', 'api', 'cli']).includes(p),
+  );
+  if (paths.length > 0)
+    warn(
+      ['triggers', 'synchronous'],
+      `without ${paths.join(', ')}: seed 002 asks for all three operator paths, and the runbook leaves out the missing ones`,
+    );
   const esc = get(['escalation']);
-  if (esc === undefined || (Array.isArray(esc) && esc.length === 0)) warn(['escalation'], "empty: the runbook's 'when to escalate' section will have no one to call");
+  if (esc === undefined || (Array.isArray(esc) && esc.length === 0))
+    warn(['escalation'], "empty: the runbook's 'when to escalate' section will have no one to call");
   return { errors, warnings };
 }
 
@@ -471,7 +815,9 @@ function sortProblems(problems: SpecProblem[]): SpecProblem[] {
 export function canonicalJson(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
   if (typeof v === 'object' && v !== null) {
-    const entries = Object.entries(v).filter(([, x]) => x !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const entries = Object.entries(v)
+      .filter(([, x]) => x !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(',')}}`;
   }
   return JSON.stringify(v);
@@ -487,26 +833,49 @@ export function parseSpec(source: string, file?: string): LoadedSpec {
   const doc = parseDocument(source, { lineCounter: lc, prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw new SpecError(
-      doc.errors.map((e) => ({ path: '(yaml)', line: e.linePos?.[0].line ?? null, message: `not valid YAML: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}` })),
+      doc.errors.map((e) => ({
+        path: '(yaml)',
+        line: e.linePos?.[0].line ?? null,
+        message: `not valid YAML: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`,
+      })),
       file ?? null,
     );
   }
   const raw: unknown = doc.toJS({ maxAliasCount: 1000 });
   const line = (p: readonly Segment[]) => lineOf(doc, lc, p);
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new SpecError([{ path: '(file)', line: raw === null || raw === undefined ? null : line([]), message: `got ${raw === undefined ? 'an empty file' : describe(raw)}: a spec is a mapping with name, agents and the six sections; "killpath spec init" writes a commented example` }], file ?? null);
+    throw new SpecError(
+      [
+        {
+          path: '(file)',
+          line: raw === null || raw === undefined ? null : line([]),
+          message: `got ${raw === undefined ? 'an empty file' : describe(raw)}: a spec is a mapping with name, agents and the six sections; "killpath spec init" writes a commented example`,
+        },
+      ],
+      file ?? null,
+    );
   }
   const parsed = Spec.safeParse(raw);
   const checked = crossChecks(raw, line);
-  const problems = [...(parsed.success ? [] : schemaProblems(parsed.error.issues, raw, line)), ...checked.errors];
+  const problems = [
+    ...(parsed.success ? [] : schemaProblems(parsed.error.issues, raw, line)),
+    ...checked.errors,
+  ];
   if (!parsed.success || problems.length > 0) throw new SpecError(sortProblems(problems), file ?? null);
   const s = parsed.data;
   const spec: KillSwitchSpec = {
     ...s,
-    controlPlane: { url: s.controlPlane.url, consoleUrl: s.controlPlane.consoleUrl ?? `${s.controlPlane.url.replace(/\/+$/, '')}/` },
+    controlPlane: {
+      url: s.controlPlane.url,
+      consoleUrl: s.controlPlane.consoleUrl ?? `${s.controlPlane.url.replace(/\/+$/, '')}/`,
+    },
     agents: s.agents.map((a) => ({ ...a, ...(a.command === undefined ? {} : { command: a.command }) })),
   };
-  return { spec, digest: createHash('sha256').update(canonicalJson(spec)).digest('hex'), warnings: [...doc.warnings.map((w) => `(yaml): ${w.message.split('\n')[0]}`), ...checked.warnings] };
+  return {
+    spec,
+    digest: createHash('sha256').update(canonicalJson(spec)).digest('hex'),
+    warnings: [...doc.warnings.map((w) => `(yaml): ${w.message.split('\n')[0]}`), ...checked.warnings],
+  };
 }
 
 /**
@@ -518,7 +887,10 @@ export function loadSpec(path: string): LoadedSpec {
   try {
     source = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new KillpathError('invalid_request', `cannot read spec ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new KillpathError(
+      'invalid_request',
+      `cannot read spec ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
   }
   return parseSpec(source, path);
 }
@@ -539,16 +911,44 @@ export function policyFromSpec(spec: KillSwitchSpec): string {
   const rules: string[] = [];
   const rule = (name: SpecTrigger, description: string, when: string) => {
     if (!a[name].enabled) return;
-    rules.push(`  - name: ${name}\n    description: ${JSON.stringify(description)}\n    when: ${when}\n    action: { level: halt, scope: run }${a[name].mode === 'shadow' ? '\n    mode: shadow' : ''}\n`);
+    rules.push(
+      `  - name: ${name}\n    description: ${JSON.stringify(description)}\n    when: ${when}\n    action: { level: halt, scope: run }${a[name].mode === 'shadow' ? '\n    mode: shadow' : ''}\n`,
+    );
   };
   const count = (expr: string, n: number) => (n === 1 ? `${expr} > 0` : `${expr} >= ${n}`);
-  rule('cost_cap', `the run spent more than ${a.cost_cap.threshold} USD`, enforced('cost_cap') ? 'run.cost_usd > limits.max_cost_usd' : `run.cost_usd > ${dbl(a.cost_cap.threshold)}`);
-  rule('loop_length', `the run took more than ${a.loop_length.threshold} steps`, enforced('loop_length') ? 'run.steps > limits.max_steps' : `run.steps > ${a.loop_length.threshold}`);
+  rule(
+    'cost_cap',
+    `the run spent more than ${a.cost_cap.threshold} USD`,
+    enforced('cost_cap')
+      ? 'run.cost_usd > limits.max_cost_usd'
+      : `run.cost_usd > ${dbl(a.cost_cap.threshold)}`,
+  );
+  rule(
+    'loop_length',
+    `the run took more than ${a.loop_length.threshold} steps`,
+    enforced('loop_length') ? 'run.steps > limits.max_steps' : `run.steps > ${a.loop_length.threshold}`,
+  );
   const w = `window(run, "${a.tool_error_rate.windowSeconds ?? 60}s")`;
-  rule('tool_error_rate', `more than ${Math.round(a.tool_error_rate.threshold * 1000) / 10} % of the run's tool calls failed over ${a.tool_error_rate.windowSeconds ?? 60} s`, `'${w}.tool_calls >= params.tool_error_min_calls && ${w}.tool_error_rate > ${dbl(a.tool_error_rate.threshold)}'`);
-  rule('auth_denial', 'the run attempted an effect it is not authorised for (refusals an operator degrade explains are not counted)', count('run.auth_denials - run.revoked_denials', a.auth_denial.threshold));
-  rule('memory_schema', 'the run tried to write memory that violates its schema', count('run.schema_violations', a.memory_schema.threshold));
-  rule('anomaly', "the agent's own detector flagged the run", `run.anomaly_score >= ${dbl(a.anomaly.threshold)}`);
+  rule(
+    'tool_error_rate',
+    `more than ${Math.round(a.tool_error_rate.threshold * 1000) / 10} % of the run's tool calls failed over ${a.tool_error_rate.windowSeconds ?? 60} s`,
+    `'${w}.tool_calls >= params.tool_error_min_calls && ${w}.tool_error_rate > ${dbl(a.tool_error_rate.threshold)}'`,
+  );
+  rule(
+    'auth_denial',
+    'the run attempted an effect it is not authorised for (refusals an operator degrade explains are not counted)',
+    count('run.auth_denials - run.revoked_denials', a.auth_denial.threshold),
+  );
+  rule(
+    'memory_schema',
+    'the run tried to write memory that violates its schema',
+    count('run.schema_violations', a.memory_schema.threshold),
+  );
+  rule(
+    'anomaly',
+    "the agent's own detector flagged the run",
+    `run.anomaly_score >= ${dbl(a.anomaly.threshold)}`,
+  );
   const limit = (k: SpecTrigger) => (enforced(k) ? String(a[k].threshold) : 'null');
   return `# killpath policy generated from the kill-switch spec "${spec.name}" by
 #   killpath spec policy SPEC > policy.yaml

@@ -16,7 +16,14 @@ export const SPEC_SCOPES = ['capability', 'run', 'agent', 'tenant', 'global'] as
 export type SpecScope = (typeof SPEC_SCOPES)[number];
 
 /** Asynchronous triggers the supervisor evaluates (the default policy's rules). */
-export const SPEC_TRIGGERS = ['cost_cap', 'loop_length', 'tool_error_rate', 'auth_denial', 'memory_schema', 'anomaly'] as const;
+export const SPEC_TRIGGERS = [
+  'cost_cap',
+  'loop_length',
+  'tool_error_rate',
+  'auth_denial',
+  'memory_schema',
+  'anomaly',
+] as const;
 export type SpecTrigger = (typeof SPEC_TRIGGERS)[number];
 
 /** One tool an agent may call, with its effect class (which decides what a halt does to it in flight). */

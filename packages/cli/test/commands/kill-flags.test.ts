@@ -21,7 +21,13 @@ let server: RunningServer;
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'killpath-kill-flags-'));
-  server = await startServer({ dataDir: dir, port: 0, logLevel: 'error', supervisor: false, watchdog: false });
+  server = await startServer({
+    dataDir: dir,
+    port: 0,
+    logLevel: 'error',
+    supervisor: false,
+    watchdog: false,
+  });
 });
 
 after(async () => {
@@ -43,20 +49,31 @@ test('kill --drain --commit-memory issues a directive that drains queues and com
   const d = (JSON.parse(withFlags.out) as { directive: Directive }).directive;
   assert.equal(d.drain, 'drain');
   assert.equal(d.memory, 'commit');
-  const plain = (JSON.parse((await cli(t, ['--agent', 'acme/bot-b', '--reason', 'test'])).out) as { directive: Directive }).directive;
+  const plain = (
+    JSON.parse((await cli(t, ['--agent', 'acme/bot-b', '--reason', 'test'])).out) as { directive: Directive }
+  ).directive;
   assert.equal(plain.drain, 'discard');
   assert.equal(plain.memory, 'revert');
-  const stored = await new ApiClient(server.url, server.createdAdminToken!).get<{ directive: Directive }>(`/v1/directives/${d.id}`);
+  const stored = await new ApiClient(server.url, server.createdAdminToken!).get<{ directive: Directive }>(
+    `/v1/directives/${d.id}`,
+  );
   assert.equal(stored.directive.drain, 'drain', 'as stored at the control plane');
 });
 
 test('a runbook of a spec that drains queues and commits memory passes the flags on the CLI', () => {
-  const text = SPEC_TEMPLATE.replace('  memory: revert', '  memory: commit').replace('  queue: discard', '  queue: drain');
+  const text = SPEC_TEMPLATE.replace('  memory: revert', '  memory: commit').replace(
+    '  queue: discard',
+    '  queue: drain',
+  );
   assert.notEqual(text, SPEC_TEMPLATE);
   const { spec } = parseSpec(text);
   const md = renderRunbook(spec, { source: 'x.yaml', digest: 'd', agent: 'acme/support-bot' });
   assert.match(md, /npx killpath kill --agent \S+ --grace \d+ --drain --commit-memory --reason/);
   assert.match(md, /npx killpath kill --run "\$RUN_ID" --drain --commit-memory --reason/);
-  const plain = renderRunbook(parseSpec(SPEC_TEMPLATE).spec, { source: 'x.yaml', digest: 'd', agent: 'acme/support-bot' });
+  const plain = renderRunbook(parseSpec(SPEC_TEMPLATE).spec, {
+    source: 'x.yaml',
+    digest: 'd',
+    agent: 'acme/support-bot',
+  });
   assert.doesNotMatch(plain, /--drain|--commit-memory/);
 });

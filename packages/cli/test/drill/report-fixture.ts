@@ -12,7 +12,8 @@ import type { DrillReportInput } from '../../src/drill/report.ts';
 export const NASTY = {
   title: 'Wire transfer <b>after</b> halt & "retry" \'storm\'',
   detail: '2 writes after the flip: <script>alert("x")</script> wire_transfer & crm.update',
-  remediation: 'Move wire_transfer behind a permit: <img src="https://evil.example/x.png"> & re-run with --only S3',
+  remediation:
+    'Move wire_transfer behind a permit: <img src="https://evil.example/x.png"> & re-run with --only S3',
   note: 'Operator said: "<a href=\'http://evil.example\'>see</a>" & moved on',
   spec: 'demo-fleet <v2> & "prod"',
 } as const;
@@ -31,7 +32,8 @@ function rng(seed: number): () => number {
 
 function summarise(samples: number[]) {
   const sorted = [...samples].sort((a, b) => a - b);
-  const at = (p: number) => sorted[Math.min(sorted.length, Math.max(1, Math.ceil((p / 100) * sorted.length))) - 1]!;
+  const at = (p: number) =>
+    sorted[Math.min(sorted.length, Math.max(1, Math.ceil((p / 100) * sorted.length))) - 1]!;
   return { n: samples.length, p50: at(50), p99: at(99), max: sorted[sorted.length - 1]!, samples };
 }
 
@@ -40,7 +42,11 @@ function summarise(samples: number[]) {
  * workers observe it (~`observeMs`), refusals after it, a few writes aborted in flight, and
  * `writesAfter` writes that started after the flip (the broken invariant of a failed scenario).
  */
-function timeline(seed: number, count: number, opts: { fromMs: number; toMs: number; observeMs: number; writesAfter?: number }): TimelinePoint[] {
+function timeline(
+  seed: number,
+  count: number,
+  opts: { fromMs: number; toMs: number; observeMs: number; writesAfter?: number },
+): TimelinePoint[] {
   const r = rng(seed);
   const out: TimelinePoint[] = [];
   for (let i = 0; i < count; i++) {
@@ -50,14 +56,23 @@ function timeline(seed: number, count: number, opts: { fromMs: number; toMs: num
     else if (t < opts.observeMs && klass === 'read') out.push({ t, class: klass, outcome: 'started' });
     else out.push({ t, class: klass, outcome: 'refused' });
   }
-  for (let i = 0; i < 6; i++) out.push({ t: Math.round(r() * opts.observeMs * 100) / 100, class: 'write', outcome: 'aborted' });
-  for (let i = 0; i < (opts.writesAfter ?? 0); i++) out.push({ t: 5 + i * 40, class: 'write', outcome: 'started' });
+  for (let i = 0; i < 6; i++)
+    out.push({ t: Math.round(r() * opts.observeMs * 100) / 100, class: 'write', outcome: 'aborted' });
+  for (let i = 0; i < (opts.writesAfter ?? 0); i++)
+    out.push({ t: 5 + i * 40, class: 'write', outcome: 'started' });
   return out.sort((a, b) => a.t - b.t);
 }
 
-const check = (kind: DrillCheck['kind'], name: string, ok: boolean, detail: string): DrillCheck => ({ kind, name, ok, detail });
+const check = (kind: DrillCheck['kind'], name: string, ok: boolean, detail: string): DrillCheck => ({
+  kind,
+  name,
+  ok,
+  detail,
+});
 
-function scenario(over: Partial<ScenarioResult> & Pick<ScenarioResult, 'id' | 'title' | 'path' | 'status'>): ScenarioResult {
+function scenario(
+  over: Partial<ScenarioResult> & Pick<ScenarioResult, 'id' | 'title' | 'path' | 'status'>,
+): ScenarioResult {
   return {
     startedAt: '2026-11-21T10:20:00.000Z',
     durationMs: 4200,
@@ -93,9 +108,23 @@ export function drillReportFixture(): DrillReportInput {
       effectsAfterFlip: { read: 3, write: 0, irreversible: 0 },
       effectsAfterObserve: 0,
       queue: { atFlip: 5, afterWindow: 0, discarded: 5 },
-      journal: { intents: 41, landed: 38, failed: 0, aborted: 3, inDoubt: 0, open: 0, lost: 0, compensations: 2 },
+      journal: {
+        intents: 41,
+        landed: 38,
+        failed: 0,
+        aborted: 3,
+        inDoubt: 0,
+        open: 0,
+        lost: 0,
+        compensations: 2,
+      },
       checks: [
-        check('invariant', 'no write after the flip', true, '0 writes, 0 irreversible effects started after the flip'),
+        check(
+          'invariant',
+          'no write after the flip',
+          true,
+          '0 writes, 0 irreversible effects started after the flip',
+        ),
         check('invariant', 'every covered worker halted', true, '12 of 12 workers reported halted'),
         check('target', 'signal-to-halt p99 ≤ 250 ms', true, `p99 ${summarise(s1Samples).p99} ms`),
         check('expectation', 'loop_length rule fired', true, 'local rule halted run-7 after 40 iterations'),
@@ -114,7 +143,16 @@ export function drillReportFixture(): DrillReportInput {
       effectsAfterFlip: { read: 4, write: 2, irreversible: 0 },
       effectsAfterObserve: 2,
       queue: { atFlip: 3, afterWindow: 1, discarded: 2 },
-      journal: { intents: 17, landed: 14, failed: 1, aborted: 1, inDoubt: 0, open: 1, lost: 0, compensations: 3 },
+      journal: {
+        intents: 17,
+        landed: 14,
+        failed: 1,
+        aborted: 1,
+        inDoubt: 0,
+        open: 1,
+        lost: 0,
+        compensations: 3,
+      },
       checks: [
         check('invariant', 'no write after the flip', false, NASTY.detail),
         check('target', 'signal-to-halt p99 ≤ 250 ms', false, 'p99 over target'),
@@ -142,11 +180,22 @@ export function drillReportFixture(): DrillReportInput {
       target: { signalToHaltMs: 3000, haltToRecoveryMs: null },
       effectsAfterFlip: { read: 0, write: 0, irreversible: 0 },
       effectsAfterObserve: 0,
-      checks: [check('invariant', 'no write without a live permit', true, 'all 9 write attempts refused: permit unreachable')],
+      checks: [
+        check(
+          'invariant',
+          'no write without a live permit',
+          true,
+          'all 9 write attempts refused: permit unreachable',
+        ),
+      ],
       paths: [
         { path: 'synchronous path (CLI kill)', state: 'unreachable', detail: 'stream cut by the partition' },
         { path: 'local rules (loop length)', state: 'worked', detail: 'halted run-3 after 40 iterations' },
-        { path: 'lease (fail closed)', state: 'degraded', detail: 'halted after 455 ms lease, not the 250 ms target' },
+        {
+          path: 'lease (fail closed)',
+          state: 'degraded',
+          detail: 'halted after 455 ms lease, not the 250 ms target',
+        },
         { path: 'deadman', state: 'not exercised', detail: 'heartbeats still reached the watchdog' },
       ],
       timeline: timeline(3, 90, { fromMs: -300, toMs: 700, observeMs: 455 }),
@@ -164,7 +213,11 @@ export function drillReportFixture(): DrillReportInput {
     }),
   ];
   const rehearsal: RehearsalInput = {
-    spec: { name: NASTY.spec, digest: 'sha256:9f2c4e1a7b3d5e6f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7', agents: [{ tenant: 'acme', agent: 'support-bot', level: 4, cadenceDays: 30 }] },
+    spec: {
+      name: NASTY.spec,
+      digest: 'sha256:9f2c4e1a7b3d5e6f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7',
+      agents: [{ tenant: 'acme', agent: 'support-bot', level: 4, cadenceDays: 30 }],
+    },
     mode: 'local',
     compact: false,
     startedAt: '2026-11-21T10:20:00.000Z',

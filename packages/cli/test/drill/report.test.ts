@@ -2,7 +2,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { RehearsalInput, TimelinePoint } from '@killpath/protocol';
 import { renderReport, type DrillReportInput } from '../../src/drill/report.ts';
-import { binWidth, effectsTimelineChart, esc, latencyStripChart, niceStep, tickMs } from '../../src/drill/svg-charts.ts';
+import {
+  binWidth,
+  effectsTimelineChart,
+  esc,
+  latencyStripChart,
+  niceStep,
+  tickMs,
+} from '../../src/drill/svg-charts.ts';
 import { drillReportFixture, NASTY } from './report-fixture.ts';
 
 const html = renderReport(drillReportFixture());
@@ -47,7 +54,10 @@ test('loads nothing: no external resource, script, stylesheet link, font or imag
   assert.equal(anchors, 5, "the summary links to each scenario's section");
   assert.ok(html.includes('src=&#34;https://evil.example/x.png&#34;'), 'a URL in the input stays text');
   assert.ok(html.includes('<code>http://127.0.0.1:7070</code>'), 'the control plane URL is shown as text');
-  assert.match(html, /<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">/);
+  assert.match(
+    html,
+    /<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">/,
+  );
 });
 
 test('one SVG per chart: the overview, one latency and one timeline per scenario with data', () => {
@@ -62,7 +72,10 @@ test('one SVG per chart: the overview, one latency and one timeline per scenario
   assert.equal(count(html, /<svg [^>]*id="sc-\d+-[^"]*-timeline"/g), withTimeline);
   // Each chart is labelled, has a legend and axis labels.
   for (const svg of html.match(/<svg [\s\S]*?<\/svg>/g) ?? []) {
-    assert.match(svg, /role="img" aria-labelledby="[^"]+-t [^"]+-d"><title id="[^"]+-t">[^<]+<\/title><desc id="[^"]+-d">[^<]+<\/desc>/);
+    assert.match(
+      svg,
+      /role="img" aria-labelledby="[^"]+-t [^"]+-d"><title id="[^"]+-t">[^<]+<\/title><desc id="[^"]+-d">[^<]+<\/desc>/,
+    );
     assert.match(svg, /<g class="legend">/);
     assert.match(svg, /class="axlabel"/);
   }
@@ -70,7 +83,11 @@ test('one SVG per chart: the overview, one latency and one timeline per scenario
   const overview = /<svg [^>]*id="chart-latency-overview"[\s\S]*?<\/svg>/.exec(html)![0];
   assert.equal(count(overview, /<g class="row">/g), 4);
   assert.equal(count(overview, /<circle cx=[^>]*fill-opacity="0.55"/g), 12 + 8 + 3 + 12);
-  assert.equal(count(overview, /stroke-dasharray="3 2"\/>/g), 4 + 1, 'a target line per row, plus the legend swatch');
+  assert.equal(
+    count(overview, /stroke-dasharray="3 2"\/>/g),
+    4 + 1,
+    'a target line per row, plus the legend swatch',
+  );
   assert.match(overview, /log scale/, 'samples over two decades get a log axis');
   // The flip is marked in every timeline.
   assert.equal(count(html, /class="flip">flip<\/text>/g), withTimeline);
@@ -86,8 +103,16 @@ test('the failed scenario is marked and shows its remediation and broken invaria
   const s3 = section(html, 'S3');
   assert.match(s3, /^<section class="scenario st-fail"/);
   assert.match(s3, /<span class="badge fail">✗ fail<\/span>/);
-  assert.ok(s3.includes(`<div class="remediation" role="note"><strong>Remediation:</strong> ${esc(NASTY.remediation)}</div>`));
-  assert.ok(s3.includes(`<tr class="row-fail"><td>invariant</td><td>no write after the flip</td><td><span class="badge fail">✗ broken</span></td><td>${esc(NASTY.detail)}</td></tr>`));
+  assert.ok(
+    s3.includes(
+      `<div class="remediation" role="note"><strong>Remediation:</strong> ${esc(NASTY.remediation)}</div>`,
+    ),
+  );
+  assert.ok(
+    s3.includes(
+      `<tr class="row-fail"><td>invariant</td><td>no write after the flip</td><td><span class="badge fail">✗ broken</span></td><td>${esc(NASTY.detail)}</td></tr>`,
+    ),
+  );
   // Counts that must be 0 are shown in red in the summary: 2 writes after the flip, 2 after observe, 1 open.
   const row = /<tr class="row-fail">[\s\S]*?<\/tr>/.exec(html)![0];
   assert.match(row, /4 \/ <span class="bad">2<\/span> \/ 0/);
@@ -97,18 +122,23 @@ test('the failed scenario is marked and shows its remediation and broken invaria
 });
 
 test('status badges carry text, not colour alone', () => {
-  for (const text of ['✓ pass', '✗ fail', '◐ degraded', '– skipped']) assert.ok(html.includes(`>${text}</span>`), text);
+  for (const text of ['✓ pass', '✗ fail', '◐ degraded', '– skipped'])
+    assert.ok(html.includes(`>${text}</span>`), text);
 });
 
 test('the degraded S8 lists its paths; the skipped S7 says "no data"', () => {
   const s8 = section(html, 'S8');
   assert.match(s8, /^<section class="scenario st-degraded"/);
-  for (const state of ['✗ unreachable', '✓ worked', '◐ degraded', '– not exercised']) assert.ok(s8.includes(`>${state}</span>`), state);
+  for (const state of ['✗ unreachable', '✓ worked', '◐ degraded', '– not exercised'])
+    assert.ok(s8.includes(`>${state}</span>`), state);
   assert.equal(count(s8, /<table class="paths">[\s\S]*?<\/table>/g), 1);
   const s7 = section(html, 'S7');
   assert.equal(count(s7, /<svg /g), 0);
   assert.equal(count(s7, /<p class="nodata">/g), 1, 'one short note, not an empty box per chart');
-  assert.match(s7, /<p class="nodata">No data: the scenario was skipped \(no checks, samples or timeline\)\.<\/p>/);
+  assert.match(
+    s7,
+    /<p class="nodata">No data: the scenario was skipped \(no checks, samples or timeline\)\.<\/p>/,
+  );
   // A scenario that ran but measured nothing gets a note per missing chart.
   const global = section(html, 'scope-global');
   assert.match(global, /<p class="nodata">No effect timeline: not measured in this scenario\.<\/p>/);
@@ -123,12 +153,20 @@ test('summary table: one row per scenario with the measured values', () => {
   assert.match(s1, /812\.4 ms/, 'halt-to-recovery');
   assert.match(s1, /812\.4 ms<\/span><br><span class="muted">target ≤ 5\.00 s<\/span>/, 'its target');
   assert.match(s1, /5 → 0 <span class="muted">\(5 discarded\)<\/span>/, 'queue');
-  assert.match(s1, /41 \/ 38 \/ 3 \/ 0 \/ 0 \/ 0<br><span class="muted">2 compensations<\/span><\/td>/, 'journal and compensations');
+  assert.match(
+    s1,
+    /41 \/ 38 \/ 3 \/ 0 \/ 0 \/ 0<br><span class="muted">2 compensations<\/span><\/td>/,
+    'journal and compensations',
+  );
 });
 
 test('an empty drill renders with "no data" notes', () => {
   const f = drillReportFixture();
-  const empty: DrillReportInput = { ...f, recordId: null, rehearsal: { ...f.rehearsal, scenarios: [], result: 'pass' } as RehearsalInput };
+  const empty: DrillReportInput = {
+    ...f,
+    recordId: null,
+    rehearsal: { ...f.rehearsal, scenarios: [], result: 'pass' } as RehearsalInput,
+  };
   const doc = renderReport(empty);
   assert.equal(count(doc, /<svg /g), 0);
   assert.match(doc, /No signal-to-halt samples in this drill\./);
@@ -142,17 +180,32 @@ test('degenerate data never yields NaN or Infinity', () => {
   const s = f.rehearsal.scenarios[0]!;
   const weird = {
     ...s,
-    signalToHalt: { n: 4, p50: Number.NaN, p99: Number.POSITIVE_INFINITY, max: 0, samples: [0, 0, Number.NaN, -3] },
+    signalToHalt: {
+      n: 4,
+      p50: Number.NaN,
+      p99: Number.POSITIVE_INFINITY,
+      max: 0,
+      samples: [0, 0, Number.NaN, -3],
+    },
     timeline: [{ t: 0, class: 'read', outcome: 'started' }] as TimelinePoint[],
   };
   const doc = renderReport({ ...f, rehearsal: { ...f.rehearsal, scenarios: [weird] } });
   assert.ok(!/NaN|Infinity/.test(doc));
-  assert.equal(latencyStripChart('x', [{ label: 'a', title: 'a', samples: [Number.NaN], p50: 1, p99: 1, target: null }]), null);
+  assert.equal(
+    latencyStripChart('x', [{ label: 'a', title: 'a', samples: [Number.NaN], p50: 1, p99: 1, target: null }]),
+    null,
+  );
   assert.equal(effectsTimelineChart('x', []), null);
   for (const pts of [
     [{ t: 5, class: 'write', outcome: 'aborted' }],
-    [{ t: -60_000, class: 'read', outcome: 'started' }, { t: 60_000, class: 'irreversible', outcome: 'refused' }],
-    [{ t: 0.001, class: 'read', outcome: 'started' }, { t: 0.002, class: 'read', outcome: 'started' }],
+    [
+      { t: -60_000, class: 'read', outcome: 'started' },
+      { t: 60_000, class: 'irreversible', outcome: 'refused' },
+    ],
+    [
+      { t: 0.001, class: 'read', outcome: 'started' },
+      { t: 0.002, class: 'read', outcome: 'started' },
+    ],
   ] as TimelinePoint[][]) {
     const svg = effectsTimelineChart('x', pts)!;
     assert.ok(svg && !/NaN|Infinity/.test(svg), JSON.stringify(pts));
@@ -165,11 +218,18 @@ test('the timeline chart bins every point and says so', () => {
   const svg = effectsTimelineChart('t', pts)!;
   const started = (c: string) => pts.filter((p) => p.outcome === 'started' && p.class === c).length;
   const desc = /<desc id="t-d">([^<]*)<\/desc>/.exec(svg)![1]!;
-  assert.ok(desc.includes(`Started: ${started('read')} read, ${started('write')} write, ${started('irreversible')} irreversible; refused ${pts.filter((p) => p.outcome === 'refused').length}; aborted 6.`), desc);
+  assert.ok(
+    desc.includes(
+      `Started: ${started('read')} read, ${started('write')} write, ${started('irreversible')} irreversible; refused ${pts.filter((p) => p.outcome === 'refused').length}; aborted 6.`,
+    ),
+    desc,
+  );
   assert.match(desc, /^Effects per 100 ms bin from −1\.5 s to 900 ms around the flip\./);
   // Bars sum to the points: the tooltips list every bin's counts.
   let total = 0;
-  for (const m of svg.matchAll(/<title>[^<]*?started (\d+) read, (\d+) write, (\d+) irreversible; refused (\d+); aborted (\d+)<\/title>/g)) {
+  for (const m of svg.matchAll(
+    /<title>[^<]*?started (\d+) read, (\d+) write, (\d+) irreversible; refused (\d+); aborted (\d+)<\/title>/g,
+  )) {
     total += m.slice(1).reduce((a, v) => a + Number(v), 0);
   }
   assert.equal(total, pts.length);
@@ -181,5 +241,13 @@ test('axis helpers: nice steps, bin widths, tick labels in ms and s', () => {
   assert.equal(binWidth(4000), 100);
   assert.equal(binWidth(1000), 25);
   assert.equal(binWidth(0), 1);
-  assert.deepEqual([0, 50, -250, 1000, -1500, 2.5, 12.5].map(tickMs), ['0', '50 ms', '−250 ms', '1 s', '−1.5 s', '2.5 ms', '12.5 ms']);
+  assert.deepEqual([0, 50, -250, 1000, -1500, 2.5, 12.5].map(tickMs), [
+    '0',
+    '50 ms',
+    '−250 ms',
+    '1 s',
+    '−1.5 s',
+    '2.5 ms',
+    '12.5 ms',
+  ]);
 });

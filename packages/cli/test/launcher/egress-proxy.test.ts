@@ -1,8 +1,19 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { createServer as createHttpServer, request, type IncomingMessage, type Server as HttpServer } from 'node:http';
-import { connect, createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import {
+  createServer as createHttpServer,
+  request,
+  type IncomingMessage,
+  type Server as HttpServer,
+} from 'node:http';
+import {
+  connect,
+  createServer as createTcpServer,
+  type AddressInfo,
+  type Server,
+  type Socket,
+} from 'node:net';
 import { EgressProxy, type EgressEvent } from '../../src/launcher/egress-proxy.ts';
 
 /** Listens on 127.0.0.1:0 and closes after the test. */
@@ -18,7 +29,10 @@ async function listen<S extends Server | HttpServer>(t: TestContext, server: S):
 
 /** An origin server answering `hello <path>`. */
 async function origin(t: TestContext): Promise<number> {
-  return listen(t, createHttpServer((req, res) => res.end(`hello ${req.url}`)));
+  return listen(
+    t,
+    createHttpServer((req, res) => res.end(`hello ${req.url}`)),
+  );
 }
 
 /** A TCP echo server (the far end of CONNECT tunnels). */
@@ -35,7 +49,10 @@ async function echo(t: TestContext): Promise<number> {
   return listen(t, server);
 }
 
-async function startProxy(t: TestContext, opts: Parameters<typeof EgressProxy.start>[0] = {}): Promise<{ proxy: EgressProxy; port: number; events: EgressEvent[] }> {
+async function startProxy(
+  t: TestContext,
+  opts: Parameters<typeof EgressProxy.start>[0] = {},
+): Promise<{ proxy: EgressProxy; port: number; events: EgressEvent[] }> {
   const events: EgressEvent[] = [];
   const proxy = await EgressProxy.start({ ...opts, onEvent: (e) => events.push(e) });
   t.after(() => proxy.close());
@@ -45,7 +62,13 @@ async function startProxy(t: TestContext, opts: Parameters<typeof EgressProxy.st
 
 /** A GET through the proxy (absolute URI, as an HTTP_PROXY-aware client sends it). */
 async function viaProxy(proxyPort: number, url: string): Promise<{ status: number; body: string }> {
-  const req = request({ host: '127.0.0.1', port: proxyPort, path: url, headers: { host: new URL(url).host }, agent: false });
+  const req = request({
+    host: '127.0.0.1',
+    port: proxyPort,
+    path: url,
+    headers: { host: new URL(url).host },
+    agent: false,
+  });
   req.end();
   const [res] = (await once(req, 'response')) as [IncomingMessage];
   let body = '';
@@ -79,57 +102,63 @@ async function raw(proxyPort: number, bytes: string): Promise<string> {
   return answer;
 }
 
-test('requests pass and are recorded; isolate() refuses new ones and cuts open tunnels; release() restores', { timeout: 15_000 }, async (t) => {
-  const originPort = await origin(t);
-  const echoPort = await echo(t);
-  const { proxy, port, events } = await startProxy(t);
+test(
+  'requests pass and are recorded; isolate() refuses new ones and cuts open tunnels; release() restores',
+  { timeout: 15_000 },
+  async (t) => {
+    const originPort = await origin(t);
+    const echoPort = await echo(t);
+    const { proxy, port, events } = await startProxy(t);
 
-  const ok = await viaProxy(port, `http://127.0.0.1:${originPort}/a?b=1`);
-  assert.deepEqual(ok, { status: 200, body: 'hello /a?b=1' });
-  assert.equal(proxy.destinations().get(`127.0.0.1:${originPort}`), 1);
+    const ok = await viaProxy(port, `http://127.0.0.1:${originPort}/a?b=1`);
+    assert.deepEqual(ok, { status: 200, body: 'hello /a?b=1' });
+    assert.equal(proxy.destinations().get(`127.0.0.1:${originPort}`), 1);
 
-  const open = await tunnel(port, `127.0.0.1:${echoPort}`);
-  assert.equal(open.status, 200);
-  assert.equal(await roundTrip(open.socket, 'ping'), 'ping');
-  assert.equal(proxy.destinations().get(`127.0.0.1:${echoPort}`), 1);
+    const open = await tunnel(port, `127.0.0.1:${echoPort}`);
+    assert.equal(open.status, 200);
+    assert.equal(await roundTrip(open.socket, 'ping'), 'ping');
+    assert.equal(proxy.destinations().get(`127.0.0.1:${echoPort}`), 1);
 
-  const closed = once(open.socket, 'close');
-  const t0 = performance.now();
-  const cut = proxy.isolate();
-  await closed;
-  const isolateMs = Math.round((performance.now() - t0) * 100) / 100;
-  console.log(`# isolate latency: isolate() -> tunnel socket 'close' at the client in ${isolateMs} ms (${cut} cut)`);
-  assert.equal(cut, 1);
-  assert.equal(proxy.isolated, true);
+    const closed = once(open.socket, 'close');
+    const t0 = performance.now();
+    const cut = proxy.isolate();
+    await closed;
+    const isolateMs = Math.round((performance.now() - t0) * 100) / 100;
+    console.log(
+      `# isolate latency: isolate() -> tunnel socket 'close' at the client in ${isolateMs} ms (${cut} cut)`,
+    );
+    assert.equal(cut, 1);
+    assert.equal(proxy.isolated, true);
 
-  const refused = await viaProxy(port, `http://127.0.0.1:${originPort}/after`);
-  assert.equal(refused.status, 403);
-  assert.match(refused.body, /isolated/);
-  const refusedTunnel = await tunnel(port, `127.0.0.1:${echoPort}`);
-  assert.equal(refusedTunnel.status, 403);
-  refusedTunnel.socket.destroy();
+    const refused = await viaProxy(port, `http://127.0.0.1:${originPort}/after`);
+    assert.equal(refused.status, 403);
+    assert.match(refused.body, /isolated/);
+    const refusedTunnel = await tunnel(port, `127.0.0.1:${echoPort}`);
+    assert.equal(refusedTunnel.status, 403);
+    refusedTunnel.socket.destroy();
 
-  proxy.release();
-  assert.equal(proxy.isolated, false);
-  assert.equal((await viaProxy(port, `http://127.0.0.1:${originPort}/again`)).status, 200);
-  assert.equal(proxy.destinations().get(`127.0.0.1:${originPort}`), 2);
+    proxy.release();
+    assert.equal(proxy.isolated, false);
+    assert.equal((await viaProxy(port, `http://127.0.0.1:${originPort}/again`)).status, 200);
+    assert.equal(proxy.destinations().get(`127.0.0.1:${originPort}`), 2);
 
-  // Every attempt is on the record, refused ones included; allowed ones end with byte counts.
-  await proxy.close();
-  const starts = events.filter((e) => e.phase === 'start').map((e) => `${e.kind} ${e.port} ${e.allowed}`);
-  assert.deepEqual(starts, [
-    `http ${originPort} true`,
-    `connect ${echoPort} true`,
-    `http ${originPort} false`,
-    `connect ${echoPort} false`,
-    `http ${originPort} true`,
-  ]);
-  assert.ok(events.filter((e) => !e.allowed).every((e) => e.reason === 'isolated'));
-  const tunnelEnd = events.find((e) => e.kind === 'connect' && e.phase === 'end');
-  assert.deepEqual([tunnelEnd?.reason, tunnelEnd?.bytesUp, tunnelEnd?.bytesDown], ['isolated', 4, 4]);
-  const firstEnd = events.find((e) => e.kind === 'http' && e.phase === 'end');
-  assert.deepEqual([firstEnd?.reason, firstEnd?.bytesDown], [null, 'hello /a?b=1'.length]);
-});
+    // Every attempt is on the record, refused ones included; allowed ones end with byte counts.
+    await proxy.close();
+    const starts = events.filter((e) => e.phase === 'start').map((e) => `${e.kind} ${e.port} ${e.allowed}`);
+    assert.deepEqual(starts, [
+      `http ${originPort} true`,
+      `connect ${echoPort} true`,
+      `http ${originPort} false`,
+      `connect ${echoPort} false`,
+      `http ${originPort} true`,
+    ]);
+    assert.ok(events.filter((e) => !e.allowed).every((e) => e.reason === 'isolated'));
+    const tunnelEnd = events.find((e) => e.kind === 'connect' && e.phase === 'end');
+    assert.deepEqual([tunnelEnd?.reason, tunnelEnd?.bytesUp, tunnelEnd?.bytesDown], ['isolated', 4, 4]);
+    const firstEnd = events.find((e) => e.kind === 'http' && e.phase === 'end');
+    assert.deepEqual([firstEnd?.reason, firstEnd?.bytesDown], [null, 'hello /a?b=1'.length]);
+  },
+);
 
 test('isolate() cuts an in-flight proxied HTTP request', { timeout: 15_000 }, async (t) => {
   // An origin that sends headers and a first chunk, then keeps the response open.
@@ -152,19 +181,28 @@ test('isolate() cuts an in-flight proxied HTTP request', { timeout: 15_000 }, as
   assert.equal(res.complete, false, 'the response was cut, not finished');
 });
 
-test('allowed destinations pass while isolated and their open tunnels survive isolate()', { timeout: 15_000 }, async (t) => {
-  const controlPlane = await origin(t);
-  const controlStream = await echo(t);
-  const other = await origin(t);
-  const { proxy, port } = await startProxy(t, { allow: (host, p) => host === '127.0.0.1' && (p === controlPlane || p === controlStream) });
-  const stream = await tunnel(port, `127.0.0.1:${controlStream}`);
-  assert.equal(stream.status, 200);
-  assert.equal(proxy.isolate(), 0);
-  assert.equal(await roundTrip(stream.socket, 'still here'), 'still here');
-  assert.deepEqual(await viaProxy(port, `http://127.0.0.1:${controlPlane}/v1/stream`), { status: 200, body: 'hello /v1/stream' });
-  assert.equal((await viaProxy(port, `http://127.0.0.1:${other}/`)).status, 403);
-  stream.socket.destroy();
-});
+test(
+  'allowed destinations pass while isolated and their open tunnels survive isolate()',
+  { timeout: 15_000 },
+  async (t) => {
+    const controlPlane = await origin(t);
+    const controlStream = await echo(t);
+    const other = await origin(t);
+    const { proxy, port } = await startProxy(t, {
+      allow: (host, p) => host === '127.0.0.1' && (p === controlPlane || p === controlStream),
+    });
+    const stream = await tunnel(port, `127.0.0.1:${controlStream}`);
+    assert.equal(stream.status, 200);
+    assert.equal(proxy.isolate(), 0);
+    assert.equal(await roundTrip(stream.socket, 'still here'), 'still here');
+    assert.deepEqual(await viaProxy(port, `http://127.0.0.1:${controlPlane}/v1/stream`), {
+      status: 200,
+      body: 'hello /v1/stream',
+    });
+    assert.equal((await viaProxy(port, `http://127.0.0.1:${other}/`)).status, 403);
+    stream.socket.destroy();
+  },
+);
 
 test('malformed input gets 400 and the proxy keeps serving', { timeout: 15_000 }, async (t) => {
   const originPort = await origin(t);
@@ -172,8 +210,14 @@ test('malformed input gets 400 and the proxy keeps serving', { timeout: 15_000 }
   assert.match(await raw(port, 'GARBAGE\r\n\r\n'), /^HTTP\/1\.1 400/);
   assert.match(await raw(port, 'CONNECT nonsense HTTP/1.1\r\nhost: x\r\n\r\n'), /^HTTP\/1\.1 400/);
   assert.match(await raw(port, 'CONNECT 127.0.0.1:99999 HTTP/1.1\r\nhost: x\r\n\r\n'), /^HTTP\/1\.1 400/);
-  assert.match(await raw(port, 'GET /origin-form HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n'), /^HTTP\/1\.1 400/);
-  assert.match(await raw(port, 'GET https://127.0.0.1/ HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n'), /^HTTP\/1\.1 400/);
+  assert.match(
+    await raw(port, 'GET /origin-form HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n'),
+    /^HTTP\/1\.1 400/,
+  );
+  assert.match(
+    await raw(port, 'GET https://127.0.0.1/ HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n'),
+    /^HTTP\/1\.1 400/,
+  );
   // An unreachable destination is a 502, also not a crash.
   const gone = createTcpServer().listen(0, '127.0.0.1');
   await once(gone, 'listening');

@@ -32,7 +32,11 @@ export function hashRecord(r: Omit<AuditRecord, 'hash'>): string {
 }
 
 /** Places an event on the chain after `prev` (null for the first record). */
-export function chainRecord(prev: { seq: number; hash: string } | null, event: AuditEvent, ts: string): AuditRecord {
+export function chainRecord(
+  prev: { seq: number; hash: string } | null,
+  event: AuditEvent,
+  ts: string,
+): AuditRecord {
   const base = {
     seq: prev === null ? 1 : prev.seq + 1,
     ts,
@@ -57,14 +61,29 @@ export function verifyChain(records: Iterable<AuditRecord>): AuditVerdict {
     count++;
     const expectedSeq = prev === null ? 1 : prev.seq + 1;
     if (r.seq !== expectedSeq) {
-      return { ok: false, records: count, firstBad: r.seq, reason: `expected seq ${expectedSeq}, found ${r.seq} (a record is missing)` };
+      return {
+        ok: false,
+        records: count,
+        firstBad: r.seq,
+        reason: `expected seq ${expectedSeq}, found ${r.seq} (a record is missing)`,
+      };
     }
     const expectedPrev = prev === null ? GENESIS_HASH : prev.hash;
     if (r.prevHash !== expectedPrev) {
-      return { ok: false, records: count, firstBad: r.seq, reason: 'prevHash does not match the previous record' };
+      return {
+        ok: false,
+        records: count,
+        firstBad: r.seq,
+        reason: 'prevHash does not match the previous record',
+      };
     }
     if (hashRecord(r) !== r.hash) {
-      return { ok: false, records: count, firstBad: r.seq, reason: 'hash does not match the record contents' };
+      return {
+        ok: false,
+        records: count,
+        firstBad: r.seq,
+        reason: 'hash does not match the record contents',
+      };
     }
     prev = r;
   }

@@ -15,7 +15,11 @@ export function canAct(p: Principal, tenant: string | null): boolean {
 
 /** Refuses agents: they read only their own stream and write only their own reports. */
 export function requireHuman(p: Principal): void {
-  if (p.role === 'agent') throw new KillpathError('forbidden', 'agent tokens may only open their stream and send their own reports');
+  if (p.role === 'agent')
+    throw new KillpathError(
+      'forbidden',
+      'agent tokens may only open their stream and send their own reports',
+    );
 }
 
 /**

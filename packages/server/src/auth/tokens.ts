@@ -24,7 +24,11 @@ export interface TokenSpec {
  * Mints a token and stores its hash; the secret is returned once and never again.
  * @throws KillpathError `invalid_request` for a non-admin token for every tenant, or an agent name on a non-agent token.
  */
-export async function mintToken(store: Store, spec: TokenSpec, actor: string): Promise<{ secret: string; record: TokenRecord }> {
+export async function mintToken(
+  store: Store,
+  spec: TokenSpec,
+  actor: string,
+): Promise<{ secret: string; record: TokenRecord }> {
   if (spec.tenant === '*' && spec.role !== 'admin') {
     throw new KillpathError('invalid_request', 'only admin tokens may span every tenant (--tenant *)');
   }
@@ -36,11 +40,19 @@ export async function mintToken(store: Store, spec: TokenSpec, actor: string): P
   }
   const secret = newSecret();
   const id = `t_${randomUUID()}`;
-  const name = spec.name ?? `${spec.role}:${spec.tenant}${spec.agent ? `/${spec.agent}` : ''}:${id.slice(2, 10)}`;
+  const name =
+    spec.name ?? `${spec.role}:${spec.tenant}${spec.agent ? `/${spec.agent}` : ''}:${id.slice(2, 10)}`;
   const record = await store.createToken(
     { id, name, role: spec.role, tenant: spec.tenant, agent: spec.agent ?? null },
     hashSecret(secret),
-    [{ type: 'operator_action', actor, tenant: spec.tenant === '*' ? null : spec.tenant, data: { action: 'token.create', tokenId: id, name, role: spec.role, agent: spec.agent ?? null } }],
+    [
+      {
+        type: 'operator_action',
+        actor,
+        tenant: spec.tenant === '*' ? null : spec.tenant,
+        data: { action: 'token.create', tokenId: id, name, role: spec.role, agent: spec.agent ?? null },
+      },
+    ],
   );
   return { secret, record };
 }
@@ -70,7 +82,13 @@ export class Authenticator {
     if (hit) return hit;
     const rec = await this.#store.findToken(hash);
     if (!rec) throw new KillpathError('unauthenticated', 'unknown token');
-    const p: Principal = { tokenId: rec.id, name: rec.name, role: rec.role, tenant: rec.tenant, agent: rec.agent };
+    const p: Principal = {
+      tokenId: rec.id,
+      name: rec.name,
+      role: rec.role,
+      tenant: rec.tenant,
+      agent: rec.agent,
+    };
     this.#cache.set(hash, p);
     return p;
   }

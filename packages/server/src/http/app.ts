@@ -5,7 +5,18 @@ import { canSee, requireHuman, tenantFilter } from '../auth/policy.ts';
 import { mintToken, type Authenticator } from '../auth/tokens.ts';
 import type { ControlPlane } from '../control-plane.ts';
 import type { Logger } from '../log.ts';
-import { AckBody, AgentKillBody, HaltedBody, HeartbeatBody, IssueDirectiveBody, LauncherEventBody, ResumeBody, RunBody, StepBody, TokenBody } from './schemas.ts';
+import {
+  AckBody,
+  AgentKillBody,
+  HaltedBody,
+  HeartbeatBody,
+  IssueDirectiveBody,
+  LauncherEventBody,
+  ResumeBody,
+  RunBody,
+  StepBody,
+  TokenBody,
+} from './schemas.ts';
 import { openLauncherStream } from './launcher-route.ts';
 import { openStream } from './stream-route.ts';
 import { effectsRoutes } from './effects-routes.ts';
@@ -27,7 +38,12 @@ const SLOW_REQUEST_MS = 1000;
  * telemetry, policy and watchdog routes exist and heartbeats are answered with the worker's
  * settings (200); without, heartbeats answer 204.
  */
-export function createApp(cp: ControlPlane, auth: Authenticator, log: Logger, triggers?: Triggers): Hono<Env> {
+export function createApp(
+  cp: ControlPlane,
+  auth: Authenticator,
+  log: Logger,
+  triggers?: Triggers,
+): Hono<Env> {
   const app = new Hono<Env>();
 
   app.onError((err, c) => {
@@ -35,26 +51,46 @@ export function createApp(cp: ControlPlane, auth: Authenticator, log: Logger, tr
     log.error('unhandled error', { err: err instanceof Error ? err.stack : String(err), path: c.req.path });
     return c.json(toWire(err), 500);
   });
-  app.notFound((c) => wireError(c, new KillpathError('not_found', `no route for ${c.req.method} ${c.req.path}`)));
+  app.notFound((c) =>
+    wireError(c, new KillpathError('not_found', `no route for ${c.req.method} ${c.req.path}`)),
+  );
 
   app.use(async (c, next) => {
     const started = performance.now();
     await next();
     cp.metrics.requests.inc({ method: c.req.method, status: String(c.res.status) });
     const ms = performance.now() - started;
-    if (ms > SLOW_REQUEST_MS) log.warn('slow request', { method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(ms) });
+    if (ms > SLOW_REQUEST_MS)
+      log.warn('slow request', {
+        method: c.req.method,
+        path: c.req.path,
+        status: c.res.status,
+        ms: Math.round(ms),
+      });
   });
-  const tooLarge = (c: Context) => wireError(c, new KillpathError('payload_too_large', `request body exceeds ${BODY_LIMIT} bytes`));
+  const tooLarge = (c: Context) =>
+    wireError(c, new KillpathError('payload_too_large', `request body exceeds ${BODY_LIMIT} bytes`));
   const limit = bodyLimit({ maxSize: BODY_LIMIT, onError: tooLarge });
   const drillLimit = bodyLimit({
     maxSize: DRILL_BODY_LIMIT,
-    onError: (c) => wireError(c, new KillpathError('payload_too_large', `a rehearsal record exceeds ${DRILL_BODY_LIMIT} bytes (send fewer latency samples or timeline points)`)),
+    onError: (c) =>
+      wireError(
+        c,
+        new KillpathError(
+          'payload_too_large',
+          `a rehearsal record exceeds ${DRILL_BODY_LIMIT} bytes (send fewer latency samples or timeline points)`,
+        ),
+      ),
   });
   app.use((c, next) => {
     // Worker reports (a fleet's worth per flip) declare their length: check it on the Node request,
     // without building the WHATWG Request that hono's bodyLimit reads, which is most of a report's cost.
     const headers = c.env?.incoming?.headers;
-    if (headers?.['content-length'] !== undefined && headers['transfer-encoding'] === undefined && c.req.path.startsWith('/v1/workers/')) {
+    if (
+      headers?.['content-length'] !== undefined &&
+      headers['transfer-encoding'] === undefined &&
+      c.req.path.startsWith('/v1/workers/')
+    ) {
       return Number(headers['content-length']) > BODY_LIMIT ? Promise.resolve(tooLarge(c)) : next();
     }
     // Rehearsal records carry latency samples of a whole fleet: they get a larger limit of their own.
@@ -83,8 +119,14 @@ export function createApp(cp: ControlPlane, auth: Authenticator, log: Logger, tr
 
   app.post('/v1/directives', async (c) => {
     const b = await body(c, IssueDirectiveBody);
-    const r = await cp.issue(c.get('principal'), b, { idempotencyKey: c.req.header('idempotency-key'), via: 'api' });
-    return c.json({ directive: r.directive, created: r.created, converged: r.converged }, r.created ? 201 : 200);
+    const r = await cp.issue(c.get('principal'), b, {
+      idempotencyKey: c.req.header('idempotency-key'),
+      via: 'api',
+    });
+    return c.json(
+      { directive: r.directive, created: r.created, converged: r.converged },
+      r.created ? 201 : 200,
+    );
   });
 
   app.post('/v1/agents/:tenant/:agent/kill', async (c) => {
@@ -92,19 +134,30 @@ export function createApp(cp: ControlPlane, auth: Authenticator, log: Logger, tr
     const scope = `agent:${c.req.param('tenant')}/${c.req.param('agent')}`;
     const r = await cp.issue(
       c.get('principal'),
-      { level: 'kill', scope, reason: b.reason ?? 'operator kill', justification: b.justification, graceMs: b.graceMs },
+      {
+        level: 'kill',
+        scope,
+        reason: b.reason ?? 'operator kill',
+        justification: b.justification,
+        graceMs: b.graceMs,
+      },
       { idempotencyKey: c.req.header('idempotency-key'), via: 'api.agent-kill' },
     );
-    return c.json({ directive: r.directive, created: r.created, converged: r.converged }, r.created ? 201 : 200);
+    return c.json(
+      { directive: r.directive, created: r.created, converged: r.converged },
+      r.created ? 201 : 200,
+    );
   });
 
   app.get('/v1/directives', async (c) => {
     const p = c.get('principal');
     requireHuman(p);
     const q = c.req.query('active') ?? 'true';
-    if (!['true', 'false', 'all'].includes(q)) throw new KillpathError('invalid_request', 'active must be true, false or all');
+    if (!['true', 'false', 'all'].includes(q))
+      throw new KillpathError('invalid_request', 'active must be true, false or all');
     const limit = Number(c.req.query('limit') ?? 500);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 5000) throw new KillpathError('invalid_request', 'limit must be an integer from 1 to 5000');
+    if (!Number.isInteger(limit) || limit < 1 || limit > 5000)
+      throw new KillpathError('invalid_request', 'limit must be an integer from 1 to 5000');
     const directives = await cp.store.listDirectives({
       active: q === 'all' ? undefined : q === 'true',
       tenant: tenantFilter(p),
@@ -117,7 +170,8 @@ export function createApp(cp: ControlPlane, auth: Authenticator, log: Logger, tr
     const p = c.get('principal');
     requireHuman(p);
     const d = await cp.store.getDirective(c.req.param('id'));
-    if (!d || !canSee(p, d.tenant)) throw new KillpathError('not_found', `directive ${c.req.param('id')} not found`);
+    if (!d || !canSee(p, d.tenant))
+      throw new KillpathError('not_found', `directive ${c.req.param('id')} not found`);
     return c.json({ directive: d });
   });
 
@@ -147,7 +201,11 @@ export function createApp(cp: ControlPlane, auth: Authenticator, log: Logger, tr
     const p = c.get('principal');
     requireHuman(p);
     const tenant = tenantFilter(p);
-    return c.json({ alerts: cp.recentAlerts().filter((a) => tenant === undefined || a.tenant === null || a.tenant === tenant) });
+    return c.json({
+      alerts: cp
+        .recentAlerts()
+        .filter((a) => tenant === undefined || a.tenant === null || a.tenant === tenant),
+    });
   });
 
   app.get('/v1/fleet', (c) => {
@@ -160,7 +218,8 @@ export function createApp(cp: ControlPlane, auth: Authenticator, log: Logger, tr
     const p = c.get('principal');
     requireHuman(p);
     const run = await cp.store.getRun(c.req.param('id'));
-    if (!run || !canSee(p, run.tenant)) throw new KillpathError('not_found', `run ${c.req.param('id')} not found`);
+    if (!run || !canSee(p, run.tenant))
+      throw new KillpathError('not_found', `run ${c.req.param('id')} not found`);
     return c.json({ run });
   });
 
@@ -168,7 +227,12 @@ export function createApp(cp: ControlPlane, auth: Authenticator, log: Logger, tr
     const p = c.get('principal');
     const b = await body(c, RunBody);
     const who = requireWorker(cp, p, b.workerId);
-    const run = await cp.store.registerRun({ ...b, tenant: who.tenant, agent: who.agent, startedAt: new Date().toISOString() });
+    const run = await cp.store.registerRun({
+      ...b,
+      tenant: who.tenant,
+      agent: who.agent,
+      startedAt: new Date().toISOString(),
+    });
     if (run.tenant !== who.tenant) throw new KillpathError('conflict', `run id ${b.runId} is taken`);
     cp.fleet.addRun(b.workerId, { runId: run.runId, parentRunId: b.parentRunId, lineage: run.lineage });
     cp.workerSeen(b.workerId);
@@ -208,16 +272,26 @@ export function createApp(cp: ControlPlane, auth: Authenticator, log: Logger, tr
     requireHuman(p);
     const after = Number(c.req.query('after') ?? 0);
     const limit = Number(c.req.query('limit') ?? 200);
-    if (!Number.isInteger(after) || after < 0) throw new KillpathError('invalid_request', 'after must be a non-negative integer');
-    if (!Number.isInteger(limit) || limit < 1 || limit > 5000) throw new KillpathError('invalid_request', 'limit must be an integer from 1 to 5000');
+    if (!Number.isInteger(after) || after < 0)
+      throw new KillpathError('invalid_request', 'after must be a non-negative integer');
+    if (!Number.isInteger(limit) || limit < 1 || limit > 5000)
+      throw new KillpathError('invalid_request', 'limit must be an integer from 1 to 5000');
     const order = c.req.query('order') ?? 'asc';
-    if (order !== 'asc' && order !== 'desc') throw new KillpathError('invalid_request', 'order must be asc or desc');
+    if (order !== 'asc' && order !== 'desc')
+      throw new KillpathError('invalid_request', 'order must be asc or desc');
     const desc = order === 'desc';
     const typeText = c.req.query('type');
     const types = typeText === undefined ? undefined : typeText.split(',');
-    if (types !== undefined && !types.every((t) => /^[a-z_.]{1,64}$/.test(t))) throw new KillpathError('invalid_request', 'type must be a comma-separated list of event names');
+    if (types !== undefined && !types.every((t) => /^[a-z_.]{1,64}$/.test(t)))
+      throw new KillpathError('invalid_request', 'type must be a comma-separated list of event names');
     await cp.flushAudit();
-    const records = await cp.store.listAudit({ afterSeq: after, limit, tenant: tenantFilter(p), desc, ...(types ? { types } : {}) });
+    const records = await cp.store.listAudit({
+      afterSeq: after,
+      limit,
+      tenant: tenantFilter(p),
+      desc,
+      ...(types ? { types } : {}),
+    });
     return c.json({ records });
   });
 
@@ -241,4 +315,3 @@ export function createApp(cp: ControlPlane, auth: Authenticator, log: Logger, tr
 
   return app;
 }
-

@@ -24,20 +24,29 @@ export async function body<S extends z.ZodType>(c: Context, schema: S): Promise<
   if (!parsed.success) {
     const details = parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message }));
     const first = details[0];
-    throw new KillpathError('invalid_request', `invalid request body${first ? `: ${first.path || '(root)'}: ${first.message}` : ''}`, { details });
+    throw new KillpathError(
+      'invalid_request',
+      `invalid request body${first ? `: ${first.path || '(root)'}: ${first.message}` : ''}`,
+      { details },
+    );
   }
   return parsed.data;
 }
 
 /** A worker route's caller must be the agent the worker belongs to (or an admin). */
-export function requireWorker(cp: ControlPlane, p: Principal, workerId: string): { tenant: string; agent: string } {
+export function requireWorker(
+  cp: ControlPlane,
+  p: Principal,
+  workerId: string,
+): { tenant: string; agent: string } {
   const who = cp.fleet.identity(workerId);
-  const mine = (t: string, a: string) => p.role === 'admin' || (p.role === 'agent' && p.tenant === t && (p.agent === null || p.agent === a));
+  const mine = (t: string, a: string) =>
+    p.role === 'admin' || (p.role === 'agent' && p.tenant === t && (p.agent === null || p.agent === a));
   if (who) {
     if (!mine(who.tenant, who.agent)) throw new KillpathError('not_found', `worker ${workerId} not found`);
     return who;
   }
-  if (p.role !== 'agent' || p.agent === null) throw new KillpathError('not_found', `worker ${workerId} not found (open its stream first)`);
+  if (p.role !== 'agent' || p.agent === null)
+    throw new KillpathError('not_found', `worker ${workerId} not found (open its stream first)`);
   return { tenant: p.tenant, agent: p.agent };
 }
-

@@ -48,7 +48,9 @@ export function findConsoleDir(env: Record<string, string | undefined> = process
   const candidates: string[] = [];
   if (env.KILLPATH_CONSOLE_DIR) candidates.push(env.KILLPATH_CONSOLE_DIR);
   try {
-    candidates.push(join(dirname(fileURLToPath(import.meta.resolve('@killpath/console/package.json'))), 'dist'));
+    candidates.push(
+      join(dirname(fileURLToPath(import.meta.resolve('@killpath/console/package.json'))), 'dist'),
+    );
   } catch {
     // Not installed beside the server: try the checkout layout.
   }

@@ -36,10 +36,47 @@ const scenario = z.strictObject({
   effectsAfterFlip: z.strictObject({ read: count, write: count, irreversible: count }).nullable(),
   effectsAfterObserve: count.nullable(),
   queue: z.strictObject({ atFlip: count, afterWindow: count, discarded: count }).nullable(),
-  journal: z.strictObject({ intents: count, landed: count, failed: count, aborted: count, inDoubt: count, open: count, lost: count, compensations: count }).nullable(),
-  checks: z.array(z.strictObject({ name: name(200), ok: z.boolean(), kind: z.enum(['invariant', 'target', 'expectation']), detail: words(4000) })).max(500),
-  paths: z.array(z.strictObject({ path: name(200), state: z.enum(['worked', 'degraded', 'unreachable', 'not exercised']), detail: words(4000) })).max(50),
-  timeline: z.array(z.strictObject({ t: z.number().min(-1e10).max(1e10), class: z.enum(EFFECT_CLASSES), outcome: z.enum(['started', 'refused', 'aborted']) })).max(100_000).optional(),
+  journal: z
+    .strictObject({
+      intents: count,
+      landed: count,
+      failed: count,
+      aborted: count,
+      inDoubt: count,
+      open: count,
+      lost: count,
+      compensations: count,
+    })
+    .nullable(),
+  checks: z
+    .array(
+      z.strictObject({
+        name: name(200),
+        ok: z.boolean(),
+        kind: z.enum(['invariant', 'target', 'expectation']),
+        detail: words(4000),
+      }),
+    )
+    .max(500),
+  paths: z
+    .array(
+      z.strictObject({
+        path: name(200),
+        state: z.enum(['worked', 'degraded', 'unreachable', 'not exercised']),
+        detail: words(4000),
+      }),
+    )
+    .max(50),
+  timeline: z
+    .array(
+      z.strictObject({
+        t: z.number().min(-1e10).max(1e10),
+        class: z.enum(EFFECT_CLASSES),
+        outcome: z.enum(['started', 'refused', 'aborted']),
+      }),
+    )
+    .max(100_000)
+    .optional(),
   notes: z.array(words(4000)).max(100),
   remediation: words(16_000).nullable(),
 });
@@ -51,7 +88,14 @@ export const RehearsalBody = z
       name: name(200),
       digest,
       agents: z
-        .array(z.strictObject({ tenant: id, agent: id, level: z.number().int().min(1).max(5), cadenceDays: z.number().positive().max(3660) }))
+        .array(
+          z.strictObject({
+            tenant: id,
+            agent: id,
+            level: z.number().int().min(1).max(5),
+            cadenceDays: z.number().positive().max(3660),
+          }),
+        )
         .min(1)
         .max(1000),
     }),
@@ -63,11 +107,17 @@ export const RehearsalBody = z
     scenarios: z.array(scenario).max(200),
   })
   .superRefine((b, ctx) => {
-    if (Date.parse(b.finishedAt) < Date.parse(b.startedAt)) ctx.addIssue({ code: 'custom', path: ['finishedAt'], message: 'must not be before startedAt' });
+    if (Date.parse(b.finishedAt) < Date.parse(b.startedAt))
+      ctx.addIssue({ code: 'custom', path: ['finishedAt'], message: 'must not be before startedAt' });
     const seen = new Set<string>();
     b.spec.agents.forEach((a, i) => {
       const key = `${a.tenant}/${a.agent}`;
-      if (seen.has(key)) ctx.addIssue({ code: 'custom', path: ['spec', 'agents', i], message: `agent ${key} is listed twice` });
+      if (seen.has(key))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['spec', 'agents', i],
+          message: `agent ${key} is listed twice`,
+        });
       seen.add(key);
     });
   });
@@ -75,14 +125,19 @@ export const RehearsalBody = z
 function limitParam(text: string | undefined, fallback: number, max: number): number {
   if (text === undefined) return fallback;
   const n = Number(text);
-  if (text === '' || !Number.isInteger(n) || n < 1 || n > max) throw new KillpathError('invalid_request', `limit must be an integer from 1 to ${max}`);
+  if (text === '' || !Number.isInteger(n) || n < 1 || n > max)
+    throw new KillpathError('invalid_request', `limit must be an integer from 1 to ${max}`);
   return n;
 }
 
 function agentParam(text: string | undefined): { tenant: string; agent: string } | undefined {
   if (text === undefined) return undefined;
   const parts = text.split('/');
-  if (parts.length !== 2 || !parts.every(isIdentifier)) throw new KillpathError('invalid_request', 'agent must be TENANT/AGENT, each 1-128 characters of letters, digits and ._:@-');
+  if (parts.length !== 2 || !parts.every(isIdentifier))
+    throw new KillpathError(
+      'invalid_request',
+      'agent must be TENANT/AGENT, each 1-128 characters of letters, digits and ._:@-',
+    );
   return { tenant: parts[0]!, agent: parts[1]! };
 }
 
@@ -95,9 +150,11 @@ function agentParam(text: string | undefined): { tenant: string; agent: string }
 export function drillRoutes(app: Hono<Env>, cp: ControlPlane, now: () => number = Date.now): void {
   app.post('/v1/drills', async (c) => {
     const p = c.get('principal');
-    if (p.role !== 'admin' && p.role !== 'operator') throw new KillpathError('forbidden', `role ${p.role} may not record drills`);
+    if (p.role !== 'admin' && p.role !== 'operator')
+      throw new KillpathError('forbidden', `role ${p.role} may not record drills`);
     const b = await body(c, RehearsalBody);
-    for (const tenant of new Set(b.spec.agents.map((a) => a.tenant))) requireAct(p, tenant, `tenant ${tenant}`);
+    for (const tenant of new Set(b.spec.agents.map((a) => a.tenant)))
+      requireAct(p, tenant, `tenant ${tenant}`);
     const drill = await cp.store.recordDrill(b, p.name, (r) => drillRecordedEvents(r, p.name));
     cp.metrics.auditRecords.inc(new Set(b.spec.agents.map((a) => a.tenant)).size);
     return c.json({ drill }, 201);
@@ -109,10 +166,16 @@ export function drillRoutes(app: Hono<Env>, cp: ControlPlane, now: () => number 
     const limit = limitParam(c.req.query('limit'), 50, 500);
     const agent = agentParam(c.req.query('agent'));
     const before = c.req.query('before');
-    if (before !== undefined && !isIdentifier(before)) throw new KillpathError('invalid_request', 'before must be a drill id');
+    if (before !== undefined && !isIdentifier(before))
+      throw new KillpathError('invalid_request', 'before must be a drill id');
     const tenant = tenantFilter(p);
     if (agent !== undefined && tenant !== undefined && agent.tenant !== tenant) return c.json({ drills: [] });
-    const drills = await cp.store.listDrills({ limit, ...(tenant === undefined ? {} : { tenant }), ...(agent ? { agent } : {}), ...(before === undefined ? {} : { before }) });
+    const drills = await cp.store.listDrills({
+      limit,
+      ...(tenant === undefined ? {} : { tenant }),
+      ...(agent ? { agent } : {}),
+      ...(before === undefined ? {} : { before }),
+    });
     return c.json({ drills: drills.map((r) => scopedRecord(r, tenant)) });
   });
 
@@ -120,7 +183,11 @@ export function drillRoutes(app: Hono<Env>, cp: ControlPlane, now: () => number 
     const p = c.get('principal');
     requireHuman(p);
     const specDigest = c.req.query('specDigest');
-    if (specDigest !== undefined && !DIGEST.test(specDigest)) throw new KillpathError('invalid_request', 'specDigest must be 1-200 characters of letters, digits and :._+/=-');
+    if (specDigest !== undefined && !DIGEST.test(specDigest))
+      throw new KillpathError(
+        'invalid_request',
+        'specDigest must be 1-200 characters of letters, digits and :._+/=-',
+      );
     const tenant = tenantFilter(p);
     const [surfaces, last] = await Promise.all([cp.store.agentSurfaces(tenant), cp.store.lastDrills(tenant)]);
     return c.json({ agents: drillsDue({ surfaces, last, specDigest, now: now() }) });
@@ -131,7 +198,8 @@ export function drillRoutes(app: Hono<Env>, cp: ControlPlane, now: () => number 
     requireHuman(p);
     const tenant = tenantFilter(p);
     const r = await cp.store.getDrill(c.req.param('id'));
-    if (!r || (tenant !== undefined && !r.spec.agents.some((a) => a.tenant === tenant))) throw new KillpathError('not_found', `drill ${c.req.param('id')} not found`);
+    if (!r || (tenant !== undefined && !r.spec.agents.some((a) => a.tenant === tenant)))
+      throw new KillpathError('not_found', `drill ${c.req.param('id')} not found`);
     return c.json({ drill: scopedRecord(r, tenant) });
   });
 }

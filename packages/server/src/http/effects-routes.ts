@@ -15,7 +15,8 @@ export function effectsRoutes(app: Hono<Env>, cp: ControlPlane): void {
   const worker = (p: Principal, workerId: string): WorkerIdentity => requireWorker(cp, p, workerId);
   /** Permit ids are not tied to a worker id in the URL: the agent token's tenant scopes them. */
   const agentOnly = (p: Principal): WorkerIdentity => {
-    if (p.role !== 'agent' || p.agent === null) throw new KillpathError('forbidden', 'only agent tokens bound to an agent act on permits');
+    if (p.role !== 'agent' || p.agent === null)
+      throw new KillpathError('forbidden', 'only agent tokens bound to an agent act on permits');
     return { tenant: p.tenant, agent: p.agent };
   };
 
@@ -57,9 +58,18 @@ export function effectsRoutes(app: Hono<Env>, cp: ControlPlane): void {
     const p = c.get('principal');
     requireHuman(p);
     const run = await cp.store.getRun(c.req.param('id'));
-    if (!run || !canSee(p, run.tenant)) throw new KillpathError('not_found', `run ${c.req.param('id')} not found`);
+    if (!run || !canSee(p, run.tenant))
+      throw new KillpathError('not_found', `run ${c.req.param('id')} not found`);
     const l = await cp.store.ledger(run.runId);
-    const summary = { intended: l.effects.length, landed: 0, failed: 0, aborted: 0, cancelled: 0, inDoubt: 0, open: 0 };
+    const summary = {
+      intended: l.effects.length,
+      landed: 0,
+      failed: 0,
+      aborted: 0,
+      cancelled: 0,
+      inDoubt: 0,
+      open: 0,
+    };
     for (const e of l.effects) {
       if (e.status === 'landed') summary.landed++;
       else if (e.status === 'failed') summary.failed++;
@@ -76,7 +86,8 @@ export function effectsRoutes(app: Hono<Env>, cp: ControlPlane): void {
     requireHuman(p);
     const own = tenantFilter(p);
     const tenant = c.req.query('tenant');
-    if (tenant !== undefined && own !== undefined && tenant !== own) throw new KillpathError('not_found', `tenant ${tenant} not found`);
+    if (tenant !== undefined && own !== undefined && tenant !== own)
+      throw new KillpathError('not_found', `tenant ${tenant} not found`);
     const run = c.req.query('run');
     const entries = await cp.store.compensations({ tenant: tenant ?? own, ...(run ? { runId: run } : {}) });
     return c.json({ compensations: entries });

@@ -14,7 +14,11 @@ import type { Logger } from '../log.ts';
  * agent token of that tenant and agent (the launcher hands the same token to its agent), or an
  * admin token.
  */
-export function openLauncherStream(c: Context<{ Bindings: HttpBindings; Variables: { principal: Principal } }>, cp: ControlPlane, log: Logger): Response {
+export function openLauncherStream(
+  c: Context<{ Bindings: HttpBindings; Variables: { principal: Principal } }>,
+  cp: ControlPlane,
+  log: Logger,
+): Response {
   const p = c.get('principal');
   const launcherId = c.req.query('launcher') ?? '';
   const tenant = c.req.query('tenant') ?? '';
@@ -22,16 +26,34 @@ export function openLauncherStream(c: Context<{ Bindings: HttpBindings; Variable
   const run = c.req.query('run');
   const featuresText = c.req.query('features') ?? '';
   const features = featuresText === '' ? [] : featuresText.split(',');
-  for (const [name, v] of [['launcher', launcherId], ['tenant', tenant], ['agent', agent]] as const) {
-    if (!isIdentifier(v)) throw new KillpathError('invalid_request', `query parameter ${name} must be an identifier`);
+  for (const [name, v] of [
+    ['launcher', launcherId],
+    ['tenant', tenant],
+    ['agent', agent],
+  ] as const) {
+    if (!isIdentifier(v))
+      throw new KillpathError('invalid_request', `query parameter ${name} must be an identifier`);
   }
-  if (run !== undefined && !isIdentifier(run)) throw new KillpathError('invalid_request', 'query parameter run must be an identifier');
-  if (!features.every(isIdentifier)) throw new KillpathError('invalid_request', 'features must be a comma-separated list of identifiers');
-  const allowed = p.role === 'admin' || (p.role === 'agent' && p.tenant === tenant && (p.agent === null || p.agent === agent));
-  if (!allowed) throw new KillpathError('forbidden', `this token may not open a launcher stream for ${tenant}/${agent}`);
+  if (run !== undefined && !isIdentifier(run))
+    throw new KillpathError('invalid_request', 'query parameter run must be an identifier');
+  if (!features.every(isIdentifier))
+    throw new KillpathError('invalid_request', 'features must be a comma-separated list of identifiers');
+  const allowed =
+    p.role === 'admin' ||
+    (p.role === 'agent' && p.tenant === tenant && (p.agent === null || p.agent === agent));
+  if (!allowed)
+    throw new KillpathError('forbidden', `this token may not open a launcher stream for ${tenant}/${agent}`);
 
   const channel = openSse(c.env);
-  const sink: LauncherSink = { launcherId, tenant, agent, runId: run ?? null, features, write: channel.write, close: channel.close };
+  const sink: LauncherSink = {
+    launcherId,
+    tenant,
+    agent,
+    runId: run ?? null,
+    features,
+    write: channel.write,
+    close: channel.close,
+  };
   channel.onClose(() => {
     cp.launchers.detach(sink);
     log.info('launcher stream closed', { launcherId, tenant, agent });

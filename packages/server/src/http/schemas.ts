@@ -18,8 +18,13 @@ export const IssueDirectiveBody = z.strictObject({
   graceMs: z.number().int().min(0).max(3_600_000).optional(),
   drain: z.enum(['discard', 'drain']).optional(),
   memory: z.enum(['revert', 'commit']).optional(),
-  rate: z.strictObject({ perSecond: z.number().positive().max(1e6), per: z.enum(['run', 'agent']) }).optional(),
-  escalation: z.array(z.strictObject({ level: z.enum(LEVELS), afterMs: z.number().int().min(0).max(86_400_000) })).max(4).optional(),
+  rate: z
+    .strictObject({ perSecond: z.number().positive().max(1e6), per: z.enum(['run', 'agent']) })
+    .optional(),
+  escalation: z
+    .array(z.strictObject({ level: z.enum(LEVELS), afterMs: z.number().int().min(0).max(86_400_000) }))
+    .max(4)
+    .optional(),
   breakGlass: text(4000).optional(),
   tenant: id.optional(),
 });
@@ -42,7 +47,9 @@ export const ResumeBody = z.strictObject({
 export const StepBody = z.strictObject({
   direction: z.enum(['up', 'down']),
   justification: text(4000),
-  rate: z.strictObject({ perSecond: z.number().positive().max(1e6), per: z.enum(['run', 'agent']) }).optional(),
+  rate: z
+    .strictObject({ perSecond: z.number().positive().max(1e6), per: z.enum(['run', 'agent']) })
+    .optional(),
   breakGlass: text(4000).optional(),
 });
 export type StepBody = z.infer<typeof StepBody>;
@@ -52,7 +59,15 @@ export const LauncherEventBody = z.strictObject({
   events: z
     .array(
       z.strictObject({
-        type: z.enum(['process.started', 'process.killed', 'process.exited', 'process.isolated', 'process.released', 'process.restart_refused', 'egress.refused']),
+        type: z.enum([
+          'process.started',
+          'process.killed',
+          'process.exited',
+          'process.isolated',
+          'process.released',
+          'process.restart_refused',
+          'egress.refused',
+        ]),
         directiveId: z.string().max(200).nullable().optional(),
         pid: z.number().int().min(0).optional(),
         signal: z.string().max(20).nullable().optional(),
@@ -130,7 +145,10 @@ export const PermitBody = z.strictObject({
   capability: id,
   class: z.enum(['write', 'irreversible']),
   idempotencyKey: z.string().min(1).max(256).nullable(),
-  argsDigest: z.string().regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 hex digest').nullable(),
+  argsDigest: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 hex digest')
+    .nullable(),
   compensate: json.nullable(),
 });
 
@@ -143,11 +161,42 @@ export const OutcomeBody = z.strictObject({
 });
 
 const journalEvent = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('timer.cancelled'), runId: id, timer: z.enum(['timeout', 'interval', 'retry']), label: z.string().max(200).nullable(), dueAt: z.string().max(40), directiveId: z.string().max(200).nullable() }),
-  z.strictObject({ type: z.literal('queue.discarded'), runId: id.nullable(), queue: z.string().max(200), taskId: z.string().max(200), payload: z.unknown(), directiveId: z.string().max(200).nullable() }),
-  z.strictObject({ type: z.literal('queue.drained'), runId: id.nullable(), queue: z.string().max(200), taskId: z.string().max(200), outcome: z.enum(['completed', 'failed']), directiveId: z.string().max(200).nullable() }),
-  z.strictObject({ type: z.literal('memory.reverted'), runId: id, keys: z.array(z.string().max(500)).max(10_000), directiveId: z.string().max(200).nullable() }),
-  z.strictObject({ type: z.literal('memory.committed'), runId: id, keys: z.array(z.string().max(500)).max(10_000), directiveId: z.string().max(200).nullable() }),
+  z.strictObject({
+    type: z.literal('timer.cancelled'),
+    runId: id,
+    timer: z.enum(['timeout', 'interval', 'retry']),
+    label: z.string().max(200).nullable(),
+    dueAt: z.string().max(40),
+    directiveId: z.string().max(200).nullable(),
+  }),
+  z.strictObject({
+    type: z.literal('queue.discarded'),
+    runId: id.nullable(),
+    queue: z.string().max(200),
+    taskId: z.string().max(200),
+    payload: z.unknown(),
+    directiveId: z.string().max(200).nullable(),
+  }),
+  z.strictObject({
+    type: z.literal('queue.drained'),
+    runId: id.nullable(),
+    queue: z.string().max(200),
+    taskId: z.string().max(200),
+    outcome: z.enum(['completed', 'failed']),
+    directiveId: z.string().max(200).nullable(),
+  }),
+  z.strictObject({
+    type: z.literal('memory.reverted'),
+    runId: id,
+    keys: z.array(z.string().max(500)).max(10_000),
+    directiveId: z.string().max(200).nullable(),
+  }),
+  z.strictObject({
+    type: z.literal('memory.committed'),
+    runId: id,
+    keys: z.array(z.string().max(500)).max(10_000),
+    directiveId: z.string().max(200).nullable(),
+  }),
   z.strictObject({
     type: z.literal('effect.denied'),
     runId: id,
@@ -172,4 +221,8 @@ const journalEvent = z.discriminatedUnion('type', [
 export const JournalBody = z.strictObject({ workerId: id, events: z.array(journalEvent).max(5000) });
 
 /** Body of `POST /v1/runs/{id}/resume`. */
-export const ResumeRunBody = z.strictObject({ workerId: id, lineage: z.array(id).max(256), features: z.array(id).max(256) });
+export const ResumeRunBody = z.strictObject({
+  workerId: id,
+  lineage: z.array(id).max(256),
+  features: z.array(id).max(256),
+});

@@ -15,20 +15,33 @@ const MAX_BACKLOG = 1 << 20;
  * or an admin may open it. Writes go straight to the Node response: the delta for a flip is
  * written to every stream synchronously after the commit.
  */
-export async function openStream(c: Context<{ Bindings: HttpBindings; Variables: { principal: Principal } }>, cp: ControlPlane, log: Logger): Promise<Response> {
+export async function openStream(
+  c: Context<{ Bindings: HttpBindings; Variables: { principal: Principal } }>,
+  cp: ControlPlane,
+  log: Logger,
+): Promise<Response> {
   const p = c.get('principal');
   const workerId = c.req.query('worker') ?? '';
   const tenant = c.req.query('tenant') ?? '';
   const agent = c.req.query('agent') ?? '';
   const featuresText = c.req.query('features') ?? '';
   const features = featuresText === '' ? [] : featuresText.split(',');
-  for (const [name, v] of [['worker', workerId], ['tenant', tenant], ['agent', agent]] as const) {
-    if (!isIdentifier(v)) throw new KillpathError('invalid_request', `query parameter ${name} must be an identifier`);
+  for (const [name, v] of [
+    ['worker', workerId],
+    ['tenant', tenant],
+    ['agent', agent],
+  ] as const) {
+    if (!isIdentifier(v))
+      throw new KillpathError('invalid_request', `query parameter ${name} must be an identifier`);
   }
-  if (!features.every(isIdentifier)) throw new KillpathError('invalid_request', 'features must be a comma-separated list of identifiers');
-  const allowed = p.role === 'admin' || (p.role === 'agent' && p.tenant === tenant && (p.agent === null || p.agent === agent));
+  if (!features.every(isIdentifier))
+    throw new KillpathError('invalid_request', 'features must be a comma-separated list of identifiers');
+  const allowed =
+    p.role === 'admin' ||
+    (p.role === 'agent' && p.tenant === tenant && (p.agent === null || p.agent === agent));
   if (!allowed) {
-    if (p.role === 'agent') throw new KillpathError('forbidden', `this agent token may not open a stream for ${tenant}/${agent}`);
+    if (p.role === 'agent')
+      throw new KillpathError('forbidden', `this agent token may not open a stream for ${tenant}/${agent}`);
     throw new KillpathError('forbidden', 'only agent tokens open worker streams');
   }
   const known = cp.fleet.identity(workerId);
@@ -62,11 +75,20 @@ export async function openStream(c: Context<{ Bindings: HttpBindings; Variables:
  * writer: `write` returns false once unsent bytes exceed the backlog limit (the caller drops the
  * stream), `close` ends it, `onClose` runs once when the connection goes.
  */
-export function openSse(env: HttpBindings): { write(text: string): boolean; close(): void; onClose(fn: () => void): void } {
+export function openSse(env: HttpBindings): {
+  write(text: string): boolean;
+  close(): void;
+  onClose(fn: () => void): void;
+} {
   const res = env.outgoing;
   env.incoming.socket.setNoDelay(true);
   env.incoming.socket.setKeepAlive(true, 10_000);
-  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+  res.writeHead(200, {
+    'content-type': 'text/event-stream',
+    'cache-control': 'no-store',
+    connection: 'keep-alive',
+    'x-accel-buffering': 'no',
+  });
   let open = true;
   res.on('close', () => {
     open = false;

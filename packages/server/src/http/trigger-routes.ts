@@ -28,7 +28,9 @@ export const TelemetryBody = z.strictObject({
         anomalies: count,
         anomalyScore: z.number().min(-1e9).max(1e9),
         anomalyDetail: z.string().max(1000).nullable(),
-        localHalt: z.strictObject({ rule: z.enum(['loop_length', 'cost_cap']), value: z.number(), limit: z.number() }).nullable(),
+        localHalt: z
+          .strictObject({ rule: z.enum(['loop_length', 'cost_cap']), value: z.number(), limit: z.number() })
+          .nullable(),
       }),
     )
     .max(1000),
@@ -36,22 +38,34 @@ export const TelemetryBody = z.strictObject({
 
 /** Body of `POST /v1/policy`. */
 export const PolicyApplyBody = z.strictObject({
-  source: z.string().min(1).max(48 * 1024),
+  source: z
+    .string()
+    .min(1)
+    .max(48 * 1024),
   comment: z.string().max(2000).optional(),
   dryRun: z.boolean().optional(),
 });
 
 /** Body of `POST /v1/policy/rollback`. */
-export const PolicyRollbackBody = z.strictObject({ version: z.number().int().min(1), comment: z.string().min(1).max(2000) });
+export const PolicyRollbackBody = z.strictObject({
+  version: z.number().int().min(1),
+  comment: z.string().min(1).max(2000),
+});
 
-const watchdogId = z.string().regex(/^[A-Za-z0-9._:@-]{1,64}$/, 'a watchdog id is 1-64 letters, digits or ._:@-');
+const watchdogId = z
+  .string()
+  .regex(/^[A-Za-z0-9._:@-]{1,64}$/, 'a watchdog id is 1-64 letters, digits or ._:@-');
 
 /** Body of `POST /v1/watchdog/beat`. */
 export const WatchdogBeatBody = z.strictObject({ watchdog: watchdogId });
 /** Body of `POST /v1/watchdog/trip`. */
 export const WatchdogTripBody = z.strictObject({ watchdog: watchdogId, workerId: id });
 /** Body of `POST /v1/watchdog/alerts`. */
-export const WatchdogAlertBody = z.strictObject({ watchdog: watchdogId, kind: z.enum(['supervisor.absent', 'supervisor.recovered']), ageMs: z.number().min(0) });
+export const WatchdogAlertBody = z.strictObject({
+  watchdog: watchdogId,
+  kind: z.enum(['supervisor.absent', 'supervisor.recovered']),
+  ageMs: z.number().min(0),
+});
 
 function requireAdmin(p: Principal, what: string): void {
   if (p.role !== 'admin') throw new KillpathError('forbidden', `only admins ${what}`);
@@ -73,7 +87,8 @@ export function triggerRoutes(app: Hono<Env>, cp: ControlPlane, t: Triggers): vo
   app.get('/v1/policy', async (c) => {
     requireAdmin(c.get('principal'), 'read the policy');
     const q = c.req.query('version');
-    if (q !== undefined && !/^\d{1,9}$/.test(q)) throw new KillpathError('invalid_request', 'version must be a positive integer');
+    if (q !== undefined && !/^\d{1,9}$/.test(q))
+      throw new KillpathError('invalid_request', 'version must be a positive integer');
     const v = q === undefined ? t.policy.current : await t.policy.get(Number(q));
     if (v === null) throw new KillpathError('not_found', `policy version ${q} not found`);
     const isActive = v.version === t.policy.current.version;
@@ -81,14 +96,23 @@ export function triggerRoutes(app: Hono<Env>, cp: ControlPlane, t: Triggers): vo
     return c.json({
       ...v,
       active: isActive,
-      rules: (parsed.ok ? parsed.policy.rules : []).map((r) => ({ name: r.name, description: r.description, when: r.when, action: r.action, mode: r.mode, notify: r.notify, critical: r.critical })),
+      rules: (parsed.ok ? parsed.policy.rules : []).map((r) => ({
+        name: r.name,
+        description: r.description,
+        when: r.when,
+        action: r.action,
+        mode: r.mode,
+        notify: r.notify,
+        critical: r.critical,
+      })),
     });
   });
 
   app.get('/v1/policy/history', async (c) => {
     requireAdmin(c.get('principal'), 'read the policy');
     const limit = Number(c.req.query('limit') ?? 50);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new KillpathError('invalid_request', 'limit must be an integer from 1 to 1000');
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
+      throw new KillpathError('invalid_request', 'limit must be an integer from 1 to 1000');
     return c.json({ active: t.policy.current.version, versions: await t.policy.history(limit) });
   });
 

@@ -4,13 +4,33 @@ import { Environment } from '@marcbachmann/cel-js';
  * The counters the supervisor keeps per subject, in this order in every bucket. Names are the
  * CEL field names (`run.tool_errors`).
  */
-export const COUNTERS = ['steps', 'tokens', 'cost_usd', 'tool_calls', 'tool_errors', 'auth_denials', 'schema_violations', 'anomalies', 'revoked_denials'] as const;
+export const COUNTERS = [
+  'steps',
+  'tokens',
+  'cost_usd',
+  'tool_calls',
+  'tool_errors',
+  'auth_denials',
+  'schema_violations',
+  'anomalies',
+  'revoked_denials',
+] as const;
 
 /** One counter's name. */
 export type CounterName = (typeof COUNTERS)[number];
 
 /** Index of each counter in a bucket. */
-export const C = Object.freeze({ steps: 0, tokens: 1, cost_usd: 2, tool_calls: 3, tool_errors: 4, auth_denials: 5, schema_violations: 6, anomalies: 7, revoked_denials: 8 });
+export const C = Object.freeze({
+  steps: 0,
+  tokens: 1,
+  cost_usd: 2,
+  tool_calls: 3,
+  tool_errors: 4,
+  auth_denials: 5,
+  schema_violations: 6,
+  anomalies: 7,
+  revoked_denials: 8,
+});
 
 /** How many counters a bucket holds. */
 export const N_COUNTERS = COUNTERS.length;
@@ -201,24 +221,33 @@ export function windowMs(text: string): number {
   if (hit !== undefined) return hit;
   const m = DURATION.exec(text);
   const ms = m ? Number(m[1]) * UNIT_MS[m[2]!]! : Number.NaN;
-  if (!(ms > 0) || ms > MAX_WINDOW_MS) throw new Error(`window length "${text}" must be like 500ms, 60s, 5m or 1h, at most 1h`);
+  if (!(ms > 0) || ms > MAX_WINDOW_MS)
+    throw new Error(`window length "${text}" must be like 500ms, 60s, 5m or 1h, at most 1h`);
   if (parsed.size < 1000) parsed.set(text, ms);
   return ms;
 }
 
 /** Types, variables and functions every policy's rules share; a policy adds its `params`. */
 function baseEnvironment(): Environment {
-  return new Environment({ limits: { maxAstNodes: 500, maxDepth: 32, maxListElements: 100, maxMapEntries: 100, maxCallArguments: 8 } })
+  return new Environment({
+    limits: { maxAstNodes: 500, maxDepth: 32, maxListElements: 100, maxMapEntries: 100, maxCallArguments: 8 },
+  })
     .registerType('Subject', { ctor: CelSubject, fields: SUBJECT_FIELDS })
     .registerType('Window', { ctor: CelWindow, fields: WINDOW_FIELDS })
     .registerType('Limits', { ctor: CelLimits, fields: { max_steps: 'int', max_cost_usd: 'double' } })
     .registerVariable('run', 'Subject', { description: 'the run whose telemetry is evaluated' })
     .registerVariable('agent', 'Subject', { description: "the run's agent, over all its runs" })
     .registerVariable('tenant', 'Subject', { description: "the run's tenant, over all its agents" })
-    .registerVariable('limits', 'Limits', { description: "the run limits of the run's agent (policy section limits)" })
-    .registerFunction('window(Subject, string): Window', (s: CelSubject, d: string) => new CelWindow(s.source, windowMs(d)), {
-      description: 'the subject counters over the last duration, e.g. window(run, "60s").tool_error_rate',
-    });
+    .registerVariable('limits', 'Limits', {
+      description: "the run limits of the run's agent (policy section limits)",
+    })
+    .registerFunction(
+      'window(Subject, string): Window',
+      (s: CelSubject, d: string) => new CelWindow(s.source, windowMs(d)),
+      {
+        description: 'the subject counters over the last duration, e.g. window(run, "60s").tool_error_rate',
+      },
+    );
 }
 
 let base: Environment | null = null;

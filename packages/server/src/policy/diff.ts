@@ -11,12 +11,14 @@ const MAX_DIFF_CHARS = 32 * 1024;
 export function lineDiff(before: string, after: string): string {
   const a = before === '' ? [] : before.replace(/\n$/, '').split('\n');
   const b = after === '' ? [] : after.replace(/\n$/, '').split('\n');
-  if (a.length > 2000 || b.length > 2000) return clip([...a.map((l) => `-${l}`), ...b.map((l) => `+${l}`)].join('\n'));
+  if (a.length > 2000 || b.length > 2000)
+    return clip([...a.map((l) => `-${l}`), ...b.map((l) => `+${l}`)].join('\n'));
   const n = a.length;
   const m = b.length;
   const lcs: Uint16Array[] = Array.from({ length: n + 1 }, () => new Uint16Array(m + 1));
   for (let i = n - 1; i >= 0; i--) {
-    for (let j = m - 1; j >= 0; j--) lcs[i]![j] = a[i] === b[j] ? lcs[i + 1]![j + 1]! + 1 : Math.max(lcs[i + 1]![j]!, lcs[i]![j + 1]!);
+    for (let j = m - 1; j >= 0; j--)
+      lcs[i]![j] = a[i] === b[j] ? lcs[i + 1]![j + 1]! + 1 : Math.max(lcs[i + 1]![j]!, lcs[i]![j + 1]!);
   }
   const ops: { t: ' ' | '-' | '+'; line: string }[] = [];
   let i = 0;
@@ -51,11 +53,16 @@ export function lineDiff(before: string, after: string): string {
 }
 
 function clip(text: string): string {
-  return text.length <= MAX_DIFF_CHARS ? text : `${text.slice(0, MAX_DIFF_CHARS)}\n… (diff clipped at ${MAX_DIFF_CHARS} characters)`;
+  return text.length <= MAX_DIFF_CHARS
+    ? text
+    : `${text.slice(0, MAX_DIFF_CHARS)}\n… (diff clipped at ${MAX_DIFF_CHARS} characters)`;
 }
 
 /** Which rules a change added, removed or changed (by name), for the audit record and the CLI. */
-export function ruleChanges(before: CompiledPolicy | null, after: CompiledPolicy): { added: string[]; removed: string[]; changed: string[] } {
+export function ruleChanges(
+  before: CompiledPolicy | null,
+  after: CompiledPolicy,
+): { added: string[]; removed: string[]; changed: string[] } {
   const old = new Map((before?.rules ?? []).map((r) => [r.name, r.digest]));
   const now = new Map(after.rules.map((r) => [r.name, r.digest]));
   return {

@@ -35,7 +35,13 @@ export class PolicyDesk {
   #version: PolicyVersion;
   #policy: CompiledPolicy;
 
-  private constructor(store: Store, alerts: AlertSink, log: Logger, version: PolicyVersion, policy: CompiledPolicy) {
+  private constructor(
+    store: Store,
+    alerts: AlertSink,
+    log: Logger,
+    version: PolicyVersion,
+    policy: CompiledPolicy,
+  ) {
     this.#store = store;
     this.#alerts = alerts;
     this.#log = log;
@@ -48,23 +54,51 @@ export class PolicyDesk {
    * already is (so restarting with the same `--policy` file stores nothing new).
    * @throws KillpathError `invalid_request` when `file` does not validate
    */
-  static async open(store: Store, alerts: AlertSink, log: Logger, file?: { path: string; source: string }): Promise<PolicyDesk> {
+  static async open(
+    store: Store,
+    alerts: AlertSink,
+    log: Logger,
+    file?: { path: string; source: string },
+  ): Promise<PolicyDesk> {
     let v = await store.getPolicy();
     if (v === null) {
-      const system: Principal = { tokenId: 'killpath', name: 'killpath:default', role: 'admin', tenant: '*', agent: null };
-      v = await putVersion(store, system, DEFAULT_POLICY, compilePolicy(DEFAULT_POLICY), null, null, 'the default policy, installed on first start');
+      const system: Principal = {
+        tokenId: 'killpath',
+        name: 'killpath:default',
+        role: 'admin',
+        tenant: '*',
+        agent: null,
+      };
+      v = await putVersion(
+        store,
+        system,
+        DEFAULT_POLICY,
+        compilePolicy(DEFAULT_POLICY),
+        null,
+        null,
+        'the default policy, installed on first start',
+      );
     }
     let compiled: CompiledPolicy;
     try {
       compiled = compilePolicy(v.source);
     } catch (err) {
       // A stored version that no longer compiles (an older server accepted what this one refuses): fall back, loudly.
-      log.error('the active policy does not compile with this version; running the default policy until a valid one is applied', { version: v.version, err: (err as Error).message });
+      log.error(
+        'the active policy does not compile with this version; running the default policy until a valid one is applied',
+        { version: v.version, err: (err as Error).message },
+      );
       compiled = compilePolicy(DEFAULT_POLICY);
     }
     const desk = new PolicyDesk(store, alerts, log, v, compiled);
     if (file !== undefined) {
-      const who: Principal = { tokenId: 'serve', name: `serve --policy ${file.path}`.slice(0, 200), role: 'admin', tenant: '*', agent: null };
+      const who: Principal = {
+        tokenId: 'serve',
+        name: `serve --policy ${file.path}`.slice(0, 200),
+        role: 'admin',
+        tenant: '*',
+        agent: null,
+      };
       await desk.apply(who, file.source, { comment: `applied at startup from ${file.path}` });
     }
     return desk;
@@ -85,24 +119,64 @@ export class PolicyDesk {
    * `dryRun` validates and diffs without storing. An identical text stores nothing.
    * @throws KillpathError `invalid_request` (details: every problem found)
    */
-  async apply(p: Principal, source: string, opts: { comment?: string | null; dryRun?: boolean; rollbackOf?: number } = {}): Promise<ApplyResult> {
+  async apply(
+    p: Principal,
+    source: string,
+    opts: { comment?: string | null; dryRun?: boolean; rollbackOf?: number } = {},
+  ): Promise<ApplyResult> {
     const next = compilePolicy(source);
     const prev = this.#version;
     const diff = lineDiff(prev.source, source);
     const changes = ruleChanges(this.#policy, next);
-    const rules = next.rules.map((r) => ({ name: r.name, mode: r.mode, level: r.action.level, scope: r.action.scope }));
+    const rules = next.rules.map((r) => ({
+      name: r.name,
+      mode: r.mode,
+      level: r.action.level,
+      scope: r.action.scope,
+    }));
     const unchanged = next.digest === prev.digest && opts.rollbackOf === undefined;
-    if (opts.dryRun || unchanged) return { version: prev.version, created: false, dryRun: opts.dryRun ?? false, unchanged, diff, changes, rules };
-    const v = await putVersion(this.#store, p, source, next, prev, opts.rollbackOf ?? null, opts.comment ?? null, diff, changes);
+    if (opts.dryRun || unchanged)
+      return {
+        version: prev.version,
+        created: false,
+        dryRun: opts.dryRun ?? false,
+        unchanged,
+        diff,
+        changes,
+        rules,
+      };
+    const v = await putVersion(
+      this.#store,
+      p,
+      source,
+      next,
+      prev,
+      opts.rollbackOf ?? null,
+      opts.comment ?? null,
+      diff,
+      changes,
+    );
     this.#version = v;
     this.#policy = next;
-    this.#log.info('policy changed', { version: v.version, previous: prev.version, actor: p.name, ...changes });
+    this.#log.info('policy changed', {
+      version: v.version,
+      previous: prev.version,
+      actor: p.name,
+      ...changes,
+    });
     this.#alerts.notify({
       kind: 'policy.changed',
       summary: `policy v${v.version} applied by ${p.name}${opts.rollbackOf !== undefined ? ` (rollback to v${opts.rollbackOf})` : ''}: ${describe(changes)}`,
       tenant: null,
       directiveId: null,
-      details: { version: v.version, previous: prev.version, actor: p.name, comment: v.comment, rollbackOf: v.rollbackOf, ...changes },
+      details: {
+        version: v.version,
+        previous: prev.version,
+        actor: p.name,
+        comment: v.comment,
+        rollbackOf: v.rollbackOf,
+        ...changes,
+      },
     });
     return { version: v.version, created: true, dryRun: false, unchanged: false, diff, changes, rules };
   }
@@ -114,7 +188,11 @@ export class PolicyDesk {
   async rollback(p: Principal, version: number, comment: string): Promise<ApplyResult> {
     const old = await this.#store.getPolicy(version);
     if (old === null) throw new KillpathError('not_found', `policy version ${version} not found`);
-    if (old.digest === this.#version.digest) throw new KillpathError('conflict', `policy version ${version} has the same text as the active version ${this.#version.version}`);
+    if (old.digest === this.#version.digest)
+      throw new KillpathError(
+        'conflict',
+        `policy version ${version} has the same text as the active version ${this.#version.version}`,
+      );
     return this.apply(p, old.source, { comment, rollbackOf: version });
   }
 
@@ -163,6 +241,10 @@ async function putVersion(
 }
 
 function describe(c: { added: string[]; removed: string[]; changed: string[] }): string {
-  const parts = [c.added.length ? `added ${c.added.join(', ')}` : '', c.removed.length ? `removed ${c.removed.join(', ')}` : '', c.changed.length ? `changed ${c.changed.join(', ')}` : ''].filter(Boolean);
+  const parts = [
+    c.added.length ? `added ${c.added.join(', ')}` : '',
+    c.removed.length ? `removed ${c.removed.join(', ')}` : '',
+    c.changed.length ? `changed ${c.changed.join(', ')}` : '',
+  ].filter(Boolean);
   return parts.length ? parts.join('; ') : 'rules unchanged (limits, deadman or params may differ)';
 }

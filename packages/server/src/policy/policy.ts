@@ -1,7 +1,14 @@
 import { createHash } from 'node:crypto';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
-import { KillpathError, LEVELS, isIdentifier, type Level, type Rate, type RunLimits } from '@killpath/protocol';
+import {
+  KillpathError,
+  LEVELS,
+  isIdentifier,
+  type Level,
+  type Rate,
+  type RunLimits,
+} from '@killpath/protocol';
 import { checkLevel } from '../ladder.ts';
 import { policyEnvironment, windowMs, type ParamValue, type RuleContext } from './cel-env.ts';
 
@@ -18,7 +25,12 @@ export interface DeadmanSettings {
 }
 
 /** The deadman defaults: a heartbeat every 5 s, three missed trip it, the kill follows at once. */
-export const DEFAULT_DEADMAN: DeadmanSettings = Object.freeze({ enabled: true, intervalMs: 5000, missed: 3, killAfterMs: 0 });
+export const DEFAULT_DEADMAN: DeadmanSettings = Object.freeze({
+  enabled: true,
+  intervalMs: 5000,
+  missed: 3,
+  killAfterMs: 0,
+});
 
 /** What a rule does when it fires: a directive, at a scope relative to the run it evaluated. */
 export interface RuleAction {
@@ -73,7 +85,13 @@ export interface PolicyProblem {
 const ms = (max: number) => z.number().int().min(0).max(max);
 const agentKey = z.string().refine((k) => {
   const [t, a, ...rest] = k.split('/');
-  return rest.length === 0 && t !== undefined && a !== undefined && isIdentifier(t) && (a === '*' || isIdentifier(a));
+  return (
+    rest.length === 0 &&
+    t !== undefined &&
+    a !== undefined &&
+    isIdentifier(t) &&
+    (a === '*' || isIdentifier(a))
+  );
 }, 'keys are TENANT/AGENT or TENANT/*');
 
 const LimitsSpec = z.strictObject({
@@ -92,8 +110,14 @@ const ActionSpec = z.strictObject({
   level: z.enum(LEVELS),
   scope: z.enum(['run', 'agent', 'tenant']).default('run'),
   graceMs: ms(3_600_000).optional(),
-  capabilities: z.array(z.string().refine(isIdentifier, 'capabilities are identifiers')).min(1).max(64).optional(),
-  rate: z.strictObject({ perSecond: z.number().positive().max(1e6), per: z.enum(['run', 'agent']) }).optional(),
+  capabilities: z
+    .array(z.string().refine(isIdentifier, 'capabilities are identifiers'))
+    .min(1)
+    .max(64)
+    .optional(),
+  rate: z
+    .strictObject({ perSecond: z.number().positive().max(1e6), per: z.enum(['run', 'agent']) })
+    .optional(),
 });
 
 const RuleSpec = z.strictObject({
@@ -109,10 +133,19 @@ const RuleSpec = z.strictObject({
 const PolicySpec = z.strictObject({
   version: z.literal(1).optional(),
   description: z.string().max(4000).optional(),
-  params: z.record(z.string().regex(/^[a-z_][a-z0-9_]{0,63}$/, 'param names are lower_snake_case'), z.union([z.number(), z.string().max(1000), z.boolean()])).optional(),
+  params: z
+    .record(
+      z.string().regex(/^[a-z_][a-z0-9_]{0,63}$/, 'param names are lower_snake_case'),
+      z.union([z.number(), z.string().max(1000), z.boolean()]),
+    )
+    .optional(),
   rules: z.array(RuleSpec).max(200).default([]),
-  limits: z.strictObject({ default: LimitsSpec.optional(), agents: z.record(agentKey, LimitsSpec).optional() }).optional(),
-  deadman: z.strictObject({ default: DeadmanSpec.optional(), agents: z.record(agentKey, DeadmanSpec).optional() }).optional(),
+  limits: z
+    .strictObject({ default: LimitsSpec.optional(), agents: z.record(agentKey, LimitsSpec).optional() })
+    .optional(),
+  deadman: z
+    .strictObject({ default: DeadmanSpec.optional(), agents: z.record(agentKey, DeadmanSpec).optional() })
+    .optional(),
 });
 
 /** Largest policy source accepted, in bytes. */
@@ -125,16 +158,38 @@ const sha256 = (text: string) => createHash('sha256').update(text).digest('hex')
  * it against the rule variables (`run`, `agent`, `tenant`, `limits`, `params`, `window()`).
  * Returns every problem found, not only the first.
  */
-export function parsePolicy(source: string): { ok: true; policy: CompiledPolicy } | { ok: false; problems: PolicyProblem[] } {
-  if (Buffer.byteLength(source) > MAX_POLICY_BYTES) return { ok: false, problems: [{ path: '(file)', message: `a policy is at most ${MAX_POLICY_BYTES} bytes` }] };
+export function parsePolicy(
+  source: string,
+): { ok: true; policy: CompiledPolicy } | { ok: false; problems: PolicyProblem[] } {
+  if (Buffer.byteLength(source) > MAX_POLICY_BYTES)
+    return {
+      ok: false,
+      problems: [{ path: '(file)', message: `a policy is at most ${MAX_POLICY_BYTES} bytes` }],
+    };
   const doc = parseDocument(source, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
-    return { ok: false, problems: doc.errors.map((e) => ({ path: e.linePos ? `line ${e.linePos[0].line}` : '(yaml)', message: e.message.split('\n')[0]! })) };
+    return {
+      ok: false,
+      problems: doc.errors.map((e) => ({
+        path: e.linePos ? `line ${e.linePos[0].line}` : '(yaml)',
+        message: e.message.split('\n')[0]!,
+      })),
+    };
   }
   const raw: unknown = doc.toJS({ maxAliasCount: 100 }) ?? {};
   const spec = PolicySpec.safeParse(raw);
   if (!spec.success) {
-    return { ok: false, problems: spec.error.issues.map((i) => ({ path: i.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '') || '(root)', message: i.message })) };
+    return {
+      ok: false,
+      problems: spec.error.issues.map((i) => ({
+        path:
+          i.path
+            .map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`))
+            .join('')
+            .replace(/^\./, '') || '(root)',
+        message: i.message,
+      })),
+    };
   }
   const s = spec.data;
   const problems: PolicyProblem[] = [];
@@ -148,14 +203,26 @@ export function parsePolicy(source: string): { ok: true; policy: CompiledPolicy 
     if (names.has(r.name)) problems.push({ path: `${at}.name`, message: `duplicate rule name "${r.name}"` });
     names.add(r.name);
     try {
-      checkLevel({ level: r.action.level, rate: r.action.rate, capabilities: r.action.capabilities }, r.action.graceMs ?? 0, 0);
+      checkLevel(
+        { level: r.action.level, rate: r.action.rate, capabilities: r.action.capabilities },
+        r.action.graceMs ?? 0,
+        0,
+      );
     } catch (err) {
       problems.push({ path: `${at}.action`, message: (err as Error).message });
     }
-    if (r.action.level === 'isolate' && r.action.scope === 'run') problems.push({ path: `${at}.action.scope`, message: 'isolate acts on processes: use scope agent or tenant' });
+    if (r.action.level === 'isolate' && r.action.scope === 'run')
+      problems.push({
+        path: `${at}.action.scope`,
+        message: 'isolate acts on processes: use scope agent or tenant',
+      });
     const calls = r.when.match(/\bwindow\s*\(/g)?.length ?? 0;
     const literal = [...r.when.matchAll(/\bwindow\s*\(\s*(?:run|agent|tenant)\s*,\s*"([^"]*)"\s*\)/g)];
-    if (literal.length !== calls) problems.push({ path: `${at}.when`, message: 'window() takes a subject and a literal duration, e.g. window(run, "60s")' });
+    if (literal.length !== calls)
+      problems.push({
+        path: `${at}.when`,
+        message: 'window() takes a subject and a literal duration, e.g. window(run, "60s")',
+      });
     for (const m of literal) {
       try {
         retentionMs = Math.max(retentionMs, windowMs(m[1]!));
@@ -175,7 +242,10 @@ export function parsePolicy(source: string): { ok: true; policy: CompiledPolicy 
       return;
     }
     if (check.type !== 'bool') {
-      problems.push({ path: `${at}.when`, message: `must be a bool expression, this one is ${String(check.type)}` });
+      problems.push({
+        path: `${at}.when`,
+        message: `must be a bool expression, this one is ${String(check.type)}`,
+      });
       return;
     }
     const fn = env.parse(r.when);
@@ -197,7 +267,10 @@ export function parsePolicy(source: string): { ok: true; policy: CompiledPolicy 
     });
   });
   if (problems.length > 0) return { ok: false, problems };
-  const limitDefault: RunLimits = { maxSteps: s.limits?.default?.maxSteps ?? null, maxCostUsd: s.limits?.default?.maxCostUsd ?? null };
+  const limitDefault: RunLimits = {
+    maxSteps: s.limits?.default?.maxSteps ?? null,
+    maxCostUsd: s.limits?.default?.maxCostUsd ?? null,
+  };
   const limitAgents = s.limits?.agents ?? {};
   const deadDefault: DeadmanSettings = { ...DEFAULT_DEADMAN, ...definedOnly(s.deadman?.default ?? {}) };
   const deadAgents = s.deadman?.agents ?? {};
@@ -211,7 +284,10 @@ export function parsePolicy(source: string): { ok: true; policy: CompiledPolicy 
       params,
       rules,
       retentionMs,
-      minIntervalMs: Math.min(deadDefault.intervalMs, ...Object.values(deadAgents).map((d) => d.intervalMs ?? deadDefault.intervalMs)),
+      minIntervalMs: Math.min(
+        deadDefault.intervalMs,
+        ...Object.values(deadAgents).map((d) => d.intervalMs ?? deadDefault.intervalMs),
+      ),
       limitsFor(tenant, agent) {
         const key = `${tenant}/${agent}`;
         let hit = limitsCache.get(key);
@@ -247,7 +323,11 @@ export function compilePolicy(source: string): CompiledPolicy {
   const r = parsePolicy(source);
   if (r.ok) return r.policy;
   const first = r.problems[0]!;
-  throw new KillpathError('invalid_request', `invalid policy: ${first.path}: ${first.message}${r.problems.length > 1 ? ` (and ${r.problems.length - 1} more)` : ''}`, { details: r.problems });
+  throw new KillpathError(
+    'invalid_request',
+    `invalid policy: ${first.path}: ${first.message}${r.problems.length > 1 ? ` (and ${r.problems.length - 1} more)` : ''}`,
+    { details: r.problems },
+  );
 }
 
 function definedOnly<T extends object>(o: T): Partial<T> {

@@ -4,7 +4,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { DatabaseSync } from 'node:sqlite';
-import type { AuditRecord, DrilledAgent, RehearsalInput, RehearsalRecord, ScenarioResult } from '@killpath/protocol';
+import type {
+  AuditRecord,
+  DrilledAgent,
+  RehearsalInput,
+  RehearsalRecord,
+  ScenarioResult,
+} from '@killpath/protocol';
 import type { AuditEvent } from '../audit/chain.ts';
 import type { AgentSurface, DrillQuery, LastDrill } from './store.ts';
 
@@ -82,13 +88,27 @@ export function withoutTimelines(scenarios: readonly ScenarioResult[]): Scenario
   return scenarios.map(({ timeline: _timeline, ...s }) => s);
 }
 
-export function recordDrill(ctx: DrillsContext, input: RehearsalInput, recordedBy: string, audit: (r: Omit<RehearsalRecord, 'auditSeq'>) => AuditEvent[]): Promise<RehearsalRecord> {
+export function recordDrill(
+  ctx: DrillsContext,
+  input: RehearsalInput,
+  recordedBy: string,
+  audit: (r: Omit<RehearsalRecord, 'auditSeq'>) => AuditEvent[],
+): Promise<RehearsalRecord> {
   return ctx.tx(() => {
     const base: Omit<RehearsalRecord, 'auditSeq'> = {
       id: `dr_${randomUUID()}`,
       recordedAt: new Date().toISOString(),
       recordedBy,
-      spec: { name: input.spec.name, digest: input.spec.digest, agents: input.spec.agents.map((a) => ({ tenant: a.tenant, agent: a.agent, level: a.level, cadenceDays: a.cadenceDays })) },
+      spec: {
+        name: input.spec.name,
+        digest: input.spec.digest,
+        agents: input.spec.agents.map((a) => ({
+          tenant: a.tenant,
+          agent: a.agent,
+          level: a.level,
+          cadenceDays: a.cadenceDays,
+        })),
+      },
       mode: input.mode,
       compact: input.compact,
       startedAt: input.startedAt,
@@ -99,8 +119,10 @@ export function recordDrill(ctx: DrillsContext, input: RehearsalInput, recordedB
     const appended = ctx.audit(audit(base));
     const auditSeq = (appended.find((r) => r.type === 'drill.recorded') ?? appended[0])?.seq ?? 0;
     ctx.db
-      .prepare(`INSERT INTO drills (id, recorded_at, recorded_by, spec_name, spec_digest, mode, compact, result, started_at, finished_at, agents, scenarios, audit_seq)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+      .prepare(
+        `INSERT INTO drills (id, recorded_at, recorded_by, spec_name, spec_digest, mode, compact, result, started_at, finished_at, agents, scenarios, audit_seq)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
       .run(
         base.id,
         base.recordedAt,
@@ -158,20 +180,44 @@ export function lastDrills(ctx: DrillsContext, tenant?: string): LastDrill[] {
        ${tenant === undefined ? '' : `WHERE json_extract(a.value, '$.tenant') = ?`}
        ORDER BY d.finished_at DESC, d.seq DESC`,
     )
-    .all(...(tenant === undefined ? [] : [tenant])) as { id: string; finished_at: string; result: string; spec_digest: string; agent: string }[];
+    .all(...(tenant === undefined ? [] : [tenant])) as {
+    id: string;
+    finished_at: string;
+    result: string;
+    spec_digest: string;
+    agent: string;
+  }[];
   const out = new Map<string, LastDrill>();
   for (const r of rows) {
     const a = JSON.parse(r.agent) as DrilledAgent;
     const key = `${a.tenant}/${a.agent}`;
     if (out.has(key)) continue;
-    out.set(key, { tenant: a.tenant, agent: a.agent, level: a.level, cadenceDays: a.cadenceDays, drillId: r.id, finishedAt: r.finished_at, result: r.result as LastDrill['result'], specDigest: r.spec_digest });
+    out.set(key, {
+      tenant: a.tenant,
+      agent: a.agent,
+      level: a.level,
+      cadenceDays: a.cadenceDays,
+      drillId: r.id,
+      finishedAt: r.finished_at,
+      result: r.result as LastDrill['result'],
+      specDigest: r.spec_digest,
+    });
   }
   return [...out.values()];
 }
 
-export function noteCapabilities(ctx: DrillsContext, tenant: string, agent: string, caps: readonly string[], at: Date, audit?: (added: string[]) => AuditEvent[]): Promise<string[]> {
+export function noteCapabilities(
+  ctx: DrillsContext,
+  tenant: string,
+  agent: string,
+  caps: readonly string[],
+  at: Date,
+  audit?: (added: string[]) => AuditEvent[],
+): Promise<string[]> {
   return ctx.tx(() => {
-    const insert = ctx.db.prepare('INSERT OR IGNORE INTO agent_capabilities (tenant, agent, capability, first_seen_at) VALUES (?, ?, ?, ?)');
+    const insert = ctx.db.prepare(
+      'INSERT OR IGNORE INTO agent_capabilities (tenant, agent, capability, first_seen_at) VALUES (?, ?, ?, ?)',
+    );
     const seenAt = at.toISOString();
     const added: string[] = [];
     for (const cap of [...new Set(caps)].sort()) {
@@ -190,12 +236,19 @@ export function agentSurfaces(ctx: DrillsContext, tenant?: string): AgentSurface
        UNION ALL SELECT DISTINCT tenant, agent, NULL, NULL FROM runs ${filter}
        ORDER BY tenant, agent, capability`,
     )
-    .all(...(tenant === undefined ? [] : [tenant, tenant])) as { tenant: string; agent: string; capability: string | null; first_seen_at: string | null }[];
+    .all(...(tenant === undefined ? [] : [tenant, tenant])) as {
+    tenant: string;
+    agent: string;
+    capability: string | null;
+    first_seen_at: string | null;
+  }[];
   const out: AgentSurface[] = [];
   for (const r of rows) {
     let last = out.at(-1);
-    if (last === undefined || last.tenant !== r.tenant || last.agent !== r.agent) out.push((last = { tenant: r.tenant, agent: r.agent, capabilities: [] }));
-    if (r.capability !== null && r.first_seen_at !== null) last.capabilities.push({ capability: r.capability, firstSeenAt: r.first_seen_at });
+    if (last === undefined || last.tenant !== r.tenant || last.agent !== r.agent)
+      out.push((last = { tenant: r.tenant, agent: r.agent, capabilities: [] }));
+    if (r.capability !== null && r.first_seen_at !== null)
+      last.capabilities.push({ capability: r.capability, firstSeenAt: r.first_seen_at });
   }
   return out;
 }

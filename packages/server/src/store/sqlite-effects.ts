@@ -124,16 +124,23 @@ function response(r: PermitRow, replay: boolean) {
       coolOffMs: r.cool_off_ms,
     },
     replay,
-    ...(replay && r.status === 'landed' && r.result !== null ? { result: JSON.parse(r.result) as unknown } : {}),
+    ...(replay && r.status === 'landed' && r.result !== null
+      ? { result: JSON.parse(r.result) as unknown }
+      : {}),
   };
 }
 
 /** The highest-level active stop directive covering this capability of the run, if any. */
-export function coveringStop(directives: Directive[], run: RunIdentity, capability: string | null): Directive | null {
+export function coveringStop(
+  directives: Directive[],
+  run: RunIdentity,
+  capability: string | null,
+): Directive | null {
   let top: Directive | null = null;
   for (const d of directives) {
     if (!isStopLevel(d.level)) continue;
-    const hit = capability === null ? coversRun(d, run) && d.capabilities === null : coversEffect(d, run, capability);
+    const hit =
+      capability === null ? coversRun(d, run) && d.capabilities === null : coversEffect(d, run, capability);
     if (hit && (top === null || levelRank(d.level) > levelRank(top.level))) top = d;
   }
   return top;
@@ -144,17 +151,30 @@ export function coveringStop(directives: Directive[], run: RunIdentity, capabili
  * a covering stop (run-wide or narrowed to the capability), a covering isolate, a degrade that
  * makes the run read-only or revokes the capability.
  */
-export function coveringRefusal(directives: Directive[], run: RunIdentity, capability: string): Directive | null {
+export function coveringRefusal(
+  directives: Directive[],
+  run: RunIdentity,
+  capability: string,
+): Directive | null {
   let top: Directive | null = null;
   for (const d of directives) {
     if (d.level === 'throttle') continue;
-    const hit = d.level === 'isolate' || (d.level === 'degrade' && d.capabilities === null) ? coversRun(d, run) : coversEffect(d, run, capability);
+    const hit =
+      d.level === 'isolate' || (d.level === 'degrade' && d.capabilities === null)
+        ? coversRun(d, run)
+        : coversEffect(d, run, capability);
     if (hit && (top === null || levelRank(d.level) > levelRank(top.level))) top = d;
   }
   return top;
 }
 
-const identity = (r: { tenant: string; agent: string; runId: string; lineage: readonly string[]; features: readonly string[] }): RunIdentity => ({
+const identity = (r: {
+  tenant: string;
+  agent: string;
+  runId: string;
+  lineage: readonly string[];
+  features: readonly string[];
+}): RunIdentity => ({
   tenant: r.tenant,
   agent: r.agent,
   runId: r.runId,
@@ -168,7 +188,8 @@ export function grantPermits(ctx: EffectsContext, requests: PermitGrant[]): Prom
     const rev = ctx.rev();
     const active = ctx.activeDirectives();
     const byKey = ctx.db.prepare('SELECT * FROM permits WHERE run_id = ? AND idempotency_key = ?');
-    const insert = ctx.db.prepare(`INSERT INTO permits (id, rev, run_id, tenant, agent, worker_id, capability, class, idempotency_key,
+    const insert = ctx.db
+      .prepare(`INSERT INTO permits (id, rev, run_id, tenant, agent, worker_id, capability, class, idempotency_key,
       args_digest, compensate, status, cool_off_ms, confirm_after, lineage, features, intended_at)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
     const byId = ctx.db.prepare('SELECT * FROM permits WHERE id = ?');
@@ -182,12 +203,24 @@ export function grantPermits(ctx: EffectsContext, requests: PermitGrant[]): Prom
             out.push({ kind: 'conflict', message: `run ${q.runId} belongs to another tenant` });
           } else if (prior.status === 'landed') {
             out.push({ kind: 'granted', response: response(prior, true) });
-          } else if (prior.status === 'granted' || prior.status === 'cooling_off' || prior.status === 'in_doubt') {
+          } else if (
+            prior.status === 'granted' ||
+            prior.status === 'cooling_off' ||
+            prior.status === 'in_doubt'
+          ) {
             // The effect may have run: at most once means refuse until someone reconciles.
-            ctx.db.prepare(`UPDATE permits SET status = 'in_doubt' WHERE id = ? AND status = 'granted'`).run(prior.id);
-            out.push({ kind: 'conflict', message: `effect ${q.idempotencyKey} of run ${q.runId} was started before without an outcome (in doubt); reconcile it from the journal` });
+            ctx.db
+              .prepare(`UPDATE permits SET status = 'in_doubt' WHERE id = ? AND status = 'granted'`)
+              .run(prior.id);
+            out.push({
+              kind: 'conflict',
+              message: `effect ${q.idempotencyKey} of run ${q.runId} was started before without an outcome (in doubt); reconcile it from the journal`,
+            });
           } else {
-            out.push({ kind: 'conflict', message: `effect ${q.idempotencyKey} of run ${q.runId} already ended ${prior.status}; use a new idempotency key to try again` });
+            out.push({
+              kind: 'conflict',
+              message: `effect ${q.idempotencyKey} of run ${q.runId} already ended ${prior.status}; use a new idempotency key to try again`,
+            });
           }
           continue;
         }
@@ -225,7 +258,17 @@ export function grantPermits(ctx: EffectsContext, requests: PermitGrant[]): Prom
         type: 'effect.intent',
         actor: `worker:${q.workerId}`,
         tenant: q.tenant,
-        data: { permitId: id, rev, runId: q.runId, agent: q.agent, capability: q.capability, class: q.class, idempotencyKey: q.idempotencyKey, argsDigest: q.argsDigest, coolOffMs: cooling ? q.coolOffMs : 0 },
+        data: {
+          permitId: id,
+          rev,
+          runId: q.runId,
+          agent: q.agent,
+          capability: q.capability,
+          class: q.class,
+          idempotencyKey: q.idempotencyKey,
+          argsDigest: q.argsDigest,
+          coolOffMs: cooling ? q.coolOffMs : 0,
+        },
       });
     }
     ctx.audit(events);
@@ -234,19 +277,48 @@ export function grantPermits(ctx: EffectsContext, requests: PermitGrant[]): Prom
 }
 
 /** See {@link Store.confirmPermit}. */
-export function confirmPermit(ctx: EffectsContext, id: string, tenant: string, now: Date): Promise<PermitDecision> {
+export function confirmPermit(
+  ctx: EffectsContext,
+  id: string,
+  tenant: string,
+  now: Date,
+): Promise<PermitDecision> {
   return ctx.tx(() => {
-    const row = ctx.db.prepare('SELECT * FROM permits WHERE id = ? AND tenant = ?').get(id, tenant) as PermitRow | undefined;
+    const row = ctx.db.prepare('SELECT * FROM permits WHERE id = ? AND tenant = ?').get(id, tenant) as
+      PermitRow | undefined;
     if (!row) return { kind: 'not_found' };
-    if (row.status !== 'cooling_off') return { kind: 'conflict', message: `permit ${id} is ${row.status}, not cooling off` };
+    if (row.status !== 'cooling_off')
+      return { kind: 'conflict', message: `permit ${id} is ${row.status}, not cooling off` };
     if (row.confirm_after !== null && now.getTime() < Date.parse(row.confirm_after)) {
       return { kind: 'conflict', message: `permit ${id} is cooling off until ${row.confirm_after}` };
     }
-    const run = { tenant: row.tenant, agent: row.agent, runId: row.run_id, lineage: JSON.parse(row.lineage) as string[], features: JSON.parse(row.features) as string[] };
+    const run = {
+      tenant: row.tenant,
+      agent: row.agent,
+      runId: row.run_id,
+      lineage: JSON.parse(row.lineage) as string[],
+      features: JSON.parse(row.features) as string[],
+    };
     const stop = coveringRefusal(ctx.activeDirectives(), run, row.capability);
     if (stop) {
-      ctx.db.prepare(`UPDATE permits SET status = 'cancelled', settled_at = ?, error = ? WHERE id = ?`).run(now.toISOString(), `halted during cool-off by ${stop.id}`, id);
-      ctx.audit([{ type: 'effect.aborted', actor: `worker:${row.worker_id}`, tenant: row.tenant, data: { permitId: id, runId: row.run_id, capability: row.capability, class: row.class, reason: 'halted during cool-off', directiveId: stop.id } }]);
+      ctx.db
+        .prepare(`UPDATE permits SET status = 'cancelled', settled_at = ?, error = ? WHERE id = ?`)
+        .run(now.toISOString(), `halted during cool-off by ${stop.id}`, id);
+      ctx.audit([
+        {
+          type: 'effect.aborted',
+          actor: `worker:${row.worker_id}`,
+          tenant: row.tenant,
+          data: {
+            permitId: id,
+            runId: row.run_id,
+            capability: row.capability,
+            class: row.class,
+            reason: 'halted during cool-off',
+            directiveId: stop.id,
+          },
+        },
+      ]);
       return { kind: 'halted', directive: stop, rev: ctx.rev() };
     }
     ctx.db.prepare(`UPDATE permits SET status = 'granted', rev = ? WHERE id = ?`).run(ctx.rev(), id);
@@ -254,26 +326,50 @@ export function confirmPermit(ctx: EffectsContext, id: string, tenant: string, n
   });
 }
 
-const OUTCOME_EVENT = { landed: 'effect.landed', failed: 'effect.failed', aborted: 'effect.aborted' } as const;
+const OUTCOME_EVENT = {
+  landed: 'effect.landed',
+  failed: 'effect.failed',
+  aborted: 'effect.aborted',
+} as const;
 
 /** See {@link Store.settlePermit}. */
-export function settlePermit(ctx: EffectsContext, id: string, tenant: string, outcome: PermitOutcome): Promise<LedgerEntry | null> {
+export function settlePermit(
+  ctx: EffectsContext,
+  id: string,
+  tenant: string,
+  outcome: PermitOutcome,
+): Promise<LedgerEntry | null> {
   return ctx.tx(() => {
-    const row = ctx.db.prepare('SELECT * FROM permits WHERE id = ? AND tenant = ?').get(id, tenant) as PermitRow | undefined;
+    const row = ctx.db.prepare('SELECT * FROM permits WHERE id = ? AND tenant = ?').get(id, tenant) as
+      PermitRow | undefined;
     if (!row) return null;
-    const open = row.status === 'granted' || row.status === 'in_doubt' || (row.status === 'cooling_off' && outcome.status === 'aborted');
+    const open =
+      row.status === 'granted' ||
+      row.status === 'in_doubt' ||
+      (row.status === 'cooling_off' && outcome.status === 'aborted');
     if (!open) return toLedger(row); // already settled: the first outcome wins
     const now = new Date().toISOString();
-    const result = outcome.status === 'landed' && outcome.result !== undefined ? JSON.stringify(outcome.result) : null;
+    const result =
+      outcome.status === 'landed' && outcome.result !== undefined ? JSON.stringify(outcome.result) : null;
     ctx.db
-      .prepare('UPDATE permits SET status = ?, result = ?, error = ?, after_abort = ?, settled_at = ? WHERE id = ?')
+      .prepare(
+        'UPDATE permits SET status = ?, result = ?, error = ?, after_abort = ?, settled_at = ? WHERE id = ?',
+      )
       .run(outcome.status, result, outcome.error ?? null, outcome.afterAbort ? 1 : 0, now, id);
     ctx.audit([
       {
         type: OUTCOME_EVENT[outcome.status],
         actor: `worker:${row.worker_id}`,
         tenant: row.tenant,
-        data: { permitId: id, runId: row.run_id, capability: row.capability, class: row.class, idempotencyKey: row.idempotency_key, afterAbort: outcome.afterAbort ?? false, ...(outcome.error ? { error: outcome.error } : {}) },
+        data: {
+          permitId: id,
+          runId: row.run_id,
+          capability: row.capability,
+          class: row.class,
+          idempotencyKey: row.idempotency_key,
+          afterAbort: outcome.afterAbort ?? false,
+          ...(outcome.error ? { error: outcome.error } : {}),
+        },
       },
     ]);
     return toLedger(ctx.db.prepare('SELECT * FROM permits WHERE id = ?').get(id) as unknown as PermitRow);
@@ -281,34 +377,60 @@ export function settlePermit(ctx: EffectsContext, id: string, tenant: string, ou
 }
 
 /** See {@link Store.markInDoubt}. */
-export function markInDoubt(ctx: EffectsContext, workerIds: string[], reason: string): Promise<LedgerEntry[]> {
+export function markInDoubt(
+  ctx: EffectsContext,
+  workerIds: string[],
+  reason: string,
+): Promise<LedgerEntry[]> {
   if (workerIds.length === 0) return Promise.resolve([]);
   return ctx.tx(() => {
     const marks = workerIds.map(() => '?').join(', ');
-    const rows = ctx.db.prepare(`SELECT * FROM permits WHERE worker_id IN (${marks}) AND status IN ('granted', 'cooling_off')`).all(...workerIds) as unknown as PermitRow[];
+    const rows = ctx.db
+      .prepare(`SELECT * FROM permits WHERE worker_id IN (${marks}) AND status IN ('granted', 'cooling_off')`)
+      .all(...workerIds) as unknown as PermitRow[];
     if (rows.length === 0) return [];
     const now = new Date().toISOString();
     // A granted effect may have run: nobody knows. A cooling-off one was never confirmed, so it never ran.
-    const inDoubt = ctx.db.prepare(`UPDATE permits SET status = 'in_doubt', error = ?, settled_at = ? WHERE id = ? AND status = 'granted'`);
-    const cancelled = ctx.db.prepare(`UPDATE permits SET status = 'cancelled', error = ?, settled_at = ? WHERE id = ? AND status = 'cooling_off'`);
+    const inDoubt = ctx.db.prepare(
+      `UPDATE permits SET status = 'in_doubt', error = ?, settled_at = ? WHERE id = ? AND status = 'granted'`,
+    );
+    const cancelled = ctx.db.prepare(
+      `UPDATE permits SET status = 'cancelled', error = ?, settled_at = ? WHERE id = ? AND status = 'cooling_off'`,
+    );
     for (const r of rows) (r.status === 'granted' ? inDoubt : cancelled).run(reason, now, r.id);
     ctx.audit(
       rows.map((r) => ({
         type: r.status === 'granted' ? 'effect.in_doubt' : 'effect.cancelled',
         actor: `worker:${r.worker_id}`,
         tenant: r.tenant,
-        data: { permitId: r.id, runId: r.run_id, capability: r.capability, class: r.class, idempotencyKey: r.idempotency_key, reason },
+        data: {
+          permitId: r.id,
+          runId: r.run_id,
+          capability: r.capability,
+          class: r.class,
+          idempotencyKey: r.idempotency_key,
+          reason,
+        },
       })),
     );
-    return rows.map((r) => toLedger(ctx.db.prepare('SELECT * FROM permits WHERE id = ?').get(r.id) as unknown as PermitRow));
+    return rows.map((r) =>
+      toLedger(ctx.db.prepare('SELECT * FROM permits WHERE id = ?').get(r.id) as unknown as PermitRow),
+    );
   });
 }
 
 /** See {@link Store.appendJournal}. */
-export function appendJournal(ctx: EffectsContext, tenant: string, workerId: string, events: JournalEvent[]): Promise<void> {
+export function appendJournal(
+  ctx: EffectsContext,
+  tenant: string,
+  workerId: string,
+  events: JournalEvent[],
+): Promise<void> {
   if (events.length === 0) return Promise.resolve();
   return ctx.tx(() => {
-    const insert = ctx.db.prepare('INSERT INTO journal (run_id, tenant, worker_id, type, at, data) VALUES (?, ?, ?, ?, ?, ?)');
+    const insert = ctx.db.prepare(
+      'INSERT INTO journal (run_id, tenant, worker_id, type, at, data) VALUES (?, ?, ?, ?, ?, ?)',
+    );
     const at = new Date().toISOString();
     for (const e of events) insert.run(e.runId ?? null, tenant, workerId, e.type, at, JSON.stringify(e));
     ctx.audit(events.map((e) => ({ type: e.type, actor: `worker:${workerId}`, tenant, data: { ...e } })));
@@ -320,32 +442,71 @@ export function checkResume(ctx: EffectsContext, run: RunRecord, actor: string):
   return ctx.tx(() => {
     const stop = coveringStop(ctx.activeDirectives(), identity(run), null);
     if (stop) {
-      ctx.audit([{ type: 'resume.refused', actor, tenant: run.tenant, data: { runId: run.runId, agent: run.agent, directiveId: stop.id, level: stop.level, scope: stop.scopeText } }]);
+      ctx.audit([
+        {
+          type: 'resume.refused',
+          actor,
+          tenant: run.tenant,
+          data: {
+            runId: run.runId,
+            agent: run.agent,
+            directiveId: stop.id,
+            level: stop.level,
+            scope: stop.scopeText,
+          },
+        },
+      ]);
     }
     return stop;
   });
 }
 
 /** See {@link Store.recordHalted}. */
-export function recordHalted(ctx: EffectsContext, entries: { runId: string; directiveId: string; at: string }[]): Promise<void> {
+export function recordHalted(
+  ctx: EffectsContext,
+  entries: { runId: string; directiveId: string; at: string }[],
+): Promise<void> {
   if (entries.length === 0) return Promise.resolve();
   return ctx.tx(() => {
-    const insert = ctx.db.prepare('INSERT OR IGNORE INTO halted_runs (run_id, directive_id, at) VALUES (?, ?, ?)');
+    const insert = ctx.db.prepare(
+      'INSERT OR IGNORE INTO halted_runs (run_id, directive_id, at) VALUES (?, ?, ?)',
+    );
     for (const e of entries) insert.run(e.runId, e.directiveId, e.at);
   });
 }
 
 /** See {@link Store.ledger}. */
 export function ledger(ctx: EffectsContext, runId: string): { effects: LedgerEntry[]; events: JournalRow[] } {
-  const effects = (ctx.db.prepare('SELECT * FROM permits WHERE run_id = ? ORDER BY intended_at, id').all(runId) as unknown as PermitRow[]).map(toLedger);
-  const events = (ctx.db.prepare('SELECT * FROM journal WHERE run_id = ? ORDER BY seq').all(runId) as unknown as { seq: number; run_id: string | null; worker_id: string; type: string; at: string; data: string }[]).map(
-    (r) => ({ seq: r.seq, runId: r.run_id, workerId: r.worker_id, type: r.type, at: r.at, data: JSON.parse(r.data) as Record<string, unknown> }),
-  );
+  const effects = (
+    ctx.db
+      .prepare('SELECT * FROM permits WHERE run_id = ? ORDER BY intended_at, id')
+      .all(runId) as unknown as PermitRow[]
+  ).map(toLedger);
+  const events = (
+    ctx.db.prepare('SELECT * FROM journal WHERE run_id = ? ORDER BY seq').all(runId) as unknown as {
+      seq: number;
+      run_id: string | null;
+      worker_id: string;
+      type: string;
+      at: string;
+      data: string;
+    }[]
+  ).map((r) => ({
+    seq: r.seq,
+    runId: r.run_id,
+    workerId: r.worker_id,
+    type: r.type,
+    at: r.at,
+    data: JSON.parse(r.data) as Record<string, unknown>,
+  }));
   return { effects, events };
 }
 
 /** See {@link Store.compensations}. */
-export function compensations(ctx: EffectsContext, q: { tenant?: string; runId?: string; limit?: number }): CompensationEntry[] {
+export function compensations(
+  ctx: EffectsContext,
+  q: { tenant?: string; runId?: string; limit?: number },
+): CompensationEntry[] {
   // In doubt: the process ended mid-write, so the write may have landed; it is listed to check.
   const where = [`p.status IN ('landed', 'in_doubt')`, 'p.compensate IS NOT NULL'];
   const params: (string | number)[] = [];
@@ -365,5 +526,11 @@ export function compensations(ctx: EffectsContext, q: { tenant?: string; runId?:
        WHERE ${where.join(' AND ')} ORDER BY p.tenant, p.run_id, p.intended_at LIMIT ?`,
     )
     .all(...params) as unknown as (PermitRow & { halted_by: string; halted_at: string })[];
-  return rows.map((r) => ({ ...toLedger(r), tenant: r.tenant, agent: r.agent, haltedBy: r.halted_by, haltedAt: r.halted_at }));
+  return rows.map((r) => ({
+    ...toLedger(r),
+    tenant: r.tenant,
+    agent: r.agent,
+    haltedBy: r.halted_by,
+    haltedAt: r.halted_at,
+  }));
 }

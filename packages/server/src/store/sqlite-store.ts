@@ -1,10 +1,22 @@
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { randomUUID } from 'node:crypto';
-import { formatScope, parseScope, type AuditRecord, type AuditVerdict, type Directive } from '@killpath/protocol';
+import {
+  formatScope,
+  parseScope,
+  type AuditRecord,
+  type AuditVerdict,
+  type Directive,
+} from '@killpath/protocol';
 import { chainRecord, verifyChain, type AuditEvent } from '../audit/chain.ts';
 import * as effects from './sqlite-effects.ts';
 import * as drills from './sqlite-drills.ts';
-import type { JournalEvent, LedgerEntry, PermitOutcome, RehearsalInput, RehearsalRecord } from '@killpath/protocol';
+import type {
+  JournalEvent,
+  LedgerEntry,
+  PermitOutcome,
+  RehearsalInput,
+  RehearsalRecord,
+} from '@killpath/protocol';
 import type {
   AgentSurface,
   AuditQuery,
@@ -104,7 +116,15 @@ interface PolicyRow {
 }
 
 function toPolicy(r: PolicyRow): PolicyVersion {
-  return { version: Number(r.version), source: r.source, digest: r.digest, actor: r.actor, comment: r.comment, rollbackOf: r.rollback_of, createdAt: r.created_at };
+  return {
+    version: Number(r.version),
+    source: r.source,
+    digest: r.digest,
+    actor: r.actor,
+    comment: r.comment,
+    rollbackOf: r.rollback_of,
+    createdAt: r.created_at,
+  };
 }
 
 interface DirectiveRow {
@@ -171,7 +191,9 @@ function toDirective(r: DirectiveRow): Directive {
 function parseData(text: string): Record<string, unknown> {
   try {
     const v: unknown = JSON.parse(text);
-    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : { unparseable: text };
+    return typeof v === 'object' && v !== null && !Array.isArray(v)
+      ? (v as Record<string, unknown>)
+      : { unparseable: text };
   } catch {
     return { unparseable: text };
   }
@@ -241,14 +263,19 @@ export class SqliteStore implements Store {
         (id, rev, level, scope, tenant, capabilities, rate, grace_ms, drain, memory, reason, justification, actor, idempotency_key, issued_at, escalation, escalated_from)
         VALUES ($id, $rev, $level, $scope, $tenant, $capabilities, $rate, $grace_ms, $drain, $memory, $reason, $justification, $actor, $idempotency_key, $issued_at, $escalation, $escalated_from)`),
       clear: p(`UPDATE directives SET cleared_at = ?, cleared_rev = ? WHERE id = ? AND cleared_rev IS NULL`),
-      insertToken: p(`INSERT INTO tokens (id, secret_hash, name, role, tenant, agent, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+      insertToken: p(
+        `INSERT INTO tokens (id, secret_hash, name, role, tenant, agent, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      ),
       tokenByHash: p(`SELECT * FROM tokens WHERE secret_hash = ? AND revoked_at IS NULL`),
       countTokens: p(`SELECT COUNT(*) AS n FROM tokens`),
-      insertRun: p(`INSERT OR IGNORE INTO runs (run_id, tenant, agent, parent_run_id, lineage, features, worker_id, started_at)
+      insertRun:
+        p(`INSERT OR IGNORE INTO runs (run_id, tenant, agent, parent_run_id, lineage, features, worker_id, started_at)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
       runById: p(`SELECT * FROM runs WHERE run_id = ?`),
       auditHead: p(`SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`),
-      insertAudit: p(`INSERT INTO audit (seq, ts, type, actor, tenant, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+      insertAudit: p(
+        `INSERT INTO audit (seq, ts, type, actor, tenant, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
       auditAll: p(`SELECT * FROM audit ORDER BY seq`),
     };
   }
@@ -262,9 +289,12 @@ export class SqliteStore implements Store {
    */
   #migrate(): void {
     const cols = this.#db.prepare('PRAGMA table_info(directives)').all() as { name: string }[];
-    if (!cols.some((c) => c.name === 'memory')) this.#db.exec(`ALTER TABLE directives ADD COLUMN memory TEXT NOT NULL DEFAULT 'revert'`);
+    if (!cols.some((c) => c.name === 'memory'))
+      this.#db.exec(`ALTER TABLE directives ADD COLUMN memory TEXT NOT NULL DEFAULT 'revert'`);
     if (!cols.some((c) => c.name === 'escalation')) {
-      this.#db.exec(`ALTER TABLE directives ADD COLUMN escalation TEXT NOT NULL DEFAULT '[]'; ALTER TABLE directives ADD COLUMN escalated_from TEXT`);
+      this.#db.exec(
+        `ALTER TABLE directives ADD COLUMN escalation TEXT NOT NULL DEFAULT '[]'; ALTER TABLE directives ADD COLUMN escalated_from TEXT`,
+      );
     }
     this.#db.exec(effects.EFFECTS_SCHEMA);
     this.#db.exec(POLICY_SCHEMA);
@@ -288,7 +318,11 @@ export class SqliteStore implements Store {
     return { db: this.#db, tx: (fn) => this.#tx(fn), audit: (events) => this.#appendAudit(events) };
   }
 
-  async recordDrill(input: RehearsalInput, recordedBy: string, audit: (r: Omit<RehearsalRecord, 'auditSeq'>) => AuditEvent[]): Promise<RehearsalRecord> {
+  async recordDrill(
+    input: RehearsalInput,
+    recordedBy: string,
+    audit: (r: Omit<RehearsalRecord, 'auditSeq'>) => AuditEvent[],
+  ): Promise<RehearsalRecord> {
     return drills.recordDrill(this.#drillCtx, input, recordedBy, audit);
   }
 
@@ -304,7 +338,13 @@ export class SqliteStore implements Store {
     return drills.lastDrills(this.#drillCtx, tenant);
   }
 
-  async noteCapabilities(tenant: string, agent: string, caps: readonly string[], at: Date, audit?: (added: string[]) => AuditEvent[]): Promise<string[]> {
+  async noteCapabilities(
+    tenant: string,
+    agent: string,
+    caps: readonly string[],
+    at: Date,
+    audit?: (added: string[]) => AuditEvent[],
+  ): Promise<string[]> {
     return drills.noteCapabilities(this.#drillCtx, tenant, agent, caps, at, audit);
   }
 
@@ -408,7 +448,16 @@ export class SqliteStore implements Store {
     const out: AuditRecord[] = [];
     for (const e of events) {
       const rec = chainRecord(head, e, new Date().toISOString());
-      this.#stmts.insertAudit!.run(rec.seq, rec.ts, rec.type, rec.actor, rec.tenant, JSON.stringify(rec.data), rec.prevHash, rec.hash);
+      this.#stmts.insertAudit!.run(
+        rec.seq,
+        rec.ts,
+        rec.type,
+        rec.actor,
+        rec.tenant,
+        JSON.stringify(rec.data),
+        rec.prevHash,
+        rec.hash,
+      );
       out.push(rec);
       head = rec;
     }
@@ -431,7 +480,13 @@ export class SqliteStore implements Store {
       let result: IssueResult | null = null;
       if (input.idempotencyKey !== null) {
         const prior = this.#stmts.byKey!.get(input.idempotencyKey) as DirectiveRow | undefined;
-        if (prior) result = { directive: toDirective(prior), created: false, converged: 'idempotency_key', replaced: [] };
+        if (prior)
+          result = {
+            directive: toDirective(prior),
+            created: false,
+            converged: 'idempotency_key',
+            replaced: [],
+          };
       }
       const scopeText = formatScope(input.scope);
       const active = (this.#stmts.active!.all() as unknown as DirectiveRow[]).map(toDirective);
@@ -469,7 +524,12 @@ export class SqliteStore implements Store {
           this.#stmts.clear!.run(new Date().toISOString(), rev, old.id);
           replaced.push(toDirective(this.#stmts.byId!.get(old.id) as unknown as DirectiveRow));
         }
-        result = { directive: toDirective(this.#stmts.byId!.get(id) as unknown as DirectiveRow), created: true, converged: null, replaced };
+        result = {
+          directive: toDirective(this.#stmts.byId!.get(id) as unknown as DirectiveRow),
+          created: true,
+          converged: null,
+          replaced,
+        };
       }
       this.#appendAudit(audit(result));
       return result;
@@ -507,7 +567,11 @@ export class SqliteStore implements Store {
     return (this.#db.prepare(sql).all(...params) as unknown as DirectiveRow[]).map(toDirective);
   }
 
-  async createToken(t: Omit<TokenRecord, 'createdAt' | 'revokedAt'>, secretHash: string, audit: AuditEvent[]): Promise<TokenRecord> {
+  async createToken(
+    t: Omit<TokenRecord, 'createdAt' | 'revokedAt'>,
+    secretHash: string,
+    audit: AuditEvent[],
+  ): Promise<TokenRecord> {
     return this.#tx(() => {
       const createdAt = new Date().toISOString();
       this.#stmts.insertToken!.run(t.id, secretHash, t.name, t.role, t.tenant, t.agent, createdAt);
@@ -518,10 +582,26 @@ export class SqliteStore implements Store {
 
   async findToken(secretHash: string): Promise<TokenRecord | null> {
     const r = this.#stmts.tokenByHash!.get(secretHash) as
-      | { id: string; name: string; role: TokenRecord['role']; tenant: string; agent: string | null; created_at: string; revoked_at: string | null }
+      | {
+          id: string;
+          name: string;
+          role: TokenRecord['role'];
+          tenant: string;
+          agent: string | null;
+          created_at: string;
+          revoked_at: string | null;
+        }
       | undefined;
     if (!r) return null;
-    return { id: r.id, name: r.name, role: r.role, tenant: r.tenant, agent: r.agent, createdAt: r.created_at, revokedAt: r.revoked_at };
+    return {
+      id: r.id,
+      name: r.name,
+      role: r.role,
+      tenant: r.tenant,
+      agent: r.agent,
+      createdAt: r.created_at,
+      revokedAt: r.revoked_at,
+    };
   }
 
   async countTokens(): Promise<number> {
@@ -530,14 +610,32 @@ export class SqliteStore implements Store {
 
   async registerRun(r: RunRecord): Promise<RunRecord> {
     await this.#tx(() =>
-      this.#stmts.insertRun!.run(r.runId, r.tenant, r.agent, r.parentRunId, JSON.stringify(r.lineage), JSON.stringify(r.features), r.workerId, r.startedAt),
+      this.#stmts.insertRun!.run(
+        r.runId,
+        r.tenant,
+        r.agent,
+        r.parentRunId,
+        JSON.stringify(r.lineage),
+        JSON.stringify(r.features),
+        r.workerId,
+        r.startedAt,
+      ),
     );
     return (await this.getRun(r.runId))!;
   }
 
   async getRun(runId: string): Promise<RunRecord | null> {
     const r = this.#stmts.runById!.get(runId) as
-      | { run_id: string; tenant: string; agent: string; parent_run_id: string | null; lineage: string; features: string; worker_id: string; started_at: string }
+      | {
+          run_id: string;
+          tenant: string;
+          agent: string;
+          parent_run_id: string | null;
+          lineage: string;
+          features: string;
+          worker_id: string;
+          started_at: string;
+        }
       | undefined;
     if (!r) return null;
     return {
@@ -581,12 +679,17 @@ export class SqliteStore implements Store {
     return verifyChain(records());
   }
 
-  async putPolicy(p: Omit<PolicyVersion, 'version' | 'createdAt'>, audit: (v: PolicyVersion) => AuditEvent[]): Promise<PolicyVersion> {
+  async putPolicy(
+    p: Omit<PolicyVersion, 'version' | 'createdAt'>,
+    audit: (v: PolicyVersion) => AuditEvent[],
+  ): Promise<PolicyVersion> {
     return this.#tx(() => {
       const createdAt = new Date().toISOString();
       const row = this.#db
-        .prepare(`INSERT INTO policies (version, source, digest, actor, comment, rollback_of, created_at)
-          VALUES ((SELECT COALESCE(MAX(version), 0) + 1 FROM policies), ?, ?, ?, ?, ?, ?) RETURNING version`)
+        .prepare(
+          `INSERT INTO policies (version, source, digest, actor, comment, rollback_of, created_at)
+          VALUES ((SELECT COALESCE(MAX(version), 0) + 1 FROM policies), ?, ?, ?, ?, ?, ?) RETURNING version`,
+        )
         .get(p.source, p.digest, p.actor, p.comment, p.rollbackOf, createdAt) as { version: number };
       const v: PolicyVersion = { ...p, version: Number(row.version), createdAt };
       this.#appendAudit(audit(v));
@@ -595,15 +698,28 @@ export class SqliteStore implements Store {
   }
 
   async getPolicy(version?: number): Promise<PolicyVersion | null> {
-    const r = (version === undefined
-      ? this.#db.prepare('SELECT * FROM policies ORDER BY version DESC LIMIT 1').get()
-      : this.#db.prepare('SELECT * FROM policies WHERE version = ?').get(version)) as PolicyRow | undefined;
+    const r = (
+      version === undefined
+        ? this.#db.prepare('SELECT * FROM policies ORDER BY version DESC LIMIT 1').get()
+        : this.#db.prepare('SELECT * FROM policies WHERE version = ?').get(version)
+    ) as PolicyRow | undefined;
     return r ? toPolicy(r) : null;
   }
 
   async listPolicies(limit: number): Promise<Omit<PolicyVersion, 'source'>[]> {
-    const rows = this.#db.prepare('SELECT version, digest, actor, comment, rollback_of, created_at FROM policies ORDER BY version DESC LIMIT ?').all(limit) as unknown as Omit<PolicyRow, 'source'>[];
-    return rows.map((r) => ({ version: Number(r.version), digest: r.digest, actor: r.actor, comment: r.comment, rollbackOf: r.rollback_of, createdAt: r.created_at }));
+    const rows = this.#db
+      .prepare(
+        'SELECT version, digest, actor, comment, rollback_of, created_at FROM policies ORDER BY version DESC LIMIT ?',
+      )
+      .all(limit) as unknown as Omit<PolicyRow, 'source'>[];
+    return rows.map((r) => ({
+      version: Number(r.version),
+      digest: r.digest,
+      actor: r.actor,
+      comment: r.comment,
+      rollbackOf: r.rollback_of,
+      createdAt: r.created_at,
+    }));
   }
 
   /** Test seam: raw SQL against the database (used to tamper with records in tests). */

@@ -1,5 +1,11 @@
 import type { AuditRecord, AuditVerdict, Directive, Role } from '@killpath/protocol';
-import type { JournalEvent, LedgerEntry, PermitOutcome, PermitRequest, PermitResponse } from '@killpath/protocol';
+import type {
+  JournalEvent,
+  LedgerEntry,
+  PermitOutcome,
+  PermitRequest,
+  PermitResponse,
+} from '@killpath/protocol';
 import type { DrilledAgent, RehearsalInput, RehearsalRecord } from '@killpath/protocol';
 import type { AuditEvent } from '../audit/chain.ts';
 
@@ -51,7 +57,18 @@ export interface TokenRecord {
 /** What it takes to put a directive on the switchboard: its content, before it has an id and a rev. */
 export type DirectiveInput = Pick<
   Directive,
-  'level' | 'scope' | 'tenant' | 'rate' | 'graceMs' | 'drain' | 'memory' | 'reason' | 'justification' | 'actor' | 'escalation' | 'escalatedFrom'
+  | 'level'
+  | 'scope'
+  | 'tenant'
+  | 'rate'
+  | 'graceMs'
+  | 'drain'
+  | 'memory'
+  | 'reason'
+  | 'justification'
+  | 'actor'
+  | 'escalation'
+  | 'escalatedFrom'
 > & {
   capabilities: string[] | null;
   /**
@@ -189,7 +206,11 @@ export interface Store {
   listDirectives(q: DirectiveQuery): Promise<Directive[]>;
 
   /** Stores a new token by the SHA-256 of its secret. */
-  createToken(t: Omit<TokenRecord, 'createdAt' | 'revokedAt'>, secretHash: string, audit: AuditEvent[]): Promise<TokenRecord>;
+  createToken(
+    t: Omit<TokenRecord, 'createdAt' | 'revokedAt'>,
+    secretHash: string,
+    audit: AuditEvent[],
+  ): Promise<TokenRecord>;
   findToken(secretHash: string): Promise<TokenRecord | null>;
   countTokens(): Promise<number>;
 
@@ -239,7 +260,10 @@ export interface Store {
    * (`policy.changed`) in one transaction. History is append-only: a rollback stores a new
    * version with an earlier version's text.
    */
-  putPolicy(p: Omit<PolicyVersion, 'version' | 'createdAt'>, audit: (v: PolicyVersion) => AuditEvent[]): Promise<PolicyVersion>;
+  putPolicy(
+    p: Omit<PolicyVersion, 'version' | 'createdAt'>,
+    audit: (v: PolicyVersion) => AuditEvent[],
+  ): Promise<PolicyVersion>;
   /** A policy version, or the active (latest) one when `version` is undefined; null when there is none. */
   getPolicy(version?: number): Promise<PolicyVersion | null>;
   /** Policy versions, newest first, without their text. */
@@ -250,7 +274,11 @@ export interface Store {
    * Scenario timelines are dropped (they belong to reports, not the record). `auditSeq` is the
    * seq of the `drill.recorded` record `audit` returned (else of its first record; 0 for none).
    */
-  recordDrill(input: RehearsalInput, recordedBy: string, audit: (r: Omit<RehearsalRecord, 'auditSeq'>) => AuditEvent[]): Promise<RehearsalRecord>;
+  recordDrill(
+    input: RehearsalInput,
+    recordedBy: string,
+    audit: (r: Omit<RehearsalRecord, 'auditSeq'>) => AuditEvent[],
+  ): Promise<RehearsalRecord>;
   /** Rehearsal records, the most recently stored first. */
   listDrills(q: DrillQuery): Promise<RehearsalRecord[]>;
   getDrill(id: string): Promise<RehearsalRecord | null>;
@@ -264,7 +292,13 @@ export interface Store {
    * first time. Returns the newly added ones, sorted. When some are new, `audit(added)` gives the
    * events appended in the same transaction (`agent.surface_changed`).
    */
-  noteCapabilities(tenant: string, agent: string, caps: readonly string[], at: Date, audit?: (added: string[]) => AuditEvent[]): Promise<string[]>;
+  noteCapabilities(
+    tenant: string,
+    agent: string,
+    caps: readonly string[],
+    at: Date,
+    audit?: (added: string[]) => AuditEvent[],
+  ): Promise<string[]>;
   /**
    * Every agent the store knows, of `tenant` or every tenant: agents with registered runs or
    * noted capabilities, each with its capability surface. Sorted by tenant, then agent.

@@ -51,7 +51,10 @@ export class StreamHub {
    * Registers a sink and sends it its snapshot. `read` loads the switchboard; it runs after the
    * sink is registered so no commit can fall between the snapshot and the first delta.
    */
-  async attach(sink: StreamSink, read: () => Promise<{ rev: number; directives: Directive[] }>): Promise<void> {
+  async attach(
+    sink: StreamSink,
+    read: () => Promise<{ rev: number; directives: Directive[] }>,
+  ): Promise<void> {
     this.#pending.set(sink, []);
     let board: { rev: number; directives: Directive[] };
     try {
@@ -64,7 +67,13 @@ export class StreamHub {
     if (buffered === undefined) return; // detached while reading
     this.#pending.delete(sink);
     const visible = board.directives.filter((d) => d.tenant === null || d.tenant === sink.tenant);
-    const snap: SnapshotMessage = { type: 'snapshot', v: PROTOCOL_VERSION, rev: board.rev, directives: visible, keepaliveMs: this.#keepaliveMs };
+    const snap: SnapshotMessage = {
+      type: 'snapshot',
+      v: PROTOCOL_VERSION,
+      rev: board.rev,
+      directives: visible,
+      keepaliveMs: this.#keepaliveMs,
+    };
     sink.write(frame('snapshot', snap));
     for (const step of buffered) if (step.rev > board.rev) this.#send(sink, step.rev, step);
     this.#live.add(sink);

@@ -122,12 +122,15 @@ export class MetricsBook {
   ingest(workerId: string, tenant: string, agent: string, t: RunTelemetry): Touched {
     const runKey = `${tenant}\u0000${t.runId}`;
     let run = this.runs.get(runKey);
-    if (run === undefined) this.runs.set(runKey, (run = new SubjectMetrics(this, 'run', t.runId, tenant, agent)));
+    if (run === undefined)
+      this.runs.set(runKey, (run = new SubjectMetrics(this, 'run', t.runId, tenant, agent)));
     const agentKey = `${tenant}/${agent}`;
     let ag = this.agents.get(agentKey);
-    if (ag === undefined) this.agents.set(agentKey, (ag = new SubjectMetrics(this, 'agent', agent, tenant, agent)));
+    if (ag === undefined)
+      this.agents.set(agentKey, (ag = new SubjectMetrics(this, 'agent', agent, tenant, agent)));
     let tn = this.tenants.get(tenant);
-    if (tn === undefined) this.tenants.set(tenant, (tn = new SubjectMetrics(this, 'tenant', tenant, tenant, '')));
+    if (tn === undefined)
+      this.tenants.set(tenant, (tn = new SubjectMetrics(this, 'tenant', tenant, tenant, '')));
     const key = `${workerId}\u0000${runKey}`;
     let prev = this.#reported.get(key);
     if (prev === undefined) this.#reported.set(key, (prev = { totals: new Float64Array(N_COUNTERS), run }));
@@ -180,7 +183,8 @@ export class MetricsBook {
     }
     if (gone.length > 0) {
       const dead = new Set(gone);
-      for (const [key, r] of this.#reported) if (dead.has(`${r.run.tenant}\u0000${r.run.id}`)) this.#reported.delete(key);
+      for (const [key, r] of this.#reported)
+        if (dead.has(`${r.run.tenant}\u0000${r.run.id}`)) this.#reported.delete(key);
     }
     return gone;
   }

@@ -56,7 +56,10 @@ export function parseTelemetryLines(text: string): RecordedUpdate[] {
     const r = Line.safeParse(v);
     if (!r.success) {
       const issue = r.error.issues[0]!;
-      throw new KillpathError('invalid_request', `events line ${i + 1}: ${issue.path.join('.') || '(line)'}: ${issue.message}`);
+      throw new KillpathError(
+        'invalid_request',
+        `events line ${i + 1}: ${issue.path.join('.') || '(line)'}: ${issue.message}`,
+      );
     }
     const d = r.data;
     out.push({ ...d, at: typeof d.at === 'number' ? d.at : Date.parse(d.at), localHalt: null });
@@ -83,7 +86,12 @@ export function replayTelemetry(policy: CompiledPolicy, updates: readonly Record
   const sorted = [...updates].sort((a, b) => a.at - b.at);
   let now = sorted[0]?.at ?? 0;
   const fires: Fire[] = [];
-  const sup = new Supervisor({ log: createLogger('silent'), policy: () => ({ version: 0, policy }), now: () => now, onFire: (f) => fires.push({ ...f }) });
+  const sup = new Supervisor({
+    log: createLogger('silent'),
+    policy: () => ({ version: 0, policy }),
+    now: () => now,
+    onFire: (f) => fires.push({ ...f }),
+  });
   for (const u of sorted) {
     now = u.at;
     const { at: _at, tenant, agent, workerId, ...run } = u;
@@ -93,7 +101,12 @@ export function replayTelemetry(policy: CompiledPolicy, updates: readonly Record
   const rules: ReplayResult['rules'] = {};
   for (const r of policy.rules) {
     const s = status.rules[r.name];
-    rules[r.name] = { fired: s?.fired ?? 0, shadow: s?.shadow ?? 0, errors: s?.errors ?? 0, lastError: s?.lastError ?? null };
+    rules[r.name] = {
+      fired: s?.fired ?? 0,
+      shadow: s?.shadow ?? 0,
+      errors: s?.errors ?? 0,
+      lastError: s?.lastError ?? null,
+    };
   }
   return { updates: sorted.length, fires, rules };
 }

@@ -1,5 +1,13 @@
 import { Counter, Histogram, type Registry } from 'prom-client';
-import { KillpathError, LEVELS, formatScope, levelRank, type Level, type Principal, type RunTelemetry } from '@killpath/protocol';
+import {
+  KillpathError,
+  LEVELS,
+  formatScope,
+  levelRank,
+  type Level,
+  type Principal,
+  type RunTelemetry,
+} from '@killpath/protocol';
 import type { ControlPlane } from '../control-plane.ts';
 import type { IssueDirectiveBody } from '../http/schemas.ts';
 import { DEFAULT_AUTOMATION, type AutomationPolicy } from '../ladder.ts';
@@ -47,7 +55,12 @@ export interface SupervisorOptions {
   onFire?: (f: Fire) => void;
 }
 
-const SUPERVISOR: Omit<Principal, 'name'> = Object.freeze({ tokenId: 'supervisor', role: 'admin', tenant: '*', agent: null });
+const SUPERVISOR: Omit<Principal, 'name'> = Object.freeze({
+  tokenId: 'supervisor',
+  role: 'admin',
+  tenant: '*',
+  agent: null,
+});
 
 /**
  * The policy supervisor: the asynchronous path. It keeps the telemetry workers report (per
@@ -62,12 +75,24 @@ const SUPERVISOR: Omit<Principal, 'name'> = Object.freeze({ tokenId: 'supervisor
  */
 export class Supervisor {
   readonly book: MetricsBook;
-  readonly #o: Required<Omit<SupervisorOptions, 'onFire' | 'cp' | 'automation'>> & { onFire: SupervisorOptions['onFire'] };
+  readonly #o: Required<Omit<SupervisorOptions, 'onFire' | 'cp' | 'automation'>> & {
+    onFire: SupervisorOptions['onFire'];
+  };
   readonly #cp: ControlPlane | null;
   readonly #automation: AutomationPolicy;
   /** Per target scope: digests of rules whose condition is true there. */
   readonly #latched = new Map<string, Set<string>>();
-  readonly #stats = new Map<string, { fired: number; shadow: number; held: number; errors: number; lastError: string | null; lastFiredAt: string | null }>();
+  readonly #stats = new Map<
+    string,
+    {
+      fired: number;
+      shadow: number;
+      held: number;
+      errors: number;
+      lastError: string | null;
+      lastFiredAt: string | null;
+    }
+  >();
   readonly #pending = new Set<Promise<void>>();
   readonly #fires: Counter<'rule' | 'mode'>;
   readonly #latency: Histogram;
@@ -76,16 +101,30 @@ export class Supervisor {
   #pruneAt = 0;
 
   constructor(opts: SupervisorOptions) {
-    this.#o = { now: () => performance.now(), idleMs: 600_000, log: opts.log, policy: opts.policy, onFire: opts.onFire, ...(opts.now ? { now: opts.now } : {}), ...(opts.idleMs ? { idleMs: opts.idleMs } : {}) };
+    this.#o = {
+      now: () => performance.now(),
+      idleMs: 600_000,
+      log: opts.log,
+      policy: opts.policy,
+      onFire: opts.onFire,
+      ...(opts.now ? { now: opts.now } : {}),
+      ...(opts.idleMs ? { idleMs: opts.idleMs } : {}),
+    };
     this.#cp = opts.cp ?? null;
     this.#automation = opts.automation ?? opts.cp?.automation ?? DEFAULT_AUTOMATION;
     this.book = new MetricsBook(opts.policy().policy.retentionMs);
     const registry: Registry | null = opts.cp ? opts.cp.metrics.registry : null;
     const registers = registry ? [registry] : [];
-    const existing = <M>(name: string): M | undefined => (registry?.getSingleMetric(name) as M | undefined) ?? undefined;
+    const existing = <M>(name: string): M | undefined =>
+      (registry?.getSingleMetric(name) as M | undefined) ?? undefined;
     this.#fires =
       existing<Counter<'rule' | 'mode'>>('killpath_policy_fires_total') ??
-      new Counter({ name: 'killpath_policy_fires_total', help: 'Policy rules that fired (enforce) or would have (shadow)', labelNames: ['rule', 'mode'] as const, registers });
+      new Counter({
+        name: 'killpath_policy_fires_total',
+        help: 'Policy rules that fired (enforce) or would have (shadow)',
+        labelNames: ['rule', 'mode'] as const,
+        registers,
+      });
     this.#latency =
       existing<Histogram>('killpath_trigger_latency_seconds') ??
       new Histogram({
@@ -94,7 +133,13 @@ export class Supervisor {
         buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
         registers,
       });
-    this.#runs = existing<Counter>('killpath_telemetry_run_updates_total') ?? new Counter({ name: 'killpath_telemetry_run_updates_total', help: 'Run updates received in telemetry batches', registers });
+    this.#runs =
+      existing<Counter>('killpath_telemetry_run_updates_total') ??
+      new Counter({
+        name: 'killpath_telemetry_run_updates_total',
+        help: 'Run updates received in telemetry batches',
+        registers,
+      });
   }
 
   /** Run updates evaluated so far. */
@@ -121,12 +166,18 @@ export class Supervisor {
     this.#runs.inc(runs.length);
     if (book.now >= this.#pruneAt) {
       this.#pruneAt = book.now + 60_000;
-      for (const key of book.prune(this.#o.idleMs)) this.#latched.delete(`run:${key.slice(key.indexOf('\u0000') + 1)}`);
+      for (const key of book.prune(this.#o.idleMs))
+        this.#latched.delete(`run:${key.slice(key.indexOf('\u0000') + 1)}`);
     }
   }
 
   #evaluate(active: ActivePolicy, t: Touched, limits: CelLimits): void {
-    const ctx: RuleContext = { run: new CelSubject(t.run), agent: new CelSubject(t.agent), tenant: new CelSubject(t.tenant), limits };
+    const ctx: RuleContext = {
+      run: new CelSubject(t.run),
+      agent: new CelSubject(t.agent),
+      tenant: new CelSubject(t.tenant),
+      limits,
+    };
     for (const rule of active.policy.rules) {
       let hit: boolean;
       try {
@@ -135,7 +186,12 @@ export class Supervisor {
         const s = this.#stat(rule.name);
         s.errors += 1;
         const msg = err instanceof Error ? err.message.split('\n')[0]! : String(err);
-        if (s.lastError !== msg) this.#o.log.warn('policy rule failed to evaluate (counts as false)', { rule: rule.name, err: msg, run: t.run.id });
+        if (s.lastError !== msg)
+          this.#o.log.warn('policy rule failed to evaluate (counts as false)', {
+            rule: rule.name,
+            err: msg,
+            run: t.run.id,
+          });
         s.lastError = msg;
         hit = false;
       }
@@ -173,11 +229,22 @@ export class Supervisor {
     this.#o.onFire?.(fire);
     const cp = this.#cp;
     if (cp === null) return;
-    const data = { rule: rule.name, policyVersion: fire.policyVersion, wouldIssue: { level: rule.action.level, scope: fire.scope }, run: t.run.id, agent: t.run.agent, values: fire.values };
+    const data = {
+      rule: rule.name,
+      policyVersion: fire.policyVersion,
+      wouldIssue: { level: rule.action.level, scope: fire.scope },
+      run: t.run.id,
+      agent: t.run.agent,
+      values: fire.values,
+    };
     this.#track(
-      cp.store.appendAudit([{ type: 'policy.shadow_fired', actor: `supervisor:${rule.name}`, tenant: fire.tenant, data }]).then(() => {
-        cp.metrics.auditRecords.inc();
-      }),
+      cp.store
+        .appendAudit([
+          { type: 'policy.shadow_fired', actor: `supervisor:${rule.name}`, tenant: fire.tenant, data },
+        ])
+        .then(() => {
+          cp.metrics.auditRecords.inc();
+        }),
     );
   }
 
@@ -196,7 +263,11 @@ export class Supervisor {
       // A run id reported by another agent than the one that registered it is not that agent's to stop.
       const known = await cp.store.getRun(t.run.id);
       if (known !== null && (known.tenant !== t.run.tenant || known.agent !== t.run.agent)) {
-        this.#o.log.warn('policy rule ignored: the run belongs to another agent', { rule: rule.name, run: t.run.id, reportedBy: `${t.run.tenant}/${t.run.agent}` });
+        this.#o.log.warn('policy rule ignored: the run belongs to another agent', {
+          rule: rule.name,
+          run: t.run.id,
+          reportedBy: `${t.run.tenant}/${t.run.agent}`,
+        });
         return;
       }
     }
@@ -204,8 +275,29 @@ export class Supervisor {
     if (decided.held) {
       s.held += 1;
       const why = `automatic ${rule.action.level} needs a human (automation policy); ${decided.level === null ? 'nothing issued' : `${decided.level} issued instead`}`;
-      await cp.store.appendAudit([{ type: 'escalation.held', actor: name, tenant: fire.tenant, data: { rule: rule.name, policyVersion: fire.policyVersion, scope: fire.scope, level: rule.action.level, issued: decided.level, reason: why, values: fire.values } }]);
-      cp.alerts.notify({ kind: 'escalation.held', summary: `policy rule ${rule.name} on ${fire.scope}: ${why}`, tenant: fire.tenant, directiveId: null, details: { rule: rule.name, level: rule.action.level, issued: decided.level, scope: fire.scope } });
+      await cp.store.appendAudit([
+        {
+          type: 'escalation.held',
+          actor: name,
+          tenant: fire.tenant,
+          data: {
+            rule: rule.name,
+            policyVersion: fire.policyVersion,
+            scope: fire.scope,
+            level: rule.action.level,
+            issued: decided.level,
+            reason: why,
+            values: fire.values,
+          },
+        },
+      ]);
+      cp.alerts.notify({
+        kind: 'escalation.held',
+        summary: `policy rule ${rule.name} on ${fire.scope}: ${why}`,
+        tenant: fire.tenant,
+        directiveId: null,
+        details: { rule: rule.name, level: rule.action.level, issued: decided.level, scope: fire.scope },
+      });
     }
     if (decided.level === null) return;
     const level = decided.level;
@@ -214,19 +306,39 @@ export class Supervisor {
       scope: fire.scope,
       tenant: fire.tenant,
       reason: clip(`policy rule ${rule.name}: ${rule.when.replace(/\s+/g, ' ')}`, 500),
-      justification: clip(`automatic: policy v${fire.policyVersion} rule ${rule.name} fired on run ${t.run.id} of ${t.run.tenant}/${t.run.agent} (${describeValues(fire.values)})`, 4000),
+      justification: clip(
+        `automatic: policy v${fire.policyVersion} rule ${rule.name} fired on run ${t.run.id} of ${t.run.tenant}/${t.run.agent} (${describeValues(fire.values)})`,
+        4000,
+      ),
       ...(rule.action.graceMs !== undefined ? { graceMs: rule.action.graceMs } : {}),
-      ...(rule.action.capabilities !== undefined && level !== 'isolate' ? { capabilities: rule.action.capabilities } : {}),
+      ...(rule.action.capabilities !== undefined && level !== 'isolate'
+        ? { capabilities: rule.action.capabilities }
+        : {}),
       ...(level === 'throttle' && rule.action.rate !== undefined ? { rate: rule.action.rate } : {}),
     };
     let result;
     try {
       result = await cp.issue({ ...SUPERVISOR, name }, body, {
         via: 'supervisor',
-        trigger: { kind: 'supervisor', rule: rule.name, details: { policyVersion: fire.policyVersion, mode: 'enforce', run: t.run.id, agent: t.run.agent, values: fire.values, ...(decided.held ? { wanted: rule.action.level } : {}) } },
+        trigger: {
+          kind: 'supervisor',
+          rule: rule.name,
+          details: {
+            policyVersion: fire.policyVersion,
+            mode: 'enforce',
+            run: t.run.id,
+            agent: t.run.agent,
+            values: fire.values,
+            ...(decided.held ? { wanted: rule.action.level } : {}),
+          },
+        },
       });
     } catch (err) {
-      this.#o.log.error('policy rule could not issue its directive', { rule: rule.name, scope: fire.scope, err: err instanceof KillpathError ? err.message : String(err) });
+      this.#o.log.error('policy rule could not issue its directive', {
+        rule: rule.name,
+        scope: fire.scope,
+        err: err instanceof KillpathError ? err.message : String(err),
+      });
       return;
     }
     if (!result.created) return;
@@ -235,20 +347,50 @@ export class Supervisor {
     s.lastFiredAt = d.issuedAt;
     const latencyMs = this.#o.now() - fire.receivedAt;
     this.#latency.observe(latencyMs / 1000);
-    this.#o.log.info('policy rule fired', { rule: rule.name, directiveId: d.id, scope: d.scopeText, directiveLevel: d.level, rev: d.rev, triggerLatencyMs: Math.round(latencyMs * 1000) / 1000 });
+    this.#o.log.info('policy rule fired', {
+      rule: rule.name,
+      directiveId: d.id,
+      scope: d.scopeText,
+      directiveLevel: d.level,
+      rev: d.rev,
+      triggerLatencyMs: Math.round(latencyMs * 1000) / 1000,
+    });
     if (rule.notify) {
       cp.alerts.notify({
         kind: 'kill_switch.fired',
         summary: `policy rule ${rule.name} fired: ${d.level} ${d.scopeText} (${describeValues(fire.values)}); to undo: killpath resume ${d.id} --reason "…"`,
         tenant: d.tenant,
         directiveId: d.id,
-        details: { rule: rule.name, policyVersion: fire.policyVersion, level: d.level, scope: d.scopeText, run: t.run.id, agent: t.run.agent, values: fire.values, triggerLatencyMs: latencyMs },
+        details: {
+          rule: rule.name,
+          policyVersion: fire.policyVersion,
+          level: d.level,
+          scope: d.scopeText,
+          run: t.run.id,
+          agent: t.run.agent,
+          values: fire.values,
+          triggerLatencyMs: latencyMs,
+        },
       });
     }
   }
 
   /** Per rule: fires, shadow fires, held escalations and evaluation errors since start. */
-  status(): { updates: number; runs: number; rules: Record<string, { fired: number; shadow: number; held: number; errors: number; lastError: string | null; lastFiredAt: string | null }> } {
+  status(): {
+    updates: number;
+    runs: number;
+    rules: Record<
+      string,
+      {
+        fired: number;
+        shadow: number;
+        held: number;
+        errors: number;
+        lastError: string | null;
+        lastFiredAt: string | null;
+      }
+    >;
+  } {
     return { updates: this.#updates, runs: this.book.runs.size, rules: Object.fromEntries(this.#stats) };
   }
 
@@ -258,13 +400,19 @@ export class Supervisor {
   }
 
   #track(p: Promise<void>): void {
-    const q = p.catch((err: unknown) => this.#o.log.error('supervisor action failed', { err: String(err) })).finally(() => this.#pending.delete(q));
+    const q = p
+      .catch((err: unknown) => this.#o.log.error('supervisor action failed', { err: String(err) }))
+      .finally(() => this.#pending.delete(q));
     this.#pending.add(q);
   }
 
   #stat(rule: string) {
     let s = this.#stats.get(rule);
-    if (s === undefined) this.#stats.set(rule, (s = { fired: 0, shadow: 0, held: 0, errors: 0, lastError: null, lastFiredAt: null }));
+    if (s === undefined)
+      this.#stats.set(
+        rule,
+        (s = { fired: 0, shadow: 0, held: 0, errors: 0, lastError: null, lastFiredAt: null }),
+      );
     return s;
   }
 }
@@ -287,7 +435,10 @@ function targetOf(rule: CompiledRule, t: Touched): { scope: string } {
  * automatic level below it that can carry the rule's action (a throttle needs a rate; isolate
  * acts on processes, never on one run or a few tools); else none.
  */
-export function allowedLevel(rule: Pick<CompiledRule, 'action' | 'critical'>, automation: Record<Level, 'auto' | 'human'>): { level: Level | null; held: boolean } {
+export function allowedLevel(
+  rule: Pick<CompiledRule, 'action' | 'critical'>,
+  automation: Record<Level, 'auto' | 'human'>,
+): { level: Level | null; held: boolean } {
   const want = rule.action.level;
   if (rule.critical || automation[want] === 'auto') return { level: want, held: false };
   for (let i = levelRank(want) - 2; i >= 0; i--) {
@@ -322,8 +473,22 @@ function valuesOf(t: Touched): Record<string, number | string> {
 }
 
 function describeValues(v: Record<string, number | string>): string {
-  const keys = ['steps', 'cost_usd', 'tool_calls', 'tool_errors', 'tool_error_rate_60s', 'auth_denials', 'schema_violations', 'anomaly_score'];
-  return keys.filter((k) => v[k] !== 0 && v[k] !== undefined).map((k) => `${k}=${v[k]}`).join(', ') || 'no counters';
+  const keys = [
+    'steps',
+    'cost_usd',
+    'tool_calls',
+    'tool_errors',
+    'tool_error_rate_60s',
+    'auth_denials',
+    'schema_violations',
+    'anomaly_score',
+  ];
+  return (
+    keys
+      .filter((k) => v[k] !== 0 && v[k] !== undefined)
+      .map((k) => `${k}=${v[k]}`)
+      .join(', ') || 'no counters'
+  );
 }
 
 function clip(text: string, max: number): string {

@@ -58,13 +58,20 @@ export class DeadmanDesk {
   readonly #beats = new Map<string, Beat>();
   readonly #trips: Counter;
 
-  constructor(cp: ControlPlane, log: Logger, policy: () => CompiledPolicy, now: () => number = () => performance.now()) {
+  constructor(
+    cp: ControlPlane,
+    log: Logger,
+    policy: () => CompiledPolicy,
+    now: () => number = () => performance.now(),
+  ) {
     this.#cp = cp;
     this.#log = log;
     this.#policy = policy;
     this.#now = now;
     const name = 'killpath_deadman_trips_total';
-    this.#trips = (cp.metrics.registry.getSingleMetric(name) as Counter | undefined) ?? new Counter({ name, help: 'Workers the deadman tripped', registers: [cp.metrics.registry] });
+    this.#trips =
+      (cp.metrics.registry.getSingleMetric(name) as Counter | undefined) ??
+      new Counter({ name, help: 'Workers the deadman tripped', registers: [cp.metrics.registry] });
   }
 
   /** A heartbeat from `workerId` of `tenant`/`agent` arrived: recorded; the answer is its settings. */
@@ -72,7 +79,8 @@ export class DeadmanDesk {
     const p = this.#policy();
     const d = p.deadmanFor(who.tenant, who.agent);
     const b = this.#beats.get(workerId);
-    if (b === undefined) this.#beats.set(workerId, { at: this.#now(), advertisedMs: d.intervalMs, tripped: false });
+    if (b === undefined)
+      this.#beats.set(workerId, { at: this.#now(), advertisedMs: d.intervalMs, tripped: false });
     else {
       b.at = this.#now();
       b.advertisedMs = d.intervalMs;
@@ -120,16 +128,39 @@ export class DeadmanDesk {
    */
   async trip(workerId: string, by: string): Promise<TripResult> {
     const w = this.watched().find((x) => x.workerId === workerId);
-    if (w === undefined) throw new KillpathError('not_found', `worker ${workerId} is not watched by the deadman (unknown, disconnected, without runs, or disabled)`);
-    if (w.heartbeatAgoMs <= w.thresholdMs) throw new KillpathError('conflict', `worker ${workerId} heartbeated ${Math.round(w.heartbeatAgoMs)} ms ago, within its threshold of ${w.thresholdMs} ms`);
+    if (w === undefined)
+      throw new KillpathError(
+        'not_found',
+        `worker ${workerId} is not watched by the deadman (unknown, disconnected, without runs, or disabled)`,
+      );
+    if (w.heartbeatAgoMs <= w.thresholdMs)
+      throw new KillpathError(
+        'conflict',
+        `worker ${workerId} heartbeated ${Math.round(w.heartbeatAgoMs)} ms ago, within its threshold of ${w.thresholdMs} ms`,
+      );
     const beat = this.#beats.get(workerId)!;
     if (beat.tripped) return { workerId, directives: [], already: true };
     beat.tripped = true;
     this.#trips.inc();
     const d = this.#policy().deadmanFor(w.tenant, w.agent);
     const silentMs = Math.round(w.heartbeatAgoMs);
-    const principal: Principal = { tokenId: 'deadman', name: `deadman:${workerId}`, role: 'admin', tenant: '*', agent: null };
-    const details = { workerId, pid: w.pid, launcher: w.launcher, heartbeatAgoMs: silentMs, intervalMs: w.intervalMs, missed: w.missed, thresholdMs: w.thresholdMs, by };
+    const principal: Principal = {
+      tokenId: 'deadman',
+      name: `deadman:${workerId}`,
+      role: 'admin',
+      tenant: '*',
+      agent: null,
+    };
+    const details = {
+      workerId,
+      pid: w.pid,
+      launcher: w.launcher,
+      heartbeatAgoMs: silentMs,
+      intervalMs: w.intervalMs,
+      missed: w.missed,
+      thresholdMs: w.thresholdMs,
+      by,
+    };
     const results = await Promise.allSettled(
       w.runs.map((runId) =>
         this.#cp.issue(
@@ -150,11 +181,22 @@ export class DeadmanDesk {
     const directives: string[] = [];
     results.forEach((r, i) => {
       if (r.status === 'fulfilled') directives.push(r.value.directive.id);
-      else this.#log.error('deadman could not halt a run', { workerId, run: w.runs[i], err: String(r.reason) });
+      else
+        this.#log.error('deadman could not halt a run', { workerId, run: w.runs[i], err: String(r.reason) });
     });
-    await this.#cp.store.appendAudit([{ type: 'deadman.triggered', actor: `watchdog:${by}`, tenant: w.tenant, data: { ...details, agent: w.agent, runs: w.runs, directives, killAfterMs: d.killAfterMs } }]);
+    await this.#cp.store.appendAudit([
+      {
+        type: 'deadman.triggered',
+        actor: `watchdog:${by}`,
+        tenant: w.tenant,
+        data: { ...details, agent: w.agent, runs: w.runs, directives, killAfterMs: d.killAfterMs },
+      },
+    ]);
     this.#cp.metrics.auditRecords.inc();
-    const kill = w.launcher === null ? 'no launcher started it, so its process is not killed (the halts stand at the control plane)' : `its launcher ${w.launcher} is ordered to kill the process${d.killAfterMs > 0 ? ` unless it reports halted within ${d.killAfterMs} ms` : ''}`;
+    const kill =
+      w.launcher === null
+        ? 'no launcher started it, so its process is not killed (the halts stand at the control plane)'
+        : `its launcher ${w.launcher} is ordered to kill the process${d.killAfterMs > 0 ? ` unless it reports halted within ${d.killAfterMs} ms` : ''}`;
     this.#cp.alerts.notify({
       kind: 'deadman.triggered',
       summary: `deadman: worker ${workerId} (${w.tenant}/${w.agent}, pid ${w.pid ?? '?'}) sent no heartbeat for ${silentMs} ms (threshold ${w.thresholdMs} ms): halted ${w.runs.map((r) => `run:${r}`).join(', ')}; ${kill}`,

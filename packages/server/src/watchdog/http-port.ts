@@ -8,12 +8,20 @@ import type { WatchdogPort } from './watchdog.ts';
  * (`POST /v1/watchdog/trip`) and raises the supervisor's absence (`POST /v1/watchdog/alerts`),
  * with an admin token of its own. Each request times out after `timeoutMs` (default 3000).
  */
-export function httpWatchdogPort(opts: { url: string; token: string; id: string; timeoutMs?: number }): WatchdogPort {
+export function httpWatchdogPort(opts: {
+  url: string;
+  token: string;
+  id: string;
+  timeoutMs?: number;
+}): WatchdogPort {
   const base = opts.url.replace(/\/+$/, '');
   const call = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
     const res = await fetch(`${base}${path}`, {
       method,
-      headers: { authorization: `Bearer ${opts.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      headers: {
+        authorization: `Bearer ${opts.token}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
       body: body === undefined ? undefined : JSON.stringify(body),
       signal: AbortSignal.timeout(opts.timeoutMs ?? 3000),
     });
@@ -33,7 +41,9 @@ export function httpWatchdogPort(opts: { url: string; token: string; id: string;
       await call('POST', '/v1/watchdog/trip', { watchdog: opts.id, workerId });
     },
     async beat() {
-      const r = await call<{ supervisorAgoMs: number | null }>('POST', '/v1/watchdog/beat', { watchdog: opts.id });
+      const r = await call<{ supervisorAgoMs: number | null }>('POST', '/v1/watchdog/beat', {
+        watchdog: opts.id,
+      });
       return { supervisorAgoMs: r.supervisorAgoMs };
     },
     async absence(kind, ageMs) {

@@ -23,7 +23,9 @@ export class Liveness {
   /** Ms since the component's last beat, or since this registry started when it never beat; and who beat last. */
   age(component: Component): { ms: number; id: string | null; seen: boolean } {
     const last = this.#last.get(component);
-    return last ? { ms: this.#now() - last.at, id: last.id, seen: true } : { ms: this.#now() - this.#startedAt, id: null, seen: false };
+    return last
+      ? { ms: this.#now() - last.at, id: last.id, seen: true }
+      : { ms: this.#now() - this.#startedAt, id: null, seen: false };
   }
 }
 

@@ -34,7 +34,8 @@ export interface WatchdogOptions {
  * own process (`killpath watchdog`), with its own credentials.
  */
 export class Watchdog {
-  readonly #o: Required<Omit<WatchdogOptions, 'onUnreachable' | 'onReachable'>> & Pick<WatchdogOptions, 'onUnreachable' | 'onReachable'>;
+  readonly #o: Required<Omit<WatchdogOptions, 'onUnreachable' | 'onReachable'>> &
+    Pick<WatchdogOptions, 'onUnreachable' | 'onReachable'>;
   readonly #supervisor: AbsenceWatch;
   readonly #tripping = new Set<string>();
   #timer: NodeJS.Timeout | null = null;
@@ -47,8 +48,18 @@ export class Watchdog {
     const port = opts.port;
     this.#supervisor = new AbsenceWatch(
       this.#o.absentAfterMs,
-      (age) => void port.absence('supervisor.absent', age).catch((err: unknown) => this.#o.log.error('could not raise supervisor.absent', { err: String(err) })),
-      (age) => void port.absence('supervisor.recovered', age).catch((err: unknown) => this.#o.log.error('could not raise supervisor.recovered', { err: String(err) })),
+      (age) =>
+        void port
+          .absence('supervisor.absent', age)
+          .catch((err: unknown) =>
+            this.#o.log.error('could not raise supervisor.absent', { err: String(err) }),
+          ),
+      (age) =>
+        void port
+          .absence('supervisor.recovered', age)
+          .catch((err: unknown) =>
+            this.#o.log.error('could not raise supervisor.recovered', { err: String(err) }),
+          ),
     );
   }
 
@@ -87,12 +98,16 @@ export class Watchdog {
         this.#unreachable = false;
         this.#o.onReachable?.();
       }
-      const due = workers.filter((w) => !w.tripped && w.heartbeatAgoMs > w.thresholdMs && !this.#tripping.has(w.workerId));
+      const due = workers.filter(
+        (w) => !w.tripped && w.heartbeatAgoMs > w.thresholdMs && !this.#tripping.has(w.workerId),
+      );
       await Promise.all(due.map((w) => this.#trip(w)));
     } catch (err) {
       if (!this.#unreachable) {
         this.#unreachable = true;
-        this.#o.log.error('watchdog: control plane unreachable', { err: err instanceof Error ? err.message : String(err) });
+        this.#o.log.error('watchdog: control plane unreachable', {
+          err: err instanceof Error ? err.message : String(err),
+        });
         this.#o.onUnreachable?.(err);
       }
     }
@@ -104,7 +119,10 @@ export class Watchdog {
       await this.#o.port.trip(w.workerId);
     } catch (err) {
       // A heartbeat may have landed in between (conflict): it is alive after all.
-      this.#o.log.warn('watchdog: trip refused', { workerId: w.workerId, err: err instanceof Error ? err.message : String(err) });
+      this.#o.log.warn('watchdog: trip refused', {
+        workerId: w.workerId,
+        err: err instanceof Error ? err.message : String(err),
+      });
     } finally {
       this.#tripping.delete(w.workerId);
     }
