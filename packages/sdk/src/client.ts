@@ -27,7 +27,7 @@ import type { MirrorChange, MirrorEntry } from './mirror.ts';
 import { Queue } from './queue.ts';
 import type { QueueHost, QueueOptions, TaskHandler } from './queue.ts';
 import { Reporter } from './reporter.ts';
-import { MAX_SURFACE, Run, RunState, abortWrites, closeRunTable } from './run.ts';
+import { MAX_SURFACE, Run, RunState, abortWrites, closeRunTable, stopRun, stopsInFlight } from './run.ts';
 import type { RunHandle, RunHost, StartRunOptions } from './run.ts';
 import type { MemoryCommitter } from './staged-memory.ts';
 import { fanOutExpiry, fanOutStops } from './stop-fanout.ts';
@@ -405,6 +405,8 @@ export class Client {
       for (const state of this.runs.values()) {
         abortWrites(state, this.host, (effect) => tableVerdict(state.table, effect.capability, effect.cls));
       }
+      for (const state of this.runs.values())
+        if (state.table.block !== null) stopRun(state, this.host, state.table.block);
       fanOutStops(change.issued, change.rev, at, this.runs.values(), this.queues.values(), this.halts);
     }
     this.wakeQueues();
@@ -423,12 +425,11 @@ export class Client {
     return 'resync';
   }
 
-  /** Lease ran out: every run is treated as halted and its in-flight writes are aborted. */
+  /** Lease ran out: every run is treated as halted: its in-flight writes and model calls are aborted, its signal too. */
   private expire(): void {
     let writes = 0;
     for (const state of this.runs.values()) {
-      for (const effect of state.inFlight)
-        if (effect.cls !== 'read' && effect.abortedBy === null) writes += 1;
+      for (const effect of state.inFlight) if (stopsInFlight(effect) && !effect.aborted) writes += 1;
     }
     this.record({
       type: 'lease.expired',
@@ -437,6 +438,7 @@ export class Client {
       at: this.clock.now(),
     });
     for (const state of this.runs.values()) abortWrites(state, this.host, () => STALE);
+    for (const state of this.runs.values()) stopRun(state, this.host, STALE);
     fanOutExpiry(STALE, this.runs.values(), this.queues.values());
   }
 
@@ -610,6 +612,7 @@ export class Client {
       if (!coversRun(directive, s.coverage)) continue;
       s.table = compileTable(entries, s.coverage);
       abortWrites(s, this.host, (effect) => tableVerdict(s.table, effect.capability, effect.cls));
+      if (s.table.block !== null) stopRun(s, this.host, s.table.block);
     }
     fanOutStops([entry], this.mirror.rev, at, this.runs.values(), this.queues.values(), this.halts);
     this.telemetry?.mark(state);

@@ -143,7 +143,7 @@ function fnSettled(ctx: EffectContext, effect: InFlightEffect, valueOrError: unk
     at,
   };
   const durationMs = at - effect.startedAt;
-  const afterAbort = effect.abortedBy !== null;
+  const afterAbort = effect.aborted;
   if (!afterAbort) {
     // A tool call that ran; one that failed on its own (not aborted by a halt) is a tool error.
     ctx.state.counters.toolCalls += 1;
@@ -259,7 +259,7 @@ class PermittedEffect<T> {
     const answer = asPermitResponse(body);
     if (answer !== null)
       this.recordGranted(answer.permit.id, answer.permit.rev, answer.permit.status, answer.replay);
-    if (effect.abortedBy !== null) {
+    if (effect.aborted) {
       // Granted, but a flip was observed meanwhile: never start it, and close the permit.
       const status = answer?.permit.status;
       if (answer !== null && (status === 'granted' || status === 'cooling_off')) {
@@ -302,7 +302,7 @@ class PermittedEffect<T> {
   };
 
   private readonly onPermitError = (err: unknown): void => {
-    if (this.effect.abortedBy !== null) return;
+    if (this.effect.aborted) return;
     this.refuse('permit', refusal(err, this.what));
   };
 
@@ -333,7 +333,7 @@ class PermittedEffect<T> {
   private confirm(attempt: number): void {
     const effect = this.effect;
     const permit = effect.permit;
-    if (effect.abortedBy !== null || permit === null) return;
+    if (effect.aborted || permit === null) return;
     const verdict = this.ctx.check(effect.capability, effect.cls);
     if (verdict.kind === 'deny') {
       abortEffect(this.ctx.host, effect, verdict);
@@ -342,7 +342,7 @@ class PermittedEffect<T> {
     effect.phase = 'confirming';
     this.ctx.host.calls.confirmPermit(permit.id).then(
       (body) => {
-        if (effect.abortedBy !== null) return;
+        if (effect.aborted) return;
         const answer = asPermitResponse(body);
         if (answer === null || answer.permit.status !== 'granted') {
           this.ctx.host.outcome(permit.id, { status: 'aborted', afterAbort: false });
@@ -359,7 +359,7 @@ class PermittedEffect<T> {
         this.run();
       },
       (err: unknown) => {
-        if (effect.abortedBy !== null) return;
+        if (effect.aborted) return;
         const refused = refusal(err, `confirmation of ${this.what}`);
         if (refused.code === 'conflict' && attempt < CONFIRM_ATTEMPTS) {
           this.coolOff(CONFIRM_RETRY_MS, attempt + 1);

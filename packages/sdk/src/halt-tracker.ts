@@ -1,6 +1,7 @@
 import { coversEffect } from '@killpath/protocol';
 import type { Directive, HaltedReport } from '@killpath/protocol';
 import type { MirrorEntry } from './mirror.ts';
+import { stopsInFlight } from './run.ts';
 import type { RunState } from './run.ts';
 import type { DenyVerdict } from './verdict.ts';
 
@@ -13,8 +14,8 @@ export interface HaltTrackerHost {
 
 /**
  * Turns each newly observed stop directive into one `HaltedReport`, sent once everything it
- * stopped on this worker has settled: every covered in-flight effect (covered writes count as
- * `aborted`, the gate aborts them when the rev is applied; covered reads as `completed`), and
+ * stopped on this worker has settled: every covered in-flight effect (covered writes and model
+ * calls count as `aborted`, the gate aborts them when the rev is applied; covered reads as `completed`), and
  * every hold taken by the queues (a drain until its tasks finished or its grace ran out) and
  * staged memory (a commit the directive ordered). At once when nothing is pending. Directives
  * covering no local run and no queued task produce no report.
@@ -74,8 +75,8 @@ export class HaltTracking {
     for (const effect of run.inFlight) {
       if (!coversEffect(d, run.coverage, effect.capability)) continue;
       effect.coveredBy ??= d.id;
-      if (effect.cls === 'read') this.completed += 1;
-      else this.aborted += 1;
+      if (stopsInFlight(effect)) this.aborted += 1;
+      else this.completed += 1;
       this.remaining += 1;
       effect.whenSettled(this.releaseOne);
     }

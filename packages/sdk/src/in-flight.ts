@@ -25,7 +25,7 @@ export class InFlightEffect {
   readonly startedAt: number;
   readonly controller = new AbortController();
   phase: EffectPhase;
-  /** The verdict that aborted it, or `null` while it runs unaborted. */
+  /** The verdict that aborted it, or `null` while no directive (or lease expiry) did. */
   abortedBy: DenyVerdict | null = null;
   /** Rejects the caller's promise; set when the effect starts. */
   rejectCaller: ((err: unknown) => void) | null = null;
@@ -50,12 +50,28 @@ export class InFlightEffect {
     this.phase = cls === 'read' ? 'running' : 'permit';
   }
 
+  /** True once aborted, by a verdict or by the caller's own signal (`EffectOptions.signal`). */
+  get aborted(): boolean {
+    return this.controller.signal.aborted;
+  }
+
   /** Aborts the signal with `error` and releases the caller at once. False when already aborted. */
   abort(verdict: DenyVerdict, error: Error): boolean {
-    if (this.abortedBy !== null) return false;
+    if (this.aborted) return false;
     this.abortedBy = verdict;
     this.controller.abort(error);
     this.rejectCaller?.(error);
+    return true;
+  }
+
+  /**
+   * Aborts the signal with the caller's own `reason` (its `EffectOptions.signal` fired) and
+   * releases the caller at once, rejecting with that reason. False when already aborted.
+   */
+  cancel(reason: unknown): boolean {
+    if (this.aborted) return false;
+    this.controller.abort(reason);
+    this.rejectCaller?.(reason);
     return true;
   }
 

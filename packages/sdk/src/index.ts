@@ -2,6 +2,7 @@ export { connect } from './client.ts';
 export type { Client, ResumeRunOptions } from './client.ts';
 export type { ConnectOptions } from './connect-options.ts';
 export type { Run, RunHandle, StartRunOptions, EffectSpec, EffectOptions, EffectFn } from './run.ts';
+export { MODEL_CAPABILITY } from './run.ts';
 export type { RunTimer, RetryOptions } from './run-timers.ts';
 export type { Queue, QueueOptions, PushOptions, TaskContext, TaskHandler } from './queue.ts';
 export type { MemoryCommitter, MemoryCommitContext } from './staged-memory.ts';

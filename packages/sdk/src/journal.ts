@@ -31,7 +31,11 @@ export type TimerKind = 'timeout' | 'interval' | 'retry';
  * - `effect.started`: the gate allowed the effect and its function is about to be called.
  * - `effect.landed` / `effect.failed`: the effect function settled; `afterAbort` when it had been aborted first
  *   (an aborted write that still landed is one to compensate).
- * - `effect.aborted`: an in-flight write was aborted by a covering directive or by lease expiry.
+ * - `effect.aborted`: an in-flight write (or model call, capability `llm`) was aborted by a covering
+ *   directive or by lease expiry.
+ * - `effect.cancelled`: the caller's own signal (`EffectOptions.signal`) aborted an in-flight effect.
+ * - `run.stopped`: `run.signal` was aborted: a halt, kill or isolate covers the whole run, or the lease
+ *   expired (`reason` `stale`, `directiveId` null).
  * - `effect.denied`: the gate refused the effect before it started.
  * - `halt.settled`: every in-flight effect covered by a new stop directive has settled; the `HaltedReport` was sent.
  * - `report.failed`: a POST to the control plane failed (never thrown).
@@ -85,6 +89,8 @@ export type SdkEvent =
   | (EffectEventFields & { type: 'effect.landed'; durationMs: number; afterAbort: boolean })
   | (EffectEventFields & { type: 'effect.failed'; durationMs: number; afterAbort: boolean; message: string })
   | (EffectEventFields & { type: 'effect.aborted'; reason: DenyReason; directiveId: string | null })
+  | (EffectEventFields & { type: 'effect.cancelled' })
+  | { type: 'run.stopped'; runId: string; reason: DenyReason; directiveId: string | null; at: number }
   | {
       type: 'effect.denied';
       runId: string;

@@ -77,7 +77,21 @@ export interface EffectOptions {
   args?: unknown;
   /** How to undo the effect if it lands and the run is later halted: free-form JSON for the operator. */
   compensate?: Record<string, unknown>;
+  /**
+   * An outside signal that also aborts this one effect (a framework's per-call signal). When it
+   * is already aborted the effect is refused and `fn` never runs; when it fires later the
+   * effect's own signal aborts with the same reason and the returned promise rejects with it.
+   * Its listener is removed when the effect settles, so a long-lived signal collects none.
+   */
+  signal?: AbortSignal;
 }
+
+/**
+ * The capability of model calls. A model call is an effect of class `read` (it changes nothing
+ * outside), yet a halt, kill or isolate covering its run aborts it in flight like a write: a
+ * model stream of a stopped run is not worth finishing, and its next tool call would be refused.
+ */
+export const MODEL_CAPABILITY = 'llm';
 
 /** An effect's capability name (class `write`), or its {@link EffectOptions}. */
 export type EffectSpec = string | EffectOptions;
@@ -140,6 +154,10 @@ export class RunState {
   granted: ReadonlySet<string> | null = null;
   /** The schema memory writes must follow, or `null`. */
   memorySchema: MemorySchema | null = null;
+  /** Why the run was stopped (what `run.signal` aborts with), or `null` while it was not. */
+  stopped: KillpathError | null = null;
+  /** Behind `run.signal`; created on first use. */
+  signalController: AbortController | null = null;
 
   constructor(
     coverage: RunIdentity,
@@ -200,6 +218,24 @@ export class Run {
   /** True once {@link Run.end} was called. */
   get ended(): boolean {
     return this.state.ended;
+  }
+
+  /**
+   * One `AbortSignal` for the whole run, to hand to a framework (`streamText({ abortSignal })`,
+   * `run(agent, input, { signal })`, `agent.invoke(input, { signal })`). It aborts, once and for
+   * good, on the first halt, kill or isolate covering the whole run (directives narrowed to
+   * capabilities do not count) or when the worker's lease expires, with a `KillpathError` of
+   * code `halted` (details `{ reason, directiveId }`) as its reason. It never un-aborts: after a
+   * resume, start a new run (or `client.resumeRun`). Already aborted when read under such a stop.
+   */
+  get signal(): AbortSignal {
+    const state = this.state;
+    if (state.signalController === null) {
+      state.signalController = new AbortController();
+      if (state.stopped === null && state.table.block !== null) stopRun(state, this.host, state.table.block);
+      else if (state.stopped !== null) state.signalController.abort(state.stopped);
+    }
+    return state.signalController.signal;
   }
 
   /**
@@ -313,11 +349,12 @@ export class Run {
     } catch (err) {
       return Promise.reject(err);
     }
-    const { capability, class: cls } = options;
+    const { capability, class: cls, signal: outside } = options;
     const state = this.state;
     if (state.ended) {
       return Promise.reject(new KillpathError('invalid_request', `run ${this.runId} has ended`));
     }
+    if (outside?.aborted === true) return Promise.reject(outside.reason);
     const verdict = this.check(capability, cls);
     if (verdict.kind === 'deny') {
       state.denied += 1;
@@ -357,6 +394,22 @@ export class Run {
     state.inFlight.add(effect);
     state.effects += 1;
     const waitMs = state.table.throttle === null ? 0 : this.host.throttleSlot(state, state.table.throttle);
+    if (outside !== undefined) {
+      const host = this.host;
+      const onOutside = (): void => {
+        if (!effect.cancel(outside.reason)) return;
+        host.record({
+          type: 'effect.cancelled',
+          effectId: effect.id,
+          runId: effect.runId,
+          capability,
+          class: cls,
+          at: host.clock.now(),
+        });
+      };
+      outside.addEventListener('abort', onOutside, { once: true });
+      effect.whenSettled(() => outside.removeEventListener('abort', onOutside));
+    }
     return startEffect(this.ctx, effect, fn, request, waitMs);
   }
 
@@ -485,6 +538,8 @@ function resolveSpec(spec: EffectSpec): EffectOptions & { class: EffectClass } {
   const comp = spec.compensate;
   if (comp !== undefined && (typeof comp !== 'object' || comp === null || Array.isArray(comp)))
     bad('compensate must be an object');
+  if (spec.signal !== undefined && !(spec.signal instanceof AbortSignal))
+    bad('signal must be an AbortSignal');
   return { ...spec, class: cls };
 }
 
@@ -494,10 +549,41 @@ export function closeRunTable(state: RunState): void {
 }
 
 /**
- * Aborts the run's in-flight `write`/`irreversible` effects for which `verdictOf` returns a
- * verdict, wherever they are (throttle wait, permit round trip, cool-off, function); `read`
- * effects are left to complete unless still waiting for a throttle slot. Returns how many were
- * aborted now. Internal.
+ * Whether a stop aborts this effect in flight: writes, irreversible effects and model calls
+ * ({@link MODEL_CAPABILITY}); other reads are left to complete. Internal.
+ */
+export function stopsInFlight(effect: { readonly cls: EffectClass; readonly capability: string }): boolean {
+  return effect.cls !== 'read' || effect.capability === MODEL_CAPABILITY;
+}
+
+/**
+ * Stops the run as a whole: `run.signal` aborts (if anyone asked for it) with a `halted` error
+ * for `verdict`; journaled `run.stopped`. Once per run. Internal.
+ */
+export function stopRun(
+  state: RunState,
+  host: Pick<RunHost, 'record' | 'clock'>,
+  verdict: DenyVerdict,
+): void {
+  if (state.stopped !== null) return;
+  const runId = state.coverage.runId;
+  const directiveId = verdict.directive?.id ?? null;
+  const why =
+    verdict.reason === 'stale'
+      ? 'no fresh switchboard (lease expired)'
+      : `${verdict.reason} by directive ${directiveId ?? '?'}`;
+  state.stopped = new KillpathError('halted', `run ${runId} stopped: ${why}`, {
+    details: { reason: verdict.reason, directiveId },
+  });
+  host.record({ type: 'run.stopped', runId, reason: verdict.reason, directiveId, at: host.clock.now() });
+  state.signalController?.abort(state.stopped);
+}
+
+/**
+ * Aborts the run's in-flight effects that a stop aborts ({@link stopsInFlight}) for which
+ * `verdictOf` returns a verdict, wherever they are (throttle wait, permit round trip, cool-off,
+ * function); other reads are left to complete unless still waiting for a throttle slot. Returns
+ * how many were aborted now. Internal.
  */
 export function abortWrites(
   state: RunState,
@@ -508,7 +594,7 @@ export function abortWrites(
   // Copy first: abort listeners run synchronously in user code.
   for (const effect of [...state.inFlight]) {
     // A read waiting for its throttle slot has not started: it is refused like a new one.
-    if ((effect.cls === 'read' && effect.phase !== 'throttled') || effect.abortedBy !== null) continue;
+    if ((!stopsInFlight(effect) && effect.phase !== 'throttled') || effect.aborted) continue;
     const verdict = verdictOf(effect);
     if (verdict !== null && abortEffect(host, effect, verdict)) aborted += 1;
   }
