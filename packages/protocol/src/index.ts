@@ -4,7 +4,7 @@ export { parseScope, formatScope, coversRun, coversEffect, scopeTenant, isIdenti
 export type { Scope, RunIdentity, Coverage } from './scope.ts';
 export { ERROR_CODES, HTTP_STATUS, KillpathError, toWire, isWireError } from './errors.ts';
 export type { ErrorCode, WireError } from './errors.ts';
-export { PROTOCOL_VERSION } from './wire.ts';
+export { PROTOCOL_VERSION, streamDirective } from './wire.ts';
 export { flagWords } from './flags.ts';
 export type {
   DrainMode,
@@ -12,6 +12,7 @@ export type {
   Rate,
   EscalationStep,
   Directive,
+  StreamDirective,
   WorkerFlags,
   LauncherOrders,
   LauncherMessage,

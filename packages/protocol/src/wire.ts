@@ -55,6 +55,20 @@ export interface Directive extends Coverage {
   clearedRev: number | null;
 }
 
+/**
+ * A directive as a worker's stream carries it: what the gate needs (id, rev, level, scope,
+ * capabilities, rate, grace, drain, memory, escalation), without the operators' words (reason,
+ * justification, actor), which stay with the people who may read the directive.
+ */
+export type StreamDirective = Omit<Directive, 'reason' | 'justification' | 'actor'>;
+
+/** The {@link StreamDirective} of a directive: a copy without reason, justification and actor. */
+export function streamDirective(d: Directive): StreamDirective {
+  // eslint-disable-next-line @typescript-eslint/no-unused-vars
+  const { reason, justification, actor, ...rest } = d;
+  return rest;
+}
+
 /** The set of active directives at one revision. */
 export interface Switchboard {
   rev: number;
@@ -66,7 +80,7 @@ export interface SnapshotMessage {
   type: 'snapshot';
   v: number;
   rev: number;
-  directives: Directive[];
+  directives: StreamDirective[];
   /** How often keep-alives come, in ms; the worker's lease must be longer. */
   keepaliveMs: number;
 }
@@ -78,7 +92,7 @@ export interface SnapshotMessage {
 export interface DeltaMessage {
   type: 'delta';
   rev: number;
-  issued?: Directive;
+  issued?: StreamDirective;
   /** Id of a directive cleared at this rev. */
   cleared?: string;
   /** Ids of directives the issued one replaces, cleared at the same rev (a re-dialled throttle, a step on the ladder). */

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { KillpathError, coversRun, isIdentifier } from '@killpath/protocol';
 import type {
   Directive,
+  StreamDirective,
   HeartbeatReport,
   LocalRule,
   ResumeRequest,
@@ -693,7 +694,7 @@ export class Client {
    * effect, without a burst), per run or shared by this worker's runs of the agent. Returns the
    * wait in ms. A re-dialled throttle is a new directive, so its slots start afresh.
    */
-  private throttleSlot(state: RunState, throttle: Directive): number {
+  private throttleSlot(state: RunState, throttle: StreamDirective): number {
     const rate = throttle.rate;
     if (rate === null || !(rate.perSecond > 0)) return 0;
     const key = rate.per === 'agent' ? `a:${throttle.id}` : `r:${state.coverage.runId}:${throttle.id}`;

@@ -1,5 +1,5 @@
 import { LEVELS, coversRun, isStopLevel, levelRank } from '@killpath/protocol';
-import type { Directive, EffectClass, Level, RunIdentity } from '@killpath/protocol';
+import type { StreamDirective, EffectClass, Level, RunIdentity } from '@killpath/protocol';
 import type { Clock } from './clock.ts';
 import type { MirrorEntry } from './mirror.ts';
 import { STALE } from './verdict.ts';
@@ -21,7 +21,7 @@ export interface RunTable {
   /** Capability → highest covering narrowed verdict above `block`; `null` when empty. */
   readonly caps: ReadonlyMap<string, DenyVerdict> | null;
   /** The covering throttle with the lowest rate, or `null`: effects wait for their slot. */
-  readonly throttle: Directive | null;
+  readonly throttle: StreamDirective | null;
   /** The highest level covering the run, for reports (see {@link compileTable}); `null` for none. */
   readonly level: Level | null;
 }
@@ -48,7 +48,7 @@ export function compileTable(entries: readonly MirrorEntry[], run: RunIdentity):
   let all: MirrorEntry | null = null;
   let isolate: MirrorEntry | null = null;
   let readOnly: MirrorEntry | null = null;
-  let throttle: Directive | null = null;
+  let throttle: StreamDirective | null = null;
   let caps: Map<string, MirrorEntry> | null = null;
   let rank = 0;
   for (const entry of entries) {

@@ -1,5 +1,5 @@
 import { coversEffect } from '@killpath/protocol';
-import type { Directive, HaltedReport } from '@killpath/protocol';
+import type { StreamDirective, HaltedReport } from '@killpath/protocol';
 import type { MirrorEntry } from './mirror.ts';
 import { stopsInFlight } from './run.ts';
 import type { RunState } from './run.ts';
@@ -38,7 +38,7 @@ export class HaltTracker {
 
 /** One stop directive being settled on this worker. */
 export class HaltTracking {
-  readonly directive: Directive;
+  readonly directive: StreamDirective;
   readonly verdict: DenyVerdict;
   private readonly host: HaltTrackerHost;
   private readonly rev: number;
@@ -53,7 +53,7 @@ export class HaltTracking {
 
   constructor(
     host: HaltTrackerHost,
-    directive: Directive,
+    directive: StreamDirective,
     verdict: DenyVerdict,
     rev: number,
     observedAt: number,

@@ -1,10 +1,10 @@
-import type { DeltaMessage, Directive, SnapshotMessage } from '@killpath/protocol';
+import type { DeltaMessage, StreamDirective, SnapshotMessage } from '@killpath/protocol';
 import { verdictFor } from './verdict.ts';
 import type { DenyVerdict } from './verdict.ts';
 
 /** One directive in the mirror with its precompiled gate verdict (`null` for levels the gate does not enforce). */
 export interface MirrorEntry {
-  readonly directive: Directive;
+  readonly directive: StreamDirective;
   readonly verdict: DenyVerdict | null;
 }
 
@@ -74,8 +74,8 @@ export class Mirror {
   }
 }
 
-function toEntry(d: Directive): MirrorEntry {
-  const directive: Directive = Object.freeze({
+function toEntry(d: StreamDirective): MirrorEntry {
+  const directive: StreamDirective = Object.freeze({
     ...d,
     capabilities: d.capabilities === null ? null : Object.freeze([...d.capabilities]),
   });

@@ -1,6 +1,6 @@
 import { EFFECT_CLASSES, KillpathError } from '@killpath/protocol';
 import type {
-  Directive,
+  StreamDirective,
   EffectClass,
   JournalEvent,
   LocalRule,
@@ -123,7 +123,7 @@ export interface RunHost {
    * Reserves the next slot under a throttle for an effect of this run: how long the effect must
    * wait, in ms (0 to go now). Internal.
    */
-  throttleSlot(state: RunState, throttle: Directive): number;
+  throttleSlot(state: RunState, throttle: StreamDirective): number;
   /** The run's counters changed: send them with the next telemetry batch. */
   counted(state: RunState): void;
   /** The run limits in force now (the stricter of the connect option and the control plane's). */

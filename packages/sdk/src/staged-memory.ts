@@ -1,5 +1,5 @@
 import { KillpathError } from '@killpath/protocol';
-import type { Directive } from '@killpath/protocol';
+import type { StreamDirective } from '@killpath/protocol';
 import { errorCode } from './journal.ts';
 import type { Run, RunHost, RunState } from './run.ts';
 import { haltedError } from './verdict.ts';
@@ -141,7 +141,7 @@ export class StagedMemory {
    * reverted, or committed once when the directive says `memory: 'commit'`. `hold` keeps the
    * halted report back until that commit settled.
    */
-  halt(directive: Directive, hold: () => () => void): void {
+  halt(directive: StreamDirective, hold: () => () => void): void {
     const entries = this.take();
     if (entries.size === 0) return;
     const committer = this.committer;

@@ -1,5 +1,5 @@
 import { KillpathError, refusalReason } from '@killpath/protocol';
-import type { Directive, RefusalReason } from '@killpath/protocol';
+import type { StreamDirective, RefusalReason } from '@killpath/protocol';
 
 /**
  * Why the gate refused: a covering `halt` or `kill`, an `isolate`, a degrade that `revoked` the
@@ -16,7 +16,7 @@ export interface AllowVerdict {
 export interface DenyVerdict {
   readonly kind: 'deny';
   readonly reason: DenyReason;
-  readonly directive: Directive | null;
+  readonly directive: StreamDirective | null;
 }
 
 /** Result of `run.check(capability)`. Verdicts are frozen and shared: compare by `kind`, never mutate. */
@@ -40,7 +40,7 @@ export const NOT_GRANTED: DenyVerdict = Object.freeze({ kind: 'deny', reason: 'r
  * launcher also cuts the process off, whatever the agent does); a `degrade` refuses the named
  * capabilities, or every `write`/`irreversible` effect when it names none (see the gate table).
  */
-export function verdictFor(directive: Directive): DenyVerdict | null {
+export function verdictFor(directive: StreamDirective): DenyVerdict | null {
   const reason = refusalReason(directive.level, directive.capabilities !== null);
   return reason === null ? null : Object.freeze({ kind: 'deny', reason, directive });
 }

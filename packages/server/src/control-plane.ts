@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   KillpathError,
   LEVELS,
@@ -285,7 +286,9 @@ export class ControlPlane {
     const graceMs = body.graceMs ?? (body.level === 'kill' ? 0 : DEFAULT_GRACE_MS);
     const escalation = checkLevel(body, graceMs, this.#slackMs);
     const tenant = await this.#confine(p, scope, body);
-    return this.#commit(
+    const digest = opts.idempotencyKey ? requestDigest(body) : null;
+    const seen: { mismatch: Directive | null } = { mismatch: null };
+    const result = await this.#commit(
       {
         level: body.level,
         scope,
@@ -301,6 +304,7 @@ export class ControlPlane {
         justification: body.justification,
         actor: p.name,
         idempotencyKey: opts.idempotencyKey ? `${p.tokenId}:${opts.idempotencyKey}` : null,
+        idempotencyDigest: digest,
         // Issuing a throttle at a scope that already has one re-dials it.
         replaces:
           body.level === 'throttle'
@@ -317,9 +321,25 @@ export class ControlPlane {
                   .map((d) => d.id)
             : undefined,
       },
-      (r) => this.#issueAudit(p, r, body, opts.via, opts.trigger),
+      (r) => {
+        // The key was sent before with another request: nothing converges, nothing is recorded.
+        if (r.converged === 'idempotency_key' && r.keyDigest != null && r.keyDigest !== digest) {
+          seen.mismatch = r.directive;
+          return [];
+        }
+        return this.#issueAudit(p, r, body, opts.via, opts.trigger);
+      },
       opts.trigger?.kind ?? 'operator',
     );
+    const held = seen.mismatch;
+    if (held !== null) {
+      throw new KillpathError(
+        'idempotency_mismatch',
+        `Idempotency-Key ${opts.idempotencyKey} was used for another request, which issued directive ${held.id} (${held.level} ${held.scopeText}); use a new key for a new request`,
+        { details: { directiveId: held.id } },
+      );
+    }
+    return result;
   }
 
   /**
@@ -884,6 +904,24 @@ export class ControlPlane {
       this.#pendingAudit.unshift(...batch);
     }
   }
+}
+
+/** SHA-256 of a request body in canonical form (keys sorted at every depth), hex. */
+export function requestDigest(body: unknown): string {
+  const canon = (v: unknown): unknown =>
+    Array.isArray(v)
+      ? v.map(canon)
+      : typeof v === 'object' && v !== null
+        ? Object.fromEntries(
+            Object.entries(v)
+              .filter(([, x]) => x !== undefined)
+              .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+              .map(([k, x]) => [k, canon(x)]),
+          )
+        : v;
+  return createHash('sha256')
+    .update(JSON.stringify(canon(body)))
+    .digest('hex');
 }
 
 function firedEvent(

@@ -375,7 +375,7 @@ describe('authorization matrix: role × tenant × route', () => {
       'Bearer',
       'Bearer ',
       'Basic YWRtaW46YWRtaW4=',
-      `bearer ${w.tokens.admin}`,
+      `Bearer ${w.tokens.admin} extra`,
       w.tokens.admin!,
     ]) {
       const res = await w.h.req('GET', '/v1/directives', { headers: { authorization } });

@@ -48,7 +48,7 @@ test('a schema-v1 database opens, keeps its switchboard, audit chain and tokens,
   }
 });
 
-test('a schema-v4 database opens as version 5: its state is kept, drills and capability surfaces start empty', async () => {
+test('a schema-v4 database opens as version 6: its state is kept, drills and capability surfaces start empty', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'killpath-v4-'));
   const path = join(dir, 'killpath.db');
   copyFileSync(FIXTURE_V4, path);
@@ -83,7 +83,7 @@ test('a schema-v4 database opens as version 5: its state is kept, drills and cap
   try {
     assert.deepEqual(
       { ...(raw.prepare(`SELECT value FROM meta WHERE key = 'schema'`).get() as object) },
-      { value: '5' },
+      { value: '6' },
     );
   } finally {
     raw.close();

@@ -74,10 +74,12 @@ export class Authenticator {
    * @throws KillpathError `unauthenticated` when the header is missing, malformed or unknown.
    */
   async authenticate(header: string | undefined): Promise<Principal> {
-    if (!header || !header.startsWith('Bearer ')) {
+    // The scheme name is case-insensitive (RFC 9110 §11.1); the token is not.
+    const m = header === undefined ? null : /^bearer +(\S+) *$/i.exec(header);
+    if (m === null) {
       throw new KillpathError('unauthenticated', 'missing bearer token (Authorization: Bearer <token>)');
     }
-    const hash = hashSecret(header.slice(7).trim());
+    const hash = hashSecret(m[1]!);
     const hit = this.#cache.get(hash);
     if (hit) return hit;
     const rec = await this.#store.findToken(hash);

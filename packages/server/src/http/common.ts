@@ -12,8 +12,21 @@ export function wireError(c: Context, err: KillpathError): Response {
   return c.json(toWire(err), HTTP_STATUS[err.code] as 400);
 }
 
-/** Parses and validates a JSON body; bad JSON or a schema violation is a 400 with details. */
+/** True when a Content-Type header names JSON (`application/json`, any parameters, any case). */
+export function isJsonType(header: string | undefined): boolean {
+  return header !== undefined && header.split(';')[0]!.trim().toLowerCase() === 'application/json';
+}
+
+/**
+ * Parses and validates a JSON body: a body not declared `application/json` is a 415, bad JSON
+ * or a schema violation a 400 with details.
+ */
 export async function body<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {
+  if (!isJsonType(c.req.header('content-type')))
+    throw new KillpathError(
+      'unsupported_media_type',
+      'request body must be sent as content-type: application/json',
+    );
   let raw: unknown;
   try {
     raw = await c.req.json();

@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS directives (
   justification TEXT NOT NULL,
   actor TEXT NOT NULL,
   idempotency_key TEXT UNIQUE,
+  idempotency_digest TEXT,
   issued_at TEXT NOT NULL,
   cleared_at TEXT,
   cleared_rev INTEGER,
@@ -146,6 +147,8 @@ interface DirectiveRow {
   cleared_rev: number | null;
   escalation: string;
   escalated_from: string | null;
+  /** Absent on databases before schema version 6. */
+  idempotency_digest?: string | null;
 }
 
 interface AuditRow {
@@ -260,8 +263,8 @@ export class SqliteStore implements Store {
       byId: p(`SELECT * FROM directives WHERE id = ?`),
       byKey: p(`SELECT * FROM directives WHERE idempotency_key = ?`),
       insertDirective: p(`INSERT INTO directives
-        (id, rev, level, scope, tenant, capabilities, rate, grace_ms, drain, memory, reason, justification, actor, idempotency_key, issued_at, escalation, escalated_from)
-        VALUES ($id, $rev, $level, $scope, $tenant, $capabilities, $rate, $grace_ms, $drain, $memory, $reason, $justification, $actor, $idempotency_key, $issued_at, $escalation, $escalated_from)`),
+        (id, rev, level, scope, tenant, capabilities, rate, grace_ms, drain, memory, reason, justification, actor, idempotency_key, idempotency_digest, issued_at, escalation, escalated_from)
+        VALUES ($id, $rev, $level, $scope, $tenant, $capabilities, $rate, $grace_ms, $drain, $memory, $reason, $justification, $actor, $idempotency_key, $idempotency_digest, $issued_at, $escalation, $escalated_from)`),
       clear: p(`UPDATE directives SET cleared_at = ?, cleared_rev = ? WHERE id = ? AND cleared_rev IS NULL`),
       insertToken: p(
         `INSERT INTO tokens (id, secret_hash, name, role, tenant, agent, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
@@ -286,6 +289,8 @@ export class SqliteStore implements Store {
    * Each is added in place; old rows keep their meaning (no escalation steps of their own).
    * Version 3 had no policy table (version 4 adds it; an empty table means the default policy).
    * Version 4 had no rehearsal records nor capability surfaces (version 5 adds both tables, empty).
+   * Version 5 stored no request digest beside an idempotency key (version 6 adds the column; an
+   * old key without one converges as before).
    */
   #migrate(): void {
     const cols = this.#db.prepare('PRAGMA table_info(directives)').all() as { name: string }[];
@@ -296,10 +301,12 @@ export class SqliteStore implements Store {
         `ALTER TABLE directives ADD COLUMN escalation TEXT NOT NULL DEFAULT '[]'; ALTER TABLE directives ADD COLUMN escalated_from TEXT`,
       );
     }
+    if (!cols.some((c) => c.name === 'idempotency_digest'))
+      this.#db.exec(`ALTER TABLE directives ADD COLUMN idempotency_digest TEXT`);
     this.#db.exec(effects.EFFECTS_SCHEMA);
     this.#db.exec(POLICY_SCHEMA);
     this.#db.exec(drills.DRILLS_SCHEMA);
-    this.#db.exec(`UPDATE meta SET value = '5' WHERE key = 'schema'`);
+    this.#db.exec(`UPDATE meta SET value = '6' WHERE key = 'schema'`);
   }
 
   /** The context the effect-journal functions run in (same connection, transactions and chain). */
@@ -486,6 +493,7 @@ export class SqliteStore implements Store {
             created: false,
             converged: 'idempotency_key',
             replaced: [],
+            keyDigest: prior.idempotency_digest ?? null,
           };
       }
       const scopeText = formatScope(input.scope);
@@ -513,6 +521,7 @@ export class SqliteStore implements Store {
           $justification: input.justification,
           $actor: input.actor,
           $idempotency_key: input.idempotencyKey,
+          $idempotency_digest: input.idempotencyDigest ?? null,
           $issued_at: new Date().toISOString(),
           $escalation: JSON.stringify(input.escalation),
           $escalated_from: input.escalatedFrom,

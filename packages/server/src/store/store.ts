@@ -78,6 +78,11 @@ export type DirectiveInput = Pick<
   replaces?: (active: readonly Directive[]) => string[];
   /** Scoped to the issuing principal, so two tenants' keys never collide. */
   idempotencyKey: string | null;
+  /**
+   * Digest of the request the key was sent with, stored beside the key so a reuse of the key with
+   * another request can be told from a retry (see {@link IssueResult.keyDigest}).
+   */
+  idempotencyDigest?: string | null;
 };
 
 /** Result of issuing: the directive, and whether this call created it (false: a retry or an identical re-issue). */
@@ -88,6 +93,11 @@ export interface IssueResult {
   converged: 'idempotency_key' | 'identical' | null;
   /** Directives cleared at the same rev because the new one replaces them (see `DirectiveInput.replaces`). */
   replaced: Directive[];
+  /**
+   * When it converged on an idempotency key: the request digest stored with that key (null for a
+   * key stored before digests were, or without one). The caller decides what a mismatch means.
+   */
+  keyDigest?: string | null;
 }
 
 /** A run known to the control plane (registered by its worker). */

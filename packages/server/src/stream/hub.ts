@@ -1,5 +1,5 @@
 import type { DeltaMessage, Directive, SnapshotMessage } from '@killpath/protocol';
-import { PROTOCOL_VERSION } from '@killpath/protocol';
+import { PROTOCOL_VERSION, streamDirective } from '@killpath/protocol';
 
 /** One worker's open stream, as the hub sees it. */
 export interface StreamSink {
@@ -71,7 +71,7 @@ export class StreamHub {
       type: 'snapshot',
       v: PROTOCOL_VERSION,
       rev: board.rev,
-      directives: visible,
+      directives: visible.map(streamDirective),
       keepaliveMs: this.#keepaliveMs,
     };
     sink.write(frame('snapshot', snap));
@@ -137,7 +137,7 @@ function deltaOf(rev: number, change: Change): DeltaMessage {
   return {
     type: 'delta',
     rev,
-    ...(change.issued ? { issued: change.issued } : {}),
+    ...(change.issued ? { issued: streamDirective(change.issued) } : {}),
     ...(change.cleared ? { cleared: change.cleared.id } : {}),
     ...(change.replaced && change.replaced.length > 0 ? { replaced: change.replaced.map((r) => r.id) } : {}),
   };

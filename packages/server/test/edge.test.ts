@@ -1,0 +1,150 @@
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Directive, SnapshotMessage } from '@killpath/protocol';
+import type { StreamSink } from '../src/stream/hub.ts';
+import { expectWireError, harness, type Harness } from './harness.ts';
+
+const KILL = { level: 'kill', scope: 'agent:acme/bot', reason: 'runaway spend', justification: 'INC-1' };
+const THROTTLE = {
+  level: 'throttle',
+  scope: 'agent:acme/bot',
+  rate: { perSecond: 1, per: 'agent' },
+  reason: 'slow it down',
+  justification: 'INC-1',
+};
+
+describe('the edge: content type, scheme, idempotency', () => {
+  let h: Harness;
+  let op: string;
+  beforeEach(async () => {
+    h = await harness();
+    op = await h.token('operator', 'acme');
+  });
+  afterEach(async () => {
+    await h.close();
+  });
+
+  test('a text/plain body is refused with 415, even when it is valid JSON', async () => {
+    const rev = await h.store.rev();
+    const res = await h.req('POST', '/v1/directives', {
+      token: op,
+      body: JSON.stringify(KILL),
+      headers: { 'content-type': 'text/plain' },
+    });
+    const message = await expectWireError(res, 415, 'unsupported_media_type', 'text/plain');
+    assert.match(message, /application\/json/);
+    assert.equal(await h.store.rev(), rev, 'nothing issued');
+  });
+
+  test('a body without a content type is refused; application/json with a charset is taken', async () => {
+    const none = await h.app.request('/v1/directives', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${op}` },
+      body: JSON.stringify(KILL),
+    });
+    await expectWireError(none, 415, 'unsupported_media_type', 'no content type');
+    const ok = await h.req('POST', '/v1/directives', {
+      token: op,
+      body: KILL,
+      headers: { 'content-type': 'Application/JSON; charset=utf-8' },
+    });
+    assert.equal(ok.status, 201, await ok.text());
+  });
+
+  test('the Bearer scheme name is case-insensitive', async () => {
+    for (const scheme of ['bearer', 'BEARER', 'BeArEr']) {
+      const res = await h.app.request('/v1/whoami', { headers: { authorization: `${scheme} ${op}` } });
+      assert.equal(res.status, 200, `${scheme}: ${await res.text()}`);
+    }
+    const basic = await h.app.request('/v1/whoami', { headers: { authorization: `Basic ${op}` } });
+    await expectWireError(basic, 401, 'unauthenticated', 'Basic');
+  });
+
+  test('an Idempotency-Key reused with a different body is 422 idempotency_mismatch naming the holder', async () => {
+    const first = await h.req('POST', '/v1/directives', {
+      token: op,
+      body: THROTTLE,
+      headers: { 'idempotency-key': 'k-1' },
+    });
+    assert.equal(first.status, 201);
+    const held = ((await first.json()) as { directive: Directive }).directive;
+    const rev = await h.store.rev();
+    const audit = (await h.store.listAudit({ limit: 5000 })).length;
+    const again = await h.req('POST', '/v1/directives', {
+      token: op,
+      body: KILL,
+      headers: { 'idempotency-key': 'k-1' },
+    });
+    const text = await again.clone().text();
+    const message = await expectWireError(again, 422, 'idempotency_mismatch', 'reused key');
+    assert.ok(message.includes(held.id), message);
+    assert.equal(
+      (JSON.parse(text) as { error: { details: { directiveId: string } } }).error.details.directiveId,
+      held.id,
+    );
+    assert.equal(await h.store.rev(), rev, 'no directive issued');
+    assert.equal((await h.store.listAudit({ limit: 5000 })).length, audit, 'nothing on the record');
+    // The same body with the same key still converges (a retry).
+    const retry = await h.req('POST', '/v1/directives', {
+      token: op,
+      body: THROTTLE,
+      headers: { 'idempotency-key': 'k-1' },
+    });
+    assert.equal(retry.status, 200);
+    assert.equal(((await retry.json()) as { directive: Directive }).directive.id, held.id);
+  });
+
+  test('a reused key on the agent-kill route for another agent is a mismatch too', async () => {
+    const a = await h.req('POST', '/v1/agents/acme/bot/kill', {
+      token: op,
+      body: { justification: 'INC-2' },
+      headers: { 'idempotency-key': 'k-2' },
+    });
+    assert.equal(a.status, 201);
+    const b = await h.req('POST', '/v1/agents/acme/other/kill', {
+      token: op,
+      body: { justification: 'INC-2' },
+      headers: { 'idempotency-key': 'k-2' },
+    });
+    await expectWireError(b, 422, 'idempotency_mismatch', 'other agent');
+  });
+});
+
+describe("an agent's stream snapshot carries what its gate needs, not the operators' words", () => {
+  test('no reason, justification or actor in the snapshot or deltas of an agent stream', async () => {
+    const h = await harness();
+    try {
+      const op = await h.token('operator', 'acme');
+      const issued = await h.req('POST', '/v1/directives', {
+        token: op,
+        body: { ...KILL, level: 'halt', reason: 'SECRET-REASON', justification: 'SECRET-JUSTIFICATION' },
+      });
+      assert.equal(issued.status, 201);
+      const frames: string[] = [];
+      const sink: StreamSink = {
+        workerId: 'w1',
+        tenant: 'acme',
+        write: (t) => (frames.push(t), true),
+        close: () => {},
+      };
+      await h.cp.hub.attach(sink, () => h.cp.store.switchboard());
+      const more = await h.req('POST', '/v1/directives', {
+        token: op,
+        body: { ...THROTTLE, reason: 'SECRET-REASON-2', justification: 'SECRET-JUSTIFICATION-2' },
+      });
+      assert.equal(more.status, 201);
+      const snap = JSON.parse(frames[0]!.split('data: ')[1]!) as SnapshotMessage;
+      assert.equal(snap.directives.length, 1);
+      const d = snap.directives[0]! as unknown as Record<string, unknown>;
+      assert.equal(d.level, 'halt');
+      assert.equal(d.scopeText, 'agent:acme/bot');
+      for (const k of ['reason', 'justification', 'actor']) assert.ok(!(k in d), `snapshot carries ${k}`);
+      const all = frames.join('');
+      assert.ok(!all.includes('SECRET'), all);
+      assert.ok(all.includes('"perSecond":1'), 'the delta carries the rate the gate needs');
+      h.cp.hub.detach(sink);
+    } finally {
+      await h.close();
+    }
+  });
+});
