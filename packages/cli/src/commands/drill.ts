@@ -3,6 +3,7 @@ import { KillpathError, type ScenarioResult } from '@killpath/protocol';
 import { intFlag, parse } from '../args.ts';
 import { resolveConnection } from '../config.ts';
 import { renderReport } from '../drill/report.ts';
+import { prepareReportPath } from '../report-file.ts';
 import { brokenInvariants, pickScenarios, runDrill, SCENARIOS, type DrillRun } from '../drill/run.ts';
 import { ms, table } from '../output.ts';
 import { loadSpec, parseSpec } from '../spec/spec.ts';
@@ -159,6 +160,7 @@ export async function drill(args: string[]): Promise<number> {
     url = conn.url;
     token = conn.token;
   }
+  if (values.report) prepareReportPath(values.report, '--report');
   const say = (text: string) => (values.json ? process.stderr : process.stdout).write(`${text}\n`);
   for (const w of warnings) say(`spec warning: ${w}`);
   say(
