@@ -1,18 +1,4 @@
 import { KillpathError } from '@killpath/protocol';
-import { AUDIT_HELP, audit } from './commands/audit.ts';
-import { KILL_HELP, RESUME_HELP, STEP_HELP, kill, resume, step } from './commands/directives.ts';
-import { RUN_HELP, run } from './commands/run.ts';
-import { SERVE_HELP, serve } from './commands/serve.ts';
-import { STATUS_HELP, status } from './commands/status.ts';
-import { TOKEN_HELP, token } from './commands/token.ts';
-import { DEMO_HELP, demo } from './commands/demo.ts';
-import { COMPENSATIONS_HELP, JOURNAL_HELP, compensations, journal } from './commands/journal.ts';
-import { POLICY_HELP, policy } from './commands/policy.ts';
-import { WATCHDOG_HELP, watchdog } from './commands/watchdog.ts';
-import { SPEC_HELP, spec } from './commands/spec.ts';
-import { RUNBOOK_HELP, runbook } from './commands/runbook.ts';
-import { DRILL_HELP, drill } from './commands/drill.ts';
-
 const HELP = `killpath — the kill path for fleets of autonomous AI agents
 
 Usage: killpath <command> [options]        (killpath <command> --help for details)
@@ -39,23 +25,34 @@ Usage: killpath <command> [options]        (killpath <command> --help for detail
 Where the control plane is: --url and --token, else KILLPATH_URL and KILLPATH_TOKEN,
 else ./.killpath/server.json and ./.killpath/admin.token (written by killpath serve).`;
 
-const COMMANDS: Record<string, { run: (args: string[]) => Promise<number>; help: string }> = {
-  serve: { run: serve, help: SERVE_HELP },
-  demo: { run: demo, help: DEMO_HELP },
-  kill: { run: kill, help: KILL_HELP },
-  resume: { run: resume, help: RESUME_HELP },
-  step: { run: step, help: STEP_HELP },
-  run: { run, help: RUN_HELP },
-  status: { run: status, help: STATUS_HELP },
-  audit: { run: audit, help: AUDIT_HELP },
-  token: { run: token, help: TOKEN_HELP },
-  journal: { run: journal, help: JOURNAL_HELP },
-  compensations: { run: compensations, help: COMPENSATIONS_HELP },
-  policy: { run: policy, help: POLICY_HELP },
-  watchdog: { run: watchdog, help: WATCHDOG_HELP },
-  spec: { run: spec, help: SPEC_HELP },
-  runbook: { run: runbook, help: RUNBOOK_HELP },
-  drill: { run: drill, help: DRILL_HELP },
+/** One command, loaded on use: `killpath kill` never loads the server, Hono, CEL or SQLite. */
+interface Command {
+  run: (args: string[]) => Promise<number>;
+  help: string;
+}
+
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  serve: async () => import('./commands/serve.ts').then((m) => ({ run: m.serve, help: m.SERVE_HELP })),
+  demo: async () => import('./commands/demo.ts').then((m) => ({ run: m.demo, help: m.DEMO_HELP })),
+  kill: async () => import('./commands/directives.ts').then((m) => ({ run: m.kill, help: m.KILL_HELP })),
+  resume: async () =>
+    import('./commands/directives.ts').then((m) => ({ run: m.resume, help: m.RESUME_HELP })),
+  step: async () => import('./commands/directives.ts').then((m) => ({ run: m.step, help: m.STEP_HELP })),
+  run: async () => import('./commands/run.ts').then((m) => ({ run: m.run, help: m.RUN_HELP })),
+  status: async () => import('./commands/status.ts').then((m) => ({ run: m.status, help: m.STATUS_HELP })),
+  audit: async () => import('./commands/audit.ts').then((m) => ({ run: m.audit, help: m.AUDIT_HELP })),
+  token: async () => import('./commands/token.ts').then((m) => ({ run: m.token, help: m.TOKEN_HELP })),
+  journal: async () =>
+    import('./commands/journal.ts').then((m) => ({ run: m.journal, help: m.JOURNAL_HELP })),
+  compensations: async () =>
+    import('./commands/journal.ts').then((m) => ({ run: m.compensations, help: m.COMPENSATIONS_HELP })),
+  policy: async () => import('./commands/policy.ts').then((m) => ({ run: m.policy, help: m.POLICY_HELP })),
+  watchdog: async () =>
+    import('./commands/watchdog.ts').then((m) => ({ run: m.watchdog, help: m.WATCHDOG_HELP })),
+  spec: async () => import('./commands/spec.ts').then((m) => ({ run: m.spec, help: m.SPEC_HELP })),
+  runbook: async () =>
+    import('./commands/runbook.ts').then((m) => ({ run: m.runbook, help: m.RUNBOOK_HELP })),
+  drill: async () => import('./commands/drill.ts').then((m) => ({ run: m.drill, help: m.DRILL_HELP })),
 };
 
 /**
@@ -67,20 +64,21 @@ export async function main(argv: string[]): Promise<number> {
   const [name, ...args] = argv;
   if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
     const topic = name === 'help' ? args[0] : undefined;
-    console.log(topic && COMMANDS[topic] ? COMMANDS[topic].help : HELP);
+    const load = topic === undefined ? undefined : COMMANDS[topic];
+    console.log(load ? (await load()).help : HELP);
     return name === undefined ? 2 : 0;
   }
   if (name === '--version' || name === '-v') {
     console.log('killpath 0.1.0');
     return 0;
   }
-  const cmd = COMMANDS[name];
-  if (!cmd) {
+  const load = COMMANDS[name];
+  if (!load) {
     console.error(`killpath: unknown command "${name}" (see killpath --help)`);
     return 2;
   }
   try {
-    return await cmd.run(args);
+    return await (await load()).run(args);
   } catch (err) {
     if (process.env.KILLPATH_DEBUG) console.error(err);
     if (err instanceof KillpathError) {
