@@ -1,5 +1,13 @@
 #!/usr/bin/env node
 // The `killpath` command. The code lives in ../dist (built by `npm install` via `tsc -b`).
-import { main } from '../dist/main.js';
+import { readFileSync } from 'node:fs';
+import { nodeTooOld } from './node-check.js';
 
+const { engines } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+const tooOld = nodeTooOld(process.versions.node, engines?.node);
+if (tooOld) {
+  console.error(tooOld);
+  process.exit(2);
+}
+const { main } = await import('../dist/main.js');
 process.exitCode = await main(process.argv.slice(2));
