@@ -1,0 +1,88 @@
+/**
+ * The framework adapters against a real control plane (in this process, HTTP on loopback) and
+ * each framework's own test model: a halt ends a streaming model call in flight through the
+ * framework's abort path, a write tool needs a real permit, a resume lets the next run work.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { generateText, isStepCount, jsonSchema, streamText, tool, wrapLanguageModel } from 'ai';
+import { killpathAiSdk } from '@killpath/sdk/ai-sdk';
+import { scriptedAiModel, watchUnhandled } from '../../packages/sdk/test/adapter-fixtures.ts';
+import { livePlane } from './adapter-fixtures.ts';
+import type { LivePlane } from './adapter-fixtures.ts';
+import { until } from './server-process.ts';
+
+const unhandled = watchUnhandled();
+let plane: LivePlane;
+
+before(async () => {
+  plane = await livePlane();
+});
+
+after(async () => {
+  await plane.close();
+});
+
+const tick = () => new Promise((r) => setImmediate(r));
+
+test('ai-sdk on a real control plane: halt ends a stream in flight; after resume a write tool runs with a permit', async () => {
+  const run = plane.client.startRun();
+  const kp = killpathAiSdk(run, {});
+  const model = scriptedAiModel([{ text: 'thinking', hang: true }]);
+  const result = streamText({
+    model: wrapLanguageModel({ model: model.model, middleware: kp.middleware }),
+    abortSignal: kp.abortSignal,
+    prompt: 'go',
+  });
+  const deltas: string[] = [];
+  const consumed = (async () => {
+    for await (const d of result.textStream) deltas.push(d);
+  })();
+  while (deltas.length === 0) await tick();
+  const halt = await plane.issue({ level: 'halt', scope: `run:${run.runId}` });
+  await consumed;
+  assert.equal(model.streamSignals[0]?.aborted, true);
+  assert.ok(
+    plane.events.some(
+      (e) => e.type === 'effect.aborted' && e.capability === 'llm' && e.directiveId === halt.id,
+    ),
+  );
+  await plane.resume(halt.id);
+
+  const next = plane.client.startRun();
+  let sent = 0;
+  const kp2 = killpathAiSdk(next, {
+    tools: {
+      send_email: tool({
+        inputSchema: jsonSchema<{ to: string }>({ type: 'object', properties: { to: { type: 'string' } } }),
+        execute: async () => {
+          sent += 1;
+          return 'sent';
+        },
+      }),
+    },
+  });
+  const out = await generateText({
+    model: wrapLanguageModel({
+      model: scriptedAiModel([{ calls: [['send_email', { to: 'a@b.c' }]] }, { text: 'done' }]).model,
+      middleware: kp2.middleware,
+    }),
+    tools: kp2.tools,
+    prepareStep: kp2.prepareStep,
+    stopWhen: [isStepCount(4), kp2.stopWhen],
+    abortSignal: kp2.abortSignal,
+    prompt: 'go',
+  });
+  assert.equal(out.text, 'done');
+  assert.equal(sent, 1);
+  await until('the permit of send_email', 2000, () =>
+    plane.events.some((e) => e.type === 'permit.granted' && e.capability === 'send_email'),
+  );
+  next.end();
+  run.end();
+});
+
+test('adapters on a real control plane: nothing was reported as an unhandled rejection', async () => {
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(unhandled, []);
+});
