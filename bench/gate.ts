@@ -2,9 +2,9 @@
 // transport and the real monotonic clock. Prints, never asserts. Run: node bench/gate.ts
 import { formatScope, parseScope } from '@killpath/protocol';
 import type { Directive, Level } from '@killpath/protocol';
-import { connect } from '../packages/sdk/src/index.ts';
-import type { Run, Verdict } from '../packages/sdk/src/index.ts';
-import { FakeTransport } from '../packages/sdk/src/testing.ts';
+import { connect } from '@killpath/sdk';
+import type { Run, Verdict } from '@killpath/sdk';
+import { FakeTransport } from '@killpath/sdk/testing';
 
 const ITERATIONS = Number(process.env.GATE_ITERATIONS ?? 10_000_000);
 

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { chromium, type Browser } from 'playwright-core';
 // Not yet exported from @killpath/cli's entry; the test reads the module directly.
-import { renderReport } from '../../packages/cli/src/drill/report.ts';
+import { renderReport } from '@killpath/cli';
 import { drillReportFixture, NASTY } from '../../packages/cli/test/drill/report-fixture.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
