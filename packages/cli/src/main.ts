@@ -13,7 +13,7 @@ Usage: killpath <command> [options]        (killpath <command> --help for detail
   status           fleet and active directives
   audit verify     check the hash-chained audit log
   audit tail       print recent audit records
-  token create     mint a token for a role and tenant
+  token            create (--ttl), list, revoke ID, rotate-admin: the tokens of a control plane
   journal RUN      a run's side-effect ledger: intended versus landed, cancelled timers, discarded tasks
   compensations    landed writes of halted runs with their compensation descriptors
   policy           the supervisor's rules: show, apply FILE, history, rollback N, test FILE --events

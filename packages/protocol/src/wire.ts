@@ -177,6 +177,8 @@ export interface Principal {
   /** `*` for every tenant (admin tokens). */
   tenant: string;
   agent: string | null;
+  /** When the token stops working (ISO 8601); absent when it never expires. */
+  expiresAt?: string;
 }
 
 /** One worker in the fleet view. */

@@ -9,6 +9,10 @@ export interface LauncherSink {
   /** The run it was started for (`--run`), or `null`. */
   readonly runId: string | null;
   readonly features: readonly string[];
+  /** The token the stream was opened with: a revocation closes it. */
+  readonly tokenId?: string;
+  /** When that token expires, in ms since the epoch (null: never): the stream is closed then. */
+  readonly expiresAt?: number | null;
   /** Writes raw SSE text; returns false when the connection is backlogged. */
   write(text: string): boolean;
   close(): void;
@@ -30,12 +34,22 @@ export class LauncherHub {
   readonly #sinks = new Map<LauncherSink, string>();
   readonly #timer: NodeJS.Timeout;
   readonly #runsOf: (launcherId: string) => RunIdentity[];
+  readonly #now: () => number;
   #rev = 0;
 
-  /** @param runsOf runs reported by the workers this launcher started (from the fleet) */
-  constructor(keepaliveMs: number, runsOf: (launcherId: string) => RunIdentity[]) {
+  /**
+   * @param runsOf runs reported by the workers this launcher started (from the fleet)
+   * @param now wall clock in ms (default `Date.now`): streams whose token expired are closed on the next keep-alive
+   */
+  constructor(
+    keepaliveMs: number,
+    runsOf: (launcherId: string) => RunIdentity[],
+    now: () => number = Date.now,
+  ) {
     this.#runsOf = runsOf;
+    this.#now = now;
     this.#timer = setInterval(() => {
+      this.closeExpired();
       const text = frame('keepalive', { type: 'keepalive', rev: this.#rev });
       for (const sink of this.#sinks.keys()) if (!sink.write(text)) this.detach(sink);
     }, keepaliveMs);
@@ -59,6 +73,27 @@ export class LauncherHub {
 
   detach(sink: LauncherSink): void {
     this.#sinks.delete(sink);
+  }
+
+  /** Closes every launcher stream opened with `tokenId` (a revoked token); returns how many. */
+  closeToken(tokenId: string): number {
+    return this.#closeWhere((s) => s.tokenId === tokenId);
+  }
+
+  /** Closes every launcher stream whose token has expired at `now` (ms); returns how many. */
+  closeExpired(now: number = this.#now()): number {
+    return this.#closeWhere((s) => s.expiresAt !== undefined && s.expiresAt !== null && now >= s.expiresAt);
+  }
+
+  #closeWhere(pred: (s: LauncherSink) => boolean): number {
+    let n = 0;
+    for (const sink of [...this.#sinks.keys()]) {
+      if (!pred(sink)) continue;
+      this.detach(sink);
+      sink.close();
+      n++;
+    }
+    return n;
   }
 
   /** Recomputes every launcher's orders (after a switchboard change), or only `launcherId`'s. */

@@ -96,6 +96,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   });
   await cp.start();
   const auth = new Authenticator(store);
+  const adminTokenFile = join(dataDir, 'admin.token');
 
   let createdAdminToken: string | null = null;
   if ((await store.countTokens()) === 0) {
@@ -104,9 +105,8 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
       { role: 'admin', tenant: '*', name: 'bootstrap-admin' },
       'killpath:bootstrap',
     );
-    const file = join(dataDir, 'admin.token');
-    writeFileSync(file, `${secret}\n`, { mode: 0o600 });
-    chmodSync(file, 0o600);
+    writeFileSync(adminTokenFile, `${secret}\n`, { mode: 0o600 });
+    chmodSync(adminTokenFile, 0o600);
     createdAdminToken = secret;
   }
 
@@ -118,7 +118,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     ...(opts.recordTelemetry ? { recordTelemetry: opts.recordTelemetry } : {}),
     ...(opts.onFire ? { onFire: opts.onFire } : {}),
   });
-  const app = createApp(cp, auth, log, triggers);
+  const app = createApp(cp, auth, log, triggers, { adminTokenFile });
   const host = opts.host ?? '127.0.0.1';
   const server: ServerType = await new Promise((ok, fail) => {
     const s = serve({ fetch: app.fetch, port: opts.port ?? 7070, hostname: host }, () => ok(s));

@@ -249,6 +249,24 @@ const MATRIX: Row[] = [
     { admin: 201, opA: FB, opB: FB, viewerA: FB, agentA: FB },
   ],
   [
+    { name: 'GET /v1/tokens', method: 'GET', path: () => '/v1/tokens' },
+    { admin: 200, opA: 200, opB: 200, viewerA: FB, agentA: FB },
+  ],
+  [
+    { name: 'POST /v1/tokens/rotate-admin', method: 'POST', path: () => '/v1/tokens/rotate-admin', body: {} },
+    // The harness keeps no admin.token file: an admin is told so; nobody else may ask.
+    { admin: [409, 'conflict'], opA: FB, opB: FB, viewerA: FB, agentA: FB },
+  ],
+  [
+    {
+      name: 'POST /v1/tokens/t_unknown/revoke',
+      method: 'POST',
+      path: () => '/v1/tokens/t_unknown/revoke',
+      body: { reason: 'r' },
+    },
+    { admin: NF, opA: NF, opB: NF, viewerA: NF, agentA: FB },
+  ],
+  [
     { name: 'GET /metrics', method: 'GET', path: () => '/metrics' },
     { admin: 200, opA: 200, opB: 200, viewerA: 200, agentA: FB },
   ],

@@ -4,7 +4,7 @@ import { Authenticator, mintToken } from '../src/auth/tokens.ts';
 import { ControlPlane } from '../src/control-plane.ts';
 import { Fleet } from '../src/fleet.ts';
 import { createApp } from '../src/http/app.ts';
-import { createLogger } from '../src/log.ts';
+import { createLogger, type Logger } from '../src/log.ts';
 import { Metrics } from '../src/metrics.ts';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
 import { StreamHub } from '../src/stream/hub.ts';
@@ -29,16 +29,24 @@ export interface Harness {
 
 /** Builds the same wiring as `startServer`, minus the socket and the data dir. */
 export async function harness(
-  opts: { alerts?: AlertSink; escalationSlackMs?: number; automation?: AutomationPolicy } = {},
+  opts: {
+    alerts?: AlertSink;
+    escalationSlackMs?: number;
+    automation?: AutomationPolicy;
+    /** The authenticator's wall clock (ms), for token expiry. */
+    now?: () => number;
+    log?: Logger;
+  } = {},
 ): Promise<Harness> {
   const store = new SqliteStore(':memory:');
   const metrics = new Metrics();
   const hub = new StreamHub(60_000, await store.rev());
   const fleet = new Fleet();
-  const log = createLogger('silent');
-  const cp = new ControlPlane({ store, hub, fleet, metrics, log, keepaliveMs: 60_000, ...opts });
+  const { now, log: given, ...cpOpts } = opts;
+  const log = given ?? createLogger('silent');
+  const cp = new ControlPlane({ store, hub, fleet, metrics, log, keepaliveMs: 60_000, ...cpOpts });
   await cp.start();
-  const app = createApp(cp, new Authenticator(store), log);
+  const app = createApp(cp, new Authenticator(store, now ? { now } : {}), log);
   return {
     store,
     cp,

@@ -36,6 +36,13 @@ test('a schema-v1 database opens, keeps its switchboard, audit chain and tokens,
     assert.ok(verdict.ok, 'the old chain still verifies');
     assert.equal(verdict.records, 3);
     assert.equal(await s.countTokens(), 1);
+    const [old] = await s.listTokens({});
+    assert.deepEqual(
+      [old?.expiresAt, old?.revokedAt, old?.revokedBy, old?.revokeReason],
+      [null, null, null, null],
+      'an old token never expires and is not revoked',
+    );
+    assert.equal((await s.revokeToken(old!.id, 'admin', 'rotated', () => []))?.revokeReason, 'rotated');
     // The journal works on the migrated file, and the old kill still refuses its tool.
     const [d] = await s.grantPermits([grant({ runId: 'r-old', capability: 'wire_transfer' })]);
     assert.equal(d?.kind, 'halted');
@@ -48,7 +55,7 @@ test('a schema-v1 database opens, keeps its switchboard, audit chain and tokens,
   }
 });
 
-test('a schema-v4 database opens as version 6: its state is kept, drills and capability surfaces start empty', async () => {
+test('a schema-v4 database opens as version 7: its state is kept, drills and capability surfaces start empty', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'killpath-v4-'));
   const path = join(dir, 'killpath.db');
   copyFileSync(FIXTURE_V4, path);
@@ -83,7 +90,7 @@ test('a schema-v4 database opens as version 6: its state is kept, drills and cap
   try {
     assert.deepEqual(
       { ...(raw.prepare(`SELECT value FROM meta WHERE key = 'schema'`).get() as object) },
-      { value: '6' },
+      { value: '7' },
     );
   } finally {
     raw.close();

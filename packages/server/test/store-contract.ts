@@ -540,7 +540,10 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
             tenant: 'acme',
             agent: null,
             createdAt: 'x',
+            expiresAt: null,
             revokedAt: null,
+            revokedBy: null,
+            revokeReason: null,
           },
         );
         assert.ok(!Number.isNaN(Date.parse(rec.createdAt)));
@@ -567,6 +570,81 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
         assert.deepEqual(await store.findToken('c'.repeat(64)), agent);
         assert.deepEqual(await store.findToken('d'.repeat(64)), admin);
         assert.equal(await store.countTokens(), 2);
+      });
+
+      test('a token keeps its expiry; a revocation is stored with who and why, audited, and listed', async () => {
+        const expiresAt = '2030-01-01T00:00:00.000Z';
+        const a = await store.createToken(
+          { id: 't_a', name: 'ci', role: 'operator', tenant: 'acme', agent: null, expiresAt },
+          'a'.repeat(64),
+          [],
+        );
+        assert.equal(a.expiresAt, expiresAt);
+        await store.createToken(
+          { id: 't_b', name: 'bot', role: 'agent', tenant: 'beta', agent: 'bot' },
+          'b'.repeat(64),
+          [],
+        );
+        assert.deepEqual(
+          (await store.listTokens({})).map((t) => t.id),
+          ['t_a', 't_b'],
+        );
+        assert.deepEqual(
+          (await store.listTokens({ tenant: 'beta' })).map((t) => t.id),
+          ['t_b'],
+        );
+        const revoked = await store.revokeToken('t_a', 'alice', 'leaked in a log', (t) => [
+          { type: 'token.revoked', actor: 'alice', tenant: t.tenant, data: { tokenId: t.id } },
+        ]);
+        assert.equal(revoked?.revokedBy, 'alice');
+        assert.equal(revoked?.revokeReason, 'leaked in a log');
+        assert.ok(!Number.isNaN(Date.parse(revoked!.revokedAt!)));
+        assert.deepEqual(await store.getToken('t_a'), revoked);
+        assert.deepEqual(
+          await store.findToken('a'.repeat(64)),
+          revoked,
+          'found, revoked: the caller says why it refuses',
+        );
+        assert.equal(
+          await store.revokeToken('t_a', 'bob', 'again', () => [
+            { type: 'token.revoked', actor: 'bob', tenant: null, data: {} },
+          ]),
+          null,
+          'a second revocation writes nothing',
+        );
+        assert.equal(await store.revokeToken('t_nope', 'bob', 'x', () => []), null);
+        assert.equal((await store.getToken('t_a'))?.revokedBy, 'alice', 'the first revocation stands');
+        assert.deepEqual(
+          (await store.listAudit({})).map((r) => [r.type, r.actor]),
+          [['token.revoked', 'alice']],
+        );
+      });
+
+      test('a rotation creates the new token and revokes the old one in one transaction', async () => {
+        await store.createToken(
+          { id: 't_old', name: 'bootstrap-admin', role: 'admin', tenant: '*', agent: null },
+          'c'.repeat(64),
+          [],
+        );
+        const bad: AuditEvent = { type: 'operator_action', actor: 'x', tenant: null, data: { n: 1n } };
+        await assert.rejects(
+          store.createToken(
+            { id: 't_new', name: 'bootstrap-admin', role: 'admin', tenant: '*', agent: null },
+            'd'.repeat(64),
+            [bad],
+            { id: 't_old', by: 'root', reason: 'rotation' },
+          ),
+        );
+        assert.equal((await store.getToken('t_old'))?.revokedAt, null, 'a failed rotation revokes nothing');
+        assert.equal(await store.getToken('t_new'), null);
+        await store.createToken(
+          { id: 't_new', name: 'bootstrap-admin', role: 'admin', tenant: '*', agent: null },
+          'd'.repeat(64),
+          [],
+          { id: 't_old', by: 'root', reason: 'rotation' },
+        );
+        assert.equal((await store.getToken('t_old'))?.revokeReason, 'rotation');
+        assert.equal((await store.getToken('t_new'))?.revokedAt, null);
       });
 
       test('two tokens cannot share a secret hash', async () => {

@@ -1,5 +1,6 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { KillpathError, type Principal, type Role } from '@killpath/protocol';
+import type { AuditEvent } from '../audit/chain.ts';
 import type { Store, TokenRecord } from '../store/store.ts';
 
 /** SHA-256 of a token secret, hex. Only this is stored. */
@@ -18,17 +19,16 @@ export interface TokenSpec {
   tenant: string;
   agent?: string | null;
   name?: string;
+  /** When the token stops working (ISO 8601); absent or null: never. */
+  expiresAt?: string | null;
 }
 
 /**
- * Mints a token and stores its hash; the secret is returned once and never again.
- * @throws KillpathError `invalid_request` for a non-admin token for every tenant, or an agent name on a non-agent token.
+ * Checks a token spec: an admin token spans every tenant and only an admin token does; only an
+ * agent token is bound to an agent.
+ * @throws KillpathError `invalid_request`
  */
-export async function mintToken(
-  store: Store,
-  spec: TokenSpec,
-  actor: string,
-): Promise<{ secret: string; record: TokenRecord }> {
+export function checkTokenSpec(spec: TokenSpec): void {
   if (spec.tenant === '*' && spec.role !== 'admin') {
     throw new KillpathError('invalid_request', 'only admin tokens may span every tenant (--tenant *)');
   }
@@ -38,40 +38,132 @@ export async function mintToken(
   if (spec.agent && spec.role !== 'agent') {
     throw new KillpathError('invalid_request', 'only agent tokens are bound to an agent');
   }
-  const secret = newSecret();
+}
+
+/** A new token's id and name, from its spec. */
+function identify(spec: TokenSpec): { id: string; name: string } {
   const id = `t_${randomUUID()}`;
   const name =
     spec.name ?? `${spec.role}:${spec.tenant}${spec.agent ? `/${spec.agent}` : ''}:${id.slice(2, 10)}`;
+  return { id, name };
+}
+
+/** The `operator_action` record of a token's creation (never its secret). */
+function createdEvent(
+  actor: string,
+  spec: TokenSpec,
+  id: string,
+  name: string,
+  extra: Record<string, unknown> = {},
+): AuditEvent {
+  return {
+    type: 'operator_action',
+    actor,
+    tenant: spec.tenant === '*' ? null : spec.tenant,
+    data: {
+      action: 'token.create',
+      tokenId: id,
+      name,
+      role: spec.role,
+      agent: spec.agent ?? null,
+      expiresAt: spec.expiresAt ?? null,
+      ...extra,
+    },
+  };
+}
+
+/**
+ * Mints a token and stores its hash; the secret is returned once and never again.
+ * With `revoke` (a rotation), that token is revoked in the same transaction (`token.revoked`).
+ * @throws KillpathError `invalid_request` for a non-admin token for every tenant, or an agent name on a non-agent token.
+ */
+export async function mintToken(
+  store: Store,
+  spec: TokenSpec,
+  actor: string,
+  revoke?: { token: TokenRecord; reason: string },
+): Promise<{ secret: string; record: TokenRecord }> {
+  checkTokenSpec(spec);
+  const secret = newSecret();
+  const { id, name } = identify(spec);
+  const events: AuditEvent[] = [
+    createdEvent(actor, spec, id, name, revoke ? { replaces: revoke.token.id } : {}),
+  ];
+  if (revoke) events.push(...revokedEvents(revoke.token, actor, revoke.reason));
   const record = await store.createToken(
-    { id, name, role: spec.role, tenant: spec.tenant, agent: spec.agent ?? null },
+    {
+      id,
+      name,
+      role: spec.role,
+      tenant: spec.tenant,
+      agent: spec.agent ?? null,
+      expiresAt: spec.expiresAt ?? null,
+    },
     hashSecret(secret),
-    [
-      {
-        type: 'operator_action',
-        actor,
-        tenant: spec.tenant === '*' ? null : spec.tenant,
-        data: { action: 'token.create', tokenId: id, name, role: spec.role, agent: spec.agent ?? null },
-      },
-    ],
+    events,
+    revoke ? { id: revoke.token.id, by: actor, reason: revoke.reason } : undefined,
   );
   return { secret, record };
 }
 
+/** The records of a revocation: the operator's action and `token.revoked` (never the secret). */
+export function revokedEvents(t: TokenRecord, actor: string, reason: string): AuditEvent[] {
+  const tenant = t.tenant === '*' ? null : t.tenant;
+  const what = { tokenId: t.id, name: t.name, role: t.role, agent: t.agent, reason };
+  return [
+    { type: 'operator_action', actor, tenant, data: { action: 'token.revoke', ...what } },
+    { type: 'token.revoked', actor, tenant, data: { ...what, tenant: t.tenant, revokedBy: actor } },
+  ];
+}
+
+/** Options of {@link Authenticator}. */
+export interface AuthenticatorOptions {
+  /** Wall clock in ms since the epoch (default `Date.now`): expiry is judged on it. */
+  now?: () => number;
+  /**
+   * A cached principal is checked against the store again after this long, in ms (default
+   * 5000). Revocation lives in the store; the cache is only a cache: a revocation this process
+   * did not make (another replica, a restored file) takes effect within this bound.
+   */
+  revalidateMs?: number;
+}
+
+interface Cached {
+  principal: Principal;
+  /** Expiry in ms since the epoch, or null. */
+  expiresAt: number | null;
+  checkedAt: number;
+}
+
+/** Default of {@link AuthenticatorOptions.revalidateMs}. */
+export const DEFAULT_REVALIDATE_MS = 5000;
+
 /**
  * Resolves bearer tokens to principals, caching by hash so the hot paths (stream connects,
- * reports) do not hit the store. Tokens cannot be revoked yet, so the cache never goes stale.
+ * reports) do not hit the store on every request. A revoked token answers 401 "token revoked"
+ * and an expired one 401 "token expired": a revocation through this process drops its entry at
+ * once ({@link Authenticator.invalidate}); expiry is checked on every request against the clock.
  */
 export class Authenticator {
   readonly #store: Store;
-  readonly #cache = new Map<string, Principal>();
+  readonly #cache = new Map<string, Cached>();
+  readonly #now: () => number;
+  readonly #revalidateMs: number;
 
-  constructor(store: Store) {
+  constructor(store: Store, opts: AuthenticatorOptions = {}) {
     this.#store = store;
+    this.#now = opts.now ?? Date.now;
+    this.#revalidateMs = opts.revalidateMs ?? DEFAULT_REVALIDATE_MS;
+  }
+
+  /** The clock expiry is judged on (ms since the epoch). */
+  now(): number {
+    return this.#now();
   }
 
   /**
    * The principal behind an `Authorization` header value.
-   * @throws KillpathError `unauthenticated` when the header is missing, malformed or unknown.
+   * @throws KillpathError `unauthenticated` when the header is missing or malformed, or the token is unknown, revoked or expired.
    */
   async authenticate(header: string | undefined): Promise<Principal> {
     // The scheme name is case-insensitive (RFC 9110 §11.1); the token is not.
@@ -80,18 +172,43 @@ export class Authenticator {
       throw new KillpathError('unauthenticated', 'missing bearer token (Authorization: Bearer <token>)');
     }
     const hash = hashSecret(m[1]!);
+    const now = this.#now();
     const hit = this.#cache.get(hash);
-    if (hit) return hit;
+    if (hit !== undefined && now - hit.checkedAt < this.#revalidateMs) {
+      if (hit.expiresAt !== null && now >= hit.expiresAt) {
+        this.#cache.delete(hash);
+        throw new KillpathError('unauthenticated', 'token expired');
+      }
+      return hit.principal;
+    }
     const rec = await this.#store.findToken(hash);
-    if (!rec) throw new KillpathError('unauthenticated', 'unknown token');
-    const p: Principal = {
+    if (!rec) {
+      this.#cache.delete(hash);
+      throw new KillpathError('unauthenticated', 'unknown token');
+    }
+    if (rec.revokedAt !== null) {
+      this.#cache.delete(hash);
+      throw new KillpathError('unauthenticated', 'token revoked');
+    }
+    const expiresAt = rec.expiresAt === null ? null : Date.parse(rec.expiresAt);
+    if (expiresAt !== null && now >= expiresAt) {
+      this.#cache.delete(hash);
+      throw new KillpathError('unauthenticated', 'token expired');
+    }
+    const principal: Principal = {
       tokenId: rec.id,
       name: rec.name,
       role: rec.role,
       tenant: rec.tenant,
       agent: rec.agent,
+      ...(rec.expiresAt === null ? {} : { expiresAt: rec.expiresAt }),
     };
-    this.#cache.set(hash, p);
-    return p;
+    this.#cache.set(hash, { principal, expiresAt, checkedAt: now });
+    return principal;
+  }
+
+  /** Drops every cached principal of `tokenId` (after a revocation): its next request reads the store. */
+  invalidate(tokenId: string): void {
+    for (const [hash, c] of this.#cache) if (c.principal.tokenId === tokenId) this.#cache.delete(hash);
   }
 }

@@ -2,7 +2,8 @@ import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { KillpathError, isIdentifier, toWire } from '@killpath/protocol';
 import { canSee, requireHuman, tenantFilter } from '../auth/policy.ts';
-import { mintToken, type Authenticator } from '../auth/tokens.ts';
+import type { Authenticator } from '../auth/tokens.ts';
+import { TokenDesk } from '../auth/token-desk.ts';
 import type { ControlPlane } from '../control-plane.ts';
 import type { Logger } from '../log.ts';
 import {
@@ -15,8 +16,8 @@ import {
   ResumeBody,
   RunBody,
   StepBody,
-  TokenBody,
 } from './schemas.ts';
+import { tokenRoutes } from './token-routes.ts';
 import { openLauncherStream } from './launcher-route.ts';
 import { openStream } from './stream-route.ts';
 import { effectsRoutes } from './effects-routes.ts';
@@ -32,6 +33,12 @@ export const BODY_LIMIT = 64 * 1024;
 /** A request that takes longer than this, in ms, is logged as slow. */
 const SLOW_REQUEST_MS = 1000;
 
+/** Options of {@link createApp}. */
+export interface AppOptions {
+  /** `<dataDir>/admin.token`, which `POST /v1/tokens/rotate-admin` replaces; absent: no rotation. */
+  adminTokenFile?: string | null;
+}
+
 /**
  * The HTTP API. Every route but `/healthz` is authenticated; roles and tenants are enforced
  * per route; errors use the one wire shape; unknown fields are rejected. With `triggers`, the
@@ -43,6 +50,7 @@ export function createApp(
   auth: Authenticator,
   log: Logger,
   triggers?: Triggers,
+  opts: AppOptions = {},
 ): Hono<Env> {
   const app = new Hono<Env>();
 
@@ -305,13 +313,16 @@ export function createApp(
   drillRoutes(app, cp);
   if (triggers) triggerRoutes(app, cp, triggers);
 
-  app.post('/v1/tokens', async (c) => {
-    const p = c.get('principal');
-    if (p.role !== 'admin') throw new KillpathError('forbidden', 'only admins mint tokens');
-    const b = await body(c, TokenBody);
-    const { secret, record } = await mintToken(cp.store, b, p.name);
-    return c.json({ token: secret, ...record }, 201);
-  });
+  tokenRoutes(
+    app,
+    new TokenDesk({
+      store: cp.store,
+      auth,
+      log,
+      closeStreams: (tokenId) => cp.hub.closeToken(tokenId) + cp.launchers.closeToken(tokenId),
+      adminTokenFile: opts.adminTokenFile ?? null,
+    }),
+  );
 
   return app;
 }

@@ -51,6 +51,8 @@ export function openLauncherStream(
     agent,
     runId: run ?? null,
     features,
+    tokenId: p.tokenId,
+    expiresAt: p.expiresAt === undefined ? null : Date.parse(p.expiresAt),
     write: channel.write,
     close: channel.close,
   };

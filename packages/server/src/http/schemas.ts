@@ -89,7 +89,23 @@ export const TokenBody = z.strictObject({
   tenant: z.union([id, z.literal('*')]),
   agent: id.optional(),
   name: text(200).optional(),
+  /** Lifetime from now, in ms (at least a second, at most ten years). */
+  ttlMs: z
+    .number()
+    .int()
+    .min(1000)
+    .max(10 * 366 * 86_400_000)
+    .optional(),
+  /** When the token stops working (ISO 8601, in the future). */
+  expiresAt: z.iso.datetime({ offset: true }).optional(),
 });
+export type TokenBody = z.infer<typeof TokenBody>;
+
+/** Body of `POST /v1/tokens/{id}/revoke`. */
+export const RevokeTokenBody = z.strictObject({ reason: text(2000) });
+
+/** Body of `POST /v1/tokens/rotate-admin`. */
+export const RotateAdminBody = z.strictObject({ reason: text(2000).optional() });
 
 const runReport = z.strictObject({
   runId: id,

@@ -50,7 +50,14 @@ export async function openStream(
   }
 
   const channel = openSse(c.env);
-  const sink: StreamSink = { workerId, tenant, write: channel.write, close: channel.close };
+  const sink: StreamSink = {
+    workerId,
+    tenant,
+    tokenId: p.tokenId,
+    expiresAt: p.expiresAt === undefined ? null : Date.parse(p.expiresAt),
+    write: channel.write,
+    close: channel.close,
+  };
   const done = () => {
     cp.hub.detach(sink);
     cp.fleet.disconnected(workerId);

@@ -10,6 +10,7 @@ import {
 import { chainRecord, verifyChain, type AuditEvent } from '../audit/chain.ts';
 import * as effects from './sqlite-effects.ts';
 import * as drills from './sqlite-drills.ts';
+import * as tokens from './sqlite-tokens.ts';
 import type {
   JournalEvent,
   LedgerEntry,
@@ -29,9 +30,11 @@ import type {
   DirectiveInput,
   DirectiveQuery,
   IssueResult,
+  NewToken,
   PolicyVersion,
   RunRecord,
   Store,
+  TokenQuery,
   TokenRecord,
 } from './store.ts';
 
@@ -266,10 +269,6 @@ export class SqliteStore implements Store {
         (id, rev, level, scope, tenant, capabilities, rate, grace_ms, drain, memory, reason, justification, actor, idempotency_key, idempotency_digest, issued_at, escalation, escalated_from)
         VALUES ($id, $rev, $level, $scope, $tenant, $capabilities, $rate, $grace_ms, $drain, $memory, $reason, $justification, $actor, $idempotency_key, $idempotency_digest, $issued_at, $escalation, $escalated_from)`),
       clear: p(`UPDATE directives SET cleared_at = ?, cleared_rev = ? WHERE id = ? AND cleared_rev IS NULL`),
-      insertToken: p(
-        `INSERT INTO tokens (id, secret_hash, name, role, tenant, agent, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      ),
-      tokenByHash: p(`SELECT * FROM tokens WHERE secret_hash = ? AND revoked_at IS NULL`),
       countTokens: p(`SELECT COUNT(*) AS n FROM tokens`),
       insertRun:
         p(`INSERT OR IGNORE INTO runs (run_id, tenant, agent, parent_run_id, lineage, features, worker_id, started_at)
@@ -291,6 +290,7 @@ export class SqliteStore implements Store {
    * Version 4 had no rehearsal records nor capability surfaces (version 5 adds both tables, empty).
    * Version 5 stored no request digest beside an idempotency key (version 6 adds the column; an
    * old key without one converges as before).
+   * Version 6 had no token expiry nor revocation details (version 7 adds the columns; old tokens never expire).
    */
   #migrate(): void {
     const cols = this.#db.prepare('PRAGMA table_info(directives)').all() as { name: string }[];
@@ -306,7 +306,8 @@ export class SqliteStore implements Store {
     this.#db.exec(effects.EFFECTS_SCHEMA);
     this.#db.exec(POLICY_SCHEMA);
     this.#db.exec(drills.DRILLS_SCHEMA);
-    this.#db.exec(`UPDATE meta SET value = '6' WHERE key = 'schema'`);
+    tokens.migrateTokens(this.#db);
+    this.#db.exec(`UPDATE meta SET value = '7' WHERE key = 'schema'`);
   }
 
   /** The context the effect-journal functions run in (same connection, transactions and chain). */
@@ -576,41 +577,39 @@ export class SqliteStore implements Store {
     return (this.#db.prepare(sql).all(...params) as unknown as DirectiveRow[]).map(toDirective);
   }
 
+  /** The context the token functions run in. */
+  get #tokensCtx(): tokens.TokensContext {
+    return { db: this.#db, tx: (fn) => this.#tx(fn), audit: (events) => void this.#appendAudit(events) };
+  }
+
   async createToken(
-    t: Omit<TokenRecord, 'createdAt' | 'revokedAt'>,
+    t: NewToken,
     secretHash: string,
     audit: AuditEvent[],
+    revoke?: { id: string; by: string; reason: string },
   ): Promise<TokenRecord> {
-    return this.#tx(() => {
-      const createdAt = new Date().toISOString();
-      this.#stmts.insertToken!.run(t.id, secretHash, t.name, t.role, t.tenant, t.agent, createdAt);
-      this.#appendAudit(audit);
-      return { ...t, createdAt, revokedAt: null };
-    });
+    return tokens.createToken(this.#tokensCtx, t, secretHash, audit, revoke);
   }
 
   async findToken(secretHash: string): Promise<TokenRecord | null> {
-    const r = this.#stmts.tokenByHash!.get(secretHash) as
-      | {
-          id: string;
-          name: string;
-          role: TokenRecord['role'];
-          tenant: string;
-          agent: string | null;
-          created_at: string;
-          revoked_at: string | null;
-        }
-      | undefined;
-    if (!r) return null;
-    return {
-      id: r.id,
-      name: r.name,
-      role: r.role,
-      tenant: r.tenant,
-      agent: r.agent,
-      createdAt: r.created_at,
-      revokedAt: r.revoked_at,
-    };
+    return tokens.findToken(this.#tokensCtx, secretHash);
+  }
+
+  async getToken(id: string): Promise<TokenRecord | null> {
+    return tokens.getToken(this.#tokensCtx, id);
+  }
+
+  async listTokens(q: TokenQuery): Promise<TokenRecord[]> {
+    return tokens.listTokens(this.#tokensCtx, q);
+  }
+
+  async revokeToken(
+    id: string,
+    by: string,
+    reason: string,
+    audit: (t: TokenRecord) => AuditEvent[],
+  ): Promise<TokenRecord | null> {
+    return tokens.revokeToken(this.#tokensCtx, id, by, reason, audit);
   }
 
   async countTokens(): Promise<number> {

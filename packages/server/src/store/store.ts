@@ -51,7 +51,25 @@ export interface TokenRecord {
   tenant: string;
   agent: string | null;
   createdAt: string;
+  /** When the token stops working (ISO 8601); null: never. */
+  expiresAt: string | null;
+  /** When it was revoked (ISO 8601); null while it is not. */
   revokedAt: string | null;
+  /** Who revoked it (a token's name); null while it is not revoked. */
+  revokedBy: string | null;
+  /** Why it was revoked; null while it is not revoked. */
+  revokeReason: string | null;
+}
+
+/** What it takes to store a new token (its secret's hash is passed beside it). */
+export type NewToken = Pick<TokenRecord, 'id' | 'name' | 'role' | 'tenant' | 'agent'> & {
+  expiresAt?: string | null;
+};
+
+/** Filter for listing tokens. */
+export interface TokenQuery {
+  /** Only tokens of this tenant (`*`: admin tokens); undefined for all. */
+  tenant?: string;
 }
 
 /** What it takes to put a directive on the switchboard: its content, before it has an id and a rev. */
@@ -215,13 +233,36 @@ export interface Store {
   getDirective(id: string): Promise<Directive | null>;
   listDirectives(q: DirectiveQuery): Promise<Directive[]>;
 
-  /** Stores a new token by the SHA-256 of its secret. */
+  /**
+   * Stores a new token by the SHA-256 of its secret, with its audit records, in one transaction.
+   * With `revoke` (a rotation), that token is revoked in the same transaction.
+   */
   createToken(
-    t: Omit<TokenRecord, 'createdAt' | 'revokedAt'>,
+    t: NewToken,
     secretHash: string,
     audit: AuditEvent[],
+    revoke?: { id: string; by: string; reason: string },
   ): Promise<TokenRecord>;
+  /**
+   * The token whose secret hashes to `secretHash`, revoked and expired ones included (the caller
+   * says why it refuses one); null when none. The store is where revocation lives: a cache in
+   * front of it is only a cache.
+   */
   findToken(secretHash: string): Promise<TokenRecord | null>;
+  /** One token by id (never its secret); null when unknown. */
+  getToken(id: string): Promise<TokenRecord | null>;
+  /** Tokens, oldest first (never their secrets). */
+  listTokens(q: TokenQuery): Promise<TokenRecord[]>;
+  /**
+   * Revokes a token at once, with its audit records (`audit(revoked)`) in the same transaction;
+   * null, writing nothing, when it is unknown or already revoked.
+   */
+  revokeToken(
+    id: string,
+    by: string,
+    reason: string,
+    audit: (t: TokenRecord) => AuditEvent[],
+  ): Promise<TokenRecord | null>;
   countTokens(): Promise<number>;
 
   /** Registers (or re-registers) a run; the first registration wins for tenant, agent and lineage. */

@@ -5,6 +5,10 @@ import { PROTOCOL_VERSION, streamDirective } from '@killpath/protocol';
 export interface StreamSink {
   readonly workerId: string;
   readonly tenant: string;
+  /** The token the stream was opened with: a revocation closes it. */
+  readonly tokenId?: string;
+  /** When that token expires, in ms since the epoch (null: never): the stream is closed then. */
+  readonly expiresAt?: number | null;
   /** Writes raw SSE text; returns false when the connection is backlogged past its limit. */
   write(text: string): boolean;
   close(): void;
@@ -27,12 +31,17 @@ export class StreamHub {
   readonly #pending = new Map<StreamSink, ({ rev: number } & Change)[]>();
   readonly #timer: NodeJS.Timeout;
   readonly #keepaliveMs: number;
+  readonly #now: () => number;
   #rev = 0;
 
-  /** @param keepaliveMs interval of keep-alives; workers' leases must be several times longer. */
-  constructor(keepaliveMs: number, initialRev: number) {
+  /**
+   * @param keepaliveMs interval of keep-alives; workers' leases must be several times longer.
+   * @param now wall clock in ms (default `Date.now`): streams whose token expired are closed on the next keep-alive.
+   */
+  constructor(keepaliveMs: number, initialRev: number, now: () => number = Date.now) {
     this.#keepaliveMs = keepaliveMs;
     this.#rev = initialRev;
+    this.#now = now;
     this.#timer = setInterval(() => this.#keepalive(), keepaliveMs);
     this.#timer.unref();
   }
@@ -106,7 +115,30 @@ export class StreamHub {
     if (!sink.write(frame('delta', msg))) this.#drop(sink);
   }
 
+  /** Closes every stream opened with `tokenId` (a revoked token); returns how many. */
+  closeToken(tokenId: string): number {
+    let n = 0;
+    for (const sink of [...this.#live, ...this.#pending.keys()]) {
+      if (sink.tokenId !== tokenId) continue;
+      this.#drop(sink);
+      n++;
+    }
+    return n;
+  }
+
+  /** Closes every stream whose token has expired at `now` (ms); returns how many. */
+  closeExpired(now: number = this.#now()): number {
+    let n = 0;
+    for (const sink of [...this.#live, ...this.#pending.keys()]) {
+      if (sink.expiresAt === undefined || sink.expiresAt === null || now < sink.expiresAt) continue;
+      this.#drop(sink);
+      n++;
+    }
+    return n;
+  }
+
   #keepalive(): void {
+    this.closeExpired();
     const text = frame('keepalive', { type: 'keepalive', rev: this.#rev });
     for (const sink of this.#live) if (!sink.write(text)) this.#drop(sink);
   }
