@@ -76,6 +76,10 @@ export const LauncherEventBody = z.strictObject({
         cut: z.number().int().min(0).optional(),
         destination: z.string().max(300).optional(),
         detail: z.string().max(2000).optional(),
+        /** What held the agent's processes: `cgroup` or `process-group`. */
+        isolation: z.enum(['cgroup', 'process-group']).optional(),
+        /** The processes the action reached (ended, frozen, thawed, inspected). */
+        pids: z.array(z.number().int().min(0)).max(1000).optional(),
       }),
     )
     .min(1)
