@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { KillpathError, coversRun, isIdentifier } from '@killpath/protocol';
+import { KillpathError, coversRun, isCapability, isIdentifier } from '@killpath/protocol';
 import type {
   Directive,
   StreamDirective,
@@ -676,13 +676,13 @@ export class Client {
     };
   }
 
-  /** The capability surface for a heartbeat: identifiers only (the control plane takes no other), sorted. */
+  /** The capability surface for a heartbeat: capability names only (the control plane takes no other), sorted. */
   private surface(): string[] {
     const set = this.capabilities;
     if (this.surfaceList.size !== set.size) {
       this.surfaceList = {
         size: set.size,
-        list: [...set].filter((c) => typeof c === 'string' && isIdentifier(c)).sort(),
+        list: [...set].filter((c) => typeof c === 'string' && isCapability(c)).sort(),
       };
     }
     return [...this.surfaceList.list];
