@@ -15,9 +15,6 @@ export {
   netnsSupported,
   listNetns,
   LocalProcessBackend,
-  CgroupProcessBackend,
-  chooseBackend,
-  cgroupSupport,
   EgressProxy,
   AgentNetns,
 } from './launcher/launcher-exports.ts';
@@ -27,10 +24,6 @@ export type {
   AgentHandle,
   LaunchSpec,
   TerminateResult,
-  FreezeResult,
-  Isolation,
-  IsolationChoice,
-  OrphanPolicy,
 } from './launcher/launcher-exports.ts';
 export { launch, alive, KILLPATH_CLI } from './fleet/launch.ts';
 export type { Launched, Line } from './fleet/launch.ts';

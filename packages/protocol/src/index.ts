@@ -1,14 +1,6 @@
 export { LEVELS, levelRank, isStopLevel, stepLevel, refusalReason, EFFECT_CLASSES, ROLES } from './levels.ts';
 export type { Level, EffectClass, Role, RefusalReason } from './levels.ts';
-export {
-  parseScope,
-  formatScope,
-  coversRun,
-  coversEffect,
-  scopeTenant,
-  isIdentifier,
-  isCapability,
-} from './scope.ts';
+export { parseScope, formatScope, coversRun, coversEffect, scopeTenant, isIdentifier } from './scope.ts';
 export type { Scope, RunIdentity, Coverage } from './scope.ts';
 export { ERROR_CODES, HTTP_STATUS, KillpathError, toWire, isWireError } from './errors.ts';
 export type { ErrorCode, WireError } from './errors.ts';
@@ -74,3 +66,5 @@ export type {
   DueReason,
   DrillDue,
 } from './drill.ts';
+export { CHECKPOINT_FORMAT, checkpointText, parseCheckpoint } from './checkpoint.ts';
+export type { SignedCheckpoint, AuditKeyInfo, AuditKeys, ConsistencyVerdict } from './checkpoint.ts';

@@ -94,7 +94,6 @@ export async function harness(options: Partial<ConnectOptions> = {}): Promise<Ha
     clock,
     transport,
     sink,
-    logger: { warn: () => {} },
     ...options,
   });
   const stream = await transport.nextStream();

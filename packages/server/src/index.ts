@@ -63,3 +63,6 @@ export type { DueInput } from './drills.ts';
 export { DRILL_BODY_LIMIT } from './http/drill-routes.ts';
 export { SurfaceDesk } from './surface.ts';
 export type { AutomaticTrigger } from './control-plane.ts';
+export { Checkpointer, CHECKPOINTER_ACTOR } from './audit/checkpointer.ts';
+export type { CheckpointerOptions } from './audit/checkpointer.ts';
+export type { StoredCheckpoint } from './store/store.ts';

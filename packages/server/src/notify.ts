@@ -1,3 +1,4 @@
+import type { SignedCheckpoint } from '@killpath/protocol';
 import type { Logger } from './log.ts';
 
 /** What an alert is about. */
@@ -14,7 +15,9 @@ export type AlertKind =
   | 'supervisor.absent'
   | 'supervisor.recovered'
   | 'control_plane.unreachable'
-  | 'policy.changed';
+  | 'policy.changed'
+  | 'audit.checkpoint'
+  | 'audit.inconsistent';
 
 /** One alert, as posted to a webhook (JSON body) and written to the log. */
 export interface Alert {
@@ -26,13 +29,20 @@ export interface Alert {
   /** ISO 8601 time the alert was raised. */
   at: string;
   details: Record<string, unknown>;
+  /**
+   * The audit log's latest signed checkpoint when the alert was raised (null before the first),
+   * so every receiver keeps a copy off the control plane's disk.
+   */
+  checkpoint?: SignedCheckpoint | null;
 }
 
 /** Where alerts go. */
 export interface AlertSink {
-  notify(alert: Omit<Alert, 'at'>): void;
+  notify(alert: Omit<Alert, 'at' | 'checkpoint'>): void;
   /** Alerts raised recently, newest last, when the sink keeps them. */
   readonly recent?: readonly Alert[];
+  /** The latest signed checkpoint, attached to every alert from now on (set by the checkpointer). */
+  checkpoint?: SignedCheckpoint | null;
 }
 
 /** Options of {@link Notifier}. */
@@ -63,6 +73,8 @@ export class Notifier implements AlertSink {
   readonly #pending = new Set<Promise<void>>();
   /** Alerts raised so far, newest last (the last 200), for the fleet view and tests. */
   readonly recent: Alert[] = [];
+  /** The latest signed checkpoint of the audit log, attached to every alert. */
+  checkpoint: SignedCheckpoint | null = null;
 
   constructor(opts: NotifierOptions) {
     for (const url of opts.webhooks) {
@@ -77,11 +89,13 @@ export class Notifier implements AlertSink {
     this.#log = opts.log;
   }
 
-  notify(a: Omit<Alert, 'at'>): void {
-    const alert: Alert = { ...a, at: new Date().toISOString() };
+  notify(a: Omit<Alert, 'at' | 'checkpoint'>): void {
+    const alert: Alert = { ...a, at: new Date().toISOString(), checkpoint: this.checkpoint };
     this.recent.push(alert);
     if (this.recent.length > 200) this.recent.shift();
-    this.#log.warn(`alert: ${alert.summary}`, {
+    // A new checkpoint is routine: it goes to the webhooks, and to the log at info only.
+    const level = alert.kind === 'audit.checkpoint' ? 'info' : 'warn';
+    this.#log[level](`alert: ${alert.summary}`, {
       alert: alert.kind,
       tenant: alert.tenant,
       directiveId: alert.directiveId,

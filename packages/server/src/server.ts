@@ -16,6 +16,8 @@ import type { AutomationPolicy } from './ladder.ts';
 import { Notifier } from './notify.ts';
 import { Triggers } from './triggers.ts';
 import type { Fire } from './supervisor/supervisor.ts';
+import { Checkpointer } from './audit/checkpointer.ts';
+import { SIGNING_KEY_FILE, loadOrCreateSigningKey } from './audit/checkpoint.ts';
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -51,6 +53,10 @@ export interface ServerOptions {
   recordTelemetry?: string;
   /** Called for every rule fire and shadow fire (benchmarks). */
   onFire?: (f: Fire) => void;
+  /** Sign an audit checkpoint once this many records arrived since the last one. Default 1000. */
+  checkpointEveryRecords?: number;
+  /** Sign an audit checkpoint when this long (ms) passed since the last one and records arrived. Default 60 000. */
+  checkpointEveryMs?: number;
 }
 
 /** A running control plane. */
@@ -63,13 +69,16 @@ export interface RunningServer {
   controlPlane: ControlPlane;
   /** The policy, supervisor, deadman and watchdog. */
   triggers: Triggers;
+  /** Signs checkpoints of the audit log (`<dataDir>/audit-signing.key`). */
+  checkpoints: Checkpointer;
   close(): Promise<void>;
 }
 
 /**
  * Starts the control plane: opens (or creates) the store, mints and writes the admin token on
- * first start (`<dataDir>/admin.token`, mode 0600), serves the API and the worker streams,
- * and writes `<dataDir>/server.json` with its URL so the CLI finds it.
+ * first start (`<dataDir>/admin.token`, mode 0600), creates the audit checkpoint signing key on
+ * first start (`<dataDir>/audit-signing.key`, Ed25519, mode 0600) and signs checkpoints, serves
+ * the API and the worker streams, and writes `<dataDir>/server.json` with its URL so the CLI finds it.
  */
 export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
   const dataDir = resolve(opts.dataDir ?? '.killpath');
@@ -118,7 +127,20 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     ...(opts.recordTelemetry ? { recordTelemetry: opts.recordTelemetry } : {}),
     ...(opts.onFire ? { onFire: opts.onFire } : {}),
   });
-  const app = createApp(cp, auth, log, triggers, { adminTokenFile });
+  const keyPath = join(dataDir, SIGNING_KEY_FILE);
+  const { key, created } = loadOrCreateSigningKey(keyPath);
+  if (created) log.info('audit signing key created', { keyId: key.info.keyId, file: keyPath });
+  const checkpoints = new Checkpointer({
+    store,
+    key,
+    keyPath,
+    alerts: notifier,
+    log,
+    ...(opts.checkpointEveryRecords !== undefined ? { everyRecords: opts.checkpointEveryRecords } : {}),
+    ...(opts.checkpointEveryMs !== undefined ? { everyMs: opts.checkpointEveryMs } : {}),
+  });
+  await checkpoints.start();
+  const app = createApp(cp, auth, log, triggers, { adminTokenFile, checkpoints });
   const host = opts.host ?? '127.0.0.1';
   const server: ServerType = await new Promise((ok, fail) => {
     const s = serve({ fetch: app.fetch, port: opts.port ?? 7070, hostname: host }, () => ok(s));
@@ -139,6 +161,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     createdAdminToken,
     controlPlane: cp,
     triggers,
+    checkpoints,
     async close() {
       if (closed) return;
       closed = true;
@@ -152,6 +175,8 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
       });
       await cp.permits.drain();
       await cp.flushAudit();
+      // The last records get a checkpoint of their own before the store closes.
+      await checkpoints.stop(true);
       await notifier.drain();
       await store.close();
       rmSync(join(dataDir, 'server.json'), { force: true });

@@ -55,7 +55,7 @@ test('a schema-v1 database opens, keeps its switchboard, audit chain and tokens,
   }
 });
 
-test('a schema-v4 database opens as version 7: its state is kept, drills and capability surfaces start empty', async () => {
+test('a schema-v4 database opens as version 8: its state is kept, drills and capability surfaces start empty', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'killpath-v4-'));
   const path = join(dir, 'killpath.db');
   copyFileSync(FIXTURE_V4, path);
@@ -90,7 +90,7 @@ test('a schema-v4 database opens as version 7: its state is kept, drills and cap
   try {
     assert.deepEqual(
       { ...(raw.prepare(`SELECT value FROM meta WHERE key = 'schema'`).get() as object) },
-      { value: '7' },
+      { value: '8' },
     );
   } finally {
     raw.close();

@@ -1,12 +1,26 @@
 import { KillpathError, type AuditRecord, type AuditVerdict } from '@killpath/protocol';
 import { CONNECTION_OPTIONS, intFlag, parse } from '../args.ts';
 import { clientFor } from '../config.ts';
+import { auditKey, auditCheckpoint, rotateKey, verifyCheckpoint } from './audit-checkpoint.ts';
 
 export const AUDIT_HELP = `killpath audit verify [--json]
+killpath audit verify --checkpoint FILE [--key PUBKEY.pem] [--save FILE] [--json]
 killpath audit tail [-n N] [--type T[,T…]] [--follow] [--json]
+killpath audit key [--json]
+killpath audit checkpoint [--now] [--out FILE]
+killpath audit rotate-key --reason TEXT
 
-verify  recomputes the hash chain and names the first bad record (exit 1 if any).
-tail    prints the last N records (default 20); --follow keeps printing new ones.`;
+verify      recomputes the hash chain and names the first bad record (exit 1 if any).
+            With --checkpoint (a file printed by "audit checkpoint" or sent to a webhook): checks
+            its Ed25519 signature and proves that the log now extends it (RFC 6962 consistency);
+            fails naming the records missing (deleted from the end, older copy restored) or
+            altered. --key pins the public key (else the control plane's keys are used);
+            --save writes the log's new signed checkpoint to keep for next time.
+tail        prints the last N records (default 20); --follow keeps printing new ones.
+key         prints the public key checkpoints are signed with (and earlier ones).
+checkpoint  prints the latest signed checkpoint (JSON, keep it off this machine);
+            --now signs one of every record written so far first.
+rotate-key  replaces the signing key (admin); earlier checkpoints still verify.`;
 
 function line(r: AuditRecord): string {
   const d = r.data;
@@ -22,6 +36,12 @@ export async function audit(args: string[]): Promise<number> {
   const { values } = parse(rest, {
     ...CONNECTION_OPTIONS,
     json: { type: 'boolean' },
+    checkpoint: { type: 'string' },
+    key: { type: 'string' },
+    save: { type: 'string' },
+    now: { type: 'boolean' },
+    out: { type: 'string' },
+    reason: { type: 'string' },
     n: { type: 'string', short: 'n' },
     follow: { type: 'boolean', short: 'f' },
     type: { type: 'string' },
@@ -32,6 +52,10 @@ export async function audit(args: string[]): Promise<number> {
     return sub === undefined ? 2 : 0;
   }
   const api = clientFor(values);
+  if (sub === 'verify' && values.checkpoint !== undefined) return verifyCheckpoint(api, values);
+  if (sub === 'key') return auditKey(api, values);
+  if (sub === 'checkpoint') return auditCheckpoint(api, values);
+  if (sub === 'rotate-key') return rotateKey(api, values);
   if (sub === 'verify') {
     const v = await api.get<AuditVerdict>('/v1/audit/verify');
     if (values.json) console.log(JSON.stringify(v, null, 2));
@@ -57,5 +81,8 @@ export async function audit(args: string[]): Promise<number> {
     }
     return 0;
   }
-  throw new KillpathError('invalid_request', `unknown audit command "${sub}" (verify or tail)`);
+  throw new KillpathError(
+    'invalid_request',
+    `unknown audit command "${sub}" (verify, tail, key, checkpoint or rotate-key)`,
+  );
 }

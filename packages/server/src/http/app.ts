@@ -25,6 +25,8 @@ import { consoleRoutes } from './console-route.ts';
 import { triggerRoutes } from './trigger-routes.ts';
 import { DRILL_BODY_LIMIT, drillRoutes } from './drill-routes.ts';
 import type { Triggers } from '../triggers.ts';
+import type { Checkpointer } from '../audit/checkpointer.ts';
+import { auditRoutes } from './audit-routes.ts';
 import { body, requireWorker, wireError, type Env } from './common.ts';
 
 /** Largest request body accepted, in bytes. */
@@ -37,13 +39,16 @@ const SLOW_REQUEST_MS = 1000;
 export interface AppOptions {
   /** `<dataDir>/admin.token`, which `POST /v1/tokens/rotate-admin` replaces; absent: no rotation. */
   adminTokenFile?: string | null;
+  /** The audit checkpoint signer; with it, the signed-checkpoint routes exist. */
+  checkpoints?: Checkpointer;
 }
 
 /**
  * The HTTP API. Every route but `/healthz` is authenticated; roles and tenants are enforced
  * per route; errors use the one wire shape; unknown fields are rejected. With `triggers`, the
  * telemetry, policy and watchdog routes exist and heartbeats are answered with the worker's
- * settings (200); without, heartbeats answer 204.
+ * settings (200); without, heartbeats answer 204. With `opts.checkpoints`, the signed-checkpoint
+ * routes exist (`/v1/audit/key`, `/v1/audit/checkpoint`, `POST /v1/audit/verify`).
  */
 export function createApp(
   cp: ControlPlane,
@@ -309,6 +314,7 @@ export function createApp(
     return c.json(await cp.store.verifyAudit());
   });
 
+  if (opts.checkpoints) auditRoutes(app, cp, opts.checkpoints);
   effectsRoutes(app, cp);
   drillRoutes(app, cp);
   if (triggers) triggerRoutes(app, cp, triggers);

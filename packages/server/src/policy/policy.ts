@@ -4,7 +4,6 @@ import { z } from 'zod';
 import {
   KillpathError,
   LEVELS,
-  isCapability,
   isIdentifier,
   type Level,
   type Rate,
@@ -112,7 +111,7 @@ const ActionSpec = z.strictObject({
   scope: z.enum(['run', 'agent', 'tenant']).default('run'),
   graceMs: ms(3_600_000).optional(),
   capabilities: z
-    .array(z.string().refine(isCapability, 'capabilities are identifiers, or two joined by one /'))
+    .array(z.string().refine(isIdentifier, 'capabilities are identifiers'))
     .min(1)
     .max(64)
     .optional(),

@@ -11,6 +11,10 @@ import { chainRecord, verifyChain, type AuditEvent } from '../audit/chain.ts';
 import * as effects from './sqlite-effects.ts';
 import * as drills from './sqlite-drills.ts';
 import * as tokens from './sqlite-tokens.ts';
+import * as auditLog from './sqlite-audit.ts';
+import { toAudit, type AuditRow } from './sqlite-audit.ts';
+import type { LogFindings, TreeClaim } from '../audit/log-verify.ts';
+import type { AuditKeyInfo } from '@killpath/protocol';
 import type {
   JournalEvent,
   LedgerEntry,
@@ -34,6 +38,7 @@ import type {
   PolicyVersion,
   RunRecord,
   Store,
+  StoredCheckpoint,
   TokenQuery,
   TokenRecord,
 } from './store.ts';
@@ -154,17 +159,6 @@ interface DirectiveRow {
   idempotency_digest?: string | null;
 }
 
-interface AuditRow {
-  seq: number;
-  ts: string;
-  type: string;
-  actor: string;
-  tenant: string | null;
-  data: string;
-  prev_hash: string;
-  hash: string;
-}
-
 function toDirective(r: DirectiveRow): Directive {
   const scope = parseScope(r.scope);
   return {
@@ -187,34 +181,6 @@ function toDirective(r: DirectiveRow): Directive {
     issuedAt: r.issued_at,
     clearedAt: r.cleared_at,
     clearedRev: r.cleared_rev,
-  };
-}
-
-/**
- * Parses a record's stored data. Text that no longer parses (altered on disk) is kept as
- * `{ unparseable }`, so the record still lists and fails verification by hash instead of throwing.
- */
-function parseData(text: string): Record<string, unknown> {
-  try {
-    const v: unknown = JSON.parse(text);
-    return typeof v === 'object' && v !== null && !Array.isArray(v)
-      ? (v as Record<string, unknown>)
-      : { unparseable: text };
-  } catch {
-    return { unparseable: text };
-  }
-}
-
-function toAudit(r: AuditRow): AuditRecord {
-  return {
-    seq: r.seq,
-    ts: r.ts,
-    type: r.type,
-    actor: r.actor,
-    tenant: r.tenant,
-    data: parseData(r.data),
-    prevHash: r.prev_hash,
-    hash: r.hash,
   };
 }
 
@@ -251,9 +217,12 @@ function contentKey(d: {
 export class SqliteStore implements Store {
   readonly #db: DatabaseSync;
   readonly #stmts: Record<string, StatementSync>;
+  /** The database file, or null for `:memory:` (verified on the caller's thread: tests only). */
+  readonly #path: string | null;
 
   /** Opens (creating if needed) the database at `path`; `:memory:` for tests. */
   constructor(path: string) {
+    this.#path = path === ':memory:' || path === '' ? null : path;
     this.#db = new DatabaseSync(path);
     this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;');
     this.#db.exec(SCHEMA);
@@ -291,6 +260,8 @@ export class SqliteStore implements Store {
    * Version 5 stored no request digest beside an idempotency key (version 6 adds the column; an
    * old key without one converges as before).
    * Version 6 had no token expiry nor revocation details (version 7 adds the columns; old tokens never expire).
+   * Version 7 had no signed checkpoints (version 8 adds `checkpoints` and `audit_keys`, empty, and
+   * a log id for the checkpoints' origin; the signer then covers the old records too).
    */
   #migrate(): void {
     const cols = this.#db.prepare('PRAGMA table_info(directives)').all() as { name: string }[];
@@ -307,7 +278,9 @@ export class SqliteStore implements Store {
     this.#db.exec(POLICY_SCHEMA);
     this.#db.exec(drills.DRILLS_SCHEMA);
     tokens.migrateTokens(this.#db);
-    this.#db.exec(`UPDATE meta SET value = '7' WHERE key = 'schema'`);
+    this.#db.exec(auditLog.CHECKPOINT_SCHEMA);
+    auditLog.ensureLogId(this.#db);
+    this.#db.exec(`UPDATE meta SET value = '8' WHERE key = 'schema'`);
   }
 
   /** The context the effect-journal functions run in (same connection, transactions and chain). */
@@ -685,6 +658,38 @@ export class SqliteStore implements Store {
       for (const r of rows) yield toAudit(r);
     }
     return verifyChain(records());
+  }
+
+  async logOrigin(): Promise<string> {
+    return auditLog.logOrigin(this.#db);
+  }
+
+  async putCheckpoint(c: StoredCheckpoint, audit: AuditEvent[]): Promise<void> {
+    await this.#tx(() => {
+      auditLog.insertCheckpoint(this.#db, c);
+      this.#appendAudit(audit);
+    });
+  }
+
+  async latestCheckpoint(): Promise<StoredCheckpoint | null> {
+    return auditLog.latestCheckpoint(this.#db);
+  }
+
+  async auditKeys(): Promise<AuditKeyInfo[]> {
+    return auditLog.auditKeys(this.#db);
+  }
+
+  async putAuditKey(key: AuditKeyInfo, audit: AuditEvent[]): Promise<boolean> {
+    return this.#tx(() => {
+      const changed = auditLog.putAuditKey(this.#db, key, new Date().toISOString());
+      if (changed) this.#appendAudit(audit);
+      return changed;
+    });
+  }
+
+  async verifyLog(kept: TreeClaim | null): Promise<LogFindings> {
+    if (this.#path === null) return auditLog.verifyStoredLog(this.#db, kept);
+    return auditLog.verifyInWorker(this.#path, kept);
   }
 
   async putPolicy(

@@ -7,7 +7,15 @@ import type {
   PermitResponse,
 } from '@killpath/protocol';
 import type { DrilledAgent, RehearsalInput, RehearsalRecord } from '@killpath/protocol';
+import type { AuditKeyInfo, SignedCheckpoint } from '@killpath/protocol';
 import type { AuditEvent } from '../audit/chain.ts';
+import type { LogFindings, TreeClaim } from '../audit/log-verify.ts';
+
+/** A checkpoint the control plane signed, with the Merkle frontier (hex, largest subtree first) it came from. */
+export interface StoredCheckpoint {
+  checkpoint: SignedCheckpoint;
+  frontier: string[];
+}
 
 /** A permit request as the store receives it: the worker's request plus who it is. */
 export interface PermitGrant extends PermitRequest {
@@ -360,6 +368,25 @@ export interface Store {
   appendAudit(events: AuditEvent[]): Promise<AuditRecord[]>;
   listAudit(q: AuditQuery): Promise<AuditRecord[]>;
   verifyAudit(): Promise<AuditVerdict>;
+
+  /** The checkpoint origin of this log, `killpath/<id>`; the id is made once, with the store. */
+  logOrigin(): Promise<string>;
+  /** Stores a signed checkpoint with its audit records (`audit.checkpoint`) in one transaction. */
+  putCheckpoint(c: StoredCheckpoint, audit: AuditEvent[]): Promise<void>;
+  /** The checkpoint of the largest size (the latest signed among equals), or null. */
+  latestCheckpoint(): Promise<StoredCheckpoint | null>;
+  /** Every key that signed checkpoints, newest first; the current one has `retiredAt: null`. */
+  auditKeys(): Promise<AuditKeyInfo[]>;
+  /**
+   * Makes `key` the current signing key, retiring the others, with `audit` in the same
+   * transaction. Returns false (and records nothing) when it already is the current key.
+   */
+  putAuditKey(key: AuditKeyInfo, audit: AuditEvent[]): Promise<boolean>;
+  /**
+   * Verifies the whole log: the hash chain, the stored checkpoints and, when given, a kept one
+   * (`kept`). Large logs are read and hashed off the caller's event loop.
+   */
+  verifyLog(kept: TreeClaim | null): Promise<LogFindings>;
 
   close(): Promise<void>;
 }

@@ -1,0 +1,242 @@
+import type { SignedCheckpoint } from '@killpath/protocol';
+import type { Logger } from '../log.ts';
+import type { AlertSink } from '../notify.ts';
+import type { Store } from '../store/store.ts';
+import { recordLeaf, rotateSigningKey, signCheckpoint, type SigningKey } from './checkpoint.ts';
+import { MerkleFrontier } from './merkle.ts';
+
+/** Actor of the records the checkpointer appends. */
+export const CHECKPOINTER_ACTOR = 'killpath:checkpointer';
+
+/** Options of {@link Checkpointer}. */
+export interface CheckpointerOptions {
+  store: Store;
+  key: SigningKey;
+  /** Where the signing key lives, so {@link Checkpointer.rotate} can replace it. Null: not rotatable. */
+  keyPath: string | null;
+  alerts: AlertSink;
+  log: Logger;
+  /** Sign once this many records arrived since the last checkpoint. Default 1000. */
+  everyRecords?: number;
+  /** Sign when this long (ms) passed since the last checkpoint and records arrived. Default 60 000. */
+  everyMs?: number;
+  /** How often new records are read and hashed, in ms. Default 1000. */
+  tickMs?: number;
+  /** Wall clock in ms (tests). Default `Date.now`. */
+  now?: () => number;
+}
+
+/** Records hashed per turn of the event loop while catching up. */
+const BATCH = 500;
+
+/**
+ * Signs checkpoints of the audit log: every `everyRecords` records or `everyMs` ms (when there
+ * are new records), it signs the log's size and RFC 6962 tree hash with the Ed25519 key, stores
+ * the checkpoint (with an `audit.checkpoint` record, so the log itself lists its signed heads)
+ * and sends it to the alert sink (webhooks), so copies live off this machine's disk.
+ *
+ * It keeps the tree's right edge ({@link MerkleFrontier}) and hashes each record once, reading
+ * new records in batches between turns of the event loop: the kill path never waits on it.
+ * On start it resumes from the latest stored checkpoint's frontier; a log shorter than that
+ * checkpoint (truncated or restored) raises an alert and is hashed again from the first record.
+ */
+export class Checkpointer {
+  readonly #o: Required<Omit<CheckpointerOptions, 'keyPath'>> & { keyPath: string | null };
+  #key: SigningKey;
+  #origin = '';
+  #frontier = new MerkleFrontier();
+  #lastSeq = 0;
+  /** Records other than `audit.checkpoint` hashed since the last checkpoint. */
+  #pending = 0;
+  #latest: SignedCheckpoint | null = null;
+  #signedAt = 0;
+  #timer: ReturnType<typeof setInterval> | null = null;
+  #chain: Promise<unknown> = Promise.resolve();
+  #stopped = false;
+
+  constructor(o: CheckpointerOptions) {
+    this.#o = {
+      everyRecords: 1000,
+      everyMs: 60_000,
+      tickMs: 1000,
+      now: Date.now,
+      ...o,
+    };
+    this.#key = o.key;
+  }
+
+  /** The key checkpoints are signed with now. */
+  get key(): SigningKey {
+    return this.#key;
+  }
+
+  /** The latest checkpoint signed (or loaded), or null before the first. */
+  get latest(): SignedCheckpoint | null {
+    return this.#latest;
+  }
+
+  /** Registers the key, resumes the tree from the stored frontier, catches up and starts ticking. */
+  async start(): Promise<void> {
+    const { store } = this.#o;
+    this.#origin = await store.logOrigin();
+    await this.#registerKey('audit.key.created');
+    const stored = await store.latestCheckpoint();
+    const [head] = await store.listAudit({ desc: true, limit: 1 });
+    const size = head?.seq ?? 0;
+    if (stored !== null && stored.checkpoint.size > size) {
+      this.#o.alerts.notify({
+        kind: 'audit.inconsistent',
+        summary: `the audit log has ${size} records but a stored checkpoint covers ${stored.checkpoint.size}: records were deleted from the end or an older copy of the database was restored`,
+        tenant: null,
+        directiveId: null,
+        details: { records: size, checkpoint: stored.checkpoint },
+      });
+    } else if (stored !== null) {
+      try {
+        this.#frontier = MerkleFrontier.from(stored.checkpoint.size, stored.frontier);
+        this.#lastSeq = stored.checkpoint.size;
+        this.#latest = stored.checkpoint;
+        this.#signedAt = Date.parse(stored.checkpoint.timestamp);
+      } catch {
+        this.#frontier = new MerkleFrontier();
+      }
+    }
+    this.#publish();
+    await this.tick();
+    this.#timer = setInterval(() => void this.tick(), this.#o.tickMs);
+    this.#timer.unref();
+  }
+
+  /** Reads and hashes new records and signs when a checkpoint is due. Calls are serialised. */
+  tick(): Promise<void> {
+    return this.#serial(async () => {
+      await this.#pump();
+      const due =
+        this.#pending >= this.#o.everyRecords ||
+        (this.#pending > 0 && this.#o.now() - this.#signedAt >= this.#o.everyMs);
+      if (due) await this.#sign();
+    });
+  }
+
+  /** Hashes every record written so far and signs a checkpoint of them now (when there are new ones, or `force`). */
+  checkpointNow(force = false): Promise<SignedCheckpoint> {
+    return this.#serial(async () => {
+      await this.#pump();
+      if (force || this.#latest === null || this.#pending > 0) await this.#sign();
+      return this.#latest!;
+    });
+  }
+
+  /**
+   * Signs the log as it is now without storing it (the head of a consistency answer). The tree is
+   * the signer's own; a caller verifying a kept checkpoint gets the head from the verification.
+   */
+  signHead(size: number, rootHash: string): SignedCheckpoint {
+    return signCheckpoint(this.#key, {
+      origin: this.#origin,
+      size,
+      rootHash,
+      timestamp: new Date(this.#o.now()).toISOString(),
+    });
+  }
+
+  /**
+   * Replaces the signing key: a new Ed25519 key is written over the key file (mode 0600), the
+   * old public key stays listed as retired (so checkpoints it signed still verify), the change is
+   * audited, and a checkpoint is signed with the new key at once.
+   * @throws Error when this checkpointer has no key file
+   */
+  rotate(
+    actor: string,
+    reason: string,
+  ): Promise<{ previous: string; current: string; checkpoint: SignedCheckpoint }> {
+    return this.#serial(async () => {
+      if (this.#o.keyPath === null) throw new Error('this control plane has no signing key file to rotate');
+      const previous = this.#key.info.keyId;
+      this.#key = rotateSigningKey(this.#o.keyPath, new Date(this.#o.now()));
+      await this.#registerKey('audit.key.rotated', actor, { previous, reason });
+      await this.#pump();
+      await this.#sign();
+      return { previous, current: this.#key.info.keyId, checkpoint: this.#latest! };
+    });
+  }
+
+  /** Stops ticking; with `final`, signs what arrived since the last checkpoint first. */
+  async stop(final = true): Promise<void> {
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = null;
+    if (final && !this.#stopped) await this.tick().catch(() => {});
+    this.#stopped = true;
+    await this.#chain.catch(() => {});
+  }
+
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#chain.then(fn, fn);
+    this.#chain = run.catch((err: unknown) => {
+      this.#o.log.error('audit checkpoint failed', { err: err instanceof Error ? err.message : String(err) });
+    });
+    return run;
+  }
+
+  async #registerKey(
+    action: string,
+    actor = CHECKPOINTER_ACTOR,
+    extra: Record<string, unknown> = {},
+  ): Promise<void> {
+    const info = this.#key.info;
+    await this.#o.store.putAuditKey(info, [
+      {
+        type: 'operator_action',
+        actor,
+        tenant: null,
+        data: { action, keyId: info.keyId, algorithm: info.algorithm, ...extra },
+      },
+    ]);
+  }
+
+  async #pump(): Promise<void> {
+    while (!this.#stopped) {
+      const records = await this.#o.store.listAudit({ afterSeq: this.#lastSeq, limit: BATCH });
+      for (const r of records) {
+        this.#frontier.push(recordLeaf(r));
+        this.#lastSeq = r.seq;
+        if (r.type !== 'audit.checkpoint') this.#pending += 1;
+      }
+      if (records.length < BATCH) return;
+      await new Promise((ok) => setImmediate(ok));
+    }
+  }
+
+  async #sign(): Promise<void> {
+    const checkpoint = this.signHead(this.#frontier.size, this.#frontier.root().toString('hex'));
+    await this.#o.store.putCheckpoint({ checkpoint, frontier: this.#frontier.toJSON() }, [
+      {
+        type: 'audit.checkpoint',
+        actor: CHECKPOINTER_ACTOR,
+        tenant: null,
+        data: {
+          size: checkpoint.size,
+          rootHash: checkpoint.rootHash,
+          keyId: checkpoint.keyId,
+          signature: checkpoint.signature,
+          signedAt: checkpoint.timestamp,
+        },
+      },
+    ]);
+    this.#latest = checkpoint;
+    this.#signedAt = this.#o.now();
+    this.#pending = 0;
+    this.#publish();
+    this.#o.alerts.notify({
+      kind: 'audit.checkpoint',
+      summary: `audit checkpoint: ${checkpoint.size} records, root ${checkpoint.rootHash.slice(0, 16)}…, key ${checkpoint.keyId}`,
+      tenant: null,
+      directiveId: null,
+      details: { checkpoint },
+    });
+  }
+
+  #publish(): void {
+    this.#o.alerts.checkpoint = this.#latest;
+  }
+}
