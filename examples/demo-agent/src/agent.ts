@@ -23,7 +23,8 @@
  * DEMO_RESUME=1 (resume the runs through the control plane instead of starting them),
  * DEMO_IRREVERSIBLE=1 (also keep an irreversible wire_transfer in its cool-off), DEMO_PARENT_RUN and
  * DEMO_PARENT_LINEAGE (comma list, root first): when set, the first run is started as a child
- * of that run, which lives in another process.
+ * of that run, which lives in another process; KILLPATH_READY_TIMEOUT_MS: give up (exit 1) when
+ * the control plane has not answered within this many ms (default: wait, retrying, as long as it takes).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, type Run, type RunTimer, type SdkEvent } from '@killpath/sdk';
@@ -51,6 +52,11 @@ const client = connect({
   features: (process.env.KILLPATH_FEATURES ?? '').split(',').filter(Boolean),
   leaseMs: Number(env('KILLPATH_LEASE_MS', '3000')),
   heartbeatMs: Number(env('KILLPATH_HEARTBEAT_MS', '5000')),
+  // Until the control plane answers, `client.ready` retries and logs "control plane unreachable
+  // at URL, retrying" on stderr; with a timeout it rejects instead of waiting for ever.
+  ...(process.env.KILLPATH_READY_TIMEOUT_MS
+    ? { readyTimeoutMs: Number(process.env.KILLPATH_READY_TIMEOUT_MS) }
+    : {}),
   // Every SDK event goes to stdout with a wall-clock time, for the demo to measure from outside.
   sink: { record: (e: SdkEvent) => out({ k: 'ev', wall: wall(e.at), ...e }) },
 });

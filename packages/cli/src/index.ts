@@ -15,6 +15,9 @@ export {
   netnsSupported,
   listNetns,
   LocalProcessBackend,
+  CgroupProcessBackend,
+  chooseBackend,
+  cgroupSupport,
   EgressProxy,
   AgentNetns,
 } from './launcher/launcher-exports.ts';
@@ -24,6 +27,10 @@ export type {
   AgentHandle,
   LaunchSpec,
   TerminateResult,
+  FreezeResult,
+  Isolation,
+  IsolationChoice,
+  OrphanPolicy,
 } from './launcher/launcher-exports.ts';
 export { launch, alive, KILLPATH_CLI } from './fleet/launch.ts';
 export type { Launched, Line } from './fleet/launch.ts';

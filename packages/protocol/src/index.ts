@@ -1,6 +1,14 @@
 export { LEVELS, levelRank, isStopLevel, stepLevel, refusalReason, EFFECT_CLASSES, ROLES } from './levels.ts';
 export type { Level, EffectClass, Role, RefusalReason } from './levels.ts';
-export { parseScope, formatScope, coversRun, coversEffect, scopeTenant, isIdentifier } from './scope.ts';
+export {
+  parseScope,
+  formatScope,
+  coversRun,
+  coversEffect,
+  scopeTenant,
+  isIdentifier,
+  isCapability,
+} from './scope.ts';
 export type { Scope, RunIdentity, Coverage } from './scope.ts';
 export { ERROR_CODES, HTTP_STATUS, KillpathError, toWire, isWireError } from './errors.ts';
 export type { ErrorCode, WireError } from './errors.ts';

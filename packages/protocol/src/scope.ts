@@ -20,6 +20,17 @@ export function isIdentifier(s: string): boolean {
 }
 
 /**
+ * Capability names: an identifier (`crm.update`, `llm`), or two identifiers joined by one `/`
+ * for a tool namespaced by its server (`mcp:github/create_issue`). At most 257 characters.
+ */
+const CAPABILITY = /^[A-Za-z0-9._:@-]{1,128}(?:\/[A-Za-z0-9._:@-]{1,128})?$/;
+
+/** True when `s` is a valid capability name (see {@link isIdentifier}; one `/` may namespace it). */
+export function isCapability(s: string): boolean {
+  return CAPABILITY.test(s);
+}
+
+/**
  * Parses the string form of a scope.
  * @throws KillpathError with code `invalid_request` when the text is not a scope.
  */

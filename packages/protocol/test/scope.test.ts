@@ -5,6 +5,7 @@ import {
   coversEffect,
   coversRun,
   formatScope,
+  isCapability,
   isIdentifier,
   parseScope,
   scopeTenant,
@@ -99,6 +100,36 @@ describe('isIdentifier', () => {
   test('rejects empty, too long, slash, whitespace and other characters', () => {
     for (const s of ['', id129, 'a/b', 'a b', ' a', 'a\t', 'a\n', 'é', 'a*', 'a#b', 'a,b']) {
       assert.equal(isIdentifier(s), false, JSON.stringify(s));
+    }
+  });
+});
+
+describe('isCapability', () => {
+  test('accepts an identifier, or two joined by one slash (a tool namespaced by its MCP server)', () => {
+    for (const s of [
+      'llm',
+      'crm.update',
+      'mcp:github/create_issue',
+      'mcp:fs/read-file',
+      `${id128}/${id128}`,
+    ]) {
+      assert.equal(isCapability(s), true, s);
+    }
+  });
+  test('rejects empty parts, two slashes, long parts and other characters', () => {
+    for (const s of [
+      '',
+      '/',
+      'a/',
+      '/a',
+      'a/b/c',
+      'a//b',
+      `${id129}/a`,
+      `a/${id129}`,
+      'mcp:gh/create issue',
+      'a/é',
+    ]) {
+      assert.equal(isCapability(s), false, JSON.stringify(s));
     }
   });
 });

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { KillpathError, coversRun, isIdentifier } from '@killpath/protocol';
+import { KillpathError, coversRun, isCapability, isIdentifier } from '@killpath/protocol';
 import type {
   Directive,
   StreamDirective,
@@ -13,7 +13,7 @@ import type {
 } from '@killpath/protocol';
 import { systemClock, wallNow } from './clock.ts';
 import type { Clock } from './clock.ts';
-import { resolveOptions } from './connect-options.ts';
+import { consoleLogger, resolveOptions } from './connect-options.ts';
 import type { ConnectOptions } from './connect-options.ts';
 import { ControlCalls, asResumeAnswer, refusal } from './control-calls.ts';
 import { fetchTransport } from './fetch-transport.ts';
@@ -26,6 +26,7 @@ import { Lease } from './lease.ts';
 import { Mirror } from './mirror.ts';
 import type { MirrorChange, MirrorEntry } from './mirror.ts';
 import { Queue } from './queue.ts';
+import { Readiness } from './readiness.ts';
 import type { QueueHost, QueueOptions, TaskHandler } from './queue.ts';
 import { Reporter } from './reporter.ts';
 import { MAX_SURFACE, Run, RunState, abortWrites, closeRunTable, stopRun, stopsInFlight } from './run.ts';
@@ -68,11 +69,16 @@ export class Client {
   /** This worker's id. */
   readonly workerId: string;
   /**
-   * Resolves when the first snapshot is applied. Rejects with a `KillpathError` when the stream
-   * is refused for good (`unauthenticated`, `forbidden`) or the client is closed first
-   * (`unavailable`). An unobserved rejection is not reported as unhandled.
+   * Resolves when the first snapshot is applied. While it is pending the client retries (logging
+   * "control plane unreachable at URL, retrying" once, then once a minute) and keeps the process
+   * alive, so `await client.ready` at the top of an agent waits for the control plane instead of
+   * letting Node end the process. Rejects with a `KillpathError` when the stream is refused for
+   * good (`unauthenticated`, `forbidden`), when the client is closed first, or when
+   * `readyTimeoutMs` passed without a snapshot (`unavailable`, naming the URL and the last
+   * error). An unobserved rejection is not reported as unhandled. Checks deny `stale` meanwhile.
    */
   readonly ready: Promise<void>;
+  private readonly readiness: Readiness;
   private readonly tenant: string;
   private readonly agent: string;
   private readonly features: readonly string[];
@@ -104,7 +110,6 @@ export class Client {
   /** The gate table of tasks without a run (the worker's own identity). */
   private workerTable: RunTable = OPEN_TABLE;
   private readonly createdAt: number;
-  private settleReady: ((err: Error | null) => void) | null;
   private streamLive = false;
   private closing: Promise<void> | null = null;
   private heartbeatTimer: unknown = null;
@@ -195,13 +200,13 @@ export class Client {
       workerTable: () => this.workerTable,
     };
 
-    let settle: (err: Error | null) => void = () => {};
-    this.ready = new Promise<void>((resolve, reject) => {
-      settle = (err) => (err === null ? resolve() : reject(err));
-    });
-    // Mark handled: a caller that never awaits `ready` must not crash the process on a refusal.
-    this.ready.catch(() => {});
-    this.settleReady = settle;
+    this.readiness = new Readiness(
+      this.clock,
+      options.logger ?? consoleLogger,
+      settings.base,
+      settings.readyTimeoutMs,
+    );
+    this.ready = this.readiness.promise;
 
     // A stream silent for two leases (no keep-alive even) is dead: drop it and reconnect.
     this.loop = new StreamLoop(
@@ -214,7 +219,10 @@ export class Client {
         onDrop: () => {
           this.streamLive = false;
         },
-        onError: (err, retryInMs) => this.streamError(err, false, retryInMs),
+        onError: (err, retryInMs) => {
+          this.streamError(err, false, retryInMs);
+          if (this.closing === null) this.readiness.unreachable(err);
+        },
         onFatal: (err) => this.fatal(err),
       },
       Math.max(2 * settings.leaseMs, 5000),
@@ -350,6 +358,7 @@ export class Client {
           this.record({ type: 'stream.connected', rev: msg.rev, at: this.clock.now() });
         }
         this.applied(this.mirror.replace(msg));
+        this.readiness.connected();
         if (!this.sentFirstHeartbeat) {
           // At once on first contact: the fleet view (and a launcher's orders) learn this worker's runs now, not a heartbeat later.
           this.sentFirstHeartbeat = true;
@@ -412,10 +421,6 @@ export class Client {
     }
     this.wakeQueues();
     this.reporter.ack(change.rev);
-    if (this.settleReady !== null) {
-      this.settleReady(null);
-      this.settleReady = null;
-    }
   }
 
   /** The mirror is known to be behind: close the gate now and reconnect for a fresh snapshot. */
@@ -468,9 +473,7 @@ export class Client {
   }
 
   private failReady(err: Error): void {
-    if (this.settleReady === null) return;
-    this.settleReady(err);
-    this.settleReady = null;
+    this.readiness.fail(err);
   }
 
   private endRun(state: RunState): void {
@@ -676,13 +679,13 @@ export class Client {
     };
   }
 
-  /** The capability surface for a heartbeat: identifiers only (the control plane takes no other), sorted. */
+  /** The capability surface for a heartbeat: capability names only (the control plane takes no other), sorted. */
   private surface(): string[] {
     const set = this.capabilities;
     if (this.surfaceList.size !== set.size) {
       this.surfaceList = {
         size: set.size,
-        list: [...set].filter((c) => typeof c === 'string' && isIdentifier(c)).sort(),
+        list: [...set].filter((c) => typeof c === 'string' && isCapability(c)).sort(),
       };
     }
     return [...this.surfaceList.list];

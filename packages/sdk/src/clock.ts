@@ -16,6 +16,13 @@ export interface Clock {
    * `Date.now()`.
    */
   wallNow?(): number;
+  /**
+   * Keeps the process alive until the returned release is called (idempotent). The client holds
+   * it while it waits for its first snapshot, so an agent whose top-level `await client.ready`
+   * is still retrying is not ended by Node for lack of work. Optional: a clock without it never
+   * holds the process (timers stay unref'd).
+   */
+  hold?(): () => void;
 }
 
 /** The clock's wall time, or `Date.now()` when it has none. */
@@ -25,7 +32,8 @@ export function wallNow(clock: Clock): number {
 
 /**
  * The default clock: `performance.now()` and Node timers. Timers are `unref()`'d so that a
- * connected client never keeps the process alive on its own.
+ * connected client never keeps the process alive on its own; {@link Clock.hold} is a ref'd
+ * interval (it fires every ~12 days and does nothing), cleared on release.
  */
 export const systemClock: Clock = Object.freeze({
   now: (): number => performance.now(),
@@ -38,4 +46,8 @@ export const systemClock: Clock = Object.freeze({
     clearTimeout(handle as ReturnType<typeof setTimeout>);
   },
   wallNow: (): number => Date.now(),
+  hold: (): (() => void) => {
+    const handle = setInterval(() => {}, 2 ** 30);
+    return () => clearInterval(handle);
+  },
 });

@@ -18,6 +18,19 @@ export interface ConnectOptions {
   agent: string;
   /** Features the runs of this worker use (`feature:F` directives cover them). Default none. */
   features?: readonly string[];
+  /**
+   * How long {@link Client.ready} waits for the first snapshot before it rejects with
+   * `unavailable` (naming the URL and the last error), in ms. The client keeps retrying in the
+   * background either way. Default: no limit (ready waits, and holds the process open, until
+   * the control plane answers).
+   */
+  readyTimeoutMs?: number;
+  /**
+   * Where the client tells a human what it cannot journal as an event: "control plane
+   * unreachable at URL, retrying" once per outage, then once a minute while it lasts. Default
+   * `console.warn` with a `killpath: ` prefix.
+   */
+  logger?: Logger;
   /** Lease length in ms: with no stream message for this long, every run is halted. Default 3 000. */
   leaseMs?: number;
   /**
@@ -55,6 +68,17 @@ export interface ConnectOptions {
   launcherId?: string;
 }
 
+/** Receives the client's few human-readable lines (see {@link ConnectOptions.logger}). */
+export interface Logger {
+  /** One line, without a trailing newline. */
+  warn(message: string): void;
+}
+
+/** The default {@link Logger}: `console.warn` (stderr), each line prefixed `killpath: `. */
+export const consoleLogger: Logger = Object.freeze({
+  warn: (message: string): void => console.warn(`killpath: ${message}`),
+});
+
 /** Validated connect options with defaults applied. Internal. */
 export interface ResolvedOptions {
   /** The control plane URL without a trailing slash. */
@@ -70,6 +94,8 @@ export interface ResolvedOptions {
   launcherId: string | null;
   limits: { maxSteps: number | null; maxCostUsd: number | null };
   telemetryMs: number;
+  /** `null`: no limit. */
+  readyTimeoutMs: number | null;
 }
 
 /**
@@ -111,6 +137,8 @@ export function resolveOptions(options: ConnectOptions): ResolvedOptions {
       maxSteps: limit('limits.maxSteps', options.limits?.maxSteps),
       maxCostUsd: limit('limits.maxCostUsd', options.limits?.maxCostUsd),
     },
+    readyTimeoutMs:
+      options.readyTimeoutMs === undefined ? null : positive('readyTimeoutMs', options.readyTimeoutMs),
     telemetryMs: options.telemetryMs === 0 ? 0 : positive('telemetryMs', options.telemetryMs ?? 250),
   };
 }
@@ -133,7 +161,7 @@ function limit(name: string, v: number | undefined): number | null {
 }
 
 function positive(name: string, ms: number): number {
-  if (!Number.isFinite(ms) || ms <= 0)
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms <= 0)
     throw new KillpathError('invalid_request', `${name} must be a positive number of ms`);
   return ms;
 }

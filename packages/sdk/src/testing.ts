@@ -12,6 +12,7 @@ export class ManualClock implements Clock {
   private readonly start: number;
   private readonly wallStart: number;
   private seq = 0;
+  private holds = 0;
   private readonly timers = new Map<number, { due: number; fn: () => void }>();
 
   /**
@@ -44,6 +45,22 @@ export class ManualClock implements Clock {
   /** Cancels a pending timer. */
   clearTimeout(handle: unknown): void {
     this.timers.delete(handle as number);
+  }
+
+  /** How many {@link ManualClock.hold}s are not released (a real clock would keep the process alive meanwhile). */
+  get held(): number {
+    return this.holds;
+  }
+
+  /** Counts a hold on the process; the returned release (idempotent) gives it back. */
+  hold(): () => void {
+    this.holds += 1;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.holds -= 1;
+    };
   }
 
   /** Moves time forward by `ms`, firing every timer that falls due on the way (including ones they set). */

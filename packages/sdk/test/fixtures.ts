@@ -94,6 +94,7 @@ export async function harness(options: Partial<ConnectOptions> = {}): Promise<Ha
     clock,
     transport,
     sink,
+    logger: { warn: () => {} },
     ...options,
   });
   const stream = await transport.nextStream();

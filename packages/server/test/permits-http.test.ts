@@ -177,3 +177,32 @@ test('a refusal names the covering directive; outcome, journal and ledger round-
     await h.close();
   }
 });
+
+test('an MCP tool is a capability (mcp:<server>/<tool>): a directive narrowed to it refuses that tool only', async () => {
+  const h = await harness();
+  try {
+    const admin = await h.token('admin', '*');
+    const agent = await h.token('agent', 'acme', 'bot');
+    h.cp.fleet.connected('w1', 'acme', 'bot', []);
+    const issue = (capabilities: string[]) =>
+      h.req('POST', '/v1/directives', {
+        token: admin,
+        body: {
+          level: 'halt',
+          scope: 'agent:acme/bot',
+          capabilities,
+          reason: 'gh',
+          justification: 'one tool',
+        },
+      });
+    await expectWireError(await issue(['mcp:github/a/b']), 400, 'invalid_request');
+    assert.equal((await issue(['mcp:github/create_issue'])).status, 201);
+    const send = (capability: string) =>
+      h.req('POST', '/v1/permits', { token: agent, body: permit({ runId: 'r1', capability }) });
+    assert.equal((await send('mcp:github/create_issue')).status, 409);
+    assert.equal((await send('mcp:github/add_comment')).status, 201);
+    await expectWireError(await send('mcp:github//x'), 400, 'invalid_request');
+  } finally {
+    await h.close();
+  }
+});

@@ -4,15 +4,18 @@ import { resolveConnection } from '../config.ts';
 import { ApiClient } from '../api.ts';
 import { Launcher } from '../launcher/launcher.ts';
 import { netnsSupported } from '../launcher/netns.ts';
+import { cgroupSupport } from '../launcher/cgroup.ts';
 
 export const RUN_HELP = `killpath run --tenant T --agent A [options] -- <command…>
 
 Launches an agent under a launcher that the agent does not control. The launcher starts the
-command in its own process group with its identity and token in the environment
+command in a cgroup of its own (else its own process group) with its identity and token in the environment
 (KILLPATH_URL, KILLPATH_TOKEN, KILLPATH_TENANT, KILLPATH_AGENT, KILLPATH_RUN_ID,
 KILLPATH_LAUNCHER_ID) and its egress through a proxy (HTTP_PROXY/HTTPS_PROXY), holds its own
 stream to the control plane, and enforces:
-  kill     SIGTERM to the agent's process group, SIGKILL after --kill-grace (CPU-bound or not)
+  kill     SIGTERM to every process of the agent, SIGKILL after --kill-grace (CPU-bound or not;
+           with a cgroup, cgroup.kill: nothing escapes)
+  freeze   every process stopped at once (cgroup.freeze, or SIGSTOP), egress cut; thawed on resume
   isolate  the proxy refuses new connections and cuts open ones (with --netns: also at the
            network layer, whatever the agent does with proxy variables)
   halt     the agent is never restarted while a halt or kill covers it
@@ -23,6 +26,12 @@ Options:
   --features F1,F2        features the agent declares
   --netns                 run the agent in its own network namespace (Linux, root): its only way
                           out is the launcher
+  --isolation MODE        cgroup: the agent in a cgroup v2 cgroup of its own (nothing escapes a
+                          kill); process-group: its process group plus a /proc sweep (a process
+                          that calls setsid and clears its environment escapes). Default: cgroup
+                          where the launcher can create one, else process-group (logged)
+  --orphan-policy P       kill (default): if the launcher dies (even SIGKILL) the agent dies with
+                          it; keep: the agent outlives it
   --restart on-failure    restart the agent when it exits non-zero, unless halted or killed
   --kill-grace MS         SIGTERM → SIGKILL grace (default 2000)
   --launcher-id ID        default launch-<uuid>
@@ -44,6 +53,8 @@ export async function run(args: string[]): Promise<number> {
       features: { type: 'string' },
       netns: { type: 'boolean' },
       restart: { type: 'string' },
+      isolation: { type: 'string' },
+      'orphan-policy': { type: 'string' },
       'kill-grace': { type: 'string' },
       'launcher-id': { type: 'string' },
     },
@@ -74,6 +85,17 @@ export async function run(args: string[]): Promise<number> {
   const restart = values.restart ?? 'never';
   if (restart !== 'never' && restart !== 'on-failure')
     throw new KillpathError('invalid_request', '--restart takes never or on-failure');
+  const isolation = values.isolation ?? 'auto';
+  if (isolation !== 'auto' && isolation !== 'cgroup' && isolation !== 'process-group')
+    throw new KillpathError('invalid_request', '--isolation takes cgroup, process-group or auto');
+  const orphanPolicy = values['orphan-policy'] ?? 'kill';
+  if (orphanPolicy !== 'kill' && orphanPolicy !== 'keep')
+    throw new KillpathError('invalid_request', '--orphan-policy takes kill or keep');
+  if (isolation === 'cgroup') {
+    const ok = cgroupSupport();
+    if (!ok.ok)
+      throw new KillpathError('invalid_request', `--isolation cgroup is not available here: ${ok.why}`);
+  }
   if (values.netns) {
     const ok = netnsSupported();
     if (!ok.ok) throw new KillpathError('invalid_request', `--netns is not available here: ${ok.why}`);
@@ -91,6 +113,8 @@ export async function run(args: string[]): Promise<number> {
     args: commandArgs,
     netns: values.netns ?? false,
     restart,
+    isolation,
+    orphanPolicy,
     killGraceMs: intFlag('kill-grace', values['kill-grace'], 2000),
     ...(values['launcher-id'] ? { launcherId: values['launcher-id'] } : {}),
   });

@@ -37,6 +37,14 @@ export interface DrillAgent extends SpecAgent {
   targetMs: number;
 }
 
+/** What was running and in force at one moment of a drill (see {@link DrillEnv.mark}). */
+export interface DrillMark {
+  fleets: number;
+  launched: number;
+  /** Ids of the directives active then. */
+  active: Set<string>;
+}
+
 /**
  * Where a drill runs and what it started: the control plane (its own, in this process, on a
  * temporary SQLite data dir; or a deployment's, by URL), the agent processes and launchers it
@@ -231,6 +239,56 @@ export class DrillEnv {
     });
     this.#servers.push(server);
     return { server, api: new ApiClient(server.url, server.createdAdminToken!) };
+  }
+
+  /** What is running and in force now, so that {@link cleanUpSince} can undo what comes after. */
+  async mark(): Promise<DrillMark> {
+    const { directives } = await this.api.get<{ directives: Directive[] }>(
+      '/v1/directives?active=true&limit=5000',
+    );
+    return {
+      fleets: this.#fleets.length,
+      launched: this.#launched.length,
+      active: new Set(directives.map((d) => d.id)),
+    };
+  }
+
+  /**
+   * Undoes what a scenario left behind, so that one failure never cascades into the next
+   * scenario: clears every directive that became active after `mark` and stops every agent
+   * process started after it (but `keep`, the shared fleet). On this drill's own control plane
+   * every new directive is the drill's; on a deployment only those that name the drill's runs or
+   * were issued by the drill's own token (or escalated from one of those) are touched, never an
+   * operator's. Returns one line per thing undone (empty when the scenario cleaned up after itself).
+   */
+  async cleanUpSince(mark: DrillMark, keep: FleetHarness | null): Promise<string[]> {
+    const undone: string[] = [];
+    const { directives } = await this.api.get<{ directives: Directive[] }>(
+      '/v1/directives?active=true&limit=5000',
+    );
+    const fresh = directives.filter((d) => !mark.active.has(d.id));
+    const me = this.mode === 'remote' ? (await this.api.get<{ name: string }>('/v1/whoami')).name : null;
+    const ours = (d: Directive): boolean =>
+      me === null ||
+      d.actor === me ||
+      d.scopeText.includes(this.prefix) ||
+      fresh.some((o) => d.actor === `escalation:${o.id}` && ours(o));
+    for (const d of fresh.filter(ours)) {
+      try {
+        await this.resume(d, `drill cleanup: ${d.level} ${d.scopeText} was left in force by a scenario`);
+        undone.push(`cleared ${d.level} ${d.scopeText} (${d.id}) left in force`);
+      } catch (err) {
+        undone.push(`could not clear ${d.level} ${d.scopeText} (${d.id}): ${(err as Error).message}`);
+      }
+    }
+    const fleets = this.#fleets.slice(mark.fleets).filter((f) => f !== keep && f.running > 0);
+    const launched = this.#launched
+      .slice(mark.launched)
+      .filter((l) => l.proc.exitCode === null && l.proc.signalCode === null);
+    await Promise.all([...fleets.map((f) => f.stop(1000)), ...launched.map((l) => l.stop())]);
+    const processes = fleets.length + launched.length;
+    if (processes > 0) undone.push(`stopped ${processes} agent process group(s) left running`);
+    return undone;
   }
 
   /** Stops every process and server this drill started, and removes its data dir unless kept. */

@@ -274,6 +274,7 @@ export async function runDrill(o: DrillRunOptions): Promise<DrillRun> {
       o.progress(`[${i + 1}/${o.scenarios.length}] ${s.id} ${s.title} …`);
       const began = new Date();
       const t = performance.now();
+      const mark = await env.mark();
       let m: Measured;
       try {
         m = await s.run(ctx);
@@ -282,7 +283,16 @@ export async function runDrill(o: DrillRunOptions): Promise<DrillRun> {
           checks: [check('scenario completed', 'invariant', false, (err as Error).message ?? String(err))],
         };
       }
-      const r = judge(s, m, began, performance.now() - t, o.spec.latency.haltToRecoveryMs);
+      const durationMs = performance.now() - t;
+      // Whatever the scenario left in force or running is undone before the next one starts.
+      const undone = await env
+        .cleanUpSince(mark, fleet)
+        .catch((err: Error) => [`cleanup failed: ${err.message}`]);
+      if (undone.length > 0) {
+        m = { ...m, notes: [...(m.notes ?? []), ...undone.map((u) => `cleanup: ${u}`)] };
+        for (const u of undone) o.progress(`  cleanup after ${s.id}: ${u}`);
+      }
+      const r = judge(s, m, began, durationMs, o.spec.latency.haltToRecoveryMs);
       results.push(r);
       o.progress(
         `[${i + 1}/${o.scenarios.length}] ${s.id} ${r.status}${r.signalToHalt ? `, signal-to-halt max ${r.signalToHalt.max} ms` : ''} (${(r.durationMs / 1000).toFixed(1)} s)`,

@@ -211,6 +211,11 @@ export class FleetHarness {
     return this.agents.map((a) => a.events.length);
   }
 
+  /** How many of its agent processes have not exited. */
+  get running(): number {
+    return this.agents.filter((a) => a.child.exitCode === null && a.child.signalCode === null).length;
+  }
+
   /**
    * Stops every agent: SIGTERM to its process group, SIGKILL after `graceMs`. Resolves when
    * all have exited.

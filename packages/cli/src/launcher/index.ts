@@ -3,9 +3,17 @@
  * network namespaces (isolate at the network layer, Linux with root).
  */
 export { LAUNCH_ID_ENV, LocalProcessBackend } from './process-backend.ts';
+export { CgroupProcessBackend, chooseBackend } from './cgroup-backend.ts';
+export type { CgroupProcessBackendOptions, IsolationChoice } from './cgroup-backend.ts';
+export { AgentCgroup, cgroupSupport, parseCgroup2Mount, parseOwnCgroup, cgroupDir } from './cgroup.ts';
+export type { CgroupSupport, Cgroup2Mount } from './cgroup.ts';
+export { startOrphanGuard } from './orphan-guard.ts';
+export type { OrphanGuard, OrphanPolicy, GuardTarget } from './orphan-guard.ts';
 export type {
   AgentHandle,
   ExitInfo,
+  FreezeResult,
+  Isolation,
   LaunchSpec,
   LocalProcessBackendOptions,
   ProcessBackend,

@@ -6,12 +6,9 @@ import type { Directive, LauncherOrders } from '@killpath/protocol';
 import { EgressProxy, type EgressEvent } from './egress-proxy.ts';
 import { AgentNetns, unixTcpBridge } from './netns.ts';
 import { OrdersLink, reportLauncherEvents } from './orders-link.ts';
-import {
-  LocalProcessBackend,
-  type AgentHandle,
-  type ExitInfo,
-  type ProcessBackend,
-} from './process-backend.ts';
+import { chooseBackend, type IsolationChoice } from './cgroup-backend.ts';
+import type { OrphanPolicy } from './orphan-guard.ts';
+import type { AgentHandle, ExitInfo, ProcessBackend } from './process-backend.ts';
 
 /** Exit code of `killpath run` when the agent was killed, or not (re)started, by the switchboard. */
 export const EXIT_STOPPED = 3;
@@ -41,6 +38,14 @@ export interface LauncherOptions {
   startTimeoutMs?: number;
   /** Environment the agent inherits (default `process.env`); the launcher adds its own variables. */
   env?: NodeJS.ProcessEnv;
+  /**
+   * What holds the agent's processes together: `auto` (default) its own cgroup v2 cgroup where
+   * the launcher can create one, else its process group (logged); `cgroup` or `process-group`
+   * to insist. Ignored when `backend` is given.
+   */
+  isolation?: IsolationChoice;
+  /** `kill` (default): the agent dies if the launcher dies (SIGKILL included); `keep`: it outlives it. Ignored when `backend` is given. */
+  orphanPolicy?: OrphanPolicy;
   backend?: ProcessBackend;
   /** Where the launcher's JSON log lines go. Default stderr. */
   log?: (line: string) => void;
@@ -62,7 +67,9 @@ export interface LauncherOptions {
  */
 export class Launcher {
   readonly id: string;
-  readonly #o: Required<Omit<LauncherOptions, 'launcherId' | 'backend' | 'log' | 'env'>> & {
+  readonly #o: Required<
+    Omit<LauncherOptions, 'launcherId' | 'backend' | 'log' | 'env' | 'isolation' | 'orphanPolicy'>
+  > & {
     env: NodeJS.ProcessEnv;
   };
   readonly #backend: ProcessBackend;
@@ -99,8 +106,28 @@ export class Launcher {
       startTimeoutMs: opts.startTimeoutMs ?? 10_000,
       env: opts.env ?? process.env,
     };
-    this.#backend = opts.backend ?? new LocalProcessBackend();
     this.#log = opts.log ?? ((line) => process.stderr.write(`${line}\n`));
+    if (opts.backend !== undefined) {
+      this.#backend = opts.backend;
+    } else {
+      const orphanPolicy = opts.orphanPolicy ?? 'kill';
+      const chosen = chooseBackend(opts.isolation ?? 'auto', orphanPolicy);
+      this.#backend = chosen.backend;
+      if (chosen.fallback !== null)
+        this.#say(
+          'warn',
+          `cgroup isolation unavailable, falling back to the process group: ${chosen.fallback}`,
+          {
+            isolation: 'process-group',
+            orphanPolicy,
+          },
+        );
+      else
+        this.#say('info', `agent isolation: ${chosen.backend.isolation}`, {
+          isolation: chosen.backend.isolation,
+          orphanPolicy,
+        });
+    }
   }
 
   /** Runs the agent until it exits, is killed, or {@link Launcher.stop}; resolves with the exit code for `killpath run`. */
@@ -290,10 +317,11 @@ export class Launcher {
         graceMs: this.#o.killGraceMs,
       });
       this.#killing = child.terminate(this.#o.killGraceMs).then((r) => {
-        this.#say('warn', 'agent process group ended', {
+        this.#say('warn', `agent ended (${this.#backend.isolation})`, {
           pid: child.pid,
           signal: r.signal,
           ms: Math.round(r.ms),
+          ended: r.ended,
           survivors: r.survivors,
         });
         this.#report([
@@ -303,6 +331,8 @@ export class Launcher {
             pid: child.pid,
             signal: r.signal,
             ms: r.ms,
+            isolation: this.#backend.isolation,
+            pids: r.ended.slice(0, 1000),
             ...(r.survivors.length > 0 ? { detail: `survivors: ${r.survivors.join(',')}` } : {}),
           },
         ]);

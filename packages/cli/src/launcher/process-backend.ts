@@ -1,8 +1,10 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { KillpathError } from '@killpath/protocol';
 import { netnsExecArgv } from './netns.ts';
+import { startOrphanGuard, type OrphanGuard, type OrphanPolicy } from './orphan-guard.ts';
+import { procTable, readStat, sendSignal, sleep, type ProcStat } from './proc.ts';
 
 /** What to start: one agent command. */
 export interface LaunchSpec {
@@ -39,7 +41,25 @@ export interface TerminateResult {
   ms: number;
   /** Pids of descendants still alive after SIGKILL and the kill timeout (should be empty). */
   survivors: number[];
+  /** Pids of every process of the agent this call ended (the leader included), sorted. */
+  ended: number[];
 }
+
+/** The outcome of {@link AgentHandle.freeze} or {@link AgentHandle.thaw}. */
+export interface FreezeResult {
+  /** Milliseconds from the call until the kernel confirmed every process stopped (or running again). */
+  ms: number;
+  /** The processes frozen (or thawed), sorted. */
+  pids: number[];
+  /** False when the confirmation did not come within the backend's timeout. */
+  confirmed: boolean;
+}
+
+/**
+ * How an agent's processes are held together: its own cgroup (nothing escapes; Linux with a
+ * writable cgroup v2 hierarchy), or its process group plus a /proc sweep for descendants.
+ */
+export type Isolation = 'cgroup' | 'process-group';
 
 /** A started agent. */
 export interface AgentHandle {
@@ -62,11 +82,25 @@ export interface AgentHandle {
   terminate(graceMs: number): Promise<TerminateResult>;
   /** Forwards a signal to the agent's whole process group; a no-op once the group is gone. */
   signal(sig: NodeJS.Signals): void;
+  /** Pids of the agent's live processes now (leader and descendants the backend can see), sorted. */
+  processes(): number[];
+  /**
+   * Stops every process of the agent at once so that not one more instruction runs (cgroup:
+   * `cgroup.freeze`; process group: SIGSTOP to the group and every known descendant), keeping
+   * its memory for evidence. Resolves once the kernel confirms it. Idempotent while frozen.
+   */
+  freeze(): Promise<FreezeResult>;
+  /** Undoes {@link AgentHandle.freeze}; a no-op when not frozen. */
+  thaw(): Promise<FreezeResult>;
+  /** True between a {@link AgentHandle.freeze} and the next thaw or terminate. */
+  frozen(): boolean;
 }
 
 /** Starts agents. Processes first; a container-orchestrator backend can implement the same. */
 export interface ProcessBackend {
   readonly name: string;
+  /** What holds the agent's processes together (see {@link Isolation}). */
+  readonly isolation: Isolation;
   /** Starts the agent; throws a `KillpathError` when the command cannot be started at all. */
   start(spec: LaunchSpec): AgentHandle;
 }
@@ -91,6 +125,47 @@ export interface LocalProcessBackendOptions {
   killTimeoutMs?: number;
   /** /proc poll period while waiting for the group to go, in ms. Default 15. */
   pollMs?: number;
+  /**
+   * `kill` (default): a guard process SIGKILLs the agent's process group if the launcher dies
+   * without ending it (descendants that left the group survive); `keep`: the agent outlives it.
+   */
+  orphanPolicy?: OrphanPolicy;
+}
+
+/**
+ * Spawns `argv` in its own session and process group with `spec`'s environment and stdio; the
+ * shared part of both backends.
+ * @throws KillpathError `invalid_request` when the command cannot be started at all
+ */
+export function spawnAgent(
+  spec: LaunchSpec,
+  argv: string[],
+  env: NodeJS.ProcessEnv,
+): { child: ChildProcess; pid: number; exited: Promise<ExitInfo> } {
+  const [command, ...args] = argv;
+  const child = spawn(command as string, args, {
+    detached: true,
+    env,
+    ...(spec.cwd === undefined ? {} : { cwd: spec.cwd }),
+    stdio: spec.stdio === 'pipe' ? ['ignore', 'pipe', 'pipe'] : 'inherit',
+  });
+  // Without a listener a spawn failure would be an uncaught 'error' event.
+  child.on('error', () => {});
+  if (child.pid === undefined) {
+    throw new KillpathError(
+      'invalid_request',
+      `cannot start ${JSON.stringify(spec.command)}: not found or not executable`,
+    );
+  }
+  const exited = new Promise<ExitInfo>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+  return { child, pid: child.pid, exited };
+}
+
+/** The agent's argv, through `ip netns exec` when it runs in a network namespace. */
+export function agentArgv(spec: LaunchSpec): string[] {
+  return spec.netns ? netnsExecArgv(spec.netns, spec.command, spec.args) : [spec.command, ...spec.args];
 }
 
 /**
@@ -103,96 +178,32 @@ export interface LocalProcessBackendOptions {
  * ({@link LAUNCH_ID_ENV}, at terminate time). That is Linux-only: elsewhere the walk finds
  * nothing and only the process group is signalled, so a child that called `setsid()` escapes.
  * Even on Linux a descendant that both left the tree and cleared its environment is not
- * found; containing that needs a cgroup (a later backend) or a network namespace
- * (`AgentNetns.pids()` lists everything inside it).
+ * found; containing that needs the cgroup backend (`CgroupProcessBackend`) or a network
+ * namespace (`AgentNetns.pids()` lists everything inside it).
  */
 export class LocalProcessBackend implements ProcessBackend {
   readonly name = 'local';
-  readonly #trackEveryMs: number;
-  readonly #killTimeoutMs: number;
-  readonly #pollMs: number;
+  readonly isolation = 'process-group';
+  readonly #opts: Required<LocalProcessBackendOptions>;
 
   constructor(opts: LocalProcessBackendOptions = {}) {
-    this.#trackEveryMs = opts.trackEveryMs ?? 1_000;
-    this.#killTimeoutMs = opts.killTimeoutMs ?? 5_000;
-    this.#pollMs = opts.pollMs ?? 15;
+    this.#opts = {
+      trackEveryMs: opts.trackEveryMs ?? 1_000,
+      killTimeoutMs: opts.killTimeoutMs ?? 5_000,
+      pollMs: opts.pollMs ?? 15,
+      orphanPolicy: opts.orphanPolicy ?? 'kill',
+    };
   }
 
   start(spec: LaunchSpec): AgentHandle {
     const launchId = randomUUID();
-    const [command, ...args] = spec.netns
-      ? netnsExecArgv(spec.netns, spec.command, spec.args)
-      : [spec.command, ...spec.args];
-    const child = spawn(command as string, args, {
-      detached: true,
-      env: { ...spec.env, [LAUNCH_ID_ENV]: launchId },
-      ...(spec.cwd === undefined ? {} : { cwd: spec.cwd }),
-      stdio: spec.stdio === 'pipe' ? ['ignore', 'pipe', 'pipe'] : 'inherit',
+    const { child, pid, exited } = spawnAgent(spec, agentArgv(spec), {
+      ...spec.env,
+      [LAUNCH_ID_ENV]: launchId,
     });
-    // Without a listener a spawn failure would be an uncaught 'error' event.
-    child.on('error', () => {});
-    if (child.pid === undefined) {
-      throw new KillpathError(
-        'invalid_request',
-        `cannot start ${JSON.stringify(spec.command)}: not found or not executable`,
-      );
-    }
-    const exited = new Promise<ExitInfo>((resolve) => {
-      child.once('exit', (code, signal) => resolve({ code, signal }));
-    });
-    return new LocalAgentHandle(child.pid, launchId, exited, child.stdout, child.stderr, {
-      trackEveryMs: this.#trackEveryMs,
-      killTimeoutMs: this.#killTimeoutMs,
-      pollMs: this.#pollMs,
-    });
+    const guard = this.#opts.orphanPolicy === 'kill' ? startOrphanGuard({ processGroup: pid }) : null;
+    return new LocalAgentHandle(pid, launchId, exited, child.stdout, child.stderr, this.#opts, guard);
   }
-}
-
-/** One row of /proc/<pid>/stat, the fields this module needs. */
-interface ProcStat {
-  pid: number;
-  state: string;
-  ppid: number;
-  pgrp: number;
-  /** Start time since boot in clock ticks; with the pid it identifies a process across pid reuse. */
-  start: string;
-}
-
-function parseStat(pid: number, text: string): ProcStat | null {
-  // comm (field 2) may hold spaces and parentheses: split after its last ')'.
-  const close = text.lastIndexOf(')');
-  if (close < 0) return null;
-  const rest = text.slice(close + 2).split(' ');
-  const state = rest[0];
-  const start = rest[19];
-  if (state === undefined || start === undefined) return null;
-  return { pid, state, ppid: Number(rest[1]), pgrp: Number(rest[2]), start };
-}
-
-function readStat(pid: number): ProcStat | null {
-  try {
-    return parseStat(pid, readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return null;
-  }
-}
-
-/** Every process on the machine; empty where /proc does not exist. */
-function procTable(): ProcStat[] {
-  let names: string[];
-  try {
-    names = readdirSync('/proc');
-  } catch {
-    return [];
-  }
-  const rows: ProcStat[] = [];
-  for (const name of names) {
-    const pid = Number(name);
-    if (!Number.isInteger(pid) || pid <= 0) continue;
-    const row = readStat(pid);
-    if (row) rows.push(row);
-  }
-  return rows;
 }
 
 /** True when the process's environment holds `marker` (`NAME=value`); false if unreadable. */
@@ -204,15 +215,7 @@ function hasMarker(pid: number, marker: string): boolean {
   }
 }
 
-function sendSignal(target: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(target, sig);
-  } catch {
-    // ESRCH: already gone. EPERM: not ours to signal (pid reused by another user); leave it.
-  }
-}
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const round1 = (ms: number) => Math.round(ms * 10) / 10;
 
 class LocalAgentHandle implements AgentHandle {
   readonly pid: number;
@@ -220,11 +223,13 @@ class LocalAgentHandle implements AgentHandle {
   readonly stdout: NodeJS.ReadableStream | null;
   readonly stderr: NodeJS.ReadableStream | null;
   readonly #opts: Required<LocalProcessBackendOptions>;
+  readonly #guard: OrphanGuard | null;
   /** Descendants seen so far: pid → start time (guards against signalling a reused pid). */
   #known = new Map<number, string>();
   /** `KILLPATH_LAUNCH_ID=<id>` as it appears in a descendant's environ. */
   readonly #marker: string;
   #leaderAlive = true;
+  #frozen = false;
   #tracker: NodeJS.Timeout | null = null;
   #terminating: Promise<TerminateResult> | null = null;
 
@@ -235,6 +240,7 @@ class LocalAgentHandle implements AgentHandle {
     stdout: NodeJS.ReadableStream | null,
     stderr: NodeJS.ReadableStream | null,
     opts: Required<LocalProcessBackendOptions>,
+    guard: OrphanGuard | null,
   ) {
     this.pid = pid;
     this.#marker = `${LAUNCH_ID_ENV}=${launchId}`;
@@ -242,6 +248,7 @@ class LocalAgentHandle implements AgentHandle {
     this.stdout = stdout;
     this.stderr = stderr;
     this.#opts = opts;
+    this.#guard = guard;
     void exited.then(() => {
       this.#leaderAlive = false;
       this.#stopTracking();
@@ -256,12 +263,58 @@ class LocalAgentHandle implements AgentHandle {
     return this.#leaderAlive;
   }
 
+  frozen(): boolean {
+    return this.#frozen;
+  }
+
   signal(sig: NodeJS.Signals): void {
     sendSignal(-this.pid, sig);
   }
 
+  processes(): number[] {
+    const live = [...this.#scan(true).keys()];
+    if (this.#leaderAlive) live.push(this.pid);
+    return live.sort((a, b) => a - b);
+  }
+
+  /** SIGSTOP to the group and every known descendant, again for any found later, until all are stopped. */
+  async freeze(): Promise<FreezeResult> {
+    const t0 = performance.now();
+    this.#frozen = true;
+    const deadline = t0 + this.#opts.killTimeoutMs;
+    for (;;) {
+      const live = this.#scan(true);
+      this.#signalAll('SIGSTOP', live.values());
+      const rows = [...live.values()];
+      const leader = this.#leaderAlive ? readStat(this.pid) : null;
+      if (leader) rows.push(leader);
+      const running = rows.filter((r) => r.state !== 'T' && r.state !== 'Z' && r.state !== 'X');
+      if (running.length === 0 || performance.now() > deadline)
+        return {
+          ms: round1(performance.now() - t0),
+          pids: rows.map((r) => r.pid).sort((a, b) => a - b),
+          confirmed: running.length === 0,
+        };
+      await sleep(1);
+    }
+  }
+
+  async thaw(): Promise<FreezeResult> {
+    const t0 = performance.now();
+    if (!this.#frozen) return { ms: 0, pids: [], confirmed: true };
+    this.#frozen = false;
+    const live = this.#scan(true);
+    this.#signalAll('SIGCONT', live.values());
+    const pids = [...live.keys()];
+    if (this.#leaderAlive) pids.push(this.pid);
+    return { ms: round1(performance.now() - t0), pids: pids.sort((a, b) => a - b), confirmed: true };
+  }
+
   terminate(graceMs: number): Promise<TerminateResult> {
-    this.#terminating ??= this.#terminate(Math.max(0, graceMs));
+    this.#terminating ??= this.#terminate(Math.max(0, graceMs)).then((r) => {
+      this.#guard?.release();
+      return r;
+    });
     return this.#terminating;
   }
 
@@ -315,35 +368,49 @@ class LocalAgentHandle implements AgentHandle {
   async #terminate(graceMs: number): Promise<TerminateResult> {
     const t0 = performance.now();
     this.#stopTracking();
-    const elapsed = () => Math.round((performance.now() - t0) * 10) / 10;
+    const elapsed = () => round1(performance.now() - t0);
     // The leader is our child: its exit (and reaping) shows up as the 'exit' event. Descendants
     // are judged from /proc, where a zombie counts as gone (init may be slow to reap, or never).
     const gone = (live: Map<number, ProcStat>) => !this.#leaderAlive && live.size === 0;
+    const ended = new Set<number>();
+    const result = (signal: TerminateResult['signal'], survivors: number[]): TerminateResult => {
+      for (const pid of survivors) ended.delete(pid);
+      return { signal, ms: elapsed(), survivors, ended: [...ended].sort((a, b) => a - b) };
+    };
+    const note = (live: Map<number, ProcStat>) => {
+      for (const pid of live.keys()) ended.add(pid);
+      if (this.#leaderAlive) ended.add(this.pid);
+    };
     let live = this.#scan(true);
-    if (gone(live)) return { signal: null, ms: elapsed(), survivors: [] };
+    note(live);
+    if (gone(live)) return result(null, []);
+    // A frozen agent cannot run a SIGTERM handler without being thawed: it gets SIGKILL at once.
+    const frozen = this.#frozen;
+    this.#frozen = false;
 
     // SIGTERM, then wait out the grace, rescanning so children forked meanwhile are known too.
-    if (graceMs > 0) {
+    if (graceMs > 0 && !frozen) {
       this.#signalAll('SIGTERM', live.values());
       const deadline = t0 + graceMs;
       while (performance.now() < deadline) {
         await sleep(Math.min(this.#opts.pollMs, Math.max(1, deadline - performance.now())));
         live = this.#scan();
-        if (gone(live)) return { signal: 'SIGTERM', ms: elapsed(), survivors: [] };
+        note(live);
+        if (gone(live)) return result('SIGTERM', []);
       }
     }
 
     // SIGKILL everything known, again after each poll: a fork may race the previous round.
     const killDeadline = performance.now() + this.#opts.killTimeoutMs;
     live = this.#scan(true);
+    note(live);
     for (;;) {
       this.#signalAll('SIGKILL', live.values());
       await sleep(this.#opts.pollMs);
       live = this.#scan();
-      if (gone(live)) return { signal: 'SIGKILL', ms: elapsed(), survivors: [] };
-      if (performance.now() > killDeadline) {
-        return { signal: 'SIGKILL', ms: elapsed(), survivors: [...live.keys()] };
-      }
+      note(live);
+      if (gone(live)) return result('SIGKILL', []);
+      if (performance.now() > killDeadline) return result('SIGKILL', [...live.keys()]);
     }
   }
 }

@@ -1,7 +1,11 @@
 import { z } from 'zod';
-import { LEVELS, ROLES, isIdentifier } from '@killpath/protocol';
+import { LEVELS, ROLES, isCapability, isIdentifier } from '@killpath/protocol';
 
 const id = z.string().refine(isIdentifier, 'must be 1-128 characters of letters, digits and ._:@-');
+/** A capability name: an identifier, or two joined by one `/` (`mcp:github/create_issue`). */
+const capability = z
+  .string()
+  .refine(isCapability, 'must be an identifier, or two identifiers joined by one /');
 const text = (max: number) =>
   z
     .string()
@@ -12,7 +16,7 @@ const text = (max: number) =>
 export const IssueDirectiveBody = z.strictObject({
   level: z.enum(LEVELS),
   scope: z.string().max(300),
-  capabilities: z.array(id).min(1).max(64).optional(),
+  capabilities: z.array(capability).min(1).max(64).optional(),
   reason: text(500),
   justification: text(4000),
   graceMs: z.number().int().min(0).max(3_600_000).optional(),
@@ -76,6 +80,10 @@ export const LauncherEventBody = z.strictObject({
         cut: z.number().int().min(0).optional(),
         destination: z.string().max(300).optional(),
         detail: z.string().max(2000).optional(),
+        /** What held the agent's processes: `cgroup` or `process-group`. */
+        isolation: z.enum(['cgroup', 'process-group']).optional(),
+        /** The processes the action reached (ended, frozen, thawed, inspected). */
+        pids: z.array(z.number().int().min(0)).max(1000).optional(),
       }),
     )
     .min(1)
@@ -125,7 +133,7 @@ export const HeartbeatBody = z.strictObject({
   pid: z.number().int().min(0),
   sinceContactMs: z.number().min(0),
   launcher: id.optional(),
-  capabilities: z.array(id).max(4096).optional(),
+  capabilities: z.array(capability).max(4096).optional(),
 });
 
 /** Body of `POST /v1/workers/{id}/ack`. */
@@ -158,7 +166,7 @@ export const PermitBody = z.strictObject({
   runId: id,
   lineage: z.array(id).max(256),
   features: z.array(id).max(256),
-  capability: id,
+  capability,
   class: z.enum(['write', 'irreversible']),
   idempotencyKey: z.string().min(1).max(256).nullable(),
   argsDigest: z
@@ -216,7 +224,7 @@ const journalEvent = z.discriminatedUnion('type', [
   z.strictObject({
     type: z.literal('effect.denied'),
     runId: id,
-    capability: id,
+    capability,
     class: z.enum(['read', 'write', 'irreversible']),
     reason: z.enum(['revoked', 'read_only', 'isolated']),
     directiveId: z.string().max(200).nullable(),
@@ -226,7 +234,7 @@ const journalEvent = z.discriminatedUnion('type', [
     runId: id,
     effectId: z.string().max(200),
     permitId: z.string().max(200).nullable(),
-    capability: id,
+    capability,
     class: z.enum(['read', 'write', 'irreversible']),
     status: z.enum(['completed', 'aborted', 'failed']),
     directiveId: z.string().max(200).nullable(),

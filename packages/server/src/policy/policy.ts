@@ -4,6 +4,7 @@ import { z } from 'zod';
 import {
   KillpathError,
   LEVELS,
+  isCapability,
   isIdentifier,
   type Level,
   type Rate,
@@ -111,7 +112,7 @@ const ActionSpec = z.strictObject({
   scope: z.enum(['run', 'agent', 'tenant']).default('run'),
   graceMs: ms(3_600_000).optional(),
   capabilities: z
-    .array(z.string().refine(isIdentifier, 'capabilities are identifiers'))
+    .array(z.string().refine(isCapability, 'capabilities are identifiers, or two joined by one /'))
     .min(1)
     .max(64)
     .optional(),
