@@ -11,7 +11,8 @@ Usage: killpath <command> [options]        (killpath <command> --help for detail
   resume ID        clear a directive, with a justification (or every one at a scope: --agent T/A, …)
   run -- CMD       launch an agent under a launcher that enforces kill and isolate on its process
   status           fleet and active directives
-  audit verify     check the hash-chained audit log
+  audit verify     check the hash-chained audit log (--checkpoint FILE: against a kept signed checkpoint)
+  audit checkpoint print the latest signed checkpoint of the audit log, to keep off this machine
   audit tail       print recent audit records
   token            create (--ttl), list, revoke ID, rotate-admin: the tokens of a control plane
   journal RUN      a run's side-effect ledger: intended versus landed, cancelled timers, discarded tasks
