@@ -36,6 +36,7 @@ function directive(
     issuedAt: new Date(0).toISOString(),
     clearedAt: null,
     clearedRev: null,
+    releases: [],
   };
 }
 

@@ -235,6 +235,7 @@ function worker(over: Partial<FleetWorkerView>): FleetWorkerView {
     state: 'running',
     flags: { throttled: null, degraded: [], isolated: false },
     launcher: null,
+    release: {},
     runs: [],
     ...over,
   };

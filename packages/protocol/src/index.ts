@@ -10,6 +10,17 @@ export {
   isCapability,
 } from './scope.ts';
 export type { Scope, RunIdentity, Coverage } from './scope.ts';
+export {
+  RELEASE_PARTS,
+  isReleaseValue,
+  isReleasePart,
+  checkRelease,
+  parseRelease,
+  formatRelease,
+  sameRelease,
+  distinctReleases,
+} from './release.ts';
+export type { Release, ReleasePart } from './release.ts';
 export { ERROR_CODES, HTTP_STATUS, KillpathError, toWire, isWireError } from './errors.ts';
 export type { ErrorCode, WireError } from './errors.ts';
 export { PROTOCOL_VERSION, streamDirective } from './wire.ts';
@@ -21,6 +32,7 @@ export type {
   EscalationStep,
   Directive,
   StreamDirective,
+  ReleaseCheck,
   WorkerFlags,
   LauncherOrders,
   LauncherMessage,

@@ -1,4 +1,5 @@
 import type { EffectClass } from './levels.ts';
+import type { Release } from './release.ts';
 
 /**
  * Body of `POST /v1/permits`: the intent record of one write or irreversible effect, written
@@ -11,6 +12,8 @@ export interface PermitRequest {
   /** The run's ancestors, root first (so coverage is decided without a prior registration). */
   lineage: string[];
   features: string[];
+  /** The release of the worker hosting the run (`release:` scopes cover by it); omitted when none. */
+  release?: Release;
   capability: string;
   class: Exclude<EffectClass, 'read'>;
   /** Same key, same run: the same permit, and the effect never runs twice. */
@@ -133,6 +136,8 @@ export interface ResumeRequest {
   workerId: string;
   lineage: string[];
   features: string[];
+  /** The release of the worker resuming the run; omitted when none. */
+  release?: Release;
 }
 
 /** One effect in a run's ledger (`GET /v1/runs/{id}/journal`). */

@@ -1,15 +1,19 @@
 import { KillpathError } from './errors.ts';
+import { isReleasePart, isReleaseValue, type Release, type ReleasePart } from './release.ts';
 
 /**
  * What a directive covers, as a tagged union. The string form (see {@link formatScope}) is
- * `global`, `tenant:T`, `agent:T/A`, `run:R` or `feature:F`.
+ * `global`, `tenant:T`, `agent:T/A`, `run:R`, `feature:F`, or `release:PART=V` (PART one of
+ * `code`, `model`, `prompt`), optionally inside one agent: `release:PART=V;agent=A` (the agent's
+ * tenant is the directive's {@link Coverage.tenant}, which such a scope requires).
  */
 export type Scope =
   | { kind: 'global' }
   | { kind: 'tenant'; tenant: string }
   | { kind: 'agent'; tenant: string; agent: string }
   | { kind: 'run'; run: string }
-  | { kind: 'feature'; feature: string };
+  | { kind: 'feature'; feature: string }
+  | { kind: 'release'; part: ReleasePart; value: string; agent: string | null };
 
 /** Identifiers: letters, digits and `._:@-`, 1 to 128 characters, no `/`. */
 const ID = /^[A-Za-z0-9._:@-]{1,128}$/;
@@ -59,8 +63,25 @@ export function parseScope(text: string): Scope {
     case 'feature':
       if (!ID.test(rest)) bad('expected feature:F');
       return { kind: 'feature', feature: rest };
+    case 'release': {
+      const semi = rest.indexOf(';');
+      const main = semi < 0 ? rest : rest.slice(0, semi);
+      const eq = main.indexOf('=');
+      const part = eq < 0 ? main : main.slice(0, eq);
+      const value = main.slice(eq + 1);
+      if (eq < 0 || !isReleasePart(part)) bad('expected release:PART=V with PART code, model or prompt');
+      if (!isReleaseValue(value)) bad('a release value is 1-128 characters of letters, digits and ._:@/+~-');
+      let agent: string | null = null;
+      if (semi >= 0) {
+        const inside = rest.slice(semi + 1);
+        if (!inside.startsWith('agent=') || !ID.test(inside.slice(6)))
+          bad('expected release:PART=V or release:PART=V;agent=A');
+        agent = inside.slice(6);
+      }
+      return { kind: 'release', part: part as ReleasePart, value, agent };
+    }
     default:
-      return bad('expected global, tenant:T, agent:T/A, run:R or feature:F');
+      return bad('expected global, tenant:T, agent:T/A, run:R, feature:F or release:PART=V');
   }
 }
 
@@ -77,12 +98,16 @@ export function formatScope(scope: Scope): string {
       return `run:${scope.run}`;
     case 'feature':
       return `feature:${scope.feature}`;
+    case 'release':
+      return `release:${scope.part}=${scope.value}${scope.agent === null ? '' : `;agent=${scope.agent}`}`;
   }
 }
 
 /**
- * Who a run is: its place in the ownership tree, its ancestry and the features it declared.
- * `lineage` lists the run's ancestors, root first, and travels with the run across processes.
+ * Who a run is: its place in the ownership tree, its ancestry, the features it declared and the
+ * release its worker runs. `lineage` lists the run's ancestors, root first, and travels with the
+ * run across processes. Without a `release` (or a part of it) no `release:` scope naming that
+ * part covers the run.
  */
 export interface RunIdentity {
   tenant: string;
@@ -90,11 +115,12 @@ export interface RunIdentity {
   runId: string;
   lineage: readonly string[];
   features: readonly string[];
+  release?: Readonly<Release> | null;
 }
 
 /**
- * The part of a directive that decides what it covers. `tenant` restricts a `feature` or
- * `run` scope to one tenant (null: every tenant, only an admin may issue that).
+ * The part of a directive that decides what it covers. `tenant` restricts a `feature`, `run` or
+ * `release` scope to one tenant (null: every tenant, only an admin may issue that).
  */
 export interface Coverage {
   scope: Scope;
@@ -117,6 +143,8 @@ export function coversRun(c: Coverage, run: RunIdentity): boolean {
       return s.run === run.runId || run.lineage.includes(s.run);
     case 'feature':
       return run.features.includes(s.feature);
+    case 'release':
+      return (s.agent === null || s.agent === run.agent) && run.release?.[s.part] === s.value;
   }
 }
 
@@ -128,7 +156,7 @@ export function coversEffect(c: Coverage, run: RunIdentity, capability: string):
 
 /**
  * The tenant a scope belongs to, when the scope itself names one (tenant and agent scopes).
- * Run and feature scopes carry their tenant separately; global has none.
+ * Run, feature and release scopes carry their tenant separately; global has none.
  */
 export function scopeTenant(scope: Scope): string | null {
   return scope.kind === 'tenant' || scope.kind === 'agent' ? scope.tenant : null;

@@ -1,4 +1,5 @@
 import type { Level, Role } from './levels.ts';
+import type { Release } from './release.ts';
 import type { Coverage } from './scope.ts';
 
 /** Version of the wire protocol; bumped on an incompatible change. Readers accept every older version. */
@@ -53,6 +54,27 @@ export interface Directive extends Coverage {
   /** Set once the directive is cleared (resumed); cleared directives are no longer on the switchboard. */
   clearedAt: string | null;
   clearedRev: number | null;
+  /**
+   * The releases of the runs it covered at its commit (the workers hosting them), distinct and
+   * sorted; a step or an escalation adds its predecessor's. A resume is checked against them
+   * (see {@link ReleaseCheck}). Empty for directives older than this field.
+   */
+  releases: Release[];
+}
+
+/**
+ * What a resume checked (`POST /v1/directives/{id}/resume` answers with it): the releases the
+ * directive recorded at its commit, and the workers it would release that still run one of
+ * them. Non-empty `running` refuses the resume (`same_release`) unless the operator says why it
+ * is safe (`sameRelease`), which is then audited with this check.
+ */
+export interface ReleaseCheck {
+  /** The releases recorded by the directive (its `releases`), plus a release scope's own part. */
+  checked: Release[];
+  /** Workers the resume would release that still run a checked release. */
+  running: { workerId: string; tenant: string; agent: string; release: Release }[];
+  /** The operator's reason for resuming onto the same release, when given. */
+  sameRelease: string | null;
 }
 
 /**
@@ -130,6 +152,8 @@ export interface HeartbeatReport {
   sinceContactMs: number;
   /** Id of the launcher that started this worker (`KILLPATH_LAUNCHER_ID`), if any. */
   launcher?: string;
+  /** The release this worker runs (declared at connect); omitted when none is declared. */
+  release?: Release;
   /**
    * Capabilities granted to or used by this worker's runs since it started (declared with
    * `startRun({ capabilities })`, or checked and attempted, denied ones included): sorted,
@@ -200,6 +224,8 @@ export interface FleetWorker {
   flags: WorkerFlags;
   /** Id of the launcher (`killpath run`) that started this worker, or `null`. */
   launcher: string | null;
+  /** The release this worker declared at connect (`{}` when none). */
+  release: Release;
   runs: RunReport[];
 }
 

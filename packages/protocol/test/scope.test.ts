@@ -30,6 +30,17 @@ const VALID: [string, Scope][] = [
   [`agent:${id128}/${id128}`, { kind: 'agent', tenant: id128, agent: id128 }],
   // A colon is an identifier character, so it may appear after the kind's colon.
   ['run:r:1', { kind: 'run', run: 'r:1' }],
+  // Release scopes: any part; values take `/`, `@`, `.`, `+`, `~`, `:`; optionally inside one agent.
+  ['release:code=4f2a1c', { kind: 'release', part: 'code', value: '4f2a1c', agent: null }],
+  ['release:model=acme/planner@7', { kind: 'release', part: 'model', value: 'acme/planner@7', agent: null }],
+  ['release:prompt=v42', { kind: 'release', part: 'prompt', value: 'v42', agent: null }],
+  [
+    'release:code=1.4.0+build.7~rc',
+    { kind: 'release', part: 'code', value: '1.4.0+build.7~rc', agent: null },
+  ],
+  ['release:model=openai:gpt-4o', { kind: 'release', part: 'model', value: 'openai:gpt-4o', agent: null }],
+  ['release:prompt=v42;agent=planner', { kind: 'release', part: 'prompt', value: 'v42', agent: 'planner' }],
+  [`release:code=${'x'.repeat(128)}`, { kind: 'release', part: 'code', value: 'x'.repeat(128), agent: null }],
 ];
 
 const INVALID = [
@@ -62,6 +73,24 @@ const INVALID = [
   `agent:${id129}/bot`,
   `agent:acme/${id129}`,
   'tenant:acmé',
+  'release:',
+  'release',
+  'release:code',
+  'release:code=',
+  'release:=v1',
+  'release:sha=abc',
+  'release:Code=abc',
+  'release:code=a b',
+  'release:code=a,b',
+  'release:code=a=b',
+  'release:code=a;b',
+  'release:code=a;agent=',
+  'release:code=a;agent=x/y',
+  'release:code=a;tenant=acme',
+  'release:code=a;agent=bot;agent=bot',
+  `release:code=${'x'.repeat(129)}`,
+  'release:code=é',
+  'release:prompt=v42\n',
 ];
 
 describe('parseScope / formatScope', () => {
@@ -141,6 +170,7 @@ describe('scopeTenant', () => {
     assert.equal(scopeTenant(parseScope('global')), null);
     assert.equal(scopeTenant(parseScope('run:r1')), null);
     assert.equal(scopeTenant(parseScope('feature:f')), null);
+    assert.equal(scopeTenant(parseScope('release:code=a;agent=bot')), null);
   });
 });
 

@@ -5,6 +5,7 @@ import type {
   StreamDirective,
   HeartbeatReport,
   LocalRule,
+  Release,
   ResumeRequest,
   RunIdentity,
   RunLimits,
@@ -82,6 +83,8 @@ export class Client {
   private readonly tenant: string;
   private readonly agent: string;
   private readonly features: readonly string[];
+  /** The release this worker declared (connect option or environment), or `null`. */
+  readonly release: Readonly<Release> | null;
   /** The heartbeat period in force: the smaller of the connect option and the control plane's answer. */
   private heartbeatMs: number;
   private readonly ownHeartbeatMs: number;
@@ -130,6 +133,7 @@ export class Client {
     this.tenant = settings.tenant;
     this.agent = settings.agent;
     this.features = settings.features;
+    this.release = settings.release;
     this.heartbeatMs = settings.heartbeatMs;
     this.ownHeartbeatMs = settings.heartbeatMs;
     this.ownLimits = settings.limits;
@@ -164,6 +168,7 @@ export class Client {
       runId: `worker/${this.workerId}`,
       lineage: Object.freeze([]),
       features: this.features,
+      release: this.release,
     });
     this.halts = new HaltTracker({
       now: () => this.clock.now(),
@@ -282,6 +287,7 @@ export class Client {
       workerId: this.workerId,
       lineage: [...lineage],
       features: [...this.features],
+      ...(this.release === null ? {} : { release: { ...this.release } }),
     };
     let answer: unknown;
     try {
@@ -516,6 +522,7 @@ export class Client {
       runId,
       lineage,
       features: this.features,
+      release: this.release,
     });
     const state = new RunState(coverage, lineage.at(-1) ?? null, this.host, memory ?? this.committer);
     state.granted = options.capabilities === undefined ? null : new Set(options.capabilities);
@@ -605,6 +612,7 @@ export class Client {
       issuedAt: new Date(wallNow(this.clock)).toISOString(),
       clearedAt: null,
       clearedRev: null,
+      releases: this.release === null ? [] : [{ ...this.release }],
     } satisfies Directive) as Directive;
     const entry: MirrorEntry = Object.freeze({ directive, verdict: verdictFor(directive) });
     this.localStops = [...this.localStops, entry];
@@ -675,6 +683,7 @@ export class Client {
       pid: process.pid,
       sinceContactMs: Math.round(this.lease.sinceContactMs(this.createdAt)),
       ...(this.launcherId === null ? {} : { launcher: this.launcherId }),
+      ...(this.release === null ? {} : { release: { ...this.release } }),
       ...(this.capabilities.size === 0 ? {} : { capabilities: this.surface() }),
     };
   }

@@ -1,5 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { KillpathError, isIdentifier } from '@killpath/protocol';
+import {
+  KillpathError,
+  RELEASE_PARTS,
+  checkRelease,
+  formatRelease,
+  isIdentifier,
+  type Release,
+  type ReleasePart,
+} from '@killpath/protocol';
 import type { Clock } from './clock.ts';
 import type { JournalSink } from './journal.ts';
 import type { MemoryCommitter } from './staged-memory.ts';
@@ -31,6 +39,14 @@ export interface ConnectOptions {
    * `console.warn` with a `killpath: ` prefix.
    */
   logger?: Logger;
+  /**
+   * The release this worker runs: `code` (git sha or semver), `model` (`provider/model@version`),
+   * `prompt` (prompt version); any part may be missing. `release:PART=V` directives cover its
+   * runs, and a resume is checked against the releases a directive stopped. Each part missing
+   * here defaults to the `KILLPATH_RELEASE_CODE`, `KILLPATH_RELEASE_MODEL` or
+   * `KILLPATH_RELEASE_PROMPT` environment variable (the launcher sets them from its `--release`).
+   */
+  release?: Release;
   /** Lease length in ms: with no stream message for this long, every run is halted. Default 3 000. */
   leaseMs?: number;
   /**
@@ -89,6 +105,8 @@ export interface ResolvedOptions {
   tenant: string;
   agent: string;
   features: readonly string[];
+  /** The declared release, or `null` when no part is set. */
+  release: Readonly<Release> | null;
   leaseMs: number;
   heartbeatMs: number;
   launcherId: string | null;
@@ -123,13 +141,15 @@ export function resolveOptions(options: ConnectOptions): ResolvedOptions {
     throw new KillpathError('invalid_request', `invalid launcherId "${launcherId}"`);
   const workerId = options.workerId ?? randomUUID();
   if (!isIdentifier(workerId)) throw new KillpathError('invalid_request', `invalid workerId "${workerId}"`);
+  const release = resolveRelease(options.release);
   return {
     base,
-    streamUrl: streamUrl(base, workerId, options.tenant, options.agent, features),
+    streamUrl: streamUrl(base, workerId, options.tenant, options.agent, features, release),
     workerId,
     tenant: options.tenant,
     agent: options.agent,
     features,
+    release,
     leaseMs: positive('leaseMs', options.leaseMs ?? 3_000),
     heartbeatMs: positive('heartbeatMs', options.heartbeatMs ?? 5_000),
     launcherId,
@@ -166,18 +186,40 @@ function positive(name: string, ms: number): number {
   return ms;
 }
 
-/** `features` is left out when empty, so the server never sees an empty feature name. */
+const RELEASE_ENV: Record<ReleasePart, string> = {
+  code: 'KILLPATH_RELEASE_CODE',
+  model: 'KILLPATH_RELEASE_MODEL',
+  prompt: 'KILLPATH_RELEASE_PROMPT',
+};
+
+/** The option's parts, each missing one from its environment variable; checked, frozen. */
+function resolveRelease(option: Release | undefined): Readonly<Release> | null {
+  if (option !== undefined && (typeof option !== 'object' || option === null || Array.isArray(option)))
+    throw new KillpathError('invalid_request', 'release must be an object { code?, model?, prompt? }');
+  const env = typeof process === 'object' ? process.env : {};
+  const merged: Release = { ...option };
+  for (const part of RELEASE_PARTS) {
+    const fromEnv = env[RELEASE_ENV[part]];
+    if (merged[part] === undefined && fromEnv !== undefined && fromEnv !== '') merged[part] = fromEnv;
+  }
+  const release = checkRelease(merged);
+  return release === null ? null : Object.freeze(release);
+}
+
+/** `features` and `release` are left out when empty, so the server never sees an empty name. */
 function streamUrl(
   base: string,
   workerId: string,
   tenant: string,
   agent: string,
   features: readonly string[],
+  release: Readonly<Release> | null,
 ): string {
   const url = new URL(`${base}/v1/stream`);
   url.searchParams.set('worker', workerId);
   url.searchParams.set('tenant', tenant);
   url.searchParams.set('agent', agent);
   if (features.length > 0) url.searchParams.set('features', features.join(','));
+  if (release !== null) url.searchParams.set('release', formatRelease(release));
   return url.toString();
 }

@@ -514,6 +514,7 @@ export class Run {
       runId: this.runId,
       lineage: [...c.lineage],
       features: [...c.features],
+      ...(c.release ? { release: { ...c.release } } : {}),
       capability: options.capability,
       class: cls,
       idempotencyKey: options.idempotencyKey ?? null,

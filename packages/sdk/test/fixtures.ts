@@ -50,6 +50,7 @@ export function directive(
     issuedAt: '2026-01-01T00:00:00.000Z',
     clearedAt: null,
     clearedRev: null,
+    releases: [],
   };
 }
 

@@ -2,6 +2,8 @@ import { createHash } from 'node:crypto';
 import {
   KillpathError,
   LEVELS,
+  distinctReleases,
+  formatRelease,
   formatScope,
   isStopLevel,
   parseScope,
@@ -11,6 +13,8 @@ import {
   type FleetWorker,
   type HaltedReport,
   type Principal,
+  type Release,
+  type ReleaseCheck,
   type Scope,
 } from '@killpath/protocol';
 import type { AuditEvent } from './audit/chain.ts';
@@ -34,6 +38,7 @@ import type { Alert, AlertSink } from './notify.ts';
 import type { DirectiveInput } from './store/store.ts';
 import { DEFAULT_COOL_OFF_MS, PermitDesk, type CoolOffPolicy } from './permits.ts';
 import { SurfaceDesk } from './surface.ts';
+import { checkReleases, describeCheck, releasesCovered } from './release-check.ts';
 
 /** Default grace for a halt, in ms. */
 export const DEFAULT_GRACE_MS = 5_000;
@@ -251,6 +256,14 @@ export class ControlPlane {
       case 'feature':
         tenant = body.tenant ?? (p.tenant === '*' ? null : p.tenant);
         break;
+      case 'release':
+        tenant = body.tenant ?? (p.tenant === '*' ? null : p.tenant);
+        if (scope.agent !== null && tenant === null)
+          throw new KillpathError(
+            'invalid_request',
+            `scope ${formatScope(scope)} names an agent: give its tenant (tenant field, --tenant)`,
+          );
+        break;
     }
     if (body.tenant !== undefined && tenant !== body.tenant) {
       throw new KillpathError(
@@ -347,11 +360,17 @@ export class ControlPlane {
    * timers, alerts for levels below halt that change what an agent may do.
    */
   async #commit(
-    input: DirectiveInput,
+    base: Omit<DirectiveInput, 'releases'>,
     audit: (r: IssueResult) => AuditEvent[],
     trigger: string,
+    inherited: readonly Release[] = [],
   ): Promise<IssueResult> {
     let appended = 0;
+    // What it covers now (and what its predecessor covered): a resume is checked against these.
+    const input: DirectiveInput = {
+      ...base,
+      releases: distinctReleases([...inherited, ...releasesCovered(base, this.fleet.live())]),
+    };
     const result = await this.store.issueDirective(input, (r) => {
       const events = audit(r);
       appended = events.length;
@@ -508,6 +527,7 @@ export class ControlPlane {
         return events;
       },
       'operator',
+      from.releases,
     );
   }
 
@@ -627,6 +647,7 @@ export class ControlPlane {
         return events;
       },
       'escalation',
+      d.releases,
     );
     if (result.created) {
       this.alerts.notify({
@@ -765,12 +786,18 @@ export class ControlPlane {
     return events;
   }
 
-  /** Clears a directive at a new rev (resume): an explicit, justified, audited act. */
+  /**
+   * Clears a directive at a new rev (resume): an explicit, justified, audited act. The resume is
+   * checked against the releases the directive recorded: while a worker it would release still
+   * runs one of them, it is refused (`same_release`, audited `resume.refused`) unless the
+   * operator says why it is safe (`sameRelease`), which goes on the record with the check.
+   * @throws KillpathError `same_release` with the {@link ReleaseCheck} as details.
+   */
   async resume(
     p: Principal,
     id: string,
-    body: { justification: string; breakGlass?: string | undefined },
-  ): Promise<Directive> {
+    body: { justification: string; breakGlass?: string | undefined; sameRelease?: string | undefined },
+  ): Promise<{ directive: Directive; releaseCheck: ReleaseCheck }> {
     if (p.role === 'agent' || p.role === 'viewer')
       throw new KillpathError('forbidden', `role ${p.role} may not resume directives`);
     const existing = await this.store.getDirective(id);
@@ -788,6 +815,36 @@ export class ControlPlane {
         'resuming a directive spanning every tenant needs a breakGlass attestation',
       );
     }
+    const releaseCheck = checkReleases(existing, this.fleet.live(), body.sameRelease ?? null);
+    if (releaseCheck.running.length > 0 && body.sameRelease === undefined) {
+      await this.store.appendAudit([
+        {
+          type: 'resume.refused',
+          actor: p.name,
+          tenant: existing.tenant,
+          data: {
+            directiveId: id,
+            reason: 'same_release',
+            scope: existing.scopeText,
+            level: existing.level,
+            releases: releaseCheck.checked,
+            running: releaseCheck.running,
+            justification: body.justification,
+          },
+        },
+      ]);
+      this.metrics.auditRecords.inc();
+      const workers = releaseCheck.running.length;
+      throw new KillpathError(
+        'same_release',
+        `resume of ${id} refused: ${workers} worker${workers === 1 ? '' : 's'} it would release still run${workers === 1 ? 's' : ''} ${[
+          ...new Set(releaseCheck.running.map((r) => formatRelease(r.release))),
+        ].join(
+          '; ',
+        )} (${describeCheck(releaseCheck)}); roll the release back or forward first, or say why resuming onto it is safe (sameRelease)`,
+        { details: releaseCheck },
+      );
+    }
     const cleared = await this.store.clearDirective(id, (d) => [
       {
         type: 'operator_action',
@@ -800,6 +857,11 @@ export class ControlPlane {
           directiveId: d.id,
           justification: body.justification,
           ...(body.breakGlass ? { breakGlass: body.breakGlass } : {}),
+          releaseCheck,
+          // The override, on the record as such, only when it let a same-release resume through.
+          ...(body.sameRelease !== undefined && releaseCheck.running.length > 0
+            ? { sameRelease: body.sameRelease }
+            : {}),
         },
       },
       {
@@ -822,8 +884,13 @@ export class ControlPlane {
     this.launchers.reconcile(cleared.clearedRev!, this.active());
     this.metrics.cleared.inc();
     this.metrics.auditRecords.inc(2);
-    this.#log.info('directive cleared', { id, rev: cleared.clearedRev, actor: p.name });
-    return cleared;
+    this.#log.info('directive cleared', {
+      id,
+      rev: cleared.clearedRev,
+      actor: p.name,
+      ...(body.sameRelease !== undefined ? { sameRelease: body.sameRelease } : {}),
+    });
+    return { directive: cleared, releaseCheck };
   }
 
   /**

@@ -5,6 +5,7 @@ import {
   type FleetWorker,
   type HeartbeatReport,
   type Level,
+  type Release,
   type RunIdentity,
   type RunReport,
 } from '@killpath/protocol';
@@ -21,6 +22,7 @@ interface WorkerEntry {
   lastContact: number | null;
   runs: RunReport[];
   launcher: string | null;
+  release: Release | null;
 }
 
 /**
@@ -59,17 +61,25 @@ export class Fleet {
         lastContact: null,
         runs: [],
         launcher: null,
+        release: null,
       };
       this.#workers.set(workerId, w);
     }
     return w;
   }
 
-  /** A worker opened its stream. */
-  connected(workerId: string, tenant: string, agent: string, features: string[]): void {
+  /** A worker opened its stream, declaring the features its runs use and the release it runs. */
+  connected(
+    workerId: string,
+    tenant: string,
+    agent: string,
+    features: string[],
+    release: Release | null = null,
+  ): void {
     const w = this.#entry(workerId, tenant, agent);
     w.connected = true;
     w.features = features;
+    w.release = release;
     w.lastContact = this.#now();
   }
 
@@ -86,6 +96,7 @@ export class Fleet {
     w.features = hb.features;
     w.runs = hb.runs;
     if (hb.launcher !== undefined) w.launcher = hb.launcher;
+    if (hb.release !== undefined) w.release = hb.release;
     w.ackedRev = Math.max(w.ackedRev, hb.rev);
     w.lastContact = this.#now();
   }
@@ -202,6 +213,28 @@ export class Fleet {
     return out;
   }
 
+  /**
+   * Live workers (connected, or heard from within {@link staleAfterMs}) with their release and
+   * the identities a directive may cover: their runs, and the worker itself (so an idle worker
+   * that would start new runs counts). What a resume's release check looks at.
+   */
+  live(): LiveWorker[] {
+    const now = this.#now();
+    const out: LiveWorker[] = [];
+    for (const w of this.#workers.values()) {
+      const fresh = w.lastContact !== null && now - w.lastContact <= this.staleAfterMs;
+      if (!w.connected && !fresh) continue;
+      out.push({
+        workerId: w.workerId,
+        tenant: w.tenant,
+        agent: w.agent,
+        release: w.release,
+        identities: [...identities(w), ownIdentity(w)],
+      });
+    }
+    return out.sort((a, b) => a.workerId.localeCompare(b.workerId));
+  }
+
   /** Workers visible to `tenant` (all when undefined), with the flags `active` directives put on them. */
   list(tenant: string | undefined, currentRev: number, active: readonly Directive[] = []): FleetWorker[] {
     const now = this.#now();
@@ -227,6 +260,7 @@ export class Fleet {
         state: stale ? 'stale' : (top ?? 'running'),
         flags: flagsFor(active, identities(w)),
         launcher: w.launcher,
+        release: w.release ?? {},
         runs: w.runs,
       });
     }
@@ -239,6 +273,15 @@ export class Fleet {
   }
 }
 
+/** A live worker as a resume's release check sees it (see {@link Fleet.live}). */
+export interface LiveWorker {
+  workerId: string;
+  tenant: string;
+  agent: string;
+  release: Release | null;
+  identities: RunIdentity[];
+}
+
 function identities(w: WorkerEntry): RunIdentity[] {
   return w.runs.map((r) => ({
     tenant: w.tenant,
@@ -246,5 +289,18 @@ function identities(w: WorkerEntry): RunIdentity[] {
     runId: r.runId,
     lineage: r.lineage,
     features: w.features,
+    release: w.release,
   }));
+}
+
+/** The worker's own identity: a run id no `run:` scope can name, as the SDK's worker identity. */
+function ownIdentity(w: WorkerEntry): RunIdentity {
+  return {
+    tenant: w.tenant,
+    agent: w.agent,
+    runId: `worker/${w.workerId}`,
+    lineage: [],
+    features: w.features,
+    release: w.release,
+  };
 }

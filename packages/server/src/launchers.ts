@@ -1,4 +1,4 @@
-import type { Directive, LauncherOrders, RunIdentity } from '@killpath/protocol';
+import type { Directive, LauncherOrders, Release, RunIdentity } from '@killpath/protocol';
 import { covering } from './ladder.ts';
 
 /** One connected launcher (`killpath run`), as the hub sees it. */
@@ -13,6 +13,8 @@ export interface LauncherSink {
   readonly tokenId?: string;
   /** When that token expires, in ms since the epoch (null: never): the stream is closed then. */
   readonly expiresAt?: number | null;
+  /** The release it passes to its agent (`--release`), or `null`. */
+  readonly release?: Release | null;
   /** Writes raw SSE text; returns false when the connection is backlogged. */
   write(text: string): boolean;
   close(): void;
@@ -25,7 +27,7 @@ function frame(type: string, data: unknown): string {
 /**
  * Tells each launcher what to enforce on the agent process it started. A launcher is covered by
  * a run-wide (not capability-narrowed) directive when the directive covers the launcher's own
- * identity (tenant, agent, `--run`, features) or any run its agent's workers report (so
+ * identity (tenant, agent, `--run`, features, `--release`) or any run its agent's workers report (so
  * `run:R` reaches the launcher whose agent hosts R or one of R's ancestors' descendants). Orders
  * are recomputed on every switchboard change and on every heartbeat of a launched worker, and
  * sent only when they change; a launcher gets its current orders when it connects.
@@ -106,7 +108,7 @@ export class LauncherHub {
 
   /** The orders `sink` should enforce now. */
   orders(
-    sink: Pick<LauncherSink, 'launcherId' | 'tenant' | 'agent' | 'runId' | 'features'>,
+    sink: Pick<LauncherSink, 'launcherId' | 'tenant' | 'agent' | 'runId' | 'features' | 'release'>,
     rev: number,
     active: readonly Directive[],
   ): LauncherOrders {
@@ -117,6 +119,7 @@ export class LauncherHub {
       runId: sink.runId ?? `launcher:${sink.launcherId}`,
       lineage: [],
       features: [...sink.features],
+      release: sink.release ?? null,
     };
     const runs = [own, ...this.#runsOf(sink.launcherId)];
     return {

@@ -166,7 +166,10 @@ export class PermitDesk {
       startedAt: new Date().toISOString(),
     });
     if (run.tenant !== who.tenant) throw new KillpathError('not_found', `run ${runId} not found`);
-    const stop = await this.#store.checkResume({ ...run, features: req.features }, p.name);
+    const stop = await this.#store.checkResume(
+      { ...run, features: req.features, release: req.release ?? null },
+      p.name,
+    );
     if (stop) {
       throw new KillpathError(
         'halted',

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
 import { DatabaseSync } from 'node:sqlite';
+import { parseScope } from '@killpath/protocol';
 import { grant } from './effects-contract.ts';
 import { rehearsalInput } from './store-contract.ts';
 
@@ -55,7 +56,7 @@ test('a schema-v1 database opens, keeps its switchboard, audit chain and tokens,
   }
 });
 
-test('a schema-v4 database opens as version 8: its state is kept, drills and capability surfaces start empty', async () => {
+test('a schema-v4 database opens as version 9: its state is kept, drills, capability surfaces and releases start empty', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'killpath-v4-'));
   const path = join(dir, 'killpath.db');
   copyFileSync(FIXTURE_V4, path);
@@ -82,6 +83,34 @@ test('a schema-v4 database opens as version 8: its state is kept, drills and cap
     assert.deepEqual(await s.noteCapabilities('acme', 'bot', ['llm'], new Date('2025-06-01T00:00:00.000Z')), [
       'llm',
     ]);
+    // Version 6: the old directive recorded no release (its resume checks none); a release scope
+    // and a permit carrying a release work on the migrated file.
+    assert.deepEqual(board.directives[0]!.releases, []);
+    const rel = await s.issueDirective(
+      {
+        level: 'halt',
+        scope: parseScope('release:prompt=v42'),
+        tenant: 'acme',
+        capabilities: null,
+        rate: null,
+        escalation: [],
+        escalatedFrom: null,
+        graceMs: 0,
+        drain: 'discard',
+        memory: 'revert',
+        reason: 'bad prompt',
+        justification: 'INC-17',
+        actor: 'alice',
+        idempotencyKey: null,
+        releases: [{ code: 'c1', prompt: 'v42' }],
+      },
+      () => [],
+    );
+    assert.deepEqual((await s.getDirective(rel.directive.id))?.releases, [{ code: 'c1', prompt: 'v42' }]);
+    const [onBad] = await s.grantPermits([grant({ runId: 'r-new', release: { prompt: 'v42' } })]);
+    assert.equal(onBad?.kind, 'halted', 'a permit on the stopped prompt is refused');
+    const [onGood] = await s.grantPermits([grant({ runId: 'r-new2', release: { prompt: 'v43' } })]);
+    assert.equal(onGood?.kind, 'granted');
     assert.ok((await s.verifyAudit()).ok);
   } finally {
     await s.close();
@@ -90,7 +119,7 @@ test('a schema-v4 database opens as version 8: its state is kept, drills and cap
   try {
     assert.deepEqual(
       { ...(raw.prepare(`SELECT value FROM meta WHERE key = 'schema'`).get() as object) },
-      { value: '8' },
+      { value: '9' },
     );
   } finally {
     raw.close();

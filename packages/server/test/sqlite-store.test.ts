@@ -150,7 +150,7 @@ describe('SqliteStore on disk', () => {
       const { SqliteStore } = await import(process.env.KP_STORE_URL);
       const store = new SqliteStore(process.env.KP_DB);
       const input = (scope, over = {}) => ({ level: 'halt', scope, tenant: 'acme', capabilities: null, rate: null, escalation: [], escalatedFrom: null, graceMs: 0,
-        drain: 'discard', memory: 'revert', reason: 'r', justification: 'j', actor: 'alice', idempotencyKey: null, ...over });
+        drain: 'discard', memory: 'revert', reason: 'r', justification: 'j', actor: 'alice', idempotencyKey: null, releases: [], ...over });
       const ev = (type) => () => [{ type, actor: 'alice', tenant: 'acme', data: { type } }];
       const a = await store.issueDirective(input({ kind: 'tenant', tenant: 'acme' }), ev('directive.issued'));
       await store.issueDirective(input({ kind: 'agent', tenant: 'acme', agent: 'bot' }, { level: 'kill' }), ev('directive.issued'));

@@ -32,6 +32,7 @@ export function directiveInput(
     justification: 'INC-1',
     actor: 'alice',
     idempotencyKey: null,
+    releases: [],
     ...rest,
     scope: parsed,
   };

@@ -190,8 +190,8 @@ export function createApp(
 
   app.post('/v1/directives/:id/resume', async (c) => {
     const b = await body(c, ResumeBody);
-    const d = await cp.resume(c.get('principal'), c.req.param('id'), b);
-    return c.json({ directive: d });
+    const r = await cp.resume(c.get('principal'), c.req.param('id'), b);
+    return c.json({ directive: r.directive, releaseCheck: r.releaseCheck });
   });
 
   app.post('/v1/directives/:id/step', async (c) => {

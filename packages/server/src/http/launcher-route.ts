@@ -2,13 +2,13 @@ import type { Context } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { openSse } from './stream-route.ts';
-import { KillpathError, isIdentifier, type Principal } from '@killpath/protocol';
+import { KillpathError, isIdentifier, parseRelease, type Principal } from '@killpath/protocol';
 import type { ControlPlane } from '../control-plane.ts';
 import type { LauncherSink } from '../launchers.ts';
 import type { Logger } from '../log.ts';
 
 /**
- * `GET /v1/launchers/stream?launcher=L&tenant=T&agent=A[&run=R][&features=f1,f2]`: a launcher's
+ * `GET /v1/launchers/stream?launcher=L&tenant=T&agent=A[&run=R][&features=f1,f2][&release=code=C,…]`: a launcher's
  * own stream (server-sent events), independent of its agent's: `orders` on connect and whenever
  * the kill, isolate or halt covering its agent changes, keep-alives in between. Opened with the
  * agent token of that tenant and agent (the launcher hands the same token to its agent), or an
@@ -38,6 +38,8 @@ export function openLauncherStream(
     throw new KillpathError('invalid_request', 'query parameter run must be an identifier');
   if (!features.every(isIdentifier))
     throw new KillpathError('invalid_request', 'features must be a comma-separated list of identifiers');
+  const releaseText = c.req.query('release') ?? '';
+  const release = releaseText === '' ? null : parseRelease(releaseText);
   const allowed =
     p.role === 'admin' ||
     (p.role === 'agent' && p.tenant === tenant && (p.agent === null || p.agent === agent));
@@ -53,6 +55,7 @@ export function openLauncherStream(
     features,
     tokenId: p.tokenId,
     expiresAt: p.expiresAt === undefined ? null : Date.parse(p.expiresAt),
+    release,
     write: channel.write,
     close: channel.close,
   };
@@ -61,6 +64,6 @@ export function openLauncherStream(
     log.info('launcher stream closed', { launcherId, tenant, agent });
   });
   cp.launchers.attach(sink, cp.hub.rev, cp.active());
-  log.info('launcher stream opened', { launcherId, tenant, agent, run: run ?? null });
+  log.info('launcher stream opened', { launcherId, tenant, agent, run: run ?? null, release });
   return RESPONSE_ALREADY_SENT;
 }

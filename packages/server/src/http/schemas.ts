@@ -1,11 +1,20 @@
 import { z } from 'zod';
-import { LEVELS, ROLES, isCapability, isIdentifier } from '@killpath/protocol';
+import { LEVELS, ROLES, isCapability, isIdentifier, isReleaseValue } from '@killpath/protocol';
 
 const id = z.string().refine(isIdentifier, 'must be 1-128 characters of letters, digits and ._:@-');
 /** A capability name: an identifier, or two joined by one `/` (`mcp:github/create_issue`). */
 const capability = z
   .string()
   .refine(isCapability, 'must be an identifier, or two identifiers joined by one /');
+const releaseValue = z
+  .string()
+  .refine(isReleaseValue, 'must be 1-128 characters of letters, digits and ._:@/+~-');
+/** A release `{ code?, model?, prompt? }`: what a worker runs. */
+const release = z.strictObject({
+  code: releaseValue.optional(),
+  model: releaseValue.optional(),
+  prompt: releaseValue.optional(),
+});
 const text = (max: number) =>
   z
     .string()
@@ -41,10 +50,14 @@ export const AgentKillBody = z.strictObject({
   graceMs: z.number().int().min(0).max(3_600_000).optional(),
 });
 
-/** Body of `POST /v1/directives/{id}/resume`. */
+/**
+ * Body of `POST /v1/directives/{id}/resume`. `sameRelease` is the operator's reason why resuming
+ * onto a release the directive stopped is safe (without it such a resume is refused).
+ */
 export const ResumeBody = z.strictObject({
   justification: text(4000),
   breakGlass: text(4000).optional(),
+  sameRelease: text(4000).optional(),
 });
 
 /** Body of `POST /v1/directives/{id}/step`: one level up or down the ladder, replacing the directive. */
@@ -133,6 +146,7 @@ export const HeartbeatBody = z.strictObject({
   pid: z.number().int().min(0),
   sinceContactMs: z.number().min(0),
   launcher: id.optional(),
+  release: release.optional(),
   capabilities: z.array(capability).max(4096).optional(),
 });
 
@@ -166,6 +180,7 @@ export const PermitBody = z.strictObject({
   runId: id,
   lineage: z.array(id).max(256),
   features: z.array(id).max(256),
+  release: release.optional(),
   capability,
   class: z.enum(['write', 'irreversible']),
   idempotencyKey: z.string().min(1).max(256).nullable(),
@@ -249,4 +264,5 @@ export const ResumeRunBody = z.strictObject({
   workerId: id,
   lineage: z.array(id).max(256),
   features: z.array(id).max(256),
+  release: release.optional(),
 });

@@ -1,7 +1,7 @@
 import type { Context } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import { KillpathError, isIdentifier, type Principal } from '@killpath/protocol';
+import { KillpathError, isIdentifier, parseRelease, type Principal } from '@killpath/protocol';
 import type { ControlPlane } from '../control-plane.ts';
 import type { Logger } from '../log.ts';
 import type { StreamSink } from '../stream/hub.ts';
@@ -10,7 +10,8 @@ import type { StreamSink } from '../stream/hub.ts';
 const MAX_BACKLOG = 1 << 20;
 
 /**
- * `GET /v1/stream?worker=W&tenant=T&agent=A&features=f1,f2`: the push stream for one worker
+ * `GET /v1/stream?worker=W&tenant=T&agent=A&features=f1,f2&release=code=C,model=M,prompt=P`: the
+ * push stream for one worker, which declares the features its runs use and the release it runs
  * (server-sent events). Only an agent token of that tenant (and agent, if the token names one)
  * or an admin may open it. Writes go straight to the Node response: the delta for a flip is
  * written to every stream synchronously after the commit.
@@ -36,6 +37,8 @@ export async function openStream(
   }
   if (!features.every(isIdentifier))
     throw new KillpathError('invalid_request', 'features must be a comma-separated list of identifiers');
+  const releaseText = c.req.query('release') ?? '';
+  const release = releaseText === '' ? null : parseRelease(releaseText);
   const allowed =
     p.role === 'admin' ||
     (p.role === 'agent' && p.tenant === tenant && (p.agent === null || p.agent === agent));
@@ -65,7 +68,7 @@ export async function openStream(
     log.debug('stream closed', { workerId, tenant, agent });
   };
   channel.onClose(done);
-  cp.fleet.connected(workerId, tenant, agent, features);
+  cp.fleet.connected(workerId, tenant, agent, features, release);
   try {
     await cp.hub.attach(sink, () => cp.store.switchboard());
   } catch (err) {
@@ -73,7 +76,7 @@ export async function openStream(
     sink.close();
   }
   cp.metrics.streams.set(cp.hub.size);
-  log.debug('stream opened', { workerId, tenant, agent, features });
+  log.debug('stream opened', { workerId, tenant, agent, features, release });
   return RESPONSE_ALREADY_SENT;
 }
 

@@ -10,6 +10,7 @@ import {
   type JournalEvent,
   type LedgerEntry,
   type PermitOutcome,
+  type Release,
   type RunIdentity,
 } from '@killpath/protocol';
 import type { AuditEvent } from '../audit/chain.ts';
@@ -34,6 +35,7 @@ CREATE TABLE IF NOT EXISTS permits (
   confirm_after TEXT,
   lineage TEXT NOT NULL,
   features TEXT NOT NULL,
+  release TEXT,
   result TEXT,
   error TEXT,
   after_abort INTEGER NOT NULL DEFAULT 0,
@@ -86,6 +88,7 @@ interface PermitRow {
   confirm_after: string | null;
   lineage: string;
   features: string;
+  release: string | null;
   result: string | null;
   error: string | null;
   after_abort: number;
@@ -174,12 +177,14 @@ const identity = (r: {
   runId: string;
   lineage: readonly string[];
   features: readonly string[];
+  release?: Release | null | undefined;
 }): RunIdentity => ({
   tenant: r.tenant,
   agent: r.agent,
   runId: r.runId,
   lineage: r.lineage,
   features: r.features,
+  release: r.release ?? null,
 });
 
 /** See {@link Store.grantPermits}. */
@@ -190,8 +195,8 @@ export function grantPermits(ctx: EffectsContext, requests: PermitGrant[]): Prom
     const byKey = ctx.db.prepare('SELECT * FROM permits WHERE run_id = ? AND idempotency_key = ?');
     const insert = ctx.db
       .prepare(`INSERT INTO permits (id, rev, run_id, tenant, agent, worker_id, capability, class, idempotency_key,
-      args_digest, compensate, status, cool_off_ms, confirm_after, lineage, features, intended_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+      args_digest, compensate, status, cool_off_ms, confirm_after, lineage, features, release, intended_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
     const byId = ctx.db.prepare('SELECT * FROM permits WHERE id = ?');
     const out: PermitDecision[] = [];
     const events: AuditEvent[] = [];
@@ -250,6 +255,7 @@ export function grantPermits(ctx: EffectsContext, requests: PermitGrant[]): Prom
         cooling ? new Date(now.getTime() + q.coolOffMs).toISOString() : null,
         JSON.stringify(q.lineage),
         JSON.stringify(q.features),
+        q.release === undefined ? null : JSON.stringify(q.release),
         now.toISOString(),
       );
       const row = byId.get(id) as unknown as PermitRow;
@@ -292,13 +298,14 @@ export function confirmPermit(
     if (row.confirm_after !== null && now.getTime() < Date.parse(row.confirm_after)) {
       return { kind: 'conflict', message: `permit ${id} is cooling off until ${row.confirm_after}` };
     }
-    const run = {
+    const run = identity({
       tenant: row.tenant,
       agent: row.agent,
       runId: row.run_id,
       lineage: JSON.parse(row.lineage) as string[],
       features: JSON.parse(row.features) as string[],
-    };
+      release: row.release === null ? null : (JSON.parse(row.release) as Release),
+    });
     const stop = coveringRefusal(ctx.activeDirectives(), run, row.capability);
     if (stop) {
       ctx.db

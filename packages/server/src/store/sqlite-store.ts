@@ -6,6 +6,7 @@ import {
   type AuditRecord,
   type AuditVerdict,
   type Directive,
+  type Release,
 } from '@killpath/protocol';
 import { chainRecord, verifyChain, type AuditEvent } from '../audit/chain.ts';
 import * as effects from './sqlite-effects.ts';
@@ -66,7 +67,8 @@ CREATE TABLE IF NOT EXISTS directives (
   cleared_at TEXT,
   cleared_rev INTEGER,
   escalation TEXT NOT NULL DEFAULT '[]',
-  escalated_from TEXT
+  escalated_from TEXT,
+  releases TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS directives_active ON directives (cleared_rev) WHERE cleared_rev IS NULL;
 CREATE TABLE IF NOT EXISTS tokens (
@@ -157,6 +159,7 @@ interface DirectiveRow {
   escalated_from: string | null;
   /** Absent on databases before schema version 6. */
   idempotency_digest?: string | null;
+  releases: string;
 }
 
 function toDirective(r: DirectiveRow): Directive {
@@ -181,6 +184,7 @@ function toDirective(r: DirectiveRow): Directive {
     issuedAt: r.issued_at,
     clearedAt: r.cleared_at,
     clearedRev: r.cleared_rev,
+    releases: JSON.parse(r.releases) as Release[],
   };
 }
 
@@ -235,8 +239,8 @@ export class SqliteStore implements Store {
       byId: p(`SELECT * FROM directives WHERE id = ?`),
       byKey: p(`SELECT * FROM directives WHERE idempotency_key = ?`),
       insertDirective: p(`INSERT INTO directives
-        (id, rev, level, scope, tenant, capabilities, rate, grace_ms, drain, memory, reason, justification, actor, idempotency_key, idempotency_digest, issued_at, escalation, escalated_from)
-        VALUES ($id, $rev, $level, $scope, $tenant, $capabilities, $rate, $grace_ms, $drain, $memory, $reason, $justification, $actor, $idempotency_key, $idempotency_digest, $issued_at, $escalation, $escalated_from)`),
+        (id, rev, level, scope, tenant, capabilities, rate, grace_ms, drain, memory, reason, justification, actor, idempotency_key, idempotency_digest, issued_at, escalation, escalated_from, releases)
+        VALUES ($id, $rev, $level, $scope, $tenant, $capabilities, $rate, $grace_ms, $drain, $memory, $reason, $justification, $actor, $idempotency_key, $idempotency_digest, $issued_at, $escalation, $escalated_from, $releases)`),
       clear: p(`UPDATE directives SET cleared_at = ?, cleared_rev = ? WHERE id = ? AND cleared_rev IS NULL`),
       countTokens: p(`SELECT COUNT(*) AS n FROM tokens`),
       insertRun:
@@ -262,6 +266,8 @@ export class SqliteStore implements Store {
    * Version 6 had no token expiry nor revocation details (version 7 adds the columns; old tokens never expire).
    * Version 7 had no signed checkpoints (version 8 adds `checkpoints` and `audit_keys`, empty, and
    * a log id for the checkpoints' origin; the signer then covers the old records too).
+   * Version 8 had no releases: version 9 adds `directives.releases` (old directives recorded
+   * none, so their resume checks no release) and `permits.release` (old permits had none).
    */
   #migrate(): void {
     const cols = this.#db.prepare('PRAGMA table_info(directives)').all() as { name: string }[];
@@ -274,13 +280,18 @@ export class SqliteStore implements Store {
     }
     if (!cols.some((c) => c.name === 'idempotency_digest'))
       this.#db.exec(`ALTER TABLE directives ADD COLUMN idempotency_digest TEXT`);
+    if (!cols.some((c) => c.name === 'releases'))
+      this.#db.exec(`ALTER TABLE directives ADD COLUMN releases TEXT NOT NULL DEFAULT '[]'`);
     this.#db.exec(effects.EFFECTS_SCHEMA);
+    const permitCols = this.#db.prepare('PRAGMA table_info(permits)').all() as { name: string }[];
+    if (!permitCols.some((c) => c.name === 'release'))
+      this.#db.exec(`ALTER TABLE permits ADD COLUMN release TEXT`);
     this.#db.exec(POLICY_SCHEMA);
     this.#db.exec(drills.DRILLS_SCHEMA);
     tokens.migrateTokens(this.#db);
     this.#db.exec(auditLog.CHECKPOINT_SCHEMA);
     auditLog.ensureLogId(this.#db);
-    this.#db.exec(`UPDATE meta SET value = '8' WHERE key = 'schema'`);
+    this.#db.exec(`UPDATE meta SET value = '9' WHERE key = 'schema'`);
   }
 
   /** The context the effect-journal functions run in (same connection, transactions and chain). */
@@ -499,6 +510,7 @@ export class SqliteStore implements Store {
           $issued_at: new Date().toISOString(),
           $escalation: JSON.stringify(input.escalation),
           $escalated_from: input.escalatedFrom,
+          $releases: JSON.stringify(input.releases),
         });
         const replaced: Directive[] = [];
         const ids = new Set(input.replaces?.(active) ?? []);

@@ -1,4 +1,4 @@
-import type { AuditRecord, AuditVerdict, Directive, Role } from '@killpath/protocol';
+import type { AuditRecord, AuditVerdict, Directive, Release, Role } from '@killpath/protocol';
 import type {
   JournalEvent,
   LedgerEntry,
@@ -95,6 +95,7 @@ export type DirectiveInput = Pick<
   | 'actor'
   | 'escalation'
   | 'escalatedFrom'
+  | 'releases'
 > & {
   capabilities: string[] | null;
   /**
@@ -136,6 +137,8 @@ export interface RunRecord {
   features: string[];
   workerId: string;
   startedAt: string;
+  /** The release of the worker that asked (registration or resume); not stored with the run. */
+  release?: Release | null;
 }
 
 /** One stored version of the supervisor's policy (rules, run limits, deadman settings). */
