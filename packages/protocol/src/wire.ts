@@ -80,14 +80,15 @@ export interface ReleaseCheck {
 /**
  * A directive as a worker's stream carries it: what the gate needs (id, rev, level, scope,
  * capabilities, rate, grace, drain, memory, escalation), without the operators' words (reason,
- * justification, actor), which stay with the people who may read the directive.
+ * justification, actor), which stay with the people who may read the directive, nor the
+ * releases it covered (a directive spanning tenants would tell one tenant what another runs).
  */
-export type StreamDirective = Omit<Directive, 'reason' | 'justification' | 'actor'>;
+export type StreamDirective = Omit<Directive, 'reason' | 'justification' | 'actor' | 'releases'>;
 
-/** The {@link StreamDirective} of a directive: a copy without reason, justification and actor. */
+/** The {@link StreamDirective} of a directive: a copy without reason, justification, actor and releases. */
 export function streamDirective(d: Directive): StreamDirective {
   // eslint-disable-next-line @typescript-eslint/no-unused-vars
-  const { reason, justification, actor, ...rest } = d;
+  const { reason, justification, actor, releases, ...rest } = d;
   return rest;
 }
 

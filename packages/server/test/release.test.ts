@@ -2,6 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   parseScope,
+  streamDirective,
   type AuditRecord,
   type Directive,
   type Release,
@@ -266,6 +267,35 @@ describe('release scopes and the release check through the API', () => {
     );
     assert.equal(action?.data.sameRelease, 'config fix, not a rollout');
     assert.ok((await h.store.verifyAudit()).ok);
+  });
+
+  test('a directive spanning tenants shows its releases to admins only; streams never carry them', async () => {
+    const d = await issue(admin, {
+      scope: 'global',
+      level: 'throttle',
+      rate: { perSecond: 100, per: 'run' },
+      breakGlass: 'test',
+    });
+    assert.ok(
+      d.releases.some((r) => r.code === 'aaa111'),
+      'the globex worker on A is recorded',
+    );
+    const seen = async (token: string) =>
+      ((await (await h.req('GET', `/v1/directives/${d.id}`, { token })).json()) as { directive: Directive })
+        .directive.releases;
+    assert.deepEqual(await seen(operator), [], "acme's operator sees nothing of what globex runs");
+    assert.deepEqual(await seen(admin), d.releases);
+    const listed = (
+      (await (await h.req('GET', '/v1/directives', { token: operator })).json()) as {
+        directives: Directive[];
+      }
+    ).directives.find((x) => x.id === d.id);
+    assert.deepEqual(listed?.releases, []);
+    assert.equal('releases' in streamDirective(d), false);
+    await h.req('POST', `/v1/directives/${d.id}/resume`, {
+      token: admin,
+      body: { justification: 'test', breakGlass: 'test', sameRelease: 'test cleanup' },
+    });
   });
 
   test('a release scope inside an agent; bad release input is a clear 400', async () => {

@@ -1,6 +1,6 @@
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { KillpathError, isIdentifier, toWire } from '@killpath/protocol';
+import { KillpathError, isIdentifier, toWire, type Directive, type Principal } from '@killpath/protocol';
 import { canSee, requireHuman, tenantFilter } from '../auth/policy.ts';
 import type { Authenticator } from '../auth/tokens.ts';
 import { TokenDesk } from '../auth/token-desk.ts';
@@ -176,7 +176,7 @@ export function createApp(
       tenant: tenantFilter(p),
       limit,
     });
-    return c.json({ rev: cp.hub.rev, directives });
+    return c.json({ rev: cp.hub.rev, directives: directives.map((d) => releasesFor(p, d)) });
   });
 
   app.get('/v1/directives/:id', async (c) => {
@@ -185,7 +185,7 @@ export function createApp(
     const d = await cp.store.getDirective(c.req.param('id'));
     if (!d || !canSee(p, d.tenant))
       throw new KillpathError('not_found', `directive ${c.req.param('id')} not found`);
-    return c.json({ directive: d });
+    return c.json({ directive: releasesFor(p, d) });
   });
 
   app.post('/v1/directives/:id/resume', async (c) => {
@@ -331,4 +331,13 @@ export function createApp(
   );
 
   return app;
+}
+
+/**
+ * A directive spanning every tenant recorded the releases of every tenant's runs: only a
+ * principal of every tenant (an admin) sees them; others see none (the list says nothing of
+ * what another tenant runs).
+ */
+function releasesFor(p: Principal, d: Directive): Directive {
+  return d.tenant === null && p.tenant !== '*' ? { ...d, releases: [] } : d;
 }
