@@ -10,6 +10,7 @@ Usage: killpath <command> [options]        (killpath <command> --help for detail
   step ID up|down  move a directive one level up or down the ladder
   resume ID        clear a directive, with a justification (or every one at a scope: --agent T/A, …)
   run -- CMD       launch an agent under a launcher that enforces kill and isolate on its process
+  mcp-gateway -- CMD  an MCP server in front of another: the kill path for any MCP client
   status           fleet and active directives
   audit verify     check the hash-chained audit log (--checkpoint FILE: against a kept signed checkpoint)
   audit checkpoint print the latest signed checkpoint of the audit log, to keep off this machine
@@ -40,6 +41,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
     import('./commands/directives.ts').then((m) => ({ run: m.resume, help: m.RESUME_HELP })),
   step: async () => import('./commands/directives.ts').then((m) => ({ run: m.step, help: m.STEP_HELP })),
   run: async () => import('./commands/run.ts').then((m) => ({ run: m.run, help: m.RUN_HELP })),
+  'mcp-gateway': async () =>
+    import('./commands/mcp-gateway.ts').then((m) => ({ run: m.mcpGateway, help: m.MCP_GATEWAY_HELP })),
   status: async () => import('./commands/status.ts').then((m) => ({ run: m.status, help: m.STATUS_HELP })),
   audit: async () => import('./commands/audit.ts').then((m) => ({ run: m.audit, help: m.AUDIT_HELP })),
   token: async () => import('./commands/token.ts').then((m) => ({ run: m.token, help: m.TOKEN_HELP })),

@@ -1,7 +1,8 @@
-import { KillpathError, isIdentifier, type Principal } from '@killpath/protocol';
+import { KillpathError, isIdentifier } from '@killpath/protocol';
 import { CONNECTION_OPTIONS, intFlag, parse } from '../args.ts';
 import { resolveConnection } from '../config.ts';
 import { ApiClient } from '../api.ts';
+import { agentToken } from '../agent-token.ts';
 import { Launcher } from '../launcher/launcher.ts';
 import { netnsSupported } from '../launcher/netns.ts';
 import { cgroupSupport } from '../launcher/cgroup.ts';
@@ -127,31 +128,4 @@ export async function run(args: string[]): Promise<number> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
-}
-
-/** The agent token to hand to the agent: the given one when it is an agent token of T/A; an admin token mints one. */
-async function agentToken(api: ApiClient, given: string, tenant: string, agent: string): Promise<string> {
-  const me = await api.get<Principal>('/v1/whoami');
-  if (me.role === 'agent') {
-    if (me.tenant !== tenant || (me.agent !== null && me.agent !== agent)) {
-      throw new KillpathError(
-        'forbidden',
-        `this agent token belongs to ${me.tenant}/${me.agent ?? '*'}, not ${tenant}/${agent}`,
-      );
-    }
-    return given;
-  }
-  if (me.role === 'admin') {
-    const r = await api.post<{ token: string }>('/v1/tokens', {
-      role: 'agent',
-      tenant,
-      agent,
-      name: `launcher:${tenant}/${agent}`,
-    });
-    return r.token;
-  }
-  throw new KillpathError(
-    'forbidden',
-    `killpath run needs an agent token of ${tenant}/${agent} (or an admin token to mint one), not a ${me.role} token`,
-  );
 }
