@@ -6,8 +6,15 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateText, isStepCount, jsonSchema, streamText, tool, wrapLanguageModel } from 'ai';
+import { Agent, Runner, tool as agentTool } from '@openai/agents';
+import { z } from 'zod';
 import { killpathAiSdk } from '@killpath/sdk/ai-sdk';
-import { scriptedAiModel, watchUnhandled } from '../../packages/sdk/test/adapter-fixtures.ts';
+import { killpathOpenAIAgents } from '@killpath/sdk/openai-agents';
+import {
+  scriptedAgentsModel,
+  scriptedAiModel,
+  watchUnhandled,
+} from '../../packages/sdk/test/adapter-fixtures.ts';
 import { livePlane } from './adapter-fixtures.ts';
 import type { LivePlane } from './adapter-fixtures.ts';
 import { until } from './server-process.ts';
@@ -77,6 +84,66 @@ test('ai-sdk on a real control plane: halt ends a stream in flight; after resume
   assert.equal(sent, 1);
   await until('the permit of send_email', 2000, () =>
     plane.events.some((e) => e.type === 'permit.granted' && e.capability === 'send_email'),
+  );
+  next.end();
+  run.end();
+});
+
+test('openai-agents on a real control plane: halt ends a streamed run in flight; after resume a write tool runs with a permit', async () => {
+  const runner = new Runner({ tracingDisabled: true });
+  let sent = 0;
+  const sendEmail = agentTool({
+    name: 'send_email',
+    description: 'send an email',
+    parameters: z.object({ to: z.string() }),
+    execute: async () => {
+      sent += 1;
+      return 'sent';
+    },
+  });
+  const run = plane.client.startRun();
+  const kp = killpathOpenAIAgents(run);
+  const model = scriptedAgentsModel([{ text: 'thinking', hang: true }]);
+  const agent = new Agent({
+    name: 'bot',
+    instructions: 'help',
+    model: kp.model(model.model),
+    tools: [kp.tool(sendEmail)],
+  });
+  const result = await runner.run(agent, 'go', { ...kp.runOptions, stream: true });
+  const deltas: string[] = [];
+  const consumed = (async () => {
+    for await (const d of result.toTextStream()) deltas.push(d);
+  })();
+  while (deltas.length === 0) await tick();
+  const halt = await plane.issue({ level: 'halt', scope: `run:${run.runId}` });
+  await consumed;
+  await result.completed.catch(() => {});
+  assert.equal(model.signals[0]?.aborted, true);
+  assert.ok(
+    plane.events.some(
+      (e) => e.type === 'effect.aborted' && e.capability === 'llm' && e.directiveId === halt.id,
+    ),
+  );
+  await plane.resume(halt.id);
+
+  const next = plane.client.startRun();
+  const kp2 = killpathOpenAIAgents(next);
+  const agent2 = new Agent({
+    name: 'bot',
+    instructions: 'help',
+    model: kp2.model(
+      scriptedAgentsModel([{ calls: [['send_email', { to: 'a@b.c' }]] }, { text: 'done' }]).model,
+    ),
+    tools: [kp2.tool(sendEmail)],
+  });
+  const out = await runner.run(agent2, 'go', { ...kp2.runOptions });
+  assert.equal(out.finalOutput, 'done');
+  assert.equal(sent, 1);
+  assert.ok(
+    plane.events.some(
+      (e) => e.type === 'permit.granted' && e.capability === 'send_email' && e.runId === next.runId,
+    ),
   );
   next.end();
   run.end();

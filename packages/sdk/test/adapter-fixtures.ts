@@ -1,3 +1,5 @@
+import { Usage } from '@openai/agents';
+import type { Model, ModelRequest, ModelResponse } from '@openai/agents';
 import { MockLanguageModelV4 } from 'ai/test';
 
 /**
@@ -102,5 +104,80 @@ export function scriptedAiModel(turns: Turn[]): {
     },
     toolsSeen,
     streamSignals,
+  };
+}
+
+/**
+ * A stub OpenAI Agents `Model` (the framework's own `Model` interface), answering `turns` in
+ * order (the last one again when they run out). Records the tools offered and the signals.
+ */
+export function scriptedAgentsModel(
+  turns: Turn[],
+  onCall: (n: number) => Promise<void> = async () => {},
+): {
+  model: Model;
+  readonly calls: number;
+  toolsSeen: string[][];
+  signals: (AbortSignal | undefined)[];
+} {
+  let n = 0;
+  const toolsSeen: string[][] = [];
+  const signals: (AbortSignal | undefined)[] = [];
+  const next = (request: ModelRequest): Turn => {
+    toolsSeen.push(request.tools.map((t) => t.name).sort());
+    signals.push(request.signal);
+    const turn = turns[Math.min(n, turns.length - 1)]!;
+    n += 1;
+    return turn;
+  };
+  const output = (turn: Turn): ModelResponse['output'] =>
+    (turn.calls ?? []).length > 0
+      ? turn.calls!.map(([name, input], i) => ({
+          type: 'function_call' as const,
+          id: `fc-${n}-${i}`,
+          callId: `call-${n}-${i}`,
+          name,
+          status: 'completed' as const,
+          arguments: JSON.stringify(input),
+        }))
+      : [
+          {
+            type: 'message' as const,
+            id: `msg-${n}`,
+            role: 'assistant' as const,
+            status: 'completed' as const,
+            content: [{ type: 'output_text' as const, text: turn.text ?? '' }],
+          },
+        ];
+  const model: Model = {
+    async getResponse(request) {
+      const turn = next(request);
+      await onCall(n);
+      return { output: output(turn), usage: new Usage() };
+    },
+    async *getStreamedResponse(request) {
+      const turn = next(request);
+      yield { type: 'response_started' };
+      if (turn.text !== undefined) yield { type: 'output_text_delta', delta: turn.text };
+      // Hangs ignoring its signal: only the kill path can end it.
+      if (turn.hang === true) await new Promise(() => {});
+      yield {
+        type: 'response_done',
+        response: {
+          id: `resp-${n}`,
+          usage: { inputTokens: 1, outputTokens: 1, totalTokens: 2 },
+          // The stream's output schema is narrower than ModelResponse's; these items fit both.
+          output: output(turn) as never,
+        },
+      };
+    },
+  };
+  return {
+    model,
+    get calls() {
+      return n;
+    },
+    toolsSeen,
+    signals,
   };
 }
