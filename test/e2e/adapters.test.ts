@@ -10,6 +10,10 @@ import { Agent, Runner, tool as agentTool } from '@openai/agents';
 import { z } from 'zod';
 import { killpathAiSdk } from '@killpath/sdk/ai-sdk';
 import { killpathOpenAIAgents } from '@killpath/sdk/openai-agents';
+import { killpathLangChain } from '@killpath/sdk/langchain';
+import { AIMessage, HumanMessage, createAgent, tool as lcTool } from 'langchain';
+import { fakeModel } from '@langchain/core/testing';
+import { FakeListChatModel } from '@langchain/core/utils/testing';
 import {
   scriptedAgentsModel,
   scriptedAiModel,
@@ -139,6 +143,66 @@ test('openai-agents on a real control plane: halt ends a streamed run in flight;
   });
   const out = await runner.run(agent2, 'go', { ...kp2.runOptions });
   assert.equal(out.finalOutput, 'done');
+  assert.equal(sent, 1);
+  assert.ok(
+    plane.events.some(
+      (e) => e.type === 'permit.granted' && e.capability === 'send_email' && e.runId === next.runId,
+    ),
+  );
+  next.end();
+  run.end();
+});
+
+test('langchain on a real control plane: halt ends a streaming model call in flight; after resume a write tool runs with a permit', async () => {
+  let sent = 0;
+  const sendEmail = lcTool(
+    async () => {
+      sent += 1;
+      return 'sent';
+    },
+    { name: 'send_email', description: 'send an email', schema: z.object({ to: z.string() }) },
+  );
+  const run = plane.client.startRun();
+  const kp = await killpathLangChain(run);
+  const streaming = createAgent({
+    model: new FakeListChatModel({ responses: ['x'.repeat(200)], sleep: 20 }),
+    tools: [sendEmail],
+    middleware: [kp.middleware],
+  });
+  const started = Date.now();
+  let chunks = 0;
+  let halt: { id: string } | null = null;
+  try {
+    for await (const _chunk of await streaming.stream(
+      { messages: [new HumanMessage('go')] },
+      { signal: kp.signal, streamMode: 'messages' },
+    )) {
+      chunks += 1;
+      if (chunks === 1) halt = await plane.issue({ level: 'halt', scope: `run:${run.runId}` });
+    }
+  } catch {
+    // The framework's abort path may end the stream with an AbortError: that is the point.
+  }
+  assert.ok(Date.now() - started < 3000, 'ended long before the model would have');
+  assert.ok(halt !== null);
+  assert.ok(
+    plane.events.some(
+      (e) => e.type === 'effect.aborted' && e.capability === 'llm' && e.directiveId === halt!.id,
+    ),
+  );
+  await plane.resume(halt.id);
+
+  const next = plane.client.startRun();
+  const kp2 = await killpathLangChain(next);
+  const agent = createAgent({
+    model: fakeModel()
+      .respondWithTools([{ name: 'send_email', args: { to: 'a@b.c' }, id: 'c1' }])
+      .respond(new AIMessage('done')),
+    tools: [sendEmail],
+    middleware: [kp2.middleware],
+  });
+  const out = await agent.invoke({ messages: [new HumanMessage('go')] }, { signal: kp2.signal });
+  assert.equal(out.messages.at(-1)?.content, 'done');
   assert.equal(sent, 1);
   assert.ok(
     plane.events.some(
