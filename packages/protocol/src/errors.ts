@@ -14,6 +14,7 @@ export const ERROR_CODES = [
   'same_release',
   'stale',
   'unavailable',
+  'overloaded',
   'internal',
 ] as const;
 
@@ -41,6 +42,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   same_release: 409,
   stale: 503,
   unavailable: 503,
+  overloaded: 429,
   internal: 500,
 };
 

@@ -1,6 +1,7 @@
 import type { LocalHalt, RunLimits, RunTelemetry, TelemetryBatch, WorkerSettings } from '@killpath/protocol';
 import type { Clock } from './clock.ts';
 import { errorCode, errorMessage } from './journal.ts';
+import { retryAfterMs } from './wire-answers.ts';
 import type { JournalSink } from './journal.ts';
 import type { Transport } from './transport.ts';
 
@@ -123,12 +124,14 @@ export class Telemetry {
           // A throwing sink must not break telemetry.
         }
         const code = errorCode(err);
-        // A refused batch (bad request, forbidden) will not get better; anything else is retried.
-        if (code !== null && code !== 'unavailable' && code !== 'internal' && code !== 'stale') return;
+        // A refused batch (bad request, forbidden) will not get better; anything else is retried,
+        // a shed one (overloaded) no sooner than the control plane asked.
+        if (code !== null && !['unavailable', 'internal', 'stale', 'overloaded'].includes(code)) return;
         for (const r of sent) this.mark(r);
         if (this.timer !== null) this.clock.clearTimeout(this.timer);
         this.timer = null;
-        this.rearm(Math.min(MAX_BACKOFF_MS, this.periodMs * 2 ** this.failures));
+        const backoff = Math.min(MAX_BACKOFF_MS, this.periodMs * 2 ** this.failures);
+        this.rearm(Math.max(backoff, retryAfterMs(err) ?? 0));
       },
     );
   };

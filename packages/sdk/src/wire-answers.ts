@@ -43,6 +43,7 @@ const STATUS_CODES: Record<number, ErrorCode> = {
   409: 'conflict',
   413: 'payload_too_large',
   422: 'unsupported_level',
+  429: 'overloaded',
 };
 
 /**
@@ -57,4 +58,15 @@ export function refusal(status: number, body: unknown, url: string): KillpathErr
   }
   const code = STATUS_CODES[status] ?? (status >= 500 ? 'unavailable' : 'internal');
   return new KillpathError(code, `HTTP ${status} from ${url || 'control plane'}`, { details: { status } });
+}
+
+/**
+ * How long the control plane asked a shed request to wait before retrying (its `overloaded`
+ * answer's `retryAfterMs`), in ms; null when the error says nothing of the kind.
+ */
+export function retryAfterMs(err: unknown): number | null {
+  if (!(err instanceof KillpathError) || err.code !== 'overloaded') return null;
+  const outer = err.details as { details?: { retryAfterMs?: unknown } } | undefined;
+  const ms = outer?.details?.retryAfterMs;
+  return typeof ms === 'number' && Number.isFinite(ms) && ms >= 0 ? ms : 1000;
 }

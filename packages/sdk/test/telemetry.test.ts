@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import type { RunTelemetry, TelemetryBatch, WorkerSettings } from '@killpath/protocol';
 import { KillpathError } from '@killpath/protocol';
 import { drain } from '../src/testing.ts';
+import { refusal } from '../src/wire-answers.ts';
 import { codeOf, directive, harness, issue, snapshot } from './fixtures.ts';
 
 const batches = (posts: { body: unknown }[]) => posts.map((p) => p.body as TelemetryBatch);
@@ -101,6 +102,53 @@ test('a batch that failed is not lost: the runs go out again, with their newer t
   const posts = transport.postsTo('/v1/telemetry');
   assert.equal(lastOf(posts, 'r1')?.steps, 2);
   void cp;
+  await client.close();
+});
+
+test('a batch the control plane shed (429 overloaded) is not lost and goes out again no sooner than its Retry-After', async () => {
+  const { client, stream, clock, transport } = await harness({
+    leaseMs: 60_000,
+    heartbeatMs: 60_000,
+    telemetryMs: 100,
+  });
+  await stream.push(snapshot(1));
+  const run = client.startRun({ runId: 'r1' });
+  const answer = transport.onPost;
+  let shedding = true;
+  transport.onPost = (p) =>
+    shedding && p.url.endsWith('/v1/telemetry')
+      ? Promise.reject(
+          refusal(
+            429,
+            {
+              error: {
+                code: 'overloaded',
+                message: 'the control plane is overloaded',
+                details: { retryAfterMs: 3000 },
+              },
+            },
+            p.url,
+          ),
+        )
+      : answer(p);
+  run.step();
+  clock.advance(100);
+  await drain();
+  assert.equal(transport.postsTo('/v1/telemetry').length, 1, 'sent once, shed');
+  shedding = false;
+  run.step();
+  clock.advance(2999);
+  await drain();
+  assert.equal(
+    transport.postsTo('/v1/telemetry').length,
+    1,
+    'not before the 3 s it was asked to wait (backoff alone: 200 ms)',
+  );
+  clock.advance(1);
+  await drain();
+  const posts = transport.postsTo('/v1/telemetry');
+  assert.equal(posts.length, 2, 'sent again once the wait is over');
+  assert.equal(lastOf(posts, 'r1')?.steps, 2, 'with the newer totals: nothing lost');
   await client.close();
 });
 

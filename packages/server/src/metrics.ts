@@ -36,6 +36,12 @@ export class Metrics {
     labelNames: ['method', 'status'] as const,
     registers: [this.registry],
   });
+  readonly shed = new Counter({
+    name: 'killpath_http_shed_total',
+    help: 'Requests shed by admission control under overload (429), by priority',
+    labelNames: ['priority'] as const,
+    registers: [this.registry],
+  });
   readonly auditRecords = new Counter({
     name: 'killpath_audit_records_total',
     help: 'Audit records appended',

@@ -6,6 +6,7 @@ import { Authenticator, mintToken } from './auth/tokens.ts';
 import { ControlPlane } from './control-plane.ts';
 import { Fleet } from './fleet.ts';
 import { createApp } from './http/app.ts';
+import { Admission, loopLagProbe } from './http/admission.ts';
 import { createLogger, type Logger, type LogLevel } from './log.ts';
 import { Metrics } from './metrics.ts';
 import { SqliteStore } from './store/sqlite-store.ts';
@@ -57,6 +58,13 @@ export interface ServerOptions {
   checkpointEveryRecords?: number;
   /** Sign an audit checkpoint when this long (ms) passed since the last one and records arrived. Default 60 000. */
   checkpointEveryMs?: number;
+  /**
+   * Admission control under overload (default on): telemetry and read queries are shed with 429
+   * while the event loop runs `shedLagMs` late (default 50) or `maxLowInFlight` of them are in
+   * flight (default 32); directives, streams, acks, halted reports and heartbeats never are.
+   * `false` admits everything (benchmarks measuring the server without it).
+   */
+  admission?: false | { shedLagMs?: number; maxLowInFlight?: number };
 }
 
 /** A running control plane. */
@@ -140,7 +148,16 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     ...(opts.checkpointEveryMs !== undefined ? { everyMs: opts.checkpointEveryMs } : {}),
   });
   await checkpoints.start();
-  const app = createApp(cp, auth, log, triggers, { adminTokenFile, checkpoints });
+  const lag = opts.admission === false ? null : loopLagProbe();
+  const admission =
+    lag === null
+      ? null
+      : new Admission({
+          lag,
+          ...(opts.admission ? opts.admission : {}),
+          onShed: (priority) => cp.metrics.shed.inc({ priority }),
+        });
+  const app = createApp(cp, auth, log, triggers, { adminTokenFile, checkpoints, admission });
   const host = opts.host ?? '127.0.0.1';
   const server: ServerType = await new Promise((ok, fail) => {
     const s = serve({ fetch: app.fetch, port: opts.port ?? 7070, hostname: host }, () => ok(s));
@@ -166,6 +183,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
       if (closed) return;
       closed = true;
       clearInterval(pruner);
+      lag?.stop();
       await triggers.close();
       hub.close();
       cp.stop();

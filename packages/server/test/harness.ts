@@ -4,6 +4,7 @@ import { Authenticator, mintToken } from '../src/auth/tokens.ts';
 import { ControlPlane } from '../src/control-plane.ts';
 import { Fleet } from '../src/fleet.ts';
 import { createApp } from '../src/http/app.ts';
+import type { Admission } from '../src/http/admission.ts';
 import { createLogger, type Logger } from '../src/log.ts';
 import { Metrics } from '../src/metrics.ts';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
@@ -36,17 +37,21 @@ export async function harness(
     /** The authenticator's wall clock (ms), for token expiry. */
     now?: () => number;
     log?: Logger;
+    /** Admission control in front of the routes (as `startServer` has); absent: none. */
+    admission?: Admission;
   } = {},
 ): Promise<Harness> {
   const store = new SqliteStore(':memory:');
   const metrics = new Metrics();
   const hub = new StreamHub(60_000, await store.rev());
   const fleet = new Fleet();
-  const { now, log: given, ...cpOpts } = opts;
+  const { now, log: given, admission, ...cpOpts } = opts;
   const log = given ?? createLogger('silent');
   const cp = new ControlPlane({ store, hub, fleet, metrics, log, keepaliveMs: 60_000, ...cpOpts });
   await cp.start();
-  const app = createApp(cp, new Authenticator(store, now ? { now } : {}), log);
+  const app = createApp(cp, new Authenticator(store, now ? { now } : {}), log, undefined, {
+    ...(admission ? { admission } : {}),
+  });
   return {
     store,
     cp,

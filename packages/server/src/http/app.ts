@@ -27,6 +27,7 @@ import { DRILL_BODY_LIMIT, drillRoutes } from './drill-routes.ts';
 import type { Triggers } from '../triggers.ts';
 import type { Checkpointer } from '../audit/checkpointer.ts';
 import { auditRoutes } from './audit-routes.ts';
+import type { Admission } from './admission.ts';
 import { body, requireWorker, wireError, type Env } from './common.ts';
 
 /** Largest request body accepted, in bytes. */
@@ -37,6 +38,8 @@ const SLOW_REQUEST_MS = 1000;
 
 /** Options of {@link createApp}. */
 export interface AppOptions {
+  /** Admission control under overload; absent: every request is admitted (unit tests). */
+  admission?: Admission | null;
   /** `<dataDir>/admin.token`, which `POST /v1/tokens/rotate-admin` replaces; absent: no rotation. */
   adminTokenFile?: string | null;
   /** The audit checkpoint signer; with it, the signed-checkpoint routes exist. */
@@ -81,6 +84,8 @@ export function createApp(
         ms: Math.round(ms),
       });
   });
+  // Shed low-priority work before it is authenticated or parsed: under overload the kill path wins.
+  if (opts.admission) app.use(opts.admission.middleware());
   const tooLarge = (c: Context) =>
     wireError(c, new KillpathError('payload_too_large', `request body exceeds ${BODY_LIMIT} bytes`));
   const limit = bodyLimit({ maxSize: BODY_LIMIT, onError: tooLarge });
