@@ -1,5 +1,10 @@
 import { KillpathError, isWireError, type ErrorCode } from '@killpath/protocol';
 
+/** How often a request shed under overload is sent again before its 429 is reported. */
+export const SHED_RETRIES = 5;
+/** The longest wait between two tries of a shed request, ms (whatever Retry-After says). */
+const MAX_SHED_WAIT_MS = 10_000;
+
 /** A small client for the control plane's HTTP API, used by the CLI, demo and drills. */
 export class ApiClient {
   readonly url: string;
@@ -11,7 +16,9 @@ export class ApiClient {
   }
 
   /**
-   * Sends a request and returns the parsed JSON body (undefined for 204).
+   * Sends a request and returns the parsed JSON body (undefined for 204). A request the control
+   * plane shed under overload (429 `overloaded`: it was not processed at all) is sent again after
+   * the wait it asked for, up to {@link SHED_RETRIES} times.
    * @throws KillpathError with the wire error's code, or `unavailable` when the server cannot be reached.
    */
   async request<T>(
@@ -20,6 +27,19 @@ export class ApiClient {
     body?: unknown,
     headers: Record<string, string> = {},
   ): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#once<T>(method, path, body, headers);
+      } catch (err) {
+        if (!(err instanceof KillpathError) || err.code !== 'overloaded' || attempt > SHED_RETRIES) throw err;
+        const asked = (err.details as { retryAfterMs?: unknown } | undefined)?.retryAfterMs;
+        const wait = typeof asked === 'number' && asked >= 0 ? Math.min(asked, MAX_SHED_WAIT_MS) : 1000;
+        await new Promise((ok) => setTimeout(ok, wait));
+      }
+    }
+  }
+
+  async #once<T>(method: string, path: string, body: unknown, headers: Record<string, string>): Promise<T> {
     let res: Response;
     try {
       res = await fetch(`${this.url}${path}`, {
