@@ -1,15 +1,19 @@
 /**
  * What a new user meets first, on real processes: an SDK agent started while the control plane
  * is down waits for it (alive, saying so on stderr) instead of exiting silently, and with
- * `KILLPATH_READY_TIMEOUT_MS` gives up with one clear line and a non-zero exit.
+ * `KILLPATH_READY_TIMEOUT_MS` gives up with one clear line and a non-zero exit; the CLI names
+ * the real cause of a refusal, in its own flags.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { alive } from './launch.ts';
-import { until } from './server-process.ts';
+import { runCli, startServerProcess, until } from './server-process.ts';
 
 const DEMO_AGENT = fileURLToPath(new URL('../../examples/demo-agent/dist/agent.js', import.meta.url));
 
@@ -89,4 +93,56 @@ test('with KILLPATH_READY_TIMEOUT_MS the agent exits 1 with a clear message', as
     ),
   );
   assert.doesNotMatch(agent.stderr(), /\n\s+at /, 'no stack trace');
+});
+
+test('the CLI names the real cause: a run no worker holds, --tenant --run, --break-glass, a launcher refusing to start', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'killpath-first-contact-'));
+  const server = await startServerProcess(dir);
+  t.after(async () => {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const env = { ...process.env, KILLPATH_URL: server.url, KILLPATH_TOKEN: server.adminToken };
+  const cli = (...args: string[]) => runCli(args, { env });
+
+  const unknown = await cli('kill', '--run', 'run-2', '--hard', '--reason', 'stop it now');
+  assert.equal(unknown.code, 2);
+  assert.equal(
+    unknown.stderr,
+    'killpath kill: run run-2 is not known in any tenant you can act on; give --tenant or start it first (not_found)\n',
+  );
+  const ahead = await cli('kill', '--tenant', 'acme', '--run', 'run-2', '--hard', '--reason', 'stop it now');
+  assert.equal(ahead.code, 0, ahead.stderr);
+  assert.match(ahead.stdout, /^issued kill run:run-2 /);
+  const resumed = await cli('resume', '--tenant', 'acme', '--run', 'run-2', '--reason', 'not needed');
+  assert.equal(resumed.code, 0, resumed.stderr);
+  assert.match(resumed.stdout, /^1 directive cleared at run:run-2 in tenant acme$/m);
+
+  const global = await cli('kill', '--global', '--reason', 'everything');
+  assert.equal(global.code, 2);
+  assert.match(global.stderr, /--break-glass TEXT/);
+  assert.doesNotMatch(global.stderr, /breakGlass/, 'the CLI flag, not the API field');
+
+  // A launcher that refuses to start the agent says why on stderr, in one line, besides its JSON log.
+  assert.equal((await cli('kill', '--agent', 'acme/support-bot', '--reason', 'incident 42')).code, 0);
+  const run = await cli(
+    'run',
+    '--tenant',
+    'acme',
+    '--agent',
+    'support-bot',
+    '--run',
+    'run-2',
+    '--',
+    process.execPath,
+    '-e',
+    '',
+  );
+  assert.equal(run.code, 3, run.stderr);
+  const human = run.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('{'));
+  assert.equal(human.length, 1, `one line besides the JSON log:\n${run.stderr}`);
+  assert.match(
+    human[0]!,
+    /^killpath run: not started: halt agent:acme\/support-bot \(directive d_\S+\) covers acme\/support-bot run run-2; killpath status lists it, killpath resume d_\S+ --reason TEXT clears it$/,
+  );
 });

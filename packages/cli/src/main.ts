@@ -1,4 +1,5 @@
 import { KillpathError } from '@killpath/protocol';
+import { inCliWords } from './cli-words.ts';
 const HELP = `killpath — the kill path for fleets of autonomous AI agents
 
 Usage: killpath <command> [options]        (killpath <command> --help for details)
@@ -87,7 +88,7 @@ export async function main(argv: string[]): Promise<number> {
     if (process.env.KILLPATH_DEBUG) console.error(err);
     if (err instanceof KillpathError) {
       console.error(
-        `killpath ${name}: ${err.message}${err.code === 'invalid_request' || err.code === 'unavailable' ? '' : ` (${err.code})`}`,
+        `killpath ${name}: ${inCliWords(err)}${err.code === 'invalid_request' || err.code === 'unavailable' ? '' : ` (${err.code})`}`,
       );
       return 2;
     }

@@ -250,6 +250,14 @@ export class ControlPlane {
         } else {
           // A run not seen yet can be stopped ahead of time, confined to the issuer's tenant.
           tenant = body.tenant ?? (p.tenant === '*' ? null : p.tenant);
+          if (tenant === null && !body.breakGlass) {
+            // An admin naming a run no worker holds: say that, not "spanning every tenant".
+            throw new KillpathError(
+              'not_found',
+              `run ${scope.run} is not known in any tenant you can act on; give its tenant or start it first`,
+              { details: { run: scope.run, need: 'tenant' } },
+            );
+          }
         }
         break;
       }
@@ -483,7 +491,8 @@ export class ControlPlane {
         graceMs,
         drain: from.drain,
         memory: from.memory,
-        reason: from.reason,
+        // The step's own words: why it moved (the directive it replaces keeps why it began).
+        reason: justification,
         justification,
         actor: p.name,
         idempotencyKey: null,

@@ -156,6 +156,8 @@ describe('the ladder at the control plane', () => {
     const kill = ((await res.json()) as { directive: Directive }).directive;
     assert.equal(kill.level, 'kill');
     assert.equal(kill.escalatedFrom, halt.id);
+    assert.equal(kill.reason, 'not stopping', "the stepped directive carries the step's own reason");
+    assert.equal(kill.justification, 'not stopping');
     await expectWireError(
       await h.req('POST', `/v1/directives/${kill.id}/step`, {
         token: op,

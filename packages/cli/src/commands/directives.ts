@@ -12,9 +12,10 @@ import { clientFor } from '../config.ts';
 export const KILL_HELP = `killpath kill <scope> --reason TEXT [options]
 
 Stops agents at one scope. Pick exactly one scope:
-  --run RUN_ID            one run and its child runs
+  --run RUN_ID            one run and its child runs (with --tenant: the run of that tenant,
+                          also one no worker holds yet)
   --agent TENANT/AGENT    every run of one agent
-  --tenant TENANT         every run of one tenant (with --feature: that feature inside it)
+  --tenant TENANT         every run of one tenant (with --feature or --run: that feature or run inside it)
   --feature FEATURE       every run that declared the feature
   --global                everything (admin token and --break-glass required)
 
@@ -51,9 +52,9 @@ The second form clears every active directive whose scope is exactly the one giv
 kill, a frozen tool, a throttle there), each at its own rev, and prints what it cleared; it
 exits 1 when none is active at that scope. Directives at other scopes that still cover the
 same runs (e.g. a tenant halt over an agent) stay in force: killpath status lists them.
-  --run RUN_ID            run:RUN_ID
+  --run RUN_ID            run:RUN_ID (with --tenant: of that tenant)
   --agent TENANT/AGENT    agent:TENANT/AGENT
-  --tenant TENANT         tenant:TENANT (with --feature: that feature inside the tenant)
+  --tenant TENANT         tenant:TENANT (with --feature or --run: that feature or run inside the tenant)
   --feature FEATURE       feature:FEATURE (of every tenant you can see, unless --tenant)
   --global                global (admin token and --break-glass required)`;
 
@@ -99,7 +100,7 @@ export async function kill(args: string[]): Promise<number> {
     values.agent && 'agent',
     values.feature && 'feature',
     values.global && 'global',
-    values.tenant && !values.feature && 'tenant',
+    values.tenant && !values.feature && !values.run && 'tenant',
   ].filter(Boolean);
   if (picked.length !== 1)
     throw new KillpathError(
@@ -138,7 +139,7 @@ export async function kill(args: string[]): Promise<number> {
     ...(values.drain ? { drain: 'drain' } : {}),
     ...(values['commit-memory'] ? { memory: 'commit' } : {}),
     ...(values['break-glass'] ? { breakGlass: values['break-glass'] } : {}),
-    ...(values.feature && values.tenant ? { tenant: values.tenant } : {}),
+    ...((values.feature || values.run) && values.tenant ? { tenant: values.tenant } : {}),
   };
   const api = clientFor(values);
   const headers: Record<string, string> = values['idempotency-key']
@@ -271,7 +272,7 @@ export async function resume(args: string[]): Promise<number> {
   const matching = directives.filter(
     (d) => d.scopeText === byScope.scopeText && (byScope.tenant === undefined || d.tenant === byScope.tenant),
   );
-  const label = `${byScope.scopeText}${byScope.tenant !== undefined && byScope.scopeText.startsWith('feature:') ? ` in tenant ${byScope.tenant}` : ''}`;
+  const label = `${byScope.scopeText}${byScope.tenant !== undefined && !byScope.scopeText.startsWith('tenant:') ? ` in tenant ${byScope.tenant}` : ''}`;
   if (matching.length === 0) {
     if (values.json) console.log(JSON.stringify({ cleared: [] }, null, 2));
     else
@@ -314,7 +315,7 @@ function resumeScope(v: {
     v.agent && 'agent',
     v.feature && 'feature',
     v.global && 'global',
-    v.tenant && !v.feature && 'tenant',
+    v.tenant && !v.feature && !v.run && 'tenant',
   ].filter(Boolean);
   if (picked.length === 0) return null;
   if (picked.length > 1)
@@ -324,7 +325,7 @@ function resumeScope(v: {
     );
   if (v.global && v.tenant)
     throw new KillpathError('invalid_request', '--global and --tenant exclude each other');
-  if (v.run) return { scopeText: `run:${v.run}` };
+  if (v.run) return { scopeText: `run:${v.run}`, ...(v.tenant ? { tenant: v.tenant } : {}) };
   if (v.agent) {
     if (!v.agent.includes('/'))
       throw new KillpathError('invalid_request', '--agent takes TENANT/AGENT, e.g. --agent acme/support-bot');

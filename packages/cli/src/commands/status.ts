@@ -1,24 +1,85 @@
-import { flagWords, type Directive, type FleetWorker } from '@killpath/protocol';
-import { CONNECTION_OPTIONS, parse } from '../args.ts';
+import { KillpathError, flagWords, isIdentifier, type Directive, type FleetWorker } from '@killpath/protocol';
+import { CONNECTION_OPTIONS, intFlag, parse } from '../args.ts';
 import { clientFor } from '../config.ts';
+import type { ApiClient } from '../api.ts';
 import { table } from '../output.ts';
 
-export const STATUS_HELP = `killpath status [--json]
+export const STATUS_HELP = `killpath status [--wait SECONDS [--run R]] [--json]
 
-Shows the fleet (workers, their runs, last heartbeat, observed rev, state) and the active directives.`;
+Shows the fleet (workers, their runs, last heartbeat, observed rev, state) and the active directives.
 
-/** `killpath status`. */
-export async function status(args: string[]): Promise<number> {
-  const { values } = parse(args, { ...CONNECTION_OPTIONS, json: { type: 'boolean' } });
-  if (values.help) {
-    console.log(STATUS_HELP);
-    return 0;
-  }
-  const api = clientFor(values);
+  --wait SECONDS   first wait, up to SECONDS, until the control plane answers (a serve just
+                   started in the background); exit 1 if it does not
+  --run R          with --wait: also wait until a worker holds run R`;
+
+/** Fleet and directives, fetched together. */
+async function fetchStatus(api: ApiClient) {
   const [fleet, dirs] = await Promise.all([
     api.get<{ rev: number; workers: FleetWorker[] }>('/v1/fleet'),
     api.get<{ rev: number; directives: Directive[] }>('/v1/directives?active=true'),
   ]);
+  return { api, fleet, dirs };
+}
+
+/**
+ * Polls every 250 ms until the control plane answers (and, with `run`, a worker holds it), for
+ * at most `seconds`. Not answering yet is a missing server.json, a refused connection or no
+ * answer; anything else (a bad token) ends the wait at once.
+ */
+async function waitForStatus(
+  values: Parameters<typeof clientFor>[0],
+  seconds: number,
+  run: string | undefined,
+): Promise<Awaited<ReturnType<typeof fetchStatus>> | string> {
+  const deadline = Date.now() + seconds * 1000;
+  let last: string;
+  for (;;) {
+    try {
+      const got = await fetchStatus(clientFor(values));
+      if (run === undefined || got.fleet.workers.some((w) => w.runs.some((r) => r.runId === run))) return got;
+      last = `the control plane answers, no worker holds run ${run} yet`;
+    } catch (err) {
+      const waiting =
+        err instanceof KillpathError &&
+        (err.code === 'unavailable' || (err.code === 'invalid_request' && /server\.json/.test(err.message)));
+      if (!waiting) throw err;
+      last = err.message;
+    }
+    if (Date.now() >= deadline) return last;
+    await new Promise((ok) => setTimeout(ok, 250));
+  }
+}
+
+/** `killpath status`. */
+export async function status(args: string[]): Promise<number> {
+  const { values } = parse(args, {
+    ...CONNECTION_OPTIONS,
+    json: { type: 'boolean' },
+    wait: { type: 'string' },
+    run: { type: 'string' },
+  });
+  if (values.help) {
+    console.log(STATUS_HELP);
+    return 0;
+  }
+  if (values.run !== undefined && values.wait === undefined)
+    throw new KillpathError(
+      'invalid_request',
+      '--run goes with --wait SECONDS (wait until a worker holds the run)',
+    );
+  if (values.run !== undefined && !isIdentifier(values.run))
+    throw new KillpathError('invalid_request', '--run must be 1-128 letters, digits or ._:@-');
+  let got: Awaited<ReturnType<typeof fetchStatus>>;
+  if (values.wait !== undefined) {
+    const seconds = intFlag('wait', values.wait, 0);
+    const r = await waitForStatus(values, seconds, values.run);
+    if (typeof r === 'string') {
+      console.error(`killpath status: gave up after --wait ${seconds} s: ${r}`);
+      return 1;
+    }
+    got = r;
+  } else got = await fetchStatus(clientFor(values));
+  const { api, fleet, dirs } = got;
   if (values.json) {
     console.log(
       JSON.stringify({ rev: fleet.rev, workers: fleet.workers, directives: dirs.directives }, null, 2),

@@ -49,6 +49,11 @@ export interface LauncherOptions {
   backend?: ProcessBackend;
   /** Where the launcher's JSON log lines go. Default stderr. */
   log?: (line: string) => void;
+  /**
+   * Where the one human line goes when the agent is not started (a covering halt or kill, no
+   * control plane), besides the JSON log. Default stderr, prefixed `killpath run: `.
+   */
+  tell?: (line: string) => void;
 }
 
 /**
@@ -68,7 +73,7 @@ export interface LauncherOptions {
 export class Launcher {
   readonly id: string;
   readonly #o: Required<
-    Omit<LauncherOptions, 'launcherId' | 'backend' | 'log' | 'env' | 'isolation' | 'orphanPolicy'>
+    Omit<LauncherOptions, 'launcherId' | 'backend' | 'log' | 'env' | 'isolation' | 'orphanPolicy' | 'tell'>
   > & {
     env: NodeJS.ProcessEnv;
   };
@@ -85,6 +90,7 @@ export class Launcher {
   #isolatedBy: Directive | null = null;
   #isolating: Promise<void> = Promise.resolve();
   #refusedLogged = new Set<string>();
+  readonly #tell: (line: string) => void;
   #stopping = false;
   readonly #reports = new Set<Promise<void>>();
   readonly #seen = new Set<string>();
@@ -107,6 +113,7 @@ export class Launcher {
       env: opts.env ?? process.env,
     };
     this.#log = opts.log ?? ((line) => process.stderr.write(`${line}\n`));
+    this.#tell = opts.tell ?? ((line) => process.stderr.write(`killpath run: ${line}\n`));
     if (opts.backend !== undefined) {
       this.#backend = opts.backend;
     } else {
@@ -167,6 +174,9 @@ export class Launcher {
       this.#say('error', 'control plane unreachable: the agent is not started (fail closed)', {
         err: (err as Error).message,
       });
+      this.#tell(
+        `not started: the control plane at ${o.url} did not answer (${(err as Error).message}); the agent never starts without it`,
+      );
       return EXIT_UNREACHABLE;
     }
     const stop = orders.kill ?? orders.halt;
@@ -174,6 +184,9 @@ export class Launcher {
       this.#say('error', `not starting: ${stop.level} ${stop.scopeText} (${stop.id}) covers this agent`, {
         directiveId: stop.id,
       });
+      this.#tell(
+        `not started: ${stop.level} ${stop.scopeText} (directive ${stop.id}) covers ${o.tenant}/${o.agent}${o.runId === null ? '' : ` run ${o.runId}`}; killpath status lists it, killpath resume ${stop.id} --reason TEXT clears it`,
+      );
       this.#report([
         {
           type: 'process.restart_refused',
