@@ -60,7 +60,7 @@ export interface ServerOptions {
   checkpointEveryMs?: number;
   /**
    * Admission control under overload (default on): telemetry and read queries are shed with 429
-   * while the event loop runs `shedLagMs` late (default 50) or `maxLowInFlight` of them are in
+   * while the event loop runs `shedLagMs` late (default 100) or `maxLowInFlight` of them are in
    * flight (default 32); directives, streams, acks, halted reports and heartbeats never are.
    * `false` admits everything (benchmarks measuring the server without it).
    */

@@ -53,7 +53,7 @@ export interface LagSource {
 /** Options of {@link Admission}. */
 export interface AdmissionOptions {
   lag: LagSource;
-  /** Shed low-priority requests while the event loop runs this late, ms. Default 50. */
+  /** Shed low-priority requests while the event loop runs this late, ms. Default 100. */
   shedLagMs?: number;
   /** Shed low-priority requests beyond this many in flight at once. Default 32. */
   maxLowInFlight?: number;
@@ -79,7 +79,7 @@ export class Admission {
 
   constructor(opts: AdmissionOptions) {
     this.#lag = opts.lag;
-    this.#shedLagMs = opts.shedLagMs ?? 50;
+    this.#shedLagMs = opts.shedLagMs ?? 100;
     this.#maxLowInFlight = opts.maxLowInFlight ?? 32;
     this.#retryAfterS = opts.retryAfterS ?? 1;
     this.#onShed = opts.onShed ?? (() => {});
