@@ -36,6 +36,11 @@ Options:
   --restart on-failure    restart the agent when it exits non-zero, unless halted or killed
   --kill-grace MS         SIGTERM → SIGKILL grace (default 2000)
   --launcher-id ID        default launch-<uuid>
+  --mcp NAME=COMMAND      put an MCP gateway in front of the agent (repeatable): the launcher starts
+                          COMMAND (split on spaces) as an MCP server behind an MCP gateway
+                          on a loopback port and gives the agent its URL in KILLPATH_MCP_<NAME>_URL
+                          (Streamable HTTP); its tools are capabilities mcp:NAME/<tool> of --run
+  --mcp-classes NAME=FILE tool classes of that server (JSON, see killpath mcp-gateway --help)
   --url URL --token TOKEN --data-dir DIR   where the control plane is; the token is an agent token
                           of T/A (an admin token mints one for the agent)
 
@@ -58,6 +63,8 @@ export async function run(args: string[]): Promise<number> {
       'orphan-policy': { type: 'string' },
       'kill-grace': { type: 'string' },
       'launcher-id': { type: 'string' },
+      mcp: { type: 'string', multiple: true },
+      'mcp-classes': { type: 'string', multiple: true },
     },
     true,
   );
@@ -101,8 +108,31 @@ export async function run(args: string[]): Promise<number> {
     const ok = netnsSupported();
     if (!ok.ok) throw new KillpathError('invalid_request', `--netns is not available here: ${ok.why}`);
   }
+  const mcpSpecs =
+    values.mcp === undefined && values['mcp-classes'] === undefined
+      ? []
+      : await mcpModule().then((m) => m.parseMcpFronts(values.mcp ?? [], values['mcp-classes'] ?? []));
+  if (mcpSpecs.length > 0 && values.netns)
+    throw new KillpathError(
+      'invalid_request',
+      '--mcp cannot be used with --netns yet: the agent could not reach the gateway on loopback',
+    );
   const conn = resolveConnection(values);
   const token = await agentToken(new ApiClient(conn.url, conn.token), conn.token, tenant, agent);
+  // MCP gateways in front of the agent, in this process (loaded only when asked for: the MCP SDK is large).
+  const fronts =
+    mcpSpecs.length === 0
+      ? null
+      : await (
+          await mcpModule()
+        ).startMcpFronts(mcpSpecs, {
+          url: conn.url,
+          token,
+          tenant,
+          agent,
+          runId: values.run ?? null,
+          features,
+        });
   const launcher = new Launcher({
     url: conn.url,
     token,
@@ -118,6 +148,7 @@ export async function run(args: string[]): Promise<number> {
     orphanPolicy,
     killGraceMs: intFlag('kill-grace', values['kill-grace'], 2000),
     ...(values['launcher-id'] ? { launcherId: values['launcher-id'] } : {}),
+    ...(fronts === null ? {} : { env: { ...process.env, ...fronts.env } }),
   });
   const onSignal = () => void launcher.stop();
   process.once('SIGINT', onSignal);
@@ -127,5 +158,8 @@ export async function run(args: string[]): Promise<number> {
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    await fronts?.close();
   }
 }
+
+const mcpModule = () => import('./mcp-front.ts');
