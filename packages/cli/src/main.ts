@@ -10,6 +10,8 @@ Usage: killpath <command> [options]        (killpath <command> --help for detail
                    level: --level throttle|degrade|isolate|halt|kill (--hard = kill)
   step ID up|down  move a directive one level up or down the ladder
   resume ID        clear a directive, with a justification (or every one at a scope: --agent T/A, …)
+  approve REQ      approve a pending request (a resume or policy change the policy's approval rules gate)
+  approvals        list approval requests (default: pending)
   run -- CMD       launch an agent under a launcher that enforces kill and isolate on its process
   mcp-gateway -- CMD  an MCP server in front of another: the kill path for any MCP client
   status           fleet and active directives
@@ -40,6 +42,10 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   kill: async () => import('./commands/directives.ts').then((m) => ({ run: m.kill, help: m.KILL_HELP })),
   resume: async () =>
     import('./commands/directives.ts').then((m) => ({ run: m.resume, help: m.RESUME_HELP })),
+  approve: async () =>
+    import('./commands/approve.ts').then((m) => ({ run: m.approve, help: m.APPROVE_HELP })),
+  approvals: async () =>
+    import('./commands/approve.ts').then((m) => ({ run: m.approvals, help: m.APPROVE_HELP })),
   step: async () => import('./commands/directives.ts').then((m) => ({ run: m.step, help: m.STEP_HELP })),
   run: async () => import('./commands/run.ts').then((m) => ({ run: m.run, help: m.RUN_HELP })),
   'mcp-gateway': async () =>

@@ -24,12 +24,15 @@ export type { Release, ReleasePart } from './release.ts';
 export { ERROR_CODES, HTTP_STATUS, KillpathError, toWire, isWireError } from './errors.ts';
 export type { ErrorCode, WireError } from './errors.ts';
 export { PROTOCOL_VERSION, streamDirective } from './wire.ts';
+export { APPROVAL_ACTIONS } from './approvals.ts';
+export type { ApprovalAction, ApproverRole, Approval, ApprovalRequest } from './approvals.ts';
 export { flagWords } from './flags.ts';
 export type {
   DrainMode,
   MemoryMode,
   Rate,
   EscalationStep,
+  BreakGlass,
   Directive,
   StreamDirective,
   ReleaseCheck,

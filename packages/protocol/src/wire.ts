@@ -28,6 +28,20 @@ export interface EscalationStep {
   afterMs: number;
 }
 
+/**
+ * The break-glass attestation of a directive spanning every tenant: who attested, when, and why.
+ * It raises an alert at once and the console shows it until the directive is cleared.
+ */
+export interface BreakGlass {
+  /** The attesting token's name. */
+  by: string;
+  tokenId: string;
+  /** ISO 8601 time of the attestation (the directive's commit). */
+  at: string;
+  /** The attestation text. */
+  why: string;
+}
+
 /** One active order on the switchboard, as pushed to workers and returned by the API. */
 export interface Directive extends Coverage {
   id: string;
@@ -60,6 +74,8 @@ export interface Directive extends Coverage {
    * (see {@link ReleaseCheck}). Empty for directives older than this field.
    */
   releases: Release[];
+  /** The break-glass attestation it was issued with (directives spanning every tenant); null or absent otherwise. */
+  breakGlass?: BreakGlass | null;
 }
 
 /**
@@ -80,15 +96,18 @@ export interface ReleaseCheck {
 /**
  * A directive as a worker's stream carries it: what the gate needs (id, rev, level, scope,
  * capabilities, rate, grace, drain, memory, escalation), without the operators' words (reason,
- * justification, actor), which stay with the people who may read the directive, nor the
+ * justification, actor, break-glass attestation), which stay with the people who may read the directive, nor the
  * releases it covered (a directive spanning tenants would tell one tenant what another runs).
  */
-export type StreamDirective = Omit<Directive, 'reason' | 'justification' | 'actor' | 'releases'>;
+export type StreamDirective = Omit<
+  Directive,
+  'reason' | 'justification' | 'actor' | 'releases' | 'breakGlass'
+>;
 
-/** The {@link StreamDirective} of a directive: a copy without reason, justification, actor and releases. */
+/** The {@link StreamDirective} of a directive: a copy without reason, justification, actor, break-glass attestation and releases. */
 export function streamDirective(d: Directive): StreamDirective {
   // eslint-disable-next-line @typescript-eslint/no-unused-vars
-  const { reason, justification, actor, releases, ...rest } = d;
+  const { reason, justification, actor, releases, breakGlass, ...rest } = d;
   return rest;
 }
 

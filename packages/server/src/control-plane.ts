@@ -8,6 +8,8 @@ import {
   isStopLevel,
   parseScope,
   stepLevel,
+  type Approval,
+  type BreakGlass,
   type Directive,
   type EscalationStep,
   type FleetWorker,
@@ -324,6 +326,7 @@ export class ControlPlane {
         reason: body.reason,
         justification: body.justification,
         actor: p.name,
+        breakGlass: tenant === null ? attestation(p, body.breakGlass) : null,
         idempotencyKey: opts.idempotencyKey ? `${p.tokenId}:${opts.idempotencyKey}` : null,
         idempotencyDigest: digest,
         // Issuing a throttle at a scope that already has one re-dials it.
@@ -416,6 +419,15 @@ export class ControlPlane {
         details: { scope: d.scopeText, capabilities: d.capabilities, actor: d.actor, trigger },
       });
     }
+    if (d.breakGlass && trigger === 'operator') {
+      this.alerts.notify({
+        kind: 'break_glass',
+        summary: `break-glass: ${d.breakGlass.by} issued ${d.level} at ${d.scopeText} (every tenant) at ${d.breakGlass.at}: ${d.breakGlass.why}`,
+        tenant: null,
+        directiveId: d.id,
+        details: { ...d.breakGlass, level: d.level, scope: d.scopeText },
+      });
+    }
     if (d.level === 'isolate') {
       this.alerts.notify({
         kind: 'isolated',
@@ -495,6 +507,7 @@ export class ControlPlane {
         reason: justification,
         justification,
         actor: p.name,
+        breakGlass: from.tenant === null ? attestation(p, body.breakGlass) : null,
         idempotencyKey: null,
         replaces: () => [from.id],
       },
@@ -624,6 +637,8 @@ export class ControlPlane {
         reason: d.reason,
         justification: `automatic escalation: ${why}`,
         actor,
+        // Still the order the break-glass attestation was given for: it stays on the record and the banner.
+        breakGlass: d.breakGlass ?? null,
         idempotencyKey: `escalation:${d.id}:${step.level}`,
         replaces: () => [d.id],
       },
@@ -796,13 +811,15 @@ export class ControlPlane {
   }
 
   /**
-   * Clears a directive at a new rev (resume): an explicit, justified, audited act. The resume is
-   * checked against the releases the directive recorded: while a worker it would release still
-   * runs one of them, it is refused (`same_release`, audited `resume.refused`) unless the
-   * operator says why it is safe (`sameRelease`), which goes on the record with the check.
+   * Checks that `p` may resume directive `id` now (role, tenant, still active, break-glass for a
+   * directive spanning every tenant) and against the releases the directive recorded: while a
+   * worker it would release still runs one of them, it is refused (`same_release`, audited
+   * `resume.refused`) unless the operator says why it is safe (`sameRelease`). Approval requests
+   * are made only for what their requester could do alone were no approval needed, and the
+   * check runs again when the last approval comes in.
    * @throws KillpathError `same_release` with the {@link ReleaseCheck} as details.
    */
-  async resume(
+  async resumable(
     p: Principal,
     id: string,
     body: { justification: string; breakGlass?: string | undefined; sameRelease?: string | undefined },
@@ -854,6 +871,22 @@ export class ControlPlane {
         { details: releaseCheck },
       );
     }
+    return { directive: existing, releaseCheck };
+  }
+
+  /**
+   * Clears a directive at a new rev (resume): an explicit, justified, audited act, checked as
+   * {@link ControlPlane.resumable} says. With `approved` (a resume an approval rule gated), the
+   * approvals go on the `directive.cleared` record beside the requester's justification.
+   * @throws KillpathError `same_release` with the {@link ReleaseCheck} as details.
+   */
+  async resume(
+    p: Principal,
+    id: string,
+    body: { justification: string; breakGlass?: string | undefined; sameRelease?: string | undefined },
+    approved?: { requestId: string; approvals: readonly Approval[] },
+  ): Promise<{ directive: Directive; releaseCheck: ReleaseCheck }> {
+    const { releaseCheck } = await this.resumable(p, id, body);
     const cleared = await this.store.clearDirective(id, (d) => [
       {
         type: 'operator_action',
@@ -883,6 +916,12 @@ export class ControlPlane {
           scope: d.scopeText,
           level: d.level,
           justification: body.justification,
+          ...(approved
+            ? {
+                approvalRequest: approved.requestId,
+                approvedBy: approved.approvals.map((a) => a.by),
+              }
+            : {}),
         },
       },
     ]);
@@ -998,6 +1037,12 @@ export function requestDigest(body: unknown): string {
   return createHash('sha256')
     .update(JSON.stringify(canon(body)))
     .digest('hex');
+}
+
+/** The break-glass record of `p`'s attestation, now; null without one. */
+function attestation(p: Principal, why: string | undefined): BreakGlass | null {
+  if (!why) return null;
+  return { by: p.name, tokenId: p.tokenId, at: new Date().toISOString(), why };
 }
 
 function firedEvent(

@@ -3,6 +3,11 @@ import type { Logger } from './log.ts';
 
 /** What an alert is about. */
 export type AlertKind =
+  | 'break_glass'
+  | 'resume.requested'
+  | 'resume.approved'
+  | 'approval.requested'
+  | 'approval.refused'
   | 'degraded'
   | 'isolated'
   | 'escalated'

@@ -3,6 +3,7 @@ import type { TelemetryBatch, WorkerSettings } from '@killpath/protocol';
 import type { ControlPlane } from './control-plane.ts';
 import type { Logger } from './log.ts';
 import { PolicyDesk } from './policy/policy-desk.ts';
+import { ApprovalDesk } from './approvals.ts';
 import { Supervisor, type Fire } from './supervisor/supervisor.ts';
 import { DeadmanDesk } from './watchdog/deadman.ts';
 import { AbsenceWatch, Liveness, type Component } from './watchdog/liveness.ts';
@@ -24,6 +25,8 @@ export interface TriggerOptions {
   recordTelemetry?: string;
   /** Called for every fire and shadow fire (benchmarks, tests). */
   onFire?: (f: Fire) => void;
+  /** Wall clock in ms for approval windows (default `Date.now`). */
+  now?: () => number;
 }
 
 /** How often the in-process supervisor beats, in ms. */
@@ -39,6 +42,8 @@ const SUPERVISOR_BEAT_MS = 500;
  */
 export class Triggers {
   readonly policy: PolicyDesk;
+  /** Approval requests for the acts the active policy's approval rules gate. */
+  readonly approvals: ApprovalDesk;
   readonly supervisor: Supervisor | null;
   readonly deadman: DeadmanDesk;
   readonly liveness = new Liveness();
@@ -55,6 +60,25 @@ export class Triggers {
     this.#cp = cp;
     this.#log = log;
     this.policy = policy;
+    this.approvals = new ApprovalDesk({
+      cp,
+      log,
+      rules: () => this.policy.active.policy.approvals,
+      ...(opts.now ? { now: opts.now } : {}),
+    });
+    this.approvals.complete('policy.apply', async (requester, r) => {
+      const comment = typeof r.payload?.comment === 'string' ? r.payload.comment : null;
+      const applied =
+        typeof r.payload?.rollbackOf === 'number'
+          ? await this.policy.rollback(requester, r.payload.rollbackOf, comment ?? 'rollback')
+          : await this.policy.apply(requester, String(r.payload?.source ?? ''), { comment });
+      return {
+        outcome: applied.created
+          ? `policy v${applied.version} applied`
+          : `policy unchanged (v${applied.version})`,
+        result: applied,
+      };
+    });
     this.absentAfterMs = opts.absentAfterMs ?? 5000;
     this.deadman = new DeadmanDesk(cp, log, () => this.policy.active.policy);
     this.supervisor =

@@ -1,6 +1,7 @@
 import {
   KillpathError,
   LEVELS,
+  type ApprovalRequest,
   type Directive,
   type EscalationStep,
   type Level,
@@ -46,7 +47,10 @@ unless the directive had one. A directive narrowed to tools steps over isolate (
 export const RESUME_HELP = `killpath resume <directive-id> --reason TEXT [--break-glass TEXT] [--json]
 killpath resume <scope> --reason TEXT [--break-glass TEXT] [--json]
 
-Clears a directive at a new rev. The justification is recorded in the audit log.
+Clears a directive at a new rev. The justification is recorded in the audit log. When an
+approval rule of the policy covers the directive (e.g. tenant scope or wider, or break-glass),
+this files a request instead and prints its id and whom to call: a second, eligible person
+completes it with killpath approve REQUEST_ID --reason TEXT.
 
 The second form clears every active directive whose scope is exactly the one given (a halt, a
 kill, a frozen tool, a throttle there), each at its own rev, and prints what it cleared; it
@@ -260,11 +264,9 @@ export async function resume(args: string[]): Promise<number> {
     ...(values['break-glass'] ? { breakGlass: values['break-glass'] } : {}),
   };
   if (byScope === null) {
-    const r = await api.post<{ directive: Directive }>(
-      `/v1/directives/${encodeURIComponent(positionals[0]!)}/resume`,
-      body,
-    );
+    const r = await api.post<Resumed>(`/v1/directives/${encodeURIComponent(positionals[0]!)}/resume`, body);
     if (values.json) console.log(JSON.stringify(r, null, 2));
+    else if ('approval' in r) console.log(pendingLine(r.approval));
     else console.log(`cleared ${describe(r.directive)} at rev ${r.directive.clearedRev}`);
     return 0;
   }
@@ -282,24 +284,37 @@ export async function resume(args: string[]): Promise<number> {
     return 1;
   }
   const cleared: Directive[] = [];
+  const pending: ApprovalRequest[] = [];
   for (const d of matching) {
     try {
-      cleared.push(
-        (await api.post<{ directive: Directive }>(`/v1/directives/${encodeURIComponent(d.id)}/resume`, body))
-          .directive,
-      );
+      const r = await api.post<Resumed>(`/v1/directives/${encodeURIComponent(d.id)}/resume`, body);
+      if ('approval' in r) pending.push(r.approval);
+      else cleared.push(r.directive);
     } catch (err) {
       // Cleared meanwhile (an escalation replaced it, another operator resumed it): nothing left to do for it.
       if (err instanceof KillpathError && (err.code === 'conflict' || err.code === 'not_found')) continue;
       throw err;
     }
   }
-  if (values.json) console.log(JSON.stringify({ cleared }, null, 2));
+  if (values.json) console.log(JSON.stringify({ cleared, ...(pending.length ? { pending } : {}) }, null, 2));
   else {
     for (const d of cleared) console.log(`cleared ${describe(d)} at rev ${d.clearedRev}`);
-    console.log(`${cleared.length} directive${cleared.length === 1 ? '' : 's'} cleared at ${label}`);
+    for (const a of pending) console.log(pendingLine(a));
+    console.log(
+      `${cleared.length} directive${cleared.length === 1 ? '' : 's'} cleared at ${label}${pending.length ? `, ${pending.length} waiting for approval` : ''}`,
+    );
   }
   return 0;
+}
+
+/** What resuming one directive answers: cleared, or a pending approval request (202). */
+type Resumed = { directive: Directive } | { approval: ApprovalRequest; created: boolean };
+
+/** The lines telling the requester that a second person must approve, and how. */
+function pendingLine(a: ApprovalRequest): string {
+  const who = a.approverRole === 'admin' ? 'an admin' : 'an operator of the tenant or an admin';
+  return `resume needs approval: request ${a.id} (${a.summary}) needs ${a.needed} approval${a.needed === 1 ? '' : 's'} by ${who} other than you, by ${a.expiresAt}.${a.contact ? ` Call ${a.contact}.` : ''}
+They run: killpath approve ${a.id} --reason "…"`;
 }
 
 /** The exact scope a `resume --run/--agent/--tenant/--feature/--global` names, or null for the id form. */

@@ -18,6 +18,7 @@ import {
   StepBody,
 } from './schemas.ts';
 import { tokenRoutes } from './token-routes.ts';
+import { approvalRoutes } from './approval-routes.ts';
 import { openLauncherStream } from './launcher-route.ts';
 import { openStream } from './stream-route.ts';
 import { effectsRoutes } from './effects-routes.ts';
@@ -195,8 +196,15 @@ export function createApp(
 
   app.post('/v1/directives/:id/resume', async (c) => {
     const b = await body(c, ResumeBody);
-    const r = await cp.resume(c.get('principal'), c.req.param('id'), b);
-    return c.json({ directive: r.directive, releaseCheck: r.releaseCheck });
+    if (triggers === undefined) {
+      const r = await cp.resume(c.get('principal'), c.req.param('id'), b);
+      return c.json({ directive: r.directive, releaseCheck: r.releaseCheck });
+    }
+    // An approval rule of the policy may make it a pending request (202) instead of a resume.
+    const r = await triggers.approvals.resume(c.get('principal'), c.req.param('id'), b);
+    return 'directive' in r
+      ? c.json({ directive: r.directive, releaseCheck: r.releaseCheck })
+      : c.json(r, 202);
   });
 
   app.post('/v1/directives/:id/step', async (c) => {
@@ -322,7 +330,10 @@ export function createApp(
   if (opts.checkpoints) auditRoutes(app, cp, opts.checkpoints);
   effectsRoutes(app, cp);
   drillRoutes(app, cp);
-  if (triggers) triggerRoutes(app, cp, triggers);
+  if (triggers) {
+    triggerRoutes(app, cp, triggers);
+    approvalRoutes(app, triggers.approvals);
+  }
 
   tokenRoutes(
     app,

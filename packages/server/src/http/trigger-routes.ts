@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Hono } from 'hono';
 import { z } from 'zod';
 import { KillpathError, isIdentifier, type Principal } from '@killpath/protocol';
@@ -67,6 +68,17 @@ export const WatchdogAlertBody = z.strictObject({
   ageMs: z.number().min(0),
 });
 
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+
+function describeChanges(c: { added: string[]; removed: string[]; changed: string[] }): string {
+  const parts = [
+    c.added.length ? `adds ${c.added.join(', ')}` : '',
+    c.removed.length ? `removes ${c.removed.join(', ')}` : '',
+    c.changed.length ? `changes ${c.changed.join(', ')}` : '',
+  ].filter(Boolean);
+  return parts.length ? parts.join('; ') : 'rules unchanged; limits, deadman, params or approvals differ';
+}
+
 function requireAdmin(p: Principal, what: string): void {
   if (p.role !== 'admin') throw new KillpathError('forbidden', `only admins ${what}`);
 }
@@ -120,6 +132,23 @@ export function triggerRoutes(app: Hono<Env>, cp: ControlPlane, t: Triggers): vo
     const p = c.get('principal');
     requireAdmin(p, 'change the policy');
     const b = await body(c, PolicyApplyBody);
+    const rule = b.dryRun ? null : t.approvals.ruleFor('policy.apply');
+    if (rule !== null) {
+      // Validated and diffed now, so a request is only ever made for a text that applies.
+      const dry = await t.policy.apply(p, b.source, { comment: b.comment ?? null, dryRun: true });
+      if (dry.unchanged) return c.json(dry, 200);
+      const r = await t.approvals.request(p, {
+        action: 'policy.apply',
+        rule,
+        tenant: null,
+        target: sha256(b.source),
+        targetRev: t.policy.current.version,
+        summary: `apply a new policy over v${t.policy.current.version} (${describeChanges(dry.changes)})`,
+        reason: b.comment ?? 'policy change',
+        payload: { source: b.source, comment: b.comment ?? null },
+      });
+      return c.json({ ...dry, approval: r.approval }, 202);
+    }
     const r = await t.policy.apply(p, b.source, { comment: b.comment ?? null, dryRun: b.dryRun ?? false });
     return c.json(r, r.created ? 201 : 200);
   });
@@ -128,6 +157,22 @@ export function triggerRoutes(app: Hono<Env>, cp: ControlPlane, t: Triggers): vo
     const p = c.get('principal');
     requireAdmin(p, 'change the policy');
     const b = await body(c, PolicyRollbackBody);
+    const rule = t.approvals.ruleFor('policy.apply');
+    if (rule !== null) {
+      const old = await t.policy.get(b.version);
+      if (old === null) throw new KillpathError('not_found', `policy version ${b.version} not found`);
+      const r = await t.approvals.request(p, {
+        action: 'policy.apply',
+        rule,
+        tenant: null,
+        target: old.digest,
+        targetRev: t.policy.current.version,
+        summary: `roll the policy back from v${t.policy.current.version} to the text of v${b.version}`,
+        reason: b.comment,
+        payload: { rollbackOf: b.version, comment: b.comment },
+      });
+      return c.json({ approval: r.approval }, 202);
+    }
     return c.json(await t.policy.rollback(p, b.version, b.comment), 201);
   });
 

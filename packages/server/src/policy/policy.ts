@@ -2,9 +2,12 @@ import { createHash } from 'node:crypto';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import {
+  APPROVAL_ACTIONS,
   KillpathError,
   LEVELS,
   isCapability,
+  type ApprovalAction,
+  type ApproverRole,
   isIdentifier,
   type Level,
   type Rate,
@@ -60,6 +63,29 @@ export interface CompiledRule {
   test(ctx: RuleContext): boolean;
 }
 
+/** Scope kinds a resume approval rule can name. */
+export const APPROVAL_SCOPES = ['global', 'tenant', 'agent', 'feature', 'release', 'run'] as const;
+
+/**
+ * One approval rule: acts of `action` it covers (for a resume: directives at one of `scopes`, or
+ * issued with break-glass when `breakGlass`) need `approvals` approvals from principals of
+ * `approvers` other than the requester, within `withinMs` of the request.
+ */
+export interface ApprovalRule {
+  name: string;
+  description: string | null;
+  action: ApprovalAction;
+  /** Resume only: scope kinds covered (empty: none by scope). */
+  scopes: (typeof APPROVAL_SCOPES)[number][];
+  /** Resume only: also covers a directive issued with a break-glass attestation. */
+  breakGlass: boolean;
+  approvals: number;
+  approvers: ApproverRole;
+  withinMs: number;
+  /** Whom to call for a second approval (the spec and runbook say it too). */
+  contact: string | null;
+}
+
 /** A validated, compiled policy. */
 export interface CompiledPolicy {
   /** SHA-256 of the source text. */
@@ -75,6 +101,8 @@ export interface CompiledPolicy {
   deadmanFor(tenant: string, agent: string): DeadmanSettings;
   /** The shortest heartbeat interval any agent is given (the watchdog ticks faster than this). */
   minIntervalMs: number;
+  /** Approval rules (empty: every act is one person's, the default). */
+  approvals: ApprovalRule[];
 }
 
 /** One problem found in a policy: where (`rules[2].when`) and what. */
@@ -131,6 +159,18 @@ const RuleSpec = z.strictObject({
   critical: z.boolean().default(false),
 });
 
+const ApprovalSpec = z.strictObject({
+  name: z.string().regex(/^[a-z][a-z0-9_]{0,63}$/, 'rule names are lower_snake_case, 1-64 characters'),
+  description: z.string().max(1000).optional(),
+  action: z.enum(APPROVAL_ACTIONS),
+  scopes: z.array(z.enum(APPROVAL_SCOPES)).max(APPROVAL_SCOPES.length).optional(),
+  breakGlass: z.boolean().optional(),
+  approvals: z.number().int().min(1).max(5).default(1),
+  approvers: z.enum(['admin', 'operator']).default('admin'),
+  within: z.string().regex(/^\d{1,6}(s|m|h)$/, 'a duration like 900s, 15m or 2h'),
+  contact: z.string().min(1).max(500).optional(),
+});
+
 const PolicySpec = z.strictObject({
   version: z.literal(1).optional(),
   description: z.string().max(4000).optional(),
@@ -147,6 +187,7 @@ const PolicySpec = z.strictObject({
   deadman: z
     .strictObject({ default: DeadmanSpec.optional(), agents: z.record(agentKey, DeadmanSpec).optional() })
     .optional(),
+  approvals: z.array(ApprovalSpec).max(50).default([]),
 });
 
 /** Largest policy source accepted, in bytes. */
@@ -267,6 +308,7 @@ export function parsePolicy(
       test: (ctx) => fn(ctx) === true,
     });
   });
+  const approvals = compileApprovals(s.approvals, problems);
   if (problems.length > 0) return { ok: false, problems };
   const limitDefault: RunLimits = {
     maxSteps: s.limits?.default?.maxSteps ?? null,
@@ -289,6 +331,7 @@ export function parsePolicy(
         deadDefault.intervalMs,
         ...Object.values(deadAgents).map((d) => d.intervalMs ?? deadDefault.intervalMs),
       ),
+      approvals,
       limitsFor(tenant, agent) {
         const key = `${tenant}/${agent}`;
         let hit = limitsCache.get(key);
@@ -329,6 +372,44 @@ export function compilePolicy(source: string): CompiledPolicy {
     `invalid policy: ${first.path}: ${first.message}${r.problems.length > 1 ? ` (and ${r.problems.length - 1} more)` : ''}`,
     { details: r.problems },
   );
+}
+
+const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000 };
+
+/** Checks and compiles the approval rules, adding what is wrong to `problems`. */
+function compileApprovals(specs: z.infer<typeof ApprovalSpec>[], problems: PolicyProblem[]): ApprovalRule[] {
+  const names = new Set<string>();
+  return specs.map((a, i) => {
+    const at = `approvals[${i}]`;
+    if (names.has(a.name))
+      problems.push({ path: `${at}.name`, message: `duplicate approval rule "${a.name}"` });
+    names.add(a.name);
+    const withinMs = Number(a.within.slice(0, -1)) * UNIT_MS[a.within.slice(-1)]!;
+    if (withinMs < 60_000 || withinMs > 24 * 3_600_000)
+      problems.push({
+        path: `${at}.within`,
+        message: 'between 1m and 24h: long enough to reach someone, short enough to mean now',
+      });
+    if (a.action === 'resume' && (a.scopes ?? []).length === 0 && a.breakGlass !== true)
+      problems.push({
+        path: at,
+        message:
+          'a resume rule covers directives by scopes, by breakGlass: true, or both; this one covers none',
+      });
+    if (a.action !== 'resume' && (a.scopes !== undefined || a.breakGlass !== undefined))
+      problems.push({ path: at, message: `scopes and breakGlass apply to resume rules, not ${a.action}` });
+    return {
+      name: a.name,
+      description: a.description ?? null,
+      action: a.action,
+      scopes: [...new Set(a.scopes ?? [])],
+      breakGlass: a.breakGlass ?? false,
+      approvals: a.approvals,
+      approvers: a.approvers,
+      withinMs,
+      contact: a.contact ?? null,
+    };
+  });
 }
 
 function definedOnly<T extends object>(o: T): Partial<T> {

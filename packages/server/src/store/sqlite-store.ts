@@ -5,6 +5,7 @@ import {
   parseScope,
   type AuditRecord,
   type AuditVerdict,
+  type BreakGlass,
   type Directive,
   type Release,
 } from '@killpath/protocol';
@@ -16,6 +17,7 @@ import * as auditLog from './sqlite-audit.ts';
 import { toAudit, type AuditRow } from './sqlite-audit.ts';
 import type { LogFindings, TreeClaim } from '../audit/log-verify.ts';
 import type { AuditKeyInfo } from '@killpath/protocol';
+import * as approvals from './sqlite-approvals.ts';
 import type {
   JournalEvent,
   LedgerEntry,
@@ -25,6 +27,9 @@ import type {
 } from '@killpath/protocol';
 import type {
   AgentSurface,
+  ApprovalQuery,
+  ApprovalRecord,
+  ApprovalUpdate,
   AuditQuery,
   DrillQuery,
   LastDrill,
@@ -160,6 +165,8 @@ interface DirectiveRow {
   /** Absent on databases before schema version 6. */
   idempotency_digest?: string | null;
   releases: string;
+  /** Absent on databases before schema version 10. */
+  break_glass?: string | null;
 }
 
 function toDirective(r: DirectiveRow): Directive {
@@ -185,6 +192,7 @@ function toDirective(r: DirectiveRow): Directive {
     clearedAt: r.cleared_at,
     clearedRev: r.cleared_rev,
     releases: JSON.parse(r.releases) as Release[],
+    breakGlass: r.break_glass ? (JSON.parse(r.break_glass) as BreakGlass) : null,
   };
 }
 
@@ -239,8 +247,8 @@ export class SqliteStore implements Store {
       byId: p(`SELECT * FROM directives WHERE id = ?`),
       byKey: p(`SELECT * FROM directives WHERE idempotency_key = ?`),
       insertDirective: p(`INSERT INTO directives
-        (id, rev, level, scope, tenant, capabilities, rate, grace_ms, drain, memory, reason, justification, actor, idempotency_key, idempotency_digest, issued_at, escalation, escalated_from, releases)
-        VALUES ($id, $rev, $level, $scope, $tenant, $capabilities, $rate, $grace_ms, $drain, $memory, $reason, $justification, $actor, $idempotency_key, $idempotency_digest, $issued_at, $escalation, $escalated_from, $releases)`),
+        (id, rev, level, scope, tenant, capabilities, rate, grace_ms, drain, memory, reason, justification, actor, idempotency_key, idempotency_digest, issued_at, escalation, escalated_from, releases, break_glass)
+        VALUES ($id, $rev, $level, $scope, $tenant, $capabilities, $rate, $grace_ms, $drain, $memory, $reason, $justification, $actor, $idempotency_key, $idempotency_digest, $issued_at, $escalation, $escalated_from, $releases, $break_glass)`),
       clear: p(`UPDATE directives SET cleared_at = ?, cleared_rev = ? WHERE id = ? AND cleared_rev IS NULL`),
       countTokens: p(`SELECT COUNT(*) AS n FROM tokens`),
       insertRun:
@@ -268,6 +276,8 @@ export class SqliteStore implements Store {
    * a log id for the checkpoints' origin; the signer then covers the old records too).
    * Version 8 had no releases: version 9 adds `directives.releases` (old directives recorded
    * none, so their resume checks no release) and `permits.release` (old permits had none).
+   * Version 9 kept no break-glass attestation with a directive nor approval requests (version 10
+   * adds the column, null for old rows, and the approvals table, empty).
    */
   #migrate(): void {
     const cols = this.#db.prepare('PRAGMA table_info(directives)').all() as { name: string }[];
@@ -282,6 +292,8 @@ export class SqliteStore implements Store {
       this.#db.exec(`ALTER TABLE directives ADD COLUMN idempotency_digest TEXT`);
     if (!cols.some((c) => c.name === 'releases'))
       this.#db.exec(`ALTER TABLE directives ADD COLUMN releases TEXT NOT NULL DEFAULT '[]'`);
+    if (!cols.some((c) => c.name === 'break_glass'))
+      this.#db.exec(`ALTER TABLE directives ADD COLUMN break_glass TEXT`);
     this.#db.exec(effects.EFFECTS_SCHEMA);
     const permitCols = this.#db.prepare('PRAGMA table_info(permits)').all() as { name: string }[];
     if (!permitCols.some((c) => c.name === 'release'))
@@ -291,7 +303,8 @@ export class SqliteStore implements Store {
     tokens.migrateTokens(this.#db);
     this.#db.exec(auditLog.CHECKPOINT_SCHEMA);
     auditLog.ensureLogId(this.#db);
-    this.#db.exec(`UPDATE meta SET value = '9' WHERE key = 'schema'`);
+    this.#db.exec(approvals.APPROVALS_SCHEMA);
+    this.#db.exec(`UPDATE meta SET value = '10' WHERE key = 'schema'`);
   }
 
   /** The context the effect-journal functions run in (same connection, transactions and chain). */
@@ -511,6 +524,7 @@ export class SqliteStore implements Store {
           $escalation: JSON.stringify(input.escalation),
           $escalated_from: input.escalatedFrom,
           $releases: JSON.stringify(input.releases),
+          $break_glass: input.breakGlass ? JSON.stringify(input.breakGlass) : null,
         });
         const replaced: Directive[] = [];
         const ids = new Set(input.replaces?.(active) ?? []);
@@ -595,6 +609,25 @@ export class SqliteStore implements Store {
     audit: (t: TokenRecord) => AuditEvent[],
   ): Promise<TokenRecord | null> {
     return tokens.revokeToken(this.#tokensCtx, id, by, reason, audit);
+  }
+
+  async createApproval(
+    a: ApprovalRecord,
+    audit: (a: ApprovalRecord) => AuditEvent[],
+  ): Promise<ApprovalRecord> {
+    return approvals.createApproval(this.#tokensCtx, a, audit);
+  }
+
+  async getApproval(id: string): Promise<ApprovalRecord | null> {
+    return approvals.getApproval(this.#tokensCtx, id);
+  }
+
+  async listApprovals(q: ApprovalQuery): Promise<ApprovalRecord[]> {
+    return approvals.listApprovals(this.#tokensCtx, q);
+  }
+
+  async updateApproval<T>(id: string, fn: (a: ApprovalRecord | null) => ApprovalUpdate<T>): Promise<T> {
+    return approvals.updateApproval(this.#tokensCtx, id, fn);
   }
 
   async countTokens(): Promise<number> {

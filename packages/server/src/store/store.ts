@@ -1,4 +1,12 @@
-import type { AuditRecord, AuditVerdict, Directive, Release, Role } from '@killpath/protocol';
+import type {
+  ApprovalRequest,
+  AuditRecord,
+  AuditVerdict,
+  BreakGlass,
+  Directive,
+  Release,
+  Role,
+} from '@killpath/protocol';
 import type {
   JournalEvent,
   LedgerEntry,
@@ -103,6 +111,8 @@ export type DirectiveInput = Pick<
    * cleared at the new directive's rev (a throttle re-dialled, a step up or down the ladder).
    */
   replaces?: (active: readonly Directive[]) => string[];
+  /** The break-glass attestation of a directive spanning every tenant (stored with it). */
+  breakGlass?: BreakGlass | null;
   /** Scoped to the issuing principal, so two tenants' keys never collide. */
   idempotencyKey: string | null;
   /**
@@ -193,6 +203,29 @@ export interface AgentSurface {
   agent: string;
   /** Sorted by name; empty for an agent known only by its runs. */
   capabilities: SurfaceEntry[];
+}
+
+/** An approval request as stored: the wire request plus what the gated act needs to be done on approval. */
+export interface ApprovalRecord extends ApprovalRequest {
+  /** The gated act's input (a resume's body, a policy's text); never a secret. */
+  payload: Record<string, unknown> | null;
+}
+
+/** Filter for listing approval requests. */
+export interface ApprovalQuery {
+  /** Only requests of this tenant and those spanning every tenant; undefined for all. */
+  tenant?: string;
+  state?: ApprovalRequest['state'];
+  /** Only requests bound to this target (a directive id, a policy digest). */
+  target?: string;
+  limit: number;
+}
+
+/** What a caller of `updateApproval` decides: the record to write (null: none), audit records to append, and its answer. */
+export interface ApprovalUpdate<T> {
+  next: ApprovalRecord | null;
+  audit: AuditEvent[];
+  result: T;
 }
 
 /** Filter for listing directives. */
@@ -366,6 +399,18 @@ export interface Store {
    * noted capabilities, each with its capability surface. Sorted by tenant, then agent.
    */
   agentSurfaces(tenant?: string): Promise<AgentSurface[]>;
+
+  /** Stores a new approval request with its audit records (`audit(request)`) in one transaction. */
+  createApproval(a: ApprovalRecord, audit: (a: ApprovalRecord) => AuditEvent[]): Promise<ApprovalRecord>;
+  getApproval(id: string): Promise<ApprovalRecord | null>;
+  /** Approval requests, newest first. */
+  listApprovals(q: ApprovalQuery): Promise<ApprovalRecord[]>;
+  /**
+   * Reads an approval request (null when unknown) and, in the same transaction, writes the record
+   * and appends the audit records `fn` returns (a refusal is audited too), answering its `result`.
+   * Concurrent approvals serialise here: the second sees the first's.
+   */
+  updateApproval<T>(id: string, fn: (a: ApprovalRecord | null) => ApprovalUpdate<T>): Promise<T>;
 
   /** Appends events to the audit chain in one transaction. */
   appendAudit(events: AuditEvent[]): Promise<AuditRecord[]>;

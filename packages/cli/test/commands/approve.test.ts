@@ -1,0 +1,100 @@
+/**
+ * `killpath resume` under an approval rule files a request and says whom to call;
+ * `killpath approve` by a second admin shows what it approves and completes it; the requester
+ * cannot approve their own request (one line, exit 2).
+ */
+import { after, before, test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Directive } from '@killpath/protocol';
+import { DEFAULT_POLICY, startServer, type RunningServer } from '@killpath/server';
+import { ApiClient } from '../../src/api.ts';
+import { main } from '../../src/main.ts';
+
+let dir: string;
+let server: RunningServer;
+let ada: string;
+let bob: string;
+
+const POLICY = `${DEFAULT_POLICY}
+approvals:
+  - name: wide_resume
+    action: resume
+    scopes: [global, tenant]
+    breakGlass: true
+    approvals: 1
+    approvers: admin
+    within: 15m
+    contact: "the platform on-call lead"
+`;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'killpath-approve-cli-'));
+  server = await startServer({
+    dataDir: dir,
+    port: 0,
+    logLevel: 'error',
+    supervisor: false,
+    watchdog: false,
+    policy: { path: 'policy.yaml', source: POLICY },
+  });
+  const root = new ApiClient(server.url, server.createdAdminToken!);
+  ada = (await root.post<{ token: string }>('/v1/tokens', { role: 'admin', tenant: '*', name: 'ada' })).token;
+  bob = (await root.post<{ token: string }>('/v1/tokens', { role: 'admin', tenant: '*', name: 'bob' })).token;
+});
+
+after(async () => {
+  await server?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+async function cli(
+  t: TestContext,
+  token: string,
+  args: string[],
+): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  t.mock.method(console, 'log', (...a: unknown[]) => void out.push(a.join(' ')));
+  t.mock.method(console, 'error', (...a: unknown[]) => void err.push(a.join(' ')));
+  try {
+    const code = await main([...args, '--url', server.url, '--token', token]);
+    return { code, out: out.join('\n'), err: err.join('\n') };
+  } finally {
+    t.mock.restoreAll();
+  }
+}
+
+test('resume files a request and names whom to call; approve by another admin clears the directive', async (t) => {
+  const { directive } = await new ApiClient(server.url, ada).post<{ directive: Directive }>(
+    '/v1/directives',
+    {
+      level: 'halt',
+      scope: 'tenant:acme',
+      reason: 'incident',
+      justification: 'INC-3',
+    },
+  );
+  const asked = await cli(t, ada, ['resume', directive.id, '--reason', 'cause fixed']);
+  assert.equal(asked.code, 0);
+  const id = /request (ap_[0-9a-f-]+)/.exec(asked.out)?.[1];
+  assert.ok(id, asked.out);
+  assert.match(asked.out, /needs 1 approval by an admin other than you/);
+  assert.match(asked.out, /Call the platform on-call lead\./);
+  assert.match(asked.out, new RegExp(`killpath approve ${id} --reason`));
+  const listed = await cli(t, bob, ['approvals']);
+  assert.match(listed.out, new RegExp(`${id}\\s+pending`));
+  const self = await cli(t, ada, ['approve', id, '--reason', 'me']);
+  assert.equal(self.code, 2);
+  assert.match(self.err, /^killpath approve: ada requested .*a second person must approve it \(forbidden\)$/);
+  const ok = await cli(t, bob, ['approve', id, '--reason', 'checked the fix']);
+  assert.equal(ok.code, 0, ok.err);
+  assert.match(ok.out, /^approving ap_.*resume halt tenant:acme/);
+  assert.match(ok.out, new RegExp(`approved: directive ${directive.id} cleared at rev \\d+`));
+  const after = await new ApiClient(server.url, ada).get<{ directive: Directive }>(
+    `/v1/directives/${directive.id}`,
+  );
+  assert.notEqual(after.directive.clearedRev, null);
+});

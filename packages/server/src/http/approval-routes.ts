@@ -1,0 +1,52 @@
+import type { Hono } from 'hono';
+import { z } from 'zod';
+import { KillpathError, isIdentifier } from '@killpath/protocol';
+import type { ApprovalDesk } from '../approvals.ts';
+import { body, type Env } from './common.ts';
+
+/** Body of `POST /v1/approvals/{id}/approve`. */
+export const ApproveBody = z.strictObject({
+  justification: z.string().trim().min(1).max(4000),
+  /** The target the approver was shown (a directive id, a policy digest): refused when it differs. */
+  target: z.string().min(1).max(200).optional(),
+  /** The directive rev (or policy version) the approver was shown: refused when it differs. */
+  targetRev: z.number().int().min(0).optional(),
+});
+
+const STATES = ['pending', 'approved', 'expired', 'failed'] as const;
+
+/**
+ * Approval requests: list (`GET /v1/approvals?state=pending`), show (`GET /v1/approvals/{id}`),
+ * approve (`POST /v1/approvals/{id}/approve`: 200 with the request, and the gated act's answer
+ * once the last approval came in). Who may see and approve what is the desk's to decide.
+ */
+export function approvalRoutes(app: Hono<Env>, approvals: ApprovalDesk): void {
+  app.get('/v1/approvals', async (c) => {
+    const state = c.req.query('state');
+    if (state !== undefined && !(STATES as readonly string[]).includes(state))
+      throw new KillpathError('invalid_request', `state must be one of ${STATES.join(', ')}`);
+    const limit = Number(c.req.query('limit') ?? 100);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
+      throw new KillpathError('invalid_request', 'limit must be an integer from 1 to 1000');
+    return c.json({
+      approvals: await approvals.list(c.get('principal'), {
+        ...(state === undefined ? {} : { state: state as (typeof STATES)[number] }),
+        limit,
+      }),
+    });
+  });
+
+  app.get('/v1/approvals/:id', async (c) => {
+    const id = c.req.param('id');
+    if (!isIdentifier(id)) throw new KillpathError('invalid_request', 'request id must be an identifier');
+    return c.json({ approval: await approvals.get(c.get('principal'), id) });
+  });
+
+  app.post('/v1/approvals/:id/approve', async (c) => {
+    const id = c.req.param('id');
+    if (!isIdentifier(id)) throw new KillpathError('invalid_request', 'request id must be an identifier');
+    const b = await body(c, ApproveBody);
+    const r = await approvals.approve(c.get('principal'), id, b);
+    return c.json({ approval: r.approval, ...(r.result === undefined ? {} : { result: r.result }) });
+  });
+}

@@ -1,0 +1,182 @@
+/**
+ * Approval requests on SQLite (schema version 10), run by `SqliteStore` on its connection, inside
+ * its group-commit transactions and its audit chain. The rules (who may approve, when a request
+ * is complete) live above the store: `updateApproval` reads a request and writes what the
+ * caller's function decides, with its audit records, in one transaction.
+ */
+import type { DatabaseSync } from 'node:sqlite';
+import type { Approval } from '@killpath/protocol';
+import type { AuditEvent } from '../audit/chain.ts';
+import type { ApprovalQuery, ApprovalRecord, ApprovalUpdate } from './store.ts';
+
+/** Schema version 10: approval requests. */
+export const APPROVALS_SCHEMA = `
+CREATE TABLE IF NOT EXISTS approvals (
+  id TEXT PRIMARY KEY,
+  action TEXT NOT NULL,
+  rule TEXT NOT NULL,
+  tenant TEXT,
+  target TEXT NOT NULL,
+  target_rev INTEGER,
+  summary TEXT NOT NULL,
+  requested_by TEXT NOT NULL,
+  requested_token TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  expires_at TEXT NOT NULL,
+  needed INTEGER NOT NULL,
+  approver_role TEXT NOT NULL,
+  contact TEXT,
+  approvals TEXT NOT NULL,
+  state TEXT NOT NULL,
+  completed_at TEXT,
+  outcome TEXT,
+  payload TEXT
+);
+CREATE INDEX IF NOT EXISTS approvals_created ON approvals (created_at);
+`;
+
+/** What the approval functions need from the store. */
+export interface ApprovalsContext {
+  db: DatabaseSync;
+  tx<T>(fn: () => T): Promise<T>;
+  audit(events: AuditEvent[]): void;
+}
+
+interface ApprovalRow {
+  id: string;
+  action: string;
+  rule: string;
+  tenant: string | null;
+  target: string;
+  target_rev: number | null;
+  summary: string;
+  requested_by: string;
+  requested_token: string;
+  reason: string;
+  created_at: string;
+  expires_at: string;
+  needed: number;
+  approver_role: string;
+  contact: string | null;
+  approvals: string;
+  state: string;
+  completed_at: string | null;
+  outcome: string | null;
+  payload: string | null;
+}
+
+function toRecord(r: ApprovalRow): ApprovalRecord {
+  return {
+    id: r.id,
+    action: r.action as ApprovalRecord['action'],
+    rule: r.rule,
+    tenant: r.tenant,
+    target: r.target,
+    targetRev: r.target_rev === null ? null : Number(r.target_rev),
+    summary: r.summary,
+    requestedBy: r.requested_by,
+    requestedToken: r.requested_token,
+    reason: r.reason,
+    createdAt: r.created_at,
+    expiresAt: r.expires_at,
+    needed: Number(r.needed),
+    approverRole: r.approver_role as ApprovalRecord['approverRole'],
+    contact: r.contact,
+    approvals: JSON.parse(r.approvals) as Approval[],
+    state: r.state as ApprovalRecord['state'],
+    completedAt: r.completed_at,
+    outcome: r.outcome,
+    payload: r.payload === null ? null : (JSON.parse(r.payload) as Record<string, unknown>),
+  };
+}
+
+function write(db: DatabaseSync, a: ApprovalRecord, insert: boolean): void {
+  const values = [
+    a.action,
+    a.rule,
+    a.tenant,
+    a.target,
+    a.targetRev,
+    a.summary,
+    a.requestedBy,
+    a.requestedToken,
+    a.reason,
+    a.createdAt,
+    a.expiresAt,
+    a.needed,
+    a.approverRole,
+    a.contact,
+    JSON.stringify(a.approvals),
+    a.state,
+    a.completedAt,
+    a.outcome,
+    a.payload === null ? null : JSON.stringify(a.payload),
+  ];
+  if (insert)
+    db.prepare(
+      `INSERT INTO approvals (action, rule, tenant, target, target_rev, summary, requested_by, requested_token, reason,
+        created_at, expires_at, needed, approver_role, contact, approvals, state, completed_at, outcome, payload, id)
+        VALUES (${Array.from({ length: 20 }, () => '?').join(', ')})`,
+    ).run(...values, a.id);
+  else
+    db.prepare(
+      `UPDATE approvals SET action = ?, rule = ?, tenant = ?, target = ?, target_rev = ?, summary = ?, requested_by = ?,
+        requested_token = ?, reason = ?, created_at = ?, expires_at = ?, needed = ?, approver_role = ?, contact = ?,
+        approvals = ?, state = ?, completed_at = ?, outcome = ?, payload = ? WHERE id = ?`,
+    ).run(...values, a.id);
+}
+
+/** Stores a new request with its audit records in one transaction. */
+export function createApproval(
+  ctx: ApprovalsContext,
+  a: ApprovalRecord,
+  audit: (a: ApprovalRecord) => AuditEvent[],
+): Promise<ApprovalRecord> {
+  return ctx.tx(() => {
+    write(ctx.db, a, true);
+    ctx.audit(audit(a));
+    return a;
+  });
+}
+
+/** One request; null when unknown. */
+export function getApproval(ctx: ApprovalsContext, id: string): ApprovalRecord | null {
+  const r = ctx.db.prepare('SELECT * FROM approvals WHERE id = ?').get(id) as ApprovalRow | undefined;
+  return r ? toRecord(r) : null;
+}
+
+/** Requests, newest first. */
+export function listApprovals(ctx: ApprovalsContext, q: ApprovalQuery): ApprovalRecord[] {
+  const where: string[] = [];
+  const params: (string | number)[] = [];
+  if (q.tenant !== undefined) {
+    where.push('(tenant IS NULL OR tenant = ?)');
+    params.push(q.tenant);
+  }
+  if (q.state !== undefined) {
+    where.push('state = ?');
+    params.push(q.state);
+  }
+  if (q.target !== undefined) {
+    where.push('target = ?');
+    params.push(q.target);
+  }
+  params.push(q.limit);
+  const sql = `SELECT * FROM approvals ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`;
+  return (ctx.db.prepare(sql).all(...params) as unknown as ApprovalRow[]).map(toRecord);
+}
+
+/** Reads a request and writes what `fn` decides (the new record, audit records) in one transaction. */
+export function updateApproval<T>(
+  ctx: ApprovalsContext,
+  id: string,
+  fn: (a: ApprovalRecord | null) => ApprovalUpdate<T>,
+): Promise<T> {
+  return ctx.tx(() => {
+    const u = fn(getApproval(ctx, id));
+    if (u.next !== null) write(ctx.db, u.next, false);
+    ctx.audit(u.audit);
+    return u.result;
+  });
+}
