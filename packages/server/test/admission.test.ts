@@ -54,6 +54,7 @@ describe('shedding under overload', () => {
     const admission = new Admission({
       lag: { lagMs: () => lag },
       shedLagMs: 50,
+      floodPerS: 1,
       onShed: (p, path) => shed.push(`${p} ${path}`),
     });
     const h = await harness({ admission });
@@ -66,7 +67,10 @@ describe('shedding under overload', () => {
       const fleet = await h.req('GET', '/v1/fleet', { token: op });
       assert.equal(fleet.headers.get('retry-after'), '1');
       const message = await expectWireError(fleet, 429, 'overloaded', 'fleet read under overload');
-      assert.match(message, /event loop 120 ms late/);
+      assert.match(
+        message,
+        /event loop 120 ms late, 2 read queries and telemetry batches in the last second/,
+      );
       await expectWireError(
         await h.req('POST', '/v1/telemetry', { token: agent, body: { workerId: 'w1', runs: [] } }),
         429,
@@ -132,6 +136,26 @@ describe('shedding under overload', () => {
     await Promise.all(pending);
     assert.equal(admission.lowInFlight, 0);
     assert.equal(admission.shedReason('low'), null);
+  });
+});
+
+describe('only a flood is shed', () => {
+  it('a late loop admits a trickle of reads and sheds them once they arrive at the flood rate', () => {
+    let now = 0;
+    const admission = new Admission({ lag: { lagMs: () => 500 }, floodPerS: 5, now: () => now });
+    const arrive = () => admission.shedReason('low', true);
+    for (let i = 0; i < 4; i++) {
+      assert.equal(arrive(), null, `read ${i + 1} of a trickle is admitted`);
+      now += 100;
+    }
+    assert.match(
+      arrive() ?? '',
+      /5 read queries and telemetry batches in the last second/,
+      'the fifth within a second is a flood',
+    );
+    now += 1000;
+    assert.equal(arrive(), null, 'a second later the rate is a trickle again');
+    assert.equal(admission.shedReason('critical', true), null);
   });
 });
 

@@ -57,6 +57,13 @@ export interface AdmissionOptions {
   shedLagMs?: number;
   /** Shed low-priority requests beyond this many in flight at once. Default 32. */
   maxLowInFlight?: number;
+  /**
+   * A late loop sheds only a flood: low-priority requests arriving at this rate or more (per
+   * second, over the last second). A trickle of reads costs nothing worth shedding. Default 20.
+   */
+  floodPerS?: number;
+  /** Monotonic time in ms (a seam for tests). Default `performance.now`. */
+  now?: () => number;
   /** What a shed request is told to wait before it retries, seconds. Default 1. */
   retryAfterS?: number;
   /** Called once per shed request (a metric). */
@@ -64,7 +71,7 @@ export interface AdmissionOptions {
 }
 
 /**
- * Admission control with priorities: under overload, telemetry and read queries are shed
+ * Admission control with priorities: under overload, a flood of telemetry and read queries is shed
  * (429 `overloaded` with `Retry-After`) before they can delay a directive, a stream or a
  * halted report. A shed request was not processed at all, so its sender may always retry it.
  * The check runs before authentication and body parsing, so a shed request costs almost nothing.
@@ -75,6 +82,10 @@ export class Admission {
   readonly #maxLowInFlight: number;
   readonly #retryAfterS: number;
   readonly #onShed: (priority: Priority, path: string) => void;
+  readonly #floodPerS: number;
+  readonly #now: () => number;
+  /** Arrival times of the low-priority requests of the last second, oldest first. */
+  readonly #arrivals: number[] = [];
   #lowInFlight = 0;
 
   constructor(opts: AdmissionOptions) {
@@ -83,6 +94,16 @@ export class Admission {
     this.#maxLowInFlight = opts.maxLowInFlight ?? 32;
     this.#retryAfterS = opts.retryAfterS ?? 1;
     this.#onShed = opts.onShed ?? (() => {});
+    this.#floodPerS = opts.floodPerS ?? 20;
+    this.#now = opts.now ?? (() => performance.now());
+  }
+
+  /** Low-priority requests that arrived in the last second (this one included, once noted). */
+  #recentLow(note: boolean): number {
+    const now = this.#now();
+    if (note) this.#arrivals.push(now);
+    while (this.#arrivals.length > 0 && this.#arrivals[0]! <= now - 1000) this.#arrivals.shift();
+    return this.#arrivals.length;
   }
 
   /** Low-priority requests being processed now. */
@@ -90,12 +111,16 @@ export class Admission {
     return this.#lowInFlight;
   }
 
-  /** The reason to shed a request of `priority` now, or null to admit it. */
-  shedReason(priority: Priority): string | null {
+  /**
+   * The reason to shed a request of `priority` now, or null to admit it. `arriving` notes the
+   * request as an arrival (the middleware does; a look from outside does not).
+   */
+  shedReason(priority: Priority, arriving = false): string | null {
     if (priority !== 'low') return null;
+    const recent = this.#recentLow(arriving);
     const lag = this.#lag.lagMs();
-    if (lag >= this.#shedLagMs)
-      return `the control plane is overloaded (event loop ${Math.round(lag)} ms late)`;
+    if (lag >= this.#shedLagMs && recent >= this.#floodPerS)
+      return `the control plane is overloaded (event loop ${Math.round(lag)} ms late, ${recent} read queries and telemetry batches in the last second)`;
     if (this.#lowInFlight >= this.#maxLowInFlight)
       return `the control plane is overloaded (${this.#lowInFlight} read queries in flight)`;
     return null;
@@ -105,7 +130,7 @@ export class Admission {
   middleware(): MiddlewareHandler {
     return async (c, next) => {
       const priority = priorityOf(c.req.method, c.req.path);
-      const reason = this.shedReason(priority);
+      const reason = this.shedReason(priority, true);
       if (reason !== null) {
         this.#onShed(priority, c.req.path);
         const res = wireError(
