@@ -8,6 +8,8 @@ export const MCP_FIXTURE = fileURLToPath(new URL('./fixtures/mcp-server.ts', imp
 export interface FixtureEvent {
   event: 'started' | 'call' | 'cancelled' | 'roots_changed';
   pid: number;
+  /** When, in ms since the epoch (`performance.timeOrigin + performance.now()`, comparable across processes). */
+  at: number;
   tool?: string;
   reason?: string;
 }
