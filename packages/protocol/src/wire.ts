@@ -285,11 +285,11 @@ export interface LauncherOrders {
   type: 'orders';
   rev: number;
   /** End the agent's process group: SIGTERM, then SIGKILL after the launcher's grace. */
-  kill: Directive | null;
+  kill: StreamDirective | null;
   /** Cut the agent off from everything external (egress proxy, network namespace). */
-  isolate: Directive | null;
+  isolate: StreamDirective | null;
   /** The agent is halted: the launcher must not restart it. */
-  halt: Directive | null;
+  halt: StreamDirective | null;
 }
 
 /** Everything a launcher stream carries. */

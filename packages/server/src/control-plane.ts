@@ -104,6 +104,8 @@ export class ControlPlane {
   readonly #escalations = new Map<string, NodeJS.Timeout[]>();
   /** Workers that reported `halted` per directive id (for escalation). */
   readonly #haltReports = new Map<string, Set<string>>();
+  /** Owners of launcher ids (`tenant\0id` → agent), as bound in the store; bindings never change. */
+  readonly #launcherOwners = new Map<string, string>();
 
   constructor(deps: {
     store: Store;
@@ -179,6 +181,36 @@ export class ControlPlane {
   /** The fleet view for `tenant` (all when undefined), with the flags the switchboard puts on each worker. */
   fleetView(tenant: string | undefined): FleetWorker[] {
     return this.fleet.list(tenant, this.hub.rev, this.active());
+  }
+
+  /**
+   * Binds launcher id `launcherId` of `who.tenant` to `who.agent` at its first use, and checks it
+   * on every later one: a launcher id belongs to one agent of one tenant (ids of different
+   * tenants never meet). Bindings never change, so they are cached.
+   * @throws KillpathError `conflict` when another agent of the tenant owns the id.
+   */
+  async claimLauncher(who: { tenant: string; agent: string }, launcherId: string): Promise<void> {
+    const key = `${who.tenant}\u0000${launcherId}`;
+    let owner = this.#launcherOwners.get(key);
+    if (owner === undefined) {
+      owner = await this.store.bindLauncher(who.tenant, launcherId, who.agent, new Date());
+      this.#launcherOwners.set(key, owner);
+    }
+    if (owner !== who.agent)
+      throw new KillpathError(
+        'conflict',
+        `launcher id ${launcherId} belongs to another agent of tenant ${who.tenant}; start the launcher with another --launcher-id`,
+      );
+  }
+
+  /** The agent owning launcher `launcherId` of `tenant`, or null when it was never used. */
+  async launcherOwner(tenant: string, launcherId: string): Promise<string | null> {
+    const key = `${tenant}\u0000${launcherId}`;
+    const cached = this.#launcherOwners.get(key);
+    if (cached !== undefined) return cached;
+    const owner = await this.store.launcherOwner(tenant, launcherId);
+    if (owner !== null) this.#launcherOwners.set(key, owner);
+    return owner;
   }
 
   /** A worker heartbeat arrived: if a launcher started it, its orders may change with its runs. */
@@ -694,17 +726,32 @@ export class ControlPlane {
     return false;
   }
 
-  /** Audits what a launcher did to its agent process (kill, isolate, exit, refused restart). */
-  async launcherEvents(p: Principal, launcherId: string, body: LauncherEventBody): Promise<void> {
+  /**
+   * Audits what a launcher did to its agent process (kill, isolate, exit, refused restart). Only
+   * the launcher's owner reports for it: an agent token of its tenant and agent (or of its whole
+   * tenant), or an admin naming the tenant. Anything else is 404, acted on nowhere.
+   */
+  async launcherEvents(
+    p: Principal,
+    launcherId: string,
+    body: LauncherEventBody,
+    tenantParam?: string,
+  ): Promise<void> {
     if (p.role !== 'agent' && p.role !== 'admin')
       throw new KillpathError('forbidden', 'only agent tokens report launcher events');
-    const tenant = p.tenant === '*' ? null : p.tenant;
+    const tenant = p.role === 'admin' ? tenantParam : p.tenant;
+    if (tenant === undefined)
+      throw new KillpathError('invalid_request', 'an admin reporting launcher events must name ?tenant=');
+    const agent = await this.launcherOwner(tenant, launcherId);
+    if (agent === null || (p.role === 'agent' && p.agent !== null && p.agent !== agent))
+      throw new KillpathError('not_found', `launcher ${launcherId} not found`);
+    const key = { tenant, agent, launcherId };
     await this.store.appendAudit(
       body.events.map((e) => ({
         type: e.type,
         actor: `launcher:${launcherId}`,
         tenant,
-        data: { launcherId, agent: p.agent, ...e },
+        data: { launcherId, agent, ...e },
       })),
     );
     this.metrics.auditRecords.inc(body.events.length);
@@ -712,15 +759,15 @@ export class ControlPlane {
       if (e.type === 'process.killed') {
         this.alerts.notify({
           kind: 'process.killed',
-          summary: `launcher ${launcherId} ended its agent process ${e.pid ?? '?'} with ${e.signal ?? '?'} in ${Math.round(e.ms ?? 0)} ms`,
+          summary: `launcher ${launcherId} of ${tenant}/${agent} ended its agent process ${e.pid ?? '?'} with ${e.signal ?? '?'} in ${Math.round(e.ms ?? 0)} ms`,
           tenant,
           directiveId: e.directiveId ?? null,
-          details: { launcherId, ...e },
+          details: { launcherId, agent, ...e },
         });
       }
       if (e.type === 'process.killed' || e.type === 'process.exited') {
         // No hanging state: what the dead process had in flight gets an outcome now (in doubt).
-        const workers = this.fleet.workersOfLauncher(launcherId);
+        const workers = this.fleet.workersOfLauncher(key);
         const changed = await this.store.markInDoubt(
           workers,
           `agent process ${e.pid ?? '?'} ended (${e.type === 'process.killed' ? `killed by ${e.signal ?? '?'}` : 'exited'}) with the effect in flight`,

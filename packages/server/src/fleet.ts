@@ -153,10 +153,13 @@ export class Fleet {
     );
   }
 
-  /** Run identities of the workers a launcher started (for its orders). */
-  runsOfLauncher(launcherId: string): RunIdentity[] {
+  /**
+   * Run identities of the workers a launcher started (for its orders): only workers of the
+   * launcher's own tenant and agent count, whatever id another identity reports.
+   */
+  runsOfLauncher(l: LauncherKey): RunIdentity[] {
     const out: RunIdentity[] = [];
-    for (const w of this.#workers.values()) if (w.launcher === launcherId) out.push(...identities(w));
+    for (const w of this.#workers.values()) if (startedBy(w, l)) out.push(...identities(w));
     return out;
   }
 
@@ -185,16 +188,17 @@ export class Fleet {
       : null;
   }
 
-  /** Ids of the workers a launcher started. */
-  workersOfLauncher(launcherId: string): string[] {
+  /** Ids of the workers a launcher started (of its own tenant and agent). */
+  workersOfLauncher(l: LauncherKey): string[] {
     const out: string[] = [];
-    for (const w of this.#workers.values()) if (w.launcher === launcherId) out.push(w.workerId);
+    for (const w of this.#workers.values()) if (startedBy(w, l)) out.push(w.workerId);
     return out;
   }
 
   /** The launcher that started `workerId`, if known. */
-  launcherOf(workerId: string): string | null {
-    return this.#workers.get(workerId)?.launcher ?? null;
+  launcherOf(workerId: string): LauncherKey | null {
+    const w = this.#workers.get(workerId);
+    return w?.launcher ? { tenant: w.tenant, agent: w.agent, launcherId: w.launcher } : null;
   }
 
   /**
@@ -280,6 +284,17 @@ export interface LiveWorker {
   agent: string;
   release: Release | null;
   identities: RunIdentity[];
+}
+
+/** A launcher as its orders are keyed: its id inside its tenant, and the agent that owns it. */
+export interface LauncherKey {
+  tenant: string;
+  agent: string;
+  launcherId: string;
+}
+
+function startedBy(w: WorkerEntry, l: LauncherKey): boolean {
+  return w.launcher === l.launcherId && w.tenant === l.tenant && w.agent === l.agent;
 }
 
 function identities(w: WorkerEntry): RunIdentity[] {

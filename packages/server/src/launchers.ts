@@ -1,4 +1,11 @@
-import type { Directive, LauncherOrders, Release, RunIdentity } from '@killpath/protocol';
+import {
+  streamDirective,
+  type Directive,
+  type LauncherOrders,
+  type Release,
+  type RunIdentity,
+} from '@killpath/protocol';
+import type { LauncherKey } from './fleet.ts';
 import { covering } from './ladder.ts';
 
 /** One connected launcher (`killpath run`), as the hub sees it. */
@@ -35,7 +42,7 @@ function frame(type: string, data: unknown): string {
 export class LauncherHub {
   readonly #sinks = new Map<LauncherSink, string>();
   readonly #timer: NodeJS.Timeout;
-  readonly #runsOf: (launcherId: string) => RunIdentity[];
+  readonly #runsOf: (l: LauncherKey) => RunIdentity[];
   readonly #now: () => number;
   #rev = 0;
 
@@ -43,11 +50,7 @@ export class LauncherHub {
    * @param runsOf runs reported by the workers this launcher started (from the fleet)
    * @param now wall clock in ms (default `Date.now`): streams whose token expired are closed on the next keep-alive
    */
-  constructor(
-    keepaliveMs: number,
-    runsOf: (launcherId: string) => RunIdentity[],
-    now: () => number = Date.now,
-  ) {
+  constructor(keepaliveMs: number, runsOf: (l: LauncherKey) => RunIdentity[], now: () => number = Date.now) {
     this.#runsOf = runsOf;
     this.#now = now;
     this.#timer = setInterval(() => {
@@ -98,11 +101,15 @@ export class LauncherHub {
     return n;
   }
 
-  /** Recomputes every launcher's orders (after a switchboard change), or only `launcherId`'s. */
-  reconcile(rev: number, active: readonly Directive[], launcherId?: string): void {
+  /** Recomputes every launcher's orders (after a switchboard change), or only `only`'s. */
+  reconcile(rev: number, active: readonly Directive[], only?: LauncherKey): void {
     this.#rev = Math.max(this.#rev, rev);
     for (const sink of this.#sinks.keys()) {
-      if (launcherId === undefined || sink.launcherId === launcherId) this.#send(sink, rev, active, false);
+      if (
+        only === undefined ||
+        (sink.launcherId === only.launcherId && sink.tenant === only.tenant && sink.agent === only.agent)
+      )
+        this.#send(sink, rev, active, false);
     }
   }
 
@@ -121,13 +128,14 @@ export class LauncherHub {
       features: [...sink.features],
       release: sink.release ?? null,
     };
-    const runs = [own, ...this.#runsOf(sink.launcherId)];
+    const runs = [own, ...this.#runsOf(sink)];
+    const order = (d: Directive | null) => (d === null ? null : streamDirective(d));
     return {
       type: 'orders',
       rev,
-      kill: covering(active, runs, ['kill']),
-      isolate: covering(active, runs, ['isolate']),
-      halt: covering(active, runs, ['halt']),
+      kill: order(covering(active, runs, ['kill'])),
+      isolate: order(covering(active, runs, ['isolate'])),
+      halt: order(covering(active, runs, ['halt'])),
     };
   }
 

@@ -56,7 +56,7 @@ test('a schema-v1 database opens, keeps its switchboard, audit chain and tokens,
   }
 });
 
-test('a schema-v4 database opens as version 10: its state is kept, drills, capability surfaces and releases start empty', async () => {
+test('a schema-v4 database opens as version 11: its state is kept, drills, capability surfaces and releases start empty', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'killpath-v4-'));
   const path = join(dir, 'killpath.db');
   copyFileSync(FIXTURE_V4, path);
@@ -119,7 +119,7 @@ test('a schema-v4 database opens as version 10: its state is kept, drills, capab
   try {
     assert.deepEqual(
       { ...(raw.prepare(`SELECT value FROM meta WHERE key = 'schema'`).get() as object) },
-      { value: '10' },
+      { value: '11' },
     );
   } finally {
     raw.close();

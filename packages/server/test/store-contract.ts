@@ -697,6 +697,18 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
       });
     });
 
+    describe('launcher owners', () => {
+      test('a launcher id is bound once inside its tenant; the same id in another tenant is another launcher', async () => {
+        const at = new Date('2025-06-01T12:00:00.000Z');
+        assert.equal(await store.launcherOwner('acme', 'L'), null);
+        assert.equal(await store.bindLauncher('acme', 'L', 'bot', at), 'bot');
+        assert.equal(await store.bindLauncher('acme', 'L', 'other', at), 'bot', 'the first binding wins');
+        assert.equal(await store.bindLauncher('beta', 'L', 'evil', at), 'evil', 'tenants never meet');
+        assert.equal(await store.launcherOwner('acme', 'L'), 'bot');
+        assert.equal(await store.launcherOwner('beta', 'L'), 'evil');
+      });
+    });
+
     describe('listings', () => {
       async function threeTenants(): Promise<{
         acme: Directive;

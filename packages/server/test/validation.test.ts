@@ -20,6 +20,7 @@ async function fixture(): Promise<Fixture> {
   const admin = await h.token('admin', '*');
   const agent = await h.token('agent', 'acme', 'bot');
   h.cp.fleet.connected('w1', 'acme', 'bot', []);
+  await h.cp.claimLauncher({ tenant: 'acme', agent: 'bot' }, 'l1');
   const res = await h.req('POST', '/v1/directives', {
     token: admin,
     body: { level: 'halt', scope: 'tenant:globex', reason: 'r', justification: 'j' },

@@ -2,7 +2,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import type { Directive, LauncherOrders } from '@killpath/protocol';
+import type { StreamDirective, LauncherOrders } from '@killpath/protocol';
 import { EgressProxy, type EgressEvent } from './egress-proxy.ts';
 import { AgentNetns, unixTcpBridge } from './netns.ts';
 import { OrdersLink, reportLauncherEvents } from './orders-link.ts';
@@ -86,8 +86,8 @@ export class Launcher {
   #dir: string | null = null;
   #child: AgentHandle | null = null;
   #killing: Promise<void> | null = null;
-  #killedBy: Directive | null = null;
-  #isolatedBy: Directive | null = null;
+  #killedBy: StreamDirective | null = null;
+  #isolatedBy: StreamDirective | null = null;
   #isolating: Promise<void> = Promise.resolve();
   #refusedLogged = new Set<string>();
   readonly #tell: (line: string) => void;
@@ -363,7 +363,7 @@ export class Launcher {
     }
   }
 
-  async #isolate(d: Directive): Promise<void> {
+  async #isolate(d: StreamDirective): Promise<void> {
     const started = performance.now();
     const cut = this.#proxy?.isolate() ?? 0;
     if (this.#ns !== null) await this.#ns.cut([0]);
@@ -376,7 +376,7 @@ export class Launcher {
     this.#report([{ type: 'process.isolated', directiveId: d.id, pid: this.#child?.pid ?? 0, cut, ms }]);
   }
 
-  async #release(d: Directive): Promise<void> {
+  async #release(d: StreamDirective): Promise<void> {
     this.#proxy?.release();
     if (this.#ns !== null) await this.#ns.restore([0]);
     this.#refusedLogged.clear();
@@ -413,8 +413,13 @@ export class Launcher {
   }
 
   #report(events: Record<string, unknown>[]): void {
-    const p = reportLauncherEvents(this.#o.url, this.#o.token, this.id, events, (message) =>
-      this.#say('error', message, {}),
+    const p = reportLauncherEvents(
+      this.#o.url,
+      this.#o.token,
+      this.id,
+      events,
+      (message) => this.#say('error', message, {}),
+      this.#o.tenant,
     ).finally(() => this.#reports.delete(p));
     this.#reports.add(p);
   }

@@ -130,7 +130,7 @@ export class OrdersLink {
 
 /**
  * Sends what the launcher did (`process.*` events) to the control plane's audit log
- * (`POST /v1/launchers/{id}/events`), retrying a few times; never throws.
+ * (`POST /v1/launchers/{id}/events?tenant=T`), retrying a few times; never throws.
  */
 export async function reportLauncherEvents(
   url: string,
@@ -138,8 +138,11 @@ export async function reportLauncherEvents(
   launcherId: string,
   events: Record<string, unknown>[],
   onError: (message: string) => void,
+  tenant?: string,
 ): Promise<void> {
-  const target = `${url.replace(/\/+$/, '')}/v1/launchers/${encodeURIComponent(launcherId)}/events`;
+  // The id lives inside the tenant: an admin token must name it (an agent token's own is used).
+  const query = tenant === undefined ? '' : `?tenant=${encodeURIComponent(tenant)}`;
+  const target = `${url.replace(/\/+$/, '')}/v1/launchers/${encodeURIComponent(launcherId)}/events${query}`;
   let last = '';
   for (let attempt = 0; attempt < 4; attempt++) {
     try {

@@ -213,13 +213,16 @@ export function createApp(
     return c.json({ directive: r.directive, replaced: r.replaced.map((d) => d.id) }, 201);
   });
 
-  app.get('/v1/launchers/stream', (c) => openLauncherStream(c, cp, log));
+  app.get('/v1/launchers/stream', async (c) => openLauncherStream(c, cp, log));
 
   app.post('/v1/launchers/:id/events', async (c) => {
     const b = await body(c, LauncherEventBody);
     const id = c.req.param('id');
     if (!isIdentifier(id)) throw new KillpathError('invalid_request', 'launcher id must be an identifier');
-    await cp.launcherEvents(c.get('principal'), id, b);
+    const tenant = c.req.query('tenant');
+    if (tenant !== undefined && !isIdentifier(tenant))
+      throw new KillpathError('invalid_request', 'query parameter tenant must be an identifier');
+    await cp.launcherEvents(c.get('principal'), id, b, tenant);
     return c.body(null, 204);
   });
 
@@ -271,6 +274,7 @@ export function createApp(
     const b = await body(c, HeartbeatBody);
     const id = c.req.param('id');
     const who = requireWorker(cp, c.get('principal'), id);
+    if (b.launcher !== undefined) await cp.claimLauncher(who, b.launcher);
     cp.fleet.heartbeat(id, who.tenant, who.agent, b);
     cp.workerSeen(id);
     await cp.surfaceSeen(id, who, b.capabilities);

@@ -12,13 +12,14 @@ import type { Logger } from '../log.ts';
  * own stream (server-sent events), independent of its agent's: `orders` on connect and whenever
  * the kill, isolate or halt covering its agent changes, keep-alives in between. Opened with the
  * agent token of that tenant and agent (the launcher hands the same token to its agent), or an
- * admin token.
+ * admin token. The launcher id lives inside the tenant and belongs to the agent that first used
+ * it (409 for another agent of the tenant); orders carry no reasons or justifications.
  */
-export function openLauncherStream(
+export async function openLauncherStream(
   c: Context<{ Bindings: HttpBindings; Variables: { principal: Principal } }>,
   cp: ControlPlane,
   log: Logger,
-): Response {
+): Promise<Response> {
   const p = c.get('principal');
   const launcherId = c.req.query('launcher') ?? '';
   const tenant = c.req.query('tenant') ?? '';
@@ -45,6 +46,8 @@ export function openLauncherStream(
     (p.role === 'agent' && p.tenant === tenant && (p.agent === null || p.agent === agent));
   if (!allowed)
     throw new KillpathError('forbidden', `this token may not open a launcher stream for ${tenant}/${agent}`);
+  // The id lives inside the tenant and belongs to the agent that first used it.
+  await cp.claimLauncher({ tenant, agent }, launcherId);
 
   const channel = openSse(c.env);
   const sink: LauncherSink = {

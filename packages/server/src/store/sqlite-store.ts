@@ -18,6 +18,7 @@ import { toAudit, type AuditRow } from './sqlite-audit.ts';
 import type { LogFindings, TreeClaim } from '../audit/log-verify.ts';
 import type { AuditKeyInfo } from '@killpath/protocol';
 import * as approvals from './sqlite-approvals.ts';
+import * as owners from './sqlite-owners.ts';
 import type {
   JournalEvent,
   LedgerEntry,
@@ -278,6 +279,8 @@ export class SqliteStore implements Store {
    * none, so their resume checks no release) and `permits.release` (old permits had none).
    * Version 9 kept no break-glass attestation with a directive nor approval requests (version 10
    * adds the column, null for old rows, and the approvals table, empty).
+   * Version 10 had no launcher owners (version 11 adds the table, empty: each launcher id is
+   * bound again at its next use).
    */
   #migrate(): void {
     const cols = this.#db.prepare('PRAGMA table_info(directives)').all() as { name: string }[];
@@ -304,7 +307,8 @@ export class SqliteStore implements Store {
     this.#db.exec(auditLog.CHECKPOINT_SCHEMA);
     auditLog.ensureLogId(this.#db);
     this.#db.exec(approvals.APPROVALS_SCHEMA);
-    this.#db.exec(`UPDATE meta SET value = '10' WHERE key = 'schema'`);
+    this.#db.exec(owners.OWNERS_SCHEMA);
+    this.#db.exec(`UPDATE meta SET value = '11' WHERE key = 'schema'`);
   }
 
   /** The context the effect-journal functions run in (same connection, transactions and chain). */
@@ -355,6 +359,14 @@ export class SqliteStore implements Store {
 
   async agentSurfaces(tenant?: string): Promise<AgentSurface[]> {
     return drills.agentSurfaces(this.#drillCtx, tenant);
+  }
+
+  async bindLauncher(tenant: string, launcherId: string, agent: string, at: Date): Promise<string> {
+    return owners.bindLauncher({ db: this.#db, tx: (fn) => this.#tx(fn) }, tenant, launcherId, agent, at);
+  }
+
+  async launcherOwner(tenant: string, launcherId: string): Promise<string | null> {
+    return owners.launcherOwner({ db: this.#db, tx: (fn) => this.#tx(fn) }, tenant, launcherId);
   }
 
   async grantPermits(requests: PermitGrant[]): Promise<PermitDecision[]> {

@@ -314,6 +314,15 @@ export interface Store {
   getRun(runId: string): Promise<RunRecord | null>;
 
   /**
+   * Binds launcher id `launcherId` of `tenant` to `agent` unless it is bound already; returns the
+   * agent that owns it (the first binding wins and never changes). Launcher ids of different
+   * tenants never meet.
+   */
+  bindLauncher(tenant: string, launcherId: string, agent: string, at: Date): Promise<string>;
+  /** The agent that owns launcher id `launcherId` of `tenant`, or null when it was never used. */
+  launcherOwner(tenant: string, launcherId: string): Promise<string | null>;
+
+  /**
    * Decides a batch of permit requests in ONE serialised transaction against the switchboard
    * as committed at that moment: a request whose run and capability are covered by an active
    * halt or kill is refused; an idempotency key already used by the run returns its permit
