@@ -159,6 +159,7 @@ describe('launcher ids belong to one tenant and agent', () => {
     });
     assert.equal(permit.status, 201, JSON.stringify(permit.body));
     const before = await w.s.call('GET', '/v1/audit?limit=5000', w.admin);
+    assert.equal(before.status, 200, JSON.stringify(before.body));
     const count = (before.body as { records: AuditRecord[] }).records.length;
     for (const token of [w.betaAgent, w.acmeOther]) {
       for (const type of ['process.exited', 'process.killed']) {

@@ -42,6 +42,8 @@ export async function liveServer(opts: { escalationSlackMs?: number } = {}): Pro
     keepaliveMs: 60_000,
     supervisor: false,
     watchdog: false,
+    // The shedding of reads under load is tested on its own; here it would only make tests flaky.
+    admission: false,
     ...opts,
   });
   const readers = new Set<SseReader>();
