@@ -437,6 +437,28 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
     });
 
     describe('audit in the same transaction (guarantee 9)', () => {
+      test('pages backwards with beforeSeq and forwards with afterSeq, newest first with desc', async () => {
+        for (const scope of ['tenant:acme', 'tenant:globex', 'agent:acme/bot']) await issue({ scope });
+        const all = (await store.listAudit({})).map((r) => r.seq);
+        assert.ok(all.length >= 6);
+        const newest = await store.listAudit({ desc: true, limit: 2 });
+        assert.deepEqual(
+          newest.map((r) => r.seq),
+          all.slice(-2).reverse(),
+        );
+        const older = await store.listAudit({ desc: true, limit: 2, beforeSeq: newest.at(-1)!.seq });
+        assert.deepEqual(
+          older.map((r) => r.seq),
+          all.slice(-4, -2).reverse(),
+        );
+        const forward = await store.listAudit({ afterSeq: all[1]!, limit: 2 });
+        assert.deepEqual(
+          forward.map((r) => r.seq),
+          all.slice(2, 4),
+        );
+        assert.deepEqual(await store.listAudit({ beforeSeq: all[0]! }), [], 'nothing before the first');
+      });
+
       test('issue appends the callback events after the commit, seeing the committed directive', async () => {
         let seen: IssueResult | null = null;
         const r = await store.issueDirective(directiveInput(), (res) => {

@@ -6,6 +6,7 @@ import { auditKey, auditCheckpoint, rotateKey, verifyCheckpoint } from './audit-
 export const AUDIT_HELP = `killpath audit verify [--json]
 killpath audit verify --checkpoint FILE [--key PUBKEY.pem] [--save FILE] [--json]
 killpath audit tail [-n N] [--type T[,T…]] [--follow] [--json]
+killpath audit tail --after SEQ [--limit N] [--type T[,T…]] [--json]
 killpath audit key [--json]
 killpath audit checkpoint [--now] [--out FILE]
 killpath audit rotate-key --reason TEXT
@@ -16,19 +17,50 @@ verify      recomputes the hash chain and names the first bad record (exit 1 if 
             fails naming the records missing (deleted from the end, older copy restored) or
             altered. --key pins the public key (else the control plane's keys are used);
             --save writes the log's new signed checkpoint to keep for next time.
-tail        prints the last N records (default 20); --follow keeps printing new ones.
+tail        prints the last N records (default 20, any N: fetched page by page), each with the
+            run, tool, class, status and directive it concerns; --follow keeps printing new
+            ones. --after SEQ pages forward: the records after SEQ, oldest first, at most
+            --limit (default 1000), and the command for the next page.
 key         prints the public key checkpoints are signed with (and earlier ones).
 checkpoint  prints the latest signed checkpoint (JSON, keep it off this machine);
             --now signs one of every record written so far first.
 rotate-key  replaces the signing key (admin); earlier checkpoints still verify.`;
 
-function line(r: AuditRecord): string {
+/**
+ * What a text line shows of a record's data, in this order: the run (or runs) and the tool it
+ * concerns, the effect's class and final status, the directive, and then why.
+ */
+const SHOWN: [key: string, label: string][] = [
+  ['runId', 'run'],
+  ['runs', 'runs'],
+  ['capability', 'tool'],
+  ['class', 'class'],
+  ['status', 'status'],
+  ['outcome', 'outcome'],
+  ['directiveId', 'directive'],
+  ['level', 'level'],
+  ['scope', 'scope'],
+  ['action', 'action'],
+  ['timeToStopMs', 'timeToStopMs'],
+  ['error', 'error'],
+  ['reason', 'reason'],
+  ['justification', 'justification'],
+];
+
+/** One audit record as a line: seq, time, type, actor, tenant, then what it is about (see {@link SHOWN}). */
+export function auditLine(r: AuditRecord): string {
   const d = r.data;
-  const bits = ['directiveId', 'level', 'scope', 'action', 'justification', 'timeToStopMs', 'reason']
-    .filter((k) => d[k] !== undefined && d[k] !== null)
-    .map((k) => `${k}=${typeof d[k] === 'string' ? d[k] : JSON.stringify(d[k])}`);
-  return `#${r.seq} ${r.ts} ${r.type} by ${r.actor}${r.tenant ? ` [${r.tenant}]` : ''} ${bits.join(' ')}`;
+  const bits = SHOWN.filter(
+    ([k]) => d[k] !== undefined && d[k] !== null && !(Array.isArray(d[k]) && d[k].length === 0),
+  ).map(
+    ([k, label]) =>
+      `${label}=${typeof d[k] === 'string' ? d[k] : Array.isArray(d[k]) ? d[k].join(',') : JSON.stringify(d[k])}`,
+  );
+  return `#${r.seq} ${r.ts} ${r.type} by ${r.actor}${r.tenant ? ` [${r.tenant}]` : ''}${bits.length ? ` ${bits.join(' ')}` : ''}`;
 }
+
+/** Records per request when paging through the audit log (the API's largest page). */
+const PAGE = 5000;
 
 /** `killpath audit verify|tail`. */
 export async function audit(args: string[]): Promise<number> {
@@ -45,6 +77,8 @@ export async function audit(args: string[]): Promise<number> {
     n: { type: 'string', short: 'n' },
     follow: { type: 'boolean', short: 'f' },
     type: { type: 'string' },
+    after: { type: 'string' },
+    limit: { type: 'string' },
   });
   const only = values.type ? `&type=${encodeURIComponent(values.type)}` : '';
   if (values.help || sub === undefined || sub === '--help' || sub === '-h') {
@@ -64,19 +98,55 @@ export async function audit(args: string[]): Promise<number> {
     return v.ok ? 0 : 1;
   }
   if (sub === 'tail') {
-    const n = intFlag('n', values.n, 20);
-    let records = (
-      await api.get<{ records: AuditRecord[] }>(
-        `/v1/audit?order=desc&limit=${Math.max(1, Math.min(n, 5000))}${only}`,
-      )
-    ).records.reverse();
-    let after = records.at(-1)?.seq ?? 0;
-    for (const r of records) console.log(values.json ? JSON.stringify(r) : line(r));
+    const print = (r: AuditRecord) => console.log(values.json ? JSON.stringify(r) : auditLine(r));
+    if (values.after !== undefined) {
+      // Forward paging: the records after SEQ, oldest first, at most --limit of them.
+      const after = intFlag('after', values.after, 0);
+      const limit = intFlag('limit', values.limit, 1000);
+      let cursor = after;
+      let printed = 0;
+      while (printed < limit) {
+        const { records } = await api.get<{ records: AuditRecord[] }>(
+          `/v1/audit?after=${cursor}&limit=${Math.min(PAGE, limit - printed)}${only}`,
+        );
+        records.forEach(print);
+        printed += records.length;
+        if (records.length === 0) break;
+        cursor = records.at(-1)!.seq;
+      }
+      if (printed === limit)
+        console.error(
+          `${printed} records after #${after} printed; more may follow: killpath audit tail --after ${cursor} --limit ${limit}`,
+        );
+      return 0;
+    }
+    // The last N records, fetched newest first a page at a time, printed oldest first; never a
+    // silent cap: when fewer than N exist, the count says so.
+    const n = values.limit !== undefined ? intFlag('limit', values.limit, 20) : intFlag('n', values.n, 20);
+    const newestFirst: AuditRecord[] = [];
+    let before: number | null = null;
+    while (newestFirst.length < n) {
+      const page: AuditRecord[] = (
+        await api.get<{ records: AuditRecord[] }>(
+          `/v1/audit?order=desc&limit=${Math.min(PAGE, n - newestFirst.length)}${before === null ? '' : `&before=${before}`}${only}`,
+        )
+      ).records;
+      newestFirst.push(...page);
+      if (page.length === 0) break;
+      before = page.at(-1)!.seq;
+    }
+    newestFirst.reverse().forEach(print);
+    if (newestFirst.length < n && !values.json)
+      console.error(
+        `${newestFirst.length} records: all there are${values.type ? ` of type ${values.type}` : ''}`,
+      );
+    let after = newestFirst.at(-1)?.seq ?? 0;
     while (values.follow) {
       await new Promise((ok) => setTimeout(ok, 500));
-      records = (await api.get<{ records: AuditRecord[] }>(`/v1/audit?after=${after}&limit=1000${only}`))
-        .records;
-      for (const r of records) console.log(values.json ? JSON.stringify(r) : line(r));
+      const { records } = await api.get<{ records: AuditRecord[] }>(
+        `/v1/audit?after=${after}&limit=1000${only}`,
+      );
+      records.forEach(print);
       after = records.at(-1)?.seq ?? after;
     }
     return 0;

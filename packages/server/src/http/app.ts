@@ -301,9 +301,13 @@ export function createApp(
     const p = c.get('principal');
     requireHuman(p);
     const after = Number(c.req.query('after') ?? 0);
+    const beforeText = c.req.query('before');
+    const before = beforeText === undefined ? undefined : Number(beforeText);
     const limit = Number(c.req.query('limit') ?? 200);
     if (!Number.isInteger(after) || after < 0)
       throw new KillpathError('invalid_request', 'after must be a non-negative integer');
+    if (before !== undefined && (!Number.isInteger(before) || before < 1))
+      throw new KillpathError('invalid_request', 'before must be a positive integer');
     if (!Number.isInteger(limit) || limit < 1 || limit > 5000)
       throw new KillpathError('invalid_request', 'limit must be an integer from 1 to 5000');
     const order = c.req.query('order') ?? 'asc';
@@ -317,6 +321,7 @@ export function createApp(
     await cp.flushAudit();
     const records = await cp.store.listAudit({
       afterSeq: after,
+      ...(before !== undefined ? { beforeSeq: before } : {}),
       limit,
       tenant: tenantFilter(p),
       desc,

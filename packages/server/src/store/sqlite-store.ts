@@ -696,6 +696,10 @@ export class SqliteStore implements Store {
   async listAudit(q: AuditQuery): Promise<AuditRecord[]> {
     const where: string[] = ['seq > ?'];
     const params: (string | number)[] = [q.afterSeq ?? 0];
+    if (q.beforeSeq !== undefined) {
+      where.push('seq < ?');
+      params.push(q.beforeSeq);
+    }
     if (q.tenant !== undefined) {
       where.push('(tenant IS NULL OR tenant = ?)');
       params.push(q.tenant);

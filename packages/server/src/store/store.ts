@@ -240,6 +240,8 @@ export interface DirectiveQuery {
 /** Filter for reading the audit log. */
 export interface AuditQuery {
   afterSeq?: number;
+  /** Only records before this seq (paging backwards, with `desc`). */
+  beforeSeq?: number;
   limit?: number;
   tenant?: string;
   /** Newest first when true. */

@@ -1,0 +1,124 @@
+/**
+ * `killpath audit tail` as an on-call reads it: every text line names the run, tool, class and
+ * status it concerns; `-n` larger than one API page is fetched page by page (never quietly cut
+ * to 5,000); fewer records than asked says so; `--after SEQ --limit N` pages forward and prints
+ * the command for the next page. A real control plane in this process answers.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { startServer, type RunningServer } from '@killpath/server';
+import type { AuditRecord } from '@killpath/protocol';
+import { auditLine } from '../../src/commands/audit.ts';
+import { main } from '../../src/main.ts';
+
+/** Runs the CLI in this process, capturing what it prints. */
+async function cli(argv: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const [log, error] = [console.log, console.error];
+  console.log = (...a: unknown[]) => void out.push(a.join(' '));
+  console.error = (...a: unknown[]) => void err.push(a.join(' '));
+  try {
+    return { code: await main(argv), out, err };
+  } finally {
+    console.log = log;
+    console.error = error;
+  }
+}
+
+describe('killpath audit tail', () => {
+  let dir: string;
+  let server: RunningServer;
+  let conn: string[];
+  let total = 0;
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'kp-audit-tail-'));
+    server = await startServer({
+      dataDir: dir,
+      port: 0,
+      logLevel: 'error',
+      supervisor: false,
+      watchdog: false,
+    });
+    conn = ['--url', server.url, '--token', server.createdAdminToken!];
+    const store = server.controlPlane.store;
+    for (let batch = 0; batch < 13; batch++)
+      await store.appendAudit(
+        Array.from({ length: 500 }, (_, i) => ({
+          type: 'effect.aborted',
+          actor: 'worker:w-7a37ef9c',
+          tenant: 'acme',
+          data: {
+            permitId: `p${batch}-${i}`,
+            runId: `run-${batch}`,
+            capability: 'crm.update',
+            class: 'write',
+            reason: 'halted in flight',
+            directiveId: 'd_1',
+          },
+        })),
+      );
+    total = (await store.listAudit({ limit: 100_000 })).length;
+  });
+  after(async () => {
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a text line names the run, tool, class, reason and directive', () => {
+    const r: AuditRecord = {
+      seq: 308213,
+      ts: '2026-12-05T10:00:00.000Z',
+      type: 'effect.aborted',
+      actor: 'worker:7a37ef9c',
+      tenant: 'acme',
+      data: {
+        runId: 'run-7',
+        capability: 'crm.update',
+        class: 'write',
+        reason: 'halted',
+        directiveId: 'd_9',
+      },
+      prevHash: '',
+      hash: '',
+    } as AuditRecord;
+    assert.equal(
+      auditLine(r),
+      '#308213 2026-12-05T10:00:00.000Z effect.aborted by worker:7a37ef9c [acme] run=run-7 tool=crm.update class=write directive=d_9 reason=halted',
+    );
+  });
+
+  it('-n 6000 prints 6000 records, oldest first, ending with the newest', async () => {
+    const { code, out } = await cli(['audit', 'tail', '-n', '6000', ...conn]);
+    assert.equal(code, 0);
+    assert.equal(out.length, 6000, 'not cut to one page of 5000');
+    const seqs = out.map((l) => Number(/^#(\d+) /.exec(l)![1]));
+    assert.equal(seqs.at(-1), total);
+    assert.equal(seqs[0], total - 5999);
+    assert.ok(
+      seqs.every((s, i) => i === 0 || s === seqs[i - 1]! + 1),
+      'no gap and no repeat across pages',
+    );
+  });
+
+  it('asking for more than there are prints them all and says so', async () => {
+    const { out, err } = await cli(['audit', 'tail', '-n', '100000', ...conn]);
+    assert.equal(out.length, total);
+    assert.deepEqual(err, [`${total} records: all there are`]);
+  });
+
+  it('--after SEQ --limit N pages forward and names the next page', async () => {
+    const { code, out, err } = await cli(['audit', 'tail', '--after', '100', '--limit', '50', ...conn]);
+    assert.equal(code, 0);
+    assert.deepEqual(
+      out.map((l) => Number(/^#(\d+) /.exec(l)![1])),
+      Array.from({ length: 50 }, (_, i) => 101 + i),
+    );
+    assert.deepEqual(err, [
+      '50 records after #100 printed; more may follow: killpath audit tail --after 150 --limit 50',
+    ]);
+  });
+});
