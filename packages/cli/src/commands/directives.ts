@@ -62,13 +62,30 @@ same runs (e.g. a tenant halt over an agent) stay in force: killpath status list
   --feature FEATURE       feature:FEATURE (of every tenant you can see, unless --tenant)
   --global                global (admin token and --break-glass required)`;
 
-function describe(d: Directive): string {
+/** Seconds as a person reads them: `5 s`, `1.5 s`. */
+const seconds = (msValue: number) => `${Math.round(msValue / 100) / 10} s`;
+
+/**
+ * What happens to a directive on its own, in words: "if not acknowledged within 5 s + 1 s, this
+ * becomes a kill" (grace, then the escalation's slack), not a step that reads as about to happen.
+ */
+export function escalationWords(d: Pick<Directive, 'level' | 'graceMs' | 'escalation'>): string {
+  return d.escalation
+    .map((e) => {
+      const within =
+        e.afterMs > d.graceMs && d.graceMs > 0
+          ? `${seconds(d.graceMs)} + ${seconds(e.afterMs - d.graceMs)}`
+          : seconds(e.afterMs);
+      return `if not acknowledged within ${within}, this becomes a ${e.level}`;
+    })
+    .join('; ');
+}
+
+/** One directive as a line; `escalation` adds what it becomes on its own (not for a cleared one). */
+function describe(d: Directive, escalation = true): string {
   const caps = d.capabilities ? ` tools=${d.capabilities.join(',')}` : '';
   const rate = d.rate ? ` rate=${d.rate.perSecond}/s per ${d.rate.per}` : '';
-  const esc =
-    d.escalation.length > 0
-      ? ` escalates ${d.escalation.map((e) => `${e.level}@${e.afterMs}ms`).join(', ')}`
-      : '';
+  const esc = escalation && d.escalation.length > 0 ? `; ${escalationWords(d)}` : '';
   return `${d.level} ${d.scopeText}${caps}${rate} (id ${d.id}, rev ${d.rev})${esc}`;
 }
 
@@ -267,7 +284,7 @@ export async function resume(args: string[]): Promise<number> {
     const r = await api.post<Resumed>(`/v1/directives/${encodeURIComponent(positionals[0]!)}/resume`, body);
     if (values.json) console.log(JSON.stringify(r, null, 2));
     else if ('approval' in r) console.log(pendingLine(r.approval));
-    else console.log(`cleared ${describe(r.directive)} at rev ${r.directive.clearedRev}`);
+    else console.log(`cleared ${describe(r.directive, false)} at rev ${r.directive.clearedRev}`);
     return 0;
   }
   const { directives } = await api.get<{ directives: Directive[] }>('/v1/directives?active=true&limit=5000');
@@ -298,7 +315,7 @@ export async function resume(args: string[]): Promise<number> {
   }
   if (values.json) console.log(JSON.stringify({ cleared, ...(pending.length ? { pending } : {}) }, null, 2));
   else {
-    for (const d of cleared) console.log(`cleared ${describe(d)} at rev ${d.clearedRev}`);
+    for (const d of cleared) console.log(`cleared ${describe(d, false)} at rev ${d.clearedRev}`);
     for (const a of pending) console.log(pendingLine(a));
     console.log(
       `${cleared.length} directive${cleared.length === 1 ? '' : 's'} cleared at ${label}${pending.length ? `, ${pending.length} waiting for approval` : ''}`,

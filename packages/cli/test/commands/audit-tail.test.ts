@@ -12,22 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { startServer, type RunningServer } from '@killpath/server';
 import type { AuditRecord } from '@killpath/protocol';
 import { auditLine } from '../../src/commands/audit.ts';
-import { main } from '../../src/main.ts';
-
-/** Runs the CLI in this process, capturing what it prints. */
-async function cli(argv: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const [log, error] = [console.log, console.error];
-  console.log = (...a: unknown[]) => void out.push(a.join(' '));
-  console.error = (...a: unknown[]) => void err.push(a.join(' '));
-  try {
-    return { code: await main(argv), out, err };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
+import { cli } from '../cli-capture.ts';
 
 describe('killpath audit tail', () => {
   let dir: string;

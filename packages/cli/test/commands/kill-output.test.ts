@@ -1,0 +1,71 @@
+/**
+ * What `killpath kill` and `resume` say of a halt's escalation: in words an on-call reads right
+ * ("if not acknowledged within 5 s + 1 s, this becomes a kill"), never as a step that looks about
+ * to happen ("escalates kill@6000ms"), and a resume does not repeat it.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { startServer, type RunningServer } from '@killpath/server';
+import { escalationWords } from '../../src/commands/directives.ts';
+import { cli } from '../cli-capture.ts';
+
+describe('escalation in words', () => {
+  it('grace, then slack', () => {
+    assert.equal(
+      escalationWords({ level: 'halt', graceMs: 5000, escalation: [{ level: 'kill', afterMs: 6000 }] }),
+      'if not acknowledged within 5 s + 1 s, this becomes a kill',
+    );
+    assert.equal(
+      escalationWords({ level: 'halt', graceMs: 0, escalation: [{ level: 'kill', afterMs: 1500 }] }),
+      'if not acknowledged within 1.5 s, this becomes a kill',
+    );
+    assert.equal(escalationWords({ level: 'kill', graceMs: 0, escalation: [] }), '');
+  });
+
+  describe('through the CLI', () => {
+    let dir: string;
+    let server: RunningServer;
+    let conn: string[];
+    before(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'kp-kill-output-'));
+      server = await startServer({
+        dataDir: dir,
+        port: 0,
+        logLevel: 'error',
+        supervisor: false,
+        watchdog: false,
+      });
+      conn = ['--url', server.url, '--token', server.createdAdminToken!];
+    });
+    after(async () => {
+      await server.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    it('kill says what the halt becomes; resume does not repeat it', async () => {
+      const issued = await cli([
+        'kill',
+        '--agent',
+        'acme/bot',
+        '--grace',
+        '5000',
+        '--reason',
+        'incident 42',
+        ...conn,
+      ]);
+      assert.equal(issued.code, 0, issued.err.join('\n'));
+      assert.match(
+        issued.out.join('\n'),
+        /^issued halt agent:acme\/bot \(id (\S+), rev \d+\); if not acknowledged within 5 s \+ 1 s, this becomes a kill$/,
+      );
+      assert.doesNotMatch(issued.out.join('\n'), /escalates|kill@/);
+      const id = /\(id (\S+),/.exec(issued.out[0]!)![1]!;
+      const resumed = await cli(['resume', id, '--reason', 'fixed', ...conn]);
+      assert.equal(resumed.code, 0, resumed.err.join('\n'));
+      assert.match(resumed.out.join('\n'), /^cleared halt agent:acme\/bot \(id \S+, rev \d+\) at rev \d+$/);
+    });
+  });
+});
