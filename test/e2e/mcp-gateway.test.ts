@@ -54,23 +54,30 @@ function post(url: string, body: string, host?: string): Promise<number> {
 const textOf = (r: unknown): string => ((r as CallToolResult).content[0] as { text: string }).text;
 
 /** An MCP client that answers sampling, elicitation and roots, and counts tools/list_changed. */
-function agentClient(): { client: Client; listChanged: () => number } {
+function agentClient(): { client: Client; listChanged: () => number; sampled: () => number } {
   const client = new Client(
     { name: 'gateway-test', version: '1.0.0' },
     { capabilities: { sampling: {}, elicitation: {}, roots: { listChanged: true } } },
   );
   let changed = 0;
+  let sampled = 0;
   client.setNotificationHandler(ToolListChangedNotificationSchema, () => void changed++);
-  client.setRequestHandler(CreateMessageRequestSchema, () => ({
-    role: 'assistant',
-    content: { type: 'text', text: 'sampled' },
-    model: 'scripted',
-  }));
+  client.setRequestHandler(
+    CreateMessageRequestSchema,
+    () => (
+      sampled++,
+      {
+        role: 'assistant',
+        content: { type: 'text', text: 'sampled' },
+        model: 'scripted',
+      }
+    ),
+  );
   client.setRequestHandler(ElicitRequestSchema, () => ({ action: 'accept', content: { name: 'ada' } }));
   client.setRequestHandler(ListRootsRequestSchema, () => ({
     roots: [{ uri: 'file:///work', name: 'work' }],
   }));
-  return { client, listChanged: () => changed };
+  return { client, listChanged: () => changed, sampled: () => sampled };
 }
 
 describe('killpath mcp-gateway', { timeout: 180_000 }, () => {
@@ -144,8 +151,7 @@ describe('killpath mcp-gateway', { timeout: 180_000 }, () => {
 
   /** The halt, refusal, degrade and resume checks, the same over either transport. */
   async function scenario(
-    client: Client,
-    listChanged: () => number,
+    { client, listChanged, sampled }: ReturnType<typeof agentClient>,
     run: string,
     log: string,
   ): Promise<void> {
@@ -156,6 +162,27 @@ describe('killpath mcp-gateway', { timeout: 180_000 }, () => {
     assert.equal(textOf(await client.callTool({ name: 'fast' })), 'fast done');
     // Sampling, elicitation and roots asked by the upstream server reach this client and back.
     assert.equal(textOf(await client.callTool({ name: 'ask' })), 'sampled|{"name":"ada"}|file:///work');
+
+    // Sampling is the agent's model call: a degrade of llm refuses it before it reaches the client.
+    const samples = sampled();
+    const noLlm = await issue({ level: 'degrade', scope: `run:${run}`, capabilities: ['llm'] });
+    await until('the llm degrade reaches the gateway', 10_000, async () => {
+      try {
+        await client.callTool({ name: 'ask' });
+        return false;
+      } catch (err) {
+        return /sampling refused by killpath/.test((err as Error).message);
+      }
+    });
+    assert.equal(sampled(), samples, 'the refused sampling request never reached the client');
+    await resume(noLlm.id);
+    await until('the resume of llm', 10_000, async () => {
+      try {
+        return textOf(await client.callTool({ name: 'ask' })).startsWith('sampled|');
+      } catch {
+        return false;
+      }
+    });
 
     // A degrade naming one tool: the list changes, the client is told, reads keep flowing.
     const seen = listChanged();
@@ -201,7 +228,8 @@ describe('killpath mcp-gateway', { timeout: 180_000 }, () => {
   test('over stdio: halt, refusal, degrade, resume; the upstream process ends with the client', async () => {
     const log = join(dir, 'stdio.log');
     logs.push(log);
-    const { client, listChanged } = agentClient();
+    const agent = agentClient();
+    const client = agent.client;
     const transport = new StdioClientTransport({
       command: process.execPath,
       args: gatewayArgs('gw-stdio'),
@@ -211,7 +239,7 @@ describe('killpath mcp-gateway', { timeout: 180_000 }, () => {
     try {
       await client.connect(transport);
       if (transport.pid !== null) gatewayPids.push(transport.pid);
-      await scenario(client, listChanged, 'gw-stdio', log);
+      await scenario(agent, 'gw-stdio', log);
     } finally {
       await client.close();
     }
@@ -238,10 +266,11 @@ describe('killpath mcp-gateway', { timeout: 180_000 }, () => {
       });
       gw.once('exit', (code) => fail(new Error(`the gateway exited with ${code}`)));
     });
-    const { client, listChanged } = agentClient();
+    const agent = agentClient();
+    const client = agent.client;
     try {
       await client.connect(new StreamableHTTPClientTransport(new URL(url)));
-      await scenario(client, listChanged, 'gw-http', log);
+      await scenario(agent, 'gw-http', log);
       // A foreign Host header is refused (DNS rebinding), and so is a request without a session.
       const forged = await post(url, '{}', 'evil.example:80');
       assert.equal(forged, 403);

@@ -5,6 +5,8 @@ import type { RequestOptions } from '@modelcontextprotocol/sdk/shared/protocol.j
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import {
   CallToolRequestSchema,
+  ErrorCode,
+  McpError,
   CallToolResultSchema,
   ListToolsRequestSchema,
   ListToolsResultSchema,
@@ -59,7 +61,8 @@ interface HandlerExtra {
  * `tools/list` leaves out revoked tools and {@link GatewaySession.refresh} sends
  * `notifications/tools/list_changed` when that set changes. Every other request and
  * notification is forwarded as it is, both ways (resources, prompts, completion, logging,
- * sampling, elicitation, roots), progress included.
+ * sampling, elicitation, roots), progress included; a sampling request is also an `llm` effect
+ * of the run (refused under a covering stop, aborted by one: the model call is the agent's).
  */
 export class GatewaySession {
   /** The server the agent's client talks to. */
@@ -112,12 +115,26 @@ export class GatewaySession {
         ),
       );
     this.downstream.fallbackNotificationHandler = (n) => this.forward(this.upstream, n);
-    this.upstream.fallbackRequestHandler = (req, extra) => {
+    this.upstream.fallbackRequestHandler = async (req, extra) => {
       const only = this.inFlight.size === 1 ? [...this.inFlight][0] : undefined;
-      return this.downstream.request({ method: req.method, params: req.params }, ResultSchema, {
-        ...this.forwardOptions(req.params, extra),
-        ...(only === undefined ? {} : { relatedRequestId: only }),
-      });
+      const ask = (signal: AbortSignal) =>
+        this.downstream.request({ method: req.method, params: req.params }, ResultSchema, {
+          ...this.forwardOptions(req.params, extra),
+          signal,
+          ...(only === undefined ? {} : { relatedRequestId: only }),
+        });
+      if (req.method !== 'sampling/createMessage') return ask(extra.signal);
+      // Sampling is a model call made through the agent's client: an `llm` effect of the run,
+      // refused under a covering stop and aborted when one is observed mid-call.
+      try {
+        return await this.run.effect({ capability: 'llm', class: 'read' }, (signal) =>
+          withJoinedSignal(signal, extra.signal, ask),
+        );
+      } catch (err) {
+        if (isRefusal(err))
+          throw new McpError(ErrorCode.InvalidRequest, `sampling refused by killpath: ${err.message}`);
+        throw err;
+      }
     };
     this.upstream.fallbackNotificationHandler = (n) => this.forward(this.downstream, n);
     this.onClose = options.onClose ?? null;
