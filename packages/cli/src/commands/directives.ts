@@ -15,7 +15,7 @@ export const KILL_HELP = `killpath kill <scope> --reason TEXT [options]
 Stops agents at one scope. Pick exactly one scope:
   --run RUN_ID            one run and its child runs (with --tenant: the run of that tenant,
                           also one no worker holds yet)
-  --agent TENANT/AGENT    every run of one agent
+  --agent TENANT/AGENT    every run of one agent (also --tenant TENANT --agent AGENT)
   --tenant TENANT         every run of one tenant (with --feature or --run: that feature or run inside it)
   --feature FEATURE       every run that declared the feature
   --global                everything (admin token and --break-glass required)
@@ -57,7 +57,7 @@ kill, a frozen tool, a throttle there), each at its own rev, and prints what it 
 exits 1 when none is active at that scope. Directives at other scopes that still cover the
 same runs (e.g. a tenant halt over an agent) stay in force: killpath status lists them.
   --run RUN_ID            run:RUN_ID (with --tenant: of that tenant)
-  --agent TENANT/AGENT    agent:TENANT/AGENT
+  --agent TENANT/AGENT    agent:TENANT/AGENT (also --tenant TENANT --agent AGENT)
   --tenant TENANT         tenant:TENANT (with --feature or --run: that feature or run inside the tenant)
   --feature FEATURE       feature:FEATURE (of every tenant you can see, unless --tenant)
   --global                global (admin token and --break-glass required)`;
@@ -116,29 +116,13 @@ export async function kill(args: string[]): Promise<number> {
     console.log(KILL_HELP);
     return 0;
   }
-  const picked = [
-    values.run && 'run',
-    values.agent && 'agent',
-    values.feature && 'feature',
-    values.global && 'global',
-    values.tenant && !values.feature && !values.run && 'tenant',
-  ].filter(Boolean);
-  if (picked.length !== 1)
+  const named = scopeFlags(values, 'kill');
+  if (named === null)
     throw new KillpathError(
       'invalid_request',
       'pick exactly one scope: --run, --agent, --tenant, --feature or --global (see killpath kill --help)',
     );
-  if (values.global && values.tenant)
-    throw new KillpathError('invalid_request', '--global and --tenant exclude each other');
-  let scope: string;
-  if (values.run) scope = `run:${values.run}`;
-  else if (values.agent) {
-    if (!values.agent.includes('/'))
-      throw new KillpathError('invalid_request', '--agent takes TENANT/AGENT, e.g. --agent acme/support-bot');
-    scope = `agent:${values.agent}`;
-  } else if (values.feature) scope = `feature:${values.feature}`;
-  else if (values.global) scope = 'global';
-  else scope = `tenant:${values.tenant}`;
+  const scope = named.scopeText;
   if (!values.reason || values.reason.trim() === '')
     throw new KillpathError('invalid_request', '--reason is required: say why, it goes on the audit record');
   if (values.hard && values.level !== undefined && values.level !== 'kill')
@@ -160,7 +144,7 @@ export async function kill(args: string[]): Promise<number> {
     ...(values.drain ? { drain: 'drain' } : {}),
     ...(values['commit-memory'] ? { memory: 'commit' } : {}),
     ...(values['break-glass'] ? { breakGlass: values['break-glass'] } : {}),
-    ...((values.feature || values.run) && values.tenant ? { tenant: values.tenant } : {}),
+    ...(named.tenant !== undefined ? { tenant: named.tenant } : {}),
   };
   const api = clientFor(values);
   const headers: Record<string, string> = values['idempotency-key']
@@ -262,7 +246,7 @@ export async function resume(args: string[]): Promise<number> {
     console.log(RESUME_HELP);
     return 0;
   }
-  const byScope = resumeScope(values);
+  const byScope = scopeFlags(values, 'resume');
   if (byScope === null && positionals.length !== 1)
     throw new KillpathError(
       'invalid_request',
@@ -334,34 +318,52 @@ function pendingLine(a: ApprovalRequest): string {
 They run: killpath approve ${a.id} --reason "…"`;
 }
 
-/** The exact scope a `resume --run/--agent/--tenant/--feature/--global` names, or null for the id form. */
-function resumeScope(v: {
-  run?: string | undefined;
-  agent?: string | undefined;
-  tenant?: string | undefined;
-  feature?: string | undefined;
-  global?: boolean | undefined;
-}): { scopeText: string; tenant?: string } | null {
+/**
+ * The scope the flags `--run/--agent/--tenant/--feature/--global` name, or null when none is
+ * given. `--agent` takes `TENANT/AGENT`, or `AGENT` with `--tenant TENANT` (the launcher's
+ * spelling); `--tenant` with `--run` or `--feature` narrows those to the tenant (`tenant` in the
+ * result); `--tenant` alone is the tenant scope.
+ * @throws KillpathError `invalid_request` when the flags name no single scope
+ */
+export function scopeFlags(
+  v: {
+    run?: string | undefined;
+    agent?: string | undefined;
+    tenant?: string | undefined;
+    feature?: string | undefined;
+    global?: boolean | undefined;
+  },
+  command: string,
+): { scopeText: string; tenant?: string } | null {
   const picked = [
     v.run && 'run',
     v.agent && 'agent',
     v.feature && 'feature',
     v.global && 'global',
-    v.tenant && !v.feature && !v.run && 'tenant',
+    v.tenant && !v.feature && !v.run && !v.agent && 'tenant',
   ].filter(Boolean);
   if (picked.length === 0) return null;
   if (picked.length > 1)
     throw new KillpathError(
       'invalid_request',
-      'pick exactly one scope: --run, --agent, --tenant, --feature or --global (see killpath resume --help)',
+      `pick exactly one scope: --run, --agent, --tenant, --feature or --global (see killpath ${command} --help)`,
     );
   if (v.global && v.tenant)
     throw new KillpathError('invalid_request', '--global and --tenant exclude each other');
   if (v.run) return { scopeText: `run:${v.run}`, ...(v.tenant ? { tenant: v.tenant } : {}) };
   if (v.agent) {
-    if (!v.agent.includes('/'))
-      throw new KillpathError('invalid_request', '--agent takes TENANT/AGENT, e.g. --agent acme/support-bot');
-    return { scopeText: `agent:${v.agent}` };
+    const slash = v.agent.indexOf('/');
+    if (slash < 0 && v.tenant === undefined)
+      throw new KillpathError(
+        'invalid_request',
+        '--agent takes TENANT/AGENT (or --tenant TENANT --agent AGENT), e.g. --agent acme/support-bot',
+      );
+    if (slash >= 0 && v.tenant !== undefined && v.agent.slice(0, slash) !== v.tenant)
+      throw new KillpathError(
+        'invalid_request',
+        `--agent ${v.agent} is not in --tenant ${v.tenant}: give one of them, or the same tenant in both`,
+      );
+    return { scopeText: `agent:${slash < 0 ? `${v.tenant}/${v.agent}` : v.agent}` };
   }
   if (v.feature) return { scopeText: `feature:${v.feature}`, ...(v.tenant ? { tenant: v.tenant } : {}) };
   if (v.global) return { scopeText: 'global' };

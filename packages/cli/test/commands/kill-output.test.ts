@@ -9,8 +9,40 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startServer, type RunningServer } from '@killpath/server';
-import { escalationWords } from '../../src/commands/directives.ts';
+import { escalationWords, scopeFlags } from '../../src/commands/directives.ts';
 import { cli } from '../cli-capture.ts';
+
+describe('scope flags: both spellings of an agent', () => {
+  it('--agent T/A and --tenant T --agent A name the same agent scope', () => {
+    assert.deepEqual(scopeFlags({ agent: 'acme/support-bot' }, 'kill'), {
+      scopeText: 'agent:acme/support-bot',
+    });
+    assert.deepEqual(scopeFlags({ tenant: 'acme', agent: 'support-bot' }, 'kill'), {
+      scopeText: 'agent:acme/support-bot',
+    });
+    assert.deepEqual(scopeFlags({ tenant: 'acme', agent: 'acme/support-bot' }, 'kill'), {
+      scopeText: 'agent:acme/support-bot',
+    });
+    assert.throws(
+      () => scopeFlags({ tenant: 'globex', agent: 'acme/support-bot' }, 'kill'),
+      /--agent acme\/support-bot is not in --tenant globex/,
+    );
+    assert.throws(
+      () => scopeFlags({ agent: 'support-bot' }, 'kill'),
+      /--agent takes TENANT\/AGENT \(or --tenant TENANT --agent AGENT\)/,
+    );
+    assert.deepEqual(scopeFlags({ tenant: 'acme', run: 'r1' }, 'kill'), {
+      scopeText: 'run:r1',
+      tenant: 'acme',
+    });
+    assert.deepEqual(scopeFlags({ tenant: 'acme' }, 'resume'), { scopeText: 'tenant:acme' });
+    assert.equal(scopeFlags({}, 'resume'), null);
+    assert.throws(
+      () => scopeFlags({ run: 'r1', agent: 'acme/a' }, 'resume'),
+      /pick exactly one scope.*killpath resume --help/,
+    );
+  });
+});
 
 describe('escalation in words', () => {
   it('grace, then slack', () => {
@@ -63,6 +95,23 @@ describe('escalation in words', () => {
       );
       assert.doesNotMatch(issued.out.join('\n'), /escalates|kill@/);
       const id = /\(id (\S+),/.exec(issued.out[0]!)![1]!;
+      const again = await cli([
+        'kill',
+        '--tenant',
+        'acme',
+        '--agent',
+        'bot',
+        '--grace',
+        '5000',
+        '--reason',
+        'incident 42',
+        ...conn,
+      ]);
+      assert.equal(again.code, 0, again.err.join('\n'));
+      assert.match(
+        again.out.join('\n'),
+        new RegExp(`^already in force \\(identical directive\\): halt agent:acme/bot \\(id ${id},`),
+      );
       const resumed = await cli(['resume', id, '--reason', 'fixed', ...conn]);
       assert.equal(resumed.code, 0, resumed.err.join('\n'));
       assert.match(resumed.out.join('\n'), /^cleared halt agent:acme\/bot \(id \S+, rev \d+\) at rev \d+$/);
