@@ -29,7 +29,7 @@ import type { Triggers } from '../triggers.ts';
 import type { Checkpointer } from '../audit/checkpointer.ts';
 import { auditRoutes } from './audit-routes.ts';
 import type { Admission } from './admission.ts';
-import { body, requireWorker, wireError, type Env } from './common.ts';
+import { body, refuseSecrets, requireWorker, wireError, type Env } from './common.ts';
 
 /** Largest request body accepted, in bytes. */
 export const BODY_LIMIT = 64 * 1024;
@@ -115,6 +115,18 @@ export function createApp(
     // Rehearsal records carry latency samples of a whole fleet: they get a larger limit of their own.
     if (c.req.path === '/v1/drills') return drillLimit(c, next);
     return limit(c, next);
+  });
+
+  // A secret in a URL would reach error messages and logs: refuse it before anything reads the path.
+  app.use(async (c, next) => {
+    let url = c.req.url;
+    try {
+      url = decodeURIComponent(url);
+    } catch {
+      // Malformed escapes: check the raw text.
+    }
+    refuseSecrets(url);
+    await next();
   });
 
   app.get('/healthz', (c) => c.json({ ok: true, rev: cp.hub.rev, streams: cp.hub.size }));

@@ -28,11 +28,14 @@ export async function body<S extends z.ZodType>(c: Context, schema: S): Promise<
       'request body must be sent as content-type: application/json',
     );
   let raw: unknown;
+  let text: string;
   try {
-    raw = await c.req.json();
+    text = await c.req.text();
+    raw = JSON.parse(text);
   } catch {
     throw new KillpathError('invalid_request', 'request body must be a JSON object');
   }
+  refuseSecrets(text);
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {
     const details = parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message }));
@@ -44,6 +47,22 @@ export async function body<S extends z.ZodType>(c: Context, schema: S): Promise<
     );
   }
   return parsed.data;
+}
+
+/** The shape of a token secret (`kp_` and 32 random bytes, base64url): it has no business in a request but its Authorization header. */
+const SECRET_SHAPE = /kp_[A-Za-z0-9_-]{43}/;
+
+/**
+ * Refuses text that carries something shaped like a token secret (a token pasted into a reason,
+ * a scope or a URL), without echoing it, so that it reaches no audit record, log or error.
+ * @throws KillpathError `invalid_request`
+ */
+export function refuseSecrets(text: string): void {
+  if (SECRET_SHAPE.test(text))
+    throw new KillpathError(
+      'invalid_request',
+      'the request carries what looks like a killpath token secret (kp_…) outside its Authorization header; refused so that it is recorded nowhere. Send tokens only as Authorization: Bearer …',
+    );
 }
 
 /** A worker route's caller must be the agent the worker belongs to (or an admin). */
