@@ -81,8 +81,10 @@ describe('killpath audit tail', () => {
     assert.equal(code, 0);
     assert.equal(out.length, 6000, 'not cut to one page of 5000');
     const seqs = out.map((l) => Number(/^#(\d+) /.exec(l)![1]));
-    assert.equal(seqs.at(-1), total);
-    assert.equal(seqs[0], total - 5999);
+    // The control plane may append records of its own meanwhile (a signed checkpoint): the newest
+    // printed is at least the newest seen before.
+    assert.ok(seqs.at(-1)! >= total, `ends with the newest (${seqs.at(-1)} ≥ ${total})`);
+    assert.equal(seqs[0], seqs.at(-1)! - 5999);
     assert.ok(
       seqs.every((s, i) => i === 0 || s === seqs[i - 1]! + 1),
       'no gap and no repeat across pages',
@@ -91,8 +93,9 @@ describe('killpath audit tail', () => {
 
   it('asking for more than there are prints them all and says so', async () => {
     const { out, err } = await cli(['audit', 'tail', '-n', '100000', ...conn]);
-    assert.equal(out.length, total);
-    assert.deepEqual(err, [`${total} records: all there are`]);
+    assert.ok(out.length >= total, `every record (${out.length} ≥ ${total})`);
+    assert.equal(Number(/^#(\d+) /.exec(out[0]!)![1]), 1, 'from the first');
+    assert.deepEqual(err, [`${out.length} records: all there are`]);
   });
 
   it('--after SEQ --limit N pages forward and names the next page', async () => {
