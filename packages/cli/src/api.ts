@@ -5,21 +5,44 @@ export const SHED_RETRIES = 5;
 /** The longest wait between two tries of a shed request, ms (whatever Retry-After says). */
 const MAX_SHED_WAIT_MS = 10_000;
 
+/** Options of {@link ApiClient}. */
+export interface ApiClientOptions {
+  /** How long one try waits for the whole answer, ms. Default 15 000. */
+  timeoutMs?: number;
+  /**
+   * How many more times an idempotent request (a GET, or a POST carrying an `idempotency-key`
+   * header) is sent when the control plane did not answer in time or could not be reached.
+   * Default 0: the CLI reports at once; the demo, on a machine it loads itself, retries.
+   */
+  retries?: number;
+  /** Wait before the first retry, ms, doubling after each. Default 1 000. */
+  retryWaitMs?: number;
+}
+
 /** A small client for the control plane's HTTP API, used by the CLI, demo and drills. */
 export class ApiClient {
   readonly url: string;
   readonly #token: string;
+  readonly #timeoutMs: number;
+  readonly #retries: number;
+  readonly #retryWaitMs: number;
 
-  constructor(url: string, token: string) {
+  constructor(url: string, token: string, options: ApiClientOptions = {}) {
     this.url = url.replace(/\/+$/, '');
     this.#token = token;
+    this.#timeoutMs = options.timeoutMs ?? 15_000;
+    this.#retries = options.retries ?? 0;
+    this.#retryWaitMs = options.retryWaitMs ?? 1000;
   }
 
   /**
    * Sends a request and returns the parsed JSON body (undefined for 204). A request the control
    * plane shed under overload (429 `overloaded`: it was not processed at all) is sent again after
-   * the wait it asked for, up to {@link SHED_RETRIES} times.
-   * @throws KillpathError with the wire error's code, or `unavailable` when the server cannot be reached.
+   * the wait it asked for, up to {@link SHED_RETRIES} times. An idempotent request with no answer
+   * is sent again up to `retries` times (see {@link ApiClientOptions.retries}).
+   * @throws KillpathError with the wire error's code, or `unavailable`: `details.reason` is
+   * `timeout` when the control plane did not answer within the timeout (it may be overloaded),
+   * `unreachable` when the connection failed (nothing listens, or the network is down)
    */
   async request<T>(
     method: string,
@@ -27,10 +50,25 @@ export class ApiClient {
     body?: unknown,
     headers: Record<string, string> = {},
   ): Promise<T> {
+    const idempotent =
+      method === 'GET' || Object.keys(headers).some((h) => h.toLowerCase() === 'idempotency-key');
+    let unanswered = 0;
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.#once<T>(method, path, body, headers);
       } catch (err) {
+        if (err instanceof KillpathError && err.code === 'unavailable') {
+          unanswered += 1;
+          if (!idempotent || unanswered > this.#retries) {
+            if (unanswered === 1) throw err;
+            throw new KillpathError('unavailable', `${err.message} (${unanswered} tries)`, {
+              cause: err.cause,
+              details: err.details,
+            });
+          }
+          await new Promise((ok) => setTimeout(ok, this.#retryWaitMs * 2 ** (unanswered - 1)));
+          continue;
+        }
         if (!(err instanceof KillpathError) || err.code !== 'overloaded' || attempt > SHED_RETRIES) throw err;
         const asked = (err.details as { retryAfterMs?: unknown } | undefined)?.retryAfterMs;
         const wait = typeof asked === 'number' && asked >= 0 ? Math.min(asked, MAX_SHED_WAIT_MS) : 1000;
@@ -41,6 +79,7 @@ export class ApiClient {
 
   async #once<T>(method: string, path: string, body: unknown, headers: Record<string, string>): Promise<T> {
     let res: Response;
+    let text: string;
     try {
       res = await fetch(`${this.url}${path}`, {
         method,
@@ -50,17 +89,14 @@ export class ApiClient {
           ...headers,
         },
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(15_000),
+        signal: AbortSignal.timeout(this.#timeoutMs),
       });
+      // The timeout covers the body too: a control plane that sent headers and stalled is slow, not gone.
+      text = res.status === 204 ? '' : await res.text();
     } catch (err) {
-      throw new KillpathError(
-        'unavailable',
-        `cannot reach the control plane at ${this.url} (${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message})`,
-        { cause: err },
-      );
+      throw this.#noAnswer(method, path, err);
     }
     if (res.status === 204) return undefined as T;
-    const text = await res.text();
     let json: unknown;
     try {
       json = text === '' ? undefined : JSON.parse(text);
@@ -78,6 +114,22 @@ export class ApiClient {
       throw new KillpathError('internal', `HTTP ${res.status} from ${path}`);
     }
     return json as T;
+  }
+
+  /** A failed try as a person reads it: slow (timeout) is not the same as gone (connection failed). */
+  #noAnswer(method: string, path: string, err: unknown): KillpathError {
+    if (err instanceof Error && err.name === 'TimeoutError')
+      return new KillpathError(
+        'unavailable',
+        `the control plane at ${this.url} did not answer ${method} ${path.split('?')[0]} within ${this.#timeoutMs / 1000} s; the machine may be overloaded`,
+        { cause: err, details: { reason: 'timeout', timeoutMs: this.#timeoutMs } },
+      );
+    const cause =
+      err instanceof Error && err.cause instanceof Error ? err.cause.message : (err as Error).message;
+    return new KillpathError('unavailable', `cannot reach the control plane at ${this.url} (${cause})`, {
+      cause: err,
+      details: { reason: 'unreachable' },
+    });
   }
 
   get<T>(path: string): Promise<T> {

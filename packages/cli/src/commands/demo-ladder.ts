@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { AuditRecord, Directive } from '@killpath/protocol';
 import type { ApiClient } from '../api.ts';
 import type { FleetHarness } from '../fleet/harness.ts';
@@ -22,7 +23,8 @@ export async function demoLadder(api: ApiClient, token: string, fleet: FleetHarn
   const lines: string[] = [];
   const broken: string[] = [];
   const issue = async (body: Record<string, unknown>) =>
-    (await api.post<{ directive: Directive }>('/v1/directives', body)).directive;
+    (await api.post<{ directive: Directive }>('/v1/directives', body, { 'idempotency-key': randomUUID() }))
+      .directive;
   const resume = (d: Directive) =>
     api.post(`/v1/directives/${d.id}/resume`, { justification: 'demo: measured, resuming' });
 

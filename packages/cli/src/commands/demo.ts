@@ -161,7 +161,9 @@ export async function demo(args: string[]): Promise<number> {
   const dataDir = mkdtempSync(join(tmpdir(), 'killpath-demo-'));
   // Alerts (warn) are printed by the ladder part itself; the log shows only errors.
   const server = await startServer({ dataDir, port: 0, logLevel: 'error' });
-  const api = new ApiClient(server.url, server.createdAdminToken!);
+  // The demo loads the machine it runs on: a slow answer to an idempotent call (a read, a keyed
+  // issue) is asked again before the demo gives up.
+  const api = new ApiClient(server.url, server.createdAdminToken!, { retries: 3 });
   const cp = server.controlPlane;
   let fleet: FleetHarness | null = null;
   const stopAll = async () => {

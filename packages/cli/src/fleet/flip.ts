@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { AuditRecord, Directive, Level, Rate } from '@killpath/protocol';
 import type { ApiClient } from '../api.ts';
 import { percentile } from '../output.ts';
@@ -314,7 +315,10 @@ export async function flipAndMeasure(
   const windowMs = opts.windowMs ?? 800;
   const waitMs = opts.waitMs ?? 10_000;
   const cursor = await auditHead(api);
-  const { directive } = await api.post<{ directive: Directive }>('/v1/directives', spec.body);
+  // Keyed, so that a client that retries a request left unanswered converges on one directive.
+  const { directive } = await api.post<{ directive: Directive }>('/v1/directives', spec.body, {
+    'idempotency-key': randomUUID(),
+  });
   const flipWall = opts.flipWall?.(directive.rev) ?? Date.parse(directive.issuedAt);
   const reports = await awaitHaltReports(api, fleet, [{ spec, directive }], {
     cursor,
