@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { alive } from './launch.ts';
-import { runCli, startServerProcess, until } from './server-process.ts';
+import { KILLPATH_BIN, runCli, startServerProcess, until } from './server-process.ts';
 
 const DEMO_AGENT = fileURLToPath(new URL('../../examples/demo-agent/dist/agent.js', import.meta.url));
 
@@ -145,4 +145,39 @@ test('the CLI names the real cause: a run no worker holds, --tenant --run, --bre
     human[0]!,
     /^killpath run: not started: halt agent:acme\/support-bot \(directive d_\S+\) covers acme\/support-bot run run-2; killpath status lists it, killpath resume d_\S+ --reason TEXT clears it$/,
   );
+});
+
+test('a second serve on a live data dir with its port taken fails in one line and touches nothing; a later start says where the admin token is', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'killpath-first-contact-'));
+  let server = await startServerProcess(dir);
+  t.after(async () => {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const second = await runCli(['serve', '--data-dir', dir, '--port', String(server.port)]);
+  assert.equal(second.code, 2);
+  assert.equal(second.stdout, '', 'nothing started, nothing printed');
+  assert.equal(
+    second.stderr,
+    `killpath serve: port ${server.port} is already in use (try --port 0 or another port)\n`,
+  );
+  await server.stop();
+
+  const later = spawn(process.execPath, [KILLPATH_BIN, 'serve', '--data-dir', dir, '--port', '0'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  later.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  t.after(() => {
+    if (later.exitCode === null) later.kill('SIGKILL');
+  });
+  await until('the later start to say where the admin token is', 20_000, () => /admin token: /.test(out));
+  assert.match(
+    out,
+    new RegExp(`^admin token: in ${join(dir, 'admin.token')} \\(created on the first start`, 'm'),
+  );
+  later.kill('SIGTERM');
+  await new Promise((ok) => later.once('exit', ok));
+  // Keep `after` happy: the first server is already stopped.
+  server = { ...server, stop: async () => {} };
 });

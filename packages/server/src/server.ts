@@ -1,7 +1,12 @@
 import { mkdirSync, writeFileSync, rmSync, chmodSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { serve, type ServerType } from '@hono/node-server';
+import {
+  createAdaptorServer,
+  type Http2Bindings,
+  type HttpBindings,
+  type ServerType,
+} from '@hono/node-server';
 import { Authenticator, mintToken } from './auth/tokens.ts';
 import { ControlPlane } from './control-plane.ts';
 import { Fleet } from './fleet.ts';
@@ -92,113 +97,156 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   const dataDir = resolve(opts.dataDir ?? '.killpath');
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const log = opts.logger ?? createLogger(opts.logLevel ?? 'info');
-  const store = opts.store ?? new SqliteStore(join(dataDir, 'killpath.db'));
-  const metrics = new Metrics();
-  const rev = await store.rev();
-  metrics.rev.set(rev);
-  const hub = new StreamHub(opts.keepaliveMs ?? 1000, rev);
-  const fleet = new Fleet();
-  const notifier = new Notifier({ webhooks: opts.notifyWebhooks ?? [], log });
-  const cp = new ControlPlane({
-    store,
-    hub,
-    fleet,
-    metrics,
-    log,
-    alerts: notifier,
-    keepaliveMs: opts.keepaliveMs ?? 1000,
-    ...(opts.coolOff ? { coolOff: opts.coolOff } : {}),
-    ...(opts.automation ? { automation: opts.automation } : {}),
-    ...(opts.escalationSlackMs !== undefined ? { escalationSlackMs: opts.escalationSlackMs } : {}),
-  });
-  await cp.start();
-  const auth = new Authenticator(store);
-  const adminTokenFile = join(dataDir, 'admin.token');
-
-  let createdAdminToken: string | null = null;
-  if ((await store.countTokens()) === 0) {
-    const { secret } = await mintToken(
-      store,
-      { role: 'admin', tenant: '*', name: 'bootstrap-admin' },
-      'killpath:bootstrap',
-    );
-    writeFileSync(adminTokenFile, `${secret}\n`, { mode: 0o600 });
-    chmodSync(adminTokenFile, 0o600);
-    createdAdminToken = secret;
-  }
-
-  const triggers = await Triggers.start(cp, log, {
-    ...(opts.supervisor === false ? { supervisor: false } : {}),
-    ...(opts.watchdog === false ? { watchdog: false } : {}),
-    ...(opts.policy ? { policyFile: opts.policy } : {}),
-    ...(opts.absentAfterMs !== undefined ? { absentAfterMs: opts.absentAfterMs } : {}),
-    ...(opts.recordTelemetry ? { recordTelemetry: opts.recordTelemetry } : {}),
-    ...(opts.onFire ? { onFire: opts.onFire } : {}),
-  });
-  const keyPath = join(dataDir, SIGNING_KEY_FILE);
-  const { key, created } = loadOrCreateSigningKey(keyPath);
-  if (created) log.info('audit signing key created', { keyId: key.info.keyId, file: keyPath });
-  const checkpoints = new Checkpointer({
-    store,
-    key,
-    keyPath,
-    alerts: notifier,
-    log,
-    ...(opts.checkpointEveryRecords !== undefined ? { everyRecords: opts.checkpointEveryRecords } : {}),
-    ...(opts.checkpointEveryMs !== undefined ? { everyMs: opts.checkpointEveryMs } : {}),
-  });
-  await checkpoints.start();
-  const lag = opts.admission === false ? null : loopLagProbe();
-  const admission =
-    lag === null
-      ? null
-      : new Admission({
-          lag,
-          ...(opts.admission ? opts.admission : {}),
-          onShed: (priority) => cp.metrics.shed.inc({ priority }),
-        });
-  const app = createApp(cp, auth, log, triggers, { adminTokenFile, checkpoints, admission });
   const host = opts.host ?? '127.0.0.1';
-  const server: ServerType = await new Promise((ok, fail) => {
-    const s = serve({ fetch: app.fetch, port: opts.port ?? 7070, hostname: host }, () => ok(s));
-    s.once('error', fail);
+  // The port first: a start that cannot listen (another control plane has it, perhaps on this
+  // very data dir) must fail before it opens the database, mints a token or arms an escalation.
+  // Until the app is ready, requests are answered 503.
+  let handler: (req: Request, env: HttpBindings | Http2Bindings) => Response | Promise<Response> = starting;
+  // `env` carries the Node bindings (incoming, outgoing) the stream routes write to.
+  const server: ServerType = createAdaptorServer({
+    fetch: (req: Request, env: HttpBindings | Http2Bindings) => handler(req, env),
   });
-  const port = (server.address() as AddressInfo).port;
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  writeFileSync(join(dataDir, 'server.json'), `${JSON.stringify({ url, pid: process.pid }, null, 2)}\n`);
-  const pruner = setInterval(() => fleet.prune(10 * 60_000), 60_000);
-  pruner.unref();
-  log.info('control plane listening', { url, dataDir, rev });
+  await new Promise<void>((ok, fail) => {
+    server.once('error', fail);
+    server.listen(opts.port ?? 7070, host, () => {
+      server.off('error', fail);
+      ok();
+    });
+  });
+  const undo: (() => unknown)[] = [];
+  const adminTokenFile = join(dataDir, 'admin.token');
+  let createdAdminToken: string | null = null;
+  try {
+    const store = opts.store ?? new SqliteStore(join(dataDir, 'killpath.db'));
+    undo.push(() => store.close());
+    if ((await store.countTokens()) === 0) {
+      const { secret } = await mintToken(
+        store,
+        { role: 'admin', tenant: '*', name: 'bootstrap-admin' },
+        'killpath:bootstrap',
+      );
+      writeFileSync(adminTokenFile, `${secret}\n`, { mode: 0o600 });
+      chmodSync(adminTokenFile, 0o600);
+      createdAdminToken = secret;
+    }
+    const metrics = new Metrics();
+    const rev = await store.rev();
+    metrics.rev.set(rev);
+    const hub = new StreamHub(opts.keepaliveMs ?? 1000, rev);
+    undo.push(() => hub.close());
+    const fleet = new Fleet();
+    const notifier = new Notifier({ webhooks: opts.notifyWebhooks ?? [], log });
+    const cp = new ControlPlane({
+      store,
+      hub,
+      fleet,
+      metrics,
+      log,
+      alerts: notifier,
+      keepaliveMs: opts.keepaliveMs ?? 1000,
+      ...(opts.coolOff ? { coolOff: opts.coolOff } : {}),
+      ...(opts.automation ? { automation: opts.automation } : {}),
+      ...(opts.escalationSlackMs !== undefined ? { escalationSlackMs: opts.escalationSlackMs } : {}),
+    });
+    undo.push(() => cp.stop());
+    await cp.start();
+    const auth = new Authenticator(store);
 
-  let closed = false;
-  return {
-    url,
-    port,
-    dataDir,
-    createdAdminToken,
-    controlPlane: cp,
-    triggers,
-    checkpoints,
-    async close() {
-      if (closed) return;
-      closed = true;
-      clearInterval(pruner);
-      lag?.stop();
-      await triggers.close();
-      hub.close();
-      cp.stop();
-      await new Promise<void>((ok) => {
-        server.close(() => ok());
-        if ('closeAllConnections' in server) server.closeAllConnections();
-      });
-      await cp.permits.drain();
-      await cp.flushAudit();
-      // The last records get a checkpoint of their own before the store closes.
-      await checkpoints.stop(true);
-      await notifier.drain();
-      await store.close();
-      rmSync(join(dataDir, 'server.json'), { force: true });
-      log.info('control plane stopped', { url });
-    },
-  };
+    const triggers = await Triggers.start(cp, log, {
+      ...(opts.supervisor === false ? { supervisor: false } : {}),
+      ...(opts.watchdog === false ? { watchdog: false } : {}),
+      ...(opts.policy ? { policyFile: opts.policy } : {}),
+      ...(opts.absentAfterMs !== undefined ? { absentAfterMs: opts.absentAfterMs } : {}),
+      ...(opts.recordTelemetry ? { recordTelemetry: opts.recordTelemetry } : {}),
+      ...(opts.onFire ? { onFire: opts.onFire } : {}),
+    });
+    undo.push(() => triggers.close());
+    const keyPath = join(dataDir, SIGNING_KEY_FILE);
+    const { key, created } = loadOrCreateSigningKey(keyPath);
+    if (created) log.info('audit signing key created', { keyId: key.info.keyId, file: keyPath });
+    const checkpoints = new Checkpointer({
+      store,
+      key,
+      keyPath,
+      alerts: notifier,
+      log,
+      ...(opts.checkpointEveryRecords !== undefined ? { everyRecords: opts.checkpointEveryRecords } : {}),
+      ...(opts.checkpointEveryMs !== undefined ? { everyMs: opts.checkpointEveryMs } : {}),
+    });
+    await checkpoints.start();
+    undo.push(() => checkpoints.stop(false));
+    const lag = opts.admission === false ? null : loopLagProbe();
+    undo.push(() => lag?.stop());
+    const admission =
+      lag === null
+        ? null
+        : new Admission({
+            lag,
+            ...(opts.admission ? opts.admission : {}),
+            onShed: (priority) => cp.metrics.shed.inc({ priority }),
+          });
+    const app = createApp(cp, auth, log, triggers, { adminTokenFile, checkpoints, admission });
+    handler = (req, env) => app.fetch(req, env);
+    const port = (server.address() as AddressInfo).port;
+    const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    writeFileSync(join(dataDir, 'server.json'), `${JSON.stringify({ url, pid: process.pid }, null, 2)}\n`);
+    const pruner = setInterval(() => fleet.prune(10 * 60_000), 60_000);
+    pruner.unref();
+    log.info('control plane listening', { url, dataDir, rev });
+    let closed = false;
+    return {
+      url,
+      port,
+      dataDir,
+      createdAdminToken,
+      controlPlane: cp,
+      triggers,
+      checkpoints,
+      async close() {
+        if (closed) return;
+        closed = true;
+        clearInterval(pruner);
+        lag?.stop();
+        await triggers.close();
+        hub.close();
+        cp.stop();
+        await new Promise<void>((ok) => {
+          server.close(() => ok());
+          if ('closeAllConnections' in server) server.closeAllConnections();
+        });
+        await cp.permits.drain();
+        await cp.flushAudit();
+        // The last records get a checkpoint of their own before the store closes.
+        await checkpoints.stop(true);
+        await notifier.drain();
+        await store.close();
+        rmSync(join(dataDir, 'server.json'), { force: true });
+        log.info('control plane stopped', { url });
+      },
+    };
+  } catch (err) {
+    // Undo what started, newest first, and let the port go; the token stays (it is in the store).
+    for (const step of undo.reverse()) {
+      try {
+        await step();
+      } catch {
+        // Already failing: the first error is the one to report.
+      }
+    }
+    if ('closeAllConnections' in server) server.closeAllConnections();
+    await new Promise<void>((ok) => server.close(() => ok()));
+    if (createdAdminToken !== null && err instanceof Error)
+      err.message = `${err.message} (the admin token this start created is in ${adminTokenFile})`;
+    throw err;
+  }
+}
+
+/** The answer while the control plane is still starting (it listens before it is ready). */
+function starting(): Response {
+  return new Response(
+    JSON.stringify({
+      error: { code: 'unavailable', message: 'the control plane is starting; retry shortly' },
+    }),
+    { status: 503, headers: { 'content-type': 'application/json', 'retry-after': '1' } },
+  );
 }

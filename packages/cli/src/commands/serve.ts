@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { automationFrom, parsePolicy, startServer, type LogLevel } from '@killpath/server';
 import { KillpathError } from '@killpath/protocol';
 import { intFlag, parse } from '../args.ts';
@@ -28,7 +29,9 @@ Starts the control plane on the embedded SQLite store.
   --record-telemetry FILE  append every run update received to FILE as JSON lines
                        (replay them with killpath policy test --events FILE)
 
-On first start it creates an admin token, prints it once and writes <data-dir>/admin.token (0600).`;
+On first start it creates an admin token, prints it once and writes <data-dir>/admin.token (0600);
+a later start prints where it is. It listens before it opens the database or starts anything, so
+a second serve whose port is taken leaves a running one alone.`;
 
 /** `killpath serve`: runs until SIGINT/SIGTERM. */
 export async function serve(args: string[]): Promise<number> {
@@ -129,9 +132,14 @@ export async function serve(args: string[]): Promise<number> {
     throw err;
   }
   console.log(`killpath control plane listening on ${server.url} (data dir ${server.dataDir})`);
+  const tokenFile = join(server.dataDir, 'admin.token');
   if (server.createdAdminToken) {
+    console.log(`admin token (shown once, also written to ${tokenFile}):\n  ${server.createdAdminToken}`);
+  } else if (existsSync(tokenFile)) {
+    console.log(`admin token: in ${tokenFile} (created on the first start; the CLI reads it from there)`);
+  } else {
     console.log(
-      `admin token (shown once, also written to ${server.dataDir}/admin.token):\n  ${server.createdAdminToken}`,
+      `admin token: shown once on the first start and no longer in ${tokenFile} (see killpath token --help)`,
     );
   }
   await new Promise<void>((ok) => {
