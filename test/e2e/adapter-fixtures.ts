@@ -52,6 +52,7 @@ export async function livePlane(): Promise<LivePlane> {
       const { directive } = await api.post<{ directive: Directive }>('/v1/directives', {
         reason: 'adapter test',
         justification: 'adapter test',
+        tenant: 'acme',
         ...body,
       });
       await applied(directive.rev);
