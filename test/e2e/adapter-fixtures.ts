@@ -13,6 +13,8 @@ import { until } from './server-process.ts';
 export interface LivePlane {
   server: RunningServer;
   api: ApiClient;
+  /** The agent token of `acme/bot`. */
+  token: string;
   client: Client;
   /** Every SDK event of the worker, in order. */
   events: SdkEvent[];
@@ -46,6 +48,7 @@ export async function livePlane(): Promise<LivePlane> {
   return {
     server,
     api,
+    token,
     client,
     events,
     async issue(body) {
