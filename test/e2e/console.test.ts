@@ -423,6 +423,37 @@ describe(
       assert.deepEqual(errors, [], 'no script error or CSP refusal in the page');
     });
 
+    test('a break-glass directive is shown in a banner (who, when, why) on every view until it is cleared', async () => {
+      const { page, errors } = await signIn(tokens.operator);
+      assert.equal(await page.locator('section.break-glass').count(), 0, 'no banner without break-glass');
+      const why = 'e2e: INC-12, fleet-wide runaway, approved by the incident commander';
+      const { directive } = await api.post<{ directive: Directive }>('/v1/directives', {
+        level: 'halt',
+        scope: 'global',
+        reason: 'fleet-wide runaway',
+        justification: 'INC-12',
+        breakGlass: why,
+      });
+      assert.equal(directive.breakGlass?.why, why);
+      const banner = page.getByRole('region', { name: 'Break-glass in force' });
+      await banner.waitFor({ timeout: LIVE_MS + 2000 });
+      const text = await banner.innerText();
+      assert.match(text, /Break-glass in force: halt at global/);
+      assert.ok(text.includes(directive.id), 'names the directive');
+      assert.match(text, /attested by bootstrap-admin at /, 'who and when');
+      assert.ok(text.includes(why), 'why');
+      // Another view: still there.
+      await page.getByRole('link', { name: 'Audit log' }).click();
+      await page.getByRole('heading', { name: 'Audit log', exact: true }).waitFor();
+      assert.equal(await banner.count(), 1, 'the banner stays on every view');
+      await api.post(`/v1/directives/${directive.id}/resume`, {
+        justification: 'INC-12 contained',
+        breakGlass: 'INC-12 closed',
+      });
+      await banner.waitFor({ state: 'hidden', timeout: LIVE_MS + 2000 });
+      assert.deepEqual(errors, []);
+    });
+
     test('the page says when the control plane is unreachable', async () => {
       const { page } = await signIn(tokens.operator);
       await page.getByText(/^Live · updated/).waitFor();

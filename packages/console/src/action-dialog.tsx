@@ -4,7 +4,7 @@
  * a global one also for a break-glass attestation. A refusal from the control plane is shown
  * as it came.
  */
-import { LEVELS, type Directive, type Level } from '@killpath/protocol';
+import { LEVELS, type ApprovalRequest, type Directive, type Level } from '@killpath/protocol';
 import type { ComponentChildren } from 'preact';
 import { useContext, useRef, useState } from 'preact/hooks';
 import { ApiError } from './api.ts';
@@ -288,10 +288,12 @@ export interface ResumeDialogProps {
   directive: Directive;
   onClose(): void;
   onResumed(d: Directive): void;
+  /** The policy's approval rules made it a request that a second person must approve. */
+  onRequested(a: ApprovalRequest): void;
 }
 
 /** Resumes (clears) an active directive. */
-export function ResumeDialog({ directive, onClose, onResumed }: ResumeDialogProps) {
+export function ResumeDialog({ directive, onClose, onResumed, onRequested }: ResumeDialogProps) {
   const session = useContext(SessionContext)!;
   const [justification, setJustification] = useState('');
   const [breakGlass, setBreakGlass] = useState('');
@@ -314,11 +316,12 @@ export function ResumeDialog({ directive, onClose, onResumed }: ResumeDialogProp
     setErrors({});
     setBusy(true);
     try {
-      const res = await session.api.post<{ directive: Directive }>(
+      const res = await session.api.post<{ directive: Directive } | { approval: ApprovalRequest }>(
         `/v1/directives/${encodeURIComponent(directive.id)}/resume`,
         r.body,
       );
-      onResumed(res.directive);
+      if ('approval' in res) onRequested(res.approval);
+      else onResumed(res.directive);
     } catch (err) {
       setFailure(
         `The control plane refused: ${errorText(err instanceof ApiError ? err : { message: String(err) })}`,

@@ -5,6 +5,7 @@
 import type { Directive, Level, Principal } from '@killpath/protocol';
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import { ActionDialog, ResumeDialog } from './action-dialog.tsx';
+import { BreakGlassBanner } from './break-glass.tsx';
 import { Api, ApiError, isUnauthorized, type FetchLike } from './api.ts';
 import { SessionContext, type Session } from './context.ts';
 import { FleetView } from './fleet-view.tsx';
@@ -186,6 +187,7 @@ function Console({
           ))}
         </ul>
       </nav>
+      <BreakGlassBanner directives={live.data?.directives ?? []} />
       <div class="notice-area" role="status" aria-live="polite">
         {notice && (
           <p class="notice">
@@ -223,6 +225,11 @@ function Console({
           directive={dialog.directive}
           onClose={() => setDialog(null)}
           onResumed={(d) => changed(`Resumed: ${d.level} on ${d.scopeText} (directive ${d.id}) is cleared.`)}
+          onRequested={(a) =>
+            changed(
+              `Resume needs approval: request ${a.id} (${a.summary}) needs ${a.needed} approval${a.needed === 1 ? '' : 's'} by ${a.approverRole === 'admin' ? 'an admin' : 'an operator of the tenant or an admin'} other than you, by ${new Date(a.expiresAt).toLocaleTimeString()}.${a.contact ? ` Call ${a.contact}.` : ''} They run: killpath approve ${a.id} --reason "…"`,
+            )
+          }
         />
       )}
     </SessionContext.Provider>
