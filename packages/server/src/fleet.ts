@@ -218,16 +218,16 @@ export class Fleet {
   }
 
   /**
-   * Live workers (connected, or heard from within {@link staleAfterMs}) with their release and
-   * the identities a directive may cover: their runs, and the worker itself (so an idle worker
-   * that would start new runs counts). What a resume's release check looks at.
+   * Connected workers with their release and the identities a directive may cover: their runs,
+   * and the worker itself (so an idle worker that would start new runs counts). What a directive
+   * records at its commit and what a resume's release check looks at. A worker whose stream has
+   * closed is not in it: if it comes back, it connects like any new worker (held while the
+   * directive is active; free after a resume, which acknowledged or replaced its release).
    */
   live(): LiveWorker[] {
-    const now = this.#now();
     const out: LiveWorker[] = [];
     for (const w of this.#workers.values()) {
-      const fresh = w.lastContact !== null && now - w.lastContact <= this.staleAfterMs;
-      if (!w.connected && !fresh) continue;
+      if (!w.connected) continue;
       out.push({
         workerId: w.workerId,
         tenant: w.tenant,

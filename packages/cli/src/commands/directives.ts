@@ -1,14 +1,18 @@
 import {
   KillpathError,
   LEVELS,
+  formatRelease,
+  parseScope,
   type ApprovalRequest,
   type Directive,
+  type ReleaseCheck,
   type EscalationStep,
   type Level,
   type Rate,
 } from '@killpath/protocol';
 import { CONNECTION_OPTIONS, intFlag, parse } from '../args.ts';
 import { clientFor } from '../config.ts';
+import type { ApiClient } from '../api.ts';
 
 export const KILL_HELP = `killpath kill <scope> --reason TEXT [options]
 
@@ -18,6 +22,9 @@ Stops agents at one scope. Pick exactly one scope:
   --agent TENANT/AGENT    every run of one agent (also --tenant TENANT --agent AGENT)
   --tenant TENANT         every run of one tenant (with --feature or --run: that feature or run inside it)
   --feature FEATURE       every run that declared the feature
+  --release PART=V        every run on that release, wherever it is: PART is code, model or
+                          prompt (e.g. --release code=4f2a1c, --release model=acme/planner@7);
+                          with --tenant T or --agent T/A: only inside it
   --global                everything (admin token and --break-glass required)
 
 Options:
@@ -44,13 +51,19 @@ Moves a directive one level up or down the ladder (throttle < degrade < isolate 
 a new directive at the same scope replaces it at one rev. Stepping down to throttle needs --rate
 unless the directive had one. A directive narrowed to tools steps over isolate (degrade ⇄ halt).`;
 
-export const RESUME_HELP = `killpath resume <directive-id> --reason TEXT [--break-glass TEXT] [--json]
-killpath resume <scope> --reason TEXT [--break-glass TEXT] [--json]
+export const RESUME_HELP = `killpath resume <directive-id> --reason TEXT [--same-release] [--break-glass TEXT] [--json]
+killpath resume <scope> --reason TEXT [--same-release] [--break-glass TEXT] [--json]
 
 Clears a directive at a new rev. The justification is recorded in the audit log. When an
 approval rule of the policy covers the directive (e.g. tenant scope or wider, or break-glass),
 this files a request instead and prints its id and whom to call: a second, eligible person
 completes it with killpath approve REQUEST_ID --reason TEXT.
+
+A resume needs a green release: it is checked against the releases the directive stopped
+(recorded at its commit), and refused (same_release) while a worker it would release still runs
+one of them. Roll the release back or forward first; or, when the release was not the cause, say
+so with --same-release: the --reason then says why resuming onto it is safe, and the audit
+record marks the override. killpath resume prints the releases it checked.
 
 The second form clears every active directive whose scope is exactly the one given (a halt, a
 kill, a frozen tool, a throttle there), each at its own rev, and prints what it cleared; it
@@ -60,6 +73,7 @@ same runs (e.g. a tenant halt over an agent) stay in force: killpath status list
   --agent TENANT/AGENT    agent:TENANT/AGENT (also --tenant TENANT --agent AGENT)
   --tenant TENANT         tenant:TENANT (with --feature or --run: that feature or run inside the tenant)
   --feature FEATURE       feature:FEATURE (of every tenant you can see, unless --tenant)
+  --release PART=V        release:PART=V (with --tenant T or --agent T/A: the one inside it)
   --global                global (admin token and --break-glass required)`;
 
 /** Seconds as a person reads them: `5 s`, `1.5 s`. */
@@ -97,6 +111,7 @@ export async function kill(args: string[]): Promise<number> {
     agent: { type: 'string' },
     tenant: { type: 'string' },
     feature: { type: 'string' },
+    release: { type: 'string' },
     global: { type: 'boolean' },
     tool: { type: 'string', multiple: true },
     level: { type: 'string' },
@@ -120,7 +135,7 @@ export async function kill(args: string[]): Promise<number> {
   if (named === null)
     throw new KillpathError(
       'invalid_request',
-      'pick exactly one scope: --run, --agent, --tenant, --feature or --global (see killpath kill --help)',
+      'pick exactly one scope: --run, --agent, --tenant, --feature, --release or --global (see killpath kill --help)',
     );
   const scope = named.scopeText;
   if (!values.reason || values.reason.trim() === '')
@@ -238,7 +253,9 @@ export async function resume(args: string[]): Promise<number> {
       agent: { type: 'string' },
       tenant: { type: 'string' },
       feature: { type: 'string' },
+      release: { type: 'string' },
       global: { type: 'boolean' },
+      'same-release': { type: 'boolean' },
     },
     true,
   );
@@ -255,7 +272,7 @@ export async function resume(args: string[]): Promise<number> {
   if (byScope !== null && positionals.length > 0)
     throw new KillpathError(
       'invalid_request',
-      'give a directive id or a scope (--run, --agent, --tenant, --feature, --global), not both',
+      'give a directive id or a scope (--run, --agent, --tenant, --feature, --release, --global), not both',
     );
   if (!values.reason || values.reason.trim() === '')
     throw new KillpathError('invalid_request', '--reason is required: resuming is a justified, audited act');
@@ -263,12 +280,16 @@ export async function resume(args: string[]): Promise<number> {
   const body = {
     justification: values.reason,
     ...(values['break-glass'] ? { breakGlass: values['break-glass'] } : {}),
+    ...(values['same-release'] ? { sameRelease: values.reason } : {}),
   };
   if (byScope === null) {
-    const r = await api.post<Resumed>(`/v1/directives/${encodeURIComponent(positionals[0]!)}/resume`, body);
+    const r = await postResume(api, positionals[0]!, body);
     if (values.json) console.log(JSON.stringify(r, null, 2));
     else if ('approval' in r) console.log(pendingLine(r.approval));
-    else console.log(`cleared ${describe(r.directive, false)} at rev ${r.directive.clearedRev}`);
+    else {
+      console.log(`cleared ${describe(r.directive, false)} at rev ${r.directive.clearedRev}`);
+      console.log(`  ${checkedLine(r.releaseCheck)}`);
+    }
     return 0;
   }
   const { directives } = await api.get<{ directives: Directive[] }>('/v1/directives?active=true&limit=5000');
@@ -284,22 +305,36 @@ export async function resume(args: string[]): Promise<number> {
       );
     return 1;
   }
-  const cleared: Directive[] = [];
+  const cleared: Cleared[] = [];
   const pending: ApprovalRequest[] = [];
   for (const d of matching) {
     try {
-      const r = await api.post<Resumed>(`/v1/directives/${encodeURIComponent(d.id)}/resume`, body);
+      const r = await postResume(api, d.id, body);
       if ('approval' in r) pending.push(r.approval);
-      else cleared.push(r.directive);
+      else cleared.push(r);
     } catch (err) {
       // Cleared meanwhile (an escalation replaced it, another operator resumed it): nothing left to do for it.
       if (err instanceof KillpathError && (err.code === 'conflict' || err.code === 'not_found')) continue;
       throw err;
     }
   }
-  if (values.json) console.log(JSON.stringify({ cleared, ...(pending.length ? { pending } : {}) }, null, 2));
+  if (values.json)
+    console.log(
+      JSON.stringify(
+        {
+          cleared: cleared.map((r) => r.directive),
+          releaseChecks: cleared.map((r) => r.releaseCheck),
+          ...(pending.length ? { pending } : {}),
+        },
+        null,
+        2,
+      ),
+    );
   else {
-    for (const d of cleared) console.log(`cleared ${describe(d, false)} at rev ${d.clearedRev}`);
+    for (const r of cleared) {
+      console.log(`cleared ${describe(r.directive, false)} at rev ${r.directive.clearedRev}`);
+      console.log(`  ${checkedLine(r.releaseCheck)}`);
+    }
     for (const a of pending) console.log(pendingLine(a));
     console.log(
       `${cleared.length} directive${cleared.length === 1 ? '' : 's'} cleared at ${label}${pending.length ? `, ${pending.length} waiting for approval` : ''}`,
@@ -309,7 +344,78 @@ export async function resume(args: string[]): Promise<number> {
 }
 
 /** What resuming one directive answers: cleared, or a pending approval request (202). */
-type Resumed = { directive: Directive } | { approval: ApprovalRequest; created: boolean };
+type Resumed = Cleared | { approval: ApprovalRequest; created: boolean };
+
+/** A resume that cleared its directive, with the release check it passed. */
+interface Cleared {
+  directive: Directive;
+  releaseCheck: ReleaseCheck;
+}
+
+/** Resumes one directive; a `same_release` refusal names the CLI's override, not the API field. */
+async function postResume(api: ApiClient, id: string, body: object): Promise<Resumed> {
+  try {
+    return await api.post<Resumed>(`/v1/directives/${encodeURIComponent(id)}/resume`, body);
+  } catch (err) {
+    if (err instanceof KillpathError && err.code === 'same_release')
+      throw new KillpathError('same_release', err.message.replace(/\(sameRelease\)$/, '(--same-release)'), {
+        details: err.details,
+      });
+    throw err;
+  }
+}
+
+/** `checked releases code=A,prompt=v1; code=B: …`: what a resume checked, and whether the override let it through. */
+export function checkedLine(check: ReleaseCheck): string {
+  if (check.checked.length === 0) return 'release check: the directive recorded no release';
+  const checked = `checked release${check.checked.length === 1 ? '' : 's'} ${check.checked.map(formatRelease).join('; ')}`;
+  if (check.running.length === 0) return `${checked}: no worker it released still runs one`;
+  return `${checked}: ${check.running.length} worker(s) still run one, resumed anyway (--same-release: ${check.sameRelease ?? ''})`;
+}
+
+/**
+ * The release scope `--release PART=V` names (with `--tenant T`: inside T; with `--agent T/A`
+ * or `--tenant T --agent A`: inside that agent), or null without `--release`.
+ * @throws KillpathError `invalid_request` for a bad value or a scope flag that cannot go with it
+ */
+export function releaseScope(v: {
+  release?: string | undefined;
+  run?: string | undefined;
+  agent?: string | undefined;
+  tenant?: string | undefined;
+  feature?: string | undefined;
+  global?: boolean | undefined;
+}): { scopeText: string; tenant?: string } | null {
+  if (v.release === undefined) return null;
+  if (v.run || v.feature || v.global)
+    throw new KillpathError(
+      'invalid_request',
+      '--release goes alone, or inside --tenant T or --agent T/A (not with --run, --feature or --global)',
+    );
+  if (!v.release.includes('=') || v.release.includes(','))
+    throw new KillpathError(
+      'invalid_request',
+      `--release takes one PART=VALUE with PART code, model or prompt (e.g. --release prompt=v42), not "${v.release}"`,
+    );
+  let tenant = v.tenant;
+  let agent: string | null = null;
+  if (v.agent !== undefined) {
+    const slash = v.agent.indexOf('/');
+    if (slash < 0 && tenant === undefined)
+      throw new KillpathError(
+        'invalid_request',
+        '--agent takes TENANT/AGENT (or --tenant TENANT --agent AGENT), e.g. --agent acme/support-bot',
+      );
+    if (slash >= 0 && tenant !== undefined && tenant !== v.agent.slice(0, slash))
+      throw new KillpathError('invalid_request', `--agent ${v.agent} is not in --tenant ${tenant}`);
+    if (slash >= 0) tenant = v.agent.slice(0, slash);
+    agent = slash < 0 ? v.agent : v.agent.slice(slash + 1);
+  }
+  const scopeText = `release:${v.release}${agent === null ? '' : `;agent=${agent}`}`;
+  // Checked here for one clear line; the control plane checks again.
+  parseScope(scopeText);
+  return { scopeText, ...(tenant !== undefined ? { tenant } : {}) };
+}
 
 /** The lines telling the requester that a second person must approve, and how. */
 function pendingLine(a: ApprovalRequest): string {
@@ -319,8 +425,8 @@ They run: killpath approve ${a.id} --reason "…"`;
 }
 
 /**
- * The scope the flags `--run/--agent/--tenant/--feature/--global` name, or null when none is
- * given. `--agent` takes `TENANT/AGENT`, or `AGENT` with `--tenant TENANT` (the launcher's
+ * The scope the flags `--run/--agent/--tenant/--feature/--release/--global` name, or null when
+ * none is given (`--release`: see {@link releaseScope}). `--agent` takes `TENANT/AGENT`, or `AGENT` with `--tenant TENANT` (the launcher's
  * spelling); `--tenant` with `--run` or `--feature` narrows those to the tenant (`tenant` in the
  * result); `--tenant` alone is the tenant scope.
  * @throws KillpathError `invalid_request` when the flags name no single scope
@@ -331,10 +437,13 @@ export function scopeFlags(
     agent?: string | undefined;
     tenant?: string | undefined;
     feature?: string | undefined;
+    release?: string | undefined;
     global?: boolean | undefined;
   },
   command: string,
 ): { scopeText: string; tenant?: string } | null {
+  const byRelease = releaseScope(v);
+  if (byRelease !== null) return byRelease;
   const picked = [
     v.run && 'run',
     v.agent && 'agent',
@@ -346,7 +455,7 @@ export function scopeFlags(
   if (picked.length > 1)
     throw new KillpathError(
       'invalid_request',
-      `pick exactly one scope: --run, --agent, --tenant, --feature or --global (see killpath ${command} --help)`,
+      `pick exactly one scope: --run, --agent, --tenant, --feature, --release or --global (see killpath ${command} --help)`,
     );
   if (v.global && v.tenant)
     throw new KillpathError('invalid_request', '--global and --tenant exclude each other');

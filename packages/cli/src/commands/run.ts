@@ -1,4 +1,4 @@
-import { KillpathError, isIdentifier } from '@killpath/protocol';
+import { KillpathError, isIdentifier, parseRelease } from '@killpath/protocol';
 import { CONNECTION_OPTIONS, intFlag, parse } from '../args.ts';
 import { resolveConnection } from '../config.ts';
 import { ApiClient } from '../api.ts';
@@ -25,6 +25,9 @@ Options:
   --tenant T, --agent A   the agent's identity (required)
   --run R                 the run this process hosts (run:R directives reach it directly)
   --features F1,F2        features the agent declares
+  --release PART=V        the release the agent runs (repeatable or comma-separated: code=4f2a1c,
+                          model=acme/planner@7, prompt=v42); passed to the agent as
+                          KILLPATH_RELEASE_CODE/_MODEL/_PROMPT, so release:PART=V directives cover it
   --netns                 run the agent in its own network namespace (Linux, root): its only way
                           out is the launcher
   --isolation MODE        cgroup: the agent in a cgroup v2 cgroup of its own (nothing escapes a
@@ -57,6 +60,7 @@ export async function run(args: string[]): Promise<number> {
       agent: { type: 'string' },
       run: { type: 'string' },
       features: { type: 'string' },
+      release: { type: 'string', multiple: true },
       netns: { type: 'boolean' },
       restart: { type: 'string' },
       isolation: { type: 'string' },
@@ -87,6 +91,7 @@ export async function run(args: string[]): Promise<number> {
   const features = values.features ? values.features.split(',').filter((f) => f !== '') : [];
   if (!features.every(isIdentifier))
     throw new KillpathError('invalid_request', '--features takes a comma-separated list of identifiers');
+  const release = values.release ? parseRelease(values.release.join(',')) : null;
   const [command, ...commandArgs] = positionals;
   if (command === undefined)
     throw new KillpathError('invalid_request', 'no command: killpath run --tenant T --agent A -- <command…>');
@@ -140,6 +145,7 @@ export async function run(args: string[]): Promise<number> {
     agent,
     runId: values.run ?? null,
     features,
+    release,
     command,
     args: commandArgs,
     netns: values.netns ?? false,

@@ -1,4 +1,11 @@
-import { KillpathError, flagWords, isIdentifier, type Directive, type FleetWorker } from '@killpath/protocol';
+import {
+  KillpathError,
+  flagWords,
+  formatRelease,
+  isIdentifier,
+  type Directive,
+  type FleetWorker,
+} from '@killpath/protocol';
 import { CONNECTION_OPTIONS, intFlag, parse } from '../args.ts';
 import { clientFor } from '../config.ts';
 import type { ApiClient } from '../api.ts';
@@ -6,7 +13,8 @@ import { table } from '../output.ts';
 
 export const STATUS_HELP = `killpath status [--wait SECONDS [--run R]] [--json]
 
-Shows the fleet (workers, their runs, last heartbeat, observed rev, state) and the active directives.
+Shows the fleet (workers, the release each runs, their runs, last heartbeat, observed rev, state)
+and the active directives (with the releases each recorded at its commit).
 
   --wait SECONDS   first wait, up to SECONDS, until the control plane answers (a serve just
                    started in the background); exit 1 if it does not
@@ -91,11 +99,13 @@ export async function status(args: string[]): Promise<number> {
   if (fleet.workers.length > 0) {
     console.log(
       table(
-        ['tenant', 'agent', 'worker', 'pid', 'state', 'flags', 'rev', 'heartbeat', 'runs'],
+        ['tenant', 'agent', 'worker', 'release', 'pid', 'state', 'flags', 'rev', 'heartbeat', 'runs'],
         fleet.workers.map((w) => [
           w.tenant,
           w.agent,
           w.workerId.slice(0, 12),
+          // Older control planes send no release.
+          w.release === undefined || Object.keys(w.release).length === 0 ? null : formatRelease(w.release),
           w.pid,
           w.connected ? w.state : `${w.state} (disconnected)`,
           flagWords(w.flags).join(', ') || null,
@@ -110,13 +120,14 @@ export async function status(args: string[]): Promise<number> {
   if (dirs.directives.length > 0) {
     console.log(
       table(
-        ['id', 'rev', 'level', 'scope', 'tools', 'actor', 'reason'],
+        ['id', 'rev', 'level', 'scope', 'tools', 'releases', 'actor', 'reason'],
         dirs.directives.map((d) => [
           d.id,
           d.rev,
           d.level,
-          d.scopeText,
+          `${d.scopeText}${d.tenant !== null && !d.scopeText.includes(d.tenant) ? ` (in ${d.tenant})` : ''}`,
           d.capabilities?.join(',') ?? null,
+          (d.releases ?? []).map(formatRelease).join('; ') || null,
           d.actor,
           d.reason,
         ]),

@@ -2,7 +2,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import type { StreamDirective, LauncherOrders } from '@killpath/protocol';
+import type { StreamDirective, LauncherOrders, Release } from '@killpath/protocol';
 import { EgressProxy, type EgressEvent } from './egress-proxy.ts';
 import { AgentNetns, unixTcpBridge } from './netns.ts';
 import { OrdersLink, reportLauncherEvents } from './orders-link.ts';
@@ -24,6 +24,8 @@ export interface LauncherOptions {
   agent: string;
   runId: string | null;
   features: string[];
+  /** The release the agent runs (`--release`): passed in its environment and on the launcher's stream. Default none. */
+  release?: Release | null;
   command: string;
   args: string[];
   /** Default `launch-<uuid>`. */
@@ -104,6 +106,7 @@ export class Launcher {
       agent: opts.agent,
       runId: opts.runId,
       features: opts.features,
+      release: opts.release ?? null,
       command: opts.command,
       args: opts.args,
       netns: opts.netns ?? false,
@@ -162,6 +165,7 @@ export class Launcher {
       agent: o.agent,
       runId: o.runId,
       features: o.features,
+      release: o.release,
       onOrders: (orders) => this.#apply(orders),
       onState: (state, detail) =>
         this.#say(state === 'connected' ? 'info' : 'warn', `control plane ${state}`, { detail }),
@@ -287,6 +291,9 @@ export class Launcher {
       KILLPATH_FEATURES: o.features.join(','),
       KILLPATH_LAUNCHER_ID: this.id,
       ...(o.runId !== null ? { KILLPATH_RUN_ID: o.runId } : {}),
+      ...(o.release?.code !== undefined ? { KILLPATH_RELEASE_CODE: o.release.code } : {}),
+      ...(o.release?.model !== undefined ? { KILLPATH_RELEASE_MODEL: o.release.model } : {}),
+      ...(o.release?.prompt !== undefined ? { KILLPATH_RELEASE_PROMPT: o.release.prompt } : {}),
       HTTP_PROXY: proxy,
       HTTPS_PROXY: proxy,
       http_proxy: proxy,

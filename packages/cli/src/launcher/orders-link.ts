@@ -1,5 +1,5 @@
 import { createParser } from 'eventsource-parser';
-import type { LauncherOrders } from '@killpath/protocol';
+import { formatRelease, type LauncherOrders, type Release } from '@killpath/protocol';
 
 /** Options of {@link OrdersLink}. */
 export interface OrdersLinkOptions {
@@ -12,6 +12,8 @@ export interface OrdersLinkOptions {
   agent: string;
   runId: string | null;
   features: readonly string[];
+  /** The release the launched agent runs, or null. */
+  release?: Release | null;
   /** Called with every `orders` message (on connect and on each change). */
   onOrders(orders: LauncherOrders): void;
   /** Connection changes, for the launcher's log. */
@@ -93,6 +95,7 @@ export class OrdersLink {
     u.searchParams.set('agent', o.agent);
     if (o.runId !== null) u.searchParams.set('run', o.runId);
     if (o.features.length > 0) u.searchParams.set('features', o.features.join(','));
+    if (o.release) u.searchParams.set('release', formatRelease(o.release));
     const abort = new AbortController();
     this.#abort = abort;
     const res = await fetch(u, {
