@@ -277,21 +277,27 @@ export class ControlPlane {
         tenant = scope.tenant;
         break;
       case 'run': {
-        const run = await this.store.getRun(scope.run);
-        if (run) {
-          if (!canSee(p, run.tenant)) throw new KillpathError('not_found', `run ${scope.run} not found`);
-          tenant = run.tenant;
-        } else {
-          // A run not seen yet can be stopped ahead of time, confined to the issuer's tenant.
-          tenant = body.tenant ?? (p.tenant === '*' ? null : p.tenant);
-          if (tenant === null && !body.breakGlass) {
-            // An admin naming a run no worker holds: say that, not "spanning every tenant".
-            throw new KillpathError(
-              'not_found',
-              `run ${scope.run} is not known in any tenant you can act on; give its tenant or start it first`,
-              { details: { run: scope.run, need: 'tenant' } },
-            );
-          }
+        // A run id lives inside its tenant: a person's run scope is their own tenant's run; an
+        // admin's is the tenant named, or the one tenant holding the id.
+        if (p.tenant !== '*' || body.tenant !== undefined) {
+          tenant = body.tenant ?? p.tenant;
+          break;
+        }
+        const held = [...new Set((await this.store.findRuns(scope.run)).map((r) => r.tenant))];
+        if (held.length > 1)
+          throw new KillpathError(
+            'invalid_request',
+            `run ${scope.run} exists in tenants ${held.join(', ')}; give its tenant (--tenant T)`,
+            { details: { run: scope.run, tenants: held, need: 'tenant' } },
+          );
+        tenant = held[0] ?? null;
+        if (tenant === null && !body.breakGlass) {
+          // An admin naming a run no worker holds: say that, not "spanning every tenant".
+          throw new KillpathError(
+            'not_found',
+            `run ${scope.run} is not known in any tenant you can act on; give its tenant or start it first`,
+            { details: { run: scope.run, need: 'tenant' } },
+          );
         }
         break;
       }
@@ -769,6 +775,7 @@ export class ControlPlane {
         // No hanging state: what the dead process had in flight gets an outcome now (in doubt).
         const workers = this.fleet.workersOfLauncher(key);
         const changed = await this.store.markInDoubt(
+          tenant,
           workers,
           `agent process ${e.pid ?? '?'} ended (${e.type === 'process.killed' ? `killed by ${e.signal ?? '?'}` : 'exited'}) with the effect in flight`,
         );
@@ -1055,6 +1062,7 @@ export class ControlPlane {
       await this.store.recordHalted(
         halted.flatMap((e) =>
           (e.data.runs as string[]).map((runId) => ({
+            tenant: String(e.tenant),
             runId,
             directiveId: String(e.data.directiveId),
             at: new Date().toISOString(),

@@ -52,6 +52,11 @@ function refusal(d: PermitDecision): KillpathError {
       return new KillpathError('conflict', d.message);
     case 'not_found':
       return new KillpathError('not_found', 'permit not found');
+    case 'failed':
+      return new KillpathError(
+        'unavailable',
+        'this permit request could not be decided; the effect must not run',
+      );
     case 'granted':
       throw new TypeError('not a refusal');
   }
@@ -132,14 +137,14 @@ export class PermitDesk {
 
   /** Confirms an irreversible permit after its cool-off (checked against the switchboard again). */
   async confirm(who: WorkerIdentity, id: string): Promise<PermitResponse> {
-    const d = await this.#store.confirmPermit(id, who.tenant, new Date());
+    const d = await this.#store.confirmPermit(id, who, new Date());
     if (d.kind !== 'granted') throw refusal(d);
     return d.response;
   }
 
   /** Records an effect's outcome. */
   async settle(who: WorkerIdentity, id: string, outcome: PermitOutcome): Promise<LedgerEntry> {
-    const entry = await this.#store.settlePermit(id, who.tenant, outcome);
+    const entry = await this.#store.settlePermit(id, who, outcome);
     if (!entry) throw new KillpathError('not_found', `permit ${id} not found`);
     return entry;
   }
@@ -165,7 +170,7 @@ export class PermitDesk {
       workerId: req.workerId,
       startedAt: new Date().toISOString(),
     });
-    if (run.tenant !== who.tenant) throw new KillpathError('not_found', `run ${runId} not found`);
+    if (run.agent !== who.agent) throw new KillpathError('not_found', `run ${runId} not found`);
     const stop = await this.#store.checkResume(
       { ...run, features: req.features, release: req.release ?? null },
       p.name,

@@ -94,8 +94,11 @@ export function effectsContract(name: string, make: () => Promise<Store>): void 
         ]);
         const ids = ds.map((d) => (d.kind === 'granted' ? d.response.permit.id : ''));
         assert.equal(ds[1]?.kind === 'granted' && ds[1].response.permit.status, 'cooling_off');
-        await s.recordHalted([{ runId: 'r1', directiveId: 'd1', at: new Date().toISOString() }]);
+        await s.recordHalted([
+          { tenant: 'acme', runId: 'r1', directiveId: 'd1', at: new Date().toISOString() },
+        ]);
         const changed = await s.markInDoubt(
+          'acme',
           ['w1'],
           'agent process 42 ended (killed by SIGKILL) with the effect in flight',
         );
@@ -106,8 +109,8 @@ export function effectsContract(name: string, make: () => Promise<Store>): void 
             [ids[1], 'cancelled'],
           ],
         );
-        assert.deepEqual(await s.markInDoubt(['w1'], 'again'), [], 'nothing left to mark');
-        const ledger = await s.ledger('r2');
+        assert.deepEqual(await s.markInDoubt('acme', ['w1'], 'again'), [], 'nothing left to mark');
+        const ledger = await s.ledger('acme', 'r2');
         assert.equal(ledger.effects[0]?.status, 'granted', 'another worker is untouched');
         const audit = (await s.listAudit({ limit: 100 })).filter(
           (r) => r.type === 'effect.in_doubt' || r.type === 'effect.cancelled',
@@ -125,8 +128,36 @@ export function effectsContract(name: string, make: () => Promise<Store>): void 
           (await s.compensations({ runId: 'r1' })).map((c) => [c.permitId, c.status]),
           [[ids[0], 'in_doubt']],
         );
-        const late = await s.settlePermit(ids[0]!, 'acme', { status: 'landed' });
+        const late = await s.settlePermit(ids[0]!, { tenant: 'acme', agent: 'bot' }, { status: 'landed' });
         assert.equal(late?.status, 'landed', 'the worker’s own outcome, arriving late, wins');
+      }),
+    );
+
+    test(
+      'run ids and idempotency keys live inside the tenant; a run of another agent gets no permit',
+      withStore(async (s) => {
+        const [acme, globex] = await s.grantPermits([
+          grant({ idempotencyKey: 'k1' }),
+          grant({ tenant: 'globex', agent: 'evil', idempotencyKey: 'k1' }),
+        ]);
+        assert.equal(acme?.kind, 'granted');
+        assert.equal(globex?.kind, 'granted', 'the same run id and key in another tenant is another effect');
+        const [other] = await s.grantPermits([grant({ agent: 'other', workerId: 'w7' })]);
+        assert.equal(other?.kind, 'conflict', 'r1 of acme is bot’s run (registered by its first permit)');
+        assert.equal((await s.getRun('acme', 'r1'))?.agent, 'bot');
+        assert.equal((await s.ledger('acme', 'r1')).effects.length, 1);
+        assert.equal((await s.ledger('globex', 'r1')).effects.length, 1);
+        // Another agent of the tenant neither settles nor confirms bot's permit.
+        const id = acme?.kind === 'granted' ? acme.response.permit.id : '';
+        assert.equal(
+          await s.settlePermit(id, { tenant: 'acme', agent: 'other' }, { status: 'failed' }),
+          null,
+        );
+        assert.equal(
+          (await s.confirmPermit(id, { tenant: 'acme', agent: 'other' }, new Date())).kind,
+          'not_found',
+        );
+        assert.equal((await s.ledger('acme', 'r1')).effects[0]?.status, 'granted');
       }),
     );
 
@@ -164,13 +195,17 @@ export function effectsContract(name: string, make: () => Promise<Store>): void 
       withStore(async (s) => {
         const [first] = await s.grantPermits([grant({ idempotencyKey: 'k1' })]);
         assert.ok(first?.kind === 'granted');
-        await s.settlePermit(first.response.permit.id, 'acme', { status: 'landed', result: { id: 42 } });
+        await s.settlePermit(
+          first.response.permit.id,
+          { tenant: 'acme', agent: 'bot' },
+          { status: 'landed', result: { id: 42 } },
+        );
         const [again] = await s.grantPermits([grant({ idempotencyKey: 'k1' })]);
         assert.ok(again?.kind === 'granted');
         assert.equal(again.response.replay, true);
         assert.equal(again.response.permit.id, first.response.permit.id);
         assert.deepEqual(again.response.result, { id: 42 });
-        const { effects } = await s.ledger('r1');
+        const { effects } = await s.ledger('acme', 'r1');
         assert.equal(effects.length, 1);
       }),
     );
@@ -182,7 +217,7 @@ export function effectsContract(name: string, make: () => Promise<Store>): void 
         assert.ok(first?.kind === 'granted');
         const [again] = await s.grantPermits([grant({ idempotencyKey: 'k2' })]);
         assert.equal(again?.kind, 'conflict');
-        assert.equal((await s.ledger('r1')).effects[0]?.status, 'in_doubt');
+        assert.equal((await s.ledger('acme', 'r1')).effects[0]?.status, 'in_doubt');
       }),
     );
 
@@ -209,17 +244,25 @@ export function effectsContract(name: string, make: () => Promise<Store>): void 
         ]);
         assert.ok(a?.kind === 'granted' && b?.kind === 'granted');
         assert.equal(a.response.permit.status, 'cooling_off');
-        const early = await s.confirmPermit(a.response.permit.id, 'acme', new Date());
+        const early = await s.confirmPermit(
+          a.response.permit.id,
+          { tenant: 'acme', agent: 'bot' },
+          new Date(),
+        );
         assert.equal(early.kind, 'conflict', 'too early');
         const later = new Date(Date.now() + 2500);
-        const ok = await s.confirmPermit(a.response.permit.id, 'acme', later);
+        const ok = await s.confirmPermit(a.response.permit.id, { tenant: 'acme', agent: 'bot' }, later);
         assert.ok(ok.kind === 'granted' && ok.response.permit.status === 'granted');
         await s.issueDirective(directiveInput({ scope: 'run:r2' }), () => []);
-        const cancelled = await s.confirmPermit(b.response.permit.id, 'acme', later);
+        const cancelled = await s.confirmPermit(
+          b.response.permit.id,
+          { tenant: 'acme', agent: 'bot' },
+          later,
+        );
         assert.equal(cancelled.kind, 'halted');
-        assert.equal((await s.ledger('r2')).effects[0]?.status, 'cancelled');
+        assert.equal((await s.ledger('acme', 'r2')).effects[0]?.status, 'cancelled');
         assert.equal(
-          (await s.confirmPermit(b.response.permit.id, 'globex', later)).kind,
+          (await s.confirmPermit(b.response.permit.id, { tenant: 'globex', agent: 'bot' }, later)).kind,
           'not_found',
           'another tenant cannot see it',
         );
@@ -231,10 +274,25 @@ export function effectsContract(name: string, make: () => Promise<Store>): void 
       withStore(async (s) => {
         const [d] = await s.grantPermits([grant({ compensate: { action: 'crm.revert', record: 7 } })]);
         assert.ok(d?.kind === 'granted');
-        assert.equal(await s.settlePermit(d.response.permit.id, 'globex', { status: 'landed' }), null);
-        const e = await s.settlePermit(d.response.permit.id, 'acme', { status: 'landed' });
+        assert.equal(
+          await s.settlePermit(
+            d.response.permit.id,
+            { tenant: 'globex', agent: 'bot' },
+            { status: 'landed' },
+          ),
+          null,
+        );
+        const e = await s.settlePermit(
+          d.response.permit.id,
+          { tenant: 'acme', agent: 'bot' },
+          { status: 'landed' },
+        );
         assert.equal(e?.status, 'landed');
-        const again = await s.settlePermit(d.response.permit.id, 'acme', { status: 'failed', error: 'late' });
+        const again = await s.settlePermit(
+          d.response.permit.id,
+          { tenant: 'acme', agent: 'bot' },
+          { status: 'failed', error: 'late' },
+        );
         assert.equal(again?.status, 'landed', 'first outcome wins');
         const types = (await s.listAudit({ limit: 100 })).map((r) => r.type);
         assert.deepEqual(
@@ -254,9 +312,16 @@ export function effectsContract(name: string, make: () => Promise<Store>): void 
           grant({ runId: 'r2', compensate: { action: 'refund', amount: 9 } }),
         ]);
         for (const d of ds)
-          if (d.kind === 'granted') await s.settlePermit(d.response.permit.id, 'acme', { status: 'landed' });
+          if (d.kind === 'granted')
+            await s.settlePermit(
+              d.response.permit.id,
+              { tenant: 'acme', agent: 'bot' },
+              { status: 'landed' },
+            );
         assert.equal((await s.compensations({})).length, 0, 'no run halted yet');
-        await s.recordHalted([{ runId: 'r1', directiveId: 'd1', at: new Date().toISOString() }]);
+        await s.recordHalted([
+          { tenant: 'acme', runId: 'r1', directiveId: 'd1', at: new Date().toISOString() },
+        ]);
         const list = await s.compensations({ tenant: 'acme' });
         assert.equal(list.length, 1);
         assert.deepEqual(list[0]?.compensate, { action: 'refund', amount: 5 });
@@ -286,7 +351,7 @@ export function effectsContract(name: string, make: () => Promise<Store>): void 
             directiveId: 'd1',
           },
         ]);
-        const { events } = await s.ledger('r1');
+        const { events } = await s.ledger('acme', 'r1');
         assert.deepEqual(
           events.map((e) => e.type),
           ['timer.cancelled', 'queue.discarded'],

@@ -56,7 +56,7 @@ test('a schema-v1 database opens, keeps its switchboard, audit chain and tokens,
   }
 });
 
-test('a schema-v4 database opens as version 11: its state is kept, drills, capability surfaces and releases start empty', async () => {
+test('a schema-v4 database opens as version 12: its state is kept, drills, capability surfaces and releases start empty', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'killpath-v4-'));
   const path = join(dir, 'killpath.db');
   copyFileSync(FIXTURE_V4, path);
@@ -69,7 +69,7 @@ test('a schema-v4 database opens as version 11: its state is kept, drills, capab
       [['kill', 'agent:acme/bot', ['wire_transfer']]],
     );
     assert.equal((await s.getPolicy())?.comment, 'v1');
-    assert.equal((await s.getRun('r-old'))?.agent, 'bot');
+    assert.equal((await s.getRun('acme', 'r-old'))?.agent, 'bot');
     const verdict = await s.verifyAudit();
     assert.ok(verdict.ok, 'the old chain still verifies');
     assert.equal(verdict.records, 4);
@@ -111,6 +111,21 @@ test('a schema-v4 database opens as version 11: its state is kept, drills, capab
     assert.equal(onBad?.kind, 'halted', 'a permit on the stopped prompt is refused');
     const [onGood] = await s.grantPermits([grant({ runId: 'r-new2', release: { prompt: 'v43' } })]);
     assert.equal(onGood?.kind, 'granted');
+    // Version 12: the old run kept its tenant; the same id in another tenant is another run, and
+    // an idempotency key is unique per tenant's run.
+    assert.equal(
+      (await s.registerRun({ ...(await s.getRun('acme', 'r-old'))!, tenant: 'globex', agent: 'g' })).agent,
+      'g',
+    );
+    assert.equal((await s.getRun('acme', 'r-old'))?.agent, 'bot');
+    const [a, g] = await s.grantPermits([
+      grant({ runId: 'r-old', idempotencyKey: 'k' }),
+      grant({ runId: 'r-old', tenant: 'globex', agent: 'g', idempotencyKey: 'k' }),
+    ]);
+    assert.deepEqual([a?.kind, g?.kind], ['granted', 'granted']);
+    await s.recordHalted([
+      { tenant: 'acme', runId: 'r-old', directiveId: 'd1', at: '2025-06-01T00:00:00.000Z' },
+    ]);
     assert.ok((await s.verifyAudit()).ok);
   } finally {
     await s.close();
@@ -119,7 +134,7 @@ test('a schema-v4 database opens as version 11: its state is kept, drills, capab
   try {
     assert.deepEqual(
       { ...(raw.prepare(`SELECT value FROM meta WHERE key = 'schema'`).get() as object) },
-      { value: '11' },
+      { value: '12' },
     );
   } finally {
     raw.close();

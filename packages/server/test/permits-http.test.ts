@@ -44,8 +44,8 @@ test('guarantee 1 under concurrency: no write permit is granted for a covered ru
       'every answer is a grant or a refusal',
     );
     // From the store's own records: every granted permit of r1 was checked against a rev before the halt.
-    const r1 = (await h.store.ledger('r1')).effects as LedgerEntry[];
-    const r2 = (await h.store.ledger('r2')).effects as LedgerEntry[];
+    const r1 = (await h.store.ledger('acme', 'r1')).effects as LedgerEntry[];
+    const r2 = (await h.store.ledger('acme', 'r2')).effects as LedgerEntry[];
     assert.ok(r1.length > 0, 'some r1 permits were granted before the halt');
     assert.ok(r1.length < 200, 'r1 permits after the halt were refused');
     const revs = await Promise.all(

@@ -408,8 +408,14 @@ describe('a cooling-off permit and its release', () => {
       assert.equal(res.status, 201);
       const later = new Date(Date.now() + 1000);
       const id = (d: typeof onA) => (d?.kind === 'granted' ? d.response.permit.id : '');
-      assert.equal((await h.store.confirmPermit(id(onA), 'acme', later)).kind, 'halted');
-      assert.equal((await h.store.confirmPermit(id(onB), 'acme', later)).kind, 'granted');
+      assert.equal(
+        (await h.store.confirmPermit(id(onA), { tenant: 'acme', agent: 'bot' }, later)).kind,
+        'halted',
+      );
+      assert.equal(
+        (await h.store.confirmPermit(id(onB), { tenant: 'acme', agent: 'bot' }, later)).kind,
+        'granted',
+      );
     } finally {
       await h.close();
     }

@@ -122,7 +122,7 @@ describe('SqliteStore on disk', () => {
       assert.deepEqual(await s2.listAudit({ limit: 1000 }), before.audit);
       assert.deepEqual(await s2.verifyAudit(), before.verdict);
       assert.equal((await s2.findToken(hashSecret(secret)))?.tenant, 'acme');
-      assert.equal((await s2.getRun('r1'))?.agent, 'bot');
+      assert.equal((await s2.getRun('acme', 'r1'))?.agent, 'bot');
       // The idempotency key survives too, and the next commit continues both sequences.
       const retry = await s2.issueDirective(
         directiveInput({ scope: 'agent:acme/bot', idempotencyKey: 'tok:k1' }),

@@ -692,30 +692,36 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
       test('a registered run is returned and found', async () => {
         const r = runRecord();
         assert.deepEqual(await store.registerRun(r), r);
-        assert.deepEqual(await store.getRun('r1'), r);
-        assert.equal(await store.getRun('r2'), null);
+        assert.deepEqual(await store.getRun('acme', 'r1'), r);
+        assert.equal(await store.getRun('acme', 'r2'), null);
       });
 
-      test('the first registration wins for tenant, agent and lineage', async () => {
+      test('inside a tenant the first registration wins for agent and lineage', async () => {
         const first = runRecord();
         await store.registerRun(first);
         const second = await store.registerRun(
-          runRecord({
-            tenant: 'globex',
-            agent: 'evil',
-            parentRunId: null,
-            lineage: [],
-            features: [],
-            workerId: 'w9',
-          }),
+          runRecord({ agent: 'evil', parentRunId: null, lineage: [], features: [], workerId: 'w9' }),
         );
-        for (const got of [second, await store.getRun('r1')]) {
+        for (const got of [second, await store.getRun('acme', 'r1')]) {
           assert.ok(got);
           assert.equal(got.tenant, 'acme');
           assert.equal(got.agent, 'bot');
           assert.equal(got.parentRunId, 'r0');
           assert.deepEqual(got.lineage, ['r0']);
         }
+      });
+
+      test('run ids of different tenants never meet', async () => {
+        await store.registerRun(runRecord({ tenant: 'globex', agent: 'evil', workerId: 'w9' }));
+        const acme = await store.registerRun(runRecord());
+        assert.equal(acme.tenant, 'acme');
+        assert.equal(acme.agent, 'bot');
+        assert.equal((await store.getRun('globex', 'r1'))?.agent, 'evil');
+        assert.deepEqual(
+          (await store.findRuns('r1')).map((r) => `${r.tenant}/${r.agent}`),
+          ['acme/bot', 'globex/evil'],
+        );
+        assert.equal(await store.getRun('initech', 'r1'), null);
       });
     });
 

@@ -3,11 +3,12 @@ import { CONNECTION_OPTIONS, parse } from '../args.ts';
 import { clientFor } from '../config.ts';
 import { table } from '../output.ts';
 
-export const JOURNAL_HELP = `killpath journal <run-id> [--json]
+export const JOURNAL_HELP = `killpath journal <run-id> [--tenant T] [--json]
 
 A run's side-effect ledger: every write it was permitted (intended) and what became of it
 (landed, failed, aborted, cancelled, in doubt), with idempotency keys, then its journal events
-(cancelled timers, discarded or drained queue tasks, reverted memory writes).`;
+(cancelled timers, discarded or drained queue tasks, reverted memory writes). A run id lives
+inside its tenant: an admin token names the tenant with --tenant when several hold the id.`;
 
 export const COMPENSATIONS_HELP = `killpath compensations [--tenant T] [--run R] [--json]
 
@@ -18,7 +19,11 @@ const when = (iso: string | null) => (iso === null ? null : iso.replace('T', ' '
 
 /** `killpath journal <run>`. */
 export async function journal(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { ...CONNECTION_OPTIONS, json: { type: 'boolean' } }, true);
+  const { values, positionals } = parse(
+    args,
+    { ...CONNECTION_OPTIONS, json: { type: 'boolean' }, tenant: { type: 'string' } },
+    true,
+  );
   if (values.help) {
     console.log(JOURNAL_HELP);
     return 0;
@@ -31,7 +36,9 @@ export async function journal(args: string[]): Promise<number> {
     summary: Record<string, number>;
     effects: LedgerEntry[];
     events: { seq: number; type: string; at: string; data: Record<string, unknown> }[];
-  }>(`/v1/runs/${encodeURIComponent(positionals[0]!)}/journal`);
+  }>(
+    `/v1/runs/${encodeURIComponent(positionals[0]!)}/journal${values.tenant ? `?tenant=${encodeURIComponent(values.tenant)}` : ''}`,
+  );
   if (values.json) {
     console.log(JSON.stringify(r, null, 2));
     return 0;

@@ -29,7 +29,7 @@ import type { Triggers } from '../triggers.ts';
 import type { Checkpointer } from '../audit/checkpointer.ts';
 import { auditRoutes } from './audit-routes.ts';
 import type { Admission } from './admission.ts';
-import { body, refuseSecrets, requireWorker, wireError, type Env } from './common.ts';
+import { body, readRun, refuseSecrets, requireWorker, wireError, type Env } from './common.ts';
 
 /** Largest request body accepted, in bytes. */
 export const BODY_LIMIT = 64 * 1024;
@@ -258,9 +258,7 @@ export function createApp(
   app.get('/v1/runs/:id', async (c) => {
     const p = c.get('principal');
     requireHuman(p);
-    const run = await cp.store.getRun(c.req.param('id'));
-    if (!run || !canSee(p, run.tenant))
-      throw new KillpathError('not_found', `run ${c.req.param('id')} not found`);
+    const run = await readRun(cp, p, c.req.param('id'), c.req.query('tenant'));
     return c.json({ run });
   });
 
@@ -274,7 +272,12 @@ export function createApp(
       agent: who.agent,
       startedAt: new Date().toISOString(),
     });
-    if (run.tenant !== who.tenant) throw new KillpathError('conflict', `run id ${b.runId} is taken`);
+    // Inside the tenant the first registration wins; another tenant's run of the same id is another run.
+    if (run.agent !== who.agent)
+      throw new KillpathError(
+        'conflict',
+        `run id ${b.runId} belongs to another agent of tenant ${who.tenant}; give this run another id`,
+      );
     cp.fleet.addRun(b.workerId, { runId: run.runId, parentRunId: b.parentRunId, lineage: run.lineage });
     cp.workerSeen(b.workerId);
     return c.json({ runId: run.runId, lineage: run.lineage }, 201);

@@ -1,7 +1,8 @@
 import type { Context } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
 import type { z } from 'zod';
-import { HTTP_STATUS, KillpathError, toWire, type Principal } from '@killpath/protocol';
+import { HTTP_STATUS, KillpathError, isIdentifier, toWire, type Principal } from '@killpath/protocol';
+import type { RunRecord } from '../store/store.ts';
 import type { ControlPlane } from '../control-plane.ts';
 
 /** Hono environment of every route: Node bindings and the authenticated principal. */
@@ -81,4 +82,41 @@ export function requireWorker(
   if (p.role !== 'agent' || p.agent === null)
     throw new KillpathError('not_found', `worker ${workerId} not found (open its stream first)`);
   return { tenant: p.tenant, agent: p.agent };
+}
+
+/**
+ * The run `runId` as a person may read it: a run id lives inside its tenant, so a viewer's or
+ * operator's is their own tenant's (another tenant's answers 404 exactly like an unknown id);
+ * an admin's is the tenant named by `?tenant=`, or the one tenant holding the id (400 naming
+ * the tenants when several do).
+ */
+export async function readRun(
+  cp: ControlPlane,
+  p: Principal,
+  runId: string,
+  tenantParam: string | undefined,
+): Promise<RunRecord> {
+  if (tenantParam !== undefined && !isIdentifier(tenantParam))
+    throw new KillpathError('invalid_request', 'query parameter tenant must be an identifier');
+  const notFound = () => new KillpathError('not_found', `run ${runId} not found`);
+  if (p.tenant !== '*') {
+    if (tenantParam !== undefined && tenantParam !== p.tenant) throw notFound();
+    const run = await cp.store.getRun(p.tenant, runId);
+    if (run === null) throw notFound();
+    return run;
+  }
+  if (tenantParam !== undefined) {
+    const run = await cp.store.getRun(tenantParam, runId);
+    if (run === null) throw notFound();
+    return run;
+  }
+  const runs = await cp.store.findRuns(runId);
+  if (runs.length > 1)
+    throw new KillpathError(
+      'invalid_request',
+      `run ${runId} exists in tenants ${runs.map((r) => r.tenant).join(', ')}; add ?tenant=`,
+      { details: { run: runId, tenants: runs.map((r) => r.tenant), need: 'tenant' } },
+    );
+  if (runs.length === 0) throw notFound();
+  return runs[0]!;
 }

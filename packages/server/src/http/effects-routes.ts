@@ -1,10 +1,10 @@
 import type { Hono } from 'hono';
 import { KillpathError, type Principal } from '@killpath/protocol';
-import { canSee, requireHuman, tenantFilter } from '../auth/policy.ts';
+import { requireHuman, tenantFilter } from '../auth/policy.ts';
 import type { ControlPlane } from '../control-plane.ts';
 import type { WorkerIdentity } from '../permits.ts';
 import { JournalBody, OutcomeBody, PermitBody, ResumeRunBody } from './schemas.ts';
-import { body, requireWorker, type Env } from './common.ts';
+import { body, readRun, requireWorker, type Env } from './common.ts';
 
 /**
  * Routes of the effect journal: permits (intent before a write runs), confirmation after an
@@ -57,10 +57,8 @@ export function effectsRoutes(app: Hono<Env>, cp: ControlPlane): void {
   app.get('/v1/runs/:id/journal', async (c) => {
     const p = c.get('principal');
     requireHuman(p);
-    const run = await cp.store.getRun(c.req.param('id'));
-    if (!run || !canSee(p, run.tenant))
-      throw new KillpathError('not_found', `run ${c.req.param('id')} not found`);
-    const l = await cp.store.ledger(run.runId);
+    const run = await readRun(cp, p, c.req.param('id'), c.req.query('tenant'));
+    const l = await cp.store.ledger(run.tenant, run.runId);
     const summary = {
       intended: l.effects.length,
       landed: 0,

@@ -41,9 +41,9 @@ CREATE TABLE IF NOT EXISTS permits (
   after_abort INTEGER NOT NULL DEFAULT 0,
   intended_at TEXT NOT NULL,
   settled_at TEXT,
-  UNIQUE (run_id, idempotency_key)
+  UNIQUE (tenant, run_id, idempotency_key)
 );
-CREATE INDEX IF NOT EXISTS permits_run ON permits (run_id);
+CREATE INDEX IF NOT EXISTS permits_run ON permits (tenant, run_id);
 CREATE TABLE IF NOT EXISTS journal (
   seq INTEGER PRIMARY KEY,
   run_id TEXT,
@@ -55,10 +55,11 @@ CREATE TABLE IF NOT EXISTS journal (
 );
 CREATE INDEX IF NOT EXISTS journal_run ON journal (run_id);
 CREATE TABLE IF NOT EXISTS halted_runs (
+  tenant TEXT NOT NULL,
   run_id TEXT NOT NULL,
   directive_id TEXT NOT NULL,
   at TEXT NOT NULL,
-  PRIMARY KEY (run_id, directive_id)
+  PRIMARY KEY (tenant, run_id, directive_id)
 );
 `;
 
@@ -192,49 +193,57 @@ export function grantPermits(ctx: EffectsContext, requests: PermitGrant[]): Prom
   return ctx.tx(() => {
     const rev = ctx.rev();
     const active = ctx.activeDirectives();
-    const byKey = ctx.db.prepare('SELECT * FROM permits WHERE run_id = ? AND idempotency_key = ?');
+    const byKey = ctx.db.prepare(
+      'SELECT * FROM permits WHERE tenant = ? AND run_id = ? AND idempotency_key = ?',
+    );
     const insert = ctx.db
       .prepare(`INSERT INTO permits (id, rev, run_id, tenant, agent, worker_id, capability, class, idempotency_key,
       args_digest, compensate, status, cool_off_ms, confirm_after, lineage, features, release, intended_at)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
     const byId = ctx.db.prepare('SELECT * FROM permits WHERE id = ?');
-    const out: PermitDecision[] = [];
-    const events: AuditEvent[] = [];
-    for (const q of requests) {
+    const runOwner = ctx.db.prepare('SELECT agent FROM runs WHERE tenant = ? AND run_id = ?');
+    const register = ctx.db.prepare(`INSERT OR IGNORE INTO runs
+      (run_id, tenant, agent, parent_run_id, lineage, features, worker_id, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`);
+
+    const decide = (q: PermitGrant, events: AuditEvent[]): PermitDecision => {
+      // The run is the asker's: registered to it, or registered to it now (first use).
+      const owner = runOwner.get(q.tenant, q.runId) as { agent: string } | undefined;
+      if (owner === undefined) {
+        register.run(
+          q.runId,
+          q.tenant,
+          q.agent,
+          q.lineage.at(-1) ?? null,
+          JSON.stringify(q.lineage),
+          JSON.stringify(q.features),
+          q.workerId,
+          new Date().toISOString(),
+        );
+      } else if (owner.agent !== q.agent) {
+        return { kind: 'conflict', message: `run ${q.runId} belongs to another agent of tenant ${q.tenant}` };
+      }
       if (q.idempotencyKey !== null) {
-        const prior = byKey.get(q.runId, q.idempotencyKey) as PermitRow | undefined;
+        const prior = byKey.get(q.tenant, q.runId, q.idempotencyKey) as PermitRow | undefined;
         if (prior) {
-          if (prior.tenant !== q.tenant) {
-            out.push({ kind: 'conflict', message: `run ${q.runId} belongs to another tenant` });
-          } else if (prior.status === 'landed') {
-            out.push({ kind: 'granted', response: response(prior, true) });
-          } else if (
-            prior.status === 'granted' ||
-            prior.status === 'cooling_off' ||
-            prior.status === 'in_doubt'
-          ) {
+          if (prior.status === 'landed') return { kind: 'granted', response: response(prior, true) };
+          if (prior.status === 'granted' || prior.status === 'cooling_off' || prior.status === 'in_doubt') {
             // The effect may have run: at most once means refuse until someone reconciles.
             ctx.db
               .prepare(`UPDATE permits SET status = 'in_doubt' WHERE id = ? AND status = 'granted'`)
               .run(prior.id);
-            out.push({
+            return {
               kind: 'conflict',
               message: `effect ${q.idempotencyKey} of run ${q.runId} was started before without an outcome (in doubt); reconcile it from the journal`,
-            });
-          } else {
-            out.push({
-              kind: 'conflict',
-              message: `effect ${q.idempotencyKey} of run ${q.runId} already ended ${prior.status}; use a new idempotency key to try again`,
-            });
+            };
           }
-          continue;
+          return {
+            kind: 'conflict',
+            message: `effect ${q.idempotencyKey} of run ${q.runId} already ended ${prior.status}; use a new idempotency key to try again`,
+          };
         }
       }
       const stop = coveringRefusal(active, identity(q), q.capability);
-      if (stop) {
-        out.push({ kind: 'halted', directive: stop, rev });
-        continue;
-      }
+      if (stop) return { kind: 'halted', directive: stop, rev };
       const id = `p_${randomUUID()}`;
       const now = new Date();
       const cooling = q.class === 'irreversible' && q.coolOffMs > 0;
@@ -259,7 +268,6 @@ export function grantPermits(ctx: EffectsContext, requests: PermitGrant[]): Prom
         now.toISOString(),
       );
       const row = byId.get(id) as unknown as PermitRow;
-      out.push({ kind: 'granted', response: response(row, false) });
       events.push({
         type: 'effect.intent',
         actor: `worker:${q.workerId}`,
@@ -276,22 +284,51 @@ export function grantPermits(ctx: EffectsContext, requests: PermitGrant[]): Prom
           coolOffMs: cooling ? q.coolOffMs : 0,
         },
       });
+      return { kind: 'granted', response: response(row, false) };
+    };
+
+    const out: PermitDecision[] = [];
+    const events: AuditEvent[] = [];
+    for (const q of requests) {
+      // One request's failure rolls back that request alone: the batch shares a transaction, not a fate.
+      ctx.db.exec('SAVEPOINT permit');
+      const mine: AuditEvent[] = [];
+      try {
+        out.push(decide(q, mine));
+        ctx.db.exec('RELEASE permit');
+        events.push(...mine);
+      } catch (err) {
+        ctx.db.exec('ROLLBACK TO permit; RELEASE permit');
+        out.push({ kind: 'failed', message: err instanceof Error ? err.message : String(err) });
+      }
     }
     ctx.audit(events);
     return out;
   });
 }
 
+/** Who may act on a permit: the agent it was granted to, of its tenant. */
+export interface PermitOwner {
+  tenant: string;
+  agent: string;
+}
+
+/** The permit `id` when it was granted to `owner`; another tenant's or agent's is not found. */
+function ownPermit(ctx: EffectsContext, id: string, owner: PermitOwner): PermitRow | undefined {
+  return ctx.db
+    .prepare('SELECT * FROM permits WHERE id = ? AND tenant = ? AND agent = ?')
+    .get(id, owner.tenant, owner.agent) as PermitRow | undefined;
+}
+
 /** See {@link Store.confirmPermit}. */
 export function confirmPermit(
   ctx: EffectsContext,
   id: string,
-  tenant: string,
+  owner: PermitOwner,
   now: Date,
 ): Promise<PermitDecision> {
   return ctx.tx(() => {
-    const row = ctx.db.prepare('SELECT * FROM permits WHERE id = ? AND tenant = ?').get(id, tenant) as
-      PermitRow | undefined;
+    const row = ownPermit(ctx, id, owner);
     if (!row) return { kind: 'not_found' };
     if (row.status !== 'cooling_off')
       return { kind: 'conflict', message: `permit ${id} is ${row.status}, not cooling off` };
@@ -343,12 +380,11 @@ const OUTCOME_EVENT = {
 export function settlePermit(
   ctx: EffectsContext,
   id: string,
-  tenant: string,
+  owner: PermitOwner,
   outcome: PermitOutcome,
 ): Promise<LedgerEntry | null> {
   return ctx.tx(() => {
-    const row = ctx.db.prepare('SELECT * FROM permits WHERE id = ? AND tenant = ?').get(id, tenant) as
-      PermitRow | undefined;
+    const row = ownPermit(ctx, id, owner);
     if (!row) return null;
     const open =
       row.status === 'granted' ||
@@ -386,6 +422,7 @@ export function settlePermit(
 /** See {@link Store.markInDoubt}. */
 export function markInDoubt(
   ctx: EffectsContext,
+  tenant: string,
   workerIds: string[],
   reason: string,
 ): Promise<LedgerEntry[]> {
@@ -393,8 +430,10 @@ export function markInDoubt(
   return ctx.tx(() => {
     const marks = workerIds.map(() => '?').join(', ');
     const rows = ctx.db
-      .prepare(`SELECT * FROM permits WHERE worker_id IN (${marks}) AND status IN ('granted', 'cooling_off')`)
-      .all(...workerIds) as unknown as PermitRow[];
+      .prepare(
+        `SELECT * FROM permits WHERE tenant = ? AND worker_id IN (${marks}) AND status IN ('granted', 'cooling_off')`,
+      )
+      .all(tenant, ...workerIds) as unknown as PermitRow[];
     if (rows.length === 0) return [];
     const now = new Date().toISOString();
     // A granted effect may have run: nobody knows. A cooling-off one was never confirmed, so it never ran.
@@ -471,26 +510,32 @@ export function checkResume(ctx: EffectsContext, run: RunRecord, actor: string):
 /** See {@link Store.recordHalted}. */
 export function recordHalted(
   ctx: EffectsContext,
-  entries: { runId: string; directiveId: string; at: string }[],
+  entries: { tenant: string; runId: string; directiveId: string; at: string }[],
 ): Promise<void> {
   if (entries.length === 0) return Promise.resolve();
   return ctx.tx(() => {
     const insert = ctx.db.prepare(
-      'INSERT OR IGNORE INTO halted_runs (run_id, directive_id, at) VALUES (?, ?, ?)',
+      'INSERT OR IGNORE INTO halted_runs (tenant, run_id, directive_id, at) VALUES (?, ?, ?, ?)',
     );
-    for (const e of entries) insert.run(e.runId, e.directiveId, e.at);
+    for (const e of entries) insert.run(e.tenant, e.runId, e.directiveId, e.at);
   });
 }
 
 /** See {@link Store.ledger}. */
-export function ledger(ctx: EffectsContext, runId: string): { effects: LedgerEntry[]; events: JournalRow[] } {
+export function ledger(
+  ctx: EffectsContext,
+  tenant: string,
+  runId: string,
+): { effects: LedgerEntry[]; events: JournalRow[] } {
   const effects = (
     ctx.db
-      .prepare('SELECT * FROM permits WHERE run_id = ? ORDER BY intended_at, id')
-      .all(runId) as unknown as PermitRow[]
+      .prepare('SELECT * FROM permits WHERE tenant = ? AND run_id = ? ORDER BY intended_at, id')
+      .all(tenant, runId) as unknown as PermitRow[]
   ).map(toLedger);
   const events = (
-    ctx.db.prepare('SELECT * FROM journal WHERE run_id = ? ORDER BY seq').all(runId) as unknown as {
+    ctx.db
+      .prepare('SELECT * FROM journal WHERE tenant = ? AND run_id = ? ORDER BY seq')
+      .all(tenant, runId) as unknown as {
       seq: number;
       run_id: string | null;
       worker_id: string;
@@ -529,7 +574,8 @@ export function compensations(
   const rows = ctx.db
     .prepare(
       `SELECT p.*, h.directive_id AS halted_by, h.at AS halted_at FROM permits p
-       JOIN (SELECT run_id, MIN(at) AS at, MIN(directive_id) AS directive_id FROM halted_runs GROUP BY run_id) h ON h.run_id = p.run_id
+       JOIN (SELECT tenant, run_id, MIN(at) AS at, MIN(directive_id) AS directive_id FROM halted_runs GROUP BY tenant, run_id) h
+         ON h.tenant = p.tenant AND h.run_id = p.run_id
        WHERE ${where.join(' AND ')} ORDER BY p.tenant, p.run_id, p.intended_at LIMIT ?`,
     )
     .all(...params) as unknown as (PermitRow & { halted_by: string; halted_at: string })[];

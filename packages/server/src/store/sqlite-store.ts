@@ -19,6 +19,7 @@ import type { LogFindings, TreeClaim } from '../audit/log-verify.ts';
 import type { AuditKeyInfo } from '@killpath/protocol';
 import * as approvals from './sqlite-approvals.ts';
 import * as owners from './sqlite-owners.ts';
+import { migrateRunTenancy } from './sqlite-tenancy.ts';
 import type {
   JournalEvent,
   LedgerEntry,
@@ -88,14 +89,15 @@ CREATE TABLE IF NOT EXISTS tokens (
   revoked_at TEXT
 );
 CREATE TABLE IF NOT EXISTS runs (
-  run_id TEXT PRIMARY KEY,
+  run_id TEXT NOT NULL,
   tenant TEXT NOT NULL,
   agent TEXT NOT NULL,
   parent_run_id TEXT,
   lineage TEXT NOT NULL,
   features TEXT NOT NULL,
   worker_id TEXT NOT NULL,
-  started_at TEXT NOT NULL
+  started_at TEXT NOT NULL,
+  PRIMARY KEY (tenant, run_id)
 );
 CREATE TABLE IF NOT EXISTS audit (
   seq INTEGER PRIMARY KEY,
@@ -168,6 +170,30 @@ interface DirectiveRow {
   releases: string;
   /** Absent on databases before schema version 10. */
   break_glass?: string | null;
+}
+
+interface RunRow {
+  run_id: string;
+  tenant: string;
+  agent: string;
+  parent_run_id: string | null;
+  lineage: string;
+  features: string;
+  worker_id: string;
+  started_at: string;
+}
+
+function toRun(r: RunRow): RunRecord {
+  return {
+    runId: r.run_id,
+    tenant: r.tenant,
+    agent: r.agent,
+    parentRunId: r.parent_run_id,
+    lineage: JSON.parse(r.lineage) as string[],
+    features: JSON.parse(r.features) as string[],
+    workerId: r.worker_id,
+    startedAt: r.started_at,
+  };
 }
 
 function toDirective(r: DirectiveRow): Directive {
@@ -255,7 +281,8 @@ export class SqliteStore implements Store {
       insertRun:
         p(`INSERT OR IGNORE INTO runs (run_id, tenant, agent, parent_run_id, lineage, features, worker_id, started_at)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
-      runById: p(`SELECT * FROM runs WHERE run_id = ?`),
+      runById: p(`SELECT * FROM runs WHERE tenant = ? AND run_id = ?`),
+      runsById: p(`SELECT * FROM runs WHERE run_id = ? ORDER BY tenant`),
       auditHead: p(`SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`),
       insertAudit: p(
         `INSERT INTO audit (seq, ts, type, actor, tenant, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -281,6 +308,8 @@ export class SqliteStore implements Store {
    * adds the column, null for old rows, and the approvals table, empty).
    * Version 10 had no launcher owners (version 11 adds the table, empty: each launcher id is
    * bound again at its next use).
+   * Version 11 keyed runs by run id alone (version 12 keys runs, permit idempotency keys and
+   * halted runs by tenant too; see `migrateRunTenancy`).
    */
   #migrate(): void {
     const cols = this.#db.prepare('PRAGMA table_info(directives)').all() as { name: string }[];
@@ -308,7 +337,8 @@ export class SqliteStore implements Store {
     auditLog.ensureLogId(this.#db);
     this.#db.exec(approvals.APPROVALS_SCHEMA);
     this.#db.exec(owners.OWNERS_SCHEMA);
-    this.#db.exec(`UPDATE meta SET value = '11' WHERE key = 'schema'`);
+    migrateRunTenancy(this.#db);
+    this.#db.exec(`UPDATE meta SET value = '12' WHERE key = 'schema'`);
   }
 
   /** The context the effect-journal functions run in (same connection, transactions and chain). */
@@ -373,12 +403,16 @@ export class SqliteStore implements Store {
     return effects.grantPermits(this.#ctx, requests);
   }
 
-  async confirmPermit(id: string, tenant: string, now: Date): Promise<PermitDecision> {
-    return effects.confirmPermit(this.#ctx, id, tenant, now);
+  async confirmPermit(id: string, owner: effects.PermitOwner, now: Date): Promise<PermitDecision> {
+    return effects.confirmPermit(this.#ctx, id, owner, now);
   }
 
-  async settlePermit(id: string, tenant: string, outcome: PermitOutcome): Promise<LedgerEntry | null> {
-    return effects.settlePermit(this.#ctx, id, tenant, outcome);
+  async settlePermit(
+    id: string,
+    owner: effects.PermitOwner,
+    outcome: PermitOutcome,
+  ): Promise<LedgerEntry | null> {
+    return effects.settlePermit(this.#ctx, id, owner, outcome);
   }
 
   async appendJournal(tenant: string, workerId: string, events: JournalEvent[]): Promise<void> {
@@ -389,16 +423,18 @@ export class SqliteStore implements Store {
     return effects.checkResume(this.#ctx, run, actor);
   }
 
-  async recordHalted(entries: { runId: string; directiveId: string; at: string }[]): Promise<void> {
+  async recordHalted(
+    entries: { tenant: string; runId: string; directiveId: string; at: string }[],
+  ): Promise<void> {
     await effects.recordHalted(this.#ctx, entries);
   }
 
-  async ledger(runId: string): Promise<{ effects: LedgerEntry[]; events: JournalRow[] }> {
-    return effects.ledger(this.#ctx, runId);
+  async ledger(tenant: string, runId: string): Promise<{ effects: LedgerEntry[]; events: JournalRow[] }> {
+    return effects.ledger(this.#ctx, tenant, runId);
   }
 
-  async markInDoubt(workerIds: string[], reason: string): Promise<LedgerEntry[]> {
-    return effects.markInDoubt(this.#ctx, workerIds, reason);
+  async markInDoubt(tenant: string, workerIds: string[], reason: string): Promise<LedgerEntry[]> {
+    return effects.markInDoubt(this.#ctx, tenant, workerIds, reason);
   }
 
   async compensations(q: { tenant?: string; runId?: string; limit?: number }): Promise<CompensationEntry[]> {
@@ -659,33 +695,16 @@ export class SqliteStore implements Store {
         r.startedAt,
       ),
     );
-    return (await this.getRun(r.runId))!;
+    return (await this.getRun(r.tenant, r.runId))!;
   }
 
-  async getRun(runId: string): Promise<RunRecord | null> {
-    const r = this.#stmts.runById!.get(runId) as
-      | {
-          run_id: string;
-          tenant: string;
-          agent: string;
-          parent_run_id: string | null;
-          lineage: string;
-          features: string;
-          worker_id: string;
-          started_at: string;
-        }
-      | undefined;
-    if (!r) return null;
-    return {
-      runId: r.run_id,
-      tenant: r.tenant,
-      agent: r.agent,
-      parentRunId: r.parent_run_id,
-      lineage: JSON.parse(r.lineage) as string[],
-      features: JSON.parse(r.features) as string[],
-      workerId: r.worker_id,
-      startedAt: r.started_at,
-    };
+  async getRun(tenant: string, runId: string): Promise<RunRecord | null> {
+    const r = this.#stmts.runById!.get(tenant, runId) as RunRow | undefined;
+    return r ? toRun(r) : null;
+  }
+
+  async findRuns(runId: string): Promise<RunRecord[]> {
+    return (this.#stmts.runsById!.all(runId) as unknown as RunRow[]).map(toRun);
   }
 
   async appendAudit(events: AuditEvent[]): Promise<AuditRecord[]> {

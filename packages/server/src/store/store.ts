@@ -38,7 +38,9 @@ export type PermitDecision =
   | { kind: 'granted'; response: PermitResponse }
   | { kind: 'halted'; directive: Directive; rev: number }
   | { kind: 'conflict'; message: string }
-  | { kind: 'not_found' };
+  | { kind: 'not_found' }
+  /** This request alone failed inside the batch (rolled back); the others are decided as if it were not there. */
+  | { kind: 'failed'; message: string };
 
 /** One landed write with its compensation, for the operator's list after a halt. */
 export interface CompensationEntry extends LedgerEntry {
@@ -311,9 +313,16 @@ export interface Store {
   ): Promise<TokenRecord | null>;
   countTokens(): Promise<number>;
 
-  /** Registers (or re-registers) a run; the first registration wins for tenant, agent and lineage. */
+  /**
+   * Registers (or re-registers) a run of `r.tenant`; inside the tenant the first registration
+   * wins for agent and lineage (the record returned is the stored one). Run ids of different
+   * tenants never meet: two tenants' `ticket-1234` are two runs.
+   */
   registerRun(r: RunRecord): Promise<RunRecord>;
-  getRun(runId: string): Promise<RunRecord | null>;
+  /** The run `runId` of `tenant`, or null. */
+  getRun(tenant: string, runId: string): Promise<RunRecord | null>;
+  /** Every tenant's run with this id (an admin's lookup across tenants), sorted by tenant. */
+  findRuns(runId: string): Promise<RunRecord[]>;
 
   /**
    * Binds launcher id `launcherId` of `tenant` to `agent` unless it is bound already; returns the
@@ -328,17 +337,26 @@ export interface Store {
    * Decides a batch of permit requests in ONE serialised transaction against the switchboard
    * as committed at that moment: a request whose run and capability are covered by an active
    * halt or kill is refused; an idempotency key already used by the run returns its permit
-   * (refused as `conflict` when that effect has no outcome: at most once). Each grant writes
+   * (refused as `conflict` when that effect has no outcome: at most once). A run not registered
+   * yet is registered to the asking agent; a run registered to another agent of the tenant is
+   * refused (`conflict`): no permit for a run the asker could not register. Each grant writes
    * the intent (`effect.intent` in the audit chain) before the effect can run. This is what
    * guarantee 1 rests on: a backend must make the grant and the switchboard read one
    * serialisable unit with directive commits (PostgreSQL: the same transaction, locking the
    * rev row `FOR SHARE`).
    */
   grantPermits(requests: PermitGrant[]): Promise<PermitDecision[]>;
-  /** Confirms an irreversible permit after its cool-off, checking the switchboard again. */
-  confirmPermit(id: string, tenant: string, now: Date): Promise<PermitDecision>;
-  /** Records an effect's outcome; null when the permit does not exist for this tenant. */
-  settlePermit(id: string, tenant: string, outcome: PermitOutcome): Promise<LedgerEntry | null>;
+  /**
+   * Confirms an irreversible permit after its cool-off, checking the switchboard again. Only the
+   * agent it was granted to (of its tenant) confirms it: another's is `not_found`.
+   */
+  confirmPermit(id: string, owner: { tenant: string; agent: string }, now: Date): Promise<PermitDecision>;
+  /** Records an effect's outcome; null when the permit was not granted to `owner` (tenant and agent). */
+  settlePermit(
+    id: string,
+    owner: { tenant: string; agent: string },
+    outcome: PermitOutcome,
+  ): Promise<LedgerEntry | null>;
   /**
    * The processes of these workers ended (their launcher saw them exit or killed them): their
    * granted effects without an outcome become `in_doubt` (they may have landed; listed with the
@@ -346,7 +364,7 @@ export interface Store {
    * audited (`effect.in_doubt`, `effect.cancelled`) in the same transaction. An outcome the
    * worker reports later still wins. Returns the entries changed.
    */
-  markInDoubt(workerIds: string[], reason: string): Promise<LedgerEntry[]>;
+  markInDoubt(tenant: string, workerIds: string[], reason: string): Promise<LedgerEntry[]>;
   /** Journals run events from a worker (and their audit records) in one transaction. */
   appendJournal(tenant: string, workerId: string, events: JournalEvent[]): Promise<void>;
   /**
@@ -355,9 +373,9 @@ export interface Store {
    */
   checkResume(run: RunRecord, actor: string): Promise<Directive | null>;
   /** Runs a worker reported halted (from `session.halted`), for the compensation list. */
-  recordHalted(entries: { runId: string; directiveId: string; at: string }[]): Promise<void>;
+  recordHalted(entries: { tenant: string; runId: string; directiveId: string; at: string }[]): Promise<void>;
   /** A run's ledger: every permitted effect (intended versus landed) and its journal events. */
-  ledger(runId: string): Promise<{ effects: LedgerEntry[]; events: JournalRow[] }>;
+  ledger(tenant: string, runId: string): Promise<{ effects: LedgerEntry[]; events: JournalRow[] }>;
   /** Landed writes with a compensation descriptor, of runs that were halted. */
   compensations(q: { tenant?: string; runId?: string; limit?: number }): Promise<CompensationEntry[]>;
 

@@ -261,7 +261,7 @@ export class Supervisor {
     }
     if (rule.action.scope === 'run') {
       // A run id reported by another agent than the one that registered it is not that agent's to stop.
-      const known = await cp.store.getRun(t.run.id);
+      const known = await cp.store.getRun(t.run.tenant, t.run.id);
       if (known !== null && (known.tenant !== t.run.tenant || known.agent !== t.run.agent)) {
         this.#o.log.warn('policy rule ignored: the run belongs to another agent', {
           rule: rule.name,
