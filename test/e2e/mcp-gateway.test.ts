@@ -252,7 +252,7 @@ describe('killpath mcp-gateway', { timeout: 180_000 }, () => {
     const log = join(dir, 'http.log');
     logs.push(log);
     const args = gatewayArgs('gw-http');
-    args.splice(args.indexOf('--'), 0, '--listen', '127.0.0.1:0');
+    args.splice(args.indexOf('--'), 0, '--listen', '127.0.0.1:0', '--session-idle-ms', '300');
     const gw = spawn(process.execPath, args, {
       env: gatewayEnv(log),
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -274,6 +274,18 @@ describe('killpath mcp-gateway', { timeout: 180_000 }, () => {
       // A foreign Host header is refused (DNS rebinding), and so is a request without a session.
       const forged = await post(url, '{}', 'evil.example:80');
       assert.equal(forged, 403);
+      // A client that goes away without DELETE: its session idles out and its upstream process
+      // ends; the session of the client still connected (its GET stream open) is kept.
+      const starts = () => fixtureLog(log).filter((e) => e.event === 'started');
+      const first = starts()[0]!.pid;
+      const gone = agentClient().client;
+      await gone.connect(new StreamableHTTPClientTransport(new URL(url)));
+      assert.equal((await gone.listTools()).tools.length, 4);
+      const second = starts().find((e) => e.pid !== first)!.pid;
+      await gone.close();
+      await until('the idle session ends its upstream process', 10_000, () => !alive(second));
+      assert.ok(alive(first), 'the live session kept its upstream process');
+      assert.equal(textOf(await client.callTool({ name: 'fast' })), 'fast done');
       const orphan = await post(url, '{}');
       assert.equal(orphan, 400);
       assert.equal(await post(url, 'not json'), 400);

@@ -11,4 +11,4 @@ export { SwitchboardWatcher } from './gateway/switchboard-watcher.ts';
 export { connectUpstream, upstreamEnv } from './gateway/upstream.ts';
 export type { UpstreamCommand } from './gateway/upstream.ts';
 export { listenHttp, isLoopback } from './gateway/http.ts';
-export type { HttpListener } from './gateway/http.ts';
+export type { HttpListener, HttpOptions } from './gateway/http.ts';

@@ -42,6 +42,8 @@ Options:
                           KILLPATH_TOKEN); the token is an agent token of T/A (an admin token
                           mints one)
   --ready-timeout MS      how long to wait for the control plane at start (default 10000)
+  --session-idle-ms MS    HTTP: close a session whose client went away without DELETE after this
+                          long with no request open (default 1800000)
 
 Exit codes: 0 when the client went away; 2 for bad usage; 69 when the control plane could not be
 reached at start (no upstream server is started).`;
@@ -60,6 +62,7 @@ export async function mcpGateway(args: string[]): Promise<number> {
       listen: { type: 'string' },
       features: { type: 'string' },
       'ready-timeout': { type: 'string' },
+      'session-idle-ms': { type: 'string' },
     },
     true,
   );
@@ -94,6 +97,7 @@ export async function mcpGateway(args: string[]): Promise<number> {
   const classes = values.classes === undefined ? undefined : readClasses(values.classes);
   const listen = values.listen === undefined ? null : parseListen(values.listen);
   const readyTimeoutMs = intFlag('ready-timeout', values['ready-timeout'], 10_000);
+  const sessionIdleMs = intFlag('session-idle-ms', values['session-idle-ms'], 1_800_000);
   const conn = resolveConnection(values);
   const token = await agentToken(new ApiClient(conn.url, conn.token), conn.token, tenant, agent);
 
@@ -130,7 +134,7 @@ export async function mcpGateway(args: string[]): Promise<number> {
     if (listen === null) {
       await Promise.race([gateway.serveStdio(), stopped]);
     } else {
-      const http = await listenHttp(gateway, listen.host, listen.port);
+      const http = await listenHttp(gateway, listen.host, listen.port, { sessionIdleMs });
       console.log(`killpath mcp-gateway listening on ${http.url}`);
       await stopped;
       await http.close();

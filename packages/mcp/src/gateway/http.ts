@@ -18,6 +18,23 @@ export interface HttpListener {
   close(): Promise<void>;
 }
 
+/** Options of {@link listenHttp}. */
+export interface HttpOptions {
+  /**
+   * A session with no HTTP request open (its client went away without `DELETE`) for this long,
+   * in ms, is closed and its upstream process ended. Default 1 800 000 (30 minutes).
+   */
+  sessionIdleMs?: number;
+}
+
+/** One HTTP session: its transport, its gateway session, and what keeps it from idling out. */
+interface HttpSession {
+  transport: StreamableHTTPServerTransport;
+  session: GatewaySession;
+  open: number;
+  idle: ReturnType<typeof setTimeout> | null;
+}
+
 /** True for hosts that only this machine reaches. */
 export function isLoopback(host: string): boolean {
   return host === '127.0.0.1' || host === '::1' || host === 'localhost' || /^127\.\d+\.\d+\.\d+$/.test(host);
@@ -26,19 +43,35 @@ export function isLoopback(host: string): boolean {
 /**
  * Serves the gateway over MCP's Streamable HTTP transport at `/mcp` on a loopback address.
  * Each `initialize` opens a session (its own upstream process and a child run of the gateway's
- * run); `DELETE` or the client going away ends it. The listener has no authentication of its own,
+ * run); `DELETE` ends it, and so does a client gone for `sessionIdleMs` (no request open). The listener has no authentication of its own,
  * so it binds loopback only and refuses requests whose `Host` is not its own address (DNS
  * rebinding). Bad requests get JSON-RPC errors with 4xx statuses, never a stack trace.
  * @throws KillpathError `invalid_request` for a host that is not loopback
  */
-export async function listenHttp(gateway: McpGateway, host: string, port: number): Promise<HttpListener> {
+export async function listenHttp(
+  gateway: McpGateway,
+  host: string,
+  port: number,
+  options: HttpOptions = {},
+): Promise<HttpListener> {
+  const idleMs = options.sessionIdleMs ?? 1_800_000;
   if (!isLoopback(host)) {
     throw new KillpathError(
       'invalid_request',
       `--listen ${host}: the gateway's HTTP endpoint has no authentication of its own, so it listens on loopback only (127.0.0.1, ::1, localhost)`,
     );
   }
-  const sessions = new Map<string, { transport: StreamableHTTPServerTransport; session: GatewaySession }>();
+  const sessions = new Map<string, HttpSession>();
+  /** Counts `res` as open for `s` until it closes; the session idles out once none is open. */
+  const hold = (s: HttpSession, res: ServerResponse): void => {
+    s.open += 1;
+    if (s.idle !== null) clearTimeout(s.idle);
+    s.idle = null;
+    res.once('close', () => {
+      s.open -= 1;
+      if (s.open === 0) s.idle = setTimeout(() => void s.session.close(), idleMs);
+    });
+  };
   const allowedHosts = new Set<string>();
   const server = createServer((req, res) => {
     handle(req, res).catch((err: unknown) => {
@@ -55,6 +88,7 @@ export async function listenHttp(gateway: McpGateway, host: string, port: number
     if (typeof sid === 'string') {
       const open = sessions.get(sid);
       if (!open) return reply(res, 404, -32001, 'session not found');
+      hold(open, res);
       return open.transport.handleRequest(req, res);
     }
     if (req.method !== 'POST')
@@ -72,11 +106,12 @@ export async function listenHttp(gateway: McpGateway, host: string, port: number
     }
     const transport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
-      onsessioninitialized: (id) => {
-        sessions.set(id, { transport, session });
-      },
+      onsessioninitialized: (id) => void sessions.set(id, entry),
     });
+    const entry: HttpSession = { transport, session, open: 0, idle: null };
+    hold(entry, res);
     void session.done.then(() => {
+      if (entry.idle !== null) clearTimeout(entry.idle);
       if (transport.sessionId !== undefined) sessions.delete(transport.sessionId);
     });
     await session.connect(transport);
