@@ -31,7 +31,11 @@ let stopped = false;
 for (let round = 1; round <= rounds && !stopped; round++) {
   for (const [name, args] of plan(round)) {
     console.log(`agent: round ${round}: calling ${name}`);
-    const result = await client.callTool({ name, arguments: args }, undefined, { timeout: 600_000 });
+    const result = await client.callTool({ name, arguments: args }, undefined, {
+      timeout: 600_000,
+      onprogress: (p) =>
+        console.log(`agent: round ${round}: ${name} progress ${p.progress}/${p.total ?? '?'}`),
+    });
     const said = result.content.map((c) => c.text ?? '').join(' ');
     console.log(`agent: round ${round}: ${name} → ${result.isError ? 'error' : 'ok'}: ${said}`);
     if (result.isError) {

@@ -9,6 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { ApiClient } from '@killpath/cli';
 import type { Directive } from '@killpath/protocol';
@@ -68,11 +69,13 @@ describe('killpath run --mcp', { timeout: 120_000 }, () => {
       ],
       { env: { ...process.env, PUBLISH_MS: '60000' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
     );
-    launcher.stdout!.on('data', (c: Buffer) => out.push(...c.toString().split('\n')));
-    launcher.stderr!.on('data', (c: Buffer) => err.push(...c.toString().split('\n')));
+    // Whole lines: a chunk may end mid-line.
+    createInterface({ input: launcher.stdout! }).on('line', (l) => out.push(l));
+    createInterface({ input: launcher.stderr! }).on('line', (l) => err.push(l));
     const exited = new Promise<number | null>((ok) => launcher!.once('exit', (code) => ok(code)));
-    await until('the agent calls publish', 30_000, () =>
-      out.some((l) => l.includes('round 1: calling publish')),
+    // The server's first progress report: the call is in flight upstream (past its permit).
+    await until('publish in flight upstream', 30_000, () =>
+      out.some((l) => l.includes('round 1: publish progress 0/1')),
     );
     assert.ok(
       out.some((l) => l.includes('agent: tools search_notes, add_note, publish')),
@@ -95,8 +98,10 @@ describe('killpath run --mcp', { timeout: 120_000 }, () => {
     const line = out.find((l) => l.includes('round 1: publish → error:'))!;
     assert.match(line, new RegExp(`refused by killpath \\(halted, directive ${directive.id}\\)`));
     await until('the MCP server saw the cancellation', 10_000, () =>
-      err.some((l) => l.includes('notes-server: publish cancelled by the client') && l.includes('halted')),
+      err.some((l) => l.includes('notes-server: publish cancelled by the client')),
     );
+    const cancelled = err.find((l) => l.includes('notes-server: publish cancelled by the client'))!;
+    assert.match(cancelled, /halted/, cancelled);
     await exited;
     assert.ok(!out.some((l) => l.includes('round 2:')), 'nothing after the refusal');
   });
