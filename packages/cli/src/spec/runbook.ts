@@ -364,6 +364,7 @@ function howToRecover(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target):
   ];
   if (spec.scope.levels.includes('run'))
     out.push(sh('npx killpath resume --run "$RUN_ID" --reason "cause fixed, resumed per runbook"'), '');
+  out.push(...approvals(spec), '');
   out.push(
     `A run whose process is still up carries on once nothing covers it. Where the process is gone (a kill under the launcher, a crash), start a replacement session under the launcher, which holds its own line to the control plane and enforces a kill on the process. It runs in the foreground until the agent exits; for this command ${code('KILLPATH_TOKEN')} must be an admin token or an agent token of the agent. Within ${seconds(spec.latency.haltToRecoveryMs)} of the halt, ${code('npx killpath status')} should show the new run working.`,
     '',
@@ -399,6 +400,38 @@ function howToRecover(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target):
       );
   }
   return out.join('\n');
+}
+
+const DURATION_WORDS: Record<string, string> = { s: 's', m: ' min', h: ' h' };
+
+/** What the spec's approval rules mean for the on-call engineer: who approves which resume, and whom to call. */
+function approvals(spec: KillSwitchSpec): string[] {
+  const rules = spec.approvals ?? [];
+  if (rules.length === 0)
+    return [
+      'The spec sets no approval rules: the person who resumes is the only one needed (every resume is audited with its reason).',
+    ];
+  const within = (w: string) => `${w.slice(0, -1)}${DURATION_WORDS[w.slice(-1)] ?? w.slice(-1)}`;
+  const who = (r: (typeof rules)[number]) =>
+    `${r.approvals} approval${r.approvals === 1 ? '' : 's'} by ${r.approvers === 'admin' ? 'an admin' : 'an operator of the tenant or an admin'} other than you within ${within(r.within)}`;
+  const what = (r: (typeof rules)[number]) => {
+    if (r.action === 'policy.apply') return 'Applying or rolling back the policy';
+    if (r.action === 'token.create_admin') return 'Minting an admin token';
+    const parts = [
+      ...(r.scopes?.length ? [`a directive at scope ${r.scopes.map(code).join(' or ')}`] : []),
+      ...(r.breakGlass ? ['one issued with break-glass'] : []),
+    ];
+    return `Resuming ${parts.join(', or ')}`;
+  };
+  return [
+    `**Second approval.** Stopping is one person; these acts wait for a second (rules of the policy). The resume then prints a request id instead of clearing; call the contact, who runs ${code('npx killpath approve <request id> --reason "…"')} (they see what they approve; you cannot approve your own request):`,
+    '',
+    ...rules.map((r) => `- ${what(r)} needs ${who(r)} (rule ${code(r.name)}). Call ${r.contact}.`),
+    '',
+    txt(
+      'npx killpath approvals                                   # pending requests\nnpx killpath approve <request id> --reason "checked: cause fixed"   # run by the approver',
+    ),
+  ];
 }
 
 function whenToEscalate(spec: KillSwitchSpec, t: Target): string {

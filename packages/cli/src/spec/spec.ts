@@ -379,6 +379,43 @@ const FIELDS: Record<string, FieldDoc> = {
     allowed: 'a non-empty role and how to reach it',
     why: 'who to page when the condition holds',
   },
+  approvals: {
+    allowed: 'a list of approval rules (default none: one person resumes)',
+    why: 'stopping stays one person; undoing a wide stop can take a second, named in the runbook',
+  },
+  'approvals[]': {
+    allowed: 'a mapping with name, action, scopes/breakGlass, approvals, approvers, within and contact',
+    why: 'one rule of the policy (killpath spec policy writes it)',
+  },
+  'approvals[].name': {
+    allowed: 'lower_snake_case, 1-64 characters',
+    why: 'the rule is named in every request',
+  },
+  'approvals[].action': {
+    allowed: 'resume, policy.apply or token.create_admin',
+    why: 'the act the rule gates',
+  },
+  'approvals[].scopes': {
+    allowed: 'a list of global, tenant, agent, feature, release, run (resume rules)',
+    why: 'resuming a directive at these scopes needs the approval',
+  },
+  'approvals[].breakGlass': {
+    allowed: 'true or false (resume rules)',
+    why: 'resuming a directive issued with break-glass needs the approval',
+  },
+  'approvals[].approvals': { allowed: 'an integer from 1 to 5', why: 'how many other people must approve' },
+  'approvals[].approvers': {
+    allowed: 'admin or operator',
+    why: 'who may approve: admins, or also operators of the tenant',
+  },
+  'approvals[].within': {
+    allowed: 'a duration from 1m to 24h, like 15m',
+    why: 'after it the request expires and must be asked again',
+  },
+  'approvals[].contact': {
+    allowed: 'a non-empty role and how to reach it',
+    why: 'the runbook says whom to call for the second approval',
+  },
 };
 
 const text = z.string().trim().min(1);
@@ -502,6 +539,20 @@ const Spec = z.strictObject({
     })
     .prefault({}),
   escalation: z.array(z.strictObject({ when: text, contact: text })).default([]),
+  approvals: z
+    .array(
+      z.strictObject({
+        name: z.string().regex(/^[a-z][a-z0-9_]{0,63}$/),
+        action: z.enum(['resume', 'policy.apply', 'token.create_admin']),
+        scopes: z.array(z.enum(['global', 'tenant', 'agent', 'feature', 'release', 'run'])).optional(),
+        breakGlass: z.boolean().optional(),
+        approvals: z.number().int().min(1).max(5).default(1),
+        approvers: z.enum(['admin', 'operator']).default('admin'),
+        within: z.string().regex(/^\d{1,6}(s|m|h)$/),
+        contact: text,
+      }),
+    )
+    .default([]),
 });
 
 type Segment = string | number;
@@ -870,6 +921,8 @@ export function parseSpec(source: string, file?: string): LoadedSpec {
       consoleUrl: s.controlPlane.consoleUrl ?? `${s.controlPlane.url.replace(/\/+$/, '')}/`,
     },
     agents: s.agents.map((a) => ({ ...a, ...(a.command === undefined ? {} : { command: a.command }) })),
+    // No rules, no field: a spec without approvals keeps the digest it had before they existed.
+    approvals: s.approvals.length === 0 ? undefined : s.approvals,
   };
   return {
     spec,
@@ -968,5 +1021,23 @@ limits:
 deadman:
   default: { intervalMs: ${d.intervalMs}, missed: ${d.missed}, killAfterMs: 0 }
 
-rules:${rules.length === 0 ? ' []\n' : `\n${rules.join('\n')}`}`;
+rules:${rules.length === 0 ? ' []\n' : `\n${rules.join('\n')}`}${approvalsYaml(spec)}`;
+}
+
+/** The spec's approval rules as the policy's `approvals:` section (empty when there are none). */
+function approvalsYaml(spec: KillSwitchSpec): string {
+  if (spec.approvals === undefined || spec.approvals.length === 0) return '';
+  const rules = spec.approvals.map((a) =>
+    [
+      `  - name: ${a.name}`,
+      `    action: ${a.action}`,
+      ...(a.scopes !== undefined ? [`    scopes: [${a.scopes.join(', ')}]`] : []),
+      ...(a.breakGlass !== undefined ? [`    breakGlass: ${a.breakGlass}`] : []),
+      `    approvals: ${a.approvals}`,
+      `    approvers: ${a.approvers}`,
+      `    within: ${a.within}`,
+      `    contact: ${JSON.stringify(a.contact)}`,
+    ].join('\n'),
+  );
+  return `\n# Two people resume: these acts wait for approvals (killpath approve REQUEST --reason).\napprovals:\n${rules.join('\n')}\n`;
 }

@@ -215,4 +215,16 @@ escalation:
     contact: finance on-call (phone the finance duty number; recall_transfer needs them)
   - when: customer-facing output was affected
     contact: communications on-call (page the communications rotation)
+
+# Two people resume (optional; none by default: one person resumes). Stopping is never gated.
+# Each rule goes into the policy (killpath spec policy) and the runbook names the contact.
+# approvals:
+#   - name: wide_resume
+#     action: resume            # resume | policy.apply | token.create_admin
+#     scopes: [global, tenant]  # resuming a directive at these scopes...
+#     breakGlass: true          # ...or one issued with break-glass
+#     approvals: 1              # approvals needed from people other than the requester
+#     approvers: admin          # admin | operator (operators of the tenant, or admins)
+#     within: 15m               # the request expires after this
+#     contact: platform on-call lead (page the platform rotation)
 `;

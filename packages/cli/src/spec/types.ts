@@ -137,4 +137,26 @@ export interface KillSwitchSpec {
 
   /** Who to call, in order: the runbook's decision tree. */
   escalation: { when: string; contact: string }[];
+
+  /**
+   * Approval rules (the policy's `approvals:`): acts that wait for a second person, and whom to
+   * call for it. Absent (the default, and then it does not change the spec's digest): one person resumes.
+   */
+  approvals?: SpecApproval[];
+}
+
+/** One approval rule, as in the policy (see `killpath policy default`). */
+export interface SpecApproval {
+  name: string;
+  action: 'resume' | 'policy.apply' | 'token.create_admin';
+  /** Resume rules: scope kinds covered. */
+  scopes?: ('global' | 'tenant' | 'agent' | 'feature' | 'release' | 'run')[];
+  /** Resume rules: also a directive issued with break-glass. */
+  breakGlass?: boolean;
+  approvals: number;
+  approvers: 'admin' | 'operator';
+  /** A duration like 15m. */
+  within: string;
+  /** Whom to call for the approval. */
+  contact: string;
 }

@@ -839,3 +839,86 @@ describe('the CLI', () => {
     return loadSpec(join(ROOT, DEMO_SPEC));
   }
 });
+
+describe('approval rules', () => {
+  const WITH = `${SPEC_TEMPLATE}
+approvals:
+  - name: wide_resume
+    action: resume
+    scopes: [global, tenant]
+    breakGlass: true
+    approvals: 1
+    approvers: admin
+    within: 15m
+    contact: the platform on-call lead
+  - name: policy_change
+    action: policy.apply
+    approvals: 2
+    approvers: admin
+    within: 1h
+    contact: two platform admins
+`;
+
+  test('a spec without rules keeps its digest and its policy has none; with rules, the policy carries them', () => {
+    const plain = parseSpec(SPEC_TEMPLATE);
+    assert.equal(plain.spec.approvals, undefined);
+    const policy = parsePolicy(policyFromSpec(plain.spec));
+    assert.ok(policy.ok && policy.policy.approvals.length === 0);
+    const withRules = parseSpec(WITH);
+    assert.notEqual(withRules.digest, plain.digest);
+    const compiled = parsePolicy(policyFromSpec(withRules.spec));
+    assert.ok(compiled.ok, JSON.stringify(compiled));
+    assert.deepEqual(
+      compiled.policy.approvals.map((r) => [
+        r.name,
+        r.action,
+        r.scopes,
+        r.breakGlass,
+        r.approvals,
+        r.withinMs,
+        r.contact,
+      ]),
+      [
+        ['wide_resume', 'resume', ['global', 'tenant'], true, 1, 900_000, 'the platform on-call lead'],
+        ['policy_change', 'policy.apply', [], false, 2, 3_600_000, 'two platform admins'],
+      ],
+    );
+  });
+
+  test('the runbook says which rules are in force and whom to call for the second approval', () => {
+    const none = parseSpec(SPEC_TEMPLATE);
+    assert.match(
+      renderRunbook(none.spec, { source: 's.yaml', digest: none.digest }),
+      /sets no approval rules/,
+    );
+    const { spec, digest } = parseSpec(WITH);
+    const md = renderRunbook(spec, { source: 's.yaml', digest, agent: 'acme/support-bot' });
+    assert.match(
+      md,
+      /- Resuming a directive at scope `global` or `tenant`, or one issued with break-glass needs 1 approval by an admin other than you within 15 min \(rule `wide_resume`\)\. Call the platform on-call lead\./,
+    );
+    assert.match(
+      md,
+      /- Applying or rolling back the policy needs 2 approvals by an admin other than you within 1 h \(rule `policy_change`\)\. Call two platform admins\./,
+    );
+    const approve = codeBlocks(md).filter((b) => b.code.includes('killpath approve'));
+    assert.ok(
+      approve.length > 0 && approve.every((b) => b.lang === 'text'),
+      'the approve command has a placeholder: a text block',
+    );
+  });
+
+  test('a bad rule is explained with its path and line', () => {
+    const p = problems(`${SPEC_TEMPLATE}
+approvals:
+  - name: wide_resume
+    action: unpause
+    within: 15m
+    contact: someone
+`);
+    assert.ok(
+      p.some((x) => x.path === 'approvals[0].action' && x.line !== null),
+      JSON.stringify(p),
+    );
+  });
+});
