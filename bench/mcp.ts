@@ -6,7 +6,8 @@
  *    server (a subprocess) receives `notifications/cancelled` (its own clock,
  *    `performance.timeOrigin + now()`, comparable across processes). Through the gateway
  *    (`killpath mcp-gateway` as its own process, the client over stdio) and through the client
- *    wrapper (`gateMcpClient`, in process). p50 / p99 / max.
+ *    wrapper (`gateMcpClient`, in process). p50 / p99 / max, and the part after the flip (the
+ *    directive's `issuedAt`, a wall clock in ms).
  * 2. Added cost per tool call: a fast tool called directly (MCP client → server over stdio: the
  *    floor), through the gateway process (one more stdio hop, the gate, for a write the permit
  *    round trip) and through the wrapper, for a `read` and a `write` tool, in the same run.
@@ -138,6 +139,7 @@ try {
     ready: () => Promise<boolean>,
   ): Promise<void> {
     const lat: number[] = [];
+    const fromFlip: number[] = [];
     for (let i = 0; i < HALTS; i++) {
       const cancelledBefore = fixtureLog(log).filter((e) => e.event === 'cancelled').length;
       const callsBefore = fixtureLog(log).filter((e) => e.event === 'call' && e.tool === 'slow').length;
@@ -159,11 +161,13 @@ try {
         () => fixtureLog(log).filter((e) => e.event === 'cancelled')[cancelledBefore],
       );
       lat.push(ev.at - t0);
+      fromFlip.push(ev.at - Date.parse(directive.issuedAt));
       await pending;
       await api.post(`/v1/directives/${directive.id}/resume`, { justification: 'bench: next round' });
       await until('the resume', ready);
     }
     console.log(`# halt → upstream call cancelled (${label}, ${HALTS} halts): ${stats(lat)}`);
+    console.log(`#   of which flip (commit, ms clock) → cancelled: ${stats(fromFlip)}`);
   }
   await haltToCancel(
     'gateway process, client over stdio',
