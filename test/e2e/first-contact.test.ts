@@ -12,6 +12,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ApiClient, FleetHarness } from '@killpath/cli';
 import { alive } from './launch.ts';
 import { KILLPATH_BIN, runCli, startServerProcess, until } from './server-process.ts';
 
@@ -180,4 +181,40 @@ test('a second serve on a live data dir with its port taken fails in one line an
   await new Promise((ok) => later.once('exit', ok));
   // Keep `after` happy: the first server is already stopped.
   server = { ...server, stop: async () => {} };
+});
+
+test('a halted demo agent waits for its resume instead of retrying denied effects in a loop', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'killpath-first-contact-'));
+  const server = await startServerProcess(dir);
+  const api = new ApiClient(server.url, server.adminToken);
+  let fleet: FleetHarness | null = null;
+  t.after(async () => {
+    await fleet?.stop();
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  fleet = await FleetHarness.start({
+    api,
+    agents: [{ tenant: 'acme', agent: 'support-bot', runs: ['run-1'] }],
+    env: { DEMO_PERIOD_MS: '20', DEMO_SLOW_MS: '200' },
+  });
+  const agent = fleet.agents[0]!;
+  const issued = await api.post<{ directive: { id: string } }>('/v1/directives', {
+    level: 'halt',
+    scope: 'agent:acme/support-bot',
+    reason: 'incident 42',
+    justification: 'incident 42',
+    graceMs: 2000,
+  });
+  await until('the halt to settle', 15_000, () => agent.events.some((e) => e.type === 'halt.settled'));
+  const from = agent.events.length;
+  await new Promise((ok) => setTimeout(ok, 3000));
+  const denied = agent.events.slice(from).filter((e) => e.type === 'effect.denied').length;
+  // A loop at DEMO_PERIOD_MS=20 would be refused ~150 times in 3 s per loop; waiting, it is refused not at all.
+  assert.ok(denied <= 3, `refused ${denied} times in 3 s while halted`);
+  await api.post(`/v1/directives/${issued.directive.id}/resume`, { justification: 'incident 42 closed' });
+  const resumedAt = agent.events.length;
+  await until('a write to land again after the resume', 15_000, () =>
+    agent.events.slice(resumedAt).some((e) => e.type === 'effect.landed' && e.class === 'write'),
+  );
 });

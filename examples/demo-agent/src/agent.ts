@@ -69,6 +69,18 @@ function work(ms: number, signal: AbortSignal): Promise<void> {
 }
 
 let stopping = false;
+/** An effect's class, as `run.check` takes it. */
+type EffectClass = NonNullable<Parameters<Run['check']>[1]>;
+
+/**
+ * After a refused or aborted effect: when the run itself is stopped (halt, kill, isolate, or no
+ * contact), wait until its gate opens again (a resume, contact back) instead of retrying in a
+ * loop; otherwise (one tool revoked, a failure) pause one period.
+ */
+async function backOff(run: Run, capability: string, cls: EffectClass): Promise<void> {
+  if (run.check(capability, cls).kind === 'allow') return sleep(period);
+  await run.whenAllowed(capability, cls, { timeoutMs: 30_000 });
+}
 
 /** Outgoing messages: one task per period and run; a halt of the run drops its queued ones (journaled). */
 const outbox = client.queue<{ runId: string; seq: number }>('outbox', async (task, { run }) => {
@@ -115,7 +127,8 @@ async function loop(run: Run): Promise<void> {
       );
       outbox.push({ runId: run.runId, seq: counter }, { run });
     } catch {
-      // Denied, refused or aborted: the SDK journaled it; a real agent would stop or re-plan here.
+      // Denied, refused or aborted: the SDK journaled it. A stopped run waits for its resume.
+      await backOff(run, 'search', 'read');
     }
     await sleep(period);
   }
@@ -130,7 +143,7 @@ async function slowLoop(run: Run): Promise<void> {
         (signal) => work(slowMs, signal),
       );
     } catch {
-      await sleep(period);
+      await backOff(run, 'export_report', 'write');
     }
   }
 }
@@ -151,7 +164,7 @@ async function transferLoop(run: Run): Promise<void> {
         (signal) => work(2, signal),
       );
     } catch {
-      await sleep(period);
+      await backOff(run, 'wire_transfer', 'irreversible');
     }
   }
 }

@@ -552,7 +552,9 @@ export class Client {
     return state;
   }
 
+  /** The gate may have opened: queued tasks may start, and `run.whenAllowed` callers re-check. */
   private wakeQueues(): void {
+    for (const state of this.runs.values()) for (const wake of [...state.waiters]) wake();
     for (const queue of this.queues.values()) queue.wake();
   }
 

@@ -158,6 +158,8 @@ export class RunState {
   stopped: KillpathError | null = null;
   /** Behind `run.signal`; created on first use. */
   signalController: AbortController | null = null;
+  /** `run.whenAllowed` calls waiting; each re-checks its verdict when woken (mirror change, contact back, run end). */
+  readonly waiters = new Set<() => void>();
 
   constructor(
     coverage: RunIdentity,
@@ -260,6 +262,37 @@ export class Run {
     if (table.block !== null) return table.block;
     if (this.state.granted !== null && !this.state.granted.has(capability)) return NOT_GRANTED;
     return cls !== 'read' && table.readOnly !== null ? table.readOnly : ALLOW;
+  }
+
+  /**
+   * The back-off for an agent denied by a stop: resolves `true` as soon as
+   * `check(capability, cls)` allows (the covering directive was cleared, contact with the
+   * control plane came back), `false` after `timeoutMs` (default 60 000) or when the run ends.
+   * Never rejects. Await it after a refused effect instead of retrying in a loop: a halted run
+   * then does nothing (and journals nothing) until it is resumed.
+   */
+  whenAllowed(
+    capability: string,
+    cls: EffectClass = 'write',
+    options: { timeoutMs?: number } = {},
+  ): Promise<boolean> {
+    const state = this.state;
+    if (this.check(capability, cls).kind === 'allow') return Promise.resolve(true);
+    if (state.ended) return Promise.resolve(false);
+    const clock = this.clock;
+    return new Promise<boolean>((resolve) => {
+      const done = (allowed: boolean): void => {
+        state.waiters.delete(wake);
+        clock.clearTimeout(timer);
+        resolve(allowed);
+      };
+      const wake = (): void => {
+        if (state.ended) done(false);
+        else if (this.check(capability, cls).kind === 'allow') done(true);
+      };
+      state.waiters.add(wake);
+      const timer = clock.setTimeout(() => done(false), options.timeoutMs ?? 60_000);
+    });
   }
 
   /**
@@ -505,6 +538,7 @@ export class Run {
     this.state.timers.cancelAll(null);
     this.state.memory.revert(null);
     this.host.endRun(this.state);
+    for (const wake of [...this.state.waiters]) wake();
   }
 
   private permitRequest(options: EffectOptions, cls: Exclude<EffectClass, 'read'>): PermitRequest {
