@@ -91,3 +91,4 @@ export type {
 } from './drill.ts';
 export { CHECKPOINT_FORMAT, checkpointText, parseCheckpoint } from './checkpoint.ts';
 export type { SignedCheckpoint, AuditKeyInfo, AuditKeys, ConsistencyVerdict } from './checkpoint.ts';
+export { canonicalJson } from './canonical-json.ts';

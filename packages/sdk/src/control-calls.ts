@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { KillpathError } from '@killpath/protocol';
+import { KillpathError, canonicalJson } from '@killpath/protocol';
 import type { ErrorCode, Permit, PermitRequest, PermitResponse, ResumeRequest } from '@killpath/protocol';
 import { errorCode, errorMessage } from './journal.ts';
 import type { Transport } from './transport.ts';
@@ -123,37 +123,21 @@ export function asResumeAnswer(body: unknown): { runId: string; lineage: string[
 }
 
 /**
- * SHA-256 (hex) of the JSON of `args` with every object's keys sorted, so that two calls with
- * the same arguments in a different key order get the same digest. Arrays keep their order;
- * values JSON drops (`undefined`, functions) are dropped.
+ * SHA-256 (hex) of the canonical JSON of `args` (RFC 8785: every object's keys sorted), so that
+ * two calls with the same arguments in a different key order get the same digest. Arrays keep
+ * their order; values JSON drops (`undefined`, functions) are dropped.
  * @throws KillpathError `invalid_request` when `args` cannot be serialised (a cycle, a BigInt)
  */
 export function argsDigest(args: unknown): string {
-  let json: string | undefined;
+  let json: string;
   try {
-    json = JSON.stringify(args, (_key, value: unknown) => (isRecord(value) ? sortedKeys(value) : value));
+    json = args === undefined ? 'null' : canonicalJson(args);
   } catch (err) {
     throw new KillpathError('invalid_request', `effect args are not serialisable: ${errorMessage(err)}`, {
       cause: err,
     });
   }
-  return createHash('sha256')
-    .update(json ?? 'null')
-    .digest('hex');
-}
-
-function sortedKeys(value: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const key of Object.keys(value).sort()) {
-    // defineProperty: a "__proto__" key stays data, never a prototype.
-    Object.defineProperty(out, key, {
-      value: value[key],
-      enumerable: true,
-      writable: true,
-      configurable: true,
-    });
-  }
-  return out;
+  return createHash('sha256').update(json).digest('hex');
 }
 
 /** 64 KiB: the largest effect result or task payload the SDK puts on the wire. */

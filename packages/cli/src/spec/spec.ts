@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { LineCounter, isAlias, isMap, isSeq, parseDocument, type Document } from 'yaml';
 import { z } from 'zod';
-import { KillpathError, isIdentifier } from '@killpath/protocol';
+import { KillpathError, canonicalJson, isIdentifier } from '@killpath/protocol';
 import {
   SPEC_SCOPES,
   SPEC_TRIGGERS,
@@ -860,18 +860,6 @@ function sortProblems(problems: SpecProblem[]): SpecProblem[] {
       return seen.has(k) ? false : (seen.add(k), true);
     })
     .sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity));
-}
-
-/** JSON with object keys sorted at every level: the same spec always gives the same text. */
-export function canonicalJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
-  if (typeof v === 'object' && v !== null) {
-    const entries = Object.entries(v)
-      .filter(([, x]) => x !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(',')}}`;
-  }
-  return JSON.stringify(v);
 }
 
 /**

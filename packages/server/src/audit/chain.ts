@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
-import canonicalize from 'canonicalize';
-import type { AuditRecord, AuditVerdict } from '@killpath/protocol';
+import { canonicalJson, type AuditRecord, type AuditVerdict } from '@killpath/protocol';
 
 /** The hash that precedes the first record of a chain. */
 export const GENESIS_HASH = '0'.repeat(64);
@@ -18,7 +17,7 @@ export interface AuditEvent {
  * Canonical JSON makes the hash independent of key order and number formatting.
  */
 export function hashRecord(r: Omit<AuditRecord, 'hash'>): string {
-  const text = canonicalize({
+  const text = canonicalJson({
     seq: r.seq,
     ts: r.ts,
     type: r.type,
@@ -27,7 +26,6 @@ export function hashRecord(r: Omit<AuditRecord, 'hash'>): string {
     data: r.data,
     prevHash: r.prevHash,
   });
-  if (text === undefined) throw new TypeError('audit record is not serialisable');
   return createHash('sha256').update(text).digest('hex');
 }
 

@@ -8,9 +8,9 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import canonicalize from 'canonicalize';
 import {
   CHECKPOINT_FORMAT,
+  canonicalJson,
   checkpointText,
   type AuditKeyInfo,
   type AuditRecord,
@@ -26,7 +26,7 @@ export const SIGNING_KEY_FILE = 'audit-signing.key';
  * so a change to any stored byte of the record (or to its recorded hash alone) changes the leaf.
  */
 export function recordLeaf(r: AuditRecord): Buffer {
-  const text = canonicalize({
+  const text = canonicalJson({
     seq: r.seq,
     ts: r.ts,
     type: r.type,
@@ -36,7 +36,6 @@ export function recordLeaf(r: AuditRecord): Buffer {
     prevHash: r.prevHash,
     hash: r.hash,
   });
-  if (text === undefined) throw new TypeError('audit record is not serialisable');
   return leafHash(Buffer.from(text, 'utf8'));
 }
 
