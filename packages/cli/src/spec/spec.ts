@@ -78,6 +78,10 @@ export const SPEC_AUDIT_EVENTS = [
   'policy.changed',
   'drill.recorded',
   'resume.refused',
+  'resume.requested',
+  'resume.approved',
+  'approval.refused',
+  'token.revoked',
   'process.killed',
 ] as const;
 
