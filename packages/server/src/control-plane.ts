@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import {
   KillpathError,
   LEVELS,
+  coversRun,
   distinctReleases,
   formatRelease,
   formatScope,
@@ -762,6 +763,11 @@ export class ControlPlane {
     );
     this.metrics.auditRecords.inc(body.events.length);
     for (const e of body.events) {
+      if (e.type === 'egress.allowed') {
+        // The launcher's proxy saw the agent reach out: whatever the agent said, it has not stopped.
+        for (const w of this.fleet.workersOfLauncher(key))
+          this.contradictAck(w, null, `egress to ${e.destination ?? '?'} through launcher ${launcherId}`);
+      }
       if (e.type === 'process.killed') {
         this.alerts.notify({
           kind: 'process.killed',
@@ -1000,7 +1006,63 @@ export class ControlPlane {
    * notifies listeners, and queues `session.halted` for the audit log (batched, so a fleet of
    * reports costs one durable commit per batch rather than one each).
    */
-  halted(workerId: string, who: { tenant: string; agent: string }, report: HaltedReport): HaltedEvent {
+  /**
+   * A worker's settle report as it arrives over HTTP: the directive must exist and belong to the
+   * worker's tenant (or span every tenant), else 404 and nothing is recorded; the runs it names
+   * count only when the worker hosts them and the directive covers them (see {@link halted}).
+   */
+  async haltedReport(
+    workerId: string,
+    who: { tenant: string; agent: string },
+    report: HaltedReport,
+  ): Promise<HaltedEvent> {
+    const d = this.#active.get(report.directiveId) ?? (await this.store.getDirective(report.directiveId));
+    if (d === null || (d.tenant !== null && d.tenant !== who.tenant))
+      throw new KillpathError('not_found', `directive ${report.directiveId} not found`);
+    return this.halted(workerId, who, report, d);
+  }
+
+  /**
+   * Evidence that a worker which reported `halted` has not stopped (it asked for a permit on a
+   * covered run, or its launcher saw egress after the report): its acknowledgement of every
+   * active stop covering that run no longer counts, so the escalation's kill step proceeds
+   * (guarantee 8). Audited as `ack.contradicted`.
+   */
+  contradictAck(workerId: string, runId: string | null, evidence: string): void {
+    const identities = this.fleet.identitiesOf(workerId);
+    for (const [directiveId, set] of this.#haltReports) {
+      if (!set.has(workerId)) continue;
+      const d = this.#active.get(directiveId);
+      if (d === undefined) continue;
+      const covered = identities.some((r) => (runId === null || r.runId === runId) && coversRun(d, r));
+      if (!covered) continue;
+      set.delete(workerId);
+      const who = this.fleet.identity(workerId);
+      this.#log.warn('a halted report was contradicted: the kill step will proceed', {
+        directiveId,
+        workerId,
+        evidence,
+      });
+      this.#queueAudit({
+        type: 'ack.contradicted',
+        actor: `control-plane`,
+        tenant: who?.tenant ?? d.tenant,
+        data: { directiveId, workerId, agent: who?.agent ?? null, runId, evidence },
+      });
+    }
+  }
+
+  halted(
+    workerId: string,
+    who: { tenant: string; agent: string },
+    claimed: HaltedReport,
+    directive?: Directive,
+  ): HaltedEvent {
+    // The worker's word counts only for runs it hosts that the directive covers.
+    const d = directive ?? this.#active.get(claimed.directiveId);
+    const hosted = d === undefined ? [] : this.fleet.identitiesOf(workerId).filter((r) => coversRun(d, r));
+    const ids = new Set(hosted.map((r) => r.runId));
+    const report: HaltedReport = { ...claimed, runs: claimed.runs.filter((r) => ids.has(r)) };
     this.fleet.ack(workerId, report.rev);
     const stop = this.#active.get(report.directiveId);
     // A frozen tool leaves the run running: it counts as degraded, as the worker itself reports it.
@@ -1010,7 +1072,7 @@ export class ControlPlane {
     const timeToStopMs = flip === undefined ? null : performance.now() - flip;
     if (timeToStopMs !== null) this.metrics.signalToHalt.observe(timeToStopMs / 1000);
     const event: HaltedEvent = { ...report, workerId, tenant: who.tenant, agent: who.agent, timeToStopMs };
-    if (this.#active.has(report.directiveId)) {
+    if (this.#active.has(report.directiveId) && hosted.length > 0) {
       let set = this.#haltReports.get(report.directiveId);
       if (set === undefined) this.#haltReports.set(report.directiveId, (set = new Set()));
       set.add(workerId);

@@ -153,6 +153,12 @@ export class Fleet {
     );
   }
 
+  /** Run identities of the runs `workerId` hosts (registered ones included); empty when unknown. */
+  identitiesOf(workerId: string): RunIdentity[] {
+    const w = this.#workers.get(workerId);
+    return w ? identities(w) : [];
+  }
+
   /**
    * Run identities of the workers a launcher started (for its orders): only workers of the
    * launcher's own tenant and agent count, whatever id another identity reports.

@@ -27,6 +27,12 @@ async function fixture(): Promise<Fixture> {
   });
   assert.equal(res.status, 201);
   const { directive } = (await res.json()) as { directive: { id: string } };
+  // A halted report must name a directive of the worker's own tenant.
+  const own = await h.req('POST', '/v1/directives', {
+    token: admin,
+    body: { level: 'halt', scope: 'agent:acme/other', reason: 'r', justification: 'j' },
+  });
+  HALTED.directiveId = ((await own.json()) as { directive: { id: string } }).directive.id;
   return { h, admin, agent, directiveId: directive.id };
 }
 

@@ -96,6 +96,8 @@ export class Launcher {
   #stopping = false;
   readonly #reports = new Set<Promise<void>>();
   readonly #seen = new Set<string>();
+  /** Egress seen under a halt or kill, reported once per directive and destination. */
+  readonly #stoppedEgress = new Set<string>();
 
   constructor(opts: LauncherOptions) {
     this.id = opts.launcherId ?? `launch-${randomUUID()}`;
@@ -403,6 +405,15 @@ export class Launcher {
       if (!this.#seen.has(key)) {
         this.#seen.add(key);
         this.#say('info', 'egress to a new destination', { kind: e.kind, destination: key });
+      }
+      // Evidence for the control plane: an agent that reported halted but still reaches out has
+      // not stopped, and its escalation's kill step must proceed (guarantee 8).
+      const stop = this.#link?.last?.kill ?? this.#link?.last?.halt ?? null;
+      const cp = new URL(this.#o.url);
+      const toControlPlane = e.host === cp.hostname.replace(/^\[|\]$/g, '') && String(e.port) === cp.port;
+      if (stop !== null && !toControlPlane && !this.#stoppedEgress.has(`${stop.id} ${key}`)) {
+        this.#stoppedEgress.add(`${stop.id} ${key}`);
+        this.#report([{ type: 'egress.allowed', directiveId: stop.id, destination: key }]);
       }
       return;
     }

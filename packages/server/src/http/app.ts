@@ -308,7 +308,7 @@ export function createApp(
     const b = await body(c, HaltedBody);
     const id = c.req.param('id');
     const who = requireWorker(cp, c.get('principal'), id);
-    cp.halted(id, who, b);
+    await cp.haltedReport(id, who, b);
     return c.body(null, 204);
   });
 

@@ -84,6 +84,7 @@ export const LauncherEventBody = z.strictObject({
           'process.released',
           'process.restart_refused',
           'egress.refused',
+          'egress.allowed',
         ]),
         directiveId: z.string().max(200).nullable().optional(),
         pid: z.number().int().min(0).optional(),
