@@ -126,11 +126,13 @@ approvals:
   - { name: a, action: resume, within: 15m }
   - { name: b, action: policy.apply, scopes: [tenant], within: 15m }
   - { name: c, action: resume, scopes: [tenant], within: 10s }
+  - { name: e, action: token.create_admin, within: 15m }
 `);
     assert.deepEqual(bad.ok ? [] : bad.problems.map((p) => p.path), [
       'approvals[0]',
       'approvals[1]',
       'approvals[2].within',
+      'approvals[3].action',
     ]);
     const unknown = parsePolicy(`${DEFAULT_POLICY}
 approvals:

@@ -416,7 +416,6 @@ function approvals(spec: KillSwitchSpec): string[] {
     `${r.approvals} approval${r.approvals === 1 ? '' : 's'} by ${r.approvers === 'admin' ? 'an admin' : 'an operator of the tenant or an admin'} other than you within ${within(r.within)}`;
   const what = (r: (typeof rules)[number]) => {
     if (r.action === 'policy.apply') return 'Applying or rolling back the policy';
-    if (r.action === 'token.create_admin') return 'Minting an admin token';
     const parts = [
       ...(r.scopes?.length ? [`a directive at scope ${r.scopes.map(code).join(' or ')}`] : []),
       ...(r.breakGlass ? ['one issued with break-glass'] : []),

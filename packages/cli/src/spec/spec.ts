@@ -396,7 +396,7 @@ const FIELDS: Record<string, FieldDoc> = {
     why: 'the rule is named in every request',
   },
   'approvals[].action': {
-    allowed: 'resume, policy.apply or token.create_admin',
+    allowed: 'resume or policy.apply',
     why: 'the act the rule gates',
   },
   'approvals[].scopes': {
@@ -547,7 +547,7 @@ const Spec = z.strictObject({
     .array(
       z.strictObject({
         name: z.string().regex(/^[a-z][a-z0-9_]{0,63}$/),
-        action: z.enum(['resume', 'policy.apply', 'token.create_admin']),
+        action: z.enum(['resume', 'policy.apply']),
         scopes: z.array(z.enum(['global', 'tenant', 'agent', 'feature', 'release', 'run'])).optional(),
         breakGlass: z.boolean().optional(),
         approvals: z.number().int().min(1).max(5).default(1),

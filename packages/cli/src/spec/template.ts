@@ -220,7 +220,7 @@ escalation:
 # Each rule goes into the policy (killpath spec policy) and the runbook names the contact.
 # approvals:
 #   - name: wide_resume
-#     action: resume            # resume | policy.apply | token.create_admin
+#     action: resume            # resume | policy.apply
 #     scopes: [global, tenant]  # resuming a directive at these scopes...
 #     breakGlass: true          # ...or one issued with break-glass
 #     approvals: 1              # approvals needed from people other than the requester

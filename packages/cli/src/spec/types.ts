@@ -148,7 +148,7 @@ export interface KillSwitchSpec {
 /** One approval rule, as in the policy (see `killpath policy default`). */
 export interface SpecApproval {
   name: string;
-  action: 'resume' | 'policy.apply' | 'token.create_admin';
+  action: 'resume' | 'policy.apply';
   /** Resume rules: scope kinds covered. */
   scopes?: ('global' | 'tenant' | 'agent' | 'feature' | 'release' | 'run')[];
   /** Resume rules: also a directive issued with break-glass. */

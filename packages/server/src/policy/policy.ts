@@ -396,6 +396,12 @@ function compileApprovals(specs: z.infer<typeof ApprovalSpec>[], problems: Polic
         message:
           'a resume rule covers directives by scopes, by breakGlass: true, or both; this one covers none',
       });
+    if (a.action === 'token.create_admin')
+      problems.push({
+        path: `${at}.action`,
+        message:
+          'minting admin tokens cannot be gated yet (the secret would reach the approver, not the requester): gate resume or policy.apply',
+      });
     if (a.action !== 'resume' && (a.scopes !== undefined || a.breakGlass !== undefined))
       problems.push({ path: at, message: `scopes and breakGlass apply to resume rules, not ${a.action}` });
     return {
