@@ -84,8 +84,19 @@ describe(
       fleet = await FleetHarness.start({
         api,
         agents: [
-          { tenant: 'acme', agent: 'support-bot', runs: ['run-1'], features: ['new-planner'] },
-          { tenant: 'globex', agent: 'billing-bot', runs: ['gx-1'] },
+          {
+            tenant: 'acme',
+            agent: 'support-bot',
+            runs: ['run-1'],
+            features: ['new-planner'],
+            env: { KILLPATH_RELEASE_CODE: '4f2a1c', KILLPATH_RELEASE_PROMPT: 'v42' },
+          },
+          {
+            tenant: 'globex',
+            agent: 'billing-bot',
+            runs: ['gx-1'],
+            env: { KILLPATH_RELEASE_CODE: 'gxsha9' },
+          },
         ],
         env: ENV,
       });
@@ -151,7 +162,18 @@ describe(
       const text = await page.locator('body').innerText();
       const fetched = (await Promise.all(answers)).join('\n');
       assert.ok(answers.length > 2 && fetched.includes('run-1'), 'the page polled the API');
-      for (const other of ['globex', 'billing-bot', 'gx-1']) {
+      // Each worker's release is shown, and each release part its tenant runs is a scope to act on.
+      assert.match(
+        await page.locator('table.workers td.release').first().innerText(),
+        /code=4f2a1c,prompt=v42/,
+      );
+      assert.equal(
+        await page
+          .getByRole('button', { name: 'Halt release code=4f2a1c in tenant acme', exact: true })
+          .count(),
+        1,
+      );
+      for (const other of ['globex', 'billing-bot', 'gx-1', 'gxsha9']) {
         assert.ok(!text.includes(other), `an acme operator does not see ${other}`);
         assert.ok(!fetched.includes(other), `the API did not give an acme operator ${other}`);
       }
@@ -246,9 +268,24 @@ describe(
       // Resume from the page, with a justification.
       await page.getByRole('button', { name: 'Resume kill on run:run-1' }).click();
       const resume = page.getByRole('dialog', { name: 'Resume kill on run:run-1' });
-      await resume.getByLabel('Justification (required)').fill('e2e: loop fixed');
+      await resume
+        .getByLabel('Justification (required)')
+        .fill('e2e: loop fixed, the release was not the cause');
+      // The kill recorded the release the run was on, and the agent still runs it: refused.
+      await resume.getByRole('button', { name: 'Resume' }).click();
+      await resume.getByRole('alert').waitFor();
+      assert.match(await resume.getByRole('alert').innerText(), /same_release/);
+      assert.match(await resume.getByRole('alert').innerText(), /code=4f2a1c,prompt=v42/);
+      // The operator says the release is not the cause: resumed, as an override on the record.
+      await resume.getByLabel(/Same release: it was not the cause/).check();
       await resume.getByRole('button', { name: 'Resume' }).click();
       await resume.waitFor({ state: 'hidden' });
+      const override = (
+        await api.get<{ records: { data: Record<string, unknown> }[] }>(
+          '/v1/audit?type=operator_action&limit=1000',
+        )
+      ).records.find((r) => r.data.action === 'directive.resume' && typeof r.data.sameRelease === 'string');
+      assert.equal(override?.data.sameRelease, 'e2e: loop fixed, the release was not the cause');
       await until('the kill cleared', async () => (await active()).length === 0);
       await until(
         'run-1 running again',
@@ -269,7 +306,10 @@ describe(
       await page.getByRole('button', { name: 'Resume halt on agent:acme/support-bot' }).click();
       const tooLate = page.getByRole('dialog', { name: 'Resume halt on agent:acme/support-bot' });
       await tooLate.getByLabel('Justification (required)').fill('e2e: too late');
-      await api.post(`/v1/directives/${other.id}/resume`, { justification: 'cleared elsewhere' });
+      await api.post(`/v1/directives/${other.id}/resume`, {
+        justification: 'cleared elsewhere',
+        sameRelease: 'e2e: the release is not the cause',
+      });
       await tooLate.getByRole('button', { name: 'Resume' }).click();
       const refusal = await tooLate.getByRole('alert').innerText();
       assert.match(refusal, /The control plane refused: .*already cleared.*\(conflict, HTTP 409\)/);
@@ -449,6 +489,7 @@ describe(
       await api.post(`/v1/directives/${directive.id}/resume`, {
         justification: 'INC-12 contained',
         breakGlass: 'INC-12 closed',
+        sameRelease: 'INC-12 was not a rollout',
       });
       await banner.waitFor({ state: 'hidden', timeout: LIVE_MS + 2000 });
       assert.deepEqual(errors, []);

@@ -4,7 +4,7 @@
  * a global one also for a break-glass attestation. A refusal from the control plane is shown
  * as it came.
  */
-import { LEVELS, type ApprovalRequest, type Directive, type Level } from '@killpath/protocol';
+import { LEVELS, formatRelease, type ApprovalRequest, type Directive, type Level } from '@killpath/protocol';
 import type { ComponentChildren } from 'preact';
 import { useContext, useRef, useState } from 'preact/hooks';
 import { ApiError } from './api.ts';
@@ -297,6 +297,7 @@ export function ResumeDialog({ directive, onClose, onResumed, onRequested }: Res
   const session = useContext(SessionContext)!;
   const [justification, setJustification] = useState('');
   const [breakGlass, setBreakGlass] = useState('');
+  const [sameRelease, setSameRelease] = useState(false);
   const [errors, setErrors] = useState<{ justification?: string; breakGlass?: string }>({});
   const [failure, setFailure] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
@@ -307,7 +308,7 @@ export function ResumeDialog({ directive, onClose, onResumed, onRequested }: Res
     e.preventDefault();
     if (busy) return;
     setFailure(null);
-    const r = resumeBody(directive, justification, breakGlass);
+    const r = resumeBody(directive, justification, breakGlass, sameRelease);
     if (!r.ok) {
       setErrors(r.errors);
       queueMicrotask(() => formRef.current?.querySelector<HTMLElement>('[aria-invalid="true"]')?.focus());
@@ -359,6 +360,25 @@ export function ResumeDialog({ directive, onClose, onResumed, onRequested }: Res
             />
           )}
         </Field>
+        {(directive.releases ?? []).length > 0 && (
+          <div class="field">
+            <p class="hint">
+              It stopped runs on{' '}
+              {directive.releases.map((r) => (
+                <code key={formatRelease(r)}>{formatRelease(r)} </code>
+              ))}
+              : a resume is refused while a worker it would release still runs one of them.
+            </p>
+            <label>
+              <input
+                type="checkbox"
+                checked={sameRelease}
+                onChange={(e) => setSameRelease((e.currentTarget as HTMLInputElement).checked)}
+              />{' '}
+              Same release: it was not the cause (the justification says why; audited as an override)
+            </label>
+          </div>
+        )}
         {needsBreakGlass(directive) && (
           <Field id="r-breakglass" label="Break-glass attestation (required)" error={errors.breakGlass}>
             {(a) => (

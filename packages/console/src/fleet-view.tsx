@@ -14,6 +14,7 @@ import {
   fleetTree,
   orderedLevel,
   rateText,
+  releaseText,
   stateLabel,
   type AgentNode,
   type FleetWorkerView,
@@ -37,6 +38,7 @@ function WorkersTable({ node, data }: { node: AgentNode; data: LiveData }) {
         <thead>
           <tr>
             <th scope="col">Worker</th>
+            <th scope="col">Release</th>
             <th scope="col">State</th>
             <th scope="col">Stream</th>
             <th scope="col">PID</th>
@@ -55,6 +57,7 @@ function WorkersTable({ node, data }: { node: AgentNode; data: LiveData }) {
                 <th scope="row">
                   <code>{w.workerId}</code>
                 </th>
+                <td class="release">{releaseText(w) === '—' ? '—' : <code>{releaseText(w)}</code>}</td>
                 <td>
                   <StateBadge state={w.state} />
                 </td>
@@ -195,6 +198,21 @@ function TenantSection({ node, data }: { node: TenantNode; data: LiveData }) {
               <li key={f}>
                 <code>{f}</code>
                 <Actions target={{ kind: 'feature', tenant: node.tenant, feature: f }} />
+              </li>
+            ))}
+          </ul>
+        </div>
+      )}
+      {node.releases.length > 0 && (
+        <div class="features releases">
+          <h4>Releases</h4>
+          <ul>
+            {node.releases.map((r) => (
+              <li key={`${r.part}=${r.value}`}>
+                <code>
+                  {r.part}={r.value}
+                </code>
+                <Actions target={{ kind: 'release', tenant: node.tenant, part: r.part, value: r.value }} />
               </li>
             ))}
           </ul>

@@ -5,14 +5,17 @@
  */
 import {
   LEVELS,
+  RELEASE_PARTS,
   coversRun,
   flagWords,
+  formatRelease,
   levelRank,
   type Directive,
   type FleetWorker,
   type Level,
   type Principal,
   type Rate,
+  type ReleasePart,
   type RunReport,
   type WorkerFlags,
 } from '@killpath/protocol';
@@ -26,7 +29,8 @@ export type Target =
   | { kind: 'tenant'; tenant: string }
   | { kind: 'agent'; tenant: string; agent: string }
   | { kind: 'run'; tenant: string; run: string }
-  | { kind: 'feature'; tenant: string; feature: string };
+  | { kind: 'feature'; tenant: string; feature: string }
+  | { kind: 'release'; tenant: string; part: ReleasePart; value: string };
 
 /** The scope string of `POST /v1/directives` for a target. */
 export function targetScope(t: Target): string {
@@ -41,6 +45,8 @@ export function targetScope(t: Target): string {
       return `run:${t.run}`;
     case 'feature':
       return `feature:${t.feature}`;
+    case 'release':
+      return `release:${t.part}=${t.value}`;
   }
 }
 
@@ -62,6 +68,8 @@ export function targetLabel(t: Target): string {
       return `run ${t.run}`;
     case 'feature':
       return `feature ${t.feature} in tenant ${t.tenant}`;
+    case 'release':
+      return `release ${t.part}=${t.value} in tenant ${t.tenant}`;
   }
 }
 
@@ -196,18 +204,23 @@ export function directiveBody(
   if (f.level === 'halt') body.drain = f.drain;
   if (rate) body.rate = rate;
   if (needsBreakGlass(t)) body.breakGlass = breakGlass;
-  // Run and feature scopes carry their tenant beside the scope: confine them to the one shown.
-  if (t.kind === 'run' || t.kind === 'feature') body.tenant = t.tenant;
+  // Run, feature and release scopes carry their tenant beside the scope: confine them to the one shown.
+  if (t.kind === 'run' || t.kind === 'feature' || t.kind === 'release') body.tenant = t.tenant;
   return { ok: true, body };
 }
 
-/** Body of `POST /v1/directives/{id}/resume`, or what is wrong with the form. */
+/**
+ * Body of `POST /v1/directives/{id}/resume`, or what is wrong with the form. With `sameRelease`
+ * the operator says the release the directive stopped is not the cause: the justification is
+ * sent as the reason resuming onto it is safe (audited as an override).
+ */
 export function resumeBody(
   d: Directive,
   justification: string,
   breakGlass: string,
+  sameRelease = false,
 ):
-  | { ok: true; body: { justification: string; breakGlass?: string } }
+  | { ok: true; body: { justification: string; breakGlass?: string; sameRelease?: string } }
   | { ok: false; errors: { justification?: string; breakGlass?: string } } {
   const errors: { justification?: string; breakGlass?: string } = {};
   if (justification.trim() === '') errors.justification = 'A justification is required.';
@@ -219,6 +232,7 @@ export function resumeBody(
     body: {
       justification: justification.trim(),
       ...(needsBreakGlass(d) ? { breakGlass: breakGlass.trim() } : {}),
+      ...(sameRelease ? { sameRelease: justification.trim() } : {}),
     },
   };
 }
@@ -254,7 +268,14 @@ export function orderedLevel(
   w: FleetWorkerView,
   r: RunReport,
 ): Directive | null {
-  const run = { tenant: w.tenant, agent: w.agent, runId: r.runId, lineage: r.lineage, features: w.features };
+  const run = {
+    tenant: w.tenant,
+    agent: w.agent,
+    runId: r.runId,
+    lineage: r.lineage,
+    features: w.features,
+    release: w.release ?? null,
+  };
   let top: Directive | null = null;
   for (const d of directives) {
     if (d.clearedAt !== null || !coversRun(d, run)) continue;
@@ -280,11 +301,18 @@ export interface AgentNode {
   runs: RunRow[];
 }
 
-/** One tenant: its agents and the features its workers declare. */
+/** One tenant: its agents, the features its workers declare and the release parts they run. */
 export interface TenantNode {
   tenant: string;
   agents: AgentNode[];
   features: string[];
+  /** Every release part value its workers run (a `release:PART=V` target each), sorted. */
+  releases: { part: ReleasePart; value: string }[];
+}
+
+/** A worker's release in words (`code=4f2a1c,prompt=v42`), or `—` when it declared none. */
+export function releaseText(w: Pick<FleetWorkerView, 'release'>): string {
+  return w.release === undefined || Object.keys(w.release).length === 0 ? '—' : formatRelease(w.release);
 }
 
 /**
@@ -308,12 +336,24 @@ export function fleetTree(
   return [...tenants.keys()].sort(byName).map((tenant) => {
     const agents = tenants.get(tenant)!;
     const features = new Set<string>();
+    const releases = new Map<string, { part: ReleasePart; value: string }>();
     const nodes = [...agents.keys()].sort(byName).map((agent) => {
       const ws = agents.get(agent)!;
-      for (const w of ws) for (const f of w.features) features.add(f);
+      for (const w of ws) {
+        for (const f of w.features) features.add(f);
+        for (const part of RELEASE_PARTS) {
+          const value = w.release?.[part];
+          if (value !== undefined) releases.set(`${part}=${value}`, { part, value });
+        }
+      }
       return { tenant, agent, workers: ws, runs: runTree(ws) };
     });
-    return { tenant, agents: nodes, features: [...features].sort(byName) };
+    return {
+      tenant,
+      agents: nodes,
+      features: [...features].sort(byName),
+      releases: [...releases.keys()].sort(byName).map((k) => releases.get(k)!),
+    };
   });
 }
 

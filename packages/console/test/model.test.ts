@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LEVELS, type Directive, type Principal } from '@killpath/protocol';
+import { LEVELS, formatScope, parseScope, type Directive, type Principal } from '@killpath/protocol';
 import {
   canAct,
   canResume,
@@ -11,6 +11,7 @@ import {
   fleetTree,
   levelsOffered,
   orderedLevel,
+  releaseText,
   resumeBody,
   stateLabel,
   targetScope,
@@ -35,6 +36,7 @@ const targets: Target[] = [
   { kind: 'agent', tenant: 'acme', agent: 'bot' },
   { kind: 'run', tenant: 'acme', run: 'r-1' },
   { kind: 'feature', tenant: 'acme', feature: 'new-planner' },
+  { kind: 'release', tenant: 'acme', part: 'model', value: 'acme/planner@7' },
 ];
 
 test('scope strings follow the protocol grammar', () => {
@@ -44,7 +46,41 @@ test('scope strings follow the protocol grammar', () => {
     'agent:acme/bot',
     'run:r-1',
     'feature:new-planner',
+    'release:model=acme/planner@7',
   ]);
+  for (const t of targets) assert.equal(formatScope(parseScope(targetScope(t))), targetScope(t));
+});
+
+test('a release target is confined to the tenant it is shown in', () => {
+  const form = { ...emptyForm('halt'), justification: 'bad rollout' };
+  const r = directiveBody({ kind: 'release', tenant: 'acme', part: 'code', value: '4f2a1c' }, form);
+  assert.ok(r.ok);
+  assert.equal(r.body.scope, 'release:code=4f2a1c');
+  assert.equal(r.body.tenant, 'acme');
+});
+
+test('each worker shows its release; each tenant lists the release parts its workers run', () => {
+  const ws = [
+    worker({ workerId: 'w1', release: { code: 'aaa', prompt: 'v42' } }),
+    worker({ workerId: 'w2', agent: 'b', release: { code: 'bbb', prompt: 'v42' } }),
+    worker({ workerId: 'w3', release: {} }),
+  ];
+  assert.equal(releaseText(ws[0]!), 'code=aaa,prompt=v42');
+  assert.equal(releaseText(ws[2]!), '—');
+  assert.deepEqual(fleetTree(ws)[0]!.releases, [
+    { part: 'code', value: 'aaa' },
+    { part: 'code', value: 'bbb' },
+    { part: 'prompt', value: 'v42' },
+  ]);
+  // The switchboard's order covers a run by its worker's release.
+  const d = directive({
+    id: 'r1',
+    level: 'kill',
+    scope: { kind: 'release', part: 'code', value: 'aaa', agent: null },
+    scopeText: 'release:code=aaa',
+  });
+  assert.equal(orderedLevel([d], ws[0]!, run('r-1', null))?.id, 'r1');
+  assert.equal(orderedLevel([d], ws[1]!, run('r-2', null)), null);
 });
 
 test('a viewer is offered nothing anywhere', () => {
