@@ -196,7 +196,7 @@ test('a halted demo agent waits for its resume instead of retrying denied effect
   fleet = await FleetHarness.start({
     api,
     agents: [{ tenant: 'acme', agent: 'support-bot', runs: ['run-1'] }],
-    env: { DEMO_PERIOD_MS: '20', DEMO_SLOW_MS: '200' },
+    env: { DEMO_PERIOD_MS: '20', DEMO_SLOW_MS: '200', KILLPATH_HEARTBEAT_MS: '300' },
   });
   const agent = fleet.agents[0]!;
   const issued = await api.post<{ directive: { id: string } }>('/v1/directives', {
@@ -212,6 +212,20 @@ test('a halted demo agent waits for its resume instead of retrying denied effect
   const denied = agent.events.slice(from).filter((e) => e.type === 'effect.denied').length;
   // A loop at DEMO_PERIOD_MS=20 would be refused ~150 times in 3 s per loop; waiting, it is refused not at all.
   assert.ok(denied <= 3, `refused ${denied} times in 3 s while halted`);
+  // A kill reaches no process that is not under a launcher: status says so, not just "kill".
+  const killed = await api.post<{ directive: { id: string } }>('/v1/directives', {
+    level: 'kill',
+    scope: 'agent:acme/support-bot',
+    reason: 'incident 42',
+    justification: 'incident 42',
+  });
+  const env = { ...process.env, KILLPATH_URL: server.url, KILLPATH_TOKEN: server.adminToken };
+  const status = await until('status to show the kill', 15_000, async () => {
+    const r = await runCli(['status'], { env });
+    return /support-bot .*\bkill\b/.test(r.stdout) ? r.stdout : null;
+  });
+  assert.match(status, /\bkill \(process alive, not under a launcher: the kill cannot end it\)/);
+  await api.post(`/v1/directives/${killed.directive.id}/resume`, { justification: 'incident 42 closed' });
   await api.post(`/v1/directives/${issued.directive.id}/resume`, { justification: 'incident 42 closed' });
   const resumedAt = agent.events.length;
   await until('a write to land again after the resume', 15_000, () =>

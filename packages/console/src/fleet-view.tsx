@@ -2,7 +2,7 @@
  * The fleet: tenants, agents, workers and runs (child runs under their parent), each with its
  * live state and, for who may act, the buttons of its scope.
  */
-import type { Directive, Principal } from '@killpath/protocol';
+import { workerWarning, type Directive, type Principal } from '@killpath/protocol';
 import { useContext } from 'preact/hooks';
 import { Actions } from './actions.tsx';
 import { SessionContext } from './context.ts';
@@ -60,6 +60,7 @@ function WorkersTable({ node, data }: { node: AgentNode; data: LiveData }) {
                 <td class="release">{releaseText(w) === '—' ? '—' : <code>{releaseText(w)}</code>}</td>
                 <td>
                   <StateBadge state={w.state} />
+                  {workerWarning(w) !== null && <span class="bad detail"> {workerWarning(w)}</span>}
                 </td>
                 <td>{w.connected ? 'connected' : <span class="bad">disconnected</span>}</td>
                 <td>{w.pid ?? '—'}</td>

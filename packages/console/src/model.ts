@@ -393,7 +393,7 @@ function runTree(workers: readonly FleetWorkerView[]): RunRow[] {
 
 /** Milliseconds as "0.4 s ago", "12 s ago", "3 min ago"; "never" for null. */
 export function agoText(ms: number | null): string {
-  if (ms === null) return 'never';
+  if (ms === null) return 'no heartbeat yet';
   if (ms < 10_000) return `${(ms / 1000).toFixed(1)} s ago`;
   if (ms < 120_000) return `${Math.round(ms / 1000)} s ago`;
   return `${Math.round(ms / 60_000)} min ago`;

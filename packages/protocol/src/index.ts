@@ -26,7 +26,7 @@ export type { ErrorCode, WireError } from './errors.ts';
 export { PROTOCOL_VERSION, streamDirective } from './wire.ts';
 export { APPROVAL_ACTIONS } from './approvals.ts';
 export type { ApprovalAction, ApproverRole, Approval, ApprovalRequest } from './approvals.ts';
-export { flagWords } from './flags.ts';
+export { KILL_CANNOT_END_IT, flagWords, workerWarning } from './flags.ts';
 export type {
   DrainMode,
   MemoryMode,

@@ -780,6 +780,7 @@ export class ControlPlane {
       if (e.type === 'process.killed' || e.type === 'process.exited') {
         // No hanging state: what the dead process had in flight gets an outcome now (in doubt).
         const workers = this.fleet.workersOfLauncher(key);
+        this.fleet.processGone(key, typeof e.pid === 'number' ? e.pid : null);
         const changed = await this.store.markInDoubt(
           tenant,
           workers,

@@ -20,6 +20,10 @@ interface WorkerEntry {
   pid: number | null;
   ackedRev: number;
   lastContact: number | null;
+  /** When it last sent a heartbeat (null: not yet; connecting and acks are contact, not heartbeats). */
+  lastHeartbeat: number | null;
+  /** When its launcher reported its process ended; null while it is not known gone. */
+  goneAt: number | null;
   runs: RunReport[];
   launcher: string | null;
   release: Release | null;
@@ -35,10 +39,13 @@ export class Fleet {
   readonly #now: () => number;
   /** A worker silent for longer than this is shown as `stale`. */
   readonly staleAfterMs: number;
+  /** A disconnected worker whose launcher reported its process ended leaves the view this long after. */
+  readonly goneAfterMs: number;
 
-  constructor(now: () => number = () => performance.now(), staleAfterMs = 15_000) {
+  constructor(now: () => number = () => performance.now(), staleAfterMs = 15_000, goneAfterMs = 10_000) {
     this.#now = now;
     this.staleAfterMs = staleAfterMs;
+    this.goneAfterMs = goneAfterMs;
   }
 
   /** The worker's tenant and agent if known. */
@@ -59,6 +66,8 @@ export class Fleet {
         pid: null,
         ackedRev: 0,
         lastContact: null,
+        lastHeartbeat: null,
+        goneAt: null,
         runs: [],
         launcher: null,
         release: null,
@@ -99,6 +108,19 @@ export class Fleet {
     if (hb.release !== undefined) w.release = hb.release;
     w.ackedRev = Math.max(w.ackedRev, hb.rev);
     w.lastContact = this.#now();
+    w.lastHeartbeat = w.lastContact;
+    w.goneAt = null;
+  }
+
+  /**
+   * A launcher reported its agent process ended (`process.exited`, `process.killed`): the
+   * workers it started with that pid (any, when the pid is unknown) leave the view once
+   * disconnected for {@link Fleet.goneAfterMs}, instead of staying `stale` for good.
+   */
+  processGone(l: LauncherKey, pid: number | null): void {
+    const now = this.#now();
+    for (const w of this.#workers.values())
+      if (startedBy(w, l) && (pid === null || w.pid === pid) && w.goneAt === null) w.goneAt = now;
   }
 
   /** Records an ack of `rev`. */
@@ -113,7 +135,8 @@ export class Fleet {
   prune(ms: number): void {
     const now = this.#now();
     for (const [id, w] of this.#workers) {
-      if (!w.connected && (w.lastContact === null || now - w.lastContact > ms)) this.#workers.delete(id);
+      if (!w.connected && (w.lastContact === null || now - w.lastContact > ms || this.#left(w, now)))
+        this.#workers.delete(id);
     }
   }
 
@@ -245,12 +268,18 @@ export class Fleet {
     return out.sort((a, b) => a.workerId.localeCompare(b.workerId));
   }
 
+  /** Gone (its launcher said so) and disconnected for long enough to leave the view. */
+  #left(w: WorkerEntry, now: number): boolean {
+    return w.goneAt !== null && !w.connected && now - w.goneAt > this.goneAfterMs;
+  }
+
   /** Workers visible to `tenant` (all when undefined), with the flags `active` directives put on them. */
   list(tenant: string | undefined, currentRev: number, active: readonly Directive[] = []): FleetWorker[] {
     const now = this.#now();
     const out: FleetWorker[] = [];
     for (const w of this.#workers.values()) {
       if (tenant !== undefined && w.tenant !== tenant) continue;
+      if (this.#left(w, now)) continue;
       const ago = w.lastContact === null ? null : Math.round(now - w.lastContact);
       let top: Level | null = null;
       for (const r of w.runs) {
@@ -266,7 +295,7 @@ export class Fleet {
         pid: w.pid,
         observedRev: Math.min(w.ackedRev, currentRev),
         ackedRev: w.ackedRev,
-        lastHeartbeatAgoMs: ago,
+        lastHeartbeatAgoMs: w.lastHeartbeat === null ? null : Math.round(now - w.lastHeartbeat),
         state: stale ? 'stale' : (top ?? 'running'),
         flags: flagsFor(active, identities(w)),
         launcher: w.launcher,

@@ -3,6 +3,7 @@ import {
   flagWords,
   formatRelease,
   isIdentifier,
+  workerWarning,
   type Directive,
   type FleetWorker,
 } from '@killpath/protocol';
@@ -107,10 +108,14 @@ export async function status(args: string[]): Promise<number> {
           // Older control planes send no release.
           w.release === undefined || Object.keys(w.release).length === 0 ? null : formatRelease(w.release),
           w.pid,
-          w.connected ? w.state : `${w.state} (disconnected)`,
+          w.connected
+            ? `${w.state}${workerWarning(w) === null ? '' : ` (${workerWarning(w)})`}`
+            : `${w.state} (disconnected)`,
           flagWords(w.flags).join(', ') || null,
           w.observedRev,
-          w.lastHeartbeatAgoMs === null ? null : `${(w.lastHeartbeatAgoMs / 1000).toFixed(1)}s ago`,
+          w.lastHeartbeatAgoMs === null
+            ? 'no heartbeat yet'
+            : `${(w.lastHeartbeatAgoMs / 1000).toFixed(1)}s ago`,
           w.runs.map((r) => `${r.runId}${r.state === 'running' ? '' : `[${r.state}]`}`).join(' ') || null,
         ]),
       ),
