@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { KillpathError, isIdentifier } from '@killpath/protocol';
+import { KillpathError, isIdentifier, type Release } from '@killpath/protocol';
 import { connect, type Client as KillpathClient } from '@killpath/sdk';
 import {
   McpGateway,
@@ -90,6 +90,8 @@ export async function startMcpFronts(
     agent: string;
     runId: string | null;
     features: string[];
+    /** The agent's release (the launcher's `--release`): the gateways' tool calls are the agent's, so `release:` directives must cover them too. */
+    release: Release | null;
   },
 ): Promise<McpFronts> {
   const opened: { client: KillpathClient; gateway: McpGateway | null; http: HttpListener | null }[] = [];
@@ -112,6 +114,7 @@ export async function startMcpFronts(
         tenant: who.tenant,
         agent: who.agent,
         features: who.features,
+        ...(who.release ? { release: who.release } : {}),
         sink: switchboard,
         readyTimeoutMs: 10_000,
       });

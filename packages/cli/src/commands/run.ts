@@ -137,6 +137,7 @@ export async function run(args: string[]): Promise<number> {
           agent,
           runId: values.run ?? null,
           features,
+          release,
         });
   const launcher = new Launcher({
     url: conn.url,
