@@ -6,6 +6,8 @@ export const CONNECTION_OPTIONS = {
   url: { type: 'string' },
   token: { type: 'string' },
   'data-dir': { type: 'string' },
+  ca: { type: 'string' },
+  insecure: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 

@@ -1,12 +1,64 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { KillpathError } from '@killpath/protocol';
+import { getCACertificates, setDefaultCACertificates } from 'node:tls';
+import { KillpathError, isLoopbackHost } from '@killpath/protocol';
 import { ApiClient } from './api.ts';
 
 /** Where the CLI finds the control plane: flags, then `KILLPATH_URL`/`KILLPATH_TOKEN`, then the data dir. */
 export interface Connection {
   url: string;
   token: string;
+  /** The CA file trusted for the control plane's certificate (`--ca`, `KILLPATH_CA`), absolute; null: the system's. */
+  ca: string | null;
+  /** Plain HTTP to a host other than this machine was allowed with `--insecure`. */
+  insecure: boolean;
+}
+
+const trusted = new Set<string>();
+
+/**
+ * Trusts the CA certificates in `file` (PEM) for this process's TLS connections, beside the
+ * system's: every `fetch` of the CLI (API calls, launcher and watchdog links) then accepts a
+ * control plane certificate they issued.
+ * @throws KillpathError `invalid_request` when the file is unreadable or holds no certificate
+ */
+export function trustCa(file: string): void {
+  if (trusted.has(file)) return;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new KillpathError(
+      'invalid_request',
+      `cannot read --ca ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
+  }
+  const certs = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (certs.length === 0) throw new KillpathError('invalid_request', `--ca ${file} holds no PEM certificate`);
+  try {
+    setDefaultCACertificates([...getCACertificates('default'), ...certs]);
+  } catch (err) {
+    throw new KillpathError('invalid_request', `--ca ${file}: ${(err as Error).message}`);
+  }
+  trusted.add(file);
+}
+
+/**
+ * Refuses plain HTTP to a host other than this machine (bearer tokens would cross the network
+ * in clear) unless `insecure`, which prints a warning instead.
+ * @throws KillpathError `invalid_request` naming the host and the ways out
+ */
+export function checkTransport(url: string, insecure: boolean, what = 'control plane'): void {
+  const u = new URL(url);
+  if (u.protocol !== 'http:' || isLoopbackHost(u.hostname)) return;
+  if (!insecure)
+    throw new KillpathError(
+      'invalid_request',
+      `refusing plain HTTP to the ${what} at ${u.host}: tokens would cross the network unencrypted; use https:// (--ca FILE for a private CA) or pass --insecure`,
+    );
+  console.error(
+    `killpath: warning: --insecure: talking plain HTTP to ${u.host}; tokens cross the network unencrypted`,
+  );
 }
 
 function readIf(path: string): string | null {
@@ -19,7 +71,13 @@ function readIf(path: string): string | null {
  * @throws KillpathError `invalid_request` naming what is missing and how to provide it.
  */
 export function resolveConnection(
-  flags: { url?: string | undefined; token?: string | undefined; 'data-dir'?: string | undefined },
+  flags: {
+    url?: string | undefined;
+    token?: string | undefined;
+    'data-dir'?: string | undefined;
+    ca?: string | undefined;
+    insecure?: boolean | undefined;
+  },
   env = process.env,
 ): Connection {
   const dataDir = resolve(flags['data-dir'] ?? env.KILLPATH_DATA_DIR ?? '.killpath');
@@ -47,12 +105,20 @@ export function resolveConnection(
       `no token: pass --token, set KILLPATH_TOKEN, or run where ${dataDir}/admin.token exists`,
     );
   }
+  let parsed: URL;
   try {
-    new URL(url);
+    parsed = new URL(url);
   } catch {
     throw new KillpathError('invalid_request', `--url "${url}" is not a URL`);
   }
-  return { url, token };
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
+    throw new KillpathError('invalid_request', `--url "${url}" is not an http(s) URL`);
+  const insecure = flags.insecure === true || env.KILLPATH_INSECURE === '1';
+  checkTransport(url, insecure);
+  const caFile = flags.ca ?? (env.KILLPATH_CA || undefined);
+  const ca = caFile === undefined ? null : resolve(caFile);
+  if (ca !== null) trustCa(ca);
+  return { url, token, ca, insecure };
 }
 
 /** An API client for the resolved connection. */

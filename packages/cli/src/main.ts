@@ -28,7 +28,9 @@ Usage: killpath <command> [options]        (killpath <command> --help for detail
   drill            rehearse S1–S8, every scope and level on real processes; history, due, show
 
 Where the control plane is: --url and --token, else KILLPATH_URL and KILLPATH_TOKEN,
-else ./.killpath/server.json and ./.killpath/admin.token (written by killpath serve).`;
+else ./.killpath/server.json and ./.killpath/admin.token (written by killpath serve).
+An https:// control plane with a private CA: --ca FILE or KILLPATH_CA. Plain http:// is refused
+to any host but this machine unless --insecure (see docs/security.md).`;
 
 /** One command, loaded on use: `killpath kill` never loads the server, Hono, CEL or SQLite. */
 interface Command {

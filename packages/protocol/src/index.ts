@@ -8,6 +8,7 @@ export {
   scopeTenant,
   isIdentifier,
   isCapability,
+  isLoopbackHost,
 } from './scope.ts';
 export type { Scope, RunIdentity, Coverage } from './scope.ts';
 export {

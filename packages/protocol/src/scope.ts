@@ -161,3 +161,15 @@ export function coversEffect(c: Coverage, run: RunIdentity, capability: string):
 export function scopeTenant(scope: Scope): string | null {
   return scope.kind === 'tenant' || scope.kind === 'agent' ? scope.tenant : null;
 }
+
+/**
+ * True when a URL's hostname names this machine: `localhost` (and `*.localhost`), 127.0.0.0/8
+ * or `::1`. Plain HTTP is only allowed to such hosts unless the caller says `insecure`.
+ */
+export function isLoopbackHost(hostname: string): boolean {
+  const h = hostname.toLowerCase().replace(/^\[|\]$/g, '');
+  if (h === 'localhost' || h.endsWith('.localhost')) return true;
+  if (h === '::1' || h === '0:0:0:0:0:0:0:1') return true;
+  const m = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(h);
+  return m !== null && m.slice(1).every((x) => Number(x) <= 255);
+}

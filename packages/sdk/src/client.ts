@@ -18,6 +18,7 @@ import { consoleLogger, resolveOptions } from './connect-options.ts';
 import type { ConnectOptions } from './connect-options.ts';
 import { ControlCalls, asResumeAnswer, refusal } from './control-calls.ts';
 import { fetchTransport } from './fetch-transport.ts';
+import { nodeHttpTransport } from './node-http-transport.ts';
 import { OPEN_TABLE, compileTable, tableVerdict } from './gate.ts';
 import type { RunTable } from './gate.ts';
 import { HaltTracker } from './halt-tracker.ts';
@@ -145,7 +146,9 @@ export class Client {
     this.createdAt = this.clock.now();
     this.lease = new Lease(this.clock, settings.leaseMs, () => this.expire());
     const headers = Object.freeze({ authorization: `Bearer ${options.token}` });
-    const transport = options.transport ?? fetchTransport();
+    const transport =
+      options.transport ?? (settings.ca !== null ? nodeHttpTransport({ ca: settings.ca }) : fetchTransport());
+    if (settings.warning !== null) (options.logger ?? consoleLogger).warn(settings.warning);
     this.reporter = new Reporter(transport, settings.base, this.workerId, headers, this.clock, this.sink);
     this.calls = new ControlCalls(transport, settings.base, headers);
     this.telemetry =

@@ -1,10 +1,12 @@
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import {
   KillpathError,
   RELEASE_PARTS,
   checkRelease,
   formatRelease,
   isIdentifier,
+  isLoopbackHost,
   type Release,
   type ReleasePart,
 } from '@killpath/protocol';
@@ -82,6 +84,20 @@ export interface ConnectOptions {
    * `KILLPATH_LAUNCHER_ID` environment variable, which the launcher sets.
    */
   launcherId?: string;
+  /**
+   * CA certificate(s), PEM, trusted for an `https://` control plane's certificate (a private CA),
+   * beside the system's. Default: the file named by the `KILLPATH_CA` environment variable
+   * (which `killpath run --ca FILE` sets), else the system's CAs only. With a CA and no
+   * `transport`, the client uses {@link nodeHttpTransport} with it.
+   */
+  ca?: string | Buffer | readonly (string | Buffer)[];
+  /**
+   * Allow plain `http://` to a host other than this machine (tokens and directives then cross
+   * the network unencrypted; a warning is logged). Default false, or `KILLPATH_INSECURE=1`.
+   * Loopback (`127.0.0.0/8`, `::1`, `localhost`) is always allowed, and so is anything when a
+   * `transport` is passed (the caller owns that wire).
+   */
+  insecure?: boolean;
 }
 
 /** Receives the client's few human-readable lines (see {@link ConnectOptions.logger}). */
@@ -114,6 +130,10 @@ export interface ResolvedOptions {
   telemetryMs: number;
   /** `null`: no limit. */
   readyTimeoutMs: number | null;
+  /** CA certificates to trust, or null for the system's. */
+  ca: (string | Buffer)[] | null;
+  /** A warning to log once (plain HTTP allowed by `insecure`), or null. */
+  warning: string | null;
 }
 
 /**
@@ -123,6 +143,11 @@ export interface ResolvedOptions {
  */
 export function resolveOptions(options: ConnectOptions): ResolvedOptions {
   const base = checkUrl(options.url);
+  const env = typeof process === 'object' ? process.env : {};
+  const insecure = options.insecure ?? env.KILLPATH_INSECURE === '1';
+  // A transport passed in is the caller's own wire (a test double, a tunnel): only the built-in ones are checked.
+  const warning = options.transport === undefined ? checkTransport(base, insecure) : null;
+  const ca = resolveCa(options.ca, env.KILLPATH_CA);
   for (const [what, id] of [
     ['tenant', options.tenant],
     ['agent', options.agent],
@@ -160,7 +185,45 @@ export function resolveOptions(options: ConnectOptions): ResolvedOptions {
     readyTimeoutMs:
       options.readyTimeoutMs === undefined ? null : positive('readyTimeoutMs', options.readyTimeoutMs),
     telemetryMs: options.telemetryMs === 0 ? 0 : positive('telemetryMs', options.telemetryMs ?? 250),
+    ca,
+    warning,
   };
+}
+
+/**
+ * Plain HTTP is for this machine only: to any other host it would carry the bearer token in
+ * clear. Returns the warning to log when `insecure` allows it anyway.
+ */
+function checkTransport(base: string, insecure: boolean): string | null {
+  const u = new URL(base);
+  if (u.protocol !== 'http:' || isLoopbackHost(u.hostname)) return null;
+  if (!insecure)
+    throw new KillpathError(
+      'invalid_request',
+      `refusing plain HTTP to the control plane at ${u.host}: the token would cross the network unencrypted; use https:// (connect({ ca }) or KILLPATH_CA for a private CA) or pass insecure: true`,
+    );
+  return `insecure: plain HTTP to ${u.host}; the token crosses the network unencrypted`;
+}
+
+function resolveCa(ca: ConnectOptions['ca'], file: string | undefined): (string | Buffer)[] | null {
+  if (ca !== undefined) {
+    const list = (Array.isArray(ca) ? [...ca] : [ca]) as (string | Buffer)[];
+    if (list.length === 0 || !list.every((c) => String(c).includes('-----BEGIN CERTIFICATE-----')))
+      throw new KillpathError('invalid_request', 'ca must be PEM certificate text');
+    return list;
+  }
+  if (file === undefined || file === '') return null;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new KillpathError('invalid_request', `cannot read KILLPATH_CA ${file}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  if (!text.includes('-----BEGIN CERTIFICATE-----'))
+    throw new KillpathError('invalid_request', `KILLPATH_CA ${file} holds no PEM certificate`);
+  return [text];
 }
 
 function checkUrl(url: string): string {

@@ -1,6 +1,7 @@
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { rootCertificates } from 'node:tls';
 import { KillpathError } from '@killpath/protocol';
 import type { StreamMessage } from '@killpath/protocol';
 import { SseParser } from './sse-parser.ts';
@@ -16,6 +17,8 @@ export interface NodeHttpTransportOptions {
    * client reconnects. Keep-alives arrive every second by default. Default 30 000 ms.
    */
   streamIdleTimeoutMs?: number;
+  /** CA certificates (PEM) trusted for `https://` beside the system's (a private CA). Default: the system's. */
+  ca?: string | Buffer | readonly (string | Buffer)[];
 }
 
 /** Most of an error answer's body that is read (to find the wire error in it). */
@@ -40,19 +43,31 @@ export function nodeHttpTransport(options: NodeHttpTransportOptions = {}): Trans
   const postTimeoutMs = options.postTimeoutMs ?? 10_000;
   const idleMs = options.streamIdleTimeoutMs ?? 30_000;
   // Free sockets are unref'd by the agent: an idle transport never keeps the process alive.
+  const ca = caList(options.ca);
   const agents: Agents = {
     http: new HttpAgent({ keepAlive: true }),
-    https: new HttpsAgent({ keepAlive: true }),
+    https: new HttpsAgent({ keepAlive: true, ...(ca ? { ca } : {}) }),
+    ca,
   };
   return {
-    openStream: (url, headers, signal) => readStream(url, headers, signal, idleMs),
+    openStream: (url, headers, signal) => readStream(url, headers, signal, idleMs, agents),
     post: (url, headers, body) => post(url, headers, body, postTimeoutMs, agents),
   };
+}
+
+/** The system's CAs plus `extra`, or undefined for the system's alone. */
+function caList(extra: NodeHttpTransportOptions['ca']): (string | Buffer)[] | undefined {
+  if (extra === undefined) return undefined;
+  const list = (Array.isArray(extra) ? [...extra] : [extra]) as (string | Buffer)[];
+  // Node replaces the default store when `ca` is given: keep the system's roots beside the private CA.
+  return [...rootCertificates, ...list];
 }
 
 interface Agents {
   http: HttpAgent;
   https: HttpsAgent;
+  /** CAs for dedicated (stream) connections, which use no agent. */
+  ca: (string | Buffer)[] | undefined;
 }
 
 interface Target {
@@ -84,12 +99,13 @@ function target(url: string): Target {
   return t;
 }
 
-/** Starts a request; `agents` null means a dedicated connection. */
+/** Starts a request; `dedicated` means a connection of its own (no agent, no pooling). */
 function send(
   url: string,
   method: string,
   headers: OutgoingHttpHeaders,
-  agents: Agents | null,
+  agents: Agents,
+  dedicated = false,
 ): ClientRequest {
   const { secure, hostname, port, path } = target(url);
   if (secure)
@@ -99,9 +115,10 @@ function send(
       path,
       method,
       headers,
-      agent: agents === null ? false : agents.https,
+      agent: dedicated ? false : agents.https,
+      ...(dedicated && agents.ca ? { ca: agents.ca } : {}),
     });
-  return httpRequest({ hostname, port, path, method, headers, agent: agents === null ? false : agents.http });
+  return httpRequest({ hostname, port, path, method, headers, agent: dedicated ? false : agents.http });
 }
 
 /** A network failure as a KillpathError the client can branch on (retryable). */
@@ -196,9 +213,10 @@ async function* readStream(
   headers: Record<string, string>,
   signal: AbortSignal,
   idleMs: number,
+  agents: Agents,
 ): AsyncGenerator<StreamMessage> {
   signal.throwIfAborted();
-  const req = send(url, 'GET', { ...headers, accept: 'text/event-stream' }, null);
+  const req = send(url, 'GET', { ...headers, accept: 'text/event-stream' }, agents, true);
   const onAbort = (): void => {
     req.destroy(signal.reason instanceof Error ? signal.reason : new Error('stream aborted'));
   };

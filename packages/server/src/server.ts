@@ -1,5 +1,6 @@
 import { mkdirSync, writeFileSync, rmSync, chmodSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import {
   createAdaptorServer,
@@ -59,6 +60,13 @@ export interface ServerOptions {
   recordTelemetry?: string;
   /** Called for every rule fire and shadow fire (benchmarks). */
   onFire?: (f: Fire) => void;
+  /**
+   * Serve HTTPS with this certificate chain and private key (PEM). The URL becomes `https://…`;
+   * agents, launchers and the CLI then need the issuing CA (`--ca`, `KILLPATH_CA`, `connect({ ca })`)
+   * unless a public CA signed it. Default: plain HTTP (keep it on loopback, or behind a
+   * TLS-terminating load balancer: see docs/security.md).
+   */
+  tls?: { cert: string | Buffer; key: string | Buffer };
   /** Sign an audit checkpoint once this many records arrived since the last one. Default 1000. */
   checkpointEveryRecords?: number;
   /** Sign an audit checkpoint when this long (ms) passed since the last one and records arrived. Default 60 000. */
@@ -103,9 +111,14 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   // Until the app is ready, requests are answered 503.
   let handler: (req: Request, env: HttpBindings | Http2Bindings) => Response | Promise<Response> = starting;
   // `env` carries the Node bindings (incoming, outgoing) the stream routes write to.
-  const server: ServerType = createAdaptorServer({
-    fetch: (req: Request, env: HttpBindings | Http2Bindings) => handler(req, env),
-  });
+  const fetch = (req: Request, env: HttpBindings | Http2Bindings) => handler(req, env);
+  const server: ServerType = opts.tls
+    ? createAdaptorServer({
+        fetch,
+        createServer: createHttpsServer,
+        serverOptions: { cert: opts.tls.cert, key: opts.tls.key },
+      })
+    : createAdaptorServer({ fetch });
   await new Promise<void>((ok, fail) => {
     server.once('error', fail);
     server.listen(opts.port ?? 7070, host, () => {
@@ -188,7 +201,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     const app = createApp(cp, auth, log, triggers, { adminTokenFile, checkpoints, admission });
     handler = (req, env) => app.fetch(req, env);
     const port = (server.address() as AddressInfo).port;
-    const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    const url = `${opts.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
     writeFileSync(join(dataDir, 'server.json'), `${JSON.stringify({ url, pid: process.pid }, null, 2)}\n`);
     const pruner = setInterval(() => fleet.prune(10 * 60_000), 60_000);
     pruner.unref();

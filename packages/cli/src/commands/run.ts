@@ -141,6 +141,7 @@ export async function run(args: string[]): Promise<number> {
         });
   const launcher = new Launcher({
     url: conn.url,
+    ca: conn.ca,
     token,
     tenant,
     agent,

@@ -28,10 +28,36 @@ Starts the control plane on the embedded SQLite store.
   --absent-after MS    supervisor or watchdog silent this long is reported absent (default 5000)
   --record-telemetry FILE  append every run update received to FILE as JSON lines
                        (replay them with killpath policy test --events FILE)
+  --tls-cert FILE      serve HTTPS with this certificate chain (PEM); needs --tls-key
+  --tls-key FILE       the certificate's private key (PEM). Clients then trust the CA with
+                       --ca FILE / KILLPATH_CA (or behind a TLS-terminating load balancer: docs/security.md)
 
 On first start it creates an admin token, prints it once and writes <data-dir>/admin.token (0600);
 a later start prints where it is. It listens before it opens the database or starts anything, so
 a second serve whose port is taken leaves a running one alone.`;
+
+/** Reads `--tls-cert` and `--tls-key` (both or neither). */
+function tlsFiles(
+  certFile: string | undefined,
+  keyFile: string | undefined,
+): { cert: Buffer; key: Buffer } | null {
+  if (certFile === undefined && keyFile === undefined) return null;
+  if (certFile === undefined || keyFile === undefined)
+    throw new KillpathError('invalid_request', '--tls-cert and --tls-key go together');
+  const read = (flag: string, file: string): Buffer => {
+    try {
+      const b = readFileSync(file);
+      if (!b.toString('latin1').includes('-----BEGIN ')) throw new Error('not PEM');
+      return b;
+    } catch (err) {
+      throw new KillpathError(
+        'invalid_request',
+        `cannot read ${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      );
+    }
+  };
+  return { cert: read('--tls-cert', certFile), key: read('--tls-key', keyFile) };
+}
 
 /** `killpath serve`: runs until SIGINT/SIGTERM. */
 export async function serve(args: string[]): Promise<number> {
@@ -51,6 +77,8 @@ export async function serve(args: string[]): Promise<number> {
     'no-watchdog': { type: 'boolean' },
     'absent-after': { type: 'string' },
     'record-telemetry': { type: 'string' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -97,6 +125,7 @@ export async function serve(args: string[]): Promise<number> {
       );
     policy = { path: values.policy, source };
   }
+  const tls = tlsFiles(values['tls-cert'], values['tls-key']);
   const absentAfterMs = intFlag('absent-after', values['absent-after'], 5000);
   if (absentAfterMs < 100) throw new KillpathError('invalid_request', '--absent-after must be at least 100');
   let server;
@@ -116,9 +145,16 @@ export async function serve(args: string[]): Promise<number> {
       ...(values['no-watchdog'] ? { watchdog: false } : {}),
       absentAfterMs,
       ...(values['record-telemetry'] ? { recordTelemetry: values['record-telemetry'] } : {}),
+      ...(tls ? { tls } : {}),
     });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
+    // A key that does not match its certificate, or text that is not PEM, fails in TLS setup.
+    if (tls && typeof code === 'string' && code.startsWith('ERR_OSSL'))
+      throw new KillpathError(
+        'invalid_request',
+        `--tls-cert ${values['tls-cert']} and --tls-key ${values['tls-key']} are not a certificate and its key (${(err as Error).message})`,
+      );
     if (code === 'EADDRINUSE')
       throw new KillpathError(
         'invalid_request',

@@ -38,6 +38,8 @@ export interface LauncherOptions {
   killGraceMs?: number;
   /** How long to wait for the first orders before starting, in ms. Default 10 000. */
   startTimeoutMs?: number;
+  /** CA file (PEM) the agent trusts for the control plane's certificate, passed as `KILLPATH_CA`; default none. */
+  ca?: string | null;
   /** Environment the agent inherits (default `process.env`); the launcher adds its own variables. */
   env?: NodeJS.ProcessEnv;
   /**
@@ -103,6 +105,7 @@ export class Launcher {
     this.id = opts.launcherId ?? `launch-${randomUUID()}`;
     this.#o = {
       url: opts.url.replace(/\/+$/, ''),
+      ca: opts.ca ?? null,
       token: opts.token,
       tenant: opts.tenant,
       agent: opts.agent,
@@ -281,7 +284,9 @@ export class Launcher {
   #spawn(): AgentHandle {
     const o = this.#o;
     const ns = this.#ns;
-    const url = ns ? `http://127.0.0.1:${ns.ports[1]}` : o.url;
+    // In a namespace the agent reaches the control plane through a TCP relay on its loopback,
+    // with the control plane's own scheme (TLS passes through the relay untouched).
+    const url = ns ? `${new URL(o.url).protocol}//127.0.0.1:${ns.ports[1]}` : o.url;
     const proxy = ns ? `http://127.0.0.1:${ns.ports[0]}` : this.#proxy!.url!;
     const noProxy = ns ? '127.0.0.1,localhost' : new URL(o.url).hostname;
     const env: NodeJS.ProcessEnv = {
@@ -292,6 +297,7 @@ export class Launcher {
       KILLPATH_AGENT: o.agent,
       KILLPATH_FEATURES: o.features.join(','),
       KILLPATH_LAUNCHER_ID: this.id,
+      ...(o.ca ? { KILLPATH_CA: o.ca } : {}),
       ...(o.runId !== null ? { KILLPATH_RUN_ID: o.runId } : {}),
       ...(o.release?.code !== undefined ? { KILLPATH_RELEASE_CODE: o.release.code } : {}),
       ...(o.release?.model !== undefined ? { KILLPATH_RELEASE_MODEL: o.release.model } : {}),
