@@ -1,3 +1,4 @@
+import { isWireError } from '@killpath/protocol';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -48,6 +49,8 @@ test('nothing outside the console directory is served', async () => {
   for (const path of ['/console/..%2Fpackage.json', '/console/.env', '/console/sub', '/console/missing.js']) {
     const res = await app(dir).request(path);
     assert.equal(res.status, 404, path);
+    // Found by the fuzz test: these answered text/plain, not the one wire error shape.
+    assert.ok(isWireError(await res.json()), `${path}: the wire error shape`);
   }
 });
 

@@ -3,7 +3,8 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Context, Hono } from 'hono';
-import type { Env } from './common.ts';
+import { KillpathError } from '@killpath/protocol';
+import { wireError, type Env } from './common.ts';
 
 /**
  * Content-Security-Policy of the web console: scripts, styles and images from this origin only,
@@ -83,6 +84,10 @@ export function consoleRoutes(app: Hono<Env>, opts: ConsoleRouteOptions = {}): v
     c.header('cache-control', 'no-cache');
   };
 
+  // A missing file answers with the API's one error shape, like every other 4xx.
+  const notFound = (c: Context, file: string): Response =>
+    wireError(c, new KillpathError('not_found', `console: ${file} not found`));
+
   const send = async (c: Context, file: string): Promise<Response> => {
     headers(c);
     c.header('content-type', 'text/plain; charset=utf-8');
@@ -91,12 +96,12 @@ export function consoleRoutes(app: Hono<Env>, opts: ConsoleRouteOptions = {}): v
     const path = join(dir, file);
     let data: Buffer;
     try {
-      if (!(await stat(path)).isFile()) return c.body(`${file}: not found\n`, 404);
+      if (!(await stat(path)).isFile()) return notFound(c, file);
       data = await readFile(path);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (file === 'index.html') return c.body(NOT_BUILT, 503);
-      if (code === 'ENOENT' || code === 'ENOTDIR') return c.body(`${file}: not found\n`, 404);
+      if (code === 'ENOENT' || code === 'ENOTDIR') return notFound(c, file);
       throw err;
     }
     c.header('content-type', TYPES[extname(file)] ?? 'application/octet-stream');
@@ -110,7 +115,7 @@ export function consoleRoutes(app: Hono<Env>, opts: ConsoleRouteOptions = {}): v
     const file = c.req.param('file');
     if (!FILE.test(file) || file.includes('..')) {
       headers(c);
-      return c.body('not found\n', 404);
+      return notFound(c, 'that file');
     }
     return send(c, file);
   });
