@@ -27,7 +27,7 @@ export interface CheckpointerOptions {
 }
 
 /** Records hashed per turn of the event loop while catching up. */
-const BATCH = 500;
+const BATCH = 100;
 
 /**
  * Signs checkpoints of the audit log: every `everyRecords` records or `everyMs` ms (when there
