@@ -151,6 +151,13 @@ export class PermitDesk {
 
   /** Journals a worker's run events (timers, queues, memory, in-flight statuses). */
   async journal(who: WorkerIdentity, batch: JournalBatch): Promise<void> {
+    // A worker journals only its own agent's runs: another agent's run is not found.
+    const runIds = new Set(batch.events.map((e) => e.runId).filter((r): r is string => r !== null));
+    for (const runId of runIds) {
+      const run = await this.#store.getRun(who.tenant, runId);
+      if (run !== null && run.agent !== who.agent)
+        throw new KillpathError('not_found', `run ${runId} not found`);
+    }
     await this.#store.appendJournal(who.tenant, batch.workerId, batch.events);
   }
 

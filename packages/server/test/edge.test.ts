@@ -148,3 +148,109 @@ describe("an agent's stream snapshot carries what its gate needs, not the operat
     }
   });
 });
+
+describe('one request never fails another: bounded bodies, per-request rollback', () => {
+  const nested = (depth: number): unknown => {
+    let v: unknown = {};
+    for (let i = 0; i < depth; i++) v = { a: v };
+    return v;
+  };
+
+  test('a body nested deeper than the limit is 400 naming the limit, on permits and journal alike', async () => {
+    const h = await harness();
+    try {
+      const agent = await h.token('agent', 'acme', 'bot');
+      const permit = {
+        workerId: 'w1',
+        runId: 'r1',
+        lineage: [],
+        features: [],
+        capability: 'crm.update',
+        class: 'write',
+        idempotencyKey: null,
+        argsDigest: null,
+        compensate: nested(1),
+      };
+      // Built as text: the test's own JSON.stringify would overflow on it, as the server's once did.
+      const deepText = `${'{"a":'.repeat(10_000)}{}${'}'.repeat(10_000)}`;
+      const asText = (v: unknown) => JSON.stringify(v).replace('"DEEP"', deepText);
+      const p = await h.req('POST', '/v1/permits', {
+        token: agent,
+        body: asText({ ...permit, compensate: 'DEEP' }),
+      });
+      assert.match(await expectWireError(p, 400, 'invalid_request', 'deep compensate'), /nest.*64/);
+      const j = await h.req('POST', '/v1/journal', {
+        token: agent,
+        body: asText({
+          workerId: 'w1',
+          events: [
+            {
+              type: 'queue.discarded',
+              runId: 'r1',
+              queue: 'q',
+              taskId: 't',
+              payload: 'DEEP',
+              directiveId: null,
+            },
+          ],
+        }),
+      });
+      assert.match(await expectWireError(j, 400, 'invalid_request', 'deep payload'), /nest.*64/);
+      const ok = await h.req('POST', '/v1/permits', {
+        token: agent,
+        body: { ...permit, compensate: nested(20) },
+      });
+      assert.equal(ok.status, 201, 'a reasonable nesting is taken');
+    } finally {
+      await h.close();
+    }
+  });
+
+  test("a request that fails inside a grouped permit batch fails alone: another tenant's requests are granted", async () => {
+    const h = await harness();
+    try {
+      const bad: Record<string, unknown> = {};
+      Object.defineProperty(bad, 'boom', {
+        enumerable: true,
+        get() {
+          throw new RangeError('Maximum call stack size exceeded');
+        },
+      });
+      const base = {
+        workerId: 'w1',
+        lineage: [],
+        features: [],
+        capability: 'crm.update',
+        class: 'write' as const,
+        idempotencyKey: null,
+        argsDigest: null,
+        coolOffMs: 0,
+      };
+      const batch = [
+        ...Array.from({ length: 20 }, (_, i) => ({
+          ...base,
+          tenant: 'globex',
+          agent: 'bot',
+          runId: `g${i}`,
+          compensate: null,
+        })),
+        { ...base, tenant: 'acme', agent: 'bot', runId: 'evil', compensate: bad },
+        ...Array.from({ length: 20 }, (_, i) => ({
+          ...base,
+          tenant: 'globex',
+          agent: 'bot',
+          runId: `h${i}`,
+          compensate: null,
+        })),
+      ];
+      const decisions = await h.store.grantPermits(batch);
+      assert.equal(decisions.filter((d) => d.kind === 'granted').length, 40, 'every globex request granted');
+      assert.equal(decisions[20]?.kind, 'failed');
+      assert.equal((await h.store.ledger('acme', 'evil')).effects.length, 0, 'the failed one left nothing');
+      assert.equal(await h.store.getRun('acme', 'evil'), null, 'not even its run registration');
+      assert.ok((await h.store.verifyAudit()).ok);
+    } finally {
+      await h.close();
+    }
+  });
+});

@@ -99,8 +99,31 @@ describe('run ids live inside their tenant', () => {
       'conflict',
       'a permit for a run of another agent',
     );
+    await expectWireError(
+      await h.req('POST', '/v1/journal', {
+        token: t.acmeOther,
+        body: {
+          workerId: 'wo',
+          events: [
+            {
+              type: 'timer.cancelled',
+              runId: RUN,
+              timer: 'timeout',
+              label: 'forged',
+              dueAt: '2026-01-01T00:00:00Z',
+              directiveId: null,
+            },
+          ],
+        },
+      }),
+      404,
+      'not_found',
+      "journaling another agent's run",
+    );
     const ledger = await h.req('GET', `/v1/runs/${RUN}/journal`, { token: t.acmeOp });
-    assert.deepEqual(((await ledger.json()) as { effects: unknown[] }).effects, []);
+    const l = (await ledger.json()) as { effects: unknown[]; events: unknown[] };
+    assert.deepEqual(l.effects, []);
+    assert.deepEqual(l.events, []);
   });
 
   test('a permit for a run not registered yet registers it to the asking agent', async () => {

@@ -13,6 +13,26 @@ export function wireError(c: Context, err: KillpathError): Response {
   return c.json(toWire(err), HTTP_STATUS[err.code] as 400);
 }
 
+/** Deepest nesting of objects and arrays a request body may have. */
+export const MAX_JSON_DEPTH = 64;
+
+/**
+ * True when `v` nests objects or arrays deeper than `limit` (walked with an explicit stack, so a
+ * hostile body cannot overflow this check the way it would `JSON.stringify` later on).
+ */
+export function nestingOver(v: unknown, limit: number): boolean {
+  const stack: [unknown, number][] = [[v, 0]];
+  while (stack.length > 0) {
+    const [x, d] = stack.pop()!;
+    if (typeof x !== 'object' || x === null) continue;
+    if (d >= limit) return true;
+    for (const child of Array.isArray(x) ? x : Object.values(x)) {
+      if (typeof child === 'object' && child !== null) stack.push([child, d + 1]);
+    }
+  }
+  return false;
+}
+
 /** True when a Content-Type header names JSON (`application/json`, any parameters, any case). */
 export function isJsonType(header: string | undefined): boolean {
   return header !== undefined && header.split(';')[0]!.trim().toLowerCase() === 'application/json';
@@ -37,6 +57,13 @@ export async function body<S extends z.ZodType>(c: Context, schema: S): Promise<
     throw new KillpathError('invalid_request', 'request body must be a JSON object');
   }
   refuseSecrets(text);
+  const depth = nestingOver(raw, MAX_JSON_DEPTH);
+  if (depth)
+    throw new KillpathError(
+      'invalid_request',
+      `request body nests deeper than ${MAX_JSON_DEPTH} levels of objects and arrays`,
+      { details: { limit: MAX_JSON_DEPTH } },
+    );
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {
     const details = parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message }));
