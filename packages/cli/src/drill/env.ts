@@ -167,12 +167,17 @@ export class DrillEnv {
     return (await api.post<{ directive: Directive }>('/v1/directives', body)).directive;
   }
 
-  /** Clears a directive; resolves with it cleared. */
+  /**
+   * Clears a directive; resolves with it cleared. A drill resumes its processes onto the release
+   * they run (a rehearsal: the release is not at fault), and says so: the audit record marks the
+   * override where the release check found them still running it.
+   */
   async resume(d: Directive, why: string, api: ApiClient = this.api): Promise<Directive> {
     return (
       await api.post<{ directive: Directive }>(`/v1/directives/${d.id}/resume`, {
         justification: why,
         ...(d.scopeText === 'global' ? { breakGlass: why } : {}),
+        sameRelease: 'drill: a rehearsal, the release is not at fault',
       })
     ).directive;
   }

@@ -26,14 +26,22 @@ import {
  */
 export function mainFleetSpecs(ctx: Pick<DrillContext, 'env' | 'compact'>): AgentSpec[] {
   const per = ctx.compact ? 1 : 2;
+  let n = 0;
   return ctx.env.agents.flatMap((a) =>
     Array.from({ length: per }, (_, i) => ({
       tenant: a.tenant,
       agent: a.agent,
       runs: [`${ctx.env.prefix}-${a.agent}-${i + 1}`],
       features: a.features,
+      // Two releases across the fleet, alternating, so a release scope covers some processes only.
+      env: { KILLPATH_RELEASE_CODE: drillRelease(ctx, n++ % 2) },
     })),
   );
+}
+
+/** The code release the drill's main fleet process `i` (0 or 1, alternating) runs. */
+function drillRelease(ctx: Pick<DrillContext, 'env'>, i: number): string {
+  return `${ctx.env.prefix}-${i === 0 ? 'a' : 'b'}`;
 }
 
 /** The run and its descendants. */
@@ -325,7 +333,7 @@ const S1: Scenario = {
 };
 
 /** One flip at each scope, on the shared fleet. */
-function scopeScenario(scope: 'capability' | 'run' | 'agent' | 'tenant' | 'global'): Scenario {
+function scopeScenario(scope: 'capability' | 'run' | 'agent' | 'tenant' | 'release' | 'global'): Scenario {
   return {
     id: `scope:${scope}`,
     title: {
@@ -333,6 +341,7 @@ function scopeScenario(scope: 'capability' | 'run' | 'agent' | 'tenant' | 'globa
       run: 'halt one run and its child run',
       agent: 'halt one agent (all its processes)',
       tenant: 'halt one tenant',
+      release: 'halt every run on one release (a bad rollout)',
       global: 'kill everything (break-glass)',
     }[scope],
     path: 'synchronous',
@@ -384,6 +393,19 @@ function scopeScenario(scope: 'capability' | 'run' | 'agent' | 'tenant' | 'globa
           label: 'tenant',
           body: { level: 'halt', scope: `tenant:${t}`, ...why(ctx, `halt tenant ${t}`) },
           covers: (p) => p.spec.tenant === t,
+        };
+      } else if (scope === 'release') {
+        const t = ctx.env.agents[0]!.tenant;
+        const code = drillRelease(ctx, 0);
+        spec = {
+          label: 'release',
+          body: {
+            level: 'halt',
+            scope: `release:code=${code}`,
+            tenant: t,
+            ...why(ctx, `halt release code=${code}`),
+          },
+          covers: (p) => p.spec.tenant === t && p.spec.env?.KILLPATH_RELEASE_CODE === code,
         };
       } else {
         spec = {
@@ -593,7 +615,7 @@ const HALT: Scenario = {
 /** The flip scenarios on the shared fleet. */
 export const FLIP_SCENARIOS: Scenario[] = [
   S1,
-  ...(['capability', 'run', 'agent', 'tenant', 'global'] as const).map(scopeScenario),
+  ...(['capability', 'run', 'agent', 'tenant', 'release', 'global'] as const).map(scopeScenario),
   THROTTLE,
   DEGRADE,
   HALT,

@@ -30,7 +30,7 @@ export const SCENARIOS: Scenario[] = [
 export function reportOrder(id: string): number {
   const m = /^S(\d)$/.exec(id);
   if (m) return Number(m[1]);
-  const scopes = ['capability', 'run', 'agent', 'tenant', 'global'];
+  const scopes = ['capability', 'run', 'agent', 'tenant', 'release', 'global'];
   const levels = ['throttle', 'degrade', 'isolate', 'halt', 'kill'];
   if (id.startsWith('scope:')) return 10 + scopes.indexOf(id.slice(6));
   return 20 + levels.indexOf(id.slice(6));

@@ -162,6 +162,7 @@ describe('drill scenarios and judging', () => {
       'scope:run',
       'scope:agent',
       'scope:tenant',
+      'scope:release',
       'scope:global',
       'level:throttle',
       'level:degrade',
@@ -180,7 +181,7 @@ describe('drill scenarios and judging', () => {
       ['S3', 'level:kill', 'scope:run'],
     );
     assert.equal(pickScenarios('S').length, 8);
-    assert.equal(pickScenarios('scopes,levels').length, 10);
+    assert.equal(pickScenarios('scopes,levels').length, 11);
     assert.throws(() => pickScenarios('S9'), /unknown scenario "S9"; known: S1/);
   });
 
