@@ -6,7 +6,7 @@ export const MCP_FIXTURE = fileURLToPath(new URL('./fixtures/mcp-server.ts', imp
 
 /** One line of the fixture server's log. */
 export interface FixtureEvent {
-  event: 'started' | 'call' | 'cancelled' | 'roots_changed';
+  event: 'started' | 'call' | 'cancelled' | 'roots_changed' | 'read_resource';
   pid: number;
   /** When, in ms since the epoch (`performance.timeOrigin + performance.now()`, comparable across processes). */
   at: number;

@@ -218,11 +218,20 @@ describe('killpath mcp-gateway', { timeout: 180_000 }, () => {
     assert.equal(after.isError, true);
     assert.match(textOf(after), /halted/);
     assert.equal(calls('fast'), before, 'the call after the halt never reached the upstream server');
+    // Everything else the agent asks of the server is gated too: a resource read under the halt
+    // is refused and never reaches it.
+    const reads = () => fixtureLog(log).filter((e) => e.event === 'read_resource').length;
+    const readsBefore = reads();
+    await assert.rejects(client.readResource({ uri: 'note://1' }), /refused by killpath \(halted/);
+    assert.equal(reads(), readsBefore, 'the resource read after the halt never reached the upstream server');
     await resume(halt.id);
     await until('the resume reaches the gateway', 10_000, async () => {
       const r = (await client.callTool({ name: 'fast' })) as CallToolResult;
       return r.isError !== true;
     });
+    assert.deepEqual((await client.readResource({ uri: 'note://1' })).contents, [
+      { uri: 'note://1', text: 'note: buy milk' },
+    ]);
   }
 
   test('over stdio: halt, refusal, degrade, resume; the upstream process ends with the client', async () => {

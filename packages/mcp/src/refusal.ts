@@ -19,12 +19,7 @@ export function hidesTool(verdict: Verdict): boolean {
  */
 export function refusalResult(tool: string, err: KillpathError): CallToolResult {
   const details = (err.details ?? {}) as { reason?: string; directiveId?: string | null };
-  const why =
-    err.code === 'halted'
-      ? `refused by killpath (${details.reason ?? 'halted'}${details.directiveId ? `, directive ${details.directiveId}` : ''})`
-      : err.code === 'unavailable'
-        ? 'refused by killpath: the control plane cannot be reached, so no write is permitted'
-        : `refused by killpath (${err.code})`;
+  const why = refusalWords(err);
   return {
     isError: true,
     content: [
@@ -37,6 +32,16 @@ export function refusalResult(tool: string, err: KillpathError): CallToolResult 
       killpath: { code: err.code, reason: details.reason ?? null, directiveId: details.directiveId ?? null },
     },
   };
+}
+
+/** `refused by killpath (halted, directive d_1)`: why killpath refused or aborted a request, in words. */
+export function refusalWords(err: KillpathError): string {
+  const details = (err.details ?? {}) as { reason?: string; directiveId?: string | null };
+  return err.code === 'halted'
+    ? `refused by killpath (${details.reason ?? 'halted'}${details.directiveId ? `, directive ${details.directiveId}` : ''})`
+    : err.code === 'unavailable'
+      ? 'refused by killpath: the control plane cannot be reached, so no write is permitted'
+      : `refused by killpath (${err.code})`;
 }
 
 /** True for the errors a gate, a permit or an abort raises (`halted`, `unavailable`, `conflict`, `stale`). */

@@ -23,7 +23,7 @@ import {
 import { mcpCapability, toolClass } from '../capability.ts';
 import type { ToolClasses } from '../capability.ts';
 import { withJoinedSignal } from '../join-signal.ts';
-import { hidesTool, isRefusal, refusalResult } from '../refusal.ts';
+import { hidesTool, isRefusal, refusalResult, refusalWords } from '../refusal.ts';
 
 /** Most tool names a session remembers to tell when its visible list changed. */
 const MAX_KNOWN_TOOLS = 10_000;
@@ -42,6 +42,23 @@ export interface SessionOptions {
   /** Called once when the session closed (either side went away, or `close`). */
   onClose?: () => void;
 }
+
+/**
+ * The agent's requests the gateway forwards besides `tools/list` and `tools/call`: what MCP
+ * defines, nothing else (an unknown method could be anything, a write included).
+ */
+const FORWARDED = new Set([
+  'ping',
+  'completion/complete',
+  'logging/setLevel',
+  'prompts/get',
+  'prompts/list',
+  'resources/list',
+  'resources/templates/list',
+  'resources/read',
+  'resources/subscribe',
+  'resources/unsubscribe',
+]);
 
 /** Anything with `extra.sendNotification`, `extra.signal` and `extra.requestId` (a request handler's extra). */
 interface HandlerExtra {
@@ -106,14 +123,29 @@ export class GatewaySession {
     this.downstream.removeRequestHandler('logging/setLevel');
     this.downstream.setRequestHandler(ListToolsRequestSchema, (req, extra) => this.listTools(req, extra));
     this.downstream.setRequestHandler(CallToolRequestSchema, (req, extra) => this.callTool(req, extra));
-    this.downstream.fallbackRequestHandler = (req, extra) =>
-      this.tracked(extra.requestId, () =>
-        this.upstream.request(
-          { method: req.method, params: req.params },
-          ResultSchema,
-          this.forwardOptions(req.params, extra),
-        ),
-      );
+    this.downstream.fallbackRequestHandler = async (req, extra) => {
+      // Only what MCP defines is forwarded (an unknown method could be anything, a write
+      // included), and each request is a read of the run on `mcp:<server>`: refused under a
+      // covering stop like a tool call, aborted when one is observed mid-request.
+      if (!FORWARDED.has(req.method))
+        throw new McpError(ErrorCode.MethodNotFound, `the killpath gateway does not forward ${req.method}`);
+      try {
+        return await this.run.effect({ capability: `mcp:${this.server}`, class: 'read' }, (signal) =>
+          this.tracked(extra.requestId, () =>
+            withJoinedSignal(signal, extra.signal, (joined) =>
+              this.upstream.request({ method: req.method, params: req.params }, ResultSchema, {
+                ...this.forwardOptions(req.params, extra),
+                signal: joined,
+              }),
+            ),
+          ),
+        );
+      } catch (err) {
+        if (isRefusal(err))
+          throw new McpError(ErrorCode.InvalidRequest, `${req.method} ${refusalWords(err)}: ${err.message}`);
+        throw err;
+      }
+    };
     this.downstream.fallbackNotificationHandler = (n) => this.forward(this.upstream, n);
     this.upstream.fallbackRequestHandler = async (req, extra) => {
       const only = this.inFlight.size === 1 ? [...this.inFlight][0] : undefined;
