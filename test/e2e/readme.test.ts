@@ -137,7 +137,7 @@ test('the five-minute tour runs as written, in order', { timeout: 240_000 }, asy
     {
       match: /^export KILLPATH_TOKEN_AGENT=/,
       check: async (r) => {
-        assert.match(r.out, /acme\s+support-bot\s+\S+\s+\d+\s+running\b.*\brun-1\b/);
+        assert.match(r.out, /acme\s+support-bot\s.*\s\d+\s+running\b.*\brun-1\b/);
         for (const w of await workers()) if (w.pid !== null) pids.push(w.pid);
       },
     },
