@@ -314,6 +314,20 @@ describe('two people resume', () => {
       };
       assert.equal(shown.approval.state, 'expired');
       assert.ok(w.cp.active().some((x) => x.id === d1.id));
+      // Stepping it down would loosen it one level at a time to a throttle that refuses nothing:
+      // one person may not, where resuming it takes two.
+      const down = await w.req('POST', `/v1/directives/${d1.id}/step`, olga, {
+        direction: 'down',
+        justification: 'loosen it myself',
+      });
+      assert.match(
+        await expectWireError(down, 403, 'forbidden', 'step down of a gated stop'),
+        /needs approval \(rule tenant_resume\): resume it instead/,
+      );
+      assert.ok(
+        w.cp.active().some((x) => x.id === d1.id && x.level === 'halt'),
+        'the halt stays as it was',
+      );
       // A fresh request, then the directive is stepped up: a new directive (id, rev) replaces it.
       const r2 = (await (
         await w.req('POST', `/v1/directives/${d1.id}/resume`, olga, { justification: 'fixed now' })

@@ -221,7 +221,19 @@ export function createApp(
 
   app.post('/v1/directives/:id/step', async (c) => {
     const b = await body(c, StepBody);
-    const r = await cp.step(c.get('principal'), c.req.param('id'), b);
+    const p = c.get('principal');
+    // Stepping down loosens a stop one level at a time, down to a throttle that refuses nothing:
+    // where the policy makes resuming the directive a second person's decision, so is this.
+    if (b.direction === 'down' && triggers !== undefined) {
+      const d = await cp.store.getDirective(c.req.param('id'));
+      const rule = d && canSee(p, d.tenant) ? triggers.approvals.ruleFor('resume', d) : null;
+      if (d && rule)
+        throw new KillpathError(
+          'forbidden',
+          `stepping ${d.id} down loosens a stop whose resume needs approval (rule ${rule.name}): resume it instead (killpath resume ${d.id}), which files an approval request`,
+        );
+    }
+    const r = await cp.step(p, c.req.param('id'), b);
     return c.json({ directive: r.directive, replaced: r.replaced.map((d) => d.id) }, 201);
   });
 
