@@ -7,7 +7,7 @@ Usage: killpath <command> [options]        (killpath <command> --help for detail
   serve            start the control plane (embedded SQLite)
   demo             start a control plane and a demo fleet, walk every scope, verify the audit chain
   kill             stop agents at one scope (--run, --agent, --tenant, --feature, --global) at any
-                   level: --level throttle|degrade|isolate|halt|kill (--hard = kill)
+                   level: --level throttle|degrade|isolate|halt|freeze|kill (--hard = kill)
   step ID up|down  move a directive one level up or down the ladder
   resume ID        clear a directive, with a justification (or every one at a scope: --agent T/A, …)
   approve REQ      approve a pending request (a resume or policy change the policy's approval rules gate)

@@ -28,7 +28,7 @@ export function Actions({ target }: { target: Target }) {
       </button>
       <button
         type="button"
-        aria-label={`More actions on ${label} (throttle, degrade, isolate, one tool)`}
+        aria-label={`More actions on ${label} (throttle, degrade, isolate, freeze, one tool)`}
         onClick={() => session.openAction(target, 'throttle')}
       >
         More…

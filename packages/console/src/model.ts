@@ -100,6 +100,7 @@ export const LEVEL_HELP: Record<Level, string> = {
   degrade: 'revoke capabilities (read-only when no tools are named)',
   isolate: 'cut the agent off from the outside (egress)',
   halt: 'stop: refuse new effects, abort writes in flight, after an optional grace',
+  freeze: 'stop every process at once and keep its memory for evidence (killpath inspect); resume thaws it',
   kill: 'stop now and end the process',
 };
 
@@ -254,6 +255,8 @@ export function stateLabel(state: 'running' | Level | 'stale'): string {
       return 'degraded';
     case 'isolate':
       return 'isolated';
+    case 'freeze':
+      return 'frozen';
   }
 }
 

@@ -1,7 +1,7 @@
 import type { FleetWorker, WorkerFlags } from './wire.ts';
 /**
  * A worker's below-halt flags as short words for people (CLI status, console):
- * `throttled 5/s per run`, `degraded (read-only)` or `degraded (crm.update)`, `isolated`;
+ * `throttled 5/s per run`, `degraded (read-only)` or `degraded (crm.update)`, `isolated`, `frozen`;
  * empty when none is in force.
  */
 export function flagWords(flags: WorkerFlags): string[] {
@@ -12,6 +12,7 @@ export function flagWords(flags: WorkerFlags): string[] {
       flags.degraded.includes('*') ? 'degraded (read-only)' : `degraded (${flags.degraded.join(', ')})`,
     );
   if (flags.isolated) out.push('isolated');
+  if (flags.frozen) out.push('frozen');
   return out;
 }
 

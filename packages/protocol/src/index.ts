@@ -39,6 +39,7 @@ export type {
   ReleaseCheck,
   WorkerFlags,
   LauncherOrders,
+  InspectOrder,
   LauncherMessage,
   Switchboard,
   SnapshotMessage,

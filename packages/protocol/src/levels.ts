@@ -1,18 +1,25 @@
 /**
  * The kill-path ladder, weakest first. A higher level dominates a lower one wherever both
- * cover the same run: a late `halt` never downgrades a `kill`.
+ * cover the same run: a late `halt` never downgrades a `kill`. `freeze` stops the agent's
+ * processes at once like a kill (its launcher freezes them: not one more instruction runs, egress
+ * is cut) but keeps their memory for evidence and can be undone (thaw = resume).
  */
-export const LEVELS = ['throttle', 'degrade', 'isolate', 'halt', 'kill'] as const;
+export const LEVELS = ['throttle', 'degrade', 'isolate', 'halt', 'freeze', 'kill'] as const;
 
 /** One rung of the ladder. */
 export type Level = (typeof LEVELS)[number];
 
-/** Rank of a level on the ladder: 1 for `throttle` up to 5 for `kill`; 0 means "no directive". */
+/** Rank of a level on the ladder: 1 for `throttle` up to 6 for `kill`; 0 means "no directive". */
 export function levelRank(level: Level): number {
   return LEVELS.indexOf(level) + 1;
 }
 
-/** True when `level` stops a run outright (every covered effect is refused). */
+/**
+ * True when `level` stops a run outright and its timers, queues and staged memory with it (halt,
+ * kill): what a worker reports `halted` for. A `freeze` is not one in the SDK: it refuses every
+ * effect like an isolate (for a worker its launcher has not frozen yet) and leaves the rest to
+ * the launcher, which stops the whole process.
+ */
 export function isStopLevel(level: Level): boolean {
   return level === 'halt' || level === 'kill';
 }
@@ -24,11 +31,11 @@ export function stepLevel(level: Level, direction: 'up' | 'down'): Level | null 
 
 /**
  * Why an effect is refused, by the directive that refuses it: `halted`/`killed` (a stop, run-wide
- * or one frozen tool), `isolated`, `revoked` (a degrade naming the capability), `read_only` (a
+ * or one frozen tool), `frozen` (a freeze), `isolated`, `revoked` (a degrade naming the capability), `read_only` (a
  * degrade of the whole scope: writes refused, reads flow). `stale` is the SDK's own: no fresh
  * switchboard.
  */
-export type RefusalReason = 'halted' | 'killed' | 'isolated' | 'revoked' | 'read_only' | 'stale';
+export type RefusalReason = 'halted' | 'killed' | 'frozen' | 'isolated' | 'revoked' | 'read_only' | 'stale';
 
 /** The refusal reason a directive of `level` gives (narrowed: it names capabilities); `null` for a throttle, which only delays. */
 export function refusalReason(level: Level, narrowed: boolean): RefusalReason | null {
@@ -37,6 +44,8 @@ export function refusalReason(level: Level, narrowed: boolean): RefusalReason | 
       return 'killed';
     case 'halt':
       return 'halted';
+    case 'freeze':
+      return 'frozen';
     case 'isolate':
       return 'isolated';
     case 'degrade':

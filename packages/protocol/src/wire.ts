@@ -256,6 +256,8 @@ export interface WorkerFlags {
   /** Capabilities revoked by a degrade, or `['*']` for read-only; empty when not degraded. */
   degraded: string[];
   isolated: boolean;
+  /** A freeze covers one of its runs (its launcher stops the process; the gate refuses every effect). Absent from older control planes. */
+  frozen?: boolean;
 }
 
 /** One record of the hash-chained audit log. */
@@ -290,7 +292,26 @@ export interface LauncherOrders {
   isolate: StreamDirective | null;
   /** The agent is halted: the launcher must not restart it. */
   halt: StreamDirective | null;
+  /**
+   * Freeze every process of the agent (cgroup freeze, or SIGSTOP) and cut its egress; thaw when
+   * it is cleared. Absent from control planes older than the freeze level (read as `null`).
+   */
+  freeze?: StreamDirective | null;
+}
+
+/**
+ * An operator asked for the evidence of a frozen agent (`killpath inspect`): the launcher writes
+ * the process tree, open files, connections (and core files where `gcore` is installed) while
+ * the agent stays frozen, and reports `process.inspected` with `requestId`.
+ */
+export interface InspectOrder {
+  type: 'inspect';
+  requestId: string;
+  /** The run asked about. */
+  runId: string;
+  /** Who asked (the operator's token name), for the evidence file. */
+  actor: string;
 }
 
 /** Everything a launcher stream carries. */
-export type LauncherMessage = LauncherOrders | KeepaliveMessage;
+export type LauncherMessage = LauncherOrders | InspectOrder | KeepaliveMessage;

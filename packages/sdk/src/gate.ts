@@ -14,7 +14,7 @@ import type { DenyVerdict } from './verdict.ts';
 export interface RunTable {
   /** The highest covering stop (halt or kill) without capabilities, or `null`: what timers, queues and staged memory obey. */
   readonly all: DenyVerdict | null;
-  /** What refuses every effect of the run: `all`, else a covering isolate; `null` when neither. */
+  /** What refuses every effect of the run: the higher of `all` and a covering isolate or freeze; `null` when none. */
   readonly block: DenyVerdict | null;
   /** A covering degrade without capabilities: `write` and `irreversible` effects are refused, reads flow. */
   readonly readOnly: DenyVerdict | null;
@@ -39,8 +39,8 @@ export const OPEN_TABLE: RunTable = Object.freeze({
 const DEGRADE = levelRank('degrade');
 
 /**
- * Compiles the mirror for one run. Higher levels dominate (kill over halt over isolate over
- * degrade); between equals the earlier directive wins, so verdicts stay stable while later
+ * Compiles the mirror for one run. Higher levels dominate (kill over freeze over halt over
+ * isolate over degrade); between equals the earlier directive wins, so verdicts stay stable while later
  * duplicates come and go. For `level`, a directive narrowed to capabilities counts at most as
  * `degrade`: it revokes those capabilities and leaves the run otherwise running.
  */
@@ -65,7 +65,9 @@ export function compileTable(entries: readonly MirrorEntry[], run: RunIdentity):
     if (d.capabilities === null) {
       if (isStopLevel(d.level)) {
         if (outranks(entry, all)) all = entry;
-      } else if (d.level === 'isolate') {
+      } else if (d.level === 'isolate' || d.level === 'freeze') {
+        // A freeze refuses every effect like an isolate: the worker's launcher stops the whole
+        // process; a worker it has not frozen yet (or one outside a launcher) refuses here.
         if (outranks(entry, isolate)) isolate = entry;
       } else if (outranks(entry, readOnly)) {
         readOnly = entry;
@@ -77,7 +79,8 @@ export function compileTable(entries: readonly MirrorEntry[], run: RunIdentity):
       if (outranks(entry, caps.get(cap) ?? null)) caps.set(cap, entry);
     }
   }
-  const block = all ?? isolate;
+  // The higher of the two refuses: a freeze over a halt reads as frozen, a kill over a freeze as killed.
+  const block = all !== null && (isolate === null || outranks(all, isolate)) ? all : (isolate ?? all);
   const floor = block === null ? 0 : levelRank(block.directive.level);
   let narrowed: Map<string, DenyVerdict> | null = null;
   if (caps !== null) {

@@ -83,6 +83,28 @@ test('isolate refuses every effect; a kill still dominates it; timers keep runni
   await client.close();
 });
 
+test('freeze refuses every effect like an isolate for a worker not frozen yet; it outranks a halt, a kill outranks it', async () => {
+  const { client, stream, clock } = await harness({ leaseMs: 60_000 });
+  const run = client.startRun({ runId: 'r1' });
+  let ticks = 0;
+  run.setInterval(() => ticks++, 100);
+  await stream.push(snapshot(1));
+  const slowWrite = deferred<string>();
+  const write = run.effect('crm.update', () => slowWrite.promise);
+  await drain();
+  await stream.push(issue(2, directive('f1', 'freeze', 'run:r1')));
+  assert.equal(reasonOf(run.check('search', 'read')), 'frozen');
+  assert.equal(reasonOf(run.check('crm.update', 'irreversible')), 'frozen');
+  await assert.rejects(write, (err) => codeOf(err) === 'halted', 'a write in flight is aborted');
+  clock.advance(250);
+  assert.equal(ticks, 2, 'the SDK leaves the process to its launcher: timers are not cancelled');
+  await stream.push(issue(3, directive('h1', 'halt', 'agent:t1/a1')));
+  assert.equal(reasonOf(run.check('llm')), 'frozen', 'freeze ranks above halt');
+  await stream.push(issue(4, directive('k1', 'kill', 'run:r1')));
+  assert.equal(reasonOf(run.check('llm')), 'killed');
+  await client.close();
+});
+
 test('a narrowed halt on one tool outranks a run-wide degrade; a run-wide halt outranks a revoked tool', async () => {
   const { client, stream } = await harness();
   const run = client.startRun({ runId: 'r1' });

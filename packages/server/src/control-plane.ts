@@ -507,8 +507,10 @@ export class ControlPlane {
       );
     }
     let level = stepLevel(from.level, body.direction);
-    // Isolate is agent-wide: a directive narrowed to capabilities steps over it (degrade ⇄ halt of those tools).
-    if (level === 'isolate' && from.capabilities !== null) level = stepLevel(level, body.direction);
+    // Isolate and freeze are agent-wide: a directive narrowed to capabilities steps over them
+    // (degrade ⇄ halt ⇄ kill of those tools).
+    if ((level === 'isolate' || level === 'freeze') && from.capabilities !== null)
+      level = stepLevel(level, body.direction);
     if (level === null) {
       throw new KillpathError(
         'conflict',

@@ -24,12 +24,13 @@ export const DEFAULT_ESCALATION_SLACK_MS = 1000;
  */
 export type AutomationPolicy = Record<Level, 'auto' | 'human'>;
 
-/** Throttle automatic; degrade automatic (and every degrade alerts); isolate and kill need a human. */
+/** Throttle automatic; degrade automatic (and every degrade alerts); isolate, freeze and kill need a human. */
 export const DEFAULT_AUTOMATION: AutomationPolicy = Object.freeze({
   throttle: 'auto',
   degrade: 'auto',
   isolate: 'human',
   halt: 'auto',
+  freeze: 'human',
   kill: 'human',
 });
 
@@ -91,6 +92,12 @@ export function checkLevel(
       'isolate cuts the whole agent off and cannot be narrowed to capabilities; to revoke tools, use degrade with capabilities',
     );
   }
+  if (body.level === 'freeze' && body.capabilities !== undefined) {
+    throw new KillpathError(
+      'invalid_request',
+      'freeze stops the whole process and cannot be narrowed to capabilities; to stop tools, use halt with capabilities',
+    );
+  }
   const steps = [...(body.escalation ?? [])];
   for (const s of steps) {
     if (levelRank(s.level) <= levelRank(body.level)) {
@@ -116,14 +123,15 @@ export function sameTarget(
 }
 
 /**
- * The below-halt levels in force on runs, from the control plane's own switchboard: the lowest
- * throttle rate, revoked capabilities (a degrade or a capability-narrowed stop; `*` for
- * read-only), isolation.
+ * The levels short of a stop in force on runs, from the control plane's own switchboard: the
+ * lowest throttle rate, revoked capabilities (a degrade or a capability-narrowed stop; `*` for
+ * read-only), isolation, a freeze.
  */
 export function flagsFor(active: readonly Directive[], runs: readonly RunIdentity[]): WorkerFlags {
   let throttled: Rate | null = null;
   const degraded = new Set<string>();
   let isolated = false;
+  let frozen = false;
   for (const d of active) {
     if (!runs.some((r) => coversRun(d, r))) continue;
     if (
@@ -136,8 +144,9 @@ export function flagsFor(active: readonly Directive[], runs: readonly RunIdentit
       for (const c of d.capabilities ?? ['*']) degraded.add(c);
     }
     if (d.level === 'isolate') isolated = true;
+    if (d.level === 'freeze') frozen = true;
   }
-  return { throttled, degraded: [...degraded].sort(), isolated };
+  return { throttled, degraded: [...degraded].sort(), isolated, frozen };
 }
 
 /** The run-wide (not capability-narrowed) directive of `level` covering any of `runs` with the highest rank, earliest first. */

@@ -136,6 +136,7 @@ export class LauncherHub {
       kill: order(covering(active, runs, ['kill'])),
       isolate: order(covering(active, runs, ['isolate'])),
       halt: order(covering(active, runs, ['halt'])),
+      freeze: order(covering(active, runs, ['freeze'])),
     };
   }
 
@@ -147,7 +148,7 @@ export class LauncherHub {
 
   #send(sink: LauncherSink, rev: number, active: readonly Directive[], always: boolean): void {
     const o = this.orders(sink, rev, active);
-    const key = `${o.kill?.id ?? ''}|${o.isolate?.id ?? ''}|${o.halt?.id ?? ''}`;
+    const key = `${o.kill?.id ?? ''}|${o.isolate?.id ?? ''}|${o.halt?.id ?? ''}|${o.freeze?.id ?? ''}`;
     if (!always && this.#sinks.get(sink) === key) return;
     this.#sinks.set(sink, key);
     if (!sink.write(frame('orders', o))) this.detach(sink);

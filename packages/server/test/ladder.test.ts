@@ -132,6 +132,11 @@ describe('the ladder at the control plane', () => {
     assert.equal(await reasonOf(res), 'read_only');
     res = await ask(grant('r3', 'crm.update', 'irreversible'));
     assert.equal(await reasonOf(res), 'isolated');
+    worker(h, 'w2', ['r4']);
+    const freeze = await issue(h, admin, { level: 'freeze', scope: 'run:r4', tenant: 'acme' });
+    res = await ask(grant('r4', 'crm.update'));
+    assert.equal(await reasonOf(res), 'frozen', 'a freeze refuses every permit of the run');
+    await h.req('POST', `/v1/directives/${freeze.id}/resume`, { token: admin, body: { justification: 'x' } });
     // Every degradation alerts; so does an isolation.
     assert.deepEqual(
       alerts.got.map((a) => a.kind),
@@ -140,7 +145,12 @@ describe('the ladder at the control plane', () => {
     assert.match(alerts.got[1]!.summary, /read-only/);
     // The fleet shows what the switchboard does to the worker, whatever the worker says.
     const fleet = h.cp.fleetView(undefined);
-    assert.deepEqual(fleet[0]!.flags, { throttled: null, degraded: ['*', 'wire_transfer'], isolated: true });
+    assert.deepEqual(fleet[0]!.flags, {
+      throttled: null,
+      degraded: ['*', 'wire_transfer'],
+      isolated: true,
+      frozen: false,
+    });
     await h.close();
   });
 
@@ -153,11 +163,20 @@ describe('the ladder at the control plane', () => {
       body: { direction: 'up', justification: 'not stopping' },
     });
     assert.equal(res.status, 201);
+    const freeze = ((await res.json()) as { directive: Directive }).directive;
+    assert.equal(freeze.level, 'freeze', 'above halt: freeze');
+    assert.equal(freeze.escalatedFrom, halt.id);
+    res = await h.req('POST', `/v1/directives/${freeze.id}/step`, {
+      token: op,
+      body: { direction: 'up', justification: 'evidence taken' },
+    });
+    assert.equal(res.status, 201);
     const kill = ((await res.json()) as { directive: Directive }).directive;
     assert.equal(kill.level, 'kill');
-    assert.equal(kill.escalatedFrom, halt.id);
-    assert.equal(kill.reason, 'not stopping', "the stepped directive carries the step's own reason");
-    assert.equal(kill.justification, 'not stopping');
+    assert.equal(kill.escalatedFrom, freeze.id);
+    assert.equal(freeze.reason, 'not stopping', "the stepped directive carries the step's own reason");
+    assert.equal(kill.reason, 'evidence taken');
+    assert.equal(kill.justification, 'evidence taken');
     await expectWireError(
       await h.req('POST', `/v1/directives/${kill.id}/step`, {
         token: op,
@@ -220,6 +239,28 @@ describe('the ladder at the control plane', () => {
     assert.equal(res.status, 201);
     const frozen = ((await res.json()) as { directive: Directive }).directive;
     assert.deepEqual([frozen.level, frozen.capabilities, frozen.escalation], ['halt', ['wire_transfer'], []]);
+    // Freeze stops the whole process: a tool halt steps over it to a tool kill, and it cannot be narrowed.
+    const up = await h.req('POST', `/v1/directives/${frozen.id}/step`, {
+      token: op,
+      body: { direction: 'up', justification: 'still wiring money' },
+    });
+    assert.equal(up.status, 201);
+    const killTool = ((await up.json()) as { directive: Directive }).directive;
+    assert.deepEqual([killTool.level, killTool.capabilities], ['kill', ['wire_transfer']]);
+    await expectWireError(
+      await h.req('POST', '/v1/directives', {
+        token: op,
+        body: {
+          level: 'freeze',
+          scope: 'agent:acme/bot',
+          capabilities: ['wire_transfer'],
+          reason: 'x',
+          justification: 'x',
+        },
+      }),
+      400,
+      'invalid_request',
+    );
     await h.close();
   });
 
@@ -372,6 +413,13 @@ describe('the ladder at the control plane', () => {
     });
     assert.equal(res.status, 200);
     assert.equal(orders.at(-1)!.isolate, null);
+    const freeze = await issue(h, op, { level: 'freeze', scope: 'run:r9', tenant: 'acme' });
+    assert.equal(
+      orders.at(-1)!.freeze?.id,
+      freeze.id,
+      'a freeze of a run the agent hosts reaches its launcher',
+    );
+    assert.equal(h.cp.fleetView(undefined)[0]!.flags.frozen, true, 'the fleet shows the worker frozen');
     await h.close();
   });
 });

@@ -28,7 +28,7 @@ Stops agents at one scope. Pick exactly one scope:
   --global                everything (admin token and --break-glass required)
 
 Options:
-  --level LEVEL           throttle | degrade | isolate | halt (default) | kill
+  --level LEVEL           throttle | degrade | isolate | halt (default) | freeze | kill
   --hard                  same as --level kill: no grace, the launcher ends the process group
   --rate N[/run|/agent]   throttle: effects per second, per run (default) or per agent, e.g. --rate 5/agent
   --tool NAME             narrow to this capability (repeatable): freeze one tool (halt/kill) or
@@ -47,9 +47,9 @@ Options:
 
 export const STEP_HELP = `killpath step <directive-id> up|down --reason TEXT [--rate N[/run|/agent]] [--break-glass TEXT] [--json]
 
-Moves a directive one level up or down the ladder (throttle < degrade < isolate < halt < kill):
+Moves a directive one level up or down the ladder (throttle < degrade < isolate < halt < freeze < kill):
 a new directive at the same scope replaces it at one rev. Stepping down to throttle needs --rate
-unless the directive had one. A directive narrowed to tools steps over isolate (degrade ⇄ halt).`;
+unless the directive had one. A directive narrowed to tools steps over isolate and freeze (degrade ⇄ halt ⇄ kill).`;
 
 export const RESUME_HELP = `killpath resume <directive-id> --reason TEXT [--same-release] [--break-glass TEXT] [--json]
 killpath resume <scope> --reason TEXT [--same-release] [--break-glass TEXT] [--json]

@@ -163,8 +163,9 @@ export function coveringRefusal(
   let top: Directive | null = null;
   for (const d of directives) {
     if (d.level === 'throttle') continue;
+    // Isolate and freeze refuse every effect of the run (a freeze cannot be narrowed).
     const hit =
-      d.level === 'isolate' || (d.level === 'degrade' && d.capabilities === null)
+      d.level === 'isolate' || d.level === 'freeze' || (d.level === 'degrade' && d.capabilities === null)
         ? coversRun(d, run)
         : coversEffect(d, run, capability);
     if (hit && (top === null || levelRank(d.level) > levelRank(top.level))) top = d;
