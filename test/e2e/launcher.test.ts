@@ -4,11 +4,12 @@
  */
 import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { cgroupSupport } from '@killpath/cli';
-import { startServerProcess, type ServerProcess } from './server-process.ts';
+import { ApiClient, cgroupSupport } from '@killpath/cli';
+import type { AuditRecord, Directive } from '@killpath/protocol';
+import { runCli, startServerProcess, until, type ServerProcess } from './server-process.ts';
 import { alive, launch, type Launched } from './launch.ts';
 
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
@@ -25,6 +26,12 @@ function needCgroup(t: TestContext): boolean {
 describe('the launcher as the last line of defence', { timeout: 240_000 }, () => {
   let dir: string;
   let server: ServerProcess;
+  let api: ApiClient;
+  const WHY = { reason: 'e2e launcher', justification: 'testing the launcher' };
+  const issue = async (body: Record<string, unknown>) =>
+    (await api.post<{ directive: Directive }>('/v1/directives', { ...WHY, ...body })).directive;
+  const auditOf = async (type: string) =>
+    (await api.get<{ records: AuditRecord[] }>(`/v1/audit?type=${type}&limit=5000`)).records;
   const launched: Launched[] = [];
   const strays: number[] = [];
   const go = (opts: Omit<Parameters<typeof launch>[0], 'url' | 'token'>) => {
@@ -36,6 +43,7 @@ describe('the launcher as the last line of defence', { timeout: 240_000 }, () =>
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'killpath-launcher-'));
     server = await startServerProcess(dir, 0, ['--keepalive-ms', '300', '--escalation-slack', '300']);
+    api = new ApiClient(server.url, server.adminToken);
   });
 
   after(async () => {
@@ -77,5 +85,128 @@ describe('the launcher as the last line of defence', { timeout: 240_000 }, () =>
     const deadline = Date.now() + 3000;
     while (existsSync(agentDir) && Date.now() < deadline) await sleep(20);
     assert.equal(existsSync(agentDir), false, 'the guard removed the agent cgroup');
+  });
+
+  test('freeze: not one effect after the freeze, inspect writes the evidence while frozen (no secrets), thaw resumes after a fresh snapshot', async (t) => {
+    if (!needCgroup(t)) return;
+    const evidenceDir = join(dir, 'evidence');
+    const l = go({
+      tenant: 'acme',
+      agent: 'frozen-bot',
+      run: 'f-1',
+      env: { LADDER_MODE: 'loop', LADDER_WRITES: '1' },
+      extra: ['--evidence-dir', evidenceDir],
+    });
+    const ready = await l.waitOut((e) => e.k === 'ready', 20_000, 'the agent');
+    await l.waitOut((e) => e.k === 'ev' && e.type === 'effect.started', 20_000, 'effects');
+    const freeze = await issue({ level: 'freeze', scope: 'run:f-1', tenant: 'acme' });
+    const frozen = await until('process.frozen', 10_000, async () =>
+      (await auditOf('process.frozen')).find((r) => r.data.directiveId === freeze.id),
+    );
+    assert.equal(frozen.data.isolation, 'cgroup');
+    assert.deepEqual(frozen.data.pids, [ready.pid]);
+    const frozenAt = Date.parse(frozen.ts);
+    const lines = l.out.length;
+    await sleep(3500); // longer than the agent's 3 s lease
+    assert.equal(l.out.length, lines, 'a frozen agent prints nothing: not one more instruction');
+    const after = l.out.filter(
+      (e) => e.k === 'ev' && e.type === 'effect.started' && (e.wall as number) > frozenAt,
+    ).length;
+    assert.equal(after, 0, 'no effect started after the freeze was recorded');
+    const ticks = (pid: number) => {
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return Number(f[11]) + Number(f[12]);
+    };
+    const cpu = ticks(ready.pid as number);
+
+    const token = (
+      await api.post<{ token: string }>('/v1/tokens', { role: 'operator', tenant: 'acme', name: 'e2e-op' })
+    ).token;
+    const conn = ['--url', server.url, '--token', token];
+    const refused = await runCli(['inspect', ...conn, '--run', 'nobody-frozen', '--reason', 'x']);
+    assert.equal(refused.code, 2, 'a run nobody holds frozen is a clear refusal');
+    assert.match(refused.stderr, /freeze it first/);
+    const t0 = performance.now();
+    const r = await runCli([
+      'inspect',
+      ...conn,
+      '--run',
+      'f-1',
+      '--reason',
+      'what was it doing',
+      '--no-cores',
+    ]);
+    const inspectMs = Math.round(performance.now() - t0);
+    assert.equal(
+      r.code,
+      0,
+      `${r.stderr}\nlauncher: ${l.log
+        .slice(-8)
+        .map((x) => JSON.stringify(x))
+        .join('\n')}`,
+    );
+    const path = /: (\S+evidence\.json) \(/.exec(r.stdout)?.[1];
+    assert.ok(path, r.stdout);
+    const evidence = JSON.parse(readFileSync(path, 'utf8')) as {
+      frozen: boolean;
+      processes: {
+        pid: number;
+        cmdline: string[];
+        core: string | null;
+        files: { connection?: { state: string; remote: string | null } }[];
+      }[];
+      coreNote: string | null;
+    };
+    assert.equal(evidence.frozen, true);
+    assert.deepEqual(
+      evidence.processes.map((p) => p.pid),
+      [ready.pid],
+    );
+    const port = new URL(server.url).port;
+    assert.ok(
+      evidence.processes[0]!.files.some(
+        (f) => f.connection?.state === 'ESTABLISHED' && f.connection.remote?.endsWith(`:${port}`),
+      ),
+      'its connection to the control plane is listed',
+    );
+    const text = readFileSync(path, 'utf8');
+    assert.ok(
+      !text.includes(server.adminToken) && !text.includes('KILLPATH_TOKEN'),
+      'no secret from the environment',
+    );
+    const core = evidence.processes[0]!.core;
+    console.log(
+      `# inspect of a frozen agent (1 process): ${inspectMs} ms through the CLI, core ${core === null ? `not written (${evidence.coreNote})` : `${Math.round(statSync(core).size / 1e6)} MB`}`,
+    );
+    if (core !== null) rmSync(core, { force: true });
+    assert.equal(ticks(ready.pid as number), cpu, 'the agent ran not one tick during the inspection');
+    const inspected = (await auditOf('operator_action')).find((x) => x.data.action === 'process.inspect');
+    assert.equal(inspected?.actor, 'e2e-op', 'the inspection is on the record with who asked');
+
+    await api.post(`/v1/directives/${freeze.id}/resume`, { justification: 'evidence taken' });
+    const thawed = await until('process.thawed', 10_000, async () =>
+      (await auditOf('process.thawed')).find((x) => x.data.directiveId === freeze.id),
+    );
+    const resync = await l.waitOut(
+      (e) => e.k === 'ev' && e.type === 'stream.resync' && /lease expired/.test(String(e.reason)),
+      10_000,
+      'a resync after the thaw',
+    );
+    const resumed = await l.waitOut(
+      (e) => e.k === 'ev' && e.type === 'effect.started' && (e.wall as number) > (resync.wall as number),
+      10_000,
+      'effects after the thaw',
+    );
+    const snapshotFirst = l.out.find(
+      (e) => e.k === 'ev' && e.type === 'stream.connected' && (e.wall as number) > (resync.wall as number),
+    );
+    assert.ok(
+      snapshotFirst && (snapshotFirst.wall as number) <= (resumed.wall as number),
+      'a fresh snapshot before the first effect',
+    );
+    console.log(
+      `# thaw: resume → process.thawed ${Date.parse(thawed.ts) - Date.parse(String(freeze.issuedAt))} ms after the freeze was issued; first effect after the resync at +${(resumed.wall as number) - (resync.wall as number)} ms`,
+    );
+    await l.stop();
   });
 });

@@ -12,7 +12,8 @@ Usage: killpath <command> [options]        (killpath <command> --help for detail
   resume ID        clear a directive, with a justification (or every one at a scope: --agent T/A, …)
   approve REQ      approve a pending request (a resume or policy change the policy's approval rules gate)
   approvals        list approval requests (default: pending)
-  run -- CMD       launch an agent under a launcher that enforces kill and isolate on its process
+  run -- CMD       launch an agent under a launcher that enforces kill, freeze and isolate on its processes
+  inspect --run R  take the evidence of a frozen run (process tree, files, connections, cores)
   mcp-gateway -- CMD  an MCP server in front of another: the kill path for any MCP client
   status           fleet and active directives
   audit verify     check the hash-chained audit log (--checkpoint FILE: against a kept signed checkpoint)
@@ -52,6 +53,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   run: async () => import('./commands/run.ts').then((m) => ({ run: m.run, help: m.RUN_HELP })),
   'mcp-gateway': async () =>
     import('./commands/mcp-gateway.ts').then((m) => ({ run: m.mcpGateway, help: m.MCP_GATEWAY_HELP })),
+  inspect: async () =>
+    import('./commands/inspect.ts').then((m) => ({ run: m.inspect, help: m.INSPECT_HELP })),
   status: async () => import('./commands/status.ts').then((m) => ({ run: m.status, help: m.STATUS_HELP })),
   audit: async () => import('./commands/audit.ts').then((m) => ({ run: m.audit, help: m.AUDIT_HELP })),
   token: async () => import('./commands/token.ts').then((m) => ({ run: m.token, help: m.TOKEN_HELP })),

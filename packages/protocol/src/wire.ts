@@ -311,6 +311,8 @@ export interface InspectOrder {
   runId: string;
   /** Who asked (the operator's token name), for the evidence file. */
   actor: string;
+  /** Write a core file of each process where gcore is installed. */
+  cores: boolean;
 }
 
 /** Everything a launcher stream carries. */

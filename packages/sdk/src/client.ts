@@ -115,6 +115,8 @@ export class Client {
   private workerTable: RunTable = OPEN_TABLE;
   private readonly createdAt: number;
   private streamLive = false;
+  /** The lease expired and no snapshot came since: messages still queued on the old stream renew nothing. */
+  private leaseLapsed = false;
   private closing: Promise<void> | null = null;
   private heartbeatTimer: unknown = null;
   private readonly launcherId: string | null;
@@ -360,8 +362,16 @@ export class Client {
 
   private onMessage(msg: StreamMessage, fresh: boolean): 'ok' | 'resync' {
     if (this.closing !== null) return 'ok';
+    // After the lease expired, what is still queued on the same stream may be as old as the
+    // silence (a process frozen, thawed; a stalled network): it renews nothing. A fresh stream's
+    // snapshot must come first, before any effect.
+    // The expiry timer may not have run yet: a thawed process handles queued I/O first.
+    if (!fresh && this.lease.overdue()) this.leaseLapsed = true;
+    if (this.leaseLapsed && !fresh)
+      return this.resync('the lease expired on this stream: a fresh snapshot first');
     switch (msg.type) {
       case 'snapshot':
+        this.leaseLapsed = false;
         if (fresh) {
           this.streamLive = true;
           this.record({ type: 'stream.connected', rev: msg.rev, at: this.clock.now() });
@@ -442,6 +452,7 @@ export class Client {
 
   /** Lease ran out: every run is treated as halted: its in-flight writes and model calls are aborted, its signal too. */
   private expire(): void {
+    this.leaseLapsed = true;
     let writes = 0;
     for (const state of this.runs.values()) {
       for (const effect of state.inFlight) if (stopsInFlight(effect) && !effect.aborted) writes += 1;

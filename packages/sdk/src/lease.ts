@@ -51,6 +51,14 @@ export class Lease {
     this.timer = null;
   }
 
+  /**
+   * True when the last contact is older than `leaseMs` now, even if the expiry timer has not run
+   * yet (a process thawed after a freeze handles its queued I/O before its overdue timers).
+   */
+  overdue(): boolean {
+    return this.lastContact !== null && this.clock.now() >= this.contactDeadline;
+  }
+
   /** Milliseconds until the gate closes, 0 when it is closed. */
   remainingMs(): number {
     return Math.max(0, this.deadline - this.clock.now());

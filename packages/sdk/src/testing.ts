@@ -63,6 +63,15 @@ export class ManualClock implements Clock {
     };
   }
 
+  /**
+   * Moves time forward by `ms` without firing the timers that fall due: they are overdue and
+   * run at the next {@link ManualClock.advance} (a process that was frozen: its queued I/O is
+   * handled before its overdue timers).
+   */
+  jump(ms: number): void {
+    this.t += ms;
+  }
+
   /** Moves time forward by `ms`, firing every timer that falls due on the way (including ones they set). */
   advance(ms: number): void {
     const target = this.t + ms;

@@ -17,8 +17,8 @@ test('every check denies stale before the first snapshot, allows after', async (
   await client.close();
 });
 
-test('the lease expires leaseMs after the last message and keepalives renew it', async () => {
-  const { client, stream, clock, sink } = await harness({ leaseMs: 3_000 });
+test('the lease expires leaseMs after the last message and keepalives renew it; after expiry a fresh snapshot comes first', async () => {
+  const { client, stream, clock, sink, transport } = await harness({ leaseMs: 3_000 });
   const run = client.startRun({ runId: 'r1' });
   await stream.push(snapshot(1));
   clock.advance(2_000);
@@ -34,9 +34,29 @@ test('the lease expires leaseMs after the last message and keepalives renew it',
   const expired = sink.ofType('lease.expired');
   assert.equal(expired.length, 1);
   assert.equal(expired[0]?.sinceContactMs, 3_000);
-  // Contact again: the gate opens.
+  // Contact again on the same stream: what was queued there during the silence (a frozen
+  // process, a stalled network) renews nothing; the worker takes a fresh snapshot first.
   await stream.push(keepalive(1));
-  assert.equal(run.check('llm').kind, 'allow');
+  assert.equal(stream.closed, true, 'the old stream is dropped');
+  assert.deepEqual(run.check('llm'), { kind: 'deny', reason: 'stale', directive: null });
+  assert.match(sink.ofType('stream.resync')[0]?.reason ?? '', /lease expired/);
+  clock.advance(120);
+  const second = await transport.nextStream();
+  await second.push(snapshot(1));
+  assert.equal(run.check('llm').kind, 'allow', 'the fresh snapshot opens the gate');
+  await client.close();
+});
+
+test('a message handled after the lease ran out, before its timer fired (a thawed process), renews nothing: resync', async () => {
+  const { client, stream, clock, sink } = await harness({ leaseMs: 3_000 });
+  const run = client.startRun({ runId: 'r1' });
+  await stream.push(snapshot(1));
+  // The clock jumps (the process was frozen) and the queued keepalive is handled first.
+  clock.jump(10_000);
+  await stream.push(keepalive(1));
+  assert.equal(stream.closed, true, 'dropped for a fresh stream');
+  assert.deepEqual(run.check('llm'), { kind: 'deny', reason: 'stale', directive: null });
+  assert.match(sink.ofType('stream.resync')[0]?.reason ?? '', /lease expired/);
   await client.close();
 });
 

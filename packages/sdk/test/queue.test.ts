@@ -292,7 +292,7 @@ test('lease expiry discards queued tasks and aborts running ones; ending a run d
 });
 
 test('tasks pushed while the lease is expired start once contact is back', async () => {
-  const { client, stream, clock } = await harness({ leaseMs: 1_000, heartbeatMs: 60_000 });
+  const { client, stream, clock, transport } = await harness({ leaseMs: 1_000, heartbeatMs: 60_000 });
   const run = client.startRun({ runId: 'r1' });
   await stream.push(snapshot(1));
   const { handler, started } = manualHandler();
@@ -301,7 +301,12 @@ test('tasks pushed while the lease is expired start once contact is back', async
   q.push({ n: 1 }, { run });
   await drain();
   assert.equal(started.length, 0, 'nothing starts without a fresh switchboard');
+  // Contact is back: after an expiry, through a fresh stream's snapshot.
   await stream.push({ type: 'keepalive', rev: 1 });
+  await drain();
+  assert.equal(started.length, 0, 'a keepalive queued on the old stream is not contact');
+  clock.advance(120);
+  await (await transport.nextStream()).push(snapshot(1));
   await drain();
   assert.deepEqual(
     started.map((s) => s.n),

@@ -9,7 +9,7 @@ import {
   type RunIdentity,
   type RunReport,
 } from '@killpath/protocol';
-import { flagsFor } from './ladder.ts';
+import { flagsFor, covering } from './ladder.ts';
 
 interface WorkerEntry {
   workerId: string;
@@ -196,6 +196,15 @@ export class Fleet {
    * What the deadman needs of a worker: identity, whether its stream is open, the runs it hosts
    * (registered ones included), its pid and launcher; `null` when unknown.
    */
+  /**
+   * True when a freeze covers one of the worker's runs: its silence is ordered (its launcher
+   * froze the process), not a hang, so the deadman leaves it alone.
+   */
+  frozen(workerId: string, active: readonly Directive[]): boolean {
+    const w = this.#workers.get(workerId);
+    return w !== undefined && covering(active, identities(w), ['freeze']) !== null;
+  }
+
   watchInfo(workerId: string): {
     tenant: string;
     agent: string;

@@ -1,6 +1,7 @@
 import {
   streamDirective,
   type Directive,
+  type InspectOrder,
   type LauncherOrders,
   type Release,
   type RunIdentity,
@@ -138,6 +139,28 @@ export class LauncherHub {
       halt: order(covering(active, runs, ['halt'])),
       freeze: order(covering(active, runs, ['freeze'])),
     };
+  }
+
+  /**
+   * Sends `order` to every connected launcher of `tenant` whose agent hosts `runId` (its own
+   * `--run` or a run its workers report) and which is ordered to freeze now; returns their ids.
+   */
+  inspect(
+    tenant: string,
+    runId: string,
+    rev: number,
+    active: readonly Directive[],
+    order: InspectOrder,
+  ): string[] {
+    const reached: string[] = [];
+    for (const sink of [...this.#sinks.keys()]) {
+      if (sink.tenant !== tenant) continue;
+      const hosts = sink.runId === runId || this.#runsOf(sink).some((r) => r.runId === runId);
+      if (!hosts || !this.orders(sink, rev, active).freeze) continue;
+      if (sink.write(frame('inspect', order))) reached.push(sink.launcherId);
+      else this.detach(sink);
+    }
+    return reached;
   }
 
   close(): void {

@@ -38,6 +38,8 @@ Options:
                           it; keep: the agent outlives it
   --restart on-failure    restart the agent when it exits non-zero, unless halted or killed
   --kill-grace MS         SIGTERM → SIGKILL grace (default 2000)
+  --evidence-dir DIR      where killpath inspect writes a frozen agent's evidence
+                          (default <tmpdir>/killpath-evidence)
   --launcher-id ID        default launch-<uuid>
   --mcp NAME=COMMAND      put an MCP gateway in front of the agent (repeatable): the launcher starts
                           COMMAND (split on spaces) as an MCP server behind an MCP gateway
@@ -66,6 +68,7 @@ export async function run(args: string[]): Promise<number> {
       isolation: { type: 'string' },
       'orphan-policy': { type: 'string' },
       'kill-grace': { type: 'string' },
+      'evidence-dir': { type: 'string' },
       'launcher-id': { type: 'string' },
       mcp: { type: 'string', multiple: true },
       'mcp-classes': { type: 'string', multiple: true },
@@ -154,6 +157,7 @@ export async function run(args: string[]): Promise<number> {
     restart,
     isolation,
     orphanPolicy,
+    ...(values['evidence-dir'] ? { evidenceDir: values['evidence-dir'] } : {}),
     killGraceMs: intFlag('kill-grace', values['kill-grace'], 2000),
     ...(values['launcher-id'] ? { launcherId: values['launcher-id'] } : {}),
     ...(fronts === null ? {} : { env: { ...process.env, ...fronts.env } }),

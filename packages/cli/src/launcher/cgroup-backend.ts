@@ -14,7 +14,7 @@ import {
   type ProcessBackend,
   type TerminateResult,
 } from './process-backend.ts';
-import { sendSignal, sleep } from './proc.ts';
+import { readStat, sendSignal, sleep } from './proc.ts';
 
 /** Options of {@link CgroupProcessBackend}. */
 export interface CgroupProcessBackendOptions {
@@ -170,6 +170,26 @@ class CgroupAgentHandle implements AgentHandle {
     this.#frozen = false;
     const confirmed = await this.#cg.freeze(false, this.#opts.killTimeoutMs);
     return { ms: round1(performance.now() - t0), pids: this.processes(), confirmed };
+  }
+
+  async holdForTrace<T>(fn: () => Promise<T>): Promise<T> {
+    if (!this.#frozen) return fn();
+    const pids = this.#cg.procs();
+    for (const pid of pids) sendSignal(pid, 'SIGSTOP');
+    await this.#cg.freeze(false, this.#opts.killTimeoutMs);
+    // Wait for every process to show as stopped (bounded): then ptrace can attach.
+    const deadline = performance.now() + this.#opts.killTimeoutMs;
+    while (
+      pids.some((pid) => !['T', 't', 'Z', 'X', undefined].includes(readStat(pid)?.state)) &&
+      performance.now() < deadline
+    )
+      await sleep(1);
+    try {
+      return await fn();
+    } finally {
+      await this.#cg.freeze(true, this.#opts.killTimeoutMs);
+      for (const pid of this.#cg.procs()) sendSignal(pid, 'SIGCONT');
+    }
   }
 
   terminate(graceMs: number): Promise<TerminateResult> {

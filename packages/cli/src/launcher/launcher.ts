@@ -2,7 +2,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import type { StreamDirective, LauncherOrders, Release } from '@killpath/protocol';
+import type { StreamDirective, InspectOrder, LauncherOrders, Release } from '@killpath/protocol';
+import { writeEvidence } from './evidence.ts';
 import { EgressProxy, type EgressEvent } from './egress-proxy.ts';
 import { AgentNetns, unixTcpBridge } from './netns.ts';
 import { OrdersLink, reportLauncherEvents } from './orders-link.ts';
@@ -36,6 +37,8 @@ export interface LauncherOptions {
   restart?: 'never' | 'on-failure';
   /** SIGTERM → SIGKILL grace when killing the agent's process group, in ms. Default 2000. */
   killGraceMs?: number;
+  /** Where `killpath inspect` evidence is written (`<dir>/<launcher id>/<request id>/`). Default `<tmpdir>/killpath-evidence`. */
+  evidenceDir?: string;
   /** How long to wait for the first orders before starting, in ms. Default 10 000. */
   startTimeoutMs?: number;
   /** CA file (PEM) the agent trusts for the control plane's certificate, passed as `KILLPATH_CA`; default none. */
@@ -93,6 +96,9 @@ export class Launcher {
   #killedBy: StreamDirective | null = null;
   #isolatedBy: StreamDirective | null = null;
   #isolating: Promise<void> = Promise.resolve();
+  #frozenBy: StreamDirective | null = null;
+  /** Freeze, thaw and inspections, one after the other. */
+  #freezing: Promise<void> = Promise.resolve();
   #refusedLogged = new Set<string>();
   readonly #tell: (line: string) => void;
   #stopping = false;
@@ -117,6 +123,7 @@ export class Launcher {
       netns: opts.netns ?? false,
       restart: opts.restart ?? 'never',
       killGraceMs: opts.killGraceMs ?? 2000,
+      evidenceDir: opts.evidenceDir ?? join(tmpdir(), 'killpath-evidence'),
       startTimeoutMs: opts.startTimeoutMs ?? 10_000,
       env: opts.env ?? process.env,
     };
@@ -172,6 +179,13 @@ export class Launcher {
       features: o.features,
       release: o.release,
       onOrders: (orders) => this.#apply(orders),
+      onInspect: (order) => {
+        this.#freezing = this.#freezing
+          .then(() => this.#inspect(order))
+          .catch((err: unknown) =>
+            this.#say('error', 'inspection failed', { requestId: order.requestId, err: String(err) }),
+          );
+      },
       onState: (state, detail) =>
         this.#say(state === 'connected' ? 'info' : 'warn', `control plane ${state}`, { detail }),
     });
@@ -188,7 +202,7 @@ export class Launcher {
       );
       return EXIT_UNREACHABLE;
     }
-    const stop = orders.kill ?? orders.halt;
+    const stop = orders.kill ?? orders.freeze ?? orders.halt;
     if (stop !== null) {
       this.#say('error', `not starting: ${stop.level} ${stop.scopeText} (${stop.id}) covers this agent`, {
         directiveId: stop.id,
@@ -220,7 +234,7 @@ export class Launcher {
       if (this.#stopping) return exitCode(exit);
       if (o.restart !== 'on-failure' || exit.code === 0) return exitCode(exit);
       const now = this.#link.last;
-      const covering = now?.kill ?? now?.halt ?? null;
+      const covering = now?.kill ?? now?.freeze ?? now?.halt ?? null;
       if (covering !== null) {
         this.#say(
           'warn',
@@ -240,8 +254,8 @@ export class Launcher {
       this.#say('info', 'restarting the agent (on-failure)', { inMs: wait, restarts });
       await new Promise((ok) => setTimeout(ok, wait));
       const again = this.#link.last;
-      if (again?.kill || again?.halt || this.#stopping) {
-        const d = (again?.kill ?? again?.halt)!;
+      if (again?.kill || again?.freeze || again?.halt || this.#stopping) {
+        const d = (again?.kill ?? again?.freeze ?? again?.halt)!;
         if (d)
           this.#report([
             { type: 'process.restart_refused', directiveId: d.id, detail: 'halted while waiting to restart' },
@@ -366,6 +380,17 @@ export class Launcher {
         ]);
       });
     }
+    const fz = orders.freeze ?? null;
+    if (fz !== null && this.#frozenBy === null && this.#killing === null && this.#child?.alive()) {
+      this.#frozenBy = fz;
+      const child = this.#child;
+      this.#freezing = this.#freezing.then(() => this.#freeze(child, fz));
+    } else if (fz === null && this.#frozenBy !== null) {
+      const was = this.#frozenBy;
+      this.#frozenBy = null;
+      const child = this.#child;
+      if (child) this.#freezing = this.#freezing.then(() => this.#thaw(child, was));
+    }
     const iso = orders.isolate;
     if (this.#proxy === null) return; // not started yet: applied right after the egress starts
     if (iso !== null && this.#isolatedBy === null) {
@@ -391,9 +416,114 @@ export class Launcher {
     this.#report([{ type: 'process.isolated', directiveId: d.id, pid: this.#child?.pid ?? 0, cut, ms }]);
   }
 
+  /**
+   * Freezes every process of the agent (not one more instruction runs), then cuts its egress as
+   * an isolate does; audited `process.frozen` with the processes and the time to confirmed.
+   */
+  async #freeze(child: AgentHandle, d: StreamDirective): Promise<void> {
+    if (this.#killing !== null || !child.alive()) return;
+    const r = await child.freeze();
+    const cut = this.#proxy?.isolate() ?? 0;
+    if (this.#ns !== null) await this.#ns.cut([0]);
+    this.#say('warn', `agent frozen: ${d.scopeText} (${d.id})`, {
+      pid: child.pid,
+      pids: r.pids,
+      ms: r.ms,
+      confirmed: r.confirmed,
+      cut,
+      isolation: this.#backend.isolation,
+    });
+    this.#report([
+      {
+        type: 'process.frozen',
+        directiveId: d.id,
+        pid: child.pid,
+        pids: r.pids.slice(0, 1000),
+        ms: r.ms,
+        cut,
+        isolation: this.#backend.isolation,
+        ...(r.confirmed ? {} : { detail: 'the kernel did not confirm the freeze in time' }),
+      },
+    ]);
+  }
+
+  /** Thaws the agent (the freeze was cleared) and restores egress unless an isolate is in force. */
+  async #thaw(child: AgentHandle, d: StreamDirective): Promise<void> {
+    if (this.#killing !== null || !child.alive() || !child.frozen()) return;
+    const r = await child.thaw();
+    if (this.#isolatedBy === null) {
+      this.#proxy?.release();
+      if (this.#ns !== null) await this.#ns.restore([0]);
+    }
+    this.#say('info', `agent thawed (${d.id} cleared)`, { pid: child.pid, pids: r.pids, ms: r.ms });
+    this.#report([
+      {
+        type: 'process.thawed',
+        directiveId: d.id,
+        pid: child.pid,
+        pids: r.pids.slice(0, 1000),
+        ms: r.ms,
+        isolation: this.#backend.isolation,
+      },
+    ]);
+  }
+
+  /** Writes the evidence of the frozen agent (`killpath inspect`); refuses when it is not frozen. */
+  async #inspect(order: InspectOrder): Promise<void> {
+    const child = this.#child;
+    if (child === null || !child.alive() || !child.frozen()) {
+      this.#say('warn', 'inspection refused: the agent is not frozen', { requestId: order.requestId });
+      this.#report([
+        {
+          type: 'process.inspected',
+          requestId: order.requestId,
+          pid: child?.pid ?? 0,
+          detail: 'refused: the agent is not frozen',
+        },
+      ]);
+      return;
+    }
+    const dir = join(this.#o.evidenceDir, this.id, order.requestId);
+    const pids = child.processes();
+    const started = performance.now();
+    const { path, evidence } = await writeEvidence({
+      dir,
+      requestId: order.requestId,
+      runId: order.runId,
+      actor: order.actor,
+      launcherId: this.id,
+      isolation: this.#backend.isolation,
+      pids,
+      frozen: child.frozen(),
+      cores: order.cores,
+      hold: (fn) => child.holdForTrace(fn),
+    });
+    const cores = evidence.processes.filter((p) => p.core !== null).length;
+    const detail = `${evidence.processes.length} processes, ${cores} core files${evidence.coreNote ? ` (${evidence.coreNote})` : ''}`;
+    this.#say('warn', 'evidence written (the agent stays frozen)', {
+      requestId: order.requestId,
+      path,
+      detail,
+      ms: Math.round(performance.now() - started),
+    });
+    this.#report([
+      {
+        type: 'process.inspected',
+        requestId: order.requestId,
+        pid: child.pid,
+        pids: pids.slice(0, 1000),
+        path,
+        ms: performance.now() - started,
+        isolation: this.#backend.isolation,
+        detail,
+      },
+    ]);
+  }
+
   async #release(d: StreamDirective): Promise<void> {
-    this.#proxy?.release();
-    if (this.#ns !== null) await this.#ns.restore([0]);
+    // A freeze keeps egress cut until it is thawed.
+    if (this.#frozenBy === null) this.#proxy?.release();
+    if (this.#ns !== null && this.#frozenBy === null) await this.#ns.restore([0]);
     this.#refusedLogged.clear();
     this.#say('info', `isolation lifted (${d.id} cleared)`, {});
     this.#report([{ type: 'process.released', directiveId: d.id, pid: this.#child?.pid ?? 0 }]);
@@ -457,6 +587,7 @@ export class Launcher {
     // Unconditionally: an agent that exited on its own may have left children or daemons behind.
     if (this.#child !== null) await this.#child.terminate(this.#o.killGraceMs);
     await this.#isolating.catch(() => {});
+    await this.#freezing.catch(() => {});
     if (this.#proxy !== null)
       this.#say('info', 'egress destinations reached', {
         destinations: Object.fromEntries(this.#proxy.destinations()),

@@ -1,5 +1,5 @@
 import { createParser } from 'eventsource-parser';
-import { formatRelease, type LauncherOrders, type Release } from '@killpath/protocol';
+import { formatRelease, type InspectOrder, type LauncherOrders, type Release } from '@killpath/protocol';
 
 /** Options of {@link OrdersLink}. */
 export interface OrdersLinkOptions {
@@ -16,6 +16,8 @@ export interface OrdersLinkOptions {
   release?: Release | null;
   /** Called with every `orders` message (on connect and on each change). */
   onOrders(orders: LauncherOrders): void;
+  /** Called with every `inspect` message (an operator asked for a frozen agent's evidence). */
+  onInspect?(order: InspectOrder): void;
   /** Connection changes, for the launcher's log. */
   onState?(state: 'connected' | 'disconnected', detail: string): void;
   /** Reconnect if nothing (orders or keep-alive) arrived for this long, in ms. Default 10 000. */
@@ -114,6 +116,10 @@ export class OrdersLink {
       onEvent: (event) => {
         clearTimeout(silence);
         silence = setTimeout(() => abort.abort(), silenceMs);
+        if (event.event === 'inspect') {
+          o.onInspect?.(JSON.parse(event.data) as InspectOrder);
+          return;
+        }
         if (event.event !== 'orders') return;
         const orders = JSON.parse(event.data) as LauncherOrders;
         this.#last = orders;

@@ -94,6 +94,14 @@ export interface AgentHandle {
   thaw(): Promise<FreezeResult>;
   /** True between a {@link AgentHandle.freeze} and the next thaw or terminate. */
   frozen(): boolean;
+  /**
+   * Runs `fn` with the frozen agent's processes in a state a debugger can attach to (ptrace
+   * cannot stop a task the cgroup freezer holds): on the cgroup backend every process gets a
+   * SIGSTOP and the cgroup is thawed so that it takes effect (a thawed task handles the pending
+   * stop before it returns to user space: no instruction of the agent runs), then frozen again
+   * and continued. On the process-group backend the processes are SIGSTOPped already.
+   */
+  holdForTrace<T>(fn: () => Promise<T>): Promise<T>;
 }
 
 /** Starts agents. Processes first; a container-orchestrator backend can implement the same. */
@@ -308,6 +316,10 @@ class LocalAgentHandle implements AgentHandle {
     const pids = [...live.keys()];
     if (this.#leaderAlive) pids.push(this.pid);
     return { ms: round1(performance.now() - t0), pids: pids.sort((a, b) => a - b), confirmed: true };
+  }
+
+  holdForTrace<T>(fn: () => Promise<T>): Promise<T> {
+    return fn();
   }
 
   terminate(graceMs: number): Promise<TerminateResult> {

@@ -285,3 +285,74 @@ test(
     process.kill(escapee, 'SIGKILL');
   },
 );
+
+test(
+  'inspect: the evidence of a frozen agent (tree, files, connections, a core where gcore is installed, no environment) and it ran not one tick',
+  { timeout: 120_000 },
+  async (t) => {
+    const parent = needCgroup(t);
+    if (parent === null) return;
+    const { writeEvidence, gcoreBinary } = await import('../../src/launcher/evidence.ts');
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const backend = new CgroupProcessBackend({ parent, orphanPolicy: 'keep' });
+    // A small process (a fast core) with a secret in its environment and a CPU-bound loop.
+    const agent = backend.start({
+      command: '/bin/sh',
+      args: ['-c', 'echo up; while :; do :; done'],
+      env: { PATH: process.env.PATH, KILLPATH_TOKEN: 'kp_secret_never_in_evidence' },
+      stdio: 'pipe',
+    });
+    reap(t, () => [agent.pid], agent);
+    t.after(() => agent.terminate(0));
+    await new Promise((ok) => agent.stdout!.once('data', ok));
+    await agent.freeze();
+    const cpu = cpuTicks(agent.pid);
+    const dir = mkdtempSync(join(tmpdir(), 'killpath-evidence-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const { path, evidence } = await writeEvidence({
+      dir,
+      requestId: 'insp_1',
+      runId: 'r1',
+      actor: 'op',
+      launcherId: 'L1',
+      isolation: 'cgroup',
+      pids: agent.processes(),
+      frozen: agent.frozen(),
+      cores: true,
+      hold: (fn) => agent.holdForTrace(fn),
+    });
+    assert.equal(cpuTicks(agent.pid), cpu, 'not one tick while the evidence was taken');
+    assert.equal(agent.frozen(), true);
+    assert.match(
+      readFileSync(
+        join(parent, (agent as unknown as { cgroup: string }).cgroup.split('/').pop()!, 'cgroup.events'),
+        'utf8',
+      ),
+      /frozen 1/,
+      'frozen again after the cores',
+    );
+    assert.deepEqual(
+      evidence.processes.map((p) => p.pid),
+      [agent.pid],
+    );
+    assert.deepEqual(evidence.processes[0]!.cmdline.slice(0, 2), ['/bin/sh', '-c']);
+    assert.ok(evidence.processes[0]!.files.some((f) => f.fd === 1 && /^(socket|pipe):\[/.test(f.target)));
+    assert.ok(
+      !readFileSync(path, 'utf8').includes('kp_secret_never_in_evidence'),
+      'the environment is never read',
+    );
+    if (gcoreBinary() === null) {
+      assert.match(evidence.coreNote ?? '', /not installed/);
+    } else {
+      assert.equal(evidence.coreNote, null, 'every core written');
+      assert.ok(existsSync(evidence.processes[0]!.core!), 'the core file exists');
+    }
+    // Thawed, it runs again.
+    await agent.thaw();
+    const deadline = Date.now() + 5000;
+    while (cpuTicks(agent.pid) === cpu && Date.now() < deadline) await sleep(20);
+    assert.ok(cpuTicks(agent.pid) > cpu);
+  },
+);

@@ -13,6 +13,7 @@ import {
   HeartbeatBody,
   IssueDirectiveBody,
   LauncherEventBody,
+  InspectBody,
   ResumeBody,
   RunBody,
   StepBody,
@@ -20,6 +21,7 @@ import {
 import { tokenRoutes } from './token-routes.ts';
 import { approvalRoutes } from './approval-routes.ts';
 import { openLauncherStream } from './launcher-route.ts';
+import { inspectRun } from '../inspect.ts';
 import { openStream } from './stream-route.ts';
 import { effectsRoutes } from './effects-routes.ts';
 import { consoleRoutes } from './console-route.ts';
@@ -238,6 +240,19 @@ export function createApp(
   });
 
   app.get('/v1/launchers/stream', async (c) => openLauncherStream(c, cp, log));
+
+  app.post('/v1/runs/:id/inspect', async (c) => {
+    const b = await body(c, InspectBody);
+    const runId = c.req.param('id');
+    if (!isIdentifier(runId)) throw new KillpathError('invalid_request', 'run id must be an identifier');
+    const deps = {
+      store: cp.store,
+      launchers: cp.launchers,
+      rev: () => cp.hub.rev,
+      active: () => cp.active(),
+    };
+    return c.json(await inspectRun(deps, c.get('principal'), runId, b), 202);
+  });
 
   app.post('/v1/launchers/:id/events', async (c) => {
     const b = await body(c, LauncherEventBody);

@@ -83,6 +83,9 @@ export const LauncherEventBody = z.strictObject({
           'process.isolated',
           'process.released',
           'process.restart_refused',
+          'process.frozen',
+          'process.thawed',
+          'process.inspected',
           'egress.refused',
           'egress.allowed',
         ]),
@@ -98,12 +101,25 @@ export const LauncherEventBody = z.strictObject({
         isolation: z.enum(['cgroup', 'process-group']).optional(),
         /** The processes the action reached (ended, frozen, thawed, inspected). */
         pids: z.array(z.number().int().min(0)).max(1000).optional(),
+        /** `process.inspected`: the inspection asked for and where the launcher wrote the evidence. */
+        requestId: z.string().max(200).optional(),
+        path: z.string().max(4000).optional(),
       }),
     )
     .min(1)
     .max(100),
 });
 export type LauncherEventBody = z.infer<typeof LauncherEventBody>;
+
+/** Body of `POST /v1/runs/{id}/inspect`: take the evidence of a frozen run's processes. */
+export const InspectBody = z.strictObject({
+  justification: text(4000),
+  /** The run's tenant, for an admin whose token spans every tenant. */
+  tenant: id.optional(),
+  /** Write a core file of each process where gcore is installed. Default true. */
+  cores: z.boolean().optional(),
+});
+export type InspectBody = z.infer<typeof InspectBody>;
 
 /** Body of `POST /v1/tokens`. */
 export const TokenBody = z.strictObject({

@@ -46,7 +46,7 @@ interface Beat {
  * Watched: workers that heartbeated, hold their stream open and host at least one run. A hung
  * process (event loop blocked) keeps its TCP stream open but stops beating, and so does a
  * worker cut off by a partition the server has not noticed; a worker that exited closed its
- * stream and is not watched. A trip halts each of the worker's runs with a kill step after
+ * stream and is not watched, nor is one a freeze covers (its launcher stopped it). A trip halts each of the worker's runs with a kill step after
  * `killAfterMs` (the launcher's own connection carries the kill to the process), audits
  * `deadman.triggered` and alerts. A worker trips once per outage; its next heartbeat re-arms it.
  */
@@ -102,6 +102,12 @@ export class DeadmanDesk {
       }
       const d = p.deadmanFor(info.tenant, info.agent);
       if (!d.enabled || !info.connected || info.runs.length === 0) continue;
+      // A frozen worker cannot beat, by order: that silence is not a hang. Once thawed it gets a
+      // whole threshold to beat again (its first beat needs a fresh snapshot first).
+      if (this.#cp.fleet.frozen(workerId, this.#cp.active())) {
+        b.at = now;
+        continue;
+      }
       // Until the worker has heard of a changed interval, it beats at the one it was told.
       const intervalMs = Math.max(d.intervalMs, b.advertisedMs);
       out.push({
