@@ -1,0 +1,260 @@
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Directive } from '@killpath/protocol';
+import { harness, heartbeatBody, type Harness } from './harness.ts';
+
+/**
+ * Every route that names a launcher, worker, run, permit or directive id, called with the ids
+ * of acme/bot's objects by an agent of another tenant (beta/bot), another agent of the same
+ * tenant (acme/other) and, for people's routes, another tenant's operator: refused (403, 404 or
+ * 409), never acted on (no rev, no audit record, acme's permit untouched), never leaked (no word
+ * of acme's directive in the answer).
+ */
+interface World {
+  h: Harness;
+  tokens: Record<'owner' | 'betaAgent' | 'acmeOther' | 'betaOp', string>;
+  d: Directive;
+  permitId: string;
+}
+
+const SECRET = 'ACME-SECRET-REASON';
+
+async function world(): Promise<World> {
+  const h = await harness();
+  const tokens = {
+    owner: await h.token('agent', 'acme', 'bot'),
+    betaAgent: await h.token('agent', 'beta', 'bot'),
+    acmeOther: await h.token('agent', 'acme', 'other'),
+    betaOp: await h.token('operator', 'beta'),
+  };
+  const acmeOp = await h.token('operator', 'acme');
+  h.cp.fleet.connected('wa', 'acme', 'bot', []);
+  await h.cp.claimLauncher({ tenant: 'acme', agent: 'bot' }, 'L');
+  const hb = await h.req('POST', '/v1/workers/wa/heartbeat', {
+    token: tokens.owner,
+    body: { ...heartbeatBody(), launcher: 'L' },
+  });
+  assert.equal(hb.status, 204);
+  const run = await h.req('POST', '/v1/runs', {
+    token: tokens.owner,
+    body: { runId: 'ra', parentRunId: null, lineage: [], features: [], workerId: 'wa' },
+  });
+  assert.equal(run.status, 201);
+  const p = await h.req('POST', '/v1/permits', { token: tokens.owner, body: permitBody() });
+  assert.equal(p.status, 201);
+  const permitId = ((await p.json()) as { permit: { id: string } }).permit.id;
+  const issued = await h.req('POST', '/v1/directives', {
+    token: acmeOp,
+    body: { level: 'halt', scope: 'agent:acme/other', reason: SECRET, justification: SECRET },
+  });
+  assert.equal(issued.status, 201);
+  const d = ((await issued.json()) as { directive: Directive }).directive;
+  return { h, tokens, d, permitId };
+}
+
+function permitBody() {
+  return {
+    workerId: 'wa',
+    runId: 'ra',
+    lineage: [],
+    features: [],
+    capability: 'crm.update',
+    class: 'write',
+    idempotencyKey: null,
+    argsDigest: null,
+    compensate: { undo: 'x' },
+  };
+}
+
+interface Route {
+  name: string;
+  method: 'GET' | 'POST';
+  path: (w: World) => string;
+  body?: (w: World) => unknown;
+  /** Who calls it: agents for the agents' routes, the other tenant's operator for people's. */
+  callers: ('betaAgent' | 'acmeOther' | 'betaOp')[];
+}
+
+const AGENTS: Route['callers'] = ['betaAgent', 'acmeOther'];
+const ROUTES: Route[] = [
+  {
+    name: 'heartbeat of wa',
+    method: 'POST',
+    path: () => '/v1/workers/wa/heartbeat',
+    body: () => heartbeatBody(),
+    callers: AGENTS,
+  },
+  {
+    name: 'ack of wa',
+    method: 'POST',
+    path: () => '/v1/workers/wa/ack',
+    body: () => ({ rev: 99 }),
+    callers: AGENTS,
+  },
+  {
+    name: 'halted of wa',
+    method: 'POST',
+    path: () => '/v1/workers/wa/halted',
+    body: (w) => ({
+      rev: w.d.rev,
+      directiveId: w.d.id,
+      runs: ['ra'],
+      aborted: 0,
+      completed: 0,
+      observeToSettleMs: 1,
+    }),
+    callers: AGENTS,
+  },
+  {
+    name: 'run on wa',
+    method: 'POST',
+    path: () => '/v1/runs',
+    body: () => ({ runId: 'ra', parentRunId: null, lineage: [], features: [], workerId: 'wa' }),
+    callers: AGENTS,
+  },
+  {
+    name: 'permit on wa/ra',
+    method: 'POST',
+    path: () => '/v1/permits',
+    body: () => permitBody(),
+    callers: AGENTS,
+  },
+  {
+    name: 'confirm permit',
+    method: 'POST',
+    path: (w) => `/v1/permits/${w.permitId}/confirm`,
+    callers: AGENTS,
+  },
+  {
+    name: 'settle permit',
+    method: 'POST',
+    path: (w) => `/v1/permits/${w.permitId}/outcome`,
+    body: () => ({ status: 'failed', error: 'forged' }),
+    callers: AGENTS,
+  },
+  {
+    name: 'journal of wa',
+    method: 'POST',
+    path: () => '/v1/journal',
+    body: () => ({
+      workerId: 'wa',
+      events: [
+        {
+          type: 'timer.cancelled',
+          runId: 'ra',
+          timer: 'timeout',
+          label: null,
+          dueAt: 'x',
+          directiveId: null,
+        },
+      ],
+    }),
+    callers: AGENTS,
+  },
+  {
+    name: 'resume run ra on wa',
+    method: 'POST',
+    path: () => '/v1/runs/ra/resume',
+    body: () => ({ workerId: 'wa', lineage: [], features: [] }),
+    callers: AGENTS,
+  },
+  {
+    name: 'launcher L events',
+    method: 'POST',
+    path: () => '/v1/launchers/L/events',
+    body: () => ({ events: [{ type: 'process.exited', pid: 1, code: 1 }] }),
+    callers: AGENTS,
+  },
+  {
+    name: 'launcher L stream',
+    method: 'GET',
+    path: () => '/v1/launchers/stream?launcher=L&tenant=acme&agent=bot',
+    callers: AGENTS,
+  },
+  {
+    name: 'worker wa stream',
+    method: 'GET',
+    path: () => '/v1/stream?worker=wa&tenant=acme&agent=bot',
+    callers: AGENTS,
+  },
+  {
+    name: 'read directive',
+    method: 'GET',
+    path: (w) => `/v1/directives/${w.d.id}`,
+    callers: ['betaOp', 'acmeOther'],
+  },
+  {
+    name: 'resume directive',
+    method: 'POST',
+    path: (w) => `/v1/directives/${w.d.id}/resume`,
+    body: () => ({ justification: 'x' }),
+    callers: ['betaOp', 'acmeOther'],
+  },
+  {
+    name: 'step directive',
+    method: 'POST',
+    path: (w) => `/v1/directives/${w.d.id}/step`,
+    body: () => ({ direction: 'up', justification: 'x' }),
+    callers: ['betaOp', 'acmeOther'],
+  },
+  { name: 'read run', method: 'GET', path: () => '/v1/runs/ra', callers: ['betaOp', 'acmeOther'] },
+  { name: 'run journal', method: 'GET', path: () => '/v1/runs/ra/journal', callers: ['betaOp', 'acmeOther'] },
+];
+
+describe('cross-identity matrix: ids of acme/bot, callers of another tenant or agent', () => {
+  let w: World;
+  beforeEach(async () => {
+    w = await world();
+  });
+  afterEach(async () => {
+    await w.h.close();
+  });
+
+  for (const route of ROUTES) {
+    for (const who of route.callers) {
+      test(`${route.name} by ${who} is refused, acts on nothing, leaks nothing`, async () => {
+        const rev = await w.h.store.rev();
+        await w.h.cp.flushAudit();
+        const audit = (await w.h.store.listAudit({ limit: 100_000 })).length;
+        const res = await w.h.req(route.method, route.path(w), {
+          token: w.tokens[who],
+          ...(route.body ? { body: route.body(w) } : {}),
+        });
+        const text = await res.text();
+        assert.ok([403, 404, 409].includes(res.status), `${res.status} ${text}`);
+        assert.ok(!text.includes(SECRET), 'no word of the directive');
+        assert.equal(await w.h.store.rev(), rev, 'no rev');
+        await w.h.cp.flushAudit();
+        assert.equal((await w.h.store.listAudit({ limit: 100_000 })).length, audit, 'no record');
+        const ledger = await w.h.store.ledger('acme', 'ra');
+        assert.deepEqual(
+          ledger.effects.map((e) => e.status),
+          ['granted'],
+          "acme's permit untouched",
+        );
+        assert.deepEqual(ledger.events, [], 'no journal event on acme’s run');
+        const wa = w.h.cp.fleet.list('acme', rev).find((x) => x.workerId === 'wa');
+        assert.equal(wa?.launcher, 'L');
+        assert.equal(wa?.tenant, 'acme');
+        assert.equal(wa?.ackedRev, 0, 'no ack recorded for wa');
+      });
+    }
+  }
+
+  test('the compensation list and run-scoped kill of another tenant never reach acme', async () => {
+    const list = await w.h.req('GET', '/v1/compensations?run=ra', { token: w.tokens.betaOp });
+    assert.equal(list.status, 200);
+    assert.deepEqual(((await list.json()) as { compensations: unknown[] }).compensations, []);
+    const kill = await w.h.req('POST', '/v1/directives', {
+      token: w.tokens.betaOp,
+      body: { level: 'kill', scope: 'run:ra', reason: 'beta', justification: 'beta' },
+    });
+    assert.equal(kill.status, 201);
+    assert.equal(((await kill.json()) as { directive: Directive }).directive.tenant, 'beta');
+    const again = await w.h.req('POST', '/v1/permits', {
+      token: w.tokens.owner,
+      body: { ...permitBody(), idempotencyKey: 'k2' },
+    });
+    assert.equal(again.status, 201, "beta's run-scoped kill does not cover acme's ra");
+  });
+});
