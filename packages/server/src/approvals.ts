@@ -228,7 +228,10 @@ export class ApprovalDesk {
       ...(stored === undefined ? {} : { state: stored }),
       limit: q.limit,
     });
-    return rows.map((a) => shownApproval(a, now)).filter((a) => q.state === undefined || a.state === q.state);
+    return rows
+      .filter((a) => a.action === 'resume' || p.tenant === '*')
+      .map((a) => shownApproval(a, now))
+      .filter((a) => q.state === undefined || a.state === q.state);
   }
 
   /** One request, if the principal may see it. */
@@ -240,7 +243,8 @@ export class ApprovalDesk {
   async #visible(p: Principal, id: string): Promise<ApprovalRecord> {
     if (p.role === 'agent') throw new KillpathError('forbidden', 'agent tokens approve nothing');
     const a = await this.#cp.store.getApproval(id);
-    if (a === null || !canSee(p, a.tenant))
+    // A policy change spans every tenant: its requests are an admin's business only.
+    if (a === null || !canSee(p, a.tenant) || (a.action !== 'resume' && p.tenant !== '*'))
       throw new KillpathError('not_found', `approval request ${id} not found`);
     return a;
   }
@@ -251,7 +255,7 @@ export class ApprovalDesk {
    * target) are audited `approval.refused` and answered 403 or 409.
    */
   async approve(p: Principal, id: string, body: ApproveBody): Promise<ApproveResult> {
-    await this.#visible(p, id);
+    const seen = await this.#visible(p, id);
     const now = this.#now();
     const at = new Date(now).toISOString();
     type Verdict = { ok: true; rec: ApprovalRecord } | { ok: false; err: KillpathError };
@@ -354,7 +358,7 @@ export class ApprovalDesk {
       this.#cp.alerts.notify({
         kind: 'approval.refused',
         summary: `approval of ${id} by ${p.name} refused: ${verdict.err.message}`,
-        tenant: null,
+        tenant: seen.tenant,
         directiveId: null,
         details: { requestId: id, by: p.name },
       });

@@ -384,6 +384,13 @@ describe('two people resume', () => {
       assert.equal(asked.status, 202, await asked.clone().text());
       const { approval } = (await asked.json()) as { approval: ApprovalRequest };
       assert.equal(w.triggers.policy.current.version, before, 'not applied yet');
+      // A policy change spans every tenant: a tenant's operator neither lists nor reads its request.
+      const olga = await w.token('operator', 'acme', 'olga');
+      const listed = (await (await w.req('GET', '/v1/approvals', olga)).json()) as {
+        approvals: ApprovalRequest[];
+      };
+      assert.deepEqual(listed.approvals, [], 'not listed to a tenant');
+      await expectWireError(await w.req('GET', `/v1/approvals/${approval.id}`, olga), 404, 'not_found');
       await expectWireError(
         await w.req('POST', `/v1/approvals/${approval.id}/approve`, ada, { justification: 'mine' }),
         403,

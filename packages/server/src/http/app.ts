@@ -33,6 +33,9 @@ import { auditRoutes } from './audit-routes.ts';
 import type { Admission } from './admission.ts';
 import { body, readRun, refuseSecrets, requireWorker, wireError, type Env } from './common.ts';
 
+/** Alerts without a tenant that only an admin sees: policy approvals and the audit log's own. */
+const ADMIN_ONLY_ALERTS = /^(approval\.|audit\.)/;
+
 /** Largest request body accepted, in bytes. */
 export const BODY_LIMIT = 64 * 1024;
 
@@ -269,10 +272,15 @@ export function createApp(
     const p = c.get('principal');
     requireHuman(p);
     const tenant = tenantFilter(p);
+    if (tenant === undefined) return c.json({ alerts: cp.recentAlerts() });
+    // A tenant's people see their tenant's alerts and those about everyone (a global directive),
+    // never the deployment's own business: policy approvals, the audit log's checkpoints (which
+    // tell its size), nor the checkpoint every alert carries.
     return c.json({
       alerts: cp
         .recentAlerts()
-        .filter((a) => tenant === undefined || a.tenant === null || a.tenant === tenant),
+        .filter((a) => a.tenant === tenant || (a.tenant === null && !ADMIN_ONLY_ALERTS.test(a.kind)))
+        .map(({ checkpoint: _checkpoint, ...a }) => a),
     });
   });
 
