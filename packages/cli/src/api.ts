@@ -1,7 +1,7 @@
 import { KillpathError, isWireError, type ErrorCode } from '@killpath/protocol';
 
 /** How often a request shed under overload is sent again before its 429 is reported. */
-export const SHED_RETRIES = 5;
+export const SHED_RETRIES = 10;
 /** The longest wait between two tries of a shed request, ms (whatever Retry-After says). */
 const MAX_SHED_WAIT_MS = 10_000;
 

@@ -59,7 +59,7 @@ export interface AdmissionOptions {
   maxLowInFlight?: number;
   /**
    * A late loop sheds only a flood: low-priority requests arriving at this rate or more (per
-   * second, over the last second). A trickle of reads costs nothing worth shedding. Default 20.
+   * second, over the last second). A trickle of reads costs nothing worth shedding. Default 50.
    */
   floodPerS?: number;
   /** Monotonic time in ms (a seam for tests). Default `performance.now`. */
@@ -94,7 +94,7 @@ export class Admission {
     this.#maxLowInFlight = opts.maxLowInFlight ?? 32;
     this.#retryAfterS = opts.retryAfterS ?? 1;
     this.#onShed = opts.onShed ?? (() => {});
-    this.#floodPerS = opts.floodPerS ?? 20;
+    this.#floodPerS = opts.floodPerS ?? 50;
     this.#now = opts.now ?? (() => performance.now());
   }
 
