@@ -42,6 +42,16 @@ export class Fleet {
   /** A disconnected worker whose launcher reported its process ended leaves the view this long after. */
   readonly goneAfterMs: number;
 
+  /** Workers one agent (tenant and agent) may have in the fleet view at once; more are refused. */
+  static readonly MAX_WORKERS_PER_AGENT = 1000;
+
+  /** How many workers of `tenant`/`agent` the fleet holds. */
+  countOf(tenant: string, agent: string): number {
+    let n = 0;
+    for (const w of this.#workers.values()) if (w.tenant === tenant && w.agent === agent) n++;
+    return n;
+  }
+
   constructor(now: () => number = () => performance.now(), staleAfterMs = 15_000, goneAfterMs = 10_000) {
     this.#now = now;
     this.staleAfterMs = staleAfterMs;

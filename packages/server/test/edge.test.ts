@@ -254,3 +254,26 @@ describe('one request never fails another: bounded bodies, per-request rollback'
     }
   });
 });
+
+test('one agent token cannot add workers past its cap to the fleet view', async () => {
+  const h = await harness();
+  try {
+    const { Fleet } = await import('../src/fleet.ts');
+    const agent = await h.token('agent', 'acme', 'bot');
+    for (let i = 0; i < Fleet.MAX_WORKERS_PER_AGENT; i++) h.cp.fleet.connected(`w${i}`, 'acme', 'bot', []);
+    const res = await h.req('POST', '/v1/workers/one-too-many/heartbeat', {
+      token: agent,
+      body: { rev: 0, features: [], runs: [], pid: 1, sinceContactMs: 1 },
+    });
+    assert.match(await expectWireError(res, 409, 'conflict', 'over the cap'), /1000 workers/);
+    assert.equal(h.cp.fleet.countOf('acme', 'bot'), Fleet.MAX_WORKERS_PER_AGENT);
+    // A known worker still reports.
+    const known = await h.req('POST', '/v1/workers/w1/heartbeat', {
+      token: agent,
+      body: { rev: 0, features: [], runs: [], pid: 1, sinceContactMs: 1 },
+    });
+    assert.equal(known.status, 204);
+  } finally {
+    await h.close();
+  }
+});

@@ -3,6 +3,7 @@ import type { HttpBindings } from '@hono/node-server';
 import type { z } from 'zod';
 import { HTTP_STATUS, KillpathError, isIdentifier, toWire, type Principal } from '@killpath/protocol';
 import type { RunRecord } from '../store/store.ts';
+import { Fleet } from '../fleet.ts';
 import type { ControlPlane } from '../control-plane.ts';
 
 /** Hono environment of every route: Node bindings and the authenticated principal. */
@@ -108,6 +109,12 @@ export function requireWorker(
   }
   if (p.role !== 'agent' || p.agent === null)
     throw new KillpathError('not_found', `worker ${workerId} not found (open its stream first)`);
+  // One agent token cannot bloat the fleet view with made-up worker ids.
+  if (cp.fleet.countOf(p.tenant, p.agent) >= Fleet.MAX_WORKERS_PER_AGENT)
+    throw new KillpathError(
+      'conflict',
+      `agent ${p.tenant}/${p.agent} already has ${Fleet.MAX_WORKERS_PER_AGENT} workers; a new worker id is refused until old ones are gone`,
+    );
   return { tenant: p.tenant, agent: p.agent };
 }
 
