@@ -630,6 +630,12 @@ export class ControlPlane {
       .coveredBy(d, this.#flips.get(d.rev))
       .filter((w) => (isStopLevel(d.level) ? !reported.has(w.workerId) : w.ackedRev < d.rev))
       .map((w) => w.workerId);
+    // A launcher the stop reaches whose agent reported halted from no worker is a laggard too:
+    // an agent that never registered (no SDK, hung before connecting) or lost its stream.
+    if (isStopLevel(d.level) && d.capabilities === null)
+      for (const l of this.launchers.reachedBy(d))
+        if (!this.fleet.workersOfLauncher(l).some((w) => reported.has(w)))
+          laggards.push(`launcher:${l.launcherId}`);
     if (laggards.length === 0) {
       this.#log.info('escalation not needed: every covered worker acknowledged', {
         directiveId: d.id,

@@ -72,6 +72,20 @@ export class LauncherHub {
     return [...this.#sinks.keys()].map((s) => s.launcherId);
   }
 
+  /**
+   * The connected launchers a run-wide stop `d` reaches (their own identity or a run their agent's
+   * workers report): each must see its agent acknowledge `d`, registered with the SDK or not.
+   */
+  reachedBy(d: Directive): LauncherKey[] {
+    const out: LauncherKey[] = [];
+    for (const sink of this.#sinks.keys()) {
+      const o = this.orders(sink, d.rev, [d]);
+      if (o.halt ?? o.kill ?? o.freeze ?? null)
+        out.push({ tenant: sink.tenant, agent: sink.agent, launcherId: sink.launcherId });
+    }
+    return out;
+  }
+
   attach(sink: LauncherSink, rev: number, active: readonly Directive[]): void {
     this.#sinks.set(sink, '');
     this.#send(sink, rev, active, true);

@@ -264,6 +264,34 @@ describe('the ladder at the control plane', () => {
     await h.close();
   });
 
+  test('a launcher whose agent never acknowledged a halt (no worker registered) is a laggard: the kill reaches it', async () => {
+    const h = await harness({ escalationSlackMs: 20 });
+    const op = await h.token('operator', 'acme');
+    const sink = {
+      launcherId: 'L9',
+      tenant: 'acme',
+      agent: 'nosdk',
+      runId: 'n-1',
+      features: [],
+      write: () => true,
+      close() {},
+    };
+    h.cp.launchers.attach(sink, 0, h.cp.active());
+    const halt = await issue(h, op, { level: 'halt', scope: 'agent:acme/nosdk', graceMs: 30 });
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline && (await audit(h, 'directive.escalated')).length === 0) await sleep(10);
+    const escalated = await audit(h, 'directive.escalated');
+    assert.equal(escalated.length, 1, 'no worker to wait for, yet the halt escalates');
+    assert.equal(escalated[0]!.data.from, halt.id);
+    assert.deepEqual(escalated[0]!.data.laggards, ['launcher:L9'], 'directive.escalated names the launcher');
+    assert.equal(
+      h.cp.launchers.orders(sink, h.cp.hub.rev, h.cp.active()).kill?.level,
+      'kill',
+      'the kill reaches it',
+    );
+    await h.close();
+  });
+
   test('a halt no covered worker acknowledges escalates to kill after its grace, audited; one every worker acknowledged does not', async () => {
     const alerts = new Alerts();
     const h = await harness({ alerts, escalationSlackMs: 20 });
