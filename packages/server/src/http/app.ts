@@ -1,6 +1,13 @@
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { KillpathError, isIdentifier, toWire, type Directive, type Principal } from '@killpath/protocol';
+import {
+  KillpathError,
+  isIdentifier,
+  toWire,
+  type AuditVerdict,
+  type Directive,
+  type Principal,
+} from '@killpath/protocol';
 import { canSee, requireHuman, tenantFilter } from '../auth/policy.ts';
 import type { Authenticator } from '../auth/tokens.ts';
 import { TokenDesk } from '../auth/token-desk.ts';
@@ -383,7 +390,23 @@ export function createApp(
   app.get('/v1/audit/verify', async (c) => {
     requireHuman(c.get('principal'));
     await cp.flushAudit();
-    return c.json(await cp.store.verifyAudit());
+    // Hashing the whole chain is long work: the store does it in a worker thread (on a file
+    // database), never on the event loop the kill path runs on.
+    const found = await cp.store.verifyLog(null);
+    if (!found.chain.ok)
+      return c.json({
+        ok: false,
+        records: found.records,
+        firstBad: found.chain.firstBad ?? 0,
+        reason: found.chain.reason ?? 'broken chain',
+      } satisfies AuditVerdict);
+    const last =
+      found.records === 0 ? [] : await cp.store.listAudit({ afterSeq: found.records - 1, limit: 1 });
+    return c.json({
+      ok: true,
+      records: found.records,
+      head: last[0]?.hash ?? '0'.repeat(64),
+    } satisfies AuditVerdict);
   });
 
   if (opts.checkpoints) auditRoutes(app, cp, opts.checkpoints);
