@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ApiClient, cgroupSupport } from '@killpath/cli';
 import type { AuditRecord, Directive } from '@killpath/protocol';
 import { runCli, startServerProcess, until, type ServerProcess } from './server-process.ts';
@@ -208,5 +209,29 @@ describe('the launcher as the last line of defence', { timeout: 240_000 }, () =>
       `# thaw: resume → process.thawed ${Date.parse(thawed.ts) - Date.parse(String(freeze.issuedAt))} ms after the freeze was issued; first effect after the resync at +${(resumed.wall as number) - (resync.wall as number)} ms`,
     );
     await l.stop();
+  });
+
+  test('a halt nobody can acknowledge (an agent that never registered with the SDK) escalates, and the launcher ends it', async () => {
+    const l = go({
+      tenant: 'acme',
+      agent: 'nosdk-bot',
+      run: 'n-1',
+      agentScript: fileURLToPath(new URL('./fixtures/no-sdk-agent.ts', import.meta.url)),
+    });
+    const ready = await l.waitOut((e) => e.k === 'ready', 20_000, 'the agent');
+    await l.waitLog((e) => e.msg === 'control plane connected', 20_000, 'the launcher stream');
+    const halt = await issue({ level: 'halt', scope: 'agent:acme/nosdk-bot', graceMs: 500 });
+    assert.equal(await l.exited, 3, 'the launcher killed it');
+    const gone = Date.now() - Date.parse(String(halt.issuedAt));
+    assert.equal(alive(ready.pid as number), false);
+    const esc = (await auditOf('directive.escalated')).find((r) => r.data.from === halt.id);
+    assert.ok(
+      (esc?.data.laggards as string[]).some((x) => x.startsWith('launcher:')),
+      'the launcher is named',
+    );
+    console.log(
+      `# halt of a non-SDK agent (grace 500 + slack 300 + kill grace 500): halt → process gone ${gone} ms (bound 2300 ms)`,
+    );
+    assert.ok(gone <= 500 + 300 + 500 + 1000, `gone within grace + slack + kill grace + 1 s (${gone} ms)`);
   });
 });
