@@ -30,7 +30,7 @@ test('whenAllowed waits out a covering stop (no retry loop) and resolves once it
 });
 
 test('whenAllowed gives up after timeoutMs, when the run ends, and wakes when contact comes back', async () => {
-  const { client, stream, clock } = await harness({ leaseMs: 3000 });
+  const { client, stream, clock, transport } = await harness({ leaseMs: 3000 });
   const run = client.startRun({ runId: 'r1' });
   await stream.push(snapshot(1, [directive('k1', 'kill', 'run:r1')]));
   const timed = watch(run.whenAllowed('crm.update', 'write', { timeoutMs: 5000 }));
@@ -46,7 +46,12 @@ test('whenAllowed gives up after timeoutMs, when the run ends, and wakes when co
   clock.advance(4000); // the lease ran out: stale
   assert.equal(other.check('search', 'read').kind, 'deny');
   const back = watch(other.whenAllowed('search', 'read'));
+  // After a lapsed lease only a fresh stream's snapshot renews it (a frozen and thawed process
+  // must not act on data queued on the old stream): the worker reconnects, contact is back.
   await stream.push(keepalive(1));
+  clock.advance(120);
+  const fresh = await transport.nextStream();
+  await fresh.push(snapshot(1, [directive('k1', 'kill', 'run:r1')]));
   await drain();
   assert.equal(back.value, true, 'contact again: the gate opened');
 
