@@ -1,5 +1,5 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
-import type { TelemetryBatch, WorkerSettings } from '@killpath/protocol';
+import { KillpathError, type TelemetryBatch, type WorkerSettings } from '@killpath/protocol';
 import type { ControlPlane } from './control-plane.ts';
 import type { Logger } from './log.ts';
 import { PolicyDesk } from './policy/policy-desk.ts';
@@ -67,6 +67,13 @@ export class Triggers {
       ...(opts.now ? { now: opts.now } : {}),
     });
     this.approvals.complete('policy.apply', async (requester, r) => {
+      // Approved over the version the approver saw, or not at all: a change applied meanwhile is
+      // never silently replaced.
+      if (this.policy.current.version !== r.targetRev)
+        throw new KillpathError(
+          'conflict',
+          `the policy is at v${this.policy.current.version} now, not v${r.targetRev} as when this change was asked for: ask again over the current version`,
+        );
       const comment = typeof r.payload?.comment === 'string' ? r.payload.comment : null;
       const applied =
         typeof r.payload?.rollbackOf === 'number'

@@ -403,6 +403,29 @@ describe('two people resume', () => {
       assert.equal(w.triggers.policy.current.version, before + 1);
       assert.equal(w.triggers.policy.current.actor, 'ada', 'applied as its requester');
       assert.ok((await w.types()).includes('approval.approved'));
+
+      // A change asked for over one version is never applied over a later one.
+      const looser = source.replace('tool_error_rate: 0.4', 'tool_error_rate: 0.5');
+      const stale = (await (
+        await w.req('POST', '/v1/policy', ada, { source: looser, comment: 'looser still' })
+      ).json()) as { approval: ApprovalRequest };
+      const meanwhile = source.replace('tool_error_rate: 0.4', 'tool_error_rate: 0.35');
+      const other = (await (
+        await w.req('POST', '/v1/policy', bob, { source: meanwhile, comment: 'tighter' })
+      ).json()) as { approval: ApprovalRequest };
+      assert.equal(
+        (await w.req('POST', `/v1/approvals/${other.approval.id}/approve`, ada, { justification: 'ok' }))
+          .status,
+        200,
+      );
+      const applied = w.triggers.policy.current.version;
+      await w.req('POST', `/v1/approvals/${stale.approval.id}/approve`, bob, { justification: 'ok' });
+      assert.equal(w.triggers.policy.current.version, applied, 'the later version stays');
+      const shown = (await (await w.req('GET', `/v1/approvals/${stale.approval.id}`, ada)).json()) as {
+        approval: ApprovalRequest;
+      };
+      assert.equal(shown.approval.state, 'failed');
+      assert.match(shown.approval.outcome ?? '', /ask again over the current version/);
     } finally {
       await w.close();
     }
