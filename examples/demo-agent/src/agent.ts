@@ -79,6 +79,9 @@ type EffectClass = NonNullable<Parameters<Run['check']>[1]>;
  */
 async function backOff(run: Run, capability: string, cls: EffectClass): Promise<void> {
   if (run.check(capability, cls).kind === 'allow') return sleep(period);
+  // One attempt puts the refusal on the record (effect.denied names the directive: an effect
+  // caught in flight by the stop was aborted, not refused); then wait, without retrying.
+  await run.effect({ capability, class: cls }, () => undefined).catch(() => {});
   await run.whenAllowed(capability, cls, { timeoutMs: 30_000 });
 }
 

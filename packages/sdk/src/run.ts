@@ -269,7 +269,8 @@ export class Run {
    * `check(capability, cls)` allows (the covering directive was cleared, contact with the
    * control plane came back), `false` after `timeoutMs` (default 60 000) or when the run ends.
    * Never rejects. Await it after a refused effect instead of retrying in a loop: a halted run
-   * then does nothing (and journals nothing) until it is resumed.
+   * then does nothing (and journals nothing) until it is resumed. The process is kept alive while
+   * it waits.
    */
   whenAllowed(
     capability: string,
@@ -281,9 +282,13 @@ export class Run {
     if (state.ended) return Promise.resolve(false);
     const clock = this.clock;
     return new Promise<boolean>((resolve) => {
+      // An agent waiting for its resume is waiting, not finished: the SDK's own timers are
+      // unref'd, so without this hold Node would end the process (exit 13) while it waits.
+      const release = clock.hold?.() ?? (() => {});
       const done = (allowed: boolean): void => {
         state.waiters.delete(wake);
         clock.clearTimeout(timer);
+        release();
         resolve(allowed);
       };
       const wake = (): void => {

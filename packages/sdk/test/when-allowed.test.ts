@@ -33,13 +33,16 @@ test('whenAllowed gives up after timeoutMs, when the run ends, and wakes when co
   const { client, stream, clock, transport } = await harness({ leaseMs: 3000 });
   const run = client.startRun({ runId: 'r1' });
   await stream.push(snapshot(1, [directive('k1', 'kill', 'run:r1')]));
+  const held = clock.held;
   const timed = watch(run.whenAllowed('crm.update', 'write', { timeoutMs: 5000 }));
+  assert.equal(clock.held, held + 1, 'waiting keeps the process alive (an agent waiting is not done)');
   clock.advance(4999);
   await drain();
   assert.equal(timed.value, 'pending');
   clock.advance(1);
   await drain();
   assert.equal(timed.value, false);
+  assert.equal(clock.held, held, 'and lets it go once the wait is over');
 
   await stream.push(keepalive(1));
   const other = client.startRun({ runId: 'r2' });
