@@ -22,6 +22,12 @@ export interface PermitRequest {
   argsDigest: string | null;
   /** How to undo the effect if it lands and the run is later halted: free-form JSON for the operator. */
   compensate: Record<string, unknown> | null;
+  /**
+   * The switchboard rev the worker had applied when it asked. A request asked before the worker
+   * observed a stop (and only delivered after its halted report) is no sign that it ignores the
+   * stop; one asked after is. Omitted by old workers: then every request after a report counts.
+   */
+  seenRev?: number;
 }
 
 /** Final or current state of a permitted effect. */

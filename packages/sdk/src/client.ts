@@ -182,11 +182,15 @@ export class Client {
         this.record({ type: 'halt.settled', ...report, at: this.clock.now() });
       },
     });
+    const mirror = () => this.mirror;
     this.host = {
       clock: this.clock,
       lease: this.lease,
       capabilities: this.capabilities,
       workerId: this.workerId,
+      get rev() {
+        return mirror().rev;
+      },
       calls: this.calls,
       record: (event) => this.record(event),
       journal: (event) => this.reporter.journal(event),

@@ -109,6 +109,8 @@ export interface RunHost {
   readonly capabilities: Set<string>;
   readonly lease: Lease;
   readonly workerId: string;
+  /** The switchboard rev the worker has applied. */
+  readonly rev: number;
   readonly calls: ControlCalls;
   record(event: SdkEvent): void;
   /** Journals to the control plane (`POST /v1/journal`, batched, never thrown). */
@@ -558,6 +560,7 @@ export class Run {
       class: cls,
       idempotencyKey: options.idempotencyKey ?? null,
       argsDigest: options.args === undefined ? null : argsDigest(options.args),
+      seenRev: this.host.rev,
       compensate: options.compensate ?? null,
     };
   }

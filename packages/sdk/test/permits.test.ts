@@ -42,6 +42,7 @@ test('a read uses the local gate only; a write asks for a permit first, then run
     class: 'write',
     idempotencyKey: 'r1:1',
     argsDigest: createHash('sha256').update(canonical).digest('hex'),
+    seenRev: 1, // the rev the worker had applied when it asked
     compensate: { action: 'crm.revert', record: 7 },
   };
   const posts = transport.postsTo('/v1/permits');

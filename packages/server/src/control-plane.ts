@@ -1037,12 +1037,19 @@ export class ControlPlane {
    * active stop covering that run no longer counts, so the escalation's kill step proceeds
    * (guarantee 8). Audited as `ack.contradicted`.
    */
-  contradictAck(workerId: string, runId: string | null, evidence: string): void {
+  contradictAck(
+    workerId: string,
+    runId: string | null,
+    evidence: string,
+    seenRev: number | null = null,
+  ): void {
     const identities = this.fleet.identitiesOf(workerId);
     for (const [directiveId, set] of this.#haltReports) {
       if (!set.has(workerId)) continue;
       const d = this.#active.get(directiveId);
       if (d === undefined) continue;
+      // Asked before the worker had even observed the stop: late in transit, not a lie.
+      if (seenRev !== null && seenRev < d.rev) continue;
       const covered = identities.some((r) => (runId === null || r.runId === runId) && coversRun(d, r));
       if (!covered) continue;
       set.delete(workerId);

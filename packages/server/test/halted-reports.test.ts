@@ -125,6 +125,40 @@ test("a report naming another tenant's directive or runs is refused and changes 
   }
 });
 
+test('a permit request asked before the worker observed the halt, delivered after its report, is no contradiction', async () => {
+  const h = await harness({ escalationSlackMs: 20 });
+  try {
+    const op = await h.token('operator', 'acme');
+    const agent = await h.token('agent', 'acme', 'bot');
+    worker(h, 'w1', 'acme', ['r1']);
+    const d = await issue(h, op, { level: 'halt', scope: 'run:r1', graceMs: 60 });
+    const ack = await h.req('POST', '/v1/workers/w1/halted', { token: agent, body: halted(d, ['r1']) });
+    assert.equal(ack.status, 204);
+    // Sent while the worker was still at the rev before the halt; the network delivered it late.
+    const late = await h.req('POST', '/v1/permits', {
+      token: agent,
+      body: {
+        workerId: 'w1',
+        runId: 'r1',
+        lineage: [],
+        features: [],
+        capability: 'crm.update',
+        class: 'write',
+        idempotencyKey: null,
+        argsDigest: null,
+        compensate: null,
+        seenRev: d.rev - 1,
+      },
+    });
+    await expectWireError(late, 409, 'halted', 'refused all the same (guarantee 1)');
+    await sleep(400); // past grace 60 + slack 20: an escalation would have fired by now
+    assert.deepEqual(await audit(h, 'ack.contradicted'), []);
+    assert.deepEqual(await audit(h, 'directive.escalated'), [], 'the acknowledgement stands: no kill');
+  } finally {
+    await h.close();
+  }
+});
+
 test('a halted report followed by an effect attempt on the covered run does not stop the kill step', async () => {
   const h = await harness({ escalationSlackMs: 20 });
   try {

@@ -24,7 +24,12 @@ export function effectsRoutes(app: Hono<Env>, cp: ControlPlane): void {
     const b = await body(c, PermitBody);
     const who = worker(c.get('principal'), b.workerId);
     // Asking to write on a run means the worker has not stopped it, whatever it reported.
-    cp.contradictAck(b.workerId, b.runId, `permit asked for ${b.capability} on run ${b.runId} after the ack`);
+    cp.contradictAck(
+      b.workerId,
+      b.runId,
+      `permit asked for ${b.capability} on run ${b.runId} after the ack`,
+      b.seenRev ?? null,
+    );
     const r = await cp.permits.request(who, b);
     return c.json(r.response, r.created ? 201 : 200);
   });

@@ -206,6 +206,7 @@ export const PermitBody = z.strictObject({
     .regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 hex digest')
     .nullable(),
   compensate: json.nullable(),
+  seenRev: z.number().int().min(0).optional(),
 });
 
 /** Body of `POST /v1/permits/{id}/outcome`. */
