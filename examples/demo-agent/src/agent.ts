@@ -77,11 +77,11 @@ type EffectClass = NonNullable<Parameters<Run['check']>[1]>;
  * contact), wait until its gate opens again (a resume, contact back) instead of retrying in a
  * loop; otherwise (one tool revoked, a failure) pause one period.
  */
-async function backOff(run: Run, capability: string, cls: EffectClass): Promise<void> {
+async function backOff(run: Run, capability: string, cls: EffectClass, probe = false): Promise<void> {
   if (run.check(capability, cls).kind === 'allow') return sleep(period);
-  // One attempt puts the refusal on the record (effect.denied names the directive: an effect
-  // caught in flight by the stop was aborted, not refused); then wait, without retrying.
-  await run.effect({ capability, class: cls }, () => undefined).catch(() => {});
+  // `probe` (the main loop): one attempt puts the refusal on the record (effect.denied names the
+  // directive; an effect caught in flight by the stop was aborted, not refused). Then wait.
+  if (probe) await run.effect({ capability, class: cls }, () => undefined).catch(() => {});
   await run.whenAllowed(capability, cls, { timeoutMs: 30_000 });
 }
 
@@ -131,7 +131,7 @@ async function loop(run: Run): Promise<void> {
       outbox.push({ runId: run.runId, seq: counter }, { run });
     } catch {
       // Denied, refused or aborted: the SDK journaled it. A stopped run waits for its resume.
-      await backOff(run, 'search', 'read');
+      await backOff(run, 'search', 'read', true);
     }
     await sleep(period);
   }
