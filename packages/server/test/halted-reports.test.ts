@@ -125,6 +125,19 @@ test("a report naming another tenant's directive or runs is refused and changes 
   }
 });
 
+/** A write permit request of worker w1 for run r1 (no seenRev: as an old worker sends it). */
+const writeOnR1 = {
+  workerId: 'w1',
+  runId: 'r1',
+  lineage: [],
+  features: [],
+  capability: 'crm.update',
+  class: 'write',
+  idempotencyKey: null,
+  argsDigest: null,
+  compensate: null,
+};
+
 test('a permit request asked before the worker observed the halt, delivered after its report, is no contradiction', async () => {
   const h = await harness({ escalationSlackMs: 20 });
   try {
@@ -137,18 +150,7 @@ test('a permit request asked before the worker observed the halt, delivered afte
     // Sent while the worker was still at the rev before the halt; the network delivered it late.
     const late = await h.req('POST', '/v1/permits', {
       token: agent,
-      body: {
-        workerId: 'w1',
-        runId: 'r1',
-        lineage: [],
-        features: [],
-        capability: 'crm.update',
-        class: 'write',
-        idempotencyKey: null,
-        argsDigest: null,
-        compensate: null,
-        seenRev: d.rev - 1,
-      },
+      body: { ...writeOnR1, seenRev: d.rev - 1 },
     });
     await expectWireError(late, 409, 'halted', 'refused all the same (guarantee 1)');
     await sleep(400); // past grace 60 + slack 20: an escalation would have fired by now
@@ -171,17 +173,7 @@ test('a halted report followed by an effect attempt on the covered run does not 
     // The agent says it stopped, then tries a write on the covered run: it has not stopped.
     const attempt = await h.req('POST', '/v1/permits', {
       token: agent,
-      body: {
-        workerId: 'w1',
-        runId: 'r1',
-        lineage: [],
-        features: [],
-        capability: 'crm.update',
-        class: 'write',
-        idempotencyKey: null,
-        argsDigest: null,
-        compensate: null,
-      },
+      body: writeOnR1,
     });
     await expectWireError(attempt, 409, 'halted', 'refused');
     const deadline = Date.now() + 5000;
