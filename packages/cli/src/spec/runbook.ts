@@ -218,9 +218,10 @@ function howToKill(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target): st
         ),
       );
     }
+    out.push('', ...ladder(spec, t, risky));
     const hard =
       m.fallback === 'process-signal'
-        ? ` Under the launcher (${code('killpath run')}) the process group gets SIGTERM, then SIGKILL after ${seconds(m.killGraceMs)}.`
+        ? ` Under the launcher (${code('killpath run')}) every process of the agent (its cgroup, or its process group where there is none) gets SIGTERM, then SIGKILL after ${seconds(m.killGraceMs)}.`
         : '';
     out.push(
       '',
@@ -249,6 +250,35 @@ function howToKill(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target): st
     }
   }
   return out.join('\n');
+}
+
+/**
+ * The rungs around a halt, for a need that a halt does not fit: a table to read (its commands
+ * name the directive id the kill printed, so none is a runnable block).
+ */
+function ladder(spec: KillSwitchSpec, t: Target, risky: SpecTool | undefined): string[] {
+  const levels = spec.scope.levels;
+  const where = levels.includes('run') ? '--run "$RUN_ID"' : `--agent ${t.arg}`;
+  const rows = [
+    ...(levels.includes('capability') && risky
+      ? [
+          `| take one tool away, keep the agent running | ${code(`npx killpath kill --agent ${t.arg} --level degrade --tool ${risky.name} --reason "…"`)} |`,
+        ]
+      : []),
+    `| let it read but not write | ${code(`npx killpath kill ${where} --level degrade --reason "…"`)} |`,
+    `| cut it off from everything external (under ${code('killpath run')}) | ${code(`npx killpath kill ${where} --level isolate --reason "…"`)} |`,
+  ];
+  if (spec.mechanism.freeze)
+    rows.push(
+      `| stop it at once and keep its memory for evidence (under ${code('killpath run')}) | ${code(`npx killpath kill ${where} --level freeze --reason "…"`)}: not one more instruction runs, egress is cut; then ${levels.includes('run') ? code('npx killpath inspect --run "$RUN_ID" --reason "…"') : `${code('npx killpath inspect --run R --reason "…"')} for each run`} writes the process tree, open files, connections and core files while it stays frozen; ${code('npx killpath resume <freeze id> --reason "…"')} thaws it (it resynchronises before any effect), ${code('npx killpath step <freeze id> up --reason "…"')} kills it |`,
+    );
+  return [
+    'Softer or harder than a halt, when that fits better (the directive id is printed by the kill and listed by `npx killpath status`):',
+    '',
+    '| need | command |',
+    '|---|---|',
+    ...rows,
+  ];
 }
 
 function whatHappens(spec: KillSwitchSpec, agent: SpecAgent | null): string {
@@ -288,7 +318,7 @@ function whatHappens(spec: KillSwitchSpec, agent: SpecAgent | null): string {
   );
   const fallback =
     m.fallback === 'process-signal'
-      ? ` Under the launcher (${code('killpath run')}) the kill ends the process group: SIGTERM, then SIGKILL after ${seconds(m.killGraceMs)}.`
+      ? ` Under the launcher (${code('killpath run')}) the kill ends every process of the agent (its cgroup, or its process group): SIGTERM, then SIGKILL after ${seconds(m.killGraceMs)}.`
       : m.fallback === 'network-isolation'
         ? ' The fallback is network isolation of the launched process.'
         : ' There is no process-level fallback.';

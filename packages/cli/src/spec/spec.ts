@@ -276,7 +276,7 @@ const FIELDS: Record<string, FieldDoc> = {
     why: 'this many missed heartbeats in a row trip the deadman',
   },
   mechanism: {
-    allowed: 'a mapping with primary, fallback, killGraceMs, isolation, haltGraceMs',
+    allowed: 'a mapping with primary, fallback, killGraceMs, isolation, haltGraceMs, freeze',
     why: 'component 3: how the halt is carried out',
   },
   'mechanism.primary': {
@@ -298,6 +298,10 @@ const FIELDS: Record<string, FieldDoc> = {
   'mechanism.haltGraceMs': {
     allowed: 'a whole number of ms from 0 to 3600000',
     why: 'queued tasks may drain inside it, and a worker not halted by then is killed',
+  },
+  'mechanism.freeze': {
+    allowed: 'true or false',
+    why: 'whether the runbook offers a freeze (stop every process at once, keep the evidence, then thaw or kill) and the drill rehearses it',
   },
   latency: {
     allowed: 'a mapping with signalToHaltMs and haltToRecoveryMs',
@@ -509,6 +513,7 @@ const Spec = z.strictObject({
       killGraceMs: wholeMs(0, 600_000).default(2000),
       isolation: z.enum(['proxy', 'netns', 'none']).default('proxy'),
       haltGraceMs: wholeMs(0, 3_600_000).default(5000),
+      freeze: z.boolean().default(true),
     })
     .prefault({}),
   latency: z

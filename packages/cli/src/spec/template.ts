@@ -153,7 +153,8 @@ mechanism:
   # The SDK's gate refuses every covered effect before it starts and aborts in-flight writes.
   primary: cooperative
   # When cooperation is not enough: process-signal (the launcher sends SIGTERM, then SIGKILL
-  # after killGraceMs, to the agent's process group), network-isolation, or none.
+  # after killGraceMs, to every process of the agent: its cgroup, or its process group where
+  # cgroups are unavailable), network-isolation, or none.
   fallback: process-signal
   killGraceMs: 2000
   # Egress of launched agents, cut by an isolate: proxy, netns (Linux, root) or none.
@@ -161,6 +162,11 @@ mechanism:
   # Grace of a halt, ms: queued tasks may drain inside it (queue: drain below), and a worker
   # that has not reported halted by then is escalated to a kill.
   haltGraceMs: 5000
+  # Freeze, between halt and kill: the launcher stops every process of the agent at once
+  # (cgroup.freeze, or SIGSTOP), cuts its egress and keeps its memory; killpath inspect takes
+  # the evidence, then a resume thaws it or a step up kills it. true: the runbook offers it
+  # and the drill rehearses it.
+  freeze: true
 
 # 4 — Latency targets, ms.
 latency:

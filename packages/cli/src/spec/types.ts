@@ -101,6 +101,13 @@ export interface KillSwitchSpec {
      * aborted at once whatever the grace.
      */
     haltGraceMs: number;
+    /**
+     * Whether the runbook offers a freeze (and the drill rehearses it): the launcher stops every
+     * process of the agent at once (`cgroup.freeze`, or SIGSTOP to its process group), cuts its
+     * egress and keeps its memory, so `killpath inspect` can take the evidence before a thaw
+     * (resume) or a kill. Needs the agent under `killpath run`. Default true.
+     */
+    freeze: boolean;
   };
 
   /** 4 — Latency targets, ms. */

@@ -199,6 +199,7 @@ describe('defaults', () => {
       killGraceMs: 2000,
       isolation: 'proxy',
       haltGraceMs: 5000,
+      freeze: true,
     });
     assert.deepEqual(spec.latency, {
       signalToHaltMs: { 3: 5000, 4: 2000, 5: 1000 },
@@ -668,6 +669,33 @@ describe('the runbook', () => {
         );
       }
     }
+  });
+
+  test('offers the freeze rung (freeze, inspect, thaw or kill) unless the spec turns it off', () => {
+    const { spec, digest } = demo();
+    const md = renderRunbook(spec, { source: DEMO_SPEC, digest, agent: 'acme/support-bot' });
+    const row = md.split('\n').find((l) => l.startsWith('| stop it at once and keep its memory'));
+    assert.ok(row, 'a ladder row for freeze');
+    for (const cmd of [
+      'npx killpath kill --run "$RUN_ID" --level freeze',
+      'npx killpath inspect --run "$RUN_ID"',
+      'npx killpath resume <freeze id>',
+      'npx killpath step <freeze id> up',
+    ])
+      assert.ok(row.includes(cmd), `the freeze row has ${cmd}`);
+    assert.ok(
+      codeBlocks(md).every((b) => !b.code.includes('--level freeze')),
+      'the freeze is to read, not a block the runbook walk runs',
+    );
+    const off = parseSpec(`name: nofreeze\nagents:\n${AGENT}mechanism: { freeze: false }\n`);
+    assert.equal(off.spec.mechanism.freeze, false);
+    const without = renderRunbook(off.spec, {
+      source: 'n.yaml',
+      digest: off.digest,
+      agent: 'acme/support-bot',
+    });
+    assert.ok(!without.includes('--level freeze'), 'no freeze row when the spec turns it off');
+    assert.ok(without.includes('--level isolate'), 'the rest of the ladder stays');
   });
 
   test('follows the spec: operator paths, targets, side effects, escalation', () => {
