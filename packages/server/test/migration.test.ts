@@ -9,9 +9,9 @@ import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SqliteStore } from '../src/store/sqlite-store.ts';
+import { SCHEMA_VERSION, SqliteStore } from '../src/store/sqlite-store.ts';
 import { DatabaseSync } from 'node:sqlite';
-import { parseScope } from '@killpath/protocol';
+import { KillpathError, parseScope } from '@killpath/protocol';
 import { grant } from './effects-contract.ts';
 import { rehearsalInput } from './store-contract.ts';
 
@@ -138,6 +138,37 @@ test('a schema-v4 database opens as version 12: its state is kept, drills, capab
     );
   } finally {
     raw.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('meta.schema is read: a database of a newer schema version is refused with a clear error, not misread', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'killpath-newer-'));
+  const path = join(dir, 'killpath.db');
+  try {
+    const s = new SqliteStore(path);
+    assert.equal(s.schemaVersion(), SCHEMA_VERSION);
+    await s.close();
+    const raw = new DatabaseSync(path);
+    raw.exec(`UPDATE meta SET value = '${SCHEMA_VERSION + 1}' WHERE key = 'schema'`);
+    raw.close();
+    assert.throws(
+      () => new SqliteStore(path),
+      (err: unknown) =>
+        err instanceof KillpathError &&
+        err.code === 'invalid_request' &&
+        err.message.includes(
+          `schema version ${SCHEMA_VERSION + 1}, newer than this killpath's ${SCHEMA_VERSION}`,
+        ),
+    );
+    const after = new DatabaseSync(path, { readOnly: true });
+    assert.deepEqual(
+      { ...(after.prepare(`SELECT value FROM meta WHERE key = 'schema'`).get() as object) },
+      { value: String(SCHEMA_VERSION + 1) },
+      'the refused database is left as it was',
+    );
+    after.close();
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -1,6 +1,7 @@
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { randomUUID } from 'node:crypto';
 import {
+  KillpathError,
   formatScope,
   parseScope,
   type AuditRecord,
@@ -50,6 +51,13 @@ import type {
   TokenQuery,
   TokenRecord,
 } from './store.ts';
+
+/**
+ * The schema version this code writes, kept in `meta.schema`. A database of an older version is
+ * brought up to it in place (see `#migrate`); one of a newer version was written by a newer
+ * killpath and is refused rather than misread.
+ */
+export const SCHEMA_VERSION = 12;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -265,6 +273,14 @@ export class SqliteStore implements Store {
     this.#db = new DatabaseSync(path);
     this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;');
     this.#db.exec(SCHEMA);
+    const stored = this.schemaVersion();
+    if (stored > SCHEMA_VERSION) {
+      this.#db.close();
+      throw new KillpathError(
+        'invalid_request',
+        `the database ${path} has schema version ${stored}, newer than this killpath's ${SCHEMA_VERSION}: run a newer killpath on it`,
+      );
+    }
     this.#migrate();
     const p = (sql: string) => this.#db.prepare(sql);
     this.#stmts = {
@@ -338,7 +354,14 @@ export class SqliteStore implements Store {
     this.#db.exec(approvals.APPROVALS_SCHEMA);
     this.#db.exec(owners.OWNERS_SCHEMA);
     migrateRunTenancy(this.#db);
-    this.#db.exec(`UPDATE meta SET value = '12' WHERE key = 'schema'`);
+    this.#db.prepare(`UPDATE meta SET value = ? WHERE key = 'schema'`).run(String(SCHEMA_VERSION));
+  }
+
+  /** The schema version recorded in the database (`meta.schema`; 1 on a database that predates it). */
+  schemaVersion(): number {
+    const row = this.#db.prepare(`SELECT value FROM meta WHERE key = 'schema'`).get() as
+      { value: string } | undefined;
+    return row ? Number(row.value) : 1;
   }
 
   /** The context the effect-journal functions run in (same connection, transactions and chain). */
