@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { type AuditRecord, type AuditVerdict, type Directive } from '@killpath/protocol';
 import { GENESIS_HASH, chainRecord, hashRecord, verifyChain, type AuditEvent } from '../src/audit/chain.ts';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
+import { rawExec, tamperableStore } from './tamper.ts';
 import { directiveInput } from './store-contract.ts';
 import { harness } from './harness.ts';
 
@@ -218,7 +219,7 @@ function issueEvents(d: Directive): AuditEvent[] {
 
 /** A store holding a chain of several kinds of records, some with a tenant and some without. */
 async function builtStore(): Promise<{ store: SqliteStore; records: AuditRecord[] }> {
-  const store = new SqliteStore(':memory:');
+  const store = tamperableStore();
   const a = await store.issueDirective(input(), (r) => issueEvents(r.directive));
   await store.issueDirective(
     input({ scope: 'global', tenant: null, level: 'kill', capabilities: ['wire_transfer'], graceMs: 0 }),
@@ -383,7 +384,7 @@ describe('audit chain in the SQLite store', () => {
             assert.equal(rec.tenant, SHAPE[seq - 1]!.tenant, 'the chain is built the same way every time');
             const set = t.set(rec);
             assert.ok(set !== null);
-            store.unsafeExec(`UPDATE audit SET ${set} WHERE seq = ${seq}`);
+            rawExec(store, `UPDATE audit SET ${set} WHERE seq = ${seq}`);
             const v = bad(await store.verifyAudit());
             assert.equal(v.firstBad, t.expect(rec, N), v.reason);
           } finally {
@@ -399,7 +400,7 @@ describe('audit chain in the SQLite store', () => {
       test(`${seq} of ${N}: the record after the gap is named`, async () => {
         const { store } = await builtStore();
         try {
-          store.unsafeExec(`DELETE FROM audit WHERE seq = ${seq}`);
+          rawExec(store, `DELETE FROM audit WHERE seq = ${seq}`);
           const v = bad(await store.verifyAudit());
           assert.equal(v.firstBad, seq + 1);
         } finally {
@@ -412,7 +413,7 @@ describe('audit chain in the SQLite store', () => {
       // A hash chain cannot see its own truncation; an auditor who remembers the head can.
       const { store, records } = await builtStore();
       try {
-        store.unsafeExec(`DELETE FROM audit WHERE seq = ${N}`);
+        rawExec(store, `DELETE FROM audit WHERE seq = ${N}`);
         const v = await store.verifyAudit();
         assert.deepEqual(v, { ok: true, records: N - 1, head: records[N - 2]!.hash });
       } finally {
@@ -426,7 +427,7 @@ describe('audit chain in the SQLite store', () => {
     try {
       const r = records[1]!;
       const reordered = Object.fromEntries(Object.entries(r.data).reverse());
-      store.unsafeExec(`UPDATE audit SET data = ${sql(JSON.stringify(reordered, null, 2))} WHERE seq = 2`);
+      rawExec(store, `UPDATE audit SET data = ${sql(JSON.stringify(reordered, null, 2))} WHERE seq = 2`);
       assert.equal((await store.verifyAudit()).ok, true);
     } finally {
       await store.close();
@@ -439,9 +440,7 @@ describe('audit chain in the SQLite store', () => {
     test(`data of record ${seq} no longer valid JSON is named, not thrown`, async () => {
       const { store } = await builtStore();
       try {
-        store.unsafeExec(
-          `UPDATE audit SET data = substr(data, 1, length(data) - 1) || ']' WHERE seq = ${seq}`,
-        );
+        rawExec(store, `UPDATE audit SET data = substr(data, 1, length(data) - 1) || ']' WHERE seq = ${seq}`);
         let v: AuditVerdict;
         try {
           v = await store.verifyAudit();
@@ -464,7 +463,7 @@ describe('audit chain in the SQLite store', () => {
         body: { justification: 'INC-1' },
       });
       assert.equal(res.status, 201);
-      h.store.unsafeExec(`UPDATE audit SET data = '{"action":' WHERE seq = 2`);
+      rawExec(h.store, `UPDATE audit SET data = '{"action":' WHERE seq = 2`);
       const verdict = await h.req('GET', '/v1/audit/verify', { token: admin });
       assert.equal(verdict.status, 200, await verdict.clone().text());
       const v = (await verdict.json()) as AuditVerdict;
@@ -486,7 +485,7 @@ describe('audit chain in the SQLite store', () => {
       const ok = (await (await h.req('GET', '/v1/audit/verify', { token: admin })).json()) as AuditVerdict;
       assert.equal(ok.ok, true);
       assert.equal(ok.records, 4);
-      h.store.unsafeExec(`UPDATE audit SET actor = 'mallory' WHERE seq = 3`);
+      rawExec(h.store, `UPDATE audit SET actor = 'mallory' WHERE seq = 3`);
       const res = await h.req('GET', '/v1/audit/verify', { token: admin });
       assert.equal(res.status, 200);
       assert.equal(bad((await res.json()) as AuditVerdict).firstBad, 3);
@@ -498,7 +497,7 @@ describe('audit chain in the SQLite store', () => {
   test('a later good record does not hide an earlier tampered one', async () => {
     const { store } = await builtStore();
     try {
-      store.unsafeExec(`UPDATE audit SET actor = 'mallory' WHERE seq IN (3, 6)`);
+      rawExec(store, `UPDATE audit SET actor = 'mallory' WHERE seq IN (3, 6)`);
       const v = bad(await store.verifyAudit());
       assert.equal(v.firstBad, 3);
       assert.equal(v.records, 3);
@@ -510,7 +509,7 @@ describe('audit chain in the SQLite store', () => {
   test('appending after a tamper keeps naming the tampered record', async () => {
     const { store } = await builtStore();
     try {
-      store.unsafeExec(`UPDATE audit SET type = 'x' WHERE seq = 2`);
+      rawExec(store, `UPDATE audit SET type = 'x' WHERE seq = 2`);
       await store.appendAudit([{ type: 'operator_action', actor: 'bob', tenant: null, data: {} }]);
       assert.equal(bad(await store.verifyAudit()).firstBad, 2);
     } finally {

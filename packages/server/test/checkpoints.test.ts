@@ -26,7 +26,7 @@ import { createApp } from '../src/http/app.ts';
 import { createLogger } from '../src/log.ts';
 import { Metrics } from '../src/metrics.ts';
 import type { Alert, AlertSink } from '../src/notify.ts';
-import { SqliteStore } from '../src/store/sqlite-store.ts';
+import { rawExec, tamperableStore } from './tamper.ts';
 import { StreamHub } from '../src/stream/hub.ts';
 import { expectWireError } from './harness.ts';
 
@@ -44,7 +44,7 @@ async function setup(
 ) {
   const dir = mkdtempSync(join(tmpdir(), 'killpath-ckpt-'));
   const path = dbFile ?? join(dir, 'killpath.db');
-  const store = new SqliteStore(path);
+  const store = tamperableStore(path);
   const log = createLogger('silent');
   const alerts = new Sink();
   const cp = new ControlPlane({
@@ -208,7 +208,7 @@ test('POST /v1/audit/verify proves a kept checkpoint is extended and names trunc
     );
 
     // An altered record: named by the chain, and the kept root no longer matches.
-    h.store.unsafeExec(`UPDATE audit SET actor = 'mallory' WHERE seq = 3`);
+    rawExec(h.store, `UPDATE audit SET actor = 'mallory' WHERE seq = 3`);
     let v = (await (
       await h.req('POST', '/v1/audit/verify', h.admin, { checkpoint: kept })
     ).json()) as ConsistencyVerdict;
@@ -216,10 +216,10 @@ test('POST /v1/audit/verify proves a kept checkpoint is extended and names trunc
     assert.equal(v.chain.firstBad, 3);
     assert.match(v.problems.join('\n'), /record #3: hash does not match/);
     assert.match(v.problems.join('\n'), new RegExp(`first ${kept.size} records no longer hash`));
-    h.store.unsafeExec(`UPDATE audit SET actor = (SELECT actor FROM audit WHERE seq = 2) WHERE seq = 3`);
+    rawExec(h.store, `UPDATE audit SET actor = (SELECT actor FROM audit WHERE seq = 2) WHERE seq = 3`);
 
     // Records deleted from the end (and the stored checkpoints with them): the kept copy names them.
-    h.store.unsafeExec(`DELETE FROM audit WHERE seq > ${kept.size - 2}; DELETE FROM checkpoints`);
+    rawExec(h.store, `DELETE FROM audit WHERE seq > ${kept.size - 2}; DELETE FROM checkpoints`);
     v = (await (
       await h.req('POST', '/v1/audit/verify', h.admin, { checkpoint: kept })
     ).json()) as ConsistencyVerdict;
@@ -330,8 +330,8 @@ test('a restart resumes from the stored frontier; a log shorter than the stored 
     await h.store.close();
     copyFileSync(path, copy);
     for (const truncate of [false, true]) {
-      const store = new SqliteStore(copy);
-      if (truncate) store.unsafeExec(`DELETE FROM audit WHERE seq > 2`);
+      const store = tamperableStore(copy);
+      if (truncate) rawExec(store, `DELETE FROM audit WHERE seq > 2`);
       const alerts = new Sink();
       const { key } = loadOrCreateSigningKey(keyPath);
       const k = new Checkpointer({

@@ -8,6 +8,7 @@ import type { Admission } from '../src/http/admission.ts';
 import { createLogger, type Logger } from '../src/log.ts';
 import { Metrics } from '../src/metrics.ts';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
+import { tamperableStore } from './tamper.ts';
 import { StreamHub } from '../src/stream/hub.ts';
 import type { AutomationPolicy } from '../src/ladder.ts';
 import type { AlertSink } from '../src/notify.ts';
@@ -41,7 +42,7 @@ export async function harness(
     admission?: Admission;
   } = {},
 ): Promise<Harness> {
-  const store = new SqliteStore(':memory:');
+  const store = tamperableStore();
   const metrics = new Metrics();
   const hub = new StreamHub(60_000, await store.rev());
   const fleet = new Fleet();

@@ -267,10 +267,13 @@ export class SqliteStore implements Store {
   /** The database file, or null for `:memory:` (verified on the caller's thread: tests only). */
   readonly #path: string | null;
 
-  /** Opens (creating if needed) the database at `path`; `:memory:` for tests. */
-  constructor(path: string) {
-    this.#path = path === ':memory:' || path === '' ? null : path;
-    this.#db = new DatabaseSync(path);
+  /**
+   * Opens (creating if needed) the database at `path` (`:memory:` for tests), or takes over an
+   * open connection (a test that tampers with records keeps its own handle on that connection).
+   */
+  constructor(path: string | DatabaseSync) {
+    this.#db = typeof path === 'string' ? new DatabaseSync(path) : path;
+    this.#path = this.#db.location() || null;
     this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;');
     this.#db.exec(SCHEMA);
     const stored = this.schemaVersion();
@@ -278,7 +281,7 @@ export class SqliteStore implements Store {
       this.#db.close();
       throw new KillpathError(
         'invalid_request',
-        `the database ${path} has schema version ${stored}, newer than this killpath's ${SCHEMA_VERSION}: run a newer killpath on it`,
+        `the database ${this.#path ?? ':memory:'} has schema version ${stored}, newer than this killpath's ${SCHEMA_VERSION}: run a newer killpath on it`,
       );
     }
     this.#migrate();
@@ -836,11 +839,6 @@ export class SqliteStore implements Store {
       rollbackOf: r.rollback_of,
       createdAt: r.created_at,
     }));
-  }
-
-  /** Test seam: raw SQL against the database (used to tamper with records in tests). */
-  unsafeExec(sql: string): void {
-    this.#db.exec(sql);
   }
 
   async close(): Promise<void> {
