@@ -223,6 +223,11 @@ export interface Principal {
   agent: string | null;
   /** When the token stops working (ISO 8601); absent when it never expires. */
   expiresAt?: string;
+  /**
+   * The one launcher id this agent token may act for (a token an operator had minted to start a
+   * launcher, `POST /v1/launchers/{id}/token`); absent when the token is not bound to a launcher.
+   */
+  launcher?: string;
 }
 
 /** One worker in the fleet view. */

@@ -758,7 +758,11 @@ export class ControlPlane {
     if (tenant === undefined)
       throw new KillpathError('invalid_request', 'an admin reporting launcher events must name ?tenant=');
     const agent = await this.launcherOwner(tenant, launcherId);
-    if (agent === null || (p.role === 'agent' && p.agent !== null && p.agent !== agent))
+    if (
+      agent === null ||
+      (p.role === 'agent' && p.agent !== null && p.agent !== agent) ||
+      (p.launcher !== undefined && p.launcher !== launcherId)
+    )
       throw new KillpathError('not_found', `launcher ${launcherId} not found`);
     const key = { tenant, agent, launcherId };
     await this.store.appendAudit(

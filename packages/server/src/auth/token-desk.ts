@@ -9,6 +9,12 @@ import { hashSecret, mintToken, revokedEvents, type Authenticator, type TokenSpe
 /** Longest lifetime a token may be given, in ms (ten years). */
 export const MAX_TOKEN_TTL_MS = 10 * 366 * 86_400_000;
 
+/** Default lifetime of an agent token minted for an operator's launcher, in ms (8 h: a shift). */
+export const LAUNCHER_TOKEN_TTL_MS = 8 * 3_600_000;
+
+/** Longest lifetime of an agent token minted for an operator's launcher, in ms (24 h). */
+export const MAX_LAUNCHER_TOKEN_TTL_MS = 24 * 3_600_000;
+
 /** What a new token asks for: the spec plus a lifetime (`ttlMs`) or an end (`expiresAt`), not both. */
 export interface TokenRequest extends Omit<TokenSpec, 'expiresAt'> {
   ttlMs?: number | undefined;
@@ -28,6 +34,7 @@ export class TokenDesk {
   readonly #log: Logger;
   readonly #closeStreams: (tokenId: string) => number;
   readonly #adminTokenFile: string | null;
+  readonly #claimLauncher: (who: { tenant: string; agent: string }, launcherId: string) => Promise<void>;
 
   constructor(deps: {
     store: Store;
@@ -37,12 +44,62 @@ export class TokenDesk {
     closeStreams: (tokenId: string) => number;
     /** `<dataDir>/admin.token`, which `rotateAdmin` replaces; null when this control plane has none. */
     adminTokenFile?: string | null;
+    /**
+     * Claims launcher id `launcherId` of the tenant for the agent (the first agent to use an id
+     * owns it); throws `conflict` when another agent owns it. Absent: launcher tokens are not offered.
+     */
+    claimLauncher?: (who: { tenant: string; agent: string }, launcherId: string) => Promise<void>;
   }) {
     this.#store = deps.store;
     this.#auth = deps.auth;
     this.#log = deps.log;
     this.#closeStreams = deps.closeStreams;
     this.#adminTokenFile = deps.adminTokenFile ?? null;
+    this.#claimLauncher =
+      deps.claimLauncher ??
+      (() => Promise.reject(new KillpathError('conflict', 'this control plane mints no launcher tokens')));
+  }
+
+  /**
+   * Mints the agent token a launcher hands its agent, for a person who may not mint tokens: an
+   * operator of the agent's tenant (or an admin) starting a replacement session. The token is
+   * an agent token of `tenant/agent`, bound to `launcherId` (it opens that launcher's stream
+   * and reports for it, no other's), and short-lived: `ttlMs` (default
+   * {@link LAUNCHER_TOKEN_TTL_MS}, at most {@link MAX_LAUNCHER_TOKEN_TTL_MS}). The launcher id
+   * is claimed for the agent first. Audited as `operator_action` `token.create` naming the
+   * person, the agent, the launcher and the expiry (never the secret).
+   * @throws KillpathError `forbidden` for an agent, a viewer or an operator of the tenant who may
+   *   not act; `not_found` for another tenant's operator; `conflict` when another agent of the
+   *   tenant owns the launcher id
+   */
+  async mintForLauncher(
+    p: Principal,
+    launcherId: string,
+    req: { tenant: string; agent: string; ttlMs?: number | undefined },
+  ): Promise<{ secret: string; record: TokenRecord }> {
+    requireHuman(p);
+    if (p.role === 'viewer')
+      throw new KillpathError(
+        'forbidden',
+        'viewers may not start launchers (an operator or admin token may)',
+      );
+    requireAct(p, req.tenant, `tenant ${req.tenant}`);
+    const ttlMs = req.ttlMs ?? LAUNCHER_TOKEN_TTL_MS;
+    if (ttlMs > MAX_LAUNCHER_TOKEN_TTL_MS)
+      throw new KillpathError('invalid_request', 'a launcher token lives at most 24 h');
+    await this.#claimLauncher({ tenant: req.tenant, agent: req.agent }, launcherId);
+    return mintToken(
+      this.#store,
+      {
+        role: 'agent',
+        tenant: req.tenant,
+        agent: req.agent,
+        launcher: launcherId,
+        name: `launcher:${launcherId} for ${req.tenant}/${req.agent} by ${p.name}`.slice(0, 200),
+        expiresAt: this.#expiry(ttlMs, undefined),
+      },
+      p.name,
+    );
   }
 
   /**

@@ -21,6 +21,8 @@ export interface TokenSpec {
   name?: string;
   /** When the token stops working (ISO 8601); absent or null: never. */
   expiresAt?: string | null;
+  /** The one launcher id an agent token may act for; absent or null: none. */
+  launcher?: string | null;
 }
 
 /**
@@ -37,6 +39,9 @@ export function checkTokenSpec(spec: TokenSpec): void {
   }
   if (spec.agent && spec.role !== 'agent') {
     throw new KillpathError('invalid_request', 'only agent tokens are bound to an agent');
+  }
+  if (spec.launcher && (spec.role !== 'agent' || !spec.agent)) {
+    throw new KillpathError('invalid_request', 'only an agent token of one agent is bound to a launcher');
   }
 }
 
@@ -67,6 +72,7 @@ function createdEvent(
       role: spec.role,
       agent: spec.agent ?? null,
       expiresAt: spec.expiresAt ?? null,
+      ...(spec.launcher ? { launcher: spec.launcher } : {}),
       ...extra,
     },
   };
@@ -98,6 +104,7 @@ export async function mintToken(
       tenant: spec.tenant,
       agent: spec.agent ?? null,
       expiresAt: spec.expiresAt ?? null,
+      launcher: spec.launcher ?? null,
     },
     hashSecret(secret),
     events,
@@ -202,6 +209,7 @@ export class Authenticator {
       tenant: rec.tenant,
       agent: rec.agent,
       ...(rec.expiresAt === null ? {} : { expiresAt: rec.expiresAt }),
+      ...(rec.launcher === null ? {} : { launcher: rec.launcher }),
     };
     this.#cache.set(hash, { principal, expiresAt, checkedAt: now });
     return principal;

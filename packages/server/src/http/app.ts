@@ -330,7 +330,14 @@ export function createApp(
   app.post('/v1/workers/:id/heartbeat', async (c) => {
     const b = await body(c, HeartbeatBody);
     const id = c.req.param('id');
-    const who = requireWorker(cp, c.get('principal'), id);
+    const p = c.get('principal');
+    const who = requireWorker(cp, p, id);
+    // A token minted for one launcher reports its workers under that launcher only.
+    if (p.launcher !== undefined && b.launcher !== undefined && b.launcher !== p.launcher)
+      throw new KillpathError(
+        'forbidden',
+        `this token was minted for launcher ${p.launcher}; its workers may not report under launcher ${b.launcher}`,
+      );
     if (b.launcher !== undefined) await cp.claimLauncher(who, b.launcher);
     cp.fleet.heartbeat(id, who.tenant, who.agent, b);
     cp.workerSeen(id);
@@ -425,6 +432,7 @@ export function createApp(
       log,
       closeStreams: (tokenId) => cp.hub.closeToken(tokenId) + cp.launchers.closeToken(tokenId),
       adminTokenFile: opts.adminTokenFile ?? null,
+      claimLauncher: (who, launcherId) => cp.claimLauncher(who, launcherId),
     }),
   );
 

@@ -46,6 +46,11 @@ export async function openLauncherStream(
     (p.role === 'agent' && p.tenant === tenant && (p.agent === null || p.agent === agent));
   if (!allowed)
     throw new KillpathError('forbidden', `this token may not open a launcher stream for ${tenant}/${agent}`);
+  if (p.launcher !== undefined && p.launcher !== launcherId)
+    throw new KillpathError(
+      'forbidden',
+      `this token was minted for launcher ${p.launcher}; it may not open the stream of launcher ${launcherId}`,
+    );
   // The id lives inside the tenant and belongs to the agent that first used it.
   await cp.claimLauncher({ tenant, agent }, launcherId);
 

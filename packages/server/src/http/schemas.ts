@@ -139,6 +139,15 @@ export const TokenBody = z.strictObject({
 });
 export type TokenBody = z.infer<typeof TokenBody>;
 
+/** Body of `POST /v1/launchers/{id}/token`: an agent token for the launcher an operator starts. */
+export const LauncherTokenBody = z.strictObject({
+  tenant: id,
+  agent: id,
+  /** Lifetime from now, in ms (at least a minute; default 8 h, at most 24 h). */
+  ttlMs: z.number().int().min(60_000).optional(),
+});
+export type LauncherTokenBody = z.infer<typeof LauncherTokenBody>;
+
 /** Body of `POST /v1/tokens/{id}/revoke`. */
 export const RevokeTokenBody = z.strictObject({ reason: text(2000) });
 

@@ -3,7 +3,7 @@ import { KillpathError, isIdentifier } from '@killpath/protocol';
 import type { TokenDesk } from '../auth/token-desk.ts';
 import type { TokenRecord } from '../store/store.ts';
 import { body, type Env } from './common.ts';
-import { RevokeTokenBody, RotateAdminBody, TokenBody } from './schemas.ts';
+import { LauncherTokenBody, RevokeTokenBody, RotateAdminBody, TokenBody } from './schemas.ts';
 
 /** A token as the API shows it: never its secret nor its hash. */
 function shown(t: TokenRecord): TokenRecord {
@@ -18,18 +18,28 @@ function shown(t: TokenRecord): TokenRecord {
     revokedAt: t.revokedAt,
     revokedBy: t.revokedBy,
     revokeReason: t.revokeReason,
+    launcher: t.launcher,
   };
 }
 
 /**
  * Token routes: mint (`POST /v1/tokens`, the secret in the answer once), list
  * (`GET /v1/tokens`), revoke (`POST /v1/tokens/{id}/revoke`) and rotate the admin token
- * (`POST /v1/tokens/rotate-admin`). Who may do what is the desk's to decide.
+ * (`POST /v1/tokens/rotate-admin`), and the agent token an operator's launcher hands its agent
+ * (`POST /v1/launchers/{id}/token`). Who may do what is the desk's to decide.
  */
 export function tokenRoutes(app: Hono<Env>, tokens: TokenDesk): void {
   app.post('/v1/tokens', async (c) => {
     const b = await body(c, TokenBody);
     const { secret, record } = await tokens.create(c.get('principal'), b);
+    return c.json({ token: secret, ...shown(record) }, 201);
+  });
+
+  app.post('/v1/launchers/:id/token', async (c) => {
+    const id = c.req.param('id');
+    if (!isIdentifier(id)) throw new KillpathError('invalid_request', 'launcher id must be an identifier');
+    const b = await body(c, LauncherTokenBody);
+    const { secret, record } = await tokens.mintForLauncher(c.get('principal'), id, b);
     return c.json({ token: secret, ...shown(record) }, 201);
   });
 

@@ -1,7 +1,9 @@
 /**
  * API tokens on SQLite, run by `SqliteStore` on its connection, inside its group-commit
  * transactions and its audit chain. Schema version 7 gave tokens a lifecycle: an expiry, and
- * who revoked them and why (`revoked_at` existed from version 1, never set until then).
+ * who revoked them and why (`revoked_at` existed from version 1, never set until then). A
+ * nullable `launcher` column (added the same way, on open) binds an agent token an operator had
+ * minted for one launcher to that launcher's id; older rows are bound to none.
  */
 import type { DatabaseSync } from 'node:sqlite';
 import type { AuditEvent } from '../audit/chain.ts';
@@ -14,7 +16,7 @@ export interface TokensContext {
   audit(events: AuditEvent[]): void;
 }
 
-/** Adds the version-7 columns to a tokens table that lacks them; old rows never expire and are not revoked. */
+/** Adds the version-7 columns and `launcher` to a tokens table that lacks them; old rows never expire, are not revoked and are bound to no launcher. */
 export function migrateTokens(db: DatabaseSync): void {
   const cols = new Set(
     (db.prepare('PRAGMA table_info(tokens)').all() as { name: string }[]).map((c) => c.name),
@@ -22,6 +24,7 @@ export function migrateTokens(db: DatabaseSync): void {
   if (!cols.has('expires_at')) db.exec('ALTER TABLE tokens ADD COLUMN expires_at TEXT');
   if (!cols.has('revoked_by')) db.exec('ALTER TABLE tokens ADD COLUMN revoked_by TEXT');
   if (!cols.has('revoke_reason')) db.exec('ALTER TABLE tokens ADD COLUMN revoke_reason TEXT');
+  if (!cols.has('launcher')) db.exec('ALTER TABLE tokens ADD COLUMN launcher TEXT');
 }
 
 interface TokenRow {
@@ -35,10 +38,11 @@ interface TokenRow {
   expires_at: string | null;
   revoked_by: string | null;
   revoke_reason: string | null;
+  launcher: string | null;
 }
 
 const COLUMNS =
-  'id, name, role, tenant, agent, created_at, revoked_at, expires_at, revoked_by, revoke_reason';
+  'id, name, role, tenant, agent, created_at, revoked_at, expires_at, revoked_by, revoke_reason, launcher';
 
 function toToken(r: TokenRow): TokenRecord {
   return {
@@ -52,6 +56,7 @@ function toToken(r: TokenRow): TokenRecord {
     revokedAt: r.revoked_at,
     revokedBy: r.revoked_by,
     revokeReason: r.revoke_reason,
+    launcher: r.launcher,
   };
 }
 
@@ -76,9 +81,19 @@ export function createToken(
     const createdAt = new Date().toISOString();
     ctx.db
       .prepare(
-        'INSERT INTO tokens (id, secret_hash, name, role, tenant, agent, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO tokens (id, secret_hash, name, role, tenant, agent, created_at, expires_at, launcher) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
       )
-      .run(t.id, secretHash, t.name, t.role, t.tenant, t.agent, createdAt, t.expiresAt ?? null);
+      .run(
+        t.id,
+        secretHash,
+        t.name,
+        t.role,
+        t.tenant,
+        t.agent,
+        createdAt,
+        t.expiresAt ?? null,
+        t.launcher ?? null,
+      );
     if (revoke !== undefined) revokeRow(ctx.db, revoke.id, revoke.by, revoke.reason, createdAt);
     ctx.audit(audit);
     return {
@@ -92,6 +107,7 @@ export function createToken(
       revokedAt: null,
       revokedBy: null,
       revokeReason: null,
+      launcher: t.launcher ?? null,
     };
   });
 }

@@ -71,6 +71,8 @@ export interface TokenRecord {
   createdAt: string;
   /** When the token stops working (ISO 8601); null: never. */
   expiresAt: string | null;
+  /** The launcher id an agent token is bound to (minted for an operator's launcher); null: none. */
+  launcher: string | null;
   /** When it was revoked (ISO 8601); null while it is not. */
   revokedAt: string | null;
   /** Who revoked it (a token's name); null while it is not revoked. */
@@ -82,6 +84,7 @@ export interface TokenRecord {
 /** What it takes to store a new token (its secret's hash is passed beside it). */
 export type NewToken = Pick<TokenRecord, 'id' | 'name' | 'role' | 'tenant' | 'agent'> & {
   expiresAt?: string | null;
+  launcher?: string | null;
 };
 
 /** Filter for listing tokens. */

@@ -1,0 +1,202 @@
+/**
+ * `POST /v1/launchers/{id}/token`: an operator of tenant T starts a launcher for an agent of T
+ * (the replacement session of the runbook) without holding an agent token. The control plane
+ * mints a short-lived agent token of T/A bound to that launcher id, audited with who asked, for
+ * which agent and until when. Another tenant's operator, a viewer and an agent are refused; the
+ * token acts for its launcher only and stops at its expiry.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { AuditRecord, Principal } from '@killpath/protocol';
+import { expectWireError, harness, heartbeatBody } from './harness.ts';
+import { liveServer } from './live-server.ts';
+
+const T0 = Date.parse('2026-06-01T12:00:00.000Z');
+const HOUR = 3_600_000;
+
+interface Minted {
+  token: string;
+  id: string;
+  role: string;
+  tenant: string;
+  agent: string;
+  launcher: string;
+  expiresAt: string;
+}
+
+describe('an operator mints the agent token of the launcher it starts', () => {
+  test('operator of acme, agent of acme: an agent token of acme/bot bound to the launcher, 8 h by default, audited', async () => {
+    let now = T0;
+    const h = await harness({ now: () => now });
+    try {
+      const op = await h.token('operator', 'acme', undefined, 'alice@acme');
+      const r = await h.req('POST', '/v1/launchers/launch-1/token', {
+        token: op,
+        body: { tenant: 'acme', agent: 'bot' },
+      });
+      assert.equal(r.status, 201);
+      const m = (await r.json()) as Minted;
+      assert.match(m.token, /^kp_/);
+      assert.deepEqual(
+        [m.role, m.tenant, m.agent, m.launcher, m.expiresAt],
+        ['agent', 'acme', 'bot', 'launch-1', new Date(T0 + 8 * HOUR).toISOString()],
+      );
+      const me = (await (await h.req('GET', '/v1/whoami', { token: m.token })).json()) as Principal;
+      assert.deepEqual(
+        [me.role, me.tenant, me.agent, me.launcher, me.expiresAt],
+        ['agent', 'acme', 'bot', 'launch-1', m.expiresAt],
+      );
+
+      await h.cp.flushAudit();
+      const audit = (await (
+        await h.req('GET', '/v1/audit?type=operator_action&limit=100', { token: op })
+      ).json()) as { records: AuditRecord[] };
+      const rec = audit.records.find((x) => x.data.tokenId === m.id);
+      assert.ok(rec, 'the minting is on the record');
+      assert.equal(rec.actor, 'alice@acme', 'who asked');
+      assert.equal(rec.tenant, 'acme');
+      assert.equal(rec.data.action, 'token.create');
+      assert.equal(rec.data.agent, 'bot', 'for which agent');
+      assert.equal(rec.data.launcher, 'launch-1');
+      assert.equal(rec.data.expiresAt, m.expiresAt, 'until when');
+      assert.ok(!JSON.stringify(audit).includes(m.token), 'never the secret');
+
+      // A shorter life on request; no longer than 24 h.
+      const short = (await (
+        await h.req('POST', '/v1/launchers/launch-2/token', {
+          token: op,
+          body: { tenant: 'acme', agent: 'bot', ttlMs: HOUR },
+        })
+      ).json()) as Minted;
+      assert.equal(short.expiresAt, new Date(T0 + HOUR).toISOString());
+      await expectWireError(
+        await h.req('POST', '/v1/launchers/launch-3/token', {
+          token: op,
+          body: { tenant: 'acme', agent: 'bot', ttlMs: 25 * HOUR },
+        }),
+        400,
+        'invalid_request',
+        'longer than 24 h',
+      );
+
+      // Expiry: the token works until its end, then 401 "token expired".
+      now = T0 + HOUR - 1;
+      assert.equal((await h.req('GET', '/v1/whoami', { token: short.token })).status, 200);
+      now = T0 + HOUR + 5001;
+      const msg = await expectWireError(
+        await h.req('GET', '/v1/whoami', { token: short.token }),
+        401,
+        'unauthenticated',
+        'expired',
+      );
+      assert.match(msg, /token expired/);
+    } finally {
+      await h.close();
+    }
+  });
+
+  test("another tenant's operator, a viewer and an agent are refused; another agent's launcher id is a conflict; an admin may", async () => {
+    const h = await harness();
+    try {
+      const ask = (token: string, launcher = 'launch-1', tenant = 'acme', agent = 'bot') =>
+        h.req('POST', `/v1/launchers/${launcher}/token`, { token, body: { tenant, agent } });
+      await expectWireError(await ask(await h.token('operator', 'beta')), 404, 'not_found', 'beta operator');
+      await expectWireError(await ask(await h.token('viewer', 'acme')), 403, 'forbidden', 'acme viewer');
+      await expectWireError(await ask(await h.token('agent', 'acme', 'bot')), 403, 'forbidden', 'agent');
+      await expectWireError(await ask(''), 401, 'unauthenticated', 'no token');
+      await expectWireError(
+        await ask(await h.token('operator', 'acme'), 'bad/id'),
+        404,
+        'not_found',
+        'not a launcher route',
+      );
+      await expectWireError(
+        await ask(await h.token('operator', 'acme'), 'launch-1', 'acme', 'no such agent!'),
+        400,
+        'invalid_request',
+        'bad agent',
+      );
+      // None of the refusals minted a token nor claimed the launcher id.
+      assert.deepEqual(
+        (await h.store.listTokens({ tenant: 'acme' })).filter((t) => t.launcher !== null),
+        [],
+      );
+      const op = await h.token('operator', 'acme');
+      assert.equal((await ask(op)).status, 201);
+      // The id belongs to acme/bot now: acme/other may not use it.
+      await expectWireError(await ask(op, 'launch-1', 'acme', 'other'), 409, 'conflict', 'owned id');
+      const admin = await h.token('admin', '*');
+      assert.equal((await ask(admin, 'launch-9', 'globex', 'ops')).status, 201);
+    } finally {
+      await h.close();
+    }
+  });
+
+  test('the token acts for its launcher only: another launcher stream 403, its events 404, its heartbeats 403', async () => {
+    const h = await harness();
+    try {
+      const op = await h.token('operator', 'acme');
+      const m = (await (
+        await h.req('POST', '/v1/launchers/launch-1/token', {
+          token: op,
+          body: { tenant: 'acme', agent: 'bot' },
+        })
+      ).json()) as Minted;
+      // launch-2 exists, of the same agent, started with an ordinary agent token.
+      await h.cp.claimLauncher({ tenant: 'acme', agent: 'bot' }, 'launch-2');
+      await expectWireError(
+        await h.req('GET', '/v1/launchers/stream?launcher=launch-2&tenant=acme&agent=bot', {
+          token: m.token,
+        }),
+        403,
+        'forbidden',
+        'stream of another launcher',
+      );
+      await expectWireError(
+        await h.req('POST', '/v1/launchers/launch-2/events', {
+          token: m.token,
+          body: { events: [{ type: 'process.started', pid: 1, detail: 'x' }] },
+        }),
+        404,
+        'not_found',
+        'events of another launcher',
+      );
+      // The control: the same events body is accepted from its own launcher.
+      assert.equal(
+        (
+          await h.req('POST', '/v1/launchers/launch-1/events', {
+            token: m.token,
+            body: { events: [{ type: 'process.started', pid: 1, detail: 'x' }] },
+          })
+        ).status,
+        204,
+      );
+      const beat = (launcher: string) =>
+        h.req('POST', '/v1/workers/w-1/heartbeat', {
+          token: m.token,
+          body: { ...heartbeatBody(), launcher },
+        });
+      await expectWireError(await beat('launch-2'), 403, 'forbidden', 'heartbeat under another launcher');
+      assert.ok((await beat('launch-1')).status < 300, 'its own launcher');
+    } finally {
+      await h.close();
+    }
+  });
+
+  test('over a socket, the minted token opens its own launcher stream and gets orders', async () => {
+    const s = await liveServer();
+    try {
+      const op = await s.token('operator', 'acme');
+      const r = await s.call('POST', '/v1/launchers/launch-1/token', op, { tenant: 'acme', agent: 'bot' });
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      const stream = await s.stream(
+        '/v1/launchers/stream?launcher=launch-1&tenant=acme&agent=bot',
+        (r.body as Minted).token,
+      );
+      assert.equal(stream.status, 200);
+      await stream.until((e) => e.event === 'orders');
+    } finally {
+      await s.close();
+    }
+  });
+});
