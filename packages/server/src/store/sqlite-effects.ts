@@ -1,4 +1,4 @@
-import type { DatabaseSync } from 'node:sqlite';
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { randomUUID } from 'node:crypto';
 import {
   coversEffect,
@@ -66,6 +66,8 @@ CREATE TABLE IF NOT EXISTS halted_runs (
 /** What the effect functions need from the store: its connection, transactions, audit and switchboard. */
 export interface EffectsContext {
   db: DatabaseSync;
+  /** The statement for `sql`, prepared once per connection (a permit's hot path prepares nothing). */
+  stmt(sql: string): StatementSync;
   tx<T>(fn: () => T): Promise<T>;
   audit(events: AuditEvent[]): void;
   rev(): number;
@@ -194,16 +196,13 @@ export function grantPermits(ctx: EffectsContext, requests: PermitGrant[]): Prom
   return ctx.tx(() => {
     const rev = ctx.rev();
     const active = ctx.activeDirectives();
-    const byKey = ctx.db.prepare(
-      'SELECT * FROM permits WHERE tenant = ? AND run_id = ? AND idempotency_key = ?',
-    );
-    const insert = ctx.db
-      .prepare(`INSERT INTO permits (id, rev, run_id, tenant, agent, worker_id, capability, class, idempotency_key,
+    const byKey = ctx.stmt('SELECT * FROM permits WHERE tenant = ? AND run_id = ? AND idempotency_key = ?');
+    const insert =
+      ctx.stmt(`INSERT INTO permits (id, rev, run_id, tenant, agent, worker_id, capability, class, idempotency_key,
       args_digest, compensate, status, cool_off_ms, confirm_after, lineage, features, release, intended_at)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
-    const byId = ctx.db.prepare('SELECT * FROM permits WHERE id = ?');
-    const runOwner = ctx.db.prepare('SELECT agent FROM runs WHERE tenant = ? AND run_id = ?');
-    const register = ctx.db.prepare(`INSERT OR IGNORE INTO runs
+    const runOwner = ctx.stmt('SELECT agent FROM runs WHERE tenant = ? AND run_id = ?');
+    const register = ctx.stmt(`INSERT OR IGNORE INTO runs
       (run_id, tenant, agent, parent_run_id, lineage, features, worker_id, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`);
 
     const decide = (q: PermitGrant, events: AuditEvent[]): PermitDecision => {
@@ -229,8 +228,8 @@ export function grantPermits(ctx: EffectsContext, requests: PermitGrant[]): Prom
           if (prior.status === 'landed') return { kind: 'granted', response: response(prior, true) };
           if (prior.status === 'granted' || prior.status === 'cooling_off' || prior.status === 'in_doubt') {
             // The effect may have run: at most once means refuse until someone reconciles.
-            ctx.db
-              .prepare(`UPDATE permits SET status = 'in_doubt' WHERE id = ? AND status = 'granted'`)
+            ctx
+              .stmt(`UPDATE permits SET status = 'in_doubt' WHERE id = ? AND status = 'granted'`)
               .run(prior.id);
             return {
               kind: 'conflict',
@@ -245,30 +244,54 @@ export function grantPermits(ctx: EffectsContext, requests: PermitGrant[]): Prom
       }
       const stop = coveringRefusal(active, identity(q), q.capability);
       if (stop) return { kind: 'halted', directive: stop, rev };
-      const id = `p_${randomUUID()}`;
       const now = new Date();
       const cooling = q.class === 'irreversible' && q.coolOffMs > 0;
-      insert.run(
-        id,
+      // The row as inserted: read back from these values, not from the database.
+      const row: PermitRow = {
+        id: `p_${randomUUID()}`,
         rev,
-        q.runId,
-        q.tenant,
-        q.agent,
-        q.workerId,
-        q.capability,
-        q.class,
-        q.idempotencyKey,
-        q.argsDigest,
-        q.compensate === null ? null : JSON.stringify(q.compensate),
-        cooling ? 'cooling_off' : 'granted',
-        cooling ? q.coolOffMs : 0,
-        cooling ? new Date(now.getTime() + q.coolOffMs).toISOString() : null,
-        JSON.stringify(q.lineage),
-        JSON.stringify(q.features),
-        q.release === undefined ? null : JSON.stringify(q.release),
-        now.toISOString(),
+        run_id: q.runId,
+        tenant: q.tenant,
+        agent: q.agent,
+        worker_id: q.workerId,
+        capability: q.capability,
+        class: q.class,
+        idempotency_key: q.idempotencyKey ?? null,
+        args_digest: q.argsDigest ?? null,
+        compensate: q.compensate === null ? null : JSON.stringify(q.compensate),
+        status: cooling ? 'cooling_off' : 'granted',
+        cool_off_ms: cooling ? q.coolOffMs : 0,
+        confirm_after: cooling ? new Date(now.getTime() + q.coolOffMs).toISOString() : null,
+        lineage: JSON.stringify(q.lineage),
+        features: JSON.stringify(q.features),
+        release: q.release === undefined ? null : JSON.stringify(q.release),
+        result: null,
+        error: null,
+        after_abort: 0,
+        intended_at: now.toISOString(),
+        settled_at: null,
+      };
+      insert.run(
+        row.id,
+        row.rev,
+        row.run_id,
+        row.tenant,
+        row.agent,
+        row.worker_id,
+        row.capability,
+        row.class,
+        row.idempotency_key,
+        row.args_digest,
+        row.compensate,
+        row.status,
+        row.cool_off_ms,
+        row.confirm_after,
+        row.lineage,
+        row.features,
+        row.release,
+        row.intended_at,
       );
-      const row = byId.get(id) as unknown as PermitRow;
+      const id = row.id;
       events.push({
         type: 'effect.intent',
         actor: `worker:${q.workerId}`,
@@ -316,8 +339,8 @@ export interface PermitOwner {
 
 /** The permit `id` when it was granted to `owner`; another tenant's or agent's is not found. */
 function ownPermit(ctx: EffectsContext, id: string, owner: PermitOwner): PermitRow | undefined {
-  return ctx.db
-    .prepare('SELECT * FROM permits WHERE id = ? AND tenant = ? AND agent = ?')
+  return ctx
+    .stmt('SELECT * FROM permits WHERE id = ? AND tenant = ? AND agent = ?')
     .get(id, owner.tenant, owner.agent) as PermitRow | undefined;
 }
 
@@ -395,11 +418,13 @@ export function settlePermit(
     const now = new Date().toISOString();
     const result =
       outcome.status === 'landed' && outcome.result !== undefined ? JSON.stringify(outcome.result) : null;
-    ctx.db
-      .prepare(
+    const error = outcome.error ?? null;
+    const afterAbort = outcome.afterAbort ? 1 : 0;
+    ctx
+      .stmt(
         'UPDATE permits SET status = ?, result = ?, error = ?, after_abort = ?, settled_at = ? WHERE id = ?',
       )
-      .run(outcome.status, result, outcome.error ?? null, outcome.afterAbort ? 1 : 0, now, id);
+      .run(outcome.status, result, error, afterAbort, now, id);
     ctx.audit([
       {
         type: OUTCOME_EVENT[outcome.status],
@@ -416,7 +441,14 @@ export function settlePermit(
         },
       },
     ]);
-    return toLedger(ctx.db.prepare('SELECT * FROM permits WHERE id = ?').get(id) as unknown as PermitRow);
+    return toLedger({
+      ...row,
+      status: outcome.status,
+      result,
+      error,
+      after_abort: afterAbort,
+      settled_at: now,
+    });
   });
 }
 

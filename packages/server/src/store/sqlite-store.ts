@@ -371,11 +371,24 @@ export class SqliteStore implements Store {
   get #ctx(): effects.EffectsContext {
     return {
       db: this.#db,
+      stmt: (sql) => this.#stmt(sql),
       tx: (fn) => this.#tx(fn),
       audit: (events) => void this.#appendAudit(events),
       rev: () => this.#rev(),
       activeDirectives: () => (this.#stmts.active!.all() as unknown as DirectiveRow[]).map(toDirective),
     };
+  }
+
+  /** Statements prepared once for this connection, by SQL text (fixed texts only: no values inside). */
+  readonly #prepared = new Map<string, StatementSync>();
+
+  #stmt(sql: string): StatementSync {
+    let s = this.#prepared.get(sql);
+    if (s === undefined) {
+      s = this.#db.prepare(sql);
+      this.#prepared.set(sql, s);
+    }
+    return s;
   }
 
   /** The context the drill and surface functions run in. */
