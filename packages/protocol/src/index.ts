@@ -24,7 +24,7 @@ export {
 export type { Release, ReleasePart } from './release.ts';
 export { ERROR_CODES, HTTP_STATUS, KillpathError, toWire, isWireError } from './errors.ts';
 export type { ErrorCode, WireError } from './errors.ts';
-export { PROTOCOL_VERSION, streamDirective } from './wire.ts';
+export { PROTOCOL_VERSION, MAX_RUNS_PER_HEARTBEAT, streamDirective } from './wire.ts';
 export { APPROVAL_ACTIONS } from './approvals.ts';
 export type { ApprovalAction, ApproverRole, Approval, ApprovalRequest } from './approvals.ts';
 export { KILL_CANNOT_END_IT, flagWords, workerWarning } from './flags.ts';
@@ -53,6 +53,9 @@ export type {
   RunRegistration,
   Principal,
   FleetWorker,
+  FleetState,
+  FleetGroup,
+  FleetPage,
   AuditRecord,
   AuditVerdict,
 } from './wire.ts';

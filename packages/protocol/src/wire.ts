@@ -254,6 +254,39 @@ export interface FleetWorker {
   runs: RunReport[];
 }
 
+/** A worker's state in the fleet view: `running`, the highest level covering one of its runs, or `stale`. */
+export type FleetState = FleetWorker['state'];
+
+/** Runs one heartbeat may report (`POST /v1/workers/{id}/heartbeat`); more answer 400 naming the limit. */
+export const MAX_RUNS_PER_HEARTBEAT = 500;
+
+/** Workers of one tenant and agent in the fleet view, counted without fetching them. */
+export interface FleetGroup {
+  tenant: string;
+  agent: string;
+  workers: number;
+  /** Runs those workers report. */
+  runs: number;
+  /** Workers by state (states with none are left out). */
+  states: Partial<Record<FleetState, number>>;
+}
+
+/**
+ * One page of `GET /v1/fleet?limit=&cursor=&tenant=&agent=&state=&run=`: workers in order of
+ * tenant, agent and worker id. `total` counts the workers the filters match; `groups` and `states`
+ * count the caller's whole view (only `tenant=` narrows them), so a client shows every group
+ * while it pages through one. `nextCursor` is opaque; `null` on the last page.
+ */
+export interface FleetPage {
+  rev: number;
+  workers: FleetWorker[];
+  total: number;
+  limit: number;
+  nextCursor: string | null;
+  groups: FleetGroup[];
+  states: Partial<Record<FleetState, number>>;
+}
+
 /** Ladder levels below halt that are in force on a worker's runs. */
 export interface WorkerFlags {
   /** The lowest rate of the throttles covering any of its runs, or `null`. */

@@ -2,6 +2,8 @@ import {
   coversRun,
   levelRank,
   type Directive,
+  type FleetGroup,
+  type FleetState,
   type FleetWorker,
   type HeartbeatReport,
   type Level,
@@ -27,6 +29,34 @@ interface WorkerEntry {
   runs: RunReport[];
   launcher: string | null;
   release: Release | null;
+  /** The highest level among its runs' states (`null`: all running), kept as the runs change. */
+  top: Level | null;
+}
+
+/** A worker's place in the fleet view's order: tenant, agent, worker id (code-unit order). */
+export type FleetKey = readonly [tenant: string, agent: string, workerId: string];
+
+/** What one `GET /v1/fleet` asks for (see {@link Fleet.page}). */
+export interface FleetQuery {
+  /** Only this tenant's workers (a tenant's people always; an admin's `tenant=`). */
+  tenant?: string;
+  agent?: string;
+  state?: FleetState;
+  /** Only workers hosting this run id. */
+  run?: string;
+  /** Workers after this key (the last one of the previous page). */
+  after?: FleetKey;
+  limit: number;
+}
+
+/** One page of the fleet view, before the route encodes its cursor. */
+export interface FleetPageResult {
+  workers: FleetWorker[];
+  total: number;
+  /** Key of the page's last worker when more match after it. */
+  next: FleetKey | null;
+  groups: FleetGroup[];
+  states: Partial<Record<FleetState, number>>;
 }
 
 /**
@@ -36,6 +66,12 @@ interface WorkerEntry {
  */
 export class Fleet {
   readonly #workers = new Map<string, WorkerEntry>();
+  /** The workers in view order, kept sorted as they come and go (no sort per request). */
+  readonly #sorted: WorkerEntry[] = [];
+  /** Workers per tenant and agent (`tenant agent` keys), kept as they come and go. */
+  readonly #perAgent = new Map<string, number>();
+  /** The workers hosting each run id (any tenant), kept as runs are reported. */
+  readonly #byRun = new Map<string, Set<WorkerEntry>>();
   readonly #now: () => number;
   /** A worker silent for longer than this is shown as `stale`. */
   readonly staleAfterMs: number;
@@ -45,11 +81,16 @@ export class Fleet {
   /** Workers one agent (tenant and agent) may have in the fleet view at once; more are refused. */
   static readonly MAX_WORKERS_PER_AGENT = 1000;
 
+  /**
+   * Most runs one page of the fleet view carries: a page ends before the worker that would pass
+   * it (a page holds at least one worker, and a worker reports at most
+   * `MAX_RUNS_PER_HEARTBEAT` runs), so a page stays a few hundred KB whatever the fleet.
+   */
+  static readonly MAX_PAGE_RUNS = 2000;
+
   /** How many workers of `tenant`/`agent` the fleet holds. */
   countOf(tenant: string, agent: string): number {
-    let n = 0;
-    for (const w of this.#workers.values()) if (w.tenant === tenant && w.agent === agent) n++;
-    return n;
+    return this.#perAgent.get(agentKey(tenant, agent)) ?? 0;
   }
 
   constructor(now: () => number = () => performance.now(), staleAfterMs = 15_000, goneAfterMs = 10_000) {
@@ -81,10 +122,57 @@ export class Fleet {
         runs: [],
         launcher: null,
         release: null,
+        top: null,
       };
       this.#workers.set(workerId, w);
+      this.#sorted.splice(this.#position(keyOf(w)), 0, w);
+      const g = agentKey(tenant, agent);
+      this.#perAgent.set(g, (this.#perAgent.get(g) ?? 0) + 1);
     }
     return w;
+  }
+
+  #forget(w: WorkerEntry): void {
+    this.#workers.delete(w.workerId);
+    const i = this.#position(keyOf(w));
+    if (this.#sorted[i] === w) this.#sorted.splice(i, 1);
+    const g = agentKey(w.tenant, w.agent);
+    const n = (this.#perAgent.get(g) ?? 1) - 1;
+    if (n === 0) this.#perAgent.delete(g);
+    else this.#perAgent.set(g, n);
+    this.#setRuns(w, []);
+  }
+
+  /** Index in {@link Fleet.#sorted} of the first worker whose key is not below `k`. */
+  #position(k: FleetKey): number {
+    let lo = 0;
+    let hi = this.#sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (compareKeys(keyOf(this.#sorted[mid]!), k) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** Replaces a worker's runs, keeping the run index and its top level. */
+  #setRuns(w: WorkerEntry, runs: RunReport[]): void {
+    const before = new Set(w.runs.map((r) => r.runId));
+    const after = new Set(runs.map((r) => r.runId));
+    for (const id of before) {
+      if (after.has(id)) continue;
+      const hosts = this.#byRun.get(id);
+      hosts?.delete(w);
+      if (hosts?.size === 0) this.#byRun.delete(id);
+    }
+    for (const id of after) {
+      if (before.has(id)) continue;
+      let hosts = this.#byRun.get(id);
+      if (!hosts) this.#byRun.set(id, (hosts = new Set()));
+      hosts.add(w);
+    }
+    w.runs = runs;
+    w.top = topLevel(runs);
   }
 
   /** A worker opened its stream, declaring the features its runs use and the release it runs. */
@@ -113,7 +201,7 @@ export class Fleet {
     const w = this.#entry(workerId, tenant, agent);
     w.pid = hb.pid;
     w.features = hb.features;
-    w.runs = hb.runs;
+    this.#setRuns(w, hb.runs);
     if (hb.launcher !== undefined) w.launcher = hb.launcher;
     if (hb.release !== undefined) w.release = hb.release;
     w.ackedRev = Math.max(w.ackedRev, hb.rev);
@@ -144,9 +232,9 @@ export class Fleet {
   /** Forgets workers that have been disconnected and silent for `ms`. */
   prune(ms: number): void {
     const now = this.#now();
-    for (const [id, w] of this.#workers) {
+    for (const w of [...this.#workers.values()]) {
       if (!w.connected && (w.lastContact === null || now - w.lastContact > ms || this.#left(w, now)))
-        this.#workers.delete(id);
+        this.#forget(w);
     }
   }
 
@@ -157,7 +245,7 @@ export class Fleet {
   addRun(workerId: string, run: { runId: string; parentRunId: string | null; lineage: string[] }): void {
     const w = this.#workers.get(workerId);
     if (!w || w.runs.some((r) => r.runId === run.runId)) return;
-    w.runs = [
+    this.#setRuns(w, [
       ...w.runs,
       {
         runId: run.runId,
@@ -168,7 +256,7 @@ export class Fleet {
         denied: 0,
         inFlight: 0,
       },
-    ];
+    ]);
   }
 
   /**
@@ -184,6 +272,7 @@ export class Fleet {
         ? { ...r, state: level }
         : r,
     );
+    w.top = topLevel(w.runs);
   }
 
   /** Run identities of the runs `workerId` hosts (registered ones included); empty when unknown. */
@@ -296,38 +385,86 @@ export class Fleet {
   list(tenant: string | undefined, currentRev: number, active: readonly Directive[] = []): FleetWorker[] {
     const now = this.#now();
     const out: FleetWorker[] = [];
-    for (const w of this.#workers.values()) {
+    for (const w of this.#sorted) {
       if (tenant !== undefined && w.tenant !== tenant) continue;
       if (this.#left(w, now)) continue;
-      const ago = w.lastContact === null ? null : Math.round(now - w.lastContact);
-      let top: Level | null = null;
-      for (const r of w.runs) {
-        if (r.state !== 'running' && (top === null || levelRank(r.state) > levelRank(top))) top = r.state;
-      }
-      const stale = !w.connected && (ago === null || ago > this.staleAfterMs);
-      out.push({
-        workerId: w.workerId,
-        tenant: w.tenant,
-        agent: w.agent,
-        features: w.features,
-        connected: w.connected,
-        pid: w.pid,
-        observedRev: Math.min(w.ackedRev, currentRev),
-        ackedRev: w.ackedRev,
-        lastHeartbeatAgoMs: w.lastHeartbeat === null ? null : Math.round(now - w.lastHeartbeat),
-        state: stale ? 'stale' : (top ?? 'running'),
-        flags: flagsFor(active, identities(w)),
-        launcher: w.launcher,
-        release: w.release ?? {},
-        runs: w.runs,
-      });
+      out.push(this.#view(w, now, currentRev, active));
     }
-    return out.sort(
-      (a, b) =>
-        a.tenant.localeCompare(b.tenant) ||
-        a.agent.localeCompare(b.agent) ||
-        a.workerId.localeCompare(b.workerId),
-    );
+    return out;
+  }
+
+  /**
+   * One page of the fleet view: the workers matching `q` after `q.after`, at most `q.limit` of
+   * them and at most {@link Fleet.MAX_PAGE_RUNS} runs (at least one worker), with the count of
+   * all that match and the counts by tenant/agent and by state of every worker `q.tenant`
+   * leaves visible. One pass over the kept order: no sort, and only the page is built.
+   */
+  page(q: FleetQuery, currentRev: number, active: readonly Directive[] = []): FleetPageResult {
+    const now = this.#now();
+    const hosts = q.run === undefined ? null : (this.#byRun.get(q.run) ?? new Set<WorkerEntry>());
+    const start = q.after === undefined ? 0 : this.#position(q.after);
+    const groups = new Map<string, FleetGroup>();
+    const states: Partial<Record<FleetState, number>> = {};
+    const workers: FleetWorker[] = [];
+    let pageRuns = 0;
+    let last: WorkerEntry | null = null;
+    let full = q.limit === 0;
+    let next: FleetKey | null = null;
+    let total = 0;
+    for (let i = 0; i < this.#sorted.length; i++) {
+      const w = this.#sorted[i]!;
+      if (q.tenant !== undefined && w.tenant !== q.tenant) continue;
+      if (this.#left(w, now)) continue;
+      const state = this.#state(w, now);
+      const gk = agentKey(w.tenant, w.agent);
+      let g = groups.get(gk);
+      if (!g) groups.set(gk, (g = { tenant: w.tenant, agent: w.agent, workers: 0, runs: 0, states: {} }));
+      g.workers++;
+      g.runs += w.runs.length;
+      g.states[state] = (g.states[state] ?? 0) + 1;
+      states[state] = (states[state] ?? 0) + 1;
+      if (q.agent !== undefined && w.agent !== q.agent) continue;
+      if (q.state !== undefined && state !== q.state) continue;
+      if (hosts !== null && !hosts.has(w)) continue;
+      total++;
+      if (i < start || (i === start && q.after !== undefined && compareKeys(keyOf(w), q.after) === 0))
+        continue;
+      if (!full && last !== null && pageRuns + w.runs.length > Fleet.MAX_PAGE_RUNS) full = true;
+      if (full) {
+        // More match after the page: the next one starts after its last worker.
+        if (next === null && last !== null) next = keyOf(last);
+        continue;
+      }
+      workers.push(this.#view(w, now, currentRev, active));
+      last = w;
+      pageRuns += w.runs.length;
+      if (workers.length >= q.limit) full = true;
+    }
+    return { workers, total, next, groups: [...groups.values()], states };
+  }
+
+  #state(w: WorkerEntry, now: number): FleetState {
+    const stale = !w.connected && (w.lastContact === null || now - w.lastContact > this.staleAfterMs);
+    return stale ? 'stale' : (w.top ?? 'running');
+  }
+
+  #view(w: WorkerEntry, now: number, currentRev: number, active: readonly Directive[]): FleetWorker {
+    return {
+      workerId: w.workerId,
+      tenant: w.tenant,
+      agent: w.agent,
+      features: w.features,
+      connected: w.connected,
+      pid: w.pid,
+      observedRev: Math.min(w.ackedRev, currentRev),
+      ackedRev: w.ackedRev,
+      lastHeartbeatAgoMs: w.lastHeartbeat === null ? null : Math.round(now - w.lastHeartbeat),
+      state: this.#state(w, now),
+      flags: flagsFor(active, identities(w)),
+      launcher: w.launcher,
+      release: w.release ?? {},
+      runs: w.runs,
+    };
   }
 }
 
@@ -345,6 +482,26 @@ export interface LauncherKey {
   tenant: string;
   agent: string;
   launcherId: string;
+}
+
+function keyOf(w: WorkerEntry): FleetKey {
+  return [w.tenant, w.agent, w.workerId];
+}
+
+function compareKeys(a: FleetKey, b: FleetKey): number {
+  for (let i = 0; i < 3; i++) if (a[i] !== b[i]) return a[i]! < b[i]! ? -1 : 1;
+  return 0;
+}
+
+function agentKey(tenant: string, agent: string): string {
+  return `${tenant} ${agent}`;
+}
+
+function topLevel(runs: readonly RunReport[]): Level | null {
+  let top: Level | null = null;
+  for (const r of runs)
+    if (r.state !== 'running' && (top === null || levelRank(r.state) > levelRank(top))) top = r.state;
+  return top;
 }
 
 function startedBy(w: WorkerEntry, l: LauncherKey): boolean {

@@ -40,13 +40,15 @@ export async function harness(
     log?: Logger;
     /** Admission control in front of the routes (as `startServer` has); absent: none. */
     admission?: Admission;
+    /** The fleet's monotonic clock (ms), for staleness and pruning. */
+    fleetNow?: () => number;
   } = {},
 ): Promise<Harness> {
   const store = tamperableStore();
   const metrics = new Metrics();
   const hub = new StreamHub(60_000, await store.rev());
-  const fleet = new Fleet();
-  const { now, log: given, admission, ...cpOpts } = opts;
+  const { now, log: given, admission, fleetNow, ...cpOpts } = opts;
+  const fleet = new Fleet(fleetNow);
   const log = given ?? createLogger('silent');
   const cp = new ControlPlane({ store, hub, fleet, metrics, log, keepaliveMs: 60_000, ...cpOpts });
   await cp.start();

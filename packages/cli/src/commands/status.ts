@@ -5,6 +5,7 @@ import {
   isIdentifier,
   workerWarning,
   type Directive,
+  type FleetPage,
   type FleetWorker,
 } from '@killpath/protocol';
 import { CONNECTION_OPTIONS, intFlag, parse } from '../args.ts';
@@ -21,10 +22,26 @@ and the active directives (with the releases each recorded at its commit).
                    started in the background); exit 1 if it does not
   --run R          with --wait: also wait until a worker holds run R`;
 
+/** Every worker of the fleet view, page after page (`GET /v1/fleet` answers one page at a time). */
+export async function fetchFleet(api: ApiClient): Promise<{ rev: number; workers: FleetWorker[] }> {
+  const workers: FleetWorker[] = [];
+  let rev = 0;
+  let cursor: string | null = null;
+  do {
+    const page: FleetPage = await api.get<FleetPage>(
+      `/v1/fleet?limit=500${cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`}`,
+    );
+    workers.push(...page.workers);
+    rev = Math.max(rev, page.rev);
+    cursor = page.nextCursor ?? null;
+  } while (cursor !== null);
+  return { rev, workers };
+}
+
 /** Fleet and directives, fetched together. */
 async function fetchStatus(api: ApiClient) {
   const [fleet, dirs] = await Promise.all([
-    api.get<{ rev: number; workers: FleetWorker[] }>('/v1/fleet'),
+    fetchFleet(api),
     api.get<{ rev: number; directives: Directive[] }>('/v1/directives?active=true'),
   ]);
   return { api, fleet, dirs };

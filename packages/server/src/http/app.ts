@@ -37,6 +37,7 @@ import { DRILL_BODY_LIMIT, drillRoutes } from './drill-routes.ts';
 import type { Triggers } from '../triggers.ts';
 import type { Checkpointer } from '../audit/checkpointer.ts';
 import { auditRoutes } from './audit-routes.ts';
+import { fleetRoutes } from './fleet-route.ts';
 import type { Admission } from './admission.ts';
 import { body, readRun, refuseSecrets, requireWorker, wireError, type Env } from './common.ts';
 
@@ -291,11 +292,7 @@ export function createApp(
     });
   });
 
-  app.get('/v1/fleet', (c) => {
-    const p = c.get('principal');
-    requireHuman(p);
-    return c.json({ rev: cp.hub.rev, workers: cp.fleetView(tenantFilter(p)) });
-  });
+  fleetRoutes(app, cp);
 
   app.get('/v1/runs/:id', async (c) => {
     const p = c.get('principal');

@@ -1,5 +1,12 @@
 import { z } from 'zod';
-import { LEVELS, ROLES, isCapability, isIdentifier, isReleaseValue } from '@killpath/protocol';
+import {
+  LEVELS,
+  MAX_RUNS_PER_HEARTBEAT,
+  ROLES,
+  isCapability,
+  isIdentifier,
+  isReleaseValue,
+} from '@killpath/protocol';
 
 const id = z.string().refine(isIdentifier, 'must be 1-128 characters of letters, digits and ._:@-');
 /** A capability name: an identifier, or two joined by one `/` (`mcp:github/create_issue`). */
@@ -168,7 +175,12 @@ const runReport = z.strictObject({
 export const HeartbeatBody = z.strictObject({
   rev: z.number().int().min(0),
   features: z.array(id).max(256),
-  runs: z.array(runReport).max(10_000),
+  runs: z
+    .array(runReport)
+    .max(
+      MAX_RUNS_PER_HEARTBEAT,
+      `at most ${MAX_RUNS_PER_HEARTBEAT} runs per heartbeat (one worker hosting more should be split)`,
+    ),
   pid: z.number().int().min(0),
   sinceContactMs: z.number().min(0),
   launcher: id.optional(),
@@ -183,7 +195,7 @@ export const AckBody = z.strictObject({ rev: z.number().int().min(0) });
 export const HaltedBody = z.strictObject({
   rev: z.number().int().min(0),
   directiveId: z.string().max(200),
-  runs: z.array(id).max(10_000),
+  runs: z.array(id).max(MAX_RUNS_PER_HEARTBEAT, `at most ${MAX_RUNS_PER_HEARTBEAT} runs per report`),
   aborted: z.number().int().min(0),
   completed: z.number().int().min(0),
   observeToSettleMs: z.number().min(0),
