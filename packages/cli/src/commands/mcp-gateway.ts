@@ -99,7 +99,7 @@ export async function mcpGateway(args: string[]): Promise<number> {
   const readyTimeoutMs = intFlag('ready-timeout', values['ready-timeout'], 10_000);
   const sessionIdleMs = intFlag('session-idle-ms', values['session-idle-ms'], 1_800_000);
   const conn = resolveConnection(values);
-  const token = await agentToken(new ApiClient(conn.url, conn.token), conn.token, tenant, agent);
+  const { token } = await agentToken(new ApiClient(conn.url, conn.token), conn.token, tenant, agent, null);
 
   const switchboard = new SwitchboardWatcher();
   const killpath = connect({

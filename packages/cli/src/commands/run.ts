@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { KillpathError, isIdentifier, parseRelease } from '@killpath/protocol';
 import { CONNECTION_OPTIONS, intFlag, parse } from '../args.ts';
 import { resolveConnection } from '../config.ts';
@@ -6,6 +7,7 @@ import { agentToken } from '../agent-token.ts';
 import { Launcher } from '../launcher/launcher.ts';
 import { netnsSupported } from '../launcher/netns.ts';
 import { cgroupSupport } from '../launcher/cgroup.ts';
+import { ttlFlag } from './token.ts';
 
 export const RUN_HELP = `killpath run --tenant T --agent A [options] -- <command…>
 
@@ -46,8 +48,14 @@ Options:
                           on a loopback port and gives the agent its URL in KILLPATH_MCP_<NAME>_URL
                           (Streamable HTTP); its tools are capabilities mcp:NAME/<tool> of --run
   --mcp-classes NAME=FILE tool classes of that server (JSON, see killpath mcp-gateway --help)
-  --url URL --token TOKEN --data-dir DIR   where the control plane is; the token is an agent token
-                          of T/A (an admin token mints one for the agent)
+  --url URL --token TOKEN --data-dir DIR   where the control plane is. The token is an agent
+                          token of T/A; or an operator token of T: the control plane mints the
+                          agent a short-lived agent token bound to this launcher (audited with
+                          your name; it stops working after --token-ttl); or an admin token
+                          (mints an agent token of T/A)
+  --token-ttl 8h          lifetime of the token minted from an operator or admin token (s, m, h;
+                          default 8h for an operator's, at most 24h; an admin's never expires
+                          unless given). When it expires the agent fails closed: start it again
 
 Exit codes: the agent's own; 3 when killed or not (re)started because of the switchboard;
 69 when the control plane could not be reached before the start (nothing is started).`;
@@ -70,6 +78,7 @@ export async function run(args: string[]): Promise<number> {
       'kill-grace': { type: 'string' },
       'evidence-dir': { type: 'string' },
       'launcher-id': { type: 'string' },
+      'token-ttl': { type: 'string' },
       mcp: { type: 'string', multiple: true },
       'mcp-classes': { type: 'string', multiple: true },
     },
@@ -126,7 +135,20 @@ export async function run(args: string[]): Promise<number> {
       '--mcp cannot be used with --netns yet: the agent could not reach the gateway on loopback',
     );
   const conn = resolveConnection(values);
-  const token = await agentToken(new ApiClient(conn.url, conn.token), conn.token, tenant, agent);
+  const launcherId = values['launcher-id'] ?? `launch-${randomUUID()}`;
+  const ttlMs = values['token-ttl'] === undefined ? undefined : ttlFlag(values['token-ttl']);
+  const { token, minted } = await agentToken(
+    new ApiClient(conn.url, conn.token),
+    conn.token,
+    tenant,
+    agent,
+    launcherId,
+    ttlMs,
+  );
+  if (minted !== null)
+    console.error(
+      `killpath run: your ${minted.by} token minted an agent token of ${tenant}/${agent} for launcher ${launcherId}${minted.expiresAt === null ? '' : ` (expires ${minted.expiresAt})`}`,
+    );
   // MCP gateways in front of the agent, in this process (loaded only when asked for: the MCP SDK is large).
   const fronts =
     mcpSpecs.length === 0
@@ -159,7 +181,7 @@ export async function run(args: string[]): Promise<number> {
     orphanPolicy,
     ...(values['evidence-dir'] ? { evidenceDir: values['evidence-dir'] } : {}),
     killGraceMs: intFlag('kill-grace', values['kill-grace'], 2000),
-    ...(values['launcher-id'] ? { launcherId: values['launcher-id'] } : {}),
+    launcherId,
     ...(fronts === null ? {} : { env: { ...process.env, ...fronts.env } }),
   });
   const onSignal = () => void launcher.stop();
