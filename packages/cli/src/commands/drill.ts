@@ -6,8 +6,8 @@ import { renderReport } from '../drill/report.ts';
 import { prepareReportPath } from '../report-file.ts';
 import { brokenInvariants, pickScenarios, runDrill, SCENARIOS, type DrillRun } from '../drill/run.ts';
 import { ms, table } from '../output.ts';
-import { loadSpec, parseSpec } from '../spec/spec.ts';
-import { SPEC_TEMPLATE } from '../spec/template.ts';
+import { loadSpec, parseSpec } from '../killswitch-spec/load-spec.ts';
+import { SPEC_TEMPLATE } from '../killswitch-spec/template.ts';
 import {
   DRILL_DUE_HELP,
   DRILL_HISTORY_HELP,

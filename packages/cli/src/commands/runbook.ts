@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { KillpathError } from '@killpath/protocol';
 import { parse } from '../args.ts';
-import { findAgent, renderRunbook } from '../spec/runbook.ts';
+import { findAgent, renderRunbook } from '../killswitch-spec/runbook.ts';
 import { loadSpecOrReport } from './spec.ts';
 
 export const RUNBOOK_HELP = `killpath runbook --spec FILE [--agent TENANT/AGENT] [--out RUNBOOK.md]

@@ -1,8 +1,8 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { KillpathError } from '@killpath/protocol';
 import { parse } from '../args.ts';
-import { SpecError, loadSpec, policyFromSpec, type LoadedSpec } from '../spec/spec.ts';
-import { SPEC_TEMPLATE } from '../spec/template.ts';
+import { SpecError, loadSpec, policyFromSpec, type LoadedSpec } from '../killswitch-spec/load-spec.ts';
+import { SPEC_TEMPLATE } from '../killswitch-spec/template.ts';
 
 export const SPEC_HELP = `killpath spec <subcommand> [options]
 

@@ -8,7 +8,7 @@ import type {
   EffectCounts,
 } from '@killpath/protocol';
 import type { FleetHarness } from '../fleet/harness.ts';
-import type { KillSwitchSpec } from '../spec/types.ts';
+import type { KillSwitchSpec } from '../killswitch-spec/types.ts';
 import type { DrillAgent, DrillEnv } from './env.ts';
 
 /** What every scenario gets. */

@@ -8,7 +8,7 @@ import type { AuditRecord, Directive } from '@killpath/protocol';
 import { ApiClient } from '../api.ts';
 import { FleetHarness, type AgentSpec } from '../fleet/harness.ts';
 import { launch, type Launched } from '../fleet/launch.ts';
-import type { KillSwitchSpec, SpecAgent } from '../spec/types.ts';
+import type { KillSwitchSpec, SpecAgent } from '../killswitch-spec/types.ts';
 
 /** The drill's scenario agent (see ./agent.ts). */
 export const DRILL_AGENT = fileURLToPath(

@@ -8,8 +8,8 @@ import type {
   ScenarioResult,
 } from '@killpath/protocol';
 import type { FleetHarness } from '../fleet/harness.ts';
-import { policyFromSpec } from '../spec/spec.ts';
-import type { KillSwitchSpec } from '../spec/types.ts';
+import { policyFromSpec } from '../killswitch-spec/load-spec.ts';
+import type { KillSwitchSpec } from '../killswitch-spec/types.ts';
 import type { DrillContext, Measured, Scenario } from './context.ts';
 import { DrillEnv } from './env.ts';
 import { FAILURE_SCENARIOS } from './failures.ts';

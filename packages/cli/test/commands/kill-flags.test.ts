@@ -12,9 +12,9 @@ import type { Directive } from '@killpath/protocol';
 import { startServer, type RunningServer } from '@killpath/server';
 import { ApiClient } from '../../src/api.ts';
 import { kill } from '../../src/commands/directives.ts';
-import { renderRunbook } from '../../src/spec/runbook.ts';
-import { parseSpec } from '../../src/spec/spec.ts';
-import { SPEC_TEMPLATE } from '../../src/spec/template.ts';
+import { renderRunbook } from '../../src/killswitch-spec/runbook.ts';
+import { parseSpec } from '../../src/killswitch-spec/load-spec.ts';
+import { SPEC_TEMPLATE } from '../../src/killswitch-spec/template.ts';
 
 let dir: string;
 let server: RunningServer;

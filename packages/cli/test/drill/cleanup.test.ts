@@ -9,8 +9,8 @@ import type { Directive } from '@killpath/protocol';
 import type { Scenario } from '../../src/drill/context.ts';
 import { check } from '../../src/drill/measure.ts';
 import { runDrill } from '../../src/drill/run.ts';
-import { parseSpec } from '../../src/spec/spec.ts';
-import { SPEC_TEMPLATE } from '../../src/spec/template.ts';
+import { parseSpec } from '../../src/killswitch-spec/load-spec.ts';
+import { SPEC_TEMPLATE } from '../../src/killswitch-spec/template.ts';
 
 describe('a drill cleans up after each scenario', () => {
   it('a scenario that throws with a tenant kill in force leaves nothing in force for the next one', async () => {

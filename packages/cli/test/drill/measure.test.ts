@@ -13,8 +13,8 @@ import {
   targetChecks,
   journalChecks,
 } from '../../src/drill/measure.ts';
-import { parseSpec } from '../../src/spec/spec.ts';
-import { SPEC_TEMPLATE } from '../../src/spec/template.ts';
+import { parseSpec } from '../../src/killswitch-spec/load-spec.ts';
+import { SPEC_TEMPLATE } from '../../src/killswitch-spec/template.ts';
 import type { Scenario } from '../../src/drill/context.ts';
 
 const ev = (type: string, wall: number, extra: Record<string, unknown> = {}) => ({

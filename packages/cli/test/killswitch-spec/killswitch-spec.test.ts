@@ -13,9 +13,15 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KillpathError } from '@killpath/protocol';
 import { parsePolicy } from '@killpath/server';
-import { SpecError, loadSpec, parseSpec, policyFromSpec, type SpecProblem } from '../../src/spec/spec.ts';
-import { SPEC_TEMPLATE } from '../../src/spec/template.ts';
-import { codeBlocks, renderRunbook } from '../../src/spec/runbook.ts';
+import {
+  SpecError,
+  loadSpec,
+  parseSpec,
+  policyFromSpec,
+  type SpecProblem,
+} from '../../src/killswitch-spec/load-spec.ts';
+import { SPEC_TEMPLATE } from '../../src/killswitch-spec/template.ts';
+import { codeBlocks, renderRunbook } from '../../src/killswitch-spec/runbook.ts';
 import { spec as specCommand } from '../../src/commands/spec.ts';
 import { runbook as runbookCommand } from '../../src/commands/runbook.ts';
 import { main } from '../../src/main.ts';
