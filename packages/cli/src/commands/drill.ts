@@ -27,7 +27,7 @@ each against the kill-switch spec, stores the rehearsal record at the control pl
 Scenarios (--scenarios, comma list; default all):
   S1 operator button mid-run   S2 cost cap        S3 loop length     S4 three unauthorised calls
   S5 hung in a model call      S6 kill mid-call   S7 supervisor down S8 network partition
-  scope:capability|run|agent|tenant|global         level:throttle|degrade|isolate|halt|kill
+  scope:capability|run|agent|tenant|global  level:throttle|degrade|isolate|halt|freeze|kill
   groups: all, S, scopes, levels
 
 Options:

@@ -209,6 +209,8 @@ export class DrillEnv {
     script: string;
     killGraceMs: number;
     url?: string;
+    /** More `killpath run` options (e.g. `--evidence-dir DIR`). */
+    extra?: string[];
   }): Launched {
     const l = launch({
       url: opts.url ?? this.url,
@@ -217,7 +219,7 @@ export class DrillEnv {
       agent: opts.agent,
       run: opts.run,
       agentScript: opts.script,
-      extra: ['--kill-grace', String(opts.killGraceMs)],
+      extra: ['--kill-grace', String(opts.killGraceMs), ...(opts.extra ?? [])],
       env: opts.env,
     });
     this.#launched.push(l);

@@ -19,15 +19,17 @@ import {
   type EventLine,
 } from './measure.ts';
 
-/** Starts an agent under `killpath run` and waits for its ready line. */
-async function launched(
+/** Starts an agent under `killpath run` (with `extra` launcher options) and waits for its ready line. */
+export async function launched(
   ctx: DrillContext,
   agent: DrillAgent,
   run: string,
   kind: 'demo' | 'drill',
   env: Record<string, string>,
+  extra: string[] = [],
 ): Promise<{ l: Launched; pid: number; workerId: string }> {
   const l = ctx.env.launch({
+    extra,
     tenant: agent.tenant,
     agent: agent.agent,
     run,
@@ -87,7 +89,8 @@ export async function activeOn(ctx: DrillContext, runs: string[]): Promise<Direc
   return all.filter((d) => runs.some((r) => d.scopeText === `run:${r}`));
 }
 
-function agentFor(ctx: DrillContext, i: number): DrillAgent {
+/** The `i`-th agent of the spec, round robin. */
+export function agentFor(ctx: DrillContext, i: number): DrillAgent {
   return ctx.env.agents[i % ctx.env.agents.length]!;
 }
 

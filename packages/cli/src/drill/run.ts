@@ -15,6 +15,7 @@ import { DrillEnv } from './env.ts';
 import { FAILURE_SCENARIOS } from './failures.ts';
 import { FLIP_SCENARIOS, mainFleetSpecs } from './flips.ts';
 import { check } from './measure.ts';
+import { FREEZE } from './freeze.ts';
 import { PROCESS_SCENARIOS } from './processes.ts';
 import { TRIGGER_SCENARIOS } from './triggers.ts';
 
@@ -23,6 +24,7 @@ export const SCENARIOS: Scenario[] = [
   ...FLIP_SCENARIOS,
   ...TRIGGER_SCENARIOS,
   ...PROCESS_SCENARIOS,
+  FREEZE,
   ...FAILURE_SCENARIOS,
 ];
 
@@ -31,7 +33,7 @@ export function reportOrder(id: string): number {
   const m = /^S(\d)$/.exec(id);
   if (m) return Number(m[1]);
   const scopes = ['capability', 'run', 'agent', 'tenant', 'release', 'global'];
-  const levels = ['throttle', 'degrade', 'isolate', 'halt', 'kill'];
+  const levels = ['throttle', 'degrade', 'isolate', 'halt', 'freeze', 'kill'];
   if (id.startsWith('scope:')) return 10 + scopes.indexOf(id.slice(6));
   return 20 + levels.indexOf(id.slice(6));
 }
@@ -128,6 +130,18 @@ const REMEDIATION: Record<string, string> = {
     'The operator path failed with the supervisor down: the synchronous path must not depend on the supervisor. File a bug with this record.',
   'synchronous path unreachable, then converged':
     'After the partition healed the worker did not apply the directive issued meanwhile: check its reconnect (resync on the rev gap).',
+  'launcher froze it':
+    'The launcher did not freeze the agent: run it under `killpath run` (a cgroup v2 hierarchy or, failing that, its process group) and read the launcher log for the freeze.',
+  'no effect after the freeze':
+    'An effect started after the launcher confirmed the freeze: a process of the agent escaped its cgroup or process group. Prefer `--isolation cgroup` and file a bug with this record.',
+  'not one instruction while frozen':
+    'A frozen process ran: a process of the agent escaped the freeze. Prefer `--isolation cgroup` and file a bug with this record.',
+  'evidence written while frozen':
+    'No evidence file: check the launcher can write its --evidence-dir and that the run was still frozen when killpath inspect asked.',
+  thawed:
+    'The resume did not thaw the agent: check the launcher was connected to the control plane when the freeze was cleared (its log), and that nothing killed it.',
+  'lease resynchronised before the first effect':
+    'After the thaw an effect started before a fresh snapshot: the SDK must treat a lapsed lease as stale until its stream resynchronises. File a bug with this record.',
   'scenario completed':
     'The scenario could not complete: read the detail, fix the environment (control plane reachable, token role, agents start) and rerun.',
 };

@@ -168,6 +168,7 @@ describe('drill scenarios and judging', () => {
       'level:degrade',
       'level:isolate',
       'level:halt',
+      'level:freeze',
       'level:kill',
     ]);
   });
@@ -181,7 +182,11 @@ describe('drill scenarios and judging', () => {
       ['S3', 'level:kill', 'scope:run'],
     );
     assert.equal(pickScenarios('S').length, 8);
-    assert.equal(pickScenarios('scopes,levels').length, 11);
+    assert.equal(pickScenarios('scopes,levels').length, 12);
+    assert.deepEqual(
+      pickScenarios('freeze').map((s) => s.id),
+      ['level:freeze'],
+    );
     assert.throws(() => pickScenarios('S9'), /unknown scenario "S9"; known: S1/);
   });
 
