@@ -79,7 +79,8 @@ for (let i = 0; i < count; i++) {
     url: process.env.KILLPATH_URL!,
     token: process.env.KILLPATH_TOKEN!,
     tenant: 'bench',
-    agent: 'bot',
+    // The fleet holds at most 1,000 workers per agent.
+    agent: `bot${Math.floor(n / 1000)}`,
     heartbeatMs: 60_000,
     transport: transport(),
     sink: {

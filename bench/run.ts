@@ -1,6 +1,8 @@
 /**
- * `npm run bench`: prints signal-to-halt with 10 and 1,000 connected workers and the gate's
- * cost per check. Figures are printed, never asserted (see DESIGN.md, latency terms).
+ * `npm run bench`: prints signal-to-halt with 10, 1,000 and 10,000 connected workers beside a
+ * bare SSE fan-out floor measured in the same run, the control plane's event-loop delay during
+ * each phase, and the gate's cost per check. Figures are printed, never asserted (see DESIGN.md,
+ * latency terms).
  *
  * The control plane runs in this process (so the flip's commit time is known exactly); the
  * workers are SDK clients in separate processes, one stream each.
@@ -9,14 +11,27 @@
  * time-to-report = flip → the control plane received the worker's halted report (adds the
  * report's trip back).
  *
- * Each size is measured with two fleet layouts, both printed:
+ * The floor (`bare SSE fan-out`): right after each size's flips, a plain `node:http` server in
+ * this process holds the same number of SSE connections, opened by bare stream clients
+ * (bench/floor-client.ts) spread over the same number of processes as the co-hosted layout, and
+ * writes the very bytes of the size's last halt delta to every one of them, REPS times (one HTTP
+ * chunk encoded once and written as is to each socket, the cheapest a server can send it); a
+ * sample is write-loop start → a client saw the frame's end. Nothing else runs: no store, no apply, no
+ * report. Each signal-to-halt row prints its p99 over the floor's p99 (`× floor`).
+ *
+ * Event-loop delay (`loop p99/max`): `monitorEventLoopDelay` in this process (the control plane,
+ * or the floor's server) over the phase's flips, not its set-up.
+ *
+ * Each size is measured with two fleet layouts, both printed (sizes above 1,000: co-hosted only,
+ * unless BENCH_LAYOUT says otherwise):
  * - `co-hosted`: every worker in a load-generator process of up to 250 clients (at most 4
- *   processes; BENCH_PROCS overrides), the layout of the first version of this benchmark.
+ *   processes; BENCH_PROCS overrides); a worker id of agent `bot<k>` per 1,000 (the fleet holds at
+ *   most 1,000 workers per agent), the layout of the first version of this benchmark.
  * - `1/process`: workers run one per process, as real workers do; where that many processes
  *   do not fit the machine (more than 16 workers) only 8 do, as probes, and the rest are
  *   co-hosted as above, so the probes see the whole fleet's load. Both groups are printed.
  *
- * Environment: BENCH_WORKERS (sizes, default 10,1000), BENCH_REPS (flips per size and layout,
+ * Environment: BENCH_WORKERS (sizes, default 10,1000,10000), BENCH_REPS (flips per size and layout,
  * default 5), BENCH_LAYOUT (both | co-hosted | 1/process, default both), BENCH_PROCS,
  * BENCH_TRANSPORT (node | fetch, default node: the SDK's nodeHttpTransport), BENCH_PIN=1 (Linux:
  * the control plane on the first core, every worker process on the others, as if they were on
@@ -26,6 +41,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -34,11 +52,17 @@ import { ApiClient, percentile, ms, table } from '@killpath/cli';
 import type { Directive } from '@killpath/protocol';
 
 const REPS = Number(process.env.BENCH_REPS ?? 5);
-const sizes = (process.env.BENCH_WORKERS ?? '10,1000').split(',').map(Number);
+const sizes = (process.env.BENCH_WORKERS ?? '10,1000,10000').split(',').map(Number);
 const TRANSPORT = process.env.BENCH_TRANSPORT === 'fetch' ? 'fetch' : 'node';
 const TRACE = process.env.BENCH_TRACE === '1';
-const LAYOUTS =
-  (process.env.BENCH_LAYOUT ?? 'both') === 'both' ? ['co-hosted', '1/process'] : [process.env.BENCH_LAYOUT!];
+const layoutsFor = (n: number): string[] =>
+  process.env.BENCH_LAYOUT === undefined
+    ? n > 1000
+      ? ['co-hosted']
+      : ['co-hosted', '1/process']
+    : process.env.BENCH_LAYOUT === 'both'
+      ? ['co-hosted', '1/process']
+      : [process.env.BENCH_LAYOUT];
 const CORES = cpus().length;
 const PIN = process.env.BENCH_PIN === '1' && process.platform === 'linux' && CORES > 1;
 const PER_PROCESS = 250;
@@ -73,8 +97,34 @@ interface Fanout {
   flushed: number;
 }
 
+/** What one phase measured: its rows and what the floor phase needs. */
+interface Measured {
+  rows: string[][];
+  /** p99 of signal-to-halt per row (NaN for rows that are not signal-to-halt), for the ratio. */
+  p99s: number[];
+  /** The bytes of the last halt delta the hub wrote to a stream. */
+  frame: string;
+  /** The rev in that frame. */
+  rev: number;
+}
+
+/** Event-loop delay in this process over a phase: call `start` before its flips, `stop` after. */
+function loopDelay(): { start(): void; stop(): string } {
+  const h = monitorEventLoopDelay({ resolution: 1 });
+  return {
+    start: () => {
+      h.reset();
+      h.enable();
+    },
+    stop: () => {
+      h.disable();
+      return `${ms(h.percentile(99) / 1e6)} / ${ms(h.max / 1e6)}`;
+    },
+  };
+}
+
 /** Runs REPS flips against one fleet; returns the table rows. */
-async function measure(workers: number, layout: string): Promise<string[][]> {
+async function measure(workers: number, layout: string): Promise<Measured> {
   const dir = mkdtempSync(join(tmpdir(), 'killpath-bench-'));
   const server = await startServer({ dataDir: dir, port: 0, logLevel: 'warn' });
   const cp = server.controlPlane;
@@ -82,7 +132,6 @@ async function measure(workers: number, layout: string): Promise<string[][]> {
   const { token } = await api.post<{ token: string }>('/v1/tokens', {
     role: 'agent',
     tenant: 'bench',
-    agent: 'bot',
   });
   const solo = layout === 'co-hosted' ? 0 : workers <= ALL_SOLO_UP_TO ? workers : Math.min(PROBES, workers);
   const hosted = workers - solo;
@@ -149,6 +198,27 @@ async function measure(workers: number, layout: string): Promise<string[][]> {
   await Promise.all(readies);
   await sleep(500);
 
+  // The floor writes the bytes the hub wrote: a sink of our own keeps the last halt delta.
+  let frame = '';
+  let frameRev = 0;
+  await cp.hub.attach(
+    {
+      workerId: 'bench-frame',
+      tenant: 'bench',
+      write(text) {
+        if (text.startsWith('event: delta') && text.includes('"issued"')) {
+          frame = text;
+          frameRev = cp.hub.rev;
+        }
+        return true;
+      },
+      close() {},
+    },
+    () => cp.store.switchboard(),
+  );
+  const lag = loopDelay();
+  lag.start();
+
   const stopHosted: number[] = [];
   const stopSolo: number[] = [];
   const report: number[] = [];
@@ -203,39 +273,142 @@ async function measure(workers: number, layout: string): Promise<string[][]> {
       await sleep(10);
     await sleep(300);
   }
+  const lagText = lag.stop();
   for (const c of children) c.kill('SIGTERM');
   await Promise.all(children.map((c) => new Promise((ok) => c.once('exit', ok))));
   await server.close();
   rmSync(dir, { recursive: true, force: true });
   if (TRACE) console.log(`\n${traceLines.join('\n')}`);
 
-  const row = (name: string, where: string, v: number[], expected: number) => [
-    `${workers}`,
-    name,
-    where,
-    `${v.length}/${expected}`,
-    ms(percentile(v, 50)),
-    ms(percentile(v, 99)),
-    ms(v.length ? Math.max(...v) : Number.NaN),
-  ];
-  const inProcs = `${hosted} in ${procs} process${procs > 1 ? 'es' : ''}`;
-  if (solo === 0) {
+  const p99s: number[] = [];
+  const row = (name: string, where: string, v: number[], expected: number) => {
+    p99s.push(name === 'signal-to-halt' ? percentile(v, 99) : Number.NaN);
     return [
-      row('signal-to-halt', `co-hosted: ${inProcs}`, stopHosted, workers * REPS),
-      row('time-to-report', `co-hosted: ${inProcs}`, report, workers * REPS),
+      `${workers}`,
+      name,
+      where,
+      `${v.length}/${expected}`,
+      ms(percentile(v, 50)),
+      ms(percentile(v, 99)),
+      ms(v.length ? Math.max(...v) : Number.NaN),
+      lagText,
     ];
+  };
+  const inProcs = `${hosted} in ${procs} process${procs > 1 ? 'es' : ''}`;
+  const done = (rows: string[][]): Measured => ({ rows, p99s, frame, rev: frameRev });
+  const sth = percentile(stopSolo.length > 0 ? [...stopSolo, ...stopHosted] : stopHosted, 99);
+  const reportRow = (where: string) => {
+    const r = row('time-to-report', where, report, workers * REPS);
+    r[2] = `${where} (p99 ${(percentile(report, 99) / sth).toFixed(2)}× signal-to-halt's)`;
+    return r;
+  };
+  if (solo === 0) {
+    return done([
+      row('signal-to-halt', `co-hosted: ${inProcs}`, stopHosted, workers * REPS),
+      reportRow(`co-hosted: ${inProcs}`),
+    ]);
   }
   if (hosted === 0) {
-    return [
+    return done([
       row('signal-to-halt', `1/process: ${solo} processes`, stopSolo, workers * REPS),
-      row('time-to-report', `1/process: ${solo} processes`, report, workers * REPS),
-    ];
+      reportRow(`1/process: ${solo} processes`),
+    ]);
   }
-  return [
+  return done([
     row('signal-to-halt', `1/process: ${solo} probes, beside…`, stopSolo, solo * REPS),
     row('signal-to-halt', `  …${inProcs}`, stopHosted, hosted * REPS),
-    row('time-to-report', '  all of them', report, workers * REPS),
-  ];
+    reportRow('  all of them'),
+  ]);
+}
+
+/**
+ * The bare fan-out floor for `workers` streams over `procs` client processes: a plain node:http
+ * SSE server in this process writes `frame` (its rev renumbered per rep) to every stream, REPS
+ * times; a sample is the write loop's start → a client saw the frame's end.
+ */
+async function floor(
+  workers: number,
+  procs: number,
+  frame: string,
+  rev: number,
+): Promise<{ row: string[]; p99: number }> {
+  const streams: ServerResponse[] = [];
+  const server = createServer((req, res) => {
+    req.socket.setNoDelay(true);
+    req.socket.setKeepAlive(true, 10_000);
+    res.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-store',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    res.write(': open\n\n');
+    streams.push(res);
+  });
+  server.maxConnections = workers + 100;
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+  const got: { rev: number; wall: number }[] = [];
+  const children: ChildProcess[] = [];
+  const readies: Promise<void>[] = [];
+  for (let p = 0; p < procs; p++) {
+    const count = Math.floor(workers / procs) + (p < workers % procs ? 1 : 0);
+    const args = [here('./floor-client.ts')];
+    const child = spawn(
+      PIN ? 'taskset' : process.execPath,
+      PIN ? ['-c', `1-${CORES - 1}`, process.execPath, ...args] : args,
+      { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, FLOOR_URL: url, COUNT: String(count) } },
+    );
+    children.push(child);
+    readies.push(
+      new Promise((ok) =>
+        createInterface({ input: child.stdout! }).on('line', (line) => {
+          const m = JSON.parse(line) as { k: string; rev: number; wall: number };
+          if (m.k === 'ready') ok();
+          else if (m.k === 'got') got.push(m);
+        }),
+      ),
+    );
+  }
+  await Promise.all(readies);
+  await sleep(500);
+  const lag = loopDelay();
+  lag.start();
+  const samples: number[] = [];
+  const at = `"rev":${rev},`;
+  for (let r = 0; r < REPS; r++) {
+    got.length = 0;
+    const n = 1_000_000 + r;
+    // One HTTP chunk, encoded once, written as is to every socket: the cheapest a server can send it.
+    const text = frame.replaceAll(at, `"rev":${n},`);
+    const chunk = Buffer.from(`${Buffer.byteLength(text).toString(16)}\r\n${text}\r\n`);
+    const start = wallNow();
+    for (const res of streams) res.socket!.write(chunk);
+    const until = Date.now() + 15_000;
+    while (got.filter((g) => g.rev === n).length < workers && Date.now() < until) await sleep(10);
+    for (const g of got) if (g.rev === n) samples.push(g.wall - start);
+    await sleep(300);
+  }
+  const lagText = lag.stop();
+  for (const c of children) c.kill('SIGTERM');
+  await Promise.all(children.map((c) => new Promise((ok) => c.once('exit', ok))));
+  for (const res of streams) res.destroy();
+  server.closeAllConnections();
+  await new Promise((ok) => server.close(ok));
+  const p99 = percentile(samples, 99);
+  return {
+    p99,
+    row: [
+      `${workers}`,
+      'bare SSE fan-out',
+      `floor: ${workers} in ${procs} process${procs > 1 ? 'es' : ''}`,
+      `${samples.length}/${workers * REPS}`,
+      ms(percentile(samples, 50)),
+      ms(p99),
+      ms(samples.length ? Math.max(...samples) : Number.NaN),
+      lagText,
+    ],
+  };
 }
 
 /** One flip's timeline, relative to the flip (BENCH_TRACE=1). */
@@ -281,13 +454,27 @@ console.log(
 );
 const rows: string[][] = [];
 for (const n of sizes) {
-  for (const layout of LAYOUTS) {
+  let last: Measured | null = null;
+  const measured: Measured[] = [];
+  for (const layout of layoutsFor(n)) {
     process.stdout.write(`  ${n} workers, ${layout} … `);
-    rows.push(...(await measure(n, layout)));
+    last = await measure(n, layout);
+    measured.push(last);
     console.log('done');
   }
+  process.stdout.write(`  ${n} workers, bare SSE fan-out floor … `);
+  const procs = Math.min(4, Math.max(1, Math.ceil(n / PER_PROCESS)));
+  const f = await floor(n, Number(process.env.BENCH_PROCS ?? procs), last!.frame, last!.rev);
+  console.log('done');
+  for (const m of measured)
+    m.rows.forEach((r, i) =>
+      rows.push([...r, Number.isNaN(m.p99s[i]!) ? '' : `${(m.p99s[i]! / f.p99).toFixed(2)}×`]),
+    );
+  rows.push([...f.row, '1×']);
 }
-console.log(`\n${table(['workers', 'measure', 'layout', 'samples', 'p50', 'p99', 'max'], rows)}\n`);
+console.log(
+  `\n${table(['workers', 'measure', 'layout', 'samples', 'p50', 'p99', 'max', 'loop p99 / max', 'p99 × floor'], rows)}\n`,
+);
 console.log(`Notes:
 - Every process here (control plane, load generators, one-per-process workers) shares the same
   ${CORES} cores${PIN ? ' (control plane on one, workers on the rest)' : ''}: a flip's fan-out, the workers' applies and
