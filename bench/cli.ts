@@ -10,7 +10,7 @@
  * the directive (not timed). Trials of the two commands alternate, so both see the same load.
  *
  * Environment: TRIALS (default 15), CLI_TRACE=1 (runs one more kill with
- * `--cpu-prof` into ./cli-prof and says where it is).
+ * `--cpu-prof` into a temporary directory and says where it is).
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -101,8 +101,9 @@ console.log(
   `\nkillpath kill / node -e 0: ${(percentile(kill, 50) / percentile(bare, 50)).toFixed(2)}× at p50 (goal ≤ 2.5×)`,
 );
 if (process.env.CLI_TRACE === '1') {
-  await killOnce(['--cpu-prof', '--cpu-prof-dir=cli-prof']);
-  console.log('profile of one more kill written to ./cli-prof');
+  const profDir = mkdtempSync(join(tmpdir(), 'killpath-cli-prof-'));
+  await killOnce(['--cpu-prof', `--cpu-prof-dir=${profDir}`]);
+  console.log(`profile of one more kill written to ${profDir}`);
 }
 await server.close();
 rmSync(dir, { recursive: true, force: true });
