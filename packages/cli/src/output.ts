@@ -27,3 +27,16 @@ export function percentile(values: number[], p: number): number {
   const rank = Math.min(sorted.length, Math.max(1, Math.ceil((p / 100) * sorted.length)));
   return sorted[rank - 1]!;
 }
+
+/**
+ * A directive's scope as a person reads it: a run scope with its tenant (`run:acme/run-7`: a
+ * run id lives inside its tenant), a feature or release scope of one tenant with `(in acme)`.
+ */
+export function scopeLabel(d: { scopeText: string; tenant: string | null | undefined }): string {
+  if (d.tenant === null || d.tenant === undefined) return d.scopeText;
+  if (d.scopeText.startsWith('run:') && !d.scopeText.includes('/'))
+    return `run:${d.tenant}/${d.scopeText.slice(4)}`;
+  if (d.scopeText.startsWith('feature:') || d.scopeText.startsWith('release:'))
+    return `${d.scopeText} (in ${d.tenant})`;
+  return d.scopeText;
+}

@@ -37,6 +37,7 @@ describe('request priorities', () => {
     ['GET', '/v1/alerts', 'low'],
     ['GET', '/v1/compensations', 'low'],
     ['GET', '/v1/runs/r1/journal', 'low'],
+    ['GET', '/v1/directives/d1/permitted-after', 'low'],
     ['GET', '/v1/policy/history', 'low'],
     ['GET', '/v1/drills', 'low'],
     ['GET', '/metrics', 'low'],

@@ -242,9 +242,14 @@ describe('cross-identity matrix: ids of acme/bot, callers of another tenant or a
   }
 
   test('the compensation list and run-scoped kill of another tenant never reach acme', async () => {
+    // A run named in another tenant is not found, in the very words of a run that exists nowhere.
     const list = await w.h.req('GET', '/v1/compensations?run=ra', { token: w.tokens.betaOp });
-    assert.equal(list.status, 200);
-    assert.deepEqual(((await list.json()) as { compensations: unknown[] }).compensations, []);
+    const nowhere = await w.h.req('GET', '/v1/compensations?run=nowhere', { token: w.tokens.betaOp });
+    assert.equal(list.status, 404);
+    assert.equal(
+      ((await list.json()) as { error: { message: string } }).error.message.replace('ra', 'nowhere'),
+      ((await nowhere.json()) as { error: { message: string } }).error.message,
+    );
     const kill = await w.h.req('POST', '/v1/directives', {
       token: w.tokens.betaOp,
       body: { level: 'kill', scope: 'run:ra', reason: 'beta', justification: 'beta' },

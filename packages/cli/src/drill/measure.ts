@@ -163,13 +163,23 @@ export async function journalCheck(
   };
   const status = new Map<string, string>();
   for (const runId of runIds) {
-    let r: RunJournal;
+    // Each run alone (its children are in runIds themselves), every page.
+    const effects: RunJournal['effects'] = [];
+    let cursor: string | null = null;
     try {
-      r = await api.get<RunJournal>(`/v1/runs/${encodeURIComponent(runId)}/journal`);
+      do {
+        const r: RunJournal & { cursor?: string | null } = await api.get<
+          RunJournal & { cursor?: string | null }
+        >(
+          `/v1/runs/${encodeURIComponent(runId)}/journal?children=false&limit=5000${cursor === null ? '' : `&cursor=${cursor}`}`,
+        );
+        effects.push(...r.effects);
+        cursor = r.cursor ?? null;
+      } while (cursor !== null);
     } catch {
       continue; // a run that never asked for a permit has no ledger
     }
-    for (const e of r.effects) {
+    for (const e of effects) {
       status.set(e.permitId, e.status);
       const t = Date.parse(e.intendedAt);
       if (t > untilWall || t < sinceWall || !covers(e.runId, e.capability)) continue;
@@ -205,13 +215,11 @@ export async function journalCheck(
     )
       j.lost += 1;
   }
-  const q = new URLSearchParams();
+  const q = new URLSearchParams({ children: 'false', limit: '1' });
   for (const runId of runIds) {
     q.set('run', runId);
     try {
-      j.compensations += (
-        await api.get<{ compensations: unknown[] }>(`/v1/compensations?${q}`)
-      ).compensations.length;
+      j.compensations += (await api.get<{ total: number }>(`/v1/compensations?${q}`)).total;
     } catch {
       // no compensations for this run
     }

@@ -31,6 +31,7 @@ const LOW: [string, RegExp][] = [
   ['POST', /^\/v1\/telemetry$/],
   ['GET', /^\/v1\/(fleet|audit|alerts|compensations|policy|drills|supervisor)(\/|$)/],
   ['GET', /^\/v1\/runs\/[^/]+\/journal$/],
+  ['GET', /^\/v1\/directives\/[^/]+\/permitted-after$/],
   ['GET', /^\/metrics$/],
   ['GET', /^\/(console(\/.*)?)?$/],
 ];

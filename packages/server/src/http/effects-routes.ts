@@ -1,6 +1,6 @@
-import type { Hono } from 'hono';
-import { KillpathError, type Principal } from '@killpath/protocol';
-import { requireHuman, tenantFilter } from '../auth/policy.ts';
+import type { Context, Hono } from 'hono';
+import { KillpathError, coversEffect, scopeTenant, type Principal } from '@killpath/protocol';
+import { canSee, requireHuman, tenantFilter } from '../auth/policy.ts';
 import type { ControlPlane } from '../control-plane.ts';
 import type { WorkerIdentity } from '../permits.ts';
 import { JournalBody, OutcomeBody, PermitBody, ResumeRunBody } from './schemas.ts';
@@ -65,25 +65,48 @@ export function effectsRoutes(app: Hono<Env>, cp: ControlPlane): void {
     const p = c.get('principal');
     requireHuman(p);
     const run = await readRun(cp, p, c.req.param('id'), c.req.query('tenant'));
-    const l = await cp.store.ledger(run.tenant, run.runId);
-    const summary = {
-      intended: l.effects.length,
-      landed: 0,
-      failed: 0,
-      aborted: 0,
-      cancelled: 0,
-      inDoubt: 0,
-      open: 0,
-    };
-    for (const e of l.effects) {
-      if (e.status === 'landed') summary.landed++;
-      else if (e.status === 'failed') summary.failed++;
-      else if (e.status === 'aborted') summary.aborted++;
-      else if (e.status === 'cancelled') summary.cancelled++;
-      else if (e.status === 'in_doubt') summary.inDoubt++;
-      else summary.open++;
-    }
-    return c.json({ run, summary, effects: l.effects, events: l.events });
+    const { limit, cursor } = pageQuery(c);
+    const children = c.req.query('children') ?? 'true';
+    if (children !== 'true' && children !== 'false')
+      throw new KillpathError('invalid_request', 'children must be true or false');
+    // Descendants are listed even when left out, so a reader learns they exist.
+    const family = await cp.store.runFamily(run.tenant, run.runId);
+    const descendants = family.filter((r) => r.runId !== run.runId);
+    const runIds = children === 'true' ? [run.runId, ...descendants.map((r) => r.runId)] : [run.runId];
+    // One cursor for both lists; a list already read to its end reads nothing more.
+    const at = cursor === null ? null : splitCursor(cursor);
+    const done = (list: 'effects' | 'events') => at !== null && at[list] === null;
+    const [effects, events] = await Promise.all([
+      cp.store.effectsPage({
+        tenant: run.tenant,
+        runIds,
+        limit: done('effects') ? 0 : limit,
+        cursor: at?.effects ?? null,
+      }),
+      cp.store.eventsPage({
+        tenant: run.tenant,
+        runIds,
+        limit: done('events') ? 0 : limit,
+        cursor: at?.events ?? null,
+      }),
+    ]);
+    const next =
+      effects.cursor === null && events.cursor === null
+        ? null
+        : Buffer.from(JSON.stringify({ effects: effects.cursor, events: events.cursor })).toString(
+            'base64url',
+          );
+    return c.json({
+      run,
+      withChildren: children === 'true',
+      children: descendants.map((r) => ({ runId: r.runId, agent: r.agent, lineage: r.lineage })),
+      summary: effects.summary,
+      order: 'newest first',
+      effects: effects.items,
+      events: events.items,
+      total: { effects: effects.total, events: events.total },
+      cursor: next,
+    });
   });
 
   app.get('/v1/compensations', async (c) => {
@@ -93,8 +116,136 @@ export function effectsRoutes(app: Hono<Env>, cp: ControlPlane): void {
     const tenant = c.req.query('tenant');
     if (tenant !== undefined && own !== undefined && tenant !== own)
       throw new KillpathError('not_found', `tenant ${tenant} not found`);
-    const run = c.req.query('run');
-    const entries = await cp.store.compensations({ tenant: tenant ?? own, ...(run ? { runId: run } : {}) });
-    return c.json({ compensations: entries });
+    const { limit, cursor } = pageQuery(c);
+    const runId = c.req.query('run');
+    const children = c.req.query('children') ?? 'true';
+    if (children !== 'true' && children !== 'false')
+      throw new KillpathError('invalid_request', 'children must be true or false');
+    let runIds: string[] | undefined;
+    let scope = tenant ?? own;
+    if (runId !== undefined) {
+      // A run is named inside its tenant; its descendants' writes are its own (a run scope covers them).
+      const run = await readRun(cp, p, runId, tenant);
+      scope = run.tenant;
+      runIds =
+        children === 'true'
+          ? (await cp.store.runFamily(run.tenant, run.runId)).map((r) => r.runId)
+          : [run.runId];
+    }
+    const page = await cp.store.compensationsPage({
+      ...(scope === undefined ? {} : { tenant: scope }),
+      ...(runIds === undefined ? {} : { runIds }),
+      limit,
+      cursor,
+    });
+    return c.json({
+      compensations: page.items,
+      order: 'newest first',
+      total: page.total,
+      cursor: page.cursor,
+      ...(runIds === undefined ? {} : { runs: runIds }),
+    });
   });
+
+  app.get('/v1/directives/:id/permitted-after', async (c) => {
+    const p = c.get('principal');
+    requireHuman(p);
+    const d = await cp.store.getDirective(c.req.param('id'));
+    if (!d || !canSee(p, d.tenant))
+      throw new KillpathError('not_found', `directive ${c.req.param('id')} not found`);
+    if (d.level === 'throttle')
+      throw new KillpathError(
+        'invalid_request',
+        `directive ${d.id} is a throttle, which permits writes; name the stop (halt, kill, isolate, freeze or degrade) to check`,
+      );
+    const { limit, cursor } = pageQuery(c);
+    const tenant = tenantFilter(p) ?? d.tenant ?? scopeTenant(d.scope) ?? undefined;
+    // Narrow in the store; which rows the directive covers is decided below by the protocol's rule.
+    let runIds: string[] | undefined;
+    if (d.scope.kind === 'run' && d.tenant !== null)
+      runIds = (await cp.store.runFamily(d.tenant, d.scope.run)).map((r) => r.runId);
+    const runId = c.req.query('run');
+    let runs: string[] | undefined;
+    if (runId !== undefined) {
+      const run = await readRun(cp, p, runId, c.req.query('tenant') ?? tenant);
+      runs = (await cp.store.runFamily(run.tenant, run.runId)).map((r) => r.runId);
+      runIds = runIds === undefined ? runs : runIds.filter((r) => runs!.includes(r));
+    }
+    const found =
+      runIds !== undefined && runIds.length === 0
+        ? []
+        : (
+            await cp.store.permittedFrom({
+              fromRev: d.rev,
+              toRev: d.clearedRev,
+              ...(tenant === undefined ? {} : { tenant }),
+              ...(d.scope.kind === 'agent' ? { agent: d.scope.agent } : {}),
+              ...(runIds === undefined ? {} : { runIds }),
+              ...(d.capabilities === null ? {} : { capabilities: d.capabilities }),
+            })
+          ).filter((e) => coversEffect(d, { ...e, runId: e.runId }, e.capability));
+    let from = 0;
+    if (cursor !== null) {
+      from = found.findIndex((e) => e.permitId === cursor) + 1;
+      if (from === 0)
+        throw new KillpathError(
+          'invalid_request',
+          'cursor is not one this list gave (start again without it)',
+        );
+    }
+    const page = found.slice(from, from + limit);
+    return c.json({
+      directive: {
+        id: d.id,
+        rev: d.rev,
+        level: d.level,
+        scopeText: d.scopeText,
+        tenant: d.tenant,
+        capabilities: d.capabilities,
+        issuedAt: d.issuedAt,
+        clearedRev: d.clearedRev,
+      },
+      ...(runs === undefined ? {} : { runs }),
+      effects: page.map(({ lineage: _l, features: _f, release: _r, ...e }) => e),
+      total: found.length,
+      cursor: from + limit < found.length ? page.at(-1)!.permitId : null,
+    });
+  });
+}
+
+/** The largest page any list route returns. */
+const MAX_PAGE = 5000;
+
+/**
+ * `limit` (1 to 5,000, default 1,000) and `cursor` of a paged list.
+ * @throws KillpathError `invalid_request` naming the bad parameter
+ */
+function pageQuery(c: Context<Env>): { limit: number; cursor: string | null } {
+  const limitText = c.req.query('limit');
+  const limit = limitText === undefined ? 1000 : Number(limitText);
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE)
+    throw new KillpathError('invalid_request', `limit must be an integer from 1 to ${MAX_PAGE}`);
+  const cursor = c.req.query('cursor') ?? null;
+  if (cursor !== null && (cursor.length === 0 || cursor.length > 1024))
+    throw new KillpathError('invalid_request', 'cursor is not one this list gave (start again without it)');
+  return { limit, cursor };
+}
+
+/** The journal's cursor: where each of its two lists goes on (null: that list was read to its end). */
+function splitCursor(cursor: string): { effects: string | null; events: string | null } {
+  let at: unknown;
+  try {
+    at = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    at = null;
+  }
+  const ok = (v: unknown) => v === null || typeof v === 'string';
+  if (
+    typeof at !== 'object' ||
+    at === null ||
+    !ok((at as { effects?: unknown }).effects) ||
+    !ok((at as { events?: unknown }).events)
+  )
+    throw new KillpathError('invalid_request', 'cursor is not one this list gave (start again without it)');
+  return at as { effects: string | null; events: string | null };
 }

@@ -12,6 +12,7 @@ import {
 } from '@killpath/protocol';
 import { chainRecord, verifyChain, type AuditEvent } from '../audit/chain.ts';
 import * as effects from './sqlite-effects.ts';
+import * as ledgers from './sqlite-ledger.ts';
 import * as drills from './sqlite-drills.ts';
 import * as tokens from './sqlite-tokens.ts';
 import * as auditLog from './sqlite-audit.ts';
@@ -478,6 +479,26 @@ export class SqliteStore implements Store {
 
   async compensations(q: { tenant?: string; runId?: string; limit?: number }): Promise<CompensationEntry[]> {
     return effects.compensations(this.#ctx, q);
+  }
+
+  async runFamily(tenant: string, runId: string): Promise<RunRecord[]> {
+    return ledgers.runFamily(this.#db, tenant, runId);
+  }
+
+  async effectsPage(q: { tenant: string; runIds: string[]; limit: number; cursor: string | null }) {
+    return ledgers.effectsPage(this.#db, q);
+  }
+
+  async eventsPage(q: { tenant: string; runIds: string[]; limit: number; cursor: string | null }) {
+    return ledgers.eventsPage(this.#db, q);
+  }
+
+  async compensationsPage(q: { tenant?: string; runIds?: string[]; limit: number; cursor: string | null }) {
+    return ledgers.compensationsPage(this.#db, q);
+  }
+
+  async permittedFrom(q: Parameters<Store['permittedFrom']>[0]) {
+    return ledgers.permittedFrom(this.#db, q);
   }
 
   /**

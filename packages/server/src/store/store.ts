@@ -50,6 +50,36 @@ export interface CompensationEntry extends LedgerEntry {
   haltedAt: string;
 }
 
+/** One page of a list, newest first: its rows, how many there are in all, and where the next page starts. */
+export interface Page<T> {
+  items: T[];
+  /** Rows in the whole list (every page). */
+  total: number;
+  /** Opaque: pass it back for the next page; null when this page is the last. */
+  cursor: string | null;
+}
+
+/** Counts of a ledger's effects by final status (`open`: granted or cooling off, not settled). */
+export interface LedgerSummary {
+  intended: number;
+  landed: number;
+  failed: number;
+  aborted: number;
+  cancelled: number;
+  inDoubt: number;
+  open: number;
+}
+
+/** A permitted effect with what decides whether a directive covers it, and the rev it was permitted at. */
+export interface PermittedEffect extends LedgerEntry {
+  rev: number;
+  tenant: string;
+  agent: string;
+  lineage: string[];
+  features: string[];
+  release: Release | null;
+}
+
 /** A journal row (timers, queues, memory, in-flight statuses) of one run. */
 export interface JournalRow {
   seq: number;
@@ -381,6 +411,46 @@ export interface Store {
   ledger(tenant: string, runId: string): Promise<{ effects: LedgerEntry[]; events: JournalRow[] }>;
   /** Landed writes with a compensation descriptor, of runs that were halted. */
   compensations(q: { tenant?: string; runId?: string; limit?: number }): Promise<CompensationEntry[]>;
+  /** Run `runId` of `tenant` first, then its descendants (runs whose lineage holds it); [] when unknown. */
+  runFamily(tenant: string, runId: string): Promise<RunRecord[]>;
+  /**
+   * One page of the permitted effects of `runIds` (all of `tenant`), newest intended first, with
+   * the counts by status of the whole list. `limit` rows at most; `cursor` from the page before.
+   * @throws KillpathError `invalid_request` for a cursor this list did not give
+   */
+  effectsPage(q: {
+    tenant: string;
+    runIds: string[];
+    limit: number;
+    cursor: string | null;
+  }): Promise<Page<LedgerEntry> & { summary: LedgerSummary }>;
+  /** One page of the journal events of `runIds` (all of `tenant`), newest first (see {@link effectsPage}). */
+  eventsPage(q: {
+    tenant: string;
+    runIds: string[];
+    limit: number;
+    cursor: string | null;
+  }): Promise<Page<JournalRow>>;
+  /** One page of the compensation list (see {@link compensations}), newest intended first, never cut silently. */
+  compensationsPage(q: {
+    tenant?: string;
+    runIds?: string[];
+    limit: number;
+    cursor: string | null;
+  }): Promise<Page<CompensationEntry>>;
+  /**
+   * Writes permitted (granted, or confirmed after a cool-off) at a rev from `fromRev` up to (not
+   * including) `toRev`, narrowed by the filters given, oldest first. The caller decides which of
+   * them a directive covers (the rule lives in `protocol`).
+   */
+  permittedFrom(q: {
+    fromRev: number;
+    toRev: number | null;
+    tenant?: string;
+    agent?: string;
+    runIds?: string[];
+    capabilities?: readonly string[];
+  }): Promise<PermittedEffect[]>;
 
   /**
    * Stores a new policy version, which is the active one from then on, with its audit records
