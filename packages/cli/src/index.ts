@@ -38,3 +38,4 @@ export { renderReport } from './drill/report.ts';
 export type { DrillReportInput } from './drill/report.ts';
 export { runDrill, pickScenarios, brokenInvariants, SCENARIOS } from './drill/run.ts';
 export type { DrillRun, DrillRunOptions } from './drill/run.ts';
+export { PartitionRelay } from './drill/relay.ts';
