@@ -3,13 +3,13 @@
  * control plane answers, the navigation between views, and the dialogs.
  */
 import type { Directive, Level, Principal } from '@killpath/protocol';
-import { useEffect, useMemo, useState } from 'preact/hooks';
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { ActionDialog, ResumeDialog } from './action-dialog.tsx';
 import { BreakGlassBanner } from './break-glass.tsx';
 import { Api, ApiError, isUnauthorized, type FetchLike } from './api.ts';
 import { SessionContext, type Session } from './context.ts';
 import { FleetView } from './fleet-view.tsx';
-import { LIVE_INTERVAL_MS, liveLoader, type LiveData } from './live.ts';
+import { LIVE_INTERVAL_MS, liveLoader, type FleetQuery, type LiveData } from './live.ts';
 import { errorText, targetScope, type Target } from './model.ts';
 import { AuditView, CompensationsView, DirectivesView } from './other-views.tsx';
 import { DrillsView } from './drills-view.tsx';
@@ -127,8 +127,16 @@ function Console({
   const [dialog, setDialog] = useState<Dialog>(null);
   const [notice, setNotice] = useState<string | null>(null);
   const [refreshKey, setRefreshKey] = useState(0);
-  const load = useMemo(() => liveLoader(api), [api]);
+  // The fleet page polled: read by the loader at each poll, so paging needs no new poller.
+  const [fleetQuery, setFleetQuery] = useState<FleetQuery>({});
+  const fleetQueryRef = useRef<FleetQuery>({});
+  const load = useMemo(() => liveLoader(api, () => fleetQueryRef.current), [api]);
   const [live, refreshLive] = usePoll(load, LIVE_INTERVAL_MS, [load]);
+  const onFleetQuery = (q: FleetQuery) => {
+    fleetQueryRef.current = q;
+    setFleetQuery(q);
+    refreshLive();
+  };
 
   useEffect(() => {
     const onHash = () => setView(viewFromHash(location.hash, principal));
@@ -200,7 +208,7 @@ function Console({
       </div>
       <main id="main" tabIndex={-1} class={live.ok || live.data === null ? '' : 'stale'}>
         <h2>{views.find((v) => v.id === view)?.label}</h2>
-        {view === 'fleet' && <FleetView data={live.data} />}
+        {view === 'fleet' && <FleetView data={live.data} query={fleetQuery} onQuery={onFleetQuery} />}
         {view === 'directives' && <DirectivesView refreshKey={refreshKey} />}
         {view === 'audit' && <AuditView />}
         {view === 'compensations' && <CompensationsView />}

@@ -1,13 +1,16 @@
 /**
  * The fleet: tenants, agents, workers and runs (child runs under their parent), each with its
- * live state and, for who may act, the buttons of its scope.
+ * live state and, for who may act, the buttons of its scope. Usable at a thousand workers: every
+ * tenant and agent is listed with its counts (from the server, without fetching the workers),
+ * the workers come one page at a time (one agent's, or the whole view's), and a run is found by
+ * its id.
  */
-import { workerWarning, type Directive, type Principal } from '@killpath/protocol';
-import { useContext } from 'preact/hooks';
+import { isIdentifier, workerWarning, type Directive, type Principal } from '@killpath/protocol';
+import { useContext, useState } from 'preact/hooks';
 import { Actions } from './actions.tsx';
 import { SessionContext } from './context.ts';
 import { DirectivesTable } from './directives-table.tsx';
-import { runKey, type LiveData } from './live.ts';
+import { runKey, sameQuery, type FleetQuery, type LiveData } from './live.ts';
 import {
   agoText,
   flagLabels,
@@ -15,7 +18,9 @@ import {
   orderedLevel,
   rateText,
   releaseText,
+  runsMatching,
   stateLabel,
+  statesText,
   type AgentNode,
   type FleetWorkerView,
   type TenantNode,
@@ -90,7 +95,10 @@ function WorkersTable({ node, data }: { node: AgentNode; data: LiveData }) {
 }
 
 function RunsTable({ node, data }: { node: AgentNode; data: LiveData }) {
-  if (node.runs.length === 0) return <p class="empty">No runs reported yet.</p>;
+  const search = data.query.run;
+  const rows = search === undefined ? node.runs : runsMatching(node.runs, search);
+  if (node.workers.length === 0) return null;
+  if (rows.length === 0) return <p class="empty">No runs reported yet.</p>;
   return (
     <div class="table-wrap">
       <table class="runs">
@@ -112,7 +120,7 @@ function RunsTable({ node, data }: { node: AgentNode; data: LiveData }) {
           </tr>
         </thead>
         <tbody>
-          {node.runs.map(({ run, worker, depth, parentElsewhere }) => {
+          {rows.map(({ run, worker, depth, parentElsewhere }) => {
             const ordered: Directive | null = orderedLevel(data.directives, worker, run);
             return (
               <tr
@@ -159,25 +167,47 @@ function RunsTable({ node, data }: { node: AgentNode; data: LiveData }) {
   );
 }
 
-function AgentSection({ node, data }: { node: AgentNode; data: LiveData }) {
+function AgentSection({ node, data, nav }: { node: AgentNode; data: LiveData; nav: FleetNav }) {
   const id = `agent-${slug(node.tenant)}-${slug(node.agent)}`;
   const rate = sumRates(node.workers.map((w) => data.rates.get(w.workerId) ?? null));
+  const workers = node.count?.workers ?? node.workers.length;
+  const runs = node.count?.runs ?? node.workers.reduce((n, w) => n + w.runs.length, 0);
+  const onlyThis = data.query.agent === node.agent && data.query.tenant === node.tenant;
   return (
-    <section class="agent" aria-labelledby={id}>
+    <section class="agent" aria-labelledby={id} data-agent={`${node.tenant}/${node.agent}`}>
       <div class="scope-head">
         <h4 id={id}>Agent {node.agent}</h4>
-        <span class="detail">
-          {node.workers.length} worker{node.workers.length === 1 ? '' : 's'} · {rateText(rate)}
+        <span class="detail agent-counts">
+          {count(workers, 'worker')} · {count(runs, 'run')}
+          {node.count && ` · ${statesText(node.count.states)}`} · {rateText(rate)}
         </span>
         <Actions target={{ kind: 'agent', tenant: node.tenant, agent: node.agent }} />
+        {!onlyThis && node.workers.length < workers && (
+          <button
+            type="button"
+            class="link"
+            aria-label={`Show the workers of ${node.tenant}/${node.agent}`}
+            onClick={() => nav.filter({ tenant: node.tenant, agent: node.agent })}
+          >
+            Show its workers
+          </button>
+        )}
       </div>
-      <WorkersTable node={node} data={data} />
-      <RunsTable node={node} data={data} />
+      {node.workers.length === 0 ? (
+        workers > 0 && <p class="empty">None of its workers is on this page.</p>
+      ) : (
+        <>
+          <WorkersTable node={node} data={data} />
+          <RunsTable node={node} data={data} />
+        </>
+      )}
     </section>
   );
 }
 
-function TenantSection({ node, data }: { node: TenantNode; data: LiveData }) {
+const count = (n: number, what: string) => `${n.toLocaleString('en-US')} ${what}${n === 1 ? '' : 's'}`;
+
+function TenantSection({ node, data, nav }: { node: TenantNode; data: LiveData; nav: FleetNav }) {
   const id = `tenant-${slug(node.tenant)}`;
   const workers = node.agents.flatMap((a) => a.workers);
   const rate = sumRates(workers.map((w) => data.rates.get(w.workerId) ?? null));
@@ -186,8 +216,9 @@ function TenantSection({ node, data }: { node: TenantNode; data: LiveData }) {
       <div class="scope-head">
         <h3 id={id}>Tenant {node.tenant}</h3>
         <span class="detail">
-          {node.agents.length} agent{node.agents.length === 1 ? '' : 's'} ·{' '}
-          {workers.filter((w) => w.connected).length} of {workers.length} workers connected · {rateText(rate)}
+          {count(node.agents.length, 'agent')} · {count(node.workers, 'worker')} (
+          {workers.filter((w) => w.connected).length} of {workers.length} on this page connected) ·{' '}
+          {count(node.runs, 'run')} · {rateText(rate)}
         </span>
         <Actions target={{ kind: 'tenant', tenant: node.tenant }} />
       </div>
@@ -221,7 +252,7 @@ function TenantSection({ node, data }: { node: TenantNode; data: LiveData }) {
       )}
       {node.agents.length === 0 && <p class="empty">No agent of this tenant is connected.</p>}
       {node.agents.map((a) => (
-        <AgentSection key={a.agent} node={a} data={data} />
+        <AgentSection key={a.agent} node={a} data={data} nav={nav} />
       ))}
     </section>
   );
@@ -235,21 +266,102 @@ function extraTenants(p: Principal, data: LiveData): string[] {
   return [...out];
 }
 
+/** How the fleet view moves: to a filter (first page), to the next page, back one page. */
+interface FleetNav {
+  filter(q: Omit<FleetQuery, 'cursor'>): void;
+}
+
 /** Props of {@link FleetView}. */
 export interface FleetViewProps {
   data: LiveData | null;
+  /** The page being shown (or asked for). */
+  query: FleetQuery;
+  onQuery(q: FleetQuery): void;
 }
 
-export function FleetView({ data }: FleetViewProps) {
+/** The search box: finds the worker(s) hosting a run id, in the caller's tenant. */
+function RunSearch({ query, nav }: { query: FleetQuery; nav: FleetNav }) {
+  const [text, setText] = useState(query.run ?? '');
+  const [error, setError] = useState<string | null>(null);
+  return (
+    <form
+      class="filter run-search"
+      role="search"
+      onSubmit={(e) => {
+        e.preventDefault();
+        const run = text.trim();
+        if (run !== '' && !isIdentifier(run)) {
+          setError('A run id is 1-128 letters, digits or ._:@-');
+          return;
+        }
+        setError(null);
+        nav.filter(run === '' ? {} : { run });
+      }}
+    >
+      <label for="run-search">Find a run by id</label>
+      <input
+        id="run-search"
+        type="search"
+        spellcheck={false}
+        autocomplete="off"
+        aria-invalid={error !== null}
+        aria-describedby={error ? 'run-search-error' : undefined}
+        value={text}
+        placeholder="ticket-1234"
+        onInput={(e) => setText((e.currentTarget as HTMLInputElement).value)}
+      />
+      <button type="submit">Find</button>
+      {error && (
+        <p id="run-search-error" class="field-error" role="alert">
+          {error}
+        </p>
+      )}
+    </form>
+  );
+}
+
+export function FleetView({ data, query, onQuery }: FleetViewProps) {
   const session = useContext(SessionContext)!;
+  // Offsets of the pages before this one (the cursor stack), for "Previous" and "workers 51-100".
+  const [pages, setPages] = useState<{ cursor: string | undefined; offset: number }[]>([]);
+  const filterOf = (q: FleetQuery): Omit<FleetQuery, 'cursor'> => {
+    const { cursor: _cursor, ...rest } = q;
+    return rest;
+  };
+  const nav: FleetNav = {
+    filter(q) {
+      setPages([]);
+      onQuery(q);
+    },
+  };
   if (!data) return <p class="empty">Loading the fleet…</p>;
-  const tree = fleetTree(data.workers, extraTenants(session.principal, data));
+  const current = sameQuery(data.query, query);
+  const offset = pages.at(-1)?.offset ?? 0;
+  const filtered = query.agent !== undefined || query.run !== undefined;
+  const tree = fleetTree(
+    data.workers,
+    filtered ? [] : extraTenants(session.principal, data),
+    filtered ? [] : data.groups,
+  );
   const connected = data.workers.filter((w) => w.connected).length;
+  const all = data.groups.reduce((n, g) => n + g.workers, 0) || data.total;
+  const next = () => {
+    if (data.nextCursor === null) return;
+    setPages([...pages, { cursor: query.cursor, offset: offset + data.workers.length }]);
+    onQuery({ ...filterOf(query), cursor: data.nextCursor });
+  };
+  const previous = () => {
+    const back = pages.at(-1);
+    if (!back) return;
+    setPages(pages.slice(0, -1));
+    onQuery({ ...filterOf(query), ...(back.cursor === undefined ? {} : { cursor: back.cursor }) });
+  };
   return (
     <div class="fleet">
       <p class="summary">
-        Switchboard rev <strong>{data.rev}</strong> · {data.workers.length} workers ({connected} connected) ·{' '}
-        {data.directives.length} active directive
+        Switchboard rev <strong>{data.rev}</strong> · {count(all, 'worker')}
+        {Object.keys(data.states).length > 0 && ` (${statesText(data.states)})`} · {data.directives.length}{' '}
+        active directive
         {data.directives.length === 1 ? '' : 's'}
       </p>
       {session.principal.role === 'admin' && (
@@ -267,9 +379,37 @@ export function FleetView({ data }: FleetViewProps) {
         </h3>
         <DirectivesTable directives={data.directives} caption="Active directives" />
       </section>
-      {tree.length === 0 && <p class="empty">No worker has connected yet.</p>}
+      <RunSearch query={query} nav={nav} />
+      {filtered && (
+        <p class="filtered" role="status">
+          {query.run !== undefined
+            ? data.total === 0
+              ? `No worker hosts run ${query.run}.`
+              : `Run ${query.run}: hosted by ${count(data.total, 'worker')}.`
+            : `Workers of agent ${query.tenant}/${query.agent}.`}{' '}
+          <button type="button" class="link" onClick={() => nav.filter({})}>
+            Show the whole fleet
+          </button>
+        </p>
+      )}
+      <nav class="pager" aria-label="Fleet pages">
+        <span class="page-info">
+          {data.workers.length === 0
+            ? `No worker of ${data.total} on this page`
+            : `Workers ${offset + 1}–${offset + data.workers.length} of ${data.total}`}
+          {data.workers.length > 0 && ` (${connected} connected)`}
+          {!current && ' · loading…'}
+        </span>
+        <button type="button" disabled={pages.length === 0 || !current} onClick={previous}>
+          Previous page
+        </button>
+        <button type="button" disabled={data.nextCursor === null || !current} onClick={next}>
+          Next page
+        </button>
+      </nav>
+      {tree.length === 0 && !filtered && <p class="empty">No worker has connected yet.</p>}
       {tree.map((t) => (
-        <TenantSection key={t.tenant} node={t} data={data} />
+        <TenantSection key={t.tenant} node={t} data={data} nav={nav} />
       ))}
     </div>
   );

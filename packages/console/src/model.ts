@@ -11,6 +11,8 @@ import {
   formatRelease,
   levelRank,
   type Directive,
+  type FleetGroup,
+  type FleetState,
   type FleetWorker,
   type Level,
   type Principal,
@@ -300,14 +302,20 @@ export interface RunRow {
 export interface AgentNode {
   tenant: string;
   agent: string;
+  /** Its workers on the page shown. */
   workers: FleetWorkerView[];
   runs: RunRow[];
+  /** Its counts in the whole view (the server's), or null when the server gave none. */
+  count: FleetGroup | null;
 }
 
 /** One tenant: its agents, the features its workers declare and the release parts they run. */
 export interface TenantNode {
   tenant: string;
   agents: AgentNode[];
+  /** Workers and runs of the tenant in the whole view (its groups' counts; the page's when none). */
+  workers: number;
+  runs: number;
   features: string[];
   /** Every release part value its workers run (a `release:PART=V` target each), sorted. */
   releases: { part: ReleasePart; value: string }[];
@@ -325,9 +333,17 @@ export function releaseText(w: Pick<FleetWorkerView, 'release'>): string {
 export function fleetTree(
   workers: readonly FleetWorkerView[],
   alsoTenants: readonly string[] = [],
+  groups: readonly FleetGroup[] = [],
 ): TenantNode[] {
   const tenants = new Map<string, Map<string, FleetWorkerView[]>>();
+  const counts = new Map<string, FleetGroup>();
   for (const t of alsoTenants) tenants.set(t, new Map());
+  for (const g of groups) {
+    counts.set(`${g.tenant}/${g.agent}`, g);
+    let agents = tenants.get(g.tenant);
+    if (!agents) tenants.set(g.tenant, (agents = new Map()));
+    if (!agents.has(g.agent)) agents.set(g.agent, []);
+  }
   for (const w of workers) {
     let agents = tenants.get(w.tenant);
     if (!agents) tenants.set(w.tenant, (agents = new Map()));
@@ -349,11 +365,22 @@ export function fleetTree(
           if (value !== undefined) releases.set(`${part}=${value}`, { part, value });
         }
       }
-      return { tenant, agent, workers: ws, runs: runTree(ws) };
+      return {
+        tenant,
+        agent,
+        workers: ws,
+        runs: runTree(ws),
+        count: counts.get(`${tenant}/${agent}`) ?? null,
+      };
     });
     return {
       tenant,
       agents: nodes,
+      workers: nodes.reduce((n, a) => n + (a.count?.workers ?? a.workers.length), 0),
+      runs: nodes.reduce(
+        (n, a) => n + (a.count?.runs ?? a.workers.reduce((m, w) => m + w.runs.length, 0)),
+        0,
+      ),
       features: [...features].sort(byName),
       releases: [...releases.keys()].sort(byName).map((k) => releases.get(k)!),
     };
@@ -417,4 +444,18 @@ export function errorText(err: { status?: number; code?: string; message?: strin
       ? ` (HTTP ${err.status})`
       : '';
   return `${err.message ?? 'request failed'}${code}`;
+}
+
+/** Counts by state in words, most severe first: "2 halted, 498 running". */
+export function statesText(states: Partial<Record<FleetState, number>>): string {
+  const order: FleetState[] = ['stale', ...[...LEVELS].reverse(), 'running'];
+  return order
+    .filter((s) => (states[s] ?? 0) > 0)
+    .map((s) => `${states[s]} ${stateLabel(s)}`)
+    .join(', ');
+}
+
+/** Rows of a run search: the run found and the runs under it; the others of its worker are left out. */
+export function runsMatching(rows: readonly RunRow[], runId: string): RunRow[] {
+  return rows.filter((r) => r.run.runId === runId || r.run.lineage.includes(runId));
 }

@@ -5,7 +5,7 @@ import { Poller, type PollState, type Timers } from '../src/poll.ts';
 import { RateMeter, sumRates } from '../src/rate.ts';
 import { TOKEN_KEY, clearToken, loadToken, saveToken } from '../src/session.ts';
 import { VIEWS, viewFromHash, viewsFor } from '../src/views.ts';
-import { liveLoader, runKey } from '../src/live.ts';
+import { FLEET_PAGE_SIZE, liveLoader, runKey, type FleetQuery } from '../src/live.ts';
 
 test('effect rate is taken between successive reports over a short window, and reads 0 once the count stops', () => {
   const m = new RateMeter(2000, 15_000);
@@ -139,7 +139,9 @@ test('the API client sends the token as Bearer and turns wire errors and network
 test('the live loader fetches fleet and active directives and computes rates per run and worker', async () => {
   let effects = 10;
   let now = 0;
+  const urls: string[] = [];
   const f: FetchLike = async (url) => {
+    urls.push(url);
     const body = url.startsWith('/v1/fleet')
       ? {
           rev: 3,
@@ -171,8 +173,15 @@ test('the live loader fetches fleet and active directives and computes rates per
       : { rev: 4, directives: [] };
     return { ok: true, status: 200, text: async () => JSON.stringify(body) };
   };
-  const load = liveLoader(new Api('t', f), () => now);
+  let query: FleetQuery = {};
+  const load = liveLoader(
+    new Api('t', f),
+    () => query,
+    () => now,
+  );
   const first = await load();
+  assert.equal(urls[0], `/v1/fleet?limit=${FLEET_PAGE_SIZE}`, 'one page, never the whole fleet');
+  assert.equal(first.total, 1, 'an answer without a total (an older server) counts its workers');
   assert.equal(first.rev, 4);
   assert.equal(first.rates.get(runKey('w1', 'r')), null);
   effects = 30;
@@ -180,6 +189,13 @@ test('the live loader fetches fleet and active directives and computes rates per
   const second = await load();
   assert.equal(second.rates.get(runKey('w1', 'r')), 10);
   assert.equal(second.rates.get('w1'), 10);
+  query = { tenant: 'acme', agent: 'a', cursor: 'abc' };
+  assert.deepEqual((await load()).query, query);
+  assert.equal(
+    urls.at(-2),
+    `/v1/fleet?limit=${FLEET_PAGE_SIZE}&tenant=acme&agent=a&cursor=abc`,
+    'the query is read at each poll',
+  );
 });
 
 test('the token lives under one sessionStorage key and sign-out removes it', () => {

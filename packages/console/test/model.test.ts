@@ -13,7 +13,9 @@ import {
   orderedLevel,
   releaseText,
   resumeBody,
+  runsMatching,
   stateLabel,
+  statesText,
   targetScope,
   type FleetWorkerView,
   type Target,
@@ -206,6 +208,49 @@ test('the fleet groups into tenants and agents, with child runs under their pare
     ],
   );
   assert.deepEqual(tree[2]!.agents, []);
+});
+
+test('the fleet tree lists every group the server counted, with its counts, whatever page is shown', () => {
+  const tree = fleetTree(
+    [worker({ workerId: 'w1', agent: 'a', runs: [run('r-1', null), run('r-1.child', 'r-1', ['r-1'])] })],
+    [],
+    [
+      { tenant: 'acme', agent: 'a', workers: 450, runs: 1350, states: { running: 449, halt: 1 } },
+      { tenant: 'acme', agent: 'b', workers: 350, runs: 1050, states: { stale: 350 } },
+      { tenant: 'globex', agent: 'c', workers: 200, runs: 600, states: { running: 200 } },
+    ],
+  );
+  assert.deepEqual(
+    tree.map((t) => [
+      t.tenant,
+      t.workers,
+      t.runs,
+      t.agents.map((a) => [a.agent, a.workers.length, a.count?.workers]),
+    ]),
+    [
+      [
+        'acme',
+        800,
+        2400,
+        [
+          ['a', 1, 450],
+          ['b', 0, 350],
+        ],
+      ],
+      ['globex', 200, 600, [['c', 0, 200]]],
+    ],
+  );
+  assert.equal(statesText({ running: 449, halt: 1 }), '1 halted, 449 running');
+  assert.equal(statesText({}), '');
+  assert.deepEqual(
+    runsMatching(tree[0]!.agents[0]!.runs, 'r-1').map((r) => r.run.runId),
+    ['r-1', 'r-1.child'],
+    'a run found with the runs under it',
+  );
+  assert.deepEqual(
+    runsMatching(tree[0]!.agents[0]!.runs, 'r-1.child').map((r) => r.run.runId),
+    ['r-1.child'],
+  );
 });
 
 test('a run cycle in a bad report does not hide runs', () => {
