@@ -114,10 +114,10 @@ test('the CLI names the real cause: a run no worker holds, --tenant --run, --bre
   );
   const ahead = await cli('kill', '--tenant', 'acme', '--run', 'run-2', '--hard', '--reason', 'stop it now');
   assert.equal(ahead.code, 0, ahead.stderr);
-  assert.match(ahead.stdout, /^issued kill run:run-2 /);
+  assert.match(ahead.stdout, /^issued kill run:acme\/run-2 /);
   const resumed = await cli('resume', '--tenant', 'acme', '--run', 'run-2', '--reason', 'not needed');
   assert.equal(resumed.code, 0, resumed.stderr);
-  assert.match(resumed.stdout, /^1 directive cleared at run:run-2 in tenant acme$/m);
+  assert.match(resumed.stdout, /^1 directive cleared at run:acme\/run-2$/m);
 
   const global = await cli('kill', '--global', '--reason', 'everything');
   assert.equal(global.code, 2);

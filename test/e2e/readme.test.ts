@@ -145,7 +145,7 @@ test('the five-minute tour runs as written, in order', { timeout: 240_000 }, asy
       match: /^npx killpath kill --agent acme\/support-bot --tool crm\.update/,
       check: async (r) => {
         assert.match(r.out, /^issued halt agent:acme\/support-bot tools=crm\.update /m);
-        assert.match(r.out, /^issued halt run:run-1 /m);
+        assert.match(r.out, /^issued halt run:acme\/run-1 /m);
         assert.match(r.out, /^issued halt agent:acme\/support-bot \(id /m);
         assert.match(r.out, /active directives: 3/);
         assert.match(r.out, /incident 42/);
@@ -179,7 +179,7 @@ test('the five-minute tour runs as written, in order', { timeout: 240_000 }, asy
       match: /^DEMO_PERIOD_MS=200 npx killpath run --tenant acme --agent support-bot --run run-2 /,
       check: async (r) => {
         assert.match(r.out, /\brun-2\b/, 'status shows the launched run');
-        assert.match(r.out, /^issued kill run:run-2 /m);
+        assert.match(r.out, /^issued kill run:acme\/run-2 /m);
         const w = (await workers()).find((x) => x.runs.some((run) => run.runId === 'run-2'));
         assert.ok(w?.pid, 'the launched agent reported its pid');
         pids.push(w.pid);

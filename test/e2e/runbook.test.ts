@@ -165,7 +165,7 @@ describe('the runbook of acme/support-bot, run as written (real processes)', { t
               /\bacme-sup-1\[(halt|kill)\]/.test((await bash('npx killpath status', env)).stdout),
             );
             assert.match(r.stdout, /agent:acme\/support-bot/);
-            assert.match(r.stdout, /run:acme-sup-1/);
+            assert.match(r.stdout, /run:acme\/acme-sup-1/);
           }
         },
       },
@@ -206,7 +206,7 @@ describe('the runbook of acme/support-bot, run as written (real processes)', { t
         name: 'cli run halt',
         match: /^npx killpath kill --run "\$RUN_ID"/,
         check: async (r) => {
-          assert.match(r.stdout, /^issued halt run:acme-sup-1 /);
+          assert.match(r.stdout, /^issued halt run:acme\/acme-sup-1 /);
           assert.ok((await active()).some((d) => d.scopeText === `run:${RUN_ID}` && d.level === 'halt'));
         },
       },
@@ -289,7 +289,7 @@ describe('the runbook of acme/support-bot, run as written (real processes)', { t
         name: 'resume run',
         match: /^npx killpath resume --run "\$RUN_ID" /,
         check: async (r) => {
-          assert.match(r.stdout, /^cleared halt run:acme-sup-1 /m);
+          assert.match(r.stdout, /^cleared halt run:acme\/acme-sup-1 /m);
           assert.deepEqual(await active(), [], 'no directive left');
           resumeSeq = await lastSeq();
           const since = fleet.agents[0]!.events.length;

@@ -49,13 +49,25 @@ const SHOWN: [key: string, label: string][] = [
 
 /** One audit record as a line: seq, time, type, actor, tenant, then what it is about (see {@link SHOWN}). */
 export function auditLine(r: AuditRecord): string {
-  const d = r.data;
+  // directive.issued carries the whole directive: show its id, level and scope like the others.
+  const inner = r.data.directive;
+  const d: Record<string, unknown> =
+    inner !== null && typeof inner === 'object' && !Array.isArray(inner)
+      ? {
+          directiveId: (inner as { id?: unknown }).id,
+          level: (inner as { level?: unknown }).level,
+          scope: (inner as { scopeText?: unknown }).scopeText,
+          ...r.data,
+        }
+      : r.data;
   const bits = SHOWN.filter(
     ([k]) => d[k] !== undefined && d[k] !== null && !(Array.isArray(d[k]) && d[k].length === 0),
-  ).map(
-    ([k, label]) =>
-      `${label}=${typeof d[k] === 'string' ? d[k] : Array.isArray(d[k]) ? d[k].join(',') : JSON.stringify(d[k])}`,
-  );
+  ).map(([k, label]) => {
+    // A run scope names its tenant: run ids live inside tenants (run:acme/run-7).
+    if (k === 'scope' && typeof d[k] === 'string' && /^run:[^/]+$/.test(d[k]) && r.tenant)
+      return `${label}=run:${r.tenant}/${d[k].slice(4)}`;
+    return `${label}=${typeof d[k] === 'string' ? d[k] : Array.isArray(d[k]) ? d[k].join(',') : JSON.stringify(d[k])}`;
+  });
   return `#${r.seq} ${r.ts} ${r.type} by ${r.actor}${r.tenant ? ` [${r.tenant}]` : ''}${bits.length ? ` ${bits.join(' ')}` : ''}`;
 }
 

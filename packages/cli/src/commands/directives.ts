@@ -11,6 +11,7 @@ import {
   type Rate,
 } from '@killpath/protocol';
 import { CONNECTION_OPTIONS, intFlag, parse } from '../args.ts';
+import { scopeLabel } from '../output.ts';
 import { clientFor } from '../config.ts';
 import type { ApiClient } from '../api.ts';
 
@@ -100,7 +101,7 @@ function describe(d: Directive, escalation = true): string {
   const caps = d.capabilities ? ` tools=${d.capabilities.join(',')}` : '';
   const rate = d.rate ? ` rate=${d.rate.perSecond}/s per ${d.rate.per}` : '';
   const esc = escalation && d.escalation.length > 0 ? `; ${escalationWords(d)}` : '';
-  return `${d.level} ${d.scopeText}${caps}${rate} (id ${d.id}, rev ${d.rev})${esc}`;
+  return `${d.level} ${scopeLabel(d)}${caps}${rate} (id ${d.id}, rev ${d.rev})${esc}`;
 }
 
 /** `killpath kill`. */
@@ -296,7 +297,7 @@ export async function resume(args: string[]): Promise<number> {
   const matching = directives.filter(
     (d) => d.scopeText === byScope.scopeText && (byScope.tenant === undefined || d.tenant === byScope.tenant),
   );
-  const label = `${byScope.scopeText}${byScope.tenant !== undefined && !byScope.scopeText.startsWith('tenant:') ? ` in tenant ${byScope.tenant}` : ''}`;
+  const label = scopeLabel({ scopeText: byScope.scopeText, tenant: byScope.tenant });
   if (matching.length === 0) {
     if (values.json) console.log(JSON.stringify({ cleared: [] }, null, 2));
     else

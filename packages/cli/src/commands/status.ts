@@ -11,7 +11,7 @@ import {
 import { CONNECTION_OPTIONS, intFlag, parse } from '../args.ts';
 import { clientFor } from '../config.ts';
 import type { ApiClient } from '../api.ts';
-import { table } from '../output.ts';
+import { scopeLabel, table } from '../output.ts';
 
 export const STATUS_HELP = `killpath status [--wait SECONDS [--run R]] [--json]
 
@@ -147,7 +147,7 @@ export async function status(args: string[]): Promise<number> {
           d.id,
           d.rev,
           d.level,
-          `${d.scopeText}${d.tenant !== null && !d.scopeText.includes(d.tenant) ? ` (in ${d.tenant})` : ''}`,
+          scopeLabel(d),
           d.capabilities?.join(',') ?? null,
           (d.releases ?? []).map(formatRelease).join('; ') || null,
           d.actor,

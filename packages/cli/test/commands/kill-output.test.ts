@@ -4,13 +4,10 @@
  * to happen ("escalates kill@6000ms"), and a resume does not repeat it.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { startServer, type RunningServer } from '@killpath/server';
 import { escalationWords, scopeFlags } from '../../src/commands/directives.ts';
 import { cli } from '../cli-capture.ts';
+import { startCliServer, type CliServer } from '../cli-server.ts';
 
 describe('scope flags: both spellings of an agent', () => {
   it('--agent T/A and --tenant T --agent A name the same agent scope', () => {
@@ -58,23 +55,14 @@ describe('escalation in words', () => {
   });
 
   describe('through the CLI', () => {
-    let dir: string;
-    let server: RunningServer;
+    let s: CliServer;
     let conn: string[];
     before(async () => {
-      dir = mkdtempSync(join(tmpdir(), 'kp-kill-output-'));
-      server = await startServer({
-        dataDir: dir,
-        port: 0,
-        logLevel: 'error',
-        supervisor: false,
-        watchdog: false,
-      });
-      conn = ['--url', server.url, '--token', server.createdAdminToken!];
+      s = await startCliServer('kill-output');
+      conn = s.conn;
     });
     after(async () => {
-      await server.close();
-      rmSync(dir, { recursive: true, force: true });
+      await s?.close();
     });
 
     it('kill says what the halt becomes; resume does not repeat it', async () => {
@@ -118,6 +106,37 @@ describe('escalation in words', () => {
       assert.match(
         resumed.out.join('\n'),
         /^cleared halt agent:acme\/bot \(id \S+, rev \d+\) at rev \d+\n {2}release check: the directive recorded no release$/,
+      );
+    });
+
+    it('a run scope prints with its tenant in kill, status, resume and audit tail: run:acme/run-7', async () => {
+      const issued = await cli(['kill', '--tenant', 'acme', '--run', 'run-7', '--reason', 'page', ...conn]);
+      assert.equal(issued.code, 0, issued.err.join('\n'));
+      assert.match(issued.out[0]!, /^issued halt run:acme\/run-7 \(id \S+, rev \d+\); if not acknowledged/);
+      const status = (await cli(['status', ...conn])).out.join('\n');
+      assert.match(status, /\bhalt +run:acme\/run-7 /);
+      const tail = await cli(['audit', 'tail', '-n', '1', '--type', 'directive.issued', ...conn]);
+      assert.match(
+        tail.out[0]!,
+        / directive\.issued by \S+ \[acme\] directive=\S+ level=halt scope=run:acme\/run-7$/,
+      );
+      const resumed = await cli([
+        'resume',
+        '--tenant',
+        'acme',
+        '--run',
+        'run-7',
+        '--reason',
+        'fixed',
+        ...conn,
+      ]);
+      assert.equal(resumed.code, 0, resumed.err.join('\n'));
+      assert.match(resumed.out.join('\n'), /^1 directive cleared at run:acme\/run-7$/m);
+      const agentWide = await cli(['kill', '--agent', 'acme/bot-9', '--reason', 'page', ...conn]);
+      assert.match(
+        agentWide.out[0]!,
+        /^issued halt agent:acme\/bot-9 /,
+        'an agent scope names its tenant already',
       );
     });
   });
