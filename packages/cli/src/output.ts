@@ -1,3 +1,5 @@
+import type { AuditVerdict, AuditVerdictBrief } from '@killpath/protocol';
+
 /** Renders rows as an aligned text table with a header. */
 export function table(headers: string[], rows: (string | number | null)[][]): string {
   const cells = [headers, ...rows.map((r) => r.map((c) => (c === null ? '-' : String(c))))];
@@ -39,4 +41,18 @@ export function scopeLabel(d: { scopeText: string; tenant: string | null | undef
   if (d.scopeText.startsWith('feature:') || d.scopeText.startsWith('release:'))
     return `${d.scopeText} (in ${d.tenant})`;
   return d.scopeText;
+}
+
+/**
+ * One line for a `GET /v1/audit/verify` answer. An admin's names the record count and head (or
+ * the first bad record); a tenant's person learns only whether the whole log verifies.
+ */
+export function auditVerdictLine(v: AuditVerdict | AuditVerdictBrief): string {
+  if ('brief' in v)
+    return v.ok
+      ? 'audit chain ok (the whole log verifies; its size, head and any bad record are shown to admins)'
+      : 'audit chain BROKEN: the log does not verify (an admin token names the first bad record: killpath audit verify)';
+  return v.ok
+    ? `audit chain ok: ${v.records} records, head ${v.head.slice(0, 16)}…`
+    : `audit chain BROKEN at record #${v.firstBad}: ${v.reason} (${v.records} records read)`;
 }

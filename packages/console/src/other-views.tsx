@@ -1,5 +1,5 @@
 /** The views beside the fleet: directive history, the audit log with its verification, compensations. */
-import type { AuditRecord, AuditVerdict, Directive } from '@killpath/protocol';
+import type { AuditRecord, AuditVerdict, AuditVerdictBrief, Directive } from '@killpath/protocol';
 import { useContext, useState } from 'preact/hooks';
 import { SessionContext } from './context.ts';
 import { DirectivesTable } from './directives-table.tsx';
@@ -49,7 +49,12 @@ export function AuditView() {
   const [applied, setApplied] = useState('');
   const query = `/v1/audit?order=desc&limit=200${applied ? `&type=${encodeURIComponent(applied)}` : ''}`;
   const [records] = usePoll(() => api.get<{ records: AuditRecord[] }>(query), 2000, [api, query]);
-  const [verdict, verifyNow] = usePoll(() => api.get<AuditVerdict>('/v1/audit/verify'), 10_000, [api]);
+  // An admin's answer names the count, head and first bad record; a tenant's only ok or not.
+  const [verdict, verifyNow] = usePoll(
+    () => api.get<AuditVerdict | AuditVerdictBrief>('/v1/audit/verify'),
+    10_000,
+    [api],
+  );
   const v = verdict.data;
   return (
     <div>
@@ -57,10 +62,21 @@ export function AuditView() {
         <h3 id="verify-h">Chain verification</h3>
         <p role={v?.ok === false ? 'alert' : undefined}>
           {!v && !verdict.error && 'Verifying…'}
-          {v?.ok === true &&
+          {v &&
+            'brief' in v &&
+            v.ok &&
+            'Verified: the whole audit chain is intact (its size and head are shown to admins).'}
+          {v &&
+            'brief' in v &&
+            !v.ok &&
+            'BROKEN: the audit chain does not verify. An admin can see which record fails.'}
+          {v &&
+            !('brief' in v) &&
+            v.ok &&
             `Verified: ${v.records} records, the chain is intact (head ${v.head.slice(0, 16)}…).`}
           {v &&
-            v.ok === false &&
+            !('brief' in v) &&
+            !v.ok &&
             `BROKEN: record #${v.firstBad} of ${v.records} fails verification: ${v.reason}.`}
         </p>
         <LoadError error={verdict.error} />

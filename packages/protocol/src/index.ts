@@ -58,6 +58,7 @@ export type {
   FleetPage,
   AuditRecord,
   AuditVerdict,
+  AuditVerdictBrief,
 } from './wire.ts';
 export type {
   PermitRequest,

@@ -316,6 +316,18 @@ export type AuditVerdict =
   | { ok: false; records: number; firstBad: number; reason: string };
 
 /**
+ * What a tenant's operator or viewer learns from `GET /v1/audit/verify`: whether the whole log
+ * (every tenant's records, one chain) verifies, and nothing else. The record count, the head
+ * hash and the first bad record describe the deployment, not the tenant: an admin's answer
+ * ({@link AuditVerdict}) carries them.
+ */
+export interface AuditVerdictBrief {
+  ok: boolean;
+  /** Marks the brief answer: the details are an admin's. */
+  brief: true;
+}
+
+/**
  * What the control plane orders a launcher (`killpath run`) to enforce on the agent process it
  * started, sent on the launcher's own stream (`GET /v1/launchers/stream`) on connect and on every
  * change. Each field is the highest directive of that kind covering the launcher's identity or a

@@ -1,6 +1,12 @@
-import { KillpathError, type AuditRecord, type AuditVerdict } from '@killpath/protocol';
+import {
+  KillpathError,
+  type AuditRecord,
+  type AuditVerdict,
+  type AuditVerdictBrief,
+} from '@killpath/protocol';
 import { CONNECTION_OPTIONS, intFlag, parse } from '../args.ts';
 import { clientFor } from '../config.ts';
+import { auditVerdictLine } from '../output.ts';
 import { auditKey, auditCheckpoint, rotateKey, verifyCheckpoint } from './audit-checkpoint.ts';
 
 export const AUDIT_HELP = `killpath audit verify [--json]
@@ -11,7 +17,9 @@ killpath audit key [--json]
 killpath audit checkpoint [--now] [--out FILE]
 killpath audit rotate-key --reason TEXT
 
-verify      recomputes the hash chain and names the first bad record (exit 1 if any).
+verify      recomputes the hash chain and names the first bad record (exit 1 if any). With a
+            tenant's token it says only whether the whole log verifies (count, head and the bad
+            record are shown to admins).
             With --checkpoint (a file printed by "audit checkpoint" or sent to a webhook): checks
             its Ed25519 signature and proves that the log now extends it (RFC 6962 consistency);
             fails naming the records missing (deleted from the end, older copy restored) or
@@ -103,10 +111,9 @@ export async function audit(args: string[]): Promise<number> {
   if (sub === 'checkpoint') return auditCheckpoint(api, values);
   if (sub === 'rotate-key') return rotateKey(api, values);
   if (sub === 'verify') {
-    const v = await api.get<AuditVerdict>('/v1/audit/verify');
-    if (values.json) console.log(JSON.stringify(v, null, 2));
-    else if (v.ok) console.log(`audit chain ok: ${v.records} records, head ${v.head.slice(0, 16)}…`);
-    else console.log(`audit chain BROKEN at record #${v.firstBad}: ${v.reason} (${v.records} records read)`);
+    // An admin's answer names the count and head; a tenant's token learns only ok or not.
+    const v = await api.get<AuditVerdict | AuditVerdictBrief>('/v1/audit/verify');
+    console.log(values.json ? JSON.stringify(v, null, 2) : auditVerdictLine(v));
     return v.ok ? 0 : 1;
   }
   if (sub === 'tail') {

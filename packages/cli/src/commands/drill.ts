@@ -5,7 +5,7 @@ import { resolveConnection } from '../config.ts';
 import { renderReport } from '../drill/report.ts';
 import { prepareReportPath } from '../report-file.ts';
 import { brokenInvariants, pickScenarios, runDrill, SCENARIOS, type DrillRun } from '../drill/run.ts';
-import { ms, table } from '../output.ts';
+import { auditVerdictLine, ms, table } from '../output.ts';
 import { loadSpec, parseSpec } from '../killswitch-spec/load-spec.ts';
 import { SPEC_TEMPLATE } from '../killswitch-spec/template.ts';
 import {
@@ -234,12 +234,7 @@ function printSummary(run: DrillRun, report: string | null): void {
       `rehearsal record ${run.record.id} stored at ${run.controlPlaneUrl} (drill.recorded, audit #${run.record.auditSeq})`,
     );
   else console.log(`rehearsal record NOT stored: ${run.recordError}`);
-  if (run.auditVerified)
-    console.log(
-      run.auditVerified.ok
-        ? `audit chain verified: ${run.auditVerified.records} records`
-        : `audit chain BROKEN at #${run.auditVerified.firstBad}: ${run.auditVerified.reason}`,
-    );
+  if (run.auditVerified) console.log(auditVerdictLine(run.auditVerified));
   if (run.dataDir)
     console.log(
       `data dir kept: ${run.dataDir} (killpath drill history --data-dir ${run.dataDir} needs a killpath serve on it)`,

@@ -5,6 +5,7 @@ import {
   isIdentifier,
   toWire,
   type AuditVerdict,
+  type AuditVerdictBrief,
   type Directive,
   type Principal,
 } from '@killpath/protocol';
@@ -38,6 +39,7 @@ import type { Triggers } from '../triggers.ts';
 import type { Checkpointer } from '../audit/checkpointer.ts';
 import { auditRoutes } from './audit-routes.ts';
 import { fleetRoutes } from './fleet-route.ts';
+import { VerifyRuns } from '../audit/verify-runs.ts';
 import type { Admission } from './admission.ts';
 import { body, readRun, refuseSecrets, requireWorker, wireError, type Env } from './common.ts';
 
@@ -75,6 +77,10 @@ export function createApp(
   opts: AppOptions = {},
 ): Hono<Env> {
   const app = new Hono<Env>();
+  const verifyRuns = new VerifyRuns({
+    verifyLog: (kept) => cp.store.verifyLog(kept),
+    auditHead: async () => (await cp.store.listAudit({ desc: true, limit: 1 }))[0]?.seq ?? 0,
+  });
 
   app.onError((err, c) => {
     if (err instanceof KillpathError) return wireError(c, err);
@@ -391,12 +397,17 @@ export function createApp(
     return c.json({ records });
   });
 
+  // Who learns what (docs/security.md, "Verifying the audit log"): the log is one chain over
+  // every tenant's records, so its size, head hash and first bad record are the deployment's:
+  // an admin's. A tenant's operator or viewer learns only whether the whole chain verifies.
   app.get('/v1/audit/verify', async (c) => {
-    requireHuman(c.get('principal'));
+    const p = c.get('principal');
+    requireHuman(p);
     await cp.flushAudit();
     // Hashing the whole chain is long work: the store does it in a worker thread (on a file
-    // database), never on the event loop the kill path runs on.
-    const found = await cp.store.verifyLog(null);
+    // database), never on the event loop the kill path runs on; concurrent calls share a run.
+    const found = await verifyRuns.verify(null);
+    if (p.role !== 'admin') return c.json({ ok: found.chain.ok, brief: true } satisfies AuditVerdictBrief);
     if (!found.chain.ok)
       return c.json({
         ok: false,
@@ -413,7 +424,7 @@ export function createApp(
     } satisfies AuditVerdict);
   });
 
-  if (opts.checkpoints) auditRoutes(app, cp, opts.checkpoints);
+  if (opts.checkpoints) auditRoutes(app, cp, opts.checkpoints, verifyRuns);
   effectsRoutes(app, cp);
   drillRoutes(app, cp);
   if (triggers) {

@@ -10,6 +10,7 @@ import {
 import { requireHuman } from '../auth/policy.ts';
 import { checkpointSignatureProblem } from '../audit/checkpoint.ts';
 import type { Checkpointer } from '../audit/checkpointer.ts';
+import type { VerifyRuns } from '../audit/verify-runs.ts';
 import type { ControlPlane } from '../control-plane.ts';
 import { body, type Env } from './common.ts';
 
@@ -30,12 +31,15 @@ function requireAdmin(p: Principal, what: string): void {
  * Signed checkpoints of the audit log: `GET /v1/audit/key` (the public keys, any person),
  * `GET /v1/audit/checkpoint` (the latest, admin), `POST /v1/audit/checkpoint` (sign one now,
  * admin), `POST /v1/audit/verify` (does the log extend a kept checkpoint? admin; the log is
- * hashed in a worker thread, one verification at a time) and `POST /v1/audit/key/rotate` (admin).
+ * hashed in a worker thread, one verification at a time, concurrent ones shared: {@link VerifyRuns}) and `POST /v1/audit/key/rotate` (admin).
  * Checkpoints cover every tenant's records, so reading them is for admins.
  */
-export function auditRoutes(app: Hono<Env>, cp: ControlPlane, checkpoints: Checkpointer): void {
-  let verifying: Promise<unknown> = Promise.resolve();
-
+export function auditRoutes(
+  app: Hono<Env>,
+  cp: ControlPlane,
+  checkpoints: Checkpointer,
+  verifyRuns: VerifyRuns,
+): void {
   app.get('/v1/audit/key', async (c) => {
     requireHuman(c.get('principal'));
     const keys = await cp.store.auditKeys();
@@ -64,13 +68,9 @@ export function auditRoutes(app: Hono<Env>, cp: ControlPlane, checkpoints: Check
     const ours = kept.origin === origin;
     const signature = checkpointSignatureProblem(kept, await cp.store.auditKeys());
     await cp.flushAudit();
-    const run = verifying.then(() =>
-      cp.store.verifyLog(
-        ours ? { size: kept.size, rootHash: kept.rootHash, timestamp: kept.timestamp } : null,
-      ),
+    const found = await verifyRuns.verify(
+      ours ? { size: kept.size, rootHash: kept.rootHash, timestamp: kept.timestamp } : null,
     );
-    verifying = run.catch(() => {});
-    const found = await run;
     const problems = [
       ...(signature === null ? [] : [signature]),
       ...(ours
