@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import type { AuditVerdict } from '@killpath/protocol';
 import type { LogFindings, TreeClaim } from '../src/audit/log-verify.ts';
 import { expectWireError, harness, type Harness } from './harness.ts';
+import { rawExec } from './tamper.ts';
 
 async function kill(h: Harness, token: string, tenant: string, agent = 'bot'): Promise<void> {
   const res = await h.req('POST', `/v1/agents/${tenant}/${agent}/kill`, {
@@ -58,7 +59,7 @@ describe('who learns what from GET /v1/audit/verify', () => {
       );
 
       // A broken chain: the admin is told where; a tenant only that it does not verify.
-      h.store.unsafeExec(`UPDATE audit SET actor = 'mallory' WHERE seq = 2`);
+      rawExec(h.store, `UPDATE audit SET actor = 'mallory' WHERE seq = 2`);
       const broken = (await verify(h, admin)).body as AuditVerdict;
       assert.ok(!broken.ok && broken.firstBad === 2, JSON.stringify(broken));
       assert.deepEqual((await verify(h, viewerAcme)).body, { ok: false, brief: true });

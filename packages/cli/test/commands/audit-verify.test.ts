@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, it } from 'node:test';
 import { startServer, type RunningServer } from '@killpath/server';
 import { ApiClient } from '../../src/api.ts';
@@ -52,9 +53,10 @@ describe('killpath audit verify', () => {
   });
 
   it('a broken chain: the admin is told where, the operator that it is broken; both exit 1', async () => {
-    (server.controlPlane.store as unknown as { unsafeExec(sql: string): void }).unsafeExec(
-      `UPDATE audit SET actor = 'mallory' WHERE seq = 2`,
-    );
+    // As someone holding the database file would: another connection edits a record.
+    const db = new DatabaseSync(join(dir, 'killpath.db'));
+    db.exec(`UPDATE audit SET actor = 'mallory' WHERE seq = 2`);
+    db.close();
     const a = await cli(['audit', 'verify', ...admin]);
     assert.equal(a.code, 1);
     assert.match(a.out.join('\n'), /^audit chain BROKEN at record #2: hash does not match/);
