@@ -62,6 +62,11 @@ export type {
 } from './wire.ts';
 export type {
   PermitRequest,
+  PermitBatch,
+  BatchAnswer,
+  BatchAnswers,
+  OutcomeReport,
+  OutcomeBatch,
   EffectStatus,
   Permit,
   PermitResponse,

@@ -77,6 +77,39 @@ export interface PermitOutcome {
   afterAbort?: boolean;
 }
 
+/**
+ * Body of `POST /v1/permits/batch`: several permit requests sent together (an SDK coalesces the
+ * requests its runs make in one event-loop turn). Each is decided exactly as `POST /v1/permits`
+ * would decide it; they share one durable commit at the control plane.
+ */
+export interface PermitBatch {
+  requests: PermitRequest[];
+}
+
+/**
+ * One answer of a batch, in request order: the HTTP status and body the single-request route
+ * would have answered (a `PermitResponse` on 200/201, the wire error shape otherwise).
+ */
+export interface BatchAnswer {
+  status: number;
+  body?: unknown;
+}
+
+/** Answer of `POST /v1/permits/batch` and `POST /v1/permits/outcomes`: one per item, in order. */
+export interface BatchAnswers {
+  answers: BatchAnswer[];
+}
+
+/** One outcome of `POST /v1/permits/outcomes`: the permit it closes and how its effect ended. */
+export interface OutcomeReport extends PermitOutcome {
+  permitId: string;
+}
+
+/** Body of `POST /v1/permits/outcomes`: outcomes reported together (coalesced by the SDK). */
+export interface OutcomeBatch {
+  outcomes: OutcomeReport[];
+}
+
 /** A run-scoped event the SDK journals to the control plane (`POST /v1/journal`). */
 export type JournalEvent =
   | {

@@ -1,13 +1,36 @@
 import { createHash } from 'node:crypto';
 import { KillpathError, canonicalJson } from '@killpath/protocol';
-import type { ErrorCode, Permit, PermitRequest, PermitResponse, ResumeRequest } from '@killpath/protocol';
+import type {
+  BatchAnswers,
+  ErrorCode,
+  Permit,
+  PermitBatch,
+  PermitRequest,
+  PermitResponse,
+  ResumeRequest,
+} from '@killpath/protocol';
 import { errorCode, errorMessage } from './journal.ts';
 import type { Transport } from './transport.ts';
+import { refusal as wireRefusal } from './wire-answers.ts';
+
+/** Most permit requests sent in one `POST /v1/permits/batch` (the control plane takes up to 256). */
+const PERMIT_BATCH = 128;
+
+interface QueuedPermit {
+  request: PermitRequest;
+  resolve(answer: unknown): void;
+  reject(err: unknown): void;
+}
 
 /**
  * The control-plane requests whose answer the SDK waits for: permits, their confirmation, and
  * resume. Each call is made once; a failure is never retried here (the caller's retry policy
  * decides), and {@link refusal} turns it into a `KillpathError` the caller can branch on.
+ *
+ * A permit asked on an idle wire goes at once as `POST /v1/permits`. Permits asked while others
+ * are on the wire go out together at the end of the turn: several as one `POST /v1/permits/batch`
+ * (decided in one durable commit at the control plane), each answered exactly as the single
+ * request would be. A control plane without the batch route (404) gets them one by one from then on.
  */
 export class ControlCalls {
   private readonly transport: Transport;
@@ -23,7 +46,74 @@ export class ControlCalls {
 
   /** `POST /v1/permits`: the intent record of one effect, answered by a permit or a refusal. */
   requestPermit(request: PermitRequest): Promise<unknown> {
-    return this.post(`${this.base}/v1/permits`, request);
+    if (this.inFlight === 0 && this.queued === null) return this.single(request);
+    return new Promise((resolve, reject) => {
+      if (this.queued === null) {
+        this.queued = [];
+        setImmediate(this.sendQueued);
+      }
+      this.queued.push({ request, resolve, reject });
+    });
+  }
+
+  private queued: QueuedPermit[] | null = null;
+  /** Permit requests on the wire, counted until the turn their answer arrived in ends. */
+  private inFlight = 0;
+  /** False once the control plane answered 404 to a batch: it predates the route. */
+  private batches = true;
+
+  private readonly sendQueued = (): void => {
+    const queued = this.queued ?? [];
+    this.queued = null;
+    if (!this.batches || queued.length === 1) {
+      for (const q of queued) this.single(q.request).then(q.resolve, q.reject);
+      return;
+    }
+    for (let i = 0; i < queued.length; i += PERMIT_BATCH) this.sendBatch(queued.slice(i, i + PERMIT_BATCH));
+  };
+
+  /**
+   * POSTs `body`, counted in flight: a permit asked while another is on the wire (or was answered
+   * in this turn, as a busy run's next one is) waits for the end of the turn to join a batch; one
+   * asked on an idle wire goes at once.
+   */
+  private tracked(url: string, body: unknown): Promise<unknown> {
+    this.inFlight += 1;
+    const done = (): void => {
+      setImmediate(() => (this.inFlight -= 1));
+    };
+    const p = this.post(url, body);
+    p.then(done, done);
+    return p;
+  }
+
+  private single(request: PermitRequest): Promise<unknown> {
+    return this.tracked(`${this.base}/v1/permits`, request);
+  }
+
+  private sendBatch(items: QueuedPermit[]): void {
+    const url = `${this.base}/v1/permits/batch`;
+    const body: PermitBatch = { requests: items.map((q) => q.request) };
+    this.tracked(url, body).then(
+      (answer) => {
+        const answers = (answer as Partial<BatchAnswers> | undefined)?.answers;
+        items.forEach((q, i) => {
+          const a = Array.isArray(answers) ? answers[i] : undefined;
+          if (a === undefined || typeof a.status !== 'number')
+            q.reject(new KillpathError('internal', `malformed batch answer from ${url}`));
+          else if (a.status >= 200 && a.status < 300) q.resolve(a.body);
+          else q.reject(wireRefusal(a.status, a.body ?? null, url));
+        });
+      },
+      (err: unknown) => {
+        if (errorCode(err) === 'not_found' && this.batches) {
+          this.batches = false;
+          for (const q of items) this.single(q.request).then(q.resolve, q.reject);
+          return;
+        }
+        for (const q of items) q.reject(err);
+      },
+    );
   }
 
   /** `POST /v1/permits/{id}/confirm`: ends an irreversible effect's cool-off. */

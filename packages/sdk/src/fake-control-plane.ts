@@ -1,5 +1,8 @@
-import { KillpathError } from '@killpath/protocol';
+import { HTTP_STATUS, KillpathError, toWire } from '@killpath/protocol';
 import type {
+  BatchAnswer,
+  OutcomeBatch,
+  PermitBatch,
   JournalBatch,
   JournalEvent,
   Permit,
@@ -86,19 +89,37 @@ export class FakeControlPlane {
     };
   }
 
-  /** Outcomes reported, in order. */
+  /** Outcomes reported, in order (those sent in a batch too). */
   outcomes(): { permitId: string; outcome: PermitOutcome }[] {
-    return this.transport.posts
-      .filter((p) => p.url.endsWith('/outcome'))
-      .map((p) => ({
-        permitId: decodeURIComponent(p.url.split('/').at(-2) ?? ''),
-        outcome: p.body as PermitOutcome,
-      }));
+    return this.transport.posts.flatMap((p) => {
+      if (p.url.endsWith('/outcome'))
+        return [
+          { permitId: decodeURIComponent(p.url.split('/').at(-2) ?? ''), outcome: p.body as PermitOutcome },
+        ];
+      if (p.url.endsWith('/v1/permits/outcomes'))
+        return (p.body as OutcomeBatch).outcomes.map(({ permitId, ...outcome }) => ({ permitId, outcome }));
+      return [];
+    });
   }
 
-  /** Permit requests received, in order. */
+  /** Permit requests received, in order (those sent in a batch too). */
   requests(): PermitRequest[] {
-    return this.transport.postsTo('/v1/permits').map((p) => p.body as PermitRequest);
+    return this.transport.posts.flatMap((p) => {
+      if (p.url.endsWith('/v1/permits')) return [p.body as PermitRequest];
+      if (p.url.endsWith('/v1/permits/batch')) return (p.body as PermitBatch).requests;
+      return [];
+    });
+  }
+
+  /** What the single-item route would answer, as one item of a batch answer. */
+  private item(fn: () => unknown, created = false): BatchAnswer {
+    try {
+      const body = fn();
+      return body === undefined ? { status: 204 } : { status: created ? 201 : 200, body };
+    } catch (err) {
+      const code = err instanceof KillpathError ? err.code : 'internal';
+      return { status: HTTP_STATUS[code], body: toWire(err) };
+    }
   }
 
   private answer(post: FakePost): unknown {
@@ -112,6 +133,20 @@ export class FakeControlPlane {
       } catch (err) {
         return held.promise.then(() => Promise.reject(err));
       }
+    }
+    if (path === '/v1/permits/batch') {
+      this.reachable();
+      const answers = (post.body as PermitBatch).requests.map((r) => this.item(() => this.permit(r), true));
+      const held = this.held;
+      return held === null ? { answers } : held.promise.then(() => ({ answers }));
+    }
+    if (path === '/v1/permits/outcomes') {
+      this.reachable();
+      return {
+        answers: (post.body as OutcomeBatch).outcomes.map(({ permitId, ...o }) =>
+          this.item(() => this.outcome(permitId, o)),
+        ),
+      };
     }
     let m = /^\/v1\/permits\/([^/]+)\/confirm$/.exec(path);
     if (m !== null) return this.confirm(decodeURIComponent(m[1] ?? ''));

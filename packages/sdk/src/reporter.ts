@@ -4,6 +4,8 @@ import type {
   HeartbeatReport,
   JournalBatch,
   JournalEvent,
+  OutcomeBatch,
+  OutcomeReport,
   PermitOutcome,
   RunRegistration,
 } from '@killpath/protocol';
@@ -11,12 +13,19 @@ import type { Clock } from './clock.ts';
 import { errorCode, errorMessage } from './journal.ts';
 import type { JournalSink, ReportKind } from './journal.ts';
 import type { Transport } from './transport.ts';
+import { refusal } from './wire-answers.ts';
 
 /** How many times a retried report (halted, journal, outcome) is sent before giving up, the first try included. */
 const ATTEMPTS = 3;
 
 /** Most journal events in one `POST /v1/journal`: a purged queue of thousands goes out in several. */
 const JOURNAL_BATCH = 500;
+
+/** Most outcomes in one `POST /v1/permits/outcomes` (the control plane takes up to 256). */
+const OUTCOME_BATCH = 128;
+
+/** Serialised outcomes past this many bytes go in the next batch (the control plane takes 64 KiB a request). */
+const OUTCOME_BATCH_BYTES = 48 * 1024;
 
 /** Codes worth retrying: the control plane was unreachable or failed, not the request. */
 const RETRYABLE = new Set(['unavailable', 'internal', null]);
@@ -45,6 +54,8 @@ export class Reporter {
   private readonly sink: JournalSink;
   private ackRev: number | null = null;
   private journalQueue: JournalEvent[] | null = null;
+  /** False once the control plane answered 404 to an outcome batch: it predates the route. */
+  private outcomeBatches = true;
   private failed: Retried[] = [];
   private closed = false;
 
@@ -76,7 +87,7 @@ export class Reporter {
       this.ackRev = null;
       if (latest === null) return;
       const body: AckReport = { rev: latest };
-      this.send('ack', `${this.workerPath}/ack`, body);
+      void this.send('ack', `${this.workerPath}/ack`, body);
     });
   }
 
@@ -109,46 +120,154 @@ export class Reporter {
       this.journalQueue = null;
       for (let i = 0; i < events.length; i += JOURNAL_BATCH) {
         const body: JournalBatch = { workerId: this.workerId, events: events.slice(i, i + JOURNAL_BATCH) };
-        this.sendRetried({ kind: 'journal', url: `${this.base}/v1/journal`, body, attempts: 1 });
+        void this.sendRetried({ kind: 'journal', url: `${this.base}/v1/journal`, body, attempts: 1 });
       }
     });
   }
 
-  /** Reports how a permitted effect ended (`POST /v1/permits/{id}/outcome`), at once. */
+  /**
+   * Reports how a permitted effect ended, off the effect's critical path (its caller never waits
+   * for it). With no outcome request in flight it goes at once, as
+   * `POST /v1/permits/{id}/outcome`; outcomes reported while one is in flight wait for it and then
+   * go together as `POST /v1/permits/outcomes` (at most 128 and about 48 KiB a request), so a busy
+   * worker sends one request for many effects. One that never arrives leaves the permit open, and
+   * the control plane marks it in doubt. {@link Reporter.close} sends what is still waiting.
+   */
   outcome(permitId: string, outcome: PermitOutcome): void {
+    if (this.closed) return;
+    this.outcomeQueue.push({ permitId, ...outcome });
+    if (!this.outcomeInFlight) this.sendOutcomes();
+  }
+
+  private outcomeQueue: OutcomeReport[] = [];
+  private outcomeInFlight = false;
+
+  /** Sends every waiting outcome; when those requests end, the ones that came meanwhile follow. */
+  private sendOutcomes(): void {
+    const all = this.outcomeQueue;
+    this.outcomeQueue = [];
+    if (all.length === 0) {
+      this.outcomeInFlight = false;
+      return;
+    }
+    this.outcomeInFlight = true;
+    const sent: Promise<void>[] = [];
+    if (all.length === 1 || !this.outcomeBatches) for (const o of all) sent.push(this.outcomeAlone(o));
+    else {
+      let batch: OutcomeReport[] = [];
+      let bytes = 0;
+      for (const o of all) {
+        const size = JSON.stringify(o).length;
+        if (batch.length > 0 && (batch.length >= OUTCOME_BATCH || bytes + size > OUTCOME_BATCH_BYTES)) {
+          sent.push(this.outcomeBatch(batch));
+          batch = [];
+          bytes = 0;
+        }
+        batch.push(o);
+        bytes += size;
+      }
+      sent.push(this.outcomeBatch(batch));
+    }
+    void Promise.all(sent).then(() => {
+      if (!this.closed) this.sendOutcomes();
+    });
+  }
+
+  private outcomeAlone({ permitId, ...outcome }: OutcomeReport): Promise<void> {
     const url = `${this.base}/v1/permits/${encodeURIComponent(permitId)}/outcome`;
-    this.sendRetried({ kind: 'outcome', url, body: outcome, attempts: 1 });
+    return this.sendRetried({ kind: 'outcome', url, body: outcome, attempts: 1 });
+  }
+
+  /**
+   * One batch of outcomes, retried as a whole when the request fails (an outcome settles its
+   * permit once: a second copy changes nothing). An item the control plane refused is a
+   * `report.failed` of its own; one it failed to store (5xx) is sent again on its own.
+   */
+  private outcomeBatch(outcomes: OutcomeReport[], attempts = 1): Promise<void> {
+    const body: OutcomeBatch = { outcomes };
+    const url = `${this.base}/v1/permits/outcomes`;
+    return this.send(
+      'outcome',
+      url,
+      body,
+      (code) => {
+        if (code === 'not_found' && this.outcomeBatches) {
+          // A control plane without the batch route: these and later outcomes go one by one.
+          this.outcomeBatches = false;
+          for (const o of outcomes) void this.outcomeAlone(o);
+          return;
+        }
+        if (attempts < ATTEMPTS && RETRYABLE.has(code))
+          this.failed.push({ kind: 'outcome', url, body, attempts });
+      },
+      (answer) => {
+        const answers = (answer as { answers?: { status?: unknown; body?: unknown }[] } | undefined)?.answers;
+        outcomes.forEach((o, i) => {
+          const a = Array.isArray(answers) ? answers[i] : undefined;
+          const status = typeof a?.status === 'number' ? a.status : 0;
+          if (status >= 200 && status < 300) return;
+          const err = refusal(status, a?.body ?? null, url);
+          this.recordFailed('outcome', err);
+          if (status >= 500) void this.outcomeAlone(o);
+        });
+      },
+    );
   }
 
   /** Sends a heartbeat; `onAnswer` gets the control plane's answer (its settings for this worker). */
   heartbeat(report: HeartbeatReport, onAnswer?: (body: unknown) => void): void {
-    this.send('heartbeat', `${this.workerPath}/heartbeat`, report, undefined, onAnswer);
+    void this.send('heartbeat', `${this.workerPath}/heartbeat`, report, undefined, onAnswer);
   }
 
   /** Registers a run so operators can target it by id. */
   registerRun(registration: RunRegistration): void {
-    this.send('run', `${this.base}/v1/runs`, registration);
+    void this.send('run', `${this.base}/v1/runs`, registration);
   }
 
   /** Sends again the reports that failed for a retryable reason. */
   retryFailed(): void {
     const due = this.failed;
     this.failed = [];
-    for (const item of due) this.sendRetried({ ...item, attempts: item.attempts + 1 });
+    for (const item of due) {
+      if (item.url.endsWith('/v1/permits/outcomes'))
+        void this.outcomeBatch((item.body as OutcomeBatch).outcomes, item.attempts + 1);
+      else void this.sendRetried({ ...item, attempts: item.attempts + 1 });
+    }
   }
 
-  /** Drops pending work; later calls send nothing. */
+  /** Sends the outcomes still waiting (they are never dropped), then drops other pending work; later calls send nothing. */
   close(): void {
+    if (!this.closed) {
+      this.outcomeInFlight = false;
+      this.sendOutcomes();
+    }
     this.closed = true;
     this.ackRev = null;
     this.journalQueue = null;
     this.failed = [];
   }
 
-  private sendRetried(item: Retried): void {
-    this.send(item.kind, item.url, item.body, (code) => {
+  private sendRetried(item: Retried): Promise<void> {
+    return this.send(item.kind, item.url, item.body, (code) => {
       if (item.attempts < ATTEMPTS && RETRYABLE.has(code)) this.failed.push(item);
     });
+  }
+
+  /** Journals `report.failed` for `err`; returns its code. */
+  private recordFailed(kind: ReportKind, err: unknown): string | null {
+    const code = errorCode(err);
+    try {
+      this.sink.record({
+        type: 'report.failed',
+        report: kind,
+        message: errorMessage(err),
+        code,
+        at: this.clock.now(),
+      });
+    } catch {
+      // A throwing sink must not turn a failed report into an unhandled rejection.
+    }
+    return code;
   }
 
   private send(
@@ -157,37 +276,26 @@ export class Reporter {
     body: unknown,
     onFail?: (code: string | null) => void,
     onOk?: (answer: unknown) => void,
-  ): void {
-    if (this.closed) return;
+  ): Promise<void> {
+    if (this.closed) return Promise.resolve();
     const fail = (err: unknown): void => {
-      const code = errorCode(err);
-      try {
-        this.sink.record({
-          type: 'report.failed',
-          report: kind,
-          message: errorMessage(err),
-          code,
-          at: this.clock.now(),
-        });
-      } catch {
-        // A throwing sink must not turn a failed report into an unhandled rejection.
-      }
+      const code = this.recordFailed(kind, err);
       if (!this.closed) onFail?.(code);
     };
     try {
       const p = this.transport.post(url, this.headers, body);
-      if (onOk === undefined) p.catch(fail);
-      else
-        p.then((answer) => {
-          if (this.closed) return;
-          try {
-            onOk(answer);
-          } catch {
-            // The answer is advice; a bad one must not break reporting.
-          }
-        }, fail);
+      if (onOk === undefined) return p.then(() => undefined, fail);
+      return p.then((answer) => {
+        if (this.closed) return;
+        try {
+          onOk(answer);
+        } catch {
+          // The answer is advice; a bad one must not break reporting.
+        }
+      }, fail);
     } catch (err) {
       fail(err);
+      return Promise.resolve();
     }
   }
 }

@@ -583,3 +583,102 @@ test('after close, an effect still waiting for its permit never runs', async () 
   await assert.rejects(writing, (err) => codeOf(err) === 'halted');
   assert.equal(called, false);
 });
+
+test('permits asked while one is on the wire go out as one batch, each answered as alone; a halted one rejects halted', async () => {
+  const { client, stream, cp, transport } = await harness();
+  await stream.push(snapshot(1));
+  cp.halt('r3', 'h9');
+  const release = cp.holdPermits();
+  const runs = ['r0', 'r1', 'r2', 'r3'].map((runId) => client.startRun({ runId }));
+  const ran: string[] = [];
+  const results = runs.map((run, i) =>
+    run.effect({ capability: 'crm.update', class: 'write' }, () => {
+      ran.push(`r${i}`);
+      return i;
+    }),
+  );
+  const settled = Promise.allSettled(results);
+  await drain();
+  assert.deepEqual(
+    transport.posts.map((p) => new URL(p.url).pathname).filter((p) => p.startsWith('/v1/permits')),
+    ['/v1/permits', '/v1/permits/batch'],
+    'the first goes at once, the three asked meanwhile in one batch',
+  );
+  release();
+  const [a, b, c, d] = await settled;
+  assert.deepEqual(
+    [a, b, c].map((r) => (r?.status === 'fulfilled' ? r.value : r?.reason)),
+    [0, 1, 2],
+  );
+  assert.equal(d?.status, 'rejected');
+  const refused = (d as PromiseRejectedResult).reason as KillpathError;
+  assert.equal(refused.code, 'halted');
+  assert.equal((refused.details as { directiveId?: string }).directiveId, 'h9');
+  assert.deepEqual(ran.sort(), ['r0', 'r1', 'r2'], 'fn never ran for the halted run');
+  assert.deepEqual(
+    cp.requests().map((r) => r.runId),
+    ['r0', 'r1', 'r2', 'r3'],
+  );
+  await client.close();
+});
+
+test('outcomes reported while one is on the wire go as one batch; close sends those still waiting; an old control plane gets them one by one', async () => {
+  const { client, stream, cp, transport } = await harness();
+  await stream.push(snapshot(1));
+  const runs = ['r0', 'r1', 'r2'].map((runId) => client.startRun({ runId }));
+  // Hold the first outcome's request on the wire.
+  let releaseOutcome!: () => void;
+  const onPost = transport.onPost;
+  transport.onPost = (post) => {
+    const answer = onPost(post);
+    if (post.url.endsWith('/outcome') && releaseOutcome === undefined)
+      return new Promise((ok) => (releaseOutcome = () => ok(answer)));
+    return answer;
+  };
+  await runs[0]!.effect('crm.update', () => 'a');
+  await runs[1]!.effect('crm.update', () => 'b');
+  await runs[2]!.effect('crm.update', () => 'c');
+  await drain();
+  const paths = () => transport.posts.map((p) => new URL(p.url).pathname).filter((p) => /outcome/.test(p));
+  assert.equal(paths().length, 1, 'the second and third wait for the first');
+  releaseOutcome();
+  await drain();
+  assert.deepEqual(paths().slice(1), ['/v1/permits/outcomes']);
+  assert.deepEqual(
+    cp.outcomes().map((o) => [o.permitId, o.outcome.status, o.outcome.result]),
+    [
+      ['p1', 'landed', 'a'],
+      ['p2', 'landed', 'b'],
+      ['p3', 'landed', 'c'],
+    ],
+  );
+
+  // An old control plane (no batch routes): the batch is refused 404, then each goes alone.
+  const held: (() => void)[] = [];
+  const releaseAll = async () => {
+    while (held.length > 0) {
+      for (const r of held.splice(0)) r();
+      await drain();
+    }
+  };
+  transport.onPost = (post) => {
+    if (post.url.endsWith('/v1/permits/outcomes'))
+      throw new KillpathError('not_found', 'no route for POST /v1/permits/outcomes');
+    const answer = onPost(post);
+    if (post.url.endsWith('/outcome')) return new Promise((ok) => held.push(() => ok(answer)));
+    return answer;
+  };
+  await runs[0]!.effect('crm.update', () => 'd');
+  await runs[1]!.effect('crm.update', () => 'e');
+  await runs[2]!.effect('crm.update', () => 'f');
+  await releaseAll();
+  const stored = () => [...cp.permits.values()].map((p) => p.outcome?.result);
+  assert.deepEqual(stored(), ['a', 'b', 'c', 'd', 'e', 'f'], 'every outcome reached the control plane');
+  assert.equal(paths().filter((p) => p === '/v1/permits/outcomes').length, 2, 'one batch tried, then none');
+  // Outcomes still waiting when the client closes are sent, not dropped.
+  await runs[0]!.effect('crm.update', () => 'g');
+  await runs[1]!.effect('crm.update', () => 'h');
+  await client.close();
+  await releaseAll();
+  assert.deepEqual(stored().slice(6), ['g', 'h']);
+});

@@ -206,3 +206,78 @@ test('an MCP tool is a capability (mcp:<server>/<tool>): a directive narrowed to
     await h.close();
   }
 });
+
+test('POST /v1/permits/batch answers each request as /v1/permits would; POST /v1/permits/outcomes settles each, another agent’s permit is not found', async () => {
+  const h = await harness();
+  try {
+    const admin = await h.token('admin', '*');
+    const agent = await h.token('agent', 'acme', 'bot');
+    const other = await h.token('agent', 'acme', 'other');
+    h.cp.fleet.connected('w1', 'acme', 'bot', []);
+    const halt = await h.req('POST', '/v1/directives', {
+      token: admin,
+      body: { level: 'halt', scope: 'run:r9', tenant: 'acme', reason: 'test', justification: 'batch' },
+    });
+    assert.equal(halt.status, 201);
+    const res = await h.req('POST', '/v1/permits/batch', {
+      token: agent,
+      body: {
+        requests: [
+          permit({ runId: 'r1' }),
+          permit({ runId: 'r9' }),
+          permit({ runId: 'r2', idempotencyKey: 'k1' }),
+          permit({ runId: 'r2', idempotencyKey: 'k1' }),
+        ],
+      },
+    });
+    assert.equal(res.status, 200);
+    const { answers } = (await res.json()) as {
+      answers: {
+        status: number;
+        body: { permit: { id: string; status: string }; error: { code: string } };
+      }[];
+    };
+    assert.deepEqual(
+      answers.map((a) => a.status),
+      [201, 409, 201, 409],
+    );
+    assert.equal(answers[0]!.body.permit.status, 'granted');
+    assert.equal(answers[1]!.body.error.code, 'halted', 'the covered run is refused with the wire error');
+    assert.equal(answers[3]!.body.error.code, 'conflict', 'a second use of a key in flight is in doubt');
+    const ids = [answers[0]!.body.permit.id, answers[2]!.body.permit.id];
+
+    const stolen = await h.req('POST', '/v1/permits/outcomes', {
+      token: other,
+      body: { outcomes: [{ permitId: ids[0], status: 'failed' }] },
+    });
+    assert.equal(stolen.status, 200);
+    assert.deepEqual(((await stolen.json()) as { answers: { status: number }[] }).answers[0]!.status, 404);
+
+    const settled = await h.req('POST', '/v1/permits/outcomes', {
+      token: agent,
+      body: {
+        outcomes: [
+          { permitId: ids[0], status: 'landed', result: { n: 1 } },
+          { permitId: ids[1], status: 'failed', error: 'boom' },
+          { permitId: 'p_missing', status: 'landed' },
+        ],
+      },
+    });
+    assert.equal(settled.status, 200);
+    assert.deepEqual(
+      ((await settled.json()) as { answers: { status: number }[] }).answers.map((a) => a.status),
+      [204, 204, 404],
+    );
+    const r1 = (await h.store.ledger('acme', 'r1')).effects;
+    const r2 = (await h.store.ledger('acme', 'r2')).effects;
+    assert.deepEqual(
+      [...r1, ...r2].map((e) => e.status),
+      ['landed', 'failed'],
+      'each outcome closed its own permit (one in doubt is still settled by its outcome)',
+    );
+    const bad = await h.req('POST', '/v1/permits/batch', { token: agent, body: { requests: [] } });
+    await expectWireError(bad, 400, 'invalid_request');
+  } finally {
+    await h.close();
+  }
+});

@@ -425,7 +425,7 @@ export function createApp(
   });
 
   if (opts.checkpoints) auditRoutes(app, cp, opts.checkpoints, verifyRuns);
-  effectsRoutes(app, cp);
+  effectsRoutes(app, cp, log);
   drillRoutes(app, cp);
   if (triggers) {
     triggerRoutes(app, cp, triggers);

@@ -1,17 +1,36 @@
 import type { Context, Hono } from 'hono';
-import { KillpathError, coversEffect, scopeTenant, type Principal } from '@killpath/protocol';
+import type { z } from 'zod';
+import {
+  HTTP_STATUS,
+  KillpathError,
+  coversEffect,
+  scopeTenant,
+  toWire,
+  type BatchAnswer,
+  type Principal,
+} from '@killpath/protocol';
 import { canSee, requireHuman, tenantFilter } from '../auth/policy.ts';
 import type { ControlPlane } from '../control-plane.ts';
+import type { Logger } from '../log.ts';
 import type { WorkerIdentity } from '../permits.ts';
-import { JournalBody, OutcomeBody, PermitBody, ResumeRunBody } from './schemas.ts';
+import {
+  JournalBody,
+  OutcomeBatchBody,
+  OutcomeBody,
+  PermitBatchBody,
+  PermitBody,
+  ResumeRunBody,
+} from './schemas.ts';
 import { body, readRun, requireWorker, type Env } from './common.ts';
+
+type PermitRequestBody = z.infer<typeof PermitBody>;
 
 /**
  * Routes of the effect journal: permits (intent before a write runs), confirmation after an
- * irreversible effect's cool-off, outcomes, run journal events, the resume check, and the
+ * irreversible effect's cool-off, outcomes, run journal events (permits and outcomes also in batches), the resume check, and the
  * operator's views (a run's ledger, the compensation list).
  */
-export function effectsRoutes(app: Hono<Env>, cp: ControlPlane): void {
+export function effectsRoutes(app: Hono<Env>, cp: ControlPlane, log: Logger): void {
   const worker = (p: Principal, workerId: string): WorkerIdentity => requireWorker(cp, p, workerId);
   /** Permit ids are not tied to a worker id in the URL: the agent token's tenant scopes them. */
   const agentOnly = (p: Principal): WorkerIdentity => {
@@ -20,9 +39,9 @@ export function effectsRoutes(app: Hono<Env>, cp: ControlPlane): void {
     return { tenant: p.tenant, agent: p.agent };
   };
 
-  app.post('/v1/permits', async (c) => {
-    const b = await body(c, PermitBody);
-    const who = worker(c.get('principal'), b.workerId);
+  /** One permit request, decided as `POST /v1/permits` decides it. */
+  const permit = async (p: Principal, b: PermitRequestBody) => {
+    const who = worker(p, b.workerId);
     // Asking to write on a run means the worker has not stopped it, whatever it reported.
     cp.contradictAck(
       b.workerId,
@@ -30,8 +49,44 @@ export function effectsRoutes(app: Hono<Env>, cp: ControlPlane): void {
       `permit asked for ${b.capability} on run ${b.runId} after the ack`,
       b.seenRev ?? null,
     );
-    const r = await cp.permits.request(who, b);
+    return cp.permits.request(who, b);
+  };
+  /** What the single-item route would have answered for a failure: the wire error and its status. */
+  const failed = (err: unknown): BatchAnswer => {
+    if (err instanceof KillpathError) return { status: HTTP_STATUS[err.code], body: toWire(err) };
+    log.error('unhandled error in a batch item', { err: err instanceof Error ? err.stack : String(err) });
+    return { status: 500, body: toWire(err) };
+  };
+
+  app.post('/v1/permits', async (c) => {
+    const r = await permit(c.get('principal'), await body(c, PermitBody));
     return c.json(r.response, r.created ? 201 : 200);
+  });
+
+  // Many permit requests in one HTTP request: each decided as above, all in one group commit.
+  app.post('/v1/permits/batch', async (c) => {
+    const b = await body(c, PermitBatchBody);
+    const p = c.get('principal');
+    const answers = await Promise.all(
+      b.requests.map((q) =>
+        permit(p, q).then((r): BatchAnswer => ({ status: r.created ? 201 : 200, body: r.response }), failed),
+      ),
+    );
+    return c.json({ answers });
+  });
+
+  // Outcomes reported together (off the effect's critical path): each settled as the route below.
+  app.post('/v1/permits/outcomes', async (c) => {
+    const b = await body(c, OutcomeBatchBody);
+    const who = agentOnly(c.get('principal'));
+    const answers = await Promise.all(
+      b.outcomes.map(({ permitId, ...o }) => {
+        if (o.result !== undefined && JSON.stringify(o.result).length > 64 * 1024)
+          return failed(new KillpathError('payload_too_large', 'result must serialise to at most 64 KiB'));
+        return cp.permits.settle(who, permitId, o).then((): BatchAnswer => ({ status: 204 }), failed);
+      }),
+    );
+    return c.json({ answers });
   });
 
   app.post('/v1/permits/:id/confirm', async (c) => {

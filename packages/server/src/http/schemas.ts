@@ -238,6 +238,22 @@ export const OutcomeBody = z.strictObject({
   afterAbort: z.boolean().optional(),
 });
 
+/** Most items in one `POST /v1/permits/batch` or `POST /v1/permits/outcomes`. */
+export const MAX_BATCH = 256;
+
+/** Body of `POST /v1/permits/batch`: permit requests decided together (one durable commit). */
+export const PermitBatchBody = z.strictObject({
+  requests: z.array(PermitBody).min(1).max(MAX_BATCH),
+});
+
+/** Body of `POST /v1/permits/outcomes`: outcomes reported together. */
+export const OutcomeBatchBody = z.strictObject({
+  outcomes: z
+    .array(OutcomeBody.extend({ permitId: id }))
+    .min(1)
+    .max(MAX_BATCH),
+});
+
 const journalEvent = z.discriminatedUnion('type', [
   z.strictObject({
     type: z.literal('timer.cancelled'),
