@@ -4,7 +4,7 @@ import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { KillpathError, isIdentifier, parseRelease, type Principal } from '@killpath/protocol';
 import type { ControlPlane } from '../control-plane.ts';
 import type { Logger } from '../log.ts';
-import type { StreamSink } from '../stream/hub.ts';
+import type { SseFrame, StreamSink } from '../stream/hub.ts';
 
 /** A stream whose unsent bytes exceed this is dropped (the worker reconnects for a fresh snapshot). */
 const MAX_BACKLOG = 1 << 20;
@@ -59,6 +59,7 @@ export async function openStream(
     tokenId: p.tokenId,
     expiresAt: p.expiresAt === undefined ? null : Date.parse(p.expiresAt),
     write: channel.write,
+    writeFrame: channel.writeFrame,
     close: channel.close,
   };
   const done = () => {
@@ -84,9 +85,15 @@ export async function openStream(
  * Opens a server-sent-events response on the Node socket (no delay, keep-alive) and returns its
  * writer: `write` returns false once unsent bytes exceed the backlog limit (the caller drops the
  * stream), `close` ends it, `onClose` runs once when the connection goes.
+ *
+ * `writeFrame` sends a shared frame's encoded bytes straight to the socket (one chunk of the
+ * chunked body, encoded once for every stream): no per-stream string encoding, no chunk framing,
+ * and the write leaves now rather than on the next tick. It falls back to `write` while the
+ * response does not own its socket yet (a pipelined request).
  */
 export function openSse(env: HttpBindings): {
   write(text: string): boolean;
+  writeFrame(frame: SseFrame): boolean;
   close(): void;
   onClose(fn: () => void): void;
 } {
@@ -99,14 +106,24 @@ export function openSse(env: HttpBindings): {
     connection: 'keep-alive',
     'x-accel-buffering': 'no',
   });
+  // The head leaves now: frames written to the socket later must follow it.
+  res.flushHeaders();
   let open = true;
   res.on('close', () => {
     open = false;
   });
+  const write = (text: string): boolean => {
+    if (!open) return true;
+    res.write(text);
+    return res.writableLength < MAX_BACKLOG;
+  };
   return {
-    write(text) {
+    write,
+    writeFrame(frame) {
       if (!open) return true;
-      res.write(text);
+      const socket = res.socket;
+      if (socket === null || socket.destroyed) return write(frame.text);
+      socket.write(res.chunkedEncoding ? frame.chunk : frame.bytes);
       return res.writableLength < MAX_BACKLOG;
     },
     close() {

@@ -1,6 +1,37 @@
 import type { DeltaMessage, Directive, SnapshotMessage } from '@killpath/protocol';
 import { PROTOCOL_VERSION, streamDirective } from '@killpath/protocol';
 
+/**
+ * One SSE frame, serialised once and shared by every stream it goes to: its text, and its bytes
+ * encoded on first use (as is, and as one HTTP/1.1 chunk), so a fan-out to N streams encodes
+ * nothing N times.
+ */
+export class SseFrame {
+  readonly text: string;
+  #bytes: Buffer | null = null;
+  #chunk: Buffer | null = null;
+
+  constructor(type: string, data: unknown) {
+    this.text = frame(type, data);
+  }
+
+  /** The frame's UTF-8 bytes. */
+  get bytes(): Buffer {
+    return (this.#bytes ??= Buffer.from(this.text, 'utf8'));
+  }
+
+  /** The frame as one chunk of a chunked HTTP/1.1 body: `size CRLF bytes CRLF`. */
+  get chunk(): Buffer {
+    if (this.#chunk === null) {
+      const size = Buffer.from(`${this.bytes.length.toString(16)}\r\n`, 'latin1');
+      this.#chunk = Buffer.concat([size, this.bytes, CRLF]);
+    }
+    return this.#chunk;
+  }
+}
+
+const CRLF = Buffer.from('\r\n', 'latin1');
+
 /** One worker's open stream, as the hub sees it. */
 export interface StreamSink {
   readonly workerId: string;
@@ -11,6 +42,11 @@ export interface StreamSink {
   readonly expiresAt?: number | null;
   /** Writes raw SSE text; returns false when the connection is backlogged past its limit. */
   write(text: string): boolean;
+  /**
+   * Writes a shared frame (same contract as `write`); a sink that can send its encoded bytes as
+   * they are implements it, others get `write(frame.text)`.
+   */
+  writeFrame?(frame: SseFrame): boolean;
   close(): void;
 }
 
@@ -98,13 +134,14 @@ export class StreamHub {
   publish(rev: number, change: Change): void {
     if (rev > this.#rev) this.#rev = rev;
     for (const buf of this.#pending.values()) buf.push({ rev, ...change });
-    // Serialise each distinct frame once, not once per stream.
+    // Serialise and encode each distinct frame once, not once per stream; every write is sent
+    // here, before the caller goes on to anything else.
     const d = change.issued ?? change.cleared;
-    const full = frame('delta', deltaOf(rev, change));
-    const bare = d && d.tenant !== null ? frame('delta', { type: 'delta', rev }) : full;
+    const full = new SseFrame('delta', deltaOf(rev, change));
+    const tenant = d === undefined ? null : d.tenant;
+    const bare = tenant !== null ? new SseFrame('delta', { type: 'delta', rev }) : full;
     for (const sink of this.#live) {
-      const text = d === undefined || d.tenant === null || d.tenant === sink.tenant ? full : bare;
-      if (!sink.write(text)) this.#drop(sink);
+      if (!send(sink, tenant === null || tenant === sink.tenant ? full : bare)) this.#drop(sink);
     }
   }
 
@@ -139,8 +176,8 @@ export class StreamHub {
 
   #keepalive(): void {
     this.closeExpired();
-    const text = frame('keepalive', { type: 'keepalive', rev: this.#rev });
-    for (const sink of this.#live) if (!sink.write(text)) this.#drop(sink);
+    const f = new SseFrame('keepalive', { type: 'keepalive', rev: this.#rev });
+    for (const sink of this.#live) if (!send(sink, f)) this.#drop(sink);
   }
 
   #drop(sink: StreamSink): void {
@@ -156,6 +193,10 @@ export class StreamHub {
     this.#live.clear();
     this.#pending.clear();
   }
+}
+
+function send(sink: StreamSink, f: SseFrame): boolean {
+  return sink.writeFrame !== undefined ? sink.writeFrame(f) : sink.write(f.text);
 }
 
 /** One switchboard change: a directive issued (possibly replacing others at the same rev) or cleared. */
