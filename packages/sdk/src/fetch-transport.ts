@@ -1,6 +1,6 @@
-import { createParser } from 'eventsource-parser';
 import { KillpathError } from '@killpath/protocol';
 import type { StreamMessage } from '@killpath/protocol';
+import { SseParser } from './sse-parser.ts';
 import type { Transport } from './transport.ts';
 import { refusal, toStreamMessage } from './wire-answers.ts';
 
@@ -12,7 +12,7 @@ export interface FetchTransportOptions {
 
 /**
  * The default transport: `fetch` for reports and for the server-sent-events stream, parsed with
- * `eventsource-parser`. Each SSE event's `data` is the JSON of one `StreamMessage`; its `event`
+ * the SDK's {@link SseParser} (as `nodeHttpTransport` is). Each SSE event's `data` is the JSON of one `StreamMessage`; its `event`
  * name is used as `type` when the JSON has none. Events of unknown types are skipped (newer
  * servers may add some); malformed JSON ends the stream with an `invalid_request` error so the
  * client reconnects.
@@ -46,16 +46,14 @@ async function* readStream(
   if (res.body === null) throw new KillpathError('unavailable', 'stream answer has no body');
   const queue: StreamMessage[] = [];
   let bad: unknown = null;
-  const parser = createParser({
-    onEvent: (event) => {
-      if (bad !== null) return;
-      try {
-        const msg = toStreamMessage(event.event, event.data);
-        if (msg !== null) queue.push(msg);
-      } catch (err) {
-        bad = err;
-      }
-    },
+  const parser = new SseParser((event, data) => {
+    if (bad !== null) return;
+    try {
+      const msg = toStreamMessage(event, data);
+      if (msg !== null) queue.push(msg);
+    } catch (err) {
+      bad = err;
+    }
   });
   const reader = res.body.getReader();
   const decoder = new TextDecoder();

@@ -4,6 +4,12 @@
  * CRLF or CR; `:` lines are comments; `data` lines are joined with LF; an event with no data is
  * not dispatched; `id` and `retry` are accepted and ignored (the SDK resynchronises by rev, not
  * by event id). A leading byte-order mark is skipped. Internal.
+ *
+ * The SDK's one SSE parser, used by both transports. It is kept instead of `eventsource-parser`
+ * (which the SDK depended on too) because that one mishandles a lone CR line end at the end of a
+ * chunk: it holds the event back until more text comes and then drops the next event (see
+ * fetch-transport.test.ts, "lone CR"). A kill path cannot lose a stop to where a chunk was cut.
+ * It is also no slower, and the SDK has one dependency fewer.
  */
 export class SseParser {
   private readonly onEvent: (event: string | undefined, data: string) => void;

@@ -6,6 +6,32 @@ import { connect, fetchTransport } from '../src/index.ts';
 import { codeOf, deferred, snapshot } from './fixtures.ts';
 import { serve, sse, stop } from './http-fixtures.ts';
 
+test(
+  'openStream reads events whose lines end with a lone CR, an event per chunk (eventsource-parser dropped the second)',
+  { timeout: 10_000 },
+  async (t) => {
+    const gotFirst = deferred<void>();
+    const { url, server } = await serve((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      const cr = (type: string, data: unknown) => sse(type, data).replaceAll('\n', '\r');
+      // The first event ends the chunk on a CR; the second chunk is sent once the first is read.
+      res.write(cr('snapshot', snapshot(3)));
+      void gotFirst.promise.then(() => res.end(cr('delta', { rev: 4, cleared: 'd1' })));
+    });
+    try {
+      const got: StreamMessage[] = [];
+      // A parser that holds the first event back never lets it be read: the test times out.
+      for await (const msg of fetchTransport().openStream(url, {}, t.signal)) {
+        got.push(msg);
+        gotFirst.resolve();
+      }
+      assert.deepEqual(got, [snapshot(3), { type: 'delta', rev: 4, cleared: 'd1' }]);
+    } finally {
+      await stop(server);
+    }
+  },
+);
+
 test('openStream parses SSE split across chunks, takes the type from the event name, skips unknown events', async () => {
   let seenHeaders: IncomingMessage['headers'] = {};
   const { url, server } = await serve((req, res) => {
