@@ -14,7 +14,7 @@ import {
   type ProcessBackend,
   type TerminateResult,
 } from './process-backend.ts';
-import { readStat, sendSignal, sleep } from './proc.ts';
+import { pollUntil, readStat, sendSignal, sleep } from './proc.ts';
 
 /** Options of {@link CgroupProcessBackend}. */
 export interface CgroupProcessBackendOptions {
@@ -228,10 +228,8 @@ class CgroupAgentHandle implements AgentHandle {
     if (graceMs > 0 && !frozen) {
       for (const pid of pids) sendSignal(pid, 'SIGTERM');
       const signalled = new Set(pids);
-      const deadline = t0 + graceMs;
-      while (performance.now() < deadline) {
-        await sleep(Math.min(this.#opts.pollMs, Math.max(1, deadline - performance.now())));
-        if (gone()) return finish('SIGTERM', []);
+      const termed = await pollUntil(t0 + graceMs, this.#opts.pollMs, () => {
+        if (gone()) return true;
         // A child forked during the grace gets its SIGTERM too.
         pids = look();
         for (const pid of pids) {
@@ -239,16 +237,14 @@ class CgroupAgentHandle implements AgentHandle {
           signalled.add(pid);
           sendSignal(pid, 'SIGTERM');
         }
-      }
+        return false;
+      });
+      if (termed) return finish('SIGTERM', []);
     }
     look();
     this.#cg.kill();
-    const killDeadline = performance.now() + this.#opts.killTimeoutMs;
-    for (;;) {
-      await sleep(this.#opts.pollMs);
-      if (gone()) return finish('SIGKILL', []);
-      if (performance.now() > killDeadline) return finish('SIGKILL', look());
-    }
+    const killed = await pollUntil(performance.now() + this.#opts.killTimeoutMs, this.#opts.pollMs, gone);
+    return finish('SIGKILL', killed ? [] : look());
   }
 }
 

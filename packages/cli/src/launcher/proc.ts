@@ -61,3 +61,18 @@ export function sendSignal(target: number, sig: NodeJS.Signals): void {
 
 /** Resolves after `ms` of real time (the launcher polls /proc and cgroup files). */
 export const sleep = (ms: number): Promise<void> => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * The wait both backends' `terminate()` loops share (the SIGTERM grace, then the wait after the
+ * kill): sleeps `pollMs` (the last sleep cut short at `deadline`, never under 1 ms), then asks
+ * `settled` (which looks again, and may signal what it finds), until `settled` says yes or
+ * `deadline` (a `performance.now()` time) passes. Resolves true when settled, false when the
+ * deadline passed first.
+ */
+export async function pollUntil(deadline: number, pollMs: number, settled: () => boolean): Promise<boolean> {
+  while (performance.now() < deadline) {
+    await sleep(Math.min(pollMs, Math.max(1, deadline - performance.now())));
+    if (settled()) return true;
+  }
+  return false;
+}

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { KillpathError } from '@killpath/protocol';
 import { netnsExecArgv } from './netns.ts';
 import { startOrphanGuard, type OrphanGuard, type OrphanPolicy } from './orphan-guard.ts';
-import { procTable, readStat, sendSignal, sleep, type ProcStat } from './proc.ts';
+import { pollUntil, procTable, readStat, sendSignal, sleep, type ProcStat } from './proc.ts';
 
 /** What to start: one agent command. */
 export interface LaunchSpec {
@@ -400,29 +400,27 @@ class LocalAgentHandle implements AgentHandle {
     const frozen = this.#frozen;
     this.#frozen = false;
 
+    const rescan = (): boolean => {
+      live = this.#scan();
+      note(live);
+      return gone(live);
+    };
     // SIGTERM, then wait out the grace, rescanning so children forked meanwhile are known too.
     if (graceMs > 0 && !frozen) {
       this.#signalAll('SIGTERM', live.values());
-      const deadline = t0 + graceMs;
-      while (performance.now() < deadline) {
-        await sleep(Math.min(this.#opts.pollMs, Math.max(1, deadline - performance.now())));
-        live = this.#scan();
-        note(live);
-        if (gone(live)) return result('SIGTERM', []);
-      }
+      if (await pollUntil(t0 + graceMs, this.#opts.pollMs, rescan)) return result('SIGTERM', []);
     }
 
     // SIGKILL everything known, again after each poll: a fork may race the previous round.
     const killDeadline = performance.now() + this.#opts.killTimeoutMs;
     live = this.#scan(true);
     note(live);
-    for (;;) {
+    this.#signalAll('SIGKILL', live.values());
+    const killed = await pollUntil(killDeadline, this.#opts.pollMs, () => {
+      if (rescan()) return true;
       this.#signalAll('SIGKILL', live.values());
-      await sleep(this.#opts.pollMs);
-      live = this.#scan();
-      note(live);
-      if (gone(live)) return result('SIGKILL', []);
-      if (performance.now() > killDeadline) return result('SIGKILL', [...live.keys()]);
-    }
+      return false;
+    });
+    return result('SIGKILL', killed ? [] : [...live.keys()]);
   }
 }
