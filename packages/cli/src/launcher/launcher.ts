@@ -1,15 +1,15 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import type { StreamDirective, InspectOrder, LauncherOrders, Release } from '@killpath/protocol';
-import { writeEvidence } from './evidence.ts';
-import { EgressProxy, type EgressEvent } from './egress-proxy.ts';
-import { AgentNetns, unixTcpBridge } from './netns.ts';
+import type { LauncherOrders, Release } from '@killpath/protocol';
+import { AgentEgress } from './agent-egress.ts';
+import type { EgressEvent } from './egress-proxy.ts';
+import { OrdersEnforcer } from './orders.ts';
 import { OrdersLink, reportLauncherEvents } from './orders-link.ts';
 import { chooseBackend, type IsolationChoice } from './cgroup-backend.ts';
 import type { OrphanPolicy } from './orphan-guard.ts';
 import type { AgentHandle, ExitInfo, ProcessBackend } from './process-backend.ts';
+import type { LauncherVoice } from './voice.ts';
 
 /** Exit code of `killpath run` when the agent was killed, or not (re)started, by the switchboard. */
 export const EXIT_STOPPED = 3;
@@ -64,18 +64,13 @@ export interface LauncherOptions {
 }
 
 /**
- * The launcher behind `killpath run`: starts the agent in its own process group (optionally in
- * its own network namespace) with its identity and token in the environment and its egress
- * through a proxy the launcher runs, holds its own stream to the control plane, and enforces
- * what the switchboard orders whatever the agent does:
- * - **kill**: SIGTERM to the agent's process group, SIGKILL after the grace (and to descendants
- *   that left the group); audited `process.killed` with the time it took;
- * - **isolate**: the proxy refuses new connections and cuts open ones; with `--netns`, the
- *   namespace's relay stops forwarding egress too (the control plane link stays); lifted when
- *   the isolate is cleared;
- * - **halt**: noted; the launcher never restarts a halted or killed agent.
- * It starts nothing unless the control plane answered first, and refuses to start an agent the
- * switchboard already halts or kills.
+ * The launcher behind `killpath run`: starts the agent in its own cgroup or process group
+ * (optionally in its own network namespace) with its identity and token in the environment and
+ * its egress through a proxy the launcher runs ({@link AgentEgress}), holds its own stream to the
+ * control plane, and enforces what the switchboard orders whatever the agent does
+ * ({@link OrdersEnforcer}: kill, freeze and `killpath inspect`, isolate; a halt is noted and the
+ * launcher never restarts a halted or killed agent). It starts nothing unless the control plane
+ * answered first, and refuses to start an agent the switchboard already halts, freezes or kills.
  */
 export class Launcher {
   readonly id: string;
@@ -86,19 +81,10 @@ export class Launcher {
   };
   readonly #backend: ProcessBackend;
   readonly #log: (line: string) => void;
+  readonly #voice: LauncherVoice;
+  readonly #orders: OrdersEnforcer;
   #link: OrdersLink | null = null;
-  #proxy: EgressProxy | null = null;
-  #ns: AgentNetns | null = null;
-  #bridge: { close(): Promise<void> } | null = null;
-  #dir: string | null = null;
-  #child: AgentHandle | null = null;
-  #killing: Promise<void> | null = null;
-  #killedBy: StreamDirective | null = null;
-  #isolatedBy: StreamDirective | null = null;
-  #isolating: Promise<void> = Promise.resolve();
-  #frozenBy: StreamDirective | null = null;
-  /** Freeze, thaw and inspections, one after the other. */
-  #freezing: Promise<void> = Promise.resolve();
+  #egress: AgentEgress | null = null;
   #refusedLogged = new Set<string>();
   readonly #tell: (line: string) => void;
   #stopping = false;
@@ -129,6 +115,10 @@ export class Launcher {
     };
     this.#log = opts.log ?? ((line) => process.stderr.write(`${line}\n`));
     this.#tell = opts.tell ?? ((line) => process.stderr.write(`killpath run: ${line}\n`));
+    this.#voice = {
+      say: (level, msg, fields) => this.#say(level, msg, fields),
+      report: (events) => this.#report(events),
+    };
     if (opts.backend !== undefined) {
       this.#backend = opts.backend;
     } else {
@@ -150,6 +140,15 @@ export class Launcher {
           orphanPolicy,
         });
     }
+    this.#orders = new OrdersEnforcer({
+      launcherId: this.id,
+      isolation: this.#backend.isolation,
+      killGraceMs: this.#o.killGraceMs,
+      evidenceDir: this.#o.evidenceDir,
+      egress: () => this.#egress,
+      onReleased: () => this.#refusedLogged.clear(),
+      voice: this.#voice,
+    });
   }
 
   /** Runs the agent until it exits, is killed, or {@link Launcher.stop}; resolves with the exit code for `killpath run`. */
@@ -164,7 +163,8 @@ export class Launcher {
   /** Ends the agent (SIGTERM, SIGKILL after the grace) and makes {@link Launcher.run} return. */
   async stop(): Promise<void> {
     this.#stopping = true;
-    if (this.#child?.alive()) await this.#child.terminate(this.#o.killGraceMs);
+    const child = this.#orders.child;
+    if (child?.alive()) await child.terminate(this.#o.killGraceMs);
   }
 
   async #run(): Promise<number> {
@@ -178,14 +178,8 @@ export class Launcher {
       runId: o.runId,
       features: o.features,
       release: o.release,
-      onOrders: (orders) => this.#apply(orders),
-      onInspect: (order) => {
-        this.#freezing = this.#freezing
-          .then(() => this.#inspect(order))
-          .catch((err: unknown) =>
-            this.#say('error', 'inspection failed', { requestId: order.requestId, err: String(err) }),
-          );
-      },
+      onOrders: (orders) => this.#orders.apply(orders),
+      onInspect: (order) => this.#orders.inspect(order),
       onState: (state, detail) =>
         this.#say(state === 'connected' ? 'info' : 'warn', `control plane ${state}`, { detail }),
     });
@@ -219,16 +213,21 @@ export class Launcher {
       ]);
       return EXIT_STOPPED;
     }
-    await this.#startEgress();
+    this.#egress = await AgentEgress.start({
+      url: o.url,
+      netns: o.netns,
+      onEvent: (e) => this.#onEgress(e),
+      voice: this.#voice,
+    });
     // An isolation already in force applies before the agent's first byte can leave.
-    this.#apply(this.#link.last ?? orders);
-    await this.#isolating;
+    this.#orders.apply(this.#link.last ?? orders);
+    await this.#orders.isolating;
     let restarts = 0;
     for (;;) {
       const child = this.#spawn();
       const exit = await child.exited;
-      await this.#killing;
-      if (this.#killedBy !== null) return EXIT_STOPPED;
+      await this.#orders.killing;
+      if (this.#orders.killedBy !== null) return EXIT_STOPPED;
       this.#report([{ type: 'process.exited', pid: child.pid, code: exit.code, signal: exit.signal }]);
       this.#say('info', 'agent exited', { pid: child.pid, code: exit.code, signal: exit.signal });
       if (this.#stopping) return exitCode(exit);
@@ -265,44 +264,10 @@ export class Launcher {
     }
   }
 
-  /** Starts the egress proxy (and the namespace with its relay and the control-plane bridge). */
-  async #startEgress(): Promise<void> {
-    const cp = new URL(this.#o.url);
-    const cpHost = cp.hostname.replace(/^\[|\]$/g, '');
-    const cpPort = Number(cp.port || (cp.protocol === 'https:' ? 443 : 80));
-    const allow = (host: string, port: number) =>
-      port === cpPort && (host === cpHost || (isLoopback(host) && isLoopback(cpHost)));
-    const onEvent = (e: EgressEvent) => this.#egress(e);
-    if (!this.#o.netns) {
-      this.#proxy = await EgressProxy.start({ host: '127.0.0.1', port: 0, onEvent, allow });
-      return;
-    }
-    this.#dir = mkdtempSync(join(tmpdir(), 'killpath-launch-'));
-    const proxyPath = join(this.#dir, 'egress.sock');
-    const cpPath = join(this.#dir, 'control-plane.sock');
-    this.#proxy = await EgressProxy.start({ unixPath: proxyPath, onEvent, allow });
-    this.#bridge = await unixTcpBridge(cpPath, { host: cpHost, port: cpPort });
-    this.#ns = await AgentNetns.create({
-      forwards: [
-        { port: 0, unixPath: proxyPath },
-        { port: 0, unixPath: cpPath },
-      ],
-    });
-    this.#say('info', 'network namespace ready', {
-      netns: this.#ns.name,
-      proxyPort: this.#ns.ports[0],
-      controlPlanePort: this.#ns.ports[1],
-    });
-  }
-
   #spawn(): AgentHandle {
     const o = this.#o;
-    const ns = this.#ns;
-    // In a namespace the agent reaches the control plane through a TCP relay on its loopback,
-    // with the control plane's own scheme (TLS passes through the relay untouched).
-    const url = ns ? `${new URL(o.url).protocol}//127.0.0.1:${ns.ports[1]}` : o.url;
-    const proxy = ns ? `http://127.0.0.1:${ns.ports[0]}` : this.#proxy!.url!;
-    const noProxy = ns ? '127.0.0.1,localhost' : new URL(o.url).hostname;
+    const ns = this.#egress!.ns;
+    const { url, proxy, noProxy } = this.#egress!.routes();
     const env: NodeJS.ProcessEnv = {
       ...o.env,
       KILLPATH_URL: url,
@@ -332,7 +297,7 @@ export class Launcher {
       stdio: 'inherit',
       netns: ns?.name ?? null,
     });
-    this.#child = child;
+    this.#orders.child = child;
     this.#say('info', 'agent started', {
       pid: child.pid,
       command: o.command,
@@ -344,189 +309,8 @@ export class Launcher {
     ]);
     // Orders that arrived while it was starting apply now.
     const last = this.#link?.last;
-    if (last) this.#apply(last);
+    if (last) this.#orders.apply(last);
     return child;
-  }
-
-  /** Applies new orders: kill once; isolate and release as they come. */
-  #apply(orders: LauncherOrders): void {
-    if (orders.kill !== null && this.#killing === null && this.#child?.alive()) {
-      const d = orders.kill;
-      const child = this.#child;
-      this.#killedBy = d;
-      this.#say('warn', `killing the agent: ${d.level} ${d.scopeText} (${d.id})`, {
-        pid: child.pid,
-        graceMs: this.#o.killGraceMs,
-      });
-      this.#killing = child.terminate(this.#o.killGraceMs).then((r) => {
-        this.#say('warn', `agent ended (${this.#backend.isolation})`, {
-          pid: child.pid,
-          signal: r.signal,
-          ms: Math.round(r.ms),
-          ended: r.ended,
-          survivors: r.survivors,
-        });
-        this.#report([
-          {
-            type: 'process.killed',
-            directiveId: d.id,
-            pid: child.pid,
-            signal: r.signal,
-            ms: r.ms,
-            isolation: this.#backend.isolation,
-            pids: r.ended.slice(0, 1000),
-            ...(r.survivors.length > 0 ? { detail: `survivors: ${r.survivors.join(',')}` } : {}),
-          },
-        ]);
-      });
-    }
-    const fz = orders.freeze ?? null;
-    if (fz !== null && this.#frozenBy === null && this.#killing === null && this.#child?.alive()) {
-      this.#frozenBy = fz;
-      const child = this.#child;
-      this.#freezing = this.#freezing.then(() => this.#freeze(child, fz));
-    } else if (fz === null && this.#frozenBy !== null) {
-      const was = this.#frozenBy;
-      this.#frozenBy = null;
-      const child = this.#child;
-      if (child) this.#freezing = this.#freezing.then(() => this.#thaw(child, was));
-    }
-    const iso = orders.isolate;
-    if (this.#proxy === null) return; // not started yet: applied right after the egress starts
-    if (iso !== null && this.#isolatedBy === null) {
-      this.#isolatedBy = iso;
-      this.#isolating = this.#isolating.then(() => this.#isolate(iso));
-    } else if (iso === null && this.#isolatedBy !== null) {
-      const was = this.#isolatedBy;
-      this.#isolatedBy = null;
-      this.#isolating = this.#isolating.then(() => this.#release(was));
-    }
-  }
-
-  async #isolate(d: StreamDirective): Promise<void> {
-    const started = performance.now();
-    const cut = this.#proxy?.isolate() ?? 0;
-    if (this.#ns !== null) await this.#ns.cut([0]);
-    const ms = performance.now() - started;
-    this.#say('warn', `agent isolated: ${d.scopeText} (${d.id})`, {
-      cut,
-      ms: Math.round(ms * 1000) / 1000,
-      netns: this.#ns?.name ?? null,
-    });
-    this.#report([{ type: 'process.isolated', directiveId: d.id, pid: this.#child?.pid ?? 0, cut, ms }]);
-  }
-
-  /**
-   * Freezes every process of the agent (not one more instruction runs), then cuts its egress as
-   * an isolate does; audited `process.frozen` with the processes and the time to confirmed.
-   */
-  async #freeze(child: AgentHandle, d: StreamDirective): Promise<void> {
-    if (this.#killing !== null || !child.alive()) return;
-    const r = await child.freeze();
-    const cut = this.#proxy?.isolate() ?? 0;
-    if (this.#ns !== null) await this.#ns.cut([0]);
-    this.#say('warn', `agent frozen: ${d.scopeText} (${d.id})`, {
-      pid: child.pid,
-      pids: r.pids,
-      ms: r.ms,
-      confirmed: r.confirmed,
-      cut,
-      isolation: this.#backend.isolation,
-    });
-    this.#report([
-      {
-        type: 'process.frozen',
-        directiveId: d.id,
-        pid: child.pid,
-        pids: r.pids.slice(0, 1000),
-        ms: r.ms,
-        cut,
-        isolation: this.#backend.isolation,
-        ...(r.confirmed ? {} : { detail: 'the kernel did not confirm the freeze in time' }),
-      },
-    ]);
-  }
-
-  /** Thaws the agent (the freeze was cleared) and restores egress unless an isolate is in force. */
-  async #thaw(child: AgentHandle, d: StreamDirective): Promise<void> {
-    if (this.#killing !== null || !child.alive() || !child.frozen()) return;
-    const r = await child.thaw();
-    if (this.#isolatedBy === null) {
-      this.#proxy?.release();
-      if (this.#ns !== null) await this.#ns.restore([0]);
-    }
-    this.#say('info', `agent thawed (${d.id} cleared)`, { pid: child.pid, pids: r.pids, ms: r.ms });
-    this.#report([
-      {
-        type: 'process.thawed',
-        directiveId: d.id,
-        pid: child.pid,
-        pids: r.pids.slice(0, 1000),
-        ms: r.ms,
-        isolation: this.#backend.isolation,
-      },
-    ]);
-  }
-
-  /** Writes the evidence of the frozen agent (`killpath inspect`); refuses when it is not frozen. */
-  async #inspect(order: InspectOrder): Promise<void> {
-    const child = this.#child;
-    if (child === null || !child.alive() || !child.frozen()) {
-      this.#say('warn', 'inspection refused: the agent is not frozen', { requestId: order.requestId });
-      this.#report([
-        {
-          type: 'process.inspected',
-          requestId: order.requestId,
-          pid: child?.pid ?? 0,
-          detail: 'refused: the agent is not frozen',
-        },
-      ]);
-      return;
-    }
-    const dir = join(this.#o.evidenceDir, this.id, order.requestId);
-    const pids = child.processes();
-    const started = performance.now();
-    const { path, evidence } = await writeEvidence({
-      dir,
-      requestId: order.requestId,
-      runId: order.runId,
-      actor: order.actor,
-      launcherId: this.id,
-      isolation: this.#backend.isolation,
-      pids,
-      frozen: child.frozen(),
-      cores: order.cores,
-      hold: (fn) => child.holdForTrace(fn),
-    });
-    const cores = evidence.processes.filter((p) => p.core !== null).length;
-    const detail = `${evidence.processes.length} processes, ${cores} core files${evidence.coreNote ? ` (${evidence.coreNote})` : ''}`;
-    this.#say('warn', 'evidence written (the agent stays frozen)', {
-      requestId: order.requestId,
-      path,
-      detail,
-      ms: Math.round(performance.now() - started),
-    });
-    this.#report([
-      {
-        type: 'process.inspected',
-        requestId: order.requestId,
-        pid: child.pid,
-        pids: pids.slice(0, 1000),
-        path,
-        ms: performance.now() - started,
-        isolation: this.#backend.isolation,
-        detail,
-      },
-    ]);
-  }
-
-  async #release(d: StreamDirective): Promise<void> {
-    // A freeze keeps egress cut until it is thawed.
-    if (this.#frozenBy === null) this.#proxy?.release();
-    if (this.#ns !== null && this.#frozenBy === null) await this.#ns.restore([0]);
-    this.#refusedLogged.clear();
-    this.#say('info', `isolation lifted (${d.id} cleared)`, {});
-    this.#report([{ type: 'process.released', directiveId: d.id, pid: this.#child?.pid ?? 0 }]);
   }
 
   /**
@@ -534,7 +318,7 @@ export class Launcher {
    * logged when the launcher ends) and every refusal is logged; the first refusal per
    * destination and isolation is audited.
    */
-  #egress(e: EgressEvent): void {
+  #onEgress(e: EgressEvent): void {
     if (e.phase !== 'start') return;
     const key = `${e.host}:${e.port}`;
     if (e.allowed) {
@@ -559,7 +343,7 @@ export class Launcher {
     this.#report([
       {
         type: 'egress.refused',
-        directiveId: this.#isolatedBy?.id ?? null,
+        directiveId: this.#orders.isolatedBy?.id ?? null,
         destination: key,
         detail: e.reason ?? 'isolated',
       },
@@ -585,27 +369,19 @@ export class Launcher {
   async #cleanup(): Promise<void> {
     this.#link?.close();
     // Unconditionally: an agent that exited on its own may have left children or daemons behind.
-    if (this.#child !== null) await this.#child.terminate(this.#o.killGraceMs);
-    await this.#isolating.catch(() => {});
-    await this.#freezing.catch(() => {});
-    if (this.#proxy !== null)
+    await this.#orders.child?.terminate(this.#o.killGraceMs);
+    await this.#orders.settled();
+    if (this.#egress !== null)
       this.#say('info', 'egress destinations reached', {
-        destinations: Object.fromEntries(this.#proxy.destinations()),
+        destinations: Object.fromEntries(this.#egress.destinations()),
       });
-    await this.#ns?.destroy().catch(() => {});
-    await this.#bridge?.close().catch(() => {});
-    await this.#proxy?.close().catch(() => {});
-    if (this.#dir !== null) rmSync(this.#dir, { recursive: true, force: true });
+    await this.#egress?.close();
     // What the launcher did must reach the audit log before it exits (bounded: reports retry on their own).
     await Promise.race([
       Promise.allSettled([...this.#reports]),
       new Promise((ok) => setTimeout(ok, 5000).unref()),
     ]);
   }
-}
-
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
 function exitCode(exit: ExitInfo): number {
