@@ -5,16 +5,14 @@
  */
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Directive } from '@killpath/protocol';
-import { DEFAULT_POLICY, startServer, type RunningServer } from '@killpath/server';
+import { DEFAULT_POLICY, type RunningServer } from '@killpath/server';
 import { ApiClient } from '../../src/api.ts';
 import { main } from '../../src/main.ts';
+import { startCliServer, type CliServer } from '../cli-server.ts';
 
-let dir: string;
 let server: RunningServer;
+let fixture: CliServer | undefined;
 let ada: string;
 let bob: string;
 
@@ -31,23 +29,15 @@ approvals:
 `;
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'killpath-approve-cli-'));
-  server = await startServer({
-    dataDir: dir,
-    port: 0,
-    logLevel: 'error',
-    supervisor: false,
-    watchdog: false,
-    policy: { path: 'policy.yaml', source: POLICY },
-  });
+  fixture = await startCliServer('approve-cli', { policy: { path: 'policy.yaml', source: POLICY } });
+  ({ server } = fixture);
   const root = new ApiClient(server.url, server.createdAdminToken!);
   ada = (await root.post<{ token: string }>('/v1/tokens', { role: 'admin', tenant: '*', name: 'ada' })).token;
   bob = (await root.post<{ token: string }>('/v1/tokens', { role: 'admin', tenant: '*', name: 'bob' })).token;
 });
 
 after(async () => {
-  await server?.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await fixture?.close();
 });
 
 async function cli(

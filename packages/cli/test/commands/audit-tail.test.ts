@@ -5,29 +5,21 @@
  * the command for the next page. A real control plane in this process answers.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { startServer, type RunningServer } from '@killpath/server';
+import type { RunningServer } from '@killpath/server';
 import type { AuditRecord } from '@killpath/protocol';
 import { auditLine } from '../../src/commands/audit.ts';
 import { cli } from '../cli-capture.ts';
+import { startCliServer, type CliServer } from '../cli-server.ts';
 
 describe('killpath audit tail', () => {
-  let dir: string;
   let server: RunningServer;
+  let fixture: CliServer | undefined;
   let conn: string[];
   let total = 0;
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'kp-audit-tail-'));
-    server = await startServer({
-      dataDir: dir,
-      port: 0,
-      logLevel: 'error',
-      supervisor: false,
-      watchdog: false,
-    });
+    fixture = await startCliServer('audit-tail');
+    ({ server } = fixture);
     conn = ['--url', server.url, '--token', server.createdAdminToken!];
     const store = server.controlPlane.store;
     for (let batch = 0; batch < 13; batch++)
@@ -49,8 +41,7 @@ describe('killpath audit tail', () => {
     total = (await store.listAudit({ limit: 100_000 })).length;
   });
   after(async () => {
-    await server.close();
-    rmSync(dir, { recursive: true, force: true });
+    await fixture?.close();
   });
 
   it('a text line names the run, tool, class, reason and directive', () => {

@@ -5,34 +5,25 @@
  */
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Directive } from '@killpath/protocol';
-import { startServer, type RunningServer } from '@killpath/server';
+import type { RunningServer } from '@killpath/server';
 import { ApiClient } from '../../src/api.ts';
 import { kill } from '../../src/commands/directives.ts';
 import { renderRunbook } from '../../src/killswitch-spec/runbook.ts';
 import { parseSpec } from '../../src/killswitch-spec/load-spec.ts';
 import { SPEC_TEMPLATE } from '../../src/killswitch-spec/template.ts';
+import { startCliServer, type CliServer } from '../cli-server.ts';
 
-let dir: string;
 let server: RunningServer;
+let fixture: CliServer | undefined;
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'killpath-kill-flags-'));
-  server = await startServer({
-    dataDir: dir,
-    port: 0,
-    logLevel: 'error',
-    supervisor: false,
-    watchdog: false,
-  });
+  fixture = await startCliServer('kill-flags');
+  ({ server } = fixture);
 });
 
 after(async () => {
-  await server?.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await fixture?.close();
 });
 
 async function cli(t: TestContext, args: string[]): Promise<{ code: number; out: string }> {

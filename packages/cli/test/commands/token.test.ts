@@ -5,31 +5,25 @@
  */
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { KillpathError } from '@killpath/protocol';
-import { startServer, type RunningServer } from '@killpath/server';
+import type { RunningServer } from '@killpath/server';
 import { ApiClient } from '../../src/api.ts';
 import { token, ttlFlag } from '../../src/commands/token.ts';
+import { startCliServer, type CliServer } from '../cli-server.ts';
 
 let dir: string;
 let server: RunningServer;
+let fixture: CliServer | undefined;
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'killpath-token-cli-'));
-  server = await startServer({
-    dataDir: dir,
-    port: 0,
-    logLevel: 'error',
-    supervisor: false,
-    watchdog: false,
-  });
+  fixture = await startCliServer('token-cli');
+  ({ dir, server } = fixture);
 });
 
 after(async () => {
-  await server?.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await fixture?.close();
 });
 
 /** Runs `killpath token …` with the data dir's server.json and admin.token (as a local operator would). */
