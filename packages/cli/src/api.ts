@@ -1,3 +1,4 @@
+import type { IncomingMessage, RequestOptions } from 'node:http';
 import { KillpathError, isWireError, type ErrorCode } from '@killpath/protocol';
 
 /** How often a request shed under overload is sent again before its 429 is reported. */
@@ -78,40 +79,40 @@ export class ApiClient {
   }
 
   async #once<T>(method: string, path: string, body: unknown, headers: Record<string, string>): Promise<T> {
-    let res: Response;
+    let status: number;
     let text: string;
     try {
-      res = await fetch(`${this.url}${path}`, {
+      // node:http(s), not fetch: fetch loads undici, which is most of a short command's start-up.
+      ({ status, text } = await send(
+        new URL(`${this.url}${path}`),
         method,
-        headers: {
+        {
           authorization: `Bearer ${this.#token}`,
           ...(body === undefined ? {} : { 'content-type': 'application/json' }),
           ...headers,
         },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(this.#timeoutMs),
-      });
-      // The timeout covers the body too: a control plane that sent headers and stalled is slow, not gone.
-      text = res.status === 204 ? '' : await res.text();
+        body === undefined ? undefined : Buffer.from(JSON.stringify(body), 'utf8'),
+        this.#timeoutMs,
+      ));
     } catch (err) {
       throw this.#noAnswer(method, path, err);
     }
-    if (res.status === 204) return undefined as T;
+    if (status === 204) return undefined as T;
     let json: unknown;
     try {
       json = text === '' ? undefined : JSON.parse(text);
     } catch {
       throw new KillpathError(
         'internal',
-        `unexpected answer from ${this.url}${path} (HTTP ${res.status}, not JSON)`,
+        `unexpected answer from ${this.url}${path} (HTTP ${status}, not JSON)`,
       );
     }
-    if (!res.ok) {
+    if (status < 200 || status >= 300) {
       if (isWireError(json))
         throw new KillpathError(json.error.code as ErrorCode, json.error.message, {
           details: json.error.details,
         });
-      throw new KillpathError('internal', `HTTP ${res.status} from ${path}`);
+      throw new KillpathError('internal', `HTTP ${status} from ${path}`);
     }
     return json as T;
   }
@@ -139,4 +140,53 @@ export class ApiClient {
   post<T>(path: string, body: unknown, headers?: Record<string, string>): Promise<T> {
     return this.request<T>('POST', path, body, headers);
   }
+}
+
+/**
+ * One HTTP request; resolves with the status and the whole body as text. The timeout covers the
+ * answer's body too (a control plane that sent headers and stalled is slow, not gone): it fails
+ * with an error named `TimeoutError`. `node:https` (and TLS) is loaded only for an https URL.
+ */
+function send(
+  url: URL,
+  method: string,
+  headers: Record<string, string>,
+  payload: Buffer | undefined,
+  timeoutMs: number,
+): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const options: RequestOptions = {
+      method,
+      hostname: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
+      port: url.port === '' ? undefined : Number(url.port),
+      path: `${url.pathname}${url.search}`,
+      headers: payload === undefined ? headers : { ...headers, 'content-length': String(payload.length) },
+    };
+    // getBuiltinModule, not an import: node:http's ESM facade reads every export, and one of
+    // them loads undici and node:tls.
+    const req =
+      url.protocol === 'https:'
+        ? process.getBuiltinModule('node:https').request(options)
+        : process.getBuiltinModule('node:http').request(options);
+    const timer = setTimeout(() => {
+      const err = new Error(`no answer within ${timeoutMs} ms`);
+      err.name = 'TimeoutError';
+      req.destroy(err);
+    }, timeoutMs);
+    const fail = (err: unknown): void => {
+      clearTimeout(timer);
+      reject(err);
+    };
+    req.on('error', fail);
+    req.on('response', (res: IncomingMessage) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', fail);
+      res.on('end', () => {
+        clearTimeout(timer);
+        resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
+      });
+    });
+    req.end(payload);
+  });
 }

@@ -1,4 +1,4 @@
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
 import { KillpathError } from '@killpath/protocol';
 
 /** Options every command that talks to a control plane accepts. */
@@ -18,7 +18,8 @@ export function parse<const O extends NonNullable<ParseArgsConfig['options']>>(
   allowPositionals = false,
 ) {
   try {
-    return parseArgs({ args, options, allowPositionals, strict: true });
+    // getBuiltinModule, not an import: node:util's ESM facade loads much a command never uses.
+    return process.getBuiltinModule('node:util').parseArgs({ args, options, allowPositionals, strict: true });
   } catch (err) {
     throw new KillpathError(
       'invalid_request',

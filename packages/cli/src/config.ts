@@ -1,6 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { getCACertificates, setDefaultCACertificates } from 'node:tls';
 import { KillpathError, isLoopbackHost } from '@killpath/protocol';
 import { ApiClient } from './api.ts';
 
@@ -13,6 +11,10 @@ export interface Connection {
   /** Plain HTTP to a host other than this machine was allowed with `--insecure`. */
   insecure: boolean;
 }
+
+// getBuiltinModule, not an import: node:fs's ESM facade reads every export, which loads its
+// streams and perf_hooks (about a third of a short command's start-up).
+const { existsSync, readFileSync } = process.getBuiltinModule('node:fs');
 
 const trusted = new Set<string>();
 
@@ -36,7 +38,9 @@ export function trustCa(file: string): void {
   const certs = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
   if (certs.length === 0) throw new KillpathError('invalid_request', `--ca ${file} holds no PEM certificate`);
   try {
-    setDefaultCACertificates([...getCACertificates('default'), ...certs]);
+    // Loaded here, not at start-up: a command without --ca never pays for node:tls.
+    const tls = process.getBuiltinModule('node:tls');
+    tls.setDefaultCACertificates([...tls.getCACertificates('default'), ...certs]);
   } catch (err) {
     throw new KillpathError('invalid_request', `--ca ${file}: ${(err as Error).message}`);
   }

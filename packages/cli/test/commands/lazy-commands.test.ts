@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createServer } from 'node:net';
 import { describe, it } from 'node:test';
 
 const MAIN = new URL('../../src/main.ts', import.meta.url).href;
@@ -44,5 +45,32 @@ describe('commands load on use', () => {
   it('killpath serve --help does load the server (the check above can see it)', () => {
     const loaded = modulesLoadedBy(['serve', '--help']);
     assert.ok(loaded.some((u) => /\/packages\/server\//.test(u) || /@killpath\/server/.test(u)));
+  });
+
+  it('killpath kill sends its request without loading fetch (undici) or node:tls', async () => {
+    // A port nothing listens on: the request is made and refused, which is all this needs.
+    const probe = createServer();
+    await new Promise<void>((ok) => probe.listen(0, '127.0.0.1', ok));
+    const port = (probe.address() as { port: number }).port;
+    await new Promise((ok) => probe.close(ok));
+    const script = `
+      const { main } = await import(${JSON.stringify(MAIN)});
+      const code = await main(['kill', '--tenant', 'acme', '--reason', 'lazy test']);
+      process.stderr.write('\\n@@' + JSON.stringify({ code, loaded: process.moduleLoadList }) + '\\n');
+    `;
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      env: { ...process.env, KILLPATH_URL: `http://127.0.0.1:${port}`, KILLPATH_TOKEN: 'kp_lazytest' },
+    });
+    const line = child.stderr.split('\n').find((l) => l.startsWith('@@'));
+    assert.ok(line, `the child reported (exit ${child.status}): ${child.stderr}`);
+    const { code, loaded } = JSON.parse(line.slice(2)) as { code: number; loaded: string[] };
+    assert.notEqual(code, 0, 'nothing listens: the kill fails');
+    assert.match(child.stderr, /cannot reach the control plane/, 'it did try to reach it');
+    assert.deepEqual(
+      loaded.filter((m) => /undici|\btls\b|https/.test(m)),
+      [],
+      'no fetch, no TLS for a plain-HTTP control plane',
+    );
   });
 });
