@@ -13,6 +13,8 @@ import { LIVE_INTERVAL_MS, liveLoader, type FleetQuery, type LiveData } from './
 import { errorText, targetScope, type Target } from './model.ts';
 import { AuditView, CompensationsView, DirectivesView } from './other-views.tsx';
 import { DrillsView } from './drills-view.tsx';
+import { AlertsView } from './alerts-view.tsx';
+import { PolicyView } from './policy-view.tsx';
 import type { PollState } from './poll.ts';
 import { clearToken, loadToken, saveToken } from './session.ts';
 import { usePoll } from './use-poll.ts';
@@ -213,6 +215,8 @@ function Console({
         {view === 'audit' && <AuditView />}
         {view === 'compensations' && <CompensationsView />}
         {view === 'drills' && <DrillsView />}
+        {view === 'alerts' && <AlertsView />}
+        {view === 'policy' && <PolicyView />}
       </main>
       {dialog?.kind === 'action' && (
         <ActionDialog

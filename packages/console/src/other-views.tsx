@@ -6,7 +6,7 @@ import { DirectivesTable } from './directives-table.tsx';
 import { errorText } from './model.ts';
 import { usePoll } from './use-poll.ts';
 
-function LoadError({ error }: { error: { status?: number; code?: string; message?: string } | null }) {
+export function LoadError({ error }: { error: { status?: number; code?: string; message?: string } | null }) {
   return error ? (
     <p class="failure" role="alert">
       Could not load: {errorText(error)}

@@ -6,7 +6,7 @@
 import type { Principal } from '@killpath/protocol';
 
 /** Identifiers of the views, also their URL fragments (`#fleet`). */
-export type ViewId = 'fleet' | 'directives' | 'audit' | 'compensations' | 'drills';
+export type ViewId = 'fleet' | 'directives' | 'alerts' | 'audit' | 'compensations' | 'drills' | 'policy';
 
 /** One view in the navigation. */
 export interface ViewSpec {
@@ -17,14 +17,18 @@ export interface ViewSpec {
 }
 
 const human = (p: Principal) => p.role !== 'agent';
+/** The policy spans every tenant: only admins read it. */
+const admin = (p: Principal) => p.role === 'admin';
 
 /** Every view, in navigation order; the first is the default. */
 export const VIEWS: readonly ViewSpec[] = [
   { id: 'fleet', label: 'Fleet', available: human },
   { id: 'directives', label: 'Directives', available: human },
+  { id: 'alerts', label: 'Alerts', available: human },
   { id: 'audit', label: 'Audit log', available: human },
   { id: 'compensations', label: 'Compensations', available: human },
   { id: 'drills', label: 'Drills', available: human },
+  { id: 'policy', label: 'Policy', available: admin },
 ];
 
 /** The views a principal sees. */

@@ -213,12 +213,17 @@ test('the token lives under one sessionStorage key and sign-out removes it', () 
   assert.equal(loadToken(store), null);
 });
 
-test('views: every human role sees them all, an unknown fragment falls back to the fleet', () => {
+test('views: every human role sees them all but the policy (admins only), an unknown fragment falls back to the fleet', () => {
   const p = { tokenId: 't', name: 'n', role: 'viewer' as const, tenant: 'acme', agent: null };
   assert.deepEqual(
     viewsFor(p).map((v) => v.id),
+    VIEWS.map((v) => v.id).filter((v) => v !== 'policy'),
+  );
+  assert.deepEqual(
+    viewsFor({ ...p, role: 'admin', tenant: '*' }).map((v) => v.id),
     VIEWS.map((v) => v.id),
   );
+  assert.equal(viewFromHash('#policy', p), 'fleet', 'a viewer asking for the policy gets the fleet');
   assert.equal(viewFromHash('#audit', p), 'audit');
   assert.equal(viewFromHash('#nope', p), 'fleet');
   assert.equal(viewFromHash('', p), 'fleet');
