@@ -127,7 +127,7 @@ test('the five-minute tour runs as written, in order', { timeout: 240_000 }, asy
           r.out,
           /admin token \(shown once, also written to .*\/\.killpath\/admin\.token\):\n {2}\S+/,
         );
-        assert.match(r.out, /fleet: 0 worker\(s\)/);
+        assert.match(r.out, /fleet: 0 of 0 worker\(s\)/);
         api = new ApiClient(
           `http://127.0.0.1:${port}`,
           readFileSync(join(dir, '.killpath', 'admin.token'), 'utf8').trim(),
