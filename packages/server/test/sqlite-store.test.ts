@@ -1,7 +1,7 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, fsync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -193,6 +193,55 @@ describe('SqliteStore on disk', () => {
       assert.equal((await store.findToken('f'.repeat(64)))?.id, 't_1');
     } finally {
       await store.close();
+    }
+  });
+
+  test('group commit with the fsync off the loop: nobody is answered before the WAL fsync after their commit ends; commits during an fsync share the next one', async () => {
+    const path = freshPath();
+    // A held fsync: the test decides when each one ends.
+    const pending: (() => void)[] = [];
+    const store = new SqliteStore(path, { fsync: (fd, cb) => void pending.push(() => fsync(fd, cb)) });
+    const tick = () => new Promise((ok) => setImmediate(ok));
+    const waiting = () => pending.length;
+    const answered: string[] = [];
+    try {
+      const first = store
+        .appendAudit([{ type: 'note', actor: 'a', tenant: null, data: { n: 1 } }])
+        .then(() => answered.push('first'));
+      while (pending.length === 0) await tick();
+      // Committed to the WAL (another connection reads it) but not yet answered.
+      const raw = new DatabaseSync(path, { readOnly: true });
+      assert.equal((raw.prepare('SELECT COUNT(*) AS n FROM audit').get() as { n: number }).n, 1);
+      raw.close();
+      const second = store
+        .appendAudit([{ type: 'note', actor: 'a', tenant: null, data: { n: 2 } }])
+        .then(() => answered.push('second'));
+      const third = store
+        .appendAudit([{ type: 'note', actor: 'a', tenant: null, data: { n: 3 } }])
+        .then(() => answered.push('third'));
+      for (let i = 0; i < 5; i++) await tick();
+      assert.deepEqual(answered, [], 'nothing is answered while the fsync after it has not ended');
+      assert.equal(pending.length, 1, 'the commits made during an fsync wait for the next one');
+      pending.shift()!();
+      await first;
+      while (waiting() === 0) await tick();
+      assert.deepEqual(
+        answered,
+        ['first'],
+        'the fsync that started before their commit does not answer them',
+      );
+      assert.equal(pending.length, 1, 'one fsync for both');
+      pending.shift()!();
+      await Promise.all([second, third]);
+      assert.deepEqual(answered.sort(), ['first', 'second', 'third']);
+    } finally {
+      const closing = store.close();
+      while (
+        pending.length > 0 ||
+        !(await Promise.race([closing.then(() => true), tick().then(() => false)]))
+      )
+        pending.shift()?.();
+      await closing;
     }
   });
 

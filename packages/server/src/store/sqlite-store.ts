@@ -22,6 +22,7 @@ import type { AuditKeyInfo } from '@killpath/protocol';
 import * as approvals from './sqlite-approvals.ts';
 import * as owners from './sqlite-owners.ts';
 import { migrateRunTenancy } from './sqlite-tenancy.ts';
+import { WalSync, type FsyncFn } from './wal-sync.ts';
 import type {
   JournalEvent,
   LedgerEntry,
@@ -257,14 +258,24 @@ function contentKey(d: {
   ]);
 }
 
+/** Options of {@link SqliteStore}. */
+export interface SqliteStoreOptions {
+  /** The WAL's fsync (a test seam); default `node:fs` `fsync`. */
+  fsync?: FsyncFn;
+}
+
 /**
- * The embedded store on Node's built-in `node:sqlite`: WAL, `synchronous=FULL`, one file.
- * SQLite allows one writer at a time and this process is that writer, so every transaction is
- * serialisable; `BEGIN IMMEDIATE` takes the write lock up front.
+ * The embedded store on Node's built-in `node:sqlite`: WAL, one file, durable like
+ * `synchronous=FULL` with the fsync off the event loop (see {@link WalSync}): a transaction's
+ * caller is answered once the WAL holding it is on disk. SQLite allows one writer at a time and
+ * this process is that writer, so every transaction is serialisable; `BEGIN IMMEDIATE` takes the
+ * write lock up front.
  */
 export class SqliteStore implements Store {
   readonly #db: DatabaseSync;
   readonly #stmts: Record<string, StatementSync>;
+  /** The WAL's fsync and checkpoints for a file database; null for `:memory:` (nothing to sync). */
+  readonly #wal: WalSync | null = null;
   /** The database file, or null for `:memory:` (verified on the caller's thread: tests only). */
   readonly #path: string | null;
 
@@ -272,7 +283,7 @@ export class SqliteStore implements Store {
    * Opens (creating if needed) the database at `path` (`:memory:` for tests), or takes over an
    * open connection (a test that tampers with records keeps its own handle on that connection).
    */
-  constructor(path: string | DatabaseSync) {
+  constructor(path: string | DatabaseSync, options: SqliteStoreOptions = {}) {
     this.#db = typeof path === 'string' ? new DatabaseSync(path) : path;
     this.#path = this.#db.location() || null;
     this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;');
@@ -286,6 +297,11 @@ export class SqliteStore implements Store {
       );
     }
     this.#migrate();
+    if (this.#path !== null) {
+      // Commits append to the WAL; WalSync fsyncs it off the event loop before anyone is answered.
+      this.#db.exec('PRAGMA synchronous = OFF; PRAGMA wal_autocheckpoint = 0;');
+      this.#wal = new WalSync(this.#path, options.fsync);
+    }
     const p = (sql: string) => this.#db.prepare(sql);
     this.#stmts = {
       rev: p(`SELECT value FROM meta WHERE key = 'rev'`),
@@ -545,11 +561,35 @@ export class SqliteStore implements Store {
       for (const op of batch) op.reject(err);
       return;
     }
-    batch.forEach((op, i) => {
-      const r = results[i]!;
-      if (r.ok) op.resolve(r.value);
-      else op.reject(r.err);
+    const answer = (): void =>
+      batch.forEach((op, i) => {
+        const r = results[i]!;
+        if (r.ok) op.resolve(r.value);
+        else op.reject(r.err);
+      });
+    if (this.#wal === null) {
+      answer();
+      return;
+    }
+    // Durable before anyone hears of it: answered when the WAL fsync after this commit ends.
+    this.#wal.committed(this.#finishCheckpoint);
+    this.#wal.sync().then(answer, (err: unknown) => {
+      for (const op of batch) op.reject(err);
     });
+  };
+
+  /**
+   * Finishes a checkpoint the worker could not (writes went on meanwhile), on this connection
+   * between two group commits, so the WAL can start over; synced like `synchronous=FULL`.
+   */
+  readonly #finishCheckpoint = (): void => {
+    if (!this.#db.isOpen || this.#db.isTransaction) return;
+    this.#db.exec('PRAGMA synchronous = FULL');
+    try {
+      this.#db.prepare('PRAGMA wal_checkpoint(PASSIVE)').get();
+    } finally {
+      this.#db.exec('PRAGMA synchronous = OFF');
+    }
   };
 
   #rev(): number {
@@ -876,9 +916,21 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  #closing: Promise<void> | null = null;
+
+  async #close(): Promise<void> {
     if (!this.#db.isOpen) return;
     // Writes already queued for the next group commit are committed, not dropped.
     if (this.#queued.length > 0) this.#flush();
-    this.#db.close();
+    if (this.#wal !== null) {
+      await this.#wal.close();
+      // The last connection checkpoints on close: synced like every other checkpoint.
+      if (this.#db.isOpen) this.#db.exec('PRAGMA synchronous = FULL');
+    }
+    if (this.#db.isOpen) this.#db.close();
   }
 }

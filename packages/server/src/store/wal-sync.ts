@@ -1,0 +1,181 @@
+/**
+ * Durable group commit for the embedded store, with the fsync off the event loop.
+ *
+ * The store's connection runs with `synchronous = OFF` and no automatic checkpoint: a `COMMIT`
+ * then only appends the transaction's frames to the write-ahead log (tens of microseconds, no
+ * fsync). {@link WalSync.sync} makes every frame appended so far durable with one `fsync` of the
+ * WAL file on libuv's thread pool, and the store answers a transaction's callers only once the
+ * fsync that started after its commit has finished: the same durability as `synchronous = FULL`
+ * (nobody hears "committed" before the frames are on disk), while the event loop parses and
+ * decides the next batch. Commits made while an fsync runs share the next one (group commit).
+ *
+ * Checkpoints copy the WAL into the database file. They run with `synchronous = FULL` (the WAL
+ * is synced before the copy, the database file before the WAL may be reused), on a connection of
+ * a worker thread ({@link WalSync.checkpoint}), so the copy and its fsyncs stay off the loop too.
+ * Under continuous writes such a checkpoint never catches up completely, so once the WAL holds
+ * more than {@link FINISH_FRAMES} frames the store finishes one on its own connection.
+ */
+import { closeSync, fstatSync, fsync, fsyncSync, openSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { Worker } from 'node:worker_threads';
+
+/** Commits between two background checkpoints. */
+export const CHECKPOINT_EVERY = 200;
+
+/** WAL frames (pages) past which the store finishes a checkpoint itself (about 40 MB at 4 KiB). */
+export const FINISH_FRAMES = 10_000;
+
+/** The worker's module, beside this one (`.ts` when running from source, `.js` when built). */
+const WORKER_URL = new URL(
+  import.meta.url.endsWith('.ts') ? './sqlite-checkpoint-worker.ts' : './sqlite-checkpoint-worker.js',
+  import.meta.url,
+);
+
+/** An fsync with `node:fs`'s callback signature. */
+export type FsyncFn = (fd: number, callback: (err: NodeJS.ErrnoException | null) => void) => void;
+
+/** What `PRAGMA wal_checkpoint` answers: frames in the WAL and frames copied to the database. */
+export interface CheckpointResult {
+  busy: number;
+  log: number;
+  checkpointed: number;
+}
+
+/** The WAL of one database file: its fsync and its background checkpoints. */
+export class WalSync {
+  readonly #walPath: string;
+  readonly #dbPath: string;
+  #fd: number | null = null;
+  #running: Promise<void> | null = null;
+  #next: Promise<void> | null = null;
+  #worker: Worker | null = null;
+  #checkpointing = false;
+  #commits = 0;
+  #closed = false;
+
+  readonly #fsyncFn: FsyncFn;
+
+  /**
+   * @param dbPath the database file (its WAL is `<dbPath>-wal`)
+   * @param fsyncFn the fsync to run (a test seam; default `node:fs` `fsync`)
+   */
+  constructor(dbPath: string, fsyncFn: FsyncFn = fsync) {
+    this.#dbPath = dbPath;
+    this.#fsyncFn = fsyncFn;
+    this.#walPath = `${dbPath}-wal`;
+    // The WAL and the database file exist by now: make their directory entries durable once.
+    syncDir(dirname(dbPath));
+  }
+
+  /**
+   * Resolves once every frame appended to the WAL before this call is on disk. Callers that
+   * arrive while an fsync runs share the next one, which starts when that one ends.
+   */
+  sync(): Promise<void> {
+    if (this.#running === null) {
+      const p = this.#fsync();
+      this.#running = p;
+      const clear = (): void => {
+        if (this.#running === p) this.#running = null;
+      };
+      p.then(clear, clear);
+      return p;
+    }
+    if (this.#next === null) {
+      const after = (): Promise<void> => {
+        this.#next = null;
+        return this.sync();
+      };
+      this.#next = this.#running.then(after, after);
+    }
+    return this.#next;
+  }
+
+  /** Resolves once nothing is being synced (for close). */
+  async idle(): Promise<void> {
+    while (this.#running !== null || this.#next !== null) {
+      await (this.#next ?? this.#running)?.catch(() => {});
+    }
+  }
+
+  #fsync(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let fd: number;
+      try {
+        fd = this.#walFd();
+      } catch (err) {
+        reject(err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
+      this.#fsyncFn(fd, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  /** An open descriptor of the current WAL file (reopened if SQLite replaced the file). */
+  #walFd(): number {
+    const ino = statSync(this.#walPath).ino;
+    if (this.#fd !== null && fstatSync(this.#fd).ino === ino) return this.#fd;
+    if (this.#fd !== null) closeSync(this.#fd);
+    this.#fd = openSync(this.#walPath, 'r');
+    return this.#fd;
+  }
+
+  /**
+   * Counts a commit; every {@link CHECKPOINT_EVERY} commits a checkpoint runs in the worker.
+   * `finish` is called with its result when the WAL still holds more than {@link FINISH_FRAMES}
+   * frames it could not copy (writes went on meanwhile).
+   */
+  committed(finish: () => void): void {
+    this.#commits += 1;
+    if (this.#commits < CHECKPOINT_EVERY || this.#checkpointing || this.#closed) return;
+    this.#commits = 0;
+    this.#checkpointing = true;
+    void this.checkpoint()
+      .then((r) => {
+        if (r.log > FINISH_FRAMES && !this.#closed) finish();
+      })
+      .catch(() => {
+        // A failed background checkpoint leaves the WAL longer, nothing else: the next one retries.
+      })
+      .finally(() => (this.#checkpointing = false));
+  }
+
+  /** One `PRAGMA wal_checkpoint(PASSIVE)` on the worker's own connection (`synchronous = FULL`). */
+  checkpoint(): Promise<CheckpointResult> {
+    return new Promise((resolve, reject) => {
+      if (this.#worker === null) {
+        this.#worker = new Worker(WORKER_URL, { workerData: { path: this.#dbPath } });
+        this.#worker.unref();
+        this.#worker.on('error', () => (this.#worker = null));
+      }
+      const w = this.#worker;
+      w.once('message', (m: { ok: true; result: CheckpointResult } | { ok: false; error: string }) =>
+        m.ok ? resolve(m.result) : reject(new Error(m.error)),
+      );
+      w.postMessage('checkpoint');
+    });
+  }
+
+  /** Waits for the last fsync, stops the worker and closes the WAL descriptor. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.idle();
+    await this.#worker?.terminate();
+    this.#worker = null;
+    if (this.#fd !== null) closeSync(this.#fd);
+    this.#fd = null;
+  }
+}
+
+/** fsync of a directory (some platforms refuse it; the file syncs still hold). */
+function syncDir(dir: string): void {
+  let fd: number | null = null;
+  try {
+    fd = openSync(dir, 'r');
+    fsyncSync(fd);
+  } catch {
+    // Not supported here.
+  } finally {
+    if (fd !== null) closeSync(fd);
+  }
+}
