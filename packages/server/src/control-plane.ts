@@ -22,7 +22,7 @@ import {
 } from '@killpath/protocol';
 import type { AuditEvent } from './audit/chain.ts';
 import { canSee, requireAct } from './auth/policy.ts';
-import type { Fleet } from './fleet.ts';
+import { workerIdOf, workerKey, type Fleet, type WorkerKey } from './fleet.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { StreamHub } from './stream/hub.ts';
@@ -104,7 +104,7 @@ export class ControlPlane {
   /** Pending escalation steps per directive. */
   readonly #escalations = new Map<string, NodeJS.Timeout[]>();
   /** Workers that reported `halted` per directive id (for escalation). */
-  readonly #haltReports = new Map<string, Set<string>>();
+  readonly #haltReports = new Map<string, Set<WorkerKey>>();
   /** Owners of launcher ids (`tenant\0id` → agent), as bound in the store; bindings never change. */
   readonly #launcherOwners = new Map<string, string>();
 
@@ -153,7 +153,7 @@ export class ControlPlane {
         if (!active.has(id)) continue;
         let set = this.#haltReports.get(id);
         if (set === undefined) this.#haltReports.set(id, (set = new Set()));
-        set.add(String(r.data.workerId));
+        set.add(workerKey(String(r.tenant), String(r.data.agent), String(r.data.workerId)));
       }
     }
     for (const d of board.directives) {
@@ -215,8 +215,8 @@ export class ControlPlane {
   }
 
   /** A worker heartbeat arrived: if a launcher started it, its orders may change with its runs. */
-  workerSeen(workerId: string): void {
-    const launcher = this.fleet.launcherOf(workerId);
+  workerSeen(key: WorkerKey): void {
+    const launcher = this.fleet.launcherOf(key);
     if (launcher !== null) this.launchers.reconcile(this.hub.rev, this.active(), launcher);
   }
 
@@ -625,10 +625,10 @@ export class ControlPlane {
    */
   async #escalate(d: Directive, step: EscalationStep): Promise<void> {
     if (!this.#active.has(d.id)) return;
-    const reported = this.#haltReports.get(d.id) ?? new Set<string>();
+    const reported = this.#haltReports.get(d.id) ?? new Set<WorkerKey>();
     const laggards = this.fleet
       .coveredBy(d, this.#flips.get(d.rev))
-      .filter((w) => (isStopLevel(d.level) ? !reported.has(w.workerId) : w.ackedRev < d.rev))
+      .filter((w) => (isStopLevel(d.level) ? !reported.has(w.key) : w.ackedRev < d.rev))
       .map((w) => w.workerId);
     // A launcher the stop reaches whose agent reported halted from no worker is a laggard too:
     // an agent that never registered (no SDK, hung before connecting) or lost its stream.
@@ -795,7 +795,7 @@ export class ControlPlane {
         this.fleet.processGone(key, typeof e.pid === 'number' ? e.pid : null);
         const changed = await this.store.markInDoubt(
           tenant,
-          workers,
+          workers.map(workerIdOf),
           `agent process ${e.pid ?? '?'} ended (${e.type === 'process.killed' ? `killed by ${e.signal ?? '?'}` : 'exited'}) with the effect in flight`,
         );
         this.metrics.auditRecords.inc(changed.length);
@@ -1026,7 +1026,7 @@ export class ControlPlane {
    */
   async haltedReport(
     workerId: string,
-    who: { tenant: string; agent: string },
+    who: { tenant: string; agent: string; key: WorkerKey },
     report: HaltedReport,
   ): Promise<HaltedEvent> {
     const d = this.#active.get(report.directiveId) ?? (await this.store.getDirective(report.directiveId));
@@ -1041,23 +1041,19 @@ export class ControlPlane {
    * active stop covering that run no longer counts, so the escalation's kill step proceeds
    * (guarantee 8). Audited as `ack.contradicted`.
    */
-  contradictAck(
-    workerId: string,
-    runId: string | null,
-    evidence: string,
-    seenRev: number | null = null,
-  ): void {
-    const identities = this.fleet.identitiesOf(workerId);
+  contradictAck(key: WorkerKey, runId: string | null, evidence: string, seenRev: number | null = null): void {
+    const identities = this.fleet.identitiesOf(key);
+    const workerId = workerIdOf(key);
     for (const [directiveId, set] of this.#haltReports) {
-      if (!set.has(workerId)) continue;
+      if (!set.has(key)) continue;
       const d = this.#active.get(directiveId);
       if (d === undefined) continue;
       // Asked before the worker had even observed the stop: late in transit, not a lie.
       if (seenRev !== null && seenRev < d.rev) continue;
       const covered = identities.some((r) => (runId === null || r.runId === runId) && coversRun(d, r));
       if (!covered) continue;
-      set.delete(workerId);
-      const who = this.fleet.identity(workerId);
+      set.delete(key);
+      const who = this.fleet.watchInfo(key);
       this.#log.warn('a halted report was contradicted: the kill step will proceed', {
         directiveId,
         workerId,
@@ -1078,16 +1074,17 @@ export class ControlPlane {
     claimed: HaltedReport,
     directive?: Directive,
   ): HaltedEvent {
+    const key = workerKey(who.tenant, who.agent, workerId);
     // The worker's word counts only for runs it hosts that the directive covers.
     const d = directive ?? this.#active.get(claimed.directiveId);
-    const hosted = d === undefined ? [] : this.fleet.identitiesOf(workerId).filter((r) => coversRun(d, r));
+    const hosted = d === undefined ? [] : this.fleet.identitiesOf(key).filter((r) => coversRun(d, r));
     const ids = new Set(hosted.map((r) => r.runId));
     const report: HaltedReport = { ...claimed, runs: claimed.runs.filter((r) => ids.has(r)) };
-    this.fleet.ack(workerId, report.rev);
+    this.fleet.ack(key, report.rev);
     const stop = this.#active.get(report.directiveId);
     // A frozen tool leaves the run running: it counts as degraded, as the worker itself reports it.
     if (stop !== undefined)
-      this.fleet.markRuns(workerId, report.runs, stop.capabilities === null ? stop.level : 'degrade');
+      this.fleet.markRuns(key, report.runs, stop.capabilities === null ? stop.level : 'degrade');
     const flip = this.#flips.get(report.rev);
     const timeToStopMs = flip === undefined ? null : performance.now() - flip;
     if (timeToStopMs !== null) this.metrics.signalToHalt.observe(timeToStopMs / 1000);
@@ -1095,7 +1092,7 @@ export class ControlPlane {
     if (this.#active.has(report.directiveId) && hosted.length > 0) {
       let set = this.#haltReports.get(report.directiveId);
       if (set === undefined) this.#haltReports.set(report.directiveId, (set = new Set()));
-      set.add(workerId);
+      set.add(key);
     }
     for (const fn of this.#halted) {
       try {

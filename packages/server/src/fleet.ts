@@ -14,6 +14,7 @@ import {
 import { flagsFor, covering } from './ladder.ts';
 
 interface WorkerEntry {
+  key: WorkerKey;
   workerId: string;
   tenant: string;
   agent: string;
@@ -31,6 +32,23 @@ interface WorkerEntry {
   release: Release | null;
   /** The highest level among its runs' states (`null`: all running), kept as the runs change. */
   top: Level | null;
+}
+
+/**
+ * A worker as the control plane keys it: its tenant, its agent and the id the agent gave it. A
+ * worker id is the agent's own name for its worker, not a global one: the same id reported by
+ * another tenant or another agent is another worker, and never reaches, reads or blocks this one.
+ */
+export type WorkerKey = string & { readonly __workerKey: true };
+
+/** The key of worker `workerId` of `tenant`/`agent` (identifiers never hold a NUL). */
+export function workerKey(tenant: string, agent: string, workerId: string): WorkerKey {
+  return `${tenant}\u0000${agent}\u0000${workerId}` as WorkerKey;
+}
+
+/** The id part of a worker key (what the agent calls it, what records and views show). */
+export function workerIdOf(key: WorkerKey): string {
+  return key.slice(key.lastIndexOf('\u0000') + 1);
 }
 
 /** A worker's place in the fleet view's order: tenant, agent, worker id (code-unit order). */
@@ -65,7 +83,7 @@ export interface FleetPageResult {
  * reconnect and repopulate it within one heartbeat.
  */
 export class Fleet {
-  readonly #workers = new Map<string, WorkerEntry>();
+  readonly #workers = new Map<WorkerKey, WorkerEntry>();
   /** The workers in view order, kept sorted as they come and go (no sort per request). */
   readonly #sorted: WorkerEntry[] = [];
   /** Workers per tenant and agent (`tenant agent` keys), kept as they come and go. */
@@ -99,16 +117,26 @@ export class Fleet {
     this.goneAfterMs = goneAfterMs;
   }
 
-  /** The worker's tenant and agent if known. */
-  identity(workerId: string): { tenant: string; agent: string } | null {
-    const w = this.#workers.get(workerId);
-    return w ? { tenant: w.tenant, agent: w.agent } : null;
+  /** True when the fleet holds the worker. */
+  has(key: WorkerKey): boolean {
+    return this.#workers.has(key);
+  }
+
+  /** The identities (tenant, agent) holding a worker named `workerId`, of `tenant` when given. */
+  holders(workerId: string, tenant?: string): { tenant: string; agent: string; key: WorkerKey }[] {
+    const out: { tenant: string; agent: string; key: WorkerKey }[] = [];
+    for (const w of this.#workers.values())
+      if (w.workerId === workerId && (tenant === undefined || w.tenant === tenant))
+        out.push({ tenant: w.tenant, agent: w.agent, key: w.key });
+    return out;
   }
 
   #entry(workerId: string, tenant: string, agent: string): WorkerEntry {
-    let w = this.#workers.get(workerId);
+    const key = workerKey(tenant, agent, workerId);
+    let w = this.#workers.get(key);
     if (!w) {
       w = {
+        key,
         workerId,
         tenant,
         agent,
@@ -124,7 +152,7 @@ export class Fleet {
         release: null,
         top: null,
       };
-      this.#workers.set(workerId, w);
+      this.#workers.set(key, w);
       this.#sorted.splice(this.#position(keyOf(w)), 0, w);
       const g = agentKey(tenant, agent);
       this.#perAgent.set(g, (this.#perAgent.get(g) ?? 0) + 1);
@@ -133,7 +161,7 @@ export class Fleet {
   }
 
   #forget(w: WorkerEntry): void {
-    this.#workers.delete(w.workerId);
+    this.#workers.delete(w.key);
     const i = this.#position(keyOf(w));
     if (this.#sorted[i] === w) this.#sorted.splice(i, 1);
     const g = agentKey(w.tenant, w.agent);
@@ -191,8 +219,8 @@ export class Fleet {
   }
 
   /** A worker's stream closed. */
-  disconnected(workerId: string): void {
-    const w = this.#workers.get(workerId);
+  disconnected(key: WorkerKey): void {
+    const w = this.#workers.get(key);
     if (w) w.connected = false;
   }
 
@@ -222,8 +250,8 @@ export class Fleet {
   }
 
   /** Records an ack of `rev`. */
-  ack(workerId: string, rev: number): void {
-    const w = this.#workers.get(workerId);
+  ack(key: WorkerKey, rev: number): void {
+    const w = this.#workers.get(key);
     if (!w) return;
     w.ackedRev = Math.max(w.ackedRev, rev);
     w.lastContact = this.#now();
@@ -242,8 +270,8 @@ export class Fleet {
    * A worker registered a run (`POST /v1/runs`): the fleet knows it before the next heartbeat, so
    * a worker that hangs right after starting a run still counts as covered by a halt of it.
    */
-  addRun(workerId: string, run: { runId: string; parentRunId: string | null; lineage: string[] }): void {
-    const w = this.#workers.get(workerId);
+  addRun(key: WorkerKey, run: { runId: string; parentRunId: string | null; lineage: string[] }): void {
+    const w = this.#workers.get(key);
     if (!w || w.runs.some((r) => r.runId === run.runId)) return;
     this.#setRuns(w, [
       ...w.runs,
@@ -263,8 +291,8 @@ export class Fleet {
    * A worker reported `runs` settled under a directive of `level`: the fleet shows them so at
    * once, without waiting for the next heartbeat (which then reports the worker's own view).
    */
-  markRuns(workerId: string, runs: readonly string[], level: Level): void {
-    const w = this.#workers.get(workerId);
+  markRuns(key: WorkerKey, runs: readonly string[], level: Level): void {
+    const w = this.#workers.get(key);
     if (!w) return;
     const ids = new Set(runs);
     w.runs = w.runs.map((r) =>
@@ -275,9 +303,9 @@ export class Fleet {
     w.top = topLevel(w.runs);
   }
 
-  /** Run identities of the runs `workerId` hosts (registered ones included); empty when unknown. */
-  identitiesOf(workerId: string): RunIdentity[] {
-    const w = this.#workers.get(workerId);
+  /** Run identities of the runs the worker hosts (registered ones included); empty when unknown. */
+  identitiesOf(key: WorkerKey): RunIdentity[] {
+    const w = this.#workers.get(key);
     return w ? identities(w) : [];
   }
 
@@ -299,12 +327,13 @@ export class Fleet {
    * True when a freeze covers one of the worker's runs: its silence is ordered (its launcher
    * froze the process), not a hang, so the deadman leaves it alone.
    */
-  frozen(workerId: string, active: readonly Directive[]): boolean {
-    const w = this.#workers.get(workerId);
+  frozen(key: WorkerKey, active: readonly Directive[]): boolean {
+    const w = this.#workers.get(key);
     return w !== undefined && covering(active, identities(w), ['freeze']) !== null;
   }
 
-  watchInfo(workerId: string): {
+  watchInfo(key: WorkerKey): {
+    workerId: string;
     tenant: string;
     agent: string;
     connected: boolean;
@@ -312,9 +341,10 @@ export class Fleet {
     launcher: string | null;
     runs: string[];
   } | null {
-    const w = this.#workers.get(workerId);
+    const w = this.#workers.get(key);
     return w
       ? {
+          workerId: w.workerId,
           tenant: w.tenant,
           agent: w.agent,
           connected: w.connected,
@@ -325,16 +355,16 @@ export class Fleet {
       : null;
   }
 
-  /** Ids of the workers a launcher started (of its own tenant and agent). */
-  workersOfLauncher(l: LauncherKey): string[] {
-    const out: string[] = [];
-    for (const w of this.#workers.values()) if (startedBy(w, l)) out.push(w.workerId);
+  /** Keys of the workers a launcher started (of its own tenant and agent). */
+  workersOfLauncher(l: LauncherKey): WorkerKey[] {
+    const out: WorkerKey[] = [];
+    for (const w of this.#workers.values()) if (startedBy(w, l)) out.push(w.key);
     return out;
   }
 
-  /** The launcher that started `workerId`, if known. */
-  launcherOf(workerId: string): LauncherKey | null {
-    const w = this.#workers.get(workerId);
+  /** The launcher that started the worker, if known. */
+  launcherOf(key: WorkerKey): LauncherKey | null {
+    const w = this.#workers.get(key);
     return w?.launcher ? { tenant: w.tenant, agent: w.agent, launcherId: w.launcher } : null;
   }
 
@@ -344,12 +374,15 @@ export class Fleet {
    * (the flip, on this fleet's clock) that have disconnected since. A worker that was already
    * gone at the flip cannot answer and is not counted (its lease fails it closed).
    */
-  coveredBy(d: Directive, since?: number): { workerId: string; ackedRev: number; launcher: string | null }[] {
-    const out: { workerId: string; ackedRev: number; launcher: string | null }[] = [];
+  coveredBy(
+    d: Directive,
+    since?: number,
+  ): { key: WorkerKey; workerId: string; ackedRev: number; launcher: string | null }[] {
+    const out: { key: WorkerKey; workerId: string; ackedRev: number; launcher: string | null }[] = [];
     for (const w of this.#workers.values()) {
       const owes = w.connected || (since !== undefined && w.lastContact !== null && w.lastContact >= since);
       if (owes && identities(w).some((r) => coversRun(d, r)))
-        out.push({ workerId: w.workerId, ackedRev: w.ackedRev, launcher: w.launcher });
+        out.push({ key: w.key, workerId: w.workerId, ackedRev: w.ackedRev, launcher: w.launcher });
     }
     return out;
   }

@@ -34,10 +34,12 @@ export class SurfaceDesk {
     who: { tenant: string; agent: string },
     capabilities: readonly string[] | undefined,
   ): Promise<string[]> {
-    if (capabilities === undefined || capabilities.length <= (this.#sent.get(workerId) ?? 0)) return [];
+    // Worker ids are each agent's own: the same id of another identity is another worker.
+    const key = `${who.tenant}\u0000${who.agent}\u0000${workerId}`;
+    if (capabilities === undefined || capabilities.length <= (this.#sent.get(key) ?? 0)) return [];
     // Set before the write, so a heartbeat arriving meanwhile does not write the same set again.
-    this.#sent.delete(workerId);
-    this.#sent.set(workerId, capabilities.length);
+    this.#sent.delete(key);
+    this.#sent.set(key, capabilities.length);
     if (this.#sent.size > MAX_WORKERS) this.#sent.delete(this.#sent.keys().next().value!);
     try {
       return await this.#store.noteCapabilities(who.tenant, who.agent, capabilities, this.#now(), (added) => [
@@ -49,7 +51,7 @@ export class SurfaceDesk {
         },
       ]);
     } catch (err) {
-      this.#sent.delete(workerId);
+      this.#sent.delete(key);
       this.#log.error('could not store a capability surface', {
         workerId,
         tenant: who.tenant,

@@ -267,8 +267,8 @@ export class Triggers {
   #inProcessPort() {
     return {
       workers: async () => this.deadman.watched(),
-      trip: async (workerId: string) => {
-        await this.deadman.trip(workerId, 'serve');
+      trip: async (w: { workerId: string; tenant: string; agent: string }) => {
+        await this.deadman.trip(w.workerId, 'serve', w);
       },
       beat: async () => {
         this.liveness.beat('watchdog', 'serve');

@@ -315,7 +315,8 @@ const MATRIX: Row[] = [
       path: () => '/v1/workers/wB/heartbeat',
       body: heartbeatBody(),
     },
-    { admin: 204, opA: NF, opB: NF, viewerA: NF, agentA: NF },
+    // A worker id is its agent's own name: agentA's wB is a worker of A/bot, not B's.
+    { admin: 204, opA: NF, opB: NF, viewerA: NF, agentA: 204 },
   ],
   [
     {
@@ -324,7 +325,7 @@ const MATRIX: Row[] = [
       path: () => '/v1/workers/wB/ack',
       body: { rev: 1 },
     },
-    { admin: 204, opA: NF, opB: NF, viewerA: NF, agentA: NF },
+    { admin: 204, opA: NF, opB: NF, viewerA: NF, agentA: 204 },
   ],
   [
     {
@@ -333,7 +334,7 @@ const MATRIX: Row[] = [
       path: () => '/v1/runs',
       body: { runId: 'r1', parentRunId: null, lineage: [], features: [], workerId: 'wB' },
     },
-    { admin: 201, opA: NF, opB: NF, viewerA: NF, agentA: NF },
+    { admin: 201, opA: NF, opB: NF, viewerA: NF, agentA: 201 },
   ],
 ];
 
@@ -503,22 +504,24 @@ describe('what each principal is acting as', () => {
     assert.equal(fleet.workers.find((x) => x.workerId === 'wB')?.pid, null);
   });
 
-  test("a refused report from another agent does not touch that worker's state", async () => {
-    await expectWireError(
-      await w.h.req('POST', '/v1/workers/wB/heartbeat', {
-        token: w.tokens.agentA,
-        body: { ...heartbeatBody(), pid: 666 },
-      }),
-      404,
-      'not_found',
-    );
+  test("a report from another agent under the same worker id does not touch that worker's state", async () => {
+    // A worker id is its agent's own name: A/bot's report on wB is about A/bot's own wB.
+    const res = await w.h.req('POST', '/v1/workers/wB/heartbeat', {
+      token: w.tokens.agentA,
+      body: { ...heartbeatBody(), pid: 666 },
+    });
+    assert.equal(res.status, 204);
     const fleet = (await (await w.h.req('GET', '/v1/fleet', { token: w.tokens.admin })).json()) as {
       workers: FleetWorker[];
     };
-    const wB = fleet.workers.find((x) => x.workerId === 'wB');
-    assert.ok(wB);
-    assert.equal(wB.pid, null);
-    assert.equal(wB.tenant, 'B');
+    const ofB = fleet.workers.filter((x) => x.workerId === 'wB' && x.tenant === 'B');
+    assert.equal(ofB.length, 1);
+    assert.equal(ofB[0]!.pid, null);
+    const ofA = fleet.workers.filter((x) => x.workerId === 'wB' && x.tenant === 'A');
+    assert.deepEqual(
+      ofA.map((x) => x.pid),
+      [666],
+    );
   });
 });
 

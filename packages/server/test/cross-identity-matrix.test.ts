@@ -15,6 +15,8 @@ interface World {
   tokens: Record<'owner' | 'betaAgent' | 'acmeOther' | 'betaOp', string>;
   d: Directive;
   permitId: string;
+  /** Id of acme/bot's agent token. */
+  ownerTokenId: string;
 }
 
 const SECRET = 'ACME-SECRET-REASON';
@@ -49,7 +51,10 @@ async function world(): Promise<World> {
   });
   assert.equal(issued.status, 201);
   const d = ((await issued.json()) as { directive: Directive }).directive;
-  return { h, tokens, d, permitId };
+  const ownerTokenId = (await h.store.listTokens({})).find(
+    (t) => t.role === 'agent' && t.agent === 'bot' && t.tenant === 'acme',
+  )!.id;
+  return { h, tokens, d, permitId, ownerTokenId };
 }
 
 function permitBody() {
@@ -73,12 +78,18 @@ interface Route {
   body?: (w: World) => unknown;
   /** Who calls it: agents for the agents' routes, the other tenant's operator for people's. */
   callers: ('betaAgent' | 'acmeOther' | 'betaOp')[];
+  /**
+   * It names a worker id: a worker id is its agent's own name, so another identity naming `wa`
+   * names a worker of its own (answered as any new id, maybe 2xx), never acme/bot's.
+   */
+  namesWorker?: true;
 }
 
 const AGENTS: Route['callers'] = ['betaAgent', 'acmeOther'];
 const ROUTES: Route[] = [
   {
     name: 'heartbeat of wa',
+    namesWorker: true,
     method: 'POST',
     path: () => '/v1/workers/wa/heartbeat',
     body: () => heartbeatBody(),
@@ -86,6 +97,7 @@ const ROUTES: Route[] = [
   },
   {
     name: 'ack of wa',
+    namesWorker: true,
     method: 'POST',
     path: () => '/v1/workers/wa/ack',
     body: () => ({ rev: 99 }),
@@ -93,6 +105,7 @@ const ROUTES: Route[] = [
   },
   {
     name: 'halted of wa',
+    namesWorker: true,
     method: 'POST',
     path: () => '/v1/workers/wa/halted',
     body: (w) => ({
@@ -107,6 +120,7 @@ const ROUTES: Route[] = [
   },
   {
     name: 'run on wa',
+    namesWorker: true,
     method: 'POST',
     path: () => '/v1/runs',
     body: () => ({ runId: 'ra', parentRunId: null, lineage: [], features: [], workerId: 'wa' }),
@@ -114,6 +128,7 @@ const ROUTES: Route[] = [
   },
   {
     name: 'permit on wa/ra',
+    namesWorker: true,
     method: 'POST',
     path: () => '/v1/permits',
     body: () => permitBody(),
@@ -134,6 +149,7 @@ const ROUTES: Route[] = [
   },
   {
     name: 'journal of wa',
+    namesWorker: true,
     method: 'POST',
     path: () => '/v1/journal',
     body: () => ({
@@ -153,6 +169,7 @@ const ROUTES: Route[] = [
   },
   {
     name: 'resume run ra on wa',
+    namesWorker: true,
     method: 'POST',
     path: () => '/v1/runs/ra/resume',
     body: () => ({ workerId: 'wa', lineage: [], features: [] }),
@@ -198,6 +215,48 @@ const ROUTES: Route[] = [
     callers: ['betaOp', 'acmeOther'],
   },
   { name: 'read run', method: 'GET', path: () => '/v1/runs/ra', callers: ['betaOp', 'acmeOther'] },
+  {
+    name: 'inspect run ra',
+    method: 'POST',
+    path: () => '/v1/runs/ra/inspect',
+    body: () => ({ justification: 'look', cores: false }),
+    callers: ['betaOp', 'acmeOther', 'betaAgent'],
+  },
+  {
+    name: 'effects permitted after the directive',
+    method: 'GET',
+    path: (w) => `/v1/directives/${w.d.id}/permitted-after`,
+    callers: ['betaOp', 'acmeOther'],
+  },
+  {
+    name: 'mint a token for launcher L of acme',
+    method: 'POST',
+    path: () => '/v1/launchers/L/token',
+    body: () => ({ tenant: 'acme', agent: 'bot' }),
+    callers: ['betaOp', 'acmeOther', 'betaAgent'],
+  },
+  {
+    name: "revoke acme/bot's token",
+    method: 'POST',
+    path: (w) => `/v1/tokens/${w.ownerTokenId}/revoke`,
+    body: () => ({ reason: 'x' }),
+    callers: ['betaOp', 'acmeOther', 'betaAgent'],
+  },
+  {
+    name: 'permit batch on wa/ra',
+    namesWorker: true,
+    method: 'POST',
+    path: () => '/v1/permits/batch',
+    body: () => ({ requests: [permitBody()] }),
+    callers: AGENTS,
+  },
+  {
+    name: 'outcome batch on acme’s permit',
+    method: 'POST',
+    path: () => '/v1/permits/outcomes',
+    body: (w) => ({ outcomes: [{ permitId: w.permitId, status: 'failed', error: 'forged' }] }),
+    callers: AGENTS,
+  },
   { name: 'run journal', method: 'GET', path: () => '/v1/runs/ra/journal', callers: ['betaOp', 'acmeOther'] },
 ];
 
@@ -221,11 +280,27 @@ describe('cross-identity matrix: ids of acme/bot, callers of another tenant or a
           ...(route.body ? { body: route.body(w) } : {}),
         });
         const text = await res.text();
-        assert.ok([403, 404, 409].includes(res.status), `${res.status} ${text}`);
+        // A batch answers 200 with one refusal per item.
+        const refused = (status: number) => [403, 404, 409].includes(status);
+        const items = /\/batch$|\/outcomes$/.test(route.path(w))
+          ? ((JSON.parse(text) as { answers?: { status: number }[] }).answers ?? [])
+          : [{ status: res.status }];
+        if (!route.namesWorker)
+          assert.ok(
+            items.every((i) => refused(i.status)),
+            `${res.status} ${text}`,
+          );
         assert.ok(!text.includes(SECRET), 'no word of the directive');
         assert.equal(await w.h.store.rev(), rev, 'no rev');
         await w.h.cp.flushAudit();
-        assert.equal((await w.h.store.listAudit({ limit: 100_000 })).length, audit, 'no record');
+        const added = (await w.h.store.listAudit({ limit: 100_000 })).slice(audit);
+        if (route.namesWorker)
+          assert.deepEqual(
+            added.filter((r) => r.tenant === 'acme' && (r.data.agent === 'bot' || r.data.runId === 'ra')),
+            [],
+            'no record about acme/bot or its run',
+          );
+        else assert.deepEqual(added, [], 'no record');
         const ledger = await w.h.store.ledger('acme', 'ra');
         assert.deepEqual(
           ledger.effects.map((e) => e.status),

@@ -116,7 +116,7 @@ test('1,500 workers with 320 runs each: small pages, every worker reached exactl
     assert.deepEqual(missed, [], 'no stayer missed');
     assert.ok(pages >= 1500 / FLEET_PAGE_DEFAULT, `${pages} pages`);
     assert.ok(
-      goers.every((g) => h.cp.fleet.identity(g) === null),
+      goers.every((g) => h.cp.fleet.holders(g).length === 0),
       'the goers did leave mid-way',
     );
     console.log(`# ${pages} pages, largest ${largest} bytes`);

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { workerWarning, type HeartbeatReport } from '@killpath/protocol';
-import { Fleet } from '../src/fleet.ts';
+import { Fleet, workerKey } from '../src/fleet.ts';
 
 const beat = (over: Partial<HeartbeatReport> = {}): HeartbeatReport => ({
   rev: 1,
@@ -33,8 +33,8 @@ test('a worker whose launcher reported its process gone leaves the fleet view af
   fleet.heartbeat('w1', 'acme', 'bot', beat({ launcher: 'l1' }));
   fleet.connected('w2', 'acme', 'bot', []);
   fleet.heartbeat('w2', 'acme', 'bot', beat({ pid: 777 }));
-  fleet.disconnected('w1');
-  fleet.disconnected('w2');
+  fleet.disconnected(workerKey('acme', 'bot', 'w1'));
+  fleet.disconnected(workerKey('acme', 'bot', 'w2'));
   fleet.processGone(launcher, 4242);
   now += 9_000;
   assert.deepEqual(

@@ -152,11 +152,12 @@ test('a refusal names the covering directive; outcome, journal and ledger round-
       404,
       'not_found',
     );
+    // w9 of another agent is another worker: acme/bot's own w9 asks for its killed run r1.
     h.cp.fleet.connected('w9', 'acme', 'other-bot', []);
     await expectWireError(
       await h.req('POST', '/v1/permits', { token: agent, body: permit({ workerId: 'w9' }) }),
-      404,
-      'not_found',
+      409,
+      'halted',
     );
     await expectWireError(
       await h.req('POST', '/v1/permits', { token: agent, body: { ...permit(), class: 'read' } }),

@@ -8,7 +8,7 @@ import {
   type Release,
   type ReleaseCheck,
 } from '@killpath/protocol';
-import type { LiveWorker } from '../src/fleet.ts';
+import { workerKey, type LiveWorker } from '../src/fleet.ts';
 import { checkReleases, releasesCovered } from '../src/release-check.ts';
 import { expectWireError, harness, type Harness } from './harness.ts';
 
@@ -211,8 +211,8 @@ describe('release scopes and the release check through the API', () => {
     assert.equal((await h.store.getDirective(d.id))?.clearedRev, null, 'still in force');
 
     // The bad rollout is replaced: the same agents restart on release C.
-    h.cp.fleet.disconnected('w1');
-    h.cp.fleet.disconnected('w2');
+    h.cp.fleet.disconnected(workerKey('acme', 'bot', 'w1'));
+    h.cp.fleet.disconnected(workerKey('acme', 'bot', 'w2'));
     connect('w4', C);
     connect('w5', C);
     const ok = await h.req('POST', `/v1/directives/${d.id}/resume`, {

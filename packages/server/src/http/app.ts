@@ -323,8 +323,8 @@ export function createApp(
         'conflict',
         `run id ${b.runId} belongs to another agent of tenant ${who.tenant}; give this run another id`,
       );
-    cp.fleet.addRun(b.workerId, { runId: run.runId, parentRunId: b.parentRunId, lineage: run.lineage });
-    cp.workerSeen(b.workerId);
+    cp.fleet.addRun(who.key, { runId: run.runId, parentRunId: b.parentRunId, lineage: run.lineage });
+    cp.workerSeen(who.key);
     return c.json({ runId: run.runId, lineage: run.lineage }, 201);
   });
 
@@ -343,7 +343,7 @@ export function createApp(
       );
     if (b.launcher !== undefined) await cp.claimLauncher(who, b.launcher);
     cp.fleet.heartbeat(id, who.tenant, who.agent, b);
-    cp.workerSeen(id);
+    cp.workerSeen(who.key);
     await cp.surfaceSeen(id, who, b.capabilities);
     return triggers ? c.json(triggers.heartbeat(id, who)) : c.body(null, 204);
   });
@@ -351,8 +351,8 @@ export function createApp(
   app.post('/v1/workers/:id/ack', async (c) => {
     const b = await body(c, AckBody);
     const id = c.req.param('id');
-    requireWorker(cp, c.get('principal'), id);
-    cp.fleet.ack(id, b.rev);
+    const who = requireWorker(cp, c.get('principal'), id);
+    cp.fleet.ack(who.key, b.rev);
     return c.body(null, 204);
   });
 

@@ -3,7 +3,7 @@ import type { HttpBindings } from '@hono/node-server';
 import type { z } from 'zod';
 import { HTTP_STATUS, KillpathError, isIdentifier, toWire, type Principal } from '@killpath/protocol';
 import type { RunRecord } from '../store/store.ts';
-import { Fleet } from '../fleet.ts';
+import { Fleet, workerKey, type WorkerKey } from '../fleet.ts';
 import type { ControlPlane } from '../control-plane.ts';
 
 /** Hono environment of every route: Node bindings and the authenticated principal. */
@@ -94,28 +94,39 @@ export function refuseSecrets(text: string): void {
     );
 }
 
-/** A worker route's caller must be the agent the worker belongs to (or an admin). */
+/**
+ * The worker `workerId` of the caller: a worker id is its agent's own name for it, so an agent
+ * token bound to an agent always names a worker of its own identity (a new one if unknown; the
+ * same id used by another tenant or agent is another worker, whose existence this never tells).
+ * A tenant-wide agent token or an admin names the one worker of that id it may act for (404 when
+ * none, 409 when several agents use the id).
+ */
 export function requireWorker(
   cp: ControlPlane,
   p: Principal,
   workerId: string,
-): { tenant: string; agent: string } {
-  const who = cp.fleet.identity(workerId);
-  const mine = (t: string, a: string) =>
-    p.role === 'admin' || (p.role === 'agent' && p.tenant === t && (p.agent === null || p.agent === a));
-  if (who) {
-    if (!mine(who.tenant, who.agent)) throw new KillpathError('not_found', `worker ${workerId} not found`);
-    return who;
+): { tenant: string; agent: string; key: WorkerKey } {
+  if (p.role === 'agent' && p.agent !== null) {
+    const key = workerKey(p.tenant, p.agent, workerId);
+    // One agent token cannot bloat the fleet view with made-up worker ids.
+    if (!cp.fleet.has(key) && cp.fleet.countOf(p.tenant, p.agent) >= Fleet.MAX_WORKERS_PER_AGENT)
+      throw new KillpathError(
+        'conflict',
+        `agent ${p.tenant}/${p.agent} already has ${Fleet.MAX_WORKERS_PER_AGENT} workers; a new worker id is refused until old ones are gone`,
+      );
+    return { tenant: p.tenant, agent: p.agent, key };
   }
-  if (p.role !== 'agent' || p.agent === null)
+  if (p.role !== 'admin' && p.role !== 'agent')
+    throw new KillpathError('not_found', `worker ${workerId} not found`);
+  const held = cp.fleet.holders(workerId, p.role === 'admin' ? undefined : p.tenant);
+  if (held.length === 0)
     throw new KillpathError('not_found', `worker ${workerId} not found (open its stream first)`);
-  // One agent token cannot bloat the fleet view with made-up worker ids.
-  if (cp.fleet.countOf(p.tenant, p.agent) >= Fleet.MAX_WORKERS_PER_AGENT)
+  if (held.length > 1)
     throw new KillpathError(
       'conflict',
-      `agent ${p.tenant}/${p.agent} already has ${Fleet.MAX_WORKERS_PER_AGENT} workers; a new worker id is refused until old ones are gone`,
+      `worker id ${workerId} is used by ${held.length} agents; report with a token bound to its agent`,
     );
-  return { tenant: p.tenant, agent: p.agent };
+  return held[0]!;
 }
 
 /**

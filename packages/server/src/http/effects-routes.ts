@@ -31,7 +31,7 @@ type PermitRequestBody = z.infer<typeof PermitBody>;
  * operator's views (a run's ledger, the compensation list).
  */
 export function effectsRoutes(app: Hono<Env>, cp: ControlPlane, log: Logger): void {
-  const worker = (p: Principal, workerId: string): WorkerIdentity => requireWorker(cp, p, workerId);
+  const worker = (p: Principal, workerId: string) => requireWorker(cp, p, workerId);
   /** Permit ids are not tied to a worker id in the URL: the agent token's tenant scopes them. */
   const agentOnly = (p: Principal): WorkerIdentity => {
     if (p.role !== 'agent' || p.agent === null)
@@ -44,7 +44,7 @@ export function effectsRoutes(app: Hono<Env>, cp: ControlPlane, log: Logger): vo
     const who = worker(p, b.workerId);
     // Asking to write on a run means the worker has not stopped it, whatever it reported.
     cp.contradictAck(
-      b.workerId,
+      who.key,
       b.runId,
       `permit asked for ${b.capability} on run ${b.runId} after the ack`,
       b.seenRev ?? null,

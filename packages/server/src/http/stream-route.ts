@@ -3,6 +3,7 @@ import type { HttpBindings } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { KillpathError, isIdentifier, parseRelease, type Principal } from '@killpath/protocol';
 import type { ControlPlane } from '../control-plane.ts';
+import { Fleet, workerKey } from '../fleet.ts';
 import type { Logger } from '../log.ts';
 import type { SseFrame, StreamSink } from '../stream/hub.ts';
 
@@ -47,10 +48,13 @@ export async function openStream(
       throw new KillpathError('forbidden', `this agent token may not open a stream for ${tenant}/${agent}`);
     throw new KillpathError('forbidden', 'only agent tokens open worker streams');
   }
-  const known = cp.fleet.identity(workerId);
-  if (known && (known.tenant !== tenant || known.agent !== agent)) {
-    throw new KillpathError('conflict', `worker id ${workerId} belongs to another agent`);
-  }
+  // The worker is this agent's: the same id used by another tenant or agent is another worker.
+  const key = workerKey(tenant, agent, workerId);
+  if (!cp.fleet.has(key) && cp.fleet.countOf(tenant, agent) >= Fleet.MAX_WORKERS_PER_AGENT)
+    throw new KillpathError(
+      'conflict',
+      `agent ${tenant}/${agent} already has ${Fleet.MAX_WORKERS_PER_AGENT} workers; a new worker id is refused until old ones are gone`,
+    );
 
   const channel = openSse(c.env);
   const sink: StreamSink = {
@@ -64,7 +68,7 @@ export async function openStream(
   };
   const done = () => {
     cp.hub.detach(sink);
-    cp.fleet.disconnected(workerId);
+    cp.fleet.disconnected(key);
     cp.metrics.streams.set(cp.hub.size);
     log.debug('stream closed', { workerId, tenant, agent });
   };

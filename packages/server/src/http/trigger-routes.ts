@@ -60,7 +60,13 @@ const watchdogId = z
 /** Body of `POST /v1/watchdog/beat`. */
 export const WatchdogBeatBody = z.strictObject({ watchdog: watchdogId });
 /** Body of `POST /v1/watchdog/trip`. */
-export const WatchdogTripBody = z.strictObject({ watchdog: watchdogId, workerId: id });
+export const WatchdogTripBody = z.strictObject({
+  watchdog: watchdogId,
+  workerId: id,
+  /** The worker's tenant and agent (a worker id is its agent's own); both or neither. */
+  tenant: id.optional(),
+  agent: id.optional(),
+});
 /** Body of `POST /v1/watchdog/alerts`. */
 export const WatchdogAlertBody = z.strictObject({
   watchdog: watchdogId,
@@ -195,7 +201,14 @@ export function triggerRoutes(app: Hono<Env>, cp: ControlPlane, t: Triggers): vo
   app.post('/v1/watchdog/trip', async (c) => {
     requireAdmin(c.get('principal'), 'run a watchdog');
     const b = await body(c, WatchdogTripBody);
-    return c.json(await t.deadman.trip(b.workerId, b.watchdog));
+    if ((b.tenant === undefined) !== (b.agent === undefined))
+      throw new KillpathError(
+        'invalid_request',
+        'name both the tenant and the agent of the worker, or neither',
+      );
+    const who =
+      b.tenant !== undefined && b.agent !== undefined ? { tenant: b.tenant, agent: b.agent } : undefined;
+    return c.json(await t.deadman.trip(b.workerId, b.watchdog, who));
   });
 
   app.post('/v1/watchdog/alerts', async (c) => {

@@ -3,6 +3,7 @@ import { KillpathError, type Principal, type WorkerSettings } from '@killpath/pr
 import type { ControlPlane } from '../control-plane.ts';
 import type { Logger } from '../log.ts';
 import type { CompiledPolicy } from '../policy/policy.ts';
+import { workerKey, type WorkerKey } from '../fleet.ts';
 
 /** A worker the deadman watches, with how long it has been silent. */
 export interface WatchedWorker {
@@ -55,7 +56,8 @@ export class DeadmanDesk {
   readonly #log: Logger;
   readonly #policy: () => CompiledPolicy;
   readonly #now: () => number;
-  readonly #beats = new Map<string, Beat>();
+  /** By worker key: a worker id is its agent's own, the same id of another identity is another worker. */
+  readonly #beats = new Map<WorkerKey, Beat>();
   readonly #trips: Counter;
 
   constructor(
@@ -78,9 +80,10 @@ export class DeadmanDesk {
   heartbeat(workerId: string, who: { tenant: string; agent: string }): WorkerSettings {
     const p = this.#policy();
     const d = p.deadmanFor(who.tenant, who.agent);
-    const b = this.#beats.get(workerId);
+    const key = workerKey(who.tenant, who.agent, workerId);
+    const b = this.#beats.get(key);
     if (b === undefined)
-      this.#beats.set(workerId, { at: this.#now(), advertisedMs: d.intervalMs, tripped: false });
+      this.#beats.set(key, { at: this.#now(), advertisedMs: d.intervalMs, tripped: false });
     else {
       b.at = this.#now();
       b.advertisedMs = d.intervalMs;
@@ -94,24 +97,24 @@ export class DeadmanDesk {
     const now = this.#now();
     const p = this.#policy();
     const out: WatchedWorker[] = [];
-    for (const [workerId, b] of this.#beats) {
-      const info = this.#cp.fleet.watchInfo(workerId);
+    for (const [key, b] of this.#beats) {
+      const info = this.#cp.fleet.watchInfo(key);
       if (info === null) {
-        this.#beats.delete(workerId);
+        this.#beats.delete(key);
         continue;
       }
       const d = p.deadmanFor(info.tenant, info.agent);
       if (!d.enabled || !info.connected || info.runs.length === 0) continue;
       // A frozen worker cannot beat, by order: that silence is not a hang. Once thawed it gets a
       // whole threshold to beat again (its first beat needs a fresh snapshot first).
-      if (this.#cp.fleet.frozen(workerId, this.#cp.active())) {
+      if (this.#cp.fleet.frozen(key, this.#cp.active())) {
         b.at = now;
         continue;
       }
       // Until the worker has heard of a changed interval, it beats at the one it was told.
       const intervalMs = Math.max(d.intervalMs, b.advertisedMs);
       out.push({
-        workerId,
+        workerId: info.workerId,
         tenant: info.tenant,
         agent: info.agent,
         pid: info.pid,
@@ -132,8 +135,19 @@ export class DeadmanDesk {
    * the worker reports it halted), audits `deadman.triggered` and alerts.
    * @throws KillpathError `not_found` for a worker not watched, `conflict` when it heartbeated within its threshold
    */
-  async trip(workerId: string, by: string): Promise<TripResult> {
-    const w = this.watched().find((x) => x.workerId === workerId);
+  async trip(workerId: string, by: string, who?: { tenant: string; agent: string }): Promise<TripResult> {
+    // Worker ids are each agent's own: a watchdog names the identity too (one that does not is
+    // understood only while a single agent uses the id).
+    const found = this.watched().filter(
+      (x) =>
+        x.workerId === workerId && (who === undefined || (x.tenant === who.tenant && x.agent === who.agent)),
+    );
+    if (found.length > 1)
+      throw new KillpathError(
+        'conflict',
+        `worker id ${workerId} is used by ${found.length} agents: name its tenant and agent`,
+      );
+    const w = found[0];
     if (w === undefined)
       throw new KillpathError(
         'not_found',
@@ -144,7 +158,7 @@ export class DeadmanDesk {
         'conflict',
         `worker ${workerId} heartbeated ${Math.round(w.heartbeatAgoMs)} ms ago, within its threshold of ${w.thresholdMs} ms`,
       );
-    const beat = this.#beats.get(workerId)!;
+    const beat = this.#beats.get(workerKey(w.tenant, w.agent, workerId))!;
     if (beat.tripped) return { workerId, directives: [], already: true };
     beat.tripped = true;
     this.#trips.inc();

@@ -37,8 +37,13 @@ export function httpWatchdogPort(opts: {
     async workers() {
       return (await call<{ workers: WatchedWorker[] }>('GET', '/v1/watchdog/workers')).workers;
     },
-    async trip(workerId) {
-      await call('POST', '/v1/watchdog/trip', { watchdog: opts.id, workerId });
+    async trip(w) {
+      await call('POST', '/v1/watchdog/trip', {
+        watchdog: opts.id,
+        workerId: w.workerId,
+        tenant: w.tenant,
+        agent: w.agent,
+      });
     },
     async beat() {
       const r = await call<{ supervisorAgoMs: number | null }>('POST', '/v1/watchdog/beat', {

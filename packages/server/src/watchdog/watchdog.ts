@@ -7,7 +7,8 @@ export interface WatchdogPort {
   /** The workers the deadman watches, with their silence. */
   workers(): Promise<WatchedWorker[]>;
   /** Trips a silent worker (the control plane checks the silence again). */
-  trip(workerId: string): Promise<void>;
+  /** Trips worker `workerId` of `tenant`/`agent` (a worker id is its agent's own). */
+  trip(w: { workerId: string; tenant: string; agent: string }): Promise<void>;
   /** Beats (the watchdog is alive) and learns how long the supervisor has been silent (`null`: no supervisor expected). */
   beat(): Promise<{ supervisorAgoMs: number | null }>;
   /** Raises the supervisor's absence (or its return) to the notification sink and the audit log. */
@@ -99,7 +100,7 @@ export class Watchdog {
         this.#o.onReachable?.();
       }
       const due = workers.filter(
-        (w) => !w.tripped && w.heartbeatAgoMs > w.thresholdMs && !this.#tripping.has(w.workerId),
+        (w) => !w.tripped && w.heartbeatAgoMs > w.thresholdMs && !this.#tripping.has(tripKey(w)),
       );
       await Promise.all(due.map((w) => this.#trip(w)));
     } catch (err) {
@@ -114,9 +115,9 @@ export class Watchdog {
   }
 
   async #trip(w: WatchedWorker): Promise<void> {
-    this.#tripping.add(w.workerId);
+    this.#tripping.add(tripKey(w));
     try {
-      await this.#o.port.trip(w.workerId);
+      await this.#o.port.trip(w);
     } catch (err) {
       // A heartbeat may have landed in between (conflict): it is alive after all.
       this.#o.log.warn('watchdog: trip refused', {
@@ -124,7 +125,11 @@ export class Watchdog {
         err: err instanceof Error ? err.message : String(err),
       });
     } finally {
-      this.#tripping.delete(w.workerId);
+      this.#tripping.delete(tripKey(w));
     }
   }
+}
+
+function tripKey(w: WatchedWorker): string {
+  return `${w.tenant}\u0000${w.agent}\u0000${w.workerId}`;
 }

@@ -1,0 +1,150 @@
+/**
+ * Worker ids are each agent's own names (issue 11, item 2): a worker is keyed by its tenant, its
+ * agent and its id, so an agent of another tenant (or another agent of the same tenant) that
+ * reports, streams, acks or halts under acme's worker id gets a worker of its own, answered as
+ * any new id would be; acme's worker keeps its stream, its runs and its acknowledgements.
+ */
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Directive, FleetWorker } from '@killpath/protocol';
+import { heartbeatBody } from './harness.ts';
+import { liveServer, type LiveServer } from './live-server.ts';
+
+const W = 'w-shared';
+const stream = (worker: string, tenant: string, agent = 'bot') =>
+  `/v1/stream?worker=${worker}&tenant=${tenant}&agent=${agent}`;
+const run = (runId: string, workerId: string) => ({
+  runId,
+  parentRunId: null,
+  lineage: [],
+  features: [],
+  workerId,
+});
+
+describe('worker ids live inside their agent', () => {
+  let s: LiveServer;
+  let t: Record<'acme' | 'acmeOther' | 'beta' | 'acmeOp' | 'betaOp' | 'admin', string>;
+  beforeEach(async () => {
+    s = await liveServer();
+    t = {
+      acme: await s.token('agent', 'acme', 'bot'),
+      acmeOther: await s.token('agent', 'acme', 'other'),
+      beta: await s.token('agent', 'beta', 'bot'),
+      acmeOp: await s.token('operator', 'acme'),
+      betaOp: await s.token('operator', 'beta'),
+      admin: s.server.createdAdminToken!,
+    };
+  });
+  afterEach(async () => {
+    await s.close();
+  });
+
+  async function fleet(token: string): Promise<FleetWorker[]> {
+    const r = await s.call('GET', '/v1/fleet', token);
+    assert.equal(r.status, 200);
+    return (r.body as { workers: FleetWorker[] }).workers;
+  }
+
+  for (const squatter of ['beta', 'acmeOther'] as const) {
+    test(`${squatter} using acme's worker id, before and after acme, changes nothing of acme's worker`, async () => {
+      const [sqTenant, sqAgent] = squatter === 'beta' ? ['beta', 'bot'] : ['acme', 'other'];
+      // The squatter takes the id first: acme's stream must still open (it answered 409).
+      const early = await s.stream(stream(W, sqTenant, sqAgent), t[squatter]);
+      assert.equal(early.status, 200);
+      const mine = await s.stream(stream(W, 'acme'), t.acme);
+      assert.equal(mine.status, 200, 'acme opens its worker whatever id another identity used');
+      assert.equal((await s.call('POST', '/v1/runs', t.acme, run('ra', W))).status, 201);
+      const hb = await s.call('POST', `/v1/workers/${W}/heartbeat`, t.acme, {
+        ...heartbeatBody(),
+        runs: [
+          {
+            runId: 'ra',
+            parentRunId: null,
+            lineage: [],
+            state: 'running',
+            effects: 0,
+            denied: 0,
+            inFlight: 0,
+          },
+        ],
+      });
+      assert.equal(hb.status, 200, JSON.stringify(hb.body));
+
+      // The squatter reports under the same id, as it would under an id nobody uses.
+      const answers: unknown[] = [];
+      for (const id of [W, 'w-nobody-uses']) {
+        const beat = await s.call('POST', `/v1/workers/${id}/heartbeat`, t[squatter], heartbeatBody());
+        assert.equal(beat.status, 200, `${squatter} heartbeat ${id}: ${JSON.stringify(beat.body)}`);
+        const ack = await s.call('POST', `/v1/workers/${id}/ack`, t[squatter], { rev: 99 });
+        assert.equal(ack.status, 204, `${squatter} ack ${id}`);
+        answers.push(beat.body);
+      }
+      assert.deepEqual(answers[0], answers[1], 'answered as an id nobody uses');
+      const late = await s.stream(stream(W, sqTenant, sqAgent), t[squatter]);
+      assert.equal(late.status, 200);
+
+      // acme's worker: its own runs, no ack of rev 99, acme's identity; the squatter's is another.
+      const acmeView = (await fleet(t.acmeOp)).filter((w) => w.workerId === W);
+      const ofAcme = acmeView.filter((w) => w.agent === 'bot');
+      assert.equal(ofAcme.length, 1);
+      assert.deepEqual(
+        ofAcme[0]!.runs.map((r) => r.runId),
+        ['ra'],
+      );
+      assert.equal(ofAcme[0]!.ackedRev, 0, "the squatter's ack is not acme's");
+      assert.equal(ofAcme[0]!.connected, true);
+      if (squatter === 'beta') {
+        assert.equal(acmeView.length, 1, 'beta’s worker is not in acme’s view');
+        const betaView = (await fleet(t.betaOp)).filter((w) => w.workerId === W);
+        assert.deepEqual(
+          betaView.map((w) => [w.tenant, w.agent, w.runs.length, w.ackedRev]),
+          [['beta', 'bot', 0, 99]],
+          'beta sees its own worker only, nothing of acme’s',
+        );
+      }
+
+      // A halt of acme's run reaches acme's worker, and acme's halted report counts for it.
+      const issued = await s.call('POST', '/v1/directives', t.acmeOp, {
+        level: 'halt',
+        scope: 'run:ra',
+        reason: 'stop',
+        justification: 'INC-1',
+      });
+      assert.equal(issued.status, 201, JSON.stringify(issued.body));
+      const d = (issued.body as { directive: Directive }).directive;
+      await mine.until((e) => e.event === 'delta' && JSON.stringify(e.data).includes(d.id));
+      // The squatter's halted report on that id is not acme's: the directive is not its own.
+      const forged = await s.call('POST', `/v1/workers/${W}/halted`, t[squatter], {
+        rev: d.rev,
+        directiveId: d.id,
+        runs: ['ra'],
+        aborted: 0,
+        completed: 0,
+        observeToSettleMs: 1,
+      });
+      if (squatter === 'beta') assert.equal(forged.status, 404);
+      else assert.equal(forged.status, 204);
+      await s.server.controlPlane.flushAudit();
+      const before = await s.server.controlPlane.store.listAudit({ types: ['session.halted'], limit: 100 });
+      assert.ok(
+        before.every((r) => (r.data.runs as string[]).length === 0),
+        `no halted report counts acme's run for the squatter: ${JSON.stringify(before.map((r) => r.data))}`,
+      );
+      const halted = await s.call('POST', `/v1/workers/${W}/halted`, t.acme, {
+        rev: d.rev,
+        directiveId: d.id,
+        runs: ['ra'],
+        aborted: 0,
+        completed: 0,
+        observeToSettleMs: 1,
+      });
+      assert.equal(halted.status, 204);
+      const acmeAfter = (await fleet(t.acmeOp)).find((w) => w.workerId === W && w.agent === 'bot')!;
+      assert.equal(acmeAfter.runs[0]!.state, 'halt');
+      assert.equal(acmeAfter.ackedRev, d.rev);
+      mine.close();
+      early.close();
+      late.close();
+    });
+  }
+});
