@@ -72,6 +72,10 @@ export type HaltedListener = (e: HaltedEvent) => void;
 
 /** How many recent flips' commit times are kept for time-to-stop. */
 const FLIP_MEMORY = 4096;
+/** A batch of reports' audit records is written once no report came for this long (ms)… */
+const AUDIT_QUIET_MS = 25;
+/** …and at the latest this long after its first record (ms). */
+const AUDIT_MAX_WAIT_MS = 1000;
 
 /**
  * The control plane's operations, independent of transport: issuing and clearing
@@ -93,6 +97,8 @@ export class ControlPlane {
   readonly #halted = new Set<HaltedListener>();
   #pendingAudit: AuditEvent[] = [];
   #flushTimer: NodeJS.Timeout | null = null;
+  /** When the oldest queued audit record was queued (monotonic ms), null when none is. */
+  #pendingSince: number | null = null;
   /** Launchers' own streams: kill and isolate orders for the processes they started. */
   readonly launchers: LauncherHub;
   /** Where alerts go (log, webhooks). */
@@ -1120,17 +1126,27 @@ export class ControlPlane {
     return event;
   }
 
+  /**
+   * Queues a report's audit record. The batch is written once reports stop arriving for
+   * {@link AUDIT_QUIET_MS}, and at the latest {@link AUDIT_MAX_WAIT_MS} after its first record:
+   * during a fleet's wave of halted reports, hashing and committing their records would compete
+   * with taking the rest of the wave (and with the workers still applying the flip). Readers of
+   * the audit log flush first, so they never miss a queued record.
+   */
   #queueAudit(e: AuditEvent): void {
     this.#pendingAudit.push(e);
-    if (this.#flushTimer === null) {
-      this.#flushTimer = setTimeout(() => void this.flushAudit(), 25);
-    }
+    const now = performance.now();
+    this.#pendingSince ??= now;
+    if (this.#flushTimer !== null) clearTimeout(this.#flushTimer);
+    const wait = Math.max(0, Math.min(AUDIT_QUIET_MS, this.#pendingSince + AUDIT_MAX_WAIT_MS - now));
+    this.#flushTimer = setTimeout(() => void this.flushAudit(), wait);
   }
 
   /** Writes queued audit events now (also called on shutdown). */
   async flushAudit(): Promise<void> {
     if (this.#flushTimer !== null) clearTimeout(this.#flushTimer);
     this.#flushTimer = null;
+    this.#pendingSince = null;
     const batch = this.#pendingAudit;
     this.#pendingAudit = [];
     if (batch.length === 0) return;
