@@ -1,6 +1,18 @@
-export { LEVELS, levelRank, isStopLevel, stepLevel, refusalReason, EFFECT_CLASSES, ROLES } from './levels.ts';
-export type { Level, EffectClass, Role, RefusalReason } from './levels.ts';
 export {
+  LEVELS,
+  LEVEL_RULES,
+  levelRank,
+  isStopLevel,
+  stepLevel,
+  refusalReason,
+  EFFECT_CLASSES,
+  ROLES,
+} from './levels.ts';
+export type { Level, LevelRule, EffectClass, Role, RefusalReason } from './levels.ts';
+export { compileRun, decideEffect, effectOf, flagsOf, ordersFor, refusingDirective } from './decision.ts';
+export type { Decidable, RunDecision, EffectDecision, OrderKind, ProcessOrders } from './decision.ts';
+export {
+  SCOPE_KINDS,
   parseScope,
   formatScope,
   coversRun,
@@ -10,7 +22,7 @@ export {
   isCapability,
   isLoopbackHost,
 } from './scope.ts';
-export type { Scope, RunIdentity, Coverage } from './scope.ts';
+export type { Scope, ScopeKind, RunIdentity, Coverage } from './scope.ts';
 export {
   RELEASE_PARTS,
   isReleaseValue,

@@ -15,6 +15,16 @@ export type Scope =
   | { kind: 'feature'; feature: string }
   | { kind: 'release'; part: ReleasePart; value: string; agent: string | null };
 
+/** Every kind of scope, in the order people meet them: drills and tests iterate this one list. */
+export const SCOPE_KINDS = ['global', 'tenant', 'agent', 'run', 'feature', 'release'] as const;
+
+/** One kind of {@link Scope}. */
+export type ScopeKind = (typeof SCOPE_KINDS)[number];
+
+// SCOPE_KINDS and Scope name the same kinds: adding one to either without the other fails to compile.
+const sameKinds: [ScopeKind, Scope['kind']] extends [Scope['kind'], ScopeKind] ? true : never = true;
+void sameKinds;
+
 /** Identifiers: letters, digits and `._:@-`, 1 to 128 characters, no `/`. */
 const ID = /^[A-Za-z0-9._:@-]{1,128}$/;
 

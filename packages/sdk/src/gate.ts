@@ -1,4 +1,4 @@
-import { LEVELS, coversRun, isStopLevel, levelRank } from '@killpath/protocol';
+import { compileRun } from '@killpath/protocol';
 import type { StreamDirective, EffectClass, Level, RunIdentity } from '@killpath/protocol';
 import type { Clock } from './clock.ts';
 import type { MirrorEntry } from './mirror.ts';
@@ -36,69 +36,53 @@ export const OPEN_TABLE: RunTable = Object.freeze({
   level: null,
 });
 
-const DEGRADE = levelRank('degrade');
+/** The directives of a mirror list and each one's verdict, kept per list (lists are replaced, never mutated). */
+const compiled = new WeakMap<
+  readonly MirrorEntry[],
+  { directives: readonly StreamDirective[]; verdicts: ReadonlyMap<StreamDirective, DenyVerdict | null> }
+>();
+
+function directivesOf(entries: readonly MirrorEntry[]) {
+  let c = compiled.get(entries);
+  if (c === undefined) {
+    c = {
+      directives: entries.map((e) => e.directive),
+      verdicts: new Map(entries.map((e) => [e.directive, e.verdict])),
+    };
+    compiled.set(entries, c);
+  }
+  return c;
+}
 
 /**
- * Compiles the mirror for one run. Higher levels dominate (kill over freeze over halt over
- * isolate over degrade); between equals the earlier directive wins, so verdicts stay stable while later
- * duplicates come and go. For `level`, a directive narrowed to capabilities counts at most as
- * `degrade`: it revokes those capabilities and leaves the run otherwise running.
+ * Compiles the mirror for one run with the protocol's one decision table ({@link compileRun}):
+ * higher levels dominate (kill over freeze over halt over isolate over degrade); between equals
+ * the earlier directive wins, so verdicts stay stable while later duplicates come and go. For
+ * `level`, a directive narrowed to capabilities counts at most as `degrade`. The gate only
+ * swaps each deciding directive for its precompiled, shared verdict.
  */
 export function compileTable(entries: readonly MirrorEntry[], run: RunIdentity): RunTable {
-  let all: MirrorEntry | null = null;
-  let isolate: MirrorEntry | null = null;
-  let readOnly: MirrorEntry | null = null;
-  let throttle: StreamDirective | null = null;
-  let caps: Map<string, MirrorEntry> | null = null;
-  let rank = 0;
-  for (const entry of entries) {
-    const d = entry.directive;
-    if (!coversRun(d, run)) continue;
-    const r = levelRank(d.level);
-    rank = Math.max(rank, d.capabilities === null ? r : Math.min(r, DEGRADE));
-    if (d.level === 'throttle') {
-      if (d.rate !== null && (throttle === null || d.rate.perSecond < (throttle.rate?.perSecond ?? Infinity)))
-        throttle = d;
-      continue;
-    }
-    if (entry.verdict === null) continue;
-    if (d.capabilities === null) {
-      if (isStopLevel(d.level)) {
-        if (outranks(entry, all)) all = entry;
-      } else if (d.level === 'isolate' || d.level === 'freeze') {
-        // A freeze refuses every effect like an isolate: the worker's launcher stops the whole
-        // process; a worker it has not frozen yet (or one outside a launcher) refuses here.
-        if (outranks(entry, isolate)) isolate = entry;
-      } else if (outranks(entry, readOnly)) {
-        readOnly = entry;
-      }
-      continue;
-    }
-    caps ??= new Map();
-    for (const cap of d.capabilities) {
-      if (outranks(entry, caps.get(cap) ?? null)) caps.set(cap, entry);
-    }
-  }
-  // The higher of the two refuses: a freeze over a halt reads as frozen, a kill over a freeze as killed.
-  const block = all !== null && (isolate === null || outranks(all, isolate)) ? all : (isolate ?? all);
-  const floor = block === null ? 0 : levelRank(block.directive.level);
-  let narrowed: Map<string, DenyVerdict> | null = null;
-  if (caps !== null) {
-    for (const [cap, entry] of caps) {
-      if (levelRank(entry.directive.level) <= floor || entry.verdict === null) continue;
-      narrowed ??= new Map();
-      narrowed.set(cap, entry.verdict);
-    }
-  }
-  if (block === null && readOnly === null && narrowed === null && throttle === null && rank === 0)
+  const { directives, verdicts } = directivesOf(entries);
+  const d = compileRun(directives, run);
+  if (d.level === null && d.throttle === null && d.block === null && d.readOnly === null && d.caps === null)
     return OPEN_TABLE;
+  const verdict = (x: StreamDirective | null) => (x === null ? null : (verdicts.get(x) ?? null));
+  let caps: Map<string, DenyVerdict> | null = null;
+  if (d.caps !== null) {
+    for (const [cap, x] of d.caps) {
+      const v = verdict(x);
+      if (v === null) continue;
+      caps ??= new Map();
+      caps.set(cap, v);
+    }
+  }
   return Object.freeze({
-    all: all?.verdict ?? null,
-    block: block?.verdict ?? null,
-    readOnly: readOnly?.verdict ?? null,
-    caps: narrowed,
-    throttle,
-    level: rank === 0 ? null : levelAt(rank),
+    all: verdict(d.stop),
+    block: verdict(d.block),
+    readOnly: verdict(d.readOnly),
+    caps,
+    throttle: d.throttle,
+    level: d.level,
   });
 }
 
@@ -124,17 +108,4 @@ export function runStop(
 ): DenyVerdict | null {
   if (host.clock.now() >= host.lease.deadline) return STALE;
   return table.all;
-}
-
-function outranks(a: MirrorEntry, b: MirrorEntry | null): boolean {
-  if (b === null) return true;
-  const ra = levelRank(a.directive.level);
-  const rb = levelRank(b.directive.level);
-  return ra > rb || (ra === rb && a.directive.rev < b.directive.rev);
-}
-
-function levelAt(rank: number): Level {
-  const level = LEVELS[rank - 1];
-  if (level === undefined) throw new RangeError(`no level of rank ${rank}`);
-  return level;
 }

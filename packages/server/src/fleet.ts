@@ -1,6 +1,8 @@
 import {
   coversRun,
+  flagsOf,
   levelRank,
+  ordersFor,
   type Directive,
   type FleetGroup,
   type FleetState,
@@ -11,7 +13,6 @@ import {
   type RunIdentity,
   type RunReport,
 } from '@killpath/protocol';
-import { flagsFor, covering } from './ladder.ts';
 
 interface WorkerEntry {
   key: WorkerKey;
@@ -329,7 +330,7 @@ export class Fleet {
    */
   frozen(key: WorkerKey, active: readonly Directive[]): boolean {
     const w = this.#workers.get(key);
-    return w !== undefined && covering(active, identities(w), ['freeze']) !== null;
+    return w !== undefined && ordersFor(active, identities(w)).freeze !== null;
   }
 
   watchInfo(key: WorkerKey): {
@@ -493,7 +494,7 @@ export class Fleet {
       ackedRev: w.ackedRev,
       lastHeartbeatAgoMs: w.lastHeartbeat === null ? null : Math.round(now - w.lastHeartbeat),
       state: this.#state(w, now),
-      flags: flagsFor(active, identities(w)),
+      flags: flagsOf(active, identities(w)),
       launcher: w.launcher,
       release: w.release ?? {},
       runs: w.runs,

@@ -1,15 +1,12 @@
 import {
   KillpathError,
   LEVELS,
-  coversRun,
-  isStopLevel,
+  LEVEL_RULES,
   levelRank,
   type Directive,
   type EscalationStep,
   type Level,
   type Rate,
-  type RunIdentity,
-  type WorkerFlags,
 } from '@killpath/protocol';
 
 /** Extra time after a halt's grace before it escalates to kill: the worker's report must travel. */
@@ -86,18 +83,9 @@ export function checkLevel(
   if (body.level !== 'throttle' && body.rate !== undefined) {
     throw new KillpathError('invalid_request', `only a throttle carries a rate, not ${body.level}`);
   }
-  if (body.level === 'isolate' && body.capabilities !== undefined) {
-    throw new KillpathError(
-      'invalid_request',
-      'isolate cuts the whole agent off and cannot be narrowed to capabilities; to revoke tools, use degrade with capabilities',
-    );
-  }
-  if (body.level === 'freeze' && body.capabilities !== undefined) {
-    throw new KillpathError(
-      'invalid_request',
-      'freeze stops the whole process and cannot be narrowed to capabilities; to stop tools, use halt with capabilities',
-    );
-  }
+  const notNarrowable = LEVEL_RULES[body.level].notNarrowable;
+  if (notNarrowable !== null && body.capabilities !== undefined)
+    throw new KillpathError('invalid_request', notNarrowable);
   const steps = [...(body.escalation ?? [])];
   for (const s of steps) {
     if (levelRank(s.level) <= levelRank(body.level)) {
@@ -120,51 +108,4 @@ export function sameTarget(
 ): boolean {
   const key = (c: readonly string[] | null) => (c === null ? '' : [...c].sort().join(','));
   return a.scopeText === b.scopeText && key(a.capabilities) === key(b.capabilities);
-}
-
-/**
- * The levels short of a stop in force on runs, from the control plane's own switchboard: the
- * lowest throttle rate, revoked capabilities (a degrade or a capability-narrowed stop; `*` for
- * read-only), isolation, a freeze.
- */
-export function flagsFor(active: readonly Directive[], runs: readonly RunIdentity[]): WorkerFlags {
-  let throttled: Rate | null = null;
-  const degraded = new Set<string>();
-  let isolated = false;
-  let frozen = false;
-  for (const d of active) {
-    if (!runs.some((r) => coversRun(d, r))) continue;
-    if (
-      d.level === 'throttle' &&
-      d.rate !== null &&
-      (throttled === null || d.rate.perSecond < throttled.perSecond)
-    )
-      throttled = d.rate;
-    if (d.level === 'degrade' || (isStopLevel(d.level) && d.capabilities !== null)) {
-      for (const c of d.capabilities ?? ['*']) degraded.add(c);
-    }
-    if (d.level === 'isolate') isolated = true;
-    if (d.level === 'freeze') frozen = true;
-  }
-  return { throttled, degraded: [...degraded].sort(), isolated, frozen };
-}
-
-/** The run-wide (not capability-narrowed) directive of `level` covering any of `runs` with the highest rank, earliest first. */
-export function covering(
-  active: readonly Directive[],
-  runs: readonly RunIdentity[],
-  levels: readonly Level[],
-): Directive | null {
-  let best: Directive | null = null;
-  for (const d of active) {
-    if (d.capabilities !== null || !levels.includes(d.level)) continue;
-    if (!runs.some((r) => coversRun(d, r))) continue;
-    if (
-      best === null ||
-      levelRank(d.level) > levelRank(best.level) ||
-      (d.level === best.level && d.rev < best.rev)
-    )
-      best = d;
-  }
-  return best;
 }

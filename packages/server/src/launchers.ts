@@ -1,4 +1,5 @@
 import {
+  ordersFor,
   streamDirective,
   type Directive,
   type InspectOrder,
@@ -7,7 +8,6 @@ import {
   type RunIdentity,
 } from '@killpath/protocol';
 import type { LauncherKey } from './fleet.ts';
-import { covering } from './ladder.ts';
 
 /** One connected launcher (`killpath run`), as the hub sees it. */
 export interface LauncherSink {
@@ -144,14 +144,15 @@ export class LauncherHub {
       release: sink.release ?? null,
     };
     const runs = [own, ...this.#runsOf(sink)];
+    const o = ordersFor(active, runs);
     const order = (d: Directive | null) => (d === null ? null : streamDirective(d));
     return {
       type: 'orders',
       rev,
-      kill: order(covering(active, runs, ['kill'])),
-      isolate: order(covering(active, runs, ['isolate'])),
-      halt: order(covering(active, runs, ['halt'])),
-      freeze: order(covering(active, runs, ['freeze'])),
+      kill: order(o.kill),
+      isolate: order(o.isolate),
+      halt: order(o.halt),
+      freeze: order(o.freeze),
     };
   }
 

@@ -1,10 +1,8 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { randomUUID } from 'node:crypto';
 import {
-  coversEffect,
-  coversRun,
-  isStopLevel,
-  levelRank,
+  compileRun,
+  refusingDirective,
   type Directive,
   type EffectStatus,
   type JournalEvent,
@@ -136,45 +134,6 @@ function response(r: PermitRow, replay: boolean) {
   };
 }
 
-/** The highest-level active stop directive covering this capability of the run, if any. */
-export function coveringStop(
-  directives: Directive[],
-  run: RunIdentity,
-  capability: string | null,
-): Directive | null {
-  let top: Directive | null = null;
-  for (const d of directives) {
-    if (!isStopLevel(d.level)) continue;
-    const hit =
-      capability === null ? coversRun(d, run) && d.capabilities === null : coversEffect(d, run, capability);
-    if (hit && (top === null || levelRank(d.level) > levelRank(top.level))) top = d;
-  }
-  return top;
-}
-
-/**
- * The directive refusing a `write`/`irreversible` effect of `capability` in `run`: the highest of
- * a covering stop (run-wide or narrowed to the capability), a covering isolate, a degrade that
- * makes the run read-only or revokes the capability.
- */
-export function coveringRefusal(
-  directives: Directive[],
-  run: RunIdentity,
-  capability: string,
-): Directive | null {
-  let top: Directive | null = null;
-  for (const d of directives) {
-    if (d.level === 'throttle') continue;
-    // Isolate and freeze refuse every effect of the run (a freeze cannot be narrowed).
-    const hit =
-      d.level === 'isolate' || d.level === 'freeze' || (d.level === 'degrade' && d.capabilities === null)
-        ? coversRun(d, run)
-        : coversEffect(d, run, capability);
-    if (hit && (top === null || levelRank(d.level) > levelRank(top.level))) top = d;
-  }
-  return top;
-}
-
 const identity = (r: {
   tenant: string;
   agent: string;
@@ -242,7 +201,8 @@ export function grantPermits(ctx: EffectsContext, requests: PermitGrant[]): Prom
           };
         }
       }
-      const stop = coveringRefusal(active, identity(q), q.capability);
+      // What refuses it is the protocol's one decision table, not a rule of this backend.
+      const stop = refusingDirective(compileRun(active, identity(q)), q.capability, q.class);
       if (stop) return { kind: 'halted', directive: stop, rev };
       const now = new Date();
       const cooling = q.class === 'irreversible' && q.coolOffMs > 0;
@@ -367,7 +327,7 @@ export function confirmPermit(
       features: JSON.parse(row.features) as string[],
       release: row.release === null ? null : (JSON.parse(row.release) as Release),
     });
-    const stop = coveringRefusal(ctx.activeDirectives(), run, row.capability);
+    const stop = refusingDirective(compileRun(ctx.activeDirectives(), run), row.capability, row.class);
     if (stop) {
       ctx.db
         .prepare(`UPDATE permits SET status = 'cancelled', settled_at = ?, error = ? WHERE id = ?`)
@@ -519,7 +479,7 @@ export function appendJournal(
 /** See {@link Store.checkResume}. */
 export function checkResume(ctx: EffectsContext, run: RunRecord, actor: string): Promise<Directive | null> {
   return ctx.tx(() => {
-    const stop = coveringStop(ctx.activeDirectives(), identity(run), null);
+    const stop = compileRun(ctx.activeDirectives(), identity(run)).stop;
     if (stop) {
       ctx.audit([
         {
