@@ -298,6 +298,53 @@ describe('the supervisor through the control plane', () => {
     await r.done();
   });
 
+  test("telemetry naming another agent's run is refused naming the run; another tenant's same id is its own run; no rule fires on acme's run", async () => {
+    const r = await rig();
+    worker(r, ['r1']);
+    await r.store.registerRun({
+      runId: 'r1',
+      tenant: 'acme',
+      agent: 'bot',
+      parentRunId: null,
+      lineage: [],
+      features: [],
+      workerId: 'w1',
+      startedAt: new Date().toISOString(),
+    });
+    const other = await r.token('agent', 'acme', 'other');
+    const beta = await r.token('agent', 'beta', 'bot');
+    const forged = [run('r1', { steps: 500, localHalt: { rule: 'loop_length', value: 500, limit: 200 } })];
+    const msg = await expectWireError(
+      await r.call('POST', '/v1/telemetry', other, { workerId: 'w1', runs: forged }),
+      404,
+      'not_found',
+      "another agent's run",
+    );
+    assert.match(msg, /run r1 not found/);
+    // Beta's r1 is beta's own run: accepted, and whatever fires is beta's.
+    const res = await r.call('POST', '/v1/telemetry', beta, { workerId: 'w1', runs: forged });
+    assert.equal(res.status, 204);
+    await r.t.supervisor?.drain();
+    assert.ok(
+      r.cp.active().every((d) => d.tenant === 'beta'),
+      JSON.stringify(r.cp.active().map((d) => [d.tenant, d.scopeText])),
+    );
+    // acme's own counts are its own: under the line, nothing fires on acme's r1.
+    await send(r, [run('r1', { steps: 150 })]);
+    assert.deepEqual(
+      r.cp.active().filter((d) => d.tenant === 'acme'),
+      [],
+      "no rule fired on acme's run",
+    );
+    const local = await r.audit('local_rule.fired');
+    assert.deepEqual(
+      local.map((a) => a.tenant),
+      ['beta'],
+      "no local halt recorded against acme's run",
+    );
+    await r.done();
+  });
+
   test("refusals an operator's degrade explains do not trip auth_denial; a capability never granted does", async () => {
     const r = await rig();
     worker(r, ['r1', 'r2']);

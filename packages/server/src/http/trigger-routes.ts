@@ -98,6 +98,14 @@ export function triggerRoutes(app: Hono<Env>, cp: ControlPlane, t: Triggers): vo
   app.post('/v1/telemetry', async (c) => {
     const b = await body(c, TelemetryBody);
     const who = requireWorker(cp, c.get('principal'), b.workerId);
+    // A worker reports only its own agent's runs: one another agent of the tenant registered is
+    // refused, in the words of an unknown run, so it feeds no rule and no record of that run.
+    // (Another tenant's run of the same id is another run: a report about it is the reporter's.)
+    for (const runId of new Set(b.runs.map((r) => r.runId))) {
+      const run = await cp.store.getRun(who.tenant, runId);
+      if (run !== null && run.agent !== who.agent)
+        throw new KillpathError('not_found', `run ${runId} not found`);
+    }
     t.telemetry({ workerId: b.workerId, tenant: who.tenant, agent: who.agent }, b);
     return c.body(null, 204);
   });
