@@ -195,6 +195,8 @@ interface PermittedPage {
     issuedAt: string;
     clearedRev: number | null;
   };
+  /** The directive, then those that replaced it by a step or an escalation while it stayed a stop. */
+  chain?: { id: string; level: string; rev: number; clearedRev: number | null }[];
   runs?: string[];
   effects: (LedgerEntry & { rev: number; tenant: string; agent: string })[];
   total: number;
@@ -235,6 +237,11 @@ async function permittedAfter(
   console.log(
     `${d.level} ${d.id} on ${scopeLabel(d)} was committed at rev ${d.rev}, ${when(d.issuedAt)}${d.clearedRev === null ? '' : `; cleared at rev ${d.clearedRev}`}`,
   );
+  const later = (r.chain ?? []).slice(1);
+  if (later.length > 0)
+    console.log(
+      `then in force as ${later.map((e) => `${e.level} ${e.id} (rev ${e.rev})`).join(', ')}${later.at(-1)!.clearedRev === null ? '' : `, cleared at rev ${later.at(-1)!.clearedRev}`}`,
+    );
   if (r.total === 0) {
     console.log(`writes permitted after the commit, of ${of}: none`);
     return 0;

@@ -272,6 +272,30 @@ describe('complete lists: compensations, journal with children, writes permitted
       'writes permitted after the commit, of the runs it covers: 1 (there should be none)',
     );
     assert.match(found.out.join('\n'), /acme\/run-7\.1 +\d+ .* crm\.update +write +landed .* p_forged/);
+    // Stepped up, the halt is replaced (cleared at the step's rev) and stays a stop: a write
+    // permitted under its successor is still after the halt's commit.
+    const step = await cli(['step', halt.id, 'up', '--reason', 'harder', '--json', ...s.conn]);
+    assert.equal(step.code, 0, step.err.join('\n'));
+    const up = (JSON.parse(step.out.join('\n')) as { directive: Directive }).directive;
+    const db2 = new DatabaseSync(join(s.dir, 'killpath.db'));
+    try {
+      db2
+        .prepare(
+          `INSERT INTO permits (id, rev, run_id, tenant, agent, worker_id, capability, class, status, lineage, features, intended_at)
+           VALUES ('p_forged_later', ?, 'run-7', 'acme', 'support-bot', 'w-7', 'crm.update', 'write', 'granted', '[]', '[]', ?)`,
+        )
+        .run(up.rev, new Date().toISOString());
+    } finally {
+      db2.close();
+    }
+    const later = await lines(['journal', '--permitted-after', halt.id, ...s.conn]);
+    assert.equal(later.code, 1);
+    assert.equal(later.out[1], `then in force as ${up.level} ${up.id} (rev ${up.rev})`);
+    assert.equal(
+      later.out[2],
+      'writes permitted after the commit, of the runs it covers: 2 (there should be none)',
+    );
+    assert.match(later.out.join('\n'), /p_forged_later/);
     const bad = await cli(['journal', '--permitted-after', 'd_nope', ...s.conn]);
     assert.equal(bad.code, 2);
     assert.deepEqual(bad.err, ['killpath journal: directive d_nope not found (not_found)']);

@@ -7,6 +7,7 @@ import {
   scopeTenant,
   toWire,
   type BatchAnswer,
+  type Directive,
   type Principal,
 } from '@killpath/protocol';
 import { canSee, requireHuman, tenantFilter } from '../auth/policy.ts';
@@ -214,8 +215,20 @@ export function effectsRoutes(app: Hono<Env>, cp: ControlPlane, log: Logger): vo
         `directive ${d.id} is a throttle, which permits writes; name the stop (halt, kill, isolate, freeze or degrade) to check`,
       );
     const { limit, cursor } = pageQuery(c);
+    // The stop stays in force through the steps and escalations that replaced it (a halt that
+    // escalated to a kill is cleared at the kill's rev): follow them, up to a throttle or a clear.
+    const chain: Directive[] = [d];
+    for (let at = d; at.clearedRev !== null;) {
+      const next = (await cp.store.directiveSuccessors(at.id)).find(
+        (s) => s.rev === at.clearedRev && s.level !== 'throttle',
+      );
+      if (next === undefined) break;
+      chain.push(next);
+      at = next;
+    }
+    const toRev = chain.at(-1)!.clearedRev;
     const tenant = tenantFilter(p) ?? d.tenant ?? scopeTenant(d.scope) ?? undefined;
-    // Narrow in the store; which rows the directive covers is decided below by the protocol's rule.
+    // Narrow in the store; which rows the directives cover is decided below by the protocol's rule.
     let runIds: string[] | undefined;
     if (d.scope.kind === 'run' && d.tenant !== null)
       runIds = (await cp.store.runFamily(d.tenant, d.scope.run)).map((r) => r.runId);
@@ -226,19 +239,28 @@ export function effectsRoutes(app: Hono<Env>, cp: ControlPlane, log: Logger): vo
       runs = (await cp.store.runFamily(run.tenant, run.runId)).map((r) => r.runId);
       runIds = runIds === undefined ? runs : runIds.filter((r) => runs!.includes(r));
     }
+    const capabilities = chain.some((e) => e.capabilities === null)
+      ? undefined
+      : [...new Set(chain.flatMap((e) => e.capabilities ?? []))];
+    /** The directive of the chain in force at `rev`, if any. */
+    const inForce = (rev: number) =>
+      chain.findLast((e) => e.rev <= rev && (e.clearedRev === null || rev < e.clearedRev));
     const found =
       runIds !== undefined && runIds.length === 0
         ? []
         : (
             await cp.store.permittedFrom({
               fromRev: d.rev,
-              toRev: d.clearedRev,
+              toRev,
               ...(tenant === undefined ? {} : { tenant }),
               ...(d.scope.kind === 'agent' ? { agent: d.scope.agent } : {}),
               ...(runIds === undefined ? {} : { runIds }),
-              ...(d.capabilities === null ? {} : { capabilities: d.capabilities }),
+              ...(capabilities === undefined ? {} : { capabilities }),
             })
-          ).filter((e) => coversEffect(d, { ...e, runId: e.runId }, e.capability));
+          ).filter((e) => {
+            const stop = inForce(e.rev);
+            return stop !== undefined && coversEffect(stop, e, e.capability);
+          });
     let from = 0;
     if (cursor !== null) {
       from = found.findIndex((e) => e.permitId === cursor) + 1;
@@ -260,6 +282,7 @@ export function effectsRoutes(app: Hono<Env>, cp: ControlPlane, log: Logger): vo
         issuedAt: d.issuedAt,
         clearedRev: d.clearedRev,
       },
+      chain: chain.map((e) => ({ id: e.id, level: e.level, rev: e.rev, clearedRev: e.clearedRev })),
       ...(runs === undefined ? {} : { runs }),
       effects: page.map(({ lineage: _l, features: _f, release: _r, ...e }) => e),
       total: found.length,

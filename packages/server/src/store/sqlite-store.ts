@@ -497,6 +497,14 @@ export class SqliteStore implements Store {
     return effects.compensations(this.#ctx, q);
   }
 
+  async directiveSuccessors(id: string): Promise<Directive[]> {
+    return (
+      this.#db
+        .prepare('SELECT * FROM directives WHERE escalated_from = ? ORDER BY rev')
+        .all(id) as unknown as DirectiveRow[]
+    ).map(toDirective);
+  }
+
   async runFamily(tenant: string, runId: string): Promise<RunRecord[]> {
     return ledgers.runFamily(this.#db, tenant, runId);
   }

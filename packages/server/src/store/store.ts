@@ -411,6 +411,8 @@ export interface Store {
   ledger(tenant: string, runId: string): Promise<{ effects: LedgerEntry[]; events: JournalRow[] }>;
   /** Landed writes with a compensation descriptor, of runs that were halted. */
   compensations(q: { tenant?: string; runId?: string; limit?: number }): Promise<CompensationEntry[]>;
+  /** Directives that replaced `id` by a step or an automatic escalation (their `escalatedFrom`), oldest first. */
+  directiveSuccessors(id: string): Promise<Directive[]>;
   /** Run `runId` of `tenant` first, then its descendants (runs whose lineage holds it); [] when unknown. */
   runFamily(tenant: string, runId: string): Promise<RunRecord[]>;
   /**
