@@ -86,20 +86,22 @@ function setup(spec: KillSwitchSpec, agent: SpecAgent | null): string {
   ];
   if (agent === null)
     vars.push('export TENANT=<tenant> AGENT=<agent>        # the agent, from the table in section 1');
+  vars.push('export RUN_ID=<the run id the page names, or from the runs column of killpath status>');
+  const heartbeat = seconds(spec.triggers.deadman.intervalMs);
   return [
     '## 0. Before any command',
     '',
-    `Every command reads the control plane's address and your token from the environment. Set them once in your shell; the token is an operator token of ${who} (or an admin token). If you have none, the platform on-call mints one with ${code(`npx killpath token create --role operator --tenant ${agent?.tenant ?? 'TENANT'}`)}.`,
+    `Every command reads the control plane's address and your token from the environment. Set them once in your shell; the token is an operator token of ${who} (or an admin token): it is all this runbook needs, the replacement session of section 5 included. If you have none, the platform on-call mints one with ${code(`npx killpath token create --role operator --tenant ${agent?.tenant ?? 'TENANT'} --ttl 12h`)}. Set ${code('RUN_ID')} to the run (session) you were paged for; the commands below use it.`,
     '',
     txt(vars.join('\n')),
     '',
-    `Then look at the fleet: find the agent's row${agent === null ? '' : ` (${code(`${agent.tenant}`)} / ${code(agent.agent)})`} and, in its ${code('runs')} column, the run (session) that is misbehaving.`,
+    `Then look at the fleet: find the agent's row${agent === null ? '' : ` (${code(`${agent.tenant}`)} / ${code(agent.agent)})`} and, in its ${code('runs')} column, the run.`,
     '',
     sh('npx killpath status'),
     '',
-    'Set `RUN_ID` to that run; the commands below use it:',
+    `**The run is not listed yet?** A run is listed once its worker has connected and registered it, at the latest with the worker's first heartbeat (every ${heartbeat} by default, ${code('KILLPATH_HEARTBEAT_MS')}): a few seconds after its process started. Wait for it by id; this exits 1 if no worker holds the run within 30 s (then check the id on the page, and that the agent runs under this control plane):`,
     '',
-    txt('export RUN_ID=<run id from the runs column of killpath status>'),
+    sh('npx killpath status --wait 30 --run "$RUN_ID"'),
   ].join('\n');
 }
 
@@ -149,19 +151,105 @@ function whatItDoes(spec: KillSwitchSpec, agent: SpecAgent | null): string {
   return out.join('\n');
 }
 
+/** The tool the one-tool example names: a write with a compensation (what a page is usually about), else an irreversible or any write. */
+function oneToolOf(tools: SpecTool[]): SpecTool | undefined {
+  return (
+    tools.find((x) => x.class === 'write' && x.compensation) ??
+    tools.find((x) => x.class === 'irreversible') ??
+    tools.find((x) => x.class === 'write')
+  );
+}
+
 function howToKill(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target): string {
   const m = spec.mechanism;
   const paths = spec.triggers.synchronous;
+  const levels = spec.scope.levels;
   const reason = `paged: ${t.key} misbehaving, halted per runbook`;
   const out = [
     '## 2. How to kill it',
     '',
-    `Use any one path; each puts your identity and reason on the audit record (${code('operator_action')}). Say what you saw in the reason. A halt stops every run of the agent; the run-only and one-tool variants below leave the rest working.`,
+    `Stop the least that stops the harm: the one run you were paged for first (the agent's other runs keep working), or one tool; the whole agent only when several of its runs misbehave. Every path puts your identity and reason on the audit record (${code('operator_action')}); say what you saw in the reason.`,
   ];
+  if (paths.includes('cli')) {
+    // The spec's side-effect policy, where it is not the default (discard the queue, revert memory).
+    const policy = `${spec.sideEffects.queue === 'drain' ? ' --drain' : ''}${spec.sideEffects.memory === 'commit' ? ' --commit-memory' : ''}`;
+    const grace = ` --grace ${m.haltGraceMs}`;
+    const oneTool = oneToolOf(agent?.tools ?? spec.agents.flatMap((a) => a.tools));
+    const hard =
+      m.fallback === 'process-signal'
+        ? ` Under the launcher (${code('killpath run')}) every process of it (its cgroup, or its process group where there is none) gets SIGTERM, then SIGKILL after ${seconds(m.killGraceMs)}.`
+        : '';
+    out.push('', '**CLI.**');
+    if (levels.includes('run')) {
+      out.push(
+        '',
+        `Only the one run (and its child runs); the agent's other runs keep working. A worker that has not reported halted within the ${seconds(m.haltGraceMs)} grace is escalated to a kill:`,
+        '',
+        sh(
+          `npx killpath kill --run "$RUN_ID"${grace}${policy} --reason "paged: run $RUN_ID of ${t.key} misbehaving, halted per runbook"`,
+        ),
+      );
+      if (levels.includes('capability') && oneTool)
+        out.push(
+          '',
+          `Only one tool of that run (here ${code(oneTool.name)}: name the tool the page names), its other tools keep working; ${code(`--agent ${t.arg} --tool ${oneTool.name}`)} instead of ${code('--run')} takes the tool from every run of the agent:`,
+          '',
+          sh(
+            `npx killpath kill --run "$RUN_ID" --tool ${oneTool.name} --reason "paged: ${oneTool.name} of run $RUN_ID misbehaving, stopped per runbook"`,
+          ),
+        );
+      out.push(
+        '',
+        `The run's process at once, when the halt did not stop it or the process itself is at fault (hard kill: no grace).${hard} Processes of the agent's other runs keep running:`,
+        '',
+        sh(
+          `npx killpath kill --run "$RUN_ID" --hard --reason "paged: run $RUN_ID of ${t.key}: ending its process per runbook"`,
+        ),
+      );
+    } else if (levels.includes('capability') && oneTool)
+      out.push(
+        '',
+        `Only one tool (here ${code(oneTool.name)}: name the tool the page names), keeping the agent's other tools working:`,
+        '',
+        sh(
+          `npx killpath kill --agent ${t.arg} --tool ${oneTool.name} --reason "paged: ${oneTool.name} of ${t.key} misbehaving, stopped per runbook"`,
+        ),
+      );
+    out.push(
+      '',
+      'The whole agent, every run, when several of its runs misbehave:',
+      '',
+      sh(`npx killpath kill --agent ${t.arg}${grace}${policy} --reason "${reason}"`),
+      '',
+      `The whole agent at once, when its halt did not stop it (hard kill: no grace).${hard}`,
+      '',
+      sh(
+        `npx killpath kill --agent ${t.arg} --hard --reason "paged: halt did not stop ${t.key}, killing per runbook"`,
+      ),
+    );
+    out.push('', ...ladder(spec, t, oneTool));
+    if (levels.includes('tenant') || levels.includes('global')) {
+      const wider = [];
+      if (levels.includes('tenant'))
+        wider.push(
+          `npx killpath kill --tenant ${t.tenantArg} --reason "..."     # every agent of the tenant`,
+        );
+      if (levels.includes('global'))
+        wider.push(
+          'npx killpath kill --global --break-glass "incident N, approved by ..." --reason "..."   # everything (admin token)',
+        );
+      out.push(
+        '',
+        'Wider blast radius: only after the escalation in section 6 agrees.',
+        '',
+        txt(wider.join('\n')),
+      );
+    }
+  }
   if (paths.includes('console')) {
     out.push(
       '',
-      `**Console.** Open ${spec.controlPlane.consoleUrl} and sign in with your operator token. In the fleet view, find ${agent === null ? "the agent's tenant and, under it, the agent" : `tenant ${code(t.tenant)}, agent ${code(t.agent)}`}, and press **Halt** on the agent's row (**Kill** for a hard stop; a run's row has the same buttons for that run only). Type the justification and confirm. A viewer token shows no buttons.`,
+      `**Console.** Open ${spec.controlPlane.consoleUrl} and sign in with your operator token. In the fleet view, find ${agent === null ? "the agent's tenant and, under it, the agent" : `tenant ${code(t.tenant)}, agent ${code(t.agent)}`}, then the run's row (search by run id), and press **Halt** on it (**Kill** for a hard stop; the agent's row has the same buttons for every run of the agent). Type the justification and confirm. A viewer token shows no buttons.`,
     );
   }
   if (paths.includes('api')) {
@@ -181,73 +269,10 @@ function howToKill(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target): st
         : `${head}  -d '${JSON.stringify(body)}'`;
     out.push(
       '',
-      `**API.** ${code('POST /v1/directives')} with your token (a directive spanning every tenant also needs a ${code('breakGlass')} attestation and an admin token):`,
+      `**API.** ${code('POST /v1/directives')} with your token; here the whole agent (${code('"scope":"run:RUN"')} for one run; a directive spanning every tenant also needs a ${code('breakGlass')} attestation and an admin token):`,
       '',
       sh(cmd),
     );
-  }
-  if (paths.includes('cli')) {
-    const levels = spec.scope.levels;
-    // The spec's side-effect policy, where it is not the default (discard the queue, revert memory).
-    const policy = `${spec.sideEffects.queue === 'drain' ? ' --drain' : ''}${spec.sideEffects.memory === 'commit' ? ' --commit-memory' : ''}`;
-    out.push(
-      '',
-      '**CLI.** The whole agent, every run:',
-      '',
-      sh(`npx killpath kill --agent ${t.arg} --grace ${m.haltGraceMs}${policy} --reason "${reason}"`),
-    );
-    if (levels.includes('run'))
-      out.push(
-        '',
-        "Only the one run (and its child runs); the agent's other sessions keep working:",
-        '',
-        sh(
-          `npx killpath kill --run "$RUN_ID"${policy} --reason "paged: run $RUN_ID of ${t.key} misbehaving, halted per runbook"`,
-        ),
-      );
-    const risky =
-      (agent?.tools ?? spec.agents.flatMap((a) => a.tools)).find((x) => x.class === 'irreversible') ??
-      (agent?.tools ?? spec.agents.flatMap((a) => a.tools)).find((x) => x.class === 'write');
-    if (levels.includes('capability') && risky) {
-      out.push(
-        '',
-        `Only one tool (here ${code(risky.name)}), keeping the agent's other tools working:`,
-        '',
-        sh(
-          `npx killpath kill --agent ${t.arg} --tool ${risky.name} --reason "paged: ${risky.name} of ${t.key} misbehaving, frozen per runbook"`,
-        ),
-      );
-    }
-    out.push('', ...ladder(spec, t, risky));
-    const hard =
-      m.fallback === 'process-signal'
-        ? ` Under the launcher (${code('killpath run')}) every process of the agent (its cgroup, or its process group where there is none) gets SIGTERM, then SIGKILL after ${seconds(m.killGraceMs)}.`
-        : '';
-    out.push(
-      '',
-      `Hard kill, when a halt did not stop it: no grace.${hard}`,
-      '',
-      sh(
-        `npx killpath kill --agent ${t.arg} --hard --reason "paged: halt did not stop ${t.key}, killing per runbook"`,
-      ),
-    );
-    if (levels.includes('tenant') || levels.includes('global')) {
-      const wider = [];
-      if (levels.includes('tenant'))
-        wider.push(
-          `npx killpath kill --tenant ${t.tenantArg} --reason "..."     # every agent of the tenant`,
-        );
-      if (levels.includes('global'))
-        wider.push(
-          'npx killpath kill --global --break-glass "incident N, approved by ..." --reason "..."   # everything (admin token)',
-        );
-      out.push(
-        '',
-        'Wider blast radius: only after the escalation in section 6 agrees.',
-        '',
-        txt(wider.join('\n')),
-      );
-    }
   }
   return out.join('\n');
 }
@@ -308,7 +333,7 @@ function whatHappens(spec: KillSwitchSpec, agent: SpecAgent | null): string {
       `Irreversible calls (${named('irreversible')}) ${se.inFlight.irreversible === 'cool-off' ? `still in their cool-off are cancelled (${code('effect.aborted')}, "halted during cool-off"); one released before the halt has left and can only be compensated` : 'in flight are aborted; one already released has left and can only be compensated'}.`,
     );
   bullets.push(
-    `Queued tasks of the run (its outbox and other queues) are ${se.queue === 'discard' ? `discarded (${code('queue.discarded')})` : `drained within the ${seconds(m.haltGraceMs)} grace (${code('queue.drained')}), the rest discarded`}; timers and retries bound to the run are cancelled (${code('timer.cancelled')}). Nothing set before the halt fires after it.`,
+    `Queued tasks of the run (its outbox and other queues), when it had any, are ${se.queue === 'discard' ? `discarded (${code('queue.discarded')}; no such record when nothing was queued)` : `drained within the ${seconds(m.haltGraceMs)} grace (${code('queue.drained')}), the rest discarded`}; timers and retries bound to the run are cancelled (${code('timer.cancelled')}). Nothing set before the halt fires after it.`,
   );
   const memory = agent === null ? spec.agents.some((a) => a.memory) : agent.memory;
   bullets.push(
@@ -345,19 +370,24 @@ function howToKnow(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target): st
       ...spec.sideEffects.auditEvents.filter((e) => e !== 'directive.issued'),
     ]),
   ];
+  // A queue event appears only when there was something queued: never promise it unconditionally.
+  const evidence = (e: string) =>
+    e === 'queue.discarded' || e === 'queue.drained' ? `${code(e)} (when the run had queued tasks)` : code(e);
   const target =
     agent === null ? 'the target in section 1' : seconds(spec.latency.signalToHaltMs[agent.level]);
   return [
     '## 4. How to know it worked',
     '',
-    `The agent's runs show ${code('[halt]')} (or ${code('[kill]')}) in the ${code('runs')} column, and your directive is listed under "active directives" with scope ${code(`agent:${t.key}`)} (or ${code('run:$RUN_ID')}):`,
+    `The run and its child runs show ${code('[halt]')} (or ${code('[kill]')}) in the ${code('runs')} column, and your directive is listed under "active directives" with scope ${code('run:$RUN_ID')} (or ${code(`agent:${t.key}`)} for the whole agent). **The other runs were untouched**: the agent's other runs are listed without a mark, and their workers show nothing in the ${code('flags')} column:`,
     '',
     sh('npx killpath status'),
     '',
     `The audit log has, in this order: your ${code('operator_action')} and ${code('kill_switch.fired')} (trigger operator), then one ${code('session.halted')} per worker with its ${code('timeToStopMs')} (at most ${target}), and the record of what was caught in flight (${events
       .filter((e) => !['operator_action', 'kill_switch.fired', 'session.halted'].includes(e))
-      .map(code)
-      .join(', ')}):`,
+      .map(evidence)
+      .join(
+        ', ',
+      )}). Each line names its run: for a run-scoped stop, none names a run other than ${code('$RUN_ID')} and its children (those are the other runs, untouched):`,
     '',
     sh(`npx killpath audit tail -n 40 --type ${events.join(',')}`),
     '',
@@ -365,48 +395,90 @@ function howToKnow(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target): st
     '',
     sh('npx killpath audit verify'),
     '',
-    `Dashboards: the console's fleet view (${spec.controlPlane.consoleUrl}) shows the agent's workers and runs as halted and the directive in "Active directives"; the signal-to-halt histogram is in the metrics:`,
+    `Dashboards: the console's fleet view (${spec.controlPlane.consoleUrl}) shows the run and its workers as halted and the directive in "Active directives"; the signal-to-halt histogram is in the metrics:`,
     '',
     sh(
       `curl -sS "$KILLPATH_URL/metrics" -H "authorization: Bearer $KILLPATH_TOKEN" | grep '^killpath_signal_to_halt_seconds'`,
     ),
     '',
-    `**Not stopped?** No ${code('session.halted')} within ${target}, or effects still landing: issue the hard kill (section 2) and escalate (section 6, first question).`,
+    `**Not stopped?** No ${code('session.halted')} within ${target}, or effects still landing: end the process (${code('kill --run "$RUN_ID" --hard')}, section 2) and escalate (section 6, first question).`,
   ].join('\n');
 }
 
 function howToRecover(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target): string {
+  const m = spec.mechanism;
+  const runLevel = spec.scope.levels.includes('run');
+  const compensated = list([
+    ...new Set(
+      (agent?.tools ?? spec.agents.flatMap((a) => a.tools))
+        .filter((x) => x.compensation)
+        .map((x) => `${code(x.name)} → ${code(x.compensation!)}`),
+    ),
+  ]);
   const out = [
     '## 5. How to recover',
     '',
-    `First see what landed before the halt. Writes of halted runs that carry a compensation (${list([...new Set((agent?.tools ?? spec.agents.flatMap((a) => a.tools)).filter((x) => x.compensation).map((x) => `${code(x.name)} → ${code(x.compensation!)}`))])}) are listed for you to work through; killpath records them, running them is the agent owner's job:`,
+    `First see what landed before the halt: the writes of the halted run that carry a compensation (${compensated}), its child runs' included, for you to work through; killpath records them, running them is the agent owner's job:`,
     '',
-    sh(`npx killpath compensations --tenant ${t.tenantArg}`),
+    sh(
+      runLevel
+        ? 'npx killpath compensations --run "$RUN_ID"'
+        : `npx killpath compensations --tenant ${t.tenantArg}`,
+    ),
     '',
     "The run's own ledger: every write it intended and what became of it, cancelled timers, discarded tasks:",
     '',
     sh('npx killpath journal "$RUN_ID"'),
     '',
-    '**A resume needs a green release.** Each directive recorded, at its commit, the releases (code, model, prompt) of the runs it stopped; `npx killpath status` shows them beside it, and the release each worker runs. A resume is refused (`same_release`) while a worker it would release still runs one of them. Before you resume, decide:',
+    'Then walk this tree. A resume lifts the stop from whatever process still hosts the run: **never resume a process that still holds the cause.**',
     '',
-    `1. **Was the cause a rollout** (new code, a new model version, a new prompt)? Roll it back or forward first: restart the agent on a known-good release (${code('killpath run … --release code=<good sha>')}). The resume then passes its check; ${code('killpath resume')} prints the releases it checked. A bad rollout across agents or tenants is stopped with one directive: ${code('npx killpath kill --release code=<sha> --reason "…"')} (also ${code('model=')}, ${code('prompt=')}; inside ${code(`--agent ${t.arg}`)} or ${code('--tenant T')}).`,
-    `2. **Was it not the release** (a config or data fix, an upstream outage, the release unchanged and not at fault)? Say why resuming onto the same release is safe: ${code('--same-release')} with your reason. The audit record marks the override and names the releases.`,
-    '3. **Not sure?** Treat it as the release (1): resuming on the same broken contract reproduces the incident on cue.',
+    txt(
+      [
+        'Is the cause fixed in the running process?',
+        '  yes (a setting it rereads, an upstream outage that has ended, bad data fixed outside it)',
+        '      -> 3. resume: the run carries on where it stopped',
+        '  no, or not sure (its code, model, prompt or what it has in memory is at fault)',
+        '      -> 2. end the process  -> 3. resume  -> 4. start the replacement',
+      ].join('\n'),
+    ),
+    '',
+  ];
+  if (runLevel)
+    out.push(
+      `**2. End the process.** A hard kill of the run: under the launcher every process of it gets SIGTERM, then SIGKILL after ${seconds(m.killGraceMs)} (${code('process.killed')} in the audit; in ${code('npx killpath status')} its worker goes ${code('disconnected')}). The processes of the agent's other runs keep running:`,
+      '',
+      sh(
+        'npx killpath kill --run "$RUN_ID" --hard --reason "cause not fixed in the process: ending it before the resume, per runbook"',
+      ),
+      '',
+    );
+  else
+    out.push(
+      `**2. End the process.** A hard kill of the agent (${code(`npx killpath kill --agent ${t.arg} --hard`)}, section 2): under the launcher every process of it gets SIGTERM, then SIGKILL after ${seconds(m.killGraceMs)}.`,
+      '',
+    );
+  out.push(
+    `**3. Resume.** This clears every active directive at exactly that scope (the halt, a one-tool stop and the hard kill of the run alike), is audited with your reason, and exits 1 when nothing is active there. Resume the scope you stopped:`,
+    '',
+  );
+  if (runLevel)
+    out.push(sh('npx killpath resume --run "$RUN_ID" --reason "cause fixed, resumed per runbook"'), '');
+  out.push(
+    sh(`npx killpath resume --agent ${t.arg} --reason "cause fixed, resumed per runbook"`),
+    '',
+    '**A resume needs a green release.** Each directive recorded, at its commit, the releases (code, model, prompt) of the runs it stopped; `npx killpath status` shows them beside it, and the release each worker runs. A resume is refused (`same_release`) while a worker it would release still runs one of them (an ended process runs none). Before you resume, decide:',
+    '',
+    `- **Was the cause a rollout** (new code, a new model version, a new prompt)? Start the replacement (step 4) on a known-good release (${code('--release code=<good sha>')}). ${code('killpath resume')} prints the releases it checked. A bad rollout across agents or tenants is stopped with one directive: ${code('npx killpath kill --release code=<sha> --reason "…"')} (also ${code('model=')}, ${code('prompt=')}; inside ${code(`--agent ${t.arg}`)} or ${code('--tenant T')}).`,
+    `- **Was it not the release** (a config or data fix, an upstream outage, the release unchanged and not at fault) while a process of it still runs? Say why resuming onto the same release is safe: ${code('--same-release')} with your reason. The audit record marks the override and names the releases.`,
+    '- **Not sure?** Treat it as the release: resuming on the same broken contract reproduces the incident on cue.',
     '',
     txt(
       `npx killpath resume --agent ${t.arg} --same-release --reason "config fix, not a rollout: <why the release is safe>"`,
     ),
     '',
-    `Once the cause is fixed, resume: this clears every active directive at exactly that scope, is audited with your reason, and exits 1 when nothing is active there. Resume the scope you killed at:`,
+    ...approvals(spec),
     '',
-    sh(`npx killpath resume --agent ${t.arg} --reason "cause fixed, resumed per runbook"`),
-    '',
-  ];
-  if (spec.scope.levels.includes('run'))
-    out.push(sh('npx killpath resume --run "$RUN_ID" --reason "cause fixed, resumed per runbook"'), '');
-  out.push(...approvals(spec), '');
-  out.push(
-    `A run whose process is still up carries on once nothing covers it. Where the process is gone (a kill under the launcher, a crash), start a replacement session under the launcher, which holds its own line to the control plane and enforces a kill on the process. It runs in the foreground until the agent exits; for this command ${code('KILLPATH_TOKEN')} must be an admin token or an agent token of the agent. Within ${seconds(spec.latency.haltToRecoveryMs)} of the halt, ${code('npx killpath status')} should show the new run working.`,
+    `**4. Start the replacement** under the launcher, which holds its own line to the control plane and can end the process. Your operator token is enough: the control plane mints the agent a short-lived agent token bound to this launcher (8 h; audited with your name, the agent and the expiry; ${code('--token-ttl')} for another). It runs in the foreground until the agent exits, so run it in its own terminal; the halt-to-recovery target is ${seconds(spec.latency.haltToRecoveryMs)}.`,
     '',
   );
   const features = (a: SpecAgent) => (a.features.length ? ` --features ${a.features.join(',')}` : '');
@@ -439,6 +511,14 @@ function howToRecover(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target):
         ),
       );
   }
+  out.push(
+    '',
+    'See it work: the new run is listed (this waits for its first heartbeat), and its first writes land in its ledger:',
+    '',
+    sh('npx killpath status --wait 30 --run "$RUN_ID-replacement"'),
+    '',
+    sh('npx killpath journal "$RUN_ID-replacement"'),
+  );
   return out.join('\n');
 }
 

@@ -213,7 +213,7 @@ rehearsal:
 # Who to call, asked in order: the runbook's decision tree. The first "when" that holds
 # names who to page; contact says the role and how to reach it.
 escalation:
-  - when: the switch did not stop the agent (it still shows running, or effects land after the halt)
+  - when: the switch did not stop the agent (it still shows running, or effects were permitted after the halt was committed)
     contact: platform on-call, then the incident commander (page the platform rotation)
   - when: memory integrity is in question
     contact: data-governance on-call (page the data-governance rotation)

@@ -677,6 +677,50 @@ describe('the runbook', () => {
     }
   });
 
+  test('recovery that works: the run first, crm.update as the one tool, the decision tree ends the process before the resume', () => {
+    const { spec, digest } = demo();
+    for (const agent of [undefined, 'acme/support-bot']) {
+      const md = renderRunbook(spec, { source: DEMO_SPEC, digest, agent });
+      const sh = codeBlocks(md).filter((b) => b.lang === 'sh');
+      const at = (section: string, re: RegExp) => {
+        const i = sh.findIndex((b) => b.section.startsWith(section) && re.test(b.code));
+        assert.ok(i >= 0, `${agent ?? 'fleet'}: ${section} has ${re}`);
+        return i;
+      };
+      // Section 0: a run not listed yet is waited for by id.
+      at('0.', /^npx killpath status --wait 30 --run "\$RUN_ID"$/);
+      // Section 2: the run, one tool of it (the page's crm.update) and the run's process come before the whole agent.
+      const run = at('2.', /^npx killpath kill --run "\$RUN_ID" --grace 5000 /);
+      const tool = at('2.', /^npx killpath kill --run "\$RUN_ID" --tool crm\.update /);
+      const runHard = at('2.', /^npx killpath kill --run "\$RUN_ID" --hard /);
+      const agentHalt = at('2.', /^npx killpath kill --agent \S+ --grace 5000 /);
+      assert.ok(run < agentHalt && tool < agentHalt && runHard < agentHalt, 'run-scoped variants first');
+      // Section 4: the queue record is promised only when something was queued; siblings are checked.
+      assert.ok(md.includes('`queue.discarded` (when the run had queued tasks)'));
+      assert.match(md, /\*\*The other runs were untouched\*\*/);
+      // Section 5: is the cause fixed in the process? If not: end it, resume, start the replacement.
+      assert.match(md, /Is the cause fixed in the running process\?/);
+      assert.ok(
+        !md.includes('carries on once nothing covers it'),
+        'no resume of a process that holds the cause',
+      );
+      const end = at('5.', /^npx killpath kill --run "\$RUN_ID" --hard /);
+      const resume = at('5.', /^npx killpath resume --run "\$RUN_ID" /);
+      const replacement = at('5.', /^npx killpath run --tenant /);
+      const works = at('5.', /^npx killpath journal "\$RUN_ID-replacement"$/);
+      assert.ok(
+        end < resume && resume < replacement && replacement < works,
+        'end, resume, replace, see it work',
+      );
+      // The replacement runs on the token section 0 told the reader to hold.
+      assert.match(
+        md,
+        /Your operator token is enough: the control plane mints the agent a short-lived agent token/,
+      );
+      assert.ok(!/must be an admin token or an agent token/.test(md));
+    }
+  });
+
   test('offers the freeze rung (freeze, inspect, thaw or kill) unless the spec turns it off', () => {
     const { spec, digest } = demo();
     const md = renderRunbook(spec, { source: DEMO_SPEC, digest, agent: 'acme/support-bot' });
