@@ -227,6 +227,12 @@ function howToKill(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target): st
         `npx killpath kill --agent ${t.arg} --hard --reason "paged: halt did not stop ${t.key}, killing per runbook"`,
       ),
     );
+    out.push(
+      '',
+      `Each kill prints its directive's id (${code('issued halt run:… (id …)')}); section 4 uses the first one's:`,
+      '',
+      txt('export DIRECTIVE_ID=<the id killpath kill printed; also listed by npx killpath status>'),
+    );
     out.push('', ...ladder(spec, t, oneTool));
     if (levels.includes('tenant') || levels.includes('global')) {
       const wider = [];
@@ -391,6 +397,10 @@ function howToKnow(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target): st
     '',
     sh(`npx killpath audit tail -n 40 --type ${events.join(',')}`),
     '',
+    `**Effects permitted after the halt was committed**: there must be none. This lists the writes the control plane permitted to the run and its children after your directive's commit (exit 0 when there are none; exit 1 lists them: escalate, section 6, Q1). A write permitted just before the commit may land just after it; it is not one of these, and the journal (section 5) shows it:`,
+    '',
+    sh('npx killpath journal "$RUN_ID" --permitted-after "$DIRECTIVE_ID"'),
+    '',
     'The record itself is intact (exit 1 names the first bad record):',
     '',
     sh('npx killpath audit verify'),
@@ -418,15 +428,15 @@ function howToRecover(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target):
   const out = [
     '## 5. How to recover',
     '',
-    `First see what landed before the halt: the writes of the halted run that carry a compensation (${compensated}), its child runs' included, for you to work through; killpath records them, running them is the agent owner's job:`,
+    `First see what landed before the halt: the writes of the halted run that carry a compensation (${compensated}), its child runs' included, newest first, every page (${code('--all')}; the output says "N of M"), for you to work through; killpath records them, running them is the agent owner's job:`,
     '',
     sh(
       runLevel
-        ? 'npx killpath compensations --run "$RUN_ID"'
-        : `npx killpath compensations --tenant ${t.tenantArg}`,
+        ? 'npx killpath compensations --run "$RUN_ID" --all'
+        : `npx killpath compensations --tenant ${t.tenantArg} --all`,
     ),
     '',
-    "The run's own ledger: every write it intended and what became of it, cancelled timers, discarded tasks:",
+    "The run's own ledger, its child runs' included: every write it intended and what became of it, cancelled timers, discarded tasks (newest first, 1000 a page; it prints the command for the next page):",
     '',
     sh('npx killpath journal "$RUN_ID"'),
     '',
@@ -566,6 +576,10 @@ function whenToEscalate(spec: KillSwitchSpec, t: Target): string {
     '',
   );
   const tree = spec.escalation.map((e, i) => `Q${i + 1}  ${e.when}?\n      yes -> ${e.contact}`);
+  if (spec.scope.levels.includes('run'))
+    tree.push(
+      '(effects permitted after the halt was committed: npx killpath journal "$RUN_ID" --permitted-after "$DIRECTIVE_ID", section 4)',
+    );
   tree.push(
     'All no: no escalation. Record the directive id, what you saw and what you did in the incident ticket.',
   );

@@ -698,6 +698,14 @@ describe('the runbook', () => {
       // Section 4: the queue record is promised only when something was queued; siblings are checked.
       assert.ok(md.includes('`queue.discarded` (when the run had queued tasks)'));
       assert.match(md, /\*\*The other runs were untouched\*\*/);
+      // Q1, precisely: effects permitted after the halt was committed, and the command that lists them.
+      at('4.', /^npx killpath journal "\$RUN_ID" --permitted-after "\$DIRECTIVE_ID"$/);
+      assert.match(
+        md,
+        /Q1 {2}the switch did not stop the agent \(it still shows running, or effects were permitted after the halt was committed\)/,
+      );
+      // Section 5: every compensation, every page.
+      at('5.', /^npx killpath compensations --run "\$RUN_ID" --all$/);
       // Section 5: is the cause fixed in the process? If not: end it, resume, start the replacement.
       assert.match(md, /Is the cause fixed in the running process\?/);
       assert.ok(
