@@ -376,6 +376,10 @@ function howToKnow(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target): st
       ...spec.sideEffects.auditEvents.filter((e) => e !== 'directive.issued'),
     ]),
   ];
+  const stopEvents = events.filter((e) =>
+    ['operator_action', 'kill_switch.fired', 'session.halted'].includes(e),
+  );
+  const caught = events.filter((e) => !stopEvents.includes(e));
   // A queue event appears only when there was something queued: never promise it unconditionally.
   const evidence = (e: string) =>
     e === 'queue.discarded' || e === 'queue.drained' ? `${code(e)} (when the run had queued tasks)` : code(e);
@@ -384,18 +388,17 @@ function howToKnow(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target): st
   return [
     '## 4. How to know it worked',
     '',
-    `The run and its child runs show ${code('[halt]')} (or ${code('[kill]')}) in the ${code('runs')} column, and your directive is listed under "active directives" with scope ${code('run:$RUN_ID')} (or ${code(`agent:${t.key}`)} for the whole agent). **The other runs were untouched**: the agent's other runs are listed without a mark, and their workers show nothing in the ${code('flags')} column:`,
+    `The run and its child runs show ${code('[halt]')} (or ${code('[kill]')}) in the ${code('runs')} column, and your directive is listed under "active directives" with scope ${code(`run:${t.tenant}/$RUN_ID`)} (or ${code(`agent:${t.key}`)} for the whole agent). **The other runs were untouched**: the agent's other runs are listed without a mark, and their workers show nothing in the ${code('flags')} column:`,
     '',
     sh('npx killpath status'),
     '',
-    `The audit log has, in this order: your ${code('operator_action')} and ${code('kill_switch.fired')} (trigger operator), then one ${code('session.halted')} per worker with its ${code('timeToStopMs')} (at most ${target}), and the record of what was caught in flight (${events
-      .filter((e) => !['operator_action', 'kill_switch.fired', 'session.halted'].includes(e))
-      .map(evidence)
-      .join(
-        ', ',
-      )}). Each line names its run: for a run-scoped stop, none names a run other than ${code('$RUN_ID')} and its children (those are the other runs, untouched):`,
+    `The audit log has, in this order: your ${code('operator_action')} and ${code('kill_switch.fired')} (trigger operator), then one ${code('session.halted')} per worker with its ${code('timeToStopMs')} (at most ${target}) and the runs it stopped:`,
     '',
-    sh(`npx killpath audit tail -n 40 --type ${events.join(',')}`),
+    sh(`npx killpath audit tail -n 20 --type ${stopEvents.join(',')}`),
+    '',
+    `Then the record of what was caught in flight (${caught.map(evidence).join(', ')}); a busy run leaves many, so this is on its own. Each line names its run: for a run-scoped stop, none names a run other than ${code('$RUN_ID')} and its children (the other runs were untouched):`,
+    '',
+    sh(`npx killpath audit tail -n 40 --type ${caught.join(',')}`),
     '',
     `**Effects permitted after the halt was committed**: there must be none. This lists the writes the control plane permitted to the run and its children after your directive's commit (exit 0 when there are none; exit 1 lists them: escalate, section 6, Q1). A write permitted just before the commit may land just after it; it is not one of these, and the journal (section 5) shows it:`,
     '',
