@@ -1,8 +1,9 @@
 import { writeFileSync } from 'node:fs';
-import { KillpathError, type ScenarioResult } from '@killpath/protocol';
+import { KillpathError, LEVELS, type ScenarioResult } from '@killpath/protocol';
 import { intFlag, parse } from '../args.ts';
 import { resolveConnection } from '../config.ts';
 import { renderReport } from '../drill/report.ts';
+import { DRILL_SCOPES } from '../drill/scopes.ts';
 import { prepareReportPath } from '../report-file.ts';
 import { brokenInvariants, pickScenarios, runDrill, SCENARIOS, type DrillRun } from '../drill/run.ts';
 import { auditVerdictLine, ms, table } from '../output.ts';
@@ -27,7 +28,7 @@ each against the kill-switch spec, stores the rehearsal record at the control pl
 Scenarios (--scenarios, comma list; default all):
   S1 operator button mid-run   S2 cost cap        S3 loop length     S4 three unauthorised calls
   S5 hung in a model call      S6 kill mid-call   S7 supervisor down S8 network partition
-  scope:capability|run|agent|tenant|global  level:throttle|degrade|isolate|halt|freeze|kill
+  scope:${DRILL_SCOPES.join('|')}  level:${LEVELS.join('|')}
   groups: all, S, scopes, levels
 
 Options:

@@ -2,6 +2,7 @@ import type { Directive, EffectCounts } from '@killpath/protocol';
 import type { AgentProcess, AgentSpec, FleetHarness } from '../fleet/harness.ts';
 import { auditHead, awaitHaltReports, measureFlip, type FlipOutcome, type FlipSpec } from '../fleet/flip.ts';
 import { why, type DrillContext, type Measured, type Scenario } from './context.ts';
+import { DRILL_SCOPES, type DrillScope } from './scopes.ts';
 import {
   check,
   journalCheck,
@@ -333,7 +334,7 @@ const S1: Scenario = {
 };
 
 /** One flip at each scope, on the shared fleet. */
-function scopeScenario(scope: 'capability' | 'run' | 'agent' | 'tenant' | 'release' | 'global'): Scenario {
+function scopeScenario(scope: DrillScope): Scenario {
   return {
     id: `scope:${scope}`,
     title: {
@@ -341,6 +342,7 @@ function scopeScenario(scope: 'capability' | 'run' | 'agent' | 'tenant' | 'relea
       run: 'halt one run and its child run',
       agent: 'halt one agent (all its processes)',
       tenant: 'halt one tenant',
+      feature: 'halt every run that declares one feature (a bad feature flag)',
       release: 'halt every run on one release (a bad rollout)',
       global: 'kill everything (break-glass)',
     }[scope],
@@ -351,6 +353,13 @@ function scopeScenario(scope: 'capability' | 'run' | 'agent' | 'tenant' | 'relea
           checks: [],
           skipped:
             'a global flip stops every tenant of the deployment, not only the staging tenant; pass --allow-global to rehearse it',
+        };
+      }
+      const featured = ctx.env.agents.find((a) => a.features.length > 0);
+      if (scope === 'feature' && featured === undefined) {
+        return {
+          checks: [],
+          skipped: 'no agent of the spec declares a feature (features: [...]) for a feature scope to cover',
         };
       }
       const fleet = await ctx.mainFleet();
@@ -393,6 +402,14 @@ function scopeScenario(scope: 'capability' | 'run' | 'agent' | 'tenant' | 'relea
           label: 'tenant',
           body: { level: 'halt', scope: `tenant:${t}`, ...why(ctx, `halt tenant ${t}`) },
           covers: (p) => p.spec.tenant === t,
+        };
+      } else if (scope === 'feature') {
+        const { tenant: t, features } = featured!;
+        const f = features[0]!;
+        spec = {
+          label: 'feature',
+          body: { level: 'halt', scope: `feature:${f}`, tenant: t, ...why(ctx, `halt feature ${f}`) },
+          covers: (p) => p.spec.tenant === t && (p.spec.features ?? []).includes(f),
         };
       } else if (scope === 'release') {
         const t = ctx.env.agents[0]!.tenant;
@@ -613,10 +630,4 @@ const HALT: Scenario = {
 };
 
 /** The flip scenarios on the shared fleet. */
-export const FLIP_SCENARIOS: Scenario[] = [
-  S1,
-  ...(['capability', 'run', 'agent', 'tenant', 'release', 'global'] as const).map(scopeScenario),
-  THROTTLE,
-  DEGRADE,
-  HALT,
-];
+export const FLIP_SCENARIOS: Scenario[] = [S1, ...DRILL_SCOPES.map(scopeScenario), THROTTLE, DEGRADE, HALT];

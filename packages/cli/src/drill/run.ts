@@ -1,5 +1,7 @@
 import { cpus } from 'node:os';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { LEVELS } from '@killpath/protocol';
+import { DRILL_SCOPES } from './scopes.ts';
 import type {
   AuditVerdict,
   AuditVerdictBrief,
@@ -33,10 +35,8 @@ export const SCENARIOS: Scenario[] = [
 export function reportOrder(id: string): number {
   const m = /^S(\d)$/.exec(id);
   if (m) return Number(m[1]);
-  const scopes = ['capability', 'run', 'agent', 'tenant', 'release', 'global'];
-  const levels = ['throttle', 'degrade', 'isolate', 'halt', 'freeze', 'kill'];
-  if (id.startsWith('scope:')) return 10 + scopes.indexOf(id.slice(6));
-  return 20 + levels.indexOf(id.slice(6));
+  if (id.startsWith('scope:')) return 10 + (DRILL_SCOPES as readonly string[]).indexOf(id.slice(6));
+  return 20 + (LEVELS as readonly string[]).indexOf(id.slice(6));
 }
 
 /**

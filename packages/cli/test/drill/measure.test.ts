@@ -162,6 +162,7 @@ describe('drill scenarios and judging', () => {
       'scope:run',
       'scope:agent',
       'scope:tenant',
+      'scope:feature',
       'scope:release',
       'scope:global',
       'level:throttle',
@@ -182,7 +183,7 @@ describe('drill scenarios and judging', () => {
       ['S3', 'level:kill', 'scope:run'],
     );
     assert.equal(pickScenarios('S').length, 8);
-    assert.equal(pickScenarios('scopes,levels').length, 12);
+    assert.equal(pickScenarios('scopes,levels').length, 13);
     assert.deepEqual(
       pickScenarios('freeze').map((s) => s.id),
       ['level:freeze'],
