@@ -342,7 +342,8 @@ export class Client {
 
   /**
    * Stops the stream, the lease timer and the heartbeat so the process can exit; pending
-   * reports are dropped. The gate closes: every later check denies `stale`, and an effect still
+   * reports are dropped, except effect outcomes: those still waiting are sent, and the promise
+   * resolves once they were answered (at most 5 s on the client's clock). The gate closes: every later check denies `stale`, and an effect still
    * waiting for its permit never runs. Run timers are cancelled and queued tasks discarded (in
    * the sink only: the journal is closed too). In-flight effect functions are left to finish.
    * Idempotent.
@@ -352,7 +353,7 @@ export class Client {
     this.lease.stop();
     if (this.heartbeatTimer !== null) this.clock.clearTimeout(this.heartbeatTimer);
     this.heartbeatTimer = null;
-    this.reporter.close();
+    const delivered = this.reporter.close();
     // The last counters go out (fire-and-forget); nothing is sent after that.
     this.telemetry?.flush();
     this.telemetry?.close();
@@ -360,7 +361,8 @@ export class Client {
     for (const state of this.runs.values()) state.timers.cancelAll(STALE);
     for (const queue of this.queues.values()) queue.close();
     this.failReady(new KillpathError('unavailable', 'client closed before the first snapshot'));
-    this.closing = this.loop.close();
+    // Closed once the stream is down and the last outcomes were delivered (or gave up).
+    this.closing = Promise.all([this.loop.close(), delivered]).then(() => undefined);
     return this.closing;
   }
 

@@ -27,6 +27,9 @@ const OUTCOME_BATCH = 128;
 /** Serialised outcomes past this many bytes go in the next batch (the control plane takes 64 KiB a request). */
 const OUTCOME_BATCH_BYTES = 48 * 1024;
 
+/** Longest {@link Reporter.close} waits for outcome requests on the wire, in ms. */
+const CLOSE_WAIT_MS = 5_000;
+
 /** Codes worth retrying: the control plane was unreachable or failed, not the request. */
 const RETRYABLE = new Set(['unavailable', 'internal', null]);
 
@@ -168,10 +171,17 @@ export class Reporter {
       }
       sent.push(this.outcomeBatch(batch));
     }
+    for (const p of sent) {
+      this.outcomeSends.add(p);
+      void p.then(() => this.outcomeSends.delete(p));
+    }
     void Promise.all(sent).then(() => {
       if (!this.closed) this.sendOutcomes();
     });
   }
+
+  /** Outcome requests on the wire, which {@link Reporter.close} waits for. */
+  private readonly outcomeSends = new Set<Promise<void>>();
 
   private outcomeAlone({ permitId, ...outcome }: OutcomeReport): Promise<void> {
     const url = `${this.base}/v1/permits/${encodeURIComponent(permitId)}/outcome`;
@@ -235,8 +245,12 @@ export class Reporter {
     }
   }
 
-  /** Sends the outcomes still waiting (they are never dropped), then drops other pending work; later calls send nothing. */
-  close(): void {
+  /**
+   * Sends the outcomes still waiting (they are never dropped) and drops other pending work;
+   * later calls send nothing. Resolves once every outcome request has been answered or failed,
+   * or after {@link CLOSE_WAIT_MS} on the client's clock.
+   */
+  close(): Promise<void> {
     if (!this.closed) {
       this.outcomeInFlight = false;
       this.sendOutcomes();
@@ -245,6 +259,14 @@ export class Reporter {
     this.ackRev = null;
     this.journalQueue = null;
     this.failed = [];
+    if (this.outcomeSends.size === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = this.clock.setTimeout(resolve, CLOSE_WAIT_MS);
+      void Promise.all(this.outcomeSends).then(() => {
+        this.clock.clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 
   private sendRetried(item: Retried): Promise<void> {

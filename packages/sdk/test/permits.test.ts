@@ -678,7 +678,11 @@ test('outcomes reported while one is on the wire go as one batch; close sends th
   // Outcomes still waiting when the client closes are sent, not dropped.
   await runs[0]!.effect('crm.update', () => 'g');
   await runs[1]!.effect('crm.update', () => 'h');
-  await client.close();
+  let closed = false;
+  const closing = client.close().then(() => (closed = true));
+  await drain();
+  assert.equal(closed, false, 'close waits for the outcomes on the wire');
   await releaseAll();
+  await closing;
   assert.deepEqual(stored().slice(6), ['g', 'h']);
 });
