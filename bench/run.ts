@@ -73,6 +73,12 @@ const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 const wallNow = () => performance.timeOrigin + performance.now();
 
+/** Every process this bench started: whatever happens, none outlives it. */
+const spawned = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of spawned) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
+
 /** One worker process's account of one flip (BENCH_TRACE=1). */
 interface ProcTrace {
   rev: number;
@@ -181,6 +187,7 @@ async function measure(workers: number, layout: string): Promise<Measured> {
       },
     );
     children.push(child);
+    spawned.add(child);
     readies.push(
       new Promise((ok) =>
         createInterface({ input: child.stdout! }).on('line', (line) => {
@@ -233,6 +240,8 @@ async function measure(workers: number, layout: string): Promise<Measured> {
       scope: 'tenant:bench',
       reason: `bench rep ${r}`,
       justification: 'benchmark',
+      // No escalation to a kill mid-measure on a loaded machine: the kill step comes after the grace.
+      graceMs: 600_000,
     });
     const flipWall = performance.timeOrigin + cp.flipTime(directive.rev)!;
     const until = Date.now() + 15_000;
@@ -270,7 +279,8 @@ async function measure(workers: number, layout: string): Promise<Measured> {
       cp.fleet.list('bench', clearedRev).some((w) => w.connected && w.ackedRev < clearedRev) &&
       Date.now() < ackedBy
     )
-      await sleep(10);
+      // Not faster: listing the fleet is work on the control plane's own loop.
+      await sleep(50);
     await sleep(300);
   }
   const lagText = lag.stop();
@@ -360,6 +370,7 @@ async function floor(
       { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, FLOOR_URL: url, COUNT: String(count) } },
     );
     children.push(child);
+    spawned.add(child);
     readies.push(
       new Promise((ok) =>
         createInterface({ input: child.stdout! }).on('line', (line) => {
