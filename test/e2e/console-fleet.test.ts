@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, BrowserContext } from 'playwright-core';
 import { ApiClient } from '@killpath/cli';
+import type { Directive } from '@killpath/protocol';
 import { startServerProcess, type ServerProcess } from './server-process.ts';
 import { SKIP_WITHOUT_CHROMIUM, launchChromium, signInTab } from './console-browser.ts';
 
@@ -192,6 +193,65 @@ describe(
       await page.getByLabel('Find a run by id').fill(`${workerId('bot-c', 5)}-r0`);
       await page.getByRole('button', { name: 'Find' }).click();
       await page.getByText(`No worker hosts run ${workerId('bot-c', 5)}-r0.`).waitFor();
+      assert.deepEqual(errors, []);
+    });
+
+    test("the dialogs' fields: a global throttle asks for a rate, a justification and a break-glass attestation; its resume too", async () => {
+      const { page, errors } = await signInTab(
+        browser,
+        contexts,
+        server.url,
+        server.adminToken,
+        'Tenant acme',
+      );
+      await page.getByRole('button', { name: /^More actions on every tenant/ }).click();
+      const dialog = page.getByRole('dialog', { name: /^Throttle/ });
+      await dialog.waitFor();
+      await dialog.getByRole('button', { name: 'Issue throttle' }).click();
+      await dialog.getByText('A throttle needs a rate above 0 effects per second.').waitFor();
+      await dialog.getByText('A justification is required.').waitFor();
+      await dialog.getByText('A break-glass attestation is required for a global directive.').waitFor();
+      assert.equal(
+        await page.locator(':focus').getAttribute('id'),
+        'f-rate',
+        'focus on the first field in error',
+      );
+      assert.equal(await dialog.getByLabel('Effects per second').getAttribute('type'), 'number');
+      assert.equal(
+        await dialog.getByLabel('Only these tools (optional)').getAttribute('spellcheck'),
+        'false',
+      );
+      await dialog.getByLabel('Only these tools (optional)').fill('not a tool!');
+      await dialog.getByLabel('Effects per second').fill('2.5');
+      await dialog.getByLabel('Reason (optional)').fill('e2e: slow everyone down');
+      await dialog.getByLabel('Justification (required)').fill('e2e: INC-9');
+      await dialog.getByLabel('Break-glass attestation (required)').fill('e2e: the incident commander');
+      await dialog.getByRole('button', { name: 'Issue throttle' }).click();
+      await dialog.getByText('"tool!" is not a capability name (letters, digits and ._:@-).').waitFor();
+      await dialog.getByLabel('Only these tools (optional)').fill('crm.update');
+      await dialog.getByRole('button', { name: 'Issue throttle' }).click();
+      await dialog.waitFor({ state: 'hidden' });
+      await page.getByText(/throttle issued on global/).waitFor();
+      const admin = new ApiClient(server.url, server.adminToken);
+      const [d] = (await admin.get<{ directives: Directive[] }>('/v1/directives?active=true')).directives;
+      assert.equal(d?.level, 'throttle');
+      assert.deepEqual(d?.rate, { perSecond: 2.5, per: 'run' });
+      assert.deepEqual(d?.capabilities, ['crm.update']);
+      assert.equal(d?.reason, 'e2e: slow everyone down');
+      assert.equal(d?.breakGlass?.why, 'e2e: the incident commander');
+
+      await page.getByRole('button', { name: 'Resume throttle on global' }).click();
+      const resume = page.getByRole('dialog', { name: 'Resume throttle on global' });
+      await resume.getByLabel('Justification (required)').fill('e2e: over');
+      await resume.getByRole('button', { name: 'Resume' }).click();
+      await resume.getByText('A break-glass attestation is required', { exact: false }).waitFor();
+      await resume.getByLabel('Break-glass attestation (required)').fill('e2e: INC-9 closed');
+      await resume.getByRole('button', { name: 'Resume' }).click();
+      await resume.waitFor({ state: 'hidden' });
+      assert.deepEqual(
+        (await admin.get<{ directives: Directive[] }>('/v1/directives?active=true')).directives,
+        [],
+      );
       assert.deepEqual(errors, []);
     });
   },

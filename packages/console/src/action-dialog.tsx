@@ -5,7 +5,7 @@
  * as it came.
  */
 import { LEVELS, formatRelease, type ApprovalRequest, type Directive, type Level } from '@killpath/protocol';
-import type { ComponentChildren } from 'preact';
+import type { ComponentChildren, Ref } from 'preact';
 import { useContext, useRef, useState } from 'preact/hooks';
 import { ApiError } from './api.ts';
 import { SessionContext } from './context.ts';
@@ -60,6 +60,112 @@ function Field({ id, label, hint, error, children }: FieldProps) {
 
 const text = (e: Event) => (e.currentTarget as HTMLInputElement).value;
 
+/** Props of {@link TextField}. */
+interface TextFieldProps extends Omit<FieldProps, 'children'> {
+  value: string;
+  onValue(value: string): void;
+  /** A textarea of this many rows; without it, an input. */
+  rows?: number;
+  /** A number input (at least 0) with this step and keyboard; without it, a text input. */
+  number?: { step: string; inputMode: 'decimal' | 'numeric' };
+  /** A text input that the browser neither fills in nor spell-checks. */
+  plain?: { spellcheck?: false };
+  required?: boolean;
+  maxLength?: number;
+  textareaRef?: Ref<HTMLTextAreaElement>;
+}
+
+/** One text field of the dialogs: an input or a textarea in its {@link Field}. */
+function TextField({
+  value,
+  onValue,
+  rows,
+  number,
+  plain,
+  required,
+  maxLength,
+  textareaRef,
+  ...field
+}: TextFieldProps) {
+  const common = {
+    value,
+    onInput: (e: Event) => onValue(text(e)),
+    ...(required ? { required } : {}),
+    ...(maxLength !== undefined ? { maxLength } : {}),
+  };
+  return (
+    <Field {...field}>
+      {(a) =>
+        rows !== undefined ? (
+          <textarea {...a} ref={textareaRef} rows={rows} {...common} />
+        ) : number ? (
+          <input {...a} type="number" min="0" step={number.step} inputMode={number.inputMode} {...common} />
+        ) : (
+          <input {...a} type="text" {...(plain ? { autocomplete: 'off', ...plain } : {})} {...common} />
+        )
+      }
+    </Field>
+  );
+}
+
+/** The justification every dialog requires, for the audit log. */
+function JustificationField(p: {
+  id: string;
+  hint: string;
+  error: string | undefined;
+  value: string;
+  onValue(v: string): void;
+  textareaRef: Ref<HTMLTextAreaElement>;
+}) {
+  return <TextField {...p} label="Justification (required)" rows={3} required maxLength={4000} />;
+}
+
+/** The break-glass attestation a global directive (and its resume) requires. */
+function BreakGlassField(p: {
+  id: string;
+  hint?: string;
+  error: string | undefined;
+  value: string;
+  onValue(v: string): void;
+}) {
+  return <TextField {...p} label="Break-glass attestation (required)" rows={2} required maxLength={4000} />;
+}
+
+/** A refusal as the control plane gave it, then Cancel and the submit button. */
+function DialogFooter(p: {
+  failure: string | null;
+  busy: boolean;
+  submit: string;
+  danger?: boolean;
+  onClose(): void;
+}) {
+  return (
+    <>
+      {p.failure && (
+        <p class="failure" role="alert">
+          {p.failure}
+        </p>
+      )}
+      <div class="buttons">
+        <button type="button" onClick={p.onClose}>
+          Cancel
+        </button>
+        <button type="submit" class={p.danger ? 'danger' : 'primary'} disabled={p.busy}>
+          {p.busy ? 'Sending…' : p.submit}
+        </button>
+      </div>
+    </>
+  );
+}
+
+/** A refusal of the control plane in words for the dialog. */
+const refused = (err: unknown) =>
+  `The control plane refused: ${errorText(err instanceof ApiError ? err : { message: String(err) })}`;
+
+/** Focuses the first field in error of `form`, in the form's order, once it has rendered. */
+const focusFirstInvalid = (form: HTMLFormElement | null) =>
+  queueMicrotask(() => form?.querySelector<HTMLElement>('[aria-invalid="true"]')?.focus());
+
 /** Props of {@link ActionDialog}. */
 export interface ActionDialogProps {
   target: Target;
@@ -87,8 +193,7 @@ export function ActionDialog({ target, level, onClose, onIssued }: ActionDialogP
     const r = directiveBody(target, form);
     if (!r.ok) {
       setErrors(r.errors);
-      // Focus the first field in error, in the form's order.
-      queueMicrotask(() => formRef.current?.querySelector<HTMLElement>('[aria-invalid="true"]')?.focus());
+      focusFirstInvalid(formRef.current);
       return;
     }
     setErrors({});
@@ -100,9 +205,7 @@ export function ActionDialog({ target, level, onClose, onIssued }: ActionDialogP
       );
       onIssued(res.directive, res.created);
     } catch (err) {
-      setFailure(
-        `The control plane refused: ${errorText(err instanceof ApiError ? err : { message: String(err) })}`,
-      );
+      setFailure(refused(err));
       setBusy(false);
     }
   };
@@ -129,38 +232,25 @@ export function ActionDialog({ target, level, onClose, onIssued }: ActionDialogP
             </label>
           ))}
         </fieldset>
-        <Field
+        <TextField
           id="f-capabilities"
           label="Only these tools (optional)"
           hint="Capabilities separated by commas, e.g. crm.update; empty for every effect."
           error={errors.capabilities}
-        >
-          {(a) => (
-            <input
-              {...a}
-              type="text"
-              autocomplete="off"
-              spellcheck={false}
-              value={form.capabilities}
-              onInput={(e) => set({ capabilities: text(e) })}
-            />
-          )}
-        </Field>
+          plain={{ spellcheck: false }}
+          value={form.capabilities}
+          onValue={(v) => set({ capabilities: v })}
+        />
         {form.level === 'throttle' && (
           <div class="row">
-            <Field id="f-rate" label="Effects per second" error={errors.perSecond}>
-              {(a) => (
-                <input
-                  {...a}
-                  type="number"
-                  min="0"
-                  step="any"
-                  inputMode="decimal"
-                  value={form.perSecond}
-                  onInput={(e) => set({ perSecond: text(e) })}
-                />
-              )}
-            </Field>
+            <TextField
+              id="f-rate"
+              label="Effects per second"
+              error={errors.perSecond}
+              number={{ step: 'any', inputMode: 'decimal' }}
+              value={form.perSecond}
+              onValue={(v) => set({ perSecond: v })}
+            />
             <Field id="f-per" label="Counted per">
               {(a) => (
                 <select {...a} value={form.per} onChange={(e) => set({ per: text(e) as 'run' | 'agent' })}>
@@ -173,24 +263,15 @@ export function ActionDialog({ target, level, onClose, onIssued }: ActionDialogP
         )}
         {takesGrace(form.level) && (
           <div class="row">
-            <Field
+            <TextField
               id="f-grace"
               label="Grace (ms, optional)"
               hint="Time covered work may take to finish before it is aborted."
               error={errors.graceMs}
-            >
-              {(a) => (
-                <input
-                  {...a}
-                  type="number"
-                  min="0"
-                  step="1"
-                  inputMode="numeric"
-                  value={form.graceMs}
-                  onInput={(e) => set({ graceMs: text(e) })}
-                />
-              )}
-            </Field>
+              number={{ step: '1', inputMode: 'numeric' }}
+              value={form.graceMs}
+              onValue={(v) => set({ graceMs: v })}
+            />
             {form.level === 'halt' && (
               <Field id="f-drain" label="Queued tasks">
                 {(a) => (
@@ -207,77 +288,40 @@ export function ActionDialog({ target, level, onClose, onIssued }: ActionDialogP
             )}
           </div>
         )}
-        <Field
+        <TextField
           id="f-reason"
           label="Reason (optional)"
           hint="A short label, e.g. runaway loop."
           error={errors.reason}
-        >
-          {(a) => (
-            <input
-              {...a}
-              type="text"
-              autocomplete="off"
-              maxLength={500}
-              value={form.reason}
-              onInput={(e) => set({ reason: text(e) })}
-            />
-          )}
-        </Field>
-        <Field
+          plain={{}}
+          maxLength={500}
+          value={form.reason}
+          onValue={(v) => set({ reason: v })}
+        />
+        <JustificationField
           id="f-justification"
-          label="Justification (required)"
           hint="Why, for the audit log: incident, ticket, who decided."
           error={errors.justification}
-        >
-          {(a) => (
-            <textarea
-              {...a}
-              ref={justificationRef}
-              required
-              rows={3}
-              maxLength={4000}
-              value={form.justification}
-              onInput={(e) => set({ justification: text(e) })}
-            />
-          )}
-        </Field>
+          textareaRef={justificationRef}
+          value={form.justification}
+          onValue={(v) => set({ justification: v })}
+        />
         {global && (
-          <Field
+          <BreakGlassField
             id="f-breakglass"
-            label="Break-glass attestation (required)"
             hint="This stops every tenant. State who authorised it and why nothing narrower will do."
             error={errors.breakGlass}
-          >
-            {(a) => (
-              <textarea
-                {...a}
-                required
-                rows={2}
-                maxLength={4000}
-                value={form.breakGlass}
-                onInput={(e) => set({ breakGlass: text(e) })}
-              />
-            )}
-          </Field>
+            value={form.breakGlass}
+            onValue={(v) => set({ breakGlass: v })}
+          />
         )}
-        {failure && (
-          <p class="failure" role="alert">
-            {failure}
-          </p>
-        )}
-        <div class="buttons">
-          <button type="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button
-            type="submit"
-            class={form.level === 'kill' || form.level === 'halt' ? 'danger' : 'primary'}
-            disabled={busy}
-          >
-            {busy ? 'Sending…' : `Issue ${form.level}`}
-          </button>
-        </div>
+        <DialogFooter
+          failure={failure}
+          busy={busy}
+          submit={`Issue ${form.level}`}
+          danger={form.level === 'kill' || form.level === 'halt'}
+          onClose={onClose}
+        />
       </form>
     </Modal>
   );
@@ -311,7 +355,7 @@ export function ResumeDialog({ directive, onClose, onResumed, onRequested }: Res
     const r = resumeBody(directive, justification, breakGlass, sameRelease);
     if (!r.ok) {
       setErrors(r.errors);
-      queueMicrotask(() => formRef.current?.querySelector<HTMLElement>('[aria-invalid="true"]')?.focus());
+      focusFirstInvalid(formRef.current);
       return;
     }
     setErrors({});
@@ -324,9 +368,7 @@ export function ResumeDialog({ directive, onClose, onResumed, onRequested }: Res
       if ('approval' in res) onRequested(res.approval);
       else onResumed(res.directive);
     } catch (err) {
-      setFailure(
-        `The control plane refused: ${errorText(err instanceof ApiError ? err : { message: String(err) })}`,
-      );
+      setFailure(refused(err));
       setBusy(false);
     }
   };
@@ -342,24 +384,14 @@ export function ResumeDialog({ directive, onClose, onResumed, onRequested }: Res
         Directive <code>{directive.id}</code>, issued by {directive.actor}: {directive.reason}
       </p>
       <form ref={formRef} noValidate onSubmit={submit}>
-        <Field
+        <JustificationField
           id="r-justification"
-          label="Justification (required)"
           hint="Why it is safe to resume, for the audit log."
           error={errors.justification}
-        >
-          {(a) => (
-            <textarea
-              {...a}
-              ref={ref}
-              required
-              rows={3}
-              maxLength={4000}
-              value={justification}
-              onInput={(e) => setJustification(text(e))}
-            />
-          )}
-        </Field>
+          textareaRef={ref}
+          value={justification}
+          onValue={setJustification}
+        />
         {(directive.releases ?? []).length > 0 && (
           <div class="field">
             <p class="hint">
@@ -380,32 +412,14 @@ export function ResumeDialog({ directive, onClose, onResumed, onRequested }: Res
           </div>
         )}
         {needsBreakGlass(directive) && (
-          <Field id="r-breakglass" label="Break-glass attestation (required)" error={errors.breakGlass}>
-            {(a) => (
-              <textarea
-                {...a}
-                required
-                rows={2}
-                maxLength={4000}
-                value={breakGlass}
-                onInput={(e) => setBreakGlass(text(e))}
-              />
-            )}
-          </Field>
+          <BreakGlassField
+            id="r-breakglass"
+            error={errors.breakGlass}
+            value={breakGlass}
+            onValue={setBreakGlass}
+          />
         )}
-        {failure && (
-          <p class="failure" role="alert">
-            {failure}
-          </p>
-        )}
-        <div class="buttons">
-          <button type="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button type="submit" class="primary" disabled={busy}>
-            {busy ? 'Sending…' : 'Resume'}
-          </button>
-        </div>
+        <DialogFooter failure={failure} busy={busy} submit="Resume" onClose={onClose} />
       </form>
     </Modal>
   );
