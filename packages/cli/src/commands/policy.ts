@@ -200,6 +200,11 @@ async function history(args: string[]): Promise<number> {
     console.log(JSON.stringify(r, null, 2));
     return 0;
   }
+  // Versions are numbered from 1 and never deleted: the newest one's number is how many there are.
+  const total = Math.max(r.active, ...r.versions.map((v) => v.version));
+  console.log(
+    `${r.versions.length} of ${total} version(s), newest first${r.versions.length < total ? `; -n ${Math.min(total, 1000)} lists ${total > 1000 ? 'the newest 1000' : 'them all'}` : ''}`,
+  );
   console.log(
     table(
       ['version', 'applied', 'by', 'comment'],

@@ -36,6 +36,9 @@ recorded at its commit).
                    if it does not
   --json           the answer as JSON: workers, total, cursor, groups, flagged, directives`;
 
+/** Active directives read at most (the API's largest page); more are said to exist, never cut silently. */
+const MAX_DIRECTIVES = 5000;
+
 /** Audit records read back at most when looking for recent aborted effects. */
 const MAX_AUDIT_SCAN = 20_000;
 
@@ -178,7 +181,7 @@ async function fetchStatus(api: ApiClient, o: StatusOptions) {
       }
       return first;
     })(),
-    api.get<{ rev: number; directives: Directive[] }>('/v1/directives?active=true'),
+    api.get<{ rev: number; directives: Directive[] }>(`/v1/directives?active=true&limit=${MAX_DIRECTIVES}`),
   ]);
   return { api, fleet, dirs };
 }
@@ -353,7 +356,9 @@ export async function status(args: string[]): Promise<number> {
         ]),
       ),
     );
-  console.log(`\nactive directives: ${dirs.directives.length}`);
+  console.log(
+    `\nactive directives: ${dirs.directives.length === MAX_DIRECTIVES ? `at least ${MAX_DIRECTIVES} (the newest ${MAX_DIRECTIVES} shown)` : dirs.directives.length}`,
+  );
   if (dirs.directives.length > 0) {
     console.log(
       table(

@@ -154,4 +154,22 @@ describe('killpath status: flags, --run, pages', () => {
     );
     assert.equal(all.cursor, null);
   });
+
+  it('counts every active directive past the API default of 500', async () => {
+    const admin = new ApiClient(s.url, s.token);
+    for (let i = 0; i < 501; i += 50)
+      await Promise.all(
+        Array.from({ length: Math.min(50, 501 - i) }, (_, j) =>
+          admin.post('/v1/directives', {
+            level: 'halt',
+            scope: `feature:f-${i + j}`,
+            tenant: 'acme',
+            reason: 'many',
+            justification: 'many',
+          }),
+        ),
+      );
+    const r = await lines(['status', ...s.conn]);
+    assert.ok(r.out.includes('active directives: 501'), r.out.filter((l) => l.startsWith('active')).join());
+  });
 });
