@@ -31,6 +31,8 @@ interface WorkerEntry {
   runs: RunReport[];
   launcher: string | null;
   release: Release | null;
+  /** What the worker declared when its stream opened (heartbeats may say otherwise later). */
+  declared: { release: Release | null } | null;
   /** The highest level among its runs' states (`null`: all running), kept as the runs change. */
   top: Level | null;
 }
@@ -118,6 +120,15 @@ export class Fleet {
     this.goneAfterMs = goneAfterMs;
   }
 
+  /**
+   * The release a worker declared when its stream opened (else its latest reported one), for
+   * deciding a permit's coverage; `null` when unknown or none.
+   */
+  declaredRelease(key: WorkerKey): Release | null {
+    const w = this.#workers.get(key);
+    return w?.declared?.release ?? w?.release ?? null;
+  }
+
   /** True when the fleet holds the worker. */
   has(key: WorkerKey): boolean {
     return this.#workers.has(key);
@@ -151,6 +162,7 @@ export class Fleet {
         runs: [],
         launcher: null,
         release: null,
+        declared: null,
         top: null,
       };
       this.#workers.set(key, w);
@@ -216,6 +228,7 @@ export class Fleet {
     w.connected = true;
     w.features = features;
     w.release = release;
+    w.declared = { release };
     w.lastContact = this.#now();
   }
 

@@ -135,11 +135,19 @@ describe('release scopes and the release check through the API', () => {
     return (JSON.parse(text) as { directive: Directive }).directive;
   }
 
-  async function permit(runId: string, release: Release | undefined) {
+  /**
+   * A permit asked by the worker hosting `runId` (`run-wN` on wN; any other run on w3): the
+   * control plane decides coverage by the release that worker declared, whatever the body says.
+   */
+  async function permit(
+    runId: string,
+    release: Release | undefined,
+    workerId = /^run-(w\d)$/.exec(runId)?.[1] ?? 'w3',
+  ) {
     return h.req('POST', '/v1/permits', {
       token: agent,
       body: {
-        workerId: 'w1',
+        workerId,
         runId,
         lineage: [],
         features: [],
@@ -172,7 +180,17 @@ describe('release scopes and the release check through the API', () => {
     // Permits: the gate at the control plane covers by the run's release.
     await expectWireError(await permit('run-w1', A), 409, 'halted', 'a permit on release A');
     assert.equal((await permit('run-w3', B)).status, 201, 'a permit on release B');
-    assert.equal((await permit('run-x', undefined)).status, 201, 'a permit with no release');
+    assert.equal(
+      (await permit('run-x', undefined)).status,
+      201,
+      'a permit saying no release, from a B worker',
+    );
+    await expectWireError(
+      await permit('run-y', undefined, 'w1'),
+      409,
+      'halted',
+      'a permit saying no release, from an A worker',
+    );
 
     // The fleet view shows each worker's release and what the switchboard does to it.
     const fleet = (await (await h.req('GET', '/v1/fleet', { token: operator })).json()) as {
