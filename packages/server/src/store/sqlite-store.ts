@@ -11,6 +11,7 @@ import {
   type Release,
 } from '@killpath/protocol';
 import { chainRecord, verifyChain, type AuditEvent } from '../audit/chain.ts';
+import { convergedIssue } from './convergence.ts';
 import * as effects from './sqlite-effects.ts';
 import * as ledgers from './sqlite-ledger.ts';
 import * as drills from './sqlite-drills.ts';
@@ -231,31 +232,6 @@ function toDirective(r: DirectiveRow): Directive {
     releases: JSON.parse(r.releases) as Release[],
     breakGlass: r.break_glass ? (JSON.parse(r.break_glass) as BreakGlass) : null,
   };
-}
-
-/** Content that makes two directives "the same" for convergence. */
-function contentKey(d: {
-  level: string;
-  scopeText: string;
-  tenant: string | null;
-  capabilities: readonly string[] | null;
-  rate: unknown;
-  graceMs: number;
-  drain: string;
-  memory: string;
-  escalation: unknown;
-}): string {
-  return JSON.stringify([
-    d.escalation,
-    d.level,
-    d.scopeText,
-    d.tenant,
-    d.capabilities === null ? null : [...d.capabilities].sort(),
-    d.rate,
-    d.graceMs,
-    d.drain,
-    d.memory,
-  ]);
 }
 
 /** Options of {@link SqliteStore}. */
@@ -638,25 +614,18 @@ export class SqliteStore implements Store {
 
   async issueDirective(input: DirectiveInput, audit: (r: IssueResult) => AuditEvent[]): Promise<IssueResult> {
     return this.#tx(() => {
-      let result: IssueResult | null = null;
-      if (input.idempotencyKey !== null) {
-        const prior = this.#stmts.byKey!.get(input.idempotencyKey) as DirectiveRow | undefined;
-        if (prior)
-          result = {
-            directive: toDirective(prior),
-            created: false,
-            converged: 'idempotency_key',
-            replaced: [],
-            keyDigest: prior.idempotency_digest ?? null,
-          };
-      }
+      const prior =
+        input.idempotencyKey === null
+          ? undefined
+          : (this.#stmts.byKey!.get(input.idempotencyKey) as DirectiveRow | undefined);
       const scopeText = formatScope(input.scope);
       const active = (this.#stmts.active!.all() as unknown as DirectiveRow[]).map(toDirective);
-      if (result === null) {
-        const key = contentKey({ ...input, scopeText });
-        const same = active.find((d) => contentKey(d) === key);
-        if (same) result = { directive: same, created: false, converged: 'identical', replaced: [] };
-      }
+      // Whether it converges is the domain's rule (guarantee 7); this backend only looks up and commits.
+      let result = convergedIssue(
+        input,
+        prior ? { directive: toDirective(prior), keyDigest: prior.idempotency_digest ?? null } : null,
+        active,
+      );
       if (result === null) {
         const rev = Number((this.#stmts.bumpRev!.get() as { value: string }).value);
         const id = `d_${randomUUID()}`;
