@@ -2,7 +2,8 @@
  * Load generator for the permit benchmark: CONCURRENCY loops, each on its own run, doing
  * write effects (permit, then the effect, then its outcome) and reads back to back for
  * DURATION_MS. Prints one JSON line per write with its round trip (effect() call → resolved)
- * and, at the end, counts of effects started by class with their wall-clock times.
+ * and, at the end, counts of effects started by class with their wall-clock times and the
+ * process's CPU time (after closing the client, so every outcome was sent).
  */
 import { connect, type SdkEvent } from '@killpath/sdk';
 
@@ -46,5 +47,8 @@ await Promise.all(
     }
   }),
 );
-process.stdout.write(`${JSON.stringify({ k: 'done', rtt, starts })}\n`);
 await client.close();
+const cpu = process.cpuUsage();
+process.stdout.write(
+  `${JSON.stringify({ k: 'done', rtt, starts, cpuMs: (cpu.user + cpu.system) / 1000 })}\n`,
+);

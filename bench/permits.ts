@@ -1,19 +1,22 @@
 /**
  * `npm run bench:permits`: permit round trip and sustained permits per second on the embedded
- * store, then the same load with a halt in the middle: write permits granted after the flip
- * (from the store's audit records; must be 0) and effects started after the flip by class
- * (counted: writes here were permitted before the flip and caught in flight; reads are bounded
- * by observe time). Printed, never asserted.
+ * store, each beside its floor measured in the same run (an idle durable SQLite commit, a
+ * loopback HTTP round trip), what the store grows by per effect (audit records, bytes), then the
+ * same load with a halt in the middle: write permits granted after the flip (from the database;
+ * must be 0) and effects started after the flip by class (counted: writes here were permitted
+ * before the flip and caught in flight; reads are bounded by observe time). Printed, never asserted.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { createServer, request, Agent } from 'node:http';
+import { loadavg, tmpdir } from 'node:os';
+import { DatabaseSync } from 'node:sqlite';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { startServer } from '@killpath/server';
 import { ApiClient, ms, percentile, table } from '@killpath/cli';
-import type { AuditRecord, Directive } from '@killpath/protocol';
+import type { Directive } from '@killpath/protocol';
 
 const PROCS = Number(process.env.BENCH_PROCS ?? 2);
 const CONCURRENCY = Number(process.env.CONCURRENCY ?? 25);
@@ -28,7 +31,9 @@ async function phase(flipAtMs: number | null) {
     tenant: 'bench',
     agent: 'writer',
   });
-  const results: { rtt: number[]; starts: { cls: string; wall: number }[] }[] = [];
+  // What the store holds before the load: the growth is measured from here.
+  const { bytes: bytesBefore, audit: auditBefore } = await storeSize(dir);
+  const results: { rtt: number[]; starts: { cls: string; wall: number }[]; cpuMs: number }[] = [];
   const readies: Promise<void>[] = [];
   const dones: Promise<void>[] = [];
   const kids = Array.from({ length: PROCS }, (_, p) =>
@@ -50,7 +55,12 @@ async function phase(flipAtMs: number | null) {
     readies.push(new Promise((ok) => (ready = ok)));
     dones.push(new Promise((ok) => (done = ok)));
     createInterface({ input: k.stdout! }).on('line', (line) => {
-      const m = JSON.parse(line) as { k: string; rtt: number[]; starts: { cls: string; wall: number }[] };
+      const m = JSON.parse(line) as {
+        k: string;
+        rtt: number[];
+        starts: { cls: string; wall: number }[];
+        cpuMs: number;
+      };
       if (m.k === 'ready') ready();
       if (m.k === 'done') {
         results.push(m);
@@ -60,6 +70,7 @@ async function phase(flipAtMs: number | null) {
   }
   await Promise.all(readies);
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   let directive: Directive | null = null;
   let flipWall = 0;
   if (flipAtMs !== null) {
@@ -76,20 +87,18 @@ async function phase(flipAtMs: number | null) {
   }
   await Promise.all(dones);
   const elapsed = (performance.now() - t0) / 1000;
-  let granted = 0;
-  let afterFlip = 0;
-  for (let after = 0; ;) {
-    const recs = (
-      await api.get<{ records: AuditRecord[] }>(`/v1/audit?type=effect.intent&after=${after}&limit=5000`)
-    ).records;
-    for (const r of recs) {
-      granted++;
-      if (directive && (r.data.rev as number) >= directive.rev) afterFlip++;
-    }
-    if (recs.length < 5000) break;
-    after = recs.at(-1)!.seq;
-  }
+  const cpu = process.cpuUsage(cpu0);
+  const serverCpuMs = (cpu.user + cpu.system) / 1000;
   await server.close();
+  // Counted from the database the control plane wrote (closed: its WAL is checkpointed into the file).
+  const file = join(dir, 'killpath.db');
+  const db = new DatabaseSync(file, { readOnly: true });
+  const count = (sql: string, ...args: number[]) => Number((db.prepare(sql).get(...args) as { n: number }).n);
+  const granted = count(`SELECT COUNT(*) AS n FROM permits`);
+  const afterFlip = directive ? count(`SELECT COUNT(*) AS n FROM permits WHERE rev >= ?`, directive.rev) : 0;
+  const auditRecords = count(`SELECT COUNT(*) AS n FROM audit`) - auditBefore;
+  db.close();
+  const bytes = statSync(file).size - bytesBefore;
   rmSync(dir, { recursive: true, force: true });
   const rtt = results.flatMap((r) => r.rtt);
   const starts = results.flatMap((r) => r.starts);
@@ -101,23 +110,142 @@ async function phase(flipAtMs: number | null) {
         ? starts.length / elapsed
         : starts.filter((s) => s.wall < flipWall).length / (flipAtMs / 1000),
     afterFlip,
+    granted,
+    serverCpuMs,
+    agentCpuMs: results.reduce((n, r) => n + r.cpuMs, 0),
+    elapsed,
+    auditPerEffect: auditRecords / Math.max(1, granted),
+    bytesPerEffect: bytes / Math.max(1, granted),
     writesAfterFlip: directive ? starts.filter((s) => s.cls === 'write' && s.wall > flipWall).length : 0,
     readsAfterFlip: directive ? starts.filter((s) => s.cls === 'read' && s.wall > flipWall).length : 0,
   };
 }
 
+/** Size of the database file and its audit records so far, read through a second connection. */
+async function storeSize(dir: string): Promise<{ bytes: number; audit: number }> {
+  const file = join(dir, 'killpath.db');
+  const db = new DatabaseSync(file, { readOnly: true });
+  const audit = Number((db.prepare('SELECT COUNT(*) AS n FROM audit').get() as { n: number }).n);
+  db.close();
+  let bytes = statSync(file).size;
+  try {
+    bytes += statSync(`${file}-wal`).size;
+  } catch {
+    // no WAL yet
+  }
+  return { bytes, audit };
+}
+
+/** Floor 1: one idle durable commit (WAL, synchronous=FULL, one small row), p50 and p99 over 300. */
+function commitFloor(): { p50: number; p99: number } {
+  const dir = mkdtempSync(join(tmpdir(), 'killpath-bench-commit-'));
+  const db = new DatabaseSync(join(dir, 'floor.db'));
+  db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; CREATE TABLE t (v TEXT)');
+  const insert = db.prepare('INSERT INTO t (v) VALUES (?)');
+  const times: number[] = [];
+  for (let i = 0; i < 300; i++) {
+    const t = performance.now();
+    db.exec('BEGIN IMMEDIATE');
+    insert.run('x'.repeat(400));
+    db.exec('COMMIT');
+    times.push(performance.now() - t);
+  }
+  db.close();
+  rmSync(dir, { recursive: true, force: true });
+  return { p50: percentile(times, 50), p99: percentile(times, 99) };
+}
+
+/** Floor 2: one loopback HTTP round trip (keep-alive, a small JSON POST and answer), p50 and p99 over 500. */
+async function httpFloor(): Promise<{ p50: number; p99: number }> {
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"permit":{"id":"p_1","status":"granted"}}');
+    });
+  });
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+  const port = (server.address() as { port: number }).port;
+  const agent = new Agent({ keepAlive: true });
+  const body = JSON.stringify({
+    runId: 'r',
+    capability: 'db.write',
+    class: 'write',
+    lineage: [],
+    features: [],
+  });
+  const once = () =>
+    new Promise<void>((ok, fail) => {
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port,
+          method: 'POST',
+          path: '/v1/permits',
+          agent,
+          headers: { 'content-type': 'application/json' },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', ok);
+        },
+      );
+      req.on('error', fail);
+      req.end(body);
+    });
+  const times: number[] = [];
+  for (let i = 0; i < 500; i++) {
+    const t = performance.now();
+    await once();
+    times.push(performance.now() - t);
+  }
+  agent.destroy();
+  await new Promise((ok) => server.close(ok));
+  return { p50: percentile(times, 50), p99: percentile(times, 99) };
+}
+
 console.log(
-  `killpath permit bench: ${PROCS} processes x ${CONCURRENCY} runs, ${DURATION} ms, node ${process.version}\n`,
+  `killpath permit bench: ${PROCS} processes x ${CONCURRENCY} runs, ${DURATION} ms, node ${process.version}, load average ${loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ')} (the machine may be shared)\n`,
 );
+const commit = commitFloor();
+const http = await httpFloor();
 const steady = await phase(null);
+const floor50 = commit.p50 + http.p50;
+const floor99 = commit.p99 + http.p99;
 console.log(
   table(
-    ['measure', 'value'],
+    ['measure', 'value', 'floor (same run)'],
     [
-      ['permit round trip p50 (write effect incl. outcome)', ms(percentile(steady.rtt, 50))],
-      ['permit round trip p99', ms(percentile(steady.rtt, 99))],
-      ['sustained permits per second (embedded store)', Math.round(steady.perSecond)],
-      ['effects per second (reads + writes)', Math.round(steady.effectsPerSecond)],
+      [
+        'permit round trip p50 (write effect incl. outcome)',
+        ms(percentile(steady.rtt, 50)),
+        `${ms(floor50)} (durable commit ${ms(commit.p50)} + HTTP ${ms(http.p50)})`,
+      ],
+      [
+        'permit round trip p99',
+        ms(percentile(steady.rtt, 99)),
+        `${ms(floor99)} (durable commit ${ms(commit.p99)} + HTTP ${ms(http.p99)})`,
+      ],
+      [
+        'sustained permits per second (embedded store)',
+        Math.round(steady.perSecond),
+        `${Math.round(1000 / commit.p50)} durable commits/s one at a time`,
+      ],
+      ['effects per second (reads + writes)', Math.round(steady.effectsPerSecond), '-'],
+      [
+        'control plane CPU per write effect (and its share of one core)',
+        `${Math.round((1000 * steady.serverCpuMs) / Math.max(1, steady.granted))} µs (${Math.round((100 * steady.serverCpuMs) / 1000 / steady.elapsed)} %)`,
+        '-',
+      ],
+      [
+        'agent processes CPU per write effect (SDK, reads included)',
+        `${Math.round((1000 * steady.agentCpuMs) / Math.max(1, steady.granted))} µs`,
+        '-',
+      ],
+      ['audit records per write effect', steady.auditPerEffect.toFixed(2), '-'],
+      ['bytes stored per write effect (database file)', Math.round(steady.bytesPerEffect), '-'],
     ],
   ),
 );

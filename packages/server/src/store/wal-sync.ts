@@ -15,7 +15,7 @@
  * Under continuous writes such a checkpoint never catches up completely, so once the WAL holds
  * more than {@link FINISH_FRAMES} frames the store finishes one on its own connection.
  */
-import { closeSync, fstatSync, fsync, fsyncSync, openSync, statSync } from 'node:fs';
+import { closeSync, fsync, fsyncSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
 
@@ -111,12 +111,12 @@ export class WalSync {
     });
   }
 
-  /** An open descriptor of the current WAL file (reopened if SQLite replaced the file). */
+  /**
+   * The WAL's descriptor, opened once: while the store's connection is open SQLite keeps the
+   * same file (it is reset and overwritten in place, never replaced), so no stat per sync.
+   */
   #walFd(): number {
-    const ino = statSync(this.#walPath).ino;
-    if (this.#fd !== null && fstatSync(this.#fd).ino === ino) return this.#fd;
-    if (this.#fd !== null) closeSync(this.#fd);
-    this.#fd = openSync(this.#walPath, 'r');
+    this.#fd ??= openSync(this.#walPath, 'r');
     return this.#fd;
   }
 
