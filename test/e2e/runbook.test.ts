@@ -253,6 +253,15 @@ describe(
       );
       assert.match(status4.stdout, new RegExp(`\\b${SIBLING}\\b(?!\\[)`), 'the sibling run is running');
       assert.match(status4.stdout, /run:acme\/acme-sup-1/, 'the directive, with its tenant');
+      // Below the fleet, the workers that lost a lease or aborted effects: the paged run's alone, for this directive.
+      const flagged = status4.stdout.slice(status4.stdout.indexOf('lost a lease or aborted effects'));
+      assert.match(flagged, /: 1 worker\(s\) \(below\); every other worker of the \d+ in view did neither/);
+      assert.match(flagged, new RegExp(`acme\\s+\\S+\\s+\\S+\\s+${RUN_ID}\\b.*aborted \\d+ effect\\(s\\)`));
+      assert.doesNotMatch(
+        flagged.split('active directives')[0]!,
+        new RegExp(`\\b${SIBLING}\\b`),
+        'the sibling is not flagged',
+      );
       const tail = await runBlock(/^npx killpath audit tail -n 20 --type operator_action,/);
       ok(tail);
       for (const t of ['operator_action', 'kill_switch.fired', 'session.halted'])

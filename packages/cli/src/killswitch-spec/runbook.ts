@@ -99,7 +99,7 @@ function setup(spec: KillSwitchSpec, agent: SpecAgent | null): string {
     '',
     sh('npx killpath status'),
     '',
-    `**The run is not listed yet?** A run is listed once its worker has connected and registered it, at the latest with the worker's first heartbeat (every ${heartbeat} by default, ${code('KILLPATH_HEARTBEAT_MS')}): a few seconds after its process started. Wait for it by id; this exits 1 if no worker holds the run within 30 s (then check the id on the page, and that the agent runs under this control plane):`,
+    `**The run is not listed yet?** A run is listed once its worker has connected and registered it, at the latest with the worker's first heartbeat (every ${heartbeat} by default, ${code('KILLPATH_HEARTBEAT_MS')}): a few seconds after its process started. ${code('npx killpath status --run "$RUN_ID"')} shows the workers that hold it (exit 1 while none does). Wait for it by id; this exits 1 if no worker holds the run within 30 s (then check the id on the page, and that the agent runs under this control plane):`,
     '',
     sh('npx killpath status --wait 30 --run "$RUN_ID"'),
   ].join('\n');
@@ -388,7 +388,7 @@ function howToKnow(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target): st
   return [
     '## 4. How to know it worked',
     '',
-    `The run and its child runs show ${code('[halt]')} (or ${code('[kill]')}) in the ${code('runs')} column, and your directive is listed under "active directives" with scope ${code(`run:${t.tenant}/$RUN_ID`)} (or ${code(`agent:${t.key}`)} for the whole agent). **The other runs were untouched**: the agent's other runs are listed without a mark, and their workers show nothing in the ${code('flags')} column:`,
+    `The run and its child runs show ${code('[halt]')} (or ${code('[kill]')}) in the ${code('runs')} column, and your directive is listed under "active directives" with scope ${code(`run:${t.tenant}/$RUN_ID`)} (or ${code(`agent:${t.key}`)} for the whole agent). **The other runs were untouched**: the agent's other runs are listed without a mark, and below the fleet, among the workers that "lost a lease or aborted effects" recently, only the run's own worker is listed (with the effects the stop aborted); every other worker "did neither":`,
     '',
     sh('npx killpath status'),
     '',
