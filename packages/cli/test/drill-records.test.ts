@@ -195,6 +195,27 @@ describe('killpath drill history, due and show', () => {
     );
     assert.equal((await run(t, drillDue, ['--help'])).code, 0);
   });
+
+  test('a full page of history says so and prints the command for the older records; following it reaches every one', async (t) => {
+    for (const n of [1, 2, 3])
+      await api.post('/v1/drills', { ...REHEARSAL, finishedAt: `2025-06-0${n + 1}T10:05:00.000Z` });
+    const { drills } = await api.get<{ drills: RehearsalRecord[] }>('/v1/drills?limit=500');
+    const seen: string[] = [];
+    let argv = ['-n', '2'];
+    for (let pages = 0; pages < 10; pages++) {
+      const r = await run(t, drillHistory, [...argv, ...conn]);
+      seen.push(...drills.map((d) => d.id).filter((id) => r.out.includes(`${id} `)));
+      const next = /older ones: killpath drill history (.*)$/m.exec(r.out)?.[1];
+      if (next === undefined) break;
+      argv = next.split(' ');
+    }
+    assert.deepEqual(
+      seen,
+      drills.map((d) => d.id),
+      'every record once, newest first',
+    );
+    assert.ok(drills.length >= 4);
+  });
 });
 
 test('summaries: status counts, the worst signal-to-halt and its target', () => {

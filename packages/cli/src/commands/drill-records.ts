@@ -12,11 +12,12 @@ import { ms, table } from '../output.ts';
 
 const CONNECTION = '--url URL --token TOKEN --data-dir DIR as for every command.';
 
-export const DRILL_HISTORY_HELP = `killpath drill history [--agent TENANT/AGENT] [-n N | --limit N] [--json]
+export const DRILL_HISTORY_HELP = `killpath drill history [--agent TENANT/AGENT] [-n N | --limit N] [--before ID] [--json]
 
 Rehearsal records the control plane keeps (POST /v1/drills), newest first: when, spec, mode,
 result, scenarios passed/failed/degraded/skipped, and the worst signal-to-halt p99 against its
-target. Tenant-scoped tokens see their own tenant's records only. Default limit 20 (at most 500).
+target. Tenant-scoped tokens see their own tenant's records only. Default limit 20 (at most 500);
+a full page prints the command for the next one (--before ID: the records older than ID).
 ${CONNECTION}`;
 
 export const DRILL_DUE_HELP = `killpath drill due [--spec-digest DIGEST] [--json]
@@ -88,9 +89,12 @@ export async function drillHistory(args: string[]): Promise<number> {
     ...CONNECTION_OPTIONS,
     agent: { type: 'string' },
     limit: { type: 'string', short: 'n' },
+    before: { type: 'string' },
     json: { type: 'boolean' },
   });
   if (help(values, DRILL_HISTORY_HELP)) return 0;
+  if (values.before !== undefined && !isIdentifier(values.before))
+    throw new KillpathError('invalid_request', `--before must be a drill id, got "${values.before}"`);
   const limit = intFlag('limit', values.limit, 20);
   if (limit < 1 || limit > 500) throw new KillpathError('invalid_request', '--limit must be from 1 to 500');
   const q = new URLSearchParams({ limit: String(limit) });
@@ -100,6 +104,7 @@ export async function drillHistory(args: string[]): Promise<number> {
       throw new KillpathError('invalid_request', `--agent must be TENANT/AGENT, got "${values.agent}"`);
     q.set('agent', values.agent);
   }
+  if (values.before !== undefined) q.set('before', values.before);
   const { drills } = await clientFor(values).get<{ drills: RehearsalRecord[] }>(`/v1/drills?${q.toString()}`);
   if (values.json) {
     console.log(JSON.stringify(drills, null, 2));
@@ -136,6 +141,11 @@ export async function drillHistory(args: string[]): Promise<number> {
       }),
     ),
   );
+  // A full page may not be all: say so, with the command for the older ones.
+  if (drills.length === limit)
+    console.log(
+      `the newest ${limit}${values.before === undefined ? '' : ` before ${values.before}`}; older ones: killpath drill history${values.agent === undefined ? '' : ` --agent ${values.agent}`} -n ${limit} --before ${drills.at(-1)!.id}`,
+    );
   return 0;
 }
 
