@@ -86,8 +86,9 @@ export const FREEZE: Scenario = {
         const path = typeof inspected?.data.path === 'string' ? inspected.data.path : null;
         if (path !== null && existsSync(path)) evidence = JSON.parse(readFileSync(path, 'utf8')) as Evidence;
       }
-      // Frozen past the lease (and the window): the thaw must resynchronise before any effect.
-      const holdUntil = frozenWall + Math.max(ctx.windowMs, ctx.leaseMs + 500);
+      // Frozen past the lease (and the window, up to 3 s as for an isolate): the thaw must
+      // resynchronise before any effect.
+      const holdUntil = frozenWall + Math.max(Math.min(ctx.windowMs, 3000), ctx.leaseMs + 500);
       await sleep(Math.max(0, holdUntil - Date.now()));
       const ticksBeforeThaw = cpuTicks(pid);
       const out = l.out as EventLine[];
