@@ -48,6 +48,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly foreignRuns = new Counter({
+    name: 'killpath_foreign_runs_dropped_total',
+    help: 'Runs a worker reported that another agent of its tenant registered, left out of its report, by route',
+    labelNames: ['route'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
   }

@@ -7,7 +7,7 @@
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Directive, FleetWorker } from '@killpath/protocol';
-import { heartbeatBody } from './harness.ts';
+import { harness, heartbeatBody } from './harness.ts';
 import { liveServer, type LiveServer } from './live-server.ts';
 
 const W = 'w-shared';
@@ -147,4 +147,46 @@ describe('worker ids live inside their agent', () => {
       late.close();
     });
   }
+});
+
+describe('a heartbeat names only its own runs', () => {
+  test("a run another agent of the tenant registered is left out of a worker's report and counted", async () => {
+    const h = await harness();
+    try {
+      const bot = await h.token('agent', 'acme', 'bot');
+      const other = await h.token('agent', 'acme', 'other');
+      const admin = await h.token('admin', '*');
+      h.cp.fleet.connected('wa', 'acme', 'bot', []);
+      const reg = await h.req('POST', '/v1/runs', { token: bot, body: run('ra', 'wa') });
+      assert.equal(reg.status, 201);
+      const report = (runId: string) => ({
+        runId,
+        parentRunId: null,
+        lineage: [],
+        state: 'running',
+        effects: 0,
+        denied: 0,
+        inFlight: 0,
+      });
+      const hb = await h.req('POST', '/v1/workers/wo/heartbeat', {
+        token: other,
+        body: { ...heartbeatBody(), runs: [report('ra'), report('ro')] },
+      });
+      assert.equal(hb.status, 204);
+      const view = (await (await h.req('GET', '/v1/fleet', { token: admin })).json()) as {
+        workers: FleetWorker[];
+      };
+      assert.deepEqual(
+        view.workers.map((w) => [w.agent, w.workerId, w.runs.map((r) => r.runId)]),
+        [
+          ['bot', 'wa', ['ra']],
+          ['other', 'wo', ['ro']],
+        ],
+      );
+      const metrics = await (await h.req('GET', '/metrics', { token: admin })).text();
+      assert.match(metrics, /killpath_foreign_runs_dropped_total\{route="heartbeat"\} 1/);
+    } finally {
+      await h.close();
+    }
+  });
 });

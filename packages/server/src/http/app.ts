@@ -342,7 +342,17 @@ export function createApp(
         `this token was minted for launcher ${p.launcher}; its workers may not report under launcher ${b.launcher}`,
       );
     if (b.launcher !== undefined) await cp.claimLauncher(who, b.launcher);
-    cp.fleet.heartbeat(id, who.tenant, who.agent, b);
+    // A heartbeat names only its agent's own runs: a run another agent of the tenant registered
+    // is left out (and counted), not refused, since a heartbeat is the worker's liveness. So a
+    // worker cannot appear to host, acknowledge for, or draw launcher orders for another's run.
+    const runs: typeof b.runs = [];
+    for (const r of b.runs) {
+      const registered = await cp.store.getRun(who.tenant, r.runId);
+      if (registered === null || registered.agent === who.agent) runs.push(r);
+    }
+    if (runs.length < b.runs.length)
+      cp.metrics.foreignRuns.inc({ route: 'heartbeat' }, b.runs.length - runs.length);
+    cp.fleet.heartbeat(id, who.tenant, who.agent, { ...b, runs });
     cp.workerSeen(who.key);
     await cp.surfaceSeen(id, who, b.capabilities);
     return triggers ? c.json(triggers.heartbeat(id, who)) : c.body(null, 204);
