@@ -121,13 +121,14 @@ export function createApp(
       ),
   });
   app.use((c, next) => {
-    // Worker reports (a fleet's worth per flip) declare their length: check it on the Node request,
-    // without building the WHATWG Request that hono's bodyLimit reads, which is most of a report's cost.
+    // Worker reports (a fleet's worth per flip) and permits (every write an agent makes) declare
+    // their length: check it on the Node request, without building the WHATWG Request that hono's
+    // bodyLimit reads, which is most of a small request's cost.
     const headers = c.env?.incoming?.headers;
     if (
       headers?.['content-length'] !== undefined &&
       headers['transfer-encoding'] === undefined &&
-      c.req.path.startsWith('/v1/workers/')
+      (c.req.path.startsWith('/v1/workers/') || c.req.path.startsWith('/v1/permits'))
     ) {
       return Number(headers['content-length']) > BODY_LIMIT ? Promise.resolve(tooLarge(c)) : next();
     }
