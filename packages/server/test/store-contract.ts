@@ -567,6 +567,7 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
             revokedAt: null,
             revokedBy: null,
             revokeReason: null,
+            launcher: null,
           },
         );
         assert.ok(!Number.isNaN(Date.parse(rec.createdAt)));
