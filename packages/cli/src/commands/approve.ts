@@ -1,10 +1,10 @@
 import { KillpathError, type ApprovalRequest } from '@killpath/protocol';
-import { CONNECTION_OPTIONS, parse } from '../args.ts';
+import { CONNECTION_OPTIONS, intFlag, parse } from '../args.ts';
 import { clientFor } from '../config.ts';
 import { table } from '../output.ts';
 
 export const APPROVE_HELP = `killpath approve REQUEST_ID --reason TEXT [--json]
-killpath approvals [--state pending|approved|expired|failed] [--json]
+killpath approvals [--state pending|approved|expired|failed] [--limit N] [--json]
 
 approve     gives your approval to a pending request (a resume, a policy change the policy's
             approval rules gate). It shows what you approve, and your approval is pinned to it
@@ -57,15 +57,18 @@ export async function approvals(args: string[]): Promise<number> {
   const { values } = parse(args, {
     ...CONNECTION_OPTIONS,
     state: { type: 'string' },
+    limit: { type: 'string' },
     json: { type: 'boolean' },
   });
   if (values.help) {
     console.log(APPROVE_HELP);
     return 0;
   }
+  const limit = intFlag('limit', values.limit, 100);
+  if (limit < 1 || limit > 1000) throw new KillpathError('invalid_request', '--limit must be from 1 to 1000');
   const api = clientFor(values);
   const r = await api.get<{ approvals: ApprovalRequest[] }>(
-    `/v1/approvals?state=${encodeURIComponent(values.state ?? 'pending')}`,
+    `/v1/approvals?state=${encodeURIComponent(values.state ?? 'pending')}&limit=${limit}`,
   );
   if (values.json) console.log(JSON.stringify(r, null, 2));
   else if (r.approvals.length === 0) console.log(`no ${values.state ?? 'pending'} approval requests`);
@@ -82,6 +85,11 @@ export async function approvals(args: string[]): Promise<number> {
           a.expiresAt,
         ]),
       ),
+    );
+  // A full page may not be all: never a silent cut.
+  if (!values.json && r.approvals.length === limit)
+    console.log(
+      `the newest ${limit} shown; there may be more${limit < 1000 ? `: --limit ${Math.min(1000, limit * 10)}` : ''}`,
     );
   return 0;
 }

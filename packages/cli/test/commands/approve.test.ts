@@ -88,3 +88,26 @@ test('resume files a request and names whom to call; approve by another admin cl
   );
   assert.notEqual(after.directive.clearedRev, null);
 });
+
+test('approvals --limit: a full page says there may be more and how to see them', async (t) => {
+  for (const tenant of ['globex', 'initech']) {
+    const { directive } = await new ApiClient(server.url, ada).post<{ directive: Directive }>(
+      '/v1/directives',
+      {
+        level: 'halt',
+        scope: `tenant:${tenant}`,
+        reason: 'incident',
+        justification: 'INC-4',
+      },
+    );
+    assert.equal((await cli(t, ada, ['resume', directive.id, '--reason', 'fixed'])).code, 0);
+  }
+  const one = await cli(t, bob, ['approvals', '--limit', '1']);
+  assert.equal(one.code, 0, one.err);
+  assert.match(one.out, /initech/, 'the newest first');
+  assert.match(one.out, /\nthe newest 1 shown; there may be more: --limit 10$/);
+  const all = await cli(t, bob, ['approvals']);
+  assert.doesNotMatch(all.out, /there may be more/);
+  assert.match(all.out, /globex/);
+  assert.match(all.out, /initech/);
+});
