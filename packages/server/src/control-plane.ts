@@ -20,7 +20,9 @@ import {
   type ReleaseCheck,
   type Scope,
 } from '@killpath/protocol';
+import { wallNow, type Clock } from '@killpath/protocol';
 import type { AuditEvent } from './audit/chain.ts';
+import { systemClock } from './clock.ts';
 import { canSee, requireAct } from './auth/policy.ts';
 import { workerIdOf, workerKey, type Fleet, type WorkerKey } from './fleet.ts';
 import type { Logger } from './log.ts';
@@ -107,8 +109,12 @@ export class ControlPlane {
   readonly #slackMs: number;
   /** The switchboard in memory, kept in step with every commit of this process. */
   readonly #active = new Map<string, Directive>();
-  /** Pending escalation steps per directive. */
-  readonly #escalations = new Map<string, NodeJS.Timeout[]>();
+  /** Pending escalation steps per directive (handles of {@link ControlPlane.clock}). */
+  readonly #escalations = new Map<string, unknown[]>();
+  /** Escalation steps that fell due and have not finished (see {@link ControlPlane.escalationsSettled}). */
+  readonly #escalating = new Set<Promise<void>>();
+  /** The clock of escalation deadlines (wall time, so that they survive a restart) and their timers. */
+  readonly clock: Clock;
   /** Workers that reported `halted` per directive id (for escalation). */
   readonly #haltReports = new Map<string, Set<WorkerKey>>();
   /** Owners of launcher ids (`tenant\0id` → agent), as bound in the store; bindings never change. */
@@ -126,8 +132,11 @@ export class ControlPlane {
     /** Extra time after a halt's grace before its kill step (default {@link DEFAULT_ESCALATION_SLACK_MS}). */
     escalationSlackMs?: number;
     keepaliveMs?: number;
+    /** Time for escalation deadlines; default the system clock (tests pass a manual one). */
+    clock?: Clock;
   }) {
     this.store = deps.store;
+    this.clock = deps.clock ?? systemClock;
     this.permits = new PermitDesk(
       deps.store,
       deps.log,
@@ -170,7 +179,7 @@ export class ControlPlane {
 
   /** Cancels escalation timers and closes launcher streams. */
   stop(): void {
-    for (const timers of this.#escalations.values()) for (const t of timers) clearTimeout(t);
+    for (const timers of this.#escalations.values()) for (const t of timers) this.clock.clearTimeout(t);
     this.#escalations.clear();
     this.launchers.close();
   }
@@ -488,7 +497,7 @@ export class ControlPlane {
   /** Drops a directive that is no longer active from memory and cancels its escalation. */
   #forget(id: string): void {
     this.#active.delete(id);
-    for (const t of this.#escalations.get(id) ?? []) clearTimeout(t);
+    for (const t of this.#escalations.get(id) ?? []) this.clock.clearTimeout(t);
     this.#escalations.delete(id);
     this.#haltReports.delete(id);
   }
@@ -609,18 +618,25 @@ export class ControlPlane {
         : d.escalation;
     if (steps.length === 0) return;
     const timers = steps.map((step) => {
-      const due = Date.parse(d.issuedAt) + step.afterMs - Date.now();
-      const t = setTimeout(
-        () =>
-          void this.#escalate(d, step).catch((err: unknown) =>
-            this.#log.error('escalation failed', { directiveId: d.id, err: String(err) }),
-          ),
+      const due = Date.parse(d.issuedAt) + step.afterMs - wallNow(this.clock);
+      return this.clock.setTimeout(
+        () => {
+          const run = this.#escalate(d, step)
+            .catch((err: unknown) =>
+              this.#log.error('escalation failed', { directiveId: d.id, err: String(err) }),
+            )
+            .finally(() => this.#escalating.delete(run));
+          this.#escalating.add(run);
+        },
         Math.max(0, due),
       );
-      t.unref();
-      return t;
     });
     this.#escalations.set(d.id, timers);
+  }
+
+  /** Resolves once every escalation step that has fallen due so far has run (and those they set off). */
+  async escalationsSettled(): Promise<void> {
+    while (this.#escalating.size > 0) await Promise.all([...this.#escalating]);
   }
 
   /**

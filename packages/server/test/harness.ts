@@ -9,6 +9,7 @@ import { createLogger, type Logger } from '../src/log.ts';
 import { Metrics } from '../src/metrics.ts';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
 import { tamperableStore } from './tamper.ts';
+import type { Clock } from '@killpath/protocol';
 import { StreamHub } from '../src/stream/hub.ts';
 import type { AutomationPolicy } from '../src/ladder.ts';
 import type { AlertSink } from '../src/notify.ts';
@@ -42,6 +43,8 @@ export async function harness(
     admission?: Admission;
     /** The fleet's monotonic clock (ms), for staleness and pruning. */
     fleetNow?: () => number;
+    /** The control plane's clock (escalation deadlines); default the system clock. */
+    clock?: Clock;
   } = {},
 ): Promise<Harness> {
   const store = tamperableStore();

@@ -14,9 +14,9 @@ import { Fleet } from '../src/fleet.ts';
 import { Metrics } from '../src/metrics.ts';
 import { StreamHub } from '../src/stream/hub.ts';
 import { Notifier, type Alert, type AlertSink } from '../src/notify.ts';
+import { ManualClock } from '@killpath/sdk/testing';
 import { expectWireError, harness, type Harness } from './harness.ts';
 
-const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 const WHY = { reason: 'test', justification: 'INC-7' };
 
 class Alerts implements AlertSink {
@@ -265,7 +265,8 @@ describe('the ladder at the control plane', () => {
   });
 
   test('a launcher whose agent never acknowledged a halt (no worker registered) is a laggard: the kill reaches it', async () => {
-    const h = await harness({ escalationSlackMs: 20 });
+    const clock = new ManualClock(0, Date.now());
+    const h = await harness({ escalationSlackMs: 20, clock });
     const op = await h.token('operator', 'acme');
     const sink = {
       launcherId: 'L9',
@@ -278,8 +279,9 @@ describe('the ladder at the control plane', () => {
     };
     h.cp.launchers.attach(sink, 0, h.cp.active());
     const halt = await issue(h, op, { level: 'halt', scope: 'agent:acme/nosdk', graceMs: 30 });
-    const deadline = Date.now() + 5000;
-    while (Date.now() < deadline && (await audit(h, 'directive.escalated')).length === 0) await sleep(10);
+    // Past grace + slack on the control plane's clock (the halt was committed at most a few real ms after it started).
+    clock.advance(60_000);
+    await h.cp.escalationsSettled();
     const escalated = await audit(h, 'directive.escalated');
     assert.equal(escalated.length, 1, 'no worker to wait for, yet the halt escalates');
     assert.equal(escalated[0]!.data.from, halt.id);
@@ -294,7 +296,8 @@ describe('the ladder at the control plane', () => {
 
   test('a halt no covered worker acknowledges escalates to kill after its grace, audited; one every worker acknowledged does not', async () => {
     const alerts = new Alerts();
-    const h = await harness({ alerts, escalationSlackMs: 20 });
+    const clock = new ManualClock(0, Date.now());
+    const h = await harness({ alerts, escalationSlackMs: 20, clock });
     const op = await h.token('operator', 'acme');
     worker(h, 'w1', ['r1']);
     worker(h, 'w2', ['r2']);
@@ -313,9 +316,8 @@ describe('the ladder at the control plane', () => {
         observeToSettleMs: 1,
       },
     );
-    const deadline = Date.now() + 5000;
-    while (Date.now() < deadline && (await audit(h, 'directive.escalated')).length === 0) await sleep(10);
-    await sleep(100);
+    clock.advance(60_000);
+    await h.cp.escalationsSettled();
     const escalated = await audit(h, 'directive.escalated');
     assert.equal(escalated.length, 1);
     assert.equal(escalated[0]!.data.from, quiet.id);
@@ -338,7 +340,8 @@ describe('the ladder at the control plane', () => {
   });
 
   test('after a restart, a re-armed escalation counts the halted reports made before it: no kill for a worker that acknowledged', async () => {
-    const h = await harness({ escalationSlackMs: 300 });
+    const clock = new ManualClock(0, Date.now());
+    const h = await harness({ escalationSlackMs: 300, clock });
     const op = await h.token('operator', 'acme');
     worker(h, 'w1', ['r1']);
     const d = await issue(h, op, { level: 'halt', scope: 'run:r1', graceMs: 100 });
@@ -358,6 +361,7 @@ describe('the ladder at the control plane', () => {
       log: createLogger('silent'),
       keepaliveMs: 60_000,
       escalationSlackMs: 300,
+      clock,
     });
     await cp.start();
     cp.fleet.connected('w1', 'acme', 'bot', []);
@@ -370,7 +374,9 @@ describe('the ladder at the control plane', () => {
         { runId: 'r1', parentRunId: null, lineage: [], state: 'halt', effects: 0, denied: 0, inFlight: 0 },
       ],
     });
-    await sleep(700);
+    // Well past grace + slack: the re-armed kill step falls due and finds no laggard.
+    clock.advance(60_000);
+    await cp.escalationsSettled();
     await cp.flushAudit();
     assert.equal(
       (await h.store.listAudit({ types: ['directive.escalated'], limit: 10 })).length,
@@ -387,7 +393,8 @@ describe('the ladder at the control plane', () => {
 
   test('an automatic directive’s step to a level reserved for people is held and alerted, not taken', async () => {
     const alerts = new Alerts();
-    const h = await harness({ alerts });
+    const clock = new ManualClock(0, Date.now());
+    const h = await harness({ alerts, clock });
     const supervisor = await h.token('operator', 'acme', undefined, 'supervisor:cost-cap');
     worker(h, 'w1', ['r1']);
     const degrade = await issue(h, supervisor, {
@@ -395,8 +402,8 @@ describe('the ladder at the control plane', () => {
       scope: 'run:r1',
       escalation: [{ level: 'isolate', afterMs: 20 }],
     });
-    const deadline = Date.now() + 5000;
-    while (Date.now() < deadline && (await audit(h, 'escalation.held')).length === 0) await sleep(10);
+    clock.advance(60_000);
+    await h.cp.escalationsSettled();
     const held = await audit(h, 'escalation.held');
     assert.equal(held.length, 1);
     assert.equal(held[0]!.data.level, 'isolate');
