@@ -815,8 +815,9 @@ export class ControlPlane {
         // No hanging state: what the dead process had in flight gets an outcome now (in doubt).
         const workers = this.fleet.workersOfLauncher(key);
         this.fleet.processGone(key, typeof e.pid === 'number' ? e.pid : null);
+        // Worker ids are each agent's own: only the launcher's agent's workers are meant.
         const changed = await this.store.markInDoubt(
-          tenant,
+          { tenant, agent },
           workers.map(workerIdOf),
           `agent process ${e.pid ?? '?'} ended (${e.type === 'process.killed' ? `killed by ${e.signal ?? '?'}` : 'exited'}) with the effect in flight`,
         );

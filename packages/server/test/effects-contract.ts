@@ -98,7 +98,7 @@ export function effectsContract(name: string, make: () => Promise<Store>): void 
           { tenant: 'acme', runId: 'r1', directiveId: 'd1', at: new Date().toISOString() },
         ]);
         const changed = await s.markInDoubt(
-          'acme',
+          { tenant: 'acme', agent: 'bot' },
           ['w1'],
           'agent process 42 ended (killed by SIGKILL) with the effect in flight',
         );
@@ -109,7 +109,11 @@ export function effectsContract(name: string, make: () => Promise<Store>): void 
             [ids[1], 'cancelled'],
           ],
         );
-        assert.deepEqual(await s.markInDoubt('acme', ['w1'], 'again'), [], 'nothing left to mark');
+        assert.deepEqual(
+          await s.markInDoubt({ tenant: 'acme', agent: 'bot' }, ['w1'], 'again'),
+          [],
+          'nothing left to mark',
+        );
         const ledger = await s.ledger('acme', 'r2');
         assert.equal(ledger.effects[0]?.status, 'granted', 'another worker is untouched');
         const audit = (await s.listAudit({ limit: 100 })).filter(

@@ -190,3 +190,52 @@ describe('a heartbeat names only its own runs', () => {
     }
   });
 });
+
+describe("a launcher's process events reach only its own agent's workers", () => {
+  test("acme/bot's process ending puts in doubt its own permits, not those of acme/other's worker of the same id", async () => {
+    const h = await harness();
+    try {
+      const bot = await h.token('agent', 'acme', 'bot');
+      const other = await h.token('agent', 'acme', 'other');
+      const permit = (runId: string) => ({
+        workerId: 'w1',
+        runId,
+        lineage: [],
+        features: [],
+        capability: 'crm.update',
+        class: 'write',
+        idempotencyKey: null,
+        argsDigest: null,
+        compensate: null,
+      });
+      for (const [token, runId, launcher] of [
+        [bot, 'rb', 'L'],
+        [other, 'ro', undefined],
+      ] as const) {
+        const hb = await h.req('POST', '/v1/workers/w1/heartbeat', {
+          token,
+          body: { ...heartbeatBody(), ...(launcher ? { launcher } : {}) },
+        });
+        assert.equal(hb.status, 204);
+        const p = await h.req('POST', '/v1/permits', { token, body: permit(runId) });
+        assert.equal(p.status, 201, await p.text());
+      }
+      const ended = await h.req('POST', '/v1/launchers/L/events', {
+        token: bot,
+        body: { events: [{ type: 'process.exited', pid: 1234, code: 1 }] },
+      });
+      assert.equal(ended.status, 204, await ended.text());
+      assert.deepEqual(
+        (await h.store.ledger('acme', 'rb')).effects.map((e) => e.status),
+        ['in_doubt'],
+      );
+      assert.deepEqual(
+        (await h.store.ledger('acme', 'ro')).effects.map((e) => e.status),
+        ['granted'],
+        "acme/other's effect is not in doubt: its process did not end",
+      );
+    } finally {
+      await h.close();
+    }
+  });
+});

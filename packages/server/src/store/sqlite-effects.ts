@@ -415,7 +415,7 @@ export function settlePermit(
 /** See {@link Store.markInDoubt}. */
 export function markInDoubt(
   ctx: EffectsContext,
-  tenant: string,
+  owner: { tenant: string; agent: string },
   workerIds: string[],
   reason: string,
 ): Promise<LedgerEntry[]> {
@@ -424,9 +424,9 @@ export function markInDoubt(
     const marks = workerIds.map(() => '?').join(', ');
     const rows = ctx.db
       .prepare(
-        `SELECT * FROM permits WHERE tenant = ? AND worker_id IN (${marks}) AND status IN ('granted', 'cooling_off')`,
+        `SELECT * FROM permits WHERE tenant = ? AND agent = ? AND worker_id IN (${marks}) AND status IN ('granted', 'cooling_off')`,
       )
-      .all(tenant, ...workerIds) as unknown as PermitRow[];
+      .all(owner.tenant, owner.agent, ...workerIds) as unknown as PermitRow[];
     if (rows.length === 0) return [];
     const now = new Date().toISOString();
     // A granted effect may have run: nobody knows. A cooling-off one was never confirmed, so it never ran.

@@ -465,8 +465,12 @@ export class SqliteStore implements Store {
     return effects.ledger(this.#ctx, tenant, runId);
   }
 
-  async markInDoubt(tenant: string, workerIds: string[], reason: string): Promise<LedgerEntry[]> {
-    return effects.markInDoubt(this.#ctx, tenant, workerIds, reason);
+  async markInDoubt(
+    owner: { tenant: string; agent: string },
+    workerIds: string[],
+    reason: string,
+  ): Promise<LedgerEntry[]> {
+    return effects.markInDoubt(this.#ctx, owner, workerIds, reason);
   }
 
   async compensations(q: { tenant?: string; runId?: string; limit?: number }): Promise<CompensationEntry[]> {

@@ -397,7 +397,11 @@ export interface Store {
    * audited (`effect.in_doubt`, `effect.cancelled`) in the same transaction. An outcome the
    * worker reports later still wins. Returns the entries changed.
    */
-  markInDoubt(tenant: string, workerIds: string[], reason: string): Promise<LedgerEntry[]>;
+  markInDoubt(
+    owner: { tenant: string; agent: string },
+    workerIds: string[],
+    reason: string,
+  ): Promise<LedgerEntry[]>;
   /** Journals run events from a worker (and their audit records) in one transaction. */
   appendJournal(tenant: string, workerId: string, events: JournalEvent[]): Promise<void>;
   /**
