@@ -140,10 +140,12 @@ export function effectsPage(
     else summary.open += n;
   }
   const after = q.cursor === null ? null : decodeCursor(q.cursor, ['string', 'string']);
+  // The sort keeps only the keys (not whole rows, with their results) and the page is read after.
   const rows = db
     .prepare(
-      `SELECT * FROM permits WHERE ${base}${after ? ' AND (intended_at, id) < (?, ?)' : ''}
-       ORDER BY intended_at DESC, id DESC LIMIT ?`,
+      `SELECT p.* FROM (SELECT id FROM permits WHERE ${base}${after ? ' AND (intended_at, id) < (?, ?)' : ''}
+         ORDER BY intended_at DESC, id DESC LIMIT ?) k
+       JOIN permits p ON p.id = k.id ORDER BY p.intended_at DESC, p.id DESC`,
     )
     .all(...params, ...(after ?? []), q.limit + 1) as unknown as LedgerRow[];
   const more = rows.length > q.limit;
@@ -218,8 +220,9 @@ export function compensationsPage(
   const after = q.cursor === null ? null : decodeCursor(q.cursor, ['string', 'string']);
   const rows = db
     .prepare(
-      `SELECT p.*, h.directive_id AS halted_by, h.at AS halted_at ${from}
-       ${after ? 'AND (p.intended_at, p.id) < (?, ?)' : ''} ORDER BY p.intended_at DESC, p.id DESC LIMIT ?`,
+      `SELECT p.*, k.halted_by, k.halted_at FROM (SELECT p.id AS id, h.directive_id AS halted_by, h.at AS halted_at ${from}
+         ${after ? 'AND (p.intended_at, p.id) < (?, ?)' : ''} ORDER BY p.intended_at DESC, p.id DESC LIMIT ?) k
+       JOIN permits p ON p.id = k.id ORDER BY p.intended_at DESC, p.id DESC`,
     )
     .all(...params, ...(after ?? []), q.limit + 1) as unknown as (LedgerRow & {
     halted_by: string;
