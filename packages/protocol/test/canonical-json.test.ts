@@ -4,6 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import canonicalize from 'canonicalize';
+import fc from 'fast-check';
 import { canonicalJson } from '../src/index.ts';
 
 describe('canonicalJson (RFC 8785)', () => {
@@ -45,5 +47,38 @@ describe('canonicalJson (RFC 8785)', () => {
     cycle.self = cycle;
     for (const bad of [cycle, { n: Number.NaN }, { big: 1n }, { s: '\ud800' }, undefined])
       assert.throws(() => canonicalJson(bad), TypeError);
+  });
+});
+
+describe('canonicalJson matches the reference implementation', () => {
+  it('gives the text `canonicalize` gives for generated JSON values, and refuses what it refuses', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), (v) => {
+        assert.equal(canonicalJson(v), canonicalize(v));
+      }),
+      { numRuns: 2000 },
+    );
+    fc.assert(
+      fc.property(
+        fc.anything({ withBoxedValues: false, withNullPrototype: true, withObjectString: true }),
+        (v) => {
+          let ours: string | Error;
+          let theirs: string | undefined | Error;
+          try {
+            ours = canonicalJson(v);
+          } catch (err) {
+            ours = err as Error;
+          }
+          try {
+            theirs = canonicalize(v);
+          } catch (err) {
+            theirs = err as Error;
+          }
+          if (theirs instanceof Error || theirs === undefined) assert.ok(ours instanceof TypeError);
+          else assert.equal(ours, theirs);
+        },
+      ),
+      { numRuns: 2000 },
+    );
   });
 });
