@@ -1103,7 +1103,7 @@ export class ControlPlane {
     const hosted = d === undefined ? [] : this.fleet.identitiesOf(key).filter((r) => coversRun(d, r));
     const ids = new Set(hosted.map((r) => r.runId));
     const report: HaltedReport = { ...claimed, runs: claimed.runs.filter((r) => ids.has(r)) };
-    this.fleet.ack(key, report.rev);
+    this.fleet.ack(key, Math.min(report.rev, this.hub.rev));
     const stop = this.#active.get(report.directiveId);
     // A frozen tool leaves the run running: it counts as degraded, as the worker itself reports it.
     if (stop !== undefined)

@@ -98,7 +98,7 @@ describe('worker ids live inside their agent', () => {
         const betaView = (await fleet(t.betaOp)).filter((w) => w.workerId === W);
         assert.deepEqual(
           betaView.map((w) => [w.tenant, w.agent, w.runs.length, w.ackedRev]),
-          [['beta', 'bot', 0, 99]],
+          [['beta', 'bot', 0, 0]],
           'beta sees its own worker only, nothing of acme’s',
         );
       }
@@ -234,6 +234,43 @@ describe("a launcher's process events reach only its own agent's workers", () =>
         ['granted'],
         "acme/other's effect is not in doubt: its process did not end",
       );
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe('a worker acknowledges only revs it was sent', () => {
+  test('an ack, heartbeat or halted report of a rev not yet committed counts as the current rev', async () => {
+    const h = await harness();
+    try {
+      const bot = await h.token('agent', 'acme', 'bot');
+      const op = await h.token('operator', 'acme');
+      const admin = await h.token('admin', '*');
+      h.cp.fleet.connected('w1', 'acme', 'bot', []);
+      const acked = async () =>
+        ((await (await h.req('GET', '/v1/fleet', { token: admin })).json()) as { workers: FleetWorker[] })
+          .workers[0]!.ackedRev;
+      assert.equal(
+        (await h.req('POST', '/v1/workers/w1/ack', { token: bot, body: { rev: 99 } })).status,
+        204,
+      );
+      assert.equal(await acked(), 0, 'rev 99 does not exist yet');
+      const hb = await h.req('POST', '/v1/workers/w1/heartbeat', {
+        token: bot,
+        body: { ...heartbeatBody(), rev: 50 },
+      });
+      assert.equal(hb.status, 204);
+      assert.equal(await acked(), 0);
+      // So a directive committed later is not taken as acknowledged in advance.
+      const d = await h.req('POST', '/v1/directives', {
+        token: op,
+        body: { level: 'halt', scope: 'agent:acme/bot', reason: 'stop', justification: 'INC-9' },
+      });
+      assert.equal(d.status, 201, await d.text());
+      assert.equal(await acked(), 0, 'not acknowledged by an ack sent before it existed');
+      assert.equal((await h.req('POST', '/v1/workers/w1/ack', { token: bot, body: { rev: 1 } })).status, 204);
+      assert.equal(await acked(), 1);
     } finally {
       await h.close();
     }

@@ -353,7 +353,8 @@ export function createApp(
     }
     if (runs.length < b.runs.length)
       cp.metrics.foreignRuns.inc({ route: 'heartbeat' }, b.runs.length - runs.length);
-    cp.fleet.heartbeat(id, who.tenant, who.agent, { ...b, runs });
+    // A worker acknowledges only revs that exist: a later one would pass for an ack in advance.
+    cp.fleet.heartbeat(id, who.tenant, who.agent, { ...b, runs, rev: Math.min(b.rev, cp.hub.rev) });
     cp.workerSeen(who.key);
     await cp.surfaceSeen(id, who, b.capabilities);
     return triggers ? c.json(triggers.heartbeat(id, who)) : c.body(null, 204);
@@ -363,7 +364,7 @@ export function createApp(
     const b = await body(c, AckBody);
     const id = c.req.param('id');
     const who = requireWorker(cp, c.get('principal'), id);
-    cp.fleet.ack(who.key, b.rev);
+    cp.fleet.ack(who.key, Math.min(b.rev, cp.hub.rev));
     return c.body(null, 204);
   });
 
