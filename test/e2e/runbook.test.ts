@@ -427,6 +427,11 @@ describe(
           (p.exitCode !== null || p.signalCode !== null) &&
           (replacementPid === null || !alive(replacementPid)),
       );
+      // The agent token minted for the replacement's launcher ended with it.
+      const revoked = await until('the minted token revoked with its launcher', 10_000, async () =>
+        (await audit('token.revoked', resumeSeq)).find((x) => String(x.actor).startsWith('launcher:')),
+      );
+      assert.equal(revoked.data.agent, 'support-bot');
       // The walk reads the runbook from top to bottom: each step comes after the one before it.
       const order = [...ran].sort((a, b) => a - b);
       assert.deepEqual([...ran], order, 'the walk follows the order of the runbook');

@@ -183,6 +183,59 @@ describe('an operator mints the agent token of the launcher it starts', () => {
     }
   });
 
+  test('the launcher ends its own token when it exits: 200, then 401 "token revoked", audited; only its own', async () => {
+    const h = await harness();
+    try {
+      const op = await h.token('operator', 'acme');
+      const m = (await (
+        await h.req('POST', '/v1/launchers/launch-1/token', {
+          token: op,
+          body: { tenant: 'acme', agent: 'bot' },
+        })
+      ).json()) as Minted;
+      await expectWireError(
+        await h.req('POST', '/v1/launchers/launch-1/token/revoke', {
+          token: await h.token('agent', 'acme', 'bot'),
+        }),
+        403,
+        'forbidden',
+        'a token not minted for a launcher',
+      );
+      await expectWireError(
+        await h.req('POST', '/v1/launchers/launch-2/token/revoke', { token: m.token }),
+        404,
+        'not_found',
+        "another launcher's",
+      );
+      await expectWireError(
+        await h.req('POST', '/v1/launchers/launch-1/token/revoke', { token: op }),
+        403,
+        'forbidden',
+        "the operator's own token is not a launcher's",
+      );
+      assert.equal((await h.req('GET', '/v1/whoami', { token: m.token })).status, 200, 'still alive');
+      const r = await h.req('POST', '/v1/launchers/launch-1/token/revoke', { token: m.token });
+      assert.equal(r.status, 200);
+      const msg = await expectWireError(
+        await h.req('GET', '/v1/whoami', { token: m.token }),
+        401,
+        'unauthenticated',
+        'after',
+      );
+      assert.match(msg, /token revoked/);
+      await h.cp.flushAudit();
+      const rec = (
+        (await (await h.req('GET', '/v1/audit?type=token.revoked&limit=10', { token: op })).json()) as {
+          records: AuditRecord[];
+        }
+      ).records.find((x) => x.data.tokenId === m.id);
+      assert.ok(rec, 'token.revoked on the record');
+      assert.equal(rec.actor, 'launcher:launch-1');
+    } finally {
+      await h.close();
+    }
+  });
+
   test('over a socket, the minted token opens its own launcher stream and gets orders', async () => {
     const s = await liveServer();
     try {

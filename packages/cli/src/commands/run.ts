@@ -51,7 +51,8 @@ Options:
   --url URL --token TOKEN --data-dir DIR   where the control plane is. The token is an agent
                           token of T/A; or an operator token of T: the control plane mints the
                           agent a short-lived agent token bound to this launcher (audited with
-                          your name; it stops working after --token-ttl); or an admin token
+                          your name; it stops working after --token-ttl, or when the launcher
+                          exits unless --orphan-policy keep); or an admin token
                           (mints an agent token of T/A)
   --token-ttl 8h          lifetime of the token minted from an operator or admin token (s, m, h;
                           default 8h for an operator's, at most 24h; an admin's never expires
@@ -193,6 +194,15 @@ export async function run(args: string[]): Promise<number> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await fronts?.close();
+    // The token an operator's launcher had minted ends with it, unless the agent outlives it.
+    if (minted?.by === 'operator' && orphanPolicy === 'kill')
+      await new ApiClient(conn.url, token)
+        .post(`/v1/launchers/${encodeURIComponent(launcherId)}/token/revoke`, {})
+        .catch((err: unknown) =>
+          console.error(
+            `killpath run: could not end the minted agent token (it expires by itself): ${(err as Error).message}`,
+          ),
+        );
   }
 }
 

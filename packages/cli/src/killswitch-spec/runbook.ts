@@ -491,7 +491,7 @@ function howToRecover(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target):
     '',
     ...approvals(spec),
     '',
-    `**4. Start the replacement** under the launcher, which holds its own line to the control plane and can end the process. Your operator token is enough: the control plane mints the agent a short-lived agent token bound to this launcher (8 h; audited with your name, the agent and the expiry; ${code('--token-ttl')} for another). It runs in the foreground until the agent exits, so run it in its own terminal; the halt-to-recovery target is ${seconds(spec.latency.haltToRecoveryMs)}.`,
+    `**4. Start the replacement** under the launcher, which holds its own line to the control plane and can end the process. Your operator token is enough: the control plane mints the agent a short-lived agent token bound to this launcher (audited with your name, the agent and the expiry; it ends when the launcher exits, or after 8 h: ${code('--token-ttl')} for another). It runs in the foreground until the agent exits, so run it in its own terminal; the halt-to-recovery target is ${seconds(spec.latency.haltToRecoveryMs)}.`,
     '',
   );
   const features = (a: SpecAgent) => (a.features.length ? ` --features ${a.features.join(',')}` : '');

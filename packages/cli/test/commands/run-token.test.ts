@@ -75,17 +75,25 @@ describe('killpath run with an operator token', () => {
     const given = JSON.parse(readFileSync(out, 'utf8')) as { token: string; launcher: string };
     assert.equal(given.launcher, 'launch-op-1');
     assert.notEqual(given.token, op, 'the agent never holds the operator token');
-    const me = await new ApiClient(server.url, given.token).get<Principal>('/v1/whoami');
-    assert.deepEqual([me.role, me.tenant, me.agent, me.launcher], ['agent', 'acme', 'bot', 'launch-op-1']);
-    const left = Date.parse(me.expiresAt!) - Date.now();
-    assert.ok(left > 0 && left <= 2 * 3_600_000, `expires within the 2 h asked (${left} ms)`);
     const audit = await new ApiClient(server.url, op).get<{ records: AuditRecord[] }>(
-      '/v1/audit?type=operator_action&limit=100',
+      '/v1/audit?type=operator_action,token.revoked&limit=100',
     );
-    const rec = audit.records.find((x) => x.data.tokenId === me.tokenId);
+    const rec = audit.records.find((x) => x.type === 'operator_action' && x.data.launcher === 'launch-op-1');
     assert.ok(rec, 'audited');
     assert.equal(rec.actor, 'alice@acme');
-    assert.equal(rec.data.launcher, 'launch-op-1');
+    assert.deepEqual([rec.data.role, rec.data.agent], ['agent', 'bot']);
+    const left = Date.parse(String(rec.data.expiresAt)) - Date.now();
+    assert.ok(left > 0 && left <= 2 * 3_600_000, `expires within the 2 h asked (${left} ms)`);
+    // The agent exited, the launcher with it: the token it was given ended with the launcher.
+    const ended = audit.records.find(
+      (x) => x.type === 'token.revoked' && x.data.tokenId === rec.data.tokenId,
+    );
+    assert.ok(ended, 'the minted token was revoked when the launcher exited');
+    assert.equal(ended.actor, 'launcher:launch-op-1');
+    await assert.rejects(
+      new ApiClient(server.url, given.token).get<Principal>('/v1/whoami'),
+      /token revoked/,
+    );
   });
 
   test('a viewer of acme and an operator of beta are refused in one line; nothing is started', async () => {

@@ -112,6 +112,31 @@ export class TokenDesk {
     return mintToken(this.#store, { ...spec, expiresAt: this.#expiry(ttlMs, end) }, p.name);
   }
 
+  /**
+   * Ends the agent token minted for launcher `launcherId` (`mintForLauncher`), at the launcher's
+   * own request when it exits: asked with that token itself, so a token outlives its launcher by
+   * no more than a failed request. Audited as `token.revoked` by `launcher:<id>`; the token's
+   * streams are closed.
+   * @throws KillpathError `forbidden` for a token not minted for a launcher, `not_found` for
+   *   another launcher's id, `conflict` when it was already revoked
+   */
+  async endLauncherToken(p: Principal, launcherId: string): Promise<TokenRecord> {
+    if (p.launcher === undefined)
+      throw new KillpathError(
+        'forbidden',
+        'only a token minted for a launcher (POST /v1/launchers/{id}/token) ends with it',
+      );
+    if (p.launcher !== launcherId) throw new KillpathError('not_found', `launcher ${launcherId} not found`);
+    const actor = `launcher:${launcherId}`;
+    const reason = 'the launcher it was minted for ended';
+    const revoked = await this.#store.revokeToken(p.tokenId, actor, reason, (r) =>
+      revokedEvents(r, actor, reason).filter((e) => e.type === 'token.revoked'),
+    );
+    if (revoked === null) throw new KillpathError('conflict', `token ${p.tokenId} was already revoked`);
+    this.#takeEffect(revoked);
+    return revoked;
+  }
+
   /** The expiry of a new token, from a lifetime or an end, checked against the clock. */
   #expiry(ttlMs: number | undefined, end: string | undefined): string | null {
     if (ttlMs !== undefined && end !== undefined)

@@ -43,6 +43,14 @@ export function tokenRoutes(app: Hono<Env>, tokens: TokenDesk): void {
     return c.json({ token: secret, ...shown(record) }, 201);
   });
 
+  // The launcher ends its own token when it exits (asked with that token).
+  app.post('/v1/launchers/:id/token/revoke', async (c) => {
+    const id = c.req.param('id');
+    if (!isIdentifier(id)) throw new KillpathError('invalid_request', 'launcher id must be an identifier');
+    const r = await tokens.endLauncherToken(c.get('principal'), id);
+    return c.json({ token: shown(r) });
+  });
+
   app.get('/v1/tokens', async (c) => {
     const list = await tokens.list(c.get('principal'));
     return c.json({ tokens: list.map(shown) });
