@@ -178,8 +178,10 @@ export class PermitDesk {
       startedAt: new Date().toISOString(),
     });
     if (run.agent !== who.agent) throw new KillpathError('not_found', `run ${runId} not found`);
+    // The run as stored (lineage, features), plus whatever more the request claims: an omission
+    // or a lie never takes a run out of a stop. The caller passes the worker's declared release.
     const stop = await this.#store.checkResume(
-      { ...run, features: req.features, release: req.release ?? null },
+      { ...run, features: [...new Set([...run.features, ...req.features])], release: req.release ?? null },
       p.name,
     );
     if (stop) {

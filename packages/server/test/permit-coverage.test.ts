@@ -78,3 +78,28 @@ describe('permit coverage from stored state', () => {
     }
   }
 });
+
+describe('the resume check from stored state', () => {
+  for (const scope of ['release:code=c1', 'feature:billing', 'run:parent']) {
+    test(`${scope} refuses a durable run's resume that omits its release, features and parent`, async () => {
+      const { h, agent, op } = await world();
+      try {
+        const resume = () =>
+          h.req('POST', '/v1/runs/child/resume', {
+            token: agent,
+            body: { workerId: 'w1', lineage: [], features: [], release: { code: 'not-c1' } },
+          });
+        const free = await resume();
+        assert.equal(free.status, 200, await free.text());
+        const d = await h.req('POST', '/v1/directives', {
+          token: op,
+          body: { level: 'halt', scope, reason: 'stop', justification: 'INC-5' },
+        });
+        assert.equal(d.status, 201, await d.text());
+        await expectWireError(await resume(), 409, 'halted', scope);
+      } finally {
+        await h.close();
+      }
+    });
+  }
+});

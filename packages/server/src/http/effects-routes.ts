@@ -125,7 +125,10 @@ export function effectsRoutes(app: Hono<Env>, cp: ControlPlane, log: Logger): vo
   app.post('/v1/runs/:id/resume', async (c) => {
     const b = await body(c, ResumeRunBody);
     const p = c.get('principal');
-    const run = await cp.permits.resume(p, worker(p, b.workerId), c.req.param('id'), b);
+    const who = worker(p, b.workerId);
+    // The release the worker declared when its stream opened decides, not the request's word.
+    const release = cp.fleet.declaredRelease(who.key) ?? b.release;
+    const run = await cp.permits.resume(p, who, c.req.param('id'), { ...b, ...(release ? { release } : {}) });
     return c.json({ runId: run.runId, lineage: run.lineage });
   });
 
