@@ -1,5 +1,5 @@
 import type { IncomingMessage, RequestOptions } from 'node:http';
-import { KillpathError, isWireError, type ErrorCode } from '@killpath/protocol';
+import { KillpathError, errorFromWireText, retryAfterMs } from '@killpath/protocol';
 
 /** How often a request shed under overload is sent again before its 429 is reported. */
 export const SHED_RETRIES = 10;
@@ -71,8 +71,7 @@ export class ApiClient {
           continue;
         }
         if (!(err instanceof KillpathError) || err.code !== 'overloaded' || attempt > SHED_RETRIES) throw err;
-        const asked = (err.details as { retryAfterMs?: unknown } | undefined)?.retryAfterMs;
-        const wait = typeof asked === 'number' && asked >= 0 ? Math.min(asked, MAX_SHED_WAIT_MS) : 1000;
+        const wait = Math.min(retryAfterMs(err) ?? 1000, MAX_SHED_WAIT_MS);
         await new Promise((ok) => setTimeout(ok, wait));
       }
     }
@@ -98,23 +97,15 @@ export class ApiClient {
       throw this.#noAnswer(method, path, err);
     }
     if (status === 204) return undefined as T;
-    let json: unknown;
+    if (status < 200 || status >= 300) throw errorFromWireText(status, text, `${this.url}${path}`);
     try {
-      json = text === '' ? undefined : JSON.parse(text);
+      return (text === '' ? undefined : JSON.parse(text)) as T;
     } catch {
       throw new KillpathError(
         'internal',
         `unexpected answer from ${this.url}${path} (HTTP ${status}, not JSON)`,
       );
     }
-    if (status < 200 || status >= 300) {
-      if (isWireError(json))
-        throw new KillpathError(json.error.code as ErrorCode, json.error.message, {
-          details: json.error.details,
-        });
-      throw new KillpathError('internal', `HTTP ${status} from ${path}`);
-    }
-    return json as T;
   }
 
   /** A failed try as a person reads it: slow (timeout) is not the same as gone (connection failed). */

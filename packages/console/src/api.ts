@@ -1,3 +1,5 @@
+import { errorFromWireText } from '@killpath/protocol';
+
 /**
  * The console's client of the control plane's API: same origin, the operator's token as a
  * Bearer header, every failure as an {@link ApiError} with the wire error's code.
@@ -65,25 +67,16 @@ export class Api {
       );
     }
     const text = await res.text().catch(() => '');
+    if (!res.ok) {
+      // The protocol's one mapping of a refusal; an ApiError keeps the status beside it.
+      const err = errorFromWireText(res.status, text, 'the control plane');
+      throw new ApiError(res.status, err.code, err.message, err.details ?? null);
+    }
     let json: unknown;
     try {
       json = text === '' ? undefined : JSON.parse(text);
     } catch {
-      if (res.status >= 500)
-        throw new ApiError(res.status, 'unreachable', `the control plane answered HTTP ${res.status}`);
       throw new ApiError(res.status, 'bad_answer', `unexpected answer (HTTP ${res.status}, not JSON)`);
-    }
-    if (!res.ok) {
-      const e = (json as { error?: { code?: unknown; message?: unknown; details?: unknown } } | undefined)
-        ?.error;
-      if (e && typeof e.code === 'string')
-        throw new ApiError(
-          res.status,
-          e.code,
-          typeof e.message === 'string' ? e.message : e.code,
-          e.details ?? null,
-        );
-      throw new ApiError(res.status, res.status >= 500 ? 'unreachable' : 'http_error', `HTTP ${res.status}`);
     }
     return json as T;
   }

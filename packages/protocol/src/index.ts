@@ -34,7 +34,17 @@ export {
   distinctReleases,
 } from './release.ts';
 export type { Release, ReleasePart } from './release.ts';
-export { ERROR_CODES, HTTP_STATUS, KillpathError, toWire, isWireError } from './errors.ts';
+export {
+  ERROR_CODES,
+  HTTP_STATUS,
+  KillpathError,
+  toWire,
+  isWireError,
+  codeForStatus,
+  errorFromWire,
+  errorFromWireText,
+  retryAfterMs,
+} from './errors.ts';
 export type { ErrorCode, WireError } from './errors.ts';
 export { PROTOCOL_VERSION, MAX_RUNS_PER_HEARTBEAT, streamDirective } from './wire.ts';
 export { APPROVAL_ACTIONS } from './approvals.ts';

@@ -1,5 +1,5 @@
-import { KillpathError, isWireError } from '@killpath/protocol';
-import type { ErrorCode, StreamMessage } from '@killpath/protocol';
+import { KillpathError, errorFromWire, retryAfterMs as wireRetryAfterMs } from '@killpath/protocol';
+import type { StreamMessage } from '@killpath/protocol';
 
 /**
  * What every transport does with what the control plane sends: stream events become
@@ -35,29 +35,17 @@ export function toStreamMessage(event: string | undefined, data: string): Stream
   return { ...parsed, type } as StreamMessage;
 }
 
-const STATUS_CODES: Record<number, ErrorCode> = {
-  400: 'invalid_request',
-  401: 'unauthenticated',
-  403: 'forbidden',
-  404: 'not_found',
-  409: 'conflict',
-  413: 'payload_too_large',
-  422: 'unsupported_level',
-  429: 'overloaded',
-};
-
 /**
- * A KillpathError for a non-2xx answer: the wire error's code when the body (already parsed, or
- * `null` when it was not JSON) has one, else one from the status.
+ * A KillpathError for a non-2xx answer, by the protocol's one mapping ({@link errorFromWire}):
+ * the wire error's code when the body (already parsed, or `null` when it was not JSON) has one,
+ * else one from the status. The SDK's transports wrap the details with the status:
+ * `details: { status, details? }` (callers read the directive of a `halted` refusal there).
  */
 export function refusal(status: number, body: unknown, url: string): KillpathError {
-  if (isWireError(body)) {
-    return new KillpathError(body.error.code, body.error.message, {
-      details: { status, ...(body.error.details === undefined ? {} : { details: body.error.details }) },
-    });
-  }
-  const code = STATUS_CODES[status] ?? (status >= 500 ? 'unavailable' : 'internal');
-  return new KillpathError(code, `HTTP ${status} from ${url || 'control plane'}`, { details: { status } });
+  const err = errorFromWire(status, body ?? undefined, url || 'control plane');
+  return new KillpathError(err.code, err.message, {
+    details: { status, ...(err.details === undefined ? {} : { details: err.details }) },
+  });
 }
 
 /**
@@ -65,8 +53,7 @@ export function refusal(status: number, body: unknown, url: string): KillpathErr
  * answer's `retryAfterMs`), in ms; null when the error says nothing of the kind.
  */
 export function retryAfterMs(err: unknown): number | null {
-  if (!(err instanceof KillpathError) || err.code !== 'overloaded') return null;
-  const outer = err.details as { details?: { retryAfterMs?: unknown } } | undefined;
-  const ms = outer?.details?.retryAfterMs;
-  return typeof ms === 'number' && Number.isFinite(ms) && ms >= 0 ? ms : 1000;
+  if (!(err instanceof KillpathError)) return null;
+  const inner = (err.details as { details?: unknown } | undefined)?.details;
+  return wireRetryAfterMs({ code: err.code, details: inner });
 }

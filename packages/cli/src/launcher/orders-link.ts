@@ -1,5 +1,12 @@
 import { createParser } from 'eventsource-parser';
-import { formatRelease, type InspectOrder, type LauncherOrders, type Release } from '@killpath/protocol';
+import {
+  KillpathError,
+  errorFromWireText,
+  formatRelease,
+  type InspectOrder,
+  type LauncherOrders,
+  type Release,
+} from '@killpath/protocol';
 
 /** Options of {@link OrdersLink}. */
 export interface OrdersLinkOptions {
@@ -105,8 +112,12 @@ export class OrdersLink {
       signal: abort.signal,
     });
     if (!res.ok || res.body === null) {
-      const text = await res.text().catch(() => '');
-      throw new Error(`launcher stream refused: HTTP ${res.status} ${text.slice(0, 300)}`);
+      const err = errorFromWireText(res.status, await res.text().catch(() => ''), u.origin);
+      throw new KillpathError(
+        err.code,
+        `launcher stream refused: ${err.message} (${err.code}, HTTP ${res.status})`,
+        { details: err.details },
+      );
     }
     this.#attempt = 0;
     o.onState?.('connected', u.origin);

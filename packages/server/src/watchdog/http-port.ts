@@ -1,4 +1,4 @@
-import { KillpathError, isWireError, type ErrorCode } from '@killpath/protocol';
+import { errorFromWireText } from '@killpath/protocol';
 import type { WatchedWorker } from './deadman.ts';
 import type { WatchdogPort } from './watchdog.ts';
 
@@ -26,12 +26,8 @@ export function httpWatchdogPort(opts: {
       signal: AbortSignal.timeout(opts.timeoutMs ?? 3000),
     });
     if (res.status === 204) return undefined as T;
-    const json: unknown = await res.json().catch(() => undefined);
-    if (!res.ok) {
-      if (isWireError(json)) throw new KillpathError(json.error.code as ErrorCode, json.error.message);
-      throw new KillpathError('internal', `HTTP ${res.status} from ${path}`);
-    }
-    return json as T;
+    if (!res.ok) throw errorFromWireText(res.status, await res.text().catch(() => ''), `${base}${path}`);
+    return (await res.json().catch(() => undefined)) as T;
   };
   return {
     async workers() {
