@@ -8,28 +8,16 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { ApiClient, FleetHarness } from '@killpath/cli';
 import type { Directive, RehearsalRecord, ScenarioResult } from '@killpath/protocol';
 import { startServerProcess, type ServerProcess } from './server-process.ts';
+import { SKIP_WITHOUT_CHROMIUM, launchChromium } from './console-browser.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-/** Flags without which Chromium hangs or phones home on a closed network. */
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-const MISSING = `${CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium); the console tests never download a browser`;
 const ARTIFACTS = fileURLToPath(new URL('../../test-artifacts/', import.meta.url));
 const ENV = { DEMO_PERIOD_MS: '40', KILLPATH_HEARTBEAT_MS: '300', KILLPATH_LEASE_MS: '3000' };
 /** The issue's bound for a change to show in the page without reloading, in ms (plus a report's interval). */
@@ -48,11 +36,9 @@ async function until<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 5000
   }
 }
 
-const missing = !existsSync(CHROMIUM);
-
 describe(
   'web console (real browser, real processes)',
-  { skip: missing && process.env.CI !== 'true' ? MISSING : false, timeout: 120_000 },
+  { skip: SKIP_WITHOUT_CHROMIUM, timeout: 120_000 },
   () => {
     let dir: string;
     let server: ServerProcess;
@@ -63,7 +49,6 @@ describe(
     const contexts: BrowserContext[] = [];
 
     before(async () => {
-      if (missing) throw new Error(MISSING);
       dir = mkdtempSync(join(tmpdir(), 'killpath-e2e-console-'));
       server = await startServerProcess(dir, 0, ['--keepalive-ms', '300']);
       api = new ApiClient(server.url, server.adminToken);
@@ -100,12 +85,7 @@ describe(
         ],
         env: ENV,
       });
-      browser = await chromium.launch({
-        executablePath: CHROMIUM,
-        headless: true,
-        args: CHROMIUM_ARGS,
-        timeout: 30_000,
-      });
+      browser = await launchChromium();
     });
 
     after(async () => {
