@@ -2,7 +2,8 @@
  * The hub's fan-out: each distinct frame of a rev is serialised and encoded once and the same
  * bytes go to every stream it reaches (a directive of another tenant as a bare rev step, as
  * before), and on the wire a worker stream is still a well-formed chunked HTTP/1.1 body of SSE
- * events in rev order, whether a frame went through the response or straight to the socket.
+ * events in rev order, whether a frame went through the response or straight to the socket. The
+ * event-loop delay the benchmarks print is also on /metrics.
  */
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
@@ -142,6 +143,21 @@ describe('hub fan-out', () => {
       assert.equal(got[3]!.data.cleared, mine.id);
     } finally {
       socket.destroy();
+      await live.close();
+    }
+  });
+});
+
+describe('event-loop lag on /metrics', () => {
+  it('exposes the loop delay p99 and max (the kill path must see its own stalls)', async () => {
+    const live = await liveServer();
+    try {
+      const r = await live.call('GET', '/metrics', live.server.createdAdminToken!);
+      assert.equal(r.status, 200);
+      const text = String(r.body);
+      for (const name of ['nodejs_eventloop_lag_p99_seconds', 'nodejs_eventloop_lag_max_seconds'])
+        assert.match(text, new RegExp(`^${name} [0-9.e+-]+$`, 'm'), `${name} is exported`);
+    } finally {
       await live.close();
     }
   });
