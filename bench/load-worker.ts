@@ -82,6 +82,10 @@ for (let i = 0; i < count; i++) {
     // The fleet holds at most 1,000 workers per agent.
     agent: `bot${Math.floor(n / 1000)}`,
     heartbeatMs: 60_000,
+    // A load generator starved of CPU by other work on the machine runs its timers before it
+    // reads the keep-alives queued meanwhile: with the default 3 s lease its streams would be
+    // dropped and reopened, and the bench would measure that storm instead of the flip.
+    leaseMs: 30_000,
     transport: transport(),
     sink: {
       record(e) {

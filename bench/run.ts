@@ -5,7 +5,8 @@
  * latency terms).
  *
  * The control plane runs in this process (so the flip's commit time is known exactly); the
- * workers are SDK clients in separate processes, one stream each.
+ * workers are SDK clients in separate processes, one stream each, holding a 30 s lease (see
+ * bench/load-worker.ts: a starved load generator must not drop and reopen its streams).
  * signal-to-halt = flip (commit) → the worker settled (applied the rev, nothing covered in
  * flight, refusing new effects), both as wall-clock instants on this machine.
  * time-to-report = flip → the control plane received the worker's halted report (adds the
