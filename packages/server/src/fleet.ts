@@ -91,6 +91,8 @@ export class Fleet {
   readonly #sorted: WorkerEntry[] = [];
   /** Workers per tenant and agent (`tenant agent` keys), kept as they come and go. */
   readonly #perAgent = new Map<string, number>();
+  /** The workers of each worker id (any tenant and agent): a report finds its holders without a scan of the fleet. */
+  readonly #byWorkerId = new Map<string, Set<WorkerEntry>>();
   /** The workers hosting each run id (any tenant), kept as runs are reported. */
   readonly #byRun = new Map<string, Set<WorkerEntry>>();
   readonly #now: () => number;
@@ -137,8 +139,8 @@ export class Fleet {
   /** The identities (tenant, agent) holding a worker named `workerId`, of `tenant` when given. */
   holders(workerId: string, tenant?: string): { tenant: string; agent: string; key: WorkerKey }[] {
     const out: { tenant: string; agent: string; key: WorkerKey }[] = [];
-    for (const w of this.#workers.values())
-      if (w.workerId === workerId && (tenant === undefined || w.tenant === tenant))
+    for (const w of this.#byWorkerId.get(workerId) ?? [])
+      if (tenant === undefined || w.tenant === tenant)
         out.push({ tenant: w.tenant, agent: w.agent, key: w.key });
     return out;
   }
@@ -166,6 +168,9 @@ export class Fleet {
         top: null,
       };
       this.#workers.set(key, w);
+      let same = this.#byWorkerId.get(workerId);
+      if (same === undefined) this.#byWorkerId.set(workerId, (same = new Set()));
+      same.add(w);
       this.#sorted.splice(this.#position(keyOf(w)), 0, w);
       const g = agentKey(tenant, agent);
       this.#perAgent.set(g, (this.#perAgent.get(g) ?? 0) + 1);
@@ -175,6 +180,9 @@ export class Fleet {
 
   #forget(w: WorkerEntry): void {
     this.#workers.delete(w.key);
+    const same = this.#byWorkerId.get(w.workerId);
+    same?.delete(w);
+    if (same?.size === 0) this.#byWorkerId.delete(w.workerId);
     const i = this.#position(keyOf(w));
     if (this.#sorted[i] === w) this.#sorted.splice(i, 1);
     const g = agentKey(w.tenant, w.agent);
