@@ -25,6 +25,10 @@
  *
  * Each size is measured with two fleet layouts, both printed (sizes above 1,000: co-hosted only,
  * unless BENCH_LAYOUT says otherwise):
+ * Above 1,000 workers (BENCH_SIM_ABOVE) the co-hosted workers are simulated stream clients
+ * (bench/sim-worker.ts: a stream each, every event parsed, settle on a covering halt, halted
+ * report or ack over a pool of connections per process): 10,000 SDK clients do not fit 2 cores.
+ *
  * - `co-hosted`: every worker in a load-generator process of up to 250 clients (at most 4
  *   processes; BENCH_PROCS overrides); a worker id of agent `bot<k>` per 1,000 (the fleet holds at
  *   most 1,000 workers per agent), the layout of the first version of this benchmark.
@@ -67,6 +71,8 @@ const layoutsFor = (n: number): string[] =>
 const CORES = cpus().length;
 const PIN = process.env.BENCH_PIN === '1' && process.platform === 'linux' && CORES > 1;
 const PER_PROCESS = 250;
+/** Above this many workers, the co-hosted workers are simulated stream clients (bench/sim-worker.ts). */
+const SIM_ABOVE = Number(process.env.BENCH_SIM_ABOVE ?? 1000);
 /** Up to this many workers, the 1/process layout runs every worker in its own process. */
 const ALL_SOLO_UP_TO = 16;
 const PROBES = 8;
@@ -79,6 +85,7 @@ const spawned = new Set<ChildProcess>();
 process.on('exit', () => {
   for (const c of spawned) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
 });
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
 
 /** One worker process's account of one flip (BENCH_TRACE=1). */
 interface ProcTrace {
@@ -169,8 +176,9 @@ async function measure(workers: number, layout: string): Promise<Measured> {
 
   const children: ChildProcess[] = [];
   const readies: Promise<void>[] = [];
+  const sim = workers > SIM_ABOVE;
   const spawnLoad = (count: number, base: number) => {
-    const args = [here('./load-worker.ts')];
+    const args = [here(sim && count > 1 ? './sim-worker.ts' : './load-worker.ts')];
     const child = spawn(
       PIN ? 'taskset' : process.execPath,
       PIN ? ['-c', `1-${CORES - 1}`, process.execPath, ...args] : args,
@@ -305,7 +313,7 @@ async function measure(workers: number, layout: string): Promise<Measured> {
       lagText,
     ];
   };
-  const inProcs = `${hosted} in ${procs} process${procs > 1 ? 'es' : ''}`;
+  const inProcs = `${hosted}${sim ? ' simulated' : ''} in ${procs} process${procs > 1 ? 'es' : ''}`;
   const done = (rows: string[][]): Measured => ({ rows, p99s, frame, rev: frameRev });
   const sth = percentile(stopSolo.length > 0 ? [...stopSolo, ...stopHosted] : stopHosted, 99);
   const reportRow = (where: string) => {

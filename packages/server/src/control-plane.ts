@@ -78,6 +78,8 @@ const FLIP_MEMORY = 4096;
 const AUDIT_QUIET_MS = 25;
 /** …and at the latest this long after its first record (ms). */
 const AUDIT_MAX_WAIT_MS = 1000;
+/** Most audit records written in one transaction of a flush; the loop runs other work between two. */
+const AUDIT_SLICE = 200;
 
 /**
  * The control plane's operations, independent of transport: issuing and clearing
@@ -99,6 +101,8 @@ export class ControlPlane {
   readonly #halted = new Set<HaltedListener>();
   #pendingAudit: AuditEvent[] = [];
   #flushTimer: NodeJS.Timeout | null = null;
+  /** The last flush of queued audit events (they run one after the other). */
+  #flushing: Promise<void> = Promise.resolve();
   /** When the oldest queued audit record was queued (monotonic ms), null when none is. */
   #pendingSince: number | null = null;
   /** Launchers' own streams: kill and isolate orders for the processes they started. */
@@ -1159,31 +1163,44 @@ export class ControlPlane {
     this.#flushTimer = setTimeout(() => void this.flushAudit(), wait);
   }
 
-  /** Writes queued audit events now (also called on shutdown). */
-  async flushAudit(): Promise<void> {
+  /**
+   * Writes queued audit events now (also called on shutdown, and by readers of the audit log
+   * before they read). Resolves once every event queued before the call is written: flushes run
+   * one after the other, in queue order.
+   */
+  flushAudit(): Promise<void> {
     if (this.#flushTimer !== null) clearTimeout(this.#flushTimer);
     this.#flushTimer = null;
     this.#pendingSince = null;
-    const batch = this.#pendingAudit;
+    const all = this.#pendingAudit;
     this.#pendingAudit = [];
-    if (batch.length === 0) return;
-    try {
-      await this.store.appendAudit(batch);
-      this.metrics.auditRecords.inc(batch.length);
-      const halted = batch.filter((e) => e.type === 'session.halted');
-      await this.store.recordHalted(
-        halted.flatMap((e) =>
-          (e.data.runs as string[]).map((runId) => ({
-            tenant: String(e.tenant),
-            runId,
-            directiveId: String(e.data.directiveId),
-            at: new Date().toISOString(),
-          })),
-        ),
-      );
-    } catch (err) {
-      this.#log.error('audit batch failed', { err: String(err), events: batch.length });
-      this.#pendingAudit.unshift(...batch);
+    this.#flushing = this.#flushing.then(() => this.#write(all));
+    return this.#flushing;
+  }
+
+  /** Writes `all` in slices: hashing a wave's records in one go would hold the loop the kill path runs on. */
+  async #write(all: AuditEvent[]): Promise<void> {
+    for (let i = 0; i < all.length; i += AUDIT_SLICE) {
+      const batch = all.slice(i, i + AUDIT_SLICE);
+      try {
+        await this.store.appendAudit(batch);
+        this.metrics.auditRecords.inc(batch.length);
+        const halted = batch.filter((e) => e.type === 'session.halted');
+        await this.store.recordHalted(
+          halted.flatMap((e) =>
+            (e.data.runs as string[]).map((runId) => ({
+              tenant: String(e.tenant),
+              runId,
+              directiveId: String(e.data.directiveId),
+              at: new Date().toISOString(),
+            })),
+          ),
+        );
+      } catch (err) {
+        this.#log.error('audit batch failed', { err: String(err), events: all.length - i });
+        this.#pendingAudit.unshift(...all.slice(i));
+        return;
+      }
     }
   }
 }

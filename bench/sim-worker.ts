@@ -1,0 +1,138 @@
+/**
+ * Simulated stream clients for `npm run bench` at sizes where full SDK clients do not fit a
+ * 2-core machine (10,000): COUNT workers in this process, each with its own stream connection
+ * (`GET /v1/stream`, Nagle off, as the SDK opens it), parsing every event as JSON and keeping its
+ * rev. On a delta that issues a halt or kill of its tenant it settles at once (it has no effect in
+ * flight) and prints the instant as the load generator does, then reports `halted` for its run;
+ * on any other delta it acks the rev. Reports go over one keep-alive pool per process (up to
+ * POOL connections), not one connection per worker. Opens its streams POOL at a time. Prints
+ * `ready` once every stream has its snapshot. Started by bench/run.ts; not meant to be run by hand.
+ */
+import { Agent, request } from 'node:http';
+
+const count = Number(process.env.COUNT);
+const base = Number(process.env.BASE ?? 0);
+const url = new URL(process.env.KILLPATH_URL!);
+const token = process.env.KILLPATH_TOKEN!;
+const POOL = 64;
+const agent = new Agent({ keepAlive: true, maxSockets: POOL });
+
+let lines: string[] = [];
+function emit(line: string): void {
+  if (lines.length === 0) setImmediate(flush);
+  lines.push(line);
+}
+function flush(): void {
+  const text = lines.join('');
+  lines = [];
+  process.stdout.write(text);
+}
+
+/** Reports go out one event-loop turn later, as the SDK sends them: every stream read first. */
+let queued: { path: string; body: unknown }[] = [];
+function post(path: string, body: unknown): void {
+  if (queued.length === 0)
+    setImmediate(() => {
+      const due = queued;
+      queued = [];
+      for (const q of due) send(q.path, q.body);
+    });
+  queued.push({ path, body });
+}
+
+function send(path: string, body: unknown): void {
+  const payload = Buffer.from(JSON.stringify(body));
+  const req = request({
+    hostname: url.hostname,
+    port: url.port,
+    path,
+    method: 'POST',
+    agent,
+    headers: {
+      authorization: `Bearer ${token}`,
+      'content-type': 'application/json',
+      'content-length': payload.length,
+    },
+  });
+  req.on('error', (err) => process.stderr.write(`sim-worker: POST ${path}: ${err.message}\n`));
+  req.on('response', (res) => {
+    if (res.statusCode !== 204) process.stderr.write(`sim-worker: POST ${path}: HTTP ${res.statusCode}\n`);
+    res.resume();
+  });
+  req.end(payload);
+}
+
+interface Delta {
+  type: string;
+  rev: number;
+  issued?: { id: string; level: string; tenant: string | null };
+}
+
+function open(n: number): Promise<void> {
+  const workerId = `sim-${n}`;
+  const runId = `bench-${n}`;
+  const agentName = `bot${Math.floor(n / 1000)}`;
+  let rev = -1;
+  return new Promise((ready) => {
+    const req = request({
+      hostname: url.hostname,
+      port: url.port,
+      path: `/v1/stream?worker=${workerId}&tenant=bench&agent=${agentName}`,
+      agent: false,
+      headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' },
+    });
+    req.on('socket', (s) => s.setNoDelay(true));
+    req.on('error', (err) => process.stderr.write(`sim-worker: stream ${workerId}: ${err.message}\n`));
+    req.on('response', (res) => {
+      res.setEncoding('utf8');
+      let tail = '';
+      res.on('data', (chunk: string) => {
+        let text = tail + chunk;
+        let end = text.indexOf('\n\n');
+        while (end !== -1) {
+          const event = text.slice(0, end);
+          text = text.slice(end + 2);
+          end = text.indexOf('\n\n');
+          const at = event.indexOf('data: ');
+          if (at === -1) continue;
+          const msg = JSON.parse(event.slice(at + 6)) as Delta;
+          if (msg.type === 'snapshot') {
+            rev = msg.rev;
+            ready();
+          } else if (msg.type === 'delta') {
+            if (msg.rev !== rev + 1)
+              process.stderr.write(`sim-worker: ${workerId} rev gap ${rev} → ${msg.rev}\n`);
+            rev = msg.rev;
+            const d = msg.issued;
+            if (
+              d &&
+              (d.level === 'halt' || d.level === 'kill') &&
+              (d.tenant === null || d.tenant === 'bench')
+            ) {
+              const wall = performance.timeOrigin + performance.now();
+              emit(`${JSON.stringify({ k: 'settled', worker: n, rev: msg.rev, wall })}\n`);
+              post(`/v1/workers/${workerId}/halted`, {
+                rev: msg.rev,
+                directiveId: d.id,
+                runs: [runId],
+                aborted: 0,
+                completed: 0,
+                observeToSettleMs: 0,
+              });
+            } else {
+              post(`/v1/workers/${workerId}/ack`, { rev: msg.rev });
+            }
+          }
+        }
+        tail = text;
+      });
+    });
+    req.end();
+  });
+}
+
+for (let i = 0; i < count; i += POOL) {
+  await Promise.all(Array.from({ length: Math.min(POOL, count - i) }, (_, j) => open(base + i + j)));
+}
+process.stdout.write(`${JSON.stringify({ k: 'ready', count })}\n`);
+process.once('SIGTERM', () => process.exit(0));
