@@ -1,5 +1,11 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { KillpathError, type TelemetryBatch, type WorkerSettings } from '@killpath/protocol';
+import {
+  KillpathError,
+  wallNow,
+  type Clock,
+  type TelemetryBatch,
+  type WorkerSettings,
+} from '@killpath/protocol';
 import type { ControlPlane } from './control-plane.ts';
 import type { Logger } from './log.ts';
 import { PolicyDesk } from './policy/policy-desk.ts';
@@ -25,8 +31,13 @@ export interface TriggerOptions {
   recordTelemetry?: string;
   /** Called for every fire and shadow fire (benchmarks, tests). */
   onFire?: (f: Fire) => void;
-  /** Wall clock in ms for approval windows (default `Date.now`). */
+  /** Wall clock in ms for approval windows (default the clock's wall time). */
   now?: () => number;
+  /**
+   * Time for the supervisor's windows and beat, the deadman, the liveness watch, the in-process
+   * watchdog's ticks and approval windows (default the control plane's clock).
+   */
+  clock?: Clock;
 }
 
 /** How often the in-process supervisor beats, in ms. */
@@ -46,25 +57,31 @@ export class Triggers {
   readonly approvals: ApprovalDesk;
   readonly supervisor: Supervisor | null;
   readonly deadman: DeadmanDesk;
-  readonly liveness = new Liveness();
+  readonly liveness: Liveness;
   readonly watchdog: Watchdog | null;
   readonly absentAfterMs: number;
   readonly #cp: ControlPlane;
   readonly #log: Logger;
   readonly #watchdogWatch: AbsenceWatch;
-  readonly #beatTimer: NodeJS.Timeout | null;
+  #beatTimer: unknown = null;
+  readonly #clock: Clock;
   readonly #record: WriteStream | null;
   readonly #localHalts = new Set<string>();
+  /** Absences being raised (see {@link Triggers.idle}). */
+  readonly #raising = new Set<Promise<void>>();
 
   private constructor(cp: ControlPlane, log: Logger, policy: PolicyDesk, opts: TriggerOptions) {
     this.#cp = cp;
     this.#log = log;
     this.policy = policy;
+    const clock = opts.clock ?? cp.clock;
+    this.#clock = clock;
+    this.liveness = new Liveness(() => clock.now());
     this.approvals = new ApprovalDesk({
       cp,
       log,
       rules: () => this.policy.active.policy.approvals,
-      ...(opts.now ? { now: opts.now } : {}),
+      now: opts.now ?? (() => wallNow(clock)),
     });
     this.approvals.complete('policy.apply', async (requester, r) => {
       // Approved over the version the approver saw, or not at all: a change applied meanwhile is
@@ -87,7 +104,12 @@ export class Triggers {
       };
     });
     this.absentAfterMs = opts.absentAfterMs ?? 5000;
-    this.deadman = new DeadmanDesk(cp, log, () => this.policy.active.policy);
+    this.deadman = new DeadmanDesk(
+      cp,
+      log,
+      () => this.policy.active.policy,
+      () => clock.now(),
+    );
     this.supervisor =
       opts.supervisor === false
         ? null
@@ -95,6 +117,7 @@ export class Triggers {
             cp,
             log,
             policy: () => this.policy.active,
+            now: () => clock.now(),
             ...(opts.onFire ? { onFire: opts.onFire } : {}),
           });
     this.#watchdogWatch = new AbsenceWatch(
@@ -104,13 +127,13 @@ export class Triggers {
     );
     if (this.supervisor !== null) {
       this.liveness.beat('supervisor', 'serve');
-      this.#beatTimer = setInterval(() => {
+      const beat = () => {
         this.liveness.beat('supervisor', 'serve');
         this.#watchdogWatch.check(this.liveness.age('watchdog').ms);
-      }, SUPERVISOR_BEAT_MS);
-      this.#beatTimer.unref();
+        this.#beatTimer = clock.setTimeout(beat, SUPERVISOR_BEAT_MS);
+      };
+      this.#beatTimer = clock.setTimeout(beat, SUPERVISOR_BEAT_MS);
     } else {
-      this.#beatTimer = null;
       log.warn(
         'supervisor disabled: policy rules are not evaluated (operators, the API and the deadman still work)',
       );
@@ -123,6 +146,7 @@ export class Triggers {
             log,
             absentAfterMs: this.absentAfterMs,
             tickMs: opts.watchdogTickMs ?? this.#tickFor(),
+            clock,
           });
     if (this.watchdog === null)
       log.info('in-process watchdog disabled: expecting `killpath watchdog` to beat through the API');
@@ -139,7 +163,8 @@ export class Triggers {
 
   /** Stops the loops and waits for directives and records in flight. */
   async close(): Promise<void> {
-    if (this.#beatTimer !== null) clearInterval(this.#beatTimer);
+    if (this.#beatTimer !== null) this.#clock.clearTimeout(this.#beatTimer);
+    this.#beatTimer = null;
     await this.watchdog?.stop();
     await this.supervisor?.drain();
     await new Promise<void>((ok) => (this.#record ? this.#record.end(ok) : ok()));
@@ -172,6 +197,25 @@ export class Triggers {
 
   /** Raises an absence (or a return) of the supervisor or the watchdog: audited and alerted. */
   async absence(
+    kind: 'supervisor.absent' | 'supervisor.recovered' | 'watchdog.absent' | 'watchdog.recovered',
+    ageMs: number,
+    by: string,
+  ): Promise<void> {
+    const raising = this.#raise(kind, ageMs, by);
+    this.#raising.add(raising);
+    try {
+      await raising;
+    } finally {
+      this.#raising.delete(raising);
+    }
+  }
+
+  /** Resolves once every absence (or return) being raised is alerted and audited. */
+  async idle(): Promise<void> {
+    while (this.#raising.size > 0) await Promise.allSettled([...this.#raising]);
+  }
+
+  async #raise(
     kind: 'supervisor.absent' | 'supervisor.recovered' | 'watchdog.absent' | 'watchdog.recovered',
     ageMs: number,
     by: string,

@@ -23,6 +23,7 @@ import { Triggers, type TriggerOptions } from '../src/triggers.ts';
 import { DeadmanDesk } from '../src/watchdog/deadman.ts';
 import { AbsenceWatch } from '../src/watchdog/liveness.ts';
 import { compilePolicy } from '../src/policy/policy.ts';
+import { ManualClock } from '@killpath/sdk/testing';
 import { expectWireError, harness, heartbeatBody, type Harness } from './harness.ts';
 
 const log = createLogger('silent');
@@ -48,7 +49,8 @@ interface Rig extends Harness {
 
 async function rig(opts: TriggerOptions = {}): Promise<Rig> {
   const alerts = new Alerts();
-  const h = await harness({ alerts });
+  // The triggers take the control plane's clock: a manual one is given to both.
+  const h = await harness({ alerts, ...(opts.clock ? { clock: opts.clock } : {}) });
   const t = await Triggers.start(h.cp, log, { watchdog: false, ...opts });
   const app2 = createApp(h.cp, new Authenticator(h.store), log, t);
   const admin = await h.token('admin', '*');
@@ -71,6 +73,7 @@ async function rig(opts: TriggerOptions = {}): Promise<Rig> {
     app2,
     call,
     async audit(type) {
+      await t.idle();
       await t.supervisor?.drain();
       await h.cp.flushAudit();
       return h.store.listAudit({ types: [type], limit: 1000 });
@@ -502,8 +505,10 @@ describe('supervisor and watchdog watch each other', () => {
   });
 
   test('without a watchdog the supervisor raises watchdog.absent; a beat through the API ends it', async () => {
-    const r = await rig({ absentAfterMs: 150 });
-    await sleep(800);
+    const clock = new ManualClock(0, Date.now());
+    const r = await rig({ absentAfterMs: 150, clock });
+    // Two supervisor beats (every 500 ms) find the watchdog silent for longer than 150 ms.
+    clock.advance(1000);
     assert.ok(
       r.alerts.got.some((a) => a.kind === 'watchdog.absent'),
       JSON.stringify(r.alerts.got.map((a) => a.kind)),
@@ -523,8 +528,14 @@ describe('supervisor and watchdog watch each other', () => {
   });
 
   test('without a supervisor the in-process watchdog raises supervisor.absent', async () => {
-    const r = await rig({ supervisor: false, watchdog: true, absentAfterMs: 150, watchdogTickMs: 20 });
-    await sleep(600);
+    const clock = new ManualClock(0, Date.now());
+    const r = await rig({ supervisor: false, watchdog: true, absentAfterMs: 150, watchdogTickMs: 20, clock });
+    // The watchdog ticks every 20 ms of the clock; each tick is awaited before the next is due.
+    for (let t = 0; t < 600; t += 20) {
+      await r.t.watchdog!.idle();
+      clock.advance(20);
+    }
+    await r.t.watchdog!.idle();
     const a = r.alerts.got.find((x) => x.kind === 'supervisor.absent')!;
     assert.ok(a);
     assert.match(a.summary, /never started/);

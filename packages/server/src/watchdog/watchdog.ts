@@ -1,3 +1,5 @@
+import type { Clock } from '@killpath/protocol';
+import { systemClock } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import type { WatchedWorker } from './deadman.ts';
 import { AbsenceWatch } from './liveness.ts';
@@ -26,6 +28,8 @@ export interface WatchdogOptions {
   /** Called when the control plane cannot be reached (external watchdog), once per outage; and when it is back. */
   onUnreachable?: (err: unknown) => void;
   onReachable?: () => void;
+  /** The clock of its ticks (default the system clock; tests pass a manual one). */
+  clock?: Clock;
 }
 
 /**
@@ -35,17 +39,19 @@ export interface WatchdogOptions {
  * own process (`killpath watchdog`), with its own credentials.
  */
 export class Watchdog {
-  readonly #o: Required<Omit<WatchdogOptions, 'onUnreachable' | 'onReachable'>> &
+  readonly #o: Required<Omit<WatchdogOptions, 'onUnreachable' | 'onReachable' | 'clock'>> &
     Pick<WatchdogOptions, 'onUnreachable' | 'onReachable'>;
+  readonly #clock: Clock;
   readonly #supervisor: AbsenceWatch;
   readonly #tripping = new Set<string>();
-  #timer: NodeJS.Timeout | null = null;
+  #timer: unknown = null;
   #running: Promise<void> | null = null;
   #unreachable = false;
   #stopped = false;
 
   constructor(opts: WatchdogOptions) {
     this.#o = { tickMs: 250, absentAfterMs: 5000, ...opts };
+    this.#clock = opts.clock ?? systemClock;
     const port = opts.port;
     this.#supervisor = new AbsenceWatch(
       this.#o.absentAfterMs,
@@ -73,8 +79,7 @@ export class Watchdog {
         this.#running = null;
         if (this.#stopped) return;
         const t = this.#o.tickMs;
-        this.#timer = setTimeout(loop, typeof t === 'number' ? t : t());
-        this.#timer.unref();
+        this.#timer = this.#clock.setTimeout(loop, typeof t === 'number' ? t : t());
       });
     };
     loop();
@@ -83,8 +88,13 @@ export class Watchdog {
   /** Stops ticking; resolves when a tick in progress is done. */
   async stop(): Promise<void> {
     this.#stopped = true;
-    if (this.#timer !== null) clearTimeout(this.#timer);
+    if (this.#timer !== null) this.#clock.clearTimeout(this.#timer);
     this.#timer = null;
+    await this.#running;
+  }
+
+  /** Resolves when the tick in progress (if any) is done. */
+  async idle(): Promise<void> {
     await this.#running;
   }
 
