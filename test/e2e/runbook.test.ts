@@ -392,7 +392,7 @@ describe(
         assert.match(listed.stdout, new RegExp(`\\b${REPLACEMENT}\\b(?!\\[)`));
         assert.match(
           readFileSync(logFile, 'utf8'),
-          /your operator token minted an agent token of acme\/support-bot for launcher \S+ \(expires /,
+          /"msg":"your operator token minted an agent token of acme\/support-bot for this launcher","expiresAt":"20/,
         );
         const w = (await workers()).find((x: FleetWorker) => x.runs.some((r) => r.runId === REPLACEMENT));
         assert.ok(w && w.pid !== null, 'the replacement has a worker');

@@ -146,9 +146,16 @@ export async function run(args: string[]): Promise<number> {
     launcherId,
     ttlMs,
   );
+  // Said as one line of the launcher's JSON log (stderr), which follows.
   if (minted !== null)
     console.error(
-      `killpath run: your ${minted.by} token minted an agent token of ${tenant}/${agent} for launcher ${launcherId}${minted.expiresAt === null ? '' : ` (expires ${minted.expiresAt})`}`,
+      JSON.stringify({
+        ts: new Date().toISOString(),
+        level: 'info',
+        launcher: launcherId,
+        msg: `your ${minted.by} token minted an agent token of ${tenant}/${agent} for this launcher`,
+        expiresAt: minted.expiresAt,
+      }),
     );
   // MCP gateways in front of the agent, in this process (loaded only when asked for: the MCP SDK is large).
   const fronts =

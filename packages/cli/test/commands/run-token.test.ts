@@ -70,7 +70,7 @@ describe('killpath run with an operator token', () => {
     assert.equal(r.code, 0, r.err.join('\n'));
     assert.match(
       r.err.join('\n'),
-      /your operator token minted an agent token of acme\/bot for launcher launch-op-1 \(expires /,
+      /"launcher":"launch-op-1","msg":"your operator token minted an agent token of acme\/bot for this launcher","expiresAt":"20/,
     );
     const given = JSON.parse(readFileSync(out, 'utf8')) as { token: string; launcher: string };
     assert.equal(given.launcher, 'launch-op-1');
