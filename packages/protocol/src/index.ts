@@ -46,7 +46,7 @@ export {
   retryAfterMs,
 } from './errors.ts';
 export type { ErrorCode, WireError } from './errors.ts';
-export { PROTOCOL_VERSION, MAX_RUNS_PER_HEARTBEAT, streamDirective } from './wire.ts';
+export { PROTOCOL_VERSION, MAX_RUNS_PER_HEARTBEAT, protocolMajor, streamDirective } from './wire.ts';
 export { APPROVAL_ACTIONS } from './approvals.ts';
 export type { ApprovalAction, ApproverRole, Approval, ApprovalRequest } from './approvals.ts';
 export { KILL_CANNOT_END_IT, flagWords, workerWarning } from './flags.ts';

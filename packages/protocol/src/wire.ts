@@ -5,6 +5,20 @@ import type { Coverage } from './scope.ts';
 /** Version of the wire protocol; bumped on an incompatible change. Readers accept every older version. */
 export const PROTOCOL_VERSION = 1;
 
+/**
+ * The major version of a snapshot's `v` (a number, or a string such as `"2.1"`); `null` when it
+ * has none (the first servers sent none: version 1). A reader refuses a major above
+ * {@link PROTOCOL_VERSION}: it cannot know what the newer protocol means.
+ */
+export function protocolMajor(v: unknown): number | null {
+  if (typeof v === 'number') return Number.isFinite(v) ? Math.trunc(v) : null;
+  if (typeof v === 'string') {
+    const m = /^\s*v?(\d+)/.exec(v);
+    return m === null ? null : Number(m[1]);
+  }
+  return null;
+}
+
 /** How queued tasks of a halted run are treated: dropped at once, or allowed to finish inside the grace. */
 export type DrainMode = 'discard' | 'drain';
 

@@ -1,5 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { KillpathError, coversRun, isCapability, isIdentifier } from '@killpath/protocol';
+import {
+  KillpathError,
+  PROTOCOL_VERSION,
+  coversRun,
+  isCapability,
+  isIdentifier,
+  protocolMajor,
+} from '@killpath/protocol';
 import type {
   Directive,
   StreamDirective,
@@ -15,7 +22,7 @@ import type {
 import { systemClock, wallNow } from './clock.ts';
 import type { Clock } from './clock.ts';
 import { consoleLogger, resolveOptions } from './connect-options.ts';
-import type { ConnectOptions } from './connect-options.ts';
+import type { ConnectOptions, Logger } from './connect-options.ts';
 import { ControlCalls, asResumeAnswer, refusal } from './control-calls.ts';
 import { fetchTransport } from './fetch-transport.ts';
 import { nodeHttpTransport } from './node-http-transport.ts';
@@ -38,6 +45,7 @@ import { fanOutExpiry, fanOutStops } from './stop-fanout.ts';
 import type { QueueControl } from './stop-fanout.ts';
 import { StreamLoop } from './stream-loop.ts';
 import { STALE, verdictFor } from './verdict.ts';
+import type { DenyVerdict } from './verdict.ts';
 import type { MemorySchema } from './memory-schema.ts';
 import { Telemetry, asWorkerSettings, stricter } from './telemetry.ts';
 
@@ -81,6 +89,7 @@ export class Client {
    */
   readonly ready: Promise<void>;
   private readonly readiness: Readiness;
+  private readonly logger: Logger;
   private readonly tenant: string;
   private readonly agent: string;
   private readonly features: readonly string[];
@@ -150,7 +159,8 @@ export class Client {
     const headers = Object.freeze({ authorization: `Bearer ${options.token}` });
     const transport =
       options.transport ?? (settings.ca !== null ? nodeHttpTransport({ ca: settings.ca }) : fetchTransport());
-    if (settings.warning !== null) (options.logger ?? consoleLogger).warn(settings.warning);
+    this.logger = options.logger ?? consoleLogger;
+    if (settings.warning !== null) this.logger.warn(settings.warning);
     this.reporter = new Reporter(transport, settings.base, this.workerId, headers, this.clock, this.sink);
     this.calls = new ControlCalls(transport, settings.base, headers);
     this.telemetry =
@@ -214,12 +224,7 @@ export class Client {
       workerTable: () => this.workerTable,
     };
 
-    this.readiness = new Readiness(
-      this.clock,
-      options.logger ?? consoleLogger,
-      settings.base,
-      settings.readyTimeoutMs,
-    );
+    this.readiness = new Readiness(this.clock, this.logger, settings.base, settings.readyTimeoutMs);
     this.ready = this.readiness.promise;
 
     // A stream silent for two leases (no keep-alive even) is dead: drop it and reconnect.
@@ -376,7 +381,9 @@ export class Client {
     if (this.leaseLapsed && !fresh)
       return this.resync('the lease expired on this stream: a fresh snapshot first');
     switch (msg.type) {
-      case 'snapshot':
+      case 'snapshot': {
+        const major = protocolMajor(msg.v);
+        if (major !== null && major > PROTOCOL_VERSION) return this.newerProtocol(msg.v);
         this.leaseLapsed = false;
         if (fresh) {
           this.streamLive = true;
@@ -390,6 +397,7 @@ export class Client {
           this.reporter.heartbeat(this.heartbeatReport(), this.onSettings);
         }
         return 'ok';
+      }
       case 'delta':
         if (fresh) return this.resync(`delta at rev ${msg.rev} before the snapshot`);
         if (msg.rev !== this.mirror.rev + 1) {
@@ -448,6 +456,31 @@ export class Client {
     this.reporter.ack(change.rev);
   }
 
+  /**
+   * The control plane speaks a newer major protocol than this SDK reads: nothing it sends can be
+   * trusted to mean what this SDK thinks, so the worker fails closed for good. One log line names
+   * both versions; the gate is closed with a deny that says why (every check, every effect); the
+   * in-flight writes are aborted and the runs stopped as at a lease expiry; the stream is
+   * dropped, heartbeats stop, `ready` rejects with `unavailable` (details
+   * `{ reason: 'protocol_version', server, sdk }`).
+   */
+  private newerProtocol(v: unknown): 'ok' {
+    const server = String(v);
+    const why = `the control plane speaks protocol v${server}, newer than this SDK's v${PROTOCOL_VERSION}: upgrade @killpath/sdk`;
+    this.logger.warn(`${why}; every check denies until then`);
+    const verdict: DenyVerdict = Object.freeze({ kind: 'deny', reason: 'stale', directive: null, note: why });
+    this.lease.refuse(verdict);
+    this.streamLive = false;
+    void this.loop.close();
+    this.stopEverything(verdict);
+    this.fatal(
+      new KillpathError('unavailable', why, {
+        details: { reason: 'protocol_version', server: v, sdk: PROTOCOL_VERSION },
+      }),
+    );
+    return 'ok';
+  }
+
   /** The mirror is known to be behind: close the gate now and reconnect for a fresh snapshot. */
   private resync(reason: string): 'resync' {
     this.lease.suspend();
@@ -469,9 +502,14 @@ export class Client {
       aborted: writes,
       at: this.clock.now(),
     });
-    for (const state of this.runs.values()) abortWrites(state, this.host, () => STALE);
-    for (const state of this.runs.values()) stopRun(state, this.host, STALE);
-    fanOutExpiry(STALE, this.runs.values(), this.queues.values());
+    this.stopEverything(STALE);
+  }
+
+  /** No switchboard to go by: every run is stopped with `verdict`, its in-flight writes aborted, its queues and timers too. */
+  private stopEverything(verdict: DenyVerdict): void {
+    for (const state of this.runs.values()) abortWrites(state, this.host, () => verdict);
+    for (const state of this.runs.values()) stopRun(state, this.host, verdict);
+    fanOutExpiry(verdict, this.runs.values(), this.queues.values());
   }
 
   private streamError(err: unknown, fatal: boolean, retryInMs: number | null): void {

@@ -2,7 +2,6 @@ import { compileRun } from '@killpath/protocol';
 import type { StreamDirective, EffectClass, Level, RunIdentity } from '@killpath/protocol';
 import type { Clock } from './clock.ts';
 import type { MirrorEntry } from './mirror.ts';
-import { STALE } from './verdict.ts';
 import type { DenyVerdict } from './verdict.ts';
 
 /**
@@ -104,8 +103,11 @@ export function tableVerdict(table: RunTable, capability: string, cls: EffectCla
  */
 export function runStop(
   table: RunTable,
-  host: { readonly clock: Clock; readonly lease: { readonly deadline: number } },
+  host: {
+    readonly clock: Clock;
+    readonly lease: { readonly deadline: number; readonly denial: DenyVerdict };
+  },
 ): DenyVerdict | null {
-  if (host.clock.now() >= host.lease.deadline) return STALE;
+  if (host.clock.now() >= host.lease.deadline) return host.lease.denial;
   return table.all;
 }

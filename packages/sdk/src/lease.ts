@@ -1,4 +1,6 @@
 import type { Clock } from './clock.ts';
+import { STALE } from './verdict.ts';
+import type { DenyVerdict } from './verdict.ts';
 
 /**
  * The worker's lease on its mirror: contact with the control plane (any stream message) renews
@@ -11,6 +13,8 @@ import type { Clock } from './clock.ts';
 export class Lease {
   /** The gate is open while `clock.now() < deadline`; `-Infinity` until the first contact. */
   deadline = Number.NEGATIVE_INFINITY;
+  /** What a closed gate answers: `stale`, or the verdict the gate was closed for good with ({@link Lease.refuse}). */
+  denial: DenyVerdict = STALE;
   /** Clock time of the last contact, or `null` before any. */
   lastContact: number | null = null;
   private contactDeadline = Number.NEGATIVE_INFINITY;
@@ -41,6 +45,15 @@ export class Lease {
   /** Closes the gate now without expiring the lease: in-flight effects keep running until the contact deadline. */
   suspend(): void {
     this.deadline = Number.NEGATIVE_INFINITY;
+  }
+
+  /**
+   * Closes the gate for good, every check answering `verdict` from now on (a control plane this
+   * worker cannot read); the timer is cancelled and `onExpire` is not called.
+   */
+  refuse(verdict: DenyVerdict): void {
+    this.denial = verdict;
+    this.stop();
   }
 
   /** Closes the gate for good and cancels the timer; `onExpire` is not called. */

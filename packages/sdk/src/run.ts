@@ -255,7 +255,7 @@ export class Run {
   check(capability: string, cls: EffectClass = 'write'): Verdict {
     // Checked or attempted, allowed or not: part of what this agent can reach for.
     if (this.surface.size < MAX_SURFACE) this.surface.add(capability);
-    if (this.clock.now() >= this.lease.deadline) return STALE;
+    if (this.clock.now() >= this.lease.deadline) return this.lease.denial;
     const table = this.state.table;
     if (table.caps !== null) {
       const narrowed = table.caps.get(capability);
@@ -612,9 +612,11 @@ export function stopRun(
   const runId = state.coverage.runId;
   const directiveId = verdict.directive?.id ?? null;
   const why =
-    verdict.reason === 'stale'
-      ? 'no fresh switchboard (lease expired)'
-      : `${verdict.reason} by directive ${directiveId ?? '?'}`;
+    verdict.note !== undefined
+      ? verdict.note
+      : verdict.reason === 'stale'
+        ? 'no fresh switchboard (lease expired)'
+        : `${verdict.reason} by directive ${directiveId ?? '?'}`;
   state.stopped = new KillpathError('halted', `run ${runId} stopped: ${why}`, {
     details: { reason: verdict.reason, directiveId },
   });

@@ -17,6 +17,8 @@ export interface DenyVerdict {
   readonly kind: 'deny';
   readonly reason: DenyReason;
   readonly directive: StreamDirective | null;
+  /** Why a `stale` deny has no switchboard, when it is not the lease (e.g. a newer protocol). */
+  readonly note?: string;
 }
 
 /** Result of `run.check(capability)`. Verdicts are frozen and shared: compare by `kind`, never mutate. */
@@ -57,11 +59,13 @@ export function haltedError(
 ): KillpathError {
   const directiveId = verdict.directive?.id ?? null;
   const why =
-    verdict.reason === 'stale'
-      ? 'no fresh switchboard (lease expired or not yet synchronised)'
-      : verdict === NOT_GRANTED
-        ? 'the capability is not granted to this run'
-        : `${verdict.reason.replace('_', '-')} by directive ${directiveId ?? '?'}`;
+    verdict.note !== undefined
+      ? verdict.note
+      : verdict.reason === 'stale'
+        ? 'no fresh switchboard (lease expired or not yet synchronised)'
+        : verdict === NOT_GRANTED
+          ? 'the capability is not granted to this run'
+          : `${verdict.reason.replace('_', '-')} by directive ${directiveId ?? '?'}`;
   return new KillpathError('halted', `effect "${capability}" of run ${runId} ${what}: ${why}`, {
     details: { reason: verdict.reason, directiveId },
   });
