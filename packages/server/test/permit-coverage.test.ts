@@ -103,3 +103,34 @@ describe('the resume check from stored state', () => {
     });
   }
 });
+
+describe('a run registered under a parent', () => {
+  test('takes the lineage the control plane holds for its parent, whatever lineage it claims', async () => {
+    const { h, agent, op } = await world();
+    try {
+      // 'grandchild' names its parent 'child' but claims no lineage at all.
+      const r = await h.req('POST', '/v1/runs', {
+        token: agent,
+        body: { runId: 'grandchild', parentRunId: 'child', lineage: [], features: [], workerId: 'w1' },
+      });
+      assert.equal(r.status, 201);
+      assert.deepEqual(((await r.json()) as { lineage: string[] }).lineage, ['parent', 'child']);
+      const d = await h.req('POST', '/v1/directives', {
+        token: op,
+        body: { level: 'halt', scope: 'run:parent', reason: 'stop', justification: 'INC-5' },
+      });
+      assert.equal(d.status, 201);
+      await expectWireError(
+        await h.req('POST', '/v1/permits', {
+          token: agent,
+          body: { ...lying(undefined), runId: 'grandchild' },
+        }),
+        409,
+        'halted',
+        'the grandchild of a halted run',
+      );
+    } finally {
+      await h.close();
+    }
+  });
+});

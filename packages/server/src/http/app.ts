@@ -312,8 +312,19 @@ export function createApp(
     const p = c.get('principal');
     const b = await body(c, RunBody);
     const who = requireWorker(cp, p, b.workerId);
+    // A child's lineage is its parent's as the control plane holds it, then the parent: what the
+    // request claims can only add to it, so a child cannot leave its parent's stop by omission.
+    const parent = b.parentRunId === null ? null : await cp.store.getRun(who.tenant, b.parentRunId);
+    const lineage = [
+      ...new Set([
+        ...(parent === null ? [] : parent.lineage),
+        ...(b.parentRunId === null ? [] : [b.parentRunId]),
+        ...b.lineage,
+      ]),
+    ];
     const run = await cp.store.registerRun({
       ...b,
+      lineage,
       tenant: who.tenant,
       agent: who.agent,
       startedAt: new Date().toISOString(),
