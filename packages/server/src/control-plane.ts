@@ -23,6 +23,7 @@ import {
 import { wallNow, type Clock } from '@killpath/protocol';
 import type { AuditEvent } from './audit/chain.ts';
 import { systemClock } from './clock.ts';
+import { clearedEvent, firedEvent, issuedEvent } from './audit-events.ts';
 import { canSee, requireAct } from './auth/policy.ts';
 import { workerIdOf, workerKey, type Fleet, type WorkerKey } from './fleet.ts';
 import type { Logger } from './log.ts';
@@ -590,20 +591,8 @@ export class ControlPlane {
               ...(body.breakGlass ? { breakGlass: body.breakGlass } : {}),
             },
           },
-          { type: 'directive.issued', actor: p.name, tenant: d.tenant, data: { directive: d } },
-          {
-            type: 'directive.cleared',
-            actor: p.name,
-            tenant: d.tenant,
-            data: {
-              directiveId: from.id,
-              rev: d.rev,
-              scope: from.scopeText,
-              level: from.level,
-              replacedBy: d.id,
-              justification,
-            },
-          },
+          issuedEvent(p.name, d),
+          clearedEvent(p.name, from, d.rev, { replacedBy: d.id, justification }),
         ];
         if (isStopLevel(level)) events.push(firedEvent(d, p.name, 'operator'));
         return events;
@@ -732,13 +721,8 @@ export class ControlPlane {
               scope: e.scopeText,
             },
           },
-          { type: 'directive.issued', actor, tenant: e.tenant, data: { directive: e } },
-          {
-            type: 'directive.cleared',
-            actor,
-            tenant: e.tenant,
-            data: { directiveId: d.id, rev: e.rev, scope: d.scopeText, level: d.level, replacedBy: e.id },
-          },
+          issuedEvent(actor, e),
+          clearedEvent(actor, d, e.rev, { replacedBy: e.id }),
         ];
         if (isStopLevel(e.level)) events.push(firedEvent(e, actor, 'escalation'));
         return events;
@@ -840,24 +824,11 @@ export class ControlPlane {
     const d = r.directive;
     if (trigger !== undefined) {
       if (!r.created) return [];
-      const events: AuditEvent[] = [
-        { type: 'directive.issued', actor: p.name, tenant: d.tenant, data: { directive: d } },
-      ];
-      for (const old of r.replaced) {
-        events.push({
-          type: 'directive.cleared',
-          actor: p.name,
-          tenant: old.tenant,
-          data: {
-            directiveId: old.id,
-            rev: d.rev,
-            scope: old.scopeText,
-            level: old.level,
-            replacedBy: d.id,
-            justification: body.justification,
-          },
-        });
-      }
+      const events: AuditEvent[] = [issuedEvent(p.name, d)];
+      for (const old of r.replaced)
+        events.push(
+          clearedEvent(p.name, old, d.rev, { replacedBy: d.id, justification: body.justification }),
+        );
       // Every level: an automatic trip is the asynchronous path firing, whatever rung it took.
       events.push(
         firedEvent(d, p.name, trigger.kind, {
@@ -887,25 +858,9 @@ export class ControlPlane {
       },
     };
     if (!r.created) return [action];
-    const events: AuditEvent[] = [
-      action,
-      { type: 'directive.issued', actor: p.name, tenant: d.tenant, data: { directive: d } },
-    ];
-    for (const old of r.replaced) {
-      events.push({
-        type: 'directive.cleared',
-        actor: p.name,
-        tenant: old.tenant,
-        data: {
-          directiveId: old.id,
-          rev: d.rev,
-          scope: old.scopeText,
-          level: old.level,
-          replacedBy: d.id,
-          justification: body.justification,
-        },
-      });
-    }
+    const events: AuditEvent[] = [action, issuedEvent(p.name, d)];
+    for (const old of r.replaced)
+      events.push(clearedEvent(p.name, old, d.rev, { replacedBy: d.id, justification: body.justification }));
     if (isStopLevel(d.level)) events.push(firedEvent(d, p.name, 'operator'));
     return events;
   }
@@ -1006,24 +961,12 @@ export class ControlPlane {
             : {}),
         },
       },
-      {
-        type: 'directive.cleared',
-        actor: p.name,
-        tenant: d.tenant,
-        data: {
-          directiveId: d.id,
-          rev: d.clearedRev,
-          scope: d.scopeText,
-          level: d.level,
-          justification: body.justification,
-          ...(approved
-            ? {
-                approvalRequest: approved.requestId,
-                approvedBy: approved.approvals.map((a) => a.by),
-              }
-            : {}),
-        },
-      },
+      clearedEvent(p.name, d, d.clearedRev, {
+        justification: body.justification,
+        approval: approved
+          ? { requestId: approved.requestId, approvedBy: approved.approvals.map((a) => a.by) }
+          : null,
+      }),
     ]);
     if (!cleared) throw new KillpathError('conflict', `directive ${id} was cleared concurrently`);
     this.#rememberFlip(cleared.clearedRev!);
@@ -1227,29 +1170,6 @@ export function requestDigest(body: unknown): string {
 function attestation(p: Principal, why: string | undefined): BreakGlass | null {
   if (!why) return null;
   return { by: p.name, tokenId: p.tokenId, at: new Date().toISOString(), why };
-}
-
-function firedEvent(
-  d: Directive,
-  actor: string,
-  trigger: string,
-  extra: Record<string, unknown> = {},
-): AuditEvent {
-  return {
-    type: 'kill_switch.fired',
-    actor,
-    tenant: d.tenant,
-    data: {
-      ...extra,
-      directiveId: d.id,
-      rev: d.rev,
-      level: d.level,
-      scope: d.scopeText,
-      capabilities: d.capabilities,
-      trigger,
-      reason: d.reason,
-    },
-  };
 }
 
 function isAbove(step: EscalationStep, level: Directive['level']): boolean {
