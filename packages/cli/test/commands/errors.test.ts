@@ -71,6 +71,19 @@ describe('one-line errors', () => {
     }
   });
 
+  it('the launcher, the watchdog and the MCP gateway with no control plane: one line, before starting anything', async () => {
+    const child = ['--', process.execPath, '-e', '0'];
+    const cases: [string[], string[]][] = [
+      [['run', '--tenant', 'acme', '--agent', 'bot'], child],
+      [['watchdog'], []],
+      [['mcp-gateway', '--tenant', 'acme', '--agent', 'bot'], child],
+    ];
+    for (const [argv, after] of cases) {
+      const r = await cli([...argv, '--url', `http://127.0.0.1:${free}`, '--token', 'kp_x', ...after]);
+      oneLine(r, argv, new RegExp(`cannot reach the control plane at http://127\\.0\\.0\\.1:${free} `));
+    }
+  });
+
   it('no server.json and no --url: says how to give one', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'killpath-errors-empty-'));
     try {
