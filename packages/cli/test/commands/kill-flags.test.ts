@@ -60,7 +60,7 @@ test('a runbook of a spec that drains queues and commits memory passes the flags
   const { spec } = parseSpec(text);
   const md = renderRunbook(spec, { source: 'x.yaml', digest: 'd', agent: 'acme/support-bot' });
   assert.match(md, /npx killpath kill --agent \S+ --grace \d+ --drain --commit-memory --reason/);
-  assert.match(md, /npx killpath kill --run "\$RUN_ID" --drain --commit-memory --reason/);
+  assert.match(md, /npx killpath kill --run "\$RUN_ID" --grace \d+ --drain --commit-memory --reason/);
   const plain = renderRunbook(parseSpec(SPEC_TEMPLATE).spec, {
     source: 'x.yaml',
     digest: 'd',
