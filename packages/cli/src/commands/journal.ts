@@ -4,15 +4,16 @@ import { clientFor } from '../config.ts';
 import { scopeLabel, table } from '../output.ts';
 import { PAGE_OPTIONS, nextPageCommand, pageParams, pages } from '../paging.ts';
 
-export const JOURNAL_HELP = `killpath journal <run-id> [--tenant T] [--no-children] [--limit N | --all] [--cursor C] [--json]
+export const JOURNAL_HELP = `killpath journal <run-id> [--tenant T] [--with-children | --no-children] [--limit N | --all] [--cursor C] [--json]
 killpath journal [<run-id>] --permitted-after DIRECTIVE [--tenant T] [--json]
 
 A run's side-effect ledger: every write it was permitted (intended) and what became of it
 (landed, failed, aborted, cancelled, in doubt), with idempotency keys, then its journal events
 (cancelled timers, discarded or drained queue tasks, reverted memory writes). Newest first.
 
-  --no-children      the run alone. By default a run's child runs (its whole lineage below it)
-                     are listed with it, and the output says so
+  --with-children    the default: a run's child runs (its whole lineage below it) are listed
+                     with it, and the output says so
+  --no-children      the run alone (its child runs are still named)
   --limit N          rows per page of each list (default 1000, at most 5000); the output says
                      "N of M" and prints the command for the next page (--cursor C)
   --all              every page
