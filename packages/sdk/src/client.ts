@@ -1,21 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import {
-  KillpathError,
-  PROTOCOL_VERSION,
-  coversRun,
-  isCapability,
-  isIdentifier,
-  protocolMajor,
-} from '@killpath/protocol';
+import { KillpathError, PROTOCOL_VERSION, isIdentifier, protocolMajor } from '@killpath/protocol';
 import type {
-  Directive,
-  StreamDirective,
   HeartbeatReport,
   LocalRule,
   Release,
   ResumeRequest,
   RunIdentity,
-  RunLimits,
   RunReport,
   StreamMessage,
 } from '@killpath/protocol';
@@ -26,28 +16,29 @@ import type { ConnectOptions, Logger } from './connect-options.ts';
 import { ControlCalls, asResumeAnswer, refusal } from './control-calls.ts';
 import { fetchTransport } from './fetch-transport.ts';
 import { nodeHttpTransport } from './node-http-transport.ts';
-import { OPEN_TABLE, compileTable, tableVerdict } from './gate.ts';
-import type { RunTable } from './gate.ts';
 import { HaltTracker } from './halt-tracker.ts';
+import { CapabilitySurface, Heartbeat } from './heartbeat.ts';
 import { errorCode, errorMessage, nullSink } from './journal.ts';
 import type { JournalSink, SdkEvent } from './journal.ts';
 import { Lease } from './lease.ts';
+import { localHaltEntry } from './local-halt.ts';
 import { Mirror } from './mirror.ts';
-import type { MirrorChange, MirrorEntry } from './mirror.ts';
+import type { MirrorChange } from './mirror.ts';
 import { Queue } from './queue.ts';
 import { Readiness } from './readiness.ts';
 import type { QueueHost, QueueOptions, TaskHandler } from './queue.ts';
 import { Reporter } from './reporter.ts';
-import { MAX_SURFACE, Run, RunState, abortWrites, closeRunTable, stopRun, stopsInFlight } from './run.ts';
+import { MAX_SURFACE, Run, RunState, stopsInFlight } from './run.ts';
 import type { RunHandle, RunHost, StartRunOptions } from './run.ts';
+import { RunRegistry } from './run-registry.ts';
 import type { MemoryCommitter } from './staged-memory.ts';
-import { fanOutExpiry, fanOutStops } from './stop-fanout.ts';
 import type { QueueControl } from './stop-fanout.ts';
 import { StreamLoop } from './stream-loop.ts';
-import { STALE, verdictFor } from './verdict.ts';
+import { ThrottleSlots } from './throttle-slots.ts';
+import { STALE } from './verdict.ts';
 import type { DenyVerdict } from './verdict.ts';
 import type { MemorySchema } from './memory-schema.ts';
-import { Telemetry, asWorkerSettings, stricter } from './telemetry.ts';
+import { Telemetry } from './telemetry.ts';
 
 /** Options for {@link Client.resumeRun}. */
 export interface ResumeRunOptions {
@@ -95,22 +86,13 @@ export class Client {
   private readonly features: readonly string[];
   /** The release this worker declared (connect option or environment), or `null`. */
   readonly release: Readonly<Release> | null;
-  /** The heartbeat period in force: the smaller of the connect option and the control plane's answer. */
-  private heartbeatMs: number;
-  private readonly ownHeartbeatMs: number;
-  /** The connect option's run limits, and those in force (the stricter of it and the control plane's). */
-  private readonly ownLimits: RunLimits;
-  private limits: RunLimits;
   private readonly telemetry: Telemetry | null;
   private readonly memorySchema: MemorySchema | null;
-  /** Halts the SDK put on runs by itself (local limits), compiled into gate tables next to the mirror's. */
-  private localStops: readonly MirrorEntry[] = [];
-  private tableCache: { mirror: readonly MirrorEntry[]; all: readonly MirrorEntry[] } | null = null;
   private readonly clock: Clock;
   private readonly sink: JournalSink;
   private readonly lease: Lease;
   private readonly mirror = new Mirror();
-  private readonly runs = new Map<string, RunState>();
+  private readonly runs: RunRegistry;
   private readonly reporter: Reporter;
   private readonly loop: StreamLoop;
   private readonly halts: HaltTracker;
@@ -119,24 +101,17 @@ export class Client {
   private readonly committer: MemoryCommitter | null;
   private readonly queues = new Map<string, QueueControl>();
   private readonly queueHost: QueueHost;
-  private readonly workerIdentity: RunIdentity;
-  /** The gate table of tasks without a run (the worker's own identity). */
-  private workerTable: RunTable = OPEN_TABLE;
   private readonly createdAt: number;
   private streamLive = false;
   /** The lease expired and no snapshot came since: messages still queued on the old stream renew nothing. */
   private leaseLapsed = false;
   private closing: Promise<void> | null = null;
-  private heartbeatTimer: unknown = null;
+  private readonly heartbeat: Heartbeat;
   private readonly launcherId: string | null;
-  /** Next free slot (clock ms) per throttle bucket: `a:<directive>` per agent, `r:<run>:<directive>` per run. */
-  private readonly throttleSlots = new Map<string, number>();
-  private sentFirstHeartbeat = false;
+  private readonly throttleSlots: ThrottleSlots;
   private effectSeq = 0;
   /** Capabilities this worker's runs declared or checked (see `RunHost.capabilities`). */
-  private readonly capabilities = new Set<string>();
-  /** The heartbeat's `capabilities`, recomputed when the set grew. */
-  private surfaceList: { size: number; list: string[] } = { size: 0, list: [] };
+  private readonly surface = new CapabilitySurface();
 
   /** @internal Use {@link connect}. */
   constructor(options: ConnectOptions) {
@@ -146,15 +121,12 @@ export class Client {
     this.agent = settings.agent;
     this.features = settings.features;
     this.release = settings.release;
-    this.heartbeatMs = settings.heartbeatMs;
-    this.ownHeartbeatMs = settings.heartbeatMs;
-    this.ownLimits = settings.limits;
-    this.limits = settings.limits;
     this.memorySchema = options.memorySchema ?? null;
     this.launcherId = settings.launcherId;
     this.clock = options.clock ?? systemClock;
     this.sink = options.sink ?? nullSink;
     this.createdAt = this.clock.now();
+    this.throttleSlots = new ThrottleSlots(this.clock);
     this.lease = new Lease(this.clock, settings.leaseMs, () => this.expire());
     const headers = Object.freeze({ authorization: `Bearer ${options.token}` });
     const transport =
@@ -177,7 +149,7 @@ export class Client {
         : null;
     this.committer = options.memory ?? null;
     // A run id no `run:` scope can name (identifiers have no '/'): only global, tenant, agent and feature scopes cover it.
-    this.workerIdentity = Object.freeze({
+    const workerIdentity: RunIdentity = Object.freeze({
       tenant: this.tenant,
       agent: this.agent,
       runId: `worker/${this.workerId}`,
@@ -196,7 +168,7 @@ export class Client {
     this.host = {
       clock: this.clock,
       lease: this.lease,
-      capabilities: this.capabilities,
+      capabilities: this.surface.names,
       workerId: this.workerId,
       get rev() {
         return mirror().rev;
@@ -209,20 +181,32 @@ export class Client {
       startRun: (opts) => this.startRun(opts),
       endRun: (state) => this.endRun(state),
       runDrained: (state) => this.runDrained(state),
-      throttleSlot: (state, throttle) => this.throttleSlot(state, throttle),
+      throttleSlot: (state, throttle) => this.throttleSlots.reserve(state.coverage.runId, throttle),
       counted: (state) => this.telemetry?.mark(state),
-      localLimits: () => this.limits,
+      localLimits: () => this.heartbeat.limits,
       haltLocally: (state, rule, value, limit) => this.haltLocally(state, rule, value, limit),
     };
+    this.runs = new RunRegistry(this.mirror, workerIdentity, this.host, this.queues, this.halts);
     this.queueHost = {
       clock: this.clock,
       lease: this.lease,
       record: (event) => this.record(event),
       journal: (event) => this.reporter.journal(event),
-      ownerOf: (run) => this.ownerOf(run),
-      workerIdentity: this.workerIdentity,
-      workerTable: () => this.workerTable,
+      ownerOf: (run) => this.runs.ownerOf(run),
+      workerIdentity,
+      workerTable: () => this.runs.workerTable,
     };
+    this.heartbeat = new Heartbeat(
+      {
+        clock: this.clock,
+        reporter: this.reporter,
+        record: (event) => this.record(event),
+        report: () => this.heartbeatReport(),
+        closed: () => this.closing !== null,
+      },
+      settings.heartbeatMs,
+      settings.limits,
+    );
 
     this.readiness = new Readiness(this.clock, this.logger, settings.base, settings.readyTimeoutMs);
     this.ready = this.readiness.promise;
@@ -247,7 +231,7 @@ export class Client {
       Math.max(2 * settings.leaseMs, 5000),
     );
     this.loop.start();
-    this.armHeartbeat();
+    this.heartbeat.start();
   }
 
   /** Rev of the local mirror; 0 before the first snapshot. */
@@ -356,8 +340,7 @@ export class Client {
   close(): Promise<void> {
     if (this.closing !== null) return this.closing;
     this.lease.stop();
-    if (this.heartbeatTimer !== null) this.clock.clearTimeout(this.heartbeatTimer);
-    this.heartbeatTimer = null;
+    this.heartbeat.stop();
     const delivered = this.reporter.close();
     // The last counters go out (fire-and-forget); nothing is sent after that.
     this.telemetry?.flush();
@@ -391,11 +374,7 @@ export class Client {
         }
         this.applied(this.mirror.replace(msg));
         this.readiness.connected();
-        if (!this.sentFirstHeartbeat) {
-          // At once on first contact: the fleet view (and a launcher's orders) learn this worker's runs now, not a heartbeat later.
-          this.sentFirstHeartbeat = true;
-          this.reporter.heartbeat(this.heartbeatReport(), this.onSettings);
-        }
+        this.heartbeat.first();
         return 'ok';
       }
       case 'delta':
@@ -413,7 +392,7 @@ export class Client {
         if (this.clock.now() >= this.lease.deadline) {
           // Contact is back after the gate closed: queued tasks may start again.
           this.lease.renew();
-          this.wakeQueues();
+          this.runs.wake();
         } else {
           this.lease.renew();
         }
@@ -430,11 +409,7 @@ export class Client {
   private applied(change: MirrorChange): void {
     this.lease.renew();
     const recompile = change.source === 'snapshot' || change.issued.length > 0 || change.cleared.length > 0;
-    if (recompile) {
-      const entries = this.tableEntries();
-      for (const state of this.runs.values()) state.table = compileTable(entries, state.coverage);
-      this.workerTable = compileTable(this.mirror.entries, this.workerIdentity);
-    }
+    if (recompile) this.runs.recompileAll();
     const at = this.clock.now();
     this.record({
       type: 'rev.applied',
@@ -444,15 +419,8 @@ export class Client {
       cleared: change.cleared,
       at,
     });
-    if (recompile) {
-      for (const state of this.runs.values()) {
-        abortWrites(state, this.host, (effect) => tableVerdict(state.table, effect.capability, effect.cls));
-      }
-      for (const state of this.runs.values())
-        if (state.table.block !== null) stopRun(state, this.host, state.table.block);
-      fanOutStops(change.issued, change.rev, at, this.runs.values(), this.queues.values(), this.halts);
-    }
-    this.wakeQueues();
+    if (recompile) this.runs.enforce(this.runs.values(), change.issued, change.rev, at);
+    this.runs.wake();
     this.reporter.ack(change.rev);
   }
 
@@ -472,7 +440,7 @@ export class Client {
     this.lease.refuse(verdict);
     this.streamLive = false;
     void this.loop.close();
-    this.stopEverything(verdict);
+    this.runs.stopAll(verdict);
     this.fatal(
       new KillpathError('unavailable', why, {
         details: { reason: 'protocol_version', server: v, sdk: PROTOCOL_VERSION },
@@ -502,14 +470,7 @@ export class Client {
       aborted: writes,
       at: this.clock.now(),
     });
-    this.stopEverything(STALE);
-  }
-
-  /** No switchboard to go by: every run is stopped with `verdict`, its in-flight writes aborted, its queues and timers too. */
-  private stopEverything(verdict: DenyVerdict): void {
-    for (const state of this.runs.values()) abortWrites(state, this.host, () => verdict);
-    for (const state of this.runs.values()) stopRun(state, this.host, verdict);
-    fanOutExpiry(verdict, this.runs.values(), this.queues.values());
+    this.runs.stopAll(STALE);
   }
 
   private streamError(err: unknown, fatal: boolean, retryInMs: number | null): void {
@@ -526,8 +487,7 @@ export class Client {
   /** The stream was refused for good: surface it, stop heartbeats, keep failing closed. */
   private fatal(err: unknown): void {
     this.lease.suspend();
-    if (this.heartbeatTimer !== null) this.clock.clearTimeout(this.heartbeatTimer);
-    this.heartbeatTimer = null;
+    this.heartbeat.stop();
     this.streamError(err, true, null);
     this.failReady(
       err instanceof KillpathError
@@ -585,10 +545,9 @@ export class Client {
     const state = new RunState(coverage, lineage.at(-1) ?? null, this.host, memory ?? this.committer);
     state.granted = options.capabilities === undefined ? null : new Set(options.capabilities);
     for (const c of options.capabilities ?? [])
-      if (this.capabilities.size < MAX_SURFACE) this.capabilities.add(c);
+      if (this.surface.names.size < MAX_SURFACE) this.surface.names.add(c);
     state.memorySchema = options.memorySchema ?? this.memorySchema;
-    state.table = compileTable(this.tableEntries(), coverage);
-    this.runs.set(runId, state);
+    this.runs.add(state);
     const run = new Run(this.host, state);
     this.record({
       type: 'run.started',
@@ -600,45 +559,8 @@ export class Client {
     return run;
   }
 
-  /** The state behind a run of this worker (a `Run` or its id). */
-  private ownerOf(ref: Run | string): RunState {
-    const runId = typeof ref === 'string' ? ref : ref.runId;
-    const state = this.runs.get(runId);
-    if (state === undefined || (typeof ref !== 'string' && state.run !== ref)) {
-      throw new KillpathError('invalid_request', `run ${runId} is not on this worker`);
-    }
-    return state;
-  }
-
-  /** The gate may have opened: queued tasks may start, and `run.whenAllowed` callers re-check. */
-  private wakeQueues(): void {
-    for (const state of this.runs.values()) for (const wake of [...state.waiters]) wake();
-    for (const queue of this.queues.values()) queue.wake();
-  }
-
   private runDrained(state: RunState): void {
-    if (this.runs.get(state.coverage.runId) === state) this.runs.delete(state.coverage.runId);
-    closeRunTable(state);
-    if (this.localStops.length > 0) {
-      // A local halt is kept while a run it covers (the run or a descendant) is on this worker.
-      const kept = this.localStops.filter((e) =>
-        [...this.runs.values()].some((s) => coversRun(e.directive, s.coverage)),
-      );
-      if (kept.length !== this.localStops.length) {
-        this.localStops = kept;
-        this.tableCache = null;
-      }
-    }
-  }
-
-  /** The directives gate tables are compiled from: the mirror's, plus the local halts. */
-  private tableEntries(): readonly MirrorEntry[] {
-    if (this.localStops.length === 0) return this.mirror.entries;
-    const c = this.tableCache;
-    if (c !== null && c.mirror === this.mirror.entries) return c.all;
-    const all = Object.freeze([...this.mirror.entries, ...this.localStops]);
-    this.tableCache = { mirror: this.mirror.entries, all };
-    return all;
+    this.runs.drained(state);
   }
 
   /**
@@ -652,75 +574,22 @@ export class Client {
     if (state.counters.localHalt !== null || this.closing !== null) return;
     state.counters.localHalt = { rule, value, limit };
     const runId = state.coverage.runId;
-    const directive: Directive = Object.freeze({
-      id: `local:${rule}:${runId}`,
-      rev: this.mirror.rev,
-      level: 'halt',
-      scope: Object.freeze({ kind: 'run', run: runId }),
-      scopeText: `run:${runId}`,
+    const entry = localHaltEntry({
+      rule,
+      runId,
+      value,
+      limit,
       tenant: this.tenant,
-      capabilities: null,
-      rate: null,
-      escalation: [],
-      escalatedFrom: null,
-      graceMs: 0,
-      drain: 'discard',
-      memory: 'revert',
-      reason: `local rule ${rule}: ${value} > ${limit}`,
-      justification: 'halted by the SDK itself: the run crossed a local limit',
-      actor: `local:${rule}`,
-      issuedAt: new Date(wallNow(this.clock)).toISOString(),
-      clearedAt: null,
-      clearedRev: null,
-      releases: this.release === null ? [] : [{ ...this.release }],
-    } satisfies Directive) as Directive;
-    const entry: MirrorEntry = Object.freeze({ directive, verdict: verdictFor(directive) });
-    this.localStops = [...this.localStops, entry];
-    this.tableCache = null;
+      rev: this.mirror.rev,
+      issuedAtMs: wallNow(this.clock),
+      release: this.release,
+    });
     const at = this.clock.now();
-    this.record({ type: 'run.halted_locally', runId, rule, value, limit, directiveId: directive.id, at });
-    const entries = this.tableEntries();
-    for (const s of this.runs.values()) {
-      if (!coversRun(directive, s.coverage)) continue;
-      s.table = compileTable(entries, s.coverage);
-      abortWrites(s, this.host, (effect) => tableVerdict(s.table, effect.capability, effect.cls));
-      if (s.table.block !== null) stopRun(s, this.host, s.table.block);
-    }
-    fanOutStops([entry], this.mirror.rev, at, this.runs.values(), this.queues.values(), this.halts);
+    const directiveId = entry.directive.id;
+    this.record({ type: 'run.halted_locally', runId, rule, value, limit, directiveId, at });
+    this.runs.enforce(this.runs.addLocalStop(entry), [entry], this.mirror.rev, at);
     this.telemetry?.mark(state);
     this.telemetry?.flush();
-  }
-
-  /** The control plane answered a heartbeat with this worker's settings. */
-  private readonly onSettings = (body: unknown): void => {
-    const s = asWorkerSettings(body);
-    if (s === null || this.closing !== null) return;
-    const heartbeatMs = Math.min(this.ownHeartbeatMs, s.heartbeatMs);
-    const limits = stricter(this.ownLimits, s.limits);
-    const changed =
-      heartbeatMs !== this.heartbeatMs ||
-      limits.maxSteps !== this.limits.maxSteps ||
-      limits.maxCostUsd !== this.limits.maxCostUsd;
-    if (!changed) return;
-    const sooner = heartbeatMs < this.heartbeatMs;
-    this.heartbeatMs = heartbeatMs;
-    this.limits = limits;
-    this.record({ type: 'settings.applied', heartbeatMs, limits, at: this.clock.now() });
-    if (sooner && this.heartbeatTimer !== null) {
-      // Beat at the new pace from now on, not after the old period.
-      this.clock.clearTimeout(this.heartbeatTimer);
-      this.armHeartbeat();
-    }
-  };
-
-  private armHeartbeat(): void {
-    this.heartbeatTimer = this.clock.setTimeout(() => {
-      this.heartbeatTimer = null;
-      if (this.closing !== null) return;
-      this.reporter.heartbeat(this.heartbeatReport(), this.onSettings);
-      this.reporter.retryFailed();
-      this.armHeartbeat();
-    }, this.heartbeatMs);
   }
 
   private heartbeatReport(): HeartbeatReport {
@@ -744,41 +613,8 @@ export class Client {
       sinceContactMs: Math.round(this.lease.sinceContactMs(this.createdAt)),
       ...(this.launcherId === null ? {} : { launcher: this.launcherId }),
       ...(this.release === null ? {} : { release: { ...this.release } }),
-      ...(this.capabilities.size === 0 ? {} : { capabilities: this.surface() }),
+      ...(this.surface.names.size === 0 ? {} : { capabilities: this.surface.list() }),
     };
-  }
-
-  /** The capability surface for a heartbeat: capability names only (the control plane takes no other), sorted. */
-  private surface(): string[] {
-    const set = this.capabilities;
-    if (this.surfaceList.size !== set.size) {
-      this.surfaceList = {
-        size: set.size,
-        list: [...set].filter((c) => typeof c === 'string' && isCapability(c)).sort(),
-      };
-    }
-    return [...this.surfaceList.list];
-  }
-
-  /**
-   * Reserves the next slot of `throttle` for an effect of `state`'s run: slots are spaced
-   * `1000 / perSecond` ms apart (a token bucket of depth one, so the rate holds from the first
-   * effect, without a burst), per run or shared by this worker's runs of the agent. Returns the
-   * wait in ms. A re-dialled throttle is a new directive, so its slots start afresh.
-   */
-  private throttleSlot(state: RunState, throttle: StreamDirective): number {
-    const rate = throttle.rate;
-    if (rate === null || !(rate.perSecond > 0)) return 0;
-    const key = rate.per === 'agent' ? `a:${throttle.id}` : `r:${state.coverage.runId}:${throttle.id}`;
-    const now = this.clock.now();
-    const slot = Math.max(now, this.throttleSlots.get(key) ?? now);
-    this.throttleSlots.set(key, slot + 1000 / rate.perSecond);
-    if (this.throttleSlots.size > 10_000) this.pruneSlots(now);
-    return slot - now;
-  }
-
-  private pruneSlots(now: number): void {
-    for (const [key, next] of this.throttleSlots) if (next < now) this.throttleSlots.delete(key);
   }
 
   private record(event: SdkEvent): void {
