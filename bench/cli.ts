@@ -10,7 +10,8 @@
  * the directive (not timed). Trials of the two commands alternate, so both see the same load.
  *
  * Environment: TRIALS (default 15), CLI_TRACE=1 (runs one more kill with
- * `--cpu-prof` into a temporary directory and says where it is).
+ * `--cpu-prof` into a temporary directory and says where it is), BENCH_CLI_BEFORE=PATH (another
+ * build's `bin/killpath.js`, timed in the same trials: a before → after on the same load).
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -23,6 +24,7 @@ import type { Directive } from '@killpath/protocol';
 
 const TRIALS = Number(process.env.TRIALS ?? 15);
 const BIN = fileURLToPath(new URL('../packages/cli/bin/killpath.js', import.meta.url));
+const BEFORE = process.env.BENCH_CLI_BEFORE;
 
 const dir = mkdtempSync(join(tmpdir(), 'killpath-bench-cli-'));
 const server = await startServer({ dataDir: dir, port: 0, logLevel: 'warn' });
@@ -49,11 +51,11 @@ function run(args: string[]): Promise<{ start: number; exit: number; end: number
   );
 }
 
-async function killOnce(extra: string[] = []): Promise<number> {
+async function killOnce(extra: string[] = [], bin = BIN): Promise<number> {
   const before = published.length;
   const r = await run([
     ...extra,
-    BIN,
+    bin,
     'kill',
     '--tenant',
     'bench',
@@ -75,13 +77,16 @@ async function killOnce(extra: string[] = []): Promise<number> {
 console.log(`killpath bench:cli: ${TRIALS} trials each, node ${process.version}, ${process.arch}\n`);
 const bare: number[] = [];
 const kill: number[] = [];
-// One of each first, not counted: the disk cache warms for both.
+const killBefore: number[] = [];
+// One of each first, not counted: the disk cache warms for all.
 await run(['-e', '0']);
 await killOnce();
+if (BEFORE !== undefined) await killOnce([], BEFORE);
 for (let i = 0; i < TRIALS; i++) {
   const r = await run(['-e', '0']);
   bare.push(r.end - r.start);
   kill.push(await killOnce());
+  if (BEFORE !== undefined) killBefore.push(await killOnce([], BEFORE));
 }
 const row = (name: string, v: number[]) => [
   name,
@@ -94,13 +99,22 @@ const row = (name: string, v: number[]) => [
 console.log(
   table(
     ['command', 'trials', 'p50', 'p90', 'min', 'max'],
-    [row('node -e 0 (start → exit)', bare), row('killpath kill (start → commit)', kill)],
+    [
+      row('node -e 0 (start → exit)', bare),
+      row('killpath kill (start → commit)', kill),
+      ...(BEFORE === undefined ? [] : [row(`  the same, ${BEFORE}`, killBefore)]),
+    ],
   ),
 );
 console.log(
   `\nkillpath kill / node -e 0: ${(percentile(kill, 50) / percentile(bare, 50)).toFixed(2)}× at p50, ` +
     `${(Math.min(...kill) / Math.min(...bare)).toFixed(2)}× at the minimum (the least disturbed trial of each; goal ≤ 2.5×)`,
 );
+if (BEFORE !== undefined)
+  console.log(
+    `${BEFORE} / node -e 0: ${(percentile(killBefore, 50) / percentile(bare, 50)).toFixed(2)}× at p50, ` +
+      `${(Math.min(...killBefore) / Math.min(...bare)).toFixed(2)}× at the minimum`,
+  );
 if (process.env.CLI_TRACE === '1') {
   const profDir = mkdtempSync(join(tmpdir(), 'killpath-cli-prof-'));
   await killOnce(['--cpu-prof', `--cpu-prof-dir=${profDir}`]);
