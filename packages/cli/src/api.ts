@@ -136,7 +136,9 @@ export class ApiClient {
 /**
  * One HTTP request; resolves with the status and the whole body as text. The timeout covers the
  * answer's body too (a control plane that sent headers and stalled is slow, not gone): it fails
- * with an error named `TimeoutError`. `node:https` (and TLS) is loaded only for an https URL.
+ * with an error named `TimeoutError`. `node:https` (and TLS) is loaded only for an https URL. A
+ * request reset on a reused keep-alive connection before any answer is sent once more on a new
+ * connection (the server had closed the idle connection: it never read the request).
  */
 function send(
   url: URL,
@@ -144,9 +146,11 @@ function send(
   headers: Record<string, string>,
   payload: Buffer | undefined,
   timeoutMs: number,
+  fresh = false,
 ): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
     const options: RequestOptions = {
+      ...(fresh ? { agent: false } : {}),
       method,
       hostname: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
       port: url.port === '' ? undefined : Number(url.port),
@@ -164,12 +168,21 @@ function send(
       err.name = 'TimeoutError';
       req.destroy(err);
     }, timeoutMs);
+    let answered = false;
     const fail = (err: unknown): void => {
       clearTimeout(timer);
+      // A kept-alive connection the control plane closed while idle just as this request went
+      // out on it: the request was never read. It goes once more, on a connection of its own.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (!fresh && !answered && req.reusedSocket && (code === 'ECONNRESET' || code === 'EPIPE')) {
+        resolve(send(url, method, headers, payload, timeoutMs, true));
+        return;
+      }
       reject(err);
     };
     req.on('error', fail);
     req.on('response', (res: IncomingMessage) => {
+      answered = true;
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('error', fail);
