@@ -183,7 +183,7 @@ function howToKill(spec: KillSwitchSpec, agent: SpecAgent | null, t: Target): st
     if (levels.includes('run')) {
       out.push(
         '',
-        `Only the one run (and its child runs); the agent's other runs keep working. A worker that has not reported halted within the ${seconds(m.haltGraceMs)} grace is escalated to a kill:`,
+        `Only the one run (and its child runs); the agent's other runs keep working. If a worker has not reported halted within the ${seconds(m.haltGraceMs)} grace (plus the control plane's slack, 1 s by default: the kill prints "if not acknowledged within ${seconds(m.haltGraceMs)} + 1 s, this becomes a kill"), the halt becomes a kill:`,
         '',
         sh(
           `npx killpath kill --run "$RUN_ID"${grace}${policy} --reason "paged: run $RUN_ID of ${t.key} misbehaving, halted per runbook"`,
