@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import {
   KillpathError,
-  LEVELS,
   coversRun,
   distinctReleases,
   formatRelease,
@@ -12,7 +11,6 @@ import {
   type Approval,
   type BreakGlass,
   type Directive,
-  type EscalationStep,
   type FleetWorker,
   type HaltedReport,
   type Principal,
@@ -20,10 +18,11 @@ import {
   type ReleaseCheck,
   type Scope,
 } from '@killpath/protocol';
-import { wallNow, type Clock } from '@killpath/protocol';
+import type { Clock } from '@killpath/protocol';
 import type { AuditEvent } from './audit/chain.ts';
 import { systemClock } from './clock.ts';
 import { clearedEvent, firedEvent, issuedEvent } from './audit-events.ts';
+import { Escalation } from './escalation.ts';
 import { canSee, requireAct } from './auth/policy.ts';
 import { workerIdOf, workerKey, type Fleet, type WorkerKey } from './fleet.ts';
 import type { Logger } from './log.ts';
@@ -35,7 +34,7 @@ import {
   DEFAULT_AUTOMATION,
   DEFAULT_ESCALATION_SLACK_MS,
   checkLevel,
-  issuedByHuman,
+  isAbove,
   sameTarget,
   type AutomationPolicy,
 } from './ladder.ts';
@@ -114,10 +113,8 @@ export class ControlPlane {
   readonly #slackMs: number;
   /** The switchboard in memory, kept in step with every commit of this process. */
   readonly #active = new Map<string, Directive>();
-  /** Pending escalation steps per directive (handles of {@link ControlPlane.clock}). */
-  readonly #escalations = new Map<string, unknown[]>();
-  /** Escalation steps that fell due and have not finished (see {@link ControlPlane.escalationsSettled}). */
-  readonly #escalating = new Set<Promise<void>>();
+  /** The escalation steps of active directives, in time. */
+  readonly #escalation: Escalation;
   /** The clock of escalation deadlines (wall time, so that they survive a restart) and their timers. */
   readonly clock: Clock;
   /** Workers that reported `halted` per directive id (for escalation). */
@@ -158,6 +155,23 @@ export class ControlPlane {
     this.automation = deps.automation ?? DEFAULT_AUTOMATION;
     this.#slackMs = deps.escalationSlackMs ?? DEFAULT_ESCALATION_SLACK_MS;
     this.launchers = new LauncherHub(deps.keepaliveMs ?? 1000, (id) => this.fleet.runsOfLauncher(id));
+
+    this.#escalation = new Escalation(
+      {
+        store: this.store,
+        fleet: this.fleet,
+        launchers: this.launchers,
+        alerts: this.alerts,
+        automation: this.automation,
+        clock: this.clock,
+        log: this.#log,
+        isActive: (id) => this.#active.has(id),
+        haltReports: (id) => this.#haltReports.get(id) ?? new Set<WorkerKey>(),
+        flipTime: (rev) => this.#flips.get(rev),
+        commit: (base, audit, trigger, inherited) => this.#commit(base, audit, trigger, inherited),
+      },
+      this.#slackMs,
+    );
   }
 
   /** Loads the switchboard into memory and re-arms the escalation steps of active directives (after a restart). */
@@ -178,14 +192,13 @@ export class ControlPlane {
     }
     for (const d of board.directives) {
       this.#active.set(d.id, d);
-      this.#armEscalation(d);
+      this.#escalation.arm(d);
     }
   }
 
   /** Cancels escalation timers and closes launcher streams. */
   stop(): void {
-    for (const timers of this.#escalations.values()) for (const t of timers) this.clock.clearTimeout(t);
-    this.#escalations.clear();
+    this.#escalation.stop();
     this.launchers.close();
   }
 
@@ -453,7 +466,7 @@ export class ControlPlane {
     this.#active.set(d.id, d);
     this.hub.publish(d.rev, { issued: d, replaced: result.replaced });
     this.launchers.reconcile(d.rev, this.active());
-    this.#armEscalation(d);
+    this.#escalation.arm(d);
     this.metrics.directives.inc({ level: d.level });
     this.metrics.auditRecords.inc(appended);
     this.#log.info('directive issued', {
@@ -502,8 +515,7 @@ export class ControlPlane {
   /** Drops a directive that is no longer active from memory and cancels its escalation. */
   #forget(id: string): void {
     this.#active.delete(id);
-    for (const t of this.#escalations.get(id) ?? []) this.clock.clearTimeout(t);
-    this.#escalations.delete(id);
+    this.#escalation.disarm(id);
     this.#haltReports.delete(id);
   }
 
@@ -602,153 +614,9 @@ export class ControlPlane {
     );
   }
 
-  /** Arms the escalation steps of an active directive, measured from its commit (wall clock, so they survive restarts). */
-  #armEscalation(d: Directive): void {
-    const wide = d.level === 'halt' && d.capabilities === null;
-    const steps =
-      wide && !d.escalation.some((s) => s.level === 'kill')
-        ? [...d.escalation, { level: 'kill' as const, afterMs: d.graceMs + this.#slackMs }]
-        : d.escalation;
-    if (steps.length === 0) return;
-    const timers = steps.map((step) => {
-      const due = Date.parse(d.issuedAt) + step.afterMs - wallNow(this.clock);
-      return this.clock.setTimeout(
-        () => {
-          const run = this.#escalate(d, step)
-            .catch((err: unknown) =>
-              this.#log.error('escalation failed', { directiveId: d.id, err: String(err) }),
-            )
-            .finally(() => this.#escalating.delete(run));
-          this.#escalating.add(run);
-        },
-        Math.max(0, due),
-      );
-    });
-    this.#escalations.set(d.id, timers);
-  }
-
   /** Resolves once every escalation step that has fallen due so far has run (and those they set off). */
-  async escalationsSettled(): Promise<void> {
-    while (this.#escalating.size > 0) await Promise.all([...this.#escalating]);
-  }
-
-  /**
-   * One escalation step falls due: if the directive is still active and some covered worker has
-   * not acknowledged it (reported halted for a stop, acked the rev otherwise), issue the step's
-   * level at the same scope, replacing it (`directive.escalated`). A step of an automatic
-   * directive that the automation policy reserves for people is held and alerted instead.
-   */
-  async #escalate(d: Directive, step: EscalationStep): Promise<void> {
-    if (!this.#active.has(d.id)) return;
-    const reported = this.#haltReports.get(d.id) ?? new Set<WorkerKey>();
-    const laggards = this.fleet
-      .coveredBy(d, this.#flips.get(d.rev))
-      .filter((w) => (isStopLevel(d.level) ? !reported.has(w.key) : w.ackedRev < d.rev))
-      .map((w) => w.workerId);
-    // A launcher the stop reaches whose agent reported halted from no worker is a laggard too:
-    // an agent that never registered (no SDK, hung before connecting) or lost its stream.
-    if (isStopLevel(d.level) && d.capabilities === null)
-      for (const l of this.launchers.reachedBy(d))
-        if (!this.fleet.workersOfLauncher(l).some((w) => reported.has(w)))
-          laggards.push(`launcher:${l.launcherId}`);
-    if (laggards.length === 0) {
-      this.#log.info('escalation not needed: every covered worker acknowledged', {
-        directiveId: d.id,
-        level: step.level,
-      });
-      return;
-    }
-    const guaranteed = d.level === 'halt' && step.level === 'kill';
-    if (!guaranteed && !(await this.#humanOrigin(d)) && this.automation[step.level] === 'human') {
-      await this.store.appendAudit([
-        {
-          type: 'escalation.held',
-          actor: `escalation:${d.id}`,
-          tenant: d.tenant,
-          data: {
-            directiveId: d.id,
-            level: step.level,
-            laggards,
-            reason: `automatic ${step.level} needs a human (automation policy)`,
-          },
-        },
-      ]);
-      this.alerts.notify({
-        kind: 'escalation.held',
-        summary: `${d.scopeText}: ${step.level} needed after ${step.afterMs} ms (${laggards.length} worker(s) did not acknowledge ${d.level}) but it needs a human`,
-        tenant: d.tenant,
-        directiveId: d.id,
-        details: { level: step.level, laggards },
-      });
-      return;
-    }
-    const actor = `escalation:${d.id}`;
-    const why = `${laggards.length} worker(s) did not acknowledge ${d.level} ${d.id} within ${step.afterMs} ms`;
-    const result = await this.#commit(
-      {
-        level: step.level,
-        scope: d.scope,
-        tenant: d.tenant,
-        capabilities: step.level === 'isolate' || d.capabilities === null ? null : [...d.capabilities],
-        rate: null,
-        escalation: d.escalation.filter((s) => isAbove(s, step.level)),
-        escalatedFrom: d.id,
-        graceMs: step.level === 'kill' ? 0 : d.graceMs,
-        drain: d.drain,
-        memory: d.memory,
-        reason: d.reason,
-        justification: `automatic escalation: ${why}`,
-        actor,
-        // Still the order the break-glass attestation was given for: it stays on the record and the banner.
-        breakGlass: d.breakGlass ?? null,
-        idempotencyKey: `escalation:${d.id}:${step.level}`,
-        replaces: () => [d.id],
-      },
-      (r) => {
-        const e = r.directive;
-        const events: AuditEvent[] = [
-          {
-            type: 'directive.escalated',
-            actor,
-            tenant: e.tenant,
-            data: {
-              from: d.id,
-              fromLevel: d.level,
-              directiveId: e.id,
-              level: e.level,
-              afterMs: step.afterMs,
-              laggards,
-              scope: e.scopeText,
-            },
-          },
-          issuedEvent(actor, e),
-          clearedEvent(actor, d, e.rev, { replacedBy: e.id }),
-        ];
-        if (isStopLevel(e.level)) events.push(firedEvent(e, actor, 'escalation'));
-        return events;
-      },
-      'escalation',
-      d.releases,
-    );
-    if (result.created) {
-      this.alerts.notify({
-        kind: 'escalated',
-        summary: `${d.scopeText}: ${d.level} escalated to ${step.level}: ${why}`,
-        tenant: d.tenant,
-        directiveId: result.directive.id,
-        details: { from: d.id, laggards },
-      });
-    }
-  }
-
-  /** True when the chain of escalations `d` ends in (started from) a directive a person issued, who thereby approved its steps. */
-  async #humanOrigin(d: Directive): Promise<boolean> {
-    let at: Directive | null = d;
-    for (let hops = 0; at !== null && hops < 16; hops++) {
-      if (issuedByHuman(at)) return true;
-      at = at.escalatedFrom === null ? null : await this.store.getDirective(at.escalatedFrom);
-    }
-    return false;
+  escalationsSettled(): Promise<void> {
+    return this.#escalation.settled();
   }
 
   /**
@@ -1170,8 +1038,4 @@ export function requestDigest(body: unknown): string {
 function attestation(p: Principal, why: string | undefined): BreakGlass | null {
   if (!why) return null;
   return { by: p.name, tokenId: p.tokenId, at: new Date().toISOString(), why };
-}
-
-function isAbove(step: EscalationStep, level: Directive['level']): boolean {
-  return LEVELS.indexOf(step.level) > LEVELS.indexOf(level);
 }

@@ -109,3 +109,8 @@ export function sameTarget(
   const key = (c: readonly string[] | null) => (c === null ? '' : [...c].sort().join(','));
   return a.scopeText === b.scopeText && key(a.capabilities) === key(b.capabilities);
 }
+
+/** True when `step` goes up the ladder from `level`. */
+export function isAbove(step: EscalationStep, level: Level): boolean {
+  return LEVELS.indexOf(step.level) > LEVELS.indexOf(level);
+}
