@@ -7,7 +7,7 @@
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Directive, FleetWorker } from '@killpath/protocol';
-import { harness, heartbeatBody } from './harness.ts';
+import { expectWireError, harness, heartbeatBody } from './harness.ts';
 import { liveServer, type LiveServer } from './live-server.ts';
 
 const W = 'w-shared';
@@ -271,6 +271,35 @@ describe('a worker acknowledges only revs it was sent', () => {
       assert.equal(await acked(), 0, 'not acknowledged by an ack sent before it existed');
       assert.equal((await h.req('POST', '/v1/workers/w1/ack', { token: bot, body: { rev: 1 } })).status, 204);
       assert.equal(await acked(), 1);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe('a token not bound to one agent names a worker only when one agent uses the id', () => {
+  test('a tenant-wide agent token acts on the one holder of an id, 409 when several agents use it, 404 across tenants', async () => {
+    const h = await harness();
+    try {
+      const tenantWide = await h.token('agent', 'acme');
+      const admin = await h.token('admin', '*');
+      h.cp.fleet.connected('w1', 'acme', 'bot', []);
+      h.cp.fleet.connected('w2', 'beta', 'bot', []);
+      const beat = (token: string, id: string) =>
+        h.req('POST', `/v1/workers/${id}/heartbeat`, { token, body: { ...heartbeatBody(), pid: 77 } });
+      assert.equal((await beat(tenantWide, 'w1')).status, 204);
+      await expectWireError(await beat(tenantWide, 'w2'), 404, 'not_found', "beta's worker");
+      h.cp.fleet.connected('w1', 'acme', 'other', []);
+      await expectWireError(await beat(tenantWide, 'w1'), 409, 'conflict', 'two agents use w1');
+      await expectWireError(await beat(admin, 'w1'), 409, 'conflict', 'an admin neither guesses');
+      const pids = h.cp
+        .fleetView(undefined)
+        .filter((w) => w.workerId === 'w1')
+        .map((w) => [w.agent, w.pid]);
+      assert.deepEqual(pids, [
+        ['bot', 77],
+        ['other', null],
+      ]);
     } finally {
       await h.close();
     }
