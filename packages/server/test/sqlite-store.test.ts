@@ -196,44 +196,55 @@ describe('SqliteStore on disk', () => {
     }
   });
 
-  test('group commit with the fsync off the loop: nobody is answered before the WAL fsync after their commit ends; commits during an fsync share the next one', async () => {
+  test('group commit with the fsync off the loop: nobody is answered before an fsync that started after their commit ends; past three fsyncs, commits share the next one', async () => {
     const path = freshPath();
-    // A held fsync: the test decides when each one ends.
+    // Held fsyncs: the test decides when each one ends.
     const pending: (() => void)[] = [];
     const store = new SqliteStore(path, { fsync: (fd, cb) => void pending.push(() => fsync(fd, cb)) });
     const tick = () => new Promise((ok) => setImmediate(ok));
     const waiting = () => pending.length;
     const answered: string[] = [];
+    const append = (name: string) =>
+      store
+        .appendAudit([{ type: 'note', actor: 'a', tenant: null, data: { name } }])
+        .then(() => answered.push(name));
+    const turns = async (n: number) => {
+      for (let i = 0; i < n; i++) await tick();
+    };
     try {
-      const first = store
-        .appendAudit([{ type: 'note', actor: 'a', tenant: null, data: { n: 1 } }])
-        .then(() => answered.push('first'));
-      while (pending.length === 0) await tick();
+      const first = append('first');
+      while (waiting() === 0) await tick();
       // Committed to the WAL (another connection reads it) but not yet answered.
       const raw = new DatabaseSync(path, { readOnly: true });
       assert.equal((raw.prepare('SELECT COUNT(*) AS n FROM audit').get() as { n: number }).n, 1);
       raw.close();
-      const second = store
-        .appendAudit([{ type: 'note', actor: 'a', tenant: null, data: { n: 2 } }])
-        .then(() => answered.push('second'));
-      const third = store
-        .appendAudit([{ type: 'note', actor: 'a', tenant: null, data: { n: 3 } }])
-        .then(() => answered.push('third'));
-      for (let i = 0; i < 5; i++) await tick();
-      assert.deepEqual(answered, [], 'nothing is answered while the fsync after it has not ended');
-      assert.equal(pending.length, 1, 'the commits made during an fsync wait for the next one');
-      pending.shift()!();
+      // Two writes of one turn: one commit, one fsync of their own, started at once.
+      const second = Promise.all([append('second'), append('second too')]);
+      while (waiting() < 2) await tick();
+      await turns(5);
+      assert.equal(answered.length, 0, 'nothing is answered while the fsync after it has not ended');
+      assert.equal(waiting(), 2, 'one fsync per group commit');
+      // The second fsync ends first: it answers the commit it followed, not the first one.
+      pending.splice(1, 1)[0]!();
+      await second;
+      await turns(5);
+      assert.deepEqual(answered.sort(), ['second', 'second too']);
+      // Three fsyncs run (the first write's, the third's, the fourth's); the fifth commit waits.
+      const third = append('third');
+      while (waiting() < 2) await tick();
+      const fourth = append('fourth');
+      while (waiting() < 3) await tick();
+      const fifth = append('fifth');
+      await turns(5);
+      assert.equal(waiting(), 3, 'three fsyncs at most: the fifth commit waits for one to end');
+      pending.shift()!(); // the first write's
       await first;
-      while (waiting() === 0) await tick();
-      assert.deepEqual(
-        answered,
-        ['first'],
-        'the fsync that started before their commit does not answer them',
-      );
-      assert.equal(pending.length, 1, 'one fsync for both');
-      pending.shift()!();
-      await Promise.all([second, third]);
-      assert.deepEqual(answered.sort(), ['first', 'second', 'third']);
+      while (waiting() < 3) await tick();
+      await turns(5);
+      assert.ok(!answered.includes('fifth'), 'its fsync, started after its commit, has not ended');
+      while (waiting() > 0) pending.shift()!();
+      await Promise.all([third, fourth, fifth]);
+      assert.deepEqual(answered.sort(), ['fifth', 'first', 'fourth', 'second', 'second too', 'third']);
     } finally {
       const closing = store.close();
       while (

@@ -7,7 +7,8 @@
  * WAL file on libuv's thread pool, and the store answers a transaction's callers only once the
  * fsync that started after its commit has finished: the same durability as `synchronous = FULL`
  * (nobody hears "committed" before the frames are on disk), while the event loop parses and
- * decides the next batch. Commits made while an fsync runs share the next one (group commit).
+ * decides the next batch. The commits of one turn share one fsync (group commit); up to
+ * {@link MAX_FSYNCS} fsyncs overlap, and commits beyond that share the next one.
  *
  * Checkpoints copy the WAL into the database file. They run with `synchronous = FULL` (the WAL
  * is synced before the copy, the database file before the WAL may be reused), on a connection of
@@ -18,6 +19,9 @@
 import { closeSync, fsync, fsyncSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
+
+/** Most WAL fsyncs running at once (libuv's pool has 4 threads by default: one stays free). */
+export const MAX_FSYNCS = 3;
 
 /** Commits between two background checkpoints. */
 export const CHECKPOINT_EVERY = 200;
@@ -46,7 +50,6 @@ export class WalSync {
   readonly #walPath: string;
   readonly #dbPath: string;
   #fd: number | null = null;
-  #running: Promise<void> | null = null;
   #next: Promise<void> | null = null;
   #worker: Worker | null = null;
   #checkpointing = false;
@@ -68,34 +71,38 @@ export class WalSync {
   }
 
   /**
-   * Resolves once every frame appended to the WAL before this call is on disk. Callers that
-   * arrive while an fsync runs share the next one, which starts when that one ends.
+   * Resolves once every frame appended to the WAL before this call is on disk: an fsync that
+   * starts now. Up to {@link MAX_FSYNCS} run at once (overlapping fsyncs of one file often end
+   * together, which halves a commit's wait on a busy disk); past that, callers share the next
+   * one, which starts when one ends.
    */
   sync(): Promise<void> {
-    if (this.#running === null) {
-      const p = this.#fsync();
-      this.#running = p;
-      const clear = (): void => {
-        if (this.#running === p) this.#running = null;
-      };
-      p.then(clear, clear);
-      return p;
-    }
-    if (this.#next === null) {
-      const after = (): Promise<void> => {
-        this.#next = null;
-        return this.sync();
-      };
-      this.#next = this.#running.then(after, after);
-    }
+    if (this.#inFlight < MAX_FSYNCS) return this.#start();
+    this.#next ??= new Promise<void>((resolve, reject) => (this.#nextSettle = { resolve, reject }));
     return this.#next;
+  }
+
+  #inFlight = 0;
+  #nextSettle: { resolve(): void; reject(err: unknown): void } | null = null;
+
+  #start(): Promise<void> {
+    this.#inFlight += 1;
+    const p = this.#fsync();
+    const done = (): void => {
+      this.#inFlight -= 1;
+      const waiting = this.#nextSettle;
+      if (waiting === null) return;
+      this.#next = null;
+      this.#nextSettle = null;
+      this.#start().then(waiting.resolve, waiting.reject);
+    };
+    p.then(done, done);
+    return p;
   }
 
   /** Resolves once nothing is being synced (for close). */
   async idle(): Promise<void> {
-    while (this.#running !== null || this.#next !== null) {
-      await (this.#next ?? this.#running)?.catch(() => {});
-    }
+    while (this.#inFlight > 0) await new Promise((resolve) => setImmediate(resolve));
   }
 
   #fsync(): Promise<void> {
