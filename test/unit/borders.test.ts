@@ -11,6 +11,8 @@
  * - A public package depends on no private one.
  * - The agent side stays an agent side: `protocol` does no I/O and `sdk` loads nothing of the
  *   server (no server package, no HTTP framework, no SQLite).
+ * - No package's modules import each other in a cycle, type imports included (a cycle is two
+ *   concepts that are one, or an interface that wants its own file).
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -152,4 +154,39 @@ describe('package borders', () => {
       for (const s of importsOf(f)) if (SERVER.test(s)) found.push(`${relative(ROOT, f)}: ${s}`);
     assert.deepEqual(found, []);
   });
+
+  for (const pkg of PACKAGES) {
+    it(`${pkg.name}: its modules import each other in no cycle`, () => {
+      assert.deepEqual(importCycles(join(pkg.dir, 'src')), []);
+    });
+  }
 });
+
+/** Every cycle of relative imports (type imports included) among the modules under `src`, as `a.ts -> b.ts -> a.ts`. */
+function importCycles(src: string): string[] {
+  const all = new Set(files(src));
+  const graph = new Map<string, string[]>();
+  for (const f of all) {
+    const targets = importsOf(f)
+      .filter((s) => s.startsWith('.'))
+      .map((s) => resolve(dirname(f), s))
+      .filter((t) => all.has(t));
+    graph.set(f, targets);
+  }
+  const cycles: string[] = [];
+  const state = new Map<string, 'open' | 'done'>();
+  const stack: string[] = [];
+  const visit = (n: string): void => {
+    state.set(n, 'open');
+    stack.push(n);
+    for (const m of graph.get(n) ?? []) {
+      if (state.get(m) === 'open')
+        cycles.push([...stack.slice(stack.indexOf(m)), m].map((x) => relative(src, x)).join(' -> '));
+      else if (!state.has(m)) visit(m);
+    }
+    stack.pop();
+    state.set(n, 'done');
+  };
+  for (const f of all) if (!state.has(f)) visit(f);
+  return cycles;
+}

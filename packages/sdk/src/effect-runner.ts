@@ -3,7 +3,7 @@ import type { EffectClass, EffectStatus, ErrorCode, JournalEvent, PermitRequest 
 import { asPermitResponse, jsonCopy, refusal } from './control-calls.ts';
 import type { InFlightEffect } from './in-flight.ts';
 import { errorMessage } from './journal.ts';
-import type { RunHost, RunState } from './run.ts';
+import type { RunCore as RunState, RunPartsHost as RunHost } from './run-host.ts';
 import { haltedError } from './verdict.ts';
 import type { DenyVerdict, Verdict } from './verdict.ts';
 

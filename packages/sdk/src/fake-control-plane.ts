@@ -13,7 +13,7 @@ import type {
 } from '@killpath/protocol';
 import type { Clock } from './clock.ts';
 import { wallNow } from './clock.ts';
-import type { FakePost, FakeTransport } from './testing.ts';
+import type { FakePost, FakeTransport } from './fake-transport.ts';
 
 /** One permit the fake control plane issued. */
 export interface FakePermit {

@@ -3,7 +3,7 @@ import { wallNow } from './clock.ts';
 import { errorCode, errorMessage } from './journal.ts';
 import type { TimerKind } from './journal.ts';
 import { runStop } from './gate.ts';
-import type { RunHost, RunState } from './run.ts';
+import type { RunCore as RunState, RunPartsHost as RunHost } from './run-host.ts';
 import { haltedError } from './verdict.ts';
 import type { DenyVerdict } from './verdict.ts';
 

@@ -2,22 +2,19 @@ import { EFFECT_CLASSES, KillpathError } from '@killpath/protocol';
 import type {
   StreamDirective,
   EffectClass,
-  JournalEvent,
   LocalRule,
-  PermitOutcome,
   PermitRequest,
   RunIdentity,
   RunLimits,
 } from '@killpath/protocol';
 import type { Clock } from './clock.ts';
+import type { RunCore, RunPartsHost } from './run-host.ts';
 import { argsDigest } from './control-calls.ts';
-import type { ControlCalls } from './control-calls.ts';
 import { abortEffect, startEffect } from './effect-runner.ts';
 import type { EffectContext, EffectFn } from './effect-runner.ts';
 import { OPEN_TABLE } from './gate.ts';
 import type { RunTable } from './gate.ts';
 import { InFlightEffect } from './in-flight.ts';
-import type { SdkEvent } from './journal.ts';
 import type { Lease } from './lease.ts';
 import { RunTimers } from './run-timers.ts';
 import type { RetryOptions, RunTimer } from './run-timers.ts';
@@ -99,24 +96,15 @@ export type EffectSpec = string | EffectOptions;
 /** Most capability names a worker keeps for its heartbeats (a bound against names made up per call). */
 export const MAX_SURFACE = 1024;
 
-/** What a run needs from its client. Internal. */
-export interface RunHost {
-  readonly clock: Clock;
+/** What a run needs from its client (its parts need the {@link RunPartsHost} of it). Internal. */
+export interface RunHost extends RunPartsHost {
   /**
    * Capability names this worker's runs declared or checked since it started, sent with each
    * heartbeat (the agent's capability surface). At most {@link MAX_SURFACE}.
    */
   readonly capabilities: Set<string>;
-  readonly lease: Lease;
-  readonly workerId: string;
   /** The switchboard rev the worker has applied. */
   readonly rev: number;
-  readonly calls: ControlCalls;
-  record(event: SdkEvent): void;
-  /** Journals to the control plane (`POST /v1/journal`, batched, never thrown). */
-  journal(event: JournalEvent): void;
-  /** Reports a permitted effect's outcome (fire-and-forget, retried). */
-  outcome(permitId: string, outcome: PermitOutcome): void;
   nextEffectId(): number;
   startRun(options: StartRunOptions): Run;
   endRun(state: RunState): void;
@@ -135,7 +123,7 @@ export interface RunHost {
 }
 
 /** The client's bookkeeping for one run. Internal. */
-export class RunState {
+export class RunState implements RunCore {
   readonly coverage: RunIdentity;
   readonly parentRunId: string | null;
   /** Recompiled by the client on every mirror change. */

@@ -1,7 +1,7 @@
 import { KillpathError } from '@killpath/protocol';
 import type { StreamDirective } from '@killpath/protocol';
 import { errorCode } from './journal.ts';
-import type { Run, RunHost, RunState } from './run.ts';
+import type { CommittingRun as Run, RunCore as RunState, RunPartsHost as RunHost } from './run-host.ts';
 import { haltedError } from './verdict.ts';
 import { memoryViolation } from './memory-schema.ts';
 
