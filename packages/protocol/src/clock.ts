@@ -30,3 +30,26 @@ export interface Clock {
 export function wallNow(clock: Clock): number {
   return clock.wallNow?.() ?? Date.now();
 }
+
+/**
+ * The default clock of the SDK and the server: `performance.now()`, wall time from `Date.now()`
+ * and Node timers. Timers are `unref()`'d so that a connected client (or a pending deadline of a
+ * stopping server) never keeps the process alive on its own; {@link Clock.hold} is a ref'd
+ * interval (it fires every ~12 days and does nothing), cleared on release.
+ */
+export const systemClock: Clock = Object.freeze({
+  now: (): number => performance.now(),
+  setTimeout: (fn: () => void, ms: number): unknown => {
+    const handle = setTimeout(fn, ms);
+    handle.unref();
+    return handle;
+  },
+  clearTimeout: (handle: unknown): void => {
+    clearTimeout(handle as ReturnType<typeof setTimeout>);
+  },
+  wallNow: (): number => Date.now(),
+  hold: (): (() => void) => {
+    const handle = setInterval(() => {}, 2 ** 30);
+    return () => clearInterval(handle);
+  },
+});

@@ -125,5 +125,5 @@ export type {
 export { CHECKPOINT_FORMAT, checkpointText, parseCheckpoint } from './checkpoint.ts';
 export type { SignedCheckpoint, AuditKeyInfo, AuditKeys, ConsistencyVerdict } from './checkpoint.ts';
 export { canonicalJson } from './canonical-json.ts';
-export { wallNow } from './clock.ts';
+export { systemClock, wallNow } from './clock.ts';
 export type { Clock } from './clock.ts';

@@ -18,9 +18,8 @@ import {
   type ReleaseCheck,
   type Scope,
 } from '@killpath/protocol';
-import type { Clock } from '@killpath/protocol';
+import { systemClock, type Clock } from '@killpath/protocol';
 import type { AuditEvent } from './audit/chain.ts';
-import { systemClock } from './clock.ts';
 import { clearedEvent, firedEvent, issuedEvent } from './audit-events.ts';
 import { Escalation } from './escalation.ts';
 import { canSee, requireAct } from './auth/policy.ts';

@@ -1,5 +1,4 @@
-import type { Clock } from '@killpath/protocol';
-import { systemClock } from '../clock.ts';
+import { systemClock, type Clock } from '@killpath/protocol';
 import type { Logger } from '../log.ts';
 import type { WatchedWorker } from './deadman.ts';
 import { AbsenceWatch } from './liveness.ts';
