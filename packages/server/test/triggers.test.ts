@@ -409,6 +409,64 @@ describe('the supervisor through the control plane', () => {
 });
 
 describe('the deadman desk', () => {
+  test('a trip names the identity when two agents use one worker id; each is watched and tripped on its own', async () => {
+    const r = await rig();
+    let now = 0;
+    const policy = compilePolicy(
+      DEFAULT_POLICY.replace(
+        'default: { intervalMs: 5000, missed: 3, killAfterMs: 0 }',
+        'default: { intervalMs: 1000, missed: 3, killAfterMs: 250 }',
+      ),
+    );
+    const desk = new DeadmanDesk(
+      r.cp,
+      log,
+      () => policy,
+      () => now,
+    );
+    worker(r, ['r1'], 'w1');
+    const beta = { tenant: 'beta', agent: 'bot' };
+    r.cp.fleet.connected('w1', beta.tenant, beta.agent, []);
+    r.cp.fleet.heartbeat('w1', beta.tenant, beta.agent, {
+      ...(heartbeatBody() as unknown as HeartbeatReport),
+      runs: [
+        { runId: 'rb', parentRunId: null, lineage: [], state: 'running', effects: 0, denied: 0, inFlight: 0 },
+      ],
+    });
+    desk.heartbeat('w1', { tenant: 'acme', agent: 'bot' });
+    desk.heartbeat('w1', beta);
+    assert.deepEqual(
+      desk
+        .watched()
+        .map((w) => [w.tenant, w.workerId])
+        .sort(),
+      [
+        ['acme', 'w1'],
+        ['beta', 'w1'],
+      ],
+    );
+    now = 2000;
+    desk.heartbeat('w1', { tenant: 'acme', agent: 'bot' }); // acme's keeps beating, beta's went silent
+    now = 3500;
+    await assert.rejects(
+      desk.trip('w1', 'test'),
+      (err: Error & { code?: string }) => err.code === 'conflict',
+    );
+    await assert.rejects(
+      desk.trip('w1', 'test', { tenant: 'acme', agent: 'bot' }),
+      (err: Error & { code?: string }) => err.code === 'conflict',
+      "acme's beat within its threshold",
+    );
+    const trip = await desk.trip('w1', 'test', beta);
+    assert.equal(trip.directives.length, 1);
+    assert.deepEqual(
+      r.cp.active().map((d) => [d.tenant, d.scopeText]),
+      [['beta', 'run:rb']],
+      "only beta's silent worker's run is halted",
+    );
+    await r.done();
+  });
+
   test('watches connected workers with runs; trips only past missed × interval; halts each run with a kill step; once per outage', async () => {
     const r = await rig();
     let now = 0;
