@@ -158,19 +158,67 @@ interface Compensation {
   haltedAt: string;
 }
 
-/** Effects that landed in runs later halted, with the compensation each declared. */
+/** Rows per page of the compensations view (the API takes up to 5,000). */
+export const COMPENSATIONS_PAGE_SIZE = 200;
+
+/** One page of `GET /v1/compensations`: newest first, `total` rows in all, `cursor` for the next page. */
+interface CompensationsPage {
+  compensations: Compensation[];
+  total: number;
+  cursor: string | null;
+}
+
+/**
+ * Effects that landed in runs later halted, with the compensation each declared: paged, newest
+ * first, always saying which rows of how many are shown (never cut silently).
+ */
 export function CompensationsView() {
   const { api } = useContext(SessionContext)!;
-  const [state] = usePoll(() => api.get<{ compensations: Compensation[] }>('/v1/compensations'), 2000, [api]);
-  const list = state.data?.compensations ?? [];
+  // The cursors of the pages before this one, with their first row's offset (for "Previous").
+  const [pages, setPages] = useState<{ cursor: string | null; offset: number }[]>([]);
+  const [cursor, setCursor] = useState<string | null>(null);
+  const path = `/v1/compensations?limit=${COMPENSATIONS_PAGE_SIZE}${cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`}`;
+  const [state] = usePoll(async () => ({ path, page: await api.get<CompensationsPage>(path) }), 2000, [
+    api,
+    path,
+  ]);
+  const current = state.data?.path === path;
+  const page = state.data?.page;
+  const list = page?.compensations ?? [];
+  const offset = pages.at(-1)?.offset ?? 0;
+  const next = () => {
+    if (!page || page.cursor === null) return;
+    setPages([...pages, { cursor, offset: offset + list.length }]);
+    setCursor(page.cursor);
+  };
+  const previous = () => {
+    const back = pages.at(-1);
+    if (!back) return;
+    setPages(pages.slice(0, -1));
+    setCursor(back.cursor);
+  };
   return (
     <div>
       <p class="hint">
         Effects that left before a halt. killpath records them; running the compensation is your code's job.
       </p>
       <LoadError error={state.error} />
-      {state.data && list.length === 0 && (
-        <p class="empty">No compensations: no halted run had landed effects.</p>
+      {page && page.total === 0 && <p class="empty">No compensations: no halted run had landed effects.</p>}
+      {page && page.total > 0 && (
+        <nav class="pager" aria-label="Compensation pages">
+          <span class="page-info">
+            {list.length === 0
+              ? `No compensation of ${page.total.toLocaleString('en-US')} on this page`
+              : `Compensations ${(offset + 1).toLocaleString('en-US')}–${(offset + list.length).toLocaleString('en-US')} of ${page.total.toLocaleString('en-US')}, newest first`}
+            {!current && ' · loading…'}
+          </span>
+          <button type="button" disabled={pages.length === 0 || !current} onClick={previous}>
+            Previous page
+          </button>
+          <button type="button" disabled={page.cursor === null || !current} onClick={next}>
+            Next page
+          </button>
+        </nav>
       )}
       {list.length > 0 && (
         <div class="table-wrap">
@@ -188,7 +236,7 @@ export function CompensationsView() {
             </thead>
             <tbody>
               {list.map((c) => (
-                <tr key={c.permitId}>
+                <tr key={c.permitId} data-permit={c.permitId}>
                   <td>
                     <code>{c.runId}</code>
                   </td>

@@ -1,0 +1,151 @@
+/**
+ * End to end, real control plane and a real browser: the console's Compensations view is paged
+ * and never cuts silently (issue 18). A halted run with 450 landed writes (more than two pages
+ * of 200) and a child run with 30: the view says "Compensations 1–200 of 480, newest first",
+ * pages forward to the last row and back, and each row appears once.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Browser, BrowserContext } from 'playwright-core';
+import { ApiClient } from '@killpath/cli';
+import type { Directive } from '@killpath/protocol';
+import { startServer, type RunningServer, type Store } from '@killpath/server';
+import { SKIP_WITHOUT_CHROMIUM, launchChromium, signInTab } from './console-browser.ts';
+
+const PARENT = 450;
+const CHILD = 30;
+const TOTAL = PARENT + CHILD;
+
+type PermitGrant = Parameters<Store['grantPermits']>[0][number];
+const grant = (runId: string, lineage: string[], i: number): PermitGrant => ({
+  workerId: 'w-7',
+  runId,
+  lineage,
+  features: [],
+  capability: 'crm.update',
+  class: 'write',
+  idempotencyKey: `${runId}-k${i}`,
+  argsDigest: null,
+  compensate: { action: 'crm.revert', n: i },
+  tenant: 'acme',
+  agent: 'support-bot',
+  coolOffMs: 0,
+});
+
+const run = (runId: string, parentRunId: string | null, lineage: string[]) => ({
+  runId,
+  tenant: 'acme',
+  agent: 'support-bot',
+  parentRunId,
+  lineage,
+  features: [],
+  workerId: 'w-7',
+  startedAt: new Date().toISOString(),
+});
+
+/** Grants and lands `n` writes of a run; returns their permit ids. */
+async function landWrites(store: Store, runId: string, lineage: string[], n: number): Promise<string[]> {
+  const ds = await store.grantPermits(Array.from({ length: n }, (_, i) => grant(runId, lineage, i)));
+  const ids = ds.map((d) => {
+    assert.equal(d.kind, 'granted');
+    return d.kind === 'granted' ? d.response.permit.id : '';
+  });
+  await Promise.all(
+    ids.map((id) => store.settlePermit(id, { tenant: 'acme', agent: 'support-bot' }, { status: 'landed' })),
+  );
+  return ids;
+}
+
+describe(
+  'console compensations view: paged, "N of M", every row reached (real browser)',
+  { skip: SKIP_WITHOUT_CHROMIUM, timeout: 120_000 },
+  () => {
+    let dir: string;
+    let server: RunningServer;
+    let browser: Browser;
+    const contexts: BrowserContext[] = [];
+    let operator = '';
+    const landed = new Set<string>();
+
+    before(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'killpath-e2e-console-comp-'));
+      server = await startServer({
+        dataDir: dir,
+        port: 0,
+        logLevel: 'error',
+        supervisor: false,
+        watchdog: false,
+      });
+      const admin = new ApiClient(server.url, server.createdAdminToken!);
+      operator = (
+        await admin.post<{ token: string }>('/v1/tokens', {
+          role: 'operator',
+          tenant: 'acme',
+          name: 'ops-acme',
+        })
+      ).token;
+      const store = server.controlPlane.store;
+      await store.registerRun(run('run-7', null, []));
+      await store.registerRun(run('run-7.1', 'run-7', ['run-7']));
+      for (const id of await landWrites(store, 'run-7', [], PARENT)) landed.add(id);
+      for (const id of await landWrites(store, 'run-7.1', ['run-7'], CHILD)) landed.add(id);
+      const { directive } = await new ApiClient(server.url, operator).post<{ directive: Directive }>(
+        '/v1/directives',
+        { level: 'halt', scope: 'run:run-7', reason: 'bad writes', justification: 'e2e' },
+      );
+      await store.recordHalted(
+        ['run-7', 'run-7.1'].map((runId) => ({
+          tenant: 'acme',
+          runId,
+          directiveId: directive.id,
+          at: new Date().toISOString(),
+        })),
+      );
+      browser = await launchChromium();
+    });
+
+    after(async () => {
+      for (const c of contexts) await c.close().catch(() => {});
+      await browser?.close().catch(() => {});
+      await server?.close().catch(() => {});
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    });
+
+    test('an operator pages the compensations to the last row and back, each row once', async () => {
+      const { page, errors } = await signInTab(browser, contexts, server.url, operator, 'Tenant acme');
+      await page.getByRole('link', { name: 'Compensations' }).click();
+      const info = page.locator('nav[aria-label="Compensation pages"] .page-info');
+      const seen: string[] = [];
+      const expected = ['1–200', '201–400', '401–480'];
+      for (const [i, range] of expected.entries()) {
+        await page.getByText(`Compensations ${range} of ${TOTAL}, newest first`).waitFor();
+        assert.doesNotMatch(await info.innerText(), /loading/);
+        const ids = await page
+          .locator('table.compensations tbody tr')
+          .evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-permit') ?? ''));
+        assert.equal(ids.length, Number(range.split('–')[1]) - Number(range.split('–')[0]) + 1);
+        seen.push(...ids);
+        const next = page.getByRole('button', { name: 'Next page' });
+        if (i < expected.length - 1) await next.click();
+        else assert.ok(await next.isDisabled(), 'no page after the last');
+      }
+      assert.equal(new Set(seen).size, TOTAL, 'each row once');
+      assert.deepEqual(new Set(seen), landed, 'every landed write of the run and its child, nothing else');
+      await page.getByRole('button', { name: 'Previous page' }).click();
+      await page.getByText(`Compensations 201–400 of ${TOTAL}, newest first`).waitFor();
+      await page.getByRole('button', { name: 'Previous page' }).click();
+      await page.getByText(`Compensations 1–200 of ${TOTAL}, newest first`).waitFor();
+      assert.ok(await page.getByRole('button', { name: 'Previous page' }).isDisabled());
+      const first = await page.locator('table.compensations tbody tr td:first-child code').allInnerTexts();
+      assert.deepEqual(
+        first.slice(0, CHILD),
+        Array(CHILD).fill('run-7.1'),
+        "newest first: the child's writes, landed last, lead",
+      );
+      assert.deepEqual(errors, [], 'no script error or CSP refusal in the page');
+    });
+  },
+);
