@@ -67,7 +67,7 @@ export class Triggers {
   readonly #clock: Clock;
   readonly #record: WriteStream | null;
   readonly #localHalts = new Set<string>();
-  /** Absences being raised (see {@link Triggers.idle}). */
+  /** Absences being raised and local halts being audited (see {@link Triggers.idle}). */
   readonly #raising = new Set<Promise<void>>();
 
   private constructor(cp: ControlPlane, log: Logger, policy: PolicyDesk, opts: TriggerOptions) {
@@ -210,7 +210,7 @@ export class Triggers {
     }
   }
 
-  /** Resolves once every absence (or return) being raised is alerted and audited. */
+  /** Resolves once every absence (or return) being raised is alerted and audited, and every local halt reported is audited. */
   async idle(): Promise<void> {
     while (this.#raising.size > 0) await Promise.allSettled([...this.#raising]);
   }
@@ -291,7 +291,7 @@ export class Triggers {
     if (this.#localHalts.has(key)) return;
     if (this.#localHalts.size > 100_000) this.#localHalts.clear();
     this.#localHalts.add(key);
-    void this.#cp.store
+    const auditing = this.#cp.store
       .appendAudit([
         {
           type: 'local_rule.fired',
@@ -301,7 +301,9 @@ export class Triggers {
         },
       ])
       .then(() => this.#cp.metrics.auditRecords.inc())
-      .catch((err: unknown) => this.#log.error('could not audit a local halt', { err: String(err) }));
+      .catch((err: unknown) => this.#log.error('could not audit a local halt', { err: String(err) }))
+      .finally(() => this.#raising.delete(auditing));
+    this.#raising.add(auditing);
   }
 
   #tickFor(): () => number {
