@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { KillpathError, PROTOCOL_VERSION, isIdentifier, protocolMajor } from '@killpath/protocol';
+import { KillpathError, isIdentifier } from '@killpath/protocol';
 import type {
   HeartbeatReport,
   LocalRule,
@@ -7,7 +7,6 @@ import type {
   ResumeRequest,
   RunIdentity,
   RunReport,
-  StreamMessage,
 } from '@killpath/protocol';
 import { systemClock, wallNow } from './clock.ts';
 import type { Clock } from './clock.ts';
@@ -18,25 +17,24 @@ import { fetchTransport } from './fetch-transport.ts';
 import { nodeHttpTransport } from './node-http-transport.ts';
 import { HaltTracker } from './halt-tracker.ts';
 import { CapabilitySurface, Heartbeat } from './heartbeat.ts';
-import { errorCode, errorMessage, nullSink } from './journal.ts';
+import { nullSink } from './journal.ts';
 import type { JournalSink, SdkEvent } from './journal.ts';
 import { Lease } from './lease.ts';
 import { localHaltEntry } from './local-halt.ts';
 import { Mirror } from './mirror.ts';
-import type { MirrorChange } from './mirror.ts';
 import { Queue } from './queue.ts';
 import { Readiness } from './readiness.ts';
 import type { QueueHost, QueueOptions, TaskHandler } from './queue.ts';
 import { Reporter } from './reporter.ts';
-import { MAX_SURFACE, Run, RunState, stopsInFlight } from './run.ts';
+import { MAX_SURFACE, Run, RunState } from './run.ts';
 import type { RunHandle, RunHost, StartRunOptions } from './run.ts';
 import { RunRegistry } from './run-registry.ts';
 import type { MemoryCommitter } from './staged-memory.ts';
 import type { QueueControl } from './stop-fanout.ts';
+import { StreamHandler } from './stream-handler.ts';
 import { StreamLoop } from './stream-loop.ts';
 import { ThrottleSlots } from './throttle-slots.ts';
 import { STALE } from './verdict.ts';
-import type { DenyVerdict } from './verdict.ts';
 import type { MemorySchema } from './memory-schema.ts';
 import { Telemetry } from './telemetry.ts';
 
@@ -102,9 +100,7 @@ export class Client {
   private readonly queues = new Map<string, QueueControl>();
   private readonly queueHost: QueueHost;
   private readonly createdAt: number;
-  private streamLive = false;
-  /** The lease expired and no snapshot came since: messages still queued on the old stream renew nothing. */
-  private leaseLapsed = false;
+  private readonly stream: StreamHandler;
   private closing: Promise<void> | null = null;
   private readonly heartbeat: Heartbeat;
   private readonly launcherId: string | null;
@@ -127,7 +123,7 @@ export class Client {
     this.sink = options.sink ?? nullSink;
     this.createdAt = this.clock.now();
     this.throttleSlots = new ThrottleSlots(this.clock);
-    this.lease = new Lease(this.clock, settings.leaseMs, () => this.expire());
+    this.lease = new Lease(this.clock, settings.leaseMs, () => this.stream.expire());
     const headers = Object.freeze({ authorization: `Bearer ${options.token}` });
     const transport =
       options.transport ?? (settings.ca !== null ? nodeHttpTransport({ ca: settings.ca }) : fetchTransport());
@@ -210,6 +206,20 @@ export class Client {
 
     this.readiness = new Readiness(this.clock, this.logger, settings.base, settings.readyTimeoutMs);
     this.ready = this.readiness.promise;
+    this.stream = new StreamHandler({
+      clock: this.clock,
+      lease: this.lease,
+      mirror: this.mirror,
+      runs: this.runs,
+      reporter: this.reporter,
+      heartbeat: this.heartbeat,
+      readiness: this.readiness,
+      logger: this.logger,
+      createdAt: this.createdAt,
+      record: (event) => this.record(event),
+      closed: () => this.closing !== null,
+      dropStream: () => void this.loop.close(),
+    });
 
     // A stream silent for two leases (no keep-alive even) is dead: drop it and reconnect.
     this.loop = new StreamLoop(
@@ -218,15 +228,10 @@ export class Client {
       headers,
       this.clock,
       {
-        onMessage: (msg, fresh) => this.onMessage(msg, fresh),
-        onDrop: () => {
-          this.streamLive = false;
-        },
-        onError: (err, retryInMs) => {
-          this.streamError(err, false, retryInMs);
-          if (this.closing === null) this.readiness.unreachable(err);
-        },
-        onFatal: (err) => this.fatal(err),
+        onMessage: (msg, fresh) => this.stream.onMessage(msg, fresh),
+        onDrop: () => this.stream.onDrop(),
+        onError: (err, retryInMs) => this.stream.onError(err, retryInMs),
+        onFatal: (err) => this.stream.onFatal(err),
       },
       Math.max(2 * settings.leaseMs, 5000),
     );
@@ -241,7 +246,7 @@ export class Client {
 
   /** True while a stream is open and has delivered its snapshot. */
   get connected(): boolean {
-    return this.streamLive && this.closing === null;
+    return this.stream.streamLive && this.closing === null;
   }
 
   /** Milliseconds until the gate closes for lack of contact; 0 when it is closed. */
@@ -352,148 +357,6 @@ export class Client {
     // Closed once the stream is down and the last outcomes were delivered (or gave up).
     this.closing = Promise.all([this.loop.close(), delivered]).then(() => undefined);
     return this.closing;
-  }
-
-  private onMessage(msg: StreamMessage, fresh: boolean): 'ok' | 'resync' {
-    if (this.closing !== null) return 'ok';
-    // After the lease expired, what is still queued on the same stream may be as old as the
-    // silence (a process frozen, thawed; a stalled network): it renews nothing. A fresh stream's
-    // snapshot must come first, before any effect.
-    // The expiry timer may not have run yet: a thawed process handles queued I/O first.
-    if (!fresh && this.lease.overdue()) this.leaseLapsed = true;
-    if (this.leaseLapsed && !fresh)
-      return this.resync('the lease expired on this stream: a fresh snapshot first');
-    switch (msg.type) {
-      case 'snapshot': {
-        const major = protocolMajor(msg.v);
-        if (major !== null && major > PROTOCOL_VERSION) return this.newerProtocol(msg.v);
-        this.leaseLapsed = false;
-        if (fresh) {
-          this.streamLive = true;
-          this.record({ type: 'stream.connected', rev: msg.rev, at: this.clock.now() });
-        }
-        this.applied(this.mirror.replace(msg));
-        this.readiness.connected();
-        this.heartbeat.first();
-        return 'ok';
-      }
-      case 'delta':
-        if (fresh) return this.resync(`delta at rev ${msg.rev} before the snapshot`);
-        if (msg.rev !== this.mirror.rev + 1) {
-          return this.resync(`rev gap: expected ${this.mirror.rev + 1}, got ${msg.rev}`);
-        }
-        this.applied(this.mirror.applyDelta(msg));
-        return 'ok';
-      case 'keepalive':
-        // Before the snapshot there is nothing to compare with, and no lease to renew.
-        if (fresh) return 'ok';
-        if (msg.rev !== this.mirror.rev)
-          return this.resync(`keepalive at rev ${msg.rev}, mirror at ${this.mirror.rev}`);
-        if (this.clock.now() >= this.lease.deadline) {
-          // Contact is back after the gate closed: queued tasks may start again.
-          this.lease.renew();
-          this.runs.wake();
-        } else {
-          this.lease.renew();
-        }
-        return 'ok';
-      default:
-        return 'ok';
-    }
-  }
-
-  /**
-   * Everything that follows a mirror change, synchronously: gate tables, journal, aborts, what
-   * the new stop directives stop (timers, staged memory, queues), halt tracking, ack.
-   */
-  private applied(change: MirrorChange): void {
-    this.lease.renew();
-    const recompile = change.source === 'snapshot' || change.issued.length > 0 || change.cleared.length > 0;
-    if (recompile) this.runs.recompileAll();
-    const at = this.clock.now();
-    this.record({
-      type: 'rev.applied',
-      rev: change.rev,
-      source: change.source,
-      issued: change.issued.map((e) => e.directive.id),
-      cleared: change.cleared,
-      at,
-    });
-    if (recompile) this.runs.enforce(this.runs.values(), change.issued, change.rev, at);
-    this.runs.wake();
-    this.reporter.ack(change.rev);
-  }
-
-  /**
-   * The control plane speaks a newer major protocol than this SDK reads: nothing it sends can be
-   * trusted to mean what this SDK thinks, so the worker fails closed for good. One log line names
-   * both versions; the gate is closed with a deny that says why (every check, every effect); the
-   * in-flight writes are aborted and the runs stopped as at a lease expiry; the stream is
-   * dropped, heartbeats stop, `ready` rejects with `unavailable` (details
-   * `{ reason: 'protocol_version', server, sdk }`).
-   */
-  private newerProtocol(v: unknown): 'ok' {
-    const server = String(v);
-    const why = `the control plane speaks protocol v${server}, newer than this SDK's v${PROTOCOL_VERSION}: upgrade @killpath/sdk`;
-    this.logger.warn(`${why}; every check denies until then`);
-    const verdict: DenyVerdict = Object.freeze({ kind: 'deny', reason: 'stale', directive: null, note: why });
-    this.lease.refuse(verdict);
-    this.streamLive = false;
-    void this.loop.close();
-    this.runs.stopAll(verdict);
-    this.fatal(
-      new KillpathError('unavailable', why, {
-        details: { reason: 'protocol_version', server: v, sdk: PROTOCOL_VERSION },
-      }),
-    );
-    return 'ok';
-  }
-
-  /** The mirror is known to be behind: close the gate now and reconnect for a fresh snapshot. */
-  private resync(reason: string): 'resync' {
-    this.lease.suspend();
-    this.streamLive = false;
-    this.record({ type: 'stream.resync', reason, at: this.clock.now() });
-    return 'resync';
-  }
-
-  /** Lease ran out: every run is treated as halted: its in-flight writes and model calls are aborted, its signal too. */
-  private expire(): void {
-    this.leaseLapsed = true;
-    let writes = 0;
-    for (const state of this.runs.values()) {
-      for (const effect of state.inFlight) if (stopsInFlight(effect) && !effect.aborted) writes += 1;
-    }
-    this.record({
-      type: 'lease.expired',
-      sinceContactMs: this.lease.sinceContactMs(this.createdAt),
-      aborted: writes,
-      at: this.clock.now(),
-    });
-    this.runs.stopAll(STALE);
-  }
-
-  private streamError(err: unknown, fatal: boolean, retryInMs: number | null): void {
-    this.record({
-      type: 'stream.error',
-      message: errorMessage(err),
-      code: errorCode(err),
-      fatal,
-      retryInMs,
-      at: this.clock.now(),
-    });
-  }
-
-  /** The stream was refused for good: surface it, stop heartbeats, keep failing closed. */
-  private fatal(err: unknown): void {
-    this.lease.suspend();
-    this.heartbeat.stop();
-    this.streamError(err, true, null);
-    this.failReady(
-      err instanceof KillpathError
-        ? err
-        : new KillpathError(errorCode(err) ?? 'internal', errorMessage(err), { cause: err }),
-    );
   }
 
   private failReady(err: Error): void {
