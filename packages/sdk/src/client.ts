@@ -258,7 +258,9 @@ export class Client {
    * Starts a run on this worker and registers it with the control plane (fire-and-forget; a
    * failure is journaled as `report.failed`). The run's lineage is the parent's lineage plus the
    * parent's id, so a `run:R` directive covers every descendant of R, across processes.
-   * @throws KillpathError `invalid_request` for a bad id or a closed client, `conflict` for a run id already on this worker
+   * @throws KillpathError `invalid_request` for a bad id, a closed client or a worker that already
+   * hosts `MAX_RUNS_PER_HEARTBEAT` (500) runs (details.reason `worker_full`: start another worker),
+   * `conflict` for a run id already on this worker
    */
   startRun(options: StartRunOptions = {}): Run {
     const runId = options.runId ?? randomUUID();
@@ -371,13 +373,15 @@ export class Client {
 
   /**
    * The lineage of a new run, after checking that it may be created here.
-   * @throws KillpathError `invalid_request` (closed client, bad id or parent), `conflict` (id taken)
+   * @throws KillpathError `invalid_request` (closed client, bad id or parent, a worker already hosting
+   * `MAX_RUNS_PER_HEARTBEAT` runs), `conflict` (id taken)
    */
   private newRunLineage(runId: string, parent: RunHandle | null): readonly string[] {
     if (this.closing !== null) throw new KillpathError('invalid_request', 'client is closed');
     if (!isIdentifier(runId)) throw new KillpathError('invalid_request', `invalid run id "${runId}"`);
     if (this.runs.has(runId))
       throw new KillpathError('conflict', `run ${runId} already exists on this worker`);
+    this.runs.assertRoom(runId);
     if (parent !== null && ![parent.runId, ...parent.lineage].every(isIdentifier)) {
       throw new KillpathError('invalid_request', 'invalid parent run handle');
     }

@@ -1,4 +1,4 @@
-import { KillpathError, coversRun } from '@killpath/protocol';
+import { KillpathError, MAX_RUNS_PER_HEARTBEAT, coversRun } from '@killpath/protocol';
 import type { RunIdentity } from '@killpath/protocol';
 import { OPEN_TABLE, compileTable, tableVerdict } from './gate.ts';
 import type { RunTable } from './gate.ts';
@@ -48,6 +48,22 @@ export class RunRegistry {
 
   values(): IterableIterator<RunState> {
     return this.runs.values();
+  }
+
+  /**
+   * Checks that one more run fits in this worker's heartbeat: the control plane refuses a
+   * heartbeat of more than {@link MAX_RUNS_PER_HEARTBEAT} runs (400), and a worker whose
+   * heartbeats are refused loses its lease, so the run that would exceed it is refused here,
+   * before anything is registered. Ended runs still draining count: the heartbeat reports them.
+   * @throws KillpathError `invalid_request` (details: reason `worker_full`, limit, runs) when this worker hosts that many
+   */
+  assertRoom(runId: string): void {
+    if (this.runs.size < MAX_RUNS_PER_HEARTBEAT) return;
+    throw new KillpathError(
+      'invalid_request',
+      `run ${runId} refused: this worker already hosts ${this.runs.size} runs, the most one worker may report (${MAX_RUNS_PER_HEARTBEAT}); end a run here or start another worker (connect() in another process) for more`,
+      { details: { reason: 'worker_full', limit: MAX_RUNS_PER_HEARTBEAT, runs: this.runs.size } },
+    );
   }
 
   /** Adds a run; its gate follows the mirror (and the local halts) from its first check. */
