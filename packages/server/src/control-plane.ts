@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import {
   KillpathError,
+  LEVEL_RULES,
   coversRun,
   distinctReleases,
   formatRelease,
@@ -538,9 +539,9 @@ export class ControlPlane {
       );
     }
     let level = stepLevel(from.level, body.direction);
-    // Isolate and freeze are agent-wide: a directive narrowed to capabilities steps over them
-    // (degrade ⇄ halt ⇄ kill of those tools).
-    if ((level === 'isolate' || level === 'freeze') && from.capabilities !== null)
+    // A directive narrowed to capabilities steps over the levels that cannot be narrowed
+    // (isolate and freeze are agent-wide: degrade ⇄ halt ⇄ kill of those tools).
+    while (level !== null && from.capabilities !== null && LEVEL_RULES[level].notNarrowable !== null)
       level = stepLevel(level, body.direction);
     if (level === null) {
       throw new KillpathError(
