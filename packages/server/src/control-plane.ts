@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import {
   KillpathError,
   LEVEL_RULES,
-  coversRun,
   distinctReleases,
   formatRelease,
   formatScope,
@@ -23,8 +22,11 @@ import { systemClock, type Clock } from '@killpath/protocol';
 import type { AuditEvent } from './audit/chain.ts';
 import { clearedEvent, firedEvent, issuedEvent } from './audit-events.ts';
 import { Escalation } from './escalation.ts';
+import { HaltReports, type HaltedEvent, type HaltedListener } from './halt-reports.ts';
+
+export type { HaltedEvent, HaltedListener } from './halt-reports.ts';
 import { canSee, requireAct } from './auth/policy.ts';
-import { workerIdOf, workerKey, type Fleet, type WorkerKey } from './fleet.ts';
+import { workerIdOf, type Fleet, type WorkerKey } from './fleet.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { StreamHub } from './stream/hub.ts';
@@ -48,15 +50,6 @@ import { checkReleases, describeCheck, releasesCovered } from './release-check.t
 /** Default grace for a halt, in ms. */
 export const DEFAULT_GRACE_MS = 5_000;
 
-/** A worker's settle report, with the time-to-stop the control plane measured. */
-export interface HaltedEvent extends HaltedReport {
-  workerId: string;
-  tenant: string;
-  agent: string;
-  /** Flip (commit) to receipt of this report, on the control plane's monotonic clock; null if the flip is too old to be remembered. */
-  timeToStopMs: number | null;
-}
-
 /**
  * An automatic trigger behind a directive (a supervisor rule, the deadman): it replaces the
  * `operator_action` record, and `kill_switch.fired` names it (`trigger`, `rule`, details).
@@ -69,11 +62,6 @@ export interface AutomaticTrigger {
   details?: Record<string, unknown>;
 }
 
-/** Listener for settle reports (demo, drills and benchmarks use it in process). */
-export type HaltedListener = (e: HaltedEvent) => void;
-
-/** How many recent flips' commit times are kept for time-to-stop. */
-const FLIP_MEMORY = 4096;
 /** A batch of reports' audit records is written once no report came for this long (ms)… */
 const AUDIT_QUIET_MS = 25;
 /** …and at the latest this long after its first record (ms). */
@@ -97,8 +85,6 @@ export class ControlPlane {
   /** Agents' capability surfaces, learnt from heartbeats (what makes an agent due for a drill). */
   readonly surface: SurfaceDesk;
   readonly #log: Logger;
-  readonly #flips = new Map<number, number>();
-  readonly #halted = new Set<HaltedListener>();
   #pendingAudit: AuditEvent[] = [];
   #flushTimer: NodeJS.Timeout | null = null;
   /** The last flush of queued audit events (they run one after the other). */
@@ -118,7 +104,8 @@ export class ControlPlane {
   /** The clock of escalation deadlines (wall time, so that they survive a restart) and their timers. */
   readonly clock: Clock;
   /** Workers that reported `halted` per directive id (for escalation). */
-  readonly #haltReports = new Map<string, Set<WorkerKey>>();
+  /** Workers' settle reports: acknowledgements and time-to-stop. */
+  readonly #reports: HaltReports;
   /** Owners of launcher ids (`tenant\0id` → agent), as bound in the store; bindings never change. */
   readonly #launcherOwners = new Map<string, string>();
 
@@ -156,6 +143,14 @@ export class ControlPlane {
     this.#slackMs = deps.escalationSlackMs ?? DEFAULT_ESCALATION_SLACK_MS;
     this.launchers = new LauncherHub(deps.keepaliveMs ?? 1000, (id) => this.fleet.runsOfLauncher(id));
 
+    this.#reports = new HaltReports({
+      fleet: this.fleet,
+      metrics: this.metrics,
+      log: this.#log,
+      rev: () => this.hub.rev,
+      active: (id) => this.#active.get(id),
+      queueAudit: (e) => this.#queueAudit(e),
+    });
     this.#escalation = new Escalation(
       {
         store: this.store,
@@ -166,8 +161,8 @@ export class ControlPlane {
         clock: this.clock,
         log: this.#log,
         isActive: (id) => this.#active.has(id),
-        haltReports: (id) => this.#haltReports.get(id) ?? new Set<WorkerKey>(),
-        flipTime: (rev) => this.#flips.get(rev),
+        haltReports: (id) => this.#reports.acknowledged(id),
+        flipTime: (rev) => this.#reports.flipTime(rev),
         commit: (base, audit, trigger, inherited) => this.#commit(base, audit, trigger, inherited),
       },
       this.#slackMs,
@@ -177,19 +172,7 @@ export class ControlPlane {
   /** Loads the switchboard into memory and re-arms the escalation steps of active directives (after a restart). */
   async start(): Promise<void> {
     const board = await this.store.switchboard();
-    // Workers that reported halted to an earlier run of the control plane have acknowledged: an
-    // escalation re-armed after a restart must not take them for laggards.
-    if (board.directives.length > 0) {
-      const active = new Set(board.directives.map((d) => d.id));
-      const reports = await this.store.listAudit({ types: ['session.halted'], desc: true, limit: 10_000 });
-      for (const r of reports) {
-        const id = String(r.data.directiveId);
-        if (!active.has(id)) continue;
-        let set = this.#haltReports.get(id);
-        if (set === undefined) this.#haltReports.set(id, (set = new Set()));
-        set.add(workerKey(String(r.tenant), String(r.data.agent), String(r.data.workerId)));
-      }
-    }
+    await this.#reports.load(this.store, new Set(board.directives.map((d) => d.id)));
     for (const d of board.directives) {
       this.#active.set(d.id, d);
       this.#escalation.arm(d);
@@ -277,18 +260,16 @@ export class ControlPlane {
 
   /** Monotonic commit time of `rev`, if remembered. */
   flipTime(rev: number): number | undefined {
-    return this.#flips.get(rev);
+    return this.#reports.flipTime(rev);
   }
 
   /** Subscribes to settle reports; returns the unsubscribe function. */
   onHalted(fn: HaltedListener): () => void {
-    this.#halted.add(fn);
-    return () => this.#halted.delete(fn);
+    return this.#reports.onHalted(fn);
   }
 
   #rememberFlip(rev: number): void {
-    this.#flips.set(rev, performance.now());
-    if (this.#flips.size > FLIP_MEMORY) this.#flips.delete(this.#flips.keys().next().value!);
+    this.#reports.flipped(rev, performance.now());
     this.metrics.rev.set(rev);
   }
 
@@ -516,7 +497,7 @@ export class ControlPlane {
   #forget(id: string): void {
     this.#active.delete(id);
     this.#escalation.disarm(id);
-    this.#haltReports.delete(id);
+    this.#reports.forget(id);
   }
 
   /**
@@ -853,14 +834,8 @@ export class ControlPlane {
   }
 
   /**
-   * Takes a worker's settle report: measures flip-to-report on this process's monotonic clock,
-   * notifies listeners, and queues `session.halted` for the audit log (batched, so a fleet of
-   * reports costs one durable commit per batch rather than one each).
-   */
-  /**
    * A worker's settle report as it arrives over HTTP: the directive must exist and belong to the
-   * worker's tenant (or span every tenant), else 404 and nothing is recorded; the runs it names
-   * count only when the worker hosts them and the directive covers them (see {@link halted}).
+   * worker's tenant (or span every tenant), else 404 and nothing is recorded (see {@link HaltReports.report}).
    */
   async haltedReport(
     workerId: string,
@@ -873,89 +848,19 @@ export class ControlPlane {
     return this.halted(workerId, who, report, d);
   }
 
-  /**
-   * Evidence that a worker which reported `halted` has not stopped (it asked for a permit on a
-   * covered run, or its launcher saw egress after the report): its acknowledgement of every
-   * active stop covering that run no longer counts, so the escalation's kill step proceeds
-   * (guarantee 8). Audited as `ack.contradicted`.
-   */
+  /** See {@link HaltReports.contradict}. */
   contradictAck(key: WorkerKey, runId: string | null, evidence: string, seenRev: number | null = null): void {
-    const identities = this.fleet.identitiesOf(key);
-    const workerId = workerIdOf(key);
-    for (const [directiveId, set] of this.#haltReports) {
-      if (!set.has(key)) continue;
-      const d = this.#active.get(directiveId);
-      if (d === undefined) continue;
-      // Asked before the worker had even observed the stop: late in transit, not a lie.
-      if (seenRev !== null && seenRev < d.rev) continue;
-      const covered = identities.some((r) => (runId === null || r.runId === runId) && coversRun(d, r));
-      if (!covered) continue;
-      set.delete(key);
-      const who = this.fleet.watchInfo(key);
-      this.#log.warn('a halted report was contradicted: the kill step will proceed', {
-        directiveId,
-        workerId,
-        evidence,
-      });
-      this.#queueAudit({
-        type: 'ack.contradicted',
-        actor: `control-plane`,
-        tenant: who?.tenant ?? d.tenant,
-        data: { directiveId, workerId, agent: who?.agent ?? null, runId, evidence },
-      });
-    }
+    this.#reports.contradict(key, runId, evidence, seenRev);
   }
 
+  /** See {@link HaltReports.report}. */
   halted(
     workerId: string,
     who: { tenant: string; agent: string },
     claimed: HaltedReport,
     directive?: Directive,
   ): HaltedEvent {
-    const key = workerKey(who.tenant, who.agent, workerId);
-    // The worker's word counts only for runs it hosts that the directive covers.
-    const d = directive ?? this.#active.get(claimed.directiveId);
-    const hosted = d === undefined ? [] : this.fleet.identitiesOf(key).filter((r) => coversRun(d, r));
-    const ids = new Set(hosted.map((r) => r.runId));
-    const report: HaltedReport = { ...claimed, runs: claimed.runs.filter((r) => ids.has(r)) };
-    this.fleet.ack(key, Math.min(report.rev, this.hub.rev));
-    const stop = this.#active.get(report.directiveId);
-    // A frozen tool leaves the run running: it counts as degraded, as the worker itself reports it.
-    if (stop !== undefined)
-      this.fleet.markRuns(key, report.runs, stop.capabilities === null ? stop.level : 'degrade');
-    const flip = this.#flips.get(report.rev);
-    const timeToStopMs = flip === undefined ? null : performance.now() - flip;
-    if (timeToStopMs !== null) this.metrics.signalToHalt.observe(timeToStopMs / 1000);
-    const event: HaltedEvent = { ...report, workerId, tenant: who.tenant, agent: who.agent, timeToStopMs };
-    if (this.#active.has(report.directiveId) && hosted.length > 0) {
-      let set = this.#haltReports.get(report.directiveId);
-      if (set === undefined) this.#haltReports.set(report.directiveId, (set = new Set()));
-      set.add(key);
-    }
-    for (const fn of this.#halted) {
-      try {
-        fn(event);
-      } catch (err) {
-        this.#log.error('halted listener failed', { err: String(err) });
-      }
-    }
-    this.#queueAudit({
-      type: 'session.halted',
-      actor: `worker:${workerId}`,
-      tenant: who.tenant,
-      data: {
-        workerId,
-        agent: who.agent,
-        directiveId: report.directiveId,
-        rev: report.rev,
-        runs: report.runs,
-        aborted: report.aborted,
-        completed: report.completed,
-        timeToStopMs: timeToStopMs === null ? null : Math.round(timeToStopMs * 1000) / 1000,
-        observeToSettleMs: report.observeToSettleMs,
-      },
-    });
-    return event;
+    return this.#reports.report(workerId, who, claimed, directive);
   }
 
   /**
