@@ -16,7 +16,6 @@ import {
   type Principal,
   type Release,
   type ReleaseCheck,
-  type Scope,
 } from '@killpath/protocol';
 import { systemClock, type Clock } from '@killpath/protocol';
 import type { AuditEvent } from './audit/chain.ts';
@@ -25,6 +24,7 @@ import { Escalation } from './escalation.ts';
 import { HaltReports, type HaltedEvent, type HaltedListener } from './halt-reports.ts';
 
 export type { HaltedEvent, HaltedListener } from './halt-reports.ts';
+import { confine } from './auth/confinement.ts';
 import { canSee, requireAct } from './auth/policy.ts';
 import { workerIdOf, type Fleet, type WorkerKey } from './fleet.ts';
 import type { Logger } from './log.ts';
@@ -274,77 +274,6 @@ export class ControlPlane {
   }
 
   /**
-   * Decides which tenant a new directive is confined to and checks the principal may issue
-   * it there. Directives spanning every tenant need an admin and a break-glass attestation.
-   */
-  async #confine(
-    p: Principal,
-    scope: Scope,
-    body: { tenant?: string | undefined; breakGlass?: string | undefined },
-  ): Promise<string | null> {
-    let tenant: string | null;
-    switch (scope.kind) {
-      case 'global':
-        tenant = null;
-        break;
-      case 'tenant':
-      case 'agent':
-        tenant = scope.tenant;
-        break;
-      case 'run': {
-        // A run id lives inside its tenant: a person's run scope is their own tenant's run; an
-        // admin's is the tenant named, or the one tenant holding the id.
-        if (p.tenant !== '*' || body.tenant !== undefined) {
-          tenant = body.tenant ?? p.tenant;
-          break;
-        }
-        const held = [...new Set((await this.store.findRuns(scope.run)).map((r) => r.tenant))];
-        if (held.length > 1)
-          throw new KillpathError(
-            'invalid_request',
-            `run ${scope.run} exists in tenants ${held.join(', ')}; give its tenant (--tenant T)`,
-            { details: { run: scope.run, tenants: held, need: 'tenant' } },
-          );
-        tenant = held[0] ?? null;
-        if (tenant === null && !body.breakGlass) {
-          // An admin naming a run no worker holds: say that, not "spanning every tenant".
-          throw new KillpathError(
-            'not_found',
-            `run ${scope.run} is not known in any tenant you can act on; give its tenant or start it first`,
-            { details: { run: scope.run, need: 'tenant' } },
-          );
-        }
-        break;
-      }
-      case 'feature':
-        tenant = body.tenant ?? (p.tenant === '*' ? null : p.tenant);
-        break;
-      case 'release':
-        tenant = body.tenant ?? (p.tenant === '*' ? null : p.tenant);
-        if (scope.agent !== null && tenant === null)
-          throw new KillpathError(
-            'invalid_request',
-            `scope ${formatScope(scope)} names an agent: give its tenant (tenant field, --tenant)`,
-          );
-        break;
-    }
-    if (body.tenant !== undefined && tenant !== body.tenant) {
-      throw new KillpathError(
-        'invalid_request',
-        `scope ${scope.kind} belongs to tenant ${tenant ?? '(all)'}, not ${body.tenant}`,
-      );
-    }
-    requireAct(p, tenant, tenant === null ? 'every tenant' : `tenant ${tenant}`);
-    if (tenant === null && !body.breakGlass) {
-      throw new KillpathError(
-        'break_glass_required',
-        'a directive spanning every tenant needs an admin token and a breakGlass attestation',
-      );
-    }
-    return tenant;
-  }
-
-  /**
    * Issues a directive: validates scope and rights, commits it (with its audit records) at a
    * new rev, then pushes the delta to every stream. Retries with the same idempotency key and
    * identical re-issues converge to the existing directive without a new rev. With `trigger`
@@ -361,7 +290,7 @@ export class ControlPlane {
     const scope = parseScope(body.scope);
     const graceMs = body.graceMs ?? (body.level === 'kill' ? 0 : DEFAULT_GRACE_MS);
     const escalation = checkLevel(body, graceMs, this.#slackMs);
-    const tenant = await this.#confine(p, scope, body);
+    const tenant = await confine(p, scope, body, this.store);
     const digest = opts.idempotencyKey ? requestDigest(body) : null;
     const seen: { mismatch: Directive | null } = { mismatch: null };
     const result = await this.#commit(
