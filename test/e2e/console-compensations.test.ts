@@ -104,6 +104,15 @@ describe(
           at: new Date().toISOString(),
         })),
       );
+      // More than two pages of the tenant's audit records, and another tenant's it must not see.
+      await store.appendAudit(
+        Array.from({ length: 450 }, (_, i) => ({
+          type: 'operator_action',
+          actor: 'e2e',
+          tenant: i % 9 === 0 ? 'globex' : 'acme',
+          data: { n: i },
+        })),
+      );
       browser = await launchChromium();
     });
 
@@ -145,6 +154,47 @@ describe(
         Array(CHILD).fill('run-7.1'),
         "newest first: the child's writes, landed last, lead",
       );
+      assert.deepEqual(errors, [], 'no script error or CSP refusal in the page');
+    });
+
+    test('an operator pages the audit log from the newest record to the oldest and back, each once', async () => {
+      const { page, errors } = await signInTab(browser, contexts, server.url, operator, 'Tenant acme');
+      const all = await new ApiClient(server.url, operator).get<{ records: { seq: number }[] }>(
+        '/v1/audit?order=desc&limit=5000',
+      );
+      assert.ok(all.records.length > 400, `${all.records.length} records of acme`);
+      await page.getByRole('link', { name: 'Audit log' }).click();
+      const info = page.locator('nav[aria-label="Audit pages"] .page-info');
+      await info.filter({ hasText: /\(the newest\)/ }).waitFor();
+      const seen: number[] = [];
+      let pages = 0;
+      for (;;) {
+        await info.filter({ hasNotText: 'loading' }).waitFor();
+        const seqs = (await page.locator('table.audit tbody tr td:first-child').allInnerTexts()).map(Number);
+        assert.match(
+          await info.innerText(),
+          new RegExp(`^Records #${seqs[0]}–#${seqs.at(-1)}, newest first`),
+        );
+        seen.push(...seqs);
+        pages += 1;
+        const older = page.getByRole('button', { name: 'Older records' });
+        if (await older.isDisabled()) break;
+        await older.click();
+        await info.filter({ hasNotText: `Records #${seqs[0]}–` }).waitFor();
+      }
+      assert.match(await info.innerText(), /\(the oldest\)/);
+      assert.ok(pages >= 3, `${pages} pages`);
+      assert.deepEqual(
+        seen,
+        all.records.map((r) => r.seq),
+        'every record of the tenant once, newest first',
+      );
+      for (let back = 1; back < pages; back += 1) {
+        const shown = await info.innerText();
+        await page.getByRole('button', { name: 'Newer records' }).click();
+        await info.filter({ hasNotText: shown }).filter({ hasNotText: 'loading' }).waitFor();
+      }
+      await info.filter({ hasText: /\(the newest\)/ }).waitFor();
       assert.deepEqual(errors, [], 'no script error or CSP refusal in the page');
     });
   },

@@ -42,13 +42,25 @@ function summary(r: AuditRecord): string {
   return s.length > 240 ? `${s.slice(0, 240)}…` : s;
 }
 
-/** The audit log, newest first, with the chain's verification status. */
+/** Audit records per page of the audit view. */
+export const AUDIT_PAGE_SIZE = 200;
+
+/** The audit log, newest first and paged to its first record, with the chain's verification status. */
 export function AuditView() {
   const { api } = useContext(SessionContext)!;
   const [types, setTypes] = useState('');
   const [applied, setApplied] = useState('');
-  const query = `/v1/audit?order=desc&limit=200${applied ? `&type=${encodeURIComponent(applied)}` : ''}`;
-  const [records] = usePoll(() => api.get<{ records: AuditRecord[] }>(query), 2000, [api, query]);
+  // Paged by seq, newest first: `before` is the oldest seq of the page above (none: the newest page).
+  const [befores, setBefores] = useState<number[]>([]);
+  const before = befores.at(-1);
+  const query = `/v1/audit?order=desc&limit=${AUDIT_PAGE_SIZE}${applied ? `&type=${encodeURIComponent(applied)}` : ''}${before === undefined ? '' : `&before=${before}`}`;
+  const [records] = usePoll(
+    async () => ({ query, ...(await api.get<{ records: AuditRecord[] }>(query)) }),
+    2000,
+    [api, query],
+  );
+  const current = records.data?.query === query;
+  const shown = records.data?.records ?? [];
   // An admin's answer names the count, head and first bad record; a tenant's only ok or not.
   const [verdict, verifyNow] = usePoll(
     () => api.get<AuditVerdict | AuditVerdictBrief>('/v1/audit/verify'),
@@ -89,6 +101,7 @@ export function AuditView() {
         onSubmit={(e) => {
           e.preventDefault();
           setApplied(types.trim().replace(/\s+/g, ''));
+          setBefores([]);
         }}
       >
         <label for="audit-types">Event types (comma-separated, empty for all)</label>
@@ -104,9 +117,35 @@ export function AuditView() {
       </form>
       <LoadError error={records.error} />
       {records.data && (
+        <nav class="pager" aria-label="Audit pages">
+          <span class="page-info">
+            {shown.length === 0
+              ? before === undefined
+                ? 'No audit record'
+                : `No record before #${before}`
+              : `Records #${shown[0]!.seq}–#${shown.at(-1)!.seq}, newest first${before === undefined ? ' (the newest)' : ''}${shown.length < AUDIT_PAGE_SIZE ? ' (the oldest)' : ''}`}
+            {!current && ' · loading…'}
+          </span>
+          <button
+            type="button"
+            disabled={befores.length === 0 || !current}
+            onClick={() => setBefores((b) => b.slice(0, -1))}
+          >
+            Newer records
+          </button>
+          <button
+            type="button"
+            disabled={shown.length < AUDIT_PAGE_SIZE || !current}
+            onClick={() => setBefores((b) => [...b, shown.at(-1)!.seq])}
+          >
+            Older records
+          </button>
+        </nav>
+      )}
+      {records.data && (
         <div class="table-wrap">
           <table class="audit">
-            <caption>Audit records, newest first (latest 200)</caption>
+            <caption>Audit records, newest first ({AUDIT_PAGE_SIZE} a page)</caption>
             <thead>
               <tr>
                 <th scope="col">#</th>
@@ -118,7 +157,7 @@ export function AuditView() {
               </tr>
             </thead>
             <tbody>
-              {records.data.records.map((r) => (
+              {shown.map((r) => (
                 <tr key={r.seq}>
                   <td>{r.seq}</td>
                   <td>
