@@ -129,7 +129,10 @@ export function effectsContract(name: string, make: () => Promise<Store>): void 
         assert.match(String(audit[0]?.data.reason), /SIGKILL/);
         // An in-doubt write with a compensation is on the list to check.
         assert.deepEqual(
-          (await s.compensations({ runId: 'r1' })).map((c) => [c.permitId, c.status]),
+          (await s.compensationsPage({ runIds: ['r1'], limit: 5000, cursor: null })).items.map((c) => [
+            c.permitId,
+            c.status,
+          ]),
           [[ids[0], 'in_doubt']],
         );
         const late = await s.settlePermit(ids[0]!, { tenant: 'acme', agent: 'bot' }, { status: 'landed' });
@@ -322,15 +325,24 @@ export function effectsContract(name: string, make: () => Promise<Store>): void 
               { tenant: 'acme', agent: 'bot' },
               { status: 'landed' },
             );
-        assert.equal((await s.compensations({})).length, 0, 'no run halted yet');
+        assert.equal(
+          (await s.compensationsPage({ limit: 5000, cursor: null })).total,
+          0,
+          'no run halted yet',
+        );
         await s.recordHalted([
           { tenant: 'acme', runId: 'r1', directiveId: 'd1', at: new Date().toISOString() },
         ]);
-        const list = await s.compensations({ tenant: 'acme' });
+        const { items: list, total } = await s.compensationsPage({
+          tenant: 'acme',
+          limit: 5000,
+          cursor: null,
+        });
+        assert.equal(total, 1);
         assert.equal(list.length, 1);
         assert.deepEqual(list[0]?.compensate, { action: 'refund', amount: 5 });
         assert.equal(list[0]?.haltedBy, 'd1');
-        assert.equal((await s.compensations({ tenant: 'globex' })).length, 0);
+        assert.equal((await s.compensationsPage({ tenant: 'globex', limit: 5000, cursor: null })).total, 0);
       }),
     );
 

@@ -12,7 +12,7 @@ import {
   type RunIdentity,
 } from '@killpath/protocol';
 import type { AuditEvent } from '../audit/chain.ts';
-import type { CompensationEntry, JournalRow, PermitDecision, PermitGrant, RunRecord } from './store.ts';
+import type { JournalRow, PermitDecision, PermitGrant, RunRecord } from './store.ts';
 
 /** Tables of the effect journal (schema version 2). */
 export const EFFECTS_SCHEMA = `
@@ -545,38 +545,4 @@ export function ledger(
     data: JSON.parse(r.data) as Record<string, unknown>,
   }));
   return { effects, events };
-}
-
-/** See {@link Store.compensations}. */
-export function compensations(
-  ctx: EffectsContext,
-  q: { tenant?: string; runId?: string; limit?: number },
-): CompensationEntry[] {
-  // In doubt: the process ended mid-write, so the write may have landed; it is listed to check.
-  const where = [`p.status IN ('landed', 'in_doubt')`, 'p.compensate IS NOT NULL'];
-  const params: (string | number)[] = [];
-  if (q.tenant !== undefined) {
-    where.push('p.tenant = ?');
-    params.push(q.tenant);
-  }
-  if (q.runId !== undefined) {
-    where.push('p.run_id = ?');
-    params.push(q.runId);
-  }
-  params.push(q.limit ?? 1000);
-  const rows = ctx.db
-    .prepare(
-      `SELECT p.*, h.directive_id AS halted_by, h.at AS halted_at FROM permits p
-       JOIN (SELECT tenant, run_id, MIN(at) AS at, MIN(directive_id) AS directive_id FROM halted_runs GROUP BY tenant, run_id) h
-         ON h.tenant = p.tenant AND h.run_id = p.run_id
-       WHERE ${where.join(' AND ')} ORDER BY p.tenant, p.run_id, p.intended_at LIMIT ?`,
-    )
-    .all(...params) as unknown as (PermitRow & { halted_by: string; halted_at: string })[];
-  return rows.map((r) => ({
-    ...toLedger(r),
-    tenant: r.tenant,
-    agent: r.agent,
-    haltedBy: r.halted_by,
-    haltedAt: r.halted_at,
-  }));
 }

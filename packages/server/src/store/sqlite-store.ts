@@ -39,7 +39,6 @@ import type {
   AuditQuery,
   DrillQuery,
   LastDrill,
-  CompensationEntry,
   JournalRow,
   PermitDecision,
   PermitGrant,
@@ -471,10 +470,6 @@ export class SqliteStore implements Store {
     reason: string,
   ): Promise<LedgerEntry[]> {
     return effects.markInDoubt(this.#ctx, owner, workerIds, reason);
-  }
-
-  async compensations(q: { tenant?: string; runId?: string; limit?: number }): Promise<CompensationEntry[]> {
-    return effects.compensations(this.#ctx, q);
   }
 
   async directiveSuccessors(id: string): Promise<Directive[]> {

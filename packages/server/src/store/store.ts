@@ -413,8 +413,6 @@ export interface Store {
   recordHalted(entries: { tenant: string; runId: string; directiveId: string; at: string }[]): Promise<void>;
   /** A run's ledger: every permitted effect (intended versus landed) and its journal events. */
   ledger(tenant: string, runId: string): Promise<{ effects: LedgerEntry[]; events: JournalRow[] }>;
-  /** Landed writes with a compensation descriptor, of runs that were halted. */
-  compensations(q: { tenant?: string; runId?: string; limit?: number }): Promise<CompensationEntry[]>;
   /** Directives that replaced `id` by a step or an automatic escalation (their `escalatedFrom`), oldest first. */
   directiveSuccessors(id: string): Promise<Directive[]>;
   /** Run `runId` of `tenant` first, then its descendants (runs whose lineage holds it); [] when unknown. */
@@ -437,7 +435,10 @@ export interface Store {
     limit: number;
     cursor: string | null;
   }): Promise<Page<JournalRow>>;
-  /** One page of the compensation list (see {@link compensations}), newest intended first, never cut silently. */
+  /**
+   * One page of the compensation list (landed or in-doubt writes with a compensation descriptor,
+   * of runs that were halted), newest intended first, never cut silently: `total` and a cursor.
+   */
   compensationsPage(q: {
     tenant?: string;
     runIds?: string[];
