@@ -4,7 +4,6 @@ import {
   compileRun,
   refusingDirective,
   type Directive,
-  type EffectStatus,
   type JournalEvent,
   type LedgerEntry,
   type PermitOutcome,
@@ -12,6 +11,7 @@ import {
   type RunIdentity,
 } from '@killpath/protocol';
 import type { AuditEvent } from '../audit/chain.ts';
+import { toLedger, type PermitRow } from './sqlite-rows.ts';
 import type { JournalRow, PermitDecision, PermitGrant, RunRecord } from './store.ts';
 
 /** Tables of the effect journal (schema version 2). */
@@ -70,48 +70,6 @@ export interface EffectsContext {
   audit(events: AuditEvent[]): void;
   rev(): number;
   activeDirectives(): Directive[];
-}
-
-interface PermitRow {
-  id: string;
-  rev: number;
-  run_id: string;
-  tenant: string;
-  agent: string;
-  worker_id: string;
-  capability: string;
-  class: 'write' | 'irreversible';
-  idempotency_key: string | null;
-  args_digest: string | null;
-  compensate: string | null;
-  status: EffectStatus;
-  cool_off_ms: number;
-  confirm_after: string | null;
-  lineage: string;
-  features: string;
-  release: string | null;
-  result: string | null;
-  error: string | null;
-  after_abort: number;
-  intended_at: string;
-  settled_at: string | null;
-}
-
-function toLedger(r: PermitRow): LedgerEntry {
-  return {
-    permitId: r.id,
-    runId: r.run_id,
-    capability: r.capability,
-    class: r.class,
-    idempotencyKey: r.idempotency_key,
-    argsDigest: r.args_digest,
-    status: r.status,
-    compensate: r.compensate === null ? null : (JSON.parse(r.compensate) as Record<string, unknown>),
-    intendedAt: r.intended_at,
-    settledAt: r.settled_at,
-    afterAbort: r.after_abort === 1,
-    error: r.error,
-  };
 }
 
 function response(r: PermitRow, replay: boolean) {

@@ -8,6 +8,7 @@ import type {
   PermittedEffect,
   RunRecord,
 } from './store.ts';
+import { toLedger, toRun, type PermitRow, type RunRow } from './sqlite-rows.ts';
 
 /**
  * Read queries of the effect ledger for the operator's lists: a run and its descendants, and
@@ -41,44 +42,6 @@ function decodeCursor(cursor: string, shape: ('string' | 'number')[]): (string |
   return key as (string | number)[];
 }
 
-interface LedgerRow {
-  id: string;
-  rev: number;
-  run_id: string;
-  tenant: string;
-  agent: string;
-  capability: string;
-  class: 'write' | 'irreversible';
-  idempotency_key: string | null;
-  args_digest: string | null;
-  compensate: string | null;
-  status: LedgerEntry['status'];
-  lineage: string;
-  features: string;
-  release: string | null;
-  error: string | null;
-  after_abort: number;
-  intended_at: string;
-  settled_at: string | null;
-}
-
-function toLedger(r: LedgerRow): LedgerEntry {
-  return {
-    permitId: r.id,
-    runId: r.run_id,
-    capability: r.capability,
-    class: r.class,
-    idempotencyKey: r.idempotency_key,
-    argsDigest: r.args_digest,
-    status: r.status,
-    compensate: r.compensate === null ? null : (JSON.parse(r.compensate) as Record<string, unknown>),
-    intendedAt: r.intended_at,
-    settledAt: r.settled_at,
-    afterAbort: r.after_abort === 1,
-    error: r.error,
-  };
-}
-
 /** `?, ?, ?` for `n` parameters. */
 const marks = (n: number) => Array.from({ length: n }, () => '?').join(', ');
 
@@ -89,26 +52,8 @@ export function runFamily(db: DatabaseSync, tenant: string, runId: string): RunR
       `SELECT * FROM runs WHERE tenant = ? AND (run_id = ? OR EXISTS (SELECT 1 FROM json_each(runs.lineage) WHERE value = ?))
        ORDER BY run_id = ? DESC, started_at, run_id`,
     )
-    .all(tenant, runId, runId, runId) as unknown as {
-    run_id: string;
-    tenant: string;
-    agent: string;
-    parent_run_id: string | null;
-    lineage: string;
-    features: string;
-    worker_id: string;
-    started_at: string;
-  }[];
-  return rows.map((r) => ({
-    runId: r.run_id,
-    tenant: r.tenant,
-    agent: r.agent,
-    parentRunId: r.parent_run_id,
-    lineage: JSON.parse(r.lineage) as string[],
-    features: JSON.parse(r.features) as string[],
-    workerId: r.worker_id,
-    startedAt: r.started_at,
-  }));
+    .all(tenant, runId, runId, runId) as unknown as RunRow[];
+  return rows.map(toRun);
 }
 
 /** See {@link Store.effectsPage}. */
@@ -147,7 +92,7 @@ export function effectsPage(
          ORDER BY intended_at DESC, id DESC LIMIT ?) k
        JOIN permits p ON p.id = k.id ORDER BY p.intended_at DESC, p.id DESC`,
     )
-    .all(...params, ...(after ?? []), q.limit + 1) as unknown as LedgerRow[];
+    .all(...params, ...(after ?? []), q.limit + 1) as unknown as PermitRow[];
   const more = rows.length > q.limit;
   const page = rows.slice(0, q.limit);
   const last = page.at(-1);
@@ -224,7 +169,7 @@ export function compensationsPage(
          ${after ? 'AND (p.intended_at, p.id) < (?, ?)' : ''} ORDER BY p.intended_at DESC, p.id DESC LIMIT ?) k
        JOIN permits p ON p.id = k.id ORDER BY p.intended_at DESC, p.id DESC`,
     )
-    .all(...params, ...(after ?? []), q.limit + 1) as unknown as (LedgerRow & {
+    .all(...params, ...(after ?? []), q.limit + 1) as unknown as (PermitRow & {
     halted_by: string;
     halted_at: string;
   })[];
@@ -282,7 +227,7 @@ export function permittedFrom(
   }
   const rows = db
     .prepare(`SELECT * FROM permits WHERE ${where.join(' AND ')} ORDER BY rev, intended_at, id`)
-    .all(...params) as unknown as LedgerRow[];
+    .all(...params) as unknown as PermitRow[];
   return rows.map((r) => ({
     ...toLedger(r),
     rev: r.rev,

@@ -24,6 +24,7 @@ import * as approvals from './sqlite-approvals.ts';
 import * as owners from './sqlite-owners.ts';
 import { migrateRunTenancy } from './sqlite-tenancy.ts';
 import { WalSync, type FsyncFn } from './wal-sync.ts';
+import { toRun, type RunRow } from './sqlite-rows.ts';
 import type {
   JournalEvent,
   LedgerEntry,
@@ -180,30 +181,6 @@ interface DirectiveRow {
   releases: string;
   /** Absent on databases before schema version 10. */
   break_glass?: string | null;
-}
-
-interface RunRow {
-  run_id: string;
-  tenant: string;
-  agent: string;
-  parent_run_id: string | null;
-  lineage: string;
-  features: string;
-  worker_id: string;
-  started_at: string;
-}
-
-function toRun(r: RunRow): RunRecord {
-  return {
-    runId: r.run_id,
-    tenant: r.tenant,
-    agent: r.agent,
-    parentRunId: r.parent_run_id,
-    lineage: JSON.parse(r.lineage) as string[],
-    features: JSON.parse(r.features) as string[],
-    workerId: r.worker_id,
-    startedAt: r.started_at,
-  };
 }
 
 function toDirective(r: DirectiveRow): Directive {

@@ -1,0 +1,78 @@
+import type { EffectStatus, LedgerEntry } from '@killpath/protocol';
+import type { RunRecord } from './store.ts';
+
+/**
+ * The SQLite backend's rows of the `permits` and `runs` tables and how each becomes the store's
+ * record: written once here for the effect writes (`sqlite-effects.ts`), the operator's lists
+ * (`sqlite-ledger.ts`) and the store's run reads (`sqlite-store.ts`).
+ */
+
+/** A row of `permits` (one write or irreversible effect's intent and outcome). */
+export interface PermitRow {
+  id: string;
+  rev: number;
+  run_id: string;
+  tenant: string;
+  agent: string;
+  worker_id: string;
+  capability: string;
+  class: 'write' | 'irreversible';
+  idempotency_key: string | null;
+  args_digest: string | null;
+  compensate: string | null;
+  status: EffectStatus;
+  cool_off_ms: number;
+  confirm_after: string | null;
+  lineage: string;
+  features: string;
+  release: string | null;
+  result: string | null;
+  error: string | null;
+  after_abort: number;
+  intended_at: string;
+  settled_at: string | null;
+}
+
+/** A permit row as a ledger entry (the columns a ledger entry shows). */
+export function toLedger(r: PermitRow): LedgerEntry {
+  return {
+    permitId: r.id,
+    runId: r.run_id,
+    capability: r.capability,
+    class: r.class,
+    idempotencyKey: r.idempotency_key,
+    argsDigest: r.args_digest,
+    status: r.status,
+    compensate: r.compensate === null ? null : (JSON.parse(r.compensate) as Record<string, unknown>),
+    intendedAt: r.intended_at,
+    settledAt: r.settled_at,
+    afterAbort: r.after_abort === 1,
+    error: r.error,
+  };
+}
+
+/** A row of `runs`. */
+export interface RunRow {
+  run_id: string;
+  tenant: string;
+  agent: string;
+  parent_run_id: string | null;
+  lineage: string;
+  features: string;
+  worker_id: string;
+  started_at: string;
+}
+
+/** A run row as the store's run record (lineage and features are stored as JSON arrays). */
+export function toRun(r: RunRow): RunRecord {
+  return {
+    runId: r.run_id,
+    tenant: r.tenant,
+    agent: r.agent,
+    parentRunId: r.parent_run_id,
+    lineage: JSON.parse(r.lineage) as string[],
+    features: JSON.parse(r.features) as string[],
+    workerId: r.worker_id,
+    startedAt: r.started_at,
+  };
+}
