@@ -25,6 +25,8 @@ import { usePoll } from './use-poll.ts';
 
 /** How often the due list and the history are reloaded, in ms (they change with drills and heartbeats, rarely). */
 const DRILLS_POLL_MS = 5000;
+/** Rehearsal records per page of the history. */
+const DRILLS_PAGE_SIZE = 50;
 
 function LoadError({ error }: { error: { status?: number; code?: string; message?: string } | null }) {
   return error ? (
@@ -124,7 +126,7 @@ function HistoryTable({ drills, onOpen }: { drills: readonly RehearsalRecord[]; 
   return (
     <div class="table-wrap">
       <table class="drills">
-        <caption>Rehearsal records, newest first (latest 50)</caption>
+        <caption>Rehearsal records, newest first ({DRILLS_PAGE_SIZE} a page)</caption>
         <thead>
           <tr>
             <th scope="col">Finished</th>
@@ -326,11 +328,17 @@ function DrillRecord({ id, onClose }: { id: string; onClose(): void }) {
 export function DrillsView() {
   const { api } = useContext(SessionContext)!;
   const [due] = usePoll(() => api.get<{ agents: DrillDue[] }>('/v1/drills/due'), DRILLS_POLL_MS, [api]);
+  // Paged, newest first: `before` is the oldest drill of the page above (none: the newest page).
+  const [befores, setBefores] = useState<string[]>([]);
+  const before = befores.at(-1);
+  const historyPath = `/v1/drills?limit=${DRILLS_PAGE_SIZE}${before === undefined ? '' : `&before=${encodeURIComponent(before)}`}`;
   const [history] = usePoll(
-    () => api.get<{ drills: RehearsalRecord[] }>('/v1/drills?limit=50'),
+    async () => ({ path: historyPath, ...(await api.get<{ drills: RehearsalRecord[] }>(historyPath)) }),
     DRILLS_POLL_MS,
-    [api],
+    [api, historyPath],
   );
+  const historyCurrent = history.data?.path === historyPath;
+  const drills = history.data?.drills ?? [];
   const [open, setOpen] = useState<string | null>(null);
   const agents = due.data?.agents ?? [];
   return (
@@ -350,7 +358,34 @@ export function DrillsView() {
         <h3 id="history-h">Rehearsal history</h3>
         <LoadError error={history.error} />
         {!history.data && !history.error && <p class="empty">Loading…</p>}
-        {history.data && <HistoryTable drills={history.data.drills} onOpen={setOpen} />}
+        {history.data && (befores.length > 0 || drills.length > 0) && (
+          <nav class="pager" aria-label="Rehearsal pages">
+            <span class="page-info">
+              {drills.length === 0
+                ? 'No older rehearsal'
+                : `Rehearsals ${befores.length * DRILLS_PAGE_SIZE + 1}–${befores.length * DRILLS_PAGE_SIZE + drills.length}, newest first${drills.length < DRILLS_PAGE_SIZE ? ' (the oldest)' : ''}`}
+              {!historyCurrent && ' · loading…'}
+            </span>
+            <button
+              type="button"
+              disabled={befores.length === 0 || !historyCurrent}
+              onClick={() => setBefores((b) => (b.at(-1) === before ? b.slice(0, -1) : b))}
+            >
+              Newer rehearsals
+            </button>
+            <button
+              type="button"
+              disabled={drills.length < DRILLS_PAGE_SIZE || !historyCurrent}
+              onClick={() => setBefores((b) => (b.at(-1) === before ? [...b, drills.at(-1)!.id] : b))}
+            >
+              Older rehearsals
+            </button>
+          </nav>
+        )}
+        {history.data && befores.length === 0 && drills.length === 0 && (
+          <HistoryTable drills={drills} onOpen={setOpen} />
+        )}
+        {drills.length > 0 && <HistoryTable drills={drills} onOpen={setOpen} />}
       </section>
       {open !== null && (
         <DrillRecord

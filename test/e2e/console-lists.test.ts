@@ -1,8 +1,9 @@
 /**
- * End to end, real control plane and a real browser: the console's Compensations view is paged
- * and never cuts silently (issue 18). A halted run with 450 landed writes (more than two pages
+ * End to end, real control plane and a real browser: the console's lists are paged and never cut
+ * silently (issue 18). Compensations: a halted run with 450 landed writes (more than two pages
  * of 200) and a child run with 30: the view says "Compensations 1–200 of 480, newest first",
- * pages forward to the last row and back, and each row appears once.
+ * pages forward to the last row and back, and each row appears once. The audit log (400+ records
+ * of a tenant) and the rehearsal history (120 drills) page from the newest to the oldest.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,11 +14,13 @@ import type { Browser, BrowserContext } from 'playwright-core';
 import { ApiClient } from '@killpath/cli';
 import type { Directive } from '@killpath/protocol';
 import { startServer, type RunningServer, type Store } from '@killpath/server';
+import { rehearsalInput } from '../../packages/server/test/store-contract.ts';
 import { SKIP_WITHOUT_CHROMIUM, launchChromium, signInTab } from './console-browser.ts';
 
 const PARENT = 450;
 const CHILD = 30;
 const TOTAL = PARENT + CHILD;
+const DRILLS = 120;
 
 type PermitGrant = Parameters<Store['grantPermits']>[0][number];
 const grant = (runId: string, lineage: string[], i: number): PermitGrant => ({
@@ -113,6 +116,18 @@ describe(
           data: { n: i },
         })),
       );
+      for (let i = 0; i < DRILLS; i += 1)
+        await store.recordDrill(
+          rehearsalInput({
+            spec: {
+              name: `spec-${i}`,
+              digest: 'sha256:aaaa',
+              agents: [{ tenant: 'acme', agent: 'support-bot', level: 4, cadenceDays: 30 }],
+            },
+          }),
+          'e2e',
+          () => [],
+        );
       browser = await launchChromium();
     });
 
@@ -195,6 +210,40 @@ describe(
         await info.filter({ hasNotText: shown }).filter({ hasNotText: 'loading' }).waitFor();
       }
       await info.filter({ hasText: /\(the newest\)/ }).waitFor();
+      assert.deepEqual(errors, [], 'no script error or CSP refusal in the page');
+    });
+
+    test('an operator pages the rehearsal history to the oldest drill and back, each once', async () => {
+      const { page, errors } = await signInTab(browser, contexts, server.url, operator, 'Tenant acme');
+      await page.getByRole('link', { name: 'Drills' }).click();
+      const info = page.locator('nav[aria-label="Rehearsal pages"] .page-info');
+      const expected = ['1–50', '51–100', '101–120'];
+      const specs: string[] = [];
+      for (const [i, range] of expected.entries()) {
+        await info
+          .filter({ hasText: `Rehearsals ${range}, newest first` })
+          .filter({ hasNotText: 'loading' })
+          .waitFor();
+        const rows = await page.locator('table.drills tbody tr[data-drill]').allInnerTexts();
+        specs.push(...rows.map((r) => /spec-\d+/.exec(r)?.[0] ?? r));
+        const older = page.getByRole('button', { name: 'Older rehearsals' });
+        if (i < expected.length - 1) await older.click();
+        else assert.ok(await older.isDisabled(), 'no page after the oldest');
+      }
+      assert.match(await info.innerText(), /\(the oldest\)/);
+      assert.deepEqual(
+        specs,
+        Array.from({ length: DRILLS }, (_, i) => `spec-${DRILLS - 1 - i}`),
+        'every drill once, newest first',
+      );
+      for (const range of ['51–100', '1–50']) {
+        await page.getByRole('button', { name: 'Newer rehearsals' }).click();
+        await info
+          .filter({ hasText: `Rehearsals ${range}, newest first` })
+          .filter({ hasNotText: 'loading' })
+          .waitFor();
+      }
+      assert.ok(await page.getByRole('button', { name: 'Newer rehearsals' }).isDisabled());
       assert.deepEqual(errors, [], 'no script error or CSP refusal in the page');
     });
   },
