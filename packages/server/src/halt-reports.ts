@@ -3,7 +3,7 @@ import type { AuditEvent } from './audit/chain.ts';
 import { workerIdOf, workerKey, type Fleet, type WorkerKey } from './fleet.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
-import type { Store } from './store/store.ts';
+import type { AuditStore } from './store/store.ts';
 
 /** A worker's settle report, with the time-to-stop the control plane measured. */
 export interface HaltedEvent extends HaltedReport {
@@ -56,7 +56,7 @@ export class HaltReports {
    * workers that reported halted to an earlier run of the control plane have acknowledged, and
    * an escalation re-armed after a restart must not take them for laggards.
    */
-  async load(store: Store, activeIds: ReadonlySet<string>): Promise<void> {
+  async load(store: AuditStore, activeIds: ReadonlySet<string>): Promise<void> {
     if (activeIds.size === 0) return;
     const reports = await store.listAudit({ types: ['session.halted'], desc: true, limit: 10_000 });
     for (const r of reports) {

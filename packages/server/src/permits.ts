@@ -10,7 +10,7 @@ import {
   type ResumeRequest,
 } from '@killpath/protocol';
 import type { Logger } from './log.ts';
-import type { PermitDecision, PermitGrant, RunRecord, Store } from './store/store.ts';
+import type { PermitDecision, PermitGrant, RunRecord, PermitStore, FleetStore } from './store/store.ts';
 
 /** Cool-off of irreversible effects: a default and per-capability overrides, in ms. */
 export interface CoolOffPolicy {
@@ -69,14 +69,14 @@ function refusal(d: PermitDecision): KillpathError {
  * commits sees the halt (guarantee 1).
  */
 export class PermitDesk {
-  readonly #store: Store;
+  readonly #store: PermitStore & FleetStore;
   readonly #log: Logger;
   readonly #coolOff: CoolOffPolicy;
   #queue: Pending[] = [];
   #scheduled = false;
   #flushing: Promise<void> = Promise.resolve();
 
-  constructor(store: Store, log: Logger, coolOff: CoolOffPolicy) {
+  constructor(store: PermitStore & FleetStore, log: Logger, coolOff: CoolOffPolicy) {
     this.#store = store;
     this.#log = log;
     this.#coolOff = coolOff;

@@ -1,5 +1,5 @@
 import type { Logger } from './log.ts';
-import type { Store } from './store/store.ts';
+import type { FleetStore } from './store/store.ts';
 
 /** Workers whose last reported surface size is remembered; the oldest are forgotten past this. */
 const MAX_WORKERS = 50_000;
@@ -12,13 +12,13 @@ const MAX_WORKERS = 50_000;
  * `agent.surface_changed` in the same transaction; they make the agent due for a drill.
  */
 export class SurfaceDesk {
-  readonly #store: Store;
+  readonly #store: FleetStore;
   readonly #log: Logger;
   readonly #now: () => Date;
   /** Size of each worker's capability set at its last heartbeat that was stored. */
   readonly #sent = new Map<string, number>();
 
-  constructor(store: Store, log: Logger, now: () => Date = () => new Date()) {
+  constructor(store: FleetStore, log: Logger, now: () => Date = () => new Date()) {
     this.#store = store;
     this.#log = log;
     this.#now = now;

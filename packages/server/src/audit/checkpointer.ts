@@ -1,7 +1,7 @@
 import type { SignedCheckpoint } from '@killpath/protocol';
 import type { Logger } from '../log.ts';
 import type { AlertSink } from '../notify.ts';
-import type { Store } from '../store/store.ts';
+import type { AuditStore } from '../store/store.ts';
 import { recordLeaf, rotateSigningKey, signCheckpoint, type SigningKey } from './checkpoint.ts';
 import { MerkleFrontier } from './merkle.ts';
 
@@ -10,7 +10,7 @@ export const CHECKPOINTER_ACTOR = 'killpath:checkpointer';
 
 /** Options of {@link Checkpointer}. */
 export interface CheckpointerOptions {
-  store: Store;
+  store: AuditStore;
   key: SigningKey;
   /** Where the signing key lives, so {@link Checkpointer.rotate} can replace it. Null: not rotatable. */
   keyPath: string | null;

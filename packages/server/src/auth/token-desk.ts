@@ -2,7 +2,7 @@ import { existsSync, readFileSync, renameSync, rmSync, writeFileSync, chmodSync 
 import { randomBytes } from 'node:crypto';
 import { KillpathError, type Principal } from '@killpath/protocol';
 import type { Logger } from '../log.ts';
-import type { Store, TokenRecord } from '../store/store.ts';
+import type { TokenStore, TokenRecord } from '../store/store.ts';
 import { requireAct, requireHuman } from './policy.ts';
 import { hashSecret, mintToken, revokedEvents, type Authenticator, type TokenSpec } from './tokens.ts';
 
@@ -29,7 +29,7 @@ export interface TokenRequest extends Omit<TokenSpec, 'expiresAt'> {
  * and its reconnect answer 401 "token revoked".
  */
 export class TokenDesk {
-  readonly #store: Store;
+  readonly #store: TokenStore;
   readonly #auth: Authenticator;
   readonly #log: Logger;
   readonly #closeStreams: (tokenId: string) => number;
@@ -37,7 +37,7 @@ export class TokenDesk {
   readonly #claimLauncher: (who: { tenant: string; agent: string }, launcherId: string) => Promise<void>;
 
   constructor(deps: {
-    store: Store;
+    store: TokenStore;
     auth: Authenticator;
     log: Logger;
     /** Closes every open stream of a token; returns how many. */

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { KillpathError, type Principal, type Role } from '@killpath/protocol';
 import type { AuditEvent } from '../audit/chain.ts';
-import type { Store, TokenRecord } from '../store/store.ts';
+import type { TokenStore, TokenRecord } from '../store/store.ts';
 
 /** SHA-256 of a token secret, hex. Only this is stored. */
 export function hashSecret(secret: string): string {
@@ -84,7 +84,7 @@ function createdEvent(
  * @throws KillpathError `invalid_request` for a non-admin token for every tenant, or an agent name on a non-agent token.
  */
 export async function mintToken(
-  store: Store,
+  store: TokenStore,
   spec: TokenSpec,
   actor: string,
   revoke?: { token: TokenRecord; reason: string },
@@ -152,12 +152,12 @@ export const DEFAULT_REVALIDATE_MS = 5000;
  * once ({@link Authenticator.invalidate}); expiry is checked on every request against the clock.
  */
 export class Authenticator {
-  readonly #store: Store;
+  readonly #store: TokenStore;
   readonly #cache = new Map<string, Cached>();
   readonly #now: () => number;
   readonly #revalidateMs: number;
 
-  constructor(store: Store, opts: AuthenticatorOptions = {}) {
+  constructor(store: TokenStore, opts: AuthenticatorOptions = {}) {
     this.#store = store;
     this.#now = opts.now ?? Date.now;
     this.#revalidateMs = opts.revalidateMs ?? DEFAULT_REVALIDATE_MS;

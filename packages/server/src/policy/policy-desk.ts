@@ -1,7 +1,7 @@
 import { KillpathError, type Principal } from '@killpath/protocol';
 import type { AlertSink } from '../notify.ts';
 import type { Logger } from '../log.ts';
-import type { PolicyVersion, Store } from '../store/store.ts';
+import type { PolicyVersion, PolicyStore } from '../store/store.ts';
 import { DEFAULT_POLICY } from './default-policy.ts';
 import { lineDiff, ruleChanges } from './diff.ts';
 import { compilePolicy, type CompiledPolicy } from './policy.ts';
@@ -29,14 +29,14 @@ export interface ApplyResult {
  * (`policy.changed`, with the diff, the rule changes and who made it) in the same transaction.
  */
 export class PolicyDesk {
-  readonly #store: Store;
+  readonly #store: PolicyStore;
   readonly #alerts: AlertSink;
   readonly #log: Logger;
   #version: PolicyVersion;
   #policy: CompiledPolicy;
 
   private constructor(
-    store: Store,
+    store: PolicyStore,
     alerts: AlertSink,
     log: Logger,
     version: PolicyVersion,
@@ -55,7 +55,7 @@ export class PolicyDesk {
    * @throws KillpathError `invalid_request` when `file` does not validate
    */
   static async open(
-    store: Store,
+    store: PolicyStore,
     alerts: AlertSink,
     log: Logger,
     file?: { path: string; source: string },
@@ -208,7 +208,7 @@ export class PolicyDesk {
 }
 
 async function putVersion(
-  store: Store,
+  store: PolicyStore,
   p: Principal,
   source: string,
   next: CompiledPolicy,

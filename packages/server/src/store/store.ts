@@ -286,21 +286,16 @@ export interface AuditQuery {
 }
 
 /**
- * The control plane's durable state. Every backend (SQLite now, PostgreSQL later) passes the
- * same contract suite (`test/store-contract.ts`). Rules every backend keeps:
- *
- * - `rev` comes from one sequence per store and grows by exactly one per switchboard change.
- * - Issuing or clearing a directive and its audit records commit in one durable transaction.
- * - Directive commits are serialisable with anything later checked against the switchboard
- *   (permits): a reader that starts after a commit returns sees it.
- * - The audit chain is append-only; each record hashes the previous one.
+ * Directives and the switchboard revision: issuing (with convergence and replacement), clearing,
+ * reading and listing directives, and the successors of a stepped or escalated one. Owns the one
+ * `rev` sequence: it grows by exactly one per switchboard change, and a directive commits with its
+ * audit records in one durable transaction.
  */
-export interface Store {
+export interface DirectiveStore {
   /** Current switchboard revision. */
   rev(): Promise<number>;
   /** The active directives and the rev they are valid at, read in one transaction. */
   switchboard(): Promise<{ rev: number; directives: Directive[] }>;
-
   /**
    * Puts a directive on the switchboard at a new rev, unless it converges: the same
    * idempotency key returns the directive it created before; an active directive with the
@@ -313,59 +308,16 @@ export interface Store {
   clearDirective(id: string, audit: (d: Directive) => AuditEvent[]): Promise<Directive | null>;
   getDirective(id: string): Promise<Directive | null>;
   listDirectives(q: DirectiveQuery): Promise<Directive[]>;
+  /** Directives that replaced `id` by a step or an automatic escalation (their `escalatedFrom`), oldest first. */
+  directiveSuccessors(id: string): Promise<Directive[]>;
+}
 
-  /**
-   * Stores a new token by the SHA-256 of its secret, with its audit records, in one transaction.
-   * With `revoke` (a rotation), that token is revoked in the same transaction.
-   */
-  createToken(
-    t: NewToken,
-    secretHash: string,
-    audit: AuditEvent[],
-    revoke?: { id: string; by: string; reason: string },
-  ): Promise<TokenRecord>;
-  /**
-   * The token whose secret hashes to `secretHash`, revoked and expired ones included (the caller
-   * says why it refuses one); null when none. The store is where revocation lives: a cache in
-   * front of it is only a cache.
-   */
-  findToken(secretHash: string): Promise<TokenRecord | null>;
-  /** One token by id (never its secret); null when unknown. */
-  getToken(id: string): Promise<TokenRecord | null>;
-  /** Tokens, oldest first (never their secrets). */
-  listTokens(q: TokenQuery): Promise<TokenRecord[]>;
-  /**
-   * Revokes a token at once, with its audit records (`audit(revoked)`) in the same transaction;
-   * null, writing nothing, when it is unknown or already revoked.
-   */
-  revokeToken(
-    id: string,
-    by: string,
-    reason: string,
-    audit: (t: TokenRecord) => AuditEvent[],
-  ): Promise<TokenRecord | null>;
-  countTokens(): Promise<number>;
-
-  /**
-   * Registers (or re-registers) a run of `r.tenant`; inside the tenant the first registration
-   * wins for agent and lineage (the record returned is the stored one). Run ids of different
-   * tenants never meet: two tenants' `ticket-1234` are two runs.
-   */
-  registerRun(r: RunRecord): Promise<RunRecord>;
-  /** The run `runId` of `tenant`, or null. */
-  getRun(tenant: string, runId: string): Promise<RunRecord | null>;
-  /** Every tenant's run with this id (an admin's lookup across tenants), sorted by tenant. */
-  findRuns(runId: string): Promise<RunRecord[]>;
-
-  /**
-   * Binds launcher id `launcherId` of `tenant` to `agent` unless it is bound already; returns the
-   * agent that owns it (the first binding wins and never changes). Launcher ids of different
-   * tenants never meet.
-   */
-  bindLauncher(tenant: string, launcherId: string, agent: string, at: Date): Promise<string>;
-  /** The agent that owns launcher id `launcherId` of `tenant`, or null when it was never used. */
-  launcherOwner(tenant: string, launcherId: string): Promise<string | null>;
-
+/**
+ * Permits and the effect journal: deciding permits against the switchboard as committed (guarantee 1),
+ * confirming and settling them, marking effects in doubt, journal events, resume checks, halted runs,
+ * and the ledger pages an operator reads (effects, events, compensations, effects permitted after a rev).
+ */
+export interface PermitStore {
   /**
    * Decides a batch of permit requests in ONE serialised transaction against the switchboard
    * as committed at that moment: a request whose run and capability are covered by an active
@@ -413,10 +365,6 @@ export interface Store {
   recordHalted(entries: { tenant: string; runId: string; directiveId: string; at: string }[]): Promise<void>;
   /** A run's ledger: every permitted effect (intended versus landed) and its journal events. */
   ledger(tenant: string, runId: string): Promise<{ effects: LedgerEntry[]; events: JournalRow[] }>;
-  /** Directives that replaced `id` by a step or an automatic escalation (their `escalatedFrom`), oldest first. */
-  directiveSuccessors(id: string): Promise<Directive[]>;
-  /** Run `runId` of `tenant` first, then its descendants (runs whose lineage holds it); [] when unknown. */
-  runFamily(tenant: string, runId: string): Promise<RunRecord[]>;
   /**
    * One page of the permitted effects of `runIds` (all of `tenant`), newest intended first, with
    * the counts by status of the whole list. `limit` rows at most; `cursor` from the page before.
@@ -458,74 +406,18 @@ export interface Store {
     runIds?: string[];
     capabilities?: readonly string[];
   }): Promise<PermittedEffect[]>;
+}
 
-  /**
-   * Stores a new policy version, which is the active one from then on, with its audit records
-   * (`policy.changed`) in one transaction. History is append-only: a rollback stores a new
-   * version with an earlier version's text.
-   */
-  putPolicy(
-    p: Omit<PolicyVersion, 'version' | 'createdAt'>,
-    audit: (v: PolicyVersion) => AuditEvent[],
-  ): Promise<PolicyVersion>;
-  /** A policy version, or the active (latest) one when `version` is undefined; null when there is none. */
-  getPolicy(version?: number): Promise<PolicyVersion | null>;
-  /** Policy versions, newest first, without their text. */
-  listPolicies(limit: number): Promise<Omit<PolicyVersion, 'source'>[]>;
-
-  /**
-   * Stores a rehearsal record with its audit records (`drill.recorded`) in one transaction.
-   * Scenario timelines are dropped (they belong to reports, not the record). `auditSeq` is the
-   * seq of the `drill.recorded` record `audit` returned (else of its first record; 0 for none).
-   */
-  recordDrill(
-    input: RehearsalInput,
-    recordedBy: string,
-    audit: (r: Omit<RehearsalRecord, 'auditSeq'>) => AuditEvent[],
-  ): Promise<RehearsalRecord>;
-  /** Rehearsal records, the most recently stored first. */
-  listDrills(q: DrillQuery): Promise<RehearsalRecord[]>;
-  getDrill(id: string): Promise<RehearsalRecord | null>;
-  /**
-   * For each agent some rehearsal covered (of `tenant`, or every tenant when undefined), the
-   * latest such rehearsal by `finishedAt` (ties: the later stored).
-   */
-  lastDrills(tenant?: string): Promise<LastDrill[]>;
-  /**
-   * Adds capabilities to an agent's surface, first seen at `at`; those already known keep their
-   * first time. Returns the newly added ones, sorted. When some are new, `audit(added)` gives the
-   * events appended in the same transaction (`agent.surface_changed`).
-   */
-  noteCapabilities(
-    tenant: string,
-    agent: string,
-    caps: readonly string[],
-    at: Date,
-    audit?: (added: string[]) => AuditEvent[],
-  ): Promise<string[]>;
-  /**
-   * Every agent the store knows, of `tenant` or every tenant: agents with registered runs or
-   * noted capabilities, each with its capability surface. Sorted by tenant, then agent.
-   */
-  agentSurfaces(tenant?: string): Promise<AgentSurface[]>;
-
-  /** Stores a new approval request with its audit records (`audit(request)`) in one transaction. */
-  createApproval(a: ApprovalRecord, audit: (a: ApprovalRecord) => AuditEvent[]): Promise<ApprovalRecord>;
-  getApproval(id: string): Promise<ApprovalRecord | null>;
-  /** Approval requests, newest first. */
-  listApprovals(q: ApprovalQuery): Promise<ApprovalRecord[]>;
-  /**
-   * Reads an approval request (null when unknown) and, in the same transaction, writes the record
-   * and appends the audit records `fn` returns (a refusal is audited too), answering its `result`.
-   * Concurrent approvals serialise here: the second sees the first's.
-   */
-  updateApproval<T>(id: string, fn: (a: ApprovalRecord | null) => ApprovalUpdate<T>): Promise<T>;
-
+/**
+ * The audit log: the append-only hash chain, reading and verifying it, signed checkpoints, their
+ * signing keys and the log's origin. Other concepts append to the same chain inside their own
+ * transactions; this is the chain's own reading and writing.
+ */
+export interface AuditStore {
   /** Appends events to the audit chain in one transaction. */
   appendAudit(events: AuditEvent[]): Promise<AuditRecord[]>;
   listAudit(q: AuditQuery): Promise<AuditRecord[]>;
   verifyAudit(): Promise<AuditVerdict>;
-
   /** The checkpoint origin of this log, `killpath/<id>`; the id is made once, with the store. */
   logOrigin(): Promise<string>;
   /** Stores a signed checkpoint with its audit records (`audit.checkpoint`) in one transaction. */
@@ -544,6 +436,171 @@ export interface Store {
    * (`kept`). Large logs are read and hashed off the caller's event loop.
    */
   verifyLog(kept: TreeClaim | null): Promise<LogFindings>;
+}
 
+/**
+ * API tokens by the SHA-256 of their secret: creating (and rotating), finding, listing, revoking
+ * and counting them. Revocation lives here; a cache in front of it is only a cache.
+ */
+export interface TokenStore {
+  /**
+   * Stores a new token by the SHA-256 of its secret, with its audit records, in one transaction.
+   * With `revoke` (a rotation), that token is revoked in the same transaction.
+   */
+  createToken(
+    t: NewToken,
+    secretHash: string,
+    audit: AuditEvent[],
+    revoke?: { id: string; by: string; reason: string },
+  ): Promise<TokenRecord>;
+  /**
+   * The token whose secret hashes to `secretHash`, revoked and expired ones included (the caller
+   * says why it refuses one); null when none. The store is where revocation lives: a cache in
+   * front of it is only a cache.
+   */
+  findToken(secretHash: string): Promise<TokenRecord | null>;
+  /** One token by id (never its secret); null when unknown. */
+  getToken(id: string): Promise<TokenRecord | null>;
+  /** Tokens, oldest first (never their secrets). */
+  listTokens(q: TokenQuery): Promise<TokenRecord[]>;
+  /**
+   * Revokes a token at once, with its audit records (`audit(revoked)`) in the same transaction;
+   * null, writing nothing, when it is unknown or already revoked.
+   */
+  revokeToken(
+    id: string,
+    by: string,
+    reason: string,
+    audit: (t: TokenRecord) => AuditEvent[],
+  ): Promise<TokenRecord | null>;
+  countTokens(): Promise<number>;
+}
+
+/**
+ * The fleet: runs (registration, lookup by tenant or across tenants, a run's family), launcher ids
+ * and the agent that owns each, and every agent's capability surface.
+ */
+export interface FleetStore {
+  /**
+   * Registers (or re-registers) a run of `r.tenant`; inside the tenant the first registration
+   * wins for agent and lineage (the record returned is the stored one). Run ids of different
+   * tenants never meet: two tenants' `ticket-1234` are two runs.
+   */
+  registerRun(r: RunRecord): Promise<RunRecord>;
+  /** The run `runId` of `tenant`, or null. */
+  getRun(tenant: string, runId: string): Promise<RunRecord | null>;
+  /** Every tenant's run with this id (an admin's lookup across tenants), sorted by tenant. */
+  findRuns(runId: string): Promise<RunRecord[]>;
+  /** Run `runId` of `tenant` first, then its descendants (runs whose lineage holds it); [] when unknown. */
+  runFamily(tenant: string, runId: string): Promise<RunRecord[]>;
+  /**
+   * Binds launcher id `launcherId` of `tenant` to `agent` unless it is bound already; returns the
+   * agent that owns it (the first binding wins and never changes). Launcher ids of different
+   * tenants never meet.
+   */
+  bindLauncher(tenant: string, launcherId: string, agent: string, at: Date): Promise<string>;
+  /** The agent that owns launcher id `launcherId` of `tenant`, or null when it was never used. */
+  launcherOwner(tenant: string, launcherId: string): Promise<string | null>;
+  /**
+   * Adds capabilities to an agent's surface, first seen at `at`; those already known keep their
+   * first time. Returns the newly added ones, sorted. When some are new, `audit(added)` gives the
+   * events appended in the same transaction (`agent.surface_changed`).
+   */
+  noteCapabilities(
+    tenant: string,
+    agent: string,
+    caps: readonly string[],
+    at: Date,
+    audit?: (added: string[]) => AuditEvent[],
+  ): Promise<string[]>;
+  /**
+   * Every agent the store knows, of `tenant` or every tenant: agents with registered runs or
+   * noted capabilities, each with its capability surface. Sorted by tenant, then agent.
+   */
+  agentSurfaces(tenant?: string): Promise<AgentSurface[]>;
+}
+
+/**
+ * Rehearsal records: storing a drill's result with its audit record, listing and reading them, and
+ * the latest rehearsal of each agent (what the due list needs).
+ */
+export interface DrillStore {
+  /**
+   * Stores a rehearsal record with its audit records (`drill.recorded`) in one transaction.
+   * Scenario timelines are dropped (they belong to reports, not the record). `auditSeq` is the
+   * seq of the `drill.recorded` record `audit` returned (else of its first record; 0 for none).
+   */
+  recordDrill(
+    input: RehearsalInput,
+    recordedBy: string,
+    audit: (r: Omit<RehearsalRecord, 'auditSeq'>) => AuditEvent[],
+  ): Promise<RehearsalRecord>;
+  /** Rehearsal records, the most recently stored first. */
+  listDrills(q: DrillQuery): Promise<RehearsalRecord[]>;
+  getDrill(id: string): Promise<RehearsalRecord | null>;
+  /**
+   * For each agent some rehearsal covered (of `tenant`, or every tenant when undefined), the
+   * latest such rehearsal by `finishedAt` (ties: the later stored).
+   */
+  lastDrills(tenant?: string): Promise<LastDrill[]>;
+}
+
+/**
+ * The supervisor's policy versions (append-only history, the latest active) and the approval
+ * requests that gate an act (created, listed, and decided in one serialised transaction).
+ */
+export interface PolicyStore {
+  /**
+   * Stores a new policy version, which is the active one from then on, with its audit records
+   * (`policy.changed`) in one transaction. History is append-only: a rollback stores a new
+   * version with an earlier version's text.
+   */
+  putPolicy(
+    p: Omit<PolicyVersion, 'version' | 'createdAt'>,
+    audit: (v: PolicyVersion) => AuditEvent[],
+  ): Promise<PolicyVersion>;
+  /** A policy version, or the active (latest) one when `version` is undefined; null when there is none. */
+  getPolicy(version?: number): Promise<PolicyVersion | null>;
+  /** Policy versions, newest first, without their text. */
+  listPolicies(limit: number): Promise<Omit<PolicyVersion, 'source'>[]>;
+  /** Stores a new approval request with its audit records (`audit(request)`) in one transaction. */
+  createApproval(a: ApprovalRecord, audit: (a: ApprovalRecord) => AuditEvent[]): Promise<ApprovalRecord>;
+  getApproval(id: string): Promise<ApprovalRecord | null>;
+  /** Approval requests, newest first. */
+  listApprovals(q: ApprovalQuery): Promise<ApprovalRecord[]>;
+  /**
+   * Reads an approval request (null when unknown) and, in the same transaction, writes the record
+   * and appends the audit records `fn` returns (a refusal is audited too), answering its `result`.
+   * Concurrent approvals serialise here: the second sees the first's.
+   */
+  updateApproval<T>(id: string, fn: (a: ApprovalRecord | null) => ApprovalUpdate<T>): Promise<T>;
+}
+
+/** What every backend does beside its concepts: closing (flushing what it holds and releasing the file or pool). */
+export interface StoreLifecycle {
   close(): Promise<void>;
 }
+
+/**
+ * The control plane's durable state. Every backend (SQLite now, PostgreSQL later) passes the
+ * same contract suite (`test/store-contract.ts` and `test/effects-contract.ts`, one suite function
+ * per concept below). It is the composition of one interface per concept, so a module that needs one
+ * concept takes only that one, and a second backend can be built and tested concept by concept.
+ * Rules every backend keeps:
+ *
+ * - `rev` comes from one sequence per store and grows by exactly one per switchboard change.
+ * - Issuing or clearing a directive and its audit records commit in one durable transaction.
+ * - Directive commits are serialisable with anything later checked against the switchboard
+ *   (permits): a reader that starts after a commit returns sees it.
+ * - The audit chain is append-only; each record hashes the previous one.
+ */
+export interface Store
+  extends
+    DirectiveStore,
+    PermitStore,
+    AuditStore,
+    TokenStore,
+    FleetStore,
+    DrillStore,
+    PolicyStore,
+    StoreLifecycle {}
