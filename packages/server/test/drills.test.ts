@@ -325,6 +325,11 @@ describe('drill routes', () => {
       'the audit log of globex names no acme agent nor record',
     );
     assert.equal((await get<{ drills: RehearsalRecord[] }>(admin, '/v1/drills')).drills.length, 2);
+    // Issue 18: the total counts what the reader may see, beyond the page.
+    assert.equal((await get<{ total: number }>(viewerB, '/v1/drills?limit=1')).total, 1);
+    assert.equal((await get<{ total: number }>(opA, '/v1/drills?limit=1')).total, 2);
+    assert.equal((await get<{ total: number }>(viewerB, '/v1/drills?agent=acme/bot')).total, 0);
+    assert.equal((await get<{ total: number }>(admin, `/v1/drills?limit=1&before=${acmeOnly.id}`)).total, 2);
   });
 
   test('due: an agent seen in heartbeats is due (never); after a passing drill it is not; a new capability makes it due again', async () => {

@@ -238,3 +238,66 @@ test('bad fleet queries and oversized heartbeats answer 400 naming the limit', a
     await h.close();
   }
 });
+
+// Issue 18: every list says "N of M"; `total` counts what the caller may see, never another tenant's.
+test('directives, alerts, audit and tokens carry the total the caller may see (another tenant not counted)', async () => {
+  const h = await harness();
+  try {
+    const admin = await h.token('admin', '*');
+    const opA = await h.token('operator', 'acme');
+    const opB = await h.token('operator', 'globex');
+    await h.token('agent', 'acme', 'bot');
+    await h.token('agent', 'globex', 'billing');
+    const issue = async (token: string, scope: string) => {
+      const res = await h.req('POST', '/v1/directives', {
+        token,
+        body: { level: 'halt', scope, reason: 'runaway', justification: 'totals test' },
+      });
+      assert.equal(res.status, 201, await res.text());
+    };
+    for (let i = 0; i < 3; i++) await issue(opA, `run:acme-run-${i}`);
+    await issue(opB, 'agent:globex/billing');
+    const get = async <T>(token: string, path: string): Promise<T> => {
+      const res = await h.req('GET', path, { token });
+      const text = await res.text();
+      assert.equal(res.status, 200, text.slice(0, 300));
+      return JSON.parse(text) as T;
+    };
+
+    type Directives = { total: number; directives: { tenant: string | null }[] };
+    const dA = await get<Directives>(opA, '/v1/directives?limit=2');
+    assert.equal(dA.directives.length, 2);
+    assert.equal(dA.total, 3, 'acme sees its 3 directives, not globex one');
+    assert.equal((await get<Directives>(opB, '/v1/directives')).total, 1);
+    assert.equal((await get<Directives>(admin, '/v1/directives?active=all')).total, 4);
+    assert.equal((await get<Directives>(admin, '/v1/directives?active=false')).total, 0);
+
+    type Audit = { total: number; totalExact: boolean; records: { tenant: string | null }[] };
+    const allA = await get<Audit>(opA, '/v1/audit?limit=5000');
+    const pageA = await get<Audit>(opA, '/v1/audit?limit=1&order=desc');
+    assert.equal(pageA.records.length, 1);
+    assert.equal(pageA.total, allA.records.length, 'the total is every record acme may see');
+    assert.equal(pageA.totalExact, true);
+    const allAdmin = await get<Audit>(admin, '/v1/audit?limit=5000');
+    assert.ok(allAdmin.records.some((r) => r.tenant === 'globex'));
+    assert.equal((await get<Audit>(admin, '/v1/audit?limit=1')).total, allAdmin.records.length);
+    assert.ok(allA.records.length < allAdmin.records.length, 'globex records are not counted for acme');
+    const typed = await get<Audit>(opA, '/v1/audit?limit=1&type=directive.issued');
+    assert.equal(typed.total, 3);
+
+    type Alerts = { total: number; alerts: { tenant: string | null }[] };
+    const alA = await get<Alerts>(opA, '/v1/alerts');
+    assert.equal(alA.total, alA.alerts.length);
+    assert.ok(alA.alerts.every((a) => a.tenant === 'acme' || a.tenant === null));
+    const alAdmin = await get<Alerts>(admin, '/v1/alerts');
+    assert.equal(alAdmin.total, alAdmin.alerts.length);
+
+    type Tokens = { total: number; tokens: { tenant: string }[] };
+    const tA = await get<Tokens>(opA, '/v1/tokens');
+    assert.equal(tA.total, tA.tokens.length);
+    assert.ok(tA.tokens.every((t) => t.tenant === 'acme'));
+    assert.ok((await get<Tokens>(admin, '/v1/tokens')).total > tA.total);
+  } finally {
+    await h.close();
+  }
+});

@@ -254,6 +254,13 @@ describe('telemetry and policy routes', () => {
       history.versions.map((v) => v.version),
       [3, 2, 1],
     );
+    // Issue 18: the total is every version, beyond the page.
+    const page = (await (await r.call('GET', '/v1/policy/history?limit=1', r.admin)).json()) as {
+      total: number;
+      versions: unknown[];
+    };
+    assert.equal(page.versions.length, 1);
+    assert.equal(page.total, 3);
     assert.equal((await r.store.getPolicy())!.digest, (await r.store.getPolicy(1))!.digest);
     assert.ok(r.alerts.got.some((a) => a.kind === 'policy.changed'));
     await r.done();

@@ -45,6 +45,8 @@ import { body, readRun, refuseSecrets, requireWorker, wireError, type Env } from
 
 /** Alerts without a tenant that only an admin sees: policy approvals and the audit log's own. */
 const ADMIN_ONLY_ALERTS = /^(approval\.|audit\.)/;
+/** Counting a tenant's share of the audit chain stops here (a scan): past it, the total is "at least". */
+const AUDIT_COUNT_CAP = 100_000;
 
 /** Largest request body accepted, in bytes. */
 export const BODY_LIMIT = 64 * 1024;
@@ -209,12 +211,13 @@ export function createApp(
     const limit = Number(c.req.query('limit') ?? 500);
     if (!Number.isInteger(limit) || limit < 1 || limit > 5000)
       throw new KillpathError('invalid_request', 'limit must be an integer from 1 to 5000');
-    const directives = await cp.store.listDirectives({
-      active: q === 'all' ? undefined : q === 'true',
-      tenant: tenantFilter(p),
-      limit,
-    });
-    return c.json({ rev: cp.hub.rev, directives: directives.map((d) => releasesFor(p, d)) });
+    const filter = { active: q === 'all' ? undefined : q === 'true', tenant: tenantFilter(p) };
+    const [directives, total] = await Promise.all([
+      cp.store.listDirectives({ ...filter, limit }),
+      cp.store.countDirectives(filter),
+    ]);
+    // Newest first; `total` counts what the caller may see under the same filter.
+    return c.json({ rev: cp.hub.rev, total, directives: directives.map((d) => releasesFor(p, d)) });
   });
 
   app.get('/v1/directives/:id', async (c) => {
@@ -287,16 +290,19 @@ export function createApp(
     const p = c.get('principal');
     requireHuman(p);
     const tenant = tenantFilter(p);
-    if (tenant === undefined) return c.json({ alerts: cp.recentAlerts() });
+    // The recent alerts are held in memory, all of them returned: `total` is their number.
+    if (tenant === undefined) {
+      const alerts = cp.recentAlerts();
+      return c.json({ total: alerts.length, alerts });
+    }
     // A tenant's people see their tenant's alerts and those about everyone (a global directive),
     // never the deployment's own business: policy approvals, the audit log's checkpoints (which
     // tell its size), nor the checkpoint every alert carries.
-    return c.json({
-      alerts: cp
-        .recentAlerts()
-        .filter((a) => a.tenant === tenant || (a.tenant === null && !ADMIN_ONLY_ALERTS.test(a.kind)))
-        .map(({ checkpoint: _checkpoint, ...a }) => a),
-    });
+    const alerts = cp
+      .recentAlerts()
+      .filter((a) => a.tenant === tenant || (a.tenant === null && !ADMIN_ONLY_ALERTS.test(a.kind)))
+      .map(({ checkpoint: _checkpoint, ...a }) => a);
+    return c.json({ total: alerts.length, alerts });
   });
 
   fleetRoutes(app, cp);
@@ -409,15 +415,22 @@ export function createApp(
     if (types !== undefined && !types.every((t) => /^[a-z_.]{1,64}$/.test(t)))
       throw new KillpathError('invalid_request', 'type must be a comma-separated list of event names');
     await cp.flushAudit();
-    const records = await cp.store.listAudit({
-      afterSeq: after,
-      ...(before !== undefined ? { beforeSeq: before } : {}),
-      limit,
-      tenant: tenantFilter(p),
-      desc,
-      ...(types ? { types } : {}),
-    });
-    return c.json({ records });
+    const tenant = tenantFilter(p);
+    const [records, counted] = await Promise.all([
+      cp.store.listAudit({
+        afterSeq: after,
+        ...(before !== undefined ? { beforeSeq: before } : {}),
+        limit,
+        tenant,
+        desc,
+        ...(types ? { types } : {}),
+      }),
+      cp.store.countAudit({ tenant, ...(types ? { types } : {}) }, AUDIT_COUNT_CAP),
+    ]);
+    // `total`: the records the caller may see under the same type filter (after/before ignored);
+    // counting a tenant's share of a long chain is a scan, so past the cap it is a lower bound
+    // (`totalExact: false`, "at least"). Page with after= (ascending) or before= (order=desc).
+    return c.json({ total: counted.count, totalExact: counted.exact, records });
   });
 
   // Who learns what (docs/security.md, "Verifying the audit log"): the log is one chain over

@@ -169,14 +169,15 @@ export function drillRoutes(app: Hono<Env>, cp: ControlPlane, now: () => number 
     if (before !== undefined && !isIdentifier(before))
       throw new KillpathError('invalid_request', 'before must be a drill id');
     const tenant = tenantFilter(p);
-    if (agent !== undefined && tenant !== undefined && agent.tenant !== tenant) return c.json({ drills: [] });
-    const drills = await cp.store.listDrills({
-      limit,
-      ...(tenant === undefined ? {} : { tenant }),
-      ...(agent ? { agent } : {}),
-      ...(before === undefined ? {} : { before }),
-    });
-    return c.json({ drills: drills.map((r) => scopedRecord(r, tenant)) });
+    if (agent !== undefined && tenant !== undefined && agent.tenant !== tenant)
+      return c.json({ total: 0, drills: [] });
+    const filter = { ...(tenant === undefined ? {} : { tenant }), ...(agent ? { agent } : {}) };
+    const [drills, total] = await Promise.all([
+      cp.store.listDrills({ limit, ...filter, ...(before === undefined ? {} : { before }) }),
+      cp.store.countDrills(filter),
+    ]);
+    // `total` counts every record the caller may see under the filter; page with before=<last id>.
+    return c.json({ total, drills: drills.map((r) => scopedRecord(r, tenant)) });
   });
 
   app.get('/v1/drills/due', async (c) => {

@@ -52,8 +52,9 @@ export function tokenRoutes(app: Hono<Env>, tokens: TokenDesk): void {
   });
 
   app.get('/v1/tokens', async (c) => {
+    // Unpaged: every token the caller may see, so `total` is their number.
     const list = await tokens.list(c.get('principal'));
-    return c.json({ tokens: list.map(shown) });
+    return c.json({ total: list.length, tokens: list.map(shown) });
   });
 
   app.post('/v1/tokens/rotate-admin', async (c) => {

@@ -139,7 +139,8 @@ export function triggerRoutes(app: Hono<Env>, cp: ControlPlane, t: Triggers): vo
     const limit = Number(c.req.query('limit') ?? 50);
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
       throw new KillpathError('invalid_request', 'limit must be an integer from 1 to 1000');
-    return c.json({ active: t.policy.current.version, versions: await t.policy.history(limit) });
+    const [versions, total] = await Promise.all([t.policy.history(limit), t.policy.count()]);
+    return c.json({ active: t.policy.current.version, total, versions });
   });
 
   app.post('/v1/policy', async (c) => {
@@ -203,7 +204,8 @@ export function triggerRoutes(app: Hono<Env>, cp: ControlPlane, t: Triggers): vo
 
   app.get('/v1/watchdog/workers', (c) => {
     requireAdmin(c.get('principal'), 'run a watchdog');
-    return c.json({ workers: t.deadman.watched() });
+    const workers = t.deadman.watched();
+    return c.json({ total: workers.length, workers });
   });
 
   app.post('/v1/watchdog/trip', async (c) => {

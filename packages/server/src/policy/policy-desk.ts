@@ -201,6 +201,11 @@ export class PolicyDesk {
     return this.#store.listPolicies(limit);
   }
 
+  /** How many versions the history holds. */
+  count(): Promise<number> {
+    return this.#store.countPolicies();
+  }
+
   /** One version with its text. */
   get(version: number): Promise<PolicyVersion | null> {
     return this.#store.getPolicy(version);

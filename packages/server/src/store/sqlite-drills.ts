@@ -146,6 +146,22 @@ export function recordDrill(
 const COVERS_TENANT = `EXISTS (SELECT 1 FROM json_each(drills.agents) a WHERE json_extract(a.value, '$.tenant') = ?)`;
 const COVERS_AGENT = `EXISTS (SELECT 1 FROM json_each(drills.agents) a WHERE json_extract(a.value, '$.tenant') = ? AND json_extract(a.value, '$.agent') = ?)`;
 
+/** How many records match the tenant and agent filters of a list (its paging ignored). */
+export function countDrills(ctx: DrillsContext, q: Omit<DrillQuery, 'limit' | 'before'>): number {
+  const where: string[] = [];
+  const params: string[] = [];
+  if (q.tenant !== undefined) {
+    where.push(COVERS_TENANT);
+    params.push(q.tenant);
+  }
+  if (q.agent !== undefined) {
+    where.push(COVERS_AGENT);
+    params.push(q.agent.tenant, q.agent.agent);
+  }
+  const sql = `SELECT COUNT(*) AS n FROM drills ${where.length ? `WHERE ${where.join(' AND ')}` : ''}`;
+  return Number((ctx.db.prepare(sql).get(...params) as { n: number }).n);
+}
+
 export function listDrills(ctx: DrillsContext, q: DrillQuery): RehearsalRecord[] {
   const where: string[] = [];
   const params: (string | number)[] = [];

@@ -377,6 +377,10 @@ export class SqliteStore implements Store {
     return drills.listDrills(this.#drillCtx, q);
   }
 
+  async countDrills(q: Omit<DrillQuery, 'limit' | 'before'>): Promise<number> {
+    return drills.countDrills(this.#drillCtx, q);
+  }
+
   async getDrill(id: string): Promise<RehearsalRecord | null> {
     return drills.getDrill(this.#drillCtx, id);
   }
@@ -664,17 +668,18 @@ export class SqliteStore implements Store {
   }
 
   async listDirectives(q: DirectiveQuery): Promise<Directive[]> {
-    const where: string[] = [];
-    const params: (string | number)[] = [];
-    if (q.active === true) where.push('cleared_rev IS NULL');
-    if (q.active === false) where.push('cleared_rev IS NOT NULL');
-    if (q.tenant !== undefined) {
-      where.push('(tenant IS NULL OR tenant = ?)');
-      params.push(q.tenant);
-    }
-    const sql = `SELECT * FROM directives ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY rev DESC LIMIT ?`;
+    const { where, params } = directiveFilter(q);
+    const sql = `SELECT * FROM directives ${where} ORDER BY rev DESC LIMIT ?`;
     params.push(q.limit ?? 500);
     return (this.#db.prepare(sql).all(...params) as unknown as DirectiveRow[]).map(toDirective);
+  }
+
+  async countDirectives(q: Omit<DirectiveQuery, 'limit'>): Promise<number> {
+    const { where, params } = directiveFilter(q);
+    const r = this.#db.prepare(`SELECT COUNT(*) AS n FROM directives ${where}`).get(...params) as {
+      n: number;
+    };
+    return Number(r.n);
   }
 
   /** The context the token functions run in. */
@@ -785,6 +790,32 @@ export class SqliteStore implements Store {
     return (this.#db.prepare(sql).all(...params) as unknown as AuditRow[]).map(toAudit);
   }
 
+  async countAudit(
+    q: Pick<AuditQuery, 'tenant' | 'types'>,
+    cap: number,
+  ): Promise<{ count: number; exact: boolean }> {
+    const where: string[] = [];
+    const params: (string | number)[] = [];
+    if (q.tenant !== undefined) {
+      where.push('(tenant IS NULL OR tenant = ?)');
+      params.push(q.tenant);
+    }
+    if (q.types !== undefined && q.types.length > 0) {
+      where.push(`type IN (${q.types.map(() => '?').join(', ')})`);
+      params.push(...q.types);
+    }
+    if (where.length === 0) {
+      // seq runs 1, 2, 3… with no gap (the chain links each record to the one before).
+      const r = this.#db.prepare('SELECT COALESCE(MAX(seq), 0) AS n FROM audit').get() as { n: number };
+      return { count: Number(r.n), exact: true };
+    }
+    const r = this.#db
+      .prepare(`SELECT COUNT(*) AS n FROM (SELECT 1 FROM audit WHERE ${where.join(' AND ')} LIMIT ?)`)
+      .get(...params, cap + 1) as { n: number };
+    const n = Number(r.n);
+    return n > cap ? { count: cap, exact: false } : { count: n, exact: true };
+  }
+
   async verifyAudit(): Promise<AuditVerdict> {
     const rows = this.#stmts.auditAll!.iterate() as Iterable<AuditRow>;
     function* records(): Iterable<AuditRecord> {
@@ -852,6 +883,11 @@ export class SqliteStore implements Store {
     return r ? toPolicy(r) : null;
   }
 
+  async countPolicies(): Promise<number> {
+    const r = this.#db.prepare('SELECT COUNT(*) AS n FROM policies').get() as { n: number };
+    return Number(r.n);
+  }
+
   async listPolicies(limit: number): Promise<Omit<PolicyVersion, 'source'>[]> {
     const rows = this.#db
       .prepare(
@@ -886,4 +922,17 @@ export class SqliteStore implements Store {
     }
     if (this.#db.isOpen) this.#db.close();
   }
+}
+
+/** The WHERE clause (with its parameters) of a directive list or count. */
+function directiveFilter(q: Omit<DirectiveQuery, 'limit'>): { where: string; params: (string | number)[] } {
+  const where: string[] = [];
+  const params: (string | number)[] = [];
+  if (q.active === true) where.push('cleared_rev IS NULL');
+  if (q.active === false) where.push('cleared_rev IS NOT NULL');
+  if (q.tenant !== undefined) {
+    where.push('(tenant IS NULL OR tenant = ?)');
+    params.push(q.tenant);
+  }
+  return { where: where.length ? `WHERE ${where.join(' AND ')}` : '', params };
 }

@@ -308,6 +308,8 @@ export interface DirectiveStore {
   clearDirective(id: string, audit: (d: Directive) => AuditEvent[]): Promise<Directive | null>;
   getDirective(id: string): Promise<Directive | null>;
   listDirectives(q: DirectiveQuery): Promise<Directive[]>;
+  /** How many directives `listDirectives` would give under the same filters with no limit. */
+  countDirectives(q: Omit<DirectiveQuery, 'limit'>): Promise<number>;
   /** Directives that replaced `id` by a step or an automatic escalation (their `escalatedFrom`), oldest first. */
   directiveSuccessors(id: string): Promise<Directive[]>;
 }
@@ -417,6 +419,15 @@ export interface AuditStore {
   /** Appends events to the audit chain in one transaction. */
   appendAudit(events: AuditEvent[]): Promise<AuditRecord[]>;
   listAudit(q: AuditQuery): Promise<AuditRecord[]>;
+  /**
+   * How many audit records match the tenant and type filters (seq bounds, order and limit
+   * ignored), counting no further than `cap`: `exact` is false when there are more than `cap`
+   * (then `count` is `cap`, a lower bound). Without filters it is the chain's length, exact.
+   */
+  countAudit(
+    q: Pick<AuditQuery, 'tenant' | 'types'>,
+    cap: number,
+  ): Promise<{ count: number; exact: boolean }>;
   verifyAudit(): Promise<AuditVerdict>;
   /** The checkpoint origin of this log, `killpath/<id>`; the id is made once, with the store. */
   logOrigin(): Promise<string>;
@@ -537,6 +548,8 @@ export interface DrillStore {
   ): Promise<RehearsalRecord>;
   /** Rehearsal records, the most recently stored first. */
   listDrills(q: DrillQuery): Promise<RehearsalRecord[]>;
+  /** How many rehearsal records match the tenant and agent filters (`before` and `limit` ignored). */
+  countDrills(q: Omit<DrillQuery, 'limit' | 'before'>): Promise<number>;
   getDrill(id: string): Promise<RehearsalRecord | null>;
   /**
    * For each agent some rehearsal covered (of `tenant`, or every tenant when undefined), the
@@ -563,6 +576,8 @@ export interface PolicyStore {
   getPolicy(version?: number): Promise<PolicyVersion | null>;
   /** Policy versions, newest first, without their text. */
   listPolicies(limit: number): Promise<Omit<PolicyVersion, 'source'>[]>;
+  /** How many policy versions are stored. */
+  countPolicies(): Promise<number>;
   /** Stores a new approval request with its audit records (`audit(request)`) in one transaction. */
   createApproval(a: ApprovalRecord, audit: (a: ApprovalRecord) => AuditEvent[]): Promise<ApprovalRecord>;
   getApproval(id: string): Promise<ApprovalRecord | null>;
