@@ -1,6 +1,14 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Store, PermitGrant, RunRecord } from '../src/store/store.ts';
+import type {
+  AuditStore,
+  DirectiveStore,
+  FleetStore,
+  PermitGrant,
+  PermitStore,
+  RunRecord,
+  StoreLifecycle,
+} from '../src/store/store.ts';
 import { directiveInput } from './store-contract.ts';
 
 /** A permit request of run `runId` (tenant acme, agent bot) with sensible defaults. */
@@ -35,12 +43,20 @@ const run = (over: Partial<RunRecord> = {}): RunRecord => ({
 });
 
 /**
- * The effect journal's contract: what every Store backend must do with permits, outcomes,
- * journal events and resume checks. Runs next to `storeContract` for each backend.
+ * What the permits suite reads and writes: permits and the journal, with the directives that halt
+ * them, runs and the audit chain.
  */
-export function effectsContract(name: string, make: () => Promise<Store>): void {
+type PermitsUnderTest = PermitStore & DirectiveStore & FleetStore & AuditStore & StoreLifecycle;
+
+/**
+ * The permits and journal concept's contract ({@link PermitStore}): what every backend must do
+ * with permits, outcomes, journal events, resume checks, halted runs and the ledger pages. Runs
+ * next to `storeContract` (the other concepts) for each backend; a backend built concept by
+ * concept runs it once it has these four.
+ */
+export function effectsContract(name: string, make: () => Promise<PermitsUnderTest>): void {
   describe(`effects contract: ${name}`, () => {
-    const withStore = (fn: (s: Store) => Promise<void>) => async () => {
+    const withStore = (fn: (s: PermitsUnderTest) => Promise<void>) => async () => {
       const s = await make();
       try {
         await fn(s);

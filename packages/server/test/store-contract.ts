@@ -10,7 +10,19 @@ import {
   type ScenarioResult,
 } from '@killpath/protocol';
 import type { AuditEvent } from '../src/audit/chain.ts';
-import type { DirectiveInput, IssueResult, RunRecord, Store } from '../src/store/store.ts';
+import type {
+  AuditStore,
+  DirectiveInput,
+  DirectiveStore,
+  DrillStore,
+  FleetStore,
+  IssueResult,
+  PolicyStore,
+  RunRecord,
+  Store,
+  StoreLifecycle,
+  TokenStore,
+} from '../src/store/store.ts';
 
 /** A directive input with sensible defaults: a halt of tenant acme. */
 export function directiveInput(
@@ -147,12 +159,19 @@ function runRecord(over: Partial<RunRecord> = {}): RunRecord {
 const sortedIds = (ds: readonly { id: string }[]) => ds.map((d) => d.id).sort();
 
 /**
- * Registers the behaviour every {@link Store} backend must keep (SQLite always, PostgreSQL
- * against a real server). `make` returns a fresh, empty store; each test closes its own.
+ * What a concept suite is given: a fresh, empty store with that concept (and the audit chain, and
+ * whatever else its cases read to check it), which each test closes. A whole backend is one.
  */
-export function storeContract(name: string, make: () => Promise<Store>): void {
-  describe(`Store contract: ${name}`, () => {
-    let store: Store;
+export type MakeStore<S = Store> = () => Promise<S & StoreLifecycle>;
+
+/**
+ * The directives and rev concept ({@link DirectiveStore}): revisions and the switchboard,
+ * convergence (guarantee 7), clearing, listing directives.
+ * Part of {@link storeContract}; a backend built concept by concept runs this suite alone.
+ */
+export function directiveContract(make: MakeStore<DirectiveStore & AuditStore & TokenStore>): void {
+  describe('directives and rev', () => {
+    let store: DirectiveStore & AuditStore & TokenStore & StoreLifecycle;
     beforeEach(async () => {
       store = await make();
     });
@@ -436,6 +455,86 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
       });
     });
 
+    describe('listings', () => {
+      async function threeTenants(): Promise<{
+        acme: Directive;
+        globex: Directive;
+        all: Directive;
+        clearedAcme: Directive;
+      }> {
+        const acme = (await issue({ scope: 'tenant:acme' })).directive;
+        const globex = (await issue({ scope: 'tenant:globex' })).directive;
+        const all = (await issue({ scope: 'global', tenant: null })).directive;
+        const clearedAcme = (await issue({ scope: 'agent:acme/bot' })).directive;
+        await store.clearDirective(clearedAcme.id, clearAudit);
+        return { acme, globex, all, clearedAcme: (await store.getDirective(clearedAcme.id))! };
+      }
+
+      test('listDirectives filters by tenant, including tenant-less directives', async () => {
+        const d = await threeTenants();
+        assert.deepEqual(
+          sortedIds(await store.listDirectives({ tenant: 'acme' })),
+          sortedIds([d.acme, d.all, d.clearedAcme]),
+        );
+        assert.deepEqual(
+          sortedIds(await store.listDirectives({ tenant: 'globex' })),
+          sortedIds([d.globex, d.all]),
+        );
+        assert.deepEqual(sortedIds(await store.listDirectives({ tenant: 'initech' })), sortedIds([d.all]));
+        assert.deepEqual(
+          sortedIds(await store.listDirectives({})),
+          sortedIds([d.acme, d.globex, d.all, d.clearedAcme]),
+        );
+      });
+
+      test('listDirectives filters active and cleared', async () => {
+        const d = await threeTenants();
+        assert.deepEqual(
+          sortedIds(await store.listDirectives({ active: true })),
+          sortedIds([d.acme, d.globex, d.all]),
+        );
+        assert.deepEqual(await store.listDirectives({ active: false }), [d.clearedAcme]);
+        assert.deepEqual(await store.listDirectives({ active: false, tenant: 'globex' }), []);
+        assert.deepEqual(
+          sortedIds(await store.listDirectives({ active: true, tenant: 'acme' })),
+          sortedIds([d.acme, d.all]),
+        );
+      });
+
+      test('listDirectives is newest first, so a limit keeps the latest', async () => {
+        const d = await threeTenants();
+        assert.deepEqual(
+          (await store.listDirectives({})).map((x) => x.id),
+          [d.clearedAcme, d.all, d.globex, d.acme].map((x) => x.id),
+        );
+        assert.deepEqual(
+          (await store.listDirectives({ limit: 2 })).map((x) => x.id),
+          [d.clearedAcme.id, d.all.id],
+        );
+      });
+    });
+  });
+}
+
+/**
+ * The audit concept ({@link AuditStore}): audit records in the same transaction as the change they
+ * record (guarantee 9), one chain, listing and paging.
+ * Part of {@link storeContract}; a backend built concept by concept runs this suite alone.
+ */
+export function auditContract(make: MakeStore<AuditStore & DirectiveStore & TokenStore>): void {
+  describe('audit', () => {
+    let store: AuditStore & DirectiveStore & TokenStore & StoreLifecycle;
+    beforeEach(async () => {
+      store = await make();
+    });
+    afterEach(async () => {
+      await store.close();
+    });
+
+    const issue = (over: Parameters<typeof directiveInput>[0] = {}) =>
+      store.issueDirective(directiveInput(over), issueAudit);
+    const auditCount = async () => (await store.listAudit({ limit: 100_000 })).length;
+
     describe('audit in the same transaction (guarantee 9)', () => {
       test('pages backwards with beforeSeq and forwards with afterSeq, newest first with desc', async () => {
         for (const scope of ['tenant:acme', 'tenant:globex', 'agent:acme/bot']) await issue({ scope });
@@ -538,6 +637,109 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
         assert.equal(await store.countTokens(), 0);
         assert.deepEqual(await store.listAudit({}), []);
       });
+    });
+
+    describe('listings', () => {
+      async function tenAuditRecords(): Promise<AuditRecord[]> {
+        const events: AuditEvent[] = Array.from({ length: 10 }, (_, i) => ({
+          type: 'operator_action',
+          actor: `a${i + 1}`,
+          tenant: [null, 'acme', 'globex'][i % 3]!,
+          data: { i: i + 1 },
+        }));
+        const appended = await store.appendAudit(events.slice(0, 4));
+        appended.push(...(await store.appendAudit(events.slice(4))));
+        return appended;
+      }
+
+      test('appendAudit continues one chain across calls', async () => {
+        const recs = await tenAuditRecords();
+        assert.deepEqual(
+          recs.map((r) => r.seq),
+          [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+        );
+        for (let i = 1; i < recs.length; i++) assert.equal(recs[i]!.prevHash, recs[i - 1]!.hash);
+        assert.deepEqual(await store.listAudit({}), recs);
+        assert.deepEqual(await store.verifyAudit(), { ok: true, records: 10, head: recs[9]!.hash });
+        assert.deepEqual(await store.appendAudit([]), []);
+        assert.equal(await auditCount(), 10);
+      });
+
+      test('listAudit pages with afterSeq and limit, oldest first', async () => {
+        await tenAuditRecords();
+        const seqs = async (q: Parameters<Store['listAudit']>[0]) =>
+          (await store.listAudit(q)).map((r) => r.seq);
+        assert.deepEqual(await seqs({}), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        assert.deepEqual(await seqs({ afterSeq: 3, limit: 4 }), [4, 5, 6, 7]);
+        assert.deepEqual(await seqs({ afterSeq: 8 }), [9, 10]);
+        assert.deepEqual(await seqs({ afterSeq: 10 }), []);
+        assert.deepEqual(await seqs({ limit: 1 }), [1]);
+      });
+
+      test('listAudit desc returns the newest first', async () => {
+        await tenAuditRecords();
+        const seqs = async (q: Parameters<Store['listAudit']>[0]) =>
+          (await store.listAudit(q)).map((r) => r.seq);
+        assert.deepEqual(await seqs({ desc: true, limit: 3 }), [10, 9, 8]);
+        assert.deepEqual(await seqs({ desc: true, afterSeq: 7 }), [10, 9, 8]);
+        assert.deepEqual(await seqs({ desc: false, limit: 2 }), [1, 2]);
+      });
+
+      test('listAudit filters by tenant, including tenant-less records', async () => {
+        const recs = await tenAuditRecords();
+        const acme = await store.listAudit({ tenant: 'acme' });
+        assert.deepEqual(
+          acme.map((r) => r.seq),
+          recs.filter((r) => r.tenant === null || r.tenant === 'acme').map((r) => r.seq),
+        );
+        assert.ok(acme.every((r) => r.tenant !== 'globex'));
+        assert.ok(acme.some((r) => r.tenant === 'acme') && acme.some((r) => r.tenant === null));
+        assert.deepEqual(
+          (await store.listAudit({ tenant: 'globex', desc: true, limit: 3 })).map((r) => r.seq),
+          [10, 9, 7],
+        );
+        assert.deepEqual(
+          (await store.listAudit({ tenant: 'initech' })).map((r) => r.tenant),
+          [null, null, null, null],
+        );
+      });
+
+      test('audit records keep their data exactly', async () => {
+        const data = {
+          s: 'ünïcödé "q" \\ \n',
+          n: 1.5,
+          neg: -3,
+          b: false,
+          nil: null,
+          arr: [1, [2, { x: 'y' }]],
+          obj: { z: 1, a: 2 },
+        };
+        const [rec] = await store.appendAudit([
+          { type: 'drill.recorded', actor: 'drill', tenant: 'acme', data },
+        ]);
+        const [read] = await store.listAudit({});
+        assert.deepEqual(read, rec);
+        assert.deepEqual(read!.data, data);
+        assert.equal(read!.type, 'drill.recorded');
+        assert.equal((await store.verifyAudit()).ok, true);
+      });
+    });
+  });
+}
+
+/**
+ * The tokens concept ({@link TokenStore}): found by the hash of their secret, expiry, revocation,
+ * rotation.
+ * Part of {@link storeContract}; a backend built concept by concept runs this suite alone.
+ */
+export function tokenContract(make: MakeStore<TokenStore & AuditStore>): void {
+  describe('tokens', () => {
+    let store: TokenStore & AuditStore & StoreLifecycle;
+    beforeEach(async () => {
+      store = await make();
+    });
+    afterEach(async () => {
+      await store.close();
     });
 
     describe('tokens', () => {
@@ -688,6 +890,22 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
         assert.equal(await store.countTokens(), 1);
       });
     });
+  });
+}
+
+/**
+ * The fleet concept ({@link FleetStore}): runs, launcher owners, capability surfaces.
+ * Part of {@link storeContract}; a backend built concept by concept runs this suite alone.
+ */
+export function fleetContract(make: MakeStore<FleetStore & AuditStore>): void {
+  describe('fleet', () => {
+    let store: FleetStore & AuditStore & StoreLifecycle;
+    beforeEach(async () => {
+      store = await make();
+    });
+    afterEach(async () => {
+      await store.close();
+    });
 
     describe('runs', () => {
       test('a registered run is returned and found', async () => {
@@ -738,147 +956,114 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
       });
     });
 
-    describe('listings', () => {
-      async function threeTenants(): Promise<{
-        acme: Directive;
-        globex: Directive;
-        all: Directive;
-        clearedAcme: Directive;
-      }> {
-        const acme = (await issue({ scope: 'tenant:acme' })).directive;
-        const globex = (await issue({ scope: 'tenant:globex' })).directive;
-        const all = (await issue({ scope: 'global', tenant: null })).directive;
-        const clearedAcme = (await issue({ scope: 'agent:acme/bot' })).directive;
-        await store.clearDirective(clearedAcme.id, clearAudit);
-        return { acme, globex, all, clearedAcme: (await store.getDirective(clearedAcme.id))! };
-      }
+    describe('capability surfaces', () => {
+      const at = (s: string) => new Date(`2025-06-0${s}T00:00:00.000Z`);
 
-      test('listDirectives filters by tenant, including tenant-less directives', async () => {
-        const d = await threeTenants();
-        assert.deepEqual(
-          sortedIds(await store.listDirectives({ tenant: 'acme' })),
-          sortedIds([d.acme, d.all, d.clearedAcme]),
-        );
-        assert.deepEqual(
-          sortedIds(await store.listDirectives({ tenant: 'globex' })),
-          sortedIds([d.globex, d.all]),
-        );
-        assert.deepEqual(sortedIds(await store.listDirectives({ tenant: 'initech' })), sortedIds([d.all]));
-        assert.deepEqual(
-          sortedIds(await store.listDirectives({})),
-          sortedIds([d.acme, d.globex, d.all, d.clearedAcme]),
-        );
-      });
-
-      test('listDirectives filters active and cleared', async () => {
-        const d = await threeTenants();
-        assert.deepEqual(
-          sortedIds(await store.listDirectives({ active: true })),
-          sortedIds([d.acme, d.globex, d.all]),
-        );
-        assert.deepEqual(await store.listDirectives({ active: false }), [d.clearedAcme]);
-        assert.deepEqual(await store.listDirectives({ active: false, tenant: 'globex' }), []);
-        assert.deepEqual(
-          sortedIds(await store.listDirectives({ active: true, tenant: 'acme' })),
-          sortedIds([d.acme, d.all]),
-        );
-      });
-
-      test('listDirectives is newest first, so a limit keeps the latest', async () => {
-        const d = await threeTenants();
-        assert.deepEqual(
-          (await store.listDirectives({})).map((x) => x.id),
-          [d.clearedAcme, d.all, d.globex, d.acme].map((x) => x.id),
-        );
-        assert.deepEqual(
-          (await store.listDirectives({ limit: 2 })).map((x) => x.id),
-          [d.clearedAcme.id, d.all.id],
-        );
-      });
-
-      async function tenAuditRecords(): Promise<AuditRecord[]> {
-        const events: AuditEvent[] = Array.from({ length: 10 }, (_, i) => ({
-          type: 'operator_action',
-          actor: `a${i + 1}`,
-          tenant: [null, 'acme', 'globex'][i % 3]!,
-          data: { i: i + 1 },
-        }));
-        const appended = await store.appendAudit(events.slice(0, 4));
-        appended.push(...(await store.appendAudit(events.slice(4))));
-        return appended;
-      }
-
-      test('appendAudit continues one chain across calls', async () => {
-        const recs = await tenAuditRecords();
-        assert.deepEqual(
-          recs.map((r) => r.seq),
-          [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
-        );
-        for (let i = 1; i < recs.length; i++) assert.equal(recs[i]!.prevHash, recs[i - 1]!.hash);
-        assert.deepEqual(await store.listAudit({}), recs);
-        assert.deepEqual(await store.verifyAudit(), { ok: true, records: 10, head: recs[9]!.hash });
-        assert.deepEqual(await store.appendAudit([]), []);
-        assert.equal(await auditCount(), 10);
-      });
-
-      test('listAudit pages with afterSeq and limit, oldest first', async () => {
-        await tenAuditRecords();
-        const seqs = async (q: Parameters<Store['listAudit']>[0]) =>
-          (await store.listAudit(q)).map((r) => r.seq);
-        assert.deepEqual(await seqs({}), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-        assert.deepEqual(await seqs({ afterSeq: 3, limit: 4 }), [4, 5, 6, 7]);
-        assert.deepEqual(await seqs({ afterSeq: 8 }), [9, 10]);
-        assert.deepEqual(await seqs({ afterSeq: 10 }), []);
-        assert.deepEqual(await seqs({ limit: 1 }), [1]);
-      });
-
-      test('listAudit desc returns the newest first', async () => {
-        await tenAuditRecords();
-        const seqs = async (q: Parameters<Store['listAudit']>[0]) =>
-          (await store.listAudit(q)).map((r) => r.seq);
-        assert.deepEqual(await seqs({ desc: true, limit: 3 }), [10, 9, 8]);
-        assert.deepEqual(await seqs({ desc: true, afterSeq: 7 }), [10, 9, 8]);
-        assert.deepEqual(await seqs({ desc: false, limit: 2 }), [1, 2]);
-      });
-
-      test('listAudit filters by tenant, including tenant-less records', async () => {
-        const recs = await tenAuditRecords();
-        const acme = await store.listAudit({ tenant: 'acme' });
-        assert.deepEqual(
-          acme.map((r) => r.seq),
-          recs.filter((r) => r.tenant === null || r.tenant === 'acme').map((r) => r.seq),
-        );
-        assert.ok(acme.every((r) => r.tenant !== 'globex'));
-        assert.ok(acme.some((r) => r.tenant === 'acme') && acme.some((r) => r.tenant === null));
-        assert.deepEqual(
-          (await store.listAudit({ tenant: 'globex', desc: true, limit: 3 })).map((r) => r.seq),
-          [10, 9, 7],
-        );
-        assert.deepEqual(
-          (await store.listAudit({ tenant: 'initech' })).map((r) => r.tenant),
-          [null, null, null, null],
-        );
-      });
-
-      test('audit records keep their data exactly', async () => {
-        const data = {
-          s: 'ünïcödé "q" \\ \n',
-          n: 1.5,
-          neg: -3,
-          b: false,
-          nil: null,
-          arr: [1, [2, { x: 'y' }]],
-          obj: { z: 1, a: 2 },
+      test('noteCapabilities returns only new capabilities, keeps the first time, audits in the same transaction', async () => {
+        const audited: string[][] = [];
+        const audit = (added: string[]): AuditEvent[] => {
+          audited.push(added);
+          return [
+            {
+              type: 'agent.surface_changed',
+              actor: 'worker:w1',
+              tenant: 'acme',
+              data: { tenant: 'acme', agent: 'bot', added },
+            },
+          ];
         };
-        const [rec] = await store.appendAudit([
-          { type: 'drill.recorded', actor: 'drill', tenant: 'acme', data },
+        assert.deepEqual(
+          await store.noteCapabilities('acme', 'bot', ['llm', 'crm.update', 'llm'], at('1'), audit),
+          ['crm.update', 'llm'],
+        );
+        assert.deepEqual(
+          await store.noteCapabilities('acme', 'bot', ['llm', 'crm.update'], at('2'), audit),
+          [],
+        );
+        assert.deepEqual(
+          await store.noteCapabilities('acme', 'bot', ['llm', 'wire_transfer'], at('3'), audit),
+          ['wire_transfer'],
+        );
+        assert.deepEqual(await store.noteCapabilities('acme', 'bot', [], at('4')), []);
+        assert.deepEqual(
+          audited,
+          [['crm.update', 'llm'], ['wire_transfer']],
+          'nothing audited when nothing is new',
+        );
+        const records = await store.listAudit({ types: ['agent.surface_changed'] });
+        assert.deepEqual(
+          records.map((r) => r.data.added),
+          [['crm.update', 'llm'], ['wire_transfer']],
+        );
+        assert.deepEqual(await store.agentSurfaces(), [
+          {
+            tenant: 'acme',
+            agent: 'bot',
+            capabilities: [
+              { capability: 'crm.update', firstSeenAt: at('1').toISOString() },
+              { capability: 'llm', firstSeenAt: at('1').toISOString() },
+              { capability: 'wire_transfer', firstSeenAt: at('3').toISOString() },
+            ],
+          },
         ]);
-        const [read] = await store.listAudit({});
-        assert.deepEqual(read, rec);
-        assert.deepEqual(read!.data, data);
-        assert.equal(read!.type, 'drill.recorded');
-        assert.equal((await store.verifyAudit()).ok, true);
       });
+
+      test('a throwing audit callback stores no capability', async () => {
+        await assert.rejects(
+          store.noteCapabilities('acme', 'bot', ['llm'], at('1'), () => {
+            throw new Error('audit down');
+          }),
+          /audit down/,
+        );
+        assert.deepEqual(await store.agentSurfaces(), []);
+        assert.deepEqual(
+          await store.noteCapabilities('acme', 'bot', ['llm'], at('2')),
+          ['llm'],
+          'still new afterwards',
+        );
+      });
+
+      test('agentSurfaces lists agents with runs or capabilities, per tenant, sorted', async () => {
+        await store.registerRun(runRecord({ runId: 'r1', tenant: 'globex', agent: 'billing' }));
+        await store.registerRun(runRecord({ runId: 'r2', tenant: 'acme', agent: 'bot' }));
+        await store.registerRun(runRecord({ runId: 'r3', tenant: 'acme', agent: 'bot' }));
+        await store.noteCapabilities('acme', 'bot', ['llm'], at('1'));
+        await store.noteCapabilities('acme', 'archivist', ['memory.write'], at('2'));
+        assert.deepEqual(await store.agentSurfaces(), [
+          {
+            tenant: 'acme',
+            agent: 'archivist',
+            capabilities: [{ capability: 'memory.write', firstSeenAt: at('2').toISOString() }],
+          },
+          {
+            tenant: 'acme',
+            agent: 'bot',
+            capabilities: [{ capability: 'llm', firstSeenAt: at('1').toISOString() }],
+          },
+          { tenant: 'globex', agent: 'billing', capabilities: [] },
+        ]);
+        assert.deepEqual(
+          (await store.agentSurfaces('globex')).map((s) => s.agent),
+          ['billing'],
+        );
+        assert.deepEqual(await store.agentSurfaces('initech'), []);
+      });
+    });
+  });
+}
+
+/**
+ * The policy concept ({@link PolicyStore}): policy versions.
+ * Part of {@link storeContract}; a backend built concept by concept runs this suite alone.
+ */
+export function policyContract(make: MakeStore<PolicyStore & AuditStore>): void {
+  describe('policy', () => {
+    let store: PolicyStore & AuditStore & StoreLifecycle;
+    beforeEach(async () => {
+      store = await make();
+    });
+    afterEach(async () => {
+      await store.close();
     });
 
     describe('policy versions', () => {
@@ -911,6 +1096,23 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
           [1, 2],
         );
       });
+    });
+  });
+}
+
+/**
+ * The drills concept ({@link DrillStore}): rehearsal records and the latest rehearsal of each
+ * agent.
+ * Part of {@link storeContract}; a backend built concept by concept runs this suite alone.
+ */
+export function drillContract(make: MakeStore<DrillStore & AuditStore>): void {
+  describe('drills', () => {
+    let store: DrillStore & AuditStore & StoreLifecycle;
+    beforeEach(async () => {
+      store = await make();
+    });
+    afterEach(async () => {
+      await store.close();
     });
 
     describe('rehearsal records', () => {
@@ -1059,99 +1261,22 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
         assert.deepEqual(await store.lastDrills('initech'), []);
       });
     });
+  });
+}
 
-    describe('capability surfaces', () => {
-      const at = (s: string) => new Date(`2025-06-0${s}T00:00:00.000Z`);
-
-      test('noteCapabilities returns only new capabilities, keeps the first time, audits in the same transaction', async () => {
-        const audited: string[][] = [];
-        const audit = (added: string[]): AuditEvent[] => {
-          audited.push(added);
-          return [
-            {
-              type: 'agent.surface_changed',
-              actor: 'worker:w1',
-              tenant: 'acme',
-              data: { tenant: 'acme', agent: 'bot', added },
-            },
-          ];
-        };
-        assert.deepEqual(
-          await store.noteCapabilities('acme', 'bot', ['llm', 'crm.update', 'llm'], at('1'), audit),
-          ['crm.update', 'llm'],
-        );
-        assert.deepEqual(
-          await store.noteCapabilities('acme', 'bot', ['llm', 'crm.update'], at('2'), audit),
-          [],
-        );
-        assert.deepEqual(
-          await store.noteCapabilities('acme', 'bot', ['llm', 'wire_transfer'], at('3'), audit),
-          ['wire_transfer'],
-        );
-        assert.deepEqual(await store.noteCapabilities('acme', 'bot', [], at('4')), []);
-        assert.deepEqual(
-          audited,
-          [['crm.update', 'llm'], ['wire_transfer']],
-          'nothing audited when nothing is new',
-        );
-        const records = await store.listAudit({ types: ['agent.surface_changed'] });
-        assert.deepEqual(
-          records.map((r) => r.data.added),
-          [['crm.update', 'llm'], ['wire_transfer']],
-        );
-        assert.deepEqual(await store.agentSurfaces(), [
-          {
-            tenant: 'acme',
-            agent: 'bot',
-            capabilities: [
-              { capability: 'crm.update', firstSeenAt: at('1').toISOString() },
-              { capability: 'llm', firstSeenAt: at('1').toISOString() },
-              { capability: 'wire_transfer', firstSeenAt: at('3').toISOString() },
-            ],
-          },
-        ]);
-      });
-
-      test('a throwing audit callback stores no capability', async () => {
-        await assert.rejects(
-          store.noteCapabilities('acme', 'bot', ['llm'], at('1'), () => {
-            throw new Error('audit down');
-          }),
-          /audit down/,
-        );
-        assert.deepEqual(await store.agentSurfaces(), []);
-        assert.deepEqual(
-          await store.noteCapabilities('acme', 'bot', ['llm'], at('2')),
-          ['llm'],
-          'still new afterwards',
-        );
-      });
-
-      test('agentSurfaces lists agents with runs or capabilities, per tenant, sorted', async () => {
-        await store.registerRun(runRecord({ runId: 'r1', tenant: 'globex', agent: 'billing' }));
-        await store.registerRun(runRecord({ runId: 'r2', tenant: 'acme', agent: 'bot' }));
-        await store.registerRun(runRecord({ runId: 'r3', tenant: 'acme', agent: 'bot' }));
-        await store.noteCapabilities('acme', 'bot', ['llm'], at('1'));
-        await store.noteCapabilities('acme', 'archivist', ['memory.write'], at('2'));
-        assert.deepEqual(await store.agentSurfaces(), [
-          {
-            tenant: 'acme',
-            agent: 'archivist',
-            capabilities: [{ capability: 'memory.write', firstSeenAt: at('2').toISOString() }],
-          },
-          {
-            tenant: 'acme',
-            agent: 'bot',
-            capabilities: [{ capability: 'llm', firstSeenAt: at('1').toISOString() }],
-          },
-          { tenant: 'globex', agent: 'billing', capabilities: [] },
-        ]);
-        assert.deepEqual(
-          (await store.agentSurfaces('globex')).map((s) => s.agent),
-          ['billing'],
-        );
-        assert.deepEqual(await store.agentSurfaces('initech'), []);
-      });
-    });
+/**
+ * Registers the behaviour every {@link Store} backend must keep (SQLite always, PostgreSQL
+ * against a real server): every concept suite above, in one describe per backend. `make` returns a
+ * fresh, empty store; each test closes its own. The permits concept (`PermitStore`) is
+ * `effectsContract` in `effects-contract.ts`; a backend runs both.
+ */
+export function storeContract(name: string, make: MakeStore): void {
+  describe(`Store contract: ${name}`, () => {
+    directiveContract(make);
+    auditContract(make);
+    tokenContract(make);
+    fleetContract(make);
+    policyContract(make);
+    drillContract(make);
   });
 }
