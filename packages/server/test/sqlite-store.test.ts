@@ -256,6 +256,16 @@ describe('SqliteStore on disk', () => {
     }
   });
 
+  test("the store's connection runs synchronous=NORMAL, not OFF: the WAL header is synced when the WAL restarts after a checkpoint", async () => {
+    const db = new DatabaseSync(freshPath());
+    const store = new SqliteStore(db);
+    try {
+      assert.equal((db.prepare('PRAGMA synchronous').get() as { synchronous: number }).synchronous, 1);
+    } finally {
+      await store.close();
+    }
+  });
+
   test('the database is in WAL mode', async () => {
     const path = freshPath();
     const store = new SqliteStore(path);

@@ -1,9 +1,10 @@
 /**
  * Durable group commit for the embedded store, with the fsync off the event loop.
  *
- * The store's connection runs with `synchronous = OFF` and no automatic checkpoint: a `COMMIT`
- * then only appends the transaction's frames to the write-ahead log (tens of microseconds, no
- * fsync). {@link WalSync.sync} makes every frame appended so far durable with one `fsync` of the
+ * The store's connection runs with `synchronous = NORMAL` and no automatic checkpoint: in WAL
+ * mode a `COMMIT` then only appends the transaction's frames to the write-ahead log (tens of
+ * microseconds, no fsync), while SQLite still syncs the WAL header when the WAL restarts after a
+ * checkpoint (`OFF` would skip that sync, which can corrupt the database on power loss). {@link WalSync.sync} makes every frame appended so far durable with one `fsync` of the
  * WAL file on libuv's thread pool, and the store answers a transaction's callers only once the
  * fsync that started after its commit has finished: the same durability as `synchronous = FULL`
  * (nobody hears "committed" before the frames are on disk), while the event loop parses and
