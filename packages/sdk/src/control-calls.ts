@@ -16,6 +16,51 @@ import { refusal as wireRefusal } from './wire-answers.ts';
 /** Most permit requests sent in one `POST /v1/permits/batch` (the control plane takes up to 256). */
 const PERMIT_BATCH = 128;
 
+/**
+ * Most UTF-8 bytes of serialised items in one batch request (permits or outcomes): the control
+ * plane takes 64 KiB a body, so this leaves room for the envelope. An item bigger than this on
+ * its own goes alone, on the single-item route, so it never fails a batch of neighbours.
+ */
+export const BATCH_BYTES = 48 * 1024;
+
+/** UTF-8 length of a string: `Buffer.byteLength` where Buffer exists, else a `TextEncoder`. */
+export function utf8Bytes(text: string): number {
+  return typeof Buffer === 'function' ? Buffer.byteLength(text) : new TextEncoder().encode(text).length;
+}
+
+/**
+ * Splits `items` into runs of at most `maxItems` whose serialised items sum to at most
+ * {@link BATCH_BYTES} UTF-8 bytes, in order; an item over {@link BATCH_BYTES} on its own is put
+ * in `alone` instead, for the single-item route.
+ */
+export function splitBatches<T>(
+  items: readonly T[],
+  maxItems: number,
+  json: (item: T) => unknown,
+): { batches: T[][]; alone: T[] } {
+  const batches: T[][] = [];
+  const alone: T[] = [];
+  let batch: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    // Each item after the first adds its comma too.
+    const size = utf8Bytes(JSON.stringify(json(item)) ?? 'null') + 1;
+    if (size > BATCH_BYTES) {
+      alone.push(item);
+      continue;
+    }
+    if (batch.length > 0 && (batch.length >= maxItems || bytes + size > BATCH_BYTES)) {
+      batches.push(batch);
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(item);
+    bytes += size;
+  }
+  if (batch.length > 0) batches.push(batch);
+  return { batches, alone };
+}
+
 interface QueuedPermit {
   request: PermitRequest;
   resolve(answer: unknown): void;
@@ -69,7 +114,14 @@ export class ControlCalls {
       for (const q of queued) this.single(q.request).then(q.resolve, q.reject);
       return;
     }
-    for (let i = 0; i < queued.length; i += PERMIT_BATCH) this.sendBatch(queued.slice(i, i + PERMIT_BATCH));
+    // Capped by count and by UTF-8 size (the control plane refuses a body over 64 KiB whole);
+    // a request too big to share a batch goes alone. A batch of one goes alone too.
+    const { batches, alone } = splitBatches(queued, PERMIT_BATCH, (q) => q.request);
+    for (const q of alone) this.single(q.request).then(q.resolve, q.reject);
+    for (const batch of batches) {
+      if (batch.length === 1) for (const q of batch) this.single(q.request).then(q.resolve, q.reject);
+      else this.sendBatch(batch);
+    }
   };
 
   /**
@@ -240,7 +292,7 @@ export const MAX_JSON_BYTES = 64 * 1024;
 export function jsonCopy(value: unknown, maxBytes = MAX_JSON_BYTES): unknown {
   try {
     const json = JSON.stringify(value);
-    if (json === undefined || Buffer.byteLength(json) > maxBytes) return undefined;
+    if (json === undefined || utf8Bytes(json) > maxBytes) return undefined;
     return JSON.parse(json) as unknown;
   } catch {
     return undefined;

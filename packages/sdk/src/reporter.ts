@@ -10,6 +10,7 @@ import type {
   RunRegistration,
 } from '@killpath/protocol';
 import type { Clock } from './clock.ts';
+import { splitBatches } from './control-calls.ts';
 import { errorCode, errorMessage } from './journal.ts';
 import type { JournalSink, ReportKind } from './journal.ts';
 import type { Transport } from './transport.ts';
@@ -23,9 +24,6 @@ const JOURNAL_BATCH = 500;
 
 /** Most outcomes in one `POST /v1/permits/outcomes` (the control plane takes up to 256). */
 const OUTCOME_BATCH = 128;
-
-/** Serialised outcomes past this many bytes go in the next batch (the control plane takes 64 KiB a request). */
-const OUTCOME_BATCH_BYTES = 48 * 1024;
 
 /** Longest {@link Reporter.close} waits for outcome requests on the wire, in ms. */
 const CLOSE_WAIT_MS = 5_000;
@@ -157,19 +155,14 @@ export class Reporter {
     const sent: Promise<void>[] = [];
     if (all.length === 1 || !this.outcomeBatches) for (const o of all) sent.push(this.outcomeAlone(o));
     else {
-      let batch: OutcomeReport[] = [];
-      let bytes = 0;
-      for (const o of all) {
-        const size = JSON.stringify(o).length;
-        if (batch.length > 0 && (batch.length >= OUTCOME_BATCH || bytes + size > OUTCOME_BATCH_BYTES)) {
-          sent.push(this.outcomeBatch(batch));
-          batch = [];
-          bytes = 0;
-        }
-        batch.push(o);
-        bytes += size;
+      // Capped by count and by UTF-8 size (a result in another script is 2 to 4 bytes a
+      // character); an outcome too big to share a batch goes alone, as does a batch of one.
+      const { batches, alone } = splitBatches(all, OUTCOME_BATCH, (o) => o);
+      for (const o of alone) sent.push(this.outcomeAlone(o));
+      for (const batch of batches) {
+        if (batch.length === 1) for (const o of batch) sent.push(this.outcomeAlone(o));
+        else sent.push(this.outcomeBatch(batch));
       }
-      sent.push(this.outcomeBatch(batch));
     }
     for (const p of sent) {
       this.outcomeSends.add(p);

@@ -686,3 +686,86 @@ test('outcomes reported while one is on the wire go as one batch; close sends th
   await closing;
   assert.deepEqual(stored().slice(6), ['g', 'h']);
 });
+
+/** What the control plane does with a body over its 64 KiB limit: refuses the whole request 413. */
+function refuseOver64KiB(transport: FakeTransportLike): number[] {
+  const batchBytes: number[] = [];
+  const onPost = transport.onPost;
+  transport.onPost = (post) => {
+    const bytes = Buffer.byteLength(JSON.stringify(post.body));
+    if (/\/v1\/permits\/(batch|outcomes)$/.test(post.url)) batchBytes.push(bytes);
+    if (bytes > 64 * 1024) throw new KillpathError('payload_too_large', `body of ${bytes} bytes`);
+    return onPost(post);
+  };
+  return batchBytes;
+}
+type FakeTransportLike = Pick<FakeTransport, 'onPost'>;
+
+test('permits asked while one is on the wire are batched by UTF-8 size too: 128 bulky requests all granted, one too big for a batch goes alone', async () => {
+  const { client, stream, cp, transport } = await harness();
+  await stream.push(snapshot(1));
+  const batchBytes = refuseOver64KiB(transport);
+  const release = cp.holdPermits();
+  const parent = client.startRun({ runId: 'parent' });
+  // An ordinary request: lineage of 2, a 360-byte compensate (128 of them make ~70 KB).
+  const compensate = { undo: 'crm.restore', note: 'é'.repeat(170) };
+  const first = parent.effect({ capability: 'crm.update', compensate }, () => 'first');
+  const runs = Array.from({ length: 128 }, (_, i) =>
+    client.startRun({ runId: `r${i}`, parent: { runId: 'parent', lineage: [] } }),
+  );
+  const results = runs.map((run, i) => run.effect({ capability: 'crm.update', compensate }, () => i));
+  // One request bigger than a batch's share on its own (under the 64 KiB body limit).
+  const bulky = { undo: 'crm.restore', snapshot: 'ü'.repeat(25_000) };
+  const big = runs[0]!.effect({ capability: 'crm.update', compensate: bulky }, () => 'big');
+  const settled = Promise.allSettled([first, ...results, big]);
+  await drain();
+  release();
+  const answers = await settled;
+  assert.deepEqual(
+    answers.map((r) => (r.status === 'fulfilled' ? r.value : (r.reason as KillpathError).code)),
+    ['first', ...runs.map((_, i) => i), 'big'],
+    'every effect was permitted and ran',
+  );
+  assert.ok(batchBytes.length >= 2, `the 128 went in several batches (${batchBytes.join(', ')} bytes)`);
+  for (const b of batchBytes) assert.ok(b <= 64 * 1024, `batch of ${b} bytes is within the body limit`);
+  const singles = transport.posts.filter((p) => p.url.endsWith('/v1/permits'));
+  assert.deepEqual(
+    singles.map((p) => (p.body as PermitRequest).runId),
+    ['parent', 'r0'],
+    'the first went at once, the bulky one alone',
+  );
+  assert.equal((singles[1]!.body as PermitRequest).compensate?.['snapshot'], bulky.snapshot);
+  assert.equal(cp.requests().length, 130, 'each request was sent once');
+  await client.close();
+});
+
+test('outcomes are batched by UTF-8 size, not characters: non-ASCII results are never dropped', async () => {
+  const { client, stream, cp, transport } = await harness();
+  await stream.push(snapshot(1));
+  const batchBytes = refuseOver64KiB(transport);
+  const runs = Array.from({ length: 40 }, (_, i) => client.startRun({ runId: `r${i}` }));
+  // Hold the first outcome's request on the wire so the rest queue up.
+  let releaseOutcome!: () => void;
+  const onPost = transport.onPost;
+  transport.onPost = (post) => {
+    const answer = onPost(post);
+    if (post.url.endsWith('/outcome') && releaseOutcome === undefined)
+      return new Promise((ok) => (releaseOutcome = () => ok(answer)));
+    return answer;
+  };
+  // 4,000 characters of 3-byte UTF-8 each: 12 KB a result, 40 of them ~480 KB, ~160 KB counted in characters.
+  const text = (i: number) => `${i}:${'界'.repeat(4_000)}`;
+  for (const [i, run] of runs.entries()) await run.effect('crm.update', () => text(i));
+  // And one result too big to share a batch (under the 64 KiB result cap).
+  await runs[0]!.effect('crm.update', () => `big:${'界'.repeat(17_000)}`);
+  await drain();
+  releaseOutcome();
+  await drain();
+  await drain();
+  for (const b of batchBytes) assert.ok(b <= 64 * 1024, `batch of ${b} bytes is within the body limit`);
+  assert.ok(batchBytes.length >= 2, `the outcomes went in several batches (${batchBytes.join(', ')} bytes)`);
+  const stored = [...cp.permits.values()].map((p) => p.outcome?.result);
+  assert.deepEqual(stored, [...runs.map((_, i) => text(i)), `big:${'界'.repeat(17_000)}`], 'none dropped');
+  assert.equal(cp.outcomes().length, 41, 'each outcome was sent once');
+  await client.close();
+});
