@@ -13,7 +13,7 @@ import { canSee } from './auth/policy.ts';
 import type { ControlPlane } from './control-plane.ts';
 import type { Logger } from './log.ts';
 import type { ApprovalRule } from './policy/policy.ts';
-import type { ApprovalRecord } from './store/store.ts';
+import type { ApprovalQuery, ApprovalRecord } from './store/store.ts';
 
 /** What a gated act asks for: the rule, what it is bound to, and the act's input to replay on approval. */
 export interface GatedAct {
@@ -219,19 +219,25 @@ export class ApprovalDesk {
   async list(
     p: Principal,
     q: { state?: ApprovalRequest['state']; limit: number },
-  ): Promise<ApprovalRequest[]> {
+  ): Promise<{ approvals: ApprovalRequest[]; total: number }> {
     if (p.role === 'agent') throw new KillpathError('forbidden', 'agent tokens see no approval requests');
     const now = this.#now();
-    const stored = q.state === 'expired' || q.state === 'pending' ? 'pending' : q.state;
-    const rows = await this.#cp.store.listApprovals({
-      ...(p.tenant === '*' ? {} : { tenant: p.tenant }),
-      ...(stored === undefined ? {} : { state: stored }),
-      limit: q.limit,
-    });
-    return rows
-      .filter((a) => a.action === 'resume' || p.tenant === '*')
-      .map((a) => shownApproval(a, now))
-      .filter((a) => q.state === undefined || a.state === q.state);
+    // A pending request past its time shows as expired (stored so once someone tried it).
+    const filter: Omit<ApprovalQuery, 'limit'> = {
+      ...(p.tenant === '*' ? {} : { tenant: p.tenant, action: 'resume' }),
+      ...(q.state === 'pending' || q.state === 'expired'
+        ? { expired: { now: new Date(now).toISOString(), is: q.state === 'expired' } }
+        : q.state === undefined
+          ? {}
+          : { state: q.state }),
+    };
+    // `total`: what this principal may see under the same filter (a tenant's people: resume requests).
+    const [rows, total] = await Promise.all([
+      this.#cp.store.listApprovals({ ...filter, limit: q.limit }),
+      this.#cp.store.countApprovals(filter),
+    ]);
+    const approvals = rows.map((a) => shownApproval(a, now));
+    return { approvals, total };
   }
 
   /** One request, if the principal may see it. */

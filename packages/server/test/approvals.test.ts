@@ -357,8 +357,21 @@ describe('two people resume', () => {
       assert.deepEqual(refused, ['expired']);
       const pending = (await (await w.req('GET', '/v1/approvals?state=pending', ada)).json()) as {
         approvals: ApprovalRequest[];
+        total: number;
       };
       assert.deepEqual(pending.approvals, []);
+      // Issue 18: the total counts what the caller may see under the same state; not another tenant's.
+      assert.equal(pending.total, 0);
+      type Listed = { approvals: ApprovalRequest[]; total: number };
+      const expired = (await (await w.req('GET', '/v1/approvals?state=expired', olga)).json()) as Listed;
+      assert.deepEqual([expired.total, expired.approvals.map((a) => a.id)], [1, [r1.approval.id]]);
+      const all = (await (await w.req('GET', '/v1/approvals?state=failed&limit=1', ada)).json()) as Listed;
+      assert.equal(all.total, all.approvals.length);
+      const globex = await w.token('operator', 'globex', 'gus');
+      const seenByGlobex = (await (
+        await w.req('GET', '/v1/approvals?state=expired', globex)
+      ).json()) as Listed;
+      assert.deepEqual([seenByGlobex.total, seenByGlobex.approvals], [0, []]);
     } finally {
       await w.close();
     }

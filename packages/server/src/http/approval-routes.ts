@@ -28,12 +28,12 @@ export function approvalRoutes(app: Hono<Env>, approvals: ApprovalDesk): void {
     const limit = Number(c.req.query('limit') ?? 100);
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
       throw new KillpathError('invalid_request', 'limit must be an integer from 1 to 1000');
-    return c.json({
-      approvals: await approvals.list(c.get('principal'), {
-        ...(state === undefined ? {} : { state: state as (typeof STATES)[number] }),
-        limit,
-      }),
+    // Newest first; `total` counts every request the caller may see under the same state filter.
+    const r = await approvals.list(c.get('principal'), {
+      ...(state === undefined ? {} : { state: state as (typeof STATES)[number] }),
+      limit,
     });
+    return c.json({ total: r.total, approvals: r.approvals });
   });
 
   app.get('/v1/approvals/:id', async (c) => {

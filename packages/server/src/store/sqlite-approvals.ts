@@ -148,8 +148,23 @@ export function getApproval(ctx: ApprovalsContext, id: string): ApprovalRecord |
 
 /** Requests, newest first. */
 export function listApprovals(ctx: ApprovalsContext, q: ApprovalQuery): ApprovalRecord[] {
+  const { where, params } = approvalFilter(q);
+  const sql = `SELECT * FROM approvals ${where} ORDER BY created_at DESC, id DESC LIMIT ?`;
+  return (ctx.db.prepare(sql).all(...params, q.limit) as unknown as ApprovalRow[]).map(toRecord);
+}
+
+/** How many requests match the filters of a list (its limit ignored). */
+export function countApprovals(ctx: ApprovalsContext, q: Omit<ApprovalQuery, 'limit'>): number {
+  const { where, params } = approvalFilter(q);
+  return Number(
+    (ctx.db.prepare(`SELECT COUNT(*) AS n FROM approvals ${where}`).get(...params) as { n: number }).n,
+  );
+}
+
+/** The WHERE clause (with its parameters) of an approvals list or count. */
+function approvalFilter(q: Omit<ApprovalQuery, 'limit'>): { where: string; params: string[] } {
   const where: string[] = [];
-  const params: (string | number)[] = [];
+  const params: string[] = [];
   if (q.tenant !== undefined) {
     where.push('(tenant IS NULL OR tenant = ?)');
     params.push(q.tenant);
@@ -162,9 +177,19 @@ export function listApprovals(ctx: ApprovalsContext, q: ApprovalQuery): Approval
     where.push('target = ?');
     params.push(q.target);
   }
-  params.push(q.limit);
-  const sql = `SELECT * FROM approvals ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`;
-  return (ctx.db.prepare(sql).all(...params) as unknown as ApprovalRow[]).map(toRecord);
+  if (q.action !== undefined) {
+    where.push('action = ?');
+    params.push(q.action);
+  }
+  if (q.expired !== undefined) {
+    where.push(
+      q.expired.is
+        ? "(state = 'expired' OR (state = 'pending' AND expires_at <= ?))"
+        : "state = 'pending' AND expires_at > ?",
+    );
+    params.push(q.expired.now);
+  }
+  return { where: where.length ? `WHERE ${where.join(' AND ')}` : '', params };
 }
 
 /** Reads a request and writes what `fn` decides (the new record, audit records) in one transaction. */

@@ -732,6 +732,10 @@ export class SqliteStore implements Store {
     return approvals.listApprovals(this.#tokensCtx, q);
   }
 
+  async countApprovals(q: Omit<ApprovalQuery, 'limit'>): Promise<number> {
+    return approvals.countApprovals(this.#tokensCtx, q);
+  }
+
   async updateApproval<T>(id: string, fn: (a: ApprovalRecord | null) => ApprovalUpdate<T>): Promise<T> {
     return approvals.updateApproval(this.#tokensCtx, id, fn);
   }

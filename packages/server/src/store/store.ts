@@ -253,6 +253,13 @@ export interface ApprovalQuery {
   state?: ApprovalRequest['state'];
   /** Only requests bound to this target (a directive id, a policy digest). */
   target?: string;
+  /** Only requests for this kind of act (`resume`, `policy.apply`). */
+  action?: string;
+  /**
+   * By the time `now` (ISO): `is` true keeps expired requests (stored so, or pending past their
+   * time), false keeps pending ones still in time. Use it instead of `state` for those two.
+   */
+  expired?: { now: string; is: boolean };
   limit: number;
 }
 
@@ -583,6 +590,8 @@ export interface PolicyStore {
   getApproval(id: string): Promise<ApprovalRecord | null>;
   /** Approval requests, newest first. */
   listApprovals(q: ApprovalQuery): Promise<ApprovalRecord[]>;
+  /** How many requests `listApprovals` would give under the same filters with no limit. */
+  countApprovals(q: Omit<ApprovalQuery, 'limit'>): Promise<number>;
   /**
    * Reads an approval request (null when unknown) and, in the same transaction, writes the record
    * and appends the audit records `fn` returns (a refusal is audited too), answering its `result`.
