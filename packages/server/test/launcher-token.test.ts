@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import type { AuditRecord, Principal } from '@killpath/protocol';
 import { expectWireError, harness, heartbeatBody } from './harness.ts';
 import { liveServer } from './live-server.ts';
+import { workerKey } from '../src/fleet.ts';
 
 const T0 = Date.parse('2026-06-01T12:00:00.000Z');
 const HOUR = 3_600_000;
@@ -178,6 +179,69 @@ describe('an operator mints the agent token of the launcher it starts', () => {
         });
       await expectWireError(await beat('launch-2'), 403, 'forbidden', 'heartbeat under another launcher');
       assert.ok((await beat('launch-1')).status < 300, 'its own launcher');
+    } finally {
+      await h.close();
+    }
+  });
+
+  test("the token acts for its launcher's workers only: another launcher's worker is refused 403 on heartbeat, ack, halted and stream", async () => {
+    const h = await harness();
+    try {
+      const op = await h.token('operator', 'acme');
+      const m = (await (
+        await h.req('POST', '/v1/launchers/launch-1/token', {
+          token: op,
+          body: { tenant: 'acme', agent: 'bot' },
+        })
+      ).json()) as Minted;
+      // w-2 runs under launch-2 of the same agent, reported with an ordinary agent token.
+      const owner = await h.token('agent', 'acme', 'bot');
+      assert.equal(
+        (
+          await h.req('POST', '/v1/workers/w-2/heartbeat', {
+            token: owner,
+            body: { ...heartbeatBody(), launcher: 'launch-2' },
+          })
+        ).status,
+        204,
+      );
+      const issued = await h.req('POST', '/v1/directives', {
+        token: op,
+        body: { level: 'halt', scope: 'agent:acme/bot', reason: 'r', justification: 'j' },
+      });
+      assert.equal(issued.status, 201);
+      const d = ((await issued.json()) as { directive: { id: string; rev: number } }).directive;
+      const halted = {
+        rev: d.rev,
+        directiveId: d.id,
+        runs: [],
+        aborted: 0,
+        completed: 0,
+        observeToSettleMs: 1,
+      };
+
+      const as = (token: string, route: string, body: unknown) =>
+        h.req('POST', `/v1/workers/w-2/${route}`, { token, body });
+      await expectWireError(await as(m.token, 'heartbeat', heartbeatBody()), 403, 'forbidden', 'heartbeat');
+      await expectWireError(await as(m.token, 'ack', { rev: d.rev }), 403, 'forbidden', 'ack');
+      await expectWireError(await as(m.token, 'halted', halted), 403, 'forbidden', 'halted');
+      await expectWireError(
+        await h.req('GET', '/v1/stream?worker=w-2&tenant=acme&agent=bot', { token: m.token }),
+        403,
+        'forbidden',
+        'stream',
+      );
+      // Nothing was acted on: w-2 is still launch-2's.
+      assert.equal(h.cp.fleet.launcherOf(workerKey('acme', 'bot', 'w-2'))?.launcherId, 'launch-2');
+
+      // The controls: its own launcher's worker and the ordinary token's reports are accepted.
+      const own = (route: string, body: unknown) =>
+        h.req('POST', `/v1/workers/w-1/${route}`, { token: m.token, body });
+      assert.ok((await own('heartbeat', { ...heartbeatBody(), launcher: 'launch-1' })).status < 300);
+      assert.equal((await own('ack', { rev: d.rev })).status, 204);
+      assert.equal((await own('halted', halted)).status, 204);
+      assert.equal((await as(owner, 'ack', { rev: d.rev })).status, 204);
+      assert.equal((await as(owner, 'halted', halted)).status, 204);
     } finally {
       await h.close();
     }

@@ -95,11 +95,29 @@ export function refuseSecrets(text: string): void {
 }
 
 /**
+ * Refuses a token minted for one launcher (`p.launcher`) acting for a worker another launcher of
+ * its agent started: it may heartbeat, ack, report or stream only for the workers of its own
+ * launcher (or ones no launcher claimed yet), so it cannot, say, report halted for another
+ * launcher's worker and drop that launcher from an escalation's laggards.
+ * @throws KillpathError `forbidden`
+ */
+export function refuseOtherLauncher(cp: ControlPlane, p: Principal, key: WorkerKey, workerId: string): void {
+  if (p.launcher === undefined) return;
+  const started = cp.fleet.launcherOf(key);
+  if (started !== null && started.launcherId !== p.launcher)
+    throw new KillpathError(
+      'forbidden',
+      `this token was minted for launcher ${p.launcher}; worker ${workerId} belongs to another launcher`,
+    );
+}
+
+/**
  * The worker `workerId` of the caller: a worker id is its agent's own name for it, so an agent
  * token bound to an agent always names a worker of its own identity (a new one if unknown; the
  * same id used by another tenant or agent is another worker, whose existence this never tells).
  * A tenant-wide agent token or an admin names the one worker of that id it may act for (404 when
- * none, 409 when several agents use the id).
+ * none, 409 when several agents use the id). A token minted for a launcher names only workers of
+ * that launcher (403 for another launcher's, {@link refuseOtherLauncher}).
  */
 export function requireWorker(
   cp: ControlPlane,
@@ -108,6 +126,7 @@ export function requireWorker(
 ): { tenant: string; agent: string; key: WorkerKey } {
   if (p.role === 'agent' && p.agent !== null) {
     const key = workerKey(p.tenant, p.agent, workerId);
+    refuseOtherLauncher(cp, p, key, workerId);
     // One agent token cannot bloat the fleet view with made-up worker ids.
     if (!cp.fleet.has(key) && cp.fleet.countOf(p.tenant, p.agent) >= Fleet.MAX_WORKERS_PER_AGENT)
       throw new KillpathError(
@@ -126,6 +145,7 @@ export function requireWorker(
       'conflict',
       `worker id ${workerId} is used by ${held.length} agents; report with a token bound to its agent`,
     );
+  refuseOtherLauncher(cp, p, held[0]!.key, workerId);
   return held[0]!;
 }
 

@@ -5,6 +5,7 @@ import { KillpathError, isIdentifier, parseRelease, type Principal } from '@kill
 import type { ControlPlane } from '../control-plane.ts';
 import { Fleet, workerKey } from '../fleet.ts';
 import type { Logger } from '../log.ts';
+import { refuseOtherLauncher } from './common.ts';
 import type { SseFrame, StreamSink } from '../stream/hub.ts';
 
 /** A stream whose unsent bytes exceed this is dropped (the worker reconnects for a fresh snapshot). */
@@ -50,6 +51,7 @@ export async function openStream(
   }
   // The worker is this agent's: the same id used by another tenant or agent is another worker.
   const key = workerKey(tenant, agent, workerId);
+  refuseOtherLauncher(cp, p, key, workerId);
   if (!cp.fleet.has(key) && cp.fleet.countOf(tenant, agent) >= Fleet.MAX_WORKERS_PER_AGENT)
     throw new KillpathError(
       'conflict',
