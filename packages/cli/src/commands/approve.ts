@@ -67,7 +67,7 @@ export async function approvals(args: string[]): Promise<number> {
   const limit = intFlag('limit', values.limit, 100);
   if (limit < 1 || limit > 1000) throw new KillpathError('invalid_request', '--limit must be from 1 to 1000');
   const api = clientFor(values);
-  const r = await api.get<{ approvals: ApprovalRequest[] }>(
+  const r = await api.get<{ total?: number; approvals: ApprovalRequest[] }>(
     `/v1/approvals?state=${encodeURIComponent(values.state ?? 'pending')}&limit=${limit}`,
   );
   if (values.json) console.log(JSON.stringify(r, null, 2));
@@ -86,8 +86,15 @@ export async function approvals(args: string[]): Promise<number> {
         ]),
       ),
     );
-  // A full page may not be all: never a silent cut.
-  if (!values.json && r.approvals.length === limit)
+  // Never a silent cut: how many of how many (an older server gives no total: a full page may not be all).
+  if (!values.json && r.total !== undefined && r.approvals.length > 0) {
+    const more = r.total > r.approvals.length;
+    console.log(
+      more
+        ? `${r.approvals.length} of ${r.total}, newest first${limit < 1000 ? `; --limit ${Math.min(1000, r.total)} lists ${r.total > 1000 ? 'the newest 1000' : 'them all'}` : ''}`
+        : `all ${r.total}`,
+    );
+  } else if (!values.json && r.approvals.length === limit)
     console.log(
       `the newest ${limit} shown; there may be more${limit < 1000 ? `: --limit ${Math.min(1000, limit * 10)}` : ''}`,
     );

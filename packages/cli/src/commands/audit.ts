@@ -144,21 +144,28 @@ export async function audit(args: string[]): Promise<number> {
     const n = values.limit !== undefined ? intFlag('limit', values.limit, 20) : intFlag('n', values.n, 20);
     const newestFirst: AuditRecord[] = [];
     let before: number | null = null;
+    // What the server counts of the records this token may see (a lower bound past its cap).
+    let total: { n: number; exact: boolean } | null = null;
     while (newestFirst.length < n) {
-      const page: AuditRecord[] = (
-        await api.get<{ records: AuditRecord[] }>(
-          `/v1/audit?order=desc&limit=${Math.min(PAGE, n - newestFirst.length)}${before === null ? '' : `&before=${before}`}${only}`,
-        )
-      ).records;
+      const got: { records: AuditRecord[]; total?: number; totalExact?: boolean } = await api.get(
+        `/v1/audit?order=desc&limit=${Math.min(PAGE, n - newestFirst.length)}${before === null ? '' : `&before=${before}`}${only}`,
+      );
+      if (total === null && got.total !== undefined)
+        total = { n: got.total, exact: got.totalExact !== false };
+      const page = got.records;
       newestFirst.push(...page);
       if (page.length === 0) break;
       before = page.at(-1)!.seq;
     }
     newestFirst.reverse().forEach(print);
-    if (newestFirst.length < n && !values.json)
-      console.error(
-        `${newestFirst.length} records: all there are${values.type ? ` of type ${values.type}` : ''}`,
-      );
+    const kind = values.type ? ` of type ${values.type}` : '';
+    if (!values.json) {
+      if (newestFirst.length < n) console.error(`${newestFirst.length} records: all there are${kind}`);
+      else if (total !== null)
+        console.error(
+          `${newestFirst.length} of ${total.exact ? '' : 'at least '}${total.n} records${kind}, the newest; older ones: killpath audit tail --after SEQ --limit N`,
+        );
+    }
     let after = newestFirst.at(-1)?.seq ?? 0;
     while (values.follow) {
       await new Promise((ok) => setTimeout(ok, 500));

@@ -105,9 +105,13 @@ export async function drillHistory(args: string[]): Promise<number> {
     q.set('agent', values.agent);
   }
   if (values.before !== undefined) q.set('before', values.before);
-  const { drills } = await clientFor(values).get<{ drills: RehearsalRecord[] }>(`/v1/drills?${q.toString()}`);
+  const { drills, total } = await clientFor(values).get<{ drills: RehearsalRecord[]; total?: number }>(
+    `/v1/drills?${q.toString()}`,
+  );
   if (values.json) {
-    console.log(JSON.stringify(drills, null, 2));
+    // The page, how many records there are in all, and the --before of the next (older) page.
+    const next = drills.length === limit ? drills.at(-1)!.id : null;
+    console.log(JSON.stringify({ total: total ?? null, before: next, drills }, null, 2));
     return 0;
   }
   if (drills.length === 0) {
@@ -141,11 +145,12 @@ export async function drillHistory(args: string[]): Promise<number> {
       }),
     ),
   );
-  // A full page may not be all: say so, with the command for the older ones.
+  // A full page may not be all: say how many of how many, with the command for the older ones.
   if (drills.length === limit)
     console.log(
-      `the newest ${limit}${values.before === undefined ? '' : ` before ${values.before}`}; older ones: killpath drill history${values.agent === undefined ? '' : ` --agent ${values.agent}`} -n ${limit} --before ${drills.at(-1)!.id}`,
+      `the newest ${limit}${values.before === undefined ? '' : ` before ${values.before}`}${total === undefined ? '' : ` (${total} record(s) in all)`}; older ones: killpath drill history${values.agent === undefined ? '' : ` --agent ${values.agent}`} -n ${limit} --before ${drills.at(-1)!.id}`,
     );
+  else if (total !== undefined && values.before === undefined) console.log(`all ${total}`);
   return 0;
 }
 

@@ -193,15 +193,16 @@ async function history(args: string[]): Promise<number> {
   const limit = intFlag('n', values.n, 20);
   if (limit < 1 || limit > 1000) throw new KillpathError('invalid_request', '-n must be from 1 to 1000');
   const api = clientFor(values);
-  const r = await api.get<{ active: number; versions: Omit<PolicyVersion, 'source'>[] }>(
+  const r = await api.get<{ active: number; total?: number; versions: Omit<PolicyVersion, 'source'>[] }>(
     `/v1/policy/history?limit=${limit}`,
   );
   if (values.json) {
     console.log(JSON.stringify(r, null, 2));
     return 0;
   }
-  // Versions are numbered from 1 and never deleted: the newest one's number is how many there are.
-  const total = Math.max(r.active, ...r.versions.map((v) => v.version));
+  // The server counts the versions (an older server does not: versions are numbered from 1 and
+  // never deleted, so the newest one's number is how many there are).
+  const total = r.total ?? Math.max(r.active, ...r.versions.map((v) => v.version));
   console.log(
     `${r.versions.length} of ${total} version(s), newest first${r.versions.length < total ? `; -n ${Math.min(total, 1000)} lists ${total > 1000 ? 'the newest 1000' : 'them all'}` : ''}`,
   );

@@ -85,10 +85,11 @@ export async function token(args: string[]): Promise<number> {
   if (sub === 'list') {
     extra(0);
     const api = clientFor(values);
-    const r = await api.get<{ tokens: TokenRow[] }>('/v1/tokens');
+    const r = await api.get<{ total?: number; tokens: TokenRow[] }>('/v1/tokens');
     if (values.json) console.log(JSON.stringify(r, null, 2));
     else {
       const now = Date.now();
+      console.log(`all ${r.total ?? r.tokens.length} token(s) you may manage, oldest first`);
       console.log(
         table(
           ['id', 'name', 'role', 'tenant', 'agent', 'created', 'state'],

@@ -68,9 +68,16 @@ describe('killpath audit tail', () => {
   });
 
   it('-n 6000 prints 6000 records, oldest first, ending with the newest', async () => {
-    const { code, out } = await cli(['audit', 'tail', '-n', '6000', ...conn]);
+    const { code, out, err } = await cli(['audit', 'tail', '-n', '6000', ...conn]);
     assert.equal(code, 0);
     assert.equal(out.length, 6000, 'not cut to one page of 5000');
+    // Issue 18: "N of M" (an admin's total is the chain's length, exact).
+    const m =
+      /^6000 of (\d+) records, the newest; older ones: killpath audit tail --after SEQ --limit N$/.exec(
+        err.join('\n'),
+      );
+    assert.ok(m, err.join('\n'));
+    assert.ok(Number(m[1]) >= total);
     const seqs = out.map((l) => Number(/^#(\d+) /.exec(l)![1]));
     // The control plane may append records of its own meanwhile (a signed checkpoint): the newest
     // printed is at least the newest seen before.
