@@ -300,6 +300,66 @@ describe('an operator mints the agent token of the launcher it starts', () => {
     }
   });
 
+  test('revoking the operator token that minted launcher tokens revokes them too, audited; others stay', async () => {
+    const h = await harness();
+    try {
+      const admin = await h.token('admin', '*');
+      const op = await h.token('operator', 'acme', undefined, 'alice@acme');
+      const mint = async (token: string, launcher: string) =>
+        (await (
+          await h.req('POST', `/v1/launchers/${launcher}/token`, {
+            token,
+            body: { tenant: 'acme', agent: 'bot' },
+          })
+        ).json()) as Minted;
+      const a = await mint(op, 'launch-1');
+      const b = await mint(op, 'launch-2');
+      const other = await mint(await h.token('operator', 'acme', undefined, 'bob@acme'), 'launch-3');
+      const agent = await h.token('agent', 'acme', 'bot');
+      // The launcher ended b itself already: it is not revoked twice.
+      assert.equal(
+        (await h.req('POST', '/v1/launchers/launch-2/token/revoke', { token: b.token })).status,
+        200,
+      );
+      const opId = (await h.store.listTokens({ tenant: 'acme' })).find((t) => t.name === 'alice@acme')!.id;
+      const r = await h.req('POST', `/v1/tokens/${opId}/revoke`, {
+        token: admin,
+        body: { reason: 'alice left' },
+      });
+      assert.equal(r.status, 200);
+
+      const msg = await expectWireError(
+        await h.req('GET', '/v1/whoami', { token: a.token }),
+        401,
+        'unauthenticated',
+        'the minted token after its minter was revoked',
+      );
+      assert.match(msg, /token revoked/);
+      for (const t of [other.token, agent])
+        assert.equal((await h.req('GET', '/v1/whoami', { token: t })).status, 200, 'other tokens stay');
+      const rec = await h.store.getToken(a.id);
+      assert.equal(rec?.mintedBy, opId);
+      assert.match(rec?.revokeReason ?? '', new RegExp(`minted it \\(${opId}\\) was revoked: alice left`));
+      assert.equal(
+        (await h.store.getToken(b.id))?.revokedBy,
+        'launcher:launch-2',
+        'b kept its own revocation',
+      );
+
+      await h.cp.flushAudit();
+      const audit = (await (
+        await h.req('GET', '/v1/audit?type=token.revoked&limit=100', { token: admin })
+      ).json()) as { records: AuditRecord[] };
+      assert.deepEqual(
+        audit.records.map((x) => x.data.tokenId).sort(),
+        [a.id, b.id, opId].sort(),
+        'each revocation on the record once',
+      );
+    } finally {
+      await h.close();
+    }
+  });
+
   test('over a socket, the minted token opens its own launcher stream and gets orders', async () => {
     const s = await liveServer();
     try {

@@ -770,6 +770,7 @@ export function tokenContract(make: MakeStore<TokenStore & AuditStore>): void {
             revokedBy: null,
             revokeReason: null,
             launcher: null,
+            mintedBy: null,
           },
         );
         assert.ok(!Number.isNaN(Date.parse(rec.createdAt)));

@@ -95,6 +95,7 @@ export class TokenDesk {
         tenant: req.tenant,
         agent: req.agent,
         launcher: launcherId,
+        mintedBy: p.tokenId,
         name: `launcher:${launcherId} for ${req.tenant}/${req.agent} by ${p.name}`.slice(0, 200),
         expiresAt: this.#expiry(ttlMs, undefined),
       },
@@ -183,7 +184,16 @@ export class TokenDesk {
       const now = await this.#store.getToken(id);
       throw new KillpathError('conflict', `token ${id} was already revoked at ${now?.revokedAt ?? '?'}`);
     }
-    const streamsClosed = this.#takeEffect(revoked);
+    let streamsClosed = this.#takeEffect(revoked);
+    // The launcher tokens it minted go with it: revoking a person's token ends what it started.
+    const cascade = `the token that minted it (${id}) was revoked: ${reason}`;
+    for (const t of await this.#store.listTokens(mintedTokensQuery(revoked))) {
+      if (t.mintedBy !== id || t.revokedAt !== null) continue;
+      const minted = await this.#store.revokeToken(t.id, p.name, cascade, (r) =>
+        revokedEvents(r, p.name, cascade),
+      );
+      if (minted !== null) streamsClosed += this.#takeEffect(minted);
+    }
     return { token: revoked, streamsClosed };
   }
 
@@ -251,4 +261,9 @@ export class TokenDesk {
     this.#log.info('admin token rotated', { tokenId: minted.record.id, revoked, by: p.name });
     return { ...minted, revoked, file };
   }
+}
+
+/** Where the tokens a token minted live: an operator's in its tenant; an admin's in any. */
+function mintedTokensQuery(t: TokenRecord): { tenant?: string } {
+  return t.tenant === '*' ? {} : { tenant: t.tenant };
 }

@@ -23,6 +23,8 @@ export interface TokenSpec {
   expiresAt?: string | null;
   /** The one launcher id an agent token may act for; absent or null: none. */
   launcher?: string | null;
+  /** The token that minted this one for a launcher (revoked with it); absent or null: none. */
+  mintedBy?: string | null;
 }
 
 /**
@@ -105,6 +107,7 @@ export async function mintToken(
       agent: spec.agent ?? null,
       expiresAt: spec.expiresAt ?? null,
       launcher: spec.launcher ?? null,
+      mintedBy: spec.mintedBy ?? null,
     },
     hashSecret(secret),
     events,

@@ -19,6 +19,7 @@ function shown(t: TokenRecord): TokenRecord {
     revokedBy: t.revokedBy,
     revokeReason: t.revokeReason,
     launcher: t.launcher,
+    mintedBy: t.mintedBy,
   };
 }
 

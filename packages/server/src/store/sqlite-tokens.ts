@@ -3,7 +3,8 @@
  * transactions and its audit chain. Schema version 7 gave tokens a lifecycle: an expiry, and
  * who revoked them and why (`revoked_at` existed from version 1, never set until then). A
  * nullable `launcher` column (added the same way, on open) binds an agent token an operator had
- * minted for one launcher to that launcher's id; older rows are bound to none.
+ * minted for one launcher to that launcher's id; older rows are bound to none. A nullable
+ * `minted_by` column (added the same way) names the token that minted it, revoked with it.
  */
 import type { DatabaseSync } from 'node:sqlite';
 import type { AuditEvent } from '../audit/chain.ts';
@@ -25,6 +26,7 @@ export function migrateTokens(db: DatabaseSync): void {
   if (!cols.has('revoked_by')) db.exec('ALTER TABLE tokens ADD COLUMN revoked_by TEXT');
   if (!cols.has('revoke_reason')) db.exec('ALTER TABLE tokens ADD COLUMN revoke_reason TEXT');
   if (!cols.has('launcher')) db.exec('ALTER TABLE tokens ADD COLUMN launcher TEXT');
+  if (!cols.has('minted_by')) db.exec('ALTER TABLE tokens ADD COLUMN minted_by TEXT');
 }
 
 interface TokenRow {
@@ -39,10 +41,11 @@ interface TokenRow {
   revoked_by: string | null;
   revoke_reason: string | null;
   launcher: string | null;
+  minted_by: string | null;
 }
 
 const COLUMNS =
-  'id, name, role, tenant, agent, created_at, revoked_at, expires_at, revoked_by, revoke_reason, launcher';
+  'id, name, role, tenant, agent, created_at, revoked_at, expires_at, revoked_by, revoke_reason, launcher, minted_by';
 
 function toToken(r: TokenRow): TokenRecord {
   return {
@@ -57,6 +60,7 @@ function toToken(r: TokenRow): TokenRecord {
     revokedBy: r.revoked_by,
     revokeReason: r.revoke_reason,
     launcher: r.launcher,
+    mintedBy: r.minted_by,
   };
 }
 
@@ -81,7 +85,7 @@ export function createToken(
     const createdAt = new Date().toISOString();
     ctx.db
       .prepare(
-        'INSERT INTO tokens (id, secret_hash, name, role, tenant, agent, created_at, expires_at, launcher) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO tokens (id, secret_hash, name, role, tenant, agent, created_at, expires_at, launcher, minted_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
       )
       .run(
         t.id,
@@ -93,6 +97,7 @@ export function createToken(
         createdAt,
         t.expiresAt ?? null,
         t.launcher ?? null,
+        t.mintedBy ?? null,
       );
     if (revoke !== undefined) revokeRow(ctx.db, revoke.id, revoke.by, revoke.reason, createdAt);
     ctx.audit(audit);
@@ -108,6 +113,7 @@ export function createToken(
       revokedBy: null,
       revokeReason: null,
       launcher: t.launcher ?? null,
+      mintedBy: t.mintedBy ?? null,
     };
   });
 }

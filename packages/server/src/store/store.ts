@@ -103,6 +103,8 @@ export interface TokenRecord {
   expiresAt: string | null;
   /** The launcher id an agent token is bound to (minted for an operator's launcher); null: none. */
   launcher: string | null;
+  /** The id of the token that minted it for a launcher (it is revoked with that token); null: none. */
+  mintedBy: string | null;
   /** When it was revoked (ISO 8601); null while it is not. */
   revokedAt: string | null;
   /** Who revoked it (a token's name); null while it is not revoked. */
@@ -115,6 +117,7 @@ export interface TokenRecord {
 export type NewToken = Pick<TokenRecord, 'id' | 'name' | 'role' | 'tenant' | 'agent'> & {
   expiresAt?: string | null;
   launcher?: string | null;
+  mintedBy?: string | null;
 };
 
 /** Filter for listing tokens. */
