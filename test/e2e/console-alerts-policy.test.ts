@@ -200,7 +200,9 @@ describe(
       assert.match(await rules.locator('tr[data-rule="anomaly"]').innerText(), /shadow[\s\S]*halt run/);
       assert.match(await rules.locator('tr[data-rule="cost_cap"]').innerText(), /enforce/);
 
-      const history = page.getByRole('table', { name: 'Policy versions, newest first' });
+      const history = page.getByRole('table', { name: /^Policy versions, newest first/ });
+      // Issue 18: never a silent cut, the caption says how many of how many (here all of them).
+      assert.equal(await history.locator('caption').innerText(), 'Policy versions, newest first (all 2)');
       assert.deepEqual(
         await history
           .locator('tbody tr')
@@ -230,6 +232,8 @@ describe(
       const shadow = page.getByRole('table', { name: /Shadow fires, newest first/ });
       const fire = shadow.locator('tr[data-shadow-rule="anomaly"]');
       await fire.waitFor();
+      const fires = await shadow.locator('tbody tr').count();
+      assert.equal(await shadow.locator('caption').innerText(), `Shadow fires, newest first (all ${fires})`);
       assert.match(
         await fire.innerText(),
         /anomaly[\s\S]*halt[\s\S]*run:[\s\S]*shadow-run-1[\s\S]*acme\/support-bot/,

@@ -306,6 +306,14 @@ describe(
         .getByRole('table', { name: /Cleared directives/ })
         .getByText('e2e: runaway loop on run-1, INC-7')
         .waitFor();
+      // Issue 18: how many of how many (the view asks for the newest 200).
+      assert.match(
+        await page
+          .getByRole('table', { name: /Cleared directives/ })
+          .locator('caption')
+          .innerText(),
+        /^Cleared directives \(of the directives, all \d+ shown, newest first\)$/,
+      );
       await page.getByRole('link', { name: 'Compensations' }).click();
       await page.getByText(/Effects that left before a halt/).waitFor();
 

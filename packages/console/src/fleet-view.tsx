@@ -24,6 +24,7 @@ import {
   type AgentNode,
   type FleetWorkerView,
   type TenantNode,
+  ofTotal,
 } from './model.ts';
 import { sumRates } from './rate.ts';
 
@@ -377,7 +378,14 @@ export function FleetView({ data, query, onQuery }: FleetViewProps) {
         <h3 id="active-h" class="visually-hidden">
           Active directives
         </h3>
-        <DirectivesTable directives={data.directives} caption="Active directives" />
+        <DirectivesTable
+          directives={data.directives}
+          caption={
+            data.directivesTotal > data.directives.length
+              ? `Active directives (${ofTotal(data.directives.length, data.directivesTotal)}, newest first: the Directives view lists them)`
+              : 'Active directives'
+          }
+        />
       </section>
       <RunSearch query={query} nav={nav} />
       {filtered && (

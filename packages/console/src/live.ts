@@ -51,6 +51,8 @@ export interface LiveData {
   /** The query this answer is for. */
   query: FleetQuery;
   directives: Directive[];
+  /** Active directives the caller may see (the route returns the newest 500 of them). */
+  directivesTotal: number;
   /** Effects per second by {@link runKey} and by worker id (sum of its runs); null when unknown. */
   rates: Map<string, number | null>;
   fetchedAt: number;
@@ -75,7 +77,7 @@ export function liveLoader(
     const q = query();
     const [fleet, active] = await Promise.all([
       api.get<FleetPage>(fleetPath(q)),
-      api.get<{ rev: number; directives: Directive[] }>('/v1/directives?active=true'),
+      api.get<{ rev: number; total?: number; directives: Directive[] }>('/v1/directives?active=true'),
     ]);
     const fetchedAt = now();
     const rates = new Map<string, number | null>();
@@ -103,6 +105,7 @@ export function liveLoader(
       states: fleet.states ?? {},
       query: q,
       directives: active.directives,
+      directivesTotal: active.total ?? active.directives.length,
       rates,
       fetchedAt,
     };

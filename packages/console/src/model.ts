@@ -459,3 +459,14 @@ export function statesText(states: Partial<Record<FleetState, number>>): string 
 export function runsMatching(rows: readonly RunRow[], runId: string): RunRow[] {
   return rows.filter((r) => r.run.runId === runId || r.run.lineage.includes(runId));
 }
+
+/**
+ * "all N" or "N of M" for a list that may be cut (issue 18: never a silent cut); `exact` false
+ * when the server's total is a lower bound ("N of at least M"). Without a total (an older
+ * server), just "N".
+ */
+export function ofTotal(shown: number, total: number | undefined, exact = true): string {
+  if (total === undefined) return String(shown);
+  if (shown >= total && exact) return `all ${total}`;
+  return `${shown} of ${exact ? '' : 'at least '}${total}`;
+}

@@ -3,7 +3,7 @@ import type { AuditRecord, AuditVerdict, AuditVerdictBrief, Directive } from '@k
 import { useContext, useState } from 'preact/hooks';
 import { SessionContext } from './context.ts';
 import { DirectivesTable } from './directives-table.tsx';
-import { errorText } from './model.ts';
+import { errorText, ofTotal } from './model.ts';
 import { usePoll } from './use-poll.ts';
 
 export function LoadError({ error }: { error: { status?: number; code?: string; message?: string } | null }) {
@@ -18,7 +18,7 @@ export function LoadError({ error }: { error: { status?: number; code?: string; 
 export function DirectivesView({ refreshKey }: { refreshKey: number }) {
   const { api } = useContext(SessionContext)!;
   const [state] = usePoll(
-    () => api.get<{ directives: Directive[] }>('/v1/directives?active=all&limit=200'),
+    () => api.get<{ total?: number; directives: Directive[] }>('/v1/directives?active=all&limit=200'),
     1000,
     [api, refreshKey],
   );
@@ -31,7 +31,11 @@ export function DirectivesView({ refreshKey }: { refreshKey: number }) {
       {!state.data && !state.error && <p class="empty">Loading…</p>}
       {state.data && <DirectivesTable directives={active} caption="Active directives" full />}
       {state.data && (
-        <DirectivesTable directives={history} caption="Cleared directives (latest 200 in all)" full />
+        <DirectivesTable
+          directives={history}
+          caption={`Cleared directives (of the directives, ${ofTotal(all.length, state.data.total)} shown, newest first)`}
+          full
+        />
       )}
     </div>
   );

@@ -7,6 +7,7 @@ import type { AuditRecord } from '@killpath/protocol';
 import { useContext, useState } from 'preact/hooks';
 import { SessionContext } from './context.ts';
 import { diffHunks, lineDiff } from './diff.ts';
+import { ofTotal } from './model.ts';
 import { LoadError } from './other-views.tsx';
 import { usePoll } from './use-poll.ts';
 
@@ -82,13 +83,21 @@ function ActiveVersion({ p }: { p: PolicyAnswer }) {
   );
 }
 
-function History({ versions, active }: { versions: PolicyVersionRow[]; active: number }) {
+function History({
+  versions,
+  active,
+  total,
+}: {
+  versions: PolicyVersionRow[];
+  active: number;
+  total: number | undefined;
+}) {
   return (
     <section aria-labelledby="policy-history-h">
       <h3 id="policy-history-h">History</h3>
       <div class="table-wrap">
         <table class="policy-history">
-          <caption>Policy versions, newest first</caption>
+          <caption>Policy versions, newest first ({ofTotal(versions.length, total)})</caption>
           <thead>
             <tr>
               <th scope="col">Version</th>
@@ -209,7 +218,10 @@ interface ShadowFire {
 function ShadowFires() {
   const { api } = useContext(SessionContext)!;
   const [state] = usePoll(
-    () => api.get<{ records: AuditRecord[] }>('/v1/audit?type=policy.shadow_fired&order=desc&limit=100'),
+    () =>
+      api.get<{ records: AuditRecord[]; total?: number; totalExact?: boolean }>(
+        '/v1/audit?type=policy.shadow_fired&order=desc&limit=100',
+      ),
     2000,
     [api],
   );
@@ -225,7 +237,10 @@ function ShadowFires() {
       {fires.length > 0 && (
         <div class="table-wrap">
           <table class="shadow-fires">
-            <caption>Shadow fires, newest first (latest 100)</caption>
+            <caption>
+              Shadow fires, newest first (
+              {ofTotal(fires.length, state.data?.total, state.data?.totalExact !== false)})
+            </caption>
             <thead>
               <tr>
                 <th scope="col">Time</th>
@@ -276,7 +291,10 @@ export function PolicyView() {
   const { api } = useContext(SessionContext)!;
   const [active] = usePoll(() => api.get<PolicyAnswer>('/v1/policy'), 5000, [api]);
   const [history] = usePoll(
-    () => api.get<{ active: number; versions: PolicyVersionRow[] }>('/v1/policy/history?limit=100'),
+    () =>
+      api.get<{ active: number; total?: number; versions: PolicyVersionRow[] }>(
+        '/v1/policy/history?limit=100',
+      ),
     5000,
     [api],
   );
@@ -285,7 +303,9 @@ export function PolicyView() {
       <LoadError error={active.error ?? history.error} />
       {!active.data && !active.error && <p class="empty">Loading…</p>}
       {active.data && <ActiveVersion p={active.data} />}
-      {history.data && <History versions={history.data.versions} active={history.data.active} />}
+      {history.data && (
+        <History versions={history.data.versions} active={history.data.active} total={history.data.total} />
+      )}
       {history.data && history.data.versions.length > 0 && (
         <Diff key={history.data.active} versions={history.data.versions} active={history.data.active} />
       )}
