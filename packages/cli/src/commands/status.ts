@@ -181,7 +181,9 @@ async function fetchStatus(api: ApiClient, o: StatusOptions) {
       }
       return first;
     })(),
-    api.get<{ rev: number; directives: Directive[] }>(`/v1/directives?active=true&limit=${MAX_DIRECTIVES}`),
+    api.get<{ rev: number; total?: number; directives: Directive[] }>(
+      `/v1/directives?active=true&limit=${MAX_DIRECTIVES}`,
+    ),
   ]);
   return { api, fleet, dirs };
 }
@@ -357,7 +359,13 @@ export async function status(args: string[]): Promise<number> {
       ),
     );
   console.log(
-    `\nactive directives: ${dirs.directives.length === MAX_DIRECTIVES ? `at least ${MAX_DIRECTIVES} (the newest ${MAX_DIRECTIVES} shown)` : dirs.directives.length}`,
+    `\nactive directives: ${
+      dirs.total !== undefined && dirs.total > dirs.directives.length
+        ? `${dirs.directives.length} of ${dirs.total}, the newest`
+        : dirs.total === undefined && dirs.directives.length === MAX_DIRECTIVES
+          ? `at least ${MAX_DIRECTIVES} (the newest ${MAX_DIRECTIVES} shown)`
+          : dirs.directives.length
+    }`,
   );
   if (dirs.directives.length > 0) {
     console.log(
