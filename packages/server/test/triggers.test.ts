@@ -582,6 +582,12 @@ describe('supervisor and watchdog watch each other', () => {
     assert.ok(((await res.json()) as { supervisorAgoMs: number }).supervisorAgoMs < 600);
     assert.ok(r.alerts.got.some((a) => a.kind === 'watchdog.recovered'));
     assert.equal((await r.audit('watchdog.absent')).length, 1);
+    // Issue 18: the watched workers (none here: no dead-man policy), all of them, with their number.
+    const watched = (await (await r.call('GET', '/v1/watchdog/workers', r.admin)).json()) as {
+      total: number;
+      workers: unknown[];
+    };
+    assert.deepEqual([watched.total, watched.workers], [0, []]);
     await expectWireError(
       await r.call('POST', '/v1/watchdog/beat', r.agent, { watchdog: 'x' }),
       403,
