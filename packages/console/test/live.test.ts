@@ -170,7 +170,7 @@ test('the live loader fetches fleet and active directives and computes rates per
             },
           ],
         }
-      : { rev: 4, directives: [] };
+      : { rev: 4, total: 612, directives: [] };
     return { ok: true, status: 200, text: async () => JSON.stringify(body) };
   };
   let query: FleetQuery = {};
@@ -183,6 +183,7 @@ test('the live loader fetches fleet and active directives and computes rates per
   assert.equal(urls[0], `/v1/fleet?limit=${FLEET_PAGE_SIZE}`, 'one page, never the whole fleet');
   assert.equal(first.total, 1, 'an answer without a total (an older server) counts its workers');
   assert.equal(first.rev, 4);
+  assert.equal(first.directivesTotal, 612, "the active directives' total, for 'N of M'");
   assert.equal(first.rates.get(runKey('w1', 'r')), null);
   effects = 30;
   now = 2000;

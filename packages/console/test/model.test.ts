@@ -13,6 +13,7 @@ import {
   orderedLevel,
   releaseText,
   resumeBody,
+  ofTotal,
   runsMatching,
   stateLabel,
   statesText,
@@ -348,3 +349,11 @@ function directive(over: Partial<Directive>): Directive {
     ...over,
   } as Directive;
 }
+
+test('ofTotal: "all N", "N of M", "N of at least M", and just N without a total (issue 18)', () => {
+  assert.equal(ofTotal(3, 3), 'all 3');
+  assert.equal(ofTotal(200, 1234), '200 of 1234');
+  assert.equal(ofTotal(100, 100_000, false), '100 of at least 100000');
+  assert.equal(ofTotal(100, 100, false), '100 of at least 100');
+  assert.equal(ofTotal(7, undefined), '7');
+});
