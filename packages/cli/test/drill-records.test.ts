@@ -215,6 +215,23 @@ describe('killpath drill history, due and show', () => {
       'every record once, newest first',
     );
     assert.ok(drills.length >= 4);
+    // Issue 18: the page says how many there are in all, and --json carries it with the next cursor.
+    const first = await run(t, drillHistory, ['-n', '2', ...conn]);
+    assert.match(
+      first.out,
+      new RegExp(`^2 of ${drills.length}, the newest; older ones: killpath drill history -n 2 --before`, 'm'),
+    );
+    const json = JSON.parse((await run(t, drillHistory, ['-n', '2', '--json', ...conn])).out) as {
+      total: number;
+      before: string | null;
+      drills: RehearsalRecord[];
+    };
+    assert.deepEqual(
+      [json.total, json.drills.map((d) => d.id), json.before],
+      [drills.length, [drills[0]!.id, drills[1]!.id], drills[1]!.id],
+    );
+    const all = await run(t, drillHistory, ['-n', '500', ...conn]);
+    assert.match(all.out, new RegExp(`^all ${drills.length}$`, 'm'));
   });
 });
 

@@ -148,7 +148,7 @@ export async function drillHistory(args: string[]): Promise<number> {
   // A full page may not be all: say how many of how many, with the command for the older ones.
   if (drills.length === limit)
     console.log(
-      `the newest ${limit}${values.before === undefined ? '' : ` before ${values.before}`}${total === undefined ? '' : ` (${total} record(s) in all)`}; older ones: killpath drill history${values.agent === undefined ? '' : ` --agent ${values.agent}`} -n ${limit} --before ${drills.at(-1)!.id}`,
+      `${total === undefined ? `the newest ${limit}` : `${limit} of ${total}, the newest`}${values.before === undefined ? '' : ` before ${values.before}`}; older ones: killpath drill history${values.agent === undefined ? '' : ` --agent ${values.agent}`} -n ${limit} --before ${drills.at(-1)!.id}`,
     );
   else if (total !== undefined && values.before === undefined) console.log(`all ${total}`);
   return 0;
