@@ -73,6 +73,11 @@ test('create --ttl, list without secrets, revoke, then the token is refused', as
   assert.match(listed.out, /night-ops\s+operator\s+acme/);
   assert.match(listed.out, new RegExp(`active until ${c.expiresAt.replace(/\./g, '\\.')}`));
   assert.ok(!listed.out.includes(c.token), 'the secret is never listed');
+  // Issue 18: the list says how many (all of them: it is not paged), its --json carries the total.
+  const json = JSON.parse((await cli(t, ['list', '--json'])).out) as { total: number; tokens: unknown[] };
+  assert.equal(json.total, json.tokens.length);
+  assert.ok(json.total >= 2);
+  assert.match(listed.out, new RegExp(`^all ${json.total} token\\(s\\) you may manage, oldest first$`, 'm'));
   await assert.rejects(cli(t, ['revoke', c.id]), /--reason is required/);
   const revoked = await cli(t, ['revoke', c.id, '--reason', 'shift over']);
   assert.equal(revoked.code, 0);
