@@ -284,6 +284,14 @@ test('directives, alerts, audit and tokens carry the total the caller may see (a
     assert.ok(allA.records.length < allAdmin.records.length, 'globex records are not counted for acme');
     const typed = await get<Audit>(opA, '/v1/audit?limit=1&type=directive.issued');
     assert.equal(typed.total, 3);
+    // A tenant's share is counted among the newest records only (a bounded scan): then "at least".
+    const chain = allAdmin.records.length;
+    const newest = allAdmin.records.slice(-4).filter((r) => r.tenant === 'acme' || r.tenant === null).length;
+    assert.deepEqual(await h.store.countAudit({ tenant: 'acme' }, 4), { count: newest, exact: false });
+    assert.deepEqual(await h.store.countAudit({ tenant: 'acme' }, chain), {
+      count: allA.records.length,
+      exact: true,
+    });
 
     type Alerts = { total: number; alerts: { tenant: string | null }[] };
     const alA = await get<Alerts>(opA, '/v1/alerts');

@@ -45,7 +45,7 @@ import { body, readRun, refuseSecrets, requireWorker, wireError, type Env } from
 
 /** Alerts without a tenant that only an admin sees: policy approvals and the audit log's own. */
 const ADMIN_ONLY_ALERTS = /^(approval\.|audit\.)/;
-/** Counting a tenant's share of the audit chain stops here (a scan): past it, the total is "at least". */
+/** Counting a tenant's share of the audit chain looks at this many newest records (a scan): past it, the total is "at least". */
 const AUDIT_COUNT_CAP = 100_000;
 
 /** Largest request body accepted, in bytes. */
@@ -428,9 +428,12 @@ export function createApp(
       cp.store.countAudit({ tenant, ...(types ? { types } : {}) }, AUDIT_COUNT_CAP),
     ]);
     // `total`: the records the caller may see under the same type filter (after/before ignored);
-    // counting a tenant's share of a long chain is a scan, so past the cap it is a lower bound
+    // counting a tenant's share of a long chain is a scan, so it counts the newest 100,000 records
+    // only and on a longer chain it is a lower bound
     // (`totalExact: false`, "at least"). Page with after= (ascending) or before= (order=desc).
-    return c.json({ total: counted.count, totalExact: counted.exact, records });
+    // A lower bound is never below what this page shows.
+    const total = counted.exact ? counted.count : Math.max(counted.count, records.length);
+    return c.json({ total, totalExact: counted.exact, records });
   });
 
   // Who learns what (docs/security.md, "Verifying the audit log"): the log is one chain over

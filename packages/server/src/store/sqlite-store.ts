@@ -813,11 +813,16 @@ export class SqliteStore implements Store {
       const r = this.#db.prepare('SELECT COALESCE(MAX(seq), 0) AS n FROM audit').get() as { n: number };
       return { count: Number(r.n), exact: true };
     }
+    // No index serves a tenant's or a type's share: scan only the newest `cap` records (a range
+    // of the primary key), so a long chain costs no more than that; older ones are not counted.
+    const max = Number(
+      (this.#db.prepare('SELECT COALESCE(MAX(seq), 0) AS n FROM audit').get() as { n: number }).n,
+    );
+    const from = Math.max(0, max - cap);
     const r = this.#db
-      .prepare(`SELECT COUNT(*) AS n FROM (SELECT 1 FROM audit WHERE ${where.join(' AND ')} LIMIT ?)`)
-      .get(...params, cap + 1) as { n: number };
-    const n = Number(r.n);
-    return n > cap ? { count: cap, exact: false } : { count: n, exact: true };
+      .prepare(`SELECT COUNT(*) AS n FROM audit WHERE seq > ? AND ${where.join(' AND ')}`)
+      .get(from, ...params) as { n: number };
+    return { count: Number(r.n), exact: from === 0 };
   }
 
   async verifyAudit(): Promise<AuditVerdict> {

@@ -431,8 +431,8 @@ export interface AuditStore {
   listAudit(q: AuditQuery): Promise<AuditRecord[]>;
   /**
    * How many audit records match the tenant and type filters (seq bounds, order and limit
-   * ignored), counting no further than `cap`: `exact` is false when there are more than `cap`
-   * (then `count` is `cap`, a lower bound). Without filters it is the chain's length, exact.
+   * ignored), looking at the newest `cap` records only: `exact` is false when the chain is longer
+   * (then `count` is a lower bound). Without filters it is the chain's length, exact.
    */
   countAudit(
     q: Pick<AuditQuery, 'tenant' | 'types'>,
