@@ -369,7 +369,20 @@ export class ControlPlane {
       appended = events.length;
       return events;
     });
-    if (!result.created) return result;
+    if (!result.created) {
+      const d = result.directive;
+      // Belt and braces: a directive the store holds active but memory does not (its commit was
+      // never answered, e.g. its fsync failed) is enforced now, not answered as if it were.
+      if (d.clearedRev === null && !this.#active.has(d.id)) {
+        this.#rememberFlip(d.rev);
+        this.#active.set(d.id, d);
+        this.hub.publish(d.rev, { issued: d, replaced: [] });
+        this.launchers.reconcile(d.rev, this.active());
+        this.#escalation.arm(d);
+        this.#log.warn('directive in the store but not enforced: applied now', { id: d.id, rev: d.rev });
+      }
+      return result;
+    }
     const d = result.directive;
     this.#rememberFlip(d.rev);
     for (const old of result.replaced) this.#forget(old.id);

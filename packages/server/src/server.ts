@@ -38,6 +38,12 @@ export interface ServerOptions {
   keepaliveMs?: number;
   logLevel?: LogLevel;
   logger?: Logger;
+  /**
+   * Called once when the store's disk fails (a WAL fsync error): every write is refused from
+   * then on, so the process should exit and be restarted to reload from disk. `killpath serve`
+   * exits non-zero.
+   */
+  onStoreFailure?: (err: Error) => void;
   /** Cool-off of irreversible effects (default 2000 ms for every capability). */
   coolOff?: CoolOffPolicy;
   /** Use this store instead of SQLite in `dataDir` (tests, other backends). */
@@ -130,7 +136,12 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   const adminTokenFile = join(dataDir, 'admin.token');
   let createdAdminToken: string | null = null;
   try {
-    const store = opts.store ?? new SqliteStore(join(dataDir, 'killpath.db'));
+    const store =
+      opts.store ??
+      new SqliteStore(join(dataDir, 'killpath.db'), {
+        onDiskFailure: (err) =>
+          opts.onStoreFailure ? opts.onStoreFailure(err) : log.error('store failed', { error: err.message }),
+      });
     undo.push(() => store.close());
     if ((await store.countTokens()) === 0) {
       const { secret } = await mintToken(

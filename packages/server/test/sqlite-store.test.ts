@@ -266,6 +266,43 @@ describe('SqliteStore on disk', () => {
     }
   });
 
+  test('a failed WAL fsync fails the store for good: the waiting caller, a commit whose fsync ends fine after it, and every later caller are refused (unavailable)', async () => {
+    const path = freshPath();
+    const pending: ((err: NodeJS.ErrnoException | null) => void)[] = [];
+    const failures: string[] = [];
+    const store = new SqliteStore(path, {
+      fsync: (fd, cb) => void pending.push((err) => (err ? cb(err) : fsync(fd, cb))),
+      onDiskFailure: (err) => failures.push(err.code),
+    });
+    const tick = () => new Promise((ok) => setImmediate(ok));
+    const note = (n: number) => store.appendAudit([{ type: 'note', actor: 'a', tenant: null, data: { n } }]);
+    const outcome = (p: Promise<unknown>) =>
+      p.then(
+        () => 'answered',
+        (err: { code?: string; message: string }) => `${err.code}: ${err.message}`,
+      );
+    try {
+      const first = outcome(note(1));
+      while (pending.length < 1) await tick();
+      const second = outcome(note(2));
+      while (pending.length < 2) await tick();
+      pending.shift()!(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }));
+      pending.shift()!(null); // the second commit's fsync ends fine, after the failed one
+      for (const o of [await first, await second, await outcome(note(3)), await outcome(store.rev())]) {
+        if (o === 'answered') continue; // a read needs no fsync
+        assert.match(o, /^unavailable: the store's disk failed .*EIO.*must restart/);
+      }
+      assert.notEqual(await first, 'answered');
+      assert.notEqual(await second, 'answered', 'an fsync that ends after a failed one is not trusted');
+      assert.notEqual(await outcome(note(4)), 'answered');
+      assert.equal(pending.length, 0, 'no fsync is even tried once the store has failed');
+      assert.deepEqual(failures, ['unavailable'], 'told once');
+    } finally {
+      while (pending.length > 0) pending.shift()!(null);
+      await store.close();
+    }
+  });
+
   test('the database is in WAL mode', async () => {
     const path = freshPath();
     const store = new SqliteStore(path);

@@ -146,6 +146,12 @@ export async function serve(args: string[]): Promise<number> {
       absentAfterMs,
       ...(values['record-telemetry'] ? { recordTelemetry: values['record-telemetry'] } : {}),
       ...(tls ? { tls } : {}),
+      // The disk failed under the store: every write is refused from now on. Exit non-zero so a
+      // supervisor restarts the control plane, which reloads from what is on disk.
+      onStoreFailure: (err) => {
+        console.error(`killpath serve: exiting: ${err.message}`);
+        process.exit(1);
+      },
     });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;

@@ -214,6 +214,12 @@ function toDirective(r: DirectiveRow): Directive {
 export interface SqliteStoreOptions {
   /** The WAL's fsync (a test seam); default `node:fs` `fsync`. */
   fsync?: FsyncFn;
+  /**
+   * Called once when the WAL's fsync fails: the store is failed for good from then on (every
+   * write rejects with this `unavailable` error) and the process should exit so a supervisor
+   * restarts it and it reloads from disk.
+   */
+  onDiskFailure?: (err: KillpathError) => void;
 }
 
 /**
@@ -256,7 +262,7 @@ export class SqliteStore implements Store {
       // the restart can corrupt the database on power loss: SQLite ticket ff5be73dee) and syncs
       // at checkpoints this connection runs.
       this.#db.exec('PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;');
-      this.#wal = new WalSync(this.#path, options.fsync);
+      this.#wal = new WalSync(this.#path, options.fsync, options.onDiskFailure);
     }
     const p = (sql: string) => this.#db.prepare(sql);
     this.#stmts = {
@@ -493,6 +499,8 @@ export class SqliteStore implements Store {
    * queued before a permit grant is visible to it (guarantee 1).
    */
   #tx<T>(fn: () => T): Promise<T> {
+    const failed = this.#wal?.failed ?? null;
+    if (failed !== null) return Promise.reject(failed);
     return new Promise<T>((resolve, reject) => {
       this.#queued.push({ fn, resolve: resolve as (v: unknown) => void, reject });
       if (this.#queued.length === 1) setImmediate(this.#flush);
@@ -505,6 +513,11 @@ export class SqliteStore implements Store {
     const batch = this.#queued;
     if (batch.length === 0) return;
     this.#queued = [];
+    const failed = this.#wal?.failed ?? null;
+    if (failed !== null) {
+      for (const op of batch) op.reject(failed);
+      return;
+    }
     const results: ({ ok: true; value: unknown } | { ok: false; err: unknown })[] = [];
     try {
       this.#db.exec('BEGIN IMMEDIATE');

@@ -18,6 +18,7 @@
  * more than {@link FINISH_FRAMES} frames the store finishes one on its own connection.
  */
 import { closeSync, fsync, fsyncSync, openSync } from 'node:fs';
+import { KillpathError } from '@killpath/protocol';
 import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
 
@@ -58,14 +59,19 @@ export class WalSync {
   #closed = false;
 
   readonly #fsyncFn: FsyncFn;
+  readonly #onFailure: (err: KillpathError) => void;
+  /** Set by the first failed fsync, for good: see {@link WalSync.failed}. */
+  #failed: KillpathError | null = null;
 
   /**
    * @param dbPath the database file (its WAL is `<dbPath>-wal`)
    * @param fsyncFn the fsync to run (a test seam; default `node:fs` `fsync`)
+   * @param onFailure called once, with the error, when the first fsync fails
    */
-  constructor(dbPath: string, fsyncFn: FsyncFn = fsync) {
+  constructor(dbPath: string, fsyncFn: FsyncFn = fsync, onFailure: (err: KillpathError) => void = () => {}) {
     this.#dbPath = dbPath;
     this.#fsyncFn = fsyncFn;
+    this.#onFailure = onFailure;
     this.#walPath = `${dbPath}-wal`;
     // The WAL and the database file exist by now: make their directory entries durable once.
     syncDir(dirname(dbPath));
@@ -78,6 +84,7 @@ export class WalSync {
    * one, which starts when one ends.
    */
   sync(): Promise<void> {
+    if (this.#failed !== null) return Promise.reject(this.#failed);
     if (this.#inFlight < MAX_FSYNCS) return this.#start();
     this.#next ??= new Promise<void>((resolve, reject) => (this.#nextSettle = { resolve, reject }));
     return this.#next;
@@ -86,9 +93,40 @@ export class WalSync {
   #inFlight = 0;
   #nextSettle: { resolve(): void; reject(err: unknown): void } | null = null;
 
+  /**
+   * The error every sync has rejected with since the first fsync failed, or null. After a failed
+   * fsync the kernel may have dropped the dirty pages and a later fsync can succeed without them
+   * (Linux), so nothing written since the last good fsync can be called durable again: the store
+   * is failed for good and the process must restart to reload what is on disk.
+   */
+  get failed(): KillpathError | null {
+    return this.#failed;
+  }
+
+  #fail(err: unknown): KillpathError {
+    if (this.#failed === null) {
+      const why = err instanceof Error ? err.message : String(err);
+      this.#failed = new KillpathError(
+        'unavailable',
+        `the store's disk failed (fsync of ${this.#walPath}: ${why}); nothing written since can be called durable: the control plane must restart to reload from disk`,
+      );
+      this.#onFailure(this.#failed);
+    }
+    return this.#failed;
+  }
+
   #start(): Promise<void> {
+    if (this.#failed !== null) return Promise.reject(this.#failed);
     this.#inFlight += 1;
-    const p = this.#fsync();
+    // A sync that ends after another failed is refused too: the failed one may have lost pages.
+    const p = this.#fsync().then(
+      () => {
+        if (this.#failed !== null) throw this.#failed;
+      },
+      (err: unknown) => {
+        throw this.#fail(err);
+      },
+    );
     const done = (): void => {
       this.#inFlight -= 1;
       const waiting = this.#nextSettle;
