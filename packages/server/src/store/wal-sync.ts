@@ -91,6 +91,8 @@ export class WalSync {
   }
 
   #inFlight = 0;
+  /** Settles when every sync started so far has been answered (never rejects). */
+  #answered: Promise<void> = Promise.resolve();
   #nextSettle: { resolve(): void; reject(err: unknown): void } | null = null;
 
   /**
@@ -127,6 +129,14 @@ export class WalSync {
         throw this.#fail(err);
       },
     );
+    // Answered in the order the fsyncs started (the store's commits' order, so hub deltas go out
+    // in rev order), while the fsyncs themselves still overlap; checked again once it is its turn.
+    const inOrder = this.#answered
+      .then(() => p)
+      .then(() => {
+        if (this.#failed !== null) throw this.#failed;
+      });
+    this.#answered = inOrder.catch(() => {});
     const done = (): void => {
       this.#inFlight -= 1;
       const waiting = this.#nextSettle;
@@ -136,7 +146,7 @@ export class WalSync {
       this.#start().then(waiting.resolve, waiting.reject);
     };
     p.then(done, done);
-    return p;
+    return inOrder;
   }
 
   /** Resolves once nothing is being synced (for close). */
