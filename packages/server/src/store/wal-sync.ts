@@ -196,18 +196,45 @@ export class WalSync {
       .finally(() => (this.#checkpointing = false));
   }
 
-  /** One `PRAGMA wal_checkpoint(PASSIVE)` on the worker's own connection (`synchronous = FULL`). */
+  /**
+   * One `PRAGMA wal_checkpoint(PASSIVE)` on the worker's own connection (`synchronous = FULL`).
+   * Rejects if the worker errors or exits first (the next call starts a new worker), so a dead
+   * worker never leaves a checkpoint pending and the WAL growing.
+   */
   checkpoint(): Promise<CheckpointResult> {
     return new Promise((resolve, reject) => {
       if (this.#worker === null) {
-        this.#worker = new Worker(WORKER_URL, { workerData: { path: this.#dbPath } });
-        this.#worker.unref();
-        this.#worker.on('error', () => (this.#worker = null));
+        const started = new Worker(WORKER_URL, { workerData: { path: this.#dbPath } });
+        started.unref();
+        const gone = (): void => {
+          if (this.#worker === started) this.#worker = null;
+        };
+        started.on('error', gone);
+        started.on('exit', gone);
+        this.#worker = started;
       }
       const w = this.#worker;
-      w.once('message', (m: { ok: true; result: CheckpointResult } | { ok: false; error: string }) =>
-        m.ok ? resolve(m.result) : reject(new Error(m.error)),
-      );
+      const settle = (): void => {
+        w.off('message', onMessage);
+        w.off('error', onError);
+        w.off('exit', onExit);
+      };
+      const onMessage = (m: { ok: true; result: CheckpointResult } | { ok: false; error: string }): void => {
+        settle();
+        if (m.ok) resolve(m.result);
+        else reject(new Error(m.error));
+      };
+      const onError = (err: Error): void => {
+        settle();
+        reject(err);
+      };
+      const onExit = (code: number): void => {
+        settle();
+        reject(new Error(`the checkpoint worker exited (code ${code}) before it answered`));
+      };
+      w.on('message', onMessage);
+      w.on('error', onError);
+      w.on('exit', onExit);
       w.postMessage('checkpoint');
     });
   }
