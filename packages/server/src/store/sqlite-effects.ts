@@ -11,7 +11,7 @@ import {
   type RunIdentity,
 } from '@killpath/protocol';
 import type { AuditEvent } from '../audit/chain.ts';
-import { toLedger, type PermitRow } from './sqlite-rows.ts';
+import { toJournal, toLedger, type JournalDbRow, type PermitRow } from './sqlite-rows.ts';
 import type { JournalRow, PermitDecision, PermitGrant, RunRecord } from './store.ts';
 
 /** Tables of the effect journal (schema version 2). */
@@ -486,21 +486,7 @@ export function ledger(
   const events = (
     ctx.db
       .prepare('SELECT * FROM journal WHERE tenant = ? AND run_id = ? ORDER BY seq')
-      .all(tenant, runId) as unknown as {
-      seq: number;
-      run_id: string | null;
-      worker_id: string;
-      type: string;
-      at: string;
-      data: string;
-    }[]
-  ).map((r) => ({
-    seq: r.seq,
-    runId: r.run_id,
-    workerId: r.worker_id,
-    type: r.type,
-    at: r.at,
-    data: JSON.parse(r.data) as Record<string, unknown>,
-  }));
+      .all(tenant, runId) as unknown as JournalDbRow[]
+  ).map(toJournal);
   return { effects, events };
 }

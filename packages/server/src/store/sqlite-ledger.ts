@@ -8,7 +8,7 @@ import type {
   PermittedEffect,
   RunRecord,
 } from './store.ts';
-import { toLedger, toRun, type PermitRow, type RunRow } from './sqlite-rows.ts';
+import { toJournal, toLedger, toRun, type JournalDbRow, type PermitRow, type RunRow } from './sqlite-rows.ts';
 
 /**
  * Read queries of the effect ledger for the operator's lists: a run and its descendants, and
@@ -117,25 +117,11 @@ export function eventsPage(
   const before = q.cursor === null ? null : decodeCursor(q.cursor, ['number']);
   const rows = db
     .prepare(`SELECT * FROM journal WHERE ${base}${before ? ' AND seq < ?' : ''} ORDER BY seq DESC LIMIT ?`)
-    .all(...params, ...(before ?? []), q.limit + 1) as unknown as {
-    seq: number;
-    run_id: string | null;
-    worker_id: string;
-    type: string;
-    at: string;
-    data: string;
-  }[];
+    .all(...params, ...(before ?? []), q.limit + 1) as unknown as JournalDbRow[];
   const more = rows.length > q.limit;
   const page = rows.slice(0, q.limit);
   return {
-    items: page.map((r) => ({
-      seq: r.seq,
-      runId: r.run_id,
-      workerId: r.worker_id,
-      type: r.type,
-      at: r.at,
-      data: JSON.parse(r.data) as Record<string, unknown>,
-    })),
+    items: page.map(toJournal),
     total,
     cursor: more && page.length > 0 ? encodeCursor([page.at(-1)!.seq]) : null,
   };

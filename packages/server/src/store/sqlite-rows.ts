@@ -1,5 +1,5 @@
 import type { EffectStatus, LedgerEntry } from '@killpath/protocol';
-import type { RunRecord } from './store.ts';
+import type { JournalRow, RunRecord } from './store.ts';
 
 /**
  * The SQLite backend's rows of the `permits` and `runs` tables and how each becomes the store's
@@ -74,5 +74,27 @@ export function toRun(r: RunRow): RunRecord {
     features: JSON.parse(r.features) as string[],
     workerId: r.worker_id,
     startedAt: r.started_at,
+  };
+}
+
+/** A row of `journal` (an event an agent reported about one of its runs). */
+export interface JournalDbRow {
+  seq: number;
+  run_id: string | null;
+  worker_id: string;
+  type: string;
+  at: string;
+  data: string;
+}
+
+/** A journal row as the store's journal record (`data` is stored as JSON). */
+export function toJournal(r: JournalDbRow): JournalRow {
+  return {
+    seq: r.seq,
+    runId: r.run_id,
+    workerId: r.worker_id,
+    type: r.type,
+    at: r.at,
+    data: JSON.parse(r.data) as Record<string, unknown>,
   };
 }
