@@ -221,14 +221,18 @@ export function CompensationsView() {
   const [pages, setPages] = useState<{ cursor: string | null; offset: number }[]>([]);
   const [cursor, setCursor] = useState<string | null>(null);
   const path = `/v1/compensations?limit=${COMPENSATIONS_PAGE_SIZE}${cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`}`;
-  const [state] = usePoll(async () => ({ path, page: await api.get<CompensationsPage>(path) }), 2000, [
-    api,
-    path,
-  ]);
+  const offset = pages.at(-1)?.offset ?? 0;
+  // The offset travels with the rows it belongs to: while the next page loads, the caption still
+  // names the rows on screen (with "loading…"), never the new range over the old rows.
+  const [state] = usePoll(
+    async () => ({ path, offset, page: await api.get<CompensationsPage>(path) }),
+    2000,
+    [api, path],
+  );
   const current = state.data?.path === path;
   const page = state.data?.page;
   const list = page?.compensations ?? [];
-  const offset = pages.at(-1)?.offset ?? 0;
+  const shownOffset = state.data?.offset ?? offset;
   const next = () => {
     if (!page || page.cursor === null) return;
     setPages([...pages, { cursor, offset: offset + list.length }]);
@@ -252,7 +256,7 @@ export function CompensationsView() {
           <span class="page-info">
             {list.length === 0
               ? `No compensation of ${page.total.toLocaleString('en-US')} on this page`
-              : `Compensations ${(offset + 1).toLocaleString('en-US')}–${(offset + list.length).toLocaleString('en-US')} of ${page.total.toLocaleString('en-US')}, newest first`}
+              : `Compensations ${(shownOffset + 1).toLocaleString('en-US')}–${(shownOffset + list.length).toLocaleString('en-US')} of ${page.total.toLocaleString('en-US')}, newest first`}
             {!current && ' · loading…'}
           </span>
           <button type="button" disabled={pages.length === 0 || !current} onClick={previous}>
