@@ -31,9 +31,12 @@ export class Lease {
     this.onExpire = onExpire;
   }
 
-  /** Records contact now: both deadlines move to `now + leaseMs`. */
-  renew(): void {
-    const now = this.clock.now();
+  /**
+   * Records contact at `now` (default: the clock's now): both deadlines move to `now + leaseMs`.
+   * A message's contact is stamped when it was checked, not later: a process frozen while it
+   * handles the message must not count the thaw as contact.
+   */
+  renew(now: number = this.clock.now()): void {
     this.lastContact = now;
     this.contactDeadline = now + this.leaseMs;
     this.deadline = this.contactDeadline;
@@ -68,8 +71,8 @@ export class Lease {
    * True when the last contact is older than `leaseMs` now, even if the expiry timer has not run
    * yet (a process thawed after a freeze handles its queued I/O before its overdue timers).
    */
-  overdue(): boolean {
-    return this.lastContact !== null && this.clock.now() >= this.contactDeadline;
+  overdue(now: number = this.clock.now()): boolean {
+    return this.lastContact !== null && now >= this.contactDeadline;
   }
 
   /** Milliseconds until the gate closes, 0 when it is closed. */

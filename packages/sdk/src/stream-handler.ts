@@ -73,11 +73,14 @@ export class StreamHandler implements StreamLoopHooks {
   /** Handles one stream message (see {@link StreamLoopHooks.onMessage}). */
   onMessage(msg: StreamMessage, fresh: boolean): 'ok' | 'resync' {
     if (this.host.closed()) return 'ok';
+    // One reading of the clock for the whole message: its lease check and its renewal (a freeze
+    // between the two must not make the thaw look like contact).
+    const now = this.clock.now();
     // After the lease expired, what is still queued on the same stream may be as old as the
     // silence (a process frozen, thawed; a stalled network): it renews nothing. A fresh stream's
     // snapshot must come first, before any effect.
     // The expiry timer may not have run yet: a thawed process handles queued I/O first.
-    if (!fresh && this.lease.overdue()) this.leaseLapsed = true;
+    if (!fresh && this.lease.overdue(now)) this.leaseLapsed = true;
     if (this.leaseLapsed && !fresh)
       return this.resync('the lease expired on this stream: a fresh snapshot first');
     switch (msg.type) {
@@ -89,7 +92,7 @@ export class StreamHandler implements StreamLoopHooks {
           this.streamLive = true;
           this.host.record({ type: 'stream.connected', rev: msg.rev, at: this.clock.now() });
         }
-        this.applied(this.mirror.replace(msg));
+        this.applied(this.mirror.replace(msg), now);
         this.readiness.connected();
         this.heartbeat.first();
         return 'ok';
@@ -99,19 +102,19 @@ export class StreamHandler implements StreamLoopHooks {
         if (msg.rev !== this.mirror.rev + 1) {
           return this.resync(`rev gap: expected ${this.mirror.rev + 1}, got ${msg.rev}`);
         }
-        this.applied(this.mirror.applyDelta(msg));
+        this.applied(this.mirror.applyDelta(msg), now);
         return 'ok';
       case 'keepalive':
         // Before the snapshot there is nothing to compare with, and no lease to renew.
         if (fresh) return 'ok';
         if (msg.rev !== this.mirror.rev)
           return this.resync(`keepalive at rev ${msg.rev}, mirror at ${this.mirror.rev}`);
-        if (this.clock.now() >= this.lease.deadline) {
+        if (now >= this.lease.deadline) {
           // Contact is back after the gate closed: queued tasks may start again.
-          this.lease.renew();
+          this.lease.renew(now);
           this.runs.wake();
         } else {
-          this.lease.renew();
+          this.lease.renew(now);
         }
         return 'ok';
       default:
@@ -123,8 +126,8 @@ export class StreamHandler implements StreamLoopHooks {
    * Everything that follows a mirror change, synchronously: gate tables, journal, aborts, what
    * the new stop directives stop (timers, staged memory, queues), halt tracking, ack.
    */
-  private applied(change: MirrorChange): void {
-    this.lease.renew();
+  private applied(change: MirrorChange, contactAt: number): void {
+    this.lease.renew(contactAt);
     const recompile = change.source === 'snapshot' || change.issued.length > 0 || change.cleared.length > 0;
     if (recompile) this.runs.recompileAll();
     const at = this.clock.now();

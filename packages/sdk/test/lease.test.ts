@@ -60,6 +60,32 @@ test('a message handled after the lease ran out, before its timer fired (a thawe
   await client.close();
 });
 
+test('a message whose handling a freeze interrupts renews the lease as of its arrival, not as of the thaw: the next message resyncs', async () => {
+  const { client, stream, clock, sink } = await harness({ leaseMs: 3_000 });
+  const run = client.startRun({ runId: 'r1' });
+  await stream.push(snapshot(1));
+  // The process is frozen in the middle of handling a delta (after it read the clock, before it
+  // renewed the lease): when it thaws, 10 s have passed. Seen in the launcher's freeze e2e.
+  const read = clock.now.bind(clock);
+  let freezeAfterFirstRead = true;
+  clock.now = () => {
+    const t = read();
+    if (freezeAfterFirstRead) {
+      freezeAfterFirstRead = false;
+      clock.jump(10_000);
+    }
+    return t;
+  };
+  await stream.push({ type: 'delta', rev: 2 });
+  clock.now = read;
+  // The delta came before the lease ran out; what is queued after it did not.
+  await stream.push(keepalive(2));
+  assert.equal(stream.closed, true, 'dropped for a fresh stream');
+  assert.deepEqual(run.check('llm'), { kind: 'deny', reason: 'stale', directive: null });
+  assert.match(sink.ofType('stream.resync')[0]?.reason ?? '', /lease expired/);
+  await client.close();
+});
+
 test('deltas renew the lease too', async () => {
   const { client, stream, clock } = await harness({ leaseMs: 3_000 });
   const run = client.startRun({ runId: 'r1' });
