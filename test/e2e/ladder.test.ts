@@ -64,8 +64,7 @@ describe('the ladder on real processes', { timeout: 240_000 }, () => {
     });
     await new Promise<void>((ok) => hook.listen(0, '127.0.0.1', ok));
     target = createServer((_req, res) => res.end('outside world'));
-    await new Promise<void>((ok) => target.listen(0, '127.0.0.1', ok));
-    targetPort = (target.address() as AddressInfo).port;
+    targetPort = await listenBelowEphemeral(target);
     const hookUrl = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook`;
     server = await startServerProcess(dir, 0, [
       '--keepalive-ms',
@@ -363,3 +362,28 @@ describe('the ladder on real processes', { timeout: 240_000 }, () => {
     await resume(esc.data.directiveId as string);
   });
 });
+
+/**
+ * Listens on 127.0.0.1 at a port below the ephemeral range. The "outside" target must not share a
+ * port number with anything that listens inside an agent's network namespace: the namespace's
+ * relay binds port 0 there, from the namespace's own ephemeral range (32768–60999 by default),
+ * and a target on the same number made the agent's "direct" connection reach that relay (seen
+ * once in CI: 4 "direct" successes that never left the namespace).
+ */
+async function listenBelowEphemeral(server: Server): Promise<number> {
+  for (let attempt = 0; ; attempt += 1) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    try {
+      await new Promise<void>((ok, fail) => {
+        server.once('error', fail);
+        server.listen(port, '127.0.0.1', () => {
+          server.off('error', fail);
+          ok();
+        });
+      });
+      return port;
+    } catch (err) {
+      if (attempt >= 50 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+    }
+  }
+}
