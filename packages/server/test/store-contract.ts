@@ -21,6 +21,7 @@ import type {
   RunRecord,
   Store,
   StoreLifecycle,
+  SwitchboardChange,
   TokenStore,
 } from '../src/store/store.ts';
 
@@ -405,6 +406,110 @@ export function directiveContract(make: MakeStore<DirectiveStore & AuditStore & 
         assert.equal(results.filter((r) => r.created).length, 1);
         assert.equal(new Set(results.map((r) => r.directive.id)).size, 1);
         assert.equal(await store.rev(), 1);
+      });
+    });
+
+    describe('changes since a rev (what a switchboard view catches up from)', () => {
+      /** Folds changes onto an active set, as a view does; fails on a gap or a repeat. */
+      const fold = (
+        start: { rev: number; directives: Directive[] },
+        changes: readonly SwitchboardChange[],
+      ) => {
+        const active = new Map(start.directives.map((d) => [d.id, d]));
+        let rev = start.rev;
+        for (const c of changes) {
+          assert.equal(c.rev, rev + 1, `change at rev ${c.rev} after rev ${rev}`);
+          rev = c.rev;
+          for (const old of c.replaced ?? [])
+            assert.ok(active.delete(old.id), `replaced ${old.id} was active`);
+          if (c.cleared) assert.ok(active.delete(c.cleared.id), `cleared ${c.cleared.id} was active`);
+          if (c.issued) active.set(c.issued.id, c.issued);
+        }
+        return { rev, ids: [...active.keys()].sort() };
+      };
+
+      test('a fresh store has no changes', async () => {
+        assert.deepEqual(await store.changesSince(0, 100), []);
+      });
+
+      test('every rev once, in order: issues with what they replaced, clears, nothing for a convergence', async () => {
+        const a = await issue({ scope: 'tenant:acme' });
+        const t = await issue({
+          scope: 'agent:acme/bot',
+          level: 'throttle',
+          rate: { perSecond: 1, per: 'run' },
+        });
+        const t2 = await store.issueDirective(
+          directiveInput({
+            scope: 'agent:acme/bot',
+            level: 'throttle',
+            rate: { perSecond: 5, per: 'run' },
+            replaces: () => [t.directive.id],
+          }),
+          issueAudit,
+        );
+        assert.equal(t2.replaced.length, 1);
+        await store.clearDirective(a.directive.id, clearAudit);
+        const again = await issue({
+          scope: 'agent:acme/bot',
+          level: 'throttle',
+          rate: { perSecond: 5, per: 'run' },
+        });
+        assert.equal(again.created, false);
+        const k = await issue({ scope: 'run:r1', level: 'kill', graceMs: 0 });
+        const now = async (id: string) => (await store.getDirective(id))!;
+        const all = await store.changesSince(0, 100);
+        assert.deepEqual(all, [
+          { rev: 1, issued: await now(a.directive.id), replaced: [] },
+          { rev: 2, issued: await now(t.directive.id), replaced: [] },
+          { rev: 3, issued: await now(t2.directive.id), replaced: [await now(t.directive.id)] },
+          { rev: 4, cleared: await now(a.directive.id) },
+          { rev: 5, issued: await now(k.directive.id), replaced: [] },
+        ]);
+        assert.equal(all[3]!.cleared!.clearedRev, 4);
+        assert.equal(all[2]!.replaced![0]!.clearedRev, 3);
+        // From any rev, with any limit: the same changes, the first `limit` of those after it.
+        for (let from = 0; from <= 5; from++) {
+          assert.deepEqual(await store.changesSince(from, 100), all.slice(from), `from ${from}`);
+          for (let limit = 1; limit <= 3; limit++)
+            assert.deepEqual(
+              await store.changesSince(from, limit),
+              all.slice(from, from + limit),
+              `from ${from} limit ${limit}`,
+            );
+        }
+        assert.deepEqual(await store.changesSince(7, 100), []);
+        assert.deepEqual(await store.changesSince(2, 0), []);
+        // Folded onto any switchboard at a rev they follow, they give the switchboard now.
+        const board = await store.switchboard();
+        assert.deepEqual(fold({ rev: 0, directives: [] }, all), { rev: 5, ids: sortedIds(board.directives) });
+        assert.deepEqual(
+          fold({ rev: 3, directives: [await now(a.directive.id), await now(t2.directive.id)] }, all.slice(3)),
+          {
+            rev: 5,
+            ids: sortedIds(board.directives),
+          },
+        );
+      });
+
+      test('concurrent issues and clears: each rev exactly once, consecutive', async () => {
+        const first = await Promise.all(Array.from({ length: 10 }, (_, i) => issue({ scope: `run:r${i}` })));
+        await Promise.all([
+          ...first.slice(0, 5).map((r) => store.clearDirective(r.directive.id, clearAudit)),
+          ...Array.from({ length: 5 }, (_, i) => issue({ scope: `run:s${i}` })),
+        ]);
+        const changes = await store.changesSince(0, 1000);
+        assert.deepEqual(
+          changes.map((c) => c.rev),
+          Array.from({ length: 20 }, (_, i) => i + 1),
+        );
+        assert.equal(changes.filter((c) => c.cleared).length, 5);
+        assert.equal(changes.filter((c) => c.issued).length, 15);
+        const board = await store.switchboard();
+        assert.deepEqual(fold({ rev: 0, directives: [] }, changes), {
+          rev: 20,
+          ids: sortedIds(board.directives),
+        });
       });
     });
 

@@ -12,6 +12,7 @@ import {
 } from '@killpath/protocol';
 import { chainRecord, verifyChain, type AuditEvent } from '../audit/chain.ts';
 import { convergedIssue } from './convergence.ts';
+import { changesOf } from './changes.ts';
 import * as effects from './sqlite-effects.ts';
 import * as ledgers from './sqlite-ledger.ts';
 import * as drills from './sqlite-drills.ts';
@@ -51,6 +52,7 @@ import type {
   RunRecord,
   Store,
   StoredCheckpoint,
+  SwitchboardChange,
   TokenQuery,
   TokenRecord,
 } from './store.ts';
@@ -270,6 +272,10 @@ export class SqliteStore implements Store {
       bumpRev: p(`UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'rev' RETURNING value`),
       active: p(`SELECT * FROM directives WHERE cleared_rev IS NULL ORDER BY rev`),
       byId: p(`SELECT * FROM directives WHERE id = ?`),
+      issuedIn: p(`SELECT * FROM directives WHERE rev > ? AND rev <= ? ORDER BY rev`),
+      clearedIn: p(
+        `SELECT * FROM directives WHERE cleared_rev > ? AND cleared_rev <= ? ORDER BY cleared_rev, rev`,
+      ),
       byKey: p(`SELECT * FROM directives WHERE idempotency_key = ?`),
       insertDirective: p(`INSERT INTO directives
         (id, rev, level, scope, tenant, capabilities, rate, grace_ms, drain, memory, reason, justification, actor, idempotency_key, idempotency_digest, issued_at, escalation, escalated_from, releases, break_glass)
@@ -336,6 +342,11 @@ export class SqliteStore implements Store {
     this.#db.exec(approvals.APPROVALS_SCHEMA);
     this.#db.exec(owners.OWNERS_SCHEMA);
     migrateRunTenancy(this.#db);
+    // For changesSince (a view catching up by rev): indexes only, so no schema version of their own.
+    this.#db.exec(
+      `CREATE INDEX IF NOT EXISTS directives_rev ON directives (rev);
+       CREATE INDEX IF NOT EXISTS directives_cleared_rev ON directives (cleared_rev) WHERE cleared_rev IS NOT NULL;`,
+    );
     this.#db.prepare(`UPDATE meta SET value = ? WHERE key = 'schema'`).run(String(SCHEMA_VERSION));
   }
 
@@ -603,6 +614,16 @@ export class SqliteStore implements Store {
       rev: this.#rev(),
       directives: (this.#stmts.active!.all() as unknown as DirectiveRow[]).map(toDirective),
     }));
+  }
+
+  async changesSince(rev: number, limit: number): Promise<SwitchboardChange[]> {
+    return this.#tx(() => {
+      const to = Math.min(this.#rev(), rev + Math.max(0, Math.floor(limit)));
+      if (to <= rev) return [];
+      const issued = (this.#stmts.issuedIn!.all(rev, to) as unknown as DirectiveRow[]).map(toDirective);
+      const cleared = (this.#stmts.clearedIn!.all(rev, to) as unknown as DirectiveRow[]).map(toDirective);
+      return changesOf(rev, to, issued, cleared);
+    });
   }
 
   async issueDirective(input: DirectiveInput, audit: (r: IssueResult) => AuditEvent[]): Promise<IssueResult> {

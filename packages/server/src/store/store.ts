@@ -160,6 +160,19 @@ export type DirectiveInput = Pick<
   idempotencyDigest?: string | null;
 };
 
+/**
+ * One switchboard change at its rev, as {@link DirectiveStore.changesSince} gives it: a directive
+ * issued (with the directives it replaced at the same rev), or one cleared. A rev the store
+ * holds no directive change for (no current code writes one) is a bare step: `{ rev }` alone.
+ */
+export interface SwitchboardChange {
+  rev: number;
+  issued?: Directive;
+  /** Directives cleared at the same rev because `issued` replaces them (empty when none). */
+  replaced?: Directive[];
+  cleared?: Directive;
+}
+
 /** Result of issuing: the directive, and whether this call created it (false: a retry or an identical re-issue). */
 export interface IssueResult {
   directive: Directive;
@@ -306,6 +319,14 @@ export interface DirectiveStore {
   rev(): Promise<number>;
   /** The active directives and the rev they are valid at, read in one transaction. */
   switchboard(): Promise<{ rev: number; directives: Directive[] }>;
+  /**
+   * Every switchboard change after `rev`, in rev order and gapless: the changes of revs `rev + 1`
+   * up to the store's rev, at most `limit` of them (the first `limit`), each rev exactly once,
+   * read in one transaction. The directives are as they are now (a directive issued after `rev`
+   * and since cleared carries its `clearedRev`). An empty list: nothing after `rev`. This is
+   * how a switchboard view learns what another process committed (`SwitchboardView`).
+   */
+  changesSince(rev: number, limit: number): Promise<SwitchboardChange[]>;
   /**
    * Puts a directive on the switchboard at a new rev, unless it converges: the same
    * idempotency key returns the directive it created before; an active directive with the
