@@ -1,0 +1,191 @@
+import { KillpathError } from '@killpath/protocol';
+import type { AuditEvent } from '../../audit/chain.ts';
+import type { TreeClaim } from '../../audit/log-verify.ts';
+import type {
+  ApprovalRecord,
+  ApprovalUpdate,
+  AuditStore,
+  DirectiveStore,
+  DrillStore,
+  FleetStore,
+  PermitStore,
+  PolicyStore,
+  Store,
+  TokenStore,
+} from '../store.ts';
+import { openPool, redact, type PoolOptions, type Sql } from './connect.ts';
+import { checkSchema } from './schema.ts';
+
+/**
+ * A concept not built yet on PostgreSQL: every call rejects with `unavailable` naming what is
+ * missing (only until that concept lands).
+ */
+export function notBuilt<T extends object>(what: string): T {
+  return new Proxy({} as T, {
+    get: (_t, name) =>
+      typeof name === 'symbol' || name === 'then'
+        ? undefined
+        : () =>
+            Promise.reject(
+              new KillpathError(
+                'unavailable',
+                `the PostgreSQL store has no ${what} yet (${String(name)} is not built)`,
+              ),
+            ),
+  });
+}
+
+/** Options of {@link PgStore.open}. */
+export interface PgStoreOptions extends PoolOptions {
+  /** Check the schema version at open (default true; `killpath migrate` opens without). */
+  checkSchema?: boolean;
+}
+
+/**
+ * The distributed store: the control plane's state in one PostgreSQL database that several
+ * stateless `killpath serve` replicas share. Composed of one module per concept (each a
+ * `*Store` interface of `store.ts`) over one pool; the rules that every replica must agree on
+ * (one gapless rev in commit order, one audit chain, permits serialised with directive commits)
+ * rest on the row locks of `tx.ts`.
+ */
+export class PgStore implements Store {
+  readonly #sql: Sql;
+  readonly #directives: DirectiveStore;
+  readonly #permits: PermitStore;
+  readonly #audit: AuditStore;
+  readonly #tokens: TokenStore;
+  readonly #fleet: FleetStore;
+  readonly #drills: DrillStore;
+  readonly #policy: PolicyStore;
+
+  /** Takes over an open pool (closed by {@link close}); see {@link PgStore.open}. */
+  constructor(sql: Sql) {
+    this.#sql = sql;
+    this.#directives = notBuilt<DirectiveStore>('directives (store/pg/pg-directives.ts)');
+    this.#permits = notBuilt<PermitStore>('permits (store/pg/pg-effects.ts)');
+    this.#audit = notBuilt<AuditStore>('audit log (store/pg/pg-audit.ts)');
+    this.#tokens = notBuilt<TokenStore>('tokens (store/pg/pg-tokens.ts)');
+    this.#fleet = notBuilt<FleetStore>('fleet runs (store/pg/pg-fleet.ts)');
+    this.#drills = notBuilt<DrillStore>('drills (store/pg/pg-drills.ts)');
+    this.#policy = notBuilt<PolicyStore>('policy (store/pg/pg-policy.ts)');
+  }
+
+  /**
+   * Opens a pool on `url` and checks that the database is reachable and has this killpath's
+   * schema (unless `options.checkSchema` is false).
+   * @throws KillpathError `invalid_request` for a bad URL or a schema to migrate; `unavailable`
+   *   when the database cannot be reached
+   */
+  static async open(url: string, options: PgStoreOptions = {}): Promise<PgStore> {
+    const sql = openPool(url, options);
+    try {
+      if (options.checkSchema !== false) await checkSchema(sql);
+      else await sql`SELECT 1`;
+    } catch (err) {
+      await sql.end({ timeout: 1 });
+      if (err instanceof KillpathError) throw err;
+      throw new KillpathError(
+        'unavailable',
+        `cannot reach PostgreSQL at ${redact(url)}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    return new PgStore(sql);
+  }
+
+  /** The pool (for the view's listener and tests); closed with the store. */
+  get sql(): Sql {
+    return this.#sql;
+  }
+
+  // DirectiveStore
+  rev: Store['rev'] = () => this.#directives.rev();
+  switchboard: Store['switchboard'] = () => this.#directives.switchboard();
+  issueDirective: Store['issueDirective'] = (input, audit) => this.#directives.issueDirective(input, audit);
+  clearDirective: Store['clearDirective'] = (id, audit) => this.#directives.clearDirective(id, audit);
+  getDirective: Store['getDirective'] = (id) => this.#directives.getDirective(id);
+  listDirectives: Store['listDirectives'] = (q) => this.#directives.listDirectives(q);
+  countDirectives: Store['countDirectives'] = (q) => this.#directives.countDirectives(q);
+  directiveSuccessors: Store['directiveSuccessors'] = (id) => this.#directives.directiveSuccessors(id);
+
+  // PermitStore
+  grantPermits: Store['grantPermits'] = (r) => this.#permits.grantPermits(r);
+  confirmPermit: Store['confirmPermit'] = (id, owner, now) => this.#permits.confirmPermit(id, owner, now);
+  settlePermit: Store['settlePermit'] = (id, owner, outcome) =>
+    this.#permits.settlePermit(id, owner, outcome);
+  markInDoubt: Store['markInDoubt'] = (owner, workerIds, reason) =>
+    this.#permits.markInDoubt(owner, workerIds, reason);
+  appendJournal: Store['appendJournal'] = (tenant, workerId, events) =>
+    this.#permits.appendJournal(tenant, workerId, events);
+  checkResume: Store['checkResume'] = (run, actor) => this.#permits.checkResume(run, actor);
+  recordHalted: Store['recordHalted'] = (entries) => this.#permits.recordHalted(entries);
+  ledger: Store['ledger'] = (tenant, runId) => this.#permits.ledger(tenant, runId);
+  effectsPage: Store['effectsPage'] = (q) => this.#permits.effectsPage(q);
+  eventsPage: Store['eventsPage'] = (q) => this.#permits.eventsPage(q);
+  compensationsPage: Store['compensationsPage'] = (q) => this.#permits.compensationsPage(q);
+  permittedFrom: Store['permittedFrom'] = (q) => this.#permits.permittedFrom(q);
+
+  // AuditStore
+  appendAudit: Store['appendAudit'] = (events: AuditEvent[]) => this.#audit.appendAudit(events);
+  listAudit: Store['listAudit'] = (q) => this.#audit.listAudit(q);
+  countAudit: Store['countAudit'] = (q, cap) => this.#audit.countAudit(q, cap);
+  verifyAudit: Store['verifyAudit'] = () => this.#audit.verifyAudit();
+  logOrigin: Store['logOrigin'] = () => this.#audit.logOrigin();
+  putCheckpoint: Store['putCheckpoint'] = (c, audit) => this.#audit.putCheckpoint(c, audit);
+  latestCheckpoint: Store['latestCheckpoint'] = () => this.#audit.latestCheckpoint();
+  auditKeys: Store['auditKeys'] = () => this.#audit.auditKeys();
+  putAuditKey: Store['putAuditKey'] = (key, audit) => this.#audit.putAuditKey(key, audit);
+  verifyLog: Store['verifyLog'] = (kept: TreeClaim | null) => this.#audit.verifyLog(kept);
+
+  // TokenStore
+  createToken: Store['createToken'] = (t, secretHash, audit, revoke) =>
+    this.#tokens.createToken(t, secretHash, audit, revoke);
+  findToken: Store['findToken'] = (secretHash) => this.#tokens.findToken(secretHash);
+  getToken: Store['getToken'] = (id) => this.#tokens.getToken(id);
+  listTokens: Store['listTokens'] = (q) => this.#tokens.listTokens(q);
+  revokeToken: Store['revokeToken'] = (id, by, reason, audit) =>
+    this.#tokens.revokeToken(id, by, reason, audit);
+  countTokens: Store['countTokens'] = () => this.#tokens.countTokens();
+
+  // FleetStore
+  registerRun: Store['registerRun'] = (r) => this.#fleet.registerRun(r);
+  getRun: Store['getRun'] = (tenant, runId) => this.#fleet.getRun(tenant, runId);
+  findRuns: Store['findRuns'] = (runId) => this.#fleet.findRuns(runId);
+  runFamily: Store['runFamily'] = (tenant, runId) => this.#fleet.runFamily(tenant, runId);
+  bindLauncher: Store['bindLauncher'] = (tenant, launcherId, agent, at) =>
+    this.#fleet.bindLauncher(tenant, launcherId, agent, at);
+  launcherOwner: Store['launcherOwner'] = (tenant, launcherId) =>
+    this.#fleet.launcherOwner(tenant, launcherId);
+  noteCapabilities: Store['noteCapabilities'] = (tenant, agent, caps, at, audit) =>
+    this.#fleet.noteCapabilities(tenant, agent, caps, at, audit);
+  agentSurfaces: Store['agentSurfaces'] = (tenant) => this.#fleet.agentSurfaces(tenant);
+
+  // DrillStore
+  recordDrill: Store['recordDrill'] = (input, recordedBy, audit) =>
+    this.#drills.recordDrill(input, recordedBy, audit);
+  listDrills: Store['listDrills'] = (q) => this.#drills.listDrills(q);
+  countDrills: Store['countDrills'] = (q) => this.#drills.countDrills(q);
+  getDrill: Store['getDrill'] = (id) => this.#drills.getDrill(id);
+  lastDrills: Store['lastDrills'] = (tenant) => this.#drills.lastDrills(tenant);
+
+  // PolicyStore
+  putPolicy: Store['putPolicy'] = (p, audit) => this.#policy.putPolicy(p, audit);
+  getPolicy: Store['getPolicy'] = (version) => this.#policy.getPolicy(version);
+  listPolicies: Store['listPolicies'] = (limit) => this.#policy.listPolicies(limit);
+  countPolicies: Store['countPolicies'] = () => this.#policy.countPolicies();
+  createApproval: Store['createApproval'] = (a, audit) => this.#policy.createApproval(a, audit);
+  getApproval: Store['getApproval'] = (id) => this.#policy.getApproval(id);
+  listApprovals: Store['listApprovals'] = (q) => this.#policy.listApprovals(q);
+  countApprovals: Store['countApprovals'] = (q) => this.#policy.countApprovals(q);
+  updateApproval<T>(id: string, fn: (a: ApprovalRecord | null) => ApprovalUpdate<T>): Promise<T> {
+    return this.#policy.updateApproval(id, fn);
+  }
+
+  #closing: Promise<void> | null = null;
+
+  /** Ends the pool: queries in flight finish (up to 5 s), then its connections close. */
+  close(): Promise<void> {
+    this.#closing ??= this.#sql.end({ timeout: 5 });
+    return this.#closing;
+  }
+}

@@ -1,0 +1,201 @@
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import postgres from 'postgres';
+import type { AuditRecord } from '@killpath/protocol';
+import { verifyChain } from '../src/audit/chain.ts';
+import { openPool, type Sql } from '../src/store/pg/connect.ts';
+import { PgStore } from '../src/store/pg/pg-store.ts';
+import { PG_SCHEMA_VERSION, checkSchema, migrate, schemaVersion } from '../src/store/pg/schema.ts';
+import { REV_CHANNEL, appendAudit, bumpRev, readRev } from '../src/store/pg/tx.ts';
+import { dropLeftovers, freshDatabase, requirePostgres, type TestDatabase } from './pg.ts';
+
+const available = await requirePostgres();
+after(dropLeftovers);
+
+/** Reads the whole chain back as records, oldest first. */
+async function chain(sql: Sql): Promise<AuditRecord[]> {
+  const rows = await sql<
+    {
+      seq: string;
+      ts: string;
+      type: string;
+      actor: string;
+      tenant: string | null;
+      data: string;
+      prev_hash: string;
+      hash: string;
+    }[]
+  >`SELECT * FROM audit ORDER BY seq`;
+  return rows.map((r) => ({
+    seq: Number(r.seq),
+    ts: r.ts,
+    type: r.type,
+    actor: r.actor,
+    tenant: r.tenant,
+    data: JSON.parse(r.data) as Record<string, unknown>,
+    prevHash: r.prev_hash,
+    hash: r.hash,
+  }));
+}
+
+/** A migrated database and `n` pools on it (as `n` replicas would hold), ended and dropped by `done`. */
+async function replicas(
+  name: string,
+  n: number,
+): Promise<{ db: TestDatabase; pools: Sql[]; done: () => Promise<void> }> {
+  const db = await freshDatabase(name);
+  const pools = Array.from({ length: n }, () => openPool(db.url, { max: 4 }));
+  await migrate(pools[0]!);
+  return {
+    db,
+    pools,
+    done: async () => {
+      await Promise.all(pools.map((p) => p.end({ timeout: 1 })));
+      await db.drop();
+    },
+  };
+}
+
+describe('PostgreSQL schema', { skip: !available }, () => {
+  test('serve refuses an empty database and an older or newer schema, saying what to run; migrate is idempotent and safe to race', async () => {
+    const db = await freshDatabase('schema');
+    const sql = openPool(db.url, { max: 2 });
+    try {
+      await assert.rejects(
+        checkSchema(sql),
+        /no killpath schema yet: run killpath migrate --store <url> first/,
+      );
+      await assert.rejects(PgStore.open(db.url), /run killpath migrate --store <url> first/);
+      // Three replicas' migrations at once: one applies, the others find nothing to do.
+      const other = openPool(db.url, { max: 2 });
+      const third = openPool(db.url, { max: 2 });
+      const runs = await Promise.all([migrate(sql), migrate(other), migrate(third)]);
+      await Promise.all([other.end(), third.end()]);
+      assert.deepEqual(runs.map((r) => r.applied.length).sort(), [0, 0, 1]);
+      assert.equal(await schemaVersion(sql), PG_SCHEMA_VERSION);
+      await checkSchema(sql);
+      const store = await PgStore.open(db.url);
+      await store.close();
+      const older = PG_SCHEMA_VERSION - 1;
+      await sql`UPDATE meta SET value = ${String(older)} WHERE key = 'schema'`;
+      await assert.rejects(
+        checkSchema(sql),
+        older === 0
+          ? /no killpath schema yet: run killpath migrate --store <url> first/
+          : new RegExp(
+              `schema version ${older}, older than this killpath's ${PG_SCHEMA_VERSION}: run killpath migrate`,
+            ),
+      );
+      await sql`UPDATE meta SET value = ${String(PG_SCHEMA_VERSION + 1)} WHERE key = 'schema'`;
+      await assert.rejects(checkSchema(sql), /newer than this killpath's .*: run a newer killpath on it/);
+      await assert.rejects(migrate(sql), /newer than this killpath's/);
+    } finally {
+      await sql.end({ timeout: 1 });
+      await db.drop();
+    }
+  });
+
+  test('a URL that is not PostgreSQL is refused in one line; an unreachable server is unavailable', async () => {
+    await assert.rejects(PgStore.open('mysql://x@h/db'), /is not a PostgreSQL URL/);
+    await assert.rejects(PgStore.open('postgres://postgres@127.0.0.1:5432'), /names no database/);
+    await assert.rejects(PgStore.open('not a url'), /is not a URL/);
+    await assert.rejects(
+      PgStore.open('postgres://postgres:secret@127.0.0.1:1/db', { connectTimeoutSeconds: 2 }),
+      (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'unavailable');
+        assert.match(
+          err.message,
+          /cannot reach PostgreSQL at postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:1\/db/,
+        );
+        assert.doesNotMatch(err.message, /secret/);
+        return true;
+      },
+    );
+  });
+});
+
+describe('PostgreSQL transactional helpers', { skip: !available }, () => {
+  test('bumpRev is gapless and in commit order under concurrent transactions from three pools; rollbacks take no rev', async () => {
+    const { pools, db, done } = await replicas('bumprev', 3);
+    const heard: number[] = [];
+    const listener = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      await listener.listen(REV_CHANNEL, (rev) => heard.push(Number(rev)));
+      const n = 90;
+      const results = await Promise.allSettled(
+        Array.from({ length: n }, (_, i) =>
+          pools[i % 3]!.begin(async (tx) => {
+            const rev = await bumpRev(tx);
+            // Every fifth transaction rolls back after its bump: its number is not used.
+            if (i % 5 === 4) throw new Error('rolled back');
+            await tx`SELECT pg_sleep(${(i % 3) / 1000})`;
+            return rev;
+          }),
+        ),
+      );
+      const committed = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+      assert.equal(committed.length, n - n / 5);
+      assert.deepEqual(
+        [...committed].sort((a, b) => a - b),
+        Array.from({ length: committed.length }, (_, i) => i + 1),
+        'committed revs are 1..N with no gap and no repeat',
+      );
+      assert.equal(await readRev(pools[1]!), committed.length);
+      // Notifications arrive in commit order: commit order is rev order.
+      for (let i = 0; i < 200 && heard.length < committed.length; i++)
+        await new Promise((r) => setTimeout(r, 10));
+      assert.deepEqual(
+        heard,
+        Array.from({ length: committed.length }, (_, i) => i + 1),
+      );
+    } finally {
+      await listener.end({ timeout: 1 });
+      await done();
+    }
+  });
+
+  test('appendAudit keeps one chain across two pools appending at once; a rolled-back append leaves nothing', async () => {
+    const { pools, done } = await replicas('audit', 2);
+    try {
+      const n = 60;
+      const results = await Promise.allSettled(
+        Array.from({ length: n }, (_, i) =>
+          pools[i % 2]!.begin(async (tx) => {
+            // Some transactions also move the rev first (a directive's commit): the lock order holds.
+            if (i % 4 === 0) await bumpRev(tx);
+            const events = Array.from({ length: 1 + (i % 3) }, (_, k) => ({
+              type: 'test.event',
+              actor: `pool-${i % 2}`,
+              tenant: i % 2 === 0 ? 'acme' : null,
+              data: { i, k, text: 'ünïcödé "q"' },
+            }));
+            const records = await appendAudit(tx, events);
+            if (i % 7 === 6) throw new Error('rolled back');
+            return records;
+          }),
+        ),
+      );
+      const appended = results.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
+      const expected = Array.from({ length: n }, (_, i) => i)
+        .filter((i) => i % 7 !== 6)
+        .reduce((sum, i) => sum + 1 + (i % 3), 0);
+      assert.equal(appended.length, expected);
+      const stored = await chain(pools[1]!);
+      assert.deepEqual(
+        stored,
+        [...appended].sort((a, b) => a.seq - b.seq),
+        'what each caller got is what is stored',
+      );
+      const verdict = verifyChain(stored);
+      assert.equal(verdict.ok, true, JSON.stringify(verdict));
+      assert.equal(verdict.records, expected);
+      assert.equal(stored.filter((r) => (r.data as { i: number }).i % 7 === 6).length, 0);
+      const [head] = await pools[0]!<{ seq: string; hash: string }[]>`SELECT seq, hash FROM audit_head`;
+      assert.equal(Number(head!.seq), expected);
+      assert.equal(head!.hash, stored.at(-1)!.hash);
+      assert.deepEqual(await pools[0]!.begin((tx) => appendAudit(tx, [])), []);
+    } finally {
+      await done();
+    }
+  });
+});
