@@ -101,6 +101,7 @@ export class PgStore implements Store {
   // DirectiveStore
   rev: Store['rev'] = () => this.#directives.rev();
   switchboard: Store['switchboard'] = () => this.#directives.switchboard();
+  changesSince: Store['changesSince'] = (rev, limit) => this.#directives.changesSince(rev, limit);
   issueDirective: Store['issueDirective'] = (input, audit) => this.#directives.issueDirective(input, audit);
   clearDirective: Store['clearDirective'] = (id, audit) => this.#directives.clearDirective(id, audit);
   getDirective: Store['getDirective'] = (id) => this.#directives.getDirective(id);
