@@ -1,15 +1,6 @@
-import { createHash } from 'node:crypto';
 import {
   KillpathError,
-  LEVEL_RULES,
   distinctReleases,
-  formatRelease,
-  formatScope,
-  isStopLevel,
-  parseScope,
-  stepLevel,
-  type Approval,
-  type BreakGlass,
   type Directive,
   type FleetWorker,
   type HaltedReport,
@@ -19,55 +10,29 @@ import {
 } from '@killpath/protocol';
 import { systemClock, type Clock } from '@killpath/protocol';
 import type { AuditEvent } from './audit/chain.ts';
-import { clearedEvent, firedEvent, issuedEvent } from './audit-events.ts';
+import { AuditQueue } from './audit/audit-queue.ts';
 import { Escalation } from './escalation.ts';
 import { HaltReports, type HaltedEvent, type HaltedListener } from './halt-reports.ts';
 
 export type { HaltedEvent, HaltedListener } from './halt-reports.ts';
-import { confine } from './auth/confinement.ts';
-import { canSee, requireAct } from './auth/policy.ts';
-import { workerIdOf, type Fleet, type WorkerKey } from './fleet.ts';
+import type { Fleet, WorkerKey } from './fleet.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { StreamHub } from './stream/hub.ts';
 import type { IssueResult, Store } from './store/store.ts';
 import type { IssueDirectiveBody, LauncherEventBody, StepBody } from './http/schemas.ts';
-import {
-  DEFAULT_AUTOMATION,
-  DEFAULT_ESCALATION_SLACK_MS,
-  checkLevel,
-  isAbove,
-  sameTarget,
-  type AutomationPolicy,
-} from './ladder.ts';
+import { DEFAULT_AUTOMATION, DEFAULT_ESCALATION_SLACK_MS, type AutomationPolicy } from './ladder.ts';
 import { LauncherHub } from './launchers.ts';
+import { LauncherDesk } from './launcher-desk.ts';
 import type { Alert, AlertSink } from './notify.ts';
 import type { DirectiveInput } from './store/store.ts';
 import { DEFAULT_COOL_OFF_MS, PermitDesk, type CoolOffPolicy } from './permits.ts';
 import { SurfaceDesk } from './surface.ts';
-import { checkReleases, describeCheck, releasesCovered } from './release-check.ts';
+import { releasesCovered } from './release-check.ts';
+import { commitAlerts, planIssue, planStep, type AutomaticTrigger } from './issuing.ts';
+import { checkResumable, resumeAudit, type ApprovedResume, type ResumeRequest } from './resuming.ts';
 
-/** Default grace for a halt, in ms. */
-export const DEFAULT_GRACE_MS = 5_000;
-
-/**
- * An automatic trigger behind a directive (a supervisor rule, the deadman): it replaces the
- * `operator_action` record, and `kill_switch.fired` names it (`trigger`, `rule`, details).
- */
-export interface AutomaticTrigger {
-  kind: 'supervisor' | 'deadman';
-  /** The policy rule that fired (supervisor). */
-  rule?: string;
-  /** What crossed the line, for the record (values, policy version, worker). */
-  details?: Record<string, unknown>;
-}
-
-/** A batch of reports' audit records is written once no report came for this long (ms)… */
-const AUDIT_QUIET_MS = 25;
-/** …and at the latest this long after its first record (ms). */
-const AUDIT_MAX_WAIT_MS = 1000;
-/** Most audit records written in one transaction of a flush; the loop runs other work between two. */
-const AUDIT_SLICE = 200;
+export { DEFAULT_GRACE_MS, requestDigest, type AutomaticTrigger } from './issuing.ts';
 
 /**
  * The control plane's operations, independent of transport: issuing and clearing
@@ -85,12 +50,8 @@ export class ControlPlane {
   /** Agents' capability surfaces, learnt from heartbeats (what makes an agent due for a drill). */
   readonly surface: SurfaceDesk;
   readonly #log: Logger;
-  #pendingAudit: AuditEvent[] = [];
-  #flushTimer: NodeJS.Timeout | null = null;
-  /** The last flush of queued audit events (they run one after the other). */
-  #flushing: Promise<void> = Promise.resolve();
-  /** When the oldest queued audit record was queued (monotonic ms), null when none is. */
-  #pendingSince: number | null = null;
+  /** Workers' reports' audit records, batched. */
+  readonly #auditQueue: AuditQueue;
   /** Launchers' own streams: kill and isolate orders for the processes they started. */
   readonly launchers: LauncherHub;
   /** Where alerts go (log, webhooks). */
@@ -106,8 +67,8 @@ export class ControlPlane {
   /** Workers that reported `halted` per directive id (for escalation). */
   /** Workers' settle reports: acknowledgements and time-to-stop. */
   readonly #reports: HaltReports;
-  /** Owners of launcher ids (`tenant\0id` → agent), as bound in the store; bindings never change. */
-  readonly #launcherOwners = new Map<string, string>();
+  /** Launcher ids' owners and what launchers did to their agent processes. */
+  readonly launcherDesk: LauncherDesk;
 
   constructor(deps: {
     store: Store;
@@ -142,6 +103,14 @@ export class ControlPlane {
     this.automation = deps.automation ?? DEFAULT_AUTOMATION;
     this.#slackMs = deps.escalationSlackMs ?? DEFAULT_ESCALATION_SLACK_MS;
     this.launchers = new LauncherHub(deps.keepaliveMs ?? 1000, (id) => this.fleet.runsOfLauncher(id));
+    this.#auditQueue = new AuditQueue({ store: this.store, metrics: this.metrics, log: this.#log });
+    this.launcherDesk = new LauncherDesk({
+      store: this.store,
+      fleet: this.fleet,
+      metrics: this.metrics,
+      alerts: this.alerts,
+      contradictAck: (key, runId, evidence) => this.contradictAck(key, runId, evidence),
+    });
 
     this.#reports = new HaltReports({
       fleet: this.fleet,
@@ -149,7 +118,7 @@ export class ControlPlane {
       log: this.#log,
       rev: () => this.hub.rev,
       active: (id) => this.#active.get(id),
-      queueAudit: (e) => this.#queueAudit(e),
+      queueAudit: (e) => this.#auditQueue.queue(e),
     });
     this.#escalation = new Escalation(
       {
@@ -200,34 +169,9 @@ export class ControlPlane {
     return this.fleet.list(tenant, this.hub.rev, this.active());
   }
 
-  /**
-   * Binds launcher id `launcherId` of `who.tenant` to `who.agent` at its first use, and checks it
-   * on every later one: a launcher id belongs to one agent of one tenant (ids of different
-   * tenants never meet). Bindings never change, so they are cached.
-   * @throws KillpathError `conflict` when another agent of the tenant owns the id.
-   */
-  async claimLauncher(who: { tenant: string; agent: string }, launcherId: string): Promise<void> {
-    const key = `${who.tenant}\u0000${launcherId}`;
-    let owner = this.#launcherOwners.get(key);
-    if (owner === undefined) {
-      owner = await this.store.bindLauncher(who.tenant, launcherId, who.agent, new Date());
-      this.#launcherOwners.set(key, owner);
-    }
-    if (owner !== who.agent)
-      throw new KillpathError(
-        'conflict',
-        `launcher id ${launcherId} belongs to another agent of tenant ${who.tenant}; start the launcher with another --launcher-id`,
-      );
-  }
-
-  /** The agent owning launcher `launcherId` of `tenant`, or null when it was never used. */
-  async launcherOwner(tenant: string, launcherId: string): Promise<string | null> {
-    const key = `${tenant}\u0000${launcherId}`;
-    const cached = this.#launcherOwners.get(key);
-    if (cached !== undefined) return cached;
-    const owner = await this.store.launcherOwner(tenant, launcherId);
-    if (owner !== null) this.#launcherOwners.set(key, owner);
-    return owner;
+  /** See {@link LauncherDesk.claim}. */
+  claimLauncher(who: { tenant: string; agent: string }, launcherId: string): Promise<void> {
+    return this.launcherDesk.claim(who, launcherId);
   }
 
   /** A worker heartbeat arrived: if a launcher started it, its orders may change with its runs. */
@@ -285,66 +229,9 @@ export class ControlPlane {
     body: IssueDirectiveBody,
     opts: { idempotencyKey?: string | undefined; via: string; trigger?: AutomaticTrigger },
   ): Promise<IssueResult> {
-    if (p.role === 'agent' || p.role === 'viewer')
-      throw new KillpathError('forbidden', `role ${p.role} may not issue directives`);
-    const scope = parseScope(body.scope);
-    const graceMs = body.graceMs ?? (body.level === 'kill' ? 0 : DEFAULT_GRACE_MS);
-    const escalation = checkLevel(body, graceMs, this.#slackMs);
-    const tenant = await confine(p, scope, body, this.store);
-    const digest = opts.idempotencyKey ? requestDigest(body) : null;
-    const seen: { mismatch: Directive | null } = { mismatch: null };
-    const result = await this.#commit(
-      {
-        level: body.level,
-        scope,
-        tenant,
-        capabilities: body.capabilities ?? null,
-        rate: body.rate ?? null,
-        escalation,
-        escalatedFrom: null,
-        graceMs,
-        drain: body.drain ?? 'discard',
-        memory: body.memory ?? 'revert',
-        reason: body.reason,
-        justification: body.justification,
-        actor: p.name,
-        breakGlass: tenant === null ? attestation(p, body.breakGlass) : null,
-        idempotencyKey: opts.idempotencyKey ? `${p.tokenId}:${opts.idempotencyKey}` : null,
-        idempotencyDigest: digest,
-        // Issuing a throttle at a scope that already has one re-dials it.
-        replaces:
-          body.level === 'throttle'
-            ? (active) =>
-                active
-                  .filter(
-                    (d) =>
-                      d.level === 'throttle' &&
-                      sameTarget(d, {
-                        scopeText: formatScope(scope),
-                        capabilities: body.capabilities ?? null,
-                      }),
-                  )
-                  .map((d) => d.id)
-            : undefined,
-      },
-      (r) => {
-        // The key was sent before with another request: nothing converges, nothing is recorded.
-        if (r.converged === 'idempotency_key' && r.keyDigest != null && r.keyDigest !== digest) {
-          seen.mismatch = r.directive;
-          return [];
-        }
-        return this.#issueAudit(p, r, body, opts.via, opts.trigger);
-      },
-      opts.trigger?.kind ?? 'operator',
-    );
-    const held = seen.mismatch;
-    if (held !== null) {
-      throw new KillpathError(
-        'idempotency_mismatch',
-        `Idempotency-Key ${opts.idempotencyKey} was used for another request, which issued directive ${held.id} (${held.level} ${held.scopeText}); use a new key for a new request`,
-        { details: { directiveId: held.id } },
-      );
-    }
+    const plan = await planIssue(p, body, opts, { store: this.store, slackMs: this.#slackMs });
+    const result = await this.#commit(plan.base, plan.audit, plan.trigger, plan.inherited);
+    plan.checkKey();
     return result;
   }
 
@@ -401,37 +288,7 @@ export class ControlPlane {
       actor: d.actor,
       replaced: result.replaced.map((r) => r.id),
     });
-    if (d.level === 'degrade') {
-      const what =
-        d.capabilities === null
-          ? 'read-only (every write and irreversible effect refused)'
-          : `capabilities ${d.capabilities.join(', ')} revoked`;
-      this.alerts.notify({
-        kind: 'degraded',
-        summary: `${d.scopeText} degraded: ${what}; reason: ${d.reason}`,
-        tenant: d.tenant,
-        directiveId: d.id,
-        details: { scope: d.scopeText, capabilities: d.capabilities, actor: d.actor, trigger },
-      });
-    }
-    if (d.breakGlass && trigger === 'operator') {
-      this.alerts.notify({
-        kind: 'break_glass',
-        summary: `break-glass: ${d.breakGlass.by} issued ${d.level} at ${d.scopeText} (every tenant) at ${d.breakGlass.at}: ${d.breakGlass.why}`,
-        tenant: null,
-        directiveId: d.id,
-        details: { ...d.breakGlass, level: d.level, scope: d.scopeText },
-      });
-    }
-    if (d.level === 'isolate') {
-      this.alerts.notify({
-        kind: 'isolated',
-        summary: `${d.scopeText} isolated: nothing leaves its launchers; reason: ${d.reason}`,
-        tenant: d.tenant,
-        directiveId: d.id,
-        details: { scope: d.scopeText, actor: d.actor, trigger },
-      });
-    }
+    for (const alert of commitAlerts(d, trigger)) this.alerts.notify(alert);
     return result;
   }
 
@@ -448,93 +305,8 @@ export class ControlPlane {
    * capability-narrowed directive steps over isolate (which is agent-wide): degrade ⇄ halt.
    */
   async step(p: Principal, id: string, body: StepBody): Promise<IssueResult> {
-    if (p.role === 'agent' || p.role === 'viewer')
-      throw new KillpathError('forbidden', `role ${p.role} may not step directives`);
-    const from = await this.store.getDirective(id);
-    if (!from || !canSee(p, from.tenant)) throw new KillpathError('not_found', `directive ${id} not found`);
-    requireAct(p, from.tenant, `directive ${id}`);
-    if (from.clearedRev !== null)
-      throw new KillpathError('conflict', `directive ${id} was cleared at rev ${from.clearedRev}`);
-    if (from.tenant === null && !body.breakGlass) {
-      throw new KillpathError(
-        'break_glass_required',
-        'stepping a directive spanning every tenant needs a breakGlass attestation',
-      );
-    }
-    let level = stepLevel(from.level, body.direction);
-    // A directive narrowed to capabilities steps over the levels that cannot be narrowed
-    // (isolate and freeze are agent-wide: degrade ⇄ halt ⇄ kill of those tools).
-    while (level !== null && from.capabilities !== null && LEVEL_RULES[level].notNarrowable !== null)
-      level = stepLevel(level, body.direction);
-    if (level === null) {
-      throw new KillpathError(
-        'conflict',
-        body.direction === 'up'
-          ? `${id} is a kill already: the top of the ladder`
-          : `${id} is a throttle: the bottom of the ladder; resume it to clear it`,
-      );
-    }
-    const rate = level === 'throttle' ? (body.rate ?? from.rate ?? undefined) : undefined;
-    const graceMs = level === 'kill' ? 0 : from.graceMs;
-    const escalation = checkLevel(
-      {
-        level,
-        rate,
-        capabilities: from.capabilities === null ? undefined : [...from.capabilities],
-        escalation: from.escalation.filter((s) => isAbove(s, level)),
-      },
-      graceMs,
-      this.#slackMs,
-    );
-    const justification = body.justification;
-    return this.#commit(
-      {
-        level,
-        scope: from.scope,
-        tenant: from.tenant,
-        capabilities: from.capabilities === null ? null : [...from.capabilities],
-        rate: rate ?? null,
-        escalation,
-        escalatedFrom: from.id,
-        graceMs,
-        drain: from.drain,
-        memory: from.memory,
-        // The step's own words: why it moved (the directive it replaces keeps why it began).
-        reason: justification,
-        justification,
-        actor: p.name,
-        breakGlass: from.tenant === null ? attestation(p, body.breakGlass) : null,
-        idempotencyKey: null,
-        replaces: () => [from.id],
-      },
-      (r) => {
-        const d = r.directive;
-        const events: AuditEvent[] = [
-          {
-            type: 'operator_action',
-            actor: p.name,
-            tenant: d.tenant,
-            data: {
-              action: `directive.step_${body.direction}`,
-              role: p.role,
-              tokenId: p.tokenId,
-              from: from.id,
-              fromLevel: from.level,
-              directiveId: d.id,
-              level,
-              justification,
-              ...(body.breakGlass ? { breakGlass: body.breakGlass } : {}),
-            },
-          },
-          issuedEvent(p.name, d),
-          clearedEvent(p.name, from, d.rev, { replacedBy: d.id, justification }),
-        ];
-        if (isStopLevel(level)) events.push(firedEvent(d, p.name, 'operator'));
-        return events;
-      },
-      'operator',
-      from.releases,
-    );
+    const plan = await planStep(p, id, body, { store: this.store, slackMs: this.#slackMs });
+    return this.#commit(plan.base, plan.audit, plan.trigger, plan.inherited);
   }
 
   /** Resolves once every escalation step that has fallen due so far has run (and those they set off). */
@@ -542,118 +314,14 @@ export class ControlPlane {
     return this.#escalation.settled();
   }
 
-  /**
-   * Audits what a launcher did to its agent process (kill, isolate, exit, refused restart). Only
-   * the launcher's owner reports for it: an agent token of its tenant and agent (or of its whole
-   * tenant), or an admin naming the tenant. Anything else is 404, acted on nowhere.
-   */
-  async launcherEvents(
+  /** See {@link LauncherDesk.events}. */
+  launcherEvents(
     p: Principal,
     launcherId: string,
     body: LauncherEventBody,
     tenantParam?: string,
   ): Promise<void> {
-    if (p.role !== 'agent' && p.role !== 'admin')
-      throw new KillpathError('forbidden', 'only agent tokens report launcher events');
-    const tenant = p.role === 'admin' ? tenantParam : p.tenant;
-    if (tenant === undefined)
-      throw new KillpathError('invalid_request', 'an admin reporting launcher events must name ?tenant=');
-    const agent = await this.launcherOwner(tenant, launcherId);
-    if (
-      agent === null ||
-      (p.role === 'agent' && p.agent !== null && p.agent !== agent) ||
-      (p.launcher !== undefined && p.launcher !== launcherId)
-    )
-      throw new KillpathError('not_found', `launcher ${launcherId} not found`);
-    const key = { tenant, agent, launcherId };
-    await this.store.appendAudit(
-      body.events.map((e) => ({
-        type: e.type,
-        actor: `launcher:${launcherId}`,
-        tenant,
-        data: { launcherId, agent, ...e },
-      })),
-    );
-    this.metrics.auditRecords.inc(body.events.length);
-    for (const e of body.events) {
-      if (e.type === 'egress.allowed') {
-        // The launcher's proxy saw the agent reach out: whatever the agent said, it has not stopped.
-        for (const w of this.fleet.workersOfLauncher(key))
-          this.contradictAck(w, null, `egress to ${e.destination ?? '?'} through launcher ${launcherId}`);
-      }
-      if (e.type === 'process.killed') {
-        this.alerts.notify({
-          kind: 'process.killed',
-          summary: `launcher ${launcherId} of ${tenant}/${agent} ended its agent process ${e.pid ?? '?'} with ${e.signal ?? '?'} in ${Math.round(e.ms ?? 0)} ms`,
-          tenant,
-          directiveId: e.directiveId ?? null,
-          details: { launcherId, agent, ...e },
-        });
-      }
-      if (e.type === 'process.killed' || e.type === 'process.exited') {
-        // No hanging state: what the dead process had in flight gets an outcome now (in doubt).
-        const workers = this.fleet.workersOfLauncher(key);
-        this.fleet.processGone(key, typeof e.pid === 'number' ? e.pid : null);
-        // Worker ids are each agent's own: only the launcher's agent's workers are meant.
-        const changed = await this.store.markInDoubt(
-          { tenant, agent },
-          workers.map(workerIdOf),
-          `agent process ${e.pid ?? '?'} ended (${e.type === 'process.killed' ? `killed by ${e.signal ?? '?'}` : 'exited'}) with the effect in flight`,
-        );
-        this.metrics.auditRecords.inc(changed.length);
-      }
-    }
-  }
-
-  #issueAudit(
-    p: Principal,
-    r: IssueResult,
-    body: IssueDirectiveBody,
-    via: string,
-    trigger?: AutomaticTrigger,
-  ): AuditEvent[] {
-    const d = r.directive;
-    if (trigger !== undefined) {
-      if (!r.created) return [];
-      const events: AuditEvent[] = [issuedEvent(p.name, d)];
-      for (const old of r.replaced)
-        events.push(
-          clearedEvent(p.name, old, d.rev, { replacedBy: d.id, justification: body.justification }),
-        );
-      // Every level: an automatic trip is the asynchronous path firing, whatever rung it took.
-      events.push(
-        firedEvent(d, p.name, trigger.kind, {
-          ...(trigger.rule !== undefined ? { rule: trigger.rule } : {}),
-          ...trigger.details,
-        }),
-      );
-      return events;
-    }
-    const action: AuditEvent = {
-      type: 'operator_action',
-      actor: p.name,
-      tenant: d.tenant,
-      data: {
-        action: 'directive.issue',
-        via,
-        role: p.role,
-        tokenId: p.tokenId,
-        directiveId: d.id,
-        level: body.level,
-        scope: body.scope,
-        capabilities: body.capabilities ?? null,
-        reason: body.reason,
-        justification: body.justification,
-        ...(body.breakGlass ? { breakGlass: body.breakGlass } : {}),
-        ...(r.converged ? { converged: r.converged } : {}),
-      },
-    };
-    if (!r.created) return [action];
-    const events: AuditEvent[] = [action, issuedEvent(p.name, d)];
-    for (const old of r.replaced)
-      events.push(clearedEvent(p.name, old, d.rev, { replacedBy: d.id, justification: body.justification }));
-    if (isStopLevel(d.level)) events.push(firedEvent(d, p.name, 'operator'));
-    return events;
+    return this.launcherDesk.events(p, launcherId, body, tenantParam);
   }
 
   /**
@@ -668,56 +336,13 @@ export class ControlPlane {
   async resumable(
     p: Principal,
     id: string,
-    body: { justification: string; breakGlass?: string | undefined; sameRelease?: string | undefined },
+    body: ResumeRequest,
   ): Promise<{ directive: Directive; releaseCheck: ReleaseCheck }> {
-    if (p.role === 'agent' || p.role === 'viewer')
-      throw new KillpathError('forbidden', `role ${p.role} may not resume directives`);
-    const existing = await this.store.getDirective(id);
-    if (!existing || !canSee(p, existing.tenant))
-      throw new KillpathError('not_found', `directive ${id} not found`);
-    requireAct(p, existing.tenant, `directive ${id}`);
-    if (existing.clearedRev !== null)
-      throw new KillpathError(
-        'conflict',
-        `directive ${id} was already cleared at rev ${existing.clearedRev}`,
-      );
-    if (existing.tenant === null && !body.breakGlass) {
-      throw new KillpathError(
-        'break_glass_required',
-        'resuming a directive spanning every tenant needs a breakGlass attestation',
-      );
-    }
-    const releaseCheck = checkReleases(existing, this.fleet.live(), body.sameRelease ?? null);
-    if (releaseCheck.running.length > 0 && body.sameRelease === undefined) {
-      await this.store.appendAudit([
-        {
-          type: 'resume.refused',
-          actor: p.name,
-          tenant: existing.tenant,
-          data: {
-            directiveId: id,
-            reason: 'same_release',
-            scope: existing.scopeText,
-            level: existing.level,
-            releases: releaseCheck.checked,
-            running: releaseCheck.running,
-            justification: body.justification,
-          },
-        },
-      ]);
-      this.metrics.auditRecords.inc();
-      const workers = releaseCheck.running.length;
-      throw new KillpathError(
-        'same_release',
-        `resume of ${id} refused: ${workers} worker${workers === 1 ? '' : 's'} it would release still run${workers === 1 ? 's' : ''} ${[
-          ...new Set(releaseCheck.running.map((r) => formatRelease(r.release))),
-        ].join(
-          '; ',
-        )} (${describeCheck(releaseCheck)}); roll the release back or forward first, or say why resuming onto it is safe (sameRelease)`,
-        { details: releaseCheck },
-      );
-    }
-    return { directive: existing, releaseCheck };
+    return checkResumable(p, id, body, {
+      store: this.store,
+      live: () => this.fleet.live(),
+      metrics: this.metrics,
+    });
   }
 
   /**
@@ -729,36 +354,11 @@ export class ControlPlane {
   async resume(
     p: Principal,
     id: string,
-    body: { justification: string; breakGlass?: string | undefined; sameRelease?: string | undefined },
-    approved?: { requestId: string; approvals: readonly Approval[] },
+    body: ResumeRequest,
+    approved?: ApprovedResume,
   ): Promise<{ directive: Directive; releaseCheck: ReleaseCheck }> {
     const { releaseCheck } = await this.resumable(p, id, body);
-    const cleared = await this.store.clearDirective(id, (d) => [
-      {
-        type: 'operator_action',
-        actor: p.name,
-        tenant: d.tenant,
-        data: {
-          action: 'directive.resume',
-          role: p.role,
-          tokenId: p.tokenId,
-          directiveId: d.id,
-          justification: body.justification,
-          ...(body.breakGlass ? { breakGlass: body.breakGlass } : {}),
-          releaseCheck,
-          // The override, on the record as such, only when it let a same-release resume through.
-          ...(body.sameRelease !== undefined && releaseCheck.running.length > 0
-            ? { sameRelease: body.sameRelease }
-            : {}),
-        },
-      },
-      clearedEvent(p.name, d, d.clearedRev, {
-        justification: body.justification,
-        approval: approved
-          ? { requestId: approved.requestId, approvedBy: approved.approvals.map((a) => a.by) }
-          : null,
-      }),
-    ]);
+    const cleared = await this.store.clearDirective(id, resumeAudit(p, body, releaseCheck, approved));
     if (!cleared) throw new KillpathError('conflict', `directive ${id} was cleared concurrently`);
     this.#rememberFlip(cleared.clearedRev!);
     this.#forget(cleared.id);
@@ -805,84 +405,8 @@ export class ControlPlane {
     return this.#reports.report(workerId, who, claimed, directive);
   }
 
-  /**
-   * Queues a report's audit record. The batch is written once reports stop arriving for
-   * {@link AUDIT_QUIET_MS}, and at the latest {@link AUDIT_MAX_WAIT_MS} after its first record:
-   * during a fleet's wave of halted reports, hashing and committing their records would compete
-   * with taking the rest of the wave (and with the workers still applying the flip). Readers of
-   * the audit log flush first, so they never miss a queued record.
-   */
-  #queueAudit(e: AuditEvent): void {
-    this.#pendingAudit.push(e);
-    const now = performance.now();
-    this.#pendingSince ??= now;
-    if (this.#flushTimer !== null) clearTimeout(this.#flushTimer);
-    const wait = Math.max(0, Math.min(AUDIT_QUIET_MS, this.#pendingSince + AUDIT_MAX_WAIT_MS - now));
-    this.#flushTimer = setTimeout(() => void this.flushAudit(), wait);
-  }
-
-  /**
-   * Writes queued audit events now (also called on shutdown, and by readers of the audit log
-   * before they read). Resolves once every event queued before the call is written: flushes run
-   * one after the other, in queue order.
-   */
+  /** See {@link AuditQueue.flush}. */
   flushAudit(): Promise<void> {
-    if (this.#flushTimer !== null) clearTimeout(this.#flushTimer);
-    this.#flushTimer = null;
-    this.#pendingSince = null;
-    const all = this.#pendingAudit;
-    this.#pendingAudit = [];
-    this.#flushing = this.#flushing.then(() => this.#write(all));
-    return this.#flushing;
+    return this.#auditQueue.flush();
   }
-
-  /** Writes `all` in slices: hashing a wave's records in one go would hold the loop the kill path runs on. */
-  async #write(all: AuditEvent[]): Promise<void> {
-    for (let i = 0; i < all.length; i += AUDIT_SLICE) {
-      const batch = all.slice(i, i + AUDIT_SLICE);
-      try {
-        await this.store.appendAudit(batch);
-        this.metrics.auditRecords.inc(batch.length);
-        const halted = batch.filter((e) => e.type === 'session.halted');
-        await this.store.recordHalted(
-          halted.flatMap((e) =>
-            (e.data.runs as string[]).map((runId) => ({
-              tenant: String(e.tenant),
-              runId,
-              directiveId: String(e.data.directiveId),
-              at: new Date().toISOString(),
-            })),
-          ),
-        );
-      } catch (err) {
-        this.#log.error('audit batch failed', { err: String(err), events: all.length - i });
-        this.#pendingAudit.unshift(...all.slice(i));
-        return;
-      }
-    }
-  }
-}
-
-/** SHA-256 of a request body in canonical form (keys sorted at every depth), hex. */
-export function requestDigest(body: unknown): string {
-  const canon = (v: unknown): unknown =>
-    Array.isArray(v)
-      ? v.map(canon)
-      : typeof v === 'object' && v !== null
-        ? Object.fromEntries(
-            Object.entries(v)
-              .filter(([, x]) => x !== undefined)
-              .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-              .map(([k, x]) => [k, canon(x)]),
-          )
-        : v;
-  return createHash('sha256')
-    .update(JSON.stringify(canon(body)))
-    .digest('hex');
-}
-
-/** The break-glass record of `p`'s attestation, now; null without one. */
-function attestation(p: Principal, why: string | undefined): BreakGlass | null {
-  if (!why) return null;
-  return { by: p.name, tokenId: p.tokenId, at: new Date().toISOString(), why };
 }

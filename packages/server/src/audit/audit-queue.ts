@@ -1,0 +1,91 @@
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
+import type { AuditStore, PermitStore } from '../store/store.ts';
+import type { AuditEvent } from './chain.ts';
+
+/** A batch of reports' audit records is written once no report came for this long (ms)… */
+const AUDIT_QUIET_MS = 25;
+/** …and at the latest this long after its first record (ms). */
+const AUDIT_MAX_WAIT_MS = 1000;
+/** Most audit records written in one transaction of a flush; the loop runs other work between two. */
+const AUDIT_SLICE = 200;
+
+/**
+ * Workers' reports' audit records, batched. The batch is written once reports stop arriving for
+ * {@link AUDIT_QUIET_MS}, and at the latest {@link AUDIT_MAX_WAIT_MS} after its first record:
+ * during a fleet's wave of halted reports, hashing and committing their records would compete
+ * with taking the rest of the wave (and with the workers still applying the flip). Readers of
+ * the audit log flush first, so they never miss a queued record.
+ */
+export class AuditQueue {
+  readonly #store: Pick<AuditStore, 'appendAudit'> & Pick<PermitStore, 'recordHalted'>;
+  readonly #metrics: Metrics;
+  readonly #log: Logger;
+  #pending: AuditEvent[] = [];
+  #flushTimer: NodeJS.Timeout | null = null;
+  /** The last flush of queued audit events (they run one after the other). */
+  #flushing: Promise<void> = Promise.resolve();
+  /** When the oldest queued audit record was queued (monotonic ms), null when none is. */
+  #pendingSince: number | null = null;
+
+  constructor(deps: {
+    store: Pick<AuditStore, 'appendAudit'> & Pick<PermitStore, 'recordHalted'>;
+    metrics: Metrics;
+    log: Logger;
+  }) {
+    this.#store = deps.store;
+    this.#metrics = deps.metrics;
+    this.#log = deps.log;
+  }
+
+  /** Queues an audit record; it is written with its batch (see {@link AuditQueue}). */
+  queue(e: AuditEvent): void {
+    this.#pending.push(e);
+    const now = performance.now();
+    this.#pendingSince ??= now;
+    if (this.#flushTimer !== null) clearTimeout(this.#flushTimer);
+    const wait = Math.max(0, Math.min(AUDIT_QUIET_MS, this.#pendingSince + AUDIT_MAX_WAIT_MS - now));
+    this.#flushTimer = setTimeout(() => void this.flush(), wait);
+  }
+
+  /**
+   * Writes queued audit events now (also called on shutdown, and by readers of the audit log
+   * before they read). Resolves once every event queued before the call is written: flushes run
+   * one after the other, in queue order.
+   */
+  flush(): Promise<void> {
+    if (this.#flushTimer !== null) clearTimeout(this.#flushTimer);
+    this.#flushTimer = null;
+    this.#pendingSince = null;
+    const all = this.#pending;
+    this.#pending = [];
+    this.#flushing = this.#flushing.then(() => this.#write(all));
+    return this.#flushing;
+  }
+
+  /** Writes `all` in slices: hashing a wave's records in one go would hold the loop the kill path runs on. */
+  async #write(all: AuditEvent[]): Promise<void> {
+    for (let i = 0; i < all.length; i += AUDIT_SLICE) {
+      const batch = all.slice(i, i + AUDIT_SLICE);
+      try {
+        await this.#store.appendAudit(batch);
+        this.#metrics.auditRecords.inc(batch.length);
+        const halted = batch.filter((e) => e.type === 'session.halted');
+        await this.#store.recordHalted(
+          halted.flatMap((e) =>
+            (e.data.runs as string[]).map((runId) => ({
+              tenant: String(e.tenant),
+              runId,
+              directiveId: String(e.data.directiveId),
+              at: new Date().toISOString(),
+            })),
+          ),
+        );
+      } catch (err) {
+        this.#log.error('audit batch failed', { err: String(err), events: all.length - i });
+        this.#pending.unshift(...all.slice(i));
+        return;
+      }
+    }
+  }
+}
