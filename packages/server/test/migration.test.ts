@@ -56,7 +56,7 @@ test('a schema-v1 database opens, keeps its switchboard, audit chain and tokens,
   }
 });
 
-test('a schema-v4 database opens as version 12: its state is kept, drills, capability surfaces and releases start empty', async () => {
+test('a schema-v4 database opens as version 13: its state is kept, drills, capability surfaces, releases, presence, acknowledgements and leases start empty', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'killpath-v4-'));
   const path = join(dir, 'killpath.db');
   copyFileSync(FIXTURE_V4, path);
@@ -126,6 +126,12 @@ test('a schema-v4 database opens as version 12: its state is kept, drills, capab
     await s.recordHalted([
       { tenant: 'acme', runId: 'r-old', directiveId: 'd1', at: '2025-06-01T00:00:00.000Z' },
     ]);
+    // Version 13: presence, acknowledgements and leases start empty, and work on the old file.
+    assert.deepEqual(await s.presenceSince(0, 10), { rows: [], version: 0 });
+    assert.deepEqual(await s.acksOf(board.directives[0]!.id), []);
+    assert.equal(await s.getLease('leader'), null);
+    assert.equal((await s.acquireLease('leader', 'a', 1000, 1)).epoch, 1);
+    assert.equal(await s.revCommittedAt(board.directives[0]!.rev), board.directives[0]!.issuedAt);
     assert.ok((await s.verifyAudit()).ok);
   } finally {
     await s.close();
@@ -134,7 +140,7 @@ test('a schema-v4 database opens as version 12: its state is kept, drills, capab
   try {
     assert.deepEqual(
       { ...(raw.prepare(`SELECT value FROM meta WHERE key = 'schema'`).get() as object) },
-      { value: '12' },
+      { value: '13' },
     );
   } finally {
     raw.close();

@@ -24,6 +24,7 @@ import type {
   SwitchboardChange,
   TokenStore,
 } from '../src/store/store.ts';
+import { leaseContract, presenceContract } from './presence-contract.ts';
 
 /** A directive input with sensible defaults: a halt of tenant acme. */
 export function directiveInput(
@@ -1384,5 +1385,7 @@ export function storeContract(name: string, make: MakeStore): void {
     fleetContract(make);
     policyContract(make);
     drillContract(make);
+    presenceContract(make);
+    leaseContract(make);
   });
 }

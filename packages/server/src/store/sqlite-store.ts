@@ -24,6 +24,7 @@ import type { AuditKeyInfo } from '@killpath/protocol';
 import * as approvals from './sqlite-approvals.ts';
 import * as owners from './sqlite-owners.ts';
 import { migrateRunTenancy } from './sqlite-tenancy.ts';
+import * as presence from './sqlite-presence.ts';
 import { WalSync, type FsyncFn } from './wal-sync.ts';
 import { toRun, type RunRow } from './sqlite-rows.ts';
 import type {
@@ -46,7 +47,10 @@ import type {
   PermitGrant,
   DirectiveInput,
   DirectiveQuery,
+  HaltAck,
   IssueResult,
+  Lease,
+  PresenceRow,
   NewToken,
   PolicyVersion,
   RunRecord,
@@ -62,7 +66,7 @@ import type {
  * brought up to it in place (see `#migrate`); one of a newer version was written by a newer
  * killpath and is refused rather than misread.
  */
-export const SCHEMA_VERSION = 12;
+export const SCHEMA_VERSION = 13;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -314,6 +318,8 @@ export class SqliteStore implements Store {
    * bound again at its next use).
    * Version 11 keyed runs by run id alone (version 12 keys runs, permit idempotency keys and
    * halted runs by tenant too; see `migrateRunTenancy`).
+   * Version 12 kept workers' presence, acknowledgements and leases in memory only (version 13 adds
+   * `presence`, `halt_acks` and `leases`, empty; see `PRESENCE_SCHEMA`).
    */
   #migrate(): void {
     const cols = this.#db.prepare('PRAGMA table_info(directives)').all() as { name: string }[];
@@ -347,6 +353,7 @@ export class SqliteStore implements Store {
       `CREATE INDEX IF NOT EXISTS directives_rev ON directives (rev);
        CREATE INDEX IF NOT EXISTS directives_cleared_rev ON directives (cleared_rev) WHERE cleared_rev IS NOT NULL;`,
     );
+    this.#db.exec(presence.PRESENCE_SCHEMA);
     this.#db.prepare(`UPDATE meta SET value = ? WHERE key = 'schema'`).run(String(SCHEMA_VERSION));
   }
 
@@ -628,6 +635,7 @@ export class SqliteStore implements Store {
 
   async issueDirective(input: DirectiveInput, audit: (r: IssueResult) => AuditEvent[]): Promise<IssueResult> {
     return this.#tx(() => {
+      if (input.fence) presence.checkFence(this.#db, input.fence);
       const prior =
         input.idempotencyKey === null
           ? undefined
@@ -945,6 +953,54 @@ export class SqliteStore implements Store {
       rollbackOf: r.rollback_of,
       createdAt: r.created_at,
     }));
+  }
+
+  /** The context the presence, acknowledgement and lease functions run in. */
+  get #presenceCtx(): presence.PresenceContext {
+    return { db: this.#db, tx: (fn) => this.#tx(fn) };
+  }
+
+  async putPresence(rows: PresenceRow[]): Promise<number> {
+    return presence.putPresence(this.#presenceCtx, rows, Date.now());
+  }
+
+  async presenceSince(version: number, limit: number): Promise<{ rows: PresenceRow[]; version: number }> {
+    return presence.presenceSince(this.#presenceCtx, version, limit);
+  }
+
+  async purgePresence(before: number): Promise<number> {
+    return presence.purgePresence(this.#presenceCtx, before);
+  }
+
+  async recordAcks(acks: HaltAck[]): Promise<void> {
+    return presence.recordAcks(this.#presenceCtx, acks);
+  }
+
+  async retractAck(
+    directiveId: string,
+    worker: { tenant: string; agent: string; workerId: string },
+  ): Promise<boolean> {
+    return presence.retractAck(this.#presenceCtx, directiveId, worker);
+  }
+
+  async acksOf(directiveId: string): Promise<HaltAck[]> {
+    return presence.acksOf(this.#presenceCtx, directiveId);
+  }
+
+  async revCommittedAt(rev: number): Promise<string | null> {
+    return presence.revCommittedAt(this.#presenceCtx, rev);
+  }
+
+  async acquireLease(name: string, holder: string, ttlMs: number, now: number): Promise<Lease> {
+    return presence.acquireLease(this.#presenceCtx, name, holder, ttlMs, now);
+  }
+
+  async releaseLease(name: string, holder: string): Promise<boolean> {
+    return presence.releaseLease(this.#presenceCtx, name, holder);
+  }
+
+  async getLease(name: string): Promise<Lease | null> {
+    return presence.getLease(this.#presenceCtx, name);
   }
 
   async close(): Promise<void> {

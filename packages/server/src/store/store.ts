@@ -6,6 +6,7 @@ import type {
   Directive,
   Release,
   Role,
+  RunReport,
 } from '@killpath/protocol';
 import type {
   JournalEvent,
@@ -158,6 +159,12 @@ export type DirectiveInput = Pick<
    * another request can be told from a retry (see {@link IssueResult.keyDigest}).
    */
   idempotencyDigest?: string | null;
+  /**
+   * Work that must happen once (an escalation step) commits only while its replica still holds
+   * the lease at this epoch: checked in the directive's own transaction, so a deposed leader's
+   * late commit is refused (`conflict`) and nothing is written. Absent: not fenced.
+   */
+  fence?: LeaseFence | null;
 };
 
 /**
@@ -624,6 +631,112 @@ export interface PolicyStore {
   updateApproval<T>(id: string, fn: (a: ApprovalRecord | null) => ApprovalUpdate<T>): Promise<T>;
 }
 
+/** A named lease as it stands in the store (see {@link LeaseStore}). */
+export interface Lease {
+  name: string;
+  holder: string;
+  /** Bumped each time the lease passes to another holder (never on a renewal): the fencing token. */
+  epoch: number;
+  /** Wall time (ms since the epoch, the caller's clock) after which another holder may take it. */
+  expiresAt: number;
+}
+
+/** What a fenced write carries: the lease, its holder and the epoch it was acquired at. */
+export interface LeaseFence {
+  lease: string;
+  holder: string;
+  epoch: number;
+}
+
+/**
+ * Leases for work that must happen once across replicas (escalation steps, the deadman, the
+ * supervisor's rules): one holder at a time per name, with a fencing epoch. Times are the
+ * caller's wall clock: replicas' clock skew moves when a takeover happens, never whether two
+ * holders commit, because every such commit checks the epoch in its own transaction.
+ */
+export interface LeaseStore {
+  /**
+   * Takes lease `name` for `holder` until `now + ttlMs` when it is free, expired, or already
+   * `holder`'s (a renewal, the epoch unchanged); another holder's unexpired lease is left alone.
+   * Returns the lease as it stands after the call: `holder === holder` means it is held.
+   */
+  acquireLease(name: string, holder: string, ttlMs: number, now: number): Promise<Lease>;
+  /** Gives lease `name` up at once when `holder` holds it (the epoch stays); false otherwise. */
+  releaseLease(name: string, holder: string): Promise<boolean>;
+  /** The lease `name`, or null when nobody ever took it. */
+  getLease(name: string): Promise<Lease | null>;
+}
+
+/**
+ * A worker as one replica publishes it for the others: what the fleet view, `status`, the
+ * console and escalation's laggard set need of it. Times are wall ms since the epoch.
+ */
+export interface PresenceRow {
+  tenant: string;
+  agent: string;
+  workerId: string;
+  /** The replica that holds (or last held) its stream. */
+  replica: string;
+  connected: boolean;
+  pid: number | null;
+  features: string[];
+  runs: RunReport[];
+  launcher: string | null;
+  release: Release | null;
+  /** What it declared when its stream opened (null: it has not opened one there). */
+  declared: { release: Release | null } | null;
+  ackedRev: number;
+  lastContactAt: number | null;
+  lastHeartbeatAt: number | null;
+  /** When its launcher reported its process ended (null: not known gone). */
+  goneAt: number | null;
+  /** It left the view (pruned): a tombstone the other replicas apply, purged later. */
+  removed: boolean;
+}
+
+/** A worker's settle report (`halted`) as the store keeps it: an acknowledgement of a stop. */
+export interface HaltAck {
+  directiveId: string;
+  tenant: string;
+  agent: string;
+  workerId: string;
+  rev: number;
+  runs: string[];
+  /** When the report arrived (ISO 8601). */
+  at: string;
+  /** The replica it arrived at. */
+  replica: string;
+}
+
+/**
+ * Fleet state every replica sees: workers' presence (published in batches by the replica that
+ * holds each stream, read by the others as changes by version), workers' acknowledgements of
+ * stops (what escalation counts, whichever replica took the report), and the commit time of a
+ * rev as the database stamped it (what time-to-stop is measured from).
+ */
+export interface PresenceStore {
+  /** Upserts `rows` in one transaction at one new presence version, returned. */
+  putPresence(rows: PresenceRow[]): Promise<number>;
+  /**
+   * Rows written after presence version `version` (tombstones included), oldest version first, at
+   * most `limit`; `version` is the last one returned (the argument when none is).
+   */
+  presenceSince(version: number, limit: number): Promise<{ rows: PresenceRow[]; version: number }>;
+  /** Deletes tombstones written before wall time `before` (ms); returns how many. */
+  purgePresence(before: number): Promise<number>;
+  /** Stores acknowledgements (a repeat of a worker's for the same directive replaces it). */
+  recordAcks(acks: HaltAck[]): Promise<void>;
+  /** Withdraws a worker's acknowledgement of a directive (evidence contradicted it); false when none. */
+  retractAck(
+    directiveId: string,
+    worker: { tenant: string; agent: string; workerId: string },
+  ): Promise<boolean>;
+  /** The acknowledgements of directive `id`, by tenant, agent and worker id. */
+  acksOf(directiveId: string): Promise<HaltAck[]>;
+  /** When `rev` committed, as its transaction stamped it (ISO 8601); null when no change has that rev. */
+  revCommittedAt(rev: number): Promise<string | null>;
+}
+
 /** What every backend does beside its concepts: closing (flushing what it holds and releasing the file or pool). */
 export interface StoreLifecycle {
   close(): Promise<void>;
@@ -651,4 +764,6 @@ export interface Store
     FleetStore,
     DrillStore,
     PolicyStore,
+    LeaseStore,
+    PresenceStore,
     StoreLifecycle {}
