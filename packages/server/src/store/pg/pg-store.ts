@@ -15,6 +15,7 @@ import type {
 } from '../store.ts';
 import { openPool, redact, type PoolOptions, type Sql } from './connect.ts';
 import { checkSchema } from './schema.ts';
+import { PgPresence } from './pg-presence.ts';
 
 /**
  * A concept not built yet on PostgreSQL: every call rejects with `unavailable` naming what is
@@ -57,6 +58,7 @@ export class PgStore implements Store {
   readonly #fleet: FleetStore;
   readonly #drills: DrillStore;
   readonly #policy: PolicyStore;
+  readonly #presence: PgPresence;
 
   /** Takes over an open pool (closed by {@link close}); see {@link PgStore.open}. */
   constructor(sql: Sql) {
@@ -68,6 +70,7 @@ export class PgStore implements Store {
     this.#fleet = notBuilt<FleetStore>('fleet runs (store/pg/pg-fleet.ts)');
     this.#drills = notBuilt<DrillStore>('drills (store/pg/pg-drills.ts)');
     this.#policy = notBuilt<PolicyStore>('policy (store/pg/pg-policy.ts)');
+    this.#presence = new PgPresence(sql);
   }
 
   /**
@@ -125,6 +128,19 @@ export class PgStore implements Store {
   eventsPage: Store['eventsPage'] = (q) => this.#permits.eventsPage(q);
   compensationsPage: Store['compensationsPage'] = (q) => this.#permits.compensationsPage(q);
   permittedFrom: Store['permittedFrom'] = (q) => this.#permits.permittedFrom(q);
+
+  // PresenceStore and LeaseStore (store/pg/pg-presence.ts)
+  putPresence: Store['putPresence'] = (rows) => this.#presence.putPresence(rows);
+  presenceSince: Store['presenceSince'] = (version, limit) => this.#presence.presenceSince(version, limit);
+  purgePresence: Store['purgePresence'] = (before) => this.#presence.purgePresence(before);
+  recordAcks: Store['recordAcks'] = (acks) => this.#presence.recordAcks(acks);
+  retractAck: Store['retractAck'] = (id, worker) => this.#presence.retractAck(id, worker);
+  acksOf: Store['acksOf'] = (id) => this.#presence.acksOf(id);
+  revCommittedAt: Store['revCommittedAt'] = (rev) => this.#presence.revCommittedAt(rev);
+  acquireLease: Store['acquireLease'] = (name, holder, ttlMs, now) =>
+    this.#presence.acquireLease(name, holder, ttlMs, now);
+  releaseLease: Store['releaseLease'] = (name, holder) => this.#presence.releaseLease(name, holder);
+  getLease: Store['getLease'] = (name) => this.#presence.getLease(name);
 
   // AuditStore
   appendAudit: Store['appendAudit'] = (events: AuditEvent[]) => this.#audit.appendAudit(events);

@@ -10,6 +10,7 @@
 import { KillpathError } from '@killpath/protocol';
 import type { Sql, Tx } from './connect.ts';
 import { TX_DDL } from './tx.ts';
+import { PRESENCE_DDL } from './pg-presence.ts';
 import { AUDIT_DDL, DIRECTIVES_DDL, DRILLS_DDL, POLICY_DDL, TOKENS_DDL } from './ddl.ts';
 
 /** One step of the schema: statements run in order, in one transaction, with the version bump. */
@@ -28,6 +29,11 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 1,
     name: 'switchboard rev, audit chain and checkpoints, directives, tokens, policy, approvals, drills',
     statements: [...TX_DDL, ...AUDIT_DDL, ...DIRECTIVES_DDL, ...TOKENS_DDL, ...POLICY_DDL, ...DRILLS_DDL],
+  },
+  {
+    version: 2,
+    name: "workers' presence, acknowledgements of stops, leases with a fencing epoch",
+    statements: PRESENCE_DDL,
   },
 ];
 
