@@ -394,6 +394,239 @@ export function effectsContract(name: string, make: () => Promise<PermitsUnderTe
     );
 
     test(
+      'a batch decides in order, each request seeing the ones before: a run registered by one is refused to another agent, a key reused in the batch is in doubt',
+      withStore(async (s) => {
+        const ds = await s.grantPermits([
+          grant({ runId: 'fresh', idempotencyKey: 'k1' }),
+          grant({ runId: 'fresh', agent: 'other', workerId: 'w7' }),
+          grant({ runId: 'fresh', idempotencyKey: 'k1' }),
+          grant({ runId: 'fresh', idempotencyKey: 'k2', class: 'irreversible', coolOffMs: 1000 }),
+          grant({ runId: 'fresh', idempotencyKey: 'k2' }),
+        ]);
+        assert.deepEqual(
+          ds.map((d) => d.kind),
+          ['granted', 'conflict', 'conflict', 'granted', 'conflict'],
+        );
+        assert.equal((await s.getRun('acme', 'fresh'))?.agent, 'bot');
+        const first = ds[0]?.kind === 'granted' ? ds[0].response.permit : null;
+        assert.equal(first?.status, 'granted', 'answered as granted: the effect may run');
+        const { effects } = await s.ledger('acme', 'fresh');
+        assert.deepEqual(
+          effects.map((e) => [e.idempotencyKey, e.status]).sort(),
+          [
+            ['k1', 'in_doubt'],
+            ['k2', 'cooling_off'],
+          ],
+          'the key reused before its outcome puts its effect in doubt; a cooling-off one stays as it is',
+        );
+        const intents = (await s.listAudit({ limit: 100 })).filter((r) => r.type === 'effect.intent');
+        assert.equal(intents.length, 2, 'one intent per permit granted');
+      }),
+    );
+
+    test(
+      'a run’s family is the run, then its descendants by start; other tenants’ runs never join it',
+      withStore(async (s) => {
+        await s.registerRun(run({ runId: 'root', startedAt: '2025-06-01T10:00:00.000Z' }));
+        await s.registerRun(
+          run({
+            runId: 'kid-b',
+            lineage: ['root'],
+            parentRunId: 'root',
+            startedAt: '2025-06-01T10:00:02.000Z',
+          }),
+        );
+        await s.registerRun(
+          run({
+            runId: 'kid-a',
+            lineage: ['root'],
+            parentRunId: 'root',
+            startedAt: '2025-06-01T10:00:01.000Z',
+          }),
+        );
+        await s.registerRun(
+          run({
+            runId: 'grandkid',
+            lineage: ['root', 'kid-a'],
+            parentRunId: 'kid-a',
+            startedAt: '2025-06-01T10:00:01.000Z',
+          }),
+        );
+        await s.registerRun(run({ runId: 'kid-x', tenant: 'globex', agent: 'evil', lineage: ['root'] }));
+        await s.registerRun(run({ runId: 'roots', lineage: ['root-ish'] }));
+        assert.deepEqual(
+          (await s.runFamily('acme', 'root')).map((r) => r.runId),
+          ['root', 'grandkid', 'kid-a', 'kid-b'],
+        );
+        assert.deepEqual(
+          (await s.runFamily('acme', 'kid-a')).map((r) => r.runId),
+          ['kid-a', 'grandkid'],
+        );
+        assert.deepEqual(await s.runFamily('acme', 'nobody'), []);
+        assert.deepEqual(
+          (await s.runFamily('globex', 'root')).map((r) => r.runId),
+          ['kid-x'],
+        );
+      }),
+    );
+
+    test(
+      'effects and journal pages: newest first, totals and status counts of the whole list, cursors that resume where they stopped',
+      withStore(async (s) => {
+        const ids: string[] = [];
+        for (let i = 0; i < 5; i++) {
+          const [d] = await s.grantPermits([
+            grant({ runId: i % 2 === 0 ? 'r1' : 'r2', idempotencyKey: `k${i}` }),
+          ]);
+          assert.ok(d?.kind === 'granted');
+          ids.push(d.response.permit.id);
+          // Distinct intended times, so the order is the grant order on every backend.
+          await new Promise((r) => setTimeout(r, 3));
+        }
+        await s.grantPermits([grant({ runId: 'r3' })]);
+        const owner = { tenant: 'acme', agent: 'bot' };
+        await s.settlePermit(ids[0]!, owner, { status: 'landed' });
+        await s.settlePermit(ids[1]!, owner, { status: 'failed', error: 'x' });
+        await s.settlePermit(ids[2]!, owner, { status: 'aborted' });
+        const first = await s.effectsPage({ tenant: 'acme', runIds: ['r1', 'r2'], limit: 2, cursor: null });
+        assert.deepEqual(
+          first.items.map((e) => e.permitId),
+          [ids[4], ids[3]],
+        );
+        assert.equal(first.total, 5);
+        assert.deepEqual(first.summary, {
+          intended: 5,
+          landed: 1,
+          failed: 1,
+          aborted: 1,
+          cancelled: 0,
+          inDoubt: 0,
+          open: 2,
+        });
+        assert.ok(first.cursor);
+        const second = await s.effectsPage({
+          tenant: 'acme',
+          runIds: ['r1', 'r2'],
+          limit: 2,
+          cursor: first.cursor,
+        });
+        assert.deepEqual(
+          second.items.map((e) => [e.permitId, e.status]),
+          [
+            [ids[2], 'aborted'],
+            [ids[1], 'failed'],
+          ],
+        );
+        const third = await s.effectsPage({
+          tenant: 'acme',
+          runIds: ['r1', 'r2'],
+          limit: 2,
+          cursor: second.cursor,
+        });
+        assert.deepEqual(
+          third.items.map((e) => e.permitId),
+          [ids[0]],
+        );
+        assert.equal(third.cursor, null);
+        assert.equal(
+          (await s.effectsPage({ tenant: 'globex', runIds: ['r1'], limit: 9, cursor: null })).total,
+          0,
+        );
+        await assert.rejects(
+          s.effectsPage({ tenant: 'acme', runIds: ['r1'], limit: 2, cursor: 'not-a-cursor' }),
+          (err: Error & { code?: string }) => err.code === 'invalid_request',
+        );
+
+        await s.appendJournal(
+          'acme',
+          'w1',
+          [1, 2, 3].map((n) => ({
+            type: 'queue.discarded',
+            runId: 'r1',
+            queue: 'q',
+            taskId: `t${n}`,
+            payload: n,
+            directiveId: 'd1',
+          })),
+        );
+        await s.appendJournal('globex', 'w9', [
+          { type: 'queue.discarded', runId: 'r1', queue: 'q', taskId: 'g', payload: 0, directiveId: 'd9' },
+        ]);
+        const e1 = await s.eventsPage({ tenant: 'acme', runIds: ['r1'], limit: 2, cursor: null });
+        assert.equal(e1.total, 3);
+        assert.deepEqual(
+          e1.items.map((e) => e.data.taskId),
+          ['t3', 't2'],
+        );
+        const e2 = await s.eventsPage({ tenant: 'acme', runIds: ['r1'], limit: 2, cursor: e1.cursor });
+        assert.deepEqual(
+          e2.items.map((e) => e.data.taskId),
+          ['t1'],
+        );
+        assert.equal(e2.cursor, null);
+        await assert.rejects(
+          s.eventsPage({ tenant: 'acme', runIds: ['r1'], limit: 2, cursor: first.cursor }),
+          (err: Error & { code?: string }) => err.code === 'invalid_request',
+          'a cursor of another list',
+        );
+      }),
+    );
+
+    test(
+      'permittedFrom lists writes permitted at a rev from fromRev up to toRev, confirmed ones at their confirmation’s rev, narrowed by the filters',
+      withStore(async (s) => {
+        const owner = { tenant: 'acme', agent: 'bot' };
+        const [a] = await s.grantPermits([grant({ runId: 'r1', capability: 'crm.update' })]);
+        const [cool] = await s.grantPermits([
+          grant({ runId: 'r1', capability: 'wire_transfer', class: 'irreversible', coolOffMs: 10 }),
+        ]);
+        const { directive } = await s.issueDirective(directiveInput({ scope: 'run:other' }), () => []);
+        const r1 = directive.rev;
+        const [b, c, g] = await s.grantPermits([
+          grant({ runId: 'r2', capability: 'crm.update' }),
+          grant({ runId: 'r2', capability: 'mail.send', agent: 'bot' }),
+          grant({ runId: 'r1', tenant: 'globex', agent: 'evil', capability: 'crm.update' }),
+        ]);
+        const coolId = cool?.kind === 'granted' ? cool.response.permit.id : '';
+        const confirmed = await s.confirmPermit(coolId, owner, new Date(Date.now() + 1000));
+        assert.ok(confirmed.kind === 'granted' && confirmed.response.permit.rev === r1);
+        await s.issueDirective(directiveInput({ scope: 'run:other2' }), () => []);
+        const [late] = await s.grantPermits([grant({ runId: 'r3' })]);
+        const id = (d: typeof a) => (d?.kind === 'granted' ? d.response.permit.id : '?');
+        const ids = (list: { permitId: string }[]) => list.map((e) => e.permitId);
+        assert.deepEqual(
+          ids(await s.permittedFrom({ fromRev: 0, toRev: null, tenant: 'acme' })).sort(),
+          [id(a), id(b), id(c), coolId, id(late)].sort(),
+        );
+        const fromR1 = await s.permittedFrom({ fromRev: r1, toRev: r1 + 1, tenant: 'acme' });
+        assert.deepEqual(ids(fromR1).sort(), [id(b), id(c), coolId].sort());
+        assert.ok(fromR1.every((e) => e.rev === r1 && e.tenant === 'acme' && e.agent === 'bot'));
+        assert.deepEqual(
+          ids(await s.permittedFrom({ fromRev: r1, toRev: null, runIds: ['r1'] })).sort(),
+          [coolId, id(g)].sort(),
+        );
+        assert.deepEqual(
+          ids(
+            await s.permittedFrom({
+              fromRev: r1,
+              toRev: r1 + 1,
+              tenant: 'acme',
+              capabilities: ['mail.send', 'wire_transfer'],
+            }),
+          ).sort(),
+          [id(c), coolId].sort(),
+        );
+        assert.deepEqual(
+          ids(await s.permittedFrom({ fromRev: r1, toRev: null, tenant: 'acme', agent: 'nobody' })),
+          [],
+        );
+        const [row] = await s.permittedFrom({ fromRev: r1 + 1, toRev: null, tenant: 'acme' });
+        assert.equal(row?.permitId, id(late));
+        assert.deepEqual([row?.lineage, row?.features, row?.release], [[], [], null]);
+      }),
+    );
+
+    test(
       'resume is refused under a halted scope (audited) and allowed otherwise',
       withStore(async (s) => {
         await s.issueDirective(directiveInput({ scope: 'run:parent' }), () => []);

@@ -1,5 +1,4 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
-import { randomUUID } from 'node:crypto';
 import {
   compileRun,
   refusingDirective,
@@ -7,10 +6,9 @@ import {
   type JournalEvent,
   type LedgerEntry,
   type PermitOutcome,
-  type Release,
-  type RunIdentity,
 } from '@killpath/protocol';
 import type { AuditEvent } from '../audit/chain.ts';
+import { decidePermit, permitResponse, rowIdentity, runIdentity } from './permit-decision.ts';
 import { toJournal, toLedger, type JournalDbRow, type PermitRow } from './sqlite-rows.ts';
 import type { JournalRow, PermitDecision, PermitGrant, RunRecord } from './store.ts';
 
@@ -72,42 +70,6 @@ export interface EffectsContext {
   activeDirectives(): Directive[];
 }
 
-function response(r: PermitRow, replay: boolean) {
-  return {
-    permit: {
-      id: r.id,
-      rev: r.rev,
-      runId: r.run_id,
-      capability: r.capability,
-      class: r.class,
-      idempotencyKey: r.idempotency_key,
-      status: r.status,
-      confirmAfter: r.confirm_after,
-      coolOffMs: r.cool_off_ms,
-    },
-    replay,
-    ...(replay && r.status === 'landed' && r.result !== null
-      ? { result: JSON.parse(r.result) as unknown }
-      : {}),
-  };
-}
-
-const identity = (r: {
-  tenant: string;
-  agent: string;
-  runId: string;
-  lineage: readonly string[];
-  features: readonly string[];
-  release?: Release | null | undefined;
-}): RunIdentity => ({
-  tenant: r.tenant,
-  agent: r.agent,
-  runId: r.runId,
-  lineage: r.lineage,
-  features: r.features,
-  release: r.release ?? null,
-});
-
 /** See {@link Store.grantPermits}. */
 export function grantPermits(ctx: EffectsContext, requests: PermitGrant[]): Promise<PermitDecision[]> {
   return ctx.tx(() => {
@@ -123,9 +85,21 @@ export function grantPermits(ctx: EffectsContext, requests: PermitGrant[]): Prom
       (run_id, tenant, agent, parent_run_id, lineage, features, worker_id, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`);
 
     const decide = (q: PermitGrant, events: AuditEvent[]): PermitDecision => {
-      // The run is the asker's: registered to it, or registered to it now (first use).
       const owner = runOwner.get(q.tenant, q.runId) as { agent: string } | undefined;
-      if (owner === undefined) {
+      const prior =
+        q.idempotencyKey === null
+          ? undefined
+          : (byKey.get(q.tenant, q.runId, q.idempotencyKey) as PermitRow | undefined);
+      // The rule is the backends' shared one; this backend reads its facts and writes what it says.
+      const step = decidePermit(
+        q,
+        { owner: owner?.agent ?? null, prior: prior ?? null },
+        rev,
+        active,
+        new Date(),
+      );
+      // The run is the asker's: registered to it, or registered to it now (first use).
+      if (step.register)
         register.run(
           q.runId,
           q.tenant,
@@ -136,97 +110,35 @@ export function grantPermits(ctx: EffectsContext, requests: PermitGrant[]): Prom
           q.workerId,
           new Date().toISOString(),
         );
-      } else if (owner.agent !== q.agent) {
-        return { kind: 'conflict', message: `run ${q.runId} belongs to another agent of tenant ${q.tenant}` };
+      if (step.doubt !== null)
+        ctx
+          .stmt(`UPDATE permits SET status = 'in_doubt' WHERE id = ? AND status = 'granted'`)
+          .run(step.doubt);
+      const row = step.row;
+      if (row !== null) {
+        insert.run(
+          row.id,
+          row.rev,
+          row.run_id,
+          row.tenant,
+          row.agent,
+          row.worker_id,
+          row.capability,
+          row.class,
+          row.idempotency_key,
+          row.args_digest,
+          row.compensate,
+          row.status,
+          row.cool_off_ms,
+          row.confirm_after,
+          row.lineage,
+          row.features,
+          row.release,
+          row.intended_at,
+        );
       }
-      if (q.idempotencyKey !== null) {
-        const prior = byKey.get(q.tenant, q.runId, q.idempotencyKey) as PermitRow | undefined;
-        if (prior) {
-          if (prior.status === 'landed') return { kind: 'granted', response: response(prior, true) };
-          if (prior.status === 'granted' || prior.status === 'cooling_off' || prior.status === 'in_doubt') {
-            // The effect may have run: at most once means refuse until someone reconciles.
-            ctx
-              .stmt(`UPDATE permits SET status = 'in_doubt' WHERE id = ? AND status = 'granted'`)
-              .run(prior.id);
-            return {
-              kind: 'conflict',
-              message: `effect ${q.idempotencyKey} of run ${q.runId} was started before without an outcome (in doubt); reconcile it from the journal`,
-            };
-          }
-          return {
-            kind: 'conflict',
-            message: `effect ${q.idempotencyKey} of run ${q.runId} already ended ${prior.status}; use a new idempotency key to try again`,
-          };
-        }
-      }
-      // What refuses it is the protocol's one decision table, not a rule of this backend.
-      const stop = refusingDirective(compileRun(active, identity(q)), q.capability, q.class);
-      if (stop) return { kind: 'halted', directive: stop, rev };
-      const now = new Date();
-      const cooling = q.class === 'irreversible' && q.coolOffMs > 0;
-      // The row as inserted: read back from these values, not from the database.
-      const row: PermitRow = {
-        id: `p_${randomUUID()}`,
-        rev,
-        run_id: q.runId,
-        tenant: q.tenant,
-        agent: q.agent,
-        worker_id: q.workerId,
-        capability: q.capability,
-        class: q.class,
-        idempotency_key: q.idempotencyKey ?? null,
-        args_digest: q.argsDigest ?? null,
-        compensate: q.compensate === null ? null : JSON.stringify(q.compensate),
-        status: cooling ? 'cooling_off' : 'granted',
-        cool_off_ms: cooling ? q.coolOffMs : 0,
-        confirm_after: cooling ? new Date(now.getTime() + q.coolOffMs).toISOString() : null,
-        lineage: JSON.stringify(q.lineage),
-        features: JSON.stringify(q.features),
-        release: q.release === undefined ? null : JSON.stringify(q.release),
-        result: null,
-        error: null,
-        after_abort: 0,
-        intended_at: now.toISOString(),
-        settled_at: null,
-      };
-      insert.run(
-        row.id,
-        row.rev,
-        row.run_id,
-        row.tenant,
-        row.agent,
-        row.worker_id,
-        row.capability,
-        row.class,
-        row.idempotency_key,
-        row.args_digest,
-        row.compensate,
-        row.status,
-        row.cool_off_ms,
-        row.confirm_after,
-        row.lineage,
-        row.features,
-        row.release,
-        row.intended_at,
-      );
-      const id = row.id;
-      events.push({
-        type: 'effect.intent',
-        actor: `worker:${q.workerId}`,
-        tenant: q.tenant,
-        data: {
-          permitId: id,
-          rev,
-          runId: q.runId,
-          agent: q.agent,
-          capability: q.capability,
-          class: q.class,
-          idempotencyKey: q.idempotencyKey,
-          argsDigest: q.argsDigest,
-          coolOffMs: cooling ? q.coolOffMs : 0,
-        },
-      });
-      return { kind: 'granted', response: response(row, false) };
+      if (step.intent !== null) events.push(step.intent);
+      return step.decision;
     };
 
     const out: PermitDecision[] = [];
@@ -277,14 +189,7 @@ export function confirmPermit(
     if (row.confirm_after !== null && now.getTime() < Date.parse(row.confirm_after)) {
       return { kind: 'conflict', message: `permit ${id} is cooling off until ${row.confirm_after}` };
     }
-    const run = identity({
-      tenant: row.tenant,
-      agent: row.agent,
-      runId: row.run_id,
-      lineage: JSON.parse(row.lineage) as string[],
-      features: JSON.parse(row.features) as string[],
-      release: row.release === null ? null : (JSON.parse(row.release) as Release),
-    });
+    const run = rowIdentity(row);
     const stop = refusingDirective(compileRun(ctx.activeDirectives(), run), row.capability, row.class);
     if (stop) {
       ctx.db
@@ -308,7 +213,10 @@ export function confirmPermit(
       return { kind: 'halted', directive: stop, rev: ctx.rev() };
     }
     ctx.db.prepare(`UPDATE permits SET status = 'granted', rev = ? WHERE id = ?`).run(ctx.rev(), id);
-    return { kind: 'granted', response: response({ ...row, status: 'granted', rev: ctx.rev() }, false) };
+    return {
+      kind: 'granted',
+      response: permitResponse({ ...row, status: 'granted', rev: ctx.rev() }, false),
+    };
   });
 }
 
@@ -437,7 +345,7 @@ export function appendJournal(
 /** See {@link Store.checkResume}. */
 export function checkResume(ctx: EffectsContext, run: RunRecord, actor: string): Promise<Directive | null> {
   return ctx.tx(() => {
-    const stop = compileRun(ctx.activeDirectives(), identity(run)).stop;
+    const stop = compileRun(ctx.activeDirectives(), runIdentity(run)).stop;
     if (stop) {
       ctx.audit([
         {

@@ -18,7 +18,7 @@ import { toJournal, toLedger, toRun, type JournalDbRow, type PermitRow, type Run
  */
 
 /** Encodes a keyset position as an opaque cursor. */
-function encodeCursor(key: (string | number)[]): string {
+export function encodeCursor(key: (string | number)[]): string {
   return Buffer.from(JSON.stringify(key)).toString('base64url');
 }
 
@@ -26,7 +26,7 @@ function encodeCursor(key: (string | number)[]): string {
  * Decodes a cursor this server gave; `shape` is the type of each key part.
  * @throws KillpathError `invalid_request` for anything else
  */
-function decodeCursor(cursor: string, shape: ('string' | 'number')[]): (string | number)[] {
+export function decodeCursor(cursor: string, shape: ('string' | 'number')[]): (string | number)[] {
   let key: unknown;
   try {
     key = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));

@@ -12,6 +12,8 @@ import type { Sql, Tx } from './connect.ts';
 import { TX_DDL } from './tx.ts';
 import { PRESENCE_DDL } from './pg-presence.ts';
 import { AUDIT_DDL, DIRECTIVES_DDL, DRILLS_DDL, POLICY_DDL, TOKENS_DDL } from './ddl.ts';
+import { EFFECTS_DDL } from './pg-effects.ts';
+import { FLEET_DDL } from './pg-fleet.ts';
 
 /** One step of the schema: statements run in order, in one transaction, with the version bump. */
 export interface Migration {
@@ -27,8 +29,17 @@ const META_DDL = `CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value t
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
-    name: 'switchboard rev, audit chain and checkpoints, directives, tokens, policy, approvals, drills',
-    statements: [...TX_DDL, ...AUDIT_DDL, ...DIRECTIVES_DDL, ...TOKENS_DDL, ...POLICY_DDL, ...DRILLS_DDL],
+    name: 'switchboard rev, audit chain and checkpoints, directives, tokens, policy, approvals, drills, runs, launchers, capability surfaces, permits, journal, halted runs',
+    statements: [
+      ...TX_DDL,
+      ...AUDIT_DDL,
+      ...DIRECTIVES_DDL,
+      ...TOKENS_DDL,
+      ...POLICY_DDL,
+      ...DRILLS_DDL,
+      ...FLEET_DDL,
+      ...EFFECTS_DDL,
+    ],
   },
   {
     version: 2,

@@ -1,0 +1,190 @@
+import { randomUUID } from 'node:crypto';
+import {
+  compileRun,
+  decideEffect,
+  type Directive,
+  type PermitResponse,
+  type Release,
+  type RunIdentity,
+} from '@killpath/protocol';
+import type { AuditEvent } from '../audit/chain.ts';
+import type { PermitRow } from './sqlite-rows.ts';
+import type { PermitDecision, PermitGrant } from './store.ts';
+
+/**
+ * What a permit request gets, decided the same way by every backend: a backend reads what the
+ * decision needs (the run's owner, the permit an idempotency key already names, the switchboard
+ * at its rev, each under its own locks) and writes what the decision says. What a directive
+ * covers is `protocol`'s rule (`decideEffect`), called here, never restated.
+ */
+
+/** A run's identity as the coverage rule reads it. */
+export function runIdentity(r: {
+  tenant: string;
+  agent: string;
+  runId: string;
+  lineage: readonly string[];
+  features: readonly string[];
+  release?: Release | null | undefined;
+}): RunIdentity {
+  return {
+    tenant: r.tenant,
+    agent: r.agent,
+    runId: r.runId,
+    lineage: r.lineage,
+    features: r.features,
+    release: r.release ?? null,
+  };
+}
+
+/** The run identity stored with a permit row (lineage, features and release are JSON text). */
+export function rowIdentity(r: PermitRow): RunIdentity {
+  return runIdentity({
+    tenant: r.tenant,
+    agent: r.agent,
+    runId: r.run_id,
+    lineage: JSON.parse(r.lineage) as string[],
+    features: JSON.parse(r.features) as string[],
+    release: r.release === null ? null : (JSON.parse(r.release) as Release),
+  });
+}
+
+/** A permit row as the worker's answer (`replay`: an idempotency key's earlier permit, with its landed result). */
+export function permitResponse(r: PermitRow, replay: boolean): PermitResponse {
+  return {
+    permit: {
+      id: r.id,
+      rev: r.rev,
+      runId: r.run_id,
+      capability: r.capability,
+      class: r.class,
+      idempotencyKey: r.idempotency_key,
+      status: r.status,
+      confirmAfter: r.confirm_after,
+      coolOffMs: r.cool_off_ms,
+    },
+    replay,
+    ...(replay && r.status === 'landed' && r.result !== null
+      ? { result: JSON.parse(r.result) as unknown }
+      : {}),
+  };
+}
+
+/** What the store knows of a request when deciding it. */
+export interface PermitFacts {
+  /** The agent the run is registered to; null when it is not registered yet (this request registers it). */
+  owner: string | null;
+  /** The permit the run already has under the request's idempotency key; null for none (or no key). */
+  prior: PermitRow | null;
+}
+
+/** A decision and the writes it takes. */
+export interface PermitStep {
+  decision: PermitDecision;
+  /** Register the run to the asker (it had no owner). */
+  register: boolean;
+  /** The id of `prior`, to move from `granted` to `in_doubt` (a key reused before its outcome). */
+  doubt: string | null;
+  /** The permit row to insert (a grant); null otherwise. */
+  row: PermitRow | null;
+  /** Its intent's audit record, committed with the row. */
+  intent: AuditEvent | null;
+}
+
+/**
+ * Decides one permit request against the switchboard `active` at `rev`: a run registered to
+ * another agent of the tenant is a `conflict`; an idempotency key already used returns its
+ * landed permit (replay) or is a `conflict` (no outcome yet: in doubt, at most once; or ended
+ * otherwise); a covered write is `halted`; else a new permit (cooling off first when
+ * irreversible with a cool-off), intended at `now`.
+ */
+export function decidePermit(
+  q: PermitGrant,
+  facts: PermitFacts,
+  rev: number,
+  active: readonly Directive[],
+  now: Date,
+): PermitStep {
+  const step: PermitStep = {
+    decision: { kind: 'not_found' },
+    register: facts.owner === null,
+    doubt: null,
+    row: null,
+    intent: null,
+  };
+  if (facts.owner !== null && facts.owner !== q.agent) {
+    step.decision = {
+      kind: 'conflict',
+      message: `run ${q.runId} belongs to another agent of tenant ${q.tenant}`,
+    };
+    return step;
+  }
+  const prior = q.idempotencyKey === null ? null : facts.prior;
+  if (prior !== null) {
+    if (prior.status === 'landed') {
+      step.decision = { kind: 'granted', response: permitResponse(prior, true) };
+    } else if (prior.status === 'granted' || prior.status === 'cooling_off' || prior.status === 'in_doubt') {
+      // The effect may have run: at most once means refuse until someone reconciles.
+      if (prior.status === 'granted') step.doubt = prior.id;
+      step.decision = {
+        kind: 'conflict',
+        message: `effect ${q.idempotencyKey} of run ${q.runId} was started before without an outcome (in doubt); reconcile it from the journal`,
+      };
+    } else {
+      step.decision = {
+        kind: 'conflict',
+        message: `effect ${q.idempotencyKey} of run ${q.runId} already ended ${prior.status}; use a new idempotency key to try again`,
+      };
+    }
+    return step;
+  }
+  const verdict = decideEffect(compileRun(active, runIdentity(q)), q.capability, q.class);
+  if (verdict.kind === 'deny') {
+    step.decision = { kind: 'halted', directive: verdict.directive, rev };
+    return step;
+  }
+  const cooling = q.class === 'irreversible' && q.coolOffMs > 0;
+  const row: PermitRow = {
+    id: `p_${randomUUID()}`,
+    rev,
+    run_id: q.runId,
+    tenant: q.tenant,
+    agent: q.agent,
+    worker_id: q.workerId,
+    capability: q.capability,
+    class: q.class,
+    idempotency_key: q.idempotencyKey ?? null,
+    args_digest: q.argsDigest ?? null,
+    compensate: q.compensate === null ? null : JSON.stringify(q.compensate),
+    status: cooling ? 'cooling_off' : 'granted',
+    cool_off_ms: cooling ? q.coolOffMs : 0,
+    confirm_after: cooling ? new Date(now.getTime() + q.coolOffMs).toISOString() : null,
+    lineage: JSON.stringify(q.lineage),
+    features: JSON.stringify(q.features),
+    release: q.release === undefined ? null : JSON.stringify(q.release),
+    result: null,
+    error: null,
+    after_abort: 0,
+    intended_at: now.toISOString(),
+    settled_at: null,
+  };
+  step.row = row;
+  step.intent = {
+    type: 'effect.intent',
+    actor: `worker:${q.workerId}`,
+    tenant: q.tenant,
+    data: {
+      permitId: row.id,
+      rev,
+      runId: q.runId,
+      agent: q.agent,
+      capability: q.capability,
+      class: q.class,
+      idempotencyKey: q.idempotencyKey,
+      argsDigest: q.argsDigest,
+      coolOffMs: row.cool_off_ms,
+    },
+  };
+  step.decision = { kind: 'granted', response: permitResponse(row, false) };
+  return step;
+}

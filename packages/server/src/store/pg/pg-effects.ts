@@ -1,0 +1,537 @@
+/**
+ * Permits and the effect journal on PostgreSQL ({@link PermitStore}'s writes): the same records,
+ * decisions and audit as SQLite (`sqlite-effects.ts`), decided by the backends' shared rule
+ * (`permit-decision.ts`, which calls `protocol`'s coverage rule), stored here under the locks
+ * that make it hold across replicas.
+ *
+ * Guarantee 1 across replicas. A directive commit takes the rev row FOR UPDATE (`bumpRev`) and
+ * holds it to its COMMIT. A permit transaction's first statement takes the same row FOR SHARE
+ * (`shareRev`), and only then, in later statements, reads the active directives and decides. Under
+ * read committed each statement takes a fresh snapshot when it starts, so:
+ * - if the halt's transaction holds the row, the FOR SHARE waits for its COMMIT and returns the
+ *   new rev (a locking read follows the row to its newest version); the directives read in the
+ *   next statement, whose snapshot is taken after the COMMIT, include the halt: refused;
+ * - if the permit transaction holds the row first, the halt's FOR UPDATE waits until the permit
+ *   commits: the permit is stamped and committed at a rev before the halt's;
+ * - while a permit holds the row FOR SHARE no directive commits, so the directives it reads are
+ *   exactly those of the rev it stamps on the permit.
+ * The lock and the read must be two statements: one statement reading the directives with the
+ * lock taken inside it (a CTE, a join) would keep the snapshot from before its wait and miss the
+ * halt it waited for. Sending them pipelined (one round trip) is fine: the server runs a
+ * connection's statements one after the other and snapshots the second when it starts it. Nothing
+ * here depends on one process: every replica takes the same row lock in the same database.
+ */
+import type { Directive, JournalEvent, LedgerEntry, PermitOutcome } from '@killpath/protocol';
+import type { AuditEvent } from '../../audit/chain.ts';
+import { compileRun, refusingDirective } from '@killpath/protocol';
+import { decidePermit, permitResponse, rowIdentity, runIdentity } from '../permit-decision.ts';
+import { toJournal, toLedger, type JournalDbRow, type PermitRow } from '../sqlite-rows.ts';
+import type { JournalRow, PermitDecision, PermitGrant, PermitStore, RunRecord } from '../store.ts';
+import { isConnectionError, type Sql, type Tx } from './connect.ts';
+import { appendAudit, shareRev } from './tx.ts';
+import * as ledgers from './pg-ledger.ts';
+import { permitRow, type PgPermitRow } from './pg-ledger.ts';
+
+/** DDL of the effect journal: permits (intent and outcome of each write), journal events, halted runs. */
+export const EFFECTS_DDL: readonly string[] = [
+  // JSON values (compensate, lineage, features, release, result) are stored as the text SQLite
+  // stores, so both backends read them back with the same mapping (`sqlite-rows.ts`).
+  `CREATE TABLE permits (
+    id text COLLATE "C" PRIMARY KEY,
+    seq bigint GENERATED ALWAYS AS IDENTITY,
+    rev bigint NOT NULL,
+    run_id text COLLATE "C" NOT NULL,
+    tenant text COLLATE "C" NOT NULL,
+    agent text COLLATE "C" NOT NULL,
+    worker_id text COLLATE "C" NOT NULL,
+    capability text COLLATE "C" NOT NULL,
+    class text NOT NULL,
+    idempotency_key text COLLATE "C",
+    args_digest text,
+    compensate text,
+    status text NOT NULL,
+    cool_off_ms bigint NOT NULL DEFAULT 0,
+    confirm_after text,
+    lineage text NOT NULL,
+    features text NOT NULL,
+    release text,
+    result text,
+    error text,
+    after_abort integer NOT NULL DEFAULT 0,
+    intended_at text COLLATE "C" NOT NULL,
+    settled_at text,
+    UNIQUE (tenant, run_id, idempotency_key)
+  )`,
+  `CREATE INDEX permits_run ON permits (tenant, run_id, intended_at, id)`,
+  `CREATE INDEX permits_rev ON permits (rev)`,
+  // markInDoubt looks for a worker's open effects only.
+  `CREATE INDEX permits_open ON permits (tenant, agent, worker_id) WHERE status IN ('granted', 'cooling_off')`,
+  `CREATE TABLE journal (
+    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    run_id text COLLATE "C",
+    tenant text COLLATE "C" NOT NULL,
+    worker_id text NOT NULL,
+    type text NOT NULL,
+    at text NOT NULL,
+    data text NOT NULL
+  )`,
+  `CREATE INDEX journal_run ON journal (tenant, run_id, seq)`,
+  `CREATE TABLE halted_runs (
+    tenant text COLLATE "C" NOT NULL,
+    run_id text COLLATE "C" NOT NULL,
+    directive_id text COLLATE "C" NOT NULL,
+    at text COLLATE "C" NOT NULL,
+    PRIMARY KEY (tenant, run_id, directive_id)
+  )`,
+];
+
+const PERMIT_COLUMNS = `id, rev, run_id, tenant, agent, worker_id, capability, class, idempotency_key, args_digest,
+  compensate, status, cool_off_ms, confirm_after, lineage, features, release, result, error, after_abort,
+  intended_at, settled_at`;
+/** The permit columns as `json_to_recordset` reads them (same order as {@link PERMIT_COLUMNS}). */
+const PERMIT_RECORD = `id text, rev bigint, run_id text, tenant text, agent text, worker_id text, capability text,
+  class text, idempotency_key text, args_digest text, compensate text, status text, cool_off_ms bigint,
+  confirm_after text, lineage text, features text, release text, result text, error text, after_abort integer,
+  intended_at text, settled_at text`;
+
+/** A run registered by its first permit (as `FleetStore.registerRun` stores one). */
+interface RunInsert {
+  run_id: string;
+  tenant: string;
+  agent: string;
+  parent_run_id: string | null;
+  lineage: string;
+  features: string;
+  worker_id: string;
+  started_at: string;
+}
+
+const runInsert = (q: PermitGrant): RunInsert => ({
+  run_id: q.runId,
+  tenant: q.tenant,
+  agent: q.agent,
+  parent_run_id: q.lineage.at(-1) ?? null,
+  lineage: JSON.stringify(q.lineage),
+  features: JSON.stringify(q.features),
+  worker_id: q.workerId,
+  started_at: new Date().toISOString(),
+});
+
+/** The batch's fast path met a write it cannot decide from what it read (another replica's at the same moment). */
+class ReadAgain extends Error {}
+
+const OUTCOME_EVENT = {
+  landed: 'effect.landed',
+  failed: 'effect.failed',
+  aborted: 'effect.aborted',
+} as const;
+
+/** Who may act on a permit: the agent it was granted to, of its tenant. */
+export interface PermitOwner {
+  tenant: string;
+  agent: string;
+}
+
+const runKey = (tenant: string, runId: string) => JSON.stringify([tenant, runId]);
+const idemKey = (tenant: string, runId: string, key: string) => JSON.stringify([tenant, runId, key]);
+
+/**
+ * The writes of the permits concept over one pool. `activeDirectives(tx)` reads the active
+ * directives inside the caller's transaction (the directives concept's mapping of its rows).
+ */
+export class PgEffects implements PermitStore {
+  readonly #sql: Sql;
+  readonly #active: (tx: Tx) => Promise<Directive[]>;
+
+  constructor(sql: Sql, activeDirectives: (tx: Tx) => Promise<Directive[]>) {
+    this.#sql = sql;
+    this.#active = activeDirectives;
+  }
+
+  /**
+   * See {@link PermitStore.grantPermits}. One transaction for the batch, in a few round trips
+   * whatever its size: lock and reads pipelined, the decisions made in memory in request order
+   * (each seeing the ones before, as SQLite's sequential decisions do), the writes in one
+   * statement, the audit last. When that statement fails (one request's bad value, or a run or
+   * key another replica wrote at the same moment), the transaction is rolled back and the batch
+   * decided again one request at a time, each in its own savepoint: a failing request is
+   * `failed` alone. Nothing is answered before COMMIT.
+   */
+  async grantPermits(requests: PermitGrant[]): Promise<PermitDecision[]> {
+    if (requests.length === 0) return [];
+    try {
+      return await this.#sql.begin((tx) => this.#grantBatch(tx, requests));
+    } catch (err) {
+      if (isConnectionError(err)) throw err;
+      return this.#sql.begin((tx) => this.#grantEach(tx, requests));
+    }
+  }
+
+  async #grantBatch(tx: Tx, requests: PermitGrant[]): Promise<PermitDecision[]> {
+    const runs = new Map<string, { tenant: string; runId: string }>();
+    const keyed = new Map<string, { tenant: string; runId: string; key: string }>();
+    for (const q of requests) {
+      runs.set(runKey(q.tenant, q.runId), { tenant: q.tenant, runId: q.runId });
+      if (q.idempotencyKey !== null)
+        keyed.set(idemKey(q.tenant, q.runId, q.idempotencyKey), {
+          tenant: q.tenant,
+          runId: q.runId,
+          key: q.idempotencyKey,
+        });
+    }
+    const runList = [...runs.values()];
+    const keyList = [...keyed.values()];
+    // Pipelined, in this order: the rev lock first, then reads that each snapshot after it.
+    const [rev, active, ownerRows, priorRows] = await Promise.all([
+      shareRev(tx),
+      this.#active(tx),
+      tx<{ tenant: string; run_id: string; agent: string }[]>`
+        SELECT r.tenant, r.run_id, r.agent FROM runs r
+        JOIN unnest(${runList.map((r) => r.tenant)}::text[], ${runList.map((r) => r.runId)}::text[]) AS k(tenant, run_id)
+          ON r.tenant = k.tenant AND r.run_id = k.run_id`,
+      keyList.length === 0
+        ? Promise.resolve([] as PgPermitRow[])
+        : // Locked: a settle committing now on another replica is waited for, not decided over.
+          tx<PgPermitRow[]>`
+        SELECT p.* FROM permits p
+        JOIN unnest(${keyList.map((k) => k.tenant)}::text[], ${keyList.map((k) => k.runId)}::text[],
+          ${keyList.map((k) => k.key)}::text[]) AS k(tenant, run_id, key)
+          ON p.tenant = k.tenant AND p.run_id = k.run_id AND p.idempotency_key = k.key
+        FOR UPDATE OF p`,
+    ]);
+    const owners = new Map(ownerRows.map((r) => [runKey(r.tenant, r.run_id), r.agent]));
+    const priors = new Map(
+      priorRows.map((r) => [idemKey(r.tenant, r.run_id, r.idempotency_key ?? ''), permitRow(r)]),
+    );
+    const registered: RunInsert[] = [];
+    const inserted: PermitRow[] = [];
+    const fresh = new Set<PermitRow>();
+    const doubted: string[] = [];
+    const events: AuditEvent[] = [];
+    const out: PermitDecision[] = [];
+    for (const q of requests) {
+      const rk = runKey(q.tenant, q.runId);
+      const ik = q.idempotencyKey === null ? null : idemKey(q.tenant, q.runId, q.idempotencyKey);
+      const step = decidePermit(
+        q,
+        { owner: owners.get(rk) ?? null, prior: ik === null ? null : (priors.get(ik) ?? null) },
+        rev,
+        active,
+        new Date(),
+      );
+      if (step.register) {
+        owners.set(rk, q.agent);
+        registered.push(runInsert(q));
+      }
+      if (step.doubt !== null) {
+        const prior = priors.get(ik!)!;
+        // The next request of the batch sees it in doubt; a permit of this batch is inserted so.
+        if (!fresh.has(prior)) doubted.push(step.doubt);
+        prior.status = 'in_doubt';
+      }
+      if (step.row !== null) {
+        inserted.push(step.row);
+        fresh.add(step.row);
+        if (ik !== null) priors.set(ik, step.row);
+      }
+      if (step.intent !== null) events.push(step.intent);
+      out.push(step.decision);
+    }
+    if (registered.length + inserted.length + doubted.length > 0) {
+      // Runs in key order, so two batches registering the same runs lock them in the same order.
+      registered.sort((a, b) =>
+        a.tenant === b.tenant ? (a.run_id < b.run_id ? -1 : 1) : a.tenant < b.tenant ? -1 : 1,
+      );
+      const [written] = await tx<{ registered: string }[]>`
+        WITH reg AS (
+          INSERT INTO runs (run_id, tenant, agent, parent_run_id, lineage, features, worker_id, started_at)
+          SELECT * FROM json_to_recordset(${JSON.stringify(registered)}::text::json) AS x(run_id text, tenant text,
+            agent text, parent_run_id text, lineage text, features text, worker_id text, started_at text)
+          ON CONFLICT (tenant, run_id) DO NOTHING
+          RETURNING 1
+        ), ins AS (
+          INSERT INTO permits (${tx.unsafe(PERMIT_COLUMNS)})
+          SELECT * FROM json_to_recordset(${JSON.stringify(inserted)}::text::json) AS x(${tx.unsafe(PERMIT_RECORD)})
+        ), doubt AS (
+          UPDATE permits SET status = 'in_doubt' WHERE id = ANY(${doubted}::text[]) AND status = 'granted'
+        )
+        SELECT count(*) AS registered FROM reg`;
+      // Another replica registered one of these runs since it was read: its owner decides, read again.
+      if (Number(written!.registered) !== registered.length) throw new ReadAgain();
+    }
+    await appendAudit(tx, events);
+    return out;
+  }
+
+  async #grantEach(tx: Tx, requests: PermitGrant[]): Promise<PermitDecision[]> {
+    const [rev, active] = await Promise.all([shareRev(tx), this.#active(tx)]);
+    const out: PermitDecision[] = [];
+    const events: AuditEvent[] = [];
+    for (const q of requests) {
+      try {
+        const step = await tx.savepoint(async (sp) => {
+          // Registered first (a no-op when it is), then read in a later statement: whichever
+          // replica registered it first is the owner every replica sees.
+          const r = runInsert(q);
+          await sp`INSERT INTO runs (run_id, tenant, agent, parent_run_id, lineage, features, worker_id, started_at)
+            VALUES (${r.run_id}, ${r.tenant}, ${r.agent}, ${r.parent_run_id}, ${r.lineage}, ${r.features},
+              ${r.worker_id}, ${r.started_at})
+            ON CONFLICT (tenant, run_id) DO NOTHING`;
+          const [[owner], [prior]] = await Promise.all([
+            sp<
+              { agent: string }[]
+            >`SELECT agent FROM runs WHERE tenant = ${q.tenant} AND run_id = ${q.runId}`,
+            q.idempotencyKey === null
+              ? Promise.resolve([] as PgPermitRow[])
+              : sp<PgPermitRow[]>`SELECT * FROM permits
+                  WHERE tenant = ${q.tenant} AND run_id = ${q.runId} AND idempotency_key = ${q.idempotencyKey}
+                  FOR UPDATE`,
+          ]);
+          const step = decidePermit(
+            q,
+            { owner: owner?.agent ?? null, prior: prior ? permitRow(prior) : null },
+            rev,
+            active,
+            new Date(),
+          );
+          if (step.doubt !== null)
+            await sp`UPDATE permits SET status = 'in_doubt' WHERE id = ${step.doubt} AND status = 'granted'`;
+          if (step.row !== null)
+            await sp`INSERT INTO permits (${sp.unsafe(PERMIT_COLUMNS)})
+              SELECT * FROM json_to_recordset(${JSON.stringify([step.row])}::text::json) AS x(${sp.unsafe(PERMIT_RECORD)})`;
+          return step;
+        });
+        if (step.intent !== null) events.push(step.intent);
+        out.push(step.decision);
+      } catch (err) {
+        if (isConnectionError(err)) throw err;
+        // This request alone failed (rolled back to its savepoint); the others are decided as if it were not there.
+        out.push({ kind: 'failed', message: err instanceof Error ? err.message : String(err) });
+      }
+    }
+    await appendAudit(tx, events);
+    return out;
+  }
+
+  /** See {@link PermitStore.confirmPermit}: the switchboard is checked again, under the same rev lock as a grant. */
+  async confirmPermit(id: string, owner: PermitOwner, now: Date): Promise<PermitDecision> {
+    return this.#sql.begin(async (tx) => {
+      const [rev, active, [found]] = await Promise.all([
+        shareRev(tx),
+        this.#active(tx),
+        tx<
+          PgPermitRow[]
+        >`SELECT * FROM permits WHERE id = ${id} AND tenant = ${owner.tenant} AND agent = ${owner.agent}
+          FOR UPDATE`,
+      ]);
+      if (!found) return { kind: 'not_found' } as const;
+      const row = permitRow(found);
+      if (row.status !== 'cooling_off')
+        return { kind: 'conflict', message: `permit ${id} is ${row.status}, not cooling off` } as const;
+      if (row.confirm_after !== null && now.getTime() < Date.parse(row.confirm_after))
+        return {
+          kind: 'conflict',
+          message: `permit ${id} is cooling off until ${row.confirm_after}`,
+        } as const;
+      const stop = refusingDirective(compileRun(active, rowIdentity(row)), row.capability, row.class);
+      if (stop) {
+        await tx`UPDATE permits SET status = 'cancelled', settled_at = ${now.toISOString()},
+          error = ${`halted during cool-off by ${stop.id}`} WHERE id = ${id}`;
+        await appendAudit(tx, [
+          {
+            type: 'effect.aborted',
+            actor: `worker:${row.worker_id}`,
+            tenant: row.tenant,
+            data: {
+              permitId: id,
+              runId: row.run_id,
+              capability: row.capability,
+              class: row.class,
+              reason: 'halted during cool-off',
+              directiveId: stop.id,
+            },
+          },
+        ]);
+        return { kind: 'halted', directive: stop, rev } as const;
+      }
+      await tx`UPDATE permits SET status = 'granted', rev = ${rev} WHERE id = ${id}`;
+      return {
+        kind: 'granted',
+        response: permitResponse({ ...row, status: 'granted', rev }, false),
+      } as const;
+    });
+  }
+
+  /** See {@link PermitStore.settlePermit}: the first outcome wins (the row is locked while it is read and written). */
+  async settlePermit(id: string, owner: PermitOwner, outcome: PermitOutcome): Promise<LedgerEntry | null> {
+    return this.#sql.begin(async (tx) => {
+      const [found] = await tx<PgPermitRow[]>`
+        SELECT * FROM permits WHERE id = ${id} AND tenant = ${owner.tenant} AND agent = ${owner.agent} FOR UPDATE`;
+      if (!found) return null;
+      const row = permitRow(found);
+      const open =
+        row.status === 'granted' ||
+        row.status === 'in_doubt' ||
+        (row.status === 'cooling_off' && outcome.status === 'aborted');
+      if (!open) return toLedger(row); // already settled: the first outcome wins
+      const now = new Date().toISOString();
+      const result =
+        outcome.status === 'landed' && outcome.result !== undefined ? JSON.stringify(outcome.result) : null;
+      const error = outcome.error ?? null;
+      const afterAbort = outcome.afterAbort ? 1 : 0;
+      await tx`UPDATE permits SET status = ${outcome.status}, result = ${result}, error = ${error},
+        after_abort = ${afterAbort}, settled_at = ${now} WHERE id = ${id}`;
+      await appendAudit(tx, [
+        {
+          type: OUTCOME_EVENT[outcome.status],
+          actor: `worker:${row.worker_id}`,
+          tenant: row.tenant,
+          data: {
+            permitId: id,
+            runId: row.run_id,
+            capability: row.capability,
+            class: row.class,
+            idempotencyKey: row.idempotency_key,
+            afterAbort: outcome.afterAbort ?? false,
+            ...(outcome.error ? { error: outcome.error } : {}),
+          },
+        },
+      ]);
+      return toLedger({
+        ...row,
+        status: outcome.status,
+        result,
+        error,
+        after_abort: afterAbort,
+        settled_at: now,
+      });
+    });
+  }
+
+  /**
+   * See {@link PermitStore.markInDoubt}: one UPDATE moves the workers' granted effects to
+   * `in_doubt` and cooling-off ones to `cancelled`. Under read committed it waits for a row a
+   * settle holds and then re-checks the status, so an outcome committed first is kept.
+   */
+  async markInDoubt(owner: PermitOwner, workerIds: string[], reason: string): Promise<LedgerEntry[]> {
+    if (workerIds.length === 0) return [];
+    return this.#sql.begin(async (tx) => {
+      const now = new Date().toISOString();
+      const rows = await tx<(PgPermitRow & { seq: string })[]>`
+        UPDATE permits SET
+          status = CASE status WHEN 'granted' THEN 'in_doubt' ELSE 'cancelled' END,
+          error = ${reason}, settled_at = ${now}
+        WHERE tenant = ${owner.tenant} AND agent = ${owner.agent} AND worker_id = ANY(${workerIds}::text[])
+          AND status IN ('granted', 'cooling_off')
+        RETURNING *`;
+      if (rows.length === 0) return [];
+      // In the order they were granted (RETURNING keeps none).
+      rows.sort((a, b) => Number(a.seq) - Number(b.seq));
+      const changed = rows.map(permitRow);
+      await appendAudit(
+        tx,
+        changed.map((r) => ({
+          // A granted effect may have run: nobody knows. A cooling-off one was never confirmed, so it never ran.
+          type: r.status === 'in_doubt' ? 'effect.in_doubt' : 'effect.cancelled',
+          actor: `worker:${r.worker_id}`,
+          tenant: r.tenant,
+          data: {
+            permitId: r.id,
+            runId: r.run_id,
+            capability: r.capability,
+            class: r.class,
+            idempotencyKey: r.idempotency_key,
+            reason,
+          },
+        })),
+      );
+      return changed.map(toLedger);
+    });
+  }
+
+  /** See {@link PermitStore.appendJournal}. */
+  async appendJournal(tenant: string, workerId: string, events: JournalEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    const at = new Date().toISOString();
+    const rows = events.map((e) => ({
+      run_id: e.runId ?? null,
+      tenant,
+      worker_id: workerId,
+      type: e.type,
+      at,
+      data: JSON.stringify(e),
+    }));
+    await this.#sql.begin(async (tx) => {
+      // One statement for the lot; identity values follow the array's order (WITH ORDINALITY).
+      await tx`INSERT INTO journal (run_id, tenant, worker_id, type, at, data)
+        SELECT x.run_id, x.tenant, x.worker_id, x.type, x.at, x.data
+        FROM json_array_elements(${JSON.stringify(rows)}::text::json) WITH ORDINALITY AS e(v, n),
+          json_to_record(e.v) AS x(run_id text, tenant text, worker_id text, type text, at text, data text)
+        ORDER BY e.n`;
+      await appendAudit(
+        tx,
+        events.map((e) => ({ type: e.type, actor: `worker:${workerId}`, tenant, data: { ...e } })),
+      );
+    });
+  }
+
+  /** See {@link PermitStore.checkResume}: read under the rev lock FOR SHARE, like a permit. */
+  async checkResume(run: RunRecord, actor: string): Promise<Directive | null> {
+    return this.#sql.begin(async (tx) => {
+      const [, active] = await Promise.all([shareRev(tx), this.#active(tx)]);
+      const stop = compileRun(active, runIdentity(run)).stop;
+      if (stop)
+        await appendAudit(tx, [
+          {
+            type: 'resume.refused',
+            actor,
+            tenant: run.tenant,
+            data: {
+              runId: run.runId,
+              agent: run.agent,
+              directiveId: stop.id,
+              level: stop.level,
+              scope: stop.scopeText,
+            },
+          },
+        ]);
+      return stop;
+    });
+  }
+
+  /** See {@link PermitStore.recordHalted}. */
+  async recordHalted(
+    entries: { tenant: string; runId: string; directiveId: string; at: string }[],
+  ): Promise<void> {
+    if (entries.length === 0) return;
+    const rows = entries.map((e) => ({
+      tenant: e.tenant,
+      run_id: e.runId,
+      directive_id: e.directiveId,
+      at: e.at,
+    }));
+    await this.#sql`INSERT INTO halted_runs (tenant, run_id, directive_id, at)
+      SELECT * FROM json_to_recordset(${JSON.stringify(rows)}::text::json)
+        AS x(tenant text, run_id text, directive_id text, at text)
+      ON CONFLICT DO NOTHING`;
+  }
+
+  /** See {@link PermitStore.ledger}. */
+  async ledger(tenant: string, runId: string): Promise<{ effects: LedgerEntry[]; events: JournalRow[] }> {
+    const [effects, events] = await Promise.all([
+      this.#sql<PgPermitRow[]>`SELECT * FROM permits WHERE tenant = ${tenant} AND run_id = ${runId}
+        ORDER BY intended_at, id`,
+      this.#sql<(JournalDbRow & { seq: string })[]>`SELECT * FROM journal
+        WHERE tenant = ${tenant} AND run_id = ${runId} ORDER BY seq`,
+    ]);
+    return {
+      effects: effects.map((r) => toLedger(permitRow(r))),
+      events: events.map((r) => toJournal({ ...r, seq: Number(r.seq) })),
+    };
+  }
+
+  effectsPage: PermitStore['effectsPage'] = (q) => ledgers.effectsPage(this.#sql, q);
+  eventsPage: PermitStore['eventsPage'] = (q) => ledgers.eventsPage(this.#sql, q);
+  compensationsPage: PermitStore['compensationsPage'] = (q) => ledgers.compensationsPage(this.#sql, q);
+  permittedFrom: PermitStore['permittedFrom'] = (q) => ledgers.permittedFrom(this.#sql, q);
+}
