@@ -13,7 +13,14 @@ import {
   schemaVersion,
 } from '../src/store/pg/schema.ts';
 import { REV_CHANNEL, appendAudit, bumpRev, readRev } from '../src/store/pg/tx.ts';
-import { dropLeftovers, freshDatabase, requirePostgres, type TestDatabase } from './pg.ts';
+import { dropLeftovers, freshDatabase, freshPgStore, requirePostgres, type TestDatabase } from './pg.ts';
+import {
+  auditContract,
+  directiveContract,
+  drillContract,
+  policyContract,
+  tokenContract,
+} from './store-contract.ts';
 
 const available = await requirePostgres();
 after(dropLeftovers);
@@ -204,4 +211,14 @@ describe('PostgreSQL transactional helpers', { skip: !available }, () => {
       await done();
     }
   });
+});
+
+// The same concept suites as SQLite (store-contract.ts), every case, each on a fresh database.
+describe('Store contract: PgStore', { skip: !available }, () => {
+  const make = () => freshPgStore('contract');
+  directiveContract(make);
+  auditContract(make);
+  tokenContract(make);
+  policyContract(make);
+  drillContract(make);
 });

@@ -14,6 +14,11 @@ import type {
   TokenStore,
 } from '../store.ts';
 import { openPool, redact, type PoolOptions, type Sql } from './connect.ts';
+import { PgAudit } from './pg-audit.ts';
+import { PgDirectives } from './pg-directives.ts';
+import { PgDrills } from './pg-drills.ts';
+import { PgPolicy } from './pg-policy.ts';
+import { PgTokens } from './pg-tokens.ts';
 import { checkSchema } from './schema.ts';
 import { PgPresence } from './pg-presence.ts';
 
@@ -60,16 +65,19 @@ export class PgStore implements Store {
   readonly #policy: PolicyStore;
   readonly #presence: PgPresence;
 
-  /** Takes over an open pool (closed by {@link close}); see {@link PgStore.open}. */
-  constructor(sql: Sql) {
+  /**
+   * Takes over an open pool on the database at `url` (closed by {@link close}); see
+   * {@link PgStore.open}. `url` is for the audit verification worker's own connection.
+   */
+  constructor(sql: Sql, url: string) {
     this.#sql = sql;
-    this.#directives = notBuilt<DirectiveStore>('directives (store/pg/pg-directives.ts)');
+    this.#directives = new PgDirectives(sql);
     this.#permits = notBuilt<PermitStore>('permits (store/pg/pg-effects.ts)');
-    this.#audit = notBuilt<AuditStore>('audit log (store/pg/pg-audit.ts)');
-    this.#tokens = notBuilt<TokenStore>('tokens (store/pg/pg-tokens.ts)');
+    this.#audit = new PgAudit(sql, url);
+    this.#tokens = new PgTokens(sql);
     this.#fleet = notBuilt<FleetStore>('fleet runs (store/pg/pg-fleet.ts)');
-    this.#drills = notBuilt<DrillStore>('drills (store/pg/pg-drills.ts)');
-    this.#policy = notBuilt<PolicyStore>('policy (store/pg/pg-policy.ts)');
+    this.#drills = new PgDrills(sql);
+    this.#policy = new PgPolicy(sql);
     this.#presence = new PgPresence(sql);
   }
 
@@ -93,7 +101,7 @@ export class PgStore implements Store {
         { cause: err },
       );
     }
-    return new PgStore(sql);
+    return new PgStore(sql, url);
   }
 
   /** The pool (for the view's listener and tests); closed with the store. */

@@ -1,0 +1,150 @@
+/** Rehearsal records on PostgreSQL (the agents a spec covers are kept as jsonb, to filter on). */
+import { randomUUID } from 'node:crypto';
+import type { DrilledAgent, RehearsalInput, RehearsalRecord, ScenarioResult } from '@killpath/protocol';
+import type { AuditEvent } from '../../audit/chain.ts';
+import { withoutTimelines } from '../sqlite-drills.ts';
+import type { DrillQuery, DrillStore, LastDrill } from '../store.ts';
+import type { JSONValue } from 'postgres';
+import type { Sql } from './connect.ts';
+import { appendAudit } from './tx.ts';
+
+interface DrillRow {
+  seq: string;
+  id: string;
+  recorded_at: string;
+  recorded_by: string;
+  spec_name: string;
+  spec_digest: string;
+  mode: string;
+  compact: boolean;
+  result: string;
+  started_at: string;
+  finished_at: string;
+  agents: DrilledAgent[];
+  scenarios: string;
+  audit_seq: string;
+}
+
+function toRecord(r: DrillRow): RehearsalRecord {
+  return {
+    id: r.id,
+    recordedAt: r.recorded_at,
+    recordedBy: r.recorded_by,
+    auditSeq: Number(r.audit_seq),
+    spec: { name: r.spec_name, digest: r.spec_digest, agents: r.agents },
+    mode: r.mode as RehearsalRecord['mode'],
+    compact: r.compact,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
+    result: r.result as RehearsalRecord['result'],
+    scenarios: JSON.parse(r.scenarios) as ScenarioResult[],
+  };
+}
+
+/** {@link DrillStore} on PostgreSQL. */
+export class PgDrills implements DrillStore {
+  readonly #sql: Sql;
+
+  constructor(sql: Sql) {
+    this.#sql = sql;
+  }
+
+  recordDrill(
+    input: RehearsalInput,
+    recordedBy: string,
+    audit: (r: Omit<RehearsalRecord, 'auditSeq'>) => AuditEvent[],
+  ): Promise<RehearsalRecord> {
+    return this.#sql.begin(async (tx) => {
+      const base: Omit<RehearsalRecord, 'auditSeq'> = {
+        id: `dr_${randomUUID()}`,
+        recordedAt: new Date().toISOString(),
+        recordedBy,
+        spec: {
+          name: input.spec.name,
+          digest: input.spec.digest,
+          agents: input.spec.agents.map((a) => ({
+            tenant: a.tenant,
+            agent: a.agent,
+            level: a.level,
+            cadenceDays: a.cadenceDays,
+          })),
+        },
+        mode: input.mode,
+        compact: input.compact,
+        startedAt: input.startedAt,
+        finishedAt: input.finishedAt,
+        result: input.result,
+        scenarios: withoutTimelines(input.scenarios),
+      };
+      // The insert comes before the audit append: the audit head is the last lock taken.
+      const events = audit(base);
+      await tx`
+        INSERT INTO drills (id, recorded_at, recorded_by, spec_name, spec_digest, mode, compact, result,
+          started_at, finished_at, agents, scenarios, audit_seq)
+        VALUES (${base.id}, ${base.recordedAt}, ${recordedBy}, ${base.spec.name}, ${base.spec.digest}, ${base.mode},
+          ${base.compact}, ${base.result}, ${base.startedAt}, ${base.finishedAt},
+          ${tx.json(base.spec.agents as unknown as JSONValue)}, ${JSON.stringify(base.scenarios)}, 0)`;
+      const appended = await appendAudit(tx, events);
+      const auditSeq = (appended.find((r) => r.type === 'drill.recorded') ?? appended[0])?.seq ?? 0;
+      if (auditSeq !== 0) await tx`UPDATE drills SET audit_seq = ${auditSeq} WHERE id = ${base.id}`;
+      return { ...base, auditSeq };
+    });
+  }
+
+  #covers(q: Omit<DrillQuery, 'limit' | 'before'>) {
+    const sql = this.#sql;
+    const parts = [sql`TRUE`];
+    if (q.tenant !== undefined) parts.push(sql`agents @> ${sql.json([{ tenant: q.tenant }])}`);
+    if (q.agent !== undefined)
+      parts.push(sql`agents @> ${sql.json([{ tenant: q.agent.tenant, agent: q.agent.agent }])}`);
+    return parts.reduce((a, b) => sql`${a} AND ${b}`);
+  }
+
+  async countDrills(q: Omit<DrillQuery, 'limit' | 'before'>): Promise<number> {
+    const [r] = await this.#sql<{ n: string }[]>`SELECT COUNT(*) AS n FROM drills WHERE ${this.#covers(q)}`;
+    return Number(r!.n);
+  }
+
+  async listDrills(q: DrillQuery): Promise<RehearsalRecord[]> {
+    const sql = this.#sql;
+    // An unknown `before` compares with NULL: nothing matches.
+    const rows = await sql<DrillRow[]>`
+      SELECT * FROM drills WHERE ${this.#covers(q)}
+        AND ${q.before === undefined ? sql`TRUE` : sql`seq < (SELECT seq FROM drills WHERE id = ${q.before})`}
+      ORDER BY seq DESC LIMIT ${q.limit}`;
+    return rows.map(toRecord);
+  }
+
+  async getDrill(id: string): Promise<RehearsalRecord | null> {
+    const [r] = await this.#sql<DrillRow[]>`SELECT * FROM drills WHERE id = ${id}`;
+    return r ? toRecord(r) : null;
+  }
+
+  async lastDrills(tenant?: string): Promise<LastDrill[]> {
+    const sql = this.#sql;
+    const rows = await sql<
+      { id: string; finished_at: string; result: string; spec_digest: string; agent: DrilledAgent }[]
+    >`
+      SELECT d.id, d.finished_at, d.result, d.spec_digest, a.value AS agent
+      FROM drills d, jsonb_array_elements(d.agents) a
+      ${tenant === undefined ? sql`` : sql`WHERE a.value->>'tenant' = ${tenant}`}
+      ORDER BY d.finished_at DESC, d.seq DESC`;
+    const out = new Map<string, LastDrill>();
+    for (const r of rows) {
+      const a = r.agent;
+      const key = `${a.tenant}/${a.agent}`;
+      if (out.has(key)) continue;
+      out.set(key, {
+        tenant: a.tenant,
+        agent: a.agent,
+        level: a.level,
+        cadenceDays: a.cadenceDays,
+        drillId: r.id,
+        finishedAt: r.finished_at,
+        result: r.result as LastDrill['result'],
+        specDigest: r.spec_digest,
+      });
+    }
+    return [...out.values()];
+  }
+}
