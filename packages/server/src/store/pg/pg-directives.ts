@@ -17,6 +17,7 @@ import type {
   SwitchboardChange,
 } from '../store.ts';
 import type { Sql, Tx } from './connect.ts';
+import { checkFence } from './pg-presence.ts';
 import { appendAudit, bumpRev, lockRev, readRev } from './tx.ts';
 
 /** One row of `directives` as postgres.js returns it (bigint columns as decimal text). */
@@ -137,10 +138,17 @@ export class PgDirectives implements DirectiveStore {
     }
   }
 
+  /**
+   * Issue and clear times (`issued_at`, `cleared_at`) come from the database's clock, read right
+   * after the rev row is taken: they follow rev order whichever replica commits, and time-to-stop
+   * is measured from them (`revCommittedAt`).
+   */
   async #issue(tx: Tx, input: DirectiveInput, audit: (r: IssueResult) => AuditEvent[]): Promise<IssueResult> {
     // Pipelined: the reads start after the rev row is locked, so they see every committed directive.
-    const [, prior, activeRows] = await Promise.all([
+    const [, , prior, activeRows] = await Promise.all([
       lockRev(tx),
+      // Fenced work (an escalation step) commits only while its replica still holds the lease.
+      input.fence ? checkFence(tx, input.fence) : undefined,
       input.idempotencyKey === null
         ? Promise.resolve([])
         : tx<DirectiveRow[]>`SELECT * FROM directives WHERE idempotency_key = ${input.idempotencyKey}`,
@@ -154,7 +162,6 @@ export class PgDirectives implements DirectiveStore {
       active,
     );
     if (result === null) {
-      const now = new Date().toISOString();
       const replaces = [...new Set(input.replaces?.(active) ?? [])].filter((id) =>
         active.some((d) => d.id === id),
       );
@@ -170,14 +177,14 @@ export class PgDirectives implements DirectiveStore {
             ${input.capabilities === null ? null : JSON.stringify([...input.capabilities].sort())},
             ${input.rate === null ? null : JSON.stringify(input.rate)}, ${input.graceMs}, ${input.drain},
             ${input.memory}, ${input.reason}, ${input.justification}, ${input.actor}, ${input.idempotencyKey},
-            ${input.idempotencyDigest ?? null}, ${now}, ${JSON.stringify(input.escalation)},
+            ${input.idempotencyDigest ?? null}, to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), ${JSON.stringify(input.escalation)},
             ${input.escalatedFrom}, ${JSON.stringify(input.releases)},
             ${input.breakGlass ? JSON.stringify(input.breakGlass) : null})
           RETURNING *`,
         replaces.length === 0
           ? Promise.resolve([] as DirectiveRow[])
           : tx<DirectiveRow[]>`
-              UPDATE directives SET cleared_at = ${now}, cleared_rev = (SELECT rev FROM rev WHERE id = 1)
+              UPDATE directives SET cleared_at = to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), cleared_rev = (SELECT rev FROM rev WHERE id = 1)
               WHERE id = ANY(${replaces}::text[]) AND cleared_rev IS NULL
               RETURNING *`,
       ]);
@@ -198,7 +205,7 @@ export class PgDirectives implements DirectiveStore {
       const [, cleared] = await Promise.all([
         bumpRev(tx),
         tx<DirectiveRow[]>`
-          UPDATE directives SET cleared_at = ${new Date().toISOString()}, cleared_rev = (SELECT rev FROM rev WHERE id = 1)
+          UPDATE directives SET cleared_at = to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), cleared_rev = (SELECT rev FROM rev WHERE id = 1)
           WHERE id = ${id} RETURNING *`,
       ]);
       const d = toDirective(cleared[0]!);
