@@ -20,10 +20,11 @@ import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { StreamHub } from './stream/hub.ts';
 import type { IssueResult, Store } from './store/store.ts';
-import type { IssueDirectiveBody, LauncherEventBody, StepBody } from './http/schemas.ts';
+import type { IssueDirectiveBody, StepBody } from './http/schemas.ts';
 import { DEFAULT_AUTOMATION, DEFAULT_ESCALATION_SLACK_MS, type AutomationPolicy } from './ladder.ts';
 import { LauncherHub } from './launchers.ts';
 import { LauncherDesk } from './launcher-desk.ts';
+import { WorkerDesk } from './worker-desk.ts';
 import type { Alert, AlertSink } from './notify.ts';
 import type { DirectiveInput } from './store/store.ts';
 import { DEFAULT_COOL_OFF_MS, PermitDesk, type CoolOffPolicy } from './permits.ts';
@@ -69,6 +70,8 @@ export class ControlPlane {
   readonly #reports: HaltReports;
   /** Launcher ids' owners and what launchers did to their agent processes. */
   readonly launcherDesk: LauncherDesk;
+  /** Workers' runs, heartbeats and acknowledgements. */
+  readonly workers: WorkerDesk;
 
   constructor(deps: {
     store: Store;
@@ -110,6 +113,16 @@ export class ControlPlane {
       metrics: this.metrics,
       alerts: this.alerts,
       contradictAck: (key, runId, evidence) => this.contradictAck(key, runId, evidence),
+    });
+    this.workers = new WorkerDesk({
+      store: this.store,
+      fleet: this.fleet,
+      metrics: this.metrics,
+      log: this.#log,
+      launchers: this.launcherDesk,
+      surface: this.surface,
+      rev: () => this.hub.rev,
+      workerSeen: (key) => this.workerSeen(key),
     });
 
     this.#reports = new HaltReports({
@@ -178,28 +191,6 @@ export class ControlPlane {
   workerSeen(key: WorkerKey): void {
     const launcher = this.fleet.launcherOf(key);
     if (launcher !== null) this.launchers.reconcile(this.hub.rev, this.active(), launcher);
-  }
-
-  /**
-   * A worker heartbeat carried its capability set: when it grew, the agent's new capabilities
-   * are stored and audited (`agent.surface_changed`). Returns the new ones; never throws.
-   */
-  async surfaceSeen(
-    workerId: string,
-    who: { tenant: string; agent: string },
-    capabilities: readonly string[] | undefined,
-  ): Promise<string[]> {
-    const added = await this.surface.heartbeat(workerId, who, capabilities);
-    if (added.length > 0) {
-      this.metrics.auditRecords.inc();
-      this.#log.info('agent capability surface changed', {
-        tenant: who.tenant,
-        agent: who.agent,
-        added,
-        workerId,
-      });
-    }
-    return added;
   }
 
   /** Monotonic commit time of `rev`, if remembered. */
@@ -312,16 +303,6 @@ export class ControlPlane {
   /** Resolves once every escalation step that has fallen due so far has run (and those they set off). */
   escalationsSettled(): Promise<void> {
     return this.#escalation.settled();
-  }
-
-  /** See {@link LauncherDesk.events}. */
-  launcherEvents(
-    p: Principal,
-    launcherId: string,
-    body: LauncherEventBody,
-    tenantParam?: string,
-  ): Promise<void> {
-    return this.launcherDesk.events(p, launcherId, body, tenantParam);
   }
 
   /**

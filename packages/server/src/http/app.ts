@@ -79,9 +79,13 @@ export function createApp(
   opts: AppOptions = {},
 ): Hono<Env> {
   const app = new Hono<Env>();
+  // The control plane's collaborators, handed to each route by name (routes never reach through it).
+  const { store, hub, fleet, metrics, workers, launcherDesk, launchers } = cp;
+  const board = { rev: () => hub.rev, active: () => cp.active() };
+  const flushAudit = () => cp.flushAudit();
   const verifyRuns = new VerifyRuns({
-    verifyLog: (kept) => cp.store.verifyLog(kept),
-    auditHead: async () => (await cp.store.listAudit({ desc: true, limit: 1 }))[0]?.seq ?? 0,
+    verifyLog: (kept) => store.verifyLog(kept),
+    auditHead: async () => (await store.listAudit({ desc: true, limit: 1 }))[0]?.seq ?? 0,
   });
 
   app.onError((err, c) => {
@@ -96,7 +100,7 @@ export function createApp(
   app.use(async (c, next) => {
     const started = performance.now();
     await next();
-    cp.metrics.requests.inc({ method: c.req.method, status: String(c.res.status) });
+    metrics.requests.inc({ method: c.req.method, status: String(c.res.status) });
     const ms = performance.now() - started;
     if (ms > SLOW_REQUEST_MS)
       log.warn('slow request', {
@@ -151,7 +155,7 @@ export function createApp(
     await next();
   });
 
-  app.get('/healthz', (c) => c.json({ ok: true, rev: cp.hub.rev, streams: cp.hub.size }));
+  app.get('/healthz', (c) => c.json({ ok: true, rev: hub.rev, streams: hub.size }));
   consoleRoutes(app);
 
   app.use('/v1/*', async (c, next) => {
@@ -164,8 +168,8 @@ export function createApp(
   });
 
   app.get('/metrics', async (c) => {
-    c.header('content-type', cp.metrics.registry.contentType);
-    return c.body(await cp.metrics.registry.metrics());
+    c.header('content-type', metrics.registry.contentType);
+    return c.body(await metrics.registry.metrics());
   });
 
   app.get('/v1/whoami', (c) => c.json(c.get('principal')));
@@ -213,17 +217,17 @@ export function createApp(
       throw new KillpathError('invalid_request', 'limit must be an integer from 1 to 5000');
     const filter = { active: q === 'all' ? undefined : q === 'true', tenant: tenantFilter(p) };
     const [directives, total] = await Promise.all([
-      cp.store.listDirectives({ ...filter, limit }),
-      cp.store.countDirectives(filter),
+      store.listDirectives({ ...filter, limit }),
+      store.countDirectives(filter),
     ]);
     // Newest first; `total` counts what the caller may see under the same filter.
-    return c.json({ rev: cp.hub.rev, total, directives: directives.map((d) => releasesFor(p, d)) });
+    return c.json({ rev: hub.rev, total, directives: directives.map((d) => releasesFor(p, d)) });
   });
 
   app.get('/v1/directives/:id', async (c) => {
     const p = c.get('principal');
     requireHuman(p);
-    const d = await cp.store.getDirective(c.req.param('id'));
+    const d = await store.getDirective(c.req.param('id'));
     if (!d || !canSee(p, d.tenant))
       throw new KillpathError('not_found', `directive ${c.req.param('id')} not found`);
     return c.json({ directive: releasesFor(p, d) });
@@ -248,7 +252,7 @@ export function createApp(
     // Stepping down loosens a stop one level at a time, down to a throttle that refuses nothing:
     // where the policy makes resuming the directive a second person's decision, so is this.
     if (b.direction === 'down' && triggers !== undefined) {
-      const d = await cp.store.getDirective(c.req.param('id'));
+      const d = await store.getDirective(c.req.param('id'));
       const rule = d && canSee(p, d.tenant) ? triggers.approvals.ruleFor('resume', d) : null;
       if (d && rule)
         throw new KillpathError(
@@ -260,19 +264,19 @@ export function createApp(
     return c.json({ directive: r.directive, replaced: r.replaced.map((d) => d.id) }, 201);
   });
 
-  app.get('/v1/launchers/stream', async (c) => openLauncherStream(c, cp, log));
+  app.get('/v1/launchers/stream', async (c) =>
+    openLauncherStream(
+      c,
+      { launchers, claimLauncher: (who, id) => launcherDesk.claim(who, id), ...board },
+      log,
+    ),
+  );
 
   app.post('/v1/runs/:id/inspect', async (c) => {
     const b = await body(c, InspectBody);
     const runId = c.req.param('id');
     if (!isIdentifier(runId)) throw new KillpathError('invalid_request', 'run id must be an identifier');
-    const deps = {
-      store: cp.store,
-      launchers: cp.launchers,
-      rev: () => cp.hub.rev,
-      active: () => cp.active(),
-    };
-    return c.json(await inspectRun(deps, c.get('principal'), runId, b), 202);
+    return c.json(await inspectRun({ store, launchers, ...board }, c.get('principal'), runId, b), 202);
   });
 
   app.post('/v1/launchers/:id/events', async (c) => {
@@ -282,7 +286,7 @@ export function createApp(
     const tenant = c.req.query('tenant');
     if (tenant !== undefined && !isIdentifier(tenant))
       throw new KillpathError('invalid_request', 'query parameter tenant must be an identifier');
-    await cp.launcherEvents(c.get('principal'), id, b, tenant);
+    await launcherDesk.events(c.get('principal'), id, b, tenant);
     return c.body(null, 204);
   });
 
@@ -305,90 +309,43 @@ export function createApp(
     return c.json({ total: alerts.length, alerts });
   });
 
-  fleetRoutes(app, cp);
+  fleetRoutes(app, { fleet, ...board });
 
   app.get('/v1/runs/:id', async (c) => {
     const p = c.get('principal');
     requireHuman(p);
-    const run = await readRun(cp, p, c.req.param('id'), c.req.query('tenant'));
+    const run = await readRun(store, p, c.req.param('id'), c.req.query('tenant'));
     return c.json({ run });
   });
 
   app.post('/v1/runs', async (c) => {
-    const p = c.get('principal');
     const b = await body(c, RunBody);
-    const who = requireWorker(cp, p, b.workerId);
-    // A child's lineage is its parent's as the control plane holds it, then the parent: what the
-    // request claims can only add to it, so a child cannot leave its parent's stop by omission.
-    const parent = b.parentRunId === null ? null : await cp.store.getRun(who.tenant, b.parentRunId);
-    const lineage = [
-      ...new Set([
-        ...(parent === null ? [] : parent.lineage),
-        ...(b.parentRunId === null ? [] : [b.parentRunId]),
-        ...b.lineage,
-      ]),
-    ];
-    const run = await cp.store.registerRun({
-      ...b,
-      lineage,
-      tenant: who.tenant,
-      agent: who.agent,
-      startedAt: new Date().toISOString(),
-    });
-    // Inside the tenant the first registration wins; another tenant's run of the same id is another run.
-    if (run.agent !== who.agent)
-      throw new KillpathError(
-        'conflict',
-        `run id ${b.runId} belongs to another agent of tenant ${who.tenant}; give this run another id`,
-      );
-    cp.fleet.addRun(who.key, { runId: run.runId, parentRunId: b.parentRunId, lineage: run.lineage });
-    cp.workerSeen(who.key);
+    const run = await workers.registerRun(requireWorker(fleet, c.get('principal'), b.workerId), b);
     return c.json({ runId: run.runId, lineage: run.lineage }, 201);
   });
 
-  app.get('/v1/stream', (c) => openStream(c, cp, log));
+  app.get('/v1/stream', (c) => openStream(c, { store, hub, fleet, metrics }, log));
 
   app.post('/v1/workers/:id/heartbeat', async (c) => {
     const b = await body(c, HeartbeatBody);
     const id = c.req.param('id');
     const p = c.get('principal');
-    const who = requireWorker(cp, p, id);
-    // A token minted for one launcher reports its workers under that launcher only.
-    if (p.launcher !== undefined && b.launcher !== undefined && b.launcher !== p.launcher)
-      throw new KillpathError(
-        'forbidden',
-        `this token was minted for launcher ${p.launcher}; its workers may not report under launcher ${b.launcher}`,
-      );
-    if (b.launcher !== undefined) await cp.claimLauncher(who, b.launcher);
-    // A heartbeat names only its agent's own runs: a run another agent of the tenant registered
-    // is left out (and counted), not refused, since a heartbeat is the worker's liveness. So a
-    // worker cannot appear to host, acknowledge for, or draw launcher orders for another's run.
-    const runs: typeof b.runs = [];
-    for (const r of b.runs) {
-      const registered = await cp.store.getRun(who.tenant, r.runId);
-      if (registered === null || registered.agent === who.agent) runs.push(r);
-    }
-    if (runs.length < b.runs.length)
-      cp.metrics.foreignRuns.inc({ route: 'heartbeat' }, b.runs.length - runs.length);
-    // A worker acknowledges only revs that exist: a later one would pass for an ack in advance.
-    cp.fleet.heartbeat(id, who.tenant, who.agent, { ...b, runs, rev: Math.min(b.rev, cp.hub.rev) });
-    cp.workerSeen(who.key);
-    await cp.surfaceSeen(id, who, b.capabilities);
+    const who = requireWorker(fleet, p, id);
+    await workers.heartbeat(p, who, id, b);
     return triggers ? c.json(triggers.heartbeat(id, who)) : c.body(null, 204);
   });
 
   app.post('/v1/workers/:id/ack', async (c) => {
     const b = await body(c, AckBody);
     const id = c.req.param('id');
-    const who = requireWorker(cp, c.get('principal'), id);
-    cp.fleet.ack(who.key, Math.min(b.rev, cp.hub.rev));
+    workers.ack(requireWorker(fleet, c.get('principal'), id), b.rev);
     return c.body(null, 204);
   });
 
   app.post('/v1/workers/:id/halted', async (c) => {
     const b = await body(c, HaltedBody);
     const id = c.req.param('id');
-    const who = requireWorker(cp, c.get('principal'), id);
+    const who = requireWorker(fleet, c.get('principal'), id);
     await cp.haltedReport(id, who, b);
     return c.body(null, 204);
   });
@@ -414,10 +371,10 @@ export function createApp(
     const types = typeText === undefined ? undefined : typeText.split(',');
     if (types !== undefined && !types.every((t) => /^[a-z_.]{1,64}$/.test(t)))
       throw new KillpathError('invalid_request', 'type must be a comma-separated list of event names');
-    await cp.flushAudit();
+    await flushAudit();
     const tenant = tenantFilter(p);
     const [records, counted] = await Promise.all([
-      cp.store.listAudit({
+      store.listAudit({
         afterSeq: after,
         ...(before !== undefined ? { beforeSeq: before } : {}),
         limit,
@@ -425,7 +382,7 @@ export function createApp(
         desc,
         ...(types ? { types } : {}),
       }),
-      cp.store.countAudit({ tenant, ...(types ? { types } : {}) }, AUDIT_COUNT_CAP),
+      store.countAudit({ tenant, ...(types ? { types } : {}) }, AUDIT_COUNT_CAP),
     ]);
     // `total`: the records the caller may see under the same type filter (after/before ignored);
     // counting a tenant's share of a long chain is a scan, so it counts the newest 100,000 records
@@ -442,7 +399,7 @@ export function createApp(
   app.get('/v1/audit/verify', async (c) => {
     const p = c.get('principal');
     requireHuman(p);
-    await cp.flushAudit();
+    await flushAudit();
     // Hashing the whole chain is long work: the store does it in a worker thread (on a file
     // database), never on the event loop the kill path runs on; concurrent calls share a run.
     const found = await verifyRuns.verify(null);
@@ -454,8 +411,7 @@ export function createApp(
         firstBad: found.chain.firstBad ?? 0,
         reason: found.chain.reason ?? 'broken chain',
       } satisfies AuditVerdict);
-    const last =
-      found.records === 0 ? [] : await cp.store.listAudit({ afterSeq: found.records - 1, limit: 1 });
+    const last = found.records === 0 ? [] : await store.listAudit({ afterSeq: found.records - 1, limit: 1 });
     return c.json({
       ok: true,
       records: found.records,
@@ -463,23 +419,32 @@ export function createApp(
     } satisfies AuditVerdict);
   });
 
-  if (opts.checkpoints) auditRoutes(app, cp, opts.checkpoints, verifyRuns);
-  effectsRoutes(app, cp, log);
-  drillRoutes(app, cp);
+  if (opts.checkpoints) auditRoutes(app, { store, flushAudit }, opts.checkpoints, verifyRuns);
+  effectsRoutes(
+    app,
+    {
+      store,
+      fleet,
+      permits: cp.permits,
+      contradictAck: (key, runId, evidence, seenRev) => cp.contradictAck(key, runId, evidence, seenRev),
+    },
+    log,
+  );
+  drillRoutes(app, { store, metrics });
   if (triggers) {
-    triggerRoutes(app, cp, triggers);
+    triggerRoutes(app, { fleet, store }, triggers);
     approvalRoutes(app, triggers.approvals);
   }
 
   tokenRoutes(
     app,
     new TokenDesk({
-      store: cp.store,
+      store,
       auth,
       log,
-      closeStreams: (tokenId) => cp.hub.closeToken(tokenId) + cp.launchers.closeToken(tokenId),
+      closeStreams: (tokenId) => hub.closeToken(tokenId) + launchers.closeToken(tokenId),
       adminTokenFile: opts.adminTokenFile ?? null,
-      claimLauncher: (who, launcherId) => cp.claimLauncher(who, launcherId),
+      claimLauncher: (who, launcherId) => launcherDesk.claim(who, launcherId),
     }),
   );
 

@@ -11,7 +11,7 @@ import { requireHuman } from '../auth/policy.ts';
 import { checkpointSignatureProblem } from '../audit/checkpoint.ts';
 import type { Checkpointer } from '../audit/checkpointer.ts';
 import type { VerifyRuns } from '../audit/verify-runs.ts';
-import type { ControlPlane } from '../control-plane.ts';
+import type { AuditStore } from '../store/store.ts';
 import { body, type Env } from './common.ts';
 
 const VerifyBody = z.strictObject({ checkpoint: z.unknown() });
@@ -27,6 +27,13 @@ function requireAdmin(p: Principal, what: string): void {
   if (p.role !== 'admin') throw new KillpathError('forbidden', `only admins may ${what}`);
 }
 
+/** What the audit routes need: the audit log, and a flush of the records still queued. */
+export interface AuditRoutesDeps {
+  readonly store: AuditStore;
+  /** Writes the audit records still queued (readers flush first, so they never miss one). */
+  flushAudit(): Promise<void>;
+}
+
 /**
  * Signed checkpoints of the audit log: `GET /v1/audit/key` (the public keys, any person),
  * `GET /v1/audit/checkpoint` (the latest, admin), `POST /v1/audit/checkpoint` (sign one now,
@@ -36,13 +43,13 @@ function requireAdmin(p: Principal, what: string): void {
  */
 export function auditRoutes(
   app: Hono<Env>,
-  cp: ControlPlane,
+  deps: AuditRoutesDeps,
   checkpoints: Checkpointer,
   verifyRuns: VerifyRuns,
 ): void {
   app.get('/v1/audit/key', async (c) => {
     requireHuman(c.get('principal'));
-    const keys = await cp.store.auditKeys();
+    const keys = await deps.store.auditKeys();
     const current = keys.find((k) => k.retiredAt === null) ?? checkpoints.key.info;
     const answer: AuditKeys = { current, previous: keys.filter((k) => k.keyId !== current.keyId) };
     return c.json(answer);
@@ -50,24 +57,24 @@ export function auditRoutes(
 
   app.get('/v1/audit/checkpoint', async (c) => {
     requireAdmin(c.get('principal'), 'read audit checkpoints');
-    const latest = checkpoints.latest ?? (await cp.store.latestCheckpoint())?.checkpoint ?? null;
+    const latest = checkpoints.latest ?? (await deps.store.latestCheckpoint())?.checkpoint ?? null;
     if (latest === null) throw new KillpathError('not_found', 'no checkpoint has been signed yet');
     return c.json(latest);
   });
 
   app.post('/v1/audit/checkpoint', async (c) => {
     requireAdmin(c.get('principal'), 'sign audit checkpoints');
-    await cp.flushAudit();
+    await deps.flushAudit();
     return c.json(await checkpoints.checkpointNow());
   });
 
   app.post('/v1/audit/verify', async (c) => {
     requireAdmin(c.get('principal'), 'verify the audit log against a checkpoint');
     const kept = parseCheckpoint((await body(c, VerifyBody)).checkpoint);
-    const origin = await cp.store.logOrigin();
+    const origin = await deps.store.logOrigin();
     const ours = kept.origin === origin;
-    const signature = checkpointSignatureProblem(kept, await cp.store.auditKeys());
-    await cp.flushAudit();
+    const signature = checkpointSignatureProblem(kept, await deps.store.auditKeys());
+    await deps.flushAudit();
     const found = await verifyRuns.verify(
       ours ? { size: kept.size, rootHash: kept.rootHash, timestamp: kept.timestamp } : null,
     );
@@ -95,7 +102,7 @@ export function auditRoutes(
     const p = c.get('principal');
     requireAdmin(p, 'rotate the checkpoint signing key');
     const { reason } = await body(c, RotateBody);
-    await cp.flushAudit();
+    await deps.flushAudit();
     return c.json(await checkpoints.rotate(p.name, reason));
   });
 }

@@ -2,9 +2,8 @@ import type { Context } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
 import type { z } from 'zod';
 import { HTTP_STATUS, KillpathError, isIdentifier, toWire, type Principal } from '@killpath/protocol';
-import type { RunRecord } from '../store/store.ts';
+import type { FleetStore, RunRecord } from '../store/store.ts';
 import { Fleet, workerKey, type WorkerKey } from '../fleet.ts';
-import type { ControlPlane } from '../control-plane.ts';
 
 /** Hono environment of every route: Node bindings and the authenticated principal. */
 export type Env = { Bindings: HttpBindings; Variables: { principal: Principal } };
@@ -101,9 +100,9 @@ export function refuseSecrets(text: string): void {
  * launcher's worker and drop that launcher from an escalation's laggards.
  * @throws KillpathError `forbidden`
  */
-export function refuseOtherLauncher(cp: ControlPlane, p: Principal, key: WorkerKey, workerId: string): void {
+export function refuseOtherLauncher(fleet: Fleet, p: Principal, key: WorkerKey, workerId: string): void {
   if (p.launcher === undefined) return;
-  const started = cp.fleet.launcherOf(key);
+  const started = fleet.launcherOf(key);
   if (started !== null && started.launcherId !== p.launcher)
     throw new KillpathError(
       'forbidden',
@@ -120,15 +119,15 @@ export function refuseOtherLauncher(cp: ControlPlane, p: Principal, key: WorkerK
  * that launcher (403 for another launcher's, {@link refuseOtherLauncher}).
  */
 export function requireWorker(
-  cp: ControlPlane,
+  fleet: Fleet,
   p: Principal,
   workerId: string,
 ): { tenant: string; agent: string; key: WorkerKey } {
   if (p.role === 'agent' && p.agent !== null) {
     const key = workerKey(p.tenant, p.agent, workerId);
-    refuseOtherLauncher(cp, p, key, workerId);
+    refuseOtherLauncher(fleet, p, key, workerId);
     // One agent token cannot bloat the fleet view with made-up worker ids.
-    if (!cp.fleet.has(key) && cp.fleet.countOf(p.tenant, p.agent) >= Fleet.MAX_WORKERS_PER_AGENT)
+    if (!fleet.has(key) && fleet.countOf(p.tenant, p.agent) >= Fleet.MAX_WORKERS_PER_AGENT)
       throw new KillpathError(
         'conflict',
         `agent ${p.tenant}/${p.agent} already has ${Fleet.MAX_WORKERS_PER_AGENT} workers; a new worker id is refused until old ones are gone`,
@@ -137,7 +136,7 @@ export function requireWorker(
   }
   if (p.role !== 'admin' && p.role !== 'agent')
     throw new KillpathError('not_found', `worker ${workerId} not found`);
-  const held = cp.fleet.holders(workerId, p.role === 'admin' ? undefined : p.tenant);
+  const held = fleet.holders(workerId, p.role === 'admin' ? undefined : p.tenant);
   if (held.length === 0)
     throw new KillpathError('not_found', `worker ${workerId} not found (open its stream first)`);
   if (held.length > 1)
@@ -145,7 +144,7 @@ export function requireWorker(
       'conflict',
       `worker id ${workerId} is used by ${held.length} agents; report with a token bound to its agent`,
     );
-  refuseOtherLauncher(cp, p, held[0]!.key, workerId);
+  refuseOtherLauncher(fleet, p, held[0]!.key, workerId);
   return held[0]!;
 }
 
@@ -156,7 +155,7 @@ export function requireWorker(
  * the tenants when several do).
  */
 export async function readRun(
-  cp: ControlPlane,
+  store: Pick<FleetStore, 'getRun' | 'findRuns'>,
   p: Principal,
   runId: string,
   tenantParam: string | undefined,
@@ -166,16 +165,16 @@ export async function readRun(
   const notFound = () => new KillpathError('not_found', `run ${runId} not found`);
   if (p.tenant !== '*') {
     if (tenantParam !== undefined && tenantParam !== p.tenant) throw notFound();
-    const run = await cp.store.getRun(p.tenant, runId);
+    const run = await store.getRun(p.tenant, runId);
     if (run === null) throw notFound();
     return run;
   }
   if (tenantParam !== undefined) {
-    const run = await cp.store.getRun(tenantParam, runId);
+    const run = await store.getRun(tenantParam, runId);
     if (run === null) throw notFound();
     return run;
   }
-  const runs = await cp.store.findRuns(runId);
+  const runs = await store.findRuns(runId);
   if (runs.length > 1)
     throw new KillpathError(
       'invalid_request',

@@ -2,7 +2,8 @@ import type { Hono } from 'hono';
 import { z } from 'zod';
 import { EFFECT_CLASSES, KillpathError, isIdentifier } from '@killpath/protocol';
 import { requireAct, requireHuman, tenantFilter } from '../auth/policy.ts';
-import type { ControlPlane } from '../control-plane.ts';
+import type { Metrics } from '../metrics.ts';
+import type { DrillStore, FleetStore } from '../store/store.ts';
 import { drillRecordedEvents, drillsDue, scopedRecord } from '../drills.ts';
 import { body, type Env } from './common.ts';
 
@@ -147,7 +148,14 @@ function agentParam(text: string | undefined): { tenant: string; agent: string }
  * tenant-scoped principal sees only records covering its tenant, with only its own agents in
  * the spec. `now` is the clock of the due list (ms since the epoch).
  */
-export function drillRoutes(app: Hono<Env>, cp: ControlPlane, now: () => number = Date.now): void {
+/** What the drill routes need: the drill records, agents' surfaces, and the audit counter. */
+export interface DrillRoutesDeps {
+  readonly store: DrillStore & Pick<FleetStore, 'agentSurfaces'>;
+  readonly metrics: Metrics;
+}
+
+export function drillRoutes(app: Hono<Env>, deps: DrillRoutesDeps, now: () => number = Date.now): void {
+  const { store, metrics } = deps;
   app.post('/v1/drills', async (c) => {
     const p = c.get('principal');
     if (p.role !== 'admin' && p.role !== 'operator')
@@ -155,8 +163,8 @@ export function drillRoutes(app: Hono<Env>, cp: ControlPlane, now: () => number 
     const b = await body(c, RehearsalBody);
     for (const tenant of new Set(b.spec.agents.map((a) => a.tenant)))
       requireAct(p, tenant, `tenant ${tenant}`);
-    const drill = await cp.store.recordDrill(b, p.name, (r) => drillRecordedEvents(r, p.name));
-    cp.metrics.auditRecords.inc(new Set(b.spec.agents.map((a) => a.tenant)).size);
+    const drill = await store.recordDrill(b, p.name, (r) => drillRecordedEvents(r, p.name));
+    metrics.auditRecords.inc(new Set(b.spec.agents.map((a) => a.tenant)).size);
     return c.json({ drill }, 201);
   });
 
@@ -173,8 +181,8 @@ export function drillRoutes(app: Hono<Env>, cp: ControlPlane, now: () => number 
       return c.json({ total: 0, drills: [] });
     const filter = { ...(tenant === undefined ? {} : { tenant }), ...(agent ? { agent } : {}) };
     const [drills, total] = await Promise.all([
-      cp.store.listDrills({ limit, ...filter, ...(before === undefined ? {} : { before }) }),
-      cp.store.countDrills(filter),
+      store.listDrills({ limit, ...filter, ...(before === undefined ? {} : { before }) }),
+      store.countDrills(filter),
     ]);
     // `total` counts every record the caller may see under the filter; page with before=<last id>.
     return c.json({ total, drills: drills.map((r) => scopedRecord(r, tenant)) });
@@ -190,7 +198,7 @@ export function drillRoutes(app: Hono<Env>, cp: ControlPlane, now: () => number 
         'specDigest must be 1-200 characters of letters, digits and :._+/=-',
       );
     const tenant = tenantFilter(p);
-    const [surfaces, last] = await Promise.all([cp.store.agentSurfaces(tenant), cp.store.lastDrills(tenant)]);
+    const [surfaces, last] = await Promise.all([store.agentSurfaces(tenant), store.lastDrills(tenant)]);
     return c.json({ agents: drillsDue({ surfaces, last, specDigest, now: now() }) });
   });
 
@@ -198,7 +206,7 @@ export function drillRoutes(app: Hono<Env>, cp: ControlPlane, now: () => number 
     const p = c.get('principal');
     requireHuman(p);
     const tenant = tenantFilter(p);
-    const r = await cp.store.getDrill(c.req.param('id'));
+    const r = await store.getDrill(c.req.param('id'));
     if (!r || (tenant !== undefined && !r.spec.agents.some((a) => a.tenant === tenant)))
       throw new KillpathError('not_found', `drill ${c.req.param('id')} not found`);
     return c.json({ drill: scopedRecord(r, tenant) });

@@ -11,7 +11,9 @@ import {
   type Principal,
 } from '@killpath/protocol';
 import { canSee, requireHuman, tenantFilter } from '../auth/policy.ts';
-import type { ControlPlane } from '../control-plane.ts';
+import type { Fleet, WorkerKey } from '../fleet.ts';
+import type { PermitDesk } from '../permits.ts';
+import type { DirectiveStore, FleetStore, PermitStore } from '../store/store.ts';
 import type { Logger } from '../log.ts';
 import type { WorkerIdentity } from '../permits.ts';
 import {
@@ -31,8 +33,20 @@ type PermitRequestBody = z.infer<typeof PermitBody>;
  * irreversible effect's cool-off, outcomes, run journal events (permits and outcomes also in batches), the resume check, and the
  * operator's views (a run's ledger, the compensation list).
  */
-export function effectsRoutes(app: Hono<Env>, cp: ControlPlane, log: Logger): void {
-  const worker = (p: Principal, workerId: string) => requireWorker(cp, p, workerId);
+/** What the effects routes need: permits, the fleet view, and the stores of runs, effects and directives. */
+export interface EffectsRoutesDeps {
+  readonly store: Pick<FleetStore, 'getRun' | 'findRuns' | 'runFamily'> &
+    Pick<PermitStore, 'effectsPage' | 'eventsPage' | 'compensationsPage' | 'permittedFrom'> &
+    Pick<DirectiveStore, 'getDirective' | 'directiveSuccessors'>;
+  readonly fleet: Fleet;
+  readonly permits: PermitDesk;
+  /** Evidence that a worker has not stopped, whatever it acknowledged (see `HaltReports.contradict`). */
+  contradictAck(key: WorkerKey, runId: string | null, evidence: string, seenRev?: number | null): void;
+}
+
+export function effectsRoutes(app: Hono<Env>, deps: EffectsRoutesDeps, log: Logger): void {
+  const { store, fleet, permits } = deps;
+  const worker = (p: Principal, workerId: string) => requireWorker(fleet, p, workerId);
   /** Permit ids are not tied to a worker id in the URL: the agent token's tenant scopes them. */
   const agentOnly = (p: Principal): WorkerIdentity => {
     if (p.role !== 'agent' || p.agent === null)
@@ -44,7 +58,7 @@ export function effectsRoutes(app: Hono<Env>, cp: ControlPlane, log: Logger): vo
   const permit = async (p: Principal, b: PermitRequestBody) => {
     const who = worker(p, b.workerId);
     // Asking to write on a run means the worker has not stopped it, whatever it reported.
-    cp.contradictAck(
+    deps.contradictAck(
       who.key,
       b.runId,
       `permit asked for ${b.capability} on run ${b.runId} after the ack`,
@@ -54,10 +68,10 @@ export function effectsRoutes(app: Hono<Env>, cp: ControlPlane, log: Logger): vo
     // registered run's lineage and features, and the release the worker declared when its
     // stream opened. The request's own claims can only add to them (a lie or an omission never
     // takes a run out of a stop); a run first named by this request is registered with them.
-    const run = await cp.store.getRun(who.tenant, b.runId);
+    const run = await store.getRun(who.tenant, b.runId);
     const mine = run !== null && run.agent === who.agent;
-    const release = cp.fleet.declaredRelease(who.key) ?? b.release;
-    return cp.permits.request(who, {
+    const release = fleet.declaredRelease(who.key) ?? b.release;
+    return permits.request(who, {
       ...b,
       lineage: union(mine ? run.lineage : [], b.lineage),
       features: union(mine ? run.features : [], b.features),
@@ -96,14 +110,14 @@ export function effectsRoutes(app: Hono<Env>, cp: ControlPlane, log: Logger): vo
       b.outcomes.map(({ permitId, ...o }) => {
         if (o.result !== undefined && JSON.stringify(o.result).length > 64 * 1024)
           return failed(new KillpathError('payload_too_large', 'result must serialise to at most 64 KiB'));
-        return cp.permits.settle(who, permitId, o).then((): BatchAnswer => ({ status: 204 }), failed);
+        return permits.settle(who, permitId, o).then((): BatchAnswer => ({ status: 204 }), failed);
       }),
     );
     return c.json({ answers });
   });
 
   app.post('/v1/permits/:id/confirm', async (c) => {
-    const r = await cp.permits.confirm(agentOnly(c.get('principal')), c.req.param('id'));
+    const r = await permits.confirm(agentOnly(c.get('principal')), c.req.param('id'));
     return c.json(r);
   });
 
@@ -112,13 +126,13 @@ export function effectsRoutes(app: Hono<Env>, cp: ControlPlane, log: Logger): vo
     if (b.result !== undefined && JSON.stringify(b.result).length > 64 * 1024) {
       throw new KillpathError('payload_too_large', 'result must serialise to at most 64 KiB');
     }
-    await cp.permits.settle(agentOnly(c.get('principal')), c.req.param('id'), b);
+    await permits.settle(agentOnly(c.get('principal')), c.req.param('id'), b);
     return c.body(null, 204);
   });
 
   app.post('/v1/journal', async (c) => {
     const b = await body(c, JournalBody);
-    await cp.permits.journal(worker(c.get('principal'), b.workerId), b);
+    await permits.journal(worker(c.get('principal'), b.workerId), b);
     return c.body(null, 204);
   });
 
@@ -127,34 +141,34 @@ export function effectsRoutes(app: Hono<Env>, cp: ControlPlane, log: Logger): vo
     const p = c.get('principal');
     const who = worker(p, b.workerId);
     // The release the worker declared when its stream opened decides, not the request's word.
-    const release = cp.fleet.declaredRelease(who.key) ?? b.release;
-    const run = await cp.permits.resume(p, who, c.req.param('id'), { ...b, ...(release ? { release } : {}) });
+    const release = fleet.declaredRelease(who.key) ?? b.release;
+    const run = await permits.resume(p, who, c.req.param('id'), { ...b, ...(release ? { release } : {}) });
     return c.json({ runId: run.runId, lineage: run.lineage });
   });
 
   app.get('/v1/runs/:id/journal', async (c) => {
     const p = c.get('principal');
     requireHuman(p);
-    const run = await readRun(cp, p, c.req.param('id'), c.req.query('tenant'));
+    const run = await readRun(store, p, c.req.param('id'), c.req.query('tenant'));
     const { limit, cursor } = pageQuery(c);
     const children = c.req.query('children') ?? 'true';
     if (children !== 'true' && children !== 'false')
       throw new KillpathError('invalid_request', 'children must be true or false');
     // Descendants are listed even when left out, so a reader learns they exist.
-    const family = await cp.store.runFamily(run.tenant, run.runId);
+    const family = await store.runFamily(run.tenant, run.runId);
     const descendants = family.filter((r) => r.runId !== run.runId);
     const runIds = children === 'true' ? [run.runId, ...descendants.map((r) => r.runId)] : [run.runId];
     // One cursor for both lists; a list already read to its end reads nothing more.
     const at = cursor === null ? null : splitCursor(cursor);
     const done = (list: 'effects' | 'events') => at !== null && at[list] === null;
     const [effects, events] = await Promise.all([
-      cp.store.effectsPage({
+      store.effectsPage({
         tenant: run.tenant,
         runIds,
         limit: done('effects') ? 0 : limit,
         cursor: at?.effects ?? null,
       }),
-      cp.store.eventsPage({
+      store.eventsPage({
         tenant: run.tenant,
         runIds,
         limit: done('events') ? 0 : limit,
@@ -196,14 +210,14 @@ export function effectsRoutes(app: Hono<Env>, cp: ControlPlane, log: Logger): vo
     let scope = tenant ?? own;
     if (runId !== undefined) {
       // A run is named inside its tenant; its descendants' writes are its own (a run scope covers them).
-      const run = await readRun(cp, p, runId, tenant);
+      const run = await readRun(store, p, runId, tenant);
       scope = run.tenant;
       runIds =
         children === 'true'
-          ? (await cp.store.runFamily(run.tenant, run.runId)).map((r) => r.runId)
+          ? (await store.runFamily(run.tenant, run.runId)).map((r) => r.runId)
           : [run.runId];
     }
-    const page = await cp.store.compensationsPage({
+    const page = await store.compensationsPage({
       ...(scope === undefined ? {} : { tenant: scope }),
       ...(runIds === undefined ? {} : { runIds }),
       limit,
@@ -221,7 +235,7 @@ export function effectsRoutes(app: Hono<Env>, cp: ControlPlane, log: Logger): vo
   app.get('/v1/directives/:id/permitted-after', async (c) => {
     const p = c.get('principal');
     requireHuman(p);
-    const d = await cp.store.getDirective(c.req.param('id'));
+    const d = await store.getDirective(c.req.param('id'));
     if (!d || !canSee(p, d.tenant))
       throw new KillpathError('not_found', `directive ${c.req.param('id')} not found`);
     if (d.level === 'throttle')
@@ -234,7 +248,7 @@ export function effectsRoutes(app: Hono<Env>, cp: ControlPlane, log: Logger): vo
     // escalated to a kill is cleared at the kill's rev): follow them, up to a throttle or a clear.
     const chain: Directive[] = [d];
     for (let at = d; at.clearedRev !== null;) {
-      const next = (await cp.store.directiveSuccessors(at.id)).find(
+      const next = (await store.directiveSuccessors(at.id)).find(
         (s) => s.rev === at.clearedRev && s.level !== 'throttle',
       );
       if (next === undefined) break;
@@ -246,12 +260,12 @@ export function effectsRoutes(app: Hono<Env>, cp: ControlPlane, log: Logger): vo
     // Narrow in the store; which rows the directives cover is decided below by the protocol's rule.
     let runIds: string[] | undefined;
     if (d.scope.kind === 'run' && d.tenant !== null)
-      runIds = (await cp.store.runFamily(d.tenant, d.scope.run)).map((r) => r.runId);
+      runIds = (await store.runFamily(d.tenant, d.scope.run)).map((r) => r.runId);
     const runId = c.req.query('run');
     let runs: string[] | undefined;
     if (runId !== undefined) {
-      const run = await readRun(cp, p, runId, c.req.query('tenant') ?? tenant);
-      runs = (await cp.store.runFamily(run.tenant, run.runId)).map((r) => r.runId);
+      const run = await readRun(store, p, runId, c.req.query('tenant') ?? tenant);
+      runs = (await store.runFamily(run.tenant, run.runId)).map((r) => r.runId);
       runIds = runIds === undefined ? runs : runIds.filter((r) => runs!.includes(r));
     }
     const capabilities = chain.some((e) => e.capabilities === null)
@@ -264,7 +278,7 @@ export function effectsRoutes(app: Hono<Env>, cp: ControlPlane, log: Logger): vo
       runIds !== undefined && runIds.length === 0
         ? []
         : (
-            await cp.store.permittedFrom({
+            await store.permittedFrom({
               fromRev: d.rev,
               toRev,
               ...(tenant === undefined ? {} : { tenant }),

@@ -7,10 +7,16 @@
  * thousand workers never fetches them all.
  */
 import type { Hono } from 'hono';
-import { KillpathError, LEVELS, isIdentifier, type FleetPage, type FleetState } from '@killpath/protocol';
+import {
+  KillpathError,
+  LEVELS,
+  isIdentifier,
+  type Directive,
+  type FleetPage,
+  type FleetState,
+} from '@killpath/protocol';
 import { requireHuman, tenantFilter } from '../auth/policy.ts';
-import type { ControlPlane } from '../control-plane.ts';
-import type { FleetKey, FleetQuery } from '../fleet.ts';
+import type { Fleet, FleetKey, FleetQuery } from '../fleet.ts';
 import type { Env } from './common.ts';
 
 /** Workers per page when `limit` is not given. */
@@ -21,14 +27,18 @@ export const FLEET_PAGE_MAX = 500;
 const STATES: readonly FleetState[] = ['running', ...LEVELS, 'stale'];
 
 /** Registers `GET /v1/fleet` on `app`. */
-export function fleetRoutes(app: Hono<Env>, cp: ControlPlane): void {
+export function fleetRoutes(
+  app: Hono<Env>,
+  deps: { fleet: Fleet; rev(): number; active(): Directive[] },
+): void {
   app.get('/v1/fleet', (c) => {
     const p = c.get('principal');
     requireHuman(p);
     const q = fleetQuery((name) => c.req.query(name), tenantFilter(p));
-    const page = cp.fleet.page(q, cp.hub.rev, cp.active());
+    const rev = deps.rev();
+    const page = deps.fleet.page(q, rev, deps.active());
     const answer: FleetPage = {
-      rev: cp.hub.rev,
+      rev,
       workers: page.workers,
       total: page.total,
       limit: q.limit,

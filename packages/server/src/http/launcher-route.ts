@@ -2,10 +2,26 @@ import type { Context } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { openSse } from './stream-route.ts';
-import { KillpathError, isIdentifier, parseRelease, type Principal } from '@killpath/protocol';
-import type { ControlPlane } from '../control-plane.ts';
-import type { LauncherSink } from '../launchers.ts';
+import {
+  KillpathError,
+  isIdentifier,
+  parseRelease,
+  type Directive,
+  type Principal,
+} from '@killpath/protocol';
+import type { LauncherHub, LauncherSink } from '../launchers.ts';
 import type { Logger } from '../log.ts';
+
+/** What a launcher's stream needs: the launchers' hub, launcher ownership and the switchboard. */
+export interface LauncherRouteDeps {
+  readonly launchers: LauncherHub;
+  /** Binds (or checks) the launcher id's owner (see `LauncherDesk.claim`). */
+  claimLauncher(who: { tenant: string; agent: string }, launcherId: string): Promise<void>;
+  /** The current rev. */
+  rev(): number;
+  /** The active directives, in rev order. */
+  active(): Directive[];
+}
 
 /**
  * `GET /v1/launchers/stream?launcher=L&tenant=T&agent=A[&run=R][&features=f1,f2][&release=code=C,…]`: a launcher's
@@ -17,7 +33,7 @@ import type { Logger } from '../log.ts';
  */
 export async function openLauncherStream(
   c: Context<{ Bindings: HttpBindings; Variables: { principal: Principal } }>,
-  cp: ControlPlane,
+  deps: LauncherRouteDeps,
   log: Logger,
 ): Promise<Response> {
   const p = c.get('principal');
@@ -52,7 +68,7 @@ export async function openLauncherStream(
       `this token was minted for launcher ${p.launcher}; it may not open the stream of launcher ${launcherId}`,
     );
   // The id lives inside the tenant and belongs to the agent that first used it.
-  await cp.claimLauncher({ tenant, agent }, launcherId);
+  await deps.claimLauncher({ tenant, agent }, launcherId);
 
   const channel = openSse(c.env);
   const sink: LauncherSink = {
@@ -68,10 +84,10 @@ export async function openLauncherStream(
     close: channel.close,
   };
   channel.onClose(() => {
-    cp.launchers.detach(sink);
+    deps.launchers.detach(sink);
     log.info('launcher stream closed', { launcherId, tenant, agent });
   });
-  cp.launchers.attach(sink, cp.hub.rev, cp.active());
+  deps.launchers.attach(sink, deps.rev(), deps.active());
   log.info('launcher stream opened', { launcherId, tenant, agent, run: run ?? null, release });
   return RESPONSE_ALREADY_SENT;
 }

@@ -2,14 +2,23 @@ import type { Context } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { KillpathError, isIdentifier, parseRelease, type Principal } from '@killpath/protocol';
-import type { ControlPlane } from '../control-plane.ts';
 import { Fleet, workerKey } from '../fleet.ts';
 import type { Logger } from '../log.ts';
 import { refuseOtherLauncher } from './common.ts';
-import type { SseFrame, StreamSink } from '../stream/hub.ts';
+import type { Metrics } from '../metrics.ts';
+import type { DirectiveStore } from '../store/store.ts';
+import type { SseFrame, StreamHub, StreamSink } from '../stream/hub.ts';
 
 /** A stream whose unsent bytes exceed this is dropped (the worker reconnects for a fresh snapshot). */
 const MAX_BACKLOG = 1 << 20;
+
+/** What a worker's stream needs: the hub, the switchboard's snapshot, the fleet view and the stream gauge. */
+export interface StreamRouteDeps {
+  readonly store: Pick<DirectiveStore, 'switchboard'>;
+  readonly hub: StreamHub;
+  readonly fleet: Fleet;
+  readonly metrics: Metrics;
+}
 
 /**
  * `GET /v1/stream?worker=W&tenant=T&agent=A&features=f1,f2&release=code=C,model=M,prompt=P`: the
@@ -20,9 +29,10 @@ const MAX_BACKLOG = 1 << 20;
  */
 export async function openStream(
   c: Context<{ Bindings: HttpBindings; Variables: { principal: Principal } }>,
-  cp: ControlPlane,
+  deps: StreamRouteDeps,
   log: Logger,
 ): Promise<Response> {
+  const { store, hub, fleet, metrics } = deps;
   const p = c.get('principal');
   const workerId = c.req.query('worker') ?? '';
   const tenant = c.req.query('tenant') ?? '';
@@ -51,8 +61,8 @@ export async function openStream(
   }
   // The worker is this agent's: the same id used by another tenant or agent is another worker.
   const key = workerKey(tenant, agent, workerId);
-  refuseOtherLauncher(cp, p, key, workerId);
-  if (!cp.fleet.has(key) && cp.fleet.countOf(tenant, agent) >= Fleet.MAX_WORKERS_PER_AGENT)
+  refuseOtherLauncher(fleet, p, key, workerId);
+  if (!fleet.has(key) && fleet.countOf(tenant, agent) >= Fleet.MAX_WORKERS_PER_AGENT)
     throw new KillpathError(
       'conflict',
       `agent ${tenant}/${agent} already has ${Fleet.MAX_WORKERS_PER_AGENT} workers; a new worker id is refused until old ones are gone`,
@@ -69,20 +79,20 @@ export async function openStream(
     close: channel.close,
   };
   const done = () => {
-    cp.hub.detach(sink);
-    cp.fleet.disconnected(key);
-    cp.metrics.streams.set(cp.hub.size);
+    hub.detach(sink);
+    fleet.disconnected(key);
+    metrics.streams.set(hub.size);
     log.debug('stream closed', { workerId, tenant, agent });
   };
   channel.onClose(done);
-  cp.fleet.connected(workerId, tenant, agent, features, release);
+  fleet.connected(workerId, tenant, agent, features, release);
   try {
-    await cp.hub.attach(sink, () => cp.store.switchboard());
+    await hub.attach(sink, () => store.switchboard());
   } catch (err) {
     log.error('stream snapshot failed', { workerId, err: String(err) });
     sink.close();
   }
-  cp.metrics.streams.set(cp.hub.size);
+  metrics.streams.set(hub.size);
   log.debug('stream opened', { workerId, tenant, agent, features, release });
   return RESPONSE_ALREADY_SENT;
 }

@@ -3,7 +3,8 @@ import type { Hono } from 'hono';
 import { z } from 'zod';
 import { KillpathError, isIdentifier, type Principal } from '@killpath/protocol';
 import { requireHuman } from '../auth/policy.ts';
-import type { ControlPlane } from '../control-plane.ts';
+import type { Fleet } from '../fleet.ts';
+import type { FleetStore } from '../store/store.ts';
 import { parsePolicy } from '../policy/policy.ts';
 import type { Triggers } from '../triggers.ts';
 import { body, requireWorker, type Env } from './common.ts';
@@ -94,15 +95,19 @@ function requireAdmin(p: Principal, what: string): void {
  * the supervisor's status, and the external watchdog's endpoints (beat, watched workers, trip,
  * absence alerts). The policy spans every tenant, so it is an admin's; so is the watchdog.
  */
-export function triggerRoutes(app: Hono<Env>, cp: ControlPlane, t: Triggers): void {
+export function triggerRoutes(
+  app: Hono<Env>,
+  deps: { fleet: Fleet; store: Pick<FleetStore, 'getRun'> },
+  t: Triggers,
+): void {
   app.post('/v1/telemetry', async (c) => {
     const b = await body(c, TelemetryBody);
-    const who = requireWorker(cp, c.get('principal'), b.workerId);
+    const who = requireWorker(deps.fleet, c.get('principal'), b.workerId);
     // A worker reports only its own agent's runs: one another agent of the tenant registered is
     // refused, in the words of an unknown run, so it feeds no rule and no record of that run.
     // (Another tenant's run of the same id is another run: a report about it is the reporter's.)
     for (const runId of new Set(b.runs.map((r) => r.runId))) {
-      const run = await cp.store.getRun(who.tenant, runId);
+      const run = await deps.store.getRun(who.tenant, runId);
       if (run !== null && run.agent !== who.agent)
         throw new KillpathError('not_found', `run ${runId} not found`);
     }
