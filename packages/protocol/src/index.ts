@@ -46,7 +46,8 @@ export {
   retryAfterMs,
 } from './errors.ts';
 export type { ErrorCode, WireError } from './errors.ts';
-export { PROTOCOL_VERSION, MAX_RUNS_PER_HEARTBEAT, protocolMajor, streamDirective } from './wire.ts';
+export { PROTOCOL_VERSION, protocolMajor, streamDirective } from './wire.ts';
+export { MAX_RUNS_PER_HEARTBEAT } from './limits.ts';
 export { APPROVAL_ACTIONS } from './approvals.ts';
 export type { ApprovalAction, ApproverRole, Approval, ApprovalRequest } from './approvals.ts';
 export { KILL_CANNOT_END_IT, flagWords, workerWarning } from './flags.ts';
@@ -82,6 +83,19 @@ export type {
   AuditVerdict,
   AuditVerdictBrief,
 } from './wire.ts';
+export type {
+  IssueDirectiveBody,
+  AgentKillBody,
+  ResumeBody,
+  StepBody,
+  InspectBody,
+  TokenBody,
+  LauncherTokenBody,
+  RevokeTokenBody,
+  RotateAdminBody,
+  LauncherEvent,
+  LauncherEventBody,
+} from './bodies.ts';
 export type {
   PermitRequest,
   PermitBatch,

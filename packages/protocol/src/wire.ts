@@ -1,6 +1,37 @@
-import type { Level, Role } from './levels.ts';
+import type { z } from 'zod';
+import type { Level } from './levels.ts';
 import type { Release } from './release.ts';
-import type { Coverage } from './scope.ts';
+import type {
+  BreakGlassSchema,
+  DirectiveSchema,
+  DrainModeSchema,
+  EscalationStepSchema,
+  MemoryModeSchema,
+  RateSchema,
+  ReleaseCheckSchema,
+  StreamDirectiveSchema,
+} from './schemas/directives.ts';
+import type {
+  AckReportSchema,
+  HaltedReportSchema,
+  HeartbeatReportSchema,
+  RunRegistrationSchema,
+  RunReportSchema,
+} from './schemas/reports.ts';
+import type {
+  DeltaMessageSchema,
+  InspectOrderSchema,
+  KeepaliveMessageSchema,
+  LauncherMessageSchema,
+  LauncherOrdersSchema,
+  SnapshotMessageSchema,
+  StreamMessageSchema,
+} from './schemas/stream.ts';
+import type { PrincipalSchema } from './schemas/tokens.ts';
+
+// Every wire shape is a zod schema in ./schemas/ (the `@killpath/protocol/schemas` entry); the
+// types here are derived from them, so a shape and its check cannot drift. This entry imports
+// the schemas as types only: importing it loads no zod (the CLI's `killpath kill` stays light).
 
 /** Version of the wire protocol; bumped on an incompatible change. Readers accept every older version. */
 export const PROTOCOL_VERSION = 1;
@@ -20,77 +51,22 @@ export function protocolMajor(v: unknown): number | null {
 }
 
 /** How queued tasks of a halted run are treated: dropped at once, or allowed to finish inside the grace. */
-export type DrainMode = 'discard' | 'drain';
+export type DrainMode = z.infer<typeof DrainModeSchema>;
 
 /** What a halt does to staged memory writes of the interrupted step. */
-export type MemoryMode = 'revert' | 'commit';
+export type MemoryMode = z.infer<typeof MemoryModeSchema>;
 
 /** Rate limit carried by a `throttle` directive: effects per second, per run or per agent. */
-export interface Rate {
-  perSecond: number;
-  per: 'run' | 'agent';
-}
+export type Rate = z.infer<typeof RateSchema>;
 
-/**
- * One automatic step up the ladder carried by a directive: if, `afterMs` after the directive's
- * commit, it is still active and not every covered worker has acknowledged it (reported halted
- * for `halt`/`kill`, acked its rev otherwise), the control plane issues `level` at the same
- * scope on its own (`directive.escalated`).
- */
-export interface EscalationStep {
-  level: Level;
-  afterMs: number;
-}
+/** One automatic step up the ladder carried by a directive (see {@link EscalationStepSchema}). */
+export type EscalationStep = z.infer<typeof EscalationStepSchema>;
 
-/**
- * The break-glass attestation of a directive spanning every tenant: who attested, when, and why.
- * It raises an alert at once and the console shows it until the directive is cleared.
- */
-export interface BreakGlass {
-  /** The attesting token's name. */
-  by: string;
-  tokenId: string;
-  /** ISO 8601 time of the attestation (the directive's commit). */
-  at: string;
-  /** The attestation text. */
-  why: string;
-}
+/** The break-glass attestation of a directive spanning every tenant (see {@link BreakGlassSchema}). */
+export type BreakGlass = z.infer<typeof BreakGlassSchema>;
 
-/** One active order on the switchboard, as pushed to workers and returned by the API. */
-export interface Directive extends Coverage {
-  id: string;
-  /** The revision at which this directive was committed. */
-  rev: number;
-  level: Level;
-  /** The string form of `scope`, for humans and logs. */
-  scopeText: string;
-  rate: Rate | null;
-  /** Automatic steps up the ladder (see {@link EscalationStep}); a halt always carries a kill step. */
-  escalation: EscalationStep[];
-  /** The directive this one was escalated or stepped from, or `null`. */
-  escalatedFrom: string | null;
-  graceMs: number;
-  drain: DrainMode;
-  /** What a halt does to memory writes staged in the current step: revert (default) or commit. */
-  memory: MemoryMode;
-  reason: string;
-  justification: string;
-  /** Who issued it: a token's name, or `supervisor:<rule>` for automatic triggers. */
-  actor: string;
-  /** Wall-clock time of the commit, ISO 8601. */
-  issuedAt: string;
-  /** Set once the directive is cleared (resumed); cleared directives are no longer on the switchboard. */
-  clearedAt: string | null;
-  clearedRev: number | null;
-  /**
-   * The releases of the runs it covered at its commit (the workers hosting them), distinct and
-   * sorted; a step or an escalation adds its predecessor's. A resume is checked against them
-   * (see {@link ReleaseCheck}). Empty for directives older than this field.
-   */
-  releases: Release[];
-  /** The break-glass attestation it was issued with (directives spanning every tenant); null or absent otherwise. */
-  breakGlass?: BreakGlass | null;
-}
+/** One active order on the switchboard, as returned by the API (see {@link DirectiveSchema}). */
+export type Directive = z.infer<typeof DirectiveSchema>;
 
 /**
  * What a resume checked (`POST /v1/directives/{id}/resume` answers with it): the releases the
@@ -98,14 +74,7 @@ export interface Directive extends Coverage {
  * them. Non-empty `running` refuses the resume (`same_release`) unless the operator says why it
  * is safe (`sameRelease`), which is then audited with this check.
  */
-export interface ReleaseCheck {
-  /** The releases recorded by the directive (its `releases`), plus a release scope's own part. */
-  checked: Release[];
-  /** Workers the resume would release that still run a checked release. */
-  running: { workerId: string; tenant: string; agent: string; release: Release }[];
-  /** The operator's reason for resuming onto the same release, when given. */
-  sameRelease: string | null;
-}
+export type ReleaseCheck = z.infer<typeof ReleaseCheckSchema>;
 
 /**
  * A directive as a worker's stream carries it: what the gate needs (id, rev, level, scope,
@@ -113,10 +82,7 @@ export interface ReleaseCheck {
  * justification, actor, break-glass attestation), which stay with the people who may read the directive, nor the
  * releases it covered (a directive spanning tenants would tell one tenant what another runs).
  */
-export type StreamDirective = Omit<
-  Directive,
-  'reason' | 'justification' | 'actor' | 'releases' | 'breakGlass'
->;
+export type StreamDirective = z.infer<typeof StreamDirectiveSchema>;
 
 /** The {@link StreamDirective} of a directive: a copy without reason, justification, actor, break-glass attestation and releases. */
 export function streamDirective(d: Directive): StreamDirective {
@@ -131,118 +97,41 @@ export interface Switchboard {
   directives: Directive[];
 }
 
-/** First message on every worker stream: the whole switchboard this worker may see. */
-export interface SnapshotMessage {
-  type: 'snapshot';
-  v: number;
-  rev: number;
-  directives: StreamDirective[];
-  /** How often keep-alives come, in ms; the worker's lease must be longer. */
-  keepaliveMs: number;
-}
+/** First message on every worker stream: the whole switchboard this worker may see (see {@link SnapshotMessageSchema}). */
+export type SnapshotMessage = z.infer<typeof SnapshotMessageSchema>;
 
 /**
  * One revision step. Every rev bump reaches every stream so that gaps are detectable; a step
  * this worker may not see carries neither `issued` nor `cleared`.
  */
-export interface DeltaMessage {
-  type: 'delta';
-  rev: number;
-  issued?: StreamDirective;
-  /** Id of a directive cleared at this rev. */
-  cleared?: string;
-  /** Ids of directives the issued one replaces, cleared at the same rev (a re-dialled throttle, a step on the ladder). */
-  replaced?: string[];
-}
+export type DeltaMessage = z.infer<typeof DeltaMessageSchema>;
 
 /** Sent every `keepaliveMs` with the current rev; renews the worker's lease. */
-export interface KeepaliveMessage {
-  type: 'keepalive';
-  rev: number;
-}
+export type KeepaliveMessage = z.infer<typeof KeepaliveMessageSchema>;
 
 /** Everything a worker stream carries (the SSE `event` is the `type`, the `data` is the JSON). */
-export type StreamMessage = SnapshotMessage | DeltaMessage | KeepaliveMessage;
+export type StreamMessage = z.infer<typeof StreamMessageSchema>;
 
 /** State of one run as a worker reports it. */
-export interface RunReport {
-  runId: string;
-  parentRunId: string | null;
-  lineage: string[];
-  /** `running`, or the highest level covering the run as the worker sees it. */
-  state: 'running' | Level;
-  effects: number;
-  denied: number;
-  inFlight: number;
-}
+export type RunReport = z.infer<typeof RunReportSchema>;
 
-/** Periodic heartbeat from a worker (`POST /v1/workers/{id}/heartbeat`). */
-export interface HeartbeatReport {
-  rev: number;
-  features: string[];
-  runs: RunReport[];
-  pid: number;
-  /** Milliseconds since the worker last heard from the control plane (monotonic). */
-  sinceContactMs: number;
-  /** Id of the launcher that started this worker (`KILLPATH_LAUNCHER_ID`), if any. */
-  launcher?: string;
-  /** The release this worker runs (declared at connect); omitted when none is declared. */
-  release?: Release;
-  /**
-   * Capabilities granted to or used by this worker's runs since it started (declared with
-   * `startRun({ capabilities })`, or checked and attempted, denied ones included): sorted,
-   * deduplicated, identifiers only. The control plane keeps each agent's capability surface
-   * from it, and a new capability makes the agent due for a drill. Omitted when empty.
-   */
-  capabilities?: string[];
-}
+/** Periodic heartbeat from a worker (`POST /v1/workers/{id}/heartbeat`; see {@link HeartbeatReportSchema}). */
+export type HeartbeatReport = z.infer<typeof HeartbeatReportSchema>;
 
 /** A worker applied `rev` to its mirror (`POST /v1/workers/{id}/ack`). */
-export interface AckReport {
-  rev: number;
-}
+export type AckReport = z.infer<typeof AckReportSchema>;
 
 /**
  * A worker has settled the effects covered by a directive: covered in-flight effects have
  * finished or been aborted, and new ones are refused (`POST /v1/workers/{id}/halted`).
  */
-export interface HaltedReport {
-  rev: number;
-  directiveId: string;
-  runs: string[];
-  /** In-flight effects aborted by this directive on this worker. */
-  aborted: number;
-  /** In-flight reads allowed to complete. */
-  completed: number;
-  /** Worker-measured time from applying the rev to settling, in ms (monotonic). */
-  observeToSettleMs: number;
-}
+export type HaltedReport = z.infer<typeof HaltedReportSchema>;
 
 /** A worker-side run registration (`POST /v1/runs`), so operators can target it by id. */
-export interface RunRegistration {
-  runId: string;
-  parentRunId: string | null;
-  lineage: string[];
-  features: string[];
-  workerId: string;
-}
+export type RunRegistration = z.infer<typeof RunRegistrationSchema>;
 
-/** The caller's identity as the control plane sees it (`GET /v1/whoami`). */
-export interface Principal {
-  tokenId: string;
-  name: string;
-  role: Role;
-  /** `*` for every tenant (admin tokens). */
-  tenant: string;
-  agent: string | null;
-  /** When the token stops working (ISO 8601); absent when it never expires. */
-  expiresAt?: string;
-  /**
-   * The one launcher id this agent token may act for (a token an operator had minted to start a
-   * launcher, `POST /v1/launchers/{id}/token`); absent when the token is not bound to a launcher.
-   */
-  launcher?: string;
-}
+/** The caller's identity as the control plane sees it (`GET /v1/whoami`; see {@link PrincipalSchema}). */
+export type Principal = z.infer<typeof PrincipalSchema>;
 
 /** One worker in the fleet view. */
 export interface FleetWorker {
@@ -270,9 +159,6 @@ export interface FleetWorker {
 
 /** A worker's state in the fleet view: `running`, the highest level covering one of its runs, or `stale`. */
 export type FleetState = FleetWorker['state'];
-
-/** Runs one heartbeat may report (`POST /v1/workers/{id}/heartbeat`); more answer 400 naming the limit. */
-export const MAX_RUNS_PER_HEARTBEAT = 500;
 
 /** Workers of one tenant and agent in the fleet view, counted without fetching them. */
 export interface FleetGroup {
@@ -343,41 +229,12 @@ export interface AuditVerdictBrief {
 
 /**
  * What the control plane orders a launcher (`killpath run`) to enforce on the agent process it
- * started, sent on the launcher's own stream (`GET /v1/launchers/stream`) on connect and on every
- * change. Each field is the highest directive of that kind covering the launcher's identity or a
- * run its agent hosts, or `null`.
+ * started (see {@link LauncherOrdersSchema}).
  */
-export interface LauncherOrders {
-  type: 'orders';
-  rev: number;
-  /** End the agent's process group: SIGTERM, then SIGKILL after the launcher's grace. */
-  kill: StreamDirective | null;
-  /** Cut the agent off from everything external (egress proxy, network namespace). */
-  isolate: StreamDirective | null;
-  /** The agent is halted: the launcher must not restart it. */
-  halt: StreamDirective | null;
-  /**
-   * Freeze every process of the agent (cgroup freeze, or SIGSTOP) and cut its egress; thaw when
-   * it is cleared. Absent from control planes older than the freeze level (read as `null`).
-   */
-  freeze?: StreamDirective | null;
-}
+export type LauncherOrders = z.infer<typeof LauncherOrdersSchema>;
 
-/**
- * An operator asked for the evidence of a frozen agent (`killpath inspect`): the launcher writes
- * the process tree, open files, connections (and core files where `gcore` is installed) while
- * the agent stays frozen, and reports `process.inspected` with `requestId`.
- */
-export interface InspectOrder {
-  type: 'inspect';
-  requestId: string;
-  /** The run asked about. */
-  runId: string;
-  /** Who asked (the operator's token name), for the evidence file. */
-  actor: string;
-  /** Write a core file of each process where gcore is installed. */
-  cores: boolean;
-}
+/** An operator asked for the evidence of a frozen agent (`killpath inspect`; see {@link InspectOrderSchema}). */
+export type InspectOrder = z.infer<typeof InspectOrderSchema>;
 
 /** Everything a launcher stream carries. */
-export type LauncherMessage = LauncherOrders | InspectOrder | KeepaliveMessage;
+export type LauncherMessage = z.infer<typeof LauncherMessageSchema>;

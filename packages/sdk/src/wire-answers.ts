@@ -1,4 +1,11 @@
-import { KillpathError, errorFromWire, retryAfterMs as wireRetryAfterMs } from '@killpath/protocol';
+import {
+  KillpathError,
+  PROTOCOL_VERSION,
+  errorFromWire,
+  protocolMajor,
+  retryAfterMs as wireRetryAfterMs,
+} from '@killpath/protocol';
+import { StreamMessageSchema } from '@killpath/protocol/schemas';
 import type { StreamMessage } from '@killpath/protocol';
 
 /**
@@ -7,13 +14,14 @@ import type { StreamMessage } from '@killpath/protocol';
  * they agree to the letter.
  */
 
-const TYPES = new Set(['snapshot', 'delta', 'keepalive']);
-
 /**
- * One SSE event as a stream message. `data` is the JSON of one `StreamMessage`; `event` is used
- * as its `type` when the JSON has none. Returns null for an event of an unknown type (newer
- * servers may add some).
- * @throws KillpathError `invalid_request` for data that is not a JSON object with an integer rev
+ * One SSE event as a stream message, checked against the protocol's schema of that frame
+ * (`StreamMessageSchema`: the same definition the control plane's types derive from). `data` is
+ * the JSON of one `StreamMessage`; `event` is used as its `type` when the JSON has none. Returns
+ * null for an event of an unknown type (newer servers may add some); fields a newer server adds
+ * are dropped. A snapshot of a newer major protocol is returned unchecked (its shape may have
+ * changed): the stream handler refuses it by its version and says so.
+ * @throws KillpathError `invalid_request` for data that is not JSON, or not the frame its type names
  */
 export function toStreamMessage(event: string | undefined, data: string): StreamMessage | null {
   let parsed: unknown;
@@ -22,18 +30,30 @@ export function toStreamMessage(event: string | undefined, data: string): Stream
   } catch (err) {
     throw new KillpathError('invalid_request', `stream event "${event ?? ''}" is not JSON`, { cause: err });
   }
-  if (typeof parsed !== 'object' || parsed === null) {
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new KillpathError('invalid_request', 'stream event data is not an object');
   }
-  const record = parsed as { type?: unknown; rev?: unknown };
+  const record = parsed as { type?: unknown; v?: unknown };
   const type = typeof record.type === 'string' ? record.type : event;
-  if (type === undefined || !TYPES.has(type)) return null;
-  if (typeof record.rev !== 'number' || !Number.isSafeInteger(record.rev)) {
-    throw new KillpathError('invalid_request', `stream ${type} has no integer rev`);
+  if (type === undefined || !STREAM_TYPES.has(type)) return null;
+  const frame = record.type === type ? parsed : { ...parsed, type };
+  if (type === 'snapshot') {
+    const major = protocolMajor(record.v);
+    if (major !== null && major > PROTOCOL_VERSION) return frame as StreamMessage;
   }
-  if (record.type === type) return parsed as StreamMessage;
-  return { ...parsed, type } as StreamMessage;
+  const checked = StreamMessageSchema.safeParse(frame);
+  if (!checked.success) {
+    const issue = checked.error.issues[0];
+    const where = issue === undefined || issue.path.length === 0 ? '' : ` at ${issue.path.join('.')}`;
+    throw new KillpathError(
+      'invalid_request',
+      `stream ${type} is malformed${where}: ${issue?.message ?? 'invalid'}`,
+    );
+  }
+  return checked.data;
 }
+
+const STREAM_TYPES = new Set(['snapshot', 'delta', 'keepalive']);
 
 /**
  * A KillpathError for a non-2xx answer, by the protocol's one mapping ({@link errorFromWire}):
