@@ -14,10 +14,12 @@ import {
 } from '../src/store/pg/schema.ts';
 import { REV_CHANNEL, appendAudit, bumpRev, readRev } from '../src/store/pg/tx.ts';
 import { dropLeftovers, freshDatabase, freshPgStore, requirePostgres, type TestDatabase } from './pg.ts';
+import { effectsContract } from './effects-contract.ts';
 import {
   auditContract,
   directiveContract,
   drillContract,
+  fleetContract,
   policyContract,
   tokenContract,
 } from './store-contract.ts';
@@ -221,4 +223,10 @@ describe('Store contract: PgStore', { skip: !available }, () => {
   tokenContract(make);
   policyContract(make);
   drillContract(make);
+  fleetContract(make);
+});
+
+// The permits concept's suite (effects-contract.ts), every case, as SQLite runs it.
+describe('Permits contract: PgStore', { skip: !available }, () => {
+  effectsContract('PgStore', () => freshPgStore('effects'));
 });

@@ -120,6 +120,17 @@ const runInsert = (q: PermitGrant): RunInsert => ({
 /** The batch's fast path met a write it cannot decide from what it read (another replica's at the same moment). */
 class ReadAgain extends Error {}
 
+/**
+ * Whether PostgreSQL refused a statement for what it wrote (a value it cannot store, a key
+ * another transaction took, a deadlock or serialisation victim): deciding the batch again one
+ * request at a time can answer it. Not an unreachable database or a timeout: those fail the
+ * batch as they would fail it again.
+ */
+function isRequestError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^(22|23|40|54)/.test(code) && code.length === 5;
+}
+
 const OUTCOME_EVENT = {
   landed: 'effect.landed',
   failed: 'effect.failed',
@@ -162,7 +173,7 @@ export class PgEffects implements PermitStore {
     try {
       return await this.#sql.begin((tx) => this.#grantBatch(tx, requests));
     } catch (err) {
-      if (isConnectionError(err)) throw err;
+      if (!(err instanceof ReadAgain) && !isRequestError(err)) throw err;
       return this.#sql.begin((tx) => this.#grantEach(tx, requests));
     }
   }

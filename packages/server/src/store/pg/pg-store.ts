@@ -15,7 +15,9 @@ import type {
 } from '../store.ts';
 import { openPool, redact, type PoolOptions, type Sql } from './connect.ts';
 import { PgAudit } from './pg-audit.ts';
-import { PgDirectives } from './pg-directives.ts';
+import { PgDirectives, activeDirectives } from './pg-directives.ts';
+import { PgEffects } from './pg-effects.ts';
+import { PgFleet } from './pg-fleet.ts';
 import { PgDrills } from './pg-drills.ts';
 import { PgPolicy } from './pg-policy.ts';
 import { PgTokens } from './pg-tokens.ts';
@@ -72,10 +74,10 @@ export class PgStore implements Store {
   constructor(sql: Sql, url: string) {
     this.#sql = sql;
     this.#directives = new PgDirectives(sql);
-    this.#permits = notBuilt<PermitStore>('permits (store/pg/pg-effects.ts)');
+    this.#permits = new PgEffects(sql, activeDirectives);
     this.#audit = new PgAudit(sql, url);
     this.#tokens = new PgTokens(sql);
-    this.#fleet = notBuilt<FleetStore>('fleet runs (store/pg/pg-fleet.ts)');
+    this.#fleet = new PgFleet(sql);
     this.#drills = new PgDrills(sql);
     this.#policy = new PgPolicy(sql);
     this.#presence = new PgPresence(sql);

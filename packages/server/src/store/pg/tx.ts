@@ -5,8 +5,9 @@
  *
  * Lock order (never take them the other way round, so transactions never deadlock):
  *
- * 1. the rev row (`lockRev` / `bumpRev` FOR UPDATE; `shareRev` FOR SHARE for permits), as the
- *    transaction's first statement when it needs it at all;
+ * 1. the rev (`lockRev` / `bumpRev`: the row FOR UPDATE, and `bumpRev`'s UPDATE takes the table
+ *    ROW EXCLUSIVE; `shareRev`: the table in SHARE mode, for permits), as the transaction's first
+ *    statement when it needs it at all;
  * 2. the concept's own rows (an approval, a token, …);
  * 3. the audit head (`appendAudit`), always last, just before COMMIT, so it is held for the
  *    shortest time (every audited transaction of every replica queues on it).
@@ -52,13 +53,23 @@ export async function lockRev(tx: Tx): Promise<number> {
 }
 
 /**
- * Locks the rev row FOR SHARE and returns the rev: the permit side of guarantee 1. It waits for a
- * directive commit in progress and holds directive commits off until this transaction ends, so
- * the switchboard a permit is checked against is the committed one, on every replica. Call it
- * first in the transaction.
+ * Locks the rev table in SHARE mode and returns the rev: the permit side of guarantee 1. It waits
+ * for a directive commit in progress (whose `bumpRev` UPDATE holds the table ROW EXCLUSIVE, which
+ * conflicts with SHARE) and holds directive commits off until this transaction ends, so the
+ * switchboard a permit is checked against is the committed one, on every replica. SHARE locks do
+ * not conflict with each other, so permits of every replica run side by side. Call it first in
+ * the transaction; the rev is read in a second statement, after the lock is granted.
+ *
+ * A table lock, not the row FOR SHARE: row locks let a stream of share lockers overtake a waiting
+ * FOR UPDATE forever (a halt under permit load timed out waiting for the row in
+ * `pg-effects.test.ts`), while table locks queue in order: a SHARE request waits behind a
+ * directive commit already waiting, so a halt commits within one permit transaction's length.
  */
 export async function shareRev(tx: Tx): Promise<number> {
-  const [r] = await tx<{ rev: string }[]>`SELECT rev FROM rev WHERE id = 1 FOR SHARE`;
+  const [, [r]] = await Promise.all([
+    tx`LOCK TABLE rev IN SHARE MODE`,
+    tx<{ rev: string }[]>`SELECT rev FROM rev WHERE id = 1`,
+  ]);
   return Number(r!.rev);
 }
 

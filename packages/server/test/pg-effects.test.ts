@@ -1,0 +1,271 @@
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { AuditEvent } from '../src/audit/chain.ts';
+import { openPool, type Sql } from '../src/store/pg/connect.ts';
+import { PgStore } from '../src/store/pg/pg-store.ts';
+import { migrate } from '../src/store/pg/schema.ts';
+import type { PermitDecision, PermitGrant } from '../src/store/store.ts';
+import { grant } from './effects-contract.ts';
+import { dropLeftovers, freshDatabase, requirePostgres, type TestDatabase } from './pg.ts';
+import { directiveInput } from './store-contract.ts';
+
+/**
+ * PostgreSQL permits across replicas: several `PgStore`s, each on its own pool (what separate
+ * `killpath serve` processes hold), on one database. What is asserted is read back from the
+ * database, exactly; nothing is timed.
+ */
+
+const available = await requirePostgres();
+after(dropLeftovers);
+
+/** A migrated database and `n` stores on it, each with its own pool; `done` closes them and drops it. */
+async function replicas(
+  name: string,
+  n: number,
+): Promise<{ db: TestDatabase; stores: PgStore[]; done: () => Promise<void> }> {
+  const db = await freshDatabase(name);
+  const admin = openPool(db.url, { max: 1 });
+  try {
+    await migrate(admin);
+  } finally {
+    await admin.end({ timeout: 1 });
+  }
+  const stores = await Promise.all(Array.from({ length: n }, () => PgStore.open(db.url, { max: 4 })));
+  return {
+    db,
+    stores,
+    done: async () => {
+      await Promise.all(stores.map((s) => s.close()));
+      await db.drop();
+    },
+  };
+}
+
+const issued =
+  (type: string) =>
+  (r: { directive: { id: string; rev: number } }): AuditEvent[] => [
+    { type, actor: 'alice', tenant: 'acme', data: { directiveId: r.directive.id, rev: r.directive.rev } },
+  ];
+
+/** Resolves once a statement of `sql`'s database waits on a lock (another session holds it): no sleeps, no timing. */
+async function someoneWaitsOnALock(sql: Sql): Promise<void> {
+  for (;;) {
+    const [r] = await sql<{ n: string }[]>`
+      SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`;
+    if (Number(r!.n) > 0) return;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+describe('PostgreSQL permits across replicas', { skip: !available }, () => {
+  test('guarantee 1: writers on three replicas hammer permits while a halt commits on one; from the database, no covered permit after the halt\u2019s rev, uncovered runs keep theirs', async () => {
+    const { stores, done } = await replicas('g1', 3);
+    try {
+      const covered = Array.from({ length: 6 }, (_, i) => `covered-${i}`);
+      const uncovered = Array.from({ length: 6 }, (_, i) => `free-${i}`);
+      // Covered: agent acme/bot (the halt's scope). Uncovered: acme/other, the same tenant.
+      const batch = (w: number, n: number): PermitGrant[] => [
+        grant({ runId: covered[(w + n) % covered.length]!, workerId: `w${w}` }),
+        grant({ runId: uncovered[(w + n) % uncovered.length]!, agent: 'other', workerId: `v${w}` }),
+        grant({
+          runId: covered[(w + n + 1) % covered.length]!,
+          workerId: `w${w}`,
+          capability: 'wire_transfer',
+          class: 'irreversible',
+          coolOffMs: 1,
+        }),
+        grant({ runId: uncovered[(w + n + 1) % uncovered.length]!, agent: 'other', workerId: `v${w}` }),
+      ];
+      const writers = 9; // three per replica
+      const afterHalt = 8; // batches each writer sends once the halt has answered
+      let batches = 0;
+      let warm!: () => void;
+      const warmedUp = new Promise<void>((r) => (warm = r));
+      let haltAnswered = false;
+      const lateDecisions: PermitDecision[][] = [];
+      const confirms: { rev: number; kind: string; sentAfterHalt: boolean }[] = [];
+      const writer = async (w: number) => {
+        const store = stores[w % stores.length]!;
+        let after = 0;
+        for (let n = 0; after < afterHalt; n++) {
+          const sentAfterHalt = haltAnswered;
+          const ds = await store.grantPermits(batch(w, n));
+          if (sentAfterHalt) {
+            lateDecisions.push(ds);
+            after++;
+          }
+          if (++batches === writers * 3) warm();
+          // Confirm the cooling-off permit at once (its cool-off is 1 ms: `now` is past it).
+          const cooling = ds[2];
+          if (cooling?.kind === 'granted') {
+            const sent = haltAnswered;
+            const c = await store.confirmPermit(
+              cooling.response.permit.id,
+              { tenant: 'acme', agent: 'bot' },
+              new Date(Date.now() + 60_000),
+            );
+            confirms.push({
+              rev: c.kind === 'granted' ? c.response.permit.rev : -1,
+              kind: c.kind,
+              sentAfterHalt: sent,
+            });
+          }
+        }
+      };
+      const running = Array.from({ length: writers }, (_, w) => writer(w));
+      await warmedUp;
+      const { directive: halt } = await stores[1]!.issueDirective(
+        directiveInput({ scope: 'agent:acme/bot' }),
+        issued('directive.issued'),
+      );
+      haltAnswered = true;
+      await Promise.all(running);
+      const R = halt.rev;
+
+      const sql = stores[0]!.sql;
+      // From the database: every covered write permitted (granted, or confirmed after its cool-off) is at a rev before R.
+      const [covAfter] = await sql<{ n: string }[]>`
+        SELECT count(*) AS n FROM permits WHERE tenant = 'acme' AND agent = 'bot' AND rev >= ${R}`;
+      assert.equal(Number(covAfter!.n), 0, 'no covered permit at or after the halt\u2019s rev');
+      const [covBefore] = await sql<{ n: string }[]>`
+        SELECT count(*) AS n FROM permits WHERE tenant = 'acme' AND agent = 'bot' AND rev < ${R}`;
+      assert.ok(
+        Number(covBefore!.n) > 0,
+        'covered runs were granted before the halt (the writers were running)',
+      );
+      const [freeAfter] = await sql<{ n: string }[]>`
+        SELECT count(*) AS n FROM permits WHERE tenant = 'acme' AND agent = 'other' AND rev >= ${R}`;
+      assert.ok(
+        Number(freeAfter!.n) >= writers * afterHalt * 2,
+        `uncovered runs keep being granted after the halt (${freeAfter!.n})`,
+      );
+      // And in commit order: every covered intent was committed before the halt (the audit chain's
+      // order is the commit order of the transactions that append to it).
+      const [order] = await sql<{ last_covered: string | null; halt_seq: string }[]>`
+        SELECT
+          (SELECT max(seq) FROM audit WHERE type = 'effect.intent' AND data::jsonb ->> 'agent' = 'bot') AS last_covered,
+          (SELECT seq FROM audit WHERE type = 'directive.issued' AND data::jsonb ->> 'directiveId' = ${halt.id}) AS halt_seq`;
+      assert.ok(order!.last_covered !== null && Number(order!.last_covered) < Number(order!.halt_seq));
+      // What the writers were told once the halt had answered: every covered request halted, every uncovered one granted.
+      assert.equal(lateDecisions.length, writers * afterHalt);
+      for (const ds of lateDecisions) {
+        assert.deepEqual(
+          ds.map((d) => d.kind),
+          ['halted', 'granted', 'halted', 'granted'],
+        );
+        assert.ok(ds[0]?.kind === 'halted' && ds[0].directive.id === halt.id && ds[0].rev >= R);
+      }
+      // Irreversible permits granted before the halt and confirmed after it: refused at confirmation.
+      for (const c of confirms) {
+        if (c.kind === 'granted') assert.ok(c.rev < R, `a confirmation at rev ${c.rev}`);
+        if (c.sentAfterHalt) assert.equal(c.kind, 'halted');
+      }
+      // Every replica's chain is one chain, and it verifies.
+      const verdict = await stores[2]!.verifyAudit();
+      assert.equal(verdict.ok, true, JSON.stringify(verdict));
+    } finally {
+      await done();
+    }
+  });
+
+  test('a request PostgreSQL refuses (a NUL byte) fails alone; the rest of its batch is decided as if it were not there', async () => {
+    const { stores, done } = await replicas('nul', 1);
+    try {
+      const s = stores[0]!;
+      const ds = await s.grantPermits([
+        grant({ runId: 'r1', idempotencyKey: 'k1' }),
+        grant({ runId: 'r1', capability: 'crm\u0000update' }),
+        grant({ runId: 'bad\u0000run' }),
+        grant({ runId: 'r1', idempotencyKey: 'k1' }),
+        grant({ runId: 'r2' }),
+      ]);
+      assert.deepEqual(
+        ds.map((d) => d.kind),
+        ['granted', 'failed', 'failed', 'conflict', 'granted'],
+      );
+      assert.match(ds[1]?.kind === 'failed' ? ds[1].message : '', /0x00|Unicode escape/);
+      const { effects } = await s.ledger('acme', 'r1');
+      assert.deepEqual(
+        effects.map((e) => [e.idempotencyKey, e.status]),
+        [['k1', 'in_doubt']],
+      );
+      const intents = (await s.listAudit({ limit: 100 })).filter((r) => r.type === 'effect.intent');
+      assert.equal(intents.length, 2, 'the failed requests left no intent');
+      assert.equal((await s.verifyAudit()).ok, true);
+    } finally {
+      await done();
+    }
+  });
+
+  test('a run another replica registers while a batch is being decided: the batch is decided again, and the run\u2019s owner refuses the asker', async () => {
+    const { stores, done } = await replicas('race', 2);
+    try {
+      const [a, b] = stores as [PgStore, PgStore];
+      // Replica B's registration is written but not committed yet when A's batch reads the run.
+      let commit!: () => void;
+      const held = new Promise<void>((r) => (commit = r));
+      let inserted!: () => void;
+      const registered = new Promise<void>((r) => (inserted = r));
+      const other = b.sql.begin(async (tx) => {
+        await tx`INSERT INTO runs (run_id, tenant, agent, parent_run_id, lineage, features, worker_id, started_at)
+          VALUES ('r9', 'acme', 'other', NULL, '[]', '[]', 'w7', ${new Date().toISOString()})`;
+        inserted();
+        await held;
+      });
+      await registered;
+      const decided = a.grantPermits([grant({ runId: 'r9', idempotencyKey: 'k' }), grant({ runId: 'r2' })]);
+      await someoneWaitsOnALock(a.sql);
+      commit();
+      await other;
+      assert.deepEqual(
+        (await decided).map((d) => d.kind),
+        ['conflict', 'granted'],
+      );
+      assert.equal((await a.getRun('acme', 'r9'))?.agent, 'other');
+      assert.deepEqual(
+        (await a.ledger('acme', 'r9')).effects,
+        [],
+        'no permit for a run the asker does not own',
+      );
+    } finally {
+      await done();
+    }
+  });
+
+  test('an idempotency key another replica uses while a batch is being decided: never two permits, the first in doubt', async () => {
+    const { stores, done } = await replicas('key', 2);
+    try {
+      const [a, b] = stores as [PgStore, PgStore];
+      await a.grantPermits([grant({ runId: 'r1' })]); // r1 is bot's
+      let commit!: () => void;
+      const held = new Promise<void>((r) => (commit = r));
+      let inserted!: () => void;
+      const written = new Promise<void>((r) => (inserted = r));
+      // B's grant of key k is written but not committed when A's batch looks the key up.
+      const other = b.sql.begin(async (tx) => {
+        await tx`INSERT INTO permits (id, rev, run_id, tenant, agent, worker_id, capability, class, idempotency_key,
+            status, lineage, features, intended_at)
+          VALUES ('p_other', 0, 'r1', 'acme', 'bot', 'w2', 'crm.update', 'write', 'k', 'granted', '[]', '[]',
+            ${new Date().toISOString()})`;
+        inserted();
+        await held;
+      });
+      await written;
+      const decided = a.grantPermits([grant({ runId: 'r1', idempotencyKey: 'k' }), grant({ runId: 'r2' })]);
+      await someoneWaitsOnALock(a.sql);
+      commit();
+      await other;
+      assert.deepEqual(
+        (await decided).map((d) => d.kind),
+        ['conflict', 'granted'],
+      );
+      const keyed = (await a.ledger('acme', 'r1')).effects.filter((e) => e.idempotencyKey === 'k');
+      assert.deepEqual(
+        keyed.map((e) => [e.permitId, e.status]),
+        [['p_other', 'in_doubt']],
+      );
+    } finally {
+      await done();
+    }
+  });
+});
