@@ -368,7 +368,7 @@ export interface PermitStore {
    * the intent (`effect.intent` in the audit chain) before the effect can run. This is what
    * guarantee 1 rests on: a backend must make the grant and the switchboard read one
    * serialisable unit with directive commits (PostgreSQL: the same transaction, locking the
-   * rev row `FOR SHARE`).
+   * `rev` table `SHARE` before reading the switchboard).
    */
   grantPermits(requests: PermitGrant[]): Promise<PermitDecision[]>;
   /**

@@ -4,22 +4,24 @@
  * (`permit-decision.ts`, which calls `protocol`'s coverage rule), stored here under the locks
  * that make it hold across replicas.
  *
- * Guarantee 1 across replicas. A directive commit takes the rev row FOR UPDATE (`bumpRev`) and
- * holds it to its COMMIT. A permit transaction's first statement takes the same row FOR SHARE
- * (`shareRev`), and only then, in later statements, reads the active directives and decides. Under
- * read committed each statement takes a fresh snapshot when it starts, so:
- * - if the halt's transaction holds the row, the FOR SHARE waits for its COMMIT and returns the
- *   new rev (a locking read follows the row to its newest version); the directives read in the
- *   next statement, whose snapshot is taken after the COMMIT, include the halt: refused;
- * - if the permit transaction holds the row first, the halt's FOR UPDATE waits until the permit
- *   commits: the permit is stamped and committed at a rev before the halt's;
- * - while a permit holds the row FOR SHARE no directive commits, so the directives it reads are
- *   exactly those of the rev it stamps on the permit.
- * The lock and the read must be two statements: one statement reading the directives with the
- * lock taken inside it (a CTE, a join) would keep the snapshot from before its wait and miss the
- * halt it waited for. Sending them pipelined (one round trip) is fine: the server runs a
- * connection's statements one after the other and snapshots the second when it starts it. Nothing
- * here depends on one process: every replica takes the same row lock in the same database.
+ * Guarantee 1 across replicas. A directive commit moves the rev with an UPDATE of the rev row
+ * (`bumpRev`), which takes the `rev` table ROW EXCLUSIVE until its COMMIT. A permit transaction's
+ * first statement takes the `rev` table in SHARE mode (`shareRev`), which conflicts with ROW
+ * EXCLUSIVE; only then, in later statements, it reads the rev and the active directives and
+ * decides. Under read committed each statement takes a fresh snapshot when it starts, so:
+ * - if the halt has bumped the rev, the SHARE waits for its COMMIT; the reads that follow are
+ *   snapshotted after it and see the new rev and the halt: refused;
+ * - if the permit holds SHARE first, the halt's UPDATE waits until the permit commits: the permit
+ *   is stamped and committed at a rev before the halt's;
+ * - while a permit holds SHARE no rev moves, so the directives it reads are exactly those of the
+ *   rev it stamps on the permit.
+ * The lock and the reads must be separate statements: one statement reading the directives with
+ * a lock taken inside it (a CTE, a join) would keep the snapshot from before its wait and miss
+ * the halt it waited for. Sending them pipelined (one round trip) is fine: the server runs a
+ * connection's statements one after the other and snapshots each when it starts it. Table locks
+ * queue in order (a SHARE request waits behind a directive already waiting), so a halt commits
+ * after the permits in flight, never starved by later ones. Nothing here depends on one process:
+ * every replica takes the same lock in the same database.
  */
 import type { Directive, JournalEvent, LedgerEntry, PermitOutcome } from '@killpath/protocol';
 import type { AuditEvent } from '../../audit/chain.ts';
@@ -486,7 +488,7 @@ export class PgEffects implements PermitStore {
     });
   }
 
-  /** See {@link PermitStore.checkResume}: read under the rev lock FOR SHARE, like a permit. */
+  /** See {@link PermitStore.checkResume}: read under the rev table's SHARE lock, like a permit. */
   async checkResume(run: RunRecord, actor: string): Promise<Directive | null> {
     return this.#sql.begin(async (tx) => {
       const [, active] = await Promise.all([shareRev(tx), this.#active(tx)]);
