@@ -4,7 +4,8 @@ const HELP = `killpath — the kill path for fleets of autonomous AI agents
 
 Usage: killpath <command> [options]        (killpath <command> --help for details)
 
-  serve            start the control plane (embedded SQLite)
+  serve            start the control plane (embedded SQLite, or PostgreSQL replicas: --store URL)
+  migrate          apply the schema to a PostgreSQL store (--store URL) before serving on it
   demo             start a control plane and a demo fleet, walk every scope, verify the audit chain
   kill             stop agents at one scope (--run, --agent, --tenant, --feature, --global) at any
                    level: --level throttle|degrade|isolate|halt|freeze|kill (--hard = kill)
@@ -41,6 +42,8 @@ interface Command {
 
 const COMMANDS: Record<string, () => Promise<Command>> = {
   serve: async () => import('./commands/serve.ts').then((m) => ({ run: m.serve, help: m.SERVE_HELP })),
+  migrate: async () =>
+    import('./commands/migrate.ts').then((m) => ({ run: m.migrate, help: m.MIGRATE_HELP })),
   demo: async () => import('./commands/demo.ts').then((m) => ({ run: m.demo, help: m.DEMO_HELP })),
   kill: async () => import('./commands/directives.ts').then((m) => ({ run: m.kill, help: m.KILL_HELP })),
   resume: async () =>

@@ -8,6 +8,9 @@ export type { AutomationPolicy } from './ladder.ts';
 export type { HaltedEvent, HaltedListener } from './control-plane.ts';
 export { createApp, BODY_LIMIT } from './http/app.ts';
 export { SqliteStore } from './store/sqlite-store.ts';
+export { PgStore, migrateStore, type PgStoreOptions } from './store/pg/pg-store.ts';
+export { PG_SCHEMA_VERSION } from './store/pg/schema.ts';
+export { checkStoreUrl, redact as redactStoreUrl, type PoolOptions } from './store/pg/connect.ts';
 export type {
   Store,
   TokenRecord,

@@ -16,7 +16,9 @@ import { Admission, loopLagProbe } from './http/admission.ts';
 import { createLogger, type Logger, type LogLevel } from './log.ts';
 import { Metrics } from './metrics.ts';
 import { SqliteStore } from './store/sqlite-store.ts';
-import type { Store } from './store/store.ts';
+import { PgStore } from './store/pg/pg-store.ts';
+import { redact } from './store/pg/connect.ts';
+import type { Store, TokenStore } from './store/store.ts';
 import { StreamHub } from './stream/hub.ts';
 import type { CoolOffPolicy } from './permits.ts';
 import type { AutomationPolicy } from './ladder.ts';
@@ -48,6 +50,12 @@ export interface ServerOptions {
   coolOff?: CoolOffPolicy;
   /** Use this store instead of SQLite in `dataDir` (tests, other backends). */
   store?: Store;
+  /**
+   * A PostgreSQL URL (`postgres://user@host:port/db`): the store is that database, shared by
+   * every replica, instead of SQLite in `dataDir`. Its schema must be this killpath's
+   * (`killpath migrate --store URL`); the start is refused otherwise.
+   */
+  storeUrl?: string;
   /** Webhook URLs alerts are POSTed to (degrade, isolate, escalations, process kills), with retries. */
   notifyWebhooks?: string[];
   /** Which ladder steps may be taken automatically (default: throttle, degrade, halt). */
@@ -138,20 +146,19 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   try {
     const store =
       opts.store ??
-      new SqliteStore(join(dataDir, 'killpath.db'), {
-        onDiskFailure: (err) =>
-          opts.onStoreFailure ? opts.onStoreFailure(err) : log.error('store failed', { error: err.message }),
-      });
+      (opts.storeUrl !== undefined
+        ? await PgStore.open(opts.storeUrl)
+        : new SqliteStore(join(dataDir, 'killpath.db'), {
+            onDiskFailure: (err) =>
+              opts.onStoreFailure
+                ? opts.onStoreFailure(err)
+                : log.error('store failed', { error: err.message }),
+          }));
     undo.push(() => store.close());
-    if ((await store.countTokens()) === 0) {
-      const { secret } = await mintToken(
-        store,
-        { role: 'admin', tenant: '*', name: 'bootstrap-admin' },
-        'killpath:bootstrap',
-      );
-      writeFileSync(adminTokenFile, `${secret}\n`, { mode: 0o600 });
+    createdAdminToken = await bootstrapAdmin(store);
+    if (createdAdminToken !== null) {
+      writeFileSync(adminTokenFile, `${createdAdminToken}\n`, { mode: 0o600 });
       chmodSync(adminTokenFile, 0o600);
-      createdAdminToken = secret;
     }
     const metrics = new Metrics();
     const rev = await store.rev();
@@ -216,7 +223,12 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     writeFileSync(join(dataDir, 'server.json'), `${JSON.stringify({ url, pid: process.pid }, null, 2)}\n`);
     const pruner = setInterval(() => fleet.prune(10 * 60_000), 60_000);
     pruner.unref();
-    log.info('control plane listening', { url, dataDir, rev });
+    log.info('control plane listening', {
+      url,
+      dataDir,
+      rev,
+      store: opts.storeUrl ? redact(opts.storeUrl) : 'sqlite',
+    });
     let closed = false;
     return {
       url,
@@ -261,6 +273,31 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     await new Promise<void>((ok) => server.close(() => ok()));
     if (createdAdminToken !== null && err instanceof Error)
       err.message = `${err.message} (the admin token this start created is in ${adminTokenFile})`;
+    throw err;
+  }
+}
+
+/** The bootstrap admin token's id (fixed: see {@link bootstrapAdmin}). */
+export const BOOTSTRAP_TOKEN_ID = 't_bootstrap-admin';
+
+/**
+ * Creates the first admin token when the store has no token at all, and returns its secret (null
+ * when there were tokens already). Replicas starting at once on one empty database race here: the
+ * token's id is fixed, so exactly one insert commits and the others conflict on the id, find the
+ * token there and go on without one (only the replica that created it prints it and writes it to
+ * its data dir).
+ */
+export async function bootstrapAdmin(store: TokenStore): Promise<string | null> {
+  if ((await store.countTokens()) > 0) return null;
+  try {
+    const { secret } = await mintToken(
+      store,
+      { role: 'admin', tenant: '*', name: 'bootstrap-admin', id: BOOTSTRAP_TOKEN_ID },
+      'killpath:bootstrap',
+    );
+    return secret;
+  } catch (err) {
+    if ((await store.getToken(BOOTSTRAP_TOKEN_ID)) !== null) return null;
     throw err;
   }
 }

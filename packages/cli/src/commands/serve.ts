@@ -1,14 +1,24 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { automationFrom, parsePolicy, startServer, type LogLevel } from '@killpath/server';
+import {
+  automationFrom,
+  checkStoreUrl,
+  parsePolicy,
+  redactStoreUrl,
+  startServer,
+  type LogLevel,
+} from '@killpath/server';
 import { KillpathError } from '@killpath/protocol';
 import { intFlag, parse } from '../args.ts';
 
 export const SERVE_HELP = `killpath serve [options]
 
-Starts the control plane on the embedded SQLite store.
+Starts the control plane: on the embedded SQLite store in --data-dir, or on PostgreSQL with --store,
+where several replicas share one database (docs/deployment.md).
 
-  --data-dir DIR       database, admin token, server.json (default ./.killpath)
+  --store URL          PostgreSQL store, postgres://user@host:port/db (also KILLPATH_STORE); its
+                       schema must be current: killpath migrate --store URL. Default: SQLite in --data-dir
+  --data-dir DIR       database (SQLite), admin token, signing key, server.json (default ./.killpath)
   --host HOST          address to listen on (default 127.0.0.1)
   --port PORT          port (default 7070; 0 picks a free one)
   --keepalive-ms MS    keep-alive interval on worker streams (default 1000)
@@ -32,9 +42,20 @@ Starts the control plane on the embedded SQLite store.
   --tls-key FILE       the certificate's private key (PEM). Clients then trust the CA with
                        --ca FILE / KILLPATH_CA (or behind a TLS-terminating load balancer: docs/security.md)
 
-On first start it creates an admin token, prints it once and writes <data-dir>/admin.token (0600);
-a later start prints where it is. It listens before it opens the database or starts anything, so
+On first start (an empty store) it creates an admin token, prints it once and writes
+<data-dir>/admin.token (0600); a later start prints where it is. Replicas starting at once on one
+empty PostgreSQL database create it once: only the replica that created it prints it. It listens before it opens the database or starts anything, so
 a second serve whose port is taken leaves a running one alone.`;
+
+/**
+ * The PostgreSQL store's URL: `--store`, else `KILLPATH_STORE`; undefined for SQLite.
+ * @throws KillpathError `invalid_request` for a URL that is not PostgreSQL's
+ */
+export function storeFlag(flag: string | undefined): string | undefined {
+  const url = flag ?? (process.env['KILLPATH_STORE'] || undefined);
+  if (url !== undefined) checkStoreUrl(url);
+  return url;
+}
 
 /** Reads `--tls-cert` and `--tls-key` (both or neither). */
 function tlsFiles(
@@ -63,6 +84,7 @@ function tlsFiles(
 export async function serve(args: string[]): Promise<number> {
   const { values } = parse(args, {
     'data-dir': { type: 'string' },
+    store: { type: 'string' },
     host: { type: 'string' },
     port: { type: 'string' },
     'keepalive-ms': { type: 'string' },
@@ -126,12 +148,14 @@ export async function serve(args: string[]): Promise<number> {
     policy = { path: values.policy, source };
   }
   const tls = tlsFiles(values['tls-cert'], values['tls-key']);
+  const storeUrl = storeFlag(values.store);
   const absentAfterMs = intFlag('absent-after', values['absent-after'], 5000);
   if (absentAfterMs < 100) throw new KillpathError('invalid_request', '--absent-after must be at least 100');
   let server;
   try {
     server = await startServer({
       dataDir: values['data-dir'],
+      ...(storeUrl !== undefined ? { storeUrl } : {}),
       host: values.host,
       port,
       keepaliveMs,
@@ -173,10 +197,16 @@ export async function serve(args: string[]): Promise<number> {
       );
     throw err;
   }
-  console.log(`killpath control plane listening on ${server.url} (data dir ${server.dataDir})`);
+  console.log(
+    `killpath control plane listening on ${server.url} (${storeUrl !== undefined ? `store ${redactStoreUrl(storeUrl)}, ` : ''}data dir ${server.dataDir})`,
+  );
   const tokenFile = join(server.dataDir, 'admin.token');
   if (server.createdAdminToken) {
     console.log(`admin token (shown once, also written to ${tokenFile}):\n  ${server.createdAdminToken}`);
+  } else if (storeUrl !== undefined && !existsSync(tokenFile)) {
+    console.log(
+      `admin token: the database has tokens already (the first admin token was printed once by the replica that created it, into its --data-dir/admin.token; see killpath token --help)`,
+    );
   } else if (existsSync(tokenFile)) {
     console.log(`admin token: in ${tokenFile} (created on the first start; the CLI reads it from there)`);
   } else {

@@ -25,6 +25,11 @@ export interface TokenSpec {
   launcher?: string | null;
   /** The token that minted this one for a launcher (revoked with it); absent or null: none. */
   mintedBy?: string | null;
+  /**
+   * A fixed id instead of a random one: the bootstrap admin token's, so that replicas starting
+   * at once on an empty database create it once (the others' inserts conflict on the id).
+   */
+  id?: string;
 }
 
 /**
@@ -49,7 +54,7 @@ export function checkTokenSpec(spec: TokenSpec): void {
 
 /** A new token's id and name, from its spec. */
 function identify(spec: TokenSpec): { id: string; name: string } {
-  const id = `t_${randomUUID()}`;
+  const id = spec.id ?? `t_${randomUUID()}`;
   const name =
     spec.name ?? `${spec.role}:${spec.tenant}${spec.agent ? `/${spec.agent}` : ''}:${id.slice(2, 10)}`;
   return { id, name };

@@ -43,23 +43,23 @@ export function checkStoreUrl(url: string): URL {
   } catch {
     throw new KillpathError(
       'invalid_request',
-      `--store ${redact(url)} is not a URL (postgres://user@host:port/db)`,
+      `the store URL ${redact(url)} is not a URL (postgres://user@host:port/db)`,
     );
   }
   if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:')
     throw new KillpathError(
       'invalid_request',
-      `--store ${redact(url)} is not a PostgreSQL URL: it must start with postgres:// (postgres://user@host:port/db)`,
+      `the store URL ${redact(url)} is not a PostgreSQL URL: it must start with postgres:// (postgres://user@host:port/db)`,
     );
   if (u.hostname === '')
     throw new KillpathError(
       'invalid_request',
-      `--store ${redact(url)} names no host (postgres://user@host:port/db)`,
+      `the store URL ${redact(url)} names no host (postgres://user@host:port/db)`,
     );
   if (u.pathname.length <= 1)
     throw new KillpathError(
       'invalid_request',
-      `--store ${redact(url)} names no database (postgres://user@host:port/db)`,
+      `the store URL ${redact(url)} names no database (postgres://user@host:port/db)`,
     );
   return u;
 }

@@ -21,7 +21,7 @@ import { PgFleet } from './pg-fleet.ts';
 import { PgDrills } from './pg-drills.ts';
 import { PgPolicy } from './pg-policy.ts';
 import { PgTokens } from './pg-tokens.ts';
-import { checkSchema } from './schema.ts';
+import { checkSchema, migrate } from './schema.ts';
 import { PgPresence } from './pg-presence.ts';
 
 /**
@@ -214,5 +214,34 @@ export class PgStore implements Store {
   close(): Promise<void> {
     this.#closing ??= this.#sql.end({ timeout: 5 });
     return this.#closing;
+  }
+}
+
+/**
+ * Applies the schema to the database at `url` (what `killpath migrate --store URL` runs): every
+ * migration after the stored version, in one transaction; several at once take turns.
+ * @returns the versions before and after, and the migrations applied (none when it was current)
+ * @throws KillpathError `invalid_request` for a bad URL or a database newer than this killpath;
+ *   `unavailable` when the database cannot be reached
+ */
+export async function migrateStore(
+  url: string,
+  options: PoolOptions = {},
+): Promise<{ from: number; to: number; applied: { version: number; name: string }[] }> {
+  const sql = openPool(url, { max: 1, ...options });
+  try {
+    const r = await migrate(sql);
+    return { from: r.from, to: r.to, applied: r.applied.map((m) => ({ version: m.version, name: m.name })) };
+  } catch (err) {
+    if (err instanceof KillpathError) throw err;
+    throw new KillpathError(
+      'unavailable',
+      `cannot migrate PostgreSQL at ${redact(url)}: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
+  } finally {
+    await sql.end({ timeout: 1 });
   }
 }
