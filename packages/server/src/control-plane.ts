@@ -94,6 +94,7 @@ export class ControlPlane {
       deps.store,
       deps.log,
       deps.coolOff ?? { defaultMs: DEFAULT_COOL_OFF_MS, byCapability: {} },
+      this.clock,
     );
     this.surface = new SurfaceDesk(deps.store, deps.log);
     this.hub = deps.hub;
@@ -106,7 +107,12 @@ export class ControlPlane {
     this.automation = deps.automation ?? DEFAULT_AUTOMATION;
     this.#slackMs = deps.escalationSlackMs ?? DEFAULT_ESCALATION_SLACK_MS;
     this.launchers = new LauncherHub(deps.keepaliveMs ?? 1000, (id) => this.fleet.runsOfLauncher(id));
-    this.#auditQueue = new AuditQueue({ store: this.store, metrics: this.metrics, log: this.#log });
+    this.#auditQueue = new AuditQueue({
+      store: this.store,
+      metrics: this.metrics,
+      log: this.#log,
+      clock: this.clock,
+    });
     this.launcherDesk = new LauncherDesk({
       store: this.store,
       fleet: this.fleet,

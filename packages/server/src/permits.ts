@@ -1,6 +1,9 @@
 import {
   KillpathError,
   refusalReason,
+  systemClock,
+  wallNow,
+  type Clock,
   type JournalBatch,
   type LedgerEntry,
   type PermitOutcome,
@@ -72,14 +75,25 @@ export class PermitDesk {
   readonly #store: PermitStore & FleetStore;
   readonly #log: Logger;
   readonly #coolOff: CoolOffPolicy;
+  readonly #clock: Clock;
   #queue: Pending[] = [];
   #scheduled = false;
   #flushing: Promise<void> = Promise.resolve();
 
-  constructor(store: PermitStore & FleetStore, log: Logger, coolOff: CoolOffPolicy) {
+  /**
+   * @param clock whose wall time stamps each request (a cool-off runs from it) and each
+   *   confirmation; default the system clock (tests pass a manual one)
+   */
+  constructor(
+    store: PermitStore & FleetStore,
+    log: Logger,
+    coolOff: CoolOffPolicy,
+    clock: Clock = systemClock,
+  ) {
     this.#store = store;
     this.#log = log;
     this.#coolOff = coolOff;
+    this.#clock = clock;
   }
 
   /** Cool-off for a capability, in ms. */
@@ -100,6 +114,7 @@ export class PermitDesk {
       tenant: who.tenant,
       agent: who.agent,
       coolOffMs: req.class === 'irreversible' ? this.coolOffFor(req.capability) : 0,
+      grantedAt: new Date(wallNow(this.#clock)),
     };
     const decision = await new Promise<PermitDecision>((resolve, reject) => {
       this.#queue.push({ grant, resolve, reject });
@@ -137,7 +152,7 @@ export class PermitDesk {
 
   /** Confirms an irreversible permit after its cool-off (checked against the switchboard again). */
   async confirm(who: WorkerIdentity, id: string): Promise<PermitResponse> {
-    const d = await this.#store.confirmPermit(id, who, new Date());
+    const d = await this.#store.confirmPermit(id, who, new Date(wallNow(this.#clock)));
     if (d.kind !== 'granted') throw refusal(d);
     return d.response;
   }

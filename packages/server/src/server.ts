@@ -206,7 +206,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     });
     await checkpoints.start();
     undo.push(() => checkpoints.stop(false));
-    const lag = opts.admission === false ? null : loopLagProbe();
+    const lag = opts.admission === false ? null : loopLagProbe(undefined, undefined, cp.clock);
     undo.push(() => lag?.stop());
     const admission =
       lag === null
@@ -214,6 +214,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
         : new Admission({
             lag,
             ...(opts.admission ? opts.admission : {}),
+            now: () => cp.clock.now(),
             onShed: (priority) => cp.metrics.shed.inc({ priority }),
           });
     const app = createApp(cp, auth, log, triggers, { adminTokenFile, checkpoints, admission });

@@ -1,3 +1,4 @@
+import { systemClock, type Clock } from '@killpath/protocol';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { AuditStore, PermitStore } from '../store/store.ts';
@@ -22,7 +23,9 @@ export class AuditQueue {
   readonly #metrics: Metrics;
   readonly #log: Logger;
   #pending: AuditEvent[] = [];
-  #flushTimer: NodeJS.Timeout | null = null;
+  readonly #clock: Clock;
+  /** The pending flush (a handle of the clock), null when none is set. */
+  #flushTimer: unknown = null;
   /** The last flush of queued audit events (they run one after the other). */
   #flushing: Promise<void> = Promise.resolve();
   /** When the oldest queued audit record was queued (monotonic ms), null when none is. */
@@ -32,7 +35,10 @@ export class AuditQueue {
     store: Pick<AuditStore, 'appendAudit'> & Pick<PermitStore, 'recordHalted'>;
     metrics: Metrics;
     log: Logger;
+    /** Times the batches (monotonic `now` and timers); default the system clock. */
+    clock?: Clock;
   }) {
+    this.#clock = deps.clock ?? systemClock;
     this.#store = deps.store;
     this.#metrics = deps.metrics;
     this.#log = deps.log;
@@ -41,11 +47,11 @@ export class AuditQueue {
   /** Queues an audit record; it is written with its batch (see {@link AuditQueue}). */
   queue(e: AuditEvent): void {
     this.#pending.push(e);
-    const now = performance.now();
+    const now = this.#clock.now();
     this.#pendingSince ??= now;
-    if (this.#flushTimer !== null) clearTimeout(this.#flushTimer);
+    if (this.#flushTimer !== null) this.#clock.clearTimeout(this.#flushTimer);
     const wait = Math.max(0, Math.min(AUDIT_QUIET_MS, this.#pendingSince + AUDIT_MAX_WAIT_MS - now));
-    this.#flushTimer = setTimeout(() => void this.flush(), wait);
+    this.#flushTimer = this.#clock.setTimeout(() => void this.flush(), wait);
   }
 
   /**
@@ -54,12 +60,17 @@ export class AuditQueue {
    * one after the other, in queue order.
    */
   flush(): Promise<void> {
-    if (this.#flushTimer !== null) clearTimeout(this.#flushTimer);
+    if (this.#flushTimer !== null) this.#clock.clearTimeout(this.#flushTimer);
     this.#flushTimer = null;
     this.#pendingSince = null;
     const all = this.#pending;
     this.#pending = [];
     this.#flushing = this.#flushing.then(() => this.#write(all));
+    return this.#flushing;
+  }
+
+  /** Resolves once every flush started so far has ended (starts none: queued records wait for their batch). */
+  flushed(): Promise<void> {
     return this.#flushing;
   }
 

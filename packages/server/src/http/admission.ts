@@ -1,5 +1,5 @@
 import type { MiddlewareHandler } from 'hono';
-import { KillpathError } from '@killpath/protocol';
+import { KillpathError, systemClock, type Clock } from '@killpath/protocol';
 import { wireError } from './common.ts';
 
 /**
@@ -158,25 +158,32 @@ export class Admission {
  * Measures how late the event loop runs: a timer every `intervalMs` notes how much later than
  * asked it fired; `lagMs()` is the largest such delay of the last `windowMs`, and also counts a
  * delay still in progress (the time since the last tick beyond its interval), so a request that
- * arrives right after a long synchronous stretch sees it. `stop()` clears the timer (unref'd).
+ * arrives right after a long synchronous stretch sees it. `stop()` clears the timer. Time and
+ * timers come from `clock` (default the system clock, whose timers never hold the process).
  */
-export function loopLagProbe(intervalMs = 20, windowMs = 500): LagSource & { stop(): void } {
+export function loopLagProbe(
+  intervalMs = 20,
+  windowMs = 500,
+  clock: Clock = systemClock,
+): LagSource & { stop(): void } {
   const samples: { at: number; lag: number }[] = [];
-  let last = performance.now();
-  const timer = setInterval(() => {
-    const now = performance.now();
+  let last = clock.now();
+  let timer: unknown = null;
+  const tick = () => {
+    const now = clock.now();
     samples.push({ at: now, lag: Math.max(0, now - last - intervalMs) });
     last = now;
     while (samples.length > 0 && samples[0]!.at < now - windowMs) samples.shift();
-  }, intervalMs);
-  timer.unref();
+    timer = clock.setTimeout(tick, intervalMs);
+  };
+  timer = clock.setTimeout(tick, intervalMs);
   return {
     lagMs() {
-      const now = performance.now();
+      const now = clock.now();
       let max = Math.max(0, now - last - intervalMs);
       for (const s of samples) if (s.at >= now - windowMs && s.lag > max) max = s.lag;
       return max;
     },
-    stop: () => clearInterval(timer),
+    stop: () => clock.clearTimeout(timer),
   };
 }

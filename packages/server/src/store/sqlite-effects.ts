@@ -96,7 +96,7 @@ export function grantPermits(ctx: EffectsContext, requests: PermitGrant[]): Prom
         { owner: owner?.agent ?? null, prior: prior ?? null },
         rev,
         active,
-        new Date(),
+        q.grantedAt ?? new Date(),
       );
       // The run is the asker's: registered to it, or registered to it now (first use).
       if (step.register)

@@ -32,6 +32,11 @@ export interface PermitGrant extends PermitRequest {
   agent: string;
   /** Cool-off of an irreversible effect, in ms (0 for writes). */
   coolOffMs: number;
+  /**
+   * When the control plane took the request (its clock's wall time): the permit is intended then,
+   * and its cool-off runs from then. Default: the store's own now.
+   */
+  grantedAt?: Date;
 }
 
 /** The store's answer to one permit request. */

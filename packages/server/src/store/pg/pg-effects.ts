@@ -230,7 +230,7 @@ export class PgEffects implements PermitStore {
         { owner: owners.get(rk) ?? null, prior: ik === null ? null : (priors.get(ik) ?? null) },
         rev,
         active,
-        new Date(),
+        q.grantedAt ?? new Date(),
       );
       if (step.register) {
         owners.set(rk, q.agent);
@@ -305,7 +305,7 @@ export class PgEffects implements PermitStore {
             { owner: owner?.agent ?? null, prior: prior ? permitRow(prior) : null },
             rev,
             active,
-            new Date(),
+            q.grantedAt ?? new Date(),
           );
           if (step.doubt !== null)
             await sp`UPDATE permits SET status = 'in_doubt' WHERE id = ${step.doubt} AND status = 'granted'`;
