@@ -19,7 +19,9 @@ import type { Fleet, WorkerKey } from './fleet.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { StreamHub } from './stream/hub.ts';
-import type { IssueResult, Store } from './store/store.ts';
+import type { IssueResult, Store, SwitchboardChange } from './store/store.ts';
+import type { Doorbell } from './doorbell.ts';
+import { SwitchboardView } from './switchboard-view.ts';
 import type { IssueDirectiveBody, StepBody } from './http/schemas.ts';
 import { DEFAULT_AUTOMATION, DEFAULT_ESCALATION_SLACK_MS, type AutomationPolicy } from './ladder.ts';
 import { LauncherHub } from './launchers.ts';
@@ -59,8 +61,11 @@ export class ControlPlane {
   readonly alerts: AlertSink;
   readonly automation: AutomationPolicy;
   readonly #slackMs: number;
-  /** The switchboard in memory, kept in step with every commit of this process. */
-  readonly #active = new Map<string, Directive>();
+  /**
+   * The switchboard in memory: built from the store and moved only by the store's changes in rev
+   * order, this process's commits and other processes' alike (see {@link SwitchboardView}).
+   */
+  readonly view: SwitchboardView;
   /** The escalation steps of active directives, in time. */
   readonly #escalation: Escalation;
   /** The clock of escalation deadlines (wall time, so that they survive a restart) and their timers. */
@@ -87,6 +92,16 @@ export class ControlPlane {
     keepaliveMs?: number;
     /** Time for escalation deadlines; default the system clock (tests pass a manual one). */
     clock?: Clock;
+    /**
+     * What tells the view that another process committed: the store's own (an in-process one for
+     * SQLite, LISTEN for PostgreSQL) unless given; none when the store has none.
+     */
+    doorbell?: Doorbell;
+    /**
+     * The workers' lease in ms (default 3,000, the SDK's default): a view whose store or doorbell
+     * has been unreachable for half of it stops renewing workers' leases.
+     */
+    leaseMs?: number;
   }) {
     this.store = deps.store;
     this.clock = deps.clock ?? systemClock;
@@ -131,12 +146,26 @@ export class ControlPlane {
       workerSeen: (key) => this.workerSeen(key),
     });
 
+    const doorbell = deps.doorbell ?? deps.store.doorbell?.();
+    this.view = new SwitchboardView(deps.store, {
+      ...(doorbell ? { doorbell } : {}),
+      clock: this.clock,
+      vouchMs: (deps.leaseMs ?? 3000) / 2,
+      log: deps.log,
+    });
+    this.view.onChange((c) => this.#took(c));
+    this.view.onVouch((vouching) => {
+      // A switchboard it cannot vouch for is not served: no keep-alive or delta renews a lease,
+      // open streams are closed (their workers go to another replica or go stale and fail closed).
+      this.hub.vouch(vouching);
+      if (!vouching) this.launchers.dropAll();
+    });
     this.#reports = new HaltReports({
       fleet: this.fleet,
       metrics: this.metrics,
       log: this.#log,
       rev: () => this.hub.rev,
-      active: (id) => this.#active.get(id),
+      active: (id) => this.view.get(id),
       queueAudit: (e) => this.#auditQueue.queue(e),
     });
     this.#escalation = new Escalation(
@@ -148,7 +177,7 @@ export class ControlPlane {
         automation: this.automation,
         clock: this.clock,
         log: this.#log,
-        isActive: (id) => this.#active.has(id),
+        isActive: (id) => this.view.has(id),
         haltReports: (id) => this.#reports.acknowledged(id),
         flipTime: (rev) => this.#reports.flipTime(rev),
         commit: (base, audit, trigger, inherited) => this.#commit(base, audit, trigger, inherited),
@@ -157,20 +186,41 @@ export class ControlPlane {
     );
   }
 
-  /** Loads the switchboard into memory and re-arms the escalation steps of active directives (after a restart). */
+  /**
+   * Builds the switchboard view from the store (it then follows the store by rev) and re-arms
+   * the escalation steps of active directives (after a restart).
+   */
   async start(): Promise<void> {
-    const board = await this.store.switchboard();
-    await this.#reports.load(this.store, new Set(board.directives.map((d) => d.id)));
-    for (const d of board.directives) {
-      this.#active.set(d.id, d);
-      this.#escalation.arm(d);
-    }
+    await this.view.start();
+    this.hub.startAt(this.view.rev);
+    const active = this.view.active();
+    await this.#reports.load(this.store, new Set(active.map((d) => d.id)));
+    for (const d of active) this.#escalation.arm(d);
   }
 
-  /** Cancels escalation timers and closes launcher streams. */
+  /** Cancels escalation timers, stops following the store and closes launcher streams. */
   stop(): void {
     this.#escalation.stop();
+    void this.view.stop();
     this.launchers.close();
+  }
+
+  /**
+   * One change of the switchboard as the view applies it, in rev order, whoever committed it:
+   * push it to every stream, recompute launcher orders, arm or disarm escalation.
+   */
+  #took(c: SwitchboardChange): void {
+    this.#rememberFlip(c.rev);
+    for (const old of c.replaced ?? []) this.#forget(old.id);
+    if (c.cleared !== undefined) this.#forget(c.cleared.id);
+    this.hub.publish(c.rev, c);
+    this.launchers.reconcile(c.rev, this.active());
+    if (c.issued !== undefined && this.view.has(c.issued.id)) this.#escalation.arm(c.issued);
+  }
+
+  /** Applies this process's commit at `rev` to the view: at once when it is the next rev, else by reading the store up to it. */
+  async #applied(change: SwitchboardChange): Promise<void> {
+    if (!this.view.committed(change)) await this.view.reach(change.rev);
   }
 
   /** Alerts raised recently (when the sink keeps them), newest last. */
@@ -178,9 +228,9 @@ export class ControlPlane {
     return [...(this.alerts.recent ?? [])];
   }
 
-  /** Active directives, in rev order (from memory). */
-  active(): Directive[] {
-    return [...this.#active.values()].sort((a, b) => a.rev - b.rev);
+  /** Active directives, in rev order (from the switchboard view; shared, do not modify). */
+  active(): readonly Directive[] {
+    return this.view.active();
   }
 
   /** The fleet view for `tenant` (all when undefined), with the flags the switchboard puts on each worker. */
@@ -255,25 +305,17 @@ export class ControlPlane {
     });
     if (!result.created) {
       const d = result.directive;
-      // Belt and braces: a directive the store holds active but memory does not (its commit was
-      // never answered, e.g. its fsync failed) is enforced now, not answered as if it were.
-      if (d.clearedRev === null && !this.#active.has(d.id)) {
-        this.#rememberFlip(d.rev);
-        this.#active.set(d.id, d);
-        this.hub.publish(d.rev, { issued: d, replaced: [] });
-        this.launchers.reconcile(d.rev, this.active());
-        this.#escalation.arm(d);
+      // Belt and braces: a directive the store holds active but the view not yet (its commit was
+      // never answered, e.g. its fsync failed, or another replica made it) is enforced before
+      // the answer, not answered as if it were: the view reads the store up to it.
+      if (d.clearedRev === null && d.rev > this.view.rev) {
+        await this.view.reach(d.rev);
         this.#log.warn('directive in the store but not enforced: applied now', { id: d.id, rev: d.rev });
       }
       return result;
     }
     const d = result.directive;
-    this.#rememberFlip(d.rev);
-    for (const old of result.replaced) this.#forget(old.id);
-    this.#active.set(d.id, d);
-    this.hub.publish(d.rev, { issued: d, replaced: result.replaced });
-    this.launchers.reconcile(d.rev, this.active());
-    this.#escalation.arm(d);
+    await this.#applied({ rev: d.rev, issued: d, replaced: result.replaced });
     this.metrics.directives.inc({ level: d.level });
     this.metrics.auditRecords.inc(appended);
     this.#log.info('directive issued', {
@@ -289,9 +331,8 @@ export class ControlPlane {
     return result;
   }
 
-  /** Drops a directive that is no longer active from memory and cancels its escalation. */
+  /** Cancels the escalation and forgets the acknowledgements of a directive no longer active. */
   #forget(id: string): void {
-    this.#active.delete(id);
     this.#escalation.disarm(id);
     this.#reports.forget(id);
   }
@@ -347,10 +388,7 @@ export class ControlPlane {
     const { releaseCheck } = await this.resumable(p, id, body);
     const cleared = await this.store.clearDirective(id, resumeAudit(p, body, releaseCheck, approved));
     if (!cleared) throw new KillpathError('conflict', `directive ${id} was cleared concurrently`);
-    this.#rememberFlip(cleared.clearedRev!);
-    this.#forget(cleared.id);
-    this.hub.publish(cleared.clearedRev!, { cleared });
-    this.launchers.reconcile(cleared.clearedRev!, this.active());
+    await this.#applied({ rev: cleared.clearedRev!, cleared });
     this.metrics.cleared.inc();
     this.metrics.auditRecords.inc(2);
     this.#log.info('directive cleared', {
@@ -371,7 +409,7 @@ export class ControlPlane {
     who: { tenant: string; agent: string; key: WorkerKey },
     report: HaltedReport,
   ): Promise<HaltedEvent> {
-    const d = this.#active.get(report.directiveId) ?? (await this.store.getDirective(report.directiveId));
+    const d = this.view.get(report.directiveId) ?? (await this.store.getDirective(report.directiveId));
     if (d === null || (d.tenant !== null && d.tenant !== who.tenant))
       throw new KillpathError('not_found', `directive ${report.directiveId} not found`);
     return this.halted(workerId, who, report, d);

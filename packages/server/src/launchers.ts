@@ -178,6 +178,13 @@ export class LauncherHub {
     return reached;
   }
 
+  /** Closes every launcher stream (they reconnect, here or to another replica); keep-alives go on for later ones. */
+  dropAll(): void {
+    const sinks = [...this.#sinks.keys()];
+    this.#sinks.clear();
+    for (const sink of sinks) sink.close();
+  }
+
   close(): void {
     clearInterval(this.#timer);
     for (const sink of this.#sinks.keys()) sink.close();

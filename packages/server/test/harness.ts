@@ -10,6 +10,7 @@ import { Metrics } from '../src/metrics.ts';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
 import { tamperableStore } from './tamper.ts';
 import type { Clock } from '@killpath/protocol';
+import type { Doorbell } from '../src/doorbell.ts';
 import { StreamHub } from '../src/stream/hub.ts';
 import type { AutomationPolicy } from '../src/ladder.ts';
 import type { AlertSink } from '../src/notify.ts';
@@ -45,6 +46,8 @@ export async function harness(
     fleetNow?: () => number;
     /** The control plane's clock (escalation deadlines); default the system clock. */
     clock?: Clock;
+    /** What tells the switchboard view of other processes' commits; default the store's own. */
+    doorbell?: Doorbell;
   } = {},
 ): Promise<Harness> {
   const store = tamperableStore();

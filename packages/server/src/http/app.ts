@@ -267,7 +267,12 @@ export function createApp(
   app.get('/v1/launchers/stream', async (c) =>
     openLauncherStream(
       c,
-      { launchers, claimLauncher: (who, id) => launcherDesk.claim(who, id), ...board },
+      {
+        launchers,
+        claimLauncher: (who, id) => launcherDesk.claim(who, id),
+        vouching: () => cp.view.vouching,
+        ...board,
+      },
       log,
     ),
   );
@@ -324,7 +329,7 @@ export function createApp(
     return c.json({ runId: run.runId, lineage: run.lineage }, 201);
   });
 
-  app.get('/v1/stream', (c) => openStream(c, { store, hub, fleet, metrics }, log));
+  app.get('/v1/stream', (c) => openStream(c, { view: cp.view, hub, fleet, metrics }, log));
 
   app.post('/v1/workers/:id/heartbeat', async (c) => {
     const b = await body(c, HeartbeatBody);

@@ -29,7 +29,7 @@ const STATES: readonly FleetState[] = ['running', ...LEVELS, 'stale'];
 /** Registers `GET /v1/fleet` on `app`. */
 export function fleetRoutes(
   app: Hono<Env>,
-  deps: { fleet: Fleet; rev(): number; active(): Directive[] },
+  deps: { fleet: Fleet; rev(): number; active(): readonly Directive[] },
 ): void {
   app.get('/v1/fleet', (c) => {
     const p = c.get('principal');

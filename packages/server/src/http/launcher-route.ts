@@ -20,7 +20,9 @@ export interface LauncherRouteDeps {
   /** The current rev. */
   rev(): number;
   /** The active directives, in rev order. */
-  active(): Directive[];
+  active(): readonly Directive[];
+  /** Whether the switchboard view vouches for what it holds (see `SwitchboardView.vouching`). */
+  vouching(): boolean;
 }
 
 /**
@@ -70,6 +72,11 @@ export async function openLauncherStream(
   // The id lives inside the tenant and belongs to the agent that first used it.
   await deps.claimLauncher({ tenant, agent }, launcherId);
 
+  if (!deps.vouching())
+    throw new KillpathError(
+      'unavailable',
+      "this control plane cannot vouch for its switchboard now (its store or the store's notifications are unreachable): connect to another replica",
+    );
   const channel = openSse(c.env);
   const sink: LauncherSink = {
     launcherId,

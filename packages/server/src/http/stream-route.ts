@@ -6,15 +6,15 @@ import { Fleet, workerKey } from '../fleet.ts';
 import type { Logger } from '../log.ts';
 import { refuseOtherLauncher } from './common.ts';
 import type { Metrics } from '../metrics.ts';
-import type { DirectiveStore } from '../store/store.ts';
+import type { SwitchboardView } from '../switchboard-view.ts';
 import type { SseFrame, StreamHub, StreamSink } from '../stream/hub.ts';
 
 /** A stream whose unsent bytes exceed this is dropped (the worker reconnects for a fresh snapshot). */
 const MAX_BACKLOG = 1 << 20;
 
-/** What a worker's stream needs: the hub, the switchboard's snapshot, the fleet view and the stream gauge. */
+/** What a worker's stream needs: the hub, the switchboard view (its snapshot, whether it vouches), the fleet view and the stream gauge. */
 export interface StreamRouteDeps {
-  readonly store: Pick<DirectiveStore, 'switchboard'>;
+  readonly view: Pick<SwitchboardView, 'snapshot' | 'vouching'>;
   readonly hub: StreamHub;
   readonly fleet: Fleet;
   readonly metrics: Metrics;
@@ -32,7 +32,7 @@ export async function openStream(
   deps: StreamRouteDeps,
   log: Logger,
 ): Promise<Response> {
-  const { store, hub, fleet, metrics } = deps;
+  const { view, hub, fleet, metrics } = deps;
   const p = c.get('principal');
   const workerId = c.req.query('worker') ?? '';
   const tenant = c.req.query('tenant') ?? '';
@@ -68,6 +68,11 @@ export async function openStream(
       `agent ${tenant}/${agent} already has ${Fleet.MAX_WORKERS_PER_AGENT} workers; a new worker id is refused until old ones are gone`,
     );
 
+  if (!view.vouching)
+    throw new KillpathError(
+      'unavailable',
+      "this control plane cannot vouch for its switchboard now (its store or the store's notifications are unreachable): connect to another replica",
+    );
   const channel = openSse(c.env);
   const sink: StreamSink = {
     workerId,
@@ -87,7 +92,7 @@ export async function openStream(
   channel.onClose(done);
   fleet.connected(workerId, tenant, agent, features, release);
   try {
-    await hub.attach(sink, () => store.switchboard());
+    await hub.attach(sink, async () => view.snapshot());
   } catch (err) {
     log.error('stream snapshot failed', { workerId, err: String(err) });
     sink.close();

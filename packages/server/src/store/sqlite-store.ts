@@ -13,6 +13,7 @@ import {
 import { chainRecord, verifyChain, type AuditEvent } from '../audit/chain.ts';
 import { convergedIssue } from './convergence.ts';
 import { changesOf } from './changes.ts';
+import { InProcessDoorbell } from '../doorbell.ts';
 import * as effects from './sqlite-effects.ts';
 import * as ledgers from './sqlite-ledger.ts';
 import * as drills from './sqlite-drills.ts';
@@ -238,6 +239,7 @@ export interface SqliteStoreOptions {
 export class SqliteStore implements Store {
   readonly #db: DatabaseSync;
   readonly #stmts: Record<string, StatementSync>;
+  readonly #doorbell = new InProcessDoorbell();
   /** The WAL's fsync and checkpoints for a file database; null for `:memory:` (nothing to sync). */
   readonly #wal: WalSync | null = null;
   /** The database file, or null for `:memory:` (verified on the caller's thread: tests only). */
@@ -633,7 +635,18 @@ export class SqliteStore implements Store {
     });
   }
 
+  /** Rings once each directive commit of this store is durable (this process alone writes the file). */
+  doorbell(): InProcessDoorbell {
+    return this.#doorbell;
+  }
+
   async issueDirective(input: DirectiveInput, audit: (r: IssueResult) => AuditEvent[]): Promise<IssueResult> {
+    const r = await this.#issueDirective(input, audit);
+    if (r.created) this.#doorbell.ring(r.directive.rev);
+    return r;
+  }
+
+  #issueDirective(input: DirectiveInput, audit: (r: IssueResult) => AuditEvent[]): Promise<IssueResult> {
     return this.#tx(() => {
       if (input.fence) presence.checkFence(this.#db, input.fence);
       const prior =
@@ -693,6 +706,12 @@ export class SqliteStore implements Store {
   }
 
   async clearDirective(id: string, audit: (d: Directive) => AuditEvent[]): Promise<Directive | null> {
+    const d = await this.#clearDirective(id, audit);
+    if (d !== null) this.#doorbell.ring(d.clearedRev!);
+    return d;
+  }
+
+  #clearDirective(id: string, audit: (d: Directive) => AuditEvent[]): Promise<Directive | null> {
     return this.#tx(() => {
       const row = this.#stmts.byId!.get(id) as DirectiveRow | undefined;
       if (!row || row.cleared_rev !== null) return null;

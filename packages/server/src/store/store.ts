@@ -17,6 +17,7 @@ import type {
 } from '@killpath/protocol';
 import type { DrilledAgent, RehearsalInput, RehearsalRecord } from '@killpath/protocol';
 import type { AuditKeyInfo, SignedCheckpoint } from '@killpath/protocol';
+import type { Doorbell } from '../doorbell.ts';
 import type { AuditEvent } from '../audit/chain.ts';
 import type { LogFindings, TreeClaim } from '../audit/log-verify.ts';
 
@@ -339,6 +340,12 @@ export interface DirectiveStore {
    * how a switchboard view learns what another process committed (`SwitchboardView`).
    */
   changesSince(rev: number, limit: number): Promise<SwitchboardChange[]>;
+  /**
+   * The doorbell that rings when a directive commit of this store is durable, from any process
+   * using it (see `Doorbell`); optional: a view of a store without one learns of commits by
+   * polling. Each call may return the same doorbell.
+   */
+  doorbell?(): Doorbell;
   /**
    * Puts a directive on the switchboard at a new rev, unless it converges: the same
    * idempotency key returns the directive it created before; an active directive with the

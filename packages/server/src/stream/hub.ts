@@ -69,6 +69,8 @@ export class StreamHub {
   readonly #keepaliveMs: number;
   readonly #now: () => number;
   #rev = 0;
+  /** False while the switchboard view cannot vouch for what it holds: nothing is sent, no stream attaches. */
+  #vouching = true;
 
   /**
    * @param keepaliveMs interval of keep-alives; workers' leases must be several times longer.
@@ -92,6 +94,27 @@ export class StreamHub {
     return this.#rev;
   }
 
+  /** Moves the hub's rev up to `rev` without a delta (the rev the switchboard view started at). */
+  startAt(rev: number): void {
+    if (rev > this.#rev) this.#rev = rev;
+  }
+
+  /** Whether streams are served (see {@link StreamHub.vouch}). */
+  get vouching(): boolean {
+    return this.#vouching;
+  }
+
+  /**
+   * Whether the switchboard behind the hub is vouched for. When it is not, every open stream is
+   * closed and none attaches, and no keep-alive or delta is sent, so no worker's lease is renewed
+   * from a switchboard that may be missing a flip; streams attach again once it is.
+   */
+  vouch(vouching: boolean): void {
+    if (vouching === this.#vouching) return;
+    this.#vouching = vouching;
+    if (!vouching) for (const sink of [...this.#live, ...this.#pending.keys()]) this.#drop(sink);
+  }
+
   /**
    * Registers a sink and sends it its snapshot. `read` loads the switchboard; it runs after the
    * sink is registered so no commit can fall between the snapshot and the first delta.
@@ -100,6 +123,10 @@ export class StreamHub {
     sink: StreamSink,
     read: () => Promise<{ rev: number; directives: Directive[] }>,
   ): Promise<void> {
+    if (!this.#vouching) {
+      sink.close();
+      return;
+    }
     this.#pending.set(sink, []);
     let board: { rev: number; directives: Directive[] };
     try {
@@ -176,6 +203,7 @@ export class StreamHub {
 
   #keepalive(): void {
     this.closeExpired();
+    if (!this.#vouching) return;
     const f = new SseFrame('keepalive', { type: 'keepalive', rev: this.#rev });
     for (const sink of this.#live) if (!send(sink, f)) this.#drop(sink);
   }
