@@ -25,6 +25,7 @@ import { Mirror } from './mirror.ts';
 import { Queue } from './queue.ts';
 import { Readiness } from './readiness.ts';
 import type { QueueHost, QueueOptions, TaskHandler } from './queue.ts';
+import { Replicas, spread } from './replicas.ts';
 import { Reporter } from './reporter.ts';
 import { MAX_SURFACE, Run, RunState } from './run.ts';
 import type { RunHandle, RunHost, StartRunOptions } from './run.ts';
@@ -125,8 +126,14 @@ export class Client {
     this.throttleSlots = new ThrottleSlots(this.clock);
     this.lease = new Lease(this.clock, settings.leaseMs, () => this.stream.expire());
     const headers = Object.freeze({ authorization: `Bearer ${options.token}` });
-    const transport =
+    const wire =
       options.transport ?? (settings.ca !== null ? nodeHttpTransport({ ca: settings.ca }) : fetchTransport());
+    // Several replicas: one stream at a time, starting where this worker's id points (a fleet spreads).
+    const replicas =
+      settings.bases.length > 1
+        ? new Replicas(wire, settings.bases, spread(this.workerId, settings.bases.length))
+        : null;
+    const transport = replicas ?? wire;
     this.logger = options.logger ?? consoleLogger;
     if (settings.warning !== null) this.logger.warn(settings.warning);
     this.reporter = new Reporter(transport, settings.base, this.workerId, headers, this.clock, this.sink);
@@ -204,7 +211,12 @@ export class Client {
       settings.limits,
     );
 
-    this.readiness = new Readiness(this.clock, this.logger, settings.base, settings.readyTimeoutMs);
+    this.readiness = new Readiness(
+      this.clock,
+      this.logger,
+      settings.bases.join(', '),
+      settings.readyTimeoutMs,
+    );
     this.ready = this.readiness.promise;
     this.stream = new StreamHandler({
       clock: this.clock,
@@ -219,6 +231,7 @@ export class Client {
       record: (event) => this.record(event),
       closed: () => this.closing !== null,
       dropStream: () => void this.loop.close(),
+      streamUrl: () => replicas?.current ?? settings.base,
     });
 
     // A stream silent for two leases (no keep-alive even) is dead: drop it and reconnect.

@@ -18,8 +18,13 @@ import type { Transport } from './transport.ts';
 
 /** Options for {@link connect}. */
 export interface ConnectOptions {
-  /** Control plane base URL, e.g. `http://127.0.0.1:7070`. */
-  url: string;
+  /**
+   * Control plane base URL, e.g. `http://127.0.0.1:7070`; or several replicas of one control
+   * plane (one store), as an array or one comma-separated string (`KILLPATH_URL=http://a:7070,http://b:7070`
+   * passed as is works): the worker holds one stream at a time, starting at a replica its worker
+   * id picks, and moves to another when that one is lost or refuses it (see `Replicas`).
+   */
+  url: string | readonly string[];
   /** An `agent` token for this tenant and agent; sent as `Authorization: Bearer <token>`. */
   token: string;
   /** The tenant this worker belongs to (an identifier). */
@@ -113,8 +118,10 @@ export const consoleLogger: Logger = Object.freeze({
 
 /** Validated connect options with defaults applied. Internal. */
 export interface ResolvedOptions {
-  /** The control plane URL without a trailing slash. */
+  /** The control plane URL without a trailing slash (the first of `bases`). */
   base: string;
+  /** Every replica's URL without a trailing slash, in the order given, duplicates dropped. */
+  bases: readonly string[];
   /** The full push stream URL with its query. */
   streamUrl: string;
   workerId: string;
@@ -142,11 +149,16 @@ export interface ResolvedOptions {
  * @throws KillpathError `invalid_request` for a malformed url, identifier or timing
  */
 export function resolveOptions(options: ConnectOptions): ResolvedOptions {
-  const base = checkUrl(options.url);
+  const bases = checkUrls(options.url);
+  const base = bases[0]!;
   const env = typeof process === 'object' ? process.env : {};
   const insecure = options.insecure ?? env.KILLPATH_INSECURE === '1';
   // A transport passed in is the caller's own wire (a test double, a tunnel): only the built-in ones are checked.
-  const warning = options.transport === undefined ? checkTransport(base, insecure) : null;
+  const warnings =
+    options.transport === undefined
+      ? bases.map((b) => checkTransport(b, insecure)).filter((w) => w !== null)
+      : [];
+  const warning = warnings.length === 0 ? null : warnings.join('; ');
   const ca = resolveCa(options.ca, env.KILLPATH_CA);
   for (const [what, id] of [
     ['tenant', options.tenant],
@@ -169,6 +181,7 @@ export function resolveOptions(options: ConnectOptions): ResolvedOptions {
   const release = resolveRelease(options.release);
   return {
     base,
+    bases,
     streamUrl: streamUrl(base, workerId, options.tenant, options.agent, features, release),
     workerId,
     tenant: options.tenant,
@@ -224,6 +237,18 @@ function resolveCa(ca: ConnectOptions['ca'], file: string | undefined): (string 
   if (!text.includes('-----BEGIN CERTIFICATE-----'))
     throw new KillpathError('invalid_request', `KILLPATH_CA ${file} holds no PEM certificate`);
   return [text];
+}
+
+/**
+ * The URL option as a list: an array, or a string split at commas; each one checked, trailing
+ * slashes dropped, duplicates dropped.
+ */
+function checkUrls(url: string | readonly string[]): string[] {
+  const list =
+    typeof url === 'string' ? url.split(',').map((u) => u.trim()) : Array.isArray(url) ? url : null;
+  if (list === null || list.length === 0 || list.some((u) => typeof u !== 'string' || u === ''))
+    throw new KillpathError('invalid_request', `invalid control plane url "${String(url)}"`);
+  return [...new Set(list.map(checkUrl))];
 }
 
 function checkUrl(url: string): string {

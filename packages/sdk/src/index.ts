@@ -15,6 +15,7 @@ export type { FetchTransportOptions } from './fetch-transport.ts';
 export { nodeHttpTransport } from './node-http-transport.ts';
 export type { NodeHttpTransportOptions } from './node-http-transport.ts';
 export type { Transport } from './transport.ts';
+export { Replicas, neverProcessed } from './replicas.ts';
 export { nullSink } from './journal.ts';
 export type { JournalSink, SdkEvent, ReportKind, TimerKind } from './journal.ts';
 export { memoryViolation } from './memory-schema.ts';

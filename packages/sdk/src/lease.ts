@@ -21,7 +21,8 @@ export class Lease {
   private timer: unknown = null;
   private live = false;
   private readonly clock: Clock;
-  private readonly leaseMs: number;
+  /** Lease length, in ms. */
+  readonly leaseMs: number;
   private readonly onExpire: () => void;
 
   /** @param onExpire called once each time a live lease runs out (not after {@link Lease.stop}) */

@@ -32,6 +32,8 @@ export interface StreamParts {
   closed(): boolean;
   /** Stops the stream loop for good. */
   dropStream(): void;
+  /** The control plane URL the stream is on (the replica, when there are several). */
+  streamUrl(): string;
 }
 
 /**
@@ -46,6 +48,15 @@ export class StreamHandler implements StreamLoopHooks {
   streamLive = false;
   /** The lease expired and no snapshot came since: messages still queued on the old stream renew nothing. */
   private leaseLapsed = false;
+  /** The highest rev this worker has applied, on any stream. */
+  private seenRev = 0;
+  /**
+   * Set while the mirror stands on a snapshot older than {@link seenRev} (a replica that has not
+   * caught up yet): the gate stays closed until the mirror reaches `rev` or, when it never
+   * does, for one lease from `since` (past that the deployment's rev went back: a restored or
+   * new store, whose snapshot is then the truth).
+   */
+  private behind: { rev: number; since: number } | null = null;
   private readonly host: StreamParts;
   private readonly clock: Clock;
   private readonly lease: Lease;
@@ -90,8 +101,19 @@ export class StreamHandler implements StreamLoopHooks {
         this.leaseLapsed = false;
         if (fresh) {
           this.streamLive = true;
-          this.host.record({ type: 'stream.connected', rev: msg.rev, at: this.clock.now() });
+          this.host.record({
+            type: 'stream.connected',
+            rev: msg.rev,
+            url: this.host.streamUrl(),
+            at: this.clock.now(),
+          });
         }
+        // A snapshot replaces the mirror whatever its rev (another replica's may be behind or
+        // ahead). Behind what this worker saw, it may lack a stop the worker already enforces:
+        // the gate stays closed until this stream brings the mirror back to that rev.
+        this.behind = msg.rev < this.seenRev ? { rev: this.seenRev, since: now } : null;
+        if (this.behind !== null)
+          this.host.record({ type: 'stream.behind', rev: msg.rev, seenRev: this.seenRev, at: now });
         this.applied(this.mirror.replace(msg), now);
         this.readiness.connected();
         this.heartbeat.first();
@@ -111,10 +133,10 @@ export class StreamHandler implements StreamLoopHooks {
           return this.resync(`keepalive at rev ${msg.rev}, mirror at ${this.mirror.rev}`);
         if (now >= this.lease.deadline) {
           // Contact is back after the gate closed: queued tasks may start again.
-          this.lease.renew(now);
+          this.renew(now);
           this.runs.wake();
         } else {
-          this.lease.renew(now);
+          this.renew(now);
         }
         return 'ok';
       default:
@@ -127,7 +149,8 @@ export class StreamHandler implements StreamLoopHooks {
    * the new stop directives stop (timers, staged memory, queues), halt tracking, ack.
    */
   private applied(change: MirrorChange, contactAt: number): void {
-    this.lease.renew(contactAt);
+    this.seenRev = Math.max(this.seenRev, change.rev);
+    this.renew(contactAt);
     const recompile = change.source === 'snapshot' || change.issued.length > 0 || change.cleared.length > 0;
     if (recompile) this.runs.recompileAll();
     const at = this.clock.now();
@@ -142,6 +165,23 @@ export class StreamHandler implements StreamLoopHooks {
     if (recompile) this.runs.enforce(this.runs.values(), change.issued, change.rev, at);
     this.runs.wake();
     this.reporter.ack(change.rev);
+  }
+
+  /**
+   * Contact at `now` renews the lease; the gate opens with it unless the mirror is behind what
+   * this worker saw (see {@link behind}), which keeps it closed (in-flight effects are not
+   * aborted for that: the lease itself is live).
+   */
+  private renew(now: number): void {
+    this.lease.renew(now);
+    const behind = this.behind;
+    if (behind === null) return;
+    if (this.mirror.rev >= behind.rev || now - behind.since >= this.lease.leaseMs) {
+      this.behind = null;
+      this.host.record({ type: 'stream.caught_up', rev: this.mirror.rev, at: now });
+      return;
+    }
+    this.lease.suspend();
   }
 
   /**
