@@ -20,20 +20,39 @@ export interface ApiClientOptions {
   retryWaitMs?: number;
 }
 
-/** A small client for the control plane's HTTP API, used by the CLI, demo and drills. */
+/** 503 `unavailable` answers: the replica refused the request without processing it. */
+const refusedByReplica = new WeakSet<Error>();
+
+/**
+ * A small client for the control plane's HTTP API, used by the CLI, demo and drills. Given
+ * several URLs (replicas of one control plane), each try goes to the one that answered last
+ * (the first at start) and moves to the next when that one is unreachable (connection refused,
+ * no route, no answer in time: a request that may have been processed moves only when it is
+ * idempotent, a GET or a POST with an `idempotency-key`) or refuses with 503 `unavailable` (a
+ * replica that cannot vouch for its state). A 4xx answer is the answer: never sent elsewhere.
+ */
 export class ApiClient {
-  readonly url: string;
+  /** Every control plane URL, without trailing slashes, in the order given. */
+  readonly urls: readonly string[];
+  #at = 0;
   readonly #token: string;
   readonly #timeoutMs: number;
   readonly #retries: number;
   readonly #retryWaitMs: number;
 
-  constructor(url: string, token: string, options: ApiClientOptions = {}) {
-    this.url = url.replace(/\/+$/, '');
+  constructor(url: string | readonly string[], token: string, options: ApiClientOptions = {}) {
+    const list = (typeof url === 'string' ? [url] : [...url]).map((u) => u.replace(/\/+$/, ''));
+    if (list.length === 0) throw new KillpathError('invalid_request', 'no control plane URL');
+    this.urls = Object.freeze(list);
     this.#token = token;
     this.#timeoutMs = options.timeoutMs ?? 15_000;
     this.#retries = options.retries ?? 0;
     this.#retryWaitMs = options.retryWaitMs ?? 1000;
+  }
+
+  /** The control plane URL requests go to now: the one that answered last (the first at start). */
+  get url(): string {
+    return this.urls[this.#at]!;
   }
 
   /**
@@ -56,7 +75,7 @@ export class ApiClient {
     let unanswered = 0;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.#once<T>(method, path, body, headers);
+        return await this.#anyReplica<T>(method, path, body, headers, idempotent);
       } catch (err) {
         if (err instanceof KillpathError && err.code === 'unavailable') {
           unanswered += 1;
@@ -73,6 +92,38 @@ export class ApiClient {
         if (!(err instanceof KillpathError) || err.code !== 'overloaded' || attempt > SHED_RETRIES) throw err;
         const wait = Math.min(retryAfterMs(err) ?? 1000, MAX_SHED_WAIT_MS);
         await new Promise((ok) => setTimeout(ok, wait));
+      }
+    }
+  }
+
+  /**
+   * One try on each replica in turn, from the one that answered last, until one answers or
+   * fails for a reason another replica would not fix.
+   */
+  async #anyReplica<T>(
+    method: string,
+    path: string,
+    body: unknown,
+    headers: Record<string, string>,
+    idempotent: boolean,
+  ): Promise<T> {
+    const tried: string[] = [];
+    for (let i = 0; ; i++) {
+      try {
+        return await this.#once<T>(method, path, body, headers);
+      } catch (err) {
+        if (this.urls.length === 1 || !(err instanceof KillpathError)) throw err;
+        const reason = (err.details as { reason?: unknown } | undefined)?.reason;
+        const elsewhere =
+          reason === 'unreachable' || (reason === 'timeout' && idempotent) || refusedByReplica.has(err);
+        if (!elsewhere) throw err;
+        tried.push(err.message);
+        if (i + 1 >= this.urls.length)
+          throw new KillpathError('unavailable', `no control plane answered: ${tried.join('; ')}`, {
+            cause: err,
+            details: err.details,
+          });
+        this.#at = (this.#at + 1) % this.urls.length;
       }
     }
   }
@@ -97,7 +148,11 @@ export class ApiClient {
       throw this.#noAnswer(method, path, err);
     }
     if (status === 204) return undefined as T;
-    if (status < 200 || status >= 300) throw errorFromWireText(status, text, `${this.url}${path}`);
+    if (status < 200 || status >= 300) {
+      const err = errorFromWireText(status, text, `${this.url}${path}`);
+      if (status === 503 && err.code === 'unavailable') refusedByReplica.add(err);
+      throw err;
+    }
     try {
       return (text === '' ? undefined : JSON.parse(text)) as T;
     } catch {

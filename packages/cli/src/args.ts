@@ -3,7 +3,8 @@ import { KillpathError } from '@killpath/protocol';
 
 /** Options every command that talks to a control plane accepts. */
 export const CONNECTION_OPTIONS = {
-  url: { type: 'string' },
+  /** Repeatable, and each may be a comma-separated list: replicas of one control plane. */
+  url: { type: 'string', multiple: true },
   token: { type: 'string' },
   'data-dir': { type: 'string' },
   ca: { type: 'string' },

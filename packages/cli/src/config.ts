@@ -4,7 +4,10 @@ import { ApiClient } from './api.ts';
 
 /** Where the CLI finds the control plane: flags, then `KILLPATH_URL`/`KILLPATH_TOKEN`, then the data dir. */
 export interface Connection {
+  /** The first control plane URL (where a single one is wanted: messages, an agent's default). */
   url: string;
+  /** Every control plane URL (replicas of one control plane), in the order given; `url` is the first. */
+  urls: string[];
   token: string;
   /** The CA file trusted for the control plane's certificate (`--ca`, `KILLPATH_CA`), absolute; null: the system's. */
   ca: string | null;
@@ -76,7 +79,7 @@ function readIf(path: string): string | null {
  */
 export function resolveConnection(
   flags: {
-    url?: string | undefined;
+    url?: string | readonly string[] | undefined;
     token?: string | undefined;
     'data-dir'?: string | undefined;
     ca?: string | undefined;
@@ -85,8 +88,10 @@ export function resolveConnection(
   env = process.env,
 ): Connection {
   const dataDir = resolve(flags['data-dir'] ?? env.KILLPATH_DATA_DIR ?? '.killpath');
-  let url = flags.url ?? env.KILLPATH_URL ?? null;
-  if (url === null) {
+  const given = typeof flags.url === 'string' ? [flags.url] : flags.url;
+  let url: string | null =
+    given !== undefined && given.length > 0 ? given.join(',') : (env.KILLPATH_URL ?? null);
+  if (url === null || url === '') {
     const info = readIf(join(dataDir, 'server.json'));
     if (info !== null) {
       try {
@@ -109,24 +114,27 @@ export function resolveConnection(
       `no token: pass --token, set KILLPATH_TOKEN, or run where ${dataDir}/admin.token exists`,
     );
   }
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new KillpathError('invalid_request', `--url "${url}" is not a URL`);
-  }
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
-    throw new KillpathError('invalid_request', `--url "${url}" is not an http(s) URL`);
+  const urls = [...new Set(url.split(',').map((u) => u.trim().replace(/\/+$/, '')))];
   const insecure = flags.insecure === true || env.KILLPATH_INSECURE === '1';
-  checkTransport(url, insecure);
+  for (const u of urls) {
+    let parsed: URL;
+    try {
+      parsed = new URL(u);
+    } catch {
+      throw new KillpathError('invalid_request', `--url "${u}" is not a URL`);
+    }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
+      throw new KillpathError('invalid_request', `--url "${u}" is not an http(s) URL`);
+    checkTransport(u, insecure);
+  }
   const caFile = flags.ca ?? (env.KILLPATH_CA || undefined);
   const ca = caFile === undefined ? null : resolve(caFile);
   if (ca !== null) trustCa(ca);
-  return { url, token, ca, insecure };
+  return { url: urls[0]!, urls, token, ca, insecure };
 }
 
 /** An API client for the resolved connection. */
 export function clientFor(flags: Parameters<typeof resolveConnection>[0]): ApiClient {
   const c = resolveConnection(flags);
-  return new ApiClient(c.url, c.token);
+  return new ApiClient(c.urls, c.token);
 }

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import {
   KillpathError,
   LEVELS,
@@ -163,9 +164,9 @@ export async function kill(args: string[]): Promise<number> {
     ...(named.tenant !== undefined ? { tenant: named.tenant } : {}),
   };
   const api = clientFor(values);
-  const headers: Record<string, string> = values['idempotency-key']
-    ? { 'idempotency-key': values['idempotency-key'] }
-    : {};
+  // A key of its own when none is given: a kill that timed out on one replica may go to the
+  // next (the deployment converges on one directive whichever replica committed it first).
+  const headers: Record<string, string> = { 'idempotency-key': values['idempotency-key'] || randomUUID() };
   const r = await api.post<{ directive: Directive; created: boolean; converged: string | null }>(
     '/v1/directives',
     body,

@@ -144,7 +144,7 @@ async function create(values: {
   ttl?: string | undefined;
   'expires-at'?: string | undefined;
   json?: boolean | undefined;
-  url?: string | undefined;
+  url?: string | readonly string[] | undefined;
   token?: string | undefined;
   'data-dir'?: string | undefined;
 }): Promise<number> {
