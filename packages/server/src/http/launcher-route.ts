@@ -1,14 +1,8 @@
 import type { Context } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import { openSse } from './stream-route.ts';
-import {
-  KillpathError,
-  isIdentifier,
-  parseRelease,
-  type Directive,
-  type Principal,
-} from '@killpath/protocol';
+import { openSse, streamQuery } from './stream-route.ts';
+import { KillpathError, type Directive, type Principal } from '@killpath/protocol';
 import type { LauncherHub, LauncherSink } from '../launchers.ts';
 import type { Logger } from '../log.ts';
 
@@ -39,26 +33,7 @@ export async function openLauncherStream(
   log: Logger,
 ): Promise<Response> {
   const p = c.get('principal');
-  const launcherId = c.req.query('launcher') ?? '';
-  const tenant = c.req.query('tenant') ?? '';
-  const agent = c.req.query('agent') ?? '';
-  const run = c.req.query('run');
-  const featuresText = c.req.query('features') ?? '';
-  const features = featuresText === '' ? [] : featuresText.split(',');
-  for (const [name, v] of [
-    ['launcher', launcherId],
-    ['tenant', tenant],
-    ['agent', agent],
-  ] as const) {
-    if (!isIdentifier(v))
-      throw new KillpathError('invalid_request', `query parameter ${name} must be an identifier`);
-  }
-  if (run !== undefined && !isIdentifier(run))
-    throw new KillpathError('invalid_request', 'query parameter run must be an identifier');
-  if (!features.every(isIdentifier))
-    throw new KillpathError('invalid_request', 'features must be a comma-separated list of identifiers');
-  const releaseText = c.req.query('release') ?? '';
-  const release = releaseText === '' ? null : parseRelease(releaseText);
+  const { id: launcherId, tenant, agent, run, features, release } = streamQuery(c, 'launcher', true);
   const allowed =
     p.role === 'admin' ||
     (p.role === 'agent' && p.tenant === tenant && (p.agent === null || p.agent === agent));

@@ -1,7 +1,7 @@
 import type { Context } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import { KillpathError, isIdentifier, parseRelease, type Principal } from '@killpath/protocol';
+import { KillpathError, isIdentifier, parseRelease, type Principal, type Release } from '@killpath/protocol';
 import { Fleet, workerKey } from '../fleet.ts';
 import type { Logger } from '../log.ts';
 import { refuseOtherLauncher } from './common.ts';
@@ -34,23 +34,7 @@ export async function openStream(
 ): Promise<Response> {
   const { view, hub, fleet, metrics } = deps;
   const p = c.get('principal');
-  const workerId = c.req.query('worker') ?? '';
-  const tenant = c.req.query('tenant') ?? '';
-  const agent = c.req.query('agent') ?? '';
-  const featuresText = c.req.query('features') ?? '';
-  const features = featuresText === '' ? [] : featuresText.split(',');
-  for (const [name, v] of [
-    ['worker', workerId],
-    ['tenant', tenant],
-    ['agent', agent],
-  ] as const) {
-    if (!isIdentifier(v))
-      throw new KillpathError('invalid_request', `query parameter ${name} must be an identifier`);
-  }
-  if (!features.every(isIdentifier))
-    throw new KillpathError('invalid_request', 'features must be a comma-separated list of identifiers');
-  const releaseText = c.req.query('release') ?? '';
-  const release = releaseText === '' ? null : parseRelease(releaseText);
+  const { id: workerId, tenant, agent, features, release } = streamQuery(c, 'worker');
   const allowed =
     p.role === 'admin' ||
     (p.role === 'agent' && p.tenant === tenant && (p.agent === null || p.agent === agent));
@@ -100,6 +84,50 @@ export async function openStream(
   metrics.streams.set(hub.size);
   log.debug('stream opened', { workerId, tenant, agent, features, release });
   return RESPONSE_ALREADY_SENT;
+}
+
+/** What a stream's query names: whose stream (worker or launcher id, tenant, agent), its run, features and release. */
+export interface StreamQuery {
+  id: string;
+  tenant: string;
+  agent: string;
+  run: string | undefined;
+  features: string[];
+  release: Release | null;
+}
+
+/**
+ * Reads and checks the query of a stream route: `<idName>`, `tenant` and `agent` identifiers,
+ * an optional `run` identifier (when `withRun`), `features` (comma-separated identifiers) and
+ * `release` (`code=C,model=M,prompt=P`).
+ * @throws KillpathError `invalid_request` naming the first bad parameter.
+ */
+export function streamQuery(
+  c: Context<{ Bindings: HttpBindings; Variables: { principal: Principal } }>,
+  idName: 'worker' | 'launcher',
+  withRun = false,
+): StreamQuery {
+  const id = c.req.query(idName) ?? '';
+  const tenant = c.req.query('tenant') ?? '';
+  const agent = c.req.query('agent') ?? '';
+  const run = withRun ? c.req.query('run') : undefined;
+  const featuresText = c.req.query('features') ?? '';
+  const features = featuresText === '' ? [] : featuresText.split(',');
+  for (const [name, v] of [
+    [idName, id],
+    ['tenant', tenant],
+    ['agent', agent],
+  ] as const) {
+    if (!isIdentifier(v))
+      throw new KillpathError('invalid_request', `query parameter ${name} must be an identifier`);
+  }
+  if (run !== undefined && !isIdentifier(run))
+    throw new KillpathError('invalid_request', 'query parameter run must be an identifier');
+  if (!features.every(isIdentifier))
+    throw new KillpathError('invalid_request', 'features must be a comma-separated list of identifiers');
+  const releaseText = c.req.query('release') ?? '';
+  const release = releaseText === '' ? null : parseRelease(releaseText);
+  return { id, tenant, agent, run, features, release };
 }
 
 /**
