@@ -627,6 +627,42 @@ export function effectsContract(name: string, make: () => Promise<PermitsUnderTe
     );
 
     test(
+      'outcomes sent together settle in order: the first wins for each permit, each is audited once, another agent\u2019s is not found',
+      withStore(async (s) => {
+        const ds = await s.grantPermits([grant(), grant({ runId: 'r2' }), grant({ runId: 'r3' })]);
+        const [a, b, c] = ds.map((d) => (d.kind === 'granted' ? d.response.permit.id : ''));
+        const owner = { tenant: 'acme', agent: 'bot' };
+        const entries = await Promise.all([
+          s.settlePermit(a!, owner, { status: 'landed', result: { n: 1 } }),
+          s.settlePermit(b!, owner, { status: 'failed', error: 'boom' }),
+          s.settlePermit(a!, owner, { status: 'failed', error: 'late' }),
+          s.settlePermit(c!, { tenant: 'acme', agent: 'other' }, { status: 'landed' }),
+          s.settlePermit(c!, owner, { status: 'aborted', afterAbort: true }),
+        ]);
+        assert.deepEqual(
+          entries.map((e) => e?.status ?? null),
+          ['landed', 'failed', 'landed', null, 'aborted'],
+        );
+        assert.equal(entries[4]?.afterAbort, true);
+        const outcomes = (await s.listAudit({ limit: 100 })).filter((r) =>
+          ['effect.landed', 'effect.failed', 'effect.aborted'].includes(r.type),
+        );
+        assert.deepEqual(
+          outcomes.map((r) => [r.type, r.data.permitId]),
+          [
+            ['effect.landed', a],
+            ['effect.failed', b],
+            ['effect.aborted', c],
+          ],
+        );
+        const [again] = await s.grantPermits([grant({ runId: 'r1' })]);
+        assert.equal(again?.kind, 'granted');
+        assert.equal((await s.ledger('acme', 'r1')).effects[0]?.status, 'landed');
+        assert.ok((await s.verifyAudit()).ok);
+      }),
+    );
+
+    test(
       'resume is refused under a halted scope (audited) and allowed otherwise',
       withStore(async (s) => {
         await s.issueDirective(directiveInput({ scope: 'run:parent' }), () => []);

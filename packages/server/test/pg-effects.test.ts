@@ -197,6 +197,37 @@ describe('PostgreSQL permits across replicas', { skip: !available }, () => {
     }
   });
 
+  test('outcomes of one turn commit together; one PostgreSQL refuses (a NUL byte) fails alone', async () => {
+    const { stores, done } = await replicas('settle', 1);
+    try {
+      const s = stores[0]!;
+      const ds = await s.grantPermits([grant(), grant({ runId: 'r2' }), grant({ runId: 'r3' })]);
+      const [a, b, c] = ds.map((d) => (d.kind === 'granted' ? d.response.permit.id : ''));
+      const owner = { tenant: 'acme', agent: 'bot' };
+      const settled = await Promise.allSettled([
+        s.settlePermit(a!, owner, { status: 'landed' }),
+        s.settlePermit(b!, owner, { status: 'failed', error: 'bad\u0000byte' }),
+        s.settlePermit(c!, owner, { status: 'failed', error: 'timeout' }),
+      ]);
+      assert.deepEqual(
+        settled.map((r) => (r.status === 'fulfilled' ? r.value?.status : 'rejected')),
+        ['landed', 'rejected', 'failed'],
+      );
+      assert.equal(
+        (await s.ledger('acme', 'r2')).effects[0]?.status,
+        'granted',
+        'the refused outcome wrote nothing',
+      );
+      const outcomes = (await s.listAudit({ limit: 100 })).filter(
+        (r) => r.type === 'effect.landed' || r.type === 'effect.failed',
+      );
+      assert.deepEqual(outcomes.map((r) => r.data.permitId).sort(), [a, c].sort());
+      assert.equal((await s.verifyAudit()).ok, true);
+    } finally {
+      await done();
+    }
+  });
+
   test('a run another replica registers while a batch is being decided: the batch is decided again, and the run\u2019s owner refuses the asker', async () => {
     const { stores, done } = await replicas('race', 2);
     try {

@@ -139,6 +139,15 @@ const OUTCOME_EVENT = {
   aborted: 'effect.aborted',
 } as const;
 
+/** An outcome waiting for its group commit. */
+interface PendingSettle {
+  id: string;
+  owner: PermitOwner;
+  outcome: PermitOutcome;
+  resolve: (entry: LedgerEntry | null) => void;
+  reject: (err: unknown) => void;
+}
+
 /** Who may act on a permit: the agent it was granted to, of its tenant. */
 export interface PermitOwner {
   tenant: string;
@@ -210,7 +219,7 @@ export class PgEffects implements PermitStore {
         JOIN unnest(${keyList.map((k) => k.tenant)}::text[], ${keyList.map((k) => k.runId)}::text[],
           ${keyList.map((k) => k.key)}::text[]) AS k(tenant, run_id, key)
           ON p.tenant = k.tenant AND p.run_id = k.run_id AND p.idempotency_key = k.key
-        FOR UPDATE OF p`,
+        ORDER BY p.id FOR UPDATE OF p`,
     ]);
     const owners = new Map(ownerRows.map((r) => [runKey(r.tenant, r.run_id), r.agent]));
     const priors = new Map(
@@ -375,50 +384,96 @@ export class PgEffects implements PermitStore {
     });
   }
 
-  /** See {@link PermitStore.settlePermit}: the first outcome wins (the row is locked while it is read and written). */
-  async settlePermit(id: string, owner: PermitOwner, outcome: PermitOutcome): Promise<LedgerEntry | null> {
-    return this.#sql.begin(async (tx) => {
-      const [found] = await tx<PgPermitRow[]>`
-        SELECT * FROM permits WHERE id = ${id} AND tenant = ${owner.tenant} AND agent = ${owner.agent} FOR UPDATE`;
-      if (!found) return null;
-      const row = permitRow(found);
+  /** Outcomes waiting for the next group commit (see {@link settlePermit}). */
+  #settles: PendingSettle[] = [];
+
+  /**
+   * See {@link PermitStore.settlePermit}: the first outcome wins (the rows are locked while they
+   * are read and written). Outcomes arriving in one event-loop turn commit together, in arrival
+   * order, in one transaction with one audit append (one turn at the audit head instead of one per
+   * outcome); each is answered after that COMMIT. When PostgreSQL refuses the batch's write (a
+   * value it cannot store), each outcome is settled again in its own transaction, so one bad
+   * outcome fails alone.
+   */
+  settlePermit(id: string, owner: PermitOwner, outcome: PermitOutcome): Promise<LedgerEntry | null> {
+    return new Promise((resolve, reject) => {
+      this.#settles.push({ id, owner, outcome, resolve, reject });
+      if (this.#settles.length === 1) setImmediate(() => void this.#flushSettles());
+    });
+  }
+
+  async #flushSettles(): Promise<void> {
+    const batch = this.#settles;
+    this.#settles = [];
+    try {
+      const entries = await this.#sql.begin((tx) => this.#settleBatch(tx, batch));
+      batch.forEach((p, i) => p.resolve(entries[i]!));
+    } catch (err) {
+      if (!isRequestError(err) || batch.length === 1) {
+        for (const p of batch) p.reject(err);
+        return;
+      }
+      await Promise.all(
+        batch.map((p) =>
+          this.#sql.begin((tx) => this.#settleBatch(tx, [p])).then(([e]) => p.resolve(e!), p.reject),
+        ),
+      );
+    }
+  }
+
+  async #settleBatch(tx: Tx, batch: readonly PendingSettle[]): Promise<(LedgerEntry | null)[]> {
+    // Locked in id order, so two batches (or a grant's idempotency lookups) never deadlock.
+    const ids = [...new Set(batch.map((p) => p.id))].sort();
+    const found = await tx<PgPermitRow[]>`
+      SELECT * FROM permits WHERE id = ANY(${ids}::text[]) ORDER BY id FOR UPDATE`;
+    const rows = new Map(found.map((r) => [r.id, permitRow(r)]));
+    const written = new Map<string, PermitRow>();
+    const events: AuditEvent[] = [];
+    const now = new Date().toISOString();
+    const entries = batch.map(({ id, owner, outcome }) => {
+      const row = rows.get(id);
+      // Only the agent it was granted to (of its tenant) settles it: another's is not found.
+      if (row === undefined || row.tenant !== owner.tenant || row.agent !== owner.agent) return null;
       const open =
         row.status === 'granted' ||
         row.status === 'in_doubt' ||
         (row.status === 'cooling_off' && outcome.status === 'aborted');
       if (!open) return toLedger(row); // already settled: the first outcome wins
-      const now = new Date().toISOString();
-      const result =
-        outcome.status === 'landed' && outcome.result !== undefined ? JSON.stringify(outcome.result) : null;
-      const error = outcome.error ?? null;
-      const afterAbort = outcome.afterAbort ? 1 : 0;
-      await tx`UPDATE permits SET status = ${outcome.status}, result = ${result}, error = ${error},
-        after_abort = ${afterAbort}, settled_at = ${now} WHERE id = ${id}`;
-      await appendAudit(tx, [
-        {
-          type: OUTCOME_EVENT[outcome.status],
-          actor: `worker:${row.worker_id}`,
-          tenant: row.tenant,
-          data: {
-            permitId: id,
-            runId: row.run_id,
-            capability: row.capability,
-            class: row.class,
-            idempotencyKey: row.idempotency_key,
-            afterAbort: outcome.afterAbort ?? false,
-            ...(outcome.error ? { error: outcome.error } : {}),
-          },
-        },
-      ]);
-      return toLedger({
+      const next: PermitRow = {
         ...row,
         status: outcome.status,
-        result,
-        error,
-        after_abort: afterAbort,
+        result:
+          outcome.status === 'landed' && outcome.result !== undefined ? JSON.stringify(outcome.result) : null,
+        error: outcome.error ?? null,
+        after_abort: outcome.afterAbort ? 1 : 0,
         settled_at: now,
+      };
+      rows.set(id, next);
+      written.set(id, next);
+      events.push({
+        type: OUTCOME_EVENT[outcome.status],
+        actor: `worker:${row.worker_id}`,
+        tenant: row.tenant,
+        data: {
+          permitId: id,
+          runId: row.run_id,
+          capability: row.capability,
+          class: row.class,
+          idempotencyKey: row.idempotency_key,
+          afterAbort: outcome.afterAbort ?? false,
+          ...(outcome.error ? { error: outcome.error } : {}),
+        },
       });
+      return toLedger(next);
     });
+    if (written.size > 0)
+      await tx`UPDATE permits p SET status = x.status, result = x.result, error = x.error,
+          after_abort = x.after_abort, settled_at = x.settled_at
+        FROM json_to_recordset(${JSON.stringify([...written.values()])}::text::json)
+          AS x(id text, status text, result text, error text, after_abort integer, settled_at text)
+        WHERE p.id = x.id`;
+    await appendAudit(tx, events);
+    return entries;
   }
 
   /**
