@@ -18,6 +18,7 @@ import { effectsContract } from './effects-contract.ts';
 import {
   auditContract,
   directiveContract,
+  directiveInput,
   drillContract,
   fleetContract,
   policyContract,
@@ -229,4 +230,94 @@ describe('Store contract: PgStore', { skip: !available }, () => {
 // The permits concept's suite (effects-contract.ts), every case, as SQLite runs it.
 describe('Permits contract: PgStore', { skip: !available }, () => {
   effectsContract('PgStore', () => freshPgStore('effects'));
+});
+
+describe('PostgreSQL directives across replicas', { skip: !available }, () => {
+  const audit = (r: { directive: { id: string }; created: boolean }) => [
+    {
+      type: r.created ? 'directive.issued' : 'directive.converged',
+      actor: 'alice',
+      tenant: 'acme',
+      data: { id: r.directive.id },
+    },
+  ];
+
+  test('retries with one idempotency key and identical issues on three replicas converge to one directive each; concurrent clears: one wins; revs gapless and notified in order', async () => {
+    const db = await freshDatabase('replica_directives');
+    const sql = openPool(db.url, { max: 1 });
+    await migrate(sql);
+    const replicas = await Promise.all([0, 1, 2].map(() => PgStore.open(db.url, { max: 3 })));
+    const heard: number[] = [];
+    const listener = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      await listener.listen(REV_CHANNEL, (rev) => heard.push(Number(rev)));
+      const on = (i: number) => replicas[i % 3]!;
+      // A retry landing on any replica: 12 calls with one key, content varying (the key wins).
+      const keyed = await Promise.all(
+        Array.from({ length: 12 }, (_, i) =>
+          on(i).issueDirective(
+            directiveInput({ scope: 'agent:acme/bot', idempotencyKey: 'tok1:k1', graceMs: 1000 + i }),
+            audit,
+          ),
+        ),
+      );
+      assert.equal(keyed.filter((r) => r.created).length, 1);
+      assert.equal(new Set(keyed.map((r) => r.directive.id)).size, 1);
+      assert.ok(keyed.filter((r) => !r.created).every((r) => r.converged === 'idempotency_key'));
+      // The same content without a key: one directive, the others converge on it.
+      const same = await Promise.all(
+        Array.from({ length: 12 }, (_, i) =>
+          on(i).issueDirective(directiveInput({ scope: 'tenant:globex' }), audit),
+        ),
+      );
+      assert.equal(same.filter((r) => r.created).length, 1);
+      assert.equal(new Set(same.map((r) => r.directive.id)).size, 1);
+      // Different directives from every replica: each its own rev.
+      const many = await Promise.all(
+        Array.from({ length: 15 }, (_, i) =>
+          on(i).issueDirective(directiveInput({ scope: `run:r${i}`, tenant: 'acme' }), audit),
+        ),
+      );
+      assert.ok(many.every((r) => r.created));
+      // Three replicas clearing one directive: exactly one clears it.
+      const target = many[0]!.directive.id;
+      const clears = await Promise.all(
+        replicas.map((s) => s.clearDirective(target, (d) => audit({ directive: d, created: true }))),
+      );
+      assert.equal(clears.filter((c) => c !== null).length, 1);
+      const revs = [keyed, same, many].flatMap((rs) =>
+        rs.filter((r) => r.created).map((r) => r.directive.rev),
+      );
+      revs.push(clears.find((c) => c !== null)!.clearedRev!);
+      assert.deepEqual(
+        revs.sort((a, b) => a - b),
+        Array.from({ length: 18 }, (_, i) => i + 1),
+        'one rev per change, 1..18, none lost to a converging call',
+      );
+      for (const s of replicas) assert.equal(await s.rev(), 18);
+      const changes = await replicas[2]!.changesSince(0, 100);
+      assert.deepEqual(
+        changes.map((c) => c.rev),
+        Array.from({ length: 18 }, (_, i) => i + 1),
+      );
+      const [key] = await sql<
+        { n: string }[]
+      >`SELECT COUNT(*) AS n FROM directives WHERE idempotency_key = 'tok1:k1'`;
+      assert.equal(Number(key!.n), 1);
+      for (let i = 0; i < 200 && heard.length < 18; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.deepEqual(
+        heard,
+        Array.from({ length: 18 }, (_, i) => i + 1),
+        'notified once per rev, in commit order',
+      );
+      const records = await replicas[1]!.listAudit({ limit: 1000 });
+      assert.equal(records.length, 12 + 12 + 15 + 1, 'every call audited once, converging ones too');
+      assert.equal((await replicas[0]!.verifyAudit()).ok, true);
+    } finally {
+      await listener.end({ timeout: 1 });
+      await Promise.all(replicas.map((s) => s.close()));
+      await sql.end({ timeout: 1 });
+      await db.drop();
+    }
+  });
 });
