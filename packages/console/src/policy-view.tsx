@@ -3,7 +3,7 @@
  * of versions, the diff between any two of them, and the shadow fires (what the policy's
  * shadow rules would have done, from the audit log's `policy.shadow_fired` records).
  */
-import type { AuditRecord } from '@killpath/protocol';
+import { isAudit, type AuditRecord } from '@killpath/protocol';
 import { useContext, useState } from 'preact/hooks';
 import { SessionContext } from './context.ts';
 import { diffHunks, lineDiff } from './diff.ts';
@@ -206,15 +206,6 @@ function Diff({ versions, active }: { versions: PolicyVersionRow[]; active: numb
 }
 
 /** The data of a `policy.shadow_fired` audit record. */
-interface ShadowFire {
-  rule?: string;
-  policyVersion?: number;
-  wouldIssue?: { level?: string; scope?: string };
-  run?: string;
-  agent?: string;
-  values?: Record<string, unknown>;
-}
-
 function ShadowFires() {
   const { api } = useContext(SessionContext)!;
   const [state] = usePoll(
@@ -225,7 +216,7 @@ function ShadowFires() {
     2000,
     [api],
   );
-  const fires = state.data?.records ?? [];
+  const fires = (state.data?.records ?? []).filter((r) => isAudit(r, 'policy.shadow_fired'));
   return (
     <section aria-labelledby="policy-shadow-h">
       <h3 id="policy-shadow-h">Shadow fires</h3>
@@ -254,7 +245,7 @@ function ShadowFires() {
             </thead>
             <tbody>
               {fires.map((r) => {
-                const f = r.data as ShadowFire;
+                const f = r.data;
                 return (
                   <tr key={r.seq} data-shadow-rule={f.rule}>
                     <td>

@@ -79,7 +79,6 @@ export type {
   FleetState,
   FleetGroup,
   FleetPage,
-  AuditRecord,
   AuditVerdict,
   AuditVerdictBrief,
 } from './wire.ts';
@@ -138,6 +137,8 @@ export type {
 } from './drill.ts';
 export { CHECKPOINT_FORMAT, checkpointText, parseCheckpoint } from './checkpoint.ts';
 export type { SignedCheckpoint, AuditKeyInfo, AuditKeys, ConsistencyVerdict } from './checkpoint.ts';
+export { isAudit, auditEvent } from './audit.ts';
+export type { AuditType, AuditRecord, AuditPayloads, AuditRecordOf, AuditEventOf } from './audit.ts';
 export { canonicalJson } from './canonical-json.ts';
 export { systemClock, wallNow } from './clock.ts';
 export type { Clock } from './clock.ts';

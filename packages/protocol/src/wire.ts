@@ -198,18 +198,6 @@ export interface WorkerFlags {
   frozen?: boolean;
 }
 
-/** One record of the hash-chained audit log. */
-export interface AuditRecord {
-  seq: number;
-  ts: string;
-  type: string;
-  actor: string;
-  tenant: string | null;
-  data: Record<string, unknown>;
-  prevHash: string;
-  hash: string;
-}
-
 /** Result of verifying the audit chain: ok, or the first bad record and why. */
 export type AuditVerdict =
   | { ok: true; records: number; head: string }

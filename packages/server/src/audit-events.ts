@@ -1,3 +1,4 @@
+import type { AuditEventOf } from '@killpath/protocol';
 import type { Directive } from '@killpath/protocol';
 import type { AuditEvent } from './audit/chain.ts';
 
@@ -9,7 +10,12 @@ import type { AuditEvent } from './audit/chain.ts';
 
 /** `directive.issued`: `d` committed by `actor`. */
 export function issuedEvent(actor: string, d: Directive): AuditEvent {
-  return { type: 'directive.issued', actor, tenant: d.tenant, data: { directive: d } };
+  return {
+    type: 'directive.issued',
+    actor,
+    tenant: d.tenant,
+    data: { directive: d },
+  } satisfies AuditEventOf<'directive.issued'>;
 }
 
 /**
@@ -42,7 +48,7 @@ export function clearedEvent(
         ? { approvalRequest: how.approval.requestId, approvedBy: how.approval.approvedBy }
         : {}),
     },
-  };
+  } satisfies AuditEventOf<'directive.cleared'>;
 }
 
 /** `kill_switch.fired`: `d` was issued through `trigger` (operator, escalation, a rule's kind), with `extra` details. */
@@ -66,5 +72,5 @@ export function firedEvent(
       trigger,
       reason: d.reason,
     },
-  };
+  } satisfies AuditEventOf<'kill_switch.fired'>;
 }

@@ -5,6 +5,7 @@
  * the capability surface the control plane learns from heartbeats. Pure functions: the clock is
  * an argument.
  */
+import type { AuditEventOf } from '@killpath/protocol';
 import type { DrillDue, DueReason, RehearsalRecord } from '@killpath/protocol';
 import type { AuditEvent } from './audit/chain.ts';
 import type { AgentSurface, LastDrill } from './store/store.ts';
@@ -111,23 +112,26 @@ export function drillsDue(input: DueInput): DrillDue[] {
  */
 export function drillRecordedEvents(r: Omit<RehearsalRecord, 'auditSeq'>, actor: string): AuditEvent[] {
   const tenants = [...new Set(r.spec.agents.map((a) => a.tenant))].sort();
-  return tenants.map((tenant) => ({
-    type: 'drill.recorded',
-    actor,
-    tenant,
-    data: {
-      drillId: r.id,
-      spec: r.spec.name,
-      digest: r.spec.digest,
-      result: r.result,
-      mode: r.mode,
-      compact: r.compact,
-      scenarios: r.scenarios.map((s) => ({ id: s.id, status: s.status })),
-      agents: r.spec.agents
-        .filter((a) => a.tenant === tenant)
-        .map((a) => ({ tenant: a.tenant, agent: a.agent, level: a.level, cadenceDays: a.cadenceDays })),
-    },
-  }));
+  return tenants.map(
+    (tenant) =>
+      ({
+        type: 'drill.recorded',
+        actor,
+        tenant,
+        data: {
+          drillId: r.id,
+          spec: r.spec.name,
+          digest: r.spec.digest,
+          result: r.result,
+          mode: r.mode,
+          compact: r.compact,
+          scenarios: r.scenarios.map((s) => ({ id: s.id, status: s.status })),
+          agents: r.spec.agents
+            .filter((a) => a.tenant === tenant)
+            .map((a) => ({ tenant: a.tenant, agent: a.agent, level: a.level, cadenceDays: a.cadenceDays })),
+        },
+      }) satisfies AuditEventOf<'drill.recorded'>,
+  );
 }
 
 /** A record as a tenant-scoped principal sees it: the spec lists only its own tenant's agents. */

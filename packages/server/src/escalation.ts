@@ -1,3 +1,4 @@
+import type { AuditEventOf } from '@killpath/protocol';
 import {
   isStopLevel,
   wallNow,
@@ -189,7 +190,7 @@ export class Escalation {
               laggards,
               scope: e.scopeText,
             },
-          },
+          } satisfies AuditEventOf<'directive.escalated'>,
           issuedEvent(actor, e),
           clearedEvent(actor, d, e.rev, { replacedBy: e.id }),
         ];

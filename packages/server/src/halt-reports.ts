@@ -1,3 +1,4 @@
+import type { AuditEventOf } from '@killpath/protocol';
 import { coversRun, type Directive, type HaltedReport } from '@killpath/protocol';
 import type { AuditEvent } from './audit/chain.ts';
 import { workerIdOf, workerKey, type Fleet, type WorkerKey } from './fleet.ts';
@@ -176,7 +177,7 @@ export class HaltReports {
         timeToStopMs: timeToStopMs === null ? null : Math.round(timeToStopMs * 1000) / 1000,
         observeToSettleMs: report.observeToSettleMs,
       },
-    });
+    } satisfies AuditEventOf<'session.halted'>);
     return event;
   }
 }

@@ -1,3 +1,4 @@
+import type { AuditEventOf } from '@killpath/protocol';
 import {
   KillpathError,
   formatRelease,
@@ -74,7 +75,7 @@ export async function checkResumable(
           running: releaseCheck.running,
           justification: body.justification,
         },
-      },
+      } satisfies AuditEventOf<'resume.refused'>,
     ]);
     deps.metrics.auditRecords.inc();
     const workers = releaseCheck.running.length;

@@ -1,3 +1,4 @@
+import type { AuditEventOf } from '@killpath/protocol';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import {
   KillpathError,
@@ -298,7 +299,7 @@ export class Triggers {
           actor: `worker:${who.workerId}`,
           tenant: who.tenant,
           data: { runId, agent: who.agent, workerId: who.workerId, ...h },
-        },
+        } satisfies AuditEventOf<'local_rule.fired'>,
       ])
       .then(() => this.#cp.metrics.auditRecords.inc())
       .catch((err: unknown) => this.#log.error('could not audit a local halt', { err: String(err) }))

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { AuditRecord, Directive } from '@killpath/protocol';
 import type { ApiClient } from '../api.ts';
+import { auditRecordsOf } from '../audit-records.ts';
 import type { FleetHarness } from '../fleet/harness.ts';
 import { demoAgentScript } from '../fleet/harness.ts';
 import { launch, type Launched } from '../fleet/launch.ts';
@@ -95,9 +96,8 @@ export async function demoLadder(api: ApiClient, token: string, fleet: FleetHarn
     });
     const code = await Promise.race([launched.exited, sleep(10_000).then(() => 'timeout' as const)]);
     const gone = Date.now() - Date.parse(kill.issuedAt);
-    const rec = (
-      await api.get<{ records: AuditRecord[] }>('/v1/audit?type=process.killed&limit=100')
-    ).records.find((r) => r.data.directiveId === kill.id);
+    const { records } = await api.get<{ records: AuditRecord[] }>('/v1/audit?type=process.killed&limit=100');
+    const rec = auditRecordsOf(records, 'process.killed').find((r) => r.data.directiveId === kill.id);
     if (code === 'timeout' || rec === undefined)
       broken.push('kill: the launched agent was not ended by its launcher');
     else

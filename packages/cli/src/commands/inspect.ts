@@ -1,4 +1,5 @@
-import { KillpathError, isIdentifier, type AuditRecord } from '@killpath/protocol';
+import { KillpathError, isIdentifier, type AuditRecord, type AuditRecordOf } from '@killpath/protocol';
+import { auditRecordsOf } from '../audit-records.ts';
 import { CONNECTION_OPTIONS, intFlag, parse } from '../args.ts';
 import { clientFor } from '../config.ts';
 
@@ -59,12 +60,14 @@ export async function inspect(args: string[]): Promise<number> {
       `inspecting run ${run} through ${accepted.launchers.join(', ')} (request ${accepted.requestId}); the agent stays frozen`,
     );
   const deadline = Date.now() + timeoutMs;
-  let reports: AuditRecord[] = [];
+  let reports: AuditRecordOf<'process.inspected'>[] = [];
   while (Date.now() < deadline) {
     const { records } = await api.get<{ records: AuditRecord[] }>(
       '/v1/audit?type=process.inspected&limit=500',
     );
-    reports = records.filter((r) => r.data.requestId === accepted.requestId);
+    reports = auditRecordsOf(records, 'process.inspected').filter(
+      (r) => r.data.requestId === accepted.requestId,
+    );
     if (new Set(reports.map((r) => r.data.launcherId)).size >= accepted.launchers.length) break;
     await sleep(250);
   }
@@ -74,8 +77,8 @@ export async function inspect(args: string[]): Promise<number> {
     for (const r of reports)
       console.log(
         r.data.path
-          ? `${String(r.data.launcherId)}: ${String(r.data.path)} (${String(r.data.detail)})`
-          : `${String(r.data.launcherId)}: ${String(r.data.detail)}`,
+          ? `${r.data.launcherId}: ${r.data.path} (${String(r.data.detail)})`
+          : `${r.data.launcherId}: ${String(r.data.detail)}`,
       );
   }
   const written = reports.filter((r) => typeof r.data.path === 'string').length;

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { startServer, type Alert, type RunningServer } from '@killpath/server';
-import type { AuditRecord, Directive } from '@killpath/protocol';
+import type { AuditRecord, AuditRecordOf, AuditType, Directive } from '@killpath/protocol';
+import { auditRecordsOf } from '../audit-records.ts';
 import { ApiClient } from '../api.ts';
 import { FleetHarness, type AgentSpec } from '../fleet/harness.ts';
 import { launch, type Launched } from '../fleet/launch.ts';
@@ -153,13 +154,16 @@ export class DrillEnv {
     return (await api.get<{ alerts: Alert[] }>('/v1/alerts')).alerts;
   }
 
-  /** Audit records of one type (newest 5000), optionally after a seq. */
-  async audit(type: string, after = 0, api: ApiClient = this.api): Promise<AuditRecord[]> {
-    return (
-      await api.get<{ records: AuditRecord[] }>(
-        `/v1/audit?type=${encodeURIComponent(type)}&after=${after}&limit=5000`,
-      )
-    ).records;
+  /** Audit records of one type (newest 5000), optionally after a seq, their payloads checked and typed. */
+  async audit<K extends AuditType>(
+    type: K,
+    after = 0,
+    api: ApiClient = this.api,
+  ): Promise<AuditRecordOf<K>[]> {
+    const { records } = await api.get<{ records: AuditRecord[] }>(
+      `/v1/audit?type=${encodeURIComponent(type)}&after=${after}&limit=5000`,
+    );
+    return auditRecordsOf(records, type);
   }
 
   /** Issues a directive as an operator would (console button, API, CLI: the same endpoint). */

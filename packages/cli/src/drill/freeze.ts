@@ -62,7 +62,7 @@ export const FREEZE: Scenario = {
       });
       const flip = ctx.env.flipWall(d);
       const frozen = await until(10_000, async () =>
-        (await ctx.env.audit('process.frozen')).find((r: AuditRecord) => r.data.directiveId === d.id),
+        (await ctx.env.audit('process.frozen')).find((r) => r.data.directiveId === d.id),
       );
       // The launcher reports once the kernel confirmed every process stopped: nothing after this.
       const frozenWall = frozen ? Date.parse(frozen.ts) : flip;
@@ -151,7 +151,7 @@ export const FREEZE: Scenario = {
             'invariant',
             frozen !== null,
             frozen
-              ? `process.frozen ${Math.round(frozenWall - flip)} ms after the flip (${String(frozen.data.isolation)}, ${(frozen.data.pids as number[] | undefined)?.length ?? 0} process(es), kernel confirmed in ${String(frozen.data.ms)} ms)`
+              ? `process.frozen ${Math.round(frozenWall - flip)} ms after the flip (${String(frozen.data.isolation)}, ${frozen.data.pids?.length ?? 0} process(es), kernel confirmed in ${String(frozen.data.ms)} ms)`
               : 'no process.frozen record',
           ),
           check(

@@ -241,11 +241,11 @@ export function permitsAfter(
   capability: string | null = null,
 ): Promise<{ write: number; irreversible: number }> {
   return permitsWhere(api, cursor, (r) => {
-    const at = r.data.rev as number;
+    const at = r.data.rev;
     return (
       at >= rev &&
       (untilRev === null || at < untilRev) &&
-      (runIds === null || runIds.includes(String(r.data.runId))) &&
+      (runIds === null || runIds.includes(r.data.runId)) &&
       (capability === null || r.data.capability === capability)
     );
   });

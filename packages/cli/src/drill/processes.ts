@@ -1,4 +1,4 @@
-import type { AuditRecord, Directive } from '@killpath/protocol';
+import type { Directive } from '@killpath/protocol';
 import { demoAgentScript } from '../fleet/harness.ts';
 import { auditHead } from '../fleet/flip.ts';
 import { alive, type Launched } from '../fleet/launch.ts';
@@ -112,7 +112,7 @@ const ISOLATE: Scenario = {
     });
     const flip = ctx.env.flipWall(d);
     const isolated = await until(5000, async () =>
-      (await ctx.env.audit('process.isolated')).find((r: AuditRecord) => r.data.directiveId === d.id),
+      (await ctx.env.audit('process.isolated')).find((r) => r.data.directiveId === d.id),
     );
     await sleep(Math.min(ctx.windowMs, 3000));
     const out = l.out as EventLine[];

@@ -1,4 +1,4 @@
-import type { AuditRecord } from '@killpath/protocol';
+import type { AuditRecordOf } from '@killpath/protocol';
 import type { ApiClient } from '../api.ts';
 import type { AgentProcess } from '../fleet/harness.ts';
 import type { DrillContext, Measured, Scenario } from './context.ts';
@@ -43,7 +43,7 @@ export function fired(
   run: string,
   ms = 10_000,
   api = ctx.env.api,
-): Promise<AuditRecord | null> {
+): Promise<AuditRecordOf<'kill_switch.fired'> | null> {
   return until(ms, async () =>
     (await ctx.env.audit('kill_switch.fired', 0, api)).find(
       (r) => r.data.rule === rule && r.data.scope === `run:${run}`,
@@ -145,7 +145,7 @@ const S4: Scenario = {
     const first = attempts[0];
     const firstWall = (first?.wall as number | undefined) ?? Number.NaN;
     const observe = rec
-      ? p.events.find((e) => e.type === 'rev.applied' && (e.rev ?? 0) >= (rec.data.rev as number))
+      ? p.events.find((e) => e.type === 'rev.applied' && (e.rev ?? 0) >= rec.data.rev)
       : undefined;
     const values =
       (rec?.data.details as { values?: Record<string, number> } | undefined)?.values ??

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { AuditRecord, Directive, Level, Rate } from '@killpath/protocol';
+import type { AuditRecord, AuditRecordOf, Directive, Level, Rate } from '@killpath/protocol';
+import { auditRecordsOf } from '../audit-records.ts';
 import type { ApiClient } from '../api.ts';
 import { percentile } from '../output.ts';
 import type { AgentEvent, AgentProcess, FleetHarness } from './harness.ts';
@@ -104,16 +105,14 @@ export async function auditHead(api: ApiClient): Promise<number> {
 export async function permitsWhere(
   api: ApiClient,
   cursor: number,
-  accept: (r: AuditRecord) => boolean,
+  accept: (r: AuditRecordOf<'effect.intent'>) => boolean,
 ): Promise<{ write: number; irreversible: number }> {
   const out = { write: 0, irreversible: 0 };
   for (let from = cursor; ;) {
     const recs = (
       await api.get<{ records: AuditRecord[] }>(`/v1/audit?after=${from}&limit=5000&type=effect.intent`)
     ).records;
-    for (const r of recs)
-      if (r.type === 'effect.intent' && accept(r))
-        out[r.data.class === 'irreversible' ? 'irreversible' : 'write'] += 1;
+    for (const r of auditRecordsOf(recs, 'effect.intent')) if (accept(r)) out[r.data.class] += 1;
     if (recs.length < 5000) return out;
     from = recs.at(-1)!.seq;
   }
@@ -145,11 +144,9 @@ export async function awaitHaltReports(
     const recs = (
       await api.get<{ records: AuditRecord[] }>(`/v1/audit?after=${after}&limit=5000&type=session.halted`)
     ).records;
-    for (const r of recs) {
+    for (const r of auditRecordsOf(recs, 'session.halted')) {
       after = r.seq;
-      reports
-        .get(String(r.data.directiveId))
-        ?.set(String(r.data.workerId), (r.data.timeToStopMs as number | null) ?? null);
+      reports.get(r.data.directiveId)?.set(r.data.workerId, r.data.timeToStopMs);
     }
     const all = wanted.every((w) => w.workers.every((id) => id !== null && reports.get(w.id)!.has(id)));
     if (all && Date.now() - opts.started >= opts.windowMs) break;
@@ -236,11 +233,7 @@ export async function measureFlip(
   const byWorker = new Map(fleet.agents.map((a) => [`worker:${a.workerId}`, a]));
   const permitsAfterFlipByClass = await permitsWhere(api, cursor, (r) => {
     const a = byWorker.get(r.actor);
-    return (
-      a !== undefined &&
-      (r.data.rev as number) >= directive.rev &&
-      spec.covers(a, String(r.data.runId), String(r.data.capability))
-    );
+    return a !== undefined && r.data.rev >= directive.rev && spec.covers(a, r.data.runId, r.data.capability);
   });
   const permitsAfterFlip = permitsAfterFlipByClass.write + permitsAfterFlipByClass.irreversible;
   return {

@@ -70,3 +70,5 @@ export {
   InspectOrderSchema,
   LauncherMessageSchema,
 } from './stream.ts';
+export { AuditRecordSchema, AUDIT_PAYLOADS, auditPayload } from './audit.ts';
+export type { AuditType } from './audit.ts';

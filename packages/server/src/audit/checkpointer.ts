@@ -1,3 +1,4 @@
+import type { AuditEventOf } from '@killpath/protocol';
 import type { SignedCheckpoint } from '@killpath/protocol';
 import type { Logger } from '../log.ts';
 import type { AlertSink } from '../notify.ts';
@@ -221,7 +222,7 @@ export class Checkpointer {
           signature: checkpoint.signature,
           signedAt: checkpoint.timestamp,
         },
-      },
+      } satisfies AuditEventOf<'audit.checkpoint'>,
     ]);
     this.#latest = checkpoint;
     this.#signedAt = this.#o.now();

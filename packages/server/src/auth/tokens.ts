@@ -1,3 +1,4 @@
+import type { AuditEventOf } from '@killpath/protocol';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { KillpathError, type Principal, type Role } from '@killpath/protocol';
 import type { AuditEvent } from '../audit/chain.ts';
@@ -127,7 +128,12 @@ export function revokedEvents(t: TokenRecord, actor: string, reason: string): Au
   const what = { tokenId: t.id, name: t.name, role: t.role, agent: t.agent, reason };
   return [
     { type: 'operator_action', actor, tenant, data: { action: 'token.revoke', ...what } },
-    { type: 'token.revoked', actor, tenant, data: { ...what, tenant: t.tenant, revokedBy: actor } },
+    {
+      type: 'token.revoked',
+      actor,
+      tenant,
+      data: { ...what, tenant: t.tenant, revokedBy: actor },
+    } satisfies AuditEventOf<'token.revoked'>,
   ];
 }
 

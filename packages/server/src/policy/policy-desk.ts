@@ -1,3 +1,4 @@
+import type { AuditEventOf } from '@killpath/protocol';
 import { KillpathError, type Principal } from '@killpath/protocol';
 import type { AlertSink } from '../notify.ts';
 import type { Logger } from '../log.ts';
@@ -241,7 +242,7 @@ async function putVersion(
         ...changes,
         diff,
       },
-    },
+    } satisfies AuditEventOf<'policy.changed'>,
   ]);
 }
 

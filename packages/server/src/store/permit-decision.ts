@@ -1,3 +1,4 @@
+import type { AuditEventOf } from '@killpath/protocol';
 import { randomUUID } from 'node:crypto';
 import {
   compileRun,
@@ -184,7 +185,7 @@ export function decidePermit(
       argsDigest: q.argsDigest,
       coolOffMs: row.cool_off_ms,
     },
-  };
+  } satisfies AuditEventOf<'effect.intent'>;
   step.decision = { kind: 'granted', response: permitResponse(row, false) };
   return step;
 }

@@ -1,3 +1,4 @@
+import type { AuditEventOf } from '@killpath/protocol';
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import {
   compileRun,
@@ -208,7 +209,7 @@ export function confirmPermit(
             reason: 'halted during cool-off',
             directiveId: stop.id,
           },
-        },
+        } satisfies AuditEventOf<'effect.aborted'>,
       ]);
       return { kind: 'halted', directive: stop, rev: ctx.rev() };
     }
@@ -359,7 +360,7 @@ export function checkResume(ctx: EffectsContext, run: RunRecord, actor: string):
             level: stop.level,
             scope: stop.scopeText,
           },
-        },
+        } satisfies AuditEventOf<'resume.refused'>,
       ]);
     }
     return stop;

@@ -1,3 +1,4 @@
+import type { AuditEventOf } from '@killpath/protocol';
 import { Counter } from 'prom-client';
 import { KillpathError, type Principal, type WorkerSettings } from '@killpath/protocol';
 import type { ControlPlane } from '../control-plane.ts';
@@ -210,7 +211,7 @@ export class DeadmanDesk {
         actor: `watchdog:${by}`,
         tenant: w.tenant,
         data: { ...details, agent: w.agent, runs: w.runs, directives, killAfterMs: d.killAfterMs },
-      },
+      } satisfies AuditEventOf<'deadman.triggered'>,
     ]);
     this.#cp.metrics.auditRecords.inc();
     const kill =

@@ -23,6 +23,7 @@
  * after the permits in flight, never starved by later ones. Nothing here depends on one process:
  * every replica takes the same lock in the same database.
  */
+import type { AuditEventOf } from '@killpath/protocol';
 import type { Directive, JournalEvent, LedgerEntry, PermitOutcome } from '@killpath/protocol';
 import type { AuditEvent } from '../../audit/chain.ts';
 import { compileRun, refusingDirective } from '@killpath/protocol';
@@ -372,7 +373,7 @@ export class PgEffects implements PermitStore {
               reason: 'halted during cool-off',
               directiveId: stop.id,
             },
-          },
+          } satisfies AuditEventOf<'effect.aborted'>,
         ]);
         return { kind: 'halted', directive: stop, rev } as const;
       }
@@ -561,7 +562,7 @@ export class PgEffects implements PermitStore {
               level: stop.level,
               scope: stop.scopeText,
             },
-          },
+          } satisfies AuditEventOf<'resume.refused'>,
         ]);
       return stop;
     });
