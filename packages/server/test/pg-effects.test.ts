@@ -139,13 +139,21 @@ describe('PostgreSQL permits across replicas', { skip: !available }, () => {
         Number(freeAfter!.n) >= writers * afterHalt * 2,
         `uncovered runs keep being granted after the halt (${freeAfter!.n})`,
       );
-      // And in commit order: every covered intent was committed before the halt (the audit chain's
-      // order is the commit order of the transactions that append to it).
-      const [order] = await sql<{ last_covered: string | null; halt_seq: string }[]>`
-        SELECT
-          (SELECT max(seq) FROM audit WHERE type = 'effect.intent' AND data::jsonb ->> 'agent' = 'bot') AS last_covered,
-          (SELECT seq FROM audit WHERE type = 'directive.issued' AND data::jsonb ->> 'directiveId' = ${halt.id}) AS halt_seq`;
-      assert.ok(order!.last_covered !== null && Number(order!.last_covered) < Number(order!.halt_seq));
+      // And in commit order: every covered permit was committed before the halt. The audit chain's
+      // order is the commit order of the transactions appending to it, and a permit's first record
+      // (its `effect.intent`, or the `ledger.committed` listing its row) commits with its grant.
+      const [order] = await sql<{ n: string; last_covered: string | null; halt_seq: string }[]>`
+        WITH named AS (
+          SELECT seq, data::jsonb ->> 'permitId' AS id FROM audit WHERE type = 'effect.intent'
+          UNION ALL
+          SELECT a.seq, r ->> 0 FROM audit a, jsonb_array_elements(a.data::jsonb -> 'rows') r
+            WHERE a.type = 'ledger.committed'
+        ), firsts AS (SELECT id, min(seq) AS seq FROM named GROUP BY id)
+        SELECT count(*) AS n, max(f.seq) AS last_covered,
+          (SELECT seq FROM audit WHERE type = 'directive.issued' AND data::jsonb ->> 'directiveId' = ${halt.id}) AS halt_seq
+        FROM permits p JOIN firsts f ON f.id = p.id WHERE p.tenant = 'acme' AND p.agent = 'bot'`;
+      assert.equal(Number(order!.n), Number(covBefore!.n), 'every covered permit is on the audit chain');
+      assert.ok(Number(order!.last_covered) < Number(order!.halt_seq), JSON.stringify(order));
       // What the writers were told once the halt had answered: every covered request halted, every uncovered one granted.
       assert.equal(lateDecisions.length, writers * afterHalt);
       for (const ds of lateDecisions) {
