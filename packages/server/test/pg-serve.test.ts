@@ -59,6 +59,9 @@ describe('killpath serve on PostgreSQL', { skip: !available }, () => {
         assert.equal(token?.role, 'admin');
         const created = await store.listAudit({ types: ['operator_action'], limit: 100 });
         assert.equal(created.filter((r) => r.data['action'] === 'token.create').length, 1);
+        // The default policy is installed once too: version 1, one policy.changed.
+        assert.equal(await store.countPolicies(), 1);
+        assert.equal((await store.listAudit({ types: ['policy.changed'], limit: 100 })).length, 1);
         // The token works on every replica, whichever created it.
         for (const s of servers) {
           const res = await fetch(`${s.url}/v1/directives`, {

@@ -70,6 +70,8 @@ export class PolicyDesk {
         tenant: '*',
         agent: null,
       };
+      // Replicas starting at once on one empty database: only the first install is kept (the
+      // others' find version 1 taken, roll back in their audit callback, and read it).
       v = await putVersion(
         store,
         system,
@@ -78,7 +80,14 @@ export class PolicyDesk {
         null,
         null,
         'the default policy, installed on first start',
-      );
+        undefined,
+        undefined,
+        1,
+      ).catch(async (err: unknown) => {
+        const installed = err instanceof InstalledMeanwhile ? await store.getPolicy() : null;
+        if (installed === null) throw err;
+        return installed;
+      });
     }
     let compiled: CompiledPolicy;
     try {
@@ -223,28 +232,35 @@ async function putVersion(
   comment: string | null,
   diff = lineDiff('', source),
   changes = ruleChanges(null, next),
+  onlyAsVersion?: number,
 ): Promise<PolicyVersion> {
-  return store.putPolicy({ source, digest: next.digest, actor: p.name, comment, rollbackOf }, (v) => [
-    {
-      type: 'policy.changed',
-      actor: p.name,
-      tenant: null,
-      data: {
-        version: v.version,
-        previous: prev?.version ?? null,
-        digest: v.digest,
-        previousDigest: prev?.digest ?? null,
-        role: p.role,
-        tokenId: p.tokenId,
-        comment,
-        rollbackOf,
-        rules: next.rules.map((r) => `${r.name}:${r.mode}:${r.action.level}@${r.action.scope}`),
-        ...changes,
-        diff,
-      },
-    } satisfies AuditEventOf<'policy.changed'>,
-  ]);
+  return store.putPolicy({ source, digest: next.digest, actor: p.name, comment, rollbackOf }, (v) => {
+    if (onlyAsVersion !== undefined && v.version !== onlyAsVersion) throw new InstalledMeanwhile();
+    return [
+      {
+        type: 'policy.changed',
+        actor: p.name,
+        tenant: null,
+        data: {
+          version: v.version,
+          previous: prev?.version ?? null,
+          digest: v.digest,
+          previousDigest: prev?.digest ?? null,
+          role: p.role,
+          tokenId: p.tokenId,
+          comment,
+          rollbackOf,
+          rules: next.rules.map((r) => `${r.name}:${r.mode}:${r.action.level}@${r.action.scope}`),
+          ...changes,
+          diff,
+        },
+      } satisfies AuditEventOf<'policy.changed'>,
+    ];
+  });
 }
+
+/** Another process stored a policy version first (a replica's default install lost the race). */
+class InstalledMeanwhile extends Error {}
 
 function describe(c: { added: string[]; removed: string[]; changed: string[] }): string {
   const parts = [
