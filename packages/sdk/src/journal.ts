@@ -25,8 +25,7 @@ export type TimerKind = 'timeout' | 'interval' | 'retry';
  * - `rev.applied`: a snapshot or delta was applied; `issued`/`cleared` are directive ids.
  * - `stream.connected`: a stream delivered its first snapshot; `url` is the control plane (replica) it is on.
  * - `stream.behind`: that snapshot's rev is below `seenRev`, the highest this worker applied (a replica
- *   not caught up yet): the gate stays closed until the stream reaches `seenRev` (`stream.caught_up`),
- *   or for one lease at most (past that the deployment's rev went back, e.g. a restored store).
+ *   not caught up yet): the gate stays closed until the stream reaches `seenRev` (`stream.caught_up`).
  * - `stream.error`: the stream failed or ended; `fatal` means no retry (401/403), else `retryInMs`.
  * - `stream.resync`: a rev gap or mismatch; the stream is dropped and the gate denies `stale` until the next snapshot.
  * - `lease.expired`: no contact for `leaseMs`; every run is treated as halted, `aborted` in-flight writes.

@@ -21,8 +21,7 @@ export class Lease {
   private timer: unknown = null;
   private live = false;
   private readonly clock: Clock;
-  /** Lease length, in ms. */
-  readonly leaseMs: number;
+  private readonly leaseMs: number;
   private readonly onExpire: () => void;
 
   /** @param onExpire called once each time a live lease runs out (not after {@link Lease.stop}) */

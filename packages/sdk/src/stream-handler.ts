@@ -52,11 +52,11 @@ export class StreamHandler implements StreamLoopHooks {
   private seenRev = 0;
   /**
    * Set while the mirror stands on a snapshot older than {@link seenRev} (a replica that has not
-   * caught up yet): the gate stays closed until the mirror reaches `rev` or, when it never
-   * does, for one lease from `since` (past that the deployment's rev went back: a restored or
-   * new store, whose snapshot is then the truth).
+   * caught up yet): the gate stays closed until the mirror reaches `rev`. A replica that never
+   * does (a store restored from a backup) keeps this worker closed: fail closed, said once.
    */
-  private behind: { rev: number; since: number } | null = null;
+  private behind: { rev: number } | null = null;
+  private saidBehind = false;
   private readonly host: StreamParts;
   private readonly clock: Clock;
   private readonly lease: Lease;
@@ -111,9 +111,16 @@ export class StreamHandler implements StreamLoopHooks {
         // A snapshot replaces the mirror whatever its rev (another replica's may be behind or
         // ahead). Behind what this worker saw, it may lack a stop the worker already enforces:
         // the gate stays closed until this stream brings the mirror back to that rev.
-        this.behind = msg.rev < this.seenRev ? { rev: this.seenRev, since: now } : null;
-        if (this.behind !== null)
+        this.behind = msg.rev < this.seenRev ? { rev: this.seenRev } : null;
+        if (this.behind !== null) {
           this.host.record({ type: 'stream.behind', rev: msg.rev, seenRev: this.seenRev, at: now });
+          if (!this.saidBehind) {
+            this.saidBehind = true;
+            this.logger.warn(
+              `control plane at ${this.host.streamUrl()} is at rev ${msg.rev}, behind rev ${this.seenRev} this worker applied: every check denies until it catches up (a store restored from a backup: restart this worker)`,
+            );
+          }
+        }
         this.applied(this.mirror.replace(msg), now);
         this.readiness.connected();
         this.heartbeat.first();
@@ -176,7 +183,7 @@ export class StreamHandler implements StreamLoopHooks {
     this.lease.renew(now);
     const behind = this.behind;
     if (behind === null) return;
-    if (this.mirror.rev >= behind.rev || now - behind.since >= this.lease.leaseMs) {
+    if (this.mirror.rev >= behind.rev) {
       this.behind = null;
       this.host.record({ type: 'stream.caught_up', rev: this.mirror.rev, at: now });
       return;
