@@ -102,6 +102,8 @@ export class ControlPlane {
      * has been unreachable for half of it stops renewing workers' leases.
      */
     leaseMs?: number;
+    /** The view's safety-net poll in ms (see `SwitchboardViewOptions.pollMs`); tests and tuning. */
+    viewPollMs?: number;
   }) {
     this.store = deps.store;
     this.clock = deps.clock ?? systemClock;
@@ -151,6 +153,7 @@ export class ControlPlane {
       ...(doorbell ? { doorbell } : {}),
       clock: this.clock,
       vouchMs: (deps.leaseMs ?? 3000) / 2,
+      ...(deps.viewPollMs !== undefined ? { pollMs: deps.viewPollMs } : {}),
       log: deps.log,
     });
     this.view.onChange((c) => this.#took(c));

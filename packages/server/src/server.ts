@@ -56,6 +56,17 @@ export interface ServerOptions {
    * (`killpath migrate --store URL`); the start is refused otherwise.
    */
   storeUrl?: string;
+  /**
+   * The lease this deployment's workers use, in ms (default 3,000, the SDK's default `leaseMs`).
+   * On a shared store (PostgreSQL) a replica whose database or notifications have been
+   * unreachable for half of it stops renewing its workers' leases until it has caught up.
+   */
+  leaseMs?: number;
+  /**
+   * The switchboard view's safety-net poll of the store, in ms (default a sixth of `leaseMs`, so
+   * a third of the half lease a replica vouches for: 500 ms). Only on a shared store.
+   */
+  switchboardPollMs?: number;
   /** Webhook URLs alerts are POSTed to (degrade, isolate, escalations, process kills), with retries. */
   notifyWebhooks?: string[];
   /** Which ladder steps may be taken automatically (default: throttle, degrade, halt). */
@@ -178,6 +189,8 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
       ...(opts.coolOff ? { coolOff: opts.coolOff } : {}),
       ...(opts.automation ? { automation: opts.automation } : {}),
       ...(opts.escalationSlackMs !== undefined ? { escalationSlackMs: opts.escalationSlackMs } : {}),
+      ...(opts.leaseMs !== undefined ? { leaseMs: opts.leaseMs } : {}),
+      ...(opts.switchboardPollMs !== undefined ? { viewPollMs: opts.switchboardPollMs } : {}),
     });
     undo.push(() => cp.stop());
     await cp.start();

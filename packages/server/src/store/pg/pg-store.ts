@@ -23,6 +23,7 @@ import { PgPolicy } from './pg-policy.ts';
 import { PgTokens } from './pg-tokens.ts';
 import { checkSchema, migrate } from './schema.ts';
 import { PgPresence } from './pg-presence.ts';
+import { PgDoorbell } from './pg-doorbell.ts';
 
 /**
  * A concept not built yet on PostgreSQL: every call rejects with `unavailable` naming what is
@@ -58,6 +59,8 @@ export interface PgStoreOptions extends PoolOptions {
  */
 export class PgStore implements Store {
   readonly #sql: Sql;
+  readonly #url: string;
+  #doorbell: PgDoorbell | null = null;
   readonly #directives: DirectiveStore;
   readonly #permits: PermitStore;
   readonly #audit: AuditStore;
@@ -73,6 +76,7 @@ export class PgStore implements Store {
    */
   constructor(sql: Sql, url: string) {
     this.#sql = sql;
+    this.#url = url;
     this.#directives = new PgDirectives(sql);
     this.#permits = new PgEffects(sql, activeDirectives);
     this.#audit = new PgAudit(sql, url);
@@ -104,6 +108,14 @@ export class PgStore implements Store {
       );
     }
     return new PgStore(sql, url);
+  }
+
+  /**
+   * The doorbell of this database (`LISTEN killpath_rev` on connections of its own, see
+   * {@link PgDoorbell}); each `listen` opens its own and closes it with its handle.
+   */
+  doorbell(): PgDoorbell {
+    return (this.#doorbell ??= new PgDoorbell(this.#url));
   }
 
   /** The pool (for the view's listener and tests); closed with the store. */
