@@ -47,14 +47,37 @@ const issued =
     { type, actor: 'alice', tenant: 'acme', data: { directiveId: r.directive.id, rev: r.directive.rev } },
   ];
 
-/** Resolves once a statement of `sql`'s database waits on a lock (another session holds it): no sleeps, no timing. */
-async function someoneWaitsOnALock(sql: Sql): Promise<void> {
+/** Resolves once `n` statements of `sql`'s database wait on a lock (other sessions hold it): no sleeps, no timing. */
+async function someoneWaitsOnALock(sql: Sql, n = 1): Promise<void> {
   for (;;) {
     const [r] = await sql<{ n: string }[]>`
       SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`;
-    if (Number(r!.n) > 0) return;
+    if (Number(r!.n) >= n) return;
     await new Promise((resolve) => setImmediate(resolve));
   }
+}
+
+/**
+ * Holds the audit head in a transaction of its own until `release()`: every audited transaction
+ * then stops at its last step, holding whatever it locked before (the rev, its rows).
+ */
+async function holdAuditHead(sql: Sql): Promise<{ release: () => Promise<void> }> {
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  let held!: () => void;
+  const holding = new Promise<void>((r) => (held = r));
+  const tx = sql.begin(async (t) => {
+    await t`SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE`;
+    held();
+    await released;
+  });
+  await holding;
+  return {
+    release: async () => {
+      release();
+      await tx;
+    },
+  };
 }
 
 describe('PostgreSQL permits across replicas', { skip: !available }, () => {
@@ -176,6 +199,56 @@ describe('PostgreSQL permits across replicas', { skip: !available }, () => {
     }
   });
 
+  test('a permit waits for a halt whose commit is in progress and is refused; a halt waits for a permit in progress, which commits at a rev before it', async () => {
+    const { stores, done } = await replicas('order', 3);
+    try {
+      const [a, b, c] = stores as [PgStore, PgStore, PgStore];
+      await a.grantPermits([grant({ runId: 'r1' }), grant({ runId: 'r2' })]);
+
+      // 1. Replica A's halt has moved the rev and stops at its audit append, uncommitted; B's
+      //    permit for the covered run starts then. It waits for the halt's COMMIT and sees it.
+      let head = await holdAuditHead(c.sql);
+      const halting = a.issueDirective(directiveInput({ scope: 'run:r1' }), issued('directive.issued'));
+      await someoneWaitsOnALock(c.sql, 1);
+      const asked = b.grantPermits([grant({ runId: 'r1' }), grant({ runId: 'r2' })]);
+      await someoneWaitsOnALock(c.sql, 2);
+      await head.release();
+      const { directive: halt } = await halting;
+      const decided = await asked;
+      assert.deepEqual(
+        decided.map((d) => d.kind),
+        ['halted', 'granted'],
+      );
+      assert.ok(
+        decided[0]?.kind === 'halted' && decided[0].rev === halt.rev && decided[0].directive.id === halt.id,
+      );
+      assert.ok(decided[1]?.kind === 'granted' && decided[1].response.permit.rev === halt.rev);
+
+      // 2. B's permit for r2 has read the switchboard and stops at its audit append, uncommitted;
+      //    A's halt of r2 starts then. The halt waits for the permit's COMMIT: the permit is at a
+      //    rev before the halt's, and committed before it.
+      head = await holdAuditHead(c.sql);
+      const granting = b.grantPermits([grant({ runId: 'r2', idempotencyKey: 'before' })]);
+      await someoneWaitsOnALock(c.sql, 1);
+      const halting2 = a.issueDirective(directiveInput({ scope: 'run:r2' }), issued('directive.issued'));
+      await someoneWaitsOnALock(c.sql, 2);
+      await head.release();
+      const [granted] = await granting;
+      const { directive: halt2 } = await halting2;
+      assert.ok(granted?.kind === 'granted');
+      assert.equal(granted.response.permit.rev, halt.rev, 'checked against the switchboard before the halt');
+      assert.equal(halt2.rev, halt.rev + 1);
+      const [after] = await c.grantPermits([grant({ runId: 'r2' })]);
+      assert.equal(after?.kind, 'halted');
+      const [rows] = await c.sql<{ n: string }[]>`
+        SELECT count(*) AS n FROM permits WHERE run_id = 'r2' AND rev >= ${halt2.rev}`;
+      assert.equal(Number(rows!.n), 0);
+      assert.equal((await c.verifyAudit()).ok, true);
+    } finally {
+      await done();
+    }
+  });
+
   test('a request PostgreSQL refuses (a NUL byte) fails alone; the rest of its batch is decided as if it were not there', async () => {
     const { stores, done } = await replicas('nul', 1);
     try {
@@ -231,6 +304,25 @@ describe('PostgreSQL permits across replicas', { skip: !available }, () => {
       );
       assert.deepEqual(outcomes.map((r) => r.data.permitId).sort(), [a, c].sort());
       assert.equal((await s.verifyAudit()).ok, true);
+    } finally {
+      await done();
+    }
+  });
+
+  test('an outcome queued for its group commit when the store closes is committed before the pool ends', async () => {
+    const { stores, done } = await replicas('close', 2);
+    try {
+      const [a, b] = stores as [PgStore, PgStore];
+      const [d] = await a.grantPermits([grant()]);
+      assert.ok(d?.kind === 'granted');
+      const settled = a.settlePermit(
+        d.response.permit.id,
+        { tenant: 'acme', agent: 'bot' },
+        { status: 'landed' },
+      );
+      await a.close();
+      assert.equal((await settled)?.status, 'landed');
+      assert.equal((await b.ledger('acme', 'r1')).effects[0]?.status, 'landed');
     } finally {
       await done();
     }

@@ -399,8 +399,20 @@ export class PgEffects implements PermitStore {
   settlePermit(id: string, owner: PermitOwner, outcome: PermitOutcome): Promise<LedgerEntry | null> {
     return new Promise((resolve, reject) => {
       this.#settles.push({ id, owner, outcome, resolve, reject });
-      if (this.#settles.length === 1) setImmediate(() => void this.#flushSettles());
+      if (this.#settles.length === 1) {
+        const flushed = new Promise<void>((done) =>
+          setImmediate(() => void this.#flushSettles().finally(done)),
+        );
+        this.#flushing = Promise.all([this.#flushing, flushed]).then(() => undefined);
+      }
     });
+  }
+
+  #flushing: Promise<void> = Promise.resolve();
+
+  /** Resolves once every outcome queued so far is committed (or refused): called before the pool closes. */
+  async drain(): Promise<void> {
+    await this.#flushing;
   }
 
   async #flushSettles(): Promise<void> {

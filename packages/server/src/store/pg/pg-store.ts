@@ -8,7 +8,6 @@ import type {
   DirectiveStore,
   DrillStore,
   FleetStore,
-  PermitStore,
   PolicyStore,
   Store,
   TokenStore,
@@ -62,7 +61,7 @@ export class PgStore implements Store {
   readonly #url: string;
   #doorbell: PgDoorbell | null = null;
   readonly #directives: DirectiveStore;
-  readonly #permits: PermitStore;
+  readonly #permits: PgEffects;
   readonly #audit: AuditStore;
   readonly #tokens: TokenStore;
   readonly #fleet: FleetStore;
@@ -222,9 +221,12 @@ export class PgStore implements Store {
 
   #closing: Promise<void> | null = null;
 
-  /** Ends the pool: queries in flight finish (up to 5 s), then its connections close. */
+  /**
+   * Ends the pool: outcomes queued for their group commit are committed first, queries in flight
+   * finish (up to 5 s), then its connections close.
+   */
   close(): Promise<void> {
-    this.#closing ??= this.#sql.end({ timeout: 5 });
+    this.#closing ??= this.#permits.drain().then(() => this.#sql.end({ timeout: 5 }));
     return this.#closing;
   }
 }
