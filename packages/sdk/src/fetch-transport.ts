@@ -2,7 +2,7 @@ import { KillpathError } from '@killpath/protocol';
 import type { StreamMessage } from '@killpath/protocol';
 import { SseParser } from './sse-parser.ts';
 import type { Transport } from './transport.ts';
-import { refusal, toStreamMessage } from './wire-answers.ts';
+import { loadStreamSchema, refusal, toStreamMessage } from './wire-answers.ts';
 
 /** Options for {@link fetchTransport}. */
 export interface FetchTransportOptions {
@@ -41,6 +41,7 @@ async function* readStream(
   headers: Record<string, string>,
   signal: AbortSignal,
 ): AsyncGenerator<StreamMessage> {
+  await loadStreamSchema();
   const res = await fetch(url, { headers: { ...headers, accept: 'text/event-stream' }, signal });
   if (!res.ok) throw await errorFrom(res);
   if (res.body === null) throw new KillpathError('unavailable', 'stream answer has no body');

@@ -6,7 +6,7 @@ import { KillpathError } from '@killpath/protocol';
 import type { StreamMessage } from '@killpath/protocol';
 import { SseParser } from './sse-parser.ts';
 import type { Transport } from './transport.ts';
-import { refusal, toStreamMessage } from './wire-answers.ts';
+import { loadStreamSchema, refusal, toStreamMessage } from './wire-answers.ts';
 
 /** Options for {@link nodeHttpTransport}. */
 export interface NodeHttpTransportOptions {
@@ -215,6 +215,7 @@ async function* readStream(
   idleMs: number,
   agents: Agents,
 ): AsyncGenerator<StreamMessage> {
+  await loadStreamSchema();
   signal.throwIfAborted();
   const req = send(url, 'GET', { ...headers, accept: 'text/event-stream' }, agents, true);
   const onAbort = (): void => {

@@ -5,8 +5,8 @@ import {
   protocolMajor,
   retryAfterMs as wireRetryAfterMs,
 } from '@killpath/protocol';
-import { StreamMessageSchema } from '@killpath/protocol/schemas';
 import type { StreamMessage } from '@killpath/protocol';
+import type { StreamMessageSchema } from '@killpath/protocol/schemas';
 
 /**
  * What every transport does with what the control plane sends: stream events become
@@ -14,13 +14,25 @@ import type { StreamMessage } from '@killpath/protocol';
  * they agree to the letter.
  */
 
+let streamSchema: typeof StreamMessageSchema | null = null;
+
+/**
+ * Loads the schema of stream frames (`@killpath/protocol/schemas`, which loads zod) once, when
+ * the first stream opens: importing the SDK loads no zod (it is most of a cold import's time),
+ * and a process that never connects never pays for it. Every transport awaits it before it
+ * reads a frame.
+ */
+export async function loadStreamSchema(): Promise<void> {
+  streamSchema ??= (await import('@killpath/protocol/schemas')).StreamMessageSchema;
+}
+
 /**
  * One SSE event as a stream message, checked against the protocol's schema of that frame
  * (`StreamMessageSchema`: the same definition the control plane's types derive from). `data` is
  * the JSON of one `StreamMessage`; `event` is used as its `type` when the JSON has none. Returns
  * null for an event of an unknown type (newer servers may add some); fields a newer server adds
  * are dropped. A snapshot of a newer major protocol is returned unchecked (its shape may have
- * changed): the stream handler refuses it by its version and says so.
+ * changed): the stream handler refuses it by its version and says so. Needs {@link loadStreamSchema}.
  * @throws KillpathError `invalid_request` for data that is not JSON, or not the frame its type names
  */
 export function toStreamMessage(event: string | undefined, data: string): StreamMessage | null {
@@ -41,7 +53,9 @@ export function toStreamMessage(event: string | undefined, data: string): Stream
     const major = protocolMajor(record.v);
     if (major !== null && major > PROTOCOL_VERSION) return frame as StreamMessage;
   }
-  const checked = StreamMessageSchema.safeParse(frame);
+  if (streamSchema === null)
+    throw new KillpathError('internal', 'stream frames read before loadStreamSchema() resolved');
+  const checked = streamSchema.safeParse(frame);
   if (!checked.success) {
     const issue = checked.error.issues[0];
     const where = issue === undefined || issue.path.length === 0 ? '' : ` at ${issue.path.join('.')}`;

@@ -7,10 +7,13 @@
  * stream loop resynchronises).
  */
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { spawnSync } from 'node:child_process';
+import { before, test } from 'node:test';
 import { streamDirective as stream } from '@killpath/protocol';
-import { toStreamMessage } from '../src/wire-answers.ts';
+import { loadStreamSchema, toStreamMessage } from '../src/wire-answers.ts';
 import { codeOf, directive, snapshot } from './fixtures.ts';
+
+before(loadStreamSchema);
 
 const json = (x: unknown) => JSON.stringify(x);
 const refused = (event: string | undefined, data: string, why: RegExp) =>
@@ -90,4 +93,24 @@ test('new: a frame whose directive is not a directive is refused (the hand check
   refused('snapshot', json({ ...snapshot(1), directives: null }), /at directives/);
   refused('snapshot', json({ ...snapshot(1), keepaliveMs: '1000' }), /at keepaliveMs/);
   refused('delta', json({ type: 'delta', rev: 2, replaced: 'd1' }), /at replaced/);
+});
+
+test('importing the SDK loads no zod: the frame schema is loaded when the first stream opens', () => {
+  const r = spawnSync(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      `import { registerHooks } from 'node:module';
+       let zod = false;
+       registerHooks({ resolve(s, c, next) { const r = next(s, c); if (/[\\\\/]zod[\\\\/]/.test(r.url)) zod = true; return r; } });
+       const sdk = await import(${JSON.stringify(new URL('../src/index.ts', import.meta.url).href)});
+       const before = zod;
+       await (await import(${JSON.stringify(new URL('../src/wire-answers.ts', import.meta.url).href)})).loadStreamSchema();
+       console.log(JSON.stringify({ before, after: zod, connect: typeof sdk.connect }));`,
+    ],
+    { encoding: 'utf8' },
+  );
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), { before: false, after: true, connect: 'function' });
 });
