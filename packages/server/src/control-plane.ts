@@ -8,7 +8,9 @@ import {
   type Release,
   type ReleaseCheck,
 } from '@killpath/protocol';
-import { systemClock, type Clock } from '@killpath/protocol';
+import { systemClock, wallNow, type Clock } from '@killpath/protocol';
+import { randomUUID } from 'node:crypto';
+import { Leadership } from './leadership.ts';
 import type { AuditEvent } from './audit/chain.ts';
 import { AuditQueue } from './audit/audit-queue.ts';
 import { Escalation } from './escalation.ts';
@@ -77,6 +79,10 @@ export class ControlPlane {
   readonly launcherDesk: LauncherDesk;
   /** Workers' runs, heartbeats and acknowledgements. */
   readonly workers: WorkerDesk;
+  /** This replica's id (in the leader lease, acknowledgements and presence it writes). */
+  readonly replicaId: string;
+  /** The leader lease: escalation steps (and the deadman, the supervisor's rules) run only on its holder. */
+  readonly leadership: Leadership;
 
   constructor(deps: {
     store: Store;
@@ -104,6 +110,14 @@ export class ControlPlane {
     leaseMs?: number;
     /** The view's safety-net poll in ms (see `SwitchboardViewOptions.pollMs`); tests and tuning. */
     viewPollMs?: number;
+    /**
+     * This replica's id: unique per process among replicas on one database (default a random
+     * one). A process that alone serves its store (SQLite) may pass a stable one, so that after
+     * a restart it holds the leader lease again at once instead of waiting for it to expire.
+     */
+    replicaId?: string;
+    /** The leader lease's ttl and poll interval, in ms (defaults in `leadership.ts`). */
+    lease?: { ttlMs?: number; pollMs?: number };
   }) {
     this.store = deps.store;
     this.clock = deps.clock ?? systemClock;
@@ -163,13 +177,19 @@ export class ControlPlane {
       this.hub.vouch(vouching);
       if (!vouching) this.launchers.dropAll();
     });
+
+    this.replicaId = deps.replicaId ?? `replica-${randomUUID()}`;
     this.#reports = new HaltReports({
       fleet: this.fleet,
       metrics: this.metrics,
       log: this.#log,
       rev: () => this.hub.rev,
       active: (id) => this.view.get(id),
+      activeIds: () => this.view.active().map((d) => d.id),
       queueAudit: (e) => this.#auditQueue.queue(e),
+      store: this.store,
+      replica: this.replicaId,
+      wallNow: () => wallNow(this.clock),
     });
     this.#escalation = new Escalation(
       {
@@ -180,13 +200,26 @@ export class ControlPlane {
         automation: this.automation,
         clock: this.clock,
         log: this.#log,
-        isActive: (id) => this.view.has(id),
-        haltReports: (id) => this.#reports.acknowledged(id),
-        flipTime: (rev) => this.#reports.flipTime(rev),
+        fence: () => this.leadership.fence(),
+        haltReports: (id) => this.#reports.acknowledgedAnywhere(id),
+        // Committed here: this process's monotonic reading; elsewhere: the store's commit time.
+        flipTime: (d) =>
+          this.#reports.flipTime(d.rev) ??
+          this.fleet.clockNow() - (wallNow(this.clock) - Date.parse(d.issuedAt)),
         commit: (base, audit, trigger, inherited) => this.#commit(base, audit, trigger, inherited),
       },
       this.#slackMs,
     );
+    this.leadership = new Leadership({
+      store: this.store,
+      clock: this.clock,
+      log: this.#log,
+      holder: this.replicaId,
+      ...deps.lease,
+      onElected: () => this.#escalation.takeOver(),
+      onDeposed: () => this.#escalation.stop(),
+      onRenewed: () => this.#escalation.catchUp(),
+    });
   }
 
   /**
@@ -198,12 +231,14 @@ export class ControlPlane {
     this.hub.startAt(this.view.rev);
     const active = this.view.active();
     await this.#reports.load(this.store, new Set(active.map((d) => d.id)));
-    for (const d of active) this.#escalation.arm(d);
+    // Elected at once when the lease is free or this replica's: then every active directive's steps are armed.
+    await this.leadership.start();
   }
 
-  /** Cancels escalation timers, stops following the store and closes launcher streams. */
+  /** Cancels escalation timers, hands the leader lease back, stops following the store and closes launcher streams. */
   stop(): void {
     this.#escalation.stop();
+    void this.leadership.close();
     void this.view.stop();
     this.launchers.close();
   }
@@ -213,7 +248,7 @@ export class ControlPlane {
    * push it to every stream, recompute launcher orders, arm or disarm escalation.
    */
   #took(c: SwitchboardChange): void {
-    this.#rememberFlip(c.rev);
+    this.#rememberFlip(c);
     for (const old of c.replaced ?? []) this.#forget(old.id);
     if (c.cleared !== undefined) this.#forget(c.cleared.id);
     this.hub.publish(c.rev, c);
@@ -223,7 +258,13 @@ export class ControlPlane {
 
   /** Applies this process's commit at `rev` to the view: at once when it is the next rev, else by reading the store up to it. */
   async #applied(change: SwitchboardChange): Promise<void> {
-    if (!this.view.committed(change)) await this.view.reach(change.rev);
+    this.#own.add(change.rev);
+    try {
+      if (!this.view.committed(change)) await this.view.reach(change.rev);
+    } finally {
+      // Applied already (the doorbell was quicker): it was measured from its stamped commit time.
+      this.#own.delete(change.rev);
+    }
   }
 
   /** Alerts raised recently (when the sink keeps them), newest last. */
@@ -262,9 +303,23 @@ export class ControlPlane {
     return this.#reports.onHalted(fn);
   }
 
-  #rememberFlip(rev: number): void {
-    this.#reports.flipped(rev, performance.now());
-    this.metrics.rev.set(rev);
+  /** Revs this process committed and its view has not applied yet. */
+  readonly #own = new Set<number>();
+
+  /**
+   * Notes when the flip of `c` committed, on this process's monotonic clock (time-to-stop is
+   * measured from it): now for a commit of this process (it is being applied right after it);
+   * for another replica's, the commit time its transaction stamped in the store, carried back.
+   */
+  #rememberFlip(c: SwitchboardChange): void {
+    const now = performance.now();
+    let at = now;
+    if (!this.#own.delete(c.rev)) {
+      const stamped = c.issued?.issuedAt ?? c.cleared?.clearedAt ?? null;
+      if (stamped !== null) at = Math.min(now, now - (wallNow(this.clock) - Date.parse(stamped)));
+    }
+    this.#reports.flipped(c.rev, at);
+    this.metrics.rev.set(c.rev);
   }
 
   /**

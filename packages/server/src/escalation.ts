@@ -14,7 +14,7 @@ import { isAbove, issuedByHuman, type AutomationPolicy } from './ladder.ts';
 import type { LauncherHub } from './launchers.ts';
 import type { Logger } from './log.ts';
 import type { AlertSink } from './notify.ts';
-import type { DirectiveInput, IssueResult, Store } from './store/store.ts';
+import type { DirectiveInput, IssueResult, LeaseFence, Store } from './store/store.ts';
 
 /** What the escalation needs of the control plane: its collaborators and three views of its state. */
 export interface EscalationHost {
@@ -25,12 +25,15 @@ export interface EscalationHost {
   readonly automation: AutomationPolicy;
   readonly clock: Clock;
   readonly log: Logger;
-  /** True while the directive is on the switchboard. */
-  isActive(id: string): boolean;
-  /** The workers that reported `halted` for the directive. */
-  haltReports(id: string): ReadonlySet<WorkerKey>;
-  /** When this process committed the flip of `rev` (monotonic ms), if it remembers. */
-  flipTime(rev: number): number | undefined;
+  /**
+   * The leader lease this replica holds, if it does: steps are armed and fall due only on the
+   * holder, and each step's commit carries the fence (a deposed holder's commit is refused).
+   */
+  fence(): LeaseFence | null;
+  /** The workers that reported `halted` for the directive, to whichever replica (the shared store). */
+  haltReports(id: string): Promise<ReadonlySet<WorkerKey>>;
+  /** When the flip of `d` committed, on the fleet's monotonic clock. */
+  flipTime(d: Directive): number | undefined;
   /** Commits a directive and makes it take effect (push, orders, alerts, its own escalation). */
   commit(
     base: Omit<DirectiveInput, 'releases'>,
@@ -45,6 +48,12 @@ export interface EscalationHost {
  * commit; a step that falls due while some covered worker (or launcher) has not acknowledged
  * the directive issues the step's level at the same scope, replacing it, unless the automation
  * policy holds it for a person.
+ *
+ * Across replicas a step falls due exactly once: steps are armed only on the holder of the
+ * leader lease (from the store's switchboard when it takes the lease, so steps that fell due
+ * while nobody held it fire at once, and at every renewal for directives other replicas
+ * committed); the step's commit is fenced by the lease's epoch, and carries the idempotency key
+ * `escalation:<directive>:<level>`, so a duplicate converges on the first.
  */
 export class Escalation {
   readonly #host: EscalationHost;
@@ -72,8 +81,12 @@ export class Escalation {
     this.#timers.clear();
   }
 
-  /** Arms the escalation steps of an active directive, measured from its commit (wall clock, so they survive restarts). */
+  /**
+   * Arms the escalation steps of an active directive, measured from its commit (wall clock, so
+   * they survive restarts and takeovers); only on the lease holder, once per directive.
+   */
   arm(d: Directive): void {
+    if (this.#host.fence() === null || this.#timers.has(d.id)) return;
     const wide = d.level === 'halt' && d.capabilities === null;
     const steps =
       wide && !d.escalation.some((s) => s.level === 'kill')
@@ -97,6 +110,32 @@ export class Escalation {
     this.#timers.set(d.id, timers);
   }
 
+  /**
+   * Arms every active directive of the store's switchboard not armed yet and disarms those no
+   * longer active (on taking the lease, and at each renewal: what other replicas committed).
+   * Reads the switchboard only when the store's rev moved since the last look.
+   */
+  async catchUp(): Promise<void> {
+    if (this.#host.fence() === null) return;
+    const rev = await this.#host.store.rev();
+    if (rev === this.#seenRev) return;
+    const board = await this.#host.store.switchboard();
+    if (this.#host.fence() === null) return;
+    const ids = new Set(board.directives.map((d) => d.id));
+    for (const id of [...this.#timers.keys()]) if (!ids.has(id)) this.disarm(id);
+    for (const d of board.directives) this.arm(d);
+    this.#seenRev = board.rev;
+  }
+
+  /** The lease was taken: arm from the store, whatever this process saw before. */
+  async takeOver(): Promise<void> {
+    this.#seenRev = -1;
+    await this.catchUp();
+  }
+
+  /** The rev of the switchboard {@link Escalation.catchUp} last armed from (-1: none). */
+  #seenRev = -1;
+
   /** Resolves once every escalation step that has fallen due so far has run (and those they set off). */
   async settled(): Promise<void> {
     while (this.#escalating.size > 0) await Promise.all([...this.#escalating]);
@@ -109,10 +148,14 @@ export class Escalation {
    * directive that the automation policy reserves for people is held and alerted instead.
    */
   async #escalate(d: Directive, step: EscalationStep): Promise<void> {
-    if (!this.#host.isActive(d.id)) return;
-    const reported = this.#host.haltReports(d.id);
+    const fence = this.#host.fence();
+    // Deposed meanwhile: the new holder re-armed this step from the store.
+    if (fence === null) return;
+    // Active in the store, whichever replica cleared or replaced it.
+    if ((await this.#host.store.getDirective(d.id))?.clearedRev !== null) return;
+    const reported = await this.#host.haltReports(d.id);
     const laggards = this.#host.fleet
-      .coveredBy(d, this.#host.flipTime(d.rev))
+      .coveredBy(d, this.#host.flipTime(d))
       .filter((w) => (isStopLevel(d.level) ? !reported.has(w.key) : w.ackedRev < d.rev))
       .map((w) => w.workerId);
     // A launcher the stop reaches whose agent reported halted from no worker is a laggard too:
@@ -172,6 +215,7 @@ export class Escalation {
         // Still the order the break-glass attestation was given for: it stays on the record and the banner.
         breakGlass: d.breakGlass ?? null,
         idempotencyKey: `escalation:${d.id}:${step.level}`,
+        fence,
         replaces: () => [d.id],
       },
       (r) => {

@@ -111,6 +111,11 @@ export class Fleet {
    */
   static readonly MAX_PAGE_RUNS = 2000;
 
+  /** The fleet's clock (monotonic ms): what its contact times are measured on. */
+  clockNow(): number {
+    return this.#now();
+  }
+
   /** How many workers of `tenant`/`agent` the fleet holds. */
   countOf(tenant: string, agent: string): number {
     return this.#perAgent.get(agentKey(tenant, agent)) ?? 0;

@@ -4,14 +4,18 @@ import type { AuditEvent } from './audit/chain.ts';
 import { workerIdOf, workerKey, type Fleet, type WorkerKey } from './fleet.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
-import type { AuditStore } from './store/store.ts';
+import type { AuditStore, HaltAck, PresenceStore } from './store/store.ts';
 
 /** A worker's settle report, with the time-to-stop the control plane measured. */
 export interface HaltedEvent extends HaltedReport {
   workerId: string;
   tenant: string;
   agent: string;
-  /** Flip (commit) to receipt of this report, on the control plane's monotonic clock; null if the flip is too old to be remembered. */
+  /**
+   * Flip (commit) to receipt of this report: on this process's monotonic clock when it committed
+   * the flip itself, else from the commit time the directive's transaction stamped in the store
+   * (wall time; another replica committed it); null when neither is known.
+   */
   timeToStopMs: number | null;
 }
 
@@ -30,15 +34,25 @@ export interface HaltReportsHost {
   rev(): number;
   /** The active directive `id`, if it is on the switchboard. */
   active(id: string): Directive | undefined;
+  /** The ids of the active directives (this process's switchboard). */
+  activeIds(): Iterable<string>;
   /** Queues an audit record (batched). */
   queueAudit(e: AuditEvent): void;
+  /** Where acknowledgements are shared with the other replicas. */
+  readonly store: PresenceStore;
+  /** This replica's id (recorded with the acknowledgements it takes). */
+  readonly replica: string;
+  /** Wall time, ms since the epoch (the control plane's clock). */
+  wallNow(): number;
 }
 
 /**
  * Workers' settle reports (`halted`): which worker acknowledged which stop (what the escalation
- * counts, and what evidence can contradict), and time-to-stop, measured from this process's
- * commit of the flip on its monotonic clock. Per process: the acknowledgements are rebuilt from
- * the audit log at start (`session.halted`); the flip times are only this process's.
+ * counts, and what evidence can contradict), and time-to-stop. Acknowledgements are written to
+ * the store (batched per turn of the event loop), so the escalation on whichever replica holds
+ * the lease counts them; this process keeps its own as well (answered without a read). Time-to-
+ * stop is measured from the flip's commit: on this process's monotonic clock when it committed
+ * it, else from the commit time stamped in the directive's transaction.
  */
 export class HaltReports {
   readonly #host: HaltReportsHost;
@@ -47,9 +61,47 @@ export class HaltReports {
   /** Commit time (monotonic ms) of recent revs. */
   readonly #flips = new Map<number, number>();
   readonly #listeners = new Set<HaltedListener>();
+  /** Acknowledgements not written to the store yet (one write per turn of the event loop). */
+  #pendingAcks: HaltAck[] = [];
+  /** The write of the acknowledgements queued before it. */
+  #ackWrite: Promise<void> = Promise.resolve();
 
   constructor(host: HaltReportsHost) {
     this.#host = host;
+  }
+
+  #queueAck(a: HaltAck): void {
+    this.#pendingAcks.push(a);
+    if (this.#pendingAcks.length === 1) setImmediate(() => void this.flushAcks());
+  }
+
+  /** Writes the acknowledgements queued so far; resolves once they are in the store. */
+  flushAcks(): Promise<void> {
+    const batch = this.#pendingAcks;
+    this.#pendingAcks = [];
+    if (batch.length === 0) return this.#ackWrite;
+    this.#ackWrite = this.#ackWrite.then(() =>
+      this.#host.store.recordAcks(batch).catch((err: unknown) => {
+        this.#host.log.error(
+          'could not share acknowledgements (the escalation on another replica may count these workers as laggards)',
+          {
+            err: String(err),
+            acks: batch.length,
+          },
+        );
+      }),
+    );
+    return this.#ackWrite;
+  }
+
+  /**
+   * The workers that reported halted for directive `id`, to this replica or any other: this
+   * process's own and the store's.
+   */
+  async acknowledgedAnywhere(id: string): Promise<ReadonlySet<WorkerKey>> {
+    const out = new Set(this.acknowledged(id));
+    for (const a of await this.#host.store.acksOf(id)) out.add(workerKey(a.tenant, a.agent, a.workerId));
+    return out;
   }
 
   /**
@@ -57,8 +109,14 @@ export class HaltReports {
    * workers that reported halted to an earlier run of the control plane have acknowledged, and
    * an escalation re-armed after a restart must not take them for laggards.
    */
-  async load(store: AuditStore, activeIds: ReadonlySet<string>): Promise<void> {
+  async load(store: AuditStore & PresenceStore, activeIds: ReadonlySet<string>): Promise<void> {
     if (activeIds.size === 0) return;
+    for (const id of activeIds)
+      for (const a of await store.acksOf(id)) {
+        let set = this.#acks.get(id);
+        if (set === undefined) this.#acks.set(id, (set = new Set()));
+        set.add(workerKey(a.tenant, a.agent, a.workerId));
+      }
     const reports = await store.listAudit({ types: ['session.halted'], desc: true, limit: 10_000 });
     for (const r of reports) {
       const id = String(r.data.directiveId);
@@ -96,30 +154,55 @@ export class HaltReports {
     return () => this.#listeners.delete(fn);
   }
 
+  /**
+   * Evidence (the launcher's proxy saw the agent reach out, a permit asked for after the report)
+   * contradicts the worker's acknowledgements of the stops covering it: they are withdrawn here
+   * and in the store (whichever replica took them), audited (`ack.contradicted`), and the kill
+   * step proceeds.
+   */
   contradict(key: WorkerKey, runId: string | null, evidence: string, seenRev: number | null = null): void {
     const identities = this.#host.fleet.identitiesOf(key);
     const workerId = workerIdOf(key);
-    for (const [directiveId, set] of this.#acks) {
-      if (!set.has(key)) continue;
+    const who = this.#host.fleet.watchInfo(key);
+    const ids = new Set([...this.#acks.keys(), ...this.#host.activeIds()]);
+    for (const directiveId of ids) {
       const d = this.#host.active(directiveId);
       if (d === undefined) continue;
       // Asked before the worker had even observed the stop: late in transit, not a lie.
       if (seenRev !== null && seenRev < d.rev) continue;
       const covered = identities.some((r) => (runId === null || r.runId === runId) && coversRun(d, r));
       if (!covered) continue;
-      set.delete(key);
-      const who = this.#host.fleet.watchInfo(key);
-      this.#host.log.warn('a halted report was contradicted: the kill step will proceed', {
-        directiveId,
-        workerId,
-        evidence,
-      });
-      this.#host.queueAudit({
-        type: 'ack.contradicted',
-        actor: `control-plane`,
-        tenant: who?.tenant ?? d.tenant,
-        data: { directiveId, workerId, agent: who?.agent ?? null, runId, evidence },
-      });
+      const local = this.#acks.get(directiveId)?.delete(key) ?? false;
+      const tenant = who?.tenant ?? d.tenant;
+      const audit = (): void => {
+        this.#host.log.warn('a halted report was contradicted: the kill step will proceed', {
+          directiveId,
+          workerId,
+          evidence,
+        });
+        this.#host.queueAudit({
+          type: 'ack.contradicted',
+          actor: `control-plane`,
+          tenant,
+          data: { directiveId, workerId, agent: who?.agent ?? null, runId, evidence },
+        });
+      };
+      if (local) audit();
+      if (who === null) continue;
+      // Queued acknowledgements first, so a retraction never lands before the ack it withdraws.
+      void this.flushAcks()
+        .then(() =>
+          this.#host.store.retractAck(directiveId, { tenant: who.tenant, agent: who.agent, workerId }),
+        )
+        .then((shared) => {
+          if (shared && !local) audit();
+        })
+        .catch((err: unknown) =>
+          this.#host.log.error('could not withdraw a shared acknowledgement', {
+            directiveId,
+            err: String(err),
+          }),
+        );
     }
   }
 
@@ -142,18 +225,36 @@ export class HaltReports {
     const ids = new Set(hosted.map((r) => r.runId));
     const report: HaltedReport = { ...claimed, runs: claimed.runs.filter((r) => ids.has(r)) };
     this.#host.fleet.ack(key, Math.min(report.rev, this.#host.rev()));
-    const stop = this.#host.active(report.directiveId);
+    // Active: on this process's switchboard, or as the store gave it (another replica committed it).
+    const stop =
+      this.#host.active(report.directiveId) ??
+      (d !== undefined && d.id === report.directiveId && d.clearedRev === null ? d : undefined);
     // A frozen tool leaves the run running: it counts as degraded, as the worker itself reports it.
     if (stop !== undefined)
       this.#host.fleet.markRuns(key, report.runs, stop.capabilities === null ? stop.level : 'degrade');
     const flip = this.#flips.get(report.rev);
-    const timeToStopMs = flip === undefined ? null : performance.now() - flip;
+    const timeToStopMs =
+      flip !== undefined
+        ? performance.now() - flip
+        : d !== undefined && d.rev === report.rev
+          ? Math.max(0, this.#host.wallNow() - Date.parse(d.issuedAt))
+          : null;
     if (timeToStopMs !== null) this.#host.metrics.signalToHalt.observe(timeToStopMs / 1000);
     const event: HaltedEvent = { ...report, workerId, tenant: who.tenant, agent: who.agent, timeToStopMs };
-    if (this.#host.active(report.directiveId) !== undefined && hosted.length > 0) {
+    if (stop !== undefined && hosted.length > 0) {
       let set = this.#acks.get(report.directiveId);
       if (set === undefined) this.#acks.set(report.directiveId, (set = new Set()));
       set.add(key);
+      this.#queueAck({
+        directiveId: report.directiveId,
+        tenant: who.tenant,
+        agent: who.agent,
+        workerId,
+        rev: report.rev,
+        runs: report.runs,
+        at: new Date(this.#host.wallNow()).toISOString(),
+        replica: this.#host.replica,
+      });
     }
     for (const fn of this.#listeners) {
       try {

@@ -73,6 +73,11 @@ export interface ServerOptions {
   automation?: AutomationPolicy;
   /** Extra time after a halt's grace before its automatic kill, in ms (default 1000). */
   escalationSlackMs?: number;
+  /**
+   * The leader lease (escalation steps run only on its holder): ttl and poll interval in ms
+   * (default 3000 and 500). A holder that dies is replaced within `ttlMs + pollMs`.
+   */
+  lease?: { ttlMs?: number; pollMs?: number };
   /** A policy file (YAML) made the active version at start unless it already is. */
   policy?: { path: string; source: string };
   /** Run the policy supervisor (default true). */
@@ -191,6 +196,10 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
       ...(opts.escalationSlackMs !== undefined ? { escalationSlackMs: opts.escalationSlackMs } : {}),
       ...(opts.leaseMs !== undefined ? { leaseMs: opts.leaseMs } : {}),
       ...(opts.switchboardPollMs !== undefined ? { viewPollMs: opts.switchboardPollMs } : {}),
+      ...(opts.lease ? { lease: opts.lease } : {}),
+      // The embedded store is served by this process alone: a restart is the same replica and
+      // holds the leader lease again at once (another backend's replicas each get a random id).
+      ...(opts.store === undefined && opts.storeUrl === undefined ? { replicaId: `serve:${dataDir}` } : {}),
     });
     undo.push(() => cp.stop());
     await cp.start();
