@@ -23,7 +23,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApiClient, launch, type Launched } from '@killpath/cli';
-import type { AuditRecord, Directive, FleetPage, FleetWorker } from '@killpath/protocol';
+import type { AuditRecord, Directive, FleetPage, FleetWorker, LedgerEntry } from '@killpath/protocol';
 import { runCli, startServerProcess, until, type CliResult, type ServerProcess } from './server-process.ts';
 import { alive } from './launch.ts';
 
@@ -404,8 +404,13 @@ describe(
         assert.ok(minted, 'the agent token minted for the launcher is on the record');
         assert.equal(minted.actor, 'oncall@acme', "in the operator's name");
         assert.equal(typeof minted.data.launcher, 'string');
+        // From the run's ledger (the audit commits ledger rows by digest, one record per group commit).
         const first = await until('a write of the replacement run landed', 60_000, async () =>
-          (await audit('effect.landed', resumeSeq)).find((x) => x.data.runId === REPLACEMENT),
+          (
+            await admin
+              .get<{ effects: LedgerEntry[] }>(`/v1/runs/${REPLACEMENT}/journal?tenant=acme&children=false`)
+              .catch(() => ({ effects: [] }))
+          ).effects.find((x) => x.status === 'landed'),
         );
         const recoveredAt = Date.now();
         const works = await runBlock(/^npx killpath journal "\$RUN_ID-replacement"$/);
@@ -414,7 +419,7 @@ describe(
         assert.match(works.stdout, /\blanded\b/, 'its writes landed');
         step('5.4 start the replacement with the operator token, see its writes land');
         console.log(
-          `# resume → the replacement's first landed write: ${((recoveredAt - resumedAt) / 1000).toFixed(1)} s; stop → it: ${((recoveredAt - haltedAt) / 1000).toFixed(1)} s (halt-to-recovery target ${HALT_TO_RECOVERY_TARGET_MS / 1000} s; first write ${String(first.data.capability)})`,
+          `# resume → the replacement's first landed write: ${((recoveredAt - resumedAt) / 1000).toFixed(1)} s; stop → it: ${((recoveredAt - haltedAt) / 1000).toFixed(1)} s (halt-to-recovery target ${HALT_TO_RECOVERY_TARGET_MS / 1000} s; first write ${first.capability})`,
         );
       } finally {
         // Stopped like a foreground command: SIGTERM to its process group; the launcher ends its agent.

@@ -91,13 +91,10 @@ describe('what stop must halt (real processes)', { timeout: 180_000 }, () => {
     assert.ok(fates.length > 0, `every queued task's fate is journaled (${[...types].join(', ')})`);
     assert.ok(types.has('timer.cancelled'), 'the run-bound interval was cancelled and journaled');
     // No write permit was granted to the drained run after the flip, draining or not.
-    const intents = (
-      await api.get<{ records: AuditRecord[] }>('/v1/audit?type=effect.intent&limit=5000&order=desc')
-    ).records;
-    assert.equal(
-      intents.filter((r) => r.data.runId === 'drain-1' && (r.data.rev as number) >= d.rev).length,
-      0,
-    );
+    const permits = (
+      await api.get<{ permits: { runId: string; rev: number }[] }>(`/v1/permits?fromRev=${d.rev}&limit=5000`)
+    ).permits;
+    assert.equal(permits.filter((r) => r.runId === 'drain-1').length, 0);
   }
 
   test('an irreversible effect in its cool-off is cancelled by a halt and never lands', async () => {

@@ -144,7 +144,7 @@ test('a permit, a halt, its halted report, launcher and journal events, a resume
       'directive.cleared',
       'kill_switch.fired',
       'session.halted',
-      'effect.intent',
+      'ledger.committed',
       'process.killed',
       'egress.refused',
       'timer.cancelled',

@@ -10,6 +10,15 @@ import type {
   StoreLifecycle,
 } from '../src/store/store.ts';
 import { directiveInput } from './store-contract.ts';
+import { LEDGER_COMMITTED } from '../src/audit/ledger.ts';
+import type { AuditRecord } from '@killpath/protocol';
+
+/** The permit ids each `ledger.committed` record lists, with its tenant, in chain order. */
+function committed(records: AuditRecord[]): { tenant: string | null; ids: string[] }[] {
+  return records
+    .filter((r) => r.type === LEDGER_COMMITTED)
+    .map((r) => ({ tenant: r.tenant, ids: (r.data.rows as [string, string][]).map(([id]) => id) }));
+}
 
 /** A permit request of run `runId` (tenant acme, agent bot) with sensible defaults. */
 export function grant(over: Partial<PermitGrant> = {}): PermitGrant {
@@ -74,9 +83,52 @@ export function effectsContract(name: string, make: () => Promise<PermitsUnderTe
         assert.equal(d.response.permit.rev, await s.rev());
         assert.equal(d.response.permit.status, 'granted');
         assert.equal(d.response.replay, false);
-        const intents = (await s.listAudit({ limit: 100 })).filter((r) => r.type === 'effect.intent');
-        assert.equal(intents.length, 1);
-        assert.equal(intents[0]?.data.permitId, d.response.permit.id);
+        // One chained record commits the row: its id and digest (audit/ledger.ts), no per-effect record.
+        const records = await s.listAudit({ limit: 100 });
+        assert.deepEqual(committed(records), [{ tenant: 'acme', ids: [d.response.permit.id] }]);
+        assert.deepEqual(
+          records.filter((r) => r.type.startsWith('effect.')),
+          [],
+        );
+        const found = await s.verifyLog(null);
+        assert.deepEqual([found.ok, found.ledger?.ok, found.ledger?.rows], [true, true, 1]);
+      }),
+    );
+
+    test(
+      'one batch of permits is committed by one record per tenant, not one per effect',
+      withStore(async (s) => {
+        const ds = await s.grantPermits([
+          grant({ runId: 'r1' }),
+          grant({ runId: 'g1', tenant: 'globex' }),
+          grant({ runId: 'r2' }),
+          grant({ runId: 'r3' }),
+        ]);
+        const ids = ds.map((d) => (d.kind === 'granted' ? d.response.permit.id : d.kind));
+        assert.deepEqual(committed(await s.listAudit({ limit: 100 })), [
+          { tenant: 'acme', ids: [ids[0]!, ids[2]!, ids[3]!] },
+          { tenant: 'globex', ids: [ids[1]!] },
+        ]);
+        // Their outcomes commit each row again, in the tenant's records (SQLite's group commit
+        // shares one per tenant; a backend with a transaction per call writes one each).
+        await Promise.all(
+          ds.map((d, i) =>
+            d.kind === 'granted'
+              ? s.settlePermit(
+                  d.response.permit.id,
+                  { tenant: i === 1 ? 'globex' : 'acme', agent: 'bot' },
+                  { status: 'landed', result: { n: i } },
+                )
+              : null,
+          ),
+        );
+        const outcomes = committed(await s.listAudit({ limit: 100 })).slice(2);
+        assert.deepEqual(
+          outcomes.flatMap((c) => c.ids.map((id) => [id, c.tenant])).sort(),
+          ids.map((id, i) => [id, i === 1 ? 'globex' : 'acme']).sort(),
+        );
+        const found = await s.verifyLog(null);
+        assert.deepEqual([found.ok, found.ledger?.rows], [true, 4]);
       }),
     );
 
@@ -317,12 +369,18 @@ export function effectsContract(name: string, make: () => Promise<PermitsUnderTe
           { status: 'failed', error: 'late' },
         );
         assert.equal(again?.status, 'landed', 'first outcome wins');
-        const types = (await s.listAudit({ limit: 100 })).map((r) => r.type);
+        const records = await s.listAudit({ limit: 100 });
+        // The grant and the landing each commit the row; the late outcome wrote nothing.
+        assert.deepEqual(committed(records), [
+          { tenant: 'acme', ids: [d.response.permit.id] },
+          { tenant: 'acme', ids: [d.response.permit.id] },
+        ]);
         assert.deepEqual(
-          types.filter((t) => t.startsWith('effect.')),
-          ['effect.intent', 'effect.landed'],
+          records.filter((r) => r.type.startsWith('effect.')),
+          [],
         );
         assert.ok((await s.verifyAudit()).ok);
+        assert.equal((await s.verifyLog(null)).ledger?.ok, true);
       }),
     );
 
@@ -419,8 +477,13 @@ export function effectsContract(name: string, make: () => Promise<PermitsUnderTe
           ],
           'the key reused before its outcome puts its effect in doubt; a cooling-off one stays as it is',
         );
-        const intents = (await s.listAudit({ limit: 100 })).filter((r) => r.type === 'effect.intent');
-        assert.equal(intents.length, 2, 'one intent per permit granted');
+        // One record commits both rows, the first in its final state (in doubt): the ledger verifies.
+        assert.deepEqual(
+          committed(await s.listAudit({ limit: 100 })).map((c) => [c.tenant, c.ids.length]),
+          [['acme', 2]],
+          'one ledger record for the batch, listing each permit granted once',
+        );
+        assert.equal((await s.verifyLog(null)).ok, true);
       }),
     );
 
@@ -644,17 +707,21 @@ export function effectsContract(name: string, make: () => Promise<PermitsUnderTe
           ['landed', 'failed', 'landed', null, 'aborted'],
         );
         assert.equal(entries[4]?.afterAbort, true);
-        const outcomes = (await s.listAudit({ limit: 100 })).filter((r) =>
-          ['effect.landed', 'effect.failed', 'effect.aborted'].includes(r.type),
+        // Each written outcome is committed once by the ledger records after the grant's; an
+        // abort also keeps its own record.
+        const records = await s.listAudit({ limit: 100 });
+        assert.deepEqual(
+          committed(records)
+            .slice(1)
+            .flatMap((x) => x.ids)
+            .sort(),
+          [a!, b!, c!].sort(),
         );
         assert.deepEqual(
-          outcomes.map((r) => [r.type, r.data.permitId]),
-          [
-            ['effect.landed', a],
-            ['effect.failed', b],
-            ['effect.aborted', c],
-          ],
+          records.filter((r) => r.type.startsWith('effect.')).map((r) => [r.type, r.data.permitId]),
+          [['effect.aborted', c]],
         );
+        assert.equal((await s.verifyLog(null)).ok, true);
         const [again] = await s.grantPermits([grant({ runId: 'r1' })]);
         assert.equal(again?.kind, 'granted');
         assert.equal((await s.ledger('acme', 'r1')).effects[0]?.status, 'landed');

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { LedgerEntry, PermitRequest } from '@killpath/protocol';
 import { grant } from './effects-contract.ts';
+import { directiveInput } from './store-contract.ts';
 import { expectWireError, harness } from './harness.ts';
 
 /** A permit request as a worker sends it: the contract's grant without the fields the server adds. */
@@ -48,17 +49,12 @@ test('guarantee 1 under concurrency: no write permit is granted for a covered ru
     const r2 = (await h.store.ledger('acme', 'r2')).effects as LedgerEntry[];
     assert.ok(r1.length > 0, 'some r1 permits were granted before the halt');
     assert.ok(r1.length < 200, 'r1 permits after the halt were refused');
-    const revs = await Promise.all(
-      r1.map(
-        async (e) =>
-          (await h.store.listAudit({ limit: 5000 })).find((a) => a.data.permitId === e.permitId)?.data
-            .rev as number,
-      ),
-    );
-    assert.ok(
-      revs.every((rev) => rev < haltRev),
-      `every r1 grant is from before rev ${haltRev}`,
-    );
+    // The rev each was checked at, from the ledger (whose rows the audit commits by digest).
+    const atOrAfter = await h.store.permittedFrom({ fromRev: haltRev, toRev: null, runIds: ['r1'] });
+    assert.deepEqual(atOrAfter, [], `no r1 grant at or after rev ${haltRev}`);
+    const all = await h.store.permittedFrom({ fromRev: 0, toRev: null, runIds: ['r1'] });
+    assert.equal(all.length, r1.length, 'every r1 row has its rev');
+    assert.equal((await h.store.verifyLog(null)).ok, true, 'and the audit commits every row');
     assert.equal(r2.length, 200, 'the uncovered run got every permit');
   } finally {
     await h.close();
@@ -278,6 +274,79 @@ test('POST /v1/permits/batch answers each request as /v1/permits would; POST /v1
     );
     const bad = await h.req('POST', '/v1/permits/batch', { token: agent, body: { requests: [] } });
     await expectWireError(bad, 400, 'invalid_request');
+  } finally {
+    await h.close();
+  }
+});
+
+test('GET /v1/permits lists the write permits granted from a rev, from the ledger; a tenant sees its own', async () => {
+  const h = await harness();
+  try {
+    const admin = await h.token('admin', '*');
+    const viewer = await h.token('viewer', 'globex');
+    const early = await h.store.grantPermits([grant({ runId: 'r0' })]);
+    // A rev moves on between the two batches.
+    const { directive } = await h.store.issueDirective(
+      directiveInput({ scope: 'agent:acme/other' }),
+      () => [],
+    );
+    const later = await h.store.grantPermits([
+      grant({ runId: 'r1' }),
+      grant({ runId: 'r2', class: 'irreversible', capability: 'wire_transfer' }),
+      grant({ runId: 'g1', tenant: 'globex' }),
+    ]);
+    assert.ok([...early, ...later].every((d) => d.kind === 'granted'));
+    type Listed = {
+      permits: { permitId: string; rev: number; runId: string; tenant: string; class: string }[];
+      total: number;
+      cursor: string | null;
+    };
+    const all = (await (
+      await h.req('GET', `/v1/permits?fromRev=${directive.rev}`, { token: admin })
+    ).json()) as Listed;
+    assert.deepEqual(all.permits.map((p) => [p.runId, p.tenant, p.class, p.rev]).sort(), [
+      ['g1', 'globex', 'write', directive.rev],
+      ['r1', 'acme', 'write', directive.rev],
+      ['r2', 'acme', 'irreversible', directive.rev],
+    ]);
+    assert.equal(all.total, 3);
+    const paged = (await (
+      await h.req('GET', `/v1/permits?fromRev=0&limit=2`, { token: admin })
+    ).json()) as Listed;
+    assert.deepEqual([paged.permits.length, paged.total, paged.cursor], [2, 4, paged.permits[1]!.permitId]);
+    const rest = (await (
+      await h.req('GET', `/v1/permits?fromRev=0&limit=2&cursor=${paged.cursor}`, { token: admin })
+    ).json()) as Listed;
+    assert.deepEqual([rest.permits.length, rest.cursor], [2, null]);
+    const before = (await (
+      await h.req('GET', `/v1/permits?fromRev=0&toRev=${directive.rev}`, { token: admin })
+    ).json()) as Listed;
+    assert.deepEqual(
+      before.permits.map((p) => p.runId),
+      ['r0'],
+    );
+    const theirs = (await (
+      await h.req('GET', '/v1/permits?fromRev=0&tenant=acme', { token: viewer })
+    ).json()) as Listed;
+    assert.deepEqual(
+      theirs.permits.map((p) => p.runId),
+      ['g1'],
+      "a tenant's viewer sees its own tenant's only",
+    );
+    assert.match(
+      await expectWireError(await h.req('GET', '/v1/permits', { token: admin }), 400, 'invalid_request'),
+      /fromRev is required/,
+    );
+    assert.match(
+      await expectWireError(
+        await h.req('GET', '/v1/permits?fromRev=-1', { token: admin }),
+        400,
+        'invalid_request',
+      ),
+      /fromRev must be a rev/,
+    );
+    const agent = await h.token('agent', 'acme', 'bot');
+    assert.equal((await h.req('GET', '/v1/permits?fromRev=0', { token: agent })).status, 403);
   } finally {
     await h.close();
   }

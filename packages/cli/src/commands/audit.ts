@@ -17,7 +17,9 @@ killpath audit key [--json]
 killpath audit checkpoint [--now] [--out FILE]
 killpath audit rotate-key --reason TEXT
 
-verify      recomputes the hash chain and names the first bad record (exit 1 if any). With a
+verify      recomputes the hash chain and names the first bad record (exit 1 if any), and
+            checks every effect ledger row against the ledger.committed record that committed
+            it (a changed, deleted or inserted row is named). With a
             tenant's token it says only whether the whole log verifies (count, head and the bad
             record are shown to admins).
             With --checkpoint (a file printed by "audit checkpoint" or sent to a webhook): checks

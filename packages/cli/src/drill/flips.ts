@@ -520,7 +520,6 @@ const DEGRADE: Scenario = {
     const fleet = await ctx.mainFleet();
     const procs = agentProcs(fleet, 4, ctx);
     const a = procs[0]!.spec;
-    const cursor = await auditHead(ctx.env.api);
     const d = await ctx.env.issue({
       level: 'degrade',
       scope: `agent:${a.tenant}/${a.agent}`,
@@ -547,7 +546,7 @@ const DEGRADE: Scenario = {
     const denied = (await ctx.env.audit('effect.denied')).filter((r) => r.data.directiveId === d.id);
     const cleared = await ctx.env.resume(d, 'drill: degrade measured');
     const runs = procs.flatMap((p) => p.runs.map((r) => r.runId));
-    const permits = await permitsAfter(ctx.env.api, runs, d.rev, cursor, cleared.clearedRev, 'crm.update');
+    const permits = await permitsAfter(ctx.env.api, runs, d.rev, cleared.clearedRev, 'crm.update');
     const resumeWall = ctx.env.clearWall(cleared);
     const events = tagged(procs);
     const rec = await until(5000, () =>

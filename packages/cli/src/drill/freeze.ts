@@ -2,7 +2,6 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AuditRecord } from '@killpath/protocol';
-import { auditHead } from '../fleet/flip.ts';
 import { alive } from '../fleet/launch.ts';
 import type { Evidence } from '../launcher/evidence.ts';
 import { why, type Scenario } from './context.ts';
@@ -53,7 +52,6 @@ export const FREEZE: Scenario = {
     const { l, pid } = await launched(ctx, agent, run, 'demo', {}, ['--evidence-dir', evidenceDir]);
     try {
       await sleep(500);
-      const cursor = await auditHead(ctx.env.api);
       const d = await ctx.env.issue({
         level: 'freeze',
         scope: `run:${run}`,
@@ -130,13 +128,7 @@ export const FREEZE: Scenario = {
         resumeWall,
       );
       const stillAlive = alive(pid);
-      const permits = await permitsAfter(
-        ctx.env.api,
-        [run, `${run}.child`],
-        d.rev,
-        cursor,
-        cleared.clearedRev,
-      );
+      const permits = await permitsAfter(ctx.env.api, [run, `${run}.child`], d.rev, cleared.clearedRev);
       const gone = frozen ? frozenWall - flip : null;
       const listed = evidence?.processes.map((p) => p.pid) ?? [];
       return {

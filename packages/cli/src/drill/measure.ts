@@ -229,26 +229,24 @@ export async function journalCheck(
 
 /**
  * Write and irreversible permits for these runs (null: any) and capability (null: any) granted at or after `rev` and before `untilRev`
- * (the resume, when there was one), from the control plane's audit after `cursor` (guarantee 1:
- * must be 0 while a covering stop is in force).
+ * (the resume, when there was one), from the control plane's ledger (guarantee 1: must be 0
+ * while a covering stop is in force).
  */
 export function permitsAfter(
   api: ApiClient,
   runIds: string[] | null,
   rev: number,
-  cursor: number,
   untilRev: number | null = null,
   capability: string | null = null,
 ): Promise<{ write: number; irreversible: number }> {
-  return permitsWhere(api, cursor, (r) => {
-    const at = r.data.rev;
-    return (
-      at >= rev &&
-      (untilRev === null || at < untilRev) &&
-      (runIds === null || runIds.includes(r.data.runId)) &&
-      (capability === null || r.data.capability === capability)
-    );
-  });
+  return permitsWhere(
+    api,
+    rev,
+    (p) =>
+      (untilRev === null || p.rev < untilRev) &&
+      (runIds === null || runIds.includes(p.runId)) &&
+      (capability === null || p.capability === capability),
+  );
 }
 
 /** Events of several agents merged, each tagged with its process id (effect ids are per worker). */

@@ -1,6 +1,5 @@
 import type { Directive } from '@killpath/protocol';
 import { demoAgentScript } from '../fleet/harness.ts';
-import { auditHead } from '../fleet/flip.ts';
 import { alive, type Launched } from '../fleet/launch.ts';
 import { why, type DrillContext, type Measured, type Scenario } from './context.ts';
 import { DRILL_AGENT, type DrillAgent } from './env.ts';
@@ -103,7 +102,6 @@ const ISOLATE: Scenario = {
     const run = `${ctx.env.prefix}-iso`;
     const { l, pid } = await launched(ctx, agent, run, 'demo', {});
     await sleep(500);
-    const cursor = await auditHead(ctx.env.api);
     const d = await ctx.env.issue({
       level: 'isolate',
       scope: `run:${run}`,
@@ -134,7 +132,7 @@ const ISOLATE: Scenario = {
     );
     const stillAlive = alive(pid);
     await l.stop();
-    const permits = await permitsAfter(ctx.env.api, [run, `${run}.child`], d.rev, cursor, cleared.clearedRev);
+    const permits = await permitsAfter(ctx.env.api, [run, `${run}.child`], d.rev, cleared.clearedRev);
     return {
       signalToHalt: summarize(observe ? [obsWall - flip] : []),
       haltToRecoveryMs: rec,
@@ -204,7 +202,6 @@ async function killUnderLauncher(
   const { l, pid, workerId } = await launched(ctx, agent, run, kind, env);
   if (ready) await ready(l);
   else await sleep(500);
-  const cursor = await auditHead(ctx.env.api);
   const d = await ctx.env.issue({
     level: 'kill',
     scope: `run:${run}`,
@@ -238,7 +235,7 @@ async function killUnderLauncher(
     out.map((e) => ({ ...e, pid })),
     Date.now(),
   );
-  const permits = await permitsAfter(ctx.env.api, [run, `${run}.child`], d.rev, cursor);
+  const permits = await permitsAfter(ctx.env.api, [run, `${run}.child`], d.rev);
   const rec = await replacement(ctx, agent, run, `${run}-r`);
   return {
     l,

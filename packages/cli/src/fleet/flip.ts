@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { AuditRecord, AuditRecordOf, Directive, Level, Rate } from '@killpath/protocol';
+import type { AuditRecord, Directive, Level, Rate } from '@killpath/protocol';
 import { auditRecordsOf } from '../audit-records.ts';
 import type { ApiClient } from '../api.ts';
 import { percentile } from '../output.ts';
@@ -98,23 +98,35 @@ export async function auditHead(api: ApiClient): Promise<number> {
   return r.records[0]?.seq ?? 0;
 }
 
+/** A write permit as `GET /v1/permits` lists it (a row of the control plane's ledger). */
+export interface PermitRow {
+  permitId: string;
+  rev: number;
+  tenant: string;
+  agent: string;
+  runId: string;
+  capability: string;
+  class: 'write' | 'irreversible';
+}
+
 /**
- * Write and irreversible permits the control plane granted after audit seq `cursor` (its
- * `effect.intent` records) that `accept` takes, by class.
+ * Write and irreversible permits the control plane granted at or after `fromRev` (from its ledger,
+ * `GET /v1/permits`) that `accept` takes, by class.
  */
 export async function permitsWhere(
   api: ApiClient,
-  cursor: number,
-  accept: (r: AuditRecordOf<'effect.intent'>) => boolean,
+  fromRev: number,
+  accept: (p: PermitRow) => boolean,
 ): Promise<{ write: number; irreversible: number }> {
   const out = { write: 0, irreversible: 0 };
-  for (let from = cursor; ;) {
-    const recs = (
-      await api.get<{ records: AuditRecord[] }>(`/v1/audit?after=${from}&limit=5000&type=effect.intent`)
-    ).records;
-    for (const r of auditRecordsOf(recs, 'effect.intent')) if (accept(r)) out[r.data.class] += 1;
-    if (recs.length < 5000) return out;
-    from = recs.at(-1)!.seq;
+  for (let cursor: string | null = null; ;) {
+    const page: { permits: PermitRow[]; cursor: string | null } = await api.get(
+      `/v1/permits?fromRev=${fromRev}&limit=5000${cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`}`,
+    );
+    for (const p of page.permits)
+      if (accept(p)) out[p.class === 'irreversible' ? 'irreversible' : 'write'] += 1;
+    if (page.cursor === null) return out;
+    cursor = page.cursor;
   }
 }
 
@@ -229,11 +241,16 @@ export async function measureFlip(
     for (const [k, v] of Object.entries(w.startedAfterFlip)) sum[k] = (sum[k] ?? 0) + v;
   const slow = covered.filter((w) => w.slowAborted !== null);
 
-  // Guarantee 1 from the store's own records: intents granted at or after the flip's rev.
-  const byWorker = new Map(fleet.agents.map((a) => [`worker:${a.workerId}`, a]));
-  const permitsAfterFlipByClass = await permitsWhere(api, cursor, (r) => {
-    const a = byWorker.get(r.actor);
-    return a !== undefined && r.data.rev >= directive.rev && spec.covers(a, r.data.runId, r.data.capability);
+  // Guarantee 1 from the store's own ledger: permits granted at or after the flip's rev, to a
+  // run of one of the fleet's agents that the flip covers (by the drill's own rule).
+  const hostOf = (p: PermitRow) =>
+    fleet.agents.find(
+      (a) =>
+        a.spec.tenant === p.tenant && a.spec.agent === p.agent && a.runs.some((r) => r.runId === p.runId),
+    );
+  const permitsAfterFlipByClass = await permitsWhere(api, directive.rev, (p) => {
+    const a = hostOf(p);
+    return a !== undefined && spec.covers(a, p.runId, p.capability);
   });
   const permitsAfterFlip = permitsAfterFlipByClass.write + permitsAfterFlipByClass.irreversible;
   return {

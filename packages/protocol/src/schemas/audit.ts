@@ -97,6 +97,12 @@ export const AUDIT_PAYLOADS = {
     timeToStopMs: z.number().nullable(),
     observeToSettleMs: z.number(),
   }),
+  /**
+   * The effect ledger rows one transaction wrote (of this record's tenant), each as
+   * `[permitId, digest]`: SHA-256 (base64url) of the row's canonical state (server `audit/ledger.ts`).
+   */
+  'ledger.committed': z.looseObject({ rows: z.array(z.tuple([str, str])) }),
+  /** One effect's intent, as control planes before `ledger.committed` wrote it (old logs). */
   'effect.intent': z.looseObject({
     permitId: str,
     rev: int,

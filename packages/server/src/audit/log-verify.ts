@@ -1,6 +1,7 @@
 import type { AuditRecord } from '@killpath/protocol';
 import { GENESIS_HASH, hashRecord } from './chain.ts';
 import { recordLeaf } from './checkpoint.ts';
+import { LedgerCheck, type LedgerFindings, type LedgerRowState } from './ledger.ts';
 import { EMPTY_ROOT, LeafHashes, MerkleFrontier, consistencyProof } from './merkle.ts';
 
 /** A checkpoint's claim, without its signature: the first `size` records hash to `rootHash`. */
@@ -20,7 +21,9 @@ export interface LogFindings {
   rootHash: string;
   /** The chain's first bad record and why, or nulls. */
   chain: { ok: boolean; firstBad: number | null; reason: string | null };
-  /** One sentence per problem, naming records. */
+  /** The effect ledger's rows against the records that committed them ({@link LedgerCheck}), when given. */
+  ledger: LedgerFindings | null;
+  /** One sentence per problem, naming records (and ledger rows). */
   problems: string[];
   /** Consistency proof (hex) from the kept checkpoint's size to `records`, when the log extends it. */
   proof: string[];
@@ -35,13 +38,17 @@ function range(a: number, b: number): string {
  * tree over the records, the `kept` checkpoint (the log must extend it: its first `kept.size`
  * records hash to its root) and the checkpoints the store holds (`stored`, any order: each must
  * match too, which catches a truncation even without a kept copy, unless they were deleted with
- * it). Pure and synchronous: callers run it in a worker thread for large logs.
+ * it). With `ledgerRows` (read after the records, in the same read transaction), the effect
+ * ledger's rows are checked against the `ledger.committed` records (`ledger.ts`). Pure and
+ * synchronous: callers run it in a worker thread for large logs.
  */
 export function verifyLog(
   records: Iterable<AuditRecord>,
   kept: TreeClaim | null,
   stored: readonly TreeClaim[] = [],
+  ledgerRows?: () => Iterable<LedgerRowState>,
 ): LogFindings {
+  const ledgerCheck = ledgerRows === undefined ? null : new LedgerCheck();
   const leaves = new LeafHashes();
   // Roots of the prefixes someone claims, taken from the frontier as it passes their sizes.
   const wanted = new Set([...stored.map((s) => s.size), ...(kept === null ? [] : [kept.size])]);
@@ -59,6 +66,7 @@ export function verifyLog(
       else if (hashRecord(r) !== r.hash) reason = 'hash does not match the record contents';
       if (reason !== null) chain = { ok: false, firstBad: r.seq, reason };
     }
+    ledgerCheck?.see(r);
     const leaf = recordLeaf(r);
     leaves.push(leaf);
     frontier.push(leaf);
@@ -68,6 +76,8 @@ export function verifyLog(
   const n = leaves.length;
   const problems: string[] = [];
   if (!chain.ok) problems.push(`record #${chain.firstBad}: ${chain.reason}`);
+  const ledger = ledgerCheck === null ? null : ledgerCheck.check(ledgerRows!());
+  if (ledger !== null) problems.push(...ledger.problems);
 
   // Stored checkpoints that still match bound where a change can be.
   const matches = new Map<number, boolean>();
@@ -118,6 +128,7 @@ export function verifyLog(
     records: n,
     rootHash: frontier.root().toString('hex'),
     chain,
+    ledger,
     problems,
     proof,
   };

@@ -32,6 +32,7 @@ const LOW: [string, RegExp][] = [
   ['GET', /^\/v1\/(fleet|audit|alerts|compensations|policy|drills|supervisor)(\/|$)/],
   ['GET', /^\/v1\/runs\/[^/]+\/journal$/],
   ['GET', /^\/v1\/directives\/[^/]+\/permitted-after$/],
+  ['GET', /^\/v1\/permits$/],
   ['GET', /^\/metrics$/],
   ['GET', /^\/(console(\/.*)?)?$/],
 ];

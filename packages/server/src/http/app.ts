@@ -408,13 +408,23 @@ export function createApp(
     // Hashing the whole chain is long work: the store does it in a worker thread (on a file
     // database), never on the event loop the kill path runs on; concurrent calls share a run.
     const found = await verifyRuns.verify(null);
-    if (p.role !== 'admin') return c.json({ ok: found.chain.ok, brief: true } satisfies AuditVerdictBrief);
+    // The effect ledger's rows are checked against the records that committed them, too.
+    const ledgerOk = found.ledger?.ok ?? true;
+    if (p.role !== 'admin')
+      return c.json({ ok: found.chain.ok && ledgerOk, brief: true } satisfies AuditVerdictBrief);
     if (!found.chain.ok)
       return c.json({
         ok: false,
         records: found.records,
         firstBad: found.chain.firstBad ?? 0,
         reason: found.chain.reason ?? 'broken chain',
+      } satisfies AuditVerdict);
+    if (!ledgerOk)
+      return c.json({
+        ok: false,
+        records: found.records,
+        firstBad: found.ledger!.firstBad ?? 0,
+        reason: found.ledger!.problems.join('; '),
       } satisfies AuditVerdict);
     const last = found.records === 0 ? [] : await store.listAudit({ afterSeq: found.records - 1, limit: 1 });
     return c.json({

@@ -232,6 +232,39 @@ export function effectsRoutes(app: Hono<Env>, deps: EffectsRoutesDeps, log: Logg
     });
   });
 
+  // Every write permit granted at or after a rev, from the ledger itself (what a drill counts
+  // for guarantee 1 with its own coverage rule; the audit commits these rows by digest only).
+  app.get('/v1/permits', async (c) => {
+    const p = c.get('principal');
+    requireHuman(p);
+    const fromRev = revQuery(c, 'fromRev', null);
+    if (fromRev === null)
+      throw new KillpathError('invalid_request', 'fromRev is required: the first rev whose permits to list');
+    const toRev = revQuery(c, 'toRev', null);
+    const tenant = tenantFilter(p) ?? c.req.query('tenant');
+    const { limit, cursor } = pageQuery(c);
+    const found = await store.permittedFrom({
+      fromRev,
+      toRev,
+      ...(tenant === undefined ? {} : { tenant }),
+    });
+    let from = 0;
+    if (cursor !== null) {
+      from = found.findIndex((e) => e.permitId === cursor) + 1;
+      if (from === 0)
+        throw new KillpathError(
+          'invalid_request',
+          'cursor is not one this list gave (start again without it)',
+        );
+    }
+    const page = found.slice(from, from + limit);
+    return c.json({
+      permits: page.map(({ release: _r, ...e }) => e),
+      total: found.length,
+      cursor: from + limit < found.length ? page.at(-1)!.permitId : null,
+    });
+  });
+
   app.get('/v1/directives/:id/permitted-after', async (c) => {
     const p = c.get('principal');
     requireHuman(p);
@@ -318,6 +351,16 @@ export function effectsRoutes(app: Hono<Env>, deps: EffectsRoutesDeps, log: Logg
       cursor: from + limit < found.length ? page.at(-1)!.permitId : null,
     });
   });
+}
+
+/** A non-negative integer query parameter, or `fallback` when absent. */
+function revQuery(c: Context<Env>, name: string, fallback: number | null): number | null {
+  const text = c.req.query(name);
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (text === '' || !Number.isSafeInteger(n) || n < 0)
+    throw new KillpathError('invalid_request', `${name} must be a rev (an integer from 0)`);
+  return n;
 }
 
 /** The largest page any list route returns. */

@@ -1,4 +1,3 @@
-import type { AuditEventOf } from '@killpath/protocol';
 import { randomUUID } from 'node:crypto';
 import {
   compileRun,
@@ -8,7 +7,6 @@ import {
   type Release,
   type RunIdentity,
 } from '@killpath/protocol';
-import type { AuditEvent } from '../audit/chain.ts';
 import type { PermitRow } from './sqlite-rows.ts';
 import type { PermitDecision, PermitGrant } from './store.ts';
 
@@ -86,10 +84,12 @@ export interface PermitStep {
   register: boolean;
   /** The id of `prior`, to move from `granted` to `in_doubt` (a key reused before its outcome). */
   doubt: string | null;
-  /** The permit row to insert (a grant); null otherwise. */
+  /**
+   * The permit row to insert (a grant); null otherwise. Its intent reaches the audit as every
+   * written row does: in the transaction's `ledger.committed` record (`audit/ledger.ts`), with
+   * `prior` in doubt when `doubt` is set.
+   */
   row: PermitRow | null;
-  /** Its intent's audit record, committed with the row. */
-  intent: AuditEvent | null;
 }
 
 /**
@@ -111,7 +111,6 @@ export function decidePermit(
     register: facts.owner === null,
     doubt: null,
     row: null,
-    intent: null,
   };
   if (facts.owner !== null && facts.owner !== q.agent) {
     step.decision = {
@@ -170,22 +169,6 @@ export function decidePermit(
     settled_at: null,
   };
   step.row = row;
-  step.intent = {
-    type: 'effect.intent',
-    actor: `worker:${q.workerId}`,
-    tenant: q.tenant,
-    data: {
-      permitId: row.id,
-      rev,
-      runId: q.runId,
-      agent: q.agent,
-      capability: q.capability,
-      class: q.class,
-      idempotencyKey: q.idempotencyKey,
-      argsDigest: q.argsDigest,
-      coolOffMs: row.cool_off_ms,
-    },
-  } satisfies AuditEventOf<'effect.intent'>;
   step.decision = { kind: 'granted', response: permitResponse(row, false) };
   return step;
 }

@@ -7,6 +7,7 @@ import type { DatabaseSync } from 'node:sqlite';
 import { Worker } from 'node:worker_threads';
 import type { AuditKeyInfo, AuditRecord, SignedCheckpoint } from '@killpath/protocol';
 import { verifyLog, type LogFindings, type TreeClaim } from '../audit/log-verify.ts';
+import { toRowState, type PermitRow } from './sqlite-rows.ts';
 import type { StoredCheckpoint } from './store.ts';
 
 /**
@@ -161,8 +162,8 @@ export function putAuditKey(db: DatabaseSync, key: AuditKeyInfo, at: string): bo
 }
 
 /**
- * Reads the whole log and the stored checkpoints in one read transaction and verifies them
- * ({@link verifyLog}). Synchronous: the store calls it in a worker thread for a file database.
+ * Reads the whole log, the stored checkpoints and the effect ledger's rows in one read
+ * transaction and verifies them ({@link verifyLog}). Synchronous: the store calls it in a worker thread for a file database.
  */
 export function verifyStoredLog(db: DatabaseSync, kept: TreeClaim | null): LogFindings {
   db.exec('BEGIN');
@@ -178,7 +179,11 @@ export function verifyStoredLog(db: DatabaseSync, kept: TreeClaim | null): LogFi
     function* records(): Iterable<AuditRecord> {
       for (const r of rows) yield toAudit(r);
     }
-    return verifyLog(records(), kept, stored);
+    function* ledgerRows(): Iterable<ReturnType<typeof toRowState>> {
+      for (const r of db.prepare('SELECT * FROM permits').iterate() as Iterable<PermitRow>)
+        yield toRowState(r);
+    }
+    return verifyLog(records(), kept, stored, ledgerRows);
   } finally {
     db.exec('COMMIT');
   }

@@ -67,6 +67,12 @@ export interface EffectsContext {
   stmt(sql: string): StatementSync;
   tx<T>(fn: () => T): Promise<T>;
   audit(events: AuditEvent[]): void;
+  /**
+   * Notes permit rows this transaction wrote, as they stand after the write: the group commit
+   * appends one `ledger.committed` record for them (`audit/ledger.ts`). Every write to `permits`
+   * must call it, or verification finds the row changed.
+   */
+  ledger(rows: PermitRow[]): void;
   rev(): number;
   activeDirectives(): Directive[];
 }
@@ -85,7 +91,7 @@ export function grantPermits(ctx: EffectsContext, requests: PermitGrant[]): Prom
     const register = ctx.stmt(`INSERT OR IGNORE INTO runs
       (run_id, tenant, agent, parent_run_id, lineage, features, worker_id, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`);
 
-    const decide = (q: PermitGrant, events: AuditEvent[]): PermitDecision => {
+    const decide = (q: PermitGrant, rows: PermitRow[]): PermitDecision => {
       const owner = runOwner.get(q.tenant, q.runId) as { agent: string } | undefined;
       const prior =
         q.idempotencyKey === null
@@ -111,10 +117,12 @@ export function grantPermits(ctx: EffectsContext, requests: PermitGrant[]): Prom
           q.workerId,
           new Date().toISOString(),
         );
-      if (step.doubt !== null)
+      if (step.doubt !== null) {
         ctx
           .stmt(`UPDATE permits SET status = 'in_doubt' WHERE id = ? AND status = 'granted'`)
           .run(step.doubt);
+        rows.push({ ...prior!, status: 'in_doubt' });
+      }
       const row = step.row;
       if (row !== null) {
         insert.run(
@@ -138,26 +146,28 @@ export function grantPermits(ctx: EffectsContext, requests: PermitGrant[]): Prom
           row.intended_at,
         );
       }
-      if (step.intent !== null) events.push(step.intent);
+      // Its intent (and a prior moved to in doubt) is in the audit through the group commit's
+      // `ledger.committed` record.
+      if (row !== null) rows.push(row);
       return step.decision;
     };
 
     const out: PermitDecision[] = [];
-    const events: AuditEvent[] = [];
+    const written: PermitRow[] = [];
     for (const q of requests) {
       // One request's failure rolls back that request alone: the batch shares a transaction, not a fate.
       ctx.db.exec('SAVEPOINT permit');
-      const mine: AuditEvent[] = [];
+      const mine: PermitRow[] = [];
       try {
         out.push(decide(q, mine));
         ctx.db.exec('RELEASE permit');
-        events.push(...mine);
+        written.push(...mine);
       } catch (err) {
         ctx.db.exec('ROLLBACK TO permit; RELEASE permit');
         out.push({ kind: 'failed', message: err instanceof Error ? err.message : String(err) });
       }
     }
-    ctx.audit(events);
+    ctx.ledger(written);
     return out;
   });
 }
@@ -193,9 +203,11 @@ export function confirmPermit(
     const run = rowIdentity(row);
     const stop = refusingDirective(compileRun(ctx.activeDirectives(), run), row.capability, row.class);
     if (stop) {
+      const error = `halted during cool-off by ${stop.id}`;
       ctx.db
         .prepare(`UPDATE permits SET status = 'cancelled', settled_at = ?, error = ? WHERE id = ?`)
-        .run(now.toISOString(), `halted during cool-off by ${stop.id}`, id);
+        .run(now.toISOString(), error, id);
+      ctx.ledger([{ ...row, status: 'cancelled', settled_at: now.toISOString(), error }]);
       ctx.audit([
         {
           type: 'effect.aborted',
@@ -213,19 +225,12 @@ export function confirmPermit(
       ]);
       return { kind: 'halted', directive: stop, rev: ctx.rev() };
     }
-    ctx.db.prepare(`UPDATE permits SET status = 'granted', rev = ? WHERE id = ?`).run(ctx.rev(), id);
-    return {
-      kind: 'granted',
-      response: permitResponse({ ...row, status: 'granted', rev: ctx.rev() }, false),
-    };
+    const confirmed: PermitRow = { ...row, status: 'granted', rev: ctx.rev() };
+    ctx.db.prepare(`UPDATE permits SET status = 'granted', rev = ? WHERE id = ?`).run(confirmed.rev, id);
+    ctx.ledger([confirmed]);
+    return { kind: 'granted', response: permitResponse(confirmed, false) };
   });
 }
-
-const OUTCOME_EVENT = {
-  landed: 'effect.landed',
-  failed: 'effect.failed',
-  aborted: 'effect.aborted',
-} as const;
 
 /** See {@link Store.settlePermit}. */
 export function settlePermit(
@@ -252,9 +257,22 @@ export function settlePermit(
         'UPDATE permits SET status = ?, result = ?, error = ?, after_abort = ?, settled_at = ? WHERE id = ?',
       )
       .run(outcome.status, result, error, afterAbort, now, id);
+    const settled: PermitRow = {
+      ...row,
+      status: outcome.status,
+      result,
+      error,
+      after_abort: afterAbort,
+      settled_at: now,
+    };
+    // The outcome is in the audit through the group commit's `ledger.committed` record; an
+    // abort (a stop reached an effect in flight) also keeps a record of its own, which the
+    // operator's status lists.
+    ctx.ledger([settled]);
+    if (outcome.status !== 'aborted') return toLedger(settled);
     ctx.audit([
       {
-        type: OUTCOME_EVENT[outcome.status],
+        type: 'effect.aborted',
         actor: `worker:${row.worker_id}`,
         tenant: row.tenant,
         data: {
@@ -268,14 +286,7 @@ export function settlePermit(
         },
       },
     ]);
-    return toLedger({
-      ...row,
-      status: outcome.status,
-      result,
-      error,
-      after_abort: afterAbort,
-      settled_at: now,
-    });
+    return toLedger(settled);
   });
 }
 
@@ -319,9 +330,11 @@ export function markInDoubt(
         },
       })),
     );
-    return rows.map((r) =>
-      toLedger(ctx.db.prepare('SELECT * FROM permits WHERE id = ?').get(r.id) as unknown as PermitRow),
+    const after = rows.map(
+      (r) => ctx.db.prepare('SELECT * FROM permits WHERE id = ?').get(r.id) as unknown as PermitRow,
     );
+    ctx.ledger(after);
+    return after.map(toLedger);
   });
 }
 

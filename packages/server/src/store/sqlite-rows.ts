@@ -1,4 +1,5 @@
 import type { EffectStatus, LedgerEntry } from '@killpath/protocol';
+import type { LedgerRowState } from '../audit/ledger.ts';
 import type { JournalRow, RunRecord } from './store.ts';
 
 /**
@@ -51,6 +52,46 @@ export function toLedger(r: PermitRow): LedgerEntry {
   };
 }
 
+/** JSON text parsed; text that no longer parses (altered on disk) stays distinct as `{ unparseable }`. */
+function parsed(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return { unparseable: text };
+  }
+}
+
+/**
+ * A permit row as the audit's ledger rule states it for its digest (`audit/ledger.ts`). A JSON
+ * column that no longer parses becomes `{ unparseable }` (its digest then differs), never a throw.
+ */
+export function toRowState(r: PermitRow): LedgerRowState {
+  return {
+    permitId: r.id,
+    rev: Number(r.rev),
+    tenant: r.tenant,
+    agent: r.agent,
+    workerId: r.worker_id,
+    runId: r.run_id,
+    capability: r.capability,
+    class: r.class,
+    idempotencyKey: r.idempotency_key,
+    argsDigest: r.args_digest,
+    compensate: r.compensate === null ? null : parsed(r.compensate),
+    status: r.status,
+    coolOffMs: Number(r.cool_off_ms),
+    confirmAfter: r.confirm_after,
+    lineage: parsed(r.lineage) as string[],
+    features: parsed(r.features) as string[],
+    release: r.release === null ? null : parsed(r.release),
+    result: r.result === null ? null : parsed(r.result),
+    error: r.error,
+    afterAbort: r.after_abort === 1,
+    intendedAt: r.intended_at,
+    settledAt: r.settled_at,
+  };
+}
+
 /** A row of `runs`. */
 export interface RunRow {
   run_id: string;
@@ -70,8 +111,8 @@ export function toRun(r: RunRow): RunRecord {
     tenant: r.tenant,
     agent: r.agent,
     parentRunId: r.parent_run_id,
-    lineage: JSON.parse(r.lineage) as string[],
-    features: JSON.parse(r.features) as string[],
+    lineage: parsed(r.lineage) as string[],
+    features: parsed(r.features) as string[],
     workerId: r.worker_id,
     startedAt: r.started_at,
   };

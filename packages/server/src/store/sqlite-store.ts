@@ -11,6 +11,7 @@ import {
   type Release,
 } from '@killpath/protocol';
 import { chainRecord, verifyChain, type AuditEvent } from '../audit/chain.ts';
+import { LedgerCommit } from '../audit/ledger.ts';
 import { convergedIssue } from './convergence.ts';
 import { changesOf } from './changes.ts';
 import { InProcessDoorbell } from '../doorbell.ts';
@@ -27,7 +28,7 @@ import * as owners from './sqlite-owners.ts';
 import { migrateRunTenancy } from './sqlite-tenancy.ts';
 import * as presence from './sqlite-presence.ts';
 import { WalSync, type FsyncFn } from './wal-sync.ts';
-import { toRun, type RunRow } from './sqlite-rows.ts';
+import { toRowState, toRun, type RunRow } from './sqlite-rows.ts';
 import type {
   JournalEvent,
   LedgerEntry,
@@ -373,6 +374,7 @@ export class SqliteStore implements Store {
       stmt: (sql) => this.#stmt(sql),
       tx: (fn) => this.#tx(fn),
       audit: (events) => void this.#appendAudit(events),
+      ledger: (rows) => this.#opLedger.add(rows.map(toRowState)),
       rev: () => this.#rev(),
       activeDirectives: () => (this.#stmts.active!.all() as unknown as DirectiveRow[]).map(toDirective),
     };
@@ -528,6 +530,10 @@ export class SqliteStore implements Store {
   }
 
   #queued: { fn: () => unknown; resolve: (v: unknown) => void; reject: (err: unknown) => void }[] = [];
+  /** Permit rows the running operation wrote; moved to {@link #groupLedger} when it succeeds. */
+  readonly #opLedger = new LedgerCommit();
+  /** Permit rows the group commit wrote: one `ledger.committed` record per tenant before COMMIT. */
+  readonly #groupLedger = new LedgerCommit();
 
   readonly #flush = (): void => {
     const batch = this.#queued;
@@ -551,13 +557,19 @@ export class SqliteStore implements Store {
         try {
           results.push({ ok: true, value: op.fn() });
           this.#db.exec('RELEASE op');
+          this.#groupLedger.merge(this.#opLedger);
         } catch (err) {
           this.#db.exec('ROLLBACK TO op; RELEASE op');
+          this.#opLedger.clear();
           results.push({ ok: false, err });
         }
       }
+      // The ledger rows of the whole group: one chained record per tenant, not one per effect.
+      if (this.#groupLedger.size > 0) this.#appendAudit(this.#groupLedger.events());
       this.#db.exec('COMMIT');
     } catch (err) {
+      this.#opLedger.clear();
+      this.#groupLedger.clear();
       if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
       for (const op of batch) op.reject(err);
       return;

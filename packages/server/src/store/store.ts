@@ -377,7 +377,7 @@ export interface PermitStore {
    * (refused as `conflict` when that effect has no outcome: at most once). A run not registered
    * yet is registered to the asking agent; a run registered to another agent of the tenant is
    * refused (`conflict`): no permit for a run the asker could not register. Each grant writes
-   * the intent (`effect.intent` in the audit chain) before the effect can run. This is what
+   * the intent (its row, committed by the transaction's `ledger.committed` audit record) before the effect can run. This is what
    * guarantee 1 rests on: a backend must make the grant and the switchboard read one
    * serialisable unit with directive commits (PostgreSQL: the same transaction, locking the
    * `rev` table `SHARE` before reading the switchboard).

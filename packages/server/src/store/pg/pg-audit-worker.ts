@@ -1,13 +1,16 @@
 /**
  * Worker thread: opens its own connection to the database, reads the audit log (and the stored
- * checkpoints) in one read-only snapshot and verifies it, posting the verdict back. Started by
+ * checkpoints, and the effect ledger's rows) in one read-only snapshot and verifies it, posting the verdict back. Started by
  * `PgAudit.verifyAudit` / `verifyLog`, so hashing never runs on the control plane's event loop.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import postgres from 'postgres';
 import type { AuditRecord } from '@killpath/protocol';
 import { verifyChain } from '../../audit/chain.ts';
+import type { LedgerRowState } from '../../audit/ledger.ts';
 import { verifyLog } from '../../audit/log-verify.ts';
+import { toRowState } from '../sqlite-rows.ts';
+import { permitRow, type PgPermitRow } from './pg-ledger.ts';
 import { toAuditRecord, type VerifyJob } from './pg-audit.ts';
 
 const { url, job } = workerData as { url: string; job: VerifyJob };
@@ -28,7 +31,12 @@ try {
         { size: string; root_hash: string; signed_at: string }[]
       >`SELECT size, root_hash, signed_at FROM checkpoints`
     ).map((r) => ({ size: Number(r.size), rootHash: r.root_hash, timestamp: r.signed_at }));
-    return verifyLog(records, job.kept, stored);
+    // The effect ledger's rows, from the same snapshot, against their ledger.committed records.
+    const rows: LedgerRowState[] = [];
+    await tx`SELECT * FROM permits`.cursor(2000, (batch) => {
+      for (const r of batch) rows.push(toRowState(permitRow(r as unknown as PgPermitRow)));
+    });
+    return verifyLog(records, job.kept, stored, () => rows);
   });
   parentPort!.postMessage({ ok: true, value });
 } catch (err) {

@@ -26,9 +26,10 @@
 import type { AuditEventOf } from '@killpath/protocol';
 import type { Directive, JournalEvent, LedgerEntry, PermitOutcome } from '@killpath/protocol';
 import type { AuditEvent } from '../../audit/chain.ts';
+import { LedgerCommit } from '../../audit/ledger.ts';
 import { compileRun, refusingDirective } from '@killpath/protocol';
 import { decidePermit, permitResponse, rowIdentity, runIdentity } from '../permit-decision.ts';
-import { toJournal, toLedger, type JournalDbRow, type PermitRow } from '../sqlite-rows.ts';
+import { toJournal, toLedger, toRowState, type JournalDbRow, type PermitRow } from '../sqlite-rows.ts';
 import type { JournalRow, PermitDecision, PermitGrant, PermitStore, RunRecord } from '../store.ts';
 import { isConnectionError, type Sql, type Tx } from './connect.ts';
 import { appendAudit, shareRev } from './tx.ts';
@@ -134,11 +135,15 @@ function isRequestError(err: unknown): boolean {
   return typeof code === 'string' && /^(22|23|40|54)/.test(code) && code.length === 5;
 }
 
-const OUTCOME_EVENT = {
-  landed: 'effect.landed',
-  failed: 'effect.failed',
-  aborted: 'effect.aborted',
-} as const;
+/**
+ * The `ledger.committed` records for the permit rows a transaction wrote, as they stand at its
+ * end: the audit's rule for the ledger, the same as SQLite's (`audit/ledger.ts`); appended last.
+ */
+function committed(rows: readonly PermitRow[]): AuditEvent[] {
+  const commit = new LedgerCommit();
+  commit.add(rows.map(toRowState));
+  return commit.events();
+}
 
 /** An outcome waiting for its group commit. */
 interface PendingSettle {
@@ -230,7 +235,8 @@ export class PgEffects implements PermitStore {
     const inserted: PermitRow[] = [];
     const fresh = new Set<PermitRow>();
     const doubted: string[] = [];
-    const events: AuditEvent[] = [];
+    /** Every row inserted or moved to in doubt (a row object in its final state), for the ledger record. */
+    const written: PermitRow[] = [];
     const out: PermitDecision[] = [];
     for (const q of requests) {
       const rk = runKey(q.tenant, q.runId);
@@ -251,13 +257,14 @@ export class PgEffects implements PermitStore {
         // The next request of the batch sees it in doubt; a permit of this batch is inserted so.
         if (!fresh.has(prior)) doubted.push(step.doubt);
         prior.status = 'in_doubt';
+        written.push(prior);
       }
       if (step.row !== null) {
         inserted.push(step.row);
         fresh.add(step.row);
         if (ik !== null) priors.set(ik, step.row);
+        written.push(step.row);
       }
-      if (step.intent !== null) events.push(step.intent);
       out.push(step.decision);
     }
     if (registered.length + inserted.length + doubted.length > 0) {
@@ -265,7 +272,7 @@ export class PgEffects implements PermitStore {
       registered.sort((a, b) =>
         a.tenant === b.tenant ? (a.run_id < b.run_id ? -1 : 1) : a.tenant < b.tenant ? -1 : 1,
       );
-      const [written] = await tx<{ registered: string }[]>`
+      const [counted] = await tx<{ registered: string }[]>`
         WITH reg AS (
           INSERT INTO runs (run_id, tenant, agent, parent_run_id, lineage, features, worker_id, started_at)
           SELECT * FROM json_to_recordset(${JSON.stringify(registered)}::text::json) AS x(run_id text, tenant text,
@@ -280,19 +287,19 @@ export class PgEffects implements PermitStore {
         )
         SELECT count(*) AS registered FROM reg`;
       // Another replica registered one of these runs since it was read: its owner decides, read again.
-      if (Number(written!.registered) !== registered.length) throw new ReadAgain();
+      if (Number(counted!.registered) !== registered.length) throw new ReadAgain();
     }
-    await appendAudit(tx, events);
+    await appendAudit(tx, committed(written));
     return out;
   }
 
   async #grantEach(tx: Tx, requests: PermitGrant[]): Promise<PermitDecision[]> {
     const [rev, active] = await Promise.all([shareRev(tx), this.#active(tx)]);
     const out: PermitDecision[] = [];
-    const events: AuditEvent[] = [];
+    const written: PermitRow[] = [];
     for (const q of requests) {
       try {
-        const step = await tx.savepoint(async (sp) => {
+        const { step, doubted } = await tx.savepoint(async (sp) => {
           // Registered first (a no-op when it is), then read in a later statement: whichever
           // replica registered it first is the owner every replica sees.
           const r = runInsert(q);
@@ -317,14 +324,18 @@ export class PgEffects implements PermitStore {
             active,
             q.grantedAt ?? new Date(),
           );
-          if (step.doubt !== null)
+          let doubted: PermitRow | null = null;
+          if (step.doubt !== null) {
             await sp`UPDATE permits SET status = 'in_doubt' WHERE id = ${step.doubt} AND status = 'granted'`;
+            doubted = { ...permitRow(prior!), status: 'in_doubt' };
+          }
           if (step.row !== null)
             await sp`INSERT INTO permits (${sp.unsafe(PERMIT_COLUMNS)})
               SELECT * FROM json_to_recordset(${JSON.stringify([step.row])}::text::json) AS x(${sp.unsafe(PERMIT_RECORD)})`;
-          return step;
+          return { step, doubted };
         });
-        if (step.intent !== null) events.push(step.intent);
+        if (doubted !== null) written.push(doubted);
+        if (step.row !== null) written.push(step.row);
         out.push(step.decision);
       } catch (err) {
         if (isConnectionError(err)) throw err;
@@ -332,7 +343,7 @@ export class PgEffects implements PermitStore {
         out.push({ kind: 'failed', message: err instanceof Error ? err.message : String(err) });
       }
     }
-    await appendAudit(tx, events);
+    await appendAudit(tx, committed(written));
     return out;
   }
 
@@ -358,9 +369,11 @@ export class PgEffects implements PermitStore {
         } as const;
       const stop = refusingDirective(compileRun(active, rowIdentity(row)), row.capability, row.class);
       if (stop) {
+        const error = `halted during cool-off by ${stop.id}`;
         await tx`UPDATE permits SET status = 'cancelled', settled_at = ${now.toISOString()},
-          error = ${`halted during cool-off by ${stop.id}`} WHERE id = ${id}`;
+          error = ${error} WHERE id = ${id}`;
         await appendAudit(tx, [
+          ...committed([{ ...row, status: 'cancelled', settled_at: now.toISOString(), error }]),
           {
             type: 'effect.aborted',
             actor: `worker:${row.worker_id}`,
@@ -378,10 +391,9 @@ export class PgEffects implements PermitStore {
         return { kind: 'halted', directive: stop, rev } as const;
       }
       await tx`UPDATE permits SET status = 'granted', rev = ${rev} WHERE id = ${id}`;
-      return {
-        kind: 'granted',
-        response: permitResponse({ ...row, status: 'granted', rev }, false),
-      } as const;
+      const confirmed: PermitRow = { ...row, status: 'granted', rev };
+      await appendAudit(tx, committed([confirmed]));
+      return { kind: 'granted', response: permitResponse(confirmed, false) } as const;
     });
   }
 
@@ -463,20 +475,22 @@ export class PgEffects implements PermitStore {
       };
       rows.set(id, next);
       written.set(id, next);
-      events.push({
-        type: OUTCOME_EVENT[outcome.status],
-        actor: `worker:${row.worker_id}`,
-        tenant: row.tenant,
-        data: {
-          permitId: id,
-          runId: row.run_id,
-          capability: row.capability,
-          class: row.class,
-          idempotencyKey: row.idempotency_key,
-          afterAbort: outcome.afterAbort ?? false,
-          ...(outcome.error ? { error: outcome.error } : {}),
-        },
-      });
+      // The outcome reaches the audit in the ledger record; an abort keeps a record of its own too.
+      if (outcome.status === 'aborted')
+        events.push({
+          type: 'effect.aborted',
+          actor: `worker:${row.worker_id}`,
+          tenant: row.tenant,
+          data: {
+            permitId: id,
+            runId: row.run_id,
+            capability: row.capability,
+            class: row.class,
+            idempotencyKey: row.idempotency_key,
+            afterAbort: outcome.afterAbort ?? false,
+            ...(outcome.error ? { error: outcome.error } : {}),
+          },
+        });
       return toLedger(next);
     });
     if (written.size > 0)
@@ -485,7 +499,7 @@ export class PgEffects implements PermitStore {
         FROM json_to_recordset(${JSON.stringify([...written.values()])}::text::json)
           AS x(id text, status text, result text, error text, after_abort integer, settled_at text)
         WHERE p.id = x.id`;
-    await appendAudit(tx, events);
+    await appendAudit(tx, [...events, ...committed([...written.values()])]);
     return entries;
   }
 
@@ -509,9 +523,9 @@ export class PgEffects implements PermitStore {
       // In the order they were granted (RETURNING keeps none).
       rows.sort((a, b) => Number(a.seq) - Number(b.seq));
       const changed = rows.map(permitRow);
-      await appendAudit(
-        tx,
-        changed.map((r) => ({
+      await appendAudit(tx, [
+        ...committed(changed),
+        ...changed.map((r) => ({
           // A granted effect may have run: nobody knows. A cooling-off one was never confirmed, so it never ran.
           type: r.status === 'in_doubt' ? 'effect.in_doubt' : 'effect.cancelled',
           actor: `worker:${r.worker_id}`,
@@ -525,7 +539,7 @@ export class PgEffects implements PermitStore {
             reason,
           },
         })),
-      );
+      ]);
       return changed.map(toLedger);
     });
   }
