@@ -321,3 +321,66 @@ describe('PostgreSQL directives across replicas', { skip: !available }, () => {
     }
   });
 });
+
+describe('PostgreSQL store errors', { skip: !available }, () => {
+  test('a database that is unreachable or does not answer in time is unavailable, never a bare driver error', async () => {
+    const gone = new PgStore(
+      openPool('postgres://postgres@127.0.0.1:1/none', { connectTimeoutSeconds: 2 }),
+      'x',
+    );
+    try {
+      await assert.rejects(gone.rev(), (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'unavailable');
+        assert.match(err.message, /^the PostgreSQL store is unreachable: /);
+        return true;
+      });
+    } finally {
+      await gone.close();
+    }
+    const db = await freshDatabase('errors');
+    const sql = openPool(db.url, { max: 1 });
+    await migrate(sql);
+    const store = await PgStore.open(db.url, { max: 2, lockTimeoutMs: 200 });
+    let release = (): void => {};
+    const held = new Promise<void>((r) => (release = r));
+    let locked = (): void => {};
+    const isLocked = new Promise<void>((r) => (locked = r));
+    // Another session holds the rev row (a wedged directive transaction).
+    const holder = sql.begin(async (tx) => {
+      await tx`SELECT rev FROM rev WHERE id = 1 FOR UPDATE`;
+      locked();
+      await held;
+    });
+    try {
+      await isLocked;
+      await assert.rejects(
+        store.issueDirective(directiveInput(), () => []),
+        (err: Error & { code?: string }) => {
+          assert.equal(err.code, 'unavailable');
+          assert.match(err.message, /could not answer now \(55P03\)/);
+          return true;
+        },
+      );
+      // A request the database refuses for what it is (a duplicate secret) is not turned into 'unavailable'.
+      await store.createToken(
+        { id: 't_1', name: 'a', role: 'admin', tenant: '*', agent: null },
+        'h'.repeat(64),
+        [],
+      );
+      await assert.rejects(
+        store.createToken(
+          { id: 't_2', name: 'b', role: 'admin', tenant: '*', agent: null },
+          'h'.repeat(64),
+          [],
+        ),
+        (err: Error & { code?: string }) => err.code === '23505',
+      );
+    } finally {
+      release();
+      await holder;
+      await store.close();
+      await sql.end({ timeout: 1 });
+      await db.drop();
+    }
+  });
+});

@@ -12,7 +12,7 @@ import type {
   Store,
   TokenStore,
 } from '../store.ts';
-import { openPool, redact, type PoolOptions, type Sql } from './connect.ts';
+import { isConnectionError, openPool, redact, type PoolOptions, type Sql } from './connect.ts';
 import { PgAudit } from './pg-audit.ts';
 import { PgDirectives, activeDirectives } from './pg-directives.ts';
 import { PgEffects } from './pg-effects.ts';
@@ -40,6 +40,61 @@ export function notBuilt<T extends object>(what: string): T {
                 `the PostgreSQL store has no ${what} yet (${String(name)} is not built)`,
               ),
             ),
+  });
+}
+
+/**
+ * SQLSTATE codes that say the database could not do the work now (a statement or lock timeout, a
+ * serialisation failure or deadlock it broke, a shutdown, too many connections, the database
+ * gone), not that the request was wrong.
+ */
+const NOT_NOW = new Set(['57014', '55P03', '40001', '40P01', '57P01', '57P02', '57P03', '53300', '3D000']);
+
+/**
+ * What a failed store call rejects with: the database unreachable or not answering in time
+ * becomes `unavailable` (503 on the wire, one line in the CLI; callers retry or fail closed),
+ * never an unexplained 500. Any other error (a constraint the request broke) passes as it is.
+ */
+export function storeError(err: unknown): unknown {
+  if (err instanceof KillpathError) return err;
+  const code = (err as { code?: unknown } | null)?.code;
+  if (isConnectionError(err))
+    return new KillpathError(
+      'unavailable',
+      `the PostgreSQL store is unreachable: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
+  if (typeof code === 'string' && NOT_NOW.has(code))
+    return new KillpathError(
+      'unavailable',
+      `the PostgreSQL store could not answer now (${code}): ${(err as Error).message}`,
+      { cause: err },
+    );
+  return err;
+}
+
+/** `concept` with every method's rejection passed through {@link storeError}. */
+function guarded<T extends object>(concept: T): T {
+  return new Proxy(concept, {
+    get(target, name) {
+      const v: unknown = Reflect.get(target, name, target);
+      if (typeof v !== 'function') return v;
+      return (...args: unknown[]): unknown => {
+        let r: unknown;
+        try {
+          r = (v as (...a: unknown[]) => unknown).apply(target, args);
+        } catch (err) {
+          throw storeError(err);
+        }
+        return r instanceof Promise
+          ? r.catch((err: unknown) => {
+              throw storeError(err);
+            })
+          : r;
+      };
+    },
   });
 }
 
@@ -76,14 +131,14 @@ export class PgStore implements Store {
   constructor(sql: Sql, url: string) {
     this.#sql = sql;
     this.#url = url;
-    this.#directives = new PgDirectives(sql);
-    this.#permits = new PgEffects(sql, activeDirectives);
-    this.#audit = new PgAudit(sql, url);
-    this.#tokens = new PgTokens(sql);
-    this.#fleet = new PgFleet(sql);
-    this.#drills = new PgDrills(sql);
-    this.#policy = new PgPolicy(sql);
-    this.#presence = new PgPresence(sql);
+    this.#directives = guarded(new PgDirectives(sql));
+    this.#permits = guarded(new PgEffects(sql, activeDirectives));
+    this.#audit = guarded(new PgAudit(sql, url));
+    this.#tokens = guarded(new PgTokens(sql));
+    this.#fleet = guarded(new PgFleet(sql));
+    this.#drills = guarded(new PgDrills(sql));
+    this.#policy = guarded(new PgPolicy(sql));
+    this.#presence = guarded(new PgPresence(sql));
   }
 
   /**
