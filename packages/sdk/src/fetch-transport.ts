@@ -42,20 +42,35 @@ async function* readStream(
   signal: AbortSignal,
 ): AsyncGenerator<StreamMessage> {
   await loadStreamSchema();
+  for await (const e of sseEvents(url, headers, signal)) {
+    const msg = toStreamMessage(e.event, e.data);
+    if (msg !== null) yield msg;
+  }
+}
+
+/** One server-sent event: its `event` name (undefined when it has none) and its `data`. */
+export interface SseEvent {
+  event: string | undefined;
+  data: string;
+}
+
+/**
+ * Opens a server-sent-events stream with `fetch` and yields its events in order, parsed with the
+ * SDK's own parser. A non-2xx answer throws a `KillpathError` carrying the wire error's code
+ * (and the HTTP status in `details.status`); the iteration ends when the server closes the
+ * stream; aborting `signal` ends it promptly. The switchboard stream of {@link fetchTransport}
+ * and the launcher's orders link read their streams with it.
+ */
+export async function* sseEvents(
+  url: string,
+  headers: Record<string, string>,
+  signal: AbortSignal,
+): AsyncGenerator<SseEvent> {
   const res = await fetch(url, { headers: { ...headers, accept: 'text/event-stream' }, signal });
   if (!res.ok) throw await errorFrom(res);
   if (res.body === null) throw new KillpathError('unavailable', 'stream answer has no body');
-  const queue: StreamMessage[] = [];
-  let bad: unknown = null;
-  const parser = new SseParser((event, data) => {
-    if (bad !== null) return;
-    try {
-      const msg = toStreamMessage(event, data);
-      if (msg !== null) queue.push(msg);
-    } catch (err) {
-      bad = err;
-    }
-  });
+  const queue: SseEvent[] = [];
+  const parser = new SseParser((event, data) => queue.push({ event, data }));
   const reader = res.body.getReader();
   const decoder = new TextDecoder();
   try {
@@ -63,13 +78,11 @@ async function* readStream(
       const { done, value } = await reader.read();
       if (done) return;
       parser.feed(decoder.decode(value, { stream: true }));
-      // Yield what this chunk completed before reporting a later bad event, in order.
       let next = queue.shift();
       while (next !== undefined) {
         yield next;
         next = queue.shift();
       }
-      if (bad !== null) throw bad;
     }
   } finally {
     reader.cancel().catch(() => {});

@@ -5,13 +5,14 @@ import type { Clock } from './clock.ts';
 import { errorCode } from './journal.ts';
 import type { Transport } from './transport.ts';
 
-/** What the loop does with what it reads. */
-export interface StreamLoopHooks {
+/** What the loop does with what it reads (`M`: the stream's messages, the switchboard's by default). */
+export interface StreamLoopHooks<M = StreamMessage> {
   /**
-   * Handles one message synchronously. `fresh` is true until this stream delivered a snapshot.
-   * Returning `resync` drops the stream and reconnects.
+   * Handles one message synchronously. `fresh` is true until this stream delivered a healthy
+   * message (a snapshot, for the switchboard's stream). Returning `resync` drops the stream and
+   * reconnects.
    */
-  onMessage(msg: StreamMessage, fresh: boolean): 'ok' | 'resync';
+  onMessage(msg: M, fresh: boolean): 'ok' | 'resync';
   /** The current stream is gone (ended, failed, dropped, or closed). */
   onDrop(): void;
   /** The stream failed or ended; the loop retries in `retryInMs`. */
@@ -23,41 +24,53 @@ export interface StreamLoopHooks {
 /** Stream refusals that retrying cannot fix: the token is wrong or lacks the right. */
 const FATAL = new Set(['unauthenticated', 'forbidden']);
 
+/** Options of a {@link ReconnectLoop}. */
+export interface ReconnectLoopOptions<M> {
+  /** Opens one connection and yields its messages; aborting `signal` must end the iteration promptly. */
+  open(signal: AbortSignal): AsyncIterable<M>;
+  /** Times the backoff and the idle limit. */
+  clock: Clock;
+  hooks: StreamLoopHooks<M>;
+  /** Drop a connection on which nothing arrived for this long, in ms. Default: never. */
+  idleMs?: number;
+  /** A message that proves the connection healthy: it resets the backoff. Default: none does. */
+  healthy?(msg: M): boolean;
+  /**
+   * A failure retrying cannot fix: the loop stops and calls `onFatal`. Default: a refusal coded
+   * `unauthenticated` or `forbidden`.
+   */
+  fatal?(err: unknown): boolean;
+}
+
 /**
- * Keeps one push stream open: reads it, and on an error, an end or a resync request reconnects
- * after an exponential backoff (100 ms doubling to 5 s, ±20 %), reset by each snapshot. One
- * `AbortController` per connection, aborted when the connection is dropped, and when nothing
+ * Keeps one stream open: reads it, and on an error, an end or a resync request reconnects
+ * after an exponential backoff (100 ms doubling to 5 s, ±20 %), reset by each healthy message.
+ * One `AbortController` per connection, aborted when the connection is dropped, and when nothing
  * (not even a keep-alive) arrived for `idleMs`: a connection that hangs (a request answered by
  * nobody, a half-open socket after the control plane went away) is dropped and retried rather
- * than waited on forever.
+ * than waited on forever. The SDK's switchboard stream ({@link StreamLoop}) and the launcher's
+ * orders link both run on it.
  */
-export class StreamLoop {
-  private readonly transport: Transport;
-  private readonly url: string;
-  private readonly headers: Record<string, string>;
+export class ReconnectLoop<M> {
+  private readonly open: (signal: AbortSignal) => AsyncIterable<M>;
   private readonly clock: Clock;
-  private readonly hooks: StreamLoopHooks;
+  private readonly hooks: StreamLoopHooks<M>;
   private readonly backoff = new Backoff();
+  private readonly healthy: (msg: M) => boolean;
+  private readonly fatal: (err: unknown) => boolean;
   private closed = false;
   private current: AbortController | null = null;
   private sleeping: { handle: unknown; wake: () => void } | null = null;
   private done: Promise<void> = Promise.resolve();
   private readonly idleMs: number;
 
-  constructor(
-    transport: Transport,
-    url: string,
-    headers: Record<string, string>,
-    clock: Clock,
-    hooks: StreamLoopHooks,
-    idleMs = Number.POSITIVE_INFINITY,
-  ) {
-    this.idleMs = idleMs;
-    this.transport = transport;
-    this.url = url;
-    this.headers = headers;
-    this.clock = clock;
-    this.hooks = hooks;
+  constructor(options: ReconnectLoopOptions<M>) {
+    this.open = options.open;
+    this.clock = options.clock;
+    this.hooks = options.hooks;
+    this.idleMs = options.idleMs ?? Number.POSITIVE_INFINITY;
+    this.healthy = options.healthy ?? (() => false);
+    this.fatal = options.fatal ?? ((err) => FATAL.has(errorCode(err) ?? ''));
   }
 
   /** Starts the loop (once). */
@@ -103,14 +116,14 @@ export class StreamLoop {
       try {
         let fresh = true;
         let resync = false;
-        for await (const msg of this.transport.openStream(this.url, this.headers, controller.signal)) {
+        for await (const msg of this.open(controller.signal)) {
           arm();
           if (this.closed) break;
           if (this.hooks.onMessage(msg, fresh) === 'resync') {
             resync = true;
             break;
           }
-          if (msg.type === 'snapshot') {
+          if (this.healthy(msg)) {
             fresh = false;
             this.backoff.reset();
           }
@@ -133,7 +146,7 @@ export class StreamLoop {
         this.hooks.onDrop();
       }
       if (this.closed) return;
-      if (failure !== null && FATAL.has(errorCode(failure) ?? '')) {
+      if (failure !== null && this.fatal(failure)) {
         this.closed = true;
         this.hooks.onFatal(failure);
         return;
@@ -151,6 +164,29 @@ export class StreamLoop {
         resolve();
       };
       this.sleeping = { handle: this.clock.setTimeout(wake, ms), wake };
+    });
+  }
+}
+
+/**
+ * The SDK's switchboard stream: a {@link ReconnectLoop} over `transport.openStream(url)`, whose
+ * snapshots are the healthy messages (each resets the backoff and ends `fresh`).
+ */
+export class StreamLoop extends ReconnectLoop<StreamMessage> {
+  constructor(
+    transport: Transport,
+    url: string,
+    headers: Record<string, string>,
+    clock: Clock,
+    hooks: StreamLoopHooks,
+    idleMs = Number.POSITIVE_INFINITY,
+  ) {
+    super({
+      open: (signal) => transport.openStream(url, headers, signal),
+      clock,
+      hooks,
+      idleMs,
+      healthy: (msg) => msg.type === 'snapshot',
     });
   }
 }

@@ -1,12 +1,13 @@
-import { createParser } from 'eventsource-parser';
 import {
   KillpathError,
-  errorFromWireText,
   formatRelease,
+  systemClock,
+  type Clock,
   type InspectOrder,
   type LauncherOrders,
   type Release,
 } from '@killpath/protocol';
+import { ReconnectLoop, sseEvents, type SseEvent } from '@killpath/sdk';
 
 /** Options of {@link OrdersLink}. */
 export interface OrdersLinkOptions {
@@ -29,27 +30,54 @@ export interface OrdersLinkOptions {
   onState?(state: 'connected' | 'disconnected', detail: string): void;
   /** Reconnect if nothing (orders or keep-alive) arrived for this long, in ms. Default 10 000. */
   silenceMs?: number;
+  /** Times the reconnect backoff and the silence limit; default the system clock (tests pass a manual one). */
+  clock?: Clock;
 }
-
-const BACKOFF_MS = [100, 250, 500, 1000, 2000, 5000];
 
 /**
  * The launcher's own stream to the control plane (`GET /v1/launchers/stream`), independent of
  * its agent's: it receives the kill, isolate and halt orders for the launched process whatever
- * the agent does. Reconnects with backoff; a silent stream is torn down and reopened. While
- * disconnected, the last orders stand (a control-plane outage does not kill agents; the agents'
- * own leases make them fail closed).
+ * the agent does. It runs on the SDK's stream loop (`ReconnectLoop`: reconnects with the SDK's
+ * backoff, reset by each connection's first orders; a silent stream is torn down and reopened)
+ * and the SDK's SSE reader. Every failure is retried, a refused token too: while disconnected,
+ * the last orders stand (a control-plane outage does not kill agents; the agents' own leases
+ * make them fail closed).
  */
 export class OrdersLink {
   readonly #opts: OrdersLinkOptions;
-  #abort: AbortController | null = null;
-  #closed = false;
+  readonly #loop: ReconnectLoop<SseEvent>;
   #last: LauncherOrders | null = null;
   #waiters: ((o: LauncherOrders) => void)[] = [];
-  #attempt = 0;
 
   constructor(opts: OrdersLinkOptions) {
     this.#opts = opts;
+    const u = new URL(`${opts.url.replace(/\/+$/, '')}/v1/launchers/stream`);
+    u.searchParams.set('launcher', opts.launcherId);
+    u.searchParams.set('tenant', opts.tenant);
+    u.searchParams.set('agent', opts.agent);
+    if (opts.runId !== null) u.searchParams.set('run', opts.runId);
+    if (opts.features.length > 0) u.searchParams.set('features', opts.features.join(','));
+    if (opts.release) u.searchParams.set('release', formatRelease(opts.release));
+    const headers = { authorization: `Bearer ${opts.token}` };
+    const disconnected = (err: unknown) => opts.onState?.('disconnected', describe(err));
+    this.#loop = new ReconnectLoop<SseEvent>({
+      open: (signal) => sseEvents(u.href, headers, signal),
+      clock: opts.clock ?? systemClock,
+      idleMs: opts.silenceMs ?? 10_000,
+      healthy: (e) => e.event === 'orders',
+      // A launcher never gives up on its control plane (a revoked token included): it keeps the
+      // last orders and keeps asking.
+      fatal: () => false,
+      hooks: {
+        onMessage: (e, fresh) => {
+          this.#message(e, fresh, u.origin);
+          return 'ok';
+        },
+        onDrop: () => {},
+        onError: disconnected,
+        onFatal: disconnected,
+      },
+    });
   }
 
   /** The last orders received, or `null` before the first. */
@@ -59,7 +87,7 @@ export class OrdersLink {
 
   /** Opens the stream (and keeps it open until {@link OrdersLink.close}). */
   start(): void {
-    void this.#loop();
+    this.#loop.start();
   }
 
   /** Resolves with the first orders, or rejects after `timeoutMs`. */
@@ -78,74 +106,34 @@ export class OrdersLink {
   }
 
   close(): void {
-    this.#closed = true;
-    this.#abort?.abort();
+    void this.#loop.close();
   }
 
-  async #loop(): Promise<void> {
-    while (!this.#closed) {
-      try {
-        await this.#once();
-      } catch (err) {
-        if (this.#closed) return;
-        this.#opts.onState?.('disconnected', err instanceof Error ? err.message : String(err));
-      }
-      if (this.#closed) return;
-      const wait = BACKOFF_MS[Math.min(this.#attempt++, BACKOFF_MS.length - 1)]!;
-      await new Promise((ok) => setTimeout(ok, wait));
-    }
-  }
-
-  async #once(): Promise<void> {
+  #message(e: SseEvent, fresh: boolean, origin: string): void {
     const o = this.#opts;
-    const u = new URL(`${o.url.replace(/\/+$/, '')}/v1/launchers/stream`);
-    u.searchParams.set('launcher', o.launcherId);
-    u.searchParams.set('tenant', o.tenant);
-    u.searchParams.set('agent', o.agent);
-    if (o.runId !== null) u.searchParams.set('run', o.runId);
-    if (o.features.length > 0) u.searchParams.set('features', o.features.join(','));
-    if (o.release) u.searchParams.set('release', formatRelease(o.release));
-    const abort = new AbortController();
-    this.#abort = abort;
-    const res = await fetch(u, {
-      headers: { authorization: `Bearer ${o.token}`, accept: 'text/event-stream' },
-      signal: abort.signal,
-    });
-    if (!res.ok || res.body === null) {
-      const err = errorFromWireText(res.status, await res.text().catch(() => ''), u.origin);
-      throw new KillpathError(
-        err.code,
-        `launcher stream refused: ${err.message} (${err.code}, HTTP ${res.status})`,
-        { details: err.details },
-      );
+    if (e.event === 'inspect') {
+      o.onInspect?.(JSON.parse(e.data) as InspectOrder);
+      return;
     }
-    this.#attempt = 0;
-    o.onState?.('connected', u.origin);
-    const silenceMs = o.silenceMs ?? 10_000;
-    let silence = setTimeout(() => abort.abort(), silenceMs);
-    const parser = createParser({
-      onEvent: (event) => {
-        clearTimeout(silence);
-        silence = setTimeout(() => abort.abort(), silenceMs);
-        if (event.event === 'inspect') {
-          o.onInspect?.(JSON.parse(event.data) as InspectOrder);
-          return;
-        }
-        if (event.event !== 'orders') return;
-        const orders = JSON.parse(event.data) as LauncherOrders;
-        this.#last = orders;
-        for (const w of this.#waiters.splice(0)) w(orders);
-        o.onOrders(orders);
-      },
-    });
-    const decoder = new TextDecoder();
-    try {
-      for await (const chunk of res.body) parser.feed(decoder.decode(chunk as Uint8Array, { stream: true }));
-      throw new Error('launcher stream ended');
-    } finally {
-      clearTimeout(silence);
-    }
+    if (e.event !== 'orders') return;
+    // The control plane sends the orders first on every connection.
+    if (fresh) o.onState?.('connected', origin);
+    const orders = JSON.parse(e.data) as LauncherOrders;
+    this.#last = orders;
+    for (const w of this.#waiters.splice(0)) w(orders);
+    o.onOrders(orders);
   }
+}
+
+/** A stream failure in one line for the launcher's log (a refusal names its code and HTTP status). */
+function describe(err: unknown): string {
+  if (err instanceof KillpathError) {
+    const status = (err.details as { status?: unknown } | undefined)?.status;
+    return typeof status === 'number'
+      ? `launcher stream refused: ${err.message} (${err.code}, HTTP ${status})`
+      : err.message;
+  }
+  return err instanceof Error ? err.message : String(err);
 }
 
 /**
