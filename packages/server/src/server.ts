@@ -269,6 +269,8 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
         await triggers.close();
         hub.close();
         cp.stop();
+        // The doorbell's own connections (PostgreSQL's listener) before the store's pool.
+        await cp.view.stop().catch(() => {});
         await new Promise<void>((ok) => {
           server.close(() => ok());
           if ('closeAllConnections' in server) server.closeAllConnections();

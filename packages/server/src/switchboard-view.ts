@@ -77,6 +77,7 @@ export class SwitchboardView {
   #vouchTimer: unknown = null;
   #pollTimer: unknown = null;
   #stopped = false;
+  #stopping: Promise<void> | null = null;
 
   constructor(source: ViewSource, opts: SwitchboardViewOptions = {}) {
     this.#source = source;
@@ -158,15 +159,17 @@ export class SwitchboardView {
     this.#armVouch();
   }
 
-  /** Stops listening and polling. */
-  async stop(): Promise<void> {
+  /** Stops listening and polling; resolves once the doorbell's listener is closed (every call, the same). */
+  stop(): Promise<void> {
+    if (this.#stopping !== null) return this.#stopping;
     this.#stopped = true;
     if (this.#pollTimer !== null) this.#clock.clearTimeout(this.#pollTimer);
     if (this.#vouchTimer !== null) this.#clock.clearTimeout(this.#vouchTimer);
     this.#pollTimer = this.#vouchTimer = null;
     const l = this.#listener;
     this.#listener = null;
-    await l?.close();
+    this.#stopping = l === null ? Promise.resolve() : l.close();
+    return this.#stopping;
   }
 
   /**
