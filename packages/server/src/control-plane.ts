@@ -11,6 +11,7 @@ import {
 import { systemClock, wallNow, type Clock } from '@killpath/protocol';
 import { randomUUID } from 'node:crypto';
 import { Leadership } from './leadership.ts';
+import { PresenceSync } from './presence-sync.ts';
 import type { AuditEvent } from './audit/chain.ts';
 import { AuditQueue } from './audit/audit-queue.ts';
 import { Escalation } from './escalation.ts';
@@ -83,6 +84,8 @@ export class ControlPlane {
   readonly replicaId: string;
   /** The leader lease: escalation steps (and the deadman, the supervisor's rules) run only on its holder. */
   readonly leadership: Leadership;
+  /** Publishes this replica's workers to the store and mirrors the other replicas' into the fleet. */
+  readonly presence: PresenceSync;
 
   constructor(deps: {
     store: Store;
@@ -118,6 +121,8 @@ export class ControlPlane {
     replicaId?: string;
     /** The leader lease's ttl and poll interval, in ms (defaults in `leadership.ts`). */
     lease?: { ttlMs?: number; pollMs?: number };
+    /** The presence sync's interval in ms (default in `presence-sync.ts`). */
+    presenceSyncMs?: number;
   }) {
     this.store = deps.store;
     this.clock = deps.clock ?? systemClock;
@@ -210,6 +215,14 @@ export class ControlPlane {
       },
       this.#slackMs,
     );
+    this.presence = new PresenceSync({
+      store: this.store,
+      fleet: this.fleet,
+      clock: this.clock,
+      log: this.#log,
+      replica: this.replicaId,
+      ...(deps.presenceSyncMs !== undefined ? { everyMs: deps.presenceSyncMs } : {}),
+    });
     this.leadership = new Leadership({
       store: this.store,
       clock: this.clock,
@@ -231,6 +244,8 @@ export class ControlPlane {
     this.hub.startAt(this.view.rev);
     const active = this.view.active();
     await this.#reports.load(this.store, new Set(active.map((d) => d.id)));
+    // The other replicas' workers first: a takeover's escalation counts them.
+    await this.presence.start();
     // Elected at once when the lease is free or this replica's: then every active directive's steps are armed.
     await this.leadership.start();
   }
@@ -239,6 +254,7 @@ export class ControlPlane {
   stop(): void {
     this.#escalation.stop();
     void this.leadership.close();
+    void this.presence.close();
     void this.view.stop();
     this.launchers.close();
   }

@@ -13,6 +13,7 @@ import {
   type RunIdentity,
   type RunReport,
 } from '@killpath/protocol';
+import type { PresenceRow } from './store/store.ts';
 
 interface WorkerEntry {
   key: WorkerKey;
@@ -35,6 +36,11 @@ interface WorkerEntry {
   declared: { release: Release | null } | null;
   /** The highest level among its runs' states (`null`: all running), kept as the runs change. */
   top: Level | null;
+  /**
+   * The replica that published it, for a worker another replica holds (mirrored from the store);
+   * null for this process's own (its stream or reports came here).
+   */
+  replica: string | null;
 }
 
 /**
@@ -98,6 +104,10 @@ export class Fleet {
   readonly #now: () => number;
   /** A worker silent for longer than this is shown as `stale`. */
   readonly staleAfterMs: number;
+  /** This process's workers changed since {@link Fleet.takeChanged} (what the presence sync publishes). */
+  readonly #changed = new Set<WorkerEntry>();
+  /** This process's workers that left the view since {@link Fleet.takeChanged} (published as tombstones). */
+  #departed: WorkerEntry[] = [];
   /** A disconnected worker whose launcher reported its process ended leaves the view this long after. */
   readonly goneAfterMs: number;
 
@@ -171,6 +181,7 @@ export class Fleet {
         release: null,
         declared: null,
         top: null,
+        replica: null,
       };
       this.#workers.set(key, w);
       let same = this.#byWorkerId.get(workerId);
@@ -184,6 +195,8 @@ export class Fleet {
   }
 
   #forget(w: WorkerEntry): void {
+    this.#changed.delete(w);
+    if (w.replica === null) this.#departed.push(w);
     this.#workers.delete(w.key);
     const same = this.#byWorkerId.get(w.workerId);
     same?.delete(w);
@@ -195,6 +208,102 @@ export class Fleet {
     if (n === 0) this.#perAgent.delete(g);
     else this.#perAgent.set(g, n);
     this.#setRuns(w, []);
+  }
+
+  /** A change of this process's own: the worker is its own from now on, and published at the next sync. */
+  #mine(w: WorkerEntry): void {
+    w.replica = null;
+    this.#changed.add(w);
+  }
+
+  /**
+   * Takes this process's workers changed since the last call, as presence rows of `replica`
+   * (times turned into wall time by `toWall`), tombstones of those that left the view included.
+   */
+  takeChanged(replica: string, toWall: (monotonic: number) => number): PresenceRow[] {
+    const wall = (t: number | null) => (t === null ? null : Math.round(toWall(t)));
+    const rows: PresenceRow[] = [];
+    for (const w of this.#changed)
+      rows.push({
+        tenant: w.tenant,
+        agent: w.agent,
+        workerId: w.workerId,
+        replica,
+        connected: w.connected,
+        pid: w.pid,
+        features: w.features,
+        runs: w.runs,
+        launcher: w.launcher,
+        release: w.release,
+        declared: w.declared,
+        ackedRev: w.ackedRev,
+        lastContactAt: wall(w.lastContact),
+        lastHeartbeatAt: wall(w.lastHeartbeat),
+        goneAt: wall(w.goneAt),
+        removed: false,
+      });
+    for (const w of this.#departed)
+      rows.push({
+        tenant: w.tenant,
+        agent: w.agent,
+        workerId: w.workerId,
+        replica,
+        connected: false,
+        pid: w.pid,
+        features: [],
+        runs: [],
+        launcher: w.launcher,
+        release: null,
+        declared: null,
+        ackedRev: w.ackedRev,
+        lastContactAt: wall(w.lastContact),
+        lastHeartbeatAt: wall(w.lastHeartbeat),
+        goneAt: wall(w.goneAt),
+        removed: true,
+      });
+    this.#changed.clear();
+    this.#departed = [];
+    return rows;
+  }
+
+  /**
+   * Applies presence other replicas published (rows of `self` are this process's own and are
+   * skipped; so is a row for a worker whose stream this process holds: its own view is the live
+   * one). A remote worker counts as connected only while its replica keeps refreshing it (see
+   * {@link Fleet.staleAfterMs}). `toMonotonic` turns wall times into this fleet's clock.
+   */
+  applyRemote(rows: readonly PresenceRow[], self: string, toMonotonic: (wall: number) => number): void {
+    const mono = (t: number | null) => (t === null ? null : toMonotonic(t));
+    for (const r of rows) {
+      if (r.replica === self) continue;
+      const key = workerKey(r.tenant, r.agent, r.workerId);
+      const held = this.#workers.get(key);
+      if (held !== undefined && held.replica === null && held.connected) continue;
+      if (r.removed) {
+        if (held !== undefined) this.#forget(held);
+        continue;
+      }
+      const w = held ?? this.#entry(r.workerId, r.tenant, r.agent);
+      this.#changed.delete(w);
+      w.replica = r.replica;
+      w.connected = r.connected;
+      w.pid = r.pid;
+      w.features = r.features;
+      this.#setRuns(w, r.runs);
+      w.launcher = r.launcher;
+      w.release = r.release;
+      w.declared = r.declared;
+      w.ackedRev = r.ackedRev;
+      w.lastContact = mono(r.lastContactAt);
+      w.lastHeartbeat = mono(r.lastHeartbeatAt);
+      w.goneAt = mono(r.goneAt);
+    }
+  }
+
+  /** Connected: its stream is open here, or (another replica's) its replica published it within {@link Fleet.staleAfterMs}. */
+  #open(w: WorkerEntry, now: number): boolean {
+    if (!w.connected) return false;
+    return w.replica === null || (w.lastContact !== null && now - w.lastContact <= this.staleAfterMs);
   }
 
   /** Index in {@link Fleet.#sorted} of the first worker whose key is not below `k`. */
@@ -238,6 +347,7 @@ export class Fleet {
     release: Release | null = null,
   ): void {
     const w = this.#entry(workerId, tenant, agent);
+    this.#mine(w);
     w.connected = true;
     w.features = features;
     w.release = release;
@@ -248,12 +358,16 @@ export class Fleet {
   /** A worker's stream closed. */
   disconnected(key: WorkerKey): void {
     const w = this.#workers.get(key);
-    if (w) w.connected = false;
+    if (w) {
+      this.#mine(w);
+      w.connected = false;
+    }
   }
 
   /** Records a heartbeat. */
   heartbeat(workerId: string, tenant: string, agent: string, hb: HeartbeatReport): void {
     const w = this.#entry(workerId, tenant, agent);
+    this.#mine(w);
     w.pid = hb.pid;
     w.features = hb.features;
     this.#setRuns(w, hb.runs);
@@ -273,13 +387,17 @@ export class Fleet {
   processGone(l: LauncherKey, pid: number | null): void {
     const now = this.#now();
     for (const w of this.#workers.values())
-      if (startedBy(w, l) && (pid === null || w.pid === pid) && w.goneAt === null) w.goneAt = now;
+      if (startedBy(w, l) && (pid === null || w.pid === pid) && w.goneAt === null) {
+        w.goneAt = now;
+        this.#changed.add(w);
+      }
   }
 
   /** Records an ack of `rev`. */
   ack(key: WorkerKey, rev: number): void {
     const w = this.#workers.get(key);
     if (!w) return;
+    this.#mine(w);
     w.ackedRev = Math.max(w.ackedRev, rev);
     w.lastContact = this.#now();
   }
@@ -288,7 +406,7 @@ export class Fleet {
   prune(ms: number): void {
     const now = this.#now();
     for (const w of [...this.#workers.values()]) {
-      if (!w.connected && (w.lastContact === null || now - w.lastContact > ms || this.#left(w, now)))
+      if (!this.#open(w, now) && (w.lastContact === null || now - w.lastContact > ms || this.#left(w, now)))
         this.#forget(w);
     }
   }
@@ -300,6 +418,7 @@ export class Fleet {
   addRun(key: WorkerKey, run: { runId: string; parentRunId: string | null; lineage: string[] }): void {
     const w = this.#workers.get(key);
     if (!w || w.runs.some((r) => r.runId === run.runId)) return;
+    this.#changed.add(w);
     this.#setRuns(w, [
       ...w.runs,
       {
@@ -322,6 +441,7 @@ export class Fleet {
     const w = this.#workers.get(key);
     if (!w) return;
     const ids = new Set(runs);
+    this.#changed.add(w);
     w.runs = w.runs.map((r) =>
       ids.has(r.runId) && (r.state === 'running' || levelRank(r.state) < levelRank(level))
         ? { ...r, state: level }
@@ -364,6 +484,8 @@ export class Fleet {
     tenant: string;
     agent: string;
     connected: boolean;
+    /** Its stream or reports came to this process (the deadman watches only those). */
+    local: boolean;
     pid: number | null;
     launcher: string | null;
     runs: string[];
@@ -374,7 +496,8 @@ export class Fleet {
           workerId: w.workerId,
           tenant: w.tenant,
           agent: w.agent,
-          connected: w.connected,
+          connected: this.#open(w, this.#now()),
+          local: w.replica === null,
           pid: w.pid,
           launcher: w.launcher,
           runs: w.runs.map((r) => r.runId),
@@ -406,8 +529,10 @@ export class Fleet {
     since?: number,
   ): { key: WorkerKey; workerId: string; ackedRev: number; launcher: string | null }[] {
     const out: { key: WorkerKey; workerId: string; ackedRev: number; launcher: string | null }[] = [];
+    const now = this.#now();
     for (const w of this.#workers.values()) {
-      const owes = w.connected || (since !== undefined && w.lastContact !== null && w.lastContact >= since);
+      const owes =
+        this.#open(w, now) || (since !== undefined && w.lastContact !== null && w.lastContact >= since);
       if (owes && identities(w).some((r) => coversRun(d, r)))
         out.push({ key: w.key, workerId: w.workerId, ackedRev: w.ackedRev, launcher: w.launcher });
     }
@@ -423,8 +548,9 @@ export class Fleet {
    */
   live(): LiveWorker[] {
     const out: LiveWorker[] = [];
+    const now = this.#now();
     for (const w of this.#workers.values()) {
-      if (!w.connected) continue;
+      if (!this.#open(w, now)) continue;
       out.push({
         workerId: w.workerId,
         tenant: w.tenant,
@@ -504,7 +630,7 @@ export class Fleet {
   }
 
   #state(w: WorkerEntry, now: number): FleetState {
-    const stale = !w.connected && (w.lastContact === null || now - w.lastContact > this.staleAfterMs);
+    const stale = !this.#open(w, now) && (w.lastContact === null || now - w.lastContact > this.staleAfterMs);
     return stale ? 'stale' : (w.top ?? 'running');
   }
 
@@ -514,7 +640,7 @@ export class Fleet {
       tenant: w.tenant,
       agent: w.agent,
       features: w.features,
-      connected: w.connected,
+      connected: this.#open(w, now),
       pid: w.pid,
       observedRev: Math.min(w.ackedRev, currentRev),
       ackedRev: w.ackedRev,

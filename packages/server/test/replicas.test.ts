@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type { Directive, Principal } from '@killpath/protocol';
 import { ManualClock } from '@killpath/sdk/testing';
 import { ControlPlane } from '../src/control-plane.ts';
-import { Fleet } from '../src/fleet.ts';
+import { Fleet, workerKey } from '../src/fleet.ts';
 import { createLogger } from '../src/log.ts';
 import { Metrics } from '../src/metrics.ts';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
@@ -256,6 +256,121 @@ function cases(name: string, shared: () => Promise<SharedDatabase>): void {
         a.stop();
         b.stop();
         await b.leadership.idle();
+        await db.done();
+      }
+    });
+
+    test("a worker connected to B is in A's status, with B's view of it; it goes stale there when B dies", async () => {
+      const clock = new ManualClock(0, Date.now());
+      const db = await shared();
+      const a = replica(db.stores[0], 'A', clock);
+      const b = replica(db.stores[1], 'B', clock);
+      try {
+        await a.start();
+        await b.start();
+        connectWorker(b, 0);
+        clock.advance(120);
+        await b.presence.sync();
+        await a.presence.sync();
+        const expected = {
+          workerId: 'w1',
+          tenant: 'acme',
+          agent: 'bot',
+          features: [],
+          connected: true,
+          pid: 7,
+          observedRev: 0,
+          ackedRev: 0,
+          lastHeartbeatAgoMs: 120,
+          state: 'running',
+          flags: { throttled: null, degraded: [], isolated: false, frozen: false },
+          launcher: null,
+          release: {},
+          runs: [
+            {
+              runId: 'r1',
+              parentRunId: null,
+              lineage: [],
+              state: 'running',
+              effects: 0,
+              denied: 0,
+              inFlight: 0,
+            },
+          ],
+        };
+        assert.deepEqual(b.fleet.page({ limit: 10 }, b.hub.rev, b.active()).workers, [expected]);
+        const page = a.fleet.page({ limit: 10 }, a.hub.rev, a.active());
+        assert.deepEqual(page.workers, [expected]);
+        assert.equal(page.total, 1);
+        assert.deepEqual(page.states, { running: 1 });
+        assert.deepEqual(a.fleet.page({ limit: 10, tenant: 'globex' }, a.hub.rev, a.active()).total, 0);
+        // A halt issued on A flags it in A's view too; B's worker's ack reaches A through the store.
+        const { directive: d } = await a.issue(
+          OPERATOR,
+          { level: 'halt', scope: 'run:r1', graceMs: 1000, reason: 'runaway', justification: 'INC-11' },
+          { via: 'test' },
+        );
+        b.fleet.ack(workerKey('acme', 'bot', 'w1'), d.rev);
+        await b.presence.sync();
+        await a.presence.sync();
+        assert.equal(a.fleet.page({ limit: 10 }, a.hub.rev, a.active()).workers[0]!.ackedRev, d.rev);
+        // B dies: its rows are not refreshed; A shows the worker stale once they are staleAfterMs old.
+        await b.leadership.close({ release: false });
+        b.stop();
+        clock.advance(a.fleet.staleAfterMs + 1);
+        await a.presence.sync();
+        const after = a.fleet.page({ limit: 10 }, a.hub.rev, a.active());
+        assert.deepEqual(
+          after.workers.map((w) => [w.workerId, w.connected, w.state]),
+          [['w1', false, 'stale']],
+        );
+      } finally {
+        a.stop();
+        b.stop();
+        await a.leadership.idle();
+        await db.done();
+      }
+    });
+
+    test('a worker on B that reported halted counts as acknowledged by the escalation on A: no kill step', async () => {
+      const clock = new ManualClock(0, Date.now());
+      const db = await shared();
+      const aLog: string[] = [];
+      const a = replica(db.stores[0], 'A', clock, aLog);
+      const b = replica(db.stores[1], 'B', clock);
+      try {
+        await a.start();
+        await b.start();
+        connectWorker(b, 0);
+        await b.presence.sync();
+        await a.presence.sync();
+        const { directive: d } = await a.issue(
+          OPERATOR,
+          { level: 'halt', scope: 'run:r1', graceMs: 1000, reason: 'runaway', justification: 'INC-12' },
+          { via: 'test' },
+        );
+        const ev = await b.haltedReport(
+          'w1',
+          { tenant: 'acme', agent: 'bot', key: workerKey('acme', 'bot', 'w1') },
+          { rev: d.rev, directiveId: d.id, runs: ['r1'], aborted: 0, completed: 0, observeToSettleMs: 1 },
+        );
+        assert.deepEqual(ev.runs, ['r1'], 'B knows the run its worker hosts');
+        assert.ok(ev.timeToStopMs !== null, 'measured from the commit time the store stamped');
+        await advanceUntil(clock, [a, b], () => false, 2000);
+        assert.deepEqual(await escalationsOf(db.stores[0], d), [], 'no kill');
+        assert.equal((await db.stores[0].getDirective(d.id))!.clearedRev, null, 'the halt stands');
+        assert.ok(
+          aLog.some(
+            (l) =>
+              (JSON.parse(l) as { msg: string }).msg ===
+              'escalation not needed: every covered worker acknowledged',
+          ),
+          "A's escalation ran and counted B's acknowledgement",
+        );
+      } finally {
+        a.stop();
+        b.stop();
+        await a.leadership.idle();
         await db.done();
       }
     });

@@ -105,7 +105,8 @@ export class DeadmanDesk {
         continue;
       }
       const d = p.deadmanFor(info.tenant, info.agent);
-      if (!d.enabled || !info.connected || info.runs.length === 0) continue;
+      // Another replica holds its stream (a mirrored worker): that replica's deadman watches it.
+      if (!d.enabled || !info.connected || !info.local || info.runs.length === 0) continue;
       // A frozen worker cannot beat, by order: that silence is not a hang. Once thawed it gets a
       // whole threshold to beat again (its first beat needs a fresh snapshot first).
       if (this.#cp.fleet.frozen(key, this.#cp.active())) {
