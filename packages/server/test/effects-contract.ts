@@ -14,7 +14,7 @@ import { LEDGER_COMMITTED } from '../src/audit/ledger.ts';
 import type { AuditRecord } from '@killpath/protocol';
 
 /** The permit ids each `ledger.committed` record lists, with its tenant, in chain order. */
-function committed(records: AuditRecord[]): { tenant: string | null; ids: string[] }[] {
+export function committed(records: AuditRecord[]): { tenant: string | null; ids: string[] }[] {
   return records
     .filter((r) => r.type === LEDGER_COMMITTED)
     .map((r) => ({ tenant: r.tenant, ids: (r.data.rows as [string, string][]).map(([id]) => id) }));
