@@ -22,6 +22,9 @@ where several replicas share one database (docs/deployment.md).
   --host HOST          address to listen on (default 127.0.0.1)
   --port PORT          port (default 7070; 0 picks a free one)
   --keepalive-ms MS    keep-alive interval on worker streams (default 1000)
+  --lease-ms MS        the lease your workers use (the SDK's leaseMs, default 3000). With --store, a
+                       replica that cannot read the database or hear its notifications for half of
+                       it stops renewing leases (closes worker streams, answers 503) until caught up
   --log-level LEVEL    debug | info | warn | error (default info)
   --cool-off MS        cool-off of irreversible effects before their confirmation (default 2000)
   --cool-off-for CAP=MS  per-capability cool-off, repeatable (e.g. wire_transfer=10000)
@@ -88,6 +91,7 @@ export async function serve(args: string[]): Promise<number> {
     host: { type: 'string' },
     port: { type: 'string' },
     'keepalive-ms': { type: 'string' },
+    'lease-ms': { type: 'string' },
     'log-level': { type: 'string' },
     'cool-off': { type: 'string' },
     'cool-off-for': { type: 'string', multiple: true },
@@ -114,6 +118,12 @@ export async function serve(args: string[]): Promise<number> {
   if (port > 65535) throw new KillpathError('invalid_request', '--port must be at most 65535');
   const keepaliveMs = intFlag('keepalive-ms', values['keepalive-ms'], 1000);
   if (keepaliveMs < 50) throw new KillpathError('invalid_request', '--keepalive-ms must be at least 50');
+  const leaseMs = intFlag('lease-ms', values['lease-ms'], 3000);
+  if (leaseMs < 2 * keepaliveMs)
+    throw new KillpathError(
+      'invalid_request',
+      `--lease-ms must be at least twice --keepalive-ms (${keepaliveMs}): a lease shorter than that runs out between keep-alives`,
+    );
   const byCapability: Record<string, number> = {};
   for (const pair of values['cool-off-for'] ?? []) {
     const m = /^([A-Za-z0-9._:@-]{1,128})=(\d+)$/.exec(pair);
@@ -159,6 +169,7 @@ export async function serve(args: string[]): Promise<number> {
       host: values.host,
       port,
       keepaliveMs,
+      leaseMs,
       logLevel,
       coolOff,
       notifyWebhooks,
