@@ -70,5 +70,6 @@ export {
   InspectOrderSchema,
   LauncherMessageSchema,
 } from './stream.ts';
+export { LocalRuleSchema, LocalHaltSchema, RunTelemetrySchema, TelemetryBatchSchema } from './telemetry.ts';
 export { AuditRecordSchema, AUDIT_PAYLOADS, auditPayload } from './audit.ts';
 export type { AuditType } from './audit.ts';

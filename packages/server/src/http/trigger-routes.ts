@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Hono } from 'hono';
 import { z } from 'zod';
 import { KillpathError, isIdentifier, type Principal } from '@killpath/protocol';
+import { TelemetryBatchSchema } from '@killpath/protocol/schemas';
 import { requireHuman } from '../auth/policy.ts';
 import type { Fleet } from '../fleet.ts';
 import type { FleetStore } from '../store/store.ts';
@@ -10,33 +11,8 @@ import type { Triggers } from '../triggers.ts';
 import { body, requireWorker, type Env } from './common.ts';
 
 const id = z.string().refine(isIdentifier, 'must be 1-128 characters of letters, digits and ._:@-');
-const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
-
-/** Body of `POST /v1/telemetry`. Unknown fields are rejected. */
-export const TelemetryBody = z.strictObject({
-  workerId: id,
-  runs: z
-    .array(
-      z.strictObject({
-        runId: id,
-        steps: count,
-        tokens: z.number().min(0).max(Number.MAX_SAFE_INTEGER),
-        costUsd: z.number().min(0).max(1e12),
-        toolCalls: count,
-        toolErrors: count,
-        authDenials: count,
-        revokedDenials: count.optional(),
-        schemaViolations: count,
-        anomalies: count,
-        anomalyScore: z.number().min(-1e9).max(1e9),
-        anomalyDetail: z.string().max(1000).nullable(),
-        localHalt: z
-          .strictObject({ rule: z.enum(['loop_length', 'cost_cap']), value: z.number(), limit: z.number() })
-          .nullable(),
-      }),
-    )
-    .max(1000),
-});
+/** Body of `POST /v1/telemetry` (defined with the protocol's other bodies). */
+export const TelemetryBody = TelemetryBatchSchema;
 
 /** Body of `POST /v1/policy`. */
 export const PolicyApplyBody = z.strictObject({
