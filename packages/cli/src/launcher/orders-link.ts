@@ -7,7 +7,9 @@ import {
   type LauncherOrders,
   type Release,
 } from '@killpath/protocol';
+import { InspectOrderSchema, LauncherOrdersSchema } from '@killpath/protocol/schemas';
 import { ReconnectLoop, sseEvents, type SseEvent } from '@killpath/sdk';
+import type { z } from 'zod';
 
 /** Options of {@link OrdersLink}. */
 export interface OrdersLinkOptions {
@@ -112,17 +114,41 @@ export class OrdersLink {
   #message(e: SseEvent, fresh: boolean, origin: string): void {
     const o = this.#opts;
     if (e.event === 'inspect') {
-      o.onInspect?.(JSON.parse(e.data) as InspectOrder);
+      o.onInspect?.(frame(InspectOrderSchema, e.data));
       return;
     }
     if (e.event !== 'orders') return;
+    const orders: LauncherOrders = frame(LauncherOrdersSchema, e.data);
     // The control plane sends the orders first on every connection.
     if (fresh) o.onState?.('connected', origin);
-    const orders = JSON.parse(e.data) as LauncherOrders;
     this.#last = orders;
     for (const w of this.#waiters.splice(0)) w(orders);
     o.onOrders(orders);
   }
+}
+
+/**
+ * One frame of the launcher stream checked against its schema in `@killpath/protocol/schemas`
+ * (the definition the control plane's orders are typed by): a frame that is not the orders it
+ * names ends the connection (the loop reconnects and gets the orders afresh), never reaches the
+ * enforcement half-read. Fields a newer control plane adds are dropped.
+ * @throws KillpathError `invalid_request` naming the first bad field
+ */
+function frame<T>(schema: { safeParse(x: unknown): z.ZodSafeParseResult<T> }, data: string): T {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(data);
+  } catch (err) {
+    throw new KillpathError('invalid_request', 'launcher stream frame is not JSON', { cause: err });
+  }
+  const checked = schema.safeParse(parsed);
+  if (checked.success) return checked.data;
+  const issue = checked.error.issues[0];
+  const where = issue === undefined || issue.path.length === 0 ? '' : ` at ${issue.path.join('.')}`;
+  throw new KillpathError(
+    'invalid_request',
+    `launcher stream frame is malformed${where}: ${issue?.message ?? 'invalid'}`,
+  );
 }
 
 /** A stream failure in one line for the launcher's log (a refusal names its code and HTTP status). */
