@@ -1,6 +1,4 @@
 import type { z } from 'zod';
-import type { Level } from './levels.ts';
-import type { Release } from './release.ts';
 import type {
   BreakGlassSchema,
   DirectiveSchema,
@@ -28,6 +26,13 @@ import type {
   StreamMessageSchema,
 } from './schemas/stream.ts';
 import type { PrincipalSchema } from './schemas/tokens.ts';
+import type {
+  FleetGroupSchema,
+  FleetPageSchema,
+  FleetStateSchema,
+  FleetWorkerSchema,
+  WorkerFlagsSchema,
+} from './schemas/fleet.ts';
 
 // Every wire shape is a zod schema in ./schemas/ (the `@killpath/protocol/schemas` entry); the
 // types here are derived from them, so a shape and its check cannot drift. This entry imports
@@ -133,70 +138,20 @@ export type RunRegistration = z.infer<typeof RunRegistrationSchema>;
 /** The caller's identity as the control plane sees it (`GET /v1/whoami`; see {@link PrincipalSchema}). */
 export type Principal = z.infer<typeof PrincipalSchema>;
 
-/** One worker in the fleet view. */
-export interface FleetWorker {
-  workerId: string;
-  tenant: string;
-  agent: string;
-  features: string[];
-  connected: boolean;
-  pid: number | null;
-  observedRev: number;
-  ackedRev: number;
-  lastHeartbeatAgoMs: number | null;
-  state: 'running' | Level | 'stale';
-  /**
-   * What the switchboard does to this worker's runs, computed by the control plane from its own
-   * directives (not from the worker's word): a degraded agent never shows as healthy.
-   */
-  flags: WorkerFlags;
-  /** Id of the launcher (`killpath run`) that started this worker, or `null`. */
-  launcher: string | null;
-  /** The release this worker declared at connect (`{}` when none). */
-  release: Release;
-  runs: RunReport[];
-}
+/** One worker in the fleet view (see {@link FleetWorkerSchema}). */
+export type FleetWorker = z.infer<typeof FleetWorkerSchema>;
 
 /** A worker's state in the fleet view: `running`, the highest level covering one of its runs, or `stale`. */
-export type FleetState = FleetWorker['state'];
+export type FleetState = z.infer<typeof FleetStateSchema>;
 
 /** Workers of one tenant and agent in the fleet view, counted without fetching them. */
-export interface FleetGroup {
-  tenant: string;
-  agent: string;
-  workers: number;
-  /** Runs those workers report. */
-  runs: number;
-  /** Workers by state (states with none are left out). */
-  states: Partial<Record<FleetState, number>>;
-}
+export type FleetGroup = z.infer<typeof FleetGroupSchema>;
 
-/**
- * One page of `GET /v1/fleet?limit=&cursor=&tenant=&agent=&state=&run=`: workers in order of
- * tenant, agent and worker id. `total` counts the workers the filters match; `groups` and `states`
- * count the caller's whole view (only `tenant=` narrows them), so a client shows every group
- * while it pages through one. `nextCursor` is opaque; `null` on the last page.
- */
-export interface FleetPage {
-  rev: number;
-  workers: FleetWorker[];
-  total: number;
-  limit: number;
-  nextCursor: string | null;
-  groups: FleetGroup[];
-  states: Partial<Record<FleetState, number>>;
-}
+/** One page of `GET /v1/fleet` (see {@link FleetPageSchema}). */
+export type FleetPage = z.infer<typeof FleetPageSchema>;
 
-/** Ladder levels below halt that are in force on a worker's runs. */
-export interface WorkerFlags {
-  /** The lowest rate of the throttles covering any of its runs, or `null`. */
-  throttled: Rate | null;
-  /** Capabilities revoked by a degrade, or `['*']` for read-only; empty when not degraded. */
-  degraded: string[];
-  isolated: boolean;
-  /** A freeze covers one of its runs (its launcher stops the process; the gate refuses every effect). Absent from older control planes. */
-  frozen?: boolean;
-}
+/** Ladder levels below halt that are in force on a worker's runs (see {@link WorkerFlagsSchema}). */
+export type WorkerFlags = z.infer<typeof WorkerFlagsSchema>;
 
 /** Result of verifying the audit chain: ok, or the first bad record and why. */
 export type AuditVerdict =

@@ -70,6 +70,13 @@ export {
   InspectOrderSchema,
   LauncherMessageSchema,
 } from './stream.ts';
+export {
+  FleetStateSchema,
+  WorkerFlagsSchema,
+  FleetWorkerSchema,
+  FleetGroupSchema,
+  FleetPageSchema,
+} from './fleet.ts';
 export { LocalRuleSchema, LocalHaltSchema, RunTelemetrySchema, TelemetryBatchSchema } from './telemetry.ts';
 export { AuditRecordSchema, AUDIT_PAYLOADS, auditPayload } from './audit.ts';
 export type { AuditType } from './audit.ts';
