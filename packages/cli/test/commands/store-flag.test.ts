@@ -52,6 +52,19 @@ describe('killpath migrate and serve --store', { skip: !available }, () => {
       'serve',
       /names no database/,
     );
+    oneLine(
+      await cli([
+        'serve',
+        '--store',
+        'postgres://postgres@127.0.0.1:1/db',
+        '--port',
+        '0',
+        '--data-dir',
+        join(dir, 's2'),
+      ]),
+      'serve',
+      /cannot reach PostgreSQL at postgres:\/\/postgres@127\.0\.0\.1:1\/db/,
+    );
     process.env['KILLPATH_STORE'] = 'redis://127.0.0.1/0';
     try {
       oneLine(
