@@ -31,6 +31,8 @@ Usage: killpath <command> [options]        (killpath <command> --help for detail
 
 Where the control plane is: --url and --token, else KILLPATH_URL and KILLPATH_TOKEN,
 else ./.killpath/server.json and ./.killpath/admin.token (written by killpath serve).
+Replicas of one control plane: --url repeated or a comma list (KILLPATH_URL=A,B); each request
+goes to the next one when one is unreachable or answers 503 (docs/deployment.md).
 An https:// control plane with a private CA: --ca FILE or KILLPATH_CA. Plain http:// is refused
 to any host but this machine unless --insecure (see docs/security.md).`;
 

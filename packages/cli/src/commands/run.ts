@@ -173,7 +173,7 @@ export async function run(args: string[]): Promise<number> {
           release,
         });
   const launcher = new Launcher({
-    url: conn.url,
+    url: conn.urls,
     ca: conn.ca,
     token,
     tenant,

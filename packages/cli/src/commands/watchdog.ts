@@ -20,7 +20,8 @@ to rely on this one alone.
   --absent-after MS      supervisor silent this long is absent (default: the control plane's)
   --notify-webhook URL   where to alert when the control plane itself is unreachable (repeatable)
   --log-level LEVEL      debug | info | warn | error (default info)
-  --url URL --token TOKEN --data-dir DIR   where the control plane is
+  --url URL --token TOKEN --data-dir DIR   where the control plane is (--url repeatable, or
+                         a comma list: replicas of one control plane, tried in turn)
 
 Runs until SIGINT/SIGTERM.`;
 
@@ -53,10 +54,11 @@ export async function watchdog(args: string[]): Promise<number> {
   }
   const conn = resolveConnection(values);
   const log = createLogger(logLevel);
-  const me = await new ApiClient(conn.url, conn.token).get<{ role: string; name: string }>('/v1/whoami');
+  const where = conn.urls.join(', ');
+  const me = await new ApiClient(conn.urls, conn.token).get<{ role: string; name: string }>('/v1/whoami');
   if (me.role !== 'admin')
     throw new KillpathError('forbidden', `the watchdog needs an admin token, not a ${me.role} token`);
-  const beat = await new ApiClient(conn.url, conn.token).post<{ absentAfterMs: number }>(
+  const beat = await new ApiClient(conn.urls, conn.token).post<{ absentAfterMs: number }>(
     '/v1/watchdog/beat',
     { watchdog: id },
   );
@@ -66,22 +68,22 @@ export async function watchdog(args: string[]): Promise<number> {
       : intFlag('absent-after', values['absent-after'], 5000);
   const notifier = new Notifier({ webhooks, log });
   const dog = new Watchdog({
-    port: httpWatchdogPort({ url: conn.url, token: conn.token, id }),
+    port: httpWatchdogPort({ url: conn.urls, token: conn.token, id }),
     log,
     tickMs,
     absentAfterMs,
     onUnreachable: (err) =>
       notifier.notify({
         kind: 'control_plane.unreachable',
-        summary: `watchdog ${id}: the control plane at ${conn.url} is unreachable (${err instanceof Error ? err.message : String(err)}): no deadman trips, no operator kills through it; agents fail closed on their leases`,
+        summary: `watchdog ${id}: the control plane at ${where} is unreachable (${err instanceof Error ? err.message : String(err)}): no deadman trips, no operator kills through it; agents fail closed on their leases`,
         tenant: null,
         directiveId: null,
-        details: { watchdog: id, url: conn.url },
+        details: { watchdog: id, url: where },
       }),
-    onReachable: () => log.info('watchdog: control plane reachable again', { url: conn.url }),
+    onReachable: () => log.info('watchdog: control plane reachable again', { url: where }),
   });
   dog.start();
-  console.log(`killpath watchdog ${id} watching ${conn.url} as ${me.name} (tick ${tickMs} ms)`);
+  console.log(`killpath watchdog ${id} watching ${where} as ${me.name} (tick ${tickMs} ms)`);
   // The watchdog's timers do not hold the process open (they are unref'd for embedding): this does.
   const alive = setInterval(() => {}, 60_000);
   await new Promise<void>((ok) => {

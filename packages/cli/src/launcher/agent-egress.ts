@@ -7,8 +7,8 @@ import type { LauncherVoice } from './voice.ts';
 
 /** Options of {@link AgentEgress.start}. */
 export interface AgentEgressOptions {
-  /** The control plane's URL: the one destination an isolate leaves open. */
-  url: string;
+  /** The control plane's URL, or its replicas' URLs: the destinations an isolate leaves open. */
+  url: string | readonly string[];
   /** Put the agent in its own network namespace (Linux, root). */
   netns: boolean;
   onEvent: (e: EgressEvent) => void;
@@ -17,6 +17,7 @@ export interface AgentEgressOptions {
 
 /** Where the agent is told to send its traffic: the control plane and its proxy. */
 export interface AgentRoutes {
+  /** The control plane URL(s) as the agent reaches them, comma-separated when there are several. */
   url: string;
   proxy: string;
   noProxy: string;
@@ -30,57 +31,62 @@ export interface AgentRoutes {
 export class AgentEgress {
   readonly proxy: EgressProxy;
   readonly ns: AgentNetns | null;
-  readonly #bridge: { close(): Promise<void> } | null;
+  readonly #bridges: { close(): Promise<void> }[];
   readonly #dir: string | null;
-  readonly #url: string;
+  readonly #urls: string[];
 
   private constructor(
-    url: string,
+    urls: string[],
     proxy: EgressProxy,
     ns: AgentNetns | null,
-    bridge: { close(): Promise<void> } | null,
+    bridges: { close(): Promise<void> }[],
     dir: string | null,
   ) {
-    this.#url = url;
+    this.#urls = urls;
     this.proxy = proxy;
     this.ns = ns;
-    this.#bridge = bridge;
+    this.#bridges = bridges;
     this.#dir = dir;
   }
 
   /** Starts the proxy (and the namespace with its relay and the control-plane bridge); on failure, undoes what it started. */
   static async start(o: AgentEgressOptions): Promise<AgentEgress> {
-    const cp = new URL(o.url);
-    const cpHost = cp.hostname.replace(/^\[|\]$/g, '');
-    const cpPort = Number(cp.port || (cp.protocol === 'https:' ? 443 : 80));
+    const urls = typeof o.url === 'string' ? [o.url] : [...o.url];
+    const cps = urls.map((u) => {
+      const cp = new URL(u);
+      return {
+        host: cp.hostname.replace(/^\[|\]$/g, ''),
+        port: Number(cp.port || (cp.protocol === 'https:' ? 443 : 80)),
+      };
+    });
     const allow = (host: string, port: number) =>
-      port === cpPort && (host === cpHost || (isLoopback(host) && isLoopback(cpHost)));
+      cps.some((cp) => port === cp.port && (host === cp.host || (isLoopback(host) && isLoopback(cp.host))));
     if (!o.netns) {
       const proxy = await EgressProxy.start({ host: '127.0.0.1', port: 0, onEvent: o.onEvent, allow });
-      return new AgentEgress(o.url, proxy, null, null, null);
+      return new AgentEgress(urls, proxy, null, [], null);
     }
     const dir = mkdtempSync(join(tmpdir(), 'killpath-launch-'));
     let proxy: EgressProxy | null = null;
-    let bridge: { close(): Promise<void> } | null = null;
+    const bridges: { close(): Promise<void> }[] = [];
     try {
       const proxyPath = join(dir, 'egress.sock');
-      const cpPath = join(dir, 'control-plane.sock');
       proxy = await EgressProxy.start({ unixPath: proxyPath, onEvent: o.onEvent, allow });
-      bridge = await unixTcpBridge(cpPath, { host: cpHost, port: cpPort });
+      // One bridge per control plane (replica): the namespace's loopback port i+1 reaches replica i.
+      const cpPaths = cps.map((_, i) =>
+        join(dir, i === 0 ? 'control-plane.sock' : `control-plane-${i}.sock`),
+      );
+      for (const [i, cp] of cps.entries()) bridges.push(await unixTcpBridge(cpPaths[i]!, cp));
       const ns = await AgentNetns.create({
-        forwards: [
-          { port: 0, unixPath: proxyPath },
-          { port: 0, unixPath: cpPath },
-        ],
+        forwards: [{ port: 0, unixPath: proxyPath }, ...cpPaths.map((unixPath) => ({ port: 0, unixPath }))],
       });
       o.voice.say('info', 'network namespace ready', {
         netns: ns.name,
         proxyPort: ns.ports[0],
         controlPlanePort: ns.ports[1],
       });
-      return new AgentEgress(o.url, proxy, ns, bridge, dir);
+      return new AgentEgress(urls, proxy, ns, bridges, dir);
     } catch (err) {
-      await bridge?.close().catch(() => {});
+      for (const b of bridges) await b.close().catch(() => {});
       await proxy?.close().catch(() => {});
       rmSync(dir, { recursive: true, force: true });
       throw err;
@@ -94,9 +100,13 @@ export class AgentEgress {
   routes(): AgentRoutes {
     const ns = this.ns;
     return {
-      url: ns ? `${new URL(this.#url).protocol}//127.0.0.1:${ns.ports[1]}` : this.#url,
+      url: this.#urls
+        .map((u, i) => (ns ? `${new URL(u).protocol}//127.0.0.1:${ns.ports[1 + i]}` : u))
+        .join(','),
       proxy: ns ? `http://127.0.0.1:${ns.ports[0]}` : this.proxy.url!,
-      noProxy: ns ? '127.0.0.1,localhost' : new URL(this.#url).hostname,
+      noProxy: ns
+        ? '127.0.0.1,localhost'
+        : [...new Set(this.#urls.map((u) => new URL(u).hostname))].join(','),
     };
   }
 
@@ -121,7 +131,7 @@ export class AgentEgress {
   /** Stops everything {@link AgentEgress.start} started. */
   async close(): Promise<void> {
     await this.ns?.destroy().catch(() => {});
-    await this.#bridge?.close().catch(() => {});
+    for (const b of this.#bridges) await b.close().catch(() => {});
     await this.proxy.close().catch(() => {});
     if (this.#dir !== null) rmSync(this.#dir, { recursive: true, force: true });
   }

@@ -18,7 +18,12 @@ export const EXIT_UNREACHABLE = 69;
 
 /** Options of {@link Launcher}. */
 export interface LauncherOptions {
-  url: string;
+  /**
+   * The control plane's URL, or several replicas of one control plane: the launcher's orders
+   * link and reports move from one to the next when one is lost, and the agent is given them all
+   * (`KILLPATH_URL=a,b`).
+   */
+  url: string | readonly string[];
   /** Agent token of `tenant`/`agent`; handed to the agent too. */
   token: string;
   tenant: string;
@@ -75,9 +80,16 @@ export interface LauncherOptions {
 export class Launcher {
   readonly id: string;
   readonly #o: Required<
-    Omit<LauncherOptions, 'launcherId' | 'backend' | 'log' | 'env' | 'isolation' | 'orphanPolicy' | 'tell'>
+    Omit<
+      LauncherOptions,
+      'url' | 'launcherId' | 'backend' | 'log' | 'env' | 'isolation' | 'orphanPolicy' | 'tell'
+    >
   > & {
     env: NodeJS.ProcessEnv;
+    /** The first control plane URL (messages). */
+    url: string;
+    /** Every control plane URL, without trailing slashes. */
+    urls: string[];
   };
   readonly #backend: ProcessBackend;
   readonly #log: (line: string) => void;
@@ -96,7 +108,10 @@ export class Launcher {
   constructor(opts: LauncherOptions) {
     this.id = opts.launcherId ?? `launch-${randomUUID()}`;
     this.#o = {
-      url: opts.url.replace(/\/+$/, ''),
+      urls: (typeof opts.url === 'string' ? [opts.url] : [...opts.url]).map((u) => u.replace(/\/+$/, '')),
+      get url(): string {
+        return this.urls[0]!;
+      },
       ca: opts.ca ?? null,
       token: opts.token,
       tenant: opts.tenant,
@@ -170,7 +185,7 @@ export class Launcher {
   async #run(): Promise<number> {
     const o = this.#o;
     this.#link = new OrdersLink({
-      url: o.url,
+      url: o.urls,
       token: o.token,
       launcherId: this.id,
       tenant: o.tenant,
@@ -192,7 +207,7 @@ export class Launcher {
         err: (err as Error).message,
       });
       this.#tell(
-        `not started: the control plane at ${o.url} did not answer (${(err as Error).message}); the agent never starts without it`,
+        `not started: the control plane at ${o.urls.join(', ')} did not answer (${(err as Error).message}); the agent never starts without it`,
       );
       return EXIT_UNREACHABLE;
     }
@@ -214,7 +229,7 @@ export class Launcher {
       return EXIT_STOPPED;
     }
     this.#egress = await AgentEgress.start({
-      url: o.url,
+      url: o.urls,
       netns: o.netns,
       onEvent: (e) => this.#onEgress(e),
       voice: this.#voice,
@@ -329,8 +344,10 @@ export class Launcher {
       // Evidence for the control plane: an agent that reported halted but still reaches out has
       // not stopped, and its escalation's kill step must proceed (guarantee 8).
       const stop = this.#link?.last?.kill ?? this.#link?.last?.halt ?? null;
-      const cp = new URL(this.#o.url);
-      const toControlPlane = e.host === cp.hostname.replace(/^\[|\]$/g, '') && String(e.port) === cp.port;
+      const toControlPlane = this.#o.urls.some((u) => {
+        const cp = new URL(u);
+        return e.host === cp.hostname.replace(/^\[|\]$/g, '') && String(e.port) === cp.port;
+      });
       if (stop !== null && !toControlPlane && !this.#stoppedEgress.has(`${stop.id} ${key}`)) {
         this.#stoppedEgress.add(`${stop.id} ${key}`);
         this.#report([{ type: 'egress.allowed', directiveId: stop.id, destination: key }]);
@@ -352,7 +369,7 @@ export class Launcher {
 
   #report(events: Record<string, unknown>[]): void {
     const p = reportLauncherEvents(
-      this.#o.url,
+      this.#o.urls,
       this.#o.token,
       this.id,
       events,

@@ -13,8 +13,8 @@ import type { z } from 'zod';
 
 /** Options of {@link OrdersLink}. */
 export interface OrdersLinkOptions {
-  /** Control plane base URL. */
-  url: string;
+  /** Control plane base URL, or several replicas of one control plane (the link moves to the next one after each failure). */
+  url: string | readonly string[];
   /** The agent token of the launched agent's tenant and agent. */
   token: string;
   launcherId: string;
@@ -51,19 +51,29 @@ export class OrdersLink {
   #last: LauncherOrders | null = null;
   #waiters: ((o: LauncherOrders) => void)[] = [];
 
+  /** Index of the replica the next connection goes to. */
+  #at = 0;
+
   constructor(opts: OrdersLinkOptions) {
     this.#opts = opts;
-    const u = new URL(`${opts.url.replace(/\/+$/, '')}/v1/launchers/stream`);
-    u.searchParams.set('launcher', opts.launcherId);
-    u.searchParams.set('tenant', opts.tenant);
-    u.searchParams.set('agent', opts.agent);
-    if (opts.runId !== null) u.searchParams.set('run', opts.runId);
-    if (opts.features.length > 0) u.searchParams.set('features', opts.features.join(','));
-    if (opts.release) u.searchParams.set('release', formatRelease(opts.release));
+    const streams = (typeof opts.url === 'string' ? [opts.url] : [...opts.url]).map((base) => {
+      const u = new URL(`${base.replace(/\/+$/, '')}/v1/launchers/stream`);
+      u.searchParams.set('launcher', opts.launcherId);
+      u.searchParams.set('tenant', opts.tenant);
+      u.searchParams.set('agent', opts.agent);
+      if (opts.runId !== null) u.searchParams.set('run', opts.runId);
+      if (opts.features.length > 0) u.searchParams.set('features', opts.features.join(','));
+      if (opts.release) u.searchParams.set('release', formatRelease(opts.release));
+      return u;
+    });
     const headers = { authorization: `Bearer ${opts.token}` };
     const disconnected = (err: unknown) => opts.onState?.('disconnected', describe(err));
+    let u = streams[0]!;
     this.#loop = new ReconnectLoop<SseEvent>({
-      open: (signal) => sseEvents(u.href, headers, signal),
+      open: (signal) => {
+        u = streams[this.#at]!;
+        return sseEvents(u.href, headers, signal);
+      },
       clock: opts.clock ?? systemClock,
       idleMs: opts.silenceMs ?? 10_000,
       healthy: (e) => e.event === 'orders',
@@ -76,7 +86,11 @@ export class OrdersLink {
           return 'ok';
         },
         onDrop: () => {},
-        onError: disconnected,
+        onError: (err) => {
+          // Lost or refused: the next replica is tried next (the backoff still spaces attempts).
+          this.#at = (this.#at + 1) % streams.length;
+          disconnected(err);
+        },
         onFatal: disconnected,
       },
     });
@@ -164,10 +178,11 @@ function describe(err: unknown): string {
 
 /**
  * Sends what the launcher did (`process.*` events) to the control plane's audit log
- * (`POST /v1/launchers/{id}/events?tenant=T`), retrying a few times; never throws.
+ * (`POST /v1/launchers/{id}/events?tenant=T`), retrying a few times (each try on the next
+ * replica when `url` lists several); never throws.
  */
 export async function reportLauncherEvents(
-  url: string,
+  url: string | readonly string[],
   token: string,
   launcherId: string,
   events: Record<string, unknown>[],
@@ -176,9 +191,11 @@ export async function reportLauncherEvents(
 ): Promise<void> {
   // The id lives inside the tenant: an admin token must name it (an agent token's own is used).
   const query = tenant === undefined ? '' : `?tenant=${encodeURIComponent(tenant)}`;
-  const target = `${url.replace(/\/+$/, '')}/v1/launchers/${encodeURIComponent(launcherId)}/events${query}`;
+  const bases = (typeof url === 'string' ? [url] : [...url]).map((u) => u.replace(/\/+$/, ''));
   let last = '';
   for (let attempt = 0; attempt < 4; attempt++) {
+    // Each try on the next replica (one URL: the same one each time).
+    const target = `${bases[attempt % bases.length]!}/v1/launchers/${encodeURIComponent(launcherId)}/events${query}`;
     try {
       const res = await fetch(target, {
         method: 'POST',
