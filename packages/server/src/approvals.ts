@@ -11,9 +11,15 @@ import {
 import type { AuditEvent } from './audit/chain.ts';
 import { canSee } from './auth/policy.ts';
 import type { ControlPlane } from './control-plane.ts';
+import type { PolicyStore, TokenStore } from './store/store.ts';
 import type { Logger } from './log.ts';
 import type { ApprovalRule } from './policy/policy.ts';
 import type { ApprovalQuery, ApprovalRecord } from './store/store.ts';
+
+/** What the approval desk needs of the control plane: resumes, alerts, the audit counter, and the approval and token stores. */
+export type ApprovalsHost = Pick<ControlPlane, 'resume' | 'resumable' | 'metrics' | 'alerts'> & {
+  readonly store: PolicyStore & Pick<TokenStore, 'getToken'>;
+};
 
 /** What a gated act asks for: the rule, what it is bound to, and the act's input to replay on approval. */
 export interface GatedAct {
@@ -69,14 +75,14 @@ export function shownApproval(a: ApprovalRecord, now: number): ApprovalRequest {
  * Stopping is never gated.
  */
 export class ApprovalDesk {
-  readonly #cp: ControlPlane;
+  readonly #cp: ApprovalsHost;
   readonly #rules: () => readonly ApprovalRule[];
   readonly #now: () => number;
   readonly #log: Logger;
   readonly #completions = new Map<ApprovalAction, Completion>();
 
   constructor(deps: {
-    cp: ControlPlane;
+    cp: ApprovalsHost;
     /** The active policy's approval rules. */
     rules: () => readonly ApprovalRule[];
     log: Logger;

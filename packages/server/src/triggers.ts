@@ -8,6 +8,10 @@ import {
   type WorkerSettings,
 } from '@killpath/protocol';
 import type { ControlPlane } from './control-plane.ts';
+import type { AuditStore, PolicyStore } from './store/store.ts';
+import type { ApprovalsHost } from './approvals.ts';
+import type { DeadmanHost } from './watchdog/deadman.ts';
+import type { SupervisorHost } from './supervisor/supervisor.ts';
 import type { Logger } from './log.ts';
 import { PolicyDesk } from './policy/policy-desk.ts';
 import { ApprovalDesk } from './approvals.ts';
@@ -15,6 +19,12 @@ import { Supervisor, type Fire } from './supervisor/supervisor.ts';
 import { DeadmanDesk } from './watchdog/deadman.ts';
 import { AbsenceWatch, Liveness, type Component } from './watchdog/liveness.ts';
 import { Watchdog } from './watchdog/watchdog.ts';
+
+/** What the triggers need of the control plane: what their desks need, its clock, and the policy and audit stores. */
+export type TriggersHost = ApprovalsHost &
+  SupervisorHost &
+  DeadmanHost &
+  Pick<ControlPlane, 'clock'> & { readonly store: PolicyStore & Pick<AuditStore, 'appendAudit'> };
 
 /** Options of {@link Triggers}. */
 export interface TriggerOptions {
@@ -61,7 +71,7 @@ export class Triggers {
   readonly liveness: Liveness;
   readonly watchdog: Watchdog | null;
   readonly absentAfterMs: number;
-  readonly #cp: ControlPlane;
+  readonly #cp: TriggersHost;
   readonly #log: Logger;
   readonly #watchdogWatch: AbsenceWatch;
   #beatTimer: unknown = null;
@@ -71,7 +81,7 @@ export class Triggers {
   /** Absences being raised and local halts being audited (see {@link Triggers.idle}). */
   readonly #raising = new Set<Promise<void>>();
 
-  private constructor(cp: ControlPlane, log: Logger, policy: PolicyDesk, opts: TriggerOptions) {
+  private constructor(cp: TriggersHost, log: Logger, policy: PolicyDesk, opts: TriggerOptions) {
     this.#cp = cp;
     this.#log = log;
     this.policy = policy;
@@ -155,7 +165,7 @@ export class Triggers {
   }
 
   /** Opens the policy and starts the supervisor and the in-process watchdog. */
-  static async start(cp: ControlPlane, log: Logger, opts: TriggerOptions = {}): Promise<Triggers> {
+  static async start(cp: TriggersHost, log: Logger, opts: TriggerOptions = {}): Promise<Triggers> {
     const policy = await PolicyDesk.open(cp.store, cp.alerts, log, opts.policyFile);
     const t = new Triggers(cp, log, policy, opts);
     t.watchdog?.start();

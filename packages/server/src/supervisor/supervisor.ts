@@ -9,12 +9,18 @@ import {
   type RunTelemetry,
 } from '@killpath/protocol';
 import type { ControlPlane } from '../control-plane.ts';
+import type { AuditStore, FleetStore } from '../store/store.ts';
 import type { IssueDirectiveBody } from '../http/schemas.ts';
 import { DEFAULT_AUTOMATION, type AutomationPolicy } from '../ladder.ts';
 import type { Logger } from '../log.ts';
 import { CelLimits, CelSubject, type RuleContext } from '../policy/cel-env.ts';
 import type { CompiledPolicy, CompiledRule } from '../policy/policy.ts';
 import { MetricsBook, type SubjectMetrics, type Touched } from './metrics-book.ts';
+
+/** What the supervisor needs of the control plane: issuing, alerts, metrics, its automation policy, audit and runs. */
+export type SupervisorHost = Pick<ControlPlane, 'issue' | 'metrics' | 'alerts' | 'automation'> & {
+  readonly store: Pick<AuditStore, 'appendAudit'> & Pick<FleetStore, 'getRun'>;
+};
 
 /** The policy in force: its version and compiled form. */
 export interface ActivePolicy {
@@ -42,7 +48,7 @@ export interface Fire {
 /** Options of {@link Supervisor}. */
 export interface SupervisorOptions {
   /** Where fires go; without it (the offline replay) fires are only recorded. */
-  cp?: ControlPlane;
+  cp?: SupervisorHost;
   /** Which levels may be taken automatically (default: the control plane's, else {@link DEFAULT_AUTOMATION}). */
   automation?: AutomationPolicy;
   log: Logger;
@@ -78,7 +84,7 @@ export class Supervisor {
   readonly #o: Required<Omit<SupervisorOptions, 'onFire' | 'cp' | 'automation'>> & {
     onFire: SupervisorOptions['onFire'];
   };
-  readonly #cp: ControlPlane | null;
+  readonly #cp: SupervisorHost | null;
   readonly #automation: AutomationPolicy;
   /** Per target scope: digests of rules whose condition is true there. */
   readonly #latched = new Map<string, Set<string>>();

@@ -2,9 +2,15 @@ import type { AuditEventOf } from '@killpath/protocol';
 import { Counter } from 'prom-client';
 import { KillpathError, type Principal, type WorkerSettings } from '@killpath/protocol';
 import type { ControlPlane } from '../control-plane.ts';
+import type { AuditStore } from '../store/store.ts';
 import type { Logger } from '../log.ts';
 import type { CompiledPolicy } from '../policy/policy.ts';
 import { workerKey, type WorkerKey } from '../fleet.ts';
+
+/** What the deadman needs of the control plane: the fleet and switchboard, issuing, alerts, metrics and the audit log. */
+export type DeadmanHost = Pick<ControlPlane, 'fleet' | 'active' | 'issue' | 'metrics' | 'alerts'> & {
+  readonly store: Pick<AuditStore, 'appendAudit'>;
+};
 
 /** A worker the deadman watches, with how long it has been silent. */
 export interface WatchedWorker {
@@ -53,7 +59,7 @@ interface Beat {
  * `deadman.triggered` and alerts. A worker trips once per outage; its next heartbeat re-arms it.
  */
 export class DeadmanDesk {
-  readonly #cp: ControlPlane;
+  readonly #cp: DeadmanHost;
   readonly #log: Logger;
   readonly #policy: () => CompiledPolicy;
   readonly #now: () => number;
@@ -62,7 +68,7 @@ export class DeadmanDesk {
   readonly #trips: Counter;
 
   constructor(
-    cp: ControlPlane,
+    cp: DeadmanHost,
     log: Logger,
     policy: () => CompiledPolicy,
     now: () => number = () => performance.now(),
