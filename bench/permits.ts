@@ -4,7 +4,8 @@
  * loopback HTTP round trip), what the store grows by per effect (audit records, bytes), then the
  * same load with a halt in the middle: write permits granted after the flip (from the database;
  * must be 0) and effects started after the flip by class (counted: writes here were permitted
- * before the flip and caught in flight; reads are bounded by observe time). Printed, never asserted.
+ * before the flip and caught in flight; reads are bounded by observe time), and how long `audit
+ * verify` takes on the store the load wrote. Printed, never asserted.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
@@ -14,7 +15,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { startServer } from '@killpath/server';
+import { SqliteStore, startServer } from '@killpath/server';
 import { ApiClient, ms, percentile, table } from '@killpath/cli';
 import type { Directive } from '@killpath/protocol';
 
@@ -99,6 +100,14 @@ async function phase(flipAtMs: number | null) {
   const auditRecords = count(`SELECT COUNT(*) AS n FROM audit`) - auditBefore;
   db.close();
   const bytes = statSync(file).size - bytesBefore;
+  // What `killpath audit verify` does with this store: the chain, the Merkle tree and every ledger
+  // row against its ledger.committed record, in a worker thread.
+  const store = new SqliteStore(file);
+  const v0 = performance.now();
+  const verified = await store.verifyLog(null);
+  const verifyMs = performance.now() - v0;
+  await store.close();
+  if (!verified.ok) console.log(`verification failed: ${verified.problems.join('; ')}`);
   rmSync(dir, { recursive: true, force: true });
   const rtt = results.flatMap((r) => r.rtt);
   const starts = results.flatMap((r) => r.starts);
@@ -116,6 +125,8 @@ async function phase(flipAtMs: number | null) {
     elapsed,
     auditPerEffect: auditRecords / Math.max(1, granted),
     bytesPerEffect: bytes / Math.max(1, granted),
+    verifyMs,
+    verifiedRecords: verified.records,
     writesAfterFlip: directive ? starts.filter((s) => s.cls === 'write' && s.wall > flipWall).length : 0,
     readsAfterFlip: directive ? starts.filter((s) => s.cls === 'read' && s.wall > flipWall).length : 0,
   };
@@ -246,6 +257,16 @@ console.log(
       ],
       ['audit records per write effect', steady.auditPerEffect.toFixed(2), '-'],
       ['bytes stored per write effect (database file)', Math.round(steady.bytesPerEffect), '-'],
+      [
+        'audit verify (chain, Merkle, ledger rows) per write effect',
+        `${((1000 * steady.verifyMs) / Math.max(1, steady.granted)).toFixed(1)} µs (${ms(steady.verifyMs)} for ${steady.granted} effects, ${steady.verifiedRecords} records)`,
+        '-',
+      ],
+      [
+        'so a million write effects: store growth, audit records, verify time',
+        `${((steady.bytesPerEffect * 1e6) / 1e9).toFixed(2)} GB, ${Math.round(steady.auditPerEffect * 1e6).toLocaleString('en')} records, ${((steady.verifyMs / Math.max(1, steady.granted)) * 1e3).toFixed(1)} s`,
+        '-',
+      ],
     ],
   ),
 );

@@ -17,72 +17,85 @@
  * record's run, agent, capability and class until a later write commits them whole.
  */
 import { createHash } from 'node:crypto';
-import { canonicalJson, type AuditEventOf, type AuditRecord } from '@killpath/protocol';
+import type { AuditEventOf, AuditRecord } from '@killpath/protocol';
 import type { AuditEvent } from './chain.ts';
 
 /** The type of the audit record that commits the ledger rows of one group commit (per tenant). */
 export const LEDGER_COMMITTED = 'ledger.committed';
 
 /**
- * A permit row as every backend states it for its digest: parsed values (not the text a backend
- * stored them as), timestamps as ISO-8601 UTC strings with milliseconds, `afterAbort` a boolean.
+ * A permit row as every backend stores it (the columns of `permits`; PostgreSQL stores the same
+ * text as SQLite, JSON values included), the form its digest is taken over.
  */
-export interface LedgerRowState {
-  permitId: string;
+export interface LedgerRow {
+  id: string;
   rev: number;
+  run_id: string;
   tenant: string;
   agent: string;
-  workerId: string;
-  runId: string;
+  worker_id: string;
   capability: string;
   class: string;
-  idempotencyKey: string | null;
-  argsDigest: string | null;
-  compensate: unknown;
+  idempotency_key: string | null;
+  args_digest: string | null;
+  /** JSON text, as stored. */
+  compensate: string | null;
   status: string;
-  coolOffMs: number;
-  confirmAfter: string | null;
-  lineage: readonly string[];
-  features: readonly string[];
-  release: unknown;
-  result: unknown;
+  cool_off_ms: number;
+  confirm_after: string | null;
+  /** JSON text, as stored. */
+  lineage: string;
+  /** JSON text, as stored. */
+  features: string;
+  /** JSON text, as stored. */
+  release: string | null;
+  /** JSON text, as stored. */
+  result: string | null;
   error: string | null;
-  afterAbort: boolean;
-  intendedAt: string;
-  settledAt: string | null;
+  /** 0 or 1. */
+  after_abort: number;
+  /** ISO-8601 UTC with milliseconds, as stored. */
+  intended_at: string;
+  settled_at: string | null;
 }
 
+/** Tags the digest's input, so a later form of it can never collide with this one. */
+const ROW_FORM = 'killpath-ledger-row/1';
+
 /**
- * A row's digest: SHA-256 (base64url, unpadded) over the canonical JSON (RFC 8785) of every field
- * of {@link LedgerRowState}, so it does not depend on how a backend stores JSON or orders keys.
+ * A row's digest: SHA-256 (base64url, unpadded) over `JSON.stringify` of an array of the form tag
+ * and every column of {@link LedgerRow} in its declared order, values as stored (strings,
+ * integers, null: their JSON text is the same in every engine). The stored bytes are what is
+ * committed: a JSON column re-formatted on disk no longer matches.
  */
-export function ledgerRowDigest(row: LedgerRowState): string {
+export function ledgerRowDigest(r: LedgerRow): string {
   return createHash('sha256')
     .update(
-      canonicalJson({
-        permitId: row.permitId,
-        rev: row.rev,
-        tenant: row.tenant,
-        agent: row.agent,
-        workerId: row.workerId,
-        runId: row.runId,
-        capability: row.capability,
-        class: row.class,
-        idempotencyKey: row.idempotencyKey,
-        argsDigest: row.argsDigest,
-        compensate: row.compensate ?? null,
-        status: row.status,
-        coolOffMs: row.coolOffMs,
-        confirmAfter: row.confirmAfter,
-        lineage: row.lineage,
-        features: row.features,
-        release: row.release ?? null,
-        result: row.result ?? null,
-        error: row.error,
-        afterAbort: row.afterAbort,
-        intendedAt: row.intendedAt,
-        settledAt: row.settledAt,
-      }),
+      JSON.stringify([
+        ROW_FORM,
+        r.id,
+        r.rev,
+        r.run_id,
+        r.tenant,
+        r.agent,
+        r.worker_id,
+        r.capability,
+        r.class,
+        r.idempotency_key,
+        r.args_digest,
+        r.compensate,
+        r.status,
+        r.cool_off_ms,
+        r.confirm_after,
+        r.lineage,
+        r.features,
+        r.release,
+        r.result,
+        r.error,
+        r.after_abort,
+        r.intended_at,
+        r.settled_at,
+      ]),
     )
     .digest('base64url');
 }
@@ -93,11 +106,11 @@ export function ledgerRowDigest(row: LedgerRowState): string {
  * one per transaction and appends {@link LedgerCommit.events} to the chain just before COMMIT.
  */
 export class LedgerCommit {
-  readonly #rows = new Map<string, LedgerRowState>();
+  readonly #rows = new Map<string, LedgerRow>();
 
   /** Notes rows written (inserted or updated), in their state after the write. */
-  add(rows: Iterable<LedgerRowState>): void {
-    for (const r of rows) this.#rows.set(r.permitId, r);
+  add(rows: Iterable<LedgerRow>): void {
+    for (const r of rows) this.#rows.set(r.id, r);
   }
 
   /** Moves another collection's rows into this one (a nested write that succeeded). */
@@ -120,7 +133,7 @@ export class LedgerCommit {
     for (const r of this.#rows.values()) {
       let rows = byTenant.get(r.tenant);
       if (rows === undefined) byTenant.set(r.tenant, (rows = []));
-      rows.push([r.permitId, ledgerRowDigest(r)]);
+      rows.push([r.id, ledgerRowDigest(r)]);
     }
     this.#rows.clear();
     return [...byTenant].map(
@@ -176,7 +189,7 @@ export class LedgerCheck {
   }
 
   /** Checks every row the database holds (any order), after every record was seen; once. */
-  check(rows: Iterable<LedgerRowState>): LedgerFindings {
+  check(rows: Iterable<LedgerRow>): LedgerFindings {
     const problems: string[] = [];
     let more = 0;
     let firstBad: number | null = null;
@@ -188,12 +201,12 @@ export class LedgerCheck {
     let n = 0;
     for (const row of rows) {
       n++;
-      const name = `ledger row ${row.permitId} (tenant ${row.tenant}, run ${row.runId})`;
-      const at = this.#committed.get(row.permitId);
+      const name = `ledger row ${row.id} (tenant ${row.tenant}, run ${row.run_id})`;
+      const at = this.#committed.get(row.id);
       // What is left in the maps once every row was taken was deleted.
-      this.#committed.delete(row.permitId);
-      const intent = this.#legacy.get(row.permitId);
-      this.#legacy.delete(row.permitId);
+      this.#committed.delete(row.id);
+      const intent = this.#legacy.get(row.id);
+      this.#legacy.delete(row.id);
       if (at !== undefined) {
         const space = at.indexOf(' ');
         const seq = Number(at.slice(0, space));
@@ -208,7 +221,7 @@ export class LedgerCheck {
       const d = intent.data;
       if (
         intent.tenant !== row.tenant ||
-        d.runId !== row.runId ||
+        d.runId !== row.run_id ||
         d.agent !== row.agent ||
         d.capability !== row.capability ||
         d.class !== row.class

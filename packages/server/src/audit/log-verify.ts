@@ -1,7 +1,7 @@
 import type { AuditRecord } from '@killpath/protocol';
 import { GENESIS_HASH, hashRecord } from './chain.ts';
 import { recordLeaf } from './checkpoint.ts';
-import { LedgerCheck, type LedgerFindings, type LedgerRowState } from './ledger.ts';
+import { LedgerCheck, type LedgerFindings, type LedgerRow } from './ledger.ts';
 import { EMPTY_ROOT, LeafHashes, MerkleFrontier, consistencyProof } from './merkle.ts';
 
 /** A checkpoint's claim, without its signature: the first `size` records hash to `rootHash`. */
@@ -46,7 +46,7 @@ export function verifyLog(
   records: Iterable<AuditRecord>,
   kept: TreeClaim | null,
   stored: readonly TreeClaim[] = [],
-  ledgerRows?: () => Iterable<LedgerRowState>,
+  ledgerRows?: () => Iterable<LedgerRow>,
 ): LogFindings {
   const ledgerCheck = ledgerRows === undefined ? null : new LedgerCheck();
   const leaves = new LeafHashes();

@@ -7,7 +7,7 @@ import type { DatabaseSync } from 'node:sqlite';
 import { Worker } from 'node:worker_threads';
 import type { AuditKeyInfo, AuditRecord, SignedCheckpoint } from '@killpath/protocol';
 import { verifyLog, type LogFindings, type TreeClaim } from '../audit/log-verify.ts';
-import { toRowState, type PermitRow } from './sqlite-rows.ts';
+import type { PermitRow } from './sqlite-rows.ts';
 import type { StoredCheckpoint } from './store.ts';
 
 /**
@@ -179,10 +179,7 @@ export function verifyStoredLog(db: DatabaseSync, kept: TreeClaim | null): LogFi
     function* records(): Iterable<AuditRecord> {
       for (const r of rows) yield toAudit(r);
     }
-    function* ledgerRows(): Iterable<ReturnType<typeof toRowState>> {
-      for (const r of db.prepare('SELECT * FROM permits').iterate() as Iterable<PermitRow>)
-        yield toRowState(r);
-    }
+    const ledgerRows = () => db.prepare('SELECT * FROM permits').iterate() as Iterable<PermitRow>;
     return verifyLog(records(), kept, stored, ledgerRows);
   } finally {
     db.exec('COMMIT');

@@ -1,5 +1,4 @@
 import type { EffectStatus, LedgerEntry } from '@killpath/protocol';
-import type { LedgerRowState } from '../audit/ledger.ts';
 import type { JournalRow, RunRecord } from './store.ts';
 
 /**
@@ -59,37 +58,6 @@ function parsed(text: string): unknown {
   } catch {
     return { unparseable: text };
   }
-}
-
-/**
- * A permit row as the audit's ledger rule states it for its digest (`audit/ledger.ts`). A JSON
- * column that no longer parses becomes `{ unparseable }` (its digest then differs), never a throw.
- */
-export function toRowState(r: PermitRow): LedgerRowState {
-  return {
-    permitId: r.id,
-    rev: Number(r.rev),
-    tenant: r.tenant,
-    agent: r.agent,
-    workerId: r.worker_id,
-    runId: r.run_id,
-    capability: r.capability,
-    class: r.class,
-    idempotencyKey: r.idempotency_key,
-    argsDigest: r.args_digest,
-    compensate: r.compensate === null ? null : parsed(r.compensate),
-    status: r.status,
-    coolOffMs: Number(r.cool_off_ms),
-    confirmAfter: r.confirm_after,
-    lineage: parsed(r.lineage) as string[],
-    features: parsed(r.features) as string[],
-    release: r.release === null ? null : parsed(r.release),
-    result: r.result === null ? null : parsed(r.result),
-    error: r.error,
-    afterAbort: r.after_abort === 1,
-    intendedAt: r.intended_at,
-    settledAt: r.settled_at,
-  };
 }
 
 /** A row of `runs`. */

@@ -28,7 +28,7 @@ import * as owners from './sqlite-owners.ts';
 import { migrateRunTenancy } from './sqlite-tenancy.ts';
 import * as presence from './sqlite-presence.ts';
 import { WalSync, type FsyncFn } from './wal-sync.ts';
-import { toRowState, toRun, type RunRow } from './sqlite-rows.ts';
+import { toRun, type RunRow } from './sqlite-rows.ts';
 import type {
   JournalEvent,
   LedgerEntry,
@@ -374,7 +374,7 @@ export class SqliteStore implements Store {
       stmt: (sql) => this.#stmt(sql),
       tx: (fn) => this.#tx(fn),
       audit: (events) => void this.#appendAudit(events),
-      ledger: (rows) => this.#opLedger.add(rows.map(toRowState)),
+      ledger: (rows) => this.#opLedger.add(rows),
       rev: () => this.#rev(),
       activeDirectives: () => (this.#stmts.active!.all() as unknown as DirectiveRow[]).map(toDirective),
     };

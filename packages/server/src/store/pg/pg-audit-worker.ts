@@ -7,9 +7,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import postgres from 'postgres';
 import type { AuditRecord } from '@killpath/protocol';
 import { verifyChain } from '../../audit/chain.ts';
-import type { LedgerRowState } from '../../audit/ledger.ts';
+import type { LedgerRow } from '../../audit/ledger.ts';
 import { verifyLog } from '../../audit/log-verify.ts';
-import { toRowState } from '../sqlite-rows.ts';
 import { permitRow, type PgPermitRow } from './pg-ledger.ts';
 import { toAuditRecord, type VerifyJob } from './pg-audit.ts';
 
@@ -32,9 +31,9 @@ try {
       >`SELECT size, root_hash, signed_at FROM checkpoints`
     ).map((r) => ({ size: Number(r.size), rootHash: r.root_hash, timestamp: r.signed_at }));
     // The effect ledger's rows, from the same snapshot, against their ledger.committed records.
-    const rows: LedgerRowState[] = [];
+    const rows: LedgerRow[] = [];
     await tx`SELECT * FROM permits`.cursor(2000, (batch) => {
-      for (const r of batch) rows.push(toRowState(permitRow(r as unknown as PgPermitRow)));
+      for (const r of batch) rows.push(permitRow(r as unknown as PgPermitRow));
     });
     return verifyLog(records, job.kept, stored, () => rows);
   });

@@ -29,7 +29,7 @@ import type { AuditEvent } from '../../audit/chain.ts';
 import { LedgerCommit } from '../../audit/ledger.ts';
 import { compileRun, refusingDirective } from '@killpath/protocol';
 import { decidePermit, permitResponse, rowIdentity, runIdentity } from '../permit-decision.ts';
-import { toJournal, toLedger, toRowState, type JournalDbRow, type PermitRow } from '../sqlite-rows.ts';
+import { toJournal, toLedger, type JournalDbRow, type PermitRow } from '../sqlite-rows.ts';
 import type { JournalRow, PermitDecision, PermitGrant, PermitStore, RunRecord } from '../store.ts';
 import { isConnectionError, type Sql, type Tx } from './connect.ts';
 import { appendAudit, shareRev } from './tx.ts';
@@ -141,7 +141,7 @@ function isRequestError(err: unknown): boolean {
  */
 function committed(rows: readonly PermitRow[]): AuditEvent[] {
   const commit = new LedgerCommit();
-  commit.add(rows.map(toRowState));
+  commit.add(rows);
   return commit.events();
 }
 
