@@ -6,19 +6,11 @@
  * was measured, which side effects were observed, and what to fix when it failed.
  */
 
+import type { z } from 'zod';
+import type { LatencySummarySchema, RehearsalInputSchema, ScenarioResultSchema } from './schemas/drill.ts';
+
 /** How a scenario came out. */
-export type ScenarioStatus =
-  /** Every check held and every latency met its target. */
-  | 'pass'
-  /** An invariant broke, or a measured latency missed the spec's target. */
-  | 'fail'
-  /**
-   * A failure-of-the-switch scenario (S7, S8) behaved as designed: some paths worked and some
-   * degraded, as listed in `paths`. Never reported as a blanket pass.
-   */
-  | 'degraded'
-  /** Not exercised here, with the reason in `notes` (e.g. S7 against a remote control plane). */
-  | 'skipped';
+export type ScenarioStatus = ScenarioResult['status'];
 
 /**
  * What a check guards. An `invariant` (no write after the flip, no lost journal entry, every
@@ -26,130 +18,34 @@ export type ScenarioStatus =
  * the rehearsal but never the compact CI drill; an `expectation` is the scenario's own "what is
  * checked" from seed 002 (e.g. "cost_cap fired", "operator notified").
  */
-export type CheckKind = 'invariant' | 'target' | 'expectation';
+export type CheckKind = DrillCheck['kind'];
 
 /** One judged check of a scenario. */
-export interface DrillCheck {
-  name: string;
-  ok: boolean;
-  kind: CheckKind;
-  /** What was measured, in words an incident commander can read. */
-  detail: string;
-}
+export type DrillCheck = ScenarioResult['checks'][number];
 
 /** p50 / p99 / max over samples, in ms, with the samples themselves (for the report's charts). */
-export interface LatencySummary {
-  n: number;
-  p50: number;
-  p99: number;
-  max: number;
-  samples: number[];
-}
+export type LatencySummary = z.infer<typeof LatencySummarySchema>;
 
 /** Effects counted by class. */
-export interface EffectCounts {
-  read: number;
-  write: number;
-  irreversible: number;
-}
+export type EffectCounts = NonNullable<ScenarioResult['effectsAfterFlip']>;
 
 /** The state of one path in a failure-of-the-switch scenario (S7, S8). */
-export interface PathState {
-  /** e.g. "synchronous path (CLI kill)", "local rules (loop length)", "deadman". */
-  path: string;
-  state: 'worked' | 'degraded' | 'unreachable' | 'not exercised';
-  detail: string;
-}
+export type PathState = ScenarioResult['paths'][number];
 
 /** One effect event around a flip, for the report's "effects over time" chart. */
-export interface TimelinePoint {
-  /** ms relative to the flip (negative: before). */
-  t: number;
-  class: 'read' | 'write' | 'irreversible';
-  /** started: the gate allowed it; refused: denied or permit refused; aborted: cancelled in flight. */
-  outcome: 'started' | 'refused' | 'aborted';
-}
+export type TimelinePoint = NonNullable<ScenarioResult['timeline']>[number];
 
 /** Side-effect ledger of the covered runs after recovery (intended versus landed). */
-export interface JournalCheck {
-  /** Write and irreversible intents (permits) of the covered runs up to the recovery. */
-  intents: number;
-  landed: number;
-  failed: number;
-  aborted: number;
-  /**
-   * Intents whose process ended while they were in flight (killed mid-write): they may have
-   * landed, so they are listed with the compensations to check. An explicit state, not a hang.
-   */
-  inDoubt: number;
-  /** Intents with no outcome after the settle wait (hanging state). */
-  open: number;
-  /** Effects the agents saw land that the control plane's ledger does not have. */
-  lost: number;
-  /** Landed writes of halted runs with a compensation descriptor (the list to work through). */
-  compensations: number;
-}
+export type JournalCheck = NonNullable<ScenarioResult['journal']>;
 
 /** One scenario's outcome in a drill. */
-export interface ScenarioResult {
-  /** `S1`…`S8`, `scope:<capability|run|agent|tenant|global>` or `level:<level>`. */
-  id: string;
-  title: string;
-  /** The expected path, as seed 002 names it: synchronous, asynchronous, deadman, … */
-  path: string;
-  status: ScenarioStatus;
-  startedAt: string;
-  durationMs: number;
-  /** The spec's targets for this scenario's agent (null: none applies). */
-  target: { signalToHaltMs: number | null; haltToRecoveryMs: number | null };
-  /** signal-to-halt per covered worker (flip → worker settled). */
-  signalToHalt: LatencySummary | null;
-  /** halt-to-recovery: resume commit → first permitted effect of the replacement run. */
-  haltToRecoveryMs: number | null;
-  /**
-   * Covered effects after the flip's commit, by class: reads that started after it (bounded by
-   * the worker's observe time), writes and irreversible effects *permitted* after it (guarantee 1:
-   * must be 0; from the control plane's own audit where a flip is involved).
-   */
-  effectsAfterFlip: EffectCounts | null;
-  /** Covered effects that started after the worker observed the flip (must be 0). */
-  effectsAfterObserve: number | null;
-  /** Queued tasks of covered runs: waiting at the flip, still waiting or run after the window, discarded. */
-  queue: { atFlip: number; afterWindow: number; discarded: number } | null;
-  journal: JournalCheck | null;
-  checks: DrillCheck[];
-  /** S7 and S8: which paths still worked and which degraded. */
-  paths: PathState[];
-  /** Effects around the flip (bounded); omitted from stored rehearsal records. */
-  timeline?: TimelinePoint[];
-  notes: string[];
-  /** What to fix, when the scenario failed; null otherwise. */
-  remediation: string | null;
-}
+export type ScenarioResult = z.infer<typeof ScenarioResultSchema>;
 
 /** The agents a rehearsal covered, as its spec describes them. */
-export interface DrilledAgent {
-  tenant: string;
-  agent: string;
-  /** Autonomy level (3, 4 or 5), which sets the latency targets and the cadence. */
-  level: number;
-  /** Rehearse at least every this many days (the spec's cadence for the agent's level). */
-  cadenceDays: number;
-}
+export type DrilledAgent = RehearsalInput['spec']['agents'][number];
 
 /** Body of `POST /v1/drills`: one rehearsal. */
-export interface RehearsalInput {
-  spec: { name: string; digest: string; agents: DrilledAgent[] };
-  /** local: the drill started its own control plane; remote: `--url` against a deployment. */
-  mode: 'local' | 'remote';
-  /** The compact CI battery (judged on invariants only). */
-  compact: boolean;
-  startedAt: string;
-  finishedAt: string;
-  /** pass: every scenario passed or degraded as designed; fail: any invariant or target failed. */
-  result: 'pass' | 'fail';
-  scenarios: ScenarioResult[];
-}
+export type RehearsalInput = z.infer<typeof RehearsalInputSchema>;
 
 /** A stored rehearsal record. */
 export interface RehearsalRecord extends RehearsalInput {

@@ -77,6 +77,7 @@ export {
   FleetGroupSchema,
   FleetPageSchema,
 } from './fleet.ts';
+export { SPEC_DIGEST, LatencySummarySchema, ScenarioResultSchema, RehearsalInputSchema } from './drill.ts';
 export { LocalRuleSchema, LocalHaltSchema, RunTelemetrySchema, TelemetryBatchSchema } from './telemetry.ts';
 export { AuditRecordSchema, AUDIT_PAYLOADS, auditPayload } from './audit.ts';
 export type { AuditType } from './audit.ts';

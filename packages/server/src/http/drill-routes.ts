@@ -1,6 +1,6 @@
 import type { Hono } from 'hono';
-import { z } from 'zod';
-import { EFFECT_CLASSES, KillpathError, isIdentifier } from '@killpath/protocol';
+import { KillpathError, isIdentifier } from '@killpath/protocol';
+import { RehearsalInputSchema, SPEC_DIGEST } from '@killpath/protocol/schemas';
 import { requireAct, requireHuman, tenantFilter } from '../auth/policy.ts';
 import type { Metrics } from '../metrics.ts';
 import type { DrillStore, FleetStore } from '../store/store.ts';
@@ -13,115 +13,8 @@ import { body, type Env } from './common.ts';
  */
 export const DRILL_BODY_LIMIT = 4 * 1024 * 1024;
 
-const id = z.string().refine(isIdentifier, 'must be 1-128 characters of letters, digits and ._:@-');
-const DIGEST = /^[A-Za-z0-9:._+/=-]{1,200}$/;
-const digest = z.string().regex(DIGEST, 'must be 1-200 characters of letters, digits and :._+/=-');
-const iso = z.iso.datetime({ offset: true });
-const ms = z.number().min(0).max(1e10);
-const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
-const words = (max: number) => z.string().max(max);
-const name = (max: number) => z.string().min(1).max(max);
-
-const latency = z.strictObject({ n: count, p50: ms, p99: ms, max: ms, samples: z.array(ms).max(100_000) });
-
-const scenario = z.strictObject({
-  id: z.string().regex(/^[A-Za-z0-9:._@-]{1,64}$/, 'must be 1-64 characters of letters, digits and :._@-'),
-  title: name(300),
-  path: words(200),
-  status: z.enum(['pass', 'fail', 'degraded', 'skipped']),
-  startedAt: iso,
-  durationMs: ms,
-  target: z.strictObject({ signalToHaltMs: ms.nullable(), haltToRecoveryMs: ms.nullable() }),
-  signalToHalt: latency.nullable(),
-  haltToRecoveryMs: ms.nullable(),
-  effectsAfterFlip: z.strictObject({ read: count, write: count, irreversible: count }).nullable(),
-  effectsAfterObserve: count.nullable(),
-  queue: z.strictObject({ atFlip: count, afterWindow: count, discarded: count }).nullable(),
-  journal: z
-    .strictObject({
-      intents: count,
-      landed: count,
-      failed: count,
-      aborted: count,
-      inDoubt: count,
-      open: count,
-      lost: count,
-      compensations: count,
-    })
-    .nullable(),
-  checks: z
-    .array(
-      z.strictObject({
-        name: name(200),
-        ok: z.boolean(),
-        kind: z.enum(['invariant', 'target', 'expectation']),
-        detail: words(4000),
-      }),
-    )
-    .max(500),
-  paths: z
-    .array(
-      z.strictObject({
-        path: name(200),
-        state: z.enum(['worked', 'degraded', 'unreachable', 'not exercised']),
-        detail: words(4000),
-      }),
-    )
-    .max(50),
-  timeline: z
-    .array(
-      z.strictObject({
-        t: z.number().min(-1e10).max(1e10),
-        class: z.enum(EFFECT_CLASSES),
-        outcome: z.enum(['started', 'refused', 'aborted']),
-      }),
-    )
-    .max(100_000)
-    .optional(),
-  notes: z.array(words(4000)).max(100),
-  remediation: words(16_000).nullable(),
-});
-
-/** Body of `POST /v1/drills`: one rehearsal (`RehearsalInput`). Unknown fields are rejected. */
-export const RehearsalBody = z
-  .strictObject({
-    spec: z.strictObject({
-      name: name(200),
-      digest,
-      agents: z
-        .array(
-          z.strictObject({
-            tenant: id,
-            agent: id,
-            level: z.number().int().min(1).max(5),
-            cadenceDays: z.number().positive().max(3660),
-          }),
-        )
-        .min(1)
-        .max(1000),
-    }),
-    mode: z.enum(['local', 'remote']),
-    compact: z.boolean(),
-    startedAt: iso,
-    finishedAt: iso,
-    result: z.enum(['pass', 'fail']),
-    scenarios: z.array(scenario).max(200),
-  })
-  .superRefine((b, ctx) => {
-    if (Date.parse(b.finishedAt) < Date.parse(b.startedAt))
-      ctx.addIssue({ code: 'custom', path: ['finishedAt'], message: 'must not be before startedAt' });
-    const seen = new Set<string>();
-    b.spec.agents.forEach((a, i) => {
-      const key = `${a.tenant}/${a.agent}`;
-      if (seen.has(key))
-        ctx.addIssue({
-          code: 'custom',
-          path: ['spec', 'agents', i],
-          message: `agent ${key} is listed twice`,
-        });
-      seen.add(key);
-    });
-  });
+/** Body of `POST /v1/drills`: one rehearsal (`RehearsalInput`), defined with the protocol's other bodies. */
+export const RehearsalBody = RehearsalInputSchema;
 
 function limitParam(text: string | undefined, fallback: number, max: number): number {
   if (text === undefined) return fallback;
@@ -192,7 +85,7 @@ export function drillRoutes(app: Hono<Env>, deps: DrillRoutesDeps, now: () => nu
     const p = c.get('principal');
     requireHuman(p);
     const specDigest = c.req.query('specDigest');
-    if (specDigest !== undefined && !DIGEST.test(specDigest))
+    if (specDigest !== undefined && !SPEC_DIGEST.test(specDigest))
       throw new KillpathError(
         'invalid_request',
         'specDigest must be 1-200 characters of letters, digits and :._+/=-',
