@@ -25,25 +25,6 @@ import { PgPresence } from './pg-presence.ts';
 import { PgDoorbell } from './pg-doorbell.ts';
 
 /**
- * A concept not built yet on PostgreSQL: every call rejects with `unavailable` naming what is
- * missing (only until that concept lands).
- */
-export function notBuilt<T extends object>(what: string): T {
-  return new Proxy({} as T, {
-    get: (_t, name) =>
-      typeof name === 'symbol' || name === 'then'
-        ? undefined
-        : () =>
-            Promise.reject(
-              new KillpathError(
-                'unavailable',
-                `the PostgreSQL store has no ${what} yet (${String(name)} is not built)`,
-              ),
-            ),
-  });
-}
-
-/**
  * SQLSTATE codes that say the database could not do the work now (a statement or lock timeout, a
  * serialisation failure or deadlock it broke, a shutdown, too many connections, the database
  * gone), not that the request was wrong.
