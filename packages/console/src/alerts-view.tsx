@@ -7,6 +7,7 @@ import { useContext } from 'preact/hooks';
 import { SessionContext } from './context.ts';
 import { LoadError } from './other-views.tsx';
 import { usePoll } from './use-poll.ts';
+import { DataTable } from './data-table.tsx';
 
 /** One alert of `GET /v1/alerts`. */
 export interface AlertView {
@@ -43,39 +44,28 @@ export function AlertsView() {
       {!state.data && !state.error && <p class="empty">Loading…</p>}
       {state.data && alerts.length === 0 && <p class="empty">No alert has been raised.</p>}
       {alerts.length > 0 && (
-        <div class="table-wrap">
-          <table class="alerts">
-            <caption>Alerts, newest first</caption>
-            <thead>
-              <tr>
-                <th scope="col">Time</th>
-                <th scope="col">Kind</th>
-                <th scope="col">Tenant</th>
-                <th scope="col">What happened</th>
-                <th scope="col">Directive</th>
-                <th scope="col">Details</th>
-              </tr>
-            </thead>
-            <tbody>
-              {alerts.map((a, i) => (
-                <tr key={`${a.at}/${i}`} data-alert={a.kind}>
-                  <td>
-                    <time dateTime={a.at}>{new Date(a.at).toLocaleString()}</time>
-                  </td>
-                  <td>
-                    <code>{a.kind}</code>
-                  </td>
-                  <td>{a.tenant ?? 'all'}</td>
-                  <td>{a.summary}</td>
-                  <td>{a.directiveId ? <code>{a.directiveId}</code> : '—'}</td>
-                  <td class="data">
-                    <code>{detailsText(a.details)}</code>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable
+          cls="alerts"
+          caption="Alerts, newest first"
+          columns={['Time', 'Kind', 'Tenant', 'What happened', 'Directive', 'Details']}
+        >
+          {alerts.map((a, i) => (
+            <tr key={`${a.at}/${i}`} data-alert={a.kind}>
+              <td>
+                <time dateTime={a.at}>{new Date(a.at).toLocaleString()}</time>
+              </td>
+              <td>
+                <code>{a.kind}</code>
+              </td>
+              <td>{a.tenant ?? 'all'}</td>
+              <td>{a.summary}</td>
+              <td>{a.directiveId ? <code>{a.directiveId}</code> : '—'}</td>
+              <td class="data">
+                <code>{detailsText(a.details)}</code>
+              </td>
+            </tr>
+          ))}
+        </DataTable>
       )}
     </div>
   );

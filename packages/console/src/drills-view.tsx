@@ -22,6 +22,7 @@ import {
 } from './drills-model.ts';
 import { errorText } from './model.ts';
 import { usePoll } from './use-poll.ts';
+import { DataTable } from './data-table.tsx';
 
 /** How often the due list and the history are reloaded, in ms (they change with drills and heartbeats, rarely). */
 const DRILLS_POLL_MS = 5000;
@@ -43,76 +44,65 @@ function ResultBadge({ result }: { result: 'pass' | 'fail' }) {
 function DueTable({ agents, onOpen }: { agents: readonly DrillDue[]; onOpen(id: string): void }) {
   if (agents.length === 0) return null;
   return (
-    <div class="table-wrap">
-      <table class="due">
-        <caption>Rehearsal status per agent, due first</caption>
-        <thead>
-          <tr>
-            <th scope="col">Agent</th>
-            <th scope="col">Due</th>
-            <th scope="col">Why</th>
-            <th scope="col">Last drill</th>
-            <th scope="col">Next due</th>
-            <th scope="col">Capabilities seen</th>
-          </tr>
-        </thead>
-        <tbody>
-          {dueOrder(agents).map((a) => (
-            <tr key={`${a.tenant}/${a.agent}`} data-agent={`${a.tenant}/${a.agent}`}>
-              <th scope="row">
-                {a.tenant}/{a.agent}
-              </th>
-              <td>
-                {a.due ? <span class="badge due-yes">Due</span> : <span class="badge due-no">Not due</span>}
-              </td>
-              <td class="prose">
-                {a.reasons.length === 0 ? (
-                  <span class="detail">Drilled within its cadence ({a.cadenceDays} days)</span>
-                ) : (
-                  <ul class="reasons">
-                    {a.reasons.map((r) => (
-                      <li key={r.kind}>{reasonLabel(r)}</li>
-                    ))}
-                  </ul>
-                )}
-              </td>
-              <td>
-                {a.lastDrill === null ? (
-                  <span class="detail">never</span>
-                ) : (
-                  <>
-                    <ResultBadge result={a.lastDrill.result} />{' '}
-                    <time dateTime={a.lastDrill.at}>{whenText(a.lastDrill.at)}</time>{' '}
-                    <button
-                      type="button"
-                      class="link"
-                      aria-label={`Open drill ${a.lastDrill.id}`}
-                      onClick={() => onOpen(a.lastDrill!.id)}
-                    >
-                      open
-                    </button>
-                  </>
-                )}
-              </td>
-              <td>
-                {a.nextDueAt === null ? (
-                  <span class="detail">now</span>
-                ) : (
-                  <time dateTime={a.nextDueAt}>{whenText(a.nextDueAt)}</time>
-                )}
-              </td>
-              <td class="prose">
-                {a.surface.length === 0 ? (
-                  <span class="detail">none reported</span>
-                ) : (
-                  <code>{a.surface.join(', ')}</code>
-                )}
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
+    <DataTable
+      cls="due"
+      caption="Rehearsal status per agent, due first"
+      columns={['Agent', 'Due', 'Why', 'Last drill', 'Next due', 'Capabilities seen']}
+    >
+      {dueOrder(agents).map((a) => (
+        <tr key={`${a.tenant}/${a.agent}`} data-agent={`${a.tenant}/${a.agent}`}>
+          <th scope="row">
+            {a.tenant}/{a.agent}
+          </th>
+          <td>
+            {a.due ? <span class="badge due-yes">Due</span> : <span class="badge due-no">Not due</span>}
+          </td>
+          <td class="prose">
+            {a.reasons.length === 0 ? (
+              <span class="detail">Drilled within its cadence ({a.cadenceDays} days)</span>
+            ) : (
+              <ul class="reasons">
+                {a.reasons.map((r) => (
+                  <li key={r.kind}>{reasonLabel(r)}</li>
+                ))}
+              </ul>
+            )}
+          </td>
+          <td>
+            {a.lastDrill === null ? (
+              <span class="detail">never</span>
+            ) : (
+              <>
+                <ResultBadge result={a.lastDrill.result} />{' '}
+                <time dateTime={a.lastDrill.at}>{whenText(a.lastDrill.at)}</time>{' '}
+                <button
+                  type="button"
+                  class="link"
+                  aria-label={`Open drill ${a.lastDrill.id}`}
+                  onClick={() => onOpen(a.lastDrill!.id)}
+                >
+                  open
+                </button>
+              </>
+            )}
+          </td>
+          <td>
+            {a.nextDueAt === null ? (
+              <span class="detail">now</span>
+            ) : (
+              <time dateTime={a.nextDueAt}>{whenText(a.nextDueAt)}</time>
+            )}
+          </td>
+          <td class="prose">
+            {a.surface.length === 0 ? (
+              <span class="detail">none reported</span>
+            ) : (
+              <code>{a.surface.join(', ')}</code>
+            )}
+          </td>
+        </tr>
+      ))}
+    </DataTable>
   );
 }
 
@@ -124,75 +114,69 @@ function HistoryTable({ drills, onOpen }: { drills: readonly RehearsalRecord[]; 
       </p>
     );
   return (
-    <div class="table-wrap">
-      <table class="drills">
-        <caption>Rehearsal records, newest first ({DRILLS_PAGE_SIZE} a page)</caption>
-        <thead>
-          <tr>
-            <th scope="col">Finished</th>
-            <th scope="col">Spec</th>
-            <th scope="col">Agents</th>
-            <th scope="col">Mode</th>
-            <th scope="col">Result</th>
-            <th scope="col">Scenarios</th>
-            <th scope="col">Worst signal-to-halt p99</th>
-            <th scope="col">
-              <span class="visually-hidden">Actions</span>
-            </th>
-          </tr>
-        </thead>
-        <tbody>
-          {drills.map((d) => {
-            const c = scenarioCounts(d.scenarios);
-            const worst = worstSignalToHalt(d.scenarios);
-            return (
-              <tr key={d.id} data-drill={d.id}>
-                <td>
-                  <time dateTime={d.finishedAt}>{whenText(d.finishedAt)}</time>
-                </td>
-                <td>
-                  {d.spec.name} <code class="detail">{d.spec.digest.slice(0, 19)}</code>
-                </td>
-                <td>{d.spec.agents.map((a) => `${a.tenant}/${a.agent}`).join(', ')}</td>
-                <td>
-                  {d.mode}
-                  {d.compact && <span class="detail"> compact</span>}
-                </td>
-                <td>
-                  <ResultBadge result={d.result} />
-                </td>
-                <td>
-                  <ul
-                    class="scenario-badges"
-                    aria-label={`${c.pass} passed, ${c.fail} failed, ${c.degraded} degraded, ${c.skipped} skipped`}
+    <DataTable
+      cls="drills"
+      caption={<>Rehearsal records, newest first ({DRILLS_PAGE_SIZE} a page)</>}
+      columns={[
+        'Finished',
+        'Spec',
+        'Agents',
+        'Mode',
+        'Result',
+        'Scenarios',
+        'Worst signal-to-halt p99',
+        <span class="visually-hidden">Actions</span>,
+      ]}
+    >
+      {drills.map((d) => {
+        const c = scenarioCounts(d.scenarios);
+        const worst = worstSignalToHalt(d.scenarios);
+        return (
+          <tr key={d.id} data-drill={d.id}>
+            <td>
+              <time dateTime={d.finishedAt}>{whenText(d.finishedAt)}</time>
+            </td>
+            <td>
+              {d.spec.name} <code class="detail">{d.spec.digest.slice(0, 19)}</code>
+            </td>
+            <td>{d.spec.agents.map((a) => `${a.tenant}/${a.agent}`).join(', ')}</td>
+            <td>
+              {d.mode}
+              {d.compact && <span class="detail"> compact</span>}
+            </td>
+            <td>
+              <ResultBadge result={d.result} />
+            </td>
+            <td>
+              <ul
+                class="scenario-badges"
+                aria-label={`${c.pass} passed, ${c.fail} failed, ${c.degraded} degraded, ${c.skipped} skipped`}
+              >
+                {d.scenarios.map((s) => (
+                  <li
+                    key={s.id}
+                    class={`badge status-${s.status}`}
+                    title={`${s.id} ${s.title}: ${STATUS_LABEL[s.status]}`}
                   >
-                    {d.scenarios.map((s) => (
-                      <li
-                        key={s.id}
-                        class={`badge status-${s.status}`}
-                        title={`${s.id} ${s.title}: ${STATUS_LABEL[s.status]}`}
-                      >
-                        {s.id}
-                        <span class="visually-hidden"> {STATUS_LABEL[s.status]}</span>
-                      </li>
-                    ))}
-                  </ul>
-                </td>
-                <td class={worst?.over ? 'bad' : undefined}>
-                  {worstText(worst)}
-                  {worst?.over && <span class="detail"> (over target)</span>}
-                </td>
-                <td>
-                  <button type="button" aria-label={`Open drill ${d.id}`} onClick={() => onOpen(d.id)}>
-                    Open
-                  </button>
-                </td>
-              </tr>
-            );
-          })}
-        </tbody>
-      </table>
-    </div>
+                    {s.id}
+                    <span class="visually-hidden"> {STATUS_LABEL[s.status]}</span>
+                  </li>
+                ))}
+              </ul>
+            </td>
+            <td class={worst?.over ? 'bad' : undefined}>
+              {worstText(worst)}
+              {worst?.over && <span class="detail"> (over target)</span>}
+            </td>
+            <td>
+              <button type="button" aria-label={`Open drill ${d.id}`} onClick={() => onOpen(d.id)}>
+                Open
+              </button>
+            </td>
+          </tr>
+        );
+      })}
+    </DataTable>
   );
 }
 
@@ -241,82 +225,68 @@ function DrillRecord({ id, onClose }: { id: string; onClose(): void }) {
               .join(', ')}
             .
           </p>
-          <div class="table-wrap">
-            <table class="scenarios">
-              <caption>Scenarios</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Scenario</th>
-                  <th scope="col">Status</th>
-                  <th scope="col">Expected signal-to-halt</th>
-                  <th scope="col">Actual p50 / p99</th>
-                  <th scope="col">Effects after the flip</th>
-                  <th scope="col">Journal</th>
-                  <th scope="col">Remediation</th>
-                </tr>
-              </thead>
-              <tbody>
-                {record.scenarios.map((s) => (
-                  <tr key={s.id} data-scenario={s.id}>
-                    <th scope="row">
-                      {s.id} {s.title}
-                      <span class="detail"> {s.path}</span>
-                    </th>
-                    <td>
-                      <span class={`badge status-${s.status}`}>{STATUS_LABEL[s.status]}</span>
-                    </td>
-                    <td>{s.target.signalToHaltMs === null ? '—' : `≤ ${msText(s.target.signalToHaltMs)}`}</td>
-                    <td>
-                      {s.signalToHalt === null
-                        ? '—'
-                        : `${msText(s.signalToHalt.p50)} / ${msText(s.signalToHalt.p99)} (n=${s.signalToHalt.n})`}
-                    </td>
-                    <td>{effectsText(s)}</td>
-                    <td>{journalText(s)}</td>
-                    <td class="prose">
-                      {s.remediation ?? '—'}
-                      {s.paths.length > 0 && (
-                        <ul class="reasons">
-                          {s.paths.map((p) => (
-                            <li key={p.path}>
-                              {p.path}: {p.state}
-                              {p.detail && <span class="detail"> ({p.detail})</span>}
-                            </li>
-                          ))}
-                        </ul>
-                      )}
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <DataTable
+            cls="scenarios"
+            caption="Scenarios"
+            columns={[
+              'Scenario',
+              'Status',
+              'Expected signal-to-halt',
+              'Actual p50 / p99',
+              'Effects after the flip',
+              'Journal',
+              'Remediation',
+            ]}
+          >
+            {record.scenarios.map((s) => (
+              <tr key={s.id} data-scenario={s.id}>
+                <th scope="row">
+                  {s.id} {s.title}
+                  <span class="detail"> {s.path}</span>
+                </th>
+                <td>
+                  <span class={`badge status-${s.status}`}>{STATUS_LABEL[s.status]}</span>
+                </td>
+                <td>{s.target.signalToHaltMs === null ? '—' : `≤ ${msText(s.target.signalToHaltMs)}`}</td>
+                <td>
+                  {s.signalToHalt === null
+                    ? '—'
+                    : `${msText(s.signalToHalt.p50)} / ${msText(s.signalToHalt.p99)} (n=${s.signalToHalt.n})`}
+                </td>
+                <td>{effectsText(s)}</td>
+                <td>{journalText(s)}</td>
+                <td class="prose">
+                  {s.remediation ?? '—'}
+                  {s.paths.length > 0 && (
+                    <ul class="reasons">
+                      {s.paths.map((p) => (
+                        <li key={p.path}>
+                          {p.path}: {p.state}
+                          {p.detail && <span class="detail"> ({p.detail})</span>}
+                        </li>
+                      ))}
+                    </ul>
+                  )}
+                </td>
+              </tr>
+            ))}
+          </DataTable>
           {checks.length > 0 && (
-            <div class="table-wrap">
-              <table class="checks">
-                <caption>Checks, failed first</caption>
-                <thead>
-                  <tr>
-                    <th scope="col">Scenario</th>
-                    <th scope="col">Check</th>
-                    <th scope="col">Kind</th>
-                    <th scope="col">Held</th>
-                    <th scope="col">Measured</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {checks.map((c, i) => (
-                    <tr key={i} class={c.ok ? undefined : 'bad'}>
-                      <td>{c.scenario}</td>
-                      <td>{c.name}</td>
-                      <td>{c.kind}</td>
-                      <td>{c.ok ? 'yes' : 'NO'}</td>
-                      <td class="prose">{c.detail}</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
+            <DataTable
+              cls="checks"
+              caption="Checks, failed first"
+              columns={['Scenario', 'Check', 'Kind', 'Held', 'Measured']}
+            >
+              {checks.map((c, i) => (
+                <tr key={i} class={c.ok ? undefined : 'bad'}>
+                  <td>{c.scenario}</td>
+                  <td>{c.name}</td>
+                  <td>{c.kind}</td>
+                  <td>{c.ok ? 'yes' : 'NO'}</td>
+                  <td class="prose">{c.detail}</td>
+                </tr>
+              ))}
+            </DataTable>
           )}
         </>
       )}

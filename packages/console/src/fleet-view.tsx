@@ -27,6 +27,7 @@ import {
   ofTotal,
 } from './model.ts';
 import { sumRates } from './rate.ts';
+import { DataTable } from './data-table.tsx';
 
 const slug = (s: string) => s.replace(/[^A-Za-z0-9_-]/g, '_');
 
@@ -36,62 +37,60 @@ function StateBadge({ state }: { state: FleetWorkerView['state'] }) {
 
 function WorkersTable({ node, data }: { node: AgentNode; data: LiveData }) {
   return (
-    <div class="table-wrap">
-      <table class="workers">
-        <caption>
+    <DataTable
+      cls="workers"
+      caption={
+        <>
           Workers of agent {node.tenant}/{node.agent}
-        </caption>
-        <thead>
-          <tr>
-            <th scope="col">Worker</th>
-            <th scope="col">Release</th>
-            <th scope="col">State</th>
-            <th scope="col">Stream</th>
-            <th scope="col">PID</th>
-            <th scope="col">Observed rev</th>
-            <th scope="col">Last heartbeat</th>
-            <th scope="col">Effects/s</th>
-            <th scope="col">Flags</th>
-            <th scope="col">Launcher</th>
+        </>
+      }
+      columns={[
+        'Worker',
+        'Release',
+        'State',
+        'Stream',
+        'PID',
+        'Observed rev',
+        'Last heartbeat',
+        'Effects/s',
+        'Flags',
+        'Launcher',
+      ]}
+    >
+      {node.workers.map((w) => {
+        const flags = flagLabels(w.flags);
+        return (
+          <tr key={w.workerId} data-worker={w.workerId}>
+            <th scope="row">
+              <code>{w.workerId}</code>
+            </th>
+            <td class="release">{releaseText(w) === '—' ? '—' : <code>{releaseText(w)}</code>}</td>
+            <td>
+              <StateBadge state={w.state} />
+              {workerWarning(w) !== null && <span class="bad detail"> {workerWarning(w)}</span>}
+            </td>
+            <td>{w.connected ? 'connected' : <span class="bad">disconnected</span>}</td>
+            <td>{w.pid ?? '—'}</td>
+            <td class={w.observedRev < data.rev ? 'behind' : ''}>
+              {w.observedRev}
+              {w.observedRev < data.rev && <span class="detail"> (behind {data.rev})</span>}
+            </td>
+            <td>{agoText(w.lastHeartbeatAgoMs)}</td>
+            <td>{rateText(data.rates.get(w.workerId) ?? null)}</td>
+            <td>
+              {flags.length === 0
+                ? '—'
+                : flags.map((f) => (
+                    <span key={f} class="badge flag">
+                      {f}
+                    </span>
+                  ))}
+            </td>
+            <td>{w.launcher ? <code>{w.launcher}</code> : '—'}</td>
           </tr>
-        </thead>
-        <tbody>
-          {node.workers.map((w) => {
-            const flags = flagLabels(w.flags);
-            return (
-              <tr key={w.workerId} data-worker={w.workerId}>
-                <th scope="row">
-                  <code>{w.workerId}</code>
-                </th>
-                <td class="release">{releaseText(w) === '—' ? '—' : <code>{releaseText(w)}</code>}</td>
-                <td>
-                  <StateBadge state={w.state} />
-                  {workerWarning(w) !== null && <span class="bad detail"> {workerWarning(w)}</span>}
-                </td>
-                <td>{w.connected ? 'connected' : <span class="bad">disconnected</span>}</td>
-                <td>{w.pid ?? '—'}</td>
-                <td class={w.observedRev < data.rev ? 'behind' : ''}>
-                  {w.observedRev}
-                  {w.observedRev < data.rev && <span class="detail"> (behind {data.rev})</span>}
-                </td>
-                <td>{agoText(w.lastHeartbeatAgoMs)}</td>
-                <td>{rateText(data.rates.get(w.workerId) ?? null)}</td>
-                <td>
-                  {flags.length === 0
-                    ? '—'
-                    : flags.map((f) => (
-                        <span key={f} class="badge flag">
-                          {f}
-                        </span>
-                      ))}
-                </td>
-                <td>{w.launcher ? <code>{w.launcher}</code> : '—'}</td>
-              </tr>
-            );
-          })}
-        </tbody>
-      </table>
-    </div>
+        );
+      })}
+    </DataTable>
   );
 }
 
@@ -101,70 +100,66 @@ function RunsTable({ node, data }: { node: AgentNode; data: LiveData }) {
   if (node.workers.length === 0) return null;
   if (rows.length === 0) return <p class="empty">No runs reported yet.</p>;
   return (
-    <div class="table-wrap">
-      <table class="runs">
-        <caption>
+    <DataTable
+      cls="runs"
+      caption={
+        <>
           Runs of agent {node.tenant}/{node.agent}
-        </caption>
-        <thead>
-          <tr>
-            <th scope="col">Run</th>
-            <th scope="col">State (worker)</th>
-            <th scope="col">Ordered (switchboard)</th>
-            <th scope="col">Effects/s</th>
-            <th scope="col">Effects</th>
-            <th scope="col">Denied</th>
-            <th scope="col">In flight</th>
-            <th scope="col">
-              <span class="visually-hidden">Actions</span>
+        </>
+      }
+      columns={[
+        'Run',
+        'State (worker)',
+        'Ordered (switchboard)',
+        'Effects/s',
+        'Effects',
+        'Denied',
+        'In flight',
+        <span class="visually-hidden">Actions</span>,
+      ]}
+    >
+      {rows.map(({ run, worker, depth, parentElsewhere }) => {
+        const ordered: Directive | null = orderedLevel(data.directives, worker, run);
+        return (
+          <tr
+            key={`${worker.workerId}/${run.runId}`}
+            data-run={run.runId}
+            class={`depth-${Math.min(depth, 4)}`}
+          >
+            <th scope="row">
+              {depth > 0 && (
+                <span class="child-mark" aria-hidden="true">
+                  ↳{' '}
+                </span>
+              )}
+              <code>{run.runId}</code>
+              {depth > 0 && <span class="visually-hidden"> (child of {run.parentRunId})</span>}
+              {parentElsewhere && <span class="detail"> child of {run.parentRunId}</span>}
             </th>
+            <td>
+              <StateBadge state={run.state} />
+            </td>
+            <td>
+              {ordered ? (
+                <span class={`badge level-${ordered.level}`}>
+                  {ordered.level}
+                  {ordered.capabilities ? ` (${ordered.capabilities.join(', ')})` : ''} by {ordered.actor}
+                </span>
+              ) : (
+                '—'
+              )}
+            </td>
+            <td>{rateText(data.rates.get(runKey(worker.workerId, run.runId)) ?? null)}</td>
+            <td>{run.effects}</td>
+            <td>{run.denied}</td>
+            <td>{run.inFlight}</td>
+            <td>
+              <Actions target={{ kind: 'run', tenant: node.tenant, run: run.runId }} />
+            </td>
           </tr>
-        </thead>
-        <tbody>
-          {rows.map(({ run, worker, depth, parentElsewhere }) => {
-            const ordered: Directive | null = orderedLevel(data.directives, worker, run);
-            return (
-              <tr
-                key={`${worker.workerId}/${run.runId}`}
-                data-run={run.runId}
-                class={`depth-${Math.min(depth, 4)}`}
-              >
-                <th scope="row">
-                  {depth > 0 && (
-                    <span class="child-mark" aria-hidden="true">
-                      ↳{' '}
-                    </span>
-                  )}
-                  <code>{run.runId}</code>
-                  {depth > 0 && <span class="visually-hidden"> (child of {run.parentRunId})</span>}
-                  {parentElsewhere && <span class="detail"> child of {run.parentRunId}</span>}
-                </th>
-                <td>
-                  <StateBadge state={run.state} />
-                </td>
-                <td>
-                  {ordered ? (
-                    <span class={`badge level-${ordered.level}`}>
-                      {ordered.level}
-                      {ordered.capabilities ? ` (${ordered.capabilities.join(', ')})` : ''} by {ordered.actor}
-                    </span>
-                  ) : (
-                    '—'
-                  )}
-                </td>
-                <td>{rateText(data.rates.get(runKey(worker.workerId, run.runId)) ?? null)}</td>
-                <td>{run.effects}</td>
-                <td>{run.denied}</td>
-                <td>{run.inFlight}</td>
-                <td>
-                  <Actions target={{ kind: 'run', tenant: node.tenant, run: run.runId }} />
-                </td>
-              </tr>
-            );
-          })}
-        </tbody>
-      </table>
-    </div>
+        );
+      })}
+    </DataTable>
   );
 }
 

@@ -5,6 +5,7 @@ import { SessionContext } from './context.ts';
 import { DirectivesTable } from './directives-table.tsx';
 import { errorText, ofTotal } from './model.ts';
 import { usePoll } from './use-poll.ts';
+import { DataTable } from './data-table.tsx';
 
 export function LoadError({ error }: { error: { status?: number; code?: string; message?: string } | null }) {
   return error ? (
@@ -147,39 +148,28 @@ export function AuditView() {
         </nav>
       )}
       {records.data && (
-        <div class="table-wrap">
-          <table class="audit">
-            <caption>Audit records, newest first ({AUDIT_PAGE_SIZE} a page)</caption>
-            <thead>
-              <tr>
-                <th scope="col">#</th>
-                <th scope="col">Time</th>
-                <th scope="col">Type</th>
-                <th scope="col">Actor</th>
-                <th scope="col">Tenant</th>
-                <th scope="col">Data</th>
-              </tr>
-            </thead>
-            <tbody>
-              {shown.map((r) => (
-                <tr key={r.seq}>
-                  <td>{r.seq}</td>
-                  <td>
-                    <time dateTime={r.ts}>{new Date(r.ts).toLocaleString()}</time>
-                  </td>
-                  <td>
-                    <code>{r.type}</code>
-                  </td>
-                  <td>{r.actor}</td>
-                  <td>{r.tenant ?? 'all'}</td>
-                  <td class="data">
-                    <code>{summary(r)}</code>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable
+          cls="audit"
+          caption={<>Audit records, newest first ({AUDIT_PAGE_SIZE} a page)</>}
+          columns={['#', 'Time', 'Type', 'Actor', 'Tenant', 'Data']}
+        >
+          {shown.map((r) => (
+            <tr key={r.seq}>
+              <td>{r.seq}</td>
+              <td>
+                <time dateTime={r.ts}>{new Date(r.ts).toLocaleString()}</time>
+              </td>
+              <td>
+                <code>{r.type}</code>
+              </td>
+              <td>{r.actor}</td>
+              <td>{r.tenant ?? 'all'}</td>
+              <td class="data">
+                <code>{summary(r)}</code>
+              </td>
+            </tr>
+          ))}
+        </DataTable>
       )}
     </div>
   );
@@ -268,44 +258,32 @@ export function CompensationsView() {
         </nav>
       )}
       {list.length > 0 && (
-        <div class="table-wrap">
-          <table class="compensations">
-            <caption>Compensations after halts</caption>
-            <thead>
-              <tr>
-                <th scope="col">Run</th>
-                <th scope="col">Agent</th>
-                <th scope="col">Effect</th>
-                <th scope="col">Status</th>
-                <th scope="col">Compensation</th>
-                <th scope="col">Halted by</th>
-              </tr>
-            </thead>
-            <tbody>
-              {list.map((c) => (
-                <tr key={c.permitId} data-permit={c.permitId}>
-                  <td>
-                    <code>{c.runId}</code>
-                  </td>
-                  <td>
-                    {c.tenant}/{c.agent}
-                  </td>
-                  <td>
-                    <code>{c.capability}</code> <span class="detail">{c.class}</span>
-                  </td>
-                  <td>{c.status}</td>
-                  <td class="data">
-                    <code>{c.compensate ? JSON.stringify(c.compensate) : '—'}</code>
-                  </td>
-                  <td>
-                    <code>{c.haltedBy}</code>{' '}
-                    <span class="detail">{new Date(c.haltedAt).toLocaleString()}</span>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable
+          cls="compensations"
+          caption="Compensations after halts"
+          columns={['Run', 'Agent', 'Effect', 'Status', 'Compensation', 'Halted by']}
+        >
+          {list.map((c) => (
+            <tr key={c.permitId} data-permit={c.permitId}>
+              <td>
+                <code>{c.runId}</code>
+              </td>
+              <td>
+                {c.tenant}/{c.agent}
+              </td>
+              <td>
+                <code>{c.capability}</code> <span class="detail">{c.class}</span>
+              </td>
+              <td>{c.status}</td>
+              <td class="data">
+                <code>{c.compensate ? JSON.stringify(c.compensate) : '—'}</code>
+              </td>
+              <td>
+                <code>{c.haltedBy}</code> <span class="detail">{new Date(c.haltedAt).toLocaleString()}</span>
+              </td>
+            </tr>
+          ))}
+        </DataTable>
       )}
     </div>
   );

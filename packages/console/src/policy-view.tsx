@@ -10,6 +10,7 @@ import { diffHunks, lineDiff } from './diff.ts';
 import { ofTotal } from './model.ts';
 import { LoadError } from './other-views.tsx';
 import { usePoll } from './use-poll.ts';
+import { DataTable } from './data-table.tsx';
 
 /** A policy version as `GET /v1/policy/history` lists it (no text). */
 interface PolicyVersionRow {
@@ -45,40 +46,30 @@ function ActiveVersion({ p }: { p: PolicyAnswer }) {
         {p.rollbackOf !== null && ` (rollback to v${p.rollbackOf})`}
         {p.comment && ` · “${p.comment}”`} · digest <code>{p.digest.slice(0, 16)}…</code>
       </p>
-      <div class="table-wrap">
-        <table class="rules">
-          <caption>Rules of v{p.version}</caption>
-          <thead>
-            <tr>
-              <th scope="col">Rule</th>
-              <th scope="col">Mode</th>
-              <th scope="col">When</th>
-              <th scope="col">Action</th>
-              <th scope="col">Description</th>
-            </tr>
-          </thead>
-          <tbody>
-            {p.rules.map((r) => (
-              <tr key={r.name} data-rule={r.name}>
-                <th scope="row">
-                  <code>{r.name}</code>
-                </th>
-                <td>
-                  <span class={`badge mode-${r.mode}`}>{r.mode}</span>
-                </td>
-                <td class="data">
-                  <code>{r.when}</code>
-                </td>
-                <td>
-                  {r.action.level} {r.action.scope}
-                  {r.action.capabilities ? ` (${r.action.capabilities.join(', ')})` : ''}
-                </td>
-                <td>{r.description ?? '—'}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <DataTable
+        cls="rules"
+        caption={<>Rules of v{p.version}</>}
+        columns={['Rule', 'Mode', 'When', 'Action', 'Description']}
+      >
+        {p.rules.map((r) => (
+          <tr key={r.name} data-rule={r.name}>
+            <th scope="row">
+              <code>{r.name}</code>
+            </th>
+            <td>
+              <span class={`badge mode-${r.mode}`}>{r.mode}</span>
+            </td>
+            <td class="data">
+              <code>{r.when}</code>
+            </td>
+            <td>
+              {r.action.level} {r.action.scope}
+              {r.action.capabilities ? ` (${r.action.capabilities.join(', ')})` : ''}
+            </td>
+            <td>{r.description ?? '—'}</td>
+          </tr>
+        ))}
+      </DataTable>
     </section>
   );
 }
@@ -95,44 +86,34 @@ function History({
   return (
     <section aria-labelledby="policy-history-h">
       <h3 id="policy-history-h">History</h3>
-      <div class="table-wrap">
-        <table class="policy-history">
-          <caption>Policy versions, newest first ({ofTotal(versions.length, total)})</caption>
-          <thead>
-            <tr>
-              <th scope="col">Version</th>
-              <th scope="col">Applied</th>
-              <th scope="col">By</th>
-              <th scope="col">Comment</th>
-              <th scope="col">Digest</th>
-            </tr>
-          </thead>
-          <tbody>
-            {versions.map((v) => (
-              <tr key={v.version} data-version={v.version}>
-                <th scope="row">
-                  v{v.version}
-                  {v.version === active && (
-                    <>
-                      {' '}
-                      <span class="badge mode-enforce">active</span>
-                    </>
-                  )}
-                  {v.rollbackOf !== null && <span class="detail"> rollback to v{v.rollbackOf}</span>}
-                </th>
-                <td>
-                  <time dateTime={v.createdAt}>{when(v.createdAt)}</time>
-                </td>
-                <td>{v.actor}</td>
-                <td>{v.comment ?? '—'}</td>
-                <td>
-                  <code>{v.digest.slice(0, 16)}…</code>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <DataTable
+        cls="policy-history"
+        caption={<>Policy versions, newest first ({ofTotal(versions.length, total)})</>}
+        columns={['Version', 'Applied', 'By', 'Comment', 'Digest']}
+      >
+        {versions.map((v) => (
+          <tr key={v.version} data-version={v.version}>
+            <th scope="row">
+              v{v.version}
+              {v.version === active && (
+                <>
+                  {' '}
+                  <span class="badge mode-enforce">active</span>
+                </>
+              )}
+              {v.rollbackOf !== null && <span class="detail"> rollback to v{v.rollbackOf}</span>}
+            </th>
+            <td>
+              <time dateTime={v.createdAt}>{when(v.createdAt)}</time>
+            </td>
+            <td>{v.actor}</td>
+            <td>{v.comment ?? '—'}</td>
+            <td>
+              <code>{v.digest.slice(0, 16)}…</code>
+            </td>
+          </tr>
+        ))}
+      </DataTable>
     </section>
   );
 }
@@ -226,53 +207,43 @@ function ShadowFires() {
       <LoadError error={state.error} />
       {state.data && fires.length === 0 && <p class="empty">No shadow rule has fired.</p>}
       {fires.length > 0 && (
-        <div class="table-wrap">
-          <table class="shadow-fires">
-            <caption>
+        <DataTable
+          cls="shadow-fires"
+          caption={
+            <>
               Shadow fires, newest first (
               {ofTotal(fires.length, state.data?.total, state.data?.totalExact !== false)})
-            </caption>
-            <thead>
-              <tr>
-                <th scope="col">Time</th>
-                <th scope="col">Rule</th>
-                <th scope="col">Policy</th>
-                <th scope="col">Would have issued</th>
-                <th scope="col">Run</th>
-                <th scope="col">Agent</th>
-                <th scope="col">Values</th>
+            </>
+          }
+          columns={['Time', 'Rule', 'Policy', 'Would have issued', 'Run', 'Agent', 'Values']}
+        >
+          {fires.map((r) => {
+            const f = r.data;
+            return (
+              <tr key={r.seq} data-shadow-rule={f.rule}>
+                <td>
+                  <time dateTime={r.ts}>{when(r.ts)}</time>
+                </td>
+                <td>
+                  <code>{f.rule ?? '?'}</code>
+                </td>
+                <td>{f.policyVersion !== undefined ? `v${f.policyVersion}` : '—'}</td>
+                <td>
+                  {f.wouldIssue?.level ?? '?'} <code>{f.wouldIssue?.scope ?? ''}</code>
+                </td>
+                <td>
+                  <code>{f.run ?? '—'}</code>
+                </td>
+                <td>
+                  {r.tenant ?? '—'}/{f.agent ?? '—'}
+                </td>
+                <td class="data">
+                  <code>{f.values ? JSON.stringify(f.values) : '—'}</code>
+                </td>
               </tr>
-            </thead>
-            <tbody>
-              {fires.map((r) => {
-                const f = r.data;
-                return (
-                  <tr key={r.seq} data-shadow-rule={f.rule}>
-                    <td>
-                      <time dateTime={r.ts}>{when(r.ts)}</time>
-                    </td>
-                    <td>
-                      <code>{f.rule ?? '?'}</code>
-                    </td>
-                    <td>{f.policyVersion !== undefined ? `v${f.policyVersion}` : '—'}</td>
-                    <td>
-                      {f.wouldIssue?.level ?? '?'} <code>{f.wouldIssue?.scope ?? ''}</code>
-                    </td>
-                    <td>
-                      <code>{f.run ?? '—'}</code>
-                    </td>
-                    <td>
-                      {r.tenant ?? '—'}/{f.agent ?? '—'}
-                    </td>
-                    <td class="data">
-                      <code>{f.values ? JSON.stringify(f.values) : '—'}</code>
-                    </td>
-                  </tr>
-                );
-              })}
-            </tbody>
-          </table>
-        </div>
+            );
+          })}
+        </DataTable>
       )}
     </section>
   );
