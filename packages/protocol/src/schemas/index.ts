@@ -77,6 +77,16 @@ export {
   FleetGroupSchema,
   FleetPageSchema,
 } from './fleet.ts';
+export {
+  PolicyApplyBodySchema,
+  PolicyRollbackBodySchema,
+  ApproveBodySchema,
+  AuditVerifyBodySchema,
+  AuditRotateBodySchema,
+  WatchdogBeatBodySchema,
+  WatchdogTripBodySchema,
+  WatchdogAlertBodySchema,
+} from './operations.ts';
 export { SPEC_DIGEST, LatencySummarySchema, ScenarioResultSchema, RehearsalInputSchema } from './drill.ts';
 export { LocalRuleSchema, LocalHaltSchema, RunTelemetrySchema, TelemetryBatchSchema } from './telemetry.ts';
 export { AuditRecordSchema, AUDIT_PAYLOADS, auditPayload } from './audit.ts';

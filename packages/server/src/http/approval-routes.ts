@@ -1,17 +1,11 @@
 import type { Hono } from 'hono';
-import { z } from 'zod';
+import { ApproveBodySchema } from '@killpath/protocol/schemas';
 import { KillpathError, isIdentifier } from '@killpath/protocol';
 import type { ApprovalDesk } from '../approvals.ts';
 import { body, type Env } from './common.ts';
 
-/** Body of `POST /v1/approvals/{id}/approve`. */
-export const ApproveBody = z.strictObject({
-  justification: z.string().trim().min(1).max(4000),
-  /** The target the approver was shown (a directive id, a policy digest): refused when it differs. */
-  target: z.string().min(1).max(200).optional(),
-  /** The directive rev (or policy version) the approver was shown: refused when it differs. */
-  targetRev: z.number().int().min(0).optional(),
-});
+/** Body of `POST /v1/approvals/{id}/approve` (defined in @killpath/protocol/schemas). */
+export const ApproveBody = ApproveBodySchema;
 
 const STATES = ['pending', 'approved', 'expired', 'failed'] as const;
 

@@ -1,5 +1,4 @@
 import type { Hono } from 'hono';
-import { z } from 'zod';
 import {
   KillpathError,
   parseCheckpoint,
@@ -11,16 +10,12 @@ import { requireHuman } from '../auth/policy.ts';
 import { checkpointSignatureProblem } from '../audit/checkpoint.ts';
 import type { Checkpointer } from '../audit/checkpointer.ts';
 import type { VerifyRuns } from '../audit/verify-runs.ts';
+import { AuditRotateBodySchema, AuditVerifyBodySchema } from '@killpath/protocol/schemas';
 import type { AuditStore } from '../store/store.ts';
 import { body, type Env } from './common.ts';
 
-const VerifyBody = z.strictObject({ checkpoint: z.unknown() });
-const RotateBody = z.strictObject({
-  reason: z
-    .string()
-    .max(500)
-    .refine((s) => s.trim().length > 0, 'must not be empty'),
-});
+const VerifyBody = AuditVerifyBodySchema;
+const RotateBody = AuditRotateBodySchema;
 
 function requireAdmin(p: Principal, what: string): void {
   requireHuman(p);

@@ -1,8 +1,14 @@
 import { createHash } from 'node:crypto';
 import type { Hono } from 'hono';
-import { z } from 'zod';
-import { KillpathError, isIdentifier, type Principal } from '@killpath/protocol';
-import { TelemetryBatchSchema } from '@killpath/protocol/schemas';
+import { KillpathError, type Principal } from '@killpath/protocol';
+import {
+  PolicyApplyBodySchema,
+  PolicyRollbackBodySchema,
+  TelemetryBatchSchema,
+  WatchdogAlertBodySchema,
+  WatchdogBeatBodySchema,
+  WatchdogTripBodySchema,
+} from '@killpath/protocol/schemas';
 import { requireHuman } from '../auth/policy.ts';
 import type { Fleet } from '../fleet.ts';
 import type { FleetStore } from '../store/store.ts';
@@ -10,46 +16,15 @@ import { parsePolicy } from '../policy/policy.ts';
 import type { Triggers } from '../triggers.ts';
 import { body, requireWorker, type Env } from './common.ts';
 
-const id = z.string().refine(isIdentifier, 'must be 1-128 characters of letters, digits and ._:@-');
 /** Body of `POST /v1/telemetry` (defined with the protocol's other bodies). */
 export const TelemetryBody = TelemetryBatchSchema;
 
-/** Body of `POST /v1/policy`. */
-export const PolicyApplyBody = z.strictObject({
-  source: z
-    .string()
-    .min(1)
-    .max(48 * 1024),
-  comment: z.string().max(2000).optional(),
-  dryRun: z.boolean().optional(),
-});
-
-/** Body of `POST /v1/policy/rollback`. */
-export const PolicyRollbackBody = z.strictObject({
-  version: z.number().int().min(1),
-  comment: z.string().min(1).max(2000),
-});
-
-const watchdogId = z
-  .string()
-  .regex(/^[A-Za-z0-9._:@-]{1,64}$/, 'a watchdog id is 1-64 letters, digits or ._:@-');
-
-/** Body of `POST /v1/watchdog/beat`. */
-export const WatchdogBeatBody = z.strictObject({ watchdog: watchdogId });
-/** Body of `POST /v1/watchdog/trip`. */
-export const WatchdogTripBody = z.strictObject({
-  watchdog: watchdogId,
-  workerId: id,
-  /** The worker's tenant and agent (a worker id is its agent's own); both or neither. */
-  tenant: id.optional(),
-  agent: id.optional(),
-});
-/** Body of `POST /v1/watchdog/alerts`. */
-export const WatchdogAlertBody = z.strictObject({
-  watchdog: watchdogId,
-  kind: z.enum(['supervisor.absent', 'supervisor.recovered']),
-  ageMs: z.number().min(0),
-});
+// Bodies defined with the protocol's other bodies (@killpath/protocol/schemas), by the routes' names.
+export const PolicyApplyBody = PolicyApplyBodySchema;
+export const PolicyRollbackBody = PolicyRollbackBodySchema;
+export const WatchdogBeatBody = WatchdogBeatBodySchema;
+export const WatchdogTripBody = WatchdogTripBodySchema;
+export const WatchdogAlertBody = WatchdogAlertBodySchema;
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
