@@ -111,6 +111,26 @@ describe('PostgreSQL schema', { skip: !available }, () => {
     }
   });
 
+  test("the store URL's query sets the pool size and server settings over the defaults", async () => {
+    const db = await freshDatabase('url_query');
+    const plain = openPool(db.url, { max: 1 });
+    const tuned = openPool(`${db.url}?max=3&statement_timeout=1234&lock_timeout=250`);
+    try {
+      assert.equal(plain.options.max, 1);
+      assert.equal(tuned.options.max, 3);
+      const [a] = await plain<{ statement_timeout: string }[]>`SHOW statement_timeout`;
+      assert.equal(a!.statement_timeout, '10s');
+      const [b] = await tuned<{ statement_timeout: string }[]>`SHOW statement_timeout`;
+      assert.equal(b!.statement_timeout, '1234ms');
+      const [c] = await tuned<{ lock_timeout: string }[]>`SHOW lock_timeout`;
+      assert.equal(c!.lock_timeout, '250ms');
+      assert.throws(() => openPool(`${db.url}?max=lots`), /max=lots must be a positive whole number/);
+    } finally {
+      await Promise.all([plain.end(), tuned.end()]);
+      await db.drop();
+    }
+  });
+
   test('a URL that is not PostgreSQL is refused in one line; an unreachable server is unavailable', async () => {
     await assert.rejects(PgStore.open('mysql://x@h/db'), /is not a PostgreSQL URL/);
     await assert.rejects(PgStore.open('postgres://postgres@127.0.0.1:5432'), /names no database/);

@@ -78,15 +78,28 @@ export function redact(url: string): string {
 /**
  * Opens a pool on `url` (connections are made lazily, on first use). Every connection is set up
  * with the statement, lock and idle-in-transaction timeouts of `options`, UTC, and an
- * application name; notices (e.g. "relation already exists") are not printed.
+ * application name; notices (e.g. "relation already exists") are not printed. The URL's query
+ * can set the pool (`max`, `idle_timeout`, `connect_timeout` in seconds), TLS (`sslmode`) and any
+ * server setting (`statement_timeout=5000`, …), which then wins over these defaults.
  * @throws KillpathError `invalid_request` for a URL that is not a PostgreSQL URL
  */
 export function openPool(url: string, options: PoolOptions = {}): Sql {
-  checkStoreUrl(url);
+  const query = checkStoreUrl(url).searchParams;
+  const fromUrl = (key: string): number | undefined => {
+    const v = query.get(key);
+    if (v === null) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1)
+      throw new KillpathError(
+        'invalid_request',
+        `the store URL's ${key}=${v} must be a positive whole number`,
+      );
+    return n;
+  };
   return postgres(url, {
-    max: options.max ?? 10,
-    idle_timeout: options.idleTimeoutSeconds ?? 30,
-    connect_timeout: options.connectTimeoutSeconds ?? 5,
+    max: options.max ?? fromUrl('max') ?? 10,
+    idle_timeout: options.idleTimeoutSeconds ?? fromUrl('idle_timeout') ?? 30,
+    connect_timeout: options.connectTimeoutSeconds ?? fromUrl('connect_timeout') ?? 5,
     onnotice: () => {},
     connection: {
       application_name: options.applicationName ?? 'killpath',
