@@ -25,7 +25,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { after, test } from 'node:test';
 import postgres from 'postgres';
-import { spread } from '../../packages/sdk/src/replicas.ts';
+import { spread } from '@killpath/sdk';
 import { dropLeftovers, freshDatabase, requirePostgres } from '../../packages/server/test/pg.ts';
 import { runCli, startServerProcess, until, type ServerProcess } from './server-process.ts';
 

@@ -17,7 +17,7 @@ export type { ReconnectLoopOptions, StreamLoopHooks } from './stream-loop.ts';
 export { nodeHttpTransport } from './node-http-transport.ts';
 export type { NodeHttpTransportOptions } from './node-http-transport.ts';
 export type { Transport } from './transport.ts';
-export { Replicas, neverProcessed } from './replicas.ts';
+export { Replicas, neverProcessed, spread } from './replicas.ts';
 export { nullSink } from './journal.ts';
 export type { JournalSink, SdkEvent, ReportKind, TimerKind } from './journal.ts';
 export { memoryViolation } from './memory-schema.ts';

@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { PG_SCHEMA_VERSION } from '@killpath/server';
-import { dropLeftovers, freshDatabase, requirePostgres } from '../../../server/test/pg.ts';
-import { cli } from '../cli-capture.ts';
+import { dropLeftovers, freshDatabase, requirePostgres } from '../../packages/server/test/pg.ts';
+import { cli } from '../../packages/cli/test/cli-capture.ts';
 
 const available = await requirePostgres();
 after(dropLeftovers);
