@@ -248,20 +248,11 @@ export function effectsRoutes(app: Hono<Env>, deps: EffectsRoutesDeps, log: Logg
       toRev,
       ...(tenant === undefined ? {} : { tenant }),
     });
-    let from = 0;
-    if (cursor !== null) {
-      from = found.findIndex((e) => e.permitId === cursor) + 1;
-      if (from === 0)
-        throw new KillpathError(
-          'invalid_request',
-          'cursor is not one this list gave (start again without it)',
-        );
-    }
-    const page = found.slice(from, from + limit);
+    const { page, next } = pageAfter(found, cursor, limit);
     return c.json({
       permits: page.map(({ release: _r, ...e }) => e),
       total: found.length,
-      cursor: from + limit < found.length ? page.at(-1)!.permitId : null,
+      cursor: next,
     });
   });
 
@@ -323,16 +314,7 @@ export function effectsRoutes(app: Hono<Env>, deps: EffectsRoutesDeps, log: Logg
             const stop = inForce(e.rev);
             return stop !== undefined && coversEffect(stop, e, e.capability);
           });
-    let from = 0;
-    if (cursor !== null) {
-      from = found.findIndex((e) => e.permitId === cursor) + 1;
-      if (from === 0)
-        throw new KillpathError(
-          'invalid_request',
-          'cursor is not one this list gave (start again without it)',
-        );
-    }
-    const page = found.slice(from, from + limit);
+    const { page, next } = pageAfter(found, cursor, limit);
     return c.json({
       directive: {
         id: d.id,
@@ -348,7 +330,7 @@ export function effectsRoutes(app: Hono<Env>, deps: EffectsRoutesDeps, log: Logg
       ...(runs === undefined ? {} : { runs }),
       effects: page.map(({ lineage: _l, features: _f, release: _r, ...e }) => e),
       total: found.length,
-      cursor: from + limit < found.length ? page.at(-1)!.permitId : null,
+      cursor: next,
     });
   });
 }
@@ -379,6 +361,26 @@ function pageQuery(c: Context<Env>): { limit: number; cursor: string | null } {
   if (cursor !== null && (cursor.length === 0 || cursor.length > 1024))
     throw new KillpathError('invalid_request', 'cursor is not one this list gave (start again without it)');
   return { limit, cursor };
+}
+
+/**
+ * The page of `limit` permits after the one `cursor` names (from the start when null), and the
+ * cursor of the next page (null on the last).
+ * @throws KillpathError `invalid_request` when no permit of the list has that id.
+ */
+function pageAfter<T extends { permitId: string }>(
+  found: readonly T[],
+  cursor: string | null,
+  limit: number,
+): { page: T[]; next: string | null } {
+  let from = 0;
+  if (cursor !== null) {
+    from = found.findIndex((e) => e.permitId === cursor) + 1;
+    if (from === 0)
+      throw new KillpathError('invalid_request', 'cursor is not one this list gave (start again without it)');
+  }
+  const page = found.slice(from, from + limit);
+  return { page, next: from + limit < found.length ? page.at(-1)!.permitId : null };
 }
 
 /** The journal's cursor: where each of its two lists goes on (null: that list was read to its end). */
