@@ -13,7 +13,6 @@ import type { Clock } from './clock.ts';
 import { consoleLogger, resolveOptions } from './connect-options.ts';
 import type { ConnectOptions, Logger } from './connect-options.ts';
 import { ControlCalls, asResumeAnswer, refusal } from './control-calls.ts';
-import { fetchTransport } from './fetch-transport.ts';
 import { nodeHttpTransport } from './node-http-transport.ts';
 import { HaltTracker } from './halt-tracker.ts';
 import { CapabilitySurface, Heartbeat } from './heartbeat.ts';
@@ -126,8 +125,8 @@ export class Client {
     this.throttleSlots = new ThrottleSlots(this.clock);
     this.lease = new Lease(this.clock, settings.leaseMs, () => this.stream.expire());
     const headers = Object.freeze({ authorization: `Bearer ${options.token}` });
-    const wire =
-      options.transport ?? (settings.ca !== null ? nodeHttpTransport({ ca: settings.ca }) : fetchTransport());
+    // node:http by default: a fraction of fetch's cost per report and per stream message.
+    const wire = options.transport ?? nodeHttpTransport(settings.ca !== null ? { ca: settings.ca } : {});
     // Several replicas: one stream at a time, starting where this worker's id points (a fleet spreads).
     const replicas =
       settings.bases.length > 1

@@ -75,7 +75,10 @@ export interface ConnectOptions {
   telemetryMs?: number;
   /** Monotonic clock and timers. Default {@link systemClock}. */
   clock?: Clock;
-  /** Default {@link fetchTransport}. */
+  /**
+   * Default {@link nodeHttpTransport} (with `ca` when given). {@link fetchTransport} is the
+   * portable one, for a runtime without `node:http`.
+   */
   transport?: Transport;
   /** Where SDK events go. Default: dropped. */
   sink?: JournalSink;
@@ -92,8 +95,8 @@ export interface ConnectOptions {
   /**
    * CA certificate(s), PEM, trusted for an `https://` control plane's certificate (a private CA),
    * beside the system's. Default: the file named by the `KILLPATH_CA` environment variable
-   * (which `killpath run --ca FILE` sets), else the system's CAs only. With a CA and no
-   * `transport`, the client uses {@link nodeHttpTransport} with it.
+   * (which `killpath run --ca FILE` sets), else the system's CAs only. Used by the default
+   * transport; a `transport` passed in brings its own.
    */
   ca?: string | Buffer | readonly (string | Buffer)[];
   /**

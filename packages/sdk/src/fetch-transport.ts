@@ -11,7 +11,8 @@ export interface FetchTransportOptions {
 }
 
 /**
- * The default transport: `fetch` for reports and for the server-sent-events stream, parsed with
+ * A transport on `fetch` for reports and for the server-sent-events stream (for a runtime without
+ * `node:http`; the default is `nodeHttpTransport`, a fraction of the cost per message), parsed with
  * the SDK's {@link SseParser} (as `nodeHttpTransport` is). Each SSE event's `data` is the JSON of one `StreamMessage`; its `event`
  * name is used as `type` when the JSON has none. Events of unknown types are skipped (newer
  * servers may add some); malformed JSON ends the stream with an `invalid_request` error so the
