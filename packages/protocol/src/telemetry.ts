@@ -8,8 +8,10 @@ import type { z } from 'zod';
 import type {
   LocalHaltSchema,
   LocalRuleSchema,
+  RunLimitsSchema,
   RunTelemetrySchema,
   TelemetryBatchSchema,
+  WorkerSettingsSchema,
 } from './schemas/telemetry.ts';
 
 /** Which local rule halted a run inside the SDK (see {@link RunLimits}). */
@@ -29,17 +31,11 @@ export type TelemetryBatch = z.infer<typeof TelemetryBatchSchema>;
  * control plane is unreachable): more steps than `maxSteps`, or more spend than `maxCostUsd`,
  * halts the run locally. `null`: no local limit.
  */
-export interface RunLimits {
-  maxSteps: number | null;
-  maxCostUsd: number | null;
-}
+export type RunLimits = z.infer<typeof RunLimitsSchema>;
 
 /**
  * The answer to a heartbeat (`POST /v1/workers/{id}/heartbeat`, 200): how often the control
  * plane's deadman expects this worker's heartbeats, and the run limits for its agent. A worker
  * beats at least this often (the smaller of this and its own setting).
  */
-export interface WorkerSettings {
-  heartbeatMs: number;
-  limits: RunLimits;
-}
+export type WorkerSettings = z.infer<typeof WorkerSettingsSchema>;

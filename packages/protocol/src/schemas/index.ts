@@ -88,6 +88,13 @@ export {
   WatchdogAlertBodySchema,
 } from './operations.ts';
 export { SPEC_DIGEST, LatencySummarySchema, ScenarioResultSchema, RehearsalInputSchema } from './drill.ts';
-export { LocalRuleSchema, LocalHaltSchema, RunTelemetrySchema, TelemetryBatchSchema } from './telemetry.ts';
+export {
+  LocalRuleSchema,
+  LocalHaltSchema,
+  RunTelemetrySchema,
+  TelemetryBatchSchema,
+  RunLimitsSchema,
+  WorkerSettingsSchema,
+} from './telemetry.ts';
 export { AuditRecordSchema, AUDIT_PAYLOADS, auditPayload } from './audit.ts';
 export type { AuditType } from './audit.ts';

@@ -152,7 +152,8 @@ export const PermitSchema = z.object({
   status: EffectStatusSchema,
   /** For irreversible effects: confirm no earlier than this (ISO 8601), then `POST /v1/permits/{id}/confirm`. */
   confirmAfter: z.string().nullable(),
-  coolOffMs: z.number(),
+  /** How long an irreversible effect waits before its confirm, in ms (0: none). */
+  coolOffMs: z.number().min(0),
 });
 
 /**

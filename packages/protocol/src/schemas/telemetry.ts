@@ -56,3 +56,21 @@ export const TelemetryBatchSchema = z.strictObject({
   workerId: id,
   runs: z.array(RunTelemetrySchema).max(1000),
 });
+
+/**
+ * Limits the SDK enforces on each run by itself, without a round trip: more steps than
+ * `maxSteps`, or more spend than `maxCostUsd`, halts the run locally. `null`: no local limit.
+ */
+export const RunLimitsSchema = z.object({
+  maxSteps: z.number().min(0).nullable(),
+  maxCostUsd: z.number().min(0).nullable(),
+});
+
+/**
+ * The answer to a heartbeat (`POST /v1/workers/{id}/heartbeat`, 200): how often the control
+ * plane's deadman expects this worker's heartbeats, and the run limits for its agent.
+ */
+export const WorkerSettingsSchema = z.object({
+  heartbeatMs: z.number().positive(),
+  limits: RunLimitsSchema,
+});
