@@ -127,6 +127,28 @@ function committedBy(lines: string[]): string[] {
     .map((l) => l.id!);
 }
 
+/**
+ * Advances the clock 50 ms at a time until its wall time reaches `wall` (a step's due time is
+ * measured from the directive's stamped commit time, which real time moved past the clock's
+ * start), letting `idle` replicas' lease ticks and `settle` replicas' escalations finish.
+ */
+async function advanceTo(
+  clock: ManualClock,
+  wall: number,
+  idle: ControlPlane[],
+  settle: ControlPlane[],
+): Promise<void> {
+  // At least one step: a timer due now (a step re-armed past its due time) fires on an advance.
+  do {
+    clock.advance(50);
+    for (const cp of idle) await cp.leadership.idle();
+    for (const cp of settle) await cp.escalationsSettled();
+  } while (clock.wallNow() < wall);
+}
+
+/** When the kill step of halt `d` falls due (grace + the tests' 300 ms slack after its commit), wall ms. */
+const killDue = (d: Directive) => Date.parse(d.issuedAt) + d.graceMs + 300;
+
 async function escalationsOf(store: Store, d: Directive): Promise<Directive[]> {
   return store.directiveSuccessors(d.id);
 }
@@ -161,7 +183,6 @@ function cases(name: string, shared: () => Promise<SharedDatabase>): void {
         await advanceUntil(clock, [a, b], () => false, 400);
         // A dies without a word (as a SIGKILL would): no renewal, no release, its timers gone.
         const lastRenewal = (await db.stores[0].getLease('leader'))!;
-        const diedAt = clock.now();
         await a.leadership.close({ release: false });
         a.stop();
         const waited = await advanceUntil(clock, [b], () => b.leadership.leading, TTL + POLL + 1000);
@@ -176,10 +197,9 @@ function cases(name: string, shared: () => Promise<SharedDatabase>): void {
         t.diagnostic(
           `takeover: ${takeoverMs} ms after the holder's last renewal, ${waited} ms after it died (bound: ttl ${TTL} + poll ${POLL} = ${TTL + POLL} ms)`,
         );
-        // The step fell due while nobody held the lease (issue + 1300 ms < takeover): B fires it at once.
-        assert.ok(clock.now() - diedAt > 1300 - 400);
+        // B re-armed the step from the store: it fires at its due time (at once if already past).
         await b.escalationsSettled();
-        await advanceUntil(clock, [b], () => false, 2000);
+        await advanceTo(clock, killDue(d) + 500, [b], [b]);
         const kills = await escalationsOf(db.stores[1], d);
         assert.deepEqual(
           kills.map((k) => [k.level, k.scopeText, k.actor]),
@@ -237,10 +257,7 @@ function cases(name: string, shared: () => Promise<SharedDatabase>): void {
         assert.equal(a.leadership.leading, true, 'A still believes it leads (its renewal never answered)');
         assert.equal((await db.stores[1].getLease('leader'))!.holder, 'B');
         // Past the kill step's due time: both replicas' timers fire.
-        clock.advance(7000);
-        await a.escalationsSettled();
-        await b.escalationsSettled();
-        await advanceUntil(clock, [b], () => false, 1000);
+        await advanceTo(clock, killDue(d) + 500, [b], [a, b]);
         const kills = await escalationsOf(db.stores[1], d);
         assert.equal(kills.length, 1, 'exactly one kill');
         assert.deepEqual(committedBy(bLog), [kills[0]!.id], 'from B');
@@ -356,7 +373,7 @@ function cases(name: string, shared: () => Promise<SharedDatabase>): void {
         );
         assert.deepEqual(ev.runs, ['r1'], 'B knows the run its worker hosts');
         assert.ok(ev.timeToStopMs !== null, 'measured from the commit time the store stamped');
-        await advanceUntil(clock, [a, b], () => false, 2000);
+        await advanceTo(clock, killDue(d) + 500, [a, b], [a, b]);
         assert.deepEqual(await escalationsOf(db.stores[0], d), [], 'no kill');
         assert.equal((await db.stores[0].getDirective(d.id))!.clearedRev, null, 'the halt stands');
         assert.ok(
