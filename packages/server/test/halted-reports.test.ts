@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AuditRecord, Directive } from '@killpath/protocol';
-import { expectWireError, harness, type Harness } from './harness.ts';
+import { expectWireError, harness, hostWorker, type Harness } from './harness.ts';
 
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
@@ -21,23 +21,7 @@ async function audit(h: Harness, type: string): Promise<AuditRecord[]> {
 }
 
 function worker(h: Harness, id: string, tenant: string, runs: string[], launcher?: string): void {
-  h.cp.fleet.connected(id, tenant, 'bot', []);
-  h.cp.fleet.heartbeat(id, tenant, 'bot', {
-    rev: 0,
-    features: [],
-    pid: 1,
-    sinceContactMs: 0,
-    runs: runs.map((runId) => ({
-      runId,
-      parentRunId: null,
-      lineage: [],
-      state: 'running',
-      effects: 0,
-      denied: 0,
-      inFlight: 0,
-    })),
-    ...(launcher ? { launcher } : {}),
-  });
+  hostWorker(h.cp.fleet, id, { tenant, runs, launcher });
 }
 
 const halted = (d: Directive, runs: string[]) => ({

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { isWireError, type ErrorCode, type Role } from '@killpath/protocol';
+import { isWireError, type ErrorCode, type Release, type Role } from '@killpath/protocol';
 import { Authenticator, mintToken } from '../src/auth/tokens.ts';
 import { ControlPlane } from '../src/control-plane.ts';
 import { Fleet } from '../src/fleet.ts';
@@ -126,4 +126,35 @@ export async function expectWireError(
 /** A valid heartbeat body. */
 export function heartbeatBody(): Record<string, unknown> {
   return { rev: 0, features: [], runs: [], pid: 1234, sinceContactMs: 5 };
+}
+
+/**
+ * Registers worker `id` of `tenant`/bot with the fleet as its stream and first heartbeat would:
+ * connected (on `release`, when given), hosting `runs` (running), started by `launcher` when given.
+ */
+export function hostWorker(
+  fleet: Fleet,
+  id: string,
+  opts: { tenant?: string; runs: readonly string[]; launcher?: string | undefined; release?: Release | null },
+): void {
+  const tenant = opts.tenant ?? 'acme';
+  const release = opts.release ?? null;
+  fleet.connected(id, tenant, 'bot', [], release);
+  fleet.heartbeat(id, tenant, 'bot', {
+    rev: 0,
+    features: [],
+    pid: 1,
+    sinceContactMs: 0,
+    runs: opts.runs.map((runId) => ({
+      runId,
+      parentRunId: null,
+      lineage: [],
+      state: 'running',
+      effects: 0,
+      denied: 0,
+      inFlight: 0,
+    })),
+    ...(opts.launcher ? { launcher: opts.launcher } : {}),
+    ...(release === null ? {} : { release }),
+  });
 }

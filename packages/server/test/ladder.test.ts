@@ -15,7 +15,7 @@ import { Metrics } from '../src/metrics.ts';
 import { StreamHub } from '../src/stream/hub.ts';
 import { Notifier, type Alert, type AlertSink } from '../src/notify.ts';
 import { ManualClock } from '@killpath/sdk/testing';
-import { expectWireError, harness, type Harness } from './harness.ts';
+import { expectWireError, harness, hostWorker, type Harness } from './harness.ts';
 
 const WHY = { reason: 'test', justification: 'INC-7' };
 
@@ -40,23 +40,7 @@ async function audit(h: Harness, type: string): Promise<AuditRecord[]> {
 
 /** Registers a connected worker of acme/bot hosting `runs` (as its first heartbeat would). */
 function worker(h: Harness, id: string, runs: string[], launcher?: string): void {
-  h.cp.fleet.connected(id, 'acme', 'bot', []);
-  h.cp.fleet.heartbeat(id, 'acme', 'bot', {
-    rev: 0,
-    features: [],
-    pid: 1,
-    sinceContactMs: 0,
-    runs: runs.map((runId) => ({
-      runId,
-      parentRunId: null,
-      lineage: [],
-      state: 'running',
-      effects: 0,
-      denied: 0,
-      inFlight: 0,
-    })),
-    ...(launcher ? { launcher } : {}),
-  });
+  hostWorker(h.cp.fleet, id, { runs, launcher });
 }
 
 const grant = (runId: string, capability: string, cls = 'write') => ({

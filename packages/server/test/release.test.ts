@@ -10,7 +10,7 @@ import {
 } from '@killpath/protocol';
 import { workerKey, type LiveWorker } from '../src/fleet.ts';
 import { checkReleases, releasesCovered } from '../src/release-check.ts';
-import { expectWireError, harness, type Harness } from './harness.ts';
+import { expectWireError, harness, hostWorker, type Harness } from './harness.ts';
 
 const A: Release = { code: 'aaa111', model: 'acme/planner@7', prompt: 'v42' };
 const B: Release = { code: 'bbb222', model: 'acme/planner@7', prompt: 'v42' };
@@ -104,25 +104,7 @@ describe('release scopes and the release check through the API', () => {
 
   /** A connected worker of acme/bot on `release` hosting one run, as its stream and first heartbeat would register it. */
   function connect(id: string, release: Release | null, tenant = 'acme'): void {
-    h.cp.fleet.connected(id, tenant, 'bot', [], release);
-    h.cp.fleet.heartbeat(id, tenant, 'bot', {
-      rev: 0,
-      features: [],
-      pid: 1,
-      sinceContactMs: 0,
-      runs: [
-        {
-          runId: `run-${id}`,
-          parentRunId: null,
-          lineage: [],
-          state: 'running',
-          effects: 0,
-          denied: 0,
-          inFlight: 0,
-        },
-      ],
-      ...(release === null ? {} : { release }),
-    });
+    hostWorker(h.cp.fleet, id, { tenant, runs: [`run-${id}`], release });
   }
 
   async function issue(token: string, body: Record<string, unknown>): Promise<Directive> {
