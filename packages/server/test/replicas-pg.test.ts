@@ -19,6 +19,10 @@ import postgres from 'postgres';
 import { mintToken } from '../src/auth/tokens.ts';
 import { startServer, type RunningServer } from '../src/server.ts';
 import { migrate } from '../src/store/pg/schema.ts';
+import { PgDoorbell } from '../src/store/pg/pg-doorbell.ts';
+import { PgStore } from '../src/store/pg/pg-store.ts';
+import { SwitchboardView } from '../src/switchboard-view.ts';
+import { directiveInput } from './store-contract.ts';
 import { PG_ADMIN_URL, dropLeftovers, freshDatabase, requirePostgres, type TestDatabase } from './pg.ts';
 
 after(() => dropLeftovers());
@@ -28,6 +32,8 @@ async function relay(): Promise<{
   port: number;
   cut(): void;
   restore(): void;
+  freeze(): void;
+  thaw(): void;
   ports(): number[];
   close(): Promise<void>;
 }> {
@@ -61,6 +67,19 @@ async function relay(): Promise<{
     },
     restore() {
       open = true;
+    },
+    /** Stops forwarding without closing anything: a silently dead network, as a partition is. */
+    freeze() {
+      for (const [c, u] of pairs) {
+        c.pause();
+        u.pause();
+      }
+    },
+    thaw() {
+      for (const [c, u] of pairs) {
+        c.resume();
+        u.resume();
+      }
     },
     /** Local ports of the relay's connections to PostgreSQL (what `pg_stat_activity.client_port` shows for B). */
     ports: () => [...pairs].map(([, u]) => u.localPort!).filter((p) => p !== undefined),
@@ -269,6 +288,55 @@ if (await requirePostgres()) {
         await net.close();
         await db.drop();
         for (const d of dirs) rmSync(d, { recursive: true, force: true });
+      }
+    });
+
+    test('a listener silently cut off (no reset, the database still readable) is caught by its pings: the view stops vouching, and vouches again once it hears them', async () => {
+      const db = await freshDatabase('view_doorbell');
+      const net = await relay();
+      const admin = postgres(db.url, { max: 1, onnotice: () => {} });
+      let store: PgStore | null = null;
+      let view: SwitchboardView | null = null;
+      try {
+        await migrate(admin);
+        store = await PgStore.open(db.url, { max: 2 });
+        const viaRelay = new URL(db.url);
+        viaRelay.port = String(net.port);
+        // Reads go straight to the database; only the doorbell goes through the relay.
+        view = new SwitchboardView(store, {
+          doorbell: new PgDoorbell(viaRelay.toString(), { pingMs: 300 }),
+          vouchMs: 1500,
+          pollMs: 300,
+        });
+        const heard: boolean[] = [];
+        view.onVouch((v) => heard.push(v));
+        await view.start();
+        const seen: number[] = [];
+        view.onChange((c) => seen.push(c.rev));
+        await store.issueDirective(directiveInput({ scope: 'run:a' }), () => []);
+        await until(() => seen.length === 1, 'the first commit rung in');
+        await until(() => view!.vouching, 'the view vouches');
+
+        net.freeze();
+        await until(() => !view!.vouching, 'the view stops vouching');
+        assert.equal(heard.at(-1), false);
+        // Meanwhile the poll, which reads directly, still moves the view: the truth is the rev log.
+        await store.issueDirective(directiveInput({ scope: 'run:b' }), () => []);
+        await until(() => seen.length === 2, 'the poll brings rev 2');
+        assert.equal(view.vouching, false, 'reads alone do not vouch for a deaf listener');
+
+        net.thaw();
+        await until(() => view!.vouching, 'the view vouches again');
+        assert.equal(heard.at(-1), true);
+        assert.deepEqual(seen, [1, 2]);
+        assert.equal(view.rev, 2);
+      } finally {
+        net.thaw();
+        await view?.stop();
+        await store?.close();
+        await admin.end({ timeout: 1 });
+        await net.close();
+        await db.drop();
       }
     });
   });
