@@ -14,6 +14,7 @@ import {
   type FleetGroup,
   type FleetState,
   type FleetWorker,
+  type IssueDirectiveBody,
   type Level,
   type Principal,
   type Rate,
@@ -136,19 +137,8 @@ export function emptyForm(level: Level): ActionForm {
   };
 }
 
-/** Body of `POST /v1/directives` as the console sends it. */
-export interface IssueBody {
-  level: Level;
-  scope: string;
-  reason: string;
-  justification: string;
-  capabilities?: string[];
-  graceMs?: number;
-  drain?: 'discard' | 'drain';
-  rate?: Rate;
-  breakGlass?: string;
-  tenant?: string;
-}
+/** Body of `POST /v1/directives` as the console sends it: the protocol's, derived from the schema the control plane checks it with. */
+export type IssueBody = IssueDirectiveBody;
 
 /** Field-by-field problems of a form. */
 export type FormErrors = Partial<Record<keyof ActionForm, string>>;

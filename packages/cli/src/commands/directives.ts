@@ -8,6 +8,7 @@ import {
   type Directive,
   type ReleaseCheck,
   type EscalationStep,
+  type IssueDirectiveBody,
   type Level,
   type Rate,
 } from '@killpath/protocol';
@@ -149,8 +150,8 @@ export async function kill(args: string[]): Promise<number> {
     throw new KillpathError('invalid_request', `--level must be one of ${LEVELS.join(', ')}`);
   if (level === 'throttle' && values.rate === undefined)
     throw new KillpathError('invalid_request', 'a throttle needs --rate N[/run|/agent], e.g. --rate 5');
-  const body = {
-    level,
+  const body: IssueDirectiveBody = {
+    level: level as Level,
     ...(values.rate !== undefined ? { rate: rateFlag(values.rate) } : {}),
     ...(values.escalate ? { escalation: values.escalate.map(escalateFlag) } : {}),
     scope,
