@@ -11,6 +11,8 @@ import {
 } from '@killpath/protocol';
 import type { AuditEvent } from '../src/audit/chain.ts';
 import type {
+  ApprovalQuery,
+  ApprovalRecord,
   AuditStore,
   DirectiveInput,
   DirectiveStore,
@@ -1202,6 +1204,139 @@ export function policyContract(make: MakeStore<PolicyStore & AuditStore>): void 
           (await store.listAudit({ types: ['policy.changed'] })).map((r) => r.data.version),
           [1, 2],
         );
+      });
+    });
+
+    describe('approval requests', () => {
+      const request = (over: Partial<ApprovalRecord> = {}): ApprovalRecord => ({
+        id: 'ap_1',
+        action: 'resume',
+        rule: 'two-person-resume',
+        tenant: 'acme',
+        target: 'd_1',
+        targetRev: 7,
+        summary: 'resume tenant:acme',
+        requestedBy: 'alice',
+        requestedToken: 't_alice',
+        reason: 'fixed ünïcödé "quoted"',
+        createdAt: '2026-01-01T10:00:00.000Z',
+        expiresAt: '2026-01-01T11:00:00.000Z',
+        needed: 1,
+        approverRole: 'operator',
+        contact: '#oncall',
+        approvals: [],
+        state: 'pending',
+        completedAt: null,
+        outcome: null,
+        payload: { justification: 'INC-1', nested: { n: 1.5 } },
+        ...over,
+      });
+      const created = (a: ApprovalRecord) => [
+        { type: 'resume.requested', actor: a.requestedBy, tenant: a.tenant, data: { id: a.id } },
+      ];
+
+      test('a request keeps every field, commits with its audit records, and lists newest first under each filter with its count', async () => {
+        const a = await store.createApproval(request(), created);
+        assert.deepEqual(await store.getApproval('ap_1'), a);
+        assert.equal(await store.getApproval('ap_nope'), null);
+        await store.createApproval(
+          request({
+            id: 'ap_2',
+            tenant: null,
+            target: 'policy-digest',
+            targetRev: null,
+            action: 'policy.apply',
+            createdAt: '2026-01-01T10:05:00.000Z',
+            payload: null,
+            contact: null,
+          }),
+          created,
+        );
+        await store.createApproval(
+          request({
+            id: 'ap_3',
+            tenant: 'globex',
+            createdAt: '2026-01-01T10:10:00.000Z',
+            expiresAt: '2026-01-01T10:30:00.000Z',
+          }),
+          created,
+        );
+        await store.createApproval(
+          request({ id: 'ap_4', state: 'expired', createdAt: '2026-01-01T10:15:00.000Z' }),
+          created,
+        );
+        const ids = async (q: Omit<ApprovalQuery, 'limit'>) => {
+          const listed = (await store.listApprovals({ ...q, limit: 10 })).map((r) => r.id);
+          assert.equal(await store.countApprovals(q), listed.length, JSON.stringify(q));
+          return listed;
+        };
+        assert.deepEqual(await ids({}), ['ap_4', 'ap_3', 'ap_2', 'ap_1']);
+        assert.deepEqual(
+          await ids({ tenant: 'acme' }),
+          ['ap_4', 'ap_2', 'ap_1'],
+          "a tenant's and the tenant-less",
+        );
+        assert.deepEqual(await ids({ state: 'pending' }), ['ap_3', 'ap_2', 'ap_1']);
+        assert.deepEqual(await ids({ target: 'd_1' }), ['ap_4', 'ap_3', 'ap_1']);
+        assert.deepEqual(await ids({ action: 'policy.apply' }), ['ap_2']);
+        const now = '2026-01-01T10:45:00.000Z';
+        assert.deepEqual(
+          await ids({ expired: { now, is: true } }),
+          ['ap_4', 'ap_3'],
+          'stored so, or pending past its time',
+        );
+        assert.deepEqual(await ids({ expired: { now, is: false } }), ['ap_2', 'ap_1']);
+        assert.deepEqual(
+          (await store.listApprovals({ limit: 2 })).map((r) => r.id),
+          ['ap_4', 'ap_3'],
+        );
+        assert.deepEqual(
+          (await store.listAudit({ types: ['resume.requested'] })).map((r) => r.data.id),
+          ['ap_1', 'ap_2', 'ap_3', 'ap_4'],
+        );
+      });
+
+      test('decisions serialise: concurrent approvals each see the ones before; a throwing decision writes nothing', async () => {
+        await store.createApproval(request({ needed: 3 }), created);
+        const approve = (by: string) =>
+          store.updateApproval('ap_1', (a) => {
+            const approvals = [
+              ...a!.approvals,
+              { by, tokenId: `t_${by}`, at: '2026-01-01T10:01:00.000Z', reason: 'ok' },
+            ];
+            const done = approvals.length >= a!.needed;
+            const next: ApprovalRecord = {
+              ...a!,
+              approvals,
+              state: done ? 'approved' : 'pending',
+              completedAt: done ? '2026-01-01T10:02:00.000Z' : null,
+              outcome: done ? 'resumed' : null,
+            };
+            return {
+              next,
+              audit: [
+                { type: 'resume.approved', actor: by, tenant: 'acme', data: { seen: a!.approvals.length } },
+              ],
+              result: a!.approvals.length,
+            };
+          });
+        const seen = await Promise.all(['bob', 'carol', 'dave'].map(approve));
+        assert.deepEqual([...seen].sort(), [0, 1, 2], 'each decision saw the ones committed before it');
+        const after = await store.getApproval('ap_1');
+        assert.equal(after!.approvals.length, 3);
+        assert.equal(after!.state, 'approved');
+        assert.equal(after!.outcome, 'resumed');
+        await assert.rejects(
+          store.updateApproval('ap_1', () => {
+            throw new Error('decision failed');
+          }),
+          /decision failed/,
+        );
+        assert.deepEqual(await store.getApproval('ap_1'), after);
+        const unknown = await store.updateApproval('ap_nope', (a) => ({ next: null, audit: [], result: a }));
+        assert.equal(unknown, null);
+        assert.equal((await store.listAudit({ types: ['resume.approved'] })).length, 3);
+        assert.equal((await store.verifyAudit()).ok, true);
       });
     });
   });
