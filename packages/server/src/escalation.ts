@@ -1,5 +1,6 @@
 import type { AuditEventOf } from '@killpath/protocol';
 import {
+  KillpathError,
   isStopLevel,
   wallNow,
   type Clock,
@@ -17,6 +18,9 @@ import type { AlertSink } from './notify.ts';
 import type { DirectiveInput, IssueResult, LeaseFence, Store } from './store/store.ts';
 
 /** What the escalation needs of the control plane: its collaborators and three views of its state. */
+/** How long after a step's commit met the store unavailable it is tried again. */
+export const ESCALATION_RETRY_MS = 500;
+
 export interface EscalationHost {
   readonly store: Store;
   readonly fleet: Fleet;
@@ -93,20 +97,30 @@ export class Escalation {
         ? [...d.escalation, { level: 'kill' as const, afterMs: d.graceMs + this.#slackMs }]
         : d.escalation;
     if (steps.length === 0) return;
-    const timers = steps.map((step) => {
+    const timers: unknown[] = [];
+    const fire = (step: EscalationStep): void => {
+      const run = this.#escalate(d, step)
+        .catch((err: unknown) => {
+          // The store could not answer (a blip, a primary's failover): the step is still due, so it
+          // is tried again while this replica holds the lease and the directive is armed here.
+          // Otherwise it would never fire (it is armed once per directive). Another refusal (the
+          // fence: the lease moved) is the new holder's to act on.
+          const retry = err instanceof KillpathError && err.code === 'unavailable';
+          this.#host.log.error('escalation failed', {
+            directiveId: d.id,
+            err: String(err),
+            ...(retry ? { retryInMs: ESCALATION_RETRY_MS } : {}),
+          });
+          if (retry && this.#timers.get(d.id) === timers && this.#host.fence() !== null)
+            timers.push(this.#host.clock.setTimeout(() => fire(step), ESCALATION_RETRY_MS));
+        })
+        .finally(() => this.#escalating.delete(run));
+      this.#escalating.add(run);
+    };
+    for (const step of steps) {
       const due = Date.parse(d.issuedAt) + step.afterMs - wallNow(this.#host.clock);
-      return this.#host.clock.setTimeout(
-        () => {
-          const run = this.#escalate(d, step)
-            .catch((err: unknown) =>
-              this.#host.log.error('escalation failed', { directiveId: d.id, err: String(err) }),
-            )
-            .finally(() => this.#escalating.delete(run));
-          this.#escalating.add(run);
-        },
-        Math.max(0, due),
-      );
-    });
+      timers.push(this.#host.clock.setTimeout(() => fire(step), Math.max(0, due)));
+    }
     this.#timers.set(d.id, timers);
   }
 

@@ -9,14 +9,14 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Directive, Principal } from '@killpath/protocol';
+import { KillpathError, type Directive, type Principal } from '@killpath/protocol';
 import { ManualClock } from '@killpath/sdk/testing';
 import { ControlPlane } from '../src/control-plane.ts';
 import { Fleet, workerKey } from '../src/fleet.ts';
 import { createLogger } from '../src/log.ts';
 import { Metrics } from '../src/metrics.ts';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
-import type { Lease, Store } from '../src/store/store.ts';
+import type { DirectiveInput, Lease, Store } from '../src/store/store.ts';
 import { StreamHub } from '../src/stream/hub.ts';
 import { PgStore } from '../src/store/pg/pg-store.ts';
 import { dropLeftovers, freshDatabase, freshPgStore, requirePostgres } from './pg.ts';
@@ -273,6 +273,64 @@ function cases(name: string, shared: () => Promise<SharedDatabase>): void {
         a.stop();
         b.stop();
         await b.leadership.idle();
+        await db.done();
+      }
+    });
+
+    test('a kill step whose commit meets the database unavailable at its due time is tried again and commits exactly once', async () => {
+      const clock = new ManualClock(0, Date.now());
+      const db = await shared();
+      // The holder's fenced commits (escalation steps) answer 503 unavailable while `down`, as the
+      // PostgreSQL store does for a statement timeout, a failover of the primary or a lost connection.
+      let down = false;
+      let refused = 0;
+      const flaky = new Proxy(db.stores[0], {
+        get(target, prop, receiver) {
+          const v = Reflect.get(target, prop, receiver) as unknown;
+          if (prop === 'issueDirective')
+            return (input: DirectiveInput, ...rest: unknown[]) => {
+              if (down && input.fence) {
+                refused += 1;
+                return Promise.reject(new KillpathError('unavailable', 'PostgreSQL cannot answer now'));
+              }
+              return (v as (...a: unknown[]) => unknown).call(target, input, ...rest);
+            };
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+      const aLog: string[] = [];
+      const a = replica(flaky, 'A', clock, aLog);
+      try {
+        await a.start();
+        assert.equal(a.leadership.leading, true);
+        connectWorker(a, 0);
+        const { directive: d } = await a.issue(
+          OPERATOR,
+          {
+            level: 'halt',
+            scope: 'agent:acme/bot',
+            graceMs: 1000,
+            reason: 'runaway',
+            justification: 'INC-12',
+          },
+          { via: 'test' },
+        );
+        down = true;
+        await advanceTo(clock, killDue(d) + 100, [a], [a]);
+        assert.ok(refused >= 1, 'the step fell due while the database could not answer');
+        assert.deepEqual(await escalationsOf(db.stores[0], d), [], 'nothing committed meanwhile');
+        down = false;
+        await advanceTo(clock, killDue(d) + 3000, [a], [a]);
+        const kills = await escalationsOf(db.stores[0], d);
+        assert.deepEqual(
+          kills.map((k) => [k.level, k.actor]),
+          [['kill', `escalation:${d.id}`]],
+          'the kill committed once the database answered again',
+        );
+        assert.equal((await db.stores[0].getDirective(d.id))!.clearedRev, kills[0]!.rev);
+      } finally {
+        a.stop();
+        await a.leadership.idle();
         await db.done();
       }
     });
