@@ -230,7 +230,9 @@ export class ControlPlane {
       holder: this.replicaId,
       ...deps.lease,
       onElected: () => this.#escalation.takeOver(),
-      onDeposed: () => this.#escalation.stop(),
+      // Its timers stay: a step falling due on a replica that does not hold the lease only checks
+      // this replica's own launchers (see Escalation).
+      onDeposed: () => undefined,
       onRenewed: () => this.#escalation.catchUp(),
     });
   }
@@ -246,8 +248,9 @@ export class ControlPlane {
     await this.#reports.load(this.store, new Set(active.map((d) => d.id)));
     // The other replicas' workers first: a takeover's escalation counts them.
     await this.presence.start();
-    // Elected at once when the lease is free or this replica's: then every active directive's steps are armed.
+    // Elected at once when the lease is free or this replica's (then it re-arms from the store).
     await this.leadership.start();
+    for (const d of active) this.#escalation.arm(d);
   }
 
   /** Cancels escalation timers, hands the leader lease back, stops following the store and closes launcher streams. */

@@ -53,11 +53,13 @@ export interface EscalationHost {
  * the directive issues the step's level at the same scope, replacing it, unless the automation
  * policy holds it for a person.
  *
- * Across replicas a step falls due exactly once: steps are armed only on the holder of the
- * leader lease (from the store's switchboard when it takes the lease, so steps that fell due
- * while nobody held it fire at once, and at every renewal for directives other replicas
- * committed); the step's commit is fenced by the lease's epoch, and carries the idempotency key
- * `escalation:<directive>:<level>`, so a duplicate converges on the first.
+ * Across replicas a step commits exactly once: the holder of the leader lease decides it (it
+ * re-arms from the store's switchboard when it takes the lease, so steps that fell due while
+ * nobody held it fire at once, and catches up at every renewal), over every replica's workers
+ * (shared presence and acknowledgements), and its commit is fenced by the lease's epoch. Every
+ * other replica arms the steps too, but only to check what the holder cannot see, the launchers
+ * connected to it, for a halt's kill. Every step's commit carries the idempotency key
+ * `escalation:<directive>:<level>`, so a second commit converges on the first.
  */
 export class Escalation {
   readonly #host: EscalationHost;
@@ -87,10 +89,10 @@ export class Escalation {
 
   /**
    * Arms the escalation steps of an active directive, measured from its commit (wall clock, so
-   * they survive restarts and takeovers); only on the lease holder, once per directive.
+   * they survive restarts and takeovers), once per directive.
    */
   arm(d: Directive): void {
-    if (this.#host.fence() === null || this.#timers.has(d.id)) return;
+    if (this.#timers.has(d.id)) return;
     const wide = d.level === 'halt' && d.capabilities === null;
     const steps =
       wide && !d.escalation.some((s) => s.level === 'kill')
@@ -163,15 +165,21 @@ export class Escalation {
    */
   async #escalate(d: Directive, step: EscalationStep): Promise<void> {
     const fence = this.#host.fence();
-    // Deposed meanwhile: the new holder re-armed this step from the store.
-    if (fence === null) return;
+    const guaranteed = d.level === 'halt' && step.level === 'kill';
+    // Not the lease holder: the holder decides, except for what only this replica can see, its own
+    // launchers, and only for a halt's kill (guarantee 8). Such a commit is not fenced: its
+    // idempotency key makes it converge with the holder's, so the kill still commits once.
+    if (fence === null && !(guaranteed && d.capabilities === null)) return;
     // Active in the store, whichever replica cleared or replaced it.
     if ((await this.#host.store.getDirective(d.id))?.clearedRev !== null) return;
     const reported = await this.#host.haltReports(d.id);
-    const laggards = this.#host.fleet
-      .coveredBy(d, this.#host.flipTime(d))
-      .filter((w) => (isStopLevel(d.level) ? !reported.has(w.key) : w.ackedRev < d.rev))
-      .map((w) => w.workerId);
+    const laggards =
+      fence === null
+        ? []
+        : this.#host.fleet
+            .coveredBy(d, this.#host.flipTime(d))
+            .filter((w) => (isStopLevel(d.level) ? !reported.has(w.key) : w.ackedRev < d.rev))
+            .map((w) => w.workerId);
     // A launcher the stop reaches whose agent reported halted from no worker is a laggard too:
     // an agent that never registered (no SDK, hung before connecting) or lost its stream.
     if (isStopLevel(d.level) && d.capabilities === null)
@@ -179,13 +187,13 @@ export class Escalation {
         if (!this.#host.fleet.workersOfLauncher(l).some((w) => reported.has(w)))
           laggards.push(`launcher:${l.launcherId}`);
     if (laggards.length === 0) {
+      if (fence === null) return;
       this.#host.log.info('escalation not needed: every covered worker acknowledged', {
         directiveId: d.id,
         level: step.level,
       });
       return;
     }
-    const guaranteed = d.level === 'halt' && step.level === 'kill';
     if (!guaranteed && !(await this.#humanOrigin(d)) && this.#host.automation[step.level] === 'human') {
       await this.#host.store.appendAudit([
         {
@@ -229,7 +237,7 @@ export class Escalation {
         // Still the order the break-glass attestation was given for: it stays on the record and the banner.
         breakGlass: d.breakGlass ?? null,
         idempotencyKey: `escalation:${d.id}:${step.level}`,
-        fence,
+        fence: fence ?? null,
         replaces: () => [d.id],
       },
       (r) => {

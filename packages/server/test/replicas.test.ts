@@ -449,6 +449,66 @@ function cases(name: string, shared: () => Promise<SharedDatabase>): void {
         await db.done();
       }
     });
+
+    test("an agent without the SDK behind a launcher on B, halted on A: B's launcher counts, the kill commits once, from B", async () => {
+      const clock = new ManualClock(0, Date.now());
+      const db = await shared();
+      const aLog: string[] = [];
+      const bLog: string[] = [];
+      const a = replica(db.stores[0], 'A', clock, aLog);
+      const b = replica(db.stores[1], 'B', clock, bLog);
+      try {
+        await a.start();
+        await b.start();
+        assert.equal(a.leadership.leading, true);
+        const sink = {
+          launcherId: 'L9',
+          tenant: 'acme',
+          agent: 'nosdk',
+          runId: 'n-1',
+          features: [],
+          write: () => true,
+          close() {},
+        };
+        b.launchers.attach(sink, 0, b.active());
+        const { directive: d } = await a.issue(
+          OPERATOR,
+          {
+            level: 'halt',
+            scope: 'agent:acme/nosdk',
+            graceMs: 500,
+            reason: 'runaway',
+            justification: 'INC-13',
+          },
+          { via: 'test' },
+        );
+        await b.view.reach(d.rev);
+        await advanceTo(clock, killDue(d) + 500, [a, b], [a, b]);
+        const kills = await escalationsOf(db.stores[0], d);
+        assert.deepEqual(
+          kills.map((k) => [k.level, k.scopeText]),
+          [['kill', 'agent:acme/nosdk']],
+        );
+        assert.deepEqual(committedBy(bLog), [kills[0]!.id], 'from B, which holds the launcher');
+        assert.deepEqual(committedBy(aLog), [d.id]);
+        await b.flushAudit();
+        const escalated = await db.stores[0].listAudit({ types: ['directive.escalated'], limit: 10 });
+        assert.deepEqual(
+          escalated.map((r) => r.data.laggards),
+          [['launcher:L9']],
+        );
+        assert.equal(
+          b.launchers.orders(sink, kills[0]!.rev, b.active()).kill?.level,
+          'kill',
+          'the kill reaches it',
+        );
+      } finally {
+        a.stop();
+        b.stop();
+        await a.leadership.idle();
+        await db.done();
+      }
+    });
   });
 }
 
