@@ -19,6 +19,7 @@ export type {
   RunRecord,
   DirectiveQuery,
   AuditQuery,
+  SwitchboardChange,
 } from './store/store.ts';
 export { hashRecord, chainRecord, verifyChain, GENESIS_HASH } from './audit/chain.ts';
 export type { AuditEvent } from './audit/chain.ts';
@@ -27,6 +28,11 @@ export type { TokenSpec } from './auth/tokens.ts';
 export { canSee, canAct } from './auth/policy.ts';
 export { StreamHub } from './stream/hub.ts';
 export type { StreamSink } from './stream/hub.ts';
+export { SwitchboardView } from './switchboard-view.ts';
+export type { SwitchboardViewOptions, ViewSource, ChangeListener } from './switchboard-view.ts';
+export { InProcessDoorbell } from './doorbell.ts';
+export type { Doorbell, DoorbellHandlers } from './doorbell.ts';
+export { PgDoorbell, type PgDoorbellOptions } from './store/pg/pg-doorbell.ts';
 export { Fleet } from './fleet.ts';
 export { Metrics } from './metrics.ts';
 export { createLogger } from './log.ts';
