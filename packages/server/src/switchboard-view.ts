@@ -71,7 +71,7 @@ export class SwitchboardView {
   #listening = false;
   /** Since when the doorbell is down (monotonic ms), null while it listens. */
   #downSince: number | null = null;
-  /** When the store last answered a read (monotonic ms). */
+  /** When the last read the store answered began (monotonic ms): what the view holds is at least that fresh. */
   #lastRead: number;
   #vouching = true;
   #vouchTimer: unknown = null;
@@ -142,12 +142,13 @@ export class SwitchboardView {
    * catches up) and starts the poll. Listeners hear only changes after the switchboard read here.
    */
   async start(): Promise<void> {
+    const began = this.#clock.now();
     const board = await this.#source.switchboard();
     this.#active.clear();
     for (const d of board.directives) this.#active.set(d.id, d);
     this.#sorted = null;
     this.#rev = board.rev;
-    this.#lastRead = this.#clock.now();
+    this.#lastRead = began;
     if (this.#doorbell !== null) {
       this.#listener = await this.#doorbell.listen({
         ring: (rev) => this.#ring(rev),
@@ -214,6 +215,9 @@ export class SwitchboardView {
       this.#again = false;
       for (;;) {
         const from = this.#rev;
+        // What the answer shows is as old as the read's start, not its arrival: an answer delayed
+        // past half a lease (a slow network, a stalled process) must not be vouched for.
+        const began = this.#clock.now();
         let changes: SwitchboardChange[];
         try {
           changes = await this.#source.changesSince(from, this.#batch);
@@ -222,7 +226,7 @@ export class SwitchboardView {
           this.#evaluate();
           throw err;
         }
-        this.#lastRead = this.#clock.now();
+        this.#lastRead = Math.max(this.#lastRead, began);
         let gap = false;
         for (const c of changes) {
           if (c.rev <= this.#rev) continue; // applied meanwhile (a local commit)

@@ -250,6 +250,50 @@ describe('switchboard view', () => {
     assert.equal(view.vouching, true);
     assert.deepEqual(heard, [false, true, false, true]);
   });
+
+  test('an answer that arrives late vouches only from when its read began: a switchboard older than half a lease is not vouched for', async () => {
+    const store = sqlite();
+    const clock = new ManualClock(0);
+    // Reads answer what the store held when they ran, delivered only once `deliver` is called
+    // (a slow network, a database answering late, this process's event loop stalled).
+    let hold = false;
+    let deliver: () => void = () => {};
+    const source: ViewSource = {
+      switchboard: () => store.switchboard(),
+      changesSince: async (rev, limit) => {
+        const changes = await store.changesSince(rev, limit);
+        if (hold) await new Promise<void>((ok) => (deliver = ok));
+        return changes;
+      },
+    };
+    const bell = new HandDoorbell();
+    const view = new SwitchboardView(source, { doorbell: bell, clock, vouchMs: 1500, pollMs: 500 });
+    const heard: [boolean, number][] = [];
+    view.onVouch((v) => heard.push([v, view.rev]));
+    await view.start();
+    closers.push(() => view.stop());
+    await settle(view);
+    hold = true;
+    clock.advance(500); // the poll reads the store at rev 0; its answer is held
+    await settle(view);
+    await issue(store, 'run:a'); // a halt commits while the answer is on its way
+    clock.advance(1600);
+    await settle(view);
+    assert.deepEqual(heard, [[false, 0]], 'no answer for half a lease: not vouching');
+    // The answer read 1600 ms ago arrives: it shows rev 0, older than half a lease.
+    hold = false;
+    deliver();
+    await settle(view);
+    assert.deepEqual(heard, [[false, 0]], 'a switchboard read 1600 ms ago is not vouched for');
+    // The next poll reads the store as it is now: vouching again, at the halt's rev.
+    clock.advance(500);
+    await settle(view);
+    assert.equal(view.rev, 1);
+    assert.deepEqual(heard, [
+      [false, 0],
+      [true, 1],
+    ]);
+  });
 });
 
 describe('two control planes on one store', () => {
