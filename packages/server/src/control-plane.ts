@@ -23,7 +23,6 @@ import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { StreamHub } from './stream/hub.ts';
 import type { IssueResult, Store, SwitchboardChange } from './store/store.ts';
-import type { Doorbell } from './doorbell.ts';
 import { SwitchboardView } from './switchboard-view.ts';
 import type { IssueDirectiveBody, StepBody } from './http/schemas.ts';
 import { DEFAULT_AUTOMATION, DEFAULT_ESCALATION_SLACK_MS, type AutomationPolicy } from './ladder.ts';
@@ -32,12 +31,15 @@ import { LauncherDesk } from './launcher-desk.ts';
 import { WorkerDesk } from './worker-desk.ts';
 import type { Alert, AlertSink } from './notify.ts';
 import type { DirectiveInput } from './store/store.ts';
-import { DEFAULT_COOL_OFF_MS, PermitDesk, type CoolOffPolicy } from './permits.ts';
+import { DEFAULT_COOL_OFF_MS, PermitDesk } from './permits.ts';
 import { SurfaceDesk } from './surface.ts';
 import { releasesCovered } from './release-check.ts';
 import { commitAlerts, planIssue, planStep, type AutomaticTrigger } from './issuing.ts';
 import { checkResumable, resumeAudit, type ApprovedResume, type ResumeRequest } from './resuming.ts';
 
+import type { ControlPlaneOptions } from './control-plane-options.ts';
+
+export type { ControlPlaneOptions } from './control-plane-options.ts';
 export { DEFAULT_GRACE_MS, requestDigest, type AutomaticTrigger } from './issuing.ts';
 
 /**
@@ -87,43 +89,7 @@ export class ControlPlane {
   /** Publishes this replica's workers to the store and mirrors the other replicas' into the fleet. */
   readonly presence: PresenceSync;
 
-  constructor(deps: {
-    store: Store;
-    hub: StreamHub;
-    fleet: Fleet;
-    metrics: Metrics;
-    log: Logger;
-    coolOff?: CoolOffPolicy;
-    alerts?: AlertSink;
-    automation?: AutomationPolicy;
-    /** Extra time after a halt's grace before its kill step (default {@link DEFAULT_ESCALATION_SLACK_MS}). */
-    escalationSlackMs?: number;
-    keepaliveMs?: number;
-    /** Time for escalation deadlines; default the system clock (tests pass a manual one). */
-    clock?: Clock;
-    /**
-     * What tells the view that another process committed: the store's own (an in-process one for
-     * SQLite, LISTEN for PostgreSQL) unless given; none when the store has none.
-     */
-    doorbell?: Doorbell;
-    /**
-     * The workers' lease in ms (default 3,000, the SDK's default): a view whose store or doorbell
-     * has been unreachable for half of it stops renewing workers' leases.
-     */
-    leaseMs?: number;
-    /** The view's safety-net poll in ms (see `SwitchboardViewOptions.pollMs`); tests and tuning. */
-    viewPollMs?: number;
-    /**
-     * This replica's id: unique per process among replicas on one database (default a random
-     * one). A process that alone serves its store (SQLite) may pass a stable one, so that after
-     * a restart it holds the leader lease again at once instead of waiting for it to expire.
-     */
-    replicaId?: string;
-    /** The leader lease's ttl and poll interval, in ms (defaults in `leadership.ts`). */
-    lease?: { ttlMs?: number; pollMs?: number };
-    /** The presence sync's interval in ms (default in `presence-sync.ts`). */
-    presenceSyncMs?: number;
-  }) {
+  constructor(deps: ControlPlaneOptions) {
     this.store = deps.store;
     this.clock = deps.clock ?? systemClock;
     this.permits = new PermitDesk(
@@ -342,11 +308,8 @@ export class ControlPlane {
   }
 
   /**
-   * Issues a directive: validates scope and rights, commits it (with its audit records) at a
-   * new rev, then pushes the delta to every stream. Retries with the same idempotency key and
-   * identical re-issues converge to the existing directive without a new rev. With `trigger`
-   * (an automatic trigger acting through a synthetic principal) the audit names the trigger
-   * instead of recording an operator action, and a convergence is not recorded at all.
+   * Issues a directive as {@link planIssue} plans it (rights, confinement, convergence, audit),
+   * committed at a new rev and pushed to every stream.
    */
   async issue(
     p: Principal,
@@ -414,11 +377,7 @@ export class ControlPlane {
     this.#reports.forget(id);
   }
 
-  /**
-   * Steps a directive one level up or down the ladder: a new directive at the same scope and
-   * capabilities replaces it at one rev. Stepping down to throttle needs a rate; a
-   * capability-narrowed directive steps over isolate (which is agent-wide): degrade ⇄ halt.
-   */
+  /** Steps a directive one level up or down the ladder as {@link planStep} plans it, replacing it at one rev. */
   async step(p: Principal, id: string, body: StepBody): Promise<IssueResult> {
     const plan = await planStep(p, id, body, { store: this.store, slackMs: this.#slackMs });
     return this.#commit(plan.base, plan.audit, plan.trigger, plan.inherited);
@@ -430,12 +389,9 @@ export class ControlPlane {
   }
 
   /**
-   * Checks that `p` may resume directive `id` now (role, tenant, still active, break-glass for a
-   * directive spanning every tenant) and against the releases the directive recorded: while a
-   * worker it would release still runs one of them, it is refused (`same_release`, audited
-   * `resume.refused`) unless the operator says why it is safe (`sameRelease`). Approval requests
-   * are made only for what their requester could do alone were no approval needed, and the
-   * check runs again when the last approval comes in.
+   * Checks that `p` may resume directive `id` now ({@link checkResumable}). Approval requests are
+   * made only for what their requester could do alone, and the check runs again when the last
+   * approval comes in.
    * @throws KillpathError `same_release` with the {@link ReleaseCheck} as details.
    */
   async resumable(
