@@ -91,6 +91,11 @@ for (let i = 0; i < count; i++) {
       record(e) {
         if (TRACE && e.type === 'rev.applied' && e.source === 'delta' && e.issued.length > 0)
           traced(e.rev, e.at);
+        // bench/replicas.ts: which replica each stream is on, and when it moved.
+        if (e.type === 'stream.connected' && process.env.PRINT_CONNECT === '1')
+          emit(
+            `${JSON.stringify({ k: 'connected', worker: n, url: e.url, wall: performance.timeOrigin + e.at })}\n`,
+          );
         if (e.type === 'halt.settled') {
           emit(
             `${JSON.stringify({ k: 'settled', worker: n, rev: e.rev, directiveId: e.directiveId, wall: performance.timeOrigin + e.at })}\n`,
