@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import {
   formatScope,
   parseScope,
+  type AuditKeyInfo,
   type AuditRecord,
   type Directive,
   type RehearsalInput,
@@ -14,6 +15,7 @@ import type {
   ApprovalQuery,
   ApprovalRecord,
   AuditStore,
+  StoredCheckpoint,
   DirectiveInput,
   DirectiveStore,
   DrillStore,
@@ -830,6 +832,111 @@ export function auditContract(make: MakeStore<AuditStore & DirectiveStore & Toke
         assert.deepEqual(read!.data, data);
         assert.equal(read!.type, 'drill.recorded');
         assert.equal((await store.verifyAudit()).ok, true);
+      });
+
+      test("countAudit counts a tenant's or a type's share among the newest records, exact when the cap covers the chain", async () => {
+        const ev = (type: string, tenant: string | null) => ({ type, actor: 'a', tenant, data: {} });
+        await store.appendAudit([
+          ev('x', 'acme'),
+          ev('y', null),
+          ev('x', 'globex'),
+          ev('x', 'acme'),
+          ev('y', 'acme'),
+        ]);
+        assert.deepEqual(await store.countAudit({}, 2), { count: 5, exact: true }, 'the whole chain, exact');
+        assert.deepEqual(await store.countAudit({ tenant: 'acme' }, 100), { count: 4, exact: true });
+        assert.deepEqual(await store.countAudit({ types: ['x'] }, 100), { count: 3, exact: true });
+        assert.deepEqual(await store.countAudit({ tenant: 'acme', types: ['x', 'y'] }, 100), {
+          count: 4,
+          exact: true,
+        });
+        assert.deepEqual(
+          await store.countAudit({ types: ['x'] }, 2),
+          { count: 1, exact: false },
+          'the newest 2 only',
+        );
+      });
+    });
+
+    describe('checkpoints and keys', () => {
+      const key = (n: number, createdAt: string): AuditKeyInfo => ({
+        keyId: `ed25519:${String(n).repeat(16)}`,
+        algorithm: 'Ed25519',
+        publicKey: `-----BEGIN PUBLIC KEY-----\nkey${n}\n-----END PUBLIC KEY-----\n`,
+        createdAt,
+        retiredAt: null,
+      });
+      const keyEvent = (k: AuditKeyInfo) => [
+        { type: 'operator_action', actor: 'killpath:checkpointer', tenant: null, data: { keyId: k.keyId } },
+      ];
+
+      test('the log origin is made once; a new key retires the current one, each change audited, listed newest first', async () => {
+        const origin = await store.logOrigin();
+        assert.match(origin, /^killpath\/[0-9a-f-]{36}$/);
+        assert.equal(await store.logOrigin(), origin);
+        assert.deepEqual(await store.auditKeys(), []);
+        const k1 = key(1, '2026-01-01T00:00:00.000Z');
+        const k2 = key(2, '2026-01-02T00:00:00.000Z');
+        assert.equal(await store.putAuditKey(k1, keyEvent(k1)), true);
+        assert.equal(
+          await store.putAuditKey(k1, keyEvent(k1)),
+          false,
+          'already the current key: nothing recorded',
+        );
+        assert.equal(await store.putAuditKey(k2, keyEvent(k2)), true);
+        const keys = await store.auditKeys();
+        assert.deepEqual(
+          keys.map((k) => [k.keyId, k.retiredAt === null]),
+          [
+            [k2.keyId, true],
+            [k1.keyId, false],
+          ],
+        );
+        assert.deepEqual({ ...keys[0]!, retiredAt: null }, k2);
+        assert.equal((await store.listAudit({ types: ['operator_action'] })).length, 2);
+      });
+
+      test('a stored checkpoint is the latest by size and is checked by verifyLog; one the log does not match is named', async () => {
+        assert.equal(await store.latestCheckpoint(), null);
+        await store.appendAudit(
+          Array.from({ length: 5 }, (_, i) => ({ type: 'note', actor: 'a', tenant: null, data: { i } })),
+        );
+        const at5 = await store.verifyLog(null);
+        assert.equal(at5.ok, true, at5.problems.join('; '));
+        assert.equal(at5.records, 5);
+        const checkpoint = (size: number, rootHash: string, timestamp: string): StoredCheckpoint => ({
+          checkpoint: {
+            format: 'killpath-checkpoint/1',
+            origin: 'killpath/x',
+            size,
+            rootHash,
+            timestamp,
+            keyId: 'ed25519:1111111111111111',
+            signature: 'c2ln',
+          },
+          frontier: [rootHash],
+        });
+        const good = checkpoint(5, at5.rootHash, '2026-01-01T00:00:00.000Z');
+        await store.putCheckpoint(good, [
+          { type: 'audit.checkpoint', actor: 'killpath:checkpointer', tenant: null, data: { size: 5 } },
+        ]);
+        assert.deepEqual(await store.latestCheckpoint(), good);
+        const found = await store.verifyLog(null);
+        assert.equal(found.ok, true, found.problems.join('; '));
+        assert.equal(found.records, 6, 'the checkpoint record itself is on the chain');
+        const kept = await store.verifyLog({ size: 5, rootHash: at5.rootHash, timestamp: 'kept' });
+        assert.equal(kept.ok, true, kept.problems.join('; '));
+        assert.equal(kept.rootHash, found.rootHash);
+        const forged = await store.verifyLog({ size: 5, rootHash: 'cd'.repeat(32), timestamp: 'kept' });
+        assert.equal(forged.ok, false, 'a kept checkpoint the log does not extend is named');
+        const bad = checkpoint(3, 'ab'.repeat(32), '2026-01-01T00:01:00.000Z');
+        await store.putCheckpoint(bad, []);
+        assert.deepEqual(await store.latestCheckpoint(), good, 'the largest size is the latest');
+        const named = await store.verifyLog(null);
+        assert.equal(named.ok, false);
+        assert.deepEqual(named.problems, [
+          'the first 3 records no longer hash to the root of the stored checkpoint signed 2026-01-01T00:01:00.000Z: a record among #1–#3 was altered, removed or reordered, or an older copy of the database was restored',
+        ]);
       });
     });
   });
