@@ -104,16 +104,16 @@ export class Escalation {
       const run = this.#escalate(d, step)
         .catch((err: unknown) => {
           // The store could not answer (a blip, a primary's failover): the step is still due, so it
-          // is tried again while this replica holds the lease and the directive is armed here.
-          // Otherwise it would never fire (it is armed once per directive). Another refusal (the
-          // fence: the lease moved) is the new holder's to act on.
+          // is tried again while the directive is armed here (otherwise it would never fire: it is
+          // armed once per directive); a try that is no longer this replica's (deposed) returns
+          // quietly. Another refusal (the fence: the lease moved) is the new holder's to act on.
           const retry = err instanceof KillpathError && err.code === 'unavailable';
           this.#host.log.error('escalation failed', {
             directiveId: d.id,
             err: String(err),
             ...(retry ? { retryInMs: ESCALATION_RETRY_MS } : {}),
           });
-          if (retry && this.#timers.get(d.id) === timers && this.#host.fence() !== null)
+          if (retry && this.#timers.get(d.id) === timers)
             timers.push(this.#host.clock.setTimeout(() => fire(step), ESCALATION_RETRY_MS));
         })
         .finally(() => this.#escalating.delete(run));

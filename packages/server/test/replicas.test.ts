@@ -509,6 +509,74 @@ function cases(name: string, shared: () => Promise<SharedDatabase>): void {
         await db.done();
       }
     });
+
+    test("B's kill for its launcher, meeting the database unavailable at its due time, is tried again and commits once", async () => {
+      const clock = new ManualClock(0, Date.now());
+      const db = await shared();
+      let down = false;
+      let refused = 0;
+      const flaky = new Proxy(db.stores[1], {
+        get(target, prop, receiver) {
+          const v = Reflect.get(target, prop, receiver) as unknown;
+          if (prop === 'issueDirective')
+            return (input: DirectiveInput, ...rest: unknown[]) => {
+              if (down && input.idempotencyKey?.startsWith('escalation:')) {
+                refused += 1;
+                return Promise.reject(new KillpathError('unavailable', 'PostgreSQL cannot answer now'));
+              }
+              return (v as (...a: unknown[]) => unknown).call(target, input, ...rest);
+            };
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+      const bLog: string[] = [];
+      const a = replica(db.stores[0], 'A', clock);
+      const b = replica(flaky, 'B', clock, bLog);
+      try {
+        await a.start();
+        await b.start();
+        assert.equal(a.leadership.leading, true);
+        const sink = {
+          launcherId: 'L9',
+          tenant: 'acme',
+          agent: 'nosdk',
+          runId: 'n-1',
+          features: [],
+          write: () => true,
+          close() {},
+        };
+        b.launchers.attach(sink, 0, b.active());
+        const { directive: d } = await a.issue(
+          OPERATOR,
+          {
+            level: 'halt',
+            scope: 'agent:acme/nosdk',
+            graceMs: 500,
+            reason: 'runaway',
+            justification: 'INC-14',
+          },
+          { via: 'test' },
+        );
+        await b.view.reach(d.rev);
+        down = true;
+        await advanceTo(clock, killDue(d) + 100, [a, b], [a, b]);
+        assert.ok(refused >= 1, "B's kill fell due while its database could not answer");
+        assert.deepEqual(await escalationsOf(db.stores[0], d), []);
+        down = false;
+        await advanceTo(clock, killDue(d) + 3000, [a, b], [a, b]);
+        const kills = await escalationsOf(db.stores[0], d);
+        assert.deepEqual(
+          kills.map((k) => [k.level, k.scopeText]),
+          [['kill', 'agent:acme/nosdk']],
+        );
+        assert.deepEqual(committedBy(bLog), [kills[0]!.id], 'from B, once its database answered again');
+      } finally {
+        a.stop();
+        b.stop();
+        await a.leadership.idle();
+        await db.done();
+      }
+    });
   });
 }
 
