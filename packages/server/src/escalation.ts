@@ -143,8 +143,13 @@ export class Escalation {
     this.#seenRev = board.rev;
   }
 
-  /** The lease was taken: arm from the store, whatever this process saw before. */
+  /**
+   * The lease was taken: re-arm every step from the store, whatever this process saw before. A
+   * step that fell due here before (and found, not holding the lease, only its own launchers to
+   * check) falls due again at once, now decided over every replica's workers.
+   */
   async takeOver(): Promise<void> {
+    this.stop();
     this.#seenRev = -1;
     await this.catchUp();
   }

@@ -180,6 +180,8 @@ function cases(name: string, shared: () => Promise<SharedDatabase>): void {
           },
           { via: 'test' },
         );
+        // B has the halt on its view and its steps armed (they fall due there first, without the lease).
+        await b.view.reach(d.rev);
         await advanceUntil(clock, [a, b], () => false, 400);
         // A dies without a word (as a SIGKILL would): no renewal, no release, its timers gone.
         const lastRenewal = (await db.stores[0].getLease('leader'))!;
