@@ -148,6 +148,7 @@ export class ControlPlane {
       this.hub.vouch(vouching);
       if (!vouching) this.launchers.dropAll();
     });
+    this.hub.checkVouching(() => void this.view.recheck());
 
     this.replicaId = deps.replicaId ?? `replica-${randomUUID()}`;
     this.#reports = new HaltReports({

@@ -123,6 +123,15 @@ export class SwitchboardView {
     return this.#vouching;
   }
 
+  /**
+   * Re-checks vouching against the clock now (telling the vouch listeners of a change) and returns
+   * it: for a caller about to vouch (a keep-alive) that must not wait for the view's own timer.
+   */
+  recheck(): boolean {
+    this.#evaluate();
+    return this.#vouching;
+  }
+
   /** Listens to every change applied from now on (synchronously, in rev order). Returns the unsubscribe function. */
   onChange(fn: ChangeListener): () => void {
     this.#listeners.push(fn);

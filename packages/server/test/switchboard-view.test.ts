@@ -409,3 +409,44 @@ describe('a control plane that cannot vouch for its switchboard', () => {
     assert.equal(h.cp.hub.size, 1);
   });
 });
+
+describe('a control plane whose process was frozen', () => {
+  test('sends no keep-alive on a switchboard older than half a lease, even before the overdue vouching timer has run', async () => {
+    const clock = new ManualClock(0, Date.now());
+    const store = sqlite();
+    const hub = new StreamHub(20, 0);
+    const cp = new ControlPlane({
+      store,
+      hub,
+      fleet: new Fleet(),
+      metrics: new Metrics(),
+      log: createLogger('silent'),
+      keepaliveMs: 20,
+      clock,
+      doorbell: new HandDoorbell(),
+    });
+    await cp.start();
+    closers.push(() => (hub.close(), cp.stop()));
+    const frames: string[] = [];
+    let closed = 0;
+    const sink: StreamSink = {
+      workerId: 'w1',
+      tenant: 'acme',
+      write: (t) => (frames.push(t), true),
+      close: () => void closed++,
+    };
+    await hub.attach(sink, async () => cp.view.snapshot());
+    const keepalives = () => frames.filter((f) => f.startsWith('event: keepalive')).length;
+    const sent = keepalives();
+    await new Promise((r) => setTimeout(r, 60));
+    assert.ok(keepalives() > sent, 'keep-alives while the view is fresh');
+    // The process is frozen for 2 s (half the 3 s lease is 1.5 s): on thaw the keep-alive's timer
+    // may run before the view's overdue vouching timer. The view read nothing for 2 s.
+    clock.jump(2000);
+    const before = keepalives();
+    await new Promise((r) => setTimeout(r, 60));
+    assert.equal(keepalives(), before, 'no keep-alive renews a lease from a switchboard 2 s old');
+    assert.equal(cp.view.vouching, false);
+    assert.equal(closed, 1, 'the stream is closed: its worker goes to another replica or fails closed');
+  });
+});

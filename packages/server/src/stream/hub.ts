@@ -201,8 +201,21 @@ export class StreamHub {
     return n;
   }
 
+  /** Asked before each keep-alive (see {@link StreamHub.checkVouching}). */
+  #recheck: (() => void) | null = null;
+
+  /**
+   * `recheck` is called before each keep-alive, so a lapse of the switchboard's vouching is
+   * noticed (and {@link StreamHub.vouch} told) before a keep-alive renews any worker's lease: after
+   * a freeze, the keep-alive's timer may run before the overdue timer that would have said so.
+   */
+  checkVouching(recheck: () => void): void {
+    this.#recheck = recheck;
+  }
+
   #keepalive(): void {
     this.closeExpired();
+    this.#recheck?.();
     if (!this.#vouching) return;
     const f = new SseFrame('keepalive', { type: 'keepalive', rev: this.#rev });
     for (const sink of this.#live) if (!send(sink, f)) this.#drop(sink);
