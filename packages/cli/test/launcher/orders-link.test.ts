@@ -2,13 +2,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { LauncherOrders } from '@killpath/protocol';
+import { formatScope, parseScope, type LauncherOrders } from '@killpath/protocol';
 import { ManualClock } from '@killpath/sdk/testing';
 import { OrdersLink } from '../../src/launcher/orders-link.ts';
 
-/** Orders as the control plane sends them (the halt trimmed to what the link reads). */
-const orders = (rev: number, halted: boolean): LauncherOrders =>
-  ({
+/** Orders as the control plane sends them (each frame is read with the protocol's schema). */
+const orders = (rev: number, halted: boolean): LauncherOrders => {
+  const scope = parseScope('agent:acme/bot');
+  return {
     type: 'orders',
     rev,
     kill: null,
@@ -18,14 +19,24 @@ const orders = (rev: number, halted: boolean): LauncherOrders =>
           id: 'd1',
           rev,
           level: 'halt',
-          scope: 'agent:acme/bot',
+          scope,
+          scopeText: formatScope(scope),
+          tenant: 'acme',
           capabilities: null,
+          rate: null,
+          escalation: [],
+          escalatedFrom: null,
           graceMs: 1000,
           drain: 'discard',
+          memory: 'revert',
+          issuedAt: '2026-01-01T00:00:00.000Z',
+          clearedAt: null,
+          clearedRev: null,
         }
       : null,
     freeze: null,
-  }) as unknown as LauncherOrders;
+  } as LauncherOrders;
+};
 
 /** Waits until `check` holds, polling once per event-loop turn (no timer). */
 async function until(check: () => boolean, what: string): Promise<void> {

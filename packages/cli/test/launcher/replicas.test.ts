@@ -33,7 +33,7 @@ async function deadUrl(): Promise<string> {
 }
 
 const orders = (rev: number): LauncherOrders =>
-  ({ rev, kill: null, freeze: null, halt: null, isolate: null }) as unknown as LauncherOrders;
+  ({ type: 'orders', rev, kill: null, freeze: null, halt: null, isolate: null }) as LauncherOrders;
 
 test('the orders link passes over a dead replica, and moves to another when its replica goes', async () => {
   const streams: string[] = [];
