@@ -88,8 +88,12 @@ describe('the ladder on real processes', { timeout: 240_000 }, () => {
   test('throttle: the effect rate follows the dialled rate within 10%, re-dialled live', async () => {
     const l = go({ tenant: 'acme', agent: 'throttle-bot', run: 't-1', env: { LADDER_MODE: 'loop' } });
     await l.waitOut((e) => e.k === 'ready', 20_000, 'the agent to connect');
-    await sleep(300);
-    assert.ok(started(l, 'search', Date.now() - 300, Date.now()) > 30, 'unthrottled, the agent loops fast');
+    // Unthrottled, the agent loops faster than either dial (more than 30 starts in some 300 ms):
+    // watched for up to 10 s, since a loaded machine may slow any one window.
+    let fast = 0;
+    for (const until = Date.now() + 10_000; fast <= 30 && Date.now() < until; await sleep(50))
+      fast = started(l, 'search', Date.now() - 300, Date.now());
+    assert.ok(fast > 30, `unthrottled, the agent loops fast (best 300 ms window: ${fast} starts)`);
     for (const perSecond of [10, 25]) {
       const d = await issue({
         level: 'throttle',
