@@ -39,6 +39,22 @@ export function isJsonType(header: string | undefined): boolean {
 }
 
 /**
+ * The body read straight from Node's request when nothing has read it yet and it declared its
+ * length (the routes whose length the app checks on the Node request: worker reports and
+ * permits): building hono's WHATWG Request to read it was most of a small request's cost. Null
+ * otherwise (the caller reads it through hono).
+ */
+async function nodeBody(c: Context): Promise<string | null> {
+  const incoming = (c.env as Partial<HttpBindings> | undefined)?.incoming;
+  if (incoming === undefined || incoming.readableDidRead || incoming.readableEnded) return null;
+  const declared = incoming.headers['content-length'];
+  if (declared === undefined || incoming.headers['transfer-encoding'] !== undefined) return null;
+  const chunks: Buffer[] = [];
+  for await (const chunk of incoming) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/**
  * Parses and validates a JSON body: a body not declared `application/json` is a 415, bad JSON
  * or a schema violation a 400 with details.
  */
@@ -51,7 +67,7 @@ export async function body<S extends z.ZodType>(c: Context, schema: S): Promise<
   let raw: unknown;
   let text: string;
   try {
-    text = await c.req.text();
+    text = (await nodeBody(c)) ?? (await c.req.text());
     raw = JSON.parse(text);
   } catch {
     throw new KillpathError('invalid_request', 'request body must be a JSON object');
