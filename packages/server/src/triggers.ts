@@ -45,6 +45,12 @@ export interface TriggerOptions {
   /** Wall clock in ms for approval windows (default the clock's wall time). */
   now?: () => number;
   /**
+   * How often the active policy is checked against the store's latest version, in ms (default
+   * {@link POLICY_FOLLOW_MS}): a version applied, rolled back or approved on another replica is
+   * active here within about this long. 0 turns it off (a process alone on its store).
+   */
+  policyFollowMs?: number;
+  /**
    * Time for the supervisor's windows and beat, the deadman, the liveness watch, the in-process
    * watchdog's ticks and approval windows (default the control plane's clock).
    */
@@ -53,6 +59,9 @@ export interface TriggerOptions {
 
 /** How often the in-process supervisor beats, in ms. */
 const SUPERVISOR_BEAT_MS = 500;
+
+/** How often a control plane reads the store's latest policy version, in ms (one small query). */
+export const POLICY_FOLLOW_MS = 1000;
 
 /**
  * The automatic triggers of a control plane, wired together: the policy (versions), the
@@ -75,6 +84,10 @@ export class Triggers {
   readonly #log: Logger;
   readonly #watchdogWatch: AbsenceWatch;
   #beatTimer: unknown = null;
+  #followTimer: unknown = null;
+  #following: Promise<void> | null = null;
+  /** The store did not answer the last policy follow (logged once per streak). */
+  #followFailing = false;
   readonly #clock: Clock;
   readonly #record: WriteStream | null;
   readonly #localHalts = new Set<string>();
@@ -95,8 +108,9 @@ export class Triggers {
       now: opts.now ?? (() => wallNow(clock)),
     });
     this.approvals.complete('policy.apply', async (requester, r) => {
-      // Approved over the version the approver saw, or not at all: a change applied meanwhile is
-      // never silently replaced.
+      // Approved over the version the approver saw, or not at all: a change applied meanwhile (on
+      // any replica) is never silently replaced.
+      await this.policy.follow();
       if (this.policy.current.version !== r.targetRev)
         throw new KillpathError(
           'conflict',
@@ -162,6 +176,32 @@ export class Triggers {
     if (this.watchdog === null)
       log.info('in-process watchdog disabled: expecting `killpath watchdog` to beat through the API');
     this.#record = opts.recordTelemetry ? createWriteStream(opts.recordTelemetry, { flags: 'a' }) : null;
+    const followMs = opts.policyFollowMs ?? POLICY_FOLLOW_MS;
+    if (followMs > 0) {
+      const follow = () => {
+        this.#following = this.#followPolicy().finally(() => {
+          this.#following = null;
+          if (this.#followTimer !== null) this.#followTimer = clock.setTimeout(follow, followMs);
+        });
+      };
+      this.#followTimer = clock.setTimeout(follow, followMs);
+    }
+  }
+
+  /** One follow of the store's policy (see {@link PolicyDesk.follow}); a store that does not answer is logged once until it does. */
+  async #followPolicy(): Promise<void> {
+    try {
+      await this.policy.follow();
+      if (this.#followFailing) this.#log.info('policy follow: the store answers again');
+      this.#followFailing = false;
+    } catch (err) {
+      if (!this.#followFailing)
+        this.#log.warn('policy follow: could not read the latest policy version; keeping the current one', {
+          version: this.policy.current.version,
+          err: String(err),
+        });
+      this.#followFailing = true;
+    }
   }
 
   /** Opens the policy and starts the supervisor and the in-process watchdog. */
@@ -176,6 +216,9 @@ export class Triggers {
   async close(): Promise<void> {
     if (this.#beatTimer !== null) this.#clock.clearTimeout(this.#beatTimer);
     this.#beatTimer = null;
+    if (this.#followTimer !== null) this.#clock.clearTimeout(this.#followTimer);
+    this.#followTimer = null;
+    await this.#following;
     await this.watchdog?.stop();
     await this.supervisor?.drain();
     await new Promise<void>((ok) => (this.#record ? this.#record.end(ok) : ok()));

@@ -35,6 +35,10 @@ export class PolicyDesk {
   readonly #log: Logger;
   #version: PolicyVersion;
   #policy: CompiledPolicy;
+  /** The read in flight of {@link PolicyDesk.follow} (one at a time). */
+  #following: Promise<boolean> | null = null;
+  /** The newest stored version that did not compile here (logged and alerted once). */
+  #refused = 0;
 
   private constructor(
     store: PolicyStore,
@@ -125,9 +129,65 @@ export class PolicyDesk {
   }
 
   /**
+   * Follows the store: when its latest version is newer than this desk's (another replica applied,
+   * rolled back or approved one), loads and compiles it and makes it the active one here, as a
+   * local apply would. One small read (the latest version's number) when nothing changed; one read
+   * at a time. A version that does not compile (it was validated when applied, so a newer server's
+   * text on an older one) is logged and alerted once and the current one kept.
+   * @returns true when the active version changed
+   * @throws what the store throws (unavailable): the current version stays active
+   */
+  follow(): Promise<boolean> {
+    this.#following ??= this.#follow().finally(() => (this.#following = null));
+    return this.#following;
+  }
+
+  async #follow(): Promise<boolean> {
+    const [latest] = await this.#store.listPolicies(1);
+    if (latest === undefined || latest.version <= this.#version.version || latest.version === this.#refused)
+      return false;
+    const v = await this.#store.getPolicy(latest.version);
+    if (v === null || v.version <= this.#version.version) return false;
+    let next: CompiledPolicy;
+    try {
+      next = compilePolicy(v.source);
+    } catch (err) {
+      this.#refused = v.version;
+      const message = (err as Error).message;
+      this.#log.error(
+        'a policy version stored by another replica does not compile here: keeping the current one',
+        {
+          version: v.version,
+          current: this.#version.version,
+          err: message,
+        },
+      );
+      this.#alerts.notify({
+        kind: 'policy.changed',
+        summary: `policy v${v.version} (applied by ${v.actor}) does not compile on this replica: it keeps running v${this.#version.version}`,
+        tenant: null,
+        directiveId: null,
+        details: { version: v.version, current: this.#version.version, actor: v.actor, err: message },
+      });
+      return false;
+    }
+    const prev = this.#version;
+    this.#version = v;
+    this.#policy = next;
+    this.#log.info('policy followed from the store', {
+      version: v.version,
+      previous: prev.version,
+      actor: v.actor,
+    });
+    return true;
+  }
+
+  /**
    * Validates `source` and installs it as a new version (audited `policy.changed`, alerted).
-   * `dryRun` validates and diffs without storing. An identical text stores nothing.
-   * @throws KillpathError `invalid_request` (details: every problem found)
+   * `dryRun` validates and diffs without storing. An identical text stores nothing. The diff is
+   * against the store's latest version (followed first); a version stored by another replica
+   * between that read and this commit makes it a conflict, never a silent overwrite.
+   * @throws KillpathError `invalid_request` (details: every problem found), `conflict` (see above)
    */
   async apply(
     p: Principal,
@@ -135,6 +195,7 @@ export class PolicyDesk {
     opts: { comment?: string | null; dryRun?: boolean; rollbackOf?: number } = {},
   ): Promise<ApplyResult> {
     const next = compilePolicy(source);
+    await this.follow();
     const prev = this.#version;
     const diff = lineDiff(prev.source, source);
     const changes = ruleChanges(this.#policy, next);
@@ -165,7 +226,15 @@ export class PolicyDesk {
       opts.comment ?? null,
       diff,
       changes,
-    );
+      prev.version + 1,
+    ).catch(async (err: unknown) => {
+      if (!(err instanceof InstalledMeanwhile)) throw err;
+      await this.follow().catch(() => false);
+      throw new KillpathError(
+        'conflict',
+        `the policy changed meanwhile (v${prev.version} was not the latest version when this one was stored): apply again over the current version`,
+      );
+    });
     this.#version = v;
     this.#policy = next;
     this.#log.info('policy changed', {
@@ -196,6 +265,7 @@ export class PolicyDesk {
    * @throws KillpathError `not_found` for an unknown version, `conflict` when it is the active one
    */
   async rollback(p: Principal, version: number, comment: string): Promise<ApplyResult> {
+    await this.follow();
     const old = await this.#store.getPolicy(version);
     if (old === null) throw new KillpathError('not_found', `policy version ${version} not found`);
     if (old.digest === this.#version.digest)
