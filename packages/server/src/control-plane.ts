@@ -42,6 +42,16 @@ import type { ControlPlaneOptions } from './control-plane-options.ts';
 export type { ControlPlaneOptions } from './control-plane-options.ts';
 export { DEFAULT_GRACE_MS, requestDigest, type AutomaticTrigger } from './issuing.ts';
 
+/** Work that runs only on the leader lease's holder ({@link ControlPlane.whileLeading}). */
+export interface LeaderWork {
+  /** This replica took the lease: start the work. */
+  elected(): void;
+  /** This replica lost the lease (or hands it back): stop the work. */
+  deposed(): void;
+  /** The lease was renewed (a chance to retry a start that failed). */
+  renewed?(): void;
+}
+
 /**
  * The control plane's operations, independent of transport: issuing and clearing
  * directives (store commit, then push), taking workers' reports, and turning settle reports
@@ -88,6 +98,8 @@ export class ControlPlane {
   readonly leadership: Leadership;
   /** Publishes this replica's workers to the store and mirrors the other replicas' into the fleet. */
   readonly presence: PresenceSync;
+  /** Other work of the leader's (the audit checkpointer): told of each election, renewal and deposition. */
+  readonly #leaderWork = new Set<LeaderWork>();
 
   constructor(deps: ControlPlaneOptions) {
     this.store = deps.store;
@@ -196,12 +208,31 @@ export class ControlPlane {
       log: this.#log,
       holder: this.replicaId,
       ...deps.lease,
-      onElected: () => this.#escalation.takeOver(),
+      onElected: async () => {
+        await this.#escalation.takeOver();
+        for (const w of this.#leaderWork) w.elected();
+      },
       // Its timers stay: a step falling due on a replica that does not hold the lease only checks
       // this replica's own launchers (see Escalation).
-      onDeposed: () => undefined,
-      onRenewed: () => this.#escalation.catchUp(),
+      onDeposed: () => {
+        for (const w of this.#leaderWork) w.deposed();
+      },
+      onRenewed: async () => {
+        await this.#escalation.catchUp();
+        for (const w of this.#leaderWork) w.renewed?.();
+      },
     });
+  }
+
+  /**
+   * Runs `work` only while this replica holds the leader lease: `elected` on each election (at
+   * once when it holds it already), `deposed` when it loses it (or hands it back at stop),
+   * `renewed` on each renewal. The calls do not wait for the work. Returns the unsubscribe.
+   */
+  whileLeading(work: LeaderWork): () => void {
+    this.#leaderWork.add(work);
+    if (this.leadership.leading) work.elected();
+    return () => this.#leaderWork.delete(work);
   }
 
   /**

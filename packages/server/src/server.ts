@@ -226,8 +226,32 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
       ...(opts.checkpointEveryRecords !== undefined ? { everyRecords: opts.checkpointEveryRecords } : {}),
       ...(opts.checkpointEveryMs !== undefined ? { everyMs: opts.checkpointEveryMs } : {}),
     });
-    await checkpoints.start();
-    undo.push(() => checkpoints.stop(false));
+    // Only the leader lease's holder signs (work that must happen once across replicas): its key
+    // becomes the current one when it is elected, not at every start, and a deposed holder stops
+    // signing. On the embedded store this one process holds the lease from the start.
+    let signer: Promise<void> = Promise.resolve();
+    const sign = (step: () => Promise<void>): Promise<void> => {
+      const run = signer.then(step);
+      signer = run.catch((err: unknown) =>
+        log.error('audit checkpointer', { err: err instanceof Error ? err.message : String(err) }),
+      );
+      return run;
+    };
+    const startSigning = () => void sign(() => checkpoints.start()).catch(() => {});
+    const stopLeading = cp.whileLeading({
+      elected: startSigning,
+      deposed: () => void sign(() => checkpoints.stop(false)).catch(() => {}),
+      // A start that failed (the store unreachable) is tried again at the next renewal.
+      renewed: () => {
+        if (!checkpoints.signing) startSigning();
+      },
+    });
+    undo.push(() => {
+      stopLeading();
+      return checkpoints.stop(false);
+    });
+    // Elected already: its first checkpoint is signed before it serves (a failure fails the start).
+    if (cp.leadership.leading) await sign(() => checkpoints.start());
     const lag = opts.admission === false ? null : loopLagProbe(undefined, undefined, cp.clock);
     undo.push(() => lag?.stop());
     const admission =
@@ -268,6 +292,8 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
         lag?.stop();
         await triggers.close();
         hub.close();
+        // Handing the lease back must not stop the checkpointer before its final checkpoint below.
+        stopLeading();
         cp.stop();
         // The doorbell's own connections (PostgreSQL's listener) before the store's pool.
         await cp.view.stop().catch(() => {});
@@ -278,6 +304,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
         await cp.permits.drain();
         await cp.flushAudit();
         // The last records get a checkpoint of their own before the store closes.
+        await signer;
         await checkpoints.stop(true);
         await notifier.drain();
         await store.close();

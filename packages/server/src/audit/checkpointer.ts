@@ -1,4 +1,4 @@
-import type { AuditEventOf } from '@killpath/protocol';
+import { KillpathError, type AuditEventOf } from '@killpath/protocol';
 import type { SignedCheckpoint } from '@killpath/protocol';
 import type { Logger } from '../log.ts';
 import type { AlertSink } from '../notify.ts';
@@ -54,6 +54,7 @@ export class Checkpointer {
   #timer: ReturnType<typeof setInterval> | null = null;
   #chain: Promise<unknown> = Promise.resolve();
   #stopped = false;
+  #running = false;
 
   constructor(o: CheckpointerOptions) {
     this.#o = {
@@ -76,9 +77,27 @@ export class Checkpointer {
     return this.#latest;
   }
 
-  /** Registers the key, resumes the tree from the stored frontier, catches up and starts ticking. */
+  /** True between {@link Checkpointer.start} and {@link Checkpointer.stop}: this process signs checkpoints. */
+  get signing(): boolean {
+    return this.#running;
+  }
+
+  /**
+   * Registers the key (it becomes the current one, the others retired), resumes the tree from the
+   * stored frontier (whoever signed it), catches up and starts ticking. Started again after a
+   * stop (a replica elected again), it resumes from the latest stored checkpoint; while running it
+   * does nothing.
+   */
   async start(): Promise<void> {
+    if (this.#running) return;
+    await this.#chain.catch(() => {});
     const { store } = this.#o;
+    this.#stopped = false;
+    this.#frontier = new MerkleFrontier();
+    this.#lastSeq = 0;
+    this.#pending = 0;
+    this.#latest = null;
+    this.#signedAt = 0;
     this.#origin = await store.logOrigin();
     await this.#registerKey('audit.key.created');
     const stored = await store.latestCheckpoint();
@@ -103,7 +122,13 @@ export class Checkpointer {
       }
     }
     this.#publish();
-    await this.tick();
+    this.#running = true;
+    try {
+      await this.tick();
+    } catch (err) {
+      this.#running = false;
+      throw err;
+    }
     this.#timer = setInterval(() => void this.tick(), this.#o.tickMs);
     this.#timer.unref();
   }
@@ -112,6 +137,7 @@ export class Checkpointer {
   tick(): Promise<void> {
     return this.#serial(async () => {
       await this.#pump();
+      if (this.#stopped) return;
       const due =
         this.#pending >= this.#o.everyRecords ||
         (this.#pending > 0 && this.#o.now() - this.#signedAt >= this.#o.everyMs);
@@ -122,6 +148,7 @@ export class Checkpointer {
   /** Hashes every record written so far and signs a checkpoint of them now (when there are new ones, or `force`). */
   checkpointNow(force = false): Promise<SignedCheckpoint> {
     return this.#serial(async () => {
+      this.#mustSign();
       await this.#pump();
       if (force || this.#latest === null || this.#pending > 0) await this.#sign();
       return this.#latest!;
@@ -132,9 +159,9 @@ export class Checkpointer {
    * Signs the log as it is now without storing it (the head of a consistency answer). The tree is
    * the signer's own; a caller verifying a kept checkpoint gets the head from the verification.
    */
-  signHead(size: number, rootHash: string): SignedCheckpoint {
+  signHead(size: number, rootHash: string, origin = this.#origin): SignedCheckpoint {
     return signCheckpoint(this.#key, {
-      origin: this.#origin,
+      origin,
       size,
       rootHash,
       timestamp: new Date(this.#o.now()).toISOString(),
@@ -152,6 +179,7 @@ export class Checkpointer {
     reason: string,
   ): Promise<{ previous: string; current: string; checkpoint: SignedCheckpoint }> {
     return this.#serial(async () => {
+      this.#mustSign();
       if (this.#o.keyPath === null) throw new Error('this control plane has no signing key file to rotate');
       const previous = this.#key.info.keyId;
       this.#key = rotateSigningKey(this.#o.keyPath, new Date(this.#o.now()));
@@ -162,13 +190,26 @@ export class Checkpointer {
     });
   }
 
-  /** Stops ticking; with `final`, signs what arrived since the last checkpoint first. */
+  /**
+   * Stops ticking; with `final`, signs what arrived since the last checkpoint first. Without it
+   * (a deposed leader), a tick in progress signs nothing more. Not running: does nothing.
+   */
   async stop(final = true): Promise<void> {
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
-    if (final && !this.#stopped) await this.tick().catch(() => {});
+    if (final && this.#running && !this.#stopped) await this.tick().catch(() => {});
     this.#stopped = true;
+    this.#running = false;
     await this.#chain.catch(() => {});
+  }
+
+  /** Refuses to sign on a process that is not the signer (another replica holds the leader lease). */
+  #mustSign(): void {
+    if (!this.#running)
+      throw new KillpathError(
+        'conflict',
+        'this control plane does not sign audit checkpoints now: the replica holding the leader lease does (send the request to it)',
+      );
   }
 
   #serial<T>(fn: () => Promise<T>): Promise<T> {

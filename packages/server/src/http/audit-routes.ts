@@ -52,7 +52,10 @@ export function auditRoutes(
 
   app.get('/v1/audit/checkpoint', async (c) => {
     requireAdmin(c.get('principal'), 'read audit checkpoints');
-    const latest = checkpoints.latest ?? (await deps.store.latestCheckpoint())?.checkpoint ?? null;
+    const latest =
+      (checkpoints.signing ? checkpoints.latest : null) ??
+      (await deps.store.latestCheckpoint())?.checkpoint ??
+      null;
     if (latest === null) throw new KillpathError('not_found', 'no checkpoint has been signed yet');
     return c.json(latest);
   });
@@ -87,7 +90,7 @@ export function auditRoutes(
       records: found.records,
       problems,
       chain: found.chain,
-      head: checkpoints.signHead(found.records, found.rootHash),
+      head: checkpoints.signHead(found.records, found.rootHash, origin),
       proof: ours ? found.proof : [],
     };
     return c.json(answer);

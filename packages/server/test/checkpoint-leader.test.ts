@@ -1,0 +1,145 @@
+/**
+ * Signed audit checkpoints across replicas (issue 14, work that must happen once): two control
+ * planes (`startServer`, each with its own `--data-dir` and so its own signing key) on one fresh
+ * PostgreSQL database.
+ * - only the leader lease's holder signs: every stored checkpoint is signed with its key, the
+ *   other replica refuses to sign (409 `conflict`) and its key is not registered;
+ * - restarting the replica that does not hold the lease leaves the current key as it was;
+ * - the holder stops: the new holder makes its key the current one, signs with it, and the log
+ *   verifies over checkpoints of both keys (the store's verifyLog, and each checkpoint's
+ *   signature against the listed keys).
+ * Waits are for events (the lease changing hands), never timing assertions.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import postgres from 'postgres';
+import { KillpathError } from '@killpath/protocol';
+import { checkpointSignatureProblem } from '../src/audit/checkpoint.ts';
+import { mintToken } from '../src/auth/tokens.ts';
+import { startServer, type RunningServer } from '../src/server.ts';
+import { migrate } from '../src/store/pg/schema.ts';
+import { dropLeftovers, freshDatabase, requirePostgres } from './pg.ts';
+
+after(() => dropLeftovers());
+
+/** Resolves once `cond` holds (checked every 50 ms), failing with `what` after `limitMs`. */
+async function until(cond: () => boolean, what: string, limitMs = 20_000): Promise<void> {
+  const end = Date.now() + limitMs;
+  while (!cond()) {
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((ok) => setTimeout(ok, 50));
+  }
+}
+
+if (await requirePostgres()) {
+  test('only the leader lease holder signs checkpoints; its key becomes current on election, not at every start', async () => {
+    const db = await freshDatabase('ckpt_leader');
+    const dirs = [0, 1].map(() => mkdtempSync(join(tmpdir(), 'killpath-ckpt-leader-')));
+    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
+    const servers: RunningServer[] = [];
+    try {
+      await migrate(admin);
+      const common = {
+        port: 0,
+        logLevel: 'silent' as const,
+        supervisor: false,
+        watchdog: false,
+        admission: false as const,
+        keepaliveMs: 200,
+        lease: { ttlMs: 1000, pollMs: 100 },
+        storeUrl: db.url,
+      };
+      const start = async (dir: string) => {
+        const s = await startServer({ ...common, dataDir: dir });
+        servers.push(s);
+        return s;
+      };
+      const a = await start(dirs[0]!);
+      let b = await start(dirs[1]!);
+      let store = a.controlPlane.store;
+      const keyA = a.checkpoints.key.info.keyId;
+      const keyB = b.checkpoints.key.info.keyId;
+      assert.notEqual(keyA, keyB, 'each replica has its own key (its own data dir)');
+      assert.equal(a.controlPlane.leadership.leading, true, 'the first replica took the free lease');
+      assert.equal(b.controlPlane.leadership.leading, false);
+      assert.equal(a.checkpoints.signing, true);
+      assert.equal(b.checkpoints.signing, false, 'the replica without the lease does not sign');
+
+      const current = async () => (await store.auditKeys()).find((k) => k.retiredAt === null)?.keyId;
+      const signedBy = async () =>
+        (await admin<{ key_id: string }[]>`SELECT DISTINCT key_id FROM checkpoints ORDER BY key_id`).map(
+          (r) => r.key_id,
+        );
+      assert.equal(await current(), keyA);
+      assert.deepEqual(
+        (await store.auditKeys()).map((k) => k.keyId),
+        [keyA],
+        "B's start registered no key",
+      );
+
+      await mintToken(store, { role: 'operator', tenant: 'acme' }, 'test');
+      const first = await a.checkpoints.checkpointNow();
+      assert.equal(first.keyId, keyA);
+      await assert.rejects(
+        b.checkpoints.checkpointNow(true),
+        (err: unknown) => err instanceof KillpathError && err.code === 'conflict',
+        'a replica without the lease refuses to sign',
+      );
+      // Over HTTP too: the wire error shape, 409.
+      const token = (await mintToken(store, { role: 'admin', tenant: '*' }, 'test')).secret;
+      const res = await fetch(`${b.url}/v1/audit/checkpoint`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}` },
+      });
+      assert.equal(res.status, 409);
+      assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'conflict');
+
+      // Restarting the replica without the lease changes nothing about keys or signers.
+      await b.close();
+      b = await start(dirs[1]!);
+      assert.equal(b.checkpoints.key.info.keyId, keyB, 'same data dir, same key');
+      assert.equal(b.checkpoints.signing, false);
+      assert.equal(await current(), keyA, "B's restart did not make its key the current one");
+      await a.checkpoints.checkpointNow(true);
+      assert.deepEqual(await signedBy(), [keyA], "only the holder's checkpoints are stored");
+
+      // The holder stops (hands the lease back): B takes it, its key becomes current, it signs.
+      await a.close();
+      store = b.controlPlane.store;
+      await until(() => b.checkpoints.signing, 'B to take the lease and sign');
+      assert.equal(b.controlPlane.leadership.leading, true);
+      assert.equal(await current(), keyB, "the new holder's key is the current one");
+      const keys = await store.auditKeys();
+      assert.deepEqual(
+        keys.map((k) => k.keyId).sort(),
+        [keyA, keyB].sort(),
+        "A's key stays listed (retired)",
+      );
+      await mintToken(store, { role: 'operator', tenant: 'acme' }, 'after takeover');
+      const later = await b.checkpoints.checkpointNow();
+      assert.equal(later.keyId, keyB);
+      assert.ok(later.size > first.size);
+      assert.deepEqual(await signedBy(), [keyA, keyB].sort());
+
+      // The log verifies over checkpoints of both keys.
+      const found = await store.verifyLog({
+        size: first.size,
+        rootHash: first.rootHash,
+        timestamp: first.timestamp,
+      });
+      assert.deepEqual(found.problems, []);
+      assert.equal(found.ok, true);
+      for (const c of [first, later]) assert.equal(checkpointSignatureProblem(c, keys), null);
+      const stored = await admin<{ size: number }[]>`SELECT size FROM checkpoints`;
+      assert.ok(stored.length >= 3, 'every checkpoint stored was checked by verifyLog');
+    } finally {
+      for (const s of servers.reverse()) await s.close().catch(() => {});
+      await admin.end({ timeout: 1 });
+      await db.drop();
+      for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    }
+  });
+}
