@@ -147,6 +147,27 @@ function cases(name: string, shared: () => Promise<Shared>): void {
           total: number;
         };
         assert.deepEqual([history.active, history.total], [3, 3]);
+
+        // The two-person flow across replicas: a gate applied on A is followed by B (B's change is
+        // asked for, not applied), approved on A by another admin, and B follows A's commit.
+        const gated = `${DEFAULT_POLICY}approvals:\n  - { name: policy_change, action: policy.apply, approvals: 1, approvers: admin, within: 30m }\n`;
+        assert.equal((await call(a, 'POST', '/v1/policy', admin, { source: gated })).status, 201);
+        await until(async () => (await policyOf(b!)).version === 4, 'B serves v4 (the gate)');
+        const ada = (await mintToken(store, { role: 'admin', tenant: '*', name: 'ada' }, 'test')).secret;
+        const bob = (await mintToken(store, { role: 'admin', tenant: '*', name: 'bob' }, 'test')).secret;
+        const asked = await call(b, 'POST', '/v1/policy', ada, {
+          source: gated.replace('maxSteps: 200', 'maxSteps: 60'),
+          comment: 'two people',
+        });
+        assert.equal(asked.status, 202, 'B gates the change: it follows v4');
+        const { approval } = (await asked.json()) as { approval: { id: string } };
+        const ok = await call(a, 'POST', `/v1/approvals/${approval.id}/approve`, bob, {
+          justification: 'reviewed',
+        });
+        assert.equal(ok.status, 200, await ok.clone().text());
+        assert.equal((await policyOf(a)).version, 5);
+        await until(async () => (await policyOf(b!)).version === 5, 'B serves v5 (approved on A)');
+        assert.deepEqual(await limitsOf(b), { maxSteps: 60, maxCostUsd: 5 });
       } finally {
         await a?.close();
         await b?.close();

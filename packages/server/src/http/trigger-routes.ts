@@ -103,6 +103,8 @@ export function triggerRoutes(
     const p = c.get('principal');
     requireAdmin(p, 'change the policy');
     const b = await body(c, PolicyApplyBody);
+    // The gate and the version asked over are the store's latest (another replica may have applied one).
+    await t.policy.follow();
     const rule = b.dryRun ? null : t.approvals.ruleFor('policy.apply');
     if (rule !== null) {
       // Validated and diffed now, so a request is only ever made for a text that applies.
@@ -128,6 +130,8 @@ export function triggerRoutes(
     const p = c.get('principal');
     requireAdmin(p, 'change the policy');
     const b = await body(c, PolicyRollbackBody);
+    // The gate and the version asked over are the store's latest (another replica may have applied one).
+    await t.policy.follow();
     const rule = t.approvals.ruleFor('policy.apply');
     if (rule !== null) {
       const old = await t.policy.get(b.version);
