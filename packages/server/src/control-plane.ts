@@ -174,6 +174,7 @@ export class ControlPlane {
       store: this.store,
       replica: this.replicaId,
       wallNow: () => wallNow(this.clock),
+      clock: this.clock,
     });
     this.#escalation = new Escalation(
       {
@@ -254,6 +255,7 @@ export class ControlPlane {
   /** Cancels escalation timers, hands the leader lease back, stops following the store and closes launcher streams. */
   stop(): void {
     this.#escalation.stop();
+    this.#reports.stop();
     void this.leadership.close();
     void this.presence.close();
     void this.view.stop();
@@ -493,6 +495,11 @@ export class ControlPlane {
     directive?: Directive,
   ): HaltedEvent {
     return this.#reports.report(workerId, who, claimed, directive);
+  }
+
+  /** Resolves once the acknowledgements and withdrawals queued so far are in the store (see {@link HaltReports.flushAcks}). */
+  flushAcks(): Promise<void> {
+    return this.#reports.flushAcks();
   }
 
   /** See {@link AuditQueue.flush}. */

@@ -1,4 +1,4 @@
-import type { AuditEventOf } from '@killpath/protocol';
+import type { AuditEventOf, Clock } from '@killpath/protocol';
 import { coversRun, type Directive, type HaltedReport } from '@killpath/protocol';
 import type { AuditEvent } from './audit/chain.ts';
 import { workerIdOf, workerKey, type Fleet, type WorkerKey } from './fleet.ts';
@@ -44,7 +44,14 @@ export interface HaltReportsHost {
   readonly replica: string;
   /** Wall time, ms since the epoch (the control plane's clock). */
   wallNow(): number;
+  /** Timers of the retries of shared writes the store refused. */
+  readonly clock: Clock;
 }
+
+/** First wait before a refused shared write is tried again; it doubles up to {@link RETRY_MAX_MS}. */
+const RETRY_FIRST_MS = 100;
+/** Longest wait between two tries of a refused shared write. */
+const RETRY_MAX_MS = 2000;
 
 /**
  * Workers' settle reports (`halted`): which worker acknowledged which stop (what the escalation
@@ -63,8 +70,15 @@ export class HaltReports {
   readonly #listeners = new Set<HaltedListener>();
   /** Acknowledgements not written to the store yet (one write per turn of the event loop). */
   #pendingAcks: HaltAck[] = [];
-  /** The write of the acknowledgements queued before it. */
+  /**
+   * The last shared write (a batch of acknowledgements or a withdrawal) queued: each starts after
+   * the one before it has succeeded, so a withdrawal never lands before the ack it withdraws.
+   */
   #ackWrite: Promise<void> = Promise.resolve();
+  /** Set by {@link HaltReports.stop}: refused writes are no longer tried again. */
+  #stopped = false;
+  /** The pending retry's timer and how to end its wait early (on stop). */
+  #retry: { timer: unknown; wake: () => void } | null = null;
 
   constructor(host: HaltReportsHost) {
     this.#host = host;
@@ -75,23 +89,61 @@ export class HaltReports {
     if (this.#pendingAcks.length === 1) setImmediate(() => void this.flushAcks());
   }
 
-  /** Writes the acknowledgements queued so far; resolves once they are in the store. */
+  /**
+   * Writes the acknowledgements queued so far, after every shared write queued before them;
+   * resolves once they are in the store. A write the store refuses (database briefly unavailable)
+   * is tried again, with backoff, until it succeeds or the control plane stops: an ack lost here
+   * would let the escalation on another replica count its worker as a laggard and kill it.
+   */
   flushAcks(): Promise<void> {
     const batch = this.#pendingAcks;
     this.#pendingAcks = [];
     if (batch.length === 0) return this.#ackWrite;
-    this.#ackWrite = this.#ackWrite.then(() =>
-      this.#host.store.recordAcks(batch).catch((err: unknown) => {
+    return this.#serial('share acknowledgements', { acks: batch.length }, () =>
+      this.#host.store.recordAcks(batch),
+    ).then(() => undefined);
+  }
+
+  /** Stops trying refused shared writes again (the control plane stops); queued ones are dropped. */
+  stop(): void {
+    this.#stopped = true;
+    if (this.#retry !== null) {
+      this.#host.clock.clearTimeout(this.#retry.timer);
+      this.#retry.wake();
+    }
+  }
+
+  /** Runs `write` once every shared write queued before it has succeeded, until it succeeds itself. */
+  #serial<T>(what: string, fields: Record<string, unknown>, write: () => Promise<T>): Promise<T | undefined> {
+    const done = this.#ackWrite.then(() => this.#untilWritten(what, fields, write));
+    this.#ackWrite = done.then(() => undefined);
+    return done;
+  }
+
+  async #untilWritten<T>(
+    what: string,
+    fields: Record<string, unknown>,
+    write: () => Promise<T>,
+  ): Promise<T | undefined> {
+    for (let wait = RETRY_FIRST_MS; !this.#stopped; wait = Math.min(wait * 2, RETRY_MAX_MS)) {
+      try {
+        return await write();
+      } catch (err) {
+        if (this.#stopped) break;
         this.#host.log.error(
-          'could not share acknowledgements (the escalation on another replica may count these workers as laggards)',
-          {
-            err: String(err),
-            acks: batch.length,
-          },
+          `could not ${what} (until it succeeds, the escalation on another replica may count these workers as laggards): trying again in ${wait} ms`,
+          { ...fields, err: String(err) },
         );
-      }),
-    );
-    return this.#ackWrite;
+        await new Promise<void>((resolve) => {
+          const wake = (): void => {
+            this.#retry = null;
+            resolve();
+          };
+          this.#retry = { timer: this.#host.clock.setTimeout(wake, wait), wake };
+        });
+      }
+    }
+    return undefined;
   }
 
   /**
@@ -189,20 +241,14 @@ export class HaltReports {
       };
       if (local) audit();
       if (who === null) continue;
-      // Queued acknowledgements first, so a retraction never lands before the ack it withdraws.
-      void this.flushAcks()
-        .then(() =>
-          this.#host.store.retractAck(directiveId, { tenant: who.tenant, agent: who.agent, workerId }),
-        )
-        .then((shared) => {
-          if (shared && !local) audit();
-        })
-        .catch((err: unknown) =>
-          this.#host.log.error('could not withdraw a shared acknowledgement', {
-            directiveId,
-            err: String(err),
-          }),
-        );
+      // Queued acknowledgements first, so a retraction never lands before the ack it withdraws;
+      // retried like them until it is in the store.
+      void this.flushAcks();
+      void this.#serial('withdraw a shared acknowledgement', { directiveId, workerId }, () =>
+        this.#host.store.retractAck(directiveId, { tenant: who.tenant, agent: who.agent, workerId }),
+      ).then((shared) => {
+        if (shared === true && !local) audit();
+      });
     }
   }
 

@@ -452,6 +452,140 @@ function cases(name: string, shared: () => Promise<SharedDatabase>): void {
       }
     });
 
+    /** Store `store` whose acknowledgement writes are refused (unavailable) the first `n` times; counts them. */
+    function refusingAcks(store: Store, n: number): { store: Store; refused: () => number } {
+      let refused = 0;
+      const proxy = new Proxy(store, {
+        get(target, prop, receiver) {
+          const v = Reflect.get(target, prop, receiver) as unknown;
+          if (prop === 'recordAcks')
+            return (...args: unknown[]) => {
+              if (refused < n) {
+                refused += 1;
+                return Promise.reject(new KillpathError('unavailable', 'PostgreSQL cannot answer now'));
+              }
+              return (v as (...a: unknown[]) => unknown).apply(target, args);
+            };
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+      return { store: proxy, refused: () => refused };
+    }
+
+    /**
+     * Lets B's refused ack writes be tried again on the clock until the store has refused `n`
+     * (each refusal is immediate), then lets the last wait (400 ms) run out and waits for
+     * `written` (real I/O, no more timers): all before wall time `before`.
+     */
+    async function retryUntilWritten(
+      clock: ManualClock,
+      refused: () => number,
+      n: number,
+      written: Promise<void>,
+      before: number,
+    ): Promise<void> {
+      while (refused() < n && clock.wallNow() < before) {
+        clock.advance(50);
+        await new Promise((r) => setImmediate(r));
+      }
+      assert.equal(refused(), n);
+      clock.advance(400);
+      await written;
+      assert.ok(clock.wallNow() < before, 'written before the kill step fell due');
+    }
+
+    test('an acknowledgement B could not write (database unavailable) is written once it answers: no kill step on A', async () => {
+      const clock = new ManualClock(0, Date.now());
+      const db = await shared();
+      const flaky = refusingAcks(db.stores[1], 3);
+      const aLog: string[] = [];
+      const a = replica(db.stores[0], 'A', clock, aLog);
+      const b = replica(flaky.store, 'B', clock);
+      try {
+        await a.start();
+        await b.start();
+        connectWorker(b, 0);
+        await b.presence.sync();
+        await a.presence.sync();
+        const { directive: d } = await a.issue(
+          OPERATOR,
+          { level: 'halt', scope: 'run:r1', graceMs: 1000, reason: 'runaway', justification: 'INC-14' },
+          { via: 'test' },
+        );
+        await b.haltedReport(
+          'w1',
+          { tenant: 'acme', agent: 'bot', key: workerKey('acme', 'bot', 'w1') },
+          { rev: d.rev, directiveId: d.id, runs: ['r1'], aborted: 0, completed: 0, observeToSettleMs: 1 },
+        );
+        await retryUntilWritten(clock, flaky.refused, 3, b.flushAcks(), killDue(d) - 100);
+        await advanceTo(clock, killDue(d) + 500, [a, b], [a, b]);
+        assert.equal(flaky.refused(), 3, 'the first three writes were refused');
+        assert.deepEqual(
+          (await db.stores[0].acksOf(d.id)).map((k) => k.workerId),
+          ['w1'],
+          'the acknowledgement is in the store',
+        );
+        assert.deepEqual(await escalationsOf(db.stores[0], d), [], 'no kill');
+        assert.ok(
+          aLog.some(
+            (l) =>
+              (JSON.parse(l) as { msg: string }).msg ===
+              'escalation not needed: every covered worker acknowledged',
+          ),
+        );
+      } finally {
+        a.stop();
+        b.stop();
+        await a.leadership.idle();
+        await db.done();
+      }
+    });
+
+    test('an acknowledgement withdrawn while its write is still being retried stays withdrawn: the kill step fires', async () => {
+      const clock = new ManualClock(0, Date.now());
+      const db = await shared();
+      const flaky = refusingAcks(db.stores[1], 3);
+      const a = replica(db.stores[0], 'A', clock);
+      const b = replica(flaky.store, 'B', clock);
+      try {
+        await a.start();
+        await b.start();
+        connectWorker(b, 0);
+        await b.presence.sync();
+        await a.presence.sync();
+        const { directive: d } = await a.issue(
+          OPERATOR,
+          { level: 'halt', scope: 'run:r1', graceMs: 1000, reason: 'runaway', justification: 'INC-15' },
+          { via: 'test' },
+        );
+        const key = workerKey('acme', 'bot', 'w1');
+        await b.haltedReport(
+          'w1',
+          { tenant: 'acme', agent: 'bot', key },
+          { rev: d.rev, directiveId: d.id, runs: ['r1'], aborted: 0, completed: 0, observeToSettleMs: 1 },
+        );
+        await new Promise((r) => setImmediate(r));
+        assert.equal(flaky.refused(), 1, 'the ack is being retried');
+        // Evidence contradicts the ack before its write got through: the withdrawal queues behind it.
+        await b.view.reach(d.rev);
+        b.contradictAck(key, 'r1', 'egress seen by the launcher');
+        await retryUntilWritten(clock, flaky.refused, 3, b.flushAcks(), killDue(d) - 100);
+        await advanceTo(clock, killDue(d) + 500, [a, b], [a, b]);
+        assert.equal(flaky.refused(), 3);
+        assert.deepEqual(await db.stores[0].acksOf(d.id), [], 'written, then withdrawn, in that order');
+        const kills = await escalationsOf(db.stores[0], d);
+        assert.deepEqual(
+          kills.map((k) => k.level),
+          ['kill'],
+        );
+      } finally {
+        a.stop();
+        b.stop();
+        await a.leadership.idle();
+        await db.done();
+      }
+    });
+
     test("an agent without the SDK behind a launcher on B, halted on A: B's launcher counts, the kill commits once, from B", async () => {
       const clock = new ManualClock(0, Date.now());
       const db = await shared();
