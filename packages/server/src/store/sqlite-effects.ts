@@ -1,4 +1,3 @@
-import type { AuditEventOf } from '@killpath/protocol';
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import {
   compileRun,
@@ -9,6 +8,7 @@ import {
   type PermitOutcome,
 } from '@killpath/protocol';
 import type { AuditEvent } from '../audit/chain.ts';
+import { haltedInCoolOffEvent, resumeRefusedEvent, settledAbortedEvent } from './effect-events.ts';
 import { decidePermit, permitResponse, rowIdentity, runIdentity } from './permit-decision.ts';
 import { toJournal, toLedger, type JournalDbRow, type PermitRow } from './sqlite-rows.ts';
 import type { JournalRow, PermitDecision, PermitGrant, RunRecord } from './store.ts';
@@ -208,21 +208,7 @@ export function confirmPermit(
         .prepare(`UPDATE permits SET status = 'cancelled', settled_at = ?, error = ? WHERE id = ?`)
         .run(now.toISOString(), error, id);
       ctx.ledger([{ ...row, status: 'cancelled', settled_at: now.toISOString(), error }]);
-      ctx.audit([
-        {
-          type: 'effect.aborted',
-          actor: `worker:${row.worker_id}`,
-          tenant: row.tenant,
-          data: {
-            permitId: id,
-            runId: row.run_id,
-            capability: row.capability,
-            class: row.class,
-            reason: 'halted during cool-off',
-            directiveId: stop.id,
-          },
-        } satisfies AuditEventOf<'effect.aborted'>,
-      ]);
+      ctx.audit([haltedInCoolOffEvent(row, stop)]);
       return { kind: 'halted', directive: stop, rev: ctx.rev() };
     }
     const confirmed: PermitRow = { ...row, status: 'granted', rev: ctx.rev() };
@@ -270,22 +256,7 @@ export function settlePermit(
     // operator's status lists.
     ctx.ledger([settled]);
     if (outcome.status !== 'aborted') return toLedger(settled);
-    ctx.audit([
-      {
-        type: 'effect.aborted',
-        actor: `worker:${row.worker_id}`,
-        tenant: row.tenant,
-        data: {
-          permitId: id,
-          runId: row.run_id,
-          capability: row.capability,
-          class: row.class,
-          idempotencyKey: row.idempotency_key,
-          afterAbort: outcome.afterAbort ?? false,
-          ...(outcome.error ? { error: outcome.error } : {}),
-        },
-      },
-    ]);
+    ctx.audit([settledAbortedEvent(row, outcome)]);
     return toLedger(settled);
   });
 }
@@ -360,22 +331,7 @@ export function appendJournal(
 export function checkResume(ctx: EffectsContext, run: RunRecord, actor: string): Promise<Directive | null> {
   return ctx.tx(() => {
     const stop = compileRun(ctx.activeDirectives(), runIdentity(run)).stop;
-    if (stop) {
-      ctx.audit([
-        {
-          type: 'resume.refused',
-          actor,
-          tenant: run.tenant,
-          data: {
-            runId: run.runId,
-            agent: run.agent,
-            directiveId: stop.id,
-            level: stop.level,
-            scope: stop.scopeText,
-          },
-        } satisfies AuditEventOf<'resume.refused'>,
-      ]);
-    }
+    if (stop) ctx.audit([resumeRefusedEvent(run, actor, stop)]);
     return stop;
   });
 }

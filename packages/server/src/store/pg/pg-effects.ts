@@ -6,10 +6,10 @@
  *
  * Guarantee 1 across replicas rests on the permit transaction's locks: see `pg-grants.ts`.
  */
-import type { AuditEventOf } from '@killpath/protocol';
 import type { Directive, JournalEvent, LedgerEntry, PermitOutcome } from '@killpath/protocol';
 import type { AuditEvent } from '../../audit/chain.ts';
 import { compileRun, refusingDirective } from '@killpath/protocol';
+import { haltedInCoolOffEvent, resumeRefusedEvent, settledAbortedEvent } from '../effect-events.ts';
 import { permitResponse, rowIdentity, runIdentity } from '../permit-decision.ts';
 import { toJournal, toLedger, type JournalDbRow, type PermitRow } from '../sqlite-rows.ts';
 import type { JournalRow, PermitDecision, PermitGrant, PermitStore, RunRecord } from '../store.ts';
@@ -132,19 +132,7 @@ export class PgEffects implements PermitStore {
           error = ${error} WHERE id = ${id}`;
         await appendAudit(tx, [
           ...committed([{ ...row, status: 'cancelled', settled_at: now.toISOString(), error }]),
-          {
-            type: 'effect.aborted',
-            actor: `worker:${row.worker_id}`,
-            tenant: row.tenant,
-            data: {
-              permitId: id,
-              runId: row.run_id,
-              capability: row.capability,
-              class: row.class,
-              reason: 'halted during cool-off',
-              directiveId: stop.id,
-            },
-          } satisfies AuditEventOf<'effect.aborted'>,
+          haltedInCoolOffEvent(row, stop),
         ]);
         return { kind: 'halted', directive: stop, rev } as const;
       }
@@ -234,21 +222,7 @@ export class PgEffects implements PermitStore {
       rows.set(id, next);
       written.set(id, next);
       // The outcome reaches the audit in the ledger record; an abort keeps a record of its own too.
-      if (outcome.status === 'aborted')
-        events.push({
-          type: 'effect.aborted',
-          actor: `worker:${row.worker_id}`,
-          tenant: row.tenant,
-          data: {
-            permitId: id,
-            runId: row.run_id,
-            capability: row.capability,
-            class: row.class,
-            idempotencyKey: row.idempotency_key,
-            afterAbort: outcome.afterAbort ?? false,
-            ...(outcome.error ? { error: outcome.error } : {}),
-          },
-        });
+      if (outcome.status === 'aborted') events.push(settledAbortedEvent(row, outcome));
       return toLedger(next);
     });
     if (written.size > 0)
@@ -333,21 +307,7 @@ export class PgEffects implements PermitStore {
     return this.#sql.begin(async (tx) => {
       const [, active] = await Promise.all([shareRev(tx), this.#active(tx)]);
       const stop = compileRun(active, runIdentity(run)).stop;
-      if (stop)
-        await appendAudit(tx, [
-          {
-            type: 'resume.refused',
-            actor,
-            tenant: run.tenant,
-            data: {
-              runId: run.runId,
-              agent: run.agent,
-              directiveId: stop.id,
-              level: stop.level,
-              scope: stop.scopeText,
-            },
-          } satisfies AuditEventOf<'resume.refused'>,
-        ]);
+      if (stop) await appendAudit(tx, [resumeRefusedEvent(run, actor, stop)]);
       return stop;
     });
   }
