@@ -254,6 +254,30 @@ function cases(name: string, shared: () => Promise<Shared>): void {
         await db.done();
       }
     });
+
+    test('two replicas starting at once with one --policy file: both start, the file is stored once', async () => {
+      const db = await shared();
+      const stores = await db.stores();
+      try {
+        const alerts: AlertSink = { notify: () => {} };
+        const file = { path: 'policy.yaml', source: TIGHTER };
+        const desks = await Promise.all(
+          stores.map((s) => PolicyDesk.open(s, alerts, createLogger('silent'), file)),
+        );
+        assert.deepEqual(
+          desks.map((d) => [d.current.version, d.current.source]),
+          [
+            [2, TIGHTER],
+            [2, TIGHTER],
+          ],
+        );
+        assert.equal(await stores[0].countPolicies(), 2);
+      } finally {
+        await stores[0].close();
+        await stores[1].close();
+        await db.done();
+      }
+    });
   });
 }
 

@@ -113,7 +113,16 @@ export class PolicyDesk {
         tenant: '*',
         agent: null,
       };
-      await desk.apply(who, file.source, { comment: `applied at startup from ${file.path}` });
+      // Replicas starting at once with one file: the one whose version lost the race follows the
+      // winner's and applies again (an identical text then stores nothing).
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await desk.apply(who, file.source, { comment: `applied at startup from ${file.path}` });
+          break;
+        } catch (err) {
+          if (!(err instanceof KillpathError && err.code === 'conflict') || attempt === 5) throw err;
+        }
+      }
     }
     return desk;
   }
