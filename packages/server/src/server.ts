@@ -252,6 +252,8 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     });
     // Elected already: its first checkpoint is signed before it serves (a failure fails the start).
     if (cp.leadership.leading) await sign(() => checkpoints.start());
+    // Not elected: its key is listed (not current), so the consistency heads it signs verify.
+    else await checkpoints.listKey();
     const lag = opts.admission === false ? null : loopLagProbe(undefined, undefined, cp.clock);
     undo.push(() => lag?.stop());
     const admission =

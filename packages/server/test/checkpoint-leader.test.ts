@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import postgres from 'postgres';
-import { KillpathError } from '@killpath/protocol';
+import { KillpathError, type ConsistencyVerdict } from '@killpath/protocol';
 import { checkpointSignatureProblem } from '../src/audit/checkpoint.ts';
 import { mintToken } from '../src/auth/tokens.ts';
 import { startServer, type RunningServer } from '../src/server.ts';
@@ -74,10 +74,12 @@ if (await requirePostgres()) {
           (r) => r.key_id,
         );
       assert.equal(await current(), keyA);
+      const listed = async () =>
+        Object.fromEntries((await store.auditKeys()).map((k) => [k.keyId, k.retiredAt === null]));
       assert.deepEqual(
-        (await store.auditKeys()).map((k) => k.keyId),
-        [keyA],
-        "B's start registered no key",
+        await listed(),
+        { [keyA]: true, [keyB]: false },
+        "B's start listed its key without making it current",
       );
 
       await mintToken(store, { role: 'operator', tenant: 'acme' }, 'test');
@@ -96,6 +98,18 @@ if (await requirePostgres()) {
       });
       assert.equal(res.status, 409);
       assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'conflict');
+      // B still answers a verification, with a head signed by its key, which the listed keys verify.
+      const verdict = (await (
+        await fetch(`${b.url}/v1/audit/verify`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ checkpoint: first }),
+        })
+      ).json()) as ConsistencyVerdict;
+      assert.equal(verdict.ok, true, verdict.problems.join('; '));
+      assert.equal(verdict.head.keyId, keyB);
+      assert.equal(verdict.head.origin, first.origin);
+      assert.equal(checkpointSignatureProblem(verdict.head, await store.auditKeys()), null);
 
       // Restarting the replica without the lease changes nothing about keys or signers.
       await b.close();
@@ -103,6 +117,7 @@ if (await requirePostgres()) {
       assert.equal(b.checkpoints.key.info.keyId, keyB, 'same data dir, same key');
       assert.equal(b.checkpoints.signing, false);
       assert.equal(await current(), keyA, "B's restart did not make its key the current one");
+      assert.deepEqual(await listed(), { [keyA]: true, [keyB]: false });
       await a.checkpoints.checkpointNow(true);
       assert.deepEqual(await signedBy(), [keyA], "only the holder's checkpoints are stored");
 

@@ -896,6 +896,22 @@ export function auditContract(make: MakeStore<AuditStore & DirectiveStore & Toke
         assert.equal((await store.listAudit({ types: ['operator_action'] })).length, 2);
       });
 
+      test('listing a key never makes it current: listed once, retired, audited once; a listed key becomes current when put', async () => {
+        const k1 = key(1, '2026-01-01T00:00:00.000Z');
+        const k2 = key(2, '2026-01-02T00:00:00.000Z');
+        assert.equal(await store.putAuditKey(k1, keyEvent(k1)), true);
+        assert.equal(await store.listAuditKey(k2, keyEvent(k2)), true);
+        assert.equal(await store.listAuditKey(k2, keyEvent(k2)), false, 'listed already: nothing recorded');
+        assert.equal(await store.listAuditKey(k1, keyEvent(k1)), false, 'the current key stays current');
+        const current = async () =>
+          (await store.auditKeys()).filter((k) => k.retiredAt === null).map((k) => k.keyId);
+        assert.deepEqual(await current(), [k1.keyId]);
+        assert.equal((await store.auditKeys()).length, 2);
+        assert.equal((await store.listAudit({ types: ['operator_action'] })).length, 2);
+        assert.equal(await store.putAuditKey(k2, keyEvent(k2)), true);
+        assert.deepEqual(await current(), [k2.keyId]);
+      });
+
       test('a stored checkpoint is the latest by size and is checked by verifyLog; one the log does not match is named', async () => {
         assert.equal(await store.latestCheckpoint(), null);
         await store.appendAudit(

@@ -133,6 +133,23 @@ export class Checkpointer {
     this.#timer.unref();
   }
 
+  /**
+   * Lists this process's key as known, not as the current one (a replica that does not sign
+   * checkpoints): the consistency heads it signs ({@link Checkpointer.signHead}) then verify with
+   * the listed keys. Does nothing when the key is listed already.
+   */
+  async listKey(): Promise<void> {
+    const info = this.#key.info;
+    await this.#o.store.listAuditKey(info, [
+      {
+        type: 'operator_action',
+        actor: CHECKPOINTER_ACTOR,
+        tenant: null,
+        data: { action: 'audit.key.listed', keyId: info.keyId, algorithm: info.algorithm },
+      },
+    ]);
+  }
+
   /** Reads and hashes new records and signs when a checkpoint is due. Calls are serialised. */
   tick(): Promise<void> {
     return this.#serial(async () => {

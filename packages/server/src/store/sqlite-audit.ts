@@ -161,6 +161,17 @@ export function putAuditKey(db: DatabaseSync, key: AuditKeyInfo, at: string): bo
   return true;
 }
 
+/** Lists `key` retired (`at`) unless it is listed already (inside the caller's transaction). */
+export function listAuditKey(db: DatabaseSync, key: AuditKeyInfo, at: string): boolean {
+  const r = db
+    .prepare(
+      `INSERT INTO audit_keys (key_id, public_key, created_at, retired_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT (key_id) DO NOTHING`,
+    )
+    .run(key.keyId, key.publicKey, key.createdAt, at);
+  return Number(r.changes) > 0;
+}
+
 /**
  * Reads the whole log, the stored checkpoints and the effect ledger's rows in one read
  * transaction and verifies them ({@link verifyLog}). Synchronous: the store calls it in a worker thread for a file database.

@@ -933,6 +933,14 @@ export class SqliteStore implements Store {
     });
   }
 
+  async listAuditKey(key: AuditKeyInfo, audit: AuditEvent[]): Promise<boolean> {
+    return this.#tx(() => {
+      const added = auditLog.listAuditKey(this.#db, key, new Date().toISOString());
+      if (added) this.#appendAudit(audit);
+      return added;
+    });
+  }
+
   async verifyLog(kept: TreeClaim | null): Promise<LogFindings> {
     if (this.#path === null) return auditLog.verifyStoredLog(this.#db, kept);
     return auditLog.verifyInWorker(this.#path, kept);

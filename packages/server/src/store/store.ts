@@ -493,6 +493,12 @@ export interface AuditStore {
    */
   putAuditKey(key: AuditKeyInfo, audit: AuditEvent[]): Promise<boolean>;
   /**
+   * Lists `key` as known but not current (retired now), so what it signs (a replica's consistency
+   * heads) verifies with the listed keys, with `audit` in the same transaction. Returns false (and
+   * records nothing) when it is listed already; never changes which key is current.
+   */
+  listAuditKey(key: AuditKeyInfo, audit: AuditEvent[]): Promise<boolean>;
+  /**
    * Verifies the whole log: the hash chain, the stored checkpoints and, when given, a kept one
    * (`kept`). Large logs are read and hashed off the caller's event loop.
    */

@@ -186,4 +186,17 @@ export class PgAudit implements AuditStore {
       return true;
     });
   }
+
+  async listAuditKey(key: AuditKeyInfo, audit: AuditEvent[]): Promise<boolean> {
+    return this.#sql.begin(async (tx: Tx) => {
+      await tx`LOCK TABLE audit_keys IN EXCLUSIVE MODE`;
+      const added = await tx`
+        INSERT INTO audit_keys (key_id, public_key, created_at, retired_at)
+        VALUES (${key.keyId}, ${key.publicKey}, ${key.createdAt}, ${new Date().toISOString()})
+        ON CONFLICT (key_id) DO NOTHING`;
+      if (added.count === 0) return false;
+      await appendAudit(tx, audit);
+      return true;
+    });
+  }
 }

@@ -209,6 +209,7 @@ export class PgStore implements Store {
   latestCheckpoint: Store['latestCheckpoint'] = () => this.#audit.latestCheckpoint();
   auditKeys: Store['auditKeys'] = () => this.#audit.auditKeys();
   putAuditKey: Store['putAuditKey'] = (key, audit) => this.#audit.putAuditKey(key, audit);
+  listAuditKey: Store['listAuditKey'] = (key, audit) => this.#audit.listAuditKey(key, audit);
   verifyLog: Store['verifyLog'] = (kept: TreeClaim | null) => this.#audit.verifyLog(kept);
 
   // TokenStore
