@@ -350,8 +350,10 @@ export class Client {
 
   /**
    * Stops the stream, the lease timer and the heartbeat so the process can exit; pending
-   * reports are dropped, except effect outcomes: those still waiting are sent, and the promise
-   * resolves once they were answered (at most 5 s on the client's clock). The gate closes: every later check denies `stale`, and an effect still
+   * reports are dropped, except effect outcomes: permit requests still on the wire are waited
+   * for (at most 5 s of real time) so that a permit granted meanwhile is reported `aborted`,
+   * then the outcomes still waiting are sent, and the promise resolves once they were answered
+   * (at most 5 s more on the client's clock). The gate closes: every later check denies `stale`, and an effect still
    * waiting for its permit never runs. Run timers are cancelled and queued tasks discarded (in
    * the sink only: the journal is closed too). In-flight effect functions are left to finish.
    * Idempotent.
@@ -360,7 +362,13 @@ export class Client {
     if (this.closing !== null) return this.closing;
     this.lease.stop();
     this.heartbeat.stop();
-    const delivered = this.reporter.close();
+    // Permits still on the wire may come back granted (asked before the gate closed): their
+    // `aborted` outcomes must reach the control plane, so the reporter closes once they are
+    // answered (at most CLOSE_PERMITS_WAIT_MS of real time: a control plane that never answers
+    // must not hold the process).
+    const delivered = boundedRealTime(this.calls.drained(), CLOSE_PERMITS_WAIT_MS).then(() =>
+      this.reporter.close(),
+    );
     // The last counters go out (fire-and-forget); nothing is sent after that.
     this.telemetry?.flush();
     this.telemetry?.close();
@@ -503,4 +511,22 @@ export class Client {
       // A failing sink must never break the gate or an effect.
     }
   }
+}
+
+/** Longest `close` waits for permit requests still on the wire, in ms of real time. */
+const CLOSE_PERMITS_WAIT_MS = 5_000;
+
+/**
+ * `p`, or nothing after `ms` of real time, whichever comes first. Real time, not the client's
+ * clock: a test's manual clock that is never advanced must not hold `close` forever.
+ */
+function boundedRealTime(p: Promise<void>, ms: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    timer.unref?.();
+    void p.then(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }

@@ -131,12 +131,37 @@ export class ControlCalls {
    */
   private tracked(url: string, body: unknown): Promise<unknown> {
     this.inFlight += 1;
-    const done = (): void => {
-      setImmediate(() => (this.inFlight -= 1));
-    };
     const p = this.post(url, body);
-    p.then(done, done);
+    // Settled once the turn its answer arrived in has ended: by then each caller has taken its
+    // answer (a permit granted after close is reported `aborted` in that turn).
+    const settled = new Promise<void>((ok) => {
+      const done = (): void => {
+        setImmediate(() => {
+          this.inFlight -= 1;
+          this.onWire.delete(settled);
+          ok();
+        });
+      };
+      p.then(done, done);
+    });
+    this.onWire.add(settled);
     return p;
+  }
+
+  /** Permit requests on the wire, each settled once its answer has been handed out. */
+  private readonly onWire = new Set<Promise<void>>();
+
+  /**
+   * Resolves once every permit request asked so far (queued or on the wire) has been answered
+   * and its answer handed to the caller. The client's `close` waits for it (bounded) so that the
+   * outcome of a permit granted while it was closing is still sent: the control plane would
+   * otherwise keep that permit open.
+   */
+  async drained(): Promise<void> {
+    while (this.queued !== null || this.onWire.size > 0) {
+      if (this.queued !== null) await new Promise<void>((ok) => setImmediate(ok));
+      else await Promise.all(this.onWire);
+    }
   }
 
   private single(request: PermitRequest): Promise<unknown> {

@@ -578,10 +578,32 @@ test('after close, an effect still waiting for its permit never runs', async () 
   });
   writing.catch(() => {});
   await drain();
-  await client.close();
+  const closed = client.close();
   release();
+  await closed;
   await assert.rejects(writing, (err) => codeOf(err) === 'halted');
   assert.equal(called, false);
+});
+
+test('close waits for permits on the wire: one granted while closing is reported aborted, so the control plane never keeps it open', async () => {
+  const { client, stream, cp } = await harness();
+  const run = client.startRun({ runId: 'r1' });
+  await stream.push(snapshot(1));
+  const release = cp.holdPermits();
+  const writing = run.effect('crm.update', () => {});
+  writing.catch(() => {});
+  await drain();
+  let done = false;
+  const closed = client.close().then(() => (done = true));
+  await drain();
+  assert.equal(done, false, 'close waits for the permit on the wire');
+  release();
+  await closed;
+  assert.deepEqual(
+    cp.outcomes(),
+    [{ permitId: 'p1', outcome: { status: 'aborted', afterAbort: false } }],
+    'the permit granted after close began is closed at the control plane',
+  );
 });
 
 test('permits asked while one is on the wire go out as one batch, each answered as alone; a halted one rejects halted', async () => {
