@@ -5,8 +5,8 @@
  * caller's function decides, with its audit records, in one transaction.
  */
 import type { DatabaseSync } from 'node:sqlite';
-import type { Approval } from '@killpath/protocol';
 import type { AuditEvent } from '../audit/chain.ts';
+import { toApproval, type ApprovalRow } from './rows.ts';
 import type { ApprovalQuery, ApprovalRecord, ApprovalUpdate } from './store.ts';
 
 /** Schema version 10: approval requests. */
@@ -41,54 +41,6 @@ export interface ApprovalsContext {
   db: DatabaseSync;
   tx<T>(fn: () => T): Promise<T>;
   audit(events: AuditEvent[]): void;
-}
-
-interface ApprovalRow {
-  id: string;
-  action: string;
-  rule: string;
-  tenant: string | null;
-  target: string;
-  target_rev: number | null;
-  summary: string;
-  requested_by: string;
-  requested_token: string;
-  reason: string;
-  created_at: string;
-  expires_at: string;
-  needed: number;
-  approver_role: string;
-  contact: string | null;
-  approvals: string;
-  state: string;
-  completed_at: string | null;
-  outcome: string | null;
-  payload: string | null;
-}
-
-function toRecord(r: ApprovalRow): ApprovalRecord {
-  return {
-    id: r.id,
-    action: r.action as ApprovalRecord['action'],
-    rule: r.rule,
-    tenant: r.tenant,
-    target: r.target,
-    targetRev: r.target_rev === null ? null : Number(r.target_rev),
-    summary: r.summary,
-    requestedBy: r.requested_by,
-    requestedToken: r.requested_token,
-    reason: r.reason,
-    createdAt: r.created_at,
-    expiresAt: r.expires_at,
-    needed: Number(r.needed),
-    approverRole: r.approver_role as ApprovalRecord['approverRole'],
-    contact: r.contact,
-    approvals: JSON.parse(r.approvals) as Approval[],
-    state: r.state as ApprovalRecord['state'],
-    completedAt: r.completed_at,
-    outcome: r.outcome,
-    payload: r.payload === null ? null : (JSON.parse(r.payload) as Record<string, unknown>),
-  };
 }
 
 function write(db: DatabaseSync, a: ApprovalRecord, insert: boolean): void {
@@ -143,14 +95,14 @@ export function createApproval(
 /** One request; null when unknown. */
 export function getApproval(ctx: ApprovalsContext, id: string): ApprovalRecord | null {
   const r = ctx.db.prepare('SELECT * FROM approvals WHERE id = ?').get(id) as ApprovalRow | undefined;
-  return r ? toRecord(r) : null;
+  return r ? toApproval(r) : null;
 }
 
 /** Requests, newest first. */
 export function listApprovals(ctx: ApprovalsContext, q: ApprovalQuery): ApprovalRecord[] {
   const { where, params } = approvalFilter(q);
   const sql = `SELECT * FROM approvals ${where} ORDER BY created_at DESC, id DESC LIMIT ?`;
-  return (ctx.db.prepare(sql).all(...params, q.limit) as unknown as ApprovalRow[]).map(toRecord);
+  return (ctx.db.prepare(sql).all(...params, q.limit) as unknown as ApprovalRow[]).map(toApproval);
 }
 
 /** How many requests match the filters of a list (its limit ignored). */

@@ -2,17 +2,11 @@
  * Rehearsal records and agents' capability surfaces on SQLite (schema version 5), run by
  * `SqliteStore` on its connection, inside its group-commit transactions and its audit chain.
  */
-import { randomUUID } from 'node:crypto';
 import type { DatabaseSync } from 'node:sqlite';
-import type {
-  AuditRecord,
-  DrilledAgent,
-  RehearsalInput,
-  RehearsalRecord,
-  ScenarioResult,
-} from '@killpath/protocol';
+import type { AuditRecord, DrilledAgent, RehearsalInput, RehearsalRecord } from '@killpath/protocol';
 import type { AuditEvent } from '../audit/chain.ts';
 import type { AgentSurface, DrillQuery, LastDrill } from './store.ts';
+import { newDrill, toDrill, type DrillRow } from './rows.ts';
 
 /** Schema version 5: rehearsal records and the capabilities first seen per agent. */
 export const DRILLS_SCHEMA = `
@@ -50,44 +44,6 @@ export interface DrillsContext {
   audit(events: AuditEvent[]): AuditRecord[];
 }
 
-interface DrillRow {
-  seq: number;
-  id: string;
-  recorded_at: string;
-  recorded_by: string;
-  spec_name: string;
-  spec_digest: string;
-  mode: string;
-  compact: number;
-  result: string;
-  started_at: string;
-  finished_at: string;
-  agents: string;
-  scenarios: string;
-  audit_seq: number;
-}
-
-function toRecord(r: DrillRow): RehearsalRecord {
-  return {
-    id: r.id,
-    recordedAt: r.recorded_at,
-    recordedBy: r.recorded_by,
-    auditSeq: Number(r.audit_seq),
-    spec: { name: r.spec_name, digest: r.spec_digest, agents: JSON.parse(r.agents) as DrilledAgent[] },
-    mode: r.mode as RehearsalRecord['mode'],
-    compact: r.compact !== 0,
-    startedAt: r.started_at,
-    finishedAt: r.finished_at,
-    result: r.result as RehearsalRecord['result'],
-    scenarios: JSON.parse(r.scenarios) as ScenarioResult[],
-  };
-}
-
-/** Scenarios as stored: without their timelines (those are for reports only). */
-export function withoutTimelines(scenarios: readonly ScenarioResult[]): ScenarioResult[] {
-  return scenarios.map(({ timeline: _timeline, ...s }) => s);
-}
-
 export function recordDrill(
   ctx: DrillsContext,
   input: RehearsalInput,
@@ -95,27 +51,8 @@ export function recordDrill(
   audit: (r: Omit<RehearsalRecord, 'auditSeq'>) => AuditEvent[],
 ): Promise<RehearsalRecord> {
   return ctx.tx(() => {
-    const base: Omit<RehearsalRecord, 'auditSeq'> = {
-      id: `dr_${randomUUID()}`,
-      recordedAt: new Date().toISOString(),
-      recordedBy,
-      spec: {
-        name: input.spec.name,
-        digest: input.spec.digest,
-        agents: input.spec.agents.map((a) => ({
-          tenant: a.tenant,
-          agent: a.agent,
-          level: a.level,
-          cadenceDays: a.cadenceDays,
-        })),
-      },
-      mode: input.mode,
-      compact: input.compact,
-      startedAt: input.startedAt,
-      finishedAt: input.finishedAt,
-      result: input.result,
-      scenarios: withoutTimelines(input.scenarios),
-    };
+    const base = newDrill(input, recordedBy);
+
     const appended = ctx.audit(audit(base));
     const auditSeq = (appended.find((r) => r.type === 'drill.recorded') ?? appended[0])?.seq ?? 0;
     ctx.db
@@ -180,12 +117,12 @@ export function listDrills(ctx: DrillsContext, q: DrillQuery): RehearsalRecord[]
   }
   params.push(q.limit);
   const sql = `SELECT * FROM drills ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ?`;
-  return (ctx.db.prepare(sql).all(...params) as unknown as DrillRow[]).map(toRecord);
+  return (ctx.db.prepare(sql).all(...params) as unknown as DrillRow[]).map(toDrill);
 }
 
 export function getDrill(ctx: DrillsContext, id: string): RehearsalRecord | null {
   const r = ctx.db.prepare('SELECT * FROM drills WHERE id = ?').get(id) as DrillRow | undefined;
-  return r ? toRecord(r) : null;
+  return r ? toDrill(r) : null;
 }
 
 export function lastDrills(ctx: DrillsContext, tenant?: string): LastDrill[] {

@@ -29,6 +29,7 @@ import { migrateRunTenancy } from './sqlite-tenancy.ts';
 import * as presence from './sqlite-presence.ts';
 import { WalSync, type FsyncFn } from './wal-sync.ts';
 import { toRun, type RunRow } from './sqlite-rows.ts';
+import { toPolicy, toPolicyListing, type PolicyRow } from './rows.ts';
 import type {
   JournalEvent,
   LedgerEntry,
@@ -142,28 +143,6 @@ CREATE TABLE IF NOT EXISTS policies (
   created_at TEXT NOT NULL
 );
 `;
-
-interface PolicyRow {
-  version: number;
-  source: string;
-  digest: string;
-  actor: string;
-  comment: string | null;
-  rollback_of: number | null;
-  created_at: string;
-}
-
-function toPolicy(r: PolicyRow): PolicyVersion {
-  return {
-    version: Number(r.version),
-    source: r.source,
-    digest: r.digest,
-    actor: r.actor,
-    comment: r.comment,
-    rollbackOf: r.rollback_of,
-    createdAt: r.created_at,
-  };
-}
 
 interface DirectiveRow {
   id: string;
@@ -984,14 +963,7 @@ export class SqliteStore implements Store {
         'SELECT version, digest, actor, comment, rollback_of, created_at FROM policies ORDER BY version DESC LIMIT ?',
       )
       .all(limit) as unknown as Omit<PolicyRow, 'source'>[];
-    return rows.map((r) => ({
-      version: Number(r.version),
-      digest: r.digest,
-      actor: r.actor,
-      comment: r.comment,
-      rollbackOf: r.rollback_of,
-      createdAt: r.created_at,
-    }));
+    return rows.map(toPolicyListing);
   }
 
   /** The context the presence, acknowledgement and lease functions run in. */

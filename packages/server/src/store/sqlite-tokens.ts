@@ -8,6 +8,7 @@
  */
 import type { DatabaseSync } from 'node:sqlite';
 import type { AuditEvent } from '../audit/chain.ts';
+import { toToken, type TokenRow } from './rows.ts';
 import type { NewToken, TokenQuery, TokenRecord } from './store.ts';
 
 /** What the token functions need from the store: its connection, transactions and audit chain. */
@@ -29,40 +30,8 @@ export function migrateTokens(db: DatabaseSync): void {
   if (!cols.has('minted_by')) db.exec('ALTER TABLE tokens ADD COLUMN minted_by TEXT');
 }
 
-interface TokenRow {
-  id: string;
-  name: string;
-  role: TokenRecord['role'];
-  tenant: string;
-  agent: string | null;
-  created_at: string;
-  revoked_at: string | null;
-  expires_at: string | null;
-  revoked_by: string | null;
-  revoke_reason: string | null;
-  launcher: string | null;
-  minted_by: string | null;
-}
-
 const COLUMNS =
   'id, name, role, tenant, agent, created_at, revoked_at, expires_at, revoked_by, revoke_reason, launcher, minted_by';
-
-function toToken(r: TokenRow): TokenRecord {
-  return {
-    id: r.id,
-    name: r.name,
-    role: r.role,
-    tenant: r.tenant,
-    agent: r.agent,
-    createdAt: r.created_at,
-    expiresAt: r.expires_at,
-    revokedAt: r.revoked_at,
-    revokedBy: r.revoked_by,
-    revokeReason: r.revoke_reason,
-    launcher: r.launcher,
-    mintedBy: r.minted_by,
-  };
-}
 
 function revokeRow(db: DatabaseSync, id: string, by: string, reason: string, at: string): TokenRecord | null {
   const row = db

@@ -1,45 +1,11 @@
 /** Rehearsal records on PostgreSQL (the agents a spec covers are kept as jsonb, to filter on). */
-import { randomUUID } from 'node:crypto';
-import type { DrilledAgent, RehearsalInput, RehearsalRecord, ScenarioResult } from '@killpath/protocol';
+import type { DrilledAgent, RehearsalInput, RehearsalRecord } from '@killpath/protocol';
 import type { AuditEvent } from '../../audit/chain.ts';
-import { withoutTimelines } from '../sqlite-drills.ts';
+import { newDrill, toDrill, type DrillRow } from '../rows.ts';
 import type { DrillQuery, DrillStore, LastDrill } from '../store.ts';
 import type { JSONValue } from 'postgres';
 import type { Sql } from './connect.ts';
 import { appendAudit } from './tx.ts';
-
-interface DrillRow {
-  seq: string;
-  id: string;
-  recorded_at: string;
-  recorded_by: string;
-  spec_name: string;
-  spec_digest: string;
-  mode: string;
-  compact: boolean;
-  result: string;
-  started_at: string;
-  finished_at: string;
-  agents: DrilledAgent[];
-  scenarios: string;
-  audit_seq: string;
-}
-
-function toRecord(r: DrillRow): RehearsalRecord {
-  return {
-    id: r.id,
-    recordedAt: r.recorded_at,
-    recordedBy: r.recorded_by,
-    auditSeq: Number(r.audit_seq),
-    spec: { name: r.spec_name, digest: r.spec_digest, agents: r.agents },
-    mode: r.mode as RehearsalRecord['mode'],
-    compact: r.compact,
-    startedAt: r.started_at,
-    finishedAt: r.finished_at,
-    result: r.result as RehearsalRecord['result'],
-    scenarios: JSON.parse(r.scenarios) as ScenarioResult[],
-  };
-}
 
 /** {@link DrillStore} on PostgreSQL. */
 export class PgDrills implements DrillStore {
@@ -55,27 +21,8 @@ export class PgDrills implements DrillStore {
     audit: (r: Omit<RehearsalRecord, 'auditSeq'>) => AuditEvent[],
   ): Promise<RehearsalRecord> {
     return this.#sql.begin(async (tx) => {
-      const base: Omit<RehearsalRecord, 'auditSeq'> = {
-        id: `dr_${randomUUID()}`,
-        recordedAt: new Date().toISOString(),
-        recordedBy,
-        spec: {
-          name: input.spec.name,
-          digest: input.spec.digest,
-          agents: input.spec.agents.map((a) => ({
-            tenant: a.tenant,
-            agent: a.agent,
-            level: a.level,
-            cadenceDays: a.cadenceDays,
-          })),
-        },
-        mode: input.mode,
-        compact: input.compact,
-        startedAt: input.startedAt,
-        finishedAt: input.finishedAt,
-        result: input.result,
-        scenarios: withoutTimelines(input.scenarios),
-      };
+      const base = newDrill(input, recordedBy);
+
       // The insert comes before the audit append: the audit head is the last lock taken.
       const events = audit(base);
       await tx`
@@ -112,12 +59,12 @@ export class PgDrills implements DrillStore {
       SELECT * FROM drills WHERE ${this.#covers(q)}
         AND ${q.before === undefined ? sql`TRUE` : sql`seq < (SELECT seq FROM drills WHERE id = ${q.before})`}
       ORDER BY seq DESC LIMIT ${q.limit}`;
-    return rows.map(toRecord);
+    return rows.map(toDrill);
   }
 
   async getDrill(id: string): Promise<RehearsalRecord | null> {
     const [r] = await this.#sql<DrillRow[]>`SELECT * FROM drills WHERE id = ${id}`;
-    return r ? toRecord(r) : null;
+    return r ? toDrill(r) : null;
   }
 
   async lastDrills(tenant?: string): Promise<LastDrill[]> {

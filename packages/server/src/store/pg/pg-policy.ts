@@ -3,81 +3,11 @@
  * across replicas (appends take turns on a table lock); an approval's decision reads and writes its
  * row under a row lock, so concurrent approvals on any replicas serialise (the second sees the first's).
  */
-import type { Approval } from '@killpath/protocol';
 import type { AuditEvent } from '../../audit/chain.ts';
 import type { ApprovalQuery, ApprovalRecord, ApprovalUpdate, PolicyStore, PolicyVersion } from '../store.ts';
+import { toApproval, toPolicy, toPolicyListing, type ApprovalRow, type PolicyRow } from '../rows.ts';
 import type { Sql, Tx } from './connect.ts';
 import { appendAudit } from './tx.ts';
-
-interface PolicyRow {
-  version: string;
-  source: string;
-  digest: string;
-  actor: string;
-  comment: string | null;
-  rollback_of: string | null;
-  created_at: string;
-}
-
-function toPolicy(r: PolicyRow): PolicyVersion {
-  return {
-    version: Number(r.version),
-    source: r.source,
-    digest: r.digest,
-    actor: r.actor,
-    comment: r.comment,
-    rollbackOf: r.rollback_of === null ? null : Number(r.rollback_of),
-    createdAt: r.created_at,
-  };
-}
-
-interface ApprovalRow {
-  id: string;
-  action: string;
-  rule: string;
-  tenant: string | null;
-  target: string;
-  target_rev: string | null;
-  summary: string;
-  requested_by: string;
-  requested_token: string;
-  reason: string;
-  created_at: string;
-  expires_at: string;
-  needed: string;
-  approver_role: string;
-  contact: string | null;
-  approvals: string;
-  state: string;
-  completed_at: string | null;
-  outcome: string | null;
-  payload: string | null;
-}
-
-function toApproval(r: ApprovalRow): ApprovalRecord {
-  return {
-    id: r.id,
-    action: r.action as ApprovalRecord['action'],
-    rule: r.rule,
-    tenant: r.tenant,
-    target: r.target,
-    targetRev: r.target_rev === null ? null : Number(r.target_rev),
-    summary: r.summary,
-    requestedBy: r.requested_by,
-    requestedToken: r.requested_token,
-    reason: r.reason,
-    createdAt: r.created_at,
-    expiresAt: r.expires_at,
-    needed: Number(r.needed),
-    approverRole: r.approver_role as ApprovalRecord['approverRole'],
-    contact: r.contact,
-    approvals: JSON.parse(r.approvals) as Approval[],
-    state: r.state as ApprovalRecord['state'],
-    completedAt: r.completed_at,
-    outcome: r.outcome,
-    payload: r.payload === null ? null : (JSON.parse(r.payload) as Record<string, unknown>),
-  };
-}
 
 function approvalRow(a: ApprovalRecord) {
   return {
@@ -166,10 +96,7 @@ export class PgPolicy implements PolicyStore {
   async listPolicies(limit: number): Promise<Omit<PolicyVersion, 'source'>[]> {
     const rows = await this.#sql<Omit<PolicyRow, 'source'>[]>`
       SELECT version, digest, actor, comment, rollback_of, created_at FROM policies ORDER BY version DESC LIMIT ${limit}`;
-    return rows.map((r) => {
-      const { source: _source, ...rest } = toPolicy({ ...r, source: '' });
-      return rest;
-    });
+    return rows.map(toPolicyListing);
   }
 
   async countPolicies(): Promise<number> {

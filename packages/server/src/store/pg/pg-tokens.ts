@@ -2,39 +2,8 @@
 import type { AuditEvent } from '../../audit/chain.ts';
 import type { NewToken, TokenQuery, TokenRecord, TokenStore } from '../store.ts';
 import type { Sql, Tx } from './connect.ts';
+import { toToken, type TokenRow } from '../rows.ts';
 import { appendAudit } from './tx.ts';
-
-interface TokenRow {
-  id: string;
-  name: string;
-  role: TokenRecord['role'];
-  tenant: string;
-  agent: string | null;
-  created_at: string;
-  revoked_at: string | null;
-  expires_at: string | null;
-  revoked_by: string | null;
-  revoke_reason: string | null;
-  launcher: string | null;
-  minted_by: string | null;
-}
-
-function toToken(r: TokenRow): TokenRecord {
-  return {
-    id: r.id,
-    name: r.name,
-    role: r.role,
-    tenant: r.tenant,
-    agent: r.agent,
-    createdAt: r.created_at,
-    expiresAt: r.expires_at,
-    revokedAt: r.revoked_at,
-    revokedBy: r.revoked_by,
-    revokeReason: r.revoke_reason,
-    launcher: r.launcher,
-    mintedBy: r.minted_by,
-  };
-}
 
 async function revokeRow(
   tx: Tx,

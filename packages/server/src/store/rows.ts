@@ -1,0 +1,197 @@
+import { randomUUID } from 'node:crypto';
+import type { Approval } from '@killpath/protocol';
+import type { DrilledAgent, RehearsalInput, RehearsalRecord, ScenarioResult } from '@killpath/protocol';
+import type { ApprovalRecord, PolicyVersion, TokenRecord } from './store.ts';
+
+/**
+ * Rows of the tables both backends share (same snake_case columns) and how each becomes the
+ * store's record, written once for SQLite (`sqlite-*.ts`) and PostgreSQL (`pg/*.ts`). A row
+ * type takes either driver's values: integers may come back from PostgreSQL as strings or
+ * bigints (hence `Number()`), booleans as SQLite's 0/1, JSON as text or as PostgreSQL's parsed
+ * `jsonb`.
+ */
+
+/** An integer column as a driver returns it. */
+export type DbInt = number | string | bigint;
+
+/** A row of `policy_versions`. */
+export interface PolicyRow {
+  version: DbInt;
+  source: string;
+  digest: string;
+  actor: string;
+  comment: string | null;
+  rollback_of: DbInt | null;
+  created_at: string;
+}
+
+/** A policy row as the store's policy version. */
+export function toPolicy(r: PolicyRow): PolicyVersion {
+  return {
+    version: Number(r.version),
+    source: r.source,
+    digest: r.digest,
+    actor: r.actor,
+    comment: r.comment,
+    rollbackOf: r.rollback_of === null ? null : Number(r.rollback_of),
+    createdAt: r.created_at,
+  };
+}
+
+/** A policy row without its source as the store's listing of that version. */
+export function toPolicyListing(r: Omit<PolicyRow, 'source'>): Omit<PolicyVersion, 'source'> {
+  const { source: _source, ...rest } = toPolicy({ ...r, source: '' });
+  return rest;
+}
+
+/** A row of `approvals` (`approvals` and `payload` are stored as JSON text). */
+export interface ApprovalRow {
+  id: string;
+  action: string;
+  rule: string;
+  tenant: string | null;
+  target: string;
+  target_rev: DbInt | null;
+  summary: string;
+  requested_by: string;
+  requested_token: string;
+  reason: string;
+  created_at: string;
+  expires_at: string;
+  needed: DbInt;
+  approver_role: string;
+  contact: string | null;
+  approvals: string;
+  state: string;
+  completed_at: string | null;
+  outcome: string | null;
+  payload: string | null;
+}
+
+/** An approval row as the store's approval record. */
+export function toApproval(r: ApprovalRow): ApprovalRecord {
+  return {
+    id: r.id,
+    action: r.action as ApprovalRecord['action'],
+    rule: r.rule,
+    tenant: r.tenant,
+    target: r.target,
+    targetRev: r.target_rev === null ? null : Number(r.target_rev),
+    summary: r.summary,
+    requestedBy: r.requested_by,
+    requestedToken: r.requested_token,
+    reason: r.reason,
+    createdAt: r.created_at,
+    expiresAt: r.expires_at,
+    needed: Number(r.needed),
+    approverRole: r.approver_role as ApprovalRecord['approverRole'],
+    contact: r.contact,
+    approvals: JSON.parse(r.approvals) as Approval[],
+    state: r.state as ApprovalRecord['state'],
+    completedAt: r.completed_at,
+    outcome: r.outcome,
+    payload: r.payload === null ? null : (JSON.parse(r.payload) as Record<string, unknown>),
+  };
+}
+
+/** A row of `tokens` without its secret's hash (the columns a token record shows). */
+export interface TokenRow {
+  id: string;
+  name: string;
+  role: TokenRecord['role'];
+  tenant: string;
+  agent: string | null;
+  created_at: string;
+  revoked_at: string | null;
+  expires_at: string | null;
+  revoked_by: string | null;
+  revoke_reason: string | null;
+  launcher: string | null;
+  minted_by: string | null;
+}
+
+/** A token row as the store's token record. */
+export function toToken(r: TokenRow): TokenRecord {
+  return {
+    id: r.id,
+    name: r.name,
+    role: r.role,
+    tenant: r.tenant,
+    agent: r.agent,
+    createdAt: r.created_at,
+    expiresAt: r.expires_at,
+    revokedAt: r.revoked_at,
+    revokedBy: r.revoked_by,
+    revokeReason: r.revoke_reason,
+    launcher: r.launcher,
+    mintedBy: r.minted_by,
+  };
+}
+
+/** A row of `drills` (`agents` is JSON text on SQLite, `jsonb` on PostgreSQL). */
+export interface DrillRow {
+  id: string;
+  recorded_at: string;
+  recorded_by: string;
+  spec_name: string;
+  spec_digest: string;
+  mode: string;
+  compact: number | boolean;
+  result: string;
+  started_at: string;
+  finished_at: string;
+  agents: string | DrilledAgent[];
+  scenarios: string;
+  audit_seq: DbInt;
+}
+
+/** A drill row as the store's rehearsal record. */
+export function toDrill(r: DrillRow): RehearsalRecord {
+  return {
+    id: r.id,
+    recordedAt: r.recorded_at,
+    recordedBy: r.recorded_by,
+    auditSeq: Number(r.audit_seq),
+    spec: {
+      name: r.spec_name,
+      digest: r.spec_digest,
+      agents: typeof r.agents === 'string' ? (JSON.parse(r.agents) as DrilledAgent[]) : r.agents,
+    },
+    mode: r.mode as RehearsalRecord['mode'],
+    compact: r.compact !== 0 && r.compact !== false,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
+    result: r.result as RehearsalRecord['result'],
+    scenarios: JSON.parse(r.scenarios) as ScenarioResult[],
+  };
+}
+
+/** Scenarios as stored: without their timelines (those are for reports only). */
+function withoutTimelines(scenarios: readonly ScenarioResult[]): ScenarioResult[] {
+  return scenarios.map(({ timeline: _timeline, ...s }) => s);
+}
+
+/** A new drill's record as both backends store it, before the audit gives it its `auditSeq`. */
+export function newDrill(input: RehearsalInput, recordedBy: string): Omit<RehearsalRecord, 'auditSeq'> {
+  return {
+    id: `dr_${randomUUID()}`,
+    recordedAt: new Date().toISOString(),
+    recordedBy,
+    spec: {
+      name: input.spec.name,
+      digest: input.spec.digest,
+      agents: input.spec.agents.map((a) => ({
+        tenant: a.tenant,
+        agent: a.agent,
+        level: a.level,
+        cadenceDays: a.cadenceDays,
+      })),
+    },
+    mode: input.mode,
+    compact: input.compact,
+    startedAt: input.startedAt,
+    finishedAt: input.finishedAt,
+    result: input.result,
+    scenarios: withoutTimelines(input.scenarios),
+  };
+}
