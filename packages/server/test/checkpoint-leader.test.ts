@@ -157,4 +157,63 @@ if (await requirePostgres()) {
       for (const d of dirs) rmSync(d, { recursive: true, force: true });
     }
   });
+
+  test('a deposed holder stops signing at once; the next holder signs with its own key', async () => {
+    const db = await freshDatabase('ckpt_deposed');
+    const dirs = [0, 1].map(() => mkdtempSync(join(tmpdir(), 'killpath-ckpt-deposed-')));
+    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
+    const servers: RunningServer[] = [];
+    try {
+      await migrate(admin);
+      const common = {
+        port: 0,
+        logLevel: 'silent' as const,
+        supervisor: false,
+        watchdog: false,
+        admission: false as const,
+        keepaliveMs: 200,
+        lease: { ttlMs: 1000, pollMs: 100 },
+        storeUrl: db.url,
+        checkpointEveryRecords: 1,
+      };
+      for (const d of dirs) servers.push(await startServer({ ...common, dataDir: d }));
+      const [a, b] = servers as [RunningServer, RunningServer];
+      assert.equal(a.checkpoints.signing, true);
+      // Another holder takes the lease (a later epoch) and keeps it: A is deposed at its next renewal.
+      await admin`UPDATE leases SET holder = 'intruder', epoch = epoch + 1, expires_at = ${Date.now() + 3_600_000}
+        WHERE name = 'leader'`;
+      await until(() => !a.controlPlane.leadership.leading, 'A to notice it lost the lease');
+      await until(() => !a.checkpoints.signing, 'A to stop signing');
+      const count = async () =>
+        Number((await admin<{ n: string }[]>`SELECT count(*) AS n FROM checkpoints`)[0]!.n);
+      const before = await count();
+      await mintToken(a.controlPlane.store, { role: 'operator', tenant: 'acme' }, 'while nobody signs');
+      await a.checkpoints.tick();
+      await b.checkpoints.tick();
+      assert.equal(await count(), before, 'neither replica signs while another holds the lease');
+      await assert.rejects(
+        a.checkpoints.checkpointNow(true),
+        (err: unknown) => err instanceof KillpathError && err.code === 'conflict',
+      );
+      // The lease is free again: whichever replica takes it signs with its own key, now current.
+      await admin`UPDATE leases SET expires_at = 0 WHERE name = 'leader'`;
+      await until(
+        () => a.checkpoints.signing || b.checkpoints.signing,
+        'a replica to take the lease and sign',
+      );
+      const holder = a.checkpoints.signing ? a : b;
+      const other = holder === a ? b : a;
+      assert.equal(other.checkpoints.signing, false, 'one signer');
+      const signed = await holder.checkpoints.checkpointNow(true);
+      assert.equal(signed.keyId, holder.checkpoints.key.info.keyId);
+      const keys = await holder.controlPlane.store.auditKeys();
+      assert.equal(keys.find((k) => k.retiredAt === null)?.keyId, signed.keyId);
+      assert.equal((await holder.controlPlane.store.verifyLog(null)).ok, true);
+    } finally {
+      for (const s of servers.reverse()) await s.close().catch(() => {});
+      await admin.end({ timeout: 1 });
+      await db.drop();
+      for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    }
+  });
 }

@@ -150,9 +150,10 @@ export class Checkpointer {
     ]);
   }
 
-  /** Reads and hashes new records and signs when a checkpoint is due. Calls are serialised. */
+  /** Reads and hashes new records and signs when a checkpoint is due. Calls are serialised; not running, does nothing. */
   tick(): Promise<void> {
     return this.#serial(async () => {
+      if (!this.#running) return;
       await this.#pump();
       if (this.#stopped) return;
       const due =
