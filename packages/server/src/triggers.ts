@@ -12,9 +12,11 @@ import type { AuditStore, PolicyStore } from './store/store.ts';
 import type { ApprovalsHost } from './approvals.ts';
 import type { DeadmanHost } from './watchdog/deadman.ts';
 import type { SupervisorHost } from './supervisor/supervisor.ts';
+import type { TelemetryStore } from './store/store.ts';
 import type { Logger } from './log.ts';
 import { PolicyDesk } from './policy/policy-desk.ts';
 import { ApprovalDesk } from './approvals.ts';
+import { TelemetryRelay } from './supervisor/telemetry-relay.ts';
 import { Supervisor, type Fire } from './supervisor/supervisor.ts';
 import { DeadmanDesk } from './watchdog/deadman.ts';
 import { AbsenceWatch, Liveness, type Component } from './watchdog/liveness.ts';
@@ -24,7 +26,9 @@ import { Watchdog } from './watchdog/watchdog.ts';
 export type TriggersHost = ApprovalsHost &
   SupervisorHost &
   DeadmanHost &
-  Pick<ControlPlane, 'clock'> & { readonly store: PolicyStore & Pick<AuditStore, 'appendAudit'> };
+  Pick<ControlPlane, 'clock' | 'replicaId' | 'whileLeading'> & {
+    readonly store: PolicyStore & Pick<AuditStore, 'appendAudit'> & TelemetryStore;
+  };
 
 /** Options of {@link Triggers}. */
 export interface TriggerOptions {
@@ -76,6 +80,8 @@ export class Triggers {
   /** Approval requests for the acts the active policy's approval rules gate. */
   readonly approvals: ApprovalDesk;
   readonly supervisor: Supervisor | null;
+  /** Telemetry to and from the store, so that only the holder of the leader lease evaluates rules, over every replica's share. */
+  readonly relay: TelemetryRelay | null;
   readonly deadman: DeadmanDesk;
   readonly liveness: Liveness;
   readonly watchdog: Watchdog | null;
@@ -150,6 +156,15 @@ export class Triggers {
       (age) => void this.absence('watchdog.absent', age, 'supervisor'),
       (age) => void this.absence('watchdog.recovered', age, 'supervisor'),
     );
+    this.relay =
+      this.supervisor === null
+        ? null
+        : new TelemetryRelay(
+            { store: cp.store, clock, log, replicaId: cp.replicaId, whileLeading: (w) => cp.whileLeading(w) },
+            this.supervisor,
+            () => this.policy.active.policy.retentionMs,
+          );
+    this.relay?.start();
     if (this.supervisor !== null) {
       this.liveness.beat('supervisor', 'serve');
       const beat = () => {
@@ -218,6 +233,7 @@ export class Triggers {
     this.#beatTimer = null;
     if (this.#followTimer !== null) this.#clock.clearTimeout(this.#followTimer);
     this.#followTimer = null;
+    this.relay?.stop();
     await this.#following;
     await this.watchdog?.stop();
     await this.supervisor?.drain();
@@ -234,7 +250,7 @@ export class Triggers {
         );
     }
     for (const r of batch.runs) if (r.localHalt !== null) this.#localHalt(who, r.runId, r.localHalt);
-    this.supervisor?.ingest(who, batch.runs);
+    this.relay?.take(who, batch.runs);
   }
 
   /** A heartbeat: recorded for the deadman; answered with the worker's settings. */

@@ -56,7 +56,7 @@ test('a schema-v1 database opens, keeps its switchboard, audit chain and tokens,
   }
 });
 
-test('a schema-v4 database opens as version 13: its state is kept, drills, capability surfaces, releases, presence, acknowledgements and leases start empty', async () => {
+test('a schema-v4 database opens as version 14: its state is kept, drills, capability surfaces, releases, presence, acknowledgements, leases and forwarded telemetry start empty', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'killpath-v4-'));
   const path = join(dir, 'killpath.db');
   copyFileSync(FIXTURE_V4, path);
@@ -132,6 +132,8 @@ test('a schema-v4 database opens as version 13: its state is kept, drills, capab
     assert.equal(await s.getLease('leader'), null);
     assert.equal((await s.acquireLease('leader', 'a', 1000, 1)).epoch, 1);
     assert.equal(await s.revCommittedAt(board.directives[0]!.rev), board.directives[0]!.issuedAt);
+    // Version 14: forwarded telemetry starts empty.
+    assert.deepEqual(await s.telemetryAfter(0, 0, 10), []);
     assert.ok((await s.verifyAudit()).ok);
   } finally {
     await s.close();
@@ -140,7 +142,7 @@ test('a schema-v4 database opens as version 13: its state is kept, drills, capab
   try {
     assert.deepEqual(
       { ...(raw.prepare(`SELECT value FROM meta WHERE key = 'schema'`).get() as object) },
-      { value: '13' },
+      { value: '14' },
     );
   } finally {
     raw.close();

@@ -9,7 +9,7 @@ import { openPool } from '../src/store/pg/connect.ts';
 import { PgPresence } from '../src/store/pg/pg-presence.ts';
 import { migrate } from '../src/store/pg/schema.ts';
 import { dropLeftovers, freshDatabase, freshPgStore, requirePostgres } from './pg.ts';
-import { leaseContract, presenceContract } from './presence-contract.ts';
+import { leaseContract, presenceContract, telemetryContract } from './presence-contract.ts';
 
 const available = await requirePostgres();
 after(dropLeftovers);
@@ -29,6 +29,7 @@ if (available) {
   describe('PgStore presence and leases', () => {
     presenceContract(() => freshPgStore('presence'), directivesBuilt);
     leaseContract(() => freshPgStore('lease'), directivesBuilt);
+    telemetryContract(() => freshPgStore('telemetry'));
   });
 
   describe('PostgreSQL leases across replicas', () => {

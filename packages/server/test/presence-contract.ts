@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { RunReport } from '@killpath/protocol';
+import type { RunReport, RunTelemetry } from '@killpath/protocol';
 import type {
   AuditStore,
   DirectiveStore,
@@ -8,6 +8,7 @@ import type {
   PresenceRow,
   PresenceStore,
   StoreLifecycle,
+  TelemetryStore,
 } from '../src/store/store.ts';
 import { directiveInput, type MakeStore } from './store-contract.ts';
 
@@ -280,5 +281,104 @@ export function leaseContract(
         assert.equal(byB.directive.rev, rev + 1);
       },
     );
+  });
+}
+
+/**
+ * Forwarded telemetry ({@link TelemetryStore}): batches come back whole, in id order, after a
+ * given id and from a given time; concurrent forwarders' ids never go back; prune drops old rows.
+ */
+export function telemetryContract(make: MakeStore<TelemetryStore>): void {
+  describe('forwarded telemetry', () => {
+    let store: TelemetryStore & StoreLifecycle;
+    beforeEach(async () => {
+      store = await make();
+    });
+    afterEach(async () => {
+      await store.close();
+    });
+
+    const run = (runId: string, steps: number): RunTelemetry => ({
+      runId,
+      steps,
+      tokens: 0,
+      costUsd: 0,
+      toolCalls: 0,
+      toolErrors: 0,
+      authDenials: 0,
+      schemaViolations: 0,
+      anomalies: 0,
+      anomalyScore: 0,
+      anomalyDetail: null,
+      localHalt: null,
+    });
+
+    test('batches come back whole, in id order, after an id and from a time; prune drops the older rows', async () => {
+      assert.deepEqual(await store.telemetryAfter(0, 0, 10), []);
+      const a = {
+        replica: 'r-a',
+        tenant: 'acme',
+        agent: 'bot',
+        workerId: 'w1',
+        runs: [run('r1', 3)],
+        at: 1000,
+      };
+      const b = {
+        replica: 'r-b',
+        tenant: 'acme',
+        agent: 'bot',
+        workerId: 'w2',
+        runs: [run('r2', 5)],
+        at: 2000,
+      };
+      await store.forwardTelemetry([a]);
+      await store.forwardTelemetry([b, { ...a, at: 3000, runs: [run('r1', 4), run('r3', 1)] }]);
+      await store.forwardTelemetry([]);
+      const all = await store.telemetryAfter(0, 0, 10);
+      assert.deepEqual(
+        all.map(({ id: _, ...r }) => r),
+        [a, b, { ...a, at: 3000, runs: [run('r1', 4), run('r3', 1)] }],
+      );
+      assert.ok(all[0]!.id < all[1]!.id && all[1]!.id < all[2]!.id, 'ids increase in commit order');
+      assert.deepEqual(
+        (await store.telemetryAfter(all[0]!.id, 0, 1)).map((r) => r.workerId),
+        ['w2'],
+        'after an id, limited',
+      );
+      assert.deepEqual(
+        (await store.telemetryAfter(0, 2500, 10)).map((r) => r.at),
+        [3000],
+        'from a time',
+      );
+      assert.equal(await store.pruneTelemetry(2500), 2);
+      assert.deepEqual(
+        (await store.telemetryAfter(0, 0, 10)).map((r) => r.id),
+        [all[2]!.id],
+      );
+    });
+
+    test('concurrent forwarders: every batch is read once, ids never repeat', async () => {
+      const writes = Array.from({ length: 8 }, (_, i) =>
+        store.forwardTelemetry([
+          {
+            replica: `r-${i}`,
+            tenant: 'acme',
+            agent: 'bot',
+            workerId: `w${i}`,
+            runs: [run('r', i)],
+            at: 1000 + i,
+          },
+          { replica: `r-${i}`, tenant: 'acme', agent: 'bot', workerId: `v${i}`, runs: [], at: 1000 + i },
+        ]),
+      );
+      await Promise.all(writes);
+      const rows = await store.telemetryAfter(0, 0, 100);
+      assert.equal(rows.length, 16);
+      assert.equal(new Set(rows.map((r) => r.id)).size, 16);
+      assert.deepEqual(
+        rows.map((r) => r.id),
+        [...rows.map((r) => r.id)].sort((x, y) => x - y),
+      );
+    });
   });
 }

@@ -28,7 +28,7 @@ import type {
   SwitchboardChange,
   TokenStore,
 } from '../src/store/store.ts';
-import { leaseContract, presenceContract } from './presence-contract.ts';
+import { leaseContract, presenceContract, telemetryContract } from './presence-contract.ts';
 
 /** A directive input with sensible defaults: a halt of tenant acme. */
 export function directiveInput(
@@ -1645,5 +1645,6 @@ export function storeContract(name: string, make: MakeStore): void {
     drillContract(make);
     presenceContract(make);
     leaseContract(make);
+    telemetryContract(make);
   });
 }

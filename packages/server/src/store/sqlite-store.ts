@@ -27,6 +27,7 @@ import * as approvals from './sqlite-approvals.ts';
 import * as owners from './sqlite-owners.ts';
 import { migrateRunTenancy } from './sqlite-tenancy.ts';
 import * as presence from './sqlite-presence.ts';
+import * as telemetry from './sqlite-telemetry.ts';
 import { WalSync, type FsyncFn } from './wal-sync.ts';
 import { toRun, type RunRow } from './sqlite-rows.ts';
 import { toPolicy, toPolicyListing, type PolicyRow } from './rows.ts';
@@ -54,6 +55,7 @@ import type {
   IssueResult,
   Lease,
   PresenceRow,
+  ForwardedTelemetry,
   NewToken,
   PolicyVersion,
   RunRecord,
@@ -69,7 +71,7 @@ import type {
  * brought up to it in place (see `#migrate`); one of a newer version was written by a newer
  * killpath and is refused rather than misread.
  */
-export const SCHEMA_VERSION = 13;
+export const SCHEMA_VERSION = 14;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -302,6 +304,7 @@ export class SqliteStore implements Store {
    * halted runs by tenant too; see `migrateRunTenancy`).
    * Version 12 kept workers' presence, acknowledgements and leases in memory only (version 13 adds
    * `presence`, `halt_acks` and `leases`, empty; see `PRESENCE_SCHEMA`).
+   * Version 13 had no forwarded telemetry (version 14 adds `telemetry`, empty; see `TELEMETRY_SCHEMA`).
    */
   #migrate(): void {
     const cols = this.#db.prepare('PRAGMA table_info(directives)').all() as { name: string }[];
@@ -336,6 +339,7 @@ export class SqliteStore implements Store {
        CREATE INDEX IF NOT EXISTS directives_cleared_rev ON directives (cleared_rev) WHERE cleared_rev IS NOT NULL;`,
     );
     this.#db.exec(presence.PRESENCE_SCHEMA);
+    this.#db.exec(telemetry.TELEMETRY_SCHEMA);
     this.#db.prepare(`UPDATE meta SET value = ? WHERE key = 'schema'`).run(String(SCHEMA_VERSION));
   }
 
@@ -969,6 +973,18 @@ export class SqliteStore implements Store {
   /** The context the presence, acknowledgement and lease functions run in. */
   get #presenceCtx(): presence.PresenceContext {
     return { db: this.#db, tx: (fn) => this.#tx(fn) };
+  }
+
+  async forwardTelemetry(batches: Omit<ForwardedTelemetry, 'id'>[]): Promise<void> {
+    return telemetry.forwardTelemetry(this.#presenceCtx, batches);
+  }
+
+  async telemetryAfter(afterId: number, since: number, limit: number): Promise<ForwardedTelemetry[]> {
+    return telemetry.telemetryAfter(this.#presenceCtx, afterId, since, limit);
+  }
+
+  async pruneTelemetry(before: number): Promise<number> {
+    return telemetry.pruneTelemetry(this.#presenceCtx, before);
   }
 
   async putPresence(rows: PresenceRow[]): Promise<number> {

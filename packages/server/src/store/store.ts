@@ -15,6 +15,7 @@ import type {
   PermitRequest,
   PermitResponse,
 } from '@killpath/protocol';
+import type { RunTelemetry } from '@killpath/protocol';
 import type { DrilledAgent, RehearsalInput, RehearsalRecord } from '@killpath/protocol';
 import type { AuditKeyInfo, SignedCheckpoint } from '@killpath/protocol';
 import type { Doorbell } from '../doorbell.ts';
@@ -773,9 +774,40 @@ export interface StoreLifecycle {
  *   (permits): a reader that starts after a commit returns sees it.
  * - The audit chain is append-only; each record hashes the previous one.
  */
+/** One worker's telemetry batch as a replica forwarded it for the holder of the leader lease. */
+export interface ForwardedTelemetry {
+  /** Position in the store's order of forwarded batches: increasing in commit order, no batch committed later has a smaller one. */
+  id: number;
+  /** The replica that received the batch (see `ControlPlane.replicaId`). */
+  replica: string;
+  tenant: string;
+  agent: string;
+  workerId: string;
+  /** The batch's run updates, as the worker reported them. */
+  runs: RunTelemetry[];
+  /** When the replica received the batch, wall ms since the epoch (its clock). */
+  at: number;
+}
+
+/**
+ * Workers' telemetry, forwarded so that the supervisor's rules are evaluated once, over every
+ * replica's share (issue 14): each replica writes what its workers POSTed (one insert per
+ * batch of batches), the holder of the leader lease reads new rows in id order and feeds its
+ * supervisor; rows older than the policy's longest window are pruned.
+ */
+export interface TelemetryStore {
+  /** Appends `batches` in one transaction; their ids follow every id committed before it. */
+  forwardTelemetry(batches: Omit<ForwardedTelemetry, 'id'>[]): Promise<void>;
+  /** Up to `limit` rows with an id above `afterId` and `at` ≥ `since`, in id order. */
+  telemetryAfter(afterId: number, since: number, limit: number): Promise<ForwardedTelemetry[]>;
+  /** Deletes the rows with `at` before `before` (wall ms); returns how many. */
+  pruneTelemetry(before: number): Promise<number>;
+}
+
 export interface Store
   extends
     DirectiveStore,
+    TelemetryStore,
     PermitStore,
     AuditStore,
     TokenStore,

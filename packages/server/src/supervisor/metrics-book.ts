@@ -118,6 +118,14 @@ export class MetricsBook {
     this.retentionMs = retentionMs;
   }
 
+  /** Forgets every subject and every worker's last totals (a replica that takes the leader lease starts afresh). */
+  clear(): void {
+    this.runs.clear();
+    this.agents.clear();
+    this.tenants.clear();
+    this.#reported.clear();
+  }
+
   /** Applies one run's totals from one worker of `tenant`/`agent`. */
   ingest(workerId: string, tenant: string, agent: string, t: RunTelemetry): Touched {
     const runKey = `${tenant}\u0000${t.runId}`;

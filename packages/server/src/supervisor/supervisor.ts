@@ -155,12 +155,18 @@ export class Supervisor {
 
   /**
    * Takes one telemetry batch of a worker of `tenant`/`agent` and evaluates the rules on each run
-   * it updates, synchronously; directives are issued in the background.
+   * it updates, synchronously; directives are issued in the background. `at`: when the batch
+   * arrived, on the supervisor's clock (default now; a batch another replica received earlier
+   * enters its windows at that time).
    */
-  ingest(who: { workerId: string; tenant: string; agent: string }, runs: readonly RunTelemetry[]): void {
+  ingest(
+    who: { workerId: string; tenant: string; agent: string },
+    runs: readonly RunTelemetry[],
+    at?: number,
+  ): void {
     const active = this.#o.policy();
     const book = this.book;
-    book.now = this.#o.now();
+    book.now = at ?? this.#o.now();
     if (book.retentionMs !== active.policy.retentionMs) book.retentionMs = active.policy.retentionMs;
     const limits = active.policy.limitsFor(who.tenant, who.agent);
     const celLimits = new CelLimits(limits.maxSteps, limits.maxCostUsd);

@@ -22,6 +22,7 @@ import { PgPolicy } from './pg-policy.ts';
 import { PgTokens } from './pg-tokens.ts';
 import { checkSchema, migrate } from './schema.ts';
 import { PgPresence } from './pg-presence.ts';
+import { PgTelemetry } from './pg-telemetry.ts';
 import { PgDoorbell } from './pg-doorbell.ts';
 
 /**
@@ -104,6 +105,7 @@ export class PgStore implements Store {
   readonly #drills: DrillStore;
   readonly #policy: PolicyStore;
   readonly #presence: PgPresence;
+  readonly #telemetry: PgTelemetry;
 
   /**
    * Takes over an open pool on the database at `url` (closed by {@link close}); see
@@ -120,6 +122,7 @@ export class PgStore implements Store {
     this.#drills = guarded(new PgDrills(sql));
     this.#policy = guarded(new PgPolicy(sql));
     this.#presence = guarded(new PgPresence(sql));
+    this.#telemetry = guarded(new PgTelemetry(sql));
   }
 
   /**
@@ -185,6 +188,12 @@ export class PgStore implements Store {
   eventsPage: Store['eventsPage'] = (q) => this.#permits.eventsPage(q);
   compensationsPage: Store['compensationsPage'] = (q) => this.#permits.compensationsPage(q);
   permittedFrom: Store['permittedFrom'] = (q) => this.#permits.permittedFrom(q);
+
+  // TelemetryStore (store/pg/pg-telemetry.ts)
+  forwardTelemetry: Store['forwardTelemetry'] = (batches) => this.#telemetry.forwardTelemetry(batches);
+  telemetryAfter: Store['telemetryAfter'] = (afterId, since, limit) =>
+    this.#telemetry.telemetryAfter(afterId, since, limit);
+  pruneTelemetry: Store['pruneTelemetry'] = (before) => this.#telemetry.pruneTelemetry(before);
 
   // PresenceStore and LeaseStore (store/pg/pg-presence.ts)
   putPresence: Store['putPresence'] = (rows) => this.#presence.putPresence(rows);

@@ -10,6 +10,7 @@
 import { KillpathError } from '@killpath/protocol';
 import type { Sql, Tx } from './connect.ts';
 import { TX_DDL } from './tx.ts';
+import { TELEMETRY_DDL } from './pg-telemetry.ts';
 import { PRESENCE_DDL } from './pg-presence.ts';
 import { AUDIT_DDL, DIRECTIVES_DDL, DRILLS_DDL, POLICY_DDL, TOKENS_DDL } from './ddl.ts';
 import { EFFECTS_DDL } from './pg-effects.ts';
@@ -45,6 +46,11 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 2,
     name: "workers' presence, acknowledgements of stops, leases with a fencing epoch",
     statements: PRESENCE_DDL,
+  },
+  {
+    version: 3,
+    name: 'telemetry forwarded to the holder of the leader lease',
+    statements: TELEMETRY_DDL,
   },
 ];
 
