@@ -1,5 +1,5 @@
 import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
-import { KillpathError, type LedgerEntry, type Release } from '@killpath/protocol';
+import { KillpathError, type LedgerEntry } from '@killpath/protocol';
 import type {
   CompensationEntry,
   JournalRow,
@@ -8,7 +8,17 @@ import type {
   PermittedEffect,
   RunRecord,
 } from './store.ts';
-import { toJournal, toLedger, toRun, type JournalDbRow, type PermitRow, type RunRow } from './sqlite-rows.ts';
+import {
+  ledgerSummary,
+  toCompensation,
+  toJournal,
+  toLedger,
+  toPermitted,
+  toRun,
+  type JournalDbRow,
+  type PermitRow,
+  type RunRow,
+} from './sqlite-rows.ts';
 
 /**
  * Read queries of the effect ledger for the operator's lists: a run and its descendants, and
@@ -63,27 +73,10 @@ export function effectsPage(
 ): Page<LedgerEntry> & { summary: LedgerSummary } {
   const base = `tenant = ? AND run_id IN (${marks(q.runIds.length)})`;
   const params: SQLInputValue[] = [q.tenant, ...q.runIds];
-  const summary: LedgerSummary = {
-    intended: 0,
-    landed: 0,
-    failed: 0,
-    aborted: 0,
-    cancelled: 0,
-    inDoubt: 0,
-    open: 0,
-  };
   const counts = db
     .prepare(`SELECT status, COUNT(*) AS n FROM permits WHERE ${base} GROUP BY status`)
     .all(...params) as { status: string; n: number }[];
-  for (const { status, n } of counts) {
-    summary.intended += n;
-    if (status === 'landed') summary.landed += n;
-    else if (status === 'failed') summary.failed += n;
-    else if (status === 'aborted') summary.aborted += n;
-    else if (status === 'cancelled') summary.cancelled += n;
-    else if (status === 'in_doubt') summary.inDoubt += n;
-    else summary.open += n;
-  }
+  const summary = ledgerSummary(counts);
   const after = q.cursor === null ? null : decodeCursor(q.cursor, ['string', 'string']);
   // The sort keeps only the keys (not whole rows, with their results) and the page is read after.
   const rows = db
@@ -163,13 +156,7 @@ export function compensationsPage(
   const page = rows.slice(0, q.limit);
   const last = page.at(-1);
   return {
-    items: page.map((r) => ({
-      ...toLedger(r),
-      tenant: r.tenant,
-      agent: r.agent,
-      haltedBy: r.halted_by,
-      haltedAt: r.halted_at,
-    })),
+    items: page.map(toCompensation),
     total,
     cursor: more && last ? encodeCursor([last.intended_at, last.id]) : null,
   };
@@ -214,13 +201,5 @@ export function permittedFrom(
   const rows = db
     .prepare(`SELECT * FROM permits WHERE ${where.join(' AND ')} ORDER BY rev, intended_at, id`)
     .all(...params) as unknown as PermitRow[];
-  return rows.map((r) => ({
-    ...toLedger(r),
-    rev: r.rev,
-    tenant: r.tenant,
-    agent: r.agent,
-    lineage: JSON.parse(r.lineage) as string[],
-    features: JSON.parse(r.features) as string[],
-    release: r.release === null ? null : (JSON.parse(r.release) as Release),
-  }));
+  return rows.map(toPermitted);
 }

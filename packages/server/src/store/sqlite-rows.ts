@@ -1,10 +1,10 @@
-import type { EffectStatus, LedgerEntry } from '@killpath/protocol';
-import type { JournalRow, RunRecord } from './store.ts';
+import type { EffectStatus, LedgerEntry, Release } from '@killpath/protocol';
+import type { CompensationEntry, JournalRow, LedgerSummary, PermittedEffect, RunRecord } from './store.ts';
 
 /**
- * The SQLite backend's rows of the `permits` and `runs` tables and how each becomes the store's
- * record: written once here for the effect writes (`sqlite-effects.ts`), the operator's lists
- * (`sqlite-ledger.ts`) and the store's run reads (`sqlite-store.ts`).
+ * The rows of the `permits`, `runs` and `journal` tables and how each becomes the store's record:
+ * written once here for both backends' effect writes (`sqlite-effects.ts`, `pg/pg-effects.ts`),
+ * operator's lists (`sqlite-ledger.ts`, `pg/pg-ledger.ts`) and the store's run reads.
  */
 
 /** A row of `permits` (one write or irreversible effect's intent and outcome). */
@@ -49,6 +49,56 @@ export function toLedger(r: PermitRow): LedgerEntry {
     afterAbort: r.after_abort === 1,
     error: r.error,
   };
+}
+
+/** A permit row, with the halt that covers its run, as an entry of the compensations list. */
+export function toCompensation(r: PermitRow & { halted_by: string; halted_at: string }): CompensationEntry {
+  return {
+    ...toLedger(r),
+    tenant: r.tenant,
+    agent: r.agent,
+    haltedBy: r.halted_by,
+    haltedAt: r.halted_at,
+  };
+}
+
+/** A permit row as a permitted effect (the record the guarantee-1 check reads). */
+export function toPermitted(r: PermitRow): PermittedEffect {
+  return {
+    ...toLedger(r),
+    rev: r.rev,
+    tenant: r.tenant,
+    agent: r.agent,
+    lineage: JSON.parse(r.lineage) as string[],
+    features: JSON.parse(r.features) as string[],
+    release: r.release === null ? null : (JSON.parse(r.release) as Release),
+  };
+}
+
+/** The ledger summary from permit counts by status (a count as either driver returns it). */
+export function ledgerSummary(
+  counts: readonly { status: string; n: number | string | bigint }[],
+): LedgerSummary {
+  const summary: LedgerSummary = {
+    intended: 0,
+    landed: 0,
+    failed: 0,
+    aborted: 0,
+    cancelled: 0,
+    inDoubt: 0,
+    open: 0,
+  };
+  for (const { status, n: count } of counts) {
+    const n = Number(count);
+    summary.intended += n;
+    if (status === 'landed') summary.landed += n;
+    else if (status === 'failed') summary.failed += n;
+    else if (status === 'aborted') summary.aborted += n;
+    else if (status === 'cancelled') summary.cancelled += n;
+    else if (status === 'in_doubt') summary.inDoubt += n;
+    else summary.open += n;
+  }
+  return summary;
 }
 
 /** JSON text parsed; text that no longer parses (altered on disk) stays distinct as `{ unparseable }`. */

@@ -5,9 +5,16 @@
  * stays right while new rows land; its cursor functions are shared). Nothing here writes; what a
  * directive covers is decided by the caller with `protocol`'s rule.
  */
-import type { LedgerEntry, Release } from '@killpath/protocol';
+import type { LedgerEntry } from '@killpath/protocol';
 import { decodeCursor, encodeCursor } from '../sqlite-ledger.ts';
-import { toJournal, toLedger, type JournalDbRow } from '../sqlite-rows.ts';
+import {
+  ledgerSummary,
+  toCompensation,
+  toJournal,
+  toLedger,
+  toPermitted,
+  type JournalDbRow,
+} from '../sqlite-rows.ts';
 import type {
   CompensationEntry,
   JournalRow,
@@ -76,25 +83,7 @@ export async function effectsPage(
           ORDER BY intended_at DESC, id DESC LIMIT ${q.limit + 1}) k
         JOIN permits p ON p.id = k.id ORDER BY p.intended_at DESC, p.id DESC`,
   ]);
-  const summary: LedgerSummary = {
-    intended: 0,
-    landed: 0,
-    failed: 0,
-    aborted: 0,
-    cancelled: 0,
-    inDoubt: 0,
-    open: 0,
-  };
-  for (const { status, n: count } of counts) {
-    const n = Number(count);
-    summary.intended += n;
-    if (status === 'landed') summary.landed += n;
-    else if (status === 'failed') summary.failed += n;
-    else if (status === 'aborted') summary.aborted += n;
-    else if (status === 'cancelled') summary.cancelled += n;
-    else if (status === 'in_doubt') summary.inDoubt += n;
-    else summary.open += n;
-  }
+  const summary = ledgerSummary(counts);
   const more = rows.length > q.limit;
   const page = rows.slice(0, q.limit).map(permitRow);
   const last = page.at(-1);
@@ -149,13 +138,9 @@ export async function compensationsPage(sql: Sql, q: CompensationQuery): Promise
   const page = rows.slice(0, q.limit);
   const last = page.at(-1);
   return {
-    items: page.map((r) => ({
-      ...toLedger(permitRow(r)),
-      tenant: r.tenant,
-      agent: r.agent,
-      haltedBy: r.halted_by,
-      haltedAt: r.halted_at,
-    })),
+    items: page.map((r) =>
+      toCompensation({ ...permitRow(r), halted_by: r.halted_by, halted_at: r.halted_at }),
+    ),
     total: Number(count!.n),
     cursor: more && last ? encodeCursor([last.intended_at, last.id]) : null,
   };
@@ -173,13 +158,5 @@ export async function permittedFrom(sql: Sql, q: PermittedQuery): Promise<Permit
       ${q.runIds !== undefined ? sql`AND run_id = ANY(${q.runIds}::text[])` : sql``}
       ${q.capabilities !== undefined ? sql`AND capability = ANY(${[...q.capabilities]}::text[])` : sql``}
     ORDER BY rev, intended_at, id`;
-  return rows.map(permitRow).map((r) => ({
-    ...toLedger(r),
-    rev: r.rev,
-    tenant: r.tenant,
-    agent: r.agent,
-    lineage: JSON.parse(r.lineage) as string[],
-    features: JSON.parse(r.features) as string[],
-    release: r.release === null ? null : (JSON.parse(r.release) as Release),
-  }));
+  return rows.map(permitRow).map(toPermitted);
 }
