@@ -18,7 +18,7 @@ import { Metrics } from './metrics.ts';
 import { SqliteStore } from './store/sqlite-store.ts';
 import { PgStore } from './store/pg/pg-store.ts';
 import { redact } from './store/pg/connect.ts';
-import type { Store, TokenStore } from './store/store.ts';
+import type { LeaseFence, Store, TokenStore } from './store/store.ts';
 import { StreamHub } from './stream/hub.ts';
 import type { CoolOffPolicy } from './permits.ts';
 import type { AutomationPolicy } from './ladder.ts';
@@ -217,8 +217,12 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     const keyPath = join(dataDir, SIGNING_KEY_FILE);
     const { key, created } = loadOrCreateSigningKey(keyPath);
     if (created) log.info('audit signing key created', { keyId: key.info.keyId, file: keyPath });
+    // The fence of the holder's last election: kept through a clean shutdown (the lease handed
+    // back keeps its epoch), so the final checkpoint is stored unless another replica took over.
+    let fence: LeaseFence | null = null;
     const checkpoints = new Checkpointer({
       store,
+      fence: () => fence,
       key,
       keyPath,
       alerts: notifier,
@@ -239,8 +243,14 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     };
     const startSigning = () => void sign(() => checkpoints.start()).catch(() => {});
     const stopLeading = cp.whileLeading({
-      elected: startSigning,
-      deposed: () => void sign(() => checkpoints.stop(false)).catch(() => {}),
+      elected: () => {
+        fence = cp.leadership.fence();
+        startSigning();
+      },
+      // The fence stays: a sign in progress is refused by the store once another replica took over.
+      deposed: () => {
+        void sign(() => checkpoints.stop(false)).catch(() => {});
+      },
       // A start that failed (the store unreachable) is tried again at the next renewal.
       renewed: () => {
         if (!checkpoints.signing) startSigning();

@@ -216,4 +216,42 @@ if (await requirePostgres()) {
       for (const d of dirs) rmSync(d, { recursive: true, force: true });
     }
   });
+
+  test("a checkpoint signed by a holder deposed before it noticed is refused in the store's transaction (fenced)", async () => {
+    const db = await freshDatabase('ckpt_fenced');
+    const dir = mkdtempSync(join(tmpdir(), 'killpath-ckpt-fenced-'));
+    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
+    let a: RunningServer | null = null;
+    try {
+      await migrate(admin);
+      // Renewals far apart: A goes on believing it holds the lease after another took it.
+      a = await startServer({
+        port: 0,
+        logLevel: 'silent',
+        supervisor: false,
+        watchdog: false,
+        admission: false,
+        lease: { ttlMs: 120_000, pollMs: 60_000 },
+        storeUrl: db.url,
+        dataDir: dir,
+      });
+      assert.equal(a.checkpoints.signing, true);
+      const count = async () =>
+        Number((await admin<{ n: string }[]>`SELECT count(*) AS n FROM checkpoints`)[0]!.n);
+      const before = await count();
+      await admin`UPDATE leases SET holder = 'intruder', epoch = epoch + 1 WHERE name = 'leader'`;
+      assert.equal(a.checkpoints.signing, true, 'A has not noticed yet');
+      await assert.rejects(
+        a.checkpoints.checkpointNow(true),
+        (err: unknown) =>
+          err instanceof KillpathError && err.code === 'conflict' && /deposed holder/.test(err.message),
+      );
+      assert.equal(await count(), before, 'nothing stored');
+    } finally {
+      await a?.close().catch(() => {});
+      await admin.end({ timeout: 1 });
+      await db.drop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 }

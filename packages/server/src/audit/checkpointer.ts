@@ -2,7 +2,7 @@ import { KillpathError, type AuditEventOf } from '@killpath/protocol';
 import type { SignedCheckpoint } from '@killpath/protocol';
 import type { Logger } from '../log.ts';
 import type { AlertSink } from '../notify.ts';
-import type { AuditStore } from '../store/store.ts';
+import type { AuditStore, LeaseFence } from '../store/store.ts';
 import { recordLeaf, rotateSigningKey, signCheckpoint, type SigningKey } from './checkpoint.ts';
 import { MerkleFrontier } from './merkle.ts';
 
@@ -25,6 +25,11 @@ export interface CheckpointerOptions {
   tickMs?: number;
   /** Wall clock in ms (tests). Default `Date.now`. */
   now?: () => number;
+  /**
+   * The leader lease's fence each checkpoint is stored under (the store refuses it from a holder
+   * deposed meanwhile). Absent, or returning null: stored unfenced.
+   */
+  fence?: () => LeaseFence | null;
 }
 
 /** Records hashed per turn of the event loop while catching up. */
@@ -42,7 +47,8 @@ const BATCH = 100;
  * checkpoint (truncated or restored) raises an alert and is hashed again from the first record.
  */
 export class Checkpointer {
-  readonly #o: Required<Omit<CheckpointerOptions, 'keyPath'>> & { keyPath: string | null };
+  readonly #o: Required<Omit<CheckpointerOptions, 'keyPath' | 'fence'>> &
+    Pick<CheckpointerOptions, 'fence'> & { keyPath: string | null };
   #key: SigningKey;
   #origin = '';
   #frontier = new MerkleFrontier();
@@ -269,20 +275,25 @@ export class Checkpointer {
 
   async #sign(): Promise<void> {
     const checkpoint = this.signHead(this.#frontier.size, this.#frontier.root().toString('hex'));
-    await this.#o.store.putCheckpoint({ checkpoint, frontier: this.#frontier.toJSON() }, [
-      {
-        type: 'audit.checkpoint',
-        actor: CHECKPOINTER_ACTOR,
-        tenant: null,
-        data: {
-          size: checkpoint.size,
-          rootHash: checkpoint.rootHash,
-          keyId: checkpoint.keyId,
-          signature: checkpoint.signature,
-          signedAt: checkpoint.timestamp,
-        },
-      } satisfies AuditEventOf<'audit.checkpoint'>,
-    ]);
+    const fence = this.#o.fence?.() ?? null;
+    await this.#o.store.putCheckpoint(
+      { checkpoint, frontier: this.#frontier.toJSON() },
+      [
+        {
+          type: 'audit.checkpoint',
+          actor: CHECKPOINTER_ACTOR,
+          tenant: null,
+          data: {
+            size: checkpoint.size,
+            rootHash: checkpoint.rootHash,
+            keyId: checkpoint.keyId,
+            signature: checkpoint.signature,
+            signedAt: checkpoint.timestamp,
+          },
+        } satisfies AuditEventOf<'audit.checkpoint'>,
+      ],
+      fence,
+    );
     this.#latest = checkpoint;
     this.#signedAt = this.#o.now();
     this.#pending = 0;

@@ -54,6 +54,7 @@ import type {
   HaltAck,
   IssueResult,
   Lease,
+  LeaseFence,
   PresenceRow,
   ForwardedTelemetry,
   NewToken,
@@ -893,8 +894,9 @@ export class SqliteStore implements Store {
     return auditLog.logOrigin(this.#db);
   }
 
-  async putCheckpoint(c: StoredCheckpoint, audit: AuditEvent[]): Promise<void> {
+  async putCheckpoint(c: StoredCheckpoint, audit: AuditEvent[], fence?: LeaseFence | null): Promise<void> {
     await this.#tx(() => {
+      if (fence) presence.checkFence(this.#db, fence);
       auditLog.insertCheckpoint(this.#db, c);
       this.#appendAudit(audit);
     });

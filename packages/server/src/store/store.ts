@@ -482,8 +482,12 @@ export interface AuditStore {
   verifyAudit(): Promise<AuditVerdict>;
   /** The checkpoint origin of this log, `killpath/<id>`; the id is made once, with the store. */
   logOrigin(): Promise<string>;
-  /** Stores a signed checkpoint with its audit records (`audit.checkpoint`) in one transaction. */
-  putCheckpoint(c: StoredCheckpoint, audit: AuditEvent[]): Promise<void>;
+  /**
+   * Stores a signed checkpoint with its audit records (`audit.checkpoint`) in one transaction.
+   * With `fence` (the leader lease's holder signs), a holder deposed meanwhile is refused
+   * (`conflict`) in that transaction and nothing is written.
+   */
+  putCheckpoint(c: StoredCheckpoint, audit: AuditEvent[], fence?: LeaseFence | null): Promise<void>;
   /** The checkpoint of the largest size (the latest signed among equals), or null. */
   latestCheckpoint(): Promise<StoredCheckpoint | null>;
   /** Every key that signed checkpoints, newest first; the current one has `retiredAt: null`. */

@@ -9,7 +9,8 @@ import type { AuditKeyInfo, AuditRecord, AuditVerdict } from '@killpath/protocol
 import type { AuditEvent } from '../../audit/chain.ts';
 import type { LogFindings, TreeClaim } from '../../audit/log-verify.ts';
 import { toAudit, type AuditRow } from '../sqlite-audit.ts';
-import type { AuditQuery, AuditStore, StoredCheckpoint } from '../store.ts';
+import type { AuditQuery, AuditStore, LeaseFence, StoredCheckpoint } from '../store.ts';
+import { checkFence } from './pg-presence.ts';
 import type { Sql, Tx } from './connect.ts';
 import { appendAudit } from './tx.ts';
 
@@ -139,9 +140,10 @@ export class PgAudit implements AuditStore {
     return `killpath/${r!.value}`;
   }
 
-  async putCheckpoint(c: StoredCheckpoint, audit: AuditEvent[]): Promise<void> {
+  async putCheckpoint(c: StoredCheckpoint, audit: AuditEvent[], fence?: LeaseFence | null): Promise<void> {
     const k = c.checkpoint;
     await this.#sql.begin(async (tx) => {
+      if (fence) await checkFence(tx, fence);
       await tx`
         INSERT INTO checkpoints (size, root_hash, origin, signed_at, key_id, signature, frontier)
         VALUES (${k.size}, ${k.rootHash}, ${k.origin}, ${k.timestamp}, ${k.keyId}, ${k.signature}, ${JSON.stringify(c.frontier)})`;

@@ -214,7 +214,7 @@ export class PgStore implements Store {
   countAudit: Store['countAudit'] = (q, cap) => this.#audit.countAudit(q, cap);
   verifyAudit: Store['verifyAudit'] = () => this.#audit.verifyAudit();
   logOrigin: Store['logOrigin'] = () => this.#audit.logOrigin();
-  putCheckpoint: Store['putCheckpoint'] = (c, audit) => this.#audit.putCheckpoint(c, audit);
+  putCheckpoint: Store['putCheckpoint'] = (c, audit, fence) => this.#audit.putCheckpoint(c, audit, fence);
   latestCheckpoint: Store['latestCheckpoint'] = () => this.#audit.latestCheckpoint();
   auditKeys: Store['auditKeys'] = () => this.#audit.auditKeys();
   putAuditKey: Store['putAuditKey'] = (key, audit) => this.#audit.putAuditKey(key, audit);
