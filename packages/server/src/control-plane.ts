@@ -351,7 +351,12 @@ export class ControlPlane {
     opts: { idempotencyKey?: string | undefined; via: string; trigger?: AutomaticTrigger },
   ): Promise<IssueResult> {
     const plan = await planIssue(p, body, opts, { store: this.store, slackMs: this.#slackMs });
-    const result = await this.#commit(plan.base, plan.audit, plan.trigger, plan.inherited);
+    // A supervisor rule fires on the leader lease's holder only, and its commit carries the
+    // lease's fence: a holder deposed without knowing it yet (its renewal hung) is refused in the
+    // directive's own transaction, so a rule fires once across replicas.
+    const fence = opts.trigger?.kind === 'supervisor' ? this.leadership.fence() : null;
+    const base = fence === null ? plan.base : { ...plan.base, fence };
+    const result = await this.#commit(base, plan.audit, plan.trigger, plan.inherited);
     plan.checkKey();
     return result;
   }

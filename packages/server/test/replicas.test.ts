@@ -279,6 +279,54 @@ function cases(name: string, shared: () => Promise<SharedDatabase>): void {
       }
     });
 
+    test('a supervisor rule firing on a holder deposed without knowing it is refused by the fence; nothing is written', async () => {
+      const clock = new ManualClock(0, Date.now());
+      const db = await shared();
+      let hang = false;
+      const stalled = new Proxy(db.stores[0], {
+        get(target, prop, receiver) {
+          if (prop === 'acquireLease' && hang) return () => new Promise<never>(() => {});
+          const v = Reflect.get(target, prop, receiver) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+      const a = replica(stalled, 'A', clock);
+      const b = replica(db.stores[1], 'B', clock);
+      const fire = (cp: ControlPlane, run: string) =>
+        cp.issue(
+          { tokenId: 'supervisor', role: 'admin', tenant: '*', agent: null, name: 'supervisor:loop' },
+          {
+            level: 'halt',
+            scope: `run:${run}`,
+            tenant: 'acme',
+            reason: 'policy rule loop',
+            justification: 'automatic: test',
+          },
+          { via: 'supervisor', trigger: { kind: 'supervisor', rule: 'loop', details: {} } },
+        );
+      try {
+        await a.start();
+        await b.start();
+        assert.equal((await fire(a, 'r0')).created, true, 'the holder fires');
+        hang = true;
+        await advanceUntil(clock, [b], () => b.leadership.leading, TTL + POLL + 1000);
+        assert.equal(a.leadership.leading, true, 'A still believes it leads (its renewal never answered)');
+        const rev = await db.stores[1].rev();
+        await assert.rejects(fire(a, 'r1'), (err: unknown) => {
+          assert.ok(err instanceof KillpathError);
+          assert.match(err.message, /lease leader is no longer held by A/);
+          return true;
+        });
+        assert.equal(await db.stores[1].rev(), rev, 'nothing committed');
+        assert.equal((await fire(b, 'r1')).created, true, 'the new holder fires');
+      } finally {
+        a.stop();
+        b.stop();
+        await b.leadership.idle();
+        await db.done();
+      }
+    });
+
     test('a kill step whose commit meets the database unavailable at its due time is tried again and commits exactly once', async () => {
       const clock = new ManualClock(0, Date.now());
       const db = await shared();
