@@ -4,6 +4,9 @@ import type { Metrics } from '../metrics.ts';
 import type { AuditStore, PermitStore } from '../store/store.ts';
 import type { AuditEvent } from './chain.ts';
 
+/** One run a worker reported halted, as {@link PermitStore.recordHalted} stores it. */
+type HaltedRow = Parameters<PermitStore['recordHalted']>[0][number];
+
 /** A batch of reports' audit records is written once no report came for this long (ms)… */
 const AUDIT_QUIET_MS = 25;
 /** …and at the latest this long after its first record (ms). */
@@ -23,6 +26,11 @@ export class AuditQueue {
   readonly #metrics: Metrics;
   readonly #log: Logger;
   #pending: AuditEvent[] = [];
+  /**
+   * Halted rows whose reports' audit records are already appended but which are not stored yet
+   * (their write failed): the next flush writes them without appending those records again.
+   */
+  #pendingHalted: HaltedRow[] = [];
   readonly #clock: Clock;
   /** The pending flush (a handle of the clock), null when none is set. */
   #flushTimer: unknown = null;
@@ -74,29 +82,60 @@ export class AuditQueue {
     return this.#flushing;
   }
 
-  /** Writes `all` in slices: hashing a wave's records in one go would hold the loop the kill path runs on. */
+  /**
+   * Writes `all` in slices: hashing a wave's records in one go would hold the loop the kill path
+   * runs on. Each slice is two steps, appending its audit records then storing its halted rows;
+   * a failed step is retried by the next flush from that step on, so a record already appended
+   * is never appended again (storing halted rows is idempotent, appending is not).
+   */
   async #write(all: AuditEvent[]): Promise<void> {
+    if (!(await this.#writeHalted(all.length))) {
+      this.#pending.unshift(...all);
+      return;
+    }
     for (let i = 0; i < all.length; i += AUDIT_SLICE) {
       const batch = all.slice(i, i + AUDIT_SLICE);
       try {
         await this.#store.appendAudit(batch);
-        this.#metrics.auditRecords.inc(batch.length);
-        const halted = batch.filter((e) => e.type === 'session.halted');
-        await this.#store.recordHalted(
-          halted.flatMap((e) =>
-            (e.data.runs as string[]).map((runId) => ({
-              tenant: String(e.tenant),
-              runId,
-              directiveId: String(e.data.directiveId),
-              at: new Date().toISOString(),
-            })),
-          ),
-        );
       } catch (err) {
         this.#log.error('audit batch failed', { err: String(err), events: all.length - i });
         this.#pending.unshift(...all.slice(i));
         return;
       }
+      this.#metrics.auditRecords.inc(batch.length);
+      const at = new Date().toISOString();
+      for (const e of batch) {
+        if (e.type !== 'session.halted') continue;
+        for (const runId of e.data.runs as string[]) {
+          this.#pendingHalted.push({
+            tenant: String(e.tenant),
+            runId,
+            directiveId: String(e.data.directiveId),
+            at,
+          });
+        }
+      }
+      if (!(await this.#writeHalted(all.length - i - batch.length))) {
+        this.#pending.unshift(...all.slice(i + batch.length));
+        return;
+      }
     }
+  }
+
+  /**
+   * Stores the halted rows waiting in {@link AuditQueue.#pendingHalted}; false (they stay queued)
+   * when the store fails. `queued` is how many audit records still wait behind them (for the log).
+   */
+  async #writeHalted(queued: number): Promise<boolean> {
+    if (this.#pendingHalted.length === 0) return true;
+    const rows = this.#pendingHalted;
+    try {
+      await this.#store.recordHalted(rows);
+    } catch (err) {
+      this.#log.error('halted rows failed', { err: String(err), runs: rows.length, events: queued });
+      return false;
+    }
+    this.#pendingHalted = this.#pendingHalted.slice(rows.length);
+    return true;
   }
 }
