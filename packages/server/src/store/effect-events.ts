@@ -52,6 +52,31 @@ export function settledAbortedEvent(
   };
 }
 
+/**
+ * `effect.in_doubt` (the permit was granted: its effect may have run, nobody knows) or
+ * `effect.cancelled` (it was cooling off: never confirmed, so it never ran) for a permit of a
+ * worker that ended, for `reason`.
+ */
+export function endedWorkerEvent(
+  row: PermitFacts & Pick<PermitRow, 'idempotency_key'>,
+  inDoubt: boolean,
+  reason: string,
+): AuditEvent {
+  return {
+    type: inDoubt ? 'effect.in_doubt' : 'effect.cancelled',
+    actor: `worker:${row.worker_id}`,
+    tenant: row.tenant,
+    data: {
+      permitId: row.id,
+      runId: row.run_id,
+      capability: row.capability,
+      class: row.class,
+      idempotencyKey: row.idempotency_key,
+      reason,
+    },
+  };
+}
+
 /** `resume.refused`: `actor` asked to resume `run`, which directive `stop` still halts. */
 export function resumeRefusedEvent(
   run: RunRecord,

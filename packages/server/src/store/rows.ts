@@ -1,7 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import type { Approval } from '@killpath/protocol';
 import type { DrilledAgent, RehearsalInput, RehearsalRecord, ScenarioResult } from '@killpath/protocol';
-import type { ApprovalRecord, PolicyVersion, TokenRecord } from './store.ts';
+import type {
+  AgentSurface,
+  ApprovalRecord,
+  LastDrill,
+  NewToken,
+  PolicyVersion,
+  StoredCheckpoint,
+  TokenRecord,
+} from './store.ts';
 
 /**
  * Rows of the tables both backends share (same snake_case columns) and how each becomes the
@@ -193,5 +201,98 @@ export function newDrill(input: RehearsalInput, recordedBy: string): Omit<Rehear
     finishedAt: input.finishedAt,
     result: input.result,
     scenarios: withoutTimelines(input.scenarios),
+  };
+}
+
+/** A new token's record as both backends return it on creation (never revoked yet). */
+export function newTokenRecord(t: NewToken, createdAt: string): TokenRecord {
+  return {
+    id: t.id,
+    name: t.name,
+    role: t.role,
+    tenant: t.tenant,
+    agent: t.agent,
+    createdAt,
+    expiresAt: t.expiresAt ?? null,
+    revokedAt: null,
+    revokedBy: null,
+    revokeReason: null,
+    launcher: t.launcher ?? null,
+    mintedBy: t.mintedBy ?? null,
+  };
+}
+
+/** A drilled agent's row of the last-drill query, newest first (`agent` as JSON text or `jsonb`). */
+export interface LastDrillRow {
+  id: string;
+  finished_at: string;
+  result: string;
+  spec_digest: string;
+  agent: string | DrilledAgent;
+}
+
+/** Each agent's last drill from rows ordered newest first (the first row of an agent wins). */
+export function toLastDrills(rows: readonly LastDrillRow[]): LastDrill[] {
+  const out = new Map<string, LastDrill>();
+  for (const r of rows) {
+    const a = typeof r.agent === 'string' ? (JSON.parse(r.agent) as DrilledAgent) : r.agent;
+    const key = `${a.tenant}/${a.agent}`;
+    if (out.has(key)) continue;
+    out.set(key, {
+      tenant: a.tenant,
+      agent: a.agent,
+      level: a.level,
+      cadenceDays: a.cadenceDays,
+      drillId: r.id,
+      finishedAt: r.finished_at,
+      result: r.result as LastDrill['result'],
+      specDigest: r.spec_digest,
+    });
+  }
+  return [...out.values()];
+}
+
+/**
+ * Agents' capability surfaces from rows ordered by tenant, agent, capability (an agent with no
+ * capability seen yet comes as one row with `capability` null).
+ */
+export function toAgentSurfaces(
+  rows: readonly { tenant: string; agent: string; capability: string | null; first_seen_at: string | null }[],
+): AgentSurface[] {
+  const out: AgentSurface[] = [];
+  for (const r of rows) {
+    let last = out.at(-1);
+    if (last === undefined || last.tenant !== r.tenant || last.agent !== r.agent)
+      out.push((last = { tenant: r.tenant, agent: r.agent, capabilities: [] }));
+    if (r.capability !== null && r.first_seen_at !== null)
+      last.capabilities.push({ capability: r.capability, firstSeenAt: r.first_seen_at });
+  }
+  return out;
+}
+
+/** A row of `checkpoints` (a signed checkpoint of the audit log; `frontier` is JSON text). */
+export interface CheckpointRow {
+  size: DbInt;
+  root_hash: string;
+  origin: string;
+  signed_at: string;
+  key_id: string;
+  signature: string;
+  frontier: string;
+}
+
+/** A checkpoint row as the store's stored checkpoint. */
+export function toStoredCheckpoint(r: CheckpointRow): StoredCheckpoint {
+  return {
+    checkpoint: {
+      format: 'killpath-checkpoint/1',
+      origin: r.origin,
+      size: Number(r.size),
+      rootHash: r.root_hash,
+      timestamp: r.signed_at,
+      keyId: r.key_id,
+      signature: r.signature,
+    },
+    frontier: JSON.parse(r.frontier) as string[],
   };
 }

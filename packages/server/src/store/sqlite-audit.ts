@@ -9,6 +9,7 @@ import type { AuditKeyInfo, AuditRecord, SignedCheckpoint } from '@killpath/prot
 import { verifyLog, type LogFindings, type TreeClaim } from '../audit/log-verify.ts';
 import type { PermitRow } from './sqlite-rows.ts';
 import type { StoredCheckpoint } from './store.ts';
+import { toStoredCheckpoint, type CheckpointRow } from './rows.ts';
 
 /**
  * Schema version 8: signed checkpoints (with the Merkle frontier each was computed from, so the
@@ -86,31 +87,6 @@ export function toAudit(r: AuditRow): AuditRecord {
   };
 }
 
-interface CheckpointRow {
-  size: number;
-  root_hash: string;
-  origin: string;
-  signed_at: string;
-  key_id: string;
-  signature: string;
-  frontier: string;
-}
-
-function toStored(r: CheckpointRow): StoredCheckpoint {
-  return {
-    checkpoint: {
-      format: 'killpath-checkpoint/1',
-      origin: r.origin,
-      size: Number(r.size),
-      rootHash: r.root_hash,
-      timestamp: r.signed_at,
-      keyId: r.key_id,
-      signature: r.signature,
-    },
-    frontier: JSON.parse(r.frontier) as string[],
-  };
-}
-
 /** Stores a signed checkpoint (inside the caller's transaction). */
 export function insertCheckpoint(db: DatabaseSync, c: StoredCheckpoint): void {
   const k: SignedCheckpoint = c.checkpoint;
@@ -123,7 +99,7 @@ export function insertCheckpoint(db: DatabaseSync, c: StoredCheckpoint): void {
 export function latestCheckpoint(db: DatabaseSync): StoredCheckpoint | null {
   const r = db.prepare(`SELECT * FROM checkpoints ORDER BY size DESC, id DESC LIMIT 1`).get() as
     CheckpointRow | undefined;
-  return r ? toStored(r) : null;
+  return r ? toStoredCheckpoint(r) : null;
 }
 
 /** Every public key that signed or signs checkpoints, newest first. */

@@ -3,10 +3,10 @@
  * `SqliteStore` on its connection, inside its group-commit transactions and its audit chain.
  */
 import type { DatabaseSync } from 'node:sqlite';
-import type { AuditRecord, DrilledAgent, RehearsalInput, RehearsalRecord } from '@killpath/protocol';
+import type { AuditRecord, RehearsalInput, RehearsalRecord } from '@killpath/protocol';
 import type { AuditEvent } from '../audit/chain.ts';
 import type { AgentSurface, DrillQuery, LastDrill } from './store.ts';
-import { newDrill, toDrill, type DrillRow } from './rows.ts';
+import { newDrill, toAgentSurfaces, toDrill, toLastDrills, type DrillRow } from './rows.ts';
 
 /** Schema version 5: rehearsal records and the capabilities first seen per agent. */
 export const DRILLS_SCHEMA = `
@@ -140,23 +140,7 @@ export function lastDrills(ctx: DrillsContext, tenant?: string): LastDrill[] {
     spec_digest: string;
     agent: string;
   }[];
-  const out = new Map<string, LastDrill>();
-  for (const r of rows) {
-    const a = JSON.parse(r.agent) as DrilledAgent;
-    const key = `${a.tenant}/${a.agent}`;
-    if (out.has(key)) continue;
-    out.set(key, {
-      tenant: a.tenant,
-      agent: a.agent,
-      level: a.level,
-      cadenceDays: a.cadenceDays,
-      drillId: r.id,
-      finishedAt: r.finished_at,
-      result: r.result as LastDrill['result'],
-      specDigest: r.spec_digest,
-    });
-  }
-  return [...out.values()];
+  return toLastDrills(rows);
 }
 
 export function noteCapabilities(
@@ -195,13 +179,5 @@ export function agentSurfaces(ctx: DrillsContext, tenant?: string): AgentSurface
     capability: string | null;
     first_seen_at: string | null;
   }[];
-  const out: AgentSurface[] = [];
-  for (const r of rows) {
-    let last = out.at(-1);
-    if (last === undefined || last.tenant !== r.tenant || last.agent !== r.agent)
-      out.push((last = { tenant: r.tenant, agent: r.agent, capabilities: [] }));
-    if (r.capability !== null && r.first_seen_at !== null)
-      last.capabilities.push({ capability: r.capability, firstSeenAt: r.first_seen_at });
-  }
-  return out;
+  return toAgentSurfaces(rows);
 }

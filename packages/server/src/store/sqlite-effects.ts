@@ -8,7 +8,12 @@ import {
   type PermitOutcome,
 } from '@killpath/protocol';
 import type { AuditEvent } from '../audit/chain.ts';
-import { haltedInCoolOffEvent, resumeRefusedEvent, settledAbortedEvent } from './effect-events.ts';
+import {
+  endedWorkerEvent,
+  haltedInCoolOffEvent,
+  resumeRefusedEvent,
+  settledAbortedEvent,
+} from './effect-events.ts';
 import { decidePermit, permitResponse, rowIdentity, runIdentity } from './permit-decision.ts';
 import { toJournal, toLedger, type JournalDbRow, type PermitRow } from './sqlite-rows.ts';
 import type { JournalRow, PermitDecision, PermitGrant, RunRecord } from './store.ts';
@@ -286,21 +291,7 @@ export function markInDoubt(
       `UPDATE permits SET status = 'cancelled', error = ?, settled_at = ? WHERE id = ? AND status = 'cooling_off'`,
     );
     for (const r of rows) (r.status === 'granted' ? inDoubt : cancelled).run(reason, now, r.id);
-    ctx.audit(
-      rows.map((r) => ({
-        type: r.status === 'granted' ? 'effect.in_doubt' : 'effect.cancelled',
-        actor: `worker:${r.worker_id}`,
-        tenant: r.tenant,
-        data: {
-          permitId: r.id,
-          runId: r.run_id,
-          capability: r.capability,
-          class: r.class,
-          idempotencyKey: r.idempotency_key,
-          reason,
-        },
-      })),
-    );
+    ctx.audit(rows.map((r) => endedWorkerEvent(r, r.status === 'granted', reason)));
     const after = rows.map(
       (r) => ctx.db.prepare('SELECT * FROM permits WHERE id = ?').get(r.id) as unknown as PermitRow,
     );

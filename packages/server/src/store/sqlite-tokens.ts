@@ -8,7 +8,7 @@
  */
 import type { DatabaseSync } from 'node:sqlite';
 import type { AuditEvent } from '../audit/chain.ts';
-import { toToken, type TokenRow } from './rows.ts';
+import { newTokenRecord, toToken, type TokenRow } from './rows.ts';
 import type { NewToken, TokenQuery, TokenRecord } from './store.ts';
 
 /** What the token functions need from the store: its connection, transactions and audit chain. */
@@ -70,20 +70,7 @@ export function createToken(
       );
     if (revoke !== undefined) revokeRow(ctx.db, revoke.id, revoke.by, revoke.reason, createdAt);
     ctx.audit(audit);
-    return {
-      id: t.id,
-      name: t.name,
-      role: t.role,
-      tenant: t.tenant,
-      agent: t.agent,
-      createdAt,
-      expiresAt: t.expiresAt ?? null,
-      revokedAt: null,
-      revokedBy: null,
-      revokeReason: null,
-      launcher: t.launcher ?? null,
-      mintedBy: t.mintedBy ?? null,
-    };
+    return newTokenRecord(t, createdAt);
   });
 }
 

@@ -11,6 +11,7 @@ import type { LogFindings, TreeClaim } from '../../audit/log-verify.ts';
 import { toAudit, type AuditRow } from '../sqlite-audit.ts';
 import type { AuditQuery, AuditStore, LeaseFence, StoredCheckpoint } from '../store.ts';
 import { checkFence } from './pg-presence.ts';
+import { toStoredCheckpoint, type CheckpointRow } from '../rows.ts';
 import type { Sql, Tx } from './connect.ts';
 import { appendAudit } from './tx.ts';
 
@@ -20,31 +21,6 @@ type PgAuditRow = Omit<AuditRow, 'seq'> & { seq: string };
 /** A stored row as a record (unparseable data is kept as `{ unparseable }`, as on SQLite). */
 export function toAuditRecord(r: PgAuditRow): AuditRecord {
   return toAudit({ ...r, seq: Number(r.seq) });
-}
-
-interface CheckpointRow {
-  size: string;
-  root_hash: string;
-  origin: string;
-  signed_at: string;
-  key_id: string;
-  signature: string;
-  frontier: string;
-}
-
-function toStored(r: CheckpointRow): StoredCheckpoint {
-  return {
-    checkpoint: {
-      format: 'killpath-checkpoint/1',
-      origin: r.origin,
-      size: Number(r.size),
-      rootHash: r.root_hash,
-      timestamp: r.signed_at,
-      keyId: r.key_id,
-      signature: r.signature,
-    },
-    frontier: JSON.parse(r.frontier) as string[],
-  };
 }
 
 /** What the verification worker does: `chain` (verifyChain) or `log` (verifyLog with `kept`). */
@@ -155,7 +131,7 @@ export class PgAudit implements AuditStore {
     const [r] = await this.#sql<
       CheckpointRow[]
     >`SELECT * FROM checkpoints ORDER BY size DESC, id DESC LIMIT 1`;
-    return r ? toStored(r) : null;
+    return r ? toStoredCheckpoint(r) : null;
   }
 
   async auditKeys(): Promise<AuditKeyInfo[]> {

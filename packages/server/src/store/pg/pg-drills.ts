@@ -1,7 +1,7 @@
 /** Rehearsal records on PostgreSQL (the agents a spec covers are kept as jsonb, to filter on). */
 import type { DrilledAgent, RehearsalInput, RehearsalRecord } from '@killpath/protocol';
 import type { AuditEvent } from '../../audit/chain.ts';
-import { newDrill, toDrill, type DrillRow } from '../rows.ts';
+import { newDrill, toDrill, toLastDrills, type DrillRow } from '../rows.ts';
 import type { DrillQuery, DrillStore, LastDrill } from '../store.ts';
 import type { JSONValue } from 'postgres';
 import type { Sql } from './connect.ts';
@@ -76,22 +76,6 @@ export class PgDrills implements DrillStore {
       FROM drills d, jsonb_array_elements(d.agents) a
       ${tenant === undefined ? sql`` : sql`WHERE a.value->>'tenant' = ${tenant}`}
       ORDER BY d.finished_at DESC, d.seq DESC`;
-    const out = new Map<string, LastDrill>();
-    for (const r of rows) {
-      const a = r.agent;
-      const key = `${a.tenant}/${a.agent}`;
-      if (out.has(key)) continue;
-      out.set(key, {
-        tenant: a.tenant,
-        agent: a.agent,
-        level: a.level,
-        cadenceDays: a.cadenceDays,
-        drillId: r.id,
-        finishedAt: r.finished_at,
-        result: r.result as LastDrill['result'],
-        specDigest: r.spec_digest,
-      });
-    }
-    return [...out.values()];
+    return toLastDrills(rows);
   }
 }

@@ -9,7 +9,12 @@
 import type { Directive, JournalEvent, LedgerEntry, PermitOutcome } from '@killpath/protocol';
 import type { AuditEvent } from '../../audit/chain.ts';
 import { compileRun, refusingDirective } from '@killpath/protocol';
-import { haltedInCoolOffEvent, resumeRefusedEvent, settledAbortedEvent } from '../effect-events.ts';
+import {
+  endedWorkerEvent,
+  haltedInCoolOffEvent,
+  resumeRefusedEvent,
+  settledAbortedEvent,
+} from '../effect-events.ts';
 import { permitResponse, rowIdentity, runIdentity } from '../permit-decision.ts';
 import { toJournal, toLedger, type JournalDbRow, type PermitRow } from '../sqlite-rows.ts';
 import type { JournalRow, PermitDecision, PermitGrant, PermitStore, RunRecord } from '../store.ts';
@@ -257,20 +262,7 @@ export class PgEffects implements PermitStore {
       const changed = rows.map(permitRow);
       await appendAudit(tx, [
         ...committed(changed),
-        ...changed.map((r) => ({
-          // A granted effect may have run: nobody knows. A cooling-off one was never confirmed, so it never ran.
-          type: r.status === 'in_doubt' ? 'effect.in_doubt' : 'effect.cancelled',
-          actor: `worker:${r.worker_id}`,
-          tenant: r.tenant,
-          data: {
-            permitId: r.id,
-            runId: r.run_id,
-            capability: r.capability,
-            class: r.class,
-            idempotencyKey: r.idempotency_key,
-            reason,
-          },
-        })),
+        ...changed.map((r) => endedWorkerEvent(r, r.status === 'in_doubt', reason)),
       ]);
       return changed.map(toLedger);
     });

@@ -8,6 +8,7 @@
  */
 import type { AuditEvent } from '../../audit/chain.ts';
 import { toRun, type RunRow } from '../sqlite-rows.ts';
+import { toAgentSurfaces } from '../rows.ts';
 import type { AgentSurface, FleetStore, RunRecord } from '../store.ts';
 import type { Sql } from './connect.ts';
 import { appendAudit } from './tx.ts';
@@ -124,14 +125,6 @@ export class PgFleet implements FleetStore {
       SELECT tenant, agent, capability, first_seen_at FROM agent_capabilities ${filter}
       UNION ALL SELECT DISTINCT tenant, agent, NULL, NULL FROM runs ${filter}
       ORDER BY tenant, agent, capability NULLS FIRST`;
-    const out: AgentSurface[] = [];
-    for (const r of rows) {
-      let last = out.at(-1);
-      if (last === undefined || last.tenant !== r.tenant || last.agent !== r.agent)
-        out.push((last = { tenant: r.tenant, agent: r.agent, capabilities: [] }));
-      if (r.capability !== null && r.first_seen_at !== null)
-        last.capabilities.push({ capability: r.capability, firstSeenAt: r.first_seen_at });
-    }
-    return out;
+    return toAgentSurfaces(rows);
   }
 }

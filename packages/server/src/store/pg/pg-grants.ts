@@ -26,7 +26,7 @@ import type { Directive } from '@killpath/protocol';
 import type { AuditEvent } from '../../audit/chain.ts';
 import { LedgerCommit } from '../../audit/ledger.ts';
 import { decidePermit } from '../permit-decision.ts';
-import type { PermitRow } from '../sqlite-rows.ts';
+import type { PermitRow, RunRow } from '../sqlite-rows.ts';
 import type { PermitDecision, PermitGrant } from '../store.ts';
 import { isConnectionError, type Sql, type Tx } from './connect.ts';
 import { permitRow, type PgPermitRow } from './pg-ledger.ts';
@@ -45,16 +45,7 @@ const PERMIT_RECORD = `id text, rev bigint, run_id text, tenant text, agent text
   intended_at text, settled_at text`;
 
 /** A run registered by its first permit (as `FleetStore.registerRun` stores one). */
-interface RunInsert {
-  run_id: string;
-  tenant: string;
-  agent: string;
-  parent_run_id: string | null;
-  lineage: string;
-  features: string;
-  worker_id: string;
-  started_at: string;
-}
+type RunInsert = RunRow;
 
 const runInsert = (q: PermitGrant): RunInsert => ({
   run_id: q.runId,

@@ -2,7 +2,7 @@
 import type { AuditEvent } from '../../audit/chain.ts';
 import type { NewToken, TokenQuery, TokenRecord, TokenStore } from '../store.ts';
 import type { Sql, Tx } from './connect.ts';
-import { toToken, type TokenRow } from '../rows.ts';
+import { newTokenRecord, toToken, type TokenRow } from '../rows.ts';
 import { appendAudit } from './tx.ts';
 
 async function revokeRow(
@@ -41,20 +41,7 @@ export class PgTokens implements TokenStore {
           ${t.expiresAt ?? null}, ${t.launcher ?? null}, ${t.mintedBy ?? null})`;
       if (revoke !== undefined) await revokeRow(tx, revoke.id, revoke.by, revoke.reason, createdAt);
       await appendAudit(tx, audit);
-      return {
-        id: t.id,
-        name: t.name,
-        role: t.role,
-        tenant: t.tenant,
-        agent: t.agent,
-        createdAt,
-        expiresAt: t.expiresAt ?? null,
-        revokedAt: null,
-        revokedBy: null,
-        revokeReason: null,
-        launcher: t.launcher ?? null,
-        mintedBy: t.mintedBy ?? null,
-      };
+      return newTokenRecord(t, createdAt);
     });
   }
 
