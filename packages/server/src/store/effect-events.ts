@@ -11,17 +11,25 @@ import type { RunRecord } from './store.ts';
 /** The permit columns an effect's audit event names. */
 type PermitFacts = Pick<PermitRow, 'id' | 'worker_id' | 'tenant' | 'run_id' | 'capability' | 'class'>;
 
+/** Who an effect's event is by: the worker the permit was granted to, in its tenant. */
+function byWorker(row: PermitFacts): { actor: string; tenant: string } {
+  return { actor: `worker:${row.worker_id}`, tenant: row.tenant };
+}
+
+/** The permit an effect's event is about. */
+function permitData(
+  row: PermitFacts,
+): Pick<AuditEventOf<'effect.aborted'>['data'], 'permitId' | 'runId' | 'capability' | 'class'> {
+  return { permitId: row.id, runId: row.run_id, capability: row.capability, class: row.class };
+}
+
 /** `effect.aborted` for a cooling-off permit cancelled because directive `stop` now covers it. */
 export function haltedInCoolOffEvent(row: PermitFacts, stop: Directive): AuditEventOf<'effect.aborted'> {
   return {
     type: 'effect.aborted',
-    actor: `worker:${row.worker_id}`,
-    tenant: row.tenant,
+    ...byWorker(row),
     data: {
-      permitId: row.id,
-      runId: row.run_id,
-      capability: row.capability,
-      class: row.class,
+      ...permitData(row),
       reason: 'halted during cool-off',
       directiveId: stop.id,
     },
@@ -38,13 +46,9 @@ export function settledAbortedEvent(
 ): AuditEvent {
   return {
     type: 'effect.aborted',
-    actor: `worker:${row.worker_id}`,
-    tenant: row.tenant,
+    ...byWorker(row),
     data: {
-      permitId: row.id,
-      runId: row.run_id,
-      capability: row.capability,
-      class: row.class,
+      ...permitData(row),
       idempotencyKey: row.idempotency_key,
       afterAbort: outcome.afterAbort ?? false,
       ...(outcome.error ? { error: outcome.error } : {}),
@@ -64,13 +68,9 @@ export function endedWorkerEvent(
 ): AuditEvent {
   return {
     type: inDoubt ? 'effect.in_doubt' : 'effect.cancelled',
-    actor: `worker:${row.worker_id}`,
-    tenant: row.tenant,
+    ...byWorker(row),
     data: {
-      permitId: row.id,
-      runId: row.run_id,
-      capability: row.capability,
-      class: row.class,
+      ...permitData(row),
       idempotencyKey: row.idempotency_key,
       reason,
     },

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Approval } from '@killpath/protocol';
+import { parseScope, type BreakGlass, type Directive, type Release } from '@killpath/protocol';
 import type { DrilledAgent, RehearsalInput, RehearsalRecord, ScenarioResult } from '@killpath/protocol';
 import type {
   AgentSurface,
@@ -294,5 +295,61 @@ export function toStoredCheckpoint(r: CheckpointRow): StoredCheckpoint {
       signature: r.signature,
     },
     frontier: JSON.parse(r.frontier) as string[],
+  };
+}
+
+/**
+ * A row of `directives` (JSON columns as text). The idempotency columns and `break_glass` are
+ * absent on SQLite databases older than schema versions 6 and 10.
+ */
+export interface DirectiveRow {
+  id: string;
+  rev: DbInt;
+  level: string;
+  scope: string;
+  tenant: string | null;
+  capabilities: string | null;
+  rate: string | null;
+  grace_ms: DbInt;
+  drain: string;
+  memory: string;
+  reason: string;
+  justification: string;
+  actor: string;
+  idempotency_key?: string | null;
+  idempotency_digest?: string | null;
+  issued_at: string;
+  cleared_at: string | null;
+  cleared_rev: DbInt | null;
+  escalation: string;
+  escalated_from: string | null;
+  releases: string;
+  break_glass?: string | null;
+}
+
+/** A stored row as a directive. */
+export function toDirective(r: DirectiveRow): Directive {
+  return {
+    id: r.id,
+    rev: Number(r.rev),
+    level: r.level as Directive['level'],
+    scope: parseScope(r.scope),
+    scopeText: r.scope,
+    tenant: r.tenant,
+    capabilities: r.capabilities === null ? null : (JSON.parse(r.capabilities) as string[]),
+    rate: r.rate === null ? null : (JSON.parse(r.rate) as Directive['rate']),
+    escalation: JSON.parse(r.escalation) as Directive['escalation'],
+    escalatedFrom: r.escalated_from,
+    graceMs: Number(r.grace_ms),
+    drain: r.drain as Directive['drain'],
+    memory: r.memory as Directive['memory'],
+    reason: r.reason,
+    justification: r.justification,
+    actor: r.actor,
+    issuedAt: r.issued_at,
+    clearedAt: r.cleared_at,
+    clearedRev: r.cleared_rev === null ? null : Number(r.cleared_rev),
+    releases: JSON.parse(r.releases) as Release[],
+    breakGlass: r.break_glass ? (JSON.parse(r.break_glass) as BreakGlass) : null,
   };
 }

@@ -3,12 +3,9 @@ import { randomUUID } from 'node:crypto';
 import {
   KillpathError,
   formatScope,
-  parseScope,
   type AuditRecord,
   type AuditVerdict,
-  type BreakGlass,
   type Directive,
-  type Release,
 } from '@killpath/protocol';
 import { chainRecord, verifyChain, type AuditEvent } from '../audit/chain.ts';
 import { LedgerCommit } from '../audit/ledger.ts';
@@ -30,7 +27,7 @@ import * as presence from './sqlite-presence.ts';
 import * as telemetry from './sqlite-telemetry.ts';
 import { WalSync, type FsyncFn } from './wal-sync.ts';
 import { toRun, type RunRow } from './sqlite-rows.ts';
-import { toPolicy, toPolicyListing, type PolicyRow } from './rows.ts';
+import { toDirective, toPolicy, toPolicyListing, type DirectiveRow, type PolicyRow } from './rows.ts';
 import type {
   JournalEvent,
   LedgerEntry,
@@ -146,59 +143,6 @@ CREATE TABLE IF NOT EXISTS policies (
   created_at TEXT NOT NULL
 );
 `;
-
-interface DirectiveRow {
-  id: string;
-  rev: number;
-  level: string;
-  scope: string;
-  tenant: string | null;
-  capabilities: string | null;
-  rate: string | null;
-  grace_ms: number;
-  drain: string;
-  memory: string;
-  reason: string;
-  justification: string;
-  actor: string;
-  issued_at: string;
-  cleared_at: string | null;
-  cleared_rev: number | null;
-  escalation: string;
-  escalated_from: string | null;
-  /** Absent on databases before schema version 6. */
-  idempotency_digest?: string | null;
-  releases: string;
-  /** Absent on databases before schema version 10. */
-  break_glass?: string | null;
-}
-
-function toDirective(r: DirectiveRow): Directive {
-  const scope = parseScope(r.scope);
-  return {
-    id: r.id,
-    rev: r.rev,
-    level: r.level as Directive['level'],
-    scope,
-    scopeText: r.scope,
-    tenant: r.tenant,
-    capabilities: r.capabilities === null ? null : (JSON.parse(r.capabilities) as string[]),
-    rate: r.rate === null ? null : (JSON.parse(r.rate) as Directive['rate']),
-    escalation: JSON.parse(r.escalation) as Directive['escalation'],
-    escalatedFrom: r.escalated_from,
-    graceMs: r.grace_ms,
-    drain: r.drain as Directive['drain'],
-    memory: r.memory as Directive['memory'],
-    reason: r.reason,
-    justification: r.justification,
-    actor: r.actor,
-    issuedAt: r.issued_at,
-    clearedAt: r.cleared_at,
-    clearedRev: r.cleared_rev,
-    releases: JSON.parse(r.releases) as Release[],
-    breakGlass: r.break_glass ? (JSON.parse(r.break_glass) as BreakGlass) : null,
-  };
-}
 
 /** Options of {@link SqliteStore}. */
 export interface SqliteStoreOptions {

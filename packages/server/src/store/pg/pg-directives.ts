@@ -5,7 +5,7 @@
  * a rev is used only when the switchboard changes. Convergence itself is `store/convergence.ts`.
  */
 import { randomUUID } from 'node:crypto';
-import { formatScope, parseScope, type BreakGlass, type Directive, type Release } from '@killpath/protocol';
+import { formatScope, type Directive } from '@killpath/protocol';
 import type { AuditEvent } from '../../audit/chain.ts';
 import { changesOf } from '../changes.ts';
 import { convergedIssue } from '../convergence.ts';
@@ -16,62 +16,17 @@ import type {
   IssueResult,
   SwitchboardChange,
 } from '../store.ts';
+import { toDirective, type DirectiveRow as StoredDirectiveRow } from '../rows.ts';
 import type { Sql, Tx } from './connect.ts';
 import { checkFence } from './pg-presence.ts';
 import { appendAudit, bumpRev, lockRev, readRev } from './tx.ts';
 
-/** One row of `directives` as postgres.js returns it (bigint columns as decimal text). */
-export interface DirectiveRow {
-  id: string;
-  rev: string;
-  level: string;
-  scope: string;
-  tenant: string | null;
-  capabilities: string | null;
-  rate: string | null;
-  grace_ms: string;
-  drain: string;
-  memory: string;
-  reason: string;
-  justification: string;
-  actor: string;
+/** One row of `directives` as postgres.js returns it: every column present. */
+type DirectiveRow = StoredDirectiveRow & {
   idempotency_key: string | null;
   idempotency_digest: string | null;
-  issued_at: string;
-  cleared_at: string | null;
-  cleared_rev: string | null;
-  escalation: string;
-  escalated_from: string | null;
-  releases: string;
   break_glass: string | null;
-}
-
-/** A stored row as a directive. */
-export function toDirective(r: DirectiveRow): Directive {
-  return {
-    id: r.id,
-    rev: Number(r.rev),
-    level: r.level as Directive['level'],
-    scope: parseScope(r.scope),
-    scopeText: r.scope,
-    tenant: r.tenant,
-    capabilities: r.capabilities === null ? null : (JSON.parse(r.capabilities) as string[]),
-    rate: r.rate === null ? null : (JSON.parse(r.rate) as Directive['rate']),
-    escalation: JSON.parse(r.escalation) as Directive['escalation'],
-    escalatedFrom: r.escalated_from,
-    graceMs: Number(r.grace_ms),
-    drain: r.drain as Directive['drain'],
-    memory: r.memory as Directive['memory'],
-    reason: r.reason,
-    justification: r.justification,
-    actor: r.actor,
-    issuedAt: r.issued_at,
-    clearedAt: r.cleared_at,
-    clearedRev: r.cleared_rev === null ? null : Number(r.cleared_rev),
-    releases: JSON.parse(r.releases) as Release[],
-    breakGlass: r.break_glass ? (JSON.parse(r.break_glass) as BreakGlass) : null,
-  };
-}
+};
 
 /** The active directives, in commit order, inside a transaction (for permits and resume checks). */
 export async function activeDirectives(tx: Sql | Tx): Promise<Directive[]> {
