@@ -10,6 +10,7 @@ import { verifyLog, type LogFindings, type TreeClaim } from '../audit/log-verify
 import type { PermitRow } from './sqlite-rows.ts';
 import type { StoredCheckpoint } from './store.ts';
 import { toStoredCheckpoint, type CheckpointRow } from './rows.ts';
+import { workerAnswer } from './worker-answer.ts';
 
 /**
  * Schema version 8: signed checkpoints (with the Merkle frontier each was computed from, so the
@@ -184,20 +185,5 @@ const WORKER_URL = new URL(
  * hashing a large log never blocks the control plane's event loop.
  */
 export function verifyInWorker(path: string, kept: TreeClaim | null): Promise<LogFindings> {
-  return new Promise((resolve, reject) => {
-    const worker = new Worker(WORKER_URL, { workerData: { path, kept } });
-    let answered = false;
-    worker.once('message', (m: { ok: true; findings: LogFindings } | { ok: false; error: string }) => {
-      answered = true;
-      if (m.ok) resolve(m.findings);
-      else reject(new Error(`audit verification failed: ${m.error}`));
-    });
-    worker.once('error', (err) => {
-      answered = true;
-      reject(err);
-    });
-    worker.once('exit', (code) => {
-      if (!answered) reject(new Error(`audit verification worker exited with code ${code}`));
-    });
-  });
+  return workerAnswer<LogFindings>(() => new Worker(WORKER_URL, { workerData: { path, kept } }), 'findings');
 }

@@ -12,6 +12,7 @@ import { toAudit, type AuditRow } from '../sqlite-audit.ts';
 import type { AuditQuery, AuditStore, LeaseFence, StoredCheckpoint } from '../store.ts';
 import { checkFence } from './pg-presence.ts';
 import { toStoredCheckpoint, type CheckpointRow } from '../rows.ts';
+import { workerAnswer } from '../worker-answer.ts';
 import type { Sql, Tx } from './connect.ts';
 import { appendAudit } from './tx.ts';
 
@@ -33,22 +34,7 @@ const WORKER_URL = new URL(
 );
 
 function inWorker<T>(url: string, job: VerifyJob): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const worker = new Worker(WORKER_URL, { workerData: { url, job } });
-    let answered = false;
-    worker.once('message', (m: { ok: true; value: T } | { ok: false; error: string }) => {
-      answered = true;
-      if (m.ok) resolve(m.value);
-      else reject(new Error(`audit verification failed: ${m.error}`));
-    });
-    worker.once('error', (err) => {
-      answered = true;
-      reject(err);
-    });
-    worker.once('exit', (code) => {
-      if (!answered) reject(new Error(`audit verification worker exited with code ${code}`));
-    });
-  });
+  return workerAnswer<T>(() => new Worker(WORKER_URL, { workerData: { url, job } }), 'value');
 }
 
 /** {@link AuditStore} on PostgreSQL. */
