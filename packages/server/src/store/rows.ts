@@ -5,6 +5,7 @@ import type { DrilledAgent, RehearsalInput, RehearsalRecord, ScenarioResult } fr
 import type {
   AgentSurface,
   ApprovalRecord,
+  HaltAck,
   LastDrill,
   NewToken,
   PolicyVersion,
@@ -351,5 +352,31 @@ export function toDirective(r: DirectiveRow): Directive {
     clearedRev: r.cleared_rev === null ? null : Number(r.cleared_rev),
     releases: JSON.parse(r.releases) as Release[],
     breakGlass: r.break_glass ? (JSON.parse(r.break_glass) as BreakGlass) : null,
+  };
+}
+
+/** A `halt_acks` row: a worker's acknowledgement of a halt, as either backend stores it. */
+export interface HaltAckRow {
+  directive_id: string;
+  tenant: string;
+  agent: string;
+  worker_id: string;
+  rev: DbInt;
+  /** JSON text, as stored. */
+  runs: string;
+  at: string;
+  replica: string;
+}
+
+export function toHaltAck(r: HaltAckRow): HaltAck {
+  return {
+    directiveId: r.directive_id,
+    tenant: r.tenant,
+    agent: r.agent,
+    workerId: r.worker_id,
+    rev: Number(r.rev),
+    runs: JSON.parse(r.runs) as string[],
+    at: r.at,
+    replica: r.replica,
   };
 }

@@ -1,4 +1,5 @@
 import type { DatabaseSync } from 'node:sqlite';
+import { toHaltAck, type HaltAckRow } from './rows.ts';
 import { KillpathError } from '@killpath/protocol';
 import type { HaltAck, Lease, LeaseFence, PresenceRow } from './store.ts';
 
@@ -165,26 +166,8 @@ export function retractAck(
 export function acksOf(ctx: PresenceContext, directiveId: string): HaltAck[] {
   const rows = ctx.db
     .prepare(`SELECT * FROM halt_acks WHERE directive_id = ? ORDER BY tenant, agent, worker_id`)
-    .all(directiveId) as unknown as {
-    directive_id: string;
-    tenant: string;
-    agent: string;
-    worker_id: string;
-    rev: number;
-    runs: string;
-    at: string;
-    replica: string;
-  }[];
-  return rows.map((r) => ({
-    directiveId: r.directive_id,
-    tenant: r.tenant,
-    agent: r.agent,
-    workerId: r.worker_id,
-    rev: Number(r.rev),
-    runs: JSON.parse(r.runs) as string[],
-    at: r.at,
-    replica: r.replica,
-  }));
+    .all(directiveId) as unknown as HaltAckRow[];
+  return rows.map(toHaltAck);
 }
 
 /** See {@link PresenceStore.revCommittedAt}: an issue's `issued_at` or a clear's `cleared_at`, both stamped in the commit's transaction. */

@@ -7,6 +7,7 @@
  * progress and a deposed holder's later commit sees the new epoch and is refused.
  */
 import { KillpathError } from '@killpath/protocol';
+import { toHaltAck, type HaltAckRow } from '../rows.ts';
 import type { HaltAck, Lease, LeaseFence, LeaseStore, PresenceRow, PresenceStore } from '../store.ts';
 import type { Sql, Tx } from './connect.ts';
 
@@ -191,27 +192,9 @@ export class PgPresence implements PresenceStore, LeaseStore {
 
   async acksOf(directiveId: string): Promise<HaltAck[]> {
     const rows = await this.#sql<
-      {
-        directive_id: string;
-        tenant: string;
-        agent: string;
-        worker_id: string;
-        rev: string;
-        runs: string;
-        at: string;
-        replica: string;
-      }[]
+      HaltAckRow[]
     >`SELECT * FROM halt_acks WHERE directive_id = ${directiveId} ORDER BY tenant, agent, worker_id`;
-    return rows.map((r) => ({
-      directiveId: r.directive_id,
-      tenant: r.tenant,
-      agent: r.agent,
-      workerId: r.worker_id,
-      rev: Number(r.rev),
-      runs: JSON.parse(r.runs) as string[],
-      at: r.at,
-      replica: r.replica,
-    }));
+    return rows.map(toHaltAck);
   }
 
   async revCommittedAt(rev: number): Promise<string | null> {
