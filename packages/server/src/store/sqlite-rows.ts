@@ -1,4 +1,5 @@
 import type { EffectStatus, LedgerEntry, Release } from '@killpath/protocol';
+import type { LedgerRow } from '../audit/ledger.ts';
 import type { CompensationEntry, JournalRow, LedgerSummary, PermittedEffect, RunRecord } from './store.ts';
 
 /**
@@ -7,30 +8,13 @@ import type { CompensationEntry, JournalRow, LedgerSummary, PermittedEffect, Run
  * operator's lists (`sqlite-ledger.ts`, `pg/pg-ledger.ts`) and the store's run reads.
  */
 
-/** A row of `permits` (one write or irreversible effect's intent and outcome). */
-export interface PermitRow {
-  id: string;
-  rev: number;
-  run_id: string;
-  tenant: string;
-  agent: string;
-  worker_id: string;
-  capability: string;
+/**
+ * A row of `permits` (one write or irreversible effect's intent and outcome): the columns the
+ * ledger's digest is taken over ({@link LedgerRow}), with the class and status narrowed.
+ */
+export interface PermitRow extends LedgerRow {
   class: 'write' | 'irreversible';
-  idempotency_key: string | null;
-  args_digest: string | null;
-  compensate: string | null;
   status: EffectStatus;
-  cool_off_ms: number;
-  confirm_after: string | null;
-  lineage: string;
-  features: string;
-  release: string | null;
-  result: string | null;
-  error: string | null;
-  after_abort: number;
-  intended_at: string;
-  settled_at: string | null;
 }
 
 /** A permit row as a ledger entry (the columns a ledger entry shows). */
