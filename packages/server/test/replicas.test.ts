@@ -6,22 +6,16 @@
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { KillpathError, type Directive, type Principal } from '@killpath/protocol';
 import { ManualClock } from '@killpath/sdk/testing';
 import { ControlPlane } from '../src/control-plane.ts';
 import { Fleet, workerKey } from '../src/fleet.ts';
 import { createLogger } from '../src/log.ts';
 import { Metrics } from '../src/metrics.ts';
-import { SqliteStore } from '../src/store/sqlite-store.ts';
 import type { DirectiveInput, Lease, Store } from '../src/store/store.ts';
 import { StreamHub } from '../src/stream/hub.ts';
-import { PgStore } from '../src/store/pg/pg-store.ts';
-import { dropLeftovers, freshDatabase, freshPgStore, requirePostgres } from './pg.ts';
-import { migrate } from '../src/store/pg/schema.ts';
-import { openPool } from '../src/store/pg/connect.ts';
+import { dropLeftovers, freshPgStore, requirePostgres } from './pg.ts';
+import { pgShared, sqliteShared, type SharedDatabase } from './shared-db.ts';
 
 const TTL = 3000;
 const POLL = 500;
@@ -32,44 +26,6 @@ const OPERATOR: Principal = {
   tenant: 'acme',
   agent: null,
 };
-
-/** Two stores on one database (what two replicas open) and how to drop it. */
-interface SharedDatabase {
-  stores: [Store, Store];
-  done(): Promise<void>;
-}
-
-async function sqliteShared(): Promise<SharedDatabase> {
-  const dir = mkdtempSync(join(tmpdir(), 'killpath-replicas-'));
-  const path = join(dir, 'killpath.db');
-  const a = new SqliteStore(path);
-  const b = new SqliteStore(path);
-  return {
-    stores: [a, b],
-    async done() {
-      await a.close();
-      await b.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-async function pgShared(): Promise<SharedDatabase> {
-  const db = await freshDatabase('replicas');
-  const sql = openPool(db.url, { max: 1 });
-  await migrate(sql);
-  await sql.end({ timeout: 1 });
-  const a = await PgStore.open(db.url, { max: 4 });
-  const b = await PgStore.open(db.url, { max: 4 });
-  return {
-    stores: [a, b],
-    async done() {
-      await a.close();
-      await b.close();
-      await db.drop();
-    },
-  };
-}
 
 function replica(store: Store, id: string, clock: ManualClock, lines?: string[]): ControlPlane {
   return new ControlPlane({

@@ -8,66 +8,23 @@
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Principal, RunTelemetry } from '@killpath/protocol';
 import { ManualClock } from '@killpath/sdk/testing';
 import { ControlPlane } from '../src/control-plane.ts';
 import { Fleet } from '../src/fleet.ts';
 import { createLogger } from '../src/log.ts';
 import { Metrics } from '../src/metrics.ts';
-import { SqliteStore } from '../src/store/sqlite-store.ts';
-import { PgStore } from '../src/store/pg/pg-store.ts';
 import type { Store } from '../src/store/store.ts';
 import { StreamHub } from '../src/stream/hub.ts';
 import { Triggers } from '../src/triggers.ts';
-import { openPool } from '../src/store/pg/connect.ts';
-import { migrate } from '../src/store/pg/schema.ts';
-import { dropLeftovers, freshDatabase, requirePostgres } from './pg.ts';
+import { dropLeftovers, requirePostgres } from './pg.ts';
+import { pgShared, sqliteShared, type SharedDatabase } from './shared-db.ts';
 
 after(() => dropLeftovers());
 
 const ADMIN: Principal = { tokenId: 'tok-1', name: 'alice', role: 'admin', tenant: '*', agent: null };
 const POLICY =
   'rules:\n  - { name: agent_steps, when: "agent.steps >= 10", action: { level: halt, scope: agent } }';
-
-interface SharedDatabase {
-  stores: [Store, Store];
-  done(): Promise<void>;
-}
-
-async function sqliteShared(): Promise<SharedDatabase> {
-  const dir = mkdtempSync(join(tmpdir(), 'kp-supervisor-replicas-'));
-  const path = join(dir, 'killpath.db');
-  const a = new SqliteStore(path);
-  const b = new SqliteStore(path);
-  return {
-    stores: [a, b],
-    async done() {
-      await a.close();
-      await b.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-async function pgShared(): Promise<SharedDatabase> {
-  const db = await freshDatabase('supervisor_replicas');
-  const sql = openPool(db.url, { max: 1 });
-  await migrate(sql);
-  await sql.end({ timeout: 1 });
-  const a = await PgStore.open(db.url, { max: 4 });
-  const b = await PgStore.open(db.url, { max: 4 });
-  return {
-    stores: [a, b],
-    async done() {
-      await a.close();
-      await b.close();
-      await db.drop();
-    },
-  };
-}
 
 async function replica(
   store: Store,
@@ -239,4 +196,4 @@ function cases(name: string, shared: () => Promise<SharedDatabase>): void {
 }
 
 cases('SQLite (two stores on one file)', sqliteShared);
-if (await requirePostgres()) cases('PostgreSQL', pgShared);
+if (await requirePostgres()) cases('PostgreSQL', () => pgShared('supervisor_replicas'));
