@@ -252,14 +252,16 @@ export class ControlPlane {
     for (const d of active) this.#escalation.arm(d);
   }
 
-  /** Cancels escalation timers, hands the leader lease back, stops following the store and closes launcher streams. */
-  stop(): void {
+  /**
+   * Cancels escalation timers, hands the leader lease back, stops following the store and closes
+   * launcher streams. Resolves when the last presence write, the lease's release and the view's
+   * listener are done: close the store only after that (their last writes need it).
+   */
+  async stop(): Promise<void> {
     this.#escalation.stop();
     this.#reports.stop();
-    void this.leadership.close();
-    void this.presence.close();
-    void this.view.stop();
     this.launchers.close();
+    await Promise.all([this.leadership.close(), this.presence.close(), this.view.stop()]);
   }
 
   /**

@@ -306,9 +306,9 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
         hub.close();
         // Handing the lease back must not stop the checkpointer before its final checkpoint below.
         stopLeading();
-        cp.stop();
-        // The doorbell's own connections (PostgreSQL's listener) before the store's pool.
-        await cp.view.stop().catch(() => {});
+        // Its last presence write, the lease's release and the doorbell's own connections
+        // (PostgreSQL's listener) before the store's pool.
+        await cp.stop().catch(() => {});
         await new Promise<void>((ok) => {
           server.close(() => ok());
           if ('closeAllConnections' in server) server.closeAllConnections();

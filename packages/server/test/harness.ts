@@ -91,7 +91,7 @@ export async function harness(
     },
     async close() {
       hub.close();
-      cp.stop();
+      await cp.stop();
       await cp.flushAudit();
       await store.close();
     },
