@@ -41,7 +41,8 @@ interface Retried {
 /**
  * Sends the worker's reports to the control plane, fire-and-forget: a failed POST becomes a
  * `report.failed` event, never an exception or an unhandled rejection. Acks are coalesced to
- * one per macrotask turn (the latest rev), journal events to one batch per turn. Halted reports,
+ * one per macrotask turn (the latest rev), and a halted report is its rev's ack: a halt that
+ * settles as its delta is applied costs one request. Journal events go in one batch per turn. Halted reports,
  * journal batches and permit outcomes that failed for a retryable reason are sent again by
  * {@link Reporter.retryFailed}, which the client calls on every heartbeat, up to three times in all.
  */
@@ -54,6 +55,11 @@ export class Reporter {
   private readonly clock: Clock;
   private readonly sink: JournalSink;
   private ackRev: number | null = null;
+  /**
+   * The latest rev a halted report on its way (or answered) acknowledges: the control plane takes
+   * a halted report as the ack of its rev, so an ack of this rev or an older one is not sent.
+   */
+  private reportedRev = -1;
   private journalQueue: JournalEvent[] | null = null;
   /** False once the control plane answered 404 to an outcome batch: it predates the route. */
   private outcomeBatches = true;
@@ -78,8 +84,17 @@ export class Reporter {
     this.sink = sink;
   }
 
-  /** Acks `rev`; revs applied in the same turn are acked once, with the latest. */
+  /**
+   * Acks `rev`; revs applied in the same turn are acked once, with the latest. A rev a halted
+   * report already acknowledges (the one it settles, or an older one) is not acked again: a
+   * worker whose stop settles as the delta is applied sends one request for it, not two.
+   */
   ack(rev: number): void {
+    if (rev <= this.reportedRev) return;
+    this.queueAck(rev);
+  }
+
+  private queueAck(rev: number): void {
     const scheduled = this.ackRev !== null;
     this.ackRev = rev;
     if (scheduled) return;
@@ -94,12 +109,14 @@ export class Reporter {
 
   /**
    * Reports that the effects covered by one directive have settled. The report also acks its
-   * rev, so a pending ack for that rev or an older one is dropped. It is sent one event-loop
-   * turn later: in a process hosting many workers, every stream's delta is applied before any
-   * request is built.
+   * rev, so a pending ack for that rev or an older one is dropped, and so is one asked for later
+   * (see {@link Reporter.ack}); should the report fail, its rev is acked on its own. It is sent
+   * one event-loop turn later: in a process hosting many workers, every stream's delta is
+   * applied before any request is built.
    */
   halted(report: HaltedReport): void {
     if (this.ackRev !== null && this.ackRev <= report.rev) this.ackRev = null;
+    this.reportedRev = Math.max(this.reportedRev, report.rev);
     setImmediate(() =>
       this.sendRetried({ kind: 'halted', url: `${this.workerPath}/halted`, body: report, attempts: 1 }),
     );
@@ -265,6 +282,8 @@ export class Reporter {
   private sendRetried(item: Retried): Promise<void> {
     return this.send(item.kind, item.url, item.body, (code) => {
       if (item.attempts < ATTEMPTS && RETRYABLE.has(code)) this.failed.push(item);
+      // The report was to ack its rev: the ack goes on its own, as it would have without it.
+      if (item.kind === 'halted') this.queueAck(Math.max(this.ackRev ?? -1, (item.body as HaltedReport).rev));
     });
   }
 

@@ -130,6 +130,57 @@ test('a halted report that failed for a retryable reason is sent again on the ne
   await client.close();
 });
 
+test('a halt that settles as its delta is applied is one request: the halted report acks its rev', async () => {
+  const { client, transport, stream } = await harness();
+  client.startRun({ runId: 'r1' });
+  await stream.push(snapshot(1));
+  await drain();
+  const before = transport.posts.length;
+  await stream.push(issue(2, directive('h1', 'halt', 'run:r1')));
+  await drain();
+  assert.deepEqual(
+    transport.posts.slice(before).map((p) => [p.url, p.body]),
+    [
+      [
+        'http://cp.test/v1/workers/w1/halted',
+        { rev: 2, directiveId: 'h1', runs: ['r1'], aborted: 0, completed: 0, observeToSettleMs: 0 },
+      ],
+    ],
+  );
+  // A later rev that settles nothing is acked as before.
+  await stream.push(issue(3, directive('t1', 'throttle', 'agent:t1/a1')));
+  await drain();
+  assert.deepEqual(
+    transport.posts.slice(before + 1).map((p) => [p.url, p.body]),
+    [['http://cp.test/v1/workers/w1/ack', { rev: 3 }]],
+  );
+  await client.close();
+});
+
+test('a halted report that fails leaves its rev acked on its own', async () => {
+  const { client, transport, stream } = await harness();
+  transport.onPost = (post) => {
+    if (post.url.endsWith('/halted')) throw new KillpathError('not_found', 'directive h1 not found');
+  };
+  client.startRun({ runId: 'r1' });
+  await stream.push(snapshot(1));
+  await drain();
+  const before = transport.posts.length;
+  await stream.push(issue(2, directive('h1', 'halt', 'run:r1')));
+  await drain();
+  assert.deepEqual(
+    transport.posts.slice(before).map((p) => [p.url.slice('http://cp.test/v1/workers/w1'.length), p.body]),
+    [
+      [
+        '/halted',
+        { rev: 2, directiveId: 'h1', runs: ['r1'], aborted: 0, completed: 0, observeToSettleMs: 0 },
+      ],
+      ['/ack', { rev: 2 }],
+    ],
+  );
+  await client.close();
+});
+
 test('a sink that throws breaks neither the gate nor effects', async () => {
   const { client, stream } = await harness({
     sink: {
