@@ -1,4 +1,5 @@
 import { Hono, type Context } from 'hono';
+import type { HttpBindings } from '@hono/node-server';
 import { bodyLimit } from 'hono/body-limit';
 import {
   KillpathError,
@@ -15,9 +16,7 @@ import { TokenDesk } from '../auth/token-desk.ts';
 import type { ControlPlane } from '../control-plane.ts';
 import type { Logger } from '../log.ts';
 import {
-  AckBody,
   AgentKillBody,
-  HaltedBody,
   HeartbeatBody,
   IssueDirectiveBody,
   LauncherEventBody,
@@ -41,18 +40,24 @@ import { auditRoutes } from './audit-routes.ts';
 import { fleetRoutes } from './fleet-route.ts';
 import { VerifyRuns } from '../audit/verify-runs.ts';
 import type { Admission } from './admission.ts';
-import { body, readRun, refuseSecrets, requireWorker, wireError, type Env } from './common.ts';
+import { takeWorkerReport, workerReportRoute, type WorkerReportDeps } from './report-route.ts';
+import {
+  BODY_LIMIT,
+  SLOW_REQUEST_MS,
+  body,
+  readRun,
+  refuseSecrets,
+  requireWorker,
+  wireError,
+  type Env,
+} from './common.ts';
 
 /** Alerts without a tenant that only an admin sees: policy approvals and the audit log's own. */
 const ADMIN_ONLY_ALERTS = /^(approval\.|audit\.)/;
 /** Counting a tenant's share of the audit chain looks at this many newest records (a scan): past it, the total is "at least". */
 const AUDIT_COUNT_CAP = 100_000;
 
-/** Largest request body accepted, in bytes. */
-export const BODY_LIMIT = 64 * 1024;
-
-/** A request that takes longer than this, in ms, is logged as slow. */
-const SLOW_REQUEST_MS = 1000;
+export { BODY_LIMIT } from './common.ts';
 
 /** Options of {@link createApp}. */
 export interface AppOptions {
@@ -340,20 +345,20 @@ export function createApp(
     return triggers ? c.json(triggers.heartbeat(id, who)) : c.body(null, 204);
   });
 
-  app.post('/v1/workers/:id/ack', async (c) => {
-    const b = await body(c, AckBody);
-    const id = c.req.param('id');
-    workers.ack(requireWorker(fleet, c.get('principal'), id), b.rev);
-    return c.body(null, 204);
-  });
-
-  app.post('/v1/workers/:id/halted', async (c) => {
-    const b = await body(c, HaltedBody);
-    const id = c.req.param('id');
-    const who = requireWorker(fleet, c.get('principal'), id);
-    await cp.haltedReport(id, who, b);
-    return c.body(null, 204);
-  });
+  // Acks and halted reports usually take the light route (workerReportRoute, below), which runs
+  // the same takeWorkerReport; these answer what it leaves (an escaped id, a query, a chunked body).
+  const reportDeps: WorkerReportDeps = {
+    fleet,
+    workers,
+    haltedReport: (id, who, b) => cp.haltedReport(id, who, b),
+  };
+  for (const kind of ['ack', 'halted'] as const)
+    app.post(`/v1/workers/:id/${kind}`, async (c) => {
+      await takeWorkerReport(reportDeps, kind, c.req.param('id'), c.get('principal'), (schema) =>
+        body(c, schema),
+      );
+      return c.body(null, 204);
+    });
 
   app.get('/v1/audit', async (c) => {
     const p = c.get('principal');
@@ -463,6 +468,10 @@ export function createApp(
     }),
   );
 
+  const reports = workerReportRoute({ ...reportDeps, auth, metrics, log });
+  const dispatch = app.fetch;
+  app.fetch = (req, env, ctx) =>
+    reports(req, env as Partial<HttpBindings> | undefined) ?? dispatch(req, env, ctx);
   return app;
 }
 

@@ -13,6 +13,12 @@ export function wireError(c: Context, err: KillpathError): Response {
   return c.json(toWire(err), HTTP_STATUS[err.code] as 400);
 }
 
+/** Largest request body accepted, in bytes. */
+export const BODY_LIMIT = 64 * 1024;
+
+/** A request that takes longer than this, in ms, is logged as slow. */
+export const SLOW_REQUEST_MS = 1000;
+
 /** Deepest nesting of objects and arrays a request body may have. */
 export const MAX_JSON_DEPTH = 64;
 
@@ -58,8 +64,24 @@ async function nodeBody(c: Context): Promise<string | null> {
  * Parses and validates a JSON body: a body not declared `application/json` is a 415, bad JSON
  * or a schema violation a 400 with details.
  */
-export async function body<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {
-  if (!isJsonType(c.req.header('content-type')))
+export function body<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {
+  return parseBody(
+    c.req.header('content-type'),
+    async () => (await nodeBody(c)) ?? (await c.req.text()),
+    schema,
+  );
+}
+
+/**
+ * {@link body} for a caller that reads the body itself: `contentType` is checked before `read`
+ * is called (a 415 reads nothing), then the text is parsed and validated against `schema`.
+ */
+export async function parseBody<S extends z.ZodType>(
+  contentType: string | undefined,
+  read: () => Promise<string>,
+  schema: S,
+): Promise<z.infer<S>> {
+  if (!isJsonType(contentType))
     throw new KillpathError(
       'unsupported_media_type',
       'request body must be sent as content-type: application/json',
@@ -67,9 +89,11 @@ export async function body<S extends z.ZodType>(c: Context, schema: S): Promise<
   let raw: unknown;
   let text: string;
   try {
-    text = (await nodeBody(c)) ?? (await c.req.text());
+    text = await read();
     raw = JSON.parse(text);
-  } catch {
+  } catch (err) {
+    // A reader's own refusal (a body past the limit) stands; anything else is not JSON.
+    if (err instanceof KillpathError) throw err;
     throw new KillpathError('invalid_request', 'request body must be a JSON object');
   }
   refuseSecrets(text);

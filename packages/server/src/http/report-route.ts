@@ -1,0 +1,156 @@
+import type { IncomingMessage } from 'node:http';
+import type { HttpBindings } from '@hono/node-server';
+import type { z } from 'zod';
+import { HTTP_STATUS, KillpathError, toWire, type HaltedReport, type Principal } from '@killpath/protocol';
+import type { Authenticator } from '../auth/tokens.ts';
+import type { Fleet } from '../fleet.ts';
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
+import type { KnownWorker, WorkerDesk } from '../worker-desk.ts';
+import { BODY_LIMIT, SLOW_REQUEST_MS, parseBody, refuseSecrets, requireWorker } from './common.ts';
+import { AckBody, HaltedBody } from './schemas.ts';
+
+/** The two reports every worker sends after a flip: its ack of the rev, its settled stop. */
+export type WorkerReport = 'ack' | 'halted';
+
+/** What taking a worker's ack or halted report needs. */
+export interface WorkerReportDeps {
+  readonly fleet: Fleet;
+  readonly workers: Pick<WorkerDesk, 'ack'>;
+  /** Takes a settle report (`ControlPlane.haltedReport`): 404 when the directive is unknown to the worker's tenant. */
+  haltedReport(workerId: string, who: KnownWorker, report: HaltedReport): Promise<unknown>;
+}
+
+/**
+ * Takes worker `workerId`'s `kind` report for principal `p`: `body` parses and validates the
+ * request body against the schema it is given (a 415 or 400 before anything else is looked at),
+ * then the worker is resolved for the caller ({@link requireWorker}) and the report taken.
+ * The one implementation of both routes, whichever way the request came in.
+ */
+export async function takeWorkerReport(
+  deps: WorkerReportDeps,
+  kind: WorkerReport,
+  workerId: string,
+  p: Principal,
+  body: <S extends z.ZodType>(schema: S) => Promise<z.infer<S>>,
+): Promise<void> {
+  if (kind === 'ack') {
+    const b = await body(AckBody);
+    deps.workers.ack(requireWorker(deps.fleet, p, workerId), b.rev);
+    return;
+  }
+  const b = await body(HaltedBody);
+  await deps.haltedReport(workerId, requireWorker(deps.fleet, p, workerId), b);
+}
+
+/** What {@link workerReportRoute} needs beyond the reports themselves. */
+export interface WorkerReportRouteDeps extends WorkerReportDeps {
+  readonly auth: Pick<Authenticator, 'authenticate'>;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+}
+
+/**
+ * The paths the light route takes: a worker id with nothing to decode, no query. Anything else
+ * (an escaped id, a query string) goes through the app's routes, which answer it the same way.
+ */
+const REPORT_PATH = /^\/v1\/workers\/([^/?#%]+)\/(ack|halted)$/;
+
+/**
+ * `POST /v1/workers/{id}/ack` and `/halted` outside the general middleware: after a flip every
+ * covered worker sends one, so a fleet's wave of them is most of what the control plane does
+ * between the flip and the last report, and hono's router, its middleware chain and its
+ * context were a fifth of each one's cost (`npm run bench`, `--cpu-prof`). Returns null for a
+ * request it does not take; the app's routes answer those. It does what that chain does for
+ * these two routes, in the same order: the declared length is checked against
+ * {@link BODY_LIMIT} (413), the URL for a token secret, the bearer token authenticated (401),
+ * then {@link takeWorkerReport}; errors in the one wire shape; the request counted and, when
+ * slow, logged. Admission is skipped: acks and halted reports are `critical`, which it never
+ * sheds. A Node request without a declared length (chunked) is left to the app, whose body limit
+ * reads it.
+ */
+export function workerReportRoute(
+  deps: WorkerReportRouteDeps,
+): (req: Request, env: Partial<HttpBindings> | undefined) => Promise<Response> | null {
+  return (req, env) => {
+    if (req.method !== 'POST') return null;
+    const incoming = env?.incoming;
+    const path = incoming !== undefined ? (incoming.url ?? '') : pathOf(req.url);
+    const m = REPORT_PATH.exec(path);
+    if (m === null) return null;
+    const header = (name: string): string | undefined =>
+      incoming !== undefined ? headerText(incoming.headers[name]) : (req.headers.get(name) ?? undefined);
+    const length = header('content-length');
+    if (incoming !== undefined && (length === undefined || header('transfer-encoding') !== undefined))
+      return null;
+    if (incoming !== undefined && (incoming.readableDidRead || incoming.readableEnded)) return null;
+    const started = performance.now();
+    const read =
+      incoming !== undefined
+        ? () => readIncoming(incoming)
+        : async () => {
+            const text = await req.text();
+            if (Buffer.byteLength(text) > BODY_LIMIT) throw tooLarge();
+            return text;
+          };
+    return answer(deps, started, path, async () => {
+      if (length !== undefined && Number(length) > BODY_LIMIT) throw tooLarge();
+      refuseSecrets(`${header('host') ?? ''}${path}`);
+      const p = await deps.auth.authenticate(header('authorization'));
+      await takeWorkerReport(deps, m[2] as WorkerReport, m[1]!, p, (schema) =>
+        parseBody(header('content-type'), read, schema),
+      );
+    });
+  };
+}
+
+/** Runs `take` and answers 204, or the wire error it threw; counts the request, logs it when slow. */
+async function answer(
+  deps: WorkerReportRouteDeps,
+  started: number,
+  path: string,
+  take: () => Promise<void>,
+): Promise<Response> {
+  let res: Response;
+  try {
+    await take();
+    res = new Response(null, { status: 204 });
+  } catch (err) {
+    if (!(err instanceof KillpathError))
+      deps.log.error('unhandled error', { err: err instanceof Error ? err.stack : String(err), path });
+    res = new Response(JSON.stringify(toWire(err)), {
+      status: err instanceof KillpathError ? HTTP_STATUS[err.code] : 500,
+      headers: { 'content-type': 'application/json' },
+    });
+  }
+  deps.metrics.requests.inc({ method: 'POST', status: String(res.status) });
+  const ms = performance.now() - started;
+  if (ms > SLOW_REQUEST_MS)
+    deps.log.warn('slow request', { method: 'POST', path, status: res.status, ms: Math.round(ms) });
+  return res;
+}
+
+function tooLarge(): KillpathError {
+  return new KillpathError('payload_too_large', `request body exceeds ${BODY_LIMIT} bytes`);
+}
+
+function pathOf(url: string): string {
+  const u = new URL(url);
+  return `${u.pathname}${u.search}`;
+}
+
+function headerText(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v.join(', ') : v;
+}
+
+/** The request's body as text, read with plain stream events (cheaper than an async iterator). */
+function readIncoming(incoming: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    incoming.on('data', (chunk: Buffer) => chunks.push(chunk));
+    incoming.once('end', () =>
+      resolve(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8')),
+    );
+    incoming.once('error', reject);
+  });
+}

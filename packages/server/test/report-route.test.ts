@@ -1,0 +1,133 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Directive } from '@killpath/protocol';
+import { Authenticator } from '../src/auth/tokens.ts';
+import { BODY_LIMIT } from '../src/http/common.ts';
+import { workerReportRoute } from '../src/http/report-route.ts';
+import { createLogger } from '../src/log.ts';
+import { harness, hostWorker, type Harness } from './harness.ts';
+
+async function issue(h: Harness, token: string): Promise<Directive> {
+  const res = await h.req('POST', '/v1/directives', {
+    token,
+    body: { level: 'halt', scope: 'agent:acme/bot', reason: 'test', justification: 'INC-7' },
+  });
+  assert.equal(res.status, 201);
+  return ((await res.json()) as { directive: Directive }).directive;
+}
+
+/** Status and body of an answer, for comparing two of them. */
+async function seen(res: Response): Promise<[number, string | null, string]> {
+  return [res.status, res.headers.get('content-type'), await res.text()];
+}
+
+test('the light report route answers every request exactly as the app routes do', async () => {
+  const h = await harness();
+  try {
+    const op = await h.token('operator', 'acme');
+    const agent = await h.token('agent', 'acme', 'bot');
+    const other = await h.token('agent', 'beta', 'bot');
+    const viewer = await h.token('viewer', 'acme');
+    hostWorker(h.cp.fleet, 'w1', { runs: ['r1'] });
+    const d = await issue(h, op);
+    const report = {
+      rev: d.rev,
+      directiveId: d.id,
+      runs: ['r1'],
+      aborted: 0,
+      completed: 0,
+      observeToSettleMs: 1,
+    };
+    const cases: {
+      name: string;
+      kind: 'ack' | 'halted';
+      token?: string | null;
+      body?: unknown;
+      headers?: Record<string, string>;
+    }[] = [
+      { name: 'halted', kind: 'halted', token: agent, body: report },
+      { name: 'ack', kind: 'ack', token: agent, body: { rev: d.rev } },
+      { name: 'no token', kind: 'halted', token: null, body: report },
+      { name: 'unknown token', kind: 'ack', token: 'not-a-token', body: { rev: 1 } },
+      { name: 'a viewer', kind: 'halted', token: viewer, body: report },
+      { name: 'another tenant', kind: 'halted', token: other, body: report },
+      { name: 'not JSON', kind: 'halted', token: agent, body: '{"rev":' },
+      {
+        name: 'text/plain',
+        kind: 'ack',
+        token: agent,
+        body: '{"rev":1}',
+        headers: { 'content-type': 'text/plain' },
+      },
+      { name: 'schema', kind: 'halted', token: agent, body: { ...report, rev: -1, extra: 1 } },
+      { name: 'unknown directive', kind: 'halted', token: agent, body: { ...report, directiveId: 'd_nope' } },
+      {
+        name: 'a secret in the body',
+        kind: 'halted',
+        token: agent,
+        body: { ...report, runs: [`kp_${'a'.repeat(43)}`] },
+      },
+      {
+        name: 'too deep',
+        kind: 'ack',
+        token: agent,
+        body: JSON.stringify({ rev: 1, x: JSON.parse('['.repeat(70) + ']'.repeat(70)) }),
+      },
+      {
+        name: 'declared too long',
+        kind: 'ack',
+        token: agent,
+        body: { rev: 1 },
+        headers: { 'content-length': String(BODY_LIMIT + 1) },
+      },
+    ];
+    const reports: string[] = [];
+    h.cp.onHalted((e) => reports.push(e.workerId));
+    for (const c of cases) {
+      const opts = {
+        ...(c.token === undefined ? {} : { token: c.token }),
+        body: c.body,
+        ...(c.headers ? { headers: c.headers } : {}),
+      };
+      const light = await seen(await h.req('POST', `/v1/workers/w1/${c.kind}`, opts));
+      // A query string is left to the app's routes.
+      const app = await seen(await h.req('POST', `/v1/workers/w1/${c.kind}?via=app`, opts));
+      assert.deepEqual(light, app, c.name);
+    }
+    // The good halted report was taken once by each way in, and nothing else was.
+    assert.deepEqual(reports, ['w1', 'w1']);
+  } finally {
+    await h.close();
+  }
+});
+
+test('the light report route takes POST /v1/workers/{id}/ack and /halted with a plain id only', async () => {
+  const h = await harness();
+  try {
+    const taken: string[] = [];
+    const route = workerReportRoute({
+      fleet: h.cp.fleet,
+      workers: { ack: () => taken.push('ack') },
+      haltedReport: () => Promise.resolve(taken.push('halted')),
+      auth: new Authenticator(h.store),
+      metrics: h.cp.metrics,
+      log: createLogger('silent'),
+    });
+    const req = (method: string, path: string) =>
+      new Request(`http://cp.test${path}`, method === 'POST' ? { method, body: '{}' } : { method });
+    for (const path of ['/v1/workers/w1/ack', '/v1/workers/w-1.a_b/halted'])
+      assert.notEqual(await route(req('POST', path), undefined), null, path);
+    for (const [method, path] of [
+      ['GET', '/v1/workers/w1/ack'],
+      ['POST', '/v1/workers/w1/heartbeat'],
+      ['POST', '/v1/workers/w%31/ack'],
+      ['POST', '/v1/workers/w1/ack?x=1'],
+      ['POST', '/v1/workers/w1/ack/'],
+      ['POST', '/v1/workers//ack'],
+      ['POST', '/v1/workers/a/b/halted'],
+    ] as const)
+      assert.equal(route(req(method, path), undefined), null, `${method} ${path}`);
+  } finally {
+    await h.close();
+  }
+});
