@@ -10,6 +10,7 @@ import { connect } from 'node:net';
 import { describe, it } from 'node:test';
 import { SseFrame, StreamHub, type StreamSink } from '../src/stream/hub.ts';
 import { liveServer } from './live-server.ts';
+import { ManualClock } from '@killpath/sdk/testing';
 import type { Directive } from '@killpath/protocol';
 
 function directive(id: string, tenant: string | null, rev: number): Directive {
@@ -35,6 +36,51 @@ function directive(id: string, tenant: string | null, rev: number): Directive {
 }
 
 describe('hub fan-out', () => {
+  it('a keep-alive follows the last message by one interval: a publish defers it, to at most two intervals after the one before', async () => {
+    const clock = new ManualClock();
+    const hub = new StreamHub(1000, 0, Date.now, clock);
+    const sent: string[] = [];
+    await hub.attach(
+      {
+        workerId: 'w1',
+        tenant: 'acme',
+        write: () => true,
+        writeFrame: (f) => (
+          sent.push(`${clock.now()} ${f.text.split('\n')[0]!.slice('event: '.length)}`),
+          true
+        ),
+        close() {},
+      },
+      async () => ({ rev: 0, directives: [] }),
+    );
+    const at = (t: number) => clock.advance(t - clock.now());
+    at(1000);
+    at(1500);
+    hub.publish(1, { issued: directive('d1', 'acme', 1) });
+    // Was due at 2000: the delta renewed every lease at 1500.
+    at(2499);
+    at(2500);
+    at(2600);
+    hub.publish(2, { cleared: directive('d1', 'acme', 1) });
+    at(3500);
+    // A full interval after the last keep-alive: not deferred again, though a delta went out.
+    hub.publish(3, { issued: directive('d2', 'beta', 3) });
+    at(3600);
+    at(5000);
+    assert.deepEqual(sent, [
+      '1000 keepalive',
+      '1500 delta',
+      '2500 keepalive',
+      '2600 delta',
+      '3500 delta',
+      '3600 keepalive',
+      '4600 keepalive',
+    ]);
+    hub.close();
+    at(10_000);
+    assert.equal(sent.length, 7, 'no keep-alive once closed');
+  });
+
   it('encodes each distinct frame once and shares it; tenants see their directives, others a bare rev', async () => {
     const hub = new StreamHub(60_000, 0);
     const got = new Map<string, SseFrame[]>();

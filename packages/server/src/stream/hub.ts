@@ -1,5 +1,5 @@
-import type { DeltaMessage, Directive, SnapshotMessage } from '@killpath/protocol';
-import { PROTOCOL_VERSION, streamDirective } from '@killpath/protocol';
+import type { Clock, DeltaMessage, Directive, SnapshotMessage } from '@killpath/protocol';
+import { PROTOCOL_VERSION, streamDirective, systemClock } from '@killpath/protocol';
 
 /**
  * One SSE frame, serialised once and shared by every stream it goes to: its text, and its bytes
@@ -59,13 +59,24 @@ function frame(type: string, data: unknown): string {
  * per rev, keep-alives carrying the current rev. Every rev bump reaches every stream (a
  * directive of another tenant travels as a bare rev step), so a worker can detect gaps.
  *
+ * A keep-alive goes to every stream one interval after the last message every stream got: a
+ * delta renews a worker's lease as a keep-alive does, so after a publish the next keep-alive is
+ * due a full interval later (at most two intervals after the keep-alive before it, which also
+ * closes expired streams and rechecks vouching). A flip is not followed by a keep-alive to the
+ * whole fleet while the fleet's reports come in.
+ *
  * Attach is race-free: a sink is registered before its snapshot is read, deltas arriving
  * meanwhile are buffered and replayed past the snapshot's rev.
  */
 export class StreamHub {
   readonly #live = new Set<StreamSink>();
   readonly #pending = new Map<StreamSink, ({ rev: number } & Change)[]>();
-  readonly #timer: NodeJS.Timeout;
+  readonly #clock: Clock;
+  /** The next keep-alive's timer (a handle of the clock); null once closed. */
+  #timer: unknown = null;
+  /** When the last keep-alive ran (the clock's monotonic ms). */
+  #lastKeepalive: number;
+  #closed = false;
   readonly #keepaliveMs: number;
   readonly #now: () => number;
   #rev = 0;
@@ -75,13 +86,38 @@ export class StreamHub {
   /**
    * @param keepaliveMs interval of keep-alives; workers' leases must be several times longer.
    * @param now wall clock in ms (default `Date.now`): streams whose token expired are closed on the next keep-alive.
+   * @param clock times the keep-alives (default the system clock, whose timers never hold the process).
    */
-  constructor(keepaliveMs: number, initialRev: number, now: () => number = Date.now) {
+  constructor(
+    keepaliveMs: number,
+    initialRev: number,
+    now: () => number = Date.now,
+    clock: Clock = systemClock,
+  ) {
     this.#keepaliveMs = keepaliveMs;
     this.#rev = initialRev;
     this.#now = now;
-    this.#timer = setInterval(() => this.#keepalive(), keepaliveMs);
-    this.#timer.unref();
+    this.#clock = clock;
+    this.#lastKeepalive = clock.now();
+    this.#arm();
+  }
+
+  #arm(): void {
+    this.#timer = this.#clock.setTimeout(() => {
+      this.#lastKeepalive = this.#clock.now();
+      this.#keepalive();
+      if (!this.#closed) this.#arm();
+    }, this.#keepaliveMs);
+  }
+
+  /**
+   * Every stream just got a message: the next keep-alive is due a full interval from now, unless
+   * that puts it more than two intervals after the last one.
+   */
+  #deferKeepalive(): void {
+    if (this.#closed || this.#clock.now() - this.#lastKeepalive >= this.#keepaliveMs) return;
+    this.#clock.clearTimeout(this.#timer);
+    this.#arm();
   }
 
   /** Streams currently receiving deltas. */
@@ -170,6 +206,7 @@ export class StreamHub {
     for (const sink of this.#live) {
       if (!send(sink, tenant === null || tenant === sink.tenant ? full : bare)) this.#drop(sink);
     }
+    this.#deferKeepalive();
   }
 
   #send(sink: StreamSink, rev: number, change: Change): void {
@@ -229,7 +266,8 @@ export class StreamHub {
 
   /** Closes every stream and stops keep-alives. */
   close(): void {
-    clearInterval(this.#timer);
+    this.#closed = true;
+    this.#clock.clearTimeout(this.#timer);
     for (const sink of [...this.#live, ...this.#pending.keys()]) sink.close();
     this.#live.clear();
     this.#pending.clear();
