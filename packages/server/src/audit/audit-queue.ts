@@ -57,9 +57,29 @@ export class AuditQueue {
     this.#pending.push(e);
     const now = this.#clock.now();
     this.#pendingSince ??= now;
-    if (this.#flushTimer !== null) this.#clock.clearTimeout(this.#flushTimer);
-    const wait = Math.max(0, Math.min(AUDIT_QUIET_MS, this.#pendingSince + AUDIT_MAX_WAIT_MS - now));
-    this.#flushTimer = this.#clock.setTimeout(() => void this.flush(), wait);
+    this.#lastQueued = now;
+    // One timer per batch, not one per record (a wave of reports queues thousands): when it
+    // fires it waits on if a record came meanwhile.
+    if (this.#flushTimer === null) this.#arm(now);
+  }
+
+  /** When the last record was queued (monotonic ms). */
+  #lastQueued = 0;
+
+  /** Sets the flush timer for the batch's due time: quiet for {@link AUDIT_QUIET_MS}, or its oldest record {@link AUDIT_MAX_WAIT_MS} old. */
+  #arm(now: number): void {
+    const due = Math.min(this.#lastQueued + AUDIT_QUIET_MS, this.#pendingSince! + AUDIT_MAX_WAIT_MS);
+    this.#flushTimer = this.#clock.setTimeout(
+      () => {
+        this.#flushTimer = null;
+        if (this.#pendingSince === null) return;
+        const at = this.#clock.now();
+        const left = Math.min(this.#lastQueued + AUDIT_QUIET_MS, this.#pendingSince + AUDIT_MAX_WAIT_MS) - at;
+        if (left > 0) this.#arm(at);
+        else void this.flush();
+      },
+      Math.max(0, due - now),
+    );
   }
 
   /**
