@@ -45,7 +45,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -469,8 +469,13 @@ function traceFlip(
 
 // Every thread of this process (GC, libuv pool) on core 0; the workers get the others.
 if (PIN) spawnSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
+/** The machine's load average (1, 5 and 15 minutes): the cores may be shared with other work. */
+const load = () =>
+  loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ');
 console.log(
-  `killpath bench: ${REPS} flips per size and layout, node ${process.version}, ${process.arch}, ${CORES} cores, transport ${TRANSPORT}${PIN ? ', control plane pinned to core 0, workers to the others' : ''}\n`,
+  `killpath bench: ${REPS} flips per size and layout, node ${process.version}, ${process.arch}, ${CORES} cores, transport ${TRANSPORT}${PIN ? ', control plane pinned to core 0, workers to the others' : ''}, load average ${load()}\n`,
 );
 const rows: string[][] = [];
 for (const n of sizes) {
@@ -503,6 +508,8 @@ console.log(`Notes:
   halted reports they send meanwhile: an artifact of the load generators, since real workers
   run one per process. The 1/process rows are what such a worker sees under the same load.
 - BENCH_TRACE=1 prints where each flip's time went.
+- Load average at the end: ${load()} (at the start: see the first line; this bench's own
+  processes count in it).
 `);
 
 console.log('gate check cost:');
