@@ -6,6 +6,11 @@
  * must be 0) and effects started after the flip by class (counted: writes here were permitted
  * before the flip and caught in flight; reads are bounded by observe time), and how long `audit
  * verify` takes on the store the load wrote. Printed, never asserted.
+ *
+ * Two loads, printed apart: saturated (closed loop: every run goes back to back, so the round
+ * trip is bounded by the control plane's CPU per permit: p50 ≈ runs / throughput, Little's law)
+ * and paced (open loop: the same runs and processes hold RATE write permits a second, below
+ * saturation, which is how latency at a given load is read).
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
@@ -22,8 +27,14 @@ import type { Directive } from '@killpath/protocol';
 const PROCS = Number(process.env.BENCH_PROCS ?? 2);
 const CONCURRENCY = Number(process.env.CONCURRENCY ?? 25);
 const DURATION = Number(process.env.DURATION_MS ?? 5000);
+/** Write permits a second the paced phase holds, all processes together (issue 13's sustained figure). */
+const RATE = Number(process.env.RATE ?? 3000);
 
-async function phase(flipAtMs: number | null) {
+/**
+ * One load on a fresh control plane. `flipAtMs`: a halt of the writers that long after the start
+ * (null: none); `rate`: write permits a second across all processes, paced (null: back to back).
+ */
+async function phase(flipAtMs: number | null, rate: number | null = null) {
   const dir = mkdtempSync(join(tmpdir(), 'killpath-bench-permits-'));
   const server = await startServer({ dataDir: dir, port: 0, logLevel: 'warn' });
   const api = new ApiClient(server.url, server.createdAdminToken!);
@@ -34,7 +45,12 @@ async function phase(flipAtMs: number | null) {
   });
   // What the store holds before the load: the growth is measured from here.
   const { bytes: bytesBefore, audit: auditBefore } = await storeSize(dir);
-  const results: { rtt: number[]; starts: { cls: string; wall: number }[]; cpuMs: number }[] = [];
+  const results: {
+    rtt: number[];
+    late: number[];
+    starts: { cls: string; wall: number }[];
+    cpuMs: number;
+  }[] = [];
   const readies: Promise<void>[] = [];
   const dones: Promise<void>[] = [];
   const kids = Array.from({ length: PROCS }, (_, p) =>
@@ -47,6 +63,9 @@ async function phase(flipAtMs: number | null) {
         CONCURRENCY: String(CONCURRENCY),
         DURATION_MS: String(DURATION),
         BASE: String(p * 1000),
+        // Paced: each process holds its share, its loops staggered between the other's.
+        RATE: rate === null ? '0' : String(rate / PROCS),
+        OFFSET: String(p / PROCS),
       },
     }),
   );
@@ -59,6 +78,7 @@ async function phase(flipAtMs: number | null) {
       const m = JSON.parse(line) as {
         k: string;
         rtt: number[];
+        late: number[];
         starts: { cls: string; wall: number }[];
         cpuMs: number;
       };
@@ -110,9 +130,11 @@ async function phase(flipAtMs: number | null) {
   if (!verified.ok) console.log(`verification failed: ${verified.problems.join('; ')}`);
   rmSync(dir, { recursive: true, force: true });
   const rtt = results.flatMap((r) => r.rtt);
+  const late = results.flatMap((r) => r.late);
   const starts = results.flatMap((r) => r.starts);
   return {
     rtt,
+    late,
     perSecond: flipAtMs === null ? granted / elapsed : granted / ((flipAtMs + 0) / 1000),
     effectsPerSecond:
       flipAtMs === null
@@ -225,31 +247,32 @@ const http = await httpFloor();
 const steady = await phase(null);
 const floor50 = commit.p50 + http.p50;
 const floor99 = commit.p99 + http.p99;
+const cpuPerWrite = (r: { serverCpuMs: number; granted: number; elapsed: number }) =>
+  `${Math.round((1000 * r.serverCpuMs) / Math.max(1, r.granted))} µs (${Math.round((100 * r.serverCpuMs) / 1000 / r.elapsed)} %)`;
+console.log(
+  `saturated (closed loop: every run back to back, so the round trip is queueing at the control plane's CPU, p50 ≈ ${PROCS * CONCURRENCY} runs / throughput):`,
+);
 console.log(
   table(
     ['measure', 'value', 'floor (same run)'],
     [
       [
-        'permit round trip p50 (write effect incl. outcome)',
+        'permit round trip p50, saturated (write effect incl. outcome)',
         ms(percentile(steady.rtt, 50)),
         `${ms(floor50)} (durable commit ${ms(commit.p50)} + HTTP ${ms(http.p50)})`,
       ],
       [
-        'permit round trip p99',
+        'permit round trip p99, saturated',
         ms(percentile(steady.rtt, 99)),
         `${ms(floor99)} (durable commit ${ms(commit.p99)} + HTTP ${ms(http.p99)})`,
       ],
       [
-        'sustained permits per second (embedded store)',
+        'sustained permits per second, saturated (embedded store)',
         Math.round(steady.perSecond),
         `${Math.round(1000 / commit.p50)} durable commits/s one at a time`,
       ],
       ['effects per second (reads + writes)', Math.round(steady.effectsPerSecond), '-'],
-      [
-        'control plane CPU per write effect (and its share of one core)',
-        `${Math.round((1000 * steady.serverCpuMs) / Math.max(1, steady.granted))} µs (${Math.round((100 * steady.serverCpuMs) / 1000 / steady.elapsed)} %)`,
-        '-',
-      ],
+      ['control plane CPU per write effect (and its share of one core)', cpuPerWrite(steady), '-'],
       [
         'agent processes CPU per write effect (SDK, reads included)',
         `${Math.round((1000 * steady.agentCpuMs) / Math.max(1, steady.granted))} µs`,
@@ -267,6 +290,38 @@ console.log(
         `${((steady.bytesPerEffect * 1e6) / 1e9).toFixed(2)} GB, ${Math.round(steady.auditPerEffect * 1e6).toLocaleString('en')} records, ${((steady.verifyMs / Math.max(1, steady.granted)) * 1e3).toFixed(1)} s`,
         '-',
       ],
+    ],
+  ),
+);
+const paced = await phase(null, RATE);
+console.log(
+  `\npaced (open loop: the same ${PROCS} x ${CONCURRENCY} runs hold ${RATE.toLocaleString('en')} write permits/s, below saturation; latency at that load):`,
+);
+console.log(
+  table(
+    ['measure', 'value', 'floor (same run)'],
+    [
+      [
+        `permit round trip p50, paced at ${RATE.toLocaleString('en')}/s`,
+        ms(percentile(paced.rtt, 50)),
+        `${ms(floor50)} (durable commit + HTTP, as above)`,
+      ],
+      [
+        `permit round trip p99, paced at ${RATE.toLocaleString('en')}/s`,
+        ms(percentile(paced.rtt, 99)),
+        `${ms(floor99)} (durable commit + HTTP, as above)`,
+      ],
+      [
+        'write permits per second held (target, all processes)',
+        `${Math.round(paced.perSecond)} (target ${RATE})`,
+        '-',
+      ],
+      [
+        'paced writes started late against their schedule, p50 / p99 (load generator behind)',
+        `${ms(percentile(paced.late, 50))} / ${ms(percentile(paced.late, 99))}`,
+        '-',
+      ],
+      ['control plane CPU per write effect (and its share of one core)', cpuPerWrite(paced), '-'],
     ],
   ),
 );
