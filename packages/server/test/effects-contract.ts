@@ -153,6 +153,44 @@ export function effectsContract(name: string, make: () => Promise<PermitsUnderTe
     );
 
     test(
+      'a request is decided on its run as registered plus its own claims: omitting the parent or a feature does not take it out of a stop',
+      withStore(async (s) => {
+        await s.registerRun(
+          run({ runId: 'kid', parentRunId: 'mom', lineage: ['mom'], features: ['billing'] }),
+        );
+        // Registered by its first permit, in the same batch as a second request that omits it all.
+        const first = await s.grantPermits([
+          grant({ runId: 'fresh', lineage: ['mom'], features: ['billing'] }),
+          grant({ runId: 'fresh' }),
+          grant({ runId: 'kid', features: ['extra'] }),
+        ]);
+        assert.deepEqual(
+          first.map((d) => d.kind),
+          ['granted', 'granted', 'granted'],
+        );
+        // The permit rows record the coverage they were decided on.
+        const rows = await s.permittedFrom({ fromRev: 0, toRev: null, tenant: 'acme', runIds: ['kid'] });
+        assert.deepEqual(
+          rows.map((e) => [e.lineage, e.features]),
+          [[['mom'], ['billing', 'extra']]],
+        );
+        await s.issueDirective(directiveInput({ scope: 'run:mom' }), () => []);
+        const omitted = await s.grantPermits([grant({ runId: 'kid' }), grant({ runId: 'fresh' })]);
+        assert.deepEqual(
+          omitted.map((d) => d.kind),
+          ['halted', 'halted'],
+        );
+        await s.registerRun(run({ runId: 'solo', features: ['billing'] }));
+        await s.issueDirective(directiveInput({ scope: 'feature:billing' }), () => []);
+        const features = await s.grantPermits([grant({ runId: 'solo' }), grant({ runId: 'other' })]);
+        assert.deepEqual(
+          features.map((d) => d.kind),
+          ['halted', 'granted'],
+        );
+      }),
+    );
+
+    test(
       'when a worker\u2019s process ends, its granted effects become in doubt and cooling-off ones cancelled; a late outcome still wins',
       withStore(async (s) => {
         const ds = await s.grantPermits([

@@ -65,18 +65,12 @@ export function effectsRoutes(app: Hono<Env>, deps: EffectsRoutesDeps, log: Logg
       b.seenRev ?? null,
     );
     // Coverage comes from what the control plane stored, not from what the request says: the
-    // registered run's lineage and features, and the release the worker declared when its
-    // stream opened. The request's own claims can only add to them (a lie or an omission never
-    // takes a run out of a stop); a run first named by this request is registered with them.
-    const run = await store.getRun(who.tenant, b.runId);
-    const mine = run !== null && run.agent === who.agent;
+    // registered run's lineage and features (read by the store in the permit's own transaction,
+    // `permit-decision.ts`), and the release the worker declared when its stream opened. The
+    // request's own claims can only add to them (a lie or an omission never takes a run out of
+    // a stop); a run first named by this request is registered with them.
     const release = fleet.declaredRelease(who.key) ?? b.release;
-    return permits.request(who, {
-      ...b,
-      lineage: union(mine ? run.lineage : [], b.lineage),
-      features: union(mine ? run.features : [], b.features),
-      ...(release ? { release } : {}),
-    });
+    return permits.request(who, { ...b, ...(release ? { release } : {}) });
   };
   /** What the single-item route would have answered for a failure: the wire error and its status. */
   const failed = (err: unknown): BatchAnswer => {
@@ -400,9 +394,4 @@ function splitCursor(cursor: string): { effects: string | null; events: string |
   )
     throw new KillpathError('invalid_request', 'cursor is not one this list gave (start again without it)');
   return at as { effects: string | null; events: string | null };
-}
-
-/** The distinct strings of the lists, in first-seen order. */
-function union(...lists: (readonly string[])[]): string[] {
-  return [...new Set(lists.flat())];
 }

@@ -17,6 +17,19 @@ import type { PermitDecision, PermitGrant } from './store.ts';
  * covers is `protocol`'s rule (`decideEffect`), called here, never restated.
  */
 
+/**
+ * A new permit's id: `p_` and a UUID of version 7 (RFC 9562: the first 48 bits are the Unix time
+ * in ms, the rest random), so ids a store writes one after another sort together. A store keys
+ * permits by id, and a random id put every insert (and every outcome's lookup) on a different
+ * page of that index: on SQLite about a third more pages written per group commit. The time is
+ * the system's, not an injected clock's: it orders the index, it means nothing else.
+ */
+export function newPermitId(): string {
+  const random = randomUUID(); // xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx, y the RFC 4122 variant
+  const ms = Date.now().toString(16).padStart(12, '0');
+  return `p_${ms.slice(0, 8)}-${ms.slice(8, 12)}-7${random.slice(15)}`;
+}
+
 /** A run's identity as the coverage rule reads it. */
 export function runIdentity(r: {
   tenant: string;
@@ -73,6 +86,12 @@ export function permitResponse(r: PermitRow, replay: boolean): PermitResponse {
 export interface PermitFacts {
   /** The agent the run is registered to; null when it is not registered yet (this request registers it). */
   owner: string | null;
+  /**
+   * The registered run's lineage and features (JSON text, as stored), read with `owner`; absent
+   * when it is not registered. Coverage is decided on them plus whatever more the request
+   * claims: an omission or a lie in a request never takes a run out of a stop.
+   */
+  stored?: { lineage: string; features: string };
   /** The permit the run already has under the request's idempotency key; null for none (or no key). */
   prior: PermitRow | null;
 }
@@ -138,14 +157,22 @@ export function decidePermit(
     }
     return step;
   }
-  const verdict = decideEffect(compileRun(active, runIdentity(q)), q.capability, q.class);
+  // The run as registered (when it is the asker's), plus the request's own claims.
+  const mine = facts.owner === q.agent && facts.stored !== undefined;
+  const lineage = mine ? union(JSON.parse(facts.stored!.lineage) as string[], q.lineage) : q.lineage;
+  const features = mine ? union(JSON.parse(facts.stored!.features) as string[], q.features) : q.features;
+  const verdict = decideEffect(
+    compileRun(active, runIdentity({ ...q, lineage, features })),
+    q.capability,
+    q.class,
+  );
   if (verdict.kind === 'deny') {
     step.decision = { kind: 'halted', directive: verdict.directive, rev };
     return step;
   }
   const cooling = q.class === 'irreversible' && q.coolOffMs > 0;
   const row: PermitRow = {
-    id: `p_${randomUUID()}`,
+    id: newPermitId(),
     rev,
     run_id: q.runId,
     tenant: q.tenant,
@@ -159,8 +186,8 @@ export function decidePermit(
     status: cooling ? 'cooling_off' : 'granted',
     cool_off_ms: cooling ? q.coolOffMs : 0,
     confirm_after: cooling ? new Date(now.getTime() + q.coolOffMs).toISOString() : null,
-    lineage: JSON.stringify(q.lineage),
-    features: JSON.stringify(q.features),
+    lineage: JSON.stringify(lineage),
+    features: JSON.stringify(features),
     release: q.release === undefined ? null : JSON.stringify(q.release),
     result: null,
     error: null,
@@ -171,4 +198,10 @@ export function decidePermit(
   step.row = row;
   step.decision = { kind: 'granted', response: permitResponse(row, false) };
   return step;
+}
+
+/** The distinct strings of both lists, in first-seen order (the stored list first). */
+function union(stored: readonly string[], claimed: readonly string[]): readonly string[] {
+  if (claimed.every((c) => stored.includes(c))) return stored;
+  return [...new Set([...stored, ...claimed])];
 }

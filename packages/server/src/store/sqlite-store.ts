@@ -480,11 +480,14 @@ export class SqliteStore implements Store {
       return;
     }
     try {
+      // Prepared once: `exec` would compile both statements again for every operation.
+      const savepoint = this.#stmt('SAVEPOINT op');
+      const release = this.#stmt('RELEASE op');
       for (const op of batch) {
-        this.#db.exec('SAVEPOINT op');
+        savepoint.run();
         try {
           results.push({ ok: true, value: op.fn() });
-          this.#db.exec('RELEASE op');
+          release.run();
           this.#groupLedger.merge(this.#opLedger);
         } catch (err) {
           this.#db.exec('ROLLBACK TO op; RELEASE op');

@@ -59,7 +59,6 @@ export function migrateRunTenancy(db: DatabaseSync): void {
         INSERT INTO permits_v12 SELECT * FROM permits;
         DROP TABLE permits;
         ALTER TABLE permits_v12 RENAME TO permits;
-        CREATE INDEX IF NOT EXISTS permits_run ON permits (tenant, run_id);
       `);
     }
     if (haltedOld) {

@@ -126,8 +126,8 @@ async function grantBatch(tx: Tx, readActive: Active, requests: PermitGrant[]): 
   const [rev, active, ownerRows, priorRows] = await Promise.all([
     shareRev(tx),
     readActive(tx),
-    tx<{ tenant: string; run_id: string; agent: string }[]>`
-      SELECT r.tenant, r.run_id, r.agent FROM runs r
+    tx<{ tenant: string; run_id: string; agent: string; lineage: string; features: string }[]>`
+      SELECT r.tenant, r.run_id, r.agent, r.lineage, r.features FROM runs r
       JOIN unnest(${runList.map((r) => r.tenant)}::text[], ${runList.map((r) => r.runId)}::text[]) AS k(tenant, run_id)
         ON r.tenant = k.tenant AND r.run_id = k.run_id`,
     keyList.length === 0
@@ -141,6 +141,9 @@ async function grantBatch(tx: Tx, readActive: Active, requests: PermitGrant[]): 
       ORDER BY p.id FOR UPDATE OF p`,
   ]);
   const owners = new Map(ownerRows.map((r) => [runKey(r.tenant, r.run_id), r.agent]));
+  const stored = new Map(
+    ownerRows.map((r) => [runKey(r.tenant, r.run_id), { lineage: r.lineage, features: r.features }]),
+  );
   const priors = new Map(
     priorRows.map((r) => [idemKey(r.tenant, r.run_id, r.idempotency_key ?? ''), permitRow(r)]),
   );
@@ -154,16 +157,23 @@ async function grantBatch(tx: Tx, readActive: Active, requests: PermitGrant[]): 
   for (const q of requests) {
     const rk = runKey(q.tenant, q.runId);
     const ik = q.idempotencyKey === null ? null : idemKey(q.tenant, q.runId, q.idempotencyKey);
+    const run = stored.get(rk);
     const step = decidePermit(
       q,
-      { owner: owners.get(rk) ?? null, prior: ik === null ? null : (priors.get(ik) ?? null) },
+      {
+        owner: owners.get(rk) ?? null,
+        ...(run ? { stored: run } : {}),
+        prior: ik === null ? null : (priors.get(ik) ?? null),
+      },
       rev,
       active,
       q.grantedAt ?? new Date(),
     );
     if (step.register) {
+      const r = runInsert(q);
       owners.set(rk, q.agent);
-      registered.push(runInsert(q));
+      stored.set(rk, { lineage: r.lineage, features: r.features });
+      registered.push(r);
     }
     if (step.doubt !== null) {
       const prior = priors.get(ik!)!;
@@ -221,7 +231,8 @@ async function grantEach(tx: Tx, readActive: Active, requests: PermitGrant[]): P
             ${r.worker_id}, ${r.started_at})
           ON CONFLICT (tenant, run_id) DO NOTHING`;
         const [[owner], [prior]] = await Promise.all([
-          sp<{ agent: string }[]>`SELECT agent FROM runs WHERE tenant = ${q.tenant} AND run_id = ${q.runId}`,
+          sp<{ agent: string; lineage: string; features: string }[]>`
+            SELECT agent, lineage, features FROM runs WHERE tenant = ${q.tenant} AND run_id = ${q.runId}`,
           q.idempotencyKey === null
             ? Promise.resolve([] as PgPermitRow[])
             : sp<PgPermitRow[]>`SELECT * FROM permits
@@ -230,7 +241,11 @@ async function grantEach(tx: Tx, readActive: Active, requests: PermitGrant[]): P
         ]);
         const step = decidePermit(
           q,
-          { owner: owner?.agent ?? null, prior: prior ? permitRow(prior) : null },
+          {
+            owner: owner?.agent ?? null,
+            ...(owner ? { stored: { lineage: owner.lineage, features: owner.features } } : {}),
+            prior: prior ? permitRow(prior) : null,
+          },
           rev,
           active,
           q.grantedAt ?? new Date(),
