@@ -261,7 +261,8 @@ async function measure(workers: number, layout: string): Promise<Measured> {
     for (const e of reports)
       if (e.rev === directive.rev && e.timeToStopMs !== null) report.push(e.timeToStopMs);
     if (TRACE) {
-      while (traces.length < procs + solo && Date.now() < until) await sleep(10);
+      // Simulated workers (bench/sim-worker.ts) print no trace: only SDK load generators do.
+      while (traces.length < (sim ? 0 : procs) + solo && Date.now() < until) await sleep(10);
       traceLines.push(
         traceFlip(
           `${workers} workers ${layout}`,
