@@ -12,7 +12,7 @@ import { Authenticator, mintToken } from './auth/tokens.ts';
 import { ControlPlane } from './control-plane.ts';
 import { Fleet } from './fleet.ts';
 import { createApp } from './http/app.ts';
-import { Admission, loopLagProbe } from './http/admission.ts';
+import { Admission, loopLagProbe, type AdmissionOptions } from './http/admission.ts';
 import { createLogger, type Logger, type LogLevel } from './log.ts';
 import { Metrics } from './metrics.ts';
 import { SqliteStore } from './store/sqlite-store.ts';
@@ -102,12 +102,14 @@ export interface ServerOptions {
   /** Sign an audit checkpoint when this long (ms) passed since the last one and records arrived. Default 60 000. */
   checkpointEveryMs?: number;
   /**
-   * Admission control under overload (default on): telemetry and read queries are shed with 429
-   * while the event loop runs `shedLagMs` late (default 100) or `maxLowInFlight` of them are in
-   * flight (default 32); directives, streams, acks, halted reports and heartbeats never are.
-   * `false` admits everything (benchmarks measuring the server without it).
+   * Admission control under overload (default on): telemetry and read queries take turns (one
+   * at a time, `turnBudgetMs` of each turn of the event loop, default 5) and are shed with 429
+   * while the event loop runs `shedLagMs` late (default 100), once
+   * `maxLowInFlight` of them are in flight (default 256) or when one waited `maxWaitMs` for its
+   * turn (default 2000); directives, streams, acks, halted reports and heartbeats never wait nor
+   * are shed. `false` admits everything (benchmarks measuring the server without it).
    */
-  admission?: false | { shedLagMs?: number; maxLowInFlight?: number };
+  admission?: false | Pick<AdmissionOptions, 'shedLagMs' | 'maxLowInFlight' | 'turnBudgetMs' | 'maxWaitMs'>;
 }
 
 /** A running control plane. */

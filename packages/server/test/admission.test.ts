@@ -116,27 +116,138 @@ describe('shedding under overload', () => {
     }
   });
 
-  it('sheds read queries beyond the in-flight limit even when the loop is on time', async () => {
-    const admission = new Admission({ lag: { lagMs: () => 0 }, maxLowInFlight: 2 });
+  it('sheds read queries beyond the in-flight limit (running or waiting their turn) even when the loop is on time', async () => {
+    const turns: (() => void)[] = [];
+    const admission = new Admission({
+      lag: { lagMs: () => 0 },
+      maxLowInFlight: 2,
+      now: () => 0,
+      nextTurn: (fn) => turns.push(fn),
+    });
     assert.equal(admission.shedReason('low'), null);
-    const held: (() => void)[] = [];
     const mw = admission.middleware();
-    const fakeContext = (path: string) =>
-      ({
-        req: { method: 'GET', path },
-        json: (body: unknown, status: number) => new Response(JSON.stringify(body), { status }),
-      }) as never;
-    const pending = [0, 1].map(() =>
-      mw(fakeContext('/v1/fleet'), () => new Promise<void>((ok) => held.push(ok))),
-    );
+    let release = () => {};
+    const first = mw(fakeContext('GET', '/v1/fleet'), () => new Promise<void>((ok) => (release = ok)));
+    const second = mw(fakeContext('GET', '/v1/audit'), async () => {});
     assert.equal(admission.lowInFlight, 2);
+    assert.equal(admission.lowWaiting, 1, 'the second waits for the next turn: the first awaits I/O');
     assert.match(admission.shedReason('low') ?? '', /2 read queries in flight/);
     assert.equal(admission.shedReason('critical'), null);
     assert.equal(admission.shedReason('normal'), null);
-    for (const ok of held) ok();
-    await Promise.all(pending);
+    const third = (await mw(fakeContext('GET', '/v1/compensations'), async () => {})) as Response;
+    assert.equal(third.status, 429);
+    assert.equal(third.headers.get('retry-after'), '1');
+    for (const fn of turns.splice(0)) fn();
+    await second;
+    release();
+    await first;
     assert.equal(admission.lowInFlight, 0);
     assert.equal(admission.shedReason('low'), null);
+  });
+});
+
+/** A request context with what the middleware reads (method, path) and answers with (json). */
+function fakeContext(method: string, path: string): never {
+  return {
+    req: { method, path },
+    json: (body: unknown, status: number) => new Response(JSON.stringify(body), { status }),
+  } as never;
+}
+
+/** Lets every queued microtask and promise continuation run. */
+const settle = () => new Promise((ok) => setImmediate(ok));
+
+describe('low-priority requests take turns', () => {
+  it('past its budget a turn of the loop starts no more of them; a critical request goes through at once', async () => {
+    let now = 0;
+    const turns: (() => void)[] = [];
+    const admission = new Admission({
+      lag: { lagMs: () => 0 },
+      turnBudgetMs: 5,
+      now: () => now,
+      nextTurn: (fn) => turns.push(fn),
+    });
+    const mw = admission.middleware();
+    const ran: string[] = [];
+    // Each read costs 3 ms of the loop's time.
+    const read = (name: string) => async () => {
+      ran.push(name);
+      now += 3;
+    };
+    const reads = ['r1', 'r2', 'r3', 'r4'].map((r) => mw(fakeContext('GET', '/v1/fleet'), read(r)));
+    await settle();
+    assert.deepEqual(ran, ['r1', 'r2'], 'r2 started 3 ms into the turn, r3 would start 6 ms into it');
+    assert.equal(admission.lowWaiting, 2);
+
+    let directive = false;
+    await mw(fakeContext('POST', '/v1/directives'), async () => {
+      directive = true;
+    });
+    assert.ok(directive, 'a directive does not wait for the turn');
+    const beat = mw(fakeContext('POST', '/v1/workers/w1/heartbeat'), async () => {
+      ran.push('heartbeat');
+    });
+    await beat;
+    assert.deepEqual(ran, ['r1', 'r2', 'heartbeat'], 'nor does a heartbeat');
+
+    assert.equal(turns.length, 1);
+    turns.shift()!();
+    await Promise.all(reads);
+    assert.deepEqual(
+      ran,
+      ['r1', 'r2', 'heartbeat', 'r3', 'r4'],
+      'the next turn starts the rest, in arrival order',
+    );
+    assert.equal(admission.lowWaiting, 0);
+    assert.equal(admission.lowInFlight, 0);
+  });
+
+  it('one that awaits I/O lets the next start at the next turn; one that waited too long is shed, not processed', async () => {
+    let now = 0;
+    const turns: (() => void)[] = [];
+    const shed: string[] = [];
+    const admission = new Admission({
+      lag: { lagMs: () => 0 },
+      maxWaitMs: 1000,
+      now: () => now,
+      nextTurn: (fn) => turns.push(fn),
+      onShed: (p, path) => shed.push(`${p} ${path}`),
+    });
+    const mw = admission.middleware();
+    let release = () => {};
+    const verify = mw(
+      fakeContext('GET', '/v1/audit/verify'),
+      () => new Promise<void>((ok) => (release = ok)),
+    );
+    let fleetRan = false;
+    const fleet = mw(fakeContext('GET', '/v1/fleet'), async () => {
+      fleetRan = true;
+      now += 10;
+    });
+    await settle();
+    assert.equal(fleetRan, false, 'the verification awaits its worker: the fleet read waits for the turn');
+    turns.shift()!();
+    await fleet;
+    assert.ok(fleetRan, 'the next turn starts it, the verification still running');
+
+    let auditRan = false;
+    const audit = mw(fakeContext('GET', '/v1/audit'), async () => {
+      auditRan = true;
+    });
+    // The fleet read spent its turn's budget: the audit tail waits, and the loop is slow to turn.
+    now += 1500;
+    while (turns.length > 0) turns.shift()!();
+    const res = (await audit) as Response;
+    assert.equal(auditRan, false, 'a shed request is not processed');
+    assert.equal(res.status, 429);
+    assert.equal(res.headers.get('retry-after'), '1');
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    assert.equal(body.error.code, 'overloaded');
+    assert.match(body.error.message, /waited 1500 ms for its turn/);
+    assert.deepEqual(shed, ['low /v1/audit']);
+    release();
+    await verify;
+    assert.equal(admission.lowInFlight, 0);
   });
 });
 

@@ -1,6 +1,5 @@
-import type { MiddlewareHandler } from 'hono';
-import { KillpathError, systemClock, type Clock } from '@killpath/protocol';
-import { wireError } from './common.ts';
+import type { Context, MiddlewareHandler } from 'hono';
+import { HTTP_STATUS, systemClock, type Clock, type WireError } from '@killpath/protocol';
 
 /**
  * How much a request matters when the control plane is overloaded:
@@ -10,7 +9,8 @@ import { wireError } from './common.ts';
  * - `normal`: the agents' own work (permits, journal, run registration) and the operator's view
  *   of what is in force. Never shed either: shedding a permit only moves the wait into the agent.
  * - `low`: telemetry, read queries (fleet, audit, journal, compensations, alerts, policy,
- *   drills), metrics and the console's files. Shed first, with 429 and `Retry-After`.
+ *   drills), metrics and the console's files. They take turns (see {@link Admission}) and are shed
+ *   first, with 429 and `Retry-After`.
  */
 export type Priority = 'critical' | 'normal' | 'low';
 
@@ -57,8 +57,19 @@ export interface AdmissionOptions {
   lag: LagSource;
   /** Shed low-priority requests while the event loop runs this late, ms. Default 100. */
   shedLagMs?: number;
-  /** Shed low-priority requests beyond this many in flight at once. Default 32. */
+  /**
+   * Shed low-priority requests beyond this many in flight at once, running or waiting their turn
+   * (a bound on the memory a flood may hold; time is bounded by `maxWaitMs`). Default 256.
+   */
   maxLowInFlight?: number;
+  /**
+   * Low-priority work one turn of the event loop may do, in ms of the loop's time since the first
+   * of it started: past it, the next one waits for the loop to turn (timers, streams and
+   * high-priority requests run in between). Default 5.
+   */
+  turnBudgetMs?: number;
+  /** A low-priority request that waited its turn this long is shed instead of processed, ms. Default 2000. */
+  maxWaitMs?: number;
   /**
    * A late loop sheds only a flood: low-priority requests arriving at this rate or more (per
    * second, over the last second). A trickle of reads costs nothing worth shedding. Default 50.
@@ -66,6 +77,8 @@ export interface AdmissionOptions {
   floodPerS?: number;
   /** Monotonic time in ms (a seam for tests). Default `performance.now`. */
   now?: () => number;
+  /** Calls `fn` once the event loop has turned (a seam for tests). Default `setImmediate`. */
+  nextTurn?: (fn: () => void) => void;
   /** What a shed request is told to wait before it retries, seconds. Default 1. */
   retryAfterS?: number;
   /** Called once per shed request (a metric). */
@@ -77,27 +90,51 @@ export interface AdmissionOptions {
  * (429 `overloaded` with `Retry-After`) before they can delay a directive, a stream or a
  * halted report. A shed request was not processed at all, so its sender may always retry it.
  * The check runs before authentication and body parsing, so a shed request costs almost nothing.
+ *
+ * Admitted low-priority requests take turns: one at a time, one after another while the current
+ * turn of the event loop has spent less than `turnBudgetMs` on them; the rest wait in arrival
+ * order while the loop serves timers, streams and high-priority requests, and are shed if they
+ * waited `maxWaitMs`. (One that awaits I/O, such as an audit verification in its worker thread,
+ * lets the next start at the next turn.) Without turns, a flood that arrives in one read of its
+ * sockets is processed in one synchronous stretch (64 reads of a few ms each: a loop 200 ms
+ * late), and shedding by lag acts only once the loop is already late. Waiting, instead of a 429
+ * at once, also keeps a client that retries at once from turning each shed request into another.
  */
 export class Admission {
   readonly #lag: LagSource;
   readonly #shedLagMs: number;
   readonly #maxLowInFlight: number;
+  readonly #turnBudgetMs: number;
+  readonly #maxWaitMs: number;
   readonly #retryAfterS: number;
   readonly #onShed: (priority: Priority, path: string) => void;
   readonly #floodPerS: number;
   readonly #now: () => number;
+  readonly #nextTurn: (fn: () => void) => void;
   /** Arrival times of the low-priority requests of the last second, oldest first. */
   readonly #arrivals: number[] = [];
+  /** Low-priority requests waiting their turn, oldest first: each is started with its turn's number. */
+  readonly #waiting: ((turn: number) => void)[] = [];
   #lowInFlight = 0;
+  /** The current turn of the loop (counted while low-priority work is done), and whether one is open. */
+  #turn = 0;
+  #turnOpen = false;
+  /** When the current turn's low-priority work started, ms. */
+  #turnStart = 0;
+  /** Low-priority requests started in the current turn and not finished yet. */
+  #unfinished = 0;
 
   constructor(opts: AdmissionOptions) {
     this.#lag = opts.lag;
     this.#shedLagMs = opts.shedLagMs ?? 100;
-    this.#maxLowInFlight = opts.maxLowInFlight ?? 32;
+    this.#maxLowInFlight = opts.maxLowInFlight ?? 256;
+    this.#turnBudgetMs = opts.turnBudgetMs ?? 5;
+    this.#maxWaitMs = opts.maxWaitMs ?? 2000;
     this.#retryAfterS = opts.retryAfterS ?? 1;
     this.#onShed = opts.onShed ?? (() => {});
     this.#floodPerS = opts.floodPerS ?? 50;
     this.#now = opts.now ?? (() => performance.now());
+    this.#nextTurn = opts.nextTurn ?? ((fn) => void setImmediate(fn));
   }
 
   /** Low-priority requests that arrived in the last second (this one included, once noted). */
@@ -108,9 +145,14 @@ export class Admission {
     return this.#arrivals.length;
   }
 
-  /** Low-priority requests being processed now. */
+  /** Low-priority requests admitted and not answered yet (running or waiting their turn). */
   get lowInFlight(): number {
     return this.#lowInFlight;
+  }
+
+  /** Low-priority requests waiting their turn. */
+  get lowWaiting(): number {
+    return this.#waiting.length;
   }
 
   /**
@@ -128,26 +170,86 @@ export class Admission {
     return null;
   }
 
-  /** The Hono middleware: sheds or admits, and counts low-priority requests in flight. */
+  /**
+   * True when a low-priority request may start now: none started in this turn is unfinished, and
+   * the turn spent less than its budget (a turn opens with its first request).
+   */
+  #mayStart(): boolean {
+    if (this.#unfinished > 0) return false;
+    const now = this.#now();
+    if (!this.#turnOpen) {
+      this.#turnOpen = true;
+      this.#turn += 1;
+      this.#turnStart = now;
+      this.#nextTurn(() => {
+        this.#turnOpen = false;
+        this.#unfinished = 0;
+        this.#startWaiting();
+      });
+      return true;
+    }
+    return now - this.#turnStart < this.#turnBudgetMs;
+  }
+
+  /** Notes a low-priority request started; returns its turn. */
+  #begin(): number {
+    this.#unfinished += 1;
+    return this.#turn;
+  }
+
+  /** Notes a request of `turn` finished (or left the loop for good), and starts the next if it may. */
+  #end(turn: number): void {
+    if (turn === this.#turn && this.#turnOpen) this.#unfinished -= 1;
+    this.#startWaiting();
+  }
+
+  #startWaiting(): void {
+    if (this.#waiting.length > 0 && this.#mayStart()) this.#waiting.shift()!(this.#begin());
+  }
+
+  /** A 429 `overloaded` answer (built directly: a shed request should cost as little as possible). */
+  #shed(c: Context, priority: Priority, reason: string): Response {
+    this.#onShed(priority, c.req.path);
+    const body: WireError = {
+      error: {
+        code: 'overloaded',
+        message: `${reason}: retry after ${this.#retryAfterS} s`,
+        details: { retryAfterMs: this.#retryAfterS * 1000, priority },
+      },
+    };
+    const res = c.json(body, HTTP_STATUS.overloaded as 429);
+    res.headers.set('retry-after', String(this.#retryAfterS));
+    return res;
+  }
+
+  /** The Hono middleware: sheds, admits, or lets a low-priority request wait its turn. */
   middleware(): MiddlewareHandler {
     return async (c, next) => {
       const priority = priorityOf(c.req.method, c.req.path);
-      const reason = this.shedReason(priority, true);
-      if (reason !== null) {
-        this.#onShed(priority, c.req.path);
-        const res = wireError(
-          c,
-          new KillpathError('overloaded', `${reason}: retry after ${this.#retryAfterS} s`, {
-            details: { retryAfterMs: this.#retryAfterS * 1000, priority },
-          }),
-        );
-        res.headers.set('retry-after', String(this.#retryAfterS));
-        return res;
-      }
       if (priority !== 'low') return next();
+      const reason = this.shedReason(priority, true);
+      if (reason !== null) return this.#shed(c, priority, reason);
       this.#lowInFlight += 1;
       try {
-        await next();
+        const arrived = this.#now();
+        const turn =
+          this.#waiting.length === 0 && this.#mayStart()
+            ? this.#begin()
+            : await new Promise<number>((ok) => this.#waiting.push(ok));
+        const waited = this.#now() - arrived;
+        if (waited >= this.#maxWaitMs) {
+          this.#end(turn);
+          return this.#shed(
+            c,
+            priority,
+            `the control plane is overloaded (this request waited ${Math.round(waited)} ms for its turn)`,
+          );
+        }
+        try {
+          await next();
+        } finally {
+          this.#end(turn);
+        }
       } finally {
         this.#lowInFlight -= 1;
       }
