@@ -1,0 +1,80 @@
+/**
+ * The audit tail read in steps: the same records, in the same order and the same JSON, as one
+ * `listAudit` call, for every shape of query; each step scans a bounded range of seqs and reads
+ * a bounded number of records, with the event loop free between steps.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { listAuditInSteps } from '../src/http/audit-listing.ts';
+import { SqliteStore } from '../src/store/sqlite-store.ts';
+import type { AuditQuery } from '../src/store/store.ts';
+
+describe('listAuditInSteps', () => {
+  test('answers what one listAudit call does, for every query shape, in bounded steps', async () => {
+    const store = new SqliteStore(':memory:');
+    try {
+      const tenants = ['acme', 'globex', null];
+      const types = ['a.x', 'b.y', 'c.z', 'a.x', 'a.x'];
+      await store.appendAudit(
+        Array.from({ length: 57 }, (_, i) => ({
+          type: types[i % types.length]!,
+          actor: 'test',
+          tenant: tenants[i % tenants.length]!,
+          data: { i, text: `record ${i}` },
+        })) as never,
+      );
+      const head = (await store.listAudit({ desc: true, limit: 1 }))[0]!.seq;
+      const calls: AuditQuery[] = [];
+      let pauses = 0;
+      const spy = {
+        listAudit: (q: AuditQuery) => {
+          calls.push(q);
+          return store.listAudit(q);
+        },
+      };
+      let shapes = 0;
+      for (const desc of [false, true])
+        for (const afterSeq of [undefined, 10])
+          for (const beforeSeq of [undefined, 40])
+            for (const tenant of [undefined, 'acme'])
+              for (const only of [undefined, ['b.y'], ['a.x', 'c.z'], ['none']])
+                for (const limit of [1, 5, 100]) {
+                  const q = {
+                    ...(afterSeq !== undefined ? { afterSeq } : {}),
+                    ...(beforeSeq !== undefined ? { beforeSeq } : {}),
+                    ...(tenant !== undefined ? { tenant } : {}),
+                    ...(only !== undefined ? { types: only } : {}),
+                    desc,
+                    limit,
+                  };
+                  const want = await store.listAudit(q);
+                  calls.length = 0;
+                  pauses = 0;
+                  const got = await listAuditInSteps(spy, q, head, {
+                    seqs: 7,
+                    records: 4,
+                    pause: async () => {
+                      pauses += 1;
+                    },
+                  });
+                  const what = JSON.stringify(q);
+                  assert.equal(got.json, JSON.stringify(want).slice(1, -1), what);
+                  assert.equal(got.count, want.length, what);
+                  for (const c of calls) {
+                    assert.ok((c.limit ?? 200) <= 4, `${what}: a step reads at most 4 records`);
+                    assert.ok(
+                      c.beforeSeq! - (c.afterSeq ?? 0) - 1 <= 7,
+                      `${what}: a step scans at most 7 seqs`,
+                    );
+                  }
+                  assert.equal(pauses, calls.length - 1, `${what}: the loop is free between steps`);
+                  shapes += 1;
+                }
+      assert.equal(shapes, 192);
+      const none = await listAuditInSteps(store, { limit: 10, afterSeq: head }, head);
+      assert.deepEqual(none, { count: 0, json: '' }, 'nothing after the head');
+    } finally {
+      await store.close();
+    }
+  });
+});
