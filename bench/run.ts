@@ -1,8 +1,8 @@
 /**
- * `npm run bench`: prints signal-to-halt with 10, 1,000 and 10,000 connected workers beside a
- * bare SSE fan-out floor measured in the same run, the control plane's event-loop delay during
- * each phase, and the gate's cost per check. Figures are printed, never asserted (see DESIGN.md,
- * latency terms).
+ * `npm run bench`: prints signal-to-halt and time-to-report with 10, 1,000 and 10,000 connected
+ * workers, each beside a bare floor measured in the same run, the control plane's event-loop
+ * delay during each phase, and the gate's cost per check. Figures are printed, never asserted
+ * (see DESIGN.md, latency terms).
  *
  * The control plane runs in this process (so the flip's commit time is known exactly); the
  * workers are SDK clients in separate processes, one stream each, holding a 30 s lease (see
@@ -16,12 +16,25 @@
  * this process holds the same number of SSE connections, opened by bare stream clients
  * (bench/floor-client.ts) spread over the same number of processes as the co-hosted layout, and
  * writes the very bytes of the size's last halt delta to every one of them, REPS times (one HTTP
- * chunk encoded once and written as is to each socket, the cheapest a server can send it); a
- * sample is write-loop start → a client saw the frame's end. Nothing else runs: no store, no apply, no
- * report. Each signal-to-halt row prints its p99 over the floor's p99 (`× floor`).
+ * chunk encoded once and written as is to each socket, the cheapest a server can send it; its rev
+ * renumbered per rep with as many digits); a sample is write-loop start → a client saw the frame's
+ * end. Nothing else runs: no store, no apply, no report. Each signal-to-halt row prints its p99
+ * over the floor's p99 (`× floor`).
+ *
+ * The report floor (`bare report`): after those REPS, REPS more writes of the same frame, on which
+ * every bare client POSTs a halted report to the same server as its counterpart in the measured
+ * fleet does (same path shape, headers with the token, body size, one turn after reading, and
+ * the same kind of keep-alive connection: one pool of 64 per process for simulated workers, one
+ * keep-alive agent per worker for SDK ones; see bench/floor-client.ts), already open, as the
+ * measured workers' are at a flip (one unmeasured write with reports opens them). The server reads and
+ * parses each body, notes the instant and answers 204: no auth, validation, fleet or audit. A
+ * sample is write-loop start → that instant, on this process's clock, as time-to-report is flip
+ * (commit) → the control plane took the report, on its. Each time-to-report row prints its p99
+ * over this floor's p99 (`× floor`). The SSE floor's rows are its first REPS writes alone, so
+ * they measure what they did before the report floor existed.
  *
  * Event-loop delay (`loop p99/max`): `monitorEventLoopDelay` in this process (the control plane,
- * or the floor's server) over the phase's flips, not its set-up.
+ * or the floor's server) over the phase's flips (each floor: its own writes), not its set-up.
  *
  * Each size is measured with two fleet layouts, both printed (sizes above 1,000: co-hosted only,
  * unless BENCH_LAYOUT says otherwise):
@@ -87,6 +100,33 @@ process.on('exit', () => {
 });
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
 
+/** Longest a started process may take to print its `ready` line, in ms. */
+const READY_WITHIN_MS = 300_000;
+
+/**
+ * Hands each line `child` prints to `onLine` (with the `ready` to call on its ready line) and
+ * resolves once it is ready; rejects if the child exits first or is not ready in time, so the
+ * bench fails (and its exit handler ends every process) instead of waiting forever.
+ */
+function readyOf(child: ChildProcess, onLine: (line: string, ready: () => void) => void): Promise<void> {
+  return new Promise((ok, fail) => {
+    let ready = false;
+    const timer = setTimeout(() => {
+      if (!ready) fail(new Error(`process ${child.pid} not ready after ${READY_WITHIN_MS} ms`));
+    }, READY_WITHIN_MS);
+    const done = () => {
+      ready = true;
+      clearTimeout(timer);
+      ok();
+    };
+    createInterface({ input: child.stdout! }).on('line', (line) => onLine(line, done));
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (!ready) fail(new Error(`process ${child.pid} exited (${signal ?? code}) before it was ready`));
+    });
+  });
+}
+
 /** One worker process's account of one flip (BENCH_TRACE=1). */
 interface ProcTrace {
   rev: number;
@@ -114,12 +154,18 @@ interface Fanout {
 /** What one phase measured: its rows and what the floor phase needs. */
 interface Measured {
   rows: string[][];
-  /** p99 of signal-to-halt per row (NaN for rows that are not signal-to-halt), for the ratio. */
-  p99s: number[];
+  /** Per row: which floor its p99 is compared with (null: none) and the p99. */
+  p99s: { floor: 'fan-out' | 'report' | null; p99: number }[];
   /** The bytes of the last halt delta the hub wrote to a stream. */
   frame: string;
   /** The rev in that frame. */
   rev: number;
+  /** The workers' token, sent by the report floor's clients as the real ones send it. */
+  token: string;
+  /** The report floor's body: the fields of a real halted report of the last flip (median size). */
+  reportBody: { directiveId: string; aborted: number; completed: number; observeToSettleMs: number };
+  /** Whether the co-hosted workers were simulated (bench/sim-worker.ts) or SDK clients. */
+  sim: boolean;
 }
 
 /** Event-loop delay in this process over a phase: call `start` before its flips, `stop` after. */
@@ -198,14 +244,12 @@ async function measure(workers: number, layout: string): Promise<Measured> {
     children.push(child);
     spawned.add(child);
     readies.push(
-      new Promise((ok) =>
-        createInterface({ input: child.stdout! }).on('line', (line) => {
-          const m = JSON.parse(line) as { k: string; rev: number; wall: number; worker: number };
-          if (m.k === 'ready') ok();
-          else if (m.k === 'settled') settled.push({ rev: m.rev, wall: m.wall, worker: m.worker });
-          else if (m.k === 'trace') traces.push(m as unknown as ProcTrace);
-        }),
-      ),
+      readyOf(child, (line, ready) => {
+        const m = JSON.parse(line) as { k: string; rev: number; wall: number; worker: number };
+        if (m.k === 'ready') ready();
+        else if (m.k === 'settled') settled.push({ rev: m.rev, wall: m.wall, worker: m.worker });
+        else if (m.k === 'trace') traces.push(m as unknown as ProcTrace);
+      }),
     );
   };
   for (let p = 0; p < procs; p++)
@@ -238,6 +282,7 @@ async function measure(workers: number, layout: string): Promise<Measured> {
   const stopHosted: number[] = [];
   const stopSolo: number[] = [];
   const report: number[] = [];
+  let lastReports: HaltedEvent[] = [];
   const traceLines: string[] = [];
   for (let r = 0; r < REPS; r++) {
     settled.length = 0;
@@ -260,6 +305,7 @@ async function measure(workers: number, layout: string): Promise<Measured> {
       if (s.rev === directive.rev) (isSolo(s.worker) ? stopSolo : stopHosted).push(s.wall - flipWall);
     for (const e of reports)
       if (e.rev === directive.rev && e.timeToStopMs !== null) report.push(e.timeToStopMs);
+    lastReports = reports.filter((e) => e.rev === directive.rev);
     if (TRACE) {
       // Simulated workers (bench/sim-worker.ts) print no trace: only SDK load generators do.
       while (traces.length < (sim ? 0 : procs) + solo && Date.now() < until) await sleep(10);
@@ -300,9 +346,10 @@ async function measure(workers: number, layout: string): Promise<Measured> {
   rmSync(dir, { recursive: true, force: true });
   if (TRACE) console.log(`\n${traceLines.join('\n')}`);
 
-  const p99s: number[] = [];
+  const p99s: Measured['p99s'] = [];
   const row = (name: string, where: string, v: number[], expected: number) => {
-    p99s.push(name === 'signal-to-halt' ? percentile(v, 99) : Number.NaN);
+    const floor = name === 'signal-to-halt' ? 'fan-out' : name === 'time-to-report' ? 'report' : null;
+    p99s.push({ floor, p99: percentile(v, 99) });
     return [
       `${workers}`,
       name,
@@ -315,7 +362,27 @@ async function measure(workers: number, layout: string): Promise<Measured> {
     ];
   };
   const inProcs = `${hosted}${sim ? ' simulated' : ''} in ${procs} process${procs > 1 ? 'es' : ''}`;
-  const done = (rows: string[][]): Measured => ({ rows, p99s, frame, rev: frameRev });
+  // The report floor's body: a real report of the last flip, of median size (SDK workers' settle
+  // times differ in their number of digits).
+  const body = (e: HaltedEvent) => ({
+    directiveId: e.directiveId,
+    aborted: e.aborted,
+    completed: e.completed,
+    observeToSettleMs: e.observeToSettleMs,
+  });
+  const bySize = lastReports
+    .map((e) => ({ e, size: JSON.stringify(body(e)).length }))
+    .sort((a, b) => a.size - b.size);
+  const median = bySize[Math.floor(bySize.length / 2)]?.e;
+  const reportBody = median
+    ? body(median)
+    : {
+        directiveId: 'd_00000000-0000-0000-0000-000000000000',
+        aborted: 0,
+        completed: 0,
+        observeToSettleMs: 0,
+      };
+  const done = (rows: string[][]): Measured => ({ rows, p99s, frame, rev: frameRev, token, reportBody, sim });
   const sth = percentile(stopSolo.length > 0 ? [...stopSolo, ...stopHosted] : stopHosted, 99);
   const reportRow = (where: string) => {
     const r = row('time-to-report', where, report, workers * REPS);
@@ -342,18 +409,29 @@ async function measure(workers: number, layout: string): Promise<Measured> {
 }
 
 /**
- * The bare fan-out floor for `workers` streams over `procs` client processes: a plain node:http
- * SSE server in this process writes `frame` (its rev renumbered per rep) to every stream, REPS
- * times; a sample is the write loop's start → a client saw the frame's end.
+ * The bare floors for `workers` streams over `procs` client processes: a plain node:http server
+ * in this process writes `m.frame` (its rev renumbered per rep, with as many digits) to every
+ * stream, REPS times: a fan-out sample is the write loop's start → a client saw the frame's end.
+ * Then, after one unmeasured write that opens the reports' connections, REPS more writes on
+ * which every client POSTs a halted report like `m`'s workers (see bench/floor-client.ts): a
+ * report sample is the write loop's start → the server had read and parsed that report's body.
  */
-async function floor(
-  workers: number,
-  procs: number,
-  frame: string,
-  rev: number,
-): Promise<{ row: string[]; p99: number }> {
+async function floor(workers: number, procs: number, m: Measured): Promise<{ fanout: Floor; report: Floor }> {
   const streams: ServerResponse[] = [];
+  const reports: { rev: number; wall: number }[] = [];
   const server = createServer((req, res) => {
+    if (req.method === 'POST') {
+      // A halted report: read and parse the body, note the instant, answer 204. Nothing else.
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const { rev } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { rev: number };
+        reports.push({ rev, wall: wallNow() });
+        res.writeHead(204);
+        res.end();
+      });
+      return;
+    }
     req.socket.setNoDelay(true);
     req.socket.setKeepAlive(true, 10_000);
     res.writeHead(200, {
@@ -365,9 +443,15 @@ async function floor(
     res.write(': open\n\n');
     streams.push(res);
   });
-  server.maxConnections = workers + 100;
+  // A stream each, and the reports' keep-alive connections: one per SDK worker, a pool per process.
+  server.maxConnections = workers + (m.sim ? 64 * procs : workers) + 100;
   await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+  const revs = sameWidthRevs(m.rev, 2 * REPS);
+  // One unmeasured write with reports first opens the reports' keep-alive connections, as the
+  // measured workers' are open at a flip (the previous resume's acks went over them): opened in a
+  // measured write, 1,000 at once, connection set-up was in the floor (one report took 1.1 s).
+  const warmUp = Math.max(...revs) + 1;
   const got: { rev: number; wall: number }[] = [];
   const children: ChildProcess[] = [];
   const readies: Promise<void>[] = [];
@@ -377,59 +461,108 @@ async function floor(
     const child = spawn(
       PIN ? 'taskset' : process.execPath,
       PIN ? ['-c', `1-${CORES - 1}`, process.execPath, ...args] : args,
-      { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, FLOOR_URL: url, COUNT: String(count) } },
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+        env: {
+          ...process.env,
+          FLOOR_URL: url,
+          COUNT: String(count),
+          BASE: String(p * 10_000),
+          KILLPATH_TOKEN: m.token,
+          REPORT_KIND: m.sim ? 'sim' : 'sdk',
+          REPORT_BODY: JSON.stringify(m.reportBody),
+          REPORT_REVS: [warmUp, ...revs.slice(REPS)].join(','),
+        },
+      },
     );
     children.push(child);
     spawned.add(child);
     readies.push(
-      new Promise((ok) =>
-        createInterface({ input: child.stdout! }).on('line', (line) => {
-          const m = JSON.parse(line) as { k: string; rev: number; wall: number };
-          if (m.k === 'ready') ok();
-          else if (m.k === 'got') got.push(m);
-        }),
-      ),
+      readyOf(child, (line, ready) => {
+        const g = JSON.parse(line) as { k: string; rev: number; wall: number };
+        if (g.k === 'ready') ready();
+        else if (g.k === 'got') got.push(g);
+      }),
     );
   }
   await Promise.all(readies);
   await sleep(500);
-  const lag = loopDelay();
-  lag.start();
-  const samples: number[] = [];
-  const at = `"rev":${rev},`;
-  for (let r = 0; r < REPS; r++) {
-    got.length = 0;
-    const n = 1_000_000 + r;
-    // One HTTP chunk, encoded once, written as is to every socket: the cheapest a server can send it.
-    const text = frame.replaceAll(at, `"rev":${n},`);
-    const chunk = Buffer.from(`${Buffer.byteLength(text).toString(16)}\r\n${text}\r\n`);
-    const start = wallNow();
-    for (const res of streams) res.socket!.write(chunk);
-    const until = Date.now() + 15_000;
-    while (got.filter((g) => g.rev === n).length < workers && Date.now() < until) await sleep(10);
-    for (const g of got) if (g.rev === n) samples.push(g.wall - start);
-    await sleep(300);
-  }
-  const lagText = lag.stop();
+  const at = `"rev":${m.rev},`;
+  /** REPS writes of the frame with `revs`; returns the samples of `arrivals` and the loop delay. */
+  const rounds = async (roundRevs: number[], arrivals: { rev: number; wall: number }[]) => {
+    const lag = loopDelay();
+    lag.start();
+    const samples: number[] = [];
+    for (const n of roundRevs) {
+      got.length = 0;
+      reports.length = 0;
+      // One HTTP chunk, encoded once, written as is to every socket: the cheapest a server can send it.
+      const text = m.frame.replaceAll(at, `"rev":${n},`);
+      const chunk = Buffer.from(`${Buffer.byteLength(text).toString(16)}\r\n${text}\r\n`);
+      const start = wallNow();
+      for (const res of streams) res.socket!.write(chunk);
+      const until = Date.now() + 15_000;
+      const count = (list: { rev: number }[]) => list.filter((g) => g.rev === n).length;
+      while (
+        (count(got) < workers || (arrivals === reports && count(reports) < workers)) &&
+        Date.now() < until
+      )
+        await sleep(10);
+      for (const g of arrivals) if (g.rev === n) samples.push(g.wall - start);
+      await sleep(300);
+    }
+    return { samples, lagText: lag.stop() };
+  };
+  const fanout = await rounds(revs.slice(0, REPS), got);
+  await rounds([warmUp], reports);
+  const report = await rounds(revs.slice(REPS), reports);
   for (const c of children) c.kill('SIGTERM');
   await Promise.all(children.map((c) => new Promise((ok) => c.once('exit', ok))));
   for (const res of streams) res.destroy();
   server.closeAllConnections();
   await new Promise((ok) => server.close(ok));
-  const p99 = percentile(samples, 99);
-  return {
-    p99,
-    row: [
-      `${workers}`,
-      'bare SSE fan-out',
-      `floor: ${workers} in ${procs} process${procs > 1 ? 'es' : ''}`,
-      `${samples.length}/${workers * REPS}`,
-      ms(percentile(samples, 50)),
-      ms(p99),
-      ms(samples.length ? Math.max(...samples) : Number.NaN),
-      lagText,
-    ],
+  const inProcs = `${workers} in ${procs} process${procs > 1 ? 'es' : ''}`;
+  const result = (name: string, where: string, r: { samples: number[]; lagText: string }): Floor => {
+    const p99 = percentile(r.samples, 99);
+    return {
+      p99,
+      row: [
+        `${workers}`,
+        name,
+        where,
+        `${r.samples.length}/${workers * REPS}`,
+        ms(percentile(r.samples, 50)),
+        ms(p99),
+        ms(r.samples.length ? Math.max(...r.samples) : Number.NaN),
+        r.lagText,
+      ],
+    };
   };
+  return {
+    fanout: result('bare SSE fan-out', `floor: ${inProcs}`, fanout),
+    report: result(
+      'bare report',
+      `floor: ${inProcs}, ${m.sim ? 'a pool of 64 connections per process' : 'a keep-alive connection per worker'}`,
+      report,
+    ),
+  };
+}
+
+/** One floor's row and its p99. */
+interface Floor {
+  row: string[];
+  p99: number;
+}
+
+/**
+ * `count` distinct revs written with as many digits as `rev` (more only if there are not that
+ * many), so a renumbered frame or report keeps the length of the real one.
+ */
+function sameWidthRevs(rev: number, count: number): number[] {
+  for (let digits = String(rev).length; ; digits++) {
+    const lo = digits === 1 ? 0 : 10 ** (digits - 1);
+    if (10 ** digits - lo >= count) return Array.from({ length: count }, (_, i) => lo + i);
+  }
 }
 
 /** One flip's timeline, relative to the flip (BENCH_TRACE=1). */
@@ -479,6 +612,8 @@ console.log(
   `killpath bench: ${REPS} flips per size and layout, node ${process.version}, ${process.arch}, ${CORES} cores, transport ${TRANSPORT}${PIN ? ', control plane pinned to core 0, workers to the others' : ''}, load average ${load()}\n`,
 );
 const rows: string[][] = [];
+/** Per size, the bare report floor's p99 over the bare SSE fan-out floor's. */
+const floorRatios: string[] = [];
 for (const n of sizes) {
   let last: Measured | null = null;
   const measured: Measured[] = [];
@@ -488,15 +623,18 @@ for (const n of sizes) {
     measured.push(last);
     console.log('done');
   }
-  process.stdout.write(`  ${n} workers, bare SSE fan-out floor … `);
+  process.stdout.write(`  ${n} workers, bare SSE fan-out and report floors … `);
   const procs = Math.min(4, Math.max(1, Math.ceil(n / PER_PROCESS)));
-  const f = await floor(n, Number(process.env.BENCH_PROCS ?? procs), last!.frame, last!.rev);
+  const f = await floor(n, Number(process.env.BENCH_PROCS ?? procs), last!);
   console.log('done');
   for (const m of measured)
-    m.rows.forEach((r, i) =>
-      rows.push([...r, Number.isNaN(m.p99s[i]!) ? '' : `${(m.p99s[i]! / f.p99).toFixed(2)}×`]),
-    );
-  rows.push([...f.row, '1×']);
+    m.rows.forEach((r, i) => {
+      const { floor: which, p99 } = m.p99s[i]!;
+      const base = which === 'fan-out' ? f.fanout.p99 : which === 'report' ? f.report.p99 : Number.NaN;
+      rows.push([...r, Number.isNaN(base) ? '' : `${(p99 / base).toFixed(2)}×`]);
+    });
+  rows.push([...f.fanout.row, '1×'], [...f.report.row, '1×']);
+  floorRatios.push(`${(f.report.p99 / f.fanout.p99).toFixed(2)}× at ${n}`);
 }
 console.log(
   `\n${table(['workers', 'measure', 'layout', 'samples', 'p50', 'p99', 'max', 'loop p99 / max', 'p99 × floor'], rows)}\n`,
@@ -508,6 +646,14 @@ console.log(`Notes:
 - A co-hosted worker also waits for the clients applied before it in its process and for the
   halted reports they send meanwhile: an artifact of the load generators, since real workers
   run one per process. The 1/process rows are what such a worker sees under the same load.
+- The bare report floor is what one loopback HTTP request per worker costs here with nothing
+  else: the floor's clients each POST a halted report (same size, headers, kind of keep-alive
+  connection as the measured workers) to a server that reads and parses it and answers 204.
+  time-to-report's p99 × floor is against it.
+- bare report p99 / bare SSE fan-out p99: ${floorRatios.join(', ')}. With nothing else running, a
+  report's trip back costs that many fan-outs: where it is above 2, time-to-report p99 ≤ 2×
+  signal-to-halt p99 holds only while signal-to-halt is itself well above its own floor, so
+  judge time-to-report by its own × floor.
 - BENCH_TRACE=1 prints where each flip's time went.
 - Load average at the end: ${load()} (at the start: see the first line; this bench's own
   processes count in it).
