@@ -6,6 +6,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { newPermitId } from '../src/store/permit-decision.ts';
 import { expectWireError, harness, type Harness } from './harness.ts';
 
 async function world(): Promise<{ h: Harness; agent: string; op: string }> {
@@ -133,4 +134,14 @@ describe('a run registered under a parent', () => {
       await h.close();
     }
   });
+});
+
+test('permit ids are UUIDs of version 7 that only grow in one process, within one ms too', () => {
+  const ids = Array.from({ length: 20_000 }, () => newPermitId());
+  for (const id of ids)
+    assert.match(id, /^p_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  for (let i = 1; i < ids.length; i++) assert.ok(ids[i - 1]! < ids[i]!, `${ids[i - 1]} < ${ids[i]}`);
+  // 20,000 ids take a few ms: many share one, so the order within a ms was checked above.
+  const msOf = (id: string) => id.slice(2, 15);
+  assert.ok(new Set(ids.map(msOf)).size < ids.length / 2);
 });

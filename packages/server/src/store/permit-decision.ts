@@ -17,17 +17,34 @@ import type { PermitDecision, PermitGrant } from './store.ts';
  * covers is `protocol`'s rule (`decideEffect`), called here, never restated.
  */
 
+/** The last permit id's time and counter: ids this process makes only ever grow. */
+let lastMs = 0;
+let counter = 0;
+
 /**
  * A new permit's id: `p_` and a UUID of version 7 (RFC 9562: the first 48 bits are the Unix time
  * in ms, the rest random), so ids a store writes one after another sort together. A store keys
  * permits by id, and a random id put every insert (and every outcome's lookup) on a different
  * page of that index: on SQLite about a third more pages written per group commit. The time is
  * the system's, not an injected clock's: it orders the index, it means nothing else.
+ *
+ * Monotonic within the process (RFC 9562 §6.2, method 1): the 12 bits after the version are a
+ * counter, started at a random value in its lower half each new ms and bumped within the same ms
+ * (or a clock stepped back), carrying into the time when full. So a run's permits granted in one
+ * ms list in grant order wherever permits are ordered by `intended_at, id` (the ledger).
  */
 export function newPermitId(): string {
   const random = randomUUID(); // xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx, y the RFC 4122 variant
-  const ms = Date.now().toString(16).padStart(12, '0');
-  return `p_${ms.slice(0, 8)}-${ms.slice(8, 12)}-7${random.slice(15)}`;
+  const now = Date.now();
+  if (now > lastMs) {
+    lastMs = now;
+    counter = Number.parseInt(random.slice(15, 18), 16) & 0x7ff;
+  } else if (++counter > 0xfff) {
+    lastMs += 1;
+    counter = 0;
+  }
+  const ms = lastMs.toString(16).padStart(12, '0');
+  return `p_${ms.slice(0, 8)}-${ms.slice(8, 12)}-7${counter.toString(16).padStart(3, '0')}${random.slice(18)}`;
 }
 
 /** A run's identity as the coverage rule reads it. */
