@@ -179,6 +179,8 @@ async function phase(name: string): Promise<PhaseResult> {
       for (const [k, v] of Object.entries((await statuses).statuses as Record<string, number>))
         flood[k] = (flood[k] ?? 0) + v;
     }
+    // What the server shed up to the flood's end: the span its answers above were counted over.
+    const shed = (await server.next('tick')).shed as number;
     return {
       name,
       operator: operatorMs,
@@ -188,7 +190,7 @@ async function phase(name: string): Promise<PhaseResult> {
       lagMax: Math.max(0, ...ticks.map((l) => l.max as number)),
       rssStart,
       rssEnd: (ticks.at(-1)?.rss as number | undefined) ?? 0,
-      shed: (ticks.at(-1)?.shed as number | undefined) ?? 0,
+      shed,
       flood,
     };
   } finally {
