@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { listAuditInSteps } from '../src/http/audit-listing.ts';
+import { countAuditInSteps, listAuditInSteps } from '../src/http/audit-listing.ts';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
 import type { AuditQuery } from '../src/store/store.ts';
 
@@ -73,6 +73,43 @@ describe('listAuditInSteps', () => {
       assert.equal(shapes, 192);
       const none = await listAuditInSteps(store, { limit: 10, afterSeq: head }, head);
       assert.deepEqual(none, { count: 0, json: '' }, 'nothing after the head');
+
+      // The filtered total, counted in steps: what one countAudit answers.
+      for (const tenant of [undefined, 'acme'])
+        for (const only of [undefined, ['b.y'], ['a.x', 'c.z'], ['none']])
+          for (const cap of [1, 7, 20, 57, 100]) {
+            if (tenant === undefined && only === undefined) continue;
+            const q = {
+              ...(tenant !== undefined ? { tenant } : {}),
+              ...(only !== undefined ? { types: only } : {}),
+            };
+            const spans: number[] = [];
+            let pauses = 0;
+            const got = await countAuditInSteps(
+              {
+                countAudit: (qq, span, upTo) => {
+                  spans.push(span);
+                  return store.countAudit(qq, span, upTo);
+                },
+              },
+              q,
+              head,
+              cap,
+              {
+                seqs: 7,
+                pause: async () => {
+                  pauses += 1;
+                },
+              },
+            );
+            const what = `${JSON.stringify(q)} cap ${cap}`;
+            assert.deepEqual(got, await store.countAudit(q, cap), what);
+            assert.ok(
+              spans.every((n) => n <= 7),
+              `${what}: a step counts at most 7 seqs`,
+            );
+            assert.equal(pauses, spans.length - 1, `${what}: the loop is free between steps`);
+          }
     } finally {
       await store.close();
     }

@@ -855,6 +855,15 @@ export function auditContract(make: MakeStore<AuditStore & DirectiveStore & Toke
           { count: 1, exact: false },
           'the newest 2 only',
         );
+        // upTo: the chain taken to end at that seq (a count in steps, newest first).
+        assert.deepEqual(await store.countAudit({ types: ['x'] }, 100, 3), { count: 2, exact: true });
+        assert.deepEqual(
+          await store.countAudit({ tenant: 'acme' }, 2, 4),
+          { count: 1, exact: false },
+          'seqs 3 and 4 only',
+        );
+        assert.deepEqual(await store.countAudit({}, 2, 3), { count: 3, exact: true }, 'the chain up to 3');
+        assert.deepEqual(await store.countAudit({ types: ['x'] }, 100, 99), { count: 3, exact: true });
       });
     });
 

@@ -37,7 +37,7 @@ import { DRILL_BODY_LIMIT, drillRoutes } from './drill-routes.ts';
 import type { Triggers } from '../triggers.ts';
 import type { Checkpointer } from '../audit/checkpointer.ts';
 import { auditRoutes } from './audit-routes.ts';
-import { listAuditInSteps } from './audit-listing.ts';
+import { countAuditInSteps, listAuditInSteps } from './audit-listing.ts';
 import { fleetRoutes } from './fleet-route.ts';
 import { VerifyRuns } from '../audit/verify-runs.ts';
 import type { Admission } from './admission.ts';
@@ -385,9 +385,13 @@ export function createApp(
     await flushAudit();
     const tenant = tenantFilter(p);
     const head = (await store.listAudit({ desc: true, limit: 1 }))[0]?.seq ?? 0;
-    const counted = await store.countAudit({ tenant, ...(types ? { types } : {}) }, AUDIT_COUNT_CAP);
-    // Read and encoded in steps with the loop free between them (a filtered page of a long log is
-    // otherwise one long scan on the event loop the kill path runs on).
+    const filter = { tenant, ...(types ? { types } : {}) };
+    const counted =
+      tenant === undefined && types === undefined
+        ? await store.countAudit(filter, AUDIT_COUNT_CAP)
+        : await countAuditInSteps(store, filter, head, AUDIT_COUNT_CAP);
+    // Counted, read and encoded in steps with the loop free between them (a filtered page of a
+    // long log is otherwise one long scan on the event loop the kill path runs on).
     const records = await listAuditInSteps(
       store,
       {

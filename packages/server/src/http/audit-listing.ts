@@ -61,3 +61,29 @@ export async function listAuditInSteps(
   }
   return { count, json: parts.join(',') };
 }
+
+/**
+ * What `store.countAudit(q, cap)` answers for a filtered count, taken in steps of at most `seqs`
+ * seqs from `head` down, with the event loop free between steps (each step is one scan on
+ * SQLite; the newest `cap` records in one go are about 20 ms here). `head` is the newest seq
+ * when the count starts. Unfiltered counts are one lookup: ask the store directly.
+ */
+export async function countAuditInSteps(
+  store: Pick<AuditStore, 'countAudit'>,
+  q: Pick<AuditQuery, 'tenant' | 'types'>,
+  head: number,
+  cap: number,
+  steps: Omit<AuditSteps, 'records'> = {},
+): Promise<{ count: number; exact: boolean }> {
+  const seqs = steps.seqs ?? 10_000;
+  const pause = steps.pause ?? nextTurn;
+  const floor = Math.max(0, head - cap);
+  let count = 0;
+  for (let upTo = head; upTo > floor;) {
+    if (upTo < head) await pause();
+    const span = Math.min(seqs, upTo - floor);
+    count += (await store.countAudit(q, span, upTo)).count;
+    upTo -= span;
+  }
+  return { count, exact: floor === 0 };
+}

@@ -801,6 +801,7 @@ export class SqliteStore implements Store {
   async countAudit(
     q: Pick<AuditQuery, 'tenant' | 'types'>,
     cap: number,
+    upTo?: number,
   ): Promise<{ count: number; exact: boolean }> {
     const where: string[] = [];
     const params: (string | number)[] = [];
@@ -812,20 +813,18 @@ export class SqliteStore implements Store {
       where.push(`type IN (${q.types.map(() => '?').join(', ')})`);
       params.push(...q.types);
     }
-    if (where.length === 0) {
-      // seq runs 1, 2, 3… with no gap (the chain links each record to the one before).
-      const r = this.#db.prepare('SELECT COALESCE(MAX(seq), 0) AS n FROM audit').get() as { n: number };
-      return { count: Number(r.n), exact: true };
-    }
-    // No index serves a tenant's or a type's share: scan only the newest `cap` records (a range
-    // of the primary key), so a long chain costs no more than that; older ones are not counted.
-    const max = Number(
+    // seq runs 1, 2, 3… with no gap (the chain links each record to the one before).
+    const head = Number(
       (this.#db.prepare('SELECT COALESCE(MAX(seq), 0) AS n FROM audit').get() as { n: number }).n,
     );
+    const max = upTo === undefined ? head : Math.max(0, Math.min(head, upTo));
+    if (where.length === 0) return { count: max, exact: true };
+    // No index serves a tenant's or a type's share: scan only the newest `cap` records (a range
+    // of the primary key), so a long chain costs no more than that; older ones are not counted.
     const from = Math.max(0, max - cap);
     const r = this.#db
-      .prepare(`SELECT COUNT(*) AS n FROM audit WHERE seq > ? AND ${where.join(' AND ')}`)
-      .get(from, ...params) as { n: number };
+      .prepare(`SELECT COUNT(*) AS n FROM audit WHERE seq > ? AND seq <= ? AND ${where.join(' AND ')}`)
+      .get(from, max, ...params) as { n: number };
     return { count: Number(r.n), exact: from === 0 };
   }
 

@@ -473,11 +473,13 @@ export interface AuditStore {
   /**
    * How many audit records match the tenant and type filters (seq bounds, order and limit
    * ignored), looking at the newest `cap` records only: `exact` is false when the chain is longer
-   * (then `count` is a lower bound). Without filters it is the chain's length, exact.
+   * (then `count` is a lower bound). Without filters it is the chain's length, exact. With
+   * `upTo`, the chain is taken to end at that seq (a long count is taken in steps, newest first).
    */
   countAudit(
     q: Pick<AuditQuery, 'tenant' | 'types'>,
     cap: number,
+    upTo?: number,
   ): Promise<{ count: number; exact: boolean }>;
   verifyAudit(): Promise<AuditVerdict>;
   /** The checkpoint origin of this log, `killpath/<id>`; the id is made once, with the store. */

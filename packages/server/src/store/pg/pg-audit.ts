@@ -76,10 +76,11 @@ export class PgAudit implements AuditStore {
   async countAudit(
     q: Pick<AuditQuery, 'tenant' | 'types'>,
     cap: number,
+    upTo?: number,
   ): Promise<{ count: number; exact: boolean }> {
     // seq runs 1, 2, 3… with no gap: the head's seq is the chain's length.
     const [head] = await this.#sql<{ seq: string }[]>`SELECT seq FROM audit_head WHERE id = 1`;
-    const max = Number(head!.seq);
+    const max = upTo === undefined ? Number(head!.seq) : Math.max(0, Math.min(Number(head!.seq), upTo));
     if ((q.tenant === undefined && (q.types === undefined || q.types.length === 0)) || max === 0)
       return { count: max, exact: true };
     // A tenant's or a type's share among the newest `cap` records only (a primary-key range).

@@ -211,7 +211,7 @@ export class PgStore implements Store {
   // AuditStore
   appendAudit: Store['appendAudit'] = (events: AuditEvent[]) => this.#audit.appendAudit(events);
   listAudit: Store['listAudit'] = (q) => this.#audit.listAudit(q);
-  countAudit: Store['countAudit'] = (q, cap) => this.#audit.countAudit(q, cap);
+  countAudit: Store['countAudit'] = (q, cap, upTo) => this.#audit.countAudit(q, cap, upTo);
   verifyAudit: Store['verifyAudit'] = () => this.#audit.verifyAudit();
   logOrigin: Store['logOrigin'] = () => this.#audit.logOrigin();
   putCheckpoint: Store['putCheckpoint'] = (c, audit, fence) => this.#audit.putCheckpoint(c, audit, fence);
