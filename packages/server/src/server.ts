@@ -103,7 +103,7 @@ export interface ServerOptions {
   checkpointEveryMs?: number;
   /**
    * Admission control under overload (default on): telemetry and read queries take turns (one
-   * at a time, `turnBudgetMs` of each turn of the event loop, default 5) and are shed with 429
+   * at a time, `turnBudgetMs` of each turn of the event loop, default 2) and are shed with 429
    * while the event loop runs `shedLagMs` late (default 100), once
    * `maxLowInFlight` of them are in flight (default 256) or when one waited `maxWaitMs` for its
    * turn (default 2000); directives, streams, acks, halted reports and heartbeats never wait nor

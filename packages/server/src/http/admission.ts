@@ -65,7 +65,7 @@ export interface AdmissionOptions {
   /**
    * Low-priority work one turn of the event loop may do, in ms of the loop's time since the first
    * of it started: past it, the next one waits for the loop to turn (timers, streams and
-   * high-priority requests run in between). Default 5.
+   * high-priority requests run in between). Default 2.
    */
   turnBudgetMs?: number;
   /** A low-priority request that waited its turn this long is shed instead of processed, ms. Default 2000. */
@@ -128,7 +128,7 @@ export class Admission {
     this.#lag = opts.lag;
     this.#shedLagMs = opts.shedLagMs ?? 100;
     this.#maxLowInFlight = opts.maxLowInFlight ?? 256;
-    this.#turnBudgetMs = opts.turnBudgetMs ?? 5;
+    this.#turnBudgetMs = opts.turnBudgetMs ?? 2;
     this.#maxWaitMs = opts.maxWaitMs ?? 2000;
     this.#retryAfterS = opts.retryAfterS ?? 1;
     this.#onShed = opts.onShed ?? (() => {});
