@@ -1,4 +1,6 @@
 import { test } from 'node:test';
+import { Readable } from 'node:stream';
+import type { IncomingMessage } from 'node:http';
 import assert from 'node:assert/strict';
 import type { Directive } from '@killpath/protocol';
 import { Authenticator } from '../src/auth/tokens.ts';
@@ -127,6 +129,68 @@ test('the light report route takes POST /v1/workers/{id}/ack and /halted with a 
       ['POST', '/v1/workers/a/b/halted'],
     ] as const)
       assert.equal(route(req(method, path), undefined), null, `${method} ${path}`);
+  } finally {
+    await h.close();
+  }
+});
+
+/** A Node request as the socket server hands it over: the raw URL and the raw header lines. */
+function incoming(url: string, lines: [string, string][], text: string): IncomingMessage {
+  const msg = Readable.from([Buffer.from(text)]) as unknown as IncomingMessage & Record<string, unknown>;
+  const headers: Record<string, string> = {};
+  const distinct: Record<string, string[]> = {};
+  for (const [k, v] of lines) {
+    const name = k.toLowerCase();
+    // Node keeps the first of a repeated authorization or content-type (and joins others).
+    headers[name] ??= v;
+    (distinct[name] ??= []).push(v);
+  }
+  Object.assign(msg, { url, headers, headersDistinct: distinct });
+  return msg;
+}
+
+test('the light report route answers dot segments and repeated headers as the app does', async () => {
+  const h = await harness();
+  try {
+    const agent = await h.token('agent', 'acme', 'bot');
+    hostWorker(h.cp.fleet, 'w1', { runs: ['r1'] });
+    const body = '{"rev":0}';
+    const base: [string, string][] = [
+      ['host', 'cp.test'],
+      ['authorization', `Bearer ${agent}`],
+      ['content-type', 'application/json'],
+      ['content-length', String(body.length)],
+    ];
+    const cases: { name: string; url: string; lines: [string, string][] }[] = [
+      // The WHATWG URL the app routes on resolves dot segments: /v1/ack, no route.
+      { name: '..', url: '/v1/workers/../ack', lines: base },
+      { name: '.', url: '/v1/workers/./halted', lines: base },
+      // The app reads a repeated header as its values joined: two tokens are none.
+      { name: 'two tokens', url: '/v1/workers/w1/ack', lines: [...base, ['authorization', 'Bearer other']] },
+      { name: 'two types', url: '/v1/workers/w1/ack', lines: [...base, ['content-type', 'text/plain']] },
+    ];
+    for (const c of cases) {
+      const env = (): { incoming: IncomingMessage } => ({ incoming: incoming(c.url, c.lines, body) });
+      const req = (query = '') =>
+        new Request(`http://cp.test${c.url}${query}`, {
+          method: 'POST',
+          headers: c.lines.filter(([k]) => k !== 'host' && k !== 'content-length'),
+          body,
+        });
+      const route = workerReportRoute({
+        fleet: h.cp.fleet,
+        workers: h.cp.workers,
+        haltedReport: (id, who, b) => h.cp.haltedReport(id, who, b),
+        auth: new Authenticator(h.store),
+        metrics: h.cp.metrics,
+        log: createLogger('silent'),
+      });
+      const light = route(req(), env() as never);
+      // A query string is left to the app's routes, which read the WHATWG request.
+      const app = await seen(await h.app.fetch(req('?via=app'), {}));
+      assert.deepEqual(light === null ? app : await seen(await light), app, c.name);
+      assert.notEqual(app[0], 204, c.name);
+    }
   } finally {
     await h.close();
   }

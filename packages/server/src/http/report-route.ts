@@ -52,9 +52,10 @@ export interface WorkerReportRouteDeps extends WorkerReportDeps {
 
 /**
  * The paths the light route takes: a worker id with nothing to decode, no query. Anything else
- * (an escaped id, a query string) goes through the app's routes, which answer it the same way.
+ * (an escaped id, a query string, a dot segment, which the app's URL resolves away: `/v1/workers/../ack`
+ * is `/v1/ack` there) goes through the app's routes, which answer it the same way.
  */
-const REPORT_PATH = /^\/v1\/workers\/([^/?#%]+)\/(ack|halted)$/;
+const REPORT_PATH = /^\/v1\/workers\/(?!\.\.?\/)([^/?#%]+)\/(ack|halted)$/;
 
 /**
  * `POST /v1/workers/{id}/ack` and `/halted` outside the general middleware: after a flip every
@@ -78,8 +79,11 @@ export function workerReportRoute(
     const path = incoming !== undefined ? (incoming.url ?? '') : pathOf(req.url);
     const m = REPORT_PATH.exec(path);
     if (m === null) return null;
+    // Node keeps the first of a repeated Authorization or Content-Type; the app's request (and so
+    // its routes) sees every value, joined: read them the app's way, or a second token or type
+    // the app refuses would pass here.
     const header = (name: string): string | undefined =>
-      incoming !== undefined ? headerText(incoming.headers[name]) : (req.headers.get(name) ?? undefined);
+      incoming !== undefined ? distinct(incoming, name) : (req.headers.get(name) ?? undefined);
     const length = header('content-length');
     if (incoming !== undefined && (length === undefined || header('transfer-encoding') !== undefined))
       return null;
@@ -139,7 +143,11 @@ function pathOf(url: string): string {
   return `${u.pathname}${u.search}`;
 }
 
-function headerText(v: string | string[] | undefined): string | undefined {
+/** Every value of header `name`, joined as a WHATWG `Headers` joins them (an HTTP/2 request has no `headersDistinct`: its `headers`). */
+function distinct(incoming: IncomingMessage, name: string): string | undefined {
+  const all = (incoming.headersDistinct as IncomingMessage['headersDistinct'] | undefined)?.[name];
+  if (all !== undefined) return all.join(', ');
+  const v = incoming.headers[name];
   return Array.isArray(v) ? v.join(', ') : v;
 }
 
