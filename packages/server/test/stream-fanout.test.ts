@@ -81,6 +81,37 @@ describe('hub fan-out', () => {
     assert.equal(sent.length, 7, 'no keep-alive once closed');
   });
 
+  it('a stream whose token expired gets no message after it and is closed within one interval, however keep-alives are deferred', async () => {
+    const clock = new ManualClock();
+    // One clock for both: the hub's wall time (token expiry) and its timers.
+    const hub = new StreamHub(1000, 0, () => clock.now(), clock);
+    const sent: string[] = [];
+    let closedAt: number | null = null;
+    await hub.attach(
+      {
+        workerId: 'w1',
+        tenant: 'acme',
+        expiresAt: clock.now() + 1200,
+        write: () => true,
+        writeFrame: (f) => (
+          sent.push(`${clock.now()} ${f.text.split('\n')[0]!.slice('event: '.length)}`),
+          true
+        ),
+        close: () => void (closedAt ??= clock.now()),
+      },
+      async () => ({ rev: 0, directives: [] }),
+    );
+    const at = (t: number) => clock.advance(t - clock.now());
+    at(1000);
+    at(1900);
+    // Defers the keep-alive to 2900: the token, which expired at 1200, must not wait for it.
+    hub.publish(1, { issued: directive('d1', 'acme', 1) });
+    at(3000);
+    assert.deepEqual(sent, ['1000 keepalive']);
+    assert.ok(closedAt !== null && closedAt <= 2200, `closed at ${closedAt}, expired at 1200`);
+    hub.close();
+  });
+
   it('encodes each distinct frame once and shares it; tenants see their directives, others a bare rev', async () => {
     const hub = new StreamHub(60_000, 0);
     const got = new Map<string, SseFrame[]>();

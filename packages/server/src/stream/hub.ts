@@ -62,8 +62,9 @@ function frame(type: string, data: unknown): string {
  * A keep-alive goes to every stream one interval after the last message every stream got: a
  * delta renews a worker's lease as a keep-alive does, so after a publish the next keep-alive is
  * due a full interval later (at most two intervals after the keep-alive before it, which also
- * closes expired streams and rechecks vouching). A flip is not followed by a keep-alive to the
- * whole fleet while the fleet's reports come in.
+ * rechecks vouching). A flip is not followed by a keep-alive to the whole fleet while the
+ * fleet's reports come in. A stream whose token expired is closed by the first keep-alive or
+ * publish after its expiry, so within one interval of it, and gets no message past it.
  *
  * Attach is race-free: a sink is registered before its snapshot is read, deltas arriving
  * meanwhile are buffered and replayed past the snapshot's rev.
@@ -196,7 +197,13 @@ export class StreamHub {
   /** Publishes one rev step to every stream, synchronously. Call right after the commit. */
   publish(rev: number, change: Change): void {
     if (rev > this.#rev) this.#rev = rev;
-    for (const buf of this.#pending.values()) buf.push({ rev, ...change });
+    // A stream whose token expired gets nothing more, and is closed now: this publish defers the
+    // keep-alive that would close it, to up to two intervals after the one before.
+    const now = this.#now();
+    for (const [sink, buf] of this.#pending) {
+      if (expired(sink, now)) this.#drop(sink);
+      else buf.push({ rev, ...change });
+    }
     // Serialise and encode each distinct frame once, not once per stream; every write is sent
     // here, before the caller goes on to anything else.
     const d = change.issued ?? change.cleared;
@@ -204,7 +211,8 @@ export class StreamHub {
     const tenant = d === undefined ? null : d.tenant;
     const bare = tenant !== null ? new SseFrame('delta', { type: 'delta', rev }) : full;
     for (const sink of this.#live) {
-      if (!send(sink, tenant === null || tenant === sink.tenant ? full : bare)) this.#drop(sink);
+      if (expired(sink, now) || !send(sink, tenant === null || tenant === sink.tenant ? full : bare))
+        this.#drop(sink);
     }
     this.#deferKeepalive();
   }
@@ -231,7 +239,7 @@ export class StreamHub {
   closeExpired(now: number = this.#now()): number {
     let n = 0;
     for (const sink of [...this.#live, ...this.#pending.keys()]) {
-      if (sink.expiresAt === undefined || sink.expiresAt === null || now < sink.expiresAt) continue;
+      if (!expired(sink, now)) continue;
       this.#drop(sink);
       n++;
     }
@@ -272,6 +280,11 @@ export class StreamHub {
     this.#live.clear();
     this.#pending.clear();
   }
+}
+
+/** Whether `sink`'s token has expired at `now` (wall ms). */
+function expired(sink: StreamSink, now: number): boolean {
+  return sink.expiresAt !== undefined && sink.expiresAt !== null && now >= sink.expiresAt;
 }
 
 function send(sink: StreamSink, f: SseFrame): boolean {
