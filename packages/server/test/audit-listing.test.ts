@@ -8,6 +8,7 @@ import { describe, test } from 'node:test';
 import { countAuditInSteps, listAuditInSteps } from '../src/http/audit-listing.ts';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
 import type { AuditQuery } from '../src/store/store.ts';
+import { harness } from './harness.ts';
 
 describe('listAuditInSteps', () => {
   test('answers what one listAudit call does, for every query shape, in bounded steps', async () => {
@@ -112,6 +113,40 @@ describe('listAuditInSteps', () => {
           }
     } finally {
       await store.close();
+    }
+  });
+});
+
+describe('GET /v1/audit', () => {
+  test('total and records are of the same log: one appended while the page is read is in neither', async () => {
+    const h = await harness();
+    try {
+      const admin = await h.token('admin', '*');
+      for (const types of [undefined, 'token.minted'])
+        for (const op of ['countAudit', 'listAudit'] as const) {
+          const orig = h.store[op].bind(h.store) as (...a: unknown[]) => Promise<unknown>;
+          let calls = 0;
+          // The first read is the head; the append lands after it, as another request's would.
+          (h.store as unknown as Record<string, unknown>)[op] = async (...a: unknown[]) => {
+            if (op === 'countAudit' || ++calls === 2)
+              await h.store.appendAudit([
+                { type: 'token.minted', actor: 'test', tenant: 'acme', data: {} },
+              ] as never);
+            return orig(...a);
+          };
+          try {
+            const res = await h.req('GET', `/v1/audit?limit=5000${types ? `&type=${types}` : ''}`, {
+              token: admin,
+            });
+            const page = (await res.json()) as { total: number; totalExact: boolean; records: unknown[] };
+            assert.equal(res.status, 200);
+            assert.equal(page.total, page.records.length, `${op} ${types ?? 'all'}`);
+          } finally {
+            (h.store as unknown as Record<string, unknown>)[op] = orig;
+          }
+        }
+    } finally {
+      await h.close();
     }
   });
 });

@@ -388,7 +388,7 @@ export function createApp(
     const filter = { tenant, ...(types ? { types } : {}) };
     const counted =
       tenant === undefined && types === undefined
-        ? await store.countAudit(filter, AUDIT_COUNT_CAP)
+        ? await store.countAudit(filter, AUDIT_COUNT_CAP, head)
         : await countAuditInSteps(store, filter, head, AUDIT_COUNT_CAP);
     // Counted, read and encoded in steps with the loop free between them (a filtered page of a
     // long log is otherwise one long scan on the event loop the kill path runs on).
@@ -404,7 +404,8 @@ export function createApp(
       },
       head,
     );
-    // `total`: the records the caller may see under the same type filter (after/before ignored);
+    // `total`: the records the caller may see under the same type filter (after/before ignored),
+    // up to `head`, as the page is (a record appended meanwhile is in neither);
     // counting a tenant's share of a long chain is a scan, so it counts the newest 100,000 records
     // only and on a longer chain it is a lower bound
     // (`totalExact: false`, "at least"). Page with after= (ascending) or before= (order=desc).
