@@ -5,6 +5,7 @@
  * decide "overloaded" exactly instead of making the machine slow.
  */
 import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
 import { describe, it } from 'node:test';
 import { Admission, loopLagProbe, priorityOf, type Priority } from '../src/http/admission.ts';
 import { expectWireError, harness, heartbeatBody } from './harness.ts';
@@ -147,9 +148,10 @@ describe('shedding under overload', () => {
 });
 
 /** A request context with what the middleware reads (method, path) and answers with (json). */
-function fakeContext(method: string, path: string): never {
+function fakeContext(method: string, path: string, env?: { outgoing: EventEmitter }): never {
   return {
     req: { method, path },
+    env,
     json: (body: unknown, status: number) => new Response(JSON.stringify(body), { status }),
   } as never;
 }
@@ -245,6 +247,44 @@ describe('low-priority requests take turns', () => {
     assert.equal(body.error.code, 'overloaded');
     assert.match(body.error.message, /waited 1500 ms for its turn/);
     assert.deepEqual(shed, ['low /v1/audit']);
+    release();
+    await verify;
+    assert.equal(admission.lowInFlight, 0);
+  });
+});
+
+describe('a client that leaves while its request waits', () => {
+  it('frees its place at once, and its request is never processed', async () => {
+    const turns: (() => void)[] = [];
+    const admission = new Admission({
+      lag: { lagMs: () => 0 },
+      maxLowInFlight: 2,
+      nextTurn: (fn) => turns.push(fn),
+    });
+    const mw = admission.middleware();
+    let release = () => {};
+    const verify = mw(
+      fakeContext('GET', '/v1/audit/verify'),
+      () => new Promise<void>((ok) => (release = ok)),
+    );
+    const outgoing = new EventEmitter();
+    let ran = false;
+    const left = mw(fakeContext('GET', '/v1/fleet', { outgoing }), async () => {
+      ran = true;
+    });
+    await settle();
+    assert.equal(admission.lowWaiting, 1);
+    assert.equal(admission.shedReason('low'), 'the control plane is overloaded (2 read queries in flight)');
+    // The connection closed before the answer: the response's 'close'.
+    outgoing.emit('close');
+    assert.equal(admission.lowWaiting, 0, 'no longer waiting');
+    await settle();
+    assert.equal(turns.length, 1, 'no turn of the loop came meanwhile');
+    assert.equal(admission.lowInFlight, 1, 'its place is free for another');
+    assert.equal(((await left) as Response).status, 499);
+    while (turns.length > 0) turns.shift()!();
+    await left;
+    assert.equal(ran, false, 'nobody is there to read its answer');
     release();
     await verify;
     assert.equal(admission.lowInFlight, 0);

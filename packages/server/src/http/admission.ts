@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events';
 import type { Context, MiddlewareHandler } from 'hono';
 import { HTTP_STATUS, systemClock, type Clock, type WireError } from '@killpath/protocol';
 
@@ -13,6 +14,9 @@ import { HTTP_STATUS, systemClock, type Clock, type WireError } from '@killpath/
  *   first, with 429 and `Retry-After`.
  */
 export type Priority = 'critical' | 'normal' | 'low';
+
+/** The status a request whose client left before its turn is answered with (nobody reads it; nginx's "client closed request"). */
+const CLIENT_LEFT = 499;
 
 const CRITICAL: [string, RegExp][] = [
   ['POST', /^\/v1\/directives$/],
@@ -94,7 +98,8 @@ export interface AdmissionOptions {
  * Admitted low-priority requests take turns: one at a time, one after another while the current
  * turn of the event loop has spent less than `turnBudgetMs` on them; the rest wait in arrival
  * order while the loop serves timers, streams and high-priority requests, and are shed if they
- * waited `maxWaitMs`. (One that awaits I/O, such as an audit verification in its worker thread,
+ * waited `maxWaitMs`; one whose client leaves while it waits leaves the queue at once, and is
+ * never processed. (One that awaits I/O, such as an audit verification in its worker thread,
  * lets the next start at the next turn.) Without turns, a flood that arrives in one read of its
  * sockets is processed in one synchronous stretch (64 reads of a few ms each: a loop 200 ms
  * late), and shedding by lag acts only once the loop is already late. Waiting, instead of a 429
@@ -207,6 +212,28 @@ export class Admission {
     if (this.#waiting.length > 0 && this.#mayStart()) this.#waiting.shift()!(this.#begin());
   }
 
+  /**
+   * Waits for a turn: resolves with it, or with null as soon as the client's connection closes
+   * (the response's `close` before it was sent), which frees the request's place in the queue.
+   */
+  #wait(c: Context): Promise<number | null> {
+    const outgoing = (c.env as { outgoing?: Pick<EventEmitter, 'once' | 'off'> } | undefined)?.outgoing;
+    return new Promise<number | null>((ok) => {
+      const left = () => {
+        const i = this.#waiting.indexOf(start);
+        if (i < 0) return;
+        this.#waiting.splice(i, 1);
+        ok(null);
+      };
+      const start = (turn: number) => {
+        outgoing?.off('close', left);
+        ok(turn);
+      };
+      this.#waiting.push(start);
+      outgoing?.once('close', left);
+    });
+  }
+
   /** A 429 `overloaded` answer (built directly: a shed request should cost as little as possible). */
   #shed(c: Context, priority: Priority, reason: string): Response {
     this.#onShed(priority, c.req.path);
@@ -232,10 +259,9 @@ export class Admission {
       this.#lowInFlight += 1;
       try {
         const arrived = this.#now();
-        const turn =
-          this.#waiting.length === 0 && this.#mayStart()
-            ? this.#begin()
-            : await new Promise<number>((ok) => this.#waiting.push(ok));
+        const turn = this.#waiting.length === 0 && this.#mayStart() ? this.#begin() : await this.#wait(c);
+        // The client left while it waited: nobody reads the answer, and its place is already free.
+        if (turn === null) return new Response(null, { status: CLIENT_LEFT });
         const waited = this.#now() - arrived;
         if (waited >= this.#maxWaitMs) {
           this.#end(turn);
