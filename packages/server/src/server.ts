@@ -105,11 +105,17 @@ export interface ServerOptions {
    * Admission control under overload (default on): telemetry and read queries take turns (one
    * at a time, `turnBudgetMs` of each turn of the event loop, default 2) and are shed with 429
    * while the event loop runs `shedLagMs` late (default 100), once
-   * `maxLowInFlight` of them are in flight (default 256) or when one waited `maxWaitMs` for its
+   * `maxLowInFlight` of them are in flight (default 256), `maxLowPerCaller` of one caller's
+   * (default a quarter of that), or when one waited `maxWaitMs` for its
    * turn (default 2000); directives, streams, acks, halted reports and heartbeats never wait nor
    * are shed. `false` admits everything (benchmarks measuring the server without it).
    */
-  admission?: false | Pick<AdmissionOptions, 'shedLagMs' | 'maxLowInFlight' | 'turnBudgetMs' | 'maxWaitMs'>;
+  admission?:
+    | false
+    | Pick<
+        AdmissionOptions,
+        'shedLagMs' | 'maxLowInFlight' | 'maxLowPerCaller' | 'turnBudgetMs' | 'maxWaitMs'
+      >;
 }
 
 /** A running control plane. */

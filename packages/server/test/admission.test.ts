@@ -122,6 +122,7 @@ describe('shedding under overload', () => {
     const admission = new Admission({
       lag: { lagMs: () => 0 },
       maxLowInFlight: 2,
+      maxLowPerCaller: 2,
       now: () => 0,
       nextTurn: (fn) => turns.push(fn),
     });
@@ -148,9 +149,14 @@ describe('shedding under overload', () => {
 });
 
 /** A request context with what the middleware reads (method, path) and answers with (json). */
-function fakeContext(method: string, path: string, env?: { outgoing: EventEmitter }): never {
+function fakeContext(
+  method: string,
+  path: string,
+  env?: { outgoing: EventEmitter },
+  authorization?: string,
+): never {
   return {
-    req: { method, path },
+    req: { method, path, header: (name: string) => (name === 'authorization' ? authorization : undefined) },
     env,
     json: (body: unknown, status: number) => new Response(JSON.stringify(body), { status }),
   } as never;
@@ -253,12 +259,46 @@ describe('low-priority requests take turns', () => {
   });
 });
 
+describe('one caller cannot hold every place', () => {
+  it("a token's flood of reads is shed past its share; another tenant's read is admitted while the loop is on time", async () => {
+    const admission = new Admission({ lag: { lagMs: () => 0 }, maxLowInFlight: 8 });
+    const mw = admission.middleware();
+    let release = () => {};
+    const held = new Promise<void>((ok) => (release = ok));
+    const answers: Promise<unknown>[] = [];
+    for (let i = 0; i < 8; i++)
+      answers.push(mw(fakeContext('GET', '/v1/audit/verify', undefined, 'Bearer flood'), () => held));
+    await settle();
+    assert.equal(admission.lowInFlight, 2, 'a quarter of the places by default');
+    const shed = (await Promise.all(answers.slice(2))) as Response[];
+    assert.deepEqual(
+      shed.map((r) => r.status),
+      [429, 429, 429, 429, 429, 429],
+    );
+    let ran = false;
+    const other = mw(fakeContext('GET', '/v1/fleet', undefined, 'Bearer beta'), async () => {
+      ran = true;
+    });
+    await settle();
+    release();
+    await Promise.all([other, ...answers.slice(0, 2)]);
+    assert.ok(ran, "the other tenant's read was processed");
+    assert.equal(admission.lowInFlight, 0);
+    // Its places are back once its reads are answered.
+    assert.equal(
+      await mw(fakeContext('GET', '/v1/fleet', undefined, 'Bearer flood'), async () => {}),
+      undefined,
+    );
+  });
+});
+
 describe('a client that leaves while its request waits', () => {
   it('frees its place at once, and its request is never processed', async () => {
     const turns: (() => void)[] = [];
     const admission = new Admission({
       lag: { lagMs: () => 0 },
       maxLowInFlight: 2,
+      maxLowPerCaller: 2,
       nextTurn: (fn) => turns.push(fn),
     });
     const mw = admission.middleware();

@@ -67,6 +67,13 @@ export interface AdmissionOptions {
    */
   maxLowInFlight?: number;
   /**
+   * Shed one caller's low-priority requests beyond this many in flight at once (a caller: the
+   * request's Authorization header, the unauthenticated console's files all one), so that one
+   * client's flood cannot hold every place of `maxLowInFlight` and get another tenant's reads
+   * shed while the loop is on time. Default a quarter of `maxLowInFlight`.
+   */
+  maxLowPerCaller?: number;
+  /**
    * Low-priority work one turn of the event loop may do, in ms of the loop's time since the first
    * of it started: past it, the next one waits for the loop to turn (timers, streams and
    * high-priority requests run in between). Default 2.
@@ -109,6 +116,9 @@ export class Admission {
   readonly #lag: LagSource;
   readonly #shedLagMs: number;
   readonly #maxLowInFlight: number;
+  readonly #maxLowPerCaller: number;
+  /** Low-priority requests in flight per caller (see {@link AdmissionOptions.maxLowPerCaller}); only callers with some. */
+  readonly #perCaller = new Map<string, number>();
   readonly #turnBudgetMs: number;
   readonly #maxWaitMs: number;
   readonly #retryAfterS: number;
@@ -133,6 +143,7 @@ export class Admission {
     this.#lag = opts.lag;
     this.#shedLagMs = opts.shedLagMs ?? 100;
     this.#maxLowInFlight = opts.maxLowInFlight ?? 256;
+    this.#maxLowPerCaller = opts.maxLowPerCaller ?? Math.max(1, Math.floor(this.#maxLowInFlight / 4));
     this.#turnBudgetMs = opts.turnBudgetMs ?? 2;
     this.#maxWaitMs = opts.maxWaitMs ?? 2000;
     this.#retryAfterS = opts.retryAfterS ?? 1;
@@ -256,6 +267,15 @@ export class Admission {
       if (priority !== 'low') return next();
       const reason = this.shedReason(priority, true);
       if (reason !== null) return this.#shed(c, priority, reason);
+      const caller = c.req.header('authorization') ?? '';
+      const mine = this.#perCaller.get(caller) ?? 0;
+      if (mine >= this.#maxLowPerCaller)
+        return this.#shed(
+          c,
+          priority,
+          `too many read queries of this caller in flight (${mine}; the control plane takes ${this.#maxLowPerCaller} of one caller at once)`,
+        );
+      this.#perCaller.set(caller, mine + 1);
       this.#lowInFlight += 1;
       try {
         const arrived = this.#now();
@@ -278,6 +298,9 @@ export class Admission {
         }
       } finally {
         this.#lowInFlight -= 1;
+        const left = this.#perCaller.get(caller)! - 1;
+        if (left === 0) this.#perCaller.delete(caller);
+        else this.#perCaller.set(caller, left);
       }
     };
   }
