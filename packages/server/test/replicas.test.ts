@@ -103,6 +103,31 @@ async function advanceTo(
 }
 
 /** When the kill step of halt `d` falls due (grace + the tests' 300 ms slack after its commit), wall ms. */
+/** Launcher L9 of acme/nosdk (an agent without the SDK), attached to replica `cp`. */
+function nosdkLauncher(cp: ControlPlane) {
+  const sink = {
+    launcherId: 'L9',
+    tenant: 'acme',
+    agent: 'nosdk',
+    runId: 'n-1',
+    features: [],
+    write: () => true,
+    close() {},
+  };
+  cp.launchers.attach(sink, 0, cp.active());
+  return sink;
+}
+
+/** An operator's halt of acme/nosdk with a 500 ms grace, issued on `cp`. */
+async function haltNosdk(cp: ControlPlane, justification: string): Promise<Directive> {
+  const { directive } = await cp.issue(
+    OPERATOR,
+    { level: 'halt', scope: 'agent:acme/nosdk', graceMs: 500, reason: 'runaway', justification },
+    { via: 'test' },
+  );
+  return directive;
+}
+
 const killDue = (d: Directive) => Date.parse(d.issuedAt) + d.graceMs + 300;
 
 async function escalationsOf(store: Store, d: Directive): Promise<Directive[]> {
@@ -601,27 +626,8 @@ function cases(name: string, shared: () => Promise<SharedDatabase>): void {
         await a.start();
         await b.start();
         assert.equal(a.leadership.leading, true);
-        const sink = {
-          launcherId: 'L9',
-          tenant: 'acme',
-          agent: 'nosdk',
-          runId: 'n-1',
-          features: [],
-          write: () => true,
-          close() {},
-        };
-        b.launchers.attach(sink, 0, b.active());
-        const { directive: d } = await a.issue(
-          OPERATOR,
-          {
-            level: 'halt',
-            scope: 'agent:acme/nosdk',
-            graceMs: 500,
-            reason: 'runaway',
-            justification: 'INC-13',
-          },
-          { via: 'test' },
-        );
+        const sink = nosdkLauncher(b);
+        const d = await haltNosdk(a, 'INC-13');
         await b.view.reach(d.rev);
         await advanceTo(clock, killDue(d) + 500, [a, b], [a, b]);
         const kills = await escalationsOf(db.stores[0], d);
@@ -676,27 +682,8 @@ function cases(name: string, shared: () => Promise<SharedDatabase>): void {
         await a.start();
         await b.start();
         assert.equal(a.leadership.leading, true);
-        const sink = {
-          launcherId: 'L9',
-          tenant: 'acme',
-          agent: 'nosdk',
-          runId: 'n-1',
-          features: [],
-          write: () => true,
-          close() {},
-        };
-        b.launchers.attach(sink, 0, b.active());
-        const { directive: d } = await a.issue(
-          OPERATOR,
-          {
-            level: 'halt',
-            scope: 'agent:acme/nosdk',
-            graceMs: 500,
-            reason: 'runaway',
-            justification: 'INC-14',
-          },
-          { via: 'test' },
-        );
+        nosdkLauncher(b);
+        const d = await haltNosdk(a, 'INC-14');
         await b.view.reach(d.rev);
         down = true;
         await advanceTo(clock, killDue(d) + 100, [a, b], [a, b]);
