@@ -73,6 +73,8 @@ export type {
   HeartbeatReport,
   AckReport,
   HaltedReport,
+  WorkerReportItem,
+  WorkerReportBatch,
   RunRegistration,
   Principal,
   FleetWorker,

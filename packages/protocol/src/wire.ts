@@ -13,6 +13,8 @@ import type {
   AckReportSchema,
   HaltedReportSchema,
   HeartbeatReportSchema,
+  WorkerReportBatchSchema,
+  WorkerReportItemSchema,
   RunRegistrationSchema,
   RunReportSchema,
 } from './schemas/reports.ts';
@@ -131,6 +133,12 @@ export type AckReport = z.infer<typeof AckReportSchema>;
  * finished or been aborted, and new ones are refused (`POST /v1/workers/{id}/halted`).
  */
 export type HaltedReport = z.infer<typeof HaltedReportSchema>;
+
+/** One ack or halted report of a {@link WorkerReportBatch}, with its worker and kind. */
+export type WorkerReportItem = z.infer<typeof WorkerReportItemSchema>;
+
+/** Acks and halted reports of several workers sent together (`POST /v1/workers/reports`). */
+export type WorkerReportBatch = z.infer<typeof WorkerReportBatchSchema>;
 
 /** A worker-side run registration (`POST /v1/runs`), so operators can target it by id. */
 export type RunRegistration = z.infer<typeof RunRegistrationSchema>;

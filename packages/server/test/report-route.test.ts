@@ -195,3 +195,84 @@ test('the light report route answers dot segments and repeated headers as the ap
     await h.close();
   }
 });
+
+test('a batch of reports is taken report by report, by the light route and the app alike', async () => {
+  const h = await harness();
+  try {
+    const op = await h.token('operator', 'acme');
+    const agent = await h.token('agent', 'acme', 'bot');
+    const viewer = await h.token('viewer', 'acme');
+    for (const id of ['w1', 'w2', 'w3']) hostWorker(h.cp.fleet, id, { runs: [`r-${id}`] });
+    const d = await issue(h, op);
+    const halted = (workerId: string) => ({
+      kind: 'halted',
+      workerId,
+      rev: d.rev,
+      directiveId: d.id,
+      runs: [`r-${workerId}`],
+      aborted: 0,
+      completed: 1,
+      observeToSettleMs: 2,
+    });
+    const taken: string[] = [];
+    h.cp.onHalted((e) => taken.push(e.workerId));
+    const acked = () =>
+      Object.fromEntries(h.cp.fleet.coveredBy(d).map((w) => [w.workerId, w.ackedRev] as const));
+    const good = { reports: [halted('w1'), { kind: 'ack', workerId: 'w2', rev: d.rev }] };
+    // One report naming a directive the tenant does not have fails alone: the others are taken.
+    const mixed = { reports: [{ ...halted('w2'), directiveId: 'd_nope' }, halted('w3')] };
+    const cases: { name: string; token?: string | null; body: unknown; headers?: Record<string, string> }[] =
+      [
+        { name: 'good', token: agent, body: good },
+        { name: 'one bad', token: agent, body: mixed },
+        { name: 'no token', token: null, body: good },
+        { name: 'a viewer', token: viewer, body: good },
+        { name: 'empty', token: agent, body: { reports: [] } },
+        { name: 'unknown kind', token: agent, body: { reports: [{ ...halted('w1'), kind: 'settled' }] } },
+        {
+          name: 'extra field',
+          token: agent,
+          body: { reports: [{ kind: 'ack', workerId: 'w1', rev: 1, x: 1 }] },
+        },
+        {
+          name: 'too many',
+          token: agent,
+          body: { reports: Array.from({ length: 257 }, () => ({ kind: 'ack', workerId: 'w1', rev: 1 })) },
+        },
+        {
+          name: 'text/plain',
+          token: agent,
+          body: JSON.stringify(good),
+          headers: { 'content-type': 'text/plain' },
+        },
+      ];
+    const answers: Record<string, [number, string | null, string]> = {};
+    for (const c of cases) {
+      const opts = {
+        ...(c.token === undefined ? {} : { token: c.token }),
+        body: c.body,
+        ...(c.headers ? { headers: c.headers } : {}),
+      };
+      const light = await seen(await h.req('POST', '/v1/workers/reports', opts));
+      const app = await seen(await h.req('POST', '/v1/workers/reports?via=app', opts));
+      assert.deepEqual(light, app, c.name);
+      answers[c.name] = light;
+    }
+    const statuses = (name: string) =>
+      (JSON.parse(answers[name]![2]) as { answers: { status: number }[] }).answers.map((a) => a.status);
+    assert.equal(answers.good![0], 200);
+    assert.deepEqual(statuses('good'), [204, 204]);
+    assert.deepEqual(statuses('one bad'), [404, 204]);
+    // A viewer owns no worker: each report is refused as its own route refuses it.
+    assert.deepEqual(statuses('a viewer'), [404, 404]);
+    for (const name of ['no token']) assert.equal(answers[name]![0], 401, name);
+    for (const name of ['empty', 'unknown kind', 'extra field', 'too many'])
+      assert.equal(answers[name]![0], 400, name);
+    assert.equal(answers['text/plain']![0], 415);
+    // Each way in took w1's and w3's halted reports, and w2's ack; nothing else.
+    assert.deepEqual(taken.sort(), ['w1', 'w1', 'w3', 'w3']);
+    assert.deepEqual(acked(), { w1: d.rev, w2: d.rev, w3: d.rev });
+  } finally {
+    await h.close();
+  }
+});

@@ -33,6 +33,8 @@ export {
   HeartbeatReportSchema,
   AckReportSchema,
   HaltedReportSchema,
+  WorkerReportItemSchema,
+  WorkerReportBatchSchema,
   RunRegistrationSchema,
   ResumeRequestSchema,
 } from './reports.ts';

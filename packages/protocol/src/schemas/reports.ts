@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { LEVELS } from '../levels.ts';
 import { MAX_RUNS_PER_HEARTBEAT } from '../limits.ts';
 import { ReleaseSchema, capability, count, directiveRef, id } from './parts.ts';
+import { MAX_BATCH } from './permits.ts';
 
 /** State of one run as a worker reports it. */
 export const RunReportSchema = z.strictObject({
@@ -58,6 +59,25 @@ export const HaltedReportSchema = z.strictObject({
   completed: count,
   /** Worker-measured time from applying the rev to settling, in ms (monotonic). */
   observeToSettleMs: z.number().min(0),
+});
+
+/**
+ * One report in a {@link WorkerReportBatchSchema}: an ack or a halted report (the body of
+ * `POST /v1/workers/{id}/ack` or `/halted`) with the worker it is from and its kind.
+ */
+export const WorkerReportItemSchema = z.discriminatedUnion('kind', [
+  AckReportSchema.extend({ kind: z.literal('ack'), workerId: id }),
+  HaltedReportSchema.extend({ kind: z.literal('halted'), workerId: id }),
+]);
+
+/**
+ * Body of `POST /v1/workers/reports`: acks and halted reports of several workers that share a
+ * process and a token, sent together (after a flip every worker of a host reports in the same
+ * turn). Each is taken as its own route takes it, in order; the answer is one
+ * `{ status, body? }` per report (`BatchAnswers`).
+ */
+export const WorkerReportBatchSchema = z.strictObject({
+  reports: z.array(WorkerReportItemSchema).min(1).max(MAX_BATCH),
 });
 
 /** A worker-side run registration (body of `POST /v1/runs`), so operators can target it by id. */

@@ -24,6 +24,7 @@ const CRITICAL: [string, RegExp][] = [
   ['POST', /^\/v1\/agents\/[^/]+\/[^/]+\/kill$/],
   ['GET', /^\/v1\/(stream|launchers\/stream)$/],
   ['POST', /^\/v1\/workers\/[^/]+\/(ack|halted|heartbeat)$/],
+  ['POST', /^\/v1\/workers\/reports$/],
   ['POST', /^\/v1\/launchers\/[^/]+\/(events|token|token\/revoke)$/],
   ['POST', /^\/v1\/watchdog\//],
   ['ANY', /^\/v1\/tokens(\/|$)/],

@@ -41,7 +41,12 @@ import { countAuditInSteps, listAuditInSteps } from './audit-listing.ts';
 import { fleetRoutes } from './fleet-route.ts';
 import { VerifyRuns } from '../audit/verify-runs.ts';
 import type { Admission } from './admission.ts';
-import { takeWorkerReport, workerReportRoute, type WorkerReportDeps } from './report-route.ts';
+import {
+  takeWorkerReport,
+  takeWorkerReports,
+  workerReportRoute,
+  type WorkerReportDeps,
+} from './report-route.ts';
 import {
   BODY_LIMIT,
   SLOW_REQUEST_MS,
@@ -352,7 +357,11 @@ export function createApp(
     fleet,
     workers,
     haltedReport: (id, who, b) => cp.haltedReport(id, who, b),
+    log,
   };
+  app.post('/v1/workers/reports', async (c) =>
+    c.json(await takeWorkerReports(reportDeps, c.get('principal'), (schema) => body(c, schema))),
+  );
   for (const kind of ['ack', 'halted'] as const)
     app.post(`/v1/workers/:id/${kind}`, async (c) => {
       await takeWorkerReport(reportDeps, kind, c.req.param('id'), c.get('principal'), (schema) =>
@@ -481,7 +490,7 @@ export function createApp(
     }),
   );
 
-  const reports = workerReportRoute({ ...reportDeps, auth, metrics, log });
+  const reports = workerReportRoute({ ...reportDeps, auth, metrics });
   const dispatch = app.fetch;
   app.fetch = (req, env, ctx) =>
     reports(req, env as Partial<HttpBindings> | undefined) ?? dispatch(req, env, ctx);

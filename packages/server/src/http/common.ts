@@ -1,7 +1,15 @@
 import type { Context } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
 import type { z } from 'zod';
-import { HTTP_STATUS, KillpathError, isIdentifier, toWire, type Principal } from '@killpath/protocol';
+import {
+  HTTP_STATUS,
+  KillpathError,
+  isIdentifier,
+  toWire,
+  type BatchAnswer,
+  type Principal,
+} from '@killpath/protocol';
+import type { Logger } from '../log.ts';
 import type { FleetStore, RunRecord } from '../store/store.ts';
 import { Fleet, workerKey, type WorkerKey } from '../fleet.ts';
 
@@ -223,4 +231,15 @@ export async function readRun(
     );
   if (runs.length === 0) throw notFound();
   return runs[0]!;
+}
+
+/**
+ * What the single-item route would have answered for one failed item of a batch (permits,
+ * outcomes, worker reports): the wire error and its status. An error that is not a
+ * `KillpathError` is logged and answered 500, as the app's error handler does.
+ */
+export function batchFailure(log: Logger, err: unknown): BatchAnswer {
+  if (err instanceof KillpathError) return { status: HTTP_STATUS[err.code], body: toWire(err) };
+  log.error('unhandled error in a batch item', { err: err instanceof Error ? err.stack : String(err) });
+  return { status: 500, body: toWire(err) };
 }

@@ -1,11 +1,9 @@
 import type { Context, Hono } from 'hono';
 import type { z } from 'zod';
 import {
-  HTTP_STATUS,
   KillpathError,
   coversEffect,
   scopeTenant,
-  toWire,
   type BatchAnswer,
   type Directive,
   type Principal,
@@ -24,7 +22,7 @@ import {
   PermitBody,
   ResumeRunBody,
 } from './schemas.ts';
-import { body, readRun, requireWorker, type Env } from './common.ts';
+import { batchFailure, body, readRun, requireWorker, type Env } from './common.ts';
 
 type PermitRequestBody = z.infer<typeof PermitBody>;
 
@@ -72,12 +70,7 @@ export function effectsRoutes(app: Hono<Env>, deps: EffectsRoutesDeps, log: Logg
     const release = fleet.declaredRelease(who.key) ?? b.release;
     return permits.request(who, { ...b, ...(release ? { release } : {}) });
   };
-  /** What the single-item route would have answered for a failure: the wire error and its status. */
-  const failed = (err: unknown): BatchAnswer => {
-    if (err instanceof KillpathError) return { status: HTTP_STATUS[err.code], body: toWire(err) };
-    log.error('unhandled error in a batch item', { err: err instanceof Error ? err.stack : String(err) });
-    return { status: 500, body: toWire(err) };
-  };
+  const failed = (err: unknown): BatchAnswer => batchFailure(log, err);
 
   app.post('/v1/permits', async (c) => {
     const r = await permit(c.get('principal'), await body(c, PermitBody));

@@ -18,6 +18,7 @@ export {
   HeartbeatReportSchema as HeartbeatBody,
   AckReportSchema as AckBody,
   HaltedReportSchema as HaltedBody,
+  WorkerReportBatchSchema as WorkerReportBatchBody,
   RunRegistrationSchema as RunBody,
   PermitRequestSchema as PermitBody,
   PermitOutcomeSchema as OutcomeBody,
