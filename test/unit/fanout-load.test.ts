@@ -1,6 +1,6 @@
 /**
  * Under a burst, nothing is lost (issue 13, "Fan-out and reports"): 180 SDK workers over three
- * agents, and rounds of three halts issued at once (a tenant, two of its agents) then resumed at
+ * agents (two of them sharing a transport, so their reports go in batches), and rounds of three halts issued at once (a tenant, two of its agents) then resumed at
  * once. Every worker applies every rev (no gap, no resync) and sees every directive; the control
  * plane takes exactly one halted report per worker and covering halt, and the audit log holds
  * exactly those. Counts are exact; nothing here is timed (the waits only bound the test).
@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { startServer, type HaltedEvent } from '@killpath/server';
-import { connect, nodeHttpTransport, type Client } from '@killpath/sdk';
+import { connect, nodeHttpTransport, type Client, type Transport } from '@killpath/sdk';
 import { ApiClient } from '@killpath/cli';
 import type { Directive } from '@killpath/protocol';
 
@@ -37,6 +37,18 @@ describe('fan-out and reports under a burst', () => {
     const clients: Client[] = [];
     try {
       const { token } = await api.post<{ token: string }>('/v1/tokens', { role: 'agent', tenant: 'load' });
+      // Agents a0 and a1 share one transport, as the workers of a host share the default one:
+      // their acks and halted reports go out in batches (POST /v1/workers/reports). a2's workers
+      // each have their own, so each of their reports goes on its own route.
+      const wire = nodeHttpTransport();
+      let batched = 0;
+      const shared: Transport = {
+        openStream: (url, headers, signal) => wire.openStream(url, headers, signal),
+        post: (url, headers, body) => {
+          if (url.endsWith('/v1/workers/reports')) batched += (body as { reports: unknown[] }).reports.length;
+          return wire.post(url, headers, body);
+        },
+      };
       const reports: HaltedEvent[] = [];
       cp.onHalted((e) => reports.push(e));
       /** Per worker: revs applied, directive ids seen issued, resyncs. */
@@ -53,7 +65,7 @@ describe('fan-out and reports under a burst', () => {
             agent,
             workerId,
             heartbeatMs: 60_000,
-            transport: nodeHttpTransport(),
+            transport: agent === 'a2' ? nodeHttpTransport() : shared,
             sink: {
               record(e) {
                 if (e.type === 'rev.applied') {
@@ -118,6 +130,8 @@ describe('fan-out and reports under a burst', () => {
       const got = reports.map((e) => `${e.workerId}|${e.directiveId}`);
       assert.equal(got.length, expected.size, 'no report twice');
       assert.deepEqual(new Set(got), expected, 'every covered worker reported every halt, and nobody else');
+
+      assert.ok(batched > 0, 'reports of the workers that share a transport went in batches');
 
       // The audit log holds exactly those.
       await cp.flushAudit();

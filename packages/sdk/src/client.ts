@@ -13,7 +13,7 @@ import type { Clock } from './clock.ts';
 import { consoleLogger, resolveOptions } from './connect-options.ts';
 import type { ConnectOptions, Logger } from './connect-options.ts';
 import { ControlCalls, asResumeAnswer, refusal } from './control-calls.ts';
-import { nodeHttpTransport } from './node-http-transport.ts';
+import { sharedNodeHttpTransport } from './node-http-transport.ts';
 import { HaltTracker } from './halt-tracker.ts';
 import { CapabilitySurface, Heartbeat } from './heartbeat.ts';
 import { nullSink } from './journal.ts';
@@ -126,7 +126,8 @@ export class Client {
     this.lease = new Lease(this.clock, settings.leaseMs, () => this.stream.expire());
     const headers = Object.freeze({ authorization: `Bearer ${options.token}` });
     // node:http by default: a fraction of fetch's cost per report and per stream message.
-    const wire = options.transport ?? nodeHttpTransport(settings.ca !== null ? { ca: settings.ca } : {});
+    // One per process (for a set of CAs): a host's workers share its pool and their reports' batches.
+    const wire = options.transport ?? sharedNodeHttpTransport(settings.ca);
     // Several replicas: one stream at a time, starting where this worker's id points (a fleet spreads).
     const replicas =
       settings.bases.length > 1

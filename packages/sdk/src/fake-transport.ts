@@ -196,6 +196,25 @@ export class FakeTransport implements Transport {
   postsTo(suffix: string): FakePost[] {
     return this.posts.filter((p) => p.url.endsWith(suffix));
   }
+
+  /**
+   * The `kind` reports sent (each `{ workerId, ...body }`), in order, whether a report went on
+   * its own route (`POST /v1/workers/{id}/ack` or `/halted`) or in a batch with others
+   * (`POST /v1/workers/reports`, whose items also carry `kind`, dropped here).
+   */
+  reportsOf(kind: 'ack' | 'halted'): Record<string, unknown>[] {
+    const out: Record<string, unknown>[] = [];
+    for (const p of this.posts) {
+      const path = new URL(p.url).pathname;
+      const alone = /^\/v1\/workers\/([^/]+)\/(ack|halted)$/.exec(path);
+      if (alone !== null && alone[2] === kind)
+        out.push({ workerId: decodeURIComponent(alone[1] ?? ''), ...(p.body as object) });
+      if (path === '/v1/workers/reports')
+        for (const { kind: k, ...item } of (p.body as { reports: { kind: string }[] }).reports)
+          if (k === kind) out.push(item);
+    }
+    return out;
+  }
 }
 
 /**

@@ -55,6 +55,25 @@ export function nodeHttpTransport(options: NodeHttpTransportOptions = {}): Trans
   };
 }
 
+/** The default transports of this process, by the CAs they trust beside the system's ('' for none). */
+const shared = new Map<string, Transport>();
+
+/**
+ * The {@link nodeHttpTransport} with default settings and `ca`, one per process for each set of
+ * CAs: every client connected without a transport of its own shares it, so the workers of a host
+ * share its keep-alive pool and their acks and halted reports go out together
+ * (`ReportChannel`: a batch is per transport). Streams keep their own connection each.
+ */
+export function sharedNodeHttpTransport(ca: readonly (string | Buffer)[] | null): Transport {
+  const key = ca === null ? '' : ca.map((c) => (typeof c === 'string' ? c : c.toString('latin1'))).join('\0');
+  let t = shared.get(key);
+  if (t === undefined) {
+    t = nodeHttpTransport(ca === null ? {} : { ca });
+    shared.set(key, t);
+  }
+  return t;
+}
+
 /** The system's CAs plus `extra`, or undefined for the system's alone. */
 function caList(extra: NodeHttpTransportOptions['ca']): (string | Buffer)[] | undefined {
   if (extra === undefined) return undefined;

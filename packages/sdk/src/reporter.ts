@@ -13,6 +13,7 @@ import type { Clock } from './clock.ts';
 import { splitBatches } from './control-calls.ts';
 import { errorCode, errorMessage } from './journal.ts';
 import type { JournalSink, ReportKind } from './journal.ts';
+import { ReportChannel, type PendingReport, type ReportSource } from './report-channel.ts';
 import type { Transport } from './transport.ts';
 import { refusal } from './wire-answers.ts';
 
@@ -42,11 +43,14 @@ interface Retried {
  * Sends the worker's reports to the control plane, fire-and-forget: a failed POST becomes a
  * `report.failed` event, never an exception or an unhandled rejection. Acks are coalesced to
  * one per macrotask turn (the latest rev), and a halted report is its rev's ack: a halt that
- * settles as its delta is applied costs one request. Journal events go in one batch per turn. Halted reports,
+ * settles as its delta is applied costs one report. Acks and halted reports go out one turn
+ * later through the {@link ReportChannel} this worker shares with every worker of the process on
+ * the same transport, control plane and token: together, as one request for many workers.
+ * Journal events go in one batch per turn. Halted reports,
  * journal batches and permit outcomes that failed for a retryable reason are sent again by
  * {@link Reporter.retryFailed}, which the client calls on every heartbeat, up to three times in all.
  */
-export class Reporter {
+export class Reporter implements ReportSource {
   private readonly transport: Transport;
   private readonly base: string;
   private readonly workerId: string;
@@ -65,6 +69,9 @@ export class Reporter {
   private outcomeBatches = true;
   private failed: Retried[] = [];
   private closed = false;
+  /** Halted reports waiting for the channel to take them at the end of the turn. */
+  private haltedQueue: HaltedReport[] = [];
+  private readonly channel: ReportChannel;
 
   /** @param base the control plane URL without a trailing slash */
   constructor(
@@ -82,6 +89,7 @@ export class Reporter {
     this.headers = headers;
     this.clock = clock;
     this.sink = sink;
+    this.channel = ReportChannel.of(transport, base, headers);
   }
 
   /**
@@ -95,16 +103,38 @@ export class Reporter {
   }
 
   private queueAck(rev: number): void {
-    const scheduled = this.ackRev !== null;
     this.ackRev = rev;
-    if (scheduled) return;
-    setImmediate(() => {
-      const latest = this.ackRev;
-      this.ackRev = null;
-      if (latest === null) return;
-      const body: AckReport = { rev: latest };
-      void this.send('ack', `${this.workerPath}/ack`, body);
+    this.channel.wake(this);
+  }
+
+  /**
+   * The halted reports and the ack waiting since the turn began (the ack last: the latest rev),
+   * for the {@link ReportChannel}; none once closed. A failed ack is a `report.failed`, as it was
+   * on its own; a failed halted report is retried and its rev acked on its own (see {@link Reporter.halted}).
+   */
+  takeReports(): PendingReport[] {
+    const halted = this.haltedQueue;
+    const ackRev = this.ackRev;
+    this.haltedQueue = [];
+    this.ackRev = null;
+    if (this.closed) return [];
+    const out: PendingReport[] = halted.map((report) => {
+      const item: Retried = { kind: 'halted', url: `${this.workerPath}/halted`, body: report, attempts: 1 };
+      return {
+        item: { kind: 'halted', workerId: this.workerId, ...report },
+        sendAlone: () => void this.sendRetried(item),
+        failed: (err) => this.retriedFailed(item, this.recordFailed('halted', err)),
+      };
     });
+    if (ackRev !== null) {
+      const body: AckReport = { rev: ackRev };
+      out.push({
+        item: { kind: 'ack', workerId: this.workerId, rev: ackRev },
+        sendAlone: () => void this.send('ack', `${this.workerPath}/ack`, body),
+        failed: (err) => void this.recordFailed('ack', err),
+      });
+    }
+    return out;
   }
 
   /**
@@ -117,9 +147,9 @@ export class Reporter {
   halted(report: HaltedReport): void {
     if (this.ackRev !== null && this.ackRev <= report.rev) this.ackRev = null;
     this.reportedRev = Math.max(this.reportedRev, report.rev);
-    setImmediate(() =>
-      this.sendRetried({ kind: 'halted', url: `${this.workerPath}/halted`, body: report, attempts: 1 }),
-    );
+    if (this.closed) return;
+    this.haltedQueue.push(report);
+    this.channel.wake(this);
   }
 
   /**
@@ -267,6 +297,7 @@ export class Reporter {
     }
     this.closed = true;
     this.ackRev = null;
+    this.haltedQueue = [];
     this.journalQueue = null;
     this.failed = [];
     if (this.outcomeSends.size === 0) return Promise.resolve();
@@ -280,11 +311,15 @@ export class Reporter {
   }
 
   private sendRetried(item: Retried): Promise<void> {
-    return this.send(item.kind, item.url, item.body, (code) => {
-      if (item.attempts < ATTEMPTS && RETRYABLE.has(code)) this.failed.push(item);
-      // The report was to ack its rev: the ack goes on its own, as it would have without it.
-      if (item.kind === 'halted') this.queueAck(Math.max(this.ackRev ?? -1, (item.body as HaltedReport).rev));
-    });
+    return this.send(item.kind, item.url, item.body, (code) => this.retriedFailed(item, code));
+  }
+
+  /** `item` failed with `code`: it is queued for {@link Reporter.retryFailed} when worth it. */
+  private retriedFailed(item: Retried, code: string | null): void {
+    if (this.closed) return;
+    if (item.attempts < ATTEMPTS && RETRYABLE.has(code)) this.failed.push(item);
+    // The report was to ack its rev: the ack goes on its own, as it would have without it.
+    if (item.kind === 'halted') this.queueAck(Math.max(this.ackRev ?? -1, (item.body as HaltedReport).rev));
   }
 
   /** Journals `report.failed` for `err`; returns its code. */

@@ -256,10 +256,18 @@ test('a task without a run is covered by agent, tenant, global and feature scope
   assert.equal(started[0]?.ctx.signal.aborted, true);
   await drain();
   assert.deepEqual(discarded(cp.journal), [[null, 'queued', { n: 2 }, 'h2']]);
-  const reports = transport.postsTo('/halted').map((p) => p.body as { directiveId: string; runs: string[] });
+  const reports = transport.reportsOf('halted');
   assert.deepEqual(
     reports.find((r) => r.directiveId === 'h2'),
-    { rev: 3, directiveId: 'h2', runs: ['r1'], aborted: 0, completed: 0, observeToSettleMs: 0 },
+    {
+      workerId: 'w1',
+      rev: 3,
+      directiveId: 'h2',
+      runs: ['r1'],
+      aborted: 0,
+      completed: 0,
+      observeToSettleMs: 0,
+    },
   );
   assert.throws(
     () => q.push({ n: 3 }),

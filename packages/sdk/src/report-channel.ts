@@ -1,0 +1,127 @@
+import type { WorkerReportBatch, WorkerReportItem } from '@killpath/protocol';
+import { splitBatches } from './control-calls.ts';
+import type { Transport } from './transport.ts';
+import { refusal } from './wire-answers.ts';
+
+/** Most reports in one `POST /v1/workers/reports` (the control plane takes up to 256). */
+const MAX_REPORTS = 256;
+
+/** Answers to a whole batch after which each of its reports is sent on its own route instead. */
+const SEND_ALONE = new Set(['not_found', 'invalid_request', 'unsupported_media_type', 'payload_too_large']);
+
+/** An ack or halted report waiting for the end of the turn, and how to send it without the batch. */
+export interface PendingReport {
+  /** The report as an item of `POST /v1/workers/reports`. */
+  readonly item: WorkerReportItem;
+  /** Sends it on its own route (`POST /v1/workers/{id}/ack` or `/halted`), failures handled there. */
+  sendAlone(): void;
+  /** The batch it went in failed, or the control plane refused this report: `err` says why. */
+  failed(err: unknown): void;
+}
+
+/** A worker's reporter with reports waiting: the channel takes them at the end of the turn. */
+export interface ReportSource {
+  /** The reports waiting (none once closed); they are the channel's from here. */
+  takeReports(): PendingReport[];
+}
+
+/**
+ * The acks and halted reports of every worker in this process that shares a transport, a
+ * control plane and a token, coalesced: each reporter wakes the channel when it has one, and one
+ * event-loop turn later the channel sends what every woken reporter has, as one
+ * `POST /v1/workers/reports` of up to 256 reports and about 48 KiB (more in several). After a
+ * flip every worker of a host settles in the same turn or nearly, so a host of many workers sends
+ * a few requests where it sent one per worker: the control plane's cost per report was mostly
+ * the request's (see docs/architecture.md, "Where the time goes"). A lone report goes on its own
+ * route as before, and so does every report to a control plane that answers the batch route 404
+ * (it predates it) or refuses a batch as a whole (400, 415): no report is lost to its neighbour.
+ * Each report's answer is its own: a refused one fails only itself.
+ */
+export class ReportChannel {
+  private readonly transport: Transport;
+  private readonly url: string;
+  private readonly headers: Record<string, string>;
+  private readonly sources = new Set<ReportSource>();
+  /** False once the control plane answered the batch route 404. */
+  private batches = true;
+
+  private constructor(transport: Transport, base: string, headers: Record<string, string>) {
+    this.transport = transport;
+    this.url = `${base}/v1/workers/reports`;
+    this.headers = headers;
+  }
+
+  /**
+   * The channel of `transport`, control plane `base` and the token in `headers` (created on first
+   * use; one per such triple for the life of the transport).
+   */
+  static of(transport: Transport, base: string, headers: Record<string, string>): ReportChannel {
+    let byTarget = channels.get(transport);
+    if (byTarget === undefined) {
+      byTarget = new Map();
+      channels.set(transport, byTarget);
+    }
+    const key = `${base}\n${headers.authorization ?? ''}`;
+    let channel = byTarget.get(key);
+    if (channel === undefined) {
+      channel = new ReportChannel(transport, base, headers);
+      byTarget.set(key, channel);
+    }
+    return channel;
+  }
+
+  /** `source` has reports: they go out at the end of this turn, with every other source's. */
+  wake(source: ReportSource): void {
+    if (this.sources.size === 0) setImmediate(() => this.flush());
+    this.sources.add(source);
+  }
+
+  private flush(): void {
+    const pending: PendingReport[] = [];
+    for (const source of this.sources) for (const p of source.takeReports()) pending.push(p);
+    this.sources.clear();
+    if (pending.length === 1 || !this.batches) {
+      for (const p of pending) p.sendAlone();
+      return;
+    }
+    const { batches, alone } = splitBatches(pending, MAX_REPORTS, (p) => p.item);
+    for (const p of alone) p.sendAlone();
+    for (const batch of batches) {
+      if (batch.length === 1) batch[0]!.sendAlone();
+      else this.send(batch);
+    }
+  }
+
+  private send(batch: PendingReport[]): void {
+    const body: WorkerReportBatch = { reports: batch.map((p) => p.item) };
+    let sent: Promise<unknown>;
+    try {
+      sent = this.transport.post(this.url, this.headers, body);
+    } catch (err) {
+      sent = Promise.reject(err);
+    }
+    sent.then(
+      (answer) => {
+        const answers = (answer as { answers?: { status?: unknown; body?: unknown }[] } | undefined)?.answers;
+        // A 2xx answer without per-report answers (a test double's) took every report.
+        if (!Array.isArray(answers)) return;
+        batch.forEach((p, i) => {
+          const a = answers[i] as { status?: unknown; body?: unknown } | undefined;
+          const status = typeof a?.status === 'number' ? a.status : 0;
+          if (status < 200 || status >= 300) p.failed(refusal(status, a?.body ?? null, this.url));
+        });
+      },
+      (err: unknown) => {
+        const code = (err as { code?: unknown } | null)?.code;
+        if (code === 'not_found') this.batches = false;
+        // Refused as a whole (no such route, a body this control plane does not take): each
+        // report goes on its own route, which every control plane takes. Anything else (the
+        // network, a 5xx, a 401) would fail each of them alike.
+        if (typeof code === 'string' && SEND_ALONE.has(code)) for (const p of batch) p.sendAlone();
+        else for (const p of batch) p.failed(err);
+      },
+    );
+  }
+}
+
+const channels = new WeakMap<Transport, Map<string, ReportChannel>>();
