@@ -4,14 +4,15 @@
  * wall-clock instant each stream received each complete event (`\n\n` seen) and the event's rev
  * (the first `"rev":N` in it, which the bench matches on). No parsing past the frame end, no apply.
  *
- * On an event whose rev is in REPORT_REVS (the bare report floor's rounds), each worker POSTs
- * `/v1/workers/{id}/halted` as its real counterpart in the measured fleet does: the same headers
- * (`authorization: Bearer KILLPATH_TOKEN`, `content-type`, `content-length`), a body built the
+ * On an event whose rev is in REPORT_REVS (the bare report floor's rounds), each worker reports
+ * halted as its real counterpart in the measured fleet does: the same headers
+ * (`authorization: Bearer KILLPATH_TOKEN`, `content-type`, `content-length`), a report built the
  * same way from REPORT_BODY (the directive id, counts and settle time of a real report) with its
- * own rev and run id, sent one event-loop turn later (every stream read first), over the same kind
- * of keep-alive connection: REPORT_KIND `sim` is bench/sim-worker.ts (worker `sim-<n>`, one pool of
- * 64 connections per process), `sdk` the SDK's nodeHttpTransport (worker id a UUID, one keep-alive
- * agent per worker). Worker n is BASE + i, as the load generators number them, so run ids and
+ * own rev and run id, sent one event-loop turn later (every stream read first) together with the
+ * other reports of the turn (`POST /v1/workers/reports`, as the SDK's `ReportChannel`), over the
+ * same kind of keep-alive connection: REPORT_KIND `sim` is bench/sim-worker.ts (worker `sim-<n>`,
+ * one pool of 64 connections per process), `sdk` the SDK's shared nodeHttpTransport (worker id a
+ * UUID, one keep-alive agent per process). Worker n is BASE + i, as the load generators number them, so run ids and
  * paths have the real ones' length. Started by bench/run.ts; not meant to be run by hand.
  *
  * Lines are written once per event-loop turn, as bench/load-worker.ts does.
@@ -32,7 +33,9 @@ const template = JSON.parse(process.env.REPORT_BODY ?? '{}') as {
 };
 const headers = { authorization: `Bearer ${process.env.KILLPATH_TOKEN}`, 'content-type': 'application/json' };
 const POOL = 64;
-const pool = sim ? new Agent({ keepAlive: true, maxSockets: POOL }) : null;
+// Simulated workers share a pool of 64 connections per process; SDK ones the process's default
+// transport's keep-alive agent.
+const agent = new Agent(sim ? { keepAlive: true, maxSockets: POOL } : { keepAlive: true });
 
 let lines: string[] = [];
 function emit(line: string): void {
@@ -46,46 +49,61 @@ function flush(): void {
 }
 
 interface Worker {
-  path: string;
+  id: string;
   runId: string;
-  agent: Agent;
 }
 
-/** Reports go out one event-loop turn later, as the SDK and bench/sim-worker.ts send them. */
+/**
+ * Reports go out one event-loop turn later, as the SDK and bench/sim-worker.ts send them: the
+ * turn's reports of this process together, as `POST /v1/workers/reports` of up to 256 (a lone one
+ * on its own route), over the process's one keep-alive agent.
+ */
 let queued: { w: Worker; rev: number }[] = [];
 function report(w: Worker, rev: number): void {
   if (queued.length === 0)
     setImmediate(() => {
       const due = queued;
       queued = [];
-      for (const q of due) send(q.w, q.rev);
+      if (due.length === 1) {
+        send(`/v1/workers/${due[0]!.w.id}/halted`, halted(due[0]!.w, due[0]!.rev));
+        return;
+      }
+      for (let i = 0; i < due.length; i += MAX_REPORTS)
+        send('/v1/workers/reports', {
+          reports: due
+            .slice(i, i + MAX_REPORTS)
+            .map((q) => ({ kind: 'halted', workerId: q.w.id, ...halted(q.w, q.rev) })),
+        });
     });
   queued.push({ w, rev });
 }
+const MAX_REPORTS = 256;
 
-function send(w: Worker, rev: number): void {
-  const payload = Buffer.from(
-    JSON.stringify({
-      rev,
-      directiveId: template.directiveId,
-      runs: [w.runId],
-      aborted: template.aborted,
-      completed: template.completed,
-      observeToSettleMs: template.observeToSettleMs,
-    }),
-  );
+function halted(w: Worker, rev: number) {
+  return {
+    rev,
+    directiveId: template.directiveId,
+    runs: [w.runId],
+    aborted: template.aborted,
+    completed: template.completed,
+    observeToSettleMs: template.observeToSettleMs,
+  };
+}
+
+function send(path: string, body: unknown): void {
+  const payload = Buffer.from(JSON.stringify(body));
   const req = request({
     hostname: url.hostname,
     port: url.port,
-    path: w.path,
+    path,
     method: 'POST',
-    agent: w.agent,
+    agent,
     headers: { ...headers, 'content-length': payload.length },
   });
-  req.on('error', (err) => process.stderr.write(`floor-client: POST ${w.path}: ${err.message}\n`));
+  req.on('error', (err) => process.stderr.write(`floor-client: POST ${path}: ${err.message}\n`));
   req.on('response', (res) => {
-    if (res.statusCode !== 204)
-      process.stderr.write(`floor-client: POST ${w.path}: HTTP ${res.statusCode}\n`);
+    if (res.statusCode !== 204 && res.statusCode !== 200)
+      process.stderr.write(`floor-client: POST ${path}: HTTP ${res.statusCode}\n`);
     res.resume();
   });
   req.end(payload);
@@ -94,11 +112,7 @@ function send(w: Worker, rev: number): void {
 let open = 0;
 for (let i = 0; i < count; i++) {
   const n = base + i;
-  const w: Worker = {
-    path: `/v1/workers/${sim ? `sim-${n}` : randomUUID()}/halted`,
-    runId: `bench-${n}`,
-    agent: pool ?? new Agent({ keepAlive: true }),
-  };
+  const w: Worker = { id: sim ? `sim-${n}` : randomUUID(), runId: `bench-${n}` };
   const req = request({ hostname: url.hostname, port: url.port, path: '/', agent: false });
   req.on('socket', (s) => s.setNoDelay(true));
   req.on('response', (res) => {

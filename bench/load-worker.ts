@@ -7,20 +7,20 @@
  * flip's delta, the largest event-loop delay meanwhile, the GC pauses that started in it and
  * the CPU time it used in the 300 ms from its first apply (applies, reports, keep-alives).
  *
- * TRANSPORT picks the SDK transport (`node` for nodeHttpTransport, `fetch` for fetchTransport);
- * each client gets its own instance, as a worker process would.
+ * TRANSPORT picks the SDK transport (`node`: the default, the process's shared nodeHttpTransport,
+ * as the workers of one host share it, so their acks and halted reports go out together; `fetch`:
+ * a fetchTransport per client).
  *
  * Lines are written once per event-loop turn, not once per settle: `record` runs inside the
  * SDK's halt path, and a synchronous pipe write per worker would bill the benchmark's own I/O
  * to the workers applied after it. The instants printed are the SDK's, taken at the settle.
  */
 import { PerformanceObserver, monitorEventLoopDelay } from 'node:perf_hooks';
-import { connect, fetchTransport, nodeHttpTransport, type Client, type Transport } from '@killpath/sdk';
+import { connect, fetchTransport, type Client } from '@killpath/sdk';
 
 const count = Number(process.env.COUNT);
 const base = Number(process.env.BASE ?? 0);
-const transport = (): Transport =>
-  process.env.TRANSPORT === 'fetch' ? fetchTransport() : nodeHttpTransport();
+const fetching = process.env.TRANSPORT === 'fetch';
 
 let lines: string[] = [];
 function emit(line: string): void {
@@ -86,7 +86,7 @@ for (let i = 0; i < count; i++) {
     // reads the keep-alives queued meanwhile: with the default 3 s lease its streams would be
     // dropped and reopened, and the bench would measure that storm instead of the flip.
     leaseMs: 30_000,
-    transport: transport(),
+    ...(fetching ? { transport: fetchTransport() } : {}),
     sink: {
       record(e) {
         if (TRACE && e.type === 'rev.applied' && e.source === 'delta' && e.issued.length > 0)

@@ -22,12 +22,14 @@
  * over the floor's p99 (`× floor`).
  *
  * The report floor (`bare report`): after those REPS, REPS more writes of the same frame, on which
- * every bare client POSTs a halted report to the same server as its counterpart in the measured
- * fleet does (same path shape, headers with the token, body size, one turn after reading, and
- * the same kind of keep-alive connection: one pool of 64 per process for simulated workers, one
- * keep-alive agent per worker for SDK ones; see bench/floor-client.ts), already open, as the
- * measured workers' are at a flip (one unmeasured write with reports opens them). The server reads and
- * parses each body, notes the instant and answers 204: no auth, validation, fleet or audit. A
+ * every bare client sends a halted report to the same server as its counterpart in the measured
+ * fleet does (same headers with the token, report size, one turn after reading, the turn's
+ * reports of a process together as `POST /v1/workers/reports` as the SDK's `ReportChannel` sends
+ * them, and the same kind of keep-alive connection: one pool of 64 per process for simulated
+ * workers, the process's one keep-alive agent for SDK ones; see bench/floor-client.ts), already
+ * open, as the measured workers' are at a flip (one unmeasured write with reports opens them).
+ * The server reads and parses each body, notes the instant of each report in it and answers: no
+ * auth, validation, fleet or audit. A
  * sample is write-loop start → that instant, on this process's clock, as time-to-report is flip
  * (commit) → the control plane took the report, on its. Each time-to-report row prints its p99
  * over this floor's p99 (`× floor`). The SSE floor's rows are its first REPS writes alone, so
@@ -421,14 +423,23 @@ async function floor(workers: number, procs: number, m: Measured): Promise<{ fan
   const reports: { rev: number; wall: number }[] = [];
   const server = createServer((req, res) => {
     if (req.method === 'POST') {
-      // A halted report: read and parse the body, note the instant, answer 204. Nothing else.
+      // A halted report, or a batch of them: read and parse the body, note the instant of each,
+      // answer 204 (a batch: a 204 per report). Nothing else.
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
-        const { rev } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { rev: number };
-        reports.push({ rev, wall: wallNow() });
-        res.writeHead(204);
-        res.end();
+        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as
+          { rev: number } | { reports: { rev: number }[] };
+        const wall = wallNow();
+        if (!('reports' in body)) {
+          reports.push({ rev: body.rev, wall });
+          res.writeHead(204);
+          res.end();
+          return;
+        }
+        for (const r of body.reports) reports.push({ rev: r.rev, wall });
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ answers: body.reports.map(() => ({ status: 204 })) }));
       });
       return;
     }
@@ -443,7 +454,7 @@ async function floor(workers: number, procs: number, m: Measured): Promise<{ fan
     res.write(': open\n\n');
     streams.push(res);
   });
-  // A stream each, and the reports' keep-alive connections: one per SDK worker, a pool per process.
+  // A stream each, and the reports' keep-alive connections: a pool per process.
   server.maxConnections = workers + (m.sim ? 64 * procs : workers) + 100;
   await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
@@ -542,7 +553,7 @@ async function floor(workers: number, procs: number, m: Measured): Promise<{ fan
     fanout: result('bare SSE fan-out', `floor: ${inProcs}`, fanout),
     report: result(
       'bare report',
-      `floor: ${inProcs}, ${m.sim ? 'a pool of 64 connections per process' : 'a keep-alive connection per worker'}`,
+      `floor: ${inProcs}, reports of a turn together, ${m.sim ? 'a pool of 64 connections' : 'a keep-alive agent'} per process`,
       report,
     ),
   };
@@ -646,10 +657,10 @@ console.log(`Notes:
 - A co-hosted worker also waits for the clients applied before it in its process and for the
   halted reports they send meanwhile: an artifact of the load generators, since real workers
   run one per process. The 1/process rows are what such a worker sees under the same load.
-- The bare report floor is what one loopback HTTP request per worker costs here with nothing
-  else: the floor's clients each POST a halted report (same size, headers, kind of keep-alive
-  connection as the measured workers) to a server that reads and parses it and answers 204.
-  time-to-report's p99 × floor is against it.
+- The bare report floor is what the reports' trip back costs here with nothing else: the
+  floor's clients send a halted report each, those of a turn in a process together as the
+  measured workers do (same size, headers, kind of keep-alive connection), to a server that
+  reads and parses them and answers. time-to-report's p99 × floor is against it.
 - bare report p99 / bare SSE fan-out p99: ${floorRatios.join(', ')}. With nothing else running, a
   report's trip back costs that many fan-outs: where it is above 2, time-to-report p99 ≤ 2×
   signal-to-halt p99 holds only while signal-to-halt is itself well above its own floor, so

@@ -5,7 +5,8 @@
  * rev. On a delta that issues a halt or kill of its tenant it settles at once (it has no effect in
  * flight) and prints the instant as the load generator does, then reports `halted` for its run;
  * on any other delta it acks the rev. Reports go over one keep-alive pool per process (up to
- * POOL connections), not one connection per worker. Opens its streams POOL at a time. Prints
+ * POOL connections), not one connection per worker, and those of one turn together, as the SDK's
+ * workers of one process send them. Opens its streams POOL at a time. Prints
  * `ready` once every stream has its snapshot. Started by bench/run.ts; not meant to be run by hand.
  */
 import { Agent, request } from 'node:http';
@@ -28,19 +29,40 @@ function flush(): void {
   process.stdout.write(text);
 }
 
-/** Reports go out one event-loop turn later, as the SDK sends them: every stream read first. */
-let queued: { path: string; body: unknown }[] = [];
-function post(path: string, body: unknown): void {
+/**
+ * Reports go out one event-loop turn later, as the SDK sends them (`ReportChannel`): every stream
+ * read first, then the turn's reports of this process's workers (one token) together, as
+ * `POST /v1/workers/reports` of up to 256; a lone one on its own route.
+ */
+type Report =
+  { kind: 'ack'; workerId: string; rev: number } | ({ kind: 'halted'; workerId: string } & Halted);
+interface Halted {
+  rev: number;
+  directiveId: string;
+  runs: string[];
+  aborted: number;
+  completed: number;
+  observeToSettleMs: number;
+}
+const MAX_REPORTS = 256;
+let queued: Report[] = [];
+function report(r: Report): void {
   if (queued.length === 0)
     setImmediate(() => {
       const due = queued;
       queued = [];
-      for (const q of due) send(q.path, q.body);
+      if (due.length === 1) {
+        const { kind, workerId, ...body } = due[0]!;
+        send(`/v1/workers/${workerId}/${kind}`, body, 204);
+        return;
+      }
+      for (let i = 0; i < due.length; i += MAX_REPORTS)
+        send('/v1/workers/reports', { reports: due.slice(i, i + MAX_REPORTS) }, 200);
     });
-  queued.push({ path, body });
+  queued.push(r);
 }
 
-function send(path: string, body: unknown): void {
+function send(path: string, body: unknown, ok: number): void {
   const payload = Buffer.from(JSON.stringify(body));
   const req = request({
     hostname: url.hostname,
@@ -56,8 +78,25 @@ function send(path: string, body: unknown): void {
   });
   req.on('error', (err) => process.stderr.write(`sim-worker: POST ${path}: ${err.message}\n`));
   req.on('response', (res) => {
-    if (res.statusCode !== 204) process.stderr.write(`sim-worker: POST ${path}: HTTP ${res.statusCode}\n`);
-    res.resume();
+    if (res.statusCode !== ok) process.stderr.write(`sim-worker: POST ${path}: HTTP ${res.statusCode}\n`);
+    if (ok === 204) {
+      res.resume();
+      return;
+    }
+    // A batch's answer is one status per report: a refused one is as loud as a refused request.
+    const chunks: Buffer[] = [];
+    res.on('data', (c: Buffer) => chunks.push(c));
+    res.on('end', () => {
+      if (res.statusCode !== ok) return;
+      const { answers } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+        answers: { status: number }[];
+      };
+      const bad = answers.filter((a) => a.status !== 204);
+      if (bad.length > 0)
+        process.stderr.write(
+          `sim-worker: POST ${path}: ${bad.length} reports refused (HTTP ${bad[0]!.status})\n`,
+        );
+    });
   });
   req.end(payload);
 }
@@ -111,7 +150,9 @@ function open(n: number): Promise<void> {
             ) {
               const wall = performance.timeOrigin + performance.now();
               emit(`${JSON.stringify({ k: 'settled', worker: n, rev: msg.rev, wall })}\n`);
-              post(`/v1/workers/${workerId}/halted`, {
+              report({
+                kind: 'halted',
+                workerId,
                 rev: msg.rev,
                 directiveId: d.id,
                 runs: [runId],
@@ -120,7 +161,7 @@ function open(n: number): Promise<void> {
                 observeToSettleMs: 0,
               });
             } else {
-              post(`/v1/workers/${workerId}/ack`, { rev: msg.rev });
+              report({ kind: 'ack', workerId, rev: msg.rev });
             }
           }
         }
