@@ -76,8 +76,11 @@ export interface ConnectOptions {
   /** Monotonic clock and timers. Default {@link systemClock}. */
   clock?: Clock;
   /**
-   * Default {@link nodeHttpTransport} (with `ca` when given). {@link fetchTransport} is the
-   * portable one, for a runtime without `node:http`.
+   * Default {@link nodeHttpTransport} (with `ca` when given), one shared by every client of the
+   * process connected without a transport of its own: their acks and halted reports of one
+   * event-loop turn go to the control plane together (one request per token). A transport given
+   * here is this client's, and its reports share a request only with clients given the same
+   * object. {@link fetchTransport} is the portable one, for a runtime without `node:http`.
    */
   transport?: Transport;
   /** Where SDK events go. Default: dropped. */
