@@ -74,7 +74,8 @@ export class PresenceSync {
       for (let i = 0; i < rows.length; i += WRITE_SLICE)
         await store.putPresence(rows.slice(i, i + WRITE_SLICE));
       for (;;) {
-        const page = await store.presenceSince(this.#version, READ_PAGE);
+        // Its own rows are left out: after a flip this replica just wrote its whole fleet.
+        const page = await store.presenceSince(this.#version, READ_PAGE, replica);
         const now = fleet.clockNow();
         const at = wallNow(clock);
         fleet.applyRemote(page.rows, replica, (t) => now - (at - t));

@@ -96,6 +96,40 @@ export function presenceContract(
       assert.equal(second.version, 2);
     });
 
+    test("a replica's read leaves its own rows out and starts its next read after them", async () => {
+      const mine = (workerId: string) => presenceRow({ workerId, replica: 'r-a' });
+      const theirs = (workerId: string) => presenceRow({ workerId, replica: 'r-b' });
+      await store.putPresence([mine('w1'), theirs('w2'), mine('w3')]);
+      await store.putPresence([mine('w4'), mine('w5')]);
+      // Only another replica's rows; the version is the latest, own rows' included.
+      assert.deepEqual(await store.presenceSince(0, 100, 'r-a'), { rows: [theirs('w2')], version: 2 });
+      assert.deepEqual(await store.presenceSince(2, 100, 'r-a'), { rows: [], version: 2 });
+      // Nothing but own rows after the version read: the next read starts after them all.
+      await store.putPresence([mine('w1')]);
+      assert.deepEqual(await store.presenceSince(2, 100, 'r-a'), { rows: [], version: 3 });
+      // A row another replica rewrote is theirs now, whoever wrote it first.
+      await store.putPresence([theirs('w3'), mine('w6')]);
+      assert.deepEqual(await store.presenceSince(3, 100, 'r-a'), { rows: [theirs('w3')], version: 4 });
+      // Paged: a full page ends at its last version (whole), and the reader misses nothing.
+      await store.putPresence([theirs('w7'), theirs('w8'), mine('w9')]);
+      await store.putPresence([theirs('w10')]);
+      const first = await store.presenceSince(4, 1, 'r-a');
+      assert.deepEqual(
+        first.rows.map((r) => r.workerId),
+        ['w7', 'w8'],
+      );
+      assert.equal(first.version, 5);
+      assert.deepEqual(await store.presenceSince(first.version, 1, 'r-a'), {
+        rows: [theirs('w10')],
+        version: 6,
+      });
+      // Without a replica every row comes back, as before.
+      assert.deepEqual(
+        (await store.presenceSince(4, 100)).rows.map((r) => r.workerId),
+        ['w7', 'w8', 'w9', 'w10'],
+      );
+    });
+
     test('workers of different tenants or agents with one id are different rows', async () => {
       await store.putPresence([
         presenceRow(),

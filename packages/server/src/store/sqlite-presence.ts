@@ -91,21 +91,35 @@ export function presenceSince(
   ctx: PresenceContext,
   version: number,
   limit: number,
+  exceptReplica?: string,
 ): { rows: PresenceRow[]; version: number } {
-  const found = ctx.db
-    .prepare(`SELECT * FROM presence WHERE version > ? ORDER BY version, tenant, agent, worker_id LIMIT ?`)
-    .all(version, limit) as unknown as PresenceDbRow[];
+  // The latest version first, then the rows up to it: every row of a version at or below it was
+  // committed with it (a write takes its version and writes its rows in one transaction).
+  const head =
+    exceptReplica === undefined
+      ? null
+      : Number(
+          (
+            ctx.db.prepare(`SELECT value FROM meta WHERE key = 'presence_version'`).get() as
+              { value: string } | undefined
+          )?.value ?? 0,
+        );
+  const found = (head === null
+    ? ctx.db
+        .prepare(
+          `SELECT * FROM presence WHERE version > ? ORDER BY version, tenant, agent, worker_id LIMIT ?`,
+        )
+        .all(version, limit)
+    : ctx.db
+        .prepare(
+          `SELECT * FROM presence WHERE version > ? AND version <= ? AND replica <> ?
+             ORDER BY version, tenant, agent, worker_id LIMIT ?`,
+        )
+        .all(version, head, exceptReplica!, limit)) as unknown as PresenceDbRow[];
   let last = version;
   const rows = found.map((r) => {
     last = Math.max(last, Number(r.version));
-    return {
-      tenant: r.tenant,
-      agent: r.agent,
-      workerId: r.worker_id,
-      replica: r.replica,
-      removed: r.removed === 1,
-      ...(JSON.parse(r.state) as PresenceState),
-    };
+    return fromDb(r);
   });
   // A page must not end inside a version: the next read starts after it.
   if (found.length === limit && found.length > 0) {
@@ -114,17 +128,21 @@ export function presenceSince(
       .all(last) as unknown as PresenceDbRow[];
     const seen = new Set(rows.map((r) => `${r.tenant}\u0000${r.agent}\u0000${r.workerId}`));
     for (const r of tail)
-      if (!seen.has(`${r.tenant}\u0000${r.agent}\u0000${r.worker_id}`))
-        rows.push({
-          tenant: r.tenant,
-          agent: r.agent,
-          workerId: r.worker_id,
-          replica: r.replica,
-          removed: r.removed === 1,
-          ...(JSON.parse(r.state) as PresenceState),
-        });
-  }
+      if (r.replica !== exceptReplica && !seen.has(`${r.tenant}\u0000${r.agent}\u0000${r.worker_id}`))
+        rows.push(fromDb(r));
+  } else if (head !== null) last = Math.max(last, head);
   return { rows, version: last };
+}
+
+function fromDb(r: PresenceDbRow): PresenceRow {
+  return {
+    tenant: r.tenant,
+    agent: r.agent,
+    workerId: r.worker_id,
+    replica: r.replica,
+    removed: r.removed === 1,
+    ...(JSON.parse(r.state) as PresenceState),
+  };
 }
 
 /** See {@link PresenceStore.purgePresence}. */

@@ -939,8 +939,12 @@ export class SqliteStore implements Store {
     return presence.putPresence(this.#presenceCtx, rows, Date.now());
   }
 
-  async presenceSince(version: number, limit: number): Promise<{ rows: PresenceRow[]; version: number }> {
-    return presence.presenceSince(this.#presenceCtx, version, limit);
+  async presenceSince(
+    version: number,
+    limit: number,
+    exceptReplica?: string,
+  ): Promise<{ rows: PresenceRow[]; version: number }> {
+    return presence.presenceSince(this.#presenceCtx, version, limit, exceptReplica);
   }
 
   async purgePresence(before: number): Promise<number> {

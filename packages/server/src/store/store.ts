@@ -744,9 +744,16 @@ export interface PresenceStore {
   putPresence(rows: PresenceRow[]): Promise<number>;
   /**
    * Rows written after presence version `version` (tombstones included), oldest version first, at
-   * most `limit`; `version` is the last one returned (the argument when none is).
+   * most `limit`; `version` is the last one returned (the argument when none is). With
+   * `exceptReplica`, that replica's own rows are left out (it wrote them: a replica reading back
+   * the rows of its last write read its whole fleet again), and when the page is not full
+   * `version` is the store's latest presence version, so the next read starts after them too.
    */
-  presenceSince(version: number, limit: number): Promise<{ rows: PresenceRow[]; version: number }>;
+  presenceSince(
+    version: number,
+    limit: number,
+    exceptReplica?: string,
+  ): Promise<{ rows: PresenceRow[]; version: number }>;
   /** Deletes tombstones written before wall time `before` (ms); returns how many. */
   purgePresence(before: number): Promise<number>;
   /** Stores acknowledgements (a repeat of a worker's for the same directive replaces it). */

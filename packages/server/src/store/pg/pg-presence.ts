@@ -134,9 +134,26 @@ export class PgPresence implements PresenceStore, LeaseStore {
     }) as Promise<number>;
   }
 
-  async presenceSince(version: number, limit: number): Promise<{ rows: PresenceRow[]; version: number }> {
-    const found = await this.#sql<PresenceDbRow[]>`
-      SELECT * FROM presence WHERE version > ${version} ORDER BY version, tenant, agent, worker_id LIMIT ${limit}`;
+  async presenceSince(
+    version: number,
+    limit: number,
+    exceptReplica?: string,
+  ): Promise<{ rows: PresenceRow[]; version: number }> {
+    // The latest version first, then the rows up to it: writes take their version under the
+    // presence_version row's lock and commit in that order, so every row of a version at or
+    // below it is visible to the next statement.
+    let head: number | null = null;
+    if (exceptReplica !== undefined) {
+      const [v] = await this.#sql<{ version: string }[]>`SELECT version FROM presence_version WHERE id = 1`;
+      head = Number(v?.version ?? 0);
+    }
+    const found =
+      head === null
+        ? await this.#sql<PresenceDbRow[]>`
+            SELECT * FROM presence WHERE version > ${version} ORDER BY version, tenant, agent, worker_id LIMIT ${limit}`
+        : await this.#sql<PresenceDbRow[]>`
+            SELECT * FROM presence WHERE version > ${version} AND version <= ${head} AND replica <> ${exceptReplica!}
+            ORDER BY version, tenant, agent, worker_id LIMIT ${limit}`;
     let last = version;
     const rows = found.map((r) => {
       last = Math.max(last, Number(r.version));
@@ -148,8 +165,9 @@ export class PgPresence implements PresenceStore, LeaseStore {
       const tail = await this.#sql<PresenceDbRow[]>`
         SELECT * FROM presence WHERE version = ${last} ORDER BY tenant, agent, worker_id`;
       for (const r of tail)
-        if (!seen.has(`${r.tenant}\u0000${r.agent}\u0000${r.worker_id}`)) rows.push(toRow(r));
-    }
+        if (r.replica !== exceptReplica && !seen.has(`${r.tenant}\u0000${r.agent}\u0000${r.worker_id}`))
+          rows.push(toRow(r));
+    } else if (head !== null) last = Math.max(last, head);
     return { rows, version: last };
   }
 

@@ -197,7 +197,8 @@ export class PgStore implements Store {
 
   // PresenceStore and LeaseStore (store/pg/pg-presence.ts)
   putPresence: Store['putPresence'] = (rows) => this.#presence.putPresence(rows);
-  presenceSince: Store['presenceSince'] = (version, limit) => this.#presence.presenceSince(version, limit);
+  presenceSince: Store['presenceSince'] = (version, limit, exceptReplica) =>
+    this.#presence.presenceSince(version, limit, exceptReplica);
   purgePresence: Store['purgePresence'] = (before) => this.#presence.purgePresence(before);
   recordAcks: Store['recordAcks'] = (acks) => this.#presence.recordAcks(acks);
   retractAck: Store['retractAck'] = (id, worker) => this.#presence.retractAck(id, worker);
