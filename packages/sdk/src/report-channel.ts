@@ -41,19 +41,25 @@ export class ReportChannel {
   private readonly transport: Transport;
   private readonly url: string;
   private readonly headers: Record<string, string>;
+  private readonly key: string;
   private readonly sources = new Set<ReportSource>();
   /** False once the control plane answered the batch route 404. */
   private batches = true;
+  /** Holders that have not released it yet (see {@link ReportChannel.release}). */
+  private holders = 0;
 
-  private constructor(transport: Transport, base: string, headers: Record<string, string>) {
+  private constructor(transport: Transport, base: string, headers: Record<string, string>, key: string) {
     this.transport = transport;
     this.url = `${base}/v1/workers/reports`;
     this.headers = headers;
+    this.key = key;
   }
 
   /**
-   * The channel of `transport`, control plane `base` and the token in `headers` (created on first
-   * use; one per such triple for the life of the transport).
+   * The channel of `transport`, control plane `base` and the token in `headers`, held by the
+   * caller until it calls {@link ReportChannel.release}: one per such triple while any holder
+   * keeps it. (The process's shared transport lives as long as the process: a channel kept past
+   * its last worker would keep a closed client's token with it.)
    */
   static of(transport: Transport, base: string, headers: Record<string, string>): ReportChannel {
     let byTarget = channels.get(transport);
@@ -64,10 +70,24 @@ export class ReportChannel {
     const key = `${base}\n${headers.authorization ?? ''}`;
     let channel = byTarget.get(key);
     if (channel === undefined) {
-      channel = new ReportChannel(transport, base, headers);
+      channel = new ReportChannel(transport, base, headers, key);
       byTarget.set(key, channel);
     }
+    channel.holders += 1;
     return channel;
+  }
+
+  /**
+   * A holder of {@link ReportChannel.of} is done with it (its reporter closed). Once the last one
+   * is, the channel is dropped: a later worker of that token gets a new one (which asks the batch
+   * route again, should this one have learned it is missing). Reports already taken still go out.
+   */
+  release(): void {
+    if (this.holders === 0) return;
+    this.holders -= 1;
+    if (this.holders > 0) return;
+    const byTarget = channels.get(this.transport);
+    if (byTarget?.get(this.key) === this) byTarget.delete(this.key);
   }
 
   /** `source` has reports: they go out at the end of this turn, with every other source's. */

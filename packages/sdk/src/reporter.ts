@@ -294,6 +294,7 @@ export class Reporter implements ReportSource {
     if (!this.closed) {
       this.outcomeInFlight = false;
       this.sendOutcomes();
+      this.channel.release();
     }
     this.closed = true;
     this.ackRev = null;

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { KillpathError, toWire } from '@killpath/protocol';
 import { connect, type Client } from '../src/index.ts';
+import { ReportChannel } from '../src/report-channel.ts';
 import { FakeStream, FakeTransport, ManualClock, MemorySink, drain } from '../src/testing.ts';
 import { directive, issue, snapshot } from './fixtures.ts';
 
@@ -224,4 +225,27 @@ test('a worker closed before the end of the turn sends nothing; the others still
     ['w1', 'w3'],
   );
   await Promise.all([clients[0]!.close(), clients[2]!.close()]);
+});
+
+test("a channel lives as long as a worker uses it: closed clients' tokens are not kept by the process", async () => {
+  const transport = new FakeTransport();
+  const headers = { authorization: 'Bearer tok-gone' };
+  const client = connect({
+    url: 'http://cp.test/',
+    token: 'tok-gone',
+    tenant: 't1',
+    agent: 'a1',
+    workerId: 'w1',
+    transport,
+    clock: new ManualClock(1_000),
+    logger: { warn: () => {} },
+  });
+  // While the client is open, its channel is the one every worker of that token gets.
+  const held = ReportChannel.of(transport, 'http://cp.test', headers);
+  held.release();
+  await client.close();
+  // Once no worker uses it, it is let go (with the token it holds): a later worker gets a new one.
+  const later = ReportChannel.of(transport, 'http://cp.test', headers);
+  assert.notEqual(later, held);
+  later.release();
 });
