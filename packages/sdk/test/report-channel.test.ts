@@ -249,3 +249,33 @@ test("a channel lives as long as a worker uses it: closed clients' tokens are no
   assert.notEqual(later, held);
   later.release();
 });
+
+test('a batch refused whole (400, 413, 415) is sent report by report; later turns still try a batch', async () => {
+  for (const code of ['invalid_request', 'payload_too_large', 'unsupported_media_type'] as const) {
+    const { transport, clients, streams, sinks } = await host(2);
+    let refuse = true;
+    transport.onPost = (post) => {
+      if (!post.url.endsWith('/v1/workers/reports') || !refuse) return undefined;
+      throw new KillpathError(code, 'refused whole');
+    };
+    const from = transport.posts.length;
+    await Promise.all(streams.map((s) => s.push(issue(2, directive('h1', 'halt', 'tenant:t1')))));
+    await drain();
+    assert.deepEqual(
+      reportPaths(transport, from).sort(),
+      ['/v1/workers/reports', '/v1/workers/w1/halted', '/v1/workers/w2/halted'],
+      code,
+    );
+    assert.deepEqual(
+      sinks.flatMap((s) => s.ofType('report.failed')),
+      [],
+      code,
+    );
+    refuse = false;
+    const next = transport.posts.length;
+    await Promise.all(streams.map((s) => s.push(issue(3, directive('h2', 'halt', 'tenant:other')))));
+    await drain();
+    assert.deepEqual(reportPaths(transport, next), ['/v1/workers/reports'], code);
+    await Promise.all(clients.map((c) => c.close()));
+  }
+});

@@ -21,6 +21,7 @@ describe('request priorities', () => {
     ['POST', '/v1/workers/w1/halted', 'critical'],
     ['POST', '/v1/workers/w1/ack', 'critical'],
     ['POST', '/v1/workers/w1/heartbeat', 'critical'],
+    ['POST', '/v1/workers/reports', 'critical'],
     ['POST', '/v1/launchers/l1/events', 'critical'],
     ['POST', '/v1/watchdog/beat', 'critical'],
     ['POST', '/v1/tokens', 'critical'],
