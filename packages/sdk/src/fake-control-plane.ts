@@ -13,7 +13,7 @@ import type {
 } from '@killpath/protocol';
 import type { Clock } from './clock.ts';
 import { wallNow } from './clock.ts';
-import type { FakePost, FakeTransport } from './fake-transport.ts';
+import { FakeTransport, type FakePost } from './fake-transport.ts';
 
 /** One permit the fake control plane issued. */
 export interface FakePermit {
@@ -159,7 +159,7 @@ export class FakeControlPlane {
     }
     m = /^\/v1\/runs\/([^/]+)\/resume$/.exec(path);
     if (m !== null) return this.resume(decodeURIComponent(m[1] ?? ''), post.body as ResumeRequest);
-    return undefined;
+    return FakeTransport.accept(post);
   }
 
   private permit(req: PermitRequest): PermitResponse {

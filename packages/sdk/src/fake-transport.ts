@@ -150,8 +150,20 @@ export class FakeTransport implements Transport {
   readonly streams: FakeStream[] = [];
   /** Every POST, in order (failed ones too). */
   readonly posts: FakePost[] = [];
-  /** Decides each POST's outcome: the returned value is the body; throw or reject to fail it. Default: succeed with no body. */
-  onPost: (post: FakePost) => unknown = () => undefined;
+  /**
+   * Decides each POST's outcome: the returned value is the body; throw or reject to fail it.
+   * Default {@link FakeTransport.accept}: every POST succeeds.
+   */
+  onPost: (post: FakePost) => unknown = FakeTransport.accept;
+
+  /**
+   * Answers `post` as a control plane that takes it: a batch of worker reports
+   * (`POST /v1/workers/reports`) with a 204 for each report, anything else with no body.
+   */
+  static accept(this: void, post: FakePost): unknown {
+    if (!post.url.endsWith('/v1/workers/reports')) return undefined;
+    return { answers: (post.body as { reports: unknown[] }).reports.map(() => ({ status: 204 })) };
+  }
   private taken = 0;
   private waiting: (() => void)[] = [];
 

@@ -1,4 +1,4 @@
-import type { WorkerReportBatch, WorkerReportItem } from '@killpath/protocol';
+import { KillpathError, type WorkerReportBatch, type WorkerReportItem } from '@killpath/protocol';
 import { splitBatches } from './control-calls.ts';
 import type { Transport } from './transport.ts';
 import { refusal } from './wire-answers.ts';
@@ -122,13 +122,19 @@ export class ReportChannel {
     }
     sent.then(
       (answer) => {
-        const answers = (answer as { answers?: { status?: unknown; body?: unknown }[] } | undefined)?.answers;
-        // A 2xx answer without per-report answers (a test double's) took every report.
-        if (!Array.isArray(answers)) return;
+        const answers = (answer as { answers?: unknown } | undefined)?.answers;
         batch.forEach((p, i) => {
-          const a = answers[i] as { status?: unknown; body?: unknown } | undefined;
-          const status = typeof a?.status === 'number' ? a.status : 0;
-          if (status < 200 || status >= 300) p.failed(refusal(status, a?.body ?? null, this.url));
+          const a = (Array.isArray(answers) ? answers[i] : undefined) as
+            { status?: unknown; body?: unknown } | undefined;
+          // A report with no answer of its own (a 2xx from something that is not the control
+          // plane, an answer cut short) is not known to be taken: it fails, and is retried.
+          if (typeof a?.status !== 'number') {
+            p.failed(
+              new KillpathError('internal', `${this.url} answered without an answer for report ${i + 1}`),
+            );
+            return;
+          }
+          if (a.status < 200 || a.status >= 300) p.failed(refusal(a.status, a.body ?? null, this.url));
         });
       },
       (err: unknown) => {

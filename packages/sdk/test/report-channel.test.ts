@@ -125,7 +125,7 @@ test('a lone report goes on its own route, and workers with different tokens nev
 test('a refused report of a batch fails alone: it is journaled, retried on its own, and its rev acked', async () => {
   const { transport, clock, clients, streams, sinks } = await host(2);
   transport.onPost = (post) => {
-    if (!post.url.endsWith('/v1/workers/reports')) return undefined;
+    if (!post.url.endsWith('/v1/workers/reports')) return FakeTransport.accept(post);
     const err = toWire(new KillpathError('unavailable', 'store unavailable'));
     return { answers: [{ status: 204 }, { status: 503, body: err }] };
   };
@@ -137,7 +137,7 @@ test('a refused report of a batch fails alone: it is journaled, retried on its o
   );
   // Its rev is acked on its own at once, as after a failed report on its own route.
   assert.deepEqual(transport.postsTo('/v1/workers/w2/ack').at(-1)?.body, { rev: 2 });
-  transport.onPost = () => undefined;
+  transport.onPost = FakeTransport.accept;
   clock.advance(1_000);
   await drain();
   const retried = transport.postsTo('/v1/workers/w2/halted');
@@ -151,7 +151,7 @@ test('a control plane without the batch route (404) gets every report on its own
   const { transport, clients, streams, sinks } = await host(3);
   let batches = 0;
   transport.onPost = (post) => {
-    if (!post.url.endsWith('/v1/workers/reports')) return undefined;
+    if (!post.url.endsWith('/v1/workers/reports')) return FakeTransport.accept(post);
     batches += 1;
     throw new KillpathError('not_found', 'no route');
   };
@@ -197,7 +197,7 @@ test('a batch that failed on the network fails each of its reports, and each is 
       ['halted', 'ack'],
     ],
   );
-  transport.onPost = () => undefined;
+  transport.onPost = FakeTransport.accept;
   clock.advance(1_000);
   await drain();
   // Both are sent again; a retry goes on its own route.
@@ -255,7 +255,7 @@ test('a batch refused whole (400, 413, 415) is sent report by report; later turn
     const { transport, clients, streams, sinks } = await host(2);
     let refuse = true;
     transport.onPost = (post) => {
-      if (!post.url.endsWith('/v1/workers/reports') || !refuse) return undefined;
+      if (!post.url.endsWith('/v1/workers/reports') || !refuse) return FakeTransport.accept(post);
       throw new KillpathError(code, 'refused whole');
     };
     const from = transport.posts.length;
@@ -278,4 +278,32 @@ test('a batch refused whole (400, 413, 415) is sent report by report; later turn
     assert.deepEqual(reportPaths(transport, next), ['/v1/workers/reports'], code);
     await Promise.all(clients.map((c) => c.close()));
   }
+});
+
+test('a 2xx answer to a batch without an answer for each report is not taken as them: they fail and are retried', async () => {
+  const { transport, clock, clients, streams, sinks } = await host(3);
+  // Something that is not the control plane (a proxy's empty 200), then an answer cut short.
+  const answers = [undefined, { answers: [{ status: 204 }] }];
+  transport.onPost = (post) =>
+    post.url.endsWith('/v1/workers/reports') ? answers.shift() : FakeTransport.accept(post);
+  await Promise.all(streams.map((s) => s.push(issue(2, directive('h1', 'halt', 'tenant:t1')))));
+  await drain();
+  // Every halted report failed; their revs' acks then went together, and the answer cut short
+  // took only the first of them.
+  assert.deepEqual(
+    sinks.map((s) => s.ofType('report.failed').map((e) => `${e.report} ${e.code}`)),
+    [['halted internal'], ['halted internal', 'ack internal'], ['halted internal', 'ack internal']],
+  );
+  transport.onPost = FakeTransport.accept;
+  clock.advance(1_000);
+  await drain();
+  assert.deepEqual(
+    transport
+      .reportsOf('halted')
+      .map((r) => r.workerId)
+      .sort(),
+    ['w1', 'w1', 'w2', 'w2', 'w3', 'w3'],
+    'each sent again on its own route',
+  );
+  await Promise.all(clients.map((c) => c.close()));
 });
