@@ -2,8 +2,9 @@
  * The control plane of `bench:overload`, in a process of its own so that the load generators
  * never share its event loop. ADMISSION=off starts it without admission control. Prints its URL
  * and admin token as one JSON line, then once a second its own event-loop delay (p99 and max
- * over that second, ms), its resident memory (bytes) and how many requests it shed. Not meant to
- * be run by hand.
+ * over that second, ms), its resident memory (bytes) and how many requests it shed. On SIGUSR2
+ * (started with --expose-gc) it collects garbage and prints its heap in use and resident memory
+ * after it: what the process retains, beside what it holds. Not meant to be run by hand.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -35,6 +36,12 @@ const tick = setInterval(async () => {
   eld.reset();
   process.stdout.write(`${JSON.stringify(line)}\n`);
 }, 1000);
+
+process.on('SIGUSR2', () => {
+  (globalThis as { gc?: () => void }).gc?.();
+  const m = process.memoryUsage();
+  process.stdout.write(`${JSON.stringify({ k: 'heap', heapUsed: m.heapUsed, rss: m.rss })}\n`);
+});
 
 const stop = async () => {
   clearInterval(tick);

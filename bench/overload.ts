@@ -45,8 +45,8 @@ class Proc {
   readonly exited: Promise<void>;
   #waiters: { k: string; ok: (l: Line) => void }[] = [];
 
-  constructor(script: string, env: Record<string, string>) {
-    this.child = spawn(process.execPath, [fileURLToPath(new URL(script, import.meta.url))], {
+  constructor(script: string, env: Record<string, string>, nodeArgs: string[] = []) {
+    this.child = spawn(process.execPath, [...nodeArgs, fileURLToPath(new URL(script, import.meta.url))], {
       stdio: ['ignore', 'pipe', 'inherit'],
       env: { ...process.env, ...env },
       detached: true,
@@ -107,6 +107,9 @@ interface PhaseResult {
   lagMax: number;
   rssStart: number;
   rssEnd: number;
+  /** Heap in use and RSS after a full collection, before the flood and after it stopped. */
+  heapStart: { heap: number; rss: number };
+  heapEnd: { heap: number; rss: number };
   shed: number;
   flood: Record<string, number>;
 }
@@ -115,7 +118,16 @@ async function phase(name: string): Promise<PhaseResult> {
   const flooding = name !== 'idle';
   const procs: Proc[] = [];
   try {
-    const server = new Proc('./overload-server.ts', { ADMISSION: name === 'no-admission' ? 'off' : 'on' });
+    const server = new Proc('./overload-server.ts', { ADMISSION: name === 'no-admission' ? 'off' : 'on' }, [
+      '--expose-gc',
+    ]);
+    /** The server's heap in use and resident memory right after a full collection: what it retains. */
+    const retained = async () => {
+      const heap = server.next('heap');
+      server.signal('SIGUSR2');
+      const l = await heap;
+      return { heap: l.heapUsed as number, rss: l.rss as number };
+    };
     procs.push(server);
     const ready = await server.next('ready');
     const url = ready.url as string;
@@ -134,6 +146,7 @@ async function phase(name: string): Promise<PhaseResult> {
     await workers.next('ready');
     await sleep(1500);
     const rssStart = (server.lines.filter((l) => l.k === 'tick').at(-1)?.rss as number | undefined) ?? 0;
+    const heapStart = await retained();
     const floods = flooding
       ? await Promise.all(
           Array.from({ length: FLOOD_PROCS }, async (_, i) => {
@@ -181,6 +194,7 @@ async function phase(name: string): Promise<PhaseResult> {
     }
     // What the server shed up to the flood's end: the span its answers above were counted over.
     const shed = (await server.next('tick')).shed as number;
+    const heapEnd = await retained();
     return {
       name,
       operator: operatorMs,
@@ -190,6 +204,8 @@ async function phase(name: string): Promise<PhaseResult> {
       lagMax: Math.max(0, ...ticks.map((l) => l.max as number)),
       rssStart,
       rssEnd: (ticks.at(-1)?.rss as number | undefined) ?? 0,
+      heapStart,
+      heapEnd,
       shed,
       flood,
     };
@@ -216,6 +232,7 @@ console.log(
       'lease expiries (healthy)',
       'loop delay p99 / max',
       'RSS start → end',
+      'after GC: heap / RSS, start → end',
       'flood answers',
       'shed',
     ],
@@ -225,6 +242,7 @@ console.log(
       `${r.expiries}${r.expiries > 0 ? ` (${ms(r.staleMs)} stale in all)` : ''}`,
       `${ms(r.lagP99)} / ${ms(r.lagMax)}`,
       `${mb(r.rssStart)} → ${mb(r.rssEnd)}`,
+      `${mb(r.heapStart.heap)} / ${mb(r.heapStart.rss)} → ${mb(r.heapEnd.heap)} / ${mb(r.heapEnd.rss)}`,
       Object.entries(r.flood)
         .map(([k, v]) => `${k}: ${v}`)
         .join(', ') || '-',
