@@ -12,7 +12,7 @@ import { Authenticator, mintToken } from './auth/tokens.ts';
 import { ControlPlane } from './control-plane.ts';
 import { Fleet } from './fleet.ts';
 import { createApp } from './http/app.ts';
-import { Admission, loopLagProbe, type AdmissionOptions } from './http/admission.ts';
+import { Admission, loopLagProbe, tokenCallers, type AdmissionOptions } from './http/admission.ts';
 import { createLogger, type Logger, type LogLevel } from './log.ts';
 import { Metrics } from './metrics.ts';
 import { SqliteStore } from './store/sqlite-store.ts';
@@ -282,6 +282,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
             ...(opts.admission ? opts.admission : {}),
             now: () => cp.clock.now(),
             onShed: (priority) => cp.metrics.shed.inc({ priority }),
+            callers: tokenCallers(auth),
           });
     const app = createApp(cp, auth, log, triggers, { adminTokenFile, checkpoints, admission });
     handler = (req, env) => app.fetch(req, env);

@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { describe, it } from 'node:test';
-import { Admission, loopLagProbe, priorityOf, type Priority } from '../src/http/admission.ts';
+import type { Principal } from '@killpath/protocol';
+import { Admission, loopLagProbe, priorityOf, tokenCallers, type Priority } from '../src/http/admission.ts';
 import { expectWireError, harness, heartbeatBody } from './harness.ts';
 
 describe('request priorities', () => {
@@ -367,5 +368,59 @@ describe('the event-loop lag probe', () => {
     } finally {
       probe.stop();
     }
+  });
+});
+
+describe('invented tokens are one caller', () => {
+  it('a flood of made-up tokens shares one share; a known token keeps its own; a real token shed once is known to its retry', async () => {
+    const known = new Set(['Bearer real']);
+    const valid = new Set(['Bearer real', 'Bearer new']);
+    const checked: string[] = [];
+    const callers = tokenCallers({
+      knownCaller: (h) => (h !== undefined && known.has(h) ? `hash:${h}` : null),
+      authenticate: (h) => {
+        checked.push(h!);
+        if (!valid.has(h!)) return Promise.reject(new Error('unknown token'));
+        known.add(h!);
+        return Promise.resolve({} as Principal);
+      },
+    });
+    const admission = new Admission({ lag: { lagMs: () => 0 }, maxLowInFlight: 8, callers });
+    const mw = admission.middleware();
+    let release = () => {};
+    const held = new Promise<void>((ok) => (release = ok));
+    const flood: Promise<unknown>[] = [];
+    for (let i = 0; i < 6; i++)
+      flood.push(mw(fakeContext('GET', '/v1/fleet', undefined, `Bearer made-up-${i}`), () => held));
+    await settle();
+    assert.equal(admission.lowInFlight, 2, 'invented tokens share one caller’s quarter of the places');
+    const shed = (await Promise.all(flood.slice(2))) as Response[];
+    assert.deepEqual(
+      shed.map((r) => r.status),
+      [429, 429, 429, 429],
+    );
+    // A token this control plane knows is a caller of its own.
+    let ran = false;
+    const real = mw(fakeContext('GET', '/v1/fleet', undefined, 'Bearer real'), async () => {
+      ran = true;
+    });
+    // A real token not seen yet counts with the unknown ones: shed, and checked so its retry is known.
+    const first = (await mw(
+      fakeContext('GET', '/v1/fleet', undefined, 'Bearer new'),
+      async () => {},
+    )) as Response;
+    assert.equal(first.status, 429);
+    await settle();
+    assert.ok(checked.includes('Bearer new'));
+    let retried = false;
+    const again = mw(fakeContext('GET', '/v1/fleet', undefined, 'Bearer new'), async () => {
+      retried = true;
+    });
+    await settle();
+    release();
+    await Promise.all([real, again, ...flood.slice(0, 2)]);
+    assert.ok(ran, 'the known token was admitted while the invented ones held their share');
+    assert.ok(retried, 'the real token was admitted on its retry');
+    assert.equal(admission.lowInFlight, 0);
   });
 });

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Authenticator, mintToken } from '../src/auth/tokens.ts';
 import { createLogger } from '../src/log.ts';
 import { startServer } from '../src/server.ts';
 import { StreamHub } from '../src/stream/hub.ts';
@@ -356,6 +357,31 @@ describe('rotate-admin', () => {
     } finally {
       await s.close();
       rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('a known caller, for admission', () => {
+  test('a token is known once it authenticated, and no longer once revoked here; a made-up one never', async () => {
+    const h = await harness();
+    try {
+      const auth = new Authenticator(h.store);
+      const { secret, record } = await mintToken(h.store, { role: 'viewer', tenant: 'acme' }, 'test');
+      const header = `Bearer ${secret}`;
+      assert.equal(auth.knownCaller(header), null, 'not seen yet: no store read to tell');
+      await auth.authenticate(header);
+      const known = auth.knownCaller(header);
+      assert.ok(known !== null && !known.includes(secret), 'known by its hash, not its secret');
+      assert.equal(auth.knownCaller(`bearer  ${secret}`), known, 'the scheme as authenticate reads it');
+      assert.equal(auth.knownCaller(`Bearer kp_${'x'.repeat(43)}`), null);
+      await assert.rejects(auth.authenticate(`Bearer kp_${'x'.repeat(43)}`));
+      assert.equal(auth.knownCaller(`Bearer kp_${'x'.repeat(43)}`), null, 'an unknown token stays unknown');
+      assert.equal(auth.knownCaller(undefined), null);
+      assert.equal(auth.knownCaller('Basic abc'), null);
+      auth.invalidate(record.id);
+      assert.equal(auth.knownCaller(header), null, 'revoked through this process: unknown at once');
+    } finally {
+      await h.close();
     }
   });
 });

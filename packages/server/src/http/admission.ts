@@ -1,4 +1,5 @@
 import type { EventEmitter } from 'node:events';
+import type { Authenticator } from '../auth/tokens.ts';
 import type { Context, MiddlewareHandler } from 'hono';
 import { HTTP_STATUS, systemClock, type Clock, type WireError } from '@killpath/protocol';
 
@@ -57,6 +58,41 @@ export interface LagSource {
   lagMs(): number;
 }
 
+/** See {@link AdmissionOptions.callers}. */
+export interface Callers {
+  known(authorization: string | undefined): string | null;
+  learn(authorization: string | undefined): void;
+}
+
+/** Most tokens {@link tokenCallers} checks at once for `learn`: a flood of invented ones costs at most that many store reads at a time. */
+const LEARNING = 8;
+
+/**
+ * Callers by token ({@link AdmissionOptions.callers}): a token the authenticator knows is a caller
+ * of its own; an unknown caller whose request was shed for the unknown callers' share has its
+ * token checked (at most {@link LEARNING} at once), so a real one is known to its retry.
+ */
+export function tokenCallers(auth: Pick<Authenticator, 'knownCaller' | 'authenticate'>): Callers {
+  let learning = 0;
+  return {
+    known: (h) => auth.knownCaller(h),
+    learn: (h) => {
+      if (learning >= LEARNING || h === undefined) return;
+      learning += 1;
+      void auth
+        .authenticate(h)
+        .catch(() => {})
+        .finally(() => (learning -= 1));
+    },
+  };
+}
+
+/** Every header value a caller of its own (the default of {@link AdmissionOptions.callers}). */
+const EACH_HEADER: Callers = { known: (h) => h ?? '', learn: () => {} };
+
+/** The caller every request from an unknown caller counts against (see {@link AdmissionOptions.callers}). */
+const UNKNOWN_CALLER = '\u0000unknown';
+
 /** Options of {@link Admission}. */
 export interface AdmissionOptions {
   lag: LagSource;
@@ -68,12 +104,20 @@ export interface AdmissionOptions {
    */
   maxLowInFlight?: number;
   /**
-   * Shed one caller's low-priority requests beyond this many in flight at once (a caller: the
-   * request's Authorization header, the unauthenticated console's files all one), so that one
-   * client's flood cannot hold every place of `maxLowInFlight` and get another tenant's reads
-   * shed while the loop is on time. Default a quarter of `maxLowInFlight`.
+   * Shed one caller's low-priority requests beyond this many in flight at once (a caller: see
+   * `callers`), so that one client's flood cannot hold every place of `maxLowInFlight` and get
+   * another tenant's reads shed while the loop is on time. Default a quarter of `maxLowInFlight`.
    */
   maxLowPerCaller?: number;
+  /**
+   * Who a low-priority request counts against, from its Authorization header, before it is
+   * authenticated. `known` names a caller this control plane has authenticated (a token it
+   * knows), or null; every request it does not know (no token, a made-up one, one not seen yet)
+   * counts against one caller together, so a flood of invented tokens gets no more places than
+   * one token. `learn` is told of an unknown caller's request shed for that share: checking its
+   * token makes it known to its next request. Default: each header value a caller of its own.
+   */
+  callers?: Callers;
   /**
    * Low-priority work one turn of the event loop may do, in ms of the loop's time since the first
    * of it started: past it, the next one waits for the loop to turn (timers, streams and
@@ -118,6 +162,7 @@ export class Admission {
   readonly #shedLagMs: number;
   readonly #maxLowInFlight: number;
   readonly #maxLowPerCaller: number;
+  readonly #callers: Callers;
   /** Low-priority requests in flight per caller (see {@link AdmissionOptions.maxLowPerCaller}); only callers with some. */
   readonly #perCaller = new Map<string, number>();
   readonly #turnBudgetMs: number;
@@ -145,6 +190,7 @@ export class Admission {
     this.#shedLagMs = opts.shedLagMs ?? 100;
     this.#maxLowInFlight = opts.maxLowInFlight ?? 256;
     this.#maxLowPerCaller = opts.maxLowPerCaller ?? Math.max(1, Math.floor(this.#maxLowInFlight / 4));
+    this.#callers = opts.callers ?? EACH_HEADER;
     this.#turnBudgetMs = opts.turnBudgetMs ?? 2;
     this.#maxWaitMs = opts.maxWaitMs ?? 2000;
     this.#retryAfterS = opts.retryAfterS ?? 1;
@@ -268,14 +314,17 @@ export class Admission {
       if (priority !== 'low') return next();
       const reason = this.shedReason(priority, true);
       if (reason !== null) return this.#shed(c, priority, reason);
-      const caller = c.req.header('authorization') ?? '';
+      const authorization = c.req.header('authorization');
+      const caller = this.#callers.known(authorization) ?? UNKNOWN_CALLER;
       const mine = this.#perCaller.get(caller) ?? 0;
-      if (mine >= this.#maxLowPerCaller)
+      if (mine >= this.#maxLowPerCaller) {
+        if (caller === UNKNOWN_CALLER) this.#callers.learn(authorization);
         return this.#shed(
           c,
           priority,
           `too many read queries of this caller in flight (${mine}; the control plane takes ${this.#maxLowPerCaller} of one caller at once)`,
         );
+      }
       this.#perCaller.set(caller, mine + 1);
       this.#lowInFlight += 1;
       try {
