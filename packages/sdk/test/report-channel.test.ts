@@ -52,6 +52,13 @@ const reportPaths = (t: FakeTransport, from: number): string[] =>
     .map((p) => new URL(p.url).pathname)
     .filter((p) => p.startsWith('/v1/workers/') && !p.endsWith('/heartbeat'));
 
+/** The workers whose halted reports were sent (alone or in a batch), sorted. */
+const haltedBy = (t: FakeTransport): unknown[] =>
+  t
+    .reportsOf('halted')
+    .map((r) => r.workerId)
+    .sort();
+
 test("the workers of a process report a halt together: one request for every worker's halted report", async () => {
   const { transport, clients, streams } = await host(3);
   const from = transport.posts.length;
@@ -201,13 +208,7 @@ test('a batch that failed on the network fails each of its reports, and each is 
   clock.advance(1_000);
   await drain();
   // Both are sent again; a retry goes on its own route.
-  assert.deepEqual(
-    transport
-      .reportsOf('halted')
-      .map((r) => r.workerId)
-      .sort(),
-    ['w1', 'w1', 'w2', 'w2'],
-  );
+  assert.deepEqual(haltedBy(transport), ['w1', 'w1', 'w2', 'w2']);
   await Promise.all(clients.map((c) => c.close()));
 });
 
@@ -298,10 +299,7 @@ test('a 2xx answer to a batch without an answer for each report is not taken as 
   clock.advance(1_000);
   await drain();
   assert.deepEqual(
-    transport
-      .reportsOf('halted')
-      .map((r) => r.workerId)
-      .sort(),
+    haltedBy(transport),
     ['w1', 'w1', 'w2', 'w2', 'w3', 'w3'],
     'each sent again on its own route',
   );
