@@ -34,7 +34,7 @@ export interface ReportSource {
  * a few requests where it sent one per worker: the control plane's cost per report was mostly
  * the request's (see docs/architecture.md, "Where the time goes"). A lone report goes on its own
  * route as before, and so does every report to a control plane that answers the batch route 404
- * (it predates it) or refuses a batch as a whole (400, 415): no report is lost to its neighbour.
+ * (it predates it) or refuses a batch as a whole (400, 413, 415): no report is lost to its neighbour.
  * Each report's answer is its own: a refused one fails only itself.
  */
 export class ReportChannel {
