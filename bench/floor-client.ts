@@ -19,6 +19,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Agent, request } from 'node:http';
+import { emit } from './bench-lines.ts';
 
 const count = Number(process.env.COUNT);
 const base = Number(process.env.BASE ?? 0);
@@ -36,17 +37,6 @@ const POOL = 64;
 // Simulated workers share a pool of 64 connections per process; SDK ones the process's default
 // transport's keep-alive agent.
 const agent = new Agent(sim ? { keepAlive: true, maxSockets: POOL } : { keepAlive: true });
-
-let lines: string[] = [];
-function emit(line: string): void {
-  if (lines.length === 0) setImmediate(flush);
-  lines.push(line);
-}
-function flush(): void {
-  const text = lines.join('');
-  lines = [];
-  process.stdout.write(text);
-}
 
 interface Worker {
   id: string;

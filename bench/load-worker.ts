@@ -15,62 +15,13 @@
  * SDK's halt path, and a synchronous pipe write per worker would bill the benchmark's own I/O
  * to the workers applied after it. The instants printed are the SDK's, taken at the settle.
  */
-import { PerformanceObserver, monitorEventLoopDelay } from 'node:perf_hooks';
 import { connect, fetchTransport, type Client } from '@killpath/sdk';
+import { emit, flipTracer } from './bench-lines.ts';
 
 const count = Number(process.env.COUNT);
 const base = Number(process.env.BASE ?? 0);
 const fetching = process.env.TRANSPORT === 'fetch';
-
-let lines: string[] = [];
-function emit(line: string): void {
-  if (lines.length === 0) setImmediate(flush);
-  lines.push(line);
-}
-function flush(): void {
-  const text = lines.join('');
-  lines = [];
-  process.stdout.write(text);
-}
-
-const TRACE = process.env.TRACE === '1';
-const eld = TRACE ? monitorEventLoopDelay({ resolution: 1 }) : null;
-eld?.enable();
-const gcs: { start: number; ms: number }[] = [];
-if (TRACE) {
-  new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) gcs.push({ start: e.startTime, ms: e.duration });
-  }).observe({ entryTypes: ['gc'] });
-}
-let flip: { rev: number; first: number; last: number; cpu: NodeJS.CpuUsage } | null = null;
-/** Notes a halt flip's delta applied at monotonic `at`; the trace line goes out 300 ms after the first. */
-function traced(rev: number, at: number): void {
-  if (flip === null || flip.rev !== rev) {
-    flip = { rev, first: at, last: at, cpu: process.cpuUsage() };
-    eld?.reset();
-    gcs.length = 0;
-    setTimeout(() => {
-      const f = flip!;
-      const inFlip = gcs.filter((g) => g.start >= f.first - 1 && g.start <= f.last);
-      emit(
-        `${JSON.stringify({
-          k: 'trace',
-          rev: f.rev,
-          proc: base / 10_000,
-          count,
-          firstObserve: performance.timeOrigin + f.first,
-          lastObserve: performance.timeOrigin + f.last,
-          eldMaxMs: eld!.max / 1e6,
-          gcCount: inFlip.length,
-          gcMs: inFlip.reduce((a, g) => a + g.ms, 0),
-          cpuMs: ((u) => (u.user + u.system) / 1000)(process.cpuUsage(f.cpu)),
-        })}\n`,
-      );
-    }, 300);
-  } else {
-    flip.last = at;
-  }
-}
+const traced = flipTracer(base / 10_000, count);
 
 const clients: Client[] = [];
 for (let i = 0; i < count; i++) {
@@ -89,7 +40,7 @@ for (let i = 0; i < count; i++) {
     ...(fetching ? { transport: fetchTransport() } : {}),
     sink: {
       record(e) {
-        if (TRACE && e.type === 'rev.applied' && e.source === 'delta' && e.issued.length > 0)
+        if (traced !== null && e.type === 'rev.applied' && e.source === 'delta' && e.issued.length > 0)
           traced(e.rev, e.at);
         // bench/replicas.ts: which replica each stream is on, and when it moved.
         if (e.type === 'stream.connected' && process.env.PRINT_CONNECT === '1')

@@ -309,8 +309,7 @@ async function measure(workers: number, layout: string): Promise<Measured> {
       if (e.rev === directive.rev && e.timeToStopMs !== null) report.push(e.timeToStopMs);
     lastReports = reports.filter((e) => e.rev === directive.rev);
     if (TRACE) {
-      // Simulated workers (bench/sim-worker.ts) print no trace: only SDK load generators do.
-      while (traces.length < (sim ? 0 : procs) + solo && Date.now() < until) await sleep(10);
+      while (traces.length < procs + solo && Date.now() < until) await sleep(10);
       traceLines.push(
         traceFlip(
           `${workers} workers ${layout}`,

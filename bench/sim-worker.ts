@@ -7,9 +7,11 @@
  * on any other delta it acks the rev. Reports go over one keep-alive pool per process (up to
  * POOL connections), not one connection per worker, and those of one turn together, as the SDK's
  * workers of one process send them. Opens its streams POOL at a time. Prints
- * `ready` once every stream has its snapshot. Started by bench/run.ts; not meant to be run by hand.
+ * `ready` once every stream has its snapshot; with TRACE=1, a trace line per halt flip as the SDK
+ * load generators do (bench/bench-lines.ts). Started by bench/run.ts; not meant to be run by hand.
  */
 import { Agent, request } from 'node:http';
+import { emit, flipTracer } from './bench-lines.ts';
 
 const count = Number(process.env.COUNT);
 const base = Number(process.env.BASE ?? 0);
@@ -17,17 +19,7 @@ const url = new URL(process.env.KILLPATH_URL!);
 const token = process.env.KILLPATH_TOKEN!;
 const POOL = 64;
 const agent = new Agent({ keepAlive: true, maxSockets: POOL });
-
-let lines: string[] = [];
-function emit(line: string): void {
-  if (lines.length === 0) setImmediate(flush);
-  lines.push(line);
-}
-function flush(): void {
-  const text = lines.join('');
-  lines = [];
-  process.stdout.write(text);
-}
+const traced = flipTracer(base / 10_000, count);
 
 /**
  * Reports go out one event-loop turn later, as the SDK sends them (`ReportChannel`): every stream
@@ -148,7 +140,9 @@ function open(n: number): Promise<void> {
               (d.level === 'halt' || d.level === 'kill') &&
               (d.tenant === null || d.tenant === 'bench')
             ) {
-              const wall = performance.timeOrigin + performance.now();
+              const at = performance.now();
+              traced?.(msg.rev, at);
+              const wall = performance.timeOrigin + at;
               emit(`${JSON.stringify({ k: 'settled', worker: n, rev: msg.rev, wall })}\n`);
               report({
                 kind: 'halted',
