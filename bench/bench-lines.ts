@@ -1,7 +1,8 @@
 /**
  * What the bench's worker processes (bench/load-worker.ts, bench/sim-worker.ts,
- * bench/floor-client.ts) share: JSON lines to the bench, written once per event-loop turn, and
- * the per-flip trace of BENCH_TRACE=1. Not meant to be run by hand.
+ * bench/floor-client.ts) share: JSON lines to the bench, written once per event-loop turn, the
+ * per-flip trace of BENCH_TRACE=1, and reports sent as the SDK's `ReportChannel` sends them. Not
+ * meant to be run by hand.
  */
 import { PerformanceObserver, monitorEventLoopDelay } from 'node:perf_hooks';
 
@@ -63,5 +64,27 @@ export function flipTracer(proc: number, count: number): ((rev: number, at: numb
         })}\n`,
       );
     }, 300);
+  };
+}
+
+/** Most reports in one `POST /v1/workers/reports` (the control plane takes up to 256). */
+const MAX_REPORTS = 256;
+
+/**
+ * Reports sent as the SDK's `ReportChannel` sends a process's reports: the ones queued in a turn
+ * go out one event-loop turn later (every stream read first), a lone one through `alone`, more in
+ * batches of up to 256 through `batch`. Returns the function that queues one.
+ */
+export function turnReports<T>(alone: (r: T) => void, batch: (rs: T[]) => void): (r: T) => void {
+  let queued: T[] = [];
+  return (r) => {
+    if (queued.length === 0)
+      setImmediate(() => {
+        const due = queued;
+        queued = [];
+        if (due.length === 1) alone(due[0]!);
+        else for (let i = 0; i < due.length; i += MAX_REPORTS) batch(due.slice(i, i + MAX_REPORTS));
+      });
+    queued.push(r);
   };
 }

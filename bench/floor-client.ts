@@ -19,7 +19,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Agent, request } from 'node:http';
-import { emit } from './bench-lines.ts';
+import { emit, turnReports } from './bench-lines.ts';
 
 const count = Number(process.env.COUNT);
 const base = Number(process.env.BASE ?? 0);
@@ -48,26 +48,13 @@ interface Worker {
  * turn's reports of this process together, as `POST /v1/workers/reports` of up to 256 (a lone one
  * on its own route), over the process's one keep-alive agent.
  */
-let queued: { w: Worker; rev: number }[] = [];
-function report(w: Worker, rev: number): void {
-  if (queued.length === 0)
-    setImmediate(() => {
-      const due = queued;
-      queued = [];
-      if (due.length === 1) {
-        send(`/v1/workers/${due[0]!.w.id}/halted`, halted(due[0]!.w, due[0]!.rev));
-        return;
-      }
-      for (let i = 0; i < due.length; i += MAX_REPORTS)
-        send('/v1/workers/reports', {
-          reports: due
-            .slice(i, i + MAX_REPORTS)
-            .map((q) => ({ kind: 'halted', workerId: q.w.id, ...halted(q.w, q.rev) })),
-        });
-    });
-  queued.push({ w, rev });
-}
-const MAX_REPORTS = 256;
+const report = turnReports<{ w: Worker; rev: number }>(
+  ({ w, rev }) => send(`/v1/workers/${w.id}/halted`, halted(w, rev)),
+  (due) =>
+    send('/v1/workers/reports', {
+      reports: due.map(({ w, rev }) => ({ kind: 'halted', workerId: w.id, ...halted(w, rev) })),
+    }),
+);
 
 function halted(w: Worker, rev: number) {
   return {
@@ -121,7 +108,7 @@ for (let i = 0; i < count; i++) {
           // The frame's rev is what the bench matches arrivals on.
           const rev = Number(/"rev":(\d+)/.exec(text.slice(0, end))?.[1]);
           emit(`${JSON.stringify({ k: 'got', rev, wall: at })}\n`);
-          if (reportRevs.has(rev)) report(w, rev);
+          if (reportRevs.has(rev)) report({ w, rev });
         }
         text = text.slice(end + 2);
         end = text.indexOf('\n\n');

@@ -11,7 +11,7 @@
  * load generators do (bench/bench-lines.ts). Started by bench/run.ts; not meant to be run by hand.
  */
 import { Agent, request } from 'node:http';
-import { emit, flipTracer } from './bench-lines.ts';
+import { emit, flipTracer, turnReports } from './bench-lines.ts';
 
 const count = Number(process.env.COUNT);
 const base = Number(process.env.BASE ?? 0);
@@ -36,23 +36,10 @@ interface Halted {
   completed: number;
   observeToSettleMs: number;
 }
-const MAX_REPORTS = 256;
-let queued: Report[] = [];
-function report(r: Report): void {
-  if (queued.length === 0)
-    setImmediate(() => {
-      const due = queued;
-      queued = [];
-      if (due.length === 1) {
-        const { kind, workerId, ...body } = due[0]!;
-        send(`/v1/workers/${workerId}/${kind}`, body, 204);
-        return;
-      }
-      for (let i = 0; i < due.length; i += MAX_REPORTS)
-        send('/v1/workers/reports', { reports: due.slice(i, i + MAX_REPORTS) }, 200);
-    });
-  queued.push(r);
-}
+const report = turnReports<Report>(
+  ({ kind, workerId, ...body }) => send(`/v1/workers/${workerId}/${kind}`, body, 204),
+  (reports) => send('/v1/workers/reports', { reports }, 200),
+);
 
 function send(path: string, body: unknown, ok: number): void {
   const payload = Buffer.from(JSON.stringify(body));
