@@ -308,8 +308,12 @@ export class ControlPlane {
     return this.launcherDesk.claim(who, launcherId);
   }
 
-  /** A worker heartbeat arrived: if a launcher started it, its orders may change with its runs. */
+  /**
+   * A worker heartbeat or run registration arrived: a settle report it sent before the fleet knew
+   * its runs may count now, and if a launcher started it, its orders may change with its runs.
+   */
   workerSeen(key: WorkerKey): void {
+    this.#reports.runsLearned(key);
     const launcher = this.fleet.launcherOf(key);
     if (launcher !== null) this.launchers.reconcile(this.hub.rev, this.active(), launcher);
   }

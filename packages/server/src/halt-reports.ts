@@ -22,6 +22,16 @@ export interface HaltedEvent extends HaltedReport {
 /** Listener for settle reports (demo, drills and benchmarks use it in process). */
 export type HaltedListener = (e: HaltedEvent) => void;
 
+/** A settle report waiting for the fleet to learn runs it named (see `HaltReports.runsLearned`). */
+interface AwaitingClaim {
+  workerId: string;
+  tenant: string;
+  agent: string;
+  rev: number;
+  /** The runs it named that its worker was not known to host. */
+  runs: string[];
+}
+
 /** How many recent flips' commit times are kept for time-to-stop. */
 const FLIP_MEMORY = 4096;
 
@@ -65,6 +75,12 @@ export class HaltReports {
   readonly #host: HaltReportsHost;
   /** Workers that reported `halted` per directive id (for escalation). */
   readonly #acks = new Map<string, Set<WorkerKey>>();
+  /**
+   * Settle reports that named runs this process did not know their worker hosted yet (a run
+   * started just before the flip, its registration still on its way), per worker and directive:
+   * the worker's word waits for the fleet to learn those runs ({@link HaltReports.runsLearned}).
+   */
+  readonly #awaiting = new Map<WorkerKey, Map<string, AwaitingClaim>>();
   /** Commit time (monotonic ms) of recent revs. */
   readonly #flips = new Map<number, number>();
   readonly #listeners = new Set<HaltedListener>();
@@ -198,6 +214,60 @@ export class HaltReports {
   /** Forgets directive `id` (cleared or replaced). */
   forget(id: string): void {
     this.#acks.delete(id);
+    for (const [key, waiting] of this.#awaiting) {
+      waiting.delete(id);
+      if (waiting.size === 0) this.#awaiting.delete(key);
+    }
+  }
+
+  /**
+   * The fleet learned worker `key`'s runs (a registration, a heartbeat). A settle report it sent
+   * earlier for a stop that is still active, naming a run it now hosts that the stop covers,
+   * counts now: the worker reported halted before the control plane knew the run was its own
+   * (the run started just before the flip). Runs it names that it does not host still count
+   * for nothing.
+   */
+  runsLearned(key: WorkerKey): void {
+    const waiting = this.#awaiting.get(key);
+    if (waiting === undefined) return;
+    for (const [id, claim] of waiting) {
+      const d = this.#host.active(id);
+      if (d === undefined) {
+        waiting.delete(id);
+        continue;
+      }
+      const runs = this.#host.fleet
+        .identitiesOf(key)
+        .filter((r) => claim.runs.includes(r.runId) && coversRun(d, r))
+        .map((r) => r.runId);
+      if (runs.length === 0) continue;
+      waiting.delete(id);
+      this.#host.fleet.markRuns(key, runs, d.capabilities === null ? d.level : 'degrade');
+      this.#acknowledge(key, claim, id, runs);
+    }
+    if (waiting.size === 0) this.#awaiting.delete(key);
+  }
+
+  /** Worker `key` acknowledged stop `directiveId` for `runs`: counted here and written to the store. */
+  #acknowledge(
+    key: WorkerKey,
+    who: { workerId: string; tenant: string; agent: string; rev: number },
+    directiveId: string,
+    runs: string[],
+  ): void {
+    let set = this.#acks.get(directiveId);
+    if (set === undefined) this.#acks.set(directiveId, (set = new Set()));
+    set.add(key);
+    this.#queueAck({
+      directiveId,
+      tenant: who.tenant,
+      agent: who.agent,
+      workerId: who.workerId,
+      rev: who.rev,
+      runs,
+      at: new Date(this.#host.wallNow()).toISOString(),
+      replica: this.#host.replica,
+    });
   }
 
   /** Subscribes to settle reports; returns the unsubscribe function. */
@@ -287,20 +357,28 @@ export class HaltReports {
           : null;
     if (timeToStopMs !== null) this.#host.metrics.signalToHalt.observe(timeToStopMs / 1000);
     const event: HaltedEvent = { ...report, workerId, tenant: who.tenant, agent: who.agent, timeToStopMs };
-    if (stop !== undefined && hosted.length > 0) {
-      let set = this.#acks.get(report.directiveId);
-      if (set === undefined) this.#acks.set(report.directiveId, (set = new Set()));
-      set.add(key);
-      this.#queueAck({
-        directiveId: report.directiveId,
-        tenant: who.tenant,
-        agent: who.agent,
-        workerId,
-        rev: report.rev,
-        runs: report.runs,
-        at: new Date(this.#host.wallNow()).toISOString(),
-        replica: this.#host.replica,
-      });
+    if (stop !== undefined && hosted.length > 0)
+      this.#acknowledge(
+        key,
+        { workerId, tenant: who.tenant, agent: who.agent, rev: report.rev },
+        stop.id,
+        report.runs,
+      );
+    else if (stop !== undefined) {
+      // Runs the worker named that the fleet does not know it hosts: counted once it does.
+      const known = new Set(this.#host.fleet.identitiesOf(key).map((r) => r.runId));
+      const unknown = claimed.runs.filter((r) => !known.has(r));
+      if (unknown.length > 0) {
+        let waiting = this.#awaiting.get(key);
+        if (waiting === undefined) this.#awaiting.set(key, (waiting = new Map()));
+        waiting.set(stop.id, {
+          workerId,
+          tenant: who.tenant,
+          agent: who.agent,
+          rev: report.rev,
+          runs: unknown,
+        });
+      }
     }
     for (const fn of this.#listeners) {
       try {

@@ -205,3 +205,45 @@ test("egress through the launcher's proxy after the ack means not stopped: the k
     await h.close();
   }
 });
+
+test('a report naming a run whose registration lands after it counts once the run is known; a run it does not host never', async () => {
+  const h = await harness({ escalationSlackMs: 20 });
+  try {
+    const op = await h.token('operator', 'acme');
+    const agent = await h.token('agent', 'acme', 'bot');
+    // Both workers started a run just before the flip: the control plane does not know it yet.
+    worker(h, 'w1', 'acme', []);
+    worker(h, 'w2', 'acme', []);
+    const d = await issue(h, op, { level: 'halt', scope: 'agent:acme/bot', graceMs: 300 });
+    for (const [w, run] of [
+      ['w1', 'r1'],
+      ['w2', 'r-not-mine'],
+    ] as const) {
+      const r = await h.req('POST', `/v1/workers/${w}/halted`, { token: agent, body: halted(d, [run]) });
+      assert.equal(r.status, 204);
+    }
+    // The registrations land after the reports: w1's names the run it reported, w2's another.
+    for (const [w, run] of [
+      ['w1', 'r1'],
+      ['w2', 'r2'],
+    ] as const) {
+      const r = await h.req('POST', '/v1/runs', {
+        token: agent,
+        body: { runId: run, parentRunId: null, lineage: [], features: [], workerId: w },
+      });
+      assert.ok(r.status < 300, await r.text());
+    }
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline && (await audit(h, 'directive.escalated')).length === 0) await sleep(10);
+    const escalated = await audit(h, 'directive.escalated');
+    assert.equal(escalated.length, 1, 'the kill step fired');
+    assert.deepEqual(escalated[0]!.data.laggards, ['w2'], 'w1 acknowledged r1 once it was known to host it');
+    await h.cp.flushAcks();
+    assert.deepEqual(
+      (await h.store.acksOf(d.id)).map((a) => [a.workerId, a.runs]),
+      [['w1', ['r1']]],
+    );
+  } finally {
+    await h.close();
+  }
+});
