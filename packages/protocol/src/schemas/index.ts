@@ -37,6 +37,9 @@ export {
   WorkerReportBatchSchema,
   RunRegistrationSchema,
   ResumeRequestSchema,
+  isAckReport,
+  isHaltedReport,
+  isWorkerReportBatch,
 } from './reports.ts';
 export {
   MAX_BATCH,

@@ -47,5 +47,8 @@ export const count = z.number().int().min(0);
 /** A JSON object. */
 export const json = z.record(z.string(), z.unknown());
 
+/** Longest directive id a report may echo ({@link directiveRef}). */
+export const DIRECTIVE_REF_MAX = 200;
+
 /** A directive id as a worker reports it back (not checked as an identifier: it echoes the server's). */
-export const directiveRef = z.string().max(200);
+export const directiveRef = z.string().max(DIRECTIVE_REF_MAX);

@@ -9,9 +9,11 @@ import {
   type BatchAnswer,
   type Principal,
 } from '@killpath/protocol';
+import { isAckReport, isHaltedReport, isWorkerReportBatch } from '@killpath/protocol/schemas';
 import type { Logger } from '../log.ts';
 import type { FleetStore, RunRecord } from '../store/store.ts';
 import { Fleet, workerKey, type WorkerKey } from '../fleet.ts';
+import { AckBody, HaltedBody, WorkerReportBatchBody } from './schemas.ts';
 
 /** Hono environment of every route: Node bindings and the authenticated principal. */
 export type Env = { Bindings: HttpBindings; Variables: { principal: Principal } };
@@ -81,6 +83,17 @@ export function body<S extends z.ZodType>(c: Context, schema: S): Promise<z.infe
 }
 
 /**
+ * Bodies a check without zod takes as they are: the reports of a flip's wave (see
+ * `isWorkerReportBatch`). Each check accepts only what its schema does; what it refuses goes to
+ * the schema, for the schema's own error.
+ */
+const PRECHECKED = new Map<z.ZodType, (raw: unknown) => boolean>([
+  [AckBody, isAckReport],
+  [HaltedBody, isHaltedReport],
+  [WorkerReportBatchBody, isWorkerReportBatch],
+]);
+
+/**
  * {@link body} for a caller that reads the body itself: `contentType` is checked before `read`
  * is called (a 415 reads nothing), then the text is parsed and validated against `schema`.
  */
@@ -112,6 +125,7 @@ export async function parseBody<S extends z.ZodType>(
       `request body nests deeper than ${MAX_JSON_DEPTH} levels of objects and arrays`,
       { details: { limit: MAX_JSON_DEPTH } },
     );
+  if (PRECHECKED.get(schema)?.(raw) === true) return raw as z.infer<S>;
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {
     const details = parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message }));
