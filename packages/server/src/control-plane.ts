@@ -501,7 +501,7 @@ export class ControlPlane {
   /** See {@link HaltReports.report}. */
   halted(
     workerId: string,
-    who: { tenant: string; agent: string },
+    who: { tenant: string; agent: string; key?: WorkerKey },
     claimed: HaltedReport,
     directive?: Directive,
   ): HaltedEvent {

@@ -100,6 +100,16 @@ export class HaltReports {
     this.#host = host;
   }
 
+  /** The last instant {@link HaltReports.#isoNow} wrote out: a wave of reports acknowledges thousands in one ms. */
+  #iso = { ms: Number.NaN, text: '' };
+
+  /** The wall clock now as an ISO 8601 string (to the ms, as `Date` keeps it). */
+  #isoNow(): string {
+    const ms = Math.trunc(this.#host.wallNow());
+    if (ms !== this.#iso.ms) this.#iso = { ms, text: new Date(ms).toISOString() };
+    return this.#iso.text;
+  }
+
   #queueAck(a: HaltAck): void {
     this.#pendingAcks.push(a);
     if (this.#pendingAcks.length === 1) setImmediate(() => void this.flushAcks());
@@ -265,7 +275,7 @@ export class HaltReports {
       workerId: who.workerId,
       rev: who.rev,
       runs,
-      at: new Date(this.#host.wallNow()).toISOString(),
+      at: this.#isoNow(),
       replica: this.#host.replica,
     });
   }
@@ -330,14 +340,16 @@ export class HaltReports {
    */
   report(
     workerId: string,
-    who: { tenant: string; agent: string },
+    who: { tenant: string; agent: string; key?: WorkerKey },
     claimed: HaltedReport,
     directive?: Directive,
   ): HaltedEvent {
-    const key = workerKey(who.tenant, who.agent, workerId);
+    // The key the route resolved, when it did: one string for every lookup of the report.
+    const key = who.key ?? workerKey(who.tenant, who.agent, workerId);
     // The worker's word counts only for runs it hosts that the directive covers.
     const d = directive ?? this.#host.active(claimed.directiveId);
-    const hosted = d === undefined ? [] : this.#host.fleet.identitiesOf(key).filter((r) => coversRun(d, r));
+    const runsHere = this.#host.fleet.identitiesOf(key);
+    const hosted = d === undefined ? [] : runsHere.filter((r) => coversRun(d, r));
     const ids = new Set(hosted.map((r) => r.runId));
     const report: HaltedReport = { ...claimed, runs: claimed.runs.filter((r) => ids.has(r)) };
     this.#host.fleet.ack(key, Math.min(report.rev, this.#host.rev()));
@@ -366,7 +378,7 @@ export class HaltReports {
       );
     else if (stop !== undefined) {
       // Runs the worker named that the fleet does not know it hosts: counted once it does.
-      const known = new Set(this.#host.fleet.identitiesOf(key).map((r) => r.runId));
+      const known = new Set(runsHere.map((r) => r.runId));
       const unknown = claimed.runs.filter((r) => !known.has(r));
       if (unknown.length > 0) {
         let waiting = this.#awaiting.get(key);
