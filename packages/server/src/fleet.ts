@@ -399,7 +399,19 @@ export class Fleet {
     if (!w) return;
     this.#mine(w);
     w.ackedRev = Math.max(w.ackedRev, rev);
-    w.lastContact = this.#now();
+    w.lastContact = this.#lastAck = this.#now();
+  }
+
+  /** When the last ack or halted report came, on the fleet's clock. */
+  #lastAck = Number.NEGATIVE_INFINITY;
+
+  /**
+   * Ms since a worker last acked a rev or reported halted (Infinity before any): small while a
+   * flip's wave of reports is still coming in, which bookkeeping can wait out
+   * ({@link PresenceSync}).
+   */
+  sinceLastAck(): number {
+    return this.#now() - this.#lastAck;
   }
 
   /** Forgets workers that have been disconnected and silent for `ms`. */

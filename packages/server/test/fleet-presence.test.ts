@@ -1,12 +1,17 @@
 /**
  * The fleet's side of shared presence: what it publishes (changed workers, tombstones) and how it
  * merges what other replicas published (its own live streams win; another replica's worker is
- * connected only while that replica refreshes it). On a manual fleet clock; wall time = clock + W.
+ * connected only while that replica refreshes it), and when the presence sync writes it. On a
+ * manual fleet clock; wall time = clock + W.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseScope, type Directive } from '@killpath/protocol';
+import { ManualClock } from '@killpath/sdk/testing';
 import { Fleet, workerKey } from '../src/fleet.ts';
+import { createLogger } from '../src/log.ts';
+import { PresenceSync, WAVE_MAX_WAIT_MS, WAVE_QUIET_MS } from '../src/presence-sync.ts';
+import { SqliteStore } from '../src/store/sqlite-store.ts';
 import type { PresenceRow } from '../src/store/store.ts';
 
 const W = 1_767_225_600_000;
@@ -159,3 +164,58 @@ function directive(): Directive {
     breakGlass: null,
   };
 }
+
+test('a presence sync that comes due during a wave of acks waits for the wave to go quiet, at most WAVE_MAX_WAIT_MS past its due time', async () => {
+  const clock = new ManualClock(1000);
+  const fleet = new Fleet(() => clock.now());
+  const store = new SqliteStore(':memory:');
+  const writes: number[] = [];
+  const put = store.putPresence.bind(store);
+  store.putPresence = (rows) => {
+    writes.push(clock.now());
+    return put(rows);
+  };
+  const sync = new PresenceSync({
+    store,
+    fleet,
+    clock,
+    log: createLogger('silent'),
+    replica: 'A',
+    everyMs: 500,
+  });
+  const settle = () => new Promise((r) => setImmediate(r));
+  try {
+    await sync.start(); // due next at 1500
+    fleet.connected('w1', 'acme', 'bot', []);
+    const key = workerKey('acme', 'bot', 'w1');
+    /** An ack every 10 ms until `until`. */
+    const acks = async (until: number) => {
+      for (let rev = 1; clock.now() < until; rev++) {
+        fleet.ack(key, rev);
+        clock.advance(10);
+        await settle();
+      }
+    };
+    clock.advance(480);
+    await acks(1700); // a wave from 1480 to 1700: the sync due at 1500 waits for it
+    assert.deepEqual(writes, []);
+    for (let i = 0; i < 10; i++) {
+      clock.advance(5);
+      await settle();
+    }
+    assert.equal(writes.length, 1, 'written once the wave went quiet');
+    const quietAt = writes[0]!;
+    assert.ok(quietAt >= 1690 + WAVE_QUIET_MS && quietAt <= 1705 + WAVE_QUIET_MS, `written at ${quietAt}`);
+    // A wave that does not end: the next sync (due 500 ms later) is written WAVE_MAX_WAIT_MS past its due time.
+    await acks(quietAt + 500 + WAVE_MAX_WAIT_MS + 100);
+    assert.equal(writes.length, 2);
+    const due = quietAt + 500;
+    assert.ok(
+      writes[1]! >= due + WAVE_MAX_WAIT_MS && writes[1]! <= due + WAVE_MAX_WAIT_MS + WAVE_QUIET_MS + 10,
+      `written at ${writes[1]}`,
+    );
+  } finally {
+    await sync.close();
+    await store.close();
+  }
+});
