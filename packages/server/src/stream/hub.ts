@@ -61,9 +61,11 @@ function frame(type: string, data: unknown): string {
  *
  * A keep-alive goes to every stream one interval after the last message every stream got: a
  * delta renews a worker's lease as a keep-alive does, so after a publish the next keep-alive is
- * due a full interval later (at most two intervals after the keep-alive before it, which also
- * rechecks vouching). A flip is not followed by a keep-alive to the whole fleet while the
- * fleet's reports come in. A stream whose token expired is closed by the first keep-alive or
+ * due a full interval later, however often publishes come. A flip is not followed by a
+ * keep-alive to the whole fleet while the fleet's reports come in (at 10,000 streams a round of
+ * keep-alives costs as much as the flip's fan-out). The hub's timer still runs every interval
+ * at least, to close streams whose token expired and to recheck vouching, and to send the
+ * keep-alives when they are due. A stream whose token expired is closed by the first tick or
  * publish after its expiry, so within one interval of it, and gets no message past it.
  *
  * Attach is race-free: a sink is registered before its snapshot is read, deltas arriving
@@ -75,8 +77,8 @@ export class StreamHub {
   readonly #clock: Clock;
   /** The next keep-alive's timer (a handle of the clock); null once closed. */
   #timer: unknown = null;
-  /** When the last keep-alive ran (the clock's monotonic ms). */
-  #lastKeepalive: number;
+  /** When every live stream last got a message, a keep-alive or a delta (the clock's monotonic ms). */
+  #lastMessage: number;
   #closed = false;
   readonly #keepaliveMs: number;
   readonly #now: () => number;
@@ -99,26 +101,21 @@ export class StreamHub {
     this.#rev = initialRev;
     this.#now = now;
     this.#clock = clock;
-    this.#lastKeepalive = clock.now();
-    this.#arm();
-  }
-
-  #arm(): void {
-    this.#timer = this.#clock.setTimeout(() => {
-      this.#lastKeepalive = this.#clock.now();
-      this.#keepalive();
-      if (!this.#closed) this.#arm();
-    }, this.#keepaliveMs);
+    this.#lastMessage = clock.now();
+    this.#arm(keepaliveMs);
   }
 
   /**
-   * Every stream just got a message: the next keep-alive is due a full interval from now, unless
-   * that puts it more than two intervals after the last one.
+   * The next tick in `ms`; after it, the next one when the next keep-alive is due, at most an
+   * interval later (an interval while none is sent: the switchboard is not vouched for).
    */
-  #deferKeepalive(): void {
-    if (this.#closed || this.#clock.now() - this.#lastKeepalive >= this.#keepaliveMs) return;
-    this.#clock.clearTimeout(this.#timer);
-    this.#arm();
+  #arm(ms: number): void {
+    this.#timer = this.#clock.setTimeout(() => {
+      this.#tick();
+      if (this.#closed) return;
+      const due = this.#lastMessage + this.#keepaliveMs - this.#clock.now();
+      this.#arm(due > 0 ? Math.min(due, this.#keepaliveMs) : this.#keepaliveMs);
+    }, ms);
   }
 
   /** Streams currently receiving deltas. */
@@ -197,8 +194,7 @@ export class StreamHub {
   /** Publishes one rev step to every stream, synchronously. Call right after the commit. */
   publish(rev: number, change: Change): void {
     if (rev > this.#rev) this.#rev = rev;
-    // A stream whose token expired gets nothing more, and is closed now: this publish defers the
-    // keep-alive that would close it, to up to two intervals after the one before.
+    // A stream whose token expired gets nothing more, and is closed now.
     const now = this.#now();
     for (const [sink, buf] of this.#pending) {
       if (expired(sink, now)) this.#drop(sink);
@@ -214,7 +210,7 @@ export class StreamHub {
       if (expired(sink, now) || !send(sink, tenant === null || tenant === sink.tenant ? full : bare))
         this.#drop(sink);
     }
-    this.#deferKeepalive();
+    this.#lastMessage = this.#clock.now();
   }
 
   #send(sink: StreamSink, rev: number, change: Change): void {
@@ -258,10 +254,17 @@ export class StreamHub {
     this.#recheck = recheck;
   }
 
-  #keepalive(): void {
+  /**
+   * Closes expired streams, rechecks vouching, and sends a keep-alive to every stream when none
+   * got a message for an interval.
+   */
+  #tick(): void {
     this.closeExpired();
     this.#recheck?.();
     if (!this.#vouching) return;
+    const now = this.#clock.now();
+    if (now - this.#lastMessage < this.#keepaliveMs) return;
+    this.#lastMessage = now;
     const f = new SseFrame('keepalive', { type: 'keepalive', rev: this.#rev });
     for (const sink of this.#live) if (!send(sink, f)) this.#drop(sink);
   }
