@@ -7,6 +7,9 @@
  * The control plane runs in this process (so the flip's commit time is known exactly); the
  * workers are SDK clients in separate processes, one stream each, holding a 30 s lease (see
  * bench/load-worker.ts: a starved load generator must not drop and reopen its streams).
+ * Each layout's fleet is flipped once unmeasured first (as the floor writes once unmeasured before
+ * its report rounds): that flip opens the connections its reports go over, which SDK workers
+ * hold open between heartbeats, and runs the control plane's report path once.
  * signal-to-halt = flip (commit) → the worker settled (applied the rev, nothing covered in
  * flight, refusing new effects), both as wall-clock instants on this machine.
  * time-to-report = flip → the control plane received the worker's halted report (adds the
@@ -279,14 +282,17 @@ async function measure(workers: number, layout: string): Promise<Measured> {
     () => cp.store.switchboard(),
   );
   const lag = loopDelay();
-  lag.start();
 
   const stopHosted: number[] = [];
   const stopSolo: number[] = [];
   const report: number[] = [];
   let lastReports: HaltedEvent[] = [];
   const traceLines: string[] = [];
-  for (let r = 0; r < REPS; r++) {
+  // Flip -1 is not measured, as the floor's first report write is not: it opens the connections the
+  // fleet's reports go over (SDK workers hold theirs open between their heartbeats; the simulated
+  // ones open their pool on their first report) and runs the control plane's report path once.
+  for (let r = -1; r < REPS; r++) {
+    if (r === 0) lag.start();
     settled.length = 0;
     reports.length = 0;
     traces.length = 0;
@@ -294,7 +300,7 @@ async function measure(workers: number, layout: string): Promise<Measured> {
     const { directive } = await api.post<{ directive: Directive }>('/v1/directives', {
       level: 'halt',
       scope: 'tenant:bench',
-      reason: `bench rep ${r}`,
+      reason: r < 0 ? 'bench warm-up' : `bench rep ${r}`,
       justification: 'benchmark',
       // No escalation to a kill mid-measure on a loaded machine: the kill step comes after the grace.
       graceMs: 600_000,
@@ -303,26 +309,29 @@ async function measure(workers: number, layout: string): Promise<Measured> {
     const until = Date.now() + 15_000;
     while ((settled.length < workers || reports.length < workers) && Date.now() < until) await sleep(10);
     const cpu = process.cpuUsage(cpu0);
+    const measured = r >= 0;
     for (const s of settled)
-      if (s.rev === directive.rev) (isSolo(s.worker) ? stopSolo : stopHosted).push(s.wall - flipWall);
+      if (measured && s.rev === directive.rev)
+        (isSolo(s.worker) ? stopSolo : stopHosted).push(s.wall - flipWall);
     for (const e of reports)
-      if (e.rev === directive.rev && e.timeToStopMs !== null) report.push(e.timeToStopMs);
+      if (measured && e.rev === directive.rev && e.timeToStopMs !== null) report.push(e.timeToStopMs);
     lastReports = reports.filter((e) => e.rev === directive.rev);
     if (TRACE) {
       while (traces.length < procs + solo && Date.now() < until) await sleep(10);
-      traceLines.push(
-        traceFlip(
-          `${workers} workers ${layout}`,
-          r,
-          flipWall,
-          fanout,
-          traces,
-          settled,
-          reports,
-          directive.rev,
-          (cpu.user + cpu.system) / 1000,
-        ),
-      );
+      if (measured)
+        traceLines.push(
+          traceFlip(
+            `${workers} workers ${layout}`,
+            r,
+            flipWall,
+            fanout,
+            traces,
+            settled,
+            reports,
+            directive.rev,
+            (cpu.user + cpu.system) / 1000,
+          ),
+        );
     }
     const { directive: cleared } = await api.post<{ directive: Directive }>(
       `/v1/directives/${directive.id}/resume`,
