@@ -254,14 +254,15 @@ export class ControlPlane {
 
   /**
    * Cancels escalation timers, hands the leader lease back, stops following the store and closes
-   * launcher streams. Resolves when the last presence write, the lease's release and the view's
-   * listener are done: close the store only after that (their last writes need it).
+   * launcher streams. Resolves when the pending acknowledgements' write, the last presence write,
+   * the lease's release and the view's listener are done: close the store only after that (their
+   * last writes need it).
    */
   async stop(): Promise<void> {
     this.#escalation.stop();
-    this.#reports.stop();
+    const acks = this.#reports.stop();
     this.launchers.close();
-    await Promise.all([this.leadership.close(), this.presence.close(), this.view.stop()]);
+    await Promise.all([acks, this.leadership.close(), this.presence.close(), this.view.stop()]);
   }
 
   /**
