@@ -4,9 +4,10 @@
  * (`GET /v1/stream`, Nagle off, as the SDK opens it), parsing every event as JSON and keeping its
  * rev. On a delta that issues a halt or kill of its tenant it settles at once (it has no effect in
  * flight) and prints the instant as the load generator does, then reports `halted` for its run;
- * on any other delta it acks the rev. Reports go over one keep-alive pool per process (up to
- * POOL connections), not one connection per worker, and those of one turn together, as the SDK's
- * workers of one process send them. Opens its streams POOL at a time. Prints
+ * on any other delta it acks the rev. Each registers one run (`POST /v1/runs`) once its snapshot
+ * came, as an SDK worker does when it starts a run, and names it in its halted report. Reports go
+ * over one keep-alive pool per process (up to POOL connections), not one connection per worker,
+ * and those of one turn together, as the SDK's workers of one process send them. Opens its streams POOL at a time. Prints
  * `ready` once every stream has its snapshot; with TRACE=1, a trace line per halt flip as the SDK
  * load generators do (bench/bench-lines.ts). Started by bench/run.ts; not meant to be run by hand.
  */
@@ -19,6 +20,12 @@ const url = new URL(process.env.KILLPATH_URL!);
 const token = process.env.KILLPATH_TOKEN!;
 const POOL = 64;
 const agent = new Agent({ keepAlive: true, maxSockets: POOL });
+/**
+ * Registrations go over connections of their own, closed after each: the report pool's would sit
+ * idle from start-up to the first flip, past the server's keep-alive timeout, and a report sent
+ * on one the server is closing fails (ECONNRESET).
+ */
+const setup = new Agent({ keepAlive: false, maxSockets: POOL });
 const traced = flipTracer(base / 10_000, count);
 
 /**
@@ -41,14 +48,18 @@ const report = turnReports<Report>(
   (reports) => send('/v1/workers/reports', { reports }, 200),
 );
 
-function send(path: string, body: unknown, ok: number): void {
+/**
+ * POSTs `body` to `path` over the report pool (or `over`); a status other than `ok` is printed.
+ * `done` runs once answered.
+ */
+function send(path: string, body: unknown, ok: number, done?: () => void, over: Agent = agent): void {
   const payload = Buffer.from(JSON.stringify(body));
   const req = request({
     hostname: url.hostname,
     port: url.port,
     path,
     method: 'POST',
-    agent,
+    agent: over,
     headers: {
       authorization: `Bearer ${token}`,
       'content-type': 'application/json',
@@ -58,8 +69,9 @@ function send(path: string, body: unknown, ok: number): void {
   req.on('error', (err) => process.stderr.write(`sim-worker: POST ${path}: ${err.message}\n`));
   req.on('response', (res) => {
     if (res.statusCode !== ok) process.stderr.write(`sim-worker: POST ${path}: HTTP ${res.statusCode}\n`);
-    if (ok === 204) {
+    if (ok !== 200) {
       res.resume();
+      res.on('end', () => done?.());
       return;
     }
     // A batch's answer is one status per report: a refused one is as loud as a refused request.
@@ -116,7 +128,15 @@ function open(n: number): Promise<void> {
           const msg = JSON.parse(event.slice(at + 6)) as Delta;
           if (msg.type === 'snapshot') {
             rev = msg.rev;
-            ready();
+            // Its run, registered as the SDK's startRun does: the control plane knows the worker
+            // hosts it, so its halted report acknowledges the stop for it (written to the store).
+            send(
+              '/v1/runs',
+              { runId, parentRunId: null, lineage: [], features: [], workerId },
+              201,
+              ready,
+              setup,
+            );
           } else if (msg.type === 'delta') {
             if (msg.rev !== rev + 1)
               process.stderr.write(`sim-worker: ${workerId} rev gap ${rev} → ${msg.rev}\n`);
