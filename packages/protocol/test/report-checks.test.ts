@@ -82,27 +82,19 @@ function shaped(fields: Record<string, fc.Arbitrary<unknown>>): fc.Arbitrary<unk
   );
 }
 
-const ack = shaped({ rev: count });
-const halted = shaped({
+const haltedFields = {
   rev: count,
   directiveId: directiveRef,
   runs,
   aborted: count,
   completed: count,
   observeToSettleMs: settle,
-});
+};
+const ack = shaped({ rev: count });
+const halted = shaped(haltedFields);
 const item = fc.oneof(
   shaped({ kind: fc.constantFrom('ack', 'halted', 'nack'), workerId: ident, rev: count }),
-  shaped({
-    kind: fc.constantFrom('halted', 'ack'),
-    workerId: ident,
-    rev: count,
-    directiveId: directiveRef,
-    runs,
-    aborted: count,
-    completed: count,
-    observeToSettleMs: settle,
-  }),
+  shaped({ kind: fc.constantFrom('halted', 'ack'), workerId: ident, ...haltedFields }),
 );
 const batch = fc.oneof(
   shaped({ reports: fc.array(item, { minLength: 0, maxLength: 6 }) }),

@@ -13,6 +13,7 @@ import { Fleet, workerKey } from '../src/fleet.ts';
 import { createLogger } from '../src/log.ts';
 import { Metrics } from '../src/metrics.ts';
 import type { DirectiveInput, Lease, Store } from '../src/store/store.ts';
+import { hostWorker } from './harness.ts';
 import { StreamHub } from '../src/stream/hub.ts';
 import { dropLeftovers, freshPgStore, requirePostgres } from './pg.ts';
 import { pgShared, sqliteShared, type SharedDatabase } from './shared-db.ts';
@@ -592,29 +593,8 @@ function cases(name: string, shared: () => Promise<SharedDatabase>): void {
       };
       try {
         await a.start();
-        for (const [w, r] of [
-          ['w1', 'r1'],
-          ['w2', 'r2'],
-        ]) {
-          a.fleet.connected(w!, 'acme', 'bot', []);
-          a.fleet.heartbeat(w!, 'acme', 'bot', {
-            rev: 0,
-            features: [],
-            pid: 7,
-            sinceContactMs: 0,
-            runs: [
-              {
-                runId: r!,
-                parentRunId: null,
-                lineage: [],
-                state: 'running',
-                effects: 0,
-                denied: 0,
-                inFlight: 0,
-              },
-            ],
-          });
-        }
+        hostWorker(a.fleet, 'w1', { runs: ['r1'] });
+        hostWorker(a.fleet, 'w2', { runs: ['r2'] });
         // Three scopes: the same stop issued again would be the one already active.
         const halt = async (scope: string) =>
           (
