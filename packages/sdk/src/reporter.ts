@@ -122,7 +122,7 @@ export class Reporter implements ReportSource {
       const item: Retried = { kind: 'halted', url: `${this.workerPath}/halted`, body: report, attempts: 1 };
       return {
         item: { kind: 'halted', workerId: this.workerId, ...report },
-        sendAlone: () => void this.sendRetried(item),
+        sendAlone: () => void this.sendRetried(item, true),
         failed: (err) => this.retriedFailed(item, this.recordFailed('halted', err)),
       };
     });
@@ -130,7 +130,7 @@ export class Reporter implements ReportSource {
       const body: AckReport = { rev: ackRev };
       out.push({
         item: { kind: 'ack', workerId: this.workerId, rev: ackRev },
-        sendAlone: () => void this.send('ack', `${this.workerPath}/ack`, body),
+        sendAlone: () => void this.send('ack', `${this.workerPath}/ack`, body, undefined, undefined, true),
         failed: (err) => void this.recordFailed('ack', err),
       });
     }
@@ -311,8 +311,16 @@ export class Reporter implements ReportSource {
     });
   }
 
-  private sendRetried(item: Retried): Promise<void> {
-    return this.send(item.kind, item.url, item.body, (code) => this.retriedFailed(item, code));
+  /** Sends `item`; a failure queues it for a retry. `taken`: see {@link Reporter.send}. */
+  private sendRetried(item: Retried, taken = false): Promise<void> {
+    return this.send(
+      item.kind,
+      item.url,
+      item.body,
+      (code) => this.retriedFailed(item, code),
+      undefined,
+      taken,
+    );
   }
 
   /** `item` failed with `code`: it is queued for {@link Reporter.retryFailed} when worth it. */
@@ -340,14 +348,20 @@ export class Reporter implements ReportSource {
     return code;
   }
 
+  /**
+   * POSTs one report. Nothing is sent once the reporter is closed, unless `taken`: a report the
+   * {@link ReportChannel} took before the close, whose batch was refused whole and which now
+   * goes on its own route, is still on its way, as a report sent alone before the close is.
+   */
   private send(
     kind: ReportKind,
     url: string,
     body: unknown,
     onFail?: (code: string | null) => void,
     onOk?: (answer: unknown) => void,
+    taken = false,
   ): Promise<void> {
-    if (this.closed) return Promise.resolve();
+    if (this.closed && !taken) return Promise.resolve();
     const fail = (err: unknown): void => {
       const code = this.recordFailed(kind, err);
       if (!this.closed) onFail?.(code);

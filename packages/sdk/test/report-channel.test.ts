@@ -188,6 +188,35 @@ test('a control plane without the batch route (404) gets every report on its own
   await Promise.all(clients.map((c) => c.close()));
 });
 
+test('a report taken into a batch goes out on its own route when the batch is refused 404, though its worker closed meanwhile', async () => {
+  const { transport, clients, streams, sinks } = await host(3);
+  let refuse = (): void => {};
+  transport.onPost = (post) => {
+    if (!post.url.endsWith('/v1/workers/reports')) return FakeTransport.accept(post);
+    return new Promise((_, reject) => {
+      refuse = () => reject(new KillpathError('not_found', 'no route'));
+    });
+  };
+  const from = transport.posts.length;
+  await Promise.all(streams.map((s) => s.push(issue(2, directive('h1', 'halt', 'tenant:t1')))));
+  await drain();
+  // w2 closes while the batch holding its report is in flight; then the batch is refused.
+  await clients[1]!.close();
+  refuse();
+  await drain();
+  assert.deepEqual(reportPaths(transport, from).sort(), [
+    '/v1/workers/reports',
+    '/v1/workers/w1/halted',
+    '/v1/workers/w2/halted',
+    '/v1/workers/w3/halted',
+  ]);
+  assert.deepEqual(
+    sinks.flatMap((s) => s.ofType('report.failed')),
+    [],
+  );
+  await Promise.all([clients[0]!.close(), clients[2]!.close()]);
+});
+
 test('a batch that failed on the network fails each of its reports, and each is retried', async () => {
   const { transport, clock, clients, streams, sinks } = await host(2);
   transport.onPost = (post) => {
