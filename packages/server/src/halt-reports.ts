@@ -79,9 +79,9 @@ const RETRY_MAX_MS = 2000;
  * keeps its own as well (answered without a read). They are written in batches, once none came
  * for {@link ACK_QUIET_MS} and at the latest {@link ACK_MAX_WAIT_MS} after the first: after a
  * flip a whole fleet reports at once, and writing its rows meanwhile took CPU the rest of the
- * wave was waiting for. Stopping writes what is pending. Time-to-
- * stop is measured from the flip's commit: on this process's monotonic clock when it committed
- * it, else from the commit time stamped in the directive's transaction.
+ * wave was waiting for. Stopping writes what is pending. Time-to-stop is measured from the
+ * flip's commit: on this process's monotonic clock when it committed it, else from the commit
+ * time stamped in the directive's transaction.
  */
 export class HaltReports {
   readonly #host: HaltReportsHost;
