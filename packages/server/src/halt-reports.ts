@@ -58,6 +58,15 @@ export interface HaltReportsHost {
   readonly clock: Clock;
 }
 
+/** Acknowledgements are written to the store once none came for this long (ms)… */
+const ACK_QUIET_MS = 25;
+/**
+ * …and at the latest this long after the first of the batch (ms): well inside the escalation's
+ * slack after the grace (`DEFAULT_ESCALATION_SLACK_MS`, 1 s), in which an acknowledgement taken by
+ * another replica must reach the store for the leader's kill step to count it.
+ */
+const ACK_MAX_WAIT_MS = 250;
+
 /** First wait before a refused shared write is tried again; it doubles up to {@link RETRY_MAX_MS}. */
 const RETRY_FIRST_MS = 100;
 /** Longest wait between two tries of a refused shared write. */
@@ -67,10 +76,13 @@ const RETRY_MAX_MS = 2000;
  * Workers' settle reports (`halted`): which worker acknowledged which stop (what the escalation
  * counts, and what evidence can contradict), and time-to-stop. Acknowledgements are written to
  * the store, so the escalation on whichever replica holds the lease counts them; this process
- * keeps its own as well (answered without a read). They are written once per turn of the event
- * loop, not later: a withdrawal on another replica (a contradiction, see
- * {@link HaltReports.contradict}) is a plain delete, so an acknowledgement written after it would
- * stand. Stopping writes what is pending. Time-to-stop is measured from the flip's commit: on
+ * keeps its own as well (answered without a read). They are written in batches, once none came
+ * for {@link ACK_QUIET_MS} and at the latest {@link ACK_MAX_WAIT_MS} after the first: after a
+ * flip a whole fleet reports at once, and writing its rows meanwhile took CPU the rest of the
+ * wave was waiting for. A withdrawal on another replica (a contradiction, see
+ * {@link HaltReports.contradict}) that lands before the batch still wins: the store keeps it, and
+ * an acknowledgement taken before it does not count (`PresenceStore.retractAck`). Stopping writes
+ * what is pending. Time-to-stop is measured from the flip's commit: on
  * this process's monotonic clock when it committed it, else from the commit time stamped in the
  * directive's transaction.
  */
@@ -87,8 +99,13 @@ export class HaltReports {
   /** Commit time (monotonic ms) of recent revs. */
   readonly #flips = new Map<number, number>();
   readonly #listeners = new Set<HaltedListener>();
-  /** Acknowledgements not written to the store yet (one write per turn of the event loop). */
+  /** Acknowledgements not written to the store yet (see {@link HaltReports}). */
   #pendingAcks: HaltAck[] = [];
+  /** When the first and the last of {@link HaltReports.#pendingAcks} were queued (the clock's ms). */
+  #acksSince = 0;
+  #lastAckQueued = 0;
+  /** The timer of the pending batch's write (a handle of the clock), null when none is set. */
+  #ackTimer: unknown = null;
   /**
    * The last shared write (a batch of acknowledgements or a withdrawal) queued: each starts after
    * the one before it has succeeded, so a withdrawal never lands before the ack it withdraws.
@@ -115,7 +132,23 @@ export class HaltReports {
 
   #queueAck(a: HaltAck): void {
     this.#pendingAcks.push(a);
-    if (this.#pendingAcks.length === 1) setImmediate(() => void this.flushAcks());
+    const now = this.#host.clock.now();
+    this.#lastAckQueued = now;
+    if (this.#pendingAcks.length > 1) return;
+    this.#acksSince = now;
+    this.#armAckWrite(ACK_QUIET_MS);
+  }
+
+  /** Sets the pending batch's timer: when it fires, the batch is written if it is due, else it waits on. */
+  #armAckWrite(ms: number): void {
+    this.#ackTimer = this.#host.clock.setTimeout(() => {
+      this.#ackTimer = null;
+      if (this.#pendingAcks.length === 0) return;
+      const due = Math.min(this.#lastAckQueued + ACK_QUIET_MS, this.#acksSince + ACK_MAX_WAIT_MS);
+      const left = due - this.#host.clock.now();
+      if (left > 0) this.#armAckWrite(left);
+      else void this.flushAcks();
+    }, ms);
   }
 
   /**
@@ -125,6 +158,8 @@ export class HaltReports {
    * would let the escalation on another replica count its worker as a laggard and kill it.
    */
   flushAcks(): Promise<void> {
+    if (this.#ackTimer !== null) this.#host.clock.clearTimeout(this.#ackTimer);
+    this.#ackTimer = null;
     const batch = this.#pendingAcks;
     this.#pendingAcks = [];
     if (batch.length === 0) return this.#ackWrite;
@@ -315,6 +350,7 @@ export class HaltReports {
       const covered = identities.some((r) => (runId === null || r.runId === runId) && coversRun(d, r));
       if (!covered) continue;
       const local = this.#acks.get(directiveId)?.delete(key) ?? false;
+      const withdrawnAt = this.#isoNow();
       const tenant = who?.tenant ?? d.tenant;
       const audit = (): void => {
         this.#host.log.warn('a halted report was contradicted: the kill step will proceed', {
@@ -335,7 +371,11 @@ export class HaltReports {
       // retried like them until it is in the store.
       void this.flushAcks();
       void this.#serial('withdraw a shared acknowledgement', { directiveId, workerId }, () =>
-        this.#host.store.retractAck(directiveId, { tenant: who.tenant, agent: who.agent, workerId }),
+        this.#host.store.retractAck(
+          directiveId,
+          { tenant: who.tenant, agent: who.agent, workerId },
+          withdrawnAt,
+        ),
       ).then((shared) => {
         if (shared === true && !local) audit();
       });

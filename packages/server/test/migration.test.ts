@@ -56,7 +56,7 @@ test('a schema-v1 database opens, keeps its switchboard, audit chain and tokens,
   }
 });
 
-test('a schema-v4 database opens as version 14: its state is kept, drills, capability surfaces, releases, presence, acknowledgements, leases and forwarded telemetry start empty', async () => {
+test('a schema-v4 database opens as version 15: its state is kept, drills, capability surfaces, releases, presence, acknowledgements, leases and forwarded telemetry start empty', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'killpath-v4-'));
   const path = join(dir, 'killpath.db');
   copyFileSync(FIXTURE_V4, path);
@@ -134,6 +134,13 @@ test('a schema-v4 database opens as version 14: its state is kept, drills, capab
     assert.equal(await s.revCommittedAt(board.directives[0]!.rev), board.directives[0]!.issuedAt);
     // Version 14: forwarded telemetry starts empty.
     assert.deepEqual(await s.telemetryAfter(0, 0, 10), []);
+    // Version 15: a withdrawal stays, so an acknowledgement taken before it and written after it does not count.
+    const w = { tenant: 'acme', agent: 'bot', workerId: 'w1' };
+    assert.equal(await s.retractAck('d-old', w, '2025-06-01T00:00:02.000Z'), false);
+    await s.recordAcks([
+      { directiveId: 'd-old', ...w, rev: 1, runs: [], at: '2025-06-01T00:00:01.000Z', replica: 'r' },
+    ]);
+    assert.deepEqual(await s.acksOf('d-old'), []);
     assert.ok((await s.verifyAudit()).ok);
   } finally {
     await s.close();
@@ -142,7 +149,7 @@ test('a schema-v4 database opens as version 14: its state is kept, drills, capab
   try {
     assert.deepEqual(
       { ...(raw.prepare(`SELECT value FROM meta WHERE key = 'schema'`).get() as object) },
-      { value: '14' },
+      { value: '15' },
     );
   } finally {
     raw.close();
@@ -176,6 +183,35 @@ test('meta.schema is read: a database of a newer schema version is refused with 
       'the refused database is left as it was',
     );
     after.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a schema-v14 database gains halt_acks.withdrawn_at; its acknowledgements still count', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'killpath-v14-'));
+  const path = join(dir, 'killpath.db');
+  const w = { tenant: 'acme', agent: 'bot', workerId: 'w1' };
+  const ack = { directiveId: 'd1', ...w, rev: 3, runs: ['r1'], at: '2026-01-01T00:00:00.000Z', replica: 'r' };
+  try {
+    const first = new SqliteStore(path);
+    await first.recordAcks([ack]);
+    await first.close();
+    // What version 14 wrote: no withdrawn_at.
+    const raw = new DatabaseSync(path);
+    raw.exec(
+      `ALTER TABLE halt_acks DROP COLUMN withdrawn_at; UPDATE meta SET value = '14' WHERE key = 'schema'`,
+    );
+    raw.close();
+    const s = new SqliteStore(path);
+    try {
+      assert.equal(s.schemaVersion(), SCHEMA_VERSION);
+      assert.deepEqual(await s.acksOf('d1'), [ack]);
+      assert.equal(await s.retractAck('d1', w, '2026-01-01T00:00:01.000Z'), true);
+      assert.deepEqual(await s.acksOf('d1'), []);
+    } finally {
+      await s.close();
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

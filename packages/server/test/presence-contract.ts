@@ -181,9 +181,19 @@ export function presenceContract(
         { ...ack, rev: 5, runs: ['run-1', 'run-2'] },
         { ...ack, workerId: 'w2', replica: 'r-b' },
       ]);
-      assert.equal(await store.retractAck('d_1', { tenant: 'acme', agent: 'bot', workerId: 'w2' }), true);
-      assert.equal(await store.retractAck('d_1', { tenant: 'acme', agent: 'bot', workerId: 'w2' }), false);
-      assert.equal(await store.retractAck('d_1', { tenant: 'globex', agent: 'bot', workerId: 'w1' }), false);
+      const later = '2026-01-01T00:00:01.000Z';
+      assert.equal(
+        await store.retractAck('d_1', { tenant: 'acme', agent: 'bot', workerId: 'w2' }, later),
+        true,
+      );
+      assert.equal(
+        await store.retractAck('d_1', { tenant: 'acme', agent: 'bot', workerId: 'w2' }, later),
+        false,
+      );
+      assert.equal(
+        await store.retractAck('d_1', { tenant: 'globex', agent: 'bot', workerId: 'w1' }, later),
+        false,
+      );
       assert.deepEqual(
         (await store.acksOf('d_1')).map((a) => a.workerId),
         ['w1'],
@@ -193,6 +203,35 @@ export function presenceContract(
         ['w1'],
       );
       assert.deepEqual(await store.acksOf('d_3'), []);
+    });
+
+    test('a withdrawal that lands before the acknowledgement it withdraws still withdraws it; one taken after it counts', async () => {
+      const w = { tenant: 'acme', agent: 'bot', workerId: 'w1' };
+      const ack = {
+        directiveId: 'd_1',
+        ...w,
+        rev: 4,
+        runs: ['run-1'],
+        at: '2026-01-01T00:00:00.100Z',
+        replica: 'r-b',
+      };
+      // Replica A withdraws at .200 before replica B has written the acknowledgement it took at .100.
+      assert.equal(
+        await store.retractAck('d_1', w, '2026-01-01T00:00:00.200Z'),
+        false,
+        'nothing counted yet',
+      );
+      await store.recordAcks([ack]);
+      assert.deepEqual(await store.acksOf('d_1'), [], 'taken before the withdrawal: it does not count');
+      // The worker reports halted again, after the withdrawal: that one counts.
+      const again = { ...ack, rev: 5, at: '2026-01-01T00:00:00.300Z' };
+      await store.recordAcks([again]);
+      assert.deepEqual(await store.acksOf('d_1'), [again]);
+      // A second withdrawal, later than that one, withdraws it; an earlier instant never moves it back.
+      assert.equal(await store.retractAck('d_1', w, '2026-01-01T00:00:00.400Z'), true);
+      assert.equal(await store.retractAck('d_1', w, '2026-01-01T00:00:00.250Z'), false);
+      await store.recordAcks([{ ...again, at: '2026-01-01T00:00:00.350Z' }]);
+      assert.deepEqual(await store.acksOf('d_1'), []);
     });
 
     test(

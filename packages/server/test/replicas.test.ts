@@ -571,6 +571,92 @@ function cases(name: string, shared: () => Promise<SharedDatabase>): void {
       }
     });
 
+    test('acknowledgements reach the store in batches: once reports go quiet for 25 ms, at most 250 ms after the first; stopping writes the pending ones', async () => {
+      const clock = new ManualClock(0, Date.now());
+      const db = await shared();
+      const a = replica(db.stores[0], 'A', clock);
+      const store = db.stores[0];
+      let stopped = false;
+      /** The workers whose acknowledgement of `id` is in the store, once `n` are (real time, bounded). */
+      const acked = async (id: string, n: number): Promise<string[]> => {
+        const until = Date.now() + 5000;
+        for (;;) {
+          const rows = await store.acksOf(id);
+          if (rows.length >= n || Date.now() > until) return rows.map((r) => r.workerId);
+          await new Promise((r) => setTimeout(r, 5));
+        }
+      };
+      /** Nothing of `id` in the store after 50 ms of real time, the manual clock standing still. */
+      const none = async (id: string, why: string) => {
+        await new Promise((r) => setTimeout(r, 50));
+        assert.deepEqual(await store.acksOf(id), [], why);
+      };
+      try {
+        await a.start();
+        hostWorker(a.fleet, 'w1', { runs: ['r1'] });
+        hostWorker(a.fleet, 'w2', { runs: ['r2'] });
+        // Three scopes: the same stop issued again would be the one already active.
+        const halt = async (scope: string) =>
+          (
+            await a.issue(
+              OPERATOR,
+              {
+                level: 'halt',
+                scope,
+                graceMs: 60_000,
+                reason: 'runaway',
+                justification: 'INC-20',
+              },
+              { via: 'test' },
+            )
+          ).directive;
+        const report = (w: string, d: Directive) =>
+          a.haltedReport(
+            w,
+            { tenant: 'acme', agent: 'bot', key: workerKey('acme', 'bot', w) },
+            {
+              rev: d.rev,
+              directiveId: d.id,
+              runs: [w === 'w1' ? 'r1' : 'r2'],
+              aborted: 0,
+              completed: 0,
+              observeToSettleMs: 1,
+            },
+          );
+        const d1 = await halt('tenant:acme');
+        await report('w1', d1);
+        clock.advance(10);
+        await report('w2', d1);
+        clock.advance(20);
+        await none(d1.id, '20 ms after the last report: not yet');
+        clock.advance(10);
+        assert.deepEqual((await acked(d1.id, 2)).sort(), ['w1', 'w2'], '25 ms after the last report');
+        // Reports that do not stop coming: written 250 ms after the first.
+        const d2 = await halt('agent:acme/bot');
+        for (let t = 0; t < 240; t += 20) {
+          await report(t % 40 === 0 ? 'w1' : 'w2', d2);
+          clock.advance(20);
+        }
+        await none(d2.id, '240 ms after the first, reports still coming');
+        await report('w1', d2);
+        clock.advance(20); // 250 ms after the first, 10 after the last
+        assert.deepEqual((await acked(d2.id, 2)).sort(), ['w1', 'w2'], 'at most 250 ms after the first');
+        // One pending when the control plane stops: written before stop resolves.
+        const d3 = await halt('run:r1');
+        await report('w1', d3);
+        stopped = true;
+        await a.stop();
+        assert.deepEqual(
+          (await store.acksOf(d3.id)).map((r) => r.workerId),
+          ['w1'],
+        );
+      } finally {
+        if (!stopped) await a.stop();
+        await a.leadership.idle();
+        await db.done();
+      }
+    });
+
     test('an acknowledgement taken on one replica and contradicted on another 20 ms later stays withdrawn; one pending at stop is written', async () => {
       const clock = new ManualClock(0, Date.now());
       const db = await shared();

@@ -366,6 +366,8 @@ export interface HaltAckRow {
   runs: string;
   at: string;
   replica: string;
+  /** When it was withdrawn (ISO 8601), null when it never was. */
+  withdrawn_at: string | null;
 }
 
 export function toHaltAck(r: HaltAckRow): HaltAck {

@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS halt_acks (
   runs TEXT NOT NULL,
   at TEXT NOT NULL,
   replica TEXT NOT NULL,
+  withdrawn_at TEXT,
   PRIMARY KEY (directive_id, tenant, agent, worker_id)
 );
 CREATE TABLE IF NOT EXISTS leases (
@@ -157,9 +158,12 @@ export function purgePresence(ctx: PresenceContext, before: number): Promise<num
 export function recordAcks(ctx: PresenceContext, acks: HaltAck[]): Promise<void> {
   if (acks.length === 0) return Promise.resolve();
   return ctx.tx(() => {
+    // A withdrawal stays: an acknowledgement taken before it does not count (see acksOf).
     const put = ctx.db.prepare(
-      `INSERT OR REPLACE INTO halt_acks (directive_id, tenant, agent, worker_id, rev, runs, at, replica)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO halt_acks (directive_id, tenant, agent, worker_id, rev, runs, at, replica)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (directive_id, tenant, agent, worker_id) DO UPDATE SET rev = excluded.rev,
+         runs = excluded.runs, at = excluded.at, replica = excluded.replica`,
     );
     for (const a of acks)
       put.run(a.directiveId, a.tenant, a.agent, a.workerId, a.rev, JSON.stringify(a.runs), a.at, a.replica);
@@ -171,19 +175,35 @@ export function retractAck(
   ctx: PresenceContext,
   directiveId: string,
   w: { tenant: string; agent: string; workerId: string },
+  at: string,
 ): Promise<boolean> {
   return ctx.tx(() => {
-    const r = ctx.db
-      .prepare(`DELETE FROM halt_acks WHERE directive_id = ? AND tenant = ? AND agent = ? AND worker_id = ?`)
-      .run(directiveId, w.tenant, w.agent, w.workerId);
-    return Number(r.changes) > 0;
+    const counted = ctx.db
+      .prepare(
+        `SELECT 1 FROM halt_acks WHERE directive_id = ? AND tenant = ? AND agent = ? AND worker_id = ?
+           AND ${COUNTS}`,
+      )
+      .get(directiveId, w.tenant, w.agent, w.workerId);
+    // The row stays as the withdrawal (an acknowledgement written later, taken before it, loses).
+    ctx.db
+      .prepare(
+        `INSERT INTO halt_acks (directive_id, tenant, agent, worker_id, rev, runs, at, replica, withdrawn_at)
+         VALUES (?, ?, ?, ?, 0, '[]', '', '', ?)
+         ON CONFLICT (directive_id, tenant, agent, worker_id)
+           DO UPDATE SET withdrawn_at = MAX(COALESCE(withdrawn_at, ''), excluded.withdrawn_at)`,
+      )
+      .run(directiveId, w.tenant, w.agent, w.workerId, at);
+    return counted !== undefined;
   });
 }
+
+/** An acknowledgement counts unless withdrawn at or after it was taken (ISO 8601 instants compare as text). */
+const COUNTS = '(withdrawn_at IS NULL OR at > withdrawn_at)';
 
 /** See {@link PresenceStore.acksOf}. */
 export function acksOf(ctx: PresenceContext, directiveId: string): HaltAck[] {
   const rows = ctx.db
-    .prepare(`SELECT * FROM halt_acks WHERE directive_id = ? ORDER BY tenant, agent, worker_id`)
+    .prepare(`SELECT * FROM halt_acks WHERE directive_id = ? AND ${COUNTS} ORDER BY tenant, agent, worker_id`)
     .all(directiveId) as unknown as HaltAckRow[];
   return rows.map(toHaltAck);
 }

@@ -69,7 +69,7 @@ import type {
  * brought up to it in place (see `#migrate`); one of a newer version was written by a newer
  * killpath and is refused rather than misread.
  */
-export const SCHEMA_VERSION = 14;
+export const SCHEMA_VERSION = 15;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -250,6 +250,8 @@ export class SqliteStore implements Store {
    * Version 12 kept workers' presence, acknowledgements and leases in memory only (version 13 adds
    * `presence`, `halt_acks` and `leases`, empty; see `PRESENCE_SCHEMA`).
    * Version 13 had no forwarded telemetry (version 14 adds `telemetry`, empty; see `TELEMETRY_SCHEMA`).
+   * Version 14 deleted a withdrawn acknowledgement (version 15 adds `halt_acks.withdrawn_at`, so a
+   * withdrawal that lands before the acknowledgement it withdraws still withdraws it).
    */
   #migrate(): void {
     const cols = this.#db.prepare('PRAGMA table_info(directives)').all() as { name: string }[];
@@ -284,6 +286,9 @@ export class SqliteStore implements Store {
        CREATE INDEX IF NOT EXISTS directives_cleared_rev ON directives (cleared_rev) WHERE cleared_rev IS NOT NULL;`,
     );
     this.#db.exec(presence.PRESENCE_SCHEMA);
+    const ackCols = this.#db.prepare('PRAGMA table_info(halt_acks)').all() as { name: string }[];
+    if (!ackCols.some((c) => c.name === 'withdrawn_at'))
+      this.#db.exec(`ALTER TABLE halt_acks ADD COLUMN withdrawn_at TEXT`);
     this.#db.exec(telemetry.TELEMETRY_SCHEMA);
     this.#db.prepare(`UPDATE meta SET value = ? WHERE key = 'schema'`).run(String(SCHEMA_VERSION));
   }
@@ -958,8 +963,9 @@ export class SqliteStore implements Store {
   async retractAck(
     directiveId: string,
     worker: { tenant: string; agent: string; workerId: string },
+    at: string,
   ): Promise<boolean> {
-    return presence.retractAck(this.#presenceCtx, directiveId, worker);
+    return presence.retractAck(this.#presenceCtx, directiveId, worker, at);
   }
 
   async acksOf(directiveId: string): Promise<HaltAck[]> {

@@ -758,12 +758,19 @@ export interface PresenceStore {
   purgePresence(before: number): Promise<number>;
   /** Stores acknowledgements (a repeat of a worker's for the same directive replaces it). */
   recordAcks(acks: HaltAck[]): Promise<void>;
-  /** Withdraws a worker's acknowledgement of a directive (evidence contradicted it); false when none. */
+  /**
+   * Withdraws a worker's acknowledgement of a directive (evidence contradicted it) as of wall time
+   * `at` (ISO 8601): the acknowledgement stored no longer counts, nor one taken at or before `at`
+   * that is written after this (another replica writes its acknowledgements once per turn of its
+   * loop, and a withdrawal must not lose that race); one taken after `at` counts. False when no
+   * acknowledgement counted.
+   */
   retractAck(
     directiveId: string,
     worker: { tenant: string; agent: string; workerId: string },
+    at: string,
   ): Promise<boolean>;
-  /** The acknowledgements of directive `id`, by tenant, agent and worker id. */
+  /** The acknowledgements of directive `id` that count (none withdrawn), by tenant, agent and worker id. */
   acksOf(directiveId: string): Promise<HaltAck[]>;
   /** When `rev` committed, as its transaction stamped it (ISO 8601); null when no change has that rev. */
   revCommittedAt(rev: number): Promise<string | null>;

@@ -12,6 +12,17 @@ import type { HaltAck, Lease, LeaseFence, LeaseStore, PresenceRow, PresenceStore
 import type { Sql, Tx } from './connect.ts';
 
 /** DDL of presence, acknowledgements and leases (schema migration 2). */
+/** An acknowledgement counts unless withdrawn at or after it was taken (ISO 8601 instants, compared byte-wise). */
+const COUNTS = '(withdrawn_at IS NULL OR at COLLATE "C" > withdrawn_at COLLATE "C")';
+
+/**
+ * Version 4: a withdrawn acknowledgement stays as its withdrawal, so one written after it (taken
+ * before it, on another replica) does not count.
+ */
+export const HALT_ACK_WITHDRAWALS_DDL: readonly string[] = [
+  'ALTER TABLE halt_acks ADD COLUMN withdrawn_at text',
+];
+
 export const PRESENCE_DDL: readonly string[] = [
   `CREATE TABLE presence_version (
     id smallint PRIMARY KEY CHECK (id = 1),
@@ -201,17 +212,27 @@ export class PgPresence implements PresenceStore, LeaseStore {
   async retractAck(
     directiveId: string,
     w: { tenant: string; agent: string; workerId: string },
+    at: string,
   ): Promise<boolean> {
-    const r = await this.#sql`
-      DELETE FROM halt_acks WHERE directive_id = ${directiveId} AND tenant = ${w.tenant}
-        AND agent = ${w.agent} AND worker_id = ${w.workerId}`;
-    return r.count > 0;
+    // The row stays as the withdrawal (an acknowledgement written later, taken before it, loses).
+    const [r] = await this.#sql<{ counted: boolean }[]>`
+      WITH before AS (
+        SELECT 1 FROM halt_acks WHERE directive_id = ${directiveId} AND tenant = ${w.tenant}
+          AND agent = ${w.agent} AND worker_id = ${w.workerId} AND ${this.#sql.unsafe(COUNTS)}
+      )
+      INSERT INTO halt_acks (directive_id, tenant, agent, worker_id, rev, runs, at, replica, withdrawn_at)
+      VALUES (${directiveId}, ${w.tenant}, ${w.agent}, ${w.workerId}, 0, '[]', '', '', ${at})
+      ON CONFLICT (directive_id, tenant, agent, worker_id) DO UPDATE SET withdrawn_at =
+        GREATEST(COALESCE(halt_acks.withdrawn_at, '') COLLATE "C", EXCLUDED.withdrawn_at COLLATE "C")
+      RETURNING EXISTS (SELECT 1 FROM before) AS counted`;
+    return r?.counted === true;
   }
 
   async acksOf(directiveId: string): Promise<HaltAck[]> {
     const rows = await this.#sql<
       HaltAckRow[]
-    >`SELECT * FROM halt_acks WHERE directive_id = ${directiveId} ORDER BY tenant, agent, worker_id`;
+    >`SELECT * FROM halt_acks WHERE directive_id = ${directiveId} AND ${this.#sql.unsafe(COUNTS)}
+      ORDER BY tenant, agent, worker_id`;
     return rows.map(toHaltAck);
   }
 

@@ -201,7 +201,7 @@ export class PgStore implements Store {
     this.#presence.presenceSince(version, limit, exceptReplica);
   purgePresence: Store['purgePresence'] = (before) => this.#presence.purgePresence(before);
   recordAcks: Store['recordAcks'] = (acks) => this.#presence.recordAcks(acks);
-  retractAck: Store['retractAck'] = (id, worker) => this.#presence.retractAck(id, worker);
+  retractAck: Store['retractAck'] = (id, worker, at) => this.#presence.retractAck(id, worker, at);
   acksOf: Store['acksOf'] = (id) => this.#presence.acksOf(id);
   revCommittedAt: Store['revCommittedAt'] = (rev) => this.#presence.revCommittedAt(rev);
   acquireLease: Store['acquireLease'] = (name, holder, ttlMs, now) =>

@@ -11,7 +11,7 @@ import { KillpathError } from '@killpath/protocol';
 import type { Sql, Tx } from './connect.ts';
 import { TX_DDL } from './tx.ts';
 import { TELEMETRY_DDL } from './pg-telemetry.ts';
-import { PRESENCE_DDL } from './pg-presence.ts';
+import { HALT_ACK_WITHDRAWALS_DDL, PRESENCE_DDL } from './pg-presence.ts';
 import { AUDIT_DDL, DIRECTIVES_DDL, DRILLS_DDL, POLICY_DDL, TOKENS_DDL } from './ddl.ts';
 import { EFFECTS_DDL } from './pg-effects.ts';
 import { FLEET_DDL } from './pg-fleet.ts';
@@ -51,6 +51,11 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 3,
     name: 'telemetry forwarded to the holder of the leader lease',
     statements: TELEMETRY_DDL,
+  },
+  {
+    version: 4,
+    name: 'a withdrawn acknowledgement stays as its withdrawal',
+    statements: HALT_ACK_WITHDRAWALS_DDL,
   },
 ];
 
