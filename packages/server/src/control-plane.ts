@@ -15,7 +15,7 @@ import { PresenceSync } from './presence-sync.ts';
 import type { AuditEvent } from './audit/chain.ts';
 import { AuditQueue } from './audit/audit-queue.ts';
 import { Escalation } from './escalation.ts';
-import { HaltReports, type HaltedEvent, type HaltedListener } from './halt-reports.ts';
+import { HaltReports, ackMaxWait, type HaltedEvent, type HaltedListener } from './halt-reports.ts';
 
 export type { HaltedEvent, HaltedListener } from './halt-reports.ts';
 import type { Fleet, WorkerKey } from './fleet.ts';
@@ -164,6 +164,7 @@ export class ControlPlane {
 
     this.replicaId = deps.replicaId ?? `replica-${randomUUID()}`;
     this.#reports = new HaltReports({
+      ackMaxWaitMs: ackMaxWait(this.#slackMs),
       fleet: this.fleet,
       metrics: this.metrics,
       log: this.#log,

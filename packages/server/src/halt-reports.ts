@@ -37,6 +37,8 @@ const FLIP_MEMORY = 4096;
 
 /** What the halt reports need of the control plane. */
 export interface HaltReportsHost {
+  /** The longest an acknowledgement waits for its batch's write, in ms ({@link ackMaxWait}). */
+  readonly ackMaxWaitMs: number;
   readonly fleet: Fleet;
   readonly metrics: Metrics;
   readonly log: Logger;
@@ -61,11 +63,16 @@ export interface HaltReportsHost {
 /** Acknowledgements are written to the store once none came for this long (ms)… */
 const ACK_QUIET_MS = 25;
 /**
- * …and at the latest this long after the first of the batch (ms): well inside the escalation's
- * slack after the grace (`DEFAULT_ESCALATION_SLACK_MS`, 1 s), in which an acknowledgement taken by
- * another replica must reach the store for the leader's kill step to count it.
+ * …and at the latest this long after the first of the batch (ms), or a quarter of the escalation's
+ * slack after the grace if that is less ({@link ackMaxWait}): an acknowledgement taken by another
+ * replica must reach the store within that slack for the leader's kill step to count it.
  */
 const ACK_MAX_WAIT_MS = 250;
+
+/** The longest an acknowledgement waits for its batch's write, for an escalation slack of `slackMs`. */
+export function ackMaxWait(slackMs: number): number {
+  return Math.min(ACK_MAX_WAIT_MS, Math.max(0, Math.floor(slackMs / 4)));
+}
 
 /** First wait before a refused shared write is tried again; it doubles up to {@link RETRY_MAX_MS}. */
 const RETRY_FIRST_MS = 100;
@@ -77,7 +84,7 @@ const RETRY_MAX_MS = 2000;
  * counts, and what evidence can contradict), and time-to-stop. Acknowledgements are written to
  * the store, so the escalation on whichever replica holds the lease counts them; this process
  * keeps its own as well (answered without a read). They are written in batches, once none came
- * for {@link ACK_QUIET_MS} and at the latest {@link ACK_MAX_WAIT_MS} after the first: after a
+ * for {@link ACK_QUIET_MS} and at the latest {@link ackMaxWait} after the first: after a
  * flip a whole fleet reports at once, and writing its rows meanwhile took CPU the rest of the
  * wave was waiting for. A withdrawal on another replica (a contradiction, see
  * {@link HaltReports.contradict}) that lands before the batch still wins: the store keeps it, and
@@ -136,7 +143,7 @@ export class HaltReports {
     this.#lastAckQueued = now;
     if (this.#pendingAcks.length > 1) return;
     this.#acksSince = now;
-    this.#armAckWrite(ACK_QUIET_MS);
+    this.#armAckWrite(Math.min(ACK_QUIET_MS, this.#host.ackMaxWaitMs));
   }
 
   /** Sets the pending batch's timer: when it fires, the batch is written if it is due, else it waits on. */
@@ -144,7 +151,7 @@ export class HaltReports {
     this.#ackTimer = this.#host.clock.setTimeout(() => {
       this.#ackTimer = null;
       if (this.#pendingAcks.length === 0) return;
-      const due = Math.min(this.#lastAckQueued + ACK_QUIET_MS, this.#acksSince + ACK_MAX_WAIT_MS);
+      const due = Math.min(this.#lastAckQueued + ACK_QUIET_MS, this.#acksSince + this.#host.ackMaxWaitMs);
       const left = due - this.#host.clock.now();
       if (left > 0) this.#armAckWrite(left);
       else void this.flushAcks();
