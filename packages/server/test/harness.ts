@@ -158,3 +158,8 @@ export function hostWorker(
     ...(release === null ? {} : { release }),
   });
 }
+
+/** The body of a halted report for directive `d` naming `runs`: nothing aborted, settled in 1 ms. */
+export function haltedBody(d: { rev: number; id: string }, runs: string[]) {
+  return { rev: d.rev, directiveId: d.id, runs, aborted: 0, completed: 0, observeToSettleMs: 1 };
+}

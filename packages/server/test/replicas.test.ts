@@ -13,7 +13,7 @@ import { Fleet, workerKey } from '../src/fleet.ts';
 import { createLogger } from '../src/log.ts';
 import { Metrics } from '../src/metrics.ts';
 import type { DirectiveInput, Lease, Store } from '../src/store/store.ts';
-import { hostWorker } from './harness.ts';
+import { haltedBody, hostWorker } from './harness.ts';
 import { StreamHub } from '../src/stream/hub.ts';
 import { dropLeftovers, freshPgStore, requirePostgres } from './pg.ts';
 import { pgShared, sqliteShared, type SharedDatabase } from './shared-db.ts';
@@ -675,15 +675,7 @@ function cases(name: string, shared: () => Promise<SharedDatabase>): void {
         );
         await b.view.reach(d.rev);
         const key = workerKey('acme', 'bot', 'w1');
-        const halted = {
-          rev: d.rev,
-          directiveId: d.id,
-          runs: ['r1'],
-          aborted: 0,
-          completed: 0,
-          observeToSettleMs: 1,
-        };
-        await b.haltedReport('w1', { tenant: 'acme', agent: 'bot', key }, halted);
+        await b.haltedReport('w1', { tenant: 'acme', agent: 'bot', key }, haltedBody(d, ['r1']));
         // B has answered the report; 20 ms later the worker's next effect reaches A.
         await new Promise((r) => setTimeout(r, 20));
         clock.advance(5);
@@ -710,11 +702,7 @@ function cases(name: string, shared: () => Promise<SharedDatabase>): void {
           { via: 'test' },
         );
         await b.view.reach(d2.rev);
-        await b.haltedReport(
-          'w1',
-          { tenant: 'acme', agent: 'bot', key },
-          { ...halted, rev: d2.rev, directiveId: d2.id },
-        );
+        await b.haltedReport('w1', { tenant: 'acme', agent: 'bot', key }, haltedBody(d2, ['r1']));
         stopped = true;
         await b.stop();
         assert.deepEqual(
