@@ -7,6 +7,7 @@ import type {
   ApprovalRecord,
   HaltAck,
   LastDrill,
+  PresenceRow,
   NewToken,
   PolicyVersion,
   StoredCheckpoint,
@@ -380,5 +381,31 @@ export function toHaltAck(r: HaltAckRow): HaltAck {
     runs: JSON.parse(r.runs) as string[],
     at: r.at,
     replica: r.replica,
+  };
+}
+
+/** A `presence` row: a worker as one replica published it, its state as one JSON text. */
+export interface PresenceDbRow {
+  tenant: string;
+  agent: string;
+  worker_id: string;
+  replica: string;
+  version: DbInt;
+  /** SQLite's 0/1 or PostgreSQL's boolean. */
+  removed: number | boolean;
+  state: string;
+}
+
+/** The columns of a presence row kept as one JSON text (nothing queries inside them). */
+type PresenceState = Omit<PresenceRow, 'tenant' | 'agent' | 'workerId' | 'replica' | 'removed'>;
+
+export function toPresenceRow(r: PresenceDbRow): PresenceRow {
+  return {
+    tenant: r.tenant,
+    agent: r.agent,
+    workerId: r.worker_id,
+    replica: r.replica,
+    removed: r.removed === true || r.removed === 1,
+    ...(JSON.parse(r.state) as PresenceState),
   };
 }

@@ -1,5 +1,5 @@
 import type { DatabaseSync } from 'node:sqlite';
-import { toHaltAck, type HaltAckRow } from './rows.ts';
+import { toHaltAck, toPresenceRow, type HaltAckRow, type PresenceDbRow } from './rows.ts';
 import { KillpathError } from '@killpath/protocol';
 import type { HaltAck, Lease, LeaseFence, PresenceRow } from './store.ts';
 
@@ -50,9 +50,6 @@ export interface PresenceContext {
   tx<T>(fn: () => T): Promise<T>;
 }
 
-/** The columns of a presence row kept as one JSON text (nothing queries inside them). */
-type PresenceState = Omit<PresenceRow, 'tenant' | 'agent' | 'workerId' | 'replica' | 'removed'>;
-
 /** See {@link PresenceStore.putPresence}. */
 export function putPresence(ctx: PresenceContext, rows: PresenceRow[], now: number): Promise<number> {
   return ctx.tx(() => {
@@ -75,16 +72,6 @@ export function putPresence(ctx: PresenceContext, rows: PresenceRow[], now: numb
     }
     return version;
   });
-}
-
-interface PresenceDbRow {
-  tenant: string;
-  agent: string;
-  worker_id: string;
-  replica: string;
-  version: number;
-  removed: number;
-  state: string;
 }
 
 /** See {@link PresenceStore.presenceSince}. */
@@ -120,7 +107,7 @@ export function presenceSince(
   let last = version;
   const rows = found.map((r) => {
     last = Math.max(last, Number(r.version));
-    return fromDb(r);
+    return toPresenceRow(r);
   });
   // A page must not end inside a version: the next read starts after it.
   if (found.length === limit && found.length > 0) {
@@ -130,20 +117,9 @@ export function presenceSince(
     const seen = new Set(rows.map((r) => `${r.tenant}\u0000${r.agent}\u0000${r.workerId}`));
     for (const r of tail)
       if (r.replica !== exceptReplica && !seen.has(`${r.tenant}\u0000${r.agent}\u0000${r.worker_id}`))
-        rows.push(fromDb(r));
+        rows.push(toPresenceRow(r));
   } else if (head !== null) last = Math.max(last, head);
   return { rows, version: last };
-}
-
-function fromDb(r: PresenceDbRow): PresenceRow {
-  return {
-    tenant: r.tenant,
-    agent: r.agent,
-    workerId: r.worker_id,
-    replica: r.replica,
-    removed: r.removed === 1,
-    ...(JSON.parse(r.state) as PresenceState),
-  };
 }
 
 /** See {@link PresenceStore.purgePresence}. */

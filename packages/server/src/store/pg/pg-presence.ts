@@ -7,7 +7,7 @@
  * progress and a deposed holder's later commit sees the new epoch and is refused.
  */
 import { KillpathError } from '@killpath/protocol';
-import { toHaltAck, type HaltAckRow } from '../rows.ts';
+import { toHaltAck, toPresenceRow, type HaltAckRow, type PresenceDbRow } from '../rows.ts';
 import type { HaltAck, Lease, LeaseFence, LeaseStore, PresenceRow, PresenceStore } from '../store.ts';
 import type { Sql, Tx } from './connect.ts';
 
@@ -59,29 +59,6 @@ export const PRESENCE_DDL: readonly string[] = [
     expires_at bigint NOT NULL
   )`,
 ];
-
-type PresenceState = Omit<PresenceRow, 'tenant' | 'agent' | 'workerId' | 'replica' | 'removed'>;
-
-interface PresenceDbRow {
-  tenant: string;
-  agent: string;
-  worker_id: string;
-  replica: string;
-  version: string;
-  removed: boolean;
-  state: string;
-}
-
-function toRow(r: PresenceDbRow): PresenceRow {
-  return {
-    tenant: r.tenant,
-    agent: r.agent,
-    workerId: r.worker_id,
-    replica: r.replica,
-    removed: r.removed,
-    ...(JSON.parse(r.state) as PresenceState),
-  };
-}
 
 interface LeaseRow {
   name: string;
@@ -168,7 +145,7 @@ export class PgPresence implements PresenceStore, LeaseStore {
     let last = version;
     const rows = found.map((r) => {
       last = Math.max(last, Number(r.version));
-      return toRow(r);
+      return toPresenceRow(r);
     });
     // A page must not end inside a version: the next read starts after it.
     if (found.length === limit && found.length > 0) {
@@ -177,7 +154,7 @@ export class PgPresence implements PresenceStore, LeaseStore {
         SELECT * FROM presence WHERE version = ${last} ORDER BY tenant, agent, worker_id`;
       for (const r of tail)
         if (r.replica !== exceptReplica && !seen.has(`${r.tenant}\u0000${r.agent}\u0000${r.worker_id}`))
-          rows.push(toRow(r));
+          rows.push(toPresenceRow(r));
     } else if (head !== null) last = Math.max(last, head);
     return { rows, version: last };
   }
